@@ -1,0 +1,64 @@
+"""Roster: the identity edge of a B2B purchasing portal.
+
+``create_app`` is the only way the application is built (gunicorn runs ``app:create_app()``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, g, jsonify
+from werkzeug.exceptions import HTTPException
+
+from app.db import Database
+from app.observability import Metrics, configure_logging, init_request_tracking
+from app.settings import load_settings
+
+log = logging.getLogger("roster")
+
+
+def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flask:
+    """Build the app: settings, database, logging, metrics, blueprints, error handlers."""
+    settings = load_settings(overrides)
+    configure_logging(settings["logging"]["level"], settings["logging"]["format"])
+    app = Flask(__name__)
+    app.config["ROSTER"] = settings
+    app.config["SECRET_KEY"] = settings["app"]["secret_key"] or None
+    app.config["MAX_CONTENT_LENGTH"] = settings["app"]["max_body_bytes"]
+    db = Database(settings["database"]["url"], pool_size=settings["database"]["pool_size"],
+                  echo=settings["database"]["echo"],
+                  busy_timeout_ms=settings["database"]["sqlite_busy_timeout_ms"])
+    metrics = Metrics()
+    app.extensions["roster.db"] = db
+    app.extensions["roster.metrics"] = metrics
+    init_request_tracking(app, metrics)
+    _register_blueprints(app)
+    _register_error_handlers(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from app.ops.views import bp as ops_bp
+    from app.scim.views import bp as scim_bp
+
+    app.register_blueprint(ops_bp)
+    app.register_blueprint(scim_bp)
+
+
+def _register_error_handlers(app: Flask) -> None:
+    """Fallback handlers for routes outside a blueprint with its own error format."""
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        code = exc.code or 500
+        return jsonify(error=exc.name, detail=exc.description,
+                       request_id=g.get("request_id")), code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("unhandled error")
+        return jsonify(error="Internal Server Error",
+                       detail="an unexpected error occurred; quote the request id",
+                       request_id=g.get("request_id")), 500

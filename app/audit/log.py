@@ -1,0 +1,90 @@
+"""Append audit events to a per-organization hash chain, inside the caller's transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from app.db import new_id, utcnow
+from app.models import AuditChainHead, AuditEvent
+from app.models.audit import DEPLOYMENT_CHAIN
+
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who made a change: a directory token, an API key, an operator at the CLI, the system."""
+
+    type: str
+    id: str | None = None
+    request_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+SYSTEM = Actor(type="system")
+
+
+def chain_for(organization_id: str | None) -> str:
+    """The chain an event belongs to: its organization, or the deployment chain."""
+    return organization_id or DEPLOYMENT_CHAIN
+
+
+def compute_hash(event: AuditEvent) -> str:
+    """SHA-256 over the canonical JSON of every recorded field and the previous hash."""
+    body = {
+        "event_id": event.event_id, "chain": event.chain, "seq": event.seq,
+        "organization_id": event.organization_id,
+        "occurred_at": event.occurred_at.isoformat(), "action": event.action,
+        "actor_type": event.actor_type, "actor_id": event.actor_id,
+        "subject_type": event.subject_type, "subject_id": event.subject_id,
+        "request_id": event.request_id, "data": event.data, "prev_hash": event.prev_hash,
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _lock_head(session: Session, chain: str) -> AuditChainHead:
+    """Create the chain head if missing, then lock it so appends are serialized per chain."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        insert(AuditChainHead)
+        .values(chain=chain, seq=0, hash=GENESIS_HASH)
+        .on_conflict_do_nothing(index_elements=["chain"])
+    )
+    stmt = select(AuditChainHead).where(AuditChainHead.chain == chain).with_for_update()
+    return session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
+
+
+def record(
+    session: Session,
+    *,
+    organization_id: str | None,
+    action: str,
+    actor: Actor,
+    subject_type: str,
+    subject_id: str | None,
+    data: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one audit event to its organization's chain; the caller's transaction commits it."""
+    chain = chain_for(organization_id)
+    head = _lock_head(session, chain)
+    event = AuditEvent(
+        event_id=new_id(), chain=chain, seq=head.seq + 1, organization_id=organization_id,
+        occurred_at=utcnow(), action=action, actor_type=actor.type, actor_id=actor.id,
+        subject_type=subject_type, subject_id=subject_id, request_id=actor.request_id,
+        data=data or {}, prev_hash=head.hash,
+    )
+    event.hash = compute_hash(event)
+    head.seq, head.hash = event.seq, event.hash
+    session.add(event)
+    return event

@@ -1,0 +1,103 @@
+"""Shared CLI plumbing: lazy settings and database, one transaction, one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import getpass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.orm import Session
+
+from app.audit import Actor
+from app.db import Database
+from app.errors import DomainError
+from app.observability import configure_logging
+from app.settings import Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class CliContext:
+    """Settings and database, created on first use so `--help` never touches either."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._db: Database | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """Validated settings (SettingsError exits with one line per problem)."""
+        if self._settings is None:
+            self._settings = load_settings()
+            configure_logging("WARNING", self._settings["logging"]["format"])
+        return self._settings
+
+    @property
+    def db(self) -> Database:
+        """The configured database."""
+        if self._db is None:
+            db = self.settings["database"]
+            self._db = Database(db["url"], pool_size=db["pool_size"],
+                                busy_timeout_ms=db["sqlite_busy_timeout_ms"])
+        return self._db
+
+    @property
+    def actor(self) -> Actor:
+        """The operator at this terminal."""
+        return Actor(type="operator", id=f"cli:{getpass.getuser()}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One transaction; domain and database errors become one clear line."""
+        try:
+            with self.db.transaction() as session:
+                yield session
+        except DomainError as exc:
+            raise click.ClickException(exc.detail) from None
+        except (OperationalError, ProgrammingError) as exc:
+            raise click.ClickException(_database_problem(exc)) from None
+
+
+def _database_problem(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", exc)).lower()
+    if "no such table" in text or ("does not exist" in text and "relation" in text):
+        return "the database is not migrated: run `roster db upgrade`"
+    return f"database error: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+
+
+pass_ctx = click.make_pass_decorator(CliContext, ensure=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Roster: SCIM provisioning, role mapping and SSO for a B2B purchasing portal."""
+    ctx.ensure_object(CliContext)
+
+
+def echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Print rows as aligned columns (or a note when empty)."""
+    if not rows:
+        click.echo("(none)")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for row in rows:
+        click.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+def command_errors(func: F) -> F:
+    """Turn domain errors raised outside a transaction into one-line CLI errors."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DomainError as exc:
+            raise click.ClickException(exc.detail) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,14 @@
+"""Registers every command group on `roster` (imported late to keep --help fast)."""
+
+from __future__ import annotations
+
+from app.cli.base import cli
+
+
+def register() -> None:
+    """Attach the command groups; safe to call more than once."""
+    from app.cli import db, demo, directory, org, serve
+
+    for command in (db.db, org.org, org.unit, directory.directory, serve.serve, demo.demo):
+        if command.name not in cli.commands:
+            cli.add_command(command)

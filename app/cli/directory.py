@@ -1,0 +1,125 @@
+"""`roster directory`: SCIM connections and their bearer tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+from sqlalchemy.orm import Session
+
+from app.cli.base import CliContext, echo_table, pass_ctx
+from app.db import utcnow
+from app.directory.directories import create_directory, get_directory, list_directories
+from app.directory.organizations import get_organization
+from app.directory.tokens import is_valid, issue_token, list_tokens, revoke_token
+from app.models import Directory
+from app.models.directory import Vendor
+
+
+@click.group()
+def directory() -> None:
+    """Directories: SCIM connections from an IdP into an organization."""
+
+
+def scim_base_url(ctx: CliContext) -> str:
+    """The SCIM base URL an IdP admin pastes into Okta or Entra."""
+    return f"{ctx.settings['app']['base_url'].rstrip('/')}/scim/v2"
+
+
+@directory.command("create")
+@click.option("--org", "org_ref", required=True, help="Organization slug or id.")
+@click.option("--vendor", required=True, type=click.Choice([v.value for v in Vendor]))
+@click.option("--name", default=None, help="Directory name (default: the vendor).")
+@pass_ctx
+def create(ctx: CliContext, org_ref: str, vendor: str, name: str | None) -> None:
+    """Create a directory and print its SCIM base URL and first token (shown once)."""
+    tokens = ctx.settings["tokens"]
+    with ctx.transaction() as session:
+        organization = get_organization(session, org_ref)
+        new = create_directory(session, organization, name or vendor, vendor, ctx.actor)
+        _token, plaintext = issue_token(session, new, ctx.actor, days=tokens["scim_token_days"],
+                                        max_valid=tokens["max_valid_per_directory"])
+    click.echo(f"directory {new.name} created (id {new.id})")
+    click.echo(f"SCIM base URL: {scim_base_url(ctx)}")
+    click.echo(f"SCIM token:    {plaintext}")
+    click.echo("The token is shown once; store it in your IdP now.")
+
+
+@directory.command("list")
+@click.option("--org", "org_ref", required=True, help="Organization slug or id.")
+@pass_ctx
+def list_(ctx: CliContext, org_ref: str) -> None:
+    """List an organization's directories."""
+    with ctx.transaction() as session:
+        organization = get_organization(session, org_ref)
+        rows = [{"name": d.name, "vendor": d.vendor.value, "status": d.status.value, "id": d.id}
+                for d in list_directories(session, organization)]
+    echo_table(rows, ["name", "vendor", "status", "id"])
+
+
+@directory.group("token")
+def token() -> None:
+    """Bearer tokens of a directory: rotate with overlap, revoke, list."""
+
+
+_directory_option = click.option("--directory", "directory_ref", required=True,
+                                  help="Directory id (or name, with --org).")
+_org_option = click.option("--org", "org_ref", default=None,
+                           help="Organization slug or id, to name the directory by name.")
+
+
+def _find(session: Session, directory_ref: str, org_ref: str | None) -> Directory:
+    organization = get_organization(session, org_ref) if org_ref else None
+    return get_directory(session, directory_ref, organization)
+
+
+@token.command("rotate")
+@_directory_option
+@_org_option
+@pass_ctx
+def rotate(ctx: CliContext, directory_ref: str, org_ref: str | None) -> None:
+    """Issue a new token; the old one keeps working until you revoke it."""
+    tokens = ctx.settings["tokens"]
+    with ctx.transaction() as session:
+        found = _find(session, directory_ref, org_ref)
+        new, plaintext = issue_token(session, found, ctx.actor,
+                                     days=tokens["scim_token_days"],
+                                     max_valid=tokens["max_valid_per_directory"])
+    click.echo(f"new token {new.prefix}... (id {new.id})")
+    click.echo(f"SCIM token: {plaintext}")
+    click.echo("Update the IdP, then revoke the old token with `roster directory token revoke`.")
+
+
+@token.command("revoke")
+@_directory_option
+@_org_option
+@click.argument("token_ref")
+@pass_ctx
+def revoke(ctx: CliContext, directory_ref: str, org_ref: str | None, token_ref: str) -> None:
+    """Revoke TOKEN_REF (its id or prefix); it stops working at once."""
+    with ctx.transaction() as session:
+        found = _find(session, directory_ref, org_ref)
+        revoked = revoke_token(session, found, token_ref, ctx.actor)
+    click.echo(f"token {revoked.prefix}... revoked")
+
+
+@token.command("list")
+@_directory_option
+@_org_option
+@pass_ctx
+def list_tokens_(ctx: CliContext, directory_ref: str, org_ref: str | None) -> None:
+    """List a directory's tokens (prefixes only; secrets are never stored)."""
+    now = utcnow()
+    with ctx.transaction() as session:
+        found = _find(session, directory_ref, org_ref)
+        rows = [{
+            "id": t.id, "prefix": f"{t.prefix}...",
+            "state": "valid" if is_valid(t, now) else ("revoked" if t.revoked_at else "expired"),
+            "created": _fmt(t.created_at), "last_used": _fmt(t.last_used_at),
+            "expires": _fmt(t.expires_at),
+        } for t in list_tokens(session, found)]
+    echo_table(rows, ["id", "prefix", "state", "created", "last_used", "expires"])
+
+
+def _fmt(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"

@@ -1,0 +1,25 @@
+"""`roster serve`: the production server (gunicorn with config/gunicorn.conf.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from app.cli.base import CliContext, pass_ctx
+from app.settings import ROOT
+
+
+@click.command()
+@click.option("--bind", default=None, help="Address to bind (default: server.bind).")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes (default: server.workers).")
+@pass_ctx
+def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
+    """Serve app:create_app() under gunicorn."""
+    server = ctx.settings["server"]  # validates settings before gunicorn starts
+    argv = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "config" / "gunicorn.conf.py"),
+            "--bind", bind or server["bind"], "--workers", str(workers or server["workers"]),
+            "app:create_app()"]
+    os.execvp(argv[0], argv)  # noqa: S606 - replacing this process with gunicorn

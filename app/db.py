@@ -1,0 +1,140 @@
+"""Engine, declarative Base, and the one-transaction-per-unit-of-work discipline.
+
+Services take a ``Session`` and never commit; the caller (a view or a CLI command)
+opens exactly one ``transaction()`` and it commits or rolls back as a whole.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Whether the current SQLite transaction will write (BEGIN IMMEDIATE) or only read.
+_sqlite_write: ContextVar[bool] = ContextVar("_sqlite_write", default=True)
+
+# JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on both databases (SQLite stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention, so migrations name constraints stably."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, with microseconds (the resolution both databases keep)."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A server-issued identifier (UUID4 text), used as SCIM id and primary key."""
+    return str(uuid.uuid4())
+
+
+def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
+                busy_timeout_ms: int = 5000) -> Engine:
+    """Create the engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, echo=echo, poolclass=NullPool if _memory(url) else None,
+                               connect_args={"check_same_thread": False})
+        _configure_sqlite(engine, busy_timeout_ms)
+        return engine
+    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
+                         pool_pre_ping=True)
+
+
+def _memory(url: str) -> bool:
+    return make_url(url).database in (None, "", ":memory:")
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself so that a transaction really starts at
+        # the first statement and BEGIN IMMEDIATE can be used for writers.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # IMMEDIATE takes the write lock up front: two writers queue on busy_timeout
+        # instead of failing with "database is locked" on lock upgrade.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if _sqlite_write.get() else "BEGIN")
+
+
+class Database:
+    """Holds the engine and session factory of one app (or one CLI invocation)."""
+
+    def __init__(self, url: str, *, pool_size: int = 5, echo: bool = False,
+                 busy_timeout_ms: int = 5000) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size=pool_size, echo=echo,
+                                  busy_timeout_ms=busy_timeout_ms)
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    @contextmanager
+    def transaction(self, *, readonly: bool = False) -> Iterator[Session]:
+        """One unit of work: commit when the block ends, roll back if it raises.
+
+        ``readonly`` only lets SQLite readers run beside a writer; it is not enforced.
+        """
+        token = _sqlite_write.set(not readonly)
+        try:
+            with self.sessionmaker() as session, session.begin():
+                yield session
+        finally:
+            _sqlite_write.reset(token)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

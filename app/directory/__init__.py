@@ -1,0 +1,1 @@
+"""Directory domain: organizations, units, directories, tokens, users, groups, memberships."""

@@ -1,0 +1,95 @@
+"""Organizations (tenants) and their unit tree."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.audit import Actor, record
+from app.errors import Conflict, InvalidInput, NotFound
+from app.mapping.catalog import RoleSpec
+from app.mapping.roles import seed_roles
+from app.models import Organization, Unit
+from app.models.organization import UnitKind
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+PATH_SEPARATOR = "/"
+
+
+def create_organization(session: Session, slug: str, name: str,
+                        catalog: Iterable[RoleSpec], actor: Actor) -> Organization:
+    """Create a tenant and seed its role catalog."""
+    if not SLUG.match(slug):
+        raise InvalidInput(
+            f"organization slug {slug!r} must be lower-case letters, digits and '-'",
+            field="slug",
+        )
+    if session.scalar(select(Organization.id).where(Organization.slug == slug)):
+        raise Conflict(f"organization {slug!r} already exists", field="slug")
+    org = Organization(slug=slug, name=name or slug, policy={})
+    session.add(org)
+    session.flush()
+    record(session, organization_id=org.id, action="organization:create", actor=actor,
+           subject_type="organization", subject_id=org.id, data={"slug": slug, "name": name})
+    seed_roles(session, org, catalog, actor)
+    return org
+
+
+def get_organization(session: Session, ref: str) -> Organization:
+    """Find an organization by slug or id."""
+    org = session.scalar(
+        select(Organization).where((Organization.slug == ref) | (Organization.id == ref))
+    )
+    if org is None:
+        raise NotFound(f"organization {ref!r} does not exist", field="org")
+    return org
+
+
+def list_organizations(session: Session) -> list[Organization]:
+    """Every organization, by slug."""
+    return list(session.scalars(select(Organization).order_by(Organization.slug)))
+
+
+def add_unit(session: Session, org: Organization, name: str, kind: str,
+             parent_ref: str | None, actor: Actor) -> Unit:
+    """Add a unit under ``parent_ref`` (a path like ``Engineering/Tokyo``, or an id)."""
+    name = name.strip()
+    if not name or PATH_SEPARATOR in name:
+        raise InvalidInput(f"unit name {name!r} must be non-empty and contain no '/'",
+                           field="name")
+    try:
+        unit_kind = UnitKind(kind)
+    except ValueError:
+        kinds = ", ".join(k.value for k in UnitKind)
+        raise InvalidInput(f"unit kind {kind!r} is not one of {kinds}", field="kind") from None
+    parent = find_unit(session, org, parent_ref) if parent_ref else None
+    path = f"{parent.path}{PATH_SEPARATOR}{name}" if parent else name
+    if session.scalar(select(Unit.id).where(Unit.organization_id == org.id, Unit.path == path)):
+        raise Conflict(f"unit {path!r} already exists in {org.slug}", field="name")
+    unit = Unit(organization_id=org.id, parent_id=parent.id if parent else None,
+                kind=unit_kind, name=name, path=path)
+    session.add(unit)
+    session.flush()
+    record(session, organization_id=org.id, action="unit:create", actor=actor,
+           subject_type="unit", subject_id=unit.id, data={"path": path, "kind": kind})
+    return unit
+
+
+def find_unit(session: Session, org: Organization, ref: str) -> Unit:
+    """Find a unit of ``org`` by path or id."""
+    unit = session.scalar(
+        select(Unit).where(Unit.organization_id == org.id, (Unit.path == ref) | (Unit.id == ref))
+    )
+    if unit is None:
+        raise NotFound(f"unit {ref!r} does not exist in {org.slug}", field="parent")
+    return unit
+
+
+def list_units(session: Session, org: Organization) -> list[Unit]:
+    """The unit tree of an organization in path order (parents before children)."""
+    return list(session.scalars(
+        select(Unit).where(Unit.organization_id == org.id).order_by(Unit.path)
+    ))

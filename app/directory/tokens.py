@@ -1,0 +1,109 @@
+"""SCIM bearer tokens (RFC 6750): issued once, stored as SHA-256, rotated with overlap."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.audit import Actor, record
+from app.db import utcnow
+from app.errors import Conflict, NotFound, Unauthorized
+from app.models import Directory, DirectoryToken
+from app.models.directory import DirectoryStatus
+
+TOKEN_PREFIX = "rst_"  # noqa: S105 - a public marker, not a secret
+# Writing last_used_at on every request would turn each read into a write.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def hash_token(plaintext: str) -> str:
+    """SHA-256 hex of a token: tokens carry 256 random bits, so no slow hash is needed."""
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def is_valid(token: DirectoryToken, now: datetime) -> bool:
+    """Neither revoked nor expired."""
+    return token.revoked_at is None and (token.expires_at is None or token.expires_at > now)
+
+
+def valid_tokens(session: Session, directory: Directory) -> list[DirectoryToken]:
+    """The tokens of ``directory`` that would authenticate right now."""
+    now = utcnow()
+    tokens = session.scalars(
+        select(DirectoryToken).where(DirectoryToken.directory_id == directory.id)
+    )
+    return [t for t in tokens if is_valid(t, now)]
+
+
+def issue_token(session: Session, directory: Directory, actor: Actor, *, days: int,
+                max_valid: int) -> tuple[DirectoryToken, str]:
+    """Create a token; returns the row and the plaintext, which is never stored or shown again."""
+    if len(valid_tokens(session, directory)) >= max_valid:
+        raise Conflict(
+            f"directory {directory.name!r} already has {max_valid} valid tokens; "
+            "revoke one before issuing another", field="directory",
+        )
+    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = DirectoryToken(
+        directory_id=directory.id, token_hash=hash_token(plaintext), prefix=plaintext[:10],
+        created_at=utcnow(), expires_at=utcnow() + timedelta(days=days) if days else None,
+    )
+    session.add(token)
+    session.flush()
+    record(session, organization_id=directory.organization_id,
+           action="directory_token:create", actor=actor, subject_type="directory_token",
+           subject_id=token.id, data={"directory_id": directory.id, "prefix": token.prefix,
+                                      "expires_at": _iso(token.expires_at)})
+    return token, plaintext
+
+
+def revoke_token(session: Session, directory: Directory, token_ref: str,
+                 actor: Actor) -> DirectoryToken:
+    """Revoke one token of ``directory`` by id or prefix; it stops working at once."""
+    token = session.scalar(select(DirectoryToken).where(
+        DirectoryToken.directory_id == directory.id,
+        (DirectoryToken.id == token_ref) | (DirectoryToken.prefix == token_ref),
+    ))
+    if token is None:
+        raise NotFound(f"token {token_ref!r} does not exist for this directory", field="token")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        record(session, organization_id=directory.organization_id,
+               action="directory_token:revoke", actor=actor, subject_type="directory_token",
+               subject_id=token.id, data={"directory_id": directory.id, "prefix": token.prefix})
+    return token
+
+
+def list_tokens(session: Session, directory: Directory) -> list[DirectoryToken]:
+    """Every token of ``directory``, newest first (no secrets: only prefixes)."""
+    return list(session.scalars(
+        select(DirectoryToken).where(DirectoryToken.directory_id == directory.id)
+        .order_by(DirectoryToken.created_at.desc())
+    ))
+
+
+def authenticate(session: Session, plaintext: str) -> tuple[Directory, DirectoryToken]:
+    """Resolve a bearer token to its active directory, or raise Unauthorized."""
+    digest = hash_token(plaintext)
+    token = session.scalar(select(DirectoryToken).where(DirectoryToken.token_hash == digest))
+    now = utcnow()
+    # The lookup is by hash; comparing digests in constant time closes the remaining gap.
+    if token is None or not hmac.compare_digest(token.token_hash, digest):
+        raise Unauthorized("the bearer token is not valid")
+    if not is_valid(token, now):
+        raise Unauthorized("the bearer token has expired or was revoked")
+    directory = session.get(Directory, token.directory_id)
+    if directory is None or directory.status != DirectoryStatus.active:
+        raise Unauthorized("the directory of this token is disabled")
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        token.last_used_at = now
+    return directory, token
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

@@ -1,0 +1,1 @@
+"""Mapping: the role catalog, mapping rules (pure) and their evaluation."""

@@ -1,0 +1,86 @@
+"""The closed permission vocabulary, typed role parameters, and the role catalog file."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from app.errors import InvalidInput
+
+PERMISSIONS: frozenset[str] = frozenset({
+    "users.manage", "payment_methods.manage", "addresses.manage", "addresses.use",
+    "orders.place", "orders.view_own", "orders.view_unit", "orders.view_all",
+    "orders.manage_all", "orders.approve", "invoices.view", "statements.view",
+    "reports.view", "deliveries.receive", "quotes.request", "catalog.view_prices",
+})
+PARAMETER_TYPES = ("money", "int", "bool")
+CURRENCY_LENGTH = 3
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    """A role as declared in config/roles.toml or by an operator."""
+
+    key: str
+    name: str
+    description: str = ""
+    permissions: tuple[str, ...] = ()
+    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def check_value(kind: str, value: Any, where: str) -> Any:
+    """Validate one parameter value of the given type; returns its canonical form."""
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind == "money" and isinstance(value, dict) and set(value) == {"amount", "currency"}:
+        currency = value["currency"]
+        if not (isinstance(currency, str) and len(currency) == CURRENCY_LENGTH
+                and currency.isalpha() and currency.isupper()):
+            raise InvalidInput(f"{where}: currency must be an ISO 4217 code", field=where)
+        try:
+            amount = Decimal(str(value["amount"]))
+        except InvalidOperation:
+            raise InvalidInput(f"{where}: amount must be a decimal number", field=where) from None
+        if not amount.is_finite() or amount < 0:
+            raise InvalidInput(f"{where}: amount must be zero or more", field=where)
+        return {"amount": str(amount), "currency": currency}
+    raise InvalidInput(f"{where}: expected a {kind} value, got {value!r}", field=where)
+
+
+def validate_spec(spec: RoleSpec) -> RoleSpec:
+    """Reject unknown permissions, unknown parameter types and badly typed defaults."""
+    if not spec.key.replace("_", "").isalnum() or not spec.key.islower():
+        raise InvalidInput(f"role key {spec.key!r} must be lower-case letters, digits and _",
+                           field="key")
+    unknown = sorted(set(spec.permissions) - PERMISSIONS)
+    if unknown:
+        raise InvalidInput(f"role {spec.key}: unknown permissions {', '.join(unknown)}",
+                           field="permissions")
+    params: dict[str, dict[str, Any]] = {}
+    for name, decl in spec.parameters.items():
+        kind = decl.get("type")
+        if kind not in PARAMETER_TYPES:
+            raise InvalidInput(f"role {spec.key}: parameter {name} has unknown type {kind!r}",
+                               field=f"parameters.{name}")
+        default = check_value(kind, decl.get("default"), f"parameters.{name}.default")
+        params[name] = {"type": kind, "default": default}
+    return RoleSpec(spec.key, spec.name, spec.description, tuple(spec.permissions), params)
+
+
+def load_catalog(path: Path) -> list[RoleSpec]:
+    """Read and validate a role catalog file (config/roles.toml)."""
+    with path.open("rb") as fh:
+        data = tomllib.load(fh)
+    return [
+        validate_spec(RoleSpec(
+            key=key, name=body.get("name", key), description=body.get("description", ""),
+            permissions=tuple(body.get("permissions", ())),
+            parameters=dict(body.get("parameters", {})),
+        ))
+        for key, body in data.get("roles", {}).items()
+    ]

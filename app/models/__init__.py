@@ -1,0 +1,21 @@
+"""SQLAlchemy models: the bottom layer. Import from here, never from a sibling's internals."""
+
+from app.models.access import Grant, Role
+from app.models.audit import AuditChainHead, AuditEvent, OutboxEvent
+from app.models.directory import Directory, DirectoryToken, Group, Membership, User
+from app.models.organization import Organization, Unit
+
+__all__ = [
+    "AuditChainHead",
+    "AuditEvent",
+    "Directory",
+    "DirectoryToken",
+    "Grant",
+    "Group",
+    "Membership",
+    "Organization",
+    "OutboxEvent",
+    "Role",
+    "Unit",
+    "User",
+]

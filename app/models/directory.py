@@ -1,0 +1,200 @@
+"""Directories (SCIM connections), their bearer tokens, and the SCIM users and groups."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db import Base, JSONType, UTCDateTime, new_id, utcnow
+
+
+class Vendor(enum.StrEnum):
+    """The IdP behind a directory; selects nothing by itself (dialects are detected)."""
+
+    okta = "okta"
+    entra = "entra"
+    generic = "generic"
+
+
+class DirectoryStatus(enum.StrEnum):
+    """Whether a directory accepts SCIM traffic."""
+
+    active = "active"
+    disabled = "disabled"
+
+
+class UserStatus(enum.StrEnum):
+    """Lifecycle status of a provisioned user (SCIM ``active`` is derived from it)."""
+
+    active = "active"
+    suspended = "suspended"
+    deprovisioned = "deprovisioned"
+    deleted = "deleted"
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=20, validate_strings=True)
+
+
+class Directory(Base):
+    """One SCIM connection from one IdP into one organization."""
+
+    __tablename__ = "directories"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    vendor: Mapped[Vendor] = mapped_column(_enum(Vendor))
+    status: Mapped[DirectoryStatus] = mapped_column(
+        _enum(DirectoryStatus), default=DirectoryStatus.active
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    tokens: Mapped[list[DirectoryToken]] = relationship(back_populates="directory")
+
+
+class DirectoryToken(Base):
+    """A SCIM bearer token, stored only as its SHA-256; two may be valid for rotation."""
+
+    __tablename__ = "directory_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    directory_id: Mapped[str] = mapped_column(
+        ForeignKey("directories.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters, shown in listings so an admin can tell tokens apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    directory: Mapped[Directory] = relationship(back_populates="tokens")
+
+
+class User(Base):
+    """A SCIM User as the IdP sent it (RFC 7643 §4.1 and the enterprise extension §4.3)."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        Index("ix_users_directory_external_id", "directory_id", "external_id"),
+        Index("ix_users_directory_created", "directory_id", "created_at", "id"),
+        Index("ix_users_manager_id", "manager_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    directory_id: Mapped[str] = mapped_column(ForeignKey("directories.id", ondelete="CASCADE"))
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    external_id: Mapped[str | None] = mapped_column(String(500))
+    user_name: Mapped[str] = mapped_column(String(500))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    status: Mapped[UserStatus] = mapped_column(_enum(UserStatus), default=UserStatus.active)
+    # name (RFC 7643 §4.1.1)
+    name_formatted: Mapped[str | None] = mapped_column(String(500))
+    family_name: Mapped[str | None] = mapped_column(String(200))
+    given_name: Mapped[str | None] = mapped_column(String(200))
+    middle_name: Mapped[str | None] = mapped_column(String(200))
+    honorific_prefix: Mapped[str | None] = mapped_column(String(50))
+    honorific_suffix: Mapped[str | None] = mapped_column(String(50))
+    display_name: Mapped[str | None] = mapped_column(String(500))
+    nick_name: Mapped[str | None] = mapped_column(String(200))
+    profile_url: Mapped[str | None] = mapped_column(String(1000))
+    title: Mapped[str | None] = mapped_column(String(200))
+    user_type: Mapped[str | None] = mapped_column(String(100))
+    preferred_language: Mapped[str | None] = mapped_column(String(50))
+    locale: Mapped[str | None] = mapped_column(String(50))
+    timezone: Mapped[str | None] = mapped_column(String(100))
+    # Multi-valued attributes (RFC 7643 §4.1.2), stored as sent: lists of objects.
+    emails: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    phone_numbers: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    ims: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    photos: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    addresses: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    entitlements: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    roles: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    x509_certificates: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    # The primary (else first) email, lower-cased: indexed for login matching and filters.
+    primary_email: Mapped[str | None] = mapped_column(String(500), index=True)
+    # Enterprise extension (RFC 7643 §4.3)
+    employee_number: Mapped[str | None] = mapped_column(String(100))
+    cost_center: Mapped[str | None] = mapped_column(String(200))
+    organization_name: Mapped[str | None] = mapped_column(String(200))
+    division: Mapped[str | None] = mapped_column(String(200))
+    department: Mapped[str | None] = mapped_column(String(200))
+    manager_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    # Extension schemas we do not model, keyed by schema URN, kept as sent.
+    extension_data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Only set when scim.store_password_hash is on; never returned (RFC 7643 §4.1.1).
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Soft delete (SCIM DELETE): hidden from SCIM at once, purged after retention.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    manager: Mapped[User | None] = relationship(remote_side=[id])
+
+
+class Group(Base):
+    """A SCIM Group (RFC 7643 §4.2); members live in :class:`Membership`, never loaded whole."""
+
+    __tablename__ = "groups"
+    __table_args__ = (
+        Index("ix_groups_directory_external_id", "directory_id", "external_id"),
+        Index("ix_groups_directory_created", "directory_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    directory_id: Mapped[str] = mapped_column(ForeignKey("directories.id", ondelete="CASCADE"))
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    display_name: Mapped[str] = mapped_column(String(500))
+    external_id: Mapped[str | None] = mapped_column(String(500))
+    extension_data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Membership(Base):
+    """One row per (group, user): adding a member touches one row, indexed both ways."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (Index("ix_memberships_user_id_group_id", "user_id", "group_id"),)
+
+    group_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# userName is caseExact=false (RFC 7643 §4.1.1): unique case-insensitively per directory.
+Index("uq_users_directory_username", User.directory_id, func.lower(User.user_name), unique=True)
+Index("uq_groups_directory_display_name", Group.directory_id, func.lower(Group.display_name),
+      unique=True)

@@ -1,0 +1,134 @@
+"""Structured JSON logs with a request id, and Prometheus metrics per route and status."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+# Anything that looks like a credential is masked before a log line is written.
+_SECRET_PATTERNS = [
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"rst_[A-Za-z0-9_-]+"),
+    re.compile(r"(?i)(\"?(?:password|secret|token|authorization)\"?\s*[:=]\s*\"?)[^\",\s]+"),
+]
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+
+
+def redact(text: str) -> str:
+    """Mask bearer tokens, Roster tokens and password-like fields in a log message."""
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[REDACTED]", text)
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id and extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as a single JSON line with secrets masked."""
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        for key, value in vars(record).items():
+            if key not in _RESERVED and not key.startswith("_"):
+                out[key] = value
+        if record.exc_info:
+            out["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(out, default=str)
+
+
+class RequestIdFilter(logging.Filter):
+    """Attach the current request id (if any) to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Add ``request_id`` from flask.g when inside a request."""
+        if not hasattr(record, "request_id"):
+            try:
+                record.request_id = g.get("request_id")
+            except RuntimeError:
+                record.request_id = None
+        return True
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Install the JSON (or text) handler on the root logger, once per process."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    for handler in list(root.handlers):
+        if getattr(handler, "_roster", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._roster = True  # type: ignore[attr-defined]
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(
+        JsonFormatter() if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+    )
+    root.addHandler(handler)
+
+
+class Metrics:
+    """Request counters and latency histograms; gunicorn workers share them via a directory."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("roster_http_requests_total", "HTTP requests",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "roster_http_request_duration_seconds", "HTTP request latency",
+            ["method", "route"], registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+
+    def render(self) -> Response:
+        """The exposition text; merges all workers when PROMETHEUS_MULTIPROC_DIR is set."""
+        registry = self.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def init_request_tracking(app: Flask, metrics: Metrics) -> None:
+    """Request id in and out, a metrics sample and one access log line per request."""
+    log = logging.getLogger("roster.access")
+
+    @app.before_request
+    def _start() -> None:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+        route = request.url_rule.rule if request.url_rule else "<unmatched>"
+        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
+        metrics.latency.labels(request.method, route).observe(elapsed)
+        log.info("%s %s %s", request.method, route, response.status_code,
+                 extra={"method": request.method, "route": route,
+                        "status": response.status_code, "duration_ms": round(elapsed * 1000, 2)})
+        return response

@@ -1,0 +1,40 @@
+"""/healthz (process up), /readyz (database reachable, migrations at head), /metrics."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from app.migrate import current_revision, head_revision
+
+bp = Blueprint("ops", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Liveness: answers while the process runs, without touching the database."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Readiness: the database answers and its schema is at the migration head."""
+    db = current_app.extensions["roster.db"]
+    try:
+        current = current_revision(db.engine)
+    except Exception:  # any driver error means "not ready", never a 500
+        log.warning("readiness check: database unreachable", exc_info=True)
+        return jsonify(status="unavailable", reason="database unreachable"), 503
+    head = head_revision()
+    if current != head:
+        return jsonify(status="unavailable", reason="migrations not at head",
+                       current=current, head=head), 503
+    return jsonify(status="ok", revision=current), 200
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus exposition of request counts and latency histograms."""
+    return current_app.extensions["roster.metrics"].render()

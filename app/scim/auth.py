@@ -1,0 +1,34 @@
+"""Bearer-token authentication of the calling directory (RFC 7644 §2, RFC 6750)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import request
+from sqlalchemy.orm import Session
+
+from app.directory.tokens import authenticate
+from app.errors import Unauthorized
+from app.models import Directory, DirectoryToken
+from app.scim.errors import ScimError
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated directory behind a SCIM request."""
+
+    directory: Directory
+    token: DirectoryToken
+
+
+def authenticate_request(session: Session) -> Caller:
+    """Read ``Authorization: Bearer``; a missing or bad token is a SCIM 401."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise ScimError(401, "authentication required: send Authorization: Bearer <token>")
+    try:
+        directory, token = authenticate(session, credential.strip())
+    except Unauthorized as exc:
+        raise ScimError(401, exc.detail) from None
+    return Caller(directory=directory, token=token)

@@ -1,0 +1,38 @@
+"""SCIM error responses (RFC 7644 §3.12): status as a string, scimType from Table 9."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Response
+
+SCIM_MEDIA_TYPE = "application/scim+json"
+ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+class ScimError(Exception):
+    """An error to answer in SCIM format."""
+
+    def __init__(self, status: int, detail: str, scim_type: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.scim_type = scim_type
+
+
+def scim_response(body: object, status: int = 200) -> Response:
+    """A JSON body with the SCIM media type (RFC 7644 §3.1)."""
+    return Response(json.dumps(body, separators=(",", ":")), status=status,
+                    mimetype=SCIM_MEDIA_TYPE)
+
+
+def error_response(status: int, detail: str, scim_type: str | None = None) -> Response:
+    """The SCIM Error message (RFC 7644 §3.12)."""
+    body: dict[str, object] = {"schemas": [ERROR_SCHEMA], "status": str(status),
+                               "detail": detail}
+    if scim_type:
+        body["scimType"] = scim_type
+    response = scim_response(body, status)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="roster-scim"'
+    return response

@@ -1,0 +1,191 @@
+"""Settings: config/defaults.toml -> $ROSTER_CONFIG -> ROSTER_* env -> overrides.
+
+Every key must exist in ``config/defaults.toml``; its default value fixes its type.
+Problems are collected and reported together, one line each, by :class:`SettingsError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULTS_FILE = ROOT / "config" / "defaults.toml"
+ENV_PREFIX = "ROSTER_"
+SECRET_KEYS = frozenset({("app", "secret_key")})
+ENVIRONMENTS = ("development", "test", "production")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+Settings = dict[str, dict[str, Any]]
+
+
+class SettingsError(SystemExit):
+    """Invalid configuration; exits with one line per problem and no traceback."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(f"roster: configuration error: {p}" for p in problems))
+
+
+def load_settings(
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge every source in precedence order and validate the result."""
+    environ = os.environ if environ is None else environ
+    problems: list[str] = []
+    settings: Settings = _read_toml(DEFAULTS_FILE, problems)
+    if config_file := environ.get("ROSTER_CONFIG"):
+        _merge(settings, _read_toml(Path(config_file), problems), config_file, problems)
+    _merge(settings, _from_environ(environ, settings, problems), "environment", problems)
+    if overrides:
+        _merge(settings, overrides, "overrides", problems, allow_secrets=True)
+    problems.extend(validate(settings))
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def _read_toml(path: Path, problems: list[str]) -> Settings:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        problems.append(f"config file {path} does not exist")
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"config file {path} is not valid TOML: {exc}")
+    return {}
+
+
+def _merge(
+    base: Settings,
+    extra: Mapping[str, Any],
+    source: str,
+    problems: list[str],
+    allow_secrets: bool = False,
+) -> None:
+    """Overlay ``extra`` on ``base``; unknown keys and secrets in files are problems."""
+    for section, values in extra.items():
+        if section not in base:
+            problems.append(f"unknown section [{section}] in {source}")
+            continue
+        if not isinstance(values, Mapping):
+            problems.append(f"[{section}] in {source} must be a table")
+            continue
+        for key, value in values.items():
+            if key not in base[section]:
+                problems.append(f"unknown key {section}.{key} in {source}")
+            elif (section, key) in SECRET_KEYS and source not in ("environment", "overrides"):
+                problems.append(
+                    f"{section}.{key} is a secret and may only come from the environment "
+                    f"(ROSTER_{section.upper()}__{key.upper()} or ..._FILE), not {source}"
+                )
+            else:
+                base[section][key] = copy.deepcopy(value)
+
+
+def _from_environ(
+    environ: Mapping[str, str], defaults: Settings, problems: list[str]
+) -> Settings:
+    """Read ROSTER_SECTION__KEY (and ROSTER_SECTION__KEY_FILE) into typed values."""
+    out: Settings = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "ROSTER_CONFIG" or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if key.endswith("_file") and key[: -len("_file")] in defaults.get(section, {}):
+            key = key[: -len("_file")]
+            try:
+                raw = Path(raw).read_text().strip()
+            except OSError as exc:
+                problems.append(f"{name}: cannot read secret file: {exc.strerror}")
+                continue
+        default = defaults.get(section, {}).get(key)
+        value = _coerce(raw, default, name, problems)
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def _coerce(raw: str, default: Any, name: str, problems: list[str]) -> Any:
+    if isinstance(default, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        problems.append(f"{name} must be true or false, got {raw!r}")
+        return default
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            problems.append(f"{name} must be an integer, got {raw!r}")
+            return default
+    return raw
+
+
+def validate(settings: Settings) -> list[str]:
+    """Return one human line per invalid value (types, ranges, URLs, secrets)."""
+    reference = _read_toml(DEFAULTS_FILE, [])
+    problems = [
+        f"{section}.{key} must be {type(default).__name__}, got {value!r}"
+        for section, values in reference.items()
+        for key, default in values.items()
+        if not _same_type(settings[section][key], default)
+        for value in [settings[section][key]]
+    ]
+    if problems:
+        return problems
+    app, db = settings["app"], settings["database"]
+    if app["env"] not in ENVIRONMENTS:
+        problems.append(f"app.env must be one of {', '.join(ENVIRONMENTS)}, got {app['env']!r}")
+    if app["env"] == "production" and len(app["secret_key"]) < 32:
+        problems.append(
+            "app.secret_key is required in production (at least 32 characters); "
+            "set ROSTER_APP__SECRET_KEY or ROSTER_APP__SECRET_KEY_FILE"
+        )
+    if settings["logging"]["level"] not in LOG_LEVELS:
+        problems.append(f"logging.level must be one of {', '.join(LOG_LEVELS)}")
+    if settings["logging"]["format"] not in ("json", "text"):
+        problems.append("logging.format must be json or text")
+    problems.extend(_database_problems(db["url"]))
+    problems.extend(_positive(settings))
+    if settings["scim"]["default_page_size"] > settings["scim"]["max_page_size"]:
+        problems.append("scim.default_page_size must not exceed scim.max_page_size")
+    return problems
+
+
+def _same_type(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    return isinstance(value, type(default))
+
+
+def _database_problems(url: str) -> list[str]:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return [f"database.url is not a valid database URL: {_redact_url(url)!r}"]
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        return [f"database.url must be sqlite or postgresql, got {parsed.get_backend_name()!r}"]
+    return []
+
+
+def _redact_url(url: str) -> str:
+    head, sep, tail = url.partition("@")
+    return f"{head.split(':')[0]}://***@{tail}" if sep else url
+
+
+def _positive(settings: Settings) -> list[str]:
+    keys = [
+        ("app", "max_body_bytes"), ("database", "pool_size"), ("server", "workers"),
+        ("server", "timeout"), ("scim", "max_page_size"), ("scim", "default_page_size"),
+        ("scim", "max_filter_results"), ("tokens", "max_valid_per_directory"),
+    ]
+    return [f"{s}.{k} must be positive" for s, k in keys if settings[s][k] <= 0]

@@ -1,0 +1,180 @@
+"""Every `roster` command end to end against a real database, with its error paths."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import cli
+from app.cli.commands import register
+from tests.conftest import rows
+
+register()
+
+
+@pytest.fixture
+def run(fresh_url):
+    """Invoke `roster ...` with the fresh database configured through the environment."""
+    runner = CliRunner()
+
+    def _run(*args: str, ok: bool = True):
+        result = runner.invoke(cli, list(args), env={"ROSTER_DATABASE__URL": fresh_url},
+                               catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        else:
+            assert result.exit_code != 0, result.output
+            assert "Traceback" not in result.output
+        return result
+
+    _run("db", "upgrade")
+    return _run
+
+
+def _engine_rows(url, query):
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        out = list(conn.execute(sa.text(query)))
+    engine.dispose()
+    return out
+
+
+def test_every_command_has_help():
+    """--help works for every command and group without a database."""
+    runner = CliRunner()
+    commands = [[], ["db"], ["db", "upgrade"], ["org", "create"], ["unit", "add"],
+                ["directory", "create"], ["directory", "token", "rotate"],
+                ["directory", "token", "revoke"], ["directory", "token", "list"],
+                ["serve"], ["demo"]]
+    for args in commands:
+        result = runner.invoke(cli, [*args, "--help"])
+        assert result.exit_code == 0, args
+        assert "Usage:" in result.output
+
+
+def test_db_upgrade_and_current(run):
+    """`db upgrade` reaches head and `db current` says so."""
+    out = run("db", "current").output
+    current = re.search(r"current: (\S+)", out).group(1)
+    head = re.search(r"head:\s+(\S+)", out).group(1)
+    assert current == head
+
+
+def test_org_create_seeds_roles_and_refuses_duplicates(run, fresh_url):
+    """An organization gets the role catalog; a second with the same slug is refused."""
+    assert "organization acme created" in run("org", "create", "acme", "--name", "Acme").output
+    roles = _engine_rows(fresh_url, "SELECT key FROM roles ORDER BY key")
+    assert [r[0] for r in roles] == ["administrator", "approver", "buyer", "finance",
+                                     "quote_only", "technician"]
+    result = run("org", "create", "acme", ok=False)
+    assert "already exists" in result.output
+    assert "acme" in run("org", "list").output
+
+
+def test_org_create_rejects_bad_slug(run):
+    """Slugs are lower-case letters, digits and dashes."""
+    assert "must be lower-case" in run("org", "create", "Bad Slug", ok=False).output
+
+
+def test_unit_add_builds_a_tree(run, fresh_url):
+    """Units nest to any depth and are addressed by path."""
+    run("org", "create", "acme")
+    run("unit", "add", "--org", "acme", "--name", "Engineering", "--kind", "department")
+    run("unit", "add", "--org", "acme", "--name", "Tokyo", "--kind", "location",
+        "--parent", "Engineering")
+    run("unit", "add", "--org", "acme", "--name", "Team A", "--kind", "team",
+        "--parent", "Engineering/Tokyo")
+    paths = [r[0] for r in _engine_rows(fresh_url, "SELECT path FROM units ORDER BY path")]
+    assert paths == ["Engineering", "Engineering/Tokyo", "Engineering/Tokyo/Team A"]
+    assert "Engineering/Tokyo/Team A" in run("unit", "list", "--org", "acme").output
+
+
+def test_unit_add_error_paths(run):
+    """Unknown org, unknown parent, duplicate path and a bad kind are one-line errors."""
+    run("org", "create", "acme")
+    assert "organization 'nope' does not exist" in run(
+        "unit", "add", "--org", "nope", "--name", "X", "--kind", "team", ok=False).output
+    assert "unit 'Ghost' does not exist" in run(
+        "unit", "add", "--org", "acme", "--name", "X", "--kind", "team", "--parent", "Ghost",
+        ok=False).output
+    run("unit", "add", "--org", "acme", "--name", "X", "--kind", "team")
+    assert "already exists" in run(
+        "unit", "add", "--org", "acme", "--name", "X", "--kind", "team", ok=False).output
+    assert "Invalid value for '--kind'" in run(
+        "unit", "add", "--org", "acme", "--name", "Y", "--kind", "planet", ok=False).output
+
+
+def test_directory_create_prints_url_and_token_once(run, fresh_url):
+    """The token is printed once and only its hash is stored."""
+    run("org", "create", "acme")
+    out = run("directory", "create", "--org", "acme", "--vendor", "entra").output
+    assert "SCIM base URL: http://127.0.0.1:8000/scim/v2" in out
+    token = re.search(r"SCIM token:\s+(\S+)", out).group(1)
+    stored = _engine_rows(fresh_url, "SELECT token_hash, prefix FROM directory_tokens")
+    assert len(stored) == 1
+    assert token not in stored[0][0]
+    assert "entra" in run("directory", "list", "--org", "acme").output
+    assert "already exists" in run(
+        "directory", "create", "--org", "acme", "--vendor", "entra", ok=False).output
+    assert "does not exist" in run(
+        "directory", "create", "--org", "nope", "--vendor", "okta", ok=False).output
+
+
+def test_token_rotate_list_revoke(run, fresh_url):
+    """Rotation adds a second valid token, a third is refused, revoke ends one."""
+    run("org", "create", "acme")
+    run("directory", "create", "--org", "acme", "--vendor", "okta")
+    directory_id = _engine_rows(fresh_url, "SELECT id FROM directories")[0][0]
+    run("directory", "token", "rotate", "--directory", directory_id)
+    listing = run("directory", "token", "list", "--directory", directory_id).output
+    assert listing.count("valid") == 2
+    refused = run("directory", "token", "rotate", "--directory", directory_id, ok=False)
+    assert "already has 2 valid tokens" in refused.output
+    oldest = _engine_rows(fresh_url, "SELECT id FROM directory_tokens ORDER BY created_at")[0][0]
+    assert "revoked" in run("directory", "token", "revoke", "--directory", directory_id,
+                            oldest).output
+    listing = run("directory", "token", "list", "--org", "acme", "--directory", "okta").output
+    assert "revoked" in listing
+    assert "does not exist" in run("directory", "token", "revoke", "--directory", directory_id,
+                                   "nope", ok=False).output
+    assert "does not exist" in run("directory", "token", "list", "--directory", "nope",
+                                   ok=False).output
+
+
+def test_demo_is_repeatable_and_issues_a_fresh_token(run, fresh_url):
+    """`roster demo` creates the demo org once; each run prints a new working token."""
+    first = re.search(r"SCIM token:\s+(\S+)", run("demo").output).group(1)
+    second = re.search(r"SCIM token:\s+(\S+)", run("demo").output).group(1)
+    assert first != second
+    assert len(_engine_rows(fresh_url, "SELECT id FROM organizations")) == 1
+    valid = _engine_rows(fresh_url, "SELECT id FROM directory_tokens WHERE revoked_at IS NULL")
+    assert len(valid) == 1
+    assert len(_engine_rows(fresh_url, "SELECT id FROM units")) >= 5
+
+
+def test_commands_on_an_unmigrated_database_say_so(fresh_url):
+    """A command before `db upgrade` explains what to do instead of a traceback."""
+    result = CliRunner().invoke(cli, ["org", "list"],
+                                env={"ROSTER_DATABASE__URL": fresh_url})
+    assert result.exit_code != 0
+    assert "roster db upgrade" in result.output
+
+
+def test_db_downgrade_to_base(run, fresh_url):
+    """`db downgrade base` removes the schema."""
+    assert "database at base" in run("db", "downgrade", "base").output
+    assert _engine_rows(fresh_url, "SELECT count(*) FROM alembic_version")[0][0] == 0
+
+
+def test_serve_validates_settings_before_starting():
+    """`roster serve` with bad settings exits with the configuration error."""
+    result = CliRunner().invoke(cli, ["serve"], env={"ROSTER_SERVER__WORKERS": "x"})
+    assert result.exit_code != 0
+    assert "must be an integer" in str(result.exception or result.output)
+
+
+__all__ = ["rows"]

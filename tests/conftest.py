@@ -1,0 +1,163 @@
+"""Shared fixtures: one migrated database and one app per test worker, cleaned per test.
+
+The database is SQLite by default; with ROSTER_TEST_PG_URL (set by script/test) it is a
+fresh PostgreSQL database per xdist worker on the throwaway server.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Fail fast on a libxml2 mismatch: xmlsec must be imported before lxml.
+import xmlsec  # noqa: F401  isort: skip
+import lxml.etree  # noqa: F401  isort: skip
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from app.audit import Actor
+from app.db import Base, Database
+from app.directory.directories import create_directory
+from app.directory.organizations import create_organization
+from app.directory.tokens import issue_token
+from app.mapping.catalog import load_catalog
+from app.migrate import upgrade
+from app.models import Directory, Organization
+from app.settings import ROOT
+
+for _name in list(os.environ):
+    if _name.startswith("ROSTER_") and not _name.startswith("ROSTER_TEST_"):
+        del os.environ[_name]
+
+OPERATOR = Actor(type="operator", id="tests")
+CATALOG = load_catalog(ROOT / "config" / "roles.toml")
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+def fresh_database_url(tmp_path_factory: pytest.TempPathFactory, name: str) -> str:
+    """A new, empty database: a SQLite file, or a new PostgreSQL database."""
+    server = os.environ.get("ROSTER_TEST_PG_URL")
+    if not server:
+        return f"sqlite:///{tmp_path_factory.mktemp(name) / 'roster.db'}"
+    dbname = f"roster_{name}_{_worker()}".replace("-", "_").lower()
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{dbname}"'))
+    admin.dispose()
+    return str(sa.engine.make_url(server).set(database=dbname).render_as_string(False))
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The migrated database this worker's app uses."""
+    url = fresh_database_url(tmp_path_factory, "suite")
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def dialect(database_url: str) -> str:
+    """``sqlite`` or ``postgresql``."""
+    return sa.engine.make_url(database_url).get_backend_name()
+
+
+def app_overrides(database_url: str) -> dict[str, dict[str, object]]:
+    """Settings every test app uses."""
+    return {"app": {"env": "test", "base_url": "http://roster.test"},
+            "database": {"url": database_url}, "logging": {"level": "WARNING"}}
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Flask:
+    """The application, built once per worker."""
+    return create_app(app_overrides(database_url))
+
+
+@pytest.fixture(scope="session")
+def db(app: Flask) -> Database:
+    """The app's database handle."""
+    return app.extensions["roster.db"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Empty every table after each test that used the database."""
+    uses_db = "db" in request.fixturenames or "app" in request.fixturenames
+    database: Database | None = request.getfixturevalue("db") if uses_db else None
+    yield
+    if database is None:
+        return
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with database.engine.begin() as conn:
+        if database.dialect == "postgresql":
+            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(sa.text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app."""
+    return app.test_client()
+
+
+@dataclass
+class Tenant:
+    """An organization with one directory and one valid SCIM token."""
+
+    org: Organization
+    directory: Directory
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Authorization header for SCIM requests."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def make_tenant(db: Database, slug: str, vendor: str = "okta") -> Tenant:
+    """Create an organization, a directory and a token in one transaction."""
+    with db.transaction() as session:
+        org = create_organization(session, slug, slug.title(), CATALOG, OPERATOR)
+        directory = create_directory(session, org, vendor, vendor, OPERATOR)
+        _, token = issue_token(session, directory, OPERATOR, days=30, max_valid=2)
+    return Tenant(org=org, directory=directory, token=token)
+
+
+@pytest.fixture
+def tenant(db: Database) -> Tenant:
+    """The default tenant, ``acme``."""
+    return make_tenant(db, "acme")
+
+
+@pytest.fixture
+def other_tenant(db: Database) -> Tenant:
+    """A second tenant, ``globex``, for isolation tests."""
+    return make_tenant(db, "globex", "entra")
+
+
+@pytest.fixture
+def fresh_url(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> str:
+    """An empty, unmigrated database for migration and CLI tests."""
+    return fresh_database_url(tmp_path_factory, f"t{abs(hash(request.node.nodeid)) % 10**8}")
+
+
+def rows(db: Database, query: str, **params: object) -> list[sa.Row]:
+    """Run a raw SELECT and return its rows (tests assert on the stored rows)."""
+    with db.engine.connect() as conn:
+        return list(conn.execute(sa.text(query), params))
+
+
+__all__ = ["OPERATOR", "Path", "Tenant", "make_tenant", "rows"]

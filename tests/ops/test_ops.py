@@ -1,0 +1,125 @@
+"""Health, readiness, metrics, request ids and structured logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from app import create_app
+from app.settings import ROOT
+from tests.conftest import app_overrides
+
+
+def test_healthz_is_200(client):
+    """Liveness answers 200 while the process is up."""
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+
+
+def test_readyz_is_200_when_migrated(client):
+    """Readiness is 200 on a migrated database."""
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "ok"
+
+
+def test_readyz_is_503_before_migrations(fresh_url):
+    """An unmigrated database is not ready, and says why."""
+    app = create_app(app_overrides(fresh_url))
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["reason"] == "migrations not at head"
+
+
+def test_readyz_is_503_when_database_unreachable(tmp_path):
+    """An unreachable database gives 503, not 500."""
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1"
+    app = create_app(app_overrides(url))
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["reason"] == "database unreachable"
+
+
+def test_metrics_count_requests_by_route_and_status(client):
+    """Prometheus text has request counters and latency histograms per route."""
+    client.get("/healthz")
+    client.get("/scim/v2/ServiceProviderConfig")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'roster_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert 'route="/scim/v2/ServiceProviderConfig",status="401"' in text
+    assert "roster_http_request_duration_seconds_bucket" in text
+
+
+def test_request_id_is_honoured_or_generated(client):
+    """X-Request-ID is echoed back; a missing or malformed one is replaced."""
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers[
+        "X-Request-ID"] == "abc-123"
+    generated = client.get("/healthz").headers["X-Request-ID"]
+    assert len(generated) == 32
+    bad = client.get("/healthz", headers={"X-Request-ID": "x" * 500}).headers["X-Request-ID"]
+    assert bad != "x" * 500
+
+
+def test_logs_are_json_with_request_id_and_no_token(app, tenant, client, caplog):
+    """Each access line is one JSON object carrying the request id; tokens never appear."""
+    from app.observability import JsonFormatter
+
+    caplog.set_level(logging.INFO, logger="roster.access")
+    headers = {**tenant.headers, "X-Request-ID": "req-42"}
+    client.get("/scim/v2/ServiceProviderConfig", headers=headers)
+    formatter = JsonFormatter()
+    lines = [formatter.format(r) for r in caplog.records if r.name == "roster.access"]
+    assert lines
+    parsed = [json.loads(line) for line in lines]
+    assert any(p.get("route") == "/scim/v2/ServiceProviderConfig" for p in parsed)
+    assert all(tenant.token not in line for line in lines)
+
+
+def test_redaction_masks_secrets_in_messages():
+    """Bearer tokens, Roster tokens and password fields are masked in log text."""
+    from app.observability import redact
+
+    text = redact('Authorization: Bearer abc.def rst_XYZ123 {"password": "hunter2"}')
+    assert "abc.def" not in text
+    assert "rst_XYZ123" not in text
+    assert "hunter2" not in text
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_roster_serve_runs_gunicorn_and_answers(database_url):
+    """`roster serve` starts gunicorn with app:create_app() and serves /healthz and /readyz."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
+    env.update({"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from app.cli import main; main()", "serve",
+         "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "gunicorn did not come up"
+                time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            assert json.load(r) == {"status": "ok"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

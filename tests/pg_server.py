@@ -1,0 +1,87 @@
+"""Start and stop a throwaway PostgreSQL for the test suite.
+
+``python -m tests.pg_server start`` prints shell assignments (ROSTER_TEST_PG_URL,
+ROSTER_TEST_PG_DIR); ``stop DIR`` stops that server and removes its directory.
+PostgreSQL refuses to run as root, so as root the server runs as an unprivileged user.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+TEST_USER = "roster-pg"
+
+
+def pg_bin(name: str) -> str:
+    """Path of a PostgreSQL server binary (PATH first, then Debian's versioned dirs)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not candidates:
+        sys.exit(f"pg_server: {name} not found; install postgresql (script/bootstrap --test)")
+    return candidates[-1]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (never the default 5432)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _runas_prefix() -> list[str]:
+    if os.getuid() != 0:
+        return []
+    try:
+        pwd.getpwnam(TEST_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        TEST_USER], check=True)
+    return ["runuser", "-u", TEST_USER, "--"]
+
+
+def start() -> tuple[str, str]:
+    """initdb + pg_ctl start; returns (url, data directory root)."""
+    root = tempfile.mkdtemp(prefix="roster-pg-")
+    prefix = _runas_prefix()
+    if prefix:
+        pw = pwd.getpwnam(TEST_USER)
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+    data, sock, log = Path(root, "data"), Path(root, "sock"), Path(root, "log")
+    port = free_port()
+    subprocess.run([*prefix, pg_bin("initdb"), "-D", str(data), "-U", "roster", "-A", "trust",
+                    "-E", "UTF8", "--no-sync"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([*prefix, "mkdir", "-p", str(sock)], check=True)
+    opts = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={sock} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+    subprocess.run([*prefix, pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts,
+                    "-w", "-t", "60", "start"], check=True, stdout=subprocess.DEVNULL)
+    return f"postgresql+psycopg://roster@127.0.0.1:{port}/postgres", root
+
+
+def stop(root: str) -> None:
+    """Stop the server (fast mode) and remove its directory."""
+    data = Path(root, "data")
+    if data.exists():
+        subprocess.run([*_runas_prefix(), pg_bin("pg_ctl"), "-D", str(data), "-m", "fast",
+                        "-w", "stop"], check=False, stdout=subprocess.DEVNULL)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["start"]:
+        url, root = start()
+        print(f"export ROSTER_TEST_PG_URL='{url}' ROSTER_TEST_PG_DIR='{root}'")
+    elif sys.argv[1:2] == ["stop"] and len(sys.argv) == 3:
+        stop(sys.argv[2])
+    else:
+        sys.exit("usage: python -m tests.pg_server start | stop DIR")

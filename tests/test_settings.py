@@ -1,0 +1,113 @@
+"""Configuration: precedence of the four sources and every validation error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from app.settings import ROOT, SettingsError, load_settings
+
+
+def test_defaults_load_without_any_source():
+    """The shipped defaults are valid on their own."""
+    settings = load_settings(environ={})
+    assert settings["database"]["url"] == "sqlite:///var/roster.db"
+    assert settings["app"]["env"] == "development"
+
+
+def test_precedence_file_then_env_then_overrides(tmp_path):
+    """ROSTER_CONFIG beats defaults, env beats the file, overrides beat env."""
+    config = tmp_path / "roster.toml"
+    config.write_text('[server]\nworkers = 3\nbind = "0.0.0.0:9000"\n[scim]\nmax_page_size = 150\n')
+    env = {"ROSTER_CONFIG": str(config), "ROSTER_SERVER__WORKERS": "5",
+           "ROSTER_SCIM__MAX_PAGE_SIZE": "170"}
+    settings = load_settings({"scim": {"max_page_size": 190}}, environ=env)
+    assert settings["server"]["bind"] == "0.0.0.0:9000"  # from the file
+    assert settings["server"]["workers"] == 5  # env over file
+    assert settings["scim"]["max_page_size"] == 190  # overrides over env
+
+
+def test_env_values_are_typed():
+    """Booleans and integers from the environment are converted."""
+    settings = load_settings(environ={"ROSTER_DATABASE__ECHO": "true",
+                                      "ROSTER_DATABASE__POOL_SIZE": "7"})
+    assert settings["database"]["echo"] is True
+    assert settings["database"]["pool_size"] == 7
+
+
+def test_secret_from_file(tmp_path):
+    """A secret may come from a file named by ..._FILE."""
+    secret = tmp_path / "key"
+    secret.write_text("s" * 40 + "\n")
+    settings = load_settings(environ={"ROSTER_APP__SECRET_KEY_FILE": str(secret),
+                                      "ROSTER_APP__ENV": "production"})
+    assert settings["app"]["secret_key"] == "s" * 40
+
+
+@pytest.mark.parametrize(
+    ("environ", "file_text", "expected"),
+    [
+        ({"ROSTER_APP__ENV": "production"}, None, "app.secret_key is required in production"),
+        ({"ROSTER_DATABASE__URL": "not a url"}, None, "database.url is not a valid database URL"),
+        ({"ROSTER_DATABASE__URL": "mysql://x@y/z"}, None,
+         "database.url must be sqlite or postgresql"),
+        ({"ROSTER_SERVER__COLOUR": "red"}, None, "unknown key server.colour in environment"),
+        ({"ROSTER_SERVER__WORKERS": "many"}, None, "ROSTER_SERVER__WORKERS must be an integer"),
+        ({"ROSTER_DATABASE__ECHO": "maybe"}, None, "ROSTER_DATABASE__ECHO must be true or false"),
+        ({"ROSTER_APP__ENV": "staging"}, None, "app.env must be one of"),
+        ({"ROSTER_SERVER__WORKERS": "0"}, None, "server.workers must be positive"),
+        ({"ROSTER_APP__SECRET_KEY_FILE": "/nonexistent/key"}, None, "cannot read secret file"),
+        ({}, "[nosuch]\nx = 1\n", "unknown section [nosuch]"),
+        ({}, "[app]\nsecret_key = 'abc'\n", "app.secret_key is a secret"),
+        ({}, "[server]\nworkers = 'two'\n", "server.workers must be int"),
+        ({}, "[server\n", "is not valid TOML"),
+    ],
+)
+def test_each_validation_error_is_reported(tmp_path, environ, file_text, expected):
+    """Every kind of bad configuration is named in one clear line."""
+    if file_text is not None:
+        path = tmp_path / "c.toml"
+        path.write_text(file_text)
+        environ = {**environ, "ROSTER_CONFIG": str(path)}
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ=environ)
+    assert any(expected in p for p in info.value.problems), info.value.problems
+
+
+def test_missing_config_file_is_reported():
+    """A ROSTER_CONFIG that does not exist is a problem, not a silent default."""
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ={"ROSTER_CONFIG": "/nonexistent/roster.toml"})
+    assert "does not exist" in info.value.problems[0]
+
+
+def test_all_problems_are_reported_together():
+    """Several problems give several lines at once."""
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ={"ROSTER_APP__ENV": "production",
+                               "ROSTER_DATABASE__URL": "mysql://a@b/c"})
+    assert len(info.value.problems) == 2
+
+
+def test_bad_configuration_stops_the_cli_with_one_line_per_problem():
+    """The real `roster` process exits non-zero with plain lines and no traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
+    env.update({"ROSTER_APP__ENV": "production", "ROSTER_DATABASE__URL": "oracle://x/y"})
+    proc = subprocess.run([sys.executable, "-c", "from app.cli import main; main()", "db",
+                           "current"], env=env, capture_output=True, text=True, cwd=ROOT,
+                          check=False)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith("roster: configuration error: ") for line in lines)
+    assert "Traceback" not in proc.stderr
+
+
+def test_secret_never_appears_in_validation_messages():
+    """A database password in a bad URL is not echoed back."""
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ={"ROSTER_DATABASE__URL": "mysql://u:hunter2@h/d"})
+    assert "hunter2" not in str(info.value)
