@@ -40,11 +40,13 @@ def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flas
 
 
 def _register_blueprints(app: Flask) -> None:
+    from app.api.views import bp as api_bp
     from app.ops.views import bp as ops_bp
     from app.scim.views import bp as scim_bp
+    from app.sso.views import bp as sso_bp
 
-    app.register_blueprint(ops_bp)
-    app.register_blueprint(scim_bp)
+    for blueprint in (ops_bp, scim_bp, api_bp, sso_bp):
+        app.register_blueprint(blueprint)
 
 
 def _register_error_handlers(app: Flask) -> None:

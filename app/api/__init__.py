@@ -1,0 +1,1 @@
+"""/api/v1: the operator, customer-admin, auditor and portal API."""

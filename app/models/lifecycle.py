@@ -1,0 +1,3 @@
+"""Deprovisioning records, receipts, checkpoints, webhook deliveries (issue 7)."""
+
+from __future__ import annotations
