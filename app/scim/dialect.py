@@ -1,0 +1,21 @@
+"""Names of the IdP dialect normalisations Roster applies (counted per directory, issue 5).
+
+Pure modules append these keys to a ``notes: list[str]`` passed in by the view; the view
+stores them for the dialect report and the flight recorder.
+"""
+
+from __future__ import annotations
+
+CAPITALISED_OP = "capitalised_op"  # Entra: "Replace" instead of "replace"
+STRING_BOOLEAN = "string_boolean"  # Entra: "True"/"False" instead of true/false
+LEGACY_MEMBER_REMOVAL = "legacy_member_removal"  # Entra: remove path=members with value list
+UNQUOTED_FILTER_VALUE = "unquoted_filter_value"  # Entra: externalId eq abc
+CAPITALISED_ATTRIBUTE = "capitalised_attribute"  # Entra: UserName, DisplayName
+STRAY_ID = "stray_id"  # Entra: top-level "id" in a PATCH body
+OPERATION_NAME = "operation_name"  # Entra: per-operation "name" member
+BARE_STRING_MANAGER = "bare_string_manager"  # Entra: manager as a bare string
+EMPTY_VALUE_CLEARS = "empty_value_clears"  # Entra: "" or null meaning "clear"
+PATHLESS_DOTTED_KEYS = "pathless_dotted_keys"  # Entra compliant: {"name.givenName": ...}
+OKTA_PUT_UPDATE = "okta_put_update"  # Okta: GET then PUT of the full user
+PATHLESS_ACTIVE = "pathless_active"  # Okta: {"op":"replace","value":{"active":false}}
+MEMBERS_REPLACE_ALL = "members_replace_all"  # Okta Group Push: replace members with full list
