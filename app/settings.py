@@ -158,6 +158,8 @@ def validate(settings: Settings) -> list[str]:
     problems.extend(_positive(settings))
     if settings["scim"]["default_page_size"] > settings["scim"]["max_page_size"]:
         problems.append("scim.default_page_size must not exceed scim.max_page_size")
+    if not 60 <= settings["oauth"]["access_token_minutes"] <= 360:
+        problems.append("oauth.access_token_minutes must be between 60 and 360")
     return problems
 
 
