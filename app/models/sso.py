@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime, new_id, utcnow
+from app.db import Base, JSONType, UTCDateTime, new_id, utcnow
 
 
 class LoginSession(Base):
@@ -59,3 +60,114 @@ class IssuedToken(Base):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SsoConnection(Base):
+    """One SAML or OIDC connection of an organization, with its login policy (issue 8)."""
+
+    __tablename__ = "sso_connections"
+    __table_args__ = (UniqueConstraint("organization_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    protocol: Mapped[str] = mapped_column(String(10))  # saml | oidc
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # scim: the user must already be active in the directory; jit: create/update it.
+    login_policy: Mapped[str] = mapped_column(String(10), default="scim")
+    # How the asserted identity finds the user: email | nameid | user_name | external_id.
+    match_by: Mapped[str] = mapped_column(String(20), default="email")
+    # The directory JIT users are written to (and SCIM-authoritative users are read from).
+    directory_id: Mapped[str | None] = mapped_column(
+        ForeignKey("directories.id", ondelete="SET NULL")
+    )
+    allow_idp_initiated: Mapped[bool] = mapped_column(Boolean, default=False)
+    sign_requests: Mapped[bool] = mapped_column(Boolean, default=False)
+    # SAML IdP, as imported from its metadata (several signing certs for rollover).
+    idp_entity_id: Mapped[str | None] = mapped_column(String(1000))
+    idp_sso_url: Mapped[str | None] = mapped_column(String(1000))
+    idp_slo_url: Mapped[str | None] = mapped_column(String(1000))
+    idp_certs: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    metadata_url: Mapped[str | None] = mapped_column(String(1000))
+    metadata_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Assertion attribute (or OIDC claim) names: {"email": ..., "groups": ..., ...}.
+    attribute_map: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # OIDC relying party: the secret is encrypted with a key derived from app.secret_key.
+    oidc_discovery_url: Mapped[str | None] = mapped_column(String(1000))
+    oidc_client_id: Mapped[str | None] = mapped_column(String(500))
+    oidc_client_secret_enc: Mapped[str | None] = mapped_column(Text)
+    oidc_scopes: Mapped[str] = mapped_column(String(500), default="openid email profile")
+    oidc_algorithms: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ConnectionDomain(Base):
+    """An email domain routed to a connection once an operator verified it."""
+
+    __tablename__ = "sso_connection_domains"
+    __table_args__ = (
+        UniqueConstraint("connection_id", "domain"),
+        Index("ix_sso_connection_domains_domain", "domain"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    connection_id: Mapped[str] = mapped_column(
+        ForeignKey("sso_connections.id", ondelete="CASCADE")
+    )
+    domain: Mapped[str] = mapped_column(String(253))
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SamlRequest(Base):
+    """An AuthnRequest this server issued; a Response may answer it once (SAML Core §3.2.2)."""
+
+    __tablename__ = "saml_requests"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    connection_id: Mapped[str] = mapped_column(
+        ForeignKey("sso_connections.id", ondelete="CASCADE"), index=True
+    )
+    relay_state: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SeenAssertion(Base):
+    """Replay cache: an assertion id accepted once, kept until it could no longer be valid."""
+
+    __tablename__ = "saml_seen_assertions"
+
+    connection_id: Mapped[str] = mapped_column(
+        ForeignKey("sso_connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    assertion_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class LoginTrace(Base):
+    """A failed login: reason, redacted assertion or claims, shown by its correlation id."""
+
+    __tablename__ = "sso_login_traces"
+    __table_args__ = (Index("ix_sso_login_traces_org_created", "organization_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    organization_id: Mapped[str | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    connection_id: Mapped[str | None] = mapped_column(
+        ForeignKey("sso_connections.id", ondelete="CASCADE")
+    )
+    protocol: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(String(50))
+    detail: Mapped[str] = mapped_column(String(2000), default="")
+    subject: Mapped[str | None] = mapped_column(String(500))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
