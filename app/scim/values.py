@@ -1,0 +1,286 @@
+"""Normalisation and validation of SCIM attribute values against the schema (RFC 7643 §2, §7).
+
+Pure: no Flask, no database. Used for POST/PUT bodies and for the result of a PATCH.
+
+Decisions (RFC 7643 / 7644 leave them open):
+- Attribute names are case-insensitive on input (RFC 7643 §2.1) and come out canonical.
+- ``null``, ``""``, ``[]`` and a complex value left with no sub-attributes are "unassigned"
+  (RFC 7643 §2.5); Entra sends ``""`` to mean "clear" (note EMPTY_VALUE_CLEARS).
+- A multi-valued complex attribute given a single object is wrapped into a list; a
+  single-valued complex attribute given a one-element list is unwrapped (Entra's manager),
+  and given a bare string becomes ``{"value": ...}`` (note BARE_STRING_MANAGER).
+- An element of a multi-valued attribute that has a ``value`` sub-attribute but no value is
+  dropped: ``{"type": "work"}`` alone says nothing.
+- Unknown attributes and sub-attributes of core/enterprise schemas are rejected (400
+  invalidValue naming them, RFC 7644 §3.3 allows it). ``urn:`` blocks of schemas we do not
+  know are kept as opaque extension data and their URN is added to ``schemas``: Entra sends
+  custom extension blocks without listing them.
+- readOnly attributes and sub-attributes sent by the client are ignored (RFC 7643 §2.2).
+- canonicalValues are not enforced (RFC 7643 §7 "SHOULD"); IdPs send their own types.
+- At most one ``primary: true`` per multi-valued attribute (RFC 7643 §2.4), else invalidValue.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from app.scim import dialect
+from app.scim.errors import ScimError
+from app.scim.schema import COMMON, ENTERPRISE, GROUP, ROSTER_ACCESS, USER, Attribute, Schema
+
+ResourceType = Literal["User", "Group"]
+
+
+@dataclass(frozen=True)
+class ResourceSchemas:
+    """The core schema and the known extensions of one resource type (RFC 7643 §3)."""
+
+    core: Schema
+    extensions: tuple[Schema, ...]
+
+    def attribute(self, name: str) -> Attribute | None:
+        """The core or common attribute called ``name`` (case-insensitive, RFC 7643 §2.1)."""
+        lowered = name.lower()
+        return next((a for a in COMMON if a.name.lower() == lowered), None) or \
+            self.core.attribute(name)
+
+    def extension(self, urn: str) -> Schema | None:
+        """The known extension schema with this URN (URNs compare case-insensitively)."""
+        lowered = urn.lower()
+        return next((s for s in self.extensions if s.id.lower() == lowered), None)
+
+    def split_urn_key(self, key: str) -> tuple[Schema, str] | None:
+        """Split ``<urn>:<attr>`` into a known schema (core or extension) and the rest."""
+        lowered = key.lower()
+        for schema in (self.core, *self.extensions):
+            prefix = schema.id.lower() + ":"
+            if lowered.startswith(prefix):
+                return schema, key[len(prefix):]
+        return None
+
+
+_SCHEMAS: dict[str, ResourceSchemas] = {
+    "User": ResourceSchemas(USER, (ENTERPRISE, ROSTER_ACCESS)),
+    "Group": ResourceSchemas(GROUP, ()),
+}
+_ALL_KNOWN = {s.id.lower() for s in (USER, ENTERPRISE, ROSTER_ACCESS, GROUP)}
+
+
+def schemas_for(resource_type: ResourceType) -> ResourceSchemas:
+    """The schemas of a resource type (RFC 7643 §6, /ResourceTypes)."""
+    return _SCHEMAS[resource_type]
+
+
+def note(notes: list[str], name: str) -> None:
+    """Record that a dialect normalisation fired, once per request (issue 5 dialect report)."""
+    if name not in notes:
+        notes.append(name)
+
+
+def invalid(detail: str) -> ScimError:
+    """A 400 invalidValue error (RFC 7644 §3.12 Table 9)."""
+    return ScimError(400, detail, "invalidValue")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def coerce_boolean(value: Any, notes: list[str], *, where: str = "value") -> bool:
+    """A JSON boolean, or Entra's "True"/"False" in any case (RFC 7643 §2.3.2, issue 5)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        note(notes, dialect.STRING_BOOLEAN)
+        return value.strip().lower() == "true"
+    raise invalid(f"Attribute '{where}' must be a boolean, got {_show(value)}")
+
+
+def _is_datetime(value: str) -> bool:
+    if "T" not in value:
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _simple(attr: Attribute, value: Any, notes: list[str], where: str) -> Any:
+    """A simple (non-complex) value checked against its type (RFC 7643 §2.3)."""
+    kind = attr.type
+    if kind == "boolean":
+        return coerce_boolean(value, notes, where=where)
+    if kind == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "decimal":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif kind == "dateTime":
+        ok = isinstance(value, str) and _is_datetime(value)
+    else:  # string, reference, binary
+        ok = isinstance(value, str)
+    if not ok:
+        raise invalid(f"Attribute '{where}' must be of type {kind}, got {_show(value)}")
+    return value
+
+
+def _complex(attr: Attribute, value: Any, notes: list[str], where: str) -> dict[str, Any] | None:
+    """A complex value: sub-attributes canonicalised and checked, readOnly ones dropped."""
+    if not isinstance(value, dict):
+        raise invalid(f"Attribute '{where}' must be an object, got {_show(value)}")
+    out: dict[str, Any] = {}
+    for key, raw in value.items():
+        sub = attr.sub(key)
+        if sub is None:
+            raise invalid(f"Unknown sub-attribute '{where}.{key}'")
+        if sub.name != key:
+            note(notes, dialect.CAPITALISED_ATTRIBUTE)
+        if sub.name in out:
+            raise invalid(f"Sub-attribute '{where}.{sub.name}' is given twice")
+        if sub.mutability == "readOnly":
+            continue
+        normalised = normalise_value(sub, raw, notes=notes, where=f"{where}.{sub.name}")
+        if normalised is not None:
+            out[sub.name] = normalised
+    if attr.multi_valued and attr.sub("value") is not None and "value" not in out:
+        return None
+    return out or None
+
+
+def _single(attr: Attribute, value: Any, notes: list[str], where: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str) and value == "" and attr.type != "complex":
+        note(notes, dialect.EMPTY_VALUE_CLEARS)
+        return None
+    if attr.type != "complex":
+        return _simple(attr, value, notes, where)
+    if not attr.multi_valued:
+        if isinstance(value, list):
+            if not value:
+                return None
+            if len(value) != 1:
+                raise invalid(f"Attribute '{where}' is single-valued, got a list")
+            value = value[0]
+        if isinstance(value, str) and attr.sub("value") is not None:
+            if value == "":
+                note(notes, dialect.EMPTY_VALUE_CLEARS)
+                return None
+            note(notes, dialect.BARE_STRING_MANAGER)
+            value = {"value": value}
+    return _complex(attr, value, notes, where)
+
+
+def normalise_value(attr: Attribute, value: Any, *, notes: list[str], where: str) -> Any:
+    """``value`` checked and canonicalised for ``attr``; None means unassigned (RFC 7643 §2.5)."""
+    if not attr.multi_valued:
+        return _single(attr, value, notes, where)
+    if value is None:
+        return None
+    if isinstance(value, dict) and attr.type == "complex":
+        value = [value]
+    if not isinstance(value, list):
+        raise invalid(f"Attribute '{where}' is multi-valued and must be a list")
+    items = [v for v in (_single(attr, item, notes, where) for item in value) if v is not None]
+    check_single_primary(attr, items, where)
+    return items or None
+
+
+def check_single_primary(attr: Attribute, items: list[Any], where: str) -> None:
+    """At most one element may carry ``primary: true`` (RFC 7643 §2.4)."""
+    if attr.sub("primary") is None:
+        return
+    if sum(1 for item in items if isinstance(item, dict) and item.get("primary") is True) > 1:
+        raise invalid(f"Only one element of '{where}' may be primary")
+
+
+def normalise_object(attributes: ResourceSchemas | Schema, body: dict[str, Any], *,
+                     notes: list[str], where: str = "") -> dict[str, Any]:
+    """The attributes of one schema block, canonical and checked; readOnly ones dropped."""
+    out: dict[str, Any] = {}
+    for key, raw in body.items():
+        attr = attributes.attribute(key)
+        if attr is None:
+            raise invalid(f"Unknown attribute '{where}{key}'")
+        if attr.name != key:
+            note(notes, dialect.CAPITALISED_ATTRIBUTE)
+        if attr.name in out:
+            raise invalid(f"Attribute '{where}{attr.name}' is given twice")
+        if attr.mutability == "readOnly":
+            continue
+        value = normalise_value(attr, raw, notes=notes, where=f"{where}{attr.name}")
+        if value is not None:
+            out[attr.name] = value
+    return out
+
+
+def _schemas_list(body: dict[str, Any], known: ResourceSchemas) -> list[str]:
+    raw = next((v for k, v in body.items() if isinstance(k, str) and k.lower() == "schemas"), None)
+    if not isinstance(raw, list) or not raw or not all(isinstance(s, str) for s in raw):
+        raise ScimError(400, "'schemas' must be a non-empty list of schema URNs", "invalidSyntax")
+    canonical = []
+    for urn in raw:
+        schema = known.extension(urn)
+        name = known.core.id if urn.lower() == known.core.id.lower() else \
+            (schema.id if schema else urn)
+        if name not in canonical:
+            canonical.append(name)
+    if known.core.id not in canonical:
+        raise ScimError(400, f"'schemas' must include {known.core.id}", "invalidSyntax")
+    return canonical
+
+
+def normalise_resource(body: Any, resource_type: ResourceType, *,
+                       notes: list[str]) -> dict[str, Any]:
+    """A POST/PUT body checked against the schemas and made canonical (RFC 7643 §2, §3)."""
+    if not isinstance(body, dict):
+        raise ScimError(400, "The request body must be a JSON object", "invalidSyntax")
+    known = schemas_for(resource_type)
+    schemas = _schemas_list(body, known)
+    out: dict[str, Any] = {"schemas": schemas}
+    core: dict[str, Any] = {}
+    blocks: dict[str, dict[str, Any]] = {}
+    for key, raw in body.items():
+        ext = known.extension(key)
+        if key.lower() == "schemas":
+            continue
+        if ext is not None:
+            if not isinstance(raw, dict):
+                raise invalid(f"Extension '{ext.id}' must be an object")
+            blocks.setdefault(ext.id, {}).update(raw)
+        elif key.lower() in _ALL_KNOWN:
+            raise invalid(f"Schema '{key}' does not apply to {resource_type} resources")
+        elif (split := known.split_urn_key(key)) is not None:
+            schema, rest = split
+            (core if schema is known.core else blocks.setdefault(schema.id, {}))[rest] = raw
+        elif key.lower().startswith("urn:"):
+            if not isinstance(raw, dict):
+                raise invalid(f"Extension '{key}' must be an object")
+            out[key] = copy.deepcopy(raw)
+        else:
+            core[key] = raw
+    out.update(normalise_object(known, core, notes=notes))
+    for urn, raw_block in blocks.items():
+        ext = next(s for s in known.extensions if s.id == urn)
+        block = normalise_object(ext, raw_block, notes=notes, where=f"{urn}:")
+        if block:
+            out[urn] = block
+    schemas.extend(k for k in out if k.lower().startswith("urn:") and k not in schemas)
+    check_required(out, known)
+    return out
+
+
+def check_required(resource: dict[str, Any], known: ResourceSchemas) -> None:
+    """Required attributes must be present (RFC 7643 §7 "required"; 400 invalidValue)."""
+    for attr in known.core.attributes:
+        if attr.required and resource.get(attr.name) in (None, "", []):
+            raise invalid(f"Attribute '{attr.name}' is required")
+
+
+def validate_resource(resource: dict[str, Any], resource_type: ResourceType) -> None:
+    """Raise a ScimError unless ``resource`` is a valid resource (e.g. after a PATCH)."""
+    normalise_resource(resource, resource_type, notes=[])
