@@ -58,13 +58,14 @@ def start() -> tuple[str, str]:
         os.chown(root, pw.pw_uid, pw.pw_gid)
     data, sock, log = Path(root, "data"), Path(root, "sock"), Path(root, "log")
     port = free_port()
+    # cwd=root: the unprivileged user may not be able to enter the caller's directory.
     subprocess.run([*prefix, pg_bin("initdb"), "-D", str(data), "-U", "roster", "-A", "trust",
-                    "-E", "UTF8", "--no-sync"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([*prefix, "mkdir", "-p", str(sock)], check=True)
+                    "-E", "UTF8", "--no-sync"], check=True, stdout=subprocess.DEVNULL, cwd=root)
+    subprocess.run([*prefix, "mkdir", "-p", str(sock)], check=True, cwd=root)
     opts = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={sock} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
     subprocess.run([*prefix, pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts,
-                    "-w", "-t", "60", "start"], check=True, stdout=subprocess.DEVNULL)
+                    "-w", "-t", "60", "start"], check=True, stdout=subprocess.DEVNULL, cwd=root)
     return f"postgresql+psycopg://roster@127.0.0.1:{port}/postgres", root
 
 
@@ -73,7 +74,7 @@ def stop(root: str) -> None:
     data = Path(root, "data")
     if data.exists():
         subprocess.run([*_runas_prefix(), pg_bin("pg_ctl"), "-D", str(data), "-m", "fast",
-                        "-w", "stop"], check=False, stdout=subprocess.DEVNULL)
+                        "-w", "stop"], check=False, stdout=subprocess.DEVNULL, cwd="/")
     shutil.rmtree(root, ignore_errors=True)
 
 
