@@ -1,3 +1,137 @@
-"""Deprovisioning records, receipts, checkpoints, webhook deliveries (issue 7)."""
+"""Deprovisioning records, mass-event batches, signed checkpoints, webhook deliveries (issue 7)."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, JSONType, UTCDateTime, new_id, utcnow
+from app.models.audit import BigIntId
+
+
+class DeprovisionBatch(Base):
+    """Deprovisionings of one directory grouped by the mass-event guard; restorable at once."""
+
+    __tablename__ = "deprovision_batches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="RESTRICT"), index=True
+    )
+    directory_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    # Directory size when the guard fired (the share is computed against it).
+    directory_users: Mapped[int] = mapped_column(Integer, default=0)
+    restored_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    restored_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class DeprovisionRecord(Base):
+    """One deprovisioning: who, why, when (received / applied / committed), before and after.
+
+    Kept when the user is purged (no foreign key to users): it is part of the audit trail.
+    """
+
+    __tablename__ = "deprovision_records"
+    __table_args__ = (
+        Index("ix_deprovision_records_organization_id_received_at",
+              "organization_id", "received_at"),
+        Index("ix_deprovision_records_directory_id_received_at", "directory_id", "received_at"),
+        Index("ix_deprovision_records_user_id", "user_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    # The outbox event id of the user.deprovisioned event this record belongs to.
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="RESTRICT")
+    )
+    user_id: Mapped[str] = mapped_column(String(36))
+    scim_id: Mapped[str] = mapped_column(String(36))
+    external_id: Mapped[str | None] = mapped_column(String(500))
+    user_name: Mapped[str] = mapped_column(String(500))
+    directory_id: Mapped[str | None] = mapped_column(String(36))
+    vendor: Mapped[str | None] = mapped_column(String(20))
+    dialect: Mapped[str | None] = mapped_column(String(100))
+    trigger: Mapped[str] = mapped_column(String(40))
+    actor_type: Mapped[str] = mapped_column(String(30))
+    actor_id: Mapped[str | None] = mapped_column(String(100))
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    source_ip: Mapped[str | None] = mapped_column(String(100))
+    user_agent: Mapped[str | None] = mapped_column(String(500))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Stamped right after the transaction that revoked everything committed.
+    revocation_committed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    state_before: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    state_after: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    sessions_revoked: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_revoked: Mapped[int] = mapped_column(Integer, default=0)
+    grants_removed: Mapped[int] = mapped_column(Integer, default=0)
+    outcome: Mapped[str] = mapped_column(String(20), default="applied")
+    error: Mapped[str | None] = mapped_column(Text)
+    batch_id: Mapped[str | None] = mapped_column(
+        ForeignKey("deprovision_batches.id", ondelete="SET NULL"), index=True
+    )
+    # Set when a reactivation restored the user (the record itself stays as it was).
+    restored_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditCheckpoint(Base):
+    """A chain head signed with the deployment's Ed25519 key at one moment."""
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (Index("ix_audit_checkpoints_chain_seq", "chain", "seq"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    chain: Mapped[str] = mapped_column(String(36))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    key_id: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(200))
+
+
+class WebhookCursor(Base):
+    """How far in the outbox deliveries were fanned out to one endpoint."""
+
+    __tablename__ = "webhook_cursors"
+
+    endpoint: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    last_outbox_id: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WebhookDelivery(Base):
+    """One outbox event to one endpoint: pending, delivered or dead, with its attempts."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("outbox_id", "endpoint"),
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_endpoint_aggregate_id_id", "endpoint", "aggregate_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    outbox_id: Mapped[int] = mapped_column(
+        ForeignKey("outbox_events.id", ondelete="CASCADE")
+    )
+    event_id: Mapped[str] = mapped_column(String(36))
+    endpoint: Mapped[str] = mapped_column(String(1000))
+    aggregate_id: Mapped[str | None] = mapped_column(String(36))
+    # pending | delivered | dead
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A worker's claim; another worker may take the row once the lease has passed.
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    leased_by: Mapped[str | None] = mapped_column(String(100))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
