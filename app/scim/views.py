@@ -1,52 +1,128 @@
-"""The /scim/v2 blueprint: transaction per request, SCIM errors and media type, discovery."""
+"""The /scim/v2 blueprint: routing, SCIM errors and media type, discovery, /Me.
+
+Every path under /scim/v2 answers in SCIM format: unknown paths are a SCIM 404 and a
+method a path does not support is a SCIM 405 with ``Allow`` (RFC 7644 §3.12).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g
+from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from app.errors import Conflict, DomainError, InvalidInput, NotFound, PreconditionFailed
-from app.scim.auth import authenticate_request
+from app.scim import discovery, group_views, list_views, user_views
 from app.scim.errors import ScimError, error_response, scim_response
+from app.scim.http import base_url, scim_settings, unit_of_work
+from app.scim.schema import SCHEMAS
 
 bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
 log = logging.getLogger(__name__)
 
-SPC_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+Handler = Callable[..., Response]
+# Flipped on when app.scim.patch is wired into the PATCH views.
+PATCH_SUPPORTED = False
 
 
-def _settings() -> dict[str, Any]:
-    return current_app.config["ROSTER"]
+def _route(rule: str, endpoint: str, handlers: dict[str, Handler]) -> None:
+    """Register ``rule`` for every method; unsupported ones get a SCIM 405."""
+    def view(**kwargs: Any) -> Response:
+        handler = handlers.get(request.method)
+        if handler is None and request.method == "HEAD":
+            handler = handlers.get("GET")
+        if handler is None:
+            allowed = ", ".join(handlers)
+            response = error_response(405, f"{request.method} is not supported on this "
+                                           f"endpoint; allowed: {allowed}")
+            response.headers["Allow"] = allowed
+            return response
+        return handler(**kwargs)
+    view.__name__ = endpoint
+    bp.add_url_rule(rule, endpoint, view, methods=ALL_METHODS, provide_automatic_options=False)
 
 
-@bp.get("/ServiceProviderConfig")
+def _authenticated() -> None:
+    with unit_of_work(readonly=True):
+        pass
+
+
 def service_provider_config() -> Response:
     """RFC 7644 §4: what this server supports, truthfully."""
-    db = current_app.extensions["roster.db"]
-    with db.transaction() as session:
-        caller = authenticate_request(session)
-        g.directory_id = caller.directory.id
-    scim = _settings()["scim"]
-    return scim_response({
-        "schemas": [SPC_SCHEMA],
-        "documentationUri": f"{_settings()['app']['base_url']}/docs/scim",
-        "patch": {"supported": False},
-        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
-        "filter": {"supported": False, "maxResults": scim["max_filter_results"]},
-        "changePassword": {"supported": False},
-        "sort": {"supported": False},
-        "etag": {"supported": False},
-        "authenticationSchemes": [{
-            "type": "oauthbearertoken", "name": "Bearer token", "primary": True,
-            "description": "A directory token issued by `roster directory create`.",
-        }],
-        "meta": {"resourceType": "ServiceProviderConfig",
-                 "location": f"{_settings()['app']['base_url']}/scim/v2/ServiceProviderConfig"},
-    })
+    _authenticated()
+    root = current_app.config["ROSTER"]["app"]["base_url"].rstrip("/")
+    return scim_response(discovery.service_provider_config(
+        base_url(), f"{root}/docs/scim", scim_settings(), patch=PATCH_SUPPORTED,
+        filtering=True, sort=True))
 
+
+def resource_types() -> Response:
+    """RFC 7644 §4: /ResourceTypes as a ListResponse."""
+    _authenticated()
+    return scim_response(discovery.list_response(discovery.resource_types(base_url())))
+
+
+def resource_type(name: str) -> Response:
+    """RFC 7644 §4: one ResourceType by id."""
+    _authenticated()
+    found = [r for r in discovery.resource_types(base_url()) if r["id"] == name]
+    if not found:
+        raise ScimError(404, f"ResourceType {name} not found")
+    return scim_response(found[0])
+
+
+def schemas() -> Response:
+    """RFC 7644 §4: /Schemas as a ListResponse."""
+    _authenticated()
+    return scim_response(discovery.list_response(discovery.schemas(base_url())))
+
+
+def schema(urn: str) -> Response:
+    """RFC 7644 §4: one Schema by its URN (case-insensitive)."""
+    _authenticated()
+    found = next((s for s in SCHEMAS.values() if s.id.lower() == urn.lower()), None)
+    if found is None:
+        raise ScimError(404, f"Schema {urn} not found")
+    return scim_response(found.to_scim(base_url()))
+
+
+def me(**_: Any) -> Response:
+    """RFC 7644 §3.11: the caller is a directory, not a user, so /Me is not implemented (501)."""
+    _authenticated()
+    raise ScimError(501, "/Me is not supported: the caller is a provisioning directory, "
+                         "not a user")
+
+
+def unknown(path: str = "") -> Response:
+    """Anything else under /scim/v2 is a SCIM 404 (RFC 7644 §3.12)."""
+    raise ScimError(404, f"no SCIM endpoint at /scim/v2/{path}")
+
+
+_route("/ServiceProviderConfig", "service_provider_config", {"GET": service_provider_config})
+_route("/ResourceTypes", "resource_types", {"GET": resource_types})
+_route("/ResourceTypes/<name>", "resource_type", {"GET": resource_type})
+_route("/Schemas", "schemas", {"GET": schemas})
+_route("/Schemas/<path:urn>", "schema", {"GET": schema})
+_route("/Me", "me", dict.fromkeys(ALL_METHODS, me))
+_route("/Me/<path:rest>", "me_sub", dict.fromkeys(ALL_METHODS, me))
+_route("/Users", "users", {"GET": list_views.list_users, "POST": user_views.create_user})
+_route("/Users/.search", "users_search", {"POST": list_views.search_users})
+_route("/Users/<user_id>", "user", {
+    "GET": user_views.get_user, "PUT": user_views.replace_user,
+    "PATCH": user_views.patch_user, "DELETE": user_views.delete_user})
+_route("/Groups", "groups", {"GET": list_views.list_groups, "POST": group_views.create_group})
+_route("/Groups/.search", "groups_search", {"POST": list_views.search_groups})
+_route("/Groups/<group_id>", "group", {
+    "GET": group_views.get_group, "PUT": group_views.replace_group,
+    "PATCH": group_views.patch_group, "DELETE": group_views.delete_group})
+_route("/.search", "root_search", {"POST": list_views.search_root})
+bp.add_url_rule("/", "unknown_root", unknown, methods=ALL_METHODS,
+                provide_automatic_options=False)
+bp.add_url_rule("/<path:path>", "unknown", unknown, methods=ALL_METHODS,
+                provide_automatic_options=False)
 
 _STATUS_BY_ERROR: dict[type[DomainError], tuple[int, str | None]] = {
     NotFound: (404, None),
@@ -75,4 +151,4 @@ def _http_error(exc: HTTPException) -> Response:
 @bp.errorhandler(Exception)
 def _unexpected(exc: Exception) -> Response:
     log.exception("unhandled SCIM error")
-    return error_response(500, f"internal error; request id {g.get('request_id')}")
+    return error_response(500, f"internal error; quote request id {g.get('request_id')}")

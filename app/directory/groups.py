@@ -1,0 +1,264 @@
+"""SCIM groups and memberships as a domain (RFC 7643 §4.2).
+
+Membership changes touch only the rows they name: adding one member to a 50,000-member
+group reads and writes that one row, never the other 49,999.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.audit import Actor, record
+from app.db import utcnow
+from app.errors import Conflict, InvalidInput, NotFound
+from app.events import emit
+from app.mapping.evaluation import reevaluate_group_members, reevaluate_users
+from app.models import Directory, Group, Membership, User
+
+# Bound on bind parameters per statement (SQLite allows 32,766; PostgreSQL 65,535).
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class GroupInput:
+    """The writable state of a group: ``member_ids`` None means "leave members alone"."""
+
+    display_name: str
+    external_id: str | None = None
+    extension_data: dict[str, Any] | None = None
+    member_ids: Sequence[str] | None = None
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start:start + CHUNK]
+
+
+def _unique(ids: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(ids))
+
+
+def get_group(session: Session, directory_id: str, group_id: str, *,
+              for_update: bool = False) -> Group:
+    """The group ``group_id`` of the directory, else NotFound."""
+    stmt = select(Group).where(Group.id == group_id, Group.directory_id == directory_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    group = session.scalar(stmt)
+    if group is None:
+        raise NotFound(f"Group {group_id} not found")
+    return group
+
+
+def member_rows(session: Session, group_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """(user id, display) of the members of each group, one query per chunk of groups."""
+    out: dict[str, list[tuple[str, str]]] = {gid: [] for gid in group_ids}
+    for chunk in _chunks(list(group_ids)):
+        rows = session.execute(
+            select(Membership.group_id, User.id, User.display_name, User.user_name)
+            .join(User, User.id == Membership.user_id)
+            .where(Membership.group_id.in_(chunk), User.deleted_at.is_(None))
+        )
+        for gid, uid, display, name in rows:
+            out[gid].append((uid, display or name))
+    return out
+
+
+def groups_of_users(session: Session,
+                    user_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """(group id, displayName) of each user's groups, one query per chunk (RFC 7643 §4.1.2)."""
+    out: dict[str, list[tuple[str, str]]] = {uid: [] for uid in user_ids}
+    for chunk in _chunks(list(user_ids)):
+        rows = session.execute(
+            select(Membership.user_id, Group.id, Group.display_name)
+            .join(Group, Group.id == Membership.group_id)
+            .where(Membership.user_id.in_(chunk))
+        )
+        for uid, gid, name in rows:
+            out[uid].append((gid, name))
+    return out
+
+
+def _check_display_name(session: Session, directory_id: str, name: str,
+                        except_id: str | None) -> None:
+    taken = session.scalar(select(Group.id).where(
+        Group.directory_id == directory_id, func.lower(Group.display_name) == name.lower()))
+    if taken is not None and taken != except_id:
+        raise Conflict(f"displayName {name!r} is already taken in this directory",
+                       field="displayName")
+
+
+def _flush_unique(session: Session, name: str) -> None:
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if "display_name" in str(exc.orig).lower() or "uq_groups" in str(exc.orig).lower():
+            raise Conflict(f"displayName {name!r} is already taken in this directory",
+                           field="displayName") from None
+        raise
+
+
+def _live_users(session: Session, directory_id: str, ids: list[str]) -> None:
+    """Every id must be a live user of the same directory (RFC 7643 §4.2 members.value)."""
+    found: set[str] = set()
+    for chunk in _chunks(ids):
+        found.update(session.scalars(select(User.id).where(
+            User.id.in_(chunk), User.directory_id == directory_id, User.deleted_at.is_(None))))
+    missing = [i for i in ids if i not in found]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise InvalidInput(f"members must be users of this directory; unknown: {shown}",
+                           field="members")
+
+
+def _touch(group: Group) -> None:
+    group.version += 1
+    group.updated_at = utcnow()
+
+
+def add_members(session: Session, group: Group, user_ids: Iterable[str],
+                actor: Actor) -> list[str]:
+    """Add members by id (RFC 7644 §3.5.2.1); returns the ids that were not members yet."""
+    ids = _unique(user_ids)
+    if not ids:
+        return []
+    _live_users(session, group.directory_id, ids)
+    present: set[str] = set()
+    for chunk in _chunks(ids):
+        present.update(session.scalars(select(Membership.user_id).where(
+            Membership.group_id == group.id, Membership.user_id.in_(chunk))))
+    added = [i for i in ids if i not in present]
+    if added:
+        now = utcnow()
+        session.execute(insert(Membership), [
+            {"group_id": group.id, "user_id": uid, "created_at": now} for uid in added])
+        _membership_changed(session, group, added, actor, "add")
+    return added
+
+
+def remove_members(session: Session, group: Group, user_ids: Iterable[str],
+                   actor: Actor) -> list[str]:
+    """Remove the named members only (RFC 7644 §3.5.2.2); returns those that were members."""
+    ids = _unique(user_ids)
+    removed: list[str] = []
+    for chunk in _chunks(ids):
+        removed.extend(session.scalars(select(Membership.user_id).where(
+            Membership.group_id == group.id, Membership.user_id.in_(chunk))))
+    for chunk in _chunks(removed):
+        session.execute(delete(Membership).where(Membership.group_id == group.id,
+                                                 Membership.user_id.in_(chunk)))
+    if removed:
+        _membership_changed(session, group, removed, actor, "remove")
+    return removed
+
+
+def remove_all_members(session: Session, group: Group, actor: Actor) -> list[str]:
+    """Empty the group (PATCH remove of ``members`` without a filter, RFC 7644 §3.5.2.2)."""
+    removed = list(session.scalars(select(Membership.user_id)
+                                   .where(Membership.group_id == group.id)))
+    if removed:
+        session.execute(delete(Membership).where(Membership.group_id == group.id))
+        _membership_changed(session, group, removed, actor, "remove")
+    return removed
+
+
+def replace_members(session: Session, group: Group, user_ids: Iterable[str],
+                    actor: Actor) -> tuple[list[str], list[str]]:
+    """Make the members exactly ``user_ids`` (PUT, PATCH replace); returns (added, removed)."""
+    wanted = _unique(user_ids)
+    current = set(session.scalars(select(Membership.user_id)
+                                  .where(Membership.group_id == group.id)))
+    wanted_set = set(wanted)
+    removed = remove_members(session, group, [i for i in current if i not in wanted_set],
+                             actor)
+    added = add_members(session, group, [i for i in wanted if i not in current], actor)
+    return added, removed
+
+
+def _membership_changed(session: Session, group: Group, user_ids: list[str], actor: Actor,
+                        op: str) -> None:
+    """One audit event and one outbox event per group and operation, listing the users."""
+    _touch(group)
+    past = "added" if op == "add" else "removed"
+    data = {"group_id": group.id, "user_ids": user_ids}
+    record(session, organization_id=group.organization_id, action=f"membership:{op}",
+           actor=actor, subject_type="group", subject_id=group.id, data=data)
+    emit(session, organization_id=group.organization_id, type=f"membership.{past}",
+         aggregate_id=group.id, payload=data)
+    reevaluate_users(session, group.organization_id, user_ids, actor)
+
+
+def create_group(session: Session, directory: Directory, data: GroupInput,
+                 actor: Actor) -> Group:
+    """Create a group with its initial members (RFC 7644 §3.3)."""
+    _check_display_name(session, directory.id, data.display_name, None)
+    now = utcnow()
+    group = Group(directory_id=directory.id, organization_id=directory.organization_id,
+                  display_name=data.display_name, external_id=data.external_id,
+                  extension_data=data.extension_data or {}, version=1, created_at=now,
+                  updated_at=now)
+    session.add(group)
+    _flush_unique(session, data.display_name)
+    record(session, organization_id=group.organization_id, action="group:create",
+           actor=actor, subject_type="group", subject_id=group.id,
+           data={"displayName": group.display_name, "externalId": group.external_id})
+    emit(session, organization_id=group.organization_id, type="group.created",
+         aggregate_id=group.id, payload={"group_id": group.id,
+                                         "display_name": group.display_name})
+    if data.member_ids:
+        add_members(session, group, data.member_ids, actor)
+        group.version, group.updated_at = 1, group.created_at
+    return group
+
+
+def update_group(session: Session, group: Group, data: GroupInput, actor: Actor) -> Group:
+    """Set displayName, externalId, extensions and (if given) the full member list."""
+    changed = []
+    if data.display_name != group.display_name:
+        if data.display_name.lower() != group.display_name.lower():
+            _check_display_name(session, group.directory_id, data.display_name, group.id)
+        group.display_name = data.display_name
+        changed.append("displayName")
+    if data.external_id != group.external_id:
+        group.external_id = data.external_id
+        changed.append("externalId")
+    if (data.extension_data or {}) != (group.extension_data or {}):
+        group.extension_data = data.extension_data or {}
+        changed.append("extensions")
+    if changed:
+        _touch(group)
+        _flush_unique(session, group.display_name)
+        record(session, organization_id=group.organization_id, action="group:update",
+               actor=actor, subject_type="group", subject_id=group.id,
+               data={"changed": changed, "displayName": group.display_name})
+        emit(session, organization_id=group.organization_id, type="group.updated",
+             aggregate_id=group.id, payload={"group_id": group.id, "changed": changed,
+                                             "display_name": group.display_name})
+        if "displayName" in changed:
+            reevaluate_group_members(session, group.organization_id, group.id, actor)
+    if data.member_ids is not None:
+        replace_members(session, group, data.member_ids, actor)
+    return group
+
+
+def delete_group(session: Session, group: Group, actor: Actor) -> None:
+    """Delete a group and its memberships (RFC 7644 §3.6); members are re-evaluated."""
+    member_ids = list(session.scalars(select(Membership.user_id)
+                                      .where(Membership.group_id == group.id)))
+    session.execute(delete(Membership).where(Membership.group_id == group.id))
+    record(session, organization_id=group.organization_id, action="group:delete",
+           actor=actor, subject_type="group", subject_id=group.id,
+           data={"displayName": group.display_name, "members": len(member_ids)})
+    emit(session, organization_id=group.organization_id, type="group.deleted",
+         aggregate_id=group.id, payload={"group_id": group.id,
+                                         "display_name": group.display_name})
+    session.delete(group)
+    session.flush()
+    if member_ids:
+        reevaluate_users(session, group.organization_id, member_ids, actor)

@@ -1,0 +1,243 @@
+"""SCIM users as a domain: create, replace, delete, uniqueness and manager references.
+
+The SCIM adapter translates wire format into :class:`UserInput`; everything here works on
+model columns, runs inside the caller's transaction and never commits.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.audit import Actor, record
+from app.db import utcnow
+from app.errors import Conflict, InvalidInput, NotFound
+from app.events import emit
+from app.lifecycle import Trigger, delete_user, deprovision_user, reactivate_user
+from app.mapping.evaluation import reevaluate_users
+from app.models import Directory, Grant, Organization, Role, Unit, User
+from app.models.directory import UserStatus
+
+# Columns a SCIM client may write (everything else is server-managed).
+WRITABLE_COLUMNS: tuple[str, ...] = (
+    "external_id", "user_name", "name_formatted", "family_name", "given_name", "middle_name",
+    "honorific_prefix", "honorific_suffix", "display_name", "nick_name", "profile_url",
+    "title", "user_type", "preferred_language", "locale", "timezone", "emails",
+    "phone_numbers", "ims", "photos", "addresses", "entitlements", "roles",
+    "x509_certificates", "employee_number", "cost_center", "organization_name", "division",
+    "department", "extension_data",
+)
+_LIST_COLUMNS = frozenset({"emails", "phone_numbers", "ims", "photos", "addresses",
+                           "entitlements", "roles", "x509_certificates"})
+# scrypt parameters: 16 MiB of memory per hash (RFC 7914 §2 recommends N=2^14 for logins).
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+@dataclass(frozen=True)
+class UserInput:
+    """The complete writable state of a user, as the adapter decoded it (RFC 7643 §4.1)."""
+
+    values: dict[str, Any]
+    active: bool | None = None  # None: the client did not say, keep the current state
+    manager_id: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def hash_password(password: str) -> str:
+    """A salted scrypt hash (RFC 7914) in a self-describing text form."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R,
+                            p=_SCRYPT_P, dklen=32)
+    b64 = base64.b64encode
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Check ``password`` against :func:`hash_password` output in constant time."""
+    try:
+        _, n, r, p, salt, digest = stored.split("$")
+        computed = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n),
+                                  r=int(r), p=int(p), dklen=32)
+    except ValueError:
+        return False
+    return hmac.compare_digest(computed, base64.b64decode(digest))
+
+
+def primary_email(emails: list[dict[str, Any]]) -> str | None:
+    """The primary email (else the first), lower-cased for matching (RFC 7643 §2.4)."""
+    chosen = next((e for e in emails if e.get("primary") is True), emails[0] if emails else None)
+    value = chosen.get("value") if chosen else None
+    return value.lower() if isinstance(value, str) else None
+
+
+def get_user(session: Session, directory_id: str, user_id: str, *,
+             for_update: bool = False) -> User:
+    """The live (not deleted) user ``user_id`` of the directory, else NotFound."""
+    stmt = select(User).where(User.id == user_id, User.directory_id == directory_id,
+                              User.deleted_at.is_(None))
+    if for_update:
+        stmt = stmt.with_for_update()
+    user = session.scalar(stmt)
+    if user is None:
+        raise NotFound(f"User {user_id} not found")
+    return user
+
+
+def resolve_manager(session: Session, directory_id: str, manager_id: str | None) -> str | None:
+    """Check a manager reference names a live user of the same directory (RFC 7643 §4.3)."""
+    if not manager_id:
+        return None
+    found = session.scalar(select(User.id).where(
+        User.id == manager_id, User.directory_id == directory_id, User.deleted_at.is_(None)))
+    if found is None:
+        raise InvalidInput(f"manager {manager_id!r} is not a user of this directory",
+                           field="manager")
+    return found
+
+
+def manager_names(session: Session, manager_ids: Iterable[str | None]) -> dict[str, str]:
+    """displayName (else userName) of each manager, in one query."""
+    ids = {m for m in manager_ids if m}
+    if not ids:
+        return {}
+    rows = session.execute(select(User.id, User.display_name, User.user_name)
+                           .where(User.id.in_(ids)))
+    return {uid: display or name for uid, display, name in rows}
+
+
+def _free_user_name(session: Session, directory_id: str, user_name: str,
+                    except_id: str | None) -> None:
+    """Raise Conflict when a live user holds ``user_name``; a deleted holder gives it up."""
+    holder = session.execute(select(User.id, User.deleted_at).where(
+        User.directory_id == directory_id,
+        func.lower(User.user_name) == user_name.lower())).first()
+    if holder is None or holder.id == except_id:
+        return
+    if holder.deleted_at is None:
+        raise Conflict(f"userName {user_name!r} is already taken in this directory",
+                       field="userName")
+    # A soft-deleted user keeps its row (audit, retention) but not its name.
+    tombstone = session.get(User, holder.id)
+    if tombstone is not None:
+        tombstone.user_name = f"{holder.id}.deleted"
+
+
+def _assign(user: User, data: UserInput, *, store_password_hash: bool) -> list[str]:
+    """Copy the input onto the row; returns the names of the columns that changed."""
+    changed = []
+    for column in WRITABLE_COLUMNS:
+        value = data.values.get(column)
+        if value is None and column in _LIST_COLUMNS:
+            value = []
+        elif value is None and column == "extension_data":
+            value = {}
+        if getattr(user, column) != value:
+            setattr(user, column, value)
+            changed.append(column)
+    if user.manager_id != data.manager_id:
+        user.manager_id = data.manager_id
+        changed.append("manager_id")
+    user.primary_email = primary_email(user.emails or [])
+    if data.password is not None and store_password_hash:
+        user.password_hash = hash_password(data.password)
+        changed.append("password")
+    return changed
+
+
+def _flush_unique(session: Session, user_name: str) -> None:
+    """Flush; a lost race on the unique userName index is a Conflict (RFC 7644 §3.3)."""
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if "user_name" in str(exc.orig).lower() or "uq_users" in str(exc.orig).lower():
+            raise Conflict(f"userName {user_name!r} is already taken in this directory",
+                           field="userName") from None
+        raise
+
+
+def create_user(session: Session, directory: Directory, data: UserInput, actor: Actor, *,
+                store_password_hash: bool = False) -> User:
+    """Create a user (RFC 7644 §3.3); userName is unique case-insensitively per directory."""
+    user_name = data.values["user_name"]
+    _free_user_name(session, directory.id, user_name, None)
+    manager_id = resolve_manager(session, directory.id, data.manager_id)
+    now = utcnow()
+    user = User(directory_id=directory.id, organization_id=directory.organization_id,
+                active=data.active is not False, version=1, created_at=now, updated_at=now)
+    _assign(user, UserInput(data.values, data.active, manager_id, data.password),
+            store_password_hash=store_password_hash)
+    user.status = UserStatus.active if user.active else UserStatus.suspended
+    session.add(user)
+    _flush_unique(session, user_name)
+    record(session, organization_id=user.organization_id, action="user:create", actor=actor,
+           subject_type="user", subject_id=user.id,
+           data={"userName": user.user_name, "externalId": user.external_id,
+                 "active": user.active})
+    emit(session, organization_id=user.organization_id, type="user.created",
+         aggregate_id=user.id, payload={"user_id": user.id, "user_name": user.user_name,
+                                        "directory_id": directory.id, "active": user.active})
+    reevaluate_users(session, user.organization_id, [user.id], actor)
+    return user
+
+
+def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
+                 store_password_hash: bool = False) -> User:
+    """Set the user's whole writable state (PUT, RFC 7644 §3.5.1; PATCH results too)."""
+    user_name = data.values["user_name"]
+    if user_name.lower() != user.user_name.lower():
+        _free_user_name(session, user.directory_id, user_name, user.id)
+    manager_id = resolve_manager(session, user.directory_id, data.manager_id)
+    changed = _assign(user, UserInput(data.values, data.active, manager_id, data.password),
+                      store_password_hash=store_password_hash)
+    if changed:
+        user.version += 1
+        user.updated_at = utcnow()
+        _flush_unique(session, user_name)
+        record(session, organization_id=user.organization_id, action="user:update",
+               actor=actor, subject_type="user", subject_id=user.id,
+               data={"changed": sorted(changed)})
+        emit(session, organization_id=user.organization_id, type="user.updated",
+             aggregate_id=user.id, payload={"user_id": user.id, "changed": sorted(changed)})
+    # active goes through the lifecycle functions, which revoke access (issue: deprovisioning).
+    if data.active is False and user.active:
+        deprovision_user(session, user, actor, trigger=Trigger.scim_active_false)
+        user.version += 1
+    elif data.active is True and not user.active:
+        reactivate_user(session, user, actor)
+        user.version += 1
+    if changed:
+        reevaluate_users(session, user.organization_id, [user.id], actor)
+    return user
+
+
+def remove_user(session: Session, user: User, actor: Actor) -> None:
+    """SCIM DELETE (RFC 7644 §3.6): through the lifecycle, then gone from SCIM at once."""
+    delete_user(session, user, actor)
+    user.version += 1
+
+
+def access_of_users(session: Session, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Each user's effective portal access from the grants table, in one query."""
+    if not user_ids:
+        return {}
+    rows = session.execute(
+        select(Grant.user_id, Organization.slug, Unit.name, Unit.path, Role.key)
+        .join(Unit, Unit.id == Grant.unit_id).join(Role, Role.id == Grant.role_id)
+        .join(Organization, Organization.id == Grant.organization_id)
+        .where(Grant.user_id.in_(list(user_ids)))
+        .order_by(Grant.user_id, Unit.path, Role.key)
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for user_id, org, unit, path, role in rows:
+        entry = out.setdefault(user_id, {"organization": org, "grants": []})
+        entry["grants"].append({"unit": unit, "unitPath": path, "role": role})
+    return out

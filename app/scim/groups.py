@@ -1,0 +1,54 @@
+"""Group wire format <-> model (RFC 7643 §4.2)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from app.directory.groups import GroupInput
+from app.models import Group
+from app.scim.errors import ScimError
+from app.scim.projection import Projection
+from app.scim.schema import CORE_GROUP
+from app.scim.users import iso
+
+GROUP_ALWAYS = frozenset({"id", "displayname"})
+
+
+def member_ids(members: Any) -> list[str]:
+    """The user ids of a canonical ``members`` value (RFC 7643 §4.2); groups cannot nest."""
+    ids = []
+    for item in members or []:
+        if str(item.get("type", "User")).lower() == "group":
+            raise ScimError(400, "Nested groups are not supported; members must be users",
+                            "invalidValue")
+        ids.append(item["value"])
+    return ids
+
+
+def group_from_scim(resource: dict[str, Any]) -> GroupInput:
+    """A resource made canonical by ``values.normalise_resource`` -> GroupInput."""
+    extensions = {k: v for k, v in resource.items() if k.startswith("urn:")}
+    return GroupInput(display_name=resource["displayName"],
+                      external_id=resource.get("externalId"), extension_data=extensions,
+                      member_ids=member_ids(resource.get("members")))
+
+
+def group_to_scim(group: Group, *, base_url: str, projection: Projection,
+                  members: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The Group resource; ``members`` is None when they were not loaded (excluded)."""
+    out: dict[str, Any] = {"schemas": [CORE_GROUP], "id": group.id,
+                           "displayName": group.display_name}
+    if group.external_id is not None:
+        out["externalId"] = group.external_id
+    if members:
+        out["members"] = [{"value": uid, "$ref": f"{base_url}/Users/{uid}", "display": name,
+                           "type": "User"} for uid, name in members]
+    for urn, data in (group.extension_data or {}).items():
+        out["schemas"].append(urn)
+        out[urn] = data
+    out["meta"] = {"resourceType": "Group", "created": iso(group.created_at),
+                   "lastModified": iso(group.updated_at),
+                   "location": f"{base_url}/Groups/{group.id}",
+                   "version": f'W/"{group.version}"'}
+    return projection.apply(out)

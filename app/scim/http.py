@@ -1,0 +1,68 @@
+"""Per-request SCIM plumbing: the unit of work, the actor, settings and resource responses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Response, current_app, g, request
+from sqlalchemy.orm import Session
+
+from app.audit import Actor
+from app.scim.auth import Caller, authenticate_request
+from app.scim.errors import SCIM_MEDIA_TYPE, scim_response
+from app.scim.etag import with_etag
+from app.scim.projection import Projection
+from app.scim.request import json_body
+
+
+@contextmanager
+def unit_of_work(*, readonly: bool = False) -> Iterator[tuple[Session, Caller]]:
+    """One transaction for the whole request, opened by authenticating the directory."""
+    db = current_app.extensions["roster.db"]
+    with db.transaction(readonly=readonly) as session:
+        caller = authenticate_request(session)
+        g.directory_id = caller.directory.id
+        yield session, caller
+
+
+def actor_of(caller: Caller) -> Actor:
+    """The audit actor of a SCIM request: the directory token that made it."""
+    return Actor(type="scim_token", id=caller.token.id, request_id=g.get("request_id"),
+                 ip=request.remote_addr, user_agent=request.headers.get("User-Agent"))
+
+
+def scim_settings() -> dict[str, Any]:
+    """The [scim] settings section."""
+    return current_app.config["ROSTER"]["scim"]
+
+
+def base_url() -> str:
+    """The public SCIM base URL, used in meta.location and $ref (RFC 7644 §3.1)."""
+    return current_app.config["ROSTER"]["app"]["base_url"].rstrip("/") + "/scim/v2"
+
+
+def body() -> dict[str, Any]:
+    """The request's JSON object, within app.max_body_bytes."""
+    return json_body(current_app.config["ROSTER"]["app"]["max_body_bytes"])
+
+
+def query_projection(core_urn: str, always: frozenset[str]) -> Projection:
+    """``attributes``/``excludedAttributes`` from the query string (RFC 7644 §3.9)."""
+    return Projection.parse(core_urn, always, request.args.get("attributes"),
+                            request.args.get("excludedAttributes"))
+
+
+def resource_response(resource: dict[str, Any], version: int, status: int = 200, *,
+                      location: str | None = None) -> Response:
+    """A single resource with its ETag; a 201 also carries Location (RFC 7644 §3.3)."""
+    response = with_etag(scim_response(resource, status), version)
+    if location:
+        response.headers["Location"] = location
+    return response
+
+
+def no_content() -> Response:
+    """204 for DELETE (RFC 7644 §3.6), still labelled with the SCIM media type."""
+    return Response(status=204, mimetype=SCIM_MEDIA_TYPE)

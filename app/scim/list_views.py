@@ -1,0 +1,150 @@
+"""List and .search endpoints (RFC 7644 §3.4.2, §3.4.3), on top of app.scim.listing."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Response, current_app, g, request
+from sqlalchemy import ColumnElement
+from sqlalchemy.orm import Session
+
+from app.models import Group, User
+from app.scim.auth import Caller
+from app.scim.errors import ScimError, scim_response
+from app.scim.filter_syntax import Resource
+from app.scim.group_views import render_groups
+from app.scim.groups import GROUP_ALWAYS
+from app.scim.http import body, scim_settings, unit_of_work
+from app.scim.listing import ListPage, ListParams, list_response, parse_list_params, run_list
+from app.scim.projection import Projection
+from app.scim.schema import CORE_GROUP, CORE_USER, LIST_RESPONSE, SEARCH_REQUEST
+from app.scim.user_views import render_users
+from app.scim.users import USER_ALWAYS
+
+_MODELS: dict[str, type[User] | type[Group]] = {"User": User, "Group": Group}
+
+
+def notes() -> list[str]:
+    """Dialect notes of this request, kept on ``g`` for the dialect report (issue 5)."""
+    if "scim_notes" not in g:
+        g.scim_notes = []
+    return g.scim_notes
+
+
+def _params(source: Mapping[str, Any], *, from_body: bool,
+            resource: Resource | None) -> ListParams:
+    scim = scim_settings()
+    return parse_list_params(source, from_body=from_body, default_count=scim["default_page_size"],
+                             max_count=scim["max_page_size"], resource=resource)
+
+
+def _base(model: type[User] | type[Group], caller: Caller) -> ColumnElement[bool]:
+    """Tenant isolation: only this directory's resources, never soft-deleted users."""
+    condition = model.directory_id == caller.directory.id
+    if model is User:
+        condition = condition & User.deleted_at.is_(None)
+    return condition
+
+
+def _cursor_key() -> bytes:
+    return (current_app.config.get("SECRET_KEY") or "roster-scim-cursor").encode()
+
+
+def _page(session: Session, caller: Caller, resource: Resource, params: ListParams) -> ListPage:
+    model = _MODELS[resource]
+    return run_list(session, model, _base(model, caller), params, resource=resource,
+                    dialect=session.get_bind().dialect.name,
+                    max_results=scim_settings()["max_filter_results"], notes=notes(),
+                    cursor_key=_cursor_key())
+
+
+def _render(session: Session, resource: Resource, rows: list[Any],
+            params: ListParams) -> list[dict[str, Any]]:
+    if resource == "User":
+        projection = Projection.parse(CORE_USER, USER_ALWAYS, list(params.attributes),
+                                      list(params.excluded_attributes))
+        return render_users(session, rows, projection)
+    projection = Projection.parse(CORE_GROUP, GROUP_ALWAYS, list(params.attributes),
+                                  list(params.excluded_attributes))
+    return render_groups(session, rows, projection)
+
+
+def _list(resource: Resource, source: Mapping[str, Any], *, from_body: bool) -> Response:
+    params = _params(source, from_body=from_body, resource=resource)
+    with unit_of_work(readonly=True) as (session, caller):
+        page = _page(session, caller, resource, params)
+        return scim_response(list_response(page, _render(session, resource, page.resources,
+                                                         params)))
+
+
+def _search_body() -> dict[str, Any]:
+    """A SearchRequest (RFC 7644 §3.4.3); ``schemas``, when sent, must name it."""
+    payload = body()
+    schemas = next((v for k, v in payload.items() if k.lower() == "schemas"), None)
+    if schemas is not None and (not isinstance(schemas, list) or SEARCH_REQUEST.lower()
+                                not in {str(s).lower() for s in schemas}):
+        raise ScimError(400, f"'schemas' must be [\"{SEARCH_REQUEST}\"]", "invalidSyntax")
+    # Parameter names are case-insensitive like attribute names (RFC 7644 §3.4.3).
+    canonical = {n.lower(): n for n in ("filter", "sortBy", "sortOrder", "startIndex", "count",
+                                        "attributes", "excludedAttributes", "cursor")}
+    return {canonical.get(k.lower(), k): v for k, v in payload.items()}
+
+
+def list_users() -> Response:
+    """GET /Users with filter, sort, index or cursor paging (RFC 7644 §3.4.2, RFC 9865)."""
+    return _list("User", request.args, from_body=False)
+
+
+def list_groups() -> Response:
+    """GET /Groups with filter, sort, index or cursor paging (RFC 7644 §3.4.2, RFC 9865)."""
+    return _list("Group", request.args, from_body=False)
+
+
+def search_users() -> Response:
+    """POST /Users/.search (RFC 7644 §3.4.3)."""
+    return _list("User", _search_body(), from_body=True)
+
+
+def search_groups() -> Response:
+    """POST /Groups/.search (RFC 7644 §3.4.3)."""
+    return _list("Group", _search_body(), from_body=True)
+
+
+def search_root() -> Response:
+    """POST /.search over Users then Groups (RFC 7644 §3.4.3), index paging across both.
+
+    A filter or sortBy that does not apply to one resource type (``userName`` on Groups)
+    leaves that type out; it is an error only when it applies to neither.
+    """
+    source = _search_body()
+    params = _params(source, from_body=True, resource=None)
+    if params.cursor is not None:
+        raise ScimError(400, "cursor paging is available per resource type "
+                             "(/Users/.search, /Groups/.search), not at the root",
+                        "invalidValue")
+    with unit_of_work(readonly=True) as (session, caller):
+        pages: list[tuple[Resource, ListPage]] = []
+        errors: list[ScimError] = []
+        skip, wanted = params.start_index - 1, params.count
+        for resource in ("User", "Group"):
+            try:
+                local = dataclasses.replace(params, start_index=1 + skip, count=wanted)
+                page = _page(session, caller, resource, local)
+            except ScimError as exc:
+                if exc.scim_type not in ("invalidFilter", "invalidValue"):
+                    raise
+                errors.append(exc)
+                continue
+            pages.append((resource, page))
+            skip = max(0, skip - page.total_results)
+            wanted -= len(page.resources)
+        if not pages:
+            raise errors[0]
+        resources = [r for resource, page in pages
+                     for r in _render(session, resource, page.resources, params)]
+        total = sum(page.total_results for _, page in pages)
+        return scim_response({"schemas": [LIST_RESPONSE], "totalResults": total,
+                              "itemsPerPage": len(resources),
+                              "startIndex": params.start_index, "Resources": resources})

@@ -1,0 +1,101 @@
+"""/Users endpoints (RFC 7644 §3.3-§3.6): one transaction and few queries per request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flask import Response
+from sqlalchemy.orm import Session
+
+from app.directory import groups as group_service
+from app.directory import users as user_service
+from app.models import User
+from app.scim.errors import ScimError
+from app.scim.etag import check_if_match, not_modified, with_etag
+from app.scim.http import (
+    actor_of,
+    base_url,
+    body,
+    no_content,
+    query_projection,
+    resource_response,
+    scim_settings,
+    unit_of_work,
+)
+from app.scim.projection import Projection
+from app.scim.schema import CORE_USER, ROSTER_USER
+from app.scim.users import USER_ALWAYS, user_from_scim, user_to_scim
+from app.scim.values import normalise_resource
+
+
+def render_users(session: Session, users: Sequence[User],
+                 projection: Projection) -> list[dict[str, Any]]:
+    """Users as resources; groups, grants and manager names in one batched query each."""
+    ids = [u.id for u in users]
+    groups = (group_service.groups_of_users(session, ids)
+              if ids and projection.wants(CORE_USER, "groups") else {})
+    access = (user_service.access_of_users(session, ids)
+              if ids and projection.wants(ROSTER_USER, "grants") else {})
+    managers = user_service.manager_names(session, (u.manager_id for u in users))
+    root = base_url()
+    return [user_to_scim(u, base_url=root, projection=projection, groups=groups.get(u.id),
+                         grants=access.get(u.id), manager_name=managers.get(u.manager_id or ""))
+            for u in users]
+
+
+def _one(session: Session, user: User, projection: Projection | None = None) -> dict[str, Any]:
+    return render_users(session, [user], projection or query_projection(CORE_USER,
+                                                                        USER_ALWAYS))[0]
+
+
+def get_user(user_id: str) -> Response:
+    """GET /Users/{id} (RFC 7644 §3.4.1); If-None-Match with the current version is 304."""
+    with unit_of_work(readonly=True) as (session, caller):
+        user = user_service.get_user(session, caller.directory.id, user_id)
+        if not_modified(user.version):
+            return with_etag(Response(status=304), user.version)
+        return resource_response(_one(session, user), user.version)
+
+
+def create_user() -> Response:
+    """POST /Users (RFC 7644 §3.3): 201 with Location; a taken userName is 409 uniqueness."""
+    payload = body()
+    notes: list[str] = []
+    data = user_from_scim(normalise_resource(payload, "User", notes=notes))
+    with unit_of_work() as (session, caller):
+        user = user_service.create_user(
+            session, caller.directory, data, actor_of(caller),
+            store_password_hash=scim_settings()["store_password_hash"])
+        resource = _one(session, user)
+        return resource_response(resource, user.version, 201,
+                                 location=f"{base_url()}/Users/{user.id}")
+
+
+def replace_user(user_id: str) -> Response:
+    """PUT /Users/{id} (RFC 7644 §3.5.1); an omitted ``active`` keeps the user's state."""
+    payload = body()
+    notes: list[str] = []
+    data = user_from_scim(normalise_resource(payload, "User", notes=notes))
+    with unit_of_work() as (session, caller):
+        user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
+        check_if_match(user.version)
+        user_service.replace_user(session, user, data, actor_of(caller),
+                                  store_password_hash=scim_settings()["store_password_hash"])
+        return resource_response(_one(session, user), user.version)
+
+
+def delete_user(user_id: str) -> Response:
+    """DELETE /Users/{id} (RFC 7644 §3.6): 204; the user is gone from SCIM at once."""
+    with unit_of_work() as (session, caller):
+        user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
+        check_if_match(user.version)
+        user_service.remove_user(session, user, actor_of(caller))
+    return no_content()
+
+
+def patch_user(user_id: str) -> Response:
+    """PATCH (RFC 7644 §3.5.2): not wired yet, so answered 501 and advertised unsupported."""
+    with unit_of_work(readonly=True):
+        pass
+    raise ScimError(501, "PATCH is not implemented yet")
