@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -28,6 +29,10 @@ class Actor:
     request_id: str | None = None
     ip: str | None = None
     user_agent: str | None = None
+    # When the request that caused the change arrived (deprovisioning latency starts here).
+    received_at: datetime | None = None
+    # The IdP dialect detected on that request (e.g. "entra", "okta"), for the records.
+    dialect: str | None = None
 
 
 SYSTEM = Actor(type="system")

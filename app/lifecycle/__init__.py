@@ -4,6 +4,15 @@ Every trigger (SCIM active=false, SCIM DELETE, loss of every grant, a disabled d
 an operator) goes through one of these functions, inside the caller's transaction.
 """
 
-from app.lifecycle.users import Trigger, delete_user, deprovision_user, reactivate_user
+from app.lifecycle.policy import LifecyclePolicy
+from app.lifecycle.users import (
+    Trigger,
+    delete_user,
+    deprovision_directory_users,
+    deprovision_user,
+    find_restorable,
+    reactivate_user,
+)
 
-__all__ = ["Trigger", "delete_user", "deprovision_user", "reactivate_user"]
+__all__ = ["LifecyclePolicy", "Trigger", "delete_user", "deprovision_directory_users",
+           "deprovision_user", "find_restorable", "reactivate_user"]

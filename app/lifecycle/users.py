@@ -1,16 +1,35 @@
-"""User lifecycle transitions. Revocation of sessions, tokens and grants grows here."""
+"""User lifecycle transitions: deprovision, delete (soft), reactivate.
+
+Every trigger (SCIM active=false, SCIM DELETE, loss of every grant, a disabled directory,
+an operator) calls one of these inside the caller's transaction; nothing here commits.
+"""
 
 from __future__ import annotations
 
 import enum
+from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import utcnow
 from app.events import emit
-from app.models import User
+from app.lifecycle.guard import guard_mass_event
+from app.lifecycle.policy import LifecyclePolicy, current_policy
+from app.lifecycle.records import new_record, stamp_on_commit
+from app.lifecycle.restore import restore_access
+from app.lifecycle.revocation import (
+    announce_revoked_sessions,
+    grants_held,
+    remove_grants,
+    revoke_sessions_and_tokens,
+)
+from app.models import Organization, User
 from app.models.directory import UserStatus
+from app.models.lifecycle import DeprovisionRecord
+
+GONE = (UserStatus.deprovisioned, UserStatus.deleted)
 
 
 class Trigger(enum.StrEnum):
@@ -23,39 +42,111 @@ class Trigger(enum.StrEnum):
     operator = "operator"
 
 
-def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Trigger) -> None:
-    """Take the user out: status deprovisioned, active false, audit and outbox events."""
-    if user.status == UserStatus.deprovisioned and not user.active:
-        return
-    before = user.status.value
+def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Trigger,
+                     policy: LifecyclePolicy | None = None) -> DeprovisionRecord | None:
+    """Take the user out everywhere at once: sessions, tokens, grants; record and events.
+
+    Returns the deprovisioning record, or None when the user was already out (idempotent).
+    """
+    received = actor.received_at or utcnow()
+    if user.status in GONE and not user.active:
+        return None
+    organization = session.get(Organization, user.organization_id)
+    policy = (policy or current_policy()).with_overrides(organization.policy if organization
+                                                         else {})
+    held = grants_held(session, user)
+    before = {"active": user.active, "status": user.status.value, "grants": held}
+    revoked = revoke_sessions_and_tokens(session, user, received, f"deprovisioned:{trigger}")
+    removed = remove_grants(session, user, held, actor)
+    announce_revoked_sessions(session, user, revoked, actor)
     user.active = False
     user.status = UserStatus.deprovisioned
     user.updated_at = utcnow()
+    user.version = (user.version or 1) + 1
+    rec = new_record(session, user, actor, trigger=trigger.value, received_at=received,
+                     event_id="")
+    event = emit(session, organization_id=user.organization_id, type="user.deprovisioned",
+                 aggregate_id=user.id,
+                 payload=_leaver_payload(session, user, held, trigger, rec.id))
+    rec.event_id = event.event_id
+    rec.state_before = before
+    rec.state_after = {"active": False, "status": user.status.value, "grants": []}
+    rec.sessions_revoked, rec.tokens_revoked = len(revoked.session_ids), revoked.tokens
+    rec.grants_removed = removed
+    rec.applied_at = utcnow()
     record(session, organization_id=user.organization_id, action="user:deprovision",
            actor=actor, subject_type="user", subject_id=user.id,
-           data={"trigger": trigger.value, "status_before": before})
-    emit(session, organization_id=user.organization_id, type="user.deprovisioned",
-         aggregate_id=user.id, payload={"user_id": user.id, "trigger": trigger.value})
+           data={"trigger": trigger.value, "status_before": before["status"],
+                 "record_id": rec.id, "sessions_revoked": rec.sessions_revoked,
+                 "tokens_revoked": rec.tokens_revoked, "grants_removed": removed})
+    guard_mass_event(session, rec, policy)
+    stamp_on_commit(session, rec)
+    return rec
 
 
-def delete_user(session: Session, user: User, actor: Actor) -> None:
+def _leaver_payload(session: Session, user: User, held: list[dict[str, Any]],
+                    trigger: Trigger, record_id: str) -> dict[str, Any]:
+    """What the portal needs for the hand-off: manager, units and roles held."""
+    manager = session.get(User, user.manager_id) if user.manager_id else None
+    units = {g["unit_id"]: {"id": g["unit_id"], "name": g["unit_name"], "path": g["unit_path"],
+                            "kind": g["unit_kind"]} for g in held}
+    return {
+        "user_id": user.id, "external_id": user.external_id, "user_name": user.user_name,
+        "email": user.primary_email, "directory_id": user.directory_id,
+        "trigger": trigger.value, "record_id": record_id,
+        "manager": None if manager is None else {
+            "user_id": manager.id, "user_name": manager.user_name,
+            "email": manager.primary_email, "display_name": manager.display_name},
+        "units": list(units.values()),
+        "roles": [{"unit_id": g["unit_id"], "role_key": g["role_key"],
+                   "role_name": g["role_name"], "parameters": g["parameters"]} for g in held],
+    }
+
+
+def delete_user(session: Session, user: User, actor: Actor) -> DeprovisionRecord | None:
     """SCIM DELETE (RFC 7644 §3.6): deprovision, then soft-delete so SCIM no longer sees it."""
-    deprovision_user(session, user, actor, trigger=Trigger.scim_delete)
+    rec = deprovision_user(session, user, actor, trigger=Trigger.scim_delete)
+    if user.status == UserStatus.deleted:
+        return rec
     user.status = UserStatus.deleted
     user.deleted_at = utcnow()
     record(session, organization_id=user.organization_id, action="user:delete", actor=actor,
-           subject_type="user", subject_id=user.id, data={})
+           subject_type="user", subject_id=user.id, data={"record_id": rec.id if rec else None})
+    return rec
 
 
 def reactivate_user(session: Session, user: User, actor: Actor) -> None:
-    """active=true after a deprovisioning: the user is active again, same SCIM id."""
+    """active=true (or re-creation within retention): restore under the current mapping."""
     if user.status == UserStatus.active and user.active:
         return
+    was = user.status.value
     user.active = True
     user.status = UserStatus.active
     user.deleted_at = None
     user.updated_at = utcnow()
+    user.version = (user.version or 1) + 1
+    restored = restore_access(session, user, actor)
     record(session, organization_id=user.organization_id, action="user:reactivate",
-           actor=actor, subject_type="user", subject_id=user.id, data={})
+           actor=actor, subject_type="user", subject_id=user.id,
+           data={"status_before": was, **restored})
     emit(session, organization_id=user.organization_id, type="user.reactivated",
-         aggregate_id=user.id, payload={"user_id": user.id})
+         aggregate_id=user.id, payload={"user_id": user.id, "external_id": user.external_id,
+                                        "user_name": user.user_name, **restored})
+
+
+def find_restorable(session: Session, directory_id: str, external_id: str) -> User | None:
+    """A soft-deleted user of the directory with this externalId, still within retention."""
+    return session.scalars(
+        select(User).where(User.directory_id == directory_id, User.external_id == external_id,
+                           User.status == UserStatus.deleted)
+        .order_by(User.deleted_at.desc()).limit(1)).first()
+
+
+def deprovision_directory_users(session: Session, directory_id: str,
+                                actor: Actor) -> list[DeprovisionRecord]:
+    """A directory was disabled: deprovision every user it still has active."""
+    users = session.scalars(select(User).where(User.directory_id == directory_id,
+                                               User.status.not_in(GONE)).order_by(User.id))
+    return [rec for user in list(users)
+            if (rec := deprovision_user(session, user, actor,
+                                        trigger=Trigger.directory_disabled)) is not None]

@@ -1,0 +1,66 @@
+"""Undo a mass-deprovisioning batch, and purge soft-deleted users after retention."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.audit import Actor, record
+from app.db import utcnow
+from app.errors import Conflict, NotFound
+from app.lifecycle.users import GONE, reactivate_user
+from app.models import User
+from app.models.directory import UserStatus
+from app.models.lifecycle import DeprovisionBatch, DeprovisionRecord
+
+
+def list_batches(session: Session, organization_id: str | None = None) -> list[DeprovisionBatch]:
+    """Mass-deprovisioning batches, newest first."""
+    stmt = select(DeprovisionBatch).order_by(DeprovisionBatch.opened_at.desc())
+    if organization_id:
+        stmt = stmt.where(DeprovisionBatch.organization_id == organization_id)
+    return list(session.scalars(stmt))
+
+
+def restore_batch(session: Session, batch_id: str, actor: Actor) -> list[str]:
+    """Reactivate every user of the batch still deprovisioned; returns their ids."""
+    batch = session.get(DeprovisionBatch, batch_id)
+    if batch is None:
+        raise NotFound(f"no deprovisioning batch {batch_id}")
+    if batch.restored_at is not None:
+        raise Conflict(f"batch {batch_id} was already restored")
+    user_ids = list(session.scalars(select(DeprovisionRecord.user_id).where(
+        DeprovisionRecord.batch_id == batch.id, DeprovisionRecord.restored_at.is_(None))))
+    restored: list[str] = []
+    for user_id in dict.fromkeys(user_ids):
+        user = session.get(User, user_id)
+        if user is not None and user.status in GONE:
+            reactivate_user(session, user, actor)
+            restored.append(user.id)
+    batch.restored_at, batch.restored_by = utcnow(), actor.id or actor.type
+    record(session, organization_id=batch.organization_id, action="directory:batch_restore",
+           actor=actor, subject_type="deprovision_batch", subject_id=batch.id,
+           data={"directory_id": batch.directory_id, "restored": len(restored)})
+    return restored
+
+
+def purge_deleted(session: Session, actor: Actor, *, retention_days: int,
+                  now: datetime | None = None) -> int:
+    """Remove the identity data of users soft-deleted longer ago than the retention period.
+
+    Grants, memberships, sessions and tokens go with the row; audit events and
+    deprovisioning records stay (they carry no foreign key to the user).
+    """
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    rows = session.execute(select(User.id, User.organization_id).where(
+        User.status == UserStatus.deleted, User.deleted_at < cutoff)).all()
+    for user_id, organization_id in rows:
+        record(session, organization_id=organization_id, action="user:purge", actor=actor,
+               subject_type="user", subject_id=user_id,
+               data={"retention_days": retention_days})
+    if rows:
+        session.execute(delete(User).where(User.id.in_([r[0] for r in rows]))
+                        .execution_options(synchronize_session=False))
+    return len(rows)

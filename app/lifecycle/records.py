@@ -1,0 +1,69 @@
+"""The deprovisioning record: one row per deprovisioning, stamped when its revocation commits."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import event, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from app.audit import Actor
+from app.db import new_id, utcnow
+from app.models import Directory, User
+from app.models.lifecycle import DeprovisionRecord
+
+log = logging.getLogger("roster.lifecycle")
+
+# session.info key: records whose revocation commits with this session's transaction.
+_PENDING = "roster.lifecycle.pending_records"
+
+
+def new_record(session: Session, user: User, actor: Actor, *, trigger: str,
+               received_at: datetime, event_id: str) -> DeprovisionRecord:
+    """Start the record for one deprovisioning (the caller fills state and counts)."""
+    directory = session.get(Directory, user.directory_id)
+    record = DeprovisionRecord(
+        id=new_id(), event_id=event_id, organization_id=user.organization_id,
+        user_id=user.id, scim_id=user.id, external_id=user.external_id,
+        user_name=user.user_name, directory_id=user.directory_id,
+        vendor=directory.vendor.value if directory else None, dialect=actor.dialect,
+        trigger=trigger, actor_type=actor.type, actor_id=actor.id,
+        request_id=actor.request_id, source_ip=actor.ip, user_agent=actor.user_agent,
+        received_at=received_at, applied_at=received_at, outcome="applied",
+    )
+    session.add(record)
+    return record
+
+
+def stamp_on_commit(session: Session, record: DeprovisionRecord) -> None:
+    """Remember the record so the commit time of its transaction is written right after."""
+    session.info.setdefault(_PENDING, {})[record.id] = record.received_at
+
+
+@event.listens_for(Session, "after_commit")
+def _stamp_committed(session: Session) -> None:
+    pending: dict[str, datetime] | None = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    committed = utcnow()
+    bind = session.get_bind()
+    engine: Engine = bind if isinstance(bind, Engine) else bind.engine
+    try:
+        # The revocation is already durable; this second write only records when it became so.
+        with engine.begin() as conn:
+            for record_id, received in pending.items():
+                latency = (committed - received).total_seconds() * 1000
+                conn.execute(update(DeprovisionRecord)
+                             .where(DeprovisionRecord.id == record_id)
+                             .values(revocation_committed_at=committed,
+                                     latency_ms=round(latency, 3)))
+    except Exception:  # the record keeps applied_at; the report falls back to it
+        log.exception("could not stamp revocation commit time on %d record(s)", len(pending))
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+

@@ -1,0 +1,63 @@
+"""Reactivation: give back access under the current mapping, plus manual grants from history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.audit import Actor, record
+from app.db import utcnow
+from app.events import emit
+from app.mapping.evaluation import reevaluate_users
+from app.models import Grant, Role, Unit, User
+from app.models.lifecycle import DeprovisionRecord
+
+
+def last_open_record(session: Session, user: User) -> DeprovisionRecord | None:
+    """The user's latest deprovisioning not yet undone."""
+    return session.scalars(
+        select(DeprovisionRecord)
+        .where(DeprovisionRecord.user_id == user.id, DeprovisionRecord.restored_at.is_(None))
+        .order_by(DeprovisionRecord.received_at.desc()).limit(1)).first()
+
+
+def restore_access(session: Session, user: User, actor: Actor) -> dict[str, Any]:
+    """Re-add manual grants kept in the record, then let the current mapping decide the rest.
+
+    Rule-made grants are not copied back: the mapping may have changed since, and it is the
+    mapping (reevaluate_users) that says what the user holds today.
+    """
+    rec = last_open_record(session, user)
+    restored: list[str] = []
+    if rec is not None:
+        for item in rec.state_before.get("grants", []):
+            if item.get("source") == "manual" and _restore_manual(session, user, item, actor):
+                restored.append(item["role_key"])
+        rec.restored_at = utcnow()
+    reevaluate_users(session, user.organization_id, [user.id], actor)
+    return {"record_id": rec.id if rec else None, "manual_grants_restored": restored}
+
+
+def _restore_manual(session: Session, user: User, item: dict[str, Any], actor: Actor) -> bool:
+    unit = session.get(Unit, item["unit_id"])
+    role = session.get(Role, item["role_id"])
+    if unit is None or role is None:
+        return False
+    exists = session.scalar(select(Grant.id).where(
+        Grant.user_id == user.id, Grant.unit_id == unit.id, Grant.role_id == role.id))
+    if exists:
+        return False
+    grant = Grant(organization_id=user.organization_id, user_id=user.id, unit_id=unit.id,
+                  role_id=role.id, parameters=item.get("parameters") or {}, source="manual",
+                  reason={"restored_from": "deprovision_record"})
+    session.add(grant)
+    session.flush()
+    data = {"unit_id": unit.id, "role_id": role.id, "role_key": role.key, "source": "manual",
+            "user_id": user.id}
+    record(session, organization_id=user.organization_id, action="grant:add", actor=actor,
+           subject_type="grant", subject_id=grant.id, data={**data, "reason": "reactivated"})
+    emit(session, organization_id=user.organization_id, type="grant.added",
+         aggregate_id=user.id, payload={**data, "grant_id": grant.id, "reason": "reactivated"})
+    return True
