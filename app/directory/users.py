@@ -198,9 +198,11 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
     manager_id = resolve_manager(session, user.directory_id, data.manager_id)
     changed = _assign(user, UserInput(data.values, data.active, manager_id, data.password),
                       store_password_hash=store_password_hash)
-    if changed:
+    flips = data.active is not None and data.active != user.active
+    if changed or flips:
         user.version += 1
         user.updated_at = utcnow()
+    if changed:
         _flush_unique(session, user_name)
         record(session, organization_id=user.organization_id, action="user:update",
                actor=actor, subject_type="user", subject_id=user.id,
@@ -208,12 +210,10 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
         emit(session, organization_id=user.organization_id, type="user.updated",
              aggregate_id=user.id, payload={"user_id": user.id, "changed": sorted(changed)})
     # active goes through the lifecycle functions, which revoke access (issue: deprovisioning).
-    if data.active is False and user.active:
+    if flips and data.active is False:
         deprovision_user(session, user, actor, trigger=Trigger.scim_active_false)
-        user.version += 1
-    elif data.active is True and not user.active:
+    elif flips:
         reactivate_user(session, user, actor)
-        user.version += 1
     if changed:
         reevaluate_users(session, user.organization_id, [user.id], actor)
     return user

@@ -66,3 +66,10 @@ def resource_response(resource: dict[str, Any], version: int, status: int = 200,
 def no_content() -> Response:
     """204 for DELETE (RFC 7644 §3.6), still labelled with the SCIM media type."""
     return Response(status=204, mimetype=SCIM_MEDIA_TYPE)
+
+
+def request_notes() -> list[str]:
+    """Dialect notes of this request, kept on ``g`` for the dialect report (issue 5)."""
+    if "scim_notes" not in g:
+        g.scim_notes = []
+    return g.scim_notes

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, request
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
@@ -16,7 +16,7 @@ from app.scim.errors import ScimError, scim_response
 from app.scim.filter_syntax import Resource
 from app.scim.group_views import render_groups
 from app.scim.groups import GROUP_ALWAYS
-from app.scim.http import body, scim_settings, unit_of_work
+from app.scim.http import body, request_notes, scim_settings, unit_of_work
 from app.scim.listing import ListPage, ListParams, list_response, parse_list_params, run_list
 from app.scim.projection import Projection
 from app.scim.schema import CORE_GROUP, CORE_USER, LIST_RESPONSE, SEARCH_REQUEST
@@ -24,13 +24,6 @@ from app.scim.user_views import render_users
 from app.scim.users import USER_ALWAYS
 
 _MODELS: dict[str, type[User] | type[Group]] = {"User": User, "Group": Group}
-
-
-def notes() -> list[str]:
-    """Dialect notes of this request, kept on ``g`` for the dialect report (issue 5)."""
-    if "scim_notes" not in g:
-        g.scim_notes = []
-    return g.scim_notes
 
 
 def _params(source: Mapping[str, Any], *, from_body: bool,
@@ -56,7 +49,7 @@ def _page(session: Session, caller: Caller, resource: Resource, params: ListPara
     model = _MODELS[resource]
     return run_list(session, model, _base(model, caller), params, resource=resource,
                     dialect=session.get_bind().dialect.name,
-                    max_results=scim_settings()["max_filter_results"], notes=notes(),
+                    max_results=scim_settings()["max_filter_results"], notes=request_notes(),
                     cursor_key=_cursor_key())
 
 

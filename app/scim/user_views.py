@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from app.directory import groups as group_service
 from app.directory import users as user_service
 from app.models import User
-from app.scim.errors import ScimError
 from app.scim.etag import check_if_match, not_modified, with_etag
 from app.scim.http import (
     actor_of,
@@ -19,13 +18,15 @@ from app.scim.http import (
     body,
     no_content,
     query_projection,
+    request_notes,
     resource_response,
     scim_settings,
     unit_of_work,
 )
+from app.scim.patch import apply_patch
 from app.scim.projection import Projection
 from app.scim.schema import CORE_USER, ROSTER_USER
-from app.scim.users import USER_ALWAYS, user_from_scim, user_to_scim
+from app.scim.users import NO_PROJECTION, USER_ALWAYS, user_from_scim, user_to_scim
 from app.scim.values import normalise_resource
 
 
@@ -60,9 +61,7 @@ def get_user(user_id: str) -> Response:
 
 def create_user() -> Response:
     """POST /Users (RFC 7644 §3.3): 201 with Location; a taken userName is 409 uniqueness."""
-    payload = body()
-    notes: list[str] = []
-    data = user_from_scim(normalise_resource(payload, "User", notes=notes))
+    data = user_from_scim(normalise_resource(body(), "User", notes=request_notes()))
     with unit_of_work() as (session, caller):
         user = user_service.create_user(
             session, caller.directory, data, actor_of(caller),
@@ -74,9 +73,7 @@ def create_user() -> Response:
 
 def replace_user(user_id: str) -> Response:
     """PUT /Users/{id} (RFC 7644 §3.5.1); an omitted ``active`` keeps the user's state."""
-    payload = body()
-    notes: list[str] = []
-    data = user_from_scim(normalise_resource(payload, "User", notes=notes))
+    data = user_from_scim(normalise_resource(body(), "User", notes=request_notes()))
     with unit_of_work() as (session, caller):
         user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
         check_if_match(user.version)
@@ -94,8 +91,19 @@ def delete_user(user_id: str) -> Response:
     return no_content()
 
 
+
 def patch_user(user_id: str) -> Response:
-    """PATCH (RFC 7644 §3.5.2): not wired yet, so answered 501 and advertised unsupported."""
-    with unit_of_work(readonly=True):
-        pass
-    raise ScimError(501, "PATCH is not implemented yet")
+    """PATCH /Users/{id} (RFC 7644 §3.5.2): all operations apply, or none (one transaction)."""
+    payload = body()
+    notes = request_notes()
+    with unit_of_work() as (session, caller):
+        user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
+        check_if_match(user.version)
+        current = _one(session, user, NO_PROJECTION)
+        result = apply_patch(current, payload, resource_type="User", notes=notes)
+        if result.touched:
+            data = user_from_scim(normalise_resource(result.resource, "User", notes=notes))
+            user_service.replace_user(
+                session, user, data, actor_of(caller),
+                store_password_hash=scim_settings()["store_password_hash"])
+        return resource_response(_one(session, user), user.version)

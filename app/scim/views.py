@@ -24,8 +24,7 @@ log = logging.getLogger(__name__)
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 Handler = Callable[..., Response]
-# Flipped on when app.scim.patch is wired into the PATCH views.
-PATCH_SUPPORTED = False
+PATCH_SUPPORTED = True
 
 
 def _route(rule: str, endpoint: str, handlers: dict[str, Handler]) -> None:

@@ -1,0 +1,254 @@
+"""/Users over HTTP: create, read, replace, patch, delete, lists, projection, lifecycle."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.directory.organizations import add_unit
+from app.directory.users import verify_password
+from app.models import Grant, Organization
+from tests.conftest import OPERATOR, rows
+from tests.scim.support import ENTERPRISE, PATCH_OP, SCIM, Scim, assert_error, user_body
+
+SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
+ROSTER = "urn:roster:params:scim:schemas:extension:access:2.0:User"
+
+
+@pytest.fixture
+def scim(client, tenant):
+    """A SCIM client for the acme tenant."""
+    return Scim(client, tenant)
+
+
+def test_create_answers_201_with_location_etag_and_meta(scim, db):
+    """POST /Users: 201, Location, ETag, full meta, values as sent; audit + outbox rows."""
+    response = scim.post("/Users", user_body())
+    assert response.status_code == 201
+    assert response.mimetype == SCIM
+    user = response.get_json()
+    assert response.headers["Location"] == user["meta"]["location"]
+    assert response.headers["ETag"] == user["meta"]["version"] == 'W/"1"'
+    assert user["meta"]["location"] == f"http://roster.test/scim/v2/Users/{user['id']}"
+    assert user["meta"]["resourceType"] == "User"
+    assert user["meta"]["created"].endswith("Z")
+    assert user["meta"]["lastModified"]
+    assert user["userName"] == "ada@acme.example"
+    assert user[ENTERPRISE] == {"department": "Engineering", "costCenter": "CC-1"}
+    stored = rows(db, "SELECT user_name, primary_email, department, password_hash FROM users")
+    assert [tuple(r) for r in stored] == [("ada@acme.example", "ada@acme.example",
+                                           "Engineering", None)]
+    assert [r[0] for r in rows(db, "SELECT action FROM audit_events WHERE subject_id = :i",
+                               i=user["id"])] == ["user:create"]
+    assert [r[0] for r in rows(db, "SELECT type FROM outbox_events WHERE aggregate_id = :i",
+                               i=user["id"])] == ["user.created"]
+
+
+def test_attribute_names_are_case_insensitive_and_values_kept_as_sent(scim):
+    """Entra's capitalised names are accepted; values (case, spacing) are not rewritten."""
+    body = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "UserName": "Grace.Hopper@Acme.example", "DisplayName": "Grace  Hopper",
+            "Active": "True", "Name": {"GivenName": "Grace"}}
+    response = scim.post("/Users", body)
+    assert response.status_code == 201, response.get_json()
+    user = response.get_json()
+    assert user["userName"] == "Grace.Hopper@Acme.example"
+    assert user["displayName"] == "Grace  Hopper"
+    assert user["name"] == {"givenName": "Grace"}
+    assert user["active"] is True
+
+
+def test_password_is_accepted_never_returned_and_not_stored_by_default(scim, db):
+    """password is writeOnly/returned never; without the setting nothing is stored."""
+    user = scim.create_user(password="S3cret!pass")
+    assert "password" not in user
+    assert "password" not in scim.get(f"/Users/{user['id']}").get_json()
+    assert rows(db, "SELECT password_hash FROM users")[0][0] is None
+
+
+def test_password_hash_is_scrypt_when_the_setting_is_on(app, scim, db):
+    """scim.store_password_hash stores a verifiable scrypt hash, never the clear text."""
+    app.config["ROSTER"]["scim"]["store_password_hash"] = True
+    try:
+        scim.create_user(password="S3cret!pass")
+    finally:
+        app.config["ROSTER"]["scim"]["store_password_hash"] = False
+    stored = rows(db, "SELECT password_hash FROM users")[0][0]
+    assert stored.startswith("scrypt$")
+    assert "S3cret" not in stored
+    assert verify_password("S3cret!pass", stored)
+    assert not verify_password("wrong", stored)
+
+
+def test_duplicate_user_name_in_other_case_is_409_uniqueness(scim):
+    """userName is caseExact=false: a case-different duplicate is 409 uniqueness."""
+    scim.create_user("ada@acme.example")
+    assert_error(scim.post("/Users", user_body("ADA@ACME.example")), 409, "uniqueness")
+
+
+def test_get_unknown_id_is_404_with_status_string(scim):
+    """Okta's spec test: an unknown id is 404 with status "404"."""
+    assert_error(scim.get("/Users/00000000-0000-4000-8000-000000000000"), 404)
+
+
+def test_put_replaces_and_omitting_active_keeps_state(scim, db):
+    """Okta PUT without active must not flip the user; other attributes are replaced."""
+    user = scim.create_user()
+    scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "value": {"active": False}}]})
+    body = user_body(displayName="Ada L.")
+    del body["active"]
+    del body[ENTERPRISE]
+    response = scim.put(f"/Users/{user['id']}", body)
+    assert response.status_code == 200, response.get_json()
+    updated = response.get_json()
+    assert updated["active"] is False
+    assert updated["displayName"] == "Ada L."
+    assert ENTERPRISE not in updated
+    assert rows(db, "SELECT active, status FROM users")[0] == (False, "deprovisioned")
+
+
+def test_patch_active_false_then_true_goes_through_lifecycle(scim, db):
+    """Okta deactivation/reactivation: path-less PATCH {"active": false/true}."""
+    user = scim.create_user()
+    off = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "value": {"active": False}}]})
+    assert off.status_code == 200
+    assert off.get_json()["active"] is False
+    assert rows(db, "SELECT status FROM users")[0][0] == "deprovisioned"
+    listed = scim.get('/Users?filter=userName eq "ada@acme.example"').get_json()
+    assert listed["totalResults"] == 1  # an inactive user stays filterable
+    on = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "value": {"active": True}}]})
+    assert on.get_json()["active"] is True
+    actions = [r[0] for r in rows(db, "SELECT action FROM audit_events WHERE subject_id = :i "
+                                      "ORDER BY seq", i=user["id"])]
+    assert actions == ["user:create", "user:deprovision", "user:reactivate"]
+
+
+def test_patch_is_all_or_nothing(scim, db):
+    """A PATCH whose second operation is invalid changes nothing at all."""
+    user = scim.create_user()
+    response = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": "displayName", "value": "Changed"},
+        {"op": "replace", "path": "id", "value": "x"}]})
+    assert response.status_code == 400
+    assert rows(db, "SELECT display_name, version FROM users")[0] == (None, 1)
+
+
+def test_delete_is_204_then_gone_and_name_reusable(scim, db):
+    """DELETE: 204, then 404 everywhere at once; the userName may be provisioned again."""
+    user = scim.create_user()
+    response = scim.delete(f"/Users/{user['id']}")
+    assert response.status_code == 204
+    assert_error(scim.get(f"/Users/{user['id']}"), 404)
+    assert scim.get("/Users").get_json()["totalResults"] == 0
+    assert_error(scim.put(f"/Users/{user['id']}", user_body()), 404)
+    assert_error(scim.delete(f"/Users/{user['id']}"), 404)
+    assert rows(db, "SELECT status FROM users")[0][0] == "deleted"
+    again = scim.create_user()
+    assert again["id"] != user["id"]
+
+
+def test_manager_is_resolved_in_the_same_directory(scim):
+    """manager {"value": id} -> value, $ref and displayName of the referenced user."""
+    boss = scim.create_user("boss@acme.example", displayName="The Boss")
+    user = scim.create_user(**{ENTERPRISE: {"manager": {"value": boss["id"]}}})
+    manager = user[ENTERPRISE]["manager"]
+    assert manager == {"value": boss["id"], "displayName": "The Boss",
+                       "$ref": f"http://roster.test/scim/v2/Users/{boss['id']}"}
+
+
+def test_unknown_manager_is_400_invalid_value(scim, db):
+    """A manager id that is not a user of this directory is 400 invalidValue, no write."""
+    body = user_body(**{ENTERPRISE: {"manager": {"value": "nope"}}})
+    assert_error(scim.post("/Users", body), 400, "invalidValue")
+    assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
+
+
+def test_attributes_and_excluded_attributes(scim):
+    """attributes keeps only what is asked plus returned:always; excluded removes."""
+    user = scim.create_user()
+    only = scim.get(f"/Users/{user['id']}?attributes=name.givenName,"
+                    f"{ENTERPRISE}:department").get_json()
+    assert only == {"schemas": only["schemas"], "id": user["id"],
+                    "userName": "ada@acme.example", "name": {"givenName": "Ada"},
+                    ENTERPRISE: {"department": "Engineering"}}
+    without = scim.get(f"/Users/{user['id']}?excludedAttributes=emails,userName,id,meta")
+    body = without.get_json()
+    assert "emails" not in body
+    assert "meta" not in body
+    assert body["userName"] == "ada@acme.example"
+    assert body["id"] == user["id"]
+
+
+def test_search_applies_attributes(scim):
+    """POST /Users/.search honours filter and attributes in the body."""
+    scim.create_user()
+    scim.create_user("bob@acme.example")
+    response = scim.post("/Users/.search", {"schemas": [SEARCH], "filter": 'userName sw "bob"',
+                                            "attributes": ["displayName"]})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["totalResults"] == 1
+    assert set(body["Resources"][0]) == {"schemas", "id", "userName"}
+
+
+def test_groups_appear_on_the_user_and_can_be_excluded(scim):
+    """groups (readOnly) lists the user's groups; excluding it drops it."""
+    user = scim.create_user()
+    group = scim.create_group("Buyers", [user["id"]])
+    got = scim.get(f"/Users/{user['id']}").get_json()
+    assert got["groups"] == [{"value": group["id"], "display": "Buyers", "type": "direct",
+                              "$ref": f"http://roster.test/scim/v2/Groups/{group['id']}"}]
+    assert "groups" not in scim.get(f"/Users/{user['id']}?excludedAttributes=groups").get_json()
+
+
+def test_roster_access_extension_reads_grants(scim, db, tenant):
+    """The read-only access extension shows the rows of the grants table."""
+    user = scim.create_user()
+    role_id = rows(db, "SELECT id FROM roles WHERE organization_id = :o LIMIT 1",
+                   o=tenant.org.id)[0][0]
+    with db.transaction() as session:
+        org = session.get(Organization, tenant.org.id)
+        unit = add_unit(session, org, "Engineering", "department", None, OPERATOR)
+        session.add(Grant(organization_id=tenant.org.id, user_id=user["id"], unit_id=unit.id,
+                          role_id=role_id, source="manual"))
+    got = scim.get(f"/Users/{user['id']}").get_json()
+    assert ROSTER in got["schemas"]
+    assert got[ROSTER]["organization"] == "acme"
+    assert got[ROSTER]["grants"][0]["unit"] == "Engineering"
+
+
+def test_list_pages_with_count_and_start_index(scim):
+    """Okta spec test: count=1&startIndex=1, exact totals, stable order."""
+    for i in range(3):
+        scim.create_user(f"u{i}@acme.example")
+    first = scim.get("/Users?count=1&startIndex=1").get_json()
+    assert (first["totalResults"], first["itemsPerPage"], first["startIndex"]) == (3, 1, 1)
+    second = scim.get("/Users?count=1&startIndex=2").get_json()
+    assert first["Resources"][0]["id"] != second["Resources"][0]["id"]
+    assert scim.get("/Users?count=0").get_json()["Resources"] == []
+
+
+def test_filter_on_random_guid_is_empty_200(scim):
+    """Entra's test-connection probe: a filter matching nothing is 200 with no resources."""
+    response = scim.get('/Users?filter=id eq "0f6c2b3f-0f80-4a4b-9c5e-0d7e6c8a1b2c"')
+    assert response.status_code == 200
+    assert response.get_json()["totalResults"] == 0
+
+
+def test_user_name_lookup_in_other_case_finds_the_user(scim):
+    """Okta spec test: userName eq in a different case finds the user."""
+    scim.create_user("ada@acme.example")
+    found = scim.get('/Users?filter=userName eq "ADA@ACME.EXAMPLE"').get_json()
+    assert found["totalResults"] == 1
+
+
+def test_if_none_match_current_version_is_304(scim):
+    """GET with If-None-Match of the current ETag is 304 without a body."""
+    user = scim.create_user()
+    response = scim.get(f"/Users/{user['id']}", headers={"If-None-Match": 'W/"1"'})
+    assert response.status_code == 304
+    assert response.headers["ETag"] == 'W/"1"'
+    assert scim.get(f"/Users/{user['id']}",
+                    headers={"If-None-Match": 'W/"0"'}).status_code == 200
