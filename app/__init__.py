@@ -36,6 +36,9 @@ def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flas
     init_request_tracking(app, metrics)
     _register_blueprints(app)
     _register_error_handlers(app)
+    from app.api.setup import init_api
+
+    init_api(app)  # /api/v1 routing errors as problem JSON, rate limits (issue 3)
     return app
 
 

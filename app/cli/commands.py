@@ -12,3 +12,6 @@ def register() -> None:
     for command in (db.db, org.org, org.unit, directory.directory, serve.serve, demo.demo):
         if command.name not in cli.commands:
             cli.add_command(command)
+    from app.cli.apikey import apikey  # issue 3: API keys
+
+    cli.add_command(apikey)

@@ -1,0 +1,236 @@
+"""The /api/v1 frame: one decorator authenticates, authorizes, scopes, validates and
+opens the transaction; views receive an :class:`ApiContext` and return data.
+
+How to add a route (in a module of ``app/api/routes/``; every module there is imported
+when the blueprint is built, so nothing else needs editing)::
+
+    from app.api.frame import ApiContext, api_route
+    from app.api.views import bp
+
+    @api_route(bp, "/orgs/<org_id>/widgets", methods=["GET"], permission="widgets:read",
+               summary="List widgets", query=WidgetArgs, response=WidgetSchema,
+               paginated=True, tags=["widgets"])
+    def list_widgets(ctx: ApiContext) -> Page:
+        return paginate(ctx.session, select(Widget).where(Widget.organization_id ==
+                        ctx.org.id), (Widget.created_at, Widget.id), limit=ctx.args["limit"],
+                        cursor=ctx.args.get("cursor"))
+
+- ``permission`` must be declared in ``app/api/permissions.py`` (one table for all roles).
+- ``<org_id>`` in the rule (id or slug) is resolved to ``ctx.org``; an org-bound key asking
+  for another organization gets 404. For objects found by their own id, call
+  ``ctx.check_org(obj.organization_id)``; for ``?organization=`` filters use
+  ``ctx.org_filter(value)``.
+- ``query`` / ``body`` schemas are loaded into ``ctx.args`` / ``ctx.body`` (400 naming the
+  field otherwise); ``response`` dumps what the view returns (``paginated=True``: a
+  :class:`~app.api.pagination.Page`). GET runs in a read-only transaction; anything else
+  commits when the view returns. Changes must be audited with ``actor=ctx.actor``.
+- Raise domain errors (app.errors) or ``ApiProblem``; the blueprint renders problem JSON.
+- tests/api/test_authorization.py checks every route against every role; give it sample
+  values for new path parameters in ``PATH_SAMPLES`` there if 404 is not the right answer.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, json, request
+from marshmallow import Schema
+from sqlalchemy.orm import Session
+
+from app.api.errors import ApiProblem
+from app.api.pagination import Page
+from app.api.permissions import PERMISSIONS, allows
+from app.api.schemas import page_schema
+from app.audit import Actor
+from app.db import Database
+from app.directory.apikeys import KeyIdentity, authenticate, touch_key
+from app.directory.organizations import get_organization
+from app.errors import NotFound
+from app.models import Organization
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """What a route declares: the source of both enforcement and the OpenAPI description."""
+
+    endpoint: str
+    rule: str
+    methods: tuple[str, ...]
+    permission: str | None
+    summary: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    query: type[Schema] | None = None
+    body: type[Schema] | None = None
+    response: type[Schema] | None = None
+    status: int = 200
+    paginated: bool = False
+
+    @property
+    def response_schema(self) -> type[Schema] | None:
+        """The schema of the response body (a page schema for lists)."""
+        if self.response is None:
+            return None
+        return page_schema(self.response) if self.paginated else self.response
+
+    @property
+    def org_scoped(self) -> bool:
+        """Whether the rule names an organization (``<org_id>``)."""
+        return "<org_id>" in self.rule
+
+
+# endpoint -> declaration; every /api/v1 rule in the URL map must be in here (tested).
+ROUTES: dict[str, RouteSpec] = {}
+
+
+@dataclass
+class ApiContext:
+    """What a view gets: the open session, the caller, its scope and the loaded input."""
+
+    session: Session
+    key: KeyIdentity
+    actor: Actor
+    org: Organization | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scope_org_id(self) -> str | None:
+        """The only organization this key may see, or None for an operator key."""
+        return self.key.organization_id
+
+    def check_org(self, organization_id: str | None) -> None:
+        """404 (not 403, so existence is not revealed) for another organization's data."""
+        if self.scope_org_id is not None and organization_id != self.scope_org_id:
+            raise NotFound("no such resource in your organization")
+
+    def org_filter(self, requested: str | None) -> str | None:
+        """Resolve an ``organization`` filter (id or slug) within the key's scope."""
+        if requested is None:
+            return self.scope_org_id
+        org = get_organization(self.session, requested)
+        self.check_org(org.id)
+        return org.id
+
+
+View = Callable[..., Any]
+
+
+def api_route(bp: Blueprint, rule: str, *, methods: Iterable[str] = ("GET",),
+              permission: str | None, summary: str, description: str = "",
+              tags: Iterable[str] = (), query: type[Schema] | None = None,
+              body: type[Schema] | None = None, response: type[Schema] | None = None,
+              status: int = 200, paginated: bool = False,
+              public: bool = False) -> Callable[[View], View]:
+    """Declare and register an /api/v1 route; ``public=True`` routes need no key."""
+    if permission is None and not public:
+        raise ValueError(f"{rule}: declare a permission (or public=True)")
+    if permission is not None and permission not in PERMISSIONS:
+        raise ValueError(f"{rule}: permission {permission!r} is not in app/api/permissions.py")
+
+    def decorate(view: View) -> View:
+        spec = RouteSpec(
+            endpoint=f"{bp.name}.{view.__name__}", rule=f"{bp.url_prefix or ''}{rule}",
+            methods=tuple(m.upper() for m in methods), permission=permission,
+            summary=summary, description=description or (view.__doc__ or "").strip(),
+            tags=tuple(tags), query=query, body=body, response=response, status=status,
+            paginated=paginated,
+        )
+        if spec.endpoint in ROUTES and ROUTES[spec.endpoint] != spec:
+            raise ValueError(f"endpoint {spec.endpoint} is declared twice")
+        ROUTES[spec.endpoint] = spec
+
+        @functools.wraps(view)
+        def handler(**path: str) -> Response:
+            return _dispatch(spec, view, path)
+
+        bp.add_url_rule(rule, endpoint=view.__name__, view_func=handler,
+                        methods=list(spec.methods))
+        return view
+
+    return decorate
+
+
+def _dispatch(spec: RouteSpec, view: View, path: dict[str, str]) -> Response:
+    db: Database = current_app.extensions["roster.db"]
+    if spec.permission is None:
+        return _render(spec, view(**path))
+    key = _authenticate(db)
+    if not allows(key.role, spec.permission):
+        raise ApiProblem(403, f"the {key.role.value} role may not use this endpoint "
+                              f"(needs {spec.permission})")
+    actor = Actor(type="api_key", id=key.id, request_id=g.get("request_id"),
+                  ip=request.remote_addr, user_agent=request.user_agent.string or None)
+    with db.transaction(readonly=request.method in READ_METHODS) as session:
+        ctx = ApiContext(session=session, key=key, actor=actor)
+        # Scope before validation: another organization's URL is a 404 whatever the input.
+        if spec.org_scoped:
+            ctx.org = _scoped_org(ctx, path.pop("org_id"))
+        ctx.args = _load(spec.query, request.args.to_dict()) if spec.query else {}
+        ctx.body = _load(spec.body, _json_body()) if spec.body else {}
+        # Dumped inside the transaction so lazy attributes can still load.
+        return _render(spec, view(ctx, **path))
+
+
+def _authenticate(db: Database) -> KeyIdentity:
+    """Bearer key (RFC 6750 §2.1) -> identity; records the use at most once a minute."""
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise ApiProblem(401, "send an API key as 'Authorization: Bearer rk_...'; "
+                              "create one with `roster apikey create`")
+    with db.transaction(readonly=True) as session:
+        key = authenticate(session, credential.strip())
+    if key.needs_touch:
+        with db.transaction() as session:
+            touch_key(session, key.id)
+    return key
+
+
+def _scoped_org(ctx: ApiContext, ref: str) -> Organization:
+    try:
+        org = get_organization(ctx.session, ref)
+    except NotFound:
+        raise NotFound(f"organization {ref!r} does not exist") from None
+    if ctx.scope_org_id is not None and org.id != ctx.scope_org_id:
+        # Same answer as for a missing organization: existence is not revealed.
+        raise NotFound(f"organization {ref!r} does not exist")
+    return org
+
+
+def _json_body() -> Any:
+    """The JSON body; an empty body is an empty object, malformed JSON is a 400 problem."""
+    if not request.get_data(cache=True):
+        return {}
+    if not request.is_json:
+        raise ApiProblem(415, "send the body as JSON with 'Content-Type: application/json'")
+    try:
+        return json.loads(request.get_data(cache=True))
+    except ValueError as exc:
+        raise ApiProblem(400, f"the body is not valid JSON: {exc}",
+                         errors=[{"field": "body", "detail": "not valid JSON"}]) from None
+
+
+def _load(schema: type[Schema], data: Any) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ApiProblem(400, "the body must be a JSON object",
+                         errors=[{"field": "body", "detail": "expected an object"}])
+    return schema().load(data)
+
+
+def _render(spec: RouteSpec, result: Any) -> Response:
+    if isinstance(result, Response):
+        return result
+    schema = spec.response_schema
+    if schema is None or result is None:
+        return Response(status=204 if schema is None else spec.status)
+    if spec.paginated:
+        if not isinstance(result, Page):
+            raise TypeError(f"{spec.endpoint} is paginated and must return a Page")
+        result = {"items": result.items, "next_cursor": result.next_cursor}
+    payload = schema().dump(result)
+    return Response(json.dumps(payload), status=spec.status, mimetype="application/json")

@@ -1,0 +1,91 @@
+"""Cursor pagination for every /api/v1 list: opaque cursors over a stable keyset ordering.
+
+Usage in a view::
+
+    page = paginate(ctx.session, select(Unit).where(...), (Unit.created_at, Unit.id),
+                    limit=ctx.args["limit"], cursor=ctx.args.get("cursor"))
+    return page           # the route declares paginated=True and the item schema
+
+The ordering must end in a unique column (``id``) so no row is skipped or repeated when
+rows with equal timestamps straddle a page boundary.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from app.errors import InvalidInput
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list and the cursor of the next page (None on the last page)."""
+
+    items: list[Any]
+    next_cursor: str | None
+
+
+def encode_cursor(values: Sequence[Any]) -> str:
+    """Opaque cursor: URL-safe base64 of the ordering values of the last row."""
+    plain = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    raw = json.dumps(plain, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, order: Sequence[InstrumentedAttribute[Any]]) -> list[Any]:
+    """Inverse of :func:`encode_cursor`, typed by the ordering columns; bad input -> 400."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+        if not isinstance(values, list) or len(values) != len(order):
+            raise ValueError("wrong shape")
+        return [_typed(column, value) for column, value in zip(order, values, strict=True)]
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("cursor is not one this list issued; start again without it",
+                           field="cursor") from None
+
+
+def _typed(column: InstrumentedAttribute[Any], value: Any) -> Any:
+    python_type = column.type.python_type
+    if python_type is datetime:
+        if not isinstance(value, str):
+            raise ValueError("timestamp expected")
+        return datetime.fromisoformat(value)
+    if python_type is int and (not isinstance(value, int) or isinstance(value, bool)):
+        raise ValueError("integer expected")
+    if python_type is str and not isinstance(value, str):
+        raise ValueError("string expected")
+    return value
+
+
+def _after(order: Sequence[InstrumentedAttribute[Any]], values: Sequence[Any]) -> Any:
+    """(a, b, c) > (x, y, z), spelled out so both databases use the index."""
+    clauses = []
+    for i, column in enumerate(order):
+        equal = [order[j] == values[j] for j in range(i)]
+        clauses.append(and_(*equal, column > values[i]))
+    return or_(*clauses)
+
+
+def paginate(session: Session, stmt: Select[Any], order: Sequence[InstrumentedAttribute[Any]],
+             *, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> Page:
+    """Run ``stmt`` ordered by ``order`` (ascending), from ``cursor``, ``limit`` rows at most."""
+    if cursor:
+        stmt = stmt.where(_after(order, decode_cursor(cursor, order)))
+    rows = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
+    if len(rows) <= limit:
+        return Page(rows, None)
+    last = rows[limit - 1]
+    return Page(rows[:limit], encode_cursor([getattr(last, c.key) for c in order]))

@@ -1,0 +1,85 @@
+"""Shared marshmallow schemas of /api/v1: problems, list arguments, pages.
+
+Route modules declare their own request and response schemas next to their views and
+reuse these for the common parts, so the OpenAPI description is generated from one source.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from app.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+
+class StrictSchema(Schema):
+    """Unknown fields are errors that name the field, never silently dropped."""
+
+    class Meta:
+        """Reject unknown keys."""
+
+        unknown = RAISE
+
+
+class FieldErrorSchema(Schema):
+    """One invalid field of a request."""
+
+    field = fields.String(required=True, metadata={"description": "Dotted path of the field."})
+    detail = fields.String(required=True)
+
+
+class ProblemSchema(Schema):
+    """RFC 9457 problem details, with the request id and field errors as extensions."""
+
+    type = fields.String(required=True, metadata={"format": "uri"})
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    instance = fields.String()
+    request_id = fields.String(allow_none=True)
+    errors = fields.List(fields.Nested(FieldErrorSchema))
+
+
+class PageArgs(StrictSchema):
+    """``limit`` and ``cursor`` of every list."""
+
+    limit = fields.Integer(load_default=DEFAULT_LIMIT,
+                           validate=validate.Range(min=1, max=MAX_LIMIT),
+                           metadata={"description": f"Page size (1-{MAX_LIMIT})."})
+    cursor = fields.String(validate=validate.Length(min=1, max=500), metadata={
+        "description": "The next_cursor of the previous page; omit for the first page."})
+
+
+class TimeRangeArgs(PageArgs):
+    """Lists of things that happened: ``since`` (inclusive) and ``until`` (exclusive)."""
+
+    since = fields.AwareDateTime(default_timezone=UTC, metadata={
+        "description": "Only items at or after this time (RFC 3339)."})
+    until = fields.AwareDateTime(default_timezone=UTC, metadata={
+        "description": "Only items before this time (RFC 3339)."})
+
+    @validates_schema
+    def _ordered(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise ValidationError("until must not be before since", field_name="until")
+
+
+def page_schema(item: type[Schema]) -> type[Schema]:
+    """The response schema of a list of ``item``: ``{items: [...], next_cursor}``."""
+    name = item.__name__.removesuffix("Schema") + "PageSchema"
+    cached = _PAGES.get(name)
+    if cached is not None:
+        return cached
+    page = type(name, (Schema,), {
+        "items": fields.List(fields.Nested(item), required=True),
+        "next_cursor": fields.String(required=True, allow_none=True, metadata={
+            "description": "Pass as ?cursor= to get the next page; null on the last page."}),
+        "__doc__": f"One page of {item.__name__.removesuffix('Schema')} items.",
+    })
+    _PAGES[name] = page
+    return page
+
+
+_PAGES: dict[str, type[Schema]] = {}

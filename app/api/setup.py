@@ -1,0 +1,31 @@
+"""Wire the API into an app: problem JSON for routing errors under /api/v1, rate limits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask, request
+from werkzeug.exceptions import HTTPException
+
+from app.api.errors import http_problem
+from app.api.ratelimit import init_rate_limits
+
+API_PREFIX = "/api/v1"
+
+
+def init_api(app: Flask) -> None:
+    """Call once from create_app, after the app-wide error handlers are registered."""
+    fallback: Callable[[HTTPException], Any] | None = \
+        app.error_handler_spec[None][None].get(HTTPException)
+
+    # A URL that matches no rule (404) or no method (405) never reaches the blueprint's
+    # handlers, so the app answers those under /api/v1 with problem JSON too.
+    def _routing_error(exc: HTTPException) -> Any:
+        if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
+            return http_problem(exc)
+        return fallback(exc) if fallback else exc
+
+    for code in (404, 405):
+        app.register_error_handler(code, _routing_error)
+    init_rate_limits(app)

@@ -1,0 +1,105 @@
+"""The frame: authentication, problem JSON, org scoping, validation, audit naming the key."""
+
+from __future__ import annotations
+
+from tests.conftest import rows
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "request_id"}
+
+
+def assert_problem(response, status: int, slug: str) -> dict:
+    """The response is RFC 9457 problem JSON with the given status and type."""
+    assert response.status_code == status, response.data
+    assert response.mimetype == "application/problem+json"
+    body = response.get_json(force=True)
+    assert set(body) >= PROBLEM_KEYS
+    assert body["status"] == status
+    assert body["type"] == f"https://roster.dev/problems/{slug}"
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert "Traceback" not in response.get_data(as_text=True)
+    return body
+
+
+def test_missing_key_is_401_with_a_bearer_challenge(client, keys):
+    """No Authorization header: 401 problem JSON that says how to authenticate."""
+    response = client.get("/api/v1/orgs")
+    body = assert_problem(response, 401, "unauthorized")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "Authorization: Bearer" in body["detail"]
+
+
+def test_unknown_url_and_method_under_the_api_are_problems(client, keys):
+    """Routing errors (404, 405) under /api/v1 are problem JSON too."""
+    assert_problem(client.get("/api/v1/nothing-here"), 404, "not-found")
+    response = client.delete("/api/v1/orgs", headers=keys["operator"].headers)
+    assert_problem(response, 405, "method-not-allowed")
+    assert "GET" in response.headers["Allow"]
+
+
+def test_validation_errors_name_the_field(client, keys):
+    """A bad body value answers 400 with an errors entry for that field."""
+    response = client.post("/api/v1/orgs", json={"slug": "Not A Slug", "extra": 1},
+                           headers=keys["operator"].headers)
+    body = assert_problem(response, 400, "validation")
+    assert {e["field"] for e in body["errors"]} == {"slug", "extra"}
+
+
+def test_malformed_json_and_wrong_media_type_are_problems(client, keys):
+    """Broken JSON is a 400, a non-JSON body a 415; neither writes anything."""
+    headers = keys["operator"].headers
+    response = client.post("/api/v1/orgs", data="{nope", headers=headers,
+                           content_type="application/json")
+    assert assert_problem(response, 400, "validation")["errors"][0]["field"] == "body"
+    response = client.post("/api/v1/orgs", data="slug=x", headers=headers,
+                           content_type="application/x-www-form-urlencoded")
+    assert_problem(response, 415, "unsupported-media-type")
+    assert client.post("/api/v1/orgs", json=[1], headers=headers).status_code == 400
+
+
+def test_too_large_body_is_413(app, client, keys):
+    """A body over app.max_body_bytes answers 413 problem JSON."""
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    response = client.post("/api/v1/orgs", data="x" * (limit + 1), headers=keys["operator"].headers,
+                           content_type="application/json")
+    assert_problem(response, 413, "payload-too-large")
+
+
+def test_change_through_the_api_is_audited_with_the_key(db, client, keys):
+    """Creating an organization writes an audit event whose actor is the API key."""
+    response = client.post("/api/v1/orgs", json={"slug": "initech", "name": "Initech"},
+                           headers={**keys["operator"].headers, "X-Request-ID": "req-42"})
+    assert response.status_code == 201
+    created = response.get_json()
+    assert created["slug"] == "initech"
+    events = rows(db, "SELECT actor_type, actor_id, request_id FROM audit_events "
+                      "WHERE action = 'organization:create' AND subject_id = :id",
+                  id=created["id"])
+    assert [tuple(e) for e in events] == [("api_key", keys["operator"].id, "req-42")]
+
+
+def test_org_bound_key_gets_404_for_another_organization(client, keys, other_tenant):
+    """An admin of acme asking for globex gets the same 404 as for a missing org."""
+    response = client.get(f"/api/v1/orgs/{other_tenant.org.id}", headers=keys["admin"].headers)
+    other = assert_problem(response, 404, "not-found")
+    missing = assert_problem(client.get("/api/v1/orgs/no-such-org",
+                                        headers=keys["admin"].headers), 404, "not-found")
+    assert other["detail"].replace(other_tenant.org.id, "X") == \
+        missing["detail"].replace("no-such-org", "X")
+
+
+def test_use_of_a_key_is_recorded(db, client, keys, tenant):
+    """last_used_at is set by the first request with a key."""
+    key = keys["auditor"]
+    assert rows(db, "SELECT last_used_at FROM api_keys WHERE id = :id", id=key.id)[0][0] is None
+    client.get(f"/api/v1/orgs/{tenant.org.slug}", headers=key.headers)
+    assert rows(db, "SELECT last_used_at FROM api_keys WHERE id = :id",
+                id=key.id)[0][0] is not None
+
+
+def test_openapi_is_public_and_3_1(client):
+    """GET /api/v1/openapi.json needs no key and describes every declared route."""
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    spec = response.get_json()
+    assert spec["openapi"] == "3.1.0"
+    assert "/api/v1/orgs/{org_id}" in spec["paths"]
