@@ -1,25 +1,333 @@
-"""Re-evaluation of grants after a change. Filled in by the mapping issue.
+"""Re-evaluation of grants after a change, inside the caller's transaction.
 
-Callers (SCIM user/group services) call these after every change that may affect grants,
-inside their transaction. Until rules exist they change nothing.
+Facts are loaded per batch of users (one query for the users, one for their memberships and
+groups, one for their grants); rules, roles, units and policy once per call. A membership
+change therefore costs the same whatever the size of the group or the organization.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.audit import Actor
+from app.audit import Actor, record
+from app.directory.organizations import PATH_SEPARATOR, add_unit
+from app.events import emit
+from app.mapping.rules import (
+    DesiredGrant,
+    GroupFacts,
+    Policy,
+    RoleFacts,
+    RuleSpec,
+    UnitIndex,
+    UserFacts,
+    resolve_grants,
+)
+from app.mapping.storage import load_policy, load_rules
+from app.models import Grant, Group, Membership, Organization, Role, Unit, User
+from app.models.directory import UserStatus
+
+BATCH_SIZE = 500
+MANUAL = "manual"
+EVENT_TYPES = {"add": "grant.added", "remove": "grant.removed", "update": "grant.updated"}
+
+
+@dataclass
+class Context:
+    """What every user of one evaluation shares: rules, roles, units, policy."""
+
+    org: Organization
+    rules: tuple[RuleSpec, ...]
+    policy: Policy
+    roles: dict[str, RoleFacts]
+    role_ids: dict[str, str]
+    units: UnitIndex
+
+    @property
+    def idle(self) -> bool:
+        """No rule and no default role: evaluation could only ever remove grants."""
+        return not self.rules and not self.policy.default_role
+
+
+@dataclass
+class UserDiff:
+    """How one user's stored grants differ from the desired ones."""
+
+    user: User
+    added: list[DesiredGrant] = field(default_factory=list)
+    removed: list[Grant] = field(default_factory=list)
+    updated: list[tuple[Grant, DesiredGrant]] = field(default_factory=list)
+    had_grants: bool = False
+    keeps_grants: bool = False
+    active: bool = True
+
+    @property
+    def loses_all(self) -> bool:
+        """An active user who held at least one grant before and holds none after."""
+        return self.active and self.had_grants and not self.keeps_grants
+
+    @property
+    def changed(self) -> bool:
+        """Anything to apply."""
+        return bool(self.added or self.removed or self.updated)
+
+
+@dataclass
+class Summary:
+    """Totals of one evaluation run."""
+
+    users: int = 0
+    added: int = 0
+    removed: int = 0
+    updated: int = 0
+    lost_all: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form (for audit data and revisions)."""
+        return {"users": self.users, "added": self.added, "removed": self.removed,
+                "updated": self.updated, "users_losing_all": len(self.lost_all)}
+
+
+def load_context(session: Session, org: Organization, rules: Sequence[RuleSpec] | None = None,
+                 policy: Policy | None = None) -> Context:
+    """Rules (stored, or proposed ones), roles, units and policy of an organization."""
+    roles = list(session.scalars(select(Role).where(Role.organization_id == org.id)))
+    units = session.execute(select(Unit.path, Unit.id).where(Unit.organization_id == org.id))
+    return Context(
+        org=org, rules=tuple(load_rules(session, org.id) if rules is None else rules),
+        policy=load_policy(org) if policy is None else policy,
+        roles={r.key: RoleFacts(r.key, r.parameters) for r in roles},
+        role_ids={r.key: r.id for r in roles},
+        units=UnitIndex.of({path: unit_id for path, unit_id in units}),
+    )
+
+
+def user_facts(user: User) -> UserFacts:
+    """The rule-visible facts of a stored user; the work (else primary) address counts."""
+    addresses = [a for a in (user.addresses or []) if isinstance(a, dict)]
+    work = next((a for a in addresses if a.get("type") == "work"), None) or next(
+        (a for a in addresses if a.get("primary")), None) or {}
+    return UserFacts(
+        id=user.id, active=user.active and user.status == UserStatus.active
+        and user.deleted_at is None,
+        department=user.department, cost_center=user.cost_center, division=user.division,
+        organization=user.organization_name, title=user.title, user_type=user.user_type,
+        locality=work.get("locality"), country=work.get("country"),
+    )
+
+
+def diff_batch(session: Session, ctx: Context, user_ids: Sequence[str]) -> list[UserDiff]:
+    """Desired versus stored grants for a batch of users: three queries, no writes."""
+    users = session.scalars(select(User).where(User.id.in_(user_ids),
+                                               User.organization_id == ctx.org.id))
+    groups: dict[str, list[GroupFacts]] = defaultdict(list)
+    for user_id, group_id, name, external_id in session.execute(
+        select(Membership.user_id, Group.id, Group.display_name, Group.external_id)
+        .join(Group, Group.id == Membership.group_id).where(Membership.user_id.in_(user_ids))
+    ):
+        groups[user_id].append(GroupFacts(group_id, name, external_id))
+    stored: dict[str, list[Grant]] = defaultdict(list)
+    for grant in session.scalars(select(Grant).where(Grant.user_id.in_(user_ids))):
+        stored[grant.user_id].append(grant)
+    diffs = []
+    for user in users:
+        facts = user_facts(user)
+        desired = resolve_grants(facts, groups[user.id], ctx.rules, ctx.roles, ctx.units,
+                                 ctx.policy)
+        diff = _diff(ctx, user, stored[user.id], desired)
+        diff.active = facts.active
+        diffs.append(diff)
+    return diffs
+
+
+def _diff(ctx: Context, user: User, stored: list[Grant],
+          desired: list[DesiredGrant]) -> UserDiff:
+    manual = {(g.role_id, g.unit_id) for g in stored if g.source == MANUAL}
+    managed = {(g.role_id, g.unit_id): g for g in stored if g.source != MANUAL}
+    diff = UserDiff(user=user, had_grants=bool(stored), keeps_grants=bool(manual))
+    for want in desired:
+        key = (ctx.role_ids[want.role], want.unit_id)
+        if key in manual:
+            continue  # an operator's manual grant wins over the rules
+        diff.keeps_grants = True
+        have = managed.pop(key, None) if want.unit_id else None
+        if have is None:
+            diff.added.append(want)
+        elif (have.parameters, have.source, have.reason) != (
+                dict(want.parameters), want.source, _reason(want)):
+            diff.updated.append((have, want))
+    diff.removed = list(managed.values())
+    return diff
+
+
+def _reason(want: DesiredGrant) -> dict[str, Any]:
+    return {**want.reason, "unit_path": want.unit_path}
+
+
+def _ensure_unit(session: Session, ctx: Context, want: DesiredGrant, actor: Actor) -> str:
+    """The unit id of a desired grant, creating the missing units of its path (rule's choice)."""
+    if want.unit_id:
+        return want.unit_id
+    found = ctx.units.find(want.unit_path)
+    if found:
+        return found[0]
+    parts = want.unit_path.split(PATH_SEPARATOR)
+    for depth in range(1, len(parts) + 1):
+        path = PATH_SEPARATOR.join(parts[:depth])
+        if ctx.units.find(path) is None:
+            parent = PATH_SEPARATOR.join(parts[:depth - 1]) or None
+            unit = add_unit(session, ctx.org, parts[depth - 1], want.create_kind or "department",
+                            parent, actor)
+            ctx.units = UnitIndex.of({**ctx.units.by_path, unit.path: unit.id})
+    return ctx.units.by_path[want.unit_path]
+
+
+def _payload(grant: Grant, role: str, unit_path: str) -> dict[str, Any]:
+    return {"grant_id": grant.id, "user_id": grant.user_id, "role": role,
+            "unit_id": grant.unit_id, "unit_path": unit_path, "parameters": grant.parameters,
+            "source": grant.source}
+
+
+def _write(session: Session, ctx: Context, grant: Grant, action: str, role: str,
+           unit_path: str, actor: Actor, before: dict[str, Any] | None = None) -> None:
+    data = _payload(grant, role, unit_path)
+    if before is not None:
+        data["parameters_before"] = before
+    record(session, organization_id=ctx.org.id, action=f"grant:{action}", actor=actor,
+           subject_type="user", subject_id=grant.user_id, data=data)
+    # The portal hears of additions, removals and parameter changes, not of new reasons.
+    if action != "update" or before != grant.parameters:
+        emit(session, organization_id=ctx.org.id, type=EVENT_TYPES[action],
+             aggregate_id=grant.user_id, payload=data)
+
+
+def apply_diff(session: Session, ctx: Context, diff: UserDiff, actor: Actor) -> None:
+    """Write one user's grant changes with their audit and outbox events."""
+    role_keys = {v: k for k, v in ctx.role_ids.items()}
+    for grant in diff.removed:
+        path = (grant.reason or {}).get("unit_path") or ctx.units.by_id.get(grant.unit_id, "")
+        _write(session, ctx, grant, "remove", role_keys.get(grant.role_id, ""), path, actor)
+        session.delete(grant)
+    for grant, want in diff.updated:
+        before = grant.parameters
+        grant.parameters, grant.source = dict(want.parameters), want.source
+        grant.reason = _reason(want)
+        _write(session, ctx, grant, "update", want.role, want.unit_path, actor, before)
+    if diff.removed:
+        session.flush()  # a removed and re-added (role, unit) must not collide
+    for want in diff.added:
+        grant = Grant(organization_id=ctx.org.id, user_id=diff.user.id,
+                      unit_id=_ensure_unit(session, ctx, want, actor),
+                      role_id=ctx.role_ids[want.role], parameters=dict(want.parameters),
+                      source=want.source, reason=_reason(want))
+        session.add(grant)
+        session.flush()
+        _write(session, ctx, grant, "add", want.role, want.unit_path, actor)
+    if diff.loses_all:
+        _on_loss(session, ctx, diff.user, actor)
+
+
+def _on_loss(session: Session, ctx: Context, user: User, actor: Actor) -> None:
+    """The organization's policy for a user who lost every grant."""
+    # Imported here: lifecycle re-evaluates grants on reactivation, so it imports this module.
+    from app.lifecycle import Trigger, deprovision_user
+    from app.lifecycle.suspension import suspend_user
+
+    if ctx.policy.on_loss == "deprovision":
+        deprovision_user(session, user, actor, trigger=Trigger.lost_all_grants)
+    elif ctx.policy.on_loss == "suspend":
+        suspend_user(session, user, actor, reason=Trigger.lost_all_grants.value)
+
+
+def _chunks(ids: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in ids:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run(session: Session, ctx: Context, batches: Iterable[list[str]], actor: Actor) -> Summary:
+    """Evaluate and apply batch after batch; returns the totals."""
+    summary = Summary()
+    for batch in batches:
+        for diff in diff_batch(session, ctx, batch):
+            summary.users += 1
+            if diff.changed:
+                summary.added += len(diff.added)
+                summary.removed += len(diff.removed)
+                summary.updated += len(diff.updated)
+                if diff.loses_all:
+                    summary.lost_all.append(diff.user.id)
+                apply_diff(session, ctx, diff, actor)
+        session.flush()
+    return summary
+
+
+def organization_batches(session: Session, organization_id: str,
+                         size: int = BATCH_SIZE) -> Iterator[list[str]]:
+    """User ids of an organization, ``size`` at a time, keyset-paginated by id."""
+    last = ""
+    while True:
+        batch = list(session.scalars(
+            select(User.id).where(User.organization_id == organization_id, User.id > last)
+            .order_by(User.id).limit(size)
+        ))
+        if not batch:
+            return
+        yield batch
+        last = batch[-1]
 
 
 def reevaluate_users(session: Session, organization_id: str, user_ids: Iterable[str],
-                     actor: Actor) -> None:
-    """Recompute the grants of the given users and apply the diff (no-op without rules)."""
-    del session, organization_id, user_ids, actor
+                     actor: Actor) -> Summary:
+    """Recompute the grants of the given users and apply the diff."""
+    org = session.get(Organization, organization_id)
+    ids = sorted(set(user_ids))
+    if org is None or not ids:
+        return Summary()
+    ctx = load_context(session, org)
+    if ctx.idle and not session.scalar(select(Grant.id).where(
+            Grant.user_id.in_(ids), Grant.source != MANUAL).limit(1)):
+        return Summary()
+    return run(session, ctx, _chunks(ids, BATCH_SIZE), actor)
 
 
 def reevaluate_group_members(session: Session, organization_id: str, group_id: str,
-                             actor: Actor) -> None:
-    """Recompute grants of a group's members after a rename (no-op without rules)."""
-    del session, organization_id, group_id, actor
+                             actor: Actor) -> Summary:
+    """Recompute the grants of a group's members (after a rename), in batches."""
+    org = session.get(Organization, organization_id)
+    if org is None:
+        return Summary()
+    ctx = load_context(session, org)
+    if ctx.idle:
+        return Summary()
+
+    def batches() -> Iterator[list[str]]:
+        last = ""
+        while True:
+            batch = list(session.scalars(
+                select(Membership.user_id).where(Membership.group_id == group_id,
+                                                 Membership.user_id > last)
+                .order_by(Membership.user_id).limit(BATCH_SIZE)
+            ))
+            if not batch:
+                return
+            yield batch
+            last = batch[-1]
+
+    return run(session, ctx, batches(), actor)
+
+
+def reevaluate_organization(session: Session, org: Organization, actor: Actor) -> Summary:
+    """Recompute every user's grants after a rule or policy change, in keyset batches."""
+    ctx = load_context(session, org)
+    return run(session, ctx, organization_batches(session, org.id), actor)

@@ -1,0 +1,298 @@
+"""Mapping rules as a pure function: user facts, groups, rules and roles in; desired grants out.
+
+No database and no web framework here (tests/test_architecture.py checks it): evaluation.py
+loads the facts and applies the result, preview.py compares it, tests drive it from tables.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Rule attribute name -> UserFacts field (SCIM core and enterprise names, RFC 7643 §4.1, §4.3).
+ATTRIBUTES: dict[str, str] = {
+    "department": "department", "costCenter": "cost_center", "division": "division",
+    "organization": "organization", "title": "title", "userType": "user_type",
+    "locality": "locality", "country": "country",
+}
+GROUP_FIELDS = ("displayName", "externalId", "id")
+MATCH_KINDS = ("exact", "glob", "regex")
+ON_LOSS = ("suspend", "deprovision", "nothing")
+# externalId and id are caseExact (RFC 7643 §4.2, §3.1); names and attributes are not.
+_CASE_EXACT = frozenset({"externalId", "id"})
+
+
+@dataclass(frozen=True)
+class UserFacts:
+    """What rules may look at for one user (work address already picked by the loader)."""
+
+    id: str
+    active: bool = True
+    department: str | None = None
+    cost_center: str | None = None
+    division: str | None = None
+    organization: str | None = None
+    title: str | None = None
+    user_type: str | None = None
+    locality: str | None = None
+    country: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupFacts:
+    """One group the user is a member of."""
+
+    id: str
+    display_name: str
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RoleFacts:
+    """A role of the catalog: its key and declared parameters (type and default)."""
+
+    key: str
+    parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UnitIndex:
+    """The organization's units by path and by id."""
+
+    by_path: Mapping[str, str] = field(default_factory=dict)
+    by_id: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, by_path: Mapping[str, str]) -> UnitIndex:
+        """An index of ``{path: id}``."""
+        return cls(dict(by_path), {unit_id: path for path, unit_id in by_path.items()})
+
+    def find(self, ref: str) -> tuple[str, str] | None:
+        """(id, path) of the unit named by path or id, or None."""
+        if ref in self.by_path:
+            return self.by_path[ref], ref
+        if ref in self.by_id:
+            return ref, self.by_id[ref]
+        return None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Organization policy: the default grant for users no rule matches, and leaver handling."""
+
+    default_role: str | None = None
+    default_unit: str | None = None
+    on_loss: str = "nothing"
+
+
+# Conditions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupMatch:
+    """Member of a group whose displayName / externalId / id matches ``value``."""
+
+    value: str
+    by: str = "displayName"
+    kind: str = "exact"
+
+
+@dataclass(frozen=True)
+class AttributeMatch:
+    """A user attribute equals one of ``values`` (or matches a glob / regex, or is present)."""
+
+    attribute: str
+    values: tuple[str, ...] = ()
+    kind: str = "exact"
+    present: bool | None = None
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Every sub-condition matches."""
+
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one sub-condition matches."""
+
+    conditions: tuple[Condition, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    """The sub-condition does not match."""
+
+    condition: Condition
+
+
+Condition = GroupMatch | AttributeMatch | AllOf | AnyOf | Not
+
+
+@dataclass(frozen=True)
+class UnitTarget:
+    """Where a rule grants: a unit path or id, or the unit named by an attribute under a parent."""
+
+    ref: str | None = None
+    from_attribute: str | None = None
+    under: str | None = None
+    create: bool = False
+    kind: str = "department"
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One mapping rule: if ``condition`` matches, grant ``role`` in ``unit``."""
+
+    id: str
+    priority: int
+    condition: Condition
+    role: str
+    unit: UnitTarget
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DesiredGrant:
+    """A grant the rules say the user should hold. ``unit_id`` None: the unit must be created."""
+
+    role: str
+    unit_path: str
+    unit_id: str | None
+    parameters: Mapping[str, Any]
+    source: str
+    rule_id: str | None
+    reason: dict[str, Any]
+    create_kind: str | None = None
+
+
+def _text_matches(kind: str, pattern: str, value: str | None, case_exact: bool) -> bool:
+    if value is None:
+        return False
+    if kind == "regex":
+        return re.fullmatch(pattern, value) is not None
+    if not case_exact:
+        pattern, value = pattern.casefold(), value.casefold()
+    if kind == "glob":
+        return fnmatch.fnmatchcase(value, pattern)
+    return value == pattern
+
+
+def attribute_value(user: UserFacts, attribute: str) -> str | None:
+    """The value of a rule attribute name (``costCenter`` ...) for this user."""
+    value = getattr(user, ATTRIBUTES[attribute])
+    return value if value not in ("", None) else None
+
+
+def _group_value(group: GroupFacts, by: str) -> str | None:
+    return {"displayName": group.display_name, "externalId": group.external_id,
+            "id": group.id}[by]
+
+
+def match(condition: Condition, user: UserFacts,
+          groups: Sequence[GroupFacts]) -> list[dict[str, Any]] | None:
+    """The evidence (matched groups and attributes) if the condition holds, else None."""
+    if isinstance(condition, GroupMatch):
+        for group in groups:
+            if _text_matches(condition.kind, condition.value, _group_value(group, condition.by),
+                             condition.by in _CASE_EXACT):
+                return [{"group": group.display_name, "group_id": group.id,
+                         "by": condition.by, "pattern": condition.value}]
+        return None
+    if isinstance(condition, AttributeMatch):
+        value = attribute_value(user, condition.attribute)
+        if condition.present is not None:
+            ok = (value is not None) == condition.present
+        else:
+            ok = any(_text_matches(condition.kind, v, value, False) for v in condition.values)
+        return [{"attribute": condition.attribute, "value": value}] if ok else None
+    if isinstance(condition, AllOf):
+        evidence: list[dict[str, Any]] = []
+        for sub in condition.conditions:
+            found = match(sub, user, groups)
+            if found is None:
+                return None
+            evidence.extend(found)
+        return evidence
+    if isinstance(condition, AnyOf):
+        for sub in condition.conditions:
+            found = match(sub, user, groups)
+            if found is not None:
+                return found
+        return None
+    return [] if match(condition.condition, user, groups) is None else None
+
+
+def _target(rule: RuleSpec, user: UserFacts,
+            units: UnitIndex) -> tuple[str, str | None] | None:
+    """(path, id) of the rule's unit for this user; id None when it may be created."""
+    target = rule.unit
+    if target.from_attribute:
+        value = attribute_value(user, target.from_attribute)
+        if value is None or "/" in value:
+            return None
+        ref = f"{target.under}/{value.strip()}" if target.under else value.strip()
+    else:
+        ref = target.ref or ""
+    found = units.find(ref)
+    if found is not None:
+        return found[1], found[0]
+    return (ref, None) if target.create and ref else None
+
+
+def effective_parameters(role: RoleFacts, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Role defaults, overridden by the deciding rule's values for declared parameters."""
+    params = {name: decl.get("default") for name, decl in role.parameters.items()}
+    params.update({k: v for k, v in overrides.items() if k in role.parameters})
+    return params
+
+
+def resolve_grants(user: UserFacts, groups: Sequence[GroupFacts], rules: Sequence[RuleSpec],
+                   roles: Mapping[str, RoleFacts], units: UnitIndex,
+                   policy: Policy) -> list[DesiredGrant]:
+    """The grants the rules give this user; the highest priority rule decides each (role, unit)."""
+    if not user.active:
+        return []
+    decided: dict[tuple[str, str], DesiredGrant] = {}
+    for rule in sorted(rules, key=lambda r: (-r.priority, r.id)):
+        role = roles.get(rule.role)
+        if role is None:
+            continue
+        evidence = match(rule.condition, user, groups)
+        if evidence is None:
+            continue
+        target = _target(rule, user, units)
+        if target is None:
+            continue
+        path, unit_id = target
+        key = (rule.role, path)
+        if key in decided:
+            also = decided[key].reason.get("also_matched", [])
+            decided[key].reason["also_matched"] = [*also, rule.id]
+            continue
+        decided[key] = DesiredGrant(
+            role=rule.role, unit_path=path, unit_id=unit_id,
+            parameters=effective_parameters(role, rule.parameters),
+            source=f"rule:{rule.id}", rule_id=rule.id,
+            reason={"rule": rule.id, "priority": rule.priority, "matched": evidence},
+            create_kind=rule.unit.kind if unit_id is None else None,
+        )
+    if not decided:
+        return _default_grant(roles, units, policy)
+    return sorted(decided.values(), key=lambda g: (g.unit_path, g.role))
+
+
+def _default_grant(roles: Mapping[str, RoleFacts], units: UnitIndex,
+                   policy: Policy) -> list[DesiredGrant]:
+    role = roles.get(policy.default_role or "")
+    found = units.find(policy.default_unit or "")
+    if role is None or found is None:
+        return []
+    return [DesiredGrant(role=role.key, unit_path=found[1], unit_id=found[0],
+                         parameters=effective_parameters(role, {}), source="default",
+                         rule_id=None, reason={"default": True})]

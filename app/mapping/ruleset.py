@@ -1,0 +1,314 @@
+"""Rule documents: parse and validate a rule set (TOML, YAML or JSON) into rules.py values.
+
+The same document shape is read from files (`roster mapping apply`), from API bodies, and
+rebuilt from the stored rows, so one parser validates all three.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from app.errors import InvalidInput
+from app.mapping.catalog import check_value
+from app.mapping.rules import (
+    ATTRIBUTES,
+    GROUP_FIELDS,
+    MATCH_KINDS,
+    ON_LOSS,
+    AllOf,
+    AnyOf,
+    AttributeMatch,
+    Condition,
+    GroupMatch,
+    Not,
+    Policy,
+    RoleFacts,
+    RuleSpec,
+    UnitIndex,
+    UnitTarget,
+)
+
+RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+UNIT_KINDS = ("department", "cost_center", "team", "location")
+MAX_DEPTH = 8
+MAX_RULES = 1000
+RULE_KEYS = frozenset({"id", "priority", "description", "match", "role", "unit", "unit_from",
+                       "create_unit", "unit_kind", "parameters"})
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """A parsed rule document: the policy, the rules, and each rule's description."""
+
+    policy: Policy
+    rules: tuple[RuleSpec, ...]
+    descriptions: Mapping[str, str]
+
+
+def _fail(where: str, detail: str) -> InvalidInput:
+    return InvalidInput(f"{where}: {detail}", field=where)
+
+
+def _text(raw: Any, where: str) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise _fail(where, "must be a non-empty string")
+    return raw
+
+
+def _kind(raw: Mapping[str, Any], where: str) -> str:
+    kind = raw.get("match", "exact")
+    if kind not in MATCH_KINDS:
+        raise _fail(f"{where}.match", f"must be one of {', '.join(MATCH_KINDS)}")
+    return str(kind)
+
+
+def _pattern(kind: str, value: str, where: str) -> str:
+    if kind == "regex":
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise _fail(where, f"invalid regular expression: {exc}") from None
+    return value
+
+
+def _only(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(set(raw) - allowed)
+    if extra:
+        raise _fail(where, f"unknown keys {', '.join(extra)}")
+
+
+def parse_condition(raw: Any, where: str = "match", depth: int = 0) -> Condition:
+    """A condition tree from its document form ({group}, {attribute}, {all}, {any}, {not})."""
+    if depth > MAX_DEPTH:
+        raise _fail(where, f"conditions nest deeper than {MAX_DEPTH}")
+    if not isinstance(raw, Mapping):
+        raise _fail(where, "must be a table with one of group, attribute, all, any, not")
+    if "group" in raw:
+        _only(raw, {"group", "by", "match"}, where)
+        by = raw.get("by", "displayName")
+        if by not in GROUP_FIELDS:
+            raise _fail(f"{where}.by", f"must be one of {', '.join(GROUP_FIELDS)}")
+        kind = _kind(raw, where)
+        return GroupMatch(_pattern(kind, _text(raw["group"], f"{where}.group"), where), by, kind)
+    if "attribute" in raw:
+        return _attribute(raw, where)
+    for name, cls in (("all", AllOf), ("any", AnyOf)):
+        if name in raw:
+            _only(raw, {name}, where)
+            subs = raw[name]
+            if not isinstance(subs, list) or not subs:
+                raise _fail(f"{where}.{name}", "must be a non-empty list of conditions")
+            return cls(tuple(parse_condition(s, f"{where}.{name}[{i}]", depth + 1)
+                             for i, s in enumerate(subs)))
+    if "not" in raw:
+        _only(raw, {"not"}, where)
+        return Not(parse_condition(raw["not"], f"{where}.not", depth + 1))
+    raise _fail(where, "must contain one of group, attribute, all, any, not")
+
+
+def _attribute(raw: Mapping[str, Any], where: str) -> AttributeMatch:
+    _only(raw, {"attribute", "value", "match", "present"}, where)
+    name = raw["attribute"]
+    if name not in ATTRIBUTES:
+        raise _fail(f"{where}.attribute", f"{name!r} is not one of {', '.join(ATTRIBUTES)}")
+    if "present" in raw:
+        if not isinstance(raw["present"], bool) or "value" in raw:
+            raise _fail(f"{where}.present", "must be true or false, without a value")
+        return AttributeMatch(name, present=raw["present"])
+    values = raw.get("value")
+    values = values if isinstance(values, list) else [values]
+    kind = _kind(raw, where)
+    return AttributeMatch(name, tuple(_pattern(kind, _text(v, f"{where}.value"), where)
+                                      for v in values), kind)
+
+
+def _unit(raw: Mapping[str, Any], where: str) -> UnitTarget:
+    create = raw.get("create_unit", False)
+    kind = raw.get("unit_kind", "department")
+    if not isinstance(create, bool):
+        raise _fail(f"{where}.create_unit", "must be true or false")
+    if kind not in UNIT_KINDS:
+        raise _fail(f"{where}.unit_kind", f"must be one of {', '.join(UNIT_KINDS)}")
+    if ("unit" in raw) == ("unit_from" in raw):
+        raise _fail(where, "needs exactly one of unit (a path or id) or unit_from")
+    if "unit" in raw:
+        ref = _text(raw["unit"], f"{where}.unit").strip("/")
+        return UnitTarget(ref=ref, create=create, kind=kind)
+    derived = raw["unit_from"]
+    if not isinstance(derived, Mapping):
+        raise _fail(f"{where}.unit_from", "must be a table {attribute, under}")
+    _only(derived, {"attribute", "under"}, f"{where}.unit_from")
+    if derived.get("attribute") not in ATTRIBUTES:
+        raise _fail(f"{where}.unit_from.attribute", f"must be one of {', '.join(ATTRIBUTES)}")
+    under = derived.get("under")
+    under = _text(under, f"{where}.unit_from.under").strip("/") if under is not None else None
+    return UnitTarget(from_attribute=derived["attribute"], under=under, create=create, kind=kind)
+
+
+def parse_rule(raw: Any, where: str) -> tuple[RuleSpec, str]:
+    """One rule and its description from its document form."""
+    if not isinstance(raw, Mapping):
+        raise _fail(where, "must be a table")
+    _only(raw, set(RULE_KEYS), where)
+    rule_id = raw.get("id")
+    if not isinstance(rule_id, str) or not RULE_ID.match(rule_id):
+        raise _fail(f"{where}.id", "must be 1-64 letters, digits or _.:- (a stable rule name)")
+    priority = raw.get("priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise _fail(f"{where}.priority", "must be an integer")
+    parameters = raw.get("parameters", {})
+    if not isinstance(parameters, Mapping):
+        raise _fail(f"{where}.parameters", "must be a table")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise _fail(f"{where}.description", "must be a string")
+    spec = RuleSpec(id=rule_id, priority=priority,
+                    condition=parse_condition(raw.get("match"), f"{where}.match"),
+                    role=_text(raw.get("role"), f"{where}.role"), unit=_unit(raw, where),
+                    parameters=dict(parameters))
+    return spec, description
+
+
+def parse_policy(raw: Any, where: str = "policy") -> Policy:
+    """The organization policy from its document form."""
+    raw = raw or {}
+    if not isinstance(raw, Mapping):
+        raise _fail(where, "must be a table")
+    _only(raw, {"default_role", "default_unit", "on_loss"}, where)
+    on_loss = raw.get("on_loss", "nothing")
+    if on_loss not in ON_LOSS:
+        raise _fail(f"{where}.on_loss", f"must be one of {', '.join(ON_LOSS)}")
+    role, unit = raw.get("default_role"), raw.get("default_unit")
+    if (role is None) != (unit is None):
+        raise _fail(where, "default_role and default_unit go together (or neither)")
+    return Policy(default_role=_text(role, f"{where}.default_role") if role else None,
+                  default_unit=_text(unit, f"{where}.default_unit") if unit else None,
+                  on_loss=on_loss)
+
+
+def parse_document(data: Any) -> RuleSet:
+    """A whole rule set ({policy, rules}) from a parsed file or request body."""
+    if not isinstance(data, Mapping):
+        raise _fail("document", "must be a table with policy and rules")
+    _only(data, {"policy", "rules"}, "document")
+    raw_rules = data.get("rules", [])
+    if not isinstance(raw_rules, list) or len(raw_rules) > MAX_RULES:
+        raise _fail("rules", f"must be a list of at most {MAX_RULES} rules")
+    rules, descriptions = [], {}
+    for i, raw in enumerate(raw_rules):
+        spec, description = parse_rule(raw, f"rules[{i}]")
+        if spec.id in descriptions:
+            raise _fail(f"rules[{i}].id", f"duplicate rule id {spec.id!r}")
+        rules.append(spec)
+        descriptions[spec.id] = description
+    return RuleSet(parse_policy(data.get("policy")), tuple(rules), descriptions)
+
+
+def check_against(ruleset: RuleSet, roles: Mapping[str, RoleFacts],
+                  units: UnitIndex) -> RuleSet:
+    """Check roles, parameter types and named units exist; returns canonical parameters."""
+    checked = []
+    for i, rule in enumerate(ruleset.rules):
+        where = f"rules[{i}] ({rule.id})"
+        role = roles.get(rule.role)
+        if role is None:
+            raise _fail(f"{where}.role", f"unknown role {rule.role!r} in this organization")
+        params = {}
+        for name, value in rule.parameters.items():
+            decl = role.parameters.get(name)
+            if decl is None:
+                raise _fail(f"{where}.parameters", f"role {role.key} has no parameter {name!r}")
+            params[name] = check_value(decl["type"], value, f"{where}.parameters.{name}")
+        named = rule.unit.ref if rule.unit.ref else rule.unit.under
+        if named and not rule.unit.create and units.find(named) is None:
+            raise _fail(f"{where}.unit", f"unit {named!r} does not exist (set create_unit)")
+        checked.append(RuleSpec(rule.id, rule.priority, rule.condition, rule.role, rule.unit,
+                                params))
+    policy = ruleset.policy
+    if policy.default_role and policy.default_role not in roles:
+        raise _fail("policy.default_role", f"unknown role {policy.default_role!r}")
+    if policy.default_unit and units.find(policy.default_unit) is None:
+        raise _fail("policy.default_unit", f"unit {policy.default_unit!r} does not exist")
+    return RuleSet(policy, tuple(checked), ruleset.descriptions)
+
+
+def read_file(path: Path) -> Any:
+    """Parse a rule file: TOML (.toml), YAML (.yaml/.yml) or JSON (.json)."""
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="file") from None
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            return tomllib.loads(text.decode())
+        if suffix == ".json":
+            return json.loads(text)
+        if suffix in (".yaml", ".yml"):
+            return yaml.safe_load(text)
+    except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        kind = suffix[1:].upper().replace("YML", "YAML")
+        raise InvalidInput(f"{path} is not valid {kind}: {exc}", field="file") from None
+    raise InvalidInput(f"{path}: rule files end in .toml, .yaml, .yml or .json", field="file")
+
+
+def rule_document(rule: RuleSpec, description: str = "") -> dict[str, Any]:
+    """The document form of a rule (what parse_rule reads back)."""
+    doc: dict[str, Any] = {"id": rule.id, "priority": rule.priority, "role": rule.role,
+                           "match": condition_document(rule.condition)}
+    if description:
+        doc["description"] = description
+    if rule.unit.from_attribute:
+        doc["unit_from"] = {"attribute": rule.unit.from_attribute}
+        if rule.unit.under:
+            doc["unit_from"]["under"] = rule.unit.under
+    else:
+        doc["unit"] = rule.unit.ref
+    doc["create_unit"] = rule.unit.create
+    doc["unit_kind"] = rule.unit.kind
+    if rule.parameters:
+        doc["parameters"] = dict(rule.parameters)
+    return doc
+
+
+def condition_document(cond: Condition) -> dict[str, Any]:
+    """The document form of a condition."""
+    if isinstance(cond, GroupMatch):
+        return {"group": cond.value, "by": cond.by, "match": cond.kind}
+    if isinstance(cond, AttributeMatch):
+        if cond.present is not None:
+            return {"attribute": cond.attribute, "present": cond.present}
+        value: str | list[str] = cond.values[0] if len(cond.values) == 1 else list(cond.values)
+        return {"attribute": cond.attribute, "value": value, "match": cond.kind}
+    if isinstance(cond, AllOf | AnyOf):
+        name = "all" if isinstance(cond, AllOf) else "any"
+        return {name: [condition_document(c) for c in cond.conditions]}
+    return {"not": condition_document(cond.condition)}
+
+
+def policy_document(policy: Policy) -> dict[str, Any]:
+    """The document form of a policy."""
+    doc: dict[str, Any] = {"on_loss": policy.on_loss}
+    if policy.default_role:
+        doc.update(default_role=policy.default_role, default_unit=policy.default_unit)
+    return doc
+
+
+def document(ruleset: RuleSet) -> dict[str, Any]:
+    """The whole document form of a rule set."""
+    return {"policy": policy_document(ruleset.policy),
+            "rules": [rule_document(r, ruleset.descriptions.get(r.id, ""))
+                      for r in ruleset.rules]}
+
+
+def rules_of(documents: Sequence[Mapping[str, Any]]) -> tuple[RuleSpec, ...]:
+    """Parse stored rule documents (already validated when stored)."""
+    return tuple(parse_rule(d, f"rule {d.get('id')}")[0] for d in documents)
