@@ -1,0 +1,177 @@
+"""Login policy: find (SCIM-authoritative) or create/update (JIT) the user, open a session.
+
+A deprovisioned user is always refused, whatever the policy, with ``sso:login:denied``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.audit import Actor, record
+from app.db import utcnow
+from app.directory.groups import GroupInput, add_members, create_group, remove_members
+from app.directory.users import WRITABLE_COLUMNS, UserInput, create_user, replace_user
+from app.mapping.evaluation import reevaluate_users
+from app.models import Directory, Group, Membership, User
+from app.models.directory import UserStatus
+from app.models.sso import LoginSession, SsoConnection
+from app.sso.connections import DEFAULT_ATTRIBUTES
+from app.sso.outcome import LoginFailed
+
+SESSION_HOURS = 12
+
+
+@dataclass(frozen=True)
+class AssertedUser:
+    """The identity an IdP asserted, in our words (from SAML attributes or OIDC claims)."""
+
+    subject: str
+    email: str | None = None
+    user_name: str | None = None
+    external_id: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    department: str | None = None
+    groups: tuple[str, ...] = field(default_factory=tuple)
+
+
+def assert_user(conn: SsoConnection, subject: str,
+                attributes: dict[str, list[str]]) -> AssertedUser:
+    """Read our fields from the IdP's attributes, using the connection's names first."""
+    def first(key: str) -> str | None:
+        values = all_of(key)
+        return values[0] if values else None
+
+    def all_of(key: str) -> list[str]:
+        names = [conn.attribute_map[key]] if conn.attribute_map.get(key) else []
+        for name in [*names, *DEFAULT_ATTRIBUTES.get(key, [])]:
+            if attributes.get(name):
+                return [str(v) for v in attributes[name] if str(v)]
+        return []
+
+    email = first("email") or (subject if "@" in subject else None)
+    return AssertedUser(
+        subject=subject, email=email.lower() if email else None,
+        user_name=first("user_name"), external_id=first("external_id"),
+        given_name=first("given_name"), family_name=first("family_name"),
+        department=first("department"), groups=tuple(dict.fromkeys(all_of("groups"))))
+
+
+def _match_value(conn: SsoConnection, who: AssertedUser) -> tuple[str, str | None]:
+    if conn.match_by == "nameid":
+        return "user_name", who.subject
+    if conn.match_by == "user_name":
+        return "user_name", who.user_name or who.subject
+    if conn.match_by == "external_id":
+        return "external_id", who.external_id
+    return "email", who.email
+
+
+def find_user(session: Session, conn: SsoConnection, who: AssertedUser) -> User | None:
+    """The organization's user the assertion names, per the connection's match_by."""
+    column, value = _match_value(conn, who)
+    if not value:
+        raise LoginFailed("missing_attribute", f"the assertion carries no {column}",
+                          subject=who.subject)
+    query = select(User).where(User.organization_id == conn.organization_id)
+    if conn.directory_id:
+        query = query.where(User.directory_id == conn.directory_id)
+    if column == "email":
+        query = query.where(User.primary_email == value.lower())
+    elif column == "user_name":
+        query = query.where(func.lower(User.user_name) == value.lower())
+    else:
+        query = query.where(User.external_id == value)
+    found = list(session.scalars(query.limit(2)))
+    if len(found) > 1:
+        raise LoginFailed("ambiguous_user", f"several users match {column}={value}",
+                          subject=who.subject)
+    return found[0] if found else None
+
+
+def _values(user: User | None, who: AssertedUser) -> dict[str, object]:
+    values: dict[str, object] = {c: getattr(user, c) for c in WRITABLE_COLUMNS} if user else {}
+    values["user_name"] = who.user_name or who.email or who.subject
+    for column in ("external_id", "given_name", "family_name", "department"):
+        if getattr(who, column):
+            values[column] = getattr(who, column)
+    if who.email:
+        values["emails"] = [{"value": who.email, "type": "work", "primary": True}]
+    return values
+
+
+def _sync_groups(session: Session, directory: Directory, user: User,
+                 groups: tuple[str, ...], actor: Actor) -> None:
+    """JIT: the asserted groups become the user's memberships in the connection's directory."""
+    wanted = {g.lower(): g for g in groups}
+    current = session.scalars(select(Group).join(Membership, Membership.group_id == Group.id)
+                              .where(Membership.user_id == user.id,
+                                     Group.directory_id == directory.id)).all()
+    for group in current:
+        if group.display_name.lower() not in wanted:
+            remove_members(session, group, [user.id], actor)
+    have = {g.display_name.lower() for g in current}
+    for key, name in wanted.items():
+        if key in have:
+            continue
+        group = session.scalar(select(Group).where(
+            Group.directory_id == directory.id, func.lower(Group.display_name) == key))
+        if group is None:
+            create_group(session, directory, GroupInput(display_name=name,
+                                                        member_ids=[user.id]), actor)
+        else:
+            add_members(session, group, [user.id], actor)
+
+
+def _jit(session: Session, conn: SsoConnection, who: AssertedUser, user: User | None,
+         actor: Actor) -> User:
+    directory = session.get(Directory, conn.directory_id) if conn.directory_id else None
+    if directory is None:
+        raise LoginFailed("misconfigured", "JIT connection has no directory",
+                          subject=who.subject)
+    if user is None:
+        user = create_user(session, directory, UserInput(_values(None, who), active=True), actor)
+    else:
+        replace_user(session, user, UserInput(_values(user, who), active=None), actor)
+    _sync_groups(session, directory, user, who.groups, actor)
+    reevaluate_users(session, user.organization_id, [user.id], actor)
+    return user
+
+
+def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
+                  actor: Actor) -> User:
+    """Apply the connection's login policy; raise LoginFailed for every refusal."""
+    user = find_user(session, conn, who)
+    if user is not None and (user.status in (UserStatus.deprovisioned, UserStatus.deleted)
+                             or user.deleted_at is not None):
+        raise LoginFailed("user_deprovisioned", "the user was deprovisioned",
+                          subject=who.subject, payload={"user_id": user.id})
+    if conn.login_policy == "jit":
+        user = _jit(session, conn, who, user, actor)
+    if user is None:
+        raise LoginFailed("unknown_user", "no provisioned user matches the assertion",
+                          subject=who.subject)
+    if not user.active or user.status != UserStatus.active:
+        raise LoginFailed("user_inactive", f"the user is {user.status.value}",
+                          subject=who.subject, payload={"user_id": user.id})
+    return user
+
+
+def open_session(session: Session, conn: SsoConnection, user: User, actor: Actor, *,
+                 detail: dict[str, object]) -> LoginSession:
+    """Record the login: a revocable session and the audit event ``sso:login``."""
+    now = utcnow()
+    login = LoginSession(organization_id=conn.organization_id, user_id=user.id,
+                         connection_id=conn.id, created_at=now, last_seen_at=now,
+                         expires_at=now + timedelta(hours=SESSION_HOURS))
+    session.add(login)
+    session.flush()
+    record(session, organization_id=conn.organization_id, action="sso:login", actor=actor,
+           subject_type="user", subject_id=user.id,
+           data={"connection_id": conn.id, "protocol": conn.protocol,
+                 "session_id": login.id, **detail})
+    return login

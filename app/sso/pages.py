@@ -1,0 +1,49 @@
+"""Plain HTML pages of the login flow: no scripts except the auto-POST of a form."""
+
+from __future__ import annotations
+
+from html import escape
+
+from flask import Response
+
+_STYLE = "body{font-family:sans-serif;max-width:36em;margin:3em auto;line-height:1.5}"
+
+
+def page(title: str, body_html: str, status: int = 200) -> Response:
+    """A complete, self-contained page; ``body_html`` must already be escaped."""
+    html = (f"<!doctype html><html lang=en><head><meta charset=utf-8>"
+            f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+            f"<body><h1>{escape(title)}</h1>{body_html}</body></html>")
+    response = Response(html, status=status, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action *")
+    return response
+
+
+def refused(message: str, correlation_id: str | None, status: int = 403) -> Response:
+    """The login was refused: say so plainly, with the id an admin can look up."""
+    ref = (f"<p>Reference: <code id=correlation-id>{escape(correlation_id)}</code>. "
+           "Quote it to your administrator.</p>") if correlation_id else ""
+    return page("Sign-in refused", f"<p>{escape(message)}</p>{ref}", status)
+
+
+def discovery_form(next_url: str, message: str = "", status: int = 200) -> Response:
+    """Ask for the work email address (home-realm discovery)."""
+    note = f"<p>{escape(message)}</p>" if message else ""
+    return page("Sign in", f"{note}<form method=post action=/sso/discover>"
+                f"<input type=hidden name=next value=\"{escape(next_url)}\">"
+                "<label>Work email <input type=email name=email required></label> "
+                "<button>Continue</button></form>", status)
+
+
+def chooser(options: list[tuple[str, str]]) -> Response:
+    """Several connections serve this domain: let the user pick one."""
+    items = "".join(f"<li><a href=\"{escape(url)}\">{escape(name)}</a></li>"
+                    for name, url in options)
+    return page("Choose how to sign in", f"<ul>{items}</ul>")
+
+
+def signed_in(display: str) -> Response:
+    """Shown after a login when there is nowhere allowed to go back to."""
+    return page("Signed in", f"<p>You are signed in as {escape(display)}.</p>")

@@ -1,0 +1,128 @@
+"""SSO fixtures: test keys, an app configured for SSO, SAML connections and users."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
+
+from app import create_app
+from app.db import Database, new_id, utcnow
+from app.models import User
+from app.models.directory import UserStatus
+from app.models.sso import ConnectionDomain, SsoConnection
+from tests.conftest import Tenant, app_overrides
+from tests.sso.forge import IDP_ENTITY, IDP_SSO, Claims
+from tests.sso.keys import TestKey, make_key
+
+PORTAL = "https://portal.test/"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """IdP signing keys (one configured, one rogue) and the SP's current and next pairs."""
+
+    idp: TestKey
+    idp_second: TestKey
+    rogue: TestKey
+    sp: TestKey
+    sp_next: TestKey
+
+
+@pytest.fixture(scope="session")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    """Key pairs made once per worker."""
+    d: Path = tmp_path_factory.mktemp("sso-keys")
+    return Keys(*(make_key(d, n) for n in ("idp", "idp2", "rogue", "sp", "sp-next")))
+
+
+@pytest.fixture(scope="session")
+def sso_app(database_url: str, keys: Keys, db: Database) -> Flask:
+    """The app with SSO settings: SP key rollover pair, portal allow-list, a secret key."""
+    overrides = app_overrides(database_url)
+    overrides["app"] = {**overrides["app"], "secret_key": "t" * 40}
+    overrides["sso"] = {"sp_key_file": str(keys.sp.key_file),
+                        "sp_cert_file": str(keys.sp.cert_file),
+                        "sp_next_key_file": str(keys.sp_next.key_file),
+                        "sp_next_cert_file": str(keys.sp_next.cert_file),
+                        "allowed_redirect_urls": [PORTAL], "clock_skew_seconds": 60}
+    app = create_app(overrides)
+    # One pool per worker: share the suite's database handle.
+    app.extensions["roster.db"].dispose()
+    app.extensions["roster.db"] = db
+    return app
+
+
+@pytest.fixture
+def web(sso_app: Flask) -> FlaskClient:
+    """A browser-like client of the SSO app (keeps cookies)."""
+    return sso_app.test_client()
+
+
+def saml_connection(db: Database, tenant: Tenant, certs: list[str], *,
+                    entity_id: str = IDP_ENTITY, sso_url: str = IDP_SSO,
+                    **columns: object) -> SsoConnection:
+    """A SAML connection of the tenant, trusting ``certs``, reading the tenant's directory."""
+    with db.transaction() as s:
+        conn = SsoConnection(organization_id=tenant.org.id, name=f"saml-{new_id()[:8]}",
+                             protocol="saml", idp_entity_id=entity_id, idp_sso_url=sso_url,
+                             idp_certs=certs, attribute_map={}, oidc_algorithms=[],
+                             directory_id=tenant.directory.id, **columns)
+        s.add(conn)
+    return conn
+
+
+def add_domain(db: Database, conn: SsoConnection, domain: str, verified: bool = True) -> None:
+    """Attach a (verified) email domain to a connection."""
+    with db.transaction() as s:
+        s.add(ConnectionDomain(connection_id=conn.id, domain=domain,
+                               verified_at=utcnow() if verified else None))
+
+
+def provision(db: Database, tenant: Tenant, user_name: str = "alice@acme.com", *,
+              status: UserStatus = UserStatus.active, external_id: str | None = None) -> User:
+    """A user in the tenant's directory, as SCIM would have stored it."""
+    with db.transaction() as s:
+        user = User(directory_id=tenant.directory.id, organization_id=tenant.org.id,
+                    user_name=user_name, external_id=external_id,
+                    active=status == UserStatus.active, status=status,
+                    emails=[{"value": user_name, "primary": True}],
+                    primary_email=user_name.lower(), given_name="Alice", display_name="Alice A")
+        s.add(user)
+    return user
+
+
+def acs_url(conn: SsoConnection) -> str:
+    """The connection's ACS as the test app's base URL makes it."""
+    return f"http://roster.test/sso/saml/{conn.id}/acs"
+
+
+def claims_for(conn: SsoConnection, **kw: object) -> Claims:
+    """Claims addressed correctly to the connection."""
+    return Claims(acs=acs_url(conn), audience=f"http://roster.test/sso/saml/{conn.id}/metadata",
+                  **kw)
+
+
+def start(web: FlaskClient, conn: SsoConnection, next_url: str | None = PORTAL + "home") -> str:
+    """SP-initiated login: follow our redirect far enough to read the AuthnRequest id."""
+    query = {"next": next_url} if next_url else {}
+    resp = web.get(f"/sso/saml/{conn.id}/login", query_string=query)
+    assert resp.status_code == 303, resp.text
+    params = parse_qs(urlsplit(resp.headers["Location"]).query)
+    xml = OneLogin_Saml2_Utils.decode_base64_and_inflate(params["SAMLRequest"][0])
+    text = xml.decode() if isinstance(xml, bytes) else xml
+    return text.split(' ID="', 1)[1].split('"', 1)[0]
+
+
+def post_response(web: FlaskClient, conn: SsoConnection, xml_b64: str,
+                  relay_state: str | None = None):
+    """POST a SAMLResponse to the connection's ACS, as the browser's auto-POST would."""
+    data = {"SAMLResponse": xml_b64}
+    if relay_state is not None:
+        data["RelayState"] = relay_state
+    return web.post(f"/sso/saml/{conn.id}/acs", data=data)
