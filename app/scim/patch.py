@@ -1,0 +1,281 @@
+"""The SCIM PATCH engine (RFC 7644 §3.5.2) over a resource's SCIM JSON: pure, no DB, no Flask.
+
+The caller serialises the stored resource, calls ``apply_patch``, validates the result and
+writes it back. Group members are never in the dict (a group may have 50,000): operations on
+``members`` come back as ``MemberChange`` values for the caller to apply to named rows only.
+Any malformed input raises ScimError before anything is returned, so nothing is written.
+
+Decisions where the RFC is silent or IdPs disagree with it:
+- add/replace with a value filter matching nothing creates the element the filter names
+  when the filter is an ``eq`` conjunction (Entra: ``Replace emails[type eq "work"].value``
+  on a user without a work email); other filters give 400 noTarget (RFC 7644 §3.5.2.3).
+- remove with such a filter matching nothing is 400 noTarget (RFC 7644 §3.5.2.2); removing
+  an attribute that is not set is a no-op; ``remove`` without ``path`` is 400 noTarget.
+- ``null``, ``""`` and ``{"value": ""}`` as an add/replace value clear the target (Entra).
+- Clearing a required attribute (userName, Group displayName) is 400 invalidValue: Table 9
+  "a required value was missing".
+- replace on a complex attribute (name, manager, a filtered element) merges sub-attributes
+  (RFC 7644 §3.5.2.3 "sub-attributes that are not specified ... are left unchanged").
+- add to a multi-valued attribute merges into an element with the same value and type
+  instead of duplicating it; ``primary: true`` clears primary on the others (RFC 7643 §2.4).
+- Removing members that are not in the group is the caller's no-op, not noTarget: IdPs retry.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from app.scim import dialect
+from app.scim.errors import ScimError
+from app.scim.patch_members import MemberChange, member_change
+from app.scim.patch_multi import apply_filtered, merge_elements, normalised, remove_listed
+from app.scim.patch_paths import Path, parse_path
+from app.scim.schema import PATCH_OP
+from app.scim.values import ResourceSchemas, ResourceType, invalid, note, schemas_for
+
+Op = Literal["add", "remove", "replace"]
+__all__ = ["MemberChange", "PatchResult", "apply_patch"]
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    """The patched resource (a new dict), member changes in order, and what changed."""
+
+    resource: dict[str, Any]
+    member_changes: tuple[MemberChange, ...] = ()
+    touched: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass
+class _Patch:
+    known: ResourceSchemas
+    resource_type: ResourceType
+    resource: dict[str, Any]
+    notes: list[str]
+    member_changes: list[MemberChange] = field(default_factory=list)
+
+
+def apply_patch(resource: dict[str, Any], body: Any, *, resource_type: ResourceType,
+                notes: list[str]) -> PatchResult:
+    """Apply a PatchOp message to ``resource`` atomically (RFC 7644 §3.5.2)."""
+    state = _Patch(schemas_for(resource_type), resource_type, copy.deepcopy(resource), notes)
+    for index, (op, path, value) in enumerate(_operations(body, notes)):
+        try:
+            _apply(state, op, path, value)
+        except ScimError as error:
+            raise ScimError(error.status, f"Operations[{index}]: {error.detail}",
+                            error.scim_type) from None
+    touched = _touched(resource, state.resource)
+    if state.member_changes:
+        touched.add("members")
+    return PatchResult(state.resource, tuple(state.member_changes), frozenset(touched))
+
+
+def _member(obj: dict[str, Any], name: str) -> tuple[bool, Any]:
+    """A message member looked up case-insensitively (Entra capitalises names)."""
+    for key, value in obj.items():
+        if key.lower() == name:
+            return True, value
+    return False, None
+
+
+def _operations(body: Any, notes: list[str]) -> list[tuple[Op, str | None, Any]]:
+    """The checked (op, path, value) list of a PatchOp message (RFC 7644 §3.5.2)."""
+    if not isinstance(body, dict):
+        raise ScimError(400, "A PATCH body must be a JSON object", "invalidSyntax")
+    schemas = _member(body, "schemas")[1]
+    if not isinstance(schemas, list) or PATCH_OP.lower() not in {
+            s.lower() for s in schemas if isinstance(s, str)}:
+        raise ScimError(400, f"'schemas' must be [\"{PATCH_OP}\"]", "invalidSyntax")
+    if _member(body, "id")[0]:
+        note(notes, dialect.STRAY_ID)
+    operations = _member(body, "operations")[1]
+    if not isinstance(operations, list) or not operations:
+        raise ScimError(400, "'Operations' must be a non-empty list", "invalidSyntax")
+    return [_operation(index, item, notes) for index, item in enumerate(operations)]
+
+
+def _operation(index: int, item: Any, notes: list[str]) -> tuple[Op, str | None, Any]:
+    where = f"Operations[{index}]"
+    if not isinstance(item, dict):
+        raise ScimError(400, f"{where} must be an object", "invalidSyntax")
+    op = _member(item, "op")[1]
+    if not isinstance(op, str) or op.lower() not in ("add", "remove", "replace"):
+        raise ScimError(400, f"{where}: 'op' must be add, remove or replace", "invalidSyntax")
+    if op != op.lower():
+        note(notes, dialect.CAPITALISED_OP)
+    if _member(item, "name")[0]:
+        note(notes, dialect.OPERATION_NAME)
+    path = _member(item, "path")[1]
+    if path is not None and not isinstance(path, str):
+        raise ScimError(400, f"{where}: 'path' must be a string", "invalidPath")
+    has_value, value = _member(item, "value")
+    path = path if path and path.strip() else None
+    if path is None and op.lower() != "remove" and not has_value:
+        raise ScimError(400, f"{where}: {op} without a path needs a value", "invalidSyntax")
+    return op.lower(), path, value  # type: ignore[return-value]
+
+
+def _apply(state: _Patch, op: Op, path: str | None, value: Any) -> None:
+    if path is None:
+        if op == "remove":
+            raise ScimError(400, "remove requires a path", "noTarget")
+        _apply_pathless(state, op, value)
+        return
+    _apply_target(state, op, parse_path(path, state.known, state.notes), value)
+
+
+def _apply_pathless(state: _Patch, op: Op, value: Any) -> None:
+    """Each key of the value is a path of its own (RFC 7644 §3.5.2.1, Entra dotted keys)."""
+    if not isinstance(value, dict):
+        raise invalid(f"{op} without a path needs an object value")
+    for key, item in value.items():
+        lowered = key.lower()
+        if lowered == "schemas":
+            continue
+        if lowered == "id" and item == state.resource.get("id"):
+            continue  # Okta Group Push repeats the id inside the value
+        if lowered == "active":
+            note(state.notes, dialect.PATHLESS_ACTIVE)
+        target = parse_path(key, state.known, state.notes)
+        if target.attribute is not None and ("." in key or "[" in key or target.urn):
+            note(state.notes, dialect.PATHLESS_DOTTED_KEYS)
+        _apply_target(state, op, target, item)
+
+
+def _apply_target(state: _Patch, op: Op, path: Path, value: Any) -> None:
+    attr = path.attribute
+    if attr is None:
+        if path.opaque:
+            _apply_opaque(state, op, path, value)
+        else:
+            _apply_extension_root(state, op, path, value)
+        return
+    if state.resource_type == "Group" and attr.name == "members" and path.urn is None:
+        change = member_change(op, path, value, state.notes)
+        if change is not None:
+            state.member_changes.append(change)
+        return
+    for target in (attr, path.sub):
+        if target is not None and target.mutability == "readOnly":
+            raise ScimError(400, f"'{path.label}' is readOnly", "mutability")
+    container = _container(state, path)
+    if path.filter is not None:
+        apply_filtered(op, path, container, value, state.notes)
+    elif path.sub is not None:
+        _apply_sub(state, op, path, container, value)
+    else:
+        _apply_whole(state, op, path, container, value)
+    if path.urn is not None and not container:
+        state.resource.pop(path.urn, None)
+
+
+def _container(state: _Patch, path: Path) -> dict[str, Any]:
+    if path.urn is None:
+        return state.resource
+    block = state.resource.get(path.urn)
+    if not isinstance(block, dict):
+        block = state.resource[path.urn] = {}
+        schemas = state.resource.setdefault("schemas", [])
+        if isinstance(schemas, list) and path.urn not in schemas:
+            schemas.append(path.urn)
+    return block
+
+
+def _apply_extension_root(state: _Patch, op: Op, path: Path, value: Any) -> None:
+    """The path is an extension URN: remove the block, or apply each key of the value."""
+    assert path.urn is not None
+    if op == "remove":
+        state.resource.pop(path.urn, None)
+        return
+    if not isinstance(value, dict):
+        raise invalid(f"'{path.urn}' takes an object value")
+    for key, item in value.items():
+        _apply_target(state, op, parse_path(f"{path.urn}:{key}", state.known, state.notes), item)
+
+
+def _apply_opaque(state: _Patch, op: Op, path: Path, value: Any) -> None:
+    """An attribute of an extension we have no schema for: stored as sent."""
+    container = _container(state, path)
+    if op == "remove" or value in (None, ""):
+        container.pop(path.name, None)
+    else:
+        container[path.name] = copy.deepcopy(value)
+    if not container:
+        state.resource.pop(path.urn or "", None)
+
+
+def _clear(state: _Patch, path: Path, container: dict[str, Any]) -> None:
+    attr = path.attribute
+    assert attr is not None
+    if attr.required and path.urn is None:
+        raise invalid(f"'{attr.name}' is required and cannot be removed")
+    if attr.mutability == "immutable" and container.get(attr.name) is not None:
+        raise ScimError(400, f"'{path.label}' is immutable", "mutability")
+    container.pop(attr.name, None)
+
+
+def _apply_whole(state: _Patch, op: Op, path: Path, container: dict[str, Any],
+                 value: Any) -> None:
+    """add/replace/remove of a whole attribute (RFC 7644 §3.5.2.1-3)."""
+    attr = path.attribute
+    assert attr is not None
+    if op == "remove":
+        if attr.multi_valued and value not in (None, [], ""):
+            remove_listed(path, container, value, state.notes)
+        else:
+            _clear(state, path, container)
+        return
+    new = normalised(attr, value, path.label, state.notes)
+    current = container.get(attr.name)
+    if new is None:
+        if op == "replace" or not attr.multi_valued:
+            _clear(state, path, container)
+        return
+    if attr.mutability == "immutable" and current is not None and current != new:
+        raise ScimError(400, f"'{path.label}' is immutable", "mutability")
+    if attr.multi_valued and op == "add":
+        container[attr.name] = merge_elements(attr, list(current or []), new)
+    elif attr.type == "complex" and not attr.multi_valued and isinstance(current, dict):
+        container[attr.name] = {**current, **new}
+    else:
+        container[attr.name] = new
+
+
+def _apply_sub(state: _Patch, op: Op, path: Path, container: dict[str, Any],
+               value: Any) -> None:
+    """A sub-attribute of a single-valued complex attribute (``name.givenName``)."""
+    attr, sub = path.attribute, path.sub
+    assert attr is not None
+    assert sub is not None
+    label = f"{path.label}.{sub.name}"
+    new = None if op == "remove" else normalised(sub, value, label, state.notes)
+    parent = container.get(attr.name)
+    parent = dict(parent) if isinstance(parent, dict) else {}
+    if new is None:
+        parent.pop(sub.name, None)
+    else:
+        parent[sub.name] = new
+    if parent:
+        container[attr.name] = parent
+    else:
+        container.pop(attr.name, None)
+
+
+def _touched(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
+    """Top-level attributes (``urn:...:attr`` for extensions) whose value changed."""
+    touched: set[str] = set()
+    for key in set(before) | set(after):
+        old, new = before.get(key), after.get(key)
+        if old == new or key == "schemas":
+            continue
+        if key.lower().startswith("urn:") and (isinstance(old, dict) or isinstance(new, dict)):
+            old_block = old if isinstance(old, dict) else {}
+            new_block = new if isinstance(new, dict) else {}
+            touched.update(f"{key}:{name}" for name in set(old_block) | set(new_block)
+                           if old_block.get(name) != new_block.get(name))
+        else:
+            touched.add(key)
+    return touched

@@ -1,0 +1,119 @@
+"""PATCH on multi-valued attributes (RFC 7644 §3.5.2, RFC 7643 §2.4): pure helpers.
+
+Appending with merge of equal elements, removal of listed elements, and value-path targets
+``attr[filter]`` / ``attr[filter].sub`` evaluated against the elements in Python.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from app.scim import dialect
+from app.scim.errors import ScimError
+from app.scim.patch_paths import Path, equalities, matches
+from app.scim.schema import Attribute
+from app.scim.values import check_single_primary, normalise_value, note
+
+
+def normalised(attr: Attribute, value: Any, label: str, notes: list[str]) -> Any:
+    """An operation value checked for ``attr``; None (also for ``null``) clears the target."""
+    if value is None:
+        note(notes, dialect.EMPTY_VALUE_CLEARS)
+    return normalise_value(attr, value, notes=notes, where=label)
+
+
+def _same_element(attr: Attribute, a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if attr.sub("value") is None:
+        return a == b
+    key = attr.sub("value")
+    assert key is not None
+    left, right = a.get("value"), b.get("value")
+    if isinstance(left, str) and isinstance(right, str) and not key.case_exact:
+        left, right = left.lower(), right.lower()
+    return left == right and a.get("type") == b.get("type")
+
+
+def merge_elements(attr: Attribute, current: list[Any], added: list[Any]) -> list[Any]:
+    """Append new elements, merging equal ones; a new primary demotes the others."""
+    for element in added:
+        same = next((i for i, e in enumerate(current) if isinstance(e, dict)
+                     and _same_element(attr, e, element)), None)
+        if same is None:
+            current.append(element)
+            same = len(current) - 1
+        else:
+            current[same] = {**current[same], **element}
+        if element.get("primary") is True:
+            _demote_others(current, same)
+    return current
+
+
+def _demote_others(elements: list[Any], keep: int) -> None:
+    """Only one primary (RFC 7643 §2.4): the element just written wins."""
+    for index, element in enumerate(elements):
+        if index != keep and isinstance(element, dict) and element.get("primary") is True:
+            element["primary"] = False
+
+
+def remove_listed(path: Path, container: dict[str, Any], value: Any,
+                  notes: list[str]) -> None:
+    """remove on a multi-valued attribute with a value: only the listed elements go."""
+    attr = path.attribute
+    assert attr is not None
+    listed = normalise_value(attr, value, notes=notes, where=path.label) or []
+    kept = [e for e in container.get(attr.name) or []
+            if not any(_same_element(attr, e, gone) for gone in listed)]
+    if kept:
+        container[attr.name] = kept
+    else:
+        container.pop(attr.name, None)
+
+
+def apply_filtered(op: str, path: Path, container: dict[str, Any], value: Any,
+                   notes: list[str]) -> None:
+    """A value-path target ``attr[filter]`` or ``attr[filter].sub`` (RFC 7644 §3.5.2)."""
+    attr, sub, value_filter = path.attribute, path.sub, path.filter
+    assert attr is not None
+    assert value_filter is not None
+    elements = [e for e in container.get(attr.name) or [] if isinstance(e, dict)]
+    hits = [i for i, e in enumerate(elements) if matches(value_filter, e)]
+    label = f"{path.label}.{sub.name}" if sub else path.label
+    if op == "remove":
+        if not hits:
+            raise ScimError(400, f"No value matches '{label}'", "noTarget")
+        new = None
+    else:
+        target = sub or dataclasses.replace(attr, multi_valued=False)
+        new = normalised(target, value, label, notes)
+    if new is None:
+        for i in hits:
+            if sub is None:
+                elements[i] = {}
+            else:
+                elements[i].pop(sub.name, None)
+    elif hits:
+        for i in hits:
+            elements[i] = {**elements[i], **({sub.name: new} if sub else new)}
+    else:
+        seed = equalities(value_filter)
+        if seed is None:
+            raise ScimError(400, f"No value matches '{label}'", "noTarget")
+        elements.append({**seed, **({sub.name: new} if sub else new)})
+        hits = [len(elements) - 1]
+    written = [i for i in hits if elements[i].get("primary") is True] if new is not None else []
+    if len(written) == 1:
+        _demote_others(elements, written[0])
+    _store_elements(attr, container, elements, label)
+
+
+def _store_elements(attr: Attribute, container: dict[str, Any], elements: list[Any],
+                    label: str) -> None:
+    """Drop emptied elements (and those left without a value), then store the list."""
+    needs_value = attr.sub("value") is not None
+    kept = [e for e in elements if e and (not needs_value or e.get("value") not in (None, ""))]
+    check_single_primary(attr, kept, label)
+    if kept:
+        container[attr.name] = kept
+    else:
+        container.pop(attr.name, None)

@@ -1,0 +1,299 @@
+"""PATCH paths and their value filters (RFC 7644 §3.5.2 PATH ABNF, §3.4.2.2 valFilter): pure.
+
+``parse_path`` resolves a path against the resource type's schemas; value filters inside
+brackets are parsed here and evaluated in Python against the elements of one multi-valued
+attribute, honouring caseExact from the schema.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from app.scim import dialect
+from app.scim.errors import ScimError
+from app.scim.schema import Attribute, Schema
+from app.scim.values import KNOWN_URNS, ResourceSchemas, coerce_boolean, note
+
+_PATH = re.compile(r"^([A-Za-z$][\w$-]*)(?:\[(.*)\])?(?:\.([A-Za-z$][\w$-]*))?$", re.DOTALL)
+_NAME = re.compile(r"^[A-Za-z$][\w$-]*$")
+_TOKEN = re.compile(r'\s*(\(|\)|"(?:[^"\\]|\\.)*"|[^\s()"]+)')
+_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
+_OPERATORS = {"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le", "pr"}
+
+
+def invalid_path(detail: str) -> ScimError:
+    """A 400 invalidPath error (RFC 7644 §3.12 Table 9)."""
+    return ScimError(400, detail, "invalidPath")
+
+
+def invalid_filter(detail: str) -> ScimError:
+    """A 400 invalidFilter error (RFC 7644 §3.12 Table 9)."""
+    return ScimError(400, detail, "invalidFilter")
+
+
+@dataclass(frozen=True)
+class Compare:
+    """``attr op value`` on one sub-attribute (RFC 7644 §3.4.2.2)."""
+
+    attribute: Attribute
+    op: str
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Logical:
+    """``and`` / ``or`` of two filters, or ``not`` of one (``right`` is None)."""
+
+    op: str
+    left: Filter
+    right: Filter | None = None
+
+
+Filter = Compare | Logical
+
+
+@dataclass(frozen=True)
+class Path:
+    """A resolved PATCH path: the attribute, in which block, with an optional filter and sub.
+
+    ``urn`` is None for core attributes; ``attribute`` is None for the whole extension block
+    (path = the extension URN) and for attributes of opaque (unknown) extensions.
+    """
+
+    urn: str | None
+    name: str
+    attribute: Attribute | None
+    filter: Filter | None = None
+    sub: Attribute | None = None
+    opaque: bool = False
+
+    @property
+    def label(self) -> str:
+        """The path as the client would recognise it, for error details."""
+        return f"{self.urn}:{self.name}" if self.urn else self.name
+
+
+def parse_path(text: str, known: ResourceSchemas, notes: list[str]) -> Path:
+    """Resolve ``text`` (attrPath / valuePath [subAttr], RFC 7644 §3.5.2) or raise invalidPath."""
+    text = text.strip()
+    urn: str | None = None
+    schema: ResourceSchemas | Schema = known
+    if text.lower().startswith("urn:"):
+        ext = known.extension(text)
+        if ext is not None:
+            return Path(urn=ext.id, name="", attribute=None)
+        split = known.split_urn_key(text)
+        if split is None:
+            return _opaque_path(text, known)
+        found, text = split
+        if found is not known.core:
+            urn, schema = found.id, found
+    match = _PATH.match(text)
+    if match is None:
+        raise invalid_path(f"Malformed path '{text}'")
+    name, filter_text, sub_name = match.groups()
+    attr = schema.attribute(name)
+    if attr is None:
+        raise invalid_path(f"Unknown attribute '{name}'")
+    if attr.name != name:
+        note(notes, dialect.CAPITALISED_ATTRIBUTE)
+    value_filter = None
+    if filter_text is not None:
+        if not attr.multi_valued:
+            raise invalid_path(f"'{attr.name}' is single-valued and takes no filter")
+        value_filter = parse_filter(filter_text, attr, notes)
+    sub = None
+    if sub_name is not None:
+        if attr.type != "complex" or (attr.multi_valued and value_filter is None):
+            raise invalid_path(f"'{attr.name}.{sub_name}' is not a valid path")
+        sub = attr.sub(sub_name)
+        if sub is None:
+            raise invalid_path(f"Unknown sub-attribute '{attr.name}.{sub_name}'")
+        if sub.name != sub_name:
+            note(notes, dialect.CAPITALISED_ATTRIBUTE)
+    return Path(urn=urn, name=attr.name, attribute=attr, filter=value_filter, sub=sub)
+
+
+def _opaque_path(text: str, known: ResourceSchemas) -> Path:
+    """An attribute of an extension we do not know (Entra custom extensions), kept as sent."""
+    urn, _, name = text.rpartition(":")
+    if text.lower() in KNOWN_URNS or urn.lower() in KNOWN_URNS or not _NAME.match(name) \
+            or urn.count(":") < 2:
+        raise invalid_path(f"Unknown schema in path '{text}'")
+    return Path(urn=urn, name=name, attribute=None, opaque=True)
+
+
+class _Tokens:
+    """A cursor over the tokens of one bracket filter."""
+
+    def __init__(self, text: str) -> None:
+        self.items: list[str] = []
+        pos = 0
+        while pos < len(text):
+            match = _TOKEN.match(text, pos)
+            if match is None:
+                if text[pos:].strip():
+                    raise invalid_filter(f"Malformed filter '{text}'")
+                break
+            self.items.append(match.group(1))
+            pos = match.end()
+        self.pos = 0
+
+    def peek(self) -> str | None:
+        return self.items[self.pos] if self.pos < len(self.items) else None
+
+    def take(self) -> str:
+        token = self.peek()
+        if token is None:
+            raise invalid_filter("Filter ends too early")
+        self.pos += 1
+        return token
+
+
+def parse_filter(text: str, attr: Attribute, notes: list[str]) -> Filter:
+    """Parse a valFilter over the sub-attributes of ``attr`` (RFC 7644 §3.4.2.2)."""
+    tokens = _Tokens(text)
+    result = _or(tokens, attr, notes)
+    if tokens.peek() is not None:
+        raise invalid_filter(f"Unexpected '{tokens.peek()}' in filter '{text}'")
+    return result
+
+
+def _or(tokens: _Tokens, attr: Attribute, notes: list[str]) -> Filter:
+    left = _and(tokens, attr, notes)
+    while (tokens.peek() or "").lower() == "or":
+        tokens.take()
+        left = Logical("or", left, _and(tokens, attr, notes))
+    return left
+
+
+def _and(tokens: _Tokens, attr: Attribute, notes: list[str]) -> Filter:
+    left = _factor(tokens, attr, notes)
+    while (tokens.peek() or "").lower() == "and":
+        tokens.take()
+        left = Logical("and", left, _factor(tokens, attr, notes))
+    return left
+
+
+def _factor(words: _Tokens, attr: Attribute, notes: list[str]) -> Filter:
+    word = words.take()
+    if word.lower() == "not":
+        if words.take() != "(":
+            raise invalid_filter("'not' must be followed by '('")
+        return Logical("not", _group(words, attr, notes))
+    if word == "(":
+        return _group(words, attr, notes)
+    sub = attr.sub(word)
+    if sub is None or sub.type == "complex":
+        raise invalid_filter(f"Unknown attribute '{attr.name}.{word}' in filter")
+    op = words.take().lower()
+    if op not in _OPERATORS:
+        raise invalid_filter(f"Unknown operator '{op}' in filter")
+    if op == "pr":
+        return Compare(sub, op)
+    return Compare(sub, op, _literal(words.take(), sub, op, notes))
+
+
+def _group(tokens: _Tokens, attr: Attribute, notes: list[str]) -> Filter:
+    inner = _or(tokens, attr, notes)
+    if tokens.peek() != ")":
+        raise invalid_filter("Missing ')' in filter")
+    tokens.take()
+    return inner
+
+
+def _literal(token: str, sub: Attribute, op: str, notes: list[str]) -> Any:
+    """A compValue (RFC 7644 §3.4.2.2); unquoted words are taken as strings (Entra)."""
+    if token in ("(", ")"):
+        raise invalid_filter("Missing value in filter")
+    if token.startswith('"'):
+        try:
+            value: Any = json.loads(token)
+        except ValueError:
+            raise invalid_filter(f"Malformed string {token} in filter") from None
+    elif token in ("true", "false", "null") or _NUMBER.fullmatch(token):
+        value = json.loads(token)
+    else:
+        note(notes, dialect.UNQUOTED_FILTER_VALUE)
+        value = token
+    if sub.type == "boolean":
+        if op not in ("eq", "ne"):
+            raise invalid_filter(f"'{op}' does not apply to boolean '{sub.name}'")
+        try:
+            value = coerce_boolean(value, notes, where=sub.name)
+        except ScimError:
+            raise invalid_filter(f"'{sub.name}' compares with true or false") from None
+    elif op in ("co", "sw", "ew") and not isinstance(value, str):
+        raise invalid_filter(f"'{op}' needs a string value")
+    return value
+
+
+def matches(node: Filter, element: dict[str, Any]) -> bool:
+    """Whether one element of a multi-valued attribute satisfies the filter."""
+    if isinstance(node, Logical):
+        if node.op == "not":
+            return not matches(node.left, element)
+        assert node.right is not None
+        if node.op == "and":
+            return matches(node.left, element) and matches(node.right, element)
+        return matches(node.left, element) or matches(node.right, element)
+    actual = element.get(node.attribute.name)
+    if node.op == "pr":
+        return actual not in (None, "", [])
+    if node.op == "ne":
+        return not _compare(node.attribute, "eq", actual, node.value)
+    return _compare(node.attribute, node.op, actual, node.value)
+
+
+def _compare(attr: Attribute, op: str, actual: Any, wanted: Any) -> bool:
+    if isinstance(actual, str) and isinstance(wanted, str) and not attr.case_exact:
+        actual, wanted = actual.lower(), wanted.lower()
+    if op == "eq":
+        return actual == wanted
+    if not isinstance(actual, type(wanted)) and not (
+            isinstance(actual, int | float) and isinstance(wanted, int | float)):
+        return False
+    if op == "co":
+        return wanted in actual
+    if op == "sw":
+        return actual.startswith(wanted)
+    if op == "ew":
+        return actual.endswith(wanted)
+    try:
+        return {"gt": actual > wanted, "ge": actual >= wanted,
+                "lt": actual < wanted, "le": actual <= wanted}[op]
+    except TypeError:
+        return False
+
+
+def equalities(node: Filter) -> dict[str, Any] | None:
+    """The sub-attribute values an ``eq``-only conjunction pins down, else None.
+
+    Used to create the element a filter names when nothing matches: Entra replaces
+    ``emails[type eq "work"].value`` on users who have no work email yet.
+    """
+    if isinstance(node, Compare):
+        return {node.attribute.name: node.value} if node.op == "eq" else None
+    if node.op != "and" or node.right is None:
+        return None
+    left, right = equalities(node.left), equalities(node.right)
+    if left is None or right is None:
+        return None
+    return {**left, **right}
+
+
+def member_ids(node: Filter) -> tuple[str, ...]:
+    """The member ids named by a ``members[value eq ...]`` filter (``or`` unions, ``and``
+    intersects); anything else is invalidFilter, since members are never loaded."""
+    if isinstance(node, Compare):
+        if node.attribute.name == "value" and node.op == "eq" and isinstance(node.value, str):
+            return (node.value,)
+    elif node.op in ("and", "or") and node.right is not None:
+        left, right = member_ids(node.left), member_ids(node.right)
+        if node.op == "or":
+            return tuple(dict.fromkeys(left + right))
+        return tuple(i for i in left if i in right)
+    raise invalid_filter('A members filter may only combine value eq "<id>" with and/or')

@@ -1,0 +1,342 @@
+"""The SCIM PATCH engine (RFC 7644 §3.5.2) on a resource's SCIM JSON: pure, table-driven."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from app.scim.errors import ScimError
+from app.scim.patch import MemberChange, PatchResult, apply_patch
+from app.scim.schema import CORE_GROUP, CORE_USER, ENTERPRISE_USER, PATCH_OP, ROSTER_USER
+
+ENT = ENTERPRISE_USER
+CUSTOM = "urn:ietf:params:scim:schemas:extension:custom:2.0:User"
+GONE = object()
+
+USER = {
+    "schemas": [CORE_USER, ENT],
+    "id": "u1",
+    "userName": "ada@acme.example",
+    "name": {"givenName": "Ada", "familyName": "Lovelace"},
+    "active": True,
+    "title": "Engineer",
+    "emails": [{"value": "ada@acme.example", "type": "work", "primary": True},
+               {"value": "ada@home.example", "type": "home"}],
+    "addresses": [{"type": "work", "locality": "London", "country": "GB"}],
+    ENT: {"department": "R&D", "manager": {"value": "m1", "displayName": "Boss"}},
+    "groups": [{"value": "g1", "display": "Engineers"}],
+    "meta": {"resourceType": "User", "version": 'W/"1"'},
+}
+GROUP = {"schemas": [CORE_GROUP], "id": "g1", "displayName": "Engineers",
+         "meta": {"resourceType": "Group"}}
+
+
+def patch(resource: dict, *operations: dict, resource_type: str = "User",
+          notes: list[str] | None = None) -> PatchResult:
+    body = {"schemas": [PATCH_OP], "Operations": list(operations)}
+    return apply_patch(resource, body, resource_type=resource_type,
+                       notes=[] if notes is None else notes)
+
+
+def changed(base: dict, **changes: object) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        key = {"ENT": ENT, "CUSTOM": CUSTOM}.get(key, key)
+        if value is GONE:
+            out.pop(key, None)
+        else:
+            out[key] = value
+    return out
+
+
+def op(name: str, path: str | None = None, value: object = GONE) -> dict:
+    out: dict = {"op": name}
+    if path is not None:
+        out["path"] = path
+    if value is not GONE:
+        out["value"] = value
+    return out
+
+
+WORK, HOME = USER["emails"]
+CASES = [
+    ("replace-simple", op("replace", "title", "CTO"), changed(USER, title="CTO")),
+    ("add-single-valued-replaces", op("add", "title", "CTO"), changed(USER, title="CTO")),
+    ("pathless-replace", op("replace", None, {"title": "CTO", "active": False}),
+     changed(USER, title="CTO", active=False)),
+    ("add-sub-attribute", op("add", "name.middleName", "King"),
+     changed(USER, name={**USER["name"], "middleName": "King"})),
+    ("replace-sub-attribute", op("replace", "name.familyName", "King"),
+     changed(USER, name={"givenName": "Ada", "familyName": "King"})),
+    ("remove-sub-attribute", op("remove", "name.givenName"),
+     changed(USER, name={"familyName": "Lovelace"})),
+    ("replace-complex-merges", op("replace", "name", {"familyName": "King"}),
+     changed(USER, name={"givenName": "Ada", "familyName": "King"})),
+    ("remove-complex", op("remove", "name"), changed(USER, name=GONE)),
+    ("add-multi-appends", op("add", "emails", [{"value": "a@x.example", "type": "other"}]),
+     changed(USER, emails=[WORK, HOME, {"value": "a@x.example", "type": "other"}])),
+    ("add-multi-merges-equal-value",
+     op("add", "emails", [{"value": "ADA@acme.example", "type": "work", "display": "Ada"}]),
+     changed(USER, emails=[{**WORK, "value": "ADA@acme.example", "display": "Ada"}, HOME])),
+    ("add-multi-primary-demotes-others",
+     op("add", "emails", [{"value": "n@x.example", "primary": True}]),
+     changed(USER, emails=[{**WORK, "primary": False}, HOME,
+                           {"value": "n@x.example", "primary": True}])),
+    ("replace-multi-whole", op("replace", "emails", [{"value": "n@x.example"}]),
+     changed(USER, emails=[{"value": "n@x.example"}])),
+    ("replace-filter-sub", op("replace", 'emails[type eq "work"].value', "w@x.example"),
+     changed(USER, emails=[{**WORK, "value": "w@x.example"}, HOME])),
+    ("replace-filter-sub-creates", op("replace", 'emails[type eq "other"].value', "o@x.example"),
+     changed(USER, emails=[WORK, HOME, {"type": "other", "value": "o@x.example"}])),
+    ("add-filter-sub-creates", op("add", 'phoneNumbers[type eq "mobile"].value', "+44 1"),
+     changed(USER, phoneNumbers=[{"type": "mobile", "value": "+44 1"}])),
+    ("replace-filter-element-merges",
+     op("replace", 'addresses[type eq "work"]', {"locality": "Paris"}),
+     changed(USER, addresses=[{"type": "work", "locality": "Paris", "country": "GB"}])),
+    ("replace-filter-address-sub", op("replace", 'addresses[type eq "work"].locality', "Leeds"),
+     changed(USER, addresses=[{"type": "work", "locality": "Leeds", "country": "GB"}])),
+    ("replace-filter-primary-demotes",
+     op("replace", 'emails[type eq "home"].primary', True),
+     changed(USER, emails=[{**WORK, "primary": False}, {**HOME, "primary": True}])),
+    ("filter-is-case-insensitive", op("remove", 'emails[TYPE EQ "HOME"]'),
+     changed(USER, emails=[WORK])),
+    ("remove-filter", op("remove", 'emails[type eq "home"]'), changed(USER, emails=[WORK])),
+    ("remove-filter-sub", op("remove", 'addresses[type eq "work"].country'),
+     changed(USER, addresses=[{"type": "work", "locality": "London"}])),
+    ("remove-filter-value-drops-element", op("remove", 'emails[type eq "home"].value'),
+     changed(USER, emails=[WORK])),
+    ("remove-last-element-removes-attribute", op("remove", 'addresses[type eq "work"]'),
+     changed(USER, addresses=GONE)),
+    ("remove-multi", op("remove", "emails"), changed(USER, emails=GONE)),
+    ("remove-listed-values", op("remove", "emails", [{"value": "ada@home.example",
+                                                      "type": "home"}]),
+     changed(USER, emails=[WORK])),
+    ("remove-unset-is-no-op", op("remove", "nickName"), USER),
+    ("replace-enterprise", op("replace", f"{ENT}:department", "Sales"),
+     changed(USER, ENT={**USER[ENT], "department": "Sales"})),
+    ("replace-manager", op("replace", f"{ENT}:manager", {"value": "m2"}),
+     changed(USER, ENT={"department": "R&D", "manager": {"value": "m2", "displayName": "Boss"}})),
+    ("replace-manager-value", op("replace", f"{ENT}:manager.value", "m2"),
+     changed(USER, ENT={"department": "R&D", "manager": {"value": "m2", "displayName": "Boss"}})),
+    ("remove-manager", op("remove", f"{ENT}:manager"),
+     changed(USER, ENT={"department": "R&D"})),
+    ("add-extension-root", op("add", ENT, {"costCenter": "42"}),
+     changed(USER, ENT={**USER[ENT], "costCenter": "42"})),
+    ("remove-extension-root", op("remove", ENT), changed(USER, ENT=GONE)),
+    ("pathless-urn-key-with-object", op("add", None, {ENT: {"division": "EU"}}),
+     changed(USER, ENT={**USER[ENT], "division": "EU"})),
+    ("core-urn-prefixed-path", op("replace", f"{CORE_USER}:title", "CTO"),
+     changed(USER, title="CTO")),
+    ("add-opaque-extension", op("add", f"{CUSTOM}:worksiteId", "180"),
+     changed(USER, CUSTOM={"worksiteId": "180"}, schemas=[CORE_USER, ENT, CUSTOM])),
+    ("set-password", op("replace", "password", "s3cret"), changed(USER, password="s3cret")),
+    ("capitalised-path", op("replace", "DisplayName", "Ada L"),
+     changed(USER, displayName="Ada L")),
+    ("filter-or-not-pr",
+     op("remove", 'emails[not (type eq "work") or (value sw "x" and display pr)]'),
+     changed(USER, emails=[WORK])),
+]
+
+
+@pytest.mark.parametrize(("operation", "expected"), [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_operation_gives_expected_resource(operation, expected):
+    """Each add/replace/remove shape lands exactly as RFC 7644 §3.5.2.1-3 says."""
+    before = copy.deepcopy(USER)
+    result = patch(USER, operation)
+    assert result.resource == expected
+    assert before == USER, "the input resource must not be mutated"
+    assert result.member_changes == ()
+
+
+def test_extension_attribute_on_user_without_the_extension_lists_its_schema():
+    """Adding an enterprise attribute creates the block and lists the URN in schemas."""
+    bare = {"schemas": [CORE_USER], "id": "u2", "userName": "bob"}
+    result = patch(bare, op("Add", f"{ENT}:department", "Ops"))
+    assert result.resource == {**bare, "schemas": [CORE_USER, ENT], ENT: {"department": "Ops"}}
+
+
+@pytest.mark.parametrize(("value_filter", "kept"), [
+    ('type eq "work"', ["home"]),
+    ('type ne "work"', ["work"]),
+    ('value co "home"', ["work"]),
+    ('value sw "ADA@"', []),
+    ('value ew ".example"', []),
+    ("primary pr", ["home"]),
+    ("primary eq true", ["home"]),
+    ('primary eq "True"', ["home"]),
+    ('type eq "work" and primary eq true', ["home"]),
+    ('type eq "work" or type eq "home"', []),
+    ('not (type eq "work")', ["work"]),
+    ("type eq home", ["work"]),
+], ids=["eq", "ne", "co", "sw-case-insensitive", "ew", "pr", "eq-boolean",
+        "eq-string-boolean", "and", "or", "not", "unquoted-value"])
+def test_value_filters_select_elements(value_filter, kept):
+    """eq/ne/co/sw/ew/pr with and/or/not, caseExact from the schema (RFC 7644 §3.4.2.2)."""
+    result = patch(USER, op("remove", f"emails[{value_filter}]"))
+    assert [e["type"] for e in result.resource.get("emails", [])] == kept
+
+
+BAD = [
+    ("remove-without-path", [op("remove")], "noTarget", "requires a path"),
+    ("pathless-add-not-object", [op("add", None, "x")], "invalidValue", "object"),
+    ("pathless-replace-without-value", [op("replace")], "invalidSyntax", "value"),
+    ("unknown-op", [op("move", "title", "x")], "invalidSyntax", "'op'"),
+    ("op-not-string", [{"op": 1, "path": "title"}], "invalidSyntax", "'op'"),
+    ("operation-not-object", ["add"], "invalidSyntax", "object"),
+    ("path-not-string", [op("add", None, None) | {"path": 5}], "invalidPath", "path"),
+    ("unknown-attribute", [op("add", "nickname2", "x")], "invalidPath", "nickname2"),
+    ("unknown-sub-attribute", [op("add", "name.first", "x")], "invalidPath", "name.first"),
+    ("malformed-path", [op("add", "emails[", "x")], "invalidPath", "emails["),
+    ("sub-of-multi-without-filter", [op("add", "emails.value", "x")], "invalidPath", "emails"),
+    ("filter-on-single-valued", [op("add", 'title[value eq "x"]', "x")], "invalidPath",
+     "single-valued"),
+    ("unknown-extension-attribute", [op("add", f"{ENT}:badge", "x")], "invalidPath", "badge"),
+    ("foreign-core-schema", [op("add", f"{CORE_GROUP}:displayName", "x")], "invalidPath",
+     CORE_GROUP),
+    ("filter-missing-value", [op("remove", "emails[type eq]")], "invalidFilter", "early"),
+    ("filter-unknown-operator", [op("remove", 'emails[type zz "a"]')], "invalidFilter", "zz"),
+    ("filter-unknown-attribute", [op("remove", 'emails[kind eq "a"]')], "invalidFilter",
+     "emails.kind"),
+    ("filter-unbalanced", [op("remove", 'emails[(type eq "a"]')], "invalidFilter", ")"),
+    ("filter-dangling-and", [op("remove", 'emails[type eq "a" and]')], "invalidFilter",
+     "early"),
+    ("filter-trailing-token", [op("remove", 'emails[type eq "a" "b"]')], "invalidFilter",
+     "Unexpected"),
+    ("filter-unterminated-string", [op("remove", 'emails[type eq "a]')], "invalidFilter",
+     "Malformed"),
+    ("filter-co-on-boolean", [op("remove", "emails[primary co true]")], "invalidFilter",
+     "boolean"),
+    ("read-only-id", [op("replace", "id", "u9")], "mutability", "id"),
+    ("read-only-meta", [op("replace", "meta.version", "x")], "mutability", "meta"),
+    ("read-only-groups", [op("add", "groups", [{"value": "g2"}])], "mutability", "groups"),
+    ("read-only-manager-display", [op("replace", f"{ENT}:manager.displayName", "x")],
+     "mutability", "manager"),
+    ("read-only-roster-extension", [op("replace", f"{ROSTER_USER}:organization", "x")],
+     "mutability", "organization"),
+    ("pathless-different-id", [op("replace", None, {"id": "u9"})], "mutability", "id"),
+    ("remove-filter-matches-nothing", [op("remove", 'emails[type eq "other"]')], "noTarget",
+     "emails"),
+    ("remove-filter-sub-matches-nothing", [op("remove", 'emails[type eq "other"].display')],
+     "noTarget", "emails"),
+    ("replace-non-eq-filter-matches-nothing",
+     [op("replace", 'emails[value co "zzz"].value', "x")], "noTarget", "emails"),
+    ("bad-boolean", [op("replace", "active", "maybe")], "invalidValue", "active"),
+    ("number-for-string", [op("replace", "title", 5)], "invalidValue", "title"),
+    ("string-for-complex", [op("replace", "name", "Ada")], "invalidValue", "name"),
+    ("string-for-multi-valued", [op("add", "emails", "a@x")], "invalidValue", "emails"),
+    ("bad-element-type", [op("add", "emails", [{"value": 1}])], "invalidValue",
+     "emails.value"),
+    ("two-primaries", [op("add", "emails", [{"value": "a", "primary": True},
+                                             {"value": "b", "primary": True}])],
+     "invalidValue", "primary"),
+    ("remove-required-userName", [op("remove", "userName")], "invalidValue", "userName"),
+    ("clear-required-userName", [op("replace", "userName", "")], "invalidValue", "userName"),
+    ("null-required-userName", [op("replace", "userName", None)], "invalidValue", "userName"),
+    ("second-operation-fails", [op("replace", "title", "CTO"), op("add", "bogus", 1)],
+     "invalidPath", "Operations[1]"),
+]
+
+
+@pytest.mark.parametrize(("operations", "scim_type", "fragment"), [b[1:] for b in BAD],
+                         ids=[b[0] for b in BAD])
+def test_bad_operations_raise_scim_errors(operations, scim_type, fragment):
+    """Every malformed or forbidden operation is a 400 ScimError with the RFC's scimType."""
+    before = copy.deepcopy(USER)
+    with pytest.raises(ScimError) as err:
+        patch(USER, *operations)
+    assert (err.value.status, err.value.scim_type) == (400, scim_type)
+    assert fragment in err.value.detail
+    assert before == USER
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    ([], "JSON object"),
+    ({"Operations": [op("add", "title", "x")]}, "schemas"),
+    ({"schemas": [CORE_USER], "Operations": [op("add", "title", "x")]}, "schemas"),
+    ({"schemas": PATCH_OP, "Operations": [op("add", "title", "x")]}, "schemas"),
+    ({"schemas": [PATCH_OP]}, "Operations"),
+    ({"schemas": [PATCH_OP], "Operations": []}, "Operations"),
+    ({"schemas": [PATCH_OP], "Operations": {"op": "add"}}, "Operations"),
+], ids=["not-object", "no-schemas", "wrong-schema", "schemas-not-list", "no-operations",
+        "empty-operations", "operations-not-list"])
+def test_malformed_message_is_invalid_syntax(body, fragment):
+    """A body that is not a PatchOp message is 400 invalidSyntax (RFC 7644 §3.5.2)."""
+    with pytest.raises(ScimError) as err:
+        apply_patch(USER, body, resource_type="User", notes=[])
+    assert (err.value.status, err.value.scim_type) == (400, "invalidSyntax")
+    assert fragment in err.value.detail
+
+
+def test_group_display_name_is_required():
+    """Removing a Group's displayName is 400 invalidValue (RFC 7643 §4.2 required)."""
+    with pytest.raises(ScimError) as err:
+        patch(GROUP, op("remove", "displayName"), resource_type="Group")
+    assert err.value.scim_type == "invalidValue"
+
+
+@pytest.mark.parametrize(("operations", "touched"), [
+    ([op("replace", "active", False)], {"active"}),
+    ([op("replace", "active", True)], set()),
+    ([op("replace", "title", "CTO"), op("replace", "title", "Engineer")], set()),
+    ([op("replace", f"{ENT}:department", "Ops")], {f"{ENT}:department"}),
+    ([op("replace", None, {"name.givenName": "A", "emails": []})], {"name", "emails"}),
+    ([op("add", "password", "x")], {"password"}),
+], ids=["deactivate", "same-value", "changed-back", "enterprise", "pathless", "password"])
+def test_touched_names_what_actually_changed(operations, touched):
+    """touched lists top-level attributes whose value changed, so the caller can react."""
+    assert patch(USER, *operations).touched == touched
+
+
+MEMBER_CASES = [
+    ("add-list", [op("add", "members", [{"value": "u1"}, {"value": "u2", "display": "B"}])],
+     [MemberChange("add", ("u1", "u2"))]),
+    ("add-single-object", [op("add", "members", {"value": "u1"})],
+     [MemberChange("add", ("u1",))]),
+    ("add-deduplicates", [op("add", "members", [{"value": "u1"}, {"value": "u1"}])],
+     [MemberChange("add", ("u1",))]),
+    ("add-empty-list-is-nothing", [op("add", "members", [])], []),
+    ("pathless-add", [op("add", None, {"members": [{"value": "u1"}]})],
+     [MemberChange("add", ("u1",))]),
+    ("remove-filter", [op("remove", 'members[value eq "u1"]')],
+     [MemberChange("remove", ("u1",))]),
+    ("remove-filter-or", [op("remove", 'members[value eq "u1" or value eq "u2"]')],
+     [MemberChange("remove", ("u1", "u2"))]),
+    ("remove-filter-and", [op("remove", 'members[value eq "u1" and value eq "u2"]')],
+     [MemberChange("remove", ())]),
+    ("remove-without-value-removes-all", [op("remove", "members")],
+     [MemberChange("remove_all")]),
+    ("replace-list", [op("replace", "members", [{"value": "u3"}])],
+     [MemberChange("replace", ("u3",))]),
+    ("replace-empty", [op("replace", "members", [])], [MemberChange("replace", ())]),
+    ("order-kept", [op("remove", 'members[value eq "u1"]'), op("add", "members",
+                                                                [{"value": "u1"}])],
+     [MemberChange("remove", ("u1",)), MemberChange("add", ("u1",))]),
+]
+
+
+@pytest.mark.parametrize(("operations", "changes"), [c[1:] for c in MEMBER_CASES],
+                         ids=[c[0] for c in MEMBER_CASES])
+def test_member_operations_become_member_changes(operations, changes):
+    """Members are never in the dict: each operation becomes a MemberChange, in order."""
+    result = patch(GROUP, *operations, resource_type="Group")
+    assert result.member_changes == tuple(changes)
+    assert result.resource == GROUP
+    assert result.touched == ({"members"} if changes else set())
+
+
+@pytest.mark.parametrize(("operation", "scim_type"), [
+    (op("replace", 'members[value eq "u1"].value', "u2"), "mutability"),
+    (op("add", 'members[value eq "u1"]', {"value": "u1"}), "mutability"),
+    (op("remove", 'members[type eq "User"]'), "invalidFilter"),
+    (op("remove", 'members[value co "u"]'), "invalidFilter"),
+    (op("add", "members", [{"value": 7}]), "invalidValue"),
+    (op("add", "members", "u1"), "invalidValue"),
+], ids=["modify-member-sub-attribute", "add-with-filter", "filter-on-type",
+        "filter-not-eq", "id-not-string", "bare-string"])
+def test_bad_member_operations(operation, scim_type):
+    """Member operations the engine cannot honour without loading members are rejected."""
+    with pytest.raises(ScimError) as err:
+        patch(GROUP, operation, resource_type="Group")
+    assert (err.value.status, err.value.scim_type) == (400, scim_type)
