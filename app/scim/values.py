@@ -66,7 +66,7 @@ _SCHEMAS: dict[str, ResourceSchemas] = {
     "User": ResourceSchemas(USER, (ENTERPRISE, ROSTER_ACCESS)),
     "Group": ResourceSchemas(GROUP, ()),
 }
-_ALL_KNOWN = {s.id.lower() for s in (USER, ENTERPRISE, ROSTER_ACCESS, GROUP)}
+KNOWN_URNS = {s.id.lower() for s in (USER, ENTERPRISE, ROSTER_ACCESS, GROUP)}
 
 
 def schemas_for(resource_type: ResourceType) -> ResourceSchemas:
@@ -252,7 +252,7 @@ def normalise_resource(body: Any, resource_type: ResourceType, *,
             if not isinstance(raw, dict):
                 raise invalid(f"Extension '{ext.id}' must be an object")
             blocks.setdefault(ext.id, {}).update(raw)
-        elif key.lower() in _ALL_KNOWN:
+        elif key.lower() in KNOWN_URNS:
             raise invalid(f"Schema '{key}' does not apply to {resource_type} resources")
         elif (split := known.split_urn_key(key)) is not None:
             schema, rest = split
