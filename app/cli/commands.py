@@ -15,3 +15,7 @@ def register() -> None:
     from app.cli.apikey import apikey  # issue 3: API keys
 
     cli.add_command(apikey)
+    from app.cli.events import issue7_commands  # issue 7: audit, lifecycle, events, worker
+
+    for command in issue7_commands():
+        cli.add_command(command)

@@ -1,4 +1,4 @@
-"""Events to the portal: the transactional outbox (delivery comes with the worker)."""
+"""Events to the portal: the transactional outbox, webhook delivery and the pull feed."""
 
 from app.events.outbox import emit
 

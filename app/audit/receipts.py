@@ -1,0 +1,58 @@
+"""Deprovisioning receipts: the record, signed with the deployment key, verifiable offline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.audit.signing import SigningKey, key_id_of, load_public_key, verify_signature
+from app.errors import InvalidInput, NotFound
+from app.models.lifecycle import DeprovisionRecord
+
+RECEIPT_TYPE = "roster.deprovision_receipt.v1"
+
+
+def record_fields(record: DeprovisionRecord) -> dict[str, Any]:
+    """Every field of the record as JSON-ready values."""
+    out: dict[str, Any] = {}
+    for column in DeprovisionRecord.__table__.columns:
+        value = getattr(record, column.key)
+        out[column.key] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+def get_record(session: Session, record_id: str,
+               organization_id: str | None = None) -> DeprovisionRecord:
+    """One deprovisioning record (scoped to an organization when given)."""
+    record = session.get(DeprovisionRecord, record_id)
+    if record is None or (organization_id and record.organization_id != organization_id):
+        raise NotFound(f"no deprovisioning record {record_id}")
+    return record
+
+
+def make_receipt(record: DeprovisionRecord, key: SigningKey) -> dict[str, Any]:
+    """The signed receipt: {"receipt": {...}, "signature": base64, "algorithm": "Ed25519"}."""
+    body = {"type": RECEIPT_TYPE, "key_id": key.key_id, "record": record_fields(record)}
+    return {"receipt": body, "algorithm": "Ed25519", "signature": key.sign(body),
+            "public_key": key.public_pem()}
+
+
+def verify_receipt(document: dict[str, Any], public_pem: bytes) -> dict[str, Any]:
+    """Check a receipt against a trusted public key; return its record or raise InvalidInput.
+
+    The embedded public_key is informational only: trust comes from the key you pass.
+    """
+    body, signature = document.get("receipt"), document.get("signature")
+    if not isinstance(body, dict) or not isinstance(signature, str):
+        raise InvalidInput("not a Roster receipt: receipt and signature are required")
+    if body.get("type") != RECEIPT_TYPE:
+        raise InvalidInput(f"unknown receipt type {body.get('type')!r}")
+    public = load_public_key(public_pem)
+    if body.get("key_id") != key_id_of(public):
+        raise InvalidInput(f"receipt was signed by key {body.get('key_id')}, "
+                           f"not by the given key {key_id_of(public)}")
+    if not verify_signature(public, body, signature):
+        raise InvalidInput("signature does not match: the receipt was altered")
+    return body["record"]

@@ -1,0 +1,57 @@
+"""The deprovisioning report: count, latency percentiles and the list, per organization."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models.lifecycle import DeprovisionRecord
+
+
+@dataclass(frozen=True)
+class DeprovisionReport:
+    """Latencies are received -> revocation committed, in milliseconds."""
+
+    records: list[DeprovisionRecord]
+    p50_ms: float | None
+    p95_ms: float | None
+    max_ms: float | None
+
+    @property
+    def count(self) -> int:
+        """How many deprovisionings the report covers."""
+        return len(self.records)
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile (None for no values)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def latency_of(record: DeprovisionRecord) -> float:
+    """Received -> committed; received -> applied when the commit stamp is missing."""
+    if record.latency_ms is not None:
+        return record.latency_ms
+    return (record.applied_at - record.received_at).total_seconds() * 1000
+
+
+def deprovision_report(session: Session, organization_id: str, since: datetime | None = None,
+                       until: datetime | None = None) -> DeprovisionReport:
+    """Every deprovisioning of the organization in the period, with latency figures."""
+    stmt = (select(DeprovisionRecord).where(DeprovisionRecord.organization_id == organization_id)
+            .order_by(DeprovisionRecord.received_at))
+    if since:
+        stmt = stmt.where(DeprovisionRecord.received_at >= since)
+    if until:
+        stmt = stmt.where(DeprovisionRecord.received_at < until)
+    records = list(session.scalars(stmt))
+    latencies = [latency_of(r) for r in records]
+    return DeprovisionReport(records, percentile(latencies, 50), percentile(latencies, 95),
+                             max(latencies) if latencies else None)

@@ -1,0 +1,120 @@
+"""The deployment's Ed25519 key: signs receipts and checkpoints; verification needs only PEM."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from app.errors import InvalidInput
+
+
+class SigningKeyMissing(InvalidInput):
+    """Production without a configured signing key."""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A private key and the short id its public key is known by."""
+
+    private: Ed25519PrivateKey
+    key_id: str
+
+    def public_pem(self) -> str:
+        """The public key as SubjectPublicKeyInfo PEM (what auditors keep)."""
+        return public_pem(self.private.public_key())
+
+    def sign(self, payload: dict[str, Any]) -> str:
+        """Base64 Ed25519 signature over the canonical JSON of ``payload`` (RFC 8032)."""
+        return base64.b64encode(self.private.sign(canonical(payload))).decode()
+
+
+def canonical(payload: dict[str, Any]) -> bytes:
+    """Sorted keys, no spaces, UTF-8: the exact bytes that are signed."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str).encode()
+
+
+def public_pem(public: Ed25519PublicKey) -> str:
+    """PEM text of a public key."""
+    return public.public_bytes(serialization.Encoding.PEM,
+                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def key_id_of(public: Ed25519PublicKey) -> str:
+    """First 16 hex digits of the SHA-256 of the raw public key."""
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def load_public_key(pem: bytes) -> Ed25519PublicKey:
+    """Parse a PEM public key (or a private key, whose public half is used)."""
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except ValueError:
+        try:
+            key = serialization.load_pem_private_key(pem, password=None).public_key()
+        except (ValueError, TypeError):
+            raise InvalidInput("not an Ed25519 PEM key") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise InvalidInput("not an Ed25519 key")
+    return key
+
+
+def verify_signature(public: Ed25519PublicKey, payload: dict[str, Any], signature: str) -> bool:
+    """True when ``signature`` is a valid Ed25519 signature of the canonical payload."""
+    try:
+        public.verify(base64.b64decode(signature, validate=True), canonical(payload))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _from_pem(pem: bytes) -> SigningKey:
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        raise InvalidInput("signing.private_key is not a PEM private key") from None
+    if not isinstance(private, Ed25519PrivateKey):
+        raise InvalidInput("signing.private_key must be an Ed25519 key")
+    return SigningKey(private=private, key_id=key_id_of(private.public_key()))
+
+
+def load_signing_key(settings: dict[str, dict[str, Any]], root: Path) -> SigningKey:
+    """The configured key; in development/test a generated key kept in signing.dev_key_file."""
+    configured = settings["signing"]["private_key"]
+    if configured:
+        return _from_pem(configured.encode())
+    if settings["app"]["env"] == "production":
+        raise SigningKeyMissing("signing.private_key is required in production: set "
+                                "ROSTER_SIGNING__PRIVATE_KEY or ROSTER_SIGNING__PRIVATE_KEY_FILE")
+    path = Path(settings["signing"]["dev_key_file"])
+    path = path if path.is_absolute() else root / path
+    if not path.exists():
+        _create_dev_key(path)
+    return _from_pem(path.read_bytes())
+
+
+def _create_dev_key(path: Path) -> None:
+    """Write a fresh key once; concurrent processes race safely on O_EXCL."""
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_bytes(pem)
+    tmp.chmod(0o600)
+    try:
+        os.link(tmp, path)  # atomic and fails if another process won the race
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()

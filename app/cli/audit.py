@@ -1,0 +1,176 @@
+"""`roster audit`: verify the chains, checkpoints, receipts, export and the deprovision report."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+import click
+
+from app.audit.checkpoints import verify_checkpoints, write_checkpoints
+from app.audit.export import FORMATS, AuditFilter, iter_events, render
+from app.audit.receipts import get_record, make_receipt, verify_receipt
+from app.audit.report import deprovision_report, latency_of
+from app.audit.signing import SigningKey, load_signing_key
+from app.audit.verify import verify as verify_chains
+from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
+from app.db import utcnow
+from app.directory.organizations import get_organization
+from app.settings import ROOT
+
+_RELATIVE = re.compile(r"^(\d+)([mhd])$")
+
+
+def parse_when(value: str | None) -> datetime | None:
+    """ISO 8601 (UTC if no offset) or a relative age like 30m, 24h, 7d."""
+    if not value:
+        return None
+    if match := _RELATIVE.match(value):
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return utcnow() - timedelta(**{unit: int(match.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither ISO 8601 nor like 24h / 7d") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=utcnow().tzinfo)
+
+
+def signing_key(ctx: CliContext) -> SigningKey:
+    """The deployment key (a development key is generated under var/ when none is set)."""
+    return load_signing_key(ctx.settings, ROOT)
+
+
+@click.group()
+def audit() -> None:
+    """The tamper-evident audit log: verify, checkpoint, export, receipts, reports."""
+
+
+@audit.command("verify")
+@click.option("--org", "org_ref", default=None, help="Only this organization's chain.")
+@pass_ctx
+@command_errors
+def verify(ctx: CliContext, org_ref: str | None) -> None:
+    """Recompute every chain; name the first changed, removed or reordered record."""
+    key = signing_key(ctx)
+    bad = 0
+    with ctx.transaction() as session:
+        org_id = get_organization(session, org_ref).id if org_ref else None
+        for report in verify_chains(session, org_id):
+            problem = report.problem or verify_checkpoints(session, key, report.chain)
+            if problem is None:
+                click.echo(f"ok   chain {report.chain}: {report.records} records, "
+                           f"head seq {report.head_seq}")
+                continue
+            bad += 1
+            where = f"seq {report.bad_seq}" if report.bad_seq else "checkpoint"
+            event = f" (event {report.bad_event_id})" if report.bad_event_id else ""
+            click.echo(f"BAD  chain {report.chain}: first bad record at {where}{event}: "
+                       f"{problem}")
+    if bad:
+        raise SystemExit(1)
+
+
+@audit.command("checkpoint")
+@pass_ctx
+@command_errors
+def checkpoint(ctx: CliContext) -> None:
+    """Sign every chain head now (what the worker also does periodically)."""
+    key = signing_key(ctx)
+    with ctx.transaction() as session:
+        written = write_checkpoints(session, key)
+        rows = [{"chain": c.chain, "seq": c.seq, "hash": c.hash[:16], "key": c.key_id}
+                for c in written]
+    echo_table(rows, ["chain", "seq", "hash", "key"])
+
+
+@audit.command("public-key")
+@pass_ctx
+@command_errors
+def public_key(ctx: CliContext) -> None:
+    """Print the deployment's public key (PEM): give it to auditors for offline checks."""
+    click.echo(signing_key(ctx).public_pem(), nl=False)
+
+
+@audit.command("receipt")
+@click.argument("record_id")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@pass_ctx
+@command_errors
+def receipt(ctx: CliContext, record_id: str, output: Path | None) -> None:
+    """Write the signed receipt of deprovisioning RECORD_ID (stdout by default)."""
+    key = signing_key(ctx)
+    with ctx.transaction() as session:
+        document = make_receipt(get_record(session, record_id), key)
+    text = json.dumps(document, indent=2, sort_keys=True) + "\n"
+    if output:
+        output.write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+@audit.command("verify-receipt")
+@click.argument("file", type=click.File("r"))
+@click.option("--public-key", "public_key_file", type=click.File("rb"), default=None,
+              help="Trusted public key PEM (offline). Default: this deployment's key.")
+@pass_ctx
+@command_errors
+def verify_receipt_(ctx: CliContext, file: TextIO, public_key_file: click.File | None) -> None:
+    """Check a receipt's Ed25519 signature; exit 1 when it does not verify."""
+    try:
+        document = json.load(file)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{file.name} is not JSON: {exc}") from None
+    pem = public_key_file.read() if public_key_file else signing_key(ctx).public_pem().encode()
+    record = verify_receipt(document, pem)
+    click.echo(f"valid: deprovisioning {record['id']} of {record['user_name']} "
+               f"({record['trigger']}) received {record['received_at']}")
+
+
+@audit.command("export")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl")
+@click.option("--org", "org_ref", default=None)
+@click.option("--since", default=None, help="ISO 8601 or relative (24h, 7d).")
+@click.option("--until", default=None)
+@click.option("--action", default=None, help="Only this action tag, e.g. user:deprovision.")
+@click.option("--subject", default=None, help="Only events about this subject id.")
+@click.option("-o", "--output", type=click.File("w"), default=None)
+@pass_ctx
+@command_errors
+def export(ctx: CliContext, fmt: str, org_ref: str | None, since: str | None,
+           until: str | None, action: str | None, subject: str | None,
+           output: TextIO | None) -> None:
+    """Stream audit events as CSV, JSON Lines or OCSF Account Change (3001) JSON Lines."""
+    out = output or sys.stdout
+    with ctx.transaction() as session:
+        flt = AuditFilter(organization_id=get_organization(session, org_ref).id if org_ref
+                          else None, since=parse_when(since), until=parse_when(until),
+                          action=action, subject_id=subject)
+        for chunk in render(iter_events(session, flt), fmt):
+            out.write(chunk)
+
+
+@audit.command("deprovisions")
+@click.option("--org", "org_ref", required=True)
+@click.option("--since", default=None, help="ISO 8601 or relative (24h, 7d).")
+@click.option("--until", default=None)
+@pass_ctx
+@command_errors
+def deprovisions(ctx: CliContext, org_ref: str, since: str | None, until: str | None) -> None:
+    """Report: count, latency p50/p95/max (received -> revocation committed), and the list."""
+    with ctx.transaction() as session:
+        org = get_organization(session, org_ref)
+        report = deprovision_report(session, org.id, parse_when(since), parse_when(until))
+    fmt = (lambda v: "-" if v is None else f"{v:.1f} ms")  # noqa: E731
+    click.echo(f"deprovisionings: {report.count}  latency p50 {fmt(report.p50_ms)}  "
+               f"p95 {fmt(report.p95_ms)}  max {fmt(report.max_ms)}")
+    echo_table([{"received": r.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+                 "user": r.user_name, "trigger": r.trigger, "latency": fmt(latency_of(r)),
+                 "sessions": r.sessions_revoked, "tokens": r.tokens_revoked,
+                 "grants": r.grants_removed, "batch": r.batch_id or "-", "id": r.id}
+                for r in report.records],
+               ["received", "user", "trigger", "latency", "sessions", "tokens", "grants",
+                "batch", "id"])

@@ -1,0 +1,93 @@
+"""`roster worker` and `roster events`: webhook delivery and its dead-letter queue."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from types import FrameType
+
+import click
+
+from app.audit.checkpoints import checkpoint_due, write_checkpoints
+from app.cli.audit import signing_key
+from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
+from app.db import utcnow
+from app.errors import NotFound
+from app.events.delivery import WebhookConfig, list_deliveries, redeliver
+from app.events.worker import run
+
+
+@click.command("worker")
+@click.option("--until-idle", is_flag=True, help="Exit when nothing is left to deliver.")
+@click.option("--worker-id", default=None, help="Name in leases (default: host:pid).")
+@pass_ctx
+@command_errors
+def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
+    """Deliver outbox events to the webhook endpoints; write periodic audit checkpoints."""
+    config = WebhookConfig.from_settings(ctx.settings)
+    key = signing_key(ctx)
+    interval = ctx.settings["signing"]["checkpoint_interval_seconds"]
+    name = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+    stop = threading.Event()
+    checked = [0.0]
+
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    def _periodic() -> None:
+        # Look at most once a minute; the database says whether a checkpoint is due.
+        if interval <= 0 or time.monotonic() - checked[0] < min(60, interval):
+            return
+        checked[0] = time.monotonic()
+        with ctx.db.transaction() as session:
+            if checkpoint_due(session, interval):
+                write_checkpoints(session, key)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo(f"worker {name}: {len(config.urls)} endpoint(s)", err=True)
+    run(ctx.db, config, name, stop, until_idle=until_idle, periodic=_periodic)
+
+
+@click.group()
+def events() -> None:
+    """Webhook deliveries: list them (and the dead letters), send one again."""
+
+
+@events.command("deliveries")
+@click.option("--dead", is_flag=True, help="Only dead-lettered deliveries.")
+@click.option("--status", type=click.Choice(["pending", "delivered", "dead"]), default=None)
+@click.option("--limit", type=click.IntRange(1, 10000), default=100)
+@pass_ctx
+def deliveries(ctx: CliContext, dead: bool, status: str | None, limit: int) -> None:
+    """List webhook deliveries with their attempts and last error."""
+    with ctx.transaction() as session:
+        rows = [{"id": d.id, "event": d.event_id, "endpoint": d.endpoint, "status": d.status,
+                 "attempts": d.attempts, "last": d.last_status or d.last_error or "-",
+                 "next": f"{d.next_attempt_at:%H:%M:%S}" if d.status == "pending" else "-"}
+                for d in list_deliveries(session, status="dead" if dead else status,
+                                         limit=limit)]
+    echo_table(rows, ["id", "event", "endpoint", "status", "attempts", "last", "next"])
+
+
+@events.command("redeliver")
+@click.argument("delivery_id", type=int)
+@pass_ctx
+@command_errors
+def redeliver_(ctx: CliContext, delivery_id: int) -> None:
+    """Queue DELIVERY_ID again (typically a dead letter) for an immediate attempt."""
+    with ctx.transaction() as session:
+        if redeliver(session, delivery_id, utcnow()) is None:
+            raise NotFound(f"no delivery {delivery_id}")
+    click.echo(f"delivery {delivery_id} queued")
+
+
+def issue7_commands() -> list[click.Command]:
+    """The command groups of issue 7, for app/cli/commands.py to register."""
+    from app.cli.audit import audit
+    from app.cli.lifecycle import lifecycle
+
+    return [audit, lifecycle, events, worker]

@@ -1,0 +1,96 @@
+"""`roster lifecycle`: operator deprovisioning, mass-event batches and their undo, purge."""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
+from app.directory.organizations import get_organization
+from app.errors import NotFound
+from app.lifecycle import Trigger, deprovision_user, reactivate_user
+from app.lifecycle.batches import list_batches, purge_deleted, restore_batch
+from app.models import User
+
+
+@click.group()
+def lifecycle() -> None:
+    """Deprovision and reactivate users, undo mass-deprovisioning batches, purge."""
+
+
+def _user(session: Session, org_ref: str, user_ref: str) -> User:
+    org = get_organization(session, org_ref)
+    user = session.scalars(select(User).where(
+        User.organization_id == org.id,
+        (User.id == user_ref) | (User.user_name == user_ref))).first()
+    if user is None:
+        raise NotFound(f"no user {user_ref} in {org.slug}")
+    return user
+
+
+@lifecycle.command("deprovision")
+@click.option("--org", "org_ref", required=True)
+@click.argument("user_ref")
+@pass_ctx
+@command_errors
+def deprovision(ctx: CliContext, org_ref: str, user_ref: str) -> None:
+    """Take USER_REF (id or userName) out now: sessions, tokens and grants revoked."""
+    with ctx.transaction() as session:
+        rec = deprovision_user(session, _user(session, org_ref, user_ref), ctx.actor,
+                               trigger=Trigger.operator)
+    click.echo(f"deprovisioned (record {rec.id})" if rec else "already deprovisioned")
+
+
+@lifecycle.command("reactivate")
+@click.option("--org", "org_ref", required=True)
+@click.argument("user_ref")
+@pass_ctx
+@command_errors
+def reactivate(ctx: CliContext, org_ref: str, user_ref: str) -> None:
+    """Reactivate USER_REF under the current mapping (manual grants come back too)."""
+    with ctx.transaction() as session:
+        reactivate_user(session, _user(session, org_ref, user_ref), ctx.actor)
+    click.echo("reactivated")
+
+
+@lifecycle.command("batches")
+@click.option("--org", "org_ref", default=None)
+@pass_ctx
+@command_errors
+def batches(ctx: CliContext, org_ref: str | None) -> None:
+    """List mass-deprovisioning batches (newest first)."""
+    with ctx.transaction() as session:
+        org_id = get_organization(session, org_ref).id if org_ref else None
+        rows = [{"id": b.id, "directory": b.directory_id, "count": b.count,
+                 "of": b.directory_users, "opened": f"{b.opened_at:%Y-%m-%d %H:%M}",
+                 "restored": f"{b.restored_at:%Y-%m-%d %H:%M}" if b.restored_at else "-"}
+                for b in list_batches(session, org_id)]
+    echo_table(rows, ["id", "directory", "count", "of", "opened", "restored"])
+
+
+@lifecycle.command("restore")
+@click.option("--batch", "batch_id", required=True, help="Batch id from `lifecycle batches`.")
+@pass_ctx
+@command_errors
+def restore(ctx: CliContext, batch_id: str) -> None:
+    """Undo a mass-deprovisioning batch: reactivate its users under the current mapping."""
+    with ctx.transaction() as session:
+        restored = restore_batch(session, batch_id, ctx.actor)
+    click.echo(f"batch {batch_id}: {len(restored)} user(s) reactivated")
+
+
+@lifecycle.command("purge")
+@click.option("--retention-days", type=int, default=None,
+              help="Override lifecycle.retention_days.")
+@pass_ctx
+@command_errors
+def purge(ctx: CliContext, retention_days: int | None) -> None:
+    """Purge identity data of users soft-deleted longer ago than the retention period."""
+    days = ctx.settings["lifecycle"]["retention_days"] if retention_days is None \
+        else retention_days
+    if days < 0:
+        raise click.BadParameter("retention must not be negative")
+    with ctx.transaction() as session:
+        count = purge_deleted(session, ctx.actor, retention_days=days)
+    click.echo(f"purged {count} user(s) deleted more than {days} day(s) ago")

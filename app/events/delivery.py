@@ -1,0 +1,185 @@
+"""Webhook deliveries: fan the outbox out per endpoint, claim with a lease, record results.
+
+At-least-once: a worker killed mid-delivery leaves a lease that expires, and another
+worker sends the same event again with the same id (the receiver's idempotency key).
+Order per aggregate (user): a delivery waits while an older one of the same aggregate
+to the same endpoint is still pending.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import and_, exists, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session, aliased
+
+from app.errors import InvalidInput
+from app.models import OutboxEvent
+from app.models.lifecycle import WebhookCursor, WebhookDelivery
+
+# Outbox ids are assigned at insert but become visible at commit, possibly out of order on
+# PostgreSQL; events younger than this are rescanned so a late commit is never skipped.
+VISIBILITY_LAG = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """The [webhooks] settings."""
+
+    urls: tuple[str, ...]
+    secret: str
+    timeout_seconds: int = 5
+    retry_base_seconds: int = 2
+    retry_max_seconds: int = 600
+    dead_after_seconds: int = 86400
+    lease_seconds: int = 30
+    batch_size: int = 50
+    poll_interval_ms: int = 200
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, dict[str, Any]]) -> WebhookConfig:
+        """Build from validated settings; urls is a comma-separated list."""
+        section = dict(settings["webhooks"])
+        urls = tuple(u.strip() for u in section.pop("urls").split(",") if u.strip())
+        bad = [u for u in urls if urlsplit(u).scheme not in ("http", "https")]
+        if bad:
+            raise InvalidInput(f"webhooks.urls must be http(s) URLs, got {', '.join(bad)}")
+        if urls and not section["secret"]:
+            raise InvalidInput("webhooks.secret is required when webhooks.urls is set: "
+                               "ROSTER_WEBHOOKS__SECRET or ROSTER_WEBHOOKS__SECRET_FILE")
+        return cls(urls=urls, **section)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery this worker holds a lease on, with the event to send."""
+
+    id: int
+    endpoint: str
+    attempts: int
+    event: dict[str, Any]
+
+
+def event_body(event: OutboxEvent) -> dict[str, Any]:
+    """The JSON a receiver gets (also the pull feed's item)."""
+    return {"id": event.event_id, "sequence": event.id, "type": event.type,
+            "organization_id": event.organization_id, "aggregate_id": event.aggregate_id,
+            "created_at": event.created_at.isoformat(), "data": event.payload}
+
+
+def fan_out(session: Session, config: WebhookConfig, now: datetime) -> int:
+    """Create a pending delivery per endpoint for each outbox event not yet fanned out."""
+    created = 0
+    # SQLite has one writer at a time, so its ids become visible in order.
+    postgres = session.get_bind().dialect.name == "postgresql"
+    lag = VISIBILITY_LAG if postgres else timedelta(0)
+    for endpoint in config.urls:
+        cursor = _lock_cursor(session, endpoint)
+        done = aliased(WebhookDelivery)
+        fresh = (select(OutboxEvent.id, OutboxEvent.event_id, OutboxEvent.aggregate_id)
+                 .where(OutboxEvent.id > cursor.last_outbox_id,
+                        ~exists().where(and_(done.outbox_id == OutboxEvent.id,
+                                             done.endpoint == endpoint)))
+                 .order_by(OutboxEvent.id))
+        rows = session.execute(fresh).all()
+        if rows:
+            session.execute(insert(WebhookDelivery), [
+                {"outbox_id": r.id, "event_id": r.event_id, "endpoint": endpoint,
+                 "aggregate_id": r.aggregate_id, "status": "pending", "attempts": 0,
+                 "created_at": now, "next_attempt_at": now} for r in rows])
+            created += len(rows)
+        settled = session.scalar(select(func.max(OutboxEvent.id)).where(
+            OutboxEvent.created_at < now - lag))
+        if settled and settled > cursor.last_outbox_id:
+            cursor.last_outbox_id = settled
+    return created
+
+
+def _lock_cursor(session: Session, endpoint: str) -> WebhookCursor:
+    dialect = session.get_bind().dialect.name
+    upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(upsert(WebhookCursor).values(endpoint=endpoint, last_outbox_id=0)
+                    .on_conflict_do_nothing(index_elements=["endpoint"]))
+    stmt = select(WebhookCursor).where(WebhookCursor.endpoint == endpoint).with_for_update()
+    return session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
+
+
+def claim(session: Session, config: WebhookConfig, worker_id: str,
+          now: datetime) -> list[Claimed]:
+    """Lease due deliveries, oldest first, skipping rows another worker holds (PostgreSQL)."""
+    older = aliased(WebhookDelivery)
+    blocked = exists().where(and_(older.endpoint == WebhookDelivery.endpoint,
+                                  older.aggregate_id == WebhookDelivery.aggregate_id,
+                                  older.id < WebhookDelivery.id, older.status == "pending"))
+    stmt = (select(WebhookDelivery)
+            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
+                   (WebhookDelivery.leased_until.is_(None)) | (WebhookDelivery.leased_until < now),
+                   ~blocked)
+            .order_by(WebhookDelivery.id).limit(config.batch_size)
+            .with_for_update(skip_locked=True, of=WebhookDelivery))
+    deliveries = list(session.scalars(stmt))
+    if not deliveries:
+        return []
+    until = now + timedelta(seconds=config.lease_seconds)
+    events = {e.id: e for e in session.scalars(select(OutboxEvent).where(
+        OutboxEvent.id.in_([d.outbox_id for d in deliveries])))}
+    for d in deliveries:
+        d.leased_until, d.leased_by = until, worker_id
+    return [Claimed(d.id, d.endpoint, d.attempts, event_body(events[d.outbox_id]))
+            for d in deliveries]
+
+
+def record_result(session: Session, config: WebhookConfig, delivery_id: int, *, ok: bool,
+                  status: int | None, error: str | None, now: datetime) -> str:
+    """Mark delivered, or schedule a retry with backoff and jitter, or dead-letter it."""
+    d = session.get(WebhookDelivery, delivery_id)
+    if d is None or d.status != "pending":
+        return d.status if d else "missing"
+    d.attempts += 1
+    d.last_status, d.last_error = status, (error or "")[:1000] or None
+    d.leased_until = d.leased_by = None
+    if ok:
+        d.status, d.delivered_at = "delivered", now
+    elif now - d.created_at >= timedelta(seconds=config.dead_after_seconds):
+        d.status = "dead"
+    else:
+        d.next_attempt_at = now + backoff(config, d.attempts)
+    return d.status
+
+
+def backoff(config: WebhookConfig, attempts: int) -> timedelta:
+    """base * 2^(attempts-1), capped, with full jitter on the upper half (never zero)."""
+    ceiling = min(config.retry_max_seconds, config.retry_base_seconds * 2 ** (attempts - 1))
+    return timedelta(seconds=ceiling / 2 + random.uniform(0, ceiling / 2))  # noqa: S311
+
+
+def redeliver(session: Session, delivery_id: int, now: datetime) -> WebhookDelivery | None:
+    """Put a dead (or delivered) delivery back in the queue for an immediate retry."""
+    d = session.get(WebhookDelivery, delivery_id)
+    if d is None:
+        return None
+    d.status, d.next_attempt_at, d.created_at = "pending", now, now
+    d.leased_until = d.leased_by = None
+    return d
+
+
+def list_deliveries(session: Session, *, status: str | None = None, limit: int = 100,
+                    after_id: int = 0) -> list[WebhookDelivery]:
+    """Deliveries in id order, optionally only one status."""
+    stmt = select(WebhookDelivery).where(WebhookDelivery.id > after_id)
+    if status:
+        stmt = stmt.where(WebhookDelivery.status == status)
+    return list(session.scalars(stmt.order_by(WebhookDelivery.id).limit(limit)))
+
+
+def release_stale_claims(session: Session, worker_id: str) -> None:
+    """On clean shutdown give back this worker's leases at once."""
+    session.execute(update(WebhookDelivery).where(WebhookDelivery.leased_by == worker_id,
+                                                  WebhookDelivery.status == "pending")
+                    .values(leased_until=None, leased_by=None))

@@ -1,0 +1,78 @@
+"""The delivery worker loop (`roster worker`): fan out, claim, POST, record; repeat.
+
+Several workers may run against PostgreSQL (claims use SKIP LOCKED and leases); on SQLite
+run one. Each step is its own short transaction: no lock is held during an HTTP request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+from app.db import Database, utcnow
+from app.events.delivery import Claimed, WebhookConfig, claim, fan_out, record_result
+from app.events.signature import EVENT_ID_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
+
+log = logging.getLogger("roster.worker")
+
+Poster = Callable[[Claimed, WebhookConfig], tuple[bool, int | None, str | None]]
+
+
+def post_event(item: Claimed, config: WebhookConfig) -> tuple[bool, int | None, str | None]:
+    """POST one event; 2xx is success, anything else (or no answer) is a failure to retry."""
+    body = json.dumps(item.event, sort_keys=True, separators=(",", ":")).encode()
+    # Endpoints are checked to be http(s) when the settings are read (WebhookConfig).
+    headers = {
+        "Content-Type": "application/json", "User-Agent": "Roster-Webhooks/1",
+        SIGNATURE_HEADER: sign(config.secret, int(time.time()), body),
+        EVENT_ID_HEADER: item.event["id"], IDEMPOTENCY_HEADER: item.event["id"],
+        "Roster-Event-Type": item.event["type"],
+        "Roster-Delivery-Attempt": str(item.attempts + 1)}
+    request = urllib.request.Request(item.endpoint, data=body, method="POST",  # noqa: S310
+                                     headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=config.timeout_seconds) as response:  # noqa: S310
+            return 200 <= response.status < 300, response.status, None
+    except urllib.error.HTTPError as exc:
+        return False, exc.code, f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return False, None, str(getattr(exc, "reason", exc))[:500]
+
+
+def run_once(db: Database, config: WebhookConfig, worker_id: str,
+             poster: Poster = post_event) -> int:
+    """One round: fan out new events, lease a batch, deliver it; returns deliveries tried."""
+    with db.transaction() as session:
+        fan_out(session, config, utcnow())
+    with db.transaction() as session:
+        claimed = claim(session, config, worker_id, utcnow())
+    results = [(item, *poster(item, config)) for item in claimed]
+    if results:
+        with db.transaction() as session:
+            for item, ok, status, error in results:
+                outcome = record_result(session, config, item.id, ok=ok, status=status,
+                                        error=error, now=utcnow())
+                if outcome != "delivered":
+                    log.warning("delivery %s of %s to %s: %s (%s)", item.id, item.event["id"],
+                                item.endpoint, outcome, error)
+    return len(results)
+
+
+def run(db: Database, config: WebhookConfig, worker_id: str, stop: threading.Event, *,
+        until_idle: bool = False, periodic: Callable[[], None] | None = None,
+        poster: Poster = post_event) -> None:
+    """Loop until ``stop`` is set (or, with until_idle, until a round finds nothing to do)."""
+    while not stop.is_set():
+        if periodic is not None:
+            periodic()
+        tried = run_once(db, config, worker_id, poster) if config.urls else 0
+        if tried:
+            continue
+        if until_idle:
+            return
+        stop.wait(config.poll_interval_ms / 1000)
