@@ -1,0 +1,451 @@
+"""SCIM filters (RFC 7644 §3.4.2.2) as SQLAlchemy expressions over the directory models.
+
+Everything is evaluated in the database with bound parameters. caseExact=false strings
+compare through lower() on both sides, so ``userName eq`` uses the functional index
+uq_users_directory_username. Multi-valued JSON attributes (emails, phoneNumbers ...) are
+matched with EXISTS over json_each (SQLite) or jsonb_array_elements (PostgreSQL), and
+groups/members with EXISTS over the memberships table. Every leaf is null-safe (never SQL
+NULL), so ``not (...)`` and ``ne`` mean exactly "the positive test does not hold".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import aliased
+
+from app.models.directory import Group, Membership, User
+from app.scim import dialect as notes_
+from app.scim.errors import ScimError
+from app.scim.filter_syntax import (
+    Compare,
+    Logical,
+    Node,
+    Not,
+    Path,
+    Present,
+    Resolved,
+    Resource,
+    ValuePath,
+    invalid,
+    parse_filter,
+    resolve_attribute,
+    resolve_path,
+)
+from app.scim.schema import ROSTER_USER, Attribute
+
+__all__ = ["Field", "SortKey", "invalid_value", "resolve_attribute", "sort_key",
+           "translate_filter"]
+
+Bool = ColumnElement[bool]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One comparable SQL value and the schema definition that says how to compare it."""
+
+    expr: ColumnElement[Any]
+    attr: Attribute
+    nullable: bool = True
+    # Server-issued ids are lower-case UUIDs: lowering the operand instead of the column
+    # is the same caseExact=false comparison and keeps the index usable.
+    lower_ids: bool = False
+    # JSON booleans differ by database; such fields bring their own equality test.
+    is_bool: Callable[[bool], Bool] | None = None
+
+
+def _columns(model: type[User] | type[Group]) -> dict[str, tuple[ColumnElement[Any], bool]]:
+    """Canonical attribute name -> (column, nullable) for single-valued attributes."""
+    common: dict[str, tuple[ColumnElement[Any], bool]] = {
+        "id": (model.id, False), "externalId": (model.external_id, True),
+        "meta.created": (model.created_at, False),
+        "meta.lastModified": (model.updated_at, False),
+        "meta.resourceType": (literal(model.__name__, String()), False),
+    }
+    if model is Group:
+        return {**common, "displayName": (Group.display_name, False)}
+    manager = aliased(User, name="manager")
+    named = {
+        "userName": "user_name", "name.formatted": "name_formatted",
+        "name.familyName": "family_name", "name.givenName": "given_name",
+        "name.middleName": "middle_name", "name.honorificPrefix": "honorific_prefix",
+        "name.honorificSuffix": "honorific_suffix", "displayName": "display_name",
+        "nickName": "nick_name", "profileUrl": "profile_url", "title": "title",
+        "userType": "user_type", "preferredLanguage": "preferred_language",
+        "locale": "locale", "timezone": "timezone", "active": "active",
+        "employeeNumber": "employee_number", "costCenter": "cost_center",
+        "organization": "organization_name", "division": "division",
+        "department": "department", "manager.value": "manager_id",
+    }
+    columns = {name: (getattr(User, col), name not in ("userName", "active"))
+               for name, col in named.items()}
+    display = (select(manager.display_name).where(manager.id == User.manager_id)
+               .correlate(User).scalar_subquery())
+    return {**common, **columns, "manager.displayName": (display, True)}
+
+
+_JSON_COLUMNS = {
+    "emails": "emails", "phoneNumbers": "phone_numbers", "ims": "ims", "photos": "photos",
+    "addresses": "addresses", "entitlements": "entitlements", "roles": "roles",
+    "x509Certificates": "x509_certificates",
+}
+
+
+class _Collection:
+    """The values of one multi-valued attribute: fields of one value, and EXISTS over them."""
+
+    def __init__(self, attr: Attribute) -> None:
+        self.attr = attr
+
+    def field(self, sub: Attribute) -> Field:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def exists(self, predicate: Bool) -> Bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class _JsonCollection(_Collection):
+    """A JSON list of objects on the users row (RFC 7643 §2.4)."""
+
+    def __init__(self, attr: Attribute, column: ColumnElement[Any], dialect: str) -> None:
+        super().__init__(attr)
+        self.dialect = dialect
+        if dialect == "postgresql":
+            # A JSON null or scalar would make jsonb_array_elements raise: treat it as [].
+            array = case((func.jsonb_typeof(column) == "array", column),
+                         else_=cast(literal("[]"), JSONB))
+            self.values = func.jsonb_array_elements(array).table_valued("value").alias()
+        else:
+            self.values = func.json_each(column).table_valued("value").alias()
+
+    def field(self, sub: Attribute) -> Field:
+        element = self.values.c.value
+        if self.dialect == "postgresql":
+            text = element.op("->>", return_type=String())(literal(sub.name, String()))
+
+            def is_bool(value: bool) -> Bool:
+                return func.lower(text) == ("true" if value else "false")
+        else:
+            json_path = literal(f'$."{sub.name}"', String())
+            text = func.json_extract(element, json_path)
+
+            def is_bool(value: bool) -> Bool:
+                word = "true" if value else "false"
+                # JSON booleans, and the strings "True"/"False" some IdPs store.
+                return or_(func.json_type(element, json_path) == word,
+                           func.lower(func.json_extract(element, json_path)) == word)
+        return Field(text, sub, is_bool=is_bool if sub.type == "boolean" else None)
+
+    def exists(self, predicate: Bool) -> Bool:
+        return select(literal(1)).select_from(self.values).where(predicate).exists()
+
+
+class _Memberships(_Collection):
+    """User.groups or Group.members: rows of the memberships table (RFC 7643 §4.1.2, §4.2)."""
+
+    def __init__(self, attr: Attribute, resource: Resource) -> None:
+        super().__init__(attr)
+        self.resource = resource
+        self.link = aliased(Membership)
+        self.other = aliased(Group) if resource == "User" else aliased(User)
+        self.joined = False
+
+    def field(self, sub: Attribute) -> Field:
+        if sub.name == "value":
+            col = self.link.group_id if self.resource == "User" else self.link.user_id
+            return Field(col, sub, nullable=False, lower_ids=True)
+        if sub.name == "display":
+            self.joined = True
+            return Field(self.other.display_name, sub)
+        if sub.name == "type":
+            kind = "direct" if self.resource == "User" else "User"
+            return Field(literal(kind, String()), sub, nullable=False)
+        raise invalid(f"{self.attr.name}.{sub.name} cannot be used in a filter")
+
+    def exists(self, predicate: Bool) -> Bool:
+        link, other = self.link, self.other
+        if self.resource == "User":
+            stmt = select(literal(1)).select_from(link).where(link.user_id == User.id)
+            on = other.id == link.group_id
+        else:
+            stmt = select(literal(1)).select_from(link).where(link.group_id == Group.id)
+            on = other.id == link.user_id
+        if self.joined:
+            stmt = stmt.join(other, on)
+        return stmt.where(predicate).exists()
+
+
+class _Translator:
+    """Walks the filter tree of one resource type and builds the WHERE expression."""
+
+    def __init__(self, resource: Resource, dialect: str, notes: list[str] | None) -> None:
+        self.resource = resource
+        self.model = User if resource == "User" else Group
+        self.dialect = dialect
+        self.notes = notes
+        self.columns = _columns(self.model)
+
+    def node(self, node: Node) -> Bool:
+        if isinstance(node, Logical):
+            parts = (self.node(node.left), self.node(node.right))
+            return and_(*parts) if node.op == "and" else or_(*parts)
+        if isinstance(node, Not):
+            return not_(self.node(node.expr))
+        if isinstance(node, ValuePath):
+            return self.value_path(node)
+        return self.leaf(node)
+
+    def resolve(self, path: Path) -> Resolved:
+        resolved = resolve_path(path, self.resource, notes=self.notes)
+        if resolved.schema is not None and resolved.schema.id == ROSTER_USER:
+            raise invalid(f"{path.text!r} is computed by Roster and cannot be filtered")
+        if resolved.leaf.returned == "never":
+            raise invalid(f"{path.text!r} is never returned and cannot be filtered")
+        return resolved
+
+    def leaf(self, node: Compare | Present) -> Bool:
+        resolved = self.resolve(node.path)
+        if resolved.attr.multi_valued:
+            values = self.collection(resolved)
+            sub = resolved.sub or resolved.attr.sub("value")
+            if sub is None:
+                if isinstance(node, Present):
+                    return values.exists(true())
+                raise invalid(f"{resolved.attr.name} has no value: filter on one of its "
+                              f"sub-attributes, e.g. {resolved.attr.name}.type")
+            return values.exists(self.compare(values.field(sub), node))
+        if resolved.attr.type == "complex" and resolved.sub is None:
+            if resolved.attr.name == "manager":
+                resolved = Resolved(resolved.schema, resolved.attr, resolved.attr.sub("value"))
+            elif isinstance(node, Present):
+                fields = [self.single(Resolved(resolved.schema, resolved.attr, s))
+                          for s in resolved.attr.sub_attributes
+                          if f"{resolved.attr.name}.{s.name}" in self.columns]
+                return or_(*(self.compare(f, node) for f in fields))
+            else:
+                raise invalid(f"{resolved.attr.name} is complex: compare one of its "
+                              f"sub-attributes, e.g. {resolved.attr.name}."
+                              f"{resolved.attr.sub_attributes[0].name}")
+        return self.compare(self.single(resolved), node)
+
+    def single(self, resolved: Resolved) -> Field:
+        found = self.columns.get(resolved.name)
+        if found is None:
+            raise invalid(f"{resolved.name!r} cannot be used in a filter")
+        column, nullable = found
+        return Field(column, resolved.leaf, nullable=nullable,
+                     lower_ids=resolved.name == "manager.value")
+
+    def collection(self, resolved: Resolved) -> _Collection:
+        name = resolved.attr.name
+        if name in ("groups", "members"):
+            return _Memberships(resolved.attr, self.resource)
+        return _JsonCollection(resolved.attr, getattr(User, _JSON_COLUMNS[name]), self.dialect)
+
+    def value_path(self, node: ValuePath) -> Bool:
+        """``attr[filter]`` (RFC 7644 §3.4.2.2 Table 5): all of it holds for one value."""
+        resolved = self.resolve(node.path)
+        if resolved.attr.type != "complex":
+            raise invalid(f"{resolved.attr.name} is not complex; '[...]' needs sub-attributes")
+        if resolved.attr.multi_valued:
+            values = self.collection(resolved)
+            field_of: Callable[[Attribute], Field] = values.field
+            wrap: Callable[[Bool], Bool] = values.exists
+        else:
+            def field_of(sub: Attribute) -> Field:
+                return self.single(Resolved(resolved.schema, resolved.attr, sub))
+
+            def wrap(predicate: Bool) -> Bool:
+                return predicate
+        predicate = self.inner(node.filter, resolved.attr, field_of)
+        if node.then is not None:
+            sub = self.sub_of(resolved.attr, node.then.path.sub or "")
+            predicate = and_(predicate, self.compare(field_of(sub), node.then))
+        return wrap(predicate)
+
+    def inner(self, node: Node, parent: Attribute, field_of: Callable[[Attribute], Field],
+              ) -> Bool:
+        if isinstance(node, Logical):
+            parts = (self.inner(node.left, parent, field_of),
+                     self.inner(node.right, parent, field_of))
+            return and_(*parts) if node.op == "and" else or_(*parts)
+        if isinstance(node, Not):
+            return not_(self.inner(node.expr, parent, field_of))
+        if isinstance(node, ValuePath):  # the parser already refuses nesting
+            raise invalid("Nested value filters are not allowed")
+        if node.path.urn is not None or node.path.sub is not None:
+            raise invalid(f"Inside {parent.name}[...] use sub-attribute names such as "
+                          f"'value', not {node.path.text!r}")
+        return self.compare(field_of(self.sub_of(parent, node.path.attr)), node)
+
+    def sub_of(self, parent: Attribute, name: str) -> Attribute:
+        sub = parent.sub(name)
+        if sub is None:
+            raise invalid(f"Unknown sub-attribute {parent.name}.{name}")
+        if sub.name != name and self.notes is not None:
+            self.notes.append(notes_.CAPITALISED_ATTRIBUTE)
+        return sub
+
+    def compare(self, field: Field, node: Compare | Present) -> Bool:
+        """One attribute operator (RFC 7644 Table 3), never SQL NULL."""
+        present = field.expr.is_not(None) if field.nullable else true()
+        if field.attr.type in ("string", "reference", "binary") and field.is_bool is None:
+            present = and_(present, field.expr != "")
+        if isinstance(node, Present):
+            return present
+        if node.value is None:
+            if node.op in ("eq", "ne"):
+                return not_(present) if node.op == "eq" else present
+            raise invalid(f"null can only be compared with eq or ne ({node.path.text})")
+        positive = self._positive(field, node, "eq" if node.op == "ne" else node.op)
+        guarded = and_(field.expr.is_not(None), positive) if field.nullable else positive
+        return not_(guarded) if node.op == "ne" else guarded
+
+    def _positive(self, field: Field, node: Compare, op: str) -> Bool:
+        kind = field.attr.type
+        if kind == "boolean":
+            return self._boolean(field, node, op)
+        if kind == "dateTime":
+            if op in ("co", "sw", "ew"):
+                raise invalid(f"The operator {node.op!r} does not apply to {node.path.text}, "
+                              f"a dateTime")
+            return _ordered(field.expr, op, _datetime(node), node)
+        if kind == "complex":
+            raise invalid(f"{node.path.text} is complex: compare a sub-attribute")
+        if kind in ("integer", "decimal"):  # pragma: no cover - none in our schemas yet
+            raise invalid(f"{node.path.text}: numeric filters are not supported")
+        return self._string(field, node, op)
+
+    def _boolean(self, field: Field, node: Compare, op: str) -> Bool:
+        value = node.value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            if node.raw is None and self.notes is not None:
+                self.notes.append(notes_.STRING_BOOLEAN)
+            value = value.lower() == "true"
+        if not isinstance(value, bool):
+            raise invalid(f"{node.path.text} is boolean: compare it with true or false")
+        if op != "eq":
+            raise invalid(f"{node.path.text} is boolean: only eq, ne and pr apply "
+                          f"(RFC 7644 §3.4.2.2), not {node.op}")
+        if field.is_bool is not None:
+            return field.is_bool(value)
+        return field.expr == literal(value)
+
+    def _string(self, field: Field, node: Compare, op: str) -> Bool:
+        value = node.value
+        if isinstance(value, bool):
+            raise invalid(f"{node.path.text} is a string: quote the value")
+        if not isinstance(value, str):
+            # A bare number for a string attribute: Entra sends unquoted ids (issue 5).
+            value = node.raw or str(value)
+            if self.notes is not None:
+                self.notes.append(notes_.UNQUOTED_FILTER_VALUE)
+        lhs: ColumnElement[Any] = field.expr
+        insensitive = not field.attr.case_exact
+        if insensitive and field.lower_ids:
+            value, insensitive = value.lower(), False
+        rhs: ColumnElement[Any] = literal(value, String())
+        if insensitive:
+            lhs, rhs = func.lower(lhs), func.lower(rhs)
+        if op in ("co", "sw", "ew"):
+            if value == "":
+                return true()
+            return self._substring(lhs, rhs, op)
+        return _ordered(lhs, op, rhs, node)
+
+    def _substring(self, lhs: ColumnElement[Any], rhs: ColumnElement[Any], op: str) -> Bool:
+        # Not LIKE: SQLite's LIKE ignores ASCII case, which would break caseExact attributes.
+        pg = self.dialect == "postgresql"
+        if op == "co":
+            return (func.strpos(lhs, rhs) if pg else func.instr(lhs, rhs)) > 0
+        if op == "sw":
+            return func.substr(lhs, 1, func.length(rhs)) == rhs
+        tail = func.right(lhs, func.length(rhs)) if pg else func.substr(lhs, -func.length(rhs))
+        return tail == rhs
+
+
+def _ordered(lhs: ColumnElement[Any], op: str, rhs: Any, node: Compare) -> Bool:
+    if op == "eq":
+        return lhs == rhs
+    if op == "gt":
+        return lhs > rhs
+    if op == "ge":
+        return lhs >= rhs
+    if op == "lt":
+        return lhs < rhs
+    if op == "le":
+        return lhs <= rhs
+    raise invalid(f"The operator {node.op!r} does not apply to {node.path.text}")
+
+
+def _datetime(node: Compare) -> datetime:
+    """An xsd:dateTime operand (RFC 7643 §2.3.5) as an aware datetime; no offset means UTC."""
+    if not isinstance(node.value, str):
+        raise invalid(f"{node.path.text} is a dateTime: quote an ISO 8601 value")
+    try:
+        parsed = datetime.fromisoformat(node.value)
+    except ValueError:
+        raise invalid(f"{node.path.text}: {node.value!r} is not an ISO 8601 dateTime, e.g. "
+                      f"2026-01-31T12:00:00Z") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def translate_filter(text: str, resource: Resource, *, dialect: str,
+                     notes: list[str] | None = None) -> Bool:
+    """A SCIM filter as a WHERE expression for ``resource`` (RFC 7644 §3.4.2.2)."""
+    return _Translator(resource, dialect, notes).node(parse_filter(text, notes=notes))
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """What to ORDER BY for a sortBy attribute (RFC 7644 §3.4.2.3)."""
+
+    name: str
+    expr: ColumnElement[Any]
+    nullable: bool
+    type: str
+
+
+def sort_key(sort_by: str | None, resource: Resource, *,
+             notes: list[str] | None = None) -> SortKey:
+    """The ORDER BY value for sortBy; multi-valued attributes sort by their primary value."""
+    model = User if resource == "User" else Group
+    if sort_by is None:
+        return SortKey("meta.created", model.created_at, False, "dateTime")
+    resolved = resolve_attribute(sort_by, resource, notes=notes, scim_type="invalidValue")
+    if resolved.name in ("emails", "emails.value") and resource == "User":
+        # primary_email is the primary (else first) email, already lower-cased.
+        return SortKey("emails.value", User.primary_email, True, "string")
+    if resolved.attr.name == "manager" and resolved.sub is None:
+        resolved = Resolved(resolved.schema, resolved.attr, resolved.attr.sub("value"))
+    found = _columns(model).get(resolved.name)
+    if resolved.attr.multi_valued or found is None or resolved.leaf.returned == "never":
+        raise invalid_value(f"sortBy {sort_by!r} is not supported: use a single-valued "
+                            f"attribute such as userName, meta.created or emails")
+    column, nullable = found
+    leaf = resolved.leaf
+    if leaf.type in ("string", "reference") and not leaf.case_exact:
+        column = func.lower(column)
+    return SortKey(resolved.name, column, nullable, leaf.type)
+
+
+def invalid_value(detail: str) -> ScimError:
+    """The 400 invalidValue error (RFC 7644 §3.12, Table 9)."""
+    return ScimError(400, detail, "invalidValue")

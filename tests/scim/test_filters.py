@@ -1,0 +1,370 @@
+"""SCIM filter translation (RFC 7644 §3.4.2.2), run as SQL on the real database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from app.models import Group, Membership, User
+from app.scim import dialect as notes_
+from app.scim.errors import ScimError
+from app.scim.filters import resolve_attribute, translate_filter
+
+BOB = "0000000b-abcd-4ef0-8abc-def000000000"
+GROUP_ENG = "1000000e-abcd-4ef0-8abc-def000000000"
+GROUP_SALES = "1000000a-abcd-4ef0-8abc-def000000000"
+GUID = "6f1c3a7e-0d4b-4a6e-9b1e-2f3c4d5e6f70"
+ENT = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
+
+
+def _at(day: int) -> datetime:
+    return datetime(2026, 1, day, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def people(db, tenant, other_tenant):
+    """Four live users, one deleted, one in another directory; three groups."""
+    org, directory = tenant.org.id, tenant.directory.id
+
+    def user(key: str, **kw):
+        kw.setdefault("user_name", f"{key}@acme.com")
+        return User(id=f"0000000{kw.pop('n')}-abcd-4ef0-8abc-def000000000", directory_id=directory,
+                    organization_id=org, **kw)
+
+    with db.transaction() as s:
+        bob = user("bob", n="b", user_name="Bob@Acme.com", external_id="EXT-B2",
+                   display_name="Bob Jones", title="Manager", active=True,
+                   emails=[{"value": "Bob@Acme.com", "type": "work"}], department="Sales",
+                   created_at=_at(2), updated_at=_at(20))
+        s.add(bob)
+        s.flush()
+        s.add_all([
+            user("alice", n="a", user_name="Alice@Acme.com", external_id="ext-A1",
+                 display_name="Alice Smith", given_name="Alice", family_name="Smith",
+                 title="Engineer", user_type="Employee", active=True,
+                 emails=[{"value": "alice@acme.com", "type": "work", "primary": True},
+                         {"value": "alice@home.org", "type": "home"}],
+                 phone_numbers=[{"value": "+1 555 0100", "type": "work"}],
+                 department="R&D", cost_center="CC-1", employee_number="1001",
+                 organization_name="Acme", division="West", manager_id=bob.id,
+                 created_at=_at(1), updated_at=_at(10)),
+            user("carol", n="c", user_name="carol@globex.com", active=False,
+                 emails=[{"value": "carol@work.acme.com", "type": "work", "primary": False},
+                         {"value": "carol@acme.com", "type": "home", "primary": "True"}],
+                 manager_id=bob.id, created_at=_at(3), updated_at=_at(3)),
+            user("dave", n="d", user_name="dave_o'neil@acme.com", external_id=GUID,
+                 display_name="Dave 100%", active=True, emails=[],
+                 addresses=[{"locality": "Berlin", "type": "work"}],
+                 created_at=_at(4), updated_at=_at(4)),
+            user("erin", n="e", deleted_at=_at(5), created_at=_at(5), updated_at=_at(5)),
+        ])
+        s.add(User(directory_id=other_tenant.directory.id,
+                   organization_id=other_tenant.org.id, user_name="alice@acme.com"))
+        eng = Group(id=GROUP_ENG, directory_id=directory,
+                    organization_id=org, display_name="Engineering", external_id="g-eng",
+                    created_at=_at(1), updated_at=_at(1))
+        sales = Group(id=GROUP_SALES, directory_id=directory,
+                      organization_id=org, display_name="Sales", created_at=_at(2),
+                      updated_at=_at(8))
+        empty = Group(id="1000000f-abcd-4ef0-8abc-def000000000", directory_id=directory,
+                      organization_id=org, display_name="Empty", created_at=_at(3),
+                      updated_at=_at(3))
+        s.add_all([eng, sales, empty])
+        s.flush()
+        s.add_all([Membership(group_id=eng.id, user_id="0000000a-abcd-4ef0-8abc-def000000000"),
+                   Membership(group_id=eng.id, user_id=bob.id),
+                   Membership(group_id=sales.id, user_id=bob.id)])
+    return tenant
+
+
+def users_matching(db, tenant, text: str, notes: list[str] | None = None) -> set[str]:
+    """Short names of the live users of the tenant's directory matching the filter."""
+    base = (User.directory_id == tenant.directory.id) & User.deleted_at.is_(None)
+    with db.transaction(readonly=True) as s:
+        where = translate_filter(text, "User", dialect=db.dialect, notes=notes)
+        names = s.scalars(select(User.user_name).where(base, where))
+        return {n.split("@")[0].split("_")[0].lower() for n in names}
+
+
+def groups_matching(db, tenant, text: str) -> set[str]:
+    """Display names of the tenant's groups matching the filter."""
+    with db.transaction(readonly=True) as s:
+        where = translate_filter(text, "Group", dialect=db.dialect)
+        return set(s.scalars(select(Group.display_name).where(
+            Group.directory_id == tenant.directory.id, where)))
+
+
+ALL = {"alice", "bob", "carol", "dave"}
+
+USER_CASES = [
+    # Every operator on a caseExact=false string.
+    ('userName eq "alice@acme.com"', {"alice"}),
+    ('userName eq "ALICE@ACME.COM"', {"alice"}),
+    ('userName ne "alice@acme.com"', {"bob", "carol", "dave"}),
+    ('userName co "ACME"', {"alice", "bob", "dave"}),
+    ('userName sw "CAR"', {"carol"}),
+    ('userName ew "@GLOBEX.com"', {"carol"}),
+    ('userName gt "bob@acme.com"', {"carol", "dave"}),
+    ('userName ge "bob@acme.com"', {"bob", "carol", "dave"}),
+    ('userName lt "bob@acme.com"', {"alice"}),
+    ('userName le "bob@acme.com"', {"alice", "bob"}),
+    ("userName pr", ALL),
+    ('userName co ""', ALL),
+    # LIKE wildcards and quotes in values are plain characters.
+    ('userName co "_o\'"', {"dave"}),
+    ('displayName co "100%"', {"dave"}),
+    ('displayName co "%"', {"dave"}),
+    ('displayName ew "0%"', {"dave"}),
+    # caseExact attributes: id and externalId.
+    ('externalId eq "ext-A1"', {"alice"}),
+    ('externalId eq "EXT-A1"', set()),
+    ('externalId co "XT"', {"bob"}),
+    ('externalId co "xt"', {"alice"}),
+    ('externalId sw "EXT"', {"bob"}),
+    ('externalId ew "a1"', set()),
+    ("externalId pr", {"alice", "bob", "dave"}),
+    ('externalId ne "ext-A1"', {"bob", "carol", "dave"}),
+    ("externalId eq null", {"carol"}),
+    ('id eq "0000000c-abcd-4ef0-8abc-def000000000"', {"carol"}),
+    ('id eq "0000000C-ABCD-4EF0-8ABC-DEF000000000"', set()),
+    # Other single-valued attributes.
+    ('displayName eq "bob jones"', {"bob"}),
+    ("displayName pr", {"alice", "bob", "dave"}),
+    ('title eq "engineer"', {"alice"}),
+    ('title ne "engineer"', {"bob", "carol", "dave"}),
+    ('userType eq "Employee"', {"alice"}),
+    ('name.givenName eq "alice"', {"alice"}),
+    ('name.familyName sw "Sm"', {"alice"}),
+    ("name pr", {"alice"}),
+    ("active eq true", {"alice", "bob", "dave"}),
+    ("active eq false", {"carol"}),
+    ("active ne true", {"carol"}),
+    ("active pr", ALL),
+    # Logical operators, precedence and grouping.
+    ('title eq "Engineer" or title eq "Manager"', {"alice", "bob"}),
+    ('title pr and active eq true', {"alice", "bob"}),
+    ('userName sw "a" or userName sw "b" and active eq false', {"alice"}),
+    ('(userName sw "a" or userName sw "b") and active eq true', {"alice", "bob"}),
+    ('active eq true and userName sw "a" or userName sw "c"', {"alice", "carol"}),
+    ('not (title pr)', {"carol", "dave"}),
+    ('not (userName eq "alice@acme.com" or userName eq "bob@acme.com")', {"carol", "dave"}),
+    ('not (not (title eq "Manager"))', {"bob"}),
+    ('userName Eq "bob@acme.com" AND active EQ true', {"bob"}),
+    # Multi-valued JSON attributes: any value matches.
+    ('emails eq "ALICE@home.org"', {"alice"}),
+    ('emails.value eq "alice@home.org"', {"alice"}),
+    ('emails.value eq "bob@acme.com"', {"bob"}),
+    ('emails.value co "acme.com"', {"alice", "bob", "carol"}),
+    ('emails.value ew ".org"', {"alice"}),
+    ('emails.type eq "home"', {"alice", "carol"}),
+    ("emails pr", {"alice", "bob", "carol"}),
+    ("emails.primary eq true", {"alice", "carol"}),
+    ("emails.primary eq false", {"carol"}),
+    ('phoneNumbers.value sw "+1"', {"alice"}),
+    ('addresses.locality eq "berlin"', {"dave"}),
+    ("addresses pr", {"dave"}),
+    # Complex value filters.
+    ('emails[type eq "work" and value co "@acme.com"]', {"alice", "bob"}),
+    ('emails[type eq "work" and value co "acme.com"]', {"alice", "bob", "carol"}),
+    ('emails[type eq "home" and value ew "acme.com"]', {"carol"}),
+    ('emails[type eq "home" or primary eq true]', {"alice", "carol"}),
+    ('emails[not (type eq "work")]', {"alice", "carol"}),
+    ('emails[type eq "work"].value ew "acme.com"', {"alice", "bob", "carol"}),
+    ('emails[type eq "work" and value eq "alice@home.org"]', set()),
+    ('name[givenName eq "Alice"]', {"alice"}),
+    ('emails[type eq "work"] and not (emails[type eq "home"])', {"bob"}),
+    # Enterprise extension, with and without the URN.
+    ('department eq "sales"', {"bob"}),
+    (f'{ENT}:department eq "R&D"', {"alice"}),
+    (f'{ENT}:costCenter eq "CC-1"', {"alice"}),
+    (f'{ENT}:employeeNumber eq "1001"', {"alice"}),
+    (f'{ENT}:organization eq "acme"', {"alice"}),
+    ('division eq "West"', {"alice"}),
+    (f'{ENT}:manager.value eq "{BOB}"', {"alice", "carol"}),
+    (f'manager eq "{BOB.upper()}"', {"alice", "carol"}),
+    ("manager.value pr", {"alice", "carol"}),
+    ('manager.displayName eq "bob jones"', {"alice", "carol"}),
+    (f'{CORE}:userName eq "dave_o\'neil@acme.com"', {"dave"}),
+    (f'{CORE}:name.givenName pr', {"alice"}),
+    # Groups of a user, through the memberships table.
+    (f'groups.value eq "{GROUP_SALES}"', {"bob"}),
+    (f'groups eq "{GROUP_ENG.upper()}"', {"alice", "bob"}),
+    ('groups.display eq "engineering"', {"alice", "bob"}),
+    (f'groups[value eq "{GROUP_ENG}" and display sw "Eng"]', {"alice", "bob"}),
+    (f'groups[value eq "{GROUP_ENG}" and display sw "Sales"]', set()),
+    ("groups pr", {"alice", "bob"}),
+    ('not (groups pr)', {"carol", "dave"}),
+    # Dates.
+    ('meta.created gt "2026-01-02T12:00:00Z"', {"carol", "dave"}),
+    ('meta.created ge "2026-01-02T12:00:00Z"', {"bob", "carol", "dave"}),
+    ('meta.created lt "2026-01-02T13:00:00+00:30"', {"alice", "bob"}),
+    ('meta.created eq "2026-01-03T12:00:00.000Z"', {"carol"}),
+    ('meta.lastModified le "2026-01-05T00:00:00"', {"carol", "dave"}),
+    ('meta.lastModified gt "2026-01-15T00:00:00Z" and meta.created lt "2026-01-02T00:00:00Z"',
+     set()),
+    ('meta.resourceType eq "User"', ALL),
+    # String escapes (RFC 7159) in values.
+    ('displayName eq "Bob \\u004aones"', {"bob"}),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), USER_CASES, ids=[c[0] for c in USER_CASES])
+def test_user_filter_matches_exactly_the_expected_users(db, people, text, expected):
+    """Each filter selects exactly the users the RFC semantics say, never deleted ones."""
+    assert users_matching(db, people, text) == expected
+
+
+GROUP_CASES = [
+    ('displayName eq "ENGINEERING"', {"Engineering"}),
+    ('displayName sw "e"', {"Engineering", "Empty"}),
+    ('externalId eq "g-eng"', {"Engineering"}),
+    (f'members.value eq "{BOB}"', {"Engineering", "Sales"}),
+    (f'members.value eq "{BOB.upper()}"', {"Engineering", "Sales"}),
+    ('members eq "0000000a-abcd-4ef0-8abc-def000000000"', {"Engineering"}),
+    ('members[value eq "0000000A-ABCD-4EF0-8ABC-DEF000000000"]', {"Engineering"}),
+    (f'members[value eq "{BOB}" and display eq "bob jones"]', {"Engineering", "Sales"}),
+    ('members.display eq "alice smith"', {"Engineering"}),
+    ("members pr", {"Engineering", "Sales"}),
+    ("not (members pr)", {"Empty"}),
+    ('members.type eq "User"', {"Engineering", "Sales"}),
+    ('meta.lastModified gt "2026-01-05T00:00:00Z"', {"Sales"}),
+    ('DisplayName eq "sales"', {"Sales"}),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), GROUP_CASES, ids=[c[0] for c in GROUP_CASES])
+def test_group_filter_matches_exactly_the_expected_groups(db, people, text, expected):
+    """Group filters, including members via EXISTS on the memberships table."""
+    assert groups_matching(db, people, text) == expected
+
+
+def test_unquoted_values_are_accepted_and_noted(db, people):
+    """Entra sends `externalId eq abc` and bare GUIDs: accepted, noted for the dialect report."""
+    notes: list[str] = []
+    assert users_matching(db, people, "externalId eq ext-A1", notes) == {"alice"}
+    assert users_matching(db, people, f"externalId eq {GUID}", notes) == {"dave"}
+    assert users_matching(db, people, "employeeNumber eq 1001", notes) == {"alice"}
+    assert notes == [notes_.UNQUOTED_FILTER_VALUE] * 3
+
+
+def test_entra_probe_with_random_guid_matches_nothing(db, people):
+    """The test-connection probe filters on a random GUID and gets an empty result."""
+    notes: list[str] = []
+    text = "userName eq 0e4b8f6a-3c1d-4c55-9a7d-1b2c3d4e5f60"
+    assert users_matching(db, people, text, notes) == set()
+    assert notes == [notes_.UNQUOTED_FILTER_VALUE]
+
+
+def test_capitalised_attribute_names_are_accepted_and_noted(db, people):
+    """UserName / DisplayName (RFC 7643 §2.1 case-insensitive names) work and are noted."""
+    notes: list[str] = []
+    assert users_matching(db, people, 'UserName eq "bob@acme.com"', notes) == {"bob"}
+    assert users_matching(db, people, 'DisplayName eq "Bob Jones"', notes) == {"bob"}
+    assert users_matching(db, people, 'Emails[Type eq "home"]', notes) == {"alice", "carol"}
+    assert notes == [notes_.CAPITALISED_ATTRIBUTE] * 4
+    notes.clear()
+    assert users_matching(db, people, 'userName eq "bob@acme.com"', notes) == {"bob"}
+    assert notes == []
+
+
+def test_string_boolean_is_accepted_and_noted(db, people):
+    """active eq "False" (a quoted boolean) works and is noted as a string boolean."""
+    notes: list[str] = []
+    assert users_matching(db, people, 'active eq "False"', notes) == {"carol"}
+    assert notes == [notes_.STRING_BOOLEAN]
+
+
+def test_username_equality_uses_the_functional_index(db, people):
+    """userName eq compiles to lower(user_name) = lower(?) so the index applies."""
+    base = User.directory_id == people.directory.id
+    where = translate_filter('userName eq "alice@acme.com"', "User", dialect=db.dialect)
+    stmt = select(User.id).where(base, where)
+    with db.engine.connect() as conn:
+        if db.dialect == "sqlite":
+            compiled = stmt.compile(conn, compile_kwargs={"literal_binds": True})
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").fetchall()
+            assert "uq_users_directory_username" in str(plan)
+        else:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            compiled = stmt.compile(conn, compile_kwargs={"literal_binds": True})
+            plan = conn.exec_driver_sql(f"EXPLAIN {compiled}").fetchall()
+            assert "uq_users_directory_username" in str(plan)
+
+
+INVALID = [
+    ("", "empty"),
+    ("   ", "empty"),
+    ('userName eq "x', "quote"),
+    ("userName", "operator"),
+    ('userName regex "x"', "operator"),
+    ('userName eq', "value"),
+    ('userName eq "a" and', "attribute"),
+    ('userName eq "a" userName eq "b"', "Unexpected"),
+    ('(userName eq "a"', "')'"),
+    ('userName eq "a")', "Unexpected"),
+    ('not userName eq "a"', "operator"),
+    ('nosuch eq "x"', "Unknown attribute"),
+    ('name.nosuch eq "x"', "Unknown sub-attribute"),
+    ('urn:example:nosuch:User:userName eq "x"', "Unknown schema"),
+    ('password eq "secret"', "never returned"),
+    ('name eq "x"', "complex"),
+    ('addresses eq "x"', "sub-attributes"),
+    ('emails[type eq "work"', "']'"),
+    ('emails[value[type eq "x"]]', "Nested"),
+    ('emails[nosuch eq "x"]', "Unknown sub-attribute"),
+    ('emails[name.givenName eq "x"]', "sub-attribute names"),
+    ('userName[value eq "x"]', "not complex"),
+    ("active gt true", "boolean"),
+    ('active eq "maybe"', "boolean"),
+    ("active eq 1", "boolean"),
+    ("userName eq true", "quote"),
+    ('userName pr "x"', "Unexpected"),
+    ("userName ge null", "null"),
+    ('meta.created gt "yesterday"', "ISO 8601"),
+    ("meta.created gt 5", "dateTime"),
+    ('meta.created co "2026"', "does not apply"),
+    ('meta.version eq "W/1"', "cannot be used"),
+    ('groups.$ref eq "x"', "cannot be used"),
+    ('urn:roster:params:scim:schemas:extension:access:2.0:User:organization eq "x"',
+     "computed"),
+    ('userName eq "a\\q"', "escape"),
+    ('userName eq "a" & x', "Unexpected"),
+    ("(" * 60 + 'userName eq "a"' + ")" * 60, "deeper"),
+    ('emails[type eq "work"].nosuch eq "x"', "Unknown sub-attribute"),
+    ('userName eq "a" or eq "b"', "operator"),
+]
+
+
+@pytest.mark.parametrize(("text", "fragment"), INVALID, ids=[c[0][:60] for c in INVALID])
+def test_invalid_filters_are_400_invalid_filter(db, people, text, fragment):
+    """Bad syntax, unknown attributes and wrong types give 400 invalidFilter with a reason."""
+    with pytest.raises(ScimError) as caught:
+        users_matching(db, people, text)
+    assert (caught.value.status, caught.value.scim_type) == (400, "invalidFilter")
+    assert fragment.lower() in caught.value.detail.lower()
+
+
+@pytest.mark.parametrize("text", ['members eq "x" and displayName pr', 'userName eq "x"',
+                                  'emails.value eq "x"'])
+def test_user_only_or_group_only_attributes_are_rejected_on_the_other_type(db, people, text):
+    """Group filters know Group attributes only (userName, emails are User attributes)."""
+    if text.startswith("members"):
+        with pytest.raises(ScimError) as caught:
+            users_matching(db, people, text)
+    else:
+        with pytest.raises(ScimError) as caught:
+            groups_matching(db, people, text)
+    assert caught.value.scim_type == "invalidFilter"
+
+
+def test_resolve_attribute_gives_canonical_names_for_any_case_and_urn():
+    """resolve_attribute is case-insensitive and accepts the schema URN prefix."""
+    assert resolve_attribute("NAME.GIVENNAME", "User").name == "name.givenName"
+    assert resolve_attribute(f"{ENT}:Manager.value", "User").name == "manager.value"
+    assert resolve_attribute("members", "Group").attr.multi_valued
+    with pytest.raises(ScimError) as caught:
+        resolve_attribute("nosuch", "Group", scim_type="invalidValue")
+    assert caught.value.scim_type == "invalidValue"
