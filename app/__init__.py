@@ -35,6 +35,7 @@ def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flas
     app.extensions["roster.metrics"] = metrics
     init_request_tracking(app, metrics)
     _register_blueprints(app)
+    _init_scim_ops(app)
     _register_error_handlers(app)
     from app.api.setup import init_api
 
@@ -50,6 +51,15 @@ def _register_blueprints(app: Flask) -> None:
 
     for blueprint in (ops_bp, scim_bp, api_bp, sso_bp):
         app.register_blueprint(blueprint)
+
+
+def _init_scim_ops(app: Flask) -> None:
+    """The SCIM flight recorder and the OAuth token endpoint for IdPs (issue 5)."""
+    from app.scim.oauth import init_oauth
+    from app.scim.recorder import init_recorder
+
+    init_recorder(app)
+    init_oauth(app)
 
 
 def _register_error_handlers(app: Flask) -> None:

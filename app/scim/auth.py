@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from flask import request
 from sqlalchemy.orm import Session
 
-from app.directory.tokens import authenticate
+from app.directory.oauth_clients import authenticate_bearer
 from app.errors import Unauthorized
 from app.models import Directory, DirectoryToken
+from app.models.sso import IssuedToken
 from app.scim.errors import ScimError
 
 
@@ -18,7 +19,8 @@ class Caller:
     """The authenticated directory behind a SCIM request."""
 
     directory: Directory
-    token: DirectoryToken
+    # A long-lived directory token, or an OAuth access token (issue 5); both have an id.
+    token: DirectoryToken | IssuedToken
 
 
 def authenticate_request(session: Session) -> Caller:
@@ -28,7 +30,7 @@ def authenticate_request(session: Session) -> Caller:
     if scheme.lower() != "bearer" or not credential.strip():
         raise ScimError(401, "authentication required: send Authorization: Bearer <token>")
     try:
-        directory, token = authenticate(session, credential.strip())
+        directory, token = authenticate_bearer(session, credential.strip())
     except Unauthorized as exc:
         raise ScimError(401, exc.detail) from None
     return Caller(directory=directory, token=token)

@@ -1,0 +1,103 @@
+"""`roster directory requests|report|oauth`: the flight recorder, the dialect report and
+OAuth client credentials of a directory (issue 5)."""
+
+from __future__ import annotations
+
+import click
+
+from app.cli.base import CliContext, echo_table, pass_ctx
+from app.cli.directory import directory, scim_base_url
+from app.directory.directories import get_directory
+from app.directory.oauth_clients import create_client, revoke_client, rotate_secret
+from app.scim.dialect_report import dialect_report
+from app.scim.recorder import describe, list_requests
+
+
+@directory.command("requests")
+@click.argument("directory_ref")
+@click.option("--failed", is_flag=True, help="Only requests answered with status >= 400.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--bodies", is_flag=True, help="Print the (redacted) request and response bodies.")
+@pass_ctx
+def requests_(ctx: CliContext, directory_ref: str, failed: bool, limit: int,
+              bodies: bool) -> None:
+    """Show what DIRECTORY_REF's IdP sent recently, newest first (the flight recorder)."""
+    with ctx.transaction() as session:
+        found = get_directory(session, directory_ref)
+        records = [describe(r) for r in list_requests(session, found.id, failed=failed,
+                                                      limit=limit)]
+    rows = [{"at": r["at"][:19], "method": r["method"],
+             "path": r["path"] + (f"?{r['query']}" if r["query"] else ""),
+             "status": r["status"], "ms": f"{r['duration_ms']:.1f}",
+             "notes": ",".join(r["notes"]) or "-"} for r in records]
+    echo_table(rows, ["at", "method", "path", "status", "ms", "notes"])
+    if bodies:
+        for r in records:
+            click.echo(f"\n#{r['id']} {r['method']} {r['path']} -> {r['status']}")
+            click.echo(f"  request:  {r['request_body'] or '-'}")
+            click.echo(f"  response: {r['response_body'] or '-'}")
+
+
+@directory.command("report")
+@click.argument("directory_ref")
+@pass_ctx
+def report(ctx: CliContext, directory_ref: str) -> None:
+    """Which IdP dialect DIRECTORY_REF speaks, in plain words, with every quirk counted."""
+    with ctx.transaction() as session:
+        found = get_directory(session, directory_ref)
+        data = dialect_report(session, found.id)
+    click.echo(f"directory {found.name} ({found.id}): {data['dialect']}")
+    click.echo(data["summary"])
+    for note in data["notes"]:
+        click.echo(f"- {note['meaning']}: {note['count']} request(s), "
+                   f"last seen {note['last_seen_at'][:19]}")
+
+
+@directory.group("oauth")
+def oauth() -> None:
+    """OAuth 2.0 client credentials of a directory (POST /oauth/token)."""
+
+
+_directory_option = click.option("--directory", "directory_ref", required=True,
+                                  help="Directory id.")
+
+
+def _print_credentials(ctx: CliContext, client_id: str, secret: str) -> None:
+    base = ctx.settings["app"]["base_url"].rstrip("/")
+    click.echo(f"Token endpoint: {base}/oauth/token")
+    click.echo(f"Client id:      {client_id}")
+    click.echo(f"Client secret:  {secret}")
+    click.echo(f"SCIM base URL:  {scim_base_url(ctx)}")
+    click.echo("The secret is shown once; store it in your IdP now.")
+
+
+@oauth.command("create")
+@_directory_option
+@pass_ctx
+def oauth_create(ctx: CliContext, directory_ref: str) -> None:
+    """Give the directory a client id and secret."""
+    with ctx.transaction() as session:
+        client, secret = create_client(session, get_directory(session, directory_ref),
+                                       ctx.actor)
+    _print_credentials(ctx, client.client_id, secret)
+
+
+@oauth.command("rotate")
+@_directory_option
+@pass_ctx
+def oauth_rotate(ctx: CliContext, directory_ref: str) -> None:
+    """A new secret; the old one stops working, issued tokens live until they expire."""
+    with ctx.transaction() as session:
+        client, secret = rotate_secret(session, get_directory(session, directory_ref),
+                                       ctx.actor)
+    _print_credentials(ctx, client.client_id, secret)
+
+
+@oauth.command("revoke")
+@_directory_option
+@pass_ctx
+def oauth_revoke(ctx: CliContext, directory_ref: str) -> None:
+    """Revoke the client and every access token issued to it."""
+    with ctx.transaction() as session:
+        client = revoke_client(session, get_directory(session, directory_ref), ctx.actor)
+    click.echo(f"OAuth client {client.client_id} revoked, with its access tokens")

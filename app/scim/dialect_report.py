@@ -1,0 +1,116 @@
+"""The dialect report: which IdP quirks a directory needed, counted, and what that means.
+
+Every request's normalisation notes (app/scim/dialect.py) are upserted per directory and
+note; the report turns the counts into plain words for the customer's IT admin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.models.scim_ops import DialectNote
+from app.scim import dialect as d
+
+# What each note means, said to an IT admin.
+EXPLANATIONS: dict[str, str] = {
+    d.CAPITALISED_OP: 'PATCH operation names arrive capitalised ("Replace", "Add", "Remove")',
+    d.STRING_BOOLEAN: 'booleans arrive as the strings "True" / "False"',
+    d.LEGACY_MEMBER_REMOVAL: 'group members are removed with path "members" and a value list',
+    d.UNQUOTED_FILTER_VALUE: "filter values arrive unquoted (externalId eq abc)",
+    d.CAPITALISED_ATTRIBUTE: "attribute names arrive capitalised (UserName, DisplayName)",
+    d.STRAY_ID: 'PATCH bodies carry a stray top-level "id"',
+    d.OPERATION_NAME: 'PATCH operations carry a non-standard "name" member',
+    d.BARE_STRING_MANAGER: "the manager arrives as a bare string instead of {\"value\": id}",
+    d.EMPTY_VALUE_CLEARS: 'empty strings or nulls are sent to clear attributes',
+    d.PATHLESS_DOTTED_KEYS: "path-less PATCH values carry dotted or URN-prefixed keys",
+    d.OKTA_PUT_UPDATE: "Okta PUT updates seen (a GET followed by a PUT of the full user)",
+    d.PATHLESS_ACTIVE: 'deactivation arrives as a path-less PATCH {"active": false}',
+    d.MEMBERS_REPLACE_ALL: "group members are replaced with the full list (Okta Group Push)",
+}
+LEGACY_ENTRA = frozenset({d.CAPITALISED_OP, d.STRING_BOOLEAN, d.LEGACY_MEMBER_REMOVAL,
+                          d.STRAY_ID, d.OPERATION_NAME, d.BARE_STRING_MANAGER})
+COMPLIANT_ENTRA = frozenset({d.PATHLESS_DOTTED_KEYS})
+OKTA = frozenset({d.OKTA_PUT_UPDATE, d.PATHLESS_ACTIVE, d.MEMBERS_REPLACE_ALL})
+
+
+@dataclass(frozen=True)
+class NoteCount:
+    """How often one normalisation fired for a directory."""
+
+    note: str
+    count: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+
+def count_notes(session: Session, directory_id: str, notes: Iterable[str],
+                now: datetime) -> None:
+    """Add one to each distinct note's counter for ``directory_id`` (one upsert per note)."""
+    distinct = sorted(set(notes))
+    if not distinct:
+        return
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" \
+        else sqlite.insert
+    stmt = insert(DialectNote).values([
+        {"directory_id": directory_id, "note": note, "count": 1, "first_seen_at": now,
+         "last_seen_at": now} for note in distinct
+    ])
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["directory_id", "note"],
+        set_={"count": DialectNote.count + 1, "last_seen_at": stmt.excluded.last_seen_at},
+    )
+    session.execute(stmt)
+
+
+def note_counts(session: Session, directory_id: str) -> list[NoteCount]:
+    """The directory's counters, most frequent first."""
+    rows = session.scalars(select(DialectNote).where(DialectNote.directory_id == directory_id)
+                           .order_by(DialectNote.count.desc(), DialectNote.note))
+    return [NoteCount(r.note, r.count, r.first_seen_at, r.last_seen_at) for r in rows]
+
+
+def infer_dialect(notes: Iterable[str]) -> tuple[str, str]:
+    """A label and one sentence of advice from the notes seen so far."""
+    seen = set(notes)
+    legacy, compliant, okta = seen & LEGACY_ENTRA, seen & COMPLIANT_ENTRA, seen & OKTA
+    if legacy and compliant:
+        return ("entra-mixed",
+                "this tenant sends both Entra dialects (provision-on-demand ignores the "
+                "aadOptscim062020 flag); both are accepted")
+    if legacy:
+        return ("entra-legacy",
+                "this tenant sends the legacy Entra dialect: add aadOptscim062020 to the "
+                "tenant URL (…/scim/v2?aadOptscim062020) to switch it to the compliant one")
+    if compliant:
+        return ("entra-compliant",
+                "this tenant sends the compliant Entra dialect (aadOptscim062020 is set)")
+    if okta:
+        return "okta", "this tenant speaks Okta's SCIM 2.0 dialect: " + "; ".join(
+            EXPLANATIONS[n] for n in sorted(okta))
+    if seen:
+        return "scim-with-quirks", "this tenant needed a few normalisations, listed below"
+    return "standard", "no dialect normalisation was needed so far"
+
+
+def dialect_report(session: Session, directory_id: str) -> dict[str, Any]:
+    """The report as data: the label, its advice, and every counter explained."""
+    counts = note_counts(session, directory_id)
+    label, advice = infer_dialect(c.note for c in counts)
+    return {
+        "directory_id": directory_id,
+        "dialect": label,
+        "summary": advice,
+        "notes": [{
+            "note": c.note, "count": c.count,
+            "meaning": EXPLANATIONS.get(c.note, c.note.replace("_", " ")),
+            "first_seen_at": c.first_seen_at.isoformat(),
+            "last_seen_at": c.last_seen_at.isoformat(),
+        } for c in counts],
+    }

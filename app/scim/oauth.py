@@ -1,0 +1,114 @@
+"""``POST /oauth/token``: OAuth 2.0 client credentials for IdPs (RFC 6749 §4.4, §5).
+
+authlib's AuthorizationServer and ClientCredentialsGrant do the protocol (client
+authentication, grant validation, the RFC 6749 §5.1 / §5.2 JSON); this module only binds
+them to Roster's storage in app/directory/oauth_clients.py. Entra's gallery apps ask for
+a token endpoint, a client id and a secret, and expect tokens living 60-360 minutes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import ClientMixin, grants
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from flask import Blueprint, Flask, Response, current_app, g
+
+from app.db import Database
+from app.directory.oauth_clients import (
+    ACCESS_TOKEN_PREFIX,
+    check_secret,
+    find_client,
+    store_access_token,
+)
+from app.models.scim_ops import OAuthClient
+
+bp = Blueprint("oauth", __name__, url_prefix="/oauth")
+_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
+class _Client(ClientMixin):
+    """authlib's view of a directory's OAuth client."""
+
+    def __init__(self, row: OAuthClient) -> None:
+        self.row = row
+
+    def get_client_id(self) -> str:
+        """The public client id."""
+        return self.row.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        """No redirects: client credentials only."""
+        return None
+
+    def get_allowed_scope(self, scope: str) -> str:
+        """Scopes are not used: a token acts for its whole directory."""
+        return ""
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        """No redirect URIs are registered."""
+        return False
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        """Constant-time comparison against the stored hash."""
+        return check_secret(self.row, client_secret)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        """HTTP Basic or form fields (RFC 6749 §2.3.1), only at the token endpoint."""
+        return endpoint == "token" and method in _AUTH_METHODS
+
+    def check_response_type(self, response_type: str) -> bool:
+        """No authorization endpoint."""
+        return False
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        """Only client_credentials."""
+        return grant_type == "client_credentials"
+
+
+class _ClientCredentials(grants.ClientCredentialsGrant):
+    """RFC 6749 §4.4, accepting the secret in the Basic header or in the form."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = _AUTH_METHODS
+
+
+def _query_client(client_id: str) -> _Client | None:
+    row = find_client(g.oauth_session, client_id)
+    return _Client(row) if row is not None else None
+
+
+def _save_token(token: dict[str, Any], request: Any) -> None:
+    store_access_token(g.oauth_session, request.client.row, token["access_token"],
+                       int(token["expires_in"]))
+
+
+def _new_access_token(**_: Any) -> str:
+    return ACCESS_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def init_oauth(app: Flask) -> None:
+    """Build the authorization server for ``app`` and register the /oauth blueprint."""
+    lifetime = app.config["ROSTER"]["oauth"]["access_token_minutes"] * 60
+    server = AuthorizationServer()
+    server.init_app(app, query_client=_query_client, save_token=_save_token)
+    server.register_token_generator(
+        "default", BearerTokenGenerator(_new_access_token, None, lambda _c, _g: lifetime))
+    server.register_grant(_ClientCredentials)
+    app.extensions["roster.oauth"] = server
+    app.register_blueprint(bp)
+
+
+@bp.post("/token")
+def token() -> Response:
+    """Issue an access token for a directory's client credentials (RFC 6749 §4.4.2)."""
+    server: AuthorizationServer = current_app.extensions["roster.oauth"]
+    db: Database = current_app.extensions["roster.db"]
+    with db.transaction() as session:
+        g.oauth_session = session
+        response: Response = server.create_token_response()
+    # RFC 6749 §5.1: token responses must not be cached.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response

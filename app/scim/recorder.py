@@ -1,0 +1,165 @@
+"""The SCIM flight recorder: each request and response per directory, redacted and bounded.
+
+Hooked onto the SCIM blueprint by :func:`init_recorder`. The record is written in its own
+short transaction after the view's transaction has ended, so a request whose transaction
+rolled back (a 400, a 409, a 500) is recorded just like a success; the same transaction
+upserts the dialect counters. Every ``prune_every`` records a process deletes the rows
+beyond the count bound of that directory and those past the age bound: two indexed
+deletes, so the bound holds within ``prune_every`` rows per worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.db import Database, utcnow
+from app.directory.oauth_clients import authenticate_bearer
+from app.errors import Unauthorized
+from app.models.scim_ops import ScimRequest
+from app.scim.dialect_report import count_notes
+from app.scim.redaction import redact_body, sensitive_names
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _State:
+    """Per-process recorder state: settings read once and the prune counter."""
+
+    enabled: bool
+    max_per_directory: int
+    max_age: timedelta
+    sensitive: frozenset[str]
+    max_body_bytes: int
+    prune_every: int
+    counter: itertools.count[int]
+
+
+def init_recorder(app: Flask, blueprint: str = "scim") -> None:
+    """Register the recorder's before/after request hooks, scoped to the SCIM blueprint."""
+    # Keyed by blueprint name, exactly as Blueprint.before_request registers them, so the
+    # hooks run only for /scim/v2 and the blueprint module needs no change.
+    app.before_request_funcs.setdefault(blueprint, []).append(_start)
+    app.after_request_funcs.setdefault(blueprint, []).append(_finish)
+
+
+def _state() -> _State:
+    state: _State | None = current_app.extensions.get("roster.recorder")
+    if state is None:
+        cfg = current_app.config["ROSTER"]["recorder"]
+        state = _State(
+            enabled=cfg["enabled"], max_per_directory=cfg["max_per_directory"],
+            max_age=timedelta(days=cfg["max_age_days"]),
+            sensitive=sensitive_names(cfg["sensitive_attributes"]),
+            max_body_bytes=cfg["max_body_bytes"], prune_every=max(1, cfg["prune_every"]),
+            counter=itertools.count(1),
+        )
+        current_app.extensions["roster.recorder"] = state
+    return state
+
+
+def _start() -> None:
+    g.scim_notes = []
+    g.scim_started = time.perf_counter()
+
+
+def _finish(response: Response) -> Response:
+    state = _state()
+    if not state.enabled or g.get("scim_no_record"):
+        return response
+    try:
+        _write(state, response)
+    except Exception:
+        # The IdP's request already succeeded or failed on its own; never change its answer.
+        log.exception("flight recorder could not store a SCIM request")
+    return response
+
+
+def _request_body(state: _State) -> str | None:
+    length = request.content_length or 0
+    if length > state.max_body_bytes:
+        # Reading it would only be refused (413) or waste memory; its size is what matters.
+        return f"({length} bytes; larger than recorder.max_body_bytes, not kept)"
+    try:
+        raw = request.get_data(cache=True)
+    except Exception:
+        return None
+    return redact_body(raw, state.sensitive, state.max_body_bytes)
+
+
+def _directory_of_caller(session: Session) -> str | None:
+    """The directory of a request the view rejected before authenticating (say, bad JSON)."""
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return None
+    try:
+        directory, _token = authenticate_bearer(session, credential.strip())
+    except Unauthorized:
+        return None
+    return directory.id
+
+
+def _write(state: _State, response: Response) -> None:
+    elapsed_ms = (time.perf_counter() - g.get("scim_started", time.perf_counter())) * 1000
+    response_raw = b"" if response.direct_passthrough or response.is_streamed \
+        else response.get_data()
+    now = utcnow()
+    notes = sorted(set(g.get("scim_notes") or []))
+    row = ScimRequest(
+        created_at=now, request_id=g.get("request_id"),
+        method=request.method, path=request.path[:1000],
+        query=request.query_string.decode("utf-8", errors="replace"),
+        status=response.status_code, duration_ms=round(elapsed_ms, 3), notes=notes,
+        user_agent=(request.user_agent.string or None) and request.user_agent.string[:300],
+        request_body=_request_body(state),
+        response_body=redact_body(response_raw, state.sensitive, state.max_body_bytes),
+    )
+    db: Database = current_app.extensions["roster.db"]
+    with db.transaction() as session:
+        directory_id = g.get("directory_id") or _directory_of_caller(session)
+        # Unauthenticated requests belong to no directory; there is nobody to show them to.
+        if directory_id is None:
+            return
+        row.directory_id = directory_id
+        session.add(row)
+        count_notes(session, directory_id, notes, now)
+        if next(state.counter) % state.prune_every == 0:
+            prune(session, directory_id, state.max_per_directory, now - state.max_age)
+
+
+def prune(session: Session, directory_id: str, keep: int, older_than: Any) -> None:
+    """Delete the directory's records beyond the newest ``keep`` and all records too old."""
+    boundary = (select(ScimRequest.id).where(ScimRequest.directory_id == directory_id)
+                .order_by(ScimRequest.id.desc()).offset(keep).limit(1).scalar_subquery())
+    session.execute(delete(ScimRequest).where(ScimRequest.directory_id == directory_id,
+                                              ScimRequest.id <= boundary))
+    session.execute(delete(ScimRequest).where(ScimRequest.created_at < older_than))
+
+
+def list_requests(session: Session, directory_id: str, *, failed: bool = False,
+                  limit: int = 50) -> list[ScimRequest]:
+    """The directory's recorded requests, newest first; ``failed`` keeps status >= 400."""
+    query = select(ScimRequest).where(ScimRequest.directory_id == directory_id)
+    if failed:
+        query = query.where(ScimRequest.status >= 400)
+    return list(session.scalars(query.order_by(ScimRequest.id.desc()).limit(limit)))
+
+
+def describe(row: ScimRequest) -> dict[str, Any]:
+    """One recorded request as JSON-ready data."""
+    return {
+        "id": row.id, "at": row.created_at.isoformat(), "request_id": row.request_id,
+        "method": row.method, "path": row.path, "query": row.query, "status": row.status,
+        "duration_ms": row.duration_ms, "notes": list(row.notes or []),
+        "user_agent": row.user_agent, "request_body": row.request_body,
+        "response_body": row.response_body,
+    }

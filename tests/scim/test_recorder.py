@@ -1,0 +1,150 @@
+"""The SCIM flight recorder: every request per directory, redacted, bounded by count and age."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from app import create_app
+from app.db import utcnow
+from app.models.scim_ops import ScimRequest
+from app.scim.dialect_report import count_notes, dialect_report
+from app.scim.recorder import list_requests
+from tests.conftest import app_overrides, rows
+
+SPC = "/scim/v2/ServiceProviderConfig"
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+
+
+def _recorded(db):
+    return rows(db, "SELECT * FROM scim_requests ORDER BY id")
+
+
+@pytest.fixture
+def recorder_app(database_url):
+    """An app whose recorder keeps 3 requests per directory and prunes on every insert."""
+    built = create_app({**app_overrides(database_url),
+                        "recorder": {"max_per_directory": 3, "prune_every": 1}})
+    yield built
+    built.extensions["roster.db"].dispose()
+
+
+def test_a_request_is_recorded_with_its_response(client, db, tenant):
+    """Method, path, query, status, duration and both bodies are kept for the directory."""
+    response = client.get(f"{SPC}?x=1", headers={**tenant.headers, "User-Agent": "Okta SCIM"})
+    assert response.status_code == 200
+    [row] = _recorded(db)
+    assert (row.directory_id, row.method, row.path, row.query, row.status) == \
+        (tenant.directory.id, "GET", SPC, "x=1", 200)
+    assert row.duration_ms > 0
+    assert row.user_agent == "Okta SCIM"
+    assert row.request_id == response.headers["X-Request-ID"]
+    assert json.loads(row.response_body)["schemas"] == json.loads(response.data)["schemas"]
+
+
+def test_the_bearer_token_is_never_stored(client, db, tenant):
+    """Nothing of the Authorization header reaches the recorder's table."""
+    client.get(SPC, headers=tenant.headers)
+    assert tenant.token not in str([tuple(r) for r in _recorded(db)])
+
+
+def test_unauthenticated_requests_belong_to_no_directory(client, db, tenant):
+    """A request without a valid token is answered 401 and not recorded."""
+    assert client.get(SPC, headers={"Authorization": "Bearer rst_nope"}).status_code == 401
+    assert _recorded(db) == []
+
+
+def test_failed_request_is_recorded_with_redacted_body(client, db, tenant):
+    """A rejected create is kept (status, error body) and its password is masked."""
+    body = {"schemas": [USER], "password": "hunter2", "active": "maybe", "userName": 7}
+    response = client.post("/scim/v2/Users", headers=tenant.headers, json=body)
+    assert response.status_code == 400
+    [row] = _recorded(db)
+    assert row.status == 400
+    assert "hunter2" not in row.request_body
+    assert json.loads(row.request_body)["password"] == "[REDACTED]"
+    assert json.loads(row.response_body)["status"] == "400"
+    assert rows(db, "SELECT id FROM users") == []
+
+
+def test_successful_create_is_recorded_with_password_redacted(client, db, tenant):
+    """A 201 create is kept; password and the configured sensitive attribute are masked."""
+    ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    body = {"schemas": [USER, ent], "userName": "rec@acme.com", "password": "S3cret!x",
+            ent: {"employeeNumber": "E-1", "department": "Sales"}}
+    assert client.post("/scim/v2/Users", headers=tenant.headers, json=body).status_code == 201
+    [row] = _recorded(db)
+    assert row.status == 201
+    stored = json.loads(row.request_body)
+    assert stored["password"] == "[REDACTED]"
+    assert stored[ent] == {"employeeNumber": "[REDACTED]", "department": "Sales"}
+    assert "E-1" not in row.response_body
+
+
+def test_count_bound_keeps_the_newest(recorder_app, db, tenant):
+    """With max_per_directory=3 only the three newest requests remain."""
+    client = recorder_app.test_client()
+    for i in range(6):
+        client.get(f"{SPC}?n={i}", headers=tenant.headers)
+    assert [r.query for r in _recorded(db)] == ["n=3", "n=4", "n=5"]
+
+
+def test_count_bound_is_per_directory(recorder_app, db, tenant, other_tenant):
+    """Pruning one directory never removes another directory's records."""
+    client = recorder_app.test_client()
+    client.get(SPC, headers=other_tenant.headers)
+    for _ in range(5):
+        client.get(SPC, headers=tenant.headers)
+    kept = [r.directory_id for r in _recorded(db)]
+    assert kept.count(other_tenant.directory.id) == 1
+    assert kept.count(tenant.directory.id) == 3
+
+
+def test_age_bound_drops_old_records(recorder_app, db, tenant):
+    """Records older than max_age_days are pruned as new ones arrive."""
+    with db.transaction() as session:
+        session.add(ScimRequest(directory_id=tenant.directory.id,
+                                created_at=utcnow() - timedelta(days=15), method="GET",
+                                path="/old", query="", status=200, duration_ms=1.0, notes=[]))
+    recorder_app.test_client().get(SPC, headers=tenant.headers)
+    assert [r.path for r in _recorded(db)] == [SPC]
+
+
+def test_disabled_recorder_keeps_nothing(database_url, db, tenant):
+    """recorder.enabled=false stores no request."""
+    built = create_app({**app_overrides(database_url), "recorder": {"enabled": False}})
+    built.test_client().get(SPC, headers=tenant.headers)
+    built.extensions["roster.db"].dispose()
+    assert _recorded(db) == []
+
+
+def test_listing_newest_first_and_failed_only(client, db, tenant):
+    """list_requests orders newest first, honours the limit and the failed filter."""
+    client.get(f"{SPC}?a", headers=tenant.headers)
+    client.post("/scim/v2/Users", headers=tenant.headers, data="{not json",
+                content_type="application/scim+json")
+    client.get(f"{SPC}?b", headers=tenant.headers)
+    with db.transaction() as session:
+        newest = list_requests(session, tenant.directory.id, limit=2)
+        failed = list_requests(session, tenant.directory.id, failed=True)
+    assert [r.query for r in newest] == ["b", ""]
+    assert [r.status for r in failed] == [400]
+
+
+def test_note_counters_upsert_per_request(db, tenant):
+    """Each distinct note counts once per request, with first and last seen times."""
+    now = utcnow()
+    with db.transaction() as session:
+        count_notes(session, tenant.directory.id, ["capitalised_op", "capitalised_op",
+                                                   "string_boolean"], now)
+    with db.transaction() as session:
+        count_notes(session, tenant.directory.id, ["capitalised_op"], now + timedelta(1))
+    with db.transaction() as session:
+        report = dialect_report(session, tenant.directory.id)
+    counts = {n["note"]: n["count"] for n in report["notes"]}
+    assert counts == {"capitalised_op": 2, "string_boolean": 1}
+    assert report["dialect"] == "entra-legacy"
+    assert "aadOptscim062020" in report["summary"]
+    assert report["notes"][0]["last_seen_at"] > report["notes"][0]["first_seen_at"]

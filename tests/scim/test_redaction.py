@@ -1,0 +1,52 @@
+"""Redaction of bodies kept by the flight recorder (pure, table-driven)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.scim.redaction import MARK, redact_body, sensitive_names
+
+SENSITIVE = sensitive_names(["employeeNumber"])
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ({"userName": "a", "password": "hunter2"}, {"userName": "a", "password": MARK}),
+    ({"Password": "x"}, {"Password": MARK}),
+    ({ENTERPRISE: {"employeeNumber": "42", "department": "Ops"}},
+     {ENTERPRISE: {"employeeNumber": MARK, "department": "Ops"}}),
+    ({"Operations": [{"op": "replace", "path": "password", "value": "s3cret"}]},
+     {"Operations": [{"op": "replace", "path": "password", "value": MARK}]}),
+    ({"Operations": [{"op": "Replace", "path": f"{ENTERPRISE}:employeeNumber", "value": "7"}]},
+     {"Operations": [{"op": "Replace", "path": f"{ENTERPRISE}:employeeNumber", "value": MARK}]}),
+    ({"Operations": [{"op": "replace", "value": {f"{ENTERPRISE}:employeeNumber": "7",
+                                                 "active": False}}]},
+     {"Operations": [{"op": "replace", "value": {f"{ENTERPRISE}:employeeNumber": MARK,
+                                                 "active": False}}]}),
+    ({"Operations": [{"op": "replace", "path": "emails[type eq \"work\"].value",
+                      "value": "a@b.c"}]},
+     {"Operations": [{"op": "replace", "path": "emails[type eq \"work\"].value",
+                      "value": "a@b.c"}]}),
+    ({"access_token": "rsa_x", "client_secret": "y"},
+     {"access_token": MARK, "client_secret": MARK}),
+])
+def test_sensitive_values_are_masked_wherever_they_appear(body, expected):
+    """Passwords, tokens and configured attributes are masked as keys, URN keys and PATCH paths."""
+    out = redact_body(json.dumps(body).encode(), SENSITIVE, 10_000)
+    assert json.loads(out) == expected
+
+
+def test_non_json_bodies_are_masked_by_name():
+    """A malformed body is kept as text for debugging, its password still masked."""
+    out = redact_body(b'{"userName": "a", "password": "hunter2", ', SENSITIVE, 10_000)
+    assert "hunter2" not in out
+    assert '"userName": "a"' in out
+
+
+def test_bodies_over_the_limit_keep_only_their_size():
+    """A body past recorder.max_body_bytes is not stored, only its size."""
+    assert redact_body(b"x" * 101, SENSITIVE, 100) == \
+        "(101 bytes; larger than recorder.max_body_bytes, not kept)"
+    assert redact_body(b"", SENSITIVE, 100) is None
