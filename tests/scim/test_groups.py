@@ -1,0 +1,212 @@
+"""/Groups over HTTP: CRUD, membership PATCHes touching only named rows, projection."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import rows
+from tests.scim.support import CORE_GROUP, PATCH_OP, Scim, assert_error
+
+
+@pytest.fixture
+def scim(client, tenant):
+    """A SCIM client for the acme tenant."""
+    return Scim(client, tenant)
+
+
+def _patch(scim, group_id, *operations, query=""):
+    return scim.patch(f"/Groups/{group_id}{query}",
+                      {"schemas": [PATCH_OP], "Operations": list(operations)})
+
+
+def _members(db, group_id):
+    return {r[0] for r in rows(db, "SELECT user_id FROM memberships WHERE group_id = :g",
+                               g=group_id)}
+
+
+def test_create_with_members_and_read_back(scim, db):
+    """POST /Groups with members: 201, Location, members with display and $ref."""
+    user = scim.create_user()
+    response = scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "Buyers",
+                                     "members": [{"value": user["id"]}]})
+    assert response.status_code == 201
+    group = response.get_json()
+    assert response.headers["Location"].endswith(f"/Groups/{group['id']}")
+    assert response.headers["ETag"] == 'W/"1"'
+    assert group["members"] == [{"value": user["id"], "display": "ada@acme.example",
+                                 "type": "User",
+                                 "$ref": f"http://roster.test/scim/v2/Users/{user['id']}"}]
+    actions = [r[0] for r in rows(db, "SELECT action FROM audit_events WHERE subject_id = :g "
+                                      "ORDER BY seq", g=group["id"])]
+    assert actions == ["group:create", "membership:add"]
+
+
+def test_entra_group_create_with_microsoft_schema_and_no_members(scim):
+    """Entra adds its own schema URN and sends no members; that is a valid create."""
+    response = scim.post("/Groups", {"schemas": [
+        CORE_GROUP, "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
+        "displayName": "Sales", "externalId": "e-1"})
+    assert response.status_code == 201, response.get_json()
+    listed = scim.get('/Groups?filter=displayName eq "Sales"&excludedAttributes=members')
+    assert listed.get_json()["totalResults"] == 1
+
+
+def test_duplicate_display_name_is_409(scim):
+    """displayName is unique per directory, case-insensitively."""
+    scim.create_group("Buyers")
+    assert_error(scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "BUYERS"}),
+                 409, "uniqueness")
+
+
+def test_unknown_member_is_400_invalid_value_and_nothing_written(scim, db):
+    """Members must be users of this directory (RFC 7644 §3.3 invalidValue), atomically."""
+    response = scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "X",
+                                     "members": [{"value": "no-such-user"}]})
+    assert_error(response, 400, "invalidValue")
+    assert rows(db, "SELECT count(*) FROM groups")[0][0] == 0
+
+
+def test_member_of_another_directory_is_rejected(scim, client, other_tenant, db):
+    """A user id of another tenant is as unknown as a made-up one."""
+    stranger = Scim(client, other_tenant).create_user("eve@globex.example")
+    group = scim.create_group("Buyers")
+    response = _patch(scim, group["id"], {"op": "add", "path": "members",
+                                          "value": [{"value": stranger["id"]}]})
+    assert_error(response, 400, "invalidValue")
+    assert _members(db, group["id"]) == set()
+
+
+def test_entra_remove_with_value_list_removes_exactly_those(scim, db):
+    """Entra's legacy removal (path members + value list) must not empty the group."""
+    users = [scim.create_user(f"u{i}@acme.example")["id"] for i in range(3)]
+    group = scim.create_group("Buyers", users)
+    response = _patch(scim, group["id"], {"op": "Remove", "path": "members",
+                                          "value": [{"value": users[0]}]})
+    assert response.status_code == 204
+    assert _members(db, group["id"]) == set(users[1:])
+
+
+def test_okta_rename_and_membership_changes_in_one_patch(scim, db):
+    """Okta Group Push: path-less rename plus remove by filter plus add, atomically."""
+    a, b = scim.create_user("a@acme.example")["id"], scim.create_user("b@acme.example")["id"]
+    group = scim.create_group("Old", [a])
+    response = _patch(
+        scim, group["id"],
+        {"op": "replace", "value": {"id": group["id"], "displayName": "New"}},
+        {"op": "remove", "path": f'members[value eq "{a}"]'},
+        {"op": "add", "path": "members", "value": [{"value": b}]},
+        query="?excludedAttributes=members")
+    assert response.status_code == 200
+    assert response.get_json()["displayName"] == "New"
+    assert "members" not in response.get_json()
+    assert _members(db, group["id"]) == {b}
+
+
+def test_failed_patch_leaves_members_and_name_untouched(scim, db):
+    """One bad member in a PATCH undoes the rename and the other adds."""
+    a = scim.create_user("a@acme.example")["id"]
+    group = scim.create_group("Old")
+    response = _patch(scim, group["id"],
+                      {"op": "replace", "path": "displayName", "value": "New"},
+                      {"op": "add", "path": "members", "value": [{"value": a},
+                                                                 {"value": "ghost"}]})
+    assert response.status_code == 400
+    assert rows(db, "SELECT display_name, version FROM groups")[0] == ("Old", 1)
+    assert _members(db, group["id"]) == set()
+
+
+def test_replace_members_sets_the_exact_list(scim, db):
+    """replace on members (Okta) makes the members exactly the list sent."""
+    users = [scim.create_user(f"u{i}@acme.example")["id"] for i in range(3)]
+    group = scim.create_group("Buyers", users[:2])
+    _patch(scim, group["id"], {"op": "replace", "path": "members",
+                               "value": [{"value": users[1]}, {"value": users[2]}]})
+    assert _members(db, group["id"]) == {users[1], users[2]}
+
+
+def test_put_replaces_members_and_name(scim, db):
+    """PUT /Groups/{id}: displayName and members become what was sent."""
+    a, b = scim.create_user("a@acme.example")["id"], scim.create_user("b@acme.example")["id"]
+    group = scim.create_group("Buyers", [a])
+    response = scim.put(f"/Groups/{group['id']}", {"schemas": [CORE_GROUP],
+                                                   "displayName": "Approvers",
+                                                   "members": [{"value": b}]})
+    assert response.status_code == 200
+    assert response.get_json()["displayName"] == "Approvers"
+    assert _members(db, group["id"]) == {b}
+
+
+def test_delete_group_is_204_and_members_stay_users(scim, db):
+    """DELETE /Groups/{id}: 204, memberships gone, users kept, group:delete audited."""
+    a = scim.create_user()["id"]
+    group = scim.create_group("Buyers", [a])
+    assert scim.delete(f"/Groups/{group['id']}").status_code == 204
+    assert_error(scim.get(f"/Groups/{group['id']}"), 404)
+    assert rows(db, "SELECT count(*) FROM memberships")[0][0] == 0
+    assert rows(db, "SELECT count(*) FROM users")[0][0] == 1
+    assert rows(db, "SELECT count(*) FROM audit_events WHERE action = 'group:delete'")[0][0] == 1
+    assert rows(db, "SELECT count(*) FROM outbox_events WHERE type = 'group.deleted'")[0][0] == 1
+
+
+def test_deleted_user_disappears_from_members(scim):
+    """A soft-deleted user is no longer listed as a member."""
+    a = scim.create_user()["id"]
+    group = scim.create_group("Buyers", [a])
+    scim.delete(f"/Users/{a}")
+    assert "members" not in scim.get(f"/Groups/{group['id']}").get_json()
+
+
+class _Statements:
+    """Collects the SQL text of every statement run on an engine."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.seen: list[str] = []
+
+    def __enter__(self):
+        sa.event.listen(self.engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *exc):
+        sa.event.remove(self.engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn, cursor, statement, parameters, context, executemany):
+        self.seen.append(statement)
+
+
+def test_excluding_members_never_queries_memberships(scim, db):
+    """excludedAttributes=members: no statement touches the memberships table."""
+    group = scim.create_group("Buyers", [scim.create_user()["id"]])
+    with _Statements(db.engine) as log:
+        assert scim.get(f"/Groups/{group['id']}?excludedAttributes=members").status_code == 200
+        assert scim.get("/Groups?excludedAttributes=members").status_code == 200
+    assert not [s for s in log.seen if "memberships" in s]
+
+
+def test_adding_one_member_reads_only_that_row(scim, db):
+    """Adding one member to a big group never selects the other memberships."""
+    users = [scim.create_user(f"u{i}@acme.example")["id"] for i in range(30)]
+    group = scim.create_group("Big", users[:29])
+    with _Statements(db.engine) as log:
+        response = _patch(scim, group["id"], {"op": "add", "path": "members",
+                                              "value": [{"value": users[29]}]})
+        assert response.status_code == 204
+    touching = [s for s in log.seen if "memberships" in s]
+    assert touching, "the add must write a membership row"
+    for statement in touching:
+        # Every statement on memberships is keyed by the named user id(s).
+        assert re.search(r"memberships\.user_id IN|INSERT INTO memberships", statement), \
+            statement
+    assert len(_members(db, group["id"])) == 30
+
+
+def test_list_users_queries_groups_in_one_batch(scim, db):
+    """Listing users loads groups with one query for the page, not one per user."""
+    users = [scim.create_user(f"u{i}@acme.example")["id"] for i in range(5)]
+    scim.create_group("Buyers", users)
+    with _Statements(db.engine) as log:
+        assert scim.get("/Users").get_json()["totalResults"] == 5
+    assert len([s for s in log.seen if "memberships" in s]) == 1
