@@ -1,0 +1,227 @@
+"""List and search queries (RFC 7644 §3.4.2, §3.4.3) with index and cursor paging (RFC 9865).
+
+The view passes the base condition (tenant, not deleted) and the parsed parameters; this
+module adds the filter, counts with the same WHERE, orders stably by (sort value, id) and
+returns one page. Cursor pages are keyset queries, so the last page costs what the first does.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, tuple_
+from sqlalchemy.orm import Session
+
+from app.models.directory import Group, User
+from app.scim.cursor import (
+    CursorValue,
+    Position,
+    decode_cursor,
+    encode_cursor,
+    query_fingerprint,
+)
+from app.scim.errors import ScimError
+from app.scim.filter_syntax import Resource
+from app.scim.filters import SortKey, invalid_value, sort_key, translate_filter
+from app.scim.schema import LIST_RESPONSE
+
+SortOrder = Literal["ascending", "descending"]
+
+
+@dataclass(frozen=True)
+class ListParams:
+    """The query parameters of a list or .search request (RFC 7644 §3.4.2, RFC 9865 §2)."""
+
+    filter: str | None = None
+    sort_by: str | None = None
+    sort_order: SortOrder = "ascending"
+    start_index: int = 1
+    count: int = 100
+    attributes: tuple[str, ...] = ()
+    excluded_attributes: tuple[str, ...] = ()
+    cursor: str | None = None  # None: index paging; "": first cursor page
+    start_index_given: bool = False
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of results and what the ListResponse needs to describe it."""
+
+    resources: list[Any]
+    total_results: int
+    start_index: int | None  # None when paging by cursor
+    items_per_page: int
+    next_cursor: str | None = None
+    previous_cursor: str | None = None
+
+
+def _integer(source: Mapping[str, Any], name: str, from_body: bool) -> int | None:
+    raw = source.get(name)
+    if raw is None or (raw == "" and not from_body):
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit() and raw.isascii():
+        return int(raw)
+    raise invalid_value(f"{name} must be an integer, got {raw!r}")
+
+
+def _names(source: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    raw = source.get(name)
+    if raw is None:
+        return ()
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise invalid_value(f"{name} must be a list of attribute names")
+    return tuple(i.strip() for i in items if i.strip())
+
+
+def _text(source: Mapping[str, Any], name: str) -> str | None:
+    raw = source.get(name)
+    if raw is not None and not isinstance(raw, str):
+        raise invalid_value(f"{name} must be a string")
+    return raw
+
+
+def parse_list_params(source: Mapping[str, Any], *, from_body: bool, default_count: int,
+                      max_count: int, resource: Resource | None = None) -> ListParams:
+    """Read list parameters from a query string or SearchRequest body (RFC 7644 §3.4.3)."""
+    filter_text = _text(source, "filter")
+    sort_by = _text(source, "sortBy") or None
+    order = (_text(source, "sortOrder") or "ascending").lower()
+    if order not in ("ascending", "descending"):
+        raise invalid_value(f"sortOrder must be 'ascending' or 'descending', got {order!r}")
+    if sort_by and resource is not None:
+        sort_key(sort_by, resource)
+    start = _integer(source, "startIndex", from_body)
+    count = _integer(source, "count", from_body)
+    cursor = _text(source, "cursor")
+    return ListParams(
+        filter=filter_text if filter_text and filter_text.strip() else None,
+        sort_by=sort_by, sort_order=order,  # type: ignore[arg-type]
+        # RFC 7644 §3.4.2.4: startIndex < 1 is 1, a negative count is 0.
+        start_index=max(1, start if start is not None else 1),
+        count=min(max_count, max(0, count if count is not None else default_count)),
+        attributes=_names(source, "attributes"),
+        excluded_attributes=_names(source, "excludedAttributes"),
+        cursor=cursor, start_index_given=start is not None,
+    )
+
+
+def run_list(session: Session, model: type[User] | type[Group],
+             base_condition: ColumnElement[bool], params: ListParams, *, resource: Resource,
+             dialect: str, max_results: int, notes: list[str] | None = None,
+             cursor_key: bytes = b"roster-scim-cursor") -> ListPage:
+    """Run a list query: exact totalResults, a stable page (RFC 7644 §3.4.2.4, RFC 9865)."""
+    where = base_condition
+    if params.filter:
+        where = and_(where, translate_filter(params.filter, resource, dialect=dialect,
+                                             notes=notes))
+    key = sort_key(params.sort_by, resource, notes=notes)
+    if params.cursor is not None and params.start_index_given:
+        raise invalid_value("Use either startIndex or cursor, not both (RFC 9865 §2)")
+    total = session.scalar(select(func.count()).select_from(model).where(where)) or 0
+    if params.filter and total > max_results:
+        raise ScimError(400, f"The filter matches {total} resources, more than the "
+                             f"{max_results} this server returns; narrow the filter",
+                        "tooMany")
+    descending = params.sort_order == "descending"
+    if params.cursor is None:
+        rows: list[Any] = []
+        if params.count:
+            stmt = (select(model).where(where).order_by(*_order(key, model, descending))
+                    .offset(params.start_index - 1).limit(params.count))
+            rows = list(session.scalars(stmt))
+        return ListPage(rows, total, params.start_index, len(rows))
+    return _cursor_page(session, model, where, params, key, total, resource, cursor_key)
+
+
+def _cursor_page(session: Session, model: type[User] | type[Group],
+                 where: ColumnElement[bool], params: ListParams, key: SortKey, total: int,
+                 resource: Resource, secret: bytes) -> ListPage:
+    """A keyset page after or before the cursor position (RFC 9865 §2.2)."""
+    descending = params.sort_order == "descending"
+    fingerprint = query_fingerprint(resource, params.filter, key.name, params.sort_order)
+    position = (decode_cursor(params.cursor, fingerprint, secret, key.type)
+                if params.cursor else None)
+    if params.count == 0:
+        return ListPage([], total, None, 0)
+    backward = position is not None and position.direction == "previous"
+    stmt = select(model, key.expr.label("sort_value")).where(where)
+    if position is not None:
+        stmt = stmt.where(_beyond(key, model, position, descending))
+    stmt = stmt.order_by(*_order(key, model, descending, backward)).limit(params.count + 1)
+    found = [(row[0], row[1]) for row in session.execute(stmt)]
+    more = len(found) > params.count
+    found = found[:params.count]
+    if backward:
+        found.reverse()
+
+    def cursor_at(index: int, direction: Literal["next", "previous"]) -> str:
+        obj, value = found[index]
+        return encode_cursor(Position(direction, _plain(value), obj.id), fingerprint, secret)
+
+    next_cursor = previous_cursor = None
+    if found:
+        if more or backward:
+            next_cursor = cursor_at(-1, "next")
+        if position is not None and (more or not backward):
+            previous_cursor = cursor_at(0, "previous")
+    rows = [obj for obj, _ in found]
+    return ListPage(rows, total, None, len(rows), next_cursor, previous_cursor)
+
+
+def _plain(value: Any) -> CursorValue:
+    if value is None or isinstance(value, str | bool | datetime):
+        return value
+    return str(value)
+
+
+def _order(key: SortKey, model: type[User] | type[Group], descending: bool,
+           backward: bool = False) -> list[ColumnElement[Any]]:
+    """ORDER BY (sort value, id), missing values last (RFC 7644 §3.4.2.3); reversed if backward."""
+    flip = operator.methodcaller("desc" if descending != backward else "asc")
+    order = [flip(key.expr), flip(model.id)]
+    if key.nullable:
+        # NULLs sort first on SQLite and last on PostgreSQL: order by the flag explicitly.
+        flag = key.expr.is_(None)
+        order.insert(0, flag.desc() if backward else flag.asc())
+    return order
+
+
+def _beyond(key: SortKey, model: type[User] | type[Group], position: Position,
+            descending: bool) -> ColumnElement[bool]:
+    """Rows strictly after (or before) the position in the (nulls flag, value, id) order."""
+    forward = position.direction == "next"
+    after = forward != descending
+    cmp = operator.gt if after else operator.lt
+    value = literal(position.value, key.expr.type) if position.value is not None else None
+    row_id = literal(position.id, model.id.type)
+    if not key.nullable:
+        return cmp(tuple_(key.expr, model.id), tuple_(value, row_id))
+    if value is None:
+        if forward:
+            return and_(key.expr.is_(None), cmp(model.id, row_id))
+        return or_(key.expr.is_not(None), and_(key.expr.is_(None), cmp(model.id, row_id)))
+    same = and_(key.expr == value, cmp(model.id, row_id))
+    if forward:
+        return or_(key.expr.is_(None), cmp(key.expr, value), same)
+    return or_(cmp(key.expr, value), same)
+
+
+def list_response(page: ListPage, resources: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ListResponse message (RFC 7644 §3.4.2, with RFC 9865 §2.2 cursors)."""
+    body: dict[str, Any] = {"schemas": [LIST_RESPONSE], "totalResults": page.total_results,
+                            "itemsPerPage": page.items_per_page}
+    if page.start_index is not None:
+        body["startIndex"] = page.start_index
+    if page.next_cursor:
+        body["nextCursor"] = page.next_cursor
+    if page.previous_cursor:
+        body["previousCursor"] = page.previous_cursor
+    body["Resources"] = resources
+    return body
