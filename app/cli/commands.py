@@ -20,3 +20,8 @@ def register() -> None:
 
     for command in issue7_commands():
         cli.add_command(command)
+    from app.cli.connection import connection  # issue 8: SSO connections and traces
+    from app.cli.sso import sso
+
+    for command in (connection, sso):
+        cli.add_command(command)

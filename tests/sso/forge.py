@@ -143,3 +143,18 @@ def tostring(doc: etree._Element) -> str:
 def clone(element: etree._Element) -> etree._Element:
     """A deep copy of an element, for wrapping attacks."""
     return copy.deepcopy(element)
+
+
+def idp_metadata(certs: list[str], entity_id: str = IDP_ENTITY, sso_url: str = IDP_SSO) -> str:
+    """IdP metadata (SAML Metadata §2.4.3) with one signing KeyDescriptor per cert."""
+    descriptors = "".join(
+        '<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>'
+        f"{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+        for cert in certs)
+    return (
+        '<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
+        f'xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{entity_id}">'
+        '<md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">'
+        f"{descriptors}"
+        '<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" '
+        f'Location="{sso_url}"/></md:IDPSSODescriptor></md:EntityDescriptor>')

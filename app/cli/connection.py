@@ -1,0 +1,137 @@
+"""`roster connection`: SSO connections of an organization, IdP metadata and email domains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
+from app.directory.directories import get_directory
+from app.directory.organizations import get_organization
+from app.sso.connections import (
+    MATCH_BY,
+    POLICIES,
+    add_domain,
+    apply_idp_metadata,
+    create_connection,
+    fetch_metadata,
+    get_connection,
+    list_connections,
+    refresh_metadata,
+    verify_domain,
+)
+from app.sso.saml import SpUrls
+
+
+@click.group()
+def connection() -> None:
+    """SSO connections (SAML or OIDC) through which employees sign in."""
+
+
+@connection.command("create")
+@click.option("--org", "org_ref", required=True, help="Organization slug or id.")
+@click.option("--name", required=True, help="Connection name, unique in the organization.")
+@click.option("--protocol", type=click.Choice(["saml", "oidc"]), default="saml")
+@click.option("--policy", type=click.Choice(POLICIES), default="scim",
+              help="scim: the user must be provisioned and active; jit: create/update it.")
+@click.option("--match-by", type=click.Choice(MATCH_BY), default="email")
+@click.option("--directory", "directory_ref", default=None,
+              help="Directory users are read from (and JIT users written to).")
+@click.option("--idp-initiated/--no-idp-initiated", default=False,
+              help="Accept unsolicited Responses (IdP-initiated login).")
+@click.option("--sign-requests/--no-sign-requests", default=False,
+              help="Sign AuthnRequests with the deployment's SP key.")
+@pass_ctx
+def create(ctx: CliContext, org_ref: str, name: str, protocol: str, policy: str,
+           match_by: str, directory_ref: str | None, idp_initiated: bool,
+           sign_requests: bool) -> None:
+    """Create a connection and print the SP URLs to give the IdP admin."""
+    with ctx.transaction() as session:
+        org = get_organization(session, org_ref)
+        directory_id = get_directory(session, directory_ref, org).id if directory_ref else None
+        conn = create_connection(session, org, name, protocol, ctx.actor, login_policy=policy,
+                                 match_by=match_by, directory_id=directory_id,
+                                 allow_idp_initiated=idp_initiated, sign_requests=sign_requests)
+        click.echo(f"connection {conn.name} created (id {conn.id})")
+        if protocol == "saml":
+            urls = SpUrls.of(ctx.settings["app"]["base_url"], conn.id)
+            click.echo(f"SP entity id / metadata: {urls.entity_id}")
+            click.echo(f"ACS (HTTP-POST):         {urls.acs}")
+
+
+@connection.command("list")
+@click.option("--org", "org_ref", required=True, help="Organization slug or id.")
+@pass_ctx
+def list_(ctx: CliContext, org_ref: str) -> None:
+    """List an organization's connections."""
+    with ctx.transaction() as session:
+        org = get_organization(session, org_ref)
+        rows = [{"id": c.id, "name": c.name, "protocol": c.protocol, "policy": c.login_policy,
+                 "idp": c.idp_entity_id or c.oidc_discovery_url or "-",
+                 "certs": len(c.idp_certs)} for c in list_connections(session, org)]
+    echo_table(rows, ["id", "name", "protocol", "policy", "idp", "certs"])
+
+
+@connection.group("metadata")
+def metadata() -> None:
+    """SAML IdP metadata: import from a file or an https URL, refresh from the URL."""
+
+
+@metadata.command("import")
+@click.argument("connection_id")
+@click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", default=None, help="https URL of the IdP metadata (kept for refresh).")
+@click.option("--entity-id", default=None, help="Pick this IdP in a metadata aggregate.")
+@pass_ctx
+@command_errors
+def import_(ctx: CliContext, connection_id: str, file_: Path | None, url: str | None,
+            entity_id: str | None) -> None:
+    """Import the IdP's entity id, SSO URL and signing certificates."""
+    if bool(file_) == bool(url):
+        raise click.UsageError("give exactly one of --file or --url")
+    xml = file_.read_text() if file_ else fetch_metadata(url or "")
+    with ctx.transaction() as session:
+        conn = get_connection(session, connection_id)
+        if url:
+            conn.metadata_url = url
+        apply_idp_metadata(session, conn, xml, ctx.actor, entity_id=entity_id)
+        click.echo(f"imported {conn.idp_entity_id}: {len(conn.idp_certs)} signing "
+                   f"certificate(s), SSO {conn.idp_sso_url}")
+
+
+@metadata.command("refresh")
+@click.argument("connection_id")
+@pass_ctx
+def refresh(ctx: CliContext, connection_id: str) -> None:
+    """Re-read the IdP metadata from the connection's https URL."""
+    with ctx.transaction() as session:
+        conn = refresh_metadata(session, get_connection(session, connection_id), ctx.actor)
+        click.echo(f"refreshed {conn.idp_entity_id}: {len(conn.idp_certs)} certificate(s)")
+
+
+@connection.group("domain")
+def domain() -> None:
+    """Email domains that home-realm discovery routes to a connection."""
+
+
+@domain.command("add")
+@click.argument("connection_id")
+@click.argument("name")
+@pass_ctx
+def domain_add(ctx: CliContext, connection_id: str, name: str) -> None:
+    """Attach an email domain (not routed until verified)."""
+    with ctx.transaction() as session:
+        row = add_domain(session, get_connection(session, connection_id), name, ctx.actor)
+        click.echo(f"domain {row.domain} added (unverified)")
+
+
+@domain.command("verify")
+@click.argument("connection_id")
+@click.argument("name")
+@pass_ctx
+def domain_verify(ctx: CliContext, connection_id: str, name: str) -> None:
+    """Mark a domain verified by the operator: discovery routes it from now on."""
+    with ctx.transaction() as session:
+        row = verify_domain(session, get_connection(session, connection_id), name, ctx.actor)
+        click.echo(f"domain {row.domain} verified")

@@ -1,0 +1,44 @@
+"""`roster sso`: login traces for admins."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from app.cli.base import CliContext, echo_table, pass_ctx
+from app.directory.organizations import get_organization
+from app.sso.traces import list_traces, purge_traces, trace_dict
+
+
+@click.group()
+def sso() -> None:
+    """Single sign-on: failed-login traces."""
+
+
+@sso.command("traces")
+@click.option("--org", "org_ref", required=True, help="Organization slug or id.")
+@click.option("--reason", default=None, help="Only this reason (e.g. replay, bad_signature).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with payload.")
+@pass_ctx
+def traces(ctx: CliContext, org_ref: str, reason: str | None, limit: int,
+           as_json: bool) -> None:
+    """Failed logins of an organization, newest first, by correlation id."""
+    with ctx.transaction() as session:
+        org = get_organization(session, org_ref)
+        found = [trace_dict(t) for t in list_traces(session, org.id, limit=limit,
+                                                    reason=reason)]
+    if as_json:
+        for item in found:
+            click.echo(json.dumps(item, sort_keys=True))
+        return
+    echo_table(found, ["created_at", "correlation_id", "reason", "subject", "detail"])
+
+
+@sso.command("purge-traces")
+@pass_ctx
+def purge(ctx: CliContext) -> None:
+    """Delete traces older than sso.trace_retention_days."""
+    with ctx.transaction() as session:
+        click.echo(f"{purge_traces(session)} trace(s) deleted")

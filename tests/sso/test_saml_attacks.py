@@ -1,0 +1,191 @@
+"""The SAML attack corpus: each hostile Response is refused, traced with its own reason,
+and leaves no session behind."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+from tests.conftest import rows
+from tests.sso import forge
+from tests.sso.conftest import claims_for, post_response, provision, saml_connection, start
+
+
+def _refused(db, resp, reason: str) -> None:
+    """403 page with a correlation id that names a trace carrying ``reason``; no session."""
+    assert resp.status_code == 403, resp.text
+    match = re.search(r'id=correlation-id>([0-9a-f-]{36})<', resp.text)
+    assert match, resp.text
+    trace = rows(db, "SELECT reason, payload FROM sso_login_traces WHERE id = :i",
+                 i=match.group(1))
+    assert [t.reason for t in trace] == [reason]
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 0
+
+
+def _setup(db, tenant, keys, web):
+    provision(db, tenant)
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
+    return conn, claims_for(conn, in_response_to=start(web, conn))
+
+
+def test_unsigned_assertion_is_refused(db, tenant, keys, web):
+    """No signature anywhere: signed assertions are required."""
+    conn, claims = _setup(db, tenant, keys, web)
+    xml = forge.response_xml(claims, [forge.assertion_xml(claims)])
+    _refused(db, post_response(web, conn, forge.b64(xml)), "unsigned_assertion")
+
+
+def test_signed_response_with_unsigned_assertion_is_refused(db, tenant, keys, web):
+    """A signed Response does not stand in for the signed assertion we require."""
+    conn, claims = _setup(db, tenant, keys, web)
+    xml = forge.sign(forge.response_xml(claims, [forge.assertion_xml(claims)]), keys.idp)
+    _refused(db, post_response(web, conn, forge.b64(xml)), "unsigned_assertion")
+
+
+def test_xsw_wrapped_assertion_is_refused(db, tenant, keys, web):
+    """XSW: the signed original hidden inside the signature, an evil assertion in its place."""
+    conn, claims = _setup(db, tenant, keys, web)
+    doc = forge.parse(forge.signed_response(claims, keys.idp))
+    original = doc.find("saml:Assertion", forge.NS)
+    evil = forge.clone(original)
+    evil.find("saml:Subject/saml:NameID", forge.NS).text = "mallory@acme.com"
+    evil.remove(evil.find("ds:Signature", forge.NS))
+    evil.set("ID", "_evil")
+    signature = original.find("ds:Signature", forge.NS)
+    holder = forge.clone(original)
+    signature.getparent().remove(signature)
+    original.getparent().replace(original, evil)
+    evil.insert(1, signature)
+    signature.append(holder)
+    _refused(db, post_response(web, conn, forge.b64(forge.tostring(doc))), "signature_wrapping")
+
+
+def test_unsigned_second_assertion_is_refused(db, tenant, keys, web):
+    """XSW: a valid signed assertion followed by an unsigned one naming someone else."""
+    conn, claims = _setup(db, tenant, keys, web)
+    signed = forge.sign(forge.assertion_xml(claims), keys.idp)
+    evil_claims = claims_for(conn, in_response_to=claims.in_response_to,
+                             name_id="mallory@acme.com")
+    xml = forge.response_xml(claims, [signed, forge.assertion_xml(evil_claims)])
+    _refused(db, post_response(web, conn, forge.b64(xml)), "signature_wrapping")
+
+
+def test_tampered_attribute_is_refused(db, tenant, keys, web):
+    """Changing one attribute value after signing breaks the digest."""
+    conn, claims = _setup(db, tenant, keys, web)
+    xml = forge.signed_response(claims, keys.idp).replace(">Buyers<", ">Administrators<")
+    assert ">Administrators<" in xml
+    _refused(db, post_response(web, conn, forge.b64(xml)), "bad_signature")
+
+
+def test_replayed_response_is_refused(db, tenant, keys, web):
+    """The same Response posted twice logs in once (InResponseTo already answered)."""
+    conn, claims = _setup(db, tenant, keys, web)
+    body = forge.b64(forge.signed_response(claims, keys.idp))
+    assert post_response(web, conn, body).status_code == 303
+    rows_before = rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n
+    resp = post_response(web, conn, body)
+    assert resp.status_code == 403
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == rows_before == 1
+    assert rows(db, "SELECT reason FROM sso_login_traces")[0].reason == "replay"
+
+
+def test_replayed_idp_initiated_assertion_is_refused_by_the_database_cache(db, tenant, keys,
+                                                                           web):
+    """Without InResponseTo, the assertion-id cache in the database stops the replay."""
+    provision(db, tenant)
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], allow_idp_initiated=True)
+    body = forge.b64(forge.signed_response(claims_for(conn), keys.idp))
+    assert post_response(web, conn, body).status_code in (200, 303)
+    resp = post_response(web, conn, body)
+    assert resp.status_code == 403
+    assert rows(db, "SELECT reason FROM sso_login_traces")[0].reason == "replay"
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 1
+
+
+def test_expired_assertion_is_refused(db, tenant, keys, web):
+    """NotOnOrAfter an hour ago is past any configured clock skew."""
+    conn, claims = _setup(db, tenant, keys, web)
+    claims.not_before, claims.not_on_or_after = timedelta(hours=-2), timedelta(hours=-1)
+    xml = forge.signed_response(claims, keys.idp)
+    _refused(db, post_response(web, conn, forge.b64(xml)), "expired")
+
+
+def test_wrong_audience_is_refused(db, tenant, keys, web):
+    """An assertion for another SP (another connection's entity id) is not for us."""
+    conn, claims = _setup(db, tenant, keys, web)
+    claims.audience = "https://other-sp.example/metadata"
+    xml = forge.signed_response(claims, keys.idp)
+    _refused(db, post_response(web, conn, forge.b64(xml)), "audience_mismatch")
+
+
+def test_wrong_destination_is_refused(db, tenant, keys, web):
+    """A Response addressed to another ACS URL is refused."""
+    conn, claims = _setup(db, tenant, keys, web)
+    xml = forge.signed_response(claims, keys.idp, destination="https://other-sp.example/acs")
+    _refused(db, post_response(web, conn, forge.b64(xml)), "destination_mismatch")
+
+
+def test_wrong_recipient_is_refused(db, tenant, keys, web):
+    """SubjectConfirmationData Recipient must be our ACS."""
+    conn, claims = _setup(db, tenant, keys, web)
+    xml = forge.signed_response(claims, keys.idp).replace(
+        f'Recipient="{claims.acs}"', 'Recipient="https://other-sp.example/acs"')
+    # Re-sign so only the recipient is wrong, not the signature.
+    doc = forge.parse(xml)
+    assertion = doc.find("saml:Assertion", forge.NS)
+    assertion.remove(assertion.find("ds:Signature", forge.NS))
+    signed = forge.sign(forge.tostring(assertion), keys.idp)
+    xml = forge.response_xml(claims, [signed])
+    _refused(db, post_response(web, conn, forge.b64(xml)), "recipient_mismatch")
+
+
+def test_unsolicited_response_with_unknown_in_response_to_is_refused(db, tenant, keys, web):
+    """InResponseTo naming a request we never issued is refused, even if signed."""
+    provision(db, tenant)
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], allow_idp_initiated=True)
+    xml = forge.signed_response(claims_for(conn, in_response_to="_never_issued"), keys.idp)
+    _refused(db, post_response(web, conn, forge.b64(xml)), "unknown_in_response_to")
+
+
+def test_request_of_another_connection_does_not_answer(db, tenant, keys, web):
+    """An AuthnRequest id issued for connection A cannot be used at connection B's ACS."""
+    provision(db, tenant)
+    first = saml_connection(db, tenant, [keys.idp.cert_b64])
+    second = saml_connection(db, tenant, [keys.idp.cert_b64])
+    request_id = start(web, first)
+    xml = forge.signed_response(claims_for(second, in_response_to=request_id), keys.idp)
+    _refused(db, post_response(web, second, forge.b64(xml)), "unknown_in_response_to")
+
+
+def test_certificate_that_is_not_configured_is_refused(db, tenant, keys, web):
+    """A well-formed signature by a key the connection does not trust is refused."""
+    conn, claims = _setup(db, tenant, keys, web)
+    xml = forge.signed_response(claims, keys.rogue)
+    _refused(db, post_response(web, conn, forge.b64(xml)), "untrusted_certificate")
+
+
+def test_garbage_is_refused_without_a_server_error(db, tenant, keys, web):
+    """Not base64, not XML, or an empty form: a refused page and a trace, never a 500."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
+    for body in ("!!!", forge.b64("<not-xml"), forge.b64("<a/>"), ""):
+        resp = post_response(web, conn, body)
+        assert resp.status_code == 403, body
+    reasons = {r.reason for r in rows(db, "SELECT reason FROM sso_login_traces")}
+    assert reasons == {"malformed_response"}
+
+
+def test_trace_keeps_a_redacted_copy_of_the_response(db, tenant, keys, web):
+    """The trace shows structure and attribute names; values are masked."""
+    conn, claims = _setup(db, tenant, keys, web)
+    xml = forge.signed_response(claims, keys.rogue)
+    post_response(web, conn, forge.b64(xml))
+    payload = rows(db, "SELECT payload FROM sso_login_traces")[0].payload
+    if isinstance(payload, str):
+        payload = json.loads(payload)
+    response = payload["response"]
+    assert response["in_response_to"] == claims.in_response_to
+    assert response["attributes"]["email"] == ["a***@acme.com"]
+    assert response["name_id"] == ["a***@acme.com"]
+    assert "alice" not in str(payload)
