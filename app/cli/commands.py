@@ -20,6 +20,9 @@ def register() -> None:
 
     for command in issue7_commands():
         cli.add_command(command)
+    from app.cli.mapping import register_mapping_commands  # issue 6: mapping, role, user
+
+    register_mapping_commands()
     from app.cli.connection import connection  # issue 8: SSO connections and traces
     from app.cli.sso import sso
 

@@ -1,0 +1,97 @@
+"""Effective access and explanations: grants, permissions, parameters, why, approver chain."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.errors import NotFound
+from app.mapping.access import effective_access, explain_lines, find_user
+from app.models import Organization, User
+
+RULES = {"rules": [
+    {"id": "tokyo-buyers", "priority": 10, "role": "buyer", "unit": "Engineering/Tokyo",
+     "match": {"all": [{"group": "Tokyo Buyers"}, {"attribute": "country", "value": "JP"}]},
+     "parameters": {"spending_limit": {"amount": "5000", "currency": "EUR"}}},
+    {"id": "eng-approvers", "priority": 5, "role": "approver", "unit": "Engineering",
+     "match": {"group": "Approvers"}},
+    {"id": "tokyo-approvers", "priority": 5, "role": "approver", "unit": "Engineering/Tokyo",
+     "match": {"group": "Tokyo Approvers"},
+     "parameters": {"approval_limit": {"amount": "2000", "currency": "EUR"}}},
+]}
+
+
+@pytest.fixture
+def people(world):
+    """alice buys in Tokyo; bob is her manager, carol his; dave and erin approve above her."""
+    carol = world.user("carol")
+    bob = world.user("bob", manager_id=carol)
+    alice = world.user("alice", manager_id=bob, display_name="Alice A.",
+                       addresses=[{"type": "work", "locality": "Tokyo", "country": "JP"}])
+    dave, erin = world.user("dave"), world.user("erin")
+    world.group("Tokyo Buyers", [alice])
+    world.group("Approvers", [dave])
+    world.group("Tokyo Approvers", [erin])
+    world.apply(RULES)
+    return {"alice": alice, "bob": bob, "carol": carol}
+
+
+def access_of(world, user_id):
+    """effective_access for one user, read in its own transaction."""
+    with world.db.transaction() as s:
+        return effective_access(s, s.get(User, user_id))
+
+
+def test_access_lists_grants_with_permissions_parameters_and_reason(world, people):
+    """Each grant has its unit path, the role's permissions, effective parameters and why."""
+    access = access_of(world, people["alice"])
+    [grant] = access["grants"]
+    assert grant["unit"]["path"] == "Engineering/Tokyo"
+    assert "orders.place" in grant["permissions"]
+    assert grant["parameters"] == {"spending_limit": {"amount": "5000", "currency": "EUR"},
+                                   "approval_threshold": {"amount": "500.00",
+                                                          "currency": "EUR"}}
+    why = grant["why"]
+    assert (why["kind"], why["rule"], why["priority"]) == ("rule", "tokyo-buyers", 10)
+    assert {"attribute": "country", "value": "JP"} in why["matched"]
+    assert any(m.get("group") == "Tokyo Buyers" for m in why["matched"])
+    assert why["since"]
+
+
+def test_approver_chain_from_managers_and_approver_grants(world, people):
+    """Managers upward, then approvers nearest the user's unit first."""
+    chain = access_of(world, people["alice"])["approvers"]
+    assert [(m["user_name"], m["level"]) for m in chain["managers"]] == [("bob", 1),
+                                                                          ("carol", 2)]
+    assert [(a["user_name"], a["unit"]) for a in chain["approvers"]] == [
+        ("erin", "Engineering/Tokyo"), ("dave", "Engineering")]
+    assert chain["approvers"][0]["approval_limit"] == {"amount": "2000", "currency": "EUR"}
+
+
+def test_manager_cycles_end(world, people):
+    """A manager cycle in the IdP data does not loop."""
+    with world.db.transaction() as s:
+        s.get(User, people["carol"]).manager_id = people["alice"]
+    managers = access_of(world, people["alice"])["approvers"]["managers"]
+    assert [m["user_name"] for m in managers] == ["bob", "carol"]
+
+
+def test_explain_in_words(world, people):
+    """The explanation names the role, unit, rule, matched group and attribute, approvers."""
+    text = "\n".join(explain_lines(access_of(world, people["alice"])))
+    assert "alice (Alice A.) is active and holds 1 grant." in text
+    assert "Buyer in Engineering/Tokyo since" in text
+    assert 'rule tokyo-buyers (priority 10) because member of group "Tokyo Buyers" and ' \
+           'country is "JP"' in text
+    assert "spending_limit 5000 EUR" in text
+    assert "manager (level 1): bob" in text
+    assert "approver in Engineering/Tokyo: erin, approval limit 2000 EUR" in text
+
+
+def test_find_user_by_name_email_or_id(world, people):
+    """Users are found by id or userName; other organizations' users are not."""
+    with world.db.transaction() as s:
+        org = s.get(Organization, world.org_id)
+        assert find_user(s, org, "ALICE").id == people["alice"]
+        assert find_user(s, org, people["bob"]).user_name == "bob"
+        with pytest.raises(NotFound):
+            find_user(s, org, "nobody")

@@ -1,0 +1,116 @@
+"""`roster mapping apply|list`, `roster user explain` and `roster role add|list` end to end."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import cli
+from app.cli.commands import register
+from tests.conftest import rows
+
+register()
+
+RULES = """
+[policy]
+on_loss = "nothing"
+
+[[rules]]
+id = "buyers"
+priority = 5
+role = "buyer"
+unit = "Engineering"
+match = { group = "Buyers" }
+parameters = { spending_limit = { amount = "750", currency = "EUR" } }
+"""
+
+
+@pytest.fixture
+def run(world):
+    """Invoke `roster ...` against the suite's database."""
+    runner = CliRunner()
+
+    def _run(*args: str, ok: bool = True):
+        result = runner.invoke(cli, list(args), env={"ROSTER_DATABASE__URL": world.db.url},
+                               catch_exceptions=False)
+        assert (result.exit_code == 0) is ok, result.output
+        assert "Traceback" not in result.output
+        return result
+
+    return _run
+
+
+def test_dry_run_then_apply_then_list(world, run, tmp_path):
+    """--dry-run shows the gains and writes nothing; apply stores; list shows rules."""
+    alice = world.user("alice")
+    world.group("Buyers", [alice])
+    path = tmp_path / "rules.toml"
+    path.write_text(RULES)
+    out = run("mapping", "apply", str(path), "--org", "acme", "--dry-run").output
+    assert "+ alice: buyer in Engineering [approval_threshold=500.00 EUR, " \
+           "spending_limit=750 EUR]" in out
+    assert "dry run, nothing written: 1 users evaluated, 1 grants added" in out
+    assert rows(world.db, "SELECT count(*) AS n FROM grants")[0].n == 0
+    out = run("mapping", "apply", str(path), "--org", "acme").output
+    assert "applied: 1 users evaluated, 1 grants added" in out
+    assert rows(world.db, "SELECT count(*) AS n FROM grants")[0].n == 1
+    out = run("mapping", "list", "--org", "acme").output
+    assert "buyers" in out
+    assert "users losing every grant: nothing" in out
+    assert "revision 1 applied" in out
+
+
+def test_apply_refusal_and_force(world, run, tmp_path):
+    """Removing everyone's grants is refused with the names; --force applies."""
+    alice = world.user("alice")
+    world.group("Buyers", [alice])
+    (tmp_path / "rules.toml").write_text(RULES)
+    (tmp_path / "empty.toml").write_text("rules = []\n")
+    run("mapping", "apply", str(tmp_path / "rules.toml"), "--org", "acme")
+    out = run("mapping", "apply", str(tmp_path / "empty.toml"), "--org", "acme",
+              ok=False).output
+    assert "refused: 1 of 1 users (100%, limit 20%) would lose every grant: alice" in out
+    assert rows(world.db, "SELECT count(*) AS n FROM grants")[0].n == 1
+    run("mapping", "apply", str(tmp_path / "empty.toml"), "--org", "acme", "--force")
+    assert rows(world.db, "SELECT count(*) AS n FROM grants")[0].n == 0
+
+
+def test_bad_file_is_one_line(world, run, tmp_path):
+    """A malformed rule file is one error line naming the problem."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("rules:\n  - id: x\n    role: buyer\n    unit: Engineering\n"
+                    "    match: {attribute: salary, value: '1'}\n")
+    out = run("mapping", "apply", str(path), "--org", "acme", ok=False).output
+    assert "rules[0].match.attribute: 'salary' is not one of" in out
+
+
+def test_user_explain(world, run, tmp_path):
+    """`user explain` prints the grants and reasons in words."""
+    alice = world.user("alice")
+    world.group("Buyers", [alice])
+    (tmp_path / "rules.toml").write_text(RULES)
+    run("mapping", "apply", str(tmp_path / "rules.toml"), "--org", "acme")
+    out = run("user", "explain", "alice", "--org", "acme").output
+    assert 'Buyer in Engineering since' in out
+    assert 'rule buyers (priority 5) because member of group "Buyers"' in out
+    assert '"grants"' in run("user", "explain", alice, "--org", "acme", "--json").output
+    assert "does not exist" in run("user", "explain", "zed", "--org", "acme", ok=False).output
+
+
+def test_role_add_and_list(world, run):
+    """Custom roles are validated: unknown permissions and bad parameters are refused."""
+    run("role", "add", "night_buyer", "--org", "acme", "--name", "Night buyer",
+        "--permission", "orders.place", "--param", "night_limit=money:300 EUR",
+        "--param", "max_orders=int:4", "--param", "rush=bool:false")
+    out = run("role", "list", "--org", "acme").output
+    assert "night_buyer" in out
+    assert "night_limit=300 EUR" in out
+    out = run("role", "add", "x", "--org", "acme", "--permission", "orders.teleport",
+              ok=False).output
+    assert "unknown permissions orders.teleport" in out
+    out = run("role", "add", "y", "--org", "acme", "--permission", "orders.place",
+              "--param", "n=int:many", ok=False).output
+    assert "'many' is not an integer" in out
+    out = run("role", "add", "z", "--org", "acme", "--permission", "orders.place",
+              "--param", "m=money:5 euros", ok=False).output
+    assert "currency must be an ISO 4217 code" in out
