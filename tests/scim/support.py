@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from typing import Any
 
+from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
 from tests.conftest import Tenant
 
@@ -92,3 +97,16 @@ def assert_error(response: Any, status: int, scim_type: str | None = None) -> di
     if scim_type is not None:
         assert body.get("scimType") == scim_type, body
     return body
+
+
+@contextlib.contextmanager
+def live_server(app: Flask) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 (threaded werkzeug) and yield its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)

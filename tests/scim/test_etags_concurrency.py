@@ -1,0 +1,136 @@
+"""ETags (RFC 7644 §3.14) and concurrent creates of the same userName."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+
+from app.directory.users import UserInput, create_user
+from app.errors import Conflict
+from app.models import Directory
+from tests.conftest import OPERATOR, rows
+from tests.scim.support import CORE_GROUP, PATCH_OP, Scim, assert_error, live_server, user_body
+
+
+@pytest.fixture
+def scim(client, tenant):
+    """A SCIM client for the acme tenant."""
+    return Scim(client, tenant)
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+def test_stale_if_match_is_412_and_changes_nothing(scim, db, method):
+    """If-Match with an old version: 412 on PUT, PATCH and DELETE; the row is unchanged."""
+    user = scim.create_user()
+    scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": "displayName", "value": "v2"}]})
+    body = {"PUT": user_body(), "DELETE": None,
+            "PATCH": {"schemas": [PATCH_OP], "Operations": [
+                {"op": "replace", "path": "displayName", "value": "v3"}]}}[method]
+    response = scim.request(method, f"/Users/{user['id']}", body,
+                            headers={"If-Match": 'W/"1"'})
+    assert_error(response, 412)
+    assert rows(db, "SELECT display_name, version, deleted_at FROM users")[0] == ("v2", 2, None)
+
+
+def test_current_if_match_succeeds_and_version_advances(scim):
+    """If-Match with the current ETag applies; the new ETag is returned."""
+    user = scim.create_user()
+    response = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": "displayName", "value": "v2"}]},
+        headers={"If-Match": user["meta"]["version"]})
+    assert response.status_code == 200
+    assert response.headers["ETag"] == response.get_json()["meta"]["version"] == 'W/"2"'
+    assert scim.put(f"/Users/{user['id']}", user_body(),
+                    headers={"If-Match": "*"}).status_code == 200
+
+
+def test_group_versions_follow_membership_changes(scim):
+    """Adding a member changes the group's version, so stale If-Match on groups is 412."""
+    group = scim.create_group("Buyers")
+    member = scim.create_user()
+    added = scim.patch(f"/Groups/{group['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "add", "path": "members", "value": [{"value": member["id"]}]}]},
+        headers={"If-Match": 'W/"1"'})
+    assert added.status_code == 204
+    assert added.headers["ETag"] == 'W/"2"'
+    assert_error(scim.put(f"/Groups/{group['id']}", {"schemas": [CORE_GROUP],
+                                                     "displayName": "X"},
+                          headers={"If-Match": 'W/"1"'}), 412)
+    got = scim.get(f"/Groups/{group['id']}", headers={"If-None-Match": 'W/"2"'})
+    assert got.status_code == 304
+
+
+def _post(url, token, body):
+    request = urllib.request.Request(
+        url + "/scim/v2/Users", data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_concurrent_creates_of_one_user_name_give_one_201_and_one_409(app, tenant, db):
+    """Two simultaneous POSTs (different case) over real HTTP: exactly one wins."""
+    for attempt in range(3):
+        names = [f"race{attempt}@acme.example", f"RACE{attempt}@ACME.example"]
+        results: list[tuple[int, dict]] = []
+        barrier = threading.Barrier(2)
+
+        def create(name, url, barrier=barrier, results=results):
+            barrier.wait()
+            results.append(_post(url, tenant.token, user_body(name)))
+
+        with live_server(app) as url:
+            threads = [threading.Thread(target=create, args=(n, url)) for n in names]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=30)
+        assert sorted(status for status, _ in results) == [201, 409]
+        conflict = next(body for status, body in results if status == 409)
+        assert (conflict["status"], conflict["scimType"]) == ("409", "uniqueness")
+    assert rows(db, "SELECT count(*) FROM users")[0][0] == 3
+
+
+def test_racing_sessions_hit_the_unique_index_and_get_conflict(db, tenant):
+    """Session B checks before A commits; the unique index still turns B into a Conflict."""
+    a_flushed, a_may_commit = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def session_a():
+        with db.transaction() as session:
+            directory = session.get(Directory, tenant.directory.id)
+            create_user(session, directory, UserInput({"user_name": "dup@acme.example"}),
+                        OPERATOR)
+            a_flushed.set()
+            a_may_commit.wait(timeout=10)
+        outcome["a"] = "committed"
+
+    def session_b():
+        a_flushed.wait(timeout=10)
+        # A commits shortly after B started (B's check or insert is waiting on A by then).
+        threading.Timer(0.3, a_may_commit.set).start()
+        try:
+            with db.transaction() as session:
+                directory = session.get(Directory, tenant.directory.id)
+                create_user(session, directory, UserInput({"user_name": "DUP@acme.example"}),
+                            OPERATOR)
+            outcome["b"] = "committed"
+        except Conflict as exc:
+            outcome["b"] = exc
+
+    threads = [threading.Thread(target=session_a), threading.Thread(target=session_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert outcome["a"] == "committed"
+    assert isinstance(outcome["b"], Conflict)
+    assert rows(db, "SELECT count(*) FROM users")[0][0] == 1
