@@ -28,8 +28,8 @@ def service_provider_config(base_url: str, docs_url: str, scim: dict[str, Any], 
         "schemas": [SPC_SCHEMA],
         "documentationUri": docs_url,
         "patch": {"supported": patch},
-        # Bulk (RFC 7644 §3.7) is not implemented yet.
-        "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {"supported": True, "maxOperations": scim["bulk_max_operations"],
+                 "maxPayloadSize": scim["bulk_max_payload_bytes"]},  # app/scim/bulk.py
         "filter": {"supported": filtering, "maxResults": scim["max_filter_results"]},
         "changePassword": {"supported": False},
         "sort": {"supported": sort},

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from app.errors import Conflict, DomainError, InvalidInput, NotFound, PreconditionFailed
-from app.scim import discovery, group_views, list_views, user_views
+from app.scim import bulk, discovery, group_views, list_views, user_views
 from app.scim.errors import ScimError, error_response, scim_response
 from app.scim.http import base_url, scim_settings, unit_of_work
 from app.scim.schema import SCHEMAS
@@ -118,6 +118,7 @@ _route("/Groups/<group_id>", "group", {
     "GET": group_views.get_group, "PUT": group_views.replace_group,
     "PATCH": group_views.patch_group, "DELETE": group_views.delete_group})
 _route("/.search", "root_search", {"POST": list_views.search_root})
+_route("/Bulk", "bulk", {"POST": bulk.bulk})  # RFC 7644 §3.7 (issue 5)
 bp.add_url_rule("/", "unknown_root", unknown, methods=ALL_METHODS,
                 provide_automatic_options=False)
 bp.add_url_rule("/<path:path>", "unknown", unknown, methods=ALL_METHODS,

@@ -16,7 +16,7 @@ def scim(client, tenant):
 
 
 def test_service_provider_config_advertises_what_is_implemented(scim, app):
-    """patch, filter, sort, etag on; bulk and changePassword off; real limits."""
+    """patch, filter, sort, etag, bulk on; changePassword off; real limits."""
     response = scim.get("/ServiceProviderConfig")
     assert response.status_code == 200
     assert response.mimetype == SCIM
@@ -24,7 +24,8 @@ def test_service_provider_config_advertises_what_is_implemented(scim, app):
     settings = app.config["ROSTER"]["scim"]
     assert body["schemas"] == [SPC]
     assert body["patch"] == {"supported": True}
-    assert body["bulk"]["supported"] is False
+    assert body["bulk"] == {"supported": True, "maxOperations": settings["bulk_max_operations"],
+                            "maxPayloadSize": settings["bulk_max_payload_bytes"]}
     assert body["filter"] == {"supported": True, "maxResults": settings["max_filter_results"]}
     assert body["sort"] == {"supported": True}
     assert body["etag"] == {"supported": True}

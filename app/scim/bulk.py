@@ -1,0 +1,240 @@
+"""POST /scim/v2/Bulk (RFC 7644 §3.7): many operations, each in its own transaction.
+
+Every operation is dispatched to the very view that serves it on its own URL (same
+parsing, dialect normalisation, validation, ETags, errors and transaction), inside a
+nested request context, so Bulk cannot drift from the single-resource behaviour. A
+failing operation rolls back alone; the ones before it stay committed (§3.7.3).
+``bulkId:<id>`` references in paths and data are resolved from earlier POSTs; an
+operation whose reference is created later in the request waits for it (§3.7.2).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Response, current_app, request
+from werkzeug.test import EnvironBuilder
+
+from app.scim.errors import ERROR_SCHEMA, ScimError, scim_response
+from app.scim.http import base_url, scim_settings, unit_of_work
+from app.scim.request import json_body
+
+BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
+BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
+METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_PATH = re.compile(r"^/(Users|Groups)(/[^/?#]+)?$")
+_REF = re.compile(r"bulkId:([^/\"\s]+)")
+
+
+@dataclass
+class _Operation:
+    """One validated operation of the request, as the client sent it."""
+
+    index: int
+    method: str
+    path: str
+    bulk_id: str | None
+    version: str | None
+    data: Any
+    refs: set[str] = field(default_factory=set)
+
+
+class _OperationError(Exception):
+    def __init__(self, status: int, detail: str, scim_type: str | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.scim_type = status, detail, scim_type
+
+
+def _limits() -> tuple[int, int]:
+    scim = scim_settings()
+    return scim["bulk_max_operations"], scim["bulk_max_payload_bytes"]
+
+
+def bulk() -> Response:
+    """RFC 7644 §3.7: run the operations, answer a BulkResponse with a status per operation."""
+    with unit_of_work(readonly=True):
+        pass  # authenticate first: a bad token is one 401, not one per operation
+    max_ops, max_bytes = _limits()
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise ScimError(413, f"the bulk request is larger than maxPayloadSize ({max_bytes} "
+                             "bytes)")
+    payload = json_body(max_bytes)
+    raw_ops = payload.get("Operations", payload.get("operations"))
+    if not isinstance(raw_ops, list):
+        raise ScimError(400, "a BulkRequest needs an Operations array", "invalidSyntax")
+    if len(raw_ops) > max_ops:
+        raise ScimError(413, f"{len(raw_ops)} operations exceed maxOperations ({max_ops})",
+                        "tooMany")
+    fail_on_errors = payload.get("failOnErrors")
+    if fail_on_errors is not None and (not isinstance(fail_on_errors, int)
+                                       or isinstance(fail_on_errors, bool)
+                                       or fail_on_errors < 1):
+        raise ScimError(400, "failOnErrors must be a positive integer", "invalidValue")
+    results = _run(raw_ops, fail_on_errors)
+    return scim_response({"schemas": [BULK_RESPONSE],
+                          "Operations": [results[i] for i in sorted(results)]})
+
+
+def _run(raw_ops: list[Any], fail_on_errors: int | None) -> dict[int, dict[str, Any]]:
+    """Process in order; defer operations waiting for a bulkId created later (§3.7.2)."""
+    results: dict[int, dict[str, Any]] = {}
+    resolved: dict[str, str] = {}
+    pending: list[_Operation] = []
+    declared: set[str] = set()
+    errors = 0
+    for index, raw in enumerate(raw_ops):
+        try:
+            op = _parse(index, raw, declared)
+        except _OperationError as exc:
+            results[index] = _failure(raw if isinstance(raw, dict) else {}, exc)
+            errors += 1
+            if fail_on_errors and errors >= fail_on_errors:
+                return results
+            continue
+        pending.append(op)
+    progress = True
+    while pending and progress:
+        progress = False
+        for op in list(pending):
+            if (op.refs - resolved.keys()) & _still_possible(pending, op):
+                continue  # waits for an operation later in the list
+            pending.remove(op)
+            progress = True
+            results[op.index] = _execute(op, resolved)
+            if int(results[op.index]["status"]) >= 400:
+                errors += 1
+                if fail_on_errors and errors >= fail_on_errors:
+                    return results
+    for op in pending:  # circular references: nothing left can ever resolve them
+        results[op.index] = _failure(_echo(op), _OperationError(
+            409, f"bulkId references {sorted(op.refs)} cannot be resolved", "invalidValue"))
+    return results
+
+
+def _still_possible(pending: list[_Operation], waiting: _Operation) -> set[str]:
+    """bulkIds that pending POSTs other than ``waiting`` may still create."""
+    return {op.bulk_id for op in pending if op is not waiting and op.bulk_id}
+
+
+def _parse(index: int, raw: Any, declared: set[str]) -> _Operation:
+    if not isinstance(raw, dict):
+        raise _OperationError(400, "each operation must be an object", "invalidSyntax")
+    method = str(raw.get("method", "")).upper()
+    path = raw.get("path")
+    bulk_id = raw.get("bulkId")
+    if method not in METHODS:
+        raise _OperationError(400, f"method must be one of {', '.join(sorted(METHODS))}",
+                              "invalidValue")
+    if not isinstance(path, str) or not _PATH.match(_REF.sub("x", path)):
+        raise _OperationError(400, "path must be /Users, /Groups, /Users/{id} or "
+                                   "/Groups/{id}", "invalidPath")
+    is_collection = path.count("/") == 1
+    if (method == "POST") != is_collection:
+        raise _OperationError(400, f"{method} needs a path of "
+                              f"{'a resource type' if method == 'POST' else 'one resource'}",
+                              "invalidPath")
+    if method == "POST":
+        if not isinstance(bulk_id, str) or not bulk_id:
+            raise _OperationError(400, "a POST operation needs a bulkId (RFC 7644 §3.7)",
+                                  "invalidValue")
+        if bulk_id in declared:
+            raise _OperationError(400, f"bulkId {bulk_id!r} is used twice", "uniqueness")
+        declared.add(bulk_id)
+    data = raw.get("data")
+    if method != "DELETE" and not isinstance(data, dict):
+        raise _OperationError(400, f"a {method} operation needs a data object",
+                              "invalidSyntax")
+    version = raw.get("version")
+    refs = set(_REF.findall(path)) | set(_REF.findall(json.dumps(data)))
+    return _Operation(index, method, path, bulk_id if method == "POST" else None,
+                      version if isinstance(version, str) else None, data, refs)
+
+
+def _substitute(value: Any, resolved: dict[str, str]) -> Any:
+    """Replace every ``bulkId:x`` with the id the POST of ``x`` created."""
+    if isinstance(value, str):
+        return _REF.sub(lambda m: resolved.get(m.group(1), m.group(0)), value)
+    if isinstance(value, list):
+        return [_substitute(v, resolved) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, resolved) for k, v in value.items()}
+    return value
+
+
+def _execute(op: _Operation, resolved: dict[str, str]) -> dict[str, Any]:
+    missing = op.refs - resolved.keys()
+    if missing:
+        return _failure(_echo(op), _OperationError(
+            409, f"bulkId {sorted(missing)[0]!r} did not create a resource", "invalidValue"))
+    path = _substitute(op.path, resolved)
+    response = _dispatch(op.method, path, _substitute(op.data, resolved), op.version)
+    out = _echo(op)
+    out["status"] = str(response.status_code)
+    body = _json(response)
+    if response.status_code >= 400:
+        out["response"] = body
+        return out
+    created_id = body.get("id") if isinstance(body, dict) else None
+    if op.bulk_id and isinstance(created_id, str):
+        resolved[op.bulk_id] = created_id
+    out["location"] = response.headers.get("Location") or f"{base_url()}{path}"
+    if response.headers.get("ETag"):
+        out["version"] = response.headers["ETag"]
+    return out
+
+
+def _dispatch(method: str, path: str, data: Any, version: str | None) -> Response:
+    """Serve one operation with the same view as its own URL, in a nested request."""
+    headers = {"Authorization": request.headers.get("Authorization", "")}
+    if version:
+        headers["If-Match"] = version
+    if agent := request.headers.get("User-Agent"):
+        headers["User-Agent"] = agent
+    builder = EnvironBuilder(path=f"/scim/v2{path}", method=method, headers=headers,
+                             base_url=request.host_url,
+                             data=None if data is None else json.dumps(data),
+                             content_type="application/scim+json" if data is not None
+                             else None)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        environ = builder.get_environ()
+    finally:
+        builder.close()
+    with app.request_context(environ):
+        try:
+            rv = app.dispatch_request()
+        except Exception as exc:
+            rv = app.handle_user_exception(exc)
+        result: Response = app.make_response(rv)
+        return result
+
+
+def _json(response: Response) -> Any:
+    try:
+        return json.loads(response.get_data()) if response.get_data() else {}
+    except ValueError:
+        return {}
+
+
+def _echo(op: _Operation) -> dict[str, Any]:
+    out: dict[str, Any] = {"method": op.method}
+    if op.bulk_id:
+        out["bulkId"] = op.bulk_id
+    return out
+
+
+def _failure(raw: dict[str, Any], exc: _OperationError) -> dict[str, Any]:
+    """A failed operation as §3.7.3 shows it: status and the SCIM error as response."""
+    out: dict[str, Any] = {"method": str(raw.get("method", ""))}
+    if isinstance(raw.get("bulkId"), str):
+        out["bulkId"] = raw["bulkId"]
+    error: dict[str, Any] = {"schemas": [ERROR_SCHEMA], "status": str(exc.status),
+                             "detail": exc.detail}
+    if exc.scim_type:
+        error["scimType"] = exc.scim_type
+    out["status"] = str(exc.status)
+    out["response"] = error
+    return out
