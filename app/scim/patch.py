@@ -23,7 +23,6 @@ Decisions where the RFC is silent or IdPs disagree with it:
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,7 +59,7 @@ class _Patch:
 def apply_patch(resource: dict[str, Any], body: Any, *, resource_type: ResourceType,
                 notes: list[str]) -> PatchResult:
     """Apply a PatchOp message to ``resource`` atomically (RFC 7644 §3.5.2)."""
-    state = _Patch(schemas_for(resource_type), resource_type, copy.deepcopy(resource), notes)
+    state = _Patch(schemas_for(resource_type), resource_type, _copy_json(resource), notes)
     for index, (op, path, value) in enumerate(_operations(body, notes)):
         try:
             _apply(state, op, path, value)
@@ -73,25 +72,32 @@ def apply_patch(resource: dict[str, Any], body: Any, *, resource_type: ResourceT
     return PatchResult(state.resource, tuple(state.member_changes), frozenset(touched))
 
 
-def _member(obj: dict[str, Any], name: str) -> tuple[bool, Any]:
-    """A message member looked up case-insensitively (Entra capitalises names)."""
-    for key, value in obj.items():
-        if key.lower() == name:
-            return True, value
-    return False, None
+def _members(obj: dict[str, Any]) -> dict[str, Any]:
+    """A message's members keyed case-insensitively (Entra capitalises names)."""
+    return {key.lower(): value for key, value in obj.items()}
+
+
+def _copy_json(value: Any) -> Any:
+    """A deep copy of JSON data; several times faster than copy.deepcopy on the hot path."""
+    if isinstance(value, dict):
+        return {key: _copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(item) for item in value]
+    return value
 
 
 def _operations(body: Any, notes: list[str]) -> list[tuple[Op, str | None, Any]]:
     """The checked (op, path, value) list of a PatchOp message (RFC 7644 §3.5.2)."""
     if not isinstance(body, dict):
         raise ScimError(400, "A PATCH body must be a JSON object", "invalidSyntax")
-    schemas = _member(body, "schemas")[1]
+    members = _members(body)
+    schemas = members.get("schemas")
     if not isinstance(schemas, list) or PATCH_OP.lower() not in {
             s.lower() for s in schemas if isinstance(s, str)}:
         raise ScimError(400, f"'schemas' must be [\"{PATCH_OP}\"]", "invalidSyntax")
-    if _member(body, "id")[0]:
+    if "id" in members:
         note(notes, dialect.STRAY_ID)
-    operations = _member(body, "operations")[1]
+    operations = members.get("operations")
     if not isinstance(operations, list) or not operations:
         raise ScimError(400, "'Operations' must be a non-empty list", "invalidSyntax")
     return [_operation(index, item, notes) for index, item in enumerate(operations)]
@@ -101,17 +107,18 @@ def _operation(index: int, item: Any, notes: list[str]) -> tuple[Op, str | None,
     where = f"Operations[{index}]"
     if not isinstance(item, dict):
         raise ScimError(400, f"{where} must be an object", "invalidSyntax")
-    op = _member(item, "op")[1]
+    members = _members(item)
+    op = members.get("op")
     if not isinstance(op, str) or op.lower() not in ("add", "remove", "replace"):
         raise ScimError(400, f"{where}: 'op' must be add, remove or replace", "invalidSyntax")
     if op != op.lower():
         note(notes, dialect.CAPITALISED_OP)
-    if _member(item, "name")[0]:
+    if "name" in members:
         note(notes, dialect.OPERATION_NAME)
-    path = _member(item, "path")[1]
+    path = members.get("path")
     if path is not None and not isinstance(path, str):
         raise ScimError(400, f"{where}: 'path' must be a string", "invalidPath")
-    has_value, value = _member(item, "value")
+    has_value, value = "value" in members, members.get("value")
     path = path if path and path.strip() else None
     if path is None and op.lower() != "remove" and not has_value:
         raise ScimError(400, f"{where}: {op} without a path needs a value", "invalidSyntax")
@@ -202,7 +209,7 @@ def _apply_opaque(state: _Patch, op: Op, path: Path, value: Any) -> None:
     if op == "remove" or value in (None, ""):
         container.pop(path.name, None)
     else:
-        container[path.name] = copy.deepcopy(value)
+        container[path.name] = _copy_json(value)
     if not container:
         state.resource.pop(path.urn or "", None)
 

@@ -23,7 +23,7 @@ Decisions (RFC 7643 / 7644 leave them open):
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -40,17 +40,22 @@ class ResourceSchemas:
 
     core: Schema
     extensions: tuple[Schema, ...]
+    _by_name: dict[str, Attribute] = field(init=False, repr=False, compare=False)
+    _by_urn: dict[str, Schema] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Lookups happen for every attribute of every request: index them once.
+        by_name = {a.name.lower(): a for a in (*COMMON, *self.core.attributes)}
+        object.__setattr__(self, "_by_name", by_name)
+        object.__setattr__(self, "_by_urn", {s.id.lower(): s for s in self.extensions})
 
     def attribute(self, name: str) -> Attribute | None:
         """The core or common attribute called ``name`` (case-insensitive, RFC 7643 §2.1)."""
-        lowered = name.lower()
-        return next((a for a in COMMON if a.name.lower() == lowered), None) or \
-            self.core.attribute(name)
+        return self._by_name.get(name.lower())
 
     def extension(self, urn: str) -> Schema | None:
         """The known extension schema with this URN (URNs compare case-insensitively)."""
-        lowered = urn.lower()
-        return next((s for s in self.extensions if s.id.lower() == lowered), None)
+        return self._by_urn.get(urn.lower())
 
     def split_urn_key(self, key: str) -> tuple[Schema, str] | None:
         """Split ``<urn>:<attr>`` into a known schema (core or extension) and the rest."""
@@ -245,24 +250,25 @@ def normalise_resource(body: Any, resource_type: ResourceType, *,
     core: dict[str, Any] = {}
     blocks: dict[str, dict[str, Any]] = {}
     for key, raw in body.items():
-        ext = known.extension(key)
-        if key.lower() == "schemas":
+        lowered = key.lower()
+        if not lowered.startswith("urn:"):
+            if lowered != "schemas":
+                core[key] = raw
             continue
+        ext = known.extension(key)
         if ext is not None:
             if not isinstance(raw, dict):
                 raise invalid(f"Extension '{ext.id}' must be an object")
             blocks.setdefault(ext.id, {}).update(raw)
-        elif key.lower() in KNOWN_URNS:
+        elif lowered in KNOWN_URNS:
             raise invalid(f"Schema '{key}' does not apply to {resource_type} resources")
         elif (split := known.split_urn_key(key)) is not None:
             schema, rest = split
             (core if schema is known.core else blocks.setdefault(schema.id, {}))[rest] = raw
-        elif key.lower().startswith("urn:"):
+        else:
             if not isinstance(raw, dict):
                 raise invalid(f"Extension '{key}' must be an object")
             out[key] = copy.deepcopy(raw)
-        else:
-            core[key] = raw
     out.update(normalise_object(known, core, notes=notes))
     for urn, raw_block in blocks.items():
         ext = next(s for s in known.extensions if s.id == urn)
