@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.types import TypeDecorator
 
 from app.errors import InvalidInput
 
@@ -58,11 +59,17 @@ def decode_cursor(cursor: str, order: Sequence[InstrumentedAttribute[Any]]) -> l
 
 
 def _typed(column: InstrumentedAttribute[Any], value: Any) -> Any:
-    python_type = column.type.python_type
+    column_type = column.type
+    # TypeDecorators (UTCDateTime) report ``object``; their implementation knows better.
+    python_type = (column_type.impl_instance if isinstance(column_type, TypeDecorator)
+                   else column_type).python_type
     if python_type is datetime:
         if not isinstance(value, str):
             raise ValueError("timestamp expected")
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError("timestamp without a zone")
+        return parsed
     if python_type is int and (not isinstance(value, int) or isinstance(value, bool)):
         raise ValueError("integer expected")
     if python_type is str and not isinstance(value, str):

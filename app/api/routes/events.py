@@ -1,0 +1,102 @@
+"""The event pull feed and the webhook deliveries (portal and operators)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+
+from app.api.frame import ApiContext, api_route
+from app.api.pagination import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    paginate,
+)
+from app.api.schemas import PageArgs, StrictSchema
+from app.api.views import bp
+from app.events.feed import events_after
+from app.models import OutboxEvent
+from app.models.lifecycle import WebhookDelivery
+
+
+class EventSchema(Schema):
+    """One event, as webhooks deliver it (``id`` is the idempotency key)."""
+
+    id = fields.String(required=True)
+    sequence = fields.Integer(required=True)
+    type = fields.String(required=True)
+    organization_id = fields.String(allow_none=True)
+    aggregate_id = fields.String(allow_none=True)
+    created_at = fields.String(required=True)
+    data = fields.Dict(required=True)
+
+
+class FeedSchema(Schema):
+    """A page of the feed; pass next_cursor as ``after`` to continue (also when empty)."""
+
+    items = fields.List(fields.Nested(EventSchema), required=True)
+    next_cursor = fields.String(required=True)
+
+
+class FeedArgs(StrictSchema):
+    """Where to start and how many."""
+
+    after = fields.String(validate=validate.Length(min=1, max=200), metadata={
+        "description": "A next_cursor from an earlier page; omit to start at the beginning."})
+    limit = fields.Integer(load_default=DEFAULT_LIMIT,
+                           validate=validate.Range(min=1, max=MAX_LIMIT))
+    type = fields.String(validate=validate.Length(min=1, max=100), metadata={
+        "description": "Only events of this type (e.g. user.deprovisioned)."})
+
+
+class DeliverySchema(Schema):
+    """One event to one webhook endpoint."""
+
+    id = fields.Integer(required=True)
+    event_id = fields.String(required=True)
+    endpoint = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": "pending|delivered|dead"})
+    attempts = fields.Integer(required=True)
+    created_at = fields.AwareDateTime(required=True)
+    next_attempt_at = fields.AwareDateTime(required=True)
+    last_status = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    delivered_at = fields.AwareDateTime(allow_none=True)
+
+
+class DeliveryArgs(PageArgs):
+    """Filter by status."""
+
+    status = fields.String(validate=validate.OneOf(["pending", "delivered", "dead"]))
+
+
+@api_route(bp, "/events", methods=["GET"], permission="events:read", tags=["events"],
+           summary="Pull feed of events after a cursor", query=FeedArgs, response=FeedSchema)
+def feed(ctx: ApiContext) -> dict[str, Any]:
+    """Events in commit-safe order of sequence; rebuild from any point with ``after``."""
+    after = decode_cursor(ctx.args["after"], (OutboxEvent.id,))[0] if "after" in ctx.args \
+        else 0
+    items = events_after(ctx.session, after, limit=ctx.args["limit"],
+                         organization_id=ctx.scope_org_id,
+                         types=[ctx.args["type"]] if "type" in ctx.args else None)
+    last = items[-1]["sequence"] if items else after
+    return {"items": items, "next_cursor": encode_cursor([last])}
+
+
+@api_route(bp, "/events/deliveries", methods=["GET"], permission="events:read",
+           tags=["events"], summary="List webhook deliveries (dead letters with status=dead)",
+           query=DeliveryArgs, response=DeliverySchema, paginated=True)
+def list_deliveries(ctx: ApiContext) -> Page:
+    """Deliveries in id order; org-bound keys see their organization's events only."""
+    stmt = select(WebhookDelivery)
+    if ctx.scope_org_id is not None:
+        stmt = stmt.join(OutboxEvent, OutboxEvent.id == WebhookDelivery.outbox_id).where(
+            OutboxEvent.organization_id == ctx.scope_org_id)
+    if "status" in ctx.args:
+        stmt = stmt.where(WebhookDelivery.status == ctx.args["status"])
+    return paginate(ctx.session, stmt, (WebhookDelivery.id,), limit=ctx.args["limit"],
+                    cursor=ctx.args.get("cursor"))

@@ -1,0 +1,147 @@
+"""Mapping rules of an organization: read, replace, edit one rule, and preview (dry run)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from marshmallow import Schema, fields
+
+from app.api.frame import ApiContext, api_route
+from app.api.schemas import StrictSchema
+from app.api.views import bp
+from app.errors import Conflict, NotFound
+from app.mapping.preview import Preview, apply_ruleset, preview
+from app.mapping.ruleset import RuleSet, document, parse_document, parse_rule
+from app.mapping.storage import latest_revision, load_ruleset
+from app.models import Organization
+
+_RULE_DOC = ("A rule: {id, priority, role, match, unit | unit_from, create_unit, unit_kind, "
+             "parameters, description}; see config/mapping.example.toml.")
+
+
+class RuleSetBodySchema(StrictSchema):
+    """A whole rule set: the policy and the rules (the rule file's document, as JSON)."""
+
+    policy = fields.Dict(load_default=dict, metadata={
+        "description": "{default_role, default_unit, on_loss: suspend|deprovision|nothing}"})
+    rules = fields.List(fields.Dict(), load_default=list, metadata={"description": _RULE_DOC})
+
+
+class RuleBodySchema(StrictSchema):
+    """One rule, wrapped so unknown top-level keys are refused by name."""
+
+    rule = fields.Dict(required=True, metadata={"description": _RULE_DOC})
+
+
+class ForceArgs(StrictSchema):
+    """Apply even when more than [mapping] max_loss_share of the users lose every grant."""
+
+    force = fields.Boolean(load_default=False)
+
+
+class RuleSetSchema(Schema):
+    """The stored rule set and the revision that last changed it."""
+
+    policy = fields.Dict(required=True)
+    rules = fields.List(fields.Dict(), required=True)
+    revision = fields.Integer(allow_none=True, required=True)
+
+
+class PreviewSchema(Schema):
+    """Who gains and who loses what (first 1000 users listed), with totals."""
+
+    totals = fields.Dict(required=True, metadata={"description": "Counts over every user."})
+    losing_all = fields.List(fields.Dict(), required=True,
+                             metadata={"description": "Users who would lose every grant."})
+    changes = fields.List(fields.Dict(), required=True)
+    changes_truncated = fields.Boolean(required=True)
+
+
+def _current(ctx: ApiContext, org: Organization) -> dict[str, Any]:
+    revision = latest_revision(ctx.session, org)
+    return {**document(load_ruleset(ctx.session, org)),
+            "revision": revision.number if revision else None}
+
+
+def _apply(ctx: ApiContext, org: Organization, ruleset: RuleSet) -> Preview:
+    share = current_app.config["ROSTER"]["mapping"]["max_loss_share"]
+    return apply_ruleset(ctx.session, org, ruleset, ctx.actor, max_loss_share=share,
+                         force=ctx.args.get("force", False))
+
+
+def _with_rules(org_doc: dict[str, Any], rules: list[dict[str, Any]]) -> RuleSet:
+    return parse_document({"policy": org_doc["policy"], "rules": rules})
+
+
+@api_route(bp, "/orgs/<org_id>/mapping", methods=["GET"], permission="mappings:read",
+           tags=["mapping"], summary="Get the rule set and policy", response=RuleSetSchema)
+def get_mapping(ctx: ApiContext) -> dict[str, Any]:
+    """The organization's rules (highest priority first) and mapping policy."""
+    assert ctx.org is not None
+    return _current(ctx, ctx.org)
+
+
+@api_route(bp, "/orgs/<org_id>/mapping", methods=["PUT"], permission="mappings:write",
+           tags=["mapping"], summary="Replace the rule set and re-evaluate every user",
+           query=ForceArgs, body=RuleSetBodySchema, response=PreviewSchema)
+def put_mapping(ctx: ApiContext) -> dict[str, Any]:
+    """Store the rule set and apply the grant diff; 409 if too many users lose everything."""
+    assert ctx.org is not None
+    return _apply(ctx, ctx.org, parse_document(ctx.body)).as_dict()
+
+
+@api_route(bp, "/orgs/<org_id>/mapping:preview", methods=["POST"],
+           permission="mappings:read", tags=["mapping"],
+           summary="Dry run: who would gain and lose what under a proposed rule set",
+           body=RuleSetBodySchema, response=PreviewSchema)
+def preview_mapping(ctx: ApiContext) -> dict[str, Any]:
+    """Evaluate the proposed rule set against every user; nothing is written."""
+    assert ctx.org is not None
+    return preview(ctx.session, ctx.org, parse_document(ctx.body)).as_dict()
+
+
+@api_route(bp, "/orgs/<org_id>/mapping/rules", methods=["POST"], permission="mappings:write",
+           tags=["mapping"], summary="Add one rule and re-evaluate", query=ForceArgs,
+           body=RuleBodySchema, response=PreviewSchema, status=201)
+def add_rule(ctx: ApiContext) -> dict[str, Any]:
+    """Add a rule; its id must be new in this organization."""
+    assert ctx.org is not None
+    current = _current(ctx, ctx.org)
+    new, _ = parse_rule(ctx.body["rule"], "rule")
+    if any(r["id"] == new.id for r in current["rules"]):
+        raise Conflict(f"rule {new.id!r} already exists", field="rule.id")
+    return _apply(ctx, ctx.org, _with_rules(current, [*current["rules"], ctx.body["rule"]])
+                  ).as_dict()
+
+
+@api_route(bp, "/orgs/<org_id>/mapping/rules/<rule_id>", methods=["PUT"],
+           permission="mappings:write", tags=["mapping"],
+           summary="Replace one rule and re-evaluate", query=ForceArgs, body=RuleBodySchema,
+           response=PreviewSchema)
+def replace_rule(ctx: ApiContext, rule_id: str) -> dict[str, Any]:
+    """Replace the rule named ``rule_id`` (the body's id, if given, must match)."""
+    assert ctx.org is not None
+    current = _current(ctx, ctx.org)
+    body = {**ctx.body["rule"], "id": ctx.body["rule"].get("id", rule_id)}
+    if body["id"] != rule_id:
+        raise Conflict("the rule's id cannot change; add a new rule instead", field="rule.id")
+    if not any(r["id"] == rule_id for r in current["rules"]):
+        raise NotFound(f"rule {rule_id!r} does not exist")
+    rules = [body if r["id"] == rule_id else r for r in current["rules"]]
+    return _apply(ctx, ctx.org, _with_rules(current, rules)).as_dict()
+
+
+@api_route(bp, "/orgs/<org_id>/mapping/rules/<rule_id>", methods=["DELETE"],
+           permission="mappings:write", tags=["mapping"],
+           summary="Remove one rule and re-evaluate", query=ForceArgs, response=PreviewSchema)
+def delete_rule(ctx: ApiContext, rule_id: str) -> dict[str, Any]:
+    """Remove the rule; its grants go unless another rule or the default gives them."""
+    assert ctx.org is not None
+    current = _current(ctx, ctx.org)
+    if not any(r["id"] == rule_id for r in current["rules"]):
+        raise NotFound(f"rule {rule_id!r} does not exist")
+    return _apply(ctx, ctx.org, _with_rules(
+        current, [r for r in current["rules"] if r["id"] != rule_id])).as_dict()
+
+

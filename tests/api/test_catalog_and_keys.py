@@ -1,0 +1,92 @@
+"""Role catalog, custom roles and API key management over the API."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.test_frame import assert_problem
+from tests.conftest import rows
+
+MONEY = {"amount": "500", "currency": "EUR"}
+
+
+def test_role_catalog_is_listed_for_the_admin(client, keys, tenant):
+    """The seeded catalog is visible to the organization's admin."""
+    body = client.get(f"/api/v1/orgs/{tenant.org.id}/roles?limit=200",
+                      headers=keys["admin"].headers).get_json()
+    assert "buyer" in {r["key"] for r in body["items"]}
+    assert body["next_cursor"] is None
+
+
+def test_admin_creates_a_custom_role(db, client, keys, tenant):
+    """A valid custom role is stored, marked custom and audited with the key."""
+    response = client.post(f"/api/v1/orgs/{tenant.org.id}/roles", headers=keys["admin"].headers,
+                           json={"key": "night_buyer", "name": "Night buyer",
+                                 "permissions": ["orders.place"],
+                                 "parameters": {"limit": {"type": "money", "default": MONEY}}})
+    assert response.status_code == 201, response.data
+    assert response.get_json()["custom"] is True
+    assert response.get_json()["parameters"]["limit"]["default"] == MONEY
+    assert rows(db, "SELECT actor_id FROM audit_events WHERE action = 'role:create' AND "
+                    "actor_type = 'api_key'")[0][0] == keys["admin"].id
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"permissions": ["orders.steal"]}, "permissions"),
+    ({"parameters": {"limit": {"type": "float", "default": 1}}}, "parameters.limit"),
+    ({"parameters": {"limit": {"type": "int", "default": "ten"}}}, "parameters.limit.default"),
+    ({"parameters": {"limit": {"type": "money", "default": {"amount": "x", "currency": "EUR"}}}},
+     "parameters.limit.default"),
+    ({"key": "Bad Key"}, "key"),
+])
+def test_invalid_custom_role_names_the_field(db, client, keys, tenant, body, field):
+    """Unknown permissions and badly typed parameters are a 400 naming the field."""
+    payload = {"key": "custom_x", "name": "X", **body}
+    response = client.post(f"/api/v1/orgs/{tenant.org.id}/roles", json=payload,
+                           headers=keys["admin"].headers)
+    problem = assert_problem(response, 400, "validation")
+    assert field in {e["field"] for e in problem["errors"]}
+    assert rows(db, "SELECT count(*) FROM roles WHERE key = 'custom_x'")[0][0] == 0
+
+
+def test_duplicate_role_key_is_a_conflict(client, keys, tenant):
+    """A second role with the same key answers 409."""
+    response = client.post(f"/api/v1/orgs/{tenant.org.id}/roles", headers=keys["admin"].headers,
+                           json={"key": "buyer", "name": "Buyer again"})
+    assert_problem(response, 409, "conflict")
+
+
+def test_operator_creates_lists_and_revokes_keys(db, client, keys, tenant):
+    """An operator key issues an auditor key that works, lists it, and revokes it."""
+    headers = keys["operator"].headers
+    response = client.post("/api/v1/apikeys", headers=headers,
+                           json={"role": "auditor", "organization": tenant.org.slug,
+                                 "name": "soc2", "expires_at": "2099-01-01T00:00:00Z"})
+    assert response.status_code == 201, response.data
+    created = response.get_json()
+    assert created["key"].startswith("rk_")
+    assert created["organization_id"] == tenant.org.id
+    auditor = {"Authorization": f"Bearer {created['key']}"}
+    assert client.get("/api/v1/audit", headers=auditor).status_code == 200
+    listed = client.get(f"/api/v1/apikeys?organization={tenant.org.slug}&role=auditor",
+                        headers=headers).get_json()["items"]
+    assert {k["id"] for k in listed} == {keys["auditor"].id, created["id"]}
+    assert all("key" not in k for k in listed)
+    revoked = client.post(f"/api/v1/apikeys/{created['id']}/revoke", headers=headers)
+    assert revoked.get_json()["state"] == "revoked"
+    assert_problem(client.get("/api/v1/audit", headers=auditor), 401, "unauthorized")
+    stored = rows(db, "SELECT key_hash FROM api_keys WHERE id = :id", id=created["id"])[0][0]
+    assert created["key"] not in stored
+    assert len(stored) == 64
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"role": "admin"}, "organization"),
+    ({"role": "operator", "organization": "acme"}, "organization"),
+    ({"role": "root"}, "role"),
+    ({"role": "operator", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
+])
+def test_invalid_key_requests_name_the_field(client, keys, tenant, body, field):
+    """Org binding rules and bad roles or expiries are 400s naming the field."""
+    response = client.post("/api/v1/apikeys", json=body, headers=keys["operator"].headers)
+    assert field in {e["field"] for e in assert_problem(response, 400, "validation")["errors"]}
