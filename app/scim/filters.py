@@ -96,8 +96,9 @@ def _columns(model: type[User] | type[Group]) -> dict[str, tuple[ColumnElement[A
     }
     columns = {name: (getattr(User, col), name not in ("userName", "active"))
                for name, col in named.items()}
-    display = (select(manager.display_name).where(manager.id == User.manager_id)
-               .correlate(User).scalar_subquery())
+    # As rendered: the manager's displayName, else userName (app.directory.users).
+    display = (select(func.coalesce(manager.display_name, manager.user_name))
+               .where(manager.id == User.manager_id).correlate(User).scalar_subquery())
     return {**common, **columns, "manager.displayName": (display, True)}
 
 
@@ -173,7 +174,11 @@ class _Memberships(_Collection):
             return Field(col, sub, nullable=False, lower_ids=True)
         if sub.name == "display":
             self.joined = True
-            return Field(self.other.display_name, sub)
+            if self.resource == "User":
+                return Field(self.other.display_name, sub)
+            # As rendered: a member's displayName, else userName (app.directory.groups).
+            user = self.other
+            return Field(func.coalesce(user.display_name, user.user_name), sub)
         if sub.name == "type":
             kind = "direct" if self.resource == "User" else "User"
             return Field(literal(kind, String()), sub, nullable=False)
@@ -185,8 +190,10 @@ class _Memberships(_Collection):
             stmt = select(literal(1)).select_from(link).where(link.user_id == User.id)
             on = other.id == link.group_id
         else:
+            # Deleted users are not listed as members, so they never match either.
             stmt = select(literal(1)).select_from(link).where(link.group_id == Group.id)
-            on = other.id == link.user_id
+            on = and_(other.id == link.user_id, other.deleted_at.is_(None))
+            self.joined = True
         if self.joined:
             stmt = stmt.join(other, on)
         return stmt.where(predicate).exists()

@@ -76,7 +76,9 @@ def people(db, tenant, other_tenant):
         s.flush()
         s.add_all([Membership(group_id=eng.id, user_id="0000000a-abcd-4ef0-8abc-def000000000"),
                    Membership(group_id=eng.id, user_id=bob.id),
-                   Membership(group_id=sales.id, user_id=bob.id)])
+                   Membership(group_id=sales.id, user_id=bob.id),
+                   Membership(group_id=sales.id, user_id="0000000c-abcd-4ef0-8abc-def000000000"),
+                   Membership(group_id=empty.id, user_id="0000000e-abcd-4ef0-8abc-def000000000")])
     return tenant
 
 
@@ -187,16 +189,17 @@ USER_CASES = [
     (f'manager eq "{BOB.upper()}"', {"alice", "carol"}),
     ("manager.value pr", {"alice", "carol"}),
     ('manager.displayName eq "bob jones"', {"alice", "carol"}),
+    ('manager.displayName pr', {"alice", "carol"}),
     (f'{CORE}:userName eq "dave_o\'neil@acme.com"', {"dave"}),
     (f'{CORE}:name.givenName pr', {"alice"}),
     # Groups of a user, through the memberships table.
-    (f'groups.value eq "{GROUP_SALES}"', {"bob"}),
+    (f'groups.value eq "{GROUP_SALES}"', {"bob", "carol"}),
     (f'groups eq "{GROUP_ENG.upper()}"', {"alice", "bob"}),
     ('groups.display eq "engineering"', {"alice", "bob"}),
     (f'groups[value eq "{GROUP_ENG}" and display sw "Eng"]', {"alice", "bob"}),
     (f'groups[value eq "{GROUP_ENG}" and display sw "Sales"]', set()),
-    ("groups pr", {"alice", "bob"}),
-    ('not (groups pr)', {"carol", "dave"}),
+    ("groups pr", {"alice", "bob", "carol"}),
+    ('not (groups pr)', {"dave"}),
     # Dates.
     ('meta.created gt "2026-01-02T12:00:00Z"', {"carol", "dave"}),
     ('meta.created ge "2026-01-02T12:00:00Z"', {"bob", "carol", "dave"}),
@@ -227,6 +230,8 @@ GROUP_CASES = [
     ('members[value eq "0000000A-ABCD-4EF0-8ABC-DEF000000000"]', {"Engineering"}),
     (f'members[value eq "{BOB}" and display eq "bob jones"]', {"Engineering", "Sales"}),
     ('members.display eq "alice smith"', {"Engineering"}),
+    ('members.display eq "CAROL@globex.com"', {"Sales"}),
+    ('members.value eq "0000000e-abcd-4ef0-8abc-def000000000"', set()),
     ("members pr", {"Engineering", "Sales"}),
     ("not (members pr)", {"Empty"}),
     ('members.type eq "User"', {"Engineering", "Sales"}),
