@@ -23,6 +23,7 @@ Decisions (RFC 7643 / 7644 leave them open):
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -137,20 +138,7 @@ def _complex(attr: Attribute, value: Any, notes: list[str], where: str) -> dict[
     """A complex value: sub-attributes canonicalised and checked, readOnly ones dropped."""
     if not isinstance(value, dict):
         raise invalid(f"Attribute '{where}' must be an object, got {_show(value)}")
-    out: dict[str, Any] = {}
-    for key, raw in value.items():
-        sub = attr.sub(key)
-        if sub is None:
-            raise invalid(f"Unknown sub-attribute '{where}.{key}'")
-        if sub.name != key:
-            note(notes, dialect.CAPITALISED_ATTRIBUTE)
-        if sub.name in out:
-            raise invalid(f"Sub-attribute '{where}.{sub.name}' is given twice")
-        if sub.mutability == "readOnly":
-            continue
-        normalised = normalise_value(sub, raw, notes=notes, where=f"{where}.{sub.name}")
-        if normalised is not None:
-            out[sub.name] = normalised
+    out = _normalise_keys(attr.sub, value, notes, f"{where}.")
     if attr.multi_valued and attr.sub("value") is not None and "value" not in out:
         return None
     return out or None
@@ -206,18 +194,24 @@ def check_single_primary(attr: Attribute, items: list[Any], where: str) -> None:
 def normalise_object(attributes: ResourceSchemas | Schema, body: dict[str, Any], *,
                      notes: list[str], where: str = "") -> dict[str, Any]:
     """The attributes of one schema block, canonical and checked; readOnly ones dropped."""
+    return _normalise_keys(attributes.attribute, body, notes, where)
+
+
+def _normalise_keys(lookup: Callable[[str], Attribute | None], body: dict[str, Any],
+                    notes: list[str], prefix: str) -> dict[str, Any]:
+    """Each key resolved case-insensitively by ``lookup`` and its value normalised."""
     out: dict[str, Any] = {}
     for key, raw in body.items():
-        attr = attributes.attribute(key)
+        attr = lookup(key)
         if attr is None:
-            raise invalid(f"Unknown attribute '{where}{key}'")
+            raise invalid(f"Unknown attribute '{prefix}{key}'")
         if attr.name != key:
             note(notes, dialect.CAPITALISED_ATTRIBUTE)
         if attr.name in out:
-            raise invalid(f"Attribute '{where}{attr.name}' is given twice")
+            raise invalid(f"Attribute '{prefix}{attr.name}' is given twice")
         if attr.mutability == "readOnly":
             continue
-        value = normalise_value(attr, raw, notes=notes, where=f"{where}{attr.name}")
+        value = normalise_value(attr, raw, notes=notes, where=f"{prefix}{attr.name}")
         if value is not None:
             out[attr.name] = value
     return out
