@@ -2,69 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import uuid
-from dataclasses import dataclass
-
 import pytest
-from sqlalchemy import select
 
 from app.db import Database
-from app.directory.organizations import add_unit
-from app.models import Grant, Role, User
-from app.models.sso import IssuedToken, LoginSession
-from tests.conftest import OPERATOR, Tenant
-
-
-@dataclass
-class Leaver:
-    """Ids of the rows a deprovisioning must act on."""
-
-    user_id: str
-    manager_id: str
-    unit_id: str
-    session_ids: list[str]
-
-
-def add_user(db: Database, tenant: Tenant, name: str, **fields: object) -> str:
-    """Insert a provisioned user row directly and return its id."""
-    with db.transaction() as session:
-        user = User(directory_id=tenant.directory.id, organization_id=tenant.org.id,
-                    user_name=name, external_id=f"ext-{name}", primary_email=f"{name}@acme.test",
-                    **fields)
-        session.add(user)
-    return user.id
-
-
-def _token(session, user_id: str, org_id: str, session_id: str | None, kind: str) -> None:
-    session.add(IssuedToken(organization_id=org_id, user_id=user_id, session_id=session_id,
-                            client_id="portal", token_type=kind,
-                            token_hash=hashlib.sha256(uuid.uuid4().bytes).hexdigest()))
-
-
-def make_leaver(db: Database, tenant: Tenant, name: str = "leaver") -> Leaver:
-    """A user with a manager, a manual and a rule grant, two sessions and three tokens."""
-    manager_id = add_user(db, tenant, f"{name}-boss", display_name="The Boss")
-    user_id = add_user(db, tenant, name, manager_id=manager_id)
-    with db.transaction() as session:
-        from app.models import Organization
-        org = session.get(Organization, tenant.org.id)
-        unit = add_unit(session, org, f"Purchasing-{name}", "department", None, OPERATOR)
-        roles = {r.key: r for r in session.scalars(
-            select(Role).where(Role.organization_id == org.id))}
-        keys = sorted(roles)[:2]
-        session.add(Grant(organization_id=org.id, user_id=user_id, unit_id=unit.id,
-                          role_id=roles[keys[0]].id, source="manual", parameters={}))
-        session.add(Grant(organization_id=org.id, user_id=user_id, unit_id=unit.id,
-                          role_id=roles[keys[1]].id, source="rule:x", parameters={}))
-        sessions = [LoginSession(organization_id=org.id, user_id=user_id) for _ in range(2)]
-        session.add_all(sessions)
-        session.flush()
-        _token(session, user_id, org.id, sessions[0].id, "access")
-        _token(session, user_id, org.id, sessions[0].id, "refresh")
-        _token(session, user_id, org.id, None, "access")
-    return Leaver(user_id=user_id, manager_id=manager_id, unit_id=unit.id,
-                  session_ids=[s.id for s in sessions])
+from tests.conftest import Tenant
+from tests.lifecycle.support import Leaver, make_leaver
 
 
 @pytest.fixture

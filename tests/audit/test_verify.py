@@ -1,0 +1,110 @@
+"""`verify` names the first changed, removed or reordered audit record, on both databases."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+import sqlalchemy as sa
+
+from app.audit.verify import verify, verify_chain
+from tests.conftest import make_tenant, rows
+
+
+@contextmanager
+def attacker(db, dialect):
+    """A connection with table-owner rights; on PostgreSQL the append-only trigger is off."""
+    with db.engine.begin() as conn:
+        if dialect == "postgresql":
+            conn.execute(sa.text("ALTER TABLE audit_events DISABLE TRIGGER "
+                                 "audit_events_append_only"))
+        yield conn
+        if dialect == "postgresql":
+            conn.execute(sa.text("ALTER TABLE audit_events ENABLE TRIGGER "
+                                 "audit_events_append_only"))
+
+
+def _chain(db, tenant):
+    return rows(db, "SELECT seq, event_id FROM audit_events WHERE chain = :c ORDER BY seq",
+                c=tenant.org.id)
+
+
+def _report(db, tenant):
+    with db.transaction() as session:
+        return verify_chain(session, tenant.org.id)
+
+
+def test_untouched_chains_verify(db):
+    """Every chain of a fresh deployment verifies."""
+    make_tenant(db, "acme")
+    make_tenant(db, "globex")
+    with db.transaction() as session:
+        reports = verify(session)
+    assert len(reports) == 2
+    assert all(r.ok for r in reports)
+
+
+def test_changed_record_is_named(db, dialect, tenant):
+    """Editing one record's content is reported at that record."""
+    victim = _chain(db, tenant)[2]
+    with attacker(db, dialect) as conn:
+        conn.execute(sa.text("UPDATE audit_events SET actor_id = 'someone-else' "
+                             "WHERE event_id = :e"), {"e": victim.event_id})
+    report = _report(db, tenant)
+    assert report.bad_seq == victim.seq
+    assert report.bad_event_id == victim.event_id
+    assert "changed" in report.problem
+
+
+def test_removed_record_is_named(db, dialect, tenant):
+    """Deleting a record in the middle is reported at the record after the gap."""
+    chain = _chain(db, tenant)
+    with attacker(db, dialect) as conn:
+        conn.execute(sa.text("DELETE FROM audit_events WHERE event_id = :e"),
+                     {"e": chain[1].event_id})
+    report = _report(db, tenant)
+    assert report.bad_seq == chain[2].seq
+    assert "removed" in report.problem
+
+
+def test_removed_last_record_is_detected_from_the_head(db, dialect, tenant):
+    """Deleting the newest record is caught by comparing with the chain head."""
+    chain = _chain(db, tenant)
+    with attacker(db, dialect) as conn:
+        conn.execute(sa.text("DELETE FROM audit_events WHERE event_id = :e"),
+                     {"e": chain[-1].event_id})
+    report = _report(db, tenant)
+    assert report.bad_seq == chain[-1].seq
+    assert "removed" in report.problem
+
+
+def test_reordered_records_are_named(db, dialect, tenant):
+    """Swapping two records' positions is reported at the first moved record."""
+    chain = _chain(db, tenant)
+    a, b = chain[1], chain[2]
+    with attacker(db, dialect) as conn:
+        conn.execute(sa.text("UPDATE audit_events SET seq = -1 WHERE event_id = :e"),
+                     {"e": a.event_id})
+        conn.execute(sa.text("UPDATE audit_events SET seq = :s WHERE event_id = :e"),
+                     {"s": a.seq, "e": b.event_id})
+        conn.execute(sa.text("UPDATE audit_events SET seq = :s WHERE event_id = :e"),
+                     {"s": b.seq, "e": a.event_id})
+    report = _report(db, tenant)
+    assert report.bad_seq == a.seq
+    assert report.bad_event_id == b.event_id
+
+
+def test_rewriting_rows_is_rejected_on_postgresql_and_detected_on_sqlite(db, dialect, tenant):
+    """PostgreSQL's trigger refuses UPDATE and DELETE; SQLite has none, so verify catches it."""
+    victim = _chain(db, tenant)[0]
+    statements = ["UPDATE audit_events SET action = 'x' WHERE event_id = :e",
+                  "DELETE FROM audit_events WHERE event_id = :e"]
+    if dialect == "postgresql":
+        for statement in statements:
+            with pytest.raises(sa.exc.DBAPIError, match="append-only"), db.engine.begin() as c:
+                c.execute(sa.text(statement), {"e": victim.event_id})
+        assert _report(db, tenant).ok
+    else:
+        with db.engine.begin() as conn:
+            conn.execute(sa.text(statements[0]), {"e": victim.event_id})
+        assert _report(db, tenant).bad_seq == victim.seq
