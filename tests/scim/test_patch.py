@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 
 import pytest
 
@@ -340,3 +341,41 @@ def test_bad_member_operations(operation, scim_type):
     with pytest.raises(ScimError) as err:
         patch(GROUP, operation, resource_type="Group")
     assert (err.value.status, err.value.scim_type) == (400, scim_type)
+
+
+FUZZ_PATHS = ["title", "name", "name.givenName", "emails", 'emails[type eq "work"]',
+              'emails[type eq "work"].value', "emails[primary eq true].primary", "members",
+              'members[value eq "a"]', 'members[value eq "a"].value', ENT, f"{ENT}:manager",
+              f"{ENT}:manager.value", "urn:x:y:z:w", "active", "id", "meta", "groups",
+              "emails[", "emails[]", "[x]", ".", "a.b.c", "emails[not (", "emails[()]",
+              "emails[value eq 1.5e]", "urn:", "urn:a", ROSTER_USER, "displayName", "userName",
+              1, None, ""]
+FUZZ_VALUES = [None, "", "x", 1, 1.5, True, "True", [], {}, [{}], [None], [1], ["a"],
+               {"value": "a"}, [{"value": "a", "primary": True}], {"value": None},
+               {"givenName": 1}, {"x": 1}, [[1]], {"value": ["a"]}, {"type": "work"},
+               {"displayName": "y", "id": "u1"}, {ENT: "x"}, {ENT: {"manager": 1}},
+               {'emails[type eq "x"].value': 3}, {"name.givenName": None}, {"members": "x"},
+               {"members": [{"value": None}]}]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_operations_raise_only_scim_errors(seed):
+    """Whatever the IdP sends, the engine returns a result or raises ScimError (never a 500)."""
+    rng = random.Random(seed)
+    for _ in range(500):
+        operations = []
+        for _ in range(rng.randint(1, 3)):
+            item: dict = {"op": rng.choice(["add", "Remove", "replace", "x", None, 1])}
+            if rng.random() < 0.7:
+                item["path"] = rng.choice(FUZZ_PATHS)
+            if rng.random() < 0.8:
+                item["value"] = rng.choice(FUZZ_VALUES)
+            operations.append(item)
+        resource_type = rng.choice(["User", "Group"])
+        statuses = []
+        try:
+            patch(USER if resource_type == "User" else GROUP, *operations,
+                  resource_type=resource_type)
+        except ScimError as error:
+            statuses.append(error.status)
+        assert statuses in ([], [400])
