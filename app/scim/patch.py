@@ -194,12 +194,17 @@ def _container(state: _Patch, path: Path) -> dict[str, Any]:
 def _apply_extension_root(state: _Patch, op: Op, path: Path, value: Any) -> None:
     """The path is an extension URN: remove the block, or apply each key of the value."""
     assert path.urn is not None
+    ext = state.known.extension(path.urn)
+    if ext is not None and all(a.mutability == "readOnly" for a in ext.attributes):
+        raise ScimError(400, f"'{path.urn}' is readOnly", "mutability")
     if op == "remove":
         state.resource.pop(path.urn, None)
         return
     if not isinstance(value, dict):
         raise invalid(f"'{path.urn}' takes an object value")
     for key, item in value.items():
+        if key.lower() == "schemas":
+            continue  # scim2-client sends the extension object with its own "schemas"
         _apply_target(state, op, parse_path(f"{path.urn}:{key}", state.known, state.notes), item)
 
 

@@ -216,6 +216,7 @@ BAD = [
      "mutability", "manager"),
     ("read-only-roster-extension", [op("replace", f"{ROSTER_USER}:organization", "x")],
      "mutability", "organization"),
+    ("remove-read-only-extension", [op("remove", ROSTER_USER)], "mutability", ROSTER_USER),
     ("pathless-different-id", [op("replace", None, {"id": "u9"})], "mutability", "id"),
     ("remove-filter-matches-nothing", [op("remove", 'emails[type eq "other"]')], "noTarget",
      "emails"),
