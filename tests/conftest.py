@@ -75,7 +75,9 @@ def dialect(database_url: str) -> str:
 def app_overrides(database_url: str) -> dict[str, dict[str, object]]:
     """Settings every test app uses."""
     return {"app": {"env": "test", "base_url": "http://roster.test"},
-            "database": {"url": database_url}, "logging": {"level": "WARNING"}}
+            "database": {"url": database_url}, "logging": {"level": "WARNING"},
+            # High limits, counted in memory: tests that need 429 set a low limit themselves.
+            "ratelimit": {"api": "100000/minute", "scim": "100000/minute", "storage": "memory"}}
 
 
 @pytest.fixture(scope="session")

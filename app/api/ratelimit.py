@@ -1,9 +1,171 @@
-"""Rate limits per API key and per SCIM token (filled in below)."""
+"""Rate limits per API key and per SCIM token, shared by every app node.
+
+The ``limits`` library supplies the limit strings and the fixed-window strategy; the
+counters live in the ``rate_limit_counters`` table (:class:`DatabaseStorage`, a ``limits``
+storage), so two app nodes on one PostgreSQL database count together. Over the limit,
+/api/v1 answers 429 problem JSON and /scim/v2 a SCIM error (RFC 7644 §3.12), both with
+``Retry-After`` (RFC 9110 §10.2.3). The credential is keyed by its SHA-256, never stored.
+"""
 
 from __future__ import annotations
 
-from flask import Flask
+import hashlib
+import math
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import Flask, Response, current_app, request
+from limits import RateLimitItem, parse
+from limits.storage import MemoryStorage, Storage
+from limits.strategies import FixedWindowRateLimiter
+from sqlalchemy import case, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.api.errors import problem_response
+from app.db import Database, utcnow
+from app.models.api import RateLimitCounter
+from app.scim.errors import error_response
+from app.settings import SettingsError
+
+# Blueprint name -> settings key of its limit.
+LIMITED_BLUEPRINTS = {"api": "api", "scim": "scim"}
+# Counters of windows that ended this long ago are deleted now and then.
+PURGE_AFTER = timedelta(hours=1)
+
+
+class DatabaseStorage(Storage):
+    """A ``limits`` storage on our database: one row per key, a window end per row."""
+
+    STORAGE_SCHEME = ["roster+database"]
+
+    def __init__(self, db: Database) -> None:
+        super().__init__()
+        self.db = db
+
+    @property
+    def base_exceptions(self) -> type[Exception]:
+        """Errors of the backing store (``limits`` may wrap them)."""
+        return SQLAlchemyError
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Add ``amount`` in the key's current window (a new one if it ended); one statement."""
+        now = utcnow()
+        table = RateLimitCounter.__table__
+        insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
+        ended = table.c.expires_at <= now
+        stmt = insert(table).values(key=key, count=amount,
+                                    expires_at=now + timedelta(seconds=expiry))
+        stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={
+            "count": case((ended, stmt.excluded["count"]),
+                          else_=table.c["count"] + stmt.excluded["count"]),
+            "expires_at": case((ended, stmt.excluded.expires_at), else_=table.c.expires_at),
+        }).returning(table.c["count"])
+        with self.db.transaction() as session:
+            count = int(session.execute(stmt).scalar_one())
+            if count == amount and _purge_turn(key):
+                session.execute(delete(RateLimitCounter).where(
+                    RateLimitCounter.expires_at < now - PURGE_AFTER))
+        return count
+
+    def _row(self, key: str) -> RateLimitCounter | None:
+        with self.db.transaction(readonly=True) as session:
+            row = session.get(RateLimitCounter, key)
+            if row is None or row.expires_at <= utcnow():
+                return None
+            session.expunge(row)
+            return row
+
+    def get(self, key: str) -> int:
+        """Hits in the key's current window (0 if none)."""
+        row = self._row(key)
+        return row.count if row else 0
+
+    def get_expiry(self, key: str) -> float:
+        """When the key's current window ends, as a Unix time."""
+        row = self._row(key)
+        return (row.expires_at if row else utcnow()).timestamp()
+
+    def check(self) -> bool:
+        """Whether the database answers."""
+        try:
+            with self.db.transaction(readonly=True) as session:
+                session.execute(select(1))
+            return True
+        except SQLAlchemyError:
+            return False
+
+    def reset(self) -> int | None:
+        """Forget every counter."""
+        with self.db.transaction() as session:
+            return session.execute(delete(RateLimitCounter)).rowcount  # type: ignore[attr-defined]
+
+    def clear(self, key: str) -> None:
+        """Forget one key's counter."""
+        with self.db.transaction() as session:
+            session.execute(delete(RateLimitCounter).where(RateLimitCounter.key == key))
+
+
+def _purge_turn(key: str) -> bool:
+    """About one new window in a hundred also purges old rows (keeps the table small)."""
+    return hashlib.sha256(f"{key}{time.time_ns()}".encode()).digest()[0] < 3
+
+
+class RateLimits:
+    """The configured limits of one app and the limiter that counts them."""
+
+    def __init__(self, settings: dict[str, Any], db: Database) -> None:
+        self.items: dict[str, RateLimitItem] = {}
+        problems = []
+        for blueprint, name in LIMITED_BLUEPRINTS.items():
+            try:
+                self.items[blueprint] = parse(settings[name])
+            except ValueError:
+                problems.append(f"ratelimit.{name} must look like '600/minute', "
+                                f"got {settings[name]!r}")
+        if settings["storage"] not in ("database", "memory"):
+            problems.append(f"ratelimit.storage must be database or memory, "
+                            f"got {settings['storage']!r}")
+        if problems:
+            raise SettingsError(problems)
+        storage = DatabaseStorage(db) if settings["storage"] == "database" else MemoryStorage()
+        self.limiter = FixedWindowRateLimiter(storage)
+
+    def check(self, blueprint: str, credential: str) -> int | None:
+        """Count one request; None when allowed, else the seconds until the window ends."""
+        item = self.items[blueprint]
+        identity = hashlib.sha256(credential.encode()).hexdigest()
+        if self.limiter.hit(item, blueprint, identity):
+            return None
+        reset = self.limiter.get_window_stats(item, blueprint, identity).reset_time
+        return max(1, math.ceil(reset - datetime.now(UTC).timestamp()))
 
 
 def init_rate_limits(app: Flask) -> None:
-    """Install the per-credential limits on the API and SCIM blueprints."""
+    """Count every /api/v1 and /scim/v2 request carrying a bearer credential."""
+    settings = app.config["ROSTER"]["ratelimit"]
+    if not settings["enabled"]:
+        return
+    app.extensions["roster.ratelimits"] = RateLimits(settings, app.extensions["roster.db"])
+    app.before_request(_limit)
+
+
+def _limit() -> Response | None:
+    blueprint = request.blueprint
+    if blueprint not in LIMITED_BLUEPRINTS:
+        return None
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return None
+    limits: RateLimits = current_app.extensions["roster.ratelimits"]
+    retry_after = limits.check(blueprint, credential.strip())
+    if retry_after is None:
+        return None
+    detail = (f"rate limit of {limits.items[blueprint]} per credential exceeded; "
+              f"retry in {retry_after} s")
+    response = (error_response(429, detail) if blueprint == "scim"
+                else problem_response(429, detail))
+    response.headers["Retry-After"] = str(retry_after)
+    return response

@@ -1,0 +1,88 @@
+"""Rate limits per API key and per SCIM token: 429 with Retry-After, shared across nodes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from app import create_app
+from app.settings import SettingsError
+from tests.api.test_frame import assert_problem
+from tests.conftest import app_overrides, rows
+
+
+def _node(database_url: str, **limits: object):
+    """One app instance ("node") counting in the shared database."""
+    overrides = app_overrides(database_url)
+    overrides["ratelimit"] = {"api": "100000/minute", "scim": "100000/minute",
+                              "storage": "database", **limits}
+    return create_app(overrides).test_client()
+
+
+def test_api_key_over_its_limit_gets_429_problem_with_retry_after(database_url, db, keys,
+                                                                  tenant):
+    """The fourth request of a key limited to 3/minute is refused; other keys are not."""
+    client = _node(database_url, api="3/minute")
+    url = f"/api/v1/orgs/{tenant.org.id}"
+    for _ in range(3):
+        assert client.get(url, headers=keys["admin"].headers).status_code == 200
+    response = client.get(url, headers=keys["admin"].headers)
+    body = assert_problem(response, 429, "rate-limited")
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert "retry in" in body["detail"]
+    assert client.get(url, headers=keys["auditor"].headers).status_code == 200
+
+
+def test_scim_token_over_its_limit_gets_a_scim_429(database_url, db, tenant, other_tenant):
+    """SCIM answers its own error format with status "429" and Retry-After."""
+    client = _node(database_url, scim="2/minute")
+    url = "/scim/v2/ServiceProviderConfig"
+    for _ in range(2):
+        assert client.get(url, headers=tenant.headers).status_code == 200
+    response = client.get(url, headers=tenant.headers)
+    assert response.status_code == 429
+    assert response.mimetype == "application/scim+json"
+    body = response.get_json(force=True)
+    assert body["status"] == "429"
+    assert body["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert int(response.headers["Retry-After"]) >= 1
+    assert client.get(url, headers=other_tenant.headers).status_code == 200
+
+
+def test_two_nodes_on_one_database_share_the_count(database_url, db, keys, tenant):
+    """Requests spread over two app instances count against one limit."""
+    first, second = _node(database_url, api="4/minute"), _node(database_url, api="4/minute")
+    url = f"/api/v1/orgs/{tenant.org.id}"
+    statuses = [node.get(url, headers=keys["admin"].headers).status_code
+                for node in (first, second, first, second, first, second)]
+    assert statuses == [200, 200, 200, 200, 429, 429]
+    stored = rows(db, "SELECT key, count FROM rate_limit_counters")
+    assert len(stored) == 1
+    assert stored[0][1] == 6
+    assert keys["admin"].plaintext not in stored[0][0]
+
+
+def test_a_new_window_starts_after_the_old_one_ends(database_url, db, keys, tenant):
+    """With 2/second, the third request is refused and one a second later is allowed."""
+    client = _node(database_url, api="2/second")
+    url = f"/api/v1/orgs/{tenant.org.id}"
+    assert [client.get(url, headers=keys["admin"].headers).status_code
+            for _ in range(3)][-1] == 429
+    time.sleep(1.1)
+    assert client.get(url, headers=keys["admin"].headers).status_code == 200
+
+
+def test_requests_without_a_credential_are_not_counted(database_url, db):
+    """Anonymous requests (the OpenAPI description, 401s) never touch the counters."""
+    client = _node(database_url, api="1/minute")
+    for _ in range(3):
+        assert client.get("/api/v1/openapi.json").status_code == 200
+    assert rows(db, "SELECT count(*) FROM rate_limit_counters")[0][0] == 0
+
+
+@pytest.mark.parametrize("limits", [{"api": "lots"}, {"storage": "redis"}])
+def test_bad_limit_settings_stop_the_app(database_url, limits):
+    """A malformed limit or storage is a configuration error at start."""
+    with pytest.raises(SettingsError, match="ratelimit"):
+        _node(database_url, **limits)
