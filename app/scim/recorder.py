@@ -25,6 +25,7 @@ from app.db import Database, utcnow
 from app.directory.oauth_clients import authenticate_bearer
 from app.errors import Unauthorized
 from app.models.scim_ops import ScimRequest
+from app.scim import dialect
 from app.scim.dialect_report import count_notes
 from app.scim.redaction import redact_body, sensitive_names
 
@@ -108,12 +109,19 @@ def _directory_of_caller(session: Session) -> str | None:
     return directory.id
 
 
+def _endpoint_notes(response: Response) -> set[str]:
+    """Notes known from the request's shape alone: only Okta replaces users with PUT."""
+    if request.method == "PUT" and request.endpoint == "scim.user" and response.status_code < 300:
+        return {dialect.OKTA_PUT_UPDATE}
+    return set()
+
+
 def _write(state: _State, response: Response) -> None:
     elapsed_ms = (time.perf_counter() - g.get("scim_started", time.perf_counter())) * 1000
     response_raw = b"" if response.direct_passthrough or response.is_streamed \
         else response.get_data()
     now = utcnow()
-    notes = sorted(set(g.get("scim_notes") or []))
+    notes = sorted(set(g.get("scim_notes") or []) | _endpoint_notes(response))
     row = ScimRequest(
         created_at=now, request_id=g.get("request_id"),
         method=request.method, path=request.path[:1000],

@@ -1,0 +1,206 @@
+"""Okta replays end to end over HTTP: the SCIM 2.0 Spec Test, runtime provisioning, Group Push.
+
+Request shapes follow Okta's developer documentation, "SCIM 2.0 protocol reference"
+(https://developer.okta.com/docs/api/openapi/okta-scim/guides/scim-20/) and "Test your
+SCIM API" (https://developer.okta.com/docs/guides/scim-provisioning-integration-test/),
+whose Runscope suite ("Okta SCIM 2.0 Spec Test") sends the first sequence below.
+"""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import quote
+
+import pytest
+
+from tests.conftest import rows
+from tests.scim.support import CORE_GROUP, CORE_USER, ERROR, PATCH_OP, Scim
+
+LIST = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+OKTA_HEADERS = {"User-Agent": "Okta SCIM Client 1.0.0", "Accept": "application/scim+json"}
+
+
+@pytest.fixture
+def okta(client, tenant):
+    """A SCIM client speaking as the tenant's Okta org."""
+    return Scim(client, tenant)
+
+
+def _filter(expression: str) -> str:
+    return quote(expression, safe="")
+
+
+def okta_user(login: str, external_id: str, **extra):
+    """The body of Okta's runtime create (Okta SCIM 2.0 reference, "Create the user")."""
+    body = {
+        "schemas": [CORE_USER], "userName": login,
+        "name": {"givenName": "Test", "familyName": "User"},
+        "emails": [{"primary": True, "value": login, "type": "work"}],
+        "displayName": "Test User", "locale": "en-US", "externalId": external_id,
+        "groups": [], "password": "1mz050nq", "active": True,
+    }
+    body.update(extra)
+    return body
+
+
+def _user_row(db, user_id):
+    [row] = rows(db, "SELECT * FROM users WHERE id = :id", id=user_id)
+    return row
+
+
+def test_spec_test_sequence(okta, db):
+    """Okta SCIM 2.0 Spec Test: paging probe, empty filter, unknown id, duplicate, case."""
+    created = okta.post("/Users", okta_user("Test.User@okta.local", "00ujl29u0le5T6Aj10h7"),
+                        headers=OKTA_HEADERS)
+    assert created.status_code == 201
+    user_id = created.get_json()["id"]
+
+    page = okta.get("/Users?count=1&startIndex=1", headers=OKTA_HEADERS)
+    assert page.status_code == 200
+    body = page.get_json()
+    assert body["schemas"] == [LIST]
+    assert (body["totalResults"], body["startIndex"], body["itemsPerPage"]) == (1, 1, 1)
+    assert body["Resources"][0]["id"] == user_id
+
+    nobody = _filter('userName eq "nobody@okta.local"')
+    empty = okta.get(f"/Users?filter={nobody}&startIndex=1&count=100", headers=OKTA_HEADERS)
+    assert empty.status_code == 200
+    assert empty.get_json()["totalResults"] == 0
+    assert empty.get_json()["Resources"] == []
+
+    missing = okta.get(f"/Users/{uuid.uuid4()}", headers=OKTA_HEADERS)
+    assert missing.status_code == 404
+    assert missing.get_json()["schemas"] == [ERROR]
+    assert missing.get_json()["status"] == "404"
+
+    duplicate = okta.post("/Users", okta_user("Test.User@okta.local", "00ujl29u0le5T6Aj10h7"),
+                          headers=OKTA_HEADERS)
+    assert duplicate.status_code == 409
+    assert duplicate.get_json()["status"] == "409"
+
+    shouted = _filter('userName eq "TEST.USER@OKTA.LOCAL"')
+    upper = okta.get(f"/Users?filter={shouted}", headers=OKTA_HEADERS)
+    assert upper.status_code == 200
+    assert [r["id"] for r in upper.get_json()["Resources"]] == [user_id]
+    assert len(rows(db, "SELECT id FROM users")) == 1
+
+
+def test_runtime_create_keeps_external_id_and_locale_never_the_password(okta, db):
+    """Okta's create (externalId, password, groups: [], locale) is stored as sent, no password."""
+    response = okta.post("/Users", okta_user("jane@okta.local", "00u1abc"))
+    assert response.status_code == 201
+    resource = response.get_json()
+    assert "password" not in resource
+    assert resource.get("groups", []) == []
+    row = _user_row(db, resource["id"])
+    assert (row.user_name, row.external_id, row.locale, row.active) == \
+        ("jane@okta.local", "00u1abc", "en-US", True)
+    assert row.password_hash is None
+    assert "1mz050nq" not in str(tuple(row))
+
+
+def test_get_then_put_update_without_active_keeps_the_state(okta, db):
+    """Okta updates as GET + PUT of the full user; a PUT omitting active flips nothing."""
+    user_id = okta.post("/Users", okta_user("put@okta.local", "00uput")).get_json()["id"]
+    current = okta.get(f"/Users/{user_id}").get_json()
+    current["name"]["familyName"] = "Renamed"
+    current.pop("active")
+    current.pop("meta", None)
+    response = okta.put(f"/Users/{user_id}", current)
+    assert response.status_code == 200
+    assert response.get_json()["active"] is True
+    row = _user_row(db, user_id)
+    assert (row.family_name, row.active) == ("Renamed", True)
+
+    okta.patch(f"/Users/{user_id}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "value": {"active": False}}]})
+    again = okta.get(f"/Users/{user_id}").get_json()
+    again.pop("active")
+    again["title"] = "Engineer"
+    assert okta.put(f"/Users/{user_id}", again).status_code == 200
+    row = _user_row(db, user_id)
+    assert (row.title, row.active) == ("Engineer", False)
+
+
+def test_pathless_patch_deactivates_and_reactivates(okta, db):
+    """Okta deactivation is a path-less replace {"active": false}; reactivation the reverse."""
+    user_id = okta.post("/Users", okta_user("leaver@okta.local", "00uleave")).get_json()["id"]
+    for active in (False, True):
+        response = okta.patch(f"/Users/{user_id}", {"schemas": [PATCH_OP], "Operations": [
+            {"op": "replace", "value": {"active": active}}]})
+        assert response.status_code == 200
+        assert response.get_json()["active"] is active
+        assert bool(_user_row(db, user_id).active) is active
+    deactivations = rows(db, "SELECT action FROM audit_events WHERE subject_id = :id",
+                         id=user_id)
+    assert len(deactivations) >= 3  # create, deactivate, reactivate are all audited
+
+
+def test_import_pages_100_at_a_time_in_a_stable_order(okta, db):
+    """Okta import walks startIndex 1, 101, 201 ... and sees every user exactly once."""
+    for i in range(205):
+        assert okta.post("/Users", {"schemas": [CORE_USER], "userName": f"u{i:03}@okta.local",
+                                    "externalId": f"00u{i}"}).status_code == 201
+    seen: list[str] = []
+    start = 1
+    while True:
+        body = okta.get(f"/Users?startIndex={start}&count=100").get_json()
+        assert body["totalResults"] == 205
+        seen.extend(r["id"] for r in body["Resources"])
+        if len(body["Resources"]) < 100:
+            break
+        start += 100
+    assert len(seen) == len(set(seen)) == 205
+    second = okta.get("/Users?startIndex=101&count=100").get_json()
+    assert [r["id"] for r in second["Resources"]] == seen[100:200]
+
+
+def test_group_push_sequence(okta, db):
+    """Group Push: create, rename + member remove/add in one PATCH, replace all, DELETE."""
+    ids = [okta.post("/Users", okta_user(f"gp{i}@okta.local", f"00ugp{i}")).get_json()["id"]
+           for i in range(4)]
+    created = okta.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "Test SCIMv2",
+                                    "members": [{"value": ids[0], "display": "gp0@okta.local"},
+                                                {"value": ids[1],
+                                                 "display": "gp1@okta.local"}]})
+    assert created.status_code == 201
+    group_id = created.get_json()["id"]
+
+    response = okta.patch(f"/Groups/{group_id}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "value": {"id": group_id, "displayName": "Test SCIMv2 renamed"}},
+        {"op": "remove", "path": f'members[value eq "{ids[0]}"]'},
+        {"op": "add", "path": "members", "value": [{"value": ids[2],
+                                                    "display": "gp2@okta.local"}]},
+    ]})
+    assert response.status_code in (200, 204)
+    [group] = rows(db, "SELECT display_name FROM groups WHERE id = :id", id=group_id)
+    assert group.display_name == "Test SCIMv2 renamed"
+    members = {r.user_id for r in rows(db, "SELECT user_id FROM memberships")}
+    assert members == {ids[1], ids[2]}
+
+    response = okta.patch(f"/Groups/{group_id}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": "members", "value": [{"value": ids[2]}, {"value": ids[3]}]}]})
+    assert response.status_code in (200, 204)
+    members = {r.user_id for r in rows(db, "SELECT user_id FROM memberships")}
+    assert members == {ids[2], ids[3]}
+
+    assert okta.delete(f"/Groups/{group_id}").status_code == 204
+    assert okta.get(f"/Groups/{group_id}").status_code == 404
+    assert rows(db, "SELECT * FROM memberships") == []
+    assert len(rows(db, "SELECT id FROM users WHERE deleted_at IS NULL")) == 4
+
+
+def test_okta_traffic_reads_as_okta_in_the_dialect_report(okta, db, tenant):
+    """PUT updates and path-less deactivation make the report say Okta."""
+    from app.scim.dialect_report import dialect_report
+
+    user_id = okta.post("/Users", okta_user("rep@okta.local", "00urep")).get_json()["id"]
+    current = okta.get(f"/Users/{user_id}").get_json()
+    current.pop("meta", None)
+    okta.put(f"/Users/{user_id}", current)
+    okta.patch(f"/Users/{user_id}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "value": {"active": False}}]})
+    with db.transaction() as session:
+        report = dialect_report(session, tenant.directory.id)
+    assert report["dialect"] == "okta"
+    assert "Okta PUT updates seen" in report["summary"]
