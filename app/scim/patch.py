@@ -66,10 +66,19 @@ def apply_patch(resource: dict[str, Any], body: Any, *, resource_type: ResourceT
         except ScimError as error:
             raise ScimError(error.status, f"Operations[{index}]: {error.detail}",
                             error.scim_type) from None
+    _list_extensions(state.resource)
     touched = _touched(resource, state.resource)
     if state.member_changes:
         touched.add("members")
     return PatchResult(state.resource, tuple(state.member_changes), frozenset(touched))
+
+
+def _list_extensions(resource: dict[str, Any]) -> None:
+    """Every extension block present is listed in ``schemas`` (RFC 7643 §3)."""
+    schemas = resource.setdefault("schemas", [])
+    if isinstance(schemas, list):
+        schemas.extend(key for key in resource
+                       if key.lower().startswith("urn:") and key not in schemas)
 
 
 def _members(obj: dict[str, Any]) -> dict[str, Any]:
@@ -185,9 +194,6 @@ def _container(state: _Patch, path: Path) -> dict[str, Any]:
     block = state.resource.get(path.urn)
     if not isinstance(block, dict):
         block = state.resource[path.urn] = {}
-        schemas = state.resource.setdefault("schemas", [])
-        if isinstance(schemas, list) and path.urn not in schemas:
-            schemas.append(path.urn)
     return block
 
 

@@ -151,6 +151,13 @@ def test_operation_gives_expected_resource(operation, expected):
     assert result.member_changes == ()
 
 
+def test_removing_an_absent_extension_attribute_changes_nothing():
+    """remove of an unset enterprise attribute is a no-op and lists no new schema."""
+    bare = {"schemas": [CORE_USER], "id": "u2", "userName": "bob"}
+    result = patch(bare, op("remove", f"{ENT}:department"))
+    assert (result.resource, result.touched) == (bare, frozenset())
+
+
 def test_extension_attribute_on_user_without_the_extension_lists_its_schema():
     """Adding an enterprise attribute creates the block and lists the URN in schemas."""
     bare = {"schemas": [CORE_USER], "id": "u2", "userName": "bob"}
