@@ -24,10 +24,10 @@ def normalised(attr: Attribute, value: Any, label: str, notes: list[str]) -> Any
 
 
 def _same_element(attr: Attribute, a: dict[str, Any], b: dict[str, Any]) -> bool:
-    if attr.sub("value") is None:
-        return a == b
+    """Same value (caseExact-aware) and type; elements without a value compare whole."""
     key = attr.sub("value")
-    assert key is not None
+    if key is None:
+        return a == b
     left, right = a.get("value"), b.get("value")
     if isinstance(left, str) and isinstance(right, str) and not key.case_exact:
         left, right = left.lower(), right.lower()
