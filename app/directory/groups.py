@@ -56,17 +56,17 @@ def get_group(session: Session, directory_id: str, group_id: str, *,
     return group
 
 
-def member_rows(session: Session, group_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
-    """(user id, display) of the members of each group, one query per chunk of groups."""
-    out: dict[str, list[tuple[str, str]]] = {gid: [] for gid in group_ids}
+def member_ids_of(session: Session, group_ids: Sequence[str]) -> dict[str, list[str]]:
+    """The live member user ids of each group, one query per chunk of groups."""
+    out: dict[str, list[str]] = {gid: [] for gid in group_ids}
     for chunk in _chunks(list(group_ids)):
         rows = session.execute(
-            select(Membership.group_id, User.id, User.display_name, User.user_name)
+            select(Membership.group_id, Membership.user_id)
             .join(User, User.id == Membership.user_id)
             .where(Membership.group_id.in_(chunk), User.deleted_at.is_(None))
         )
-        for gid, uid, display, name in rows:
-            out[gid].append((uid, display or name))
+        for gid, uid in rows:
+            out[gid].append(uid)
     return out
 
 

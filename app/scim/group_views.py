@@ -36,7 +36,7 @@ NO_MEMBERS = Projection(CORE_GROUP, GROUP_ALWAYS, frozenset(),
 def render_groups(session: Session, groups: Sequence[Group],
                   projection: Projection) -> list[dict[str, Any]]:
     """Groups as resources; members in one batched query, none at all when excluded."""
-    members = (group_service.member_rows(session, [g.id for g in groups])
+    members = (group_service.member_ids_of(session, [g.id for g in groups])
                if groups and projection.wants(CORE_GROUP, "members") else {})
     root = base_url()
     return [group_to_scim(g, base_url=root, projection=projection, members=members.get(g.id))

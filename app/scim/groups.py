@@ -35,15 +35,16 @@ def group_from_scim(resource: dict[str, Any]) -> GroupInput:
 
 
 def group_to_scim(group: Group, *, base_url: str, projection: Projection,
-                  members: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
+                  members: Sequence[str] | None = None) -> dict[str, Any]:
     """The Group resource; ``members`` is None when they were not loaded (excluded)."""
     out: dict[str, Any] = {"schemas": [CORE_GROUP], "id": group.id,
                            "displayName": group.display_name}
     if group.external_id is not None:
         out["externalId"] = group.external_id
     if members:
-        out["members"] = [{"value": uid, "$ref": f"{base_url}/Users/{uid}", "display": name,
-                           "type": "User"} for uid, name in members]
+        # No "display": it would cost a join per member and IdPs never read it back.
+        out["members"] = [{"value": uid, "$ref": f"{base_url}/Users/{uid}", "type": "User"}
+                          for uid in members]
     for urn, data in (group.extension_data or {}).items():
         out["schemas"].append(urn)
         out[urn] = data
