@@ -7,9 +7,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from flask import Response, current_app, g, request
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.audit import Actor
+from app.models import DirectoryToken
 from app.scim.auth import Caller, authenticate_request
 from app.scim.errors import SCIM_MEDIA_TYPE, scim_response
 from app.scim.etag import with_etag
@@ -21,10 +23,20 @@ from app.scim.request import json_body
 def unit_of_work(*, readonly: bool = False) -> Iterator[tuple[Session, Caller]]:
     """One transaction for the whole request, opened by authenticating the directory."""
     db = current_app.extensions["roster.db"]
+    used_at = None
     with db.transaction(readonly=readonly) as session:
         caller = authenticate_request(session)
         g.directory_id = caller.directory.id
+        if readonly and session.is_modified(caller.token):
+            # A SQLite reader that starts writing can fail at once (stale WAL snapshot), so
+            # the once-a-minute last_used_at stamp is written in its own short transaction.
+            used_at = caller.token.last_used_at
+            session.expunge(caller.token)
         yield session, caller
+    if used_at is not None:
+        with db.transaction() as session:
+            session.execute(update(DirectoryToken).where(DirectoryToken.id == caller.token.id)
+                            .values(last_used_at=used_at))
 
 
 def actor_of(caller: Caller) -> Actor:

@@ -30,12 +30,15 @@ from app.scim.users import NO_PROJECTION, USER_ALWAYS, user_from_scim, user_to_s
 from app.scim.values import normalise_resource
 
 
-def render_users(session: Session, users: Sequence[User],
-                 projection: Projection) -> list[dict[str, Any]]:
-    """Users as resources; groups, grants and manager names in one batched query each."""
+def render_users(session: Session, users: Sequence[User], projection: Projection, *,
+                 new: bool = False) -> list[dict[str, Any]]:
+    """Users as resources; groups, grants and manager names in one batched query each.
+
+    ``new`` users cannot be in a group yet, so their groups are not queried.
+    """
     ids = [u.id for u in users]
     groups = (group_service.groups_of_users(session, ids)
-              if ids and projection.wants(CORE_USER, "groups") else {})
+              if ids and not new and projection.wants(CORE_USER, "groups") else {})
     access = (user_service.access_of_users(session, ids)
               if ids and projection.wants(ROSTER_USER, "grants") else {})
     managers = user_service.manager_names(session, (u.manager_id for u in users))
@@ -45,9 +48,10 @@ def render_users(session: Session, users: Sequence[User],
             for u in users]
 
 
-def _one(session: Session, user: User, projection: Projection | None = None) -> dict[str, Any]:
-    return render_users(session, [user], projection or query_projection(CORE_USER,
-                                                                        USER_ALWAYS))[0]
+def _one(session: Session, user: User, projection: Projection | None = None, *,
+         new: bool = False) -> dict[str, Any]:
+    projection = projection or query_projection(CORE_USER, USER_ALWAYS)
+    return render_users(session, [user], projection, new=new)[0]
 
 
 def get_user(user_id: str) -> Response:
@@ -66,8 +70,7 @@ def create_user() -> Response:
         user = user_service.create_user(
             session, caller.directory, data, actor_of(caller),
             store_password_hash=scim_settings()["store_password_hash"])
-        resource = _one(session, user)
-        return resource_response(resource, user.version, 201,
+        return resource_response(_one(session, user, new=True), user.version, 201,
                                  location=f"{base_url()}/Users/{user.id}")
 
 

@@ -252,3 +252,11 @@ def test_if_none_match_current_version_is_304(scim):
     assert response.headers["ETag"] == 'W/"1"'
     assert scim.get(f"/Users/{user['id']}",
                     headers={"If-None-Match": 'W/"0"'}).status_code == 200
+
+
+def test_reads_stamp_token_last_used_outside_the_read_transaction(scim, db, tenant):
+    """A GET records the token's last use (in its own short write) and still answers 200."""
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE directory_tokens SET last_used_at = NULL")
+    assert scim.get("/Users").status_code == 200
+    assert rows(db, "SELECT last_used_at FROM directory_tokens")[0][0] is not None
