@@ -70,6 +70,8 @@ class RouteSpec:
     response: type[Schema] | None = None
     status: int = 200
     paginated: bool = False
+    # Raw responses (the view returns a flask Response): media type -> description.
+    produces: tuple[tuple[str, str], ...] = ()
 
     @property
     def response_schema(self) -> type[Schema] | None:
@@ -125,9 +127,13 @@ def api_route(bp: Blueprint, rule: str, *, methods: Iterable[str] = ("GET",),
               permission: str | None, summary: str, description: str = "",
               tags: Iterable[str] = (), query: type[Schema] | None = None,
               body: type[Schema] | None = None, response: type[Schema] | None = None,
-              status: int = 200, paginated: bool = False,
-              public: bool = False) -> Callable[[View], View]:
-    """Declare and register an /api/v1 route; ``public=True`` routes need no key."""
+              status: int = 200, paginated: bool = False, public: bool = False,
+              produces: Mapping[str, str] | None = None) -> Callable[[View], View]:
+    """Declare and register an /api/v1 route; ``public=True`` routes need no key.
+
+    ``produces`` declares a route whose view returns its own ``Response`` (a file, a
+    stream) as ``{media type: description}``; it is documented with status ``status``.
+    """
     if permission is None and not public:
         raise ValueError(f"{rule}: declare a permission (or public=True)")
     if permission is not None and permission not in PERMISSIONS:
@@ -139,7 +145,7 @@ def api_route(bp: Blueprint, rule: str, *, methods: Iterable[str] = ("GET",),
             methods=tuple(m.upper() for m in methods), permission=permission,
             summary=summary, description=description or (view.__doc__ or "").strip(),
             tags=tuple(tags), query=query, body=body, response=response, status=status,
-            paginated=paginated,
+            paginated=paginated, produces=tuple((produces or {}).items()),
         )
         if spec.endpoint in ROUTES and ROUTES[spec.endpoint] != spec:
             raise ValueError(f"endpoint {spec.endpoint} is declared twice")

@@ -55,7 +55,11 @@ def _problem(status: int, description: str | None = None) -> dict[str, Any]:
 def _operation(route: RouteSpec) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     body_schema = route.response_schema
-    if body_schema is None:
+    if route.produces:
+        responses[str(route.status)] = {"description": "OK", "content": {
+            media: {"schema": {"type": "string", "description": text}}
+            for media, text in route.produces}}
+    elif body_schema is None:
         responses["204"] = {"description": "Done."}
     elif route.permission is not None:
         responses[str(route.status)] = {"description": "OK",

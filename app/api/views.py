@@ -18,7 +18,8 @@ register_problem_handlers(bp)
 
 
 @api_route(bp, "/openapi.json", permission=None, public=True, tags=["meta"],
-           summary="This API's OpenAPI 3.1 description (no key needed)")
+           summary="This API's OpenAPI 3.1 description (no key needed)",
+           produces={"application/json": "The OpenAPI 3.1 description."})
 def openapi_json() -> Response:
     """The description generated from the route declarations."""
     from app.api.openapi import build_spec

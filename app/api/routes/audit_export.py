@@ -27,7 +27,8 @@ class ExportArgs(StrictSchema):
 
 
 @api_route(bp, "/audit/export", methods=["GET"], permission="audit:read", tags=["audit"],
-           summary="Export audit events (csv, jsonl, ocsf)", query=ExportArgs)
+           summary="Export audit events (csv, jsonl, ocsf)", query=ExportArgs,
+           produces={"text/csv": "format=csv", "application/jsonl": "format=jsonl or ocsf"})
 def export_audit(ctx: ApiContext) -> Response:
     """The whole filtered log in one streamed response (its own read transaction)."""
     args = ctx.args
