@@ -198,8 +198,9 @@ def _remember_assertion(session: Session, conn: SsoConnection, assertion_id: str
         .values(connection_id=conn.id, assertion_id=assertion_id, seen_at=now,
                 expires_at=now + keep)
         .on_conflict_do_nothing(index_elements=["connection_id", "assertion_id"])
-    ).rowcount
-    if inserted != 1:
+        .returning(SeenAssertion.assertion_id)
+    ).first()
+    if inserted is None:
         raise LoginFailed("replay", f"assertion {assertion_id} was already used")
 
 

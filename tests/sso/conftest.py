@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -13,12 +14,14 @@ from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from app import create_app
 from app.db import Database, new_id, utcnow
-from app.models import User
+from app.models import Organization, User
 from app.models.directory import UserStatus
 from app.models.sso import ConnectionDomain, SsoConnection
-from tests.conftest import Tenant, app_overrides
+from app.sso.connections import apply_idp_metadata, create_connection
+from tests.conftest import OPERATOR, Tenant, app_overrides
 from tests.sso.forge import IDP_ENTITY, IDP_SSO, Claims
 from tests.sso.keys import TestKey, make_key
+from tests.sso.simplesamlphp import SimpleSamlIdp, running_idp
 
 PORTAL = "https://portal.test/"
 
@@ -126,3 +129,26 @@ def post_response(web: FlaskClient, conn: SsoConnection, xml_b64: str,
     if relay_state is not None:
         data["RelayState"] = relay_state
     return web.post(f"/sso/saml/{conn.id}/acs", data=data)
+
+
+@pytest.fixture(scope="session")
+def ssp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleSamlIdp]:
+    """SimpleSAMLphp on 127.0.0.1, started once per worker and always stopped."""
+    with running_idp(tmp_path_factory.mktemp("simplesamlphp")) as idp:
+        yield idp
+
+
+def ssp_connection(db: Database, tenant: Tenant, ssp: SimpleSamlIdp, keys: Keys, *,
+                   encrypt: bool = False, sign_requests: bool = False,
+                   **columns: object) -> SsoConnection:
+    """A connection made the way an admin would: import the IdP's metadata, register the SP."""
+    with db.transaction() as s:
+        org = s.get(Organization, tenant.org.id)
+        conn = create_connection(s, org, f"ssp-{new_id()[:8]}", "saml", OPERATOR,
+                                 directory_id=tenant.directory.id, sign_requests=sign_requests,
+                                 **columns)
+        apply_idp_metadata(s, conn, ssp.metadata_xml(), OPERATOR)
+    base = f"http://roster.test/sso/saml/{conn.id}"
+    ssp.register_sp(f"{base}/metadata", f"{base}/acs", sp_cert_pem=keys.sp.cert_pem,
+                    encrypt=encrypt, validate_requests=sign_requests)
+    return conn
