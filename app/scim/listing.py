@@ -8,7 +8,7 @@ returns one page. Cursor pages are keyset queries, so the last page costs what t
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -124,32 +124,41 @@ def run_list(session: Session, model: type[User] | type[Group],
     key = sort_key(params.sort_by, resource, notes=notes)
     if params.cursor is not None and params.start_index_given:
         raise invalid_value("Use either startIndex or cursor, not both (RFC 9865 §2)")
-    total = session.scalar(select(func.count()).select_from(model).where(where)) or 0
-    if params.filter and total > max_results:
-        raise ScimError(400, f"The filter matches {total} resources, more than the "
-                             f"{max_results} this server returns; narrow the filter",
-                        "tooMany")
-    descending = params.sort_order == "descending"
-    if params.cursor is None:
-        rows: list[Any] = []
-        if params.count:
-            stmt = (select(model).where(where).order_by(*_order(key, model, descending))
-                    .offset(params.start_index - 1).limit(params.count))
-            rows = list(session.scalars(stmt))
-        return ListPage(rows, total, params.start_index, len(rows))
-    return _cursor_page(session, model, where, params, key, total, resource, cursor_key)
+
+    def total(known: int | None) -> int:
+        # A first page shorter than count holds every match: its length is the exact total
+        # and the COUNT query (half the cost of a filter lookup) is not needed.
+        found = known if known is not None else (
+            session.scalar(select(func.count()).select_from(model).where(where)) or 0)
+        if params.filter and found > max_results:
+            raise ScimError(400, f"The filter matches {found} resources, more than the "
+                                 f"{max_results} this server returns; narrow the filter",
+                            "tooMany")
+        return found
+
+    if params.cursor is not None:
+        return _cursor_page(session, model, where, params, key, total, resource, cursor_key)
+    rows: list[Any] = []
+    if params.count:
+        stmt = (select(model).where(where)
+                .order_by(*_order(key, model, params.sort_order == "descending"))
+                .offset(params.start_index - 1).limit(params.count))
+        rows = list(session.scalars(stmt))
+    short = params.start_index == 1 and len(rows) < params.count
+    return ListPage(rows, total(len(rows) if short else None), params.start_index, len(rows))
 
 
 def _cursor_page(session: Session, model: type[User] | type[Group],
-                 where: ColumnElement[bool], params: ListParams, key: SortKey, total: int,
-                 resource: Resource, secret: bytes) -> ListPage:
+                 where: ColumnElement[bool], params: ListParams, key: SortKey,
+                 total: Callable[[int | None], int], resource: Resource,
+                 secret: bytes) -> ListPage:
     """A keyset page after or before the cursor position (RFC 9865 §2.2)."""
     descending = params.sort_order == "descending"
     fingerprint = query_fingerprint(resource, params.filter, key.name, params.sort_order)
     position = (decode_cursor(params.cursor, fingerprint, secret, key.type)
                 if params.cursor else None)
     if params.count == 0:
-        return ListPage([], total, None, 0)
+        return ListPage([], total(None), None, 0)
     backward = position is not None and position.direction == "previous"
     stmt = select(model, key.expr.label("sort_value")).where(where)
     if position is not None:
@@ -172,7 +181,8 @@ def _cursor_page(session: Session, model: type[User] | type[Group],
         if position is not None and (more or not backward):
             previous_cursor = cursor_at(0, "previous")
     rows = [obj for obj, _ in found]
-    return ListPage(rows, total, None, len(rows), next_cursor, previous_cursor)
+    exact = len(rows) if position is None and not more else None
+    return ListPage(rows, total(exact), None, len(rows), next_cursor, previous_cursor)
 
 
 def _plain(value: Any) -> CursorValue:

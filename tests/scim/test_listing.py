@@ -189,6 +189,15 @@ def test_too_many_filter_results_is_400_too_many(db, staff):
     assert run(db, tenant, params(), max_results=20).total_results == 23
 
 
+@pytest.mark.parametrize("paging", [{}, {"cursor": ""}])
+def test_too_many_applies_when_every_match_fits_on_one_page(db, staff, paging):
+    """6 matches on one page of 10 still exceed maxResults=5: tooMany, in both paging modes."""
+    tenant, _ = staff
+    with pytest.raises(ScimError) as caught:
+        run(db, tenant, params(filter="active eq false", **paging), max_results=5)
+    assert caught.value.scim_type == "tooMany"
+
+
 def walk(db, tenant, **query) -> tuple[list[list[str]], list[ListPage]]:
     """Follow nextCursor from the first page to the last."""
     pages: list[ListPage] = []
