@@ -79,7 +79,7 @@ def test_replayed_simplesamlphp_response_is_refused(db, tenant, keys, web, ssp):
     conn = ssp_connection(db, tenant, ssp, keys)
     browser, page = _login(web, conn)
     assert page.status == 303
-    acs, form = browser.last_post("SAMLResponse")
+    _acs, form = browser.last_post("SAMLResponse")
     again = web.post(f"/sso/saml/{conn.id}/acs", data=form)
     assert again.status_code == 403
     assert rows(db, "SELECT reason FROM sso_login_traces")[0].reason == "replay"
@@ -98,7 +98,7 @@ def test_tampered_simplesamlphp_response_is_refused(db, tenant, keys, web, ssp):
     answer = browser._send(method, url, fields)
     while answer.status in (302, 303):
         answer = browser._send("GET", answer.headers["Location"], None)
-    _m, acs, form = answer.form()
+    _m, _acs, form = answer.form()
     xml = base64.b64decode(form["SAMLResponse"]).decode()
     assert ">Buyers<" in xml
     form["SAMLResponse"] = base64.b64encode(
