@@ -1,0 +1,99 @@
+"""A directory's IdP dialect report and its SCIM flight recorder (issue 5).
+
+``GET /api/v1/directories/{id}/dialect`` says in plain words which dialect the tenant's
+IdP speaks; ``GET /api/v1/directories/{id}/requests`` shows what it sent and what Roster
+answered (bodies redacted), so an admin can see why a request failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+from app.api.frame import ApiContext, api_route
+from app.api.schemas import StrictSchema
+from app.api.views import bp
+from app.directory.directories import get_directory
+from app.models import Directory
+from app.scim.dialect_report import dialect_report
+from app.scim.recorder import describe, list_requests
+
+
+class NoteSchema(Schema):
+    """One normalisation and how often the IdP needed it."""
+
+    note = fields.String(required=True)
+    count = fields.Integer(required=True)
+    meaning = fields.String(required=True)
+    first_seen_at = fields.String(required=True, metadata={"format": "date-time"})
+    last_seen_at = fields.String(required=True, metadata={"format": "date-time"})
+
+
+class DialectSchema(Schema):
+    """The dialect label, advice in plain words, and every counter."""
+
+    directory_id = fields.String(required=True)
+    dialect = fields.String(required=True, metadata={"enum": [
+        "standard", "okta", "entra-legacy", "entra-compliant", "entra-mixed",
+        "scim-with-quirks"]})
+    summary = fields.String(required=True)
+    notes = fields.List(fields.Nested(NoteSchema), required=True)
+
+
+class RequestArgs(StrictSchema):
+    """Filters of the flight recorder listing."""
+
+    failed = fields.Boolean(load_default=False,
+                            metadata={"description": "Only requests answered >= 400."})
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
+
+
+class RecordedRequestSchema(Schema):
+    """One SCIM request and its response, as kept (bodies redacted)."""
+
+    id = fields.Integer(required=True)
+    at = fields.String(required=True, metadata={"format": "date-time"})
+    request_id = fields.String(required=True, allow_none=True)
+    method = fields.String(required=True)
+    path = fields.String(required=True)
+    query = fields.String(required=True)
+    status = fields.Integer(required=True)
+    duration_ms = fields.Float(required=True)
+    notes = fields.List(fields.String(), required=True)
+    user_agent = fields.String(required=True, allow_none=True)
+    request_body = fields.String(required=True, allow_none=True)
+    response_body = fields.String(required=True, allow_none=True)
+
+
+class RecordedRequestsSchema(Schema):
+    """The newest recorded requests first."""
+
+    items = fields.List(fields.Nested(RecordedRequestSchema), required=True)
+
+
+def _directory(ctx: ApiContext, directory_id: str) -> Directory:
+    directory = get_directory(ctx.session, directory_id)
+    ctx.check_org(directory.organization_id)
+    return directory
+
+
+@api_route(bp, "/directories/<directory_id>/dialect", methods=["GET"],
+           permission="dialects:read", tags=["directories"],
+           summary="Which IdP dialect the directory speaks, in plain words",
+           response=DialectSchema)
+def directory_dialect(ctx: ApiContext, directory_id: str) -> dict[str, Any]:
+    """Every normalisation Roster applied to this directory's requests, counted."""
+    return dialect_report(ctx.session, _directory(ctx, directory_id).id)
+
+
+@api_route(bp, "/directories/<directory_id>/requests", methods=["GET"],
+           permission="dialects:read", tags=["directories"],
+           summary="The SCIM flight recorder: recent requests and responses, redacted",
+           query=RequestArgs, response=RecordedRequestsSchema)
+def directory_requests(ctx: ApiContext, directory_id: str) -> dict[str, Any]:
+    """The directory's recent SCIM requests, newest first; ``failed`` keeps errors only."""
+    directory = _directory(ctx, directory_id)
+    found = list_requests(ctx.session, directory.id, failed=ctx.args["failed"],
+                          limit=ctx.args["limit"])
+    return {"items": [describe(row) for row in found]}
