@@ -76,7 +76,7 @@ def test_attribute_change_and_derived_unit_creation(world):
     assert rows(world.db, "SELECT kind FROM units WHERE path = 'Departments/Legal'")[0].kind \
         == "department"
     assert rows(world.db, "SELECT count(*) AS n FROM audit_events WHERE action = 'unit:create' "
-                "AND data LIKE '%Departments/Legal%'")[0].n == 1
+                "AND CAST(data AS TEXT) LIKE '%Departments/Legal%'")[0].n == 1
 
 
 def test_parameter_change_updates_grant(world):
