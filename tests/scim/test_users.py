@@ -260,3 +260,45 @@ def test_reads_stamp_token_last_used_outside_the_read_transaction(scim, db, tena
         conn.exec_driver_sql("UPDATE directory_tokens SET last_used_at = NULL")
     assert scim.get("/Users").status_code == 200
     assert rows(db, "SELECT last_used_at FROM directory_tokens")[0][0] is not None
+
+
+def test_root_search_spans_users_and_groups(scim):
+    """POST /.search returns Users then Groups, paged across both (RFC 7644 §3.4.3)."""
+    scim.create_user("a@acme.example")
+    scim.create_user("b@acme.example")
+    scim.create_group("Buyers")
+    everything = scim.post("/.search", {"schemas": [SEARCH]}).get_json()
+    assert everything["totalResults"] == 3
+    kinds = [r["meta"]["resourceType"] for r in everything["Resources"]]
+    assert kinds == ["User", "User", "Group"]
+    second_page = scim.post("/.search", {"schemas": [SEARCH], "startIndex": 2,
+                                         "count": 2}).get_json()
+    assert [r["meta"]["resourceType"] for r in second_page["Resources"]] == ["User", "Group"]
+    only_groups = scim.post("/.search", {"schemas": [SEARCH],
+                                         "filter": 'displayName eq "Buyers"'}).get_json()
+    assert only_groups["totalResults"] == 1
+    by_user_name = scim.post("/.search", {"schemas": [SEARCH],
+                                          "filter": 'userName eq "a@acme.example"'}).get_json()
+    assert [r["userName"] for r in by_user_name["Resources"]] == ["a@acme.example"]
+
+
+def test_cursor_paging_walks_every_user_once(scim):
+    """RFC 9865 cursors through /Users: each user exactly once, then no nextCursor."""
+    created = {scim.create_user(f"u{i}@acme.example")["id"] for i in range(5)}
+    seen, cursor = [], ""
+    for _ in range(10):
+        page = scim.get(f"/Users?count=2&cursor={cursor}").get_json()
+        seen.extend(r["id"] for r in page["Resources"])
+        cursor = page.get("nextCursor")
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(created)
+
+
+def test_sort_by_user_name_descending(scim):
+    """sortBy/sortOrder order the page (RFC 7644 §3.4.2.3)."""
+    for name in ("b@acme.example", "c@acme.example", "a@acme.example"):
+        scim.create_user(name)
+    page = scim.get("/Users?sortBy=userName&sortOrder=descending").get_json()
+    assert [r["userName"] for r in page["Resources"]] == ["c@acme.example", "b@acme.example",
+                                                          "a@acme.example"]
