@@ -1,0 +1,68 @@
+"""The ceiling for bench/scim_bench.py: bare Flask doing one SQLite statement per request.
+
+Served by the same gunicorn settings as Roster (config/gunicorn.conf.py, 2 workers), with the
+same SQLite pragmas (WAL, synchronous=NORMAL, busy_timeout, BEGIN IMMEDIATE for writers), so
+the Roster/ceiling ratio measures what Roster adds on top of "HTTP + JSON + one statement".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid
+
+from flask import Flask, Response, request
+
+DB_PATH = os.environ.get("CEILING_DB", "/tmp/ceiling.db")
+_local = threading.local()
+
+
+def _conn() -> sqlite3.Connection:
+    conn = getattr(_local, "conn", None)
+    if conn is None:
+        conn = sqlite3.connect(DB_PATH, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, name TEXT "
+                     "NOT NULL, body TEXT NOT NULL)")
+        conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS ix_items_name ON items (lower(name))")
+        _local.conn = conn
+    return conn
+
+
+def create_app() -> Flask:
+    """The ceiling app: POST /items inserts one row, GET /items?name= selects one."""
+    app = Flask(__name__)
+
+    @app.post("/items")
+    def create() -> Response:
+        payload = request.get_json(force=True)
+        item_id = str(uuid.uuid4())
+        conn = _conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("INSERT INTO items (id, name, body) VALUES (?, ?, ?)",
+                         (item_id, payload["userName"], json.dumps(payload)))
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        payload["id"] = item_id
+        return Response(json.dumps(payload), status=201, mimetype="application/json")
+
+    @app.get("/items")
+    def lookup() -> Response:
+        row = _conn().execute("SELECT id, body FROM items WHERE lower(name) = lower(?)",
+                              (request.args.get("name", ""),)).fetchone()
+        found = [json.loads(row[1]) | {"id": row[0]}] if row else []
+        return Response(json.dumps({"totalResults": len(found), "Resources": found}),
+                        mimetype="application/json")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response("ok")
+
+    return app
