@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -62,7 +62,7 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
     user.active = False
     user.status = UserStatus.deprovisioned
     user.updated_at = utcnow()
-    user.version = (user.version or 1) + 1
+    _bump_version(user)
     rec = new_record(session, user, actor, trigger=trigger.value, received_at=received,
                      event_id="")
     event = emit(session, organization_id=user.organization_id, type="user.deprovisioned",
@@ -82,6 +82,12 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
     guard_mass_event(session, rec, policy)
     stamp_on_commit(session, rec)
     return rec
+
+
+def _bump_version(user: User) -> None:
+    """One version (ETag) change per transaction: SCIM views may have bumped it already."""
+    if not inspect(user).attrs.version.history.has_changes():
+        user.version = (user.version or 1) + 1
 
 
 def _leaver_payload(session: Session, user: User, held: list[dict[str, Any]],
@@ -124,7 +130,7 @@ def reactivate_user(session: Session, user: User, actor: Actor) -> None:
     user.status = UserStatus.active
     user.deleted_at = None
     user.updated_at = utcnow()
-    user.version = (user.version or 1) + 1
+    _bump_version(user)
     restored = restore_access(session, user, actor)
     record(session, organization_id=user.organization_id, action="user:reactivate",
            actor=actor, subject_type="user", subject_id=user.id,

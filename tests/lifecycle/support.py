@@ -48,6 +48,12 @@ def make_leaver(db: Database, tenant: Tenant, name: str = "leaver") -> Leaver:
     """A user with a manager, a manual and a rule grant, two sessions and three tokens."""
     manager_id = add_user(db, tenant, f"{name}-boss", display_name="The Boss")
     user_id = add_user(db, tenant, name, manager_id=manager_id)
+    return equip(db, tenant, user_id, manager_id, name)
+
+
+def equip(db: Database, tenant: Tenant, user_id: str, manager_id: str = "",
+          name: str = "scim") -> Leaver:
+    """Give an existing user a manual and a rule grant, two sessions and three tokens."""
     with db.transaction() as session:
         org = session.get(Organization, tenant.org.id)
         unit = add_unit(session, org, f"Purchasing-{name}", "department", None, OPERATOR)

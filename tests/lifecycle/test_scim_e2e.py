@@ -1,0 +1,96 @@
+"""End to end through SCIM: each deprovisioning request of each dialect, then the status,
+the revoked rows, the audit records, the outbox events and the signed receipt."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.audit.receipts import verify_receipt
+from tests.api.conftest import make_key
+from tests.conftest import make_tenant, rows
+from tests.lifecycle.support import equip
+from tests.scim.support import PATCH_OP, Scim
+
+OFF = {
+    "okta_pathless_patch": ("okta", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "value": {"active": False}}]}),
+    "entra_replace_string_false": ("entra", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "Replace", "path": "active", "value": "False"}]}),
+    "entra_compliant_replace": ("entra", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": "active", "value": False}]}),
+    "delete": ("entra", None),
+}
+
+
+def _take_out(scim: Scim, user_id: str, body: dict | None, request_id: str):
+    headers = {"X-Request-ID": request_id, "User-Agent": "IdP-Provisioning/1.0"}
+    if body is None:
+        return scim.delete(f"/Users/{user_id}", headers=headers)
+    return scim.patch(f"/Users/{user_id}", body, headers=headers)
+
+
+@pytest.mark.parametrize("case", sorted(OFF))
+def test_scim_deprovisioning_end_to_end(client, db, case):
+    """Every dialect's 'user left' revokes all, records it, tells the portal, signs it."""
+    vendor, body = OFF[case]
+    tenant = make_tenant(db, "acme", vendor)
+    scim = Scim(client, tenant)
+    user_id = scim.create_user("leaver@acme.example")["id"]
+    equip(db, tenant, user_id)
+    response = _take_out(scim, user_id, body, "req-e2e-1")
+    assert response.status_code == (204 if body is None else 200), response.get_json()
+    user = rows(db, "SELECT status, active FROM users WHERE id = :i", i=user_id)[0]
+    assert user.status == ("deleted" if body is None else "deprovisioned")
+    assert not user.active
+    assert scim.get(f"/Users/{user_id}").status_code == (404 if body is None else 200)
+    assert rows(db, "SELECT count(*) FROM login_sessions WHERE user_id = :i AND "
+                    "revoked_at IS NULL", i=user_id)[0][0] == 0
+    assert rows(db, "SELECT count(*) FROM issued_tokens WHERE user_id = :i AND "
+                    "revoked_at IS NULL", i=user_id)[0][0] == 0
+    assert rows(db, "SELECT count(*) FROM grants WHERE user_id = :i", i=user_id)[0][0] == 0
+    audit = rows(db, "SELECT actor_type, request_id FROM audit_events WHERE action = "
+                     "'user:deprovision' AND subject_id = :i", i=user_id)
+    assert [(a.actor_type, a.request_id) for a in audit] == [("scim_token", "req-e2e-1")]
+    types = [r.type for r in rows(db, "SELECT type FROM outbox_events WHERE aggregate_id = :i",
+                                  i=user_id)]
+    assert {"user.deprovisioned", "grant.removed", "session.revoked"} <= set(types)
+    record = rows(db, "SELECT * FROM deprovision_records WHERE user_id = :i", i=user_id)[0]
+    expected_trigger = "scim_delete" if body is None else "scim_active_false"
+    assert (record.trigger, record.vendor, record.request_id, record.user_agent) == (
+        expected_trigger, vendor, "req-e2e-1", "IdP-Provisioning/1.0")
+    assert (record.sessions_revoked, record.tokens_revoked, record.grants_removed) == (2, 3, 2)
+    auditor = make_key(db, "auditor", tenant.org)
+    receipt = client.get(f"/api/v1/deprovisions/{record.id}/receipt", headers=auditor.headers)
+    assert receipt.status_code == 200
+    document = receipt.get_json()
+    assert verify_receipt(document, document["public_key"].encode())["user_id"] == user_id
+
+
+def test_scim_active_true_reactivates_with_the_same_id(client, db):
+    """Entra's re-enable (Replace active "True") restores the user and its manual grant."""
+    tenant = make_tenant(db, "acme", "entra")
+    scim = Scim(client, tenant)
+    user_id = scim.create_user("back@acme.example")["id"]
+    equip(db, tenant, user_id)
+    _take_out(scim, user_id, OFF["entra_replace_string_false"][1], "req-off")
+    on = {"schemas": [PATCH_OP], "Operations": [
+        {"op": "Replace", "path": "active", "value": "True"}]}
+    response = scim.patch(f"/Users/{user_id}", on)
+    assert response.status_code == 200
+    assert response.get_json()["id"] == user_id
+    assert response.get_json()["active"] is True
+    assert [g.source for g in rows(db, "SELECT source FROM grants WHERE user_id = :i",
+                                   i=user_id)] == ["manual"]
+    assert rows(db, "SELECT count(*) FROM outbox_events WHERE type = 'user.reactivated'"
+                )[0][0] == 1
+
+
+def test_repeated_active_false_keeps_one_record(client, db):
+    """An IdP retrying the same PATCH does not deprovision twice."""
+    tenant = make_tenant(db, "acme", "okta")
+    scim = Scim(client, tenant)
+    user_id = scim.create_user("twice@acme.example")["id"]
+    for attempt in range(2):
+        response = _take_out(scim, user_id, OFF["okta_pathless_patch"][1], f"req-{attempt}")
+        assert response.status_code == 200
+    assert rows(db, "SELECT count(*) FROM deprovision_records")[0][0] == 1
