@@ -118,7 +118,7 @@ def http_problem(exc: HTTPException) -> Response:
 
 def unexpected_problem(exc: Exception) -> Response:
     """Log an unexpected error with its request id and answer 500 without details."""
-    log.error("unhandled API error", exc_info=exc)
+    log.error("unhandled API error", exc_info=exc, extra={"request_id": g.get("request_id")})
     return problem_response(500, "an unexpected error occurred; quote the request id "
                                  f"{g.get('request_id')} when reporting it")
 

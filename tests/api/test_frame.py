@@ -103,3 +103,20 @@ def test_openapi_is_public_and_3_1(client):
     spec = response.get_json()
     assert spec["openapi"] == "3.1.0"
     assert "/api/v1/orgs/{org_id}" in spec["paths"]
+
+
+def test_unexpected_error_is_a_500_problem_without_traceback(fresh_url, caplog):
+    """A database failure (tables missing) answers problem JSON 500 and logs the error."""
+    from app import create_app
+    from tests.conftest import app_overrides
+
+    broken = create_app(app_overrides(fresh_url)).test_client()
+    response = broken.get("/api/v1/orgs", headers={"Authorization": "Bearer rk_whatever",
+                                                   "X-Request-ID": "req-500"})
+    body = assert_problem(response, 500, "internal")
+    assert "req-500" in body["detail"]
+    assert "no such table" not in response.get_data(as_text=True)
+    logged = [r for r in caplog.records if r.getMessage() == "unhandled API error"]
+    assert logged
+    assert logged[0].exc_info
+    assert logged[0].request_id == "req-500"
