@@ -7,8 +7,9 @@ loads the facts and applies the result, preview.py compares it, tests drive it f
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ MATCH_KINDS = ("exact", "glob", "regex")
 ON_LOSS = ("suspend", "deprovision", "nothing")
 # externalId and id are caseExact (RFC 7643 §4.2, §3.1); names and attributes are not.
 _CASE_EXACT = frozenset({"externalId", "id"})
+_GROUP_ATTRS = {"displayName": "display_name", "externalId": "external_id", "id": "id"}
 
 
 @dataclass(frozen=True)
@@ -171,16 +173,22 @@ class DesiredGrant:
     create_kind: str | None = None
 
 
-def _text_matches(kind: str, pattern: str, value: str | None, case_exact: bool) -> bool:
-    if value is None:
-        return False
+@functools.lru_cache(maxsize=4096)
+def _matcher(kind: str, pattern: str, case_exact: bool) -> Callable[[str], bool]:
+    """A compiled test for one pattern (rules are evaluated for thousands of users)."""
     if kind == "regex":
-        return re.fullmatch(pattern, value) is not None
-    if not case_exact:
-        pattern, value = pattern.casefold(), value.casefold()
+        regex = re.compile(pattern)
+        return lambda value: regex.fullmatch(value) is not None
+    fold: Callable[[str], str] = (lambda v: v) if case_exact else str.casefold
     if kind == "glob":
-        return fnmatch.fnmatchcase(value, pattern)
-    return value == pattern
+        glob = re.compile(fnmatch.translate(fold(pattern)))
+        return lambda value: glob.match(fold(value)) is not None
+    wanted = fold(pattern)
+    return lambda value: fold(value) == wanted
+
+
+def _text_matches(kind: str, pattern: str, value: str | None, case_exact: bool) -> bool:
+    return value is not None and _matcher(kind, pattern, case_exact)(value)
 
 
 def attribute_value(user: UserFacts, attribute: str) -> str | None:
@@ -190,8 +198,7 @@ def attribute_value(user: UserFacts, attribute: str) -> str | None:
 
 
 def _group_value(group: GroupFacts, by: str) -> str | None:
-    return {"displayName": group.display_name, "externalId": group.external_id,
-            "id": group.id}[by]
+    return getattr(group, _GROUP_ATTRS[by])
 
 
 def match(condition: Condition, user: UserFacts,
