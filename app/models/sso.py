@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, JSONType, UTCDateTime, new_id, utcnow
@@ -171,3 +171,61 @@ class LoginTrace(Base):
     request_id: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class AuthorizationCode(Base):
+    """An OAuth 2.0 authorization code (RFC 6749 §4.1.2), stored hashed, usable once."""
+
+    __tablename__ = "oauth_authorization_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(200))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("login_sessions.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(String(2000))
+    scope: Mapped[str] = mapped_column(String(1000), default="")
+    nonce: Mapped[str | None] = mapped_column(String(500))
+    code_challenge: Mapped[str | None] = mapped_column(String(200))
+    code_challenge_method: Mapped[str | None] = mapped_column(String(10))
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class BackchannelLogout(Base):
+    """One OIDC Back-Channel Logout to send for a revoked session (OIDC BCL 1.0 §2.5)."""
+
+    __tablename__ = "oidc_backchannel_logouts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    # The outbox event that asked for it: each event is turned into deliveries once.
+    outbox_event_id: Mapped[str] = mapped_column(String(36))
+    session_id: Mapped[str] = mapped_column(String(36))
+    user_id: Mapped[str] = mapped_column(String(36))
+    client_id: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("outbox_event_id", "client_id"),
+                      Index("ix_oidc_backchannel_logouts_status", "status"))
+
+
+class OidcLoginRequest(Base):
+    """One OIDC login attempt of the relying party: state, nonce and PKCE verifier, used once."""
+
+    __tablename__ = "oidc_login_requests"
+
+    # SHA-256 of the state sent to the IdP (the state itself is never stored).
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connection_id: Mapped[str] = mapped_column(
+        ForeignKey("sso_connections.id", ondelete="CASCADE"), index=True
+    )
+    nonce: Mapped[str] = mapped_column(String(100))
+    # Cleared when the attempt is used: a replayed callback finds no verifier.
+    code_verifier: Mapped[str | None] = mapped_column(String(128))
+    redirect_to: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -67,7 +67,9 @@ def _saml_connection(session: Session, connection_id: str) -> SsoConnection | No
 
 
 def _allowed(url: str | None) -> bool:
-    return bool(url) and is_allowed_redirect(url or "", _sso()["allowed_redirect_urls"])
+    # Our own authorization endpoint is a valid place to come back to (portal OIDC flow).
+    own = current_app.config["ROSTER"]["app"]["base_url"].rstrip("/") + "/sso/oidc/authorize"
+    return bool(url) and is_allowed_redirect(url or "", [*_sso()["allowed_redirect_urls"], own])
 
 
 @bp.get("/saml/<connection_id>/metadata")
@@ -192,3 +194,7 @@ def discover() -> Response:
     if len(options) == 1:
         return redirect(options[0][1], 303)
     return pages.chooser(options)
+
+
+# The OpenID Provider's routes register on this blueprint too (issuer = base_url + /sso/oidc).
+from app.sso import provider_views  # noqa: E402, F401

@@ -153,10 +153,59 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_sso_login_traces_expires_at'), 'sso_login_traces', ['expires_at'], unique=False)
     op.create_index('ix_sso_login_traces_org_created', 'sso_login_traces', ['organization_id', 'created_at'], unique=False)
+    # OIDC provider: authorization codes and back-channel logout deliveries.
+    op.create_table('oidc_backchannel_logouts',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('outbox_event_id', sa.String(length=36), nullable=False),
+    sa.Column('session_id', sa.String(length=36), nullable=False),
+    sa.Column('user_id', sa.String(length=36), nullable=False),
+    sa.Column('client_id', sa.String(length=200), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.String(length=500), nullable=True),
+    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_oidc_backchannel_logouts')),
+    sa.UniqueConstraint('outbox_event_id', 'client_id', name=op.f('uq_oidc_backchannel_logouts_outbox_event_id_client_id'))
+    )
+    op.create_index('ix_oidc_backchannel_logouts_status', 'oidc_backchannel_logouts', ['status'], unique=False)
+    op.create_table('oauth_authorization_codes',
+    sa.Column('code_hash', sa.String(length=64), nullable=False),
+    sa.Column('client_id', sa.String(length=200), nullable=False),
+    sa.Column('user_id', sa.String(length=36), nullable=False),
+    sa.Column('session_id', sa.String(length=36), nullable=False),
+    sa.Column('redirect_uri', sa.String(length=2000), nullable=False),
+    sa.Column('scope', sa.String(length=1000), nullable=False),
+    sa.Column('nonce', sa.String(length=500), nullable=True),
+    sa.Column('code_challenge', sa.String(length=200), nullable=True),
+    sa.Column('code_challenge_method', sa.String(length=10), nullable=True),
+    sa.Column('auth_time', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['session_id'], ['login_sessions.id'], name=op.f('fk_oauth_authorization_codes_session_id_login_sessions'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_oauth_authorization_codes_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('code_hash', name=op.f('pk_oauth_authorization_codes'))
+    )
+    op.create_index(op.f('ix_oauth_authorization_codes_user_id'), 'oauth_authorization_codes', ['user_id'], unique=False)
+    # OIDC relying party: login attempts (state hash, nonce, PKCE verifier).
+    op.create_table('oidc_login_requests',
+    sa.Column('id', sa.String(length=64), nullable=False),
+    sa.Column('connection_id', sa.String(length=36), nullable=False),
+    sa.Column('nonce', sa.String(length=100), nullable=False),
+    sa.Column('code_verifier', sa.String(length=128), nullable=True),
+    sa.Column('redirect_to', sa.String(length=2000), nullable=True),
+    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['connection_id'], ['sso_connections.id'], name=op.f('fk_oidc_login_requests_connection_id_sso_connections'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_oidc_login_requests'))
+    )
+    op.create_index(op.f('ix_oidc_login_requests_connection_id'), 'oidc_login_requests', ['connection_id'], unique=False)
+    op.create_index(op.f('ix_oidc_login_requests_expires_at'), 'oidc_login_requests', ['expires_at'], unique=False)
 
 
 def downgrade() -> None:
-    for table in ("sso_login_traces", "sso_connection_domains", "saml_seen_assertions",
+    op.drop_table("oidc_login_requests")
+    for table in ("oidc_backchannel_logouts", "oauth_authorization_codes", "sso_login_traces", "sso_connection_domains", "saml_seen_assertions",
                   "saml_requests", "sso_connections"):
         op.drop_table(table)
     op.drop_table("issued_tokens")

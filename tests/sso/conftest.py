@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,12 @@ from app.sso.connections import apply_idp_metadata, create_connection
 from tests.conftest import OPERATOR, Tenant, app_overrides
 from tests.sso.forge import IDP_ENTITY, IDP_SSO, Claims
 from tests.sso.keys import TestKey, make_key
+from tests.sso.oidc_idp import hostile, hostile_server, iam  # noqa: F401  OIDC RP IdPs
 from tests.sso.simplesamlphp import SimpleSamlIdp, running_idp
 
 PORTAL = "https://portal.test/"
+PORTAL_CALLBACK = "https://portal.test/callback"
+PORTAL_CLIENT, PORTAL_SECRET = "portal", "portal-secret-for-tests"
 
 
 @dataclass(frozen=True)
@@ -35,13 +39,16 @@ class Keys:
     rogue: TestKey
     sp: TestKey
     sp_next: TestKey
+    op: TestKey
+    op_old: TestKey
 
 
 @pytest.fixture(scope="session")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     """Key pairs made once per worker."""
     d: Path = tmp_path_factory.mktemp("sso-keys")
-    return Keys(*(make_key(d, n) for n in ("idp", "idp2", "rogue", "sp", "sp-next")))
+    names = ("idp", "idp2", "rogue", "sp", "sp-next", "op", "op-old")
+    return Keys(*(make_key(d, n) for n in names))
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +61,13 @@ def sso_app(database_url: str, keys: Keys, db: Database) -> Flask:
                         "sp_next_key_file": str(keys.sp_next.key_file),
                         "sp_next_cert_file": str(keys.sp_next.cert_file),
                         "allowed_redirect_urls": [PORTAL], "clock_skew_seconds": 60}
+    overrides["oidc_provider"] = {
+        "signing_key_file": str(keys.op.key_file),
+        "published_key_files": [str(keys.op_old.key_file)],
+        "portal_client_id": PORTAL_CLIENT,
+        "portal_client_secret_sha256": hashlib.sha256(PORTAL_SECRET.encode()).hexdigest(),
+        "portal_redirect_uris": [PORTAL_CALLBACK],
+        "portal_backchannel_logout_uri": "http://127.0.0.1:9/backchannel"}
     app = create_app(overrides)
     # One pool per worker: share the suite's database handle.
     app.extensions["roster.db"].dispose()

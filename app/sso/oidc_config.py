@@ -1,0 +1,120 @@
+"""OIDC relying-party settings of a connection: IdP, client, scopes, claims, algorithms.
+
+The client secret is stored encrypted (Fernet) with a key derived from the app's
+secret_key by HKDF, so the database alone never reveals it.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+
+from authlib.common.security import is_secure_transport
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy.orm import Session
+
+from app.audit import Actor, record
+from app.db import utcnow
+from app.errors import InvalidInput
+from app.models.sso import SsoConnection
+
+# Signature algorithms accepted when a connection names none (RFC 7518 §3.1). Real IdPs sign
+# with RS256 (Okta, Entra), RS512 (canaille) and ES256; "none" is never accepted.
+DEFAULT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
+SUPPORTED_ALGORITHMS = frozenset({*DEFAULT_ALGORITHMS, "PS512", "ES512", "EdDSA"})
+DEFAULT_SCOPES = "openid email profile"
+DEFAULT_GROUPS_CLAIM = "groups"
+_HKDF_INFO = b"roster/sso/oidc-client-secret/v1"
+
+
+def _fernet(secret_key: str) -> Fernet:
+    if not secret_key:
+        raise InvalidInput("app.secret_key must be set to store OIDC client secrets")
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=_HKDF_INFO).derive(secret_key.encode())
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def encrypt_client_secret(secret_key: str, secret: str) -> str:
+    """Encrypt a client secret for the database (Fernet, key = HKDF-SHA256(secret_key))."""
+    return _fernet(secret_key).encrypt(secret.encode()).decode()
+
+
+def decrypt_client_secret(secret_key: str, token: str) -> str:
+    """The plaintext client secret; InvalidInput when secret_key changed since it was stored."""
+    try:
+        return _fernet(secret_key).decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise InvalidInput("the OIDC client secret cannot be decrypted with the current "
+                           "secret_key; set it again") from None
+
+
+def algorithms_of(conn: SsoConnection) -> list[str]:
+    """The connection's allow-list of ID token signature algorithms (default when empty)."""
+    return [a for a in (conn.oidc_algorithms or DEFAULT_ALGORITHMS) if a != "none"]
+
+
+def groups_claim_of(conn: SsoConnection) -> str:
+    """The claim carrying group names (Okta: groups, Entra: groups or roles)."""
+    return str((conn.attribute_map or {}).get("groups") or DEFAULT_GROUPS_CLAIM)
+
+
+def check_url(url: str, field: str) -> str:
+    """An IdP URL must be https (http only on loopback, RFC 8252 §7.3)."""
+    if not url or len(url) > 1000 or not is_secure_transport(url):
+        raise InvalidInput(f"{field} must be an https URL", field=field)
+    return url
+
+
+def _algorithms(values: Sequence[str]) -> list[str]:
+    chosen = list(dict.fromkeys(v.strip() for v in values if v.strip()))
+    if "none" in (v.lower() for v in chosen):
+        raise InvalidInput("alg none is never allowed", field="algorithms")
+    unknown = [v for v in chosen if v not in SUPPORTED_ALGORITHMS]
+    if unknown:
+        raise InvalidInput(f"unsupported algorithms: {', '.join(unknown)}", field="algorithms")
+    return chosen
+
+
+def configure_oidc(session: Session, conn: SsoConnection, actor: Actor, *, secret_key: str,
+                   discovery_url: str | None = None, client_id: str | None = None,
+                   client_secret: str | None = None, scopes: str | None = None,
+                   groups_claim: str | None = None,
+                   algorithms: Sequence[str] | None = None) -> SsoConnection:
+    """Set the OIDC RP fields given (others kept); audit ``sso:connection:oidc``."""
+    if conn.protocol != "oidc":
+        raise InvalidInput("OIDC settings are for OIDC connections")
+    changed: list[str] = []
+    if discovery_url is not None:
+        conn.oidc_discovery_url = check_url(discovery_url, "discovery_url")
+        changed.append("discovery_url")
+    if client_id is not None:
+        if not client_id.strip() or len(client_id) > 500:
+            raise InvalidInput("client id must be 1 to 500 characters", field="client_id")
+        conn.oidc_client_id = client_id.strip()
+        changed.append("client_id")
+    if client_secret is not None:
+        conn.oidc_client_secret_enc = encrypt_client_secret(secret_key, client_secret)
+        changed.append("client_secret")
+    if scopes is not None:
+        words = scopes.split()
+        if "openid" not in words:
+            raise InvalidInput("scopes must include openid", field="scopes")
+        conn.oidc_scopes = " ".join(dict.fromkeys(words))
+        changed.append("scopes")
+    if groups_claim is not None:
+        conn.attribute_map = {**(conn.attribute_map or {}), "groups": groups_claim.strip()}
+        changed.append("groups_claim")
+    if algorithms is not None:
+        conn.oidc_algorithms = _algorithms(algorithms)
+        changed.append("algorithms")
+    conn.updated_at = utcnow()
+    # Never the secret itself: only which fields changed and the public settings.
+    record(session, organization_id=conn.organization_id, action="sso:connection:oidc",
+           actor=actor, subject_type="sso_connection", subject_id=conn.id,
+           data={"changed": changed, "discovery_url": conn.oidc_discovery_url,
+                 "client_id": conn.oidc_client_id, "scopes": conn.oidc_scopes,
+                 "algorithms": algorithms_of(conn), "groups_claim": groups_claim_of(conn)})
+    return conn

@@ -1,0 +1,145 @@
+"""ID token validation (OIDC Core 1.0 §3.1.3.7) and claims -> asserted identity.
+
+The signature is checked with joserfc against the IdP's JWKS, with an allow-list of
+algorithms per connection; ``alg: none`` is refused before any key is looked up.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import BadSignatureError, JoseError
+from joserfc.jwk import KeySet
+
+from app.models.sso import SsoConnection
+from app.sso.login import AssertedUser
+from app.sso.oidc_config import groups_claim_of
+from app.sso.outcome import LoginFailed
+
+# Key type each JWS algorithm family needs (RFC 7518 §3.1, RFC 8037 §3.1).
+_KTY = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+# Standard claims (OIDC Core §5.1) read for each field, unless the connection names its own.
+OIDC_CLAIMS = {"email": "email", "user_name": "preferred_username", "given_name": "given_name",
+               "family_name": "family_name", "external_id": "sub", "department": "department"}
+_MAX_GROUPS = 1000
+
+
+def _b64json(part: str) -> dict[str, Any]:
+    value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+def unverified_parts(id_token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims read WITHOUT verification: only for choosing a key and for traces."""
+    parts = id_token.split(".")
+    if len(parts) != 3:
+        raise LoginFailed("malformed_id_token", "the ID token is not a compact JWS")
+    try:
+        return _b64json(parts[0]), _b64json(parts[1])
+    except ValueError:
+        raise LoginFailed("malformed_id_token", "the ID token is not base64url JSON") from None
+
+
+def pick_key(jwks: dict[str, Any], header: dict[str, Any]) -> Any | None:
+    """The JWK the header names by kid; without a kid, the only signing key of the right type."""
+    try:
+        key_set = KeySet.import_key_set({"keys": [
+            k for k in jwks.get("keys", []) if isinstance(k, dict) and k.get("use") in (None, "sig")
+        ]})
+    except (JoseError, ValueError, TypeError):
+        raise LoginFailed("discovery_failed", "the IdP's JWKS cannot be read") from None
+    kid, kty = header.get("kid"), _KTY.get(str(header.get("alg", ""))[:2])
+    if kid is not None:
+        return next((k for k in key_set.keys if k.kid == kid), None)
+    candidates = [k for k in key_set.keys if k.key_type == kty]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a valid ID token must say: our client, the IdP, this attempt's nonce."""
+
+    issuer: str
+    client_id: str
+    nonce: str
+    algorithms: tuple[str, ...]
+    skew_seconds: int
+
+
+def _check_claims(claims: dict[str, Any], want: Expected, now: float) -> None:
+    if claims.get("iss") != want.issuer:
+        raise LoginFailed("wrong_issuer", f"iss {claims.get('iss')!r} is not {want.issuer}")
+    aud = claims.get("aud")
+    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if want.client_id not in audiences:
+        raise LoginFailed("wrong_audience", f"aud {aud!r} does not name our client")
+    azp = claims.get("azp")
+    if (azp is not None or len(audiences) > 1) and azp != want.client_id:
+        raise LoginFailed("wrong_audience", f"azp {azp!r} is not our client")
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+        raise LoginFailed("malformed_id_token", "exp and iat are required numbers")
+    if exp + want.skew_seconds < now:
+        raise LoginFailed("token_expired", "the ID token has expired")
+    if iat - want.skew_seconds > now:
+        raise LoginFailed("token_not_yet_valid", "the ID token was issued in the future")
+    nbf = claims.get("nbf")
+    if isinstance(nbf, int | float) and nbf - want.skew_seconds > now:
+        raise LoginFailed("token_not_yet_valid", "the ID token is not valid yet")
+    nonce = claims.get("nonce")
+    if not isinstance(nonce, str) or not hmac.compare_digest(nonce.encode(), want.nonce.encode()):
+        raise LoginFailed("bad_nonce", "the nonce does not match this login attempt")
+    if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+        raise LoginFailed("malformed_id_token", "the ID token has no sub")
+
+
+def validate_id_token(id_token: str, want: Expected,
+                      jwks_for: Callable[[bool], dict[str, Any]], now: float) -> dict[str, Any]:
+    """Verify alg, signature (JWKS, re-read once if the kid is unknown) and claims (§3.1.3.7)."""
+    header, _ = unverified_parts(id_token)
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg.lower() == "none" or alg not in want.algorithms:
+        raise LoginFailed("alg_not_allowed", f"alg {alg!r} is not in the connection's allow-list")
+    key = pick_key(jwks_for(False), header) or pick_key(jwks_for(True), header)
+    if key is None:
+        raise LoginFailed("unknown_signing_key",
+                          f"no key {header.get('kid')!r} in the IdP's JWKS")
+    try:
+        claims = dict(jwt.decode(id_token, key, algorithms=[alg]).claims)
+    except BadSignatureError:
+        raise LoginFailed("bad_signature", "the ID token signature does not verify") from None
+    except (JoseError, ValueError) as exc:
+        raise LoginFailed("bad_signature", f"the ID token cannot be verified: {exc}") from None
+    _check_claims(claims, want, now)
+    return claims
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if isinstance(value, str | int) and str(value) else None
+
+
+def asserted_identity(conn: SsoConnection, claims: dict[str, Any]) -> AssertedUser:
+    """Map verified claims to the protocol-neutral identity, honouring the connection's names."""
+    names = {**OIDC_CLAIMS, **{k: v for k, v in (conn.attribute_map or {}).items()
+                               if k in OIDC_CLAIMS and isinstance(v, str) and v}}
+    value = {field: _text(claims.get(claim)) for field, claim in names.items()}
+    # An address the IdP itself says is unverified must not select an account (OIDC Core §5.1).
+    email = value["email"] if claims.get("email_verified") is not False else None
+    raw_groups = claims.get(groups_claim_of(conn))
+    groups = ([raw_groups] if isinstance(raw_groups, str)
+              else raw_groups if isinstance(raw_groups, list) else [])
+    return AssertedUser(
+        subject=claims["sub"], email=email.lower() if email else None,
+        user_name=value["user_name"], external_id=value["external_id"],
+        given_name=value["given_name"], family_name=value["family_name"],
+        department=value["department"],
+        groups=tuple(dict.fromkeys(g for g in groups[:_MAX_GROUPS]
+                                   if isinstance(g, str) and g)))

@@ -1,0 +1,155 @@
+"""OIDC relying-party endpoints on the /sso blueprint: login (authorization request), callback.
+
+Registered by importing this module once, from the bottom of app/sso/views.py.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+from flask import Response, current_app, redirect, request, session
+from sqlalchemy.orm import Session
+
+from app.errors import DomainError, InvalidInput
+from app.models.sso import SsoConnection
+from app.sso import pages
+from app.sso.login import open_session, resolve_login
+from app.sso.oidc_config import algorithms_of, decrypt_client_secret
+from app.sso.oidc_rp import (
+    ClaimedAttempt,
+    Provider,
+    ProviderCache,
+    begin_login,
+    callback_url,
+    claim_attempt,
+    exchange_code,
+    state_key,
+)
+from app.sso.oidc_token import Expected, asserted_identity, unverified_parts, validate_id_token
+from app.sso.outcome import LoginFailed
+from app.sso.traces import mask, redact_claims
+from app.sso.views import _actor, _allowed, _ConnRef, _db, _finish, _sso, bp, fail
+
+_BOUND_STATES = "oidc_states"
+_MAX_PARALLEL_ATTEMPTS = 5
+
+
+def provider_cache() -> ProviderCache:
+    """The app's cache of discovery documents and JWKS."""
+    return current_app.extensions.setdefault("roster.oidc_providers", ProviderCache())
+
+
+def _oidc_connection(s: Session, connection_id: str) -> SsoConnection:
+    conn = s.get(SsoConnection, connection_id) if len(connection_id) <= 36 else None
+    if conn is None or conn.protocol != "oidc" or not conn.enabled:
+        raise LoginFailed("unknown_connection", f"no OIDC connection {connection_id[:36]}")
+    return conn
+
+
+def _ready(conn: SsoConnection) -> None:
+    if not (conn.oidc_discovery_url and conn.oidc_client_id and conn.oidc_client_secret_enc):
+        raise LoginFailed("misconfigured", "the connection lacks discovery URL, client id or "
+                          "client secret")
+    if not current_app.secret_key:
+        raise LoginFailed("misconfigured", "app.secret_key is not set")
+
+
+def _redirect_uri(connection_id: str) -> str:
+    return callback_url(current_app.config["ROSTER"]["app"]["base_url"], connection_id)
+
+
+@bp.get("/oidc/<connection_id>/login")
+def oidc_login(connection_id: str) -> Response:
+    """Send the browser to the IdP with state, nonce and PKCE S256 (OIDC Core §3.1.2.1)."""
+    next_url = request.args.get("next") or _sso()["default_redirect_url"] or None
+    if next_url and not _allowed(next_url):
+        return pages.refused("The page to return to is not allowed.", None, 400)
+    ref: _ConnRef | None = None
+    try:
+        with _db().transaction(readonly=True) as s:
+            conn = _oidc_connection(s, connection_id)
+            ref = _ConnRef(conn.id, conn.organization_id, conn.protocol)
+            _ready(conn)
+        # The IdP is read outside any database transaction.
+        provider = provider_cache().provider(conn.oidc_discovery_url or "")
+        with _db().transaction() as s:
+            start = begin_login(s, conn, provider, _redirect_uri(conn.id), next_url,
+                                _sso()["request_ttl_seconds"])
+    except LoginFailed as exc:
+        return fail(exc, ref, {})
+    # Bind the attempt to this browser (signed cookie): a callback carrying a state issued
+    # to someone else is refused, so nobody can be logged in as the attacker (login CSRF).
+    bound = [*session.get(_BOUND_STATES, [])[-(_MAX_PARALLEL_ATTEMPTS - 1):],
+             state_key(start.state)]
+    session[_BOUND_STATES] = bound
+    return redirect(start.url, 303)
+
+
+def _claim(connection_id: str, state: str) -> tuple[SsoConnection, ClaimedAttempt]:
+    """Use the attempt in its own transaction, so a failure later never makes it reusable."""
+    key = state_key(state) if state else ""
+    bound = session.get(_BOUND_STATES, [])
+    with _db().transaction() as s:
+        conn = _oidc_connection(s, connection_id)
+        if not state or not any(hmac.compare_digest(key, b) for b in bound if isinstance(b, str)):
+            raise LoginFailed("bad_state", "the state was not issued to this browser")
+        session[_BOUND_STATES] = [b for b in bound if b != key]
+        return conn, claim_attempt(s, conn, state)
+
+
+def _verified_claims(conn: SsoConnection, provider: Provider, attempt: ClaimedAttempt,
+                     payload: dict[str, Any]) -> dict[str, Any]:
+    """Redeem the code and validate the ID token (OIDC Core §3.1.3)."""
+    args = request.args
+    if args.get("error"):
+        raise LoginFailed("idp_error", f"{args['error']}: {args.get('error_description', '')}"
+                          [:500])
+    # RFC 9207: an IdP that names itself in the response must be the one we asked.
+    if args.get("iss") is not None and args["iss"] != provider.issuer:
+        raise LoginFailed("wrong_issuer", f"the response comes from {args['iss']!r}")
+    if not args.get("code"):
+        raise LoginFailed("missing_code", "the callback carries no code")
+    try:
+        secret = decrypt_client_secret(current_app.secret_key or "",
+                                       conn.oidc_client_secret_enc or "")
+    except InvalidInput as exc:
+        raise LoginFailed("misconfigured", exc.detail) from None
+    id_token = exchange_code(provider, conn.oidc_client_id or "", secret,
+                             _redirect_uri(conn.id), args["code"], attempt.code_verifier)
+    header, unverified = unverified_parts(id_token)
+    payload["id_token"] = {"header": header, "claims": redact_claims(unverified)}
+    expected = Expected(issuer=provider.issuer, client_id=conn.oidc_client_id or "",
+                        nonce=attempt.nonce, algorithms=tuple(algorithms_of(conn)),
+                        skew_seconds=_sso()["clock_skew_seconds"])
+    return validate_id_token(
+        id_token, expected,
+        lambda refresh: provider_cache().jwks(provider.jwks_uri, refresh=refresh), time.time())
+
+
+@bp.get("/oidc/<connection_id>/callback")
+def oidc_callback(connection_id: str) -> Response:
+    """Redirection endpoint: state, code exchange with PKCE, ID token, then the login policy."""
+    payload: dict[str, Any] = {"callback": {
+        "state": mask(request.args.get("state", "")), "code": bool(request.args.get("code")),
+        "iss": request.args.get("iss"), "error": request.args.get("error")}}
+    ref: _ConnRef | None = None
+    try:
+        with _db().transaction(readonly=True) as s:
+            found = _oidc_connection(s, connection_id)
+            ref = _ConnRef(found.id, found.organization_id, found.protocol)
+            _ready(found)
+        conn, attempt = _claim(connection_id, request.args.get("state", ""))
+        provider = provider_cache().provider(conn.oidc_discovery_url or "")
+        claims = _verified_claims(conn, provider, attempt, payload)
+        with _db().transaction() as s:
+            conn = _oidc_connection(s, connection_id)
+            user = resolve_login(s, conn, asserted_identity(conn, claims), _actor())
+            login = open_session(s, conn, user, _actor(), detail={"issuer": provider.issuer})
+            display, login_id, user_id = user.display_name or user.user_name, login.id, user.id
+    except LoginFailed as exc:
+        return fail(exc, ref, payload)
+    except DomainError as exc:
+        return fail(LoginFailed("provisioning_error", exc.detail), ref, payload)
+    return _finish(login_id, user_id, display, attempt.redirect_to)

@@ -1,0 +1,367 @@
+"""Roster as the OpenID Provider facing the portal, on authlib's server components.
+
+Authorization code + PKCE (RFC 6749 §4.1, RFC 7636), ID tokens (OIDC Core §3.1.3.6),
+refresh tokens (RFC 6749 §6), introspection (RFC 7662) and revocation (RFC 7009).
+Codes and tokens are stored only as SHA-256 hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6749.models import AuthorizationCodeMixin, ClientMixin, TokenMixin
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oidc.core import UserInfo
+from authlib.oidc.core.grants import OpenIDCode
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.models import User
+from app.models.directory import UserStatus
+from app.models.sso import AuthorizationCode, IssuedToken, LoginSession
+from app.sso.claims import filter_by_scope, user_claims
+from app.sso.provider_keys import ALG, ProviderKeys
+
+SCOPES = ("openid", "email", "profile", "organization", "offline_access")
+ACCESS, REFRESH = "access", "refresh"
+
+
+def digest(value: str) -> str:
+    """SHA-256 hex of a code or token: what the database keeps."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """What the provider needs from settings, resolved once per app."""
+
+    issuer: str
+    keys: ProviderKeys
+    client_id: str
+    client_secret_sha256: str
+    redirect_uris: tuple[str, ...]
+    backchannel_logout_uri: str
+    access_seconds: int
+    id_token_seconds: int
+    refresh_seconds: int
+    code_seconds: int
+
+
+@dataclass(frozen=True)
+class PortalClient(ClientMixin):
+    """The portal: one confidential client registered in configuration."""
+
+    client_id: str
+    secret_sha256: str
+    redirect_uris: tuple[str, ...]
+
+    def get_client_id(self) -> str:
+        """The client id (RFC 6749 §2.2)."""
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        """No default: the portal must name one of its registered URIs."""
+        return None
+
+    def get_allowed_scope(self, scope: str) -> str:
+        """Requested scopes we know, in request order."""
+        return " ".join(s for s in (scope or "").split() if s in SCOPES)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        """Exact match against the registered URIs (RFC 6749 §3.1.2.3)."""
+        return redirect_uri in self.redirect_uris
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        """Compare the presented secret's hash in constant time."""
+        return bool(self.secret_sha256) and hmac.compare_digest(
+            digest(client_secret or ""), self.secret_sha256.lower())
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        """client_secret_basic or client_secret_post everywhere."""
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type: str) -> bool:
+        """Only the authorization code flow."""
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        """Authorization code and refresh token grants."""
+        return grant_type in ("authorization_code", "refresh_token")
+
+
+class RequiredS256(CodeChallenge):
+    """PKCE for every client, confidential ones too, and only S256 (RFC 9700 §2.1.1)."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        """Refuse an authorization request without an S256 code_challenge (RFC 7636 §4.3)."""
+        data = grant.request.payload.data
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("Missing 'code_challenge' (PKCE is required)")
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The signed-in user and the login session the tokens hang off."""
+
+    user: User
+    session_id: str
+    auth_time: int
+
+
+class CodeView(AuthorizationCodeMixin):
+    """An authorization code row as authlib expects it."""
+
+    def __init__(self, row: AuthorizationCode) -> None:
+        self.row = row
+        self.code_challenge = row.code_challenge
+        self.code_challenge_method = row.code_challenge_method
+
+    def get_redirect_uri(self) -> str:
+        """The redirect URI the code was issued for."""
+        return self.row.redirect_uri
+
+    def get_scope(self) -> str:
+        """Granted scope."""
+        return self.row.scope
+
+    def get_nonce(self) -> str | None:
+        """The nonce of the authorization request (OIDC Core §3.1.2.1)."""
+        return self.row.nonce
+
+    def get_auth_time(self) -> int:
+        """When the user authenticated."""
+        return int(self.row.auth_time.timestamp())
+
+    def get_acr(self) -> None:
+        """No ACR values."""
+        return None
+
+    def get_amr(self) -> None:
+        """No AMR values."""
+        return None
+
+
+class TokenView(TokenMixin):
+    """An issued token row as authlib expects it."""
+
+    def __init__(self, row: IssuedToken) -> None:
+        self.row = row
+
+    def check_client(self, client: ClientMixin) -> bool:
+        """Was it issued to ``client``?"""
+        return self.row.client_id == client.get_client_id()
+
+    def get_scope(self) -> str:
+        """Granted scope."""
+        return self.row.scope
+
+    def get_expires_in(self) -> int:
+        """Seconds left."""
+        if self.row.expires_at is None:
+            return 0
+        return max(0, int((self.row.expires_at - utcnow()).total_seconds()))
+
+    def is_expired(self) -> bool:
+        """Past its lifetime."""
+        return self.row.expires_at is not None and self.row.expires_at <= utcnow()
+
+    def is_revoked(self) -> bool:
+        """Revoked by the client, by lifecycle, or its session or user is gone."""
+        return self.row.revoked_at is not None
+
+
+def live_token(session: Session, plaintext: str, token_type: str | None) -> TokenView | None:
+    """The token with this value if its session and user are still good, else None."""
+    query = select(IssuedToken).where(IssuedToken.token_hash == digest(plaintext or ""))
+    if token_type:
+        query = query.where(IssuedToken.token_type == token_type)
+    row = session.scalar(query)
+    if row is None or row.user_id is None:
+        return None
+    user = session.get(User, row.user_id)
+    login = session.get(LoginSession, row.session_id) if row.session_id else None
+    if user is None or not user.active or user.status != UserStatus.active or (
+            login is not None and login.revoked_at is not None):
+        row.revoked_at = row.revoked_at or utcnow()
+    return TokenView(row)
+
+
+def _hint(hint: str | None) -> str | None:
+    return {"access_token": ACCESS, "refresh_token": REFRESH}.get(hint or "")
+
+
+def build_grants(db: Any, config: ProviderConfig) -> tuple[type, type, OpenIDCode]:
+    """Grant classes bound to this deployment's storage; ``db()`` is the request's session."""
+
+    class CodeGrant(grants.AuthorizationCodeGrant):
+        TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+        def save_authorization_code(self, code: str, request: Any) -> None:
+            data, principal = request.payload.data, request.user
+            db().add(AuthorizationCode(
+                code_hash=digest(code), client_id=request.client.get_client_id(),
+                user_id=principal.user.id, session_id=principal.session_id,
+                redirect_uri=request.payload.redirect_uri, scope=request.scope or "",
+                nonce=data.get("nonce"), code_challenge=data.get("code_challenge"),
+                code_challenge_method=data.get("code_challenge_method"),
+                auth_time=datetime.fromtimestamp(principal.auth_time, tz=utcnow().tzinfo),
+                expires_at=utcnow() + timedelta(seconds=config.code_seconds)))
+
+        def query_authorization_code(self, code: str, client: Any) -> CodeView | None:
+            row = db().get(AuthorizationCode, digest(code))
+            if row is None or row.client_id != client.get_client_id() \
+                    or row.expires_at <= utcnow():
+                return None
+            return CodeView(row)
+
+        def delete_authorization_code(self, authorization_code: CodeView) -> None:
+            db().delete(authorization_code.row)
+
+        def authenticate_user(self, authorization_code: CodeView) -> Principal | None:
+            return _principal(db(), authorization_code.row.user_id,
+                              authorization_code.row.session_id,
+                              authorization_code.get_auth_time())
+
+    class RefreshGrant(grants.RefreshTokenGrant):
+        TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+        INCLUDE_NEW_REFRESH_TOKEN = True
+
+        def authenticate_refresh_token(self, refresh_token: str) -> TokenView | None:
+            token = live_token(db(), refresh_token, REFRESH)
+            if token is None or token.is_revoked() or token.is_expired():
+                return None
+            return token
+
+        def authenticate_user(self, refresh_token: TokenView) -> Principal | None:
+            row = refresh_token.row
+            return _principal(db(), row.user_id or "", row.session_id or "",
+                              int(row.issued_at.timestamp()))
+
+        def revoke_old_credential(self, refresh_token: TokenView) -> None:
+            refresh_token.row.revoked_at = utcnow()
+
+    class RosterOpenIDCode(OpenIDCode):
+        def exists_nonce(self, nonce: str, request: Any) -> bool:
+            return db().scalar(select(AuthorizationCode.code_hash).where(
+                AuthorizationCode.nonce == nonce,
+                AuthorizationCode.client_id == request.payload.client_id)) is not None
+
+        def resolve_client_private_key(self, client: Any) -> Any:
+            return config.keys.signing
+
+        def get_client_algorithm(self, client: Any) -> str:
+            return ALG
+
+        def get_encode_header(self, client: Any) -> dict[str, str]:
+            return {"alg": ALG, "kid": config.keys.kid, "typ": "JWT"}
+
+        def get_client_claims(self, client: Any) -> dict[str, Any]:
+            return {"iss": config.issuer, "aud": [client.get_client_id()],
+                    "exp": int(time.time()) + config.id_token_seconds}
+
+        def generate_user_info(self, user: Principal, scope: str) -> UserInfo:
+            claims = filter_by_scope(user_claims(db(), user.user), scope)
+            return UserInfo(sid=user.session_id, **claims)
+
+    return CodeGrant, RefreshGrant, RosterOpenIDCode(require_nonce=True)
+
+
+def _principal(session: Session, user_id: str, session_id: str,
+               auth_time: int) -> Principal | None:
+    """The user behind a code or refresh token, only while user and session are live."""
+    user = session.get(User, user_id)
+    login = session.get(LoginSession, session_id)
+    if user is None or not user.active or user.status != UserStatus.active:
+        return None
+    if login is None or login.revoked_at is not None or (
+            login.expires_at is not None and login.expires_at <= utcnow()):
+        return None
+    return Principal(user=user, session_id=session_id, auth_time=auth_time)
+
+
+def token_generator(config: ProviderConfig) -> BearerTokenGenerator:
+    """Opaque random bearer tokens with our lifetimes (RFC 6750)."""
+    def expires(client: Any, grant_type: str) -> int:
+        return config.access_seconds
+
+    return BearerTokenGenerator(
+        access_token_generator=lambda *a, **k: "rat_" + secrets.token_urlsafe(32),
+        refresh_token_generator=lambda *a, **k: "rrt_" + secrets.token_urlsafe(32),
+        expires_generator=expires)
+
+
+def save_token(session: Session, config: ProviderConfig, token: dict[str, Any],
+               request: Any) -> None:
+    """Store the new access (and refresh) token hashed, bound to the login session."""
+    principal: Principal = request.user
+    now = utcnow()
+    common = {"organization_id": principal.user.organization_id,
+              "user_id": principal.user.id, "session_id": principal.session_id,
+              "client_id": request.client.get_client_id(), "scope": token.get("scope", ""),
+              "issued_at": now}
+    session.add(IssuedToken(token_type=ACCESS, token_hash=digest(token["access_token"]),
+                            expires_at=now + timedelta(seconds=config.access_seconds),
+                            **common))
+    if token.get("refresh_token"):
+        session.add(IssuedToken(token_type=REFRESH, token_hash=digest(token["refresh_token"]),
+                                expires_at=now + timedelta(seconds=config.refresh_seconds),
+                                **common))
+
+
+def build_endpoints(db: Any, config: ProviderConfig) -> tuple[type, type]:
+    """Introspection (RFC 7662) and revocation (RFC 7009) bound to our storage."""
+
+    class Introspection(IntrospectionEndpoint):
+        CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+        def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+            return live_token(db(), token_string, _hint(token_type_hint)) or live_token(
+                db(), token_string, None)
+
+        def check_permission(self, token: TokenView, client: Any, request: Any) -> bool:
+            return token.check_client(client)
+
+        def introspect_token(self, token: TokenView) -> dict[str, Any]:
+            row = token.row
+            return {"active": True, "client_id": row.client_id, "scope": row.scope,
+                    "token_type": "Bearer" if row.token_type == ACCESS else "refresh_token",
+                    "sub": row.user_id, "sid": row.session_id, "org_id": row.organization_id,
+                    "iss": config.issuer, "aud": row.client_id,
+                    "iat": int(row.issued_at.timestamp()),
+                    "exp": int(row.expires_at.timestamp()) if row.expires_at else None}
+
+    class Revocation(RevocationEndpoint):
+        CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+        def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+            return live_token(db(), token_string, _hint(token_type_hint)) or live_token(
+                db(), token_string, None)
+
+        def revoke_token(self, token: TokenView, request: Any) -> None:
+            row, now = token.row, utcnow()
+            row.revoked_at = row.revoked_at or now
+            if row.token_type == REFRESH:
+                # RFC 7009 §2.1: revoking a refresh token also drops its access tokens.
+                db().execute(update(IssuedToken).where(
+                    IssuedToken.session_id == row.session_id,
+                    IssuedToken.client_id == row.client_id,
+                    IssuedToken.revoked_at.is_(None)).values(revoked_at=now))
+
+    return Introspection, Revocation

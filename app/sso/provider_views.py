@@ -1,0 +1,226 @@
+"""HTTP endpoints of the OpenID Provider under /sso/oidc (issuer = base_url + /sso/oidc)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6750 import BearerTokenValidator
+from flask import Flask, Response, current_app, g, jsonify, redirect, request, session
+from sqlalchemy.orm import Session
+
+from app.db import Database, utcnow
+from app.models import User
+from app.models.directory import UserStatus
+from app.models.sso import LoginSession
+from app.sso import pages
+from app.sso.claims import filter_by_scope, user_claims
+from app.sso.provider import (
+    ACCESS,
+    SCOPES,
+    PortalClient,
+    Principal,
+    ProviderConfig,
+    RequiredS256,
+    TokenView,
+    build_endpoints,
+    build_grants,
+    live_token,
+    save_token,
+    token_generator,
+)
+from app.sso.provider_keys import ALG, load_provider_keys
+from app.sso.views import bp
+
+PREFIX = "/sso/oidc"
+
+
+def _db() -> Session:
+    """The current request's database session (opened by each endpoint)."""
+    return g.roster_oidc_session
+
+
+def provider_config(app: Flask) -> ProviderConfig | None:
+    """Resolve [oidc_provider] once per app; None when no signing key is configured."""
+    if "roster.oidc_config" not in app.extensions:
+        settings = app.config["ROSTER"]["oidc_provider"]
+        keys = load_provider_keys(settings)
+        app.extensions["roster.oidc_config"] = None if keys is None else ProviderConfig(
+            issuer=app.config["ROSTER"]["app"]["base_url"].rstrip("/") + PREFIX, keys=keys,
+            client_id=settings["portal_client_id"],
+            client_secret_sha256=settings["portal_client_secret_sha256"],
+            redirect_uris=tuple(settings["portal_redirect_uris"]),
+            backchannel_logout_uri=settings["portal_backchannel_logout_uri"],
+            access_seconds=settings["access_token_seconds"],
+            id_token_seconds=settings["id_token_seconds"],
+            refresh_seconds=settings["refresh_token_seconds"],
+            code_seconds=settings["authorization_code_seconds"])
+    return app.extensions["roster.oidc_config"]
+
+
+def _server() -> tuple[AuthorizationServer, ProviderConfig]:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    config = provider_config(app)
+    if config is None:
+        raise OAuth2Error("OIDC provider is not configured", status_code=503)
+    server = app.extensions.get("roster.oidc_server")
+    if server is None:
+        client = PortalClient(config.client_id, config.client_secret_sha256,
+                              config.redirect_uris)
+        server = AuthorizationServer(
+            query_client=lambda cid: client if cid == client.client_id else None,
+            save_token=lambda token, req: save_token(_db(), config, token, req))
+        server.init_app(app)
+        server.register_token_generator("default", token_generator(config))
+        code_grant, refresh_grant, openid = build_grants(_db, config)
+        server.register_grant(code_grant, [openid, RequiredS256(required=True)])
+        server.register_grant(refresh_grant)
+        introspection, revocation = build_endpoints(_db, config)
+        server.register_endpoint(introspection)
+        server.register_endpoint(revocation)
+        app.extensions["roster.oidc_server"] = server
+    return server, config
+
+
+def _transaction() -> Any:
+    database: Database = current_app.extensions["roster.db"]
+    return database.transaction()
+
+
+def _error(exc: OAuth2Error) -> Response:
+    response = jsonify(error=exc.error or "server_error", error_description=exc.description)
+    response.status_code = exc.status_code or 400
+    return response
+
+
+@bp.get("/oidc/.well-known/openid-configuration")
+def discovery() -> Response:
+    """OpenID Provider metadata (OIDC Discovery 1.0 §3)."""
+    config = provider_config(current_app._get_current_object())  # type: ignore[attr-defined]
+    if config is None:
+        return _error(OAuth2Error("OIDC provider is not configured", status_code=503))
+    iss = config.issuer
+    return jsonify({
+        "issuer": iss, "authorization_endpoint": f"{iss}/authorize",
+        "token_endpoint": f"{iss}/token", "userinfo_endpoint": f"{iss}/userinfo",
+        "jwks_uri": f"{iss}/jwks", "introspection_endpoint": f"{iss}/introspect",
+        "revocation_endpoint": f"{iss}/revoke", "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": [ALG],
+        "scopes_supported": list(SCOPES), "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "claims_supported": ["sub", "sid", "email", "email_verified", "name", "given_name",
+                             "family_name", "preferred_username", "org_id", "org_slug",
+                             "org_name", "units", "roles", "permissions"],
+        "backchannel_logout_supported": True, "backchannel_logout_session_supported": True,
+    })
+
+
+@bp.get("/oidc/jwks")
+def jwks() -> Response:
+    """Public keys, current and rotated (RFC 7517 §5)."""
+    config = provider_config(current_app._get_current_object())  # type: ignore[attr-defined]
+    if config is None:
+        return _error(OAuth2Error("OIDC provider is not configured", status_code=503))
+    return jsonify(config.keys.jwks())
+
+
+def _signed_in(s: Session) -> Principal | None:
+    """The browser's live login session, if any (bound by the SSO login)."""
+    login_id = session.get("sso_login_id")
+    login = s.get(LoginSession, login_id) if isinstance(login_id, str) else None
+    if login is None or login.revoked_at is not None or (
+            login.expires_at is not None and login.expires_at <= utcnow()):
+        return None
+    user = s.get(User, login.user_id)
+    if user is None or not user.active or user.status != UserStatus.active:
+        return None
+    return Principal(user=user, session_id=login.id, auth_time=int(login.created_at.timestamp()))
+
+
+@bp.get("/oidc/authorize")
+def authorize() -> Response:
+    """Authorization endpoint (RFC 6749 §4.1.1, PKCE required): sign in first, then a code."""
+    try:
+        server, config = _server()
+    except OAuth2Error as exc:
+        return _error(exc)
+    with _transaction() as s:
+        g.roster_oidc_session = s
+        principal = _signed_in(s)
+        if principal is None:
+            here = f"{config.issuer}/authorize?{request.query_string.decode()}"
+            return redirect(f"/sso/login?{urlencode({'next': here})}", 303)
+        try:
+            grant = server.get_consent_grant(end_user=principal)
+        except OAuth2Error as exc:
+            if exc.redirect_uri:
+                return server.handle_error_response(None, exc)
+            # No valid redirect URI to report to: show the error here (RFC 6749 §4.1.2.1).
+            return pages.refused(f"The portal's sign-in request is invalid: "
+                                 f"{exc.description or exc.error}", None, 400)
+        return server.create_authorization_response(grant_user=principal, grant=grant)
+
+
+@bp.post("/oidc/token")
+def token() -> Response:
+    """Token endpoint (RFC 6749 §3.2): code (+ PKCE verifier) or refresh token."""
+    try:
+        server, _config = _server()
+    except OAuth2Error as exc:
+        return _error(exc)
+    with _transaction() as s:
+        g.roster_oidc_session = s
+        return server.create_token_response()
+
+
+@bp.post("/oidc/introspect")
+def introspect() -> Response:
+    """Token introspection (RFC 7662 §2)."""
+    try:
+        server, _config = _server()
+    except OAuth2Error as exc:
+        return _error(exc)
+    with _transaction() as s:
+        g.roster_oidc_session = s
+        return server.create_endpoint_response("introspection")
+
+
+@bp.post("/oidc/revoke")
+def revoke() -> Response:
+    """Token revocation (RFC 7009 §2)."""
+    try:
+        server, _config = _server()
+    except OAuth2Error as exc:
+        return _error(exc)
+    with _transaction() as s:
+        g.roster_oidc_session = s
+        return server.create_endpoint_response("revocation")
+
+
+class _AccessTokens(BearerTokenValidator):
+    def authenticate_token(self, token_string: str) -> TokenView | None:
+        return live_token(_db(), token_string, ACCESS)
+
+
+_protect = ResourceProtector()
+_protect.register_token_validator(_AccessTokens())
+
+
+@bp.route("/oidc/userinfo", methods=["GET", "POST"])
+def userinfo() -> Response:
+    """UserInfo endpoint (OIDC Core §5.3): claims released by the token's scopes."""
+    with _transaction() as s:
+        g.roster_oidc_session = s
+        try:
+            token = _protect.acquire_token(["openid"])
+        except OAuth2Error as exc:
+            response = _error(exc)
+            response.status_code = 401 if exc.error != "insufficient_scope" else 403
+            response.headers["WWW-Authenticate"] = f'Bearer error="{exc.error}"'
+            return response
+        user = s.get(User, token.row.user_id)
+        claims = filter_by_scope(user_claims(s, user), token.get_scope()) if user else {}
+        return jsonify({**claims, "sub": token.row.user_id})

@@ -1,0 +1,204 @@
+"""Roster as the portal's OpenID Provider: code + PKCE, ID token claims, refresh,
+introspection, revocation, key rotation, and the refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.db import utcnow
+from app.models import Grant, Role, Unit
+from app.models.organization import UnitKind
+from tests.conftest import rows
+from tests.sso import forge
+from tests.sso.conftest import (
+    PORTAL_CALLBACK,
+    claims_for,
+    post_response,
+    provision,
+    saml_connection,
+    start,
+)
+from tests.sso.portal import (
+    BASIC,
+    ISSUER,
+    AuthRequest,
+    code_from,
+    exchange,
+    introspect,
+    verify_id_token,
+)
+
+
+def _grant(db, tenant, user, role_key: str = "buyer") -> tuple[str, str]:
+    with db.transaction() as s:
+        unit = Unit(organization_id=tenant.org.id, kind=UnitKind.department, name="Engineering",
+                    path="Engineering")
+        s.add(unit)
+        s.flush()
+        role = s.query(Role).filter_by(organization_id=tenant.org.id, key=role_key).one()
+        s.add(Grant(organization_id=tenant.org.id, user_id=user.id, unit_id=unit.id,
+                    role_id=role.id, parameters={"spending_limit": {"amount": "500",
+                                                                    "currency": "EUR"}},
+                    source="manual", reason={}))
+        return unit.id, role.key
+
+
+def signed_in(db, tenant, keys, web, next_url: str):
+    """SAML login whose RelayState is ``next_url``; returns (user, response)."""
+    user = provision(db, tenant)
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
+    request_id = start(web, conn, next_url)
+    xml = forge.signed_response(claims_for(conn, in_response_to=request_id), keys.idp)
+    return user, post_response(web, conn, forge.b64(xml))
+
+
+def login_and_code(db, tenant, keys, web) -> tuple[object, AuthRequest, str]:
+    """The full portal journey up to the code: authorize -> SAML login -> authorize -> code."""
+    req = AuthRequest.new()
+    first = web.get(req.url().replace("http://roster.test", ""))
+    assert first.status_code == 303
+    assert first.headers["Location"].startswith("/sso/login?next=")
+    user, resp = signed_in(db, tenant, keys, web, req.url())
+    assert resp.headers["Location"] == req.url()
+    back = web.get(req.url().replace("http://roster.test", ""))
+    assert back.status_code == 302, back.text
+    return user, req, code_from(back.headers["Location"], req.state)
+
+
+def test_discovery_and_jwks_publish_issuer_endpoints_and_both_keys(web, keys):
+    """Discovery names our endpoints; the JWKS carries the signing and the rotated key."""
+    meta = web.get("/sso/oidc/.well-known/openid-configuration").get_json()
+    assert meta["issuer"] == ISSUER
+    assert meta["token_endpoint"] == f"{ISSUER}/token"
+    assert meta["code_challenge_methods_supported"] == ["S256"]
+    jwks = web.get("/sso/oidc/jwks").get_json()
+    assert len(jwks["keys"]) == 2
+    assert all("d" not in k for k in jwks["keys"])
+
+
+def test_code_flow_with_pkce_gives_id_token_and_userinfo_with_org_claims(db, tenant, keys,
+                                                                          web):
+    """ID token and userinfo carry stable sub, email, org, units, roles and permissions."""
+    user, req, code = login_and_code(db, tenant, keys, web)
+    unit_id, role_key = _grant(db, tenant, user)
+    resp = exchange(web, code, req.verifier)
+    assert resp.status_code == 200, resp.text
+    body = resp.get_json()
+    claims = verify_id_token(web, body["id_token"], req.nonce)
+    jwks = web.get("/sso/oidc/jwks").get_json()
+    assert claims["header"]["kid"] == jwks["keys"][0]["kid"]
+    assert claims["sub"] == user.id
+    assert claims["email"] == "alice@acme.com"
+    assert claims["org_id"] == tenant.org.id
+    assert claims["units"] == [{"id": unit_id, "name": "Engineering", "path": "Engineering",
+                                "kind": "department"}]
+    assert [r["role"] for r in claims["roles"]] == [role_key]
+    assert claims["roles"][0]["parameters"]["spending_limit"]["amount"] == "500"
+    assert {p["permission"] for p in claims["permissions"]}
+    info = web.get("/sso/oidc/userinfo",
+                   headers={"Authorization": f"Bearer {body['access_token']}"}).get_json()
+    assert info["sub"] == user.id
+    assert info["roles"] == claims["roles"]
+    stored = rows(db, "SELECT token_type, token_hash FROM issued_tokens ORDER BY token_type")
+    assert [t.token_type for t in stored] == ["access", "refresh"]
+    assert body["access_token"] not in {t.token_hash for t in stored}
+
+
+def test_a_code_works_once(db, tenant, keys, web):
+    """The second exchange of the same code is refused (RFC 6749 §4.1.2)."""
+    _user, req, code = login_and_code(db, tenant, keys, web)
+    assert exchange(web, code, req.verifier).status_code == 200
+    assert exchange(web, code, req.verifier).get_json()["error"] == "invalid_grant"
+
+
+def test_missing_or_wrong_pkce_verifier_is_refused(db, tenant, keys, web):
+    """No verifier, or another one: invalid_grant / invalid_request, no token."""
+    _user, _req, code = login_and_code(db, tenant, keys, web)
+    assert exchange(web, code, None).status_code == 400
+    assert exchange(web, code, "x" * 50).status_code == 400
+    assert rows(db, "SELECT count(*) AS n FROM issued_tokens")[0].n == 0
+
+
+def test_authorization_without_code_challenge_is_refused(db, tenant, keys, web):
+    """PKCE is required: the portal is sent back with an error, not a code."""
+    req = AuthRequest.new()
+    signed_in(db, tenant, keys, web, req.url())
+    url = req.url().replace("http://roster.test", "")
+    url = url.split("&code_challenge=")[0]
+    resp = web.get(url)
+    assert resp.status_code == 302
+    assert "error=invalid_request" in resp.headers["Location"]
+    assert "code=" not in resp.headers["Location"]
+
+
+def test_unregistered_redirect_uri_gets_an_error_page_not_a_redirect(db, tenant, keys, web):
+    """A redirect_uri that is not registered never receives anything (no open redirect)."""
+    req = AuthRequest.new()
+    signed_in(db, tenant, keys, web, req.url())
+    url = req.url().replace("http://roster.test", "").replace(
+        "portal.test%2Fcallback", "evil.example%2Fcallback")
+    resp = web.get(url)
+    assert resp.status_code == 400
+    assert "Location" not in resp.headers
+
+
+def test_wrong_client_secret_is_refused(db, tenant, keys, web):
+    """client_secret_basic with the wrong secret: invalid_client."""
+    _user, req, code = login_and_code(db, tenant, keys, web)
+    resp = web.post("/sso/oidc/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": PORTAL_CALLBACK,
+        "code_verifier": req.verifier}, auth=("portal", "wrong"))
+    assert resp.status_code == 401
+    assert resp.get_json()["error"] == "invalid_client"
+
+
+def test_refresh_token_rotates_and_the_old_one_dies(db, tenant, keys, web):
+    """A refresh gives new tokens; the used refresh token is then inactive."""
+    _user, req, code = login_and_code(db, tenant, keys, web)
+    first = exchange(web, code, req.verifier).get_json()
+    resp = web.post("/sso/oidc/token", data={"grant_type": "refresh_token",
+                                             "refresh_token": first["refresh_token"]},
+                    headers={"Authorization": BASIC})
+    assert resp.status_code == 200, resp.text
+    second = resp.get_json()
+    assert second["refresh_token"] != first["refresh_token"]
+    assert introspect(web, first["refresh_token"]) == {"active": False}
+    assert introspect(web, second["access_token"])["active"] is True
+
+
+def test_introspection_reports_active_then_inactive_after_revocation(db, tenant, keys, web):
+    """RFC 7662 says active with sub and scope; after RFC 7009 revocation, inactive."""
+    user, req, code = login_and_code(db, tenant, keys, web)
+    tokens = exchange(web, code, req.verifier).get_json()
+    info = introspect(web, tokens["access_token"])
+    assert info["active"] is True
+    assert info["sub"] == user.id
+    assert "organization" in info["scope"]
+    resp = web.post("/sso/oidc/revoke", data={"token": tokens["refresh_token"],
+                                              "token_type_hint": "refresh_token"},
+                    headers={"Authorization": BASIC})
+    assert resp.status_code == 200
+    assert introspect(web, tokens["refresh_token"]) == {"active": False}
+    assert introspect(web, tokens["access_token"]) == {"active": False}
+    assert introspect(web, "not-a-token") == {"active": False}
+
+
+def test_tokens_die_with_their_login_session(db, tenant, keys, web):
+    """Revoking the login session (what lifecycle does) makes its tokens inactive."""
+    _user, req, code = login_and_code(db, tenant, keys, web)
+    tokens = exchange(web, code, req.verifier).get_json()
+    with db.engine.begin() as c:
+        c.exec_driver_sql("UPDATE login_sessions SET revoked_at = created_at")
+    assert introspect(web, tokens["access_token"]) == {"active": False}
+    resp = web.get("/sso/oidc/userinfo",
+                   headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert resp.status_code == 401
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic x"])
+def test_userinfo_without_a_valid_token_is_401(web, db, header):
+    """No token, an unknown token, or the wrong scheme: 401 with WWW-Authenticate."""
+    resp = web.get("/sso/oidc/userinfo", headers={"Authorization": header} if header else {})
+    assert resp.status_code == 401
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert utcnow()
