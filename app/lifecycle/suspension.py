@@ -1,4 +1,4 @@
-"""Suspension: the user keeps their identity but may not sign in (mapping's on_loss policy)."""
+"""Suspension by the mapping (on_loss = "suspend"): reversible, unlike deprovisioning."""
 
 from __future__ import annotations
 
@@ -20,4 +20,16 @@ def suspend_user(session: Session, user: User, actor: Actor, *, reason: str) -> 
     record(session, organization_id=user.organization_id, action="user:suspend", actor=actor,
            subject_type="user", subject_id=user.id, data={"reason": reason})
     emit(session, organization_id=user.organization_id, type="user.suspended",
+         aggregate_id=user.id, payload={"user_id": user.id, "reason": reason})
+
+
+def resume_user(session: Session, user: User, actor: Actor, *, reason: str) -> None:
+    """Undo a mapping suspension (the user holds grants again), with audit and outbox."""
+    if user.status != UserStatus.suspended or not user.active:
+        return
+    user.status = UserStatus.active
+    user.updated_at = utcnow()
+    record(session, organization_id=user.organization_id, action="user:resume", actor=actor,
+           subject_type="user", subject_id=user.id, data={"reason": reason})
+    emit(session, organization_id=user.organization_id, type="user.resumed",
          aggregate_id=user.id, payload={"user_id": user.id, "reason": reason})

@@ -112,9 +112,11 @@ def user_facts(user: User) -> UserFacts:
     addresses = [a for a in (user.addresses or []) if isinstance(a, dict)]
     work = next((a for a in addresses if a.get("type") == "work"), None) or next(
         (a for a in addresses if a.get("primary")), None) or {}
+    # Suspended with SCIM active=true means suspended by the mapping (on_loss): still
+    # evaluated, so regaining a group gives the grants back and resumes the user.
     return UserFacts(
-        id=user.id, active=user.active and user.status == UserStatus.active
-        and user.deleted_at is None,
+        id=user.id, active=user.active and user.deleted_at is None
+        and user.status in (UserStatus.active, UserStatus.suspended),
         department=user.department, cost_center=user.cost_center, division=user.division,
         organization=user.organization_name, title=user.title, user_type=user.user_type,
         locality=work.get("locality"), country=work.get("country"),
@@ -230,6 +232,10 @@ def apply_diff(session: Session, ctx: Context, diff: UserDiff, actor: Actor) -> 
         _write(session, ctx, grant, "add", want.role, want.unit_path, actor)
     if diff.loses_all:
         _on_loss(session, ctx, diff.user, actor)
+    elif diff.keeps_grants and diff.user.status == UserStatus.suspended:
+        from app.lifecycle.suspension import resume_user
+
+        resume_user(session, diff.user, actor, reason="regained_grants")
 
 
 def _on_loss(session: Session, ctx: Context, user: User, actor: Actor) -> None:

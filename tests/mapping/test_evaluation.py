@@ -166,3 +166,27 @@ def test_other_organizations_are_untouched(world, other_tenant):
         summary = reevaluate_users(s, world.org_id, [stranger], OPERATOR)
     assert summary.users == 0
     assert grants_of(world, stranger) == []
+
+
+def test_suspended_user_regaining_a_group_is_resumed(world):
+    """on_loss=suspend is reversible: a two-step group move suspends, then resumes the user."""
+    alice = world.user("alice")
+    buyers = world.group("Tokyo Buyers", [alice])
+    finance = world.group("Finance")
+    world.apply({"policy": {"on_loss": "suspend"}, **TOKYO_BUYERS})
+    with world.db.transaction() as s:
+        s.delete(s.get(Membership, (buyers, alice)))
+        s.flush()
+        reevaluate_users(s, world.org_id, [alice], OPERATOR)
+    assert rows(world.db, "SELECT status FROM users WHERE id = :u", u=alice)[0].status \
+        == "suspended"
+    with world.db.transaction() as s:
+        s.add(Membership(group_id=finance, user_id=alice))
+        s.flush()
+        reevaluate_users(s, world.org_id, [alice], OPERATOR)
+    assert grants_of(world, alice) == [("finance", "Engineering", "rule:finance")]
+    assert rows(world.db, "SELECT status FROM users WHERE id = :u", u=alice)[0].status \
+        == "active"
+    assert [r.type for r in rows(world.db, "SELECT type FROM outbox_events WHERE type LIKE "
+                                 "'user.%' ORDER BY created_at")] == ["user.suspended",
+                                                                      "user.resumed"]
