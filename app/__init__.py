@@ -47,6 +47,7 @@ def _register_blueprints(app: Flask) -> None:
     from app.api.views import bp as api_bp
     from app.ops.views import bp as ops_bp
     from app.scim.views import bp as scim_bp
+    from app.sso import oidc_views  # noqa: F401  OIDC RP routes on the /sso blueprint
     from app.sso.views import bp as sso_bp
 
     for blueprint in (ops_bp, scim_bp, api_bp, sso_bp):

@@ -23,6 +23,7 @@ def register() -> None:
     from app.cli.mapping import register_mapping_commands  # issue 6: mapping, role, user
 
     register_mapping_commands()
+    from app.cli import oidc  # noqa: F401  issue 8: adds `connection oidc`
     from app.cli.connection import connection  # issue 8: SSO connections and traces
     from app.cli.sso import sso
 

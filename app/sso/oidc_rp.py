@@ -183,6 +183,8 @@ def claim_attempt(session: Session, conn: SsoConnection, state: str) -> ClaimedA
         raise LoginFailed("state_replayed", "the state was already used")
     if row.expires_at < utcnow():
         raise LoginFailed("state_expired", "the login attempt expired")
+    # Read before the update: it synchronises the loaded row (the verifier becomes None).
+    attempt = ClaimedAttempt(row.nonce, row.code_verifier or "", row.redirect_to)
     # Conditional update: two concurrent callbacks cannot both claim the attempt.
     claimed = session.execute(
         update(OidcLoginRequest)
@@ -190,9 +192,9 @@ def claim_attempt(session: Session, conn: SsoConnection, state: str) -> ClaimedA
         .values(used_at=utcnow(), code_verifier=None)).rowcount
     if claimed != 1:
         raise LoginFailed("state_replayed", "the state was already used")
-    if not row.code_verifier:
+    if not attempt.code_verifier:
         raise LoginFailed("missing_pkce_verifier", "no PKCE verifier is stored for this attempt")
-    return ClaimedAttempt(row.nonce, row.code_verifier, row.redirect_to)
+    return attempt
 
 
 def exchange_code(provider: Provider, client_id: str, client_secret: str, redirect_uri: str,

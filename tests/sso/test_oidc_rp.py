@@ -81,8 +81,9 @@ def test_jit_login_creates_the_user_and_maps_the_groups_claim(db, tenant, iam, w
     conn = oidc_connection(db, tenant, iam, policy="jit")
     assert _login(web, iam, conn, name).status_code == 303
     [user] = rows(db, "SELECT id, user_name, primary_email, given_name FROM users")
+    # canaille sends no preferred_username: the userName falls back to the email.
     assert (user.user_name, user.primary_email, user.given_name) == (
-        name, f"{name}@acme.com", "Alice")
+        f"{name}@acme.com", f"{name}@acme.com", "Alice")
     groups = rows(db, "SELECT g.display_name FROM groups g JOIN memberships m "
                       "ON m.group_id = g.id WHERE m.user_id = :u", u=user.id)
     assert [g.display_name for g in groups] == ["oidc-buyers"]

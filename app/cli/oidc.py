@@ -1,0 +1,58 @@
+"""`roster connection oidc`: the OIDC relying-party settings of a connection (issue 8)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from app.cli.base import CliContext, command_errors, pass_ctx
+from app.cli.connection import connection
+from app.errors import InvalidInput
+from app.sso.connections import get_connection
+from app.sso.oidc_config import algorithms_of, configure_oidc, groups_claim_of
+from app.sso.oidc_rp import ProviderCache, callback_url
+from app.sso.outcome import LoginFailed
+
+
+@connection.command("oidc")
+@click.argument("connection_id")
+@click.option("--discovery-url", default=None,
+              help="https URL of the IdP's /.well-known/openid-configuration.")
+@click.option("--client-id", default=None, help="The client id the IdP gave Roster.")
+@click.option("--client-secret", default=None, envvar="ROSTER_OIDC_CLIENT_SECRET",
+              help="Client secret (better: the ROSTER_OIDC_CLIENT_SECRET variable or "
+                   "--client-secret-stdin, so it stays out of the process list).")
+@click.option("--client-secret-stdin", is_flag=True, help="Read the client secret from stdin.")
+@click.option("--scopes", default=None, help='Scopes to ask for, e.g. "openid email profile".')
+@click.option("--groups-claim", default=None, help="Claim carrying group names (groups).")
+@click.option("--algorithms", default=None,
+              help="Comma-separated signature allow-list, e.g. RS256,ES256 (never none).")
+@click.option("--check/--no-check", default=True,
+              help="Read the IdP's discovery document now and fail if it is not usable.")
+@pass_ctx
+@command_errors
+def oidc(ctx: CliContext, connection_id: str, discovery_url: str | None,
+         client_id: str | None, client_secret: str | None, client_secret_stdin: bool,
+         scopes: str | None, groups_claim: str | None, algorithms: str | None,
+         check: bool) -> None:
+    """Set discovery URL, client, scopes, groups claim and algorithms; print the redirect URI."""
+    if client_secret_stdin:
+        client_secret = sys.stdin.readline().strip()
+    with ctx.transaction() as session:
+        conn = configure_oidc(
+            session, get_connection(session, connection_id), ctx.actor,
+            secret_key=ctx.settings["app"]["secret_key"], discovery_url=discovery_url,
+            client_id=client_id, client_secret=client_secret or None, scopes=scopes,
+            groups_claim=groups_claim,
+            algorithms=algorithms.split(",") if algorithms is not None else None)
+        if check and conn.oidc_discovery_url:
+            try:
+                issuer = ProviderCache().provider(conn.oidc_discovery_url).issuer
+            except LoginFailed as exc:
+                raise InvalidInput(f"IdP not usable ({exc.reason}): {exc.detail}") from None
+            click.echo(f"issuer:        {issuer}")
+        click.echo(f"redirect URI:  {callback_url(ctx.settings['app']['base_url'], conn.id)}")
+        click.echo(f"algorithms:    {', '.join(algorithms_of(conn))}")
+        click.echo(f"groups claim:  {groups_claim_of(conn)}")
+        click.echo(f"client secret: {'set' if conn.oidc_client_secret_enc else 'NOT SET'}")
