@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -50,14 +50,14 @@ class NoteCount:
     last_seen_at: datetime
 
 
-def count_notes(session: Session, directory_id: str, notes: Iterable[str],
+def count_notes(session: Session | Connection, directory_id: str, notes: Iterable[str],
                 now: datetime) -> None:
     """Add one to each distinct note's counter for ``directory_id`` (one upsert per note)."""
     distinct = sorted(set(notes))
     if not distinct:
         return
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" \
-        else sqlite.insert
+    bind = session if isinstance(session, Connection) else session.get_bind()
+    insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
     stmt = insert(DialectNote).values([
         {"directory_id": directory_id, "note": note, "count": 1, "first_seen_at": now,
          "last_seen_at": now} for note in distinct
