@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -57,8 +57,24 @@ def compute_hash(event: AuditEvent) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# session.info key: chain heads this transaction already holds locked.
+_LOCKED_HEADS = "roster.audit.locked_heads"
+
+
 def _lock_head(session: Session, chain: str) -> AuditChainHead:
-    """Create the chain head if missing, then lock it so appends are serialized per chain."""
+    """Create the chain head if missing, then lock it so appends are serialized per chain.
+
+    The lock lasts until the transaction ends, so later appends in the same transaction
+    reuse the locked row instead of asking again (a deprovisioning appends several).
+    """
+    held: dict[str, AuditChainHead] = session.info.setdefault(_LOCKED_HEADS, {})
+    if chain in held:
+        return held[chain]
+    held[chain] = head = _select_head(session, chain)
+    return head
+
+
+def _select_head(session: Session, chain: str) -> AuditChainHead:
     dialect = session.get_bind().dialect.name
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     session.execute(
@@ -68,6 +84,13 @@ def _lock_head(session: Session, chain: str) -> AuditChainHead:
     )
     stmt = select(AuditChainHead).where(AuditChainHead.chain == chain).with_for_update()
     return session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+@event.listens_for(Session, "after_soft_rollback")
+def _release_heads(session: Session, *_args: Any) -> None:
+    session.info.pop(_LOCKED_HEADS, None)
 
 
 def record(

@@ -64,6 +64,7 @@ class Claimed:
     endpoint: str
     attempts: int
     event: dict[str, Any]
+    aggregate_id: str | None = None
 
 
 def event_body(event: OutboxEvent) -> dict[str, Any]:
@@ -123,16 +124,48 @@ def claim(session: Session, config: WebhookConfig, worker_id: str,
                    ~blocked)
             .order_by(WebhookDelivery.id).limit(config.batch_size)
             .with_for_update(skip_locked=True, of=WebhookDelivery))
-    deliveries = list(session.scalars(stmt))
-    if not deliveries:
+    heads = list(session.scalars(stmt))
+    if not heads:
         return []
+    deliveries = sorted([*heads, *_followers(session, config, heads, now)], key=lambda d: d.id)
     until = now + timedelta(seconds=config.lease_seconds)
     events = {e.id: e for e in session.scalars(select(OutboxEvent).where(
         OutboxEvent.id.in_([d.outbox_id for d in deliveries])))}
     for d in deliveries:
         d.leased_until, d.leased_by = until, worker_id
-    return [Claimed(d.id, d.endpoint, d.attempts, event_body(events[d.outbox_id]))
-            for d in deliveries]
+    return [Claimed(d.id, d.endpoint, d.attempts, event_body(events[d.outbox_id]),
+                    d.aggregate_id) for d in deliveries]
+
+
+def _followers(session: Session, config: WebhookConfig, heads: list[WebhookDelivery],
+               now: datetime) -> list[WebhookDelivery]:
+    """The next due deliveries of the claimed heads' aggregates, so one round sends a
+    user's burst (grant.removed, session.revoked, user.deprovisioned) in order.
+
+    No other worker can take them: each waits behind a head this worker holds.
+    """
+    keys = {(h.endpoint, h.aggregate_id) for h in heads if h.aggregate_id is not None}
+    if not keys:
+        return []
+    stmt = (select(WebhookDelivery)
+            .where(WebhookDelivery.status == "pending",
+                   WebhookDelivery.aggregate_id.in_({a for _, a in keys}),
+                   WebhookDelivery.id.not_in([h.id for h in heads]),
+                   WebhookDelivery.id > min(h.id for h in heads))
+            .order_by(WebhookDelivery.id).limit(config.batch_size)
+            .with_for_update(skip_locked=True))
+    out: list[WebhookDelivery] = []
+    stopped: set[tuple[str, str | None]] = set()
+    for d in session.scalars(stmt):
+        key = (d.endpoint, d.aggregate_id)
+        # A run stops at the first one not due (a retry scheduled later keeps its place).
+        if key not in keys or key in stopped:
+            continue
+        if d.next_attempt_at > now:
+            stopped.add(key)
+            continue
+        out.append(d)
+    return out
 
 
 def record_result(session: Session, config: WebhookConfig, delivery_id: int, *, ok: bool,
@@ -178,8 +211,8 @@ def list_deliveries(session: Session, *, status: str | None = None, limit: int =
     return list(session.scalars(stmt.order_by(WebhookDelivery.id).limit(limit)))
 
 
-def release_stale_claims(session: Session, worker_id: str) -> None:
-    """On clean shutdown give back this worker's leases at once."""
-    session.execute(update(WebhookDelivery).where(WebhookDelivery.leased_by == worker_id,
-                                                  WebhookDelivery.status == "pending")
-                    .values(leased_until=None, leased_by=None))
+def release(session: Session, delivery_ids: list[int]) -> None:
+    """Give back leases without an attempt (their aggregate's earlier delivery failed)."""
+    if delivery_ids:
+        session.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids))
+                        .values(leased_until=None, leased_by=None))

@@ -15,7 +15,14 @@ import urllib.request
 from collections.abc import Callable
 
 from app.db import Database, utcnow
-from app.events.delivery import Claimed, WebhookConfig, claim, fan_out, record_result
+from app.events.delivery import (
+    Claimed,
+    WebhookConfig,
+    claim,
+    fan_out,
+    record_result,
+    release,
+)
 from app.events.signature import EVENT_ID_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
 
 log = logging.getLogger("roster.worker")
@@ -51,9 +58,10 @@ def run_once(db: Database, config: WebhookConfig, worker_id: str,
         fan_out(session, config, utcnow())
     with db.transaction() as session:
         claimed = claim(session, config, worker_id, utcnow())
-    results = [(item, *poster(item, config)) for item in claimed]
-    if results:
+    results, skipped = _deliver_in_order(claimed, config, poster)
+    if results or skipped:
         with db.transaction() as session:
+            release(session, skipped)
             for item, ok, status, error in results:
                 outcome = record_result(session, config, item.id, ok=ok, status=status,
                                         error=error, now=utcnow())
@@ -61,6 +69,24 @@ def run_once(db: Database, config: WebhookConfig, worker_id: str,
                     log.warning("delivery %s of %s to %s: %s (%s)", item.id, item.event["id"],
                                 item.endpoint, outcome, error)
     return len(results)
+
+
+def _deliver_in_order(claimed: list[Claimed], config: WebhookConfig, poster: Poster,
+                      ) -> tuple[list[tuple[Claimed, bool, int | None, str | None]], list[int]]:
+    """POST in id order; after a failure the rest of that aggregate waits (order per user)."""
+    results: list[tuple[Claimed, bool, int | None, str | None]] = []
+    failed: set[tuple[str, str]] = set()
+    skipped: list[int] = []
+    for item in claimed:
+        key = (item.endpoint, item.aggregate_id) if item.aggregate_id else None
+        if key in failed:
+            skipped.append(item.id)
+            continue
+        ok, status, error = poster(item, config)
+        results.append((item, ok, status, error))
+        if not ok and key is not None:
+            failed.add(key)
+    return results, skipped
 
 
 def run(db: Database, config: WebhookConfig, worker_id: str, stop: threading.Event, *,
