@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 
 import click
 
 from app.cli.base import CliContext, echo_table, pass_ctx
 from app.directory.organizations import get_organization
+from app.sso.backchannel import run_once
+from app.sso.provider import config_from_settings
 from app.sso.traces import list_traces, purge_traces, trace_dict
 
 
@@ -42,3 +45,19 @@ def purge(ctx: CliContext) -> None:
     """Delete traces older than sso.trace_retention_days."""
     with ctx.transaction() as session:
         click.echo(f"{purge_traces(session)} trace(s) deleted")
+
+
+@sso.command("backchannel")
+@click.option("--loop", is_flag=True, help="Keep running (every --interval seconds).")
+@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(0.1, 3600))
+@pass_ctx
+def backchannel(ctx: CliContext, loop: bool, interval: float) -> None:
+    """Send OIDC back-channel logouts for sessions revoked since the last run."""
+    config = config_from_settings(ctx.settings)
+    timeout = float(ctx.settings["oidc_provider"]["backchannel_timeout_seconds"])
+    while True:
+        result = run_once(ctx.db, config, timeout=timeout)
+        click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
+        if not loop:
+            return
+        time.sleep(interval)

@@ -32,10 +32,12 @@ from app.models import User
 from app.models.directory import UserStatus
 from app.models.sso import AuthorizationCode, IssuedToken, LoginSession
 from app.sso.claims import filter_by_scope, user_claims
-from app.sso.provider_keys import ALG, ProviderKeys
+from app.sso.provider_keys import ALG, ProviderKeys, load_provider_keys
 
 SCOPES = ("openid", "email", "profile", "organization", "offline_access")
 ACCESS, REFRESH = "access", "refresh"
+# The issuer is the deployment base URL plus this path (endpoints live under it).
+PREFIX = "/sso/oidc"
 
 
 def digest(value: str) -> str:
@@ -57,6 +59,21 @@ class ProviderConfig:
     id_token_seconds: int
     refresh_seconds: int
     code_seconds: int
+
+
+def config_from_settings(settings: dict[str, dict[str, Any]]) -> ProviderConfig | None:
+    """The provider's configuration from [app] and [oidc_provider]; None without a key."""
+    op = settings["oidc_provider"]
+    keys = load_provider_keys(op)
+    if keys is None:
+        return None
+    return ProviderConfig(
+        issuer=settings["app"]["base_url"].rstrip("/") + PREFIX, keys=keys,
+        client_id=op["portal_client_id"], client_secret_sha256=op["portal_client_secret_sha256"],
+        redirect_uris=tuple(op["portal_redirect_uris"]),
+        backchannel_logout_uri=op["portal_backchannel_logout_uri"],
+        access_seconds=op["access_token_seconds"], id_token_seconds=op["id_token_seconds"],
+        refresh_seconds=op["refresh_token_seconds"], code_seconds=op["authorization_code_seconds"])
 
 
 @dataclass(frozen=True)

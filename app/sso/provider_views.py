@@ -27,14 +27,13 @@ from app.sso.provider import (
     TokenView,
     build_endpoints,
     build_grants,
+    config_from_settings,
     live_token,
     save_token,
     token_generator,
 )
-from app.sso.provider_keys import ALG, load_provider_keys
+from app.sso.provider_keys import ALG
 from app.sso.views import bp
-
-PREFIX = "/sso/oidc"
 
 
 def _db() -> Session:
@@ -45,18 +44,7 @@ def _db() -> Session:
 def provider_config(app: Flask) -> ProviderConfig | None:
     """Resolve [oidc_provider] once per app; None when no signing key is configured."""
     if "roster.oidc_config" not in app.extensions:
-        settings = app.config["ROSTER"]["oidc_provider"]
-        keys = load_provider_keys(settings)
-        app.extensions["roster.oidc_config"] = None if keys is None else ProviderConfig(
-            issuer=app.config["ROSTER"]["app"]["base_url"].rstrip("/") + PREFIX, keys=keys,
-            client_id=settings["portal_client_id"],
-            client_secret_sha256=settings["portal_client_secret_sha256"],
-            redirect_uris=tuple(settings["portal_redirect_uris"]),
-            backchannel_logout_uri=settings["portal_backchannel_logout_uri"],
-            access_seconds=settings["access_token_seconds"],
-            id_token_seconds=settings["id_token_seconds"],
-            refresh_seconds=settings["refresh_token_seconds"],
-            code_seconds=settings["authorization_code_seconds"])
+        app.extensions["roster.oidc_config"] = config_from_settings(app.config["ROSTER"])
     return app.extensions["roster.oidc_config"]
 
 

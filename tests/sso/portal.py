@@ -13,7 +13,17 @@ from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.sso.conftest import PORTAL_CALLBACK, PORTAL_CLIENT, PORTAL_SECRET
+from tests.sso import forge
+from tests.sso.conftest import (
+    PORTAL_CALLBACK,
+    PORTAL_CLIENT,
+    PORTAL_SECRET,
+    claims_for,
+    post_response,
+    provision,
+    saml_connection,
+    start,
+)
 
 ISSUER = "http://roster.test/sso/oidc"
 BASIC = "Basic " + base64.b64encode(f"{PORTAL_CLIENT}:{PORTAL_SECRET}".encode()).decode()
@@ -77,3 +87,25 @@ def introspect(web: FlaskClient, token: str) -> dict[str, Any]:
     """RFC 7662 introspection as the portal."""
     return web.post("/sso/oidc/introspect", data={"token": token},
                     headers={"Authorization": BASIC}).get_json()
+
+
+def signed_in(db, tenant, keys, web, next_url: str):
+    """SAML login whose RelayState is ``next_url``; returns (user, response)."""
+    user = provision(db, tenant)
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
+    request_id = start(web, conn, next_url)
+    xml = forge.signed_response(claims_for(conn, in_response_to=request_id), keys.idp)
+    return user, post_response(web, conn, forge.b64(xml))
+
+
+def login_and_code(db, tenant, keys, web) -> tuple[object, AuthRequest, str]:
+    """The full portal journey up to the code: authorize -> SAML login -> authorize -> code."""
+    req = AuthRequest.new()
+    first = web.get(req.url().replace("http://roster.test", ""))
+    assert first.status_code == 303
+    assert first.headers["Location"].startswith("/sso/login?next=")
+    user, resp = signed_in(db, tenant, keys, web, req.url())
+    assert resp.headers["Location"] == req.url()
+    back = web.get(req.url().replace("http://roster.test", ""))
+    assert back.status_code == 302, back.text
+    return user, req, code_from(back.headers["Location"], req.state)

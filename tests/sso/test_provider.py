@@ -9,22 +9,17 @@ from app.db import utcnow
 from app.models import Grant, Role, Unit
 from app.models.organization import UnitKind
 from tests.conftest import rows
-from tests.sso import forge
 from tests.sso.conftest import (
     PORTAL_CALLBACK,
-    claims_for,
-    post_response,
-    provision,
-    saml_connection,
-    start,
 )
 from tests.sso.portal import (
     BASIC,
     ISSUER,
     AuthRequest,
-    code_from,
     exchange,
     introspect,
+    login_and_code,
+    signed_in,
     verify_id_token,
 )
 
@@ -41,28 +36,6 @@ def _grant(db, tenant, user, role_key: str = "buyer") -> tuple[str, str]:
                                                                     "currency": "EUR"}},
                     source="manual", reason={}))
         return unit.id, role.key
-
-
-def signed_in(db, tenant, keys, web, next_url: str):
-    """SAML login whose RelayState is ``next_url``; returns (user, response)."""
-    user = provision(db, tenant)
-    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
-    request_id = start(web, conn, next_url)
-    xml = forge.signed_response(claims_for(conn, in_response_to=request_id), keys.idp)
-    return user, post_response(web, conn, forge.b64(xml))
-
-
-def login_and_code(db, tenant, keys, web) -> tuple[object, AuthRequest, str]:
-    """The full portal journey up to the code: authorize -> SAML login -> authorize -> code."""
-    req = AuthRequest.new()
-    first = web.get(req.url().replace("http://roster.test", ""))
-    assert first.status_code == 303
-    assert first.headers["Location"].startswith("/sso/login?next=")
-    user, resp = signed_in(db, tenant, keys, web, req.url())
-    assert resp.headers["Location"] == req.url()
-    back = web.get(req.url().replace("http://roster.test", ""))
-    assert back.status_code == 302, back.text
-    return user, req, code_from(back.headers["Location"], req.state)
 
 
 def test_discovery_and_jwks_publish_issuer_endpoints_and_both_keys(web, keys):

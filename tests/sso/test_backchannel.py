@@ -1,0 +1,76 @@
+"""Back-channel logout: a revoked session reaches the portal's receiver as a signed token."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from app.audit import Actor
+from app.lifecycle import Trigger, deprovision_user
+from app.models import User
+from app.sso.backchannel import EVENT, run_once
+from app.sso.provider_views import provider_config
+from tests.conftest import rows
+from tests.sso.portal import ISSUER, exchange, introspect, login_and_code
+from tests.sso.receiver import logout_receiver
+
+ADMIN = Actor(type="operator", id="tests")
+
+
+def _deprovision(db, user_id: str) -> None:
+    with db.transaction() as s:
+        deprovision_user(s, s.get(User, user_id), ADMIN, trigger=Trigger.operator)
+
+
+def test_deprovisioning_sends_a_signed_logout_token_to_the_portal(db, tenant, keys, web,
+                                                                   sso_app):
+    """Lifecycle revokes the session; our sender POSTs a valid Logout Token for it."""
+    user, req, code = login_and_code(db, tenant, keys, web)
+    tokens = exchange(web, code, req.verifier).get_json()
+    session_id = rows(db, "SELECT id FROM login_sessions")[0].id
+    _deprovision(db, user.id)
+    assert introspect(web, tokens["access_token"]) == {"active": False}
+    with logout_receiver() as (url, received):
+        config = dataclasses.replace(provider_config(sso_app), backchannel_logout_uri=url)
+        result = run_once(db, config, timeout=5)
+        assert result["sent"] == 1
+        assert run_once(db, config, timeout=5)["sent"] == 0
+    assert len(received) == 1
+    jwks = KeySet.import_key_set(web.get("/sso/oidc/jwks").get_json())
+    token = jwt.decode(received[0], jwks, algorithms=["RS256"])
+    assert token.header["typ"] == "logout+jwt"
+    assert token.claims["iss"] == ISSUER
+    assert token.claims["aud"] == "portal"
+    assert token.claims["sub"] == user.id
+    assert token.claims["sid"] == session_id
+    assert token.claims["events"] == {EVENT: {}}
+    assert "nonce" not in token.claims
+    sent = rows(db, "SELECT status, attempts FROM oidc_backchannel_logouts")
+    assert [(r.status, r.attempts) for r in sent] == [("sent", 1)]
+
+
+def test_a_failing_receiver_is_retried_then_marked_failed(db, tenant, keys, web, sso_app):
+    """A 500 from the portal keeps the delivery pending, up to the attempt limit."""
+    user, req, code = login_and_code(db, tenant, keys, web)
+    exchange(web, code, req.verifier)
+    _deprovision(db, user.id)
+    with logout_receiver(status=500) as (url, received):
+        config = dataclasses.replace(provider_config(sso_app), backchannel_logout_uri=url)
+        results = [run_once(db, config, timeout=5) for _ in range(5)]
+    assert [r["retry"] for r in results] == [1, 1, 1, 1, 0]
+    assert results[-1]["failed"] == 1
+    assert len(received) == 5
+    row = rows(db, "SELECT status, last_error FROM oidc_backchannel_logouts")[0]
+    assert (row.status, row.last_error) == ("failed", "HTTP 500")
+
+
+def test_sessions_without_portal_tokens_send_nothing(db, tenant, keys, web, sso_app):
+    """A login that never reached the portal has no client to notify."""
+    user, _req, _code = login_and_code(db, tenant, keys, web)
+    _deprovision(db, user.id)
+    with logout_receiver() as (url, received):
+        config = dataclasses.replace(provider_config(sso_app), backchannel_logout_uri=url)
+        assert run_once(db, config, timeout=5)["queued"] == 0
+    assert received == []

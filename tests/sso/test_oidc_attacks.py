@@ -1,0 +1,219 @@
+"""OIDC attack corpus: every forged or misdirected login is refused, each with its trace reason.
+
+Most tokens come from a hostile IdP on 127.0.0.1 that signs what the test asks; the PKCE
+cases also run against the real canaille server (pytest-iam).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import requests
+from joserfc.jwk import RSAKey
+
+from app.sso.oidc_config import decrypt_client_secret
+from tests.conftest import rows
+from tests.sso.conftest import provision
+from tests.sso.oidc_idp import (
+    SECRET_KEY,
+    callback_of,
+    follow_to_roster,
+    oidc_connection,
+    refused_with,
+    roster_path,
+    start_login,
+)
+
+
+def _round_trip(web, conn):
+    """Roster login -> hostile IdP (answers at once) -> Roster callback; Roster's answer."""
+    return web.get(roster_path(follow_to_roster(start_login(web, conn))))
+
+
+def _forged(db, tenant, hostile, web, forge):
+    """Log in through the hostile IdP whose token endpoint answers ``forge(claims)``."""
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile)
+    hostile.token_for = forge
+    return _round_trip(web, conn)
+
+
+def test_honest_hostile_idp_login_succeeds(db, tenant, hostile, web):
+    """Control case: the same IdP signing honestly logs alice in (the corpus is meaningful)."""
+    resp = _forged(db, tenant, hostile, web, lambda claims: hostile.sign(claims))
+    assert resp.status_code == 303, resp.text
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 1
+
+
+def test_alg_none_is_refused(db, tenant, hostile, web):
+    """An unsigned ID token (alg none) never reaches key lookup."""
+    resp = _forged(db, tenant, hostile, web, lambda claims: hostile.sign(claims, alg="none"))
+    payload = refused_with(db, resp, "alg_not_allowed")
+    assert payload["id_token"]["header"]["alg"] == "none"
+    assert payload["id_token"]["claims"]["sub"] == "a***"
+
+
+def test_alg_outside_the_connection_allow_list_is_refused(db, tenant, hostile, web):
+    """A connection allowing only RS256 refuses a (validly signed) ES256 token."""
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile, algorithms=["RS256"])
+    hostile.token_for = lambda claims: hostile.sign(claims, alg="ES256")
+    refused_with(db, _round_trip(web, conn), "alg_not_allowed")
+
+
+def test_hs256_signed_with_the_public_key_is_refused(db, tenant, hostile, web):
+    """Key confusion: HS256 keyed with the RSA public key is not an allowed algorithm."""
+    forged = hostile.sign({"sub": "x"}, alg="RS256").split(".")
+    header = '{"alg":"HS256","kid":"rsa-1"}'
+    forged[0] = base64.urlsafe_b64encode(header.encode()).rstrip(b"=").decode()
+    resp = _forged(db, tenant, hostile, web, lambda claims: ".".join(forged))
+    refused_with(db, resp, "alg_not_allowed")
+
+
+def test_wrong_issuer_is_refused(db, tenant, hostile, web):
+    """A token naming another issuer, even signed by the right key, is refused."""
+    resp = _forged(db, tenant, hostile, web,
+                   lambda claims: hostile.sign({**claims, "iss": "https://evil.example"}))
+    payload = refused_with(db, resp, "wrong_issuer")
+    assert payload["id_token"]["claims"]["iss"] == "https://evil.example"
+
+
+def test_wrong_audience_is_refused(db, tenant, hostile, web):
+    """A token minted for another client (aud) is refused."""
+    resp = _forged(db, tenant, hostile, web,
+                   lambda claims: hostile.sign({**claims, "aud": ["another-client"]}))
+    refused_with(db, resp, "wrong_audience")
+
+
+def test_foreign_authorized_party_is_refused(db, tenant, hostile, web):
+    """Several audiences with azp naming another client: not ours to accept (§3.1.3.7)."""
+    resp = _forged(db, tenant, hostile, web, lambda claims: hostile.sign(
+        {**claims, "aud": [claims["aud"], "other"], "azp": "other"}))
+    refused_with(db, resp, "wrong_audience")
+
+
+def test_wrong_nonce_is_refused(db, tenant, hostile, web):
+    """A token carrying another login's nonce (replayed ID token) is refused."""
+    resp = _forged(db, tenant, hostile, web,
+                   lambda claims: hostile.sign({**claims, "nonce": "someone-elses-nonce"}))
+    refused_with(db, resp, "bad_nonce")
+
+
+def test_missing_nonce_is_refused(db, tenant, hostile, web):
+    """A token without a nonce is refused too."""
+    resp = _forged(db, tenant, hostile, web, lambda claims: hostile.sign(
+        {k: v for k, v in claims.items() if k != "nonce"}))
+    refused_with(db, resp, "bad_nonce")
+
+
+def test_expired_token_is_refused(db, tenant, hostile, web):
+    """exp in the past beyond the clock skew is refused."""
+    past = int(time.time()) - 3600
+    resp = _forged(db, tenant, hostile, web, lambda claims: hostile.sign(
+        {**claims, "iat": past - 300, "exp": past}))
+    refused_with(db, resp, "token_expired")
+
+
+def test_signature_by_a_key_outside_the_jwks_is_refused(db, tenant, hostile, web):
+    """A rogue key reusing the published kid fails signature verification."""
+    rogue = RSAKey.generate_key(2048, parameters={"kid": "rsa-1"})
+    resp = _forged(db, tenant, hostile, web,
+                   lambda claims: hostile.sign(claims, key=rogue))
+    refused_with(db, resp, "bad_signature")
+
+
+def test_unknown_key_id_is_refused_after_one_jwks_refresh(db, tenant, hostile, web):
+    """A kid the IdP never published: the JWKS is re-read, then the login is refused."""
+    rogue = RSAKey.generate_key(2048, parameters={"kid": "never-published"})
+    resp = _forged(db, tenant, hostile, web,
+                   lambda claims: hostile.sign(claims, key=rogue))
+    refused_with(db, resp, "unknown_signing_key")
+
+
+def test_tampered_claims_break_the_signature(db, tenant, hostile, web):
+    """Changing the email of a signed token after signing is detected."""
+    def tamper(claims):
+        header, _, signature = hostile.sign(claims).split(".")
+        body = base64.urlsafe_b64encode(json.dumps(
+            {**claims, "email": "ceo@acme.com"}).encode()).rstrip(b"=").decode()
+        return f"{header}.{body}.{signature}"
+    refused_with(db, _forged(db, tenant, hostile, web, tamper), "bad_signature")
+
+
+def test_callback_without_state_is_refused(db, tenant, hostile, web):
+    """No state: refused before any code is redeemed."""
+    conn = oidc_connection(db, tenant, hostile)
+    callback = follow_to_roster(start_login(web, conn))
+    query = {k: v[0] for k, v in parse_qs(urlsplit(callback).query).items() if k != "state"}
+    resp = web.get(f"/sso/oidc/{conn.id}/callback?{urlencode(query)}")
+    refused_with(db, resp, "bad_state")
+    assert hostile.token_requests == []
+
+
+def test_callback_with_a_wrong_state_is_refused(db, tenant, hostile, web):
+    """A state this server never issued is refused and the code is never redeemed."""
+    conn = oidc_connection(db, tenant, hostile)
+    callback = follow_to_roster(start_login(web, conn))
+    query = {k: v[0] for k, v in parse_qs(urlsplit(callback).query).items()}
+    resp = web.get(f"/sso/oidc/{conn.id}/callback?"
+                   f"{urlencode({**query, 'state': query['state'] + 'x'})}")
+    refused_with(db, resp, "bad_state")
+    assert hostile.token_requests == []
+
+
+def test_state_issued_to_another_browser_is_refused(db, tenant, hostile, sso_app, web):
+    """Login CSRF: the attacker's own callback URL, opened in the victim's browser, fails."""
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile)
+    attacker_callback = follow_to_roster(start_login(sso_app.test_client(), conn))
+    refused_with(db, web.get(roster_path(attacker_callback)), "bad_state")
+
+
+def test_replayed_callback_is_refused(db, tenant, hostile, web):
+    """The same callback URL twice: the second one is refused, one session only."""
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile)
+    callback = follow_to_roster(start_login(web, conn))
+    assert web.get(roster_path(callback)).status_code == 303
+    resp = web.get(roster_path(callback))
+    assert resp.status_code == 403
+    [trace] = rows(db, "SELECT reason FROM sso_login_traces")
+    assert trace.reason == "bad_state"
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 1
+
+
+def test_missing_pkce_verifier_is_refused_before_the_code_is_redeemed(db, tenant, hostile,
+                                                                      web):
+    """An attempt whose verifier is gone: Roster never redeems a code without PKCE."""
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile)
+    callback = follow_to_roster(start_login(web, conn))
+    with db.engine.begin() as c:
+        c.exec_driver_sql("UPDATE oidc_login_requests SET code_verifier = NULL")
+    refused_with(db, web.get(roster_path(callback)), "missing_pkce_verifier")
+    assert hostile.token_requests == []
+
+
+def test_the_real_idp_refuses_a_code_redeemed_without_the_verifier(db, tenant, iam, web):
+    """An intercepted code is useless without Roster's verifier: canaille refuses it."""
+    name = f"pkce{int(time.time() * 1e6)}"
+    provision(db, tenant, f"{name}@acme.com")
+    iam.user(name, f"{name}@acme.com", "correct horse")
+    conn = oidc_connection(db, tenant, iam)
+    callback = iam.sign_in(start_login(web, conn), name, "correct horse")
+    code = parse_qs(urlsplit(callback).query)["code"][0]
+    [row] = rows(db, "SELECT oidc_client_id, oidc_client_secret_enc FROM sso_connections")
+    # Even with the client's own credentials, the code needs the PKCE verifier.
+    stolen = requests.post(f"{iam.issuer}/oauth/token", timeout=10, data={
+        "grant_type": "authorization_code", "code": code,
+        "redirect_uri": callback_of(conn.id)},
+        auth=(row.oidc_client_id, decrypt_client_secret(SECRET_KEY,
+                                                        row.oidc_client_secret_enc)))
+    assert stolen.status_code == 400
+    assert stolen.json()["error"] == "invalid_request"
+    assert "code_verifier" in stolen.json()["error_description"]
+    # Roster, holding the verifier, still completes the employee's login.
+    assert web.get(roster_path(callback)).status_code == 303
