@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import utcnow
+from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, InvalidInput, NotFound
 from app.events import emit
 from app.mapping.evaluation import reevaluate_group_members, reevaluate_users
@@ -95,13 +95,8 @@ def _check_display_name(session: Session, directory_id: str, name: str,
 
 
 def _flush_unique(session: Session, name: str) -> None:
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        if "display_name" in str(exc.orig).lower() or "uq_groups" in str(exc.orig).lower():
-            raise Conflict(f"displayName {name!r} is already taken in this directory",
-                           field="displayName") from None
-        raise
+    flush_unique(session, ("display_name", "uq_groups"),
+                 f"displayName {name!r} is already taken in this directory", "displayName")
 
 
 def _live_users(session: Session, directory_id: str, ids: list[str]) -> None:

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import utcnow
+from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, InvalidInput, NotFound
 from app.events import emit
 from app.lifecycle import Trigger, delete_user, deprovision_user, reactivate_user
@@ -154,14 +154,8 @@ def _assign(user: User, data: UserInput, *, store_password_hash: bool) -> list[s
 
 
 def _flush_unique(session: Session, user_name: str) -> None:
-    """Flush; a lost race on the unique userName index is a Conflict (RFC 7644 §3.3)."""
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        if "user_name" in str(exc.orig).lower() or "uq_users" in str(exc.orig).lower():
-            raise Conflict(f"userName {user_name!r} is already taken in this directory",
-                           field="userName") from None
-        raise
+    flush_unique(session, ("user_name", "uq_users"),
+                 f"userName {user_name!r} is already taken in this directory", "userName")
 
 
 def create_user(session: Session, directory: Directory, data: UserInput, actor: Actor, *,

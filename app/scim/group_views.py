@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.audit import Actor
 from app.directory import groups as group_service
 from app.models import Group
-from app.scim.etag import check_if_match, not_modified, with_etag
+from app.scim.etag import check_if_match, with_etag
 from app.scim.groups import GROUP_ALWAYS, group_from_scim, group_to_scim
 from app.scim.http import (
     actor_of,
@@ -20,6 +20,7 @@ from app.scim.http import (
     body,
     no_content,
     query_projection,
+    read_response,
     request_notes,
     resource_response,
     unit_of_work,
@@ -51,9 +52,7 @@ def get_group(group_id: str) -> Response:
     """GET /Groups/{id} (RFC 7644 §3.4.1); If-None-Match with the current version is 304."""
     with unit_of_work(readonly=True) as (session, caller):
         group = group_service.get_group(session, caller.directory.id, group_id)
-        if not_modified(group.version):
-            return with_etag(Response(status=304), group.version)
-        return resource_response(_one(session, group), group.version)
+        return read_response(group.version, lambda: _one(session, group))
 
 
 def create_group() -> Response:

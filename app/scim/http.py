@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,7 +14,7 @@ from app.audit import Actor
 from app.models import DirectoryToken
 from app.scim.auth import Caller, authenticate_request
 from app.scim.errors import SCIM_MEDIA_TYPE, scim_response
-from app.scim.etag import with_etag
+from app.scim.etag import not_modified, with_etag
 from app.scim.projection import Projection
 from app.scim.request import json_body
 
@@ -85,3 +85,10 @@ def request_notes() -> list[str]:
     if "scim_notes" not in g:
         g.scim_notes = []
     return g.scim_notes
+
+
+def read_response(version: int, render: Callable[[], dict[str, Any]]) -> Response:
+    """GET of one resource: 304 when If-None-Match names ``version`` (RFC 7644 §3.14)."""
+    if not_modified(version):
+        return with_etag(Response(status=304, mimetype=SCIM_MEDIA_TYPE), version)
+    return resource_response(render(), version)

@@ -11,13 +11,14 @@ from sqlalchemy.orm import Session
 from app.directory import groups as group_service
 from app.directory import users as user_service
 from app.models import User
-from app.scim.etag import check_if_match, not_modified, with_etag
+from app.scim.etag import check_if_match
 from app.scim.http import (
     actor_of,
     base_url,
     body,
     no_content,
     query_projection,
+    read_response,
     request_notes,
     resource_response,
     scim_settings,
@@ -58,9 +59,7 @@ def get_user(user_id: str) -> Response:
     """GET /Users/{id} (RFC 7644 §3.4.1); If-None-Match with the current version is 304."""
     with unit_of_work(readonly=True) as (session, caller):
         user = user_service.get_user(session, caller.directory.id, user_id)
-        if not_modified(user.version):
-            return with_etag(Response(status=304), user.version)
-        return resource_response(_one(session, user), user.version)
+        return read_response(user.version, lambda: _one(session, user))
 
 
 def create_user() -> Response:
