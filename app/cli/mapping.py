@@ -11,7 +11,7 @@ import click
 from app.cli.base import CliContext, cli, echo_table, pass_ctx
 from app.directory.organizations import get_organization
 from app.errors import InvalidInput
-from app.mapping.access import effective_access, explain_lines, find_user
+from app.mapping.access import effective_access, explain_lines, find_user, format_value
 from app.mapping.catalog import RoleSpec
 from app.mapping.preview import Preview, apply_ruleset, preview
 from app.mapping.roles import add_role, list_roles
@@ -27,15 +27,9 @@ def mapping() -> None:
 
 
 def _grant_text(view: dict[str, Any]) -> str:
-    params = ", ".join(f"{k}={_short(v)}" for k, v in sorted(view["parameters"].items()))
+    params = ", ".join(f"{k}={format_value(v)}" for k, v in sorted(view["parameters"].items()))
     new = " (creates the unit)" if view.get("creates_unit") else ""
     return f"{view['role']} in {view['unit']}{new}{f' [{params}]' if params else ''}"
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, dict) and {"amount", "currency"} <= set(value):
-        return f"{value['amount']} {value['currency']}"
-    return json.dumps(value)
 
 
 def echo_preview(result: Preview, *, applied: bool) -> None:
@@ -187,7 +181,7 @@ def role_list(ctx: CliContext, org_ref: str) -> None:
         org = get_organization(session, org_ref)
         rows = [{"key": r.key, "name": r.name, "custom": "yes" if r.custom else "",
                  "permissions": ",".join(r.permissions),
-                 "parameters": ", ".join(f"{k}={_short(v.get('default'))}"
+                 "parameters": ", ".join(f"{k}={format_value(v.get('default'))}"
                                          for k, v in sorted(r.parameters.items()))}
                 for r in list_roles(session, org)]
     echo_table(rows, ["key", "name", "custom", "permissions", "parameters"])

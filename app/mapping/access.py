@@ -119,7 +119,8 @@ def effective_access(session: Session, user: User) -> dict[str, Any]:
     }
 
 
-def _value(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A parameter value for people: money as '5000 EUR', booleans lower-case."""
     if isinstance(value, dict) and {"amount", "currency"} <= set(value):
         return f"{value['amount']} {value['currency']}"
     return str(value).lower() if isinstance(value, bool) else str(value)
@@ -156,7 +157,7 @@ def explain_lines(access: dict[str, Any]) -> list[str]:
         lines.append(f"- {g['role_name']} in {g['unit']['path']} since {since} UTC: {cause}.")
         lines.append(f"    permissions: {', '.join(g['permissions']) or '(none)'}")
         if g["parameters"]:
-            params = ", ".join(f"{k} {_value(v)}" for k, v in sorted(g["parameters"].items()))
+            params = ", ".join(f"{k} {format_value(v)}" for k, v in sorted(g["parameters"].items()))
             lines.append(f"    parameters: {params}")
     managers = access["approvers"]["managers"]
     approvers = access["approvers"]["approvers"]
@@ -168,6 +169,7 @@ def explain_lines(access: dict[str, Any]) -> list[str]:
         lines.append(f"- manager (level {m['level']}): {m['user_name']}"
                      f"{'' if m['active'] else ' (not active)'}")
     for a in approvers:
-        limit = f", approval limit {_value(a['approval_limit'])}" if a["approval_limit"] else ""
+        limit = a["approval_limit"]
+        limit = f", approval limit {format_value(limit)}" if limit else ""
         lines.append(f"- {a['role']} in {a['unit']}: {a['user_name']}{limit}")
     return lines
