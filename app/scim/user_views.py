@@ -27,8 +27,13 @@ from app.scim.http import (
 from app.scim.patch import apply_patch
 from app.scim.projection import Projection
 from app.scim.schema import CORE_USER, ROSTER_USER
-from app.scim.users import NO_PROJECTION, USER_ALWAYS, user_from_scim, user_to_scim
+from app.scim.users import USER_ALWAYS, user_from_scim, user_to_scim
 from app.scim.values import normalise_resource
+
+# The state a PATCH applies to: groups and the access extension are readOnly (dropped by
+# normalise_resource anyway), so they are not even queried.
+PATCH_STATE = Projection(CORE_USER, USER_ALWAYS, frozenset(), frozenset({
+    (CORE_USER.lower(), "groups", None), (ROSTER_USER.lower(), None, None)}))
 
 
 def render_users(session: Session, users: Sequence[User], projection: Projection, *,
@@ -101,7 +106,7 @@ def patch_user(user_id: str) -> Response:
     with unit_of_work() as (session, caller):
         user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
         check_if_match(user.version)
-        current = _one(session, user, NO_PROJECTION)
+        current = _one(session, user, PATCH_STATE)
         result = apply_patch(current, payload, resource_type="User", notes=notes)
         if result.touched:
             data = user_from_scim(normalise_resource(result.resource, "User", notes=notes))

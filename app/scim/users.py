@@ -34,7 +34,6 @@ ENTERPRISE_STRINGS: dict[str, str] = {
     "employeeNumber": "employee_number", "costCenter": "cost_center",
     "organization": "organization_name", "division": "division", "department": "department",
 }
-NO_PROJECTION = Projection(CORE_USER, USER_ALWAYS, frozenset(), frozenset())
 
 
 def iso(value: datetime) -> str:
@@ -60,11 +59,6 @@ def user_from_scim(resource: dict[str, Any]) -> UserInput:
     return UserInput(values=values, active=resource.get("active"),
                      manager_id=manager.get("value") or None,
                      password=resource.get("password"))
-
-
-def user_to_wire_state(user: User) -> dict[str, Any]:
-    """The stored state as a canonical resource without server attributes (for PATCH)."""
-    return user_to_scim(user, base_url="", projection=NO_PROJECTION)
 
 
 def _compact(obj: dict[str, Any]) -> dict[str, Any]:
