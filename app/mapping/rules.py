@@ -66,19 +66,25 @@ class UnitIndex:
 
     by_path: Mapping[str, str] = field(default_factory=dict)
     by_id: Mapping[str, str] = field(default_factory=dict)
+    by_folded: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, by_path: Mapping[str, str]) -> UnitIndex:
         """An index of ``{path: id}``."""
-        return cls(dict(by_path), {unit_id: path for path, unit_id in by_path.items()})
+        folded: dict[str, str] = {}
+        for path in sorted(by_path):
+            folded.setdefault(path.casefold(), path)
+        return cls(dict(by_path), {unit_id: path for path, unit_id in by_path.items()}, folded)
 
     def find(self, ref: str) -> tuple[str, str] | None:
-        """(id, path) of the unit named by path or id, or None."""
+        """(id, path) of the unit named by path or id, or None; paths ignore case if need be."""
         if ref in self.by_path:
             return self.by_path[ref], ref
         if ref in self.by_id:
             return ref, self.by_id[ref]
-        return None
+        # IdP values rarely match the unit tree's capitalisation ("sales" vs "Sales").
+        path = self.by_folded.get(ref.casefold())
+        return (self.by_path[path], path) if path is not None else None
 
 
 @dataclass(frozen=True)

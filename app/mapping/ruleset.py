@@ -40,6 +40,8 @@ RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 UNIT_KINDS = ("department", "cost_center", "team", "location")
 MAX_DEPTH = 8
 MAX_RULES = 1000
+MAX_TEXT = 500  # patterns and names; also bounds the cost of an admin-written regex
+MAX_PRIORITY = 1_000_000  # stored in a 32-bit column
 RULE_KEYS = frozenset({"id", "priority", "description", "match", "role", "unit", "unit_from",
                        "create_unit", "unit_kind", "parameters"})
 
@@ -60,6 +62,8 @@ def _fail(where: str, detail: str) -> InvalidInput:
 def _text(raw: Any, where: str) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise _fail(where, "must be a non-empty string")
+    if len(raw) > MAX_TEXT:
+        raise _fail(where, f"must be at most {MAX_TEXT} characters")
     return raw
 
 
@@ -162,14 +166,15 @@ def parse_rule(raw: Any, where: str) -> tuple[RuleSpec, str]:
     if not isinstance(rule_id, str) or not RULE_ID.match(rule_id):
         raise _fail(f"{where}.id", "must be 1-64 letters, digits or _.:- (a stable rule name)")
     priority = raw.get("priority", 0)
-    if not isinstance(priority, int) or isinstance(priority, bool):
-        raise _fail(f"{where}.priority", "must be an integer")
+    if not isinstance(priority, int) or isinstance(priority, bool) \
+            or abs(priority) > MAX_PRIORITY:
+        raise _fail(f"{where}.priority", f"must be an integer within ±{MAX_PRIORITY}")
     parameters = raw.get("parameters", {})
     if not isinstance(parameters, Mapping):
         raise _fail(f"{where}.parameters", "must be a table")
     description = raw.get("description", "")
-    if not isinstance(description, str):
-        raise _fail(f"{where}.description", "must be a string")
+    if not isinstance(description, str) or len(description) > 1000:
+        raise _fail(f"{where}.description", "must be a string of at most 1000 characters")
     spec = RuleSpec(id=rule_id, priority=priority,
                     condition=parse_condition(raw.get("match"), f"{where}.match"),
                     role=_text(raw.get("role"), f"{where}.role"), unit=_unit(raw, where),
@@ -227,17 +232,25 @@ def check_against(ruleset: RuleSet, roles: Mapping[str, RoleFacts],
             if decl is None:
                 raise _fail(f"{where}.parameters", f"role {role.key} has no parameter {name!r}")
             params[name] = check_value(decl["type"], value, f"{where}.parameters.{name}")
-        named = rule.unit.ref if rule.unit.ref else rule.unit.under
-        if named and not rule.unit.create and units.find(named) is None:
-            raise _fail(f"{where}.unit", f"unit {named!r} does not exist (set create_unit)")
-        checked.append(RuleSpec(rule.id, rule.priority, rule.condition, rule.role, rule.unit,
-                                params))
+        checked.append(RuleSpec(rule.id, rule.priority, rule.condition, rule.role,
+                                _check_unit(rule.unit, units, where), params))
     policy = ruleset.policy
     if policy.default_role and policy.default_role not in roles:
         raise _fail("policy.default_role", f"unknown role {policy.default_role!r}")
     if policy.default_unit and units.find(policy.default_unit) is None:
         raise _fail("policy.default_unit", f"unit {policy.default_unit!r} does not exist")
     return RuleSet(policy, tuple(checked), ruleset.descriptions)
+
+
+def _check_unit(target: UnitTarget, units: UnitIndex, where: str) -> UnitTarget:
+    """A named unit must exist unless the rule may create it; ``under`` becomes a path."""
+    named = target.ref or target.under
+    found = units.find(named) if named else None
+    if named and found is None and not target.create:
+        raise _fail(f"{where}.unit", f"unit {named!r} does not exist (set create_unit)")
+    if target.under and found is not None:
+        return UnitTarget(None, target.from_attribute, found[1], target.create, target.kind)
+    return target
 
 
 def read_file(path: Path) -> Any:

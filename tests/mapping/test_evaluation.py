@@ -190,3 +190,16 @@ def test_suspended_user_regaining_a_group_is_resumed(world):
     assert [r.type for r in rows(world.db, "SELECT type FROM outbox_events WHERE type LIKE "
                                  "'user.%' ORDER BY created_at")] == ["user.suspended",
                                                                       "user.resumed"]
+
+
+def test_unit_from_accepts_a_parent_id_and_stores_its_path(world):
+    """unit_from.under may name the parent by id; the stored rule names it by path."""
+    alice = world.user("alice", department="sales")
+    parent = rows(world.db, "SELECT id FROM units WHERE path = 'Departments'")[0].id
+    world.apply({"rules": [{"id": "dept", "role": "buyer",
+                            "unit_from": {"attribute": "department", "under": parent},
+                            "match": {"attribute": "department", "present": True}}]})
+    assert grants_of(world, alice) == [("buyer", "Departments/Sales", "rule:dept")]
+    [rule] = rows(world.db, "SELECT unit FROM mapping_rules")
+    assert "Departments" in str(rule.unit)
+    assert parent not in str(rule.unit)

@@ -145,6 +145,7 @@ def test_several_grants_in_different_units_and_roles():
 
 @pytest.mark.parametrize(("user", "create", "expected"), [
     (ALICE, False, [("buyer", "Departments/Sales", "u-sales")]),
+    (UserFacts(id="x", department="sales"), False, [("buyer", "Departments/Sales", "u-sales")]),
     (UserFacts(id="x", department="Legal"), False, []),
     (UserFacts(id="x", department="Legal"), True, [("buyer", "Departments/Legal", None)]),
     (UserFacts(id="x"), True, []),                                 # no department: no unit
