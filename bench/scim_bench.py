@@ -451,18 +451,22 @@ def line(r: Result) -> str:
             f"{note}{errors}")
 
 
-def run_roster(kind: str, sizes: Sizes) -> Target:
-    """Migrate a fresh database, create the demo directory, serve Roster, run everything."""
+@contextmanager
+def serve_roster(kind: str, **extra_env: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """A fresh migrated database with the demo directory, served by gunicorn (2 workers).
+
+    Yields (port, SCIM headers with the bearer token). The per-token rate limit stays on
+    (its counter write is part of every request) but is raised so it does not cap the
+    measurement (the default is 1200/minute). The server log is kept in the temp directory.
+    """
     tmp = Path(tempfile.mkdtemp(prefix=f"scim-bench-{kind}-"))
     try:
         with database(kind, tmp) as url:
             prom = tmp / "prometheus"
             prom.mkdir()
-            # The per-token rate limit stays on (its counter write is part of every request)
-            # but high enough not to cap the measurement (the default is 1200/minute).
             env = clean_env(ROSTER_DATABASE__URL=url, PROMETHEUS_MULTIPROC_DIR=str(prom),
                             ROSTER_SIGNING__DEV_KEY_FILE=str(tmp / "signing_key.pem"),
-                            ROSTER_RATELIMIT__SCIM="10000000/minute")
+                            ROSTER_RATELIMIT__SCIM="10000000/minute", **extra_env)
             subprocess.run([ROSTER, "db", "upgrade"], cwd=ROOT, env=env, check=True,
                            capture_output=True)
             out = subprocess.run([ROSTER, "demo"], cwd=ROOT, env=env, check=True,
@@ -473,19 +477,25 @@ def run_roster(kind: str, sizes: Sizes) -> Target:
             headers = {"Authorization": f"Bearer {token.group(1)}",
                        "Content-Type": "application/scim+json",
                        "Accept": "application/scim+json"}
-            print(f"== Roster on {kind}", flush=True)
             try:
                 with gunicorn("app:create_app()", env, tmp / "gunicorn.log") as port:
-                    target = Target(f"roster/{kind}", port, headers, sizes)
-                    roster_scenarios(target)
+                    yield port, headers
             finally:
                 # Kept for reading errors (request ids in 500 answers point into it).
                 kept = Path(tempfile.gettempdir()) / f"scim-bench-{kind}.log"
                 shutil.copyfile(tmp / "gunicorn.log", kept)
                 print(f"  server log: {kept}", flush=True)
-            return target
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_roster(kind: str, sizes: Sizes) -> Target:
+    """Serve Roster on a fresh ``kind`` database and run every scenario."""
+    print(f"== Roster on {kind}", flush=True)
+    with serve_roster(kind) as (port, headers):
+        target = Target(f"roster/{kind}", port, headers, sizes)
+        roster_scenarios(target)
+    return target
 
 
 def run_ceiling(sizes: Sizes) -> Target:
