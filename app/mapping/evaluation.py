@@ -171,22 +171,23 @@ def _reason(want: DesiredGrant) -> dict[str, Any]:
     return {**want.reason, "unit_path": want.unit_path}
 
 
-def _ensure_unit(session: Session, ctx: Context, want: DesiredGrant, actor: Actor) -> str:
-    """The unit id of a desired grant, creating the missing units of its path (rule's choice)."""
+def _ensure_unit(session: Session, ctx: Context, want: DesiredGrant,
+                 actor: Actor) -> tuple[str, str]:
+    """(id, path) of a desired grant's unit, creating missing units of its path if allowed."""
     if want.unit_id:
-        return want.unit_id
-    found = ctx.units.find(want.unit_path)
-    if found:
-        return found[0]
-    parts = want.unit_path.split(PATH_SEPARATOR)
-    for depth in range(1, len(parts) + 1):
-        path = PATH_SEPARATOR.join(parts[:depth])
-        if ctx.units.find(path) is None:
-            parent = PATH_SEPARATOR.join(parts[:depth - 1]) or None
-            unit = add_unit(session, ctx.org, parts[depth - 1], want.create_kind or "department",
-                            parent, actor)
+        return want.unit_id, want.unit_path
+    parent: str | None = None
+    for name in want.unit_path.split(PATH_SEPARATOR):
+        path = f"{parent}{PATH_SEPARATOR}{name}" if parent else name
+        found = ctx.units.find(path)
+        if found is None:
+            unit = add_unit(session, ctx.org, name, want.create_kind or "department", parent,
+                            actor)
             ctx.units = UnitIndex.of({**ctx.units.by_path, unit.path: unit.id})
-    return ctx.units.by_path[want.unit_path]
+            found = (unit.id, unit.path)
+        parent = found[1]
+    assert parent is not None
+    return ctx.units.by_path[parent], parent
 
 
 def _payload(grant: Grant, role: str, unit_path: str) -> dict[str, Any]:
@@ -223,13 +224,13 @@ def apply_diff(session: Session, ctx: Context, diff: UserDiff, actor: Actor) -> 
     if diff.removed:
         session.flush()  # a removed and re-added (role, unit) must not collide
     for want in diff.added:
-        grant = Grant(organization_id=ctx.org.id, user_id=diff.user.id,
-                      unit_id=_ensure_unit(session, ctx, want, actor),
+        unit_id, unit_path = _ensure_unit(session, ctx, want, actor)
+        grant = Grant(organization_id=ctx.org.id, user_id=diff.user.id, unit_id=unit_id,
                       role_id=ctx.role_ids[want.role], parameters=dict(want.parameters),
-                      source=want.source, reason=_reason(want))
+                      source=want.source, reason={**want.reason, "unit_path": unit_path})
         session.add(grant)
         session.flush()
-        _write(session, ctx, grant, "add", want.role, want.unit_path, actor)
+        _write(session, ctx, grant, "add", want.role, unit_path, actor)
     if diff.loses_all:
         _on_loss(session, ctx, diff.user, actor)
     elif diff.keeps_grants and diff.user.status == UserStatus.suspended:

@@ -203,3 +203,14 @@ def test_unit_from_accepts_a_parent_id_and_stores_its_path(world):
     [rule] = rows(world.db, "SELECT unit FROM mapping_rules")
     assert "Departments" in str(rule.unit)
     assert parent not in str(rule.unit)
+
+
+def test_created_units_reuse_existing_parents_whatever_their_case(world):
+    """A rule path "engineering/Osaka" creates Osaka under the existing Engineering."""
+    alice = world.user("alice")
+    world.group("Osaka Buyers", [alice])
+    world.apply({"rules": [{"id": "osaka", "role": "buyer", "unit": "engineering/Osaka",
+                            "create_unit": True, "match": {"group": "Osaka Buyers"}}]})
+    assert grants_of(world, alice) == [("buyer", "Engineering/Osaka", "rule:osaka")]
+    assert rows(world.db, "SELECT count(*) AS n FROM units WHERE lower(path) = 'engineering'"
+                )[0].n == 1
