@@ -3,12 +3,15 @@ OAuth client credentials of a directory (issue 5)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from app.cli.base import CliContext, echo_table, pass_ctx
 from app.cli.directory import directory, scim_base_url
 from app.directory.directories import get_directory
 from app.directory.oauth_clients import create_client, revoke_client, rotate_secret
+from app.models.scim_ops import OAuthClient
 from app.scim.dialect_report import dialect_report
 from app.scim.recorder import describe, list_requests
 
@@ -71,15 +74,19 @@ def _print_credentials(ctx: CliContext, client_id: str, secret: str) -> None:
     click.echo("The secret is shown once; store it in your IdP now.")
 
 
+def _issue(ctx: CliContext, directory_ref: str, make: Callable[..., tuple[OAuthClient, str]],
+           ) -> None:
+    with ctx.transaction() as session:
+        client, secret = make(session, get_directory(session, directory_ref), ctx.actor)
+    _print_credentials(ctx, client.client_id, secret)
+
+
 @oauth.command("create")
 @_directory_option
 @pass_ctx
 def oauth_create(ctx: CliContext, directory_ref: str) -> None:
     """Give the directory a client id and secret."""
-    with ctx.transaction() as session:
-        client, secret = create_client(session, get_directory(session, directory_ref),
-                                       ctx.actor)
-    _print_credentials(ctx, client.client_id, secret)
+    _issue(ctx, directory_ref, create_client)
 
 
 @oauth.command("rotate")
@@ -87,10 +94,7 @@ def oauth_create(ctx: CliContext, directory_ref: str) -> None:
 @pass_ctx
 def oauth_rotate(ctx: CliContext, directory_ref: str) -> None:
     """A new secret; the old one stops working, issued tokens live until they expire."""
-    with ctx.transaction() as session:
-        client, secret = rotate_secret(session, get_directory(session, directory_ref),
-                                       ctx.actor)
-    _print_credentials(ctx, client.client_id, secret)
+    _issue(ctx, directory_ref, rotate_secret)
 
 
 @oauth.command("revoke")
