@@ -54,8 +54,9 @@ def _restore_manual(session: Session, user: User, item: dict[str, Any], actor: A
                   reason={"restored_from": "deprovision_record"})
     session.add(grant)
     session.flush()
-    data = {"unit_id": unit.id, "role_id": role.id, "role_key": role.key, "source": "manual",
-            "user_id": user.id}
+    data = {"unit_id": unit.id, "unit_path": unit.path, "role_id": role.id, "role": role.key,
+            "role_key": role.key, "source": "manual", "user_id": user.id,
+            "parameters": grant.parameters}
     record(session, organization_id=user.organization_id, action="grant:add", actor=actor,
            subject_type="grant", subject_id=grant.id, data={**data, "reason": "reactivated"})
     emit(session, organization_id=user.organization_id, type="grant.added",

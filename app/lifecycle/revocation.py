@@ -62,7 +62,9 @@ def remove_grants(session: Session, user: User, held: list[dict[str, Any]],
         session.execute(delete(Grant).where(Grant.id.in_([g["grant_id"] for g in held]))
                         .execution_options(synchronize_session=False))
     for item in held:
-        data = {k: item[k] for k in ("unit_id", "role_id", "role_key", "source")}
+        data = {k: item[k] for k in ("unit_id", "unit_path", "role_id", "role_key", "source",
+                                     "parameters")}
+        data["role"] = item["role_key"]  # the key, as the mapping's grant events name it
         record(session, organization_id=user.organization_id, action="grant:remove",
                actor=actor, subject_type="grant", subject_id=item["grant_id"],
                data={**data, "user_id": user.id, "reason": "deprovisioned"})

@@ -142,3 +142,14 @@ def test_reactivation_after_delete_clears_the_soft_delete(db, tenant, leaver):
     user = rows(db, "SELECT status, deleted_at FROM users WHERE id = :i", i=leaver.user_id)[0]
     assert user.status == "active"
     assert user.deleted_at is None
+
+
+def test_disabling_a_directory_deprovisions_its_active_users(db, tenant, leaver):
+    """deprovision_directory_users takes out every live user, trigger directory_disabled."""
+    from app.lifecycle import deprovision_directory_users
+
+    with db.transaction() as session:
+        records = deprovision_directory_users(session, tenant.directory.id, SCIM_ACTOR)
+    assert len(records) == 2  # the leaver and their manager
+    assert {r.trigger for r in records} == {"directory_disabled"}
+    assert rows(db, "SELECT count(*) FROM users WHERE status = 'active'")[0][0] == 0
