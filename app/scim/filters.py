@@ -454,7 +454,7 @@ def sort_key(sort_by: str | None, resource: Resource, *,
     column, nullable = found
     leaf = resolved.leaf
     if leaf.type in ("string", "reference") and not leaf.case_exact:
-        column = func.lower(column)
+        column = func.lower(column, type_=String())
     return SortKey(resolved.name, column, nullable, leaf.type)
 
 
