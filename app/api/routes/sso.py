@@ -1,0 +1,88 @@
+"""SSO connections and failed-login traces of an organization (issue 8)."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields
+from sqlalchemy import select
+
+from app.api.frame import ApiContext, api_route
+from app.api.pagination import Page, paginate
+from app.api.schemas import PageArgs
+from app.api.views import bp
+from app.db import utcnow
+from app.errors import NotFound
+from app.models.sso import LoginTrace, SsoConnection
+
+
+class ConnectionSchema(Schema):
+    """One SAML or OIDC connection (no secrets)."""
+
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    protocol = fields.String(required=True)
+    enabled = fields.Boolean(required=True)
+    login_policy = fields.String(required=True)
+    match_by = fields.String(required=True)
+    idp_entity_id = fields.String(allow_none=True)
+    idp_sso_url = fields.String(allow_none=True)
+    metadata_url = fields.String(allow_none=True)
+    certificates = fields.Function(lambda c: len(c.idp_certs), required=True)
+    created_at = fields.AwareDateTime(required=True)
+
+
+class TraceSchema(Schema):
+    """A failed login: its correlation id, reason and redacted payload."""
+
+    id = fields.String(required=True, metadata={"description": "The correlation id."})
+    connection_id = fields.String(allow_none=True)
+    protocol = fields.String(required=True)
+    reason = fields.String(required=True)
+    detail = fields.String(required=True)
+    subject = fields.String(allow_none=True)
+    payload = fields.Dict(required=True)
+    request_id = fields.String(allow_none=True)
+    created_at = fields.AwareDateTime(required=True)
+    expires_at = fields.AwareDateTime(required=True)
+
+
+class TraceArgs(PageArgs):
+    """Trace list filters."""
+
+    reason = fields.String(metadata={"description": "Only this reason (e.g. replay)."})
+
+
+@api_route(bp, "/orgs/<org_id>/connections", methods=["GET"], permission="connections:read",
+           tags=["sso"], summary="List SSO connections", query=PageArgs,
+           response=ConnectionSchema, paginated=True)
+def list_connections(ctx: ApiContext) -> Page:
+    """The organization's SAML and OIDC connections, oldest first."""
+    assert ctx.org is not None
+    stmt = select(SsoConnection).where(SsoConnection.organization_id == ctx.org.id)
+    return paginate(ctx.session, stmt, (SsoConnection.created_at, SsoConnection.id),
+                    limit=ctx.args["limit"], cursor=ctx.args.get("cursor"))
+
+
+@api_route(bp, "/orgs/<org_id>/sso/traces", methods=["GET"], permission="traces:read",
+           tags=["sso"], summary="List failed-login traces", query=TraceArgs,
+           response=TraceSchema, paginated=True)
+def list_traces(ctx: ApiContext) -> Page:
+    """Unexpired failed logins of the organization, oldest first; filter by reason."""
+    assert ctx.org is not None
+    stmt = select(LoginTrace).where(LoginTrace.organization_id == ctx.org.id,
+                                    LoginTrace.expires_at > utcnow())
+    if "reason" in ctx.args:
+        stmt = stmt.where(LoginTrace.reason == ctx.args["reason"])
+    return paginate(ctx.session, stmt, (LoginTrace.created_at, LoginTrace.id),
+                    limit=ctx.args["limit"], cursor=ctx.args.get("cursor"))
+
+
+@api_route(bp, "/orgs/<org_id>/sso/traces/<trace_id>", methods=["GET"],
+           permission="traces:read", tags=["sso"],
+           summary="Get a failed-login trace by correlation id", response=TraceSchema)
+def get_trace(ctx: ApiContext, trace_id: str) -> LoginTrace:
+    """The trace a user's refusal page named."""
+    assert ctx.org is not None
+    trace = ctx.session.get(LoginTrace, trace_id) if len(trace_id) <= 36 else None
+    if trace is None or trace.organization_id != ctx.org.id or trace.expires_at <= utcnow():
+        raise NotFound("no such trace in your organization")
+    return trace
