@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -44,13 +44,28 @@ def _unique(ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+# Statements built once: constructing a select costs more than running it on SQLite.
+_GET_GROUP = select(Group).where(Group.id == bindparam("group_id"),
+                                 Group.directory_id == bindparam("directory_id"))
+_GET_GROUP_FOR_UPDATE = _GET_GROUP.with_for_update()
+_MEMBER_IDS = (
+    select(Membership.group_id, Membership.user_id)
+    .join(User, User.id == Membership.user_id)
+    .where(Membership.group_id.in_(bindparam("ids", expanding=True)),
+           User.deleted_at.is_(None))
+)
+_GROUPS_OF_USERS = (
+    select(Membership.user_id, Group.id, Group.display_name)
+    .join(Group, Group.id == Membership.group_id)
+    .where(Membership.user_id.in_(bindparam("ids", expanding=True)))
+)
+
+
 def get_group(session: Session, directory_id: str, group_id: str, *,
               for_update: bool = False) -> Group:
     """The group ``group_id`` of the directory, else NotFound."""
-    stmt = select(Group).where(Group.id == group_id, Group.directory_id == directory_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    group = session.scalar(stmt)
+    stmt = _GET_GROUP_FOR_UPDATE if for_update else _GET_GROUP
+    group = session.scalars(stmt, {"group_id": group_id, "directory_id": directory_id}).first()
     if group is None:
         raise NotFound(f"Group {group_id} not found")
     return group
@@ -60,12 +75,7 @@ def member_ids_of(session: Session, group_ids: Sequence[str]) -> dict[str, list[
     """The live member user ids of each group, one query per chunk of groups."""
     out: dict[str, list[str]] = {gid: [] for gid in group_ids}
     for chunk in _chunks(list(group_ids)):
-        rows = session.execute(
-            select(Membership.group_id, Membership.user_id)
-            .join(User, User.id == Membership.user_id)
-            .where(Membership.group_id.in_(chunk), User.deleted_at.is_(None))
-        )
-        for gid, uid in rows:
+        for gid, uid in session.execute(_MEMBER_IDS, {"ids": list(chunk)}):
             out[gid].append(uid)
     return out
 
@@ -75,12 +85,7 @@ def groups_of_users(session: Session,
     """(group id, displayName) of each user's groups, one query per chunk (RFC 7643 §4.1.2)."""
     out: dict[str, list[tuple[str, str]]] = {uid: [] for uid in user_ids}
     for chunk in _chunks(list(user_ids)):
-        rows = session.execute(
-            select(Membership.user_id, Group.id, Group.display_name)
-            .join(Group, Group.id == Membership.group_id)
-            .where(Membership.user_id.in_(chunk))
-        )
-        for uid, gid, name in rows:
+        for uid, gid, name in session.execute(_GROUPS_OF_USERS, {"ids": list(chunk)}):
             out[uid].append((gid, name))
     return out
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -79,14 +79,27 @@ def primary_email(emails: list[dict[str, Any]]) -> str | None:
     return value.lower() if isinstance(value, str) else None
 
 
+# Statements built once: constructing a select costs more than running it on SQLite.
+_GET_USER = select(User).where(User.id == bindparam("user_id"),
+                               User.directory_id == bindparam("directory_id"),
+                               User.deleted_at.is_(None))
+_GET_USER_FOR_UPDATE = _GET_USER.with_for_update()
+_MANAGER_NAMES = select(User.id, User.display_name, User.user_name).where(
+    User.id.in_(bindparam("ids", expanding=True)))
+_ACCESS = (
+    select(Grant.user_id, Organization.slug, Unit.name, Unit.path, Role.key)
+    .join(Unit, Unit.id == Grant.unit_id).join(Role, Role.id == Grant.role_id)
+    .join(Organization, Organization.id == Grant.organization_id)
+    .where(Grant.user_id.in_(bindparam("ids", expanding=True)))
+    .order_by(Grant.user_id, Unit.path, Role.key)
+)
+
+
 def get_user(session: Session, directory_id: str, user_id: str, *,
              for_update: bool = False) -> User:
     """The live (not deleted) user ``user_id`` of the directory, else NotFound."""
-    stmt = select(User).where(User.id == user_id, User.directory_id == directory_id,
-                              User.deleted_at.is_(None))
-    if for_update:
-        stmt = stmt.with_for_update()
-    user = session.scalar(stmt)
+    stmt = _GET_USER_FOR_UPDATE if for_update else _GET_USER
+    user = session.scalars(stmt, {"user_id": user_id, "directory_id": directory_id}).first()
     if user is None:
         raise NotFound(f"User {user_id} not found")
     return user
@@ -109,8 +122,7 @@ def manager_names(session: Session, manager_ids: Iterable[str | None]) -> dict[s
     ids = {m for m in manager_ids if m}
     if not ids:
         return {}
-    rows = session.execute(select(User.id, User.display_name, User.user_name)
-                           .where(User.id.in_(ids)))
+    rows = session.execute(_MANAGER_NAMES, {"ids": list(ids)})
     return {uid: display or name for uid, display, name in rows}
 
 
@@ -223,13 +235,7 @@ def access_of_users(session: Session, user_ids: Sequence[str]) -> dict[str, dict
     """Each user's effective portal access from the grants table, in one query."""
     if not user_ids:
         return {}
-    rows = session.execute(
-        select(Grant.user_id, Organization.slug, Unit.name, Unit.path, Role.key)
-        .join(Unit, Unit.id == Grant.unit_id).join(Role, Role.id == Grant.role_id)
-        .join(Organization, Organization.id == Grant.organization_id)
-        .where(Grant.user_id.in_(list(user_ids)))
-        .order_by(Grant.user_id, Unit.path, Role.key)
-    )
+    rows = session.execute(_ACCESS, {"ids": list(user_ids)})
     out: dict[str, dict[str, Any]] = {}
     for user_id, org, unit, path, role in rows:
         entry = out.setdefault(user_id, {"organization": org, "grants": []})
