@@ -190,9 +190,14 @@ def test_bad_token_is_one_401(client, db, tenant):
 
 def test_bulk_is_recorded_once_with_the_notes_of_its_operations(client, db, tenant):
     """The flight recorder keeps the Bulk request itself, not one row per operation."""
-    _bulk(client, tenant, [_user("a", "a@acme.com")])
-    recorded = rows(db, "SELECT path, status FROM scim_requests")
+    _bulk(client, tenant, [_user("a", "a@acme.com"), {
+        "method": "PATCH", "path": "/Users/bulkId:a", "data": {"schemas": [PATCH], "Operations": [
+            {"op": "Replace", "path": "active", "value": "False"}]}}])
+    recorded = rows(db, "SELECT path, status, notes FROM scim_requests")
     assert [(r.path, r.status) for r in recorded] == [("/scim/v2/Bulk", 200)]
+    notes = recorded[0].notes if isinstance(recorded[0].notes, list) \
+        else json.loads(recorded[0].notes)
+    assert {"capitalised_op", "string_boolean"} <= set(notes)
 
 
 def test_service_provider_config_advertises_bulk_limits(client, tenant):
@@ -200,3 +205,13 @@ def test_service_provider_config_advertises_bulk_limits(client, tenant):
     spc = client.get("/scim/v2/ServiceProviderConfig", headers=tenant.headers).get_json()
     assert spc["bulk"] == {"supported": True, "maxOperations": 1000,
                            "maxPayloadSize": 1048576}
+
+
+def test_bulk_payload_limit_cannot_exceed_the_body_limit():
+    """The advertised maxPayloadSize is never larger than what the app accepts at all."""
+    from app.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError) as info:
+        load_settings({"app": {"max_body_bytes": 1000},
+                       "scim": {"bulk_max_payload_bytes": 2000}}, environ={})
+    assert "scim.bulk_max_payload_bytes" in str(info.value)
