@@ -159,3 +159,16 @@ def test_token_of_directory_a_cannot_touch_directory_b(client, db, tenant, other
     assert client.delete(f"/scim/v2/Users/{user_id}", headers=as_a).status_code == 404
     listed = client.get("/scim/v2/Users", headers=as_a).get_json()
     assert listed["totalResults"] == 0
+
+
+def test_disabled_directory_gets_no_token_and_its_tokens_stop(client, db, tenant):
+    """A disabled directory's client is refused and its access tokens no longer work."""
+    from app.directory.directories import set_directory_status
+
+    client_id, secret = _client(db, tenant)
+    token = _token(client, client_id, secret).get_json()["access_token"]
+    with db.transaction() as session:
+        set_directory_status(session, session.get(Directory, tenant.directory.id), "disabled",
+                             OPERATOR)
+    assert _token(client, client_id, secret).status_code in (400, 401)
+    assert client.get(SPC, headers={"Authorization": f"Bearer {token}"}).status_code == 401
