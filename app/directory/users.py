@@ -84,6 +84,10 @@ _GET_USER = select(User).where(User.id == bindparam("user_id"),
                                User.directory_id == bindparam("directory_id"),
                                User.deleted_at.is_(None))
 _GET_USER_FOR_UPDATE = _GET_USER.with_for_update()
+# Matches the functional unique index uq_users_directory_username.
+_NAME_HOLDER = select(User.id, User.deleted_at).where(
+    User.directory_id == bindparam("directory_id"),
+    func.lower(User.user_name) == bindparam("name"))
 _MANAGER_NAMES = select(User.id, User.display_name, User.user_name).where(
     User.id.in_(bindparam("ids", expanding=True)))
 _ACCESS = (
@@ -129,9 +133,8 @@ def manager_names(session: Session, manager_ids: Iterable[str | None]) -> dict[s
 def _free_user_name(session: Session, directory_id: str, user_name: str,
                     except_id: str | None) -> None:
     """Raise Conflict when a live user holds ``user_name``; a deleted holder gives it up."""
-    holder = session.execute(select(User.id, User.deleted_at).where(
-        User.directory_id == directory_id,
-        func.lower(User.user_name) == user_name.lower())).first()
+    holder = session.execute(_NAME_HOLDER, {"directory_id": directory_id,
+                                            "name": user_name.lower()}).first()
     if holder is None or holder.id == except_id:
         return
     if holder.deleted_at is None:
