@@ -11,9 +11,8 @@ when the blueprint is built, so nothing else needs editing)::
                summary="List widgets", query=WidgetArgs, response=WidgetSchema,
                paginated=True, tags=["widgets"])
     def list_widgets(ctx: ApiContext) -> Page:
-        return paginate(ctx.session, select(Widget).where(Widget.organization_id ==
-                        ctx.org.id), (Widget.created_at, Widget.id), limit=ctx.args["limit"],
-                        cursor=ctx.args.get("cursor"))
+        stmt = select(Widget).where(Widget.organization_id == ctx.org.id)
+        return ctx.paginate(stmt, (Widget.created_at, Widget.id))
 
 - ``permission`` must be declared in ``app/api/permissions.py`` (one table for all roles).
 - ``<org_id>`` in the rule (id or slug) is resolved to ``ctx.org``; an org-bound key asking
@@ -32,16 +31,17 @@ when the blueprint is built, so nothing else needs editing)::
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, json, request
 from marshmallow import Schema
-from sqlalchemy.orm import Session
+from sqlalchemy import Select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.api.errors import ApiProblem
-from app.api.pagination import Page
+from app.api.pagination import DEFAULT_LIMIT, Page, paginate
 from app.api.permissions import PERMISSIONS, allows
 from app.api.schemas import page_schema
 from app.audit import Actor
@@ -110,6 +110,11 @@ class ApiContext:
         """404 (not 403, so existence is not revealed) for another organization's data."""
         if self.scope_org_id is not None and organization_id != self.scope_org_id:
             raise NotFound("no such resource in your organization")
+
+    def paginate(self, stmt: Select[Any], order: Sequence[InstrumentedAttribute[Any]]) -> Page:
+        """One page of ``stmt`` by ``order`` with this request's ``limit`` and ``cursor``."""
+        return paginate(self.session, stmt, order, limit=self.args.get("limit", DEFAULT_LIMIT),
+                        cursor=self.args.get("cursor"))
 
     def org_filter(self, requested: str | None) -> str | None:
         """Resolve an ``organization`` filter (id or slug) within the key's scope."""

@@ -1,10 +1,10 @@
 """Cursor pagination for every /api/v1 list: opaque cursors over a stable keyset ordering.
 
-Usage in a view::
+Usage in a view (the route declares ``query=PageArgs`` or a subclass, ``paginated=True``
+and the item schema as ``response``)::
 
-    page = paginate(ctx.session, select(Unit).where(...), (Unit.created_at, Unit.id),
-                    limit=ctx.args["limit"], cursor=ctx.args.get("cursor"))
-    return page           # the route declares paginated=True and the item schema
+    stmt = within(select(Unit).where(...), Unit.created_at, ctx.args)  # since/until, if any
+    return ctx.paginate(stmt, (Unit.created_at, Unit.id))
 
 The ordering must end in a unique column (``id``) so no row is skipped or repeated when
 rows with equal timestamps straddle a page boundary.
@@ -84,6 +84,16 @@ def _after(order: Sequence[InstrumentedAttribute[Any]], values: Sequence[Any]) -
         equal = [order[j] == values[j] for j in range(i)]
         clauses.append(and_(*equal, column > values[i]))
     return or_(*clauses)
+
+
+def within(stmt: Select[Any], column: InstrumentedAttribute[Any],
+           args: dict[str, Any]) -> Select[Any]:
+    """Apply ``since`` (inclusive) and ``until`` (exclusive) of TimeRangeArgs to ``column``."""
+    if args.get("since") is not None:
+        stmt = stmt.where(column >= args["since"])
+    if args.get("until") is not None:
+        stmt = stmt.where(column < args["until"])
+    return stmt
 
 
 def paginate(session: Session, stmt: Select[Any], order: Sequence[InstrumentedAttribute[Any]],

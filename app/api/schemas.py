@@ -12,6 +12,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from app.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from app.db import utcnow
 
 
 class StrictSchema(Schema):
@@ -64,6 +65,24 @@ class TimeRangeArgs(PageArgs):
     def _ordered(self, data: dict[str, Any], **_kwargs: Any) -> None:
         if data.get("since") and data.get("until") and data["since"] > data["until"]:
             raise ValidationError("until must not be before since", field_name="until")
+
+
+class CredentialSchema(Schema):
+    """What every listed secret shows instead of itself: prefix, state and lifetime."""
+
+    prefix = fields.String(required=True)
+    state = fields.Method("_state", required=True,
+                          metadata={"type": "string", "enum": ["valid", "revoked", "expired"]})
+    created_at = fields.AwareDateTime(required=True)
+    last_used_at = fields.AwareDateTime(required=True, allow_none=True)
+    expires_at = fields.AwareDateTime(required=True, allow_none=True)
+    revoked_at = fields.AwareDateTime(required=True, allow_none=True)
+
+    def _state(self, credential: Any) -> str:
+        if credential.revoked_at is not None:
+            return "revoked"
+        expired = credential.expires_at is not None and credential.expires_at <= utcnow()
+        return "expired" if expired else "valid"
 
 
 def page_schema(item: type[Schema]) -> type[Schema]:

@@ -25,8 +25,8 @@ from app.models import Organization, Unit
 from tests.api.conftest import Key
 from tests.conftest import OPERATOR
 
-MAX_EXAMPLES = 12
-NEGATIVE_EXAMPLES = 6
+MAX_EXAMPLES = 10
+NEGATIVE_EXAMPLES = 5
 CHECKS = [schemathesis.checks.not_a_server_error, status_code_conformance,
           content_type_conformance, response_schema_conformance]
 # Real objects, so GETs return data rather than 404s (ids also accept slugs and names).

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
-from app.api.pagination import Page, paginate
-from app.api.schemas import PageArgs, StrictSchema
+from app.api.pagination import Page
+from app.api.schemas import CredentialSchema, PageArgs, StrictSchema
 from app.api.views import bp
-from app.db import utcnow
-from app.directory.apikeys import create_key, get_key, key_state, revoke_key
+from app.directory.apikeys import create_key, get_key, revoke_key
 from app.directory.organizations import get_organization
 from app.models.api import ApiKey, ApiRole
 
@@ -20,23 +19,13 @@ KEY_COLUMNS = ("id", "role", "organization_id", "prefix", "name", "created_at",
                "last_used_at", "expires_at", "revoked_at")
 
 
-class ApiKeySchema(Schema):
+class ApiKeySchema(CredentialSchema):
     """An API key without its secret."""
 
     id = fields.String(required=True)
     role = fields.Enum(ApiRole, by_value=True, required=True)
     organization_id = fields.String(required=True, allow_none=True)
-    prefix = fields.String(required=True)
     name = fields.String(required=True)
-    state = fields.Method("_state", required=True,
-                          metadata={"type": "string", "enum": ["valid", "revoked", "expired"]})
-    created_at = fields.AwareDateTime(required=True)
-    last_used_at = fields.AwareDateTime(required=True, allow_none=True)
-    expires_at = fields.AwareDateTime(required=True, allow_none=True)
-    revoked_at = fields.AwareDateTime(required=True, allow_none=True)
-
-    def _state(self, key: ApiKey) -> str:
-        return key_state(key, utcnow())  # type: ignore[arg-type]
 
 
 class ApiKeyCreatedSchema(ApiKeySchema):
@@ -73,8 +62,7 @@ def list_apikeys(ctx: ApiContext) -> Page:
         stmt = stmt.where(ApiKey.organization_id == ctx.org_filter(ctx.args["organization"]))
     if "role" in ctx.args:
         stmt = stmt.where(ApiKey.role == ctx.args["role"])
-    return paginate(ctx.session, stmt, (ApiKey.created_at, ApiKey.id),
-                    limit=ctx.args["limit"], cursor=ctx.args.get("cursor"))
+    return ctx.paginate(stmt, (ApiKey.created_at, ApiKey.id))
 
 
 @api_route(bp, "/apikeys", methods=["POST"], permission="apikeys:write", tags=["apikeys"],

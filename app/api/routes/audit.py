@@ -8,7 +8,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import Select, select
 
 from app.api.frame import ApiContext, api_route
-from app.api.pagination import Page, paginate
+from app.api.pagination import Page, within
 from app.api.schemas import TimeRangeArgs
 from app.api.views import bp
 from app.models import AuditEvent
@@ -56,10 +56,7 @@ def audit_query(ctx: ApiContext, args: dict[str, Any]) -> Select[Any]:
     organization_id = ctx.org_filter(args.get("organization"))
     if organization_id is not None:
         stmt = stmt.where(AuditEvent.organization_id == organization_id)
-    if "since" in args:
-        stmt = stmt.where(AuditEvent.occurred_at >= args["since"])
-    if "until" in args:
-        stmt = stmt.where(AuditEvent.occurred_at < args["until"])
+    stmt = within(stmt, AuditEvent.occurred_at, args)
     action = args.get("action")
     if action and action.endswith(":*"):
         stmt = stmt.where(AuditEvent.action.startswith(action[:-1], autoescape=True))
@@ -76,5 +73,4 @@ def audit_query(ctx: ApiContext, args: dict[str, Any]) -> Select[Any]:
            paginated=True)
 def list_audit(ctx: ApiContext) -> Page:
     """Audit events in log order (oldest first), filtered; operators see every chain."""
-    return paginate(ctx.session, audit_query(ctx, ctx.args), (AuditEvent.id,),
-                    limit=ctx.args["limit"], cursor=ctx.args.get("cursor"))
+    return ctx.paginate(audit_query(ctx, ctx.args), (AuditEvent.id,))

@@ -9,12 +9,11 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
-from app.api.pagination import Page, paginate
-from app.api.schemas import PageArgs, StrictSchema
+from app.api.pagination import Page
+from app.api.schemas import CredentialSchema, PageArgs, StrictSchema
 from app.api.views import bp
-from app.db import utcnow
 from app.directory.directories import create_directory, get_directory, set_directory_status
-from app.directory.tokens import is_valid, issue_token, revoke_token
+from app.directory.tokens import issue_token, revoke_token
 from app.models import Directory, DirectoryToken
 from app.models.directory import DirectoryStatus, Vendor
 
@@ -50,23 +49,11 @@ class DirectoryCreateSchema(StrictSchema):
         "description": "Unique in the organization (default: the vendor)."})
 
 
-class TokenSchema(Schema):
+class TokenSchema(CredentialSchema):
     """A SCIM bearer token, without its secret."""
 
     id = fields.String(required=True)
     directory_id = fields.String(required=True)
-    prefix = fields.String(required=True)
-    state = fields.Method("_state", required=True,
-                          metadata={"type": "string", "enum": ["valid", "revoked", "expired"]})
-    created_at = fields.AwareDateTime(required=True)
-    last_used_at = fields.AwareDateTime(required=True, allow_none=True)
-    expires_at = fields.AwareDateTime(required=True, allow_none=True)
-    revoked_at = fields.AwareDateTime(required=True, allow_none=True)
-
-    def _state(self, token: DirectoryToken) -> str:
-        if token.revoked_at is not None:
-            return "revoked"
-        return "valid" if is_valid(token, utcnow()) else "expired"
 
 
 class IssuedTokenSchema(TokenSchema):
@@ -116,8 +103,7 @@ def list_directories(ctx: ApiContext) -> Page:
         stmt = stmt.where(Directory.status == ctx.args["status"])
     if "vendor" in ctx.args:
         stmt = stmt.where(Directory.vendor == ctx.args["vendor"])
-    return paginate(ctx.session, stmt, (Directory.created_at, Directory.id),
-                    limit=ctx.args["limit"], cursor=ctx.args.get("cursor"))
+    return ctx.paginate(stmt, (Directory.created_at, Directory.id))
 
 
 @api_route(bp, "/orgs/<org_id>/directories", methods=["POST"],
@@ -167,10 +153,8 @@ def enable_directory(ctx: ApiContext, directory_id: str) -> Directory:
 def list_tokens(ctx: ApiContext, directory_id: str) -> Page:
     """Every token of the directory, oldest first; secrets are never stored."""
     directory = _directory(ctx, directory_id)
-    return paginate(ctx.session,
-                    select(DirectoryToken).where(DirectoryToken.directory_id == directory.id),
-                    (DirectoryToken.created_at, DirectoryToken.id),
-                    limit=ctx.args["limit"], cursor=ctx.args.get("cursor"))
+    stmt = select(DirectoryToken).where(DirectoryToken.directory_id == directory.id)
+    return ctx.paginate(stmt, (DirectoryToken.created_at, DirectoryToken.id))
 
 
 @api_route(bp, "/orgs/<org_id>/directories/<directory_id>/tokens", methods=["POST"],

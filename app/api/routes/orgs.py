@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
-from app.api.pagination import Page, paginate
+from app.api.pagination import Page
 from app.api.schemas import PageArgs, StrictSchema
 from app.api.views import bp
 from app.directory.organizations import add_unit, create_organization
@@ -60,9 +60,7 @@ class UnitCreateSchema(StrictSchema):
            paginated=True)
 def list_orgs(ctx: ApiContext) -> Page:
     """Every organization, oldest first."""
-    return paginate(ctx.session, select(Organization),
-                    (Organization.created_at, Organization.id),
-                    limit=ctx.args["limit"], cursor=ctx.args.get("cursor"))
+    return ctx.paginate(select(Organization), (Organization.created_at, Organization.id))
 
 
 @api_route(bp, "/orgs", methods=["POST"], permission="orgs:write", tags=["organizations"],
@@ -88,9 +86,8 @@ def get_org(ctx: ApiContext) -> Organization | None:
 def list_units(ctx: ApiContext) -> Page:
     """The organization's units, oldest first."""
     assert ctx.org is not None
-    return paginate(ctx.session, select(Unit).where(Unit.organization_id == ctx.org.id),
-                    (Unit.created_at, Unit.id), limit=ctx.args["limit"],
-                    cursor=ctx.args.get("cursor"))
+    stmt = select(Unit).where(Unit.organization_id == ctx.org.id)
+    return ctx.paginate(stmt, (Unit.created_at, Unit.id))
 
 
 @api_route(bp, "/orgs/<org_id>/units", methods=["POST"], permission="units:write",

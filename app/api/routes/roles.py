@@ -8,7 +8,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
-from app.api.pagination import Page, paginate
+from app.api.pagination import Page
 from app.api.schemas import PageArgs, StrictSchema
 from app.api.views import bp
 from app.mapping.catalog import PARAMETER_TYPES, PERMISSIONS, RoleSpec
@@ -61,9 +61,8 @@ class RoleCreateSchema(StrictSchema):
 def list_roles(ctx: ApiContext) -> Page:
     """The organization's roles (standard and custom), oldest first."""
     assert ctx.org is not None
-    return paginate(ctx.session, select(Role).where(Role.organization_id == ctx.org.id),
-                    (Role.created_at, Role.id), limit=ctx.args["limit"],
-                    cursor=ctx.args.get("cursor"))
+    stmt = select(Role).where(Role.organization_id == ctx.org.id)
+    return ctx.paginate(stmt, (Role.created_at, Role.id))
 
 
 @api_route(bp, "/orgs/<org_id>/roles", methods=["POST"], permission="roles:write",
