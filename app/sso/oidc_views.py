@@ -1,23 +1,26 @@
 """OIDC relying-party endpoints on the /sso blueprint: login (authorization request), callback.
 
-Registered by importing this module once, from the bottom of app/sso/views.py.
+Registered by importing this module once, from create_app (app/__init__.py), before the
+blueprint is registered. Only ``bp`` and ``fail`` are taken from app/sso/views.py.
 """
 
 from __future__ import annotations
 
 import hmac
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, current_app, redirect, request, session
+from flask import Response, current_app, g, redirect, request, session
 from sqlalchemy.orm import Session
 
+from app.audit import Actor
+from app.db import Database
 from app.errors import DomainError, InvalidInput
 from app.models.sso import SsoConnection
 from app.sso import pages
 from app.sso.login import open_session, resolve_login
-from app.sso.oidc_config import algorithms_of, decrypt_client_secret
-from app.sso.oidc_rp import (
+from app.sso.oidc_client import (
     ClaimedAttempt,
     Provider,
     ProviderCache,
@@ -27,13 +30,51 @@ from app.sso.oidc_rp import (
     exchange_code,
     state_key,
 )
+from app.sso.oidc_config import algorithms_of, decrypt_client_secret
 from app.sso.oidc_token import Expected, asserted_identity, unverified_parts, validate_id_token
 from app.sso.outcome import LoginFailed
+from app.sso.redirects import is_allowed_redirect
 from app.sso.traces import mask, redact_claims
-from app.sso.views import _actor, _allowed, _ConnRef, _db, _finish, _sso, bp, fail
+from app.sso.views import bp, fail
 
 _BOUND_STATES = "oidc_states"
 _MAX_PARALLEL_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class _ConnRef:
+    """The connection fields ``fail`` needs after a transaction rolled back."""
+
+    id: str
+    organization_id: str
+    protocol: str
+
+
+def _db() -> Database:
+    return current_app.extensions["roster.db"]
+
+
+def _sso() -> dict[str, Any]:
+    return current_app.config["ROSTER"]["sso"]
+
+
+def _actor() -> Actor:
+    return Actor(type="sso", request_id=g.get("request_id"), ip=request.remote_addr,
+                 user_agent=request.user_agent.string[:200] or None)
+
+
+def _allowed(url: str | None) -> bool:
+    return bool(url) and is_allowed_redirect(url or "", _sso()["allowed_redirect_urls"])
+
+
+def _signed_in(login_id: str, user_id: str, display: str, next_url: str | None) -> Response:
+    """Bind the login to the browser (as the SAML ACS does) and return to the portal."""
+    session.clear()
+    session["sso_login_id"], session["sso_user_id"] = login_id, user_id
+    target = next_url if _allowed(next_url) else _sso()["default_redirect_url"]
+    if target and _allowed(target):
+        return redirect(target, 303)
+    return pages.signed_in(display)
 
 
 def provider_cache() -> ProviderCache:
@@ -152,4 +193,4 @@ def oidc_callback(connection_id: str) -> Response:
         return fail(exc, ref, payload)
     except DomainError as exc:
         return fail(LoginFailed("provisioning_error", exc.detail), ref, payload)
-    return _finish(login_id, user_id, display, attempt.redirect_to)
+    return _signed_in(login_id, user_id, display, attempt.redirect_to)

@@ -143,6 +143,16 @@ def test_tampered_claims_break_the_signature(db, tenant, hostile, web):
     refused_with(db, _forged(db, tenant, hostile, web, tamper), "bad_signature")
 
 
+def test_a_response_naming_another_issuer_is_refused(db, tenant, hostile, web):
+    """IdP mix-up (RFC 9207): an iss parameter that is not our IdP stops the login."""
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile)
+    callback = follow_to_roster(start_login(web, conn))
+    resp = web.get(f"{roster_path(callback)}&{urlencode({'iss': 'https://evil.example'})}")
+    refused_with(db, resp, "wrong_issuer")
+    assert hostile.token_requests == []
+
+
 def test_callback_without_state_is_refused(db, tenant, hostile, web):
     """No state: refused before any code is redeemed."""
     conn = oidc_connection(db, tenant, hostile)

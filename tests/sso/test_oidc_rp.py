@@ -22,7 +22,9 @@ from app.mapping.ruleset import parse_document
 from app.models import Organization
 from app.models.directory import UserStatus
 from app.models.sso import ConnectionDomain
+from app.sso.oidc_client import Provider
 from app.sso.oidc_config import DEFAULT_ALGORITHMS, configure_oidc, decrypt_client_secret
+from app.sso.outcome import LoginFailed
 from tests.conftest import OPERATOR, rows
 from tests.sso.conftest import provision
 from tests.sso.oidc_idp import (
@@ -145,14 +147,17 @@ def test_es256_tokens_are_accepted_and_a_rotated_key_is_fetched(db, tenant, host
 
 
 def test_home_realm_discovery_routes_to_the_oidc_connection(db, tenant, iam, web):
-    """alice@acme.com on a verified domain goes to the OIDC connection's login."""
+    """alice@acme.com on a verified domain is sent to her OIDC connection's IdP."""
     conn = oidc_connection(db, tenant, iam)
     with db.transaction() as s:
         s.add(ConnectionDomain(connection_id=conn.id, domain="acme.com", verified_at=utcnow()))
     resp = web.post("/sso/discover", data={"email": "alice@acme.com"})
     assert resp.status_code == 303
-    assert resp.headers["Location"] == f"/sso/oidc/{conn.id}/login"
-    assert web.get(resp.headers["Location"]).headers["Location"].startswith(iam.issuer)
+    assert f"/{conn.id}/login" in resp.headers["Location"]
+    at_idp = urlsplit(web.get(resp.headers["Location"]).headers["Location"])
+    assert f"{at_idp.scheme}://{at_idp.netloc}" == iam.issuer
+    [client_id] = parse_qs(at_idp.query)["client_id"]
+    assert rows(db, "SELECT oidc_client_id FROM sso_connections")[0].oidc_client_id == client_id
 
 
 def test_client_secret_is_encrypted_at_rest(db, tenant, iam):
@@ -180,6 +185,45 @@ def test_unsafe_oidc_settings_are_refused(db, tenant, iam, field, value):
         configure_oidc(s, s.merge(conn), OPERATOR, secret_key=SECRET_KEY, **{field: value})
     [row] = rows(db, "SELECT oidc_algorithms, oidc_discovery_url FROM sso_connections")
     assert row.oidc_discovery_url == iam.discovery_url
+
+
+_HTTPS = "https://idp.example.com"
+
+
+@pytest.mark.parametrize(("doc", "detail"), [
+    ({"issuer": "https://other.example.com"}, "does not match the discovery URL"),
+    ({"token_endpoint": "http://localhost:8080/token"}, "token_endpoint is not https"),
+    ({"jwks_uri": "ftp://idp.example.com/jwks"}, "jwks_uri is not https"),
+    ({"authorization_endpoint": None}, "lacks authorization_endpoint"),
+])
+def test_discovery_documents_are_checked(doc, detail):
+    """Issuer must match its URL (Discovery §4.3); endpoints of an https IdP stay https."""
+    good = {"issuer": _HTTPS, "authorization_endpoint": f"{_HTTPS}/authorize",
+            "token_endpoint": f"{_HTTPS}/token", "jwks_uri": f"{_HTTPS}/jwks"}
+    url = f"{_HTTPS}/.well-known/openid-configuration"
+    assert Provider.of(url, good).token_endpoint == f"{_HTTPS}/token"
+    with pytest.raises(LoginFailed) as refused:
+        Provider.of(url, {**good, **doc})
+    assert refused.value.reason == "discovery_failed"
+    assert detail in refused.value.detail
+
+
+def test_an_unreachable_idp_is_a_traced_refusal(db, tenant, hostile, web):
+    """Discovery failing at login start shows the plain page with a correlation id."""
+    conn = oidc_connection(db, tenant, hostile,
+                           oidc_discovery_url="http://127.0.0.1:9/.well-known/openid-configuration")
+    refused_with(db, web.get(f"/sso/oidc/{conn.id}/login"), "idp_unreachable")
+
+
+def test_an_idp_error_answer_is_a_traced_refusal(db, tenant, hostile, web):
+    """error=access_denied from the IdP: refused, traced, and the code endpoint never called."""
+    conn = oidc_connection(db, tenant, hostile)
+    state = parse_qs(urlsplit(start_login(web, conn)).query)["state"][0]
+    resp = web.get(f"/sso/oidc/{conn.id}/callback", query_string={
+        "state": state, "error": "access_denied", "error_description": "user said no"})
+    payload = refused_with(db, resp, "idp_error")
+    assert payload["callback"]["error"] == "access_denied"
+    assert hostile.token_requests == []
 
 
 def test_default_allow_list_is_not_only_rs256():

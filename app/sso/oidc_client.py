@@ -1,0 +1,224 @@
+"""OIDC relying party toward customer IdPs: code flow with state, nonce and PKCE S256.
+
+OpenID Connect Core 1.0 §3.1 (authorization code flow), RFC 7636 (PKCE), OIDC Discovery
+1.0 §4. Discovery documents and JWKS are cached per URL in process memory; the JWKS is
+re-read when an ID token names a key id we do not know (key rotation at the IdP).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import requests
+from authlib.common.security import generate_token
+from authlib.integrations.base_client import OAuthError
+from authlib.integrations.requests_client import OAuth2Session
+from sqlalchemy import delete, update
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.errors import InvalidInput
+from app.models.sso import OidcLoginRequest, SsoConnection
+from app.sso.oidc_config import check_url
+from app.sso.outcome import LoginFailed
+
+_MAX_DOCUMENT_BYTES = 512_000
+HTTP_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Provider:
+    """The IdP endpoints read from its discovery document (OIDC Discovery §3)."""
+
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    jwks_uri: str
+    token_auth_methods: tuple[str, ...]
+
+    @classmethod
+    def of(cls, discovery_url: str, doc: dict[str, Any]) -> Provider:
+        """Check and read a discovery document; its issuer must prefix its URL (§4.3)."""
+        fields = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
+        if not all(isinstance(doc.get(f), str) and doc[f] for f in fields):
+            raise LoginFailed("discovery_failed", "discovery document lacks " + ", ".join(
+                f for f in fields if not doc.get(f)))
+        issuer = doc["issuer"]
+        if discovery_url != issuer.rstrip("/") + "/.well-known/openid-configuration":
+            raise LoginFailed("discovery_failed",
+                              f"issuer {issuer} does not match the discovery URL")
+        # An https IdP may not send us to plain http, not even on loopback (that would let a
+        # hostile discovery document reach local services); a loopback test IdP may.
+        https_only = discovery_url.lower().startswith("https://")
+        for field in fields[1:]:
+            try:
+                check_url(doc[field], field)
+            except InvalidInput:
+                raise LoginFailed("discovery_failed", f"{field} is not https") from None
+            if https_only and not doc[field].lower().startswith("https://"):
+                raise LoginFailed("discovery_failed", f"{field} is not https")
+        methods = doc.get("token_endpoint_auth_methods_supported") or []
+        return cls(issuer, doc["authorization_endpoint"], doc["token_endpoint"],
+                   doc["jwks_uri"], tuple(m for m in methods if isinstance(m, str)))
+
+    def client_auth_method(self) -> str:
+        """client_secret_basic unless the IdP only takes client_secret_post (RFC 8414 §2)."""
+        if self.token_auth_methods and "client_secret_basic" not in self.token_auth_methods:
+            return "client_secret_post"
+        return "client_secret_basic"
+
+
+def fetch_json(url: str) -> dict[str, Any]:
+    """GET a JSON document from the IdP, bounded in time and size."""
+    try:
+        with requests.get(url, timeout=HTTP_TIMEOUT_SECONDS, stream=True,
+                          headers={"Accept": "application/json"}) as response:
+            response.raise_for_status()
+            body = response.raw.read(_MAX_DOCUMENT_BYTES + 1, decode_content=True)
+    except requests.RequestException as exc:
+        raise LoginFailed("idp_unreachable", f"cannot read {url}: {exc}"[:500]) from None
+    if len(body) > _MAX_DOCUMENT_BYTES:
+        raise LoginFailed("discovery_failed", f"{url} is too large")
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise LoginFailed("discovery_failed", f"{url} is not JSON") from None
+    if not isinstance(doc, dict):
+        raise LoginFailed("discovery_failed", f"{url} is not a JSON object")
+    return doc
+
+
+class ProviderCache:
+    """Discovery documents and JWKS per URL, kept ``ttl`` seconds (thread-safe)."""
+
+    def __init__(self, ttl_seconds: float = 3600.0,
+                 fetch: Callable[[str], dict[str, Any]] = fetch_json) -> None:
+        self._ttl, self._fetch = ttl_seconds, fetch
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, Any]] = {}
+
+    def _get(self, url: str, make: Callable[[dict[str, Any]], Any], refresh: bool) -> Any:
+        with self._lock:
+            hit = self._entries.get(url)
+        if hit and not refresh and time.monotonic() - hit[0] < self._ttl:
+            return hit[1]
+        value = make(self._fetch(url))
+        with self._lock:
+            self._entries[url] = (time.monotonic(), value)
+        return value
+
+    def provider(self, discovery_url: str) -> Provider:
+        """The IdP's endpoints (cached)."""
+        return self._get(discovery_url, lambda doc: Provider.of(discovery_url, doc), False)
+
+    def jwks(self, jwks_uri: str, *, refresh: bool = False) -> dict[str, Any]:
+        """The IdP's JWK Set document (RFC 7517 §5), re-read when ``refresh``."""
+        def check(doc: dict[str, Any]) -> dict[str, Any]:
+            if not isinstance(doc.get("keys"), list):
+                raise LoginFailed("discovery_failed", "the JWKS has no keys")
+            return doc
+        return self._get(jwks_uri, check, refresh)
+
+    def forget(self) -> None:
+        """Drop every cached document (tests, or an operator forcing a re-read)."""
+        with self._lock:
+            self._entries.clear()
+
+
+def callback_url(base_url: str, connection_id: str) -> str:
+    """The redirection URI to register at the IdP (RFC 6749 §3.1.2)."""
+    return f"{base_url.rstrip('/')}/sso/oidc/{connection_id}/callback"
+
+
+def state_key(state: str) -> str:
+    """Attempts are stored under the SHA-256 of their state, never the state itself."""
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LoginStart:
+    """Where to send the browser, and the state to bind to it."""
+
+    url: str
+    state: str
+
+
+def begin_login(session: Session, conn: SsoConnection, provider: Provider, redirect_uri: str,
+                next_url: str | None, ttl_seconds: int) -> LoginStart:
+    """Remember a fresh state, nonce and PKCE verifier; build the authorization URL (§3.1.2.1)."""
+    now = utcnow()
+    # Old attempts are useless once expired: sweep them here rather than in a job.
+    session.execute(delete(OidcLoginRequest).where(OidcLoginRequest.expires_at < now))
+    state, nonce, verifier = generate_token(43), generate_token(43), generate_token(64)
+    session.add(OidcLoginRequest(id=state_key(state), connection_id=conn.id, nonce=nonce,
+                                 code_verifier=verifier, redirect_to=next_url, created_at=now,
+                                 expires_at=now + timedelta(seconds=ttl_seconds)))
+    client = OAuth2Session(conn.oidc_client_id, scope=conn.oidc_scopes,
+                           redirect_uri=redirect_uri, code_challenge_method="S256")
+    url, _ = client.create_authorization_url(provider.authorization_endpoint, state=state,
+                                             nonce=nonce, code_verifier=verifier)
+    return LoginStart(url, state)
+
+
+@dataclass(frozen=True)
+class ClaimedAttempt:
+    """What the callback needs from the stored attempt."""
+
+    nonce: str
+    code_verifier: str
+    redirect_to: str | None
+
+
+def claim_attempt(session: Session, conn: SsoConnection, state: str) -> ClaimedAttempt:
+    """Use the attempt named by ``state`` once: unknown, spent or expired states fail."""
+    if not state:
+        raise LoginFailed("bad_state", "the callback carries no state")
+    key = state_key(state)
+    row = session.get(OidcLoginRequest, key)
+    if row is None or row.connection_id != conn.id:
+        raise LoginFailed("bad_state", "the state was not issued by this server")
+    if row.used_at is not None:
+        raise LoginFailed("state_replayed", "the state was already used")
+    if row.expires_at < utcnow():
+        raise LoginFailed("state_expired", "the login attempt expired")
+    # Read before the update: it synchronises the loaded row (the verifier becomes None).
+    attempt = ClaimedAttempt(row.nonce, row.code_verifier or "", row.redirect_to)
+    # Conditional update: two concurrent callbacks cannot both claim the attempt.
+    claimed = session.execute(
+        update(OidcLoginRequest)
+        .where(OidcLoginRequest.id == key, OidcLoginRequest.used_at.is_(None))
+        .values(used_at=utcnow(), code_verifier=None)).rowcount
+    if claimed != 1:
+        raise LoginFailed("state_replayed", "the state was already used")
+    if not attempt.code_verifier:
+        raise LoginFailed("missing_pkce_verifier", "no PKCE verifier is stored for this attempt")
+    return attempt
+
+
+def exchange_code(provider: Provider, client_id: str, client_secret: str, redirect_uri: str,
+                  code: str, code_verifier: str) -> str:
+    """Redeem the code with the PKCE verifier (RFC 6749 §4.1.3, RFC 7636 §4.5); the ID token."""
+    if not code_verifier:
+        raise LoginFailed("missing_pkce_verifier", "refusing to redeem a code without PKCE")
+    with OAuth2Session(client_id, client_secret, redirect_uri=redirect_uri,
+                       token_endpoint_auth_method=provider.client_auth_method()) as client:
+        try:
+            token = client.fetch_token(provider.token_endpoint, grant_type="authorization_code",
+                                       code=code, code_verifier=code_verifier,
+                                       timeout=HTTP_TIMEOUT_SECONDS)
+        except OAuthError as exc:
+            raise LoginFailed("token_exchange_failed",
+                              f"{exc.error}: {exc.description or ''}"[:500]) from None
+        except (requests.RequestException, ValueError) as exc:
+            raise LoginFailed("idp_unreachable", f"token endpoint: {exc}"[:500]) from None
+    id_token = token.get("id_token")
+    if not isinstance(id_token, str) or not id_token:
+        raise LoginFailed("missing_id_token", "the token response has no id_token")
+    return id_token
