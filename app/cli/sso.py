@@ -11,6 +11,7 @@ from app.cli.base import CliContext, echo_table, pass_ctx
 from app.directory.organizations import get_organization
 from app.sso.backchannel import run_once
 from app.sso.provider import config_from_settings
+from app.sso.saml import purge_expired
 from app.sso.traces import list_traces, purge_traces, trace_dict
 
 
@@ -42,9 +43,10 @@ def traces(ctx: CliContext, org_ref: str, reason: str | None, limit: int,
 @sso.command("purge-traces")
 @pass_ctx
 def purge(ctx: CliContext) -> None:
-    """Delete traces older than sso.trace_retention_days."""
+    """Delete expired traces, AuthnRequests and replay-cache entries."""
     with ctx.transaction() as session:
         click.echo(f"{purge_traces(session)} trace(s) deleted")
+        click.echo(f"{purge_expired(session)} expired SAML request/replay row(s) deleted")
 
 
 @sso.command("backchannel")

@@ -12,7 +12,7 @@ from app.cli import cli
 from app.cli.commands import register
 from tests.conftest import rows
 from tests.sso import forge
-from tests.sso.conftest import PORTAL, add_domain, post_response, saml_connection
+from tests.sso.conftest import PORTAL, add_domain, post_response, saml_connection, start
 
 register()
 
@@ -102,8 +102,16 @@ def test_traces_expire_after_the_retention(run, db, tenant, keys, web):
     with db.engine.begin() as c:
         c.exec_driver_sql("UPDATE sso_login_traces SET expires_at = created_at "
                           "WHERE id = (SELECT min(id) FROM sso_login_traces)")
-    assert "1 trace(s) deleted" in run("sso", "purge-traces").output
+    start(web, conn)
+    start(web, conn)
+    with db.engine.begin() as c:
+        c.exec_driver_sql("UPDATE saml_requests SET expires_at = created_at "
+                          "WHERE id = (SELECT min(id) FROM saml_requests)")
+    out = run("sso", "purge-traces").output
+    assert "1 trace(s) deleted" in out
+    assert "1 expired SAML request/replay row(s) deleted" in out
     assert rows(db, "SELECT count(*) AS n FROM sso_login_traces")[0].n == 1
+    assert rows(db, "SELECT count(*) AS n FROM saml_requests")[0].n == 1
 
 
 def test_discovery_routes_a_verified_domain_to_its_connection(db, tenant, keys, web):
