@@ -57,8 +57,8 @@ def get_group(group_id: str) -> Response:
 
 def create_group() -> Response:
     """POST /Groups (RFC 7644 §3.3): 201 with Location; members must be users here."""
-    data = group_from_scim(normalise_resource(body(), "Group", notes=request_notes()))
     with unit_of_work() as (session, caller):
+        data = group_from_scim(normalise_resource(body(), "Group", notes=request_notes()))
         group = group_service.create_group(session, caller.directory, data, actor_of(caller))
         return resource_response(_one(session, group), group.version, 201,
                                  location=f"{base_url()}/Groups/{group.id}")
@@ -66,8 +66,8 @@ def create_group() -> Response:
 
 def replace_group(group_id: str) -> Response:
     """PUT /Groups/{id} (RFC 7644 §3.5.1): members become exactly the list sent."""
-    data = group_from_scim(normalise_resource(body(), "Group", notes=request_notes()))
     with unit_of_work() as (session, caller):
+        data = group_from_scim(normalise_resource(body(), "Group", notes=request_notes()))
         group = group_service.get_group(session, caller.directory.id, group_id,
                                         for_update=True)
         check_if_match(group.version)
@@ -105,9 +105,9 @@ def patch_group(group_id: str) -> Response:
     Returning the whole group after adding one member would read every member, so the
     204 the RFC allows is the default; ``attributes``/``excludedAttributes`` get a 200.
     """
-    payload = body()
     notes = request_notes()
     with unit_of_work() as (session, caller):
+        payload = body()
         group = group_service.get_group(session, caller.directory.id, group_id,
                                         for_update=True)
         check_if_match(group.version)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Response, current_app, request
@@ -64,9 +64,11 @@ def _render(session: Session, resource: Resource, rows: list[Any],
     return render_groups(session, rows, projection)
 
 
-def _list(resource: Resource, source: Mapping[str, Any], *, from_body: bool) -> Response:
-    params = _params(source, from_body=from_body, resource=resource)
+def _list(resource: Resource, source: Callable[[], Mapping[str, Any]], *,
+          from_body: bool) -> Response:
+    # Authenticate before reading the body: a caller without a token learns nothing.
     with unit_of_work(readonly=True) as (session, caller):
+        params = _params(source(), from_body=from_body, resource=resource)
         page = _page(session, caller, resource, params)
         return scim_response(list_response(page, _render(session, resource, page.resources,
                                                          params)))
@@ -87,22 +89,22 @@ def _search_body() -> dict[str, Any]:
 
 def list_users() -> Response:
     """GET /Users with filter, sort, index or cursor paging (RFC 7644 §3.4.2, RFC 9865)."""
-    return _list("User", request.args, from_body=False)
+    return _list("User", lambda: request.args, from_body=False)
 
 
 def list_groups() -> Response:
     """GET /Groups with filter, sort, index or cursor paging (RFC 7644 §3.4.2, RFC 9865)."""
-    return _list("Group", request.args, from_body=False)
+    return _list("Group", lambda: request.args, from_body=False)
 
 
 def search_users() -> Response:
     """POST /Users/.search (RFC 7644 §3.4.3)."""
-    return _list("User", _search_body(), from_body=True)
+    return _list("User", _search_body, from_body=True)
 
 
 def search_groups() -> Response:
     """POST /Groups/.search (RFC 7644 §3.4.3)."""
-    return _list("Group", _search_body(), from_body=True)
+    return _list("Group", _search_body, from_body=True)
 
 
 def search_root() -> Response:
@@ -111,13 +113,12 @@ def search_root() -> Response:
     A filter or sortBy that does not apply to one resource type (``userName`` on Groups)
     leaves that type out; it is an error only when it applies to neither.
     """
-    source = _search_body()
-    params = _params(source, from_body=True, resource=None)
-    if params.cursor is not None:
-        raise ScimError(400, "cursor paging is available per resource type "
-                             "(/Users/.search, /Groups/.search), not at the root",
-                        "invalidValue")
     with unit_of_work(readonly=True) as (session, caller):
+        params = _params(_search_body(), from_body=True, resource=None)
+        if params.cursor is not None:
+            raise ScimError(400, "cursor paging is available per resource type "
+                                 "(/Users/.search, /Groups/.search), not at the root",
+                            "invalidValue")
         pages: list[tuple[Resource, ListPage]] = []
         errors: list[ScimError] = []
         skip, wanted = params.start_index - 1, params.count

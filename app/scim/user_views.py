@@ -69,8 +69,8 @@ def get_user(user_id: str) -> Response:
 
 def create_user() -> Response:
     """POST /Users (RFC 7644 §3.3): 201 with Location; a taken userName is 409 uniqueness."""
-    data = user_from_scim(normalise_resource(body(), "User", notes=request_notes()))
     with unit_of_work() as (session, caller):
+        data = user_from_scim(normalise_resource(body(), "User", notes=request_notes()))
         user = user_service.create_user(
             session, caller.directory, data, actor_of(caller),
             store_password_hash=scim_settings()["store_password_hash"])
@@ -80,8 +80,8 @@ def create_user() -> Response:
 
 def replace_user(user_id: str) -> Response:
     """PUT /Users/{id} (RFC 7644 §3.5.1); an omitted ``active`` keeps the user's state."""
-    data = user_from_scim(normalise_resource(body(), "User", notes=request_notes()))
     with unit_of_work() as (session, caller):
+        data = user_from_scim(normalise_resource(body(), "User", notes=request_notes()))
         user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
         check_if_match(user.version)
         user_service.replace_user(session, user, data, actor_of(caller),
@@ -101,9 +101,9 @@ def delete_user(user_id: str) -> Response:
 
 def patch_user(user_id: str) -> Response:
     """PATCH /Users/{id} (RFC 7644 §3.5.2): all operations apply, or none (one transaction)."""
-    payload = body()
     notes = request_notes()
     with unit_of_work() as (session, caller):
+        payload = body()
         user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
         check_if_match(user.version)
         current = _one(session, user, PATCH_STATE)

@@ -98,3 +98,14 @@ def test_errors_do_not_leak_internals(scim):
     assert "INSERT" not in body["detail"]
     assert "Traceback" not in body["detail"]
     assert ".py" not in body["detail"]
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/Users"), ("PUT", "/Users/x"), ("PATCH", "/Users/x"), ("POST", "/Groups"),
+    ("PATCH", "/Groups/x"), ("POST", "/Users/.search"), ("POST", "/.search"),
+])
+def test_token_is_checked_before_the_body(client, method, path):
+    """Without a token even a malformed body gets 401, not a hint about the body."""
+    response = client.open("/scim/v2" + path, method=method, data=b"{",
+                           headers={"Content-Type": SCIM})
+    assert_error(response, 401)
