@@ -10,8 +10,8 @@ from app.cli.base import CliContext, command_errors, pass_ctx
 from app.cli.connection import connection
 from app.errors import InvalidInput
 from app.sso.connections import get_connection
-from app.sso.oidc_client import ProviderCache, callback_url
 from app.sso.oidc_config import algorithms_of, configure_oidc, groups_claim_of
+from app.sso.oidc_rp import ProviderCache, callback_url
 from app.sso.outcome import LoginFailed
 
 

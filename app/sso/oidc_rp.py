@@ -54,11 +54,16 @@ class Provider:
         if discovery_url != issuer.rstrip("/") + "/.well-known/openid-configuration":
             raise LoginFailed("discovery_failed",
                               f"issuer {issuer} does not match the discovery URL")
-        try:
-            for field in fields[1:]:
+        # An https IdP may not send us to plain http, not even on loopback (that would let a
+        # hostile discovery document reach local services); a loopback test IdP may.
+        https_only = discovery_url.lower().startswith("https://")
+        for field in fields[1:]:
+            try:
                 check_url(doc[field], field)
-        except InvalidInput:
-            raise LoginFailed("discovery_failed", "an IdP endpoint is not https") from None
+            except InvalidInput:
+                raise LoginFailed("discovery_failed", f"{field} is not https") from None
+            if https_only and not doc[field].lower().startswith("https://"):
+                raise LoginFailed("discovery_failed", f"{field} is not https")
         methods = doc.get("token_endpoint_auth_methods_supported") or []
         return cls(issuer, doc["authorization_endpoint"], doc["token_endpoint"],
                    doc["jwks_uri"], tuple(m for m in methods if isinstance(m, str)))

@@ -20,7 +20,8 @@ from app.errors import DomainError, InvalidInput
 from app.models.sso import SsoConnection
 from app.sso import pages
 from app.sso.login import open_session, resolve_login
-from app.sso.oidc_client import (
+from app.sso.oidc_config import algorithms_of, decrypt_client_secret
+from app.sso.oidc_rp import (
     ClaimedAttempt,
     Provider,
     ProviderCache,
@@ -30,7 +31,6 @@ from app.sso.oidc_client import (
     exchange_code,
     state_key,
 )
-from app.sso.oidc_config import algorithms_of, decrypt_client_secret
 from app.sso.oidc_token import Expected, asserted_identity, unverified_parts, validate_id_token
 from app.sso.outcome import LoginFailed
 from app.sso.redirects import is_allowed_redirect

@@ -22,8 +22,8 @@ from app.mapping.ruleset import parse_document
 from app.models import Organization
 from app.models.directory import UserStatus
 from app.models.sso import ConnectionDomain
-from app.sso.oidc_client import Provider
 from app.sso.oidc_config import DEFAULT_ALGORITHMS, configure_oidc, decrypt_client_secret
+from app.sso.oidc_rp import Provider
 from app.sso.outcome import LoginFailed
 from tests.conftest import OPERATOR, rows
 from tests.sso.conftest import provision
