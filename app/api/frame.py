@@ -177,13 +177,18 @@ def _dispatch(spec: RouteSpec, view: View, path: dict[str, str]) -> Response:
                               f"(needs {spec.permission})")
     actor = Actor(type="api_key", id=key.id, request_id=g.get("request_id"),
                   ip=request.remote_addr, user_agent=request.user_agent.string or None)
+    _reject_nul(path, "")
+    _reject_nul(request.args.to_dict(), "")
     with db.transaction(readonly=request.method in READ_METHODS) as session:
         ctx = ApiContext(session=session, key=key, actor=actor)
         # Scope before validation: another organization's URL is a 404 whatever the input.
         if spec.org_scoped:
             ctx.org = _scoped_org(ctx, path.pop("org_id"))
         ctx.args = _load(spec.query, request.args.to_dict()) if spec.query else {}
-        ctx.body = _load(spec.body, _json_body()) if spec.body else {}
+        if spec.body:
+            body = _json_body()
+            _reject_nul(body, "")
+            ctx.body = _load(spec.body, body)
         # Dumped inside the transaction so lazy attributes can still load.
         return _render(spec, view(ctx, **path))
 
@@ -224,6 +229,22 @@ def _json_body() -> Any:
     except ValueError as exc:
         raise ApiProblem(400, f"the body is not valid JSON: {exc}",
                          errors=[{"field": "body", "detail": "not valid JSON"}]) from None
+
+
+def _reject_nul(value: Any, where: str) -> None:
+    """NUL cannot be stored in PostgreSQL text: refuse it anywhere in the input (400)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ApiProblem(400, f"{where or 'the request'} contains a NUL character",
+                             errors=[{"field": where or "body", "detail": "NUL is not allowed"}])
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            name = f"{where}.{key}" if where else str(key)
+            _reject_nul(key, name)
+            _reject_nul(item, name)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _reject_nul(item, f"{where}.{index}" if where else str(index))
 
 
 def _load(schema: type[Schema], data: Any) -> dict[str, Any]:

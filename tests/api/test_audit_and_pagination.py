@@ -79,6 +79,9 @@ def test_pages_are_stable_while_rows_are_added(db, client, keys, tenant):
     names = [u["name"] for u in first["items"] + rest]
     assert names == [f"U{i}" for i in range(7)] + ["Late"]
     assert _all_pages(client, url, headers) == first["items"] + rest
+    teams = client.get(f"{url}?kind=team&limit=200", headers=headers).get_json()["items"]
+    assert len(teams) == 8
+    assert client.get(f"{url}?kind=location", headers=headers).get_json()["items"] == []
 
 
 def test_audit_pages_do_not_repeat_or_skip(client, keys, tenant, other_tenant):

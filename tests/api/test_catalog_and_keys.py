@@ -29,6 +29,9 @@ def test_admin_creates_a_custom_role(db, client, keys, tenant):
     assert response.get_json()["parameters"]["limit"]["default"] == MONEY
     assert rows(db, "SELECT actor_id FROM audit_events WHERE action = 'role:create' AND "
                     "actor_type = 'api_key'")[0][0] == keys["admin"].id
+    custom = client.get(f"/api/v1/orgs/{tenant.org.id}/roles?custom=true",
+                        headers=keys["admin"].headers).get_json()["items"]
+    assert [r["key"] for r in custom] == ["night_buyer"]
 
 
 @pytest.mark.parametrize(("body", "field"), [

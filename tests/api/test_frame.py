@@ -120,3 +120,16 @@ def test_unexpected_error_is_a_500_problem_without_traceback(fresh_url, caplog):
     assert logged
     assert logged[0].exc_info
     assert logged[0].request_id == "req-500"
+
+
+def test_nul_characters_are_a_400_naming_the_field(client, keys, tenant):
+    """NUL in a path, query or body value is refused before the database sees it."""
+    headers = keys["operator"].headers
+    assert_problem(client.get("/api/v1/orgs/a%00b", headers=headers), 400, "validation")
+    response = client.get("/api/v1/audit?action=a%00b", headers=headers)
+    assert assert_problem(response, 400, "validation")["errors"][0]["field"] == "action"
+    response = client.post("/api/v1/orgs", headers=headers, json={"slug": "abc", "name": "x\0"})
+    assert assert_problem(response, 400, "validation")["errors"][0]["field"] == "name"
+    response = client.post(f"/api/v1/orgs/{tenant.org.id}/roles", headers=headers,
+                           json={"key": "k", "name": "n", "parameters": {"a\0": {}}})
+    assert assert_problem(response, 400, "validation")["errors"][0]["field"] == "parameters.a\0"

@@ -46,6 +46,12 @@ class UnitSchema(Schema):
     created_at = fields.AwareDateTime(required=True)
 
 
+class UnitArgs(PageArgs):
+    """Unit list filters."""
+
+    kind = fields.Enum(UnitKind, by_value=True)
+
+
 class UnitCreateSchema(StrictSchema):
     """A new unit under ``parent`` (a path like ``Engineering/Tokyo`` or an id)."""
 
@@ -81,12 +87,14 @@ def get_org(ctx: ApiContext) -> Organization | None:
 
 
 @api_route(bp, "/orgs/<org_id>/units", methods=["GET"], permission="units:read",
-           tags=["units"], summary="List units", query=PageArgs, response=UnitSchema,
+           tags=["units"], summary="List units", query=UnitArgs, response=UnitSchema,
            paginated=True)
 def list_units(ctx: ApiContext) -> Page:
-    """The organization's units, oldest first."""
+    """The organization's units, oldest first; filter by kind."""
     assert ctx.org is not None
     stmt = select(Unit).where(Unit.organization_id == ctx.org.id)
+    if "kind" in ctx.args:
+        stmt = stmt.where(Unit.kind == ctx.args["kind"])
     return ctx.paginate(stmt, (Unit.created_at, Unit.id))
 
 

@@ -40,6 +40,13 @@ class RoleSchema(Schema):
     created_at = fields.AwareDateTime(required=True)
 
 
+class RoleArgs(PageArgs):
+    """Role list filters."""
+
+    custom = fields.Boolean(metadata={"description": "true: only custom roles; false: only "
+                                                     "the standard catalog."})
+
+
 class RoleCreateSchema(StrictSchema):
     """A custom role; permissions come from the closed portal vocabulary."""
 
@@ -56,12 +63,14 @@ class RoleCreateSchema(StrictSchema):
 
 
 @api_route(bp, "/orgs/<org_id>/roles", methods=["GET"], permission="roles:read",
-           tags=["roles"], summary="List the role catalog", query=PageArgs,
+           tags=["roles"], summary="List the role catalog", query=RoleArgs,
            response=RoleSchema, paginated=True)
 def list_roles(ctx: ApiContext) -> Page:
     """The organization's roles (standard and custom), oldest first."""
     assert ctx.org is not None
     stmt = select(Role).where(Role.organization_id == ctx.org.id)
+    if "custom" in ctx.args:
+        stmt = stmt.where(Role.custom == ctx.args["custom"])
     return ctx.paginate(stmt, (Role.created_at, Role.id))
 
 
