@@ -123,10 +123,16 @@ def user_facts(user: User) -> UserFacts:
     )
 
 
-def diff_batch(session: Session, ctx: Context, user_ids: Sequence[str]) -> list[UserDiff]:
-    """Desired versus stored grants for a batch of users: three queries, no writes."""
-    users = session.scalars(select(User).where(User.id.in_(user_ids),
-                                               User.organization_id == ctx.org.id))
+def diff_batch(session: Session, ctx: Context, user_ids: Sequence[str], *,
+               lock: bool = False) -> list[UserDiff]:
+    """Desired versus stored grants for a batch of users: three queries, no writes.
+
+    ``lock`` (when the diff will be applied) takes the users' row locks first, so two
+    transactions re-evaluating the same user run one after the other on PostgreSQL instead
+    of both adding the same grant (SQLite already serializes writers).
+    """
+    query = select(User).where(User.id.in_(user_ids), User.organization_id == ctx.org.id)
+    users = list(session.scalars(query.order_by(User.id).with_for_update() if lock else query))
     groups: dict[str, list[GroupFacts]] = defaultdict(list)
     for user_id, group_id, name, external_id in session.execute(
         select(Membership.user_id, Group.id, Group.display_name, Group.external_id)
@@ -266,7 +272,7 @@ def run(session: Session, ctx: Context, batches: Iterable[list[str]], actor: Act
     """Evaluate and apply batch after batch; returns the totals."""
     summary = Summary()
     for batch in batches:
-        for diff in diff_batch(session, ctx, batch):
+        for diff in diff_batch(session, ctx, batch, lock=True):
             summary.users += 1
             if diff.changed:
                 summary.added += len(diff.added)
