@@ -1,21 +1,18 @@
 """OIDC relying-party endpoints on the /sso blueprint: login (authorization request), callback.
 
 Registered by importing this module once, from create_app (app/__init__.py), before the
-blueprint is registered. Only ``bp`` and ``fail`` are taken from app/sso/views.py.
+blueprint is registered. Failure pages, traces and the final redirect are the SAML ones.
 """
 
 from __future__ import annotations
 
 import hmac
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, current_app, g, redirect, request, session
+from flask import Response, current_app, redirect, request, session
 from sqlalchemy.orm import Session
 
-from app.audit import Actor
-from app.db import Database
 from app.errors import DomainError, InvalidInput
 from app.models.sso import SsoConnection
 from app.sso import pages
@@ -33,48 +30,11 @@ from app.sso.oidc_rp import (
 )
 from app.sso.oidc_token import Expected, asserted_identity, unverified_parts, validate_id_token
 from app.sso.outcome import LoginFailed
-from app.sso.redirects import is_allowed_redirect
 from app.sso.traces import mask, redact_claims
-from app.sso.views import bp, fail
+from app.sso.views import _actor, _allowed, _ConnRef, _db, _finish, _sso, bp, fail
 
 _BOUND_STATES = "oidc_states"
 _MAX_PARALLEL_ATTEMPTS = 5
-
-
-@dataclass(frozen=True)
-class _ConnRef:
-    """The connection fields ``fail`` needs after a transaction rolled back."""
-
-    id: str
-    organization_id: str
-    protocol: str
-
-
-def _db() -> Database:
-    return current_app.extensions["roster.db"]
-
-
-def _sso() -> dict[str, Any]:
-    return current_app.config["ROSTER"]["sso"]
-
-
-def _actor() -> Actor:
-    return Actor(type="sso", request_id=g.get("request_id"), ip=request.remote_addr,
-                 user_agent=request.user_agent.string[:200] or None)
-
-
-def _allowed(url: str | None) -> bool:
-    return bool(url) and is_allowed_redirect(url or "", _sso()["allowed_redirect_urls"])
-
-
-def _signed_in(login_id: str, user_id: str, display: str, next_url: str | None) -> Response:
-    """Bind the login to the browser (as the SAML ACS does) and return to the portal."""
-    session.clear()
-    session["sso_login_id"], session["sso_user_id"] = login_id, user_id
-    target = next_url if _allowed(next_url) else _sso()["default_redirect_url"]
-    if target and _allowed(target):
-        return redirect(target, 303)
-    return pages.signed_in(display)
 
 
 def provider_cache() -> ProviderCache:
@@ -87,6 +47,11 @@ def _oidc_connection(s: Session, connection_id: str) -> SsoConnection:
     if conn is None or conn.protocol != "oidc" or not conn.enabled:
         raise LoginFailed("unknown_connection", f"no OIDC connection {connection_id[:36]}")
     return conn
+
+
+def _load(connection_id: str) -> SsoConnection:
+    with _db().transaction(readonly=True) as s:
+        return _oidc_connection(s, connection_id)
 
 
 def _ready(conn: SsoConnection) -> None:
@@ -109,10 +74,9 @@ def oidc_login(connection_id: str) -> Response:
         return pages.refused("The page to return to is not allowed.", None, 400)
     ref: _ConnRef | None = None
     try:
-        with _db().transaction(readonly=True) as s:
-            conn = _oidc_connection(s, connection_id)
-            ref = _ConnRef(conn.id, conn.organization_id, conn.protocol)
-            _ready(conn)
+        conn = _load(connection_id)
+        ref = _ConnRef(conn.id, conn.organization_id, conn.protocol)
+        _ready(conn)
         # The IdP is read outside any database transaction.
         provider = provider_cache().provider(conn.oidc_discovery_url or "")
         with _db().transaction() as s:
@@ -177,10 +141,9 @@ def oidc_callback(connection_id: str) -> Response:
         "iss": request.args.get("iss"), "error": request.args.get("error")}}
     ref: _ConnRef | None = None
     try:
-        with _db().transaction(readonly=True) as s:
-            found = _oidc_connection(s, connection_id)
-            ref = _ConnRef(found.id, found.organization_id, found.protocol)
-            _ready(found)
+        found = _load(connection_id)
+        ref = _ConnRef(found.id, found.organization_id, found.protocol)
+        _ready(found)
         conn, attempt = _claim(connection_id, request.args.get("state", ""))
         provider = provider_cache().provider(conn.oidc_discovery_url or "")
         claims = _verified_claims(conn, provider, attempt, payload)
@@ -193,4 +156,4 @@ def oidc_callback(connection_id: str) -> Response:
         return fail(exc, ref, payload)
     except DomainError as exc:
         return fail(LoginFailed("provisioning_error", exc.detail), ref, payload)
-    return _signed_in(login_id, user_id, display, attempt.redirect_to)
+    return _finish(login_id, user_id, display, attempt.redirect_to)
