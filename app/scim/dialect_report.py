@@ -6,6 +6,7 @@ note; the report turns the counts into plain words for the customer's IT admin.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -50,6 +51,17 @@ class NoteCount:
     last_seen_at: datetime
 
 
+@functools.cache
+def _upsert(dialect_name: str) -> Any:
+    """One statement per database, built once so SQLAlchemy compiles it once."""
+    insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    stmt = insert(DialectNote)
+    return stmt.on_conflict_do_update(
+        index_elements=["directory_id", "note"],
+        set_={"count": DialectNote.count + 1, "last_seen_at": stmt.excluded.last_seen_at},
+    )
+
+
 def count_notes(session: Session | Connection, directory_id: str, notes: Iterable[str],
                 now: datetime) -> None:
     """Add one to each distinct note's counter for ``directory_id`` (one upsert per note)."""
@@ -57,16 +69,10 @@ def count_notes(session: Session | Connection, directory_id: str, notes: Iterabl
     if not distinct:
         return
     bind = session if isinstance(session, Connection) else session.get_bind()
-    insert = postgresql.insert if bind.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(DialectNote).values([
+    session.execute(_upsert(bind.dialect.name), [
         {"directory_id": directory_id, "note": note, "count": 1, "first_seen_at": now,
          "last_seen_at": now} for note in distinct
     ])
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["directory_id", "note"],
-        set_={"count": DialectNote.count + 1, "last_seen_at": stmt.excluded.last_seen_at},
-    )
-    session.execute(stmt)
 
 
 def note_counts(session: Session, directory_id: str) -> list[NoteCount]:

@@ -30,6 +30,7 @@ from app.scim.dialect_report import count_notes
 from app.scim.redaction import redact_body, sensitive_names
 
 log = logging.getLogger(__name__)
+_INSERT = insert(ScimRequest)
 
 
 @dataclass
@@ -141,7 +142,7 @@ def _write(state: _State, response: Response) -> None:
     }
     # Core statements on a bare connection: the ORM unit of work would double the cost.
     with db.engine.begin() as conn:
-        conn.execute(insert(ScimRequest), row)
+        conn.execute(_INSERT, row)
         count_notes(conn, directory_id, notes, now)
         if next(state.counter) % state.prune_every == 0:
             prune(conn, directory_id, state.max_per_directory, now - state.max_age)
