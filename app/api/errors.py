@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, json, request
 from marshmallow import ValidationError
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from app.errors import (
@@ -142,6 +143,13 @@ def register_problem_handlers(bp: Blueprint) -> None:
         errors = flatten_messages(exc.messages)
         names = ", ".join(sorted({e["field"] for e in errors}))
         return problem_response(400, f"invalid value for {names}", errors=errors)
+
+    @bp.errorhandler(DataError)
+    def _data(exc: DataError) -> Response:
+        # The database refused a value the schemas let through (e.g. a unit path grown past
+        # its column): bad input, so a 400 that says what, never a 500.
+        reason = str(exc.orig).splitlines()[0] if exc.orig else "a value cannot be stored"
+        return problem_response(400, f"a value cannot be stored: {reason}")
 
     @bp.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

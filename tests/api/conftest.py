@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import update
 
 from app.db import Database
 from app.directory.apikeys import create_key
-from app.models import Organization
+from app.models import Organization, Unit
 from tests.conftest import OPERATOR, Tenant
 
 ORG_ROLES = ("admin", "auditor", "portal")
+
+
+@pytest.fixture(autouse=True)
+def _unlink_units(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Detach child units after the test: SQLite applies RESTRICT row by row, so the shared
+    table cleanup could not delete a parent listed before its child."""
+    yield
+    if "db" in request.fixturenames or "app" in request.fixturenames:
+        with request.getfixturevalue("db").transaction() as session:
+            session.execute(update(Unit).values(parent_id=None))
 
 
 @dataclass(frozen=True)

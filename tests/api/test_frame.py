@@ -133,3 +133,19 @@ def test_nul_characters_are_a_400_naming_the_field(client, keys, tenant):
     response = client.post(f"/api/v1/orgs/{tenant.org.id}/roles", headers=headers,
                            json={"key": "k", "name": "n", "parameters": {"a\0": {}}})
     assert assert_problem(response, 400, "validation")["errors"][0]["field"] == "parameters.a\0"
+
+
+def test_value_the_database_cannot_store_is_a_400(client, keys, tenant, dialect):
+    """A unit path longer than its column (deep tree, long names) is a 400, not a 500."""
+    url = f"/api/v1/orgs/{tenant.org.id}/units"
+    parent = None
+    for i in range(6):
+        response = client.post(url, headers=keys["admin"].headers,
+                               json={"name": f"{i}" * 190, "kind": "team", "parent": parent})
+        if response.status_code != 201:
+            break
+        parent = response.get_json()["path"]
+    if dialect == "postgresql":
+        assert_problem(response, 400, "validation")
+    else:  # SQLite does not enforce VARCHAR lengths
+        assert response.status_code == 201
