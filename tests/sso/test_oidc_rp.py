@@ -21,9 +21,10 @@ from app.mapping.preview import apply_ruleset
 from app.mapping.ruleset import parse_document
 from app.models import Organization
 from app.models.directory import UserStatus
-from app.models.sso import ConnectionDomain
+from app.models.sso import ConnectionDomain, SsoConnection
 from app.sso.oidc_config import DEFAULT_ALGORITHMS, configure_oidc, decrypt_client_secret
 from app.sso.oidc_rp import Provider
+from app.sso.oidc_token import asserted_identity, pick_key
 from app.sso.outcome import LoginFailed
 from tests.conftest import OPERATOR, rows
 from tests.sso.conftest import provision
@@ -224,6 +225,37 @@ def test_an_idp_error_answer_is_a_traced_refusal(db, tenant, hostile, web):
     payload = refused_with(db, resp, "idp_error")
     assert payload["callback"]["error"] == "access_denied"
     assert hostile.token_requests == []
+
+
+_CLAIMS = {"sub": "00u1", "email": "Alice@Acme.com", "preferred_username": "alice",
+           "given_name": "Alice", "family_name": "Archer", "groups": ["Buyers", "Buyers", ""]}
+
+
+@pytest.mark.parametrize(("attribute_map", "extra", "expected"), [
+    ({}, {}, {"email": "alice@acme.com", "user_name": "alice", "external_id": "00u1",
+              "groups": ("Buyers",)}),
+    ({}, {"email_verified": False}, {"email": None}),
+    ({"groups": "roles"}, {"roles": "Approvers"}, {"groups": ("Approvers",)}),
+    ({"groups": "roles"}, {"roles": {"not": "a list"}}, {"groups": ()}),
+    ({"user_name": "upn", "external_id": "oid"}, {"upn": "a@acme.com", "oid": "guid-1"},
+     {"user_name": "a@acme.com", "external_id": "guid-1"}),
+])
+def test_claims_map_to_the_asserted_identity(attribute_map, extra, expected):
+    """Standard claims (OIDC Core §5.1), a configurable groups claim and per-connection names."""
+    conn = SsoConnection(protocol="oidc", attribute_map=attribute_map)
+    who = asserted_identity(conn, {**_CLAIMS, **extra})
+    assert (who.subject, who.given_name, who.family_name) == ("00u1", "Alice", "Archer")
+    assert {key: getattr(who, key) for key in expected} == expected
+
+
+def test_a_token_without_kid_uses_the_only_key_of_its_type():
+    """No kid: the single RSA signing key is used; with two candidates none is guessed."""
+    one, two = (RSAKey.generate_key(2048, parameters={"kid": k}) for k in ("a", "b"))
+    jwks = {"keys": [one.as_dict(private=False)]}
+    assert pick_key(jwks, {"alg": "RS256"}).kid == "a"
+    both = {"keys": [one.as_dict(private=False), two.as_dict(private=False)]}
+    assert pick_key(both, {"alg": "RS256"}) is None
+    assert pick_key(both, {"alg": "RS256", "kid": "b"}).kid == "b"
 
 
 def test_default_allow_list_is_not_only_rs256():
