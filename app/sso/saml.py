@@ -91,8 +91,12 @@ class SamlIdentity:
 
 
 def saml_settings(conn: SsoConnection, urls: SpUrls, pair: KeyPair | None,
-                  next_pair: KeyPair | None = None) -> OneLogin_Saml2_Settings:
-    """python3-saml settings for one connection: strict, signed assertions required."""
+                  next_pair: KeyPair | None = None, *,
+                  logout: bool = False) -> OneLogin_Saml2_Settings:
+    """python3-saml settings for one connection: strict, signed assertions required.
+
+    ``logout``: single logout messages must be signed both ways (SAML Profiles §4.4.3.4).
+    """
     sp: dict[str, Any] = {
         "entityId": urls.entity_id,
         "assertionConsumerService": {"url": urls.acs,
@@ -116,7 +120,9 @@ def saml_settings(conn: SsoConnection, urls: SpUrls, pair: KeyPair | None,
                                       "binding": OneLogin_Saml2_Constants.BINDING_HTTP_REDIRECT}
     security = {
         "authnRequestsSigned": bool(conn.sign_requests and pair is not None),
-        "wantAssertionsSigned": True, "wantMessagesSigned": False,
+        "wantAssertionsSigned": True, "wantMessagesSigned": logout,
+        "logoutRequestSigned": logout and pair is not None,
+        "logoutResponseSigned": logout and pair is not None,
         "wantNameId": True, "requestedAuthnContext": False,
         "rejectDeprecatedAlgorithm": True, "wantXMLValidation": True,
         "signatureAlgorithm": OneLogin_Saml2_Constants.RSA_SHA256,
@@ -133,7 +139,7 @@ def sp_metadata(conn: SsoConnection, urls: SpUrls, keys: SpKeys) -> str:
     return xml.decode() if isinstance(xml, bytes) else xml
 
 
-def _request_data(url: str, post: dict[str, str] | None = None,
+def request_data(url: str, post: dict[str, str] | None = None,
                   get: dict[str, str] | None = None) -> dict[str, Any]:
     """The request as python3-saml sees it, built from our public URL, not the Host header."""
     parts = urlsplit(url)
@@ -144,7 +150,7 @@ def _request_data(url: str, post: dict[str, str] | None = None,
 def start_login(session: Session, conn: SsoConnection, urls: SpUrls, keys: SpKeys,
                 relay_state: str | None, ttl_seconds: int) -> str:
     """Build an AuthnRequest (SAML Core §3.4.1), remember its id, return the redirect URL."""
-    auth = OneLogin_Saml2_Auth(_request_data(urls.acs),
+    auth = OneLogin_Saml2_Auth(request_data(urls.acs),
                                saml_settings(conn, urls, keys.current))
     url = auth.login(return_to=relay_state)
     now = utcnow()
@@ -231,7 +237,7 @@ def _validated(conn: SsoConnection, urls: SpUrls, keys: SpKeys, saml_response: s
             last_error = exc
             continue
         try:
-            response.is_valid(_request_data(urls.acs, {"SAMLResponse": saml_response}),
+            response.is_valid(request_data(urls.acs, {"SAMLResponse": saml_response}),
                               request_id, raise_exceptions=True)
         except VE as exc:
             raise LoginFailed(_REASONS.get(exc.code, "invalid_response"), str(exc)) from None

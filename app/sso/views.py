@@ -21,6 +21,13 @@ from app.sso.login import assert_user, open_session, resolve_login
 from app.sso.outcome import LoginFailed
 from app.sso.redirects import is_allowed_redirect
 from app.sso.saml import SpUrls, consume_response, decode_response_xml, sp_metadata, start_login
+from app.sso.slo import (
+    SamlSubject,
+    consume_logout,
+    revoke_login_session,
+    start_logout,
+    subject_payload,
+)
 from app.sso.traces import record_trace, redact_saml
 
 bp = Blueprint("sso", __name__, url_prefix="/sso")
@@ -153,7 +160,12 @@ def saml_acs(connection_id: str) -> Response:
         return fail(exc, ref, payload)
     except DomainError as exc:
         return fail(LoginFailed("provisioning_error", exc.detail), ref, payload)
-    return _finish(login_id, user_id, user_display, identity.relay_state)
+    response = _finish(login_id, user_id, user_display, identity.relay_state)
+    if current_app.secret_key:
+        # What single logout needs later (SAML Core §3.7.1): kept in the signed cookie.
+        session["sso_saml"] = {"connection": connection_id, **subject_payload(SamlSubject(
+            identity.name_id, identity.name_id_format, identity.session_index))}
+    return response
 
 
 def _finish(login_id: str, user_id: str, display: str, relay_state: str | None) -> Response:
@@ -198,3 +210,55 @@ def discover() -> Response:
 
 # The OpenID Provider's routes register on this blueprint too (issuer = base_url + /sso/oidc).
 from app.sso import provider_views  # noqa: E402, F401
+
+
+@bp.get("/saml/<connection_id>/logout")
+def saml_logout(connection_id: str) -> Response:
+    """SP-initiated single logout: end our session, then ask the IdP (SAML Profiles §4.4.4)."""
+    saml = session.get("sso_saml") or {}
+    login_id = session.get("sso_login_id")
+    if saml.get("connection") != connection_id or not isinstance(login_id, str):
+        return pages.page("Signed out", "<p>You are not signed in.</p>")
+    with _db().transaction() as s:
+        conn = _saml_connection(s, connection_id)
+        if conn is None:
+            return pages.refused("Unknown sign-in connection.", None, 404)
+        revoke_login_session(s, login_id, _actor(), "saml_logout")
+        subject = SamlSubject(saml.get("name_id", ""), saml.get("format"),
+                              saml.get("session_index"))
+        try:
+            url, request_id = start_logout(conn, _urls(conn.id), _keys(), subject)
+        except LoginFailed:
+            url, request_id = None, None
+    session.clear()
+    if url is None:
+        return pages.page("Signed out", "<p>You are signed out of the portal.</p>")
+    session["sso_slo_request"] = request_id
+    return redirect(url, 303)
+
+
+@bp.get("/saml/<connection_id>/slo")
+def saml_slo(connection_id: str) -> Response:
+    """SingleLogoutService (HTTP-Redirect): the IdP's LogoutResponse or LogoutRequest."""
+    get = request.args.to_dict()
+    ref: _ConnRef | None = None
+    try:
+        with _db().transaction() as s:
+            conn = _saml_connection(s, connection_id)
+            if conn is None:
+                raise LoginFailed("unknown_connection", f"no SAML connection {connection_id}")
+            ref = _ConnRef(conn.id, conn.organization_id, conn.protocol)
+            url, name_id = consume_logout(conn, _urls(conn.id), _keys(), get,
+                                          session.get("sso_slo_request"))
+            saml = session.get("sso_saml") or {}
+            login_id = session.get("sso_login_id")
+            # IdP-initiated: only the login this browser holds, and only for that subject.
+            if name_id is not None and saml.get("connection") == connection_id \
+                    and saml.get("name_id") == name_id and isinstance(login_id, str):
+                revoke_login_session(s, login_id, _actor(), "saml_idp_logout")
+    except LoginFailed as exc:
+        return fail(exc, ref, {"binding": "redirect", "message": sorted(get)})
+    session.clear()
+    if url:
+        return redirect(url, 303)
+    return pages.page("Signed out", "<p>You are signed out.</p>")

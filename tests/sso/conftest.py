@@ -164,5 +164,5 @@ def ssp_connection(db: Database, tenant: Tenant, ssp: SimpleSamlIdp, keys: Keys,
         apply_idp_metadata(s, conn, ssp.metadata_xml(), OPERATOR)
     base = f"http://roster.test/sso/saml/{conn.id}"
     ssp.register_sp(f"{base}/metadata", f"{base}/acs", sp_cert_pem=keys.sp.cert_pem,
-                    encrypt=encrypt, validate_requests=sign_requests)
+                    encrypt=encrypt, validate_requests=sign_requests, slo=f"{base}/slo")
     return conn

@@ -76,7 +76,8 @@ class SimpleSamlIdp:
         return resp.text
 
     def register_sp(self, entity_id: str, acs: str, *, sp_cert_pem: str | None = None,
-                    encrypt: bool = False, validate_requests: bool = False) -> None:
+                    encrypt: bool = False, validate_requests: bool = False,
+                    slo: str | None = None) -> None:
         """Trust one SP (SAML Metadata as SimpleSAMLphp's flat file)."""
         sp: dict[str, object] = {
             "AssertionConsumerService": acs,
@@ -85,7 +86,10 @@ class SimpleSamlIdp:
             "saml20.sign.assertion": True, "saml20.sign.response": True,
             "assertion.encryption": encrypt, "validate.authnrequest": validate_requests,
             "attributes.NameFormat": "urn:oasis:names:tc:SAML:2.0:attrname-format:basic",
+            "sign.logout": True, "redirect.sign": True, "validate.logout": True,
         }
+        if slo:
+            sp["SingleLogoutService"] = slo
         if sp_cert_pem:
             lines = sp_cert_pem.strip().splitlines()
             sp["certData"] = "".join(line for line in lines if "CERTIFICATE" not in line)

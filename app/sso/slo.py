@@ -1,0 +1,100 @@
+"""SAML Single Logout, HTTP-Redirect binding (SAML Profiles §4.4), both directions.
+
+Ending a login here revokes its session and tokens and writes ``session.revoked``, so the
+portal hears about it through back-channel logout like any other revocation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+from onelogin.saml2.auth import OneLogin_Saml2_Auth
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app.audit import Actor, record
+from app.db import utcnow
+from app.events import emit
+from app.models.sso import IssuedToken, LoginSession, SsoConnection
+from app.sso.keys import SpKeys
+from app.sso.outcome import LoginFailed
+from app.sso.saml import SpUrls, request_data, saml_settings
+
+_SAML = "urn:oasis:names:tc:SAML:2.0:assertion"
+
+
+@dataclass(frozen=True)
+class SamlSubject:
+    """What the SP must remember of a login to log it out (SAML Core §3.7.1)."""
+
+    name_id: str
+    name_id_format: str | None
+    session_index: str | None
+
+
+def _auth(conn: SsoConnection, urls: SpUrls, keys: SpKeys,
+          get: dict[str, str] | None = None) -> OneLogin_Saml2_Auth:
+    return OneLogin_Saml2_Auth(request_data(urls.slo, get=get),
+                               saml_settings(conn, urls, keys.current, logout=True))
+
+
+def start_logout(conn: SsoConnection, urls: SpUrls, keys: SpKeys,
+                 subject: SamlSubject) -> tuple[str, str]:
+    """A signed LogoutRequest to the IdP: (redirect URL, request id)."""
+    if not conn.idp_slo_url:
+        raise LoginFailed("slo_unsupported", "the IdP publishes no SingleLogoutService")
+    auth = _auth(conn, urls, keys)
+    url = auth.logout(name_id=subject.name_id, session_index=subject.session_index,
+                      name_id_format=subject.name_id_format)
+    return url, auth.get_last_request_id()
+
+
+def consume_logout(conn: SsoConnection, urls: SpUrls, keys: SpKeys, get: dict[str, str],
+                   request_id: str | None) -> tuple[str | None, str | None]:
+    """Validate a LogoutResponse (our request) or LogoutRequest (the IdP's).
+
+    Returns (redirect URL carrying our LogoutResponse or None, NameID the IdP logs out).
+    """
+    auth = _auth(conn, urls, keys, get)
+    try:
+        url = auth.process_slo(keep_local_session=True, request_id=request_id)
+    except Exception as exc:  # python3-saml raises plain errors on bad encodings
+        raise LoginFailed("slo_invalid", str(exc)[:300]) from None
+    if auth.get_errors():
+        raise LoginFailed("slo_invalid", f"{', '.join(auth.get_errors())}: "
+                          f"{auth.get_last_error_reason() or ''}"[:300])
+    name_id = None
+    if "SAMLRequest" in get:
+        xml = auth.get_last_request_xml()
+        doc = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
+        node = doc.find(f".//{{{_SAML}}}NameID")
+        name_id = (node.text or "").strip() if node is not None else None
+    return url, name_id
+
+
+def revoke_login_session(session: Session, login_id: str, actor: Actor,
+                         reason: str) -> bool:
+    """Revoke one login session and its tokens; audit and tell the portal (outbox)."""
+    login = session.get(LoginSession, login_id)
+    if login is None or login.revoked_at is not None:
+        return False
+    now = utcnow()
+    login.revoked_at, login.revoked_reason = now, reason
+    tokens = session.execute(update(IssuedToken).where(
+        IssuedToken.session_id == login.id, IssuedToken.revoked_at.is_(None))
+        .values(revoked_at=now).execution_options(synchronize_session=False)).rowcount
+    record(session, organization_id=login.organization_id, action="session:revoke",
+           actor=actor, subject_type="user", subject_id=login.user_id,
+           data={"session_ids": [login.id], "tokens_revoked": tokens or 0, "reason": reason})
+    emit(session, organization_id=login.organization_id, type="session.revoked",
+         aggregate_id=login.user_id, payload={"session_id": login.id,
+                                              "user_id": login.user_id, "reason": reason})
+    return True
+
+
+def subject_payload(subject: SamlSubject) -> dict[str, Any]:
+    """The subject as the browser session keeps it."""
+    return {"name_id": subject.name_id, "format": subject.name_id_format,
+            "session_index": subject.session_index}
