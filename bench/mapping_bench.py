@@ -183,7 +183,7 @@ def store_and_seed(db: Database, org_id: str, doc: dict[str, Any]) -> int:
         org = s.get(Organization, org_id)
         ctx = load_context(s, org)
         checked = check_against(parse_document(doc), ctx.roles, ctx.units)
-        save_ruleset(s, org, checked, ACTOR, {})
+        save_ruleset(s, org, checked)
         ctx.rules, ctx.policy = checked.rules, checked.policy
         for batch in organization_batches(s, org_id):
             rows = [{"id": new_id(), "organization_id": org_id, "user_id": diff.user.id,

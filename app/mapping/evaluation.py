@@ -8,7 +8,7 @@ change therefore costs the same whatever the size of the group or the organizati
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,12 +268,18 @@ def _chunks(ids: Iterable[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
-def run(session: Session, ctx: Context, batches: Iterable[list[str]], actor: Actor) -> Summary:
-    """Evaluate and apply batch after batch; returns the totals."""
+Observer = Callable[[Context, UserDiff], None]
+
+
+def run(session: Session, ctx: Context, batches: Iterable[list[str]], actor: Actor,
+        observe: Observer | None = None) -> Summary:
+    """Evaluate and apply batch after batch; ``observe`` sees each diff before it is applied."""
     summary = Summary()
     for batch in batches:
         for diff in diff_batch(session, ctx, batch, lock=True):
             summary.users += 1
+            if observe is not None:
+                observe(ctx, diff)
             if diff.changed:
                 summary.added += len(diff.added)
                 summary.removed += len(diff.removed)
@@ -340,7 +346,8 @@ def reevaluate_group_members(session: Session, organization_id: str, group_id: s
     return run(session, ctx, batches(), actor)
 
 
-def reevaluate_organization(session: Session, org: Organization, actor: Actor) -> Summary:
+def reevaluate_organization(session: Session, org: Organization, actor: Actor,
+                            observe: Observer | None = None) -> Summary:
     """Recompute every user's grants after a rule or policy change, in keyset batches."""
     ctx = load_context(session, org)
-    return run(session, ctx, organization_batches(session, org.id), actor)
+    return run(session, ctx, organization_batches(session, org.id), actor, observe)

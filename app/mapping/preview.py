@@ -20,7 +20,7 @@ from app.mapping.evaluation import (
 )
 from app.mapping.rules import DesiredGrant
 from app.mapping.ruleset import RuleSet, check_against
-from app.mapping.storage import save_ruleset
+from app.mapping.storage import record_revision, save_ruleset
 from app.models import Grant, Organization, User
 from app.models.directory import UserStatus
 
@@ -86,7 +86,11 @@ def _stored_view(ctx: Context, grant: Grant) -> dict[str, Any]:
             "parameters": grant.parameters, "source": grant.source}
 
 
-def _account(result: Preview, ctx: Context, diff: UserDiff) -> None:
+def _observe(result: Preview, ctx: Context, diff: UserDiff) -> None:
+    """Count one user's diff into the preview (users, grants, who loses everything)."""
+    result.users_evaluated += 1
+    if not diff.changed:
+        return
     result.grants_added += len(diff.added)
     result.grants_removed += len(diff.removed)
     result.grants_updated += len(diff.updated)
@@ -104,26 +108,40 @@ def _account(result: Preview, ctx: Context, diff: UserDiff) -> None:
         })
 
 
-def preview(session: Session, org: Organization, ruleset: RuleSet) -> Preview:
-    """What applying ``ruleset`` would change, user by user, in batches; writes nothing."""
+def _start(session: Session, org: Organization, ruleset: RuleSet) -> tuple[Context, Preview]:
     ctx = load_context(session, org)
     checked = check_against(ruleset, ctx.roles, ctx.units)
     ctx.rules, ctx.policy = checked.rules, checked.policy
-    result = Preview(checked=checked, active_users=session.scalar(select(func.count(User.id)).where(
-        User.organization_id == org.id, User.status == UserStatus.active)) or 0)
+    return ctx, Preview(checked=checked, active_users=session.scalar(
+        select(func.count(User.id)).where(User.organization_id == org.id,
+                                          User.status == UserStatus.active)) or 0)
+
+
+def preview(session: Session, org: Organization, ruleset: RuleSet) -> Preview:
+    """What applying ``ruleset`` would change, user by user, in batches; writes nothing."""
+    ctx, result = _start(session, org, ruleset)
     for batch in organization_batches(session, org.id):
         for diff in diff_batch(session, ctx, batch):
-            result.users_evaluated += 1
-            if diff.changed:
-                _account(result, ctx, diff)
+            _observe(result, ctx, diff)
     return result
 
 
 def apply_ruleset(session: Session, org: Organization, ruleset: RuleSet, actor: Actor, *,
                   max_loss_share: float, force: bool = False) -> Preview:
-    """Store ``ruleset`` and re-evaluate the organization, unless too many would lose all."""
-    result = preview(session, org, ruleset)
+    """Store ``ruleset`` and re-evaluate the organization, unless too many would lose all.
+
+    One pass: the re-evaluation runs inside a savepoint and reports each diff; if more than
+    ``max_loss_share`` of the active users lost every grant, the savepoint is rolled back
+    (rules, grants, units, audit and outbox rows alike) and the refusal names them.
+    """
+    _, result = _start(session, org, ruleset)
+    assert result.checked is not None
+    savepoint = session.begin_nested()
+    removed_rules = save_ruleset(session, org, result.checked)
+    reevaluate_organization(session, org, actor,
+                            observe=lambda ctx, diff: _observe(result, ctx, diff))
     if result.loss_share > max_loss_share and not force:
+        savepoint.rollback()
         names = [u["user_name"] for u in result.losing_all[:NAMED_IN_REFUSAL]]
         more = len(result.losing_all) - len(names)
         raise TooManyLosses(
@@ -132,7 +150,6 @@ def apply_ruleset(session: Session, org: Organization, ruleset: RuleSet, actor: 
             f"{', '.join(names)}{f' and {more} more' if more > 0 else ''} (use force to apply)",
             result.losing_all,
         )
-    assert result.checked is not None
-    save_ruleset(session, org, result.checked, actor, result.totals())
-    reevaluate_organization(session, org, actor)
+    savepoint.commit()
+    record_revision(session, org, result.checked, actor, result.totals(), removed_rules)
     return result

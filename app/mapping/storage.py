@@ -14,6 +14,7 @@ from app.mapping.ruleset import (
     RuleSet,
     document,
     parse_policy,
+    policy_document,
     rule_document,
     rules_of,
 )
@@ -51,9 +52,11 @@ def load_ruleset(session: Session, org: Organization) -> RuleSet:
                    {r.key: r.description for r in rows})
 
 
-def save_ruleset(session: Session, org: Organization, ruleset: RuleSet, actor: Actor,
-                 summary: dict[str, Any]) -> MappingRevision:
-    """Replace the stored rules and policy with ``ruleset`` (already checked); audit it."""
+def save_ruleset(session: Session, org: Organization, ruleset: RuleSet) -> list[str]:
+    """Replace the stored rules and policy with ``ruleset`` (already checked).
+
+    Returns the ids of the rules it removed; :func:`record_revision` audits the change.
+    """
     existing = {r.key: r for r in session.scalars(
         select(MappingRule).where(MappingRule.organization_id == org.id))}
     keep = {rule.id for rule in ruleset.rules}
@@ -72,18 +75,25 @@ def save_ruleset(session: Session, org: Organization, ruleset: RuleSet, actor: A
                     if k in doc}
         row.updated_at = now
         session.add(row)
-    full = document(ruleset)
-    org.policy = {**(org.policy or {}), POLICY_KEY: full["policy"]}
+    org.policy = {**(org.policy or {}), POLICY_KEY: policy_document(ruleset.policy)}
+    session.flush()
+    return sorted(set(existing) - keep)
+
+
+def record_revision(session: Session, org: Organization, ruleset: RuleSet, actor: Actor,
+                    summary: dict[str, Any], removed_rules: list[str]) -> MappingRevision:
+    """Keep a snapshot of the applied rule set with its totals, and audit `mapping:apply`."""
     number = (session.scalar(select(func.max(MappingRevision.number)).where(
         MappingRevision.organization_id == org.id)) or 0) + 1
-    revision = MappingRevision(organization_id=org.id, number=number, document=full,
-                               summary=summary, actor_type=actor.type, actor_id=actor.id)
+    revision = MappingRevision(organization_id=org.id, number=number,
+                               document=document(ruleset), summary=summary,
+                               actor_type=actor.type, actor_id=actor.id)
     session.add(revision)
     session.flush()
     record(session, organization_id=org.id, action="mapping:apply", actor=actor,
            subject_type="organization", subject_id=org.id,
-           data={"revision": number, "rules": sorted(keep),
-                 "removed_rules": sorted(set(existing) - keep), "summary": summary})
+           data={"revision": number, "rules": sorted(r.id for r in ruleset.rules),
+                 "removed_rules": removed_rules, "summary": summary})
     return revision
 
 

@@ -109,3 +109,21 @@ def test_example_file_applies(world):
         world.db, "SELECT roles.key, units.path FROM grants JOIN roles ON roles.id = "
         "grants.role_id JOIN units ON units.id = grants.unit_id"))
     assert got == [("buyer", "Departments/Sales"), ("buyer", "Locations/Tokyo")]
+
+
+def test_refusal_undoes_leaver_handling_and_created_units(world):
+    """A refused apply leaves no trace: no deprovisioning, no new unit, old rules kept."""
+    users = [world.user(f"user{i}") for i in range(3)]
+    world.group("Buyers", users)
+    world.group("Few", users[:1])
+    world.apply({"policy": {"on_loss": "deprovision"}, **BUYERS})
+    proposed = {"policy": {"on_loss": "deprovision"}, "rules": [
+        {"id": "elsewhere", "role": "buyer", "unit": "Nowhere/New", "create_unit": True,
+         "match": {"group": "Few"}}]}
+    with pytest.raises(TooManyLosses):
+        world.apply(proposed, force=False)
+    assert {r.status for r in rows(world.db, "SELECT status FROM users")} == {"active"}
+    assert rows(world.db, "SELECT count(*) AS n FROM units WHERE path LIKE 'Nowhere%'"
+                )[0].n == 0
+    assert [r.key for r in rows(world.db, "SELECT key FROM mapping_rules")] == ["buyers"]
+    assert rows(world.db, "SELECT count(*) AS n FROM deprovision_records")[0].n == 0
