@@ -141,8 +141,9 @@ class Receiver:
 
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     """A roster subprocess in its own process group (so it is stopped as a whole)."""
-    return subprocess.Popen([ROSTER, *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    log = open(Path(tempfile.gettempdir()) / f"deprovision-bench-{args[0]}.log", "wb")  # noqa: SIM115
+    return subprocess.Popen([ROSTER, *args], env=env, cwd=ROOT, stdout=log, stderr=log,
+                            start_new_session=True)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -154,7 +155,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def wait_ready(port: int, seconds: float = 60) -> None:
+def wait_ready(port: int, seconds: float = 180) -> None:
     """Poll /healthz until the server answers."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -165,12 +166,14 @@ def wait_ready(port: int, seconds: float = 60) -> None:
                 return
         except OSError:
             time.sleep(0.2)
-    sys.exit("roster serve did not become ready")
+    sys.exit("roster serve did not become ready (see /tmp/deprovision-bench-serve.log)")
 
 
 def run(name: str, url: str, n: int, seconds: float) -> dict[str, object]:
     """Seed, serve, deactivate N users, wait for the webhooks, and compute the figures."""
+    began = time.monotonic()
     token, ids = seed(url, n)
+    print(f"  {name}: seeded {n} users in {time.monotonic() - began:.0f} s", flush=True)
     receiver = Receiver()
     port = free_port()
     env = {**os.environ, "ROSTER_DATABASE__URL": url, "ROSTER_LOGGING__LEVEL": "ERROR",

@@ -122,10 +122,10 @@ def test_dead_letter_is_listed_and_redelivered(db, tenant, database_url):
                 i=dead[0].id)[0][0] == "delivered"
 
 
-def _start_worker(database_url: str, url: str) -> subprocess.Popen[bytes]:
+def _start_worker(database_url: str, url: str, lease: int = 2) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
            "ROSTER_WEBHOOKS__URLS": url, "ROSTER_WEBHOOKS__SECRET": SECRET,
-           "ROSTER_WEBHOOKS__LEASE_SECONDS": "2", "ROSTER_WEBHOOKS__POLL_INTERVAL_MS": "50",
+           "ROSTER_WEBHOOKS__LEASE_SECONDS": str(lease), "ROSTER_WEBHOOKS__POLL_INTERVAL_MS": "50",
            "ROSTER_WEBHOOKS__BATCH_SIZE": "5"}
     return subprocess.Popen([ROSTER, "worker"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -168,3 +168,24 @@ def test_sigkill_mid_delivery_loses_nothing_and_duplicates_only_by_id(db, tenant
     assert _in_order_per_aggregate(outbox, receiver.processed)
     assert rows(db, "SELECT count(*) FROM webhook_deliveries WHERE status <> 'delivered'"
                 )[0][0] == 0
+
+
+def test_two_workers_together_deliver_each_event_exactly_once(db, tenant, database_url):
+    """Two `roster worker` processes share the queue: no event twice, order kept per user."""
+    _leavers(db, tenant, 4)
+    outbox = _outbox(db)
+    with running_receiver() as receiver:
+        # A lease far longer than a round: a duplicate here could only come from a race.
+        workers = [_start_worker(database_url, receiver.url, lease=60) for _ in range(2)]
+        try:
+            done = _wait(lambda: len(receiver.processed) == len(outbox), 60)
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            for worker in workers:
+                worker.wait(10)
+    assert done, f"{len(receiver.processed)} of {len(outbox)} events arrived"
+    assert sorted(receiver.ids()) == sorted(e for e, _ in outbox)
+    assert _in_order_per_aggregate(outbox, receiver.processed)
+    leased_by = {r.leased_by for r in rows(db, "SELECT leased_by FROM webhook_deliveries")}
+    assert leased_by == {None}
