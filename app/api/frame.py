@@ -24,8 +24,11 @@ when the blueprint is built, so nothing else needs editing)::
   :class:`~app.api.pagination.Page`). GET runs in a read-only transaction; anything else
   commits when the view returns. Changes must be audited with ``actor=ctx.actor``.
 - Raise domain errors (app.errors) or ``ApiProblem``; the blueprint renders problem JSON.
-- tests/api/test_authorization.py checks every route against every role; give it sample
-  values for new path parameters in ``PATH_SAMPLES`` there if 404 is not the right answer.
+- tests/api/test_authorization.py checks every route against every role (401/403/404);
+  add the tenant's real id for a new path parameter to its ``samples`` fixture so the
+  cross-organization 404 is checked for your route too.
+- Raw responses (files, streams): return a flask ``Response`` and declare
+  ``produces={"text/csv": "..."}`` so the OpenAPI description documents them.
 """
 
 from __future__ import annotations
