@@ -152,40 +152,35 @@ def authorize() -> Response:
         return server.create_authorization_response(grant_user=principal, grant=grant)
 
 
-@bp.post("/oidc/token")
-def token() -> Response:
-    """Token endpoint (RFC 6749 §3.2): code (+ PKCE verifier) or refresh token."""
+def _endpoint(name: str | None) -> Response:
+    """Run the token endpoint (``None``) or a named authlib endpoint in one transaction."""
     try:
         server, _config = _server()
     except OAuth2Error as exc:
         return _error(exc)
     with _transaction() as s:
         g.roster_oidc_session = s
-        return server.create_token_response()
+        if name is None:
+            return server.create_token_response()
+        return server.create_endpoint_response(name)
+
+
+@bp.post("/oidc/token")
+def token() -> Response:
+    """Token endpoint (RFC 6749 §3.2): code (+ PKCE verifier) or refresh token."""
+    return _endpoint(None)
 
 
 @bp.post("/oidc/introspect")
 def introspect() -> Response:
     """Token introspection (RFC 7662 §2)."""
-    try:
-        server, _config = _server()
-    except OAuth2Error as exc:
-        return _error(exc)
-    with _transaction() as s:
-        g.roster_oidc_session = s
-        return server.create_endpoint_response("introspection")
+    return _endpoint("introspection")
 
 
 @bp.post("/oidc/revoke")
 def revoke() -> Response:
     """Token revocation (RFC 7009 §2)."""
-    try:
-        server, _config = _server()
-    except OAuth2Error as exc:
-        return _error(exc)
-    with _transaction() as s:
-        g.roster_oidc_session = s
-        return server.create_endpoint_response("revocation")
+    return _endpoint("revocation")
 
 
 class _AccessTokens(BearerTokenValidator):

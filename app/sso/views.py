@@ -114,6 +114,14 @@ class _ConnRef:
     protocol: str
 
 
+def _require_saml(s: Session, connection_id: str) -> tuple[SsoConnection, _ConnRef]:
+    """The enabled SAML connection, or a traced ``unknown_connection`` refusal."""
+    conn = _saml_connection(s, connection_id)
+    if conn is None:
+        raise LoginFailed("unknown_connection", f"no SAML connection {connection_id}")
+    return conn, _ConnRef(conn.id, conn.organization_id, conn.protocol)
+
+
 def fail(exc: LoginFailed, conn: _ConnRef | None, payload: dict[str, Any]) -> Response:
     """Record the trace (and the audit event for refused users); show the plain page."""
     actor = _actor()
@@ -141,10 +149,7 @@ def saml_acs(connection_id: str) -> Response:
     ref: _ConnRef | None = None
     try:
         with _db().transaction() as s:
-            conn = _saml_connection(s, connection_id)
-            if conn is None:
-                raise LoginFailed("unknown_connection", f"no SAML connection {connection_id}")
-            ref = _ConnRef(conn.id, conn.organization_id, conn.protocol)
+            conn, ref = _require_saml(s, connection_id)
             if not saml_response:
                 raise LoginFailed("malformed_response", "no SAMLResponse in the POST")
             identity = consume_response(s, conn, _urls(conn.id), _keys(), saml_response,
@@ -244,10 +249,7 @@ def saml_slo(connection_id: str) -> Response:
     ref: _ConnRef | None = None
     try:
         with _db().transaction() as s:
-            conn = _saml_connection(s, connection_id)
-            if conn is None:
-                raise LoginFailed("unknown_connection", f"no SAML connection {connection_id}")
-            ref = _ConnRef(conn.id, conn.organization_id, conn.protocol)
+            conn, ref = _require_saml(s, connection_id)
             url, name_id = consume_logout(conn, _urls(conn.id), _keys(), get,
                                           session.get("sso_slo_request"))
             saml = session.get("sso_saml") or {}
