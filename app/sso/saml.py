@@ -8,6 +8,7 @@ a replay cache of assertion ids in the database, and key rollover for decryption
 from __future__ import annotations
 
 import base64
+import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -152,7 +153,9 @@ def start_login(session: Session, conn: SsoConnection, urls: SpUrls, keys: SpKey
     """Build an AuthnRequest (SAML Core §3.4.1), remember its id, return the redirect URL."""
     auth = OneLogin_Saml2_Auth(request_data(urls.acs),
                                saml_settings(conn, urls, keys.current))
-    url = auth.login(return_to=relay_state)
+    # The return URL stays in our table; RelayState is short and opaque, as SAML Bindings
+    # §3.4.3 allows at most 80 bytes and some IdPs cut longer values.
+    url = auth.login(return_to=secrets.token_urlsafe(12))
     now = utcnow()
     session.add(SamlRequest(id=auth.get_last_request_id(), connection_id=conn.id,
                             relay_state=relay_state, created_at=now,

@@ -30,7 +30,7 @@ def test_sp_initiated_login_through_simplesamlphp(db, tenant, keys, web, ssp):
     assert page.headers["Location"] == f"{PORTAL}orders"
     acs, form = browser.last_post("SAMLResponse")
     assert acs == f"http://roster.test/sso/saml/{conn.id}/acs"
-    assert form["RelayState"] == f"{PORTAL}orders"
+    assert len(form["RelayState"]) <= 80
     xml = base64.b64decode(form["SAMLResponse"]).decode()
     assert "ds:Signature" in xml
     sessions = rows(db, "SELECT user_id, connection_id FROM login_sessions")
