@@ -188,6 +188,27 @@ def test_replayed_callback_is_refused(db, tenant, hostile, web):
     assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 1
 
 
+def test_an_expired_login_attempt_is_refused(db, tenant, hostile, web):
+    """A callback after sso.request_ttl_seconds: refused, the code never redeemed."""
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile)
+    callback = follow_to_roster(start_login(web, conn))
+    with db.engine.begin() as c:
+        c.exec_driver_sql("UPDATE oidc_login_requests SET expires_at = created_at")
+    refused_with(db, web.get(roster_path(callback)), "state_expired")
+    assert hostile.token_requests == []
+
+
+def test_a_code_the_idp_refuses_is_a_traced_refusal(db, tenant, hostile, web):
+    """invalid_grant from the token endpoint (code already used or unknown) stops the login."""
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile)
+    callback = follow_to_roster(start_login(web, conn))
+    hostile.authorizations.clear()
+    refused_with(db, web.get(roster_path(callback)), "token_exchange_failed")
+    assert len(hostile.token_requests) == 1
+
+
 def test_missing_pkce_verifier_is_refused_before_the_code_is_redeemed(db, tenant, hostile,
                                                                       web):
     """An attempt whose verifier is gone: Roster never redeems a code without PKCE."""
