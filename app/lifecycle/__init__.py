@@ -12,7 +12,9 @@ from app.lifecycle.users import (
     deprovision_user,
     find_restorable,
     reactivate_user,
+    record_failed_deprovisioning,
 )
 
 __all__ = ["LifecyclePolicy", "Trigger", "delete_user", "deprovision_directory_users",
-           "deprovision_user", "find_restorable", "reactivate_user"]
+           "deprovision_user", "find_restorable", "reactivate_user",
+           "record_failed_deprovisioning"]

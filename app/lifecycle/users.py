@@ -14,7 +14,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
-from app.db import utcnow
+from app.db import new_id, utcnow
 from app.events import emit
 from app.lifecycle.guard import guard_mass_event
 from app.lifecycle.policy import LifecyclePolicy, current_policy
@@ -163,3 +163,22 @@ def deprovision_directory_users(session: Session, directory_id: str,
     return [rec for user in list(users)
             if (rec := deprovision_user(session, user, actor,
                                         trigger=Trigger.directory_disabled)) is not None]
+
+
+def record_failed_deprovisioning(session: Session, user: User, actor: Actor, *,
+                                 trigger: Trigger, error: str) -> DeprovisionRecord:
+    """After a deprovisioning transaction failed and rolled back, say so in a new one.
+
+    Nothing was revoked (the failed transaction left no trace), so the record has outcome
+    "failed", the error, and the user's unchanged state; an alert-worthy audit event too.
+    """
+    received = actor.received_at or utcnow()
+    rec = new_record(session, user, actor, trigger=trigger.value, received_at=received,
+                     event_id=new_id())
+    state = {"active": user.active, "status": user.status.value}
+    rec.state_before, rec.state_after = state, state
+    rec.outcome, rec.error, rec.applied_at = "failed", error[:2000], utcnow()
+    record(session, organization_id=user.organization_id, action="user:deprovision_failed",
+           actor=actor, subject_type="user", subject_id=user.id,
+           data={"trigger": trigger.value, "record_id": rec.id, "error": error[:500]})
+    return rec

@@ -153,3 +153,27 @@ def test_disabling_a_directory_deprovisions_its_active_users(db, tenant, leaver)
     assert len(records) == 2  # the leaver and their manager
     assert {r.trigger for r in records} == {"directory_disabled"}
     assert rows(db, "SELECT count(*) FROM users WHERE status = 'active'")[0][0] == 0
+
+
+def test_a_failed_deprovisioning_leaves_a_failed_record_and_nothing_half_done(db, tenant,
+                                                                             leaver):
+    """An error mid-way rolls everything back; the failure itself is then recorded."""
+    from app.lifecycle import record_failed_deprovisioning
+
+    with pytest.raises(RuntimeError), db.transaction() as session:
+        deprovision_user(session, session.get(User, leaver.user_id), SCIM_ACTOR,
+                         trigger=Trigger.scim_active_false)
+        raise RuntimeError("database went away")
+    assert rows(db, "SELECT count(*) FROM login_sessions WHERE revoked_at IS NOT NULL"
+                )[0][0] == 0
+    assert rows(db, "SELECT count(*) FROM deprovision_records")[0][0] == 0
+    with db.transaction() as session:
+        record_failed_deprovisioning(session, session.get(User, leaver.user_id), SCIM_ACTOR,
+                                     trigger=Trigger.scim_active_false,
+                                     error="database went away")
+    stored = rows(db, "SELECT outcome, error, revocation_committed_at FROM "
+                      "deprovision_records")[0]
+    assert (stored.outcome, stored.error) == ("failed", "database went away")
+    assert stored.revocation_committed_at is None
+    assert rows(db, "SELECT count(*) FROM audit_events WHERE action = "
+                    "'user:deprovision_failed'")[0][0] == 1
