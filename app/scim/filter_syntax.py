@@ -30,9 +30,11 @@ Resource = Literal["User", "Group"]
 Value = str | bool | int | float | None
 
 MAX_DEPTH = 50  # parentheses and "not" levels; deeper input would exhaust the stack
+MAX_TERMS = 100  # attribute expressions; a longer and/or chain would too, when translated
 COMPARE_OPS = frozenset({"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"})
 _TOKEN = re.compile(
     r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<punct>[()\[\]])|(?P<word>[^\s()\[\]"]+))')
+_SPACE = re.compile(r"\s*")
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _NAME = re.compile(r"[A-Za-z$][\w$-]*")
 
@@ -107,17 +109,15 @@ class _Tok:
 
 def _tokenize(text: str) -> list[_Tok]:
     tokens: list[_Tok] = []
-    pos = 0
+    pos = _SPACE.match(text).end()
     while pos < len(text):
-        if text[pos:].strip() == "":
-            break
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
             raise invalid(f"Unexpected character {text[pos:].lstrip()[:1]!r} in filter "
                           f"at position {pos + 1}; is a string value missing a quote?")
         kind = m.lastgroup or "word"
         tokens.append(_Tok(kind, m.group(kind), m.start(kind), m.end()))
-        pos = m.end()
+        pos = _SPACE.match(text, m.end()).end()
     tokens.append(_Tok("end", "", len(text), len(text)))
     return tokens
 
@@ -129,6 +129,7 @@ class _Parser:
         self.toks = _tokenize(text)
         self.i = 0
         self.depth = 0
+        self.terms = 0
         self.notes = notes
 
     def peek(self) -> _Tok:
@@ -200,6 +201,9 @@ class _Parser:
         return tok.kind == "punct" and tok.text == punct
 
     def attr_expr(self, *, in_brackets: bool) -> Node:
+        self.terms += 1
+        if self.terms > MAX_TERMS:
+            raise invalid(f"The filter has more than {MAX_TERMS} attribute expressions")
         tok = self.take()
         if tok.kind != "word":
             raise invalid(f"Expected an attribute name but found {_describe(tok)}")

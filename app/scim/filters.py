@@ -139,7 +139,8 @@ class _JsonCollection(_Collection):
                          else_=cast(literal("[]"), JSONB))
             self.values = func.jsonb_array_elements(array).table_valued("value").alias()
         else:
-            self.values = func.json_each(column).table_valued("value").alias()
+            # Only object values count (see exists): json_extract on a bare string raises.
+            self.values = func.json_each(column).table_valued("value", "type").alias()
 
     def field(self, sub: Attribute) -> Field:
         element = self.values.c.value
@@ -160,7 +161,11 @@ class _JsonCollection(_Collection):
         return Field(text, sub, is_bool=is_bool if sub.type == "boolean" else None)
 
     def exists(self, predicate: Bool) -> Bool:
-        return select(literal(1)).select_from(self.values).where(predicate).exists()
+        if self.dialect == "postgresql":
+            is_object = func.jsonb_typeof(self.values.c.value) == "object"
+        else:
+            is_object = self.values.c.type == "object"
+        return select(literal(1)).select_from(self.values).where(is_object, predicate).exists()
 
 
 class _Memberships(_Collection):
@@ -413,10 +418,13 @@ def _datetime(node: Compare) -> datetime:
         raise invalid(f"{node.path.text} is a dateTime: quote an ISO 8601 value")
     try:
         parsed = datetime.fromisoformat(node.value)
-    except ValueError:
+        # Normalised here: an offset that moves year 9999 or 1 out of range would otherwise
+        # fail only when the statement runs.
+        return (parsed.replace(tzinfo=UTC) if parsed.tzinfo is None
+                else parsed.astimezone(UTC))
+    except (ValueError, OverflowError):
         raise invalid(f"{node.path.text}: {node.value!r} is not an ISO 8601 dateTime, e.g. "
                       f"2026-01-31T12:00:00Z") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 def translate_filter(text: str, resource: Resource, *, dialect: str,

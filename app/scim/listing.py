@@ -8,6 +8,7 @@ returns one page. Cursor pages are keyset queries, so the last page costs what t
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +31,8 @@ from app.scim.filters import SortKey, invalid_value, sort_key, translate_filter
 from app.scim.schema import LIST_RESPONSE
 
 SortOrder = Literal["ascending", "descending"]
+_INTEGER = re.compile(r"\s*-?[0-9]{1,20}\s*")
+_LARGEST = 10**15  # beyond any real list, and safely inside SQL's 64-bit OFFSET
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,14 @@ def _integer(source: Mapping[str, Any], name: str, from_body: bool) -> int | Non
     raw = source.get(name)
     if raw is None or (raw == "" and not from_body):
         return None
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lstrip("-").isdigit() and raw.isascii():
-        return int(raw)
-    raise invalid_value(f"{name} must be an integer, got {raw!r}")
+    value = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
+    if isinstance(raw, str) and _INTEGER.fullmatch(raw):
+        value = int(raw)
+    if value is None:
+        raise invalid_value(f"{name} must be an integer, got {raw!r}")
+    if abs(value) > _LARGEST:
+        raise invalid_value(f"{name} is out of range (at most {_LARGEST})")
+    return value
 
 
 def _names(source: Mapping[str, Any], name: str) -> tuple[str, ...]:

@@ -337,8 +337,11 @@ INVALID = [
      "computed"),
     ('userName eq "a\\q"', "escape"),
     ('userName eq "a" & x', "Unexpected"),
+    ('userName eq "a"' + " " * 200_000 + "x", "Unexpected"),
     ("(" * 60 + 'userName eq "a"' + ")" * 60, "deeper"),
     ('emails[type eq "work"].nosuch eq "x"', "Unknown sub-attribute"),
+    ('meta.created gt "9999-12-31T23:00:00-05:00"', "ISO 8601"),
+    (" or ".join(['userName eq "a"'] * 101), "more than 100"),
     ('userName eq "a" or eq "b"', "operator"),
 ]
 
@@ -350,6 +353,22 @@ def test_invalid_filters_are_400_invalid_filter(db, people, text, fragment):
         users_matching(db, people, text)
     assert (caught.value.status, caught.value.scim_type) == (400, "invalidFilter")
     assert fragment.lower() in caught.value.detail.lower()
+
+
+def test_values_that_are_not_objects_never_break_a_filter(db, people):
+    """Values that are not objects (invalid data) are skipped, never an SQL error."""
+    with db.transaction() as s:
+        dave = s.get(User, "0000000d-abcd-4ef0-8abc-def000000000")
+        dave.emails = ["dave@acme.com", 5, None]
+    assert users_matching(db, people, 'emails.value eq "alice@home.org"') == {"alice"}
+    assert users_matching(db, people, "emails pr") == {"alice", "bob", "carol"}
+
+
+def test_a_long_flat_filter_is_translated_without_recursion_trouble(db, people):
+    """100 or-ed comparisons (the most allowed) run fine."""
+    text = " or ".join([f'userName eq "user{i}@acme.com"' for i in range(99)]
+                       + ['userName eq "bob@acme.com"'])
+    assert users_matching(db, people, text) == {"bob"}
 
 
 @pytest.mark.parametrize("text", ['members eq "x" and displayName pr', 'userName eq "x"',

@@ -113,6 +113,9 @@ BAD_PARAMS = [
     ({"sortBy": "password"}, False),
     ({"attributes": [1, 2]}, True),
     ({"filter": 5}, True),
+    ({"startIndex": "--5"}, False),
+    ({"startIndex": 10**30}, True),
+    ({"count": "99999999999999999999"}, False),
 ]
 
 
