@@ -114,3 +114,13 @@ def test_role_add_and_list(world, run):
     out = run("role", "add", "z", "--org", "acme", "--permission", "orders.place",
               "--param", "m=money:5 euros", ok=False).output
     assert "currency must be an ISO 4217 code" in out
+
+
+def test_mapping_commands_have_help():
+    """--help works for every mapping, role and user command without a database."""
+    runner = CliRunner()
+    for args in (["mapping"], ["mapping", "apply"], ["mapping", "list"], ["user"],
+                 ["user", "explain"], ["role"], ["role", "add"], ["role", "list"]):
+        result = runner.invoke(cli, [*args, "--help"])
+        assert result.exit_code == 0, args
+        assert "Usage:" in result.output
