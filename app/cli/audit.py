@@ -25,7 +25,7 @@ from app.settings import ROOT
 _RELATIVE = re.compile(r"^(\d+)([mhd])$")
 
 
-def parse_when(value: str | None) -> datetime | None:
+def parse_when(value: str | None, option: str = "--since") -> datetime | None:
     """ISO 8601 (UTC if no offset) or a relative age like 30m, 24h, 7d."""
     if not value:
         return None
@@ -35,7 +35,8 @@ def parse_when(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is neither ISO 8601 nor like 24h / 7d") from None
+        raise click.BadParameter(f"{value!r} is neither ISO 8601 nor like 24h / 7d",
+                                 param_hint=option) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=utcnow().tzinfo)
 
 
@@ -147,7 +148,7 @@ def export(ctx: CliContext, fmt: str, org_ref: str | None, since: str | None,
     out = output or sys.stdout
     with ctx.transaction() as session:
         flt = AuditFilter(organization_id=get_organization(session, org_ref).id if org_ref
-                          else None, since=parse_when(since), until=parse_when(until),
+                          else None, since=parse_when(since), until=parse_when(until, "--until"),
                           action=action, subject_id=subject)
         for chunk in render(iter_events(session, flt), fmt):
             out.write(chunk)
@@ -163,7 +164,8 @@ def deprovisions(ctx: CliContext, org_ref: str, since: str | None, until: str | 
     """Report: count, latency p50/p95/max (received -> revocation committed), and the list."""
     with ctx.transaction() as session:
         org = get_organization(session, org_ref)
-        report = deprovision_report(session, org.id, parse_when(since), parse_when(until))
+        report = deprovision_report(session, org.id, parse_when(since),
+                                    parse_when(until, "--until"))
     fmt = (lambda v: "-" if v is None else f"{v:.1f} ms")  # noqa: E731
     click.echo(f"deprovisionings: {report.count}  latency p50 {fmt(report.p50_ms)}  "
                f"p95 {fmt(report.p95_ms)}  max {fmt(report.max_ms)}")
