@@ -7,8 +7,8 @@ from app.cli.base import cli
 
 def register() -> None:
     """Attach the command groups; safe to call more than once."""
-    from app.cli import db, demo, directory, org, serve
-    from app.cli import scim_ops  # noqa: F401  issue 5: directory requests|report|oauth
+    # scim_ops registers itself on the directory group (requests, report, oauth; issue 5).
+    from app.cli import db, demo, directory, org, scim_ops, serve  # noqa: F401
 
     for command in (db.db, org.org, org.unit, directory.directory, serve.serve, demo.demo):
         if command.name not in cli.commands:
