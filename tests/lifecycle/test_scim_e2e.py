@@ -94,3 +94,40 @@ def test_repeated_active_false_keeps_one_record(client, db):
         response = _take_out(scim, user_id, OFF["okta_pathless_patch"][1], f"req-{attempt}")
         assert response.status_code == 200
     assert rows(db, "SELECT count(*) FROM deprovision_records")[0][0] == 1
+
+
+def test_losing_every_grant_over_scim_deprovisions_when_policy_says_so(client, db):
+    """Removing the last mapped group (SCIM PATCH on the group) triggers lost_all_grants."""
+    from app.directory.organizations import add_unit
+    from app.mapping.preview import apply_ruleset
+    from app.mapping.ruleset import parse_document
+    from app.models import Organization
+    from tests.conftest import OPERATOR
+
+    tenant = make_tenant(db, "acme", "okta")
+    with db.transaction() as session:
+        org = session.get(Organization, tenant.org.id)
+        add_unit(session, org, "Purchasing", "department", None, OPERATOR)
+        apply_ruleset(session, org, parse_document({
+            "policy": {"on_loss": "deprovision"},
+            "rules": [{"id": "buyers", "role": "buyer", "unit": "Purchasing",
+                       "match": {"group": "Buyers"}}]}), OPERATOR, max_loss_share=1.0,
+            force=True)
+    scim = Scim(client, tenant)
+    user_id = scim.create_user("member@acme.example")["id"]
+    group = scim.post("/Groups", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                                  "displayName": "Buyers", "members": [{"value": user_id}]})
+    assert group.status_code == 201
+    assert rows(db, "SELECT count(*) FROM grants WHERE user_id = :i", i=user_id)[0][0] == 1
+    response = scim.patch(f"/Groups/{group.get_json()['id']}", {
+        "schemas": [PATCH_OP],
+        "Operations": [{"op": "remove", "path": f'members[value eq "{user_id}"]'}]},
+        headers={"X-Request-ID": "req-loss"})
+    assert response.status_code in (200, 204)
+    user = rows(db, "SELECT status, active FROM users WHERE id = :i", i=user_id)[0]
+    assert (user.status, bool(user.active)) == ("deprovisioned", False)
+    record = rows(db, "SELECT trigger, request_id FROM deprovision_records WHERE user_id = :i",
+                  i=user_id)[0]
+    assert (record.trigger, record.request_id) == ("lost_all_grants", "req-loss")
+    assert rows(db, "SELECT count(*) FROM outbox_events WHERE type = 'user.deprovisioned' "
+                    "AND aggregate_id = :i", i=user_id)[0][0] == 1
