@@ -127,6 +127,15 @@ def _coerce(raw: str, default: Any, name: str, problems: list[str]) -> Any:
         except ValueError:
             problems.append(f"{name} must be an integer, got {raw!r}")
             return default
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            problems.append(f"{name} must be a number, got {raw!r}")
+            return default
+    if isinstance(default, list):
+        # Lists come as comma-separated values: ROSTER_X__Y="a,b,c".
+        return [item.strip() for item in raw.split(",") if item.strip()]
     return raw
 
 
@@ -169,6 +178,8 @@ def validate(settings: Settings) -> list[str]:
 def _same_type(value: Any, default: Any) -> bool:
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
     return isinstance(value, type(default))
 
 

@@ -105,6 +105,8 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
         if database.dialect == "postgresql":
             conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
+            # Nested units reference their parent ON DELETE RESTRICT: delete children first.
+            conn.execute(sa.text("UPDATE units SET parent_id = NULL"))
             for table in tables:
                 conn.execute(sa.text(f"DELETE FROM {table}"))
 

@@ -38,6 +38,14 @@ def test_env_values_are_typed():
     assert settings["database"]["pool_size"] == 7
 
 
+def test_float_and_list_values_from_env():
+    """Floats and comma-separated lists from the environment are converted."""
+    settings = load_settings(environ={"ROSTER_MAPPING__MAX_LOSS_SHARE": "0.35",
+                                      "ROSTER_RECORDER__SENSITIVE_ATTRIBUTES": "password, title"})
+    assert settings["mapping"]["max_loss_share"] == 0.35
+    assert settings["recorder"]["sensitive_attributes"] == ["password", "title"]
+
+
 def test_secret_from_file(tmp_path):
     """A secret may come from a file named by ..._FILE."""
     secret = tmp_path / "key"
