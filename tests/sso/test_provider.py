@@ -175,3 +175,17 @@ def test_userinfo_without_a_valid_token_is_401(web, db, header):
     assert resp.status_code == 401
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
     assert utcnow()
+
+
+def test_a_revoked_or_deprovisioned_browser_session_gets_no_code(db, tenant, keys, web):
+    """After revocation, authorize sends the browser back to sign in instead of to the portal."""
+    req = AuthRequest.new()
+    user, _resp = signed_in(db, tenant, keys, web, req.url())
+    path = req.url().replace("http://roster.test", "")
+    assert web.get(path).status_code == 302
+    with db.engine.begin() as c:
+        c.exec_driver_sql("UPDATE users SET active = false, status = 'deprovisioned'")
+    resp = web.get(path)
+    assert resp.status_code == 303
+    assert resp.headers["Location"].startswith("/sso/login?next=")
+    assert user.id
