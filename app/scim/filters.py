@@ -2,10 +2,9 @@
 
 Everything is evaluated in the database with bound parameters. caseExact=false strings
 compare through lower() on both sides, so ``userName eq`` uses the functional index
-uq_users_directory_username. Multi-valued JSON attributes (emails, phoneNumbers ...) are
-matched with EXISTS over json_each (SQLite) or jsonb_array_elements (PostgreSQL), and
-groups/members with EXISTS over the memberships table. Every leaf is null-safe (never SQL
-NULL), so ``not (...)`` and ``ne`` mean exactly "the positive test does not hold".
+uq_users_directory_username. Where attributes live (columns, JSON lists, memberships) is
+app.scim.filter_columns. Every leaf is null-safe (never SQL NULL), so ``not (...)`` and
+``ne`` mean exactly "the positive test does not hold".
 """
 
 from __future__ import annotations
@@ -13,28 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    String,
-    and_,
-    case,
-    cast,
-    func,
-    literal,
-    not_,
-    or_,
-    select,
-    true,
-)
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import aliased
+from sqlalchemy import ColumnElement, String, and_, func, literal, not_, or_, true
 
-from app.models.directory import Group, Membership, User
+from app.models.directory import Group, User
 from app.scim import dialect as notes_
 from app.scim.errors import ScimError
+from app.scim.filter_columns import Bool, Collection, Field, collection, columns
 from app.scim.filter_syntax import (
     Compare,
     Logical,
@@ -55,159 +40,6 @@ from app.scim.schema import ROSTER_USER, Attribute
 __all__ = ["Field", "SortKey", "invalid_value", "resolve_attribute", "sort_key",
            "translate_filter"]
 
-Bool = ColumnElement[bool]
-
-
-@dataclass(frozen=True)
-class Field:
-    """One comparable SQL value and the schema definition that says how to compare it."""
-
-    expr: ColumnElement[Any]
-    attr: Attribute
-    nullable: bool = True
-    # Server-issued ids are lower-case UUIDs: lowering the operand instead of the column
-    # is the same caseExact=false comparison and keeps the index usable.
-    lower_ids: bool = False
-    # JSON booleans differ by database; such fields bring their own equality test.
-    is_bool: Callable[[bool], Bool] | None = None
-
-
-@cache
-def _columns(model: type[User] | type[Group]) -> dict[str, tuple[ColumnElement[Any], bool]]:
-    """Canonical attribute name -> (column, nullable) for single-valued attributes.
-
-    Built once per model: the aliased manager subquery alone costs milliseconds to build.
-    """
-    common: dict[str, tuple[ColumnElement[Any], bool]] = {
-        "id": (model.id, False), "externalId": (model.external_id, True),
-        "meta.created": (model.created_at, False),
-        "meta.lastModified": (model.updated_at, False),
-        "meta.resourceType": (literal(model.__name__, String()), False),
-    }
-    if model is Group:
-        return {**common, "displayName": (Group.display_name, False)}
-    manager = aliased(User, name="manager")
-    named = {
-        "userName": "user_name", "name.formatted": "name_formatted",
-        "name.familyName": "family_name", "name.givenName": "given_name",
-        "name.middleName": "middle_name", "name.honorificPrefix": "honorific_prefix",
-        "name.honorificSuffix": "honorific_suffix", "displayName": "display_name",
-        "nickName": "nick_name", "profileUrl": "profile_url", "title": "title",
-        "userType": "user_type", "preferredLanguage": "preferred_language",
-        "locale": "locale", "timezone": "timezone", "active": "active",
-        "employeeNumber": "employee_number", "costCenter": "cost_center",
-        "organization": "organization_name", "division": "division",
-        "department": "department", "manager.value": "manager_id",
-    }
-    columns = {name: (getattr(User, col), name not in ("userName", "active"))
-               for name, col in named.items()}
-    # As rendered: the manager's displayName, else userName (app.directory.users).
-    display = (select(func.coalesce(manager.display_name, manager.user_name))
-               .where(manager.id == User.manager_id).correlate(User).scalar_subquery())
-    return {**common, **columns, "manager.displayName": (display, True)}
-
-
-_JSON_COLUMNS = {
-    "emails": "emails", "phoneNumbers": "phone_numbers", "ims": "ims", "photos": "photos",
-    "addresses": "addresses", "entitlements": "entitlements", "roles": "roles",
-    "x509Certificates": "x509_certificates",
-}
-
-
-class _Collection:
-    """The values of one multi-valued attribute: fields of one value, and EXISTS over them."""
-
-    def __init__(self, attr: Attribute) -> None:
-        self.attr = attr
-
-    def field(self, sub: Attribute) -> Field:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def exists(self, predicate: Bool) -> Bool:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-
-class _JsonCollection(_Collection):
-    """A JSON list of objects on the users row (RFC 7643 §2.4)."""
-
-    def __init__(self, attr: Attribute, column: ColumnElement[Any], dialect: str) -> None:
-        super().__init__(attr)
-        self.dialect = dialect
-        if dialect == "postgresql":
-            # A JSON null or scalar would make jsonb_array_elements raise: treat it as [].
-            array = case((func.jsonb_typeof(column) == "array", column),
-                         else_=cast(literal("[]"), JSONB))
-            self.values = func.jsonb_array_elements(array).table_valued("value").alias()
-        else:
-            # Only object values count (see exists): json_extract on a bare string raises.
-            self.values = func.json_each(column).table_valued("value", "type").alias()
-
-    def field(self, sub: Attribute) -> Field:
-        element = self.values.c.value
-        if self.dialect == "postgresql":
-            text = element.op("->>", return_type=String())(literal(sub.name, String()))
-
-            def is_bool(value: bool) -> Bool:
-                return func.lower(text) == ("true" if value else "false")
-        else:
-            json_path = literal(f'$."{sub.name}"', String())
-            text = func.json_extract(element, json_path)
-
-            def is_bool(value: bool) -> Bool:
-                word = "true" if value else "false"
-                # JSON booleans, and the strings "True"/"False" some IdPs store.
-                return or_(func.json_type(element, json_path) == word,
-                           func.lower(func.json_extract(element, json_path)) == word)
-        return Field(text, sub, is_bool=is_bool if sub.type == "boolean" else None)
-
-    def exists(self, predicate: Bool) -> Bool:
-        if self.dialect == "postgresql":
-            is_object = func.jsonb_typeof(self.values.c.value) == "object"
-        else:
-            is_object = self.values.c.type == "object"
-        return select(literal(1)).select_from(self.values).where(is_object, predicate).exists()
-
-
-class _Memberships(_Collection):
-    """User.groups or Group.members: rows of the memberships table (RFC 7643 §4.1.2, §4.2)."""
-
-    def __init__(self, attr: Attribute, resource: Resource) -> None:
-        super().__init__(attr)
-        self.resource = resource
-        self.link = aliased(Membership)
-        self.other = aliased(Group) if resource == "User" else aliased(User)
-        self.joined = False
-
-    def field(self, sub: Attribute) -> Field:
-        if sub.name == "value":
-            col = self.link.group_id if self.resource == "User" else self.link.user_id
-            return Field(col, sub, nullable=False, lower_ids=True)
-        if sub.name == "display":
-            self.joined = True
-            if self.resource == "User":
-                return Field(self.other.display_name, sub)
-            # As rendered: a member's displayName, else userName (app.directory.groups).
-            user = self.other
-            return Field(func.coalesce(user.display_name, user.user_name), sub)
-        if sub.name == "type":
-            kind = "direct" if self.resource == "User" else "User"
-            return Field(literal(kind, String()), sub, nullable=False)
-        raise invalid(f"{self.attr.name}.{sub.name} cannot be used in a filter")
-
-    def exists(self, predicate: Bool) -> Bool:
-        link, other = self.link, self.other
-        if self.resource == "User":
-            stmt = select(literal(1)).select_from(link).where(link.user_id == User.id)
-            on = other.id == link.group_id
-        else:
-            # Deleted users are not listed as members, so they never match either.
-            stmt = select(literal(1)).select_from(link).where(link.group_id == Group.id)
-            on = and_(other.id == link.user_id, other.deleted_at.is_(None))
-            self.joined = True
-        if self.joined:
-            stmt = stmt.join(other, on)
-        return stmt.where(predicate).exists()
-
 
 class _Translator:
     """Walks the filter tree of one resource type and builds the WHERE expression."""
@@ -217,7 +49,7 @@ class _Translator:
         self.model = User if resource == "User" else Group
         self.dialect = dialect
         self.notes = notes
-        self.columns = _columns(self.model)
+        self.columns = columns(self.model)
 
     def node(self, node: Node) -> Bool:
         if isinstance(node, Logical):
@@ -270,11 +102,8 @@ class _Translator:
         return Field(column, resolved.leaf, nullable=nullable,
                      lower_ids=resolved.name == "manager.value")
 
-    def collection(self, resolved: Resolved) -> _Collection:
-        name = resolved.attr.name
-        if name in ("groups", "members"):
-            return _Memberships(resolved.attr, self.resource)
-        return _JsonCollection(resolved.attr, getattr(User, _JSON_COLUMNS[name]), self.dialect)
+    def collection(self, resolved: Resolved) -> Collection:
+        return collection(resolved.attr, self.resource, self.dialect)
 
     def value_path(self, node: ValuePath) -> Bool:
         """``attr[filter]`` (RFC 7644 §3.4.2.2 Table 5): all of it holds for one value."""
@@ -455,7 +284,7 @@ def sort_key(sort_by: str | None, resource: Resource, *,
         return SortKey("emails.value", User.primary_email, True, "string")
     if resolved.attr.name == "manager" and resolved.sub is None:
         resolved = Resolved(resolved.schema, resolved.attr, resolved.attr.sub("value"))
-    found = _columns(model).get(resolved.name)
+    found = columns(model).get(resolved.name)
     if resolved.attr.multi_valued or found is None or resolved.leaf.returned == "never":
         raise invalid_value(f"sortBy {sort_by!r} is not supported: use a single-valued "
                             f"attribute such as userName, meta.created or emails")
