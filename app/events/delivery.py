@@ -102,6 +102,14 @@ def fan_out(session: Session, config: WebhookConfig, now: datetime) -> int:
     return created
 
 
+def fan_out_due(session: Session, config: WebhookConfig) -> bool:
+    """A read-only check: is any outbox event past an endpoint's cursor (work for fan_out)?"""
+    newest = session.scalar(select(func.max(OutboxEvent.id))) or 0
+    cursors = dict(session.execute(select(WebhookCursor.endpoint, WebhookCursor.last_outbox_id)
+                                   .where(WebhookCursor.endpoint.in_(config.urls))).all())
+    return any(newest > cursors.get(url, 0) for url in config.urls)
+
+
 def _lock_cursor(session: Session, endpoint: str) -> WebhookCursor:
     dialect = session.get_bind().dialect.name
     upsert = pg_insert if dialect == "postgresql" else sqlite_insert
@@ -109,6 +117,14 @@ def _lock_cursor(session: Session, endpoint: str) -> WebhookCursor:
                     .on_conflict_do_nothing(index_elements=["endpoint"]))
     stmt = select(WebhookCursor).where(WebhookCursor.endpoint == endpoint).with_for_update()
     return session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
+
+
+def claim_due(session: Session, now: datetime) -> bool:
+    """A read-only check: is any pending delivery due and free (work for claim)?"""
+    return session.scalar(select(exists().where(
+        WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
+        (WebhookDelivery.leased_until.is_(None)) | (WebhookDelivery.leased_until < now)))
+    ) or False
 
 
 def claim(session: Session, config: WebhookConfig, worker_id: str,

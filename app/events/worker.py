@@ -19,7 +19,9 @@ from app.events.delivery import (
     Claimed,
     WebhookConfig,
     claim,
+    claim_due,
     fan_out,
+    fan_out_due,
     record_result,
     release,
 )
@@ -54,8 +56,15 @@ def post_event(item: Claimed, config: WebhookConfig) -> tuple[bool, int | None, 
 def run_once(db: Database, config: WebhookConfig, worker_id: str,
              poster: Poster = post_event) -> int:
     """One round: fan out new events, lease a batch, deliver it; returns deliveries tried."""
-    with db.transaction() as session:
-        fan_out(session, config, utcnow())
+    # Checked read-only first: on SQLite an idle round then takes no write lock at all.
+    with db.transaction(readonly=True) as session:
+        due = fan_out_due(session, config)
+    if due:
+        with db.transaction() as session:
+            fan_out(session, config, utcnow())
+    with db.transaction(readonly=True) as session:
+        if not claim_due(session, utcnow()):
+            return 0
     with db.transaction() as session:
         claimed = claim(session, config, worker_id, utcnow())
     results, skipped = _deliver_in_order(claimed, config, poster)
