@@ -5,13 +5,24 @@ counters live in the ``rate_limit_counters`` table (:class:`DatabaseStorage`, a 
 storage), so two app nodes on one PostgreSQL database count together. Over the limit,
 /api/v1 answers 429 problem JSON and /scim/v2 a SCIM error (RFC 7644 §3.12), both with
 ``Retry-After`` (RFC 9110 §10.2.3). The credential is keyed by its SHA-256, never stored.
+
+Writing the shared counter on every request made each read a write transaction (on
+SQLite they then queue behind one another) and cost ~20 % of a SCIM request. So each
+process *leases* a slice of the window's quota from the shared counter, ``max(1, limit //
+LEASE_FRACTION)`` requests in one upsert, and serves from its slice until it is used up
+or the window ends; a lease the counter cannot cover is a 429, remembered locally until
+the window ends. The limit therefore holds across nodes to within one unused slice per
+node (a node may hold requests it never serves); limits under ``LEASE_FRACTION`` per
+window lease one request at a time and are exact.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +45,8 @@ from app.settings import SettingsError
 LIMITED_BLUEPRINTS = {"api": "api", "scim": "scim"}
 # Counters of windows that ended this long ago are deleted now and then.
 PURGE_AFTER = timedelta(hours=1)
+# A lease is this fraction of the limit: 1200/minute leases 60 requests per upsert.
+LEASE_FRACTION = 20
 
 
 class DatabaseStorage(Storage):
@@ -52,6 +65,10 @@ class DatabaseStorage(Storage):
 
     def incr(self, key: str, expiry: int, amount: int = 1) -> int:
         """Add ``amount`` in the key's current window (a new one if it ended); one statement."""
+        return self.lease(key, expiry, amount)[0]
+
+    def lease(self, key: str, expiry: int, amount: int) -> tuple[int, datetime]:
+        """Add ``amount`` in the key's current window; its new count and end, one statement."""
         now = utcnow()
         table = RateLimitCounter.__table__
         insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
@@ -62,13 +79,18 @@ class DatabaseStorage(Storage):
             "count": case((ended, stmt.excluded["count"]),
                           else_=table.c["count"] + stmt.excluded["count"]),
             "expires_at": case((ended, stmt.excluded.expires_at), else_=table.c.expires_at),
-        }).returning(table.c["count"])
+        }).returning(table.c["count"], table.c.expires_at)
         with self.db.transaction() as session:
-            count = int(session.execute(stmt).scalar_one())
+            count, expires_at = session.execute(stmt).one()
             if count == amount and _purge_turn(key):
                 session.execute(delete(RateLimitCounter).where(
                     RateLimitCounter.expires_at < now - PURGE_AFTER))
-        return count
+        # RETURNING bypasses the column type on some drivers: SQLite may hand back text.
+        if isinstance(expires_at, str):
+            expires_at = datetime.fromisoformat(expires_at)
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)
+        return int(count), expires_at
 
     def _row(self, key: str) -> RateLimitCounter | None:
         with self.db.transaction(readonly=True) as session:
@@ -113,6 +135,50 @@ def _purge_turn(key: str) -> bool:
     return hashlib.sha256(f"{key}{time.time_ns()}".encode()).digest()[0] < 3
 
 
+@dataclass
+class _Lease:
+    """Requests this process may still serve for one key, until its window ends."""
+
+    remaining: int
+    ends: float  # Unix time
+    # The shared counter could not cover the slice: refuse locally until the window ends.
+    exhausted: bool
+
+
+class LeasedLimiter:
+    """Fixed windows counted in :class:`DatabaseStorage` one slice at a time (see above)."""
+
+    def __init__(self, storage: DatabaseStorage) -> None:
+        self.storage = storage
+        self.leases: dict[str, _Lease] = {}
+        # gthread workers serve several requests at once; the lease table is shared.
+        self.lock = threading.Lock()
+
+    def check(self, item: RateLimitItem, key: str) -> int | None:
+        """Take one request from the local lease, leasing more when it is used up."""
+        now = time.time()
+        with self.lock:
+            lease = self.leases.get(key)
+            if lease is None or lease.ends <= now \
+                    or (lease.remaining == 0 and not lease.exhausted):
+                lease = self._lease(item, key)
+            if lease.remaining > 0:
+                lease.remaining -= 1
+                return None
+            return max(1, math.ceil(lease.ends - now))
+
+    def _lease(self, item: RateLimitItem, key: str) -> _Lease:
+        size = max(1, item.amount // LEASE_FRACTION)
+        count, ends = self.storage.lease(key, item.get_expiry(), size)
+        # The slice may straddle the limit: only the part still under it is ours.
+        granted = max(0, min(size, item.amount - (count - size)))
+        lease = _Lease(remaining=granted, ends=ends.timestamp(), exhausted=granted < size)
+        if len(self.leases) > 10_000:  # many credentials: forget the ended windows
+            self.leases = {k: v for k, v in self.leases.items() if v.ends > time.time()}
+        self.leases[key] = lease
+        return lease
+
+
 class RateLimits:
     """The configured limits of one app and the limiter that counts them."""
 
@@ -130,13 +196,16 @@ class RateLimits:
                             f"got {settings['storage']!r}")
         if problems:
             raise SettingsError(problems)
-        storage = DatabaseStorage(db) if settings["storage"] == "database" else MemoryStorage()
-        self.limiter = FixedWindowRateLimiter(storage)
+        self.leased = (LeasedLimiter(DatabaseStorage(db))
+                       if settings["storage"] == "database" else None)
+        self.limiter = FixedWindowRateLimiter(MemoryStorage())
 
     def check(self, blueprint: str, credential: str) -> int | None:
         """Count one request; None when allowed, else the seconds until the window ends."""
         item = self.items[blueprint]
         identity = hashlib.sha256(credential.encode()).hexdigest()
+        if self.leased is not None:
+            return self.leased.check(item, item.key_for(blueprint, identity))
         if self.limiter.hit(item, blueprint, identity):
             return None
         reset = self.limiter.get_window_stats(item, blueprint, identity).reset_time

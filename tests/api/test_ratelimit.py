@@ -63,6 +63,31 @@ def test_two_nodes_on_one_database_share_the_count(database_url, db, keys, tenan
     assert keys["admin"].plaintext not in stored[0][0]
 
 
+def test_a_node_leases_a_slice_of_the_limit_and_serves_it_locally(database_url, db, keys,
+                                                                   tenant):
+    """With 40/minute a node takes 2 requests per counter write (1/20 of the limit)."""
+    client = _node(database_url, api="40/minute")
+    url = f"/api/v1/orgs/{tenant.org.id}"
+    counts = []
+    for _ in range(3):
+        assert client.get(url, headers=keys["admin"].headers).status_code == 200
+        counts.append(rows(db, "SELECT count FROM rate_limit_counters")[0][0])
+    assert counts == [2, 2, 4]
+
+
+def test_two_nodes_leasing_slices_never_serve_more_than_the_limit(database_url, db, keys,
+                                                                  tenant):
+    """Slices leased by two nodes add up to the limit exactly; the rest is 429."""
+    first, second = _node(database_url, api="40/minute"), _node(database_url, api="40/minute")
+    url = f"/api/v1/orgs/{tenant.org.id}"
+    statuses = [node.get(url, headers=keys["admin"].headers).status_code
+                for _ in range(30) for node in (first, second)]
+    assert statuses.count(200) == 40
+    assert set(statuses[40:]) == {429}
+    # Each node asked once more than the limit allowed and then refused locally.
+    assert rows(db, "SELECT count FROM rate_limit_counters")[0][0] == 44
+
+
 def test_a_new_window_starts_after_the_old_one_ends(database_url, db, keys, tenant):
     """With 2/second, the third request is refused and one a second later is allowed."""
     client = _node(database_url, api="2/second")
