@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
@@ -58,6 +59,11 @@ class Base(DeclarativeBase):
     """Declarative base with a naming convention, so migrations name constraints stably."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error worth retrying: lock timeout, deadlock, serialization, lost connection."""
+    return isinstance(exc, OperationalError)
 
 
 def utcnow() -> datetime:

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
+from app.db import is_transient
 from app.errors import Conflict, DomainError, InvalidInput, NotFound, PreconditionFailed
 from app.scim import bulk, discovery, group_views, list_views, user_views
 from app.scim.errors import ScimError, error_response, scim_response
@@ -150,5 +151,12 @@ def _http_error(exc: HTTPException) -> Response:
 
 @bp.errorhandler(Exception)
 def _unexpected(exc: Exception) -> Response:
+    if is_transient(exc):
+        # A lock timeout or lost connection: nothing was committed, so a retry is safe.
+        # Okta and Entra both retry on 503 with Retry-After.
+        log.warning("SCIM request hit a transient database error: %s", type(exc).__name__)
+        response = error_response(503, "the service is busy; retry the request")
+        response.headers["Retry-After"] = "1"
+        return response
     log.exception("unhandled SCIM error")
     return error_response(500, f"internal error; quote request id {g.get('request_id')}")
