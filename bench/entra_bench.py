@@ -15,7 +15,6 @@ every request costs, and once on PostgreSQL.
   ENTRA_BENCH_USERS=2000  ENTRA_BENCH_GROUPS=50  ENTRA_BENCH_CONCURRENCY=4
   ENTRA_BENCH_SECONDS=180 (time bound per phase)
   ENTRA_BENCH_RUNS=sqlite,sqlite-norecorder,postgresql
-  ENTRA_BENCH_RATELIMIT=100000/minute (ratelimit.scim for the run; the default is 1200/minute)
 """
 
 from __future__ import annotations
@@ -27,8 +26,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from scim_bench import (
@@ -41,13 +39,12 @@ from scim_bench import (
     Result,
     Task,
     clean_env,
-    database,
-    gunicorn,
     line,
     patch,
     quoted,
     request_task,
     run_load,
+    serve_roster,
 )
 
 USERS = int(os.environ.get("ENTRA_BENCH_USERS", 2000))
@@ -56,7 +53,6 @@ CONCURRENCY = int(os.environ.get("ENTRA_BENCH_CONCURRENCY", 4))
 SECONDS = float(os.environ.get("ENTRA_BENCH_SECONDS", 180))
 RUNS = tuple(os.environ.get("ENTRA_BENCH_RUNS",
                             "sqlite,sqlite-norecorder,postgresql").split(","))
-RATE_LIMIT = os.environ.get("ENTRA_BENCH_RATELIMIT", "100000/minute")
 MS_GROUP = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
 MANAGER = f"{ENTERPRISE}:manager"
 
@@ -156,36 +152,6 @@ def cycle(port: int, headers: dict[str, str]) -> list[Result]:
     return results
 
 
-@contextmanager
-def roster(kind: str, recorder: bool) -> Iterator[tuple[int, dict[str, str]]]:
-    """A migrated database with the demo directory, served by gunicorn (2 workers)."""
-    tmp = Path(tempfile.mkdtemp(prefix=f"entra-bench-{kind}-"))
-    try:
-        with database(kind, tmp) as url:
-            prom = tmp / "prometheus"
-            prom.mkdir()
-            env = clean_env(ROSTER_DATABASE__URL=url, PROMETHEUS_MULTIPROC_DIR=str(prom),
-                            ROSTER_SIGNING__DEV_KEY_FILE=str(tmp / "signing_key.pem"),
-                            ROSTER_RECORDER__ENABLED="true" if recorder else "false",
-                            # The default 1200/minute per token (20/s) is below what Entra's
-                            # gallery expects; measure Roster, not the limiter's ceiling.
-                            ROSTER_RATELIMIT__SCIM=RATE_LIMIT)
-            subprocess.run([ROSTER, "db", "upgrade"], cwd=ROOT, env=env, check=True,
-                           capture_output=True)
-            out = subprocess.run([ROSTER, "demo"], cwd=ROOT, env=env, check=True,
-                                 capture_output=True, text=True).stdout
-            token = re.search(r"SCIM token:\s+(\S+)", out)
-            if not token:
-                sys.exit(f"roster demo printed no token: {out}")
-            headers = {"Authorization": f"Bearer {token.group(1)}",
-                       "Content-Type": "application/scim+json",
-                       "Accept": "application/scim+json"}
-            with gunicorn("app:create_app()", env, tmp / "gunicorn.log") as port:
-                yield port, headers
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def recorder_overhead(rounds: int = 20, batch: int = 25) -> None:
     """In-process: the same PATCH and GET with the recorder on and off, interleaved.
 
@@ -240,7 +206,8 @@ def main() -> None:
         kind, _, option = run.partition("-")
         recorder = option != "norecorder"
         print(f"== Roster on {kind}, flight recorder {'on' if recorder else 'off'}", flush=True)
-        with roster(kind, recorder) as (port, headers):
+        with serve_roster(kind, ROSTER_RECORDER__ENABLED="true" if recorder else "false") \
+                as (port, headers):
             results = cycle(port, headers)
         requests = sum(len(r.latencies) for r in results)
         seconds = sum(r.seconds for r in results)
