@@ -30,6 +30,7 @@ from app.directory.tokens import issue_token
 from app.mapping.catalog import load_catalog
 from app.migrate import upgrade
 from app.models import Directory, Organization
+from app.scim.recorder import flush as flush_recorder
 from app.settings import ROOT
 
 for _name in list(os.environ):
@@ -100,6 +101,9 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if database is None:
         return
+    if "app" in request.fixturenames:
+        # Write what the SCIM flight recorder buffered before its directories are deleted.
+        flush_recorder(request.getfixturevalue("app"))
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with database.engine.begin() as conn:
         if database.dialect == "postgresql":

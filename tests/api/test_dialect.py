@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from app.scim.recorder import flush
 from tests.api.test_frame import assert_problem
 from tests.scim.support import CORE_USER, PATCH_OP
 
@@ -17,6 +18,7 @@ def _entra_traffic(client, tenant):
                                                "value": "False"}]})
     client.patch(f"/scim/v2/Users/{user_id}", headers=tenant.headers, json={
         "schemas": [PATCH_OP], "Operations": [{"op": "Replace", "path": "nope", "value": 1}]})
+    flush(client.application)  # the recorder writes in the background; write it now
 
 
 def test_dialect_report_in_plain_words(client, keys, tenant):

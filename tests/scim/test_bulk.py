@@ -7,6 +7,7 @@ import json
 import pytest
 
 from app import create_app
+from app.scim.recorder import flush
 from tests.conftest import app_overrides, rows
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -193,6 +194,7 @@ def test_bulk_is_recorded_once_with_the_notes_of_its_operations(client, db, tena
     _bulk(client, tenant, [_user("a", "a@acme.com"), {
         "method": "PATCH", "path": "/Users/bulkId:a", "data": {"schemas": [PATCH], "Operations": [
             {"op": "Replace", "path": "active", "value": "False"}]}}])
+    flush(client.application)
     recorded = rows(db, "SELECT path, status, notes FROM scim_requests")
     assert [(r.path, r.status) for r in recorded] == [("/scim/v2/Bulk", 200)]
     notes = recorded[0].notes if isinstance(recorded[0].notes, list) \

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import pytest
 
 from app.scim.dialect_report import dialect_report
+from app.scim.recorder import flush
 from tests.conftest import rows
 from tests.scim.support import CORE_GROUP, CORE_USER, ENTERPRISE, PATCH_OP, Scim
 
@@ -229,10 +230,11 @@ def test_remove_members_with_value_list_removes_exactly_those(entra, db):
     assert _members(db, group_id) == {users[1], users[2], users[4]}
 
 
-def test_default_dialect_is_reported_as_legacy_entra(entra, db, tenant):
+def test_default_dialect_is_reported_as_legacy_entra(app, entra, db, tenant):
     """The dialect report names the legacy dialect and the flag that switches it."""
     user_id = _create(entra, "report@contoso.com")
     _patch(entra, f"/Users/{user_id}", [{"op": "Replace", "path": "active", "value": "False"}])
+    flush(app)
     with db.transaction() as session:
         report = dialect_report(session, tenant.directory.id)
     notes = {n["note"] for n in report["notes"]}
@@ -270,7 +272,7 @@ def test_compliant_dialect_member_removal_by_value_filter(entra, db):
     assert _members(db, group_id) == {users[0], users[2]}
 
 
-def test_both_dialects_against_the_same_directory(entra, db, tenant):
+def test_both_dialects_against_the_same_directory(app, entra, db, tenant):
     """Provision-on-demand ignores the flag: both dialects hit one directory and both work."""
     user_id = _create(entra, "both@contoso.com")
     group_id = _group(entra, "Both")
@@ -285,17 +287,19 @@ def test_both_dialects_against_the_same_directory(entra, db, tenant):
     assert bool(_user(db, user_id).active) is True
     assert _user(db, user_id).given_name == "B"
     assert _members(db, group_id) == {user_id}
+    flush(app)
     with db.transaction() as session:
         report = dialect_report(session, tenant.directory.id)
     assert report["dialect"] == "entra-mixed"
 
 
-def test_flight_recorder_shows_why_a_request_failed(entra, db):
+def test_flight_recorder_shows_why_a_request_failed(app, entra, db):
     """A PATCH on an unknown path is answered 400 and kept with its body and notes."""
     user_id = _create(entra, "why@contoso.com")
     response = entra.patch(f"/Users/{user_id}", {"schemas": [PATCH_OP], "Operations": [
         {"op": "Replace", "path": "noSuchAttribute", "value": "x"}]})
     assert response.status_code == 400
+    flush(app)
     [row] = rows(db, "SELECT * FROM scim_requests WHERE status >= 400")
     assert row.method == "PATCH"
     assert "noSuchAttribute" in row.request_body

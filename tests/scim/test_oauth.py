@@ -12,6 +12,7 @@ from app.db import utcnow
 from app.directory.oauth_clients import create_client, revoke_client, rotate_secret
 from app.directory.tokens import hash_token
 from app.models import Directory
+from app.scim.recorder import flush
 from tests.conftest import OPERATOR, rows
 
 SPC = "/scim/v2/ServiceProviderConfig"
@@ -107,6 +108,7 @@ def test_scim_request_with_the_access_token_works(client, db, tenant):
     token = _token(client, client_id, secret).get_json()["access_token"]
     response = client.get(SPC, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
+    flush(client.application)
     recorded = rows(db, "SELECT directory_id FROM scim_requests")
     assert [r.directory_id for r in recorded] == [tenant.directory.id]
 

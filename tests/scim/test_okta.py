@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
+from app.scim.recorder import flush
 from tests.conftest import rows
 from tests.scim.support import CORE_GROUP, CORE_USER, ERROR, PATCH_OP, Scim
 
@@ -190,7 +191,7 @@ def test_group_push_sequence(okta, db):
     assert len(rows(db, "SELECT id FROM users WHERE deleted_at IS NULL")) == 4
 
 
-def test_okta_traffic_reads_as_okta_in_the_dialect_report(okta, db, tenant):
+def test_okta_traffic_reads_as_okta_in_the_dialect_report(app, okta, db, tenant):
     """PUT updates and path-less deactivation make the report say Okta."""
     from app.scim.dialect_report import dialect_report
 
@@ -200,6 +201,7 @@ def test_okta_traffic_reads_as_okta_in_the_dialect_report(okta, db, tenant):
     okta.put(f"/Users/{user_id}", current)
     okta.patch(f"/Users/{user_id}", {"schemas": [PATCH_OP], "Operations": [
         {"op": "replace", "value": {"active": False}}]})
+    flush(app)
     with db.transaction() as session:
         report = dialect_report(session, tenant.directory.id)
     assert report["dialect"] == "okta"

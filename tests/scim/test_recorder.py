@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -11,20 +12,21 @@ from app import create_app
 from app.db import utcnow
 from app.models.scim_ops import ScimRequest
 from app.scim.dialect_report import count_notes, dialect_report
-from app.scim.recorder import list_requests
+from app.scim.recorder import FLUSH_SECONDS, flush, list_requests
 from tests.conftest import app_overrides, rows
 
 SPC = "/scim/v2/ServiceProviderConfig"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 
 
-def _recorded(db):
+def _recorded(db, app):
+    flush(app)  # records are buffered and written in the background; write them now
     return rows(db, "SELECT * FROM scim_requests ORDER BY id")
 
 
 @pytest.fixture
 def recorder_app(database_url):
-    """An app whose recorder keeps 3 requests per directory and prunes on every insert."""
+    """An app whose recorder keeps 3 requests per directory and prunes on every write."""
     built = create_app({**app_overrides(database_url),
                         "recorder": {"max_per_directory": 3, "prune_every": 1}})
     yield built
@@ -35,7 +37,7 @@ def test_a_request_is_recorded_with_its_response(client, db, tenant):
     """Method, path, query, status, duration and both bodies are kept for the directory."""
     response = client.get(f"{SPC}?x=1", headers={**tenant.headers, "User-Agent": "Okta SCIM"})
     assert response.status_code == 200
-    [row] = _recorded(db)
+    [row] = _recorded(db, client.application)
     assert (row.directory_id, row.method, row.path, row.query, row.status) == \
         (tenant.directory.id, "GET", SPC, "x=1", 200)
     assert row.duration_ms > 0
@@ -47,13 +49,13 @@ def test_a_request_is_recorded_with_its_response(client, db, tenant):
 def test_the_bearer_token_is_never_stored(client, db, tenant):
     """Nothing of the Authorization header reaches the recorder's table."""
     client.get(SPC, headers=tenant.headers)
-    assert tenant.token not in str([tuple(r) for r in _recorded(db)])
+    assert tenant.token not in str([tuple(r) for r in _recorded(db, client.application)])
 
 
 def test_unauthenticated_requests_belong_to_no_directory(client, db, tenant):
     """A request without a valid token is answered 401 and not recorded."""
     assert client.get(SPC, headers={"Authorization": "Bearer rst_nope"}).status_code == 401
-    assert _recorded(db) == []
+    assert _recorded(db, client.application) == []
 
 
 def test_failed_request_is_recorded_with_redacted_body(client, db, tenant):
@@ -61,7 +63,7 @@ def test_failed_request_is_recorded_with_redacted_body(client, db, tenant):
     body = {"schemas": [USER], "password": "hunter2", "active": "maybe", "userName": 7}
     response = client.post("/scim/v2/Users", headers=tenant.headers, json=body)
     assert response.status_code == 400
-    [row] = _recorded(db)
+    [row] = _recorded(db, client.application)
     assert row.status == 400
     assert "hunter2" not in row.request_body
     assert json.loads(row.request_body)["password"] == "[REDACTED]"
@@ -75,7 +77,7 @@ def test_successful_create_is_recorded_with_password_redacted(client, db, tenant
     body = {"schemas": [USER, ent], "userName": "rec@acme.com", "password": "S3cret!x",
             ent: {"employeeNumber": "E-1", "department": "Sales"}}
     assert client.post("/scim/v2/Users", headers=tenant.headers, json=body).status_code == 201
-    [row] = _recorded(db)
+    [row] = _recorded(db, client.application)
     assert row.status == 201
     stored = json.loads(row.request_body)
     assert stored["password"] == "[REDACTED]"
@@ -88,7 +90,7 @@ def test_count_bound_keeps_the_newest(recorder_app, db, tenant):
     client = recorder_app.test_client()
     for i in range(6):
         client.get(f"{SPC}?n={i}", headers=tenant.headers)
-    assert [r.query for r in _recorded(db)] == ["n=3", "n=4", "n=5"]
+    assert [r.query for r in _recorded(db, recorder_app)] == ["n=3", "n=4", "n=5"]
 
 
 def test_count_bound_is_per_directory(recorder_app, db, tenant, other_tenant):
@@ -97,7 +99,7 @@ def test_count_bound_is_per_directory(recorder_app, db, tenant, other_tenant):
     client.get(SPC, headers=other_tenant.headers)
     for _ in range(5):
         client.get(SPC, headers=tenant.headers)
-    kept = [r.directory_id for r in _recorded(db)]
+    kept = [r.directory_id for r in _recorded(db, recorder_app)]
     assert kept.count(other_tenant.directory.id) == 1
     assert kept.count(tenant.directory.id) == 3
 
@@ -109,15 +111,15 @@ def test_age_bound_drops_old_records(recorder_app, db, tenant):
                                 created_at=utcnow() - timedelta(days=15), method="GET",
                                 path="/old", query="", status=200, duration_ms=1.0, notes=[]))
     recorder_app.test_client().get(SPC, headers=tenant.headers)
-    assert [r.path for r in _recorded(db)] == [SPC]
+    assert [r.path for r in _recorded(db, recorder_app)] == [SPC]
 
 
 def test_disabled_recorder_keeps_nothing(database_url, db, tenant):
     """recorder.enabled=false stores no request."""
     built = create_app({**app_overrides(database_url), "recorder": {"enabled": False}})
     built.test_client().get(SPC, headers=tenant.headers)
+    assert _recorded(db, built) == []
     built.extensions["roster.db"].dispose()
-    assert _recorded(db) == []
 
 
 def test_listing_newest_first_and_failed_only(client, db, tenant):
@@ -126,6 +128,7 @@ def test_listing_newest_first_and_failed_only(client, db, tenant):
     client.post("/scim/v2/Users", headers=tenant.headers, data="{not json",
                 content_type="application/scim+json")
     client.get(f"{SPC}?b", headers=tenant.headers)
+    flush(client.application)
     with db.transaction() as session:
         newest = list_requests(session, tenant.directory.id, limit=2)
         failed = list_requests(session, tenant.directory.id, failed=True)
@@ -148,3 +151,12 @@ def test_note_counters_upsert_per_request(db, tenant):
     assert report["dialect"] == "entra-legacy"
     assert "aadOptscim062020" in report["summary"]
     assert report["notes"][0]["last_seen_at"] > report["notes"][0]["first_seen_at"]
+
+
+def test_records_are_written_in_the_background(client, db, tenant):
+    """Without flush(), the writer thread stores a request within a few intervals."""
+    client.get(SPC, headers=tenant.headers)
+    deadline = time.monotonic() + 50 * FLUSH_SECONDS
+    while not rows(db, "SELECT id FROM scim_requests") and time.monotonic() < deadline:
+        time.sleep(FLUSH_SECONDS / 4)
+    assert len(rows(db, "SELECT id FROM scim_requests")) == 1
