@@ -56,16 +56,18 @@ def post_event(item: Claimed, config: WebhookConfig) -> tuple[bool, int | None, 
 def run_once(db: Database, config: WebhookConfig, worker_id: str,
              poster: Poster = post_event) -> int:
     """One round: fan out new events, lease a batch, deliver it; returns deliveries tried."""
-    # Checked read-only first: on SQLite an idle round then takes no write lock at all.
+    # Checked read-only first: on SQLite an idle round then takes no write lock at all, and a
+    # busy one takes it once for fan-out and claim together (a waiting SQLite writer can be
+    # starved by a steady stream of request transactions, so fewer acquisitions matter).
+    now = utcnow()
     with db.transaction(readonly=True) as session:
         due = fan_out_due(session, config)
-    if due:
-        with db.transaction() as session:
-            fan_out(session, config, utcnow())
-    with db.transaction(readonly=True) as session:
-        if not claim_due(session, utcnow()):
+        if not due and not claim_due(session, now):
             return 0
     with db.transaction() as session:
+        if due:
+            fan_out(session, config, now)
+            session.flush()
         claimed = claim(session, config, worker_id, utcnow())
     results, skipped = _deliver_in_order(claimed, config, poster)
     if results or skipped:
