@@ -90,14 +90,17 @@ def list_tokens(session: Session, directory: Directory) -> list[DirectoryToken]:
 def authenticate(session: Session, plaintext: str) -> tuple[Directory, DirectoryToken]:
     """Resolve a bearer token to its active directory, or raise Unauthorized."""
     digest = hash_token(plaintext)
-    token = session.scalar(select(DirectoryToken).where(DirectoryToken.token_hash == digest))
+    # Token and directory in one query on the unique token_hash index (every SCIM request).
+    found = session.execute(select(DirectoryToken, Directory)
+                            .join(Directory, Directory.id == DirectoryToken.directory_id)
+                            .where(DirectoryToken.token_hash == digest)).first()
+    token, directory = found if found is not None else (None, None)
     now = utcnow()
     # The lookup is by hash; comparing digests in constant time closes the remaining gap.
     if token is None or not hmac.compare_digest(token.token_hash, digest):
         raise Unauthorized("the bearer token is not valid")
     if not is_valid(token, now):
         raise Unauthorized("the bearer token has expired or was revoked")
-    directory = session.get(Directory, token.directory_id)
     if directory is None or directory.status != DirectoryStatus.active:
         raise Unauthorized("the directory of this token is disabled")
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
