@@ -313,11 +313,14 @@ def reevaluate_users(session: Session, organization_id: str, user_ids: Iterable[
     ids = sorted(set(user_ids))
     if org is None or not ids:
         return Summary()
-    ctx = load_context(session, org)
-    if ctx.idle and not session.scalar(select(Grant.id).where(
+    # Rules and policy first: an organization without either (no mapping yet, the common
+    # case on every SCIM create) skips the roles and units queries (~40 % of a create).
+    rules, policy = load_rules(session, org.id), load_policy(org)
+    if not rules and not policy.default_role and not session.scalar(select(Grant.id).where(
             Grant.user_id.in_(ids), Grant.source != MANUAL).limit(1)):
         return Summary()
-    return run(session, ctx, _chunks(ids, BATCH_SIZE), actor)
+    return run(session, load_context(session, org, rules, policy), _chunks(ids, BATCH_SIZE),
+               actor)
 
 
 def reevaluate_group_members(session: Session, organization_id: str, group_id: str,
