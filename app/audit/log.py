@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -75,15 +75,16 @@ def _lock_head(session: Session, chain: str) -> AuditChainHead:
 
 
 def _select_head(session: Session, chain: str) -> AuditChainHead:
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(
-        insert(AuditChainHead)
-        .values(chain=chain, seq=0, hash=GENESIS_HASH)
-        .on_conflict_do_nothing(index_elements=["chain"])
-    )
-    stmt = select(AuditChainHead).where(AuditChainHead.chain == chain).with_for_update()
-    return session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
+    # One upsert both creates a missing head and locks an existing one: ON CONFLICT DO
+    # UPDATE locks the row like SELECT ... FOR UPDATE on PostgreSQL (SQLite has one writer
+    # anyway), and RETURNING loads it. It replaced INSERT ... DO NOTHING + SELECT FOR
+    # UPDATE on every audited change.
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(AuditChainHead).values(chain=chain, seq=0, hash=GENESIS_HASH)
+    stmt = stmt.on_conflict_do_update(index_elements=["chain"],
+                                      set_={"seq": AuditChainHead.seq})
+    return session.scalars(stmt.returning(AuditChainHead),
+                           execution_options={"populate_existing": True}).one()
 
 
 @event.listens_for(Session, "after_commit")
