@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.cli.commands import register
+from app.scim.recorder import flush
 from tests.conftest import rows
 from tests.scim.support import CORE_USER, PATCH_OP
 
@@ -38,6 +39,7 @@ def _traffic(client, tenant):
                                                "value": "False"}]})
     client.post("/scim/v2/Users", headers=tenant.headers, json={
         "schemas": [CORE_USER], "userName": "CLI@contoso.com", "password": "hunter2"})
+    flush(client.application)  # the recorder writes in the background; write it now
 
 
 def test_requests_lists_newest_first_and_failed_only(roster, client, tenant):
