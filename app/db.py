@@ -136,6 +136,19 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     event.listen(engine, "commit", _release)
     event.listen(engine, "rollback", _release)
 
+    def _release_record(record: Any) -> None:
+        # A connection reset or dropped by the pool without a rollback event still frees it.
+        if record.info.pop(held, False):
+            writers.release()
+
+    @event.listens_for(engine, "reset")
+    def _on_reset(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
+        _release_record(connection_record)
+
+    @event.listens_for(engine, "invalidate")
+    def _on_invalidate(dbapi_connection: Any, connection_record: Any, exception: Any) -> None:
+        _release_record(connection_record)
+
 
 class Database:
     """Holds the engine and session factory of one app (or one CLI invocation)."""
