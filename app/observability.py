@@ -26,7 +26,7 @@ _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 # Anything that looks like a credential is masked before a log line is written.
 _SECRET_PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"rst_[A-Za-z0-9_-]+"),
+    re.compile(r"\b(?:rst|rk|rsa)_[A-Za-z0-9_-]+"),
     re.compile(r"(?i)(\"?(?:password|secret|token|authorization)\"?\s*[:=]\s*\"?)[^\",\s]+"),
 ]
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}

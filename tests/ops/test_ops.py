@@ -86,9 +86,10 @@ def test_redaction_masks_secrets_in_messages():
     """Bearer tokens, Roster tokens and password fields are masked in log text."""
     from app.observability import redact
 
-    text = redact('Authorization: Bearer abc.def rst_XYZ123 {"password": "hunter2"}')
+    text = redact('Authorization: Bearer abc.def rst_XYZ123 rk_KEY9 {"password": "hunter2"}')
     assert "abc.def" not in text
     assert "rst_XYZ123" not in text
+    assert "rk_KEY9" not in text
     assert "hunter2" not in text
 
 
