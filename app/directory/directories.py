@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.errors import Conflict, InvalidInput, NotFound
+from app.lifecycle.users import deprovision_directory_users
 from app.models import Directory, Organization
 from app.models.directory import DirectoryStatus, Vendor
 
@@ -56,8 +57,12 @@ def list_directories(session: Session, org: Organization) -> list[Directory]:
 
 def set_directory_status(session: Session, directory: Directory, status: str,
                          actor: Actor) -> Directory:
-    """Enable or disable a directory (a disabled one refuses every SCIM request)."""
-    directory.status = DirectoryStatus(status)
+    """Enable or disable a directory; disabling deprovisions its users (a lifecycle trigger)."""
+    new_status = DirectoryStatus(status)
+    disabling = new_status == DirectoryStatus.disabled and directory.status != new_status
+    directory.status = new_status
+    if disabling:
+        deprovision_directory_users(session, directory.id, actor)
     record(session, organization_id=directory.organization_id,
            action=f"directory:{'enable' if status == 'active' else 'disable'}", actor=actor,
            subject_type="directory", subject_id=directory.id, data={"status": status})

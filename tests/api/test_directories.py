@@ -51,6 +51,20 @@ def test_disable_and_enable_a_directory(client, keys, tenant):
     assert client.get(scim, headers=tenant.headers).status_code == 200
 
 
+def test_disabling_a_directory_deprovisions_its_users(db, client, keys, tenant):
+    """Disabling is a deprovisioning trigger: every live user goes, trigger directory_disabled."""
+    user = client.post("/scim/v2/Users", headers=tenant.headers, json={
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "ann@acme.com"})
+    assert user.status_code == 201
+    url = f"/api/v1/orgs/{tenant.org.id}/directories/{tenant.directory.id}"
+    assert client.post(f"{url}/disable", headers=keys["admin"].headers).status_code == 200
+    assert rows(db, "SELECT status, active FROM users")[0] == ("deprovisioned", False)
+    triggers = rows(db, "SELECT trigger FROM deprovision_records")
+    assert [t[0] for t in triggers] == ["directory_disabled"]
+    types = {r[0] for r in rows(db, "SELECT type FROM outbox_events")}
+    assert "user.deprovisioned" in types
+
+
 def test_rotate_then_revoke_the_old_token(client, keys, tenant):
     """Rotation returns a new token once; revoking the old one stops it at once."""
     url = f"/api/v1/orgs/{tenant.org.id}/directories/{tenant.directory.id}/tokens"

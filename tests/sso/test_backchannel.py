@@ -74,3 +74,34 @@ def test_sessions_without_portal_tokens_send_nothing(db, tenant, keys, web, sso_
         config = dataclasses.replace(provider_config(sso_app), backchannel_logout_uri=url)
         assert run_once(db, config, timeout=5)["queued"] == 0
     assert received == []
+
+
+def test_roster_worker_sends_back_channel_logouts(db, database_url, tenant, keys, web, sso_app):
+    """`roster worker` runs the back-channel sender: a deprovisioning reaches the portal."""
+    from click.testing import CliRunner
+
+    from app.cli import cli
+    from app.cli.commands import register
+
+    register()
+    user, req, code = login_and_code(db, tenant, keys, web)
+    exchange(web, code, req.verifier)
+    _deprovision(db, user.id)
+    op = sso_app.config["ROSTER"]["oidc_provider"]
+    with logout_receiver() as (url, received):
+        env = {"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
+               "ROSTER_APP__BASE_URL": "http://roster.test",
+               "ROSTER_APP__SECRET_KEY": sso_app.config["ROSTER"]["app"]["secret_key"],
+               "ROSTER_OIDC_PROVIDER__SIGNING_KEY_FILE": op["signing_key_file"],
+               "ROSTER_OIDC_PROVIDER__PORTAL_CLIENT_ID": op["portal_client_id"],
+               "ROSTER_OIDC_PROVIDER__PORTAL_CLIENT_SECRET_SHA256":
+                   op["portal_client_secret_sha256"],
+               "ROSTER_OIDC_PROVIDER__PORTAL_REDIRECT_URIS": ",".join(op["portal_redirect_uris"]),
+               "ROSTER_OIDC_PROVIDER__PORTAL_BACKCHANNEL_LOGOUT_URI": url}
+        result = CliRunner().invoke(cli, ["worker", "--until-idle"], env=env,
+                                    catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert len(received) == 1
+    token = jwt.decode(received[0], KeySet.import_key_set(web.get("/sso/oidc/jwks").get_json()),
+                       algorithms=["RS256"])
+    assert token.claims["sub"] == user.id
