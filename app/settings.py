@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = ROOT / "config" / "defaults.toml"
 ENV_PREFIX = "ROSTER_"
-SECRET_KEYS = frozenset({("app", "secret_key")})
+SECRET_KEYS = frozenset({("app", "secret_key"), ("signing", "private_key"), ("webhooks", "secret")})
 ENVIRONMENTS = ("development", "test", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -159,6 +159,14 @@ def validate(settings: Settings) -> list[str]:
             "app.secret_key is required in production (at least 32 characters); "
             "set ROSTER_APP__SECRET_KEY or ROSTER_APP__SECRET_KEY_FILE"
         )
+    if app["env"] == "production" and not settings["signing"]["private_key"]:
+        problems.append(
+            "signing.private_key is required in production (Ed25519 PEM for receipts and "
+            "checkpoints); set ROSTER_SIGNING__PRIVATE_KEY or ROSTER_SIGNING__PRIVATE_KEY_FILE"
+        )
+    if settings["webhooks"]["urls"] and not settings["webhooks"]["secret"]:
+        problems.append("webhooks.secret is required when webhooks.urls is set "
+                        "(ROSTER_WEBHOOKS__SECRET or ..._FILE)")
     if settings["logging"]["level"] not in LOG_LEVELS:
         problems.append(f"logging.level must be one of {', '.join(LOG_LEVELS)}")
     if settings["logging"]["format"] not in ("json", "text"):

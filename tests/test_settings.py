@@ -51,7 +51,8 @@ def test_secret_from_file(tmp_path):
     secret = tmp_path / "key"
     secret.write_text("s" * 40 + "\n")
     settings = load_settings(environ={"ROSTER_APP__SECRET_KEY_FILE": str(secret),
-                                      "ROSTER_APP__ENV": "production"})
+                                      "ROSTER_APP__ENV": "production",
+                                      "ROSTER_SIGNING__PRIVATE_KEY_FILE": str(secret)})
     assert settings["app"]["secret_key"] == "s" * 40
 
 
@@ -59,6 +60,10 @@ def test_secret_from_file(tmp_path):
     ("environ", "file_text", "expected"),
     [
         ({"ROSTER_APP__ENV": "production"}, None, "app.secret_key is required in production"),
+        ({"ROSTER_APP__ENV": "production"}, None, "signing.private_key is required"),
+        ({"ROSTER_WEBHOOKS__URLS": "http://127.0.0.1:9/hook"}, None,
+         "webhooks.secret is required"),
+        ({}, "[signing]\nprivate_key = 'x'\n", "signing.private_key is a secret"),
         ({"ROSTER_DATABASE__URL": "not a url"}, None, "database.url is not a valid database URL"),
         ({"ROSTER_DATABASE__URL": "mysql://x@y/z"}, None,
          "database.url must be sqlite or postgresql"),
@@ -97,7 +102,7 @@ def test_all_problems_are_reported_together():
     with pytest.raises(SettingsError) as info:
         load_settings(environ={"ROSTER_APP__ENV": "production",
                                "ROSTER_DATABASE__URL": "mysql://a@b/c"})
-    assert len(info.value.problems) == 2
+    assert len(info.value.problems) == 3  # secret key, signing key, database
 
 
 def test_bad_configuration_stops_the_cli_with_one_line_per_problem():
@@ -109,7 +114,7 @@ def test_bad_configuration_stops_the_cli_with_one_line_per_problem():
                           check=False)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3  # app.secret_key, signing.private_key, database.url
     assert all(line.startswith("roster: configuration error: ") for line in lines)
     assert "Traceback" not in proc.stderr
 
