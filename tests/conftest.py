@@ -12,7 +12,9 @@ import os
 import xmlsec  # noqa: F401  isort: skip
 import lxml.etree  # noqa: F401  isort: skip
 
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,10 +164,48 @@ def fresh_url(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
     return fresh_database_url(tmp_path_factory, f"t{abs(hash(request.node.nodeid)) % 10**8}")
 
 
+@contextmanager
+def database_locked(app: Flask, db: Database) -> Iterator[None]:
+    """Inside the block, the app's writes time out quickly on a lock another connection holds."""
+    held: list[object] = []
+    release = threading.Event()
+    if db.dialect == "sqlite":
+        impatient = Database(db.url, busy_timeout_ms=50)
+        blocker = db.engine.connect()
+        held.append(blocker.begin())  # the engine begins SQLite transactions IMMEDIATE
+    else:
+        impatient = Database(db.url + ("&" if "?" in db.url else "?")
+                             + "options=-c%20lock_timeout%3D100")
+        ready = threading.Event()
+
+        def hold() -> None:
+            with db.engine.begin() as conn:
+                conn.execute(sa.text("LOCK TABLE audit_chain_heads IN ACCESS EXCLUSIVE MODE"))
+                ready.set()
+                release.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        ready.wait(10)
+    original = app.extensions["roster.db"]
+    app.extensions["roster.db"] = impatient
+    try:
+        yield
+    finally:
+        app.extensions["roster.db"] = original
+        impatient.dispose()
+        if db.dialect == "sqlite":
+            held[0].rollback()  # type: ignore[attr-defined]
+            blocker.close()
+        else:
+            release.set()
+            holder.join()
+
+
 def rows(db: Database, query: str, **params: object) -> list[sa.Row]:
     """Run a raw SELECT and return its rows (tests assert on the stored rows)."""
     with db.engine.connect() as conn:
         return list(conn.execute(sa.text(query), params))
 
 
-__all__ = ["OPERATOR", "Path", "Tenant", "make_tenant", "rows"]
+__all__ = ["OPERATOR", "Path", "Tenant", "database_locked", "make_tenant", "rows"]

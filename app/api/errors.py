@@ -17,6 +17,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
+from app.db import is_transient
 from app.errors import (
     Conflict,
     DomainError,
@@ -46,6 +47,7 @@ PROBLEM_TYPES: dict[int, tuple[str, str]] = {
     415: ("unsupported-media-type", "Unsupported media type"),
     429: ("rate-limited", "Too many requests"),
     500: ("internal", "Internal server error"),
+    503: ("unavailable", "Service busy"),
 }
 _DOMAIN_STATUS: dict[type[DomainError], int] = {
     InvalidInput: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
@@ -157,4 +159,9 @@ def register_problem_handlers(bp: Blueprint) -> None:
 
     @bp.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        if is_transient(exc):
+            # Lock timeout or lost connection: nothing was committed, a retry is safe.
+            log.warning("API request hit a transient database error: %s", type(exc).__name__)
+            return problem_response(503, "the service is busy; retry the request",
+                                    headers={"Retry-After": "1"})
         return unexpected_problem(exc)

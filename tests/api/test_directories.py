@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.api.test_frame import assert_problem
-from tests.conftest import rows
+from tests.conftest import database_locked, rows
 
 
 def test_admin_creates_a_directory_and_gets_its_token_once(db, client, keys, tenant):
@@ -107,3 +107,15 @@ def test_directory_list_filters_by_status(client, keys, tenant):
     client.post(f"{base}/{tenant.directory.id}/disable", headers=keys["admin"].headers)
     listed = client.get(f"{base}?status=disabled", headers=keys["admin"].headers).get_json()
     assert [d["id"] for d in listed["items"]] == [tenant.directory.id]
+
+
+def test_database_lock_timeout_is_a_503_problem(app, db, client, keys, tenant):
+    """A write stuck behind a database lock is a retryable 503 problem, never a 500."""
+    base = f"/api/v1/orgs/{tenant.org.id}/directories"
+    with database_locked(app, db):
+        response = client.post(base, json={"vendor": "entra", "name": "Entra two"},
+                               headers=keys["admin"].headers)
+    body = assert_problem(response, 503, "unavailable")
+    assert response.headers["Retry-After"] == "1"
+    assert "retry" in body["detail"]
+    assert rows(db, "SELECT count(*) FROM directories WHERE name = 'Entra two'")[0][0] == 0

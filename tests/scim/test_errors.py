@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import rows
+from tests.conftest import database_locked, rows
 from tests.scim.support import CORE_USER, PATCH_OP, SCIM, Scim, assert_error, user_body
 
 
@@ -113,61 +113,10 @@ def test_token_is_checked_before_the_body(client, method, path):
 
 def test_database_lock_timeout_is_a_503_with_retry_after(app, tenant, client, db):
     """A writer stuck behind a lock gets a retryable SCIM 503, never a 500 (SQLite and PG)."""
-    import threading
-
-    import sqlalchemy as sa
-
-    if db.dialect == "sqlite":
-        # Hold the write lock from another connection longer than a tiny busy timeout.
-        from app.db import Database
-
-        impatient = Database(db.url, busy_timeout_ms=50)
-        original = app.extensions["roster.db"]
-        app.extensions["roster.db"] = impatient
-        blocker = db.engine.connect()
-        held = blocker.begin()  # the engine begins SQLite transactions IMMEDIATE
-        try:
-            response = client.post("/scim/v2/Users", headers=tenant.headers,
-                                   json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                                         "userName": "locked@acme.com"})
-        finally:
-            held.rollback()
-            blocker.close()
-            app.extensions["roster.db"] = original
-            impatient.dispose()
-    else:
-        # Make every statement of the request time out against a held table lock.
-        ready, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            with db.engine.begin() as conn:
-                conn.execute(sa.text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
-                ready.set()
-                release.wait(10)
-
-        holder = threading.Thread(target=hold)
-        holder.start()
-        ready.wait(10)
-        try:
-            with db.engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-            from app.db import Database
-
-            impatient = Database(db.url + ("&" if "?" in db.url else "?")
-                                 + "options=-c%20lock_timeout%3D100")
-            original = app.extensions["roster.db"]
-            app.extensions["roster.db"] = impatient
-            try:
-                response = client.post(
-                    "/scim/v2/Users", headers=tenant.headers,
-                    json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                          "userName": "locked@acme.com"})
-            finally:
-                app.extensions["roster.db"] = original
-                impatient.dispose()
-        finally:
-            release.set()
-            holder.join()
+    with database_locked(app, db):
+        response = client.post("/scim/v2/Users", headers=tenant.headers,
+                               json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                                     "userName": "locked@acme.com"})
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
     assert response.get_json()["status"] == "503"
