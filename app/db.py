@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
@@ -62,9 +62,30 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# PostgreSQL SQLSTATEs worth a retry: class 08 (connection), class 40 (serialization failure,
+# deadlock), lock_not_available, query_canceled (statement/lock timeout), server shutting down.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40")
+_TRANSIENT_SQLSTATES = frozenset({"55P03", "57014", "57P01", "57P02", "57P03"})
+_TRANSIENT_SQLITE = ("database is locked", "database table is locked", "database is busy")
+
+
 def is_transient(exc: BaseException) -> bool:
-    """A database error worth retrying: lock timeout, deadlock, serialization, lost connection."""
-    return isinstance(exc, OperationalError)
+    """A database error worth retrying: lock timeout, deadlock, serialization, lost connection.
+
+    Schema or programming errors (a missing table, say) are not transient and stay 500s.
+    """
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if type(orig).__module__.startswith("sqlite3"):
+        return any(text in str(orig).lower() for text in _TRANSIENT_SQLITE)
+    code = getattr(orig, "sqlstate", None)
+    if code is None:
+        # psycopg raises OperationalError without a SQLSTATE when it cannot connect at all.
+        return isinstance(exc, OperationalError)
+    return code[:2] in _TRANSIENT_SQLSTATE_CLASSES or code in _TRANSIENT_SQLSTATES
 
 
 def utcnow() -> datetime:
