@@ -62,6 +62,19 @@ def _redact_text(text: str, sensitive: frozenset[str]) -> str:
     return pattern.sub(lambda m: m.group(1) + f'"{MARK}"', text)
 
 
+def _plainly_clean(text: str, sensitive: frozenset[str]) -> bool:
+    """True when no sensitive name occurs anywhere in the text, so there is nothing to mask.
+
+    Most bodies (lookups, list pages, group PATCHes) qualify, and a substring test is far
+    cheaper than decoding and walking the JSON. A JSON escape could spell a name without
+    its letters (``"\\u0070assword"``), so any escape sends the body down the full path.
+    """
+    if "\\u" in text:
+        return False
+    lowered = text.lower()
+    return not any(name in lowered for name in sensitive)
+
+
 def redact_body(raw: bytes | None, sensitive: frozenset[str], limit: int) -> str | None:
     """The body as text to keep: redacted JSON, masked text, or only its size past ``limit``."""
     if not raw:
@@ -69,6 +82,8 @@ def redact_body(raw: bytes | None, sensitive: frozenset[str], limit: int) -> str
     if len(raw) > limit:
         return f"({len(raw)} bytes; larger than recorder.max_body_bytes, not kept)"
     text = raw.decode("utf-8", errors="replace")
+    if _plainly_clean(text, sensitive):
+        return text
     try:
         decoded = json.loads(text)
     except ValueError:

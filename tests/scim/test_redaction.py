@@ -50,3 +50,17 @@ def test_bodies_over_the_limit_keep_only_their_size():
     assert redact_body(b"x" * 101, SENSITIVE, 100) == \
         "(101 bytes; larger than recorder.max_body_bytes, not kept)"
     assert redact_body(b"", SENSITIVE, 100) is None
+
+
+def test_a_name_spelled_with_json_escapes_is_still_masked():
+    """A key written as ``\\u0070assword`` decodes to password and is masked all the same."""
+    raw = b'{"userName": "a", "\\u0070assword": "hunter2"}'
+    out = redact_body(raw, SENSITIVE, 10_000)
+    assert json.loads(out) == {"userName": "a", "password": MARK}
+    assert "hunter2" not in out
+
+
+def test_a_body_without_sensitive_names_is_kept_as_sent():
+    """Bodies naming nothing sensitive are stored verbatim, without a decode and re-encode."""
+    raw = b'{"userName": "a",  "emails": [{"value": "a@b.c"}]}'
+    assert redact_body(raw, SENSITIVE, 10_000) == raw.decode()
