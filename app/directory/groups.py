@@ -15,11 +15,12 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import utcnow
+from app.directory.refs import DirectoryLike
 from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, InvalidInput, NotFound
 from app.events import emit
 from app.mapping.evaluation import reevaluate_group_members, reevaluate_users
-from app.models import Directory, Group, Membership, User
+from app.models import Group, Membership, User
 
 # Bound on bind parameters per statement (SQLite allows 32,766; PostgreSQL 65,535).
 CHUNK = 500
@@ -194,7 +195,7 @@ def _membership_changed(session: Session, group: Group, user_ids: list[str], act
     reevaluate_users(session, group.organization_id, user_ids, actor)
 
 
-def create_group(session: Session, directory: Directory, data: GroupInput,
+def create_group(session: Session, directory: DirectoryLike, data: GroupInput,
                  actor: Actor) -> Group:
     """Create a group with its initial members (RFC 7644 §3.3)."""
     _check_display_name(session, directory.id, data.display_name, None)

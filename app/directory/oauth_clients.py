@@ -11,14 +11,15 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import utcnow
+from app.directory.refs import DirectoryRef, TokenRef
 from app.directory.tokens import authenticate, hash_token
 from app.errors import Conflict, NotFound, Unauthorized
-from app.models import Directory, DirectoryToken
+from app.models import Directory
 from app.models.directory import DirectoryStatus
 from app.models.scim_ops import OAuthClient
 from app.models.sso import IssuedToken
@@ -107,25 +108,30 @@ def store_access_token(session: Session, client: OAuthClient, plaintext: str,
     return token
 
 
+_ACCESS_TOKEN = (
+    select(IssuedToken.id, IssuedToken.token_hash, IssuedToken.expires_at,
+           IssuedToken.revoked_at, Directory.id, Directory.organization_id, Directory.status)
+    .join(Directory, Directory.id == IssuedToken.directory_id)
+    .where(IssuedToken.token_hash == bindparam("digest"), IssuedToken.token_type == ACCESS)
+)
+
+
 def authenticate_access_token(session: Session,
-                              plaintext: str) -> tuple[Directory, IssuedToken]:
+                              plaintext: str) -> tuple[DirectoryRef, TokenRef]:
     """Resolve an OAuth access token to its active directory, or raise Unauthorized."""
     digest = hash_token(plaintext)
-    token = session.scalar(select(IssuedToken).where(IssuedToken.token_hash == digest,
-                                                     IssuedToken.token_type == ACCESS))
-    if token is None or token.directory_id is None \
-            or not hmac.compare_digest(token.token_hash, digest):
+    row = session.connection().execute(_ACCESS_TOKEN, {"digest": digest}).first()
+    if row is None or not hmac.compare_digest(row[1], digest):
         raise Unauthorized("the bearer token is not valid")
-    if token.revoked_at is not None or _expired(token.expires_at, utcnow()):
+    token_id, _hash, expires_at, revoked_at, directory_id, org_id, status = row
+    if revoked_at is not None or _expired(expires_at, utcnow()):
         raise Unauthorized("the bearer token has expired or was revoked")
-    directory = session.get(Directory, token.directory_id)
-    if directory is None or directory.status != DirectoryStatus.active:
+    if status != DirectoryStatus.active:
         raise Unauthorized("the directory of this token is disabled")
-    return directory, token
+    return DirectoryRef(directory_id, org_id), TokenRef(token_id, "access_token")
 
 
-def authenticate_bearer(session: Session,
-                        plaintext: str) -> tuple[Directory, DirectoryToken | IssuedToken]:
+def authenticate_bearer(session: Session, plaintext: str) -> tuple[DirectoryRef, TokenRef]:
     """A directory token or an OAuth access token (RFC 6750 §2.1), by its prefix."""
     if plaintext.startswith(ACCESS_TOKEN_PREFIX):
         return authenticate_access_token(session, plaintext)

@@ -7,11 +7,12 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import utcnow
+from app.directory.refs import DirectoryRef, TokenRef
 from app.errors import Conflict, NotFound, Unauthorized
 from app.models import Directory, DirectoryToken
 from app.models.directory import DirectoryStatus
@@ -87,25 +88,45 @@ def list_tokens(session: Session, directory: Directory) -> list[DirectoryToken]:
     ))
 
 
-def authenticate(session: Session, plaintext: str) -> tuple[Directory, DirectoryToken]:
-    """Resolve a bearer token to its active directory, or raise Unauthorized."""
+# Token and directory in one query on the unique token_hash index (every SCIM request),
+# as plain columns on the connection: no ORM objects to build or track.
+_AUTHENTICATE = (
+    select(DirectoryToken.id, DirectoryToken.token_hash, DirectoryToken.expires_at,
+           DirectoryToken.revoked_at, DirectoryToken.last_used_at, Directory.id,
+           Directory.organization_id, Directory.status)
+    .join(Directory, Directory.id == DirectoryToken.directory_id)
+    .where(DirectoryToken.token_hash == bindparam("digest"))
+)
+
+
+def authenticate(session: Session, plaintext: str) -> tuple[DirectoryRef, TokenRef]:
+    """Resolve a bearer token to its active directory, or raise Unauthorized (RFC 6750 §3.1).
+
+    Nothing is written here: when ``last_used_at`` is stale the returned TokenRef carries
+    ``touch_at`` and the caller stamps it with ``touch`` where a write is safe.
+    """
     digest = hash_token(plaintext)
-    # Token and directory in one query on the unique token_hash index (every SCIM request).
-    found = session.execute(select(DirectoryToken, Directory)
-                            .join(Directory, Directory.id == DirectoryToken.directory_id)
-                            .where(DirectoryToken.token_hash == digest)).first()
-    token, directory = found if found is not None else (None, None)
-    now = utcnow()
+    row = session.connection().execute(_AUTHENTICATE, {"digest": digest}).first()
     # The lookup is by hash; comparing digests in constant time closes the remaining gap.
-    if token is None or not hmac.compare_digest(token.token_hash, digest):
+    if row is None or not hmac.compare_digest(row[1], digest):
         raise Unauthorized("the bearer token is not valid")
-    if not is_valid(token, now):
+    token_id, _hash, expires_at, revoked_at, last_used_at, directory_id, org_id, status = row
+    now = utcnow()
+    if revoked_at is not None or (expires_at is not None and expires_at <= now):
         raise Unauthorized("the bearer token has expired or was revoked")
-    if directory is None or directory.status != DirectoryStatus.active:
+    if status != DirectoryStatus.active:
         raise Unauthorized("the directory of this token is disabled")
-    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-        token.last_used_at = now
-    return directory, token
+    stale = last_used_at is None or now - last_used_at > LAST_USED_RESOLUTION
+    return (DirectoryRef(directory_id, org_id),
+            TokenRef(token_id, "directory_token", now if stale else None))
+
+
+def touch(session: Session, token: TokenRef) -> None:
+    """Stamp a directory token's ``last_used_at`` with ``token.touch_at`` (once a minute)."""
+    if token.kind == "directory_token" and token.touch_at is not None:
+        session.connection().execute(
+            update(DirectoryToken).where(DirectoryToken.id == token.id)
+            .values(last_used_at=token.touch_at))
 
 
 def _iso(value: datetime | None) -> str | None:

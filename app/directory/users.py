@@ -19,12 +19,19 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import utcnow
+from app.directory.refs import DirectoryLike
 from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, InvalidInput, NotFound
 from app.events import emit
-from app.lifecycle import Trigger, delete_user, deprovision_user, reactivate_user
+from app.lifecycle import (
+    Trigger,
+    delete_user,
+    deprovision_user,
+    reactivate_user,
+    restorable_on_create,
+)
 from app.mapping.evaluation import reevaluate_users
-from app.models import Directory, Grant, Organization, Role, Unit, User
+from app.models import Grant, Organization, Role, Unit, User
 from app.models.directory import UserStatus
 
 # Columns a SCIM client may write (everything else is server-managed).
@@ -173,9 +180,17 @@ def _flush_unique(session: Session, user_name: str) -> None:
                  f"userName {user_name!r} is already taken in this directory", "userName")
 
 
-def create_user(session: Session, directory: Directory, data: UserInput, actor: Actor, *,
+def create_user(session: Session, directory: DirectoryLike, data: UserInput, actor: Actor, *,
                 store_password_hash: bool = False) -> User:
     """Create a user (RFC 7644 §3.3); userName is unique case-insensitively per directory."""
+    # Entra's "restore" (issue 7): re-creating a user deleted within retention brings it back
+    # with the same id, the posted attributes applied as a PUT (one indexed query otherwise).
+    restorable = restorable_on_create(session, directory.id, data.values.get("external_id"),
+                                      data.active)
+    if restorable is not None:
+        return replace_user(session, restorable, UserInput(data.values, True, data.manager_id,
+                                                           data.password), actor,
+                            store_password_hash=store_password_hash)
     user_name = data.values["user_name"]
     _free_user_name(session, directory.id, user_name, None)
     manager_id = resolve_manager(session, directory.id, data.manager_id)

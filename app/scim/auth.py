@@ -8,9 +8,8 @@ from flask import request
 from sqlalchemy.orm import Session
 
 from app.directory.oauth_clients import authenticate_bearer
+from app.directory.refs import DirectoryRef, TokenRef
 from app.errors import Unauthorized
-from app.models import Directory, DirectoryToken
-from app.models.sso import IssuedToken
 from app.scim.errors import ScimError
 
 
@@ -18,9 +17,9 @@ from app.scim.errors import ScimError
 class Caller:
     """The authenticated directory behind a SCIM request."""
 
-    directory: Directory
-    # A long-lived directory token, or an OAuth access token (issue 5); both have an id.
-    token: DirectoryToken | IssuedToken
+    directory: DirectoryRef
+    # A long-lived directory token, or an OAuth access token (issue 5).
+    token: TokenRef
 
 
 def authenticate_request(session: Session) -> Caller:

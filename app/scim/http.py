@@ -7,12 +7,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from flask import Response, current_app, g, request
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.audit import Actor
-from app.models import DirectoryToken
+from app.directory.tokens import touch
 from app.scim.auth import Caller, authenticate_request
+from app.scim.dialect_report import infer_dialect
 from app.scim.errors import SCIM_MEDIA_TYPE, scim_response
 from app.scim.etag import not_modified, with_etag
 from app.scim.projection import Projection
@@ -23,26 +23,34 @@ from app.scim.request import json_body
 def unit_of_work(*, readonly: bool = False) -> Iterator[tuple[Session, Caller]]:
     """One transaction for the whole request, opened by authenticating the directory."""
     db = current_app.extensions["roster.db"]
-    used_at = None
     with db.transaction(readonly=readonly) as session:
         caller = authenticate_request(session)
         g.directory_id = caller.directory.id
-        if readonly and session.is_modified(caller.token):
-            # A SQLite reader that starts writing can fail at once (stale WAL snapshot), so
-            # the once-a-minute last_used_at stamp is written in its own short transaction.
-            used_at = caller.token.last_used_at
-            session.expunge(caller.token)
+        if not readonly:
+            touch(session, caller.token)
         yield session, caller
-    if used_at is not None:
+    if readonly and caller.token.touch_at is not None:
+        # A SQLite reader that starts writing can fail at once (stale WAL snapshot), so
+        # the once-a-minute last_used_at stamp is written in its own short transaction.
         with db.transaction() as session:
-            session.execute(update(DirectoryToken).where(DirectoryToken.id == caller.token.id)
-                            .values(last_used_at=used_at))
+            touch(session, caller.token)
 
 
 def actor_of(caller: Caller) -> Actor:
-    """The audit actor of a SCIM request: the directory token that made it."""
+    """The audit actor of a SCIM request: the directory token that made it, when the request
+    arrived and the IdP dialect its notes so far show (for deprovisioning records)."""
     return Actor(type="scim_token", id=caller.token.id, request_id=g.get("request_id"),
-                 ip=request.remote_addr, user_agent=request.headers.get("User-Agent"))
+                 ip=request.remote_addr, user_agent=request.headers.get("User-Agent"),
+                 received_at=g.get("received_at"), dialect=request_dialect())
+
+
+def request_dialect() -> str:
+    """This request's dialect label (app/scim/dialect_report.py) from its notes; a request
+    needing none on a tenant URL with Entra's aadOptscim062020 flag is compliant Entra."""
+    notes = g.get("scim_notes") or ()
+    if not notes and "aadOptscim062020" in request.args:
+        return "entra-compliant"
+    return infer_dialect(notes)[0]
 
 
 def scim_settings() -> dict[str, Any]:
