@@ -40,7 +40,18 @@ def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flas
     from app.api.setup import init_api
 
     init_api(app)  # /api/v1 routing errors as problem JSON, rate limits (issue 3)
+    _trust_proxies(app, settings["app"]["trusted_proxies"])
     return app
+
+
+def _trust_proxies(app: Flask, hops: int) -> None:
+    """Behind ``hops`` reverse proxies, take scheme, host, port, prefix and client IP from
+    their X-Forwarded-* headers (werkzeug ProxyFix); with 0 the headers are ignored."""
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore[method-assign]
+                                x_host=hops, x_port=hops, x_prefix=hops)
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -19,6 +19,7 @@ from app.errors import NotFound
 from app.events.delivery import WebhookConfig, list_deliveries, redeliver
 from app.events.worker import run
 from app.sso.backchannel import run_once as backchannel_once
+from app.sso.maintenance import PeriodicPurge
 from app.sso.provider import config_from_settings
 
 
@@ -28,7 +29,7 @@ from app.sso.provider import config_from_settings
 @pass_ctx
 @command_errors
 def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
-    """Deliver webhooks, OIDC back-channel logouts and periodic audit checkpoints."""
+    """Deliver webhooks, OIDC back-channel logouts, audit checkpoints; purge expired SSO rows."""
     config = WebhookConfig.from_settings(ctx.settings)
     key = signing_key(ctx)
     interval = ctx.settings["signing"]["checkpoint_interval_seconds"]
@@ -42,12 +43,15 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
     provider = config_from_settings(ctx.settings)
     bcl_timeout = float(ctx.settings["oidc_provider"]["backchannel_timeout_seconds"])
     sent = [0.0]
+    purge = PeriodicPurge(ctx.db)
 
     def _periodic() -> None:
         # OIDC back-channel logout for revoked sessions, about once a second.
         if provider is not None and time.monotonic() - sent[0] >= 1.0:
             sent[0] = time.monotonic()
             backchannel_once(ctx.db, provider, timeout=bcl_timeout)
+        # Login traces past their retention, spent SAML/OIDC requests (every 10 minutes).
+        purge.maybe_run()
         # Look at most once a minute; the database says whether a checkpoint is due.
         if interval <= 0 or time.monotonic() - checked[0] < min(60, interval):
             return

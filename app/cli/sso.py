@@ -10,9 +10,9 @@ import click
 from app.cli.base import CliContext, echo_table, pass_ctx
 from app.directory.organizations import get_organization
 from app.sso.backchannel import run_once
+from app.sso.maintenance import purge_expired_rows
 from app.sso.provider import config_from_settings
-from app.sso.saml import purge_expired
-from app.sso.traces import list_traces, purge_traces, trace_dict
+from app.sso.traces import list_traces, trace_dict
 
 
 @click.group()
@@ -43,10 +43,13 @@ def traces(ctx: CliContext, org_ref: str, reason: str | None, limit: int,
 @sso.command("purge-traces")
 @pass_ctx
 def purge(ctx: CliContext) -> None:
-    """Delete expired traces, AuthnRequests and replay-cache entries."""
+    """Delete expired traces, AuthnRequests, replay-cache rows, OIDC attempts and codes."""
     with ctx.transaction() as session:
-        click.echo(f"{purge_traces(session)} trace(s) deleted")
-        click.echo(f"{purge_expired(session)} expired SAML request/replay row(s) deleted")
+        counts = purge_expired_rows(session)
+    click.echo(f"{counts['traces']} trace(s) deleted")
+    click.echo(f"{counts['saml']} expired SAML request/replay row(s) deleted")
+    click.echo(f"{counts['oidc_attempts'] + counts['authorization_codes']} expired OIDC "
+               "attempt/code row(s) deleted")
 
 
 @sso.command("backchannel")

@@ -31,7 +31,9 @@ from app.sso.oidc_rp import (
 from app.sso.oidc_token import Expected, asserted_identity, unverified_parts, validate_id_token
 from app.sso.outcome import LoginFailed
 from app.sso.traces import mask, redact_claims
-from app.sso.views import _actor, _allowed, _ConnRef, _db, _finish, _sso, bp, fail
+from app.sso.views import bp
+from app.sso.web import ConnRef, actor, allowed, base_url, database, fail, finish
+from app.sso.web import sso_settings as _sso
 
 _BOUND_STATES = "oidc_states"
 _MAX_PARALLEL_ATTEMPTS = 5
@@ -50,7 +52,7 @@ def _oidc_connection(s: Session, connection_id: str) -> SsoConnection:
 
 
 def _load(connection_id: str) -> SsoConnection:
-    with _db().transaction(readonly=True) as s:
+    with database().transaction(readonly=True) as s:
         return _oidc_connection(s, connection_id)
 
 
@@ -63,27 +65,27 @@ def _ready(conn: SsoConnection) -> None:
 
 
 def _redirect_uri(connection_id: str) -> str:
-    return callback_url(current_app.config["ROSTER"]["app"]["base_url"], connection_id)
+    return callback_url(base_url(), connection_id)
 
 
 @bp.get("/oidc/<connection_id>/login")
 def oidc_login(connection_id: str) -> Response:
     """Send the browser to the IdP with state, nonce and PKCE S256 (OIDC Core §3.1.2.1)."""
     next_url = request.args.get("next") or _sso()["default_redirect_url"] or None
-    if next_url and not _allowed(next_url):
+    if next_url and not allowed(next_url):
         return pages.refused("The page to return to is not allowed.", None, 400)
-    ref: _ConnRef | None = None
+    ref: ConnRef | None = None
     try:
         conn = _load(connection_id)
-        ref = _ConnRef(conn.id, conn.organization_id, conn.protocol)
+        ref = ConnRef(conn.id, conn.organization_id, conn.protocol)
         _ready(conn)
         # The IdP is read outside any database transaction.
         provider = provider_cache().provider(conn.oidc_discovery_url or "")
-        with _db().transaction() as s:
+        with database().transaction() as s:
             start = begin_login(s, conn, provider, _redirect_uri(conn.id), next_url,
                                 _sso()["request_ttl_seconds"])
     except LoginFailed as exc:
-        return fail(exc, ref, {})
+        return fail(exc, ref, {}, protocol="oidc")
     # Bind the attempt to this browser (signed cookie): a callback carrying a state issued
     # to someone else is refused, so nobody can be logged in as the attacker (login CSRF).
     bound = [*session.get(_BOUND_STATES, [])[-(_MAX_PARALLEL_ATTEMPTS - 1):],
@@ -96,7 +98,7 @@ def _claim(connection_id: str, state: str) -> tuple[SsoConnection, ClaimedAttemp
     """Use the attempt in its own transaction, so a failure later never makes it reusable."""
     key = state_key(state) if state else ""
     bound = session.get(_BOUND_STATES, [])
-    with _db().transaction() as s:
+    with database().transaction() as s:
         conn = _oidc_connection(s, connection_id)
         if not state or not any(hmac.compare_digest(key, b) for b in bound if isinstance(b, str)):
             raise LoginFailed("bad_state", "the state was not issued to this browser")
@@ -139,21 +141,22 @@ def oidc_callback(connection_id: str) -> Response:
     payload: dict[str, Any] = {"callback": {
         "state": mask(request.args.get("state", "")), "code": bool(request.args.get("code")),
         "iss": request.args.get("iss"), "error": request.args.get("error")}}
-    ref: _ConnRef | None = None
+    ref: ConnRef | None = None
     try:
         found = _load(connection_id)
-        ref = _ConnRef(found.id, found.organization_id, found.protocol)
+        ref = ConnRef(found.id, found.organization_id, found.protocol)
         _ready(found)
         conn, attempt = _claim(connection_id, request.args.get("state", ""))
         provider = provider_cache().provider(conn.oidc_discovery_url or "")
         claims = _verified_claims(conn, provider, attempt, payload)
-        with _db().transaction() as s:
+        with database().transaction() as s:
             conn = _oidc_connection(s, connection_id)
-            user = resolve_login(s, conn, asserted_identity(conn, claims), _actor())
-            login = open_session(s, conn, user, _actor(), detail={"issuer": provider.issuer})
+            user = resolve_login(s, conn, asserted_identity(conn, claims), actor())
+            login = open_session(s, conn, user, actor(), detail={"issuer": provider.issuer})
             display, login_id, user_id = user.display_name or user.user_name, login.id, user.id
     except LoginFailed as exc:
-        return fail(exc, ref, payload)
+        return fail(exc, ref, payload, protocol="oidc")
     except DomainError as exc:
-        return fail(LoginFailed("provisioning_error", exc.detail), ref, payload)
-    return _finish(login_id, user_id, display, attempt.redirect_to)
+        return fail(LoginFailed("provisioning_error", exc.detail), ref, payload,
+                    protocol="oidc")
+    return finish(login_id, user_id, display, attempt.redirect_to)

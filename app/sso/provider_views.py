@@ -160,9 +160,13 @@ def _endpoint(name: str | None) -> Response:
         return _error(exc)
     with _transaction() as s:
         g.roster_oidc_session = s
-        if name is None:
-            return server.create_token_response()
-        return server.create_endpoint_response(name)
+        try:
+            if name is None:
+                return server.create_token_response()
+            return server.create_endpoint_response(name)
+        except OAuth2Error as exc:
+            # Raised before authlib's own handling, e.g. plain http (insecure_transport).
+            return _error(exc)
 
 
 @bp.post("/oidc/token")

@@ -1,0 +1,54 @@
+"""Retention of SSO bookkeeping: rows that only matter until they expire are deleted.
+
+Failed-login traces live ``sso.trace_retention_days``; AuthnRequests, OIDC login attempts,
+replay-cache entries and authorization codes live minutes. Without a purge every one of
+them grows with each login, so `roster worker` runs :func:`purge_expired_rows` periodically
+(and `roster sso purge-traces` on demand).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from app.db import Database, utcnow
+from app.models.sso import AuthorizationCode, OidcLoginRequest
+from app.sso.saml import purge_expired
+from app.sso.traces import purge_traces
+
+log = logging.getLogger("roster.sso")
+
+# How often the worker purges: rows are small, so a few minutes' delay costs nothing.
+PURGE_INTERVAL_SECONDS = 600.0
+
+
+def purge_expired_rows(session: Session) -> dict[str, int]:
+    """Delete expired traces, SAML requests and replay-cache rows, OIDC attempts and codes."""
+    now = utcnow()
+    attempts = session.execute(
+        delete(OidcLoginRequest).where(OidcLoginRequest.expires_at <= now)).rowcount
+    codes = session.execute(
+        delete(AuthorizationCode).where(AuthorizationCode.expires_at <= now)).rowcount
+    return {"traces": purge_traces(session) or 0, "saml": purge_expired(session) or 0,
+            "oidc_attempts": attempts or 0, "authorization_codes": codes or 0}
+
+
+class PeriodicPurge:
+    """Call :meth:`maybe_run` from a loop: it purges at most once per ``interval`` seconds."""
+
+    def __init__(self, db: Database, interval: float = PURGE_INTERVAL_SECONDS) -> None:
+        self._db, self._interval, self._last = db, interval, float("-inf")
+
+    def maybe_run(self) -> dict[str, int] | None:
+        """Purge if the interval has passed since the last run; the counts, or None."""
+        if time.monotonic() - self._last < self._interval:
+            return None
+        self._last = time.monotonic()
+        with self._db.transaction() as session:
+            counts = purge_expired_rows(session)
+        if any(counts.values()):
+            log.info("purged expired sso rows", extra=counts)
+        return counts

@@ -1,0 +1,116 @@
+"""Request helpers shared by the /sso endpoints (SAML, OIDC RP, logout): database, settings,
+the acting browser, the redirect allow-list, failure pages and the final redirect."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Response, current_app, g, redirect, request, session
+
+from app.audit import Actor, record
+from app.db import Database
+from app.sso import pages
+from app.sso.keys import SpKeys, load_sp_keys
+from app.sso.outcome import LoginFailed
+from app.sso.redirects import is_allowed_redirect
+from app.sso.saml import SpUrls
+from app.sso.traces import record_trace
+
+log = logging.getLogger("roster.sso")
+
+# Messages the user sees per reason; everything else gets the generic one.
+_MESSAGES = {
+    "user_deprovisioned": "Your account has been deactivated. Contact your administrator.",
+    "user_inactive": "Your account is not active. Contact your administrator.",
+    "unknown_user": "Your account is not provisioned for this organization.",
+}
+_USER_REFUSALS = frozenset({"user_deprovisioned", "user_inactive", "unknown_user"})
+
+
+def database() -> Database:
+    """The app's database."""
+    return current_app.extensions["roster.db"]
+
+
+def sso_settings() -> dict[str, Any]:
+    """The [sso] settings."""
+    return current_app.config["ROSTER"]["sso"]
+
+
+def base_url() -> str:
+    """The deployment's public base URL (every URL we give an IdP is built from it)."""
+    return str(current_app.config["ROSTER"]["app"]["base_url"]).rstrip("/")
+
+
+def sp_keys() -> SpKeys:
+    """The SP key pairs, loaded once per app."""
+    keys = current_app.extensions.get("roster.sso_keys")
+    if keys is None:
+        keys = current_app.extensions["roster.sso_keys"] = load_sp_keys(sso_settings())
+    return keys
+
+
+def sp_urls(connection_id: str) -> SpUrls:
+    """The SAML SP endpoints of a connection."""
+    return SpUrls.of(base_url(), connection_id)
+
+
+def actor() -> Actor:
+    """The browser behind this request, as the audit log names it."""
+    return Actor(type="sso", request_id=g.get("request_id"), ip=request.remote_addr,
+                 user_agent=request.user_agent.string[:200] or None)
+
+
+def allowed(url: str | None) -> bool:
+    """Whether ``url`` is a portal URL we may send the browser to (no open redirect)."""
+    # Our own authorization endpoint is a valid place to come back to (portal OIDC flow).
+    own = base_url() + "/sso/oidc/authorize"
+    return bool(url) and is_allowed_redirect(url or "", [*sso_settings()["allowed_redirect_urls"],
+                                                          own])
+
+
+@dataclass(frozen=True)
+class ConnRef:
+    """The few connection fields a failure needs after its transaction rolled back."""
+
+    id: str
+    organization_id: str
+    protocol: str
+
+
+def fail(exc: LoginFailed, conn: ConnRef | None, payload: dict[str, Any], *,
+         protocol: str) -> Response:
+    """Record the trace (and the audit event for refused users); show the plain page.
+
+    ``protocol`` is the endpoint's (saml or oidc), recorded when no connection was found.
+    """
+    who = actor()
+    with database().transaction() as s:
+        trace = record_trace(
+            s, organization_id=conn.organization_id if conn else None,
+            connection_id=conn.id if conn else None,
+            protocol=conn.protocol if conn else protocol,
+            reason=exc.reason, detail=exc.detail, subject=exc.subject,
+            payload={**payload, **exc.payload}, request_id=who.request_id,
+            retention_days=sso_settings()["trace_retention_days"])
+        if conn is not None and exc.reason in _USER_REFUSALS:
+            record(s, organization_id=conn.organization_id, action="sso:login:denied",
+                   actor=who, subject_type="user", subject_id=exc.payload.get("user_id"),
+                   data={"reason": exc.reason, "connection_id": conn.id,
+                         "correlation_id": trace.id})
+    log.warning("sso login refused", extra={"reason": exc.reason, "correlation_id": trace.id})
+    return pages.refused(_MESSAGES.get(exc.reason, "We could not sign you in."), trace.id)
+
+
+def finish(login_id: str, user_id: str, display: str, relay_state: str | None) -> Response:
+    """Bind the login to the browser and go back to an allowed portal URL."""
+    # Without app.secret_key (development) there is no signed cookie to bind the login to.
+    if current_app.secret_key:
+        session.clear()
+        session["sso_login_id"], session["sso_user_id"] = login_id, user_id
+    target = relay_state if allowed(relay_state) else sso_settings()["default_redirect_url"]
+    if target and allowed(target):
+        return redirect(target, 303)
+    return pages.signed_in(display)

@@ -1,0 +1,150 @@
+"""SSO operations: the worker purges expired SSO rows, reverse-proxy headers are trusted
+only when configured, and refusals record the endpoint's protocol."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from click.testing import CliRunner
+
+from app import create_app
+from app.cli import cli
+from app.cli.commands import register
+from app.db import new_id, utcnow
+from app.models.sso import LoginTrace, OidcLoginRequest, SamlRequest, SeenAssertion
+from app.settings import SettingsError
+from app.sso.maintenance import PeriodicPurge
+from tests.conftest import app_overrides, rows
+from tests.sso.conftest import saml_connection
+
+register()
+
+
+def _expiring_rows(db, tenant, conn) -> None:
+    """One expired and one live row of each kind the purge handles."""
+    now = utcnow()
+    with db.transaction() as s:
+        for days, reason in ((-1, "old"), (1, "fresh")):
+            s.add(LoginTrace(id=new_id(), organization_id=tenant.org.id,
+                             connection_id=conn.id, protocol="saml", reason=reason,
+                             detail="", payload={}, created_at=now - timedelta(days=31),
+                             expires_at=now + timedelta(days=days)))
+        for minutes, key in ((-5, "old"), (5, "fresh")):
+            expires = now + timedelta(minutes=minutes)
+            s.add(SamlRequest(id=f"_req-{key}", connection_id=conn.id, expires_at=expires))
+            s.add(SeenAssertion(connection_id=conn.id, assertion_id=f"_a-{key}",
+                                expires_at=expires))
+            s.add(OidcLoginRequest(id=key.ljust(64, "0"), connection_id=conn.id, nonce="n",
+                                   code_verifier="v", expires_at=expires))
+
+
+def _left(db) -> dict[str, list[str]]:
+    return {"traces": [r.reason for r in rows(db, "SELECT reason FROM sso_login_traces")],
+            "requests": [r.id for r in rows(db, "SELECT id FROM saml_requests")],
+            "seen": [r.assertion_id for r in rows(
+                db, "SELECT assertion_id FROM saml_seen_assertions")],
+            "oidc": [r.id[:5] for r in rows(db, "SELECT id FROM oidc_login_requests")]}
+
+
+def test_worker_purges_expired_traces_requests_and_replay_cache(database_url, db, tenant,
+                                                               keys):
+    """`roster worker --until-idle` deletes what expired and keeps what is still live."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
+    _expiring_rows(db, tenant, conn)
+    result = CliRunner().invoke(cli, ["worker", "--until-idle"], catch_exceptions=False,
+                                env={"ROSTER_DATABASE__URL": database_url,
+                                     "ROSTER_APP__ENV": "test"})
+    assert result.exit_code == 0, result.output
+    assert _left(db) == {"traces": ["fresh"], "requests": ["_req-fresh"],
+                         "seen": ["_a-fresh"], "oidc": ["fresh"]}
+
+
+def test_periodic_purge_runs_at_most_once_per_interval(db, tenant, keys):
+    """The worker's purge is throttled: a second call within the interval does nothing."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
+    _expiring_rows(db, tenant, conn)
+    purge = PeriodicPurge(db, interval=3600)
+    assert purge.maybe_run() == {"traces": 1, "saml": 2, "oidc_attempts": 1,
+                                 "authorization_codes": 0}
+    with db.transaction() as s:
+        s.add(LoginTrace(id=new_id(), organization_id=tenant.org.id, protocol="saml",
+                         reason="later", detail="", payload={},
+                         expires_at=utcnow() - timedelta(seconds=1)))
+    assert purge.maybe_run() is None
+    assert sorted(_left(db)["traces"]) == ["fresh", "later"]
+
+
+@pytest.fixture(scope="module")
+def proxied(database_url, db):
+    """Two apps on the suite database: one trusting one proxy hop, one trusting none."""
+    apps = {}
+    for hops in (0, 1):
+        overrides = app_overrides(database_url)
+        overrides["app"] = {**overrides["app"], "trusted_proxies": hops}
+        app = create_app(overrides)
+        app.extensions["roster.db"].dispose()
+        app.extensions["roster.db"] = db
+        apps[hops] = app
+    return apps
+
+
+FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "id.example.com",
+             "X-Forwarded-For": "203.0.113.7"}
+
+
+def test_trusted_proxy_headers_change_the_urls_roster_builds(proxied):
+    """With trusted_proxies = 1 the OpenAPI server URL uses the forwarded scheme and host."""
+    client = proxied[1].test_client()
+    spec = client.get("/api/v1/openapi.json", headers=FORWARDED,
+                      base_url="http://10.0.0.5:8000").get_json()
+    assert spec["servers"][0]["url"] == "https://id.example.com"
+
+
+def test_proxy_headers_are_ignored_by_default(proxied):
+    """With trusted_proxies = 0 (the default) a client cannot claim another scheme or host."""
+    client = proxied[0].test_client()
+    spec = client.get("/api/v1/openapi.json", headers=FORWARDED,
+                      base_url="http://10.0.0.5:8000").get_json()
+    assert spec["servers"][0]["url"] == "http://10.0.0.5:8000"
+
+
+def test_oidc_provider_sees_https_only_through_a_trusted_proxy(sso_app, proxied):
+    """authlib refuses plain http; behind a trusted TLS proxy the forwarded https counts."""
+    # Only the transport matters here, so the token request itself is deliberately empty.
+    plain = sso_app.test_client().post("/sso/oidc/introspect", data={"token": "x"},
+                                       headers=FORWARDED, base_url="http://10.0.0.5")
+    assert plain.get_json()["error"] == "insecure_transport"
+    overrides = dict(sso_app.config["ROSTER"])
+    overrides["app"] = {**overrides["app"], "trusted_proxies": 1}
+    behind = create_app(overrides)
+    behind.extensions["roster.db"].dispose()
+    behind.extensions["roster.db"] = proxied[1].extensions["roster.db"]
+    resp = behind.test_client().post("/sso/oidc/introspect", data={"token": "x"},
+                                     headers=FORWARDED, base_url="http://10.0.0.5")
+    assert resp.get_json()["error"] == "invalid_client"
+
+
+def test_settings_refuse_a_negative_proxy_count(database_url):
+    """trusted_proxies must be 0..10; anything else stops the app at start."""
+    overrides = app_overrides(database_url)
+    overrides["app"] = {**overrides["app"], "trusted_proxies": -1}
+    with pytest.raises(SettingsError) as refused:
+        create_app(overrides)
+    assert refused.value.problems == ["app.trusted_proxies must be between 0 and 10"]
+
+
+def test_unknown_oidc_connection_is_traced_as_oidc(db, web):
+    """A refusal at an OIDC endpoint with no such connection records protocol oidc."""
+    resp = web.get(f"/sso/oidc/{new_id()}/login")
+    assert resp.status_code == 403
+    assert [(t.reason, t.protocol) for t in rows(
+        db, "SELECT reason, protocol FROM sso_login_traces")] == [("unknown_connection", "oidc")]
+
+
+def test_unknown_saml_connection_is_traced_as_saml(db, web):
+    """The same refusal at a SAML endpoint records protocol saml."""
+    resp = web.post(f"/sso/saml/{new_id()}/acs", data={"SAMLResponse": "eA=="})
+    assert resp.status_code == 403
+    assert [(t.reason, t.protocol) for t in rows(
+        db, "SELECT reason, protocol FROM sso_login_traces")] == [("unknown_connection", "saml")]
