@@ -13,8 +13,9 @@ from app.lifecycle.users import (
     find_restorable,
     reactivate_user,
     record_failed_deprovisioning,
+    restorable_on_create,
 )
 
 __all__ = ["LifecyclePolicy", "Trigger", "delete_user", "deprovision_directory_users",
            "deprovision_user", "find_restorable", "reactivate_user",
-           "record_failed_deprovisioning"]
+           "record_failed_deprovisioning", "restorable_on_create"]

@@ -1,10 +1,20 @@
-"""Lifecycle settings as a value: retention and mass-event thresholds."""
+"""Lifecycle settings as a value: retention and mass-event thresholds.
+
+``create_app`` configures the policy of its own database (``configure(policy, engine)``), so
+the settings it was given, overrides included, reach the deprovisioning path; several apps
+in one process (tests) keep their own. Code without an app (the CLI, scripts) falls back to
+the deployment's settings.
+"""
 
 from __future__ import annotations
 
 import functools
+import weakref
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from app.settings import load_settings
 
@@ -33,12 +43,17 @@ class LifecyclePolicy:
         return LifecyclePolicy(**{**self.__dict__, **known})
 
 
-_configured: list[LifecyclePolicy] = []
+# Per database engine: an app's sessions see the policy of the settings that built the app.
+_by_engine: weakref.WeakKeyDictionary[Engine, LifecyclePolicy] = weakref.WeakKeyDictionary()
+_process_default: list[LifecyclePolicy] = []
 
 
-def configure(policy: LifecyclePolicy) -> None:
-    """Set the process-wide policy (create_app or the CLI may call this once at start)."""
-    _configured[:] = [policy]
+def configure(policy: LifecyclePolicy, engine: Engine | None = None) -> None:
+    """Set the policy of sessions bound to ``engine`` (or the process default without one)."""
+    if engine is None:
+        _process_default[:] = [policy]
+    else:
+        _by_engine[engine] = policy
 
 
 @functools.cache
@@ -46,6 +61,12 @@ def _from_environment() -> LifecyclePolicy:
     return LifecyclePolicy.from_settings(load_settings())
 
 
-def current_policy() -> LifecyclePolicy:
-    """The configured policy, else the one read from the deployment's settings."""
-    return _configured[0] if _configured else _from_environment()
+def current_policy(session: Session | None = None) -> LifecyclePolicy:
+    """The policy configured for the session's engine, else the process default, else the
+    deployment's settings (config file and environment)."""
+    if session is not None and _by_engine:
+        bind = session.get_bind()
+        found = _by_engine.get(bind if isinstance(bind, Engine) else bind.engine)
+        if found is not None:
+            return found
+    return _process_default[0] if _process_default else _from_environment()

@@ -7,10 +7,10 @@ an operator) calls one of these inside the caller's transaction; nothing here co
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import inspect, select
+from sqlalchemy import bindparam, inspect, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -44,10 +44,12 @@ class Trigger(enum.StrEnum):
 
 
 def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Trigger,
-                     policy: LifecyclePolicy | None = None) -> DeprovisionRecord | None:
+                     policy: LifecyclePolicy | None = None,
+                     reason: str | None = None) -> DeprovisionRecord | None:
     """Take the user out everywhere at once: sessions, tokens, grants; record and events.
 
     Returns the deprovisioning record, or None when the user was already out (idempotent).
+    ``reason`` (an operator's words) goes into the ``user:deprovision`` audit event.
     """
     received = actor.received_at or utcnow()
     if user.status in GONE and not user.active:
@@ -55,16 +57,16 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
     # One flush at the end instead of one before every query: fewer round trips.
     with session.no_autoflush:
         organization = session.get(Organization, user.organization_id)
-        policy = (policy or current_policy()).with_overrides(
+        policy = (policy or current_policy(session)).with_overrides(
             organization.policy if organization else {})
-        rec = _take_out(session, user, actor, trigger, received)
+        rec = _take_out(session, user, actor, trigger, received, reason)
         guard_mass_event(session, rec, policy)
     stamp_on_commit(session, rec)
     return rec
 
 
 def _take_out(session: Session, user: User, actor: Actor, trigger: Trigger,
-              received: datetime) -> DeprovisionRecord:
+              received: datetime, reason: str | None) -> DeprovisionRecord:
     """Revoke, remove grants, flip the status, and write the record, audit and event."""
     held = grants_held(session, user)
     before = {"active": user.active, "status": user.status.value, "grants": held}
@@ -87,7 +89,8 @@ def _take_out(session: Session, user: User, actor: Actor, trigger: Trigger,
            actor=actor, subject_type="user", subject_id=user.id,
            data={"trigger": trigger.value, "status_before": before["status"],
                  "record_id": rec.id, "sessions_revoked": rec.sessions_revoked,
-                 "tokens_revoked": rec.tokens_revoked, "grants_removed": removed})
+                 "tokens_revoked": rec.tokens_revoked, "grants_removed": removed,
+                 **({"reason": reason} if reason else {})})
     return rec
 
 
@@ -128,10 +131,14 @@ def delete_user(session: Session, user: User, actor: Actor) -> DeprovisionRecord
     return rec
 
 
-def reactivate_user(session: Session, user: User, actor: Actor) -> None:
-    """active=true (or re-creation within retention): restore under the current mapping."""
+def reactivate_user(session: Session, user: User, actor: Actor, *,
+                    reason: str | None = None) -> dict[str, Any] | None:
+    """active=true (or re-creation within retention): restore under the current mapping.
+
+    Returns what was restored (record id, manual grants), or None when already active.
+    """
     if user.status == UserStatus.active and user.active:
-        return
+        return None
     was = user.status.value
     user.active = True
     user.status = UserStatus.active
@@ -141,18 +148,48 @@ def reactivate_user(session: Session, user: User, actor: Actor) -> None:
     restored = restore_access(session, user, actor)
     record(session, organization_id=user.organization_id, action="user:reactivate",
            actor=actor, subject_type="user", subject_id=user.id,
-           data={"status_before": was, **restored})
+           data={"status_before": was, **restored, **({"reason": reason} if reason else {})})
     emit(session, organization_id=user.organization_id, type="user.reactivated",
          aggregate_id=user.id, payload={"user_id": user.id, "external_id": user.external_id,
                                         "user_name": user.user_name, **restored})
+    return restored
 
 
-def find_restorable(session: Session, directory_id: str, external_id: str) -> User | None:
-    """A soft-deleted user of the directory with this externalId, still within retention."""
-    return session.scalars(
-        select(User).where(User.directory_id == directory_id, User.external_id == external_id,
-                           User.status == UserStatus.deleted)
-        .order_by(User.deleted_at.desc()).limit(1)).first()
+# Built once (building a select costs more than running it on SQLite); served by the index
+# ix_users_directory_external_id. FOR UPDATE: two concurrent re-creations restore only once.
+_RESTORABLE = (
+    select(User).where(User.directory_id == bindparam("directory_id"),
+                       User.external_id == bindparam("external_id"),
+                       User.status == UserStatus.deleted,
+                       User.deleted_at >= bindparam("cutoff"))
+    .order_by(User.deleted_at.desc()).limit(1).with_for_update()
+)
+
+
+def find_restorable(session: Session, directory_id: str, external_id: str, *,
+                    now: datetime | None = None) -> User | None:
+    """A soft-deleted user of the directory with this externalId, deleted within retention.
+
+    Past ``lifecycle.retention_days`` the identity is due for purge and is not restored,
+    even if ``roster lifecycle purge`` has not run yet.
+    """
+    cutoff = (now or utcnow()) - timedelta(days=current_policy(session).retention_days)
+    return session.scalars(_RESTORABLE, {"directory_id": directory_id,
+                                         "external_id": external_id, "cutoff": cutoff}).first()
+
+
+def restorable_on_create(session: Session, directory_id: str, external_id: str | None,
+                         active: bool | None) -> User | None:
+    """Entra's "restore": the user a SCIM create (RFC 7644 §3.3) brings back, if any.
+
+    A POST naming the externalId of a user SCIM-deleted within retention, and not asking
+    for ``active: false``, restores that user (same id) instead of creating one; the caller
+    applies the posted attributes as a PUT with active=true, which reactivates it. One
+    indexed query, and none without an externalId.
+    """
+    if not external_id or active is False:
+        return None
+    return find_restorable(session, directory_id, external_id)
 
 
 def deprovision_directory_users(session: Session, directory_id: str,
