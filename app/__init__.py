@@ -13,6 +13,7 @@ from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from app.db import Database
+from app.lifecycle import policy as lifecycle_policy
 from app.observability import Metrics, configure_logging, init_request_tracking
 from app.settings import load_settings
 
@@ -32,6 +33,9 @@ def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flas
                   busy_timeout_ms=settings["database"]["sqlite_busy_timeout_ms"])
     metrics = Metrics()
     app.extensions["roster.db"] = db
+    # Lifecycle settings reach the domain as a value bound to this app's database (issue 7).
+    lifecycle_policy.configure(lifecycle_policy.LifecyclePolicy.from_settings(settings),
+                               db.engine)
     app.extensions["roster.metrics"] = metrics
     init_request_tracking(app, metrics)
     _register_blueprints(app)

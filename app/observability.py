@@ -9,6 +9,7 @@ import re
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -117,6 +118,8 @@ def init_request_tracking(app: Flask, metrics: Metrics) -> None:
 
     @app.before_request
     def _start() -> None:
+        # Wall-clock arrival, first thing: deprovisioning latency is measured from it (issue 7).
+        g.received_at = datetime.now(UTC)
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         g.request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
         g.started = time.perf_counter()

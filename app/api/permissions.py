@@ -43,6 +43,9 @@ _GRANTS: dict[str, frozenset[ApiRole]] = {
     "deprovisioning:read": _REVIEW,
     "traces:read": _REVIEW,
     "dialects:read": _REVIEW,
+    # Take a leaver out (or back) at once through the API, as the CLI's operator does:
+    # the customer's admins for their own organization; never auditors or the portal.
+    "deprovisioning:write": frozenset({ADMIN}),
     # The portal's backend: who may do what, and what changed.
     "access:read": frozenset({ADMIN, PORTAL}),
     "events:read": frozenset({PORTAL}),
