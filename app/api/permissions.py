@@ -38,6 +38,9 @@ _GRANTS: dict[str, frozenset[ApiRole]] = {
     "mappings:write": frozenset({ADMIN}),
     "connections:read": frozenset({ADMIN}),
     "connections:write": frozenset({ADMIN}),
+    # Verifying an email domain routes its addresses (any organization's employees) to a
+    # connection: only the operator, who checked ownership, may do it.
+    "connections:verify": frozenset(),
     # Security review: read-only, for auditors and admins.
     "audit:read": _REVIEW,
     "deprovisioning:read": _REVIEW,

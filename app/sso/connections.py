@@ -44,10 +44,7 @@ def create_connection(session: Session, org: Organization, name: str, protocol: 
     """Add a SAML or OIDC connection to an organization."""
     if protocol not in ("saml", "oidc"):
         raise InvalidInput("protocol must be saml or oidc", field="protocol")
-    if login_policy not in POLICIES:
-        raise InvalidInput(f"login policy must be one of {', '.join(POLICIES)}")
-    if match_by not in MATCH_BY:
-        raise InvalidInput(f"match_by must be one of {', '.join(MATCH_BY)}")
+    _check_choices(login_policy, match_by)
     if not name or len(name) > 200:
         raise InvalidInput("name must be 1 to 200 characters", field="name")
     taken = session.scalar(select(SsoConnection.id).where(
@@ -66,6 +63,60 @@ def create_connection(session: Session, org: Organization, name: str, protocol: 
            data={"name": name, "protocol": protocol, "login_policy": login_policy,
                  "match_by": match_by})
     return conn
+
+
+# Settings an operator may change after creation, by ``update_connection``.
+EDITABLE = ("name", "login_policy", "match_by", "directory_id", "allow_idp_initiated",
+            "sign_requests", "enabled")
+
+
+def _check_choices(login_policy: str, match_by: str) -> None:
+    if login_policy not in POLICIES:
+        raise InvalidInput(f"login policy must be one of {', '.join(POLICIES)}",
+                           field="login_policy")
+    if match_by not in MATCH_BY:
+        raise InvalidInput(f"match_by must be one of {', '.join(MATCH_BY)}", field="match_by")
+
+
+def update_connection(session: Session, conn: SsoConnection, actor: Actor,
+                      changes: dict[str, Any]) -> SsoConnection:
+    """Change a connection's settings (see EDITABLE); audit ``sso:connection:update``."""
+    unknown = sorted(set(changes) - set(EDITABLE))
+    if unknown:
+        raise InvalidInput(f"cannot change {', '.join(unknown)}", field=unknown[0])
+    _check_choices(changes.get("login_policy", conn.login_policy),
+                   changes.get("match_by", conn.match_by))
+    name = changes.get("name", conn.name)
+    if name != conn.name:
+        if not name or len(name) > 200:
+            raise InvalidInput("name must be 1 to 200 characters", field="name")
+        if session.scalar(select(SsoConnection.id).where(
+                SsoConnection.organization_id == conn.organization_id,
+                SsoConnection.name == name)):
+            raise Conflict(f"connection {name} already exists", field="name")
+    changed = {k: v for k, v in changes.items() if getattr(conn, k) != v}
+    for key, value in changed.items():
+        setattr(conn, key, value)
+    if changed:
+        conn.updated_at = utcnow()
+        record(session, organization_id=conn.organization_id, action="sso:connection:update",
+               actor=actor, subject_type="sso_connection", subject_id=conn.id,
+               data={"changed": changed})
+    return conn
+
+
+def delete_connection(session: Session, conn: SsoConnection, actor: Actor) -> None:
+    """Delete a connection, its domains and pending requests; audit ``sso:connection:delete``.
+
+    Sessions opened through it stay valid until they expire or are revoked: deleting the
+    IdP's configuration is not a statement about the users who signed in.
+    """
+    record(session, organization_id=conn.organization_id, action="sso:connection:delete",
+           actor=actor, subject_type="sso_connection", subject_id=conn.id,
+           data={"name": conn.name, "protocol": conn.protocol,
+                 "idp": conn.idp_entity_id or conn.oidc_discovery_url})
+    session.delete(conn)
+    session.flush()
 
 
 def get_connection(session: Session, connection_id: str) -> SsoConnection:

@@ -1,4 +1,4 @@
-"""SSO connections and failed-login traces of an organization (issue 8)."""
+"""Failed-login traces of an organization (issue 8); connections are in connections.py."""
 
 from __future__ import annotations
 
@@ -11,23 +11,7 @@ from app.api.schemas import PageArgs
 from app.api.views import bp
 from app.db import utcnow
 from app.errors import NotFound
-from app.models.sso import LoginTrace, SsoConnection
-
-
-class ConnectionSchema(Schema):
-    """One SAML or OIDC connection (no secrets)."""
-
-    id = fields.String(required=True)
-    name = fields.String(required=True)
-    protocol = fields.String(required=True)
-    enabled = fields.Boolean(required=True)
-    login_policy = fields.String(required=True)
-    match_by = fields.String(required=True)
-    idp_entity_id = fields.String(allow_none=True)
-    idp_sso_url = fields.String(allow_none=True)
-    metadata_url = fields.String(allow_none=True)
-    certificates = fields.Function(lambda c: len(c.idp_certs), required=True)
-    created_at = fields.AwareDateTime(required=True)
+from app.models.sso import LoginTrace
 
 
 class TraceSchema(Schema):
@@ -49,17 +33,6 @@ class TraceArgs(PageArgs):
     """Trace list filters."""
 
     reason = fields.String(metadata={"description": "Only this reason (e.g. replay)."})
-
-
-@api_route(bp, "/orgs/<org_id>/connections", methods=["GET"], permission="connections:read",
-           tags=["sso"], summary="List SSO connections", query=PageArgs,
-           response=ConnectionSchema, paginated=True)
-def list_connections(ctx: ApiContext) -> Page:
-    """The organization's SAML and OIDC connections, oldest first."""
-    assert ctx.org is not None
-    stmt = select(SsoConnection).where(SsoConnection.organization_id == ctx.org.id)
-    return paginate(ctx.session, stmt, (SsoConnection.created_at, SsoConnection.id),
-                    limit=ctx.args["limit"], cursor=ctx.args.get("cursor"))
 
 
 @api_route(bp, "/orgs/<org_id>/sso/traces", methods=["GET"], permission="traces:read",

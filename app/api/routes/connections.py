@@ -1,0 +1,315 @@
+"""SSO connections of an organization through the API (issue 8): SAML from IdP metadata
+(XML or an https URL), OIDC from a discovery URL and client; update, disable, delete;
+email domains. The same domain functions as `roster connection` do the work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app
+from marshmallow import Schema, fields, validate
+from sqlalchemy import select
+from sqlalchemy.orm import object_session
+
+from app.api.frame import ApiContext, api_route
+from app.api.pagination import Page
+from app.api.schemas import PageArgs, StrictSchema
+from app.api.views import bp
+from app.directory.directories import get_directory
+from app.errors import InvalidInput, NotFound
+from app.models.sso import ConnectionDomain, SsoConnection
+from app.sso.connections import (
+    MATCH_BY,
+    POLICIES,
+    add_domain,
+    apply_idp_metadata,
+    create_connection,
+    delete_connection,
+    fetch_metadata,
+    refresh_metadata,
+    update_connection,
+    verify_domain,
+)
+from app.sso.oidc_config import (
+    SUPPORTED_ALGORITHMS,
+    algorithms_of,
+    configure_oidc,
+    groups_claim_of,
+)
+from app.sso.oidc_rp import ProviderCache, callback_url
+from app.sso.outcome import LoginFailed
+from app.sso.saml import SpUrls
+
+_OIDC_FIELDS = ("discovery_url", "client_id", "client_secret", "scopes", "groups_claim",
+                "algorithms")
+_SAML_FIELDS = ("metadata_xml", "metadata_url", "entity_id")
+
+
+class DomainSchema(Schema):
+    """An email domain of a connection; routed by discovery once verified."""
+
+    domain = fields.String(required=True)
+    verified = fields.Function(lambda d: d.verified_at is not None, required=True)
+    verified_at = fields.AwareDateTime(required=True, allow_none=True)
+
+
+class ConnectionSchema(Schema):
+    """One SAML or OIDC connection. The OIDC client secret is never returned."""
+
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    protocol = fields.String(required=True)
+    enabled = fields.Boolean(required=True)
+    login_policy = fields.String(required=True)
+    match_by = fields.String(required=True)
+    directory_id = fields.String(allow_none=True)
+    allow_idp_initiated = fields.Boolean(required=True)
+    sign_requests = fields.Boolean(required=True)
+    idp_entity_id = fields.String(allow_none=True)
+    idp_sso_url = fields.String(allow_none=True)
+    idp_slo_url = fields.String(allow_none=True)
+    metadata_url = fields.String(allow_none=True)
+    metadata_refreshed_at = fields.AwareDateTime(allow_none=True)
+    certificates = fields.Function(lambda c: len(c.idp_certs or []), required=True)
+    oidc_discovery_url = fields.String(allow_none=True)
+    oidc_client_id = fields.String(allow_none=True)
+    oidc_client_secret_set = fields.Function(lambda c: bool(c.oidc_client_secret_enc),
+                                             required=True)
+    oidc_scopes = fields.String(allow_none=True)
+    oidc_algorithms = fields.Function(algorithms_of, required=True)
+    oidc_groups_claim = fields.Function(groups_claim_of, required=True)
+    sp = fields.Method("_sp", required=True, metadata={
+        "type": "object", "description": "What to register at the IdP: SAML entity id, ACS "
+        "and SLO URLs, or the OIDC redirect URI."})
+    domains = fields.Method("_domains", required=True, metadata={
+        "type": "array", "items": {"type": "object"}})
+    created_at = fields.AwareDateTime(required=True)
+    updated_at = fields.AwareDateTime(required=True)
+
+    def _sp(self, conn: SsoConnection) -> dict[str, str]:
+        base = current_app.config["ROSTER"]["app"]["base_url"]
+        if conn.protocol == "oidc":
+            return {"redirect_uri": callback_url(base, conn.id)}
+        urls = SpUrls.of(base, conn.id)
+        return {"entity_id": urls.entity_id, "metadata_url": urls.entity_id, "acs": urls.acs,
+                "slo": urls.slo}
+
+    def _domains(self, conn: SsoConnection) -> list[dict[str, Any]]:
+        session = object_session(conn)
+        found = session.scalars(select(ConnectionDomain).where(
+            ConnectionDomain.connection_id == conn.id).order_by(ConnectionDomain.domain)) \
+            if session is not None else []
+        return [DomainSchema().dump(d) for d in found]
+
+
+class _Settings(StrictSchema):
+    """Fields shared by create and update."""
+
+    login_policy = fields.String(validate=validate.OneOf(POLICIES))
+    match_by = fields.String(validate=validate.OneOf(MATCH_BY))
+    directory = fields.String(allow_none=True, validate=validate.Length(max=200), metadata={
+        "description": "Directory (id or name) users are read from and JIT users written to."})
+    allow_idp_initiated = fields.Boolean()
+    sign_requests = fields.Boolean()
+    metadata_xml = fields.String(validate=validate.Length(min=1, max=1_000_000), metadata={
+        "description": "SAML: the IdP's metadata document."})
+    metadata_url = fields.String(validate=validate.Length(min=9, max=1000), metadata={
+        "description": "SAML: https URL of the IdP's metadata (kept for refresh)."})
+    entity_id = fields.String(validate=validate.Length(max=1000), metadata={
+        "description": "SAML: pick this IdP in a metadata aggregate."})
+    discovery_url = fields.String(validate=validate.Length(max=1000), metadata={
+        "description": "OIDC: https URL of /.well-known/openid-configuration."})
+    client_id = fields.String(validate=validate.Length(min=1, max=500))
+    client_secret = fields.String(load_only=True, validate=validate.Length(min=1, max=2000),
+                                  metadata={"description": "Stored encrypted, never returned."})
+    scopes = fields.String(validate=validate.Length(max=500))
+    groups_claim = fields.String(validate=validate.Length(min=1, max=200))
+    algorithms = fields.List(fields.String(validate=validate.OneOf(
+        sorted(SUPPORTED_ALGORITHMS))), validate=validate.Length(min=1, max=20))
+    check_discovery = fields.Boolean(load_default=True, metadata={
+        "description": "OIDC: read the discovery document now and refuse an unusable IdP."})
+
+
+class ConnectionCreateSchema(_Settings):
+    """A new connection; SAML takes IdP metadata, OIDC a discovery URL and client."""
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    protocol = fields.String(required=True, validate=validate.OneOf(("saml", "oidc")))
+
+
+class ConnectionUpdateSchema(_Settings):
+    """Settings to change; absent fields are kept."""
+
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    enabled = fields.Boolean()
+
+
+class DomainCreateSchema(StrictSchema):
+    """An email domain to route to the connection once verified."""
+
+    domain = fields.String(required=True, validate=validate.Length(min=1, max=253))
+
+
+def _connection(ctx: ApiContext, connection_id: str) -> SsoConnection:
+    assert ctx.org is not None
+    conn = ctx.session.get(SsoConnection, connection_id) if len(connection_id) <= 36 else None
+    if conn is None or conn.organization_id != ctx.org.id:
+        raise NotFound("no such connection in this organization")
+    return conn
+
+
+def _protocol_fields(conn: SsoConnection, body: dict[str, Any]) -> None:
+    """SAML fields on an OIDC connection (or the reverse) are a mistake, not ignored."""
+    foreign = _OIDC_FIELDS if conn.protocol == "saml" else _SAML_FIELDS
+    wrong = [f for f in foreign if f in body]
+    if wrong:
+        raise InvalidInput(f"{wrong[0]} does not apply to a {conn.protocol} connection",
+                           field=wrong[0])
+
+
+def _apply(ctx: ApiContext, conn: SsoConnection, body: dict[str, Any]) -> None:
+    """Import SAML metadata or set the OIDC client, as the body asks."""
+    _protocol_fields(conn, body)
+    if "metadata_xml" in body and "metadata_url" in body:
+        raise InvalidInput("give metadata_xml or metadata_url, not both", field="metadata_url")
+    if "metadata_url" in body:
+        if not body["metadata_url"].lower().startswith("https://"):
+            raise InvalidInput("metadata_url must be https", field="metadata_url")
+        conn.metadata_url = body["metadata_url"]
+        xml = fetch_metadata(conn.metadata_url)
+        apply_idp_metadata(ctx.session, conn, xml, ctx.actor, entity_id=body.get("entity_id"))
+    elif "metadata_xml" in body:
+        apply_idp_metadata(ctx.session, conn, body["metadata_xml"], ctx.actor,
+                           entity_id=body.get("entity_id"))
+    if conn.protocol == "oidc" and any(f in body for f in _OIDC_FIELDS):
+        configure_oidc(ctx.session, conn, ctx.actor,
+                       secret_key=current_app.config["ROSTER"]["app"]["secret_key"],
+                       discovery_url=body.get("discovery_url"),
+                       client_id=body.get("client_id"), client_secret=body.get("client_secret"),
+                       scopes=body.get("scopes"), groups_claim=body.get("groups_claim"),
+                       algorithms=body.get("algorithms"))
+        if body["check_discovery"] and "discovery_url" in body:
+            try:
+                ProviderCache().provider(conn.oidc_discovery_url or "")
+            except LoginFailed as exc:
+                raise InvalidInput(f"IdP not usable ({exc.reason}): {exc.detail}",
+                                   field="discovery_url") from None
+
+
+def _directory_id(ctx: ApiContext, ref: str | None) -> str | None:
+    assert ctx.org is not None
+    return get_directory(ctx.session, ref, ctx.org).id if ref else None
+
+
+@api_route(bp, "/orgs/<org_id>/connections", methods=["GET"], permission="connections:read",
+           tags=["sso"], summary="List SSO connections", query=PageArgs,
+           response=ConnectionSchema, paginated=True)
+def list_connections(ctx: ApiContext) -> Page:
+    """The organization's SAML and OIDC connections, oldest first."""
+    assert ctx.org is not None
+    stmt = select(SsoConnection).where(SsoConnection.organization_id == ctx.org.id)
+    return ctx.paginate(stmt, (SsoConnection.created_at, SsoConnection.id))
+
+
+@api_route(bp, "/orgs/<org_id>/connections", methods=["POST"],
+           permission="connections:write", tags=["sso"],
+           summary="Create a SAML or OIDC connection", body=ConnectionCreateSchema,
+           response=ConnectionSchema, status=201)
+def create_connection_(ctx: ApiContext) -> SsoConnection:
+    """Create a connection; the response names the URLs to register at the IdP."""
+    assert ctx.org is not None
+    body = ctx.body
+    conn = create_connection(
+        ctx.session, ctx.org, body["name"], body["protocol"], ctx.actor,
+        login_policy=body.get("login_policy", "scim"), match_by=body.get("match_by", "email"),
+        directory_id=_directory_id(ctx, body.get("directory")),
+        allow_idp_initiated=body.get("allow_idp_initiated", False),
+        sign_requests=body.get("sign_requests", False))
+    _apply(ctx, conn, body)
+    return conn
+
+
+@api_route(bp, "/orgs/<org_id>/connections/<connection_id>", methods=["GET"],
+           permission="connections:read", tags=["sso"], summary="Get an SSO connection",
+           response=ConnectionSchema)
+def get_connection_(ctx: ApiContext, connection_id: str) -> SsoConnection:
+    """One connection with its domains and the URLs to register at the IdP."""
+    return _connection(ctx, connection_id)
+
+
+@api_route(bp, "/orgs/<org_id>/connections/<connection_id>", methods=["PATCH"],
+           permission="connections:write", tags=["sso"],
+           summary="Change an SSO connection (settings, metadata, OIDC client)",
+           body=ConnectionUpdateSchema, response=ConnectionSchema)
+def update_connection_(ctx: ApiContext, connection_id: str) -> SsoConnection:
+    """Change the given fields; new metadata or OIDC settings are checked like on create."""
+    conn = _connection(ctx, connection_id)
+    body = ctx.body
+    changes = {k: body[k] for k in ("name", "login_policy", "match_by", "allow_idp_initiated",
+                                    "sign_requests", "enabled") if k in body}
+    if "directory" in body:
+        changes["directory_id"] = _directory_id(ctx, body["directory"])
+    update_connection(ctx.session, conn, ctx.actor, changes)
+    _apply(ctx, conn, body)
+    return conn
+
+
+def _set_enabled(ctx: ApiContext, connection_id: str, enabled: bool) -> SsoConnection:
+    conn = _connection(ctx, connection_id)
+    return update_connection(ctx.session, conn, ctx.actor, {"enabled": enabled})
+
+
+@api_route(bp, "/orgs/<org_id>/connections/<connection_id>/disable", methods=["POST"],
+           permission="connections:write", tags=["sso"],
+           summary="Disable an SSO connection (no new logins through it)",
+           response=ConnectionSchema)
+def disable_connection(ctx: ApiContext, connection_id: str) -> SsoConnection:
+    """Refuse logins and discovery through this connection; settings are kept."""
+    return _set_enabled(ctx, connection_id, False)
+
+
+@api_route(bp, "/orgs/<org_id>/connections/<connection_id>/enable", methods=["POST"],
+           permission="connections:write", tags=["sso"], summary="Enable an SSO connection",
+           response=ConnectionSchema)
+def enable_connection(ctx: ApiContext, connection_id: str) -> SsoConnection:
+    """Accept logins through this connection again."""
+    return _set_enabled(ctx, connection_id, True)
+
+
+@api_route(bp, "/orgs/<org_id>/connections/<connection_id>", methods=["DELETE"],
+           permission="connections:write", tags=["sso"],
+           summary="Delete an SSO connection, its domains and its traces", status=204,
+           produces={"text/plain": "No content."})
+def delete_connection_(ctx: ApiContext, connection_id: str) -> Response:
+    """Delete the connection (audited); sessions opened through it are not revoked."""
+    delete_connection(ctx.session, _connection(ctx, connection_id), ctx.actor)
+    return Response(status=204)
+
+
+@api_route(bp, "/orgs/<org_id>/connections/<connection_id>/metadata/refresh",
+           methods=["POST"], permission="connections:write", tags=["sso"],
+           summary="Re-read the SAML IdP metadata from its https URL",
+           response=ConnectionSchema)
+def refresh_connection_metadata(ctx: ApiContext, connection_id: str) -> SsoConnection:
+    """Fetch the metadata URL again (certificate rollover at the IdP)."""
+    return refresh_metadata(ctx.session, _connection(ctx, connection_id), ctx.actor)
+
+
+@api_route(bp, "/orgs/<org_id>/connections/<connection_id>/domains", methods=["POST"],
+           permission="connections:write", tags=["sso"],
+           summary="Add an email domain (unverified, not routed yet)",
+           body=DomainCreateSchema, response=DomainSchema, status=201)
+def add_connection_domain(ctx: ApiContext, connection_id: str) -> ConnectionDomain:
+    """Attach an email domain; discovery routes it once an operator verifies it."""
+    return add_domain(ctx.session, _connection(ctx, connection_id), ctx.body["domain"],
+                      ctx.actor)
+
+
+@api_route(bp, "/orgs/<org_id>/connections/<connection_id>/domains/<domain>/verify",
+           methods=["POST"], permission="connections:verify", tags=["sso"],
+           summary="Mark a domain verified: discovery routes its addresses from now on",
+           response=DomainSchema)
+def verify_connection_domain(ctx: ApiContext, connection_id: str,
+                             domain: str) -> ConnectionDomain:
+    """Operator-verified domain ownership (like `roster connection domain verify`)."""
+    return verify_domain(ctx.session, _connection(ctx, connection_id), domain, ctx.actor)
