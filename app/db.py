@@ -98,6 +98,17 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def flush_if_pending(session: Session, kind: type[Any]) -> None:
+    """Flush when an object of ``kind`` is pending, so a Core INSERT may reference it.
+
+    Hot-path inserts (audit, outbox) bypass the ORM unit of work and run at once; a row
+    they point to by foreign key may still be waiting in the session (an organization
+    created in the same transaction).
+    """
+    if any(isinstance(obj, kind) for obj in session.new):
+        session.flush()
+
+
 def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
                 busy_timeout_ms: int = 5000) -> Engine:
     """Create the engine; SQLite gets WAL, foreign keys and a busy timeout."""

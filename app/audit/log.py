@@ -8,16 +8,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import bindparam, event, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from app.db import new_id, utcnow
-from app.models import AuditChainHead, AuditEvent
+from app.db import flush_if_pending, new_id, utcnow
+from app.models import AuditChainHead, AuditEvent, Organization
 from app.models.audit import DEPLOYMENT_CHAIN
 
 GENESIS_HASH = "0" * 64
+_COLUMNS = ("event_id", "chain", "seq", "organization_id", "occurred_at", "action",
+            "actor_type", "actor_id", "subject_type", "subject_id", "request_id", "data",
+            "prev_hash", "hash")
+_INSERT_EVENT = insert(AuditEvent.__table__)  # the columns come from the parameters
+_UPDATE_HEAD = (update(AuditChainHead.__table__)
+                .where(AuditChainHead.__table__.c.chain == bindparam("b_chain"))
+                .values(seq=bindparam("b_seq"), hash=bindparam("b_hash")))
 
 
 @dataclass(frozen=True)
@@ -61,30 +68,38 @@ def compute_hash(event: AuditEvent) -> str:
 _LOCKED_HEADS = "roster.audit.locked_heads"
 
 
-def _lock_head(session: Session, chain: str) -> AuditChainHead:
+@dataclass
+class _Head:
+    """A chain head this transaction holds locked: the last sequence number and hash."""
+
+    seq: int
+    hash: str
+
+
+def _lock_head(session: Session, chain: str) -> _Head:
     """Create the chain head if missing, then lock it so appends are serialized per chain.
 
     The lock lasts until the transaction ends, so later appends in the same transaction
     reuse the locked row instead of asking again (a deprovisioning appends several).
     """
-    held: dict[str, AuditChainHead] = session.info.setdefault(_LOCKED_HEADS, {})
+    held: dict[str, _Head] = session.info.setdefault(_LOCKED_HEADS, {})
     if chain in held:
         return held[chain]
     held[chain] = head = _select_head(session, chain)
     return head
 
 
-def _select_head(session: Session, chain: str) -> AuditChainHead:
+def _select_head(session: Session, chain: str) -> _Head:
     # One upsert both creates a missing head and locks an existing one: ON CONFLICT DO
     # UPDATE locks the row like SELECT ... FOR UPDATE on PostgreSQL (SQLite has one writer
-    # anyway), and RETURNING loads it. It replaced INSERT ... DO NOTHING + SELECT FOR
-    # UPDATE on every audited change.
+    # anyway), and RETURNING loads it. Core on the connection: no ORM object to track.
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(AuditChainHead).values(chain=chain, seq=0, hash=GENESIS_HASH)
-    stmt = stmt.on_conflict_do_update(index_elements=["chain"],
-                                      set_={"seq": AuditChainHead.seq})
-    return session.scalars(stmt.returning(AuditChainHead),
-                           execution_options={"populate_existing": True}).one()
+    table = AuditChainHead.__table__
+    stmt = (insert(table).values(chain=chain, seq=0, hash=GENESIS_HASH)
+            .on_conflict_do_update(index_elements=["chain"], set_={"seq": table.c.seq})
+            .returning(table.c.seq, table.c.hash))
+    seq, hash_ = session.connection().execute(stmt).one()
+    return _Head(seq, hash_)
 
 
 @event.listens_for(Session, "after_commit")
@@ -115,5 +130,10 @@ def record(
     )
     event.hash = compute_hash(event)
     head.seq, head.hash = event.seq, event.hash
-    session.add(event)
+    # Core statements at once instead of ORM objects flushed later: the event row and the
+    # new head. The event object is returned as a value; it is not in the session.
+    flush_if_pending(session, Organization)
+    connection = session.connection()
+    connection.execute(_INSERT_EVENT, {column: getattr(event, column) for column in _COLUMNS})
+    connection.execute(_UPDATE_HEAD, {"b_chain": chain, "b_seq": event.seq, "b_hash": event.hash})
     return event

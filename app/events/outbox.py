@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from app.db import new_id, utcnow
-from app.models import OutboxEvent
+from app.db import flush_if_pending, new_id, utcnow
+from app.models import Organization, OutboxEvent
+
+_COLUMNS = ("event_id", "organization_id", "type", "aggregate_id", "payload", "created_at")
+_INSERT = insert(OutboxEvent.__table__)  # the columns come from the parameters
 
 
 def emit(
@@ -18,10 +22,15 @@ def emit(
     aggregate_id: str | None,
     payload: dict[str, Any],
 ) -> OutboxEvent:
-    """Queue one event for the portal; nothing is sent until the transaction commits."""
+    """Queue one event for the portal; nothing is sent until the transaction commits.
+
+    The row is written at once with a Core INSERT (cheaper than an ORM object flushed
+    later); the returned event is a value that is not in the session.
+    """
     event = OutboxEvent(
         event_id=new_id(), organization_id=organization_id, type=type,
         aggregate_id=aggregate_id, payload=payload, created_at=utcnow(),
     )
-    session.add(event)
+    flush_if_pending(session, Organization)
+    session.connection().execute(_INSERT, {column: getattr(event, column) for column in _COLUMNS})
     return event
