@@ -11,7 +11,7 @@ from app.cli.connection import connection
 from app.errors import InvalidInput
 from app.sso.connections import get_connection
 from app.sso.oidc_config import algorithms_of, configure_oidc, groups_claim_of
-from app.sso.oidc_rp import ProviderCache, callback_url
+from app.sso.oidc_rp import ProviderCache, callback_url, logged_out_url
 from app.sso.outcome import LoginFailed
 
 
@@ -52,7 +52,9 @@ def oidc(ctx: CliContext, connection_id: str, discovery_url: str | None,
             except LoginFailed as exc:
                 raise InvalidInput(f"IdP not usable ({exc.reason}): {exc.detail}") from None
             click.echo(f"issuer:        {issuer}")
-        click.echo(f"redirect URI:  {callback_url(ctx.settings['app']['base_url'], conn.id)}")
+        base = ctx.settings["app"]["base_url"]
+        click.echo(f"redirect URI:  {callback_url(base, conn.id)}")
+        click.echo(f"post-logout redirect URI: {logged_out_url(base, conn.id)}")
         click.echo(f"algorithms:    {', '.join(algorithms_of(conn))}")
         click.echo(f"groups claim:  {groups_claim_of(conn)}")
         click.echo(f"client secret: {'set' if conn.oidc_client_secret_enc else 'NOT SET'}")

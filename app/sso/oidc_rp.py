@@ -42,6 +42,8 @@ class Provider:
     token_endpoint: str
     jwks_uri: str
     token_auth_methods: tuple[str, ...]
+    # RP-Initiated Logout 1.0 §2.1; None when the IdP has none (or publishes an unsafe one).
+    end_session_endpoint: str | None = None
 
     @classmethod
     def of(cls, discovery_url: str, doc: dict[str, Any]) -> Provider:
@@ -66,13 +68,27 @@ class Provider:
                 raise LoginFailed("discovery_failed", f"{field} is not https")
         methods = doc.get("token_endpoint_auth_methods_supported") or []
         return cls(issuer, doc["authorization_endpoint"], doc["token_endpoint"],
-                   doc["jwks_uri"], tuple(m for m in methods if isinstance(m, str)))
+                   doc["jwks_uri"], tuple(m for m in methods if isinstance(m, str)),
+                   _optional_endpoint(doc.get("end_session_endpoint"), https_only))
 
     def client_auth_method(self) -> str:
         """client_secret_basic unless the IdP only takes client_secret_post (RFC 8414 §2)."""
         if self.token_auth_methods and "client_secret_basic" not in self.token_auth_methods:
             return "client_secret_post"
         return "client_secret_basic"
+
+
+def _optional_endpoint(url: Any, https_only: bool) -> str | None:
+    """An optional endpoint we would send the browser to: only a safe URL, else None."""
+    if not isinstance(url, str):
+        return None
+    try:
+        check_url(url, "end_session_endpoint")
+    except InvalidInput:
+        return None
+    if https_only and not url.lower().startswith("https://"):
+        return None
+    return url
 
 
 def fetch_json(url: str) -> dict[str, Any]:
@@ -135,6 +151,11 @@ class ProviderCache:
 def callback_url(base_url: str, connection_id: str) -> str:
     """The redirection URI to register at the IdP (RFC 6749 §3.1.2)."""
     return f"{base_url.rstrip('/')}/sso/oidc/{connection_id}/callback"
+
+
+def logged_out_url(base_url: str, connection_id: str) -> str:
+    """The post_logout_redirect_uri to register at the IdP (OIDC RP-Initiated Logout §3)."""
+    return f"{base_url.rstrip('/')}/sso/oidc/{connection_id}/logged-out"
 
 
 def state_key(state: str) -> str:

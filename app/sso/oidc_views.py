@@ -21,7 +21,6 @@ from app.sso.oidc_config import algorithms_of, decrypt_client_secret
 from app.sso.oidc_rp import (
     ClaimedAttempt,
     Provider,
-    ProviderCache,
     begin_login,
     callback_url,
     claim_attempt,
@@ -30,18 +29,23 @@ from app.sso.oidc_rp import (
 )
 from app.sso.oidc_token import Expected, asserted_identity, unverified_parts, validate_id_token
 from app.sso.outcome import LoginFailed
+from app.sso.rp_logout import LOGOUT_NEXT, LOGOUT_STATE, UPSTREAM_OIDC
 from app.sso.traces import mask, redact_claims
 from app.sso.views import bp
-from app.sso.web import ConnRef, actor, allowed, base_url, database, fail, finish
+from app.sso.web import (
+    ConnRef,
+    actor,
+    allowed,
+    base_url,
+    database,
+    fail,
+    finish,
+    provider_cache,
+)
 from app.sso.web import sso_settings as _sso
 
 _BOUND_STATES = "oidc_states"
 _MAX_PARALLEL_ATTEMPTS = 5
-
-
-def provider_cache() -> ProviderCache:
-    """The app's cache of discovery documents and JWKS."""
-    return current_app.extensions.setdefault("roster.oidc_providers", ProviderCache())
 
 
 def _oidc_connection(s: Session, connection_id: str) -> SsoConnection:
@@ -107,8 +111,8 @@ def _claim(connection_id: str, state: str) -> tuple[SsoConnection, ClaimedAttemp
 
 
 def _verified_claims(conn: SsoConnection, provider: Provider, attempt: ClaimedAttempt,
-                     payload: dict[str, Any]) -> dict[str, Any]:
-    """Redeem the code and validate the ID token (OIDC Core §3.1.3)."""
+                     payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Redeem the code and validate the ID token (OIDC Core §3.1.3): (token, its claims)."""
     args = request.args
     if args.get("error"):
         raise LoginFailed("idp_error", f"{args['error']}: {args.get('error_description', '')}"
@@ -130,7 +134,7 @@ def _verified_claims(conn: SsoConnection, provider: Provider, attempt: ClaimedAt
     expected = Expected(issuer=provider.issuer, client_id=conn.oidc_client_id or "",
                         nonce=attempt.nonce, algorithms=tuple(algorithms_of(conn)),
                         skew_seconds=_sso()["clock_skew_seconds"])
-    return validate_id_token(
+    return id_token, validate_id_token(
         id_token, expected,
         lambda refresh: provider_cache().jwks(provider.jwks_uri, refresh=refresh), time.time())
 
@@ -148,7 +152,7 @@ def oidc_callback(connection_id: str) -> Response:
         _ready(found)
         conn, attempt = _claim(connection_id, request.args.get("state", ""))
         provider = provider_cache().provider(conn.oidc_discovery_url or "")
-        claims = _verified_claims(conn, provider, attempt, payload)
+        id_token, claims = _verified_claims(conn, provider, attempt, payload)
         with database().transaction() as s:
             conn = _oidc_connection(s, connection_id)
             user = resolve_login(s, conn, asserted_identity(conn, claims), actor())
@@ -159,4 +163,22 @@ def oidc_callback(connection_id: str) -> Response:
     except DomainError as exc:
         return fail(LoginFailed("provisioning_error", exc.detail), ref, payload,
                     protocol="oidc")
-    return finish(login_id, user_id, display, attempt.redirect_to)
+    response = finish(login_id, user_id, display, attempt.redirect_to)
+    if current_app.secret_key:
+        # The IdP's ID token is the id_token_hint of a later RP-initiated logout at the IdP
+        # (OIDC RP-Initiated Logout §2); it is the user's own, kept in their signed cookie.
+        session[UPSTREAM_OIDC] = {"connection": connection_id, "id_token": id_token}
+    return response
+
+
+@bp.get("/oidc/<connection_id>/logged-out")
+def oidc_logged_out(connection_id: str) -> Response:
+    """post_logout_redirect_uri of the IdP's logout (OIDC RPIL §3): on to the portal."""
+    expected, next_url = session.get(LOGOUT_STATE), session.get(LOGOUT_NEXT)
+    sent = request.args.get("state", "")
+    session.clear()
+    # Only the state this browser was given leads on; the target was checked when stored.
+    if isinstance(expected, str) and sent and hmac.compare_digest(sent, expected) \
+            and isinstance(next_url, str):
+        return redirect(next_url, 303)
+    return pages.page("Signed out", "<p>You are signed out.</p>")

@@ -59,6 +59,8 @@ class ProviderConfig:
     id_token_seconds: int
     refresh_seconds: int
     code_seconds: int
+    # Where RP-initiated logout may send the browser back to (exact match, OIDC RPIL §3).
+    post_logout_redirect_uris: tuple[str, ...] = ()
 
 
 def config_from_settings(settings: dict[str, dict[str, Any]]) -> ProviderConfig | None:
@@ -73,7 +75,8 @@ def config_from_settings(settings: dict[str, dict[str, Any]]) -> ProviderConfig 
         redirect_uris=tuple(op["portal_redirect_uris"]),
         backchannel_logout_uri=op["portal_backchannel_logout_uri"],
         access_seconds=op["access_token_seconds"], id_token_seconds=op["id_token_seconds"],
-        refresh_seconds=op["refresh_token_seconds"], code_seconds=op["authorization_code_seconds"])
+        refresh_seconds=op["refresh_token_seconds"], code_seconds=op["authorization_code_seconds"],
+        post_logout_redirect_uris=tuple(op["portal_post_logout_redirect_uris"]))
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,12 @@ class PortalClient(ClientMixin):
     client_id: str
     secret_sha256: str
     redirect_uris: tuple[str, ...]
+    post_logout_redirect_uris: tuple[str, ...] = ()
+
+    @property
+    def client_metadata(self) -> dict[str, Any]:
+        """Registered metadata authlib reads (post_logout_redirect_uris, OIDC RPIL §3.1)."""
+        return {"post_logout_redirect_uris": list(self.post_logout_redirect_uris)}
 
     def get_client_id(self) -> str:
         """The client id (RFC 6749 §2.2)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,6 +19,8 @@ from app.models.directory import UserStatus
 from app.models.sso import LoginSession
 from app.sso import pages
 from app.sso.claims import filter_by_scope, user_claims
+from app.sso.oidc_rp import logged_out_url
+from app.sso.outcome import LoginFailed
 from app.sso.provider import (
     ACCESS,
     SCOPES,
@@ -33,7 +37,17 @@ from app.sso.provider import (
     token_generator,
 )
 from app.sso.provider_keys import ALG
+from app.sso.rp_logout import (
+    LOGOUT_NEXT,
+    LOGOUT_STATE,
+    Upstream,
+    end_login_sessions,
+    end_session_endpoint,
+    oidc_logout_url,
+    plan_upstream,
+)
 from app.sso.views import bp
+from app.sso.web import actor, base_url, provider_cache, sp_keys, sp_urls
 
 
 def _db() -> Session:
@@ -56,7 +70,7 @@ def _server() -> tuple[AuthorizationServer, ProviderConfig]:
     server = app.extensions.get("roster.oidc_server")
     if server is None:
         client = PortalClient(config.client_id, config.client_secret_sha256,
-                              config.redirect_uris)
+                              config.redirect_uris, config.post_logout_redirect_uris)
         server = AuthorizationServer(
             query_client=lambda cid: client if cid == client.client_id else None,
             save_token=lambda token, req: save_token(_db(), config, token, req))
@@ -68,6 +82,7 @@ def _server() -> tuple[AuthorizationServer, ProviderConfig]:
         introspection, revocation = build_endpoints(_db, config)
         server.register_endpoint(introspection)
         server.register_endpoint(revocation)
+        server.register_endpoint(end_session_endpoint(config))
         app.extensions["roster.oidc_server"] = server
     return server, config
 
@@ -103,6 +118,7 @@ def discovery() -> Response:
                              "family_name", "preferred_username", "org_id", "org_slug",
                              "org_name", "units", "roles", "permissions"],
         "backchannel_logout_supported": True, "backchannel_logout_session_supported": True,
+        "end_session_endpoint": f"{iss}/end_session",
     })
 
 
@@ -211,3 +227,78 @@ def userinfo() -> Response:
         user = s.get(User, token.row.user_id)
         claims = filter_by_scope(user_claims(s, user), token.get_scope()) if user else {}
         return jsonify({**claims, "sub": token.row.user_id})
+
+
+_CONFIRM = "sso_logout_confirm"
+
+
+def _confirmed() -> bool:
+    """A POST of the confirmation form this browser was shown (no cross-site logout)."""
+    expected = session.get(_CONFIRM)
+    sent = request.form.get("confirm", "")
+    return request.method == "POST" and isinstance(expected, str) and bool(sent) \
+        and hmac.compare_digest(sent, expected)
+
+
+def _confirmation_page() -> Response:
+    """RPIL §6: without a valid id_token_hint, ask the user before logging out."""
+    token = session[_CONFIRM] = secrets.token_urlsafe(24)
+    return pages.page("Sign out", "<p>Do you want to sign out?</p>"
+                      "<form method=post action=/sso/oidc/end_session>"
+                      f"<input type=hidden name=confirm value=\"{token}\">"
+                      "<button>Sign out</button></form>")
+
+
+@bp.route("/oidc/end_session", methods=["GET", "POST"])
+def end_session() -> Response:
+    """End session endpoint (OIDC RP-Initiated Logout 1.0 §2): revoke the login and its
+    tokens, log out at the customer's IdP if it can, then go back to the portal."""
+    try:
+        server, _config = _server()
+    except OAuth2Error as exc:
+        return _error(exc)
+    with _transaction() as s:
+        g.roster_oidc_session = s
+        try:
+            req = server.validate_endpoint_request("end_session")
+        except OAuth2Error as exc:
+            # RPIL §4: an invalid request ends nothing and redirects nowhere.
+            return pages.refused("The sign-out request is invalid: "
+                                 f"{exc.description or exc.error}", None, 400)
+        if req.needs_confirmation and not _confirmed():
+            return _confirmation_page()
+        login_id = session.get("sso_login_id")
+        ended = end_login_sessions(
+            s, browser_login_id=login_id if isinstance(login_id, str) else None,
+            hint=req.id_token_claims, client_id=req.client.get_client_id() if req.client
+            else None, actor=actor())
+        upstream = plan_upstream(s, ended.connection_id, dict(session),
+                                 sp_urls(ended.connection_id) if ended.connection_id else None,
+                                 sp_keys())
+    session.clear()
+    return _continue_logout(upstream, req.redirect_uri)
+
+
+def _continue_logout(upstream: Upstream | None, final: str | None) -> Response:
+    """Send the browser to the IdP's logout, remembering where to go after it; or finish."""
+    url = None
+    if upstream is not None and upstream.protocol == "saml" and upstream.saml_url:
+        session["sso_slo_request"] = upstream.saml_request_id
+        url = upstream.saml_url
+    elif upstream is not None and upstream.protocol == "oidc":
+        try:
+            end_session_url = provider_cache().provider(
+                upstream.discovery_url or "").end_session_endpoint
+        except LoginFailed:
+            end_session_url = None  # the IdP is unreachable: our own logout is done anyway
+        if end_session_url:
+            state = session[LOGOUT_STATE] = secrets.token_urlsafe(24)
+            url = oidc_logout_url(end_session_url, upstream,
+                                  logged_out_url(base_url(), upstream.connection_id), state)
+    if url is not None:
+        if final:
+            session[LOGOUT_NEXT] = final
+        return redirect(url, 303)
+    if final:
+        return redirect(final, 303)
+    return pages.page("Signed out", "<p>You are signed out.</p>")

@@ -13,6 +13,7 @@ from app.sso import pages
 from app.sso.connections import connections_for_email
 from app.sso.login import assert_user, open_session, resolve_login
 from app.sso.outcome import LoginFailed
+from app.sso.rp_logout import LOGOUT_NEXT
 from app.sso.saml import consume_response, decode_response_xml, sp_metadata, start_login
 from app.sso.slo import (
     SamlSubject,
@@ -178,7 +179,11 @@ def saml_slo(connection_id: str) -> Response:
     except LoginFailed as exc:
         return fail(exc, ref, {"binding": "redirect", "message": sorted(get)},
                     protocol="saml")
+    # Set by the portal's RP-initiated logout (already checked against its registered URIs).
+    next_url = session.get(LOGOUT_NEXT)
     session.clear()
     if url:
         return redirect(url, 303)
+    if isinstance(next_url, str):
+        return redirect(next_url, 303)
     return pages.page("Signed out", "<p>You are signed out.</p>")

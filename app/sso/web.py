@@ -13,6 +13,7 @@ from app.audit import Actor, record
 from app.db import Database
 from app.sso import pages
 from app.sso.keys import SpKeys, load_sp_keys
+from app.sso.oidc_rp import ProviderCache
 from app.sso.outcome import LoginFailed
 from app.sso.redirects import is_allowed_redirect
 from app.sso.saml import SpUrls
@@ -50,6 +51,11 @@ def sp_keys() -> SpKeys:
     if keys is None:
         keys = current_app.extensions["roster.sso_keys"] = load_sp_keys(sso_settings())
     return keys
+
+
+def provider_cache() -> ProviderCache:
+    """The app's cache of OIDC discovery documents and JWKS (customer IdPs)."""
+    return current_app.extensions.setdefault("roster.oidc_providers", ProviderCache())
 
 
 def sp_urls(connection_id: str) -> SpUrls:

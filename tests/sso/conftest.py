@@ -27,6 +27,7 @@ from tests.sso.simplesamlphp import SimpleSamlIdp, running_idp
 
 PORTAL = "https://portal.test/"
 PORTAL_CALLBACK = "https://portal.test/callback"
+PORTAL_LOGGED_OUT = "https://portal.test/logged-out"
 PORTAL_CLIENT, PORTAL_SECRET = "portal", "portal-secret-for-tests"
 
 
@@ -67,6 +68,7 @@ def sso_app(database_url: str, keys: Keys, db: Database) -> Flask:
         "portal_client_id": PORTAL_CLIENT,
         "portal_client_secret_sha256": hashlib.sha256(PORTAL_SECRET.encode()).hexdigest(),
         "portal_redirect_uris": [PORTAL_CALLBACK],
+        "portal_post_logout_redirect_uris": [PORTAL_LOGGED_OUT],
         "portal_backchannel_logout_uri": "http://127.0.0.1:9/backchannel"}
     app = create_app(overrides)
     # One pool per worker: share the suite's database handle.

@@ -84,6 +84,7 @@ class IamIdp:
             client = self.server.models.Client(
                 client_id=client_id, client_secret=secret, client_name="Roster",
                 redirect_uris=[callback_of(connection_id)],
+                post_logout_redirect_uris=[f"{ROSTER}/sso/oidc/{connection_id}/logged-out"],
                 grant_types=["authorization_code"], response_types=["code"],
                 token_endpoint_auth_method="client_secret_basic",
                 scope=["openid", "email", "profile", "groups"],
@@ -93,9 +94,12 @@ class IamIdp:
             self.server.backend.save(client)
         return client_id, secret
 
-    def sign_in(self, authorize_url: str, login: str, password: str) -> str:
-        """Play the employee at the IdP: login, password, consent; the callback URL we get."""
-        browser, url = requests.Session(), authorize_url
+    def sign_in(self, authorize_url: str, login: str, password: str,
+                browser: requests.Session | None = None) -> str:
+        """Play the employee at the IdP: login, password, consent; the callback URL we get.
+
+        Pass ``browser`` to keep the IdP's session cookie (e.g. to log out there later)."""
+        browser, url = browser or requests.Session(), authorize_url
         for _ in range(12):
             resp = browser.get(url, allow_redirects=False, timeout=10)
             while resp.status_code == 200:

@@ -138,8 +138,9 @@ def test_oidc_connection_through_the_api_signs_a_user_in_at_a_real_idp(db, tenan
         "scopes": "openid email profile groups", "groups_claim": "groups"})
     assert created.status_code == 201, created.text
     conn = created.get_json()
-    assert conn["sp"] == {"redirect_uri":
-                          f"http://roster.test/sso/oidc/{conn['id']}/callback"}
+    assert conn["sp"] == {
+        "redirect_uri": f"http://roster.test/sso/oidc/{conn['id']}/callback",
+        "post_logout_redirect_uri": f"http://roster.test/sso/oidc/{conn['id']}/logged-out"}
     assert (conn["oidc_algorithms"], conn["oidc_client_secret_set"]) == (["RS512", "ES256"],
                                                                         False)
     client_id, secret = iam.client(conn["id"])

@@ -36,7 +36,7 @@ from app.sso.oidc_config import (
     configure_oidc,
     groups_claim_of,
 )
-from app.sso.oidc_rp import ProviderCache, callback_url
+from app.sso.oidc_rp import ProviderCache, callback_url, logged_out_url
 from app.sso.outcome import LoginFailed
 from app.sso.saml import SpUrls
 
@@ -80,7 +80,7 @@ class ConnectionSchema(Schema):
     oidc_groups_claim = fields.Function(groups_claim_of, required=True)
     sp = fields.Method("_sp", required=True, metadata={
         "type": "object", "description": "What to register at the IdP: SAML entity id, ACS "
-        "and SLO URLs, or the OIDC redirect URI."})
+        "and SLO URLs, or the OIDC redirect and post-logout redirect URIs."})
     domains = fields.Method("_domains", required=True, metadata={
         "type": "array", "items": {"type": "object"}})
     created_at = fields.AwareDateTime(required=True)
@@ -89,7 +89,8 @@ class ConnectionSchema(Schema):
     def _sp(self, conn: SsoConnection) -> dict[str, str]:
         base = current_app.config["ROSTER"]["app"]["base_url"]
         if conn.protocol == "oidc":
-            return {"redirect_uri": callback_url(base, conn.id)}
+            return {"redirect_uri": callback_url(base, conn.id),
+                    "post_logout_redirect_uri": logged_out_url(base, conn.id)}
         urls = SpUrls.of(base, conn.id)
         return {"entity_id": urls.entity_id, "metadata_url": urls.entity_id, "acs": urls.acs,
                 "slo": urls.slo}
