@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -28,9 +28,11 @@ from app.mapping.rules import (
     UserFacts,
     resolve_grants,
 )
-from app.mapping.storage import load_policy, load_rules
+from app.mapping.ruleset import parse_policy
+from app.mapping.storage import POLICY_KEY, load_policy, load_rules
 from app.models import Grant, Group, Membership, Organization, Role, Unit, User
 from app.models.directory import UserStatus
+from app.models.mapping import MappingRule
 
 BATCH_SIZE = 500
 MANUAL = "manual"
@@ -309,18 +311,35 @@ def organization_batches(session: Session, organization_id: str,
 def reevaluate_users(session: Session, organization_id: str, user_ids: Iterable[str],
                      actor: Actor) -> Summary:
     """Recompute the grants of the given users and apply the diff."""
-    org = session.get(Organization, organization_id)
     ids = sorted(set(user_ids))
-    if org is None or not ids:
+    if not ids:
         return Summary()
-    # Rules and policy first: an organization without either (no mapping yet, the common
-    # case on every SCIM create) skips the roles and units queries (~40 % of a create).
-    rules, policy = load_rules(session, org.id), load_policy(org)
-    if not rules and not policy.default_role and not session.scalar(select(Grant.id).where(
-            Grant.user_id.in_(ids), Grant.source != MANUAL).limit(1)):
+    # One plain query first: an organization without rules or a default role whose users
+    # hold no rule-made grant (no mapping yet, the common case on every SCIM create) has
+    # nothing to evaluate, and the rules, roles and units are never loaded.
+    session.flush()  # the check runs on the connection: it must see this transaction's rows
+    state = session.connection().execute(
+        _IDLE_CHECK, {"organization_id": organization_id, "user_ids": ids}).first()
+    if state is None:
         return Summary()
+    stored_policy, has_rules, has_mapped_grants = state
+    policy = parse_policy((stored_policy or {}).get(POLICY_KEY))
+    if not has_rules and not policy.default_role and not has_mapped_grants:
+        return Summary()
+    org = session.get(Organization, organization_id)
+    if org is None:
+        return Summary()
+    rules = load_rules(session, org.id)
     return run(session, load_context(session, org, rules, policy), _chunks(ids, BATCH_SIZE),
                actor)
+
+
+_IDLE_CHECK = select(
+    Organization.policy,
+    exists().where(MappingRule.organization_id == Organization.id),
+    exists().where(Grant.user_id.in_(bindparam("user_ids", expanding=True)),
+                   Grant.source != MANUAL),
+).where(Organization.id == bindparam("organization_id"))
 
 
 def reevaluate_group_members(session: Session, organization_id: str, group_id: str,
