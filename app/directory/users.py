@@ -151,6 +151,9 @@ def _free_user_name(session: Session, directory_id: str, user_name: str,
     tombstone = session.get(User, holder.id)
     if tombstone is not None:
         tombstone.user_name = f"{holder.id}.deleted"
+        # Written now: the flush orders UPDATEs by primary key, so the new holder's row could
+        # otherwise take the name first and trip the unique index (a PUT or a restore).
+        session.flush()
 
 
 def _assign(user: User, data: UserInput, *, store_password_hash: bool) -> list[str]:

@@ -145,7 +145,9 @@ def test_delete_is_204_then_gone_and_name_reusable(scim, db):
     assert_error(scim.put(f"/Users/{user['id']}", user_body()), 404)
     assert_error(scim.delete(f"/Users/{user['id']}"), 404)
     assert rows(db, "SELECT status FROM users")[0][0] == "deleted"
-    again = scim.create_user()
+    # Another identity (externalId) takes the name; the same externalId would restore the
+    # deleted user instead (Entra's restore, tests/lifecycle/test_restore_on_create.py).
+    again = scim.create_user(externalId="00u2")
     assert again["id"] != user["id"]
 
 
