@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode
 
@@ -168,21 +170,26 @@ def authorize() -> Response:
         return server.create_authorization_response(grant_user=principal, grant=grant)
 
 
+@contextmanager
+def _op_transaction() -> Iterator[AuthorizationServer]:
+    """The authorization server, with this request's transaction open for its storage."""
+    server, _config = _server()
+    with _transaction() as s:
+        g.roster_oidc_session = s
+        yield server
+
+
 def _endpoint(name: str | None) -> Response:
     """Run the token endpoint (``None``) or a named authlib endpoint in one transaction."""
     try:
-        server, _config = _server()
-    except OAuth2Error as exc:
-        return _error(exc)
-    with _transaction() as s:
-        g.roster_oidc_session = s
-        try:
+        with _op_transaction() as server:
             if name is None:
                 return server.create_token_response()
             return server.create_endpoint_response(name)
-        except OAuth2Error as exc:
-            # Raised before authlib's own handling, e.g. plain http (insecure_transport).
-            return _error(exc)
+    except OAuth2Error as exc:
+        # Not configured (503), or raised before authlib's own handling, e.g. plain http
+        # (insecure_transport).
+        return _error(exc)
 
 
 @bp.post("/oidc/token")
@@ -254,27 +261,26 @@ def end_session() -> Response:
     """End session endpoint (OIDC RP-Initiated Logout 1.0 §2): revoke the login and its
     tokens, log out at the customer's IdP if it can, then go back to the portal."""
     try:
-        server, _config = _server()
+        with _op_transaction() as server:
+            try:
+                req = server.validate_endpoint_request("end_session")
+            except OAuth2Error as exc:
+                # RPIL §4: an invalid request ends nothing and redirects nowhere.
+                return pages.refused("The sign-out request is invalid: "
+                                     f"{exc.description or exc.error}", None, 400)
+            if req.needs_confirmation and not _confirmed():
+                return _confirmation_page()
+            s: Session = g.roster_oidc_session
+            login_id = session.get("sso_login_id")
+            ended = end_login_sessions(
+                s, browser_login_id=login_id if isinstance(login_id, str) else None,
+                hint=req.id_token_claims, actor=actor(),
+                client_id=req.client.get_client_id() if req.client else None)
+            conn_id = ended.connection_id
+            upstream = plan_upstream(s, conn_id, dict(session),
+                                     sp_urls(conn_id) if conn_id else None, sp_keys())
     except OAuth2Error as exc:
         return _error(exc)
-    with _transaction() as s:
-        g.roster_oidc_session = s
-        try:
-            req = server.validate_endpoint_request("end_session")
-        except OAuth2Error as exc:
-            # RPIL §4: an invalid request ends nothing and redirects nowhere.
-            return pages.refused("The sign-out request is invalid: "
-                                 f"{exc.description or exc.error}", None, 400)
-        if req.needs_confirmation and not _confirmed():
-            return _confirmation_page()
-        login_id = session.get("sso_login_id")
-        ended = end_login_sessions(
-            s, browser_login_id=login_id if isinstance(login_id, str) else None,
-            hint=req.id_token_claims, client_id=req.client.get_client_id() if req.client
-            else None, actor=actor())
-        upstream = plan_upstream(s, ended.connection_id, dict(session),
-                                 sp_urls(ended.connection_id) if ended.connection_id else None,
-                                 sp_keys())
     session.clear()
     return _continue_logout(upstream, req.redirect_uri)
 

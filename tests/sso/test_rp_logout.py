@@ -162,15 +162,19 @@ def _portal_login_via_oidc(db, tenant, idp, web, **login) -> tuple[object, dict,
     return conn, exchange(web, code, req.verifier).get_json(), browser
 
 
+def _canaille_login(db, tenant, iam, web, prefix: str) -> tuple[object, dict, object]:
+    """A user provisioned in Roster and known to canaille, signed in to the portal."""
+    name = f"{prefix}{tenant.org.id[:8]}"
+    provision(db, tenant, f"{name}@acme.com")
+    iam.user(name, f"{name}@acme.com", "correct horse")
+    return _portal_login_via_oidc(db, tenant, iam, web, name=name, password="correct horse")
+
+
 def test_logout_continues_at_canaille_and_comes_back_to_the_portal(db, tenant, iam, web):
     """Full round trip: Roster ends its login, sends the browser to canaille's
     end_session_endpoint with canaille's ID token, canaille logs out and returns to Roster,
     Roster returns to the portal with the portal's state."""
-    name = f"rplo{tenant.org.id[:8]}"
-    provision(db, tenant, f"{name}@acme.com")
-    iam.user(name, f"{name}@acme.com", "correct horse")
-    conn, tokens, browser = _portal_login_via_oidc(db, tenant, iam, web, name=name,
-                                                   password="correct horse")
+    conn, tokens, browser = _canaille_login(db, tenant, iam, web, "rplo")
     resp = web.get(END, query_string={"id_token_hint": tokens["id_token"],
                                       "post_logout_redirect_uri": PORTAL_LOGGED_OUT,
                                       "state": "portal-state"})
@@ -200,11 +204,7 @@ def test_logout_continues_at_canaille_and_comes_back_to_the_portal(db, tenant, i
 
 def test_a_wrong_state_from_the_idp_does_not_lead_on(db, tenant, iam, web):
     """The way back from the IdP needs the state this browser was given."""
-    name = f"rpls{tenant.org.id[:8]}"
-    provision(db, tenant, f"{name}@acme.com")
-    iam.user(name, f"{name}@acme.com", "correct horse")
-    conn, tokens, _browser = _portal_login_via_oidc(db, tenant, iam, web, name=name,
-                                                    password="correct horse")
+    conn, tokens, _browser = _canaille_login(db, tenant, iam, web, "rpls")
     resp = web.get(END, query_string={"id_token_hint": tokens["id_token"],
                                       "post_logout_redirect_uri": PORTAL_LOGGED_OUT})
     assert resp.status_code == 303
