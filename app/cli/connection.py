@@ -15,10 +15,12 @@ from app.sso.connections import (
     add_domain,
     apply_idp_metadata,
     create_connection,
+    delete_connection,
     fetch_metadata,
     get_connection,
     list_connections,
     refresh_metadata,
+    update_connection,
     verify_domain,
 )
 from app.sso.saml import SpUrls
@@ -71,6 +73,42 @@ def list_(ctx: CliContext, org_ref: str) -> None:
                  "idp": c.idp_entity_id or c.oidc_discovery_url or "-",
                  "certs": len(c.idp_certs)} for c in list_connections(session, org)]
     echo_table(rows, ["id", "name", "protocol", "policy", "idp", "certs"])
+
+
+@connection.command("set")
+@click.argument("connection_id")
+@click.option("--policy", type=click.Choice(POLICIES), default=None)
+@click.option("--match-by", type=click.Choice(MATCH_BY), default=None)
+@click.option("--idp-initiated/--no-idp-initiated", default=None)
+@click.option("--sign-requests/--no-sign-requests", default=None)
+@click.option("--enabled/--disabled", default=None,
+              help="A disabled connection refuses logins and is not offered by discovery.")
+@pass_ctx
+def set_(ctx: CliContext, connection_id: str, policy: str | None, match_by: str | None,
+         idp_initiated: bool | None, sign_requests: bool | None,
+         enabled: bool | None) -> None:
+    """Change a connection's login policy, matching, options or state."""
+    given = {"login_policy": policy, "match_by": match_by,
+             "allow_idp_initiated": idp_initiated, "sign_requests": sign_requests,
+             "enabled": enabled}
+    with ctx.transaction() as session:
+        conn = update_connection(session, get_connection(session, connection_id), ctx.actor,
+                                 {k: v for k, v in given.items() if v is not None})
+        click.echo(f"connection {conn.name}: policy {conn.login_policy}, match by "
+                   f"{conn.match_by}, {'enabled' if conn.enabled else 'disabled'}")
+
+
+@connection.command("delete")
+@click.argument("connection_id")
+@click.confirmation_option(prompt="Delete the connection, its domains and its traces?")
+@pass_ctx
+def delete(ctx: CliContext, connection_id: str) -> None:
+    """Delete a connection (its domains and traces go with it; sessions are kept)."""
+    with ctx.transaction() as session:
+        conn = get_connection(session, connection_id)
+        name = conn.name
+        delete_connection(session, conn, ctx.actor)
+    click.echo(f"connection {name} deleted")
 
 
 @connection.group("metadata")

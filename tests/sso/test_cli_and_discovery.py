@@ -61,6 +61,23 @@ def test_connection_lifecycle_through_the_cli(run, tenant, keys, tmp_path, db):
                        "sso:domain:verify"]
 
 
+def test_cli_disables_changes_and_deletes_a_connection(run, tenant, db):
+    """set disables it and changes the policy, delete removes it; each step is audited."""
+    conn_id = _conn_id(run("connection", "create", "--org", "acme", "--name", "c").output)
+    out = run("connection", "set", conn_id, "--disabled", "--policy", "jit").output
+    assert out.strip() == "connection c: policy jit, match by email, disabled"
+    assert rows(db, "SELECT enabled, login_policy FROM sso_connections")[0] in (
+        (False, "jit"), (0, "jit"))
+    run("connection", "delete", conn_id, "--yes")
+    assert rows(db, "SELECT count(*) AS n FROM sso_connections")[0].n == 0
+    assert "no SSO connection" in run("connection", "delete", conn_id, "--yes",
+                                      ok=False).output
+    actions = [a.action for a in rows(db, "SELECT action FROM audit_events "
+                                          "WHERE action LIKE 'sso:%' ORDER BY seq")]
+    assert actions == ["sso:connection:create", "sso:connection:update",
+                       "sso:connection:delete"]
+
+
 def test_cli_errors_are_one_line(run, tenant, tmp_path):
     """Bad metadata, a bad domain, an unknown connection, an http metadata URL."""
     conn_id = _conn_id(run("connection", "create", "--org", "acme", "--name", "c").output)
