@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -107,6 +107,17 @@ def flush_if_pending(session: Session, kind: type[Any]) -> None:
     """
     if any(isinstance(obj, kind) for obj in session.new):
         session.flush()
+
+
+def core(session: Session) -> Connection:
+    """The session's connection for Core statements, after flushing pending ORM changes.
+
+    ``session.execute`` costs two to three times as much as the same statement on the
+    connection (ORM context, autoflush); hot read paths that want rows, not objects, use
+    this. The flush keeps what they read consistent with the transaction's own changes.
+    """
+    session.flush()
+    return session.connection()
 
 
 def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,

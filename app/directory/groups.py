@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
-from app.db import utcnow
+from app.db import core, utcnow
 from app.directory.refs import DirectoryLike
 from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, InvalidInput, NotFound
@@ -76,7 +76,7 @@ def member_ids_of(session: Session, group_ids: Sequence[str]) -> dict[str, list[
     """The live member user ids of each group, one query per chunk of groups."""
     out: dict[str, list[str]] = {gid: [] for gid in group_ids}
     for chunk in _chunks(list(group_ids)):
-        for gid, uid in session.execute(_MEMBER_IDS, {"ids": list(chunk)}):
+        for gid, uid in core(session).execute(_MEMBER_IDS, {"ids": list(chunk)}):
             out[gid].append(uid)
     return out
 
@@ -86,7 +86,7 @@ def groups_of_users(session: Session,
     """(group id, displayName) of each user's groups, one query per chunk (RFC 7643 §4.1.2)."""
     out: dict[str, list[tuple[str, str]]] = {uid: [] for uid in user_ids}
     for chunk in _chunks(list(user_ids)):
-        for uid, gid, name in session.execute(_GROUPS_OF_USERS, {"ids": list(chunk)}):
+        for uid, gid, name in core(session).execute(_GROUPS_OF_USERS, {"ids": list(chunk)}):
             out[uid].append((gid, name))
     return out
 

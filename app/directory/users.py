@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
-from app.db import utcnow
+from app.db import core, utcnow
 from app.directory.refs import DirectoryLike
 from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, InvalidInput, NotFound
@@ -133,7 +133,7 @@ def manager_names(session: Session, manager_ids: Iterable[str | None]) -> dict[s
     ids = {m for m in manager_ids if m}
     if not ids:
         return {}
-    rows = session.execute(_MANAGER_NAMES, {"ids": list(ids)})
+    rows = core(session).execute(_MANAGER_NAMES, {"ids": list(ids)})
     return {uid: display or name for uid, display, name in rows}
 
 
@@ -256,7 +256,7 @@ def access_of_users(session: Session, user_ids: Sequence[str]) -> dict[str, dict
     """Each user's effective portal access from the grants table, in one query."""
     if not user_ids:
         return {}
-    rows = session.execute(_ACCESS, {"ids": list(user_ids)})
+    rows = core(session).execute(_ACCESS, {"ids": list(user_ids)})
     out: dict[str, dict[str, Any]] = {}
     for user_id, org, unit, path, role in rows:
         entry = out.setdefault(user_id, {"organization": org, "grants": []})

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, and_, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
+from app.db import core
 from app.models.directory import Group, User
 from app.scim.cursor import (
     CursorValue,
@@ -54,6 +55,7 @@ class ListParams:
 class ListPage:
     """One page of results and what the ListResponse needs to describe it."""
 
+    # Core rows of the users or groups table (attribute access like the ORM objects).
     resources: list[Any]
     total_results: int
     start_index: int | None  # None when paging by cursor
@@ -135,7 +137,7 @@ def run_list(session: Session, model: type[User] | type[Group],
         # A first page shorter than count holds every match: its length is the exact total
         # and the COUNT query (half the cost of a filter lookup) is not needed.
         found = known if known is not None else (
-            session.scalar(select(func.count()).select_from(model).where(where)) or 0)
+            core(session).scalar(select(func.count()).select_from(model).where(where)) or 0)
         if params.filter and found > max_results:
             raise ScimError(400, f"The filter matches {found} resources, more than the "
                                  f"{max_results} this server returns; narrow the filter",
@@ -146,10 +148,10 @@ def run_list(session: Session, model: type[User] | type[Group],
         return _cursor_page(session, model, where, params, key, total, resource, cursor_key)
     rows: list[Any] = []
     if params.count:
-        stmt = (select(model).where(where)
+        stmt = (select(model.__table__).where(where)
                 .order_by(*_order(key, model, params.sort_order == "descending"))
                 .offset(params.start_index - 1).limit(params.count))
-        rows = list(session.scalars(stmt))
+        rows = list(core(session).execute(stmt))
     short = params.start_index == 1 and len(rows) < params.count
     return ListPage(rows, total(len(rows) if short else None), params.start_index, len(rows))
 
@@ -166,11 +168,11 @@ def _cursor_page(session: Session, model: type[User] | type[Group],
     if params.count == 0:
         return ListPage([], total(None), None, 0)
     backward = position is not None and position.direction == "previous"
-    stmt = select(model, key.expr.label("sort_value")).where(where)
+    stmt = select(model.__table__, key.expr.label("sort_value")).where(where)
     if position is not None:
         stmt = stmt.where(_beyond(key, model, position, descending))
     stmt = stmt.order_by(*_order(key, model, descending, backward)).limit(params.count + 1)
-    found = [(row[0], row[1]) for row in session.execute(stmt)]
+    found = [(row, row.sort_value) for row in core(session).execute(stmt)]
     more = len(found) > params.count
     found = found[:params.count]
     if backward:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flask import Response
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from app.directory import groups as group_service
@@ -36,11 +37,13 @@ PATCH_STATE = Projection(CORE_USER, USER_ALWAYS, frozenset(), frozenset({
     (CORE_USER.lower(), "groups", None), (ROSTER_USER.lower(), None, None)}))
 
 
-def render_users(session: Session, users: Sequence[User], projection: Projection, *,
-                 new: bool = False) -> list[dict[str, Any]]:
+def render_users(session: Session, users: Sequence[User | Row[Any]], projection: Projection,
+                 *, new: bool = False) -> list[dict[str, Any]]:
     """Users as resources; groups, grants and manager names in one batched query each.
 
-    ``new`` users cannot be in a group yet, so their groups are not queried.
+    ``users`` are ORM objects or Core rows of the users table (list pages load those,
+    which is cheaper). ``new`` users cannot be in a group yet, so their groups are not
+    queried.
     """
     ids = [u.id for u in users]
     groups = (group_service.groups_of_users(session, ids)
