@@ -1,167 +1,44 @@
 """SCIM filters parsed by scim2-filter-parser (RFC 7644 §3.4.2.2), its 0.7 defects corrected.
 
-The library's SLY lexer and LALR(1) parser are subclassed, not forked, and the tree it builds
-is converted to app.scim.filter_ast. What the subclasses correct (each case is in
-tests/scim/test_filter_parser.py):
+The library's SLY LALR(1) parser is subclassed, not forked, fed by the corrected lexer of
+app.scim.filter_lexer, and the tree it builds is converted to app.scim.filter_ast. What the
+parser subclass corrects (each case is in tests/scim/test_filter_parser.py):
 
 - ``and`` and ``or`` share one precedence level, so ``a or b and c`` parsed as
   ``(a or b) and c``. Here ``or`` < ``and`` < ``not``, the order §3.4.2.2 prescribes.
-- Values: NUMBER is a single digit (``10``, ``-1``, ``1.5`` fail); a string ends at the first
-  quote and keeps escapes raw (``"a \\"b\\""`` fails, ``\\u004a`` stays six characters);
-  ``true``, ``false`` and ``null`` are matched inside names (``nullable pr`` fails); and the
-  tree cannot tell ``"true"`` from ``true``. After an operator, values are lexed in a lexer
-  state of their own as JSON (RFC 7159), plus the unquoted words Entra ID sends (issue 5).
-- Paths: spaces are accepted inside them (``name .givenName``, ``emails [type eq "x"]``), and
-  ``emails.value[type eq "x"] eq "y"`` is silently read as ``emails[type eq "x"].value eq "y"``.
-  Both are refused on the token stream.
-- Errors are a bare ValueError or "Parsing error at: Token(...)"; here they are invalidFilter
-  saying what was expected where.
+- Errors are "Parsing error at: Token(...)"; here invalidFilter says what was expected where,
+  from the parser's own LALR table.
+- ``emails[type eq "x"] eq "y"`` (no sub-attribute after the brackets) and nested brackets are
+  accepted by the grammar; refused when converting.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 
 from scim2_filter_parser import ast as lib
-from scim2_filter_parser.lexer import SCIMLexer
 from scim2_filter_parser.parser import SCIMParser
-from sly import Lexer
 
 from app.scim import dialect as notes_
 from app.scim.errors import ScimError
-from app.scim.filter_ast import (
-    Compare,
-    Logical,
-    Node,
-    Not,
-    Path,
-    Present,
-    Value,
-    ValuePath,
-    invalid,
+from app.scim.filter_ast import Compare, Logical, Node, Not, Path, Present, ValuePath, invalid
+from app.scim.filter_lexer import (
+    COMPARE_TOKENS,
+    OPERATOR_TOKENS,
+    SPLIT_STRINGS,
+    FilterLexer,
+    LiteralValue,
+    checked_tokens,
+    quick_decode,
 )
-
-MAX_DEPTH = 50  # parentheses and brackets; bounds the tree the translation recurses into
-MAX_TERMS = 100  # attribute expressions; a longer and/or chain would too
-_COMPARE = frozenset({"EQ", "NE", "CO", "SW", "EW", "GT", "GE", "LT", "LE"})
-_KEYWORDS = {"and": "AND", "or": "OR", "not": "NOT", "pr": "PR"} | {
-    op.lower(): op for op in _COMPARE}
-_OPERATORS = frozenset(_KEYWORDS.values())
-_STRING = r'"(?:[^"\\]|\\.)*"'
-_END = r"(?=[\s()\[\]]|$)"  # where a bare value ends
-_SPLIT = re.compile(f"({_STRING})")
-_NEEDS_JSON = re.compile(r"[\x00-\x1f\\]")  # control characters and escapes
-_JSON_LITERALS: dict[str, Value] = {"true": True, "false": False, "null": None}
-
-
-class _Literal(NamedTuple):
-    """A compValue token: its value, and its text when it was not a quoted string."""
-
-    value: Value
-    raw: str | None
-
-
-def _decode(text: str) -> str:
-    """A quoted string token as JSON (RFC 7159 §7): escapes decoded, raw controls refused."""
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise invalid(f"Invalid string {text[:40]}: only JSON escapes (\\\" \\\\ \\/ \\b \\f "
-                      f"\\n \\r \\t \\uXXXX) are allowed, control characters must be "
-                      f"escaped") from None
-
-
-def _quick_decode(text: str) -> str:
-    """``_decode``, without the JSON parser for the usual string free of escapes."""
-    return _decode(text) if _NEEDS_JSON.search(text) else text[1:-1]
-
-
-class _ValueLexer(Lexer):
-    """The lexer state after a comparison operator: exactly one compValue, then back."""
-
-    tokens = SCIMLexer.tokens | {"WORD"}
-    ignore = " \t\r\n"
-
-    @_(_STRING)  # noqa: F821
-    def COMP_VALUE(self, t: Any) -> Any:
-        t.value = _Literal(_decode(t.value), None)
-        self.pop_state()
-        return t
-
-    @_(r"(?:true|false|null)" + _END)  # noqa: F821
-    def TRUE(self, t: Any) -> Any:
-        t.type = t.value.upper()
-        t.value = _Literal(_JSON_LITERALS[t.value], t.value)
-        self.pop_state()
-        return t
-
-    @_(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?" + _END)  # noqa: F821
-    def NUMBER(self, t: Any) -> Any:
-        text = t.value
-        try:
-            number = float(text) if any(c in text for c in ".eE") else int(text)
-        except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits)
-            raise invalid(f"The number {text[:20]}... has too many digits") from None
-        t.value = _Literal(number, text)
-        self.pop_state()
-        return t
-
-    @_(r'[^\s()\[\]"]+')  # noqa: F821
-    def WORD(self, t: Any) -> Any:
-        keyword = _KEYWORDS.get(t.value.lower())
-        if keyword is not None:  # `userName eq and`: no value; the parser says so
-            t.type = keyword
-        else:  # Entra ID sends `externalId eq abc` and bare GUIDs (issue 5): a string
-            t.value = _Literal(t.value, t.value)
-        self.pop_state()
-        return t
-
-    def error(self, t: Any) -> None:
-        """No value here (a bracket, an unclosed quote): the main lexer takes over."""
-        self.pop_state()
-
-
-class _Lexer(SCIMLexer):
-    """scim2-filter-parser's lexer; values are left to _ValueLexer."""
-
-    tokens = SCIMLexer.tokens | {"WORD"}
-    ignore = " \t\r\n"
-    # Only _ValueLexer produces these: in names they matched prefixes (`nullable`, `true1`).
-    del FALSE, TRUE, NULL, NUMBER  # noqa: F821
-
-    @_(_STRING)  # noqa: F821
-    def COMP_VALUE(self, t: Any) -> Any:
-        t.value = _Literal(_decode(t.value), None)
-        return t
-
-    @_(SCIMLexer.SCHEMA_URI.pattern)  # noqa: F821
-    def SCHEMA_URI(self, t: Any) -> Any:
-        t.value = t.value[:-1]  # the library strips every trailing ':', so `urn:a::b` lost one
-        return t
-
-    def tokenize(self, text: str, lineno: int = 1, index: int = 0) -> Iterator[Any]:
-        """The library's tokens; a comparison operator switches to _ValueLexer."""
-        for tok in super().tokenize(text, lineno, index):
-            if tok.type in _COMPARE:
-                self.push_state(_ValueLexer)
-            yield tok
-
-    def error(self, t: Any) -> None:
-        """Refuse the character (RFC 7644 §3.4.2.2 invalidFilter)."""
-        char = t.value[0]
-        hint = ": a string value is missing its closing quote" if char == '"' else ""
-        raise invalid(f"Unexpected character {char!r} at position {self.index + 1} of the "
-                      f"filter{hint}")
 
 
 class _Parser(SCIMParser):
     """scim2-filter-parser's grammar with §3.4.2.2 precedence: or < and < not."""
 
-    tokens = _Lexer.tokens
+    tokens = FilterLexer.tokens
     precedence = (("left", "OR"), ("left", "AND"), ("right", "NOT"))
     track_positions = False  # positions come from the tokens; this would cost per reduction
 
@@ -192,7 +69,7 @@ def _expected(parser: _Parser, token: Any) -> str:
         found = found_op = "the end of the filter"
     else:
         found = f"{parser.text[token.index:token.end]!r} at position {token.index + 1}"
-        found_op = f"the operator {found}" if token.type in _OPERATORS else found
+        found_op = f"the operator {found}" if token.type in OPERATOR_TOKENS else found
     top = parser.symstack[-1]
     if top.type == "NOT":
         return f"The 'not' operator must be followed by '(' but found {found}"
@@ -208,7 +85,7 @@ def _expected(parser: _Parser, token: Any) -> str:
         if token is None:
             return f"Expected {closer!r} {closing} but found the end of the filter"
         return f"Expected 'and', 'or' or {closer!r} ({closing}) but found {found}"
-    if expected & _COMPARE:
+    if expected & COMPARE_TOKENS:
         return (f"Expected an operator (eq ne co sw ew gt ge lt le pr) after "
                 f"{_written(parser)!r} but found {found_op}")
     if "COMP_VALUE" in expected:
@@ -246,54 +123,6 @@ def _path_text(path: Any) -> str:
     return f"{text}.{path.sub_attr.value}" if path.sub_attr else text
 
 
-_BARE = frozenset({"WORD", "NUMBER", "TRUE", "FALSE", "NULL"})
-_GLUED = {"SUBATTR": "'.' of a sub-attribute", "LBRACKET": "'['", "ATTRNAME": "the name"}
-
-
-def _checked(tokens: Iterator[Any], text: str, opens: list[Any]) -> Iterator[Any]:
-    """Refuse what the library's grammar lets through, and bound the size, while lexing."""
-    terms = 0
-    prev: Any = None
-    for tok in tokens:
-        kind = tok.type
-        if kind in ("LPAREN", "LBRACKET"):
-            opens.append(tok)
-            if len(opens) >= MAX_DEPTH:
-                raise invalid(f"The filter nests deeper than {MAX_DEPTH} levels")
-        elif kind in ("RPAREN", "RBRACKET"):
-            _close(tok, opens)
-        elif kind == "SCHEMA_URI" or (kind == "ATTRNAME" and
-                                      (prev is None or prev.type != "SCHEMA_URI")):
-            terms += 1
-            if terms > MAX_TERMS:
-                raise invalid(f"The filter has more than {MAX_TERMS} attribute expressions")
-        if prev is not None and prev.end != tok.index and kind in _GLUED and (
-                kind != "ATTRNAME" or prev.type == "SCHEMA_URI") and (
-                kind != "LBRACKET" or prev.type in ("ATTRNAME", "SUBATTR")):
-            raise invalid(f"No space is allowed before {_GLUED[kind]} in an attribute path "
-                          f"({text[prev.index:tok.end]!r})")
-        if kind in _BARE and prev is not None and prev.end == tok.index:  # `eq\\x`, `eq.5`
-            raise invalid(f"Expected a space between {text[prev.index:prev.end]!r} and the "
-                          f"value {text[tok.index:tok.end]!r}")
-        if kind == "LBRACKET" and prev is not None and prev.type == "SUBATTR":
-            raise invalid(f"A value filter applies to an attribute, not to the sub-attribute "
-                          f"{prev.value!r} ({text[prev.index:tok.end]!r})")
-        prev = tok
-        yield tok
-
-
-def _close(tok: Any, opens: list[Any]) -> None:
-    """Pair ``)`` with ``(`` and ``]`` with ``[``; the grammar alone reports this poorly."""
-    opener = "(" if tok.type == "RPAREN" else "["
-    if not opens:
-        raise invalid(f"Unexpected {tok.value!r} at position {tok.index + 1}: no {opener!r} "
-                      f"is open")
-    if opens[-1].value != opener:
-        raise invalid(f"Unexpected {tok.value!r} at position {tok.index + 1}: the "
-                      f"{opens[-1].value!r} at position {opens[-1].index + 1} is still open")
-    opens.pop()
-
-
 def _path(path: Any) -> Path:
     text = _path_text(path)
     return Path(path.uri, path.attr_name, path.sub_attr.value if path.sub_attr else None, text)
@@ -314,7 +143,7 @@ class _Converter:
         if node.namespace is None:  # parentheses, `not (...)` or the whole filter
             inner = self.node(node.expr, inside)
             return Not(inner) if node.negated else inner
-        path = self.value_path_base(node, inside)  # `name.givenName[` is refused by _checked
+        path = self.value_path_base(node, inside)  # `name.givenName[` is refused by checked_tokens
         return ValuePath(path, self.node(node.expr, path))
 
     def value_path_base(self, node: Any, inside: Path | None) -> Path:
@@ -343,7 +172,7 @@ class _Converter:
     def leaf(self, path: Path, op: str, comp_value: Any) -> Compare | Present:
         if op == "pr":
             return Present(path)
-        literal: _Literal = comp_value.value
+        literal: LiteralValue = comp_value.value
         if literal.raw is not None and isinstance(literal.value, str):
             self.unquoted += 1
         return Compare(path, op, literal.value, literal.raw)
@@ -352,7 +181,7 @@ class _Converter:
 def _parse(text: str) -> tuple[Node, int]:
     """Lex, parse and convert one filter; the count of unquoted values for the notes."""
     opens: list[Any] = []
-    tokens = _checked(_Lexer().tokenize(text), text, opens)
+    tokens = checked_tokens(FilterLexer().tokenize(text), text, opens)
     tree = _Parser(text, opens).parse(tokens)
     converter = _Converter()
     return converter.node(tree), converter.unquoted
@@ -387,7 +216,7 @@ def parse_filter(text: str, *, notes: list[str] | None = None) -> Node:
     """
     if not text.strip():
         raise invalid("The filter is empty")
-    parts = _SPLIT.split(text)
+    parts = SPLIT_STRINGS.split(text)
     quoted = parts[1::2]
     shape = '""'.join(parts[::2]) if quoted else text
     if len(shape) > 1000:  # not worth caching; a bound on what the cache holds
@@ -399,7 +228,7 @@ def parse_filter(text: str, *, notes: list[str] | None = None) -> Node:
             _parse(text)  # the same error, with positions in the text as sent
             raise
         if quoted:
-            strings = iter([_quick_decode(q) for q in quoted])
+            strings = iter([quick_decode(q) for q in quoted])
             try:
                 tree = _fill(tree, strings)
             except StopIteration:  # pragma: no cover - the shape lexes strings as the text does
