@@ -5,13 +5,16 @@ back-channel; then the customer's IdP logs out too (canaille end_session, Simple
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 from joserfc import jwt
-from joserfc.jwk import RSAKey
+from joserfc.jwk import KeySet, RSAKey
 
+from app.sso.backchannel import run_once
+from app.sso.provider_views import provider_config
 from tests.conftest import rows
 from tests.sso.browser import Browser
 from tests.sso.conftest import PORTAL_LOGGED_OUT, provision, ssp_connection
@@ -24,6 +27,7 @@ from tests.sso.portal import (
     login_and_code,
     verify_id_token,
 )
+from tests.sso.receiver import logout_receiver
 
 END = "/sso/oidc/end_session"
 
@@ -52,7 +56,7 @@ def test_discovery_publishes_the_end_session_endpoint(web):
 
 
 def test_portal_logout_revokes_session_and_tokens_and_returns_with_state(db, tenant, keys,
-                                                                        web):
+                                                                        web, sso_app):
     """A valid id_token_hint ends the login, kills its tokens, queues the back-channel
     logout, is audited, and sends the browser to the registered URI with the state."""
     user, tokens = _tokens(db, tenant, keys, web)
@@ -66,6 +70,13 @@ def test_portal_logout_revokes_session_and_tokens_and_returns_with_state(db, ten
     assert introspect(web, tokens["refresh_token"]) == {"active": False}
     [event] = rows(db, "SELECT payload FROM outbox_events WHERE type = 'session.revoked'")
     assert _data(event.payload)["reason"] == "oidc_rp_logout"
+    # The usual back-channel path tells the portal's back end (other tabs, other nodes).
+    with logout_receiver() as (url, received):
+        config = dataclasses.replace(provider_config(sso_app), backchannel_logout_uri=url)
+        assert run_once(db, config, timeout=5)["sent"] == 1
+    sid = jwt.decode(received[0], KeySet.import_key_set(web.get("/sso/oidc/jwks").get_json()),
+                     algorithms=["RS256"]).claims["sid"]
+    assert sid == rows(db, "SELECT id FROM login_sessions")[0].id
     [logout] = rows(db, "SELECT subject_id, data FROM audit_events WHERE action = 'sso:logout'")
     assert logout.subject_id == user.id
     assert _data(logout.data)["client_id"] == "portal"
