@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -23,44 +23,68 @@ class Revoked:
     tokens: int
 
 
+# Statements built once (building costs more than running them on SQLite), run as Core on
+# the session's connection: the path wants ids and counts, not ORM objects.
+_REVOKE_SESSIONS = (
+    update(LoginSession)
+    .where(LoginSession.user_id == bindparam("b_user"), LoginSession.revoked_at.is_(None))
+    .values(revoked_at=bindparam("b_now"), revoked_reason=bindparam("b_reason"))
+    .returning(LoginSession.id)
+)
+_REVOKE_TOKENS = (
+    update(IssuedToken)
+    .where(IssuedToken.revoked_at.is_(None), IssuedToken.user_id == bindparam("b_user"))
+    .values(revoked_at=bindparam("b_now"))
+)
+_REVOKE_SESSION_TOKENS = (
+    update(IssuedToken)
+    .where(IssuedToken.revoked_at.is_(None),
+           (IssuedToken.user_id == bindparam("b_user"))
+           | IssuedToken.session_id.in_(bindparam("b_sessions", expanding=True)))
+    .values(revoked_at=bindparam("b_now"))
+)
+_HELD = (
+    select(Grant.id, Grant.parameters, Grant.source, Grant.reason, Unit.id, Unit.name,
+           Unit.path, Unit.kind, Role.id, Role.key, Role.name)
+    .join(Unit, Grant.unit_id == Unit.id).join(Role, Grant.role_id == Role.id)
+    .where(Grant.user_id == bindparam("b_user")).order_by(Unit.path, Role.key)
+)
+_DELETE_GRANTS = delete(Grant).where(Grant.id.in_(bindparam("b_ids", expanding=True)))
+
+
 def revoke_sessions_and_tokens(session: Session, user: User, now: datetime,
                                reason: str) -> Revoked:
-    """Revoke every live login session and every access/refresh token of the user."""
-    session_ids = list(session.scalars(
-        select(LoginSession.id).where(LoginSession.user_id == user.id,
-                                      LoginSession.revoked_at.is_(None))))
+    """Revoke every live login session and every access/refresh token of the user.
+
+    One UPDATE ... RETURNING for the sessions (PostgreSQL, SQLite >= 3.35), one for tokens.
+    """
+    conn = session.connection()
+    session_ids = list(conn.execute(_REVOKE_SESSIONS, {
+        "b_user": user.id, "b_now": now, "b_reason": reason}).scalars())
+    params: dict[str, Any] = {"b_user": user.id, "b_now": now}
     if session_ids:
-        session.execute(update(LoginSession).where(LoginSession.id.in_(session_ids))
-                        .values(revoked_at=now, revoked_reason=reason)
-                        .execution_options(synchronize_session=False))
-    live = IssuedToken.revoked_at.is_(None)
-    owned = IssuedToken.user_id == user.id
-    if session_ids:
-        owned = owned | IssuedToken.session_id.in_(session_ids)
-    result = session.execute(update(IssuedToken).where(live, owned).values(revoked_at=now)
-                             .execution_options(synchronize_session=False))
+        params["b_sessions"] = session_ids
+    result = conn.execute(_REVOKE_SESSION_TOKENS if session_ids else _REVOKE_TOKENS, params)
     return Revoked(session_ids=session_ids, tokens=result.rowcount or 0)
 
 
 def grants_held(session: Session, user: User) -> list[dict[str, Any]]:
     """The user's grants with unit and role names: the snapshot a reactivation restores."""
-    stmt = (select(Grant, Unit, Role).join(Unit, Grant.unit_id == Unit.id)
-            .join(Role, Grant.role_id == Role.id).where(Grant.user_id == user.id)
-            .order_by(Unit.path, Role.key))
+    rows = session.connection().execute(_HELD, {"b_user": user.id})
     return [{
-        "grant_id": grant.id, "unit_id": unit.id, "unit_name": unit.name, "unit_path": unit.path,
-        "unit_kind": unit.kind.value, "role_id": role.id, "role_key": role.key,
-        "role_name": role.name, "parameters": grant.parameters, "source": grant.source,
-        "reason": grant.reason,
-    } for grant, unit, role in session.execute(stmt)]
+        "grant_id": grant_id, "unit_id": unit_id, "unit_name": unit_name,
+        "unit_path": unit_path, "unit_kind": getattr(kind, "value", kind), "role_id": role_id,
+        "role_key": role_key, "role_name": role_name, "parameters": parameters,
+        "source": source, "reason": reason,
+    } for (grant_id, parameters, source, reason, unit_id, unit_name, unit_path, kind,
+           role_id, role_key, role_name) in rows]
 
 
 def remove_grants(session: Session, user: User, held: list[dict[str, Any]],
                   actor: Actor) -> int:
     """Delete every grant (the snapshot stays in the deprovisioning record), with events."""
     if held:
-        session.execute(delete(Grant).where(Grant.id.in_([g["grant_id"] for g in held]))
-                        .execution_options(synchronize_session=False))
+        session.connection().execute(_DELETE_GRANTS, {"b_ids": [g["grant_id"] for g in held]})
     for item in held:
         data = {k: item[k] for k in ("unit_id", "unit_path", "role_id", "role_key", "source",
                                      "parameters")}

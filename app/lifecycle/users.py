@@ -26,11 +26,18 @@ from app.lifecycle.revocation import (
     remove_grants,
     revoke_sessions_and_tokens,
 )
-from app.models import Organization, User
+from app.models import Directory, Organization, User
 from app.models.directory import UserStatus
 from app.models.lifecycle import DeprovisionRecord
 
 GONE = (UserStatus.deprovisioned, UserStatus.deleted)
+# The organization's own policy and the directory's vendor, in one round trip (Core: values,
+# not objects).
+_CONTEXT = (
+    select(Organization.policy, Directory.vendor)
+    .outerjoin(Directory, Directory.id == bindparam("b_directory"))
+    .where(Organization.id == bindparam("b_org"))
+)
 
 
 class Trigger(enum.StrEnum):
@@ -56,17 +63,17 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
         return None
     # One flush at the end instead of one before every query: fewer round trips.
     with session.no_autoflush:
-        organization = session.get(Organization, user.organization_id)
-        policy = (policy or current_policy(session)).with_overrides(
-            organization.policy if organization else {})
-        rec = _take_out(session, user, actor, trigger, received, reason)
+        own_policy, vendor = session.connection().execute(_CONTEXT, {
+            "b_org": user.organization_id, "b_directory": user.directory_id}).one()
+        policy = (policy or current_policy(session)).with_overrides(own_policy or {})
+        rec = _take_out(session, user, actor, trigger, received, reason, vendor)
         guard_mass_event(session, rec, policy)
     stamp_on_commit(session, rec)
     return rec
 
 
 def _take_out(session: Session, user: User, actor: Actor, trigger: Trigger,
-              received: datetime, reason: str | None) -> DeprovisionRecord:
+              received: datetime, reason: str | None, vendor: Any) -> DeprovisionRecord:
     """Revoke, remove grants, flip the status, and write the record, audit and event."""
     held = grants_held(session, user)
     before = {"active": user.active, "status": user.status.value, "grants": held}
@@ -76,7 +83,7 @@ def _take_out(session: Session, user: User, actor: Actor, trigger: Trigger,
     user.active, user.status, user.updated_at = False, UserStatus.deprovisioned, utcnow()
     _bump_version(user)
     rec = new_record(session, user, actor, trigger=trigger.value, received_at=received,
-                     event_id="")
+                     event_id="", vendor=getattr(vendor, "value", vendor))
     event = emit(session, organization_id=user.organization_id, type="user.deprovisioned",
                  aggregate_id=user.id,
                  payload=_leaver_payload(session, user, held, trigger, rec.id))
@@ -210,8 +217,9 @@ def record_failed_deprovisioning(session: Session, user: User, actor: Actor, *,
     "failed", the error, and the user's unchanged state; an alert-worthy audit event too.
     """
     received = actor.received_at or utcnow()
+    directory = session.get(Directory, user.directory_id) if user.directory_id else None
     rec = new_record(session, user, actor, trigger=trigger.value, received_at=received,
-                     event_id=new_id())
+                     event_id=new_id(), vendor=directory.vendor.value if directory else None)
     state = {"active": user.active, "status": user.status.value}
     rec.state_before, rec.state_after = state, state
     rec.outcome, rec.error, rec.applied_at = "failed", error[:2000], utcnow()
