@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from scim2_filter_parser import ast as lib
-from scim2_filter_parser.parser import SCIMParser
+from scim2_filter_parser.parser import SCIMParser, SCIMParserError
 
 from app.scim import dialect as notes_
 from app.scim.errors import ScimError
@@ -182,7 +182,10 @@ def _parse(text: str) -> tuple[Node, int]:
     """Lex, parse and convert one filter; the count of unquoted values for the notes."""
     opens: list[Any] = []
     tokens = checked_tokens(FilterLexer().tokenize(text), text, opens)
-    tree = _Parser(text, opens).parse(tokens)
+    try:
+        tree = _Parser(text, opens).parse(tokens)
+    except SCIMParserError:  # pragma: no cover - its attr_path rule; checked_tokens precedes it
+        raise invalid("A value path may have one sub-attribute after ']'") from None
     converter = _Converter()
     return converter.node(tree), converter.unquoted
 
