@@ -8,10 +8,13 @@ by an Okta-style path-less PATCH active=false, one request at a time.
 
   received -> committed : client send time of the PATCH -> deprovision_records.
                           revocation_committed_at (stamped right after the commit)
+  in-server             : the record's latency_ms: the request's arrival in Roster (stamped
+                          first thing by request tracking, Actor.received_at) -> committed
   committed -> delivered: revocation_committed_at -> receiver's arrival of user.deprovisioned
 
 Environment: DEPROV_BENCH_N=1000, DEPROV_BENCH_SECONDS=150 (time bound per database; stops
-early and says so), DEPROV_BENCH_DBS=sqlite,postgresql.
+early and says so), DEPROV_BENCH_DBS=sqlite,postgresql. The load average is printed with
+each line: every figure depends on it.
 """
 
 from __future__ import annotations
@@ -241,6 +244,7 @@ def main() -> None:
     dbs = os.environ.get("DEPROV_BENCH_DBS", "sqlite,postgresql").split(",")
     results = []
     for name in dbs:
+        load_before = os.getloadavg()[0]
         if name == "sqlite":
             with tempfile.TemporaryDirectory() as tmp:
                 results.append(run(name, f"sqlite:///{tmp}/bench.db", n, seconds))
@@ -252,12 +256,14 @@ def main() -> None:
                 results.append(run(name, url, n, seconds))
             finally:
                 pg_stop(pg_root)
+        results[-1]["load"] = f"{load_before:.1f}-{os.getloadavg()[0]:.1f}"
     for r in results:
         print(f"{r['db']:<10} deactivations={r['n']}  received->committed p50 "
               f"{r['commit_p50']:.1f} ms p95 {r['commit_p95']:.1f} ms  (in-server "
               f"p50 {r['server_p50']:.1f} p95 {r['server_p95']:.1f})  committed->delivered "
               f"p50 {r['deliver_p50']:.0f} ms p95 {r['deliver_p95']:.0f} ms  "
-              f"({r['delivered']} delivered, {r['bad_signatures']} bad signatures)")
+              f"({r['delivered']} delivered, {r['bad_signatures']} bad signatures; "
+              f"load average {r['load']})")
 
 
 if __name__ == "__main__":
