@@ -1,16 +1,20 @@
-"""SCIM filter parsing (RFC 7644 §3.4.2.2) with scim2-filter-parser and our corrections: pure."""
+"""SCIM filter parsing (RFC 7644 §3.4.2.2) with scim2-filter-parser and our corrections.
+
+Table-driven and pure, plus the same errors and precedence over real HTTP.
+"""
 
 from __future__ import annotations
 
 import pytest
 from scim2_filter_parser import ast as lib
 from scim2_filter_parser.lexer import SCIMLexer
-from scim2_filter_parser.parser import SCIMParser
+from scim2_filter_parser.parser import SCIMParser, SCIMParserError
 
 from app.scim import dialect as notes_
 from app.scim.errors import ScimError
 from app.scim.filter_ast import Compare, Logical, Node, Not, Present, ValuePath
 from app.scim.filter_parser import parse_filter
+from tests.scim.support import Scim, assert_error, user_body
 
 ENT = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
@@ -223,5 +227,36 @@ def test_the_library_alone_still_needs_these_corrections():
     tree = SCIMParser().parse(SCIMLexer().tokenize("a pr or b pr and c pr"))
     assert isinstance(tree.expr, lib.LogExpr)
     assert tree.expr.op == "and"  # (a or b) and c
-    with pytest.raises(Exception, match="Parsing error"):
+    with pytest.raises(SCIMParserError, match="Parsing error"):
         SCIMParser().parse(SCIMLexer().tokenize("a eq 10"))
+
+
+HTTP_ERRORS = [
+    ('userName eq "x" & y', "Unexpected character '&' at position 17"),
+    ('userName eq "x', "closing quote"),
+    ('userName eq "a\\q"', "escape"),
+    ("userName regex 1", "Expected an operator"),
+    ('(userName eq "x"', "Expected ')'"),
+]
+
+
+@pytest.mark.parametrize(("text", "fragment"), HTTP_ERRORS, ids=[c[0] for c in HTTP_ERRORS])
+def test_lexer_and_parser_errors_are_400_invalid_filter_over_http(client, tenant, text,
+                                                                 fragment):
+    """GET ?filter= and POST /.search answer a SCIM 400 invalidFilter, never a 500."""
+    scim = Scim(client, tenant)
+    body = assert_error(scim.get("/Users", query_string={"filter": text}), 400, "invalidFilter")
+    assert fragment in body["detail"]
+    search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+              "filter": text}
+    assert_error(scim.post("/Users/.search", search), 400, "invalidFilter")
+
+
+def test_and_before_or_holds_end_to_end(client, tenant):
+    """`a or b and c` lists a's user and not b's: and binds tighter (RFC 7644 §3.4.2.2)."""
+    scim = Scim(client, tenant)
+    for name, title in (("a@x.com", "A"), ("b@x.com", "B")):
+        assert scim.post("/Users", user_body(name, title=title)).status_code == 201
+    text = 'title eq "A" or title eq "B" and active eq false'
+    listed = scim.get("/Users", query_string={"filter": text}).get_json()
+    assert [r["userName"] for r in listed["Resources"]] == ["a@x.com"]
