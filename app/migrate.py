@@ -6,8 +6,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 
+from app.planner import seed_statistics
 from app.settings import ROOT
 
 
@@ -20,8 +21,15 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Apply migrations up to ``revision``."""
+    """Apply migrations up to ``revision``; a new SQLite file gets planner statistics."""
     command.upgrade(alembic_config(url), revision)
+    if url.startswith("sqlite"):
+        engine = create_engine(url)
+        try:
+            with engine.begin() as connection:
+                seed_statistics(connection)
+        finally:
+            engine.dispose()
 
 
 def downgrade(url: str, revision: str = "base") -> None:

@@ -18,9 +18,13 @@ from app.db import utcnow
 from app.errors import NotFound
 from app.events.delivery import WebhookConfig, list_deliveries, redeliver
 from app.events.worker import run
+from app.planner import refresh_statistics
 from app.sso.backchannel import run_once as backchannel_once
 from app.sso.maintenance import PeriodicPurge
 from app.sso.provider import config_from_settings
+
+# Measured SQLite planner statistics (app.planner) are refreshed this often.
+STATISTICS_INTERVAL_SECONDS = 3600
 
 
 @click.command("worker")
@@ -44,8 +48,13 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
     bcl_timeout = float(ctx.settings["oidc_provider"]["backchannel_timeout_seconds"])
     sent = [0.0]
     purge = PeriodicPurge(ctx.db)
+    analyzed = [float("-inf")]
 
     def _periodic() -> None:
+        # Measured SQLite planner statistics replace the nominal ones, once an hour.
+        if time.monotonic() - analyzed[0] >= STATISTICS_INTERVAL_SECONDS:
+            analyzed[0] = time.monotonic()
+            refresh_statistics(ctx.db.engine)
         # OIDC back-channel logout for revoked sessions, about once a second.
         if provider is not None and time.monotonic() - sent[0] >= 1.0:
             sent[0] = time.monotonic()

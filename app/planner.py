@@ -1,0 +1,69 @@
+"""SQLite query-planner statistics (https://sqlite.org/lang_analyze.html).
+
+Without statistics SQLite plans a filtered SCIM list (``externalId eq "..."``, ordered by
+creation) on the index that yields the ORDER BY, and so walks every user of the
+directory instead of the one or two the (directory_id, external_id) index would find.
+PostgreSQL keeps its own statistics (autovacuum); SQLite needs ANALYZE, which only says
+something once the tables hold data. So a new database gets nominal statistics for the
+SCIM tables (SQLite documents writing sqlite_stat1 by hand, "Fixed Results Of ANALYZE"),
+and ``roster worker`` replaces them with measured ones from time to time.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine, text
+
+# The tables whose lists offer the planner a choice between indexes.
+SCIM_TABLES = ("users", "groups")
+# Columns that name a tenant: one value covers (nominally) every row.
+TENANT_COLUMNS = frozenset({"directory_id", "organization_id"})
+NOMINAL_ROWS = 10_000
+# How many rows ANALYZE samples per index (bounded cost on large tables).
+ANALYSIS_LIMIT = 2_000
+
+
+def _nominal(columns: list[str | None], unique: bool) -> str:
+    """``N a1 a2 ...``: rows, then the average rows per distinct prefix of the index."""
+    estimates, rows = [], NOMINAL_ROWS
+    for position, column in enumerate(columns):
+        last = position == len(columns) - 1
+        if column in TENANT_COLUMNS and position == 0:
+            rows = NOMINAL_ROWS
+        else:
+            rows = 1 if unique and last else max(1, rows // 1000)
+        estimates.append(str(rows))
+    return " ".join([str(NOMINAL_ROWS), *estimates])
+
+
+def seed_statistics(connection: Connection) -> int:
+    """Write nominal sqlite_stat1 rows for SCIM tables that have none; returns how many."""
+    if connection.dialect.name != "sqlite":
+        return 0
+    connection.exec_driver_sql("ANALYZE sqlite_schema")  # creates sqlite_stat1 if missing
+    written = 0
+    for table in SCIM_TABLES:
+        if connection.execute(text("SELECT 1 FROM sqlite_stat1 WHERE tbl = :t"),
+                              {"t": table}).first():
+            continue
+        for _seq, index, unique, _origin, _partial in connection.exec_driver_sql(
+                f"PRAGMA index_list('{table}')"):
+            columns = [row[2] for row in connection.exec_driver_sql(
+                f"PRAGMA index_info('{index}')")]
+            connection.execute(text("INSERT INTO sqlite_stat1 (tbl, idx, stat) "
+                                    "VALUES (:t, :i, :s)"),
+                               {"t": table, "i": index, "s": _nominal(columns, bool(unique))})
+            written += 1
+    connection.exec_driver_sql("ANALYZE sqlite_schema")  # load them into the planner
+    return written
+
+
+def refresh_statistics(engine: Engine) -> bool:
+    """Replace the statistics with measured ones (bounded sampling); SQLite only."""
+    if engine.dialect.name != "sqlite":
+        return False
+    with engine.begin() as connection:
+        if not connection.exec_driver_sql("SELECT count(*) FROM users").scalar():
+            return False  # an empty table would only erase the nominal statistics
+        connection.exec_driver_sql(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
+        connection.exec_driver_sql("ANALYZE")
+    return True
