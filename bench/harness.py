@@ -76,6 +76,15 @@ class Result:
     seconds: float = 0.0
     stopped_early: bool = False
     first_error: str = ""
+    # CPU seconds the server's processes (gunicorn master and workers) used meanwhile.
+    server_cpu: float | None = None
+
+    @property
+    def cpu_ms(self) -> float | None:
+        """Server CPU per completed request, in ms: unlike req/s, barely moved by load."""
+        if self.server_cpu is None or not self.latencies:
+            return None
+        return self.server_cpu * 1000 / len(self.latencies)
 
     @property
     def rps(self) -> float:
@@ -128,13 +137,51 @@ def run_load(name: str, tasks: list[Task], port: int, headers: dict[str, str],
                     result.first_error = result.first_error or f"{type(exc).__name__}: {exc}"
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    cpu_before = server_cpu_seconds(port)
     started = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     result.seconds = time.perf_counter() - started
+    cpu_after = server_cpu_seconds(port)
+    if cpu_before is not None and cpu_after is not None:
+        result.server_cpu = cpu_after - cpu_before
     return result
+
+
+# port -> gunicorn master pid, for the CPU accounting of the servers this module started.
+_SERVERS: dict[int, int] = {}
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from /proc/PID/task/TID/children)."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                todo.extend(int(child) for child in task.read_text().split())
+            except OSError:
+                continue
+    return tree
+
+
+def server_cpu_seconds(port: int) -> float | None:
+    """User + system CPU seconds of the server on ``port`` and its workers, if we started it."""
+    master = _SERVERS.get(port)
+    if master is None or not Path("/proc").is_dir():
+        return None
+    total = 0
+    for pid in _process_tree(master):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14, 15)
+    return total / _TICKS
 
 
 def request_task(method: str, path: str, body: object = None, ok: tuple[int, ...] = (200,),
@@ -175,8 +222,10 @@ def gunicorn(app_spec: str, env: dict[str, str], log: Path) -> Iterator[int]:
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_ready(port, proc, log)
+        _SERVERS[port] = proc.pid
         yield port
     finally:
+        _SERVERS.pop(port, None)
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=30)
@@ -224,9 +273,10 @@ def line(r: Result) -> str:
     """One result as a table row."""
     note = " (time bound hit)" if r.stopped_early else ""
     errors = f"  errors {r.errors}: {r.first_error}" if r.errors else ""
+    cpu = f"  cpu {r.cpu_ms:5.2f} ms/req" if r.cpu_ms is not None else ""
     return (f"{r.name:<44} {len(r.latencies):>6} req {r.rps:>8.1f} req/s  "
             f"p50 {r.pct(50):>7.1f}  p95 {r.pct(95):>7.1f}  p99 {r.pct(99):>7.1f} ms"
-            f"{note}{errors}")
+            f"{cpu}{note}{errors}")
 
 
 @contextmanager

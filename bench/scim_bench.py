@@ -299,6 +299,13 @@ def summary(ceiling: Target, rosters: list[Target]) -> None:
             print(f"    {key:<15} {r[key].rps:8.1f} req/s = "
                   f"{100 * r[key].rps / c['lookup'].rps:5.1f} % of ceiling select "
                   f"({c['lookup'].rps:.1f})")
+        for key, base, what in (("create", "create", "create"),
+                                ("lookup_username", "lookup", "lookup_username"),
+                                ("lookup_external", "lookup", "lookup_external")):
+            mine, theirs = r[key].cpu_ms, c[base].cpu_ms
+            if mine and theirs:
+                print(f"    {what:<15} server CPU {mine:5.2f} ms/req vs ceiling {theirs:5.2f} "
+                      f"= {100 * theirs / mine:5.1f} % of the ceiling's CPU efficiency")
         for slow, fast, what in (("single_big", "single_small", "single member big/small"),
                                  ("cursor_last", "cursor_first", "cursor last/first page"),
                                  ("index_last", "index_first", "index last/first page")):
