@@ -23,7 +23,8 @@ log = logging.getLogger("roster")
 def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flask:
     """Build the app: settings, database, logging, metrics, blueprints, error handlers."""
     settings = load_settings(overrides)
-    configure_logging(settings["logging"]["level"], settings["logging"]["format"])
+    configure_logging(settings["logging"]["level"], settings["logging"]["format"],
+                      settings["logging"]["flush_ms"])
     app = Flask(__name__)
     app.config["ROSTER"] = settings
     app.config["SECRET_KEY"] = settings["app"]["secret_key"] or None

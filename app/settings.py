@@ -171,6 +171,8 @@ def validate(settings: Settings) -> list[str]:
         problems.append(f"logging.level must be one of {', '.join(LOG_LEVELS)}")
     if settings["logging"]["format"] not in ("json", "text"):
         problems.append("logging.format must be json or text")
+    if not 0 <= settings["logging"]["flush_ms"] <= 5000:
+        problems.append("logging.flush_ms must be between 0 and 5000")
     problems.extend(_database_problems(db["url"]))
     problems.extend(_positive(settings))
     if settings["scim"]["default_page_size"] > settings["scim"]["max_page_size"]:

@@ -99,16 +99,45 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_roster_serve_runs_gunicorn_and_answers(database_url):
-    """`roster serve` starts gunicorn with app:create_app() and serves /healthz and /readyz."""
+def test_buffered_log_lines_go_out_together_and_warnings_at_once():
+    """INFO lines wait for the flush interval; a WARNING is written (with them) at once."""
+    import io
+
+    from app.observability import BufferedStreamHandler
+
+    stream = io.StringIO()
+    handler = BufferedStreamHandler(stream, flush_ms=5000)
+    logger = logging.getLogger("roster.test.buffered")
+    logger.propagate, logger.level = False, logging.INFO
+    logger.addHandler(handler)
+    try:
+        logger.info("first")
+        logger.info("second")
+        assert stream.getvalue() == ""
+        logger.warning("third")
+        assert stream.getvalue().splitlines() == ["first", "second", "third"]
+        logger.info("fourth")
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert stream.getvalue().splitlines()[-1] == "fourth"
+
+
+def test_roster_serve_runs_gunicorn_and_answers(database_url, tmp_path):
+    """`roster serve` starts gunicorn with app:create_app() and serves /healthz and /readyz.
+
+    Its buffered access log reaches stderr by the time the server has stopped.
+    """
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
     env.update({"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test"})
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from app.cli import main; main()", "serve",
-         "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from app.cli import main; main()", "serve",
+             "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file,
+        )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -119,8 +148,14 @@ def test_roster_serve_runs_gunicorn_and_answers(database_url):
             except OSError:
                 assert time.monotonic() < deadline, "gunicorn did not come up"
                 time.sleep(0.2)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/healthz",
+                                         headers={"X-Request-ID": "serve-log-check"})
+        with urllib.request.urlopen(request, timeout=2) as r:
             assert json.load(r) == {"status": "ok"}
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()
+             if line.startswith("{")]
+    assert any(line.get("request_id") == "serve-log-check" and line.get("route") == "/healthz"
+               for line in lines)
