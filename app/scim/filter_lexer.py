@@ -68,7 +68,8 @@ class ValueLexer(Lexer):
     """The lexer state after a comparison operator: exactly one compValue, then back."""
 
     tokens = SCIMLexer.tokens | {"WORD"}
-    ignore = " \t\r\n"
+    ignore = ""
+    ignore_space = r"[ \t\r\n]+"  # a run at once: filters may pad with many spaces
 
     @_(_STRING)  # noqa: F821
     def COMP_VALUE(self, t: Any) -> Any:
@@ -113,7 +114,8 @@ class FilterLexer(SCIMLexer):
     """scim2-filter-parser's lexer; values are left to ValueLexer."""
 
     tokens = SCIMLexer.tokens | {"WORD"}
-    ignore = " \t\r\n"
+    ignore = ""
+    ignore_space = r"[ \t\r\n]+"  # a run at once: filters may pad with many spaces
     # Only ValueLexer produces these: in names they matched prefixes (`nullable`, `true1`).
     del FALSE, TRUE, NULL, NUMBER  # noqa: F821
 

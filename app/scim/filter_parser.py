@@ -222,7 +222,7 @@ def parse_filter(text: str, *, notes: list[str] | None = None) -> Node:
     parts = SPLIT_STRINGS.split(text)
     quoted = parts[1::2]
     shape = '""'.join(parts[::2]) if quoted else text
-    if len(shape) > 1000:  # not worth caching; a bound on what the cache holds
+    if len(shape) > 4096:  # bounds what the cache holds (512 shapes); longer ones are rare
         tree, unquoted = _parse(text)
     else:
         try:
