@@ -162,13 +162,14 @@ def reactivate_user(session: Session, user: User, actor: Actor, *,
     return restored
 
 
-# Built once (building a select costs more than running it on SQLite); served by the index
+# Built once (building a select costs more than running it on SQLite) and run as Core (an
+# id, not an object: every SCIM create with an externalId pays it); served by the index
 # ix_users_directory_external_id. FOR UPDATE: two concurrent re-creations restore only once.
 _RESTORABLE = (
-    select(User).where(User.directory_id == bindparam("directory_id"),
-                       User.external_id == bindparam("external_id"),
-                       User.status == UserStatus.deleted,
-                       User.deleted_at >= bindparam("cutoff"))
+    select(User.id).where(User.directory_id == bindparam("b_directory"),
+                          User.external_id == bindparam("b_external_id"),
+                          User.status == UserStatus.deleted,
+                          User.deleted_at >= bindparam("b_cutoff"))
     .order_by(User.deleted_at.desc()).limit(1).with_for_update()
 )
 
@@ -181,8 +182,9 @@ def find_restorable(session: Session, directory_id: str, external_id: str, *,
     even if ``roster lifecycle purge`` has not run yet.
     """
     cutoff = (now or utcnow()) - timedelta(days=current_policy(session).retention_days)
-    return session.scalars(_RESTORABLE, {"directory_id": directory_id,
-                                         "external_id": external_id, "cutoff": cutoff}).first()
+    user_id = session.connection().execute(_RESTORABLE, {
+        "b_directory": directory_id, "b_external_id": external_id, "b_cutoff": cutoff}).scalar()
+    return session.get(User, user_id) if user_id is not None else None
 
 
 def restorable_on_create(session: Session, directory_id: str, external_id: str | None,
