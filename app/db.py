@@ -6,7 +6,6 @@ opens exactly one ``transaction()`` and it commits or rolls back as a whole.
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
+
+from app.sqlite_writers import WriterQueue, install
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -150,17 +151,12 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
-    # SQLite's busy handler polls with sleeps of up to 100 ms, so 8 threads fighting for the
-    # write lock leave it idle most of the time (creates ran at ~8 % of the bare-insert
-    # ceiling, p99 840 ms). Writers of one process therefore queue on a lock of ours first
-    # and only one per process meets the busy handler. After busy_timeout the writer goes
-    # on without it, so a stuck holder degrades to plain SQLite behaviour, never a hang.
-    writers = threading.Lock()
-    held = "roster.sqlite_writer"
-
-    def _release(conn: Any) -> None:
-        if conn.info.pop(held, False):
-            writers.release()
+    # Writers of all processes queue on one file lock before BEGIN IMMEDIATE, instead of
+    # sleeping in SQLite's busy handler (app.sqlite_writers explains why).
+    database = make_url(str(engine.url)).database
+    queue = WriterQueue(None if _memory(str(engine.url)) else database,
+                        busy_timeout_ms / 1000)
+    install(engine, queue)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
@@ -169,28 +165,26 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         if not _sqlite_write.get():
             conn.exec_driver_sql("BEGIN")
             return
-        conn.info[held] = writers.acquire(timeout=busy_timeout_ms / 1000)
+        dbapi_connection = conn.connection.dbapi_connection
+        queue.acquire(dbapi_connection)
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
-            _release(conn)
+            queue.release(dbapi_connection)
             raise
 
-    event.listen(engine, "commit", _release)
-    event.listen(engine, "rollback", _release)
-
-    def _release_record(record: Any) -> None:
-        # A connection reset or dropped by the pool without a rollback event still frees it.
-        if record.info.pop(held, False):
-            writers.release()
-
+    # A connection reset, invalidated or closed by the pool without a rollback still frees it.
     @event.listens_for(engine, "reset")
-    def _on_reset(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
-        _release_record(connection_record)
+    def _on_reset(dbapi_connection: Any, _record: Any, _state: Any) -> None:
+        queue.release(dbapi_connection)
 
     @event.listens_for(engine, "invalidate")
-    def _on_invalidate(dbapi_connection: Any, connection_record: Any, exception: Any) -> None:
-        _release_record(connection_record)
+    def _on_invalidate(dbapi_connection: Any, _record: Any, _exception: Any) -> None:
+        queue.release(dbapi_connection)
+
+    @event.listens_for(engine, "close")
+    def _on_close(dbapi_connection: Any, _record: Any) -> None:
+        queue.forget(dbapi_connection)
 
 
 class Database:

@@ -1,0 +1,83 @@
+"""SQLite writers of every process queue on one file lock, held until COMMIT has returned."""
+
+from __future__ import annotations
+
+import fcntl
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from app.db import Database
+
+
+def _locked(lock_path: Path) -> bool:
+    """True when some writer holds the queue's file lock."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> Database:
+    database = Database(f"sqlite:///{tmp_path / 'w.db'}", busy_timeout_ms=5000)
+    with database.transaction() as session:
+        session.execute(text("CREATE TABLE t (n INTEGER, at REAL)"))
+    yield database
+    database.dispose()
+
+
+def test_lock_is_held_from_begin_to_after_commit_and_rollback(sqlite_file, tmp_path):
+    """A write transaction holds the lock; commit and rollback both let it go."""
+    lock = tmp_path / "w.db-writer"
+    with sqlite_file.transaction() as session:
+        session.execute(text("INSERT INTO t VALUES (1, 0)"))
+        assert _locked(lock)
+    assert not _locked(lock)
+    with pytest.raises(RuntimeError), sqlite_file.transaction() as session:
+        session.execute(text("INSERT INTO t VALUES (2, 0)"))
+        assert _locked(lock)
+        raise RuntimeError("roll back")
+    assert not _locked(lock)
+    with sqlite_file.transaction(readonly=True) as session:
+        session.execute(text("SELECT count(*) FROM t")).scalar()
+        assert not _locked(lock), "readers never queue"
+
+
+def _write_after(database: Database, parent_writing, started: float) -> None:
+    # A forked child (a gunicorn worker) drops the parent's connections and opens its own.
+    database.engine.dispose(close=False)
+    parent_writing.wait(10)
+    with database.transaction() as session:
+        session.execute(text("INSERT INTO t VALUES (2, NULL)"))  # waits for its turn here
+        session.execute(text("UPDATE t SET at = :at WHERE n = 2"), {"at": time.time() - started})
+
+
+def test_a_writer_in_another_process_waits_for_the_commit(sqlite_file, tmp_path):
+    """A forked process's writer starts only after the first one committed, and succeeds."""
+    context = multiprocessing.get_context("fork")
+    parent_writing = context.Event()
+    started = time.time()
+    # Fork outside any transaction, as gunicorn does: SQLite's locks do not survive a fork.
+    child = context.Process(target=_write_after, args=(sqlite_file, parent_writing, started))
+    child.start()
+    with sqlite_file.transaction() as session:
+        session.execute(text("INSERT INTO t VALUES (1, 0)"))
+        parent_writing.set()
+        time.sleep(0.3)
+        holding = time.time() - started
+    child.join(10)
+    assert child.exitcode == 0
+    with sqlite_file.transaction(readonly=True) as session:
+        rows = dict(session.execute(text("SELECT n, at FROM t")).all())
+    assert set(rows) == {1, 2}
+    assert rows[2] >= holding - 0.05, "the second writer got in before the first committed"
+    assert not _locked(tmp_path / "w.db-writer")
