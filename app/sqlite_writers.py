@@ -88,17 +88,18 @@ def install(engine: Engine, queue: WriterQueue) -> None:
     dialect = engine.dialect
     plain_commit, plain_rollback = dialect.do_commit, dialect.do_rollback
 
-    def do_commit(dbapi_connection: Any) -> None:
+    # The dialect is handed the pool's proxy; the queue knows the raw DBAPI connection.
+    def do_commit(proxy: Any) -> None:
         try:
-            plain_commit(dbapi_connection)
+            plain_commit(proxy)
         finally:
-            queue.release(dbapi_connection)
+            queue.release(getattr(proxy, "dbapi_connection", proxy))
 
-    def do_rollback(dbapi_connection: Any) -> None:
+    def do_rollback(proxy: Any) -> None:
         try:
-            plain_rollback(dbapi_connection)
+            plain_rollback(proxy)
         finally:
-            queue.release(dbapi_connection)
+            queue.release(getattr(proxy, "dbapi_connection", proxy))
 
     dialect.do_commit = do_commit  # type: ignore[method-assign]
     dialect.do_rollback = do_rollback  # type: ignore[method-assign]

@@ -50,6 +50,11 @@ def test_lock_is_held_from_begin_to_after_commit_and_rollback(sqlite_file, tmp_p
     with sqlite_file.transaction(readonly=True) as session:
         session.execute(text("SELECT count(*) FROM t")).scalar()
         assert not _locked(lock), "readers never queue"
+    with sqlite_file.engine.connect() as connection:
+        connection.execute(text("INSERT INTO t VALUES (3, 0)"))
+        assert _locked(lock)
+        connection.commit()
+        assert not _locked(lock), "released by the COMMIT, not when the pool takes it back"
 
 
 def _write_after(database: Database, parent_writing, started: float) -> None:
