@@ -77,7 +77,8 @@ def create_user() -> Response:
         user = user_service.create_user(
             session, caller.directory, data, actor_of(caller),
             store_password_hash=scim_settings()["store_password_hash"])
-        return resource_response(_one(session, user, new=True), user.version, 201,
+        # A restored user (Entra's re-create) is back in its groups; only a new one is in none.
+        return resource_response(_one(session, user, new=user.version == 1), user.version, 201,
                                  location=f"{base_url()}/Users/{user.id}")
 
 

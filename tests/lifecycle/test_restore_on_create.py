@@ -97,6 +97,7 @@ def test_recreating_the_external_id_restores_the_same_user_with_its_access(clien
     assert again.headers["ETag"] == body["meta"]["version"] != created.headers["ETag"]
     fetched = scim.get(f"/Users/{user_id}").get_json()
     assert [g["value"] for g in fetched["groups"]] == [group.get_json()["id"]]
+    assert body["groups"] == fetched["groups"], "the 201 body shows the restored memberships"
     assert _grants(db, user_id) == [("approver", "manual"), ("buyer", "rule:buyers")]
     [user] = rows(db, "SELECT status, active, deleted_at FROM users WHERE id = :u", u=user_id)
     assert (user.status, bool(user.active), user.deleted_at) == ("active", True, None)
