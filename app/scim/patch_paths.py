@@ -7,21 +7,17 @@ attribute, honouring caseExact from the schema.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from app.scim import dialect
+from app.scim import dialect, filter_syntax
 from app.scim.errors import ScimError
 from app.scim.schema import Attribute, Schema
 from app.scim.values import KNOWN_URNS, ResourceSchemas, coerce_boolean, note
 
 _PATH = re.compile(r"^([A-Za-z$][\w$-]*)(?:\[(.*)\])?(?:\.([A-Za-z$][\w$-]*))?$", re.DOTALL)
 _NAME = re.compile(r"^[A-Za-z$][\w$-]*$")
-_TOKEN = re.compile(r'\s*(\(|\)|"(?:[^"\\]|\\.)*"|[^\s()"]+)')
-_NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?")
-_OPERATORS = {"eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le", "pr"}
 
 
 def invalid_path(detail: str) -> ScimError:
@@ -126,99 +122,34 @@ def _opaque_path(text: str, known: ResourceSchemas) -> Path:
     return Path(urn=urn, name=name, attribute=None, opaque=True)
 
 
-class _Tokens:
-    """A cursor over the tokens of one bracket filter."""
-
-    def __init__(self, text: str) -> None:
-        self.items: list[str] = []
-        pos = 0
-        while pos < len(text):
-            match = _TOKEN.match(text, pos)
-            if match is None:
-                if text[pos:].strip():
-                    raise invalid_filter(f"Malformed filter '{text}'")
-                break
-            self.items.append(match.group(1))
-            pos = match.end()
-        self.pos = 0
-
-    def peek(self) -> str | None:
-        return self.items[self.pos] if self.pos < len(self.items) else None
-
-    def take(self) -> str:
-        token = self.peek()
-        if token is None:
-            raise invalid_filter("Filter ends too early")
-        self.pos += 1
-        return token
-
-
 def parse_filter(text: str, attr: Attribute, notes: list[str]) -> Filter:
-    """Parse a valFilter over the sub-attributes of ``attr`` (RFC 7644 §3.4.2.2)."""
-    tokens = _Tokens(text)
-    result = _or(tokens, attr, notes)
-    if tokens.peek() is not None:
-        raise invalid_filter(f"Unexpected '{tokens.peek()}' in filter '{text}'")
-    return result
+    """Parse a valFilter over the sub-attributes of ``attr`` (RFC 7644 §3.4.2.2).
+
+    The grammar is the list filters' (app.scim.filter_parser, on scim2-filter-parser); here
+    every path must name a simple sub-attribute of ``attr``, and the tree is evaluated
+    against one resource's values in Python rather than translated to SQL.
+    """
+    return _convert(filter_syntax.parse_filter(text, notes=notes), attr, notes)
 
 
-def _or(tokens: _Tokens, attr: Attribute, notes: list[str]) -> Filter:
-    left = _and(tokens, attr, notes)
-    while (tokens.peek() or "").lower() == "or":
-        tokens.take()
-        left = Logical("or", left, _and(tokens, attr, notes))
-    return left
-
-
-def _and(tokens: _Tokens, attr: Attribute, notes: list[str]) -> Filter:
-    left = _factor(tokens, attr, notes)
-    while (tokens.peek() or "").lower() == "and":
-        tokens.take()
-        left = Logical("and", left, _factor(tokens, attr, notes))
-    return left
-
-
-def _factor(words: _Tokens, attr: Attribute, notes: list[str]) -> Filter:
-    word = words.take()
-    if word.lower() == "not":
-        if words.take() != "(":
-            raise invalid_filter("'not' must be followed by '('")
-        return Logical("not", _group(words, attr, notes))
-    if word == "(":
-        return _group(words, attr, notes)
-    sub = attr.sub(word)
+def _convert(node: filter_syntax.Node, attr: Attribute, notes: list[str]) -> Filter:
+    if isinstance(node, filter_syntax.Logical):
+        return Logical(node.op, _convert(node.left, attr, notes),
+                       _convert(node.right, attr, notes))
+    if isinstance(node, filter_syntax.Not):
+        return Logical("not", _convert(node.expr, attr, notes))
+    if isinstance(node, filter_syntax.ValuePath):
+        raise invalid_filter(f"A filter inside '{attr.name}[...]' cannot nest another")
+    sub = attr.sub(node.path.attr) if node.path.urn is None and node.path.sub is None else None
     if sub is None or sub.type == "complex":
-        raise invalid_filter(f"Unknown attribute '{attr.name}.{word}' in filter")
-    op = words.take().lower()
-    if op not in _OPERATORS:
-        raise invalid_filter(f"Unknown operator '{op}' in filter")
-    if op == "pr":
-        return Compare(sub, op)
-    return Compare(sub, op, _literal(words.take(), sub, op, notes))
+        raise invalid_filter(f"Unknown attribute '{attr.name}.{node.path.text}' in filter")
+    if isinstance(node, filter_syntax.Present):
+        return Compare(sub, "pr")
+    return Compare(sub, node.op, _literal(node.value, sub, node.op, notes))
 
 
-def _group(tokens: _Tokens, attr: Attribute, notes: list[str]) -> Filter:
-    inner = _or(tokens, attr, notes)
-    if tokens.peek() != ")":
-        raise invalid_filter("Missing ')' in filter")
-    tokens.take()
-    return inner
-
-
-def _literal(token: str, sub: Attribute, op: str, notes: list[str]) -> Any:
-    """A compValue (RFC 7644 §3.4.2.2); unquoted words are taken as strings (Entra)."""
-    if token in ("(", ")"):
-        raise invalid_filter("Missing value in filter")
-    if token.startswith('"'):
-        try:
-            value: Any = json.loads(token)
-        except ValueError:
-            raise invalid_filter(f"Malformed string {token} in filter") from None
-    elif token in ("true", "false", "null") or _NUMBER.fullmatch(token):
-        value = json.loads(token)
-    else:
-        note(notes, dialect.UNQUOTED_FILTER_VALUE)
-        value = token
+def _literal(value: Any, sub: Attribute, op: str, notes: list[str]) -> Any:
+    """A compValue checked against its sub-attribute's type."""
     if sub.type == "boolean":
         if op not in ("eq", "ne"):
             raise invalid_filter(f"'{op}' does not apply to boolean '{sub.name}'")
