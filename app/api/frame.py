@@ -75,6 +75,8 @@ class RouteSpec:
     paginated: bool = False
     # Raw responses (the view returns a flask Response): media type -> description.
     produces: tuple[tuple[str, str], ...] = ()
+    # The frame's transaction is read-only; the view writes in its own short transaction.
+    own_writes: bool = False
 
     @property
     def response_schema(self) -> type[Schema] | None:
@@ -136,11 +138,15 @@ def api_route(bp: Blueprint, rule: str, *, methods: Iterable[str] = ("GET",),
               tags: Iterable[str] = (), query: type[Schema] | None = None,
               body: type[Schema] | None = None, response: type[Schema] | None = None,
               status: int = 200, paginated: bool = False, public: bool = False,
-              produces: Mapping[str, str] | None = None) -> Callable[[View], View]:
+              produces: Mapping[str, str] | None = None,
+              own_writes: bool = False) -> Callable[[View], View]:
     """Declare and register an /api/v1 route; ``public=True`` routes need no key.
 
     ``produces`` declares a route whose view returns its own ``Response`` (a file, a
     stream) as ``{media type: description}``; it is documented with status ``status``.
+    ``own_writes=True``: the frame's transaction is read-only and the view opens its own
+    write transaction after slow outbound I/O (an https fetch), because SQLite has a
+    single writer and a write transaction must never wait on the network.
     """
     if permission is None and not public:
         raise ValueError(f"{rule}: declare a permission (or public=True)")
@@ -154,6 +160,7 @@ def api_route(bp: Blueprint, rule: str, *, methods: Iterable[str] = ("GET",),
             summary=summary, description=description or (view.__doc__ or "").strip(),
             tags=tuple(tags), query=query, body=body, response=response, status=status,
             paginated=paginated, produces=tuple((produces or {}).items()),
+            own_writes=own_writes,
         )
         if spec.endpoint in ROUTES and ROUTES[spec.endpoint] != spec:
             raise ValueError(f"endpoint {spec.endpoint} is declared twice")
@@ -182,7 +189,7 @@ def _dispatch(spec: RouteSpec, view: View, path: dict[str, str]) -> Response:
                   ip=request.remote_addr, user_agent=request.user_agent.string or None)
     _reject_nul(path, "")
     _reject_nul(request.args.to_dict(), "")
-    with db.transaction(readonly=request.method in READ_METHODS) as session:
+    with db.transaction(readonly=request.method in READ_METHODS or spec.own_writes) as session:
         ctx = ApiContext(session=session, key=key, actor=actor)
         # Scope before validation: another organization's URL is a 404 whatever the input.
         if spec.org_scoped:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from sqlalchemy import select
 
 from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
 from app.directory.directories import get_directory
 from app.directory.organizations import get_organization
+from app.errors import DomainError
+from app.models.sso import SsoConnection
 from app.sso.connections import (
     MATCH_BY,
     POLICIES,
@@ -139,13 +142,35 @@ def import_(ctx: CliContext, connection_id: str, file_: Path | None, url: str | 
 
 
 @metadata.command("refresh")
-@click.argument("connection_id")
+@click.argument("connection_id", required=False)
+@click.option("--all", "all_", is_flag=True,
+              help="Every SAML connection with a metadata URL (run it from cron).")
 @pass_ctx
-def refresh(ctx: CliContext, connection_id: str) -> None:
-    """Re-read the IdP metadata from the connection's https URL."""
-    with ctx.transaction() as session:
-        conn = refresh_metadata(session, get_connection(session, connection_id), ctx.actor)
+@command_errors
+def refresh(ctx: CliContext, connection_id: str | None, all_: bool) -> None:
+    """Re-read the IdP metadata from the connection's https URL (no lock held while fetching)."""
+    if bool(connection_id) == all_:
+        raise click.UsageError("give a CONNECTION_ID or --all")
+    if connection_id:
+        ids = [connection_id]
+    else:
+        with ctx.transaction() as session:
+            ids = list(session.scalars(select(SsoConnection.id).where(
+                SsoConnection.protocol == "saml", SsoConnection.metadata_url.is_not(None))
+                .order_by(SsoConnection.id)))
+    failed = 0
+    for cid in ids:
+        try:
+            conn = refresh_metadata(ctx.db, cid, ctx.actor)
+        except DomainError as exc:
+            if not all_:
+                raise
+            failed += 1
+            click.echo(f"{cid}: not refreshed: {exc.detail}", err=True)
+            continue
         click.echo(f"refreshed {conn.idp_entity_id}: {len(conn.idp_certs)} certificate(s)")
+    if failed:
+        raise click.ClickException(f"{failed} of {len(ids)} connection(s) not refreshed")
 
 
 @connection.group("domain")

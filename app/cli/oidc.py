@@ -10,7 +10,7 @@ from app.cli.base import CliContext, command_errors, pass_ctx
 from app.cli.connection import connection
 from app.errors import InvalidInput
 from app.sso.connections import get_connection
-from app.sso.oidc_config import algorithms_of, configure_oidc, groups_claim_of
+from app.sso.oidc_config import algorithms_of, check_url, configure_oidc, groups_claim_of
 from app.sso.oidc_rp import ProviderCache, callback_url, logged_out_url
 from app.sso.outcome import LoginFailed
 
@@ -39,6 +39,17 @@ def oidc(ctx: CliContext, connection_id: str, discovery_url: str | None,
     """Set discovery URL, client, scopes, groups claim and algorithms; print the redirect URI."""
     if client_secret_stdin:
         client_secret = sys.stdin.readline().strip()
+    target = discovery_url
+    if target is None:
+        with ctx.transaction() as session:
+            target = get_connection(session, connection_id).oidc_discovery_url
+    issuer = None
+    if check and target:
+        # Read the IdP before the write transaction: no write lock waits on the network.
+        try:
+            issuer = ProviderCache().provider(check_url(target, "discovery_url")).issuer
+        except LoginFailed as exc:
+            raise InvalidInput(f"IdP not usable ({exc.reason}): {exc.detail}") from None
     with ctx.transaction() as session:
         conn = configure_oidc(
             session, get_connection(session, connection_id), ctx.actor,
@@ -46,11 +57,7 @@ def oidc(ctx: CliContext, connection_id: str, discovery_url: str | None,
             client_id=client_id, client_secret=client_secret or None, scopes=scopes,
             groups_claim=groups_claim,
             algorithms=algorithms.split(",") if algorithms is not None else None)
-        if check and conn.oidc_discovery_url:
-            try:
-                issuer = ProviderCache().provider(conn.oidc_discovery_url).issuer
-            except LoginFailed as exc:
-                raise InvalidInput(f"IdP not usable ({exc.reason}): {exc.detail}") from None
+        if issuer:
             click.echo(f"issuer:        {issuer}")
         base = ctx.settings["app"]["base_url"]
         click.echo(f"redirect URI:  {callback_url(base, conn.id)}")

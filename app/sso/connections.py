@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
-from app.db import utcnow
+from app.db import Database, utcnow
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models import Organization
 from app.models.sso import ConnectionDomain, SsoConnection
@@ -187,13 +187,39 @@ def fetch_metadata(url: str, *, timeout: float = 10.0,
     return body.decode("utf-8", "replace")
 
 
-def refresh_metadata(session: Session, conn: SsoConnection, actor: Actor, *,
-                     context: ssl.SSLContext | None = None) -> SsoConnection:
-    """Re-read the IdP metadata from the connection's https URL."""
-    if not conn.metadata_url:
+def metadata_url_of(conn: SsoConnection) -> str:
+    """The https URL the connection's IdP metadata is refreshed from."""
+    if conn.protocol != "saml" or not conn.metadata_url:
         raise InvalidInput("connection has no metadata URL")
-    return apply_idp_metadata(session, conn, fetch_metadata(conn.metadata_url, context=context),
-                              actor, entity_id=conn.idp_entity_id)
+    return conn.metadata_url
+
+
+def apply_fetched_metadata(session: Session, conn: SsoConnection, url: str, xml: str,
+                           actor: Actor) -> SsoConnection:
+    """Apply metadata fetched from ``url`` before this transaction began.
+
+    The fetch ran outside any transaction; if an operator pointed the connection at another
+    URL meanwhile, the document is stale and refused rather than applied.
+    """
+    if conn.metadata_url != url:
+        raise Conflict("the connection's metadata URL changed during the refresh; try again",
+                       field="metadata_url")
+    return apply_idp_metadata(session, conn, xml, actor, entity_id=conn.idp_entity_id)
+
+
+def refresh_metadata(db: Database, connection_id: str, actor: Actor, *,
+                     context: ssl.SSLContext | None = None) -> SsoConnection:
+    """Re-read the IdP metadata from the connection's https URL (certificate rollover).
+
+    Read, fetch, write: the download (up to its timeout) happens between two short
+    transactions, so no write lock is held while the IdP's server answers.
+    """
+    with db.transaction(readonly=True) as session:
+        url = metadata_url_of(get_connection(session, connection_id))
+    xml = fetch_metadata(url, context=context)
+    with db.transaction() as session:
+        return apply_fetched_metadata(session, get_connection(session, connection_id), url,
+                                      xml, actor)
 
 
 def normalize_domain(domain: str) -> str:

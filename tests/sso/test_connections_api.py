@@ -13,6 +13,7 @@ from tests.api.test_frame import assert_problem
 from tests.conftest import rows
 from tests.sso import forge
 from tests.sso.conftest import PORTAL, provision
+from tests.sso.lockprobe import can_write
 from tests.sso.oidc_idp import SECRET_KEY, roster_path, start_login
 from tests.sso.test_metadata_url import https_metadata  # noqa: F401  (fixture)
 
@@ -103,6 +104,42 @@ def test_saml_metadata_from_an_https_url_is_fetched_and_kept(
     refreshed = web.post(f"{_base(tenant)}/{cid}/metadata/refresh", headers=admin.headers)
     assert refreshed.status_code == 200, refreshed.text
     assert refreshed.get_json()["certificates"] == 2
+
+
+def test_metadata_urls_are_fetched_without_holding_a_write_lock(
+        db, tenant, keys, web, admin, https_metadata, tmp_path, monkeypatch):  # noqa: F811
+    """Create, refresh and update read the IdP while other requests can still write."""
+    url, body, _context = https_metadata
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "tls.crt"))
+    body["xml"] = forge.idp_metadata([keys.idp.cert_b64])
+    seen: list[bool] = []
+    body["on_get"] = lambda: seen.append(
+        can_write(db, "UPDATE organizations SET name = name"))
+    created = web.post(_base(tenant), headers=admin.headers, json={
+        "name": "by-url", "protocol": "saml", "metadata_url": url})
+    assert created.status_code == 201, created.text
+    cid = created.get_json()["id"]
+    web.post(f"{_base(tenant)}/{cid}/domains", headers=admin.headers, json={"domain": "a.com"})
+    refreshed = web.post(f"{_base(tenant)}/{cid}/metadata/refresh", headers=admin.headers)
+    assert refreshed.status_code == 200, refreshed.text
+    patched = web.patch(f"{_base(tenant)}/{cid}", headers=admin.headers,
+                        json={"metadata_url": url, "match_by": "nameid"})
+    assert patched.status_code == 200, patched.text
+    assert seen == [True, True, True]
+    assert patched.get_json()["match_by"] == "nameid"
+    assert [d["domain"] for d in refreshed.get_json()["domains"]] == ["a.com"]
+    assert _actions(db) == ["sso:connection:create", "sso:connection:metadata",
+                            "sso:domain:add", "sso:connection:metadata",
+                            "sso:connection:update", "sso:connection:metadata"]
+
+
+def test_an_unreachable_metadata_url_is_a_problem_and_writes_nothing(db, tenant, web, admin):
+    """The fetch fails before any write: 400 naming the URL, no connection, no audit."""
+    resp = web.post(_base(tenant), headers=admin.headers, json={
+        "name": "by-url", "protocol": "saml", "metadata_url": "https://127.0.0.1:9/md"})
+    assert "cannot fetch" in assert_problem(resp, 400, "validation")["detail"]
+    assert rows(db, "SELECT count(*) AS n FROM sso_connections")[0].n == 0
+    assert _actions(db) == []
 
 
 @pytest.mark.parametrize(("extra", "field"), [

@@ -7,6 +7,7 @@ import ssl
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -14,12 +15,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from app.errors import InvalidInput
+from app.db import utcnow
+from app.errors import Conflict, InvalidInput
 from app.models import Organization
 from app.models.sso import SsoConnection
 from app.sso.connections import create_connection, refresh_metadata
 from tests.conftest import OPERATOR
 from tests.sso import forge
+from tests.sso.lockprobe import can_write
 
 
 @pytest.fixture
@@ -40,10 +43,13 @@ def https_metadata(tmp_path):
     key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
-    body = {"xml": ""}
+    # "xml": the document served; "on_get": called while a request waits for the answer.
+    body: dict[str, Any] = {"xml": ""}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if body.get("on_get"):
+                body["on_get"]()
             data = body["xml"].encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/samlmetadata+xml")
@@ -69,35 +75,111 @@ def https_metadata(tmp_path):
         thread.join(timeout=5)
 
 
+def _connection_with_url(db, tenant, url: str) -> str:
+    with db.transaction() as s:
+        conn = create_connection(s, s.get(Organization, tenant.org.id), "by-url", "saml",
+                                 OPERATOR)
+        conn.metadata_url = url
+        return conn.id
+
+
 def test_metadata_url_import_and_refresh_follow_the_idp_rotation(db, tenant, keys,
                                                                   https_metadata):
     """The first fetch trusts one cert; after the IdP adds a second, refresh trusts both."""
     url, body, context = https_metadata
     body["xml"] = forge.idp_metadata([keys.idp.cert_b64])
-    with db.transaction() as s:
-        conn = create_connection(s, s.get(Organization, tenant.org.id), "by-url", "saml",
-                                 OPERATOR)
-        conn.metadata_url = url
-        refresh_metadata(s, conn, OPERATOR, context=context)
-        assert conn.idp_certs == [keys.idp.cert_b64]
+    cid = _connection_with_url(db, tenant, url)
+    assert refresh_metadata(db, cid, OPERATOR, context=context).idp_certs == \
+        [keys.idp.cert_b64]
     body["xml"] = forge.idp_metadata([keys.idp.cert_b64, keys.idp_second.cert_b64])
-    with db.transaction() as s:
-        conn = s.get(SsoConnection, conn.id)
-        refresh_metadata(s, conn, OPERATOR, context=context)
+    refresh_metadata(db, cid, OPERATOR, context=context)
+    with db.transaction(readonly=True) as s:
+        conn = s.get(SsoConnection, cid)
         assert conn.idp_certs == [keys.idp.cert_b64, keys.idp_second.cert_b64]
         assert conn.metadata_refreshed_at is not None
+
+
+def test_refresh_holds_no_write_lock_while_the_idp_answers(db, tenant, keys, https_metadata):
+    """While the metadata server is answering, another connection can still write."""
+    url, body, context = https_metadata
+    body["xml"] = forge.idp_metadata([keys.idp.cert_b64])
+    cid = _connection_with_url(db, tenant, url)
+    seen: list[bool] = []
+    body["on_get"] = lambda: seen.append(
+        can_write(db, "UPDATE sso_connections SET updated_at = updated_at"))
+    refresh_metadata(db, cid, OPERATOR, context=context)
+    assert seen == [True]
+
+
+def test_the_lock_probe_sees_an_open_write_transaction(db, tenant):
+    """Control for the test above: with a write transaction open, the probe is refused."""
+    cid = _connection_with_url(db, tenant, "https://idp.example/metadata")
+    probe = "UPDATE sso_connections SET updated_at = updated_at"
+    with db.transaction() as s:
+        s.get(SsoConnection, cid, with_for_update=True).updated_at = utcnow()
+        s.flush()
+        assert can_write(db, probe) is False
+    assert can_write(db, probe) is True
+
+
+def test_a_url_changed_during_the_fetch_is_not_applied(db, tenant, keys, https_metadata):
+    """The fetched document belongs to the old URL: 409, the connection keeps its state."""
+    url, body, context = https_metadata
+    body["xml"] = forge.idp_metadata([keys.idp.cert_b64])
+    cid = _connection_with_url(db, tenant, url)
+
+    def repoint() -> None:
+        with db.transaction() as s:
+            s.get(SsoConnection, cid).metadata_url = "https://elsewhere.example/metadata"
+    body["on_get"] = repoint
+    with pytest.raises(Conflict, match="changed during the refresh"):
+        refresh_metadata(db, cid, OPERATOR, context=context)
+    with db.transaction(readonly=True) as s:
+        assert s.get(SsoConnection, cid).idp_certs == []
 
 
 def test_metadata_must_come_over_verified_https(db, tenant, keys, https_metadata):
     """http is refused outright; an https server whose certificate we do not trust fails."""
     url, body, _context = https_metadata
     body["xml"] = forge.idp_metadata([keys.idp.cert_b64])
+    cid = _connection_with_url(db, tenant, url.replace("https://", "http://"))
+    with pytest.raises(InvalidInput, match="must be https"):
+        refresh_metadata(db, cid, OPERATOR)
     with db.transaction() as s:
-        conn = create_connection(s, s.get(Organization, tenant.org.id), "by-url", "saml",
-                                 OPERATOR)
-        conn.metadata_url = url.replace("https://", "http://")
-        with pytest.raises(InvalidInput, match="must be https"):
-            refresh_metadata(s, conn, OPERATOR)
-        conn.metadata_url = url
-        with pytest.raises(InvalidInput, match="cannot fetch"):
-            refresh_metadata(s, conn, OPERATOR)
+        s.get(SsoConnection, cid).metadata_url = url
+    with pytest.raises(InvalidInput, match="cannot fetch"):
+        refresh_metadata(db, cid, OPERATOR)
+
+
+def test_cli_refreshes_one_connection_or_all_of_them(database_url, db, tenant, keys,
+                                                     https_metadata, tmp_path):
+    """`roster connection metadata refresh ID` and `--all` (for cron); failures are listed."""
+    from click.testing import CliRunner
+
+    from app.cli import cli
+    from app.cli.commands import register
+
+    register()
+    url, body, _context = https_metadata
+    body["xml"] = forge.idp_metadata([keys.idp.cert_b64, keys.idp_second.cert_b64])
+    cid = _connection_with_url(db, tenant, url)
+    with db.transaction() as s:
+        broken = create_connection(s, s.get(Organization, tenant.org.id), "gone", "saml",
+                                   OPERATOR)
+        broken.metadata_url = "https://127.0.0.1:9/metadata"
+    env = {"ROSTER_DATABASE__URL": database_url, "SSL_CERT_FILE": str(tmp_path / "tls.crt")}
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, ["connection", "metadata", "refresh", *args], env=env,
+                                    catch_exceptions=False)
+        assert "Traceback" not in result.output
+        return result.exit_code, result.output
+
+    assert run(cid) == (0, f"refreshed {forge.IDP_ENTITY}: 2 certificate(s)\n")
+    code, out = run("--all")
+    assert code == 1
+    assert f"refreshed {forge.IDP_ENTITY}: 2 certificate(s)" in out
+    assert f"{broken.id}: not refreshed: cannot fetch" in out
+    assert "1 of 2 connection(s) not refreshed" in out
+    assert run()[0] == 2
+    assert run(broken.id)[0] == 1

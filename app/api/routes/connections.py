@@ -4,35 +4,41 @@ email domains. The same domain functions as `roster connection` do the work."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response, current_app, json
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
-from sqlalchemy.orm import object_session
+from sqlalchemy.orm import Session, object_session
 
 from app.api.frame import ApiContext, api_route
 from app.api.pagination import Page
 from app.api.schemas import PageArgs, StrictSchema
 from app.api.views import bp
+from app.audit import Actor
+from app.db import Database
 from app.directory.directories import get_directory
 from app.errors import InvalidInput, NotFound
+from app.models import Organization
 from app.models.sso import ConnectionDomain, SsoConnection
 from app.sso.connections import (
     MATCH_BY,
     POLICIES,
     add_domain,
+    apply_fetched_metadata,
     apply_idp_metadata,
     create_connection,
     delete_connection,
     fetch_metadata,
-    refresh_metadata,
+    metadata_url_of,
     update_connection,
     verify_domain,
 )
 from app.sso.oidc_config import (
     SUPPORTED_ALGORITHMS,
     algorithms_of,
+    check_url,
     configure_oidc,
     groups_claim_of,
 )
@@ -151,55 +157,88 @@ class DomainCreateSchema(StrictSchema):
     domain = fields.String(required=True, validate=validate.Length(min=1, max=253))
 
 
-def _connection(ctx: ApiContext, connection_id: str) -> SsoConnection:
-    assert ctx.org is not None
-    conn = ctx.session.get(SsoConnection, connection_id) if len(connection_id) <= 36 else None
-    if conn is None or conn.organization_id != ctx.org.id:
+def _in_org(conn: SsoConnection | None, org_id: str) -> SsoConnection:
+    if conn is None or conn.organization_id != org_id:
         raise NotFound("no such connection in this organization")
     return conn
 
 
-def _protocol_fields(conn: SsoConnection, body: dict[str, Any]) -> None:
+def _connection(ctx: ApiContext, connection_id: str) -> SsoConnection:
+    assert ctx.org is not None
+    found = ctx.session.get(SsoConnection, connection_id) if len(connection_id) <= 36 else None
+    return _in_org(found, ctx.org.id)
+
+
+def _protocol_fields(protocol: str, body: dict[str, Any]) -> None:
     """SAML fields on an OIDC connection (or the reverse) are a mistake, not ignored."""
-    foreign = _OIDC_FIELDS if conn.protocol == "saml" else _SAML_FIELDS
+    foreign = _OIDC_FIELDS if protocol == "saml" else _SAML_FIELDS
     wrong = [f for f in foreign if f in body]
     if wrong:
-        raise InvalidInput(f"{wrong[0]} does not apply to a {conn.protocol} connection",
+        raise InvalidInput(f"{wrong[0]} does not apply to a {protocol} connection",
                            field=wrong[0])
 
 
-def _apply(ctx: ApiContext, conn: SsoConnection, body: dict[str, Any]) -> None:
-    """Import SAML metadata or set the OIDC client, as the body asks."""
-    _protocol_fields(conn, body)
+@dataclass(frozen=True)
+class _Fetched:
+    """What the body's URLs said, read before any write transaction opens."""
+
+    metadata_xml: str | None = None
+
+
+def _fetch(protocol: str, body: dict[str, Any]) -> _Fetched:
+    """Check the body's fields and do its outbound reads (IdP metadata, OIDC discovery).
+
+    Runs outside any write transaction: an IdP may take the whole timeout to answer, and
+    SQLite's single write lock must not wait for it.
+    """
+    _protocol_fields(protocol, body)
     if "metadata_xml" in body and "metadata_url" in body:
         raise InvalidInput("give metadata_xml or metadata_url, not both", field="metadata_url")
+    xml = body.get("metadata_xml")
     if "metadata_url" in body:
         if not body["metadata_url"].lower().startswith("https://"):
             raise InvalidInput("metadata_url must be https", field="metadata_url")
+        xml = fetch_metadata(body["metadata_url"])
+    if protocol == "oidc" and body["check_discovery"] and "discovery_url" in body:
+        url = check_url(body["discovery_url"], "discovery_url")
+        try:
+            ProviderCache().provider(url)
+        except LoginFailed as exc:
+            raise InvalidInput(f"IdP not usable ({exc.reason}): {exc.detail}",
+                               field="discovery_url") from None
+    return _Fetched(metadata_xml=xml)
+
+
+def _apply(session: Session, actor: Actor, conn: SsoConnection, body: dict[str, Any],
+           fetched: _Fetched) -> None:
+    """Import SAML metadata or set the OIDC client, as the body asks (already fetched)."""
+    if "metadata_url" in body:
         conn.metadata_url = body["metadata_url"]
-        xml = fetch_metadata(conn.metadata_url)
-        apply_idp_metadata(ctx.session, conn, xml, ctx.actor, entity_id=body.get("entity_id"))
-    elif "metadata_xml" in body:
-        apply_idp_metadata(ctx.session, conn, body["metadata_xml"], ctx.actor,
+    if fetched.metadata_xml is not None:
+        apply_idp_metadata(session, conn, fetched.metadata_xml, actor,
                            entity_id=body.get("entity_id"))
     if conn.protocol == "oidc" and any(f in body for f in _OIDC_FIELDS):
-        configure_oidc(ctx.session, conn, ctx.actor,
+        configure_oidc(session, conn, actor,
                        secret_key=current_app.config["ROSTER"]["app"]["secret_key"],
                        discovery_url=body.get("discovery_url"),
                        client_id=body.get("client_id"), client_secret=body.get("client_secret"),
                        scopes=body.get("scopes"), groups_claim=body.get("groups_claim"),
                        algorithms=body.get("algorithms"))
-        if body["check_discovery"] and "discovery_url" in body:
-            try:
-                ProviderCache().provider(conn.oidc_discovery_url or "")
-            except LoginFailed as exc:
-                raise InvalidInput(f"IdP not usable ({exc.reason}): {exc.detail}",
-                                   field="discovery_url") from None
 
 
-def _directory_id(ctx: ApiContext, ref: str | None) -> str | None:
-    assert ctx.org is not None
-    return get_directory(ctx.session, ref, ctx.org).id if ref else None
+def _write() -> Database:
+    """The database, for a view declared ``own_writes`` to open its write transaction."""
+    return current_app.extensions["roster.db"]
+
+
+def _dumped(conn: SsoConnection, status: int = 200) -> Response:
+    """The connection as JSON, dumped inside the transaction that wrote it."""
+    return Response(json.dumps(ConnectionSchema().dump(conn)), status=status,
+                    mimetype="application/json")
+
+
+def _directory_id(session: Session, org: Organization, ref: str | None) -> str | None:
+    return get_directory(session, ref, org).id if ref else None
 
 
 @api_route(bp, "/orgs/<org_id>/connections", methods=["GET"], permission="connections:read",
@@ -215,19 +254,26 @@ def list_connections(ctx: ApiContext) -> Page:
 @api_route(bp, "/orgs/<org_id>/connections", methods=["POST"],
            permission="connections:write", tags=["sso"],
            summary="Create a SAML or OIDC connection", body=ConnectionCreateSchema,
-           response=ConnectionSchema, status=201)
-def create_connection_(ctx: ApiContext) -> SsoConnection:
+           response=ConnectionSchema, status=201, own_writes=True)
+def create_connection_(ctx: ApiContext) -> Response:
     """Create a connection; the response names the URLs to register at the IdP."""
     assert ctx.org is not None
     body = ctx.body
-    conn = create_connection(
-        ctx.session, ctx.org, body["name"], body["protocol"], ctx.actor,
-        login_policy=body.get("login_policy", "scim"), match_by=body.get("match_by", "email"),
-        directory_id=_directory_id(ctx, body.get("directory")),
-        allow_idp_initiated=body.get("allow_idp_initiated", False),
-        sign_requests=body.get("sign_requests", False))
-    _apply(ctx, conn, body)
-    return conn
+    _directory_id(ctx.session, ctx.org, body.get("directory"))  # a bad reference: no fetch
+    fetched = _fetch(body["protocol"], body)
+    with _write().transaction() as s:
+        org = s.get(Organization, ctx.org.id)
+        if org is None:
+            raise NotFound("the organization was deleted meanwhile")
+        conn = create_connection(
+            s, org, body["name"], body["protocol"], ctx.actor,
+            login_policy=body.get("login_policy", "scim"),
+            match_by=body.get("match_by", "email"),
+            directory_id=_directory_id(s, org, body.get("directory")),
+            allow_idp_initiated=body.get("allow_idp_initiated", False),
+            sign_requests=body.get("sign_requests", False))
+        _apply(s, ctx.actor, conn, body, fetched)
+        return _dumped(conn, 201)
 
 
 @api_route(bp, "/orgs/<org_id>/connections/<connection_id>", methods=["GET"],
@@ -241,18 +287,25 @@ def get_connection_(ctx: ApiContext, connection_id: str) -> SsoConnection:
 @api_route(bp, "/orgs/<org_id>/connections/<connection_id>", methods=["PATCH"],
            permission="connections:write", tags=["sso"],
            summary="Change an SSO connection (settings, metadata, OIDC client)",
-           body=ConnectionUpdateSchema, response=ConnectionSchema)
-def update_connection_(ctx: ApiContext, connection_id: str) -> SsoConnection:
+           body=ConnectionUpdateSchema, response=ConnectionSchema, own_writes=True)
+def update_connection_(ctx: ApiContext, connection_id: str) -> Response:
     """Change the given fields; new metadata or OIDC settings are checked like on create."""
-    conn = _connection(ctx, connection_id)
+    assert ctx.org is not None
     body = ctx.body
+    if "directory" in body:
+        _directory_id(ctx.session, ctx.org, body["directory"])  # a bad reference: no fetch
+    fetched = _fetch(_connection(ctx, connection_id).protocol, body)
     changes = {k: body[k] for k in ("name", "login_policy", "match_by", "allow_idp_initiated",
                                     "sign_requests", "enabled") if k in body}
-    if "directory" in body:
-        changes["directory_id"] = _directory_id(ctx, body["directory"])
-    update_connection(ctx.session, conn, ctx.actor, changes)
-    _apply(ctx, conn, body)
-    return conn
+    with _write().transaction() as s:
+        conn = _in_org(s.get(SsoConnection, connection_id), ctx.org.id)
+        if "directory" in body:
+            org = s.get(Organization, ctx.org.id)
+            assert org is not None
+            changes["directory_id"] = _directory_id(s, org, body["directory"])
+        update_connection(s, conn, ctx.actor, changes)
+        _apply(s, ctx.actor, conn, body, fetched)
+        return _dumped(conn)
 
 
 def _set_enabled(ctx: ApiContext, connection_id: str, enabled: bool) -> SsoConnection:
@@ -290,10 +343,15 @@ def delete_connection_(ctx: ApiContext, connection_id: str) -> Response:
 @api_route(bp, "/orgs/<org_id>/connections/<connection_id>/metadata/refresh",
            methods=["POST"], permission="connections:write", tags=["sso"],
            summary="Re-read the SAML IdP metadata from its https URL",
-           response=ConnectionSchema)
-def refresh_connection_metadata(ctx: ApiContext, connection_id: str) -> SsoConnection:
+           response=ConnectionSchema, own_writes=True)
+def refresh_connection_metadata(ctx: ApiContext, connection_id: str) -> Response:
     """Fetch the metadata URL again (certificate rollover at the IdP)."""
-    return refresh_metadata(ctx.session, _connection(ctx, connection_id), ctx.actor)
+    assert ctx.org is not None
+    url = metadata_url_of(_connection(ctx, connection_id))
+    xml = fetch_metadata(url)
+    with _write().transaction() as s:
+        conn = _in_org(s.get(SsoConnection, connection_id), ctx.org.id)
+        return _dumped(apply_fetched_metadata(s, conn, url, xml, ctx.actor))
 
 
 @api_route(bp, "/orgs/<org_id>/connections/<connection_id>/domains", methods=["POST"],
