@@ -2,9 +2,10 @@
 
 Lifecycle (a domain package) cannot call us; it writes an outbox event ``session.revoked``
 in the revoking transaction. :func:`collect` turns each such event into one delivery per
-client that holds tokens of that session, and :func:`send_pending` POSTs a signed logout
-token to the client's registered back-channel URI (run by `roster sso backchannel`, or by
-the events worker calling :func:`run_once`).
+client that holds tokens of that session; :func:`claim` takes deliveries in a short
+transaction, :func:`deliver` POSTs a signed logout token to the client's registered
+back-channel URI with no transaction open, and :func:`record_results` writes the outcome
+in another (run by `roster sso backchannel`, or by `roster worker` calling :func:`run_once`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from joserfc import jwt
-from sqlalchemy import and_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from app.db import Database, new_id, utcnow
@@ -28,6 +31,10 @@ from app.sso.provider_keys import ALG
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 MAX_ATTEMPTS = 5
+# Deliveries one round takes. A claim lasts BATCH posts at the timeout plus a margin, so a
+# live worker keeps its claim; past it, a worker that died mid-POST is presumed gone.
+BATCH = 20
+LEASE_MARGIN_SECONDS = 60
 Poster = Callable[[str, bytes, float], int]
 
 
@@ -77,38 +84,116 @@ def http_post(url: str, body: bytes, timeout: float) -> int:
         return 0
 
 
-def send_pending(session: Session, config: ProviderConfig, *, timeout: float,
-                 post: Poster = http_post, limit: int = 100) -> dict[str, int]:
-    """Send pending logout tokens; 200/204 is done, anything else retries then fails."""
-    counts = {"sent": 0, "failed": 0, "retry": 0}
-    rows = session.scalars(select(BackchannelLogout).where(and_(
-        BackchannelLogout.status == "pending")).order_by(BackchannelLogout.created_at)
-        .limit(limit).with_for_update(skip_locked=True)).all()
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery this worker took (status ``sending``), with what its token needs."""
+
+    id: str
+    client_id: str
+    user_id: str
+    session_id: str
+
+
+def lease_seconds(timeout: float) -> float:
+    """How long a claim holds: a whole batch of POSTs at the timeout, plus a margin."""
+    return BATCH * timeout + LEASE_MARGIN_SECONDS
+
+
+def _claimable(now: datetime, lease: float) -> ColumnElement[bool]:
+    return or_(BackchannelLogout.status == "pending",
+               and_(BackchannelLogout.status == "sending",
+                    BackchannelLogout.sent_at < now - timedelta(seconds=lease)))
+
+
+def claim(session: Session, config: ProviderConfig, now: datetime, *, lease: float,
+          limit: int = BATCH) -> tuple[list[Claimed], int]:
+    """Take pending deliveries (and ones a dead worker left ``sending`` past the lease).
+
+    A claimed row says ``sending`` with ``sent_at`` = when it was taken, so another worker
+    (SKIP LOCKED on PostgreSQL, the single write lock on SQLite) passes it by until the
+    lease ends. Rows for a client without a back-channel URI fail here. Returns the claimed
+    deliveries and how many failed.
+    """
+    rows = session.scalars(
+        select(BackchannelLogout).where(_claimable(now, lease))
+        .order_by(BackchannelLogout.created_at, BackchannelLogout.id).limit(limit)
+        .with_for_update(skip_locked=True)).all()
+    claimed: list[Claimed] = []
+    failed = 0
     for row in rows:
         if row.client_id != config.client_id or not config.backchannel_logout_uri:
-            row.status, row.last_error = "failed", "client has no back-channel logout URI"
-            counts["failed"] += 1
+            row.status, row.sent_at = "failed", None
+            row.last_error = "client has no back-channel logout URI"
+            failed += 1
             continue
-        token = logout_token(config, row.client_id, row.user_id, row.session_id)
+        row.status, row.sent_at = "sending", now
+        claimed.append(Claimed(row.id, row.client_id, row.user_id, row.session_id))
+    return claimed, failed
+
+
+def deliver(config: ProviderConfig, claimed: list[Claimed], *, timeout: float,
+            post: Poster = http_post) -> list[tuple[str, int]]:
+    """POST each logout token (outside any transaction); (delivery id, HTTP status) pairs."""
+    results: list[tuple[str, int]] = []
+    for item in claimed:
+        token = logout_token(config, item.client_id, item.user_id, item.session_id)
         body = urllib.parse.urlencode({"logout_token": token}).encode()
-        status = post(config.backchannel_logout_uri, body, timeout)
+        results.append((item.id, post(config.backchannel_logout_uri, body, timeout)))
+    return results
+
+
+def record_results(session: Session, results: list[tuple[str, int]],
+                   claimed_at: datetime) -> dict[str, int]:
+    """200/204 is done; anything else goes back to pending, failed after MAX_ATTEMPTS."""
+    counts = {"sent": 0, "failed": 0, "retry": 0}
+    for delivery_id, status in results:
+        row = session.get(BackchannelLogout, delivery_id, with_for_update=True)
+        # Another worker took it over after our lease ended: its outcome counts, not ours.
+        if row is None or row.status != "sending" or row.sent_at != claimed_at:
+            continue
         row.attempts += 1
         if status in (200, 204):
             row.status, row.sent_at, row.last_error = "sent", utcnow(), None
             counts["sent"] += 1
-        else:
-            row.last_error = f"HTTP {status}" if status else "unreachable"
-            row.status = "failed" if row.attempts >= MAX_ATTEMPTS else "pending"
-            counts["failed" if row.status == "failed" else "retry"] += 1
+            continue
+        row.last_error = f"HTTP {status}" if status else "unreachable"
+        row.status = "failed" if row.attempts >= MAX_ATTEMPTS else "pending"
+        row.sent_at = None
+        counts["failed" if row.status == "failed" else "retry"] += 1
     return counts
+
+
+def _due(session: Session, now: datetime, lease: float) -> bool:
+    """A read-only look: anything to collect or send? (An idle round takes no write lock.)"""
+    new_event = select(OutboxEvent.id).outerjoin(
+        BackchannelLogout, BackchannelLogout.outbox_event_id == OutboxEvent.event_id).where(
+        OutboxEvent.type == "session.revoked", BackchannelLogout.id.is_(None)).limit(1)
+    sendable = select(BackchannelLogout.id).where(_claimable(now, lease)).limit(1)
+    return session.scalar(new_event) is not None or session.scalar(sendable) is not None
 
 
 def run_once(db: Database, config: ProviderConfig | None, *, timeout: float,
              post: Poster = http_post) -> dict[str, Any]:
-    """Collect new revocations and send what is pending, each in its own transaction."""
+    """Collect and claim in one short transaction, POST with none open, record in another.
+
+    SQLite has one writer: holding it while the portal answers (up to ``timeout`` per
+    token) would stall every login and SCIM request. Same discipline as the events worker.
+    """
+    counts: dict[str, Any] = {"queued": 0, "sent": 0, "failed": 0, "retry": 0}
+    now, lease = utcnow(), lease_seconds(timeout)
+    with db.transaction(readonly=True) as session:
+        if not _due(session, now, lease):
+            return counts
     with db.transaction() as session:
-        queued = collect(session)
-    if config is None:
-        return {"queued": queued, "sent": 0, "failed": 0, "retry": 0}
-    with db.transaction() as session:
-        return {"queued": queued, **send_pending(session, config, timeout=timeout, post=post)}
+        counts["queued"] = collect(session)
+        if config is None:
+            return counts
+        session.flush()
+        claimed, counts["failed"] = claim(session, config, now, lease=lease)
+    if claimed:
+        results = deliver(config, claimed, timeout=timeout, post=post)
+        with db.transaction() as session:
+            done = record_results(session, results, now)
+        counts.update(sent=done["sent"], retry=done["retry"],
+                      failed=counts["failed"] + done["failed"])
+    return counts

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 
 @contextmanager
-def logout_receiver(status: int = 200) -> Iterator[tuple[str, list[str]]]:
-    """Serve POST /backchannel; yields (URL, logout tokens received). Always shut down."""
+def logout_receiver(status: int = 200, on_post: Callable[[], None] | None = None,
+                    ) -> Iterator[tuple[str, list[str]]]:
+    """Serve POST /backchannel; yields (URL, logout tokens received). Always shut down.
+
+    ``on_post`` runs while the sender waits for the answer (to look at the database then).
+    """
     received: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -19,6 +23,8 @@ def logout_receiver(status: int = 200) -> Iterator[tuple[str, list[str]]]:
             length = int(self.headers.get("Content-Length", "0"))
             form = parse_qs(self.rfile.read(length).decode())
             received.extend(form.get("logout_token", []))
+            if on_post is not None:
+                on_post()
             self.send_response(status)
             self.end_headers()
 

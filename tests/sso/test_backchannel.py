@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
+from datetime import timedelta
 
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from sqlalchemy import select
 
 from app.audit import Actor
+from app.db import utcnow
 from app.lifecycle import Trigger, deprovision_user
 from app.models import User
-from app.sso.backchannel import EVENT, run_once
+from app.models.sso import BackchannelLogout
+from app.sso.backchannel import EVENT, claim, lease_seconds, record_results, run_once
 from app.sso.provider_views import provider_config
 from tests.conftest import rows
+from tests.sso.lockprobe import can_write
 from tests.sso.portal import ISSUER, exchange, introspect, login_and_code
 from tests.sso.receiver import logout_receiver
 
@@ -105,3 +112,77 @@ def test_roster_worker_sends_back_channel_logouts(db, database_url, tenant, keys
     token = jwt.decode(received[0], KeySet.import_key_set(web.get("/sso/oidc/jwks").get_json()),
                        algorithms=["RS256"])
     assert token.claims["sub"] == user.id
+
+
+def _pending_delivery(db, tenant, keys, web) -> None:
+    """A deprovisioned user whose portal tokens make one queued back-channel delivery."""
+    user, req, code = login_and_code(db, tenant, keys, web)
+    exchange(web, code, req.verifier)
+    _deprovision(db, user.id)
+    assert run_once(db, None, timeout=5)["queued"] == 1
+
+
+def test_the_sender_holds_no_lock_while_the_portal_answers(db, tenant, keys, web, sso_app):
+    """While the POST is in flight, another connection can write the delivery rows."""
+    _pending_delivery(db, tenant, keys, web)
+    seen: list[bool] = []
+    probe = "UPDATE oidc_backchannel_logouts SET attempts = attempts"
+    with logout_receiver(on_post=lambda: seen.append(can_write(db, probe))) as (url, received):
+        config = dataclasses.replace(provider_config(sso_app), backchannel_logout_uri=url)
+        assert run_once(db, config, timeout=5)["sent"] == 1
+    assert (seen, len(received)) == ([True], 1)
+    rows_ = rows(db, "SELECT status, attempts, sent_at FROM oidc_backchannel_logouts")
+    assert [(r.status, r.attempts) for r in rows_] == [("sent", 1)]
+
+
+def test_two_senders_at_once_deliver_each_logout_once(db, tenant, keys, web, sso_app):
+    """A claimed delivery is passed by: two concurrent rounds POST the token once."""
+    _pending_delivery(db, tenant, keys, web)
+    results: list[dict] = []
+    with logout_receiver(on_post=lambda: time.sleep(0.5)) as (url, received):
+        config = dataclasses.replace(provider_config(sso_app), backchannel_logout_uri=url)
+        threads = [threading.Thread(target=lambda: results.append(
+            run_once(db, config, timeout=5))) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    assert len(received) == 1
+    assert sorted(r["sent"] for r in results) == [0, 1]
+
+
+def test_a_claim_left_by_a_dead_worker_is_taken_again_after_its_lease(db, tenant, keys, web,
+                                                                       sso_app):
+    """A fresh claim (sending) is left alone; one older than the lease is sent again."""
+    _pending_delivery(db, tenant, keys, web)
+    lease = lease_seconds(5)
+    with db.transaction() as s:
+        row = s.scalars(select(BackchannelLogout)).one()
+        row.status, row.sent_at = "sending", utcnow() - timedelta(seconds=lease - 30)
+    with logout_receiver() as (url, received):
+        config = dataclasses.replace(provider_config(sso_app), backchannel_logout_uri=url)
+        assert run_once(db, config, timeout=5)["sent"] == 0
+        with db.transaction() as s:
+            s.scalars(select(BackchannelLogout)).one().sent_at = \
+                utcnow() - timedelta(seconds=lease + 1)
+        assert run_once(db, config, timeout=5)["sent"] == 1
+    assert len(received) == 1
+    assert rows(db, "SELECT status FROM oidc_backchannel_logouts")[0].status == "sent"
+
+
+def test_a_late_result_after_the_claim_was_taken_over_is_not_recorded(db, tenant, keys, web,
+                                                                      sso_app):
+    """A worker whose lease ran out does not overwrite the new claimer's row."""
+    _pending_delivery(db, tenant, keys, web)
+    config = dataclasses.replace(provider_config(sso_app), backchannel_logout_uri="http://x/")
+    first = utcnow()
+    with db.transaction() as s:
+        [item], failed = claim(s, config, first, lease=lease_seconds(5))
+    assert failed == 0
+    with db.transaction() as s:
+        s.get(BackchannelLogout, item.id).sent_at = first + timedelta(seconds=200)
+    with db.transaction() as s:
+        assert record_results(s, [(item.id, 500)], first) == {"sent": 0, "failed": 0,
+                                                              "retry": 0}
+    row = rows(db, "SELECT status, attempts FROM oidc_backchannel_logouts")[0]
+    assert (row.status, row.attempts) == ("sending", 0)
