@@ -184,7 +184,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "close")
     def _on_close(dbapi_connection: Any, _record: Any) -> None:
-        queue.forget(dbapi_connection)
+        queue.release(dbapi_connection)
 
 
 class Database:

@@ -4,8 +4,9 @@ SQLite lets one writer in at a time; the others wait in its busy handler, which 
 1, 2, 5, 10 ... up to 100 ms between tries, so the lock often sits idle while writers
 sleep (creates ran at a small fraction of a bare insert). Writers here take an advisory
 ``flock`` on ``<database>-writer`` first, polling it every 50 µs to 0.5 ms, so the next
-writer starts within half a millisecond of the last commit, across threads and gunicorn
-workers alike. The lock is held from BEGIN IMMEDIATE until the COMMIT (or ROLLBACK) has
+writer starts within half a millisecond of the last commit, across gunicorn workers and
+``roster worker``; threads of one process queue on a thread lock before that, so at most one
+thread per process polls. The lock is held from BEGIN IMMEDIATE until the COMMIT (or ROLLBACK) has
 really finished. Past the busy timeout a writer goes on without it, so a stuck holder
 degrades to plain SQLite behaviour (a "database is locked" error), never a hang.
 """
@@ -16,66 +17,78 @@ import fcntl
 import os
 import threading
 import time
+import weakref
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 _FIRST_DELAY, _MAX_DELAY = 50e-6, 0.5e-3
 
 
 class WriterQueue:
-    """Advisory writer lock per connection: a file lock, or a thread lock in memory."""
+    """The writers' queue: a thread lock within the process, then a file lock across them.
+
+    Threads of one process wait on the thread lock, which sleeps without polling and
+    without waking the GIL holder; only the one thread holding it polls the file lock
+    against the other processes. In memory (one process by definition) the thread lock is
+    all there is.
+    """
 
     def __init__(self, database_path: str | None, timeout: float) -> None:
         self._path = f"{database_path}-writer" if database_path else None
         self._timeout = timeout
-        self._memory_lock = threading.Lock()
-        # id(dbapi connection) -> the descriptor it holds locked (-1: the memory lock).
-        self._held: dict[int, int] = {}
-        self._fds: dict[int, int] = {}
         self._pid = os.getpid()
+        self._local = threading.Lock()
+        # The lock file's descriptor, boxed so a finalizer can close it without keeping
+        # the queue alive (an engine that is never disposed must not leak it).
+        self._box: list[int] = []
+        weakref.finalize(self, _close, self._box)
+        # id(dbapi connection) -> whether it also holds the file lock.
+        self._held: dict[int, bool] = {}
 
     def acquire(self, dbapi_connection: Any) -> None:
         """Wait for this connection's turn to write (at most the timeout)."""
-        key = id(dbapi_connection)
-        if self._path is None:
-            if self._memory_lock.acquire(timeout=self._timeout):
-                self._held[key] = -1
-            return
         if os.getpid() != self._pid:
-            # A forked child shares its parent's open file descriptions, and a flock on a
-            # shared description is one lock: open its own.
-            self._pid, self._fds, self._held = os.getpid(), {}, {}
-        fd = self._fds.get(key)
-        if fd is None:
-            fd = self._fds[key] = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline, delay = time.monotonic() + self._timeout, _FIRST_DELAY
+            # A forked child must not share its parent's lock state or file description
+            # (a flock on a shared description is one lock): start afresh.
+            self.close()  # the child's copy of the descriptor; the parent's lock stays
+            self._pid, self._local, self._held = os.getpid(), threading.Lock(), {}
+        deadline = time.monotonic() + self._timeout
+        if not self._local.acquire(timeout=self._timeout):
+            return
+        self._held[id(dbapi_connection)] = self._path is not None and self._lock_file(deadline)
+
+    def _lock_file(self, deadline: float) -> bool:
+        if not self._box:
+            self._box.append(os.open(self._path or "", os.O_RDWR | os.O_CREAT, 0o600))
+        fd, delay = self._box[0], _FIRST_DELAY
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    return
+                    return False
                 time.sleep(delay)
                 delay = min(delay * 2, _MAX_DELAY)
-                continue
-            self._held[key] = fd
-            return
 
     def release(self, dbapi_connection: Any) -> None:
         """Let the next writer in (no-op when this connection holds nothing)."""
-        fd = self._held.pop(id(dbapi_connection), None)
-        if fd == -1:
-            self._memory_lock.release()
-        elif fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        with_file = self._held.pop(id(dbapi_connection), None)
+        if with_file is None:
+            return
+        if with_file and self._box:
+            fcntl.flock(self._box[0], fcntl.LOCK_UN)
+        self._local.release()
 
-    def forget(self, dbapi_connection: Any) -> None:
-        """The connection is closing: release, and close its descriptor."""
-        self.release(dbapi_connection)
-        fd = self._fds.pop(id(dbapi_connection), None)
-        if fd is not None:
-            os.close(fd)
+    def close(self) -> None:
+        """Close the lock file (the engine was disposed); the next writer opens it again."""
+        _close(self._box)
+
+
+def _close(box: list[int]) -> None:
+    while box:
+        os.close(box.pop())
 
 
 def install(engine: Engine, queue: WriterQueue) -> None:
@@ -103,3 +116,5 @@ def install(engine: Engine, queue: WriterQueue) -> None:
 
     dialect.do_commit = do_commit  # type: ignore[method-assign]
     dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+    event.listen(engine, "engine_disposed", lambda _engine: queue.close())
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import multiprocessing
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -85,4 +86,28 @@ def test_a_writer_in_another_process_waits_for_the_commit(sqlite_file, tmp_path)
         rows = dict(session.execute(text("SELECT n, at FROM t")).all())
     assert set(rows) == {1, 2}
     assert rows[2] >= holding - 0.05, "the second writer got in before the first committed"
+    assert not _locked(tmp_path / "w.db-writer")
+
+
+def test_threads_of_one_process_take_turns_without_lock_errors(sqlite_file, tmp_path):
+    """Eight threads writing at once all commit; the queue is free afterwards."""
+    errors: list[BaseException] = []
+
+    def write(thread: int) -> None:
+        try:
+            for n in range(25):
+                with sqlite_file.transaction() as session:
+                    session.execute(text("INSERT INTO t VALUES (:n, 0)"),
+                                    {"n": thread * 100 + n})
+        except BaseException as exc:  # collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    with sqlite_file.transaction(readonly=True) as session:
+        assert session.execute(text("SELECT count(DISTINCT n) FROM t")).scalar() == 200
     assert not _locked(tmp_path / "w.db-writer")
