@@ -16,7 +16,9 @@ from app.api.frame import ROUTES, RouteSpec
 from app.api.permissions import PERMISSIONS
 from app.db import utcnow
 from app.directory.apikeys import revoke_key
+from app.models import Organization
 from app.models.api import ApiKey
+from app.sso.connections import add_domain, create_connection
 from tests.api.conftest import make_key
 from tests.api.test_frame import assert_problem
 from tests.conftest import OPERATOR, Tenant, rows
@@ -42,7 +44,23 @@ def samples(db, client, tenant: Tenant) -> dict[str, str]:
     token = rows(db, "SELECT id FROM directory_tokens WHERE directory_id = :d",
                  d=tenant.directory.id)
     return {"org_id": tenant.org.id, "directory_id": tenant.directory.id,
-            "token_id": token[0][0], "user_id": created[0], "record_id": record[0][0]}
+            "token_id": token[0][0], "user_id": created[0], "record_id": record[0][0],
+            "connection_id": _connection_with_domain(db, tenant.org.id), "domain": "acme.test"}
+
+
+def _connection_with_domain(db, org_id: str) -> str:
+    """An SSO connection of the organization with the domain acme.test (unverified)."""
+    with db.transaction() as session:
+        conn = create_connection(session, session.get(Organization, org_id), "idp", "saml",
+                                 OPERATOR)
+        add_domain(session, conn, "acme.test", OPERATOR)
+        return conn.id
+
+
+@pytest.fixture
+def foreign_connection(db, other_tenant: Tenant) -> str:
+    """A connection of the other organization, with the same domain name as the tenant's."""
+    return _connection_with_domain(db, other_tenant.org.id)
 
 
 def _url(spec: RouteSpec, samples: dict[str, str]) -> str:
@@ -113,3 +131,32 @@ def test_route_enforces_its_permission_for_every_role(db, client, samples, keys,
             assert_problem(response, 403, "forbidden")
         elif _addresses_tenant_data(spec, samples):
             assert_problem(response, 404, "not-found")
+
+
+CONNECTION_CASES = [(spec, method) for spec, method in CASES if "<connection_id>" in spec.rule]
+
+
+@pytest.mark.parametrize(("spec", "method"), CONNECTION_CASES,
+                         ids=[f"{m} {s.rule}" for s, m in CONNECTION_CASES])
+def test_connection_routes_hide_another_organizations_connection(
+        db, client, samples, keys, foreign_connection, spec, method):
+    """The tenant's own organization in the URL with the other one's connection id: 404 for
+    every permitted key (operator included), and that connection is left untouched."""
+    url = _url(spec, {**samples, "connection_id": foreign_connection})
+    query = "SELECT * FROM sso_connections WHERE id = :c"
+    before = rows(db, query, c=foreign_connection)
+    audit = "SELECT count(*) AS n FROM audit_events WHERE subject_id = :c"
+    audited = rows(db, audit, c=foreign_connection)[0].n
+    allowed = {r.value for r in PERMISSIONS[spec.permission]}
+    # A valid body, so that the 404 comes from the lookup and not from validation.
+    body = {"domain": "globex.test"} if spec.rule.endswith("/domains") else {}
+    kwargs = {"json": body} if method not in ("GET", "DELETE") else {}
+    for role, key in keys.items():
+        if role in allowed:
+            response = client.open(url, method=method, headers=key.headers, **kwargs)
+            assert_problem(response, 404, "not-found")
+    assert rows(db, query, c=foreign_connection) == before
+    domains = rows(db, "SELECT domain, verified_at FROM sso_connection_domains "
+                       "WHERE connection_id = :c", c=foreign_connection)
+    assert [(d.domain, d.verified_at) for d in domains] == [("acme.test", None)]
+    assert rows(db, audit, c=foreign_connection)[0].n == audited
