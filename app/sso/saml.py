@@ -20,6 +20,7 @@ from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.errors import OneLogin_Saml2_ValidationError as VE
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -221,6 +222,28 @@ def _remember_assertion(session: Session, conn: SsoConnection, assertion_id: str
         raise LoginFailed("replay", f"assertion {assertion_id} was already used")
 
 
+def _confirmation_reason(doc: etree._Element) -> str:
+    """Why no bearer SubjectConfirmation fitted (SAML Profiles §4.1.4.2), for the trace.
+
+    python3-saml reports one error for a wrong Recipient and for a confirmation window
+    that has passed; it checks that window without the clock skew, which applies to the
+    Conditions only. The (unverified) document tells the two apart for the admin.
+    """
+    now = OneLogin_Saml2_Utils.now()
+    path = "saml:Assertion/saml:Subject/saml:SubjectConfirmation/saml:SubjectConfirmationData"
+    for data in doc.iterfind(path, _NS):
+        try:
+            if data.get("NotOnOrAfter") and \
+                    OneLogin_Saml2_Utils.parse_SAML_to_time(data.get("NotOnOrAfter")) <= now:
+                return "expired"
+            if data.get("NotBefore") and \
+                    OneLogin_Saml2_Utils.parse_SAML_to_time(data.get("NotBefore")) > now:
+                return "not_yet_valid"
+        except ValueError:
+            continue
+    return "recipient_mismatch"
+
+
 def _embedded_certs(doc: etree._Element) -> set[str]:
     return {"".join((c.text or "").split())
             for c in doc.iterfind(".//ds:X509Certificate", _NS)}
@@ -265,6 +288,8 @@ def consume_response(session: Session, conn: SsoConnection, urls: SpUrls, keys: 
     try:
         response = _validated(conn, urls, keys, saml_response, in_response_to)
     except LoginFailed as exc:
+        if exc.reason == "recipient_mismatch":
+            raise LoginFailed(_confirmation_reason(doc), exc.detail) from None
         embedded = _embedded_certs(doc)
         if exc.reason == "bad_signature" and embedded and not embedded & set(conn.idp_certs):
             raise LoginFailed("untrusted_certificate",

@@ -112,6 +112,36 @@ def test_expired_assertion_is_refused(db, tenant, keys, web):
     _refused(db, post_response(web, conn, forge.b64(xml)), "expired")
 
 
+def test_clock_skew_is_the_configured_allowance(db, tenant, keys, web, sso_app, monkeypatch):
+    """NotBefore 20 s ahead passes with 60 s of skew and is refused with 0 s; 3 minutes
+    ahead is refused with 60 s."""
+    conn, claims = _setup(db, tenant, keys, web)
+    claims.not_before = timedelta(seconds=20)
+    early = forge.signed_response(claims, keys.idp)
+    assert post_response(web, conn, forge.b64(early)).status_code == 303
+    claims = claims_for(conn, in_response_to=start(web, conn))
+    claims.not_before = timedelta(minutes=3)
+    resp = post_response(web, conn, forge.b64(forge.signed_response(claims, keys.idp)))
+    assert resp.status_code == 403
+    monkeypatch.setitem(sso_app.config["ROSTER"]["sso"], "clock_skew_seconds", 0)
+    claims = claims_for(conn, in_response_to=start(web, conn))
+    claims.not_before = timedelta(seconds=20)
+    resp = post_response(web, conn, forge.b64(forge.signed_response(claims, keys.idp)))
+    assert resp.status_code == 403
+    reasons = [r.reason for r in rows(db, "SELECT reason FROM sso_login_traces")]
+    assert reasons == ["not_yet_valid", "not_yet_valid"]
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 1
+
+
+def test_a_lapsed_bearer_confirmation_is_traced_as_expired(db, tenant, keys, web):
+    """SubjectConfirmationData NotOnOrAfter 20 s ago: refused (python3-saml checks it without
+    skew), and the trace says expired rather than a wrong recipient."""
+    conn, claims = _setup(db, tenant, keys, web)
+    claims.not_on_or_after = timedelta(seconds=-20)
+    xml = forge.signed_response(claims, keys.idp)
+    _refused(db, post_response(web, conn, forge.b64(xml)), "expired")
+
+
 def test_wrong_audience_is_refused(db, tenant, keys, web):
     """An assertion for another SP (another connection's entity id) is not for us."""
     conn, claims = _setup(db, tenant, keys, web)
