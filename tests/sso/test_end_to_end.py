@@ -4,6 +4,7 @@ the portal gets matching claims; SCIM deactivation logs the portal out and locks
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from joserfc import jwt
 from joserfc.jwk import KeySet
@@ -14,7 +15,7 @@ from app.mapping.ruleset import parse_document
 from app.models import Organization
 from app.sso.backchannel import run_once
 from app.sso.provider_views import provider_config
-from tests.conftest import OPERATOR
+from tests.conftest import OPERATOR, rows
 from tests.scim.support import PATCH_OP, Scim
 from tests.sso.browser import Browser
 from tests.sso.conftest import add_domain, ssp_connection
@@ -78,3 +79,10 @@ def test_scim_user_signs_in_gets_mapped_claims_and_is_logged_out_when_deactivate
     again = _portal_login(web, AuthRequest.new())
     assert again.status == 403
     assert "deactivated" in again.text
+    correlation = re.search(r"id=correlation-id>([^<]+)<", again.text).group(1)
+    denied = rows(db, "SELECT subject_id, data FROM audit_events "
+                      "WHERE action = 'sso:login:denied'")
+    assert [d.subject_id for d in denied] == [alice]
+    assert correlation in str(denied[0].data)
+    trace = rows(db, "SELECT reason FROM sso_login_traces WHERE id = :i", i=correlation)
+    assert [t.reason for t in trace] == ["user_deprovisioned"]
