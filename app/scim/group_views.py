@@ -16,6 +16,7 @@ from app.scim.etag import check_if_match, with_etag
 from app.scim.groups import GROUP_ALWAYS, group_from_scim, group_to_scim
 from app.scim.http import (
     actor_of,
+    authenticated,
     base_url,
     body,
     no_content,
@@ -57,22 +58,26 @@ def get_group(group_id: str) -> Response:
 
 def create_group() -> Response:
     """POST /Groups (RFC 7644 §3.3): 201 with Location; members must be users here."""
+    authenticated()
+    data = group_from_scim(normalise_resource(body(), "Group", notes=request_notes()))
     with unit_of_work() as (session, caller):
-        data = group_from_scim(normalise_resource(body(), "Group", notes=request_notes()))
         group = group_service.create_group(session, caller.directory, data, actor_of(caller))
-        return resource_response(_one(session, group), group.version, 201,
-                                 location=f"{base_url()}/Groups/{group.id}")
+        resource = _one(session, group)
+    return resource_response(resource, group.version, 201,
+                             location=f"{base_url()}/Groups/{group.id}")
 
 
 def replace_group(group_id: str) -> Response:
     """PUT /Groups/{id} (RFC 7644 §3.5.1): members become exactly the list sent."""
+    authenticated()
+    data = group_from_scim(normalise_resource(body(), "Group", notes=request_notes()))
     with unit_of_work() as (session, caller):
-        data = group_from_scim(normalise_resource(body(), "Group", notes=request_notes()))
         group = group_service.get_group(session, caller.directory.id, group_id,
                                         for_update=True)
         check_if_match(group.version)
         group_service.update_group(session, group, data, actor_of(caller))
-        return resource_response(_one(session, group), group.version)
+        resource = _one(session, group)
+    return resource_response(resource, group.version)
 
 
 def delete_group(group_id: str) -> Response:
@@ -106,8 +111,9 @@ def patch_group(group_id: str) -> Response:
     204 the RFC allows is the default; ``attributes``/``excludedAttributes`` get a 200.
     """
     notes = request_notes()
+    authenticated()
+    payload = body()
     with unit_of_work() as (session, caller):
-        payload = body()
         group = group_service.get_group(session, caller.directory.id, group_id,
                                         for_update=True)
         check_if_match(group.version)

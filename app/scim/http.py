@@ -19,21 +19,49 @@ from app.scim.projection import Projection
 from app.scim.request import json_body
 
 
+def authenticated() -> Caller:
+    """The calling directory, authenticated once per request in a short read transaction.
+
+    Write requests authenticate (and parse their bodies) before their write transaction,
+    so none of that work happens while SQLite's single write lock is held. A 401 still
+    comes before any 400 about the body.
+    """
+    caller: Caller | None = g.get("scim_caller")
+    if caller is None:
+        with current_app.extensions["roster.db"].transaction(readonly=True) as session:
+            caller = _authenticate(session)
+    return caller
+
+
+def _authenticate(session: Session) -> Caller:
+    g.scim_caller = caller = authenticate_request(session)
+    g.directory_id = caller.directory.id
+    return caller
+
+
 @contextmanager
 def unit_of_work(*, readonly: bool = False) -> Iterator[tuple[Session, Caller]]:
-    """One transaction for the whole request, opened by authenticating the directory."""
+    """One transaction for the whole request; a write's caller is authenticated before it."""
     db = current_app.extensions["roster.db"]
+    caller = g.get("scim_caller") if readonly else authenticated()
     with db.transaction(readonly=readonly) as session:
-        caller = authenticate_request(session)
-        g.directory_id = caller.directory.id
+        if caller is None:
+            caller = _authenticate(session)
         if not readonly:
-            touch(session, caller.token)
+            _touch_once(session, caller)
         yield session, caller
-    if readonly and caller.token.touch_at is not None:
+    if readonly and caller.token.touch_at is not None and not g.get("scim_touched"):
         # A SQLite reader that starts writing can fail at once (stale WAL snapshot), so
         # the once-a-minute last_used_at stamp is written in its own short transaction.
         with db.transaction() as session:
-            touch(session, caller.token)
+            _touch_once(session, caller)
+
+
+def _touch_once(session: Session, caller: Caller) -> None:
+    # Bulk runs several units in one request: the token is stamped by the first.
+    if not g.get("scim_touched"):
+        touch(session, caller.token)
+        g.scim_touched = True
 
 
 def actor_of(caller: Caller) -> Actor:

@@ -15,6 +15,7 @@ from app.models import User
 from app.scim.etag import check_if_match
 from app.scim.http import (
     actor_of,
+    authenticated,
     base_url,
     body,
     no_content,
@@ -72,25 +73,29 @@ def get_user(user_id: str) -> Response:
 
 def create_user() -> Response:
     """POST /Users (RFC 7644 §3.3): 201 with Location; a taken userName is 409 uniqueness."""
+    authenticated()
+    data = user_from_scim(normalise_resource(body(), "User", notes=request_notes()))
     with unit_of_work() as (session, caller):
-        data = user_from_scim(normalise_resource(body(), "User", notes=request_notes()))
         user = user_service.create_user(
             session, caller.directory, data, actor_of(caller),
             store_password_hash=scim_settings()["store_password_hash"])
         # A restored user (Entra's re-create) is back in its groups; only a new one is in none.
-        return resource_response(_one(session, user, new=user.version == 1), user.version, 201,
-                                 location=f"{base_url()}/Users/{user.id}")
+        resource = _one(session, user, new=user.version == 1)
+    return resource_response(resource, user.version, 201,
+                             location=f"{base_url()}/Users/{user.id}")
 
 
 def replace_user(user_id: str) -> Response:
     """PUT /Users/{id} (RFC 7644 §3.5.1); an omitted ``active`` keeps the user's state."""
+    authenticated()
+    data = user_from_scim(normalise_resource(body(), "User", notes=request_notes()))
     with unit_of_work() as (session, caller):
-        data = user_from_scim(normalise_resource(body(), "User", notes=request_notes()))
         user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
         check_if_match(user.version)
         user_service.replace_user(session, user, data, actor_of(caller),
                                   store_password_hash=scim_settings()["store_password_hash"])
-        return resource_response(_one(session, user), user.version)
+        resource = _one(session, user)
+    return resource_response(resource, user.version)
 
 
 def delete_user(user_id: str) -> Response:
@@ -106,8 +111,9 @@ def delete_user(user_id: str) -> Response:
 def patch_user(user_id: str) -> Response:
     """PATCH /Users/{id} (RFC 7644 §3.5.2): all operations apply, or none (one transaction)."""
     notes = request_notes()
+    authenticated()
+    payload = body()
     with unit_of_work() as (session, caller):
-        payload = body()
         user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
         check_if_match(user.version)
         current = _one(session, user, PATCH_STATE)
@@ -117,4 +123,5 @@ def patch_user(user_id: str) -> Response:
             user_service.replace_user(
                 session, user, data, actor_of(caller),
                 store_password_hash=scim_settings()["store_password_hash"])
-        return resource_response(_one(session, user), user.version)
+        resource = _one(session, user)
+    return resource_response(resource, user.version)
