@@ -3,11 +3,15 @@ introspection, revocation, key rotation, and the refusals."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from app.db import utcnow
 from app.models import Grant, Role, Unit
 from app.models.organization import UnitKind
+from app.sso.provider_keys import load_provider_keys
+from app.sso.provider_views import provider_config
 from tests.conftest import rows
 from tests.sso.conftest import (
     PORTAL_CALLBACK,
@@ -16,6 +20,7 @@ from tests.sso.portal import (
     BASIC,
     ISSUER,
     AuthRequest,
+    code_from,
     exchange,
     introspect,
     login_and_code,
@@ -47,6 +52,34 @@ def test_discovery_and_jwks_publish_issuer_endpoints_and_both_keys(web, keys):
     jwks = web.get("/sso/oidc/jwks").get_json()
     assert len(jwks["keys"]) == 2
     assert all("d" not in k for k in jwks["keys"])
+
+
+def test_tokens_signed_before_a_key_rotation_still_verify_after_it(db, tenant, keys, web,
+                                                                   sso_app, monkeypatch):
+    """Before: op-old signs and is alone in the JWKS. After: op signs, op-old stays
+    published, so the portal verifies the earlier ID token and the new one alike."""
+    before = dataclasses.replace(provider_config(sso_app), keys=load_provider_keys(
+        {"signing_key_file": str(keys.op_old.key_file), "published_key_files": []}))
+    # The authorization server is built from the config once per app (a restart rotates).
+    sso_app.extensions.pop("roster.oidc_server", None)
+    try:
+        with monkeypatch.context() as m:
+            m.setitem(sso_app.extensions, "roster.oidc_config", before)
+            assert [k["kid"] for k in web.get("/sso/oidc/jwks").get_json()["keys"]] == \
+                [before.keys.kid]
+            _user, req, code = login_and_code(db, tenant, keys, web)
+            old = exchange(web, code, req.verifier).get_json()
+    finally:
+        sso_app.extensions.pop("roster.oidc_server", None)
+    published = [k["kid"] for k in web.get("/sso/oidc/jwks").get_json()["keys"]]
+    current = provider_config(sso_app).keys.kid
+    assert published == [current, before.keys.kid]
+    assert verify_id_token(web, old["id_token"], req.nonce)["header"]["kid"] == before.keys.kid
+    assert introspect(web, old["access_token"])["active"] is True
+    req = AuthRequest.new()  # the browser is still signed in at Roster: straight to a code
+    back = web.get(req.url().replace("http://roster.test", ""))
+    new = exchange(web, code_from(back.headers["Location"], req.state), req.verifier).get_json()
+    assert verify_id_token(web, new["id_token"], req.nonce)["header"]["kid"] == current
 
 
 def test_code_flow_with_pkce_gives_id_token_and_userinfo_with_org_claims(db, tenant, keys,
