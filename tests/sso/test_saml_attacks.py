@@ -3,10 +3,12 @@ and leaves no session behind."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from datetime import timedelta
 
+from app import create_app
 from tests.conftest import rows
 from tests.sso import forge
 from tests.sso.conftest import claims_for, post_response, provision, saml_connection, start
@@ -21,6 +23,15 @@ def _refused(db, resp, reason: str) -> None:
                  i=match.group(1))
     assert [t.reason for t in trace] == [reason]
     assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 0
+
+
+def _refused_keeping(db, resp, reason: str) -> None:
+    """403 whose correlation id names a trace with ``reason`` (sessions may exist)."""
+    assert resp.status_code == 403, resp.text
+    match = re.search(r'id=correlation-id>([0-9a-f-]{36})<', resp.text)
+    assert match, resp.text
+    found = rows(db, "SELECT reason FROM sso_login_traces WHERE id = :i", i=match.group(1))
+    assert [t.reason for t in found] == [reason]
 
 
 def _setup(db, tenant, keys, web):
@@ -102,6 +113,23 @@ def test_replayed_idp_initiated_assertion_is_refused_by_the_database_cache(db, t
     assert resp.status_code == 403
     assert rows(db, "SELECT reason FROM sso_login_traces")[0].reason == "replay"
     assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 1
+
+
+def test_a_response_one_node_accepted_is_refused_by_another(db, tenant, keys, web, sso_app):
+    """Two app nodes on one database: the replay cache and the used request are shared."""
+    node_b = create_app(copy.deepcopy(sso_app.config["ROSTER"]))
+    node_b.extensions["roster.db"].dispose()
+    node_b.extensions["roster.db"] = db
+    provision(db, tenant)
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], allow_idp_initiated=True)
+    solicited = forge.b64(forge.signed_response(
+        claims_for(conn, in_response_to=start(web, conn)), keys.idp))
+    unsolicited = forge.b64(forge.signed_response(claims_for(conn), keys.idp))
+    for body in (solicited, unsolicited):
+        assert post_response(web, conn, body).status_code in (200, 303)
+        _refused_keeping(db, post_response(node_b.test_client(), conn, body), "replay")
+        sessions = rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n
+        assert sessions == (1 if body is solicited else 2)
 
 
 def test_expired_assertion_is_refused(db, tenant, keys, web):
