@@ -29,29 +29,52 @@ def _user(session: Session, org_ref: str, user_ref: str) -> User:
     return user
 
 
+# The same bound as the API's "reason" field (LifecycleActionSchema).
+REASON_MAX = 500
+
+
+def _reason(value: str | None) -> str | None:
+    """The operator's words, trimmed; 1-500 characters (as the API accepts), or none."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not 1 <= len(value) <= REASON_MAX:
+        raise click.BadParameter(f"must be 1 to {REASON_MAX} characters",
+                                 param_hint="--reason")
+    return value
+
+
+_REASON_HELP = "Why (kept in the audit event; on the deprovisioning record and its receipt)."
+
+
 @lifecycle.command("deprovision")
 @click.option("--org", "org_ref", required=True)
+@click.option("--reason", default=None, help=_REASON_HELP)
 @click.argument("user_ref")
 @pass_ctx
 @command_errors
-def deprovision(ctx: CliContext, org_ref: str, user_ref: str) -> None:
+def deprovision(ctx: CliContext, org_ref: str, user_ref: str, reason: str | None) -> None:
     """Take USER_REF (id or userName) out now: sessions, tokens and grants revoked."""
+    reason = _reason(reason)
     with ctx.transaction() as session:
         rec = deprovision_user(session, _user(session, org_ref, user_ref), ctx.actor,
-                               trigger=Trigger.operator)
+                               trigger=Trigger.operator, reason=reason)
     click.echo(f"deprovisioned (record {rec.id})" if rec else "already deprovisioned")
 
 
 @lifecycle.command("reactivate")
 @click.option("--org", "org_ref", required=True)
+@click.option("--reason", default=None, help="Why (kept in the audit event).")
 @click.argument("user_ref")
 @pass_ctx
 @command_errors
-def reactivate(ctx: CliContext, org_ref: str, user_ref: str) -> None:
+def reactivate(ctx: CliContext, org_ref: str, user_ref: str, reason: str | None) -> None:
     """Reactivate USER_REF under the current mapping (manual grants come back too)."""
+    reason = _reason(reason)
     with ctx.transaction() as session:
-        reactivate_user(session, _user(session, org_ref, user_ref), ctx.actor)
-    click.echo("reactivated")
+        restored = reactivate_user(session, _user(session, org_ref, user_ref), ctx.actor,
+                                   reason=reason)
+    click.echo("reactivated" if restored is not None else "already active")
 
 
 @lifecycle.command("batches")

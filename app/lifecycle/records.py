@@ -21,14 +21,15 @@ _PENDING = "roster.lifecycle.pending_records"
 
 
 def new_record(session: Session, user: User, actor: Actor, *, trigger: str,
-               received_at: datetime, event_id: str, vendor: str | None) -> DeprovisionRecord:
+               received_at: datetime, event_id: str, vendor: str | None,
+               reason: str | None = None) -> DeprovisionRecord:
     """Start the record for one deprovisioning (the caller fills state and counts)."""
     record = DeprovisionRecord(
         id=new_id(), event_id=event_id, organization_id=user.organization_id,
         user_id=user.id, scim_id=user.id, external_id=user.external_id,
         user_name=user.user_name, directory_id=user.directory_id,
         vendor=vendor, dialect=actor.dialect,
-        trigger=trigger, actor_type=actor.type, actor_id=actor.id,
+        trigger=trigger, reason=reason, actor_type=actor.type, actor_id=actor.id,
         request_id=actor.request_id, source_ip=actor.ip, user_agent=actor.user_agent,
         received_at=received_at, applied_at=received_at, outcome="applied",
     )

@@ -56,7 +56,8 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
     """Take the user out everywhere at once: sessions, tokens, grants; record and events.
 
     Returns the deprovisioning record, or None when the user was already out (idempotent).
-    ``reason`` (an operator's words) goes into the ``user:deprovision`` audit event.
+    ``reason`` (an operator's words) goes into the record (and so its receipt) and into the
+    ``user:deprovision`` audit event.
     """
     received = actor.received_at or utcnow()
     if user.status in GONE and not user.active:
@@ -83,7 +84,7 @@ def _take_out(session: Session, user: User, actor: Actor, trigger: Trigger,
     user.active, user.status, user.updated_at = False, UserStatus.deprovisioned, utcnow()
     _bump_version(user)
     rec = new_record(session, user, actor, trigger=trigger.value, received_at=received,
-                     event_id="", vendor=getattr(vendor, "value", vendor))
+                     event_id="", vendor=getattr(vendor, "value", vendor), reason=reason)
     event = emit(session, organization_id=user.organization_id, type="user.deprovisioned",
                  aggregate_id=user.id,
                  payload=_leaver_payload(session, user, held, trigger, rec.id))

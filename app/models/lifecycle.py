@@ -59,6 +59,8 @@ class DeprovisionRecord(Base):
     vendor: Mapped[str | None] = mapped_column(String(20))
     dialect: Mapped[str | None] = mapped_column(String(100))
     trigger: Mapped[str] = mapped_column(String(40))
+    # An operator's words (CLI --reason, API "reason"): why the user was taken out.
+    reason: Mapped[str | None] = mapped_column(String(500))
     actor_type: Mapped[str] = mapped_column(String(30))
     actor_id: Mapped[str | None] = mapped_column(String(100))
     request_id: Mapped[str | None] = mapped_column(String(100))

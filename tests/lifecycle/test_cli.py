@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.conftest import rows
 from tests.lifecycle.support import roster
+
+
+def _data(value):
+    return value if isinstance(value, dict) else json.loads(value)
 
 
 def test_operator_deprovisions_and_reactivates_from_the_cli(db, tenant, leaver, database_url):
@@ -16,6 +22,34 @@ def test_operator_deprovisions_and_reactivates_from_the_cli(db, tenant, leaver, 
     again = roster(database_url, "lifecycle", "deprovision", "--org", "acme", leaver.user_id)
     assert "already deprovisioned" in again.output
     roster(database_url, "lifecycle", "reactivate", "--org", "acme", "leaver")
+    assert rows(db, "SELECT status FROM users WHERE id = :i", i=leaver.user_id)[0][0] == "active"
+    assert "already active" in roster(database_url, "lifecycle", "reactivate", "--org",
+                                      "acme", "leaver").output
+
+
+def test_operator_reason_is_kept_on_the_record_and_in_the_audit_log(db, tenant, leaver,
+                                                                   database_url):
+    """--reason lands on the deprovisioning record and in both audit events."""
+    roster(database_url, "lifecycle", "deprovision", "--org", "acme", "leaver",
+           "--reason", "  left 2026-12-01, ticket HR-7 ")
+    [rec] = rows(db, "SELECT reason, trigger FROM deprovision_records")
+    assert (rec.reason, rec.trigger) == ("left 2026-12-01, ticket HR-7", "operator")
+    roster(database_url, "lifecycle", "reactivate", "--org", "acme", "leaver",
+           "--reason", "rehired")
+    reasons = {r.action: _data(r.data).get("reason") for r in rows(
+        db, "SELECT action, data FROM audit_events WHERE subject_id = :u", u=leaver.user_id)}
+    assert reasons["user:deprovision"] == "left 2026-12-01, ticket HR-7"
+    assert reasons["user:reactivate"] == "rehired"
+
+
+def test_a_blank_or_overlong_reason_is_refused_and_changes_nothing(db, tenant, leaver,
+                                                                  database_url):
+    """--reason must be 1-500 characters, as over the API; nothing is revoked otherwise."""
+    for bad in ("   ", "x" * 501):
+        result = roster(database_url, "lifecycle", "deprovision", "--org", "acme", "leaver",
+                        "--reason", bad, ok=False)
+        assert "--reason" in result.output
+    assert rows(db, "SELECT count(*) FROM deprovision_records")[0][0] == 0
     assert rows(db, "SELECT status FROM users WHERE id = :i", i=leaver.user_id)[0][0] == "active"
 
 

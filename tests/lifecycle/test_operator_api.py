@@ -18,7 +18,8 @@ def _data(value):
 
 def test_operator_key_deprovisions_a_user_at_once(client, db, tenant, leaver):
     """201 with the record: trigger operator, the key as actor, everything revoked, the
-    reason in the audit event; the commit stamp and latency follow."""
+    reason on the record, its receipt and the audit event; the commit stamp and latency
+    follow."""
     key = make_key(db, "operator")
     response = client.post(DEPROVISION.format(leaver.user_id), headers={
         **key.headers, "X-Request-ID": "op-req-1", "User-Agent": "ops-console/2"},
@@ -28,6 +29,7 @@ def test_operator_key_deprovisions_a_user_at_once(client, db, tenant, leaver):
     assert (body["user_id"], body["trigger"], body["actor_type"], body["actor_id"]) == (
         leaver.user_id, "operator", "api_key", key.id)
     assert (body["request_id"], body["user_agent"]) == ("op-req-1", "ops-console/2")
+    assert body["reason"] == "left the company, ticket HR-12"
     assert (body["sessions_revoked"], body["tokens_revoked"], body["grants_removed"]) == (
         2, 3, 2)
     [user] = rows(db, "SELECT status, active FROM users WHERE id = :u", u=leaver.user_id)
@@ -44,6 +46,10 @@ def test_operator_key_deprovisions_a_user_at_once(client, db, tenant, leaver):
     stored = client.get(f"/api/v1/deprovisions/{body['id']}", headers=key.headers).get_json()
     assert stored["revocation_committed_at"] is not None
     assert stored["latency_ms"] >= 0
+    assert stored["reason"] == "left the company, ticket HR-12"
+    receipt = client.get(f"/api/v1/deprovisions/{body['id']}/receipt",
+                         headers=key.headers).get_json()
+    assert receipt["receipt"]["record"]["reason"] == "left the company, ticket HR-12"
 
 
 def test_deprovisioning_twice_is_a_conflict_problem(client, db, tenant, leaver):

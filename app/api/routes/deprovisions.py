@@ -33,6 +33,8 @@ class DeprovisionRecordSchema(Schema):
     vendor = fields.String(allow_none=True)
     dialect = fields.String(allow_none=True)
     trigger = fields.String(required=True)
+    reason = fields.String(allow_none=True, metadata={
+        "description": "The operator's reason (CLI --reason, API body), if given."})
     actor_type = fields.String(required=True)
     actor_id = fields.String(allow_none=True)
     request_id = fields.String(allow_none=True)
