@@ -160,3 +160,35 @@ def test_connection_routes_hide_another_organizations_connection(
                        "WHERE connection_id = :c", c=foreign_connection)
     assert [(d.domain, d.verified_at) for d in domains] == [("acme.test", None)]
     assert rows(db, audit, c=foreign_connection)[0].n == audited
+
+
+LIFECYCLE_CASES = [(spec, method) for spec, method in CASES
+                   if spec.permission == "deprovisioning:write"]
+
+
+@pytest.mark.parametrize(("spec", "method"), LIFECYCLE_CASES,
+                         ids=[f"{m} {s.rule}" for s, m in LIFECYCLE_CASES])
+def test_lifecycle_routes_are_the_own_organizations_admins_and_no_one_elses(
+        db, client, samples, keys, other_keys, spec, method):
+    """deprovisioning:write is held by the operator and an organization's admins, for that
+    organization only: another organization's admin gets 404 on a user it could act on
+    (active for deprovision, deprovisioned for reactivate) and nothing changes; its auditor
+    and portal keys get 403; then the tenant's own admin acts (201 / 200)."""
+    assert {r.value for r in PERMISSIONS[spec.permission]} == {"operator", "admin"}
+    reactivating = spec.rule.endswith("/reactivate")
+    user_id = rows(db, "SELECT user_id FROM deprovision_records WHERE id = :r",
+                   r=samples["record_id"])[0][0] if reactivating else samples["user_id"]
+    url = spec.rule.replace("<user_id>", user_id)
+    state = ("SELECT (SELECT status FROM users WHERE id = :u) AS status, "
+             "(SELECT count(*) FROM deprovision_records) AS records, "
+             "(SELECT count(*) FROM audit_events) AS audited, "
+             "(SELECT count(*) FROM outbox_events) AS events")
+    before = rows(db, state, u=user_id)
+    assert_problem(_call(client, method, url, other_keys["admin"].headers), 404, "not-found")
+    for role in ("auditor", "portal"):
+        assert_problem(_call(client, method, url, other_keys[role].headers), 403, "forbidden")
+    assert rows(db, state, u=user_id) == before
+    response = _call(client, method, url, keys["admin"].headers)
+    assert response.status_code == (200 if reactivating else 201), response.get_json()
+    assert rows(db, "SELECT status FROM users WHERE id = :u", u=user_id)[0][0] == (
+        "active" if reactivating else "deprovisioned")
