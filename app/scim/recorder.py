@@ -7,7 +7,10 @@ in-process buffer, and a background thread writes the buffer every ``FLUSH_SECON
 ``FLUSH_RECORDS`` records) in one transaction with the dialect counters. A write
 transaction per request cost ~10-15 % of a SCIM request and, on SQLite, made every read
 queue for the write lock. :func:`flush` writes the buffer now (tests, reports, exit). A
-crash loses at most one interval of records. Every ``prune_every`` records a process
+crash loses at most one interval of records. :func:`flush` also writes what other apps of
+the process buffered for the same database (a second app built with other settings has its
+own buffer and thread, whose late write would otherwise land after the caller moved on,
+say after a test emptied the tables). Every ``prune_every`` records a process
 deletes the rows beyond the count bound of the directories just written and those past
 the age bound: indexed deletes, so the bound holds within ``prune_every`` rows per worker.
 """
@@ -19,6 +22,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +46,8 @@ FLUSH_SECONDS = 0.2
 FLUSH_RECORDS = 200
 # Past this many unwritten records (the database is stuck) new ones are dropped and counted.
 MAX_PENDING = 10_000
+# Every recorder of this process, by id (weakly: an app that is gone takes its own along).
+_STATES: weakref.WeakValueDictionary[int, _State] = weakref.WeakValueDictionary()
 
 
 @dataclass
@@ -144,13 +150,22 @@ def _state() -> _State:
             db=current_app.extensions["roster.db"],
         )
         current_app.extensions["roster.recorder"] = state
+        _STATES[id(state)] = state
     return state
 
 
 def flush(app: Flask) -> None:
-    """Write the records this process has buffered for ``app`` now."""
-    state: _State | None = app.extensions.get("roster.recorder")
-    if state is not None:
+    """Write what this process has buffered for ``app``'s database now, by every app.
+
+    Each app has its own buffer and writer thread; flushing only ``app``'s own would leave
+    another app's records (same database) to a write that may come after the caller has
+    moved on. Each state's write lock also waits out a write its thread has under way.
+    """
+    database: Database | None = app.extensions.get("roster.db")
+    own: _State | None = app.extensions.get("roster.recorder")
+    states = [s for s in list(_STATES.values())
+              if s is own or (database is not None and s.db.url == database.url)]
+    for state in states:
         state.flush()
 
 

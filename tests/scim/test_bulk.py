@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+from flask import Flask
 
 from app import create_app
 from app.scim.recorder import flush
@@ -24,6 +27,25 @@ def _bulk(client, tenant, operations, **extra):
 def _user(bulk_id, name):
     return {"method": "POST", "path": "/Users", "bulkId": bulk_id,
             "data": {"schemas": [USER], "userName": name}}
+
+
+@contextmanager
+def _limited_app(database_url: str, **scim: int) -> Iterator[Flask]:
+    """A second app with other SCIM limits; its recorded requests are written before the
+    test ends (a late write from its own thread would land after the tables are emptied)."""
+    built = create_app({**app_overrides(database_url), "scim": scim})
+    try:
+        yield built
+    finally:
+        flush(built)
+        built.extensions["roster.db"].dispose()
+
+
+def _too_large(client, tenant):
+    ops = [_user(str(i), f"{i}@acme.com") for i in range(10)]
+    return client.post("/scim/v2/Bulk", headers=tenant.headers,
+                       data=json.dumps({"schemas": [BULK], "Operations": ops}),
+                       content_type="application/scim+json")
 
 
 def test_creates_users_and_a_group_referencing_them_by_bulk_id(client, db, tenant):
@@ -156,10 +178,9 @@ def test_malformed_operations_fail_alone(client, db, tenant, operation, scim_typ
 
 def test_too_many_operations_is_413(database_url, tenant, db):
     """More operations than bulk_max_operations: 413 tooMany, nothing written."""
-    app = create_app({**app_overrides(database_url), "scim": {"bulk_max_operations": 2}})
-    response = _bulk(app.test_client(), tenant, [_user(str(i), f"{i}@acme.com")
-                                                 for i in range(3)])
-    app.extensions["roster.db"].dispose()
+    with _limited_app(database_url, bulk_max_operations=2) as limited:
+        response = _bulk(limited.test_client(), tenant, [_user(str(i), f"{i}@acme.com")
+                                                         for i in range(3)])
     assert response.status_code == 413
     body = response.get_json()
     assert (body["status"], body["scimType"]) == ("413", "tooMany")
@@ -168,17 +189,25 @@ def test_too_many_operations_is_413(database_url, tenant, db):
 
 def test_payload_over_the_limit_is_413(database_url, tenant, db):
     """A body larger than bulk_max_payload_bytes: 413 SCIM error, nothing written."""
-    app = create_app({**app_overrides(database_url),
-                      "scim": {"bulk_max_payload_bytes": 500}})
-    ops = [_user(str(i), f"{i}@acme.com") for i in range(10)]
-    response = app.test_client().post(
-        "/scim/v2/Bulk", headers=tenant.headers,
-        data=json.dumps({"schemas": [BULK], "Operations": ops}),
-        content_type="application/scim+json")
-    app.extensions["roster.db"].dispose()
+    with _limited_app(database_url, bulk_max_payload_bytes=500) as limited:
+        response = _too_large(limited.test_client(), tenant)
     assert response.status_code == 413
     assert response.get_json()["status"] == "413"
     assert rows(db, "SELECT id FROM users") == []
+    assert [r.status for r in rows(db, "SELECT status FROM scim_requests")] == [413]
+
+
+def test_flushing_one_app_writes_what_another_app_recorded_on_its_database(
+        app, database_url, tenant, db):
+    """The suite's flush (its own app's) also writes a second app's buffered 413 record at
+    once, not 0.2 s later from that app's thread, after the tables were emptied."""
+    other = create_app({**app_overrides(database_url), "scim": {"bulk_max_payload_bytes": 500}})
+    try:
+        assert _too_large(other.test_client(), tenant).status_code == 413
+        flush(app)
+        assert [r.status for r in rows(db, "SELECT status FROM scim_requests")] == [413]
+    finally:
+        other.extensions["roster.db"].dispose()
 
 
 def test_bad_token_is_one_401(client, db, tenant):
