@@ -11,6 +11,7 @@ from types import FrameType
 
 import click
 
+from app.audit import Actor
 from app.audit.checkpoints import checkpoint_due, write_checkpoints
 from app.cli.audit import signing_key
 from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
@@ -18,6 +19,7 @@ from app.db import utcnow
 from app.errors import NotFound
 from app.events.delivery import WebhookConfig, list_deliveries, redeliver
 from app.events.worker import run
+from app.lifecycle.batches import purge_deleted, purge_due
 from app.planner import refresh_statistics
 from app.sso.backchannel import run_once as backchannel_once
 from app.sso.maintenance import PeriodicPurge
@@ -25,6 +27,8 @@ from app.sso.provider import config_from_settings
 
 # Measured SQLite planner statistics (app.planner) are refreshed this often.
 STATISTICS_INTERVAL_SECONDS = 3600
+# Soft-deleted users past lifecycle.retention_days are purged this often (issue 7).
+LIFECYCLE_PURGE_INTERVAL_SECONDS = 3600
 
 
 @click.command("worker")
@@ -33,7 +37,8 @@ STATISTICS_INTERVAL_SECONDS = 3600
 @pass_ctx
 @command_errors
 def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
-    """Deliver webhooks, OIDC back-channel logouts, audit checkpoints; purge expired SSO rows."""
+    """Deliver webhooks, OIDC back-channel logouts, audit checkpoints; purge expired SSO rows
+    and, hourly, users soft-deleted longer ago than lifecycle.retention_days."""
     config = WebhookConfig.from_settings(ctx.settings)
     key = signing_key(ctx)
     interval = ctx.settings["signing"]["checkpoint_interval_seconds"]
@@ -49,6 +54,20 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
     sent = [0.0]
     purge = PeriodicPurge(ctx.db)
     analyzed = [float("-inf")]
+    purged = [float("-inf")]
+    retention_days = ctx.settings["lifecycle"]["retention_days"]
+    system = Actor(type="system", id=f"worker:{name}")
+
+    def _purge_lifecycle() -> None:
+        # Checked read-only first: an idle check takes no (SQLite) write lock.
+        purged[0] = time.monotonic()
+        with ctx.db.transaction(readonly=True) as session:
+            if not purge_due(session, retention_days=retention_days):
+                return
+        with ctx.db.transaction() as session:
+            count = purge_deleted(session, system, retention_days=retention_days)
+        click.echo(f"worker {name}: purged {count} user(s) deleted more than "
+                   f"{retention_days} day(s) ago", err=True)
 
     def _periodic() -> None:
         # Measured SQLite planner statistics replace the nominal ones, once an hour.
@@ -61,6 +80,9 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
             backchannel_once(ctx.db, provider, timeout=bcl_timeout)
         # Login traces past their retention, spent SAML/OIDC requests (every 10 minutes).
         purge.maybe_run()
+        # Identity data of users SCIM-deleted longer ago than the retention period.
+        if time.monotonic() - purged[0] >= LIFECYCLE_PURGE_INTERVAL_SECONDS:
+            _purge_lifecycle()
         # Look at most once a minute; the database says whether a checkpoint is due.
         if interval <= 0 or time.monotonic() - checked[0] < min(60, interval):
             return

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -46,6 +47,17 @@ def restore_batch(session: Session, batch_id: str, actor: Actor) -> list[str]:
     return restored
 
 
+def _past_retention(retention_days: int, now: datetime | None) -> tuple[Any, ...]:
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    return User.status == UserStatus.deleted, User.deleted_at < cutoff
+
+
+def purge_due(session: Session, *, retention_days: int, now: datetime | None = None) -> bool:
+    """A read-only check: is any user soft-deleted longer ago than the retention period?"""
+    return session.scalar(select(exists().where(*_past_retention(retention_days, now)))) \
+        or False
+
+
 def purge_deleted(session: Session, actor: Actor, *, retention_days: int,
                   now: datetime | None = None) -> int:
     """Remove the identity data of users soft-deleted longer ago than the retention period.
@@ -53,9 +65,8 @@ def purge_deleted(session: Session, actor: Actor, *, retention_days: int,
     Grants, memberships, sessions and tokens go with the row; audit events and
     deprovisioning records stay (they carry no foreign key to the user).
     """
-    cutoff = (now or utcnow()) - timedelta(days=retention_days)
     rows = session.execute(select(User.id, User.organization_id).where(
-        User.status == UserStatus.deleted, User.deleted_at < cutoff)).all()
+        *_past_retention(retention_days, now))).all()
     for user_id, organization_id in rows:
         record(session, organization_id=organization_id, action="user:purge", actor=actor,
                subject_type="user", subject_id=user_id,

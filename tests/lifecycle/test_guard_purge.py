@@ -95,6 +95,27 @@ def test_purge_removes_identity_data_after_retention_and_keeps_the_trail(db, ten
         assert all(report.ok for report in verify(session))
 
 
+def test_the_worker_purges_after_retention_on_its_own(db, tenant, database_url):
+    """`roster worker` purges users deleted longer ago than lifecycle.retention_days (its
+    first round, then hourly) with the system as actor; a recent deletion stays."""
+    old, recent = _users(db, tenant, 2)
+    for user_id in (old, recent):
+        with db.transaction() as session:
+            delete_user(session, session.get(User, user_id), OPERATOR)
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE users SET deleted_at = :t WHERE id = :i"),
+                     {"t": utcnow() - timedelta(days=8), "i": old})
+    result = roster(database_url, "worker", "--until-idle", "--worker-id", "w1",
+                    ROSTER_LIFECYCLE__RETENTION_DAYS="7")
+    assert "purged 1 user(s) deleted more than 7 day(s) ago" in result.output
+    assert [r.id for r in rows(db, "SELECT id FROM users")] == [recent]
+    [purge] = rows(db, "SELECT actor_type, actor_id, subject_id FROM audit_events "
+                       "WHERE action = 'user:purge'")
+    assert (purge.actor_type, purge.actor_id, purge.subject_id) == ("system", "worker:w1", old)
+    again = roster(database_url, "worker", "--until-idle", ROSTER_LIFECYCLE__RETENTION_DAYS="7")
+    assert "purged" not in again.output
+
+
 def test_purge_function_respects_the_given_clock(db, tenant):
     """Retention is measured from deleted_at to now: nothing is purged a day early."""
     (user_id,) = _users(db, tenant, 1)
