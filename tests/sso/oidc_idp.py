@@ -166,6 +166,8 @@ class HostileIdp:
     token_for: Callable[[dict[str, Any]], str] | None = None
     authorizations: dict[str, dict[str, str]] = field(default_factory=dict)
     token_requests: list[dict[str, str]] = field(default_factory=list)
+    # Called with the path of each request before it is answered (to look at the database).
+    on_request: Callable[[str], None] | None = None
 
     @property
     def issuer(self) -> str:
@@ -181,6 +183,7 @@ class HostileIdp:
         """Publish the two usual keys and sign honestly with RS256 (each test starts here)."""
         self.published = [self.rsa, self.ec]
         self.token_for = None
+        self.on_request = None
         self.authorizations.clear()
         self.token_requests.clear()
 
@@ -242,6 +245,8 @@ def _handler(idp: HostileIdp) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             path, _, query = self.path.partition("?")
+            if idp.on_request is not None:
+                idp.on_request(path)
             if path == "/.well-known/openid-configuration":
                 return self._json(200, idp.document())
             if path == "/jwks":
@@ -261,6 +266,8 @@ def _handler(idp: HostileIdp) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+            if idp.on_request is not None:
+                idp.on_request(self.path)
             if self.path == "/token":
                 return self._json(*idp.token_response(form))
             return self._json(404, {"error": "not_found"})
