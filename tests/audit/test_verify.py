@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from app.audit.verify import verify, verify_chain
 from tests.conftest import make_tenant, rows
+from tests.lifecycle.support import roster
 
 
 @contextmanager
@@ -108,3 +109,33 @@ def test_rewriting_rows_is_rejected_on_postgresql_and_detected_on_sqlite(db, dia
         with db.engine.begin() as conn:
             conn.execute(sa.text(statements[0]), {"e": victim.event_id})
         assert _report(db, tenant).bad_seq == victim.seq
+
+
+TAMPERING = {
+    "changed": ["UPDATE audit_events SET actor_id = 'someone-else' WHERE event_id = :b"],
+    "removed": ["DELETE FROM audit_events WHERE event_id = :b"],
+    "reordered": ["UPDATE audit_events SET seq = -1 WHERE event_id = :b",
+                  "UPDATE audit_events SET seq = :bs WHERE event_id = :c",
+                  "UPDATE audit_events SET seq = :cs WHERE event_id = :b"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERING))
+def test_cli_verify_names_the_first_bad_record_and_exits_1(db, dialect, tenant, database_url,
+                                                          case):
+    """`roster audit verify --org acme`: exit 1 with the first bad seq and event id (the
+    record after a gap for a removal); the other organization's chain still says ok."""
+    make_tenant(db, "globex")
+    chain = _chain(db, tenant)
+    b, c = chain[1], chain[2]
+    with attacker(db, dialect) as conn:
+        for statement in TAMPERING[case]:
+            conn.execute(sa.text(statement), {"b": b.event_id, "c": c.event_id,
+                                              "bs": b.seq, "cs": c.seq})
+    bad = c if case == "removed" else b
+    shown = c if case == "reordered" else bad
+    result = roster(database_url, "audit", "verify", "--org", "acme", ok=False)
+    assert result.exit_code == 1
+    assert f"BAD  chain {tenant.org.id}: first bad record at seq {bad.seq} " \
+           f"(event {shown.event_id})" in result.output
+    assert "ok   chain" in roster(database_url, "audit", "verify", "--org", "globex").output
