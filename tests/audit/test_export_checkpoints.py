@@ -86,3 +86,30 @@ def test_checkpoint_exposes_a_consistently_rewritten_chain(db, dialect, tenant, 
                      {"h": prev, "c": tenant.org.id})
     result = roster(database_url, "audit", "verify", "--org", "acme", ok=False)
     assert "the log was rewritten" in result.output
+
+
+def test_subject_and_event_type_filters_over_the_api_and_the_cli(client, db, tenant,
+                                                                 database_url):
+    """subject_id (with an action) narrows GET /audit, the API export and
+    `roster audit export --subject`, to one leaver's events; another leaver's stay out."""
+    leaver = _deprovision(db, tenant)
+    other = make_leaver(db, tenant, "other")
+    with db.transaction() as session:
+        deprovision_user(session, session.get(User, other.user_id), OPERATOR,
+                         trigger=Trigger.operator)
+    auditor = make_key(db, "auditor", tenant.org)
+    listed = client.get(f"/api/v1/audit?subject_id={leaver.user_id}&limit=200",
+                        headers=auditor.headers).get_json()["items"]
+    assert {e["subject_id"] for e in listed} == {leaver.user_id}
+    assert {"user:deprovision", "session:revoke"} <= {e["action"] for e in listed}
+    one = client.get(f"/api/v1/audit?subject_id={leaver.user_id}&action=user:deprovision",
+                     headers=auditor.headers).get_json()["items"]
+    assert [(e["subject_id"], e["action"]) for e in one] == [(leaver.user_id,
+                                                              "user:deprovision")]
+    exported = client.get(f"/api/v1/audit/export?format=jsonl&subject_id={leaver.user_id}",
+                          headers=auditor.headers).get_data(as_text=True)
+    assert {json.loads(line)["subject_id"] for line in exported.splitlines()} == \
+        {leaver.user_id}
+    out = roster(database_url, "audit", "export", "--format", "jsonl", "--org", "acme",
+                 "--subject", leaver.user_id).output
+    assert {json.loads(line)["subject_id"] for line in out.splitlines()} == {leaver.user_id}
