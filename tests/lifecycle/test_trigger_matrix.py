@@ -153,6 +153,9 @@ def test_trigger_takes_the_user_out_and_proves_it(client, db, database_url, tmp_
     assert [_data(a.data)["trigger"] for a in audited] == [record.trigger]
     assert rows(db, "SELECT count(*) FROM audit_events WHERE action = 'grant:remove'")[0][0] \
         >= 1
+    if trigger == "directory_disabled":
+        assert rows(db, "SELECT count(*) FROM audit_events WHERE action = 'directory:disable' "
+                        "AND subject_id = :d", d=tenant.directory.id)[0][0] == 1
     types = [r.type for r in rows(db, "SELECT type FROM outbox_events WHERE aggregate_id = :u "
                                       "ORDER BY id", u=user_id)]
     assert types.count("user.deprovisioned") == 1
