@@ -13,9 +13,11 @@ from app.cli import cli
 from app.cli.commands import register
 from app.db import Database
 from app.directory.organizations import add_unit
+from app.mapping.preview import apply_ruleset
+from app.mapping.ruleset import parse_document
 from app.models import Grant, Organization, Role, User
 from app.models.sso import IssuedToken, LoginSession
-from tests.conftest import OPERATOR, Tenant
+from tests.conftest import OPERATOR, Tenant, make_tenant
 
 
 @dataclass
@@ -44,6 +46,18 @@ def _token(session, user_id: str, org_id: str, session_id: str | None, kind: str
                             token_hash=hashlib.sha256(uuid.uuid4().bytes).hexdigest()))
 
 
+def add_sessions_and_tokens(session, org_id: str, user_id: str) -> list[LoginSession]:
+    """Two login sessions and three tokens: access and refresh of the first session, and an
+    access token bound to no session."""
+    sessions = [LoginSession(organization_id=org_id, user_id=user_id) for _ in range(2)]
+    session.add_all(sessions)
+    session.flush()
+    _token(session, user_id, org_id, sessions[0].id, "access")
+    _token(session, user_id, org_id, sessions[0].id, "refresh")
+    _token(session, user_id, org_id, None, "access")
+    return sessions
+
+
 def make_leaver(db: Database, tenant: Tenant, name: str = "leaver") -> Leaver:
     """A user with a manager, a manual and a rule grant, two sessions and three tokens."""
     manager_id = add_user(db, tenant, f"{name}-boss", display_name="The Boss")
@@ -64,12 +78,7 @@ def equip(db: Database, tenant: Tenant, user_id: str, manager_id: str = "",
                           role_id=roles[keys[0]].id, source="manual", parameters={}))
         session.add(Grant(organization_id=org.id, user_id=user_id, unit_id=unit.id,
                           role_id=roles[keys[1]].id, source="rule:x", parameters={}))
-        sessions = [LoginSession(organization_id=org.id, user_id=user_id) for _ in range(2)]
-        session.add_all(sessions)
-        session.flush()
-        _token(session, user_id, org.id, sessions[0].id, "access")
-        _token(session, user_id, org.id, sessions[0].id, "refresh")
-        _token(session, user_id, org.id, None, "access")
+        sessions = add_sessions_and_tokens(session, org.id, user_id)
     return Leaver(user_id=user_id, manager_id=manager_id, unit_id=unit.id,
                   session_ids=[s.id for s in sessions])
 
@@ -83,3 +92,18 @@ def roster(database_url: str, *args: str, ok: bool = True, **env: str) -> Result
     assert (result.exit_code == 0) is ok, result.output
     assert "Traceback" not in result.output
     return result
+
+
+def mapped_tenant(db: Database, vendor: str) -> Tenant:
+    """A tenant whose one rule makes members of the group Buyers buyers in Purchasing, and
+    whose policy deprovisions a user who loses every grant."""
+    tenant = make_tenant(db, "acme", vendor)
+    with db.transaction() as session:
+        org = session.get(Organization, tenant.org.id)
+        add_unit(session, org, "Purchasing", "department", None, OPERATOR)
+        apply_ruleset(session, org, parse_document({
+            "policy": {"on_loss": "deprovision"},
+            "rules": [{"id": "buyers", "role": "buyer", "unit": "Purchasing",
+                       "match": {"group": "Buyers"}}]}), OPERATOR, max_loss_share=1.0,
+            force=True)
+    return tenant

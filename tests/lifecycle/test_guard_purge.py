@@ -22,6 +22,18 @@ def _users(db, tenant, n):
     return [add_user(db, tenant, f"u{i}") for i in range(n)]
 
 
+def _deleted_old_and_recent(db, tenant, *, days_ago: int) -> tuple[str, str]:
+    """Two SCIM-deleted users: one deleted ``days_ago`` days ago, one just now."""
+    old, recent = _users(db, tenant, 2)
+    for user_id in (old, recent):
+        with db.transaction() as session:
+            delete_user(session, session.get(User, user_id), OPERATOR)
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE users SET deleted_at = :t WHERE id = :i"),
+                     {"t": utcnow() - timedelta(days=days_ago), "i": old})
+    return old, recent
+
+
 def _deprovision_all(db, ids, policy=POLICY):
     for user_id in ids:
         with db.transaction() as session:
@@ -78,13 +90,7 @@ def test_restore_batch_reactivates_everyone_in_one_command(db, tenant, database_
 def test_purge_removes_identity_data_after_retention_and_keeps_the_trail(db, tenant,
                                                                          database_url):
     """Only users deleted longer ago than the retention go; audit and records stay intact."""
-    old, recent = _users(db, tenant, 2)
-    for user_id in (old, recent):
-        with db.transaction() as session:
-            delete_user(session, session.get(User, user_id), OPERATOR)
-    with db.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE users SET deleted_at = :t WHERE id = :i"),
-                     {"t": utcnow() - timedelta(days=31), "i": old})
+    old, recent = _deleted_old_and_recent(db, tenant, days_ago=31)
     result = roster(database_url, "lifecycle", "purge")
     assert "purged 1 user(s)" in result.output
     assert [r.id for r in rows(db, "SELECT id FROM users")] == [recent]
@@ -98,13 +104,7 @@ def test_purge_removes_identity_data_after_retention_and_keeps_the_trail(db, ten
 def test_the_worker_purges_after_retention_on_its_own(db, tenant, database_url):
     """`roster worker` purges users deleted longer ago than lifecycle.retention_days (its
     first round, then hourly) with the system as actor; a recent deletion stays."""
-    old, recent = _users(db, tenant, 2)
-    for user_id in (old, recent):
-        with db.transaction() as session:
-            delete_user(session, session.get(User, user_id), OPERATOR)
-    with db.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE users SET deleted_at = :t WHERE id = :i"),
-                     {"t": utcnow() - timedelta(days=8), "i": old})
+    old, recent = _deleted_old_and_recent(db, tenant, days_ago=8)
     result = roster(database_url, "worker", "--until-idle", "--worker-id", "w1",
                     ROSTER_LIFECYCLE__RETENTION_DAYS="7")
     assert "purged 1 user(s) deleted more than 7 day(s) ago" in result.output

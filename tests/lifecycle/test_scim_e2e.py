@@ -8,7 +8,7 @@ import pytest
 from app.audit.receipts import verify_receipt
 from tests.api.conftest import make_key
 from tests.conftest import make_tenant, rows
-from tests.lifecycle.support import equip
+from tests.lifecycle.support import equip, mapped_tenant
 from tests.scim.support import PATCH_OP, Scim
 
 OFF = {
@@ -98,21 +98,7 @@ def test_repeated_active_false_keeps_one_record(client, db):
 
 def test_losing_every_grant_over_scim_deprovisions_when_policy_says_so(client, db):
     """Removing the last mapped group (SCIM PATCH on the group) triggers lost_all_grants."""
-    from app.directory.organizations import add_unit
-    from app.mapping.preview import apply_ruleset
-    from app.mapping.ruleset import parse_document
-    from app.models import Organization
-    from tests.conftest import OPERATOR
-
-    tenant = make_tenant(db, "acme", "okta")
-    with db.transaction() as session:
-        org = session.get(Organization, tenant.org.id)
-        add_unit(session, org, "Purchasing", "department", None, OPERATOR)
-        apply_ruleset(session, org, parse_document({
-            "policy": {"on_loss": "deprovision"},
-            "rules": [{"id": "buyers", "role": "buyer", "unit": "Purchasing",
-                       "match": {"group": "Buyers"}}]}), OPERATOR, max_loss_share=1.0,
-            force=True)
+    tenant = mapped_tenant(db, "okta")
     scim = Scim(client, tenant)
     user_id = scim.create_user("member@acme.example")["id"]
     group = scim.post("/Groups", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],

@@ -11,14 +11,9 @@ import json
 
 import pytest
 
-from app.directory.organizations import add_unit
-from app.mapping.preview import apply_ruleset
-from app.mapping.ruleset import parse_document
-from app.models import Organization
-from app.models.sso import LoginSession
 from tests.api.conftest import make_key
-from tests.conftest import OPERATOR, Tenant, make_tenant, rows
-from tests.lifecycle.support import _token, roster
+from tests.conftest import Tenant, rows
+from tests.lifecycle.support import add_sessions_and_tokens, mapped_tenant, roster
 from tests.scim.support import PATCH_OP, Scim
 
 # dialect -> (vendor, tenant URL query, active=false operations, member removal operations)
@@ -50,32 +45,6 @@ TRIGGERS = ["scim_active_false", "scim_delete", "lost_all_grants", "directory_di
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
 
-def _mapped_tenant(db, vendor: str) -> Tenant:
-    """A tenant whose rule makes members of Buyers buyers, and deprovisions on loss."""
-    tenant = make_tenant(db, "acme", vendor)
-    with db.transaction() as session:
-        org = session.get(Organization, tenant.org.id)
-        add_unit(session, org, "Purchasing", "department", None, OPERATOR)
-        apply_ruleset(session, org, parse_document({
-            "policy": {"on_loss": "deprovision"},
-            "rules": [{"id": "buyers", "role": "buyer", "unit": "Purchasing",
-                       "match": {"group": "Buyers"}}]}), OPERATOR, max_loss_share=1.0,
-            force=True)
-    return tenant
-
-
-def _sessions_and_tokens(db, tenant: Tenant, user_id: str) -> None:
-    """Two login sessions and three tokens (one bound to a session, one not)."""
-    with db.transaction() as session:
-        sessions = [LoginSession(organization_id=tenant.org.id, user_id=user_id)
-                    for _ in range(2)]
-        session.add_all(sessions)
-        session.flush()
-        _token(session, user_id, tenant.org.id, sessions[0].id, "access")
-        _token(session, user_id, tenant.org.id, sessions[0].id, "refresh")
-        _token(session, user_id, tenant.org.id, None, "access")
-
-
 def _pull_trigger(client, db, scim: Scim, tenant: Tenant, trigger: str, dialect: str,
                   user_id: str, group_id: str):
     """Cause the deprovisioning the way its trigger really arrives."""
@@ -105,7 +74,7 @@ def test_trigger_takes_the_user_out_and_proves_it(client, db, database_url, tmp_
     """Status, no live session/token/grant, audit and outbox events, the record naming the
     trigger, vendor and request, and a receipt that verifies offline."""
     vendor, query, _, _ = DIALECTS[dialect]
-    tenant = _mapped_tenant(db, vendor)
+    tenant = mapped_tenant(db, vendor)
     scim = Scim(client, tenant)
     created = scim.post(f"/Users{query}", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0"
                                                         ":User"], "userName": "leaver@acme.example",
@@ -115,7 +84,8 @@ def test_trigger_takes_the_user_out_and_proves_it(client, db, database_url, tmp_
     group = scim.post(f"/Groups{query}", {"schemas": [GROUP], "displayName": "Buyers",
                                           "members": [{"value": user_id}]})
     assert group.status_code == 201, group.get_json()
-    _sessions_and_tokens(db, tenant, user_id)
+    with db.transaction() as session:
+        add_sessions_and_tokens(session, tenant.org.id, user_id)
     assert rows(db, "SELECT count(*) FROM grants WHERE user_id = :u", u=user_id)[0][0] == 1
 
     response = _pull_trigger(client, db, scim, tenant, trigger, dialect, user_id,
