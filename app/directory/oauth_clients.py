@@ -110,7 +110,8 @@ def store_access_token(session: Session, client: OAuthClient, plaintext: str,
 
 _ACCESS_TOKEN = (
     select(IssuedToken.id, IssuedToken.token_hash, IssuedToken.expires_at,
-           IssuedToken.revoked_at, Directory.id, Directory.organization_id, Directory.status)
+           IssuedToken.revoked_at, Directory.id, Directory.organization_id, Directory.status,
+           IssuedToken.client_id)
     .join(Directory, Directory.id == IssuedToken.directory_id)
     .where(IssuedToken.token_hash == bindparam("digest"), IssuedToken.token_type == ACCESS)
 )
@@ -123,12 +124,13 @@ def authenticate_access_token(session: Session,
     row = session.connection().execute(_ACCESS_TOKEN, {"digest": digest}).first()
     if row is None or not hmac.compare_digest(row[1], digest):
         raise Unauthorized("the bearer token is not valid")
-    token_id, _hash, expires_at, revoked_at, directory_id, org_id, status = row
+    token_id, _hash, expires_at, revoked_at, directory_id, org_id, status, client_id = row
     if revoked_at is not None or _expired(expires_at, utcnow()):
         raise Unauthorized("the bearer token has expired or was revoked")
     if status != DirectoryStatus.active:
         raise Unauthorized("the directory of this token is disabled")
-    return DirectoryRef(directory_id, org_id), TokenRef(token_id, "access_token")
+    return (DirectoryRef(directory_id, org_id),
+            TokenRef(token_id, "access_token", client_id=client_id))
 
 
 def authenticate_bearer(session: Session, plaintext: str) -> tuple[DirectoryRef, TokenRef]:

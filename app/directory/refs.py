@@ -39,9 +39,11 @@ class TokenRef:
     """The credential that authenticated a request.
 
     ``touch_at`` is set when the token's ``last_used_at`` is older than its resolution and
-    should be stamped with that time (see ``tokens.touch``); OAuth access tokens have none.
+    should be stamped with that time (see ``tokens.touch``); OAuth access tokens have none,
+    and carry the ``client_id`` of the OAuth client they were issued to instead.
     """
 
     id: str
     kind: Literal["directory_token", "access_token"]
     touch_at: datetime | None = None
+    client_id: str | None = None

@@ -67,7 +67,11 @@ def _touch_once(session: Session, caller: Caller) -> None:
 def actor_of(caller: Caller) -> Actor:
     """The audit actor of a SCIM request: the directory token that made it, when the request
     arrived and the IdP dialect its notes so far show (for deprovisioning records)."""
-    return Actor(type="scim_token", id=caller.token.id, request_id=g.get("request_id"),
+    token = caller.token
+    # An OAuth access token acts for its client (issue 7: "token or OAuth client").
+    kind, actor_id = (("oauth_client", token.client_id) if token.kind == "access_token"
+                      else ("scim_token", token.id))
+    return Actor(type=kind, id=actor_id, request_id=g.get("request_id"),
                  ip=request.remote_addr, user_agent=request.headers.get("User-Agent"),
                  received_at=g.get("received_at"), dialect=request_dialect())
 

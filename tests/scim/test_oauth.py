@@ -174,3 +174,24 @@ def test_disabled_directory_gets_no_token_and_its_tokens_stop(client, db, tenant
                              OPERATOR)
     assert _token(client, client_id, secret).status_code in (400, 401)
     assert client.get(SPC, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_changes_made_with_an_access_token_name_the_oauth_client(client, db, tenant):
+    """Audit rows and the deprovisioning record say which OAuth client acted (issue 7)."""
+    client_id, secret = _client(db, tenant)
+    token = _token(client, client_id, secret).get_json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/scim+json"}
+    created = client.post("/scim/v2/Users", headers=headers, json={
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "o@acme.test"})
+    assert created.status_code == 201, created.get_json()
+    user_id = created.get_json()["id"]
+    patched = client.patch(f"/scim/v2/Users/{user_id}", headers=headers, json={
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "value": {"active": False}}]})
+    assert patched.status_code == 200, patched.get_json()
+    actors = {(r.actor_type, r.actor_id) for r in rows(
+        db, "SELECT actor_type, actor_id FROM audit_events WHERE subject_id = :u", u=user_id)}
+    assert actors == {("oauth_client", client_id)}
+    [record] = rows(db, "SELECT actor_type, actor_id FROM deprovision_records "
+                        "WHERE user_id = :u", u=user_id)
+    assert (record.actor_type, record.actor_id) == ("oauth_client", client_id)
