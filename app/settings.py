@@ -179,6 +179,8 @@ def validate(settings: Settings) -> list[str]:
         problems.append("scim.default_page_size must not exceed scim.max_page_size")
     if not 60 <= settings["oauth"]["access_token_minutes"] <= 360:
         problems.append("oauth.access_token_minutes must be between 60 and 360")
+    if settings["sso"]["metadata_refresh_hours"] < 0:
+        problems.append("sso.metadata_refresh_hours must be 0 (off) or positive")
     if not 0 <= settings["app"]["trusted_proxies"] <= 10:
         problems.append("app.trusted_proxies must be between 0 and 10")
     if settings["scim"]["bulk_max_payload_bytes"] > settings["app"]["max_body_bytes"]:

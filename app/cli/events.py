@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from datetime import timedelta
 from types import FrameType
 
 import click
@@ -16,12 +17,13 @@ from app.audit.checkpoints import checkpoint_due, write_checkpoints
 from app.cli.audit import signing_key
 from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
 from app.db import utcnow
-from app.errors import NotFound
+from app.errors import DomainError, NotFound
 from app.events.delivery import WebhookConfig, list_deliveries, redeliver
 from app.events.worker import run
 from app.lifecycle.batches import purge_deleted, purge_due
 from app.planner import refresh_statistics
 from app.sso.backchannel import run_once as backchannel_once
+from app.sso.connections import metadata_refresh_due, refresh_metadata
 from app.sso.maintenance import PeriodicPurge
 from app.sso.provider import config_from_settings
 
@@ -29,6 +31,8 @@ from app.sso.provider import config_from_settings
 STATISTICS_INTERVAL_SECONDS = 3600
 # Soft-deleted users past lifecycle.retention_days are purged this often (issue 7).
 LIFECYCLE_PURGE_INTERVAL_SECONDS = 3600
+# SAML metadata older than sso.metadata_refresh_hours is looked for this often (issue 8).
+METADATA_CHECK_INTERVAL_SECONDS = 3600
 
 
 @click.command("worker")
@@ -69,6 +73,24 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
         click.echo(f"worker {name}: purged {count} user(s) deleted more than "
                    f"{retention_days} day(s) ago", err=True)
 
+    refresh_hours = ctx.settings["sso"]["metadata_refresh_hours"]
+    metadata_checked = [float("-inf")]
+
+    def _refresh_metadata() -> None:
+        # Read which are stale, then fetch each with no transaction open (refresh_metadata).
+        metadata_checked[0] = time.monotonic()
+        with ctx.db.transaction(readonly=True) as session:
+            due = metadata_refresh_due(session, timedelta(hours=refresh_hours))
+        for connection_id in due:
+            try:
+                refresh_metadata(ctx.db, connection_id, system)
+            except DomainError as exc:
+                click.echo(f"worker {name}: metadata of connection {connection_id} not "
+                           f"refreshed: {exc.detail}", err=True)
+            else:
+                click.echo(f"worker {name}: refreshed metadata of connection {connection_id}",
+                           err=True)
+
     def _periodic() -> None:
         # Measured SQLite planner statistics replace the nominal ones, once an hour.
         if time.monotonic() - analyzed[0] >= STATISTICS_INTERVAL_SECONDS:
@@ -83,6 +105,10 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
         # Identity data of users SCIM-deleted longer ago than the retention period.
         if time.monotonic() - purged[0] >= LIFECYCLE_PURGE_INTERVAL_SECONDS:
             _purge_lifecycle()
+        # IdP metadata from https URLs, for signing-certificate rollover.
+        if refresh_hours > 0 and \
+                time.monotonic() - metadata_checked[0] >= METADATA_CHECK_INTERVAL_SECONDS:
+            _refresh_metadata()
         # Look at most once a minute; the database says whether a checkpoint is due.
         if interval <= 0 or time.monotonic() - checked[0] < min(60, interval):
             return

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import ssl
 import urllib.request
+from datetime import timedelta
 from typing import Any
 
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -220,6 +221,17 @@ def refresh_metadata(db: Database, connection_id: str, actor: Actor, *,
     with db.transaction() as session:
         return apply_fetched_metadata(session, get_connection(session, connection_id), url,
                                       xml, actor)
+
+
+def metadata_refresh_due(session: Session, max_age: timedelta) -> list[str]:
+    """SAML connections whose URL-backed metadata is older than ``max_age`` (or never read)."""
+    stale = utcnow() - max_age
+    return list(session.scalars(
+        select(SsoConnection.id)
+        .where(SsoConnection.protocol == "saml", SsoConnection.metadata_url.is_not(None),
+               or_(SsoConnection.metadata_refreshed_at.is_(None),
+                   SsoConnection.metadata_refreshed_at < stale))
+        .order_by(SsoConnection.id)))
 
 
 def normalize_domain(domain: str) -> str:

@@ -183,3 +183,31 @@ def test_cli_refreshes_one_connection_or_all_of_them(database_url, db, tenant, k
     assert "1 of 2 connection(s) not refreshed" in out
     assert run()[0] == 2
     assert run(broken.id)[0] == 1
+
+
+def test_the_worker_refreshes_metadata_older_than_the_setting(database_url, db, tenant, keys,
+                                                               https_metadata, tmp_path):
+    """`roster worker` re-reads stale URL-backed metadata (the IdP's new certificate is
+    trusted), leaves fresh metadata alone, and reports a failing URL without stopping."""
+    from tests.lifecycle.support import roster
+
+    url, body, _context = https_metadata
+    body["xml"] = forge.idp_metadata([keys.idp.cert_b64, keys.idp_second.cert_b64])
+    stale = _connection_with_url(db, tenant, url)
+    with db.transaction() as s:
+        org = s.get(Organization, tenant.org.id)
+        fresh = create_connection(s, org, "fresh", "saml", OPERATOR)
+        fresh.metadata_url, fresh.metadata_refreshed_at = url, utcnow()
+        broken = create_connection(s, org, "gone", "saml", OPERATOR)
+        broken.metadata_url = "https://127.0.0.1:9/metadata"
+    result = roster(database_url, "worker", "--until-idle", "--worker-id", "w1",
+                    SSL_CERT_FILE=str(tmp_path / "tls.crt"))
+    assert f"refreshed metadata of connection {stale}" in result.output
+    assert f"metadata of connection {broken.id} not refreshed: cannot fetch" in result.output
+    assert fresh.id not in result.output
+    with db.transaction() as s:
+        assert len(s.get(SsoConnection, stale).idp_certs) == 2
+        assert s.get(SsoConnection, fresh.id).idp_certs == []
+    off = roster(database_url, "worker", "--until-idle", ROSTER_SSO__METADATA_REFRESH_HOURS="0",
+                 SSL_CERT_FILE=str(tmp_path / "tls.crt"))
+    assert "metadata" not in off.output
