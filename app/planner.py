@@ -20,6 +20,17 @@ TENANT_COLUMNS = frozenset({"directory_id", "organization_id"})
 NOMINAL_ROWS = 10_000
 # How many rows ANALYZE samples per index (bounded cost on large tables).
 ANALYSIS_LIMIT = 2_000
+# Below this many users a sample says little about the tables to come (an IdP's first
+# import adds thousands within minutes), so the nominal statistics stay.
+MIN_MEASURED_ROWS = 1_000
+# Indexes that IdP lookups search by equality (externalId, userName, displayName): at most
+# this many rows per value, whatever a sample measured. A sample taken while a directory's
+# users had no externalId yet (all NULL) would otherwise rate the index useless, and the
+# first big Okta import would then scan the whole directory per lookup until the next run.
+LOOKUP_INDEXES = {
+    "ix_users_directory_external_id": 10, "ix_groups_directory_external_id": 10,
+    "uq_users_directory_username": 1, "uq_groups_directory_display_name": 1,
+}
 
 
 def _nominal(columns: list[str | None], unique: bool) -> str:
@@ -57,13 +68,32 @@ def seed_statistics(connection: Connection) -> int:
     return written
 
 
-def refresh_statistics(engine: Engine) -> bool:
-    """Replace the statistics with measured ones (bounded sampling); SQLite only."""
+def refresh_statistics(engine: Engine, *, min_rows: int = MIN_MEASURED_ROWS) -> bool:
+    """Replace the statistics with measured ones (bounded sampling) once ``users`` holds
+    ``min_rows``; SQLite only. Returns whether it did."""
     if engine.dialect.name != "sqlite":
         return False
     with engine.begin() as connection:
-        if not connection.exec_driver_sql("SELECT count(*) FROM users").scalar():
-            return False  # an empty table would only erase the nominal statistics
+        users = connection.exec_driver_sql("SELECT count(*) FROM users").scalar() or 0
+        if users < max(1, min_rows):
+            return False  # too few (or no) rows: the nominal statistics say more
         connection.exec_driver_sql(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
         connection.exec_driver_sql("ANALYZE")
+        _cap_lookup_indexes(connection)
     return True
+
+
+def _cap_lookup_indexes(connection: Connection) -> None:
+    """Keep the measured row counts but never rate a lookup index worse than nominal."""
+    for index, most in LOOKUP_INDEXES.items():
+        row = connection.execute(text("SELECT stat FROM sqlite_stat1 WHERE idx = :i"),
+                                 {"i": index}).first()
+        if row is None:
+            continue
+        figures = row[0].split(" ")
+        if len(figures) < 3 or not figures[-1].isdigit() or int(figures[-1]) <= most:
+            continue
+        figures[-1] = str(most)
+        connection.execute(text("UPDATE sqlite_stat1 SET stat = :s WHERE idx = :i"),
+                           {"s": " ".join(figures), "i": index})
+    connection.exec_driver_sql("ANALYZE sqlite_schema")  # load the capped figures
