@@ -5,13 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from sqlalchemy import select
 
 from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
 from app.directory.directories import get_directory
 from app.directory.organizations import get_organization
 from app.errors import DomainError
-from app.models.sso import SsoConnection
 from app.sso.connections import (
     MATCH_BY,
     POLICIES,
@@ -22,8 +20,9 @@ from app.sso.connections import (
     fetch_metadata,
     get_connection,
     list_connections,
-    refresh_metadata,
+    refresh_each,
     update_connection,
+    url_backed_connections,
     verify_domain,
 )
 from app.sso.saml import SpUrls
@@ -155,20 +154,16 @@ def refresh(ctx: CliContext, connection_id: str | None, all_: bool) -> None:
         ids = [connection_id]
     else:
         with ctx.transaction() as session:
-            ids = list(session.scalars(select(SsoConnection.id).where(
-                SsoConnection.protocol == "saml", SsoConnection.metadata_url.is_not(None))
-                .order_by(SsoConnection.id)))
+            ids = url_backed_connections(session)
     failed = 0
-    for cid in ids:
-        try:
-            conn = refresh_metadata(ctx.db, cid, ctx.actor)
-        except DomainError as exc:
+    for cid, outcome in refresh_each(ctx.db, ids, ctx.actor):
+        if isinstance(outcome, DomainError):
             if not all_:
-                raise
+                raise outcome
             failed += 1
-            click.echo(f"{cid}: not refreshed: {exc.detail}", err=True)
+            click.echo(f"{cid}: not refreshed: {outcome.detail}", err=True)
             continue
-        click.echo(f"refreshed {conn.idp_entity_id}: {len(conn.idp_certs)} certificate(s)")
+        click.echo(f"refreshed {outcome.idp_entity_id}: {len(outcome.idp_certs)} certificate(s)")
     if failed:
         raise click.ClickException(f"{failed} of {len(ids)} connection(s) not refreshed")
 

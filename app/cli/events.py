@@ -23,7 +23,7 @@ from app.events.worker import run
 from app.lifecycle.batches import purge_deleted, purge_due
 from app.planner import refresh_statistics
 from app.sso.backchannel import run_once as backchannel_once
-from app.sso.connections import metadata_refresh_due, refresh_metadata
+from app.sso.connections import refresh_each, url_backed_connections
 from app.sso.maintenance import PeriodicPurge
 from app.sso.provider import config_from_settings
 
@@ -80,16 +80,13 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
         # Read which are stale, then fetch each with no transaction open (refresh_metadata).
         metadata_checked[0] = time.monotonic()
         with ctx.db.transaction(readonly=True) as session:
-            due = metadata_refresh_due(session, timedelta(hours=refresh_hours))
-        for connection_id in due:
-            try:
-                refresh_metadata(ctx.db, connection_id, system)
-            except DomainError as exc:
-                click.echo(f"worker {name}: metadata of connection {connection_id} not "
-                           f"refreshed: {exc.detail}", err=True)
+            due = url_backed_connections(session, older_than=timedelta(hours=refresh_hours))
+        for connection_id, outcome in refresh_each(ctx.db, due, system):
+            if isinstance(outcome, DomainError):
+                said = f"metadata of connection {connection_id} not refreshed: {outcome.detail}"
             else:
-                click.echo(f"worker {name}: refreshed metadata of connection {connection_id}",
-                           err=True)
+                said = f"refreshed metadata of connection {connection_id}"
+            click.echo(f"worker {name}: {said}", err=True)
 
     def _periodic() -> None:
         # Measured SQLite planner statistics replace the nominal ones, once an hour.

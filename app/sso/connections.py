@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import ssl
 import urllib.request
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import Database, utcnow
-from app.errors import Conflict, InvalidInput, NotFound
+from app.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.models import Organization
 from app.models.sso import ConnectionDomain, SsoConnection
 
@@ -223,15 +224,26 @@ def refresh_metadata(db: Database, connection_id: str, actor: Actor, *,
                                       xml, actor)
 
 
-def metadata_refresh_due(session: Session, max_age: timedelta) -> list[str]:
-    """SAML connections whose URL-backed metadata is older than ``max_age`` (or never read)."""
-    stale = utcnow() - max_age
-    return list(session.scalars(
-        select(SsoConnection.id)
-        .where(SsoConnection.protocol == "saml", SsoConnection.metadata_url.is_not(None),
-               or_(SsoConnection.metadata_refreshed_at.is_(None),
-                   SsoConnection.metadata_refreshed_at < stale))
-        .order_by(SsoConnection.id)))
+def url_backed_connections(session: Session, *,
+                           older_than: timedelta | None = None) -> list[str]:
+    """SAML connections whose metadata comes from a URL: all, or those whose metadata is
+    older than ``older_than`` (or was never read)."""
+    query = select(SsoConnection.id).where(SsoConnection.protocol == "saml",
+                                           SsoConnection.metadata_url.is_not(None))
+    if older_than is not None:
+        query = query.where(or_(SsoConnection.metadata_refreshed_at.is_(None),
+                                SsoConnection.metadata_refreshed_at < utcnow() - older_than))
+    return list(session.scalars(query.order_by(SsoConnection.id)))
+
+
+def refresh_each(db: Database, connection_ids: list[str],
+                 actor: Actor) -> Iterator[tuple[str, SsoConnection | DomainError]]:
+    """Refresh each connection in turn; a failing one is reported and the others go on."""
+    for connection_id in connection_ids:
+        try:
+            yield connection_id, refresh_metadata(db, connection_id, actor)
+        except DomainError as exc:
+            yield connection_id, exc
 
 
 def normalize_domain(domain: str) -> str:
