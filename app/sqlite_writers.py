@@ -43,8 +43,8 @@ class WriterQueue:
         # the queue alive (an engine that is never disposed must not leak it).
         self._box: list[int] = []
         weakref.finalize(self, _close, self._box)
-        # id(dbapi connection) -> whether it also holds the file lock.
-        self._held: dict[int, bool] = {}
+        # The thread lock allows one holder: (id of its DBAPI connection, holds the file too).
+        self._holder: tuple[int, bool] | None = None
 
     def acquire(self, dbapi_connection: Any) -> None:
         """Wait for this connection's turn to write (at most the timeout)."""
@@ -52,11 +52,12 @@ class WriterQueue:
             # A forked child must not share its parent's lock state or file description
             # (a flock on a shared description is one lock): start afresh.
             self.close()  # the child's copy of the descriptor; the parent's lock stays
-            self._pid, self._local, self._held = os.getpid(), threading.Lock(), {}
+            self._pid, self._local, self._holder = os.getpid(), threading.Lock(), None
         deadline = time.monotonic() + self._timeout
         if not self._local.acquire(timeout=self._timeout):
             return
-        self._held[id(dbapi_connection)] = self._path is not None and self._lock_file(deadline)
+        self._holder = (id(dbapi_connection),
+                        self._path is not None and self._lock_file(deadline))
 
     def _lock_file(self, deadline: float) -> bool:
         if not self._box:
@@ -74,10 +75,11 @@ class WriterQueue:
 
     def release(self, dbapi_connection: Any) -> None:
         """Let the next writer in (no-op when this connection holds nothing)."""
-        with_file = self._held.pop(id(dbapi_connection), None)
-        if with_file is None:
+        holder = self._holder
+        if holder is None or holder[0] != id(dbapi_connection):
             return
-        if with_file and self._box:
+        self._holder = None
+        if holder[1] and self._box:
             fcntl.flock(self._box[0], fcntl.LOCK_UN)
         self._local.release()
 
