@@ -9,12 +9,14 @@ app.scim.filter_columns. Every leaf is null-safe (never SQL NULL), so ``not (...
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, func, literal, not_, or_, true
+from sqlalchemy import ColumnElement, String, and_, bindparam, func, literal, not_, or_, true
 
 from app.models.directory import Group, User
 from app.scim import dialect as notes_
@@ -37,8 +39,15 @@ from app.scim.filter_syntax import (
 )
 from app.scim.schema import ROSTER_USER, Attribute
 
-__all__ = ["Field", "SortKey", "invalid_value", "resolve_attribute", "sort_key",
-           "translate_filter"]
+__all__ = ["FILTER_VALUE", "Field", "PreparedFilter", "SortKey", "invalid_value",
+           "prepared_filter", "resolve_attribute", "sort_key", "translate_filter"]
+
+# The bound parameter of a prepared ``attr eq "value"`` filter (see ``prepared_filter``).
+FILTER_VALUE = "scim_filter_value"
+# ``attr eq "value"`` with a plain quoted string: what Okta and Entra send to find a user or
+# group before creating it (userName, externalId, displayName). No escapes, quotes or control
+# characters in the value, so it means exactly what it spells; anything else is parsed fully.
+_EQ_STRING = re.compile(r'\s*([A-Za-z$][\w$:.-]*)\s+eq\s+"([^"\\\x00-\x1f]*)"\s*')
 
 
 class _Translator:
@@ -50,6 +59,10 @@ class _Translator:
         self.dialect = dialect
         self.notes = notes
         self.columns = columns(self.model)
+        # Template mode (prepared_filter): string operands become one bound parameter.
+        self.template = False
+        self.binds = 0
+        self.lower_bound = False
 
     def node(self, node: Node) -> Bool:
         if isinstance(node, Logical):
@@ -207,7 +220,11 @@ class _Translator:
         insensitive = not field.attr.case_exact
         if insensitive and field.lower_ids:
             value, insensitive = value.lower(), False
+            self.lower_bound = True
         rhs: ColumnElement[Any] = literal(value, String())
+        if self.template:
+            rhs = bindparam(FILTER_VALUE, type_=String())
+            self.binds += 1
         if insensitive:
             lhs, rhs = func.lower(lhs), func.lower(rhs)
         if op in ("co", "sw", "ew"):
@@ -260,6 +277,49 @@ def translate_filter(text: str, resource: Resource, *, dialect: str,
                      notes: list[str] | None = None) -> Bool:
     """A SCIM filter as a WHERE expression for ``resource`` (RFC 7644 §3.4.2.2)."""
     return _Translator(resource, dialect, notes).node(parse_filter(text, notes=notes))
+
+
+@dataclass(frozen=True)
+class PreparedFilter:
+    """A filter ``attr eq "<any plain string>"`` as one reusable WHERE expression.
+
+    ``where`` binds the value as :data:`FILTER_VALUE`; the statement built on it is the same
+    object on every request, so SQLAlchemy finds its compiled form at once instead of
+    building, hashing and looking up a new expression tree per lookup.
+    """
+
+    where: Bool
+    lower: bool  # the value is lower-cased before it is bound (ids compared as lower case)
+    notes: tuple[str, ...]  # dialect notes the attribute path gives (capitalisation)
+
+    def value(self, text: str) -> str:
+        """The bound value for the string the filter compared with."""
+        return text.lower() if self.lower else text
+
+
+def split_eq_string(text: str) -> tuple[str, str] | None:
+    """``(path, value)`` of a plain ``path eq "value"`` filter, else None."""
+    found = _EQ_STRING.fullmatch(text)
+    return (found.group(1), found.group(2)) if found else None
+
+
+@functools.lru_cache(maxsize=512)
+def prepared_filter(path: str, resource: Resource, dialect: str) -> PreparedFilter | None:
+    """The prepared form of ``path eq "..."`` for string attributes; None for any other
+    attribute (booleans, dateTimes, errors), which the full translation handles per value.
+
+    Cached per path as written (its capitalisation decides the notes), at most 512 paths.
+    """
+    notes: list[str] = []
+    translator = _Translator(resource, dialect, notes)
+    translator.template = True
+    try:
+        where = translator.node(parse_filter(f'{path} eq "x"', notes=notes))
+    except ScimError:
+        return None
+    if translator.binds != 1:
+        return None
+    return PreparedFilter(where, translator.lower_bound, tuple(notes))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Response, current_app, request
-from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from app.models import Group, User
@@ -33,21 +32,13 @@ def _params(source: Mapping[str, Any], *, from_body: bool,
                              max_count=scim["max_page_size"], resource=resource)
 
 
-def _base(model: type[User] | type[Group], caller: Caller) -> ColumnElement[bool]:
-    """Tenant isolation: only this directory's resources, never soft-deleted users."""
-    condition = model.directory_id == caller.directory.id
-    if model is User:
-        condition = condition & User.deleted_at.is_(None)
-    return condition
-
-
 def _cursor_key() -> bytes:
     return (current_app.config.get("SECRET_KEY") or "roster-scim-cursor").encode()
 
 
 def _page(session: Session, caller: Caller, resource: Resource, params: ListParams) -> ListPage:
     model = _MODELS[resource]
-    return run_list(session, model, _base(model, caller), params, resource=resource,
+    return run_list(session, model, caller.directory.id, params, resource=resource,
                     dialect=session.get_bind().dialect.name,
                     max_results=scim_settings()["max_filter_results"], notes=request_notes(),
                     cursor_key=_cursor_key())

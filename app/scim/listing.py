@@ -7,6 +7,7 @@ returns one page. Cursor pages are keyset queries, so the last page costs what t
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, bindparam, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from app.db import core
@@ -28,7 +29,15 @@ from app.scim.cursor import (
 )
 from app.scim.errors import ScimError
 from app.scim.filter_syntax import Resource
-from app.scim.filters import SortKey, invalid_value, sort_key, translate_filter
+from app.scim.filters import (
+    FILTER_VALUE,
+    SortKey,
+    invalid_value,
+    prepared_filter,
+    sort_key,
+    split_eq_string,
+    translate_filter,
+)
 from app.scim.schema import LIST_RESPONSE
 
 SortOrder = Literal["ascending", "descending"]
@@ -120,29 +129,49 @@ def parse_list_params(source: Mapping[str, Any], *, from_body: bool, default_cou
     )
 
 
-def run_list(session: Session, model: type[User] | type[Group],
-             base_condition: ColumnElement[bool], params: ListParams, *, resource: Resource,
-             dialect: str, max_results: int, notes: list[str] | None = None,
+_TENANT = "scim_directory_id"
+
+
+def tenant_condition(model: type[User] | type[Group],
+                     directory_id: Any = None) -> ColumnElement[bool]:
+    """Tenant isolation: only this directory's resources, never soft-deleted users.
+
+    Without ``directory_id`` the directory is the bound parameter ``scim_directory_id``.
+    """
+    value = bindparam(_TENANT) if directory_id is None else directory_id
+    condition = model.directory_id == value
+    if model is User:
+        condition = condition & User.deleted_at.is_(None)
+    return condition
+
+
+def run_list(session: Session, model: type[User] | type[Group], directory_id: str,
+             params: ListParams, *, resource: Resource, dialect: str, max_results: int,
+             notes: list[str] | None = None,
              cursor_key: bytes = b"roster-scim-cursor") -> ListPage:
     """Run a list query: exact totalResults, a stable page (RFC 7644 §3.4.2.4, RFC 9865)."""
-    where = base_condition
+    if params.cursor is not None and params.start_index_given:
+        raise invalid_value("Use either startIndex or cursor, not both (RFC 9865 §2)")
+    lookup = split_eq_string(params.filter) if params.filter and params.cursor is None else None
+    prepared = prepared_filter(lookup[0], resource, dialect) if lookup else None
+    if lookup and prepared:
+        sort_key(params.sort_by, resource, notes=notes)  # its notes, as the full path gives
+        if notes is not None:
+            notes.extend(prepared.notes)
+        return _prepared_page(session, params, lookup[0], resource, dialect, max_results,
+                              {_TENANT: directory_id, FILTER_VALUE: prepared.value(lookup[1])})
+    where = tenant_condition(model, directory_id)
     if params.filter:
         where = and_(where, translate_filter(params.filter, resource, dialect=dialect,
                                              notes=notes))
     key = sort_key(params.sort_by, resource, notes=notes)
-    if params.cursor is not None and params.start_index_given:
-        raise invalid_value("Use either startIndex or cursor, not both (RFC 9865 §2)")
 
     def total(known: int | None) -> int:
         # A first page shorter than count holds every match: its length is the exact total
         # and the COUNT query (half the cost of a filter lookup) is not needed.
         found = known if known is not None else (
             core(session).scalar(select(func.count()).select_from(model).where(where)) or 0)
-        if params.filter and found > max_results:
-            raise ScimError(400, f"The filter matches {found} resources, more than the "
-                                 f"{max_results} this server returns; narrow the filter",
-                            "tooMany")
-        return found
+        return _checked_total(found, params, max_results)
 
     if params.cursor is not None:
         return _cursor_page(session, model, where, params, key, total, resource, cursor_key)
@@ -154,6 +183,44 @@ def run_list(session: Session, model: type[User] | type[Group],
         rows = list(core(session).execute(stmt))
     short = params.start_index == 1 and len(rows) < params.count
     return ListPage(rows, total(len(rows) if short else None), params.start_index, len(rows))
+
+
+def _checked_total(found: int, params: ListParams, max_results: int) -> int:
+    if params.filter and found > max_results:
+        raise ScimError(400, f"The filter matches {found} resources, more than the "
+                             f"{max_results} this server returns; narrow the filter",
+                        "tooMany")
+    return found
+
+
+def _prepared_page(session: Session, params: ListParams, path: str, resource: Resource,
+                   dialect: str, max_results: int, values: dict[str, Any]) -> ListPage:
+    """An index page of a prepared ``attr eq "value"`` filter: the statements are built once
+    per filter path and page shape and reused, with the directory and value bound."""
+    page, count = _prepared_statements(resource, dialect, path, params.sort_by,
+                                       params.sort_order, params.start_index, params.count)
+    connection = core(session)
+    rows = list(connection.execute(page, values)) if params.count else []
+    short = params.start_index == 1 and len(rows) < params.count
+    found = len(rows) if short else (connection.scalar(count, values) or 0)
+    return ListPage(rows, _checked_total(found, params, max_results), params.start_index,
+                    len(rows))
+
+
+@functools.lru_cache(maxsize=256)
+def _prepared_statements(resource: Resource, dialect: str, path: str, sort_by: str | None,
+                         sort_order: SortOrder, start_index: int,
+                         count: int) -> tuple[Select[Any], Select[Any]]:
+    """The page and COUNT statements of a prepared filter (parameters: directory, value)."""
+    model: type[User] | type[Group] = User if resource == "User" else Group
+    prepared = prepared_filter(path, resource, dialect)
+    assert prepared is not None
+    where = and_(tenant_condition(model), prepared.where)
+    key = sort_key(sort_by, resource)
+    page = (select(model.__table__).where(where)
+            .order_by(*_order(key, model, sort_order == "descending"))
+            .offset(start_index - 1).limit(count))
+    return page, select(func.count()).select_from(model).where(where)
 
 
 def _cursor_page(session: Session, model: type[User] | type[Group],

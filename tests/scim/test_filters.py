@@ -10,7 +10,13 @@ from sqlalchemy import select
 from app.models import Group, Membership, User
 from app.scim import dialect as notes_
 from app.scim.errors import ScimError
-from app.scim.filters import resolve_attribute, translate_filter
+from app.scim.filters import (
+    prepared_filter,
+    resolve_attribute,
+    split_eq_string,
+    translate_filter,
+)
+from app.scim.listing import parse_list_params, run_list
 
 BOB = "0000000b-abcd-4ef0-8abc-def000000000"
 GROUP_ENG = "1000000e-abcd-4ef0-8abc-def000000000"
@@ -392,3 +398,77 @@ def test_resolve_attribute_gives_canonical_names_for_any_case_and_urn():
     with pytest.raises(ScimError) as caught:
         resolve_attribute("nosuch", "Group", scim_type="invalidValue")
     assert caught.value.scim_type == "invalidValue"
+
+
+PREPARED_CASES = [
+    # What IdPs send before creating: one attribute, eq, a plain quoted string.
+    ("User", 'userName eq "alice@acme.com"'),
+    ("User", 'userName eq "ALICE@ACME.COM"'),
+    ("User", 'USERNAME eq "bob@acme.com"'),
+    ("User", 'externalId eq "ext-A1"'),
+    ("User", 'externalId eq "EXT-A1"'),  # caseExact: no match
+    ("User", f'externalId eq "{GUID}"'),
+    ("User", 'emails.value eq "ALICE@HOME.ORG"'),
+    ("User", 'emails eq "carol@acme.com"'),
+    ("User", 'name.givenName eq "Alice"'),
+    ("User", f'manager.value eq "{BOB.upper()}"'),
+    ("User", f'manager eq "{BOB}"'),
+    ("User", 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "R&D"'),
+    ("User", 'id eq "0000000a-abcd-4ef0-8abc-def000000000"'),
+    ("User", 'id eq "0000000e-abcd-4ef0-8abc-def000000000"'),  # deleted: never listed
+    ("User", 'userName eq ""'),
+    ("User", 'title eq "Manager"'),
+    ("Group", 'displayName eq "ENGINEERING"'),
+    ("Group", 'externalId eq "g-eng"'),
+    ("Group", f'members.value eq "{BOB.upper()}"'),
+    ("Group", 'DisplayName eq "sales"'),
+]
+
+
+def _listed(db, tenant, resource: str, text: str) -> tuple[list[str], list[str], int]:
+    params = parse_list_params({"filter": text}, from_body=False, default_count=100,
+                               max_count=100, resource=resource)  # type: ignore[arg-type]
+    notes: list[str] = []
+    model = User if resource == "User" else Group
+    with db.transaction(readonly=True) as s:
+        page = run_list(s, model, tenant.directory.id, params, resource=resource,  # type: ignore[arg-type]
+                        dialect=db.dialect, max_results=100, notes=notes)
+    return [r.id for r in page.resources], sorted(notes), page.total_results
+
+
+@pytest.mark.parametrize(("resource", "text"), PREPARED_CASES, ids=[c[1] for c in PREPARED_CASES])
+def test_prepared_lookups_answer_exactly_as_the_full_translation(db, people, resource, text):
+    """``attr eq "value"`` runs on statements built once per path (app.scim.filters.
+    prepared_filter); wrapped in parentheses the same filter takes the full translation.
+    Both give the same rows, totals and dialect notes, and only this tenant's rows."""
+    split = split_eq_string(text)
+    assert split is not None
+    assert prepared_filter(split[0], resource, db.dialect) is not None
+    assert split_eq_string(f"({text})") is None
+    fast = _listed(db, people, resource, text)
+    full = _listed(db, people, resource, f"({text})")
+    assert fast == full
+    expected = (users_matching(db, people, f"({text})") if resource == "User"
+                else groups_matching(db, people, f"({text})"))
+    assert len(fast[0]) == len(expected)
+
+
+def test_prepared_lookups_are_per_tenant(db, people, other_tenant):
+    """The statement is shared, the directory is bound per request: each tenant finds only
+    its own alice@acme.com."""
+    mine, _, _ = _listed(db, people, "User", 'userName eq "alice@acme.com"')
+    theirs, _, _ = _listed(db, other_tenant, "User", 'userName eq "alice@acme.com"')
+    assert len(mine) == len(theirs) == 1
+    assert mine != theirs
+
+
+@pytest.mark.parametrize("text", [
+    'meta.created eq "2026-01-03T12:00:00Z"',  # dateTime: parsed per value
+    'active eq "true"',  # string boolean: noted per value
+    'displayName eq "Bob \\u004aones"',  # an escape: parsed fully
+])
+def test_other_eq_filters_take_the_full_translation_with_the_same_answer(db, people, text):
+    """Filters outside the prepared shape still answer, through the full translation."""
+    split = split_eq_string(text)
+    assert split is None or prepared_filter(split[0], "User", db.dialect) is None
+    assert _listed(db, people, "User", text) == _listed(db, people, "User", f"({text})")
