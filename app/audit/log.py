@@ -89,16 +89,25 @@ def _lock_head(session: Session, chain: str) -> _Head:
     return head
 
 
+def _upsert_head(insert: Any) -> Any:
+    table = AuditChainHead.__table__
+    return (insert(table).values(chain=bindparam("h_chain"), seq=0, hash=GENESIS_HASH)
+            .on_conflict_do_update(index_elements=["chain"], set_={"seq": table.c.seq})
+            .returning(table.c.seq, table.c.hash))
+
+
+# Built once per dialect: a statement object reused by every append is found in
+# SQLAlchemy's compiled cache without building and hashing a new tree each time.
+_UPSERT_HEAD = {"postgresql": _upsert_head(pg_insert), "sqlite": _upsert_head(sqlite_insert)}
+
+
 def _select_head(session: Session, chain: str) -> _Head:
     # One upsert both creates a missing head and locks an existing one: ON CONFLICT DO
     # UPDATE locks the row like SELECT ... FOR UPDATE on PostgreSQL (SQLite has one writer
     # anyway), and RETURNING loads it. Core on the connection: no ORM object to track.
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    table = AuditChainHead.__table__
-    stmt = (insert(table).values(chain=chain, seq=0, hash=GENESIS_HASH)
-            .on_conflict_do_update(index_elements=["chain"], set_={"seq": table.c.seq})
-            .returning(table.c.seq, table.c.hash))
-    seq, hash_ = session.connection().execute(stmt).one()
+    connection = session.connection()
+    stmt = _UPSERT_HEAD[connection.dialect.name]
+    seq, hash_ = connection.execute(stmt, {"h_chain": chain}).one()
     return _Head(seq, hash_)
 
 
