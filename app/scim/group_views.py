@@ -16,8 +16,8 @@ from app.scim.etag import check_if_match, with_etag
 from app.scim.groups import GROUP_ALWAYS, group_from_scim, group_to_scim
 from app.scim.http import (
     actor_of,
-    authenticated,
     base_url,
+    before_write,
     body,
     no_content,
     query_projection,
@@ -58,8 +58,8 @@ def get_group(group_id: str) -> Response:
 
 def create_group() -> Response:
     """POST /Groups (RFC 7644 §3.3): 201 with Location; members must be users here."""
-    authenticated()
-    data = group_from_scim(normalise_resource(body(), "Group", notes=request_notes()))
+    data = before_write(lambda: group_from_scim(normalise_resource(body(), "Group",
+                                                                    notes=request_notes())))
     with unit_of_work() as (session, caller):
         group = group_service.create_group(session, caller.directory, data, actor_of(caller))
         resource = _one(session, group)
@@ -69,8 +69,8 @@ def create_group() -> Response:
 
 def replace_group(group_id: str) -> Response:
     """PUT /Groups/{id} (RFC 7644 §3.5.1): members become exactly the list sent."""
-    authenticated()
-    data = group_from_scim(normalise_resource(body(), "Group", notes=request_notes()))
+    data = before_write(lambda: group_from_scim(normalise_resource(body(), "Group",
+                                                                    notes=request_notes())))
     with unit_of_work() as (session, caller):
         group = group_service.get_group(session, caller.directory.id, group_id,
                                         for_update=True)
@@ -111,8 +111,7 @@ def patch_group(group_id: str) -> Response:
     204 the RFC allows is the default; ``attributes``/``excludedAttributes`` get a 200.
     """
     notes = request_notes()
-    authenticated()
-    payload = body()
+    payload = before_write(body)
     with unit_of_work() as (session, caller):
         group = group_service.get_group(session, caller.directory.id, group_id,
                                         for_update=True)

@@ -15,8 +15,8 @@ from app.models import User
 from app.scim.etag import check_if_match
 from app.scim.http import (
     actor_of,
-    authenticated,
     base_url,
+    before_write,
     body,
     no_content,
     query_projection,
@@ -73,8 +73,8 @@ def get_user(user_id: str) -> Response:
 
 def create_user() -> Response:
     """POST /Users (RFC 7644 §3.3): 201 with Location; a taken userName is 409 uniqueness."""
-    authenticated()
-    data = user_from_scim(normalise_resource(body(), "User", notes=request_notes()))
+    data = before_write(lambda: user_from_scim(normalise_resource(body(), "User",
+                                                                  notes=request_notes())))
     with unit_of_work() as (session, caller):
         user = user_service.create_user(
             session, caller.directory, data, actor_of(caller),
@@ -87,8 +87,8 @@ def create_user() -> Response:
 
 def replace_user(user_id: str) -> Response:
     """PUT /Users/{id} (RFC 7644 §3.5.1); an omitted ``active`` keeps the user's state."""
-    authenticated()
-    data = user_from_scim(normalise_resource(body(), "User", notes=request_notes()))
+    data = before_write(lambda: user_from_scim(normalise_resource(body(), "User",
+                                                                  notes=request_notes())))
     with unit_of_work() as (session, caller):
         user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
         check_if_match(user.version)
@@ -111,8 +111,7 @@ def delete_user(user_id: str) -> Response:
 def patch_user(user_id: str) -> Response:
     """PATCH /Users/{id} (RFC 7644 §3.5.2): all operations apply, or none (one transaction)."""
     notes = request_notes()
-    authenticated()
-    payload = body()
+    payload = before_write(body)
     with unit_of_work() as (session, caller):
         user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
         check_if_match(user.version)

@@ -109,6 +109,10 @@ def test_token_is_checked_before_the_body(client, method, path):
     response = client.open("/scim/v2" + path, method=method, data=b"{",
                            headers={"Content-Type": SCIM})
     assert_error(response, 401)
+    # A forged token with a body of the wrong types: still 401, and nothing written.
+    response = client.open("/scim/v2" + path, method=method, data=b'{"userName": 5}',
+                           headers={"Content-Type": SCIM, "Authorization": "Bearer rst_forged"})
+    assert_error(response, 401)
 
 
 def test_database_lock_timeout_is_a_503_with_retry_after(app, tenant, client, db):
