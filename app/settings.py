@@ -215,7 +215,8 @@ def _redact_url(url: str) -> str:
 def _positive(settings: Settings) -> list[str]:
     keys = [
         ("app", "max_body_bytes"), ("database", "pool_size"), ("server", "workers"),
-        ("server", "timeout"), ("scim", "max_page_size"), ("scim", "default_page_size"),
-        ("scim", "max_filter_results"), ("tokens", "max_valid_per_directory"),
+        ("server", "timeout"), ("server", "switch_interval_us"), ("scim", "max_page_size"),
+        ("scim", "default_page_size"), ("scim", "max_filter_results"),
+        ("tokens", "max_valid_per_directory"),
     ]
     return [f"{s}.{k} must be positive" for s, k in keys if settings[s][k] <= 0]

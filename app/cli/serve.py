@@ -19,6 +19,9 @@ from app.settings import ROOT
 def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
     """Serve app:create_app() under gunicorn."""
     server = ctx.settings["server"]  # validates settings before gunicorn starts
+    # config/gunicorn.conf.py reads these from the environment, wherever they were set.
+    os.environ["ROSTER_SERVER__TIMEOUT"] = str(server["timeout"])
+    os.environ["ROSTER_SERVER__SWITCH_INTERVAL_US"] = str(server["switch_interval_us"])
     argv = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "config" / "gunicorn.conf.py"),
             "--bind", bind or server["bind"], "--workers", str(workers or server["workers"]),
             "app:create_app()"]

@@ -126,11 +126,13 @@ def test_buffered_log_lines_go_out_together_and_warnings_at_once():
 def test_roster_serve_runs_gunicorn_and_answers(database_url, tmp_path):
     """`roster serve` starts gunicorn with app:create_app() and serves /healthz and /readyz.
 
-    Its buffered access log reaches stderr by the time the server has stopped.
+    Its buffered access log reaches stderr by the time the server has stopped, and the
+    workers run with the configured GIL switch interval (server.switch_interval_us).
     """
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
-    env.update({"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test"})
+    env.update({"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
+                "ROSTER_SERVER__SWITCH_INTERVAL_US": "700"})
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
@@ -159,3 +161,4 @@ def test_roster_serve_runs_gunicorn_and_answers(database_url, tmp_path):
              if line.startswith("{")]
     assert any(line.get("request_id") == "serve-log-check" and line.get("route") == "/healthz"
                for line in lines)
+    assert "GIL switch interval 700 us" in log_path.read_text()
