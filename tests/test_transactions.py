@@ -35,3 +35,47 @@ def test_successful_unit_commits_change_and_audit_together(db):
     assert rows(db, "SELECT count(*) FROM organizations")[0][0] == 1
     actions = {r[0] for r in rows(db, "SELECT action FROM audit_events")}
     assert {"organization:create", "role:create"} <= actions
+
+
+def test_insert_now_applies_defaults_and_leaves_a_persistent_object(db, tenant):
+    """app.db.insert_now writes the row at once with the columns' defaults, and the object
+    stays in the session like a flushed one: a later change is an UPDATE, rollback undoes all."""
+    from sqlalchemy import inspect
+
+    from app.db import insert_now
+    from app.models import User
+
+    with db.transaction() as session:
+        user = User(directory_id=tenant.directory.id, organization_id=tenant.org.id,
+                    user_name="now@acme.com", display_name=None)
+        insert_now(session, user)
+        assert inspect(user).persistent
+        assert len(user.id) == 36
+        assert user.emails == []
+        assert user.version == 1
+        assert user.active is True
+        user.title = "Buyer"
+    stored = rows(db, "SELECT id, title, emails, version, display_name FROM users")
+    assert [(r[0], r[1], r[3], r[4]) for r in stored] == [(user.id, "Buyer", 1, None)]
+    assert stored[0][2] in ([], "[]")
+    with pytest.raises(RuntimeError), db.transaction() as session:
+        insert_now(session, User(directory_id=tenant.directory.id,
+                                 organization_id=tenant.org.id, user_name="gone@acme.com"))
+        raise RuntimeError("boom")
+    assert rows(db, "SELECT count(*) FROM users") == [(1,)]
+
+
+def test_insert_unique_turns_a_lost_race_into_conflict(db, tenant):
+    """The unique userName index, hit by insert_unique, is a Conflict, not a 500."""
+    from app.directory.uniqueness import insert_unique
+    from app.models import User
+
+    def user() -> User:
+        return User(directory_id=tenant.directory.id, organization_id=tenant.org.id,
+                    user_name="Same@acme.com")
+
+    with db.transaction() as session:
+        insert_unique(session, user(), ("user_name", "uq_users"), "taken", "userName")
+    with pytest.raises(Conflict) as caught, db.transaction() as session:
+        insert_unique(session, user(), ("user_name", "uq_users"), "taken", "userName")
+    assert caught.value.detail == "taken"

@@ -2,23 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.db import insert_now
 from app.errors import Conflict
 
 
-def flush_unique(session: Session, index_markers: tuple[str, ...], detail: str,
-                 field: str) -> None:
-    """Flush; an IntegrityError naming one of ``index_markers`` becomes a Conflict.
+@contextmanager
+def conflict_on(index_markers: tuple[str, ...], detail: str, field: str) -> Iterator[None]:
+    """An IntegrityError naming one of ``index_markers`` becomes a Conflict.
 
     The services check uniqueness first; this catches the concurrent create that passed the
     same check in another transaction (PostgreSQL) before either committed.
     """
     try:
-        session.flush()
+        yield
     except IntegrityError as exc:
         message = str(exc.orig).lower()
         if any(marker in message for marker in index_markers):
             raise Conflict(detail, field=field) from None
         raise
+
+
+def flush_unique(session: Session, index_markers: tuple[str, ...], detail: str,
+                 field: str) -> None:
+    """Flush, with a lost uniqueness race as a Conflict (``conflict_on``)."""
+    with conflict_on(index_markers, detail, field):
+        session.flush()
+
+
+def insert_unique(session: Session, obj: object, index_markers: tuple[str, ...], detail: str,
+                  field: str) -> None:
+    """``insert_now``, with a lost uniqueness race as a Conflict (``conflict_on``)."""
+    with conflict_on(index_markers, detail, field):
+        insert_now(session, obj)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.audit import Actor, record
 from app.db import core, utcnow
 from app.directory.refs import DirectoryLike
-from app.directory.uniqueness import flush_unique
+from app.directory.uniqueness import flush_unique, insert_unique
 from app.errors import Conflict, InvalidInput, NotFound
 from app.events import emit
 from app.lifecycle import (
@@ -178,9 +178,15 @@ def _assign(user: User, data: UserInput, *, store_password_hash: bool) -> list[s
     return changed
 
 
+_USER_NAME_INDEX = ("user_name", "uq_users")
+
+
+def _taken(user_name: str) -> str:
+    return f"userName {user_name!r} is already taken in this directory"
+
+
 def _flush_unique(session: Session, user_name: str) -> None:
-    flush_unique(session, ("user_name", "uq_users"),
-                 f"userName {user_name!r} is already taken in this directory", "userName")
+    flush_unique(session, _USER_NAME_INDEX, _taken(user_name), "userName")
 
 
 def create_user(session: Session, directory: DirectoryLike, data: UserInput, actor: Actor, *,
@@ -203,8 +209,7 @@ def create_user(session: Session, directory: DirectoryLike, data: UserInput, act
     _assign(user, UserInput(data.values, data.active, manager_id, data.password),
             store_password_hash=store_password_hash)
     user.status = UserStatus.active if user.active else UserStatus.suspended
-    session.add(user)
-    _flush_unique(session, user_name)
+    insert_unique(session, user, _USER_NAME_INDEX, _taken(user_name), "userName")
     record(session, organization_id=user.organization_id, action="user:create", actor=actor,
            subject_type="user", subject_id=user.id,
            data={"userName": user.user_name, "externalId": user.external_id,
