@@ -6,6 +6,7 @@ opens exactly one ``transaction()`` and it commits or rolls back as a whole.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -171,11 +172,23 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(url, echo=echo, poolclass=NullPool if _memory(url) else None,
-                               connect_args={"check_same_thread": False})
+                               connect_args={"check_same_thread": False},
+                               json_deserializer=_json_loads)
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
     return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
                          pool_pre_ping=True)
+
+
+# Most JSON columns of a user (ims, photos, x509Certificates ...) hold an empty list: a page
+# of 100 users decoded ~900 of them with json.loads, a tenth of the page's CPU.
+_EMPTY_JSON: dict[str, type[list[Any]] | type[dict[str, Any]]] = {"[]": list, "{}": dict}
+
+
+def _json_loads(text: str) -> Any:
+    """SQLite's JSON text as Python values; empty lists and objects without the parser."""
+    empty = _EMPTY_JSON.get(text)
+    return empty() if empty is not None else json.loads(text)
 
 
 def _memory(url: str) -> bool:

@@ -79,3 +79,25 @@ def test_insert_unique_turns_a_lost_race_into_conflict(db, tenant):
     with pytest.raises(Conflict) as caught, db.transaction() as session:
         insert_unique(session, user(), ("user_name", "uq_users"), "taken", "userName")
     assert caught.value.detail == "taken"
+
+
+def test_json_columns_read_back_as_fresh_values(db, tenant):
+    """Empty JSON lists and objects skip the parser on SQLite (app.db._json_loads) but each
+    row still gets its own list; other values decode as JSON on both databases."""
+    from sqlalchemy import select
+
+    from app.models import User
+
+    with db.transaction() as session:
+        for name, emails in (("a@acme.com", []), ("b@acme.com", []),
+                             ("c@acme.com", [{"value": "c@acme.com", "primary": True}])):
+            session.add(User(directory_id=tenant.directory.id, organization_id=tenant.org.id,
+                             user_name=name, emails=emails, extension_data={}))
+    with db.transaction(readonly=True) as session:
+        found = session.execute(select(User.__table__.c.emails, User.__table__.c.extension_data)
+                                .order_by(User.__table__.c.user_name)).all()
+    (a, a_ext), (b, _), (c, _) = found
+    assert (a, b, a_ext) == ([], [], {})
+    a.append("x")
+    assert b == []
+    assert c == [{"value": "c@acme.com", "primary": True}]
