@@ -158,34 +158,32 @@ def run_list(session: Session, model: type[User] | type[Group], directory_id: st
         sort_key(params.sort_by, resource, notes=notes)  # its notes, as the full path gives
         if notes is not None:
             notes.extend(prepared.notes)
-        return _prepared_page(session, params, lookup[0], resource, dialect, max_results,
-                              {_TENANT: directory_id, FILTER_VALUE: prepared.value(lookup[1])})
+        page, count = _prepared_statements(resource, dialect, lookup[0], params.sort_by,
+                                           params.sort_order, params.start_index, params.count)
+        values = {_TENANT: directory_id, FILTER_VALUE: prepared.value(lookup[1])}
+        return _index_page(session, params, page, lambda: count, values, max_results)
     where = tenant_condition(model, directory_id)
     if params.filter:
         where = and_(where, translate_filter(params.filter, resource, dialect=dialect,
                                              notes=notes))
     key = sort_key(params.sort_by, resource, notes=notes)
 
-    def total(known: int | None) -> int:
-        # A first page shorter than count holds every match: its length is the exact total
-        # and the COUNT query (half the cost of a filter lookup) is not needed.
-        found = known if known is not None else (
-            core(session).scalar(select(func.count()).select_from(model).where(where)) or 0)
-        return _checked_total(found, params, max_results)
+    def count() -> Select[Any]:
+        return select(func.count()).select_from(model).where(where)
 
     if params.cursor is not None:
-        return _cursor_page(session, model, where, params, key, total, resource, cursor_key)
-    rows: list[Any] = []
-    if params.count:
-        stmt = (select(model.__table__).where(where)
-                .order_by(*_order(key, model, params.sort_order == "descending"))
-                .offset(params.start_index - 1).limit(params.count))
-        rows = list(core(session).execute(stmt))
-    short = params.start_index == 1 and len(rows) < params.count
-    return ListPage(rows, total(len(rows) if short else None), params.start_index, len(rows))
+        return _cursor_page(session, model, where, params, key,
+                            lambda known: _total(session, params, count, {}, known, max_results),
+                            resource, cursor_key)
+    page = _page_statement(model, where, key, params.sort_order, params.start_index,
+                           params.count)
+    return _index_page(session, params, page, count, {}, max_results)
 
 
-def _checked_total(found: int, params: ListParams, max_results: int) -> int:
+def _total(session: Session, params: ListParams, count: Callable[[], Select[Any]],
+           values: dict[str, Any], known: int | None, max_results: int) -> int:
+    """The exact totalResults; ``known`` when the page already holds every match."""
+    found = known if known is not None else (core(session).scalar(count(), values) or 0)
     if params.filter and found > max_results:
         raise ScimError(400, f"The filter matches {found} resources, more than the "
                              f"{max_results} this server returns; narrow the filter",
@@ -193,33 +191,38 @@ def _checked_total(found: int, params: ListParams, max_results: int) -> int:
     return found
 
 
-def _prepared_page(session: Session, params: ListParams, path: str, resource: Resource,
-                   dialect: str, max_results: int, values: dict[str, Any]) -> ListPage:
-    """An index page of a prepared ``attr eq "value"`` filter: the statements are built once
-    per filter path and page shape and reused, with the directory and value bound."""
-    page, count = _prepared_statements(resource, dialect, path, params.sort_by,
-                                       params.sort_order, params.start_index, params.count)
-    connection = core(session)
-    rows = list(connection.execute(page, values)) if params.count else []
+def _index_page(session: Session, params: ListParams, page: Select[Any],
+                count: Callable[[], Select[Any]], values: dict[str, Any],
+                max_results: int) -> ListPage:
+    """One startIndex page. A first page shorter than count holds every match: its length
+    is the exact total and the COUNT query (half the cost of a filter lookup) is not run."""
+    rows = list(core(session).execute(page, values)) if params.count else []
     short = params.start_index == 1 and len(rows) < params.count
-    found = len(rows) if short else (connection.scalar(count, values) or 0)
-    return ListPage(rows, _checked_total(found, params, max_results), params.start_index,
-                    len(rows))
+    return ListPage(rows, _total(session, params, count, values,
+                                 len(rows) if short else None, max_results),
+                    params.start_index, len(rows))
+
+
+def _page_statement(model: type[User] | type[Group], where: ColumnElement[bool],
+                    key: SortKey, sort_order: SortOrder, start_index: int,
+                    count: int) -> Select[Any]:
+    return (select(model.__table__).where(where)
+            .order_by(*_order(key, model, sort_order == "descending"))
+            .offset(start_index - 1).limit(count))
 
 
 @functools.lru_cache(maxsize=256)
 def _prepared_statements(resource: Resource, dialect: str, path: str, sort_by: str | None,
                          sort_order: SortOrder, start_index: int,
                          count: int) -> tuple[Select[Any], Select[Any]]:
-    """The page and COUNT statements of a prepared filter (parameters: directory, value)."""
+    """The page and COUNT statements of a prepared ``attr eq "value"`` filter, built once per
+    filter path and page shape (parameters: the directory and the value)."""
     model: type[User] | type[Group] = User if resource == "User" else Group
     prepared = prepared_filter(path, resource, dialect)
     assert prepared is not None
     where = and_(tenant_condition(model), prepared.where)
-    key = sort_key(sort_by, resource)
-    page = (select(model.__table__).where(where)
-            .order_by(*_order(key, model, sort_order == "descending"))
-            .offset(start_index - 1).limit(count))
+    page = _page_statement(model, where, sort_key(sort_by, resource), sort_order,
+                           start_index, count)
     return page, select(func.count()).select_from(model).where(where)
 
 
