@@ -316,7 +316,7 @@ def summary(ceilings: list[Target], rosters: list[Target]) -> None:
             cpu = [c[base].cpu_ms for c in around]
             mine = r[key].cpu_ms
             if mine and all(cpu):
-                theirs = _mean([v for v in cpu if v])
+                theirs = _mean(cpu)
                 print(f"    {what:<15} server CPU {mine:5.2f} ms/req vs ceiling {theirs:5.2f} "
                       f"= {100 * theirs / mine:5.1f} % of the ceiling's CPU efficiency")
         for slow, fast, what in (("single_big", "single_small", "single member big/small"),

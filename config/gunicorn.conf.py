@@ -1,5 +1,6 @@
-"""Gunicorn settings for `roster serve` and the Docker image. Values from ROSTER settings
-are passed on the command line by `roster serve`; these are the process-level defaults."""
+"""Gunicorn settings for `roster serve` and the Docker image. `roster serve` passes bind and
+workers on the command line and server.timeout / server.switch_interval_us in the
+environment (ROSTER_SERVER__*); these are the process-level defaults."""
 
 import os
 import sys
