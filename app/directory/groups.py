@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.audit import Actor, record
 from app.db import core, utcnow
 from app.directory.refs import DirectoryLike
-from app.directory.uniqueness import flush_unique
+from app.directory.uniqueness import flush_unique, insert_unique
 from app.errors import Conflict, InvalidInput, NotFound
 from app.events import emit
 from app.mapping.evaluation import reevaluate_group_members, reevaluate_users
@@ -118,9 +118,15 @@ def _check_display_name(session: Session, directory_id: str, name: str,
                        field="displayName")
 
 
+_DISPLAY_NAME_INDEX = ("display_name", "uq_groups")
+
+
+def _taken(name: str) -> str:
+    return f"displayName {name!r} is already taken in this directory"
+
+
 def _flush_unique(session: Session, name: str) -> None:
-    flush_unique(session, ("display_name", "uq_groups"),
-                 f"displayName {name!r} is already taken in this directory", "displayName")
+    flush_unique(session, _DISPLAY_NAME_INDEX, _taken(name), "displayName")
 
 
 def _live_users(session: Session, directory_id: str, ids: list[str]) -> None:
@@ -229,8 +235,7 @@ def create_group(session: Session, directory: DirectoryLike, data: GroupInput,
                   display_name=data.display_name, external_id=data.external_id,
                   extension_data=data.extension_data or {}, version=1, created_at=now,
                   updated_at=now)
-    session.add(group)
-    _flush_unique(session, data.display_name)
+    insert_unique(session, group, _DISPLAY_NAME_INDEX, _taken(data.display_name), "displayName")
     record(session, organization_id=group.organization_id, action="group:create",
            actor=actor, subject_type="group", subject_id=group.id,
            data={"displayName": group.display_name, "externalId": group.external_id})
