@@ -37,7 +37,7 @@ from app.errors import Unauthorized
 from app.models.scim_ops import ScimRequest
 from app.scim import dialect
 from app.scim.dialect_report import count_notes
-from app.scim.redaction import redact_body, sensitive_names
+from app.scim.redaction import redact_body, redact_own_json, sensitive_names
 
 log = logging.getLogger(__name__)
 _INSERT = insert(ScimRequest)
@@ -238,7 +238,7 @@ def _write(state: _State, response: Response) -> None:
         "status": response.status_code, "duration_ms": round(elapsed_ms, 3), "notes": notes,
         "user_agent": (request.user_agent.string or None) and request.user_agent.string[:300],
         "request_body": _request_body(state),
-        "response_body": redact_body(response_raw, state.sensitive, state.max_body_bytes),
+        "response_body": redact_own_json(response_raw, state.sensitive, state.max_body_bytes),
     }
     state.add(row)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
 MARK = "[REDACTED]"
@@ -32,7 +33,9 @@ def _leaf(name: str) -> str:
     return plain.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
 
 
+@lru_cache(maxsize=4096)
 def _is_sensitive(name: str, sensitive: frozenset[str]) -> bool:
+    # Bodies repeat the same few hundred keys, so the answer is cached per (key, names).
     lowered = name.lower()
     return lowered in sensitive or _leaf(name) in sensitive
 
@@ -73,6 +76,48 @@ def _plainly_clean(text: str, sensitive: frozenset[str]) -> bool:
         return False
     lowered = text.lower()
     return not any(name in lowered for name in sensitive)
+
+
+@lru_cache(maxsize=16)
+def _key_pattern(sensitive: frozenset[str]) -> re.Pattern[str]:
+    """An object key naming a sensitive attribute (also URN-prefixed or dotted), then ``:``."""
+    names = "|".join(sorted((re.escape(n) for n in sensitive), key=len, reverse=True))
+    return re.compile(rf'"(?:[^"\\]*[:.])?(?:{names})"\s*:\s*', re.IGNORECASE)
+
+
+_DECODER = json.JSONDecoder()
+
+
+def redact_own_json(raw: bytes | None, sensitive: frozenset[str], limit: int) -> str | None:
+    """``redact_body`` for JSON that Roster itself serialised (its SCIM responses).
+
+    Same result, without decoding and re-encoding the whole body (a lookup answer names
+    ``employeeNumber``, so it never passes the plain-text test): each key naming a
+    sensitive attribute is found in the text and only its value is decoded, to find where
+    it ends, and replaced. In valid JSON a quote inside a string is escaped, so a key match
+    can only start a real key (at worst, a key that itself ends in ``"name`` is masked
+    too). ``json.dumps`` escapes only non-ASCII and control characters, so an ASCII name
+    is always spelled out. Responses carry no PATCH operations, so the ``path`` rule of
+    ``redact_value`` has nothing to apply to. Anything unexpected takes ``redact_body``.
+    """
+    if not raw or len(raw) > limit or not all(name.isascii() for name in sensitive):
+        return redact_body(raw, sensitive, limit)
+    text = raw.decode("utf-8", errors="replace")
+    if _plainly_clean(text, sensitive):
+        return text
+    out: list[str] = []
+    position = 0
+    for match in _key_pattern(sensitive).finditer(text):
+        if match.start() < position:
+            continue  # inside a value masked already
+        try:
+            _value, end = _DECODER.raw_decode(text, match.end())
+        except ValueError:
+            return redact_body(raw, sensitive, limit)
+        out += (text[position:match.end()], f'"{MARK}"')
+        position = end
+    out.append(text[position:])
+    return "".join(out)
 
 
 def redact_body(raw: bytes | None, sensitive: frozenset[str], limit: int) -> str | None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from app.scim.redaction import MARK, redact_body, sensitive_names
+from app.scim.redaction import MARK, redact_body, redact_own_json, sensitive_names
 
 SENSITIVE = sensitive_names(["employeeNumber"])
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -64,3 +64,42 @@ def test_a_body_without_sensitive_names_is_kept_as_sent():
     """Bodies naming nothing sensitive are stored verbatim, without a decode and re-encode."""
     raw = b'{"userName": "a",  "emails": [{"value": "a@b.c"}]}'
     assert redact_body(raw, SENSITIVE, 10_000) == raw.decode()
+
+
+# Responses as Roster serialises them (compact, ASCII-escaped), with every shape of value a
+# sensitive key can hold, and strings that only look like keys.
+OWN_BODIES = [
+    {"schemas": ["x"], ENTERPRISE: {"employeeNumber": "E-1", "department": "Ops"}},
+    {"Resources": [{ENTERPRISE: {"employeeNumber": str(i), "division": "d"}} for i in range(3)]},
+    {"EmployeeNumber": 7, "a": {"employeeNumber": None}, "b": [{"employeenumber": True}]},
+    {"employeeNumber": {"nested": {"password": "x", "employeeNumber": [1, {"y": "z"}]}},
+     "after": "kept"},
+    {f"{ENTERPRISE}:employeeNumber": "9", "name.employeeNumber": "8", "employeeNumber.x": "7"},
+    {"detail": 'a "employeeNumber": "not a key" in a string', "employeeNumber": "E-2"},
+    {"displayName": "Jos\u00e9 \"employeeNumber\":", "x\\": "employeeNumber"},
+    {"name": "José Müller", "employeeNumber": "É-3", "token": "t"},
+    {"employeeNumber": "E-4", "z": "employeeNumber", "emails": [{"value": "a@b.c"}]},
+    {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": "404"},
+]
+
+
+@pytest.mark.parametrize("body", OWN_BODIES)
+@pytest.mark.parametrize("indent", [None, 2])
+def test_own_json_is_masked_exactly_like_the_full_walk(body, indent):
+    """The text-level redaction of Roster's own responses keeps and masks the same values."""
+    raw = json.dumps(body, indent=indent).encode()
+    fast = redact_own_json(raw, SENSITIVE, 10_000)
+    assert json.loads(fast) == json.loads(redact_body(raw, SENSITIVE, 10_000))
+    for secret in ("E-1", "E-2", "E-4", "\\u00c9-3"):
+        assert f'"{secret}"' not in fast
+
+
+def test_own_json_falls_back_when_it_is_not_json_after_all():
+    """A body that breaks off after a sensitive key still never shows the value."""
+    out = redact_own_json(b'{"x": 1, "employeeNumber": E-9}', SENSITIVE, 10_000)
+    assert "E-9" not in out
+
+
+def test_own_json_over_the_limit_keeps_only_its_size():
+    """The size bound applies as for every other body."""
+    assert redact_own_json(b'{"employeeNumber": "1"}', SENSITIVE, 5).startswith("(")
