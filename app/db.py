@@ -220,7 +220,8 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         # IMMEDIATE takes the write lock up front: two writers queue on busy_timeout
         # instead of failing with "database is locked" on lock upgrade.
         if not _sqlite_write.get():
-            conn.exec_driver_sql("BEGIN")
+            # On the driver's connection: a statement through SQLAlchemy costs ~3x as much.
+            conn.connection.dbapi_connection.execute("BEGIN")
             return
         dbapi_connection = conn.connection.dbapi_connection
         queue.acquire(dbapi_connection)

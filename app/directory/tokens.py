@@ -16,6 +16,7 @@ from app.directory.refs import DirectoryRef, TokenRef
 from app.errors import Conflict, NotFound, Unauthorized
 from app.models import Directory, DirectoryToken
 from app.models.directory import DirectoryStatus
+from app.sql import fetch
 
 TOKEN_PREFIX = "rst_"  # noqa: S105 - a public marker, not a secret
 # Writing last_used_at on every request would turn each read into a write.
@@ -106,7 +107,8 @@ def authenticate(session: Session, plaintext: str) -> tuple[DirectoryRef, TokenR
     ``touch_at`` and the caller stamps it with ``touch`` where a write is safe.
     """
     digest = hash_token(plaintext)
-    row = session.connection().execute(_AUTHENTICATE, {"digest": digest}).first()
+    found = fetch(session.connection(), _AUTHENTICATE, {"digest": digest})
+    row = found[0] if found else None
     # The lookup is by hash; comparing digests in constant time closes the remaining gap.
     if row is None or not hmac.compare_digest(row[1], digest):
         raise Unauthorized("the bearer token is not valid")

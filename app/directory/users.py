@@ -33,6 +33,7 @@ from app.lifecycle import (
 from app.mapping.evaluation import reevaluate_users
 from app.models import Grant, Organization, Role, Unit, User
 from app.models.directory import UserStatus
+from app.sql import among, fetch
 
 # Columns a SCIM client may write (everything else is server-managed).
 WRITABLE_COLUMNS: tuple[str, ...] = (
@@ -96,12 +97,12 @@ _NAME_HOLDER = select(User.id, User.deleted_at).where(
     User.directory_id == bindparam("directory_id"),
     func.lower(User.user_name) == bindparam("name"))
 _MANAGER_NAMES = select(User.id, User.display_name, User.user_name).where(
-    User.id.in_(bindparam("ids", expanding=True)))
+    among(User.id))
 _ACCESS = (
     select(Grant.user_id, Organization.slug, Unit.name, Unit.path, Role.key)
     .join(Unit, Unit.id == Grant.unit_id).join(Role, Role.id == Grant.role_id)
     .join(Organization, Organization.id == Grant.organization_id)
-    .where(Grant.user_id.in_(bindparam("ids", expanding=True)))
+    .where(among(Grant.user_id))
     .order_by(Grant.user_id, Unit.path, Role.key)
 )
 
@@ -133,7 +134,7 @@ def manager_names(session: Session, manager_ids: Iterable[str | None]) -> dict[s
     ids = {m for m in manager_ids if m}
     if not ids:
         return {}
-    rows = core(session).execute(_MANAGER_NAMES, {"ids": list(ids)})
+    rows = fetch(core(session), _MANAGER_NAMES, {"ids": list(ids)})
     return {uid: display or name for uid, display, name in rows}
 
 
@@ -261,7 +262,7 @@ def access_of_users(session: Session, user_ids: Sequence[str]) -> dict[str, dict
     """Each user's effective portal access from the grants table, in one query."""
     if not user_ids:
         return {}
-    rows = core(session).execute(_ACCESS, {"ids": list(user_ids)})
+    rows = fetch(core(session), _ACCESS, {"ids": list(user_ids)})
     out: dict[str, dict[str, Any]] = {}
     for user_id, org, unit, path, role in rows:
         entry = out.setdefault(user_id, {"organization": org, "grants": []})

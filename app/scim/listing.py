@@ -39,6 +39,7 @@ from app.scim.filters import (
     translate_filter,
 )
 from app.scim.schema import LIST_RESPONSE
+from app.sql import fetch
 
 SortOrder = Literal["ascending", "descending"]
 _INTEGER = re.compile(r"\s*-?[0-9]{1,20}\s*")
@@ -161,7 +162,9 @@ def run_list(session: Session, model: type[User] | type[Group], directory_id: st
         page, count = _prepared_statements(resource, dialect, lookup[0], params.sort_by,
                                            params.sort_order, params.start_index, params.count)
         values = {_TENANT: directory_id, FILTER_VALUE: prepared.value(lookup[1])}
-        return _index_page(session, params, page, lambda: count, values, max_results)
+        # The statements are cached objects, so the page runs on the driver's cursor.
+        return _index_page(session, params, page, lambda: count, values, max_results,
+                           prepared=True)
     where = tenant_condition(model, directory_id)
     if params.filter:
         where = and_(where, translate_filter(params.filter, resource, dialect=dialect,
@@ -193,10 +196,14 @@ def _total(session: Session, params: ListParams, count: Callable[[], Select[Any]
 
 def _index_page(session: Session, params: ListParams, page: Select[Any],
                 count: Callable[[], Select[Any]], values: dict[str, Any],
-                max_results: int) -> ListPage:
+                max_results: int, *, prepared: bool = False) -> ListPage:
     """One startIndex page. A first page shorter than count holds every match: its length
     is the exact total and the COUNT query (half the cost of a filter lookup) is not run."""
-    rows = list(core(session).execute(page, values)) if params.count else []
+    rows: list[Any] = []
+    if params.count:
+        connection = core(session)
+        rows = fetch(connection, page, values) if prepared else list(connection.execute(page,
+                                                                                          values))
     short = params.start_index == 1 and len(rows) < params.count
     return ListPage(rows, _total(session, params, count, values,
                                  len(rows) if short else None, max_results),

@@ -1,0 +1,106 @@
+"""app/sql.py: one parameter for a list of ids, and cached statements on the driver's cursor."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.directory.tokens import _AUTHENTICATE, hash_token
+from app.models import DirectoryToken, User
+from app.sql import among, fetch
+
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+# Built once, as fetch requires: the compiled form is cached by statement identity.
+_USER_BY_ID = sa.select(User.__table__).where(User.id == sa.bindparam("user_id"))
+_USERS_AMONG = sa.select(User.id).where(among(User.id)).order_by(User.user_name)
+_NOWHERE = sa.select(sa.column("x")).select_from(sa.table("no_such_table"))
+
+
+def _create_user(client, tenant, name: str) -> str:
+    body = {"schemas": [USER, ENTERPRISE], "userName": name, "active": True,
+            "emails": [{"value": name, "type": "work", "primary": True}],
+            ENTERPRISE: {"department": "Ops"}}
+    response = client.post("/scim/v2/Users", json=body, headers=tenant.headers)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()["id"]
+
+
+def test_fetch_gives_the_rows_and_types_of_execute(db, client, tenant):
+    """Datetimes (timezone-aware), enums, JSON columns and booleans come out as execute's."""
+    user_id = _create_user(client, tenant, "fetch@acme.example")
+    digest = hash_token(tenant.token)
+    with db.transaction(readonly=True) as session:
+        connection = session.connection()
+        for statement, params in ((_AUTHENTICATE, {"digest": digest}),
+                                  (_USER_BY_ID, {"user_id": user_id})):
+            fast = fetch(connection, statement, params)
+            slow = connection.execute(statement, params).all()
+            assert [tuple(r) for r in fast] == [tuple(r) for r in slow]
+            assert [type(v) for v in fast[0]] == [type(v) for v in slow[0]]
+        [user] = fetch(connection, _USER_BY_ID, {"user_id": user_id})
+    assert user.user_name == "fetch@acme.example"
+    assert user.emails == [{"value": "fetch@acme.example", "type": "work", "primary": True}]
+    assert user.active is True and user.created_at.tzinfo is not None
+
+
+def test_fetch_runs_on_the_cursor_unless_cursor_events_are_watched(db, client, tenant):
+    """Without cursor listeners execute() is bypassed; with one, the statement is seen."""
+    user_id = _create_user(client, tenant, "watch@acme.example")
+    executed, cursored = [], []
+
+    def on_execute(conn, clause, *args):
+        executed.append(clause)
+
+    def on_cursor(conn, cursor, statement, *args):
+        cursored.append(statement)
+
+    sa.event.listen(db.engine, "before_execute", on_execute)
+    try:
+        with db.transaction(readonly=True) as session:
+            assert len(fetch(session.connection(), _USER_BY_ID, {"user_id": user_id})) == 1
+        assert _USER_BY_ID not in executed
+        sa.event.listen(db.engine, "before_cursor_execute", on_cursor)
+        try:
+            with db.transaction(readonly=True) as session:
+                assert len(fetch(session.connection(), _USER_BY_ID,
+                                 {"user_id": user_id})) == 1
+        finally:
+            sa.event.remove(db.engine, "before_cursor_execute", on_cursor)
+    finally:
+        sa.event.remove(db.engine, "before_execute", on_execute)
+    assert _USER_BY_ID in executed
+    assert any("FROM users" in s for s in cursored)
+
+
+def test_fetch_reports_driver_errors_as_sqlalchemy_errors(db):
+    """A failing statement raises DBAPIError (what callers and the retry logic catch)."""
+    with pytest.raises(sa.exc.DBAPIError), db.transaction(readonly=True) as session:
+        fetch(session.connection(), _NOWHERE, {})
+
+
+@pytest.mark.parametrize("extra", [0, 1, 1500])
+def test_among_matches_exactly_the_bound_ids(db, client, tenant, extra):
+    """Any number of ids is one parameter; only the named rows match, none for no ids."""
+    ids = [_create_user(client, tenant, f"among{i}@acme.example") for i in range(3)]
+    wanted = [ids[2], ids[0], *(str(uuid.uuid4()) for _ in range(extra))]
+    with db.transaction(readonly=True) as session:
+        connection = session.connection()
+        assert [r.id for r in fetch(connection, _USERS_AMONG, {"ids": wanted})] == \
+            [ids[0], ids[2]]
+        assert connection.execute(_USERS_AMONG, {"ids": wanted}).scalars().all() == \
+            [ids[0], ids[2]]
+        assert fetch(connection, _USERS_AMONG, {"ids": []}) == []
+
+
+def test_among_renders_one_parameter_per_dialect():
+    """json_each over one JSON text on SQLite, = ANY over one array on PostgreSQL."""
+    statement = sa.select(DirectoryToken.id).where(among(DirectoryToken.directory_id))
+    lite = statement.compile(dialect=sqlite.dialect())
+    pg = statement.compile(dialect=postgresql.psycopg.dialect())
+    assert "directory_tokens.directory_id IN (SELECT value FROM json_each(?))" in lite.string
+    assert "directory_tokens.directory_id = ANY (%(ids)s::VARCHAR[])" in pg.string
+    assert list(lite.params) == list(pg.params) == ["ids"]
