@@ -76,7 +76,7 @@ def member_ids_of(session: Session, group_ids: Sequence[str]) -> dict[str, list[
     """The live member user ids of each group, in one query."""
     out: dict[str, list[str]] = {gid: [] for gid in group_ids}
     if out:
-        for gid, uid in core(session).execute(_MEMBER_IDS, {"ids": list(out)}):
+        for gid, uid in fetch(core(session), _MEMBER_IDS, {"ids": list(out)}):
             out[gid].append(uid)
     return out
 
@@ -113,8 +113,8 @@ def _flush_unique(session: Session, name: str) -> None:
 
 def _live_users(session: Session, directory_id: str, ids: list[str]) -> None:
     """Every id must be a live user of the same directory (RFC 7643 §4.2 members.value)."""
-    found = set(core(session).execute(_LIVE_USER_IDS, {
-        "ids": ids, "directory_id": directory_id}).scalars())
+    found = {row[0] for row in fetch(core(session), _LIVE_USER_IDS, {
+        "ids": ids, "directory_id": directory_id})}
     missing = [i for i in ids if i not in found]
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
@@ -131,8 +131,8 @@ def _members_among(session: Session, group: Group, ids: list[str]) -> list[str]:
     """Which of ``ids`` are members of ``group`` (only those rows are read)."""
     if not ids:
         return []
-    return list(core(session).execute(_PRESENT_MEMBERS, {"ids": ids, "group_id": group.id})
-                .scalars())
+    return [row[0] for row in fetch(core(session), _PRESENT_MEMBERS,
+                                     {"ids": ids, "group_id": group.id})]
 
 
 def add_members(session: Session, group: Group, user_ids: Iterable[str],
