@@ -44,7 +44,8 @@ def test_fetch_gives_the_rows_and_types_of_execute(db, client, tenant):
         [user] = fetch(connection, _USER_BY_ID, {"user_id": user_id})
     assert user.user_name == "fetch@acme.example"
     assert user.emails == [{"value": "fetch@acme.example", "type": "work", "primary": True}]
-    assert user.active is True and user.created_at.tzinfo is not None
+    assert user.active is True
+    assert user.created_at.tzinfo is not None
 
 
 def test_fetch_runs_on_the_cursor_unless_cursor_events_are_watched(db, client, tenant):

@@ -47,10 +47,13 @@ def render_users(session: Session, users: Sequence[User | Row[Any]], projection:
     queried.
     """
     ids = [u.id for u in users]
-    groups = (group_service.groups_of_users(session, ids)
-              if ids and not new and projection.wants(CORE_USER, "groups") else {})
-    access = (user_service.access_of_users(session, ids)
-              if ids and projection.wants(ROSTER_USER, "grants") else {})
+    want_groups = bool(ids) and not new and projection.wants(CORE_USER, "groups")
+    want_access = bool(ids) and projection.wants(ROSTER_USER, "grants")
+    if want_groups and want_access:
+        groups, access = user_service.groups_and_access(session, ids)
+    else:
+        groups = group_service.groups_of_users(session, ids) if want_groups else {}
+        access = user_service.access_of_users(session, ids) if want_access else {}
     managers = user_service.manager_names(session, (u.manager_id for u in users))
     root = base_url()
     return [user_to_scim(u, base_url=root, projection=projection, groups=groups.get(u.id),

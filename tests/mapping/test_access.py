@@ -95,3 +95,23 @@ def test_find_user_by_name_email_or_id(world, people):
         assert find_user(s, org, people["bob"]).user_name == "bob"
         with pytest.raises(NotFound):
             find_user(s, org, "nobody")
+
+
+def test_groups_and_access_in_one_query_equal_the_two_queries(world, people):
+    """The render query (groups and grants together) gives exactly what the two separate ones
+    give, for users with groups and grants, with groups only, and with neither."""
+    from app.directory.groups import groups_of_users
+    from app.directory.users import access_of_users, groups_and_access
+
+    ids = [people["alice"], people["bob"], world.user("frank")]
+    second = world.group("Second", [people["alice"], people["bob"]])
+    with world.db.transaction(readonly=True) as s:
+        groups, access = groups_and_access(s, ids)
+        assert access == access_of_users(s, ids)
+        assert {u: sorted(g) for u, g in groups.items()} == \
+            {u: sorted(g) for u, g in groups_of_users(s, ids).items()}
+    assert len(groups[people["alice"]]) == 2
+    assert (second, "Second") in groups[people["bob"]]
+    assert access[people["alice"]]["grants"][0]["unitPath"] == "Engineering/Tokyo"
+    assert groups[ids[2]] == []
+    assert ids[2] not in access
