@@ -80,6 +80,9 @@ OWN_BODIES = [
     {"name": "José Müller", "employeeNumber": "É-3", "token": "t"},
     {"employeeNumber": "E-4", "z": "employeeNumber", "emails": [{"value": "a@b.c"}]},
     {"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"], "status": "404"},
+    {"a\\:employeeNumber": "E-1", "b\\.password": "p", "x.y:employeeNumber": {"k": "E-2"}},
+    {"employeeNumberx": "keep", "xemployeeNumber": "keep", "employee": "keep"},
+    {"v": "abc:employeeNumber", "w": "employeeNumber", "k": ["employeeNumber", 1]},
 ]
 
 
