@@ -187,6 +187,8 @@ def _finish(response: Response) -> Response:
 
 
 def _request_body(state: _State) -> str | None:
+    if request.content_length is None and "Transfer-Encoding" not in request.headers:
+        return None  # no body at all (a GET or DELETE): nothing to read
     length = request.content_length or 0
     if length > state.max_body_bytes:
         # Reading it would only be refused (413) or waste memory; its size is what matters.
@@ -236,7 +238,7 @@ def _write(state: _State, response: Response) -> None:
         "method": request.method, "path": request.path[:1000],
         "query": request.query_string.decode("utf-8", errors="replace"),
         "status": response.status_code, "duration_ms": round(elapsed_ms, 3), "notes": notes,
-        "user_agent": (request.user_agent.string or None) and request.user_agent.string[:300],
+        "user_agent": request.headers.get("User-Agent", "")[:300] or None,
         "request_body": _request_body(state),
         "response_body": redact_own_json(response_raw, state.sensitive, state.max_body_bytes),
     }

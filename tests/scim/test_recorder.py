@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from datetime import timedelta
@@ -160,3 +161,18 @@ def test_records_are_written_in_the_background(client, db, tenant):
     while not rows(db, "SELECT id FROM scim_requests") and time.monotonic() < deadline:
         time.sleep(FLUSH_SECONDS / 4)
     assert len(rows(db, "SELECT id FROM scim_requests")) == 1
+
+
+def test_a_chunked_request_body_is_recorded(client, db, tenant):
+    """A body sent without Content-Length (chunked) is still kept, redacted; a GET has none."""
+    body = json.dumps({"schemas": [USER], "userName": "chunk@acme.com", "password": "S3cret!x"})
+    response = client.post("/scim/v2/Users", input_stream=io.BytesIO(body.encode()),
+                           headers={**tenant.headers, "Transfer-Encoding": "chunked",
+                                    "Content-Type": "application/scim+json"},
+                           environ_overrides={"wsgi.input_terminated": True})
+    assert response.status_code == 201, response.get_json()
+    assert client.get("/scim/v2/Users", headers=tenant.headers).status_code == 200
+    created, listed = _recorded(db, client.application)
+    assert json.loads(created.request_body)["userName"] == "chunk@acme.com"
+    assert "S3cret" not in created.request_body
+    assert listed.request_body is None
