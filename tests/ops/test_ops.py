@@ -11,6 +11,8 @@ import sys
 import time
 import urllib.request
 
+import pytest
+
 from app import create_app
 from app.settings import ROOT
 from tests.conftest import app_overrides
@@ -91,6 +93,26 @@ def test_redaction_masks_secrets_in_messages():
     assert "rst_XYZ123" not in text
     assert "rk_KEY9" not in text
     assert "hunter2" not in text
+
+
+@pytest.mark.parametrize(("line", "secret"), [
+    ("bEaReR abc.def", "abc.def"), ("key rst_XYZ123", "XYZ123"), ("rk_KEY9 used", "KEY9"),
+    ("rsa_TOKEN7 used", "TOKEN7"), ('{"Password": "hunter2"}', "hunter2"),
+    ("client_secret=s3cr3t", "s3cr3t"), ("TOKEN: abc123", "abc123"),
+    ("authorization=Basic_xyz", "Basic_xyz"),
+])
+def test_each_kind_of_secret_is_masked_on_its_own(line, secret):
+    """Every pattern still applies when its secret is the only one in the line."""
+    from app.observability import redact
+
+    assert secret not in redact(line)
+
+
+def test_a_line_without_secrets_is_kept_as_it_is():
+    """An access log line has nothing to mask and comes back unchanged."""
+    from app.observability import redact
+
+    assert redact("GET /scim/v2/Users 200") == "GET /scim/v2/Users 200"
 
 
 def _free_port() -> int:
