@@ -112,12 +112,14 @@ def fetch(connection: Connection, statement: Executable,
     The statement must stay the same object (the compiled form is cached by identity). It
     runs on the driver's cursor inside the connection's transaction, with SQLAlchemy's
     bind and result processing; driver errors come out as SQLAlchemy's ``DBAPIError``.
-    When anything listens for cursor events (statement logging, tests that watch
-    statements) it simply goes through ``connection.execute``, so they see it.
+    When statements are logged (``database.echo``) or anything listens for cursor events
+    (tests that watch statements) it simply goes through ``connection.execute``, so they
+    see it.
     """
     dispatch = connection.dispatch
-    compiled = None if (dispatch.before_cursor_execute or dispatch.after_cursor_execute) \
-        else _compile(statement, connection.dialect)
+    watched = (connection._echo or dispatch.before_cursor_execute  # type: ignore[attr-defined]
+               or dispatch.after_cursor_execute)
+    compiled = None if watched else _compile(statement, connection.dialect)
     if compiled is None:
         return list(connection.execute(statement, params))
     values = {**compiled.defaults, **params}

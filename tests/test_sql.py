@@ -105,3 +105,16 @@ def test_among_renders_one_parameter_per_dialect():
     assert "directory_tokens.directory_id IN (SELECT value FROM json_each(?))" in lite.string
     assert "directory_tokens.directory_id = ANY (%(ids)s::VARCHAR[])" in pg.string
     assert list(lite.params) == list(pg.params) == ["ids"]
+
+
+def test_fetch_statements_are_logged_when_echo_is_on(db, client, tenant, caplog):
+    """With database.echo, fetch goes through execute, so its statements reach the log."""
+    user_id = _create_user(client, tenant, "echo@acme.example")
+    db.engine.echo = True
+    try:
+        with caplog.at_level("INFO", logger="sqlalchemy.engine"), \
+                db.transaction(readonly=True) as session:
+            assert len(fetch(session.connection(), _USER_BY_ID, {"user_id": user_id})) == 1
+    finally:
+        db.engine.echo = False
+    assert "FROM users" in caplog.text
