@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.db import flush_if_pending, new_id, utcnow
 from app.models import AuditChainHead, AuditEvent, Organization
 from app.models.audit import DEPLOYMENT_CHAIN
+from app.sql import fetch
 
 GENESIS_HASH = "0" * 64
 _COLUMNS = ("event_id", "chain", "seq", "organization_id", "occurred_at", "action",
@@ -107,7 +108,7 @@ def _select_head(session: Session, chain: str) -> _Head:
     # anyway), and RETURNING loads it. Core on the connection: no ORM object to track.
     connection = session.connection()
     stmt = _UPSERT_HEAD[connection.dialect.name]
-    seq, hash_ = connection.execute(stmt, {"h_chain": chain}).one()
+    [(seq, hash_)] = fetch(connection, stmt, {"h_chain": chain})
     return _Head(seq, hash_)
 
 

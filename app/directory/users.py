@@ -155,8 +155,9 @@ def manager_names(session: Session, manager_ids: Iterable[str | None]) -> dict[s
 def _free_user_name(session: Session, directory_id: str, user_name: str,
                     except_id: str | None) -> None:
     """Raise Conflict when a live user holds ``user_name``; a deleted holder gives it up."""
-    holder = core(session).execute(_NAME_HOLDER, {"directory_id": directory_id,
-                                                  "name": user_name.lower()}).first()
+    found = fetch(core(session), _NAME_HOLDER, {"directory_id": directory_id,
+                                                "name": user_name.lower()})
+    holder = found[0] if found else None
     if holder is None or holder.id == except_id:
         return
     if holder.deleted_at is None:

@@ -29,6 +29,7 @@ from app.lifecycle.revocation import (
 from app.models import Directory, Organization, User
 from app.models.directory import UserStatus
 from app.models.lifecycle import DeprovisionRecord
+from app.sql import fetch
 
 GONE = (UserStatus.deprovisioned, UserStatus.deleted)
 # The organization's own policy and the directory's vendor, in one round trip (Core: values,
@@ -183,8 +184,9 @@ def find_restorable(session: Session, directory_id: str, external_id: str, *,
     even if ``roster lifecycle purge`` has not run yet.
     """
     cutoff = (now or utcnow()) - timedelta(days=current_policy(session).retention_days)
-    user_id = session.connection().execute(_RESTORABLE, {
-        "b_directory": directory_id, "b_external_id": external_id, "b_cutoff": cutoff}).scalar()
+    found = fetch(session.connection(), _RESTORABLE, {
+        "b_directory": directory_id, "b_external_id": external_id, "b_cutoff": cutoff})
+    user_id = found[0][0] if found else None
     return session.get(User, user_id) if user_id is not None else None
 
 
