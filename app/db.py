@@ -31,6 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached,
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
+from app.sql import fetch
 from app.sqlite_writers import WriterQueue, install
 
 NAMING_CONVENTION = {
@@ -146,7 +147,7 @@ def insert_now(session: Session, obj: Any) -> None:
     statement = _INSERTS.get(table)
     if statement is None:
         statement = _INSERTS[table] = table.insert()
-    core(session).execute(statement, values)
+    fetch(core(session), statement, values)
     make_transient_to_detached(obj)
     session.add(obj)
 

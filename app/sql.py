@@ -21,6 +21,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import Insert, ValuesBase
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
@@ -90,11 +91,20 @@ class _Compiled(NamedTuple):
 
 
 @functools.lru_cache(maxsize=1024)
-def _compile(statement: Executable, dialect: Dialect) -> _Compiled | None:
+def _compile(statement: Executable, dialect: Dialect,
+             keys: tuple[str, ...] | None) -> _Compiled | None:
     """The statement's SQL text, parameters and result processing for ``dialect``; None
-    when only ``Connection.execute`` can run it (expanding or literal-rendered parameters)."""
-    compiled: Any = statement.compile(dialect=dialect)
-    if compiled.literal_execute_params or compiled.post_compile_params:
+    when only ``Connection.execute`` can run it: expanding or literal-rendered parameters,
+    or an INSERT/UPDATE whose column defaults SQLAlchemy computes per execution (the
+    cursor path would write NULL instead). ``keys``: the parameter names an INSERT or
+    UPDATE is run with, which decide its columns, as in ``Connection.execute``."""
+    if isinstance(statement, Insert) and not statement._returning:
+        # No implicit RETURNING of the new primary key (PostgreSQL): nobody reads it here.
+        statement = statement.inline()
+    compiled: Any = statement.compile(dialect=dialect,
+                                      column_keys=list(keys) if keys is not None else None)
+    if (compiled.literal_execute_params or compiled.post_compile_params
+            or compiled.insert_prefetch or compiled.update_prefetch):
         return None
     columns = compiled._result_columns
     results = tuple(entry[3]._cached_result_processor(dialect, None) for entry in columns)
@@ -108,6 +118,7 @@ def fetch(connection: Connection, statement: Executable,
           params: Mapping[str, Any]) -> list[Any]:
     """All rows of a statement built once (a module constant or a cached one), as named
     tuples: ``connection.execute(statement, params).all()`` at about a third of the cost.
+    An INSERT, UPDATE or DELETE without RETURNING gives no rows.
 
     The statement must stay the same object (the compiled form is cached by identity). It
     runs on the driver's cursor inside the connection's transaction, with SQLAlchemy's
@@ -119,9 +130,11 @@ def fetch(connection: Connection, statement: Executable,
     dispatch = connection.dispatch
     watched = (connection._echo or dispatch.before_cursor_execute  # type: ignore[attr-defined]
                or dispatch.after_cursor_execute)
-    compiled = None if watched else _compile(statement, connection.dialect)
+    keys = tuple(params) if isinstance(statement, ValuesBase) else None
+    compiled = None if watched else _compile(statement, connection.dialect, keys)
     if compiled is None:
-        return list(connection.execute(statement, params))
+        result = connection.execute(statement, params)
+        return list(result) if result.returns_rows else []
     values = {**compiled.defaults, **params}
     for name, process in compiled.binds.items():
         values[name] = process(values[name])
@@ -131,7 +144,7 @@ def fetch(connection: Connection, statement: Executable,
     cursor = dbapi.cursor()
     try:
         cursor.execute(compiled.sql, bound)
-        raw = cursor.fetchall()
+        raw = cursor.fetchall() if cursor.description is not None else []
     except connection.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(compiled.sql, bound, exc,
                                   connection.dialect.loaded_dbapi.Error,

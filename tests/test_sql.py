@@ -8,9 +8,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.db import utcnow
 from app.directory.tokens import _AUTHENTICATE, hash_token
-from app.models import DirectoryToken, User
-from app.sql import among, fetch
+from app.models import DirectoryToken, OutboxEvent, User
+from app.sql import _compile, among, fetch
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -18,6 +19,10 @@ ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 _USER_BY_ID = sa.select(User.__table__).where(User.id == sa.bindparam("user_id"))
 _USERS_AMONG = sa.select(User.id).where(among(User.id)).order_by(User.user_name)
 _NOWHERE = sa.select(sa.column("x")).select_from(sa.table("no_such_table"))
+_OUTBOX = OutboxEvent.__table__
+_INSERT_OUTBOX = _OUTBOX.insert()
+_OUTBOX_BY_TYPE = sa.select(_OUTBOX.c.event_id, _OUTBOX.c.payload, _OUTBOX.c.created_at).where(
+    _OUTBOX.c.type == sa.bindparam("type"))
 
 
 def _create_user(client, tenant, name: str) -> str:
@@ -118,3 +123,45 @@ def test_fetch_statements_are_logged_when_echo_is_on(db, client, tenant, caplog)
     finally:
         db.engine.echo = False
     assert "FROM users" in caplog.text
+
+
+def _outbox_row(event_id: str, kind: str) -> dict[str, object]:
+    return {"event_id": event_id, "organization_id": None, "type": kind, "aggregate_id": None,
+            "payload": {"n": 1, "list": ["a"]}, "created_at": utcnow()}
+
+
+def test_fetch_runs_inserts_with_every_column_given(db):
+    """An INSERT naming every column it sets runs on the cursor, gives no rows, stores it."""
+    row = _outbox_row(str(uuid.uuid4()), "sql.insert")
+    assert _compile(_INSERT_OUTBOX, db.engine.dialect, tuple(row)) is not None
+    with db.transaction() as session:
+        assert fetch(session.connection(), _INSERT_OUTBOX, row) == []
+    with db.transaction(readonly=True) as session:
+        [stored] = fetch(session.connection(), _OUTBOX_BY_TYPE, {"type": "sql.insert"})
+    assert stored.event_id == row["event_id"]
+    assert stored.payload == {"n": 1, "list": ["a"]}
+    assert stored.created_at == row["created_at"]
+
+
+def test_an_insert_leaving_python_defaults_to_sqlalchemy_takes_execute(db):
+    """Columns with Python defaults left out (event_id, payload, created_at) are filled
+    in by SQLAlchemy, never written as NULL by the cursor path."""
+    partial = {"type": "sql.defaults", "organization_id": None, "aggregate_id": None}
+    assert _compile(_INSERT_OUTBOX, db.engine.dialect, tuple(partial)) is None
+    with db.transaction() as session:
+        assert fetch(session.connection(), _INSERT_OUTBOX, partial) == []
+    with db.transaction(readonly=True) as session:
+        [stored] = fetch(session.connection(), _OUTBOX_BY_TYPE, {"type": "sql.defaults"})
+    assert stored.event_id
+    assert stored.payload == {}
+    assert stored.created_at is not None
+
+
+def test_a_unique_violation_on_the_cursor_path_is_an_integrity_error(db):
+    """What conflict_on turns into a SCIM 409 uniqueness: sqlalchemy's IntegrityError."""
+    event_id = str(uuid.uuid4())
+    with pytest.raises(sa.exc.IntegrityError), db.transaction() as session:
+        fetch(session.connection(), _INSERT_OUTBOX, _outbox_row(event_id, "sql.twice"))
+        fetch(session.connection(), _INSERT_OUTBOX, _outbox_row(event_id, "sql.twice"))
+    with db.transaction(readonly=True) as session:
+        assert fetch(session.connection(), _OUTBOX_BY_TYPE, {"type": "sql.twice"}) == []

@@ -144,6 +144,6 @@ def record(
     # new head. The event object is returned as a value; it is not in the session.
     flush_if_pending(session, Organization)
     connection = session.connection()
-    connection.execute(_INSERT_EVENT, {column: getattr(event, column) for column in _COLUMNS})
-    connection.execute(_UPDATE_HEAD, {"b_chain": chain, "b_seq": event.seq, "b_hash": event.hash})
+    fetch(connection, _INSERT_EVENT, {column: getattr(event, column) for column in _COLUMNS})
+    fetch(connection, _UPDATE_HEAD, {"b_chain": chain, "b_seq": event.seq, "b_hash": event.hash})
     return event

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.db import flush_if_pending, new_id, utcnow
 from app.models import Organization, OutboxEvent
+from app.sql import fetch
 
 _COLUMNS = ("event_id", "organization_id", "type", "aggregate_id", "payload", "created_at")
 _INSERT = insert(OutboxEvent.__table__)  # the columns come from the parameters
@@ -32,5 +33,5 @@ def emit(
         aggregate_id=aggregate_id, payload=payload, created_at=utcnow(),
     )
     flush_if_pending(session, Organization)
-    session.connection().execute(_INSERT, {column: getattr(event, column) for column in _COLUMNS})
+    fetch(session.connection(), _INSERT, {column: getattr(event, column) for column in _COLUMNS})
     return event
