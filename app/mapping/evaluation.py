@@ -33,6 +33,7 @@ from app.mapping.storage import POLICY_KEY, load_policy, load_rules
 from app.models import Grant, Group, Membership, Organization, Role, Unit, User
 from app.models.directory import UserStatus
 from app.models.mapping import MappingRule
+from app.sql import among, fetch
 
 BATCH_SIZE = 500
 MANUAL = "manual"
@@ -318,11 +319,11 @@ def reevaluate_users(session: Session, organization_id: str, user_ids: Iterable[
     # hold no rule-made grant (no mapping yet, the common case on every SCIM create) has
     # nothing to evaluate, and the rules, roles and units are never loaded.
     session.flush()  # the check runs on the connection: it must see this transaction's rows
-    state = session.connection().execute(
-        _IDLE_CHECK, {"organization_id": organization_id, "user_ids": ids}).first()
-    if state is None:
+    found = fetch(session.connection(), _IDLE_CHECK,
+                  {"organization_id": organization_id, "user_ids": ids})
+    if not found:
         return Summary()
-    stored_policy, has_rules, has_mapped_grants = state
+    stored_policy, has_rules, has_mapped_grants = found[0]
     policy = parse_policy((stored_policy or {}).get(POLICY_KEY))
     if not has_rules and not policy.default_role and not has_mapped_grants:
         return Summary()
@@ -337,8 +338,7 @@ def reevaluate_users(session: Session, organization_id: str, user_ids: Iterable[
 _IDLE_CHECK = select(
     Organization.policy,
     exists().where(MappingRule.organization_id == Organization.id),
-    exists().where(Grant.user_id.in_(bindparam("user_ids", expanding=True)),
-                   Grant.source != MANUAL),
+    exists().where(among(Grant.user_id, "user_ids"), Grant.source != MANUAL),
 ).where(Organization.id == bindparam("organization_id"))
 
 

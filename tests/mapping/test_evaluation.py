@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import text
+
 from app.mapping.evaluation import reevaluate_group_members, reevaluate_users
 from app.models import Group, Membership, User
 from app.models.directory import UserStatus
@@ -214,3 +216,18 @@ def test_created_units_reuse_existing_parents_whatever_their_case(world):
     assert grants_of(world, alice) == [("buyer", "Engineering/Osaka", "rule:osaka")]
     assert rows(world.db, "SELECT count(*) AS n FROM units WHERE lower(path) = 'engineering'"
                 )[0].n == 1
+
+
+def test_rule_made_grants_left_by_deleted_rules_are_still_reevaluated(world):
+    """With no rules and no default role, users holding a rule-made grant are still
+    evaluated (and lose it); others in the same call are skipped cheaply."""
+    alice, bob = world.user("alice"), world.user("bob")
+    world.group("Tokyo Buyers", [alice])
+    world.apply(TOKYO_BUYERS)
+    assert grants_of(world, alice) == [("buyer", "Engineering/Tokyo", "rule:tokyo-buyers")]
+    with world.db.transaction() as s:
+        s.execute(text("DELETE FROM mapping_rules"))
+    with world.db.transaction() as s:
+        assert reevaluate_users(s, world.org_id, [bob], OPERATOR).removed == 0
+        assert reevaluate_users(s, world.org_id, [bob, alice], OPERATOR).removed == 1
+    assert grants_of(world, alice) == []
