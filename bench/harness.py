@@ -279,6 +279,18 @@ def line(r: Result) -> str:
             f"{cpu}{note}{errors}")
 
 
+def demo_token(env: dict[str, str]) -> str:
+    """Migrate the database of ``env`` and create the demo directory; its SCIM token."""
+    subprocess.run([ROSTER, "db", "upgrade"], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    out = subprocess.run([ROSTER, "demo"], cwd=ROOT, env=env, check=True,
+                         capture_output=True, text=True).stdout
+    token = re.search(r"SCIM token:\s+(\S+)", out)
+    if not token:
+        sys.exit(f"roster demo printed no token: {out}")
+    return token.group(1)
+
+
 @contextmanager
 def serve_roster(kind: str, **extra_env: str) -> Iterator[tuple[int, dict[str, str]]]:
     """A fresh migrated database with the demo directory, served by gunicorn (2 workers).
@@ -295,14 +307,7 @@ def serve_roster(kind: str, **extra_env: str) -> Iterator[tuple[int, dict[str, s
             env = clean_env(ROSTER_DATABASE__URL=url, PROMETHEUS_MULTIPROC_DIR=str(prom),
                             ROSTER_SIGNING__DEV_KEY_FILE=str(tmp / "signing_key.pem"),
                             ROSTER_RATELIMIT__SCIM="10000000/minute", **extra_env)
-            subprocess.run([ROSTER, "db", "upgrade"], cwd=ROOT, env=env, check=True,
-                           capture_output=True)
-            out = subprocess.run([ROSTER, "demo"], cwd=ROOT, env=env, check=True,
-                                 capture_output=True, text=True).stdout
-            token = re.search(r"SCIM token:\s+(\S+)", out)
-            if not token:
-                sys.exit(f"roster demo printed no token: {out}")
-            headers = {"Authorization": f"Bearer {token.group(1)}",
+            headers = {"Authorization": f"Bearer {demo_token(env)}",
                        "Content-Type": "application/scim+json",
                        "Accept": "application/scim+json"}
             try:

@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
-from harness import PY, ROSTER, clean_env  # noqa: E402
+from harness import PY, clean_env, demo_token  # noqa: E402
 from scim_bench import quoted, user_name, user_payload  # noqa: E402
 
 MODES = ("lookup", "create")
@@ -46,19 +46,13 @@ def _app(tmp: Path) -> tuple[object, dict[str, str]]:
     env = clean_env(ROSTER_DATABASE__URL=f"sqlite:///{tmp / 'roster.db'}",
                     ROSTER_SIGNING__DEV_KEY_FILE=str(tmp / "signing_key.pem"),
                     ROSTER_RATELIMIT__SCIM="10000000/minute")
-    subprocess.run([ROSTER, "db", "upgrade"], cwd=ROOT, env=env, check=True,
-                   capture_output=True)
-    out = subprocess.run([ROSTER, "demo"], cwd=ROOT, env=env, check=True,
-                         capture_output=True, text=True).stdout
-    token = re.search(r"SCIM token:\s+(\S+)", out)
-    if not token:
-        sys.exit(f"roster demo printed no token: {out}")
+    token = demo_token(env)
     os.environ.update({k: v for k, v in env.items() if k.startswith("ROSTER_")})
     # The access log line stays part of each request's cost, but is written nowhere.
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     from app import create_app
 
-    headers = {"Authorization": f"Bearer {token.group(1)}",
+    headers = {"Authorization": f"Bearer {token}",
                "Content-Type": "application/scim+json"}
     return create_app(), headers
 
