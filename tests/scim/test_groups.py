@@ -210,3 +210,20 @@ def test_list_users_queries_groups_in_one_batch(scim, db):
     with _Statements(db.engine) as log:
         assert scim.get("/Users").get_json()["totalResults"] == 5
     assert len([s for s in log.seen if "memberships" in s]) == 1
+
+
+def test_an_idp_lookup_runs_three_statements(scim, db):
+    """userName eq (what Okta and Entra send before every create): the token, the page and
+    one query for the user's groups and access; no COUNT for a page that holds every
+    match, and one statement for groups and grants together."""
+    user = scim.create_user("Lookup@acme.example")
+    scim.create_group("Buyers", [user["id"]])
+    with _Statements(db.engine) as log:
+        found = scim.get('/Users?filter=userName eq "lookup@ACME.example"').get_json()
+    assert found["totalResults"] == 1
+    assert [g["display"] for g in found["Resources"][0]["groups"]] == ["Buyers"]
+    statements = [s for s in log.seen if s.lstrip().upper().startswith("SELECT")]
+    assert len(statements) == 3, statements
+    assert "directory_tokens" in statements[0]
+    assert "lower(users.user_name)" in statements[1]
+    assert "UNION ALL" in statements[2]
