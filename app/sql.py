@@ -1,10 +1,10 @@
 """Hot-path SQL helpers: one parameter for a list of ids, and cached statements run on the
 driver's cursor.
 
-A lookup runs four small statements (token, page, groups, access). Through
-``Connection.execute`` each costs three to four times what SQLite itself spends on it
-(cache-key lookup, parameter construction, the result object); ``fetch`` compiles a
-fixed statement once per dialect and keeps only the type processing.
+A lookup runs three small statements (token, page, groups and access), a create about
+ten. Through ``Connection.execute`` each costs three to four times what SQLite itself
+spends on it (cache-key lookup, parameter construction, the result object); ``fetch``
+compiles a fixed statement once per dialect and keeps only the type processing.
 """
 
 from __future__ import annotations
