@@ -38,15 +38,13 @@ def _unique(ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+# Statements built once: constructing a select costs more than running it on SQLite.
 _LIVE_USER_IDS = select(User.id).where(among(User.id), User.directory_id == bindparam(
     "directory_id"), User.deleted_at.is_(None))
 _PRESENT_MEMBERS = select(Membership.user_id).where(
     Membership.group_id == bindparam("group_id"), among(Membership.user_id))
 _REMOVE_MEMBERS = delete(Membership).where(Membership.group_id == bindparam("group_id"),
                                            among(Membership.user_id))
-
-
-# Statements built once: constructing a select costs more than running it on SQLite.
 _GET_GROUP = select(Group).where(Group.id == bindparam("group_id"),
                                  Group.directory_id == bindparam("directory_id"))
 _GET_GROUP_FOR_UPDATE = _GET_GROUP.with_for_update()
@@ -158,7 +156,7 @@ def remove_members(session: Session, group: Group, user_ids: Iterable[str],
     ids = _unique(user_ids)
     removed = _members_among(session, group, ids)
     if removed:
-        core(session).execute(_REMOVE_MEMBERS, {"ids": removed, "group_id": group.id})
+        fetch(core(session), _REMOVE_MEMBERS, {"ids": removed, "group_id": group.id})
         _membership_changed(session, group, removed, actor, "remove")
     return removed
 

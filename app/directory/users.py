@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal_column, null, select, union_all
+from sqlalchemy import Select, bindparam, func, literal_column, null, select, union_all
 from sqlalchemy import column as named
 from sqlalchemy.orm import Session
 
@@ -99,13 +99,18 @@ _NAME_HOLDER = select(User.id, User.deleted_at).where(
     func.lower(User.user_name) == bindparam("name"))
 _MANAGER_NAMES = select(User.id, User.display_name, User.user_name).where(
     among(User.id))
-_ACCESS = (
-    select(Grant.user_id, Organization.slug, Unit.name, Unit.path, Role.key)
-    .join(Unit, Unit.id == Grant.unit_id).join(Role, Role.id == Grant.role_id)
-    .join(Organization, Organization.id == Grant.organization_id)
-    .where(among(Grant.user_id))
-    .order_by(Grant.user_id, Unit.path, Role.key)
-)
+
+
+def _grants_of_ids(*columns: Any) -> Select[Any]:
+    """``columns`` of the grants of the bound user ids, with their unit, role and org."""
+    return (select(*columns)
+            .join(Unit, Unit.id == Grant.unit_id).join(Role, Role.id == Grant.role_id)
+            .join(Organization, Organization.id == Grant.organization_id)
+            .where(among(Grant.user_id)))
+
+
+_ACCESS = (_grants_of_ids(Grant.user_id, Organization.slug, Unit.name, Unit.path, Role.key)
+           .order_by(Grant.user_id, Unit.path, Role.key))
 # A rendered user needs both (RFC 7643 §4.1.2 groups, and the Roster access extension):
 # one statement instead of two, each row tagged with what it is.
 _GROUPS_AND_ACCESS = union_all(
@@ -113,11 +118,8 @@ _GROUPS_AND_ACCESS = union_all(
            Group.id.label("a"), Group.display_name.label("b"), null().label("c"),
            null().label("d"))
     .join(Group, Group.id == Membership.group_id).where(among(Membership.user_id)),
-    select(Grant.user_id, literal_column("'grant'"), Organization.slug, Unit.name, Unit.path,
-           Role.key)
-    .join(Unit, Unit.id == Grant.unit_id).join(Role, Role.id == Grant.role_id)
-    .join(Organization, Organization.id == Grant.organization_id)
-    .where(among(Grant.user_id)),
+    _grants_of_ids(Grant.user_id, literal_column("'grant'"), Organization.slug, Unit.name,
+                   Unit.path, Role.key),
 ).order_by(named("user_id"), named("kind"), named("c"), named("d"), named("a"))
 
 

@@ -172,7 +172,7 @@ def run_list(session: Session, model: type[User] | type[Group], directory_id: st
     key = sort_key(params.sort_by, resource, notes=notes)
 
     def count() -> Select[Any]:
-        return select(func.count()).select_from(model).where(where)
+        return _count_statement(model, where)
 
     if params.cursor is not None:
         return _cursor_page(session, model, where, params, key,
@@ -202,12 +202,18 @@ def _index_page(session: Session, params: ListParams, page: Select[Any],
     rows: list[Any] = []
     if params.count:
         connection = core(session)
-        rows = fetch(connection, page, values) if prepared else list(connection.execute(page,
-                                                                                          values))
+        # Only cached statements may take fetch (it keeps their compiled form by identity).
+        rows = (fetch(connection, page, values) if prepared
+                else list(connection.execute(page, values)))
     short = params.start_index == 1 and len(rows) < params.count
     return ListPage(rows, _total(session, params, count, values,
                                  len(rows) if short else None, max_results),
                     params.start_index, len(rows))
+
+
+def _count_statement(model: type[User] | type[Group],
+                     where: ColumnElement[bool]) -> Select[Any]:
+    return select(func.count()).select_from(model).where(where)
 
 
 def _page_statement(model: type[User] | type[Group], where: ColumnElement[bool],
@@ -230,7 +236,7 @@ def _prepared_statements(resource: Resource, dialect: str, path: str, sort_by: s
     where = and_(tenant_condition(model), prepared.where)
     page = _page_statement(model, where, sort_key(sort_by, resource), sort_order,
                            start_index, count)
-    return page, select(func.count()).select_from(model).where(where)
+    return page, _count_statement(model, where)
 
 
 def _cursor_page(session: Session, model: type[User] | type[Group],

@@ -141,13 +141,13 @@ def redact_own_json(raw: bytes | None, sensitive: frozenset[str], limit: int) ->
     if not raw or len(raw) > limit or not all(name.isascii() for name in sensitive):
         return redact_body(raw, sensitive, limit)
     text = raw.decode("utf-8", errors="replace")
-    if _plainly_clean(text, sensitive):
-        return text
-    out: list[str] = []
-    position = 0
     starts = _sensitive_values(text, text.lower(), sensitive)
     if starts is None:
         return redact_body(raw, sensitive, limit)
+    if not starts:
+        return text  # no sensitive key at all (most bodies)
+    out: list[str] = []
+    position = 0
     for start in starts:
         if start < position:
             continue  # inside a value masked already
