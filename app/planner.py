@@ -33,36 +33,47 @@ LOOKUP_INDEXES = {
 }
 
 
-def _nominal(columns: list[str | None], unique: bool) -> str:
+def _nominal(columns: list[str | None], unique: bool, table_rows: int = NOMINAL_ROWS) -> str:
     """``N a1 a2 ...``: rows, then the average rows per distinct prefix of the index."""
-    estimates, rows = [], NOMINAL_ROWS
+    estimates, rows = [], table_rows
     for position, column in enumerate(columns):
         last = position == len(columns) - 1
         if column in TENANT_COLUMNS and position == 0:
-            rows = NOMINAL_ROWS
+            rows = table_rows
         else:
             rows = 1 if unique and last else max(1, rows // 1000)
         estimates.append(str(rows))
-    return " ".join([str(NOMINAL_ROWS), *estimates])
+    return " ".join([str(table_rows), *estimates])
 
 
 def seed_statistics(connection: Connection) -> int:
-    """Write nominal sqlite_stat1 rows for SCIM tables that have none; returns how many."""
+    """Write nominal sqlite_stat1 rows for SCIM table indexes that have none; returns how
+    many.
+
+    A new database gets rows for every index. An existing one keeps its rows, nominal or
+    measured, and an index a migration added gets a nominal row sized to the table's
+    current figure: without one SQLite would guess that an equality on its tenant column
+    finds ten rows, and might walk a whole directory for an ``externalId eq`` lookup.
+    """
     if connection.dialect.name != "sqlite":
         return 0
     connection.exec_driver_sql("ANALYZE sqlite_schema")  # creates sqlite_stat1 if missing
     written = 0
     for table in SCIM_TABLES:
-        if connection.execute(text("SELECT 1 FROM sqlite_stat1 WHERE tbl = :t"),
-                              {"t": table}).first():
-            continue
+        known = {index: stat for index, stat in connection.execute(
+            text("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = :t"), {"t": table})}
+        table_rows = next((int(stat.split()[0]) for stat in known.values()
+                           if stat and stat.split()[0].isdigit()), NOMINAL_ROWS)
         for _seq, index, unique, _origin, _partial in connection.exec_driver_sql(
                 f"PRAGMA index_list('{table}')"):
+            if index in known:
+                continue
             columns = [row[2] for row in connection.exec_driver_sql(
                 f"PRAGMA index_info('{index}')")]
             connection.execute(text("INSERT INTO sqlite_stat1 (tbl, idx, stat) "
                                     "VALUES (:t, :i, :s)"),
-                               {"t": table, "i": index, "s": _nominal(columns, bool(unique))})
+                               {"t": table, "i": index,
+                                "s": _nominal(columns, bool(unique), table_rows)})
             written += 1
     connection.exec_driver_sql("ANALYZE sqlite_schema")  # load them into the planner
     return written

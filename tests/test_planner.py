@@ -8,7 +8,10 @@ from contextlib import contextmanager
 import sqlalchemy as sa
 
 from app.db import Database
+from app.migrate import upgrade
+from app.models import Directory, User
 from app.planner import refresh_statistics, seed_statistics
+from tests.conftest import make_tenant
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 
@@ -110,3 +113,79 @@ def test_measured_statistics_replace_the_nominal_ones_once_there_are_users(clien
         with db.engine.begin() as conn:  # back to the nominal figures for the other tests
             conn.exec_driver_sql("DELETE FROM sqlite_stat1 WHERE tbl IN ('users', 'groups')")
             assert seed_statistics(conn) > 0
+
+
+def _plan(engine: sa.Engine, sql: str, params: dict[str, object]) -> str:
+    with engine.connect() as conn:
+        return " ".join(str(row[3]) for row in conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + sql, params))
+
+
+_DEEP_PAGE = ("SELECT id FROM users WHERE directory_id = :d AND deleted_at IS NULL "
+              "ORDER BY created_at, id LIMIT 100 OFFSET 50000")
+_EXTERNAL_ID = ("SELECT id FROM users WHERE directory_id = :d AND deleted_at IS NULL "
+                "AND external_id = :e ORDER BY created_at, id LIMIT 100")
+
+
+def test_a_deep_start_index_page_walks_the_live_users_index(client, tenant, db, dialect):
+    """The SCIM list's page statement is ordered by the partial index of live users, so a
+    deep OFFSET skips entries in the index alone (no row read per skipped user)."""
+    _create(client, tenant, 1)
+    with captured_selects(db) as seen:
+        response = client.get("/scim/v2/Users?startIndex=50001&count=100",
+                              headers=tenant.headers)
+    assert response.status_code == 200
+    page = [(sql, params) for sql, params in seen if "OFFSET" in sql]
+    assert len(page) == 1
+    sql, params = page[0]
+    assert "deleted_at IS NULL" in sql
+    if dialect == "sqlite":
+        plan = _plan(db.engine, sql, params)
+        assert "ix_users_directory_live_created" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    else:
+        with db.engine.connect() as conn:
+            definition = conn.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes "
+                "WHERE indexname = 'ix_users_directory_live_created'").scalar()
+        assert definition is not None
+        assert "WHERE (deleted_at IS NULL)" in definition
+
+
+def test_an_upgraded_database_gets_statistics_for_the_new_index(fresh_url, dialect):
+    """A SQLite database migrated before the partial index, with measured statistics, gets
+    a statistics row for it sized to the table; externalId lookups keep their index and
+    deep pages take the new one. PostgreSQL: the upgrade replaces the index."""
+    upgrade(fresh_url, "0009")
+    old = Database(fresh_url)  # the users table of 0009 differs from head in the index only
+    directory_id = make_tenant(old, "acme").directory.id
+    with old.transaction() as session:
+        for i in range(60):
+            session.add(User(directory_id=directory_id, organization_id=session.get(
+                Directory, directory_id).organization_id, user_name=f"u{i}@acme.test",
+                external_id=f"ext-{i}"))
+    old.dispose()
+    engine = sa.create_engine(fresh_url)
+    try:
+        if dialect == "sqlite":
+            assert refresh_statistics(engine, min_rows=50) is True
+        upgrade(fresh_url)
+        if dialect != "sqlite":
+            with engine.connect() as conn:
+                names = {row[0] for row in conn.exec_driver_sql(
+                    "SELECT indexname FROM pg_indexes WHERE tablename = 'users'")}
+            assert "ix_users_directory_live_created" in names
+            assert "ix_users_directory_created" not in names
+            return
+        with engine.connect() as conn:
+            stats = dict(conn.exec_driver_sql(
+                "SELECT idx, stat FROM sqlite_stat1 WHERE tbl = 'users'").all())
+        assert "ix_users_directory_created" not in stats
+        assert stats["ix_users_directory_live_created"].split()[:2] == ["60", "60"], stats
+        params = {"d": directory_id, "e": "ext-7"}
+        assert "ix_users_directory_external_id" in _plan(engine, _EXTERNAL_ID, params)
+        deep = _plan(engine, _DEEP_PAGE, params)
+        assert "ix_users_directory_live_created" in deep, deep
+        assert "TEMP B-TREE" not in deep, deep
+    finally:
+        engine.dispose()

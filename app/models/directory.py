@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -96,7 +97,12 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = (
         Index("ix_users_directory_external_id", "directory_id", "external_id"),
-        Index("ix_users_directory_created", "directory_id", "created_at", "id"),
+        # SCIM lists (never soft-deleted users) page in creation order. Partial, so that a
+        # deep startIndex page skips live entries in the index alone instead of reading
+        # each skipped user's row to test deleted_at.
+        Index("ix_users_directory_live_created", "directory_id", "created_at", "id",
+              sqlite_where=text("deleted_at IS NULL"),
+              postgresql_where=text("deleted_at IS NULL")),
         Index("ix_users_manager_id", "manager_id"),
     )
 
