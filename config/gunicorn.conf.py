@@ -1,6 +1,6 @@
 """Gunicorn settings for `roster serve` and the Docker image. `roster serve` passes bind and
-workers on the command line and server.timeout / server.switch_interval_us in the
-environment (ROSTER_SERVER__*); these are the process-level defaults."""
+workers on the command line and server.timeout / server.switch_interval_us /
+server.threads in the environment (ROSTER_SERVER__*); these are the process-level defaults."""
 
 import os
 import sys
@@ -10,8 +10,21 @@ import tempfile
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="roster-metrics-")
 
+
+
+def _threads() -> int:
+    # server.threads as `roster serve` resolved it; otherwise (the Docker image runs gunicorn
+    # directly) from Roster's settings: 1 per worker on SQLite, 4 on PostgreSQL.
+    given = int(os.environ.get("ROSTER_SERVER__THREADS", "0") or 0)
+    if given > 0:
+        return given
+    from app.settings import load_settings, worker_threads
+
+    return worker_threads(load_settings())
+
+
 worker_class = "gthread"
-threads = 4
+threads = _threads()
 timeout = int(os.environ.get("ROSTER_SERVER__TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
@@ -30,8 +43,8 @@ switch_interval_us = int(os.environ.get("ROSTER_SERVER__SWITCH_INTERVAL_US", "10
 
 def post_fork(server, worker):
     sys.setswitchinterval(switch_interval_us / 1_000_000)
-    server.log.info("worker %s: GIL switch interval %d us", worker.pid,
-                    round(sys.getswitchinterval() * 1_000_000))
+    server.log.info("worker %s: %d request thread(s), GIL switch interval %d us", worker.pid,
+                    server.cfg.threads, round(sys.getswitchinterval() * 1_000_000))
 
 
 def child_exit(server, worker):

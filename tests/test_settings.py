@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from app.settings import ROOT, SettingsError, load_settings
+from app.settings import ROOT, SettingsError, load_settings, worker_threads
 
 
 def test_defaults_load_without_any_source():
@@ -72,6 +72,8 @@ def test_secret_from_file(tmp_path):
         ({"ROSTER_DATABASE__ECHO": "maybe"}, None, "ROSTER_DATABASE__ECHO must be true or false"),
         ({"ROSTER_APP__ENV": "staging"}, None, "app.env must be one of"),
         ({"ROSTER_SERVER__WORKERS": "0"}, None, "server.workers must be positive"),
+        ({"ROSTER_SERVER__THREADS": "-1"}, None, "server.threads must be between 0"),
+        ({"ROSTER_SERVER__THREADS": "65"}, None, "server.threads must be between 0"),
         ({"ROSTER_APP__SECRET_KEY_FILE": "/nonexistent/key"}, None, "cannot read secret file"),
         ({}, "[nosuch]\nx = 1\n", "unknown section [nosuch]"),
         ({}, "[app]\nsecret_key = 'abc'\n", "app.secret_key is a secret"),
@@ -88,6 +90,21 @@ def test_each_validation_error_is_reported(tmp_path, environ, file_text, expecte
     with pytest.raises(SettingsError) as info:
         load_settings(environ=environ)
     assert any(expected in p for p in info.value.problems), info.value.problems
+
+
+@pytest.mark.parametrize(
+    ("environ", "threads"),
+    [
+        ({}, 1),  # the default database is a SQLite file
+        ({"ROSTER_DATABASE__URL": "postgresql+psycopg://roster@db/roster"}, 4),
+        ({"ROSTER_SERVER__THREADS": "3"}, 3),
+        ({"ROSTER_SERVER__THREADS": "2",
+          "ROSTER_DATABASE__URL": "postgresql+psycopg://roster@db/roster"}, 2),
+    ],
+)
+def test_worker_threads_follow_the_database_unless_set(environ, threads):
+    """server.threads = 0 means one thread per worker on SQLite and four on PostgreSQL."""
+    assert worker_threads(load_settings(environ=environ)) == threads
 
 
 def test_missing_config_file_is_reported():

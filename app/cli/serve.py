@@ -8,7 +8,7 @@ import sys
 import click
 
 from app.cli.base import CliContext, pass_ctx
-from app.settings import ROOT
+from app.settings import ROOT, worker_threads
 
 
 @click.command()
@@ -22,6 +22,7 @@ def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
     # config/gunicorn.conf.py reads these from the environment, wherever they were set.
     os.environ["ROSTER_SERVER__TIMEOUT"] = str(server["timeout"])
     os.environ["ROSTER_SERVER__SWITCH_INTERVAL_US"] = str(server["switch_interval_us"])
+    os.environ["ROSTER_SERVER__THREADS"] = str(worker_threads(ctx.settings))
     argv = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "config" / "gunicorn.conf.py"),
             "--bind", bind or server["bind"], "--workers", str(workers or server["workers"]),
             "app:create_app()"]

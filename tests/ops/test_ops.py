@@ -149,7 +149,9 @@ def test_roster_serve_runs_gunicorn_and_answers(database_url, tmp_path):
     """`roster serve` starts gunicorn with app:create_app() and serves /healthz and /readyz.
 
     Its buffered access log reaches stderr by the time the server has stopped, and the
-    workers run with the configured GIL switch interval (server.switch_interval_us).
+    workers run with the configured GIL switch interval (server.switch_interval_us) and
+    the request threads server.threads = 0 picks for the database (1 on SQLite, 4 on
+    PostgreSQL).
     """
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
@@ -183,4 +185,5 @@ def test_roster_serve_runs_gunicorn_and_answers(database_url, tmp_path):
              if line.startswith("{")]
     assert any(line.get("request_id") == "serve-log-check" and line.get("route") == "/healthz"
                for line in lines)
-    assert "GIL switch interval 700 us" in log_path.read_text()
+    threads = 1 if database_url.startswith("sqlite") else 4
+    assert f"{threads} request thread(s), GIL switch interval 700 us" in log_path.read_text()
