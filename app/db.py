@@ -32,7 +32,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from app.sql import fetch
-from app.sqlite_writers import WriterQueue, install
+from app.sqlite_writers import SAFETY_CHECKPOINT_PAGES, WriterQueue, install
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -207,6 +207,9 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.execute("PRAGMA synchronous=NORMAL")
+        # Roster checkpoints outside the writers' queue (app.sqlite_writers); SQLite's own
+        # checkpoint, inside a COMMIT, is only the safety net.
+        cur.execute(f"PRAGMA wal_autocheckpoint={SAFETY_CHECKPOINT_PAGES}")
         cur.close()
 
     # Writers of all processes queue on one file lock before BEGIN IMMEDIATE, instead of

@@ -111,3 +111,28 @@ def test_threads_of_one_process_take_turns_without_lock_errors(sqlite_file, tmp_
     with sqlite_file.transaction(readonly=True) as session:
         assert session.execute(text("SELECT count(DISTINCT n) FROM t")).scalar() == 200
     assert not _locked(tmp_path / "w.db-writer")
+
+
+def test_a_process_checkpoints_every_hundredth_write_outside_sqlites_commit(sqlite_file,
+                                                                          tmp_path):
+    """Write commits leave their pages in the WAL (SQLite's own checkpoint waits for 10,000
+    pages) except every CHECKPOINT_EVERY-th, after which the database file holds them all;
+    read transactions do not count."""
+    from app.sqlite_writers import CHECKPOINT_EVERY, SAFETY_CHECKPOINT_PAGES
+
+    with sqlite_file.engine.connect() as connection:
+        autocheckpoint = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+    assert autocheckpoint == SAFETY_CHECKPOINT_PAGES
+    database = tmp_path / "w.db"
+    sizes = [database.stat().st_size]
+    for n in range(2 * CHECKPOINT_EVERY + 1):
+        with sqlite_file.transaction() as session:
+            session.execute(text("INSERT INTO t VALUES (:n, randomblob(3000))"), {"n": n})
+        with sqlite_file.transaction(readonly=True) as session:
+            session.execute(text("SELECT count(*) FROM t")).scalar()
+        sizes.append(database.stat().st_size)
+    grew = [n for n in range(1, len(sizes)) if sizes[n] > sizes[n - 1]]
+    assert len(grew) == 2, grew
+    assert grew[1] - grew[0] == CHECKPOINT_EVERY
+    assert sizes[grew[1]] - sizes[grew[0]] >= 3000 * CHECKPOINT_EVERY  # every row moved
+    assert not _locked(tmp_path / "w.db-writer")
