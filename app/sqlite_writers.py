@@ -13,9 +13,11 @@ degrades to plain SQLite behaviour (a "database is locked" error), never a hang.
 Checkpoints (https://sqlite.org/wal.html#ckpt) run outside the queue. SQLite's automatic
 checkpoint runs inside the COMMIT that crosses its threshold, so the writer copying the WAL
 back and syncing the file held everyone else up (a create's COMMIT took 0.15 ms at p50 but
-5.8 ms at p99). Here each process runs a PASSIVE checkpoint, which waits for no reader or
-writer, after every ``CHECKPOINT_EVERY``-th of its write commits, once it has let the next
-writer in. The automatic checkpoint stays as a safety net at ``SAFETY_CHECKPOINT_PAGES``.
+5.8 ms at p99). Here every ``CHECKPOINT_EVERY``-th write commit of a process wakes that
+process's checkpoint thread, which runs a PASSIVE checkpoint (it waits for no reader or
+writer) on a connection of its own, so neither the queue nor the request waits for the
+copy and the fsyncs. The automatic checkpoint stays as a safety net at
+``SAFETY_CHECKPOINT_PAGES``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,51 @@ CHECKPOINT_EVERY = 100
 SAFETY_CHECKPOINT_PAGES = 10_000
 
 
+class Checkpointer:
+    """PASSIVE checkpoints of one database file on a daemon thread of this process."""
+
+    def __init__(self, database_path: str) -> None:
+        self._database = database_path
+        # The running thread, its process, and its (wake, stop) events.
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._events = (threading.Event(), threading.Event())
+        self.done = 0  # checkpoints run by this process (for tests and diagnostics)
+
+    def request(self) -> None:
+        """Checkpoint soon; starts the thread (again after ``stop`` or a fork) when needed."""
+        if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+            self._pid, self._events = os.getpid(), (threading.Event(), threading.Event())
+            self._thread = threading.Thread(target=self._run, args=self._events,
+                                            name="roster-sqlite-checkpoint", daemon=True)
+            self._thread.start()
+        self._events[0].set()
+
+    def stop(self) -> None:
+        """End the thread (the engine was disposed); a later ``request`` starts another."""
+        wake, stop = self._events
+        stop.set()
+        wake.set()
+        self._thread = None
+
+    def _run(self, wake: threading.Event, stop: threading.Event) -> None:
+        connection = sqlite3.connect(self._database, isolation_level=None,
+                                     check_same_thread=False)
+        try:
+            while True:
+                wake.wait()
+                wake.clear()
+                if stop.is_set():
+                    return
+                # A checkpoint already running elsewhere makes this one busy; the next one
+                # goes on from where the WAL stands then.
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self.done += 1
+        finally:
+            connection.close()
+
+
 class WriterQueue:
     """The writers' queue: a thread lock within the process, then a file lock across them.
 
@@ -59,7 +106,10 @@ class WriterQueue:
         weakref.finalize(self, _close, self._box)
         # The thread lock allows one holder: (id of its DBAPI connection, holds the file too).
         self._holder: tuple[int, bool] | None = None
-        self._commits = 0
+        self.write_commits = 0  # this process's, approximately (threads may race on it)
+        self.checkpointer = Checkpointer(database_path) if database_path else None
+        if self.checkpointer is not None:
+            weakref.finalize(self, self.checkpointer.stop)
 
     def acquire(self, dbapi_connection: Any) -> None:
         """Wait for this connection's turn to write (at most the timeout)."""
@@ -99,26 +149,30 @@ class WriterQueue:
         self._local.release()
         return True
 
-    def committed(self, dbapi_connection: Any) -> None:
-        """After a write commit (queue released): every CHECKPOINT_EVERY-th runs a PASSIVE
-        checkpoint on this connection, beside whichever writer holds the queue now."""
-        if self._path is None:
-            return
-        self._commits += 1  # an approximate count is enough (threads may race on it)
-        if self._commits % CHECKPOINT_EVERY:
-            return
-        # Another checkpointer at work, or a busy WAL: the next checkpoint goes on from there.
-        with contextlib.suppress(sqlite3.Error):
-            dbapi_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    def committed(self) -> None:
+        """After a write commit: every CHECKPOINT_EVERY-th wakes the checkpoint thread."""
+        self.write_commits += 1
+        if self.checkpointer is not None and not self.write_commits % CHECKPOINT_EVERY:
+            self.checkpointer.request()
 
     def close(self) -> None:
-        """Close the lock file (the engine was disposed); the next writer opens it again."""
+        """Close the lock file and end the checkpoint thread (the engine was disposed)."""
         _close(self._box)
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
 
 
 def _close(box: list[int]) -> None:
     while box:
         os.close(box.pop())
+
+
+_QUEUES: weakref.WeakKeyDictionary[Engine, WriterQueue] = weakref.WeakKeyDictionary()
+
+
+def queue_of(engine: Engine) -> WriterQueue | None:
+    """The writers' queue of a SQLite engine (None for other databases)."""
+    return _QUEUES.get(engine)
 
 
 def install(engine: Engine, queue: WriterQueue) -> None:
@@ -140,7 +194,7 @@ def install(engine: Engine, queue: WriterQueue) -> None:
             queue.release(raw)
             raise
         if queue.release(raw):
-            queue.committed(raw)
+            queue.committed()
 
     def do_rollback(proxy: Any) -> None:
         try:
@@ -148,6 +202,7 @@ def install(engine: Engine, queue: WriterQueue) -> None:
         finally:
             queue.release(getattr(proxy, "dbapi_connection", proxy))
 
+    _QUEUES[engine] = queue
     dialect.do_commit = do_commit  # type: ignore[method-assign]
     dialect.do_rollback = do_rollback  # type: ignore[method-assign]
     event.listen(engine, "engine_disposed", lambda _engine: queue.close())

@@ -113,26 +113,54 @@ def test_threads_of_one_process_take_turns_without_lock_errors(sqlite_file, tmp_
     assert not _locked(tmp_path / "w.db-writer")
 
 
-def test_a_process_checkpoints_every_hundredth_write_outside_sqlites_commit(sqlite_file,
-                                                                          tmp_path):
+def test_every_hundredth_write_commit_checkpoints_on_the_processs_own_thread(sqlite_file,
+                                                                            tmp_path):
     """Write commits leave their pages in the WAL (SQLite's own checkpoint waits for 10,000
-    pages) except every CHECKPOINT_EVERY-th, after which the database file holds them all;
-    read transactions do not count."""
-    from app.sqlite_writers import CHECKPOINT_EVERY, SAFETY_CHECKPOINT_PAGES
+    pages) until the CHECKPOINT_EVERY-th, which has the checkpoint thread move them all into
+    the database file; read transactions do not count."""
+    from app.sqlite_writers import CHECKPOINT_EVERY, SAFETY_CHECKPOINT_PAGES, queue_of
 
     with sqlite_file.engine.connect() as connection:
         autocheckpoint = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
     assert autocheckpoint == SAFETY_CHECKPOINT_PAGES
+    queue = queue_of(sqlite_file.engine)
+    assert queue is not None
+    assert queue.checkpointer is not None
     database = tmp_path / "w.db"
-    sizes = [database.stat().st_size]
-    for n in range(2 * CHECKPOINT_EVERY + 1):
+
+    def write(n: int) -> None:
         with sqlite_file.transaction() as session:
             session.execute(text("INSERT INTO t VALUES (:n, randomblob(3000))"), {"n": n})
         with sqlite_file.transaction(readonly=True) as session:
             session.execute(text("SELECT count(*) FROM t")).scalar()
-        sizes.append(database.stat().st_size)
-    grew = [n for n in range(1, len(sizes)) if sizes[n] > sizes[n - 1]]
-    assert len(grew) == 2, grew
-    assert grew[1] - grew[0] == CHECKPOINT_EVERY
-    assert sizes[grew[1]] - sizes[grew[0]] >= 3000 * CHECKPOINT_EVERY  # every row moved
+
+    for round_ in range(2):
+        while queue.write_commits % CHECKPOINT_EVERY != CHECKPOINT_EVERY - 1:
+            write(0)
+        time.sleep(0.2)  # any checkpoint an earlier round asked for has finished
+        done, size = queue.checkpointer.done, database.stat().st_size
+        assert queue.write_commits % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1
+        write(1)
+        deadline = time.monotonic() + 10
+        while queue.checkpointer.done == done:
+            assert time.monotonic() < deadline, "no checkpoint after the hundredth write"
+            time.sleep(0.01)
+        assert database.stat().st_size > size, round_
     assert not _locked(tmp_path / "w.db-writer")
+
+
+def test_no_checkpoint_before_the_hundredth_write_commit(sqlite_file, tmp_path):
+    """Ninety-nine write commits on a new database leave the file as it was."""
+    from app.sqlite_writers import CHECKPOINT_EVERY, queue_of
+
+    queue = queue_of(sqlite_file.engine)
+    assert queue is not None
+    assert queue.checkpointer is not None
+    database = tmp_path / "w.db"
+    size = database.stat().st_size
+    while queue.write_commits < CHECKPOINT_EVERY - 1:
+        with sqlite_file.transaction() as session:
+            session.execute(text("INSERT INTO t VALUES (1, randomblob(3000))"))
+    time.sleep(0.2)
+    assert queue.checkpointer.done == 0
+    assert database.stat().st_size == size
