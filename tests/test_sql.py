@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -165,3 +166,13 @@ def test_a_unique_violation_on_the_cursor_path_is_an_integrity_error(db):
         fetch(session.connection(), _INSERT_OUTBOX, _outbox_row(event_id, "sql.twice"))
     with db.transaction(readonly=True) as session:
         assert fetch(session.connection(), _OUTBOX_BY_TYPE, {"type": "sql.twice"}) == []
+
+
+@pytest.mark.parametrize("value", [[], {}, [{"value": "a@b.c", "primary": True}], {"k": [1]},
+                                   None, "", 0, ["ü"]])
+def test_sqlite_json_text_is_what_json_dumps_writes(value):
+    """The JSON serializer's shortcut for empty lists and objects changes no stored text."""
+    from app.db import _json_dumps, _json_loads
+
+    assert _json_dumps(value) == json.dumps(value)
+    assert _json_loads(_json_dumps(value)) == value
