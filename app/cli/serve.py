@@ -15,14 +15,18 @@ from app.settings import ROOT, worker_threads
 @click.option("--bind", default=None, help="Address to bind (default: server.bind).")
 @click.option("--workers", type=int, default=None,
               help="Worker processes (default: server.workers).")
+@click.option("--threads", type=click.IntRange(1, 64), default=None,
+              help="Request threads per worker (default: server.threads; 0 there picks "
+                   "1 on SQLite, 4 on PostgreSQL).")
 @pass_ctx
-def serve(ctx: CliContext, bind: str | None, workers: int | None) -> None:
+def serve(ctx: CliContext, bind: str | None, workers: int | None,
+          threads: int | None) -> None:
     """Serve app:create_app() under gunicorn."""
     server = ctx.settings["server"]  # validates settings before gunicorn starts
     # config/gunicorn.conf.py reads these from the environment, wherever they were set.
     os.environ["ROSTER_SERVER__TIMEOUT"] = str(server["timeout"])
     os.environ["ROSTER_SERVER__SWITCH_INTERVAL_US"] = str(server["switch_interval_us"])
-    os.environ["ROSTER_SERVER__THREADS"] = str(worker_threads(ctx.settings))
+    os.environ["ROSTER_SERVER__THREADS"] = str(threads or worker_threads(ctx.settings))
     argv = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "config" / "gunicorn.conf.py"),
             "--bind", bind or server["bind"], "--workers", str(workers or server["workers"]),
             "app:create_app()"]

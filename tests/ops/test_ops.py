@@ -187,3 +187,33 @@ def test_roster_serve_runs_gunicorn_and_answers(database_url, tmp_path):
                for line in lines)
     threads = 1 if database_url.startswith("sqlite") else 4
     assert f"{threads} request thread(s), GIL switch interval 700 us" in log_path.read_text()
+
+
+def test_roster_serve_threads_option_overrides_the_setting(monkeypatch, database_url):
+    """`roster serve --threads 3` hands gunicorn three request threads per worker (through
+    ROSTER_SERVER__THREADS, which config/gunicorn.conf.py reads); 0 is refused before
+    gunicorn starts."""
+    from click.testing import CliRunner
+
+    from app.cli import cli
+    from app.cli.commands import register
+
+    register()
+    started: list[tuple[list[str], str | None]] = []
+
+    def exec_instead(_file: str, argv: list[str]) -> None:
+        started.append((argv, os.environ.get("ROSTER_SERVER__THREADS")))
+
+    monkeypatch.setattr(os, "execvp", exec_instead)
+    # serve exports its settings into os.environ for gunicorn: keep them out of other tests.
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items()
+                                        if not k.startswith("ROSTER_")})
+    env = {"ROSTER_DATABASE__URL": database_url}
+    result = CliRunner().invoke(cli, ["serve", "--threads", "3"], env=env)
+    assert result.exit_code == 0, result.output
+    assert started[0][1] == "3"
+    assert "gunicorn" in started[0][0]
+    refused = CliRunner().invoke(cli, ["serve", "--threads", "0"], env=env)
+    assert refused.exit_code == 2
+    assert "--threads" in refused.output
+    assert len(started) == 1
