@@ -156,13 +156,21 @@ def insert_now(session: Session, obj: Any) -> None:
 _INSERTS: dict[Any, Any] = {}
 
 
-def core(session: Session) -> Connection:
-    """The session's connection for Core statements, after flushing pending ORM changes.
+# What a read that wants Core rows runs on: a unit of work's session, or the bare connection
+# of ``Database.reader`` (no ORM session at all).
+Reader = Session | Connection
+
+
+def core(session: Reader) -> Connection:
+    """The session's connection for Core statements, after flushing pending ORM changes
+    (a bare connection is its own).
 
     ``session.execute`` costs two to three times as much as the same statement on the
     connection (ORM context, autoflush); hot read paths that want rows, not objects, use
     this. The flush keeps what they read consistent with the transaction's own changes.
     """
+    if isinstance(session, Connection):
+        return session
     session.flush()
     return session.connection()
 
@@ -271,6 +279,22 @@ class Database:
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self.engine.dialect.name
+
+    @contextmanager
+    def reader(self) -> Iterator[Connection]:
+        """A read transaction on a bare connection, for views that read Core rows only.
+
+        An ORM session costs ~60 µs per transaction against ~25 µs for the connection
+        alone; SCIM lists (``userName eq`` lookups) read nothing else. Commits when the block
+        ends, rolls back if it raises. On SQLite it runs beside a writer, as
+        ``transaction(readonly=True)`` does.
+        """
+        token = _sqlite_write.set(False)
+        try:
+            with self.engine.connect() as connection, connection.begin():
+                yield connection
+        finally:
+            _sqlite_write.reset(token)
 
     @contextmanager
     def transaction(self, *, readonly: bool = False) -> Iterator[Session]:

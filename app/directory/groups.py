@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
-from app.db import core, utcnow
+from app.db import Reader, core, utcnow
 from app.directory.refs import DirectoryLike
 from app.directory.uniqueness import flush_unique, insert_unique
 from app.errors import Conflict, InvalidInput, NotFound
@@ -70,7 +70,7 @@ def get_group(session: Session, directory_id: str, group_id: str, *,
     return group
 
 
-def member_ids_of(session: Session, group_ids: Sequence[str]) -> dict[str, list[str]]:
+def member_ids_of(session: Reader, group_ids: Sequence[str]) -> dict[str, list[str]]:
     """The live member user ids of each group, in one query."""
     out: dict[str, list[str]] = {gid: [] for gid in group_ids}
     if out:
@@ -79,7 +79,7 @@ def member_ids_of(session: Session, group_ids: Sequence[str]) -> dict[str, list[
     return out
 
 
-def groups_of_users(session: Session,
+def groups_of_users(session: Reader,
                     user_ids: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
     """(group id, displayName) of each user's groups, in one query (RFC 7643 §4.1.2)."""
     out: dict[str, list[tuple[str, str]]] = {uid: [] for uid in user_ids}

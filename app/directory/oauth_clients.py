@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
-from app.db import utcnow
+from app.db import Reader, core, utcnow
 from app.directory.refs import DirectoryRef, TokenRef
 from app.directory.tokens import authenticate, hash_token
 from app.errors import Conflict, NotFound, Unauthorized
@@ -117,11 +117,11 @@ _ACCESS_TOKEN = (
 )
 
 
-def authenticate_access_token(session: Session,
+def authenticate_access_token(session: Reader,
                               plaintext: str) -> tuple[DirectoryRef, TokenRef]:
     """Resolve an OAuth access token to its active directory, or raise Unauthorized."""
     digest = hash_token(plaintext)
-    row = session.connection().execute(_ACCESS_TOKEN, {"digest": digest}).first()
+    row = core(session).execute(_ACCESS_TOKEN, {"digest": digest}).first()
     if row is None or not hmac.compare_digest(row[1], digest):
         raise Unauthorized("the bearer token is not valid")
     token_id, _hash, expires_at, revoked_at, directory_id, org_id, status, client_id = row
@@ -133,7 +133,7 @@ def authenticate_access_token(session: Session,
             TokenRef(token_id, "access_token", client_id=client_id))
 
 
-def authenticate_bearer(session: Session, plaintext: str) -> tuple[DirectoryRef, TokenRef]:
+def authenticate_bearer(session: Reader, plaintext: str) -> tuple[DirectoryRef, TokenRef]:
     """A directory token or an OAuth access token (RFC 6750 §2.1), by its prefix."""
     if plaintext.startswith(ACCESS_TOKEN_PREFIX):
         return authenticate_access_token(session, plaintext)

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
-from app.db import utcnow
+from app.db import Reader, core, utcnow
 from app.directory.refs import DirectoryRef, TokenRef
 from app.errors import Conflict, NotFound, Unauthorized
 from app.models import Directory, DirectoryToken
@@ -100,14 +100,14 @@ _AUTHENTICATE = (
 )
 
 
-def authenticate(session: Session, plaintext: str) -> tuple[DirectoryRef, TokenRef]:
+def authenticate(session: Reader, plaintext: str) -> tuple[DirectoryRef, TokenRef]:
     """Resolve a bearer token to its active directory, or raise Unauthorized (RFC 6750 §3.1).
 
     Nothing is written here: when ``last_used_at`` is stale the returned TokenRef carries
     ``touch_at`` and the caller stamps it with ``touch`` where a write is safe.
     """
     digest = hash_token(plaintext)
-    found = fetch(session.connection(), _AUTHENTICATE, {"digest": digest})
+    found = fetch(core(session), _AUTHENTICATE, {"digest": digest})
     row = found[0] if found else None
     # The lookup is by hash; comparing digests in constant time closes the remaining gap.
     if row is None or not hmac.compare_digest(row[1], digest):

@@ -19,7 +19,7 @@ from sqlalchemy import column as named
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
-from app.db import core, utcnow
+from app.db import Reader, core, utcnow
 from app.directory.refs import DirectoryLike
 from app.directory.uniqueness import flush_unique, insert_unique
 from app.errors import Conflict, InvalidInput, NotFound
@@ -145,7 +145,7 @@ def resolve_manager(session: Session, directory_id: str, manager_id: str | None)
     return found
 
 
-def manager_names(session: Session, manager_ids: Iterable[str | None]) -> dict[str, str]:
+def manager_names(session: Reader, manager_ids: Iterable[str | None]) -> dict[str, str]:
     """displayName (else userName) of each manager, in one query."""
     ids = {m for m in manager_ids if m}
     if not ids:
@@ -275,7 +275,7 @@ def remove_user(session: Session, user: User, actor: Actor) -> None:
     user.version += 1
 
 
-def access_of_users(session: Session, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+def access_of_users(session: Reader, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Each user's effective portal access from the grants table, in one query."""
     if not user_ids:
         return {}
@@ -291,7 +291,7 @@ def _add_grant(out: dict[str, dict[str, Any]], user_id: str, org: str, unit: str
     entry["grants"].append({"unit": unit, "unitPath": path, "role": role})
 
 
-def groups_and_access(session: Session, user_ids: Sequence[str],
+def groups_and_access(session: Reader, user_ids: Sequence[str],
                       ) -> tuple[dict[str, list[tuple[str, str]]], dict[str, dict[str, Any]]]:
     """``groups_of_users`` and ``access_of_users`` together, in one query."""
     groups: dict[str, list[tuple[str, str]]] = {uid: [] for uid in user_ids}

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import request
-from sqlalchemy.orm import Session
 
+from app.db import Reader
 from app.directory.oauth_clients import authenticate_bearer
 from app.directory.refs import DirectoryRef, TokenRef
 from app.errors import Unauthorized
@@ -22,7 +22,7 @@ class Caller:
     token: TokenRef
 
 
-def authenticate_request(session: Session) -> Caller:
+def authenticate_request(session: Reader) -> Caller:
     """Read ``Authorization: Bearer``; a missing or bad token is a SCIM 401."""
     header = request.headers.get("Authorization", "")
     scheme, _, credential = header.partition(" ")

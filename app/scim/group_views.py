@@ -10,6 +10,7 @@ from flask import Response, request
 from sqlalchemy.orm import Session
 
 from app.audit import Actor
+from app.db import Reader
 from app.directory import groups as group_service
 from app.models import Group
 from app.scim.etag import check_if_match, with_etag
@@ -35,7 +36,7 @@ NO_MEMBERS = Projection(CORE_GROUP, GROUP_ALWAYS, frozenset(),
                         frozenset({(CORE_GROUP.lower(), "members", None)}))
 
 
-def render_groups(session: Session, groups: Sequence[Group],
+def render_groups(session: Reader, groups: Sequence[Group],
                   projection: Projection) -> list[dict[str, Any]]:
     """Groups as resources; members in one batched query, none at all when excluded."""
     members = (group_service.member_ids_of(session, [g.id for g in groups])

@@ -7,9 +7,11 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from flask import Response, current_app, g, request
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from app.audit import Actor
+from app.db import Database, Reader
 from app.directory.tokens import touch
 from app.scim.auth import Caller, authenticate_request
 from app.scim.dialect_report import infer_dialect
@@ -30,7 +32,7 @@ def authenticated() -> Caller:
     return caller
 
 
-def _authenticate(session: Session) -> Caller:
+def _authenticate(session: Reader) -> Caller:
     g.scim_caller = caller = authenticate_request(session)
     g.directory_id = caller.directory.id
     return caller
@@ -62,9 +64,27 @@ def unit_of_work(*, readonly: bool = False) -> Iterator[tuple[Session, Caller]]:
         if not readonly:
             _touch_once(session, caller)
         yield session, caller
-    if readonly and caller.token.touch_at is not None and not g.get("scim_touched"):
-        # A SQLite reader that starts writing can fail at once (stale WAL snapshot), so
-        # the once-a-minute last_used_at stamp is written in its own short transaction.
+    if readonly:
+        _touch_after_read(db, caller)
+
+
+@contextmanager
+def read_unit() -> Iterator[tuple[Connection, Caller]]:
+    """``unit_of_work(readonly=True)`` on a bare connection (``Database.reader``), for views
+    that read Core rows only: SCIM lists and searches. Nothing in it may need the ORM."""
+    db = current_app.extensions["roster.db"]
+    caller = g.get("scim_caller")
+    with db.reader() as connection:
+        if caller is None:
+            caller = _authenticate(connection)
+        yield connection, caller
+    _touch_after_read(db, caller)
+
+
+def _touch_after_read(db: Database, caller: Caller) -> None:
+    # A SQLite reader that starts writing can fail at once (stale WAL snapshot), so the
+    # once-a-minute last_used_at stamp is written in its own short transaction.
+    if caller.token.touch_at is not None and not g.get("scim_touched"):
         with db.transaction() as session:
             _touch_once(session, caller)
 

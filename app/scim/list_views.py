@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Response, current_app, request
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from app.models import Group, User
 from app.scim.auth import Caller
@@ -15,7 +15,7 @@ from app.scim.errors import ScimError, scim_response
 from app.scim.filter_syntax import Resource
 from app.scim.group_views import render_groups
 from app.scim.groups import GROUP_ALWAYS
-from app.scim.http import body, request_notes, scim_settings, unit_of_work
+from app.scim.http import body, read_unit, request_notes, scim_settings
 from app.scim.listing import ListPage, ListParams, list_response, parse_list_params, run_list
 from app.scim.projection import Projection
 from app.scim.schema import CORE_GROUP, CORE_USER, LIST_RESPONSE, SEARCH_REQUEST
@@ -36,33 +36,35 @@ def _cursor_key() -> bytes:
     return (current_app.config.get("SECRET_KEY") or "roster-scim-cursor").encode()
 
 
-def _page(session: Session, caller: Caller, resource: Resource, params: ListParams) -> ListPage:
+def _page(connection: Connection, caller: Caller, resource: Resource,
+          params: ListParams) -> ListPage:
     model = _MODELS[resource]
-    return run_list(session, model, caller.directory.id, params, resource=resource,
-                    dialect=session.get_bind().dialect.name,
+    return run_list(connection, model, caller.directory.id, params, resource=resource,
+                    dialect=connection.dialect.name,
                     max_results=scim_settings()["max_filter_results"], notes=request_notes(),
                     cursor_key=_cursor_key())
 
 
-def _render(session: Session, resource: Resource, rows: list[Any],
+def _render(connection: Connection, resource: Resource, rows: list[Any],
             params: ListParams) -> list[dict[str, Any]]:
     if resource == "User":
         projection = Projection.parse(CORE_USER, USER_ALWAYS, list(params.attributes),
                                       list(params.excluded_attributes))
-        return render_users(session, rows, projection)
+        return render_users(connection, rows, projection)
     projection = Projection.parse(CORE_GROUP, GROUP_ALWAYS, list(params.attributes),
                                   list(params.excluded_attributes))
-    return render_groups(session, rows, projection)
+    return render_groups(connection, rows, projection)
 
 
 def _list(resource: Resource, source: Callable[[], Mapping[str, Any]], *,
           from_body: bool) -> Response:
     # Authenticate before reading the body: a caller without a token learns nothing.
-    with unit_of_work(readonly=True) as (session, caller):
+    # Lists read Core rows only, so they run without an ORM session (read_unit).
+    with read_unit() as (connection, caller):
         params = _params(source(), from_body=from_body, resource=resource)
-        page = _page(session, caller, resource, params)
-        return scim_response(list_response(page, _render(session, resource, page.resources,
-                                                         params)))
+        page = _page(connection, caller, resource, params)
+        return scim_response(list_response(page, _render(connection, resource,
+                                                         page.resources, params)))
 
 
 def _search_body() -> dict[str, Any]:
@@ -104,7 +106,7 @@ def search_root() -> Response:
     A filter or sortBy that does not apply to one resource type (``userName`` on Groups)
     leaves that type out; it is an error only when it applies to neither.
     """
-    with unit_of_work(readonly=True) as (session, caller):
+    with read_unit() as (connection, caller):
         params = _params(_search_body(), from_body=True, resource=None)
         if params.cursor is not None:
             raise ScimError(400, "cursor paging is available per resource type "
@@ -116,7 +118,7 @@ def search_root() -> Response:
         for resource in ("User", "Group"):
             try:
                 local = dataclasses.replace(params, start_index=1 + skip, count=wanted)
-                page = _page(session, caller, resource, local)
+                page = _page(connection, caller, resource, local)
             except ScimError as exc:
                 if exc.scim_type not in ("invalidFilter", "invalidValue"):
                     raise
@@ -128,7 +130,7 @@ def search_root() -> Response:
         if not pages:
             raise errors[0]
         resources = [r for resource, page in pages
-                     for r in _render(session, resource, page.resources, params)]
+                     for r in _render(connection, resource, page.resources, params)]
         total = sum(page.total_results for _, page in pages)
         return scim_response({"schemas": [LIST_RESPONSE], "totalResults": total,
                               "itemsPerPage": len(resources),

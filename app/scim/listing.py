@@ -16,9 +16,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, func, literal, or_, select, tuple_
-from sqlalchemy.orm import Session
 
-from app.db import core
+from app.db import Reader, core
 from app.models.directory import Group, User
 from app.scim.cursor import (
     CursorValue,
@@ -146,7 +145,7 @@ def tenant_condition(model: type[User] | type[Group],
     return condition
 
 
-def run_list(session: Session, model: type[User] | type[Group], directory_id: str,
+def run_list(session: Reader, model: type[User] | type[Group], directory_id: str,
              params: ListParams, *, resource: Resource, dialect: str, max_results: int,
              notes: list[str] | None = None,
              cursor_key: bytes = b"roster-scim-cursor") -> ListPage:
@@ -183,7 +182,7 @@ def run_list(session: Session, model: type[User] | type[Group], directory_id: st
     return _index_page(session, params, page, count, {}, max_results)
 
 
-def _total(session: Session, params: ListParams, count: Callable[[], Select[Any]],
+def _total(session: Reader, params: ListParams, count: Callable[[], Select[Any]],
            values: dict[str, Any], known: int | None, max_results: int) -> int:
     """The exact totalResults; ``known`` when the page already holds every match."""
     found = known if known is not None else (core(session).scalar(count(), values) or 0)
@@ -194,7 +193,7 @@ def _total(session: Session, params: ListParams, count: Callable[[], Select[Any]
     return found
 
 
-def _index_page(session: Session, params: ListParams, page: Select[Any],
+def _index_page(session: Reader, params: ListParams, page: Select[Any],
                 count: Callable[[], Select[Any]], values: dict[str, Any],
                 max_results: int, *, prepared: bool = False) -> ListPage:
     """One startIndex page. A first page shorter than count holds every match: its length
@@ -239,7 +238,7 @@ def _prepared_statements(resource: Resource, dialect: str, path: str, sort_by: s
     return page, _count_statement(model, where)
 
 
-def _cursor_page(session: Session, model: type[User] | type[Group],
+def _cursor_page(session: Reader, model: type[User] | type[Group],
                  where: ColumnElement[bool], params: ListParams, key: SortKey,
                  total: Callable[[int | None], int], resource: Resource,
                  secret: bytes) -> ListPage:

@@ -9,6 +9,7 @@ from flask import Response
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
+from app.db import Reader
 from app.directory import groups as group_service
 from app.directory import users as user_service
 from app.models import User
@@ -38,7 +39,7 @@ PATCH_STATE = Projection(CORE_USER, USER_ALWAYS, frozenset(), frozenset({
     (CORE_USER.lower(), "groups", None), (ROSTER_USER.lower(), None, None)}))
 
 
-def render_users(session: Session, users: Sequence[User | Row[Any]], projection: Projection,
+def render_users(session: Reader, users: Sequence[User | Row[Any]], projection: Projection,
                  *, new: bool = False) -> list[dict[str, Any]]:
     """Users as resources; groups, grants and manager names in one batched query each.
 

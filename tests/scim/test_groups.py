@@ -6,6 +6,7 @@ import re
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from tests.conftest import rows
 from tests.scim.support import CORE_GROUP, PATCH_OP, Scim, assert_error
@@ -227,3 +228,32 @@ def test_an_idp_lookup_runs_three_statements(scim, db):
     assert "directory_tokens" in statements[0]
     assert "lower(users.user_name)" in statements[1]
     assert "UNION ALL" in statements[2]
+
+
+def test_lists_and_searches_run_without_an_orm_session(scim, db):
+    """GET /Users, GET /Groups and the .search endpoints read Core rows on a bare connection
+    (Database.reader): no ORM session begins for them, while a GET of one user still uses
+    one. The once-a-minute token stamp is a write of its own and is taken first."""
+    user = scim.create_user("bare@acme.example")
+    scim.create_group("Bare", [user["id"]])
+    scim.get("/Users")  # stamps the token's last_used_at, if due, before counting
+    began: list[object] = []
+
+    def _count(session, _transaction, _connection) -> None:
+        began.append(session)
+
+    sa.event.listen(Session, "after_begin", _count)
+    try:
+        assert scim.get('/Users?filter=userName eq "BARE@acme.example"').get_json()[
+            "totalResults"] == 1
+        assert scim.get("/Groups?excludedAttributes=members").get_json()["totalResults"] == 1
+        search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                  "filter": 'displayName eq "Bare"'}
+        assert scim.post("/Groups/.search", search).get_json()["totalResults"] == 1
+        assert scim.post("/.search", {**search, "filter": 'userName sw "bare"'}).get_json()[
+            "totalResults"] == 1
+        assert began == []
+        assert scim.get(f"/Users/{user['id']}").status_code == 200
+        assert len(began) == 1
+    finally:
+        sa.event.remove(Session, "after_begin", _count)
