@@ -14,13 +14,18 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 def _threads() -> int:
     # server.threads as `roster serve` resolved it; otherwise (the Docker image runs gunicorn
-    # directly) from Roster's settings: 1 per worker on SQLite, 4 on PostgreSQL.
-    given = int(os.environ.get("ROSTER_SERVER__THREADS", "0") or 0)
-    if given > 0:
-        return given
-    from app.settings import load_settings, worker_threads
+    # directly) from Roster's settings: 1 per worker on SQLite, 4 on PostgreSQL. Settings
+    # that do not validate give 4 here; the workers then fail to load the app and print the
+    # configuration problems.
+    given = os.environ.get("ROSTER_SERVER__THREADS", "0")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    from app.settings import SettingsError, load_settings, worker_threads
 
-    return worker_threads(load_settings())
+    try:
+        return worker_threads(load_settings())
+    except SettingsError:
+        return 4
 
 
 worker_class = "gthread"

@@ -217,3 +217,26 @@ def test_roster_serve_threads_option_overrides_the_setting(monkeypatch, database
     assert refused.exit_code == 2
     assert "--threads" in refused.output
     assert len(started) == 1
+
+
+@pytest.mark.parametrize(
+    ("environ", "threads"),
+    [
+        ({}, 1),  # the default SQLite file
+        ({"ROSTER_DATABASE__URL": "postgresql+psycopg://roster@db/roster"}, 4),
+        ({"ROSTER_SERVER__THREADS": "3"}, 3),  # as `roster serve` passes it
+        ({"ROSTER_SERVER__THREADS": "many"}, 4),  # invalid: the app reports it at load
+    ],
+)
+def test_gunicorn_config_picks_threads_like_roster_serve(monkeypatch, tmp_path, environ,
+                                                         threads):
+    """config/gunicorn.conf.py, which the Docker image runs gunicorn with directly, gives
+    the same request threads per worker as `roster serve`."""
+    import runpy
+
+    for key in [k for k in os.environ if k.startswith("ROSTER_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    assert runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))["threads"] == threads
