@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy import Row, bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -45,9 +45,12 @@ _PRESENT_MEMBERS = select(Membership.user_id).where(
     Membership.group_id == bindparam("group_id"), among(Membership.user_id))
 _REMOVE_MEMBERS = delete(Membership).where(Membership.group_id == bindparam("group_id"),
                                            among(Membership.user_id))
-_GET_GROUP = select(Group).where(Group.id == bindparam("group_id"),
-                                 Group.directory_id == bindparam("directory_id"))
+_GROUP_BY_ID = (Group.id == bindparam("group_id"),
+                Group.directory_id == bindparam("directory_id"))
+_GET_GROUP = select(Group).where(*_GROUP_BY_ID)
 _GET_GROUP_FOR_UPDATE = _GET_GROUP.with_for_update()
+# The same group as a Core row of the groups table, for a read that only renders it.
+_GROUP_ROW = select(Group.__table__).where(*_GROUP_BY_ID)
 _MEMBER_IDS = (
     select(Membership.group_id, Membership.user_id)
     .join(User, User.id == Membership.user_id)
@@ -68,6 +71,15 @@ def get_group(session: Session, directory_id: str, group_id: str, *,
     if group is None:
         raise NotFound(f"Group {group_id} not found")
     return group
+
+
+def group_row(session: Reader, directory_id: str, group_id: str) -> Row[Any]:
+    """``get_group`` as a row of the groups table (no ORM object), else NotFound."""
+    found = fetch(core(session), _GROUP_ROW, {"group_id": group_id,
+                                              "directory_id": directory_id})
+    if not found:
+        raise NotFound(f"Group {group_id} not found")
+    return found[0]
 
 
 def member_ids_of(session: Reader, group_ids: Sequence[str]) -> dict[str, list[str]]:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, literal_column, null, select, union_all
+from sqlalchemy import Row, Select, bindparam, func, literal_column, null, select, union_all
 from sqlalchemy import column as named
 from sqlalchemy.orm import Session
 
@@ -89,10 +89,12 @@ def primary_email(emails: list[dict[str, Any]]) -> str | None:
 
 
 # Statements built once: constructing a select costs more than running it on SQLite.
-_GET_USER = select(User).where(User.id == bindparam("user_id"),
-                               User.directory_id == bindparam("directory_id"),
-                               User.deleted_at.is_(None))
+_LIVE_USER_BY_ID = (User.id == bindparam("user_id"),
+                    User.directory_id == bindparam("directory_id"), User.deleted_at.is_(None))
+_GET_USER = select(User).where(*_LIVE_USER_BY_ID)
 _GET_USER_FOR_UPDATE = _GET_USER.with_for_update()
+# The same user as a Core row of the users table, for a read that only renders it.
+_USER_ROW = select(User.__table__).where(*_LIVE_USER_BY_ID)
 # Matches the functional unique index uq_users_directory_username.
 _NAME_HOLDER = select(User.id, User.deleted_at).where(
     User.directory_id == bindparam("directory_id"),
@@ -131,6 +133,14 @@ def get_user(session: Session, directory_id: str, user_id: str, *,
     if user is None:
         raise NotFound(f"User {user_id} not found")
     return user
+
+
+def user_row(session: Reader, directory_id: str, user_id: str) -> Row[Any]:
+    """``get_user`` as a row of the users table (no ORM object), else NotFound."""
+    found = fetch(core(session), _USER_ROW, {"user_id": user_id, "directory_id": directory_id})
+    if not found:
+        raise NotFound(f"User {user_id} not found")
+    return found[0]
 
 
 def resolve_manager(session: Session, directory_id: str, manager_id: str | None) -> str | None:

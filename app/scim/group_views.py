@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flask import Response, request
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from app.audit import Actor
@@ -23,6 +24,7 @@ from app.scim.http import (
     no_content,
     query_projection,
     read_response,
+    read_unit,
     request_notes,
     resource_response,
     unit_of_work,
@@ -46,15 +48,15 @@ def render_groups(session: Reader, groups: Sequence[Group],
             for g in groups]
 
 
-def _one(session: Session, group: Group) -> dict[str, Any]:
+def _one(session: Reader, group: Group | Row[Any]) -> dict[str, Any]:
     return render_groups(session, [group], query_projection(CORE_GROUP, GROUP_ALWAYS))[0]
 
 
 def get_group(group_id: str) -> Response:
     """GET /Groups/{id} (RFC 7644 §3.4.1); If-None-Match with the current version is 304."""
-    with unit_of_work(readonly=True) as (session, caller):
-        group = group_service.get_group(session, caller.directory.id, group_id)
-        return read_response(group.version, lambda: _one(session, group))
+    with read_unit() as (connection, caller):
+        group = group_service.group_row(connection, caller.directory.id, group_id)
+        return read_response(group.version, lambda: _one(connection, group))
 
 
 def create_group() -> Response:

@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Response
 from sqlalchemy import Row
-from sqlalchemy.orm import Session
 
 from app.db import Reader
 from app.directory import groups as group_service
@@ -22,6 +21,7 @@ from app.scim.http import (
     no_content,
     query_projection,
     read_response,
+    read_unit,
     request_notes,
     resource_response,
     scim_settings,
@@ -62,7 +62,7 @@ def render_users(session: Reader, users: Sequence[User | Row[Any]], projection: 
             for u in users]
 
 
-def _one(session: Session, user: User, projection: Projection | None = None, *,
+def _one(session: Reader, user: User | Row[Any], projection: Projection | None = None, *,
          new: bool = False) -> dict[str, Any]:
     projection = projection or query_projection(CORE_USER, USER_ALWAYS)
     return render_users(session, [user], projection, new=new)[0]
@@ -70,9 +70,9 @@ def _one(session: Session, user: User, projection: Projection | None = None, *,
 
 def get_user(user_id: str) -> Response:
     """GET /Users/{id} (RFC 7644 §3.4.1); If-None-Match with the current version is 304."""
-    with unit_of_work(readonly=True) as (session, caller):
-        user = user_service.get_user(session, caller.directory.id, user_id)
-        return read_response(user.version, lambda: _one(session, user))
+    with read_unit() as (connection, caller):
+        user = user_service.user_row(connection, caller.directory.id, user_id)
+        return read_response(user.version, lambda: _one(connection, user))
 
 
 def create_user() -> Response:

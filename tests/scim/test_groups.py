@@ -230,9 +230,9 @@ def test_an_idp_lookup_runs_three_statements(scim, db):
     assert "UNION ALL" in statements[2]
 
 
-def test_lists_and_searches_run_without_an_orm_session(scim, db):
-    """GET /Users, GET /Groups and the .search endpoints read Core rows on a bare connection
-    (Database.reader): no ORM session begins for them, while a GET of one user still uses
+def test_scim_reads_run_without_an_orm_session(scim, db):
+    """Lists, the .search endpoints and GETs of one user or group read Core rows on a bare
+    connection (Database.reader): no ORM session begins for them, while a write still uses
     one. The once-a-minute token stamp is a write of its own and is taken first."""
     user = scim.create_user("bare@acme.example")
     scim.create_group("Bare", [user["id"]])
@@ -252,8 +252,14 @@ def test_lists_and_searches_run_without_an_orm_session(scim, db):
         assert scim.post("/Groups/.search", search).get_json()["totalResults"] == 1
         assert scim.post("/.search", {**search, "filter": 'userName sw "bare"'}).get_json()[
             "totalResults"] == 1
+        assert scim.get(f"/Users/{user['id']}").get_json()["groups"][0]["display"] == "Bare"
+        group = scim.get(f"/Groups/{scim.get('/Groups').get_json()['Resources'][0]['id']}")
+        assert group.get_json()["members"][0]["value"] == user["id"]
+        assert scim.get("/Users/no-such-id").status_code == 404
         assert began == []
-        assert scim.get(f"/Users/{user['id']}").status_code == 200
+        replace = {"Operations": [{"op": "replace", "path": "displayName", "value": "B"}],
+                   "schemas": [PATCH_OP]}
+        assert scim.patch(f"/Users/{user['id']}", replace).status_code == 200
         assert len(began) == 1
     finally:
         sa.event.remove(Session, "after_begin", _count)
