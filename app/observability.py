@@ -51,11 +51,12 @@ def redact(text: str) -> str:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id and extras."""
 
+    _second: tuple[int, str] = (-1, "")
+
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as a single JSON line with secrets masked."""
         out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": f"{self._timestamp(int(record.created))}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
             "msg": redact(record.getMessage()),
@@ -66,6 +67,14 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(out, default=str)
+
+    def _timestamp(self, second: int) -> str:
+        # Lines come many per second: format each second once (a tuple swap, thread-safe).
+        cached = self._second
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._second = cached
+        return cached[1]
 
 
 class RequestIdFilter(logging.Filter):
@@ -138,6 +147,10 @@ def configure_logging(level: str, fmt: str, flush_ms: int = 0) -> None:
     """
     root = logging.getLogger()
     root.setLevel(level)
+    # No caller lookup per record (a walk up the stack on every access line): neither the
+    # JSON lines nor the text format show a file, line or function (logging HOWTO,
+    # "Optimization").
+    logging._srcfile = None  # type: ignore[attr-defined]
     for handler in list(root.handlers):
         if getattr(handler, "_roster", False):
             root.removeHandler(handler)
@@ -165,6 +178,19 @@ class Metrics:
             ["method", "route"], registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        # (method, route, status) -> its counter and histogram children: labels() validates
+        # and locks on every call; the routes, methods and statuses are few.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one request and its latency."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(method, route, str(status)),
+                                               self.latency.labels(method, route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> Response:
         """The exposition text; merges all workers when PROMETHEUS_MULTIPROC_DIR is set."""
@@ -192,8 +218,7 @@ def init_request_tracking(app: Flask, metrics: Metrics) -> None:
         response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
         route = request.url_rule.rule if request.url_rule else "<unmatched>"
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-        metrics.latency.labels(request.method, route).observe(elapsed)
+        metrics.observe(request.method, route, response.status_code, elapsed)
         log.info("%s %s %s", request.method, route, response.status_code,
                  extra={"method": request.method, "route": route,
                         "status": response.status_code, "duration_ms": round(elapsed * 1000, 2)})

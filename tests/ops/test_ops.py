@@ -59,6 +59,23 @@ def test_metrics_count_requests_by_route_and_status(client):
     assert "roster_http_request_duration_seconds_bucket" in text
 
 
+def test_metrics_count_every_request_of_a_route_once(client):
+    """Repeated requests of one route and status add one each to the same series."""
+    series = 'roster_http_requests_total{method="GET",route="/readyz",status="200"} '
+    count = 'roster_http_request_duration_seconds_count{method="GET",route="/readyz"} '
+
+    def values() -> tuple[float, float]:
+        text = client.get("/metrics").get_data(as_text=True)
+        found = {line.split(" ")[0] + " ": float(line.rsplit(" ", 1)[1])
+                 for line in text.splitlines() if line.startswith((series, count))}
+        return found.get(series, 0.0), found.get(count, 0.0)
+
+    before = values()
+    for _ in range(3):
+        assert client.get("/readyz").status_code == 200
+    assert values() == (before[0] + 3, before[1] + 3)
+
+
 def test_request_id_is_honoured_or_generated(client):
     """X-Request-ID is echoed back; a missing or malformed one is replaced."""
     assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers[
@@ -82,6 +99,26 @@ def test_logs_are_json_with_request_id_and_no_token(app, tenant, client, caplog)
     parsed = [json.loads(line) for line in lines]
     assert any(p.get("route") == "/scim/v2/ServiceProviderConfig" for p in parsed)
     assert all(tenant.token not in line for line in lines)
+
+
+def test_json_lines_carry_each_records_own_time_and_extras_in_order():
+    """The formatter writes each second's timestamp once and reuses it; records of different
+    seconds (and milliseconds) still carry their own time, and extras keep their order."""
+    from app.observability import JsonFormatter
+
+    formatter = JsonFormatter()
+    lines = []
+    for second, msecs in ((1_700_000_000, 123), (1_700_000_000, 987), (1_700_000_061, 500),
+                          (1_700_000_000, 1)):
+        record = logging.LogRecord("roster.access", logging.INFO, __file__, 1, "GET / 200",
+                                   None, None)
+        record.created, record.msecs = second + msecs / 1000, msecs
+        record.method, record.route, record.status = "GET", "/", 200
+        lines.append(json.loads(formatter.format(record)))
+    assert [line["ts"] for line in lines] == [
+        "2023-11-14T22:13:20.123Z", "2023-11-14T22:13:20.987Z", "2023-11-14T22:14:21.500Z",
+        "2023-11-14T22:13:20.001Z"]
+    assert list(lines[0])[-3:] == ["method", "route", "status"]
 
 
 def test_redaction_masks_secrets_in_messages():
