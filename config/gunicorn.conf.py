@@ -11,15 +11,11 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="roster-metrics-")
 
 
-
 def _threads() -> int:
-    # server.threads as `roster serve` resolved it; otherwise (the Docker image runs gunicorn
-    # directly) from Roster's settings: 1 per worker on SQLite, 4 on PostgreSQL. Settings
-    # that do not validate give 4 here; the workers then fail to load the app and print the
-    # configuration problems.
-    given = os.environ.get("ROSTER_SERVER__THREADS", "0")
-    if given.isdigit() and int(given) > 0:
-        return int(given)
+    # server.threads from Roster's settings, as `roster serve` resolved it into
+    # ROSTER_SERVER__THREADS or, when gunicorn runs directly (the Docker image), by database:
+    # 1 per worker on SQLite, 4 on PostgreSQL. Settings that do not validate give 4 here;
+    # the workers then fail to load the app and print the configuration problems.
     from app.settings import SettingsError, load_settings, worker_threads
 
     try:

@@ -19,7 +19,7 @@ from flask import Response, current_app, request
 from werkzeug.test import EnvironBuilder
 
 from app.scim.errors import ERROR_SCHEMA, ScimError, scim_response
-from app.scim.http import base_url, scim_settings, unit_of_work
+from app.scim.http import authenticated, base_url, scim_settings
 from app.scim.request import json_body
 
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
@@ -55,8 +55,7 @@ def _limits() -> tuple[int, int]:
 
 def bulk() -> Response:
     """RFC 7644 §3.7: run the operations, answer a BulkResponse with a status per operation."""
-    with unit_of_work(readonly=True):
-        pass  # authenticate first: a bad token is one 401, not one per operation
+    authenticated()  # first: a bad token is one 401, not one per operation
     max_ops, max_bytes = _limits()
     if request.content_length is not None and request.content_length > max_bytes:
         raise ScimError(413, f"the bulk request is larger than maxPayloadSize ({max_bytes} "

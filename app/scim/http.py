@@ -24,11 +24,12 @@ T = TypeVar("T")
 
 
 def authenticated() -> Caller:
-    """The calling directory, authenticated once per request in a short read transaction."""
+    """The calling directory, authenticated once per request in a short read transaction
+    (``read_unit``), for views that need the caller before, or without, their own."""
     caller: Caller | None = g.get("scim_caller")
     if caller is None:
-        with current_app.extensions["roster.db"].transaction(readonly=True) as session:
-            caller = _authenticate(session)
+        with read_unit() as (_connection, caller):
+            pass
     return caller
 
 
@@ -54,24 +55,21 @@ def before_write(parse: Callable[[], T]) -> T:
 
 
 @contextmanager
-def unit_of_work(*, readonly: bool = False) -> Iterator[tuple[Session, Caller]]:
-    """One transaction for the whole request, which authenticates the caller first."""
-    db = current_app.extensions["roster.db"]
+def unit_of_work() -> Iterator[tuple[Session, Caller]]:
+    """One write transaction for the whole request, which authenticates the caller first."""
     caller = g.get("scim_caller")
-    with db.transaction(readonly=readonly) as session:
+    with current_app.extensions["roster.db"].transaction() as session:
         if caller is None:
             caller = _authenticate(session)
-        if not readonly:
-            _touch_once(session, caller)
+        _touch_once(session, caller)
         yield session, caller
-    if readonly:
-        _touch_after_read(db, caller)
 
 
 @contextmanager
 def read_unit() -> Iterator[tuple[Connection, Caller]]:
-    """``unit_of_work(readonly=True)`` on a bare connection (``Database.reader``), for views
-    that read Core rows only: SCIM lists and searches. Nothing in it may need the ORM."""
+    """One read transaction for the whole request on a bare connection
+    (``Database.reader``), which authenticates the caller first. SCIM reads (lists,
+    searches, GETs by id, discovery) read Core rows only; nothing in it may need the ORM."""
     db = current_app.extensions["roster.db"]
     caller = g.get("scim_caller")
     with db.reader() as connection:

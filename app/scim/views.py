@@ -17,7 +17,7 @@ from app.db import is_transient
 from app.errors import Conflict, DomainError, InvalidInput, NotFound, PreconditionFailed
 from app.scim import bulk, discovery, group_views, list_views, user_views
 from app.scim.errors import ScimError, error_response, scim_response
-from app.scim.http import base_url, scim_settings, unit_of_work
+from app.scim.http import authenticated, base_url, scim_settings
 from app.scim.schema import SCHEMAS
 
 bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
@@ -45,14 +45,9 @@ def _route(rule: str, endpoint: str, handlers: dict[str, Handler]) -> None:
     bp.add_url_rule(rule, endpoint, view, methods=ALL_METHODS, provide_automatic_options=False)
 
 
-def _authenticated() -> None:
-    with unit_of_work(readonly=True):
-        pass
-
-
 def service_provider_config() -> Response:
     """RFC 7644 §4: what this server supports, truthfully."""
-    _authenticated()
+    authenticated()
     root = current_app.config["ROSTER"]["app"]["base_url"].rstrip("/")
     return scim_response(discovery.service_provider_config(
         base_url(), f"{root}/docs/scim", scim_settings(), patch=PATCH_SUPPORTED,
@@ -61,13 +56,13 @@ def service_provider_config() -> Response:
 
 def resource_types() -> Response:
     """RFC 7644 §4: /ResourceTypes as a ListResponse."""
-    _authenticated()
+    authenticated()
     return scim_response(discovery.list_response(discovery.resource_types(base_url())))
 
 
 def resource_type(name: str) -> Response:
     """RFC 7644 §4: one ResourceType by id."""
-    _authenticated()
+    authenticated()
     found = [r for r in discovery.resource_types(base_url()) if r["id"] == name]
     if not found:
         raise ScimError(404, f"ResourceType {name} not found")
@@ -76,13 +71,13 @@ def resource_type(name: str) -> Response:
 
 def schemas() -> Response:
     """RFC 7644 §4: /Schemas as a ListResponse."""
-    _authenticated()
+    authenticated()
     return scim_response(discovery.list_response(discovery.schemas(base_url())))
 
 
 def schema(urn: str) -> Response:
     """RFC 7644 §4: one Schema by its URN (case-insensitive)."""
-    _authenticated()
+    authenticated()
     found = next((s for s in SCHEMAS.values() if s.id.lower() == urn.lower()), None)
     if found is None:
         raise ScimError(404, f"Schema {urn} not found")
@@ -91,7 +86,7 @@ def schema(urn: str) -> Response:
 
 def me(**_: Any) -> Response:
     """RFC 7644 §3.11: the caller is a directory, not a user, so /Me is not implemented (501)."""
-    _authenticated()
+    authenticated()
     raise ScimError(501, "/Me is not supported: the caller is a provisioning directory, "
                          "not a user")
 

@@ -231,7 +231,7 @@ def test_an_idp_lookup_runs_three_statements(scim, db):
 
 
 def test_scim_reads_run_without_an_orm_session(scim, db):
-    """Lists, the .search endpoints and GETs of one user or group read Core rows on a bare
+    """Lists, the .search endpoints, GETs of one user or group and discovery read on a bare
     connection (Database.reader): no ORM session begins for them, while a write still uses
     one. The once-a-minute token stamp is a write of its own and is taken first."""
     user = scim.create_user("bare@acme.example")
@@ -256,6 +256,7 @@ def test_scim_reads_run_without_an_orm_session(scim, db):
         group = scim.get(f"/Groups/{scim.get('/Groups').get_json()['Resources'][0]['id']}")
         assert group.get_json()["members"][0]["value"] == user["id"]
         assert scim.get("/Users/no-such-id").status_code == 404
+        assert scim.get("/ServiceProviderConfig").status_code == 200
         assert began == []
         replace = {"Operations": [{"op": "replace", "path": "displayName", "value": "B"}],
                    "schemas": [PATCH_OP]}
