@@ -37,19 +37,22 @@ def test_successful_unit_commits_change_and_audit_together(db):
     assert {"organization:create", "role:create"} <= actions
 
 
-def test_insert_now_applies_defaults_and_leaves_a_persistent_object(db, tenant):
-    """app.db.insert_now writes the row at once with the columns' defaults, and the object
-    stays in the session like a flushed one: a later change is an UPDATE, rollback undoes all."""
+def test_insert_row_applies_defaults_and_leaves_a_persistent_object(db, tenant):
+    """app.db.insert_row writes the row at once with the columns' defaults, and the object
+    is in the session like a flushed one: a later change is an UPDATE, rollback undoes all."""
     from sqlalchemy import inspect
 
-    from app.db import insert_now
+    from app.db import insert_row
     from app.models import User
 
     with db.transaction() as session:
-        user = User(directory_id=tenant.directory.id, organization_id=tenant.org.id,
-                    user_name="now@acme.com", display_name=None)
-        insert_now(session, user)
+        user = insert_row(session, User, {"directory_id": tenant.directory.id,
+                                          "organization_id": tenant.org.id,
+                                          "user_name": "now@acme.com", "display_name": None})
         assert inspect(user).persistent
+        assert session.get(User, user.id) is user
+        assert not session.dirty
+        assert not session.new
         assert len(user.id) == 36
         assert user.emails == []
         assert user.version == 1
@@ -59,10 +62,22 @@ def test_insert_now_applies_defaults_and_leaves_a_persistent_object(db, tenant):
     assert [(r[0], r[1], r[3], r[4]) for r in stored] == [(user.id, "Buyer", 1, None)]
     assert stored[0][2] in ([], "[]")
     with pytest.raises(RuntimeError), db.transaction() as session:
-        insert_now(session, User(directory_id=tenant.directory.id,
-                                 organization_id=tenant.org.id, user_name="gone@acme.com"))
+        insert_row(session, User, {"directory_id": tenant.directory.id,
+                                   "organization_id": tenant.org.id,
+                                   "user_name": "gone@acme.com"})
         raise RuntimeError("boom")
     assert rows(db, "SELECT count(*) FROM users") == [(1,)]
+
+
+def test_insert_row_refuses_a_value_for_no_column(db, tenant):
+    """A misspelt column is a TypeError before anything is written, not a silent drop."""
+    from app.db import insert_row
+    from app.models import User
+
+    with pytest.raises(TypeError, match="user_nmae"), db.transaction() as session:
+        insert_row(session, User, {"directory_id": tenant.directory.id,
+                                   "organization_id": tenant.org.id, "user_nmae": "x"})
+    assert rows(db, "SELECT count(*) FROM users") == [(0,)]
 
 
 def test_insert_unique_turns_a_lost_race_into_conflict(db, tenant):
@@ -70,14 +85,13 @@ def test_insert_unique_turns_a_lost_race_into_conflict(db, tenant):
     from app.directory.uniqueness import insert_unique
     from app.models import User
 
-    def user() -> User:
-        return User(directory_id=tenant.directory.id, organization_id=tenant.org.id,
-                    user_name="Same@acme.com")
+    user = {"directory_id": tenant.directory.id, "organization_id": tenant.org.id,
+            "user_name": "Same@acme.com"}
 
     with db.transaction() as session:
-        insert_unique(session, user(), ("user_name", "uq_users"), "taken", "userName")
+        insert_unique(session, User, user, ("user_name", "uq_users"), "taken", "userName")
     with pytest.raises(Conflict) as caught, db.transaction() as session:
-        insert_unique(session, user(), ("user_name", "uq_users"), "taken", "userName")
+        insert_unique(session, User, user, ("user_name", "uq_users"), "taken", "userName")
     assert caught.value.detail == "taken"
 
 

@@ -53,14 +53,17 @@ def chain_for(organization_id: str | None) -> str:
 
 def compute_hash(event: AuditEvent) -> str:
     """SHA-256 over the canonical JSON of every recorded field and the previous hash."""
-    body = {
-        "event_id": event.event_id, "chain": event.chain, "seq": event.seq,
-        "organization_id": event.organization_id,
-        "occurred_at": event.occurred_at.isoformat(), "action": event.action,
-        "actor_type": event.actor_type, "actor_id": event.actor_id,
-        "subject_type": event.subject_type, "subject_id": event.subject_id,
-        "request_id": event.request_id, "data": event.data, "prev_hash": event.prev_hash,
-    }
+    return hash_fields({name: getattr(event, name) for name in _HASHED})
+
+
+# The fields an event's hash covers: all of them but the hash itself.
+_HASHED = _COLUMNS[:-1]
+
+
+def hash_fields(fields: dict[str, Any]) -> str:
+    """``compute_hash`` of an event given as its column values (``occurred_at`` a datetime)."""
+    body = {name: fields[name] for name in _HASHED}
+    body["occurred_at"] = fields["occurred_at"].isoformat()
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -128,22 +131,23 @@ def record(
     subject_type: str,
     subject_id: str | None,
     data: dict[str, Any] | None = None,
-) -> AuditEvent:
+) -> None:
     """Append one audit event to its organization's chain; the caller's transaction commits it."""
     chain = chain_for(organization_id)
     head = _lock_head(session, chain)
-    event = AuditEvent(
-        event_id=new_id(), chain=chain, seq=head.seq + 1, organization_id=organization_id,
-        occurred_at=utcnow(), action=action, actor_type=actor.type, actor_id=actor.id,
-        subject_type=subject_type, subject_id=subject_id, request_id=actor.request_id,
-        data=data or {}, prev_hash=head.hash,
-    )
-    event.hash = compute_hash(event)
-    head.seq, head.hash = event.seq, event.hash
-    # Core statements at once instead of ORM objects flushed later: the event row and the
-    # new head. The event object is returned as a value; it is not in the session.
+    # Plain values, not an AuditEvent: the row goes in with Core statements at once, and an
+    # ORM object would only be built to be read back (an event per column set).
+    values = {
+        "event_id": new_id(), "chain": chain, "seq": head.seq + 1,
+        "organization_id": organization_id, "occurred_at": utcnow(), "action": action,
+        "actor_type": actor.type, "actor_id": actor.id, "subject_type": subject_type,
+        "subject_id": subject_id, "request_id": actor.request_id, "data": data or {},
+        "prev_hash": head.hash,
+    }
+    values["hash"] = hash_fields(values)
+    head.seq, head.hash = values["seq"], values["hash"]
     flush_if_pending(session, Organization)
     connection = session.connection()
-    fetch(connection, _INSERT_EVENT, {column: getattr(event, column) for column in _COLUMNS})
-    fetch(connection, _UPDATE_HEAD, {"b_chain": chain, "b_seq": event.seq, "b_hash": event.hash})
-    return event
+    fetch(connection, _INSERT_EVENT, values)
+    fetch(connection, _UPDATE_HEAD, {"b_chain": chain, "b_seq": values["seq"],
+                                     "b_hash": values["hash"]})

@@ -214,11 +214,13 @@ def create_group(session: Session, directory: DirectoryLike, data: GroupInput,
     """Create a group with its initial members (RFC 7644 §3.3)."""
     _check_display_name(session, directory.id, data.display_name, None)
     now = utcnow()
-    group = Group(directory_id=directory.id, organization_id=directory.organization_id,
-                  display_name=data.display_name, external_id=data.external_id,
-                  extension_data=data.extension_data or {}, version=1, created_at=now,
-                  updated_at=now)
-    insert_unique(session, group, _DISPLAY_NAME_INDEX, _taken(data.display_name), "displayName")
+    group = insert_unique(
+        session, Group, {"directory_id": directory.id,
+                         "organization_id": directory.organization_id,
+                         "display_name": data.display_name, "external_id": data.external_id,
+                         "extension_data": data.extension_data or {}, "version": 1,
+                         "created_at": now, "updated_at": now},
+        _DISPLAY_NAME_INDEX, _taken(data.display_name), "displayName")
     record(session, organization_id=group.organization_id, action="group:create",
            actor=actor, subject_type="group", subject_id=group.id,
            data={"displayName": group.display_name, "externalId": group.external_id})

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db import insert_now
+from app.db import insert_row
 from app.errors import Conflict
 
 
@@ -35,8 +36,11 @@ def flush_unique(session: Session, index_markers: tuple[str, ...], detail: str,
         session.flush()
 
 
-def insert_unique(session: Session, obj: object, index_markers: tuple[str, ...], detail: str,
-                  field: str) -> None:
-    """``insert_now``, with a lost uniqueness race as a Conflict (``conflict_on``)."""
+_M = TypeVar("_M")
+
+
+def insert_unique(session: Session, model: type[_M], values: dict[str, Any],
+                  index_markers: tuple[str, ...], detail: str, field: str) -> _M:
+    """``insert_row``, with a lost uniqueness race as a Conflict (``conflict_on``)."""
     with conflict_on(index_markers, detail, field):
-        insert_now(session, obj)
+        return insert_row(session, model, values)

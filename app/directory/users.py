@@ -184,25 +184,35 @@ def _free_user_name(session: Session, directory_id: str, user_name: str,
         session.flush()
 
 
-def _assign(user: User, data: UserInput, *, store_password_hash: bool) -> list[str]:
-    """Copy the input onto the row; returns the names of the columns that changed."""
-    changed = []
+def _state(data: UserInput, *, store_password_hash: bool) -> dict[str, Any]:
+    """The columns the input sets: every writable column, manager, primary email, and the
+    password hash when one is to be stored."""
+    values: dict[str, Any] = {}
     for column in WRITABLE_COLUMNS:
         value = data.values.get(column)
         if value is None and column in _LIST_COLUMNS:
             value = []
         elif value is None and column == "extension_data":
             value = {}
-        if getattr(user, column) != value:
-            setattr(user, column, value)
-            changed.append(column)
-    if user.manager_id != data.manager_id:
-        user.manager_id = data.manager_id
-        changed.append("manager_id")
-    user.primary_email = primary_email(user.emails or [])
+        values[column] = value
+    values["manager_id"] = data.manager_id
+    values["primary_email"] = primary_email(values["emails"])
     if data.password is not None and store_password_hash:
-        user.password_hash = hash_password(data.password)
-        changed.append("password")
+        values["password_hash"] = hash_password(data.password)
+    return values
+
+
+def _assign(user: User, data: UserInput, *, store_password_hash: bool) -> list[str]:
+    """Copy the input onto the row; returns the names of the columns that changed."""
+    changed = []
+    for column, value in _state(data, store_password_hash=store_password_hash).items():
+        if column == "password_hash":
+            user.password_hash = value
+            changed.append("password")
+        elif getattr(user, column) != value:
+            setattr(user, column, value)
+            if column != "primary_email":
+                changed.append(column)
     return changed
 
 
@@ -232,12 +242,14 @@ def create_user(session: Session, directory: DirectoryLike, data: UserInput, act
     _free_user_name(session, directory.id, user_name, None)
     manager_id = resolve_manager(session, directory.id, data.manager_id)
     now = utcnow()
-    user = User(directory_id=directory.id, organization_id=directory.organization_id,
-                active=data.active is not False, version=1, created_at=now, updated_at=now)
-    _assign(user, UserInput(data.values, data.active, manager_id, data.password),
-            store_password_hash=store_password_hash)
-    user.status = UserStatus.active if user.active else UserStatus.suspended
-    insert_unique(session, user, _USER_NAME_INDEX, _taken(user_name), "userName")
+    values = _state(UserInput(data.values, data.active, manager_id, data.password),
+                    store_password_hash=store_password_hash)
+    active = data.active is not False
+    values.update(directory_id=directory.id, organization_id=directory.organization_id,
+                  active=active, status=UserStatus.active if active else UserStatus.suspended,
+                  version=1, created_at=now, updated_at=now)
+    user = insert_unique(session, User, values, _USER_NAME_INDEX, _taken(user_name),
+                         "userName")
     record(session, organization_id=user.organization_id, action="user:create", actor=actor,
            subject_type="user", subject_id=user.id,
            data={"userName": user.user_name, "externalId": user.external_id,

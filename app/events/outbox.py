@@ -11,7 +11,6 @@ from app.db import flush_if_pending, new_id, utcnow
 from app.models import Organization, OutboxEvent
 from app.sql import fetch
 
-_COLUMNS = ("event_id", "organization_id", "type", "aggregate_id", "payload", "created_at")
 _INSERT = insert(OutboxEvent.__table__)  # the columns come from the parameters
 
 
@@ -22,16 +21,15 @@ def emit(
     type: str,
     aggregate_id: str | None,
     payload: dict[str, Any],
-) -> OutboxEvent:
+) -> str:
     """Queue one event for the portal; nothing is sent until the transaction commits.
 
-    The row is written at once with a Core INSERT (cheaper than an ORM object flushed
-    later); the returned event is a value that is not in the session.
+    The row is written at once with a Core INSERT of plain values (cheaper than an ORM
+    object flushed later, or built only to be read back). Returns the event's id.
     """
-    event = OutboxEvent(
-        event_id=new_id(), organization_id=organization_id, type=type,
-        aggregate_id=aggregate_id, payload=payload, created_at=utcnow(),
-    )
+    event_id = new_id()
     flush_if_pending(session, Organization)
-    fetch(session.connection(), _INSERT, {column: getattr(event, column) for column in _COLUMNS})
-    return event
+    fetch(session.connection(), _INSERT, {
+        "event_id": event_id, "organization_id": organization_id, "type": type,
+        "aggregate_id": aggregate_id, "payload": payload, "created_at": utcnow()})
+    return event_id

@@ -86,10 +86,10 @@ def _take_out(session: Session, user: User, actor: Actor, trigger: Trigger,
     _bump_version(user)
     rec = new_record(session, user, actor, trigger=trigger.value, received_at=received,
                      event_id="", vendor=getattr(vendor, "value", vendor), reason=reason)
-    event = emit(session, organization_id=user.organization_id, type="user.deprovisioned",
+    event_id = emit(session, organization_id=user.organization_id, type="user.deprovisioned",
                  aggregate_id=user.id,
                  payload=_leaver_payload(session, user, held, trigger, rec.id))
-    rec.event_id = event.event_id
+    rec.event_id = event_id
     rec.state_before = before
     rec.state_after = {"active": False, "status": user.status.value, "grants": []}
     rec.sessions_revoked, rec.tokens_revoked = len(revoked.session_ids), revoked.tokens
