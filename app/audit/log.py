@@ -68,29 +68,12 @@ def hash_fields(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-# session.info key: chain heads this transaction already holds locked.
-_LOCKED_HEADS = "roster.audit.locked_heads"
-
-
 @dataclass
 class _Head:
     """A chain head this transaction holds locked: the last sequence number and hash."""
 
     seq: int
     hash: str
-
-
-def _lock_head(session: Session, chain: str) -> _Head:
-    """Create the chain head if missing, then lock it so appends are serialized per chain.
-
-    The lock lasts until the transaction ends, so later appends in the same transaction
-    reuse the locked row instead of asking again (a deprovisioning appends several).
-    """
-    held: dict[str, _Head] = session.info.setdefault(_LOCKED_HEADS, {})
-    if chain in held:
-        return held[chain]
-    held[chain] = head = _select_head(session, chain)
-    return head
 
 
 def _upsert_head(insert: Any) -> Any:
@@ -106,6 +89,8 @@ _UPSERT_HEAD = {"postgresql": _upsert_head(pg_insert), "sqlite": _upsert_head(sq
 
 
 def _select_head(session: Session, chain: str) -> _Head:
+    """Create the chain head if missing, then lock it until the transaction ends, so
+    appends to one chain are serialised."""
     # One upsert both creates a missing head and locks an existing one: ON CONFLICT DO
     # UPDATE locks the row like SELECT ... FOR UPDATE on PostgreSQL (SQLite has one writer
     # anyway), and RETURNING loads it. Core on the connection: no ORM object to track.
@@ -115,11 +100,68 @@ def _select_head(session: Session, chain: str) -> _Head:
     return _Head(seq, hash_)
 
 
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_rollback")
+# session.info key: (savepoint or None, event values) recorded and not yet appended.
+_PENDING = "roster.audit.pending"
+
+
+@event.listens_for(Session, "before_commit")
+def _append_at_commit(session: Session) -> None:
+    # A savepoint's commit only hands its events on to the enclosing transaction.
+    if not session.in_nested_transaction():
+        append_pending(session)
+
+
 @event.listens_for(Session, "after_soft_rollback")
-def _release_heads(session: Session, *_args: Any) -> None:
-    session.info.pop(_LOCKED_HEADS, None)
+def _drop_rolled_back(session: Session, previous_transaction: Any) -> None:
+    # A rollback to a savepoint takes the events recorded inside it along, and only those.
+    if previous_transaction.nested and session.info.get(_PENDING):
+        session.info[_PENDING] = [
+            (scope, values) for scope, values in session.info[_PENDING]
+            if not _within(scope, previous_transaction)]
+
+
+def _within(scope: Any, transaction: Any) -> bool:
+    while scope is not None:
+        if scope is transaction:
+            return True
+        scope = scope.parent
+    return False
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_pending(session: Session, transaction: Any) -> None:
+    # The whole transaction is over: what it did not append (it rolled back) is gone.
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
+
+
+def append_pending(session: Session) -> None:
+    """Lock each chain head with pending events, in chain order, and append the events in
+    the order they were recorded: one UPDATE per head and one INSERT for the events.
+
+    ``record`` defers the append to here (commit time) so that a chain head, which
+    serialises every appending transaction of its organization on PostgreSQL, stays locked
+    only for these statements and the COMMIT, not for the rest of the request.
+    """
+    pending: list[tuple[Any, dict[str, Any]]] | None = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    events = [values for _scope, values in pending]
+    flush_if_pending(session, Organization)
+    connection = session.connection()
+    for chain in sorted({values["chain"] for values in events}):
+        head = _select_head(session, chain)
+        for values in events:
+            if values["chain"] == chain:
+                values["seq"], values["prev_hash"] = head.seq + 1, head.hash
+                values["hash"] = hash_fields(values)
+                head.seq, head.hash = values["seq"], values["hash"]
+        fetch(connection, _UPDATE_HEAD, {"b_chain": chain, "b_seq": head.seq,
+                                         "b_hash": head.hash})
+    if len(events) == 1:
+        fetch(connection, _INSERT_EVENT, events[0])
+    else:
+        connection.execute(_INSERT_EVENT, events)
 
 
 def record(
@@ -132,22 +174,27 @@ def record(
     subject_id: str | None,
     data: dict[str, Any] | None = None,
 ) -> None:
-    """Append one audit event to its organization's chain; the caller's transaction commits it."""
-    chain = chain_for(organization_id)
-    head = _lock_head(session, chain)
-    # Plain values, not an AuditEvent: the row goes in with Core statements at once, and an
-    # ORM object would only be built to be read back (an event per column set).
+    """Record one audit event on its organization's chain, in the caller's transaction.
+
+    The event is taken now (its time, actor and data) and appended to the chain when the
+    transaction commits (``append_pending``); it commits or rolls back with the caller's
+    change, and a rollback to a savepoint drops the events recorded inside it.
+    """
     values = {
-        "event_id": new_id(), "chain": chain, "seq": head.seq + 1,
+        "event_id": new_id(), "chain": chain_for(organization_id),
         "organization_id": organization_id, "occurred_at": utcnow(), "action": action,
         "actor_type": actor.type, "actor_id": actor.id, "subject_type": subject_type,
-        "subject_id": subject_id, "request_id": actor.request_id, "data": data or {},
-        "prev_hash": head.hash,
+        "subject_id": subject_id, "request_id": actor.request_id,
+        # A copy: the caller may go on changing its lists before the commit writes them.
+        "data": _copy(data) if data else {},
     }
-    values["hash"] = hash_fields(values)
-    head.seq, head.hash = values["seq"], values["hash"]
-    flush_if_pending(session, Organization)
-    connection = session.connection()
-    fetch(connection, _INSERT_EVENT, values)
-    fetch(connection, _UPDATE_HEAD, {"b_chain": chain, "b_seq": values["seq"],
-                                     "b_hash": values["hash"]})
+    session.info.setdefault(_PENDING, []).append((session.get_nested_transaction(), values))
+
+
+def _copy(value: Any) -> Any:
+    """A copy of the lists and dicts of a JSON-like value (their leaves are immutable)."""
+    if isinstance(value, dict):
+        return {key: _copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy(item) for item in value]
+    return value
