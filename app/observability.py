@@ -208,18 +208,22 @@ def init_request_tracking(app: Flask, metrics: Metrics) -> None:
     @app.before_request
     def _start() -> None:
         # Wall-clock arrival, first thing: deprovisioning latency is measured from it (issue 7).
-        g.received_at = datetime.now(UTC)
+        ctx = g._get_current_object()  # type: ignore[attr-defined]
+        ctx.received_at = datetime.now(UTC)
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
-        g.started = time.perf_counter()
+        ctx.request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        ctx.started = time.perf_counter()
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
-        route = request.url_rule.rule if request.url_rule else "<unmatched>"
-        elapsed = time.perf_counter() - g.get("started", time.perf_counter())
-        metrics.observe(request.method, route, response.status_code, elapsed)
-        log.info("%s %s %s", request.method, route, response.status_code,
-                 extra={"method": request.method, "route": route,
-                        "status": response.status_code, "duration_ms": round(elapsed * 1000, 2)})
+        # The request and g once each: every access through Flask's proxies costs a lookup.
+        req, ctx = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
+        response.headers[REQUEST_ID_HEADER] = ctx.get("request_id", "")
+        route = req.url_rule.rule if req.url_rule else "<unmatched>"
+        elapsed = time.perf_counter() - ctx.get("started", time.perf_counter())
+        method, status = req.method, response.status_code
+        metrics.observe(method, route, status, elapsed)
+        log.info("%s %s %s", method, route, status,
+                 extra={"method": method, "route": route, "status": status,
+                        "duration_ms": round(elapsed * 1000, 2)})
         return response

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Request, Response, current_app, g, request
 from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.orm import Session
 
@@ -186,15 +186,15 @@ def _finish(response: Response) -> Response:
     return response
 
 
-def _request_body(state: _State) -> str | None:
-    if request.content_length is None and "Transfer-Encoding" not in request.headers:
+def _request_body(state: _State, req: Request) -> str | None:
+    if req.content_length is None and "Transfer-Encoding" not in req.headers:
         return None  # no body at all (a GET or DELETE): nothing to read
-    length = request.content_length or 0
+    length = req.content_length or 0
     if length > state.max_body_bytes:
         # Reading it would only be refused (413) or waste memory; its size is what matters.
         return f"({length} bytes; larger than recorder.max_body_bytes, not kept)"
     try:
-        raw = request.get_data(cache=True)
+        raw = req.get_data(cache=True)
     except Exception:
         return None
     return redact_body(raw, state.sensitive, state.max_body_bytes)
@@ -212,34 +212,37 @@ def _directory_of_caller(session: Session) -> str | None:
     return directory.id
 
 
-def _endpoint_notes(response: Response) -> set[str]:
+def _endpoint_notes(req: Request, response: Response) -> set[str]:
     """Notes known from the request's shape alone: only Okta replaces users with PUT."""
-    if request.method == "PUT" and request.endpoint == "scim.user" and response.status_code < 300:
+    if req.method == "PUT" and req.endpoint == "scim.user" and response.status_code < 300:
         return {dialect.OKTA_PUT_UPDATE}
     return set()
 
 
 def _write(state: _State, response: Response) -> None:
     db: Database = current_app.extensions["roster.db"]
-    directory_id = g.get("directory_id")
+    # The request and g once each: every access through Flask's proxies costs a lookup.
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    ctx = g._get_current_object()  # type: ignore[attr-defined]
+    directory_id = ctx.get("directory_id")
     if directory_id is None:
         with db.transaction() as session:
             directory_id = _directory_of_caller(session)
         # Unauthenticated requests belong to no directory; there is nobody to show them to.
         if directory_id is None:
             return
-    elapsed_ms = (time.perf_counter() - g.get("scim_started", time.perf_counter())) * 1000
+    elapsed_ms = (time.perf_counter() - ctx.get("scim_started", time.perf_counter())) * 1000
     response_raw = b"" if response.direct_passthrough or response.is_streamed \
         else response.get_data()
     now = utcnow()
-    notes = sorted(set(g.get("scim_notes") or []) | _endpoint_notes(response))
+    notes = sorted(set(ctx.get("scim_notes") or ()) | _endpoint_notes(req, response))
     row = {
-        "directory_id": directory_id, "created_at": now, "request_id": g.get("request_id"),
-        "method": request.method, "path": request.path[:1000],
-        "query": request.query_string.decode("utf-8", errors="replace"),
+        "directory_id": directory_id, "created_at": now, "request_id": ctx.get("request_id"),
+        "method": req.method, "path": req.path[:1000],
+        "query": req.query_string.decode("utf-8", errors="replace"),
         "status": response.status_code, "duration_ms": round(elapsed_ms, 3), "notes": notes,
-        "user_agent": request.headers.get("User-Agent", "")[:300] or None,
-        "request_body": _request_body(state),
+        "user_agent": req.headers.get("User-Agent", "")[:300] or None,
+        "request_body": _request_body(state, req),
         "response_body": redact_own_json(response_raw, state.sensitive, state.max_body_bytes),
     }
     state.add(row)
