@@ -277,3 +277,19 @@ def test_gunicorn_config_picks_threads_like_roster_serve(monkeypatch, tmp_path, 
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
     assert runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))["threads"] == threads
+
+
+def test_gunicorn_workers_freeze_the_loaded_app_out_of_the_collector(monkeypatch, tmp_path):
+    """After a worker has loaded the app, its objects move to the permanent generation, so
+    full garbage collections stop walking them."""
+    import gc
+    import runpy
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    config = runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))
+    assert gc.get_freeze_count() == 0
+    try:
+        config["post_worker_init"](None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
