@@ -108,6 +108,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists and immutable leaves); several times faster
+    than copy.deepcopy on the hot paths (a PATCH's working copy, an audit event's data)."""
+    if isinstance(value, dict):
+        return {key: copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_json(item) for item in value]
+    return value
+
+
 def new_id() -> str:
     """A server-issued identifier (UUID4 text), used as SCIM id and primary key."""
     return str(uuid.uuid4())

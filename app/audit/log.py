@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from app.db import flush_if_pending, new_id, utcnow
+from app.db import copy_json, flush_if_pending, new_id, utcnow
 from app.models import AuditChainHead, AuditEvent, Organization
 from app.models.audit import DEPLOYMENT_CHAIN
 from app.sql import fetch
@@ -186,15 +186,6 @@ def record(
         "actor_type": actor.type, "actor_id": actor.id, "subject_type": subject_type,
         "subject_id": subject_id, "request_id": actor.request_id,
         # A copy: the caller may go on changing its lists before the commit writes them.
-        "data": _copy(data) if data else {},
+        "data": copy_json(data) if data else {},
     }
     session.info.setdefault(_PENDING, []).append((session.get_nested_transaction(), values))
-
-
-def _copy(value: Any) -> Any:
-    """A copy of the lists and dicts of a JSON-like value (their leaves are immutable)."""
-    if isinstance(value, dict):
-        return {key: _copy(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_copy(item) for item in value]
-    return value

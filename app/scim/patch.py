@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from app.db import copy_json
 from app.scim import dialect
 from app.scim.errors import ScimError
 from app.scim.patch_members import MemberChange, member_change
@@ -59,7 +60,7 @@ class _Patch:
 def apply_patch(resource: dict[str, Any], body: Any, *, resource_type: ResourceType,
                 notes: list[str]) -> PatchResult:
     """Apply a PatchOp message to ``resource`` atomically (RFC 7644 §3.5.2)."""
-    state = _Patch(schemas_for(resource_type), resource_type, _copy_json(resource), notes)
+    state = _Patch(schemas_for(resource_type), resource_type, copy_json(resource), notes)
     for index, (op, path, value) in enumerate(_operations(body, notes)):
         try:
             _apply(state, op, path, value)
@@ -84,15 +85,6 @@ def _list_extensions(resource: dict[str, Any]) -> None:
 def _members(obj: dict[str, Any]) -> dict[str, Any]:
     """A message's members keyed case-insensitively (Entra capitalises names)."""
     return {key.lower(): value for key, value in obj.items()}
-
-
-def _copy_json(value: Any) -> Any:
-    """A deep copy of JSON data; several times faster than copy.deepcopy on the hot path."""
-    if isinstance(value, dict):
-        return {key: _copy_json(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_copy_json(item) for item in value]
-    return value
 
 
 def _operations(body: Any, notes: list[str]) -> list[tuple[Op, str | None, Any]]:
@@ -220,7 +212,7 @@ def _apply_opaque(state: _Patch, op: Op, path: Path, value: Any) -> None:
     if op == "remove" or value in (None, ""):
         container.pop(path.name, None)
     else:
-        container[path.name] = _copy_json(value)
+        container[path.name] = copy_json(value)
     if not container:
         state.resource.pop(path.urn or "", None)
 
