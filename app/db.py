@@ -170,8 +170,8 @@ class _InsertPlan:
     insert: Any
     manager: Any
     keys: frozenset[str]
-    # (attribute, zero-argument default) for every column with a Python-side default;
-    # a column without one is NULL (the server default, if any, is not read back).
+    # (attribute, zero-argument default) for every column: its Python-side default, else
+    # None (NULL; a server-side default would not be read back into the object).
     defaults: tuple[tuple[str, Callable[[], Any]], ...]
 
 
