@@ -24,6 +24,11 @@ _IN_WINDOW = select(func.count()).select_from(DeprovisionRecord).where(
     DeprovisionRecord.restored_at.is_(None))
 _DIRECTORY_USERS = select(func.count()).select_from(User).where(
     User.directory_id == bindparam("b_directory"))
+_OPEN_BATCH = (select(DeprovisionBatch)
+               .where(DeprovisionBatch.directory_id == bindparam("b_directory"),
+                      DeprovisionBatch.restored_at.is_(None),
+                      DeprovisionBatch.last_at >= bindparam("b_since"))
+               .order_by(DeprovisionBatch.opened_at.desc()).limit(1))
 
 
 def guard_mass_event(session: Session, rec: DeprovisionRecord,
@@ -32,11 +37,8 @@ def guard_mass_event(session: Session, rec: DeprovisionRecord,
     if rec.directory_id is None:
         return None
     since = rec.received_at - timedelta(seconds=policy.mass_window_seconds)
-    batch = session.scalars(
-        select(DeprovisionBatch)
-        .where(DeprovisionBatch.directory_id == rec.directory_id,
-               DeprovisionBatch.restored_at.is_(None), DeprovisionBatch.last_at >= since)
-        .order_by(DeprovisionBatch.opened_at.desc()).limit(1)).first()
+    batch = session.scalars(_OPEN_BATCH, {"b_directory": rec.directory_id,
+                                          "b_since": since}).first()
     if batch is not None:
         rec.batch_id = batch.id
         batch.count += 1
