@@ -87,8 +87,8 @@ def _take_out(session: Session, user: User, actor: Actor, trigger: Trigger,
     rec = new_record(session, user, actor, trigger=trigger.value, received_at=received,
                      event_id="", vendor=getattr(vendor, "value", vendor), reason=reason)
     event_id = emit(session, organization_id=user.organization_id, type="user.deprovisioned",
-                 aggregate_id=user.id,
-                 payload=_leaver_payload(session, user, held, trigger, rec.id))
+                    aggregate_id=user.id,
+                    payload=_leaver_payload(session, user, held, trigger, rec.id))
     rec.event_id = event_id
     rec.state_before = before
     rec.state_after = {"active": False, "status": user.status.value, "grants": []}
