@@ -184,9 +184,10 @@ def _free_user_name(session: Session, directory_id: str, user_name: str,
         session.flush()
 
 
-def _state(data: UserInput, *, store_password_hash: bool) -> dict[str, Any]:
-    """The columns the input sets: every writable column, manager, primary email, and the
-    password hash when one is to be stored."""
+def _state(data: UserInput, manager_id: str | None, *,
+           store_password_hash: bool) -> dict[str, Any]:
+    """The columns the input sets: every writable column, the (resolved) manager, the
+    primary email, and the password hash when one is to be stored."""
     values: dict[str, Any] = {}
     for column in WRITABLE_COLUMNS:
         value = data.values.get(column)
@@ -195,17 +196,19 @@ def _state(data: UserInput, *, store_password_hash: bool) -> dict[str, Any]:
         elif value is None and column == "extension_data":
             value = {}
         values[column] = value
-    values["manager_id"] = data.manager_id
+    values["manager_id"] = manager_id
     values["primary_email"] = primary_email(values["emails"])
     if data.password is not None and store_password_hash:
         values["password_hash"] = hash_password(data.password)
     return values
 
 
-def _assign(user: User, data: UserInput, *, store_password_hash: bool) -> list[str]:
+def _assign(user: User, data: UserInput, manager_id: str | None, *,
+            store_password_hash: bool) -> list[str]:
     """Copy the input onto the row; returns the names of the columns that changed."""
     changed = []
-    for column, value in _state(data, store_password_hash=store_password_hash).items():
+    for column, value in _state(data, manager_id,
+                                store_password_hash=store_password_hash).items():
         if column == "password_hash":
             user.password_hash = value
             changed.append("password")
@@ -242,8 +245,7 @@ def create_user(session: Session, directory: DirectoryLike, data: UserInput, act
     _free_user_name(session, directory.id, user_name, None)
     manager_id = resolve_manager(session, directory.id, data.manager_id)
     now = utcnow()
-    values = _state(UserInput(data.values, data.active, manager_id, data.password),
-                    store_password_hash=store_password_hash)
+    values = _state(data, manager_id, store_password_hash=store_password_hash)
     active = data.active is not False
     values.update(directory_id=directory.id, organization_id=directory.organization_id,
                   active=active, status=UserStatus.active if active else UserStatus.suspended,
@@ -268,8 +270,7 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
     if user_name.lower() != user.user_name.lower():
         _free_user_name(session, user.directory_id, user_name, user.id)
     manager_id = resolve_manager(session, user.directory_id, data.manager_id)
-    changed = _assign(user, UserInput(data.values, data.active, manager_id, data.password),
-                      store_password_hash=store_password_hash)
+    changed = _assign(user, data, manager_id, store_password_hash=store_password_hash)
     flips = data.active is not None and data.active != user.active
     if changed or flips:
         user.version += 1
