@@ -34,6 +34,8 @@ def authenticated() -> Caller:
 
 
 def _authenticate(session: Reader) -> Caller:
+    # Tried once per request: the flight recorder does not look up a refused token again.
+    g.scim_auth_tried = True
     g.scim_caller = caller = authenticate_request(session)
     g.directory_id = caller.directory.id
     return caller

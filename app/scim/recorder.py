@@ -31,7 +31,7 @@ from flask import Flask, Request, Response, current_app, g, request
 from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.orm import Session
 
-from app.db import Database, utcnow
+from app.db import Database, Reader, utcnow
 from app.directory.oauth_clients import authenticate_bearer
 from app.errors import Unauthorized
 from app.models.scim_ops import ScimRequest
@@ -200,8 +200,9 @@ def _request_body(state: _State, req: Request) -> str | None:
     return redact_body(raw, state.sensitive, state.max_body_bytes)
 
 
-def _directory_of_caller(session: Session) -> str | None:
-    """The directory of a request the view rejected before authenticating (say, bad JSON)."""
+def _directory_of_caller(session: Reader) -> str | None:
+    """The directory of a request the view rejected before authenticating (an unknown path
+    or method)."""
     scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         return None
@@ -226,9 +227,12 @@ def _write(state: _State, response: Response) -> None:
     ctx = g._get_current_object()  # type: ignore[attr-defined]
     directory_id = ctx.get("directory_id")
     if directory_id is None:
-        with db.transaction() as session:
-            directory_id = _directory_of_caller(session)
         # Unauthenticated requests belong to no directory; there is nobody to show them to.
+        # A token the view already tried (and refused) is not looked up again.
+        if ctx.get("scim_auth_tried"):
+            return
+        with db.reader() as connection:
+            directory_id = _directory_of_caller(connection)
         if directory_id is None:
             return
     elapsed_ms = (time.perf_counter() - ctx.get("scim_started", time.perf_counter())) * 1000

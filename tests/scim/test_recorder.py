@@ -59,6 +59,37 @@ def test_unauthenticated_requests_belong_to_no_directory(client, db, tenant):
     assert _recorded(db, client.application) == []
 
 
+def test_a_request_answered_before_authentication_is_recorded_for_its_directory(
+        client, db, tenant):
+    """An unknown SCIM path is a 404 without authenticating; the recorder finds the
+    directory from the token itself."""
+    assert client.get("/scim/v2/Nope", headers=tenant.headers).status_code == 404
+    [row] = _recorded(db, client.application)
+    assert (row.directory_id, row.path, row.status) == (tenant.directory.id, "/scim/v2/Nope",
+                                                        404)
+
+
+def test_a_refused_token_is_looked_up_once(client, db, tenant):
+    """The view's 401 is final: the recorder does not query the token a second time."""
+    import sqlalchemy as sa
+
+    lookups: list[str] = []
+
+    def watch(_conn, _cursor, statement, *_args):
+        if "directory_tokens" in statement:
+            lookups.append(statement)
+
+    engine = client.application.extensions["roster.db"].engine
+    sa.event.listen(engine, "before_cursor_execute", watch)
+    try:
+        assert client.get(SPC, headers={"Authorization": "Bearer rst_nope"}).status_code == 401
+        flush(client.application)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", watch)
+    assert len(lookups) == 1, lookups
+    assert _recorded(db, client.application) == []
+
+
 def test_failed_request_is_recorded_with_redacted_body(client, db, tenant):
     """A rejected create is kept (status, error body) and its password is masked."""
     body = {"schemas": [USER], "password": "hunter2", "active": "maybe", "userName": 7}
