@@ -121,6 +121,94 @@ def test_json_lines_carry_each_records_own_time_and_extras_in_order():
     assert list(lines[0])[-3:] == ["method", "route", "status"]
 
 
+def _root_handler(monkeypatch: pytest.MonkeyPatch, *extra: logging.Handler):
+    """Roster's server logging alone on the root logger (pytest's own handlers set aside),
+    writing to a StringIO: the buffered JSON handler with its request id filter."""
+    import io
+
+    from app.observability import BufferedStreamHandler, JsonFormatter, RequestIdFilter
+
+    stream = io.StringIO()
+    handler = BufferedStreamHandler(stream, flush_ms=5000)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter())
+    monkeypatch.setattr(logging.root, "handlers", [handler, *extra])
+    monkeypatch.setattr(logging.root, "level", logging.INFO)
+    return handler, stream
+
+
+def test_access_lines_written_directly_match_the_logging_path(app, monkeypatch):
+    """With only Roster's buffered JSON handler listening, the access line skips the logging
+    machinery, and comes out as the Logger.info path writes it: same keys in the same
+    order, same values, a millisecond UTC timestamp."""
+    import re
+
+    from flask import g
+
+    from app.observability import AccessLog
+
+    access = AccessLog()
+    context = app.test_request_context()
+    context.push()
+    g.request_id = "req-1"  # what the logging path's filter reads
+    handler, stream = _root_handler(monkeypatch)
+    assert access._direct_handler() is handler
+    access.write("GET", "/scim/v2/Users/<user_id>", 200, 1.25, "req-1")
+    handler.flush()
+    direct = json.loads(stream.getvalue())
+
+    other = logging.NullHandler()  # a second handler: the record must reach it too
+    handler, stream = _root_handler(monkeypatch, other)
+    assert access._direct_handler() is None
+    access.write("GET", "/scim/v2/Users/<user_id>", 200, 1.25, "req-1")
+    handler.flush()
+    logged = json.loads(stream.getvalue())
+    context.pop()
+
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", direct["ts"])
+    assert list(direct) == list(logged) == ["ts", "level", "logger", "msg", "method", "route",
+                                            "status", "duration_ms", "request_id"]
+    assert {**direct, "ts": None} == {**logged, "ts": None}
+    assert direct["msg"] == "GET /scim/v2/Users/<user_id> 200"
+
+
+def test_access_line_takes_the_logging_path_when_anything_else_would_see_it(monkeypatch):
+    """A filter or handler on the way, a disabled level or a text format all need the real
+    record; the direct line is only for the server's plain configuration."""
+    from app.observability import AccessLog
+
+    access = AccessLog()
+    handler, _stream = _root_handler(monkeypatch)
+    assert access._direct_handler() is handler
+    monkeypatch.setattr(logging.getLogger("roster"), "handlers", [logging.NullHandler()])
+    assert access._direct_handler() is None
+    monkeypatch.setattr(logging.getLogger("roster"), "handlers", [])
+    monkeypatch.setattr(access.logger, "filters", [logging.Filter("x")])
+    assert access._direct_handler() is None
+    monkeypatch.setattr(access.logger, "filters", [])
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    assert access._direct_handler() is None
+    from app.observability import JsonFormatter
+    handler.setFormatter(JsonFormatter())
+    monkeypatch.setattr(logging.root, "level", logging.WARNING)
+    logging.getLogger("roster.access").manager._clear_cache()
+    assert access._direct_handler() is None
+
+
+def test_requests_leave_direct_access_lines_with_their_request_id(app, client, monkeypatch):
+    """Through the app: each request's access line reaches the handler with its route,
+    status and request id."""
+    handler, stream = _root_handler(monkeypatch)
+    logging.getLogger("roster.access").manager._clear_cache()
+    client.get("/healthz", headers={"X-Request-ID": "direct-1"})
+    client.get("/nothing-here", headers={"X-Request-ID": "direct-2"})
+    handler.flush()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    access = [line for line in lines if line["logger"] == "roster.access"]
+    assert [(a["request_id"], a["route"], a["status"]) for a in access] == [
+        ("direct-1", "/healthz", 200), ("direct-2", "<unmatched>", 404)]
+
+
 def test_redaction_masks_secrets_in_messages():
     """Bearer tokens, Roster tokens and password fields are masked in log text."""
     from app.observability import redact
