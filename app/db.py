@@ -35,6 +35,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from app.sql import fetch
+from app.sqlite_readers import HeldReaders
 from app.sqlite_writers import SAFETY_CHECKPOINT_PAGES, WriterQueue, install
 
 NAMING_CONVENTION = {
@@ -325,6 +326,9 @@ class Database:
         self.engine = make_engine(url, pool_size=pool_size, echo=echo,
                                   busy_timeout_ms=busy_timeout_ms)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite files: each thread keeps its read connection (app/sqlite_readers.py).
+        self._readers = (HeldReaders(self.engine) if self.dialect == "sqlite"
+                         and not _memory(url) else None)
 
     @property
     def dialect(self) -> str:
@@ -338,12 +342,18 @@ class Database:
         An ORM session costs ~60 µs per transaction against ~25 µs for the connection
         alone; SCIM lists (``userName eq`` lookups) read nothing else. Commits when the block
         ends, rolls back if it raises. On SQLite it runs beside a writer, as
-        ``transaction(readonly=True)`` does.
+        ``transaction(readonly=True)`` does, on the thread's own held connection
+        (app/sqlite_readers.py) unless that one is busy.
         """
         token = _sqlite_write.set(False)
         try:
-            with self.engine.connect() as connection, connection.begin():
-                yield connection
+            held = self._readers.connection() if self._readers is not None else None
+            if held is None:
+                with self.engine.connect() as connection, connection.begin():
+                    yield connection
+            else:
+                with held.begin():
+                    yield held
         finally:
             _sqlite_write.reset(token)
 
@@ -361,5 +371,7 @@ class Database:
             _sqlite_write.reset(token)
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and every thread's held read connection)."""
+        if self._readers is not None:
+            self._readers.close()
         self.engine.dispose()

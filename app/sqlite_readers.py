@@ -1,0 +1,76 @@
+"""Each thread keeps its SQLite read connection from one read to the next.
+
+``Database.reader`` (the SCIM lookups and lists) used to check a connection out of
+SQLAlchemy's pool and back in for every request: the checkout, the reset on return (a
+rollback after the commit) and their events cost ~8 % of a SCIM lookup's instructions. A
+SQLite connection is a file handle and a page cache in this process, nothing on a server,
+so a thread may as well keep one: between reads it holds no transaction, hence no WAL
+snapshot and no lock (https://sqlite.org/wal.html#concurrency). Only the transaction is
+begun and committed per read.
+
+- A read inside a read on the same thread (its held connection busy) gets a pooled one.
+- A thread that ends gives its connection back to the pool (``_Held.__del__``).
+- ``close`` gives all of them back (``Database.dispose``).
+- A forked child never uses, or closes, its parent's connections: closing a SQLite handle
+  that another process opened is unsafe (https://sqlite.org/howtocorrupt.html#fork), so
+  they are set aside unused.
+
+PostgreSQL keeps the pool: its ``pool_pre_ping`` on checkout is what notices a server that
+restarted or failed over, and a held connection would skip it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import weakref
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+# Connections a forked child inherited: referenced forever, so nothing in the child closes
+# them (see the module docstring).
+_INHERITED: list[Any] = []
+
+
+class _Held:
+    """One thread's connection; returned to the pool when the thread's locals go."""
+
+    __slots__ = ("__weakref__", "connection")
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # interpreter shutdown: nothing left to tidy
+            self.connection.close()
+
+
+class HeldReaders:
+    """Per-thread read connections of one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._pid = os.getpid()
+        self._local = threading.local()
+        self._all: weakref.WeakSet[_Held] = weakref.WeakSet()
+
+    def connection(self) -> Connection | None:
+        """This thread's idle read connection, opened on first use; None while it is in a
+        transaction already (a read inside a read), so the caller takes a pooled one."""
+        if os.getpid() != self._pid:
+            _INHERITED.append((self._local, self._all))
+            self._pid, self._local, self._all = os.getpid(), threading.local(), weakref.WeakSet()
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is None or held.connection.closed or held.connection.invalidated:
+            held = self._local.held = _Held(self._engine.connect())
+            self._all.add(held)
+        connection = held.connection
+        return None if connection.in_transaction() else connection
+
+    def close(self) -> None:
+        """Give every thread's connection back to the pool (before the engine is disposed)."""
+        for held in list(self._all):
+            with contextlib.suppress(Exception):
+                held.connection.close()

@@ -1,0 +1,130 @@
+"""Each thread keeps its SQLite read connection between reads (app/sqlite_readers.py)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Connection, text
+
+from app.db import Database
+
+
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> Database:
+    database = Database(f"sqlite:///{tmp_path / 'r.db'}", busy_timeout_ms=5000)
+    with database.transaction() as session:
+        session.execute(text("CREATE TABLE t (n INTEGER)"))
+    yield database
+    database.dispose()
+
+
+def _driver(connection: Connection) -> object:
+    return connection.connection.dbapi_connection
+
+
+def _count(database: Database) -> tuple[int, object]:
+    with database.reader() as connection:
+        return connection.execute(text("SELECT count(*) FROM t")).scalar_one(), \
+            _driver(connection)
+
+
+def _insert(database: Database) -> None:
+    with database.transaction() as session:
+        session.execute(text("INSERT INTO t VALUES (1)"))
+
+
+def test_a_thread_reads_on_one_connection_and_sees_each_commit(sqlite_file):
+    """Reads of one thread share a driver connection, yet each read is its own transaction:
+    it sees what was committed since the last one."""
+    before, first = _count(sqlite_file)
+    _insert(sqlite_file)
+    after, second = _count(sqlite_file)
+    assert (before, after) == (0, 1)
+    assert first is second
+    assert sqlite_file.engine.pool.checkedout() == 1  # the held one, nothing else
+
+
+def test_between_reads_the_held_connection_pins_no_snapshot(sqlite_file, tmp_path):
+    """A finished read leaves no transaction open, so a TRUNCATE checkpoint (which needs
+    every reader gone from the WAL) succeeds at once; during a read it cannot."""
+    _insert(sqlite_file)
+    checkpoint = sqlite3.connect(tmp_path / "r.db", isolation_level=None, timeout=0.1)
+    try:
+        with sqlite_file.reader() as connection:
+            connection.execute(text("SELECT count(*) FROM t")).scalar_one()
+            busy_during = checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        busy_after = checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    finally:
+        checkpoint.close()
+    assert (busy_during, busy_after) == (1, 0)
+
+
+def test_a_read_inside_a_read_takes_another_connection(sqlite_file):
+    """The held connection is busy with the outer read; the inner one gets a pooled one, and
+    the outer read still works afterwards."""
+    with sqlite_file.reader() as outer:
+        with sqlite_file.reader() as inner:
+            assert _driver(inner) is not _driver(outer)
+            assert inner.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
+        assert outer.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
+    assert sqlite_file.engine.pool.checkedout() == 1
+
+
+def test_a_read_that_fails_rolls_back_and_the_connection_serves_the_next(sqlite_file):
+    """An error inside a read ends its transaction; the thread's next read works."""
+    with pytest.raises(Exception, match="no such table"), sqlite_file.reader() as connection:
+        connection.execute(text("SELECT * FROM missing"))
+    assert _count(sqlite_file)[0] == 0
+
+
+def test_threads_each_hold_one_and_give_it_back_when_they_end(sqlite_file):
+    """Two threads hold two connections; when the threads are gone both are back in the
+    pool (no connection is left checked out for the garbage collector to find)."""
+    drivers: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def read() -> None:
+        drivers.append(_count(sqlite_file)[1])
+        barrier.wait(timeout=10)  # both threads hold theirs at the same time
+
+    threads = [threading.Thread(target=read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert len(drivers) == 2
+    assert drivers[0] is not drivers[1]
+    del threads
+    assert sqlite_file.engine.pool.checkedout() == 0
+
+
+def test_dispose_gives_back_every_held_connection(sqlite_file):
+    """Database.dispose closes the held connections along with the pool."""
+    _count(sqlite_file)
+    assert sqlite_file.engine.pool.checkedout() == 1
+    sqlite_file.dispose()
+    assert sqlite_file.engine.pool.checkedout() == 0
+    assert _count(sqlite_file)[0] == 0  # and a later read opens a fresh one
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_never_uses_its_parents_connection(sqlite_file):
+    """After a fork the child opens its own connection and leaves the inherited one alone."""
+    parent = id(_count(sqlite_file)[1])
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report whether its read used the parent's connection
+        try:
+            os.write(write, b"same" if id(_count(sqlite_file)[1]) == parent else b"own")
+        finally:
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 16)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert answer == b"own"
+    assert _count(sqlite_file)[0] == 0  # the parent's connection still works
