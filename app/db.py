@@ -35,7 +35,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from app.sql import fetch
-from app.sqlite_readers import HeldReaders
+from app.sqlite_connections import ThreadConnections
 from app.sqlite_writers import SAFETY_CHECKPOINT_PAGES, WriterQueue, install
 
 NAMING_CONVENTION = {
@@ -326,9 +326,9 @@ class Database:
         self.engine = make_engine(url, pool_size=pool_size, echo=echo,
                                   busy_timeout_ms=busy_timeout_ms)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
-        # SQLite files: each thread keeps its read connection (app/sqlite_readers.py).
-        self._readers = (HeldReaders(self.engine) if self.dialect == "sqlite"
-                         and not _memory(url) else None)
+        # SQLite files: each thread keeps its connection (app/sqlite_connections.py).
+        self._held = (ThreadConnections(self.engine) if self.dialect == "sqlite"
+                      and not _memory(url) else None)
 
     @property
     def dialect(self) -> str:
@@ -343,11 +343,11 @@ class Database:
         alone; SCIM lists (``userName eq`` lookups) read nothing else. Commits when the block
         ends, rolls back if it raises. On SQLite it runs beside a writer, as
         ``transaction(readonly=True)`` does, on the thread's own held connection
-        (app/sqlite_readers.py) unless that one is busy.
+        (app/sqlite_connections.py) unless that one is busy.
         """
         token = _sqlite_write.set(False)
         try:
-            held = self._readers.connection() if self._readers is not None else None
+            held = self._held.idle() if self._held is not None else None
             if held is None:
                 with self.engine.connect() as connection, connection.begin():
                     yield connection
@@ -365,13 +365,17 @@ class Database:
         """
         token = _sqlite_write.set(not readonly)
         try:
-            with self.sessionmaker() as session, session.begin():
+            # On the thread's own SQLite connection when it is idle: the Session begins and
+            # commits its transaction, and leaves the connection open at close.
+            held = self._held.idle() if self._held is not None else None
+            with (self.sessionmaker(bind=held) if held is not None else self.sessionmaker()) \
+                    as session, session.begin():
                 yield session
         finally:
             _sqlite_write.reset(token)
 
     def dispose(self) -> None:
-        """Close every pooled connection (and every thread's held read connection)."""
-        if self._readers is not None:
-            self._readers.close()
+        """Close every pooled connection (and every thread's held one)."""
+        if self._held is not None:
+            self._held.close()
         self.engine.dispose()

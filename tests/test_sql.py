@@ -117,6 +117,7 @@ def test_fetch_statements_are_logged_when_echo_is_on(db, client, tenant, caplog)
     """With database.echo, fetch goes through execute, so its statements reach the log."""
     user_id = _create_user(client, tenant, "echo@acme.example")
     db.engine.echo = True
+    db.dispose()  # echo is read when a connection opens; a thread's held one predates it
     try:
         with caplog.at_level("INFO", logger="sqlalchemy.engine"), \
                 db.transaction(readonly=True) as session:

@@ -1,14 +1,15 @@
-"""Each thread keeps its SQLite read connection from one read to the next.
+"""Each thread keeps its SQLite connection from one transaction to the next.
 
-``Database.reader`` (the SCIM lookups and lists) used to check a connection out of
+``Database.reader`` and ``Database.transaction`` used to check a connection out of
 SQLAlchemy's pool and back in for every request: the checkout, the reset on return (a
-rollback after the commit) and their events cost ~8 % of a SCIM lookup's instructions. A
-SQLite connection is a file handle and a page cache in this process, nothing on a server,
-so a thread may as well keep one: between reads it holds no transaction, hence no WAL
-snapshot and no lock (https://sqlite.org/wal.html#concurrency). Only the transaction is
-begun and committed per read.
+rollback after the commit) and their events cost ~8 % of a SCIM lookup's instructions and
+~5 % of a create's. A SQLite connection is a file handle and a page cache in this process,
+nothing on a server, so a thread may as well keep one: between transactions it holds no
+transaction, hence no WAL snapshot and no lock (https://sqlite.org/wal.html#concurrency).
+Only the transaction is begun (BEGIN, or BEGIN IMMEDIATE for a writer) and ended per unit.
 
-- A read inside a read on the same thread (its held connection busy) gets a pooled one.
+- A transaction inside a transaction on the same thread (its held connection busy) gets a
+  pooled connection, as before.
 - A thread that ends gives its connection back to the pool (``_Held.__del__``).
 - ``close`` gives all of them back (``Database.dispose``).
 - A forked child never uses, or closes, its parent's connections: closing a SQLite handle
@@ -47,8 +48,8 @@ class _Held:
             self.connection.close()
 
 
-class HeldReaders:
-    """Per-thread read connections of one engine."""
+class ThreadConnections:
+    """Per-thread connections of one engine."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -56,9 +57,9 @@ class HeldReaders:
         self._local = threading.local()
         self._all: weakref.WeakSet[_Held] = weakref.WeakSet()
 
-    def connection(self) -> Connection | None:
-        """This thread's idle read connection, opened on first use; None while it is in a
-        transaction already (a read inside a read), so the caller takes a pooled one."""
+    def idle(self) -> Connection | None:
+        """This thread's connection, opened on first use; None while it is in a
+        transaction already (a unit inside a unit), so the caller takes a pooled one."""
         if os.getpid() != self._pid:
             _INHERITED.append((self._local, self._all))
             self._pid, self._local, self._all = os.getpid(), threading.local(), weakref.WeakSet()

@@ -1,4 +1,4 @@
-"""Each thread keeps its SQLite read connection between reads (app/sqlite_readers.py)."""
+"""Each thread keeps its SQLite connection between transactions (app/sqlite_connections.py)."""
 
 from __future__ import annotations
 
@@ -86,6 +86,7 @@ def test_threads_each_hold_one_and_give_it_back_when_they_end(sqlite_file):
     pool (no connection is left checked out for the garbage collector to find)."""
     drivers: list[object] = []
     barrier = threading.Barrier(2)
+    before = sqlite_file.engine.pool.checkedout()  # this thread's own (the fixture wrote)
 
     def read() -> None:
         drivers.append(_count(sqlite_file)[1])
@@ -99,7 +100,7 @@ def test_threads_each_hold_one_and_give_it_back_when_they_end(sqlite_file):
     assert len(drivers) == 2
     assert drivers[0] is not drivers[1]
     del threads
-    assert sqlite_file.engine.pool.checkedout() == 0
+    assert sqlite_file.engine.pool.checkedout() == before
 
 
 def test_dispose_gives_back_every_held_connection(sqlite_file):
@@ -128,3 +129,52 @@ def test_a_forked_child_never_uses_its_parents_connection(sqlite_file):
     os.waitpid(pid, 0)
     assert answer == b"own"
     assert _count(sqlite_file)[0] == 0  # the parent's connection still works
+
+
+def _writer_driver(database: Database, *, fail: bool = False) -> object:
+    with database.transaction() as session:
+        session.execute(text("INSERT INTO t VALUES (2)"))
+        driver = _driver(session.connection())
+        if fail:
+            raise RuntimeError("roll back")
+    return driver
+
+
+def test_writes_and_reads_of_a_thread_share_its_connection(sqlite_file, tmp_path):
+    """A unit of work runs on the thread's connection too: its commit is seen by the next
+    read, and the writers' queue lock is free again once it has committed."""
+    from tests.test_sqlite_writers import _locked
+
+    writer = _writer_driver(sqlite_file)
+    count, reader = _count(sqlite_file)
+    assert count == 1
+    assert writer is reader
+    assert not _locked(tmp_path / "r.db-writer")
+    assert sqlite_file.engine.pool.checkedout() == 1
+
+
+def test_a_failed_unit_of_work_leaves_nothing_and_the_connection_serves_on(sqlite_file):
+    """A unit that raises is rolled back on the held connection; the next one works."""
+    with pytest.raises(RuntimeError):
+        _writer_driver(sqlite_file, fail=True)
+    assert _count(sqlite_file)[0] == 0
+    _writer_driver(sqlite_file)
+    assert _count(sqlite_file)[0] == 1
+
+
+def test_a_savepoint_rolls_back_alone_on_the_held_connection(sqlite_file):
+    """begin_nested works on the thread's connection: only the savepoint's row is gone."""
+    with sqlite_file.transaction() as session:
+        session.execute(text("INSERT INTO t VALUES (1)"))
+        savepoint = session.begin_nested()
+        session.execute(text("INSERT INTO t VALUES (2)"))
+        savepoint.rollback()
+    with sqlite_file.reader() as connection:
+        assert connection.execute(text("SELECT n FROM t")).scalars().all() == [1]
+
+
+def test_a_unit_of_work_inside_a_read_takes_another_connection(sqlite_file):
+    """A write while the thread's connection holds a read runs on a pooled connection."""
+    with sqlite_file.reader() as outer:
+        assert _writer_driver(sqlite_file) is not _driver(outer)
+    assert _count(sqlite_file)[0] == 1
