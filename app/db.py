@@ -227,9 +227,15 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
     """Create the engine; SQLite gets WAL, foreign keys and a busy timeout."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, echo=echo, poolclass=NullPool if _memory(url) else None,
-                               connect_args={"check_same_thread": False},
-                               json_serializer=_json_dumps, json_deserializer=_json_loads)
+        # A file's pool has no ceiling: each thread keeps one connection for as long as it
+        # lives (app/sqlite_connections.py), so a bounded pool would make the thread after
+        # the last slot wait for a connection no one gives back. A SQLite connection is a
+        # file handle and its page cache, not a server's resource.
+        pool: dict[str, Any] = ({"poolclass": NullPool} if _memory(url)
+                                else {"pool_size": pool_size, "max_overflow": -1})
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False},
+                               json_serializer=_json_dumps, json_deserializer=_json_loads,
+                               **pool)
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
     return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,

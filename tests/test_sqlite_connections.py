@@ -178,3 +178,23 @@ def test_a_unit_of_work_inside_a_read_takes_another_connection(sqlite_file):
     with sqlite_file.reader() as outer:
         assert _writer_driver(sqlite_file) is not _driver(outer)
     assert _count(sqlite_file)[0] == 1
+
+
+def test_more_threads_than_the_pool_size_each_get_a_connection(sqlite_file):
+    """Threads keep their connections, so the SQLite pool has no ceiling: twenty threads
+    holding theirs at once (a bounded pool has fifteen) all read without waiting."""
+    assert sqlite_file.engine.pool.size() == 5
+    counts: list[int] = []
+    barrier = threading.Barrier(20)
+
+    def read() -> None:
+        counts.append(_count(sqlite_file)[0])
+        barrier.wait(timeout=10)  # all twenty hold theirs at the same time
+
+    threads = [threading.Thread(target=read) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert counts == [0] * 20
+    assert not barrier.broken
