@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -34,6 +33,8 @@ from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
+# new_id: a UUID4 text (buffered OS randomness), the SCIM id and primary key of every row.
+from app.ids import new_id as new_id
 from app.sql import fetch
 from app.sqlite_connections import ThreadConnections
 from app.sqlite_writers import SAFETY_CHECKPOINT_PAGES, WriterQueue, install
@@ -117,11 +118,6 @@ def copy_json(value: Any) -> Any:
     if isinstance(value, list):
         return [copy_json(item) for item in value]
     return value
-
-
-def new_id() -> str:
-    """A server-issued identifier (UUID4 text), used as SCIM id and primary key."""
-    return str(uuid.uuid4())
 
 
 def flush_if_pending(session: Session, kind: type[Any]) -> None:

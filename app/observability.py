@@ -10,7 +10,6 @@ import re
 import sys
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +22,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from app.ids import request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
@@ -273,7 +274,7 @@ def init_request_tracking(app: Flask, metrics: Metrics) -> None:
         ctx = g._get_current_object()  # type: ignore[attr-defined]
         ctx.received_at = datetime.now(UTC)
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        ctx.request_id = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex
+        ctx.request_id = incoming if _REQUEST_ID_OK.match(incoming) else request_id()
         ctx.started = time.perf_counter()
 
     @app.after_request

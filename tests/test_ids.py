@@ -1,0 +1,57 @@
+"""Identifiers from buffered OS randomness (app/ids.py)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from app import ids
+
+
+def test_ids_are_version_4_uuids_and_unique_across_draws():
+    """Every id is an RFC 9562 version 4 UUID (version and variant bits set); ten thousand
+    of them, spanning many 4 KiB draws, are all different."""
+    drawn = [ids.random_uuid() for _ in range(10_000)]
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in drawn)
+    assert len(set(drawn)) == len(drawn)
+    text = ids.new_id()
+    assert str(uuid.UUID(text)) == text
+    assert len(ids.request_id()) == 32
+    assert int(ids.request_id(), 16) >= 0
+
+
+def test_a_draw_serves_256_ids_with_one_read(monkeypatch):
+    """os.urandom is read 4 KiB at a time: 256 ids, then the next read."""
+    reads: list[int] = []
+    real = os.urandom
+
+    def counting(n: int) -> bytes:
+        reads.append(n)
+        return real(n)
+
+    monkeypatch.setattr(ids.os, "urandom", counting)
+    ids._reset()
+    for _ in range(256):
+        ids.random_uuid()
+    assert reads == [4096]
+    ids.random_uuid()
+    assert reads == [4096, 4096]
+
+
+def test_a_forked_child_never_repeats_its_parents_ids():
+    """The child starts with an empty buffer: its next ids are not the parent's next ids."""
+    ids.random_uuid()  # the parent's buffer holds unused bytes now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.write(write, "".join(ids.new_id() for _ in range(4)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 4096).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent = "".join(ids.new_id() for _ in range(4))
+    assert len(child) == len(parent) == 4 * 36
+    assert child != parent
