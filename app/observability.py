@@ -23,7 +23,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from app.ids import request_id
+from app.ids import request_id as new_request_id
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
@@ -214,7 +214,8 @@ class AccessLog:
     configuration: no other handler or filter on the way, INFO enabled), it is formatted
     here and handed to that handler directly, exactly as ``JsonFormatter`` would write it.
     The logging machinery (a ``LogRecord`` of some thirty fields, the filter, the walk over
-    the record's attributes) cost ~7 % of a SCIM lookup inside the app. Any other
+    the record's attributes) cost ~4 % of a SCIM lookup's instructions inside the app, the
+    direct line half of that (bench/README.md, session 8). Any other
     configuration (a text format, an unbuffered handler, a test capturing records) takes
     the ordinary ``Logger.info`` path.
     """
@@ -274,7 +275,7 @@ def init_request_tracking(app: Flask, metrics: Metrics) -> None:
         ctx = g._get_current_object()  # type: ignore[attr-defined]
         ctx.received_at = datetime.now(UTC)
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        ctx.request_id = incoming if _REQUEST_ID_OK.match(incoming) else request_id()
+        ctx.request_id = incoming if _REQUEST_ID_OK.match(incoming) else new_request_id()
         ctx.started = time.perf_counter()
 
     @app.after_request
