@@ -69,6 +69,17 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
+@pytest.fixture
+def sqlite_file(tmp_path: Path) -> Iterator[Database]:
+    """A bare SQLite file ``w.db`` with one table ``t (n, at)``, for the tests of the SQLite
+    plumbing (writers' queue, held connections); disposed afterwards."""
+    database = Database(f"sqlite:///{tmp_path / 'w.db'}", busy_timeout_ms=5000)
+    with database.transaction() as session:
+        session.execute(sa.text("CREATE TABLE t (n INTEGER, at REAL)"))
+    yield database
+    database.dispose()
+
+
 @pytest.fixture(scope="session")
 def dialect(database_url: str) -> str:
     """``sqlite`` or ``postgresql``."""

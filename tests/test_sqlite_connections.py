@@ -5,21 +5,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, text
 
 from app.db import Database
-
-
-@pytest.fixture
-def sqlite_file(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'r.db'}", busy_timeout_ms=5000)
-    with database.transaction() as session:
-        session.execute(text("CREATE TABLE t (n INTEGER)"))
-    yield database
-    database.dispose()
 
 
 def _driver(connection: Connection) -> object:
@@ -32,9 +22,29 @@ def _count(database: Database) -> tuple[int, object]:
             _driver(connection)
 
 
+def _reads_at_once(database: Database, threads: int) -> list[tuple[int, object]]:
+    """Each of ``threads`` threads reads, then waits until all have read, so they all hold
+    their connections at the same time; (count, driver connection) per thread, after the
+    threads have ended. A thread that waits too long breaks the barrier and is missing."""
+    reads: list[tuple[int, object]] = []
+    barrier = threading.Barrier(threads)
+
+    def read() -> None:
+        reads.append(_count(database))
+        barrier.wait(timeout=10)
+
+    started = [threading.Thread(target=read) for _ in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join(timeout=20)
+    assert not barrier.broken
+    return reads
+
+
 def _insert(database: Database) -> None:
     with database.transaction() as session:
-        session.execute(text("INSERT INTO t VALUES (1)"))
+        session.execute(text("INSERT INTO t (n) VALUES (1)"))
 
 
 def test_a_thread_reads_on_one_connection_and_sees_each_commit(sqlite_file):
@@ -52,7 +62,7 @@ def test_between_reads_the_held_connection_pins_no_snapshot(sqlite_file, tmp_pat
     """A finished read leaves no transaction open, so a TRUNCATE checkpoint (which needs
     every reader gone from the WAL) succeeds at once; during a read it cannot."""
     _insert(sqlite_file)
-    checkpoint = sqlite3.connect(tmp_path / "r.db", isolation_level=None, timeout=0.1)
+    checkpoint = sqlite3.connect(tmp_path / "w.db", isolation_level=None, timeout=0.1)
     try:
         with sqlite_file.reader() as connection:
             connection.execute(text("SELECT count(*) FROM t")).scalar_one()
@@ -84,22 +94,10 @@ def test_a_read_that_fails_rolls_back_and_the_connection_serves_the_next(sqlite_
 def test_threads_each_hold_one_and_give_it_back_when_they_end(sqlite_file):
     """Two threads hold two connections; when the threads are gone both are back in the
     pool (no connection is left checked out for the garbage collector to find)."""
-    drivers: list[object] = []
-    barrier = threading.Barrier(2)
     before = sqlite_file.engine.pool.checkedout()  # this thread's own (the fixture wrote)
-
-    def read() -> None:
-        drivers.append(_count(sqlite_file)[1])
-        barrier.wait(timeout=10)  # both threads hold theirs at the same time
-
-    threads = [threading.Thread(target=read) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=10)
-    assert len(drivers) == 2
-    assert drivers[0] is not drivers[1]
-    del threads
+    reads = _reads_at_once(sqlite_file, 2)
+    assert len(reads) == 2
+    assert reads[0][1] is not reads[1][1]
     assert sqlite_file.engine.pool.checkedout() == before
 
 
@@ -133,7 +131,7 @@ def test_a_forked_child_never_uses_its_parents_connection(sqlite_file):
 
 def _writer_driver(database: Database, *, fail: bool = False) -> object:
     with database.transaction() as session:
-        session.execute(text("INSERT INTO t VALUES (2)"))
+        session.execute(text("INSERT INTO t (n) VALUES (2)"))
         driver = _driver(session.connection())
         if fail:
             raise RuntimeError("roll back")
@@ -149,7 +147,7 @@ def test_writes_and_reads_of_a_thread_share_its_connection(sqlite_file, tmp_path
     count, reader = _count(sqlite_file)
     assert count == 1
     assert writer is reader
-    assert not _locked(tmp_path / "r.db-writer")
+    assert not _locked(tmp_path / "w.db-writer")
     assert sqlite_file.engine.pool.checkedout() == 1
 
 
@@ -165,9 +163,9 @@ def test_a_failed_unit_of_work_leaves_nothing_and_the_connection_serves_on(sqlit
 def test_a_savepoint_rolls_back_alone_on_the_held_connection(sqlite_file):
     """begin_nested works on the thread's connection: only the savepoint's row is gone."""
     with sqlite_file.transaction() as session:
-        session.execute(text("INSERT INTO t VALUES (1)"))
+        session.execute(text("INSERT INTO t (n) VALUES (1)"))
         savepoint = session.begin_nested()
-        session.execute(text("INSERT INTO t VALUES (2)"))
+        session.execute(text("INSERT INTO t (n) VALUES (2)"))
         savepoint.rollback()
     with sqlite_file.reader() as connection:
         assert connection.execute(text("SELECT n FROM t")).scalars().all() == [1]
@@ -184,17 +182,4 @@ def test_more_threads_than_the_pool_size_each_get_a_connection(sqlite_file):
     """Threads keep their connections, so the SQLite pool has no ceiling: twenty threads
     holding theirs at once (a bounded pool has fifteen) all read without waiting."""
     assert sqlite_file.engine.pool.size() == 5
-    counts: list[int] = []
-    barrier = threading.Barrier(20)
-
-    def read() -> None:
-        counts.append(_count(sqlite_file)[0])
-        barrier.wait(timeout=10)  # all twenty hold theirs at the same time
-
-    threads = [threading.Thread(target=read) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=20)
-    assert counts == [0] * 20
-    assert not barrier.broken
+    assert [count for count, _driver in _reads_at_once(sqlite_file, 20)] == [0] * 20

@@ -27,15 +27,6 @@ def _locked(lock_path: Path) -> bool:
     return False
 
 
-@pytest.fixture
-def sqlite_file(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'w.db'}", busy_timeout_ms=5000)
-    with database.transaction() as session:
-        session.execute(text("CREATE TABLE t (n INTEGER, at REAL)"))
-    yield database
-    database.dispose()
-
-
 def test_lock_is_held_from_begin_to_after_commit_and_rollback(sqlite_file, tmp_path):
     """A write transaction holds the lock; commit and rollback both let it go."""
     lock = tmp_path / "w.db-writer"
