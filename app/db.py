@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -350,12 +350,9 @@ class Database:
         token = _sqlite_write.set(False)
         try:
             held = self._held.idle() if self._held is not None else None
-            if held is None:
-                with self.engine.connect() as connection, connection.begin():
-                    yield connection
-            else:
-                with held.begin():
-                    yield held
+            with (nullcontext(held) if held is not None else self.engine.connect()) \
+                    as connection, connection.begin():
+                yield connection
         finally:
             _sqlite_write.reset(token)
 

@@ -57,7 +57,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as a single JSON line with secrets masked."""
         out: dict[str, Any] = {
-            "ts": f"{self._timestamp(int(record.created))}.{int(record.msecs):03d}Z",
+            "ts": self.stamp(int(record.created), int(record.msecs)),
             "level": record.levelname,
             "logger": record.name,
             "msg": redact(record.getMessage()),
@@ -68,6 +68,10 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(out, default=str)
+
+    def stamp(self, second: int, msecs: int) -> str:
+        """``2026-12-04T22:13:20.123Z``: a record's UTC time to the millisecond."""
+        return f"{self._timestamp(second)}.{msecs:03d}Z"
 
     def _timestamp(self, second: int) -> str:
         # Lines come many per second: format each second once (a tuple swap, thread-safe).
@@ -114,8 +118,7 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
             return
-        with self.lock:  # type: ignore[union-attr]
-            self._pending.append(line)
+        self.append(line)
         if record.levelno >= logging.WARNING:
             self.flush()
 
@@ -241,7 +244,8 @@ class AccessLog:
         now = time.time()
         formatter: JsonFormatter = handler.formatter  # type: ignore[assignment]
         line = json.dumps({
-            "ts": f"{formatter._timestamp(int(now))}.{int((now - int(now)) * 1000):03d}Z",
+            # Seconds and milliseconds as a LogRecord takes them from time.time().
+            "ts": formatter.stamp(int(now), int((now - int(now)) * 1000)),
             "level": "INFO", "logger": self.logger.name,
             "msg": redact(f"{method} {route} {status}"), "method": method, "route": route,
             "status": status, "duration_ms": duration_ms, "request_id": request_id,
