@@ -80,14 +80,20 @@ def _search_body() -> dict[str, Any]:
     return {canonical.get(k.lower(), k): v for k, v in payload.items()}
 
 
+def _query() -> dict[str, str]:
+    # The first value of each parameter, as MultiDict.get gives it, in a plain dict: a
+    # MultiDict builds a BadRequestKeyError for every parameter a lookup leaves out (seven).
+    return request.args.to_dict()
+
+
 def list_users() -> Response:
     """GET /Users with filter, sort, index or cursor paging (RFC 7644 §3.4.2, RFC 9865)."""
-    return _list("User", lambda: request.args, from_body=False)
+    return _list("User", _query, from_body=False)
 
 
 def list_groups() -> Response:
     """GET /Groups with filter, sort, index or cursor paging (RFC 7644 §3.4.2, RFC 9865)."""
-    return _list("Group", lambda: request.args, from_body=False)
+    return _list("Group", _query, from_body=False)
 
 
 def search_users() -> Response:

@@ -381,3 +381,31 @@ def test_gunicorn_workers_freeze_the_loaded_app_out_of_the_collector(monkeypatch
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_each_functions_sync_kind_is_decided_once(app, client, monkeypatch):
+    """RosterFlask.ensure_sync asks Flask once per plain function, then remembers; any
+    other callable (here a bound method) is asked about every time."""
+    from flask import Flask
+
+    asked = []
+    plain_ensure_sync = Flask.ensure_sync
+
+    def counting(self, func):
+        asked.append(func)
+        return plain_ensure_sync(self, func)
+
+    monkeypatch.setattr(Flask, "ensure_sync", counting)
+
+    def view():
+        return "ok"
+
+    assert app.ensure_sync(view) is view
+    assert app.ensure_sync(view) is view
+    assert asked == [view]
+    method = "text".upper
+    app.ensure_sync(method)
+    app.ensure_sync(method)
+    assert asked == [view, method, method]
+    # Requests still run every before/after-request function and the view.
+    assert client.get("/healthz").status_code == 200

@@ -232,6 +232,16 @@ def test_list_pages_with_count_and_start_index(scim):
     assert scim.get("/Users?count=0").get_json()["Resources"] == []
 
 
+def test_a_repeated_query_parameter_counts_with_its_first_value(scim):
+    """As Werkzeug's MultiDict.get: ``count=1&count=3`` is count 1, whatever reads it."""
+    for i in range(3):
+        scim.create_user(f"u{i}@acme.example")
+    page = scim.get("/Users?count=1&count=3&startIndex=2&startIndex=1").get_json()
+    assert (page["totalResults"], page["itemsPerPage"], page["startIndex"]) == (3, 1, 2)
+    groups = scim.get("/Groups?count=0&count=5").get_json()
+    assert (groups["totalResults"], groups["Resources"]) == (0, [])
+
+
 def test_filter_on_random_guid_is_empty_200(scim):
     """Entra's test-connection probe: a filter matching nothing is 200 with no resources."""
     response = scim.get('/Users?filter=id eq "0f6c2b3f-0f80-4a4b-9c5e-0d7e6c8a1b2c"')
