@@ -3,10 +3,12 @@
 SQLite lets one writer in at a time; the others wait in its busy handler, which sleeps
 1, 2, 5, 10 ... up to 100 ms between tries, so the lock often sits idle while writers
 sleep (creates ran at a small fraction of a bare insert). Writers here take an advisory
-``flock`` on ``<database>-writer`` first, polling it every 50 µs to 0.5 ms, so the next
-writer starts within half a millisecond of the last commit, across gunicorn workers and
-``roster worker``; threads of one process queue on a thread lock before that, so at most one
-thread per process polls. The lock is held from BEGIN IMMEDIATE until the COMMIT (or ROLLBACK) has
+``flock`` on ``<database>-writer`` first, across gunicorn workers and ``roster worker``;
+threads of one process queue on a thread lock before that, so at most one thread per
+process waits for the file. That thread sleeps until the holder lets go and wakes it
+(app/futex.py: a counter in the lock file's first page), so the next writer starts right
+after the last commit; where futexes are not available it polls the lock every 50 µs to
+0.5 ms instead. The lock is held from BEGIN IMMEDIATE until the COMMIT (or ROLLBACK) has
 really finished. Past the busy timeout a writer goes on without it, so a stuck holder
 degrades to plain SQLite behaviour (a "database is locked" error), never a hang.
 
@@ -33,7 +35,12 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
+from app.futex import SharedCounter
+
 _FIRST_DELAY, _MAX_DELAY = 50e-6, 0.5e-3
+# The longest a waiter sleeps before it tries the lock again unwoken: a holder that died
+# released its flock without waking anyone.
+_MAX_SLEEP = 0.01
 # A process's write commits between its own checkpoints (a SCIM create writes ~10 pages,
 # so two busy workers keep the WAL near SQLite's default of 1,000 pages).
 CHECKPOINT_EVERY = 100
@@ -95,15 +102,19 @@ class WriterQueue:
     all there is.
     """
 
-    def __init__(self, database_path: str | None, timeout: float) -> None:
+    def __init__(self, database_path: str | None, timeout: float, *,
+                 wake_ups: bool = True) -> None:
         self._path = f"{database_path}-writer" if database_path else None
         self._timeout = timeout
+        self._wake_ups = wake_ups  # False: always poll (tests of the fallback)
         self._pid = os.getpid()
         self._local = threading.Lock()
-        # The lock file's descriptor, boxed so a finalizer can close it without keeping
-        # the queue alive (an engine that is never disposed must not leak it).
-        self._box: list[int] = []
+        # The lock file's descriptor and its shared counter (app/futex.py) if any, boxed so
+        # a finalizer can close them without keeping the queue alive (an engine that is
+        # never disposed must not leak them).
+        self._box: list[Any] = []
         weakref.finalize(self, _close, self._box)
+        self.waits = 0  # times a writer slept for the file lock (approximate, diagnostics)
         # The thread lock allows one holder: (id of its DBAPI connection, holds the file too).
         self._holder: tuple[int, bool] | None = None
         self.write_commits = 0  # this process's, approximately (threads may race on it)
@@ -126,17 +137,29 @@ class WriterQueue:
 
     def _lock_file(self, deadline: float) -> bool:
         if not self._box:
-            self._box.append(os.open(self._path or "", os.O_RDWR | os.O_CREAT, 0o600))
+            fd = os.open(self._path or "", os.O_RDWR | os.O_CREAT, 0o600)
+            self._box.append(fd)
+            counter = SharedCounter.open(fd) if self._wake_ups else None
+            if counter is not None:
+                self._box.append(counter)
         fd, delay = self._box[0], _FIRST_DELAY
+        counter = self._box[1] if len(self._box) > 1 else None
         while True:
+            # Read before trying: a release in between moves it, and the wait returns.
+            seen = counter.value if counter is not None else 0
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return True
             except BlockingIOError:
-                if time.monotonic() > deadline:
+                left = deadline - time.monotonic()
+                if left < 0:
                     return False
-                time.sleep(delay)
-                delay = min(delay * 2, _MAX_DELAY)
+                self.waits += 1
+                if counter is not None:
+                    counter.wait(seen, min(left, _MAX_SLEEP))
+                else:
+                    time.sleep(delay)
+                    delay = min(delay * 2, _MAX_DELAY)
 
     def release(self, dbapi_connection: Any) -> bool:
         """Let the next writer in; False when this connection held nothing."""
@@ -145,7 +168,12 @@ class WriterQueue:
             return False
         self._holder = None
         if holder[1] and self._box:
+            counter = self._box[1] if len(self._box) > 1 else None
+            if counter is not None:
+                counter.bump()  # still holding the lock: no other process bumps it now
             fcntl.flock(self._box[0], fcntl.LOCK_UN)
+            if counter is not None:
+                counter.wake()
         self._local.release()
         return True
 
@@ -162,9 +190,13 @@ class WriterQueue:
             self.checkpointer.stop()
 
 
-def _close(box: list[int]) -> None:
+def _close(box: list[Any]) -> None:
     while box:
-        os.close(box.pop())
+        item = box.pop()
+        if isinstance(item, int):
+            os.close(item)
+        else:
+            item.close()
 
 
 _QUEUES: weakref.WeakKeyDictionary[Engine, WriterQueue] = weakref.WeakKeyDictionary()

@@ -155,3 +155,113 @@ def test_no_checkpoint_before_the_hundredth_write_commit(sqlite_file, tmp_path):
     time.sleep(0.2)
     assert queue.checkpointer.done == 0
     assert database.stat().st_size == size
+
+
+def _hold_lock_file(lock_path: Path, holding, release, forever: bool) -> None:
+    # Another process's writer, reduced to its file lock: hold it until told (or killed).
+    from app.sqlite_writers import WriterQueue
+
+    queue = WriterQueue(str(lock_path)[: -len("-writer")], 5.0)
+    queue.acquire("holder")
+    holding.set()
+    release.wait(None if forever else 10)
+    queue.release("holder")
+
+
+def _holder(lock_path: Path, *, forever: bool = False):
+    context = multiprocessing.get_context("fork")
+    holding, release = context.Event(), context.Event()
+    child = context.Process(target=_hold_lock_file, args=(lock_path, holding, release, forever))
+    child.start()
+    assert holding.wait(10)
+    return child, release
+
+
+def test_a_waiting_writer_sleeps_until_the_release_wakes_it(tmp_path, monkeypatch):
+    """The waiter sleeps on the lock file's counter (app/futex.py) and the holder's release
+    wakes it: one or two sleeps, not the hundreds a 0.5 ms poll takes in 0.3 s. Its unwoken
+    sleep is stretched to a minute here, so only the wake gets it in within seconds."""
+    from app import sqlite_writers
+    from app.sqlite_writers import queue_of
+
+    monkeypatch.setattr(sqlite_writers, "_MAX_SLEEP", 60.0)
+    database = Database(f"sqlite:///{tmp_path / 'w.db'}", busy_timeout_ms=120_000)
+    lock = tmp_path / "w.db-writer"
+    try:
+        child, release = _holder(lock)
+        threading.Timer(0.3, release.set).start()
+        queue = queue_of(database.engine)
+        assert queue is not None
+        started = time.monotonic()
+        with database.transaction() as session:
+            session.execute(text("CREATE TABLE t (n INTEGER)"))
+            assert _locked(lock)
+        assert time.monotonic() - started < 30, "woken by the timeout, not by the release"
+        child.join(10)
+        assert child.exitcode == 0
+        assert 1 <= queue.waits <= 2
+    finally:
+        database.dispose()
+
+
+def test_a_writer_gets_the_lock_its_killed_holder_left(sqlite_file, tmp_path):
+    """A holder that dies wakes nobody; the kernel frees its lock and the waiter, which
+    never sleeps longer than _MAX_SLEEP unwoken, takes it and writes."""
+    import signal
+
+    lock = tmp_path / "w.db-writer"
+    child, _release = _holder(lock, forever=True)
+    threading.Timer(0.2, os.kill, (child.pid, signal.SIGKILL)).start()
+    started = time.monotonic()
+    with sqlite_file.transaction() as session:
+        session.execute(text("INSERT INTO t VALUES (1, 0)"))
+        assert _locked(lock), "the writer went on without the lock"
+    # The busy timeout is 5 s: an unbounded sleep would have lasted that long.
+    assert time.monotonic() - started < 3
+    child.join(10)
+    assert child.exitcode == -signal.SIGKILL
+    with sqlite_file.transaction(readonly=True) as session:
+        assert session.execute(text("SELECT count(*) FROM t")).scalar() == 1
+
+
+def test_without_futexes_a_writer_polls_the_lock(tmp_path):
+    """The fallback (no futexes on the platform): the waiter polls and gets the lock."""
+    from app.sqlite_writers import WriterQueue
+
+    lock = tmp_path / "p.db-writer"
+    child, release = _holder(lock)
+    threading.Timer(0.2, release.set).start()
+    queue = WriterQueue(str(tmp_path / "p.db"), 5.0, wake_ups=False)
+    queue.acquire("waiter")
+    try:
+        assert _locked(lock)
+        assert queue.waits > 50, "0.2 s of polling every 0.5 ms at most"
+    finally:
+        assert queue.release("waiter")
+    child.join(10)
+    assert not _locked(lock)
+    queue.close()
+
+
+def test_the_shared_counter_is_one_word_for_every_mapping(tmp_path):
+    """Two mappings of one file see each other's bumps; a wait on a stale value returns at
+    once, a wait on the current one returns after its timeout."""
+    from app.futex import SharedCounter
+
+    path = tmp_path / "c"
+    fds = [os.open(path, os.O_RDWR | os.O_CREAT, 0o600) for _ in range(2)]
+    first, second = (SharedCounter.open(fd) for fd in fds)
+    assert first is not None
+    assert second is not None
+    try:
+        before = second.value
+        first.bump()
+        assert second.value == (before + 1) & 0xFFFFFFFF
+        second.wait(before, 60.0)  # stale: returns at once (else this test hangs a minute)
+        second.wait(second.value, 0.01)
+        first.wake()  # nobody waiting: harmless
+    finally:
+        first.close()
+        second.close()
+        for fd in fds:
+            os.close(fd)
