@@ -2,14 +2,16 @@
 
 The SQLite writers' queue (app/sqlite_writers.py) waits for a file lock held by another
 process. ``flock`` cannot wait with a timeout, and polling it (50 µs to 0.5 ms apart) left
-the lock free until the next poll and cost a system call and a wake-up per try: a blocking
-wait measured 13 % more SCIM creates per second at 13 % less CPU each (bench/README.md).
-Here the holder bumps a 32-bit counter in the lock file's first page when it lets go and
-wakes every waiter (``FUTEX_WAKE``); a waiter that found the lock taken sleeps in the kernel
-until the counter moves, a wake, or its timeout (``FUTEX_WAIT``, futex(2)). A waiter reads the
-counter before it tries the lock, so a release between the two makes the wait return at
-once: no wake-up is lost. A holder that dies releases its ``flock`` but wakes nobody; the
-waiters' bounded waits cover that.
+the lock free until the next poll and cost a system call and a wake-up per try. With the
+wait below a SCIM create waited 107-260 µs for the lock instead of 330-390 (two gunicorn
+workers, concurrency 8; bench/README.md, session 9).
+
+The holder bumps a 32-bit counter in the lock file's first page when it lets go and wakes
+every waiter (``FUTEX_WAKE``); a waiter that found the lock taken sleeps in the kernel
+until the counter moves, a wake, or its timeout (``FUTEX_WAIT``, futex(2)). A waiter reads
+the counter before it tries the lock, so a release between the two makes the wait return
+at once: no wake-up is lost. A holder that dies releases its ``flock`` but wakes nobody;
+the waiters' bounded waits cover that.
 
 Only where the system call's number is known: Linux on x86-64 and arm64. Elsewhere
 ``SharedCounter.open`` gives None and the queue polls as before.

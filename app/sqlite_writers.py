@@ -142,8 +142,7 @@ class WriterQueue:
             counter = SharedCounter.open(fd) if self._wake_ups else None
             if counter is not None:
                 self._box.append(counter)
-        fd, delay = self._box[0], _FIRST_DELAY
-        counter = self._box[1] if len(self._box) > 1 else None
+        fd, delay, counter = self._box[0], _FIRST_DELAY, self._counter()
         while True:
             # Read before trying: a release in between moves it, and the wait returns.
             seen = counter.value if counter is not None else 0
@@ -161,6 +160,9 @@ class WriterQueue:
                     time.sleep(delay)
                     delay = min(delay * 2, _MAX_DELAY)
 
+    def _counter(self) -> SharedCounter | None:
+        return self._box[1] if len(self._box) > 1 else None
+
     def release(self, dbapi_connection: Any) -> bool:
         """Let the next writer in; False when this connection held nothing."""
         holder = self._holder
@@ -168,7 +170,7 @@ class WriterQueue:
             return False
         self._holder = None
         if holder[1] and self._box:
-            counter = self._box[1] if len(self._box) > 1 else None
+            counter = self._counter()
             if counter is not None:
                 counter.bump()  # still holding the lock: no other process bumps it now
             fcntl.flock(self._box[0], fcntl.LOCK_UN)
