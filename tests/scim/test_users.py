@@ -230,14 +230,10 @@ def test_list_pages_with_count_and_start_index(scim):
     second = scim.get("/Users?count=1&startIndex=2").get_json()
     assert first["Resources"][0]["id"] != second["Resources"][0]["id"]
     assert scim.get("/Users?count=0").get_json()["Resources"] == []
-
-
-def test_a_repeated_query_parameter_counts_with_its_first_value(scim):
-    """As Werkzeug's MultiDict.get: ``count=1&count=3`` is count 1, whatever reads it."""
-    for i in range(3):
-        scim.create_user(f"u{i}@acme.example")
+    # A repeated parameter counts with its first value, as Werkzeug's MultiDict.get gives it.
     page = scim.get("/Users?count=1&count=3&startIndex=2&startIndex=1").get_json()
     assert (page["totalResults"], page["itemsPerPage"], page["startIndex"]) == (3, 1, 2)
+    assert page["Resources"][0]["id"] == second["Resources"][0]["id"]
     groups = scim.get("/Groups?count=0&count=5").get_json()
     assert (groups["totalResults"], groups["Resources"]) == (0, [])
 
