@@ -279,11 +279,16 @@ def line(r: Result) -> str:
             f"{cpu}{note}{errors}")
 
 
+# The CLI of this tree (``roster`` would be the installed one's): a worktree of another
+# commit (bench/compare.py) migrates with its own migrations.
+_TREE_CLI = [PY, "-c", "from app.cli import main; main()"]
+
+
 def demo_token(env: dict[str, str]) -> str:
     """Migrate the database of ``env`` and create the demo directory; its SCIM token."""
-    subprocess.run([ROSTER, "db", "upgrade"], cwd=ROOT, env=env, check=True,
+    subprocess.run([*_TREE_CLI, "db", "upgrade"], cwd=ROOT, env=env, check=True,
                    capture_output=True)
-    out = subprocess.run([ROSTER, "demo"], cwd=ROOT, env=env, check=True,
+    out = subprocess.run([*_TREE_CLI, "demo"], cwd=ROOT, env=env, check=True,
                          capture_output=True, text=True).stdout
     token = re.search(r"SCIM token:\s+(\S+)", out)
     if not token:

@@ -1,0 +1,92 @@
+"""Compare Roster builds in alternating rounds: SCIM creates or lookups, SQLite, gunicorn.
+
+    .venv/bin/python bench/compare.py [--mode create|lookup] [--rounds N] [--requests N] \\
+        VARIANT [VARIANT ...]
+
+A VARIANT is a source tree (the repository, or a git worktree of another commit: ``git
+worktree add /tmp/old HEAD~1``), optionally followed by ``|`` and settings for that run:
+``'.|ROSTER_RECORDER__ENABLED=false'``. Every tree is served by its own bench/harness.py
+(its code, its gunicorn config; 2 workers, concurrency 8) with this environment's Python.
+
+On a small shared machine one build can measure 10 % apart from itself between two runs, so
+a single run of each says little about a change of a few percent. Here the builds take
+turns, round after round, each round on a fresh database after 1,000 creates of warm-up,
+and the medians are compared (bench/README.md, session 9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import random
+import statistics
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from scim_bench import quoted, user_name, user_payload
+
+WARM_UP = 1000
+
+
+def _harness(tree: Path, index: int) -> ModuleType:
+    # Each tree's own harness: its ROOT decides which code gunicorn serves.
+    spec = importlib.util.spec_from_file_location(f"harness_{index}",
+                                                  tree / "bench" / "harness.py")
+    if spec is None or spec.loader is None:
+        sys.exit(f"compare: no bench/harness.py in {tree}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _round(harness: ModuleType, settings: dict[str, str], mode: str,
+           requests: int) -> tuple[float, float]:
+    with harness.serve_roster("sqlite", **settings) as (port, headers):
+        harness.run_load("warm-up", [
+            harness.request_task("POST", "/scim/v2/Users", user_payload(i), (201,))
+            for i in range(WARM_UP)], port, headers, 600)
+        if mode == "create":
+            tasks = [harness.request_task("POST", "/scim/v2/Users", user_payload(i), (201,))
+                     for i in range(WARM_UP, WARM_UP + requests)]
+        else:
+            tasks = [harness.request_task("GET", "/scim/v2/Users?filter=" + quoted(
+                f'userName eq "{user_name(random.randrange(WARM_UP))}"'), None, (200,))
+                for _ in range(requests)]
+        result = harness.run_load(mode, tasks, port, headers, 600)
+    if result.errors:
+        sys.exit(f"compare: {result.errors} failed requests: {result.first_error}")
+    return result.rps, result.cpu_ms
+
+
+def main() -> None:
+    """Parse the variants, run the rounds, print each round and the medians."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="+", metavar="VARIANT")
+    parser.add_argument("--mode", choices=("create", "lookup"), default="create")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=3000)
+    args = parser.parse_args()
+    runs: list[tuple[str, ModuleType, dict[str, str]]] = []
+    for index, variant in enumerate(args.variants):
+        tree, _, extra = variant.partition("|")
+        settings = dict(item.split("=", 1) for item in extra.split(",") if item)
+        runs.append((variant, _harness(Path(tree).resolve(), index), settings))
+    figures: dict[str, list[tuple[float, float]]] = {variant: [] for variant, _, _ in runs}
+    for number in range(1, args.rounds + 1):
+        for variant, harness, settings in runs:
+            rps, cpu = _round(harness, settings, args.mode, args.requests)
+            figures[variant].append((rps, cpu))
+            print(f"round {number}  {variant}: {rps:7.0f} req/s  {cpu:.3f} ms server CPU/req",
+                  flush=True)
+    print(f"== {args.mode}, {args.rounds} rounds of {args.requests} (median, then every round)")
+    for variant, rounds in figures.items():
+        rates = sorted(rps for rps, _ in rounds)
+        cpu = statistics.median(c for _, c in rounds)
+        print(f"  {variant}: {statistics.median(rates):7.0f} req/s  {cpu:.3f} ms CPU/req  "
+              f"({', '.join(f'{r:.0f}' for r in rates)})")
+
+
+if __name__ == "__main__":
+    main()
