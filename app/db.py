@@ -33,8 +33,10 @@ from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
-# new_id: a UUID4 text (buffered OS randomness), the SCIM id and primary key of every row.
 from app.ids import new_id as new_id
+
+# new_id: a UUID4 text (buffered OS randomness), the SCIM id and primary key of every row.
+from app.pool_ping import ping_after_idle
 from app.sql import fetch
 from app.sqlite_connections import ThreadConnections
 from app.sqlite_writers import SAFETY_CHECKPOINT_PAGES, WriterQueue, install
@@ -234,8 +236,9 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
                                **pool)
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
-    return create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
-                         pool_pre_ping=True)
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    ping_after_idle(engine)  # not pool_pre_ping: a round trip per request (app/pool_ping.py)
+    return engine
 
 
 # Most JSON columns of a user (ims, photos, x509Certificates ...) hold an empty list: a page

@@ -16,8 +16,8 @@ Only the transaction is begun (BEGIN, or BEGIN IMMEDIATE for a writer) and ended
   that another process opened is unsafe (https://sqlite.org/howtocorrupt.html#fork), so
   they are set aside unused.
 
-PostgreSQL keeps the pool: its ``pool_pre_ping`` on checkout is what notices a server that
-restarted or failed over, and a held connection would skip it.
+PostgreSQL keeps the pool: its checkout ping after idle time (app/pool_ping.py) is what
+notices a server that restarted or failed over, and a held connection would skip it.
 """
 
 from __future__ import annotations

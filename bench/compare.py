@@ -1,12 +1,13 @@
-"""Compare Roster builds in alternating rounds: SCIM creates or lookups, SQLite, gunicorn.
+"""Compare Roster builds in alternating rounds: SCIM creates or lookups under gunicorn.
 
     .venv/bin/python bench/compare.py [--mode create|lookup] [--rounds N] [--requests N] \\
-        VARIANT [VARIANT ...]
+        [--database sqlite|postgresql] VARIANT [VARIANT ...]
 
 A VARIANT is a source tree (the repository, or a git worktree of another commit: ``git
 worktree add /tmp/old HEAD~1``), optionally followed by ``|`` and settings for that run:
 ``'.|ROSTER_RECORDER__ENABLED=false'``. Every tree is served by its own bench/harness.py
-(its code, its gunicorn config; 2 workers, concurrency 8) with this environment's Python.
+(its code, its gunicorn config; 2 workers, concurrency 8) with this environment's Python, on
+a fresh SQLite file or a throwaway PostgreSQL (tests/pg_server.py) per round.
 
 On a small shared machine one build can measure 10 % apart from itself between two runs, so
 a single run of each says little about a change of a few percent. Here the builds take
@@ -41,9 +42,9 @@ def _harness(tree: Path, index: int) -> ModuleType:
     return module
 
 
-def _round(harness: ModuleType, settings: dict[str, str], mode: str,
-           requests: int) -> tuple[float, float]:
-    with harness.serve_roster("sqlite", **settings) as (port, headers):
+def _round(harness: ModuleType, settings: dict[str, str], mode: str, requests: int,
+           database: str) -> tuple[float, float]:
+    with harness.serve_roster(database, **settings) as (port, headers):
         harness.run_load("warm-up", [
             harness.request_task("POST", "/scim/v2/Users", user_payload(i), (201,))
             for i in range(WARM_UP)], port, headers, 600)
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=("create", "lookup"), default="create")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     args = parser.parse_args()
     runs: list[tuple[str, ModuleType, dict[str, str]]] = []
     for index, variant in enumerate(args.variants):
@@ -76,11 +78,12 @@ def main() -> None:
     figures: dict[str, list[tuple[float, float]]] = {variant: [] for variant, _, _ in runs}
     for number in range(1, args.rounds + 1):
         for variant, harness, settings in runs:
-            rps, cpu = _round(harness, settings, args.mode, args.requests)
+            rps, cpu = _round(harness, settings, args.mode, args.requests, args.database)
             figures[variant].append((rps, cpu))
             print(f"round {number}  {variant}: {rps:7.0f} req/s  {cpu:.3f} ms server CPU/req",
                   flush=True)
-    print(f"== {args.mode}, {args.rounds} rounds of {args.requests} (median, then every round)")
+    print(f"== {args.mode} on {args.database}, {args.rounds} rounds of {args.requests} "
+          "(median, then every round)")
     for variant, rounds in figures.items():
         rates = sorted(rps for rps, _ in rounds)
         cpu = statistics.median(c for _, c in rounds)

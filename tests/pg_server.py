@@ -69,6 +69,13 @@ def start() -> tuple[str, str]:
     return f"postgresql+psycopg://roster@127.0.0.1:{port}/postgres", root
 
 
+def restart(root: str) -> None:
+    """Restart the server (fast mode: every client connection is cut), same port and options."""
+    subprocess.run([*_runas_prefix(), pg_bin("pg_ctl"), "-D", str(Path(root, "data")), "-m",
+                    "fast", "-w", "-t", "60", "restart"], check=True, stdout=subprocess.DEVNULL,
+                   cwd=root)
+
+
 def stop(root: str) -> None:
     """Stop the server (fast mode) and remove its directory."""
     data = Path(root, "data")
