@@ -64,7 +64,9 @@ def _round(harness: ModuleType, settings: dict[str, str], mode: str, requests: i
 def main() -> None:
     """Parse the variants, run the rounds, print each round and the medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variants", nargs="+", metavar="VARIANT")
+    parser.add_argument("variants", nargs="+", metavar="VARIANT",
+                        help="a source tree (this repository or a git worktree), optionally "
+                             "followed by '|NAME=VALUE,...' settings for its runs")
     parser.add_argument("--mode", choices=("create", "lookup"), default="create")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=3000)
