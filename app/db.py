@@ -33,9 +33,8 @@ from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
-from app.ids import new_id as new_id
-
 # new_id: a UUID4 text (buffered OS randomness), the SCIM id and primary key of every row.
+from app.ids import new_id as new_id
 from app.pool_ping import ping_after_idle
 from app.sql import fetch
 from app.sqlite_connections import ThreadConnections
@@ -352,7 +351,7 @@ class Database:
         """
         token = _sqlite_write.set(False)
         try:
-            held = self._held.idle() if self._held is not None else None
+            held = self._idle_held()
             with (nullcontext(held) if held is not None else self.engine.connect()) \
                     as connection, connection.begin():
                 yield connection
@@ -369,12 +368,16 @@ class Database:
         try:
             # On the thread's own SQLite connection when it is idle: the Session begins and
             # commits its transaction, and leaves the connection open at close.
-            held = self._held.idle() if self._held is not None else None
+            held = self._idle_held()
             with (self.sessionmaker(bind=held) if held is not None else self.sessionmaker()) \
                     as session, session.begin():
                 yield session
         finally:
             _sqlite_write.reset(token)
+
+    def _idle_held(self) -> Connection | None:
+        # This thread's SQLite connection when it has none in use (app/sqlite_connections.py).
+        return self._held.idle() if self._held is not None else None
 
     def dispose(self) -> None:
         """Close every pooled connection (and every thread's held one)."""
