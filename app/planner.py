@@ -75,7 +75,8 @@ def seed_statistics(connection: Connection) -> int:
                                {"t": table, "i": index,
                                 "s": _nominal(columns, bool(unique), table_rows)})
             written += 1
-    connection.exec_driver_sql("ANALYZE sqlite_schema")  # load them into the planner
+    if written:
+        _reload_everywhere(connection)
     return written
 
 
@@ -91,6 +92,7 @@ def refresh_statistics(engine: Engine, *, min_rows: int = MIN_MEASURED_ROWS) -> 
         connection.exec_driver_sql(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
         connection.exec_driver_sql("ANALYZE")
         _cap_lookup_indexes(connection)
+        _reload_everywhere(connection)
     return True
 
 
@@ -107,4 +109,19 @@ def _cap_lookup_indexes(connection: Connection) -> None:
         figures[-1] = str(most)
         connection.execute(text("UPDATE sqlite_stat1 SET stat = :s WHERE idx = :i"),
                            {"s": " ".join(figures), "i": index})
-    connection.exec_driver_sql("ANALYZE sqlite_schema")  # load the capped figures
+
+
+def _reload_everywhere(connection: Connection) -> None:
+    """Make every connection to the database plan with the statistics just written.
+
+    SQLite loads sqlite_stat1 together with the schema. ``ANALYZE sqlite_schema`` reloads
+    it on the current connection only (https://sqlite.org/lang_analyze.html), and neither
+    ANALYZE nor a write to sqlite_stat1 changes the schema cookie, so every other open
+    connection (each web worker keeps its own for hours) would go on planning with the
+    figures it loaded when it opened. A table created and dropped in the same transaction
+    changes the cookie and nothing else: at its next statement every connection sees the
+    change and reads the schema, and the statistics with it, again.
+    """
+    connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS roster_statistics_reload (x)")
+    connection.exec_driver_sql("DROP TABLE roster_statistics_reload")
+    connection.exec_driver_sql("ANALYZE sqlite_schema")  # this connection, too

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,6 +31,13 @@ def captured_selects(db: Database) -> Iterator[list[tuple[str, object]]]:
         yield seen
     finally:
         sa.event.remove(db.engine, "before_cursor_execute", _capture)
+
+
+def _restore_nominal(db: Database) -> None:
+    """Back to the nominal figures, on every connection, for the tests that follow."""
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM sqlite_stat1 WHERE tbl IN ('users', 'groups')")
+        assert seed_statistics(conn) > 0
 
 
 def _create(client, tenant, i: int) -> None:
@@ -86,9 +94,7 @@ def test_statistics_measured_before_external_ids_arrive_keep_the_lookup_index(
         assert stat.split()[0] == "50", stat
         assert int(stat.split()[-1]) <= 10, stat  # measured 50 (all NULL), capped
     finally:
-        with db.engine.begin() as conn:  # back to the nominal figures for the other tests
-            conn.exec_driver_sql("DELETE FROM sqlite_stat1 WHERE tbl IN ('users', 'groups')")
-            assert seed_statistics(conn) > 0
+        _restore_nominal(db)
 
 
 def test_measured_statistics_replace_the_nominal_ones_once_there_are_users(client, tenant, db,
@@ -110,13 +116,14 @@ def test_measured_statistics_replace_the_nominal_ones_once_there_are_users(clien
         assert stat is not None
         assert stat.split()[0] == "4"
     finally:
-        with db.engine.begin() as conn:  # back to the nominal figures for the other tests
-            conn.exec_driver_sql("DELETE FROM sqlite_stat1 WHERE tbl IN ('users', 'groups')")
-            assert seed_statistics(conn) > 0
+        _restore_nominal(db)
 
 
 def _plan(engine: sa.Engine, sql: str, params: dict[str, object]) -> str:
+    """SQLite's plan for ``sql``, with the statistics the database holds now. EXPLAIN does
+    not look at the schema cookie, so a statement that reads the table comes first."""
     with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT count(*) FROM users").scalar()
         return " ".join(str(row[3]) for row in conn.exec_driver_sql(
             "EXPLAIN QUERY PLAN " + sql, params))
 
@@ -150,6 +157,37 @@ def test_a_deep_start_index_page_walks_the_live_users_index(client, tenant, db, 
                 "WHERE indexname = 'ix_users_directory_live_created'").scalar()
         assert definition is not None
         assert "WHERE (deleted_at IS NULL)" in definition
+
+
+def _raw_plan(conn: sqlite3.Connection, directory_id: str) -> str:
+    conn.execute("SELECT count(*) FROM users").fetchall()  # sees a changed schema cookie
+    return " ".join(str(row[3]) for row in conn.execute("EXPLAIN QUERY PLAN " + _DEEP_PAGE,
+                                                         {"d": directory_id}))
+
+
+def test_a_statistics_refresh_reaches_connections_opened_before_it(client, tenant, db,
+                                                                    dialect):
+    """A web worker's connections stay open for hours: statistics that ``roster worker``
+    measures (or that a migration seeds) must reach them, not only new connections."""
+    if dialect != "sqlite":
+        assert refresh_statistics(db.engine, min_rows=1) is False  # PostgreSQL keeps its own
+        return
+    for i in range(4):
+        _create(client, tenant, i)
+    directory_id = tenant.directory.id
+    # No statement cache: a cached EXPLAIN would keep the plan it was prepared with.
+    other = sqlite3.connect(db.engine.url.database, isolation_level=None, cached_statements=0)
+    try:
+        assert "TEMP B-TREE" not in _raw_plan(other, directory_id)  # nominal: 10,000 users
+        try:
+            assert refresh_statistics(db.engine, min_rows=4) is True
+            # Four users measured: sorting four rows is cheaper than the ordered index.
+            assert "TEMP B-TREE" in _raw_plan(other, directory_id)
+        finally:
+            _restore_nominal(db)
+        assert "TEMP B-TREE" not in _raw_plan(other, directory_id)
+    finally:
+        other.close()
 
 
 def test_an_upgraded_database_gets_statistics_for_the_new_index(fresh_url, dialect):
