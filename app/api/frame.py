@@ -52,6 +52,7 @@ from app.db import Database
 from app.directory.apikeys import KeyIdentity, authenticate, touch_key
 from app.directory.organizations import get_organization
 from app.errors import NotFound
+from app.json_input import JsonInputError, parse_json
 from app.models import Organization
 
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -229,16 +230,19 @@ def _scoped_org(ctx: ApiContext, ref: str) -> Organization:
 
 
 def _json_body() -> Any:
-    """The JSON body; an empty body is an empty object, malformed JSON is a 400 problem."""
+    """The JSON body; an empty body is an empty object. Malformed JSON, nesting too deep,
+    NUL or an unpaired surrogate in a string are 400 problems (app/json_input.py)."""
     if not request.get_data(cache=True):
         return {}
     if not request.is_json:
         raise ApiProblem(415, "send the body as JSON with 'Content-Type: application/json'")
     try:
-        return json.loads(request.get_data(cache=True))
-    except ValueError as exc:
-        raise ApiProblem(400, f"the body is not valid JSON: {exc}",
-                         errors=[{"field": "body", "detail": "not valid JSON"}]) from None
+        return parse_json(request.get_data(cache=True))
+    except JsonInputError as exc:
+        field = exc.where or "body"
+        raise ApiProblem(400, exc.detail, errors=[{
+            "field": field, "detail": "not valid JSON" if exc.syntax else "not storable text",
+        }]) from None
 
 
 def _reject_nul(value: Any, where: str) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.types import TypeDecorator
 
 from app.errors import InvalidInput
+from app.json_input import parse_json
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -49,7 +50,7 @@ def decode_cursor(cursor: str, order: Sequence[InstrumentedAttribute[Any]]) -> l
     """Inverse of :func:`encode_cursor`, typed by the ordering columns; bad input -> 400."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = json.loads(raw)
+        values = parse_json(raw)  # also refuses NUL and surrogates: never queried
         if not isinstance(values, list) or len(values) != len(order):
             raise ValueError("wrong shape")
         return [_typed(column, value) for column, value in zip(order, values, strict=True)]

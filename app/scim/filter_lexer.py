@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 from scim2_filter_parser.lexer import SCIMLexer
 from sly import Lexer
 
+from app.json_input import JsonInputError, check_strings
 from app.scim.filter_ast import Value, invalid
 
 MAX_DEPTH = 50  # parentheses and brackets; bounds the tree the translation recurses into
@@ -52,11 +53,18 @@ class LiteralValue(NamedTuple):
 def decode_string(text: str) -> str:
     """A quoted string token as JSON (RFC 7159 §7): escapes decoded, raw controls refused."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except ValueError:
         raise invalid(f"Invalid string {text[:40]}: only JSON escapes (\\\" \\\\ \\/ \\b \\f "
                       f"\\n \\r \\t \\uXXXX) are allowed, control characters must be "
                       f"escaped") from None
+    try:
+        check_strings(value)
+    except JsonInputError:
+        # \u0000 or an unpaired surrogate: neither can be stored, so neither can be matched.
+        raise invalid(f"Invalid string {text[:40]}: \\u0000 and unpaired surrogates "
+                      "(\\ud800-\\udfff alone) are not text Roster stores") from None
+    return value
 
 
 def quick_decode(text: str) -> str:

@@ -7,12 +7,15 @@ from typing import Any
 
 from app.directory.groups import GroupInput
 from app.models import Group
+from app.scim import lengths
 from app.scim.errors import ScimError
 from app.scim.projection import Projection
 from app.scim.schema import CORE_GROUP
 from app.scim.users import iso
 
 GROUP_ALWAYS = frozenset({"id", "displayname"})
+_LIMITS = lengths.limits(Group.__table__, {"displayName": "display_name",
+                                           "externalId": "external_id"})
 
 
 def member_ids(members: Any) -> list[str]:
@@ -29,6 +32,8 @@ def member_ids(members: Any) -> list[str]:
 def group_from_scim(resource: dict[str, Any]) -> GroupInput:
     """A resource made canonical by ``values.normalise_resource`` -> GroupInput."""
     extensions = {k: v for k, v in resource.items() if k.startswith("urn:")}
+    lengths.check({"display_name": resource["displayName"],
+                   "external_id": resource.get("externalId")}, _LIMITS)
     return GroupInput(display_name=resource["displayName"],
                       external_id=resource.get("externalId"), extension_data=extensions,
                       member_ids=member_ids(resource.get("members")))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from app.json_input import JsonInputError, parse_json
 from app.scim.errors import ScimError
 
 # application/json is what many IdPs send; RFC 7644 §3.1 asks servers to accept both.
@@ -15,7 +15,9 @@ ACCEPTED_TYPES = frozenset({"application/scim+json", "application/json"})
 
 
 def json_body(max_bytes: int) -> dict[str, Any]:
-    """The request's JSON object, or a precise SCIM error (415, 413, 400 invalidSyntax)."""
+    """The request's JSON object, or a precise SCIM error: 415, 413, 400 invalidSyntax
+    (not UTF-8 or not JSON, nesting too deep) or 400 invalidValue (a string holding NUL or
+    an unpaired surrogate, app/json_input.py)."""
     mimetype = request.mimetype
     if mimetype and mimetype not in ACCEPTED_TYPES:
         raise ScimError(415, f"Content-Type {mimetype!r} is not supported; "
@@ -32,11 +34,10 @@ def json_body(max_bytes: int) -> dict[str, Any]:
         raise ScimError(400, "the request body is empty; a JSON object is required",
                         "invalidSyntax")
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
-        raise ScimError(400, f"the request body is not valid JSON{where}",
-                        "invalidSyntax") from None
+        body = parse_json(raw)
+    except JsonInputError as exc:
+        raise ScimError(400, exc.detail, "invalidSyntax" if exc.syntax else "invalidValue") \
+            from None
     if not isinstance(body, dict):
         raise ScimError(400, "the request body must be a JSON object", "invalidSyntax")
     return body

@@ -8,6 +8,7 @@ from typing import Any
 
 from app.directory.users import UserInput
 from app.models import User
+from app.scim import lengths
 from app.scim.errors import ScimError
 from app.scim.projection import Projection
 from app.scim.schema import CORE_USER, ENTERPRISE_USER, ROSTER_USER
@@ -36,6 +37,14 @@ ENTERPRISE_STRINGS: dict[str, str] = {
 }
 
 
+# Bounded string columns, by SCIM attribute (app/scim/lengths.py).
+_LIMITS = (lengths.limits(User.__table__, CORE_STRINGS)
+           + lengths.limits(User.__table__, NAME_PARTS, "name.")
+           + lengths.limits(User.__table__, ENTERPRISE_STRINGS, f"{ENTERPRISE_USER}:"))
+# The primary email is copied to its own (indexed) column.
+_EMAIL_LENGTH = int(User.__table__.c.primary_email.type.length)
+
+
 def iso(value: datetime) -> str:
     """RFC 3339 text with a Z suffix (RFC 7643 §2.3.5)."""
     return value.isoformat().replace("+00:00", "Z")
@@ -56,6 +65,11 @@ def user_from_scim(resource: dict[str, Any]) -> UserInput:
     }
     if not isinstance(values["user_name"], str) or not values["user_name"].strip():
         raise ScimError(400, "Attribute 'userName' is required", "invalidValue")
+    lengths.check(values, _LIMITS)
+    for email in values["emails"]:
+        address = email.get("value") if isinstance(email, dict) else None
+        if isinstance(address, str) and len(address) > _EMAIL_LENGTH:
+            lengths.too_long("emails.value", _EMAIL_LENGTH, len(address))
     return UserInput(values=values, active=resource.get("active"),
                      manager_id=manager.get("value") or None,
                      password=resource.get("password"))

@@ -40,6 +40,10 @@ def _route(rule: str, endpoint: str, handlers: dict[str, Handler]) -> None:
                                            f"endpoint; allowed: {allowed}")
             response.headers["Allow"] = allowed
             return response
+        if any("\x00" in value for value in kwargs.values()):
+            # No id holds NUL, and PostgreSQL cannot even compare one: 404 after the token.
+            authenticated()
+            raise ScimError(404, "no resource has an id with a NUL character in it")
         return handler(**kwargs)
     view.__name__ = endpoint
     bp.add_url_rule(rule, endpoint, view, methods=ALL_METHODS, provide_automatic_options=False)

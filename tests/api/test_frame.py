@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import rows
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "request_id"}
@@ -149,3 +151,19 @@ def test_value_the_database_cannot_store_is_a_400(client, keys, tenant, dialect)
         assert_problem(response, 400, "validation")
     else:  # SQLite does not enforce VARCHAR lengths
         assert response.status_code == 201
+
+
+@pytest.mark.parametrize(("data", "field"), [
+    (b"[" * 100_000 + b"]" * 100_000, "body"),  # past the interpreter's recursion limit
+    (b'{"slug": ' + b"[" * 40 + b"]" * 40 + b"}", "body"),  # past MAX_DEPTH only
+    (b'{"slug": "a\\ud800"}', "slug"),  # an unpaired surrogate
+    (b'{"slug": "\xed\xa0\x80"}', "body"),  # a surrogate encoded as UTF-8 bytes
+    (b'{"name": "x\\u0000y"}', "name"),
+])
+def test_bodies_no_database_can_take_are_400_problems(client, keys, db, data, field):
+    """Deep nesting, NUL and unpaired surrogates are 400 problems naming where, not a 500."""
+    before = rows(db, "SELECT count(*) FROM organizations")[0][0]
+    response = client.post("/api/v1/orgs", data=data, headers=keys["operator"].headers,
+                           content_type="application/json")
+    assert assert_problem(response, 400, "validation")["errors"][0]["field"] == field
+    assert rows(db, "SELECT count(*) FROM organizations")[0][0] == before

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import database_locked, rows
-from tests.scim.support import CORE_USER, PATCH_OP, SCIM, Scim, assert_error, user_body
+from tests.scim.support import (
+    CORE_USER,
+    ENTERPRISE,
+    PATCH_OP,
+    SCIM,
+    Scim,
+    assert_error,
+    group_body,
+    user_body,
+)
 
 
 @pytest.fixture
@@ -125,3 +134,123 @@ def test_database_lock_timeout_is_a_503_with_retry_after(app, tenant, client, db
     assert response.headers["Retry-After"] == "1"
     assert response.get_json()["status"] == "503"
     assert response.mimetype == "application/scim+json"
+
+
+_USER = b'{"schemas": ["' + CORE_USER.encode() + b'"], '
+
+
+@pytest.mark.parametrize(("data", "scim_type", "detail"), [
+    # Past the interpreter's recursion limit (json.loads raises RecursionError) ...
+    (b"[" * 100_000 + b"]" * 100_000, "invalidSyntax", "nests deeper than 32 levels"),
+    # ... and deep enough only for the walks after it.
+    (_USER + b'"userName": "x", "title": ' + b"[" * 40 + b"]" * 40 + b"}", "invalidSyntax",
+     "nests deeper than 32 levels"),
+    (_USER + b'"userName": "x", "externalId": ' + b"9" * 5000 + b"}", "invalidSyntax",
+     "number too long"),
+    (_USER + b'"userName": "a\\u0000b"}', "invalidValue", "userName contains a NUL"),
+    (_USER + b'"userName": "x", "name": {"givenName": "\\u0000"}}', "invalidValue",
+     "name.givenName contains a NUL"),
+    (_USER + b'"userName": "x", "ti\\u0000tle": "t"}', "invalidValue", "contains a NUL"),
+    (_USER + b'"userName": "x", "emails": [{"value": "a\\udc00@b"}]}', "invalidValue",
+     "emails.0.value contains an unpaired UTF-16 surrogate"),
+    (_USER + b'"userName": "\xed\xa0\x80"}', "invalidSyntax", "not valid UTF-8"),
+])
+def test_bodies_no_database_can_take_are_400(scim, db, data, scim_type, detail):
+    """Nesting past 32 levels, NUL and unpaired surrogates: a precise 400 on SQLite and
+    PostgreSQL alike (one would store them, the other fail), never a 500."""
+    body = assert_error(_raw(scim, "POST", "/Users", data), 400, scim_type)
+    assert detail in body["detail"]
+    assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
+
+
+def test_a_byte_order_mark_is_ignored(scim):
+    """RFC 8259 §8.1 lets a parser ignore a UTF-8 BOM; paired surrogates are text."""
+    data = b"\xef\xbb\xbf" + _USER + b'"userName": "bom@x.test", "title": "\\ud83d\\ude00"}'
+    response = _raw(scim, "POST", "/Users", data)
+    assert response.status_code == 201, response.data
+    assert response.get_json()["title"] == "\U0001F600"
+
+
+def test_nul_in_patch_and_bulk_bodies_is_400(scim, db):
+    """The same checks hold for PATCH and Bulk bodies: nothing changes."""
+    user = scim.create_user()
+    response = _raw(scim, "PATCH", f"/Users/{user['id']}", (
+        b'{"schemas": ["' + PATCH_OP.encode() + b'"], "Operations": '
+        b'[{"op": "replace", "path": "title", "value": "a\\u0000"}]}'))
+    assert "Operations.0.value contains a NUL" in assert_error(response, 400,
+                                                                "invalidValue")["detail"]
+    response = _raw(scim, "POST", "/Bulk", (
+        b'{"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": '
+        b'[{"method": "POST", "path": "/Users", "bulkId": "b", "data": '
+        b'{"schemas": ["' + CORE_USER.encode() + b'"], "userName": "\\ud800"}}]}'))
+    assert_error(response, 400, "invalidValue")
+    assert rows(db, "SELECT count(*), max(version) FROM users")[0] == (1, 1)
+
+
+@pytest.mark.parametrize(("path", "attribute", "length"), [
+    ("userName", "userName", 500),
+    ("title", "title", 200),
+    ("name.givenName", "name.givenName", 200),
+    ("enterprise.department", f"{ENTERPRISE}:department", 200),
+    ("emails", "emails.value", 500),
+])
+def test_strings_longer_than_their_column_are_400_on_every_database(scim, db, path,
+                                                                     attribute, length):
+    """PostgreSQL refuses a value longer than its column and SQLite keeps it: both answer
+    400 invalidValue naming the attribute. A value of exactly the limit is stored."""
+    def body(size: int, name: str) -> dict:
+        value = "x" * size
+        if path == "userName":
+            return user_body(value)
+        if path == "emails":
+            return user_body(name, emails=[{"value": value[:-2] + "@x", "primary": True}])
+        if path == "name.givenName":
+            return user_body(name, name={"givenName": value})
+        if path == "enterprise.department":
+            return {**user_body(name), "schemas": [CORE_USER, ENTERPRISE],
+                    ENTERPRISE: {"department": value}}
+        return user_body(name, **{path: value})
+
+    response = scim.post("/Users", body(length + 1, "long@x.test"))
+    error = assert_error(response, 400, "invalidValue")
+    assert f"Attribute '{attribute}' is longer than {length} characters" in error["detail"]
+    assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
+    created = scim.post("/Users", body(length, "fits@x.test"))
+    assert created.status_code == 201, created.data
+    # PATCH and PUT pass the same check.
+    user_id = created.get_json()["id"]
+    if path == "title":
+        response = scim.patch(f"/Users/{user_id}", {"schemas": [PATCH_OP], "Operations": [
+            {"op": "replace", "path": "title", "value": "y" * (length + 1)}]})
+        assert_error(response, 400, "invalidValue")
+        response = scim.put(f"/Users/{user_id}", body(length + 1, "fits@x.test"))
+        assert_error(response, 400, "invalidValue")
+        assert rows(db, "SELECT version FROM users")[0][0] == 1
+
+
+def test_a_group_name_longer_than_its_column_is_400(scim, db):
+    """Groups: displayName and externalId are bounded as well."""
+    response = scim.post("/Groups", group_body("g" * 501))
+    assert "Attribute 'displayName' is longer than 500" in assert_error(
+        response, 400, "invalidValue")["detail"]
+    assert scim.post("/Groups", group_body("g" * 500)).status_code == 201
+    assert rows(db, "SELECT count(*) FROM groups")[0][0] == 1
+
+
+@pytest.mark.parametrize("literal", ['"\\ud800"', '"a\\u0000"'])
+def test_filter_strings_no_database_can_hold_are_invalid_filter(scim, literal):
+    """An escaped NUL or unpaired surrogate in a filter is invalidFilter, in the URL and in
+    POST /.search alike."""
+    assert_error(scim.get("/Users", query_string={"filter": f"userName eq {literal}"}), 400,
+                 "invalidFilter")
+    response = scim.post("/Users/.search", {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+        "filter": f"title eq {literal}"})
+    assert_error(response, 400, "invalidFilter")
+
+
+def test_an_id_with_nul_is_404_after_the_token(scim, client):
+    """PostgreSQL cannot compare text holding NUL: such an id is simply not found."""
+    assert_error(scim.get("/Users/a%00b"), 404)
+    assert_error(scim.get("/Groups/a%00b"), 404)
+    assert_error(client.get("/scim/v2/Users/a%00b"), 401)

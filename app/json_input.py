@@ -1,0 +1,108 @@
+"""Request bodies as JSON, refused precisely when they cannot be stored or walked.
+
+``json.loads`` accepts more than a database or the rest of the request can take:
+
+- nesting as deep as the interpreter's recursion limit, and past it a ``RecursionError``
+  rather than a ``ValueError``, so a body of 100,000 ``[`` would end in a 500;
+- ``\\u0000``, which PostgreSQL cannot keep in text (SQLite can: a value would then be
+  stored on one database and refused by the other);
+- unpaired UTF-16 surrogates (``\\ud800``), which no UTF-8 encoder takes: the write, the
+  recorder or the response would fail (RFC 8259 §8.2 calls their behaviour unpredictable);
+- bytes that are UTF-8-encoded surrogates: ``json.loads`` decodes bytes with
+  ``surrogatepass``, so the body is decoded strictly here first (RFC 8259 §8.1: UTF-8).
+
+None of this costs a walk over an ordinary body: NUL and surrogates can only come from a
+``\\u`` escape once the text is strict UTF-8, and nesting deeper than the limit needs more
+opening brackets than the limit.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from typing import Any
+
+# SCIM resources, PATCH and bulk requests nest five or six levels at most.
+MAX_DEPTH = 32
+
+
+class JsonInputError(ValueError):
+    """The body is not JSON Roster takes. ``syntax``: the text itself (RFC 7644
+    invalidSyntax); otherwise a string value at ``where`` (invalidValue)."""
+
+    def __init__(self, detail: str, *, syntax: bool, where: str = "") -> None:
+        super().__init__(detail)
+        self.detail, self.syntax, self.where = detail, syntax, where
+
+
+def parse_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
+    """``raw`` as JSON, or JsonInputError; see the module docstring for what is refused."""
+    try:
+        # RFC 8259 §8.1: a parser may ignore a byte order mark (some .NET clients send one).
+        text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
+    except UnicodeDecodeError:
+        raise JsonInputError("the request body is not valid UTF-8", syntax=True) from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise JsonInputError(f"the request body is not valid JSON at line {exc.lineno} "
+                             f"column {exc.colno}", syntax=True) from None
+    except RecursionError:
+        raise JsonInputError(f"the request body nests deeper than {max_depth} levels",
+                             syntax=True) from None
+    except ValueError:  # an integer past Python's 4,300-digit conversion limit
+        raise JsonInputError("the request body holds a number too long to read",
+                             syntax=True) from None
+    if text.count("[") + text.count("{") > max_depth and _depth(value) > max_depth:
+        raise JsonInputError(f"the request body nests deeper than {max_depth} levels",
+                             syntax=True)
+    if "\\u" in text:
+        check_strings(value)
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in ``value`` (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            items: Any = item.values()
+        elif isinstance(item, list):
+            items = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in items)
+    return deepest
+
+
+def check_strings(value: Any) -> None:
+    """Raise JsonInputError for the first key or string holding NUL or an unpaired
+    surrogate, naming where it is (``emails.0.value``)."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            _check_text(item, where)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                place = f"{where}.{key}" if where else key
+                _check_text(key, place)
+                stack.append((child, place))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}.{i}" if where else str(i))
+                         for i, child in enumerate(item))
+
+
+def _check_text(text: str, where: str) -> None:
+    if text.isascii() and "\x00" not in text:
+        return
+    if "\x00" in text:
+        raise JsonInputError(f"{where or 'the body'} contains a NUL character (\\u0000), "
+                             "which cannot be stored", syntax=False, where=where)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise JsonInputError(f"{where or 'the body'} contains an unpaired UTF-16 surrogate, "
+                             "which is not text", syntax=False, where=where) from None

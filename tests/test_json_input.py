@@ -1,0 +1,46 @@
+"""app/json_input.py: what a request body may hold, table-driven (pure, no app)."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.json_input import MAX_DEPTH, JsonInputError, parse_json
+
+
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(("raw", "value"), [
+    (b'{"a": [1, {"b": "c"}]}', {"a": [1, {"b": "c"}]}),
+    (b"\xef\xbb\xbf[1]", [1]),  # a UTF-8 byte order mark is ignored
+    (b'"\\ud83d\\ude00"', "\U0001F600"),  # a paired surrogate escape is a character
+    ("\"Jos\u00e9\"".encode(), "Jos\u00e9"),
+    (b"[" * MAX_DEPTH + b"]" * MAX_DEPTH, _nested(MAX_DEPTH)),  # exactly the limit
+    (b'"' + b"\\u" + b'00e9"', "\u00e9"),
+])
+def test_accepted(raw, value):
+    assert parse_json(raw) == value
+
+
+@pytest.mark.parametrize(("raw", "syntax", "where", "detail"), [
+    (b"{", True, "", "not valid JSON at line 1 column 2"),
+    (b"\xff", True, "", "not valid UTF-8"),
+    (b'"\xed\xa0\x80"', True, "", "not valid UTF-8"),  # a surrogate as UTF-8 bytes
+    (b"[" * 100_000 + b"]" * 100_000, True, "", f"deeper than {MAX_DEPTH}"),
+    (b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1), True, "", f"deeper than {MAX_DEPTH}"),
+    (b"9" * 5000, True, "", "number too long"),
+    (b'{"a": ["x", "\\u0000"]}', False, "a.1", "a.1 contains a NUL"),
+    (b'{"a\\u0000": 1}', False, "a\x00", "contains a NUL"),
+    (b'{"a": {"b": "\\udfff"}}', False, "a.b", "a.b contains an unpaired UTF-16 surrogate"),
+    (b'"\\ud800x"', False, "", "the body contains an unpaired"),
+])
+def test_refused(raw, syntax, where, detail):
+    with pytest.raises(JsonInputError) as caught:
+        parse_json(raw)
+    assert caught.value.syntax is syntax
+    assert caught.value.where == where
+    assert detail in caught.value.detail
