@@ -15,6 +15,7 @@ from app.audit import Actor, record
 from app.db import utcnow
 from app.directory.groups import GroupInput, add_members, create_group, remove_members
 from app.directory.users import WRITABLE_COLUMNS, UserInput, create_user, replace_user
+from app.json_input import JsonInputError, check_strings
 from app.mapping.evaluation import reevaluate_users
 from app.models import Directory, Group, Membership, User
 from app.models.directory import UserStatus
@@ -127,16 +128,48 @@ def _sync_groups(session: Session, directory: Directory, user: User,
             add_members(session, group, [user.id], actor)
 
 
+def _check_text(who: AssertedUser) -> None:
+    """An OIDC claim (JSON) can hold \\u0000 or an unpaired surrogate: PostgreSQL cannot
+    even compare such text and no encoder writes it, so the login is refused (traced)."""
+    names = ("subject", "email", "user_name", "external_id", "given_name", "family_name",
+             "department")
+    try:
+        check_strings({**{name: getattr(who, name) for name in names},
+                       "groups": list(who.groups)})
+    except JsonInputError as exc:
+        name = exc.where.split(".")[0]
+        # The trace keeps the subject, unless the subject is what cannot be stored.
+        raise LoginFailed("invalid_attribute", f"the assertion's {name} is not text that "
+                          "can be stored (NUL or an unpaired surrogate)",
+                          subject=None if name == "subject" else who.subject) from None
+
+
+def _check_lengths(who: AssertedUser, values: dict[str, object]) -> None:
+    """JIT writes the asserted values into bounded columns: longer ones are refused (traced)
+    on every database, rather than kept by SQLite and a 500 on PostgreSQL."""
+    for column, value in values.items():
+        limit = getattr(User.__table__.c[column].type, "length", None)
+        if isinstance(value, str) and limit and len(value) > limit:
+            raise LoginFailed("invalid_attribute", f"the assertion's {column} is longer "
+                              f"than {limit} characters", subject=who.subject)
+    limit = Group.__table__.c.display_name.type.length
+    if any(len(group) > limit for group in who.groups):
+        raise LoginFailed("invalid_attribute", f"an asserted group name is longer than "
+                          f"{limit} characters", subject=who.subject)
+
+
 def _jit(session: Session, conn: SsoConnection, who: AssertedUser, user: User | None,
          actor: Actor) -> User:
     directory = session.get(Directory, conn.directory_id) if conn.directory_id else None
     if directory is None:
         raise LoginFailed("misconfigured", "JIT connection has no directory",
                           subject=who.subject)
+    values = _values(user, who)
+    _check_lengths(who, values)
     if user is None:
-        user = create_user(session, directory, UserInput(_values(None, who), active=True), actor)
+        user = create_user(session, directory, UserInput(values, active=True), actor)
     else:
-        replace_user(session, user, UserInput(_values(user, who), active=None), actor)
+        replace_user(session, user, UserInput(values, active=None), actor)
     _sync_groups(session, directory, user, who.groups, actor)
     reevaluate_users(session, user.organization_id, [user.id], actor)
     return user
@@ -145,6 +178,7 @@ def _jit(session: Session, conn: SsoConnection, who: AssertedUser, user: User | 
 def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
                   actor: Actor) -> User:
     """Apply the connection's login policy; raise LoginFailed for every refusal."""
+    _check_text(who)
     user = find_user(session, conn, who)
     if user is not None and (user.status in (UserStatus.deprovisioned, UserStatus.deleted)
                              or user.deleted_at is not None):

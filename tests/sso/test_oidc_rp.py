@@ -295,3 +295,15 @@ def test_connection_oidc_cli_configures_and_checks_the_idp(database_url, db, ten
     out = run("connection", "oidc", conn_id, "--discovery-url",
               "http://127.0.0.1:9/.well-known/openid-configuration", ok=False)
     assert "IdP not usable (idp_unreachable)" in out
+
+
+def test_jit_refuses_an_assertion_no_column_can_hold(db, tenant, iam, web):
+    """A group claim longer than a group name may be: the login is refused and traced on
+    both databases (SQLite would keep it, PostgreSQL fail), and nothing is created."""
+    name = _unique("long")
+    iam.user(name, f"{name}@acme.com", "correct horse", groups=("g" * 501,))
+    conn = oidc_connection(db, tenant, iam, policy="jit")
+    resp = _login(web, iam, conn, name)
+    refused_with(db, resp, "invalid_attribute")
+    assert rows(db, "SELECT count(*) AS n FROM users")[0].n == 0
+    assert rows(db, "SELECT count(*) AS n FROM groups")[0].n == 0

@@ -7,7 +7,10 @@ import re
 import pytest
 
 from app.models.directory import UserStatus
-from tests.conftest import rows
+from app.models.sso import SsoConnection
+from app.sso.login import AssertedUser, resolve_login
+from app.sso.outcome import LoginFailed
+from tests.conftest import OPERATOR, rows
 from tests.sso import forge
 from tests.sso.conftest import claims_for, post_response, provision, saml_connection, start
 
@@ -102,3 +105,32 @@ def test_jit_creates_the_user_with_groups_and_updates_it_next_time(db, tenant, k
     assert [g.display_name for g in groups] == ["Approvers"]
     actions = {a.action for a in rows(db, "SELECT action FROM audit_events")}
     assert {"user:create", "user:update", "group:create", "sso:login"} <= actions
+
+
+def test_jit_refuses_an_attribute_longer_than_its_column(db, tenant, keys, web):
+    """A givenName past its 200 characters: refused and traced on both databases (SQLite
+    would keep it, PostgreSQL fail with a 500), nothing created; 200 exactly is stored."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
+    attributes = {"email": ["alice@acme.com"], "givenName": ["A" * 201], "sn": ["Archer"]}
+    resp = _post(db, tenant, keys, web, conn, attributes=attributes)
+    assert resp.status_code == 403
+    assert rows(db, "SELECT reason FROM sso_login_traces")[0].reason == "invalid_attribute"
+    assert rows(db, "SELECT count(*) AS n FROM users")[0].n == 0
+    attributes["givenName"] = ["A" * 200]
+    assert _post(db, tenant, keys, web, conn, attributes=attributes).status_code == 303
+    assert rows(db, "SELECT given_name FROM users")[0].given_name == "A" * 200
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("email", "alice\x00@acme.com"), ("given_name", "\ud800"), ("subject", "a\x00")])
+def test_claims_holding_nul_or_a_lone_surrogate_are_refused(db, tenant, keys, field, value):
+    """OIDC claims are JSON and may carry \\u0000 or \\ud800: PostgreSQL cannot even compare
+    them, so the login is refused before any query, on both databases."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
+    who = AssertedUser(**{"subject": "alice@acme.com", "email": "alice@acme.com", field: value})
+    with db.transaction() as session, pytest.raises(LoginFailed) as refused:
+        resolve_login(session, session.get(SsoConnection, conn.id), who, OPERATOR)
+    assert refused.value.reason == "invalid_attribute"
+    assert field.split("_")[0] in refused.value.detail
+    assert refused.value.subject == (None if field == "subject" else "alice@acme.com")
+    assert rows(db, "SELECT count(*) AS n FROM users")[0].n == 0
