@@ -48,7 +48,8 @@ _REMOVE_MEMBERS = delete(Membership).where(Membership.group_id == bindparam("gro
 _GROUP_BY_ID = (Group.id == bindparam("group_id"),
                 Group.directory_id == bindparam("directory_id"))
 _GET_GROUP = select(Group).where(*_GROUP_BY_ID)
-_GET_GROUP_FOR_UPDATE = _GET_GROUP.with_for_update()
+# FOR NO KEY UPDATE on PostgreSQL, as for users (app/directory/users.py).
+_GET_GROUP_FOR_UPDATE = _GET_GROUP.with_for_update(key_share=True)
 # The same group as a Core row of the groups table, for a read that only renders it.
 _GROUP_ROW = select(Group.__table__).where(*_GROUP_BY_ID)
 _MEMBER_IDS = (

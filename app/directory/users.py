@@ -92,7 +92,9 @@ def primary_email(emails: list[dict[str, Any]]) -> str | None:
 _LIVE_USER_BY_ID = (User.id == bindparam("user_id"),
                     User.directory_id == bindparam("directory_id"), User.deleted_at.is_(None))
 _GET_USER = select(User).where(*_LIVE_USER_BY_ID)
-_GET_USER_FOR_UPDATE = _GET_USER.with_for_update()
+# FOR NO KEY UPDATE on PostgreSQL: ids never change, so another transaction's foreign-key
+# check on this user (a membership, a manager reference) need not wait for this one.
+_GET_USER_FOR_UPDATE = _GET_USER.with_for_update(key_share=True)
 # The same user as a Core row of the users table, for a read that only renders it.
 _USER_ROW = select(User.__table__).where(*_LIVE_USER_BY_ID)
 # Matches the functional unique index uq_users_directory_username.

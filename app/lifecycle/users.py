@@ -172,7 +172,7 @@ _RESTORABLE = (
                           User.external_id == bindparam("b_external_id"),
                           User.status == UserStatus.deleted,
                           User.deleted_at >= bindparam("b_cutoff"))
-    .order_by(User.deleted_at.desc()).limit(1).with_for_update()
+    .order_by(User.deleted_at.desc()).limit(1).with_for_update(key_share=True)
 )
 
 

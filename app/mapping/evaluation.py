@@ -135,7 +135,9 @@ def diff_batch(session: Session, ctx: Context, user_ids: Sequence[str], *,
     of both adding the same grant (SQLite already serializes writers).
     """
     query = select(User).where(User.id.in_(user_ids), User.organization_id == ctx.org.id)
-    users = list(session.scalars(query.order_by(User.id).with_for_update() if lock else query))
+    if lock:  # FOR NO KEY UPDATE on PostgreSQL: foreign-key checks on the users still pass
+        query = query.order_by(User.id).with_for_update(key_share=True)
+    users = list(session.scalars(query))
     groups: dict[str, list[GroupFacts]] = defaultdict(list)
     for user_id, group_id, name, external_id in session.execute(
         select(Membership.user_id, Group.id, Group.display_name, Group.external_id)

@@ -8,8 +8,9 @@ import urllib.error
 import urllib.request
 
 import pytest
+from sqlalchemy.dialects import postgresql
 
-from app.directory.users import UserInput, create_user
+from app.directory.users import _GET_USER_FOR_UPDATE, UserInput, create_user, get_user
 from app.errors import Conflict
 from app.models import Directory
 from tests.conftest import OPERATOR, rows
@@ -164,3 +165,36 @@ def test_concurrent_creates_of_one_organization_keep_its_audit_chain_whole(app, 
                        "'user:create' ORDER BY seq", c=tenant.org.id)
     assert len(creates) == 40
     assert report.records == report.head_seq
+
+
+def test_a_user_locked_for_a_change_can_still_join_a_group(app, tenant, db, dialect):
+    """PUT, PATCH and DELETE lock the user's row FOR NO KEY UPDATE on PostgreSQL (ids never
+    change): a group PATCH adding that user in another transaction, whose foreign-key check
+    takes KEY SHARE on the row, goes through instead of waiting (or deadlocking, as two
+    users naming each other as manager did under FOR UPDATE)."""
+    scim = Scim(app.test_client(), tenant)
+    user = scim.create_user()
+    group = scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "Buyers"}).get_json()
+    if dialect != "postgresql":  # SQLite has one writer at a time and no row locks
+        compiled = _GET_USER_FOR_UPDATE.compile(dialect=postgresql.dialect())
+        assert str(compiled).endswith("FOR NO KEY UPDATE")
+        return
+    outcome: dict[str, int] = {}
+    joined = threading.Event()
+
+    def join() -> None:
+        response = Scim(app.test_client(), tenant).patch(f"/Groups/{group['id']}", {
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "add", "path": "members", "value": [{"value": user["id"]}]}]})
+        outcome["status"] = response.status_code
+        joined.set()
+
+    with db.transaction() as session:
+        get_user(session, tenant.directory.id, user["id"], for_update=True)
+        worker = threading.Thread(target=join)
+        worker.start()
+        in_time = joined.wait(10)
+    worker.join(30)
+    assert in_time, "the membership insert waited for the user's row lock"
+    assert outcome["status"] == 204
+    assert rows(db, "SELECT count(*) FROM memberships")[0][0] == 1

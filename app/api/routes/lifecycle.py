@@ -46,7 +46,7 @@ class ReactivationSchema(Schema):
 def _user(ctx: ApiContext, user_id: str) -> User:
     """The user, locked for the change; another organization's user is a plain 404."""
     user = ctx.session.scalars(select(User).where(User.id == user_id)
-                               .with_for_update()).first()
+                               .with_for_update(key_share=True)).first()
     if user is None or ctx.scope_org_id not in (None, user.organization_id):
         raise NotFound(f"user {user_id!r} does not exist")
     return user
