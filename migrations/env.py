@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, event, pool
 
 import app.models  # noqa: F401  (registers every table on Base.metadata)
-from app.db import Base
+from app.db import Base, register_unicode_lower
 
 config = context.config
 target_metadata = Base.metadata
@@ -26,6 +26,10 @@ def run_migrations_online() -> None:
         _run(connectable)
         return
     engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    if engine.dialect.name == "sqlite":
+        # lower() as the app computes it, so a migration writing users or groups keeps the
+        # lower() indexes as Roster reads them (app.db.register_unicode_lower).
+        event.listen(engine, "connect", lambda dbapi, _record: register_unicode_lower(dbapi))
     with engine.connect() as connection:
         _run(connection)
     engine.dispose()

@@ -60,7 +60,10 @@ def start() -> tuple[str, str]:
     port = free_port()
     # cwd=root: the unprivileged user may not be able to enter the caller's directory.
     subprocess.run([*prefix, pg_bin("initdb"), "-D", str(data), "-U", "roster", "-A", "trust",
-                    "-E", "UTF8", "--no-sync"], check=True, stdout=subprocess.DEVNULL, cwd=root)
+                    # A UTF-8 locale: lower() then folds every letter, not only A-Z (as in
+                    # production; README, PostgreSQL).
+                    "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"], check=True,
+                   stdout=subprocess.DEVNULL, cwd=root)
     subprocess.run([*prefix, "mkdir", "-p", str(sock)], check=True, cwd=root)
     opts = (f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={sock} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")

@@ -61,3 +61,111 @@ def test_case_insensitive_uniqueness_is_enforced_by_the_database(db, tenant):
                 session.add(model(directory_id=tenant.directory.id,
                                   organization_id=tenant.org.id, **{field: value}))
                 session.flush()
+
+
+def _insert_as_before_0011(url: str, directory_id: str, org_id: str,
+                           users: list[tuple[str, bool]], groups: list[str]) -> list[str]:
+    """Rows written through SQLite's built-in (ASCII-only) lower(), as Roster wrote them
+    before migration 0011; returns the users' ids."""
+    import sqlite3
+    import uuid
+
+    conn = sqlite3.connect(sa.engine.make_url(url).database)
+    ids = []
+    try:
+        for name, deleted in users:
+            ids.append(str(uuid.uuid4()))
+            conn.execute(
+                "INSERT INTO users (id, directory_id, organization_id, user_name, active, "
+                "status, emails, phone_numbers, ims, photos, addresses, entitlements, roles, "
+                "x509_certificates, extension_data, version, created_at, updated_at, "
+                "deleted_at) VALUES (?, ?, ?, ?, 1, 'active', '[]', '[]', '[]', '[]', '[]', "
+                "'[]', '[]', '[]', '{}', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', ?)",
+                (ids[-1], directory_id, org_id, name, "2026-02-01 00:00:00" if deleted else None))
+        for name in groups:
+            conn.execute(
+                "INSERT INTO groups (id, directory_id, organization_id, display_name, "
+                "extension_data, version, created_at, updated_at) VALUES (?, ?, ?, ?, '{}', 1, "
+                "'2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+                (str(uuid.uuid4()), directory_id, org_id, name))
+        conn.commit()
+    finally:
+        conn.close()
+    return ids
+
+
+def test_0011_rebuilds_the_lower_indexes_with_unicode_lower(fresh_url, dialect):
+    """SQLite: names stored before 0011 are found in another case afterwards, a deleted
+    user's clashing name is released, and the database refuses a clashing new name.
+    PostgreSQL folds with its (UTF-8) locale; 0011 changes nothing there."""
+    from app.db import Database
+    from tests.conftest import make_tenant
+
+    upgrade(fresh_url, "0010")
+    db = Database(fresh_url)
+    tenant = make_tenant(db, "acme")
+    db.dispose()
+    if dialect != "sqlite":
+        upgrade(fresh_url)
+        engine = sa.create_engine(fresh_url)
+        try:
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("SELECT lower('ÖZIL Ärzte')").scalar() == \
+                    "özil ärzte"
+        finally:
+            engine.dispose()
+        return
+    live, deleted = _insert_as_before_0011(
+        fresh_url, tenant.directory.id, tenant.org.id,
+        [("ÖZIL@x.de", False), ("özil@x.de", True)], ["Ärzte"])
+    upgrade(fresh_url)
+    db = Database(fresh_url)
+    try:
+        with db.engine.connect() as conn:
+            names = dict(conn.execute(sa.text("SELECT id, user_name FROM users")).all())
+            assert names == {live: "ÖZIL@x.de", deleted: f"{deleted}.deleted"}
+            found = conn.execute(sa.text(
+                "SELECT id FROM users WHERE directory_id = :d AND lower(user_name) = :n"),
+                {"d": tenant.directory.id, "n": "özil@x.de"}).scalars().all()
+            assert found == [live]
+            assert conn.execute(sa.text(
+                "SELECT count(*) FROM groups WHERE lower(display_name) = 'ärzte'")).scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        with pytest.raises(sa.exc.IntegrityError):
+            _insert_through(db, tenant, "özil@X.DE")
+    finally:
+        db.dispose()
+
+
+def _insert_through(db, tenant, user_name: str) -> None:
+    from app.models import User
+
+    with db.transaction() as session:
+        session.add(User(directory_id=tenant.directory.id, organization_id=tenant.org.id,
+                         user_name=user_name))
+
+
+def test_0011_stops_on_two_live_users_it_would_merge(fresh_url, dialect):
+    """Two live users that only SQLite's ASCII lower() kept apart: the upgrade stops with
+    both named, and the database stays at 0010 for the admin to resolve it in the IdP."""
+    if dialect != "sqlite":
+        assert head_revision() == "0011"
+        return
+    from app.db import Database
+    from tests.conftest import make_tenant
+
+    upgrade(fresh_url, "0010")
+    db = Database(fresh_url)
+    tenant = make_tenant(db, "acme")
+    db.dispose()
+    _insert_as_before_0011(fresh_url, tenant.directory.id, tenant.org.id,
+                           [("ÉLAN@x.fr", False), ("élan@x.fr", False)], [])
+    with pytest.raises(RuntimeError) as stopped:
+        upgrade(fresh_url)
+    assert "'ÉLAN@x.fr'" in str(stopped.value)
+    assert "'élan@x.fr'" in str(stopped.value)
+    engine = sa.create_engine(fresh_url)
+    try:
+        assert current_revision(engine) == "0010"
+    finally:
+        engine.dispose()

@@ -8,7 +8,15 @@ from app.directory.organizations import add_unit
 from app.directory.users import verify_password
 from app.models import Grant, Organization
 from tests.conftest import OPERATOR, rows
-from tests.scim.support import ENTERPRISE, PATCH_OP, SCIM, Scim, assert_error, user_body
+from tests.scim.support import (
+    CORE_GROUP,
+    ENTERPRISE,
+    PATCH_OP,
+    SCIM,
+    Scim,
+    assert_error,
+    user_body,
+)
 
 SEARCH = "urn:ietf:params:scim:api:messages:2.0:SearchRequest"
 ROSTER = "urn:roster:params:scim:schemas:extension:access:2.0:User"
@@ -310,3 +318,29 @@ def test_sort_by_user_name_descending(scim):
     page = scim.get("/Users?sortBy=userName&sortOrder=descending").get_json()
     assert [r["userName"] for r in page["Resources"]] == ["c@acme.example", "b@acme.example",
                                                           "a@acme.example"]
+
+
+@pytest.mark.parametrize(("stored", "asked"), [
+    ("ÖZIL@fußball.de", "özil@FUßBALL.DE"),
+    ("Ωmega@example.gr", "ωMEGA@EXAMPLE.GR"),
+    ("Jürgen.Groß@acme.de", "JÜRGEN.GROß@ACME.DE"),
+])
+def test_user_names_are_case_insensitive_beyond_ascii(scim, db, stored, asked):
+    """caseExact=false (RFC 7643 §4.1.1) holds for every letter, not only A-Z, on SQLite and
+    PostgreSQL alike: the other case finds the user, and cannot be created beside it."""
+    user = scim.create_user(stored)
+    for op in ("eq", "sw"):
+        value = asked if op == "eq" else asked[:4]
+        listed = scim.get("/Users", query_string={"filter": f'userName {op} "{value}"'})
+        assert [r["id"] for r in listed.get_json()["Resources"]] == [user["id"]], op
+    assert_error(scim.post("/Users", user_body(asked)), 409, "uniqueness")
+    assert rows(db, "SELECT count(*) FROM users")[0][0] == 1
+
+
+def test_group_names_are_case_insensitive_beyond_ascii(scim, db):
+    """displayName (caseExact=false) likewise: ÄRZTE finds Ärzte and cannot be added twice."""
+    group = scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "Ärzte"}).get_json()
+    listed = scim.get("/Groups", query_string={"filter": 'displayName eq "ÄRZTE"'})
+    assert [r["id"] for r in listed.get_json()["Resources"]] == [group["id"]]
+    response = scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "ärzte"})
+    assert_error(response, 409, "uniqueness")
