@@ -263,24 +263,13 @@ def _memory(url: str) -> bool:
     return make_url(url).database in (None, "", ":memory:")
 
 
-def unicode_lower(value: Any) -> Any:
-    """SQLite's ``lower()`` as Roster registers it: Python's ``str.lower`` (Unicode)."""
+def register_fold(dbapi_connection: sqlite3.Connection) -> None:
+    """Give this SQLite connection ``roster_lower()``, which ``app.sql.fold`` compiles to."""
+    dbapi_connection.create_function("roster_lower", 1, _unicode_lower, deterministic=True)
+
+
+def _unicode_lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
-
-
-def register_unicode_lower(dbapi_connection: sqlite3.Connection) -> None:
-    """Replace SQLite's ``lower()`` on this connection with a Unicode one.
-
-    SQLite's built-in ``lower()`` folds ASCII letters only (https://sqlite.org/lang_corefunc.html#lower),
-    so ``ÖZIL@x.de`` and ``özil@x.de`` were two users there, and ``userName eq`` or
-    ``displayName eq`` in another case did not find a non-ASCII name, while PostgreSQL (a
-    UTF-8 locale) folds them. Every comparison of a caseExact=false attribute (RFC 7643
-    §2.2) and the unique indexes on ``lower(userName)`` / ``lower(displayName)`` go
-    through ``lower()``; SQLite lets an application override a built-in function, and a
-    deterministic one may be used in an index. Every connection Roster opens registers it
-    (and migration 0011 rebuilt the indexes with it), so index entries and lookups agree.
-    """
-    dbapi_connection.create_function("lower", 1, unicode_lower, deterministic=True)
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
@@ -289,7 +278,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         # Let SQLAlchemy emit BEGIN itself so that a transaction really starts at
         # the first statement and BEGIN IMMEDIATE can be used for writers.
         dbapi_conn.isolation_level = None
-        register_unicode_lower(dbapi_conn)
+        register_fold(dbapi_conn)
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")

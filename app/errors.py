@@ -48,3 +48,7 @@ class Forbidden(DomainError):
     """Authenticated, but not allowed to do this."""
 
     code = "forbidden"
+
+
+class MigrationBlocked(RuntimeError):
+    """A migration found data only an operator can resolve; nothing was changed."""

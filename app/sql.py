@@ -80,6 +80,37 @@ def _among_sqlite(element: among, compiler: SQLCompiler, **kw: Any) -> str:
             f"(SELECT value FROM json_each({compiler.process(ids, **kw)}))")
 
 
+class fold(FunctionElement[str]):
+    """Text folded for a case-insensitive comparison (RFC 7643 §2.2, caseExact=false).
+
+    PostgreSQL: ``lower()``, which folds every letter in a UTF-8 locale (README). SQLite:
+    ``roster_lower()``, Python's ``str.lower`` registered on every connection
+    (``app.db.register_fold``), because SQLite's own ``lower()`` folds A-Z only: there
+    ``ÖZIL@x.de`` and ``özil@x.de`` were two users and ``userName eq`` in the other case
+    missed. A function of Roster's own rather than an override of ``lower()``: an index
+    built with one ``lower()`` and read with another would be corrupt for every non-ASCII
+    name, while an index on ``roster_lower()`` (migration 0011) cannot be written by a
+    connection that lacks it (the ``sqlite3`` shell: "no such function").
+    """
+
+    type = String()
+    inherit_cache = True
+    name = "fold"
+
+    def __init__(self, text: ColumnElement[Any]) -> None:
+        super().__init__(text)
+
+
+@compiles(fold)
+def _fold_default(element: fold, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(fold, "sqlite")
+def _fold_sqlite(element: fold, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"roster_lower({compiler.process(element.clauses, **kw)})"
+
+
 class _Compiled(NamedTuple):
     sql: str
     # Parameter names in placeholder order (qmark: SQLite), or None for named (psycopg).

@@ -6,7 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, event, pool
 
 import app.models  # noqa: F401  (registers every table on Base.metadata)
-from app.db import Base, register_unicode_lower
+from app.db import Base, register_fold
 
 config = context.config
 target_metadata = Base.metadata
@@ -27,9 +27,8 @@ def run_migrations_online() -> None:
         return
     engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
     if engine.dialect.name == "sqlite":
-        # lower() as the app computes it, so a migration writing users or groups keeps the
-        # lower() indexes as Roster reads them (app.db.register_unicode_lower).
-        event.listen(engine, "connect", lambda dbapi, _record: register_unicode_lower(dbapi))
+        # roster_lower(), which the userName and displayName indexes use (app.sql.fold).
+        event.listen(engine, "connect", lambda dbapi, _record: register_fold(dbapi))
     with engine.connect() as connection:
         _run(connection)
     engine.dispose()

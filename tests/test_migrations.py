@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from app.db import Base
+from app.errors import MigrationBlocked
 from app.migrate import current_revision, downgrade, head_revision, upgrade
 
 
@@ -94,9 +95,10 @@ def _insert_as_before_0011(url: str, directory_id: str, org_id: str,
     return ids
 
 
-def test_0011_rebuilds_the_lower_indexes_with_unicode_lower(fresh_url, dialect):
-    """SQLite: names stored before 0011 are found in another case afterwards, a deleted
-    user's clashing name is released, and the database refuses a clashing new name.
+def test_0011_rebuilds_the_name_indexes_on_a_unicode_fold(fresh_url, dialect):
+    """SQLite: the unique name indexes move to roster_lower(); names stored before 0011 are
+    found in another case afterwards (through the index), a deleted user's clashing name
+    is released, and the database refuses a clashing new name.
     PostgreSQL folds with its (UTF-8) locale; 0011 changes nothing there."""
     from app.db import Database
     from tests.conftest import make_tenant
@@ -124,12 +126,16 @@ def test_0011_rebuilds_the_lower_indexes_with_unicode_lower(fresh_url, dialect):
         with db.engine.connect() as conn:
             names = dict(conn.execute(sa.text("SELECT id, user_name FROM users")).all())
             assert names == {live: "ÖZIL@x.de", deleted: f"{deleted}.deleted"}
-            found = conn.execute(sa.text(
-                "SELECT id FROM users WHERE directory_id = :d AND lower(user_name) = :n"),
-                {"d": tenant.directory.id, "n": "özil@x.de"}).scalars().all()
-            assert found == [live]
+            lookup = ("SELECT id FROM users WHERE directory_id = :d "
+                      "AND roster_lower(user_name) = :n")
+            params = {"d": tenant.directory.id, "n": "özil@x.de"}
+            assert conn.execute(sa.text(lookup), params).scalars().all() == [live]
+            plan = " ".join(str(r[3]) for r in conn.execute(
+                sa.text("EXPLAIN QUERY PLAN " + lookup), params))
+            assert "uq_users_directory_username" in plan, plan
             assert conn.execute(sa.text(
-                "SELECT count(*) FROM groups WHERE lower(display_name) = 'ärzte'")).scalar() == 1
+                "SELECT count(*) FROM groups WHERE roster_lower(display_name) = 'ärzte'")
+            ).scalar() == 1
             assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
         with pytest.raises(sa.exc.IntegrityError):
             _insert_through(db, tenant, "özil@X.DE")
@@ -160,7 +166,7 @@ def test_0011_stops_on_two_live_users_it_would_merge(fresh_url, dialect):
     db.dispose()
     _insert_as_before_0011(fresh_url, tenant.directory.id, tenant.org.id,
                            [("ÉLAN@x.fr", False), ("élan@x.fr", False)], [])
-    with pytest.raises(RuntimeError) as stopped:
+    with pytest.raises(MigrationBlocked) as stopped:
         upgrade(fresh_url)
     assert "'ÉLAN@x.fr'" in str(stopped.value)
     assert "'élan@x.fr'" in str(stopped.value)

@@ -6,6 +6,7 @@ import click
 
 from app import migrate
 from app.cli.base import CliContext, pass_ctx
+from app.errors import MigrationBlocked
 
 
 @click.group()
@@ -19,7 +20,10 @@ def db() -> None:
 def upgrade(ctx: CliContext, revision: str) -> None:
     """Migrate the database up to REVISION (default: head)."""
     _prepare_sqlite_dir(ctx.settings["database"]["url"])
-    migrate.upgrade(ctx.settings["database"]["url"], revision)
+    try:
+        migrate.upgrade(ctx.settings["database"]["url"], revision)
+    except MigrationBlocked as exc:  # data to resolve first; the migration rolled back
+        raise click.ClickException(str(exc)) from None
     click.echo(f"database at {migrate.current_revision(ctx.db.engine)}")
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, insert, select
+from sqlalchemy import Row, bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -21,7 +21,7 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.events import emit
 from app.mapping.evaluation import reevaluate_group_members, reevaluate_users
 from app.models import Group, Membership, User
-from app.sql import among, fetch
+from app.sql import among, fetch, fold
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def groups_of_users(session: Reader,
 def _check_display_name(session: Session, directory_id: str, name: str,
                         except_id: str | None) -> None:
     taken = session.scalar(select(Group.id).where(
-        Group.directory_id == directory_id, func.lower(Group.display_name) == name.lower()))
+        Group.directory_id == directory_id, fold(Group.display_name) == name.lower()))
     if taken is not None and taken != except_id:
         raise Conflict(f"displayName {name!r} is already taken in this directory",
                        field="displayName")

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, func, literal_column, null, select, union_all
+from sqlalchemy import Row, Select, bindparam, literal_column, null, select, union_all
 from sqlalchemy import column as named
 from sqlalchemy.orm import Session
 
@@ -34,7 +34,7 @@ from app.lifecycle import (
 from app.mapping.evaluation import reevaluate_users
 from app.models import Grant, Group, Membership, Organization, Role, Unit, User
 from app.models.directory import UserStatus
-from app.sql import among, fetch
+from app.sql import among, fetch, fold
 
 # Columns a SCIM client may write (everything else is server-managed).
 WRITABLE_COLUMNS: tuple[str, ...] = (
@@ -100,7 +100,7 @@ _USER_ROW = select(User.__table__).where(*_LIVE_USER_BY_ID)
 # Matches the functional unique index uq_users_directory_username.
 _NAME_HOLDER = select(User.id, User.deleted_at).where(
     User.directory_id == bindparam("directory_id"),
-    func.lower(User.user_name) == bindparam("name"))
+    fold(User.user_name) == bindparam("name"))
 _MANAGER_NAMES = select(User.id, User.display_name, User.user_name).where(
     among(User.id))
 

@@ -15,12 +15,12 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    func,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, JSONType, UTCDateTime, new_id, utcnow
+from app.sql import fold
 
 
 class Vendor(enum.StrEnum):
@@ -201,6 +201,7 @@ class Membership(Base):
 
 
 # userName is caseExact=false (RFC 7643 §4.1.1): unique case-insensitively per directory.
-Index("uq_users_directory_username", User.directory_id, func.lower(User.user_name), unique=True)
-Index("uq_groups_directory_display_name", Group.directory_id, func.lower(Group.display_name),
+# fold(): lower() on PostgreSQL, a Unicode roster_lower() on SQLite (app/sql.py).
+Index("uq_users_directory_username", User.directory_id, fold(User.user_name), unique=True)
+Index("uq_groups_directory_display_name", Group.directory_id, fold(Group.display_name),
       unique=True)

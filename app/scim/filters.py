@@ -38,6 +38,7 @@ from app.scim.filter_syntax import (
     resolve_path,
 )
 from app.scim.schema import ROSTER_USER, Attribute
+from app.sql import fold
 
 __all__ = ["FILTER_VALUE", "Field", "PreparedFilter", "SortKey", "invalid_value",
            "prepared_filter", "resolve_attribute", "sort_key", "translate_filter"]
@@ -226,7 +227,7 @@ class _Translator:
             rhs = bindparam(FILTER_VALUE, type_=String())
             self.binds += 1
         if insensitive:
-            lhs, rhs = func.lower(lhs), func.lower(rhs)
+            lhs, rhs = fold(lhs), fold(rhs)
         if op in ("co", "sw", "ew"):
             if value == "":
                 return true()
@@ -351,7 +352,7 @@ def sort_key(sort_by: str | None, resource: Resource, *,
     column, nullable = found
     leaf = resolved.leaf
     if leaf.type in ("string", "reference") and not leaf.case_exact:
-        column = func.lower(column, type_=String())
+        column = fold(column)
     return SortKey(resolved.name, column, nullable, leaf.type)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -20,6 +20,7 @@ from app.mapping.evaluation import reevaluate_users
 from app.models import Directory, Group, Membership, User
 from app.models.directory import UserStatus
 from app.models.sso import LoginSession, SsoConnection
+from app.sql import fold
 from app.sso.connections import DEFAULT_ATTRIBUTES
 from app.sso.outcome import LoginFailed
 
@@ -84,7 +85,7 @@ def find_user(session: Session, conn: SsoConnection, who: AssertedUser) -> User 
     if column == "email":
         query = query.where(User.primary_email == value.lower())
     elif column == "user_name":
-        query = query.where(func.lower(User.user_name) == value.lower())
+        query = query.where(fold(User.user_name) == value.lower())
     else:
         query = query.where(User.external_id == value)
     found = list(session.scalars(query.limit(2)))
@@ -120,7 +121,7 @@ def _sync_groups(session: Session, directory: Directory, user: User,
         if key in have:
             continue
         group = session.scalar(select(Group).where(
-            Group.directory_id == directory.id, func.lower(Group.display_name) == key))
+            Group.directory_id == directory.id, fold(Group.display_name) == key))
         if group is None:
             create_group(session, directory, GroupInput(display_name=name,
                                                         member_ids=[user.id]), actor)

@@ -1,10 +1,12 @@
 """issue 4: case-insensitive userName and displayName beyond ASCII on SQLite.
 
-Roster now registers a Unicode ``lower()`` on every SQLite connection
-(``app.db.register_unicode_lower``); SQLite's own folds ASCII letters only. The unique
-indexes on ``lower(user_name)`` and ``lower(display_name)`` hold entries the old function
-computed, so they are rebuilt with the new one (REINDEX), or lookups of a non-ASCII name
-would miss its row.
+SQLite's ``lower()`` folds A-Z only. Roster now compares caseExact=false text through
+``app.sql.fold``: ``roster_lower()`` on SQLite, a Unicode fold registered on every
+connection (``app.db.register_fold``). The unique indexes on ``lower(user_name)`` and
+``lower(display_name)`` are rebuilt on ``roster_lower()``, so lookups use them again and
+``ÖZIL@x.de`` and ``özil@x.de`` are one name. Until this runs, the new code still reads
+correctly (without those indexes) and writes nothing the old indexes would compute
+differently; ``app.migrate.upgrade`` then seeds planner statistics for the new indexes.
 
 Names the old function kept apart and the new one joins (``ÖZIL@x.de`` and ``özil@x.de``
 in one directory) would make the rebuild fail. A soft-deleted user gives its name up, as
@@ -25,7 +27,8 @@ from collections import defaultdict
 import sqlalchemy as sa
 from alembic import op
 
-from app.db import register_unicode_lower
+from app.db import register_fold
+from app.errors import MigrationBlocked
 
 revision = "0011"
 down_revision = "0010"
@@ -38,19 +41,28 @@ def upgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
         return
-    register_unicode_lower(bind.connection.dbapi_connection)
+    register_fold(bind.connection.dbapi_connection)
     live = _release_deleted_holders(bind) + _group_clashes(bind)
     if live:
-        raise RuntimeError(
+        raise MigrationBlocked(
             "these names differ only in the case of non-ASCII letters, which SQLite "
             "compared case-sensitively until now; rename or delete one of each in the IdP, "
             "then run `roster db upgrade` again:\n  " + "\n  ".join(live))
-    op.execute("REINDEX uq_users_directory_username")
-    op.execute("REINDEX uq_groups_directory_display_name")
+    _index_on("roster_lower")
 
 
 def downgrade() -> None:
-    """Nothing to undo: the index definitions did not change."""
+    """Back to SQLite's lower() (ASCII) indexes."""
+    if op.get_bind().dialect.name == "sqlite":
+        _index_on("lower")
+
+
+def _index_on(function: str) -> None:
+    for name, table, column in (("uq_users_directory_username", "users", "user_name"),
+                                ("uq_groups_directory_display_name", "groups", "display_name")):
+        op.drop_index(name, table_name=table)
+        op.create_index(name, table, ["directory_id", sa.text(f"{function}({column})")],
+                        unique=True)
 
 
 def _release_deleted_holders(bind: sa.Connection) -> list[str]:
