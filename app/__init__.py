@@ -10,12 +10,13 @@ from collections.abc import Callable, Mapping
 from types import FunctionType
 from typing import Any
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from app.db import Database
 from app.lifecycle import policy as lifecycle_policy
 from app.observability import Metrics, configure_logging, init_request_tracking
+from app.scim.errors import error_response as scim_error_response
 from app.settings import load_settings
 
 log = logging.getLogger("roster")
@@ -51,6 +52,9 @@ def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flas
     configure_logging(settings["logging"]["level"], settings["logging"]["format"],
                       settings["logging"]["flush_ms"])
     app = RosterFlask(__name__)
+    # Werkzeug answers a path with "//" by an HTML 308 to the merged path; SCIM clients are
+    # to get SCIM errors only, so such a path is simply unknown (a SCIM or API 404).
+    app.url_map.merge_slashes = False
     app.config["ROSTER"] = settings
     app.config["SECRET_KEY"] = settings["app"]["secret_key"] or None
     app.config["MAX_CONTENT_LENGTH"] = settings["app"]["max_body_bytes"]
@@ -110,6 +114,11 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
         code = exc.code or 500
+        if request.path == "/scim/v2" or request.path.startswith("/scim/v2/"):
+            # A path no rule matches at all (/scim/v2//Users): still a SCIM error.
+            detail = (f"no SCIM endpoint at {request.path}" if code == 404
+                      else exc.description or exc.name)
+            return scim_error_response(code, detail), code
         return jsonify(error=exc.name, detail=exc.description,
                        request_id=g.get("request_id")), code
 

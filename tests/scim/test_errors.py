@@ -254,3 +254,9 @@ def test_an_id_with_nul_is_404_after_the_token(scim, client):
     assert_error(scim.get("/Users/a%00b"), 404)
     assert_error(scim.get("/Groups/a%00b"), 404)
     assert_error(client.get("/scim/v2/Users/a%00b"), 401)
+
+
+def test_a_doubled_slash_is_a_scim_404_not_an_html_redirect(scim):
+    """Werkzeug would answer /scim/v2//Users with an HTML 308; every /scim/v2 answer is
+    SCIM JSON (RFC 7644 §3.12)."""
+    assert_error(scim.client.get("/scim/v2//Users", headers=scim.tenant.headers), 404)
