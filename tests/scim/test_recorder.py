@@ -207,3 +207,16 @@ def test_a_chunked_request_body_is_recorded(client, db, tenant):
     assert json.loads(created.request_body)["userName"] == "chunk@acme.com"
     assert "S3cret" not in created.request_body
     assert listed.request_body is None
+
+
+def test_a_path_with_nul_is_recorded(client, db, tenant):
+    """A decoded %00 in the path would make PostgreSQL refuse the record (and log an error
+    for it): NUL is kept as U+FFFD. A method no SCIM route takes is a SCIM 405 answered
+    before the blueprint, so there is nothing of the directory's to record."""
+    assert client.get("/scim/v2/Users/a%00b", headers=tenant.headers).status_code == 404
+    response = client.open("/scim/v2/Users", method="PROPFIND", headers=tenant.headers)
+    assert response.status_code == 405
+    assert response.get_json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    recorded = _recorded(db, client.application)
+    assert [(r.method, r.path, r.status) for r in recorded] == [
+        ("GET", "/scim/v2/Users/a\ufffdb", 404)]
