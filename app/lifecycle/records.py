@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, event, update
 from sqlalchemy.engine import Engine
@@ -33,11 +34,18 @@ def new_record(session: Session, user: User, actor: Actor, *, trigger: str,
         user_name=user.user_name, directory_id=user.directory_id,
         vendor=vendor, dialect=actor.dialect,
         trigger=trigger, reason=reason, actor_type=actor.type, actor_id=actor.id,
-        request_id=actor.request_id, source_ip=actor.ip, user_agent=actor.user_agent,
+        # The client's own strings, cut to their columns: a deprovisioning must never fail
+        # on PostgreSQL because an IdP sent a 600-character User-Agent.
+        request_id=actor.request_id, source_ip=_cut(actor.ip, DeprovisionRecord.source_ip),
+        user_agent=_cut(actor.user_agent, DeprovisionRecord.user_agent),
         received_at=received_at, applied_at=received_at, outcome="applied",
     )
     session.add(record)
     return record
+
+
+def _cut(value: str | None, column: Any) -> str | None:
+    return value[:column.type.length] if value is not None else None
 
 
 def stamp_on_commit(session: Session, record: DeprovisionRecord) -> None:

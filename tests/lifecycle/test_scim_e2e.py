@@ -117,3 +117,18 @@ def test_losing_every_grant_over_scim_deprovisions_when_policy_says_so(client, d
     assert (record.trigger, record.request_id) == ("lost_all_grants", "req-loss")
     assert rows(db, "SELECT count(*) FROM outbox_events WHERE type = 'user.deprovisioned' "
                     "AND aggregate_id = :i", i=user_id)[0][0] == 1
+
+
+def test_a_long_user_agent_does_not_stop_a_deprovisioning(client, db):
+    """The record keeps the client's User-Agent cut to its column: on PostgreSQL a longer
+    one made the whole deprovisioning fail (500) instead of taking the user out."""
+    tenant = make_tenant(db, "acme", "okta")
+    scim = Scim(client, tenant)
+    user_id = scim.create_user("agent@acme.example")["id"]
+    agent = "Okta SCIM Client " + "x" * 700
+    response = scim.patch(f"/Users/{user_id}", OFF["okta_pathless_patch"][1],
+                          headers={"User-Agent": agent})
+    assert response.status_code == 200
+    [record] = rows(db, "SELECT user_agent FROM deprovision_records WHERE user_id = :i",
+                    i=user_id)
+    assert record.user_agent == agent[:500]
