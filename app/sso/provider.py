@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -233,11 +234,30 @@ def _hint(hint: str | None) -> str | None:
     return {"access_token": ACCESS, "refresh_token": REFRESH}.get(hint or "")
 
 
+def _unstorable(data: Mapping[str, Any]) -> str | None:
+    """The portal's nonce and scope are kept with the code: longer than their columns, or
+    holding NUL, they are invalid_request (RFC 6749 §4.1.2.1), not a failed write
+    (PostgreSQL refuses both)."""
+    for name, column in (("nonce", AuthorizationCode.nonce), ("scope", AuthorizationCode.scope)):
+        value = data.get(name)
+        if isinstance(value, str) and (len(value) > column.type.length or "\x00" in value):
+            return f"{name} is longer than {column.type.length} characters or holds NUL"
+    return None
+
+
 def build_grants(db: Any, config: ProviderConfig) -> tuple[type, type, OpenIDCode]:
     """Grant classes bound to this deployment's storage; ``db()`` is the request's session."""
 
     class CodeGrant(grants.AuthorizationCodeGrant):
         TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+        def validate_authorization_request(self) -> str:
+            redirect_uri: str = super().validate_authorization_request()
+            problem = _unstorable(self.request.payload.data)
+            if problem:  # the redirect URI is valid: the portal hears of it there
+                raise InvalidRequestError(problem, redirect_uri=redirect_uri,
+                                          state=self.request.payload.state)
+            return redirect_uri
 
         def save_authorization_code(self, code: str, request: Any) -> None:
             data, principal = request.payload.data, request.user
@@ -285,6 +305,8 @@ def build_grants(db: Any, config: ProviderConfig) -> tuple[type, type, OpenIDCod
 
     class RosterOpenIDCode(OpenIDCode):
         def exists_nonce(self, nonce: str, request: Any) -> bool:
+            if "\x00" in nonce:  # never stored, and PostgreSQL cannot even compare it
+                return False
             return db().scalar(select(AuthorizationCode.code_hash).where(
                 AuthorizationCode.nonce == nonce,
                 AuthorizationCode.client_id == request.payload.client_id)) is not None

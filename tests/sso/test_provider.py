@@ -222,3 +222,22 @@ def test_a_revoked_or_deprovisioned_browser_session_gets_no_code(db, tenant, key
     assert resp.status_code == 303
     assert resp.headers["Location"].startswith("/sso/login?next=")
     assert user.id
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("nonce", "n" * 501), ("nonce", "a\x00b"),
+    ("scope", " ".join(["openid"] * 200)),
+])
+def test_authorize_parameters_no_column_can_hold_are_invalid_request(db, tenant, keys, web,
+                                                                      name, value):
+    """A nonce or scope longer than its column (or holding NUL) is sent back to the portal
+    as invalid_request (RFC 6749 §4.1.2.1), on both databases, not a 500 on PostgreSQL."""
+    req = AuthRequest.new()
+    if name == "nonce":
+        req = dataclasses.replace(req, nonce=value)
+    url = (req.url(scope=value) if name == "scope" else req.url())
+    signed_in(db, tenant, keys, web, url)
+    resp = web.get(url.replace("http://roster.test", ""))
+    assert resp.status_code == 302, resp.text
+    assert "error=invalid_request" in resp.headers["Location"]
+    assert rows(db, "SELECT count(*) AS n FROM oauth_authorization_codes")[0].n == 0
