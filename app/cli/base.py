@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import DataError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from app.audit import Actor
@@ -58,7 +58,8 @@ class CliContext:
                 yield session
         except DomainError as exc:
             raise click.ClickException(exc.detail) from None
-        except (OperationalError, ProgrammingError) as exc:
+        except (OperationalError, ProgrammingError, DataError) as exc:
+            # DataError: a value the database refuses (PostgreSQL: too long, NUL).
             raise click.ClickException(_database_problem(exc)) from None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,6 +30,7 @@ def create_organization(session: Session, slug: str, name: str,
         )
     if session.scalar(select(Organization.id).where(Organization.slug == slug)):
         raise Conflict(f"organization {slug!r} already exists", field="slug")
+    _fits(name, Organization.name, "organization name", "name")
     org = Organization(slug=slug, name=name or slug, policy={})
     session.add(org)
     session.flush()
@@ -36,6 +38,15 @@ def create_organization(session: Session, slug: str, name: str,
            subject_type="organization", subject_id=org.id, data={"slug": slug, "name": name})
     seed_roles(session, org, catalog, actor)
     return org
+
+
+def _fits(value: str | None, column: Any, what: str, field: str) -> None:
+    """InvalidInput for a value longer than its column: the same answer on both databases
+    (PostgreSQL refuses it, SQLite would keep it)."""
+    limit = column.type.length
+    if value is not None and len(value) > limit:
+        raise InvalidInput(f"{what} is longer than {limit} characters ({len(value)} given)",
+                           field=field)
 
 
 def get_organization(session: Session, ref: str) -> Organization:
@@ -67,6 +78,8 @@ def add_unit(session: Session, org: Organization, name: str, kind: str,
         raise InvalidInput(f"unit kind {kind!r} is not one of {kinds}", field="kind") from None
     parent = find_unit(session, org, parent_ref) if parent_ref else None
     path = f"{parent.path}{PATH_SEPARATOR}{name}" if parent else name
+    _fits(name, Unit.name, "unit name", "name")
+    _fits(path, Unit.path, "unit path", "parent")
     if session.scalar(select(Unit.id).where(Unit.organization_id == org.id, Unit.path == path)):
         raise Conflict(f"unit {path!r} already exists in {org.slug}", field="name")
     unit = Unit(organization_id=org.id, parent_id=parent.id if parent else None,

@@ -137,8 +137,9 @@ def test_nul_characters_are_a_400_naming_the_field(client, keys, tenant):
     assert assert_problem(response, 400, "validation")["errors"][0]["field"] == "parameters.a\0"
 
 
-def test_value_the_database_cannot_store_is_a_400(client, keys, tenant, dialect):
-    """A unit path longer than its column (deep tree, long names) is a 400, not a 500."""
+def test_value_the_database_cannot_store_is_a_400(client, keys, tenant, db):
+    """A unit path longer than its column (deep tree, long names) is a 400 naming the
+    parent, on both databases (SQLite, which does not enforce VARCHAR lengths, kept it)."""
     url = f"/api/v1/orgs/{tenant.org.id}/units"
     parent = None
     for i in range(6):
@@ -147,10 +148,10 @@ def test_value_the_database_cannot_store_is_a_400(client, keys, tenant, dialect)
         if response.status_code != 201:
             break
         parent = response.get_json()["path"]
-    if dialect == "postgresql":
-        assert_problem(response, 400, "validation")
-    else:  # SQLite does not enforce VARCHAR lengths
-        assert response.status_code == 201
+    body = assert_problem(response, 400, "validation")
+    assert "unit path is longer than 1000 characters" in body["detail"]
+    assert rows(db, "SELECT count(*) FROM units WHERE organization_id = :o",
+                o=tenant.org.id)[0][0] == 5
 
 
 @pytest.mark.parametrize(("data", "field"), [

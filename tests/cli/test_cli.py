@@ -80,6 +80,25 @@ def test_org_create_rejects_bad_slug(run):
     assert "must be lower-case" in run("org", "create", "Bad Slug", ok=False).output
 
 
+def test_names_longer_than_their_column_are_one_line_errors(run, fresh_url):
+    """An organization name or unit path past its column: the same one-line refusal on
+    both databases (PostgreSQL refused it with a traceback, SQLite kept it)."""
+    result = run("org", "create", "acme", "--name", "A" * 201, ok=False)
+    assert "organization name is longer than 200 characters" in result.output
+    assert "Traceback" not in result.output
+    run("org", "create", "acme")
+    parent = None
+    for level in range(4):  # 4 x 200 characters and the separators fit in 1000
+        name = f"{level}" * 200
+        args = ["unit", "add", "--org", "acme", "--name", name, "--kind", "team"]
+        run(*args, *(["--parent", parent] if parent else []))
+        parent = f"{parent}/{name}" if parent else name
+    result = run("unit", "add", "--org", "acme", "--name", "5" * 200, "--kind", "team",
+                 "--parent", parent, ok=False)
+    assert "unit path is longer than 1000 characters" in result.output
+    assert _engine_rows(fresh_url, "SELECT count(*) FROM units")[0][0] == 4
+
+
 def test_unit_add_builds_a_tree(run, fresh_url):
     """Units nest to any depth and are addressed by path."""
     run("org", "create", "acme")
