@@ -29,6 +29,21 @@ from app.sso.web import sso_settings as _sso
 bp = Blueprint("sso", __name__, url_prefix="/sso")
 
 
+@bp.before_request
+def _refuse_nul() -> Response | None:
+    """A NUL in the path, the query or a posted form: no connection id, state, code or
+    client holds one, and PostgreSQL cannot even compare such text, so the request is
+    refused here (400) before any lookup, on both databases."""
+    values = [*(request.view_args or {}).values(),
+              *(value for _key, value in request.args.items(multi=True))]
+    if request.method == "POST" and request.mimetype in ("application/x-www-form-urlencoded",
+                                                         "multipart/form-data"):
+        values += [value for _key, value in request.form.items(multi=True)]
+    if any(isinstance(value, str) and "\x00" in value for value in values):
+        return pages.refused("The sign-in request holds a NUL character.", None, 400)
+    return None
+
+
 def _saml_connection(session: Session, connection_id: str) -> SsoConnection | None:
     conn = session.get(SsoConnection, connection_id) if len(connection_id) <= 36 else None
     if conn is None or conn.protocol != "saml" or not conn.enabled:

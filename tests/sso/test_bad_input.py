@@ -1,0 +1,38 @@
+"""NUL in an /sso request: refused before any lookup, the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import rows
+from tests.sso.conftest import saml_connection
+
+
+@pytest.mark.parametrize("path", [
+    "/sso/oidc/{conn}/callback?state=%00&code=x",
+    "/sso/oidc/{conn}/callback?state=a&code=%00",
+    "/sso/oidc/{conn}/callback?error=%00&state=%00",
+    "/sso/oidc/a%00b/callback?state=a&code=b",
+    "/sso/saml/a%00b/login",
+    "/sso/saml/{conn}/login?next=%00",
+    "/sso/oidc/authorize?client_id=%00&response_type=code",
+])
+def test_nul_in_the_path_or_query_is_a_plain_400(db, tenant, keys, web, path):
+    """PostgreSQL cannot compare text holding NUL: these were 500s there."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
+    response = web.get(path.format(conn=conn.id))
+    assert response.status_code == 400, response.text
+    assert "holds a NUL character" in response.text
+    assert rows(db, "SELECT count(*) AS n FROM sso_login_traces")[0].n == 0
+
+
+def test_nul_in_a_posted_form_is_a_plain_400(db, tenant, keys, web):
+    """The ACS and the token endpoint take forms: a NUL there is refused as well."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
+    response = web.post(f"/sso/saml/{conn.id}/acs", data={"SAMLResponse": "x\x00",
+                                                          "RelayState": "r"})
+    assert response.status_code == 400
+    response = web.post("/sso/oidc/token", data={"grant_type": "authorization_code",
+                                                 "code": "\x00", "client_id": "portal"})
+    assert response.status_code == 400
+    assert "holds a NUL character" in response.text
