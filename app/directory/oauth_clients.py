@@ -78,7 +78,10 @@ def revoke_client(session: Session, directory: Directory, actor: Actor) -> OAuth
 
 
 def find_client(session: Session, client_id: str) -> OAuthClient | None:
-    """An unrevoked client of an active directory, by client id."""
+    """An unrevoked client of an active directory, by client id (an id holding NUL names
+    none, and is not even looked up: PostgreSQL cannot compare it)."""
+    if "\x00" in client_id:
+        return None
     client = session.get(OAuthClient, client_id)
     if client is None or client.revoked_at is not None:
         return None

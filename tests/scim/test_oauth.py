@@ -79,6 +79,19 @@ def test_unknown_client_and_bad_grant_type_are_refused(client, db, tenant):
     assert response.get_json()["error"] == "unsupported_grant_type"
 
 
+def test_a_client_id_holding_nul_is_invalid_client_not_a_500(client, db, tenant):
+    """In the form or the Basic header: PostgreSQL could not even look it up (500 before)."""
+    _client_id, secret = _client(db, tenant)
+    response = _token(client, "rsc_\x00", secret)
+    assert response.status_code in (400, 401)  # as for any unknown client in the form
+    assert response.get_json()["error"] == "invalid_client"
+    basic = base64.b64encode(b"rsc_\x00x:" + secret.encode()).decode()
+    response = client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                           headers={"Authorization": f"Basic {basic}"})
+    assert response.status_code == 401
+    assert rows(db, "SELECT id FROM issued_tokens") == []
+
+
 @pytest.mark.parametrize("minutes", [90, 360])
 def test_lifetime_follows_the_setting(database_url, tenant, db, minutes):
     """oauth.access_token_minutes sets expires_in and the stored expiry."""
