@@ -9,7 +9,7 @@ other. RFC 7644 §3.12: a value "not compatible with the ... attribute type" is 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import Table
 
@@ -36,7 +36,7 @@ def check(values: Mapping[str, Any], bounded: Iterable[Limit]) -> None:
             too_long(attribute, length, len(value))
 
 
-def too_long(attribute: str, length: int, given: int) -> None:
+def too_long(attribute: str, length: int, given: int) -> NoReturn:
     """Raise the 400 invalidValue for ``attribute``."""
     raise ScimError(400, f"Attribute '{attribute}' is longer than {length} characters "
                          f"({given} given)", "invalidValue")
