@@ -16,6 +16,7 @@ from tests.sso.conftest import saml_connection
     "/sso/saml/a%00b/login",
     "/sso/saml/{conn}/login?next=%00",
     "/sso/oidc/authorize?client_id=%00&response_type=code",
+    "/sso/oidc/authorize?client_id=portal&response_type=code&nonce=a%00b",
 ])
 def test_nul_in_the_path_or_query_is_a_plain_400(db, tenant, keys, web, path):
     """PostgreSQL cannot compare text holding NUL: these were 500s there."""
