@@ -25,7 +25,7 @@ from app.planner import refresh_statistics
 from app.sso.backchannel import run_once as backchannel_once
 from app.sso.connections import refresh_each, url_backed_connections
 from app.sso.maintenance import PeriodicPurge
-from app.sso.provider import config_from_settings
+from app.sso.provider_config import config_from_settings
 
 # Measured SQLite planner statistics (app.planner) are refreshed this often.
 STATISTICS_INTERVAL_SECONDS = 3600

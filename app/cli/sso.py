@@ -11,7 +11,7 @@ from app.cli.base import CliContext, echo_table, pass_ctx
 from app.directory.organizations import get_organization
 from app.sso.backchannel import run_once
 from app.sso.maintenance import purge_expired_rows
-from app.sso.provider import config_from_settings
+from app.sso.provider_config import config_from_settings
 from app.sso.traces import list_traces, trace_dict
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from app.db import Database, new_id, utcnow
 from app.models import OutboxEvent
 from app.models.sso import BackchannelLogout, IssuedToken
-from app.sso.provider import ProviderConfig
+from app.sso.provider_config import ProviderConfig
 from app.sso.provider_keys import ALG
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"

@@ -33,51 +33,16 @@ from app.models import User
 from app.models.directory import UserStatus
 from app.models.sso import AuthorizationCode, IssuedToken, LoginSession
 from app.sso.claims import filter_by_scope, user_claims
-from app.sso.provider_keys import ALG, ProviderKeys, load_provider_keys
+from app.sso.provider_config import ProviderConfig
+from app.sso.provider_keys import ALG
 
 SCOPES = ("openid", "email", "profile", "organization", "offline_access")
 ACCESS, REFRESH = "access", "refresh"
-# The issuer is the deployment base URL plus this path (endpoints live under it).
-PREFIX = "/sso/oidc"
 
 
 def digest(value: str) -> str:
     """SHA-256 hex of a code or token: what the database keeps."""
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class ProviderConfig:
-    """What the provider needs from settings, resolved once per app."""
-
-    issuer: str
-    keys: ProviderKeys
-    client_id: str
-    client_secret_sha256: str
-    redirect_uris: tuple[str, ...]
-    backchannel_logout_uri: str
-    access_seconds: int
-    id_token_seconds: int
-    refresh_seconds: int
-    code_seconds: int
-    # Where RP-initiated logout may send the browser back to (exact match, OIDC RPIL §3).
-    post_logout_redirect_uris: tuple[str, ...] = ()
-
-
-def config_from_settings(settings: dict[str, dict[str, Any]]) -> ProviderConfig | None:
-    """The provider's configuration from [app] and [oidc_provider]; None without a key."""
-    op = settings["oidc_provider"]
-    keys = load_provider_keys(op)
-    if keys is None:
-        return None
-    return ProviderConfig(
-        issuer=settings["app"]["base_url"].rstrip("/") + PREFIX, keys=keys,
-        client_id=op["portal_client_id"], client_secret_sha256=op["portal_client_secret_sha256"],
-        redirect_uris=tuple(op["portal_redirect_uris"]),
-        backchannel_logout_uri=op["portal_backchannel_logout_uri"],
-        access_seconds=op["access_token_seconds"], id_token_seconds=op["id_token_seconds"],
-        refresh_seconds=op["refresh_token_seconds"], code_seconds=op["authorization_code_seconds"],
-        post_logout_redirect_uris=tuple(op["portal_post_logout_redirect_uris"]))
 
 
 @dataclass(frozen=True)

@@ -28,16 +28,15 @@ from app.sso.provider import (
     SCOPES,
     PortalClient,
     Principal,
-    ProviderConfig,
     RequiredS256,
     TokenView,
     build_endpoints,
     build_grants,
-    config_from_settings,
     live_token,
     save_token,
     token_generator,
 )
+from app.sso.provider_config import ProviderConfig, config_from_settings
 from app.sso.provider_keys import ALG
 from app.sso.rp_logout import (
     LOGOUT_NEXT,

@@ -22,7 +22,7 @@ from app.audit import Actor, record
 from app.models.sso import LoginSession, SsoConnection
 from app.sso.keys import SpKeys
 from app.sso.outcome import LoginFailed
-from app.sso.provider import ProviderConfig
+from app.sso.provider_config import ProviderConfig
 from app.sso.provider_keys import ALG
 from app.sso.saml import SpUrls
 from app.sso.slo import SamlSubject, revoke_login_session, start_logout
