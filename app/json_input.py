@@ -96,11 +96,11 @@ def check_strings(value: Any) -> None:
 
 
 def _check_text(text: str, where: str) -> None:
-    if text.isascii() and "\x00" not in text:
-        return
     if "\x00" in text:
         raise JsonInputError(f"{where or 'the body'} contains a NUL character (\\u0000), "
                              "which cannot be stored", syntax=False, where=where)
+    if text.isascii():
+        return
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -200,13 +200,13 @@ def _hint(hint: str | None) -> str | None:
 
 
 def _unstorable(data: Mapping[str, Any]) -> str | None:
-    """The portal's nonce and scope are kept with the code: longer than their columns, or
-    holding NUL, they are invalid_request (RFC 6749 §4.1.2.1), not a failed write
-    (PostgreSQL refuses both)."""
+    """The portal's nonce and scope are kept with the code: longer than their columns, they
+    are invalid_request (RFC 6749 §4.1.2.1), not a failed write on PostgreSQL. (NUL never
+    gets here: the /sso blueprint refuses it in any parameter, app/sso/views.py.)"""
     for name, column in (("nonce", AuthorizationCode.nonce), ("scope", AuthorizationCode.scope)):
         value = data.get(name)
-        if isinstance(value, str) and (len(value) > column.type.length or "\x00" in value):
-            return f"{name} is longer than {column.type.length} characters or holds NUL"
+        if isinstance(value, str) and len(value) > column.type.length:
+            return f"{name} is longer than {column.type.length} characters"
     return None
 
 
@@ -270,8 +270,6 @@ def build_grants(db: Any, config: ProviderConfig) -> tuple[type, type, OpenIDCod
 
     class RosterOpenIDCode(OpenIDCode):
         def exists_nonce(self, nonce: str, request: Any) -> bool:
-            if "\x00" in nonce:  # never stored, and PostgreSQL cannot even compare it
-                return False
             return db().scalar(select(AuthorizationCode.code_hash).where(
                 AuthorizationCode.nonce == nonce,
                 AuthorizationCode.client_id == request.payload.client_id)) is not None

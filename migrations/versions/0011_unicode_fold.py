@@ -66,15 +66,9 @@ def _index_on(function: str) -> None:
 
 
 def _release_deleted_holders(bind: sa.Connection) -> list[str]:
-    rows = bind.execute(sa.text(
-        "SELECT id, directory_id, user_name, deleted_at FROM users")).all()
-    by_name: dict[tuple[str, str], list[sa.Row]] = defaultdict(list)
-    for row in rows:
-        by_name[(row.directory_id, row.user_name.lower())].append(row)
     clashes = []
-    for (directory_id, _name), holders in by_name.items():
-        if len(holders) < 2:
-            continue
+    for directory_id, holders in _holders(bind, "SELECT id, directory_id, user_name AS name, "
+                                                "deleted_at FROM users"):
         deleted = [h for h in holders if h.deleted_at is not None]
         live = [h for h in holders if h.deleted_at is None]
         # All but one give the name up: the deleted ones first, the live one keeps it.
@@ -83,15 +77,22 @@ def _release_deleted_holders(bind: sa.Connection) -> list[str]:
                          {"n": f"{holder.id}.deleted", "i": holder.id})
         if len(live) > 1:
             clashes.append(f"directory {directory_id}: users "
-                           + ", ".join(f"{h.user_name!r} ({h.id})" for h in live))
+                           + ", ".join(f"{h.name!r} ({h.id})" for h in live))
     return clashes
 
 
 def _group_clashes(bind: sa.Connection) -> list[str]:
-    rows = bind.execute(sa.text("SELECT id, directory_id, display_name FROM groups")).all()
-    by_name: dict[tuple[str, str], list[sa.Row]] = defaultdict(list)
-    for row in rows:
-        by_name[(row.directory_id, row.display_name.lower())].append(row)
     return [f"directory {directory_id}: groups "
-            + ", ".join(f"{h.display_name!r} ({h.id})" for h in holders)
-            for (directory_id, _name), holders in by_name.items() if len(holders) > 1]
+            + ", ".join(f"{h.name!r} ({h.id})" for h in holders)
+            for directory_id, holders in _holders(
+                bind, "SELECT id, directory_id, display_name AS name FROM groups")]
+
+
+def _holders(bind: sa.Connection, query: str) -> list[tuple[str, list[sa.Row]]]:
+    """(directory id, rows) for each name that two or more rows of a directory share once
+    folded with str.lower (the rows' ``name`` column)."""
+    by_name: dict[tuple[str, str], list[sa.Row]] = defaultdict(list)
+    for row in bind.execute(sa.text(query)):
+        by_name[(row.directory_id, row.name.lower())].append(row)
+    return [(directory_id, rows) for (directory_id, _name), rows in by_name.items()
+            if len(rows) > 1]
