@@ -220,10 +220,6 @@ def _endpoint_notes(req: Request, response: Response) -> set[str]:
     return set()
 
 
-def _storable(text: str) -> str:
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
-
-
 def _write(state: _State, response: Response) -> None:
     db: Database = current_app.extensions["roster.db"]
     # The request and g once each: every access through Flask's proxies costs a lookup.
@@ -248,10 +244,10 @@ def _write(state: _State, response: Response) -> None:
         "directory_id": directory_id, "created_at": now, "request_id": ctx.get("request_id"),
         # No NUL (a decoded %00 in the path): PostgreSQL would refuse the record, and it
         # would be lost (after failing its whole batch's first try).
-        "method": req.method, "path": _storable(req.path)[:1000],
+        "method": req.method, "path": req.path.replace("\x00", "\ufffd")[:1000],
         "query": req.query_string.decode("utf-8", errors="replace"),
         "status": response.status_code, "duration_ms": round(elapsed_ms, 3), "notes": notes,
-        "user_agent": _storable(req.headers.get("User-Agent", ""))[:300] or None,
+        "user_agent": req.headers.get("User-Agent", "").replace("\x00", "\ufffd")[:300] or None,
         "request_body": _request_body(state, req),
         "response_body": redact_own_json(response_raw, state.sensitive, state.max_body_bytes),
     }
