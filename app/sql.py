@@ -90,7 +90,7 @@ class fold(FunctionElement[str]):
     missed. A function of Roster's own rather than an override of ``lower()``: an index
     built with one ``lower()`` and read with another would be corrupt for every non-ASCII
     name, while an index on ``roster_lower()`` (migration 0011) cannot be written by a
-    connection that lacks it (the ``sqlite3`` shell: "no such function").
+    connection that lacks it (the ``sqlite3`` shell: "unknown function").
     """
 
     type = String()
