@@ -247,9 +247,11 @@ def _target(rule: RuleSpec, user: UserFacts,
     target = rule.unit
     if target.from_attribute:
         value = attribute_value(user, target.from_attribute)
-        if value is None or "/" in value:
+        # A value holding '/' or only white space names no unit: the rule skips the user.
+        name = value.strip() if value is not None else ""
+        if not name or "/" in name:
             return None
-        ref = f"{target.under}/{value.strip()}" if target.under else value.strip()
+        ref = f"{target.under}/{name}" if target.under else name
     else:
         ref = target.ref or ""
     found = units.find(ref)

@@ -107,3 +107,29 @@ def test_group_rename_over_scim_reevaluates(world, scim):
     assert patch(scim, f"/Groups/{tokyo}", {"op": "replace", "path": "displayName",
                                              "value": "Osaka Buyers"}).status_code in (200, 204)
     assert grants(world, alice) == []
+
+
+
+@pytest.mark.parametrize("department", ["   ", "\t"])
+def test_a_blank_value_names_no_unit_and_gives_no_grant_not_an_error(world, scim,
+                                                                     department):
+    """A unit_from value that is only white space names no unit: the rule leaves that user
+    out, as for a value holding '/', and the IdP's create and PATCH succeed. (Before, the
+    rule tried to create a unit with an empty name and the create was a 400.)"""
+    units = rows(world.db, "SELECT count(*) AS n FROM units")[0].n
+    body = user_body("dora@acme.example", **{ENTERPRISE: {"department": department}})
+    response = scim.post("/Users", json=body)
+    assert response.status_code == 201, response.get_json()
+    user_id = response.get_json()["id"]
+    assert grants(world, user_id) == []
+    moved = patch(scim, f"/Users/{user_id}", {"op": "replace",
+                                               "path": f"{ENTERPRISE}:department",
+                                               "value": "Legal"})
+    assert moved.status_code == 200, moved.get_json()
+    assert grants(world, user_id) == [("technician", "Departments/Legal", "rule:dept")]
+    blank = patch(scim, f"/Users/{user_id}", {"op": "replace",
+                                               "path": f"{ENTERPRISE}:department",
+                                               "value": department})
+    assert blank.status_code == 200, blank.get_json()
+    assert grants(world, user_id) == []
+    assert rows(world.db, "SELECT count(*) AS n FROM units")[0].n == units + 1
