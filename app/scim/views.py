@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from app.db import is_transient
@@ -146,6 +147,17 @@ def _domain_error(exc: DomainError) -> Response:
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Response:
     return error_response(exc.code or 500, exc.description or exc.name)
+
+
+@bp.errorhandler(DataError)
+def _data_error(exc: DataError) -> Response:
+    # A value the database refused although Roster's own checks let it through (a column
+    # an operator narrowed, a limit of the server): the transaction rolled back, so this is
+    # bad input for this database: a 400 with the database's reason, not a 500.
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "refused by the database"
+    # The reason may quote the value: the caller's own, fine to answer, not to log.
+    log.warning("SCIM request held a value the database refused (%s)", type(exc.orig).__name__)
+    return error_response(400, f"A value cannot be stored: {reason}", "invalidValue")
 
 
 @bp.errorhandler(Exception)

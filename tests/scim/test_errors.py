@@ -260,3 +260,24 @@ def test_a_doubled_slash_is_a_scim_404_not_an_html_redirect(scim):
     """Werkzeug would answer /scim/v2//Users with an HTML 308; every /scim/v2 answer is
     SCIM JSON (RFC 7644 §3.12)."""
     assert_error(scim.client.get("/scim/v2//Users", headers=scim.tenant.headers), 404)
+
+
+def test_a_value_the_database_refuses_is_400_invalid_value_not_500(scim, db, dialect):
+    """A value Roster's own checks let through but the database refuses (here a column an
+    operator narrowed on PostgreSQL) is 400 invalidValue with the database's reason, and
+    nothing is written. SQLite enforces no column lengths, so it has no such refusal."""
+    if dialect != "postgresql":
+        pytest.skip("only PostgreSQL refuses a value by its column type")
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE users ALTER COLUMN title TYPE varchar(5)")
+    events = rows(db, "SELECT count(*) FROM audit_events")[0][0]
+    try:
+        response = scim.post("/Users", user_body("narrow@acme.example", title="Engineer"))
+        body = assert_error(response, 400, "invalidValue")
+        assert "value too long" in body["detail"], body
+        assert "Engineer" not in body["detail"]
+        assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
+        assert rows(db, "SELECT count(*) FROM audit_events")[0][0] == events
+    finally:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE users ALTER COLUMN title TYPE varchar(200)")
