@@ -36,8 +36,8 @@ from app.scim.schema import (
 )
 
 __all__ = ["Compare", "Logical", "Node", "Not", "Path", "Present", "Resolved", "Resource",
-           "Value", "ValuePath", "invalid", "parse_filter", "parse_path", "resolve_attribute",
-           "resolve_path"]
+           "Value", "ValuePath", "has_attribute", "invalid", "parse_filter", "parse_path",
+           "resolve_attribute", "resolve_path"]
 
 Resource = Literal["User", "Group"]
 _NAME = re.compile(r"[A-Za-z$][\w$-]*")
@@ -83,22 +83,10 @@ _SCHEMAS: dict[Resource, tuple[Schema, ...]] = {
 def resolve_path(path: Path, resource: Resource, *, notes: list[str] | None = None,
                  scim_type: str = "invalidFilter") -> Resolved:
     """Find a path's definitions, case-insensitively (RFC 7643 §2.1); note capitalisation."""
-    schemas = _SCHEMAS[resource]
-    if path.urn is not None:
-        schema = next((s for s in schemas if s.id.lower() == path.urn.lower()), None)
-        if schema is None:
-            raise ScimError(400, f"Unknown schema {path.urn!r} in {path.text!r} for "
-                                 f"{resource} resources", scim_type)
-        candidates: list[tuple[Schema | None, Attribute]] = [
-            (schema, a) for a in schema.attributes if a.name.lower() == path.attr.lower()]
-        if schema is schemas[0]:
-            candidates += [(None, a) for a in COMMON if a.name.lower() == path.attr.lower()]
-    else:
-        # Unqualified names resolve in the core schema first, then the extensions.
-        candidates = [(None, a) for a in COMMON if a.name.lower() == path.attr.lower()]
-        for schema in schemas:
-            candidates += [(schema, a) for a in schema.attributes
-                           if a.name.lower() == path.attr.lower()]
+    candidates = _candidates(path, resource)
+    if candidates is None:
+        raise ScimError(400, f"Unknown schema {path.urn!r} in {path.text!r} for "
+                             f"{resource} resources", scim_type)
     if not candidates:
         raise ScimError(400, f"Unknown attribute {path.text!r} for {resource} resources",
                         scim_type)
@@ -113,6 +101,33 @@ def resolve_path(path: Path, resource: Resource, *, notes: list[str] | None = No
     if notes is not None and (attr.name != path.attr or (sub and sub.name != path.sub)):
         notes.append(notes_.CAPITALISED_ATTRIBUTE)
     return Resolved(schema_found, attr, sub)
+
+
+def _candidates(path: Path, resource: Resource,
+                ) -> list[tuple[Schema | None, Attribute]] | None:
+    """The definitions ``path`` may name for ``resource`` (None: its URN is no schema of it)."""
+    schemas = _SCHEMAS[resource]
+    name = path.attr.lower()
+    if path.urn is not None:
+        schema = next((s for s in schemas if s.id.lower() == path.urn.lower()), None)
+        if schema is None:
+            return None
+        found: list[tuple[Schema | None, Attribute]] = [
+            (schema, a) for a in schema.attributes if a.name.lower() == name]
+        if schema is schemas[0]:
+            found += [(None, a) for a in COMMON if a.name.lower() == name]
+        return found
+    # Unqualified names resolve in the core schema first, then the extensions.
+    found = [(None, a) for a in COMMON if a.name.lower() == name]
+    for schema in schemas:
+        found += [(schema, a) for a in schema.attributes if a.name.lower() == name]
+    return found
+
+
+def has_attribute(path: Path, resource: Resource) -> bool:
+    """Whether ``resource``'s schemas define the attribute ``path`` names (its sub-attribute
+    is not checked): a root search treats one they lack as absent (RFC 7644 §3.4.3)."""
+    return bool(_candidates(path, resource))
 
 
 def resolve_attribute(text: str, resource: Resource, *, notes: list[str] | None = None,

@@ -16,7 +16,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, bindparam, func, literal, not_, or_, true
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    and_,
+    bindparam,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    true,
+)
 
 from app.models.directory import Group, User
 from app.scim import dialect as notes_
@@ -32,6 +43,7 @@ from app.scim.filter_syntax import (
     Resolved,
     Resource,
     ValuePath,
+    has_attribute,
     invalid,
     parse_filter,
     resolve_attribute,
@@ -54,8 +66,12 @@ _EQ_STRING = re.compile(r'\s*([A-Za-z$][\w$:.-]*)\s+eq\s+"([^"\\\x00-\x1f]*)"\s*
 class _Translator:
     """Walks the filter tree of one resource type and builds the WHERE expression."""
 
-    def __init__(self, resource: Resource, dialect: str, notes: list[str] | None) -> None:
+    def __init__(self, resource: Resource, dialect: str, notes: list[str] | None,
+                 absent: set[str] | None = None) -> None:
         self.resource = resource
+        # A root search's filter (``absent`` given): an attribute this resource type lacks
+        # is absent from all its resources, not an error; its path is collected here.
+        self.absent = absent
         self.model = User if resource == "User" else Group
         self.dialect = dialect
         self.notes = notes
@@ -83,7 +99,16 @@ class _Translator:
             raise invalid(f"{path.text!r} is never returned and cannot be filtered")
         return resolved
 
+    def lacks(self, path: Path) -> bool:
+        if self.absent is None or has_attribute(path, self.resource):
+            return False
+        self.absent.add(path.text)
+        return True
+
     def leaf(self, node: Compare | Present) -> Bool:
+        if self.lacks(node.path):
+            # What any comparison gives for a missing value: only ``ne`` holds.
+            return true() if isinstance(node, Compare) and node.op == "ne" else false()
         resolved = self.resolve(node.path)
         if resolved.attr.multi_valued:
             values = self.collection(resolved)
@@ -121,6 +146,8 @@ class _Translator:
 
     def value_path(self, node: ValuePath) -> Bool:
         """``attr[filter]`` (RFC 7644 §3.4.2.2 Table 5): all of it holds for one value."""
+        if self.lacks(node.path):
+            return false()
         resolved = self.resolve(node.path)
         if resolved.attr.type != "complex":
             raise invalid(f"{resolved.attr.name} is not complex; '[...]' needs sub-attributes")
@@ -275,9 +302,13 @@ def _datetime(node: Compare) -> datetime:
 
 
 def translate_filter(text: str, resource: Resource, *, dialect: str,
-                     notes: list[str] | None = None) -> Bool:
-    """A SCIM filter as a WHERE expression for ``resource`` (RFC 7644 §3.4.2.2)."""
-    return _Translator(resource, dialect, notes).node(parse_filter(text, notes=notes))
+                     notes: list[str] | None = None, absent: set[str] | None = None) -> Bool:
+    """A SCIM filter as a WHERE expression for ``resource`` (RFC 7644 §3.4.2.2).
+
+    With ``absent`` (a root search), attributes ``resource`` lacks compare as missing
+    values instead of failing, and their paths are added to ``absent``.
+    """
+    return _Translator(resource, dialect, notes, absent).node(parse_filter(text, notes=notes))
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 from app.models import Group, User
 from app.scim.auth import Caller
 from app.scim.errors import ScimError, scim_response
-from app.scim.filter_syntax import Resource
+from app.scim.filter_syntax import Path, Resource, has_attribute, parse_path
 from app.scim.group_views import render_groups
 from app.scim.groups import GROUP_ALWAYS
 from app.scim.http import body, read_unit, request_notes, scim_settings
@@ -37,12 +37,12 @@ def _cursor_key() -> bytes:
 
 
 def _page(connection: Connection, caller: Caller, resource: Resource,
-          params: ListParams) -> ListPage:
+          params: ListParams, absent: set[str] | None = None) -> ListPage:
     model = _MODELS[resource]
     return run_list(connection, model, caller.directory.id, params, resource=resource,
                     dialect=connection.dialect.name,
                     max_results=scim_settings()["max_filter_results"], notes=request_notes(),
-                    cursor_key=_cursor_key())
+                    cursor_key=_cursor_key(), absent=absent)
 
 
 def _render(connection: Connection, resource: Resource, rows: list[Any],
@@ -109,8 +109,10 @@ def search_groups() -> Response:
 def search_root() -> Response:
     """POST /.search over Users then Groups (RFC 7644 §3.4.3), index paging across both.
 
-    A filter or sortBy that does not apply to one resource type (``userName`` on Groups)
-    leaves that type out; it is an error only when it applies to neither.
+    An attribute that one resource type lacks (``userName`` on Groups) is absent from all
+    of its resources: in the filter it compares as a missing value (only ``ne`` holds), and
+    as sortBy it puts that type after the others (missing values sort last, as everywhere
+    in Roster). An attribute no resource type has is 400, as at /Users and /Groups.
     """
     with read_unit() as (connection, caller):
         params = _params(_search_body(), from_body=True, resource=None)
@@ -118,26 +120,46 @@ def search_root() -> Response:
             raise ScimError(400, "cursor paging is available per resource type "
                                  "(/Users/.search, /Groups/.search), not at the root",
                             "invalidValue")
+        plan = _root_plan(params)
         pages: list[tuple[Resource, ListPage]] = []
-        errors: list[ScimError] = []
+        absent: list[set[str]] = []
         skip, wanted = params.start_index - 1, params.count
-        for resource in ("User", "Group"):
-            try:
-                local = dataclasses.replace(params, start_index=1 + skip, count=wanted)
-                page = _page(connection, caller, resource, local)
-            except ScimError as exc:
-                if exc.scim_type not in ("invalidFilter", "invalidValue"):
-                    raise
-                errors.append(exc)
-                continue
+        for resource, local in plan:
+            absent.append(set())
+            local = dataclasses.replace(local, start_index=1 + skip, count=wanted)
+            page = _page(connection, caller, resource, local, absent[-1])
             pages.append((resource, page))
             skip = max(0, skip - page.total_results)
             wanted -= len(page.resources)
-        if not pages:
-            raise errors[0]
+        unknown = sorted(set.intersection(*absent))
+        if unknown:
+            raise ScimError(400, f"Unknown attribute {unknown[0]!r} for User and Group "
+                                 f"resources", "invalidFilter")
         resources = [r for resource, page in pages
                      for r in _render(connection, resource, page.resources, params)]
         total = sum(page.total_results for _, page in pages)
         return scim_response({"schemas": [LIST_RESPONSE], "totalResults": total,
                               "itemsPerPage": len(resources),
                               "startIndex": params.start_index, "Resources": resources})
+
+
+def _root_plan(params: ListParams) -> list[tuple[Resource, ListParams]]:
+    """The resource types of a root search in page order, each with its own parameters:
+    a type that lacks the sortBy attribute lists after the others, in creation order."""
+    kinds: tuple[Resource, ...] = ("User", "Group")
+    if params.sort_by is None:
+        return [(resource, params) for resource in kinds]
+    path = _sort_path(params.sort_by)
+    sorted_ = [(r, params) for r in kinds if has_attribute(path, r)]
+    if not sorted_:
+        raise ScimError(400, f"sortBy {params.sort_by!r} is an attribute of neither User nor "
+                             f"Group resources", "invalidValue")
+    return sorted_ + [(r, dataclasses.replace(params, sort_by=None)) for r in kinds
+                      if not has_attribute(path, r)]
+
+
+def _sort_path(text: str) -> Path:
+    try:
+        return parse_path(text.strip())
+    except ScimError as exc:
+        raise ScimError(400, exc.detail, "invalidValue") from None

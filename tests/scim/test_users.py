@@ -344,3 +344,36 @@ def test_group_names_are_case_insensitive_beyond_ascii(scim, db):
     assert [r["id"] for r in listed.get_json()["Resources"]] == [group["id"]]
     response = scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "ärzte"})
     assert_error(response, 409, "uniqueness")
+
+
+def test_root_search_treats_an_attribute_one_type_lacks_as_absent(scim):
+    """At the root an attribute only one resource type has is absent from the other's
+    resources (RFC 7644 §3.4.3): it compares as a missing value (only ``ne`` holds) and, as
+    sortBy, lists that type after the others. One no type has is 400, as per type."""
+    a = scim.create_user("a@acme.example", emails=[{"value": "a@home.example",
+                                                      "type": "home"}])["id"]
+    b = scim.create_user("b@acme.example")["id"]
+    buyers = scim.create_group("Buyers", [a])["id"]
+
+    def ids(**search):
+        response = scim.post("/.search", {"schemas": [SEARCH], **search})
+        assert response.status_code == 200, response.get_json()
+        found = response.get_json()
+        assert found["totalResults"] == (3 if "count" in search else len(found["Resources"]))
+        return [r["id"] for r in found["Resources"]]
+
+    assert ids(filter='displayName eq "Buyers" or userName eq "a@acme.example"') == [
+        a, buyers]
+    assert ids(filter='not (userName eq "a@acme.example")') == [b, buyers]
+    assert ids(filter='userName ne "a@acme.example"') == [b, buyers]
+    assert ids(filter="members pr") == [buyers]
+    assert ids(filter='emails[type eq "home"] and userName pr') == [a]
+    assert ids(filter='urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department'
+                      ' eq "Nowhere" or displayName sw "Buy"') == [buyers]
+    assert ids(sortBy="userName", sortOrder="descending") == [b, a, buyers]
+    assert ids(sortBy="userName", startIndex=3, count=1) == [buyers]
+    for search, scim_type in (({"filter": 'nosuch eq "x" or userName pr'}, "invalidFilter"),
+                              ({"filter": 'active eq "yes"'}, "invalidFilter"),
+                              ({"sortBy": "nosuch"}, "invalidValue"),
+                              ({"sortBy": "user name"}, "invalidValue")):
+        assert_error(scim.post("/.search", {"schemas": [SEARCH], **search}), 400, scim_type)
