@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,12 +11,13 @@ from sqlalchemy import Connection
 from app.models import Group, User
 from app.scim.auth import Caller
 from app.scim.errors import ScimError, scim_response
-from app.scim.filter_syntax import Path, Resource, has_attribute, parse_path
+from app.scim.filter_syntax import Resource
 from app.scim.group_views import render_groups
 from app.scim.groups import GROUP_ALWAYS
 from app.scim.http import body, read_unit, request_notes, scim_settings
 from app.scim.listing import ListPage, ListParams, list_response, parse_list_params, run_list
 from app.scim.projection import Projection
+from app.scim.root_search import root_page
 from app.scim.schema import CORE_GROUP, CORE_USER, LIST_RESPONSE, SEARCH_REQUEST
 from app.scim.user_views import render_users
 from app.scim.users import USER_ALWAYS
@@ -37,12 +37,12 @@ def _cursor_key() -> bytes:
 
 
 def _page(connection: Connection, caller: Caller, resource: Resource,
-          params: ListParams, absent: set[str] | None = None) -> ListPage:
+          params: ListParams) -> ListPage:
     model = _MODELS[resource]
     return run_list(connection, model, caller.directory.id, params, resource=resource,
                     dialect=connection.dialect.name,
                     max_results=scim_settings()["max_filter_results"], notes=request_notes(),
-                    cursor_key=_cursor_key(), absent=absent)
+                    cursor_key=_cursor_key())
 
 
 def _render(connection: Connection, resource: Resource, rows: list[Any],
@@ -107,59 +107,23 @@ def search_groups() -> Response:
 
 
 def search_root() -> Response:
-    """POST /.search over Users then Groups (RFC 7644 §3.4.3), index paging across both.
-
-    An attribute that one resource type lacks (``userName`` on Groups) is absent from all
-    of its resources: in the filter it compares as a missing value (only ``ne`` holds), and
-    as sortBy it puts that type after the others (missing values sort last, as everywhere
-    in Roster). An attribute no resource type has is 400, as at /Users and /Groups.
-    """
+    """POST /.search over Users and Groups together (RFC 7644 §3.4.3): one order across
+    both, index paging through it (``app.scim.root_search``)."""
     with read_unit() as (connection, caller):
         params = _params(_search_body(), from_body=True, resource=None)
         if params.cursor is not None:
             raise ScimError(400, "cursor paging is available per resource type "
                                  "(/Users/.search, /Groups/.search), not at the root",
                             "invalidValue")
-        plan = _root_plan(params)
-        pages: list[tuple[Resource, ListPage]] = []
-        absent: list[set[str]] = []
-        skip, wanted = params.start_index - 1, params.count
-        for resource, local in plan:
-            absent.append(set())
-            local = dataclasses.replace(local, start_index=1 + skip, count=wanted)
-            page = _page(connection, caller, resource, local, absent[-1])
-            pages.append((resource, page))
-            skip = max(0, skip - page.total_results)
-            wanted -= len(page.resources)
-        unknown = sorted(set.intersection(*absent))
-        if unknown:
-            raise ScimError(400, f"Unknown attribute {unknown[0]!r} for User and Group "
-                                 f"resources", "invalidFilter")
-        resources = [r for resource, page in pages
-                     for r in _render(connection, resource, page.resources, params)]
-        total = sum(page.total_results for _, page in pages)
+        page, total = root_page(connection, caller.directory.id, params,
+                                dialect=connection.dialect.name,
+                                max_results=scim_settings()["max_filter_results"],
+                                notes=request_notes())
+        rendered = {resource: iter(_render(connection, resource,
+                                           [row for kind, row in page if kind == resource],
+                                           params))
+                    for resource in ("User", "Group")}
+        resources = [next(rendered[kind]) for kind, _row in page]
         return scim_response({"schemas": [LIST_RESPONSE], "totalResults": total,
                               "itemsPerPage": len(resources),
                               "startIndex": params.start_index, "Resources": resources})
-
-
-def _root_plan(params: ListParams) -> list[tuple[Resource, ListParams]]:
-    """The resource types of a root search in page order, each with its own parameters:
-    a type that lacks the sortBy attribute lists after the others, in creation order."""
-    kinds: tuple[Resource, ...] = ("User", "Group")
-    if params.sort_by is None:
-        return [(resource, params) for resource in kinds]
-    path = _sort_path(params.sort_by)
-    sorted_ = [(r, params) for r in kinds if has_attribute(path, r)]
-    if not sorted_:
-        raise ScimError(400, f"sortBy {params.sort_by!r} is an attribute of neither User nor "
-                             f"Group resources", "invalidValue")
-    return sorted_ + [(r, dataclasses.replace(params, sort_by=None)) for r in kinds
-                      if not has_attribute(path, r)]
-
-
-def _sort_path(text: str) -> Path:
-    try:
-        return parse_path(text.strip())
-    except ScimError as exc:
-        raise ScimError(400, exc.detail, "invalidValue") from None

@@ -148,16 +148,11 @@ def tenant_condition(model: type[User] | type[Group],
 def run_list(session: Reader, model: type[User] | type[Group], directory_id: str,
              params: ListParams, *, resource: Resource, dialect: str, max_results: int,
              notes: list[str] | None = None,
-             cursor_key: bytes = b"roster-scim-cursor",
-             absent: set[str] | None = None) -> ListPage:
-    """Run a list query: exact totalResults, a stable page (RFC 7644 §3.4.2.4, RFC 9865).
-
-    ``absent``: a root search's page of one resource type; see ``translate_filter``.
-    """
+             cursor_key: bytes = b"roster-scim-cursor") -> ListPage:
+    """Run a list query: exact totalResults, a stable page (RFC 7644 §3.4.2.4, RFC 9865)."""
     if params.cursor is not None and params.start_index_given:
         raise invalid_value("Use either startIndex or cursor, not both (RFC 9865 §2)")
-    lookup = (split_eq_string(params.filter)
-              if params.filter and params.cursor is None and absent is None else None)
+    lookup = split_eq_string(params.filter) if params.filter and params.cursor is None else None
     prepared = prepared_filter(lookup[0], resource, dialect) if lookup else None
     if lookup and prepared:
         sort_key(params.sort_by, resource, notes=notes)  # its notes, as the full path gives
@@ -172,7 +167,7 @@ def run_list(session: Reader, model: type[User] | type[Group], directory_id: str
     where = tenant_condition(model, directory_id)
     if params.filter:
         where = and_(where, translate_filter(params.filter, resource, dialect=dialect,
-                                             notes=notes, absent=absent))
+                                             notes=notes))
     key = sort_key(params.sort_by, resource, notes=notes)
 
     def count() -> Select[Any]:

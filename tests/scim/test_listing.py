@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.models import User
+from app.models import Group, User
 from app.scim.errors import ScimError
 from app.scim.listing import ListPage, ListParams, list_response, parse_list_params, run_list
+from app.scim.root_search import root_page
 
 KEY = b"test-cursor-key"
 TITLES = ["Engineer", "manager", None, "analyst", "Buyer"]
@@ -281,3 +282,21 @@ def test_list_response_carries_cursors_or_start_index():
     by_cursor = list_response(ListPage([], 5, None, 0, "n1", "p1"), [])
     assert (by_cursor["nextCursor"], by_cursor["previousCursor"]) == ("n1", "p1")
     assert "startIndex" not in by_cursor
+
+
+def test_root_search_counts_both_types_against_max_results(db, staff):
+    """At the root the filter's matches of both types count toward maxResults (tooMany);
+    deleted users are not in the root result either."""
+    tenant, live = staff
+    with db.transaction() as s:
+        s.add(Group(directory_id=tenant.directory.id, organization_id=tenant.org.id,
+                    display_name="Buyers"))
+    query = parse_list_params({"filter": 'userName pr or displayName eq "Buyers"'},
+                              from_body=True, default_count=100, max_count=10, resource=None)
+    with db.transaction(readonly=True) as s:
+        page, total = root_page(s, base(tenant), query, dialect=db.dialect, max_results=24)
+        assert total == len(live) + 1 == 24
+        assert [kind for kind, _ in page] == ["User"] * 10
+        with pytest.raises(ScimError) as caught:
+            root_page(s, base(tenant), query, dialect=db.dialect, max_results=23)
+    assert (caught.value.status, caught.value.scim_type) == (400, "tooMany")

@@ -377,3 +377,25 @@ def test_root_search_treats_an_attribute_one_type_lacks_as_absent(scim):
                               ({"sortBy": "nosuch"}, "invalidValue"),
                               ({"sortBy": "user name"}, "invalidValue")):
         assert_error(scim.post("/.search", {"schemas": [SEARCH], **search}), 400, scim_type)
+
+
+def test_root_search_sorts_and_pages_users_and_groups_as_one_list(scim):
+    """sortBy at the root orders the whole result (RFC 7644 §3.4.2.3, §3.4.3), not each
+    resource type on its own; startIndex pages through that one order."""
+    zed = scim.create_user("zed@acme.example", displayName="Zed")["id"]
+    amy = scim.create_user("amy@acme.example", displayName="amy")["id"]
+    buyers = scim.create_group("Buyers")["id"]
+    nameless = scim.create_user("x@acme.example")["id"]
+
+    def ids(**search):
+        response = scim.post("/.search", {"schemas": [SEARCH], **search})
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json()["totalResults"] == 4
+        return [r["id"] for r in response.get_json()["Resources"]]
+
+    assert ids(sortBy="displayName") == [amy, buyers, zed, nameless]
+    assert ids(sortBy="displayName", sortOrder="descending") == [zed, buyers, amy, nameless]
+    assert ids(sortBy="displayName", startIndex=2, count=2) == [buyers, zed]
+    assert ids(sortBy="meta.created") == [zed, amy, buyers, nameless]
+    assert ids() == [zed, amy, nameless, buyers]
+    assert ids(count=0) == []
