@@ -106,3 +106,11 @@ def _check_text(text: str, where: str) -> None:
     except UnicodeEncodeError:
         raise JsonInputError(f"{where or 'the body'} contains an unpaired UTF-16 surrogate, "
                              "which is not text", syntax=False, where=where) from None
+
+
+def unsupported_coding(content_encoding: str | None) -> str | None:
+    """The request's Content-Encoding when it is one Roster cannot read (anything but
+    ``identity``), else None. Bodies are read as sent: a compressed one would otherwise be
+    refused as "not UTF-8" instead of by its real reason (RFC 9110 §8.4, §15.5.16: 415)."""
+    coding = (content_encoding or "").strip().lower()
+    return coding if coding and coding != "identity" else None

@@ -52,7 +52,7 @@ from app.db import Database
 from app.directory.apikeys import KeyIdentity, authenticate, touch_key
 from app.directory.organizations import get_organization
 from app.errors import NotFound
-from app.json_input import JsonInputError, parse_json
+from app.json_input import JsonInputError, parse_json, unsupported_coding
 from app.models import Organization
 
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -236,6 +236,10 @@ def _json_body() -> Any:
         return {}
     if not request.is_json:
         raise ApiProblem(415, "send the body as JSON with 'Content-Type: application/json'")
+    coding = unsupported_coding(request.headers.get("Content-Encoding"))
+    if coding:
+        raise ApiProblem(415, f"Content-Encoding {coding!r} is not supported; send the body "
+                              "uncompressed")
     try:
         return parse_json(request.get_data(cache=True))
     except JsonInputError as exc:

@@ -7,7 +7,7 @@ from typing import Any
 from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.json_input import JsonInputError, parse_json
+from app.json_input import JsonInputError, parse_json, unsupported_coding
 from app.scim.errors import ScimError
 
 # application/json is what many IdPs send; RFC 7644 §3.1 asks servers to accept both.
@@ -22,6 +22,10 @@ def json_body(max_bytes: int) -> dict[str, Any]:
     if mimetype and mimetype not in ACCEPTED_TYPES:
         raise ScimError(415, f"Content-Type {mimetype!r} is not supported; "
                              "send application/scim+json")
+    coding = unsupported_coding(request.headers.get("Content-Encoding"))
+    if coding:
+        raise ScimError(415, f"Content-Encoding {coding!r} is not supported; send the body "
+                             "uncompressed")
     if request.content_length is not None and request.content_length > max_bytes:
         raise ScimError(413, f"the request body is larger than {max_bytes} bytes")
     try:

@@ -58,6 +58,24 @@ def test_malformed_json_and_wrong_media_type_are_problems(client, keys):
     assert client.post("/api/v1/orgs", json=[1], headers=headers).status_code == 400
 
 
+def test_a_compressed_body_is_415_naming_the_encoding(db, client, keys):
+    """A gzip body is refused by its encoding, not as broken JSON; identity is fine."""
+    import gzip
+    import json
+
+    headers = keys["operator"].headers
+    body = json.dumps({"slug": "zipped", "name": "Zipped"}).encode()
+    response = client.post("/api/v1/orgs", data=gzip.compress(body),
+                           content_type="application/json",
+                           headers={**headers, "Content-Encoding": "gzip"})
+    assert "'gzip' is not supported" in assert_problem(response, 415,
+                                                      "unsupported-media-type")["detail"]
+    assert rows(db, "SELECT count(*) AS n FROM organizations WHERE slug = 'zipped'")[0].n == 0
+    response = client.post("/api/v1/orgs", data=body, content_type="application/json",
+                           headers={**headers, "Content-Encoding": "Identity"})
+    assert response.status_code == 201, response.get_json()
+
+
 def test_too_large_body_is_413(app, client, keys):
     """A body over app.max_body_bytes answers 413 problem JSON."""
     limit = app.config["MAX_CONTENT_LENGTH"]

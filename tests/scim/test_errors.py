@@ -35,6 +35,23 @@ def test_malformed_json_is_400_invalid_syntax(scim, db, data):
     assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
 
 
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br"])
+def test_a_compressed_body_is_415_naming_the_encoding(scim, db, coding):
+    """A body with a Content-Encoding Roster cannot read is 415 for that reason (not "not
+    UTF-8"), nothing stored; ``identity`` is the body as sent (RFC 9110 §8.4)."""
+    import gzip
+    import json
+
+    data = gzip.compress(json.dumps(user_body()).encode())
+    response = scim.client.post("/scim/v2/Users", data=data, headers={
+        **scim.tenant.headers, "Content-Type": SCIM, "Content-Encoding": coding})
+    assert f"{coding!r} is not supported" in assert_error(response, 415)["detail"]
+    assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
+    response = scim.client.post("/scim/v2/Users", data=json.dumps(user_body()), headers={
+        **scim.tenant.headers, "Content-Type": SCIM, "Content-Encoding": "identity"})
+    assert response.status_code == 201
+
+
 def test_wrong_content_type_is_415(scim):
     """A body that is not JSON by its media type is 415 in SCIM format."""
     assert_error(_raw(scim, "POST", "/Users", b"userName=x", "text/plain"), 415)
