@@ -30,6 +30,11 @@ threads = _threads()
 timeout = int(os.environ.get("ROSTER_SERVER__TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
+# The longest request line gunicorn takes (its ceiling; the default is 4094). A SCIM GET with
+# a long filter (RFC 7644 §3.4.2.2) reaches Roster up to here; past it gunicorn answers 414
+# in HTML before Roster sees the request, and RFC 7644 §3.4.3 sends such queries to
+# POST /.search.
+limit_request_line = 8190
 accesslog = None  # Roster writes its own structured access log line per request
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
