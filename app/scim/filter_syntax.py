@@ -36,8 +36,8 @@ from app.scim.schema import (
 )
 
 __all__ = ["Compare", "Logical", "Node", "Not", "Path", "Present", "Resolved", "Resource",
-           "Value", "ValuePath", "has_attribute", "invalid", "parse_filter", "parse_path",
-           "resolve_attribute", "resolve_path"]
+           "Value", "ValuePath", "has_attribute", "invalid", "parse_attribute_path",
+           "parse_filter", "parse_path", "resolve_attribute", "resolve_path"]
 
 Resource = Literal["User", "Group"]
 _NAME = re.compile(r"[A-Za-z$][\w$-]*")
@@ -133,8 +133,14 @@ def has_attribute(path: Path, resource: Resource) -> bool:
 def resolve_attribute(text: str, resource: Resource, *, notes: list[str] | None = None,
                       scim_type: str = "invalidFilter") -> Resolved:
     """Resolve an attribute path string (RFC 7644 §3.10) for ``attributes``, sortBy, filters."""
+    return resolve_path(parse_attribute_path(text, scim_type), resource, notes=notes,
+                        scim_type=scim_type)
+
+
+def parse_attribute_path(text: str, scim_type: str = "invalidFilter") -> Path:
+    """``parse_path`` of a parameter's text (surrounding space ignored), its error answered
+    with ``scim_type`` (``invalidValue`` for sortBy)."""
     try:
-        path = parse_path(text.strip())
+        return parse_path(text.strip())
     except ScimError as exc:
         raise ScimError(400, exc.detail, scim_type) from None
-    return resolve_path(path, resource, notes=notes, scim_type=scim_type)

@@ -175,16 +175,18 @@ def run_list(session: Reader, model: type[User] | type[Group], directory_id: str
 
     if params.cursor is not None:
         return _cursor_page(session, model, where, params, key,
-                            lambda known: _total(session, params, count, {}, known, max_results),
+                            lambda known: exact_total(session, params, count, {}, known,
+                                                      max_results),
                             resource, cursor_key)
     page = _page_statement(model, where, key, params.sort_order, params.start_index,
                            params.count)
     return _index_page(session, params, page, count, {}, max_results)
 
 
-def _total(session: Reader, params: ListParams, count: Callable[[], Select[Any]],
-           values: dict[str, Any], known: int | None, max_results: int) -> int:
-    """The exact totalResults; ``known`` when the page already holds every match."""
+def exact_total(session: Reader, params: ListParams, count: Callable[[], Select[Any]],
+                values: dict[str, Any], known: int | None, max_results: int) -> int:
+    """The exact totalResults, else 400 tooMany for a filter matching more than
+    ``max_results``; ``known`` when the page already holds every match."""
     found = known if known is not None else (core(session).scalar(count(), values) or 0)
     if params.filter and found > max_results:
         raise ScimError(400, f"The filter matches {found} resources, more than the "
@@ -205,7 +207,7 @@ def _index_page(session: Reader, params: ListParams, page: Select[Any],
         rows = (fetch(connection, page, values) if prepared
                 else list(connection.execute(page, values)))
     short = params.start_index == 1 and len(rows) < params.count
-    return ListPage(rows, _total(session, params, count, values,
+    return ListPage(rows, exact_total(session, params, count, values,
                                  len(rows) if short else None, max_results),
                     params.start_index, len(rows))
 

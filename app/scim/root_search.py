@@ -18,9 +18,9 @@ from sqlalchemy import ColumnElement, and_, func, literal, null, select, union_a
 from app.db import Reader, core
 from app.models.directory import Group, User
 from app.scim.errors import ScimError
-from app.scim.filter_syntax import Path, Resource, has_attribute, parse_path
+from app.scim.filter_syntax import Resource, has_attribute, parse_attribute_path
 from app.scim.filters import sort_key, translate_filter
-from app.scim.listing import ListParams, tenant_condition
+from app.scim.listing import ListParams, exact_total, tenant_condition
 from app.sql import among
 
 _TYPES: tuple[tuple[Resource, type[User] | type[Group]], ...] = (("User", User),
@@ -32,7 +32,7 @@ def root_page(session: Reader, directory_id: str, params: ListParams, *, dialect
               ) -> tuple[list[tuple[Resource, Any]], int]:
     """One page of the root search, as (resource type, row) in result order, and the exact
     total. Without ``sortBy`` Users come first, then Groups, each in creation order."""
-    path = _sort_path(params.sort_by) if params.sort_by else None
+    path = parse_attribute_path(params.sort_by, "invalidValue") if params.sort_by else None
     if path is not None and not any(has_attribute(path, r) for r, _ in _TYPES):
         raise ScimError(400, f"sortBy {params.sort_by!r} is an attribute of neither User nor "
                              f"Group resources", "invalidValue")
@@ -55,11 +55,8 @@ def root_page(session: Reader, directory_id: str, params: ListParams, *, dialect
                         "invalidFilter")
     found = union_all(*parts).subquery()
     connection = core(session)
-    total = connection.scalar(select(func.count()).select_from(found)) or 0
-    if params.filter and total > max_results:
-        raise ScimError(400, f"The filter matches {total} resources, more than the "
-                             f"{max_results} this server returns; narrow the filter",
-                        "tooMany")
+    total = exact_total(session, params, lambda: select(func.count()).select_from(found), {},
+                        None, max_results)
     if not params.count:
         return [], total
     page = list(connection.execute(
@@ -91,9 +88,3 @@ def _load(connection: Any, page: list[Any]) -> list[tuple[Resource, Any]]:
                 rows[(rank, row.id)] = row
     return [(_TYPES[row.r][0], rows[(row.r, row.id)]) for row in page]
 
-
-def _sort_path(text: str) -> Path:
-    try:
-        return parse_path(text.strip())
-    except ScimError as exc:
-        raise ScimError(400, exc.detail, "invalidValue") from None
