@@ -25,15 +25,16 @@ def _threads() -> int:
         return 4
 
 
-worker_class = "gthread"
+# gunicorn's gthread worker, with the errors gunicorn answers itself (414, 431, a bad header)
+# in SCIM's or the API's error format instead of an HTML page (app/ops/http_worker.py).
+worker_class = "app.ops.http_worker.RosterWorker"
 threads = _threads()
 timeout = int(os.environ.get("ROSTER_SERVER__TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
 # The longest request line gunicorn takes (its ceiling; the default is 4094). A SCIM GET with
 # a long filter (RFC 7644 §3.4.2.2) reaches Roster up to here; past it gunicorn answers 414
-# in HTML before Roster sees the request, and RFC 7644 §3.4.3 sends such queries to
-# POST /.search.
+# before Roster sees the request (a SCIM Error naming POST /.search, RFC 7644 §3.4.3).
 limit_request_line = 8190
 accesslog = None  # Roster writes its own structured access log line per request
 errorlog = "-"

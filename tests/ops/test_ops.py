@@ -270,10 +270,51 @@ def test_buffered_log_lines_go_out_together_and_warnings_at_once():
     assert stream.getvalue().splitlines()[-1] == "fourth"
 
 
+def _raw(port: int, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Send bytes as they are; the status line, headers and body of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return status, headers, body
+
+
+def _assert_gunicorn_errors_in_protocol_format(port: int) -> None:
+    long_line = b"GET /scim/v2/Users?filter=" + b"x" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+    status, headers, body = _raw(port, long_line)
+    assert status == "HTTP/1.1 414 URI Too Long"
+    assert headers["content-type"] == "application/scim+json"
+    error = json.loads(body)
+    assert error["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert error["status"] == "414"
+    assert "POST .search" in error["detail"]
+    huge_header = b"GET /scim/v2/Users HTTP/1.1\r\nHost: a\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n"
+    status, headers, body = _raw(port, huge_header)
+    assert status.startswith("HTTP/1.1 431 ")
+    assert json.loads(body)["status"] == "431"
+    bad_length = b"Host: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+    status, headers, body = _raw(port, b"POST /scim/v2/Users HTTP/1.1\r\n" + bad_length)
+    assert (status, headers["content-type"]) == ("HTTP/1.1 400 Bad Request",
+                                                 "application/scim+json")
+    assert json.loads(body)["detail"] == "Invalid HTTP Header: 'CONTENT-LENGTH'"
+    status, headers, body = _raw(port, b"POST /api/v1/orgs HTTP/1.1\r\n" + bad_length)
+    assert headers["content-type"] == "application/problem+json"
+    problem = json.loads(body)
+    assert (problem["status"], problem["instance"]) == (400, "/api/v1/orgs")
+    status, headers, body = _raw(port, b"POST /sso/acme/acs HTTP/1.1\r\n" + bad_length)
+    assert headers["content-type"] == "text/html"  # a browser's page
+
+
 def test_roster_serve_runs_gunicorn_and_answers(database_url, tmp_path):
     """`roster serve` starts gunicorn with app:create_app() and serves /healthz and /readyz.
 
-    Its buffered access log reaches stderr by the time the server has stopped, and the
+    The requests gunicorn refuses itself are answered in the protocol's error format (a
+    SCIM Error, a problem document under /api/, gunicorn's HTML page under /sso/). Its
+    buffered access log reaches stderr by the time the server has stopped, and the
     workers run with the configured GIL switch interval (server.switch_interval_us) and
     the request threads server.threads = 0 picks for the database (1 on SQLite, 4 on
     PostgreSQL).
@@ -308,6 +349,7 @@ def test_roster_serve_runs_gunicorn_and_answers(database_url, tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz?f={'x' * 7000}",
                                     timeout=2) as r:
             assert r.status == 200
+        _assert_gunicorn_errors_in_protocol_format(port)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
