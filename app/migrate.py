@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+import time
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.planner import seed_statistics
 from app.settings import ROOT
@@ -37,9 +42,45 @@ def downgrade(url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(url), revision)
 
 
+log = logging.getLogger(__name__)
+_LOG_EVERY_SECONDS = 60.0
+_last_logged = -_LOG_EVERY_SECONDS
+
+
 def head_revision() -> str | None:
     """The newest revision in migrations/."""
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+@functools.cache
+def _code_head() -> str | None:
+    # The head this running code was built with: migrations/ does not change under it.
+    return head_revision()
+
+
+def schema_not_ready(engine: Engine, exc: BaseException) -> bool:
+    """Whether a database error ``exc`` comes from a schema that is not at this code's
+    migration head (a table or column missing because `roster db upgrade` has not run yet,
+    or ran for a newer release), rather than from a bug. Checked only once such an error
+    happened; logs what to do (at most once a minute). /readyz reports the same state to a
+    load balancer.
+    """
+    if not isinstance(exc, DBAPIError):
+        return False
+    try:
+        current = current_revision(engine)
+    except SQLAlchemyError:
+        return False  # the database itself is the problem, not its schema
+    head = _code_head()
+    if current == head:
+        return False
+    global _last_logged
+    now = time.monotonic()
+    if now - _last_logged >= _LOG_EVERY_SECONDS:  # once a minute, not once per request
+        _last_logged = now
+        log.error("the database schema is at revision %s, this Roster needs %s: run "
+                  "`roster db upgrade`; requests are answered 503 until then", current, head)
+    return True
 
 
 def current_revision(engine: Engine) -> str | None:

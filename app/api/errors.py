@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, g, json, request
+from flask import Blueprint, Response, current_app, g, json, request
 from marshmallow import ValidationError
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
@@ -27,6 +27,7 @@ from app.errors import (
     PreconditionFailed,
     Unauthorized,
 )
+from app.migrate import schema_not_ready
 
 log = logging.getLogger("roster.api")
 
@@ -164,4 +165,8 @@ def register_problem_handlers(bp: Blueprint) -> None:
             log.warning("API request hit a transient database error: %s", type(exc).__name__)
             return problem_response(503, "the service is busy; retry the request",
                                     headers={"Retry-After": "1"})
+        if schema_not_ready(current_app.extensions["roster.db"].engine, exc):
+            return problem_response(503, "the service is not ready: its database is being "
+                                         "upgraded; retry later",
+                                    headers={"Retry-After": "30"})
         return unexpected_problem(exc)

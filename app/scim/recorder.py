@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from app.db import Database, Reader, utcnow
 from app.directory.oauth_clients import authenticate_bearer
 from app.errors import Unauthorized
+from app.migrate import schema_not_ready
 from app.models.scim_ops import ScimRequest
 from app.scim import dialect
 from app.scim.dialect_report import count_notes
@@ -180,9 +181,11 @@ def _finish(response: Response) -> Response:
         return response
     try:
         _write(state, response)
-    except Exception:
+    except Exception as exc:
         # The IdP's request already succeeded or failed on its own; never change its answer.
-        log.exception("flight recorder could not store a SCIM request")
+        # A database without Roster's tables (not migrated yet) is logged as such.
+        if not schema_not_ready(current_app.extensions["roster.db"].engine, exc):
+            log.exception("flight recorder could not store a SCIM request")
     return response
 
 

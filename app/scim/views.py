@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.db import is_transient
 from app.errors import Conflict, DomainError, InvalidInput, NotFound, PreconditionFailed
+from app.migrate import schema_not_ready
 from app.scim import bulk, discovery, group_views, list_views, user_views
 from app.scim.errors import ScimError, error_response, scim_response
 from app.scim.http import authenticated, base_url, scim_settings
@@ -168,6 +169,11 @@ def _unexpected(exc: Exception) -> Response:
         log.warning("SCIM request hit a transient database error: %s", type(exc).__name__)
         response = error_response(503, "the service is busy; retry the request")
         response.headers["Retry-After"] = "1"
+        return response
+    if schema_not_ready(current_app.extensions["roster.db"].engine, exc):
+        response = error_response(503, "the service is not ready: its database is being "
+                                       "upgraded; retry later")
+        response.headers["Retry-After"] = "30"
         return response
     log.exception("unhandled SCIM error")
     return error_response(500, f"internal error; quote request id {g.get('request_id')}")

@@ -126,11 +126,17 @@ def test_openapi_is_public_and_3_1(client):
 
 
 def test_unexpected_error_is_a_500_problem_without_traceback(fresh_url, caplog):
-    """A database failure (tables missing) answers problem JSON 500 and logs the error."""
+    """A database failure (a table missing from a database at the migration head) answers
+    problem JSON 500 and logs the error. (An unmigrated database is a 503, tests/ops.)"""
     from app import create_app
+    from app.migrate import upgrade
     from tests.conftest import app_overrides
 
-    broken = create_app(app_overrides(fresh_url)).test_client()
+    upgrade(fresh_url)
+    app = create_app(app_overrides(fresh_url))
+    with app.extensions["roster.db"].engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE api_keys")
+    broken = app.test_client()
     response = broken.get("/api/v1/orgs", headers={"Authorization": "Bearer rk_whatever",
                                                    "X-Request-ID": "req-500"})
     body = assert_problem(response, 500, "internal")

@@ -13,7 +13,8 @@ import urllib.request
 
 import pytest
 
-from app import create_app
+from app import create_app, migrate
+from app.migrate import upgrade
 from app.settings import ROOT
 from tests.conftest import app_overrides
 
@@ -38,6 +39,39 @@ def test_readyz_is_503_before_migrations(fresh_url):
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["reason"] == "migrations not at head"
+
+
+def test_requests_before_migrations_are_503_in_their_protocol(fresh_url, caplog, monkeypatch):
+    """Before `roster db upgrade`, SCIM and /api answer a retryable 503 in their own error
+    format, not a 500, and the log says what to run (no traceback)."""
+    monkeypatch.setattr(migrate, "_last_logged", -migrate._LOG_EVERY_SECONDS)
+    client = create_app(app_overrides(fresh_url)).test_client()
+    bearer = {"Authorization": "Bearer rst_not_checked_yet"}
+    with caplog.at_level(logging.INFO):
+        scim = client.get("/scim/v2/Users", headers=bearer)
+        api = client.get("/api/v1/orgs", headers=bearer)
+    assert (scim.status_code, scim.mimetype) == (503, "application/scim+json")
+    assert scim.get_json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert scim.get_json()["status"] == "503"
+    assert (api.status_code, api.mimetype) == (503, "application/problem+json")
+    assert scim.headers["Retry-After"] == api.headers["Retry-After"] == "30"
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("run `roster db upgrade`" in m for m in messages) == 1  # once, not per request
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_a_missing_table_at_the_migration_head_stays_a_500(fresh_url):
+    """Only a schema behind (or ahead of) the code's migrations is 'not ready': a table
+    missing from a database at the head is a fault, and answered as one."""
+    upgrade(fresh_url)
+    app = create_app(app_overrides(fresh_url))
+    with app.extensions["roster.db"].engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE directory_tokens CASCADE"
+                                   if connection.dialect.name == "postgresql"
+                                   else "DROP TABLE directory_tokens")
+    response = app.test_client().get("/scim/v2/Users", headers={"Authorization": "Bearer x"})
+    assert response.status_code == 500
+    assert response.get_json()["detail"].startswith("internal error; quote request id")
 
 
 def test_readyz_is_503_when_database_unreachable(tmp_path):
