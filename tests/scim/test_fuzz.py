@@ -211,3 +211,50 @@ def test_arbitrary_json_bodies(scim: Scim, value: Any, schema: str) -> None:
     _check(scim.post(path, value))
     _check(scim.post("/.search", value))
     _check(scim.post(f"{path}/.search", value))
+
+
+def _bulk() -> st.SearchStrategy[Any]:
+    ref = st.sampled_from(["bulkId:a", "bulkId:b", "bulkId:zz", "bulkId:"])
+
+    def new_user(bulk_id: str) -> dict[str, Any]:
+        body = {**user_body(), "userName": f"{next(_SERIAL)}-bulk@acme.example"}
+        return {"method": "POST", "path": "/Users", "bulkId": bulk_id, "data": body}
+
+    member_patch = st.builds(lambda r: {"schemas": [PATCH_OP], "Operations": [
+        {"op": "add", "path": "members", "value": [{"value": r}]}]}, ref)
+    plausible = st.one_of(
+        st.sampled_from(["a", "c"]).map(new_user),
+        st.builds(lambda r: {"method": "POST", "path": "/Groups", "bulkId": "b",
+                             "data": group_body(f"{next(_SERIAL)}-bulk", [r])}, ref),
+        st.builds(lambda p, d: {"method": "PATCH", "path": p, "data": d},
+                  st.sampled_from(["/Groups/bulkId:b", "/Users/bulkId:a"]),
+                  member_patch | _operations()),
+        st.builds(lambda d: {"method": "PUT", "path": "/Users/bulkId:a", "data": d},
+                  _mutated(user_body("bulk-put@acme.example"), USER_NAMES)),
+        st.sampled_from(["/Users/bulkId:a", "/Groups/bulkId:b", "/Users/nope"]).map(
+            lambda p: {"method": "DELETE", "path": p}))
+    noise = st.fixed_dictionaries(
+        {"method": st.sampled_from(["POST", "PUT", "PATCH", "DELETE", "GET", "post", ""])},
+        optional={"path": st.sampled_from(["/Users", "/Groups", "/Users/", "Users", "/Me",
+                                           "/Users?x=1", ""]) | st.text(max_size=15),
+                  "bulkId": st.sampled_from(["a", "b", "", "a/b", 7, None]),
+                  "data": _json(), "version": st.sampled_from(['W/"1"', "x", 1])})
+    operations = st.lists(plausible | plausible | noise | _json(), max_size=6)
+    return st.fixed_dictionaries(
+        {"schemas": st.just(["urn:ietf:params:scim:api:messages:2.0:BulkRequest"]),
+         "Operations": operations},
+        optional={"failOnErrors": st.integers(1, 3) | _json()}) | _json()
+
+
+@FUZZ
+@given(request=_bulk())
+def test_bulk(scim: Scim, request: Any) -> None:
+    """POST /Bulk with arbitrary operations, references and failOnErrors; each operation's
+    status is an HTTP status under 500, and its error response a SCIM Error."""
+    response = scim.post("/Bulk", request)
+    _check(response)
+    if response.status_code == 200:
+        for result in response.get_json()["Operations"]:
+            assert 200 <= int(result["status"]) < 500, result
+            if int(result["status"]) >= 400:
+                assert ERROR in result["response"]["schemas"], result
