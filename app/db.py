@@ -36,7 +36,7 @@ from sqlalchemy.types import TypeDecorator
 # new_id: a UUID4 text (buffered OS randomness), the SCIM id and primary key of every row.
 from app.ids import new_id as new_id
 from app.pool_ping import ping_after_idle
-from app.sql import fetch
+from app.sql import fetch, fold_text
 from app.sqlite_connections import ThreadConnections
 from app.sqlite_writers import SAFETY_CHECKPOINT_PAGES, WriterQueue, install
 
@@ -269,7 +269,7 @@ def register_fold(dbapi_connection: sqlite3.Connection) -> None:
 
 
 def _unicode_lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
+    return fold_text(value) if isinstance(value, str) else value
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:

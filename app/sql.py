@@ -84,7 +84,7 @@ class fold(FunctionElement[str]):
     """Text folded for a case-insensitive comparison (RFC 7643 §2.2, caseExact=false).
 
     PostgreSQL: ``lower()``, which folds every letter in a UTF-8 locale (README). SQLite:
-    ``roster_lower()``, Python's ``str.lower`` registered on every connection
+    ``roster_lower()``, :func:`fold_text` registered on every connection
     (``app.db.register_fold``), because SQLite's own ``lower()`` folds A-Z only: there
     ``ÖZIL@x.de`` and ``özil@x.de`` were two users and ``userName eq`` in the other case
     missed. A function of Roster's own rather than an override of ``lower()``: an index
@@ -99,6 +99,23 @@ class fold(FunctionElement[str]):
 
     def __init__(self, text: ColumnElement[Any]) -> None:
         super().__init__(text)
+
+
+# The two letters whose full lower-case mapping (Python's str.lower) is not their simple
+# one (PostgreSQL's lower() in a UTF-8 locale, letter by letter): U+0130 becomes "i" plus
+# U+0307 in full, and a word-final capital sigma becomes U+03C2 in full, U+03C3 in simple.
+_DOTTED_CAPITAL_I, _CAPITAL_SIGMA = "\u0130", "\u03a3"
+
+
+def fold_text(value: str) -> str:
+    """``value`` folded as :class:`fold` folds it in SQL on both databases: Unicode's simple
+    lower-case mapping, letter by letter (PostgreSQL's ``lower()`` in a UTF-8 locale, and
+    ``roster_lower()`` on SQLite). Bind values compared with a ``fold`` column go through
+    this, not ``str.lower``, which differs for U+0130 (``İ``) and a final ``Σ``.
+    """
+    if _DOTTED_CAPITAL_I not in value and _CAPITAL_SIGMA not in value:
+        return value.lower()  # the same mapping, in C (nearly every call)
+    return "".join("i" if letter == _DOTTED_CAPITAL_I else letter.lower() for letter in value)
 
 
 @compiles(fold)

@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from app.db import Base
 from app.errors import MigrationBlocked
 from app.migrate import current_revision, downgrade, head_revision, upgrade
+from app.sql import fold_text
 
 
 def _tables(url: str) -> set[str]:
@@ -155,7 +156,7 @@ def test_0011_stops_on_two_live_users_it_would_merge(fresh_url, dialect):
     """Two live users that only SQLite's ASCII lower() kept apart: the upgrade stops with
     both named, and the database stays at 0010 for the admin to resolve it in the IdP."""
     if dialect != "sqlite":
-        assert head_revision() == "0011"
+        upgrade(fresh_url)  # nothing to merge: PostgreSQL's lower() folded them all along
         return
     from app.db import Database
     from tests.conftest import make_tenant
@@ -173,5 +174,99 @@ def test_0011_stops_on_two_live_users_it_would_merge(fresh_url, dialect):
     engine = sa.create_engine(fresh_url)
     try:
         assert current_revision(engine) == "0010"
+    finally:
+        engine.dispose()
+
+
+def _insert_as_before_0012(url: str, tenant, users: list[tuple[str, bool]]) -> list[str]:
+    """Users written while roster_lower() was Python's full str.lower (0011); their ids."""
+    import sqlite3
+    import uuid
+
+    conn = sqlite3.connect(sa.engine.make_url(url).database)
+    conn.create_function("roster_lower", 1, lambda v: v.lower() if isinstance(v, str) else v,
+                         deterministic=True)
+    ids = []
+    try:
+        for name, deleted in users:
+            ids.append(str(uuid.uuid4()))
+            conn.execute(
+                "INSERT INTO users (id, directory_id, organization_id, user_name, active, "
+                "status, emails, phone_numbers, ims, photos, addresses, entitlements, roles, "
+                "x509_certificates, extension_data, version, created_at, updated_at, "
+                "deleted_at) VALUES (?, ?, ?, ?, 1, 'active', '[]', '[]', '[]', '[]', '[]', "
+                "'[]', '[]', '[]', '{}', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', ?)",
+                (ids[-1], tenant.directory.id, tenant.org.id, name,
+                 "2026-02-01 00:00:00" if deleted else None))
+        conn.commit()
+    finally:
+        conn.close()
+    return ids
+
+
+def _tenant_at(url: str, revision: str):
+    from app.db import Database
+    from tests.conftest import make_tenant
+
+    upgrade(url, revision)
+    db = Database(url)
+    try:
+        return make_tenant(db, "acme")
+    finally:
+        db.dispose()
+
+
+def test_0012_folds_names_as_postgresql_does(fresh_url, dialect):
+    """SQLite: the name indexes are rebuilt with Unicode's simple mapping, PostgreSQL's
+    lower(): 'İpek' stored under 0011 is found as 'ipek' through the index, a deleted
+    'ipek' gives the name up, and a new 'IPEK' is refused. PostgreSQL: lower() already
+    maps 'İ' to 'i' and a final 'Σ' to the medial sigma; 0012 changes nothing there."""
+    if dialect != "sqlite":
+        upgrade(fresh_url)
+        engine = sa.create_engine(fresh_url)
+        try:
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("SELECT lower('İPEK ΣΟΦΊΑΣ')").scalar() == \
+                    fold_text("İPEK ΣΟΦΊΑΣ") == "ipek \u03c3\u03bf\u03c6\u03af\u03b1\u03c3"
+        finally:
+            engine.dispose()
+        return
+    from app.db import Database
+
+    tenant = _tenant_at(fresh_url, "0011")
+    live, deleted = _insert_as_before_0012(fresh_url, tenant,
+                                           [("İpek@x.tr", False), ("ipek@x.tr", True)])
+    upgrade(fresh_url)
+    db = Database(fresh_url)
+    try:
+        with db.engine.connect() as conn:
+            names = dict(conn.execute(sa.text("SELECT id, user_name FROM users")).all())
+            assert names == {live: "İpek@x.tr", deleted: f"{deleted}.deleted"}
+            lookup = ("SELECT id FROM users WHERE directory_id = :d "
+                      "AND roster_lower(user_name) = :n")
+            params = {"d": tenant.directory.id, "n": "ipek@x.tr"}
+            assert conn.execute(sa.text(lookup), params).scalars().all() == [live]
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        with pytest.raises(sa.exc.IntegrityError):
+            _insert_through(db, tenant, "IPEK@x.tr")
+    finally:
+        db.dispose()
+
+
+def test_0012_stops_on_two_live_users_it_would_merge(fresh_url, dialect):
+    """Two live users the full mapping kept apart ('İ' against 'i'): the upgrade stops
+    with both named and the database stays at 0011."""
+    if dialect != "sqlite":
+        upgrade(fresh_url)
+        return
+    tenant = _tenant_at(fresh_url, "0011")
+    _insert_as_before_0012(fresh_url, tenant, [("İlker@x.tr", False), ("ilker@x.tr", False)])
+    with pytest.raises(MigrationBlocked) as stopped:
+        upgrade(fresh_url)
+    assert "'İlker@x.tr'" in str(stopped.value)
+    assert "'ilker@x.tr'" in str(stopped.value)
+    engine = sa.create_engine(fresh_url)
+    try:
+        assert current_revision(engine) == "0011"
     finally:
         engine.dispose()

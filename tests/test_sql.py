@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.db import utcnow
 from app.directory.tokens import _AUTHENTICATE, hash_token
 from app.models import DirectoryToken, OutboxEvent, User
-from app.sql import _compile, among, fetch
+from app.sql import _compile, among, fetch, fold, fold_text
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -177,3 +177,19 @@ def test_sqlite_json_text_is_what_json_dumps_writes(value):
 
     assert _json_dumps(value) == json.dumps(value)
     assert _json_loads(_json_dumps(value)) == value
+
+
+@pytest.mark.parametrize(("text", "folded"), [
+    ("Alice@ACME.com", "alice@acme.com"),
+    ("ÖZIL Ärzte", "özil ärzte"),
+    ("İpek", "ipek"),  # str.lower gives "i" + U+0307
+    ("ΟΔΥΣΣΕΑΣ", "\u03bf\u03b4\u03c5\u03c3\u03c3\u03b5\u03b1\u03c3"),  # no final-sigma form
+    ("ǅenan", "ǆenan"),
+    ("", ""),
+])
+def test_fold_text_is_the_fold_both_databases_compute(db, text, folded):
+    """fold_text is Unicode's simple lower-case mapping, and the database's own fold()
+    (PostgreSQL's lower(), SQLite's roster_lower()) gives the same."""
+    assert fold_text(text) == folded
+    with db.engine.connect() as connection:
+        assert connection.execute(sa.select(fold(sa.literal(text)))).scalar() == folded

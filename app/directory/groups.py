@@ -21,7 +21,7 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.events import emit
 from app.mapping.evaluation import reevaluate_group_members, reevaluate_users
 from app.models import Group, Membership, User
-from app.sql import among, fetch, fold
+from app.sql import among, fetch, fold, fold_text
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def groups_of_users(session: Reader,
 def _check_display_name(session: Session, directory_id: str, name: str,
                         except_id: str | None) -> None:
     taken = session.scalar(select(Group.id).where(
-        Group.directory_id == directory_id, fold(Group.display_name) == name.lower()))
+        Group.directory_id == directory_id, fold(Group.display_name) == fold_text(name)))
     if taken is not None and taken != except_id:
         raise Conflict(f"displayName {name!r} is already taken in this directory",
                        field="displayName")
@@ -238,7 +238,7 @@ def update_group(session: Session, group: Group, data: GroupInput, actor: Actor)
     """Set displayName, externalId, extensions and (if given) the full member list."""
     changed = []
     if data.display_name != group.display_name:
-        if data.display_name.lower() != group.display_name.lower():
+        if fold_text(data.display_name) != fold_text(group.display_name):
             _check_display_name(session, group.directory_id, data.display_name, group.id)
         group.display_name = data.display_name
         changed.append("displayName")

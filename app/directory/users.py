@@ -34,7 +34,7 @@ from app.lifecycle import (
 from app.mapping.evaluation import reevaluate_users
 from app.models import Grant, Group, Membership, Organization, Role, Unit, User
 from app.models.directory import UserStatus
-from app.sql import among, fetch, fold
+from app.sql import among, fetch, fold, fold_text
 
 # Columns a SCIM client may write (everything else is server-managed).
 WRITABLE_COLUMNS: tuple[str, ...] = (
@@ -170,7 +170,7 @@ def _free_user_name(session: Session, directory_id: str, user_name: str,
                     except_id: str | None) -> None:
     """Raise Conflict when a live user holds ``user_name``; a deleted holder gives it up."""
     found = fetch(core(session), _NAME_HOLDER, {"directory_id": directory_id,
-                                                "name": user_name.lower()})
+                                                "name": fold_text(user_name)})
     holder = found[0] if found else None
     if holder is None or holder.id == except_id:
         return
@@ -269,7 +269,7 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
                  store_password_hash: bool = False) -> User:
     """Set the user's whole writable state (PUT, RFC 7644 §3.5.1; PATCH results too)."""
     user_name = data.values["user_name"]
-    if user_name.lower() != user.user_name.lower():
+    if fold_text(user_name) != fold_text(user.user_name):
         _free_user_name(session, user.directory_id, user_name, user.id)
     manager_id = resolve_manager(session, user.directory_id, data.manager_id)
     changed = _assign(user, data, manager_id, store_password_hash=store_password_hash)

@@ -20,7 +20,7 @@ from app.mapping.evaluation import reevaluate_users
 from app.models import Directory, Group, Membership, User
 from app.models.directory import UserStatus
 from app.models.sso import LoginSession, SsoConnection
-from app.sql import fold
+from app.sql import fold, fold_text
 from app.sso.connections import DEFAULT_ATTRIBUTES
 from app.sso.outcome import LoginFailed
 
@@ -85,7 +85,7 @@ def find_user(session: Session, conn: SsoConnection, who: AssertedUser) -> User 
     if column == "email":
         query = query.where(User.primary_email == value.lower())
     elif column == "user_name":
-        query = query.where(fold(User.user_name) == value.lower())
+        query = query.where(fold(User.user_name) == fold_text(value))
     else:
         query = query.where(User.external_id == value)
     found = list(session.scalars(query.limit(2)))
@@ -109,14 +109,14 @@ def _values(user: User | None, who: AssertedUser) -> dict[str, object]:
 def _sync_groups(session: Session, directory: Directory, user: User,
                  groups: tuple[str, ...], actor: Actor) -> None:
     """JIT: the asserted groups become the user's memberships in the connection's directory."""
-    wanted = {g.lower(): g for g in groups}
+    wanted = {fold_text(g): g for g in groups}
     current = session.scalars(select(Group).join(Membership, Membership.group_id == Group.id)
                               .where(Membership.user_id == user.id,
                                      Group.directory_id == directory.id)).all()
     for group in current:
-        if group.display_name.lower() not in wanted:
+        if fold_text(group.display_name) not in wanted:
             remove_members(session, group, [user.id], actor)
-    have = {g.display_name.lower() for g in current}
+    have = {fold_text(g.display_name) for g in current}
     for key, name in wanted.items():
         if key in have:
             continue

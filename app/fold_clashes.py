@@ -1,0 +1,65 @@
+"""Names a new case fold would join, found before a unique index on that fold is built.
+
+SQLite's unique indexes on ``roster_lower(user_name)`` and ``roster_lower(display_name)``
+(``app.sql.fold``) are rebuilt when the fold changes: migration 0011 (Unicode letters
+beyond A-Z) and 0012 (Unicode's simple mapping, as PostgreSQL's ``lower()``, for ``İ``
+and a final ``Σ``). Rows the old fold kept apart and the new one joins would make the
+rebuild fail. A soft-deleted user gives its name up, as Roster does when a new user takes
+a deleted user's name; two live holders, or two groups, stop the upgrade with the list of
+them, to be resolved in the IdP (rename or delete one), since choosing which of two
+provisioned users keeps its name is not a migration's call.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import sqlalchemy as sa
+
+from app.errors import MigrationBlocked
+from app.sql import fold_text
+
+
+def free_folded_names(bind: sa.Connection, why: str) -> None:
+    """Release the names deleted users share with others once folded; raise
+    MigrationBlocked (nothing released) when live users or groups share one. ``why`` says
+    what the old fold kept apart."""
+    live = _release_deleted_holders(bind, dry_run=True) + _group_clashes(bind)
+    if live:
+        raise MigrationBlocked(
+            f"these names differ only in {why}; rename or delete one of each in the IdP, "
+            "then run `roster db upgrade` again:\n  " + "\n  ".join(live))
+    _release_deleted_holders(bind, dry_run=False)
+
+
+def _release_deleted_holders(bind: sa.Connection, *, dry_run: bool) -> list[str]:
+    clashes = []
+    for directory_id, holders in _holders(bind, "SELECT id, directory_id, user_name AS name, "
+                                                "deleted_at FROM users"):
+        deleted = [h for h in holders if h.deleted_at is not None]
+        live = [h for h in holders if h.deleted_at is None]
+        # All but one give the name up: the deleted ones first, the live one keeps it.
+        for holder in ([] if dry_run else deleted[: len(holders) - 1]):
+            bind.execute(sa.text("UPDATE users SET user_name = :n WHERE id = :i"),
+                         {"n": f"{holder.id}.deleted", "i": holder.id})
+        if len(live) > 1:
+            clashes.append(f"directory {directory_id}: users "
+                           + ", ".join(f"{h.name!r} ({h.id})" for h in live))
+    return clashes
+
+
+def _group_clashes(bind: sa.Connection) -> list[str]:
+    return [f"directory {directory_id}: groups "
+            + ", ".join(f"{h.name!r} ({h.id})" for h in holders)
+            for directory_id, holders in _holders(
+                bind, "SELECT id, directory_id, display_name AS name FROM groups")]
+
+
+def _holders(bind: sa.Connection, query: str) -> list[tuple[str, list[sa.Row]]]:
+    """(directory id, rows) for each name that two or more rows of a directory share once
+    folded (the rows' ``name`` column)."""
+    by_name: dict[tuple[str, str], list[sa.Row]] = defaultdict(list)
+    for row in bind.execute(sa.text(query)):
+        by_name[(row.directory_id, fold_text(row.name))].append(row)
+    return [(directory_id, rows) for (directory_id, _name), rows in by_name.items()
+            if len(rows) > 1]
