@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, JSONType, UTCDateTime, new_id, utcnow
@@ -52,7 +52,10 @@ class AuditEvent(Base):
     subject_type: Mapped[str] = mapped_column(String(50))
     subject_id: Mapped[str | None] = mapped_column(String(100))
     request_id: Mapped[str | None] = mapped_column(String(100))
-    data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # json, not jsonb, on PostgreSQL: the record's hash covers its data as serialised, and
+    # jsonb keeps numbers' values but not their notation (a float 1e+17 reads back as the
+    # integer 100000000000000000), so `roster audit verify` would call the record changed.
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
