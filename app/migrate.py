@@ -16,6 +16,11 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from app.planner import seed_statistics
 from app.settings import ROOT
 
+log = logging.getLogger(__name__)
+# schema_not_ready logs at most this often (per process), not once per request.
+_LOG_EVERY_SECONDS = 60.0
+_last_logged = -_LOG_EVERY_SECONDS
+
 
 def alembic_config(url: str) -> Config:
     """An Alembic config pointing at migrations/ and the given database."""
@@ -40,11 +45,6 @@ def upgrade(url: str, revision: str = "head") -> None:
 def downgrade(url: str, revision: str = "base") -> None:
     """Revert migrations down to ``revision``."""
     command.downgrade(alembic_config(url), revision)
-
-
-log = logging.getLogger(__name__)
-_LOG_EVERY_SECONDS = 60.0
-_last_logged = -_LOG_EVERY_SECONDS
 
 
 def head_revision() -> str | None:
@@ -76,7 +76,7 @@ def schema_not_ready(engine: Engine, exc: BaseException) -> bool:
         return False
     global _last_logged
     now = time.monotonic()
-    if now - _last_logged >= _LOG_EVERY_SECONDS:  # once a minute, not once per request
+    if now - _last_logged >= _LOG_EVERY_SECONDS:
         _last_logged = now
         log.error("the database schema is at revision %s, this Roster needs %s: run "
                   "`roster db upgrade`; requests are answered 503 until then", current, head)
