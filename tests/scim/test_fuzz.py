@@ -138,21 +138,15 @@ def _check(response: Any) -> None:
         assert body["status"] == str(response.status_code), body
 
 
-def _user_id(scim: Scim, user_name: str) -> str:
-    """The id of the user ``user_name``, created on first use (examples share the table)."""
-    created = scim.post("/Users", user_body(user_name))
+def _made(scim: Scim, kind: str, name: str) -> str:
+    """The id of the User (by userName) or Group (by displayName) ``name``, created on
+    first use (the examples of a test share the tables)."""
+    user = kind == "Users"
+    created = scim.post(f"/{kind}", user_body(name) if user else group_body(name))
     if created.status_code == 201:
         return str(created.get_json()["id"])
-    found = scim.get(f"/Users?filter={quote(f'userName eq {json.dumps(user_name)}')}")
-    return str(found.get_json()["Resources"][0]["id"])
-
-
-def _group_id(scim: Scim, name: str) -> str:
-    """The id of the group ``name``, created on first use."""
-    created = scim.post("/Groups", group_body(name))
-    if created.status_code == 201:
-        return str(created.get_json()["id"])
-    found = scim.get(f"/Groups?filter={quote(f'displayName eq {json.dumps(name)}')}")
+    expression = f"{'userName' if user else 'displayName'} eq {json.dumps(name)}"
+    found = scim.get(f"/{kind}?filter={quote(expression)}")
     return str(found.get_json()["Resources"][0]["id"])
 
 
@@ -164,14 +158,14 @@ def test_user_create_and_replace(scim: Scim, body: dict[str, Any]) -> None:
     _check(created)
     if created.status_code == 201:
         _check(scim.delete(f"/Users/{created.get_json()['id']}"))
-    _check(scim.put(f"/Users/{_user_id(scim, 'fuzz-target@acme.example')}", body))
+    _check(scim.put(f"/Users/{_made(scim, 'Users', 'fuzz-target@acme.example')}", body))
 
 
 @FUZZ
 @given(patch=_operations())
 def test_user_patch(scim: Scim, patch: Any) -> None:
     """PATCH /Users/{id} with arbitrary operations; the user still reads back."""
-    user_id = _user_id(scim, "patched@acme.example")
+    user_id = _made(scim, "Users", "patched@acme.example")
     _check(scim.patch(f"/Users/{user_id}", patch))
     _check(scim.get(f"/Users/{user_id}"))
 
@@ -184,7 +178,7 @@ def test_group_create_patch_and_replace(scim: Scim, body: dict[str, Any], patch:
     _check(created)
     if created.status_code == 201:
         _check(scim.delete(f"/Groups/{created.get_json()['id']}"))
-    group_id = _group_id(scim, "Fuzz target")
+    group_id = _made(scim, "Groups", "Fuzz target")
     _check(scim.patch(f"/Groups/{group_id}", patch))
     _check(scim.put(f"/Groups/{group_id}", body))
     _check(scim.get(f"/Groups/{group_id}"))
