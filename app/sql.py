@@ -108,10 +108,12 @@ _DOTTED_CAPITAL_I, _CAPITAL_SIGMA = "\u0130", "\u03a3"
 
 
 def fold_text(value: str) -> str:
-    """``value`` folded as :class:`fold` folds it in SQL on both databases: Unicode's simple
-    lower-case mapping, letter by letter (PostgreSQL's ``lower()`` in a UTF-8 locale, and
-    ``roster_lower()`` on SQLite). Bind values compared with a ``fold`` column go through
-    this, not ``str.lower``, which differs for U+0130 (``İ``) and a final ``Σ``.
+    """``value`` folded as :class:`fold` folds it in SQL: Unicode's simple lower-case
+    mapping, letter by letter. It is SQLite's ``roster_lower()``, and PostgreSQL's
+    ``lower()`` in a libc UTF-8 locale (README); ``str.lower`` differs for U+0130 (``İ``)
+    and a final ``Σ``. Python-side comparisons of names use it. A value compared with a
+    ``fold`` column in SQL is folded there too (``fold(column) == fold(literal(value))``),
+    so a PostgreSQL database with another locale still agrees with itself.
     """
     if _DOTTED_CAPITAL_I not in value and _CAPITAL_SIGMA not in value:
         return value.lower()  # the same mapping, in C (nearly every call)

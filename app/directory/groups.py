@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, insert, select
+from sqlalchemy import Row, bindparam, delete, insert, literal, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -105,7 +105,7 @@ def groups_of_users(session: Reader,
 def _check_display_name(session: Session, directory_id: str, name: str,
                         except_id: str | None) -> None:
     taken = session.scalar(select(Group.id).where(
-        Group.directory_id == directory_id, fold(Group.display_name) == fold_text(name)))
+        Group.directory_id == directory_id, fold(Group.display_name) == fold(literal(name))))
     if taken is not None and taken != except_id:
         raise Conflict(f"displayName {name!r} is already taken in this directory",
                        field="displayName")

@@ -100,7 +100,7 @@ _USER_ROW = select(User.__table__).where(*_LIVE_USER_BY_ID)
 # Matches the functional unique index uq_users_directory_username.
 _NAME_HOLDER = select(User.id, User.deleted_at).where(
     User.directory_id == bindparam("directory_id"),
-    fold(User.user_name) == bindparam("name"))
+    fold(User.user_name) == fold(bindparam("name")))
 _MANAGER_NAMES = select(User.id, User.display_name, User.user_name).where(
     among(User.id))
 
@@ -170,7 +170,7 @@ def _free_user_name(session: Session, directory_id: str, user_name: str,
                     except_id: str | None) -> None:
     """Raise Conflict when a live user holds ``user_name``; a deleted holder gives it up."""
     found = fetch(core(session), _NAME_HOLDER, {"directory_id": directory_id,
-                                                "name": fold_text(user_name)})
+                                                "name": user_name})
     holder = found[0] if found else None
     if holder is None or holder.id == except_id:
         return

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import literal, or_, select
 from sqlalchemy.orm import Session
 
 from app.directory.organizations import PATH_SEPARATOR
 from app.errors import NotFound
 from app.models import Grant, Organization, Role, Unit, User
-from app.sql import fold, fold_text
+from app.sql import fold
 
 APPROVE = "orders.approve"
 MAX_MANAGER_DEPTH = 20
@@ -23,7 +23,7 @@ def find_user(session: Session, org: Organization, ref: str) -> User:
     """A user of ``org`` by id, userName or primary email (case-insensitive)."""
     user = session.scalar(select(User).where(
         User.organization_id == org.id, User.deleted_at.is_(None),
-        or_(User.id == ref, fold(User.user_name) == fold_text(ref),
+        or_(User.id == ref, fold(User.user_name) == fold(literal(ref)),
             User.primary_email == ref.lower())).limit(1))
     if user is None:
         raise NotFound(f"user {ref!r} does not exist in {org.slug}", field="user")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -85,7 +85,7 @@ def find_user(session: Session, conn: SsoConnection, who: AssertedUser) -> User 
     if column == "email":
         query = query.where(User.primary_email == value.lower())
     elif column == "user_name":
-        query = query.where(fold(User.user_name) == fold_text(value))
+        query = query.where(fold(User.user_name) == fold(literal(value)))
     else:
         query = query.where(User.external_id == value)
     found = list(session.scalars(query.limit(2)))
@@ -121,7 +121,7 @@ def _sync_groups(session: Session, directory: Directory, user: User,
         if key in have:
             continue
         group = session.scalar(select(Group).where(
-            Group.directory_id == directory.id, fold(Group.display_name) == key))
+            Group.directory_id == directory.id, fold(Group.display_name) == fold(literal(name))))
         if group is None:
             create_group(session, directory, GroupInput(display_name=name,
                                                         member_ids=[user.id]), actor)
