@@ -53,8 +53,9 @@ def head_revision() -> str | None:
 
 
 @functools.cache
-def _code_head() -> str | None:
-    # The head this running code was built with: migrations/ does not change under it.
+def code_head() -> str | None:
+    """``head_revision`` of the running code, read once: migrations/ does not change under
+    a running process (reading it parses every migration file)."""
     return head_revision()
 
 
@@ -71,7 +72,7 @@ def schema_not_ready(engine: Engine, exc: BaseException) -> bool:
         current = current_revision(engine)
     except SQLAlchemyError:
         return False  # the database itself is the problem, not its schema
-    head = _code_head()
+    head = code_head()
     if current == head:
         return False
     global _last_logged

@@ -6,7 +6,7 @@ import logging
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from app.migrate import current_revision, head_revision
+from app.migrate import code_head, current_revision
 
 bp = Blueprint("ops", __name__)
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def readyz() -> tuple[Response, int]:
     except Exception:  # any driver error means "not ready", never a 500
         log.warning("readiness check: database unreachable", exc_info=True)
         return jsonify(status="unavailable", reason="database unreachable"), 503
-    head = head_revision()
+    head = code_head()
     if current != head:
         return jsonify(status="unavailable", reason="migrations not at head",
                        current=current, head=head), 503
