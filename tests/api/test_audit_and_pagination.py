@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import quote
 
 from app.db import utcnow
 from app.directory.organizations import add_unit
@@ -46,6 +47,12 @@ def test_operator_sees_every_organization_and_filters(client, keys, tenant, othe
                        headers=keys["operator"].headers).get_json()["items"]
     assert roles
     assert {e["action"] for e in roles} == {"role:create"}
+    # Actions match case-sensitively, as action=directory:create does, on both databases
+    # (SQLite's LIKE would ignore ASCII case); a % or _ in the prefix is literal.
+    for prefix in ("ROLE:*", "Role:*", "r_le:*", "%:*"):
+        url = f"/api/v1/audit?organization={tenant.org.id}&action={quote(prefix)}"
+        assert client.get(url, headers=keys["operator"].headers).get_json()["items"] == [], \
+            prefix
 
 
 def test_time_range_filter(client, keys, tenant):

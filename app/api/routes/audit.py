@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from marshmallow import Schema, fields, validate
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 
 from app.api.frame import ApiContext, api_route
 from app.api.pagination import Page, within
@@ -59,7 +59,10 @@ def audit_query(ctx: ApiContext, args: dict[str, Any]) -> Select[Any]:
     stmt = within(stmt, AuditEvent.occurred_at, args)
     action = args.get("action")
     if action and action.endswith(":*"):
-        stmt = stmt.where(AuditEvent.action.startswith(action[:-1], autoescape=True))
+        # A prefix compared as text, not LIKE: SQLite's LIKE ignores ASCII case, and an
+        # action matches case-sensitively on both databases, as the exact filter does.
+        prefix = action[:-1]
+        stmt = stmt.where(func.substr(AuditEvent.action, 1, len(prefix)) == prefix)
     elif action:
         stmt = stmt.where(AuditEvent.action == action)
     for name in ("subject_type", "subject_id", "actor_type", "actor_id"):
