@@ -24,35 +24,29 @@ def free_folded_names(bind: sa.Connection, why: str) -> None:
     """Release the names deleted users share with others once folded; raise
     MigrationBlocked (nothing released) when live users or groups share one. ``why`` says
     what the old fold kept apart."""
-    live = _release_deleted_holders(bind, dry_run=True) + _group_clashes(bind)
+    users = _holders(bind, "SELECT id, directory_id, user_name AS name, deleted_at FROM users")
+    live = []
+    for directory_id, holders in users:
+        alive = [h for h in holders if h.deleted_at is None]
+        if len(alive) > 1:
+            live.append(f"directory {directory_id}: users " + _names(alive))
+    live += [f"directory {directory_id}: groups " + _names(holders)
+             for directory_id, holders in _holders(
+                 bind, "SELECT id, directory_id, display_name AS name FROM groups")]
     if live:
         raise MigrationBlocked(
             f"these names differ only in {why}; rename or delete one of each in the IdP, "
             "then run `roster db upgrade` again:\n  " + "\n  ".join(live))
-    _release_deleted_holders(bind, dry_run=False)
-
-
-def _release_deleted_holders(bind: sa.Connection, *, dry_run: bool) -> list[str]:
-    clashes = []
-    for directory_id, holders in _holders(bind, "SELECT id, directory_id, user_name AS name, "
-                                                "deleted_at FROM users"):
+    for _directory_id, holders in users:
+        # All but one give the name up: the deleted ones (at most one holder is live).
         deleted = [h for h in holders if h.deleted_at is not None]
-        live = [h for h in holders if h.deleted_at is None]
-        # All but one give the name up: the deleted ones first, the live one keeps it.
-        for holder in ([] if dry_run else deleted[: len(holders) - 1]):
+        for holder in deleted[: len(holders) - 1]:
             bind.execute(sa.text("UPDATE users SET user_name = :n WHERE id = :i"),
                          {"n": f"{holder.id}.deleted", "i": holder.id})
-        if len(live) > 1:
-            clashes.append(f"directory {directory_id}: users "
-                           + ", ".join(f"{h.name!r} ({h.id})" for h in live))
-    return clashes
 
 
-def _group_clashes(bind: sa.Connection) -> list[str]:
-    return [f"directory {directory_id}: groups "
-            + ", ".join(f"{h.name!r} ({h.id})" for h in holders)
-            for directory_id, holders in _holders(
-                bind, "SELECT id, directory_id, display_name AS name FROM groups")]
+def _names(rows: list[sa.Row]) -> str:
+    return ", ".join(f"{row.name!r} ({row.id})" for row in rows)
 
 
 def _holders(bind: sa.Connection, query: str) -> list[tuple[str, list[sa.Row]]]:

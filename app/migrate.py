@@ -17,6 +17,9 @@ from app.planner import seed_statistics
 from app.settings import ROOT
 
 log = logging.getLogger(__name__)
+# What SCIM and /api answer (503, with Retry-After in seconds) while schema_not_ready holds.
+NOT_READY_DETAIL = "the service is not ready: its database is being upgraded; retry later"
+NOT_READY_RETRY_AFTER = "30"
 # schema_not_ready logs at most this often (per process), not once per request.
 _LOG_EVERY_SECONDS = 60.0
 _last_logged = -_LOG_EVERY_SECONDS

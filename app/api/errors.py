@@ -27,7 +27,7 @@ from app.errors import (
     PreconditionFailed,
     Unauthorized,
 )
-from app.migrate import schema_not_ready
+from app.migrate import NOT_READY_DETAIL, NOT_READY_RETRY_AFTER, schema_not_ready
 
 log = logging.getLogger("roster.api")
 
@@ -166,7 +166,6 @@ def register_problem_handlers(bp: Blueprint) -> None:
             return problem_response(503, "the service is busy; retry the request",
                                     headers={"Retry-After": "1"})
         if schema_not_ready(current_app.extensions["roster.db"].engine, exc):
-            return problem_response(503, "the service is not ready: its database is being "
-                                         "upgraded; retry later",
-                                    headers={"Retry-After": "30"})
+            return problem_response(503, NOT_READY_DETAIL,
+                                    headers={"Retry-After": NOT_READY_RETRY_AFTER})
         return unexpected_problem(exc)

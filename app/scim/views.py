@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.db import is_transient
 from app.errors import Conflict, DomainError, InvalidInput, NotFound, PreconditionFailed
-from app.migrate import schema_not_ready
+from app.migrate import NOT_READY_DETAIL, NOT_READY_RETRY_AFTER, schema_not_ready
 from app.scim import bulk, discovery, group_views, list_views, user_views
 from app.scim.errors import ScimError, error_response, scim_response
 from app.scim.http import authenticated, base_url, scim_settings
@@ -171,9 +171,8 @@ def _unexpected(exc: Exception) -> Response:
         response.headers["Retry-After"] = "1"
         return response
     if schema_not_ready(current_app.extensions["roster.db"].engine, exc):
-        response = error_response(503, "the service is not ready: its database is being "
-                                       "upgraded; retry later")
-        response.headers["Retry-After"] = "30"
+        response = error_response(503, NOT_READY_DETAIL)
+        response.headers["Retry-After"] = NOT_READY_RETRY_AFTER
         return response
     log.exception("unhandled SCIM error")
     return error_response(500, f"internal error; quote request id {g.get('request_id')}")
