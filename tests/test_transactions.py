@@ -115,3 +115,49 @@ def test_json_columns_read_back_as_fresh_values(db, tenant):
     a.append("x")
     assert b == []
     assert c == [{"value": "c@acme.com", "primary": True}]
+
+
+def test_reader_is_a_snapshot_on_sqlite_and_autocommit_on_postgresql(db, tenant):
+    """``Database.reader``: on SQLite one read transaction, whose snapshot hides a user
+    committed meanwhile; on PostgreSQL autocommit (no BEGIN or COMMIT round trips), each
+    statement its own transaction, seeing what READ COMMITTED would see."""
+    from sqlalchemy import text
+
+    from app.db import insert_row
+    from app.models import User
+
+    count = text("SELECT count(*) FROM users")
+    with db.reader() as connection:
+        before = connection.execute(count).scalar()
+        with db.transaction() as session:  # another connection commits a user meanwhile
+            insert_row(session, User, {"directory_id": tenant.directory.id,
+                                       "organization_id": tenant.org.id,
+                                       "user_name": "meanwhile@acme.com"})
+        after = connection.execute(count).scalar()
+        if db.dialect == "postgresql":
+            own = connection.execute(
+                text("SELECT transaction_timestamp() = statement_timestamp()")).scalar()
+            assert own is True  # the statement began its own transaction: no BEGIN before
+    assert (before, after) == ((0, 0) if db.dialect == "sqlite" else (0, 1))
+
+
+def test_write_transactions_after_readers_are_still_transactions(db, tenant):
+    """The readers' autocommit (PostgreSQL) stays with them: a unit of work on a pooled
+    connection a reader used before still begins a transaction and rolls back whole."""
+    from sqlalchemy import text
+
+    from app.db import insert_row
+    from app.models import User
+
+    for attempt in range(8):
+        with db.reader() as connection:
+            connection.execute(text("SELECT 1"))
+        with pytest.raises(RuntimeError), db.transaction() as session:
+            insert_row(session, User, {"directory_id": tenant.directory.id,
+                                       "organization_id": tenant.org.id,
+                                       "user_name": f"gone{attempt}@acme.com"})
+            if db.dialect == "postgresql":
+                assert session.execute(text(
+                    "SELECT transaction_timestamp() < statement_timestamp()")).scalar() is True
+            raise RuntimeError("boom")
+    assert rows(db, "SELECT count(*) FROM users") == [(0,)]
