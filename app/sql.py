@@ -21,7 +21,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.dml import Insert, ValuesBase
+from sqlalchemy.sql.dml import Insert, UpdateBase, ValuesBase
 from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
@@ -138,6 +138,10 @@ class _Compiled(NamedTuple):
     binds: dict[str, Callable[[Any], Any]]
     results: tuple[Callable[[Any], Any] | None, ...]
     row: type[tuple[Any, ...]]
+    # Whether it gives rows, known from the statement: asking the cursor costs, as
+    # psycopg's ``cursor.description`` builds a Column object per column (~30 µs for a user
+    # row, more than the rest of the statement's client-side work).
+    gives_rows: bool
 
 
 @functools.lru_cache(maxsize=1024)
@@ -145,23 +149,25 @@ def _compile(statement: Executable, dialect: Dialect,
              keys: tuple[str, ...] | None) -> _Compiled | None:
     """The statement's SQL text, parameters and result processing for ``dialect``; None
     when only ``Connection.execute`` can run it: expanding or literal-rendered parameters,
-    or an INSERT/UPDATE whose column defaults SQLAlchemy computes per execution (the
-    cursor path would write NULL instead). ``keys``: the parameter names an INSERT or
+    an INSERT/UPDATE whose column defaults SQLAlchemy computes per execution (the cursor
+    path would write NULL instead), or textual SQL. ``keys``: the parameter names an INSERT or
     UPDATE is run with, which decide its columns, as in ``Connection.execute``."""
     if isinstance(statement, Insert) and not statement._returning:
         # No implicit RETURNING of the new primary key (PostgreSQL): nobody reads it here.
         statement = statement.inline()
     compiled: Any = statement.compile(dialect=dialect,
                                       column_keys=list(keys) if keys is not None else None)
-    if (compiled.literal_execute_params or compiled.post_compile_params
-            or compiled.insert_prefetch or compiled.update_prefetch):
-        return None
     columns = compiled._result_columns
+    if (compiled.literal_execute_params or compiled.post_compile_params
+            or compiled.insert_prefetch or compiled.update_prefetch
+            or (not columns and not isinstance(statement, UpdateBase))):
+        # The last: textual SQL, whose result columns (if any) only the cursor knows.
+        return None
     results = tuple(entry[3]._cached_result_processor(dialect, None) for entry in columns)
     row = namedtuple("Row", [entry[0] for entry in columns], rename=True)  # type: ignore[misc]
     order = tuple(compiled.positiontup) if compiled.positional else None
     return _Compiled(compiled.string, order, dict(compiled.params),
-                     dict(compiled._bind_processors), results, row)
+                     dict(compiled._bind_processors), results, row, bool(columns))
 
 
 def fetch(connection: Connection, statement: Executable,
@@ -194,7 +200,7 @@ def fetch(connection: Connection, statement: Executable,
     cursor = dbapi.cursor()
     try:
         cursor.execute(compiled.sql, bound)
-        raw = cursor.fetchall() if cursor.description is not None else []
+        raw = cursor.fetchall() if compiled.gives_rows else []
     except connection.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(compiled.sql, bound, exc,
                                   connection.dialect.loaded_dbapi.Error,

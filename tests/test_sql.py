@@ -169,6 +169,33 @@ def test_a_unique_violation_on_the_cursor_path_is_an_integrity_error(db):
         assert fetch(session.connection(), _OUTBOX_BY_TYPE, {"type": "sql.twice"}) == []
 
 
+_RETYPE_OUTBOX = (_OUTBOX.update().where(_OUTBOX.c.event_id == sa.bindparam("b_id"))
+                  .values(type=sa.bindparam("b_type")))
+_RETYPE_OUTBOX_RETURNING = _RETYPE_OUTBOX.returning(_OUTBOX.c.event_id, _OUTBOX.c.type)
+_DELETE_OUTBOX = _OUTBOX.delete().where(_OUTBOX.c.type == sa.bindparam("b_type"))
+_TEXT_COUNT = sa.text("SELECT count(*) AS n FROM outbox_events WHERE type = :b_type")
+
+
+def test_fetch_knows_which_statements_give_rows(db):
+    """Rows come from a SELECT and from RETURNING, none from an UPDATE or DELETE without
+    RETURNING (known when compiled, without asking the cursor); textual SQL, whose result
+    columns only the cursor knows, takes ``Connection.execute``."""
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    with db.transaction() as session:
+        connection = session.connection()
+        for event_id in (first, second):
+            fetch(connection, _INSERT_OUTBOX, _outbox_row(event_id, "sql.kinds"))
+        assert _compile(_RETYPE_OUTBOX, db.engine.dialect, None).gives_rows is False
+        assert fetch(connection, _RETYPE_OUTBOX, {"b_id": first, "b_type": "sql.kept"}) == []
+        assert [tuple(r) for r in fetch(connection, _RETYPE_OUTBOX_RETURNING,
+                                        {"b_id": second, "b_type": "sql.kept"})] == [
+            (second, "sql.kept")]
+        assert _compile(_TEXT_COUNT, db.engine.dialect, None) is None
+        assert [r.n for r in fetch(connection, _TEXT_COUNT, {"b_type": "sql.kept"})] == [2]
+        assert fetch(connection, _DELETE_OUTBOX, {"b_type": "sql.kept"}) == []
+        assert fetch(connection, _TEXT_COUNT, {"b_type": "sql.kept"})[0].n == 0
+
+
 @pytest.mark.parametrize("value", [[], {}, [{"value": "a@b.c", "primary": True}], {"k": [1]},
                                    None, "", 0, ["ü"]])
 def test_sqlite_json_text_is_what_json_dumps_writes(value):
