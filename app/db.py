@@ -235,26 +235,31 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
                                **pool)
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
-    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    # psycopg calls these for json/jsonb values (SQLAlchemy hands them to its loaders).
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
+                           json_serializer=_json_dumps, json_deserializer=_json_loads)
     ping_after_idle(engine)  # not pool_pre_ping: a round trip per request (app/pool_ping.py)
     return engine
 
 
 # Most JSON columns of a user (ims, photos, x509Certificates ...) hold an empty list: a page
-# of 100 users decoded ~900 of them with json.loads, a tenth of the page's CPU.
-_EMPTY_JSON: dict[str, type[list[Any]] | type[dict[str, Any]]] = {"[]": list, "{}": dict}
+# of 100 users decoded ~900 of them with json.loads, a tenth of the page's CPU. SQLite gives
+# the text as str, psycopg as bytes (jsonb prints an empty array or object just so).
+_EMPTY_JSON: dict[str | bytes, type[list[Any]] | type[dict[str, Any]]] = {
+    "[]": list, "{}": dict, b"[]": list, b"{}": dict}
 
 
 def _json_dumps(value: Any) -> str:
-    """Python values as SQLite's JSON text; empty lists and objects without the encoder
-    (a created user writes seven of them)."""
+    """Python values as JSON text for the database; empty lists and objects without the
+    encoder (a created user writes seven of them)."""
     if not value and isinstance(value, list | dict):
         return "[]" if isinstance(value, list) else "{}"
     return json.dumps(value)
 
 
-def _json_loads(text: str) -> Any:
-    """SQLite's JSON text as Python values; empty lists and objects without the parser."""
+def _json_loads(text: str | bytes) -> Any:
+    """The database's JSON text as Python values; empty lists and objects without the
+    parser, each a new one."""
     empty = _EMPTY_JSON.get(text)
     return empty() if empty is not None else json.loads(text)
 

@@ -96,8 +96,8 @@ def test_insert_unique_turns_a_lost_race_into_conflict(db, tenant):
 
 
 def test_json_columns_read_back_as_fresh_values(db, tenant):
-    """Empty JSON lists and objects skip the parser on SQLite (app.db._json_loads) but each
-    row still gets its own list; other values decode as JSON on both databases."""
+    """Empty JSON lists and objects skip the parser (app.db._json_loads, SQLite's text and
+    psycopg's bytes) but each row still gets its own list; other values decode as JSON."""
     from sqlalchemy import select
 
     from app.models import User
