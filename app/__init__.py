@@ -58,9 +58,7 @@ def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flas
     app.config["ROSTER"] = settings
     app.config["SECRET_KEY"] = settings["app"]["secret_key"] or None
     app.config["MAX_CONTENT_LENGTH"] = settings["app"]["max_body_bytes"]
-    db = Database(settings["database"]["url"], pool_size=settings["database"]["pool_size"],
-                  echo=settings["database"]["echo"],
-                  busy_timeout_ms=settings["database"]["sqlite_busy_timeout_ms"])
+    db = Database.from_settings(settings["database"])
     metrics = Metrics()
     app.extensions["roster.db"] = db
     # Lifecycle settings reach the domain as a value bound to this app's database (issue 7).

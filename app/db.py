@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -220,7 +220,7 @@ def core(session: Reader) -> Connection:
 
 
 def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
-                busy_timeout_ms: int = 5000) -> Engine:
+                busy_timeout_ms: int = 5000, prepared_statements: bool = True) -> Engine:
     """Create the engine; SQLite gets WAL, foreign keys and a busy timeout."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -236,8 +236,12 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
     # psycopg calls these for json/jsonb values (SQLAlchemy hands them to its loaders).
+    # prepare_threshold None: psycopg never prepares (database.prepared_statements; a pooler
+    # in transaction mode, https://www.psycopg.org/psycopg3/docs/advanced/prepare.html).
     engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
-                           json_serializer=_json_dumps, json_deserializer=_json_loads)
+                           json_serializer=_json_dumps, json_deserializer=_json_loads,
+                           connect_args={} if prepared_statements
+                           else {"prepare_threshold": None})
     ping_after_idle(engine)  # not pool_pre_ping: a round trip per request (app/pool_ping.py)
     return engine
 
@@ -340,10 +344,11 @@ class Database:
     """Holds the engine and session factory of one app (or one CLI invocation)."""
 
     def __init__(self, url: str, *, pool_size: int = 5, echo: bool = False,
-                 busy_timeout_ms: int = 5000) -> None:
+                 busy_timeout_ms: int = 5000, prepared_statements: bool = True) -> None:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size, echo=echo,
-                                  busy_timeout_ms=busy_timeout_ms)
+                                  busy_timeout_ms=busy_timeout_ms,
+                                  prepared_statements=prepared_statements)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
         # PostgreSQL readers run in autocommit: psycopg sends BEGIN and COMMIT as round trips
         # of their own, two of a SCIM lookup's five (``reader`` says why nothing is lost).
@@ -352,6 +357,13 @@ class Database:
         # SQLite files: each thread keeps its connection (app/sqlite_connections.py).
         self._held = (ThreadConnections(self.engine) if self.dialect == "sqlite"
                       and not _memory(url) else None)
+
+    @classmethod
+    def from_settings(cls, section: Mapping[str, Any]) -> Database:
+        """The database of a ``[database]`` settings section (config/defaults.toml)."""
+        return cls(section["url"], pool_size=section["pool_size"], echo=section["echo"],
+                   busy_timeout_ms=section["sqlite_busy_timeout_ms"],
+                   prepared_statements=section["prepared_statements"])
 
     @property
     def dialect(self) -> str:

@@ -72,6 +72,72 @@ def start() -> tuple[str, str]:
     return f"postgresql+psycopg://roster@127.0.0.1:{port}/postgres", root
 
 
+def start_pgbouncer(server_url: str) -> tuple[str, str, subprocess.Popen[bytes]]:
+    """A PgBouncer in transaction pooling mode in front of ``server_url``'s server, with up to
+    four server connections per database (so consecutive transactions of one client land on
+    different ones); returns (its URL, with the same database, its directory, the process).
+    PgBouncer refuses to run as root, so as root it runs as the test user, like PostgreSQL."""
+    import time
+
+    from sqlalchemy.engine import make_url
+
+    server = make_url(server_url)
+    root = tempfile.mkdtemp(prefix="roster-pgbouncer-")
+    prefix = _runas_prefix()
+    if prefix:
+        pw = pwd.getpwnam(TEST_USER)
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+    port = free_port()
+    Path(root, "users.txt").write_text(f'"{server.username}" ""\n')
+    Path(root, "pgbouncer.ini").write_text(f"""[databases]
+* = host={server.host} port={server.port}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {root}/users.txt
+pool_mode = transaction
+default_pool_size = 4
+max_client_conn = 200
+logfile = {root}/pgbouncer.log
+pidfile = {root}/pgbouncer.pid
+""")
+    for name in ("users.txt", "pgbouncer.ini"):
+        os.chmod(Path(root, name), 0o644)
+    process = subprocess.Popen([*prefix, "pgbouncer", f"{root}/pgbouncer.ini"], cwd=root,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    else:
+        process.kill()
+    if process.poll() is not None:
+        log = Path(root, "pgbouncer.log")
+        raise RuntimeError(f"pgbouncer did not start: {log.read_text() if log.exists() else ''}")
+    url = server.set(port=port).render_as_string(hide_password=False)
+    return url, root, process
+
+
+def stop_pgbouncer(root: str, process: subprocess.Popen[bytes]) -> None:
+    """Stop that PgBouncer (SIGTERM to its own process, not runuser) and remove its directory."""
+    pid = Path(root, "pgbouncer.pid")
+    try:
+        os.kill(int(pid.read_text().strip()), 15)
+    except (OSError, ValueError):
+        process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def restart(root: str) -> None:
     """Restart the server (fast mode: every client connection is cut), same port and options."""
     subprocess.run([*_runas_prefix(), pg_bin("pg_ctl"), "-D", str(Path(root, "data")), "-m",

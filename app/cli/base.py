@@ -40,9 +40,7 @@ class CliContext:
     def db(self) -> Database:
         """The configured database."""
         if self._db is None:
-            db = self.settings["database"]
-            self._db = Database(db["url"], pool_size=db["pool_size"],
-                                busy_timeout_ms=db["sqlite_busy_timeout_ms"])
+            self._db = Database.from_settings(self.settings["database"])
         return self._db
 
     @property
