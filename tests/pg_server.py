@@ -105,7 +105,11 @@ pidfile = {root}/pgbouncer.pid
 """)
     for name in ("users.txt", "pgbouncer.ini"):
         os.chmod(Path(root, name), 0o644)
-    process = subprocess.Popen([*prefix, "pgbouncer", f"{root}/pgbouncer.ini"], cwd=root,
+    # Debian installs it in /usr/sbin, which an unprivileged user's PATH may lack.
+    binary = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
+    if binary is None:
+        sys.exit("pg_server: pgbouncer not found; install pgbouncer (script/bootstrap --test)")
+    process = subprocess.Popen([*prefix, binary, f"{root}/pgbouncer.ini"], cwd=root,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
         with socket.socket() as probe:
