@@ -7,7 +7,9 @@ opens exactly one ``transaction()`` and it commits or rolls back as a whole.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
@@ -39,6 +41,8 @@ from app.pool_ping import ping_after_idle
 from app.sql import fetch, fold_text
 from app.sqlite_connections import ThreadConnections
 from app.sqlite_writers import SAFETY_CHECKPOINT_PAGES, WriterQueue, install
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -104,6 +108,33 @@ def is_transient(exc: BaseException) -> bool:
         # psycopg raises OperationalError without a SQLSTATE when it cannot connect at all.
         return isinstance(exc, OperationalError)
     return code[:2] in _TRANSIENT_SQLSTATE_CLASSES or code in _TRANSIENT_SQLSTATES
+
+
+# PostgreSQL's answer to a statement psycopg prepared on another server connection: the
+# name is unknown (26000 invalid_sql_statement_name) or taken (42P05 duplicate_prepared_...).
+_LOST_PREPARED_SQLSTATES = frozenset({"26000", "42P05"})
+_LOST_PREPARED_LOG_EVERY_SECONDS = 60.0
+_lost_prepared_logged = -_LOST_PREPARED_LOG_EVERY_SECONDS
+
+
+def prepared_statement_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is PostgreSQL not knowing (or already knowing) a statement psycopg
+    prepared: a pooler in transaction mode gave the transaction another server connection
+    (README, "Behind a connection pooler"). Logs what to do, at most once a minute per
+    process; the request stays a 500, as the configuration is wrong, not the moment."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if getattr(exc.orig, "sqlstate", None) not in _LOST_PREPARED_SQLSTATES:
+        return False
+    global _lost_prepared_logged
+    now = time.monotonic()
+    if now - _lost_prepared_logged >= _LOST_PREPARED_LOG_EVERY_SECONDS:
+        _lost_prepared_logged = now
+        log.error("PostgreSQL does not have a statement psycopg prepared on this connection: "
+                  "a pooler in transaction mode (PgBouncer) is in front of it? Set "
+                  "database.prepared_statements = false (ROSTER_DATABASE__PREPARED_STATEMENTS"
+                  "=false), or let the pooler keep prepared statements")
+    return True
 
 
 def utcnow() -> datetime:

@@ -106,3 +106,24 @@ def test_prepared_statements_setting_decides_whether_psycopg_prepares(prepared):
     finally:
         db.dispose()
     assert (count > 0) is prepared
+
+
+def test_a_lost_prepared_statement_is_named_with_what_to_do(monkeypatch, caplog):
+    """PostgreSQL's 'prepared statement ... does not exist' is recognised and logged with the
+    setting to change (SCIM and /api log it before their 500); other errors are not."""
+    import app.db
+
+    monkeypatch.setattr(app.db, "_lost_prepared_logged", -3600.0)
+    db = Database(os.environ["ROSTER_TEST_PG_URL"])
+    try:
+        with db.engine.connect() as connection:
+            with pytest.raises(sa.exc.DBAPIError) as lost:
+                connection.exec_driver_sql("EXECUTE _pg3_0")
+            connection.rollback()
+            with pytest.raises(sa.exc.DBAPIError) as other:
+                connection.exec_driver_sql("SELECT * FROM no_such_table")
+    finally:
+        db.dispose()
+    assert app.db.prepared_statement_lost(lost.value) is True
+    assert "database.prepared_statements = false" in caplog.text
+    assert app.db.prepared_statement_lost(other.value) is False

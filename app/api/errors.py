@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
-from app.db import is_transient
+from app.db import is_transient, prepared_statement_lost
 from app.errors import (
     Conflict,
     DomainError,
@@ -168,4 +168,5 @@ def register_problem_handlers(bp: Blueprint) -> None:
         if schema_not_ready(current_app.extensions["roster.db"].engine, exc):
             return problem_response(503, NOT_READY_DETAIL,
                                     headers={"Retry-After": NOT_READY_RETRY_AFTER})
+        prepared_statement_lost(exc)  # logs what to do about a pooler, if that is the cause
         return unexpected_problem(exc)

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
-from app.db import is_transient
+from app.db import is_transient, prepared_statement_lost
 from app.errors import Conflict, DomainError, InvalidInput, NotFound, PreconditionFailed
 from app.migrate import NOT_READY_DETAIL, NOT_READY_RETRY_AFTER, schema_not_ready
 from app.scim import bulk, discovery, group_views, list_views, user_views
@@ -174,5 +174,6 @@ def _unexpected(exc: Exception) -> Response:
         response = error_response(503, NOT_READY_DETAIL)
         response.headers["Retry-After"] = NOT_READY_RETRY_AFTER
         return response
+    prepared_statement_lost(exc)  # logs what to do about a pooler, if that is the cause
     log.exception("unhandled SCIM error")
     return error_response(500, f"internal error; quote request id {g.get('request_id')}")
