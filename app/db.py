@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
@@ -37,6 +36,7 @@ from sqlalchemy.types import TypeDecorator
 
 # new_id: a UUID4 text (buffered OS randomness), the SCIM id and primary key of every row.
 from app.ids import new_id as new_id
+from app.log_throttle import EveryInterval
 from app.pool_ping import ping_after_idle
 from app.sql import fetch, fold_text
 from app.sqlite_connections import ThreadConnections
@@ -113,8 +113,7 @@ def is_transient(exc: BaseException) -> bool:
 # PostgreSQL's answer to a statement psycopg prepared on another server connection: the
 # name is unknown (26000 invalid_sql_statement_name) or taken (42P05 duplicate_prepared_...).
 _LOST_PREPARED_SQLSTATES = frozenset({"26000", "42P05"})
-_LOST_PREPARED_LOG_EVERY_SECONDS = 60.0
-_lost_prepared_logged = -_LOST_PREPARED_LOG_EVERY_SECONDS
+_LOST_PREPARED_LOG = EveryInterval(60.0)
 
 
 def prepared_statement_lost(exc: BaseException) -> bool:
@@ -126,10 +125,7 @@ def prepared_statement_lost(exc: BaseException) -> bool:
         return False
     if getattr(exc.orig, "sqlstate", None) not in _LOST_PREPARED_SQLSTATES:
         return False
-    global _lost_prepared_logged
-    now = time.monotonic()
-    if now - _lost_prepared_logged >= _LOST_PREPARED_LOG_EVERY_SECONDS:
-        _lost_prepared_logged = now
+    if _LOST_PREPARED_LOG.due():
         log.error("PostgreSQL does not have a statement psycopg prepared on this connection: "
                   "a pooler in transaction mode (PgBouncer) is in front of it? Set "
                   "database.prepared_statements = false (ROSTER_DATABASE__PREPARED_STATEMENTS"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 
 from alembic import command
 from alembic.config import Config
@@ -13,6 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from app.log_throttle import EveryInterval
 from app.planner import seed_statistics
 from app.settings import ROOT
 
@@ -20,9 +20,8 @@ log = logging.getLogger(__name__)
 # What SCIM and /api answer (503, with Retry-After in seconds) while schema_not_ready holds.
 NOT_READY_DETAIL = "the service is not ready: its database is being upgraded; retry later"
 NOT_READY_RETRY_AFTER = "30"
-# schema_not_ready logs at most this often (per process), not once per request.
-_LOG_EVERY_SECONDS = 60.0
-_last_logged = -_LOG_EVERY_SECONDS
+# schema_not_ready logs once a minute (per process), not once per request.
+NOT_READY_LOG = EveryInterval(60.0)
 
 
 def alembic_config(url: str) -> Config:
@@ -78,10 +77,7 @@ def schema_not_ready(engine: Engine, exc: BaseException) -> bool:
     head = code_head()
     if current == head:
         return False
-    global _last_logged
-    now = time.monotonic()
-    if now - _last_logged >= _LOG_EVERY_SECONDS:
-        _last_logged = now
+    if NOT_READY_LOG.due():
         log.error("the database schema is at revision %s, this Roster needs %s: run "
                   "`roster db upgrade`; requests are answered 503 until then", current, head)
     return True

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from app import create_app
 from app.db import Database
+from app.log_throttle import EveryInterval
 from app.migrate import upgrade
 from app.scim.recorder import flush as flush_recorder
 from app.sql import fetch
@@ -113,7 +114,7 @@ def test_a_lost_prepared_statement_is_named_with_what_to_do(monkeypatch, caplog)
     setting to change (SCIM and /api log it before their 500); other errors are not."""
     import app.db
 
-    monkeypatch.setattr(app.db, "_lost_prepared_logged", -3600.0)
+    monkeypatch.setattr(app.db, "_LOST_PREPARED_LOG", EveryInterval(60.0))
     db = Database(os.environ["ROSTER_TEST_PG_URL"])
     try:
         with db.engine.connect() as connection:

@@ -14,6 +14,7 @@ import urllib.request
 import pytest
 
 from app import create_app, migrate
+from app.log_throttle import EveryInterval
 from app.migrate import upgrade
 from app.settings import ROOT
 from tests.conftest import app_overrides
@@ -44,7 +45,7 @@ def test_readyz_is_503_before_migrations(fresh_url):
 def test_requests_before_migrations_are_503_in_their_protocol(fresh_url, caplog, monkeypatch):
     """Before `roster db upgrade`, SCIM and /api answer a retryable 503 in their own error
     format, not a 500, and the log says what to run (no traceback)."""
-    monkeypatch.setattr(migrate, "_last_logged", -migrate._LOG_EVERY_SECONDS)
+    monkeypatch.setattr(migrate, "NOT_READY_LOG", EveryInterval(60.0))
     client = create_app(app_overrides(fresh_url)).test_client()
     bearer = {"Authorization": "Bearer rst_not_checked_yet"}
     with caplog.at_level(logging.INFO):
