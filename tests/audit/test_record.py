@@ -173,3 +173,38 @@ def test_events_with_any_json_numbers_verify(db):
         stored = session.scalar(select(AuditEvent.data).where(AuditEvent.action == "test:numbers"))
     assert report.ok, report
     assert repr(stored) == repr(data)
+
+
+def test_a_single_event_moves_its_head_in_the_same_statement_on_postgresql(db):
+    """One event in a unit of work: on PostgreSQL the head's UPDATE rides in the event's
+    INSERT (a data-modifying WITH, one round trip); on SQLite they are two statements.
+    Either way the head ends at the event's sequence number and hash, and the chain
+    verifies."""
+    tenant = make_tenant(db, "acme")
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_rest):
+        statements.append(" ".join(statement.split()))
+
+    sa.event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        with db.transaction() as session:
+            record(session, organization_id=tenant.org.id, action="test:single",
+                   actor=OPERATOR, subject_type="test", subject_id="1")
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", seen)
+    writes = [s for s in statements if s.startswith(("UPDATE audit_chain_heads", "WITH",
+                                                     "INSERT INTO audit_events"))]
+    if db.dialect == "postgresql":
+        assert len(writes) == 1
+        assert writes[0].startswith("WITH moved_head AS (UPDATE audit_chain_heads SET")
+        assert "INSERT INTO audit_events" in writes[0]
+    else:
+        assert [s.split(" (")[0].split(" SET")[0] for s in writes] == [
+            "UPDATE audit_chain_heads", "INSERT INTO audit_events"]
+    with db.transaction() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "test:single")).one()
+        report = verify_chain(session, tenant.org.id)
+    assert rows(db, "SELECT seq, hash FROM audit_chain_heads WHERE chain = :c",
+                c=tenant.org.id) == [(event.seq, event.hash)]
+    assert report.ok, report
