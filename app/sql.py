@@ -85,7 +85,7 @@ class fold(FunctionElement[str]):
 
     PostgreSQL: ``lower()``, which folds every letter in a UTF-8 locale (README). SQLite:
     ``roster_lower()``, :func:`fold_text` registered on every connection
-    (``app.db.register_fold``), because SQLite's own ``lower()`` folds A-Z only: there
+    (``app.engine.register_fold``), because SQLite's own ``lower()`` folds A-Z only: there
     ``ÖZIL@x.de`` and ``özil@x.de`` were two users and ``userName eq`` in the other case
     missed. A function of Roster's own rather than an override of ``lower()``: an index
     built with one ``lower()`` and read with another would be corrupt for every non-ASCII

@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy import create_engine, event, pool
 
 import app.models  # noqa: F401  (registers every table on Base.metadata)
-from app.db import Base, register_fold
+from app.db import Base
+from app.engine import register_fold
 
 config = context.config
 target_metadata = Base.metadata

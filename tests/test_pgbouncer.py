@@ -112,9 +112,9 @@ def test_prepared_statements_setting_decides_whether_psycopg_prepares(prepared):
 def test_a_lost_prepared_statement_is_named_with_what_to_do(monkeypatch, caplog):
     """PostgreSQL's 'prepared statement ... does not exist' is recognised and logged with the
     setting to change (SCIM and /api log it before their 500); other errors are not."""
-    import app.db
+    import app.db_errors
 
-    monkeypatch.setattr(app.db, "_LOST_PREPARED_LOG", EveryInterval(60.0))
+    monkeypatch.setattr(app.db_errors, "_LOST_PREPARED_LOG", EveryInterval(60.0))
     db = Database(os.environ["ROSTER_TEST_PG_URL"])
     try:
         with db.engine.connect() as connection:
@@ -125,6 +125,6 @@ def test_a_lost_prepared_statement_is_named_with_what_to_do(monkeypatch, caplog)
                 connection.exec_driver_sql("SELECT * FROM no_such_table")
     finally:
         db.dispose()
-    assert app.db.prepared_statement_lost(lost.value) is True
+    assert app.db_errors.prepared_statement_lost(lost.value) is True
     assert "database.prepared_statements = false" in caplog.text
-    assert app.db.prepared_statement_lost(other.value) is False
+    assert app.db_errors.prepared_statement_lost(other.value) is False

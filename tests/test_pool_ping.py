@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from app.db import is_transient, make_engine
+from app.db_errors import is_transient
+from app.engine import make_engine
 from app.pool_ping import IDLE_PING_SECONDS, ping_after_idle
 from tests import pg_server
 

@@ -200,10 +200,10 @@ def test_fetch_knows_which_statements_give_rows(db):
                                    None, "", 0, ["ü"]])
 def test_sqlite_json_text_is_what_json_dumps_writes(value):
     """The JSON serializer's shortcut for empty lists and objects changes no stored text."""
-    from app.db import _json_dumps, _json_loads
+    from app.engine import json_dumps, json_loads
 
-    assert _json_dumps(value) == json.dumps(value)
-    assert _json_loads(_json_dumps(value)) == value
+    assert json_dumps(value) == json.dumps(value)
+    assert json_loads(json_dumps(value)) == value
 
 
 @pytest.mark.parametrize(("text", "folded"), [

@@ -96,7 +96,7 @@ def test_insert_unique_turns_a_lost_race_into_conflict(db, tenant):
 
 
 def test_json_columns_read_back_as_fresh_values(db, tenant):
-    """Empty JSON lists and objects skip the parser (app.db._json_loads, SQLite's text and
+    """Empty JSON lists and objects skip the parser (app.engine.json_loads, SQLite's text and
     psycopg's bytes) but each row still gets its own list; other values decode as JSON."""
     from sqlalchemy import select
 

@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
-from app.db import is_transient, prepared_statement_lost
+from app.db_errors import is_transient, prepared_statement_lost
 from app.errors import (
     Conflict,
     DomainError,

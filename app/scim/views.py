@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
-from app.db import is_transient, prepared_statement_lost
+from app.db_errors import is_transient, prepared_statement_lost
 from app.errors import Conflict, DomainError, InvalidInput, NotFound, PreconditionFailed
 from app.migrate import NOT_READY_DETAIL, NOT_READY_RETRY_AFTER, schema_not_ready
 from app.scim import bulk, discovery, group_views, list_views, user_views

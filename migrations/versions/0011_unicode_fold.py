@@ -2,7 +2,7 @@
 
 SQLite's ``lower()`` folds A-Z only. Roster now compares caseExact=false text through
 ``app.sql.fold``: ``roster_lower()`` on SQLite, a Unicode fold registered on every
-connection (``app.db.register_fold``). The unique indexes on ``lower(user_name)`` and
+connection (``app.engine.register_fold``). The unique indexes on ``lower(user_name)`` and
 ``lower(display_name)`` are rebuilt on ``roster_lower()``, so lookups use them again and
 ``ÖZIL@x.de`` and ``özil@x.de`` are one name. Until this runs, the new code still reads
 correctly (without those indexes) and writes nothing the old indexes would compute
@@ -23,7 +23,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from app.db import register_fold
+from app.engine import register_fold
 from app.fold_clashes import free_folded_names
 
 revision = "0011"

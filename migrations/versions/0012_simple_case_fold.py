@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from app.db import register_fold
+from app.engine import register_fold
 from app.fold_clashes import free_folded_names
 
 revision = "0012"

@@ -1,0 +1,144 @@
+"""Engines: SQLite's pragmas, fold function and writers' queue; PostgreSQL's pool and driver
+settings; the JSON codec both use. ``app.db.Database`` builds its engine here."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from app.pool_ping import ping_after_idle
+from app.sql import fold_text
+from app.sqlite_writers import SAFETY_CHECKPOINT_PAGES, WriterQueue, install
+
+# Whether the current SQLite transaction will write (BEGIN IMMEDIATE) or only read; set by
+# ``Database.transaction`` and ``Database.reader`` around each unit.
+SQLITE_WRITE: ContextVar[bool] = ContextVar("SQLITE_WRITE", default=True)
+
+
+def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
+                busy_timeout_ms: int = 5000, prepared_statements: bool = True) -> Engine:
+    """Create the engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        # A file's pool has no ceiling: each thread keeps one connection for as long as it
+        # lives (app/sqlite_connections.py), so a bounded pool would make the thread after
+        # the last slot wait for a connection no one gives back. A SQLite connection is a
+        # file handle and its page cache, not a server's resource.
+        pool: dict[str, Any] = ({"poolclass": NullPool} if memory_url(url)
+                                else {"pool_size": pool_size, "max_overflow": -1})
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False},
+                               json_serializer=json_dumps, json_deserializer=json_loads,
+                               **pool)
+        _configure_sqlite(engine, busy_timeout_ms)
+        return engine
+    # psycopg calls these for json/jsonb values (SQLAlchemy hands them to its loaders).
+    # prepare_threshold None: psycopg never prepares (database.prepared_statements; a pooler
+    # in transaction mode, https://www.psycopg.org/psycopg3/docs/advanced/prepare.html).
+    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
+                           json_serializer=json_dumps, json_deserializer=json_loads,
+                           connect_args={} if prepared_statements
+                           else {"prepare_threshold": None})
+    ping_after_idle(engine)  # not pool_pre_ping: a round trip per request (app/pool_ping.py)
+    return engine
+
+
+# Most JSON columns of a user (ims, photos, x509Certificates ...) hold an empty list: a page
+# of 100 users decoded ~900 of them with json.loads, a tenth of the page's CPU. SQLite gives
+# the text as str, psycopg as bytes (jsonb prints an empty array or object just so).
+_EMPTY_JSON: dict[str | bytes, type[list[Any]] | type[dict[str, Any]]] = {
+    "[]": list, "{}": dict, b"[]": list, b"{}": dict}
+
+
+def json_dumps(value: Any) -> str:
+    """Python values as JSON text for the database; empty lists and objects without the
+    encoder (a created user writes seven of them)."""
+    if not value and isinstance(value, list | dict):
+        return "[]" if isinstance(value, list) else "{}"
+    return json.dumps(value)
+
+
+def json_loads(text: str | bytes) -> Any:
+    """The database's JSON text as Python values; empty lists and objects without the
+    parser, each a new one."""
+    empty = _EMPTY_JSON.get(text)
+    return empty() if empty is not None else json.loads(text)
+
+
+def memory_url(url: str) -> bool:
+    """Whether ``url`` is an in-memory SQLite database (one per connection)."""
+    return make_url(url).database in (None, "", ":memory:")
+
+
+def register_fold(dbapi_connection: sqlite3.Connection) -> None:
+    """Give this SQLite connection ``roster_lower()``, which ``app.sql.fold`` compiles to."""
+    dbapi_connection.create_function("roster_lower", 1, _unicode_lower, deterministic=True)
+
+
+def _unicode_lower(value: Any) -> Any:
+    return fold_text(value) if isinstance(value, str) else value
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself so that a transaction really starts at
+        # the first statement and BEGIN IMMEDIATE can be used for writers.
+        dbapi_conn.isolation_level = None
+        register_fold(dbapi_conn)
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        # Roster checkpoints outside the writers' queue (app.sqlite_writers); SQLite's own
+        # checkpoint, inside a COMMIT, is only the safety net.
+        cur.execute(f"PRAGMA wal_autocheckpoint={SAFETY_CHECKPOINT_PAGES}")
+        cur.close()
+
+    # Writers of all processes queue on one file lock before BEGIN IMMEDIATE, instead of
+    # sleeping in SQLite's busy handler (app.sqlite_writers explains why).
+    database = make_url(str(engine.url)).database
+    queue = WriterQueue(None if memory_url(str(engine.url)) else database,
+                        busy_timeout_ms / 1000)
+    install(engine, queue)
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # IMMEDIATE takes the write lock up front: two writers queue on busy_timeout
+        # instead of failing with "database is locked" on lock upgrade.
+        if not SQLITE_WRITE.get():
+            # BEGIN and BEGIN IMMEDIATE go on the driver's connection: a statement through
+            # SQLAlchemy costs ~3x as much (~40 µs for a SCIM create).
+            conn.connection.dbapi_connection.execute("BEGIN")
+            return
+        dbapi_connection = conn.connection.dbapi_connection
+        queue.acquire(dbapi_connection)
+        try:
+            dbapi_connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            queue.release(dbapi_connection)
+            # As SQLAlchemy would raise it (a lock timeout is then a retryable 503).
+            raise DBAPIError.instance("BEGIN IMMEDIATE", (), exc, sqlite3.Error) from exc
+        except BaseException:
+            queue.release(dbapi_connection)
+            raise
+
+    # A connection reset, invalidated or closed by the pool without a rollback still frees it.
+    @event.listens_for(engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, _state: Any) -> None:
+        queue.release(dbapi_connection)
+
+    @event.listens_for(engine, "invalidate")
+    def _on_invalidate(dbapi_connection: Any, _record: Any, _exception: Any) -> None:
+        queue.release(dbapi_connection)
+
+    @event.listens_for(engine, "close")
+    def _on_close(dbapi_connection: Any, _record: Any) -> None:
+        queue.release(dbapi_connection)
