@@ -22,19 +22,33 @@ _local = threading.local()
 def _conn() -> sqlite3.Connection:
     conn = getattr(_local, "conn", None)
     if conn is None:
-        conn = sqlite3.connect(DB_PATH, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        conn = _connect()
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute("CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, name TEXT "
-                     "NOT NULL, body TEXT NOT NULL)")
-        conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS ix_items_name ON items (lower(name))")
         _local.conn = conn
     return conn
 
 
+def _connect() -> sqlite3.Connection:
+    # The busy timeout first: every later statement may meet another thread's lock.
+    conn = sqlite3.connect(DB_PATH, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def _create_schema() -> None:
+    # Once, in the gunicorn master before it forks: eight threads switching a new file to
+    # WAL and creating its table at once made one of them fail with "database is locked".
+    conn = _connect()
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, name TEXT "
+                 "NOT NULL, body TEXT NOT NULL)")
+    conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS ix_items_name ON items (lower(name))")
+    conn.close()
+
+
 def create_app() -> Flask:
     """The ceiling app: POST /items inserts one row, GET /items?name= selects one."""
+    _create_schema()
     app = Flask(__name__)
 
     @app.post("/items")
