@@ -285,32 +285,35 @@ def _plain(value: Any) -> CursorValue:
 
 def _order(key: SortKey, model: type[User] | type[Group], descending: bool,
            backward: bool = False) -> list[ColumnElement[Any]]:
-    """ORDER BY (sort value, id), missing values last (RFC 7644 §3.4.2.3); reversed if backward."""
+    """ORDER BY (missing, sort value, id), reversed if backward.
+
+    A missing value orders after every value: "ordered last if ascending and first if
+    descending" (RFC 7644 §3.4.2.3). The flag is explicit because SQLite sorts NULLs first
+    and PostgreSQL last.
+    """
     flip = operator.methodcaller("desc" if descending != backward else "asc")
     order = [flip(key.expr), flip(model.id)]
     if key.nullable:
-        # NULLs sort first on SQLite and last on PostgreSQL: order by the flag explicitly.
-        flag = key.expr.is_(None)
-        order.insert(0, flag.desc() if backward else flag.asc())
+        order.insert(0, flip(key.expr.is_(None)))
     return order
 
 
 def _beyond(key: SortKey, model: type[User] | type[Group], position: Position,
             descending: bool) -> ColumnElement[bool]:
-    """Rows strictly after (or before) the position in the (nulls flag, value, id) order."""
-    forward = position.direction == "next"
-    after = forward != descending
+    """Rows strictly after (or before) the position in the (missing, value, id) order,
+    where a missing value is greater than every value (``_order``)."""
+    after = (position.direction == "next") != descending
     cmp = operator.gt if after else operator.lt
     value = literal(position.value, key.expr.type) if position.value is not None else None
     row_id = literal(position.id, model.id.type)
     if not key.nullable:
         return cmp(tuple_(key.expr, model.id), tuple_(value, row_id))
     if value is None:
-        if forward:
+        if after:
             return and_(key.expr.is_(None), cmp(model.id, row_id))
         return or_(key.expr.is_not(None), and_(key.expr.is_(None), cmp(model.id, row_id)))
     same = and_(key.expr == value, cmp(model.id, row_id))
-    if forward:
+    if after:
         return or_(key.expr.is_(None), cmp(key.expr, value), same)
     return or_(cmp(key.expr, value), same)
 

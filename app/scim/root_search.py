@@ -5,8 +5,8 @@ whole result across the two types and ``startIndex`` pages through it; the page'
 then loaded by id, one query per type. An attribute one type lacks (``userName`` on Groups)
 is absent from all of that type's resources: in the filter it compares as a missing value
 (``translate_filter``'s ``absent``), and as ``sortBy`` its value is missing, which sorts
-last like every missing value in Roster. An attribute neither type has is 400, as it is at
-/Users and /Groups.
+like every missing value: last if ascending, first if descending (RFC 7644 §3.4.2.3).
+An attribute neither type has is 400, as it is at /Users and /Groups.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def root_page(session: Reader, directory_id: str, params: ListParams, *, dialect
 
 
 def _order(found: Any, params: ListParams) -> list[ColumnElement[Any]]:
-    """(sort value, type, id), missing values last; the type first when nothing is sorted."""
+    """(missing, sort value, type, id), a missing value after every value ("last if ascending
+    and first if descending", RFC 7644 §3.4.2.3); the type first when nothing is sorted."""
     descending = params.sort_order == "descending"
 
     def flip(column: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -74,7 +75,7 @@ def _order(found: Any, params: ListParams) -> list[ColumnElement[Any]]:
 
     if params.sort_by is None:
         return [found.c.r, flip(found.c.v), flip(found.c.id)]
-    return [found.c.v.is_(None), flip(found.c.v), flip(found.c.r), flip(found.c.id)]
+    return [flip(found.c.v.is_(None)), flip(found.c.v), flip(found.c.r), flip(found.c.id)]
 
 
 def _load(connection: Any, page: list[Any]) -> list[tuple[Resource, Any]]:

@@ -374,7 +374,9 @@ def test_root_search_treats_an_attribute_one_type_lacks_as_absent(scim):
     assert ids(filter='emails[type eq "home"] and userName pr') == [a]
     assert ids(filter='urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department'
                       ' eq "Nowhere" or displayName sw "Buy"') == [buyers]
-    assert ids(sortBy="userName", sortOrder="descending") == [b, a, buyers]
+    assert ids(sortBy="userName") == [a, b, buyers]
+    # The group has no userName: first if descending (RFC 7644 §3.4.2.3).
+    assert ids(sortBy="userName", sortOrder="descending") == [buyers, b, a]
     assert ids(sortBy="userName", startIndex=3, count=1) == [buyers]
     for search, scim_type in (({"filter": 'nosuch eq "x" or userName pr'}, "invalidFilter"),
                               ({"filter": 'active eq "yes"'}, "invalidFilter"),
@@ -398,7 +400,8 @@ def test_root_search_sorts_and_pages_users_and_groups_as_one_list(scim):
         return [r["id"] for r in response.get_json()["Resources"]]
 
     assert ids(sortBy="displayName") == [amy, buyers, zed, nameless]
-    assert ids(sortBy="displayName", sortOrder="descending") == [zed, buyers, amy, nameless]
+    # A missing value is last if ascending and first if descending (RFC 7644 §3.4.2.3).
+    assert ids(sortBy="displayName", sortOrder="descending") == [nameless, zed, buyers, amy]
     assert ids(sortBy="displayName", startIndex=2, count=2) == [buyers, zed]
     assert ids(sortBy="meta.created") == [zed, amy, buyers, nameless]
     assert ids() == [zed, amy, nameless, buyers]
