@@ -121,8 +121,10 @@ def _operation(index: int, item: Any, notes: list[str]) -> tuple[Op, str | None,
         raise ScimError(400, f"{where}: 'path' must be a string", "invalidPath")
     has_value, value = "value" in members, members.get("value")
     path = path if path and path.strip() else None
-    if path is None and op.lower() != "remove" and not has_value:
-        raise ScimError(400, f"{where}: {op} without a path needs a value", "invalidSyntax")
+    if op.lower() != "remove" and not has_value:
+        # add and replace "MUST contain a value member" (RFC 7644 §3.5.2.1, §3.5.2.3):
+        # without one, a path would be cleared as if the value were null.
+        raise ScimError(400, f"{where}: {op} needs a 'value'", "invalidSyntax")
     return op.lower(), path, value  # type: ignore[return-value]
 
 

@@ -127,6 +127,16 @@ def test_replace_members_sets_the_exact_list(scim, db):
     assert _members(db, group["id"]) == {users[1], users[2]}
 
 
+def test_replace_members_without_a_value_is_400_and_keeps_every_member(scim, db):
+    """replace MUST carry a value (RFC 7644 §3.5.2.3): a missing one emptied the group."""
+    users = [scim.create_user(f"u{i}@acme.example")["id"] for i in range(2)]
+    group = scim.create_group("Buyers", users)
+    response = _patch(scim, group["id"], {"op": "replace", "path": "members"})
+    assert response.status_code == 400
+    assert response.get_json()["scimType"] == "invalidSyntax"
+    assert _members(db, group["id"]) == set(users)
+
+
 def test_put_replaces_members_and_name(scim, db):
     """PUT /Groups/{id}: displayName and members become what was sent."""
     a, b = scim.create_user("a@acme.example")["id"], scim.create_user("b@acme.example")["id"]

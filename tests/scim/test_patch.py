@@ -190,6 +190,12 @@ BAD = [
     ("remove-without-path", [op("remove")], "noTarget", "requires a path"),
     ("pathless-add-not-object", [op("add", None, "x")], "invalidValue", "object"),
     ("pathless-replace-without-value", [op("replace")], "invalidSyntax", "value"),
+    # add and replace MUST contain a value (RFC 7644 §3.5.2.1): without one, the path was
+    # cleared as if the value were null, and a group lost every member.
+    ("add-path-without-value", [op("add", "title")], "invalidSyntax", "'value'"),
+    ("replace-path-without-value", [op("replace", "title")], "invalidSyntax", "'value'"),
+    ("replace-members-without-value", [op("replace", "members")], "invalidSyntax", "'value'"),
+    ("misspelled-values", [op("add", "title") | {"values": "x"}], "invalidSyntax", "'value'"),
     ("unknown-op", [op("move", "title", "x")], "invalidSyntax", "'op'"),
     ("op-not-string", [{"op": 1, "path": "title"}], "invalidSyntax", "'op'"),
     ("operation-not-object", ["add"], "invalidSyntax", "object"),
