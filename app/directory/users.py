@@ -271,7 +271,11 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
     user_name = data.values["user_name"]
     if fold_text(user_name) != fold_text(user.user_name):
         _free_user_name(session, user.directory_id, user_name, user.id)
-    manager_id = resolve_manager(session, user.directory_id, data.manager_id)
+    # Only a new reference is checked: one the user already has stays valid when its
+    # manager is deleted later, or no PATCH of this user (its deactivation included) could
+    # go through until the IdP sent a new manager.
+    manager_id = (user.manager_id if (data.manager_id or None) == user.manager_id
+                  else resolve_manager(session, user.directory_id, data.manager_id))
     changed = _assign(user, data, manager_id, store_password_hash=store_password_hash)
     flips = data.active is not None and data.active != user.active
     if changed or flips:

@@ -175,6 +175,31 @@ def test_unknown_manager_is_400_invalid_value(scim, db):
     assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
 
 
+def test_a_deleted_manager_does_not_block_changes_to_the_reports(scim):
+    """The reference a user already has stays valid when its manager is deleted: PATCHes that
+    keep it, Okta's PUT that repeats it and Entra's deactivation go through. A new reference
+    to a deleted user is still 400 invalidValue."""
+    boss = scim.create_user("boss@acme.example")["id"]
+    gone = scim.create_user("gone@acme.example")["id"]
+    report = scim.create_user(**{ENTERPRISE: {"manager": {"value": boss}}})
+    assert scim.delete(f"/Users/{boss}").status_code == 204
+    assert scim.delete(f"/Users/{gone}").status_code == 204
+    replace = {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": "title", "value": "Buyer"}]}
+    assert scim.patch(f"/Users/{report['id']}", replace).status_code == 200
+    put = scim.put(f"/Users/{report['id']}", user_body(
+        title="Lead", **{ENTERPRISE: {"manager": {"value": boss}}}))
+    assert put.status_code == 200, put.get_json()
+    deactivate = {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "value": {"active": False}}]}
+    response = scim.patch(f"/Users/{report['id']}", deactivate)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["active"] is False
+    other = {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": f"{ENTERPRISE}:manager", "value": {"value": gone}}]}
+    assert_error(scim.patch(f"/Users/{report['id']}", other), 400, "invalidValue")
+
+
 def test_attributes_and_excluded_attributes(scim):
     """attributes keeps only what is asked plus returned:always; excluded removes."""
     user = scim.create_user()
