@@ -9,7 +9,8 @@
 - unpaired UTF-16 surrogates (``\\ud800``), which no UTF-8 encoder takes: the write, the
   recorder or the response would fail (RFC 8259 §8.2 calls their behaviour unpredictable);
 - bytes that are UTF-8-encoded surrogates: ``json.loads`` decodes bytes with
-  ``surrogatepass``, so the body is decoded strictly here first (RFC 8259 §8.1: UTF-8).
+  ``surrogatepass``, so the body is decoded strictly here first (RFC 8259 §8.1: UTF-8);
+- ``NaN``, ``Infinity`` and numbers past a float's range, which are not JSON (RFC 8259 §6).
 
 None of this costs a walk over an ordinary body: NUL and surrogates can only come from a
 ``\\u`` escape once the text is strict UTF-8, and nesting deeper than the limit needs more
@@ -20,10 +21,39 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
 from typing import Any
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Request
 
 # SCIM resources, PATCH and bulk requests nest five or six levels at most.
 MAX_DEPTH = 32
+
+
+class BodyTooLarge(Exception):
+    """The request body is longer than its limit (HTTP 413)."""
+
+
+def read_body(req: Request, limit: int) -> bytes:
+    """The request's body, or BodyTooLarge past ``limit`` bytes, with or without a
+    Content-Length.
+
+    A chunked body has no length to check up front, and Werkzeug reads such a stream only up
+    to the request's ``max_content_length`` and then stops without a word: a body longer
+    than the limit came out cut at the limit, and a cut that still parsed was stored. So the
+    stream is allowed one byte more than the limit, and a body that reaches it is too large.
+    """
+    if req.content_length is not None and req.content_length > limit:
+        raise BodyTooLarge
+    req.max_content_length = limit + 1
+    try:
+        raw = req.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise BodyTooLarge from None
+    if len(raw) > limit:
+        raise BodyTooLarge
+    return raw
 
 
 class JsonInputError(ValueError):
@@ -43,7 +73,9 @@ def parse_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     except UnicodeDecodeError:
         raise JsonInputError("the request body is not valid UTF-8", syntax=True) from None
     try:
-        value = json.loads(text)
+        value = _DECODER.decode(text)
+    except JsonInputError:
+        raise
     except json.JSONDecodeError as exc:
         raise JsonInputError(f"the request body is not valid JSON at line {exc.lineno} "
                              f"column {exc.colno}", syntax=True) from None
@@ -59,6 +91,26 @@ def parse_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     if "\\u" in text:
         check_strings(value)
     return value
+
+
+def _not_json(name: str) -> Any:
+    raise JsonInputError(f"the request body holds {name}, which is not a JSON value "
+                         "(RFC 8259 §6)", syntax=True)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # 1e400 would be read as infinity, stored, and sent back as "Infinity": not JSON.
+        raise JsonInputError(f"the request body holds the number {text[:40]}, too large for a "
+                             "64-bit float", syntax=True)
+    return value
+
+
+# Python's parser takes NaN, Infinity and -Infinity, and turns 1e400 into infinity: none of
+# them is JSON (RFC 8259 §6), PostgreSQL's jsonb refuses them, and a response holding one
+# is not JSON either.
+_DECODER = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
 
 
 def _depth(value: Any) -> int:

@@ -21,6 +21,7 @@ def _nested(depth: int) -> list:
     ("\"Jos\u00e9\"".encode(), "Jos\u00e9"),
     (b"[" * MAX_DEPTH + b"]" * MAX_DEPTH, _nested(MAX_DEPTH)),  # exactly the limit
     (b'"' + b"\\u" + b'00e9"', "\u00e9"),
+    (b"[1.5, -2e300, 1e-400]", [1.5, -2e300, 0.0]),  # in range, or underflowing to zero
 ])
 def test_accepted(raw, value):
     assert parse_json(raw) == value
@@ -37,6 +38,13 @@ def test_accepted(raw, value):
     (b'{"a\\u0000": 1}', False, "a\x00", "contains a NUL"),
     (b'{"a": {"b": "\\udfff"}}', False, "a.b", "a.b contains an unpaired UTF-16 surrogate"),
     (b'"\\ud800x"', False, "", "the body contains an unpaired"),
+    # Not JSON (RFC 8259 §6), though Python's parser takes them: stored, they came back as
+    # NaN or Infinity, and no strict client could read that response.
+    (b'{"x": NaN}', True, "", "holds NaN"),
+    (b'[Infinity]', True, "", "holds Infinity"),
+    (b'[-Infinity]', True, "", "holds -Infinity"),
+    (b'{"x": 1e400}', True, "", "number 1e400, too large"),
+    (b'[-1.0e999]', True, "", "too large"),
 ])
 def test_refused(raw, syntax, where, detail):
     with pytest.raises(JsonInputError) as caught:

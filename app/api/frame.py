@@ -52,7 +52,7 @@ from app.db import Database
 from app.directory.apikeys import KeyIdentity, authenticate, touch_key
 from app.directory.organizations import get_organization
 from app.errors import NotFound
-from app.json_input import JsonInputError, parse_json, unsupported_coding
+from app.json_input import BodyTooLarge, JsonInputError, parse_json, read_body, unsupported_coding
 from app.models import Organization
 
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -232,7 +232,12 @@ def _scoped_org(ctx: ApiContext, ref: str) -> Organization:
 def _json_body() -> Any:
     """The JSON body; an empty body is an empty object. Malformed JSON, nesting too deep,
     NUL or an unpaired surrogate in a string are 400 problems (app/json_input.py)."""
-    if not request.get_data(cache=True):
+    limit = current_app.config["ROSTER"]["app"]["max_body_bytes"]
+    try:
+        raw = read_body(request, limit)
+    except BodyTooLarge:
+        raise ApiProblem(413, f"the request body is larger than {limit} bytes") from None
+    if not raw:
         return {}
     if not request.is_json:
         raise ApiProblem(415, "send the body as JSON with 'Content-Type: application/json'")
@@ -241,7 +246,7 @@ def _json_body() -> Any:
         raise ApiProblem(415, f"Content-Encoding {coding!r} is not supported; send the body "
                               "uncompressed")
     try:
-        return parse_json(request.get_data(cache=True))
+        return parse_json(raw)
     except JsonInputError as exc:
         field = exc.where or "body"
         raise ApiProblem(400, exc.detail, errors=[{

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request
-from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.json_input import JsonInputError, parse_json, unsupported_coding
+from app.json_input import BodyTooLarge, JsonInputError, parse_json, read_body, unsupported_coding
 from app.scim.errors import ScimError
 
 # application/json is what many IdPs send; RFC 7644 §3.1 asks servers to accept both.
@@ -26,14 +25,10 @@ def json_body(max_bytes: int) -> dict[str, Any]:
     if coding:
         raise ScimError(415, f"Content-Encoding {coding!r} is not supported; send the body "
                              "uncompressed")
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise ScimError(413, f"the request body is larger than {max_bytes} bytes")
     try:
-        raw = request.get_data(cache=True)
-    except RequestEntityTooLarge:
+        raw = read_body(request, max_bytes)
+    except BodyTooLarge:
         raise ScimError(413, f"the request body is larger than {max_bytes} bytes") from None
-    if len(raw) > max_bytes:
-        raise ScimError(413, f"the request body is larger than {max_bytes} bytes")
     if not raw.strip():
         raise ScimError(400, "the request body is empty; a JSON object is required",
                         "invalidSyntax")

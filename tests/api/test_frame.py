@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from tests.conftest import rows
@@ -82,6 +84,19 @@ def test_too_large_body_is_413(app, client, keys):
     response = client.post("/api/v1/orgs", data="x" * (limit + 1), headers=keys["operator"].headers,
                            content_type="application/json")
     assert_problem(response, 413, "payload-too-large")
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_cut_at_the_limit(app, client, keys, db):
+    """Without Content-Length (chunked, as gunicorn hands it over) the body is held to the
+    same limit; Werkzeug alone stopped at the limit and the cut body was parsed."""
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    body = b'{"slug": "chunky", "name": "Chunky"}'
+    response = client.post(
+        "/api/v1/orgs", input_stream=io.BytesIO(body + b" " * (limit - len(body)) + b"junk"),
+        environ_overrides={"wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked"},
+        headers={**keys["operator"].headers, "Content-Type": "application/json"})
+    assert_problem(response, 413, "payload-too-large")
+    assert rows(db, "SELECT count(*) AS n FROM organizations WHERE slug = 'chunky'")[0].n == 0
 
 
 def test_change_through_the_api_is_audited_with_the_key(db, client, keys):

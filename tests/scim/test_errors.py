@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 
 from tests.conftest import database_locked, rows
@@ -69,6 +72,36 @@ def test_body_over_the_limit_is_413(scim, app, db):
     """Bodies over app.max_body_bytes are 413 in SCIM format, nothing stored."""
     big = user_body(displayName="x" * (app.config["ROSTER"]["app"]["max_body_bytes"] + 10))
     assert_error(scim.post("/Users", big), 413)
+    assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
+
+
+def _streamed(scim, path: str, data: bytes):
+    # As gunicorn hands over a chunked body: no Content-Length, the server ends the stream.
+    return scim.client.open("/scim/v2" + path, method="POST", input_stream=io.BytesIO(data),
+                            environ_overrides={"wsgi.input_terminated": True,
+                                               "HTTP_TRANSFER_ENCODING": "chunked"},
+                            headers={**scim.tenant.headers, "Content-Type": SCIM})
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_cut_at_the_limit(scim, app, db):
+    """A body without Content-Length (chunked) is held to the same limit: Werkzeug stopped
+    reading it at the limit without a word, so a valid object padded with spaces up to the
+    limit and followed by anything was stored."""
+    limit = app.config["ROSTER"]["app"]["max_body_bytes"]
+    body = json.dumps(user_body()).encode()
+    padded = body + b" " * (limit - len(body))
+    assert_error(_streamed(scim, "/Users", padded + b"trailing garbage"), 413)
+    assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
+    assert _streamed(scim, "/Users", padded).status_code == 201  # exactly the limit
+
+
+def test_nan_and_infinity_are_400_invalid_syntax_and_nothing_is_stored(scim, db):
+    """NaN, Infinity and 1e400 are not JSON (RFC 8259 §6): stored, they came back in every
+    list page as NaN or Infinity, which no strict client can parse."""
+    for value in (b"NaN", b"Infinity", b"-Infinity", b"1e400"):
+        data = (b'{"schemas": ["' + CORE_USER.encode() + b'"], "userName": "n@acme.example", '
+                b'"urn:example:ext:1.0:User": {"x": ' + value + b"}}")
+        assert_error(_raw(scim, "POST", "/Users", data), 400, "invalidSyntax")
     assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
 
 
