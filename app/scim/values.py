@@ -91,9 +91,17 @@ def invalid(detail: str) -> ScimError:
     return ScimError(400, detail, "invalidValue")
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, attr: Attribute | None = None) -> str:
+    if attr is not None and attr.returned == "never":
+        # A password sent as the wrong type must not come back in the error (nor reach the
+        # flight recorder with it): only its JSON type is named.
+        return _JSON_TYPES.get(type(value), "a value")
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+_JSON_TYPES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
+               list: "an array", dict: "an object", type(None): "null"}
 
 
 def coerce_boolean(value: Any, notes: list[str], *, where: str = "value") -> bool:
@@ -130,14 +138,14 @@ def _simple(attr: Attribute, value: Any, notes: list[str], where: str) -> Any:
     else:  # string, reference, binary
         ok = isinstance(value, str)
     if not ok:
-        raise invalid(f"Attribute '{where}' must be of type {kind}, got {_show(value)}")
+        raise invalid(f"Attribute '{where}' must be of type {kind}, got {_show(value, attr)}")
     return value
 
 
 def _complex(attr: Attribute, value: Any, notes: list[str], where: str) -> dict[str, Any] | None:
     """A complex value: sub-attributes canonicalised and checked, readOnly ones dropped."""
     if not isinstance(value, dict):
-        raise invalid(f"Attribute '{where}' must be an object, got {_show(value)}")
+        raise invalid(f"Attribute '{where}' must be an object, got {_show(value, attr)}")
     out = _normalise_keys(attr.sub, value, notes, f"{where}.")
     if attr.multi_valued and attr.sub("value") is not None and "value" not in out:
         return None

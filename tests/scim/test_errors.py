@@ -95,6 +95,18 @@ def test_a_chunked_body_over_the_limit_is_413_not_cut_at_the_limit(scim, app, db
     assert _streamed(scim, "/Users", padded).status_code == 201  # exactly the limit
 
 
+@pytest.mark.parametrize("password", [{"x": "Secr3tPw"}, ["Secr3tPw"], 12345678])
+def test_a_password_of_the_wrong_type_is_not_echoed_in_the_error(scim, db, password):
+    """password is returned never (RFC 7643 §4.1.1): not in an error's detail either, where
+    the flight recorder would keep it too."""
+    response = scim.post("/Users", user_body(password=password))
+    error = assert_error(response, 400, "invalidValue")
+    assert "password" in error["detail"]
+    assert "Secr3tPw" not in response.get_data(as_text=True)
+    assert "12345678" not in response.get_data(as_text=True)
+    assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
+
+
 def test_nan_and_infinity_are_400_invalid_syntax_and_nothing_is_stored(scim, db):
     """NaN, Infinity and 1e400 are not JSON (RFC 8259 §6): stored, they came back in every
     list page as NaN or Infinity, which no strict client can parse."""
