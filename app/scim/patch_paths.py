@@ -116,6 +116,12 @@ def parse_path(text: str, known: ResourceSchemas, notes: list[str]) -> Path:
 def _opaque_path(text: str, known: ResourceSchemas) -> Path:
     """An attribute of an extension we do not know (Entra custom extensions), kept as sent."""
     urn, _, name = text.rpartition(":")
+    if name.lower() == known.core.name.lower() and text.lower() not in KNOWN_URNS \
+            and urn.count(":") >= 2:
+        # The extension's own URN: schema URNs end in their resource type, as Entra's custom
+        # ones do (urn:ietf:params:scim:schemas:extension:Acme:2.0:User). Its attributes are
+        # <urn>:<name>, so the block is not taken for an attribute "User" of "...:2.0".
+        return Path(urn=text, name="", attribute=None)
     if text.lower() in KNOWN_URNS or urn.lower() in KNOWN_URNS or not _NAME.match(name) \
             or urn.count(":") < 2:
         raise invalid_path(f"Unknown schema in path '{text}'")

@@ -131,6 +131,11 @@ CASES = [
      changed(USER, title="CTO")),
     ("add-opaque-extension", op("add", f"{CUSTOM}:worksiteId", "180"),
      changed(USER, CUSTOM={"worksiteId": "180"}, schemas=[CORE_USER, ENT, CUSTOM])),
+    # The custom extension's own URN is its block, not an attribute "User" of "...:2.0".
+    ("pathless-opaque-extension-block", op("add", None, {CUSTOM: {"worksiteId": "180"}}),
+     changed(USER, CUSTOM={"worksiteId": "180"}, schemas=[CORE_USER, ENT, CUSTOM])),
+    ("opaque-extension-root-path", op("replace", CUSTOM, {"worksiteId": "7", "floor": 2}),
+     changed(USER, CUSTOM={"worksiteId": "7", "floor": 2}, schemas=[CORE_USER, ENT, CUSTOM])),
     ("set-password", op("replace", "password", "s3cret"), changed(USER, password="s3cret")),
     ("capitalised-path", op("replace", "DisplayName", "Ada L"),
      changed(USER, displayName="Ada L")),
