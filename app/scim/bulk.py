@@ -61,12 +61,16 @@ def bulk() -> Response:
         raise ScimError(413, f"the bulk request is larger than maxPayloadSize ({max_bytes} "
                              "bytes)")
     payload = json_body(max_bytes)
+    schemas = payload.get("schemas")
+    if not isinstance(schemas, list) or BULK_REQUEST.lower() not in {
+            s.lower() for s in schemas if isinstance(s, str)}:
+        raise ScimError(400, f"'schemas' must be [\"{BULK_REQUEST}\"]", "invalidSyntax")
     raw_ops = payload.get("Operations", payload.get("operations"))
     if not isinstance(raw_ops, list):
         raise ScimError(400, "a BulkRequest needs an Operations array", "invalidSyntax")
     if len(raw_ops) > max_ops:
-        raise ScimError(413, f"{len(raw_ops)} operations exceed maxOperations ({max_ops})",
-                        "tooMany")
+        # 413 without a scimType: tooMany is about filter results (RFC 7644 §3.7.4, Table 9).
+        raise ScimError(413, f"{len(raw_ops)} operations exceed maxOperations ({max_ops})")
     fail_on_errors = payload.get("failOnErrors")
     if fail_on_errors is not None and (not isinstance(fail_on_errors, int)
                                        or isinstance(fail_on_errors, bool)
@@ -140,16 +144,20 @@ def _parse(index: int, raw: Any, declared: set[str]) -> _Operation:
             raise _OperationError(400, "a POST operation needs a bulkId (RFC 7644 §3.7)",
                                   "invalidValue")
         if bulk_id in declared:
-            raise _OperationError(400, f"bulkId {bulk_id!r} is used twice", "uniqueness")
+            raise _OperationError(400, f"bulkId {bulk_id!r} is used twice", "invalidValue")
         declared.add(bulk_id)
     data = raw.get("data")
     if method != "DELETE" and not isinstance(data, dict):
         raise _OperationError(400, f"a {method} operation needs a data object",
                               "invalidSyntax")
     version = raw.get("version")
+    if version is not None and not isinstance(version, str):
+        # Ignoring it would run the operation without the If-Match check it asks for.
+        raise _OperationError(400, "version must be a string (an ETag such as W/\"3\")",
+                              "invalidSyntax")
     refs = set(_REF.findall(path)) | set(_REF.findall(json.dumps(data)))
     return _Operation(index, method, path, bulk_id if method == "POST" else None,
-                      version if isinstance(version, str) else None, data, refs)
+                      version, data, refs)
 
 
 def _substitute(value: Any, resolved: dict[str, str]) -> Any:

@@ -176,14 +176,52 @@ def test_malformed_operations_fail_alone(client, db, tenant, operation, scim_typ
     assert ops[1]["status"] == "201"
 
 
+@pytest.mark.parametrize("schemas", [None, ["urn:x"], BULK])
+def test_a_bulk_request_without_its_schema_is_400_and_runs_nothing(client, db, tenant, schemas):
+    """Every other SCIM message is checked for its schema; a BulkRequest is too (§3.7)."""
+    body = {"Operations": [_user("a", "a@acme.com")]}
+    if schemas is not None:
+        body["schemas"] = schemas
+    response = client.post("/scim/v2/Bulk", json=body,
+                           headers={**tenant.headers, "Content-Type": "application/scim+json"})
+    assert response.status_code == 400
+    assert response.get_json()["scimType"] == "invalidSyntax"
+    assert rows(db, "SELECT id FROM users") == []
+
+
+@pytest.mark.parametrize("version", [5, True, ["W/\"1\""], {"v": 1}])
+def test_a_version_that_is_not_a_string_fails_its_operation(client, db, tenant, version):
+    """A version that is not an ETag string was ignored, and the DELETE it should have
+    guarded ran without its If-Match check."""
+    created = client.post("/scim/v2/Users", json={"schemas": [USER], "userName": "v@acme.com"},
+                          headers={**tenant.headers, "Content-Type": "application/scim+json"})
+    user_id = created.get_json()["id"]
+    response = _bulk(client, tenant, [{"method": "DELETE", "path": f"/Users/{user_id}",
+                                       "version": version}])
+    op = response.get_json()["Operations"][0]
+    assert (op["status"], op["response"]["scimType"]) == ("400", "invalidSyntax")
+    assert rows(db, "SELECT deleted_at FROM users")[0].deleted_at is None
+
+
+def test_a_bulk_id_used_twice_is_400_invalid_value(client, tenant):
+    """uniqueness is a 409's scimType (RFC 7644 Table 9); a repeated bulkId is a bad value."""
+    ops = _bulk(client, tenant, [_user("a", "a@acme.com"), _user("a", "b@acme.com")]) \
+        .get_json()["Operations"]
+    assert [o["status"] for o in ops] == ["201", "400"]
+    assert ops[1]["response"]["scimType"] == "invalidValue"
+
+
 def test_too_many_operations_is_413(database_url, tenant, db):
-    """More operations than bulk_max_operations: 413 tooMany, nothing written."""
+    """More operations than bulk_max_operations: 413 (no scimType: tooMany is about filter
+    results, RFC 7644 Table 9), nothing written."""
     with _limited_app(database_url, bulk_max_operations=2) as limited:
         response = _bulk(limited.test_client(), tenant, [_user(str(i), f"{i}@acme.com")
                                                          for i in range(3)])
     assert response.status_code == 413
     body = response.get_json()
-    assert (body["status"], body["scimType"]) == ("413", "tooMany")
+    assert body["status"] == "413"
+    assert "scimType" not in body
+    assert "maxOperations (2)" in body["detail"]
     assert rows(db, "SELECT id FROM users") == []
 
 
