@@ -31,5 +31,5 @@ def authenticate_request(session: Reader) -> Caller:
     try:
         directory, token = authenticate_bearer(session, credential.strip())
     except Unauthorized as exc:
-        raise ScimError(401, exc.detail) from None
+        raise ScimError(401, exc.detail, bearer_error="invalid_token") from None
     return Caller(directory=directory, token=token)

@@ -13,11 +13,14 @@ ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 class ScimError(Exception):
     """An error to answer in SCIM format."""
 
-    def __init__(self, status: int, detail: str, scim_type: str | None = None) -> None:
+    def __init__(self, status: int, detail: str, scim_type: str | None = None, *,
+                 bearer_error: str | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.scim_type = scim_type
+        # A 401's RFC 6750 §3.1 error code (``invalid_token``), none when no token was sent.
+        self.bearer_error = bearer_error
 
 
 def scim_response(body: object, status: int = 200) -> Response:
@@ -26,13 +29,18 @@ def scim_response(body: object, status: int = 200) -> Response:
                     mimetype=SCIM_MEDIA_TYPE)
 
 
-def error_response(status: int, detail: str, scim_type: str | None = None) -> Response:
-    """The SCIM Error message (RFC 7644 §3.12)."""
+def error_response(status: int, detail: str, scim_type: str | None = None, *,
+                   bearer_error: str | None = None) -> Response:
+    """The SCIM Error message (RFC 7644 §3.12); a 401 carries the Bearer challenge, with
+    ``error="invalid_token"`` when a token was sent and refused (RFC 6750 §3, §3.1)."""
     body: dict[str, object] = {"schemas": [ERROR_SCHEMA], "status": str(status),
                                "detail": detail}
     if scim_type:
         body["scimType"] = scim_type
     response = scim_response(body, status)
     if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="roster-scim"'
+        challenge = 'Bearer realm="roster-scim"'
+        if bearer_error:
+            challenge += f', error="{bearer_error}"'
+        response.headers["WWW-Authenticate"] = challenge
     return response

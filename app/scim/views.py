@@ -53,22 +53,30 @@ def _route(rule: str, endpoint: str, handlers: dict[str, Handler]) -> None:
 
 def service_provider_config() -> Response:
     """RFC 7644 §4: what this server supports, truthfully."""
-    authenticated()
-    root = current_app.config["ROSTER"]["app"]["base_url"].rstrip("/")
+    _discovery_query()
     return scim_response(discovery.service_provider_config(
-        base_url(), f"{root}/docs/scim", scim_settings(), patch=PATCH_SUPPORTED,
-        filtering=True, sort=True))
+        base_url(), scim_settings(), patch=PATCH_SUPPORTED, filtering=True, sort=True))
+
+
+def _discovery_query() -> None:
+    """Authenticate; a filter on a discovery endpoint is 403 (RFC 7644 §4: "to ensure that
+    clients cannot incorrectly assume that any matching conditions specified in a filter
+    are true"). The other query parameters "SHALL be ignored"."""
+    authenticated()
+    if any(name.lower() == "filter" for name in request.args):
+        raise ScimError(403, "discovery endpoints take no filter (RFC 7644 §4): every "
+                             "item is returned, so a filter would not hold")
 
 
 def resource_types() -> Response:
     """RFC 7644 §4: /ResourceTypes as a ListResponse."""
-    authenticated()
+    _discovery_query()
     return scim_response(discovery.list_response(discovery.resource_types(base_url())))
 
 
 def resource_type(name: str) -> Response:
     """RFC 7644 §4: one ResourceType by id."""
-    authenticated()
+    _discovery_query()
     found = [r for r in discovery.resource_types(base_url()) if r["id"] == name]
     if not found:
         raise ScimError(404, f"ResourceType {name} not found")
@@ -77,13 +85,13 @@ def resource_type(name: str) -> Response:
 
 def schemas() -> Response:
     """RFC 7644 §4: /Schemas as a ListResponse."""
-    authenticated()
+    _discovery_query()
     return scim_response(discovery.list_response(discovery.schemas(base_url())))
 
 
 def schema(urn: str) -> Response:
     """RFC 7644 §4: one Schema by its URN (case-insensitive)."""
-    authenticated()
+    _discovery_query()
     found = next((s for s in SCHEMAS.values() if s.id.lower() == urn.lower()), None)
     if found is None:
         raise ScimError(404, f"Schema {urn} not found")
@@ -121,8 +129,10 @@ _route("/Groups/<group_id>", "group", {
     "PATCH": group_views.patch_group, "DELETE": group_views.delete_group})
 _route("/.search", "root_search", {"POST": list_views.search_root})
 _route("/Bulk", "bulk", {"POST": bulk.bulk})  # RFC 7644 §3.7 (issue 5)
+# strict_slashes off: /scim/v2 itself (the base URL, as printed) is a SCIM 404 as well, not
+# Flask's HTML redirect to /scim/v2/.
 bp.add_url_rule("/", "unknown_root", unknown, methods=ALL_METHODS,
-                provide_automatic_options=False)
+                provide_automatic_options=False, strict_slashes=False)
 bp.add_url_rule("/<path:path>", "unknown", unknown, methods=ALL_METHODS,
                 provide_automatic_options=False)
 
@@ -136,7 +146,7 @@ _STATUS_BY_ERROR: dict[type[DomainError], tuple[int, str | None]] = {
 
 @bp.errorhandler(ScimError)
 def _scim_error(exc: ScimError) -> Response:
-    return error_response(exc.status, exc.detail, exc.scim_type)
+    return error_response(exc.status, exc.detail, exc.scim_type, bearer_error=exc.bearer_error)
 
 
 @bp.errorhandler(DomainError)

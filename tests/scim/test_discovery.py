@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.scim.support import SCIM, Scim, assert_error
+from tests.scim.support import CORE_USER, SCIM, Scim, assert_error
 
 SPC = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 
@@ -32,6 +32,18 @@ def test_service_provider_config_advertises_what_is_implemented(scim, app):
     assert body["changePassword"] == {"supported": False}
     assert body["pagination"]["maxPageSize"] == settings["max_page_size"]
     assert body["authenticationSchemes"][0]["type"] == "oauthbearertoken"
+    assert "documentationUri" not in body  # there is no such page to point at
+
+
+def test_change_password_is_advertised_when_passwords_are_kept(scim, app):
+    """A password is always accepted, but only with scim.store_password_hash does a change
+    do anything: changePassword says which (RFC 7643 §5)."""
+    app.config["ROSTER"]["scim"]["store_password_hash"] = True
+    try:
+        body = scim.get("/ServiceProviderConfig").get_json()
+    finally:
+        app.config["ROSTER"]["scim"]["store_password_hash"] = False
+    assert body["changePassword"] == {"supported": True}
 
 
 def test_advertised_max_page_size_is_enforced(scim, app):
@@ -87,10 +99,20 @@ def test_me_is_501(scim, method):
     assert_error(scim.request(method, "/Me"), 501)
 
 
-@pytest.mark.parametrize("path", ["/", "/Nope", "/Users/x/y", "/Bulk2", "/v1/Users"])
+@pytest.mark.parametrize("path", ["/", "", "/Nope", "/Users/x/y", "/Bulk2", "/v1/Users"])
 def test_unknown_paths_are_scim_404(scim, path):
-    """Anything else under /scim/v2 is a SCIM 404."""
+    """Anything else under /scim/v2 is a SCIM 404; the base URL itself too, with or without
+    its slash (not Flask's HTML redirect)."""
     assert_error(scim.get(path), 404)
+
+
+@pytest.mark.parametrize("path", ["/ServiceProviderConfig", "/ResourceTypes", "/Schemas",
+                                  "/ResourceTypes/User", f"/Schemas/{CORE_USER}"])
+def test_a_filter_on_discovery_is_403(scim, path):
+    """"If a filter is provided, the service provider SHOULD respond with HTTP status code
+    403 (Forbidden)" (RFC 7644 §4): a 200 with everything would read as every item matching."""
+    assert_error(scim.get(f"{path}?filter=name%20eq%20%22Group%22"), 403)
+    assert scim.get(path).status_code == 200
 
 
 def test_discovery_requires_a_token(client):

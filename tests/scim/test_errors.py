@@ -156,10 +156,15 @@ def test_bad_filter_is_400_invalid_filter(scim):
 
 def test_missing_and_invalid_tokens_are_401(client):
     """401 with WWW-Authenticate: Bearer for a missing or an unknown token."""
-    for headers in ({}, {"Authorization": "Bearer rst_nope"}, {"Authorization": "Basic x"}):
+    for headers, challenge in (
+            ({}, 'Bearer realm="roster-scim"'),
+            # A refused token names its error (RFC 6750 §3.1); no token, no error code (§3).
+            ({"Authorization": "Bearer rst_nope"},
+             'Bearer realm="roster-scim", error="invalid_token"'),
+            ({"Authorization": "Basic x"}, 'Bearer realm="roster-scim"')):
         response = client.get("/scim/v2/Users", headers=headers)
         assert_error(response, 401)
-        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert response.headers["WWW-Authenticate"] == challenge
 
 
 def test_errors_do_not_leak_internals(scim):
