@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from flask import Response, request
+from flask import Response
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from app.scim.http import (
     before_write,
     body,
     no_content,
+    query_args,
     query_projection,
     read_response,
     read_unit,
@@ -128,6 +129,7 @@ def patch_group(group_id: str) -> Response:
                                                                            member_ids=None), actor)
         for change in result.member_changes:
             _apply_member_change(session, group, change, actor)
-        if request.args.get("attributes") or request.args.get("excludedAttributes"):
+        args = query_args()
+        if args.get("attributes") or args.get("excludedAttributes"):
             return resource_response(_one(session, group), group.version)
         return with_etag(no_content(), group.version)

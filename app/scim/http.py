@@ -132,10 +132,31 @@ def body() -> dict[str, Any]:
     return json_body(current_app.config["ROSTER"]["app"]["max_body_bytes"])
 
 
+# The query parameters of RFC 7644 §3.4.2 and §3.9 (and RFC 9865's cursor), by lower case.
+_PARAMETERS = {name.lower(): name for name in (
+    "filter", "sortBy", "sortOrder", "startIndex", "count", "cursor", "attributes",
+    "excludedAttributes")}
+
+
+def query_args() -> dict[str, str]:
+    """The query string's parameters, SCIM's names matched in any case like attribute names
+    (RFC 7643 §2.1), as the .search body's already are: ``?Filter=...`` was ignored and
+    answered every user. The first value of a parameter counts; other names pass as sent.
+
+    A plain dict: a MultiDict builds a BadRequestKeyError for every parameter a lookup
+    leaves out.
+    """
+    args: dict[str, str] = {}
+    for name, value in request.args.items(multi=True):
+        args.setdefault(_PARAMETERS.get(name.lower(), name), value)
+    return args
+
+
 def query_projection(core_urn: str, always: frozenset[str]) -> Projection:
     """``attributes``/``excludedAttributes`` from the query string (RFC 7644 §3.9)."""
-    return Projection.parse(core_urn, always, request.args.get("attributes"),
-                            request.args.get("excludedAttributes"))
+    args = query_args()
+    return Projection.parse(core_urn, always, args.get("attributes"),
+                            args.get("excludedAttributes"))
 
 
 def resource_response(resource: dict[str, Any], version: int, status: int = 200, *,

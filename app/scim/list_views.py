@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, current_app
 from sqlalchemy import Connection
 
 from app.models import Group, User
@@ -14,7 +14,7 @@ from app.scim.errors import ScimError, scim_response
 from app.scim.filter_syntax import Resource
 from app.scim.group_views import render_groups
 from app.scim.groups import GROUP_ALWAYS
-from app.scim.http import body, read_unit, request_notes, scim_settings
+from app.scim.http import body, query_args, read_unit, request_notes, scim_settings
 from app.scim.listing import ListPage, ListParams, list_response, parse_list_params, run_list
 from app.scim.projection import Projection
 from app.scim.root_search import root_page
@@ -80,20 +80,14 @@ def _search_body() -> dict[str, Any]:
     return {canonical.get(k.lower(), k): v for k, v in payload.items()}
 
 
-def _query() -> dict[str, str]:
-    # The first value of each parameter, as MultiDict.get gives it, in a plain dict: a
-    # MultiDict builds a BadRequestKeyError for every parameter a lookup leaves out (seven).
-    return request.args.to_dict()
-
-
 def list_users() -> Response:
     """GET /Users with filter, sort, index or cursor paging (RFC 7644 §3.4.2, RFC 9865)."""
-    return _list("User", _query, from_body=False)
+    return _list("User", query_args, from_body=False)
 
 
 def list_groups() -> Response:
     """GET /Groups with filter, sort, index or cursor paging (RFC 7644 §3.4.2, RFC 9865)."""
-    return _list("Group", _query, from_body=False)
+    return _list("Group", query_args, from_body=False)
 
 
 def search_users() -> Response:

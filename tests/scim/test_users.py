@@ -175,6 +175,20 @@ def test_unknown_manager_is_400_invalid_value(scim, db):
     assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
 
 
+def test_query_parameter_names_are_matched_in_any_case(scim):
+    """?Filter= was ignored and answered every user, where an IdP meant one; names are
+    case-insensitive like attribute names, as they are in a .search body."""
+    scim.create_user("a@acme.example", title="Z")
+    scim.create_user("b@acme.example", title="A")
+    found = scim.get('/Users?Filter=userName%20eq%20%22b@acme.example%22').get_json()
+    assert [r["userName"] for r in found["Resources"]] == ["b@acme.example"]
+    page = scim.get("/Users?SORTBY=title&sortorder=descending&COUNT=1&StartIndex=2"
+                    "&Attributes=title").get_json()
+    assert (page["totalResults"], page["startIndex"], page["itemsPerPage"]) == (2, 2, 1)
+    assert [r["title"] for r in page["Resources"]] == ["A"]
+    assert set(page["Resources"][0]) == {"schemas", "id", "userName", "title"}
+
+
 def test_a_deleted_manager_does_not_block_changes_to_the_reports(scim):
     """The reference a user already has stays valid when its manager is deleted: PATCHes that
     keep it, Okta's PUT that repeats it and Entra's deactivation go through. A new reference
