@@ -292,13 +292,17 @@ def _datetime(node: Compare) -> datetime:
         raise invalid(f"{node.path.text} is a dateTime: quote an ISO 8601 value")
     try:
         parsed = datetime.fromisoformat(node.value)
+    except ValueError:
+        raise invalid(f"{node.path.text}: {node.value!r} is not an ISO 8601 dateTime, e.g. "
+                      f"2026-01-31T12:00:00Z") from None
+    try:
         # Normalised here: an offset that moves year 9999 or 1 out of range would otherwise
         # fail only when the statement runs.
         return (parsed.replace(tzinfo=UTC) if parsed.tzinfo is None
                 else parsed.astimezone(UTC))
-    except (ValueError, OverflowError):
-        raise invalid(f"{node.path.text}: {node.value!r} is not an ISO 8601 dateTime, e.g. "
-                      f"2026-01-31T12:00:00Z") from None
+    except OverflowError:
+        raise invalid(f"{node.path.text}: {node.value!r} is out of range: in UTC it falls "
+                      "outside the years 1 to 9999") from None
 
 
 def translate_filter(text: str, resource: Resource, *, dialect: str,

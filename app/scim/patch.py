@@ -141,8 +141,13 @@ def _apply_pathless(state: _Patch, op: Op, value: Any) -> None:
     """Each key of the value is a path of its own (RFC 7644 §3.5.2.1, Entra dotted keys)."""
     if not isinstance(value, dict):
         raise invalid(f"{op} without a path needs an object value")
+    seen: set[str] = set()
     for key, item in value.items():
         lowered = key.lower()
+        if lowered in seen:
+            # As in a POST: names are case-insensitive, so title and TITLE are one attribute.
+            raise invalid(f"Attribute '{key}' is given twice")
+        seen.add(lowered)
         if lowered == "schemas":
             continue
         if lowered == "id" and item == state.resource.get("id"):

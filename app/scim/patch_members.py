@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from app.scim import dialect
 from app.scim.errors import ScimError
+from app.scim.groups import member_ids as user_ids
 from app.scim.patch_paths import Path, member_ids
 from app.scim.values import normalise_value, note
 
@@ -54,4 +55,5 @@ def _ids(path: Path, value: Any, notes: list[str]) -> tuple[str, ...]:
     """The member ids of a value: a list of {"value": id} (a single object is accepted)."""
     assert path.attribute is not None
     members = normalise_value(path.attribute, value, notes=notes, where="members") or []
-    return tuple(dict.fromkeys(member["value"] for member in members))
+    # As in a POST or PUT: a member of type Group is refused, not stored as a user.
+    return tuple(dict.fromkeys(user_ids(members)))

@@ -87,6 +87,13 @@ class Projection:
                 picked = self._pick(core, key, value)
                 if picked is not None:
                     out[key] = picked
+        # schemas names the schemas of the attributes present (RFC 7643 §3): an extension
+        # whose block was projected away is no longer one of them.
+        schemas = out.get("schemas")
+        if isinstance(schemas, list):
+            present = {key.lower() for key in out if key.startswith("urn:")}
+            out["schemas"] = [s for s in schemas if not isinstance(s, str)
+                              or s.lower() == core or s.lower() in present]
         return out
 
     def _pick(self, urn: str, key: str, value: Any) -> Any:

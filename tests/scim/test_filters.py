@@ -346,7 +346,9 @@ INVALID = [
     ('userName eq "a"' + " " * 200_000 + "x", "Unexpected"),
     ("(" * 60 + 'userName eq "a"' + ")" * 60, "deeper"),
     ('emails[type eq "work"].nosuch eq "x"', "Unknown sub-attribute"),
-    ('meta.created gt "9999-12-31T23:00:00-05:00"', "ISO 8601"),
+    # A valid ISO 8601 value that UTC moves past year 9999: said so, not "not ISO 8601".
+    ('meta.created gt "9999-12-31T23:00:00-05:00"', "outside the years 1 to 9999"),
+    ('meta.created gt "31/12/2026"', "ISO 8601"),
     (" or ".join(['userName eq "a"'] * 101), "more than 100"),
     ('userName eq "a" or eq "b"', "operator"),
 ]

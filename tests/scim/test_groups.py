@@ -137,6 +137,25 @@ def test_replace_members_without_a_value_is_400_and_keeps_every_member(scim, db)
     assert _members(db, group["id"]) == set(users)
 
 
+def test_a_member_of_type_group_is_400_in_a_patch_as_in_a_post(scim, db):
+    """Groups do not nest: type Group was refused in POST but stored as a user by PATCH."""
+    user = scim.create_user("a@acme.example")["id"]
+    group = scim.create_group("Buyers")
+    response = _patch(scim, group["id"], {"op": "add", "path": "members",
+                                          "value": [{"value": user, "type": "Group"}]})
+    assert response.status_code == 400
+    assert response.get_json()["scimType"] == "invalidValue"
+    assert _members(db, group["id"]) == set()
+
+
+def test_a_display_name_of_only_spaces_is_400_as_a_blank_user_name_is(scim, db):
+    """displayName is required (RFC 7643 §4.2); blanks are no name."""
+    response = scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "   "})
+    assert response.status_code == 400
+    assert response.get_json()["scimType"] == "invalidValue"
+    assert rows(db, "SELECT count(*) FROM groups")[0][0] == 0
+
+
 def test_put_replaces_members_and_name(scim, db):
     """PUT /Groups/{id}: displayName and members become what was sent."""
     a, b = scim.create_user("a@acme.example")["id"], scim.create_user("b@acme.example")["id"]

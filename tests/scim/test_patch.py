@@ -198,6 +198,8 @@ BAD = [
     # add and replace MUST contain a value (RFC 7644 §3.5.2.1): without one, the path was
     # cleared as if the value were null, and a group lost every member.
     ("add-path-without-value", [op("add", "title")], "invalidSyntax", "'value'"),
+    ("pathless-same-attribute-twice", [op("replace", None, {"title": "A", "TITLE": "B"})],
+     "invalidValue", "given twice"),
     ("replace-path-without-value", [op("replace", "title")], "invalidSyntax", "'value'"),
     ("replace-members-without-value", [op("replace", "members")], "invalidSyntax", "'value'"),
     ("misspelled-values", [op("add", "title") | {"values": "x"}], "invalidSyntax", "'value'"),

@@ -10,6 +10,7 @@ from app.models import Grant, Organization
 from tests.conftest import OPERATOR, rows
 from tests.scim.support import (
     CORE_GROUP,
+    CORE_USER,
     ENTERPRISE,
     PATCH_OP,
     SCIM,
@@ -228,6 +229,13 @@ def test_attributes_and_excluded_attributes(scim):
     assert "meta" not in body
     assert body["userName"] == "ada@acme.example"
     assert body["id"] == user["id"]
+    # schemas names the schemas of the attributes present (RFC 7643 §3).
+    assert only["schemas"] == [CORE_USER, ENTERPRISE]
+    core_only = scim.get(f"/Users/{user['id']}?attributes=userName").get_json()
+    assert core_only["schemas"] == [CORE_USER]
+    no_ext = scim.get(f"/Users/{user['id']}?excludedAttributes={ENTERPRISE}").get_json()
+    assert ENTERPRISE not in no_ext["schemas"]
+    assert CORE_USER in no_ext["schemas"]
 
 
 def test_search_applies_attributes(scim):
