@@ -101,7 +101,7 @@ _USER_ROW = select(User.__table__).where(*_LIVE_USER_BY_ID)
 _NAME_HOLDER = select(User.id, User.deleted_at).where(
     User.directory_id == bindparam("directory_id"),
     fold(User.user_name) == fold(bindparam("name")))
-_MANAGER_NAMES = select(User.id, User.display_name, User.user_name).where(
+_DISPLAY_NAMES = select(User.id, User.display_name, User.user_name).where(
     among(User.id))
 
 
@@ -157,12 +157,13 @@ def resolve_manager(session: Session, directory_id: str, manager_id: str | None)
     return found
 
 
-def manager_names(session: Reader, manager_ids: Iterable[str | None]) -> dict[str, str]:
-    """displayName (else userName) of each manager, in one query."""
-    ids = {m for m in manager_ids if m}
+def display_names(session: Reader, user_ids: Iterable[str | None]) -> dict[str, str]:
+    """displayName (else userName) of each user, in one query: how a manager or a group
+    member is shown (``manager.displayName``, ``members.display``)."""
+    ids = {m for m in user_ids if m}
     if not ids:
         return {}
-    rows = fetch(core(session), _MANAGER_NAMES, {"ids": list(ids)})
+    rows = fetch(core(session), _DISPLAY_NAMES, {"ids": list(ids)})
     return {uid: display or name for uid, display, name in rows}
 
 

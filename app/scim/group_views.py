@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from app.audit import Actor
 from app.db import Reader
 from app.directory import groups as group_service
+from app.directory.users import display_names
 from app.models import Group
 from app.scim.etag import check_if_match, with_etag
 from app.scim.groups import GROUP_ALWAYS, group_from_scim, group_to_scim
@@ -44,8 +45,11 @@ def render_groups(session: Reader, groups: Sequence[Group],
     """Groups as resources; members in one batched query, none at all when excluded."""
     members = (group_service.member_ids_of(session, [g.id for g in groups])
                if groups and projection.wants(CORE_GROUP, "members") else {})
+    names = (display_names(session, (m for ids in members.values() for m in ids))
+             if members and projection.requests(CORE_GROUP, "members", "display") else None)
     root = base_url()
-    return [group_to_scim(g, base_url=root, projection=projection, members=members.get(g.id))
+    return [group_to_scim(g, base_url=root, projection=projection, members=members.get(g.id),
+                          names=names)
             for g in groups]
 
 

@@ -40,16 +40,22 @@ def group_from_scim(resource: dict[str, Any]) -> GroupInput:
 
 
 def group_to_scim(group: Group, *, base_url: str, projection: Projection,
-                  members: Sequence[str] | None = None) -> dict[str, Any]:
-    """The Group resource; ``members`` is None when they were not loaded (excluded)."""
+                  members: Sequence[str] | None = None,
+                  names: dict[str, str] | None = None) -> dict[str, Any]:
+    """The Group resource; ``members`` is None when they were not loaded (excluded), and
+    ``names`` (members' display) only when ``attributes`` asks for ``members.display``."""
     out: dict[str, Any] = {"schemas": [CORE_GROUP], "id": group.id,
                            "displayName": group.display_name}
     if group.external_id is not None:
         out["externalId"] = group.external_id
     if members:
-        # No "display": it would cost a join per member and IdPs never read it back.
+        # "display" is returned on request only: a join per member, and IdPs never read it.
         out["members"] = [{"value": uid, "$ref": f"{base_url}/Users/{uid}", "type": "User"}
                           for uid in members]
+        if names is not None:
+            for member in out["members"]:
+                if member["value"] in names:
+                    member["display"] = names[member["value"]]
     for urn, data in (group.extension_data or {}).items():
         out["schemas"].append(urn)
         out[urn] = data

@@ -10,12 +10,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.scim.schema import SCHEMAS
+from app.scim.schema import GROUP_SCHEMAS, SCHEMAS, USER_SCHEMAS
 
 # (schema URN, attribute, sub-attribute), all lower-case; attribute None = the whole schema.
 Path = tuple[str, str | None, str | None]
 _COMMON = frozenset({"id", "externalid", "meta", "schemas"})
 _KNOWN_URNS = {urn.lower(): urn for urn in SCHEMAS}
+
+
+def _short_names() -> dict[str, dict[str, str]]:
+    # Per core schema: an extension attribute's bare name -> its extension's URN, where the
+    # core schema has no attribute of that name (``department`` is the enterprise one).
+    out: dict[str, dict[str, str]] = {}
+    for core, *extensions in (USER_SCHEMAS, GROUP_SCHEMAS):
+        taken = {a.name.lower() for a in SCHEMAS[core].attributes} | _COMMON
+        names: dict[str, str] = {}
+        for urn in extensions:
+            for attr in SCHEMAS[urn].attributes:
+                names.setdefault(attr.name.lower(), urn.lower())
+        out[core.lower()] = {k: v for k, v in names.items() if k not in taken}
+    return out
+
+
+_SHORT_NAMES = _short_names()
 
 
 def parse_path(text: str, core_urn: str) -> Path | None:
@@ -32,7 +49,10 @@ def parse_path(text: str, core_urn: str) -> Path | None:
             urn = core_urn.lower()
         return (urn, attr or None, sub or None)
     attr, _, sub = text.partition(".")
-    return (core_urn.lower(), attr, sub or None)
+    # A bare extension attribute selects the same as its URN-qualified path, as it does in
+    # a filter or sortBy.
+    urn = _SHORT_NAMES.get(core_urn.lower(), {}).get(attr, core_urn.lower())
+    return (urn, attr, sub or None)
 
 
 def _parse_list(value: str | list[str] | None, core_urn: str) -> frozenset[Path]:
@@ -67,6 +87,11 @@ class Projection:
         if self.include:
             return any(p[0] == urn and (p[1] is None or p[1] == attr) for p in self.include)
         return (urn, attr, None) not in self.exclude and (urn, None, None) not in self.exclude
+
+    def requests(self, urn: str, attr: str, sub: str) -> bool:
+        """Whether ``attributes`` names this sub-attribute itself: how a ``returned:
+        request`` one is asked for (RFC 7643 §7)."""
+        return (urn.lower(), attr.lower(), sub.lower()) in self.include
 
     def apply(self, resource: dict[str, Any]) -> dict[str, Any]:
         """Filter a fully built resource; ``returned: always`` survives everything."""

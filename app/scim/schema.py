@@ -172,7 +172,8 @@ GROUP = Schema(CORE_GROUP, "Group", "Group", attributes=(
     Attribute(name="members", type="complex", multi_valued=True, sub_attributes=(
         _s("value", mutability="immutable"),
         _s("$ref", type="reference", mutability="immutable", reference_types=("User",)),
-        _s("display", mutability="readOnly"),
+        # Returned only when asked for (attributes=members.display): a join per member.
+        _s("display", mutability="readOnly", returned="request"),
         _s("type", mutability="immutable", canonical_values=("User",)),
     )),
 ))

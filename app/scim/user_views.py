@@ -55,7 +55,7 @@ def render_users(session: Reader, users: Sequence[User | Row[Any]], projection: 
     else:
         groups = group_service.groups_of_users(session, ids) if want_groups else {}
         access = user_service.access_of_users(session, ids) if want_access else {}
-    managers = user_service.manager_names(session, (u.manager_id for u in users))
+    managers = user_service.display_names(session, (u.manager_id for u in users))
     root = base_url()
     return [user_to_scim(u, base_url=root, projection=projection, groups=groups.get(u.id),
                          grants=access.get(u.id), manager_name=managers.get(u.manager_id or ""))

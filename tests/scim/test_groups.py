@@ -156,6 +156,26 @@ def test_a_display_name_of_only_spaces_is_400_as_a_blank_user_name_is(scim, db):
     assert rows(db, "SELECT count(*) FROM groups")[0][0] == 0
 
 
+def test_members_display_is_returned_when_asked_for(scim):
+    """members.display is returned: request (a join per member): attributes=members.display
+    gives each member's displayName, else userName; a plain read leaves it out, and
+    /Schemas says so."""
+    ada = scim.create_user("ada@acme.example", displayName="Ada L")["id"]
+    bob = scim.create_user("bob@acme.example")["id"]
+    group = scim.create_group("Buyers", [ada, bob])
+    asked = scim.get(f"/Groups/{group['id']}?attributes=members.display").get_json()
+    assert sorted(m["display"] for m in asked["members"]) == ["Ada L", "bob@acme.example"]
+    plain = scim.get(f"/Groups/{group['id']}").get_json()
+    assert all("display" not in m for m in plain["members"])
+    both = scim.get("/Groups?attributes=members.value,members.display").get_json()
+    assert {(m["value"], m["display"]) for m in both["Resources"][0]["members"]} == {
+        (ada, "Ada L"), (bob, "bob@acme.example")}
+    schema = scim.get(f"/Schemas/{CORE_GROUP}").get_json()
+    members = next(a for a in schema["attributes"] if a["name"] == "members")
+    display = next(a for a in members["subAttributes"] if a["name"] == "display")
+    assert display["returned"] == "request"
+
+
 def test_put_replaces_members_and_name(scim, db):
     """PUT /Groups/{id}: displayName and members become what was sent."""
     a, b = scim.create_user("a@acme.example")["id"], scim.create_user("b@acme.example")["id"]

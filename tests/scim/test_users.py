@@ -233,6 +233,12 @@ def test_attributes_and_excluded_attributes(scim):
     assert only["schemas"] == [CORE_USER, ENTERPRISE]
     core_only = scim.get(f"/Users/{user['id']}?attributes=userName").get_json()
     assert core_only["schemas"] == [CORE_USER]
+    # A bare extension attribute selects as its URN path does (as in filter and sortBy).
+    short = scim.get(f"/Users/{user['id']}?attributes=department").get_json()
+    assert short[ENTERPRISE] == {"department": "Engineering"}
+    assert set(short) == {"schemas", "id", "userName", ENTERPRISE}
+    rest = scim.get(f"/Users/{user['id']}?excludedAttributes=department").get_json()
+    assert "department" not in rest.get(ENTERPRISE, {})
     no_ext = scim.get(f"/Users/{user['id']}?excludedAttributes={ENTERPRISE}").get_json()
     assert ENTERPRISE not in no_ext["schemas"]
     assert CORE_USER in no_ext["schemas"]
