@@ -41,7 +41,7 @@ from app.scim.schema import LIST_RESPONSE
 from app.sql import fetch
 
 SortOrder = Literal["ascending", "descending"]
-_INTEGER = re.compile(r"\s*-?[0-9]{1,20}\s*")
+_INTEGER = re.compile(r"\s*-?[0-9]{1,4000}\s*")  # int() reads up to 4,300 digits
 _LARGEST = 10**15  # beyond any real list, and safely inside SQL's 64-bit OFFSET
 
 
@@ -82,9 +82,10 @@ def _integer(source: Mapping[str, Any], name: str, from_body: bool) -> int | Non
         value = int(raw)
     if value is None:
         raise invalid_value(f"{name} must be an integer, got {raw!r}")
-    if abs(value) > _LARGEST:
-        raise invalid_value(f"{name} is out of range (at most {_LARGEST})")
-    return value
+    # Held inside SQL's 64-bit range: a huge count is then capped at the page size and a
+    # huge startIndex is past the end (an empty page), as smaller ones are (RFC 7644
+    # §3.4.2.4), rather than one an error and the other not.
+    return max(-_LARGEST, min(value, _LARGEST))
 
 
 def _names(source: Mapping[str, Any], name: str) -> tuple[str, ...]:

@@ -116,9 +116,24 @@ BAD_PARAMS = [
     ({"attributes": [1, 2]}, True),
     ({"filter": 5}, True),
     ({"startIndex": "--5"}, False),
-    ({"startIndex": 10**30}, True),
-    ({"count": "99999999999999999999"}, False),
+    ({"count": "9" * 5000}, False),  # past what int() reads
 ]
+
+
+@pytest.mark.parametrize(("source", "from_body", "start", "count"), [
+    ({"startIndex": 10**30, "count": 10**30}, True, 10**15, 10),
+    ({"startIndex": "99999999999999999999", "count": "99999999999999999999"}, False,
+     10**15, 10),
+    ({"startIndex": "-" + "9" * 30, "count": "-" + "9" * 30}, False, 1, 0),
+])
+def test_huge_numbers_are_held_like_large_ones(source, from_body, start, count):
+    """A huge count is capped at the page size and a huge startIndex is past the end, as
+    any count above the maximum and any startIndex past the last result are (RFC 7644
+    §3.4.2.4); a huge negative one is below 1 (startIndex 1, count 0). Only a value that
+    is not an integer is 400."""
+    parsed = parse_list_params(source, from_body=from_body, default_count=100, max_count=10,
+                               resource="User")
+    assert (parsed.start_index, parsed.count) == (start, count)
 
 
 @pytest.mark.parametrize(("source", "from_body"), BAD_PARAMS, ids=[str(s) for s, _ in BAD_PARAMS])

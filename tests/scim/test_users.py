@@ -190,6 +190,17 @@ def test_query_parameter_names_are_matched_in_any_case(scim):
     assert set(page["Resources"][0]) == {"schemas", "id", "userName", "title"}
 
 
+def test_a_huge_start_index_is_an_empty_page_and_a_huge_count_is_capped(scim, app):
+    """On both databases: past the end is an empty page with the exact total (no 400, no
+    OFFSET overflow), and count is capped at maxPageSize (RFC 7644 §3.4.2.4)."""
+    scim.create_user("a@acme.example")
+    huge = "9" * 30
+    page = scim.get(f"/Users?startIndex={huge}&count={huge}").get_json()
+    assert (page["totalResults"], page["Resources"]) == (1, [])
+    page = scim.get(f"/Users?count={huge}").get_json()
+    assert page["itemsPerPage"] == 1
+
+
 def test_a_deleted_manager_does_not_block_changes_to_the_reports(scim):
     """The reference a user already has stays valid when its manager is deleted: PATCHes that
     keep it, Okta's PUT that repeats it and Entra's deactivation go through. A new reference
