@@ -14,7 +14,8 @@
 
 None of this costs a walk over an ordinary body: NUL and surrogates can only come from a
 ``\\u`` escape once the text is strict UTF-8, and nesting deeper than the limit needs more
-opening brackets than the limit.
+opening brackets than the limit (only then are the brackets outside strings counted,
+before parsing).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import codecs
 import json
 import math
+import re
 from typing import Any
 
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -72,6 +74,12 @@ def parse_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
         text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
     except UnicodeDecodeError:
         raise JsonInputError("the request body is not valid UTF-8", syntax=True) from None
+    if _too_deep(text, max_depth):
+        # Checked before parsing: a body nested past the interpreter's recursion limit made
+        # the parser unwind a RecursionError from thousands of frames deep, where a garbage
+        # collection that ran a finalizer failed too.
+        raise JsonInputError(f"the request body nests deeper than {max_depth} levels",
+                             syntax=True)
     try:
         value = _DECODER.decode(text)
     except JsonInputError:
@@ -85,9 +93,6 @@ def parse_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     except ValueError:  # an integer past Python's 4,300-digit conversion limit
         raise JsonInputError("the request body holds a number too long to read",
                              syntax=True) from None
-    if text.count("[") + text.count("{") > max_depth and _depth(value) > max_depth:
-        raise JsonInputError(f"the request body nests deeper than {max_depth} levels",
-                             syntax=True)
     if "\\u" in text:
         check_strings(value)
     return value
@@ -113,20 +118,25 @@ def _finite(text: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
 
 
-def _depth(value: Any) -> int:
-    """How deeply arrays and objects nest in ``value`` (without recursion)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            items: Any = item.values()
-        elif isinstance(item, list):
-            items = item
+_STRINGS = re.compile(r'"(?:[^"\\]|\\[\s\S])*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _too_deep(text: str, max_depth: int) -> bool:
+    """Whether arrays and objects nest deeper than ``max_depth`` in the JSON ``text``,
+    without parsing it: brackets outside strings, counted. Nothing to count unless there are
+    more opening brackets than the limit (most bodies)."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return False
+    depth = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            if depth > max_depth:
+                return True
         else:
-            continue
-        deepest = max(deepest, level)
-        stack.extend((child, level + 1) for child in items)
-    return deepest
+            depth -= 1
+    return False
 
 
 def check_strings(value: Any) -> None:

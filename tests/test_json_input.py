@@ -22,6 +22,11 @@ def _nested(depth: int) -> list:
     (b"[" * MAX_DEPTH + b"]" * MAX_DEPTH, _nested(MAX_DEPTH)),  # exactly the limit
     (b'"' + b"\\u" + b'00e9"', "\u00e9"),
     (b"[1.5, -2e300, 1e-400]", [1.5, -2e300, 0.0]),  # in range, or underflowing to zero
+    # Brackets inside strings do not nest (only those outside are counted).
+    (b'["' + b"[" * 100 + b'", "\\"' + b"{" * 100 + b'"]',
+     ["[" * 100, '"' + "{" * 100]),
+    # Many brackets side by side are no depth: a group of 100 members.
+    (b"[" + b",".join([b'{"value": "u"}'] * 100) + b"]", [{"value": "u"}] * 100),
 ])
 def test_accepted(raw, value):
     assert parse_json(raw) == value
@@ -33,6 +38,8 @@ def test_accepted(raw, value):
     (b'"\xed\xa0\x80"', True, "", "not valid UTF-8"),  # a surrogate as UTF-8 bytes
     (b"[" * 100_000 + b"]" * 100_000, True, "", f"deeper than {MAX_DEPTH}"),
     (b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1), True, "", f"deeper than {MAX_DEPTH}"),
+    (b'{"a": ' + b'{"b": ' * MAX_DEPTH + b"1" + b"}" * MAX_DEPTH + b"}", True, "",
+     f"deeper than {MAX_DEPTH}"),
     (b"9" * 5000, True, "", "number too long"),
     (b'{"a": ["x", "\\u0000"]}', False, "a.1", "a.1 contains a NUL"),
     (b'{"a\\u0000": 1}', False, "a\x00", "contains a NUL"),
