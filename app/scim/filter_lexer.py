@@ -38,6 +38,7 @@ OPERATOR_TOKENS = frozenset(_KEYWORDS.values())
 # as token names.
 _STRING = r'"(?:[^"\\]|\\.)*"'
 _END = r"(?=[\s()\[\]]|$)"  # where a bare value ends
+_WRONG_QUOTES = frozenset("'\u2018\u2019\u201c\u201d`")  # the apostrophe, curly quotes, backtick
 SPLIT_STRINGS = re.compile(f"({_STRING})")
 _NEEDS_JSON = re.compile(r"[\x00-\x1f\\]")  # control characters and escapes
 _JSON_LITERALS: dict[str, Value] = {"true": True, "false": False, "null": None}
@@ -105,6 +106,11 @@ class ValueLexer(Lexer):
 
     @_(r'[^\s()\[\]"]+')  # noqa: F821
     def WORD(self, t: Any) -> Any:
+        if t.value[0] in _WRONG_QUOTES:
+            # `userName eq 'ada'` would look for the quotes too and find nobody, and an IdP
+            # that finds nobody creates a duplicate: strings take the double quote only.
+            raise invalid(f"Strings in a filter are quoted with \" (RFC 7644 §3.4.2.2), "
+                          f"not {t.value[0]}: {t.value[:40]}")
         keyword = _KEYWORDS.get(t.value.lower())
         if keyword is not None:  # `userName eq and`: no value; the parser says so
             t.type = keyword

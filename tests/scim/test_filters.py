@@ -349,6 +349,10 @@ INVALID = [
     # A valid ISO 8601 value that UTC moves past year 9999: said so, not "not ISO 8601".
     ('meta.created gt "9999-12-31T23:00:00-05:00"', "outside the years 1 to 9999"),
     ('meta.created gt "31/12/2026"', "ISO 8601"),
+    # Only the double quote quotes (RFC 7644 §3.4.2.2): these matched nobody, silently.
+    ("userName eq 'ada@acme.example'", "not '"),
+    ("userName eq \u201cada@acme.example\u201d", "not \u201c"),
+    ("userName eq `ada`", "not `"),
     (" or ".join(['userName eq "a"'] * 101), "more than 100"),
     ('userName eq "a" or eq "b"', "operator"),
 ]
