@@ -175,7 +175,9 @@ def _apply_target(state: _Patch, op: Op, path: Path, value: Any) -> None:
         return
     for target in (attr, path.sub):
         if target is not None and target.mutability == "readOnly":
-            raise ScimError(400, f"'{path.label}' is readOnly", "mutability")
+            # Name the readOnly part itself: manager.displayName, not the whole manager.
+            name = path.label if target is attr else f"{path.label}.{target.name}"
+            raise ScimError(400, f"'{name}' is readOnly", "mutability")
     container = _container(state, path)
     if path.filter is not None:
         apply_filtered(op, path, container, value, state.notes)

@@ -104,7 +104,7 @@ def apply_filtered(op: str, path: Path, container: dict[str, Any], value: Any,
     written = [i for i in hits if elements[i].get("primary") is True] if new is not None else []
     if len(written) == 1:
         _demote_others(elements, written[0])
-    _store_elements(attr, container, elements, label)
+    _store_elements(attr, container, elements, path.label)
 
 
 def _store_elements(attr: Attribute, container: dict[str, Any], elements: list[Any],

@@ -234,7 +234,7 @@ BAD = [
     ("read-only-meta", [op("replace", "meta.version", "x")], "mutability", "meta"),
     ("read-only-groups", [op("add", "groups", [{"value": "g2"}])], "mutability", "groups"),
     ("read-only-manager-display", [op("replace", f"{ENT}:manager.displayName", "x")],
-     "mutability", "manager"),
+     "mutability", "manager.displayName' is readOnly"),
     ("read-only-roster-extension", [op("replace", f"{ROSTER_USER}:organization", "x")],
      "mutability", "organization"),
     ("remove-read-only-extension", [op("remove", ROSTER_USER)], "mutability", ROSTER_USER),
