@@ -12,7 +12,9 @@ a fresh SQLite file or a throwaway PostgreSQL (tests/pg_server.py) per round.
 On a small shared machine one build can measure 10 % apart from itself between two runs, so
 a single run of each says little about a change of a few percent. Here the builds take
 turns, round after round, each round on a fresh database after 1,000 creates of warm-up,
-and the medians are compared (bench/README.md, session 9).
+and the medians are compared (bench/README.md, session 9). Every other round runs them in
+reverse order (session 14: with a fixed order, the first build won every round on a
+machine that slowed down through the afternoon).
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ def main() -> None:
         runs.append((variant, _harness(Path(tree).resolve(), index), settings))
     figures: dict[str, list[tuple[float, float]]] = {variant: [] for variant, _, _ in runs}
     for number in range(1, args.rounds + 1):
-        for variant, harness, settings in runs:
+        # Every other round runs the variants in reverse: a machine that slows down (or
+        # speeds up) through a comparison would otherwise always favour the first one.
+        for variant, harness, settings in (runs if number % 2 else runs[::-1]):
             rps, cpu = _round(harness, settings, args.mode, args.requests, args.database)
             figures[variant].append((rps, cpu))
             print(f"round {number}  {variant}: {rps:7.0f} req/s  {cpu:.3f} ms server CPU/req",
