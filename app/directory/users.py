@@ -102,7 +102,7 @@ _NAME_HOLDER = select(User.id, User.deleted_at).where(
     User.directory_id == bindparam("directory_id"),
     fold(User.user_name) == fold(bindparam("name")))
 _DISPLAY_NAMES = select(User.id, User.display_name, User.user_name).where(
-    among(User.id))
+    among(User.id), User.deleted_at.is_(None))
 
 
 def _grants_of_ids(*columns: Any) -> Select[Any]:
@@ -158,8 +158,9 @@ def resolve_manager(session: Session, directory_id: str, manager_id: str | None)
 
 
 def display_names(session: Reader, user_ids: Iterable[str | None]) -> dict[str, str]:
-    """displayName (else userName) of each user, in one query: how a manager or a group
-    member is shown (``manager.displayName``, ``members.display``)."""
+    """displayName (else userName) of each live user, in one query: how a manager or a
+    group member is shown (``manager.displayName``, ``members.display``). A deleted user
+    has none: it is 404 everywhere (RFC 7644 §3.6)."""
     ids = {m for m in user_ids if m}
     if not ids:
         return {}

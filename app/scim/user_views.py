@@ -40,12 +40,13 @@ PATCH_STATE = Projection(CORE_USER, USER_ALWAYS, frozenset(), frozenset({
 
 
 def render_users(session: Reader, users: Sequence[User | Row[Any]], projection: Projection,
-                 *, new: bool = False) -> list[dict[str, Any]]:
+                 *, new: bool = False, stored: bool = False) -> list[dict[str, Any]]:
     """Users as resources; groups, grants and manager names in one batched query each.
 
     ``users`` are ORM objects or Core rows of the users table (list pages load those,
     which is cheaper). ``new`` users cannot be in a group yet, so their groups are not
-    queried.
+    queried. A deleted manager is left out, unless ``stored`` asks for the state as stored
+    (the state a PATCH applies to, which must keep the link).
     """
     ids = [u.id for u in users]
     want_groups = bool(ids) and not new and projection.wants(CORE_USER, "groups")
@@ -58,14 +59,16 @@ def render_users(session: Reader, users: Sequence[User | Row[Any]], projection: 
     managers = user_service.display_names(session, (u.manager_id for u in users))
     root = base_url()
     return [user_to_scim(u, base_url=root, projection=projection, groups=groups.get(u.id),
-                         grants=access.get(u.id), manager_name=managers.get(u.manager_id or ""))
+                         grants=access.get(u.id), manager_name=managers.get(u.manager_id or ""),
+                         manager_gone=not stored and bool(u.manager_id)
+                         and u.manager_id not in managers)
             for u in users]
 
 
 def _one(session: Reader, user: User | Row[Any], projection: Projection | None = None, *,
-         new: bool = False) -> dict[str, Any]:
+         new: bool = False, stored: bool = False) -> dict[str, Any]:
     projection = projection or query_projection(CORE_USER, USER_ALWAYS)
-    return render_users(session, [user], projection, new=new)[0]
+    return render_users(session, [user], projection, new=new, stored=stored)[0]
 
 
 def get_user(user_id: str) -> Response:
@@ -119,7 +122,7 @@ def patch_user(user_id: str) -> Response:
     with unit_of_work() as (session, caller):
         user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
         check_if_match(user.version)
-        current = _one(session, user, PATCH_STATE)
+        current = _one(session, user, PATCH_STATE, stored=True)
         result = apply_patch(current, payload, resource_type="User", notes=notes)
         if result.touched:
             data = user_from_scim(normalise_resource(result.resource, "User", notes=notes))

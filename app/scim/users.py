@@ -82,8 +82,12 @@ def _compact(obj: dict[str, Any]) -> dict[str, Any]:
 def user_to_scim(user: User, *, base_url: str, projection: Projection,
                  groups: Sequence[tuple[str, str]] | None = None,
                  grants: dict[str, Any] | None = None,
-                 manager_name: str | None = None) -> dict[str, Any]:
-    """The User resource; ``groups``/``grants`` are passed only when they were loaded."""
+                 manager_name: str | None = None,
+                 manager_gone: bool = False) -> dict[str, Any]:
+    """The User resource; ``groups``/``grants`` are passed only when they were loaded.
+    ``manager_gone``: the manager was deleted, so the reference is left out (its ``$ref``
+    would be a 404; RFC 7644 §3.6). The link itself is kept: a restored manager has it
+    back, and an IdP that repeats it in a PUT is not refused."""
     location = f"{base_url}/Users/{user.id}"
     out: dict[str, Any] = {"schemas": [CORE_USER], "id": user.id}
     for attr, column in CORE_STRINGS.items():
@@ -96,7 +100,7 @@ def user_to_scim(user: User, *, base_url: str, projection: Projection,
         out["groups"] = [{"value": gid, "$ref": f"{base_url}/Groups/{gid}", "display": name,
                           "type": "direct"} for gid, name in groups]
     enterprise = _compact({a: getattr(user, c) for a, c in ENTERPRISE_STRINGS.items()})
-    if user.manager_id:
+    if user.manager_id and not manager_gone:
         enterprise["manager"] = _compact({
             "value": user.manager_id, "$ref": f"{base_url}/Users/{user.manager_id}",
             "displayName": manager_name})

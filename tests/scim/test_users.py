@@ -201,7 +201,7 @@ def test_a_huge_start_index_is_an_empty_page_and_a_huge_count_is_capped(scim, ap
     assert page["itemsPerPage"] == 1
 
 
-def test_a_deleted_manager_does_not_block_changes_to_the_reports(scim):
+def test_a_deleted_manager_does_not_block_changes_to_the_reports(scim, db):
     """The reference a user already has stays valid when its manager is deleted: PATCHes that
     keep it, Okta's PUT that repeats it and Entra's deactivation go through. A new reference
     to a deleted user is still 400 invalidValue."""
@@ -210,9 +210,17 @@ def test_a_deleted_manager_does_not_block_changes_to_the_reports(scim):
     report = scim.create_user(**{ENTERPRISE: {"manager": {"value": boss}}})
     assert scim.delete(f"/Users/{boss}").status_code == 204
     assert scim.delete(f"/Users/{gone}").status_code == 204
+    # The reference is left out while the manager is deleted: its $ref would be a 404.
+    shown = scim.get(f"/Users/{report['id']}").get_json()
+    assert "manager" not in shown.get(ENTERPRISE, {})
     replace = {"schemas": [PATCH_OP], "Operations": [
         {"op": "replace", "path": "title", "value": "Buyer"}]}
-    assert scim.patch(f"/Users/{report['id']}", replace).status_code == 200
+    patched = scim.patch(f"/Users/{report['id']}", replace)
+    assert patched.status_code == 200
+    assert "manager" not in patched.get_json().get(ENTERPRISE, {})
+    # ... but kept as stored: a PATCH that does not touch it leaves it in place.
+    assert rows(db, "SELECT manager_id FROM users WHERE id = :id",
+                id=report["id"])[0].manager_id == boss
     put = scim.put(f"/Users/{report['id']}", user_body(
         title="Lead", **{ENTERPRISE: {"manager": {"value": boss}}}))
     assert put.status_code == 200, put.get_json()
