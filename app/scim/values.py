@@ -22,6 +22,7 @@ Decisions (RFC 7643 / 7644 leave them open):
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,6 +125,14 @@ def _is_datetime(value: str) -> bool:
     return True
 
 
+def _is_base64(value: str) -> bool:
+    try:
+        base64.b64decode("".join(value.split()), validate=True)
+    except ValueError:  # binascii.Error is one
+        return False
+    return True
+
+
 def _simple(attr: Attribute, value: Any, notes: list[str], where: str) -> Any:
     """A simple (non-complex) value checked against its type (RFC 7643 §2.3)."""
     kind = attr.type
@@ -135,7 +144,9 @@ def _simple(attr: Attribute, value: Any, notes: list[str], where: str) -> Any:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
     elif kind == "dateTime":
         ok = isinstance(value, str) and _is_datetime(value)
-    else:  # string, reference, binary
+    elif kind == "binary":  # base64 (RFC 7643 §2.3.6), e.g. a DER x509 certificate
+        ok = isinstance(value, str) and _is_base64(value)
+    else:  # string, reference
         ok = isinstance(value, str)
     if not ok:
         raise invalid(f"Attribute '{where}' must be of type {kind}, got {_show(value, attr)}")

@@ -155,18 +155,28 @@ def test_group_members_drop_read_only_display():
     (user(userName="a", UserName="b"), "invalidValue", "twice"),
     (user(**{ENTERPRISE_USER: {"manager": [{"value": "a"}, {"value": "b"}]}}),
      "invalidValue", "single-valued"),
+    # binary is base64 (RFC 7643 §2.3.6).
+    (user(x509Certificates=[{"value": "***not base64***"}]), "invalidValue",
+     "x509Certificates.value"),
 ], ids=["not-object", "no-schemas", "wrong-core-schema", "schemas-not-list", "empty-userName",
         "missing-userName", "unknown-attribute", "unknown-sub-attribute",
         "unknown-enterprise-attribute", "enterprise-not-object", "custom-not-object",
         "foreign-schema-block", "bad-boolean", "number-as-boolean", "number-as-string",
         "string-as-complex", "string-as-multi-valued", "bad-sub-attribute-type",
-        "two-primaries", "duplicate-in-case", "two-managers"])
+        "two-primaries", "duplicate-in-case", "two-managers", "binary-not-base64"])
 def test_invalid_bodies_get_precise_errors(body, scim_type, detail):
     """Each malformed body is a 400 ScimError naming what is wrong, never another exception."""
     with pytest.raises(ScimError) as err:
         normalise_resource(body, "User", notes=[])
     assert (err.value.status, err.value.scim_type) == (400, scim_type)
     assert detail in err.value.detail
+
+
+def test_binary_values_are_base64_with_line_breaks_allowed():
+    """A PEM body's base64, wrapped at 64 columns as it usually is, is binary (§2.3.6)."""
+    pem = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYX\nGBkaGxwdHh8gISIjJCUmJygpKissLS4v\n"
+    out = normalise_resource(user(x509Certificates=[{"value": pem}]), "User", notes=[])
+    assert out["x509Certificates"] == [{"value": pem}]
 
 
 def test_group_requires_display_name():
