@@ -124,6 +124,17 @@ def _candidates(path: Path, resource: Resource,
     return found
 
 
+def schema_of(name: str, resource: Resource) -> str | None:
+    """The URN of the schema an unqualified attribute name resolves to for ``resource``, as
+    filters and sortBy resolve it (core and common attributes first, then the extensions);
+    None when no schema of ``resource`` has it. ``attributes`` selects by the same rule."""
+    found = _candidates(Path(None, name, None, name), resource) or []
+    if not found:
+        return None
+    schema = found[0][0]
+    return (schema or _SCHEMAS[resource][0]).id
+
+
 def has_attribute(path: Path, resource: Resource) -> bool:
     """Whether ``resource``'s schemas define the attribute ``path`` names (its sub-attribute
     is not checked): a root search treats one they lack as absent (RFC 7644 §3.4.3)."""

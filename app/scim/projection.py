@@ -10,29 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.scim.schema import GROUP_SCHEMAS, SCHEMAS, USER_SCHEMAS
+from app.scim.filter_syntax import Resource, schema_of
+from app.scim.schema import CORE_GROUP, CORE_USER, SCHEMAS
 
 # (schema URN, attribute, sub-attribute), all lower-case; attribute None = the whole schema.
 Path = tuple[str, str | None, str | None]
 _COMMON = frozenset({"id", "externalid", "meta", "schemas"})
 _KNOWN_URNS = {urn.lower(): urn for urn in SCHEMAS}
+_RESOURCES: dict[str, Resource] = {CORE_USER.lower(): "User", CORE_GROUP.lower(): "Group"}
 
 
-def _short_names() -> dict[str, dict[str, str]]:
-    # Per core schema: an extension attribute's bare name -> its extension's URN, where the
-    # core schema has no attribute of that name (``department`` is the enterprise one).
-    out: dict[str, dict[str, str]] = {}
-    for core, *extensions in (USER_SCHEMAS, GROUP_SCHEMAS):
-        taken = {a.name.lower() for a in SCHEMAS[core].attributes} | _COMMON
-        names: dict[str, str] = {}
-        for urn in extensions:
-            for attr in SCHEMAS[urn].attributes:
-                names.setdefault(attr.name.lower(), urn.lower())
-        out[core.lower()] = {k: v for k, v in names.items() if k not in taken}
-    return out
-
-
-_SHORT_NAMES = _short_names()
+def _bare_name_urn(name: str, core_urn: str) -> str:
+    # Resolved as filters and sortBy resolve it: ``department`` is the enterprise one.
+    resource = _RESOURCES.get(core_urn)
+    found = schema_of(name, resource) if resource is not None else None
+    return (found or core_urn).lower()
 
 
 def parse_path(text: str, core_urn: str) -> Path | None:
@@ -51,8 +43,7 @@ def parse_path(text: str, core_urn: str) -> Path | None:
     attr, _, sub = text.partition(".")
     # A bare extension attribute selects the same as its URN-qualified path, as it does in
     # a filter or sortBy.
-    urn = _SHORT_NAMES.get(core_urn.lower(), {}).get(attr, core_urn.lower())
-    return (urn, attr, sub or None)
+    return (_bare_name_urn(attr, core_urn.lower()), attr, sub or None)
 
 
 def _parse_list(value: str | list[str] | None, core_urn: str) -> frozenset[Path]:
