@@ -18,7 +18,7 @@ from typing import Any
 from flask import Response, current_app, request
 from werkzeug.test import EnvironBuilder
 
-from app.scim.errors import ERROR_SCHEMA, ScimError, scim_response
+from app.scim.errors import ERROR_SCHEMA, ScimError, require_message_schema, scim_response
 from app.scim.http import authenticated, base_url, scim_settings
 from app.scim.request import json_body
 
@@ -61,10 +61,7 @@ def bulk() -> Response:
         raise ScimError(413, f"the bulk request is larger than maxPayloadSize ({max_bytes} "
                              "bytes)")
     payload = json_body(max_bytes)
-    schemas = payload.get("schemas")
-    if not isinstance(schemas, list) or BULK_REQUEST.lower() not in {
-            s.lower() for s in schemas if isinstance(s, str)}:
-        raise ScimError(400, f"'schemas' must be [\"{BULK_REQUEST}\"]", "invalidSyntax")
+    require_message_schema(payload.get("schemas"), BULK_REQUEST)
     raw_ops = payload.get("Operations", payload.get("operations"))
     if not isinstance(raw_ops, list):
         raise ScimError(400, "a BulkRequest needs an Operations array", "invalidSyntax")

@@ -23,6 +23,14 @@ class ScimError(Exception):
         self.bearer_error = bearer_error
 
 
+def require_message_schema(schemas: object, urn: str) -> None:
+    """A message's ``schemas`` must list its URN (PatchOp, BulkRequest, SearchRequest:
+    RFC 7644 §3.5.2, §3.7, §3.4.3), in any case; else 400 invalidSyntax."""
+    if not isinstance(schemas, list) or urn.lower() not in {
+            s.lower() for s in schemas if isinstance(s, str)}:
+        raise ScimError(400, f"'schemas' must be [\"{urn}\"]", "invalidSyntax")
+
+
 def scim_response(body: object, status: int = 200) -> Response:
     """A JSON body with the SCIM media type (RFC 7644 §3.1)."""
     return Response(json.dumps(body, separators=(",", ":")), status=status,

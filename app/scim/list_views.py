@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 
 from app.models import Group, User
 from app.scim.auth import Caller
-from app.scim.errors import ScimError, scim_response
+from app.scim.errors import ScimError, require_message_schema, scim_response
 from app.scim.filter_syntax import Resource
 from app.scim.group_views import render_groups
 from app.scim.groups import GROUP_ALWAYS
@@ -71,9 +71,8 @@ def _search_body() -> dict[str, Any]:
     """A SearchRequest (RFC 7644 §3.4.3); ``schemas``, when sent, must name it."""
     payload = body()
     schemas = next((v for k, v in payload.items() if k.lower() == "schemas"), None)
-    if schemas is not None and (not isinstance(schemas, list) or SEARCH_REQUEST.lower()
-                                not in {str(s).lower() for s in schemas}):
-        raise ScimError(400, f"'schemas' must be [\"{SEARCH_REQUEST}\"]", "invalidSyntax")
+    if schemas is not None:
+        require_message_schema(schemas, SEARCH_REQUEST)
     # Parameter names are case-insensitive like attribute names (RFC 7644 §3.4.3).
     canonical = {n.lower(): n for n in ("filter", "sortBy", "sortOrder", "startIndex", "count",
                                         "attributes", "excludedAttributes", "cursor")}

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from app.db import copy_json
 from app.scim import dialect
-from app.scim.errors import ScimError
+from app.scim.errors import ScimError, require_message_schema
 from app.scim.patch_members import MemberChange, member_change
 from app.scim.patch_multi import apply_filtered, merge_elements, normalised, remove_listed
 from app.scim.patch_paths import Path, parse_path
@@ -92,10 +92,7 @@ def _operations(body: Any, notes: list[str]) -> list[tuple[Op, str | None, Any]]
     if not isinstance(body, dict):
         raise ScimError(400, "A PATCH body must be a JSON object", "invalidSyntax")
     members = _members(body)
-    schemas = members.get("schemas")
-    if not isinstance(schemas, list) or PATCH_OP.lower() not in {
-            s.lower() for s in schemas if isinstance(s, str)}:
-        raise ScimError(400, f"'schemas' must be [\"{PATCH_OP}\"]", "invalidSyntax")
+    require_message_schema(members.get("schemas"), PATCH_OP)
     if "id" in members:
         note(notes, dialect.STRAY_ID)
     operations = members.get("operations")
