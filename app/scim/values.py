@@ -296,9 +296,10 @@ def normalise_resource(body: Any, resource_type: ResourceType, *,
 def check_required(resource: dict[str, Any], known: ResourceSchemas) -> None:
     """Required attributes must be present (RFC 7643 §7 "required"; 400 invalidValue)."""
     for attr in known.core.attributes:
+        if not attr.required:
+            continue
         value = resource.get(attr.name)
-        if attr.required and (value in (None, "", []) or (isinstance(value, str)
-                                                          and not value.strip())):
+        if value in (None, []) or (isinstance(value, str) and not value.strip()):
             raise invalid(f"Attribute '{attr.name}' is required")
 
 
