@@ -1,4 +1,4 @@
-"""Versions and conditional requests (RFC 7644 §3.14, RFC 9110 §13.1)."""
+"""Versions and conditional requests (RFC 7644 §3.14, RFC 9110 §13.1 and §13.2.2)."""
 
 from __future__ import annotations
 
@@ -22,23 +22,38 @@ def _tags(header: str) -> set[str]:
     return tags
 
 
-def check_if_match(version: int) -> None:
-    """A stale ``If-Match`` on PUT, PATCH or DELETE is 412 (RFC 7644 §3.14)."""
-    header = request.headers.get("If-Match")
+def _names(header: str | None, version: int) -> bool | None:
+    """Whether a precondition header names ``version`` (or ``*``); None when absent.
+
+    Versions compare weakly, as RFC 7644 §3.14's own examples send ``W/"..."`` in If-Match.
+    """
     if not header:
-        return
+        return None
     tags = _tags(header)
-    if "*" not in tags and str(version) not in tags:
+    return "*" in tags or str(version) in tags
+
+
+def check_if_match(version: int) -> None:
+    """The preconditions of PUT, PATCH and DELETE on an existing resource (RFC 9110 §13.2.2).
+
+    A stale ``If-Match`` is 412 (RFC 7644 §3.14). So is an ``If-None-Match`` naming the current
+    version or ``*`` (RFC 9110 §13.1.2: a method other than GET or HEAD fails with 412).
+    """
+    if _names(request.headers.get("If-Match"), version) is False:
         raise ScimError(412, f"the resource changed: current version is {etag_of(version)}")
+    if _names(request.headers.get("If-None-Match"), version):
+        raise ScimError(412, f"If-None-Match names the current version {etag_of(version)}")
 
 
 def not_modified(version: int) -> bool:
-    """Whether ``If-None-Match`` names the current version, so a GET may answer 304."""
-    header = request.headers.get("If-None-Match")
-    if not header:
-        return False
-    tags = _tags(header)
-    return "*" in tags or str(version) in tags
+    """The preconditions of a GET (RFC 9110 §13.2.2): whether it may answer 304.
+
+    ``If-None-Match`` naming the current version gives 304 (RFC 7644 §3.14). An ``If-Match``
+    that does not name it is evaluated first and gives 412 (RFC 9110 §13.1.1).
+    """
+    if _names(request.headers.get("If-Match"), version) is False:
+        raise ScimError(412, f"If-Match does not name the current version {etag_of(version)}")
+    return bool(_names(request.headers.get("If-None-Match"), version))
 
 
 def with_etag(response: Response, version: int) -> Response:

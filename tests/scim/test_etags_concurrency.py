@@ -50,6 +50,39 @@ def test_current_if_match_succeeds_and_version_advances(scim):
                     headers={"If-Match": "*"}).status_code == 200
 
 
+@pytest.mark.parametrize("kind", ["Users", "Groups"])
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("tag", ['W/"1"', "*", '"1"', 'W/"7", W/"1"'])
+def test_if_none_match_naming_the_resource_is_412_on_writes(scim, db, kind, method, tag):
+    """RFC 9110 §13.1.2: If-None-Match that names the current version (or ``*``) fails a
+    PUT, PATCH or DELETE with 412, which changes nothing; one naming another version passes."""
+    resource = scim.create_user() if kind == "Users" else scim.create_group("Buyers")
+    body = {"PUT": user_body() if kind == "Users" else {"schemas": [CORE_GROUP],
+                                                          "displayName": "Sellers"},
+            "DELETE": None,
+            "PATCH": {"schemas": [PATCH_OP], "Operations": [
+                {"op": "replace", "path": "displayName", "value": "v2"}]}}[method]
+    path = f"/{kind}/{resource['id']}"
+    assert_error(scim.request(method, path, body, headers={"If-None-Match": tag}), 412)
+    unchanged = ("SELECT version, display_name, deleted_at FROM users" if kind == "Users"
+                 else "SELECT version, display_name FROM groups")
+    expected = (1, resource.get("displayName"), None)[:len(unchanged.split(","))]
+    assert rows(db, unchanged) == [expected]
+    passed = scim.request(method, path, body, headers={"If-None-Match": 'W/"9"'})
+    assert passed.status_code in (200, 204)
+
+
+@pytest.mark.parametrize("kind", ["Users", "Groups"])
+def test_if_match_on_a_read_is_evaluated_before_if_none_match(scim, kind):
+    """RFC 9110 §13.2.2: a GET whose If-Match names another version is 412 (and not 304,
+    even when If-None-Match names the current one); one naming it answers as usual."""
+    resource = scim.create_user() if kind == "Users" else scim.create_group("Buyers")
+    path = f"/{kind}/{resource['id']}"
+    assert_error(scim.get(path, headers={"If-Match": 'W/"2"', "If-None-Match": 'W/"1"'}), 412)
+    assert scim.get(path, headers={"If-Match": 'W/"1"'}).status_code == 200
+    assert scim.get(path, headers={"If-Match": "*", "If-None-Match": 'W/"1"'}).status_code == 304
+
+
 def test_group_versions_follow_membership_changes(scim):
     """Adding a member changes the group's version, so stale If-Match on groups is 412."""
     group = scim.create_group("Buyers")
