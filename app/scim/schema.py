@@ -170,7 +170,9 @@ ROSTER_ACCESS = Schema(ROSTER_USER, "RosterAccess",
 GROUP = Schema(CORE_GROUP, "Group", "Group", attributes=(
     _s("displayName", required=True, uniqueness="server", returned="always"),
     Attribute(name="members", type="complex", multi_valued=True, sub_attributes=(
-        _s("value", mutability="immutable"),
+        # Required here (RFC 7643 §8.7.1 leaves it optional): a member without an id names
+        # nobody, and dropping it would tell the IdP its member was added.
+        _s("value", mutability="immutable", required=True),
         _s("$ref", type="reference", mutability="immutable", reference_types=("User",)),
         # Returned only when asked for (attributes=members.display): a join per member.
         _s("display", mutability="readOnly", returned="request"),

@@ -10,7 +10,8 @@ Decisions (RFC 7643 / 7644 leave them open):
   single-valued complex attribute given a one-element list is unwrapped (Entra's manager),
   and given a bare string becomes ``{"value": ...}`` (note BARE_STRING_MANAGER).
 - An element of a multi-valued attribute that has a ``value`` sub-attribute but no value is
-  dropped: ``{"type": "work"}`` alone says nothing.
+  dropped: ``{"type": "work"}`` alone says nothing. Where ``value`` is required (a Group's
+  ``members``) such an element is invalidValue: ``{"display": "Ada"}`` names nobody.
 - Unknown attributes and sub-attributes of core/enterprise schemas are rejected (400
   invalidValue naming them, RFC 7644 §3.3 allows it). ``urn:`` blocks of schemas we do not
   know are kept as opaque extension data and their URN is added to ``schemas``: Entra sends
@@ -158,7 +159,9 @@ def _complex(attr: Attribute, value: Any, notes: list[str], where: str) -> dict[
     if not isinstance(value, dict):
         raise invalid(f"Attribute '{where}' must be an object, got {_show(value, attr)}")
     out = _normalise_keys(attr.sub, value, notes, f"{where}.")
-    if attr.multi_valued and attr.sub("value") is not None and "value" not in out:
+    if attr.multi_valued and (key := attr.sub("value")) is not None and "value" not in out:
+        if key.required and value:
+            raise invalid(f"Each element of '{where}' needs a 'value' (the id it names)")
         return None
     return out or None
 

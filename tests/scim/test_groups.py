@@ -148,6 +148,27 @@ def test_a_member_of_type_group_is_400_in_a_patch_as_in_a_post(scim, db):
     assert _members(db, group["id"]) == set()
 
 
+@pytest.mark.parametrize("member", [{"display": "Ada"}, {"value": ""}, {"value": None},
+                                    {"type": "User", "display": "Ada"}])
+def test_a_member_without_a_value_is_400_not_dropped(scim, db, member):
+    """A member without an id names nobody: it was dropped, so POST, PUT and PATCH answered
+    success for a member that was never added. Each is now 400 invalidValue, all or none."""
+    user = scim.create_user("a@acme.example")["id"]
+    members = [{"value": user}, member]
+    created = scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "Buyers",
+                                    "members": members})
+    assert (created.status_code, created.get_json()["scimType"]) == (400, "invalidValue")
+    assert "'members' needs a 'value'" in created.get_json()["detail"]
+    assert rows(db, "SELECT count(*) FROM groups")[0][0] == 0
+    group = scim.create_group("Buyers")
+    replaced = scim.put(f"/Groups/{group['id']}", {"schemas": [CORE_GROUP],
+                                                    "displayName": "Buyers", "members": members})
+    patched = _patch(scim, group["id"], {"op": "add", "path": "members", "value": members})
+    for response in (replaced, patched):
+        assert (response.status_code, response.get_json()["scimType"]) == (400, "invalidValue")
+    assert _members(db, group["id"]) == set()
+
+
 def test_a_display_name_of_only_spaces_is_400_as_a_blank_user_name_is(scim, db):
     """displayName is required (RFC 7643 §4.2); blanks are no name."""
     response = scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "   "})
