@@ -62,14 +62,19 @@ def columns(model: type[User] | type[Group]) -> dict[str, tuple[ColumnElement[An
         "locale": "locale", "timezone": "timezone", "active": "active",
         "employeeNumber": "employee_number", "costCenter": "cost_center",
         "organization": "organization_name", "division": "division",
-        "department": "department", "manager.value": "manager_id",
+        "department": "department",
     }
     columns = {name: (getattr(User, col), name not in ("userName", "active"))
                for name, col in named.items()}
-    # As rendered: the manager's displayName, else userName (app.directory.users).
+    # As rendered (app/scim/user_views.py): a deleted manager stays linked, so a restore
+    # brings it back, but is left out of the output, so filters must not see it either.
+    # Its displayName, else userName, as app.directory.users.display_names gives it.
+    live = (manager.id == User.manager_id, manager.deleted_at.is_(None))
+    manager_id = select(manager.id).where(*live).correlate(User).scalar_subquery()
     display = (select(func.coalesce(manager.display_name, manager.user_name))
-               .where(manager.id == User.manager_id).correlate(User).scalar_subquery())
-    return {**common, **columns, "manager.displayName": (display, True)}
+               .where(*live).correlate(User).scalar_subquery())
+    return {**common, **columns, "manager.value": (manager_id, True),
+            "manager.displayName": (display, True)}
 
 
 JSON_COLUMNS = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
 
 from app.directory.organizations import add_unit
@@ -232,6 +234,23 @@ def test_a_deleted_manager_does_not_block_changes_to_the_reports(scim, db):
     other = {"schemas": [PATCH_OP], "Operations": [
         {"op": "replace", "path": f"{ENTERPRISE}:manager", "value": {"value": gone}}]}
     assert_error(scim.patch(f"/Users/{report['id']}", other), 400, "invalidValue")
+
+
+@pytest.mark.parametrize("clause", [
+    'manager.value eq "{boss}"', "manager pr", "manager.value pr",
+    f'{ENTERPRISE}:manager.value eq "{{boss}}"', 'manager.displayName eq "Boss"',
+    'manager.displayName sw "b"'])
+def test_filters_see_a_deleted_manager_as_the_output_does(scim, clause):
+    """A report's deleted manager is left out of the output; a filter on it matched anyway,
+    so a search named a manager the resources it returned did not show."""
+    boss = scim.create_user("boss@acme.example", displayName="Boss")["id"]
+    report = scim.create_user(**{ENTERPRISE: {"manager": {"value": boss}}})["id"]
+    query = "/Users?filter=" + urllib.parse.quote(clause.format(boss=boss))
+    assert [u["id"] for u in scim.get(query).get_json()["Resources"]] == [report]
+    assert scim.delete(f"/Users/{boss}").status_code == 204
+    assert scim.get(query).get_json()["totalResults"] == 0
+    negated = "/Users?filter=" + urllib.parse.quote(f"not ({clause.format(boss=boss)})")
+    assert [u["id"] for u in scim.get(negated).get_json()["Resources"]] == [report]
 
 
 def test_attributes_and_excluded_attributes(scim):
