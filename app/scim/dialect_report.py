@@ -35,8 +35,11 @@ EXPLANATIONS: dict[str, str] = {
     d.PATHLESS_ACTIVE: 'deactivation arrives as a path-less PATCH {"active": false}',
     d.MEMBERS_REPLACE_ALL: "group members are replaced with the full list (Okta Group Push)",
 }
+# Signs of the dialect that aadOptscim062020 switches off. Entra sends the manager as a bare
+# string with the flag set as well (the flag changes four request kinds, not that one), so
+# BARE_STRING_MANAGER tells nothing about the flag.
 LEGACY_ENTRA = frozenset({d.CAPITALISED_OP, d.STRING_BOOLEAN, d.LEGACY_MEMBER_REMOVAL,
-                          d.STRAY_ID, d.OPERATION_NAME, d.BARE_STRING_MANAGER})
+                          d.STRAY_ID, d.OPERATION_NAME})
 COMPLIANT_ENTRA = frozenset({d.PATHLESS_DOTTED_KEYS})
 OKTA = frozenset({d.OKTA_PUT_UPDATE, d.PATHLESS_ACTIVE, d.MEMBERS_REPLACE_ALL})
 

@@ -243,6 +243,21 @@ def test_default_dialect_is_reported_as_legacy_entra(app, entra, db, tenant):
     assert "add aadOptscim062020 to the tenant URL" in report["summary"]
 
 
+def test_a_bare_string_manager_does_not_make_a_compliant_tenant_legacy(app, entra, db, tenant):
+    """Entra sends the manager as a bare id with aadOptscim062020 set too: a tenant that sent
+    only compliant requests was reported legacy and told to add the flag it had."""
+    boss, report_id = _create(entra, "boss@contoso.com"), _create(entra, "r@contoso.com")
+    _patch(entra, f"/Users/{report_id}", [
+        {"op": "add", "path": f"{ENTERPRISE}:manager", "value": boss},
+        {"op": "replace", "value": {"name.givenName": "Rae", "active": False}}])
+    assert _user(db, report_id).manager_id == boss
+    flush(app)
+    with db.transaction() as session:
+        report = dialect_report(session, tenant.directory.id)
+    assert {"bare_string_manager", "pathless_dotted_keys"} <= {n["note"] for n in report["notes"]}
+    assert report["dialect"] == "entra-compliant"
+
+
 # -- compliant dialect (aadOptscim062020) -------------------------------------------------
 
 def test_compliant_dialect_user_updates(entra, db):
