@@ -38,7 +38,7 @@ from app.migrate import schema_not_ready
 from app.models.scim_ops import ScimRequest
 from app.scim import dialect
 from app.scim.dialect_report import count_notes
-from app.scim.redaction import redact_body, redact_own_json, sensitive_names
+from app.scim.redaction import redact_body, redact_own_json, redact_query, sensitive_names
 
 log = logging.getLogger(__name__)
 _INSERT = insert(ScimRequest)
@@ -248,7 +248,7 @@ def _write(state: _State, response: Response) -> None:
         # No NUL (a decoded %00 in the path): PostgreSQL would refuse the record, and it
         # would be lost (after failing its whole batch's first try).
         "method": req.method, "path": req.path.replace("\x00", "\ufffd")[:1000],
-        "query": req.query_string.decode("utf-8", errors="replace"),
+        "query": redact_query(req.query_string, state.sensitive),
         "status": response.status_code, "duration_ms": round(elapsed_ms, 3), "notes": notes,
         "user_agent": req.headers.get("User-Agent", "").replace("\x00", "\ufffd")[:300] or None,
         "request_body": _request_body(state, req),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -40,6 +41,45 @@ def _is_sensitive(name: str, sensitive: frozenset[str]) -> bool:
     return lowered in sensitive or _leaf(name) in sensitive
 
 
+# A comparison of a filter (RFC 7644 §3.4.2.2): its attribute path, operator and value (a
+# string, also one left unclosed, or a bare word). Lenient: recorded filters may be invalid.
+_COMPARISON = re.compile(r'(?i)([\w:.$-]+)(\s+(?:eq|ne|co|sw|ew|gt|ge|lt|le)\s+)'
+                         r'("(?:[^"\\]|\\.)*"?|[^\s()\[\]]+)')
+_FILTER_KEYS = frozenset({"filter", "path"})  # .search bodies and PATCH operations
+
+
+def redact_filter(text: str, sensitive: frozenset[str]) -> str:
+    """A filter or PATCH path with the value of each comparison of a sensitive attribute
+    masked: ``employeeNumber eq "E-1"``, and ``x509Certificates[value eq "..."]`` by its
+    attribute before the bracket."""
+    if _plainly_clean(text, sensitive):
+        return text
+
+    def mask(match: re.Match[str]) -> str:
+        path, operator = match.group(1), match.group(2)
+        opening = text.rfind("[", 0, match.start())
+        inside = opening >= 0 and "]" not in text[opening:match.start()]
+        outer = re.search(r"[\w:.$-]+$", text[:opening]) if inside else None
+        if _is_sensitive(path, sensitive) or (
+                outer is not None and _is_sensitive(outer.group(), sensitive)):
+            return f'{path}{operator}"{MARK}"'
+        return match.group(0)
+
+    return _COMPARISON.sub(mask, text)
+
+
+def redact_query(raw: bytes, sensitive: frozenset[str]) -> str:
+    """A request's query string with its ``filter`` parameter (any case) passed through
+    ``redact_filter``; left as sent when no sensitive name occurs in it."""
+    text = raw.decode("utf-8", errors="replace")
+    if _plainly_clean(urllib.parse.unquote_plus(text), sensitive):
+        return text
+    pairs = urllib.parse.parse_qsl(text, keep_blank_values=True)
+    return urllib.parse.urlencode(
+        [(k, redact_filter(v, sensitive) if k.lower() == "filter" else v) for k, v in pairs],
+        quote_via=urllib.parse.quote)
+
+
 def redact_value(value: Any, sensitive: frozenset[str]) -> Any:
     """A copy of a decoded JSON value with every sensitive value replaced by the marker."""
     if isinstance(value, list):
@@ -53,6 +93,8 @@ def redact_value(value: Any, sensitive: frozenset[str]) -> Any:
     for key, item in value.items():
         if _is_sensitive(str(key), sensitive) or (target_sensitive and key.lower() == "value"):
             out[key] = MARK
+        elif isinstance(item, str) and str(key).lower() in _FILTER_KEYS:
+            out[key] = redact_filter(item, sensitive)
         else:
             out[key] = redact_value(item, sensitive)
     return out

@@ -117,6 +117,25 @@ def test_successful_create_is_recorded_with_password_redacted(client, db, tenant
     assert "E-1" not in row.response_body
 
 
+def test_sensitive_filter_values_are_not_recorded(client, db, tenant):
+    """Lookups by a sensitive attribute keep the filter, not the value, in the query and in
+    a .search body (README: sensitive attributes become [REDACTED])."""
+    ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    query = f'{ent}:employeeNumber eq "EMPNO-778899"'
+    assert client.get("/scim/v2/Users", query_string={"filter": query},
+                      headers=tenant.headers).status_code == 200
+    search = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+              "filter": query}
+    assert client.post("/scim/v2/Users/.search", headers=tenant.headers,
+                       json=search).status_code == 200
+    recorded = _recorded(db, client.application)
+    assert len(recorded) == 2
+    for row in recorded:
+        assert "EMPNO-778899" not in f"{row.query} {row.request_body}"
+    assert "employeeNumber%20eq%20%22%5BREDACTED%5D%22" in recorded[0].query
+    assert json.loads(recorded[1].request_body)["filter"].endswith('eq "[REDACTED]"')
+
+
 def test_count_bound_keeps_the_newest(recorder_app, db, tenant):
     """With max_per_directory=3 only the three newest requests remain."""
     client = recorder_app.test_client()

@@ -6,9 +6,16 @@ import json
 
 import pytest
 
-from app.scim.redaction import MARK, redact_body, redact_own_json, sensitive_names
+from app.scim.redaction import (
+    MARK,
+    redact_body,
+    redact_filter,
+    redact_own_json,
+    redact_query,
+    sensitive_names,
+)
 
-SENSITIVE = sensitive_names(["employeeNumber"])
+SENSITIVE = sensitive_names(["employeeNumber", "x509Certificates"])
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 
@@ -31,6 +38,11 @@ ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
                       "value": "a@b.c"}]}),
     ({"access_token": "rsa_x", "client_secret": "y"},
      {"access_token": MARK, "client_secret": MARK}),
+    # Filters of a .search body and PATCH paths compare values too (RFC 7644 §3.4.3, §3.5.2).
+    ({"filter": 'employeeNumber eq "E-1" and userName eq "a"'},
+     {"filter": f'employeeNumber eq "{MARK}" and userName eq "a"'}),
+    ({"Operations": [{"op": "remove", "path": 'x509Certificates[value eq "MII"]'}]},
+     {"Operations": [{"op": "remove", "path": f'x509Certificates[value eq "{MARK}"]'}]}),
 ])
 def test_sensitive_values_are_masked_wherever_they_appear(body, expected):
     """Passwords, tokens and configured attributes are masked as keys, URN keys and PATCH paths."""
@@ -106,3 +118,34 @@ def test_own_json_falls_back_when_it_is_not_json_after_all():
 def test_own_json_over_the_limit_keeps_only_its_size():
     """The size bound applies as for every other body."""
     assert redact_own_json(b'{"employeeNumber": "1"}', SENSITIVE, 5).startswith("(")
+
+
+FILTERS = [
+    ('employeeNumber eq "E-1"', f'employeeNumber eq "{MARK}"'),
+    (f'{ENTERPRISE}:employeeNumber sw "E" or userName eq "a"',
+     f'{ENTERPRISE}:employeeNumber sw "{MARK}" or userName eq "a"'),
+    ('EMPLOYEENUMBER eq E-1', f'EMPLOYEENUMBER eq "{MARK}"'),  # Entra's unquoted words
+    ('password eq "a\\"b" and title eq "t"', f'password eq "{MARK}" and title eq "t"'),
+    ('employeeNumber eq "never closed', f'employeeNumber eq "{MARK}"'),
+    ('x509Certificates[value eq "MII" and type eq "x"] or emails[value co "@x"]',
+     f'x509Certificates[value eq "{MARK}" and type eq "{MARK}"] or emails[value co "@x"]'),
+    ('userName eq "employeeNumber"', 'userName eq "employeeNumber"'),
+    ("employeeNumber pr", "employeeNumber pr"),
+    ('userName eq "a"', 'userName eq "a"'),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), FILTERS, ids=[f[0] for f in FILTERS])
+def test_filter_values_of_sensitive_attributes_are_masked(text, expected):
+    """A filter compares sensitive attributes with their values: those are masked, the rest
+    kept (an Entra tenant matching on employeeId sent employee numbers in every lookup)."""
+    assert redact_filter(text, SENSITIVE) == expected
+
+
+def test_the_query_string_filter_is_masked_in_any_case():
+    """Only the filter parameter is rewritten, and only when a sensitive name occurs."""
+    raw = b"Filter=employeeNumber%20eq%20%22E-1%22&count=10"
+    masked = "Filter=employeeNumber%20eq%20%22%5BREDACTED%5D%22&count=10"
+    assert redact_query(raw, SENSITIVE) == masked
+    kept = b"filter=userName+eq+%22a%22&startIndex=1"
+    assert redact_query(kept, SENSITIVE) == kept.decode()
