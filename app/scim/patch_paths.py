@@ -92,6 +92,12 @@ def parse_path(text: str, known: ResourceSchemas, notes: list[str]) -> Path:
         raise invalid_path(f"Malformed path '{text}'")
     name, filter_text, sub_name = match.groups()
     attr = schema.attribute(name)
+    if attr is None and schema is known:
+        # An extension attribute named without its URN (``manager``, as Microsoft's SCIM
+        # tutorial sends it): resolved as filters and ``attributes`` resolve it, core
+        # first, then the extensions in order (app.scim.filter_syntax.schema_of).
+        urn, attr = next(((ext.id, found) for ext in known.extensions
+                          if (found := ext.attribute(name)) is not None), (None, None))
     if attr is None:
         raise invalid_path(f"Unknown attribute '{name}'")
     if attr.name != name:

@@ -114,6 +114,28 @@ def test_entra_manager_is_set_with_add(value, fired):
         assert name in notes
 
 
+@pytest.mark.parametrize(("path", "value", "expected"), [
+    ("manager", [{"$ref": None, "value": "m1"}], {"department": "R&D",
+                                                  "manager": {"value": "m1"}}),
+    ("Manager.value", "m1", {"department": "R&D", "manager": {"value": "m1"}}),
+    ("department", "Legal", {"department": "Legal"}),
+    ("employeeNumber", "E-7", {"department": "R&D", "employeeNumber": "E-7"}),
+], ids=["manager", "manager.value", "department", "employeeNumber"])
+def test_extension_attributes_named_without_their_urn(path, value, expected):
+    """Microsoft's SCIM tutorial sets the manager with path "manager": an unqualified name
+    resolves as in filters and attributes, core first, then the enterprise extension."""
+    result, _ = run(USER, msg({"op": "Add", "path": path, "value": value}))
+    assert result.resource[ENT] == expected
+    assert result.resource["userName"] == USER["userName"]
+
+
+def test_an_unqualified_core_name_still_means_the_core_attribute():
+    """Core first: "displayName" names the core attribute, never an extension's."""
+    result, _ = run(USER, msg({"op": "replace", "path": "displayName", "value": "Ada L"}))
+    assert result.resource["displayName"] == "Ada L"
+    assert result.resource[ENT] == {"department": "R&D"}
+
+
 def test_entra_manager_is_changed_with_replace():
     """Entra changes the manager with `Replace` and the new id."""
     start = {**USER, ENT: {"manager": {"value": "m1"}}}
