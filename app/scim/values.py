@@ -12,6 +12,8 @@ Decisions (RFC 7643 / 7644 leave them open):
 - An element of a multi-valued attribute that has a ``value`` sub-attribute but no value is
   dropped: ``{"type": "work"}`` alone says nothing. Where ``value`` is required (a Group's
   ``members``) such an element is invalidValue: ``{"display": "Ada"}`` names nobody.
+- An enterprise attribute at the top level without its URN (``"department"``) goes into its
+  block, as filters resolve bare names; a core attribute of the same name would win.
 - Unknown attributes and sub-attributes of core/enterprise schemas are rejected (400
   invalidValue naming them, RFC 7644 §3.3 allows it). ``urn:`` blocks of schemas we do not
   know are kept as opaque extension data and their URN is added to ``schemas``: Entra sends
@@ -255,6 +257,12 @@ def _schemas_list(body: dict[str, Any], known: ResourceSchemas) -> list[str]:
     return canonical
 
 
+def _extension_of(known: ResourceSchemas, name: str) -> str | None:
+    """The URN of the first extension defining ``name``: a top-level ``"department"`` (as
+    Microsoft's SCIM tutorial sends it) belongs to the enterprise block, as in filters."""
+    return next((ext.id for ext in known.extensions if ext.attribute(name) is not None), None)
+
+
 def normalise_resource(body: Any, resource_type: ResourceType, *,
                        notes: list[str]) -> dict[str, Any]:
     """A POST/PUT body checked against the schemas and made canonical (RFC 7643 §2, §3)."""
@@ -265,11 +273,17 @@ def normalise_resource(body: Any, resource_type: ResourceType, *,
     out: dict[str, Any] = {"schemas": schemas}
     core: dict[str, Any] = {}
     blocks: dict[str, dict[str, Any]] = {}
+    bare: list[tuple[str, str, Any]] = []  # extension attributes sent without their URN
     for key, raw in body.items():
         lowered = key.lower()
         if not lowered.startswith("urn:"):
-            if lowered != "schemas":
+            if lowered == "schemas":
+                continue
+            owner = None if known.attribute(key) else _extension_of(known, key)
+            if owner is None:
                 core[key] = raw
+            else:
+                bare.append((owner, key, raw))
             continue
         ext = known.extension(key)
         if ext is not None:
@@ -285,6 +299,11 @@ def normalise_resource(body: Any, resource_type: ResourceType, *,
             if not isinstance(raw, dict):
                 raise invalid(f"Extension '{key}' must be an object")
             out[key] = copy.deepcopy(raw)
+    for urn, key, raw in bare:
+        block = blocks.setdefault(urn, {})
+        if any(k.lower() == key.lower() for k in block):
+            raise invalid(f"Attribute '{urn}:{key}' is given twice")
+        block[key] = raw
     out.update(normalise_object(known, core, notes=notes))
     for urn, raw_block in blocks.items():
         ext = next(s for s in known.extensions if s.id == urn)

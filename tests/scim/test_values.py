@@ -98,6 +98,19 @@ def test_urn_prefixed_top_level_key_lands_in_its_extension():
     assert out[ENTERPRISE_USER] == {"department": "Ops"}
 
 
+def test_bare_extension_attributes_at_the_top_level_land_in_their_extension():
+    """Microsoft's SCIM tutorial sends `"department"` and `"manager"` at the top level: they
+    resolve as in filters (core first, then the enterprise extension); nulls are unassigned."""
+    out = normalise_resource(user(department="Ops", Manager={"value": "m1"}), "User", notes=[])
+    assert out[ENTERPRISE_USER] == {"department": "Ops", "manager": {"value": "m1"}}
+    assert out["schemas"] == [CORE_USER, ENTERPRISE_USER]
+    assert ENTERPRISE_USER not in normalise_resource(user(department=None, manager=None),
+                                                     "User", notes=[])
+    both = user(department="Ops", **{ENTERPRISE_USER: {"Department": "Sales"}})
+    with pytest.raises(ScimError, match="given twice"):
+        normalise_resource(both, "User", notes=[])
+
+
 def test_unknown_extension_block_is_kept_opaque_and_listed():
     """Entra sends custom extension blocks without listing them in schemas; keep them as sent.
 
