@@ -116,12 +116,16 @@ class Projection:
         attr = key.lower()
         if urn == self.core_urn.lower() and attr in self.always:
             return value
+        # The block's own URN. An unknown extension's URN parses as an attribute of its
+        # prefix (``urn:example:custom:2.0`` + ``user``), as nothing tells it is a schema.
+        parent, _, last = urn.rpartition(":")
+        whole = {(urn, None, None), (parent, last, None), (urn, attr, None)}
         if self.include:
-            if (urn, None, None) in self.include or (urn, attr, None) in self.include:
+            if not whole.isdisjoint(self.include):
                 return value
             subs = {p[2] for p in self.include if p[0] == urn and p[1] == attr and p[2]}
             return _keep_subs(value, subs) if subs else None
-        if (urn, None, None) in self.exclude or (urn, attr, None) in self.exclude:
+        if not whole.isdisjoint(self.exclude):
             return None
         subs = {p[2] for p in self.exclude if p[0] == urn and p[1] == attr and p[2]}
         return _drop_subs(value, subs) if subs else value

@@ -253,6 +253,22 @@ def test_filters_see_a_deleted_manager_as_the_output_does(scim, clause):
     assert [u["id"] for u in scim.get(negated).get_json()["Resources"]] == [report]
 
 
+def test_a_custom_extension_is_selected_and_excluded_by_its_urn(scim):
+    """``attributes=<urn>`` selects a whole block (RFC 7644 §3.10) for an extension Roster
+    keeps as sent, as for the enterprise one: the custom block was left out, and
+    ``excludedAttributes=<urn>`` kept it."""
+    custom = "urn:example:custom:2.0:User"
+    user = scim.create_user(**{custom: {"tier": "gold"}})
+    only = scim.get(f"/Users/{user['id']}?attributes={custom}").get_json()
+    assert only[custom] == {"tier": "gold"}
+    assert only["schemas"] == [CORE_USER, custom]
+    assert ENTERPRISE not in only
+    without = scim.get(f"/Users/{user['id']}?excludedAttributes={custom.upper()}").get_json()
+    assert custom not in without
+    assert without["schemas"] == [CORE_USER, ENTERPRISE]
+    assert without[ENTERPRISE]["department"] == "Engineering"
+
+
 def test_attributes_and_excluded_attributes(scim):
     """attributes keeps only what is asked plus returned:always; excluded removes."""
     user = scim.create_user()
