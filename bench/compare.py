@@ -5,9 +5,12 @@
 
 A VARIANT is a source tree (the repository, or a git worktree of another commit: ``git
 worktree add /tmp/old HEAD~1``), optionally followed by ``|`` and settings for that run:
-``'.|ROSTER_RECORDER__ENABLED=false'``. Every tree is served by its own bench/harness.py
-(its code, its gunicorn config; 2 workers, concurrency 8) with this environment's Python, on
-a fresh SQLite file or a throwaway PostgreSQL (tests/pg_server.py) per round.
+``'.|ROSTER_RECORDER__ENABLED=false'``. The word ``ceiling`` is bench/ceiling_app.py (inserts
+for creates, selects for lookups, on the same warm-up), and every build's median is then
+also given as a share of the ceiling's, the figure issue 4's targets name. Every tree is
+served by its own bench/harness.py (its code, its gunicorn config; 2 workers, concurrency 8)
+with this environment's Python, on a fresh SQLite file or a throwaway PostgreSQL
+(tests/pg_server.py) per round.
 
 On a small shared machine one build can measure 10 % apart from itself between two runs, so
 a single run of each says little about a change of a few percent. Here the builds take
@@ -22,14 +25,17 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import random
+import shutil
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 from types import ModuleType
 
 from scim_bench import quoted, user_name, user_payload
 
 WARM_UP = 1000
+CEILING = "ceiling"
 
 
 def _harness(tree: Path, index: int) -> ModuleType:
@@ -63,6 +69,35 @@ def _round(harness: ModuleType, settings: dict[str, str], mode: str, requests: i
     return result.rps, result.cpu_ms
 
 
+def _ceiling_round(mode: str, requests: int) -> tuple[float, float]:
+    """One round of bench/ceiling_app.py on a fresh SQLite file, after the same warm-up."""
+    harness = _harness(Path(__file__).resolve().parents[1], -1)
+    tmp = Path(tempfile.mkdtemp(prefix="compare-ceiling-"))
+    try:
+        (tmp / "prometheus").mkdir()
+        env = harness.clean_env(CEILING_DB=str(tmp / "ceiling.db"),
+                                PROMETHEUS_MULTIPROC_DIR=str(tmp / "prometheus"),
+                                PYTHONPATH=str(harness.ROOT / "bench"))
+        headers = {"Content-Type": "application/json"}
+        with harness.gunicorn("ceiling_app:create_app()", env, tmp / "gunicorn.log") as port:
+            harness.run_load("warm-up", [
+                harness.request_task("POST", "/items", user_payload(i), (201,))
+                for i in range(WARM_UP)], port, headers, 600)
+            if mode == "create":
+                tasks = [harness.request_task("POST", "/items", user_payload(i), (201,))
+                         for i in range(WARM_UP, WARM_UP + requests)]
+            else:
+                tasks = [harness.request_task("GET", "/items?name=" + quoted(
+                    user_name(random.randrange(WARM_UP))), None, (200,))
+                    for _ in range(requests)]
+            result = harness.run_load(mode, tasks, port, headers, 600)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if result.errors:
+        sys.exit(f"compare: {result.errors} failed ceiling requests: {result.first_error}")
+    return result.rps, result.cpu_ms
+
+
 def main() -> None:
     """Parse the variants, run the rounds, print each round and the medians."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -76,6 +111,9 @@ def main() -> None:
     args = parser.parse_args()
     runs: list[tuple[str, ModuleType, dict[str, str]]] = []
     for index, variant in enumerate(args.variants):
+        if variant == CEILING:
+            runs.append((variant, None, {}))  # type: ignore[arg-type]
+            continue
         tree, _, extra = variant.partition("|")
         settings = dict(item.split("=", 1) for item in extra.split(",") if item)
         runs.append((variant, _harness(Path(tree).resolve(), index), settings))
@@ -84,17 +122,22 @@ def main() -> None:
         # Every other round runs the variants in reverse: a machine that slows down (or
         # speeds up) through a comparison would otherwise always favour the first one.
         for variant, harness, settings in (runs if number % 2 else runs[::-1]):
-            rps, cpu = _round(harness, settings, args.mode, args.requests, args.database)
+            rps, cpu = (_ceiling_round(args.mode, args.requests) if variant == CEILING
+                        else _round(harness, settings, args.mode, args.requests, args.database))
             figures[variant].append((rps, cpu))
             print(f"round {number}  {variant}: {rps:7.0f} req/s  {cpu:.3f} ms server CPU/req",
                   flush=True)
     print(f"== {args.mode} on {args.database}, {args.rounds} rounds of {args.requests} "
           "(median, then every round)")
+    ceiling = (statistics.median(rps for rps, _ in figures[CEILING])
+               if CEILING in figures else None)
     for variant, rounds in figures.items():
         rates = sorted(rps for rps, _ in rounds)
         cpu = statistics.median(c for _, c in rounds)
+        share = (f"  = {100 * statistics.median(rates) / ceiling:.1f} % of the ceiling"
+                 if ceiling and variant != CEILING else "")
         print(f"  {variant}: {statistics.median(rates):7.0f} req/s  {cpu:.3f} ms CPU/req  "
-              f"({', '.join(f'{r:.0f}' for r in rates)})")
+              f"({', '.join(f'{r:.0f}' for r in rates)}){share}")
 
 
 if __name__ == "__main__":
