@@ -46,15 +46,24 @@ def encode_cursor(values: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, order: Sequence[InstrumentedAttribute[Any]]) -> list[Any]:
-    """Inverse of :func:`encode_cursor`, typed by the ordering columns; bad input -> 400."""
+def decode_values(cursor: str, *, field: str = "cursor") -> Any:
+    """The JSON inside a cursor of :func:`encode_cursor`, unchecked; bad input -> 400."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        values = parse_json(raw)  # also refuses NUL and surrogates: never queried
+        return parse_json(raw)  # also refuses NUL and surrogates: never queried
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("cursor is not one this list issued; start again without it",
+                           field=field) from None
+
+
+def decode_cursor(cursor: str, order: Sequence[InstrumentedAttribute[Any]]) -> list[Any]:
+    """Inverse of :func:`encode_cursor`, typed by the ordering columns; bad input -> 400."""
+    values = decode_values(cursor)
+    try:
         if not isinstance(values, list) or len(values) != len(order):
             raise ValueError("wrong shape")
         return [_typed(column, value) for column, value in zip(order, values, strict=True)]
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError):
         raise InvalidInput("cursor is not one this list issued; start again without it",
                            field="cursor") from None
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, JSONType, UTCDateTime, new_id, utcnow
@@ -67,6 +76,8 @@ class OutboxEvent(Base):
     __table_args__ = (
         Index("ix_outbox_events_organization_id_id", "organization_id", "id"),
         Index("ix_outbox_events_aggregate_id_id", "aggregate_id", "id"),
+        Index("ix_outbox_events_txid", "txid", sqlite_where=text("txid IS NOT NULL"),
+              postgresql_where=text("txid IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
@@ -80,3 +91,7 @@ class OutboxEvent(Base):
     aggregate_id: Mapped[str | None] = mapped_column(String(36))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # PostgreSQL: the writing transaction's id, set by the server (migration 0014), for the
+    # pull feed's snapshot windows (app/events/feed.py). NULL on SQLite, where ids become
+    # visible in order.
+    txid: Mapped[int | None] = mapped_column(BigInteger)

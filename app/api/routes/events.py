@@ -12,13 +12,13 @@ from app.api.pagination import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     Page,
-    decode_cursor,
+    decode_values,
     encode_cursor,
     paginate,
 )
 from app.api.schemas import PageArgs, StrictSchema
 from app.api.views import bp
-from app.events.feed import events_after
+from app.events.feed import FeedPosition, events_after
 from app.models import OutboxEvent
 from app.models.lifecycle import WebhookDelivery
 
@@ -45,7 +45,8 @@ class FeedSchema(Schema):
 class FeedArgs(StrictSchema):
     """Where to start and how many."""
 
-    after = fields.String(validate=validate.Length(min=1, max=200), metadata={
+    # A PostgreSQL cursor carries snapshots: longer than a list's (app/events/feed.py).
+    after = fields.String(validate=validate.Length(min=1, max=4000), metadata={
         "description": "A next_cursor from an earlier page; omit to start at the beginning."})
     limit = fields.Integer(load_default=DEFAULT_LIMIT,
                            validate=validate.Range(min=1, max=MAX_LIMIT))
@@ -78,13 +79,12 @@ class DeliveryArgs(PageArgs):
            summary="Pull feed of events after a cursor", query=FeedArgs, response=FeedSchema)
 def feed(ctx: ApiContext) -> dict[str, Any]:
     """Events in commit-safe order of sequence; rebuild from any point with ``after``."""
-    after = decode_cursor(ctx.args["after"], (OutboxEvent.id,))[0] if "after" in ctx.args \
-        else 0
-    items = events_after(ctx.session, after, limit=ctx.args["limit"],
-                         organization_id=ctx.scope_org_id,
-                         types=[ctx.args["type"]] if "type" in ctx.args else None)
-    last = items[-1]["sequence"] if items else after
-    return {"items": items, "next_cursor": encode_cursor([last])}
+    position = FeedPosition.from_values(decode_values(ctx.args["after"], field="after")) \
+        if "after" in ctx.args else FeedPosition()
+    items, position = events_after(ctx.session, position, limit=ctx.args["limit"],
+                                   organization_id=ctx.scope_org_id,
+                                   types=[ctx.args["type"]] if "type" in ctx.args else None)
+    return {"items": items, "next_cursor": encode_cursor(position.values())}
 
 
 @api_route(bp, "/events/deliveries", methods=["GET"], permission="events:read",
