@@ -29,6 +29,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -50,23 +51,29 @@ def _harness(tree: Path, index: int) -> ModuleType:
     return module
 
 
-def _round(harness: ModuleType, settings: dict[str, str], mode: str, requests: int,
-           database: str) -> tuple[float, float]:
-    with harness.serve_roster(database, **settings) as (port, headers):
-        harness.run_load("warm-up", [
-            harness.request_task("POST", "/scim/v2/Users", user_payload(i), (201,))
-            for i in range(WARM_UP)], port, headers, 600)
-        if mode == "create":
-            tasks = [harness.request_task("POST", "/scim/v2/Users", user_payload(i), (201,))
-                     for i in range(WARM_UP, WARM_UP + requests)]
-        else:
-            tasks = [harness.request_task("GET", "/scim/v2/Users?filter=" + quoted(
-                f'userName eq "{user_name(random.randrange(WARM_UP))}"'), None, (200,))
-                for _ in range(requests)]
-        result = harness.run_load(mode, tasks, port, headers, 600)
+def _measure(harness: ModuleType, port: int, headers: dict[str, str], mode: str,
+             requests: int, *, create: str, lookup: Callable[[str], str]) -> tuple[float, float]:
+    """Warm up with creates, then time ``requests`` creates or lookups by userName."""
+    harness.run_load("warm-up", [harness.request_task("POST", create, user_payload(i), (201,))
+                                 for i in range(WARM_UP)], port, headers, 600)
+    if mode == "create":
+        tasks = [harness.request_task("POST", create, user_payload(i), (201,))
+                 for i in range(WARM_UP, WARM_UP + requests)]
+    else:
+        tasks = [harness.request_task("GET", lookup(user_name(random.randrange(WARM_UP))),
+                                      None, (200,)) for _ in range(requests)]
+    result = harness.run_load(mode, tasks, port, headers, 600)
     if result.errors:
         sys.exit(f"compare: {result.errors} failed requests: {result.first_error}")
     return result.rps, result.cpu_ms
+
+
+def _round(harness: ModuleType, settings: dict[str, str], mode: str, requests: int,
+           database: str) -> tuple[float, float]:
+    with harness.serve_roster(database, **settings) as (port, headers):
+        return _measure(harness, port, headers, mode, requests, create="/scim/v2/Users",
+                        lookup=lambda name: "/scim/v2/Users?filter=" + quoted(
+                            f'userName eq "{name}"'))
 
 
 def _ceiling_round(mode: str, requests: int) -> tuple[float, float]:
@@ -78,24 +85,12 @@ def _ceiling_round(mode: str, requests: int) -> tuple[float, float]:
         env = harness.clean_env(CEILING_DB=str(tmp / "ceiling.db"),
                                 PROMETHEUS_MULTIPROC_DIR=str(tmp / "prometheus"),
                                 PYTHONPATH=str(harness.ROOT / "bench"))
-        headers = {"Content-Type": "application/json"}
         with harness.gunicorn("ceiling_app:create_app()", env, tmp / "gunicorn.log") as port:
-            harness.run_load("warm-up", [
-                harness.request_task("POST", "/items", user_payload(i), (201,))
-                for i in range(WARM_UP)], port, headers, 600)
-            if mode == "create":
-                tasks = [harness.request_task("POST", "/items", user_payload(i), (201,))
-                         for i in range(WARM_UP, WARM_UP + requests)]
-            else:
-                tasks = [harness.request_task("GET", "/items?name=" + quoted(
-                    user_name(random.randrange(WARM_UP))), None, (200,))
-                    for _ in range(requests)]
-            result = harness.run_load(mode, tasks, port, headers, 600)
+            return _measure(harness, port, {"Content-Type": "application/json"}, mode,
+                            requests, create="/items",
+                            lookup=lambda name: "/items?name=" + quoted(name))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    if result.errors:
-        sys.exit(f"compare: {result.errors} failed ceiling requests: {result.first_error}")
-    return result.rps, result.cpu_ms
 
 
 def main() -> None:
