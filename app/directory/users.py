@@ -14,9 +14,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, literal_column, null, select, union_all
+from sqlalchemy import (
+    Row,
+    Select,
+    bindparam,
+    literal_column,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy import column as named
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from app.audit import Actor, record
 from app.db import Reader, core, utcnow
@@ -101,6 +111,14 @@ _USER_ROW = select(User.__table__).where(*_LIVE_USER_BY_ID)
 _NAME_HOLDER = select(User.id, User.deleted_at).where(
     User.directory_id == bindparam("directory_id"),
     fold(User.user_name) == fold(bindparam("name")))
+# Renames a deleted holder only while it is deleted and holds the name (_rename_tombstone).
+_RENAME_TOMBSTONE = (
+    update(User.__table__)
+    .where(User.id == bindparam("b_id"), User.deleted_at.is_not(None),
+           fold(User.user_name) == fold(bindparam("b_name")))
+    .values(user_name=bindparam("b_new")))
+# A lost race on a tombstone is re-read; more than this many in one request is a Conflict.
+_FREE_ATTEMPTS = 3
 _DISPLAY_NAMES = select(User.id, User.display_name, User.user_name).where(
     among(User.id), User.deleted_at.is_(None))
 
@@ -171,21 +189,42 @@ def display_names(session: Reader, user_ids: Iterable[str | None]) -> dict[str, 
 def _free_user_name(session: Session, directory_id: str, user_name: str,
                     except_id: str | None) -> None:
     """Raise Conflict when a live user holds ``user_name``; a deleted holder gives it up."""
-    found = fetch(core(session), _NAME_HOLDER, {"directory_id": directory_id,
-                                                "name": user_name})
-    holder = found[0] if found else None
-    if holder is None or holder.id == except_id:
-        return
-    if holder.deleted_at is None:
-        raise Conflict(f"userName {user_name!r} is already taken in this directory",
-                       field="userName")
-    # A soft-deleted user keeps its row (audit, retention) but not its name.
-    tombstone = session.get(User, holder.id)
-    if tombstone is not None:
-        tombstone.user_name = f"{holder.id}.deleted"
-        # Written now: the flush orders UPDATEs by primary key, so the new holder's row could
-        # otherwise take the name first and trip the unique index (a PUT or a restore).
-        session.flush()
+    params = {"directory_id": directory_id, "name": user_name}
+    for _ in range(_FREE_ATTEMPTS):
+        found = fetch(core(session), _NAME_HOLDER, params)
+        holder = found[0] if found else None
+        if holder is None or holder.id == except_id:
+            return
+        if holder.deleted_at is None:
+            raise Conflict(_taken(user_name), field="userName")
+        if _rename_tombstone(session, holder.id, user_name):
+            return
+        # Nothing renamed: the row changed in a transaction that committed while this one
+        # waited for its lock (a restore took it back, a create or purge got there first).
+        # Under READ COMMITTED the next read sees what that transaction left.
+    raise Conflict(_taken(user_name), field="userName")
+
+
+def _rename_tombstone(session: Session, user_id: str, user_name: str) -> bool:
+    """Rename the deleted user ``user_id`` away from ``user_name``, if it still is both."""
+    # A soft-deleted user keeps its row (audit, retention) but not its name. The name was
+    # read without a lock: a restore (find_restorable) may hold this row and bring it back.
+    # The UPDATE waits for that lock and, on PostgreSQL, re-checks its WHERE on the row as
+    # committed, so a restored (live) user or one renamed already is left alone (0 rows).
+    # SQLite runs one writer at a time, so the row is as read. Run now rather than at the
+    # flush, which orders UPDATEs by primary key: the new holder could take the name first.
+    # Lock order: a write gets here holding at most its API token's row (touched first by
+    # every write) and its own user's (FOR NO KEY UPDATE: PUT/PATCH, or find_restorable),
+    # and waits only for a *deleted* user's row; the audit chain head is locked at COMMIT,
+    # after every row lock, so no cycle runs through it. A cycle needs two deleted users
+    # restored at once, each under the other's current name: PostgreSQL breaks it (503,
+    # retried), as it did before this check.
+    renamed = core(session).execute(_RENAME_TOMBSTONE, {
+        "b_id": user_id, "b_name": user_name, "b_new": f"{user_id}.deleted"}).rowcount
+    loaded = session.identity_map.get(identity_key(User, user_id))
+    if loaded is not None:  # the session's copy (if any) must not keep the old name
+        session.expire(loaded, ["user_name"])
+    return renamed == 1
 
 
 def _state(data: UserInput, manager_id: str | None, *,
