@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.audit import Actor, record
 from app.db import new_id, utcnow
 from app.events import emit
-from app.lifecycle.guard import guard_mass_event
+from app.lifecycle.guard import guard_on_commit
 from app.lifecycle.policy import LifecyclePolicy, current_policy
 from app.lifecycle.records import new_record, stamp_on_commit
 from app.lifecycle.restore import restore_access
@@ -69,7 +69,8 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
             "b_org": user.organization_id, "b_directory": user.directory_id}).one()
         policy = (policy or current_policy(session)).with_overrides(own_policy or {})
         rec = _take_out(session, user, actor, trigger, received, reason, vendor)
-        guard_mass_event(session, rec, policy)
+        # The mass-event guard runs at commit, under its directory's lock (app/lifecycle/guard).
+        guard_on_commit(session, rec, policy)
     stamp_on_commit(session, rec)
     return rec
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import sqlalchemy as sa
 
 from app.audit.verify import verify
 from app.db import utcnow
-from app.lifecycle import LifecyclePolicy, Trigger, delete_user, deprovision_user
+from app.lifecycle import (
+    LifecyclePolicy,
+    Trigger,
+    delete_user,
+    deprovision_directory_users,
+    deprovision_user,
+)
 from app.lifecycle.batches import purge_deleted
 from app.models import User
 from tests.conftest import OPERATOR, rows
@@ -62,6 +69,37 @@ def test_mass_deprovisioning_opens_one_batch_and_alerts_once(db, tenant):
                       "'directory.mass_deprovision'")
     assert len(alerts) == 1
     assert rows(db, "SELECT count(*) FROM users WHERE status = 'deprovisioned'")[0][0] == 7
+
+
+def test_one_transaction_deprovisioning_many_users_counts_each_once(db, tenant):
+    """A disabled directory deprovisions all its users in one transaction; the guard runs
+    at its commit and the batch it opens holds, and counts, each of them once."""
+    _users(db, tenant, 20)
+    with db.transaction() as session:
+        assert len(deprovision_directory_users(session, tenant.directory.id, OPERATOR)) == 20
+    batches = rows(db, "SELECT id, count FROM deprovision_batches")
+    assert [b.count for b in batches] == [20]
+    assert rows(db, "SELECT count(*) FROM deprovision_records WHERE batch_id = :b",
+                b=batches[0].id)[0][0] == 20
+    [alert] = rows(db, "SELECT payload FROM outbox_events WHERE type = "
+                       "'directory.mass_deprovision'")
+    payload = alert.payload if isinstance(alert.payload, dict) else json.loads(alert.payload)
+    assert payload["count"] == 20
+
+
+def test_deprovisionings_of_a_rolled_back_savepoint_are_not_guarded(db, tenant):
+    """A savepoint rolled back (a refused rule set) takes its records along: the guard at
+    commit neither counts them nor fails on them."""
+    ids = _users(db, tenant, 20)
+    with db.transaction() as session:
+        savepoint = session.begin_nested()
+        for user_id in ids[:7]:
+            deprovision_user(session, session.get(User, user_id), OPERATOR,
+                             trigger=Trigger.scim_active_false, policy=POLICY)
+        savepoint.rollback()
+    assert rows(db, "SELECT count(*) FROM deprovision_batches")[0][0] == 0
+    assert rows(db, "SELECT count(*) FROM deprovision_records")[0][0] == 0
+    assert rows(db, "SELECT count(*) FROM users WHERE status = 'active'")[0][0] == 20
 
 
 def test_organization_policy_overrides_the_thresholds(db, tenant):

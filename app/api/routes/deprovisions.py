@@ -52,7 +52,8 @@ class DeprovisionRecordSchema(Schema):
     grants_removed = fields.Integer(required=True)
     outcome = fields.String(required=True)
     error = fields.String(allow_none=True)
-    batch_id = fields.String(allow_none=True)
+    batch_id = fields.String(allow_none=True, metadata={
+        "description": "The mass-deprovisioning batch, set as the deprovisioning commits."})
     restored_at = fields.AwareDateTime(allow_none=True)
 
 

@@ -64,7 +64,8 @@ def deprovision(ctx: ApiContext, user_id: str) -> DeprovisionRecord:
     """Take the user out everywhere at once, with trigger `operator`; 409 when already out.
 
     The answer is the deprovisioning record; its `revocation_committed_at` and `latency_ms`
-    are stamped right after the commit (read them with GET /deprovisions/{id}).
+    are stamped right after the commit, and its `batch_id` (mass-event guard) at the commit:
+    read them with GET /deprovisions/{id}.
     """
     user = _user(ctx, user_id)
     rec = deprovision_user(ctx.session, user, _actor(ctx), trigger=Trigger.operator,
