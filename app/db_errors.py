@@ -38,6 +38,44 @@ def is_transient(exc: BaseException) -> bool:
     return code[:2] in _TRANSIENT_SQLSTATE_CLASSES or code in _TRANSIENT_SQLSTATES
 
 
+# What the log line of a 503 calls each transient SQLSTATE (PostgreSQL appendix A).
+_TRANSIENT_NAMES = {
+    "40P01": "deadlock detected", "40001": "serialization failure",
+    "55P03": "lock not available", "57014": "query canceled",
+    "57P01": "server shutting down", "57P02": "server crashed", "57P03": "server starting up",
+}
+_STATEMENT_SHOWN = 160
+
+
+def describe_transient(exc: BaseException) -> str:
+    """A transient error for the log: what it was (a deadlock is named, with its SQLSTATE),
+    where PostgreSQL says it happened, and the start of the statement (no bound values)."""
+    if not isinstance(exc, DBAPIError):
+        return type(exc).__name__
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None)
+    if exc.connection_invalidated:
+        what = "connection lost"
+    elif code is not None:
+        name = _TRANSIENT_NAMES.get(code) or (
+            "connection error" if code.startswith("08") else type(orig).__name__)
+        what = f"{name} (SQLSTATE {code})"
+    else:
+        first = str(orig).strip().splitlines()
+        what = f"{type(exc).__name__}: {first[0] if first else type(orig).__name__}"
+    # A deadlock's context names the row it waited for ("while locking tuple (0,5) in
+    # relation "users""): with the statement, enough to tell which lock order broke.
+    context = getattr(getattr(orig, "diag", None), "context", None)
+    if context:
+        what += f"; {' '.join(context.split())}"
+    if exc.statement:
+        statement = " ".join(exc.statement.split())
+        if len(statement) > _STATEMENT_SHOWN:
+            statement = statement[:_STATEMENT_SHOWN] + "..."
+        what += f"; statement: {statement}"
+    return what
+
+
 # PostgreSQL's answer to a statement psycopg prepared on another server connection: the
 # name is unknown (26000 invalid_sql_statement_name) or taken (42P05 duplicate_prepared_...).
 _LOST_PREPARED_SQLSTATES = frozenset({"26000", "42P05"})

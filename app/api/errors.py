@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
-from app.db_errors import is_transient, prepared_statement_lost
+from app.db_errors import describe_transient, is_transient, prepared_statement_lost
 from app.errors import (
     Conflict,
     DomainError,
@@ -162,7 +162,8 @@ def register_problem_handlers(bp: Blueprint) -> None:
     def _unexpected(exc: Exception) -> Response:
         if is_transient(exc):
             # Lock timeout or lost connection: nothing was committed, a retry is safe.
-            log.warning("API request hit a transient database error: %s", type(exc).__name__)
+            log.warning("API request hit a transient database error: %s",
+                        describe_transient(exc))
             return problem_response(503, "the service is busy; retry the request",
                                     headers={"Retry-After": "1"})
         if schema_not_ready(current_app.extensions["roster.db"].engine, exc):

@@ -2,13 +2,18 @@
 
 Membership changes touch only the rows they name: adding one member to a 50,000-member
 group reads and writes that one row, never the other 49,999.
+
+A write locks the group's row, then every user whose grants it may re-evaluate, all in one
+statement sorted by id, before it changes a membership; the grants are re-evaluated once,
+at its end (the lock order is in app/mapping/reevaluation.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Row, bindparam, delete, insert, literal, select
 from sqlalchemy.orm import Session
@@ -19,7 +24,7 @@ from app.directory.refs import DirectoryLike
 from app.directory.uniqueness import flush_unique, insert_unique
 from app.errors import Conflict, InvalidInput, NotFound
 from app.events import emit
-from app.mapping.evaluation import reevaluate_group_members, reevaluate_users
+from app.mapping.reevaluation import Reevaluation, finish, lock_users
 from app.models import Group, Membership, User
 from app.sql import among, fetch, fold, fold_text
 
@@ -146,8 +151,21 @@ def _members_among(session: Session, group: Group, ids: list[str]) -> list[str]:
                                      {"ids": ids, "group_id": group.id})]
 
 
-def add_members(session: Session, group: Group, user_ids: Iterable[str],
-                actor: Actor) -> list[str]:
+@contextmanager
+def _reevaluating(session: Session, group: Group, user_ids: Iterable[str], actor: Actor,
+                  outer: Reevaluation | None) -> Iterator[Reevaluation]:
+    """The caller's re-evaluation, else this change's own: ``user_ids`` locked first (one
+    sorted statement), the changed ones evaluated when the block ends without an error."""
+    if outer is not None:
+        yield outer  # the caller locked a superset up front and evaluates at its end
+        return
+    own = lock_users(session, group.organization_id, user_ids)
+    yield own
+    finish(session, own, actor)
+
+
+def add_members(session: Session, group: Group, user_ids: Iterable[str], actor: Actor, *,
+                evaluation: Reevaluation | None = None) -> list[str]:
     """Add members by id (RFC 7644 §3.5.2.1); returns the ids that were not members yet."""
     ids = _unique(user_ids)
     if not ids:
@@ -156,49 +174,64 @@ def add_members(session: Session, group: Group, user_ids: Iterable[str],
     present = set(_members_among(session, group, ids))
     added = [i for i in ids if i not in present]
     if added:
-        now = utcnow()
-        session.execute(insert(Membership), [
-            {"group_id": group.id, "user_id": uid, "created_at": now} for uid in added])
-        _membership_changed(session, group, added, actor, "add")
+        with _reevaluating(session, group, added, actor, evaluation) as reevaluation:
+            now = utcnow()
+            session.execute(insert(Membership), [
+                {"group_id": group.id, "user_id": uid, "created_at": now} for uid in added])
+            _membership_changed(session, group, added, actor, "add", reevaluation)
     return added
 
 
-def remove_members(session: Session, group: Group, user_ids: Iterable[str],
-                   actor: Actor) -> list[str]:
+def remove_members(session: Session, group: Group, user_ids: Iterable[str], actor: Actor, *,
+                   evaluation: Reevaluation | None = None) -> list[str]:
     """Remove the named members only (RFC 7644 §3.5.2.2); returns those that were members."""
     ids = _unique(user_ids)
     removed = _members_among(session, group, ids)
     if removed:
-        fetch(core(session), _REMOVE_MEMBERS, {"ids": removed, "group_id": group.id})
-        _membership_changed(session, group, removed, actor, "remove")
+        with _reevaluating(session, group, removed, actor, evaluation) as reevaluation:
+            fetch(core(session), _REMOVE_MEMBERS, {"ids": removed, "group_id": group.id})
+            _membership_changed(session, group, removed, actor, "remove", reevaluation)
     return removed
 
 
-def remove_all_members(session: Session, group: Group, actor: Actor) -> list[str]:
+def _member_set(session: Session, group: Group) -> set[str]:
+    return set(session.scalars(select(Membership.user_id)
+                               .where(Membership.group_id == group.id)))
+
+
+def remove_all_members(session: Session, group: Group, actor: Actor, *,
+                       evaluation: Reevaluation | None = None) -> list[str]:
     """Empty the group (PATCH remove of ``members`` without a filter, RFC 7644 §3.5.2.2)."""
-    removed = list(session.scalars(select(Membership.user_id)
-                                   .where(Membership.group_id == group.id)))
+    removed = list(_member_set(session, group))
     if removed:
-        session.execute(delete(Membership).where(Membership.group_id == group.id))
-        _membership_changed(session, group, removed, actor, "remove")
+        with _reevaluating(session, group, removed, actor, evaluation) as reevaluation:
+            session.execute(delete(Membership).where(Membership.group_id == group.id))
+            _membership_changed(session, group, removed, actor, "remove", reevaluation)
     return removed
 
 
-def replace_members(session: Session, group: Group, user_ids: Iterable[str],
-                    actor: Actor) -> tuple[list[str], list[str]]:
+def replace_members(session: Session, group: Group, user_ids: Iterable[str], actor: Actor, *,
+                    evaluation: Reevaluation | None = None) -> tuple[list[str], list[str]]:
     """Make the members exactly ``user_ids`` (PUT, PATCH replace); returns (added, removed)."""
-    wanted = _unique(user_ids)
-    current = set(session.scalars(select(Membership.user_id)
-                                  .where(Membership.group_id == group.id)))
+    return _replace(session, group, _unique(user_ids), _member_set(session, group), actor,
+                    evaluation)
+
+
+def _replace(session: Session, group: Group, wanted: list[str], current: set[str],
+             actor: Actor, evaluation: Reevaluation | None) -> tuple[list[str], list[str]]:
     wanted_set = set(wanted)
-    removed = remove_members(session, group, [i for i in current if i not in wanted_set],
-                             actor)
-    added = add_members(session, group, [i for i in wanted if i not in current], actor)
+    gone = [i for i in current if i not in wanted_set]
+    new = [i for i in wanted if i not in current]
+    # Both passes under one lock of all their users: locking the removed ones, then the
+    # added ones, is what let two PUTs sharing users deadlock (audit F4).
+    with _reevaluating(session, group, gone + new, actor, evaluation) as reevaluation:
+        removed = remove_members(session, group, gone, actor, evaluation=reevaluation)
+        added = add_members(session, group, new, actor, evaluation=reevaluation)
     return added, removed
 
 
 def _membership_changed(session: Session, group: Group, user_ids: list[str], actor: Actor,
-                        op: str) -> None:
+                        op: str, evaluation: Reevaluation) -> None:
     """One audit event and one outbox event per group and operation, listing the users."""
     _touch(group)
     past = "added" if op == "add" else "removed"
@@ -207,7 +240,7 @@ def _membership_changed(session: Session, group: Group, user_ids: list[str], act
            actor=actor, subject_type="group", subject_id=group.id, data=data)
     emit(session, organization_id=group.organization_id, type=f"membership.{past}",
          aggregate_id=group.id, payload=data)
-    reevaluate_users(session, group.organization_id, user_ids, actor)
+    evaluation.note(user_ids)
 
 
 def create_group(session: Session, directory: DirectoryLike, data: GroupInput,
@@ -236,6 +269,58 @@ def create_group(session: Session, directory: DirectoryLike, data: GroupInput,
 
 def update_group(session: Session, group: Group, data: GroupInput, actor: Actor) -> Group:
     """Set displayName, externalId, extensions and (if given) the full member list."""
+    renamed = data.display_name != group.display_name
+    replacing = data.member_ids is not None
+    current = _member_set(session, group) if renamed or replacing else set()
+    wanted = _unique(data.member_ids or ())
+    # A rename re-evaluates every member, old and new; a member change only the difference.
+    affected = (current | set(wanted) if renamed
+                else current.symmetric_difference(wanted) if replacing else set())
+    with _reevaluating(session, group, affected, actor, None) as reevaluation:
+        _update(session, group, data, actor, reevaluation, current)
+        if replacing:
+            _replace(session, group, wanted, current, actor, reevaluation)
+    return group
+
+
+class MemberEdit(Protocol):
+    """One PATCH operation on members: add, remove, replace with ``ids``, or remove_all."""
+
+    @property
+    def op(self) -> str: ...
+
+    @property
+    def ids(self) -> Sequence[str]: ...
+
+
+_Edit = Callable[[Session, Group, Sequence[str], Actor, Reevaluation], object]
+_EDITS: dict[str, _Edit] = {
+    "add": lambda s, g, ids, a, r: add_members(s, g, ids, a, evaluation=r),
+    "remove": lambda s, g, ids, a, r: remove_members(s, g, ids, a, evaluation=r),
+    "replace": lambda s, g, ids, a, r: replace_members(s, g, ids, a, evaluation=r),
+    "remove_all": lambda s, g, ids, a, r: remove_all_members(s, g, a, evaluation=r),
+}
+
+
+def edit_group(session: Session, group: Group, data: GroupInput | None,
+               changes: Sequence[MemberEdit], actor: Actor) -> Group:
+    """PATCH (RFC 7644 §3.5.2): ``data`` (members ignored), then each membership operation
+    in order on the rows it names; every user any of them may re-evaluate is locked first."""
+    renamed = data is not None and data.display_name != group.display_name
+    whole = renamed or any(c.op in ("replace", "remove_all") for c in changes)
+    current = _member_set(session, group) if whole else set()
+    named = {i for c in changes for i in c.ids}
+    with _reevaluating(session, group, current | named, actor, None) as reevaluation:
+        if data is not None:
+            _update(session, group, data, actor, reevaluation, current)
+        for change in changes:
+            _EDITS[change.op](session, group, change.ids, actor, reevaluation)
+    return group
+
+
+def _update(session: Session, group: Group, data: GroupInput, actor: Actor,
+            reevaluation: Reevaluation, members: set[str]) -> None:
+    """displayName, externalId and extensions; a rename re-evaluates ``members`` (all)."""
     changed = []
     if data.display_name != group.display_name:
         if fold_text(data.display_name) != fold_text(group.display_name):
@@ -258,24 +343,20 @@ def update_group(session: Session, group: Group, data: GroupInput, actor: Actor)
              aggregate_id=group.id, payload={"group_id": group.id, "changed": changed,
                                              "display_name": group.display_name})
         if "displayName" in changed:
-            reevaluate_group_members(session, group.organization_id, group.id, actor)
-    if data.member_ids is not None:
-        replace_members(session, group, data.member_ids, actor)
-    return group
+            reevaluation.note(members)
 
 
 def delete_group(session: Session, group: Group, actor: Actor) -> None:
     """Delete a group and its memberships (RFC 7644 §3.6); members are re-evaluated."""
-    member_ids = list(session.scalars(select(Membership.user_id)
-                                      .where(Membership.group_id == group.id)))
-    session.execute(delete(Membership).where(Membership.group_id == group.id))
-    record(session, organization_id=group.organization_id, action="group:delete",
-           actor=actor, subject_type="group", subject_id=group.id,
-           data={"displayName": group.display_name, "members": len(member_ids)})
-    emit(session, organization_id=group.organization_id, type="group.deleted",
-         aggregate_id=group.id, payload={"group_id": group.id,
-                                         "display_name": group.display_name})
-    session.delete(group)
-    session.flush()
-    if member_ids:
-        reevaluate_users(session, group.organization_id, member_ids, actor)
+    member_ids = list(_member_set(session, group))
+    with _reevaluating(session, group, member_ids, actor, None) as reevaluation:
+        session.execute(delete(Membership).where(Membership.group_id == group.id))
+        record(session, organization_id=group.organization_id, action="group:delete",
+               actor=actor, subject_type="group", subject_id=group.id,
+               data={"displayName": group.display_name, "members": len(member_ids)})
+        emit(session, organization_id=group.organization_id, type="group.deleted",
+             aggregate_id=group.id, payload={"group_id": group.id,
+                                             "display_name": group.display_name})
+        session.delete(group)
+        session.flush()
+        reevaluation.note(member_ids)

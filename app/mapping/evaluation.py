@@ -315,26 +315,41 @@ def reevaluate_users(session: Session, organization_id: str, user_ids: Iterable[
                      actor: Actor) -> Summary:
     """Recompute the grants of the given users and apply the diff."""
     ids = sorted(set(user_ids))
-    if not ids:
+    policy = evaluation_policy(session, organization_id, ids)
+    if policy is None:
         return Summary()
+    return evaluate_users(session, organization_id, ids, policy, actor)
+
+
+def evaluation_policy(session: Session, organization_id: str,
+                      user_ids: Sequence[str]) -> Policy | None:
+    """The organization's policy if evaluating these users can change anything, else None."""
+    if not user_ids:
+        return None
     # One plain query first: an organization without rules or a default role whose users
     # hold no rule-made grant (no mapping yet, the common case on every SCIM create) has
     # nothing to evaluate, and the rules, roles and units are never loaded.
     session.flush()  # the check runs on the connection: it must see this transaction's rows
     found = fetch(session.connection(), _IDLE_CHECK,
-                  {"organization_id": organization_id, "user_ids": ids})
+                  {"organization_id": organization_id, "user_ids": list(user_ids)})
     if not found:
-        return Summary()
+        return None
     stored_policy, has_rules, has_mapped_grants = found[0]
     policy = parse_policy((stored_policy or {}).get(POLICY_KEY))
     if not has_rules and not policy.default_role and not has_mapped_grants:
-        return Summary()
+        return None
+    return policy
+
+
+def evaluate_users(session: Session, organization_id: str, user_ids: Sequence[str],
+                   policy: Policy, actor: Actor) -> Summary:
+    """Evaluate and apply ``user_ids`` (sorted), locking each batch in id order."""
     org = session.get(Organization, organization_id)
     if org is None:
         return Summary()
     rules = load_rules(session, org.id)
-    return run(session, load_context(session, org, rules, policy), _chunks(ids, BATCH_SIZE),
-               actor)
+    return run(session, load_context(session, org, rules, policy),
+               _chunks(user_ids, BATCH_SIZE), actor)
 
 
 _IDLE_CHECK = select(

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 from flask import Response
 from sqlalchemy import Row
-from sqlalchemy.orm import Session
 
-from app.audit import Actor
 from app.db import Reader
 from app.directory import groups as group_service
 from app.directory.users import display_names
@@ -31,7 +28,7 @@ from app.scim.http import (
     resource_response,
     unit_of_work,
 )
-from app.scim.patch import MemberChange, apply_patch
+from app.scim.patch import apply_patch
 from app.scim.projection import Projection
 from app.scim.schema import CORE_GROUP
 from app.scim.values import normalise_resource
@@ -98,20 +95,6 @@ def delete_group(group_id: str) -> Response:
     return no_content()
 
 
-
-def _apply_member_change(session: Session, group: Group, change: MemberChange,
-                         actor: Actor) -> None:
-    """One membership operation on the named rows only (RFC 7644 §3.5.2)."""
-    if change.op == "add":
-        group_service.add_members(session, group, change.ids, actor)
-    elif change.op == "remove":
-        group_service.remove_members(session, group, change.ids, actor)
-    elif change.op == "replace":
-        group_service.replace_members(session, group, change.ids, actor)
-    else:
-        group_service.remove_all_members(session, group, actor)
-
-
 def patch_group(group_id: str) -> Response:
     """PATCH /Groups/{id} (RFC 7644 §3.5.2): atomic; 204 unless attributes are asked for.
 
@@ -126,13 +109,11 @@ def patch_group(group_id: str) -> Response:
         check_if_match(group.version)
         current = render_groups(session, [group], NO_MEMBERS)[0]
         result = apply_patch(current, payload, resource_type="Group", notes=notes)
-        actor = actor_of(caller)
-        if result.touched - {"members"}:
-            data = group_from_scim(normalise_resource(result.resource, "Group", notes=notes))
-            group_service.update_group(session, group, dataclasses.replace(data,
-                                                                           member_ids=None), actor)
-        for change in result.member_changes:
-            _apply_member_change(session, group, change, actor)
+        data = (group_from_scim(normalise_resource(result.resource, "Group", notes=notes))
+                if result.touched - {"members"} else None)
+        # One call: every user the operations touch is locked up front, in one order.
+        group_service.edit_group(session, group, data, result.member_changes,
+                                 actor_of(caller))
         args = query_args()
         if args.get("attributes") or args.get("excludedAttributes"):
             return resource_response(_one(session, group), group.version)

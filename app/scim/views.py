@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
-from app.db_errors import is_transient, prepared_statement_lost
+from app.db_errors import describe_transient, is_transient, prepared_statement_lost
 from app.errors import Conflict, DomainError, InvalidInput, NotFound, PreconditionFailed
 from app.migrate import NOT_READY_DETAIL, NOT_READY_RETRY_AFTER, schema_not_ready
 from app.scim import bulk, discovery, group_views, list_views, user_views
@@ -176,7 +176,7 @@ def _unexpected(exc: Exception) -> Response:
     if is_transient(exc):
         # A lock timeout or lost connection: nothing was committed, so a retry is safe.
         # Okta and Entra both retry on 503 with Retry-After.
-        log.warning("SCIM request hit a transient database error: %s", type(exc).__name__)
+        log.warning("SCIM request hit a transient database error: %s", describe_transient(exc))
         response = error_response(503, "the service is busy; retry the request")
         response.headers["Retry-After"] = "1"
         return response

@@ -191,9 +191,10 @@ def test_token_is_checked_before_the_body(client, method, path):
     assert_error(response, 401)
 
 
-def test_database_lock_timeout_is_a_503_with_retry_after(app, tenant, client, db):
-    """A writer stuck behind a lock gets a retryable SCIM 503, never a 500 (SQLite and PG)."""
-    with database_locked(app, db):
+def test_database_lock_timeout_is_a_503_with_retry_after(app, tenant, client, db, caplog):
+    """A writer stuck behind a lock gets a retryable SCIM 503, never a 500 (SQLite and PG);
+    the log line says which error it was, not only its class."""
+    with database_locked(app, db), caplog.at_level("WARNING", logger="app.scim.views"):
         response = client.post("/scim/v2/Users", headers=tenant.headers,
                                json={"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
                                      "userName": "locked@acme.com"})
@@ -201,6 +202,11 @@ def test_database_lock_timeout_is_a_503_with_retry_after(app, tenant, client, db
     assert response.headers["Retry-After"] == "1"
     assert response.get_json()["status"] == "503"
     assert response.mimetype == "application/scim+json"
+    [line] = [r.getMessage() for r in caplog.records if "transient" in r.getMessage()]
+    named = ("lock not available (SQLSTATE 55P03)" if db.dialect == "postgresql"
+             else "OperationalError: database is locked")
+    assert f"transient database error: {named}; " in line, line
+    assert "statement: " in line
 
 
 _USER = b'{"schemas": ["' + CORE_USER.encode() + b'"], '

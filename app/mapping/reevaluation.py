@@ -1,0 +1,83 @@
+"""One re-evaluation per write, its users locked up front: the lock order of write
+transactions, which keeps concurrent group writes from deadlocking on PostgreSQL.
+
+Every write transaction takes its row locks in this order, and never goes back to an
+earlier step (README, "Concurrency and locks"):
+
+1. the SCIM token's row, when ``touch`` stamps it (first statement of a unit of work);
+2. the one group row a group write changes (``get_group(for_update=True)``);
+3. the user rows whose grants it re-evaluates: a user write holds its own row; a group
+   write locks every user it may re-evaluate at once, in one statement sorted by id
+   (``lock_users``), before it changes a membership;
+4. rows reached only through locks already held: the group's memberships, the users'
+   grants, units, and audit and outbox inserts;
+5. the organization's audit chain head, at COMMIT (``app.audit.log.append_pending``).
+
+Why no deadlock: a transaction only ever waits for a lock later in this order than every
+lock it holds (within step 3, a higher user id: the statement locks in id order), so a
+chain of waits only moves forward in the order and can never close into a cycle. The
+evaluation at the end re-locks only users already held, so it never waits. Membership
+inserts take KEY SHARE on a user (their foreign-key check), which FOR NO KEY UPDATE does
+not block. Known exception: an SSO login's JIT group sync (app/sso/login.py) writes its
+user before the groups it joins.
+
+Before this, a group PUT re-evaluated its removed members, then its added ones (then a
+rename's members), each pass locking its own sorted set: two PUTs sharing users locked
+them in different orders and one was chosen as a deadlock victim (audit finding F4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from app.audit import Actor
+from app.mapping.evaluation import Summary, evaluate_users, evaluation_policy
+from app.mapping.rules import Policy
+from app.models import User
+from app.sql import among, fetch
+
+# FOR NO KEY UPDATE as everywhere users are locked (app/directory/users.py); ORDER BY makes
+# PostgreSQL lock the rows in id order (its LockRows step runs after the sort).
+_LOCK_USERS = (select(User.id)
+               .where(among(User.id), User.organization_id == bindparam("organization_id"))
+               .order_by(User.id).with_for_update(key_share=True))
+
+
+@dataclass
+class Reevaluation:
+    """The users one write may re-evaluate (locked) and those it changed (evaluated last)."""
+
+    organization_id: str
+    policy: Policy | None  # None: evaluating these users can change nothing
+    locked: frozenset[str]
+    changed: set[str] = field(default_factory=set)
+
+    def note(self, user_ids: Iterable[str]) -> None:
+        """These users' memberships or groups changed: evaluate them in ``finish``."""
+        self.changed.update(user_ids)
+
+
+def lock_users(session: Session, organization_id: str,
+               user_ids: Iterable[str]) -> Reevaluation:
+    """Decide once whether these users need evaluating and, if so, lock them all now."""
+    ids = sorted(set(user_ids))
+    policy = evaluation_policy(session, organization_id, ids)
+    connection = session.connection()
+    # SQLite has one writer at a time and no row locks: nothing to order there.
+    if policy is not None and connection.dialect.name == "postgresql":
+        fetch(connection, _LOCK_USERS, {"ids": ids, "organization_id": organization_id})
+    return Reevaluation(organization_id, policy, frozenset(ids))
+
+
+def finish(session: Session, evaluation: Reevaluation, actor: Actor) -> Summary:
+    """Evaluate the changed users once, under the locks ``lock_users`` took."""
+    if evaluation.policy is None or not evaluation.changed:
+        return Summary()
+    # A changed user outside the locked set would be locked here, late; callers lock a
+    # superset of what they change, so this only re-locks rows already held.
+    return evaluate_users(session, evaluation.organization_id, sorted(evaluation.changed),
+                          evaluation.policy, actor)

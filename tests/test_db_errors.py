@@ -1,0 +1,51 @@
+"""The log line of a transient database error names what happened (audit F4)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+
+from app.db_errors import describe_transient, is_transient
+from tests.conftest import make_tenant
+
+
+def test_a_deadlock_is_named_with_its_sqlstate_row_and_statement(db, dialect):
+    """Two connections lock two rows in opposite orders: PostgreSQL aborts one with 40P01,
+    and its description says "deadlock detected", the relation and the statement."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: it cannot deadlock")
+    ids = [make_tenant(db, slug).org.id for slug in ("acme", "globex")]
+    lock = sa.text("SELECT id FROM organizations WHERE id = :id FOR UPDATE")
+    barrier = threading.Barrier(2)
+    failures: list[DBAPIError] = []
+
+    def lock_both(first: str, second: str) -> None:
+        with db.engine.connect() as conn, conn.begin():
+            conn.execute(lock, {"id": first})
+            barrier.wait(10)
+            try:
+                conn.execute(lock, {"id": second})
+            except DBAPIError as exc:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=lock_both, args=order)
+               for order in (ids, ids[::-1])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(failures) == 1
+    [exc] = failures
+    assert is_transient(exc)
+    described = describe_transient(exc)
+    assert described.startswith("deadlock detected (SQLSTATE 40P01)"), described
+    assert 'relation "organizations"' in described
+    assert "statement: SELECT id FROM organizations WHERE id = " in described
+
+
+def test_other_errors_keep_their_type_name():
+    """Not a database error: just the exception's type."""
+    assert describe_transient(TimeoutError()) == "TimeoutError"
