@@ -3,11 +3,8 @@ counted, all restored, however the IdP's parallel deactivations interleave."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -21,7 +18,7 @@ from app.lifecycle.batches import restore_batch
 from app.models import User
 from tests.conftest import OPERATOR, Tenant, app_overrides, make_tenant, rows
 from tests.lifecycle.support import add_user
-from tests.scim.support import PATCH_OP, SCIM, Scim, live_server
+from tests.scim.support import PATCH_OP, Scim, at_once, http_call, live_server
 
 USERS, BURST, ROUNDS = 40, 14, 3  # 14 of 40 is past the default 10 % share and 5 minimum
 OFF = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": False}}]}
@@ -38,33 +35,11 @@ def burst_app(database_url: str, app: Flask) -> Iterator[Flask]:
     built.extensions["roster.db"].dispose()
 
 
-def _deactivate(url: str, token: str, user_id: str) -> int:
-    """PATCH active=false over real HTTP; the status code."""
-    request = urllib.request.Request(
-        f"{url}/scim/v2/Users/{user_id}", data=json.dumps(OFF).encode(), method="PATCH",
-        headers={"Authorization": f"Bearer {token}", "Content-Type": SCIM})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
 def _burst(url: str, tenant: Tenant, user_ids: list[str]) -> list[int]:
-    """Deactivate every user at once, one thread each, released together by a barrier."""
-    statuses: list[int] = []
-    barrier = threading.Barrier(len(user_ids))
-
-    def run(user_id: str) -> None:
-        barrier.wait()
-        statuses.append(_deactivate(url, tenant.token, user_id))
-
-    threads = [threading.Thread(target=run, args=(user_id,)) for user_id in user_ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return statuses
+    """Deactivate every user at once (PATCH active=false), one thread each."""
+    return [status for status, _ in at_once([
+        lambda user_id=user_id: http_call(url, tenant.token, "PATCH", f"/Users/{user_id}", OFF)
+        for user_id in user_ids])]
 
 
 def test_a_concurrent_burst_forms_one_batch_that_restores_everyone(burst_app: Flask,

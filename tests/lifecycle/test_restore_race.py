@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from typing import Any
 
@@ -23,43 +21,22 @@ from app.errors import Conflict
 from app.models import Directory
 from tests.conftest import OPERATOR, Tenant, make_tenant, rows
 from tests.lifecycle.test_restore_on_create import entra_user
-from tests.scim.support import live_server
+from tests.scim.support import at_once, http_call, live_server
 
 ROUNDS = 20  # the old code lost the name in 18 of 20 pairs on PostgreSQL (audit F3)
 
 
 def _call(url: str, token: str, method: str, path: str,
           body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any] | None]:
-    """One SCIM request over HTTP: the status and the JSON body (None when empty)."""
-    request = urllib.request.Request(
-        f"{url}/scim/v2{path}", method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}",
-                 "Content-Type": "application/scim+json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
-    return status, json.loads(raw) if raw else None
+    return http_call(url, token, method, path, body, timeout=30)
 
 
 def _race(url: str, token: str, requests: dict[str, tuple[str, str, dict[str, Any]]],
           ) -> dict[str, tuple[int, dict[str, Any] | None]]:
     """Send every request at once (threads released by a barrier); the results by key."""
-    results: dict[str, tuple[int, dict[str, Any] | None]] = {}
-    barrier = threading.Barrier(len(requests))
-
-    def send(key: str) -> None:
-        barrier.wait()
-        results[key] = _call(url, token, *requests[key])
-
-    threads = [threading.Thread(target=send, args=(key,)) for key in requests]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
+    keys = list(requests)
+    return dict(zip(keys, at_once([lambda key=key: _call(url, token, *requests[key])
+                                   for key in keys], timeout=60), strict=True))
 
 
 def _payload(value: Any) -> dict[str, Any]:

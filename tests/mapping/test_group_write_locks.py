@@ -10,12 +10,7 @@ memberships and grants must be exactly what the requests asked for.
 
 from __future__ import annotations
 
-import json
 import random
-import threading
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,7 +18,7 @@ import sqlalchemy as sa
 
 from tests.conftest import rows
 from tests.mapping.conftest import World
-from tests.scim.support import CORE_GROUP, PATCH_OP, SCIM, live_server
+from tests.scim.support import CORE_GROUP, PATCH_OP, SCIM, at_once, http_call, live_server
 
 GROUPS, USERS, ROUNDS = 8, 16, 6
 RULES = {"policy": {"on_loss": "nothing"}, "rules": [
@@ -35,31 +30,7 @@ RULES = {"policy": {"on_loss": "nothing"}, "rules": [
 
 
 def _send(url: str, token: str, method: str, path: str, body: dict[str, Any]) -> int:
-    request = urllib.request.Request(
-        f"{url}/scim/v2{path}", data=json.dumps(body).encode(), method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": SCIM})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status
-    except urllib.error.HTTPError as error:
-        return error.code
-
-
-def _burst(calls: list[Callable[[], int]]) -> list[int]:
-    """Run the calls on one thread each, released together by a barrier."""
-    statuses: list[int] = [0] * len(calls)
-    barrier = threading.Barrier(len(calls))
-
-    def run(i: int) -> None:
-        barrier.wait()
-        statuses[i] = calls[i]()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return statuses
+    return http_call(url, token, method, path, body)[0]
 
 
 def _name(group: int, round_: int) -> str:
@@ -125,7 +96,7 @@ def test_concurrent_group_puts_with_overlapping_members(app, world):
                 calls.append(lambda gid=gid, body=body: _send(url, token, "PUT",
                                                                f"/Groups/{gid}", body))
                 members[gid], names[gid] = set(wanted), _name(g, round_)
-            assert _burst(calls) == [200] * GROUPS, f"round {round_}"
+            assert at_once(calls) == [200] * GROUPS, f"round {round_}"
             _assert_state(world, names, members, users)
 
 
@@ -152,7 +123,7 @@ def test_concurrent_group_patches_adding_and_removing(app, world):
                 calls.append(lambda gid=gid, body=body: _send(url, token, "PATCH",
                                                                f"/Groups/{gid}", body))
                 members[gid] = (members[gid] | set(add)) - set(remove)
-            assert _burst(calls) == [204] * GROUPS, f"round {round_}"
+            assert at_once(calls) == [204] * GROUPS, f"round {round_}"
             _assert_state(world, names, members, users)
 
 
@@ -177,7 +148,7 @@ def test_group_puts_beside_user_patches(app, world):
                     {"op": "replace", "path": "title", "value": f"t{round_}"}]}
                 calls.append(lambda uid=uid, body=body: _send(url, token, "PATCH",
                                                                f"/Users/{uid}", body))
-            assert _burst(calls) == [200] * 8, f"round {round_}"
+            assert at_once(calls) == [200] * 8, f"round {round_}"
             _assert_state(world, names, members, users)
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
-from collections.abc import Iterator
-from typing import Any
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -110,3 +113,40 @@ def live_server(app: Flask) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=5)
+
+
+T = TypeVar("T")
+
+
+def http_call(url: str, token: str, method: str, path: str, body: Any = None, *,
+              timeout: float = 60) -> tuple[int, Any]:
+    """One SCIM request over real HTTP (``live_server``): the status and the JSON body
+    (None when empty)."""
+    request = urllib.request.Request(
+        f"{url}/scim/v2{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": SCIM})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    return status, json.loads(raw) if raw else None
+
+
+def at_once(calls: list[Callable[[], T]], *, timeout: float = 120) -> list[T]:
+    """Run the calls on one thread each, released together by a barrier so that they
+    really overlap; their results in the calls' order."""
+    results: list[Any] = [None] * len(calls)
+    barrier = threading.Barrier(len(calls))
+
+    def run(index: int) -> None:
+        barrier.wait()
+        results[index] = calls[index]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return results
