@@ -10,7 +10,7 @@ at its end (the lock order is in app/mapping/reevaluation.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -293,13 +293,17 @@ class MemberEdit(Protocol):
     def ids(self) -> Sequence[str]: ...
 
 
-_Edit = Callable[[Session, Group, Sequence[str], Actor, Reevaluation], object]
-_EDITS: dict[str, _Edit] = {
-    "add": lambda s, g, ids, a, r: add_members(s, g, ids, a, evaluation=r),
-    "remove": lambda s, g, ids, a, r: remove_members(s, g, ids, a, evaluation=r),
-    "replace": lambda s, g, ids, a, r: replace_members(s, g, ids, a, evaluation=r),
-    "remove_all": lambda s, g, ids, a, r: remove_all_members(s, g, a, evaluation=r),
-}
+def _apply_edit(session: Session, group: Group, change: MemberEdit, actor: Actor,
+                reevaluation: Reevaluation) -> None:
+    """One membership operation on the rows it names, under the caller's re-evaluation."""
+    if change.op == "add":
+        add_members(session, group, change.ids, actor, evaluation=reevaluation)
+    elif change.op == "remove":
+        remove_members(session, group, change.ids, actor, evaluation=reevaluation)
+    elif change.op == "replace":
+        replace_members(session, group, change.ids, actor, evaluation=reevaluation)
+    else:
+        remove_all_members(session, group, actor, evaluation=reevaluation)
 
 
 def edit_group(session: Session, group: Group, data: GroupInput | None,
@@ -314,7 +318,7 @@ def edit_group(session: Session, group: Group, data: GroupInput | None,
         if data is not None:
             _update(session, group, data, actor, reevaluation, current)
         for change in changes:
-            _EDITS[change.op](session, group, change.ids, actor, reevaluation)
+            _apply_edit(session, group, change, actor, reevaluation)
     return group
 
 

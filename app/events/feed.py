@@ -112,6 +112,7 @@ def events_after(session: Session, position: FeedPosition, *, limit: int = 100,
                                                            else position.after_id)
     upto = position.upto or Snapshot.parse(
         session.scalar(text("SELECT pg_current_snapshot()::text")) or "")
+    # The plain bound lets the index on txid find the window; ended() is an OR.
     window = [OutboxEvent.txid < upto.xmax, upto.ended()]
     if position.done is not None:
         # Below done.xmin every transaction had ended by then: the bound uses the index.

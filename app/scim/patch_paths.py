@@ -94,10 +94,10 @@ def parse_path(text: str, known: ResourceSchemas, notes: list[str]) -> Path:
     attr = schema.attribute(name)
     if attr is None and schema is known:
         # An extension attribute named without its URN (``manager``, as Microsoft's SCIM
-        # tutorial sends it): resolved as filters and ``attributes`` resolve it, core
-        # first, then the extensions in order (app.scim.filter_syntax.schema_of).
-        urn, attr = next(((ext.id, found) for ext in known.extensions
-                          if (found := ext.attribute(name)) is not None), (None, None))
+        # tutorial sends it): resolved as filters and ``attributes`` resolve it.
+        ext = known.extension(filter_syntax.schema_of(name, known.resource) or "")
+        if ext is not None:
+            urn, attr = ext.id, ext.attribute(name)
     if attr is None:
         raise invalid_path(f"Unknown attribute '{name}'")
     if attr.name != name:

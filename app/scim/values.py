@@ -30,10 +30,11 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from app.scim import dialect
 from app.scim.errors import ScimError
+from app.scim.filter_syntax import schema_of
 from app.scim.schema import COMMON, ENTERPRISE, GROUP, ROSTER_ACCESS, USER, Attribute, Schema
 
 ResourceType = Literal["User", "Group"]
@@ -53,6 +54,11 @@ class ResourceSchemas:
         by_name = {a.name.lower(): a for a in (*COMMON, *self.core.attributes)}
         object.__setattr__(self, "_by_name", by_name)
         object.__setattr__(self, "_by_urn", {s.id.lower(): s for s in self.extensions})
+
+    @property
+    def resource(self) -> ResourceType:
+        """The resource type these schemas describe."""
+        return cast(ResourceType, self.core.name)
 
     def attribute(self, name: str) -> Attribute | None:
         """The core or common attribute called ``name`` (case-insensitive, RFC 7643 §2.1)."""
@@ -257,12 +263,6 @@ def _schemas_list(body: dict[str, Any], known: ResourceSchemas) -> list[str]:
     return canonical
 
 
-def _extension_of(known: ResourceSchemas, name: str) -> str | None:
-    """The URN of the first extension defining ``name``: a top-level ``"department"`` (as
-    Microsoft's SCIM tutorial sends it) belongs to the enterprise block, as in filters."""
-    return next((ext.id for ext in known.extensions if ext.attribute(name) is not None), None)
-
-
 def normalise_resource(body: Any, resource_type: ResourceType, *,
                        notes: list[str]) -> dict[str, Any]:
     """A POST/PUT body checked against the schemas and made canonical (RFC 7643 §2, §3)."""
@@ -279,7 +279,8 @@ def normalise_resource(body: Any, resource_type: ResourceType, *,
         if not lowered.startswith("urn:"):
             if lowered == "schemas":
                 continue
-            owner = None if known.attribute(key) else _extension_of(known, key)
+            # A top-level "department" (Microsoft's SCIM tutorial) resolves as in filters.
+            owner = None if known.attribute(key) else schema_of(key, resource_type)
             if owner is None:
                 core[key] = raw
             else:

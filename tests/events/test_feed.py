@@ -166,3 +166,16 @@ def test_a_cursor_the_feed_did_not_issue_is_a_400(client, db, tenant, cursor):
     response = client.get(f"/api/v1/events?after={token}", headers=portal.headers)
     assert response.status_code == 400, response.get_json()
     assert response.content_type.startswith("application/problem+json")
+
+
+def test_a_cursor_issued_before_snapshot_cursors_still_resumes_after_its_event(
+        client, db, tenant):
+    """A portal's stored cursor from before migration 0014 (``[id]``, still SQLite's form)
+    resumes after that event, on PostgreSQL too."""
+    portal = make_key(db, "portal", tenant.org)
+    for name in ("one", "two", "three"):
+        _emit(db, tenant, name)
+    first = rows(db, "SELECT id FROM outbox_events WHERE type = 'test.event' ORDER BY id")[0]
+    token = base64.urlsafe_b64encode(json.dumps([first.id]).encode()).decode().rstrip("=")
+    later, _ = _all_pages(client, portal.headers, after=token)
+    assert _names(later) == ["two", "three"]
