@@ -33,7 +33,7 @@ def _names(header: str | None, version: int) -> bool | None:
     return "*" in tags or str(version) in tags
 
 
-def check_if_match(version: int) -> None:
+def check_preconditions(version: int) -> None:
     """The preconditions of PUT, PATCH and DELETE on an existing resource (RFC 9110 §13.2.2).
 
     A stale ``If-Match`` is 412 (RFC 7644 §3.14). So is an ``If-None-Match`` naming the current

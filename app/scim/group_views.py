@@ -12,7 +12,7 @@ from app.db import Reader
 from app.directory import groups as group_service
 from app.directory.users import display_names
 from app.models import Group
-from app.scim.etag import check_if_match, with_etag
+from app.scim.etag import check_preconditions, with_etag
 from app.scim.groups import GROUP_ALWAYS, group_from_scim, group_to_scim
 from app.scim.http import (
     actor_of,
@@ -79,7 +79,7 @@ def replace_group(group_id: str) -> Response:
     with unit_of_work() as (session, caller):
         group = group_service.get_group(session, caller.directory.id, group_id,
                                         for_update=True)
-        check_if_match(group.version)
+        check_preconditions(group.version)
         group_service.update_group(session, group, data, actor_of(caller))
         resource = _one(session, group)
     return resource_response(resource, group.version)
@@ -90,7 +90,7 @@ def delete_group(group_id: str) -> Response:
     with unit_of_work() as (session, caller):
         group = group_service.get_group(session, caller.directory.id, group_id,
                                         for_update=True)
-        check_if_match(group.version)
+        check_preconditions(group.version)
         group_service.delete_group(session, group, actor_of(caller))
     return no_content()
 
@@ -106,7 +106,7 @@ def patch_group(group_id: str) -> Response:
     with unit_of_work() as (session, caller):
         group = group_service.get_group(session, caller.directory.id, group_id,
                                         for_update=True)
-        check_if_match(group.version)
+        check_preconditions(group.version)
         current = render_groups(session, [group], NO_MEMBERS)[0]
         result = apply_patch(current, payload, resource_type="Group", notes=notes)
         data = (group_from_scim(normalise_resource(result.resource, "Group", notes=notes))

@@ -133,7 +133,7 @@ def body() -> dict[str, Any]:
 
 
 # The query parameters of RFC 7644 §3.4.2 and §3.9 (and RFC 9865's cursor), by lower case.
-_PARAMETERS = {name.lower(): name for name in (
+PARAMETERS = {name.lower(): name for name in (
     "filter", "sortBy", "sortOrder", "startIndex", "count", "cursor", "attributes",
     "excludedAttributes")}
 
@@ -148,7 +148,7 @@ def query_args() -> dict[str, str]:
     """
     args: dict[str, str] = {}
     for name, value in request.args.items(multi=True):
-        args.setdefault(_PARAMETERS.get(name.lower(), name), value)
+        args.setdefault(PARAMETERS.get(name.lower(), name), value)
     return args
 
 

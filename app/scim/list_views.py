@@ -14,7 +14,7 @@ from app.scim.errors import ScimError, require_message_schema, scim_response
 from app.scim.filter_syntax import Resource
 from app.scim.group_views import render_groups
 from app.scim.groups import GROUP_ALWAYS
-from app.scim.http import body, query_args, read_unit, request_notes, scim_settings
+from app.scim.http import PARAMETERS, body, query_args, read_unit, request_notes, scim_settings
 from app.scim.listing import ListPage, ListParams, list_response, parse_list_params, run_list
 from app.scim.projection import Projection
 from app.scim.root_search import root_page
@@ -74,9 +74,7 @@ def _search_body() -> dict[str, Any]:
     if schemas is not None:
         require_message_schema(schemas, SEARCH_REQUEST)
     # Parameter names are case-insensitive like attribute names (RFC 7644 §3.4.3).
-    canonical = {n.lower(): n for n in ("filter", "sortBy", "sortOrder", "startIndex", "count",
-                                        "attributes", "excludedAttributes", "cursor")}
-    return {canonical.get(k.lower(), k): v for k, v in payload.items()}
+    return {PARAMETERS.get(k.lower(), k): v for k, v in payload.items()}
 
 
 def list_users() -> Response:

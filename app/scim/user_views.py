@@ -12,7 +12,7 @@ from app.db import Reader
 from app.directory import groups as group_service
 from app.directory import users as user_service
 from app.models import User
-from app.scim.etag import check_if_match
+from app.scim.etag import check_preconditions
 from app.scim.http import (
     actor_of,
     base_url,
@@ -98,7 +98,7 @@ def replace_user(user_id: str) -> Response:
                                                                   notes=request_notes())))
     with unit_of_work() as (session, caller):
         user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
-        check_if_match(user.version)
+        check_preconditions(user.version)
         user_service.replace_user(session, user, data, actor_of(caller),
                                   store_password_hash=scim_settings()["store_password_hash"])
         resource = _one(session, user)
@@ -109,7 +109,7 @@ def delete_user(user_id: str) -> Response:
     """DELETE /Users/{id} (RFC 7644 §3.6): 204; the user is gone from SCIM at once."""
     with unit_of_work() as (session, caller):
         user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
-        check_if_match(user.version)
+        check_preconditions(user.version)
         user_service.remove_user(session, user, actor_of(caller))
     return no_content()
 
@@ -121,7 +121,7 @@ def patch_user(user_id: str) -> Response:
     payload = before_write(body)
     with unit_of_work() as (session, caller):
         user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
-        check_if_match(user.version)
+        check_preconditions(user.version)
         current = _one(session, user, PATCH_STATE, stored=True)
         result = apply_patch(current, payload, resource_type="User", notes=notes)
         if result.touched:
