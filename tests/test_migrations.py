@@ -248,3 +248,38 @@ def test_0012_stops_on_two_live_users_it_would_merge(fresh_url, dialect):
     tenant = _tenant_at(fresh_url, "0011")
     _insert_as_before_0012(fresh_url, tenant, [("İlker@x.tr", False), ("ilker@x.tr", False)])
     _assert_upgrade_stops(fresh_url, ["İlker@x.tr", "ilker@x.tr"], "0011")
+
+
+def test_0015_keeps_the_name_a_deleted_user_gave_up_before_it(fresh_url):
+    """Users renamed "<id>.deleted" before 0015 get back, as the name they gave up, the
+    userName of their latest deprovisioning record; other users get none."""
+    from app.db import Database
+    from app.directory.users import UserInput, create_user, remove_user
+    from app.models import User
+    from tests.conftest import OPERATOR, make_tenant
+
+    upgrade(fresh_url)
+    db = Database(fresh_url)
+    try:
+        tenant = make_tenant(db, "acme")
+        ids = []
+        for external_id in ("first", "second"):
+            with db.transaction() as session:
+                user = create_user(session, tenant.directory, UserInput(
+                    {"user_name": "pat@x.example", "external_id": external_id}), OPERATOR)
+                ids.append(user.id)
+            if external_id == "first":
+                with db.transaction() as session:
+                    remove_user(session, session.get(User, user.id), OPERATOR)
+    finally:
+        db.dispose()
+    downgrade(fresh_url, "0014")
+    upgrade(fresh_url)
+    engine = sa.create_engine(fresh_url)
+    try:
+        with engine.connect() as conn:
+            found = dict(conn.execute(sa.text(
+                "SELECT id, released_user_name FROM users")).all())
+    finally:
+        engine.dispose()
+    assert found == {ids[0]: "pat@x.example", ids[1]: None}

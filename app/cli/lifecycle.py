@@ -99,8 +99,10 @@ def batches(ctx: CliContext, org_ref: str | None) -> None:
 def restore(ctx: CliContext, batch_id: str) -> None:
     """Undo a mass-deprovisioning batch: reactivate its users under the current mapping."""
     with ctx.transaction() as session:
-        restored = restore_batch(session, batch_id, ctx.actor)
-    click.echo(f"batch {batch_id}: {len(restored)} user(s) reactivated")
+        done = restore_batch(session, batch_id, ctx.actor)
+    click.echo(f"batch {batch_id}: {len(done.restored)} user(s) reactivated")
+    for user_id, why in done.skipped.items():
+        click.echo(f"  skipped {user_id}: {why}")
 
 
 @lifecycle.command("purge")

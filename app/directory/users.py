@@ -22,17 +22,16 @@ from sqlalchemy import (
     null,
     select,
     union_all,
-    update,
 )
 from sqlalchemy import column as named
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
 
 from app.audit import Actor, record
 from app.db import Reader, core, utcnow
 from app.directory.refs import DirectoryLike
 from app.directory.uniqueness import flush_unique, insert_unique
-from app.errors import Conflict, InvalidInput, NotFound
+from app.directory.user_names import free_user_name, taken
+from app.errors import InvalidInput, NotFound
 from app.events import emit
 from app.lifecycle import (
     Trigger,
@@ -44,7 +43,7 @@ from app.lifecycle import (
 from app.mapping.evaluation import reevaluate_users
 from app.models import Grant, Group, Membership, Organization, Role, Unit, User
 from app.models.directory import UserStatus
-from app.sql import among, fetch, fold, fold_text
+from app.sql import among, fetch, fold_text
 
 # Columns a SCIM client may write (everything else is server-managed).
 WRITABLE_COLUMNS: tuple[str, ...] = (
@@ -107,18 +106,6 @@ _GET_USER = select(User).where(*_LIVE_USER_BY_ID)
 _GET_USER_FOR_UPDATE = _GET_USER.with_for_update(key_share=True)
 # The same user as a Core row of the users table, for a read that only renders it.
 _USER_ROW = select(User.__table__).where(*_LIVE_USER_BY_ID)
-# Matches the functional unique index uq_users_directory_username.
-_NAME_HOLDER = select(User.id, User.deleted_at).where(
-    User.directory_id == bindparam("directory_id"),
-    fold(User.user_name) == fold(bindparam("name")))
-# Renames a deleted holder only while it is deleted and holds the name (_rename_tombstone).
-_RENAME_TOMBSTONE = (
-    update(User.__table__)
-    .where(User.id == bindparam("b_id"), User.deleted_at.is_not(None),
-           fold(User.user_name) == fold(bindparam("b_name")))
-    .values(user_name=bindparam("b_new")))
-# A lost race on a tombstone is re-read; more than this many in one request is a Conflict.
-_FREE_ATTEMPTS = 3
 _DISPLAY_NAMES = select(User.id, User.display_name, User.user_name).where(
     among(User.id), User.deleted_at.is_(None))
 
@@ -186,47 +173,6 @@ def display_names(session: Reader, user_ids: Iterable[str | None]) -> dict[str, 
     return {uid: display or name for uid, display, name in rows}
 
 
-def _free_user_name(session: Session, directory_id: str, user_name: str,
-                    except_id: str | None) -> None:
-    """Raise Conflict when a live user holds ``user_name``; a deleted holder gives it up."""
-    params = {"directory_id": directory_id, "name": user_name}
-    for _ in range(_FREE_ATTEMPTS):
-        found = fetch(core(session), _NAME_HOLDER, params)
-        holder = found[0] if found else None
-        if holder is None or holder.id == except_id:
-            return
-        if holder.deleted_at is None:
-            raise Conflict(_taken(user_name), field="userName")
-        if _rename_tombstone(session, holder.id, user_name):
-            return
-        # Nothing renamed: the row changed in a transaction that committed while this one
-        # waited for its lock (a restore took it back, a create or purge got there first).
-        # Under READ COMMITTED the next read sees what that transaction left.
-    raise Conflict(_taken(user_name), field="userName")
-
-
-def _rename_tombstone(session: Session, user_id: str, user_name: str) -> bool:
-    """Rename the deleted user ``user_id`` away from ``user_name``, if it still is both."""
-    # A soft-deleted user keeps its row (audit, retention) but not its name. The name was
-    # read without a lock: a restore (find_restorable) may hold this row and bring it back.
-    # The UPDATE waits for that lock and, on PostgreSQL, re-checks its WHERE on the row as
-    # committed, so a restored (live) user or one renamed already is left alone (0 rows).
-    # SQLite runs one writer at a time, so the row is as read. Run now rather than at the
-    # flush, which orders UPDATEs by primary key: the new holder could take the name first.
-    # Lock order: a write gets here holding at most its API token's row (touched first by
-    # every write) and its own user's (FOR NO KEY UPDATE: PUT/PATCH, or find_restorable),
-    # and waits only for a *deleted* user's row; the audit chain head is locked at COMMIT,
-    # after every row lock, so no cycle runs through it. A cycle needs two deleted users
-    # restored at once, each under the other's current name: PostgreSQL breaks it (503,
-    # retried), as it did before this check.
-    renamed = core(session).execute(_RENAME_TOMBSTONE, {
-        "b_id": user_id, "b_name": user_name, "b_new": f"{user_id}.deleted"}).rowcount
-    loaded = session.identity_map.get(identity_key(User, user_id))
-    if loaded is not None:  # the session's copy (if any) must not keep the old name
-        session.expire(loaded, ["user_name"])
-    return renamed == 1
-
-
 def _state(data: UserInput, manager_id: str | None, *,
            store_password_hash: bool) -> dict[str, Any]:
     """The columns the input sets: every writable column, the (resolved) manager, the
@@ -265,12 +211,8 @@ def _assign(user: User, data: UserInput, manager_id: str | None, *,
 _USER_NAME_INDEX = ("user_name", "uq_users")
 
 
-def _taken(user_name: str) -> str:
-    return f"userName {user_name!r} is already taken in this directory"
-
-
 def _flush_unique(session: Session, user_name: str) -> None:
-    flush_unique(session, _USER_NAME_INDEX, _taken(user_name), "userName")
+    flush_unique(session, _USER_NAME_INDEX, taken(user_name), "userName")
 
 
 def create_user(session: Session, directory: DirectoryLike, data: UserInput, actor: Actor, *,
@@ -285,7 +227,7 @@ def create_user(session: Session, directory: DirectoryLike, data: UserInput, act
                                                            data.password), actor,
                             store_password_hash=store_password_hash)
     user_name = data.values["user_name"]
-    _free_user_name(session, directory.id, user_name, None)
+    free_user_name(session, directory.id, user_name, None)
     manager_id = resolve_manager(session, directory.id, data.manager_id)
     now = utcnow()
     values = _state(data, manager_id, store_password_hash=store_password_hash)
@@ -293,7 +235,7 @@ def create_user(session: Session, directory: DirectoryLike, data: UserInput, act
     values.update(directory_id=directory.id, organization_id=directory.organization_id,
                   active=active, status=UserStatus.active if active else UserStatus.suspended,
                   version=1, created_at=now, updated_at=now)
-    user = insert_unique(session, User, values, _USER_NAME_INDEX, _taken(user_name),
+    user = insert_unique(session, User, values, _USER_NAME_INDEX, taken(user_name),
                          "userName")
     record(session, organization_id=user.organization_id, action="user:create", actor=actor,
            subject_type="user", subject_id=user.id,
@@ -311,7 +253,7 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
     """Set the user's whole writable state (PUT, RFC 7644 §3.5.1; PATCH results too)."""
     user_name = data.values["user_name"]
     if fold_text(user_name) != fold_text(user.user_name):
-        _free_user_name(session, user.directory_id, user_name, user.id)
+        free_user_name(session, user.directory_id, user_name, user.id)
     # Only a new reference is checked: one the user already has stays valid when its
     # manager is deleted later, or no PATCH of this user (its deactivation included) could
     # go through until the IdP sent a new manager.

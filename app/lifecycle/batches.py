@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,8 +26,20 @@ def list_batches(session: Session, organization_id: str | None = None) -> list[D
     return list(session.scalars(stmt))
 
 
-def restore_batch(session: Session, batch_id: str, actor: Actor) -> list[str]:
-    """Reactivate every user of the batch still deprovisioned; returns their ids."""
+@dataclass(frozen=True)
+class BatchRestore:
+    """What undoing a batch did: the users reactivated, and those left out, with why."""
+
+    restored: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def restore_batch(session: Session, batch_id: str, actor: Actor) -> BatchRestore:
+    """Reactivate every user of the batch still deprovisioned.
+
+    A user who cannot come back (a deleted user whose userName a live user holds now) is
+    skipped, with the reason in the result and the audit event; the others are restored.
+    """
     batch = session.get(DeprovisionBatch, batch_id)
     if batch is None:
         raise NotFound(f"no deprovisioning batch {batch_id}")
@@ -34,17 +47,25 @@ def restore_batch(session: Session, batch_id: str, actor: Actor) -> list[str]:
         raise Conflict(f"batch {batch_id} was already restored")
     user_ids = list(session.scalars(select(DeprovisionRecord.user_id).where(
         DeprovisionRecord.batch_id == batch.id, DeprovisionRecord.restored_at.is_(None))))
-    restored: list[str] = []
+    done = BatchRestore()
     for user_id in dict.fromkeys(user_ids):
         user = session.get(User, user_id)
-        if user is not None and user.status in GONE:
-            reactivate_user(session, user, actor)
-            restored.append(user.id)
+        if user is None or user.status not in GONE:
+            continue
+        try:
+            with session.begin_nested():
+                reactivate_user(session, user, actor)
+        except Conflict as exc:
+            session.refresh(user)  # the savepoint's rollback expired it
+            done.skipped[user.id] = str(exc)
+            continue
+        done.restored.append(user.id)
     batch.restored_at, batch.restored_by = utcnow(), actor.id or actor.type
     record(session, organization_id=batch.organization_id, action="directory:batch_restore",
            actor=actor, subject_type="deprovision_batch", subject_id=batch.id,
-           data={"directory_id": batch.directory_id, "restored": len(restored)})
-    return restored
+           data={"directory_id": batch.directory_id, "restored": len(done.restored),
+                 **({"skipped": done.skipped} if done.skipped else {})})
+    return done
 
 
 def _past_retention(retention_days: int, now: datetime | None) -> tuple[Any, ...]:

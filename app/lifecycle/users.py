@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import new_id, utcnow
+from app.directory.user_names import reclaim_user_name
 from app.events import emit
 from app.lifecycle.guard import guard_on_commit
 from app.lifecycle.policy import LifecyclePolicy, current_policy
@@ -145,10 +146,13 @@ def reactivate_user(session: Session, user: User, actor: Actor, *,
                     reason: str | None = None) -> dict[str, Any] | None:
     """active=true (or re-creation within retention): restore under the current mapping.
 
-    Returns what was restored (record id, manual grants), or None when already active.
+    Returns what was restored (record id, manual grants), or None when already active. A
+    deleted user gets back the userName it gave up to a new user, or Conflict (nothing
+    changed) when a live user holds that name now (app/directory/user_names.py).
     """
     if user.status == UserStatus.active and user.active:
         return None
+    reclaim_user_name(session, user)
     was = user.status.value
     user.active = True
     user.status = UserStatus.active

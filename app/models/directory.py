@@ -159,6 +159,9 @@ class User(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Soft delete (SCIM DELETE): hidden from SCIM at once, purged after retention.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The userName a soft-deleted user gave up to a new user (its own became "<id>.deleted",
+    # app/directory/user_names.py); a reactivation takes it back while it is free.
+    released_user_name: Mapped[str | None] = mapped_column(String(500))
 
     manager: Mapped[User | None] = relationship(remote_side=[id])
 

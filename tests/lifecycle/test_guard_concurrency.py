@@ -68,7 +68,7 @@ def test_a_concurrent_burst_forms_one_batch_that_restores_everyone(burst_app: Fl
         assert rows(db, "SELECT count(*) FROM audit_events WHERE subject_id = :d AND "
                         "action = 'directory:mass_deprovision'", d=directory)[0][0] == 1
         with db.transaction() as session:
-            assert len(restore_batch(session, batch_id, OPERATOR)) == BURST
+            assert len(restore_batch(session, batch_id, OPERATOR).restored) == BURST
         assert rows(db, "SELECT count(*) FROM users WHERE directory_id = :d AND active AND "
                         "status = 'active'", d=directory)[0][0] == USERS
 
