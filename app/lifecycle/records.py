@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, event, update
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session, SessionTransaction
 
 from app.audit import Actor
 from app.db import new_id, utcnow
@@ -17,8 +17,10 @@ from app.models.lifecycle import DeprovisionRecord
 
 log = logging.getLogger("roster.lifecycle")
 
-# session.info key: records whose revocation commits with this session's transaction.
+# session.info keys: records whose revocation commits with this session's transaction, and
+# (commit time, records) once it has committed.
 _PENDING = "roster.lifecycle.pending_records"
+_COMMITTED = "roster.lifecycle.committed_records"
 # Built once: constructing the statement cost more than running it (one per deprovisioning).
 _STAMP = (update(DeprovisionRecord).where(DeprovisionRecord.id == bindparam("b_id"))
           .values(revocation_committed_at=bindparam("b_at"), latency_ms=bindparam("b_ms")))
@@ -54,25 +56,49 @@ def stamp_on_commit(session: Session, record: DeprovisionRecord) -> None:
 
 
 @event.listens_for(Session, "after_commit")
-def _stamp_committed(session: Session) -> None:
-    pending: dict[str, datetime] | None = session.info.pop(_PENDING, None)
-    if not pending:
+def _committed(session: Session) -> None:
+    # Also fired when a savepoint is released: the records wait for the outer commit.
+    if session.in_nested_transaction():
         return
-    committed = utcnow()
+    pending: dict[str, datetime] | None = session.info.pop(_PENDING, None)
+    if pending:
+        session.info[_COMMITTED] = (utcnow(), pending)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _stamp_committed(session: Session, transaction: SessionTransaction) -> None:
+    """Write the commit time once the session has given its connection back.
+
+    after_commit runs while the session still holds its connection: a stamp written there
+    needed a second one, so a burst of deprovisionings larger than half the pool waited for
+    connections the burst itself held. Here a pooled connection is back in the pool (the
+    stamp takes it again), and a thread's own SQLite connection is idle (the stamp runs on it).
+    """
+    if transaction.parent is not None:
+        return
+    done: tuple[datetime, dict[str, datetime]] | None = session.info.pop(_COMMITTED, None)
+    if done is None:
+        return
+    committed, pending = done
+    params = [{"b_id": record_id, "b_at": committed,
+               "b_ms": round((committed - received).total_seconds() * 1000, 3)}
+              for record_id, received in pending.items()]
     bind = session.get_bind()
-    engine: Engine = bind if isinstance(bind, Engine) else bind.engine
     try:
         # The revocation is already durable; this second write only records when it became so.
-        with engine.begin() as conn:
-            conn.execute(_STAMP, [
-                {"b_id": record_id, "b_at": committed,
-                 "b_ms": round((committed - received).total_seconds() * 1000, 3)}
-                for record_id, received in pending.items()])
+        if isinstance(bind, Connection) and not bind.closed and not bind.in_transaction():
+            with bind.begin():
+                bind.execute(_STAMP, params)
+        else:
+            with (bind if isinstance(bind, Engine) else bind.engine).begin() as conn:
+                conn.execute(_STAMP, params)
     except Exception:  # the record keeps applied_at; the report falls back to it
         log.exception("could not stamp revocation commit time on %d record(s)", len(pending))
 
 
 @event.listens_for(Session, "after_rollback")
 def _forget(session: Session) -> None:
-    session.info.pop(_PENDING, None)
-
+    # A savepoint's rollback keeps the records made before it; a record made inside it is
+    # gone, and its stamp (an UPDATE by id) then changes nothing.
+    if not session.in_nested_transaction():
+        session.info.pop(_PENDING, None)
