@@ -208,28 +208,34 @@ class Database:
 
     @contextmanager
     def reader(self) -> Iterator[Connection]:
-        """A read transaction on a bare connection, for views that read Core rows only.
+        """Reads on a bare connection, for views that read Core rows only.
 
         An ORM session costs ~60 µs per transaction against ~25 µs for the connection
-        alone; SCIM lists (``userName eq`` lookups) read nothing else. Commits when the block
-        ends, rolls back if it raises. On SQLite it runs beside a writer, as
-        ``transaction(readonly=True)`` does, on the thread's own held connection
-        (app/sqlite_connections.py) unless that one is busy.
+        alone; SCIM lists (``userName eq`` lookups) read nothing else. On SQLite it runs
+        beside a writer, as ``transaction(readonly=True)`` does, on the thread's own held
+        connection (app/sqlite_connections.py) unless that one is busy.
 
-        On PostgreSQL the connection is in autocommit, so each statement is its own
-        transaction and no BEGIN or COMMIT crosses the network: a lookup makes three round
-        trips instead of five. Under READ COMMITTED, PostgreSQL's default and Roster's, each
-        statement of a transaction takes its own snapshot anyway
+        Each statement is its own transaction, on both databases. On PostgreSQL the
+        connection is in autocommit, so no BEGIN or COMMIT crosses the network: a lookup makes
+        three round trips instead of five. On SQLite the thread's own connection runs
+        ``fetch`` statements without BEGIN and COMMIT (``ThreadConnections.read``), which
+        spares a lookup SQLAlchemy's transaction handling and two statements. Under READ COMMITTED,
+        PostgreSQL's default and Roster's, each statement of a transaction takes its own
+        snapshot anyway
         (https://www.postgresql.org/docs/current/transaction-iso.html#XACT-READ-COMMITTED),
-        so the reads see exactly what they would have seen. Only a server whose
-        ``default_transaction_isolation`` is stricter loses one snapshot across a list's
-        count and page. Nothing may write here, and nothing here uses a server-side cursor.
+        so the reads see exactly what they would have seen; SQLite's WAL gives each
+        statement the database as last committed in the same way. Only a PostgreSQL server
+        whose ``default_transaction_isolation`` is stricter loses one snapshot across a
+        list's count and page. Nothing may write here, and nothing here uses a server-side
+        cursor.
         """
         token = SQLITE_WRITE.set(False)
         try:
-            held = self._idle_held()
-            with (nullcontext(held) if held is not None else self._read_engine.connect()) \
-                    as connection, connection.begin():
+            with nullcontext(None) if self._held is None else self._held.read() as held:
+                if held is not None:
+                    yield held
+                    return
+            with self._read_engine.connect() as connection, connection.begin():
                 yield connection
         finally:
             SQLITE_WRITE.reset(token)

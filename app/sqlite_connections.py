@@ -6,7 +6,8 @@ rollback after the commit) and their events cost ~8 % of a SCIM lookup's instruc
 ~5 % of a create's. A SQLite connection is a file handle and a page cache in this process,
 nothing on a server, so a thread may as well keep one: between transactions it holds no
 transaction, hence no WAL snapshot and no lock (https://sqlite.org/wal.html#concurrency).
-Only the transaction is begun (BEGIN, or BEGIN IMMEDIATE for a writer) and ended per unit.
+Only the transaction is begun (BEGIN, or BEGIN IMMEDIATE for a writer) and ended per unit;
+reads (``ThreadConnections.read``) begin none.
 
 - A transaction inside a transaction on the same thread (its held connection busy) gets a
   pooled connection, as before.
@@ -26,6 +27,7 @@ import contextlib
 import os
 import threading
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -38,10 +40,11 @@ _INHERITED: list[Any] = []
 class _Held:
     """One thread's connection; returned to the pool when the thread's locals go."""
 
-    __slots__ = ("__weakref__", "connection")
+    __slots__ = ("__weakref__", "connection", "reading")
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
+        self.reading = False  # in a ``read`` block: busy, though in no transaction
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown: nothing left to tidy
@@ -68,7 +71,36 @@ class ThreadConnections:
             held = self._local.held = _Held(self._engine.connect())
             self._all.add(held)
         connection = held.connection
-        return None if connection.in_transaction() else connection
+        return None if held.reading or connection.in_transaction() else connection
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection | None]:
+        """This thread's connection for reads in autocommit (None when it is busy).
+
+        Statements run on the driver's cursor (``app.sql.fetch``) are each their own
+        transaction: sqlite3 leaves a connection whose isolation_level is None in
+        autocommit. One run through ``Connection.execute`` begins a transaction, committed
+        when the block ends (rolled back if it raises), so the connection never stays in
+        one. The connection counts as busy meanwhile: a read or unit of work inside takes
+        another, as inside a transaction.
+        """
+        connection = self.idle()
+        if connection is None:
+            yield None
+            return
+        held: _Held = self._local.held
+        held.reading = True
+        try:
+            yield connection
+        except BaseException:
+            if connection.in_transaction():
+                connection.rollback()
+            raise
+        else:
+            if connection.in_transaction():
+                connection.commit()
+        finally:
+            held.reading = False
 
     def close(self) -> None:
         """Give every thread's connection back to the pool (before the engine is disposed)."""

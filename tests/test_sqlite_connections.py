@@ -7,9 +7,11 @@ import sqlite3
 import threading
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import Connection, text
 
 from app.db import Database
+from app.sql import fetch
 
 
 def _driver(connection: Connection) -> object:
@@ -183,3 +185,38 @@ def test_more_threads_than_the_pool_size_each_get_a_connection(sqlite_file):
     holding theirs at once (a bounded pool has fifteen) all read without waiting."""
     assert sqlite_file.engine.pool.size() == 5
     assert [count for count, _driver in _reads_at_once(sqlite_file, 20)] == [0] * 20
+
+
+_T = sa.table("t", sa.column("n"))
+_COUNT = sa.select(sa.func.count()).select_from(_T)  # built once, as fetch() wants
+
+
+def test_a_read_runs_its_statements_without_a_transaction(sqlite_file, tmp_path):
+    """Statements of a read on the driver's cursor (fetch) are each their own transaction:
+    none stays open between them, so a TRUNCATE checkpoint succeeds in the middle of the
+    read, and each statement sees what was committed before it."""
+    _insert(sqlite_file)
+    checkpoint = sqlite3.connect(tmp_path / "w.db", isolation_level=None, timeout=0.1)
+    try:
+        with sqlite_file.reader() as connection:
+            first = fetch(connection, _COUNT, {})[0][0]
+            assert not _driver(connection).in_transaction
+            assert not connection.in_transaction()
+            busy = checkpoint.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            checkpoint.execute("INSERT INTO t (n) VALUES (2)")
+            second = fetch(connection, _COUNT, {})[0][0]
+    finally:
+        checkpoint.close()
+    assert (first, busy, second) == (1, 0, 2)
+
+
+def test_a_read_that_executes_is_committed_at_its_end(sqlite_file):
+    """A statement through Connection.execute begins a transaction; the read ends it, so the
+    thread's connection serves the next unit of work at once."""
+    with sqlite_file.reader() as connection:
+        connection.execute(text("SELECT count(*) FROM t")).scalar_one()
+        assert connection.in_transaction()
+    assert not connection.in_transaction()
+    assert not _driver(connection).in_transaction
+    _insert(sqlite_file)
+    assert _count(sqlite_file)[0] == 1
