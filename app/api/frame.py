@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, json, request
+from flask import Blueprint, Response, current_app, g, request
 from marshmallow import Schema
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -53,6 +53,7 @@ from app.directory.apikeys import KeyIdentity, authenticate, touch_key
 from app.directory.organizations import get_organization
 from app.errors import NotFound
 from app.json_input import BodyTooLarge, JsonInputError, parse_json, read_body, unsupported_coding
+from app.json_output import dumps
 from app.models import Organization
 
 READ_METHODS = frozenset({"GET", "HEAD"})
@@ -288,4 +289,4 @@ def _render(spec: RouteSpec, result: Any) -> Response:
             raise TypeError(f"{spec.endpoint} is paginated and must return a Page")
         result = {"items": result.items, "next_cursor": result.next_cursor}
     payload = schema().dump(result)
-    return Response(json.dumps(payload), status=spec.status, mimetype="application/json")
+    return Response(dumps(payload), status=spec.status, mimetype="application/json")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Response
+
+from app.json_output import dumps
 
 SCIM_MEDIA_TYPE = "application/scim+json"
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
@@ -33,8 +33,7 @@ def require_message_schema(schemas: object, urn: str) -> None:
 
 def scim_response(body: object, status: int = 200) -> Response:
     """A JSON body with the SCIM media type (RFC 7644 §3.1)."""
-    return Response(json.dumps(body, separators=(",", ":")), status=status,
-                    mimetype=SCIM_MEDIA_TYPE)
+    return Response(dumps(body), status=status, mimetype=SCIM_MEDIA_TYPE)
 
 
 def error_response(status: int, detail: str, scim_type: str | None = None, *,
