@@ -24,6 +24,7 @@ from prometheus_client import (
 )
 
 from app.ids import request_id as new_request_id
+from app.json_output import dumps
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
@@ -243,13 +244,13 @@ class AccessLog:
             return
         now = time.time()
         formatter: JsonFormatter = handler.formatter  # type: ignore[assignment]
-        line = json.dumps({
+        line = dumps({
             # Seconds and milliseconds as a LogRecord takes them from time.time().
             "ts": formatter.stamp(int(now), int((now - int(now)) * 1000)),
             "level": "INFO", "logger": self.logger.name,
             "msg": redact(f"{method} {route} {status}"), "method": method, "route": route,
             "status": status, "duration_ms": duration_ms, "request_id": request_id,
-        }, default=str)
+        }).decode()  # plain strings and numbers: orjson's fast path (app/json_output.py)
         handler.append(line + handler.terminator)
 
     def _direct_handler(self) -> BufferedStreamHandler | None:
