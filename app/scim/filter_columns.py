@@ -35,6 +35,9 @@ class Field:
     lower_ids: bool = False
     # JSON booleans differ by database; such fields bring their own equality test.
     is_bool: Callable[[bool], Bool] | None = None
+    # An indexed column equal to ``expr`` wherever ``expr`` is not NULL (manager.value:
+    # users.manager_id): ``eq`` adds ``column = value`` so that the index finds the rows.
+    indexed: ColumnElement[Any] | None = None
 
 
 @cache

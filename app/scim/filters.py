@@ -138,8 +138,9 @@ class _Translator:
         if found is None:
             raise invalid(f"{resolved.name!r} cannot be used in a filter")
         column, nullable = found
-        return Field(column, resolved.leaf, nullable=nullable,
-                     lower_ids=resolved.name == "manager.value")
+        manager = resolved.name == "manager.value"
+        return Field(column, resolved.leaf, nullable=nullable, lower_ids=manager,
+                     indexed=User.manager_id if manager else None)
 
     def collection(self, resolved: Resolved) -> Collection:
         return collection(resolved.attr, self.resource, self.dialect)
@@ -259,6 +260,8 @@ class _Translator:
             if value == "":
                 return true()
             return self._substring(lhs, rhs, op)
+        if op == "eq" and field.indexed is not None and not insensitive:
+            return and_(field.indexed == rhs, lhs == rhs)
         return _ordered(lhs, op, rhs, node)
 
     def _substring(self, lhs: ColumnElement[Any], rhs: ColumnElement[Any], op: str) -> Bool:
