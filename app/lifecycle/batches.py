@@ -55,11 +55,10 @@ def restore_batch(session: Session, batch_id: str, actor: Actor) -> BatchRestore
         try:
             with session.begin_nested():
                 reactivate_user(session, user, actor)
-        except Conflict as exc:
-            session.refresh(user)  # the savepoint's rollback expired it
-            done.skipped[user.id] = str(exc)
+        except Conflict as exc:  # raised before the user changed: nothing to undo
+            done.skipped[user_id] = str(exc)
             continue
-        done.restored.append(user.id)
+        done.restored.append(user_id)
     batch.restored_at, batch.restored_by = utcnow(), actor.id or actor.type
     record(session, organization_id=batch.organization_id, action="directory:batch_restore",
            actor=actor, subject_type="deprovision_batch", subject_id=batch.id,
