@@ -11,6 +11,7 @@ memberships and grants must be exactly what the requests asked for.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -81,50 +82,55 @@ def _setup(world: World, seed: int) -> tuple[random.Random, list[str], dict[str,
     return rng, users, names, members
 
 
-def test_concurrent_group_puts_with_overlapping_members(app, world):
-    """PUT /Groups/{id} on eight groups at once, each renaming and replacing its members
-    with ten of sixteen users: all 200, memberships and grants exactly as sent."""
-    rng, users, names, members = _setup(world, 4)
+# One group's write in one round: its body, after updating the expected names and members.
+Write = Callable[[random.Random, list[str], dict[str, str], dict[str, set[str]], int, str,
+                  int], dict[str, Any]]
+
+
+def _rounds(app, world: World, seed: int, method: str, status: int, write: Write) -> None:
+    """ROUNDS rounds of one ``method`` per group, all sent at once; after each, every answer
+    is ``status`` and the memberships, names and grants are exactly as written."""
+    rng, users, names, members = _setup(world, seed)
     token = world.tenant.token
     with live_server(app) as url:
         for round_ in range(1, ROUNDS + 1):
             calls = []
             for g, gid in enumerate(list(members)):
-                wanted = rng.sample(users, 10)
-                body = {"schemas": [CORE_GROUP], "displayName": _name(g, round_),
-                        "members": [{"value": u} for u in wanted]}
-                calls.append(lambda gid=gid, body=body: _send(url, token, "PUT",
+                body = write(rng, users, names, members, g, gid, round_)
+                calls.append(lambda gid=gid, body=body: _send(url, token, method,
                                                                f"/Groups/{gid}", body))
-                members[gid], names[gid] = set(wanted), _name(g, round_)
-            assert at_once(calls) == [200] * GROUPS, f"round {round_}"
+            assert at_once(calls) == [status] * GROUPS, f"round {round_}"
             _assert_state(world, names, members, users)
+
+
+def test_concurrent_group_puts_with_overlapping_members(app, world):
+    """PUT /Groups/{id} on eight groups at once, each renaming and replacing its members
+    with ten of sixteen users: all 200, memberships and grants exactly as sent."""
+    def put(rng, users, names, members, g, gid, round_):
+        wanted = rng.sample(users, 10)
+        members[gid], names[gid] = set(wanted), _name(g, round_)
+        return {"schemas": [CORE_GROUP], "displayName": _name(g, round_),
+                "members": [{"value": u} for u in wanted]}
+
+    _rounds(app, world, 4, "PUT", 200, put)
 
 
 def test_concurrent_group_patches_adding_and_removing(app, world):
     """PATCH on eight groups at once, each adding three and removing three of sixteen users
     in one request (group 0 renamed too): all 204, memberships and grants as sent."""
-    rng, users, names, members = _setup(world, 7)
-    token = world.tenant.token
-    with live_server(app) as url:
-        for round_ in range(1, ROUNDS + 1):
-            calls = []
-            for g, gid in enumerate(list(members)):
-                picked = rng.sample(users, 6)
-                add, remove = picked[:3], picked[3:]
-                ops: list[dict[str, Any]] = [
-                    {"op": "add", "path": "members", "value": [{"value": u} for u in add]},
-                    {"op": "remove", "path": "members",
-                     "value": [{"value": u} for u in remove]}]
-                if g == 0:
-                    ops.insert(0, {"op": "replace", "path": "displayName",
-                                   "value": _name(g, round_)})
-                    names[gid] = _name(g, round_)
-                body = {"schemas": [PATCH_OP], "Operations": ops}
-                calls.append(lambda gid=gid, body=body: _send(url, token, "PATCH",
-                                                               f"/Groups/{gid}", body))
-                members[gid] = (members[gid] | set(add)) - set(remove)
-            assert at_once(calls) == [204] * GROUPS, f"round {round_}"
-            _assert_state(world, names, members, users)
+    def patch(rng, users, names, members, g, gid, round_):
+        picked = rng.sample(users, 6)
+        add, remove = picked[:3], picked[3:]
+        ops: list[dict[str, Any]] = [
+            {"op": "add", "path": "members", "value": [{"value": u} for u in add]},
+            {"op": "remove", "path": "members", "value": [{"value": u} for u in remove]}]
+        if g == 0:
+            ops.insert(0, {"op": "replace", "path": "displayName", "value": _name(g, round_)})
+            names[gid] = _name(g, round_)
+        members[gid] = (members[gid] | set(add)) - set(remove)
+        return {"schemas": [PATCH_OP], "Operations": ops}
+
+    _rounds(app, world, 7, "PATCH", 204, patch)
 
 
 def test_group_puts_beside_user_patches(app, world):
