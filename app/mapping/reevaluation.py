@@ -18,8 +18,8 @@ lock it holds (within step 3, a higher user id: the statement locks in id order)
 chain of waits only moves forward in the order and can never close into a cycle. The
 evaluation at the end re-locks only users already held, so it never waits. Membership
 inserts take KEY SHARE on a user (their foreign-key check), which FOR NO KEY UPDATE does
-not block. Known exception: an SSO login's JIT group sync (app/sso/login.py) writes its
-user before the groups it joins.
+not block. An SSO login's JIT group sync (app/sso/login.py) locks the groups it may change
+(in id order) before it writes its user, for the same reason.
 
 Before this, a group PUT re-evaluated its removed members, then its added ones (then a
 rename's members), each pass locking its own sorted set: two PUTs sharing users locked

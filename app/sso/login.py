@@ -106,13 +106,37 @@ def _values(user: User | None, who: AssertedUser) -> dict[str, object]:
     return values
 
 
+def _current_groups(session: Session, directory: Directory, user: User) -> list[Group]:
+    return list(session.scalars(select(Group).join(Membership, Membership.group_id == Group.id)
+                                .where(Membership.user_id == user.id,
+                                       Group.directory_id == directory.id)))
+
+
+def _lock_groups(session: Session, directory: Directory, user: User | None,
+                 groups: tuple[str, ...]) -> None:
+    """Lock the groups a JIT login may change (its user's groups and the asserted ones that
+    exist) before it writes its user: step 2 of the lock order before step 3
+    (``app.mapping.reevaluation``), as every SCIM group write takes them. Written the other
+    way round, a login and a group PATCH sharing the user and a group could each hold what
+    the other waits for: a deadlock on PostgreSQL. One statement in id order, so two logins
+    sharing groups wait for each other instead. SQLite has one writer: nothing to order."""
+    if session.connection().dialect.name != "postgresql":
+        return
+    ids = {g.id for g in _current_groups(session, directory, user)} if user else set()
+    if groups:
+        ids.update(session.scalars(select(Group.id).where(
+            Group.directory_id == directory.id,
+            fold(Group.display_name).in_([fold(literal(name)) for name in groups]))))
+    if ids:
+        session.execute(select(Group.id).where(Group.id.in_(sorted(ids)))
+                        .order_by(Group.id).with_for_update(key_share=True))
+
+
 def _sync_groups(session: Session, directory: Directory, user: User,
                  groups: tuple[str, ...], actor: Actor) -> None:
     """JIT: the asserted groups become the user's memberships in the connection's directory."""
     wanted = {fold_text(g): g for g in groups}
-    current = session.scalars(select(Group).join(Membership, Membership.group_id == Group.id)
-                              .where(Membership.user_id == user.id,
-                                     Group.directory_id == directory.id)).all()
+    current = _current_groups(session, directory, user)
     for group in current:
         if fold_text(group.display_name) not in wanted:
             remove_members(session, group, [user.id], actor)
@@ -167,6 +191,7 @@ def _jit(session: Session, conn: SsoConnection, who: AssertedUser, user: User | 
                           subject=who.subject)
     values = _values(user, who)
     _check_lengths(who, values)
+    _lock_groups(session, directory, user, who.groups)
     if user is None:
         user = create_user(session, directory, UserInput(values, active=True), actor)
     else:

@@ -4,7 +4,6 @@ counted, all restored, however the IdP's parallel deactivations interleave."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +18,7 @@ from app.models import User
 from tests.conftest import OPERATOR, Tenant, app_overrides, make_tenant, rows
 from tests.lifecycle.support import add_user
 from tests.scim.support import PATCH_OP, Scim, at_once, http_call, live_server
+from tests.sso.lockprobe import wait_for_a_row_lock_wait
 
 USERS, BURST, ROUNDS = 40, 14, 3  # 14 of 40 is past the default 10 % share and 5 minimum
 OFF = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": False}}]}
@@ -105,7 +105,7 @@ def test_the_guard_locks_its_directory_after_every_user_row(db: Database, tenant
         user = get_user(session, tenant.directory.id, contested, for_update=True)
         holding.set()
         waiting.wait(10)
-        _wait_for_a_row_lock_wait(db)
+        wait_for_a_row_lock_wait(db)
         deprovision_user(session, user, OPERATOR, trigger=Trigger.scim_active_false)
     worker.join(30)
     assert outcome["many"] == "committed", outcome
@@ -113,12 +113,3 @@ def test_the_guard_locks_its_directory_after_every_user_row(db: Database, tenant
     assert batch.count == 7
     assert rows(db, "SELECT count(*) FROM deprovision_records WHERE batch_id = :b",
                 b=batch.id)[0][0] == 7
-
-
-def _wait_for_a_row_lock_wait(db: Database) -> None:
-    """Until another session of this database waits for a row lock (or 10 s have passed)."""
-    for _ in range(200):
-        if rows(db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'")[0][0]:
-            return
-        time.sleep(0.05)

@@ -1,0 +1,61 @@
+"""JIT logins take their row locks in the write lock order (app/mapping/reevaluation.py):
+the groups they change before their user, as a SCIM group write does (PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from app.directory.groups import get_group
+from app.directory.users import get_user
+from tests.conftest import rows
+from tests.sso import forge
+from tests.sso.conftest import claims_for, post_response, saml_connection, start
+from tests.sso.lockprobe import wait_for_a_row_lock_wait
+
+
+def _login(web, keys, conn, in_response_to: str, given_name: str, groups: list[str]):
+    attributes = {"email": ["alice@acme.com"], "givenName": [given_name], "sn": ["Archer"],
+                  "groups": groups}
+    xml = forge.signed_response(claims_for(conn, in_response_to=in_response_to,
+                                           attributes=attributes), keys.idp)
+    return post_response(web, conn, forge.b64(xml))
+
+
+def test_a_jit_login_and_a_group_write_sharing_user_and_group_do_not_deadlock(
+        db, tenant, keys, web, dialect):
+    """A group write holds the group and then needs the user; meanwhile the user's JIT
+    login leaves that group. Before, the login updated its user first and then waited for
+    the group: each held what the other waited for, and PostgreSQL aborted one of them
+    (40P01). Now the login waits for the group before it touches the user, so the group
+    write gets the user, commits, and the login then completes."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time and no row locks")
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
+    assert _login(web, keys, conn, start(web, conn), "Alice", ["Buyers"]).status_code == 303
+    [user] = rows(db, "SELECT id FROM users")
+    [buyers] = rows(db, "SELECT id FROM groups WHERE display_name = 'Buyers'")
+    request_id = start(web, conn)
+    outcome: dict[str, object] = {}
+
+    def login() -> None:  # a new givenName (its user row is written), Buyers -> Approvers
+        try:
+            outcome["login"] = _login(web, keys, conn, request_id, "Alicia",
+                                      ["Approvers"]).status_code
+        except Exception as exc:  # reported by the assertion below
+            outcome["login"] = exc
+
+    worker = threading.Thread(target=login)
+    with db.transaction() as session:
+        get_group(session, tenant.directory.id, buyers.id, for_update=True)
+        worker.start()
+        wait_for_a_row_lock_wait(db)  # the login now waits for Buyers
+        get_user(session, tenant.directory.id, user.id, for_update=True)
+        outcome["group write"] = "locked the user"
+    worker.join(30)
+    assert outcome == {"group write": "locked the user", "login": 303}
+    assert rows(db, "SELECT given_name FROM users")[0].given_name == "Alicia"
+    groups = rows(db, "SELECT g.display_name FROM groups g JOIN memberships m "
+                      "ON m.group_id = g.id WHERE m.user_id = :u", u=user.id)
+    assert [g.display_name for g in groups] == ["Approvers"]
