@@ -176,8 +176,10 @@ def fresh_url(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
 
 
 @contextmanager
-def database_locked(app: Flask, db: Database) -> Iterator[None]:
-    """Inside the block, the app's writes time out quickly on a lock another connection holds."""
+def database_locked(app: Flask, db: Database,
+                    tables: tuple[str, ...] = ("audit_chain_heads",)) -> Iterator[None]:
+    """Inside the block, the app's writes time out quickly on a lock another connection holds:
+    SQLite's write lock, or on PostgreSQL an exclusive lock on ``tables``."""
     held: list[object] = []
     release = threading.Event()
     if db.dialect == "sqlite":
@@ -191,7 +193,7 @@ def database_locked(app: Flask, db: Database) -> Iterator[None]:
 
         def hold() -> None:
             with db.engine.begin() as conn:
-                conn.execute(sa.text("LOCK TABLE audit_chain_heads IN ACCESS EXCLUSIVE MODE"))
+                conn.execute(sa.text(f"LOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE"))
                 ready.set()
                 release.wait(10)
 

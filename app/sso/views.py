@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, redirect, request, session
+from flask import Blueprint, Response, current_app, jsonify, redirect, request, session
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from app.db_errors import describe_transient, is_transient
 from app.errors import DomainError
 from app.models.sso import SsoConnection
 from app.sso import pages
@@ -27,6 +30,31 @@ from app.sso.web import ConnRef, actor, allowed, database, fail, finish, sp_keys
 from app.sso.web import sso_settings as _sso
 
 bp = Blueprint("sso", __name__, url_prefix="/sso")
+log = logging.getLogger(__name__)
+
+# The OIDC provider's endpoints the portal calls itself (not a browser): they answer JSON.
+_BACK_CHANNEL = frozenset({"sso.discovery", "sso.jwks", "sso.token", "sso.introspect",
+                           "sso.revoke", "sso.userinfo"})
+
+
+@bp.errorhandler(DBAPIError)
+def _database_error(exc: DBAPIError) -> Response:
+    """A lock timeout, deadlock or lost connection rolled the whole sign-in back: 503 with
+    ``Retry-After`` (RFC 9110 §15.6.4), as a page the browser shows or, for the provider's
+    back-channel endpoints, OAuth's ``temporarily_unavailable`` (RFC 6749 §4.1.2.1) in
+    JSON. Any other database error stays an unexpected error (500, logged)."""
+    if not is_transient(exc):
+        raise exc
+    log.warning("sign-in request hit a transient database error: %s", describe_transient(exc))
+    if request.endpoint in _BACK_CHANNEL:
+        response = jsonify(error="temporarily_unavailable",
+                           error_description="the service is busy; retry the request")
+        response.status_code = 503
+    else:
+        response = pages.page("Sign-in interrupted", "<p>The service was busy and nothing "
+                              "was changed. Please try again.</p>", 503)
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 @bp.before_request
