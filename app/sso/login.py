@@ -15,6 +15,7 @@ from app.audit import Actor, record
 from app.db import utcnow
 from app.directory.groups import GroupInput, add_members, create_group, remove_members
 from app.directory.users import WRITABLE_COLUMNS, UserInput, create_user, replace_user
+from app.errors import Conflict
 from app.json_input import JsonInputError, check_strings
 from app.mapping.evaluation import reevaluate_users
 from app.models import Directory, Group, Membership, User
@@ -144,13 +145,35 @@ def _sync_groups(session: Session, directory: Directory, user: User,
     for key, name in wanted.items():
         if key in have:
             continue
-        group = session.scalar(select(Group).where(
-            Group.directory_id == directory.id, fold(Group.display_name) == fold(literal(name))))
+        group = _group_named(session, directory, name)
         if group is None:
+            group = _create_group(session, directory, user, name, actor)
+        if group is not None:
+            add_members(session, group, [user.id], actor)
+
+
+def _group_named(session: Session, directory: Directory, name: str) -> Group | None:
+    return session.scalar(select(Group).where(
+        Group.directory_id == directory.id, fold(Group.display_name) == fold(literal(name))))
+
+
+def _create_group(session: Session, directory: Directory, user: User, name: str,
+                  actor: Actor) -> Group | None:
+    """Create the asserted group with the user in it (None), or, when a concurrent login or
+    SCIM request created it first (PostgreSQL: the insert waited for its commit), return
+    that group to join. The first logins of a new group's members often come at once."""
+    try:
+        with session.begin_nested():
             create_group(session, directory, GroupInput(display_name=name,
                                                         member_ids=[user.id]), actor)
-        else:
-            add_members(session, group, [user.id], actor)
+        return None
+    except Conflict:
+        # Rolled back to the savepoint; the winner's group is committed and visible now.
+        # It was not locked up front (it did not exist): the one late lock of this login.
+        group = _group_named(session, directory, name)
+        if group is None:
+            raise
+        return group
 
 
 def _check_text(who: AssertedUser) -> None:

@@ -7,9 +7,10 @@ import threading
 
 import pytest
 
-from app.directory.groups import get_group
+from app.directory.groups import GroupInput, create_group, get_group
 from app.directory.users import get_user
-from tests.conftest import rows
+from app.models import Directory
+from tests.conftest import OPERATOR, rows
 from tests.sso import forge
 from tests.sso.conftest import claims_for, post_response, saml_connection, start
 from tests.sso.lockprobe import wait_for_a_row_lock_wait
@@ -59,3 +60,36 @@ def test_a_jit_login_and_a_group_write_sharing_user_and_group_do_not_deadlock(
     groups = rows(db, "SELECT g.display_name FROM groups g JOIN memberships m "
                       "ON m.group_id = g.id WHERE m.user_id = :u", u=user.id)
     assert [g.display_name for g in groups] == ["Approvers"]
+
+
+def test_a_jit_login_joins_the_group_a_concurrent_request_created_first(
+        db, tenant, keys, web, dialect):
+    """Two first logins (or a login and a SCIM POST) create the same new group at once: on
+    PostgreSQL the later insert waits for the earlier commit and then meets the unique
+    index. Before, that refused the sign-in (provisioning_error); now the login joins the
+    group the other created."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: the second login sees the group")
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
+    request_id = start(web, conn)
+    outcome: dict[str, object] = {}
+
+    def login() -> None:
+        try:
+            outcome["login"] = _login(web, keys, conn, request_id, "Alice",
+                                      ["Rollout"]).status_code
+        except Exception as exc:  # reported by the assertion below
+            outcome["login"] = exc
+
+    worker = threading.Thread(target=login)
+    with db.transaction() as session:
+        directory = session.get(Directory, tenant.directory.id)
+        create_group(session, directory, GroupInput(display_name="rollout"), OPERATOR)
+        worker.start()
+        wait_for_a_row_lock_wait(db)  # the login's insert waits on the unique index
+    worker.join(30)
+    assert outcome == {"login": 303}
+    members = rows(db, "SELECT g.display_name, u.user_name FROM groups g "
+                       "JOIN memberships m ON m.group_id = g.id JOIN users u ON u.id = m.user_id")
+    assert [(m.display_name, m.user_name) for m in members] == [("rollout", "alice@acme.com")]
+    assert rows(db, "SELECT count(*) AS n FROM sso_login_traces")[0].n == 0
