@@ -216,12 +216,28 @@ def _jit(session: Session, conn: SsoConnection, who: AssertedUser, user: User | 
     _check_lengths(who, values)
     _lock_groups(session, directory, user, who.groups)
     if user is None:
-        user = create_user(session, directory, UserInput(values, active=True), actor)
+        user = _create_user(session, conn, directory, who, values, actor)
     else:
         replace_user(session, user, UserInput(values, active=None), actor)
     _sync_groups(session, directory, user, who.groups, actor)
     reevaluate_users(session, user.organization_id, [user.id], actor)
     return user
+
+
+def _create_user(session: Session, conn: SsoConnection, directory: Directory,
+                 who: AssertedUser, values: dict[str, object], actor: Actor) -> User:
+    """Create the asserted user; when a concurrent login of the same person (two tabs, a
+    double submit) created it first, update that one instead. A userName held by another
+    person stays a refusal (provisioning_error)."""
+    try:
+        with session.begin_nested():
+            return create_user(session, directory, UserInput(values, active=True), actor)
+    except Conflict:
+        user = find_user(session, conn, who)  # the winner's commit is visible now
+        if user is None:
+            raise
+        replace_user(session, user, UserInput(_values(user, who), active=None), actor)
+        return user
 
 
 def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,

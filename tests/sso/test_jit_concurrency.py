@@ -1,5 +1,7 @@
-"""JIT logins take their row locks in the write lock order (app/mapping/reevaluation.py):
-the groups they change before their user, as a SCIM group write does (PostgreSQL)."""
+"""JIT logins under concurrency (PostgreSQL): they take their row locks in the write lock
+order (app/mapping/reevaluation.py), the groups they change before their user, as a SCIM
+group write does; and a group or user that a concurrent request created first is joined or
+updated, not a refused sign-in."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import threading
 import pytest
 
 from app.directory.groups import GroupInput, create_group, get_group
-from app.directory.users import get_user
+from app.directory.users import UserInput, create_user, get_user
 from app.models import Directory
 from tests.conftest import OPERATOR, rows
 from tests.sso import forge
@@ -93,3 +95,34 @@ def test_a_jit_login_joins_the_group_a_concurrent_request_created_first(
                        "JOIN memberships m ON m.group_id = g.id JOIN users u ON u.id = m.user_id")
     assert [(m.display_name, m.user_name) for m in members] == [("rollout", "alice@acme.com")]
     assert rows(db, "SELECT count(*) AS n FROM sso_login_traces")[0].n == 0
+
+
+def test_two_first_logins_of_one_person_at_once_both_sign_in(db, tenant, keys, web, dialect):
+    """The same person's first login twice at once (two tabs): the later user insert meets
+    the userName index after the first commit. Before, that sign-in was refused
+    (provisioning_error); now it updates the user the other login created."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: the second login finds the user")
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
+    request_id = start(web, conn)
+    outcome: dict[str, object] = {}
+
+    def login() -> None:
+        try:
+            outcome["login"] = _login(web, keys, conn, request_id, "Alicia", []).status_code
+        except Exception as exc:  # reported by the assertion below
+            outcome["login"] = exc
+
+    worker = threading.Thread(target=login)
+    with db.transaction() as session:
+        directory = session.get(Directory, tenant.directory.id)
+        create_user(session, directory, UserInput({"user_name": "alice@acme.com", "emails": [
+            {"value": "alice@acme.com", "type": "work", "primary": True}]}, active=True),
+            OPERATOR)
+        worker.start()
+        wait_for_a_row_lock_wait(db)  # the login's insert waits on the userName index
+    worker.join(30)
+    assert outcome == {"login": 303}
+    users = rows(db, "SELECT id, user_name, given_name FROM users")
+    assert [(u.user_name, u.given_name) for u in users] == [("alice@acme.com", "Alicia")]
+    assert rows(db, "SELECT user_id FROM login_sessions")[0].user_id == users[0].id
