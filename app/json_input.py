@@ -10,7 +10,8 @@
   recorder or the response would fail (RFC 8259 §8.2 calls their behaviour unpredictable);
 - bytes that are UTF-8-encoded surrogates: ``json.loads`` decodes bytes with
   ``surrogatepass``, so the body is decoded strictly here first (RFC 8259 §8.1: UTF-8);
-- ``NaN``, ``Infinity`` and numbers past a float's range, which are not JSON (RFC 8259 §6).
+- ``NaN``, ``Infinity`` and numbers past a float's range, which are not JSON (RFC 8259 §6);
+- a name given twice in one object, of which it silently keeps the last (RFC 8259 §4).
 
 None of this costs a walk over an ordinary body: NUL and surrogates can only come from a
 ``\\u`` escape once the text is strict UTF-8, and nesting deeper than the limit needs more
@@ -112,10 +113,27 @@ def _finite(text: str) -> float:
     return value
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose names are unique (RFC 8259 §4: with duplicates, receivers behave
+    unpredictably). Python keeps the last value silently, which would hide a client's bug:
+    ``{"userName": "a", "userName": "b"}`` is refused, as a name repeated in another case
+    already is (RFC 7643 §2.1)."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for name, _item in pairs:
+            if name in seen:
+                raise JsonInputError(f"the request body gives the name {name[:80]!r} twice "
+                                     "in one object", syntax=True)
+            seen.add(name)
+    return value
+
+
 # Python's parser takes NaN, Infinity and -Infinity, and turns 1e400 into infinity: none of
 # them is JSON (RFC 8259 §6), PostgreSQL's jsonb refuses them, and a response holding one
 # is not JSON either.
-_DECODER = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
+_DECODER = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite,
+                            object_pairs_hook=_object)
 
 
 _STRINGS = re.compile(r'"(?:[^"\\]|\\[\s\S])*"')

@@ -27,6 +27,8 @@ def _nested(depth: int) -> list:
      ["[" * 100, '"' + "{" * 100]),
     # Many brackets side by side are no depth: a group of 100 members.
     (b"[" + b",".join([b'{"value": "u"}'] * 100) + b"]", [{"value": "u"}] * 100),
+    # The same name in different objects, or in another case, is not a repeat here.
+    (b'{"a": {"a": 1}, "A": [{"a": 2}]}', {"a": {"a": 1}, "A": [{"a": 2}]}),
 ])
 def test_accepted(raw, value):
     assert parse_json(raw) == value
@@ -41,6 +43,7 @@ def test_accepted(raw, value):
     (b'{"a": ' + b'{"b": ' * MAX_DEPTH + b"1" + b"}" * MAX_DEPTH + b"}", True, "",
      f"deeper than {MAX_DEPTH}"),
     (b"9" * 5000, True, "", "number too long"),
+    (b'[{"a": 1, "b": 2, "a": 1}]', True, "", "gives the name 'a' twice in one object"),
     (b'{"a": ["x", "\\u0000"]}', False, "a.1", "a.1 contains a NUL"),
     (b'{"a\\u0000": 1}', False, "a\x00", "contains a NUL"),
     (b'{"a": {"b": "\\udfff"}}', False, "a.b", "a.b contains an unpaired UTF-16 surrogate"),

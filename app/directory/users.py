@@ -221,7 +221,7 @@ def create_user(session: Session, directory: DirectoryLike, data: UserInput, act
     # Entra's "restore" (issue 7): re-creating a user deleted within retention brings it back
     # with the same id, the posted attributes applied as a PUT (one indexed query otherwise).
     restorable = restorable_on_create(session, directory.id, data.values.get("external_id"),
-                                      data.active)
+                                      data.values["user_name"], data.active)
     if restorable is not None:
         return replace_user(session, restorable, UserInput(data.values, True, data.manager_id,
                                                            data.password), actor,

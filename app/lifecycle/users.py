@@ -10,7 +10,7 @@ import enum
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, inspect, select
+from sqlalchemy import bindparam, func, inspect, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -30,7 +30,7 @@ from app.lifecycle.revocation import (
 from app.models import Directory, Organization, User
 from app.models.directory import UserStatus
 from app.models.lifecycle import DeprovisionRecord
-from app.sql import fetch
+from app.sql import fetch, fold
 
 GONE = (UserStatus.deprovisioned, UserStatus.deleted)
 # The organization's own policy and the directory's vendor, in one round trip (Core: values,
@@ -172,41 +172,49 @@ def reactivate_user(session: Session, user: User, actor: Actor, *,
 # Built once (building a select costs more than running it on SQLite) and run as Core (an
 # id, not an object: every SCIM create with an externalId pays it); served by the index
 # ix_users_directory_external_id. FOR UPDATE: two concurrent re-creations restore only once.
+# The userName it had when deleted (kept in released_user_name once a new user took it).
 _RESTORABLE = (
     select(User.id).where(User.directory_id == bindparam("b_directory"),
                           User.external_id == bindparam("b_external_id"),
                           User.status == UserStatus.deleted,
-                          User.deleted_at >= bindparam("b_cutoff"))
+                          User.deleted_at >= bindparam("b_cutoff"),
+                          fold(func.coalesce(User.released_user_name, User.user_name))
+                          == fold(bindparam("b_user_name")))
     .order_by(User.deleted_at.desc()).limit(1).with_for_update(key_share=True)
 )
 
 
-def find_restorable(session: Session, directory_id: str, external_id: str, *,
-                    now: datetime | None = None) -> User | None:
-    """A soft-deleted user of the directory with this externalId, deleted within retention.
+def find_restorable(session: Session, directory_id: str, external_id: str, user_name: str,
+                    *, now: datetime | None = None) -> User | None:
+    """A soft-deleted user of the directory with this externalId and userName (in any
+    case), deleted within retention.
 
+    The userName must match too: an externalId alone is not a person's lifetime key (Entra
+    maps it from mailNickname by default, which is reused), and a new hire given a leaver's
+    alias must not inherit the leaver's groups and grants; they get a user of their own.
     Past ``lifecycle.retention_days`` the identity is due for purge and is not restored,
     even if ``roster lifecycle purge`` has not run yet.
     """
     cutoff = (now or utcnow()) - timedelta(days=current_policy(session).retention_days)
     found = fetch(session.connection(), _RESTORABLE, {
-        "b_directory": directory_id, "b_external_id": external_id, "b_cutoff": cutoff})
+        "b_directory": directory_id, "b_external_id": external_id, "b_user_name": user_name,
+        "b_cutoff": cutoff})
     user_id = found[0][0] if found else None
     return session.get(User, user_id) if user_id is not None else None
 
 
 def restorable_on_create(session: Session, directory_id: str, external_id: str | None,
-                         active: bool | None) -> User | None:
+                         user_name: str, active: bool | None) -> User | None:
     """Entra's "restore": the user a SCIM create (RFC 7644 §3.3) brings back, if any.
 
-    A POST naming the externalId of a user SCIM-deleted within retention, and not asking
-    for ``active: false``, restores that user (same id) instead of creating one; the caller
-    applies the posted attributes as a PUT with active=true, which reactivates it. One
-    indexed query, and none without an externalId.
+    A POST naming the externalId and userName of a user SCIM-deleted within retention, and
+    not asking for ``active: false``, restores that user (same id) instead of creating one;
+    the caller applies the posted attributes as a PUT with active=true, which reactivates
+    it. One indexed query, and none without an externalId.
     """
     if not external_id or active is False:
         return None
-    return find_restorable(session, directory_id, external_id)
+    return find_restorable(session, directory_id, external_id, user_name)
 
 
 def deprovision_directory_users(session: Session, directory_id: str,

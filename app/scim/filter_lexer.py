@@ -170,7 +170,7 @@ def checked_tokens(tokens: Iterator[Any], text: str, opens: list[Any]) -> Iterat
         kind = tok.type
         if kind in ("LPAREN", "LBRACKET"):
             opens.append(tok)
-            if len(opens) >= MAX_DEPTH:
+            if len(opens) > MAX_DEPTH:
                 raise invalid(f"The filter nests deeper than {MAX_DEPTH} levels")
         elif kind in ("RPAREN", "RBRACKET"):
             _close(tok, opens)

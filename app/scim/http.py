@@ -15,7 +15,7 @@ from app.db import Database, Reader
 from app.directory.tokens import touch
 from app.scim.auth import Caller, authenticate_request
 from app.scim.dialect_report import infer_dialect
-from app.scim.errors import SCIM_MEDIA_TYPE, scim_response
+from app.scim.errors import SCIM_MEDIA_TYPE, ScimError, scim_response
 from app.scim.etag import not_modified, with_etag
 from app.scim.projection import Projection
 from app.scim.request import json_body
@@ -141,14 +141,24 @@ PARAMETERS = {name.lower(): name for name in (
 def query_args() -> dict[str, str]:
     """The query string's parameters, SCIM's names matched in any case like attribute names
     (RFC 7643 §2.1), as the .search body's already are: ``?Filter=...`` was ignored and
-    answered every user. The first value of a parameter counts; other names pass as sent.
+    answered every user. A SCIM parameter given twice (``filter=a&FILTER=b``) is a 400:
+    RFC 7644 §3.4.2 has one of each, and answering the first alone would hide the second
+    (invalidFilter for ``filter``, else invalidValue). Other names pass as sent, first
+    value first.
 
     A plain dict: a MultiDict builds a BadRequestKeyError for every parameter a lookup
     leaves out.
     """
     args: dict[str, str] = {}
     for name, value in request.args.items(multi=True):
-        args.setdefault(PARAMETERS.get(name.lower(), name), value)
+        key = PARAMETERS.get(name.lower())
+        if key is None:
+            args.setdefault(name, value)
+        elif key in args:
+            raise ScimError(400, f"the query parameter {key} is given more than once",
+                            "invalidFilter" if key == "filter" else "invalidValue")
+        else:
+            args[key] = value
     return args
 
 

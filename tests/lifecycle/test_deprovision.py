@@ -135,7 +135,7 @@ def test_reactivation_after_delete_clears_the_soft_delete(db, tenant, leaver):
         delete_user(session, session.get(User, leaver.user_id), SCIM_ACTOR)
     with db.transaction() as session:
         from app.lifecycle import find_restorable
-        user = find_restorable(session, tenant.directory.id, "ext-leaver")
+        user = find_restorable(session, tenant.directory.id, "ext-leaver", "LEAVER")
         assert user is not None
         assert user.id == leaver.user_id
         reactivate_user(session, user, SCIM_ACTOR)

@@ -90,14 +90,20 @@ def test_cli_reactivation_refused_in_one_line(client, db, database_url):
     assert _user(db, first).status == "deleted"
 
 
-def test_restore_by_recreation_uses_the_posted_name_and_forgets_the_old_one(client, db):
-    """Entra's restore applies the posted userName (here a new one) and clears the kept
-    name, so a later reactivation has nothing to take back."""
-    _, scim, first, _ = _name_given_up(client, db)
-    response = scim.post("/Users", entra_user("pat.new@acme.example", "ext-first"))
+def test_restore_by_recreation_takes_the_kept_name_and_forgets_it(client, db):
+    """Entra's restore matches the kept name (the live holder was deleted in turn), applies
+    the posted userName as sent (its case) and clears the kept name, so a later
+    reactivation has nothing to take back. Another userName is not a restore."""
+    _, scim, first, second = _name_given_up(client, db)
+    other = scim.post("/Users", entra_user("pat.new@acme.example", "ext-first"))
+    assert other.status_code == 201, other.get_json()
+    assert other.get_json()["id"] != first
+    _delete(scim, other.get_json()["id"])
+    _delete(scim, second)
+    response = scim.post("/Users", entra_user("Pat@acme.example", "ext-first"))
     assert response.status_code == 201, response.get_json()
     assert response.get_json()["id"] == first
-    assert tuple(_user(db, first)) == ("pat.new@acme.example", None, "active")
+    assert tuple(_user(db, first)) == ("Pat@acme.example", None, "active")
 
 
 def test_batch_restore_skips_a_user_whose_name_is_taken(client, db, database_url):

@@ -117,6 +117,36 @@ def test_recreating_the_external_id_restores_the_same_user_with_its_access(clien
     assert record.restored_at is not None
 
 
+def test_a_new_person_given_a_leavers_external_id_gets_a_user_of_their_own(client, db):
+    """Entra maps externalId from mailNickname, which is reused: a new hire posted with a
+    deleted leaver's externalId but another userName is a new user (new id), with no
+    groups and no grants of the leaver's, who stays deleted. The same userName in another
+    case still restores (a UPN's case is not the person)."""
+    tenant = _tenant_with_mapping(db)
+    scim = Scim(client, tenant)
+    leaver = scim.post("/Users", entra_user("john.smith@acme.example", "jsmith")).get_json()
+    assert scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "Buyers",
+                                 "members": [{"value": leaver["id"]}]}).status_code == 201
+    _give_manual_grant(db, tenant, leaver["id"])
+    assert scim.delete(f"/Users/{leaver['id']}").status_code == 204
+
+    hire = scim.post("/Users", entra_user("jsmith@acme.example", "jsmith"))
+    assert hire.status_code == 201, hire.get_json()
+    body = hire.get_json()
+    assert body["id"] != leaver["id"]
+    assert body.get("groups", []) == []
+    assert _grants(db, body["id"]) == []
+    assert rows(db, "SELECT status FROM users WHERE id = :u", u=leaver["id"])[0][0] == "deleted"
+    assert rows(db, "SELECT count(*) FROM audit_events WHERE action = 'user:reactivate'"
+                )[0][0] == 0
+
+    assert scim.delete(f"/Users/{body['id']}").status_code == 204
+    back = scim.post("/Users", entra_user("John.Smith@ACME.example", "jsmith"))
+    assert back.status_code == 201, back.get_json()
+    assert back.get_json()["id"] == leaver["id"]
+    assert _grants(db, leaver["id"]) == [("approver", "manual"), ("buyer", "rule:buyers")]
+
+
 def _deleted_user(client, db, name: str = "old@acme.example", external_id: str = "ext-old"):
     tenant = make_tenant(db, "acme", "entra")
     scim = Scim(client, tenant)
@@ -169,11 +199,11 @@ def test_restore_takes_back_a_user_name_given_up_to_a_later_user(client, db):
 
 
 def test_restore_refused_when_a_live_user_holds_the_name_changes_nothing(client, db):
-    """The posted userName belongs to a live user: 409 uniqueness, the deleted user stays
-    deleted, no reactivation was written."""
+    """The deleted user's userName went to a live user meanwhile: re-creating the deleted
+    one is 409 uniqueness, it stays deleted, no reactivation was written."""
     _, scim, old_id = _deleted_user(client, db)
-    assert scim.post("/Users", entra_user("taken@acme.example", "ext-new")).status_code == 201
-    response = scim.post("/Users", entra_user("taken@acme.example", "ext-old"))
+    assert scim.post("/Users", entra_user("old@acme.example", "ext-new")).status_code == 201
+    response = scim.post("/Users", entra_user("old@acme.example", "ext-old"))
     assert response.status_code == 409
     assert response.get_json()["scimType"] == "uniqueness"
     assert rows(db, "SELECT status FROM users WHERE id = :u", u=old_id)[0][0] == "deleted"

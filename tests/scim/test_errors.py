@@ -227,6 +227,12 @@ _USER = b'{"schemas": ["' + CORE_USER.encode() + b'"], '
     (_USER + b'"userName": "x", "emails": [{"value": "a\\udc00@b"}]}', "invalidValue",
      "emails.0.value contains an unpaired UTF-16 surrogate"),
     (_USER + b'"userName": "\xed\xa0\x80"}', "invalidSyntax", "not valid UTF-8"),
+    # RFC 8259 §4: Python kept the last of two equal names silently (a case variant was
+    # already refused as "given twice").
+    (_USER + b'"userName": "a@x.com", "userName": "b@x.com"}', "invalidSyntax",
+     "gives the name 'userName' twice in one object"),
+    (_USER + b'"userName": "x", "name": {"givenName": "A", "givenName": "B"}}',
+     "invalidSyntax", "gives the name 'givenName' twice"),
 ])
 def test_bodies_no_database_can_take_are_400(scim, db, data, scim_type, detail):
     """Nesting past 32 levels, NUL and unpaired surrogates: a precise 400 on SQLite and

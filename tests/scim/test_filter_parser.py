@@ -184,7 +184,7 @@ REFUSED = [
     ('a pr "x"', "after a complete filter expression"),
     ("a eq 1 2", "Unexpected character '2'"),
     ("nam. pr", "Unexpected character '.'"),
-    ("(" * 50 + "a pr" + ")" * 50, "deeper than 50"),
+    ("(" * 51 + "a pr" + ")" * 51, "deeper than 50"),
     (" or ".join(["a pr"] * 101), "more than 100"),
     ("a eq " + "9" * 5000, "too many digits"),
 ]
@@ -260,3 +260,34 @@ def test_and_before_or_holds_end_to_end(client, tenant):
     text = 'title eq "A" or title eq "B" and active eq false'
     listed = scim.get("/Users", query_string={"filter": text}).get_json()
     assert [r["userName"] for r in listed["Resources"]] == ["a@x.com"]
+
+
+def test_a_filter_exactly_at_its_limits_is_answered(client, tenant):
+    """50 levels of parentheses and 100 attribute expressions are allowed ("deeper than 50",
+    "more than 100" say so); one more of either is the 400 above."""
+    scim = Scim(client, tenant)
+    assert scim.post("/Users", user_body("a@x.com")).status_code == 201
+    for text in ("(" * 50 + 'userName eq "a@x.com"' + ")" * 50,
+                 " or ".join(['userName eq "a@x.com"'] * 100)):
+        listed = scim.get("/Users", query_string={"filter": text})
+        assert listed.status_code == 200, listed.get_json()
+        assert listed.get_json()["totalResults"] == 1
+
+
+@pytest.mark.parametrize(("query", "scim_type"), [
+    ('filter=userName eq "a@x.com"&filter=userName eq "b@x.com"', "invalidFilter"),
+    ('filter=userName eq "a@x.com"&FILTER=userName eq "b@x.com"', "invalidFilter"),
+    ("count=1&Count=2", "invalidValue"),
+    ("attributes=userName&attributes=title", "invalidValue"),
+])
+def test_a_scim_query_parameter_given_twice_is_refused(client, tenant, query, scim_type):
+    """RFC 7644 §3.4.2 has one of each: the second is not silently dropped."""
+    scim = Scim(client, tenant)
+    assert scim.post("/Users", user_body("a@x.com")).status_code == 201
+    body = assert_error(scim.get("/Users?" + query.replace(" ", "%20")), 400, scim_type)
+    assert "given more than once" in body["detail"]
+    user_id = scim.get("/Users").get_json()["Resources"][0]["id"]
+    assert_error(scim.get(f"/Users/{user_id}?attributes=userName&Attributes=title"), 400,
+                 "invalidValue")
+    assert scim.get("/Users?filter=userName%20eq%20%22a@x.com%22&foo=1&foo=2").status_code \
+        == 200  # other names pass as sent

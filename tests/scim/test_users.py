@@ -345,12 +345,9 @@ def test_list_pages_with_count_and_start_index(scim):
     second = scim.get("/Users?count=1&startIndex=2").get_json()
     assert first["Resources"][0]["id"] != second["Resources"][0]["id"]
     assert scim.get("/Users?count=0").get_json()["Resources"] == []
-    # A repeated parameter counts with its first value, as Werkzeug's MultiDict.get gives it.
-    page = scim.get("/Users?count=1&count=3&startIndex=2&startIndex=1").get_json()
-    assert (page["totalResults"], page["itemsPerPage"], page["startIndex"]) == (3, 1, 2)
-    assert page["Resources"][0]["id"] == second["Resources"][0]["id"]
-    groups = scim.get("/Groups?count=0&count=5").get_json()
-    assert (groups["totalResults"], groups["Resources"]) == (0, [])
+    # A repeated parameter is refused rather than answered with one of its values.
+    for path in ("/Users?count=1&count=3&startIndex=2", "/Groups?count=0&count=5"):
+        assert scim.get(path).get_json()["scimType"] == "invalidValue"
 
 
 def test_filter_on_random_guid_is_empty_200(scim):
