@@ -17,7 +17,8 @@ when the blueprint is built, so nothing else needs editing)::
 - ``permission`` must be declared in ``app/api/permissions.py`` (one table for all roles).
 - ``<org_id>`` in the rule (id or slug) is resolved to ``ctx.org``; an org-bound key asking
   for another organization gets 404. For objects found by their own id, call
-  ``ctx.check_org(obj.organization_id)``; for ``?organization=`` filters use
+  ``ctx.check_org(obj.organization_id, <the NotFound its absence raises>)``; for
+  ``?organization=`` filters use
   ``ctx.org_filter(value)``.
 - ``query`` / ``body`` schemas are loaded into ``ctx.args`` / ``ctx.body`` (400 naming the
   field otherwise); ``response`` dumps what the view returns (``paginated=True``: a
@@ -113,10 +114,11 @@ class ApiContext:
         """The only organization this key may see, or None for an operator key."""
         return self.key.organization_id
 
-    def check_org(self, organization_id: str | None) -> None:
-        """404 (not 403, so existence is not revealed) for another organization's data."""
+    def check_org(self, organization_id: str | None, missing: NotFound) -> None:
+        """Another organization's data is ``missing``: the very 404 its absence gives (not
+        403, nor a 404 of its own), so its existence is not revealed."""
         if self.scope_org_id is not None and organization_id != self.scope_org_id:
-            raise NotFound("no such resource in your organization")
+            raise missing
 
     def paginate(self, stmt: Select[Any], order: Sequence[InstrumentedAttribute[Any]]) -> Page:
         """One page of ``stmt`` by ``order`` with this request's ``limit`` and ``cursor``."""
@@ -128,7 +130,9 @@ class ApiContext:
         if requested is None:
             return self.scope_org_id
         org = get_organization(self.session, requested)
-        self.check_org(org.id)
+        # The words get_organization uses for a slug that names nothing.
+        self.check_org(org.id, NotFound(f"organization {requested!r} does not exist",
+                                        field="org"))
         return org.id
 
 

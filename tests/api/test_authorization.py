@@ -6,6 +6,7 @@ route added without ``api_route`` (and so without a permission) fails this suite
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 
@@ -130,7 +131,21 @@ def test_route_enforces_its_permission_for_every_role(db, client, samples, keys,
         if role not in allowed:
             assert_problem(response, 403, "forbidden")
         elif _addresses_tenant_data(spec, samples):
-            assert_problem(response, 404, "not-found")
+            body = assert_problem(response, 404, "not-found")
+            # The very answer ids that exist nowhere get: existence is not revealed.
+            absent = {name: f"no-such-{name}" for name in samples}
+            missing = assert_problem(_call(client, method, _url(spec, absent), key.headers),
+                                     404, "not-found")
+            assert _anonymous(body, samples) == _anonymous(missing, absent), role
+
+
+def _anonymous(problem: dict, values: dict[str, str]) -> dict:
+    """A problem without its request id, each of ``values`` in it replaced by its name."""
+    text = json.dumps({k: v for k, v in problem.items() if k not in ("request_id", "instance")},
+                      sort_keys=True)
+    for name, value in values.items():
+        text = text.replace(value, f"<{name}>")
+    return json.loads(text)
 
 
 CONNECTION_CASES = [(spec, method) for spec, method in CASES if "<connection_id>" in spec.rule]
@@ -192,3 +207,25 @@ def test_lifecycle_routes_are_the_own_organizations_admins_and_no_one_elses(
     assert response.status_code == (200 if reactivating else 201), response.get_json()
     assert rows(db, "SELECT status FROM users WHERE id = :u", u=user_id)[0][0] == (
         "active" if reactivating else "deprovisioned")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/audit", "/api/v1/audit/export?format=jsonl",
+                                  "/api/v1/deprovisions"])
+def test_another_organizations_slug_in_a_filter_answers_as_a_missing_one(client, keys,
+                                                                        other_tenant, path):
+    """``?organization=`` naming another organization is the 404 of a slug that names
+    nothing, word for word: a key cannot enumerate the other tenants' slugs."""
+    joiner = "&" if "?" in path else "?"
+    compared = 0
+    for role in ("admin", "auditor", "portal"):
+        other = _call(client, "GET", f"{path}{joiner}organization={other_tenant.org.slug}",
+                      keys[role].headers)
+        if other.status_code == 403:
+            continue
+        body = assert_problem(other, 404, "not-found")
+        missing = assert_problem(_call(client, "GET", f"{path}{joiner}organization=no-such-org",
+                                       keys[role].headers), 404, "not-found")
+        assert _anonymous(body, {"org": other_tenant.org.slug}) == \
+            _anonymous(missing, {"org": "no-such-org"}), role
+        compared += 1
+    assert compared

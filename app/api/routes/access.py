@@ -34,7 +34,8 @@ class AccessSchema(Schema):
 def get_access(ctx: ApiContext, user_id: str) -> dict[str, Any]:
     """What the user may do, where, why, and who approves their orders."""
     user = ctx.session.get(User, user_id)
+    missing = NotFound(f"user {user_id!r} does not exist")
     if user is None or user.deleted_at is not None:
-        raise NotFound(f"user {user_id!r} does not exist")
-    ctx.check_org(user.organization_id)
+        raise missing
+    ctx.check_org(user.organization_id, missing)
     return effective_access(ctx.session, user)
