@@ -69,14 +69,17 @@ def redact_filter(text: str, sensitive: frozenset[str]) -> str:
 
 
 def redact_query(raw: bytes, sensitive: frozenset[str]) -> str:
-    """A request's query string with its ``filter`` parameter (any case) passed through
-    ``redact_filter``; left as sent when no sensitive name occurs in it."""
+    """A request's query string with the value of a parameter named sensitively masked
+    (``?access_token=...``, which SCIM never reads but a client may still send) and its
+    ``filter`` parameter (any case) passed through ``redact_filter``; left as sent when no
+    sensitive name occurs in it."""
     text = raw.decode("utf-8", errors="replace")
     if _plainly_clean(urllib.parse.unquote_plus(text), sensitive):
         return text
     pairs = urllib.parse.parse_qsl(text, keep_blank_values=True)
     return urllib.parse.urlencode(
-        [(k, redact_filter(v, sensitive) if k.lower() == "filter" else v) for k, v in pairs],
+        [(k, MARK if _is_sensitive(k, sensitive)
+          else redact_filter(v, sensitive) if k.lower() == "filter" else v) for k, v in pairs],
         quote_via=urllib.parse.quote)
 
 
@@ -100,10 +103,31 @@ def redact_value(value: Any, sensitive: frozenset[str]) -> Any:
     return out
 
 
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def _unescaped(match: re.Match[str]) -> str:
+    # Kept as escapes: control characters (NUL is no storable text), a quote or backslash
+    # (decoded, they would end or escape a string early) and surrogates (alone, no
+    # character). What can spell a name is decoded.
+    code = int(match.group(1), 16)
+    if code < 0x20 or code in (0x22, 0x5C) or 0xD800 <= code <= 0xDFFF:
+        return match.group(0)
+    return chr(code)
+
+
 def _redact_text(text: str, sensitive: frozenset[str]) -> str:
-    """Best effort for bodies that are not JSON: mask ``"name": value`` pairs by name."""
+    """Best effort for bodies that are not JSON: mask ``"name": value`` pairs by name.
+
+    ``\\uXXXX`` escapes are decoded first (the text kept shows their characters), since
+    one can spell a name (``"pass\\u0077ord"``) that no pattern over the raw text sees;
+    a value runs to its closing quote past escaped quotes, or to the end of a cut body.
+    """
+    if "\\u" in text:
+        text = _ESCAPE.sub(_unescaped, text)
     names = "|".join(sorted(re.escape(n) for n in sensitive))
-    pattern = re.compile(rf'(?i)("?(?:[\w:.]*[:.])?(?:{names})"?\s*[:=]\s*)("[^"]*"|[^,}}\s]+)')
+    pattern = re.compile(rf'(?i)("?(?:[\w:.]*[:.])?(?:{names})"?\s*[:=]\s*)'
+                         rf'("(?:[^"\\]|\\.)*"?|[^,}}\s]+)')
     return pattern.sub(lambda m: m.group(1) + f'"{MARK}"', text)
 
 

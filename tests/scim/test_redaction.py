@@ -149,3 +149,28 @@ def test_the_query_string_filter_is_masked_in_any_case():
     assert redact_query(raw, SENSITIVE) == masked
     kept = b"filter=userName+eq+%22a%22&startIndex=1"
     assert redact_query(kept, SENSITIVE) == kept.decode()
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"userName": "a", "pass\\u0077ord": "LEAK16pw",',  # cut short: not JSON
+    b'{"userName": "a", "\\u0070assword": "LE\\"AK16pw" ',  # an escaped quote in the value
+    b'{"userName": "a", "password": "LEAK16pw',  # the value itself cut short
+])
+def test_a_malformed_body_keeps_no_password_however_it_is_spelled(raw):
+    """The text fallback decodes the escapes that can spell a name before masking, and a
+    value runs past escaped quotes; a NUL or quote escape stays an escape."""
+    out = redact_body(raw, SENSITIVE, 10_000)
+    assert "AK16pw" not in out, out
+    assert '"userName": "a"' in out
+    kept = redact_body(b'{"a": "x\\u0000\\u0022y", "b": ', SENSITIVE, 10_000)
+    assert kept == '{"a": "x\\u0000\\u0022y", "b": '
+
+
+def test_a_query_parameter_named_sensitively_is_masked():
+    """SCIM reads no access_token from the query string, but a client may send one: its
+    value is not kept (any case, percent-encoded names too); other parameters are."""
+    raw = b"ACCESS_TOKEN=QSECRET1&count=1&acc%65ss_token=QSECRET2&filter=userName+eq+%22a%22"
+    out = redact_query(raw, SENSITIVE)
+    assert "QSECRET" not in out
+    assert out == ("ACCESS_TOKEN=%5BREDACTED%5D&count=1&access_token=%5BREDACTED%5D"
+                   "&filter=userName%20eq%20%22a%22")
