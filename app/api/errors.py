@@ -127,6 +127,13 @@ def unexpected_problem(exc: Exception) -> Response:
                                  f"{g.get('request_id')} when reporting it")
 
 
+def _bearer_sent() -> bool:
+    """A Bearer credential was sent (and refused): RFC 6750 §3.1 names it ``invalid_token``
+    in the challenge, which a request without one must not carry."""
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and bool(credential.strip())
+
+
 def register_problem_handlers(bp: Blueprint) -> None:
     """Map every error raised inside the blueprint to problem JSON (RFC 9457)."""
 
@@ -139,7 +146,9 @@ def register_problem_handlers(bp: Blueprint) -> None:
         status = next((s for cls, s in _DOMAIN_STATUS.items() if isinstance(exc, cls)), 400)
         errors = [{"field": exc.field, "detail": exc.detail}] if status == 400 and exc.field \
             else None
-        return problem_response(status, exc.detail, errors=errors)
+        headers = {"WWW-Authenticate": f'{AUTH_CHALLENGE}, error="invalid_token"'} \
+            if status == 401 and _bearer_sent() else None
+        return problem_response(status, exc.detail, errors=errors, headers=headers)
 
     @bp.errorhandler(ValidationError)
     def _validation(exc: ValidationError) -> Response:

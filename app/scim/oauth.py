@@ -13,6 +13,7 @@ from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from flask import Blueprint, Flask, Response, current_app, g
 
@@ -79,6 +80,28 @@ def _query_client(client_id: str) -> _Client | None:
     return _Client(row) if row is not None else None
 
 
+def _authenticate(client_id: str | None, client_secret: str | None) -> _Client | None:
+    """The client whose id and secret these are, else None: an unknown (or revoked) client
+    id and a wrong secret then end alike, in authlib's 401 ``invalid_client``. Its own
+    methods answered an unknown id with a 400 "does not exist on this server", which let
+    anyone probe which client ids exist (RFC 6749 §5.2 asks 401 for failed client
+    authentication)."""
+    if not client_id or not client_secret:
+        return None
+    client = _query_client(client_id)
+    return client if client is not None and client.check_client_secret(client_secret) else None
+
+
+def _secret_basic(_query_client: Any, request: Any) -> _Client | None:
+    """``client_secret_basic`` (RFC 6749 §2.3.1): the HTTP Basic header."""
+    return _authenticate(*extract_basic_authorization(request.headers))
+
+
+def _secret_post(_query_client: Any, request: Any) -> _Client | None:
+    """``client_secret_post`` (RFC 6749 §2.3.1): the form fields."""
+    return _authenticate(request.form.get("client_id"), request.form.get("client_secret"))
+
+
 def _save_token(token: dict[str, Any], request: Any) -> None:
     store_access_token(g.oauth_session, request.client.row, token["access_token"],
                        int(token["expires_in"]))
@@ -96,6 +119,8 @@ def init_oauth(app: Flask) -> None:
     server.register_token_generator(
         "default", BearerTokenGenerator(_new_access_token, None, lambda _c, _g: lifetime))
     server.register_grant(_ClientCredentials)
+    server.register_client_auth_method("client_secret_basic", _secret_basic)
+    server.register_client_auth_method("client_secret_post", _secret_post)
     app.extensions["roster.oauth"] = server
     app.register_blueprint(bp)
 

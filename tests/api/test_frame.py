@@ -32,6 +32,21 @@ def test_missing_key_is_401_with_a_bearer_challenge(client, keys):
     assert "Authorization: Bearer" in body["detail"]
 
 
+def test_a_refused_key_is_named_invalid_token_in_the_challenge(client, db, tenant):
+    """RFC 6750 §3.1: a Bearer credential sent and refused (unknown, revoked, or a SCIM
+    token) carries error="invalid_token"; no credential, or another scheme, carries none."""
+    refused = ["rk_not-a-key", tenant.token]
+    for credential in refused:
+        response = client.get("/api/v1/orgs", headers={"Authorization": f"Bearer {credential}"})
+        assert_problem(response, 401, "unauthorized")
+        assert response.headers["WWW-Authenticate"] == \
+            'Bearer realm="roster-api", error="invalid_token"'
+    for headers in ({}, {"Authorization": "Basic eDp5"}, {"Authorization": "Bearer "}):
+        response = client.get("/api/v1/orgs", headers=headers)
+        assert_problem(response, 401, "unauthorized")
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="roster-api"'
+
+
 def test_unknown_url_and_method_under_the_api_are_problems(client, keys):
     """Routing errors (404, 405) under /api/v1 are problem JSON too."""
     assert_problem(client.get("/api/v1/nothing-here"), 404, "not-found")

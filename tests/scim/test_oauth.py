@@ -69,9 +69,18 @@ def test_wrong_secret_is_401_with_rfc6749_error_json(client, db, tenant):
 
 
 def test_unknown_client_and_bad_grant_type_are_refused(client, db, tenant):
-    """An unknown client id is invalid_client; another grant type is unsupported_grant_type."""
+    """An unknown client id gets the very answer of a wrong secret (401 invalid_client, in
+    the form or the Basic header), so client ids cannot be probed; another grant type is
+    unsupported_grant_type."""
     client_id, secret = _client(db, tenant)
-    assert _token(client, "rsc_nobody", secret).status_code in (400, 401)
+    wrong = _token(client, client_id, "rss_wrong")
+    unknown = _token(client, "rsc_nobody", secret)
+    assert (unknown.status_code, unknown.get_json()) == (401, wrong.get_json())
+    for who in (f"{client_id}:rss_wrong", f"rsc_nobody:{secret}"):
+        basic = base64.b64encode(who.encode()).decode()
+        response = client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                               headers={"Authorization": f"Basic {basic}"})
+        assert (response.status_code, response.get_json()) == (401, wrong.get_json())
     response = client.post("/oauth/token", data={"grant_type": "password",
                                                  "client_id": client_id,
                                                  "client_secret": secret})
@@ -83,7 +92,7 @@ def test_a_client_id_holding_nul_is_invalid_client_not_a_500(client, db, tenant)
     """In the form or the Basic header: PostgreSQL could not even look it up (500 before)."""
     _client_id, secret = _client(db, tenant)
     response = _token(client, "rsc_\x00", secret)
-    assert response.status_code in (400, 401)  # as for any unknown client in the form
+    assert response.status_code == 401  # as for any unknown client
     assert response.get_json()["error"] == "invalid_client"
     basic = base64.b64encode(b"rsc_\x00x:" + secret.encode()).decode()
     response = client.post("/oauth/token", data={"grant_type": "client_credentials"},
