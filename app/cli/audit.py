@@ -7,19 +7,26 @@ import re
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, BinaryIO, TextIO
 
 import click
+from sqlalchemy import select
 
-from app.audit.checkpoints import verify_checkpoints, write_checkpoints
+from app.audit.checkpoints import (
+    exported,
+    verify_anchors,
+    verify_checkpoints,
+    write_checkpoints,
+)
 from app.audit.export import FORMATS, AuditFilter, iter_events, render
 from app.audit.receipts import get_record, make_receipt, verify_receipt
 from app.audit.report import deprovision_report, latency_of
-from app.audit.signing import SigningKey, load_signing_key
+from app.audit.signing import SigningKey, key_id_of, load_public_key, load_signing_key
 from app.audit.verify import verify as verify_chains
 from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
 from app.db import utcnow
 from app.directory.organizations import get_organization
+from app.models.lifecycle import AuditCheckpoint
 from app.settings import ROOT
 
 _RELATIVE = re.compile(r"^(\d+)([mhd])$")
@@ -50,18 +57,52 @@ def audit() -> None:
     """The tamper-evident audit log: verify, checkpoint, export, receipts, reports."""
 
 
+def _public_keys(key: SigningKey, files: tuple[BinaryIO, ...]) -> dict[str, Any]:
+    """This deployment's public key and former ones given with --public-key, by key id."""
+    publics = [key.private.public_key()] + [load_public_key(f.read()) for f in files]
+    return {key_id_of(public): public for public in publics}
+
+
+def _kept_checkpoints(file: TextIO | None) -> dict[str, list[dict[str, Any]]]:
+    """The checkpoints of a --checkpoints file (JSON Lines of ``{"checkpoint", "signature"}``,
+    as ``roster audit checkpoints`` writes and ``audit.checkpoint`` events carry), by chain."""
+    kept: dict[str, list[dict[str, Any]]] = {}
+    for number, line in enumerate(file or (), start=1):
+        if not line.strip():
+            continue
+        try:
+            document = json.loads(line)
+            document = document.get("data", document)  # a whole event as the feed gives it
+            chain = str(document["checkpoint"]["chain"])
+            str(document["signature"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise click.ClickException(f"{file.name} line {number} is not a kept checkpoint "
+                                       "(JSON with 'checkpoint' and 'signature')") from None
+        kept.setdefault(chain, []).append(document)
+    return kept
+
+
 @audit.command("verify")
 @click.option("--org", "org_ref", default=None, help="Only this organization's chain.")
+@click.option("--public-key", "public_key_files", type=click.File("rb"), multiple=True,
+              help="A former signing key's public PEM, for checkpoints it signed (repeatable).")
+@click.option("--checkpoints", "checkpoints_file", type=click.File("r"), default=None,
+              help="Checkpoints kept outside the database (roster audit checkpoints, or the "
+                   "audit.checkpoint events): the log must still hold each signed head.")
 @pass_ctx
 @command_errors
-def verify(ctx: CliContext, org_ref: str | None) -> None:
+def verify(ctx: CliContext, org_ref: str | None, public_key_files: tuple[BinaryIO, ...],
+           checkpoints_file: TextIO | None) -> None:
     """Recompute every chain; name the first changed, removed or reordered record."""
-    key = signing_key(ctx)
+    keys = _public_keys(signing_key(ctx), public_key_files)
+    kept = _kept_checkpoints(checkpoints_file)
     bad = 0
     with ctx.transaction() as session:
         org_id = get_organization(session, org_ref).id if org_ref else None
         for report in verify_chains(session, org_id):
-            problem = report.problem or verify_checkpoints(session, key, report.chain)
+            problem = (report.problem or verify_checkpoints(session, keys, report.chain)
+                       or verify_anchors(session, keys, report.chain,
+                                         kept.pop(report.chain, [])))
             if problem is None:
                 click.echo(f"ok   chain {report.chain}: {report.records} records, "
                            f"head seq {report.head_seq}")
@@ -71,8 +112,29 @@ def verify(ctx: CliContext, org_ref: str | None) -> None:
             event = f" (event {report.bad_event_id})" if report.bad_event_id else ""
             click.echo(f"BAD  chain {report.chain}: first bad record at {where}{event}: "
                        f"{problem}")
+    for chain, documents in kept.items():
+        if org_id is None or chain == org_id:
+            bad += 1  # signed heads of a chain the database no longer has at all
+            click.echo(f"BAD  chain {chain}: {len(documents)} kept checkpoint(s) signed it, "
+                       "the log holds no such chain: it was removed")
     if bad:
         raise SystemExit(1)
+
+
+@audit.command("checkpoints")
+@click.option("--org", "org_ref", default=None, help="Only this organization's chain.")
+@click.option("-o", "--output", type=click.File("w"), default=None)
+@pass_ctx
+@command_errors
+def checkpoints(ctx: CliContext, org_ref: str | None, output: TextIO | None) -> None:
+    """Export the signed checkpoints as JSON Lines, to keep outside the database."""
+    out = output or sys.stdout
+    with ctx.transaction() as session:
+        query = select(AuditCheckpoint).order_by(AuditCheckpoint.chain, AuditCheckpoint.seq)
+        if org_ref:
+            query = query.where(AuditCheckpoint.chain == get_organization(session, org_ref).id)
+        for cp in session.scalars(query):
+            out.write(json.dumps(exported(cp), sort_keys=True) + "\n")
 
 
 @audit.command("checkpoint")

@@ -6,13 +6,10 @@ import csv
 import io
 import json
 
-import sqlalchemy as sa
-
-from app.audit.log import compute_hash
 from app.lifecycle import Trigger, deprovision_user
-from app.models import AuditEvent, User
+from app.models import User
 from tests.api.conftest import make_key
-from tests.audit.test_verify import attacker
+from tests.audit.test_verify import rewrite_consistently
 from tests.conftest import OPERATOR, rows
 from tests.lifecycle.support import make_leaver, roster
 
@@ -68,22 +65,7 @@ def test_checkpoint_exposes_a_consistently_rewritten_chain(db, dialect, tenant, 
     """Recomputing every hash after an edit fools the chain, but not the signed checkpoint."""
     roster(database_url, "audit", "checkpoint")
     assert "ok   chain" in roster(database_url, "audit", "verify", "--org", "acme").output
-    with db.transaction() as session:
-        events = list(session.scalars(sa.select(AuditEvent).where(
-            AuditEvent.chain == tenant.org.id).order_by(AuditEvent.seq)))
-        session.expunge_all()
-    events[0].data = {**events[0].data, "rewritten": True}
-    prev = events[0].prev_hash
-    with attacker(db, dialect) as conn:
-        for event in events:
-            event.prev_hash = prev
-            event.hash = prev = compute_hash(event)
-            conn.execute(sa.text("UPDATE audit_events SET data = :d, prev_hash = :p, "
-                                 "hash = :h WHERE id = :i"),
-                         {"d": json.dumps(event.data), "p": event.prev_hash, "h": event.hash,
-                          "i": event.id})
-        conn.execute(sa.text("UPDATE audit_chain_heads SET hash = :h WHERE chain = :c"),
-                     {"h": prev, "c": tenant.org.id})
+    rewrite_consistently(db, dialect, tenant.org.id)
     result = roster(database_url, "audit", "verify", "--org", "acme", ok=False)
     assert "the log was rewritten" in result.output
 

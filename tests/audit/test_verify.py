@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
 
+from app.audit.log import compute_hash
 from app.audit.verify import verify, verify_chain
+from app.models import AuditEvent
 from tests.conftest import make_tenant, rows
 from tests.lifecycle.support import roster
 
@@ -23,6 +26,27 @@ def attacker(db, dialect):
         if dialect == "postgresql":
             conn.execute(sa.text("ALTER TABLE audit_events ENABLE TRIGGER "
                                  "audit_events_append_only"))
+
+
+def rewrite_consistently(db, dialect, chain: str) -> None:
+    """Edit the chain's first record and recompute every hash after it, and the head: what
+    only a signed checkpoint can expose."""
+    with db.transaction() as session:
+        events = list(session.scalars(sa.select(AuditEvent).where(
+            AuditEvent.chain == chain).order_by(AuditEvent.seq)))
+        session.expunge_all()
+    events[0].data = {**events[0].data, "rewritten": True}
+    prev = events[0].prev_hash
+    with attacker(db, dialect) as conn:
+        for event in events:
+            event.prev_hash = prev
+            event.hash = prev = compute_hash(event)
+            conn.execute(sa.text("UPDATE audit_events SET data = :d, prev_hash = :p, "
+                                 "hash = :h WHERE id = :i"),
+                         {"d": json.dumps(event.data), "p": event.prev_hash, "h": event.hash,
+                          "i": event.id})
+        conn.execute(sa.text("UPDATE audit_chain_heads SET hash = :h WHERE chain = :c"),
+                     {"h": prev, "c": chain})
 
 
 def _chain(db, tenant):

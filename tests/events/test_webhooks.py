@@ -39,6 +39,12 @@ def _leavers(db, tenant, n: int) -> list[str]:
     return ids
 
 
+def _sign_checkpoints(database_url: str) -> None:
+    """Sign the chain heads now (their audit.checkpoint events join the outbox): a worker
+    started within the checkpoint interval then adds no events of its own to count."""
+    roster(database_url, "audit", "checkpoint")
+
+
 def _outbox(db) -> list[tuple[str, str]]:
     return [(r.event_id, r.aggregate_id) for r in
             rows(db, "SELECT event_id, aggregate_id FROM outbox_events ORDER BY id")]
@@ -144,6 +150,7 @@ def test_sigkill_mid_delivery_loses_nothing_and_duplicates_only_by_id(db, tenant
                                                                       database_url):
     """Kill -9 while a POST is in flight; after a restart every event is seen once by id."""
     _leavers(db, tenant, 3)
+    _sign_checkpoints(database_url)
     outbox = _outbox(db)
     with running_receiver(hang_on=4) as receiver:
         first = _start_worker(database_url, receiver.url)
@@ -173,6 +180,7 @@ def test_sigkill_mid_delivery_loses_nothing_and_duplicates_only_by_id(db, tenant
 def test_two_workers_together_deliver_each_event_exactly_once(db, tenant, database_url):
     """Two `roster worker` processes share the queue: no event twice, order kept per user."""
     _leavers(db, tenant, 4)
+    _sign_checkpoints(database_url)
     outbox = _outbox(db)
     with running_receiver() as receiver:
         # A lease far longer than a round: a duplicate here could only come from a race.
