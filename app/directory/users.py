@@ -28,10 +28,11 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import Reader, core, utcnow
+from app.directory.managers import ManagerLink, link_reports, resolve_manager
 from app.directory.refs import DirectoryLike
 from app.directory.uniqueness import flush_unique, insert_unique
 from app.directory.user_names import free_user_name, taken
-from app.errors import InvalidInput, NotFound
+from app.errors import NotFound
 from app.events import emit
 from app.lifecycle import (
     Trigger,
@@ -150,18 +151,6 @@ def user_row(session: Reader, directory_id: str, user_id: str) -> Row[Any]:
     return found[0]
 
 
-def resolve_manager(session: Session, directory_id: str, manager_id: str | None) -> str | None:
-    """Check a manager reference names a live user of the same directory (RFC 7643 §4.3)."""
-    if not manager_id:
-        return None
-    found = session.scalar(select(User.id).where(
-        User.id == manager_id, User.directory_id == directory_id, User.deleted_at.is_(None)))
-    if found is None:
-        raise InvalidInput(f"manager {manager_id!r} is not a user of this directory",
-                           field="manager")
-    return found
-
-
 def display_names(session: Reader, user_ids: Iterable[str | None]) -> dict[str, str]:
     """displayName (else userName) of each live user, in one query: how a manager or a
     group member is shown (``manager.displayName``, ``members.display``). A deleted user
@@ -173,10 +162,11 @@ def display_names(session: Reader, user_ids: Iterable[str | None]) -> dict[str, 
     return {uid: display or name for uid, display, name in rows}
 
 
-def _state(data: UserInput, manager_id: str | None, *,
+def _state(data: UserInput, manager: ManagerLink, *,
            store_password_hash: bool) -> dict[str, Any]:
-    """The columns the input sets: every writable column, the (resolved) manager, the
-    primary email, and the password hash when one is to be stored."""
+    """The columns the input sets: every writable column, the manager (linked or kept as
+    sent, app/directory/managers.py), the primary email, and the password hash when one
+    is to be stored."""
     values: dict[str, Any] = {}
     for column in WRITABLE_COLUMNS:
         value = data.values.get(column)
@@ -185,26 +175,28 @@ def _state(data: UserInput, manager_id: str | None, *,
         elif value is None and column == "extension_data":
             value = {}
         values[column] = value
-    values["manager_id"] = manager_id
+    values["manager_id"], values["manager_ref"] = manager.user_id, manager.pending
     values["primary_email"] = primary_email(values["emails"])
     if data.password is not None and store_password_hash:
         values["password_hash"] = hash_password(data.password)
     return values
 
 
-def _assign(user: User, data: UserInput, manager_id: str | None, *,
+def _assign(user: User, data: UserInput, manager: ManagerLink, *,
             store_password_hash: bool) -> list[str]:
-    """Copy the input onto the row; returns the names of the columns that changed."""
+    """Copy the input onto the row; returns the names of the columns that changed (a
+    manager kept as sent counts as ``manager_id``)."""
     changed = []
-    for column, value in _state(data, manager_id,
+    for column, value in _state(data, manager,
                                 store_password_hash=store_password_hash).items():
         if column == "password_hash":
             user.password_hash = value
             changed.append("password")
         elif getattr(user, column) != value:
             setattr(user, column, value)
-            if column != "primary_email":
-                changed.append(column)
+            name = "manager_id" if column == "manager_ref" else column
+            if column != "primary_email" and name not in changed:
+                changed.append(name)
     return changed
 
 
@@ -228,9 +220,9 @@ def create_user(session: Session, directory: DirectoryLike, data: UserInput, act
                             store_password_hash=store_password_hash)
     user_name = data.values["user_name"]
     free_user_name(session, directory.id, user_name, None)
-    manager_id = resolve_manager(session, directory.id, data.manager_id)
+    manager = resolve_manager(session, directory.id, data.manager_id)
     now = utcnow()
-    values = _state(data, manager_id, store_password_hash=store_password_hash)
+    values = _state(data, manager, store_password_hash=store_password_hash)
     active = data.active is not False
     values.update(directory_id=directory.id, organization_id=directory.organization_id,
                   active=active, status=UserStatus.active if active else UserStatus.suspended,
@@ -245,6 +237,7 @@ def create_user(session: Session, directory: DirectoryLike, data: UserInput, act
          aggregate_id=user.id, payload={"user_id": user.id, "user_name": user.user_name,
                                         "directory_id": directory.id, "active": user.active})
     reevaluate_users(session, user.organization_id, [user.id], actor)
+    link_reports(session, user, actor)
     return user
 
 
@@ -254,12 +247,12 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
     user_name = data.values["user_name"]
     if fold_text(user_name) != fold_text(user.user_name):
         free_user_name(session, user.directory_id, user_name, user.id)
-    # Only a new reference is checked: one the user already has stays valid when its
-    # manager is deleted later, or no PATCH of this user (its deactivation included) could
-    # go through until the IdP sent a new manager.
-    manager_id = (user.manager_id if (data.manager_id or None) == user.manager_id
-                  else resolve_manager(session, user.directory_id, data.manager_id))
-    changed = _assign(user, data, manager_id, store_password_hash=store_password_hash)
+    # Only a new reference is resolved: the link the user has stays when its manager is
+    # deleted later (shown again once it is restored).
+    wanted = data.manager_id or None
+    manager = (ManagerLink(user_id=wanted) if wanted is not None and wanted == user.manager_id
+               else resolve_manager(session, user.directory_id, wanted))
+    changed = _assign(user, data, manager, store_password_hash=store_password_hash)
     flips = data.active is not None and data.active != user.active
     if changed or flips:
         user.version += 1
@@ -278,6 +271,8 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
         reactivate_user(session, user, actor)
     if changed:
         reevaluate_users(session, user.organization_id, [user.id], actor)
+    if {"user_name", "external_id"} & set(changed) or (flips and data.active):
+        link_reports(session, user, actor)  # renamed or restored: reports may wait for it
     return user
 
 

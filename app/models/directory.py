@@ -104,6 +104,10 @@ class User(Base):
               sqlite_where=text("deleted_at IS NULL"),
               postgresql_where=text("deleted_at IS NULL")),
         Index("ix_users_manager_id", "manager_id"),
+        # The few users whose manager reference names no user yet (app/directory/managers.py).
+        Index("ix_users_pending_manager", "directory_id",
+              sqlite_where=text("manager_ref IS NOT NULL"),
+              postgresql_where=text("manager_ref IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -150,6 +154,9 @@ class User(Base):
     manager_id: Mapped[str | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL")
     )
+    # A manager reference as the IdP sent it, naming no user of the directory yet (Okta's
+    # managerId); linked into manager_id when that user arrives. Never both set.
+    manager_ref: Mapped[str | None] = mapped_column(String(500))
     # Extension schemas we do not model, keyed by schema URN, kept as sent.
     extension_data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Only set when scim.store_password_hash is on; never returned (RFC 7643 §4.1.1).

@@ -45,8 +45,9 @@ def render_users(session: Reader, users: Sequence[User | Row[Any]], projection: 
 
     ``users`` are ORM objects or Core rows of the users table (list pages load those,
     which is cheaper). ``new`` users cannot be in a group yet, so their groups are not
-    queried. A deleted manager is left out, unless ``stored`` asks for the state as stored
-    (the state a PATCH applies to, which must keep the link).
+    queried. A deleted manager, and a manager reference naming no user yet, are left out,
+    unless ``stored`` asks for the state as stored (the state a PATCH applies to, which
+    must keep them).
     """
     ids = [u.id for u in users]
     want_groups = bool(ids) and not new and projection.wants(CORE_USER, "groups")
@@ -61,7 +62,8 @@ def render_users(session: Reader, users: Sequence[User | Row[Any]], projection: 
     return [user_to_scim(u, base_url=root, projection=projection, groups=groups.get(u.id),
                          grants=access.get(u.id), manager_name=managers.get(u.manager_id or ""),
                          manager_gone=not stored and bool(u.manager_id)
-                         and u.manager_id not in managers)
+                         and u.manager_id not in managers,
+                         manager_pending=u.manager_ref if stored else None)
             for u in users]
 
 

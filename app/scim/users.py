@@ -83,11 +83,14 @@ def user_to_scim(user: User, *, base_url: str, projection: Projection,
                  groups: Sequence[tuple[str, str]] | None = None,
                  grants: dict[str, Any] | None = None,
                  manager_name: str | None = None,
-                 manager_gone: bool = False) -> dict[str, Any]:
+                 manager_gone: bool = False,
+                 manager_pending: str | None = None) -> dict[str, Any]:
     """The User resource; ``groups``/``grants`` are passed only when they were loaded.
     ``manager_gone``: the manager was deleted, so the reference is left out (its ``$ref``
     would be a 404; RFC 7644 §3.6). The link itself is kept: a restored manager has it
-    back, and an IdP that repeats it in a PUT is not refused."""
+    back, and an IdP that repeats it in a PUT is not refused. ``manager_pending``: a
+    reference naming no user yet (app/directory/managers.py), passed only for the state a
+    PATCH applies to, so that a PATCH not touching it keeps it."""
     location = f"{base_url}/Users/{user.id}"
     out: dict[str, Any] = {"schemas": [CORE_USER], "id": user.id}
     for attr, column in CORE_STRINGS.items():
@@ -104,6 +107,8 @@ def user_to_scim(user: User, *, base_url: str, projection: Projection,
         enterprise["manager"] = _compact({
             "value": user.manager_id, "$ref": f"{base_url}/Users/{user.manager_id}",
             "displayName": manager_name})
+    elif manager_pending:
+        enterprise["manager"] = {"value": manager_pending}
     if enterprise:
         out["schemas"].append(ENTERPRISE_USER)
         out[ENTERPRISE_USER] = enterprise

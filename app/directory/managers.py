@@ -1,0 +1,84 @@
+"""A user's manager reference (RFC 7643 §4.3, the enterprise ``manager``): linked to a user
+of the same directory, or kept until that user arrives.
+
+Entra sends the manager's SCIM id. Okta sends its profile's ``managerId`` as it is: most
+often the manager's Okta id (which Okta also sends as the manager's ``externalId``), login
+or email, never Roster's id, and a report is often pushed before its manager. A value that
+names a live user of the directory by id, externalId or userName (in any case) links to
+that user (``manager_id``). Any other value is kept as sent (``manager_ref``) and linked
+when a user it names is created, renamed or restored (:func:`link_reports`). Until then
+the user has no manager: not in SCIM output, filters or the approver chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import bindparam, literal, or_, select
+from sqlalchemy.orm import Session
+
+from app.audit import Actor, record
+from app.db import utcnow
+from app.errors import InvalidInput
+from app.events import emit
+from app.models import User
+from app.sql import fetch, fold
+
+MAX_REF = 500  # the column's length; longer is no manager anybody has
+
+_LIVE = (User.directory_id == bindparam("directory_id"), User.deleted_at.is_(None))
+# Built once, run in this order: an id (Entra), an externalId (Okta's own user id), a
+# userName in any case (a login or email). Each is served by an index of its own.
+_BY = [
+    select(User.id).where(User.id == bindparam("value"), *_LIVE),
+    select(User.id).where(User.external_id == bindparam("value"), *_LIVE).limit(2),
+    select(User.id).where(fold(User.user_name) == fold(bindparam("value")), *_LIVE),
+]
+
+
+@dataclass(frozen=True)
+class ManagerLink:
+    """What a manager reference became: a user's id, or the reference kept as sent."""
+
+    user_id: str | None = None
+    pending: str | None = None
+
+
+def resolve_manager(session: Session, directory_id: str, value: str | None) -> ManagerLink:
+    """The user ``value`` names in the directory, else the value kept for later."""
+    if not value:
+        return ManagerLink()
+    if len(value) > MAX_REF:
+        raise InvalidInput(f"manager.value is longer than {MAX_REF} characters",
+                           field="manager")
+    connection = session.connection()
+    for statement in _BY:
+        found = fetch(connection, statement, {"value": value, "directory_id": directory_id})
+        if len(found) == 1:  # two users with one externalId name nobody in particular
+            return ManagerLink(user_id=found[0][0])
+    return ManagerLink(pending=value)
+
+
+def link_reports(session: Session, manager: User, actor: Actor) -> list[str]:
+    """Link the live users waiting for ``manager`` (a ``manager_ref`` naming its id,
+    externalId or userName); returns their ids. Locked in id order, as user rows are
+    everywhere (app/mapping/reevaluation.py)."""
+    names = [manager.id] + ([manager.external_id] if manager.external_id else [])
+    waiting = session.scalars(
+        select(User).where(User.directory_id == manager.directory_id,
+                           User.manager_ref.is_not(None), User.deleted_at.is_(None),
+                           User.id != manager.id,
+                           or_(User.manager_ref.in_(names),
+                               fold(User.manager_ref) == fold(literal(manager.user_name))))
+        .order_by(User.id).with_for_update(key_share=True)).all()
+    now = utcnow()
+    for report in waiting:
+        report.manager_id, report.manager_ref = manager.id, None
+        report.version += 1
+        report.updated_at = now
+        record(session, organization_id=report.organization_id, action="user:update",
+               actor=actor, subject_type="user", subject_id=report.id,
+               data={"changed": ["manager_id"]})
+        emit(session, organization_id=report.organization_id, type="user.updated",
+             aggregate_id=report.id, payload={"user_id": report.id, "changed": ["manager_id"]})
+    return [report.id for report in waiting]
