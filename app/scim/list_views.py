@@ -117,4 +117,4 @@ def search_root() -> Response:
         resources = [next(rendered[kind]) for kind, _row in page]
         return scim_response({"schemas": [LIST_RESPONSE], "totalResults": total,
                               "itemsPerPage": len(resources),
-                              "startIndex": params.start_index, "Resources": resources})
+                              "startIndex": params.start_index_sent, "Resources": resources})

@@ -58,6 +58,9 @@ class ListParams:
     excluded_attributes: tuple[str, ...] = ()
     cursor: str | None = None  # None: index paging; "": first cursor page
     start_index_given: bool = False
+    # startIndex as the client sent it (at least 1), for the ListResponse: start_index is
+    # held inside SQL's 64-bit OFFSET, which a number past any list would overflow.
+    start_index_sent: int = 1
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,10 @@ def _integer(source: Mapping[str, Any], name: str, from_body: bool) -> int | Non
         value = int(raw)
     if value is None:
         raise invalid_value(f"{name} must be an integer, got {raw!r}")
+    return value
+
+
+def _held(value: int) -> int:
     # Held inside SQL's 64-bit range: a huge count is then capped at the page size and a
     # huge startIndex is past the end (an empty page), as smaller ones are (RFC 7644
     # §3.4.2.4), rather than one an error and the other not.
@@ -122,8 +129,9 @@ def parse_list_params(source: Mapping[str, Any], *, from_body: bool, default_cou
         filter=filter_text if filter_text and filter_text.strip() else None,
         sort_by=sort_by, sort_order=order,  # type: ignore[arg-type]
         # RFC 7644 §3.4.2.4: startIndex < 1 is 1, a negative count is 0.
-        start_index=max(1, start if start is not None else 1),
-        count=min(max_count, max(0, count if count is not None else default_count)),
+        start_index=max(1, _held(start) if start is not None else 1),
+        start_index_sent=max(1, start if start is not None else 1),
+        count=min(max_count, max(0, _held(count) if count is not None else default_count)),
         attributes=_names(source, "attributes"),
         excluded_attributes=_names(source, "excludedAttributes"),
         cursor=cursor, start_index_given=start is not None,
@@ -210,7 +218,7 @@ def _index_page(session: Reader, params: ListParams, page: Select[Any],
     short = params.start_index == 1 and len(rows) < params.count
     return ListPage(rows, exact_total(session, params, count, values,
                                  len(rows) if short else None, max_results),
-                    params.start_index, len(rows))
+                    params.start_index_sent, len(rows))
 
 
 def _count_statement(model: type[User] | type[Group],

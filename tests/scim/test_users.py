@@ -192,6 +192,10 @@ def test_a_huge_start_index_is_an_empty_page_and_a_huge_count_is_capped(scim, ap
     huge = "9" * 30
     page = scim.get(f"/Users?startIndex={huge}&count={huge}").get_json()
     assert (page["totalResults"], page["Resources"]) == (1, [])
+    assert page["startIndex"] == int(huge)  # as sent: the index of a first result past the end
+    search = scim.post("/.search", {"schemas": [
+        "urn:ietf:params:scim:api:messages:2.0:SearchRequest"], "startIndex": int(huge)})
+    assert search.get_json()["startIndex"] == int(huge)
     page = scim.get(f"/Users?count={huge}").get_json()
     assert page["itemsPerPage"] == 1
 
