@@ -26,6 +26,21 @@ def _login(web, keys, conn, in_response_to: str, given_name: str, groups: list[s
     return post_response(web, conn, forge.b64(xml))
 
 
+def _background_login(web, keys, conn, request_id: str, given_name: str, groups: list[str]
+                      ) -> tuple[threading.Thread, dict[str, object]]:
+    """A login posted from a thread (not started yet) and where its outcome will be."""
+    outcome: dict[str, object] = {}
+
+    def login() -> None:
+        try:
+            outcome["login"] = _login(web, keys, conn, request_id, given_name,
+                                      groups).status_code
+        except Exception as exc:  # reported by the callers' assertions
+            outcome["login"] = exc
+
+    return threading.Thread(target=login), outcome
+
+
 def test_a_jit_login_and_a_group_write_sharing_user_and_group_do_not_deadlock(
         db, tenant, keys, web, dialect):
     """A group write holds the group and then needs the user; meanwhile the user's JIT
@@ -40,16 +55,8 @@ def test_a_jit_login_and_a_group_write_sharing_user_and_group_do_not_deadlock(
     [user] = rows(db, "SELECT id FROM users")
     [buyers] = rows(db, "SELECT id FROM groups WHERE display_name = 'Buyers'")
     request_id = start(web, conn)
-    outcome: dict[str, object] = {}
-
-    def login() -> None:  # a new givenName (its user row is written), Buyers -> Approvers
-        try:
-            outcome["login"] = _login(web, keys, conn, request_id, "Alicia",
-                                      ["Approvers"]).status_code
-        except Exception as exc:  # reported by the assertion below
-            outcome["login"] = exc
-
-    worker = threading.Thread(target=login)
+    # A new givenName (its user row is written), and Buyers -> Approvers.
+    worker, outcome = _background_login(web, keys, conn, request_id, "Alicia", ["Approvers"])
     with db.transaction() as session:
         get_group(session, tenant.directory.id, buyers.id, for_update=True)
         worker.start()
@@ -74,16 +81,7 @@ def test_a_jit_login_joins_the_group_a_concurrent_request_created_first(
         pytest.skip("SQLite has one writer at a time: the second login sees the group")
     conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
     request_id = start(web, conn)
-    outcome: dict[str, object] = {}
-
-    def login() -> None:
-        try:
-            outcome["login"] = _login(web, keys, conn, request_id, "Alice",
-                                      ["Rollout"]).status_code
-        except Exception as exc:  # reported by the assertion below
-            outcome["login"] = exc
-
-    worker = threading.Thread(target=login)
+    worker, outcome = _background_login(web, keys, conn, request_id, "Alice", ["Rollout"])
     with db.transaction() as session:
         directory = session.get(Directory, tenant.directory.id)
         create_group(session, directory, GroupInput(display_name="rollout"), OPERATOR)
@@ -105,15 +103,7 @@ def test_two_first_logins_of_one_person_at_once_both_sign_in(db, tenant, keys, w
         pytest.skip("SQLite has one writer at a time: the second login finds the user")
     conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
     request_id = start(web, conn)
-    outcome: dict[str, object] = {}
-
-    def login() -> None:
-        try:
-            outcome["login"] = _login(web, keys, conn, request_id, "Alicia", []).status_code
-        except Exception as exc:  # reported by the assertion below
-            outcome["login"] = exc
-
-    worker = threading.Thread(target=login)
+    worker, outcome = _background_login(web, keys, conn, request_id, "Alicia", [])
     with db.transaction() as session:
         directory = session.get(Directory, tenant.directory.id)
         create_user(session, directory, UserInput({"user_name": "alice@acme.com", "emails": [
