@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, literal, or_, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -22,7 +22,7 @@ from app.db import utcnow
 from app.errors import InvalidInput
 from app.events import emit
 from app.models import User
-from app.sql import fetch, fold
+from app.sql import among, fetch, fold, fold_text
 
 MAX_REF = 500  # the column's length; longer is no manager anybody has
 
@@ -34,6 +34,17 @@ _BY = [
     select(User.id).where(User.external_id == bindparam("value"), *_LIVE).limit(2),
     select(User.id).where(fold(User.user_name) == fold(bindparam("value")), *_LIVE),
 ]
+
+
+# The users waiting for a manager that has just arrived, by their reference folded (an
+# index lookup, ix_users_pending_manager): every create runs it. No ORDER BY, which made
+# SQLite walk the whole table in id order; rows are locked, in id order, only when found.
+_WAITING = select(User.id, User.manager_ref).where(
+    User.directory_id == bindparam("directory_id"), User.manager_ref.is_not(None),
+    among(fold(User.manager_ref), "folded"),
+    User.deleted_at.is_(None))
+_LOCK = (select(User).where(among(User.id))
+         .order_by(User.id).with_for_update(key_share=True))
 
 
 @dataclass(frozen=True)
@@ -59,18 +70,25 @@ def resolve_manager(session: Session, directory_id: str, value: str | None) -> M
     return ManagerLink(pending=value)
 
 
+def _names(ref: str, exact: set[str | None], name: str) -> bool:
+    """``ref`` names the manager: its id or externalId as sent, or its userName folded."""
+    return ref in exact or fold_text(ref) == name
+
+
 def link_reports(session: Session, manager: User, actor: Actor) -> list[str]:
     """Link the live users waiting for ``manager`` (a ``manager_ref`` naming its id,
     externalId or userName); returns their ids. Locked in id order, as user rows are
     everywhere (app/mapping/reevaluation.py)."""
-    names = [manager.id] + ([manager.external_id] if manager.external_id else [])
-    waiting = session.scalars(
-        select(User).where(User.directory_id == manager.directory_id,
-                           User.manager_ref.is_not(None), User.deleted_at.is_(None),
-                           User.id != manager.id,
-                           or_(User.manager_ref.in_(names),
-                               fold(User.manager_ref) == fold(literal(manager.user_name))))
-        .order_by(User.id).with_for_update(key_share=True)).all()
+    exact = {manager.id, manager.external_id} - {None}
+    name = fold_text(manager.user_name)
+    found = fetch(session.connection(), _WAITING, {
+        "directory_id": manager.directory_id,
+        "folded": sorted({fold_text(v) for v in exact} | {name})})
+    ids = sorted(uid for uid, ref in found if uid != manager.id and _names(ref, exact, name))
+    if not ids:
+        return []
+    waiting = [report for report in session.scalars(_LOCK, {"ids": ids})
+               if report.manager_ref and _names(report.manager_ref, exact, name)]
     now = utcnow()
     for report in waiting:
         report.manager_id, report.manager_ref = manager.id, None

@@ -104,10 +104,6 @@ class User(Base):
               sqlite_where=text("deleted_at IS NULL"),
               postgresql_where=text("deleted_at IS NULL")),
         Index("ix_users_manager_id", "manager_id"),
-        # The few users whose manager reference names no user yet (app/directory/managers.py).
-        Index("ix_users_pending_manager", "directory_id",
-              sqlite_where=text("manager_ref IS NOT NULL"),
-              postgresql_where=text("manager_ref IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -215,3 +211,8 @@ class Membership(Base):
 Index("uq_users_directory_username", User.directory_id, fold(User.user_name), unique=True)
 Index("uq_groups_directory_display_name", Group.directory_id, fold(Group.display_name),
       unique=True)
+# The users whose manager reference names no user yet, by that reference folded: what a
+# new or renamed user looks up to link its reports (app/directory/managers.py).
+Index("ix_users_pending_manager", User.directory_id, fold(User.manager_ref),
+      sqlite_where=text("manager_ref IS NOT NULL"),
+      postgresql_where=text("manager_ref IS NOT NULL"))
