@@ -58,6 +58,14 @@ def seed_statistics(connection: Connection) -> int:
     if connection.dialect.name != "sqlite":
         return 0
     connection.exec_driver_sql("ANALYZE sqlite_schema")  # creates sqlite_stat1 if missing
+    written = _fill_missing(connection)
+    if written:
+        _reload_everywhere(connection)
+    return written
+
+
+def _fill_missing(connection: Connection) -> int:
+    """A nominal row, sized to the table's figure, for each SCIM table index without one."""
     written = 0
     for table in SCIM_TABLES:
         known = {index: stat for index, stat in connection.execute(
@@ -75,8 +83,6 @@ def seed_statistics(connection: Connection) -> int:
                                {"t": table, "i": index,
                                 "s": _nominal(columns, bool(unique), table_rows)})
             written += 1
-    if written:
-        _reload_everywhere(connection)
     return written
 
 
@@ -92,6 +98,10 @@ def refresh_statistics(engine: Engine, *, min_rows: int = MIN_MEASURED_ROWS) -> 
         connection.exec_driver_sql(f"PRAGMA analysis_limit = {ANALYSIS_LIMIT}")
         connection.exec_driver_sql("ANALYZE")
         _cap_lookup_indexes(connection)
+        # ANALYZE writes no row for an empty index (the partial index of pending manager
+        # references, in a directory where every manager is known); SQLite then plans the
+        # whole table as if half measured (a deep page sorted its users again).
+        _fill_missing(connection)
         _reload_everywhere(connection)
     return True
 

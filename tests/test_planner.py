@@ -228,3 +228,24 @@ def test_an_upgraded_database_gets_statistics_for_the_new_index(fresh_url, diale
         assert "TEMP B-TREE" not in deep, deep
     finally:
         engine.dispose()
+
+
+def test_measured_statistics_leave_no_index_without_a_row(client, tenant, db, dialect):
+    """ANALYZE writes nothing for an empty index (the partial index of pending manager
+    references); such an index gets a nominal row, or SQLite plans the table as half
+    measured and the deep page above sorted its users again."""
+    if dialect != "sqlite":
+        assert refresh_statistics(db.engine, min_rows=1) is False  # PostgreSQL keeps its own
+        return
+    for i in range(4):
+        _create(client, tenant, i)
+    try:
+        assert refresh_statistics(db.engine, min_rows=4) is True
+        with db.engine.connect() as conn:
+            indexes = {row[1] for row in conn.exec_driver_sql("PRAGMA index_list('users')")}
+            stats = {row[0] for row in conn.exec_driver_sql(
+                "SELECT idx FROM sqlite_stat1 WHERE tbl = 'users'")}
+        assert "ix_users_pending_manager" in indexes
+        assert indexes <= stats, indexes - stats
+    finally:
+        _restore_nominal(db)
