@@ -27,7 +27,7 @@ from app.ids import request_id as new_request_id
 from app.json_output import dumps
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,100}\Z")
 # Anything that looks like a credential is masked before a log line is written.
 _SECRET_PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),

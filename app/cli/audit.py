@@ -29,7 +29,7 @@ from app.directory.organizations import get_organization
 from app.models.lifecycle import AuditCheckpoint
 from app.settings import ROOT
 
-_RELATIVE = re.compile(r"^(\d+)([mhd])$")
+_RELATIVE = re.compile(r"^(\d+)([mhd])\Z")
 
 
 def parse_when(value: str | None, option: str = "--since") -> datetime | None:

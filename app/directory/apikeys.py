@@ -26,7 +26,7 @@ KEY_PREFIX = "rk_"  # a public marker, so leaked keys are recognisable by scanne
 PREFIX_LENGTH = 11
 # Writing last_used_at on every request would turn each read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
-_RELATIVE = re.compile(r"^(\d{1,5})([dhw])$")
+_RELATIVE = re.compile(r"^(\d{1,5})([dhw])\Z")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from app.mapping.roles import seed_roles
 from app.models import Organization, Unit
 from app.models.organization import UnitKind
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 PATH_SEPARATOR = "/"
 
 

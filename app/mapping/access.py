@@ -72,7 +72,10 @@ def _managers(session: Session, user: User) -> list[dict[str, Any]]:
     while current and current not in seen and len(chain) < MAX_MANAGER_DEPTH:
         seen.add(current)
         manager = session.get(User, current)
-        if manager is None or manager.organization_id != user.organization_id:
+        # A SCIM-deleted manager is left out of its reports' manager (README): the chain
+        # stops there too, rather than name an approver that SCIM no longer shows.
+        if manager is None or manager.deleted_at is not None \
+                or manager.organization_id != user.organization_id:
             break
         chain.append({**_person(manager), "via": "manager", "level": len(chain) + 1,
                       "active": manager.status.value == "active"})

@@ -60,6 +60,10 @@ class RoleFacts:
     parameters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
+UNIT_NAME_MAX = 200  # units.name's length (app/models/organization.py)
+UNIT_PATH_MAX = 1000  # units.path's
+
+
 @dataclass(frozen=True)
 class UnitIndex:
     """The organization's units by path and by id."""
@@ -247,11 +251,14 @@ def _target(rule: RuleSpec, user: UserFacts,
     target = rule.unit
     if target.from_attribute:
         value = attribute_value(user, target.from_attribute)
-        # A value holding '/' or only white space names no unit: the rule skips the user.
+        # A value holding '/', only white space, or longer than a unit name may be names
+        # no unit: the rule skips the user (the IdP's request still succeeds).
         name = value.strip() if value is not None else ""
-        if not name or "/" in name:
+        if not name or "/" in name or len(name) > UNIT_NAME_MAX:
             return None
         ref = f"{target.under}/{name}" if target.under else name
+        if len(ref) > UNIT_PATH_MAX:
+            return None
     else:
         ref = target.ref or ""
     found = units.find(ref)
@@ -285,7 +292,9 @@ def resolve_grants(user: UserFacts, groups: Sequence[GroupFacts], rules: Sequenc
         if target is None:
             continue
         path, unit_id = target
-        key = (rule.role, path)
+        # Paths name units ignoring case (UnitIndex.find): two rules naming one new unit in
+        # two cases are one grant, not two rows for the same (user, unit, role).
+        key = (rule.role, path.casefold())
         if key in decided:
             also = decided[key].reason.get("also_matched", [])
             decided[key].reason["also_matched"] = [*also, rule.id]

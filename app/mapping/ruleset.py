@@ -36,7 +36,7 @@ from app.mapping.rules import (
     UnitTarget,
 )
 
-RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
 UNIT_KINDS = ("department", "cost_center", "team", "location")
 MAX_DEPTH = 8
 MAX_RULES = 1000
@@ -134,6 +134,16 @@ def _attribute(raw: Mapping[str, Any], where: str) -> AttributeMatch:
                                       for v in values), kind)
 
 
+def _path(raw: Any, where: str) -> str:
+    """A unit path (or id) as units are named: each part trimmed, as ``add_unit`` trims a
+    name. ``Locations/Osaka `` was kept as sent, never matched the unit made for it, and
+    every later evaluation tried to make that unit again (409 on the IdP's writes)."""
+    parts = [part.strip() for part in _text(raw, where).strip().strip("/").split("/")]
+    if not all(parts):
+        raise _fail(where, "each part of a unit path must be non-empty (no '//' or blank part)")
+    return "/".join(parts)
+
+
 def _unit(raw: Mapping[str, Any], where: str) -> UnitTarget:
     create = raw.get("create_unit", False)
     kind = raw.get("unit_kind", "department")
@@ -144,8 +154,7 @@ def _unit(raw: Mapping[str, Any], where: str) -> UnitTarget:
     if ("unit" in raw) == ("unit_from" in raw):
         raise _fail(where, "needs exactly one of unit (a path or id) or unit_from")
     if "unit" in raw:
-        ref = _text(raw["unit"], f"{where}.unit").strip("/")
-        return UnitTarget(ref=ref, create=create, kind=kind)
+        return UnitTarget(ref=_path(raw["unit"], f"{where}.unit"), create=create, kind=kind)
     derived = raw["unit_from"]
     if not isinstance(derived, Mapping):
         raise _fail(f"{where}.unit_from", "must be a table {attribute, under}")
@@ -153,7 +162,7 @@ def _unit(raw: Mapping[str, Any], where: str) -> UnitTarget:
     if derived.get("attribute") not in ATTRIBUTES:
         raise _fail(f"{where}.unit_from.attribute", f"must be one of {', '.join(ATTRIBUTES)}")
     under = derived.get("under")
-    under = _text(under, f"{where}.unit_from.under").strip("/") if under is not None else None
+    under = _path(under, f"{where}.unit_from.under") if under is not None else None
     return UnitTarget(from_attribute=derived["attribute"], under=under, create=create, kind=kind)
 
 
@@ -195,7 +204,7 @@ def parse_policy(raw: Any, where: str = "policy") -> Policy:
     if (role is None) != (unit is None):
         raise _fail(where, "default_role and default_unit go together (or neither)")
     return Policy(default_role=_text(role, f"{where}.default_role") if role else None,
-                  default_unit=_text(unit, f"{where}.default_unit") if unit else None,
+                  default_unit=_path(unit, f"{where}.default_unit") if unit else None,
                   on_loss=on_loss)
 
 

@@ -25,7 +25,7 @@ from app.scim.request import json_body
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
 METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_PATH = re.compile(r"^/(Users|Groups)(/[^/?#]+)?$")
+_PATH = re.compile(r"^/(Users|Groups)(/[^/?#]+)?\Z")
 _REF = re.compile(r"bulkId:([^/\"\s]+)")
 
 

@@ -16,8 +16,8 @@ from app.scim.errors import ScimError
 from app.scim.schema import Attribute, Schema
 from app.scim.values import KNOWN_URNS, ResourceSchemas, coerce_boolean, note
 
-_PATH = re.compile(r"^([A-Za-z$][\w$-]*)(?:\[(.*)\])?(?:\.([A-Za-z$][\w$-]*))?$", re.DOTALL)
-_NAME = re.compile(r"^[A-Za-z$][\w$-]*$")
+_PATH = re.compile(r"^([A-Za-z$][\w$-]*)(?:\[(.*)\])?(?:\.([A-Za-z$][\w$-]*))?\Z", re.DOTALL)
+_NAME = re.compile(r"^[A-Za-z$][\w$-]*\Z")
 
 
 def invalid_path(detail: str) -> ScimError:

@@ -21,7 +21,7 @@ from app.models.sso import ConnectionDomain, SsoConnection
 
 POLICIES = ("scim", "jit")
 MATCH_BY = ("email", "nameid", "user_name", "external_id")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
 _METADATA_MAX_BYTES = 1_000_000
 # Attribute names tried when a connection does not name its own (Entra, Okta, eduPerson).
 DEFAULT_ATTRIBUTES: dict[str, list[str]] = {

@@ -31,7 +31,7 @@ class OrganizationCreateSchema(StrictSchema):
     """A new organization; its role catalog is seeded from config/roles.toml."""
 
     slug = fields.String(required=True, validate=validate.Regexp(
-        r"^[a-z0-9][a-z0-9-]{0,62}$", error="lower-case letters, digits and '-', 1-63 long"))
+        r"^[a-z0-9][a-z0-9-]{0,62}\Z", error="lower-case letters, digits and '-', 1-63 long"))
     name = fields.String(load_default="", validate=validate.Length(max=200))
 
 

@@ -51,7 +51,7 @@ class RoleCreateSchema(StrictSchema):
     """A custom role; permissions come from the closed portal vocabulary."""
 
     key = fields.String(required=True, validate=validate.Regexp(
-        r"^[a-z0-9_]{1,64}$", error="lower-case letters, digits and _, 1-64 long"))
+        r"^[a-z0-9_]{1,64}\Z", error="lower-case letters, digits and _, 1-64 long"))
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     description = fields.String(load_default="", validate=validate.Length(max=1000))
     permissions = fields.List(
