@@ -50,16 +50,23 @@ def unverified_parts(id_token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def pick_key(jwks: dict[str, Any], header: dict[str, Any]) -> Any | None:
     """The JWK the header names by kid; without a kid, the only signing key of the right type."""
-    try:
-        key_set = KeySet.import_key_set({"keys": [
-            k for k in jwks.get("keys", []) if isinstance(k, dict) and k.get("use") in (None, "sig")
-        ]})
-    except (JoseError, ValueError, TypeError):
-        raise LoginFailed("discovery_failed", "the IdP's JWKS cannot be read") from None
+    listed = jwks.get("keys", [])
+    signing = [k for k in listed if isinstance(k, dict) and k.get("use") in (None, "sig")] \
+        if isinstance(listed, list) else []
+    keys = []
+    for raw in signing:
+        try:
+            keys.extend(KeySet.import_key_set({"keys": [raw]}).keys)
+        except (JoseError, ValueError, TypeError, KeyError):
+            # A key of an unknown curve or type is skipped (RFC 7517 §5: implementations
+            # SHOULD ignore JWKs they do not understand); one made a 500 of every login.
+            continue
+    if (signing and not keys) or not isinstance(listed, list):
+        raise LoginFailed("discovery_failed", "the IdP's JWKS cannot be read")
     kid, kty = header.get("kid"), _KTY.get(str(header.get("alg", ""))[:2])
     if kid is not None:
-        return next((k for k in key_set.keys if k.kid == kid), None)
-    candidates = [k for k in key_set.keys if k.key_type == kty]
+        return next((k for k in keys if k.kid == kid), None)
+    candidates = [k for k in keys if k.key_type == kty]
     return candidates[0] if len(candidates) == 1 else None
 
 
@@ -132,7 +139,11 @@ def asserted_identity(conn: SsoConnection, claims: dict[str, Any]) -> AssertedUs
                                if k in OIDC_CLAIMS and isinstance(v, str) and v}}
     value = {field: _text(claims.get(claim)) for field, claim in names.items()}
     # An address the IdP itself says is unverified must not select an account (OIDC Core §5.1).
-    email = value["email"] if claims.get("email_verified") is not False else None
+    # Some IdPs send the flag as a string ("false"): unverified all the same.
+    verified = claims.get("email_verified")
+    unverified = verified is False or (isinstance(verified, str)
+                                       and verified.strip().lower() == "false")
+    email = None if unverified else value["email"]
     raw_groups = claims.get(groups_claim_of(conn))
     groups = ([raw_groups] if isinstance(raw_groups, str)
               else raw_groups if isinstance(raw_groups, list) else [])

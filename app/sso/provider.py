@@ -189,9 +189,11 @@ def live_token(session: Session, plaintext: str, token_type: str | None) -> Toke
         return None
     user = session.get(User, row.user_id)
     login = session.get(LoginSession, row.session_id) if row.session_id else None
+    now = utcnow()
+    # Tokens die with their login session (README): revoked, or past its expiry.
     if user is None or not user.active or user.status != UserStatus.active or (
-            login is not None and login.revoked_at is not None):
-        row.revoked_at = row.revoked_at or utcnow()
+            login is not None and (login.revoked_at is not None or login.expires_at <= now)):
+        row.revoked_at = row.revoked_at or now
     return TokenView(row)
 
 

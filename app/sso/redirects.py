@@ -17,12 +17,23 @@ def _normalized(url: str) -> tuple[str, str, int | None, str] | None:
     return parts.scheme, parts.hostname.lower(), port or default, parts.path or "/"
 
 
+def _climbs(path: str) -> bool:
+    """Whether a browser could resolve the path above where it seems to be: a ``..``
+    segment, also percent-encoded (``%2e%2e``, ``.%2E``) or with a parameter (``..;``),
+    which a browser (or the server behind the portal) reads as ``..`` (RFC 3986 §5.2.4)."""
+    for segment in path.split("/"):
+        plain = segment.lower().replace("%2e", ".").split(";", 1)[0]
+        if plain in ("..", "."):
+            return True
+    return False
+
+
 def is_allowed_redirect(url: str, allowed: list[str]) -> bool:
     """True when ``url`` has the scheme, host and port of an allowed URL and a path under it."""
     if not url or any(ch in url for ch in "\\\r\n\t") or len(url) > 2000:
         return False
     target = _normalized(url)
-    if target is None or "/../" in target[3] + "/":
+    if target is None or _climbs(target[3]):
         return False
     for entry in allowed:
         base = _normalized(entry)

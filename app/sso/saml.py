@@ -203,6 +203,23 @@ def _claim_request(session: Session, conn: SsoConnection, in_response_to: str) -
                            .execution_options(populate_existing=True)).scalar_one()
 
 
+_ID_MAX = 200  # saml_seen_assertions.assertion_id
+
+
+def _valid_until(response: OneLogin_Saml2_Response) -> int | None:
+    """The latest moment the assertion would still be accepted: its bearer confirmation's
+    NotOnOrAfter or its Conditions' (SAML Core §2.5.1), whichever is later. The replay
+    cache keeps its id until then; with the confirmation's alone, an assertion whose
+    Conditions ran for hours could be posted again once the cache row was purged."""
+    times = [response.get_assertion_not_on_or_after()]
+    # python3-saml's own query of the validated (and decrypted) assertion.
+    for node in response._query_assertion("/saml:Conditions"):
+        if node.get("NotOnOrAfter"):
+            times.append(OneLogin_Saml2_Utils.parse_SAML_to_time(node.get("NotOnOrAfter")))
+    known = [t for t in times if t]
+    return max(known) if known else None
+
+
 def _remember_assertion(session: Session, conn: SsoConnection, assertion_id: str,
                         not_on_or_after: int | None, skew: int) -> None:
     """Insert the assertion id into the replay cache; a second sighting is a replay."""
@@ -297,8 +314,12 @@ def consume_response(session: Session, conn: SsoConnection, urls: SpUrls, keys: 
                               "configured for this connection") from None
         raise
     assertion_id = response.get_assertion_id()
-    _remember_assertion(session, conn, assertion_id, response.get_assertion_not_on_or_after(),
-                        skew_seconds)
+    if len(assertion_id) > _ID_MAX:
+        # The replay cache could not hold it (PostgreSQL refused it: a 500), and no IdP
+        # needs more: refused and traced the same way on both databases.
+        raise LoginFailed("malformed_response", f"the assertion's ID is longer than "
+                          f"{_ID_MAX} characters")
+    _remember_assertion(session, conn, assertion_id, _valid_until(response), skew_seconds)
     nameid = response.get_nameid_data()
     return SamlIdentity(
         name_id=nameid.get("Value", ""), name_id_format=nameid.get("Format"),

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.cli.commands import register
+from app.sso.redirects import is_allowed_redirect
 from tests.conftest import rows
 from tests.sso import forge
 from tests.sso.conftest import PORTAL, add_domain, post_response, saml_connection, start
@@ -169,3 +170,16 @@ def test_discovery_refuses_a_return_url_outside_the_allow_list(db, tenant, keys,
     resp = web.post("/sso/discover", data={"email": "a@acme.com", "next": "https://evil.example"})
     assert resp.status_code == 400
     assert web.get("/sso/login", query_string={"next": PORTAL}).status_code == 200
+
+
+@pytest.mark.parametrize(("url", "allowed"), [
+    ("https://portal.test/app/%2e%2e/admin", False), ("https://portal.test/app/.%2E/admin", False),
+    ("https://portal.test/app/..;/admin", False), ("https://portal.test/app/../admin", False),
+    ("https://portal.test/app/%2E/x", False), ("https://portal.test/app/a..b/c", True),
+    ("https://portal.test/app/orders?x=..", True), ("https://portal.test/app", True),
+])
+def test_a_return_url_cannot_climb_out_of_its_allowed_path(url, allowed):
+    """Dot segments, also percent-encoded or with a parameter, resolve above the allowed
+    path in a browser (RFC 3986 §5.2.4): refused; dots inside a name or the query are not
+    segments."""
+    assert is_allowed_redirect(url, ["https://portal.test/app"]) is allowed

@@ -235,6 +235,9 @@ _CLAIMS = {"sub": "00u1", "email": "Alice@Acme.com", "preferred_username": "alic
     ({}, {}, {"email": "alice@acme.com", "user_name": "alice", "external_id": "00u1",
               "groups": ("Buyers",)}),
     ({}, {"email_verified": False}, {"email": None}),
+    ({}, {"email_verified": "false"}, {"email": None}),  # a string, as some IdPs send it
+    ({}, {"email_verified": "FALSE "}, {"email": None}),
+    ({}, {"email_verified": "true"}, {"email": "alice@acme.com"}),
     ({"groups": "roles"}, {"roles": "Approvers"}, {"groups": ("Approvers",)}),
     ({"groups": "roles"}, {"roles": {"not": "a list"}}, {"groups": ()}),
     ({"user_name": "upn", "external_id": "oid"}, {"upn": "a@acme.com", "oid": "guid-1"},
@@ -256,6 +259,20 @@ def test_a_token_without_kid_uses_the_only_key_of_its_type():
     both = {"keys": [one.as_dict(private=False), two.as_dict(private=False)]}
     assert pick_key(both, {"alg": "RS256"}) is None
     assert pick_key(both, {"alg": "RS256", "kid": "b"}).kid == "b"
+
+
+def test_a_key_of_an_unknown_curve_is_skipped_not_a_500():
+    """RFC 7517 §5: a JWK the RP does not understand is ignored; the good key still
+    verifies. (A P-999 key raised KeyError: a 500 on the callback.) Only a set of which
+    no key can be read fails discovery."""
+    good = RSAKey.generate_key(2048, parameters={"kid": "a"})
+    odd = {"kty": "EC", "crv": "P-999", "x": "AA", "y": "AA", "kid": "odd"}
+    jwks = {"keys": [odd, good.as_dict(private=False)]}
+    assert pick_key(jwks, {"alg": "RS256", "kid": "a"}).kid == "a"
+    assert pick_key(jwks, {"alg": "RS256"}).kid == "a"
+    with pytest.raises(LoginFailed) as refused:
+        pick_key({"keys": [odd]}, {"alg": "ES256", "kid": "odd"})
+    assert refused.value.reason == "discovery_failed"
 
 
 def test_default_allow_list_is_not_only_rs256():

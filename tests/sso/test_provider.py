@@ -189,16 +189,24 @@ def test_introspection_reports_active_then_inactive_after_revocation(db, tenant,
     assert introspect(web, "not-a-token") == {"active": False}
 
 
-def test_tokens_die_with_their_login_session(db, tenant, keys, web):
-    """Revoking the login session (what lifecycle does) makes its tokens inactive."""
+@pytest.mark.parametrize("ended", ["revoked_at = created_at", "expires_at = created_at"])
+def test_tokens_die_with_their_login_session(db, tenant, keys, web, ended):
+    """Revoking the login session (what lifecycle does), or its expiry, makes its tokens
+    inactive: introspection, userinfo, and a refresh (invalid_grant, RFC 6749 §5.2). An
+    expired session's tokens used to stay active."""
     _user, req, code = login_and_code(db, tenant, keys, web)
     tokens = exchange(web, code, req.verifier).get_json()
     with db.engine.begin() as c:
-        c.exec_driver_sql("UPDATE login_sessions SET revoked_at = created_at")
+        c.exec_driver_sql(f"UPDATE login_sessions SET {ended}")
     assert introspect(web, tokens["access_token"]) == {"active": False}
+    assert introspect(web, tokens["refresh_token"]) == {"active": False}
     resp = web.get("/sso/oidc/userinfo",
                    headers={"Authorization": f"Bearer {tokens['access_token']}"})
     assert resp.status_code == 401
+    refreshed = web.post("/sso/oidc/token", data={"grant_type": "refresh_token",
+                                                  "refresh_token": tokens["refresh_token"]},
+                         headers={"Authorization": BASIC})
+    assert refreshed.get_json()["error"] == "invalid_grant"
 
 
 @pytest.mark.parametrize("header", [None, "Bearer nope", "Basic x"])

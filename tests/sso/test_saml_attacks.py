@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from app import create_app
 from tests.conftest import rows
@@ -247,3 +247,35 @@ def test_trace_keeps_a_redacted_copy_of_the_response(db, tenant, keys, web):
     assert response["attributes"]["email"] == ["a***@acme.com"]
     assert response["name_id"] == ["a***@acme.com"]
     assert "alice" not in str(payload)
+
+
+def test_the_replay_cache_keeps_an_assertion_as_long_as_its_conditions_last(db, tenant, keys,
+                                                                              web):
+    """Conditions valid for 8 hours, the bearer confirmation for 5 minutes: the id is kept
+    until the later of the two (it was kept an hour, so a purge made the assertion usable
+    again for seven more)."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
+    claims = claims_for(conn, in_response_to=start(web, conn))
+    assertion = forge.assertion_xml(claims)
+    later = (datetime.now(UTC) + timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assertion = re.sub(r'(<saml:Conditions NotBefore="[^"]+" NotOnOrAfter=")[^"]+"',
+                       rf'\g<1>{later}"', assertion)
+    response = forge.response_xml(claims, [forge.sign(assertion, keys.idp)])
+    assert post_response(web, conn, forge.b64(response)).status_code == 303
+    [kept] = rows(db, "SELECT expires_at FROM saml_seen_assertions")
+    expires = kept.expires_at  # text on SQLite (a raw query), a datetime on PostgreSQL
+    expires = datetime.fromisoformat(expires) if isinstance(expires, str) else expires
+    expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+    assert expires >= datetime.now(UTC) + timedelta(hours=7, minutes=55)
+
+
+def test_an_assertion_id_no_column_can_hold_is_a_traced_refusal(db, tenant, keys, web):
+    """An ID past 200 characters: PostgreSQL could not keep it in the replay cache (a 500);
+    now refused and traced on both databases, nothing created."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
+    claims = claims_for(conn, in_response_to=start(web, conn))
+    assertion = forge.sign(forge.assertion_xml(claims, "_" + "a" * 250), keys.idp)
+    response = post_response(web, conn, forge.b64(forge.response_xml(claims, [assertion])))
+    assert response.status_code == 403
+    assert rows(db, "SELECT reason FROM sso_login_traces")[0].reason == "malformed_response"
+    assert rows(db, "SELECT count(*) AS n FROM users")[0].n == 0
