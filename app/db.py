@@ -49,7 +49,14 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00 (a since, an until, a
+            # cursor, a filter): no UTC datetime holds it, and it was a 500. Every value it
+            # is compared with lies after (before) it, as after (before) the extreme.
+            return (datetime.min if value.year == datetime.min.year else datetime.max
+                    ).replace(tzinfo=UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:

@@ -9,6 +9,7 @@ from app.db import utcnow
 from app.directory.organizations import add_unit
 from tests.api.test_frame import assert_problem
 from tests.conftest import OPERATOR
+from tests.lifecycle.support import roster
 
 
 def _all_pages(client, url: str, headers: dict[str, str], cursor: str | None = None,
@@ -104,3 +105,21 @@ def test_tampered_cursor_is_a_400(client, keys, tenant):
     for cursor in ("WyJ4Il0", "e30", "!!!", "W10"):
         response = client.get(f"/api/v1/audit?cursor={cursor}", headers=keys["operator"].headers)
         assert assert_problem(response, 400, "validation")["errors"][0]["field"] == "cursor"
+
+
+def test_timestamps_at_the_edge_of_the_calendar_are_not_a_500(client, keys, tenant,
+                                                               database_url):
+    """0001-01-01T00:00+01:00 and 9999-12-31T23:59:59-01:00 have no UTC datetime: an
+    audit since/until, a cursor or the CLI's --since failed with OverflowError (500, a
+    traceback). They now compare as the calendar's ends."""
+    headers = keys["auditor"].headers
+    everything = client.get("/api/v1/audit", headers=headers).get_json()["items"]
+    assert everything
+    early, late = "0001-01-01T00:00:00%2B01:00", "9999-12-31T23:59:59-01:00"
+    response = client.get(f"/api/v1/audit?since={early}&until={late}", headers=headers)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["items"] == everything
+    assert client.get(f"/api/v1/deprovisions?until={late}", headers=headers).status_code == 200
+    result = roster(database_url, "audit", "export", "--format", "csv",
+                    "--since", "0001-01-01T00:00:00+01:00")
+    assert "Traceback" not in result.output
