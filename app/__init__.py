@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from html import escape
 from types import FunctionType
 from typing import Any
 
@@ -18,6 +19,8 @@ from app.lifecycle import policy as lifecycle_policy
 from app.observability import Metrics, configure_logging, init_request_tracking
 from app.scim.errors import error_response as scim_error_response
 from app.settings import load_settings
+from app.sso import pages as sso_pages
+from app.sso.views import SSO_JSON_PATHS
 
 log = logging.getLogger("roster")
 
@@ -117,6 +120,11 @@ def _register_error_handlers(app: Flask) -> None:
             detail = (f"no SCIM endpoint at {request.path}" if code == 404
                       else exc.description or exc.name)
             return scim_error_response(code, detail), code
+        if request.path.startswith("/sso/") and not request.path.startswith(SSO_JSON_PATHS):
+            # A browser's page (a 2 MB SAMLResponse, a GET on the ACS, an unknown /sso
+            # path): a plain page, like every other sign-in failure, not JSON.
+            return sso_pages.page(exc.name, f"<p>{escape(exc.description or exc.name)}</p>",
+                                  code), code
         return jsonify(error=exc.name, detail=exc.description,
                        request_id=g.get("request_id")), code
 

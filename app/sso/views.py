@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # The OIDC provider's endpoints the portal calls itself (not a browser): they answer JSON.
 _BACK_CHANNEL = frozenset({"sso.discovery", "sso.jwks", "sso.token", "sso.introspect",
                            "sso.revoke", "sso.userinfo"})
+# Their paths, for errors raised before an endpoint is known (405, 413).
+SSO_JSON_PATHS = ("/sso/oidc/.well-known/", "/sso/oidc/jwks", "/sso/oidc/token",
+                  "/sso/oidc/introspect", "/sso/oidc/revoke", "/sso/oidc/userinfo")
 
 
 @bp.errorhandler(DBAPIError)

@@ -37,3 +37,21 @@ def test_nul_in_a_posted_form_is_a_plain_400(db, tenant, keys, web):
                                                  "code": "\x00", "client_id": "portal"})
     assert response.status_code == 400
     assert "holds a NUL character" in response.text
+
+
+def test_http_errors_under_sso_are_pages_for_browsers_and_json_for_the_portal(web, db, tenant,
+                                                                            keys):
+    """A GET on the ACS (405), an unknown /sso path (404) and a SAMLResponse past the size
+    limit (413) reach a browser: plain pages, as every other sign-in failure (they were
+    JSON). The portal's back-channel endpoints keep JSON."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
+    for response, status in ((web.get(f"/sso/saml/{conn.id}/acs"), 405),
+                             (web.get("/sso/saml/x/nothing"), 404),
+                             (web.post(f"/sso/saml/{conn.id}/acs",
+                                       data={"SAMLResponse": "A" * 3_000_000}), 413)):
+        assert response.status_code == status
+        assert response.mimetype == "text/html", response.data[:200]
+        assert "<script" not in response.text
+    token = web.get("/sso/oidc/token")
+    assert token.status_code == 405
+    assert token.mimetype == "application/json"
