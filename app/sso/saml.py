@@ -150,18 +150,20 @@ def request_data(url: str, post: dict[str, str] | None = None,
 
 
 def start_login(session: Session, conn: SsoConnection, urls: SpUrls, keys: SpKeys,
-                relay_state: str | None, ttl_seconds: int) -> str:
-    """Build an AuthnRequest (SAML Core §3.4.1), remember its id, return the redirect URL."""
+                relay_state: str | None, ttl_seconds: int) -> tuple[str, str]:
+    """Build an AuthnRequest (SAML Core §3.4.1), remember its id; the redirect URL and the
+    request's id."""
     auth = OneLogin_Saml2_Auth(request_data(urls.acs),
                                saml_settings(conn, urls, keys.current))
     # The return URL stays in our table; RelayState is short and opaque, as SAML Bindings
     # §3.4.3 allows at most 80 bytes and some IdPs cut longer values.
     url = auth.login(return_to=secrets.token_urlsafe(12))
     now = utcnow()
-    session.add(SamlRequest(id=auth.get_last_request_id(), connection_id=conn.id,
+    request_id = auth.get_last_request_id()
+    session.add(SamlRequest(id=request_id, connection_id=conn.id,
                             relay_state=relay_state, created_at=now,
                             expires_at=now + timedelta(seconds=ttl_seconds)))
-    return url
+    return url, request_id
 
 
 def purge_expired(session: Session) -> int:
@@ -290,13 +292,19 @@ def _validated(conn: SsoConnection, urls: SpUrls, keys: SpKeys, saml_response: s
 
 def consume_response(session: Session, conn: SsoConnection, urls: SpUrls, keys: SpKeys,
                      saml_response: str, posted_relay_state: str | None,
-                     skew_seconds: int) -> SamlIdentity:
-    """Validate a posted Response end to end (SAML Core §3.2.2, Profiles §4.1.4.3)."""
+                     skew_seconds: int, started: frozenset[str] | None) -> SamlIdentity:
+    """Validate a posted Response end to end (SAML Core §3.2.2, Profiles §4.1.4.3).
+    ``started``: the request ids the posting browser started (app/sso/saml_binding.py);
+    None when the binding is not enforced."""
     doc = decode_response_xml(saml_response)
     if doc is None or doc.tag != f"{{{_NS['samlp']}}}Response":
         raise LoginFailed("malformed_response", "SAMLResponse is not a SAML Response")
     in_response_to = doc.get("InResponseTo")
     pending = _claim_request(session, conn, in_response_to) if in_response_to else None
+    if pending is not None and started is not None and pending.id not in started:
+        # The refusal rolls the claim back: the browser that started it can still finish.
+        raise LoginFailed("browser_mismatch", "the Response answers a sign-in this browser "
+                          "did not start (login CSRF, or cookies blocked)")
     if pending is None and not conn.allow_idp_initiated:
         raise LoginFailed("unsolicited_response",
                           "IdP-initiated login is not enabled for this connection")

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.db_errors import describe_transient, is_transient
 from app.errors import DomainError
 from app.models.sso import SsoConnection
-from app.sso import pages
+from app.sso import pages, saml_binding
 from app.sso.connections import connections_for_email
 from app.sso.login import assert_user, open_session, resolve_login
 from app.sso.outcome import LoginFailed
@@ -103,9 +103,11 @@ def saml_login(connection_id: str) -> Response:
         conn = _saml_connection(s, connection_id)
         if conn is None or not conn.idp_sso_url:
             return pages.refused("Unknown sign-in connection.", None, 404)
-        url = start_login(s, conn, sp_urls(conn.id), sp_keys(), next_url,
-                          _sso()["request_ttl_seconds"])
-    return redirect(url, 303)
+        url, request_id = start_login(s, conn, sp_urls(conn.id), sp_keys(), next_url,
+                                      _sso()["request_ttl_seconds"])
+    response = redirect(url, 303)
+    saml_binding.remember(request, response, request_id, _sso()["request_ttl_seconds"])
+    return response
 
 
 def _require_saml(s: Session, connection_id: str) -> tuple[SsoConnection, ConnRef]:
@@ -129,7 +131,8 @@ def saml_acs(connection_id: str) -> Response:
                 raise LoginFailed("malformed_response", "no SAMLResponse in the POST")
             identity = consume_response(s, conn, sp_urls(conn.id), sp_keys(), saml_response,
                                         request.form.get("RelayState"),
-                                        _sso()["clock_skew_seconds"])
+                                        _sso()["clock_skew_seconds"],
+                                        saml_binding.started(request))
             who = assert_user(conn, identity.name_id, identity.attributes)
             user = resolve_login(s, conn, who, actor())
             login = open_session(s, conn, user, actor(), detail={

@@ -279,3 +279,22 @@ def test_an_assertion_id_no_column_can_hold_is_a_traced_refusal(db, tenant, keys
     assert response.status_code == 403
     assert rows(db, "SELECT reason FROM sso_login_traces")[0].reason == "malformed_response"
     assert rows(db, "SELECT count(*) AS n FROM users")[0].n == 0
+
+
+def test_a_response_posted_from_another_browser_is_login_csrf(db, tenant, keys, web, sso_app):
+    """An attacker starts a login, signs in at the IdP as themselves and posts their own
+    Response from the victim's browser: refused (browser_mismatch), nobody signed in; the
+    browser that started the login still finishes it (the refusal claimed nothing)."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
+    attacker = start(web, conn)
+    response = forge.b64(forge.signed_response(
+        claims_for(conn, in_response_to=attacker), keys.idp))
+    victim = sso_app.test_client()
+    refused = post_response(victim, conn, response)
+    assert refused.status_code == 403
+    assert rows(db, "SELECT reason FROM sso_login_traces")[0].reason == "browser_mismatch"
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 0
+    cookie = web.get_cookie("roster_saml_started", path="/sso/saml/")
+    assert cookie is not None
+    assert (cookie.http_only, cookie.same_site) == (True, "Lax")  # http here; https: None
+    assert post_response(web, conn, response).status_code == 303

@@ -103,8 +103,9 @@ def test_tampered_simplesamlphp_response_is_refused(db, tenant, keys, web, ssp):
     assert ">Buyers<" in xml
     form["SAMLResponse"] = base64.b64encode(
         xml.replace(">Buyers<", ">Administrators<").encode()).decode()
-    resp = web.post(f"/sso/saml/{conn.id}/acs", data=form)
-    assert resp.status_code == 403
+    # Posted by the browser that started the login, as its auto-POST would be.
+    resp = browser._send("POST", _acs, form)
+    assert resp.status == 403
     assert rows(db, "SELECT reason FROM sso_login_traces")[0].reason == "bad_signature"
     assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 0
 
