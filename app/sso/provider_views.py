@@ -267,10 +267,11 @@ def end_session() -> Response:
                 # RPIL §4: an invalid request ends nothing and redirects nowhere.
                 return pages.refused("The sign-out request is invalid: "
                                      f"{exc.description or exc.error}", None, 400)
-            if req.needs_confirmation and not _confirmed():
-                return _confirmation_page()
             s: Session = g.roster_oidc_session
             login_id = session.get("sso_login_id")
+            if (req.needs_confirmation or _hint_is_someone_else(
+                    s, login_id, req.id_token_claims)) and not _confirmed():
+                return _confirmation_page()
             ended = end_login_sessions(
                 s, browser_login_id=login_id if isinstance(login_id, str) else None,
                 hint=req.id_token_claims, actor=actor(),
@@ -282,6 +283,17 @@ def end_session() -> Response:
         return _error(exc)
     session.clear()
     return _continue_logout(upstream, req.redirect_uri)
+
+
+def _hint_is_someone_else(s: Session, login_id: object,
+                          hint: dict[str, Any] | None) -> bool:
+    """The id_token_hint names another user than this browser's login: the user must
+    confirm (RPIL §2), or any page could end a browser's session with an old ID token of
+    its own (logout CSRF)."""
+    if not hint or not isinstance(login_id, str):
+        return False
+    login = s.get(LoginSession, login_id)
+    return login is not None and login.user_id != hint.get("sub")
 
 
 def _continue_logout(upstream: Upstream | None, final: str | None) -> Response:

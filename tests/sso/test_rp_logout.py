@@ -16,8 +16,17 @@ from joserfc.jwk import KeySet, RSAKey
 from app.sso.backchannel import run_once
 from app.sso.provider_views import provider_config
 from tests.conftest import rows
+from tests.sso import forge
 from tests.sso.browser import Browser
-from tests.sso.conftest import PORTAL_LOGGED_OUT, provision, ssp_connection
+from tests.sso.conftest import (
+    PORTAL_LOGGED_OUT,
+    claims_for,
+    post_response,
+    provision,
+    saml_connection,
+    ssp_connection,
+    start,
+)
 from tests.sso.oidc_idp import oidc_connection, roster_path, start_login
 from tests.sso.portal import (
     AuthRequest,
@@ -258,3 +267,23 @@ def test_saml_login_logs_out_at_simplesamlphp_then_returns_to_the_portal(
     assert _sessions(db) == [("oidc_rp_logout", True)]
     again = browser.go("GET", f"http://roster.test/sso/saml/{conn.id}/login")
     assert 'name="password"' in again.text  # the IdP session is gone too
+
+
+def test_a_hint_naming_someone_else_asks_before_ending_this_browsers_login(db, tenant, keys,
+                                                                         web, sso_app):
+    """Logout CSRF: a page sends Bob's browser to end_session with an old ID token of
+    Alice's. Bob's login ended without a word; the hint names another user than this
+    browser's, so Bob is asked first (RPIL §2) and nothing ends meanwhile."""
+    _alice, tokens = _tokens(db, tenant, keys, sso_app.test_client())
+    bob = provision(db, tenant, "bob@acme.com")
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
+    xml = forge.signed_response(claims_for(conn, in_response_to=start(web, conn),
+                                           name_id="bob@acme.com",
+                                           attributes={"email": ["bob@acme.com"]}), keys.idp)
+    assert post_response(web, conn, forge.b64(xml)).status_code == 303
+    shown = web.get(END, query_string={"id_token_hint": tokens["id_token"]})
+    assert shown.status_code == 200
+    assert "Do you want to sign out?" in shown.text
+    live = rows(db, "SELECT user_id FROM login_sessions WHERE revoked_at IS NULL")
+    assert bob.id in {r.user_id for r in live}
+    assert len(live) == 2  # Alice's too: nothing ended without the confirmation
