@@ -8,6 +8,8 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from app import create_app
 from tests.conftest import rows
 from tests.sso import forge
@@ -298,3 +300,43 @@ def test_a_response_posted_from_another_browser_is_login_csrf(db, tenant, keys, 
     assert cookie is not None
     assert (cookie.http_only, cookie.same_site) == (True, "Lax")  # http here; https: None
     assert post_response(web, conn, response).status_code == 303
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    (lambda a, acs: a.replace(f'Recipient="{acs}"', f'Recipient="https://evil.example/?x={acs}"'),
+     "recipient_mismatch"),
+    (lambda a, acs: a.replace(f' Recipient="{acs}"', ""), "recipient_mismatch"),
+    (lambda a, acs: re.sub(r'<saml:SubjectConfirmationData NotOnOrAfter="[^"]+" ',
+                           "<saml:SubjectConfirmationData ", a), "recipient_mismatch"),
+])
+def test_the_recipient_is_this_acs_exactly_and_the_window_is_required(db, tenant, keys, web,
+                                                                      change, reason):
+    """python3-saml took a Recipient holding the ACS anywhere in it, and none at all, and
+    a bearer confirmation without NotOnOrAfter (Profiles §4.1.4.2 requires both)."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
+    claims = claims_for(conn, in_response_to=start(web, conn))
+    assertion = forge.sign(change(forge.assertion_xml(claims), claims.acs), keys.idp)
+    response = post_response(web, conn, forge.b64(forge.response_xml(claims, [assertion])))
+    assert response.status_code == 403
+    assert rows(db, "SELECT reason FROM sso_login_traces")[0].reason == reason
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 0
+
+
+@pytest.mark.parametrize("sign_response", [False, True])
+def test_the_destination_is_this_acs_exactly(db, tenant, keys, web, sign_response):
+    """A Destination extending the ACS (a prefix match in python3-saml) is refused, and a
+    signed Response must carry one (Bindings §3.5.5.2)."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
+    claims = claims_for(conn, in_response_to=start(web, conn))
+    xml = forge.signed_response(claims, keys.idp, destination=claims.acs + "-other/evil",
+                                sign_response=sign_response)
+    assert post_response(web, conn, forge.b64(xml)).status_code == 403
+    assert rows(db, "SELECT reason FROM sso_login_traces")[0].reason == "destination_mismatch"
+    if sign_response:
+        claims = claims_for(conn, in_response_to=start(web, conn))
+        unsigned = forge.response_xml(claims, [forge.sign(forge.assertion_xml(claims),
+                                                          keys.idp)])
+        xml = forge.sign(re.sub(r' Destination="[^"]+"', "", unsigned), keys.idp)
+        assert post_response(web, conn, forge.b64(xml)).status_code == 403
+        assert [r.reason for r in rows(db, "SELECT reason FROM sso_login_traces")] == [
+            "destination_mismatch", "destination_mismatch"]
