@@ -155,10 +155,12 @@ def authorize() -> Response:
     with _transaction() as s:
         g.roster_oidc_session = s
         principal = _signed_in(s)
-        if principal is None:
+        if principal is None and "none" not in request.args.get("prompt", "").split():
             here = f"{config.issuer}/authorize?{request.query_string.decode()}"
             return redirect(f"/sso/login?{urlencode({'next': here})}", 303)
         try:
+            # prompt=none without a login: authlib raises login_required, which goes back
+            # to the portal (OIDC Core §3.1.2.6) instead of showing a login page.
             grant = server.get_consent_grant(end_user=principal)
         except OAuth2Error as exc:
             if exc.redirect_uri:

@@ -4,6 +4,7 @@ introspection, revocation, key rotation, and the refusals."""
 from __future__ import annotations
 
 import dataclasses
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -249,3 +250,17 @@ def test_authorize_parameters_no_column_can_hold_are_invalid_request(db, tenant,
     assert resp.status_code == 302, resp.text
     assert "error=invalid_request" in resp.headers["Location"]
     assert rows(db, "SELECT count(*) AS n FROM oauth_authorization_codes")[0].n == 0
+
+
+def test_prompt_none_without_a_login_goes_back_with_login_required(web):
+    """OIDC Core §3.1.2.6: prompt=none must not show a login page; a browser not signed in
+    goes back to the portal with error=login_required and the state."""
+    req = AuthRequest.new()
+    response = web.get(req.url(prompt="none").replace("http://roster.test", ""))
+    assert response.status_code in (302, 303)
+    location = urlsplit(response.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == PORTAL_CALLBACK
+    query = parse_qs(location.query)
+    assert (query["error"], query["state"]) == (["login_required"], [req.state])
+    signed_out = web.get(req.url().replace("http://roster.test", ""))
+    assert signed_out.headers["Location"].startswith("/sso/login?next=")
