@@ -67,10 +67,15 @@ def apply_(ctx: CliContext, file: Path, org_ref: str, dry_run: bool, force: bool
     with ctx.transaction() as session:
         ruleset = parse_document(read_file(file))
         org = get_organization(session, org_ref)
-        if dry_run:
-            echo_preview(preview(session, org, ruleset), applied=False)
-            return
         share = ctx.settings["mapping"]["max_loss_share"]
+        if dry_run:
+            result = preview(session, org, ruleset)
+            echo_preview(result, applied=False)
+            if result.loss_share > share and not force:
+                # What the real run would answer: say it now, not after the operator runs it.
+                click.echo(f"! the apply would be refused: {result.loss_share:.1%} of the "
+                           f"active users lose every grant (limit {share:.0%}); use --force")
+            return
         result = apply_ruleset(session, org, ruleset, ctx.actor, max_loss_share=share,
                                force=force)
         echo_preview(result, applied=True)

@@ -326,6 +326,10 @@ def consume_response(session: Session, conn: SsoConnection, urls: SpUrls, keys: 
     doc = decode_response_xml(saml_response)
     if doc is None or doc.tag != f"{{{_NS['samlp']}}}Response":
         raise LoginFailed("malformed_response", "SAMLResponse is not a SAML Response")
+    if doc.getroottree().docinfo.doctype:
+        # No IdP sends a DTD (entity tricks do); python3-saml refuses it too, but that was
+        # traced as decryption_failed.
+        raise LoginFailed("malformed_response", "the Response holds a DOCTYPE")
     in_response_to = doc.get("InResponseTo")
     pending = _claim_request(session, conn, in_response_to) if in_response_to else None
     if pending is not None and started is not None and pending.id not in started:

@@ -67,6 +67,14 @@ def test_apply_refusal_and_force(world, run, tmp_path):
     (tmp_path / "rules.toml").write_text(RULES)
     (tmp_path / "empty.toml").write_text("rules = []\n")
     run("mapping", "apply", str(tmp_path / "rules.toml"), "--org", "acme")
+    # The dry run says what the real run will answer (it used to print the totals only).
+    dry = run("mapping", "apply", str(tmp_path / "empty.toml"), "--org", "acme",
+              "--dry-run").output
+    assert "! the apply would be refused: 100.0% of the active users lose every grant " \
+        "(limit 20%); use --force" in dry
+    forced = run("mapping", "apply", str(tmp_path / "empty.toml"), "--org", "acme",
+                 "--dry-run", "--force").output
+    assert "would be refused" not in forced
     out = run("mapping", "apply", str(tmp_path / "empty.toml"), "--org", "acme",
               ok=False).output
     assert "refused: 1 of 1 users (100%, limit 20%) would lose every grant: alice" in out

@@ -340,3 +340,15 @@ def test_the_destination_is_this_acs_exactly(db, tenant, keys, web, sign_respons
         assert post_response(web, conn, forge.b64(xml)).status_code == 403
         assert [r.reason for r in rows(db, "SELECT reason FROM sso_login_traces")] == [
             "destination_mismatch", "destination_mismatch"]
+
+
+def test_a_response_with_a_doctype_is_traced_as_malformed(db, tenant, keys, web):
+    """An entity trick is refused before any parsing by python3-saml, and traced for what
+    it is (it was traced as decryption_failed)."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
+    xml = forge.signed_response(claims_for(conn, in_response_to=start(web, conn)), keys.idp)
+    doctype = '<!DOCTYPE samlp:Response [<!ENTITY who "alice@acme.com">]>'
+    response = post_response(web, conn, forge.b64(doctype + xml))
+    assert response.status_code == 403
+    assert rows(db, "SELECT reason FROM sso_login_traces")[0].reason == "malformed_response"
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 0
