@@ -17,6 +17,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
+from app.bearer import bearer_credential
 from app.db_errors import describe_transient, is_transient, prepared_statement_lost
 from app.errors import (
     Conflict,
@@ -127,13 +128,6 @@ def unexpected_problem(exc: Exception) -> Response:
                                  f"{g.get('request_id')} when reporting it")
 
 
-def _bearer_sent() -> bool:
-    """A Bearer credential was sent (and refused): RFC 6750 §3.1 names it ``invalid_token``
-    in the challenge, which a request without one must not carry."""
-    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and bool(credential.strip())
-
-
 def register_problem_handlers(bp: Blueprint) -> None:
     """Map every error raised inside the blueprint to problem JSON (RFC 9457)."""
 
@@ -147,7 +141,8 @@ def register_problem_handlers(bp: Blueprint) -> None:
         errors = [{"field": exc.field, "detail": exc.detail}] if status == 400 and exc.field \
             else None
         headers = {"WWW-Authenticate": f'{AUTH_CHALLENGE}, error="invalid_token"'} \
-            if status == 401 and _bearer_sent() else None
+            if status == 401 and bearer_credential(request.headers.get("Authorization")) \
+            else None
         return problem_response(status, exc.detail, errors=errors, headers=headers)
 
     @bp.errorhandler(ValidationError)

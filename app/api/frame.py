@@ -49,6 +49,7 @@ from app.api.pagination import DEFAULT_LIMIT, Page, paginate
 from app.api.permissions import PERMISSIONS, allows
 from app.api.schemas import page_schema
 from app.audit import Actor
+from app.bearer import bearer_credential
 from app.db import Database
 from app.directory.apikeys import KeyIdentity, authenticate, touch_key
 from app.directory.organizations import get_organization
@@ -211,12 +212,12 @@ def _dispatch(spec: RouteSpec, view: View, path: dict[str, str]) -> Response:
 
 def _authenticate(db: Database) -> KeyIdentity:
     """Bearer key (RFC 6750 §2.1) -> identity; records the use at most once a minute."""
-    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not credential.strip():
+    credential = bearer_credential(request.headers.get("Authorization"))
+    if credential is None:
         raise ApiProblem(401, "send an API key as 'Authorization: Bearer rk_...'; "
                               "create one with `roster apikey create`")
     with db.transaction(readonly=True) as session:
-        key = authenticate(session, credential.strip())
+        key = authenticate(session, credential)
     if key.needs_touch:
         with db.transaction() as session:
             touch_key(session, key.id)

@@ -36,6 +36,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.errors import problem_response
+from app.bearer import bearer_credential
 from app.db import Database, utcnow
 from app.models.api import RateLimitCounter
 from app.scim.errors import error_response
@@ -225,11 +226,11 @@ def _limit() -> Response | None:
     blueprint = request.blueprint
     if blueprint not in LIMITED_BLUEPRINTS:
         return None
-    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not credential.strip():
+    credential = bearer_credential(request.headers.get("Authorization"))
+    if credential is None:
         return None
     limits: RateLimits = current_app.extensions["roster.ratelimits"]
-    retry_after = limits.check(blueprint, credential.strip())
+    retry_after = limits.check(blueprint, credential)
     if retry_after is None:
         return None
     detail = (f"rate limit of {limits.items[blueprint]} per credential exceeded; "

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import request
 
+from app.bearer import bearer_credential
 from app.db import Reader
 from app.directory.oauth_clients import authenticate_bearer
 from app.directory.refs import DirectoryRef, TokenRef
@@ -24,12 +25,11 @@ class Caller:
 
 def authenticate_request(session: Reader) -> Caller:
     """Read ``Authorization: Bearer``; a missing or bad token is a SCIM 401."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, credential = header.partition(" ")
-    if scheme.lower() != "bearer" or not credential.strip():
+    credential = bearer_credential(request.headers.get("Authorization"))
+    if credential is None:
         raise ScimError(401, "authentication required: send Authorization: Bearer <token>")
     try:
-        directory, token = authenticate_bearer(session, credential.strip())
+        directory, token = authenticate_bearer(session, credential)
     except Unauthorized as exc:
         raise ScimError(401, exc.detail, bearer_error="invalid_token") from None
     return Caller(directory=directory, token=token)

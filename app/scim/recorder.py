@@ -31,6 +31,7 @@ from flask import Flask, Request, Response, current_app, g, request
 from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.orm import Session
 
+from app.bearer import bearer_credential
 from app.db import Database, Reader, utcnow
 from app.directory.oauth_clients import authenticate_bearer
 from app.errors import Unauthorized
@@ -206,11 +207,11 @@ def _request_body(state: _State, req: Request) -> str | None:
 def _directory_of_caller(session: Reader) -> str | None:
     """The directory of a request the view rejected before authenticating (an unknown path
     or method)."""
-    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not credential.strip():
+    credential = bearer_credential(request.headers.get("Authorization"))
+    if credential is None:
         return None
     try:
-        directory, _token = authenticate_bearer(session, credential.strip())
+        directory, _token = authenticate_bearer(session, credential)
     except Unauthorized:
         return None
     return directory.id
