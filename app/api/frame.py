@@ -52,7 +52,7 @@ from app.audit import Actor
 from app.bearer import bearer_credential
 from app.db import Database
 from app.directory.apikeys import KeyIdentity, authenticate, touch_key
-from app.directory.organizations import get_organization
+from app.directory.organizations import get_organization, missing_organization
 from app.errors import NotFound
 from app.json_input import BodyTooLarge, JsonInputError, parse_json, read_body, unsupported_coding
 from app.json_output import dumps
@@ -131,9 +131,7 @@ class ApiContext:
         if requested is None:
             return self.scope_org_id
         org = get_organization(self.session, requested)
-        # The words get_organization uses for a slug that names nothing.
-        self.check_org(org.id, NotFound(f"organization {requested!r} does not exist",
-                                        field="org"))
+        self.check_org(org.id, missing_organization(requested))
         return org.id
 
 
@@ -225,13 +223,9 @@ def _authenticate(db: Database) -> KeyIdentity:
 
 
 def _scoped_org(ctx: ApiContext, ref: str) -> Organization:
-    try:
-        org = get_organization(ctx.session, ref)
-    except NotFound:
-        raise NotFound(f"organization {ref!r} does not exist") from None
-    if ctx.scope_org_id is not None and org.id != ctx.scope_org_id:
-        # Same answer as for a missing organization: existence is not revealed.
-        raise NotFound(f"organization {ref!r} does not exist")
+    org = get_organization(ctx.session, ref)
+    # Same answer as for a missing organization: existence is not revealed.
+    ctx.check_org(org.id, missing_organization(ref))
     return org
 
 

@@ -72,14 +72,26 @@ def _kept_checkpoints(file: TextIO | None) -> dict[str, list[dict[str, Any]]]:
             continue
         try:
             document = json.loads(line)
+        except ValueError:
+            document = None
+        if isinstance(document, dict):
             document = document.get("data", document)  # a whole event as the feed gives it
-            chain = str(document["checkpoint"]["chain"])
-            str(document["signature"])
-        except (ValueError, KeyError, TypeError, AttributeError):
+        if not _is_kept_checkpoint(document):
             raise click.ClickException(f"{file.name} line {number} is not a kept checkpoint "
-                                       "(JSON with 'checkpoint' and 'signature')") from None
-        kept.setdefault(chain, []).append(document)
+                                       "(JSON with 'checkpoint' and 'signature')")
+        kept.setdefault(document["checkpoint"]["chain"], []).append(document)
     return kept
+
+
+_CHECKPOINT_TEXT = ("chain", "hash", "created_at", "key_id")
+
+
+def _is_kept_checkpoint(document: Any) -> bool:
+    """The shape ``exported`` writes: what verify_anchors reads can be read."""
+    body = document.get("checkpoint") if isinstance(document, dict) else None
+    return (isinstance(body, dict) and isinstance(document.get("signature"), str)
+            and isinstance(body.get("seq"), int) and not isinstance(body["seq"], bool)
+            and all(isinstance(body.get(name), str) for name in _CHECKPOINT_TEXT))
 
 
 @audit.command("verify")

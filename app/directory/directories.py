@@ -44,8 +44,13 @@ def get_directory(session: Session, ref: str, org: Organization | None = None) -
         )
     directory = session.scalar(stmt)
     if directory is None:
-        raise NotFound(f"directory {ref!r} does not exist", field="directory")
+        raise missing_directory(ref)
     return directory
+
+
+def missing_directory(ref: str) -> NotFound:
+    """The 404 of an id that names no directory (and of another organization's)."""
+    return NotFound(f"directory {ref!r} does not exist", field="directory")
 
 
 def list_directories(session: Session, org: Organization) -> list[Directory]:

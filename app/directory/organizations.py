@@ -55,8 +55,14 @@ def get_organization(session: Session, ref: str) -> Organization:
         select(Organization).where((Organization.slug == ref) | (Organization.id == ref))
     )
     if org is None:
-        raise NotFound(f"organization {ref!r} does not exist", field="org")
+        raise missing_organization(ref)
     return org
+
+
+def missing_organization(ref: str) -> NotFound:
+    """The 404 of a slug or id that names no organization: also what an org-bound API key
+    gets for another organization's, so its existence is not revealed."""
+    return NotFound(f"organization {ref!r} does not exist", field="org")
 
 
 def list_organizations(session: Session) -> list[Organization]:

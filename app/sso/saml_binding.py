@@ -28,18 +28,20 @@ def _serializer() -> URLSafeSerializer | None:
     return URLSafeSerializer(secret, salt=_SALT) if secret else None
 
 
+def _ids(serializer: URLSafeSerializer, request: Request) -> list[str]:
+    """The request ids the browser's cookie names; none when it is missing or forged."""
+    try:
+        ids = serializer.loads(request.cookies.get(COOKIE, ""))
+    except BadSignature:
+        return []
+    return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+
+
 def started(request: Request) -> frozenset[str] | None:
     """The request ids this browser started; None when no ``app.secret_key`` is set (the
     binding is then not enforced: nothing could sign the cookie)."""
     serializer = _serializer()
-    if serializer is None:
-        return None
-    try:
-        ids = serializer.loads(request.cookies.get(COOKIE, ""))
-    except BadSignature:
-        return frozenset()
-    return frozenset(i for i in ids if isinstance(i, str)) if isinstance(ids, list) \
-        else frozenset()
+    return None if serializer is None else frozenset(_ids(serializer, request))
 
 
 def remember(request: Request, response: Response, request_id: str,
@@ -48,11 +50,7 @@ def remember(request: Request, response: Response, request_id: str,
     serializer = _serializer()
     if serializer is None:
         return
-    try:
-        ids = serializer.loads(request.cookies.get(COOKIE, ""))
-    except BadSignature:
-        ids = []
-    ids = [i for i in (ids if isinstance(ids, list) else []) if i != request_id]
+    ids = [i for i in _ids(serializer, request) if i != request_id]
     secure = request.is_secure
     response.set_cookie(COOKIE, serializer.dumps([*ids, request_id][-_KEPT:]),
                         max_age=ttl_seconds, path="/sso/saml/", httponly=True, secure=secure,

@@ -32,10 +32,8 @@ from app.sso.web import sso_settings as _sso
 bp = Blueprint("sso", __name__, url_prefix="/sso")
 log = logging.getLogger(__name__)
 
-# The OIDC provider's endpoints the portal calls itself (not a browser): they answer JSON.
-_BACK_CHANNEL = frozenset({"sso.discovery", "sso.jwks", "sso.token", "sso.introspect",
-                           "sso.revoke", "sso.userinfo"})
-# Their paths, for errors raised before an endpoint is known (405, 413).
+# The OIDC provider's endpoints the portal calls itself (not a browser): they answer JSON,
+# errors too (by path: a 405 or 413 is raised before an endpoint is known).
 SSO_JSON_PATHS = ("/sso/oidc/.well-known/", "/sso/oidc/jwks", "/sso/oidc/token",
                   "/sso/oidc/introspect", "/sso/oidc/revoke", "/sso/oidc/userinfo")
 
@@ -49,7 +47,7 @@ def _database_error(exc: DBAPIError) -> Response:
     if not is_transient(exc):
         raise exc
     log.warning("sign-in request hit a transient database error: %s", describe_transient(exc))
-    if request.endpoint in _BACK_CHANNEL:
+    if request.path.startswith(SSO_JSON_PATHS):
         response = jsonify(error="temporarily_unavailable",
                            error_description="the service is busy; retry the request")
         response.status_code = 503

@@ -108,7 +108,14 @@ def test_checkpoints_reach_the_portal_and_its_copies_expose_truncation_and_remov
 def test_a_checkpoints_file_that_is_not_one_is_a_plain_error(database_url, tenant, tmp_path):
     """A line that is not a kept checkpoint: exit 1 naming the line, no traceback."""
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"checkpoint": {"chain": "x"}, "signature": "s"}\n{"nope": 1}\n')
+    whole = ('{"checkpoint": {"chain": "x", "seq": 1, "hash": "h", "created_at": "t", '
+             '"key_id": "k"}, "signature": "s"}')
+    bad.write_text(whole + '\n{"nope": 1}\n')
     output = roster(database_url, "audit", "verify", "--checkpoints", str(bad),
                     ok=False).output
     assert "line 2 is not a kept checkpoint" in output
+    # A checkpoint without its seq was taken, and read (KeyError) only when checked.
+    bad.write_text('{"checkpoint": {"chain": "x"}, "signature": "s"}\n')
+    output = roster(database_url, "audit", "verify", "--checkpoints", str(bad),
+                    ok=False).output
+    assert "line 1 is not a kept checkpoint" in output

@@ -14,8 +14,7 @@ from marshmallow import Schema, fields, validate
 from app.api.frame import ApiContext, api_route
 from app.api.schemas import StrictSchema
 from app.api.views import bp
-from app.directory.directories import get_directory
-from app.errors import NotFound
+from app.directory.directories import get_directory, missing_directory
 from app.models import Directory
 from app.scim.dialect_report import dialect_report
 from app.scim.recorder import describe, list_requests
@@ -75,8 +74,7 @@ class RecordedRequestsSchema(Schema):
 
 def _directory(ctx: ApiContext, directory_id: str) -> Directory:
     directory = get_directory(ctx.session, directory_id)
-    ctx.check_org(directory.organization_id, NotFound(
-        f"directory {directory_id!r} does not exist", field="directory"))
+    ctx.check_org(directory.organization_id, missing_directory(directory_id))
     return directory
 
 
