@@ -19,6 +19,10 @@ Decisions where the RFC is silent or IdPs disagree with it:
 - add to a multi-valued attribute merges into an element with the same value and type
   instead of duplicating it; ``primary: true`` clears primary on the others (RFC 7643 §2.4).
 - Removing members that are not in the group is the caller's no-op, not noTarget: IdPs retry.
+- A sub-attribute of a multi-valued attribute without a filter (``emails.type``) names that
+  sub-attribute of every element: remove drops it from each, add/replace sets it on each
+  (a second ``primary: true`` is 400 invalidValue). With no elements, a ``value`` is
+  created as the only element; any other sub-attribute has nothing to go on (noTarget).
 """
 
 from __future__ import annotations
@@ -30,7 +34,13 @@ from app.db import copy_json
 from app.scim import dialect
 from app.scim.errors import ScimError, require_message_schema
 from app.scim.patch_members import MemberChange, member_change
-from app.scim.patch_multi import apply_filtered, merge_elements, normalised, remove_listed
+from app.scim.patch_multi import (
+    apply_every,
+    apply_filtered,
+    merge_elements,
+    normalised,
+    remove_listed,
+)
 from app.scim.patch_paths import Path, parse_path
 from app.scim.schema import PATCH_OP
 from app.scim.values import ResourceSchemas, ResourceType, invalid, note, schemas_for
@@ -178,6 +188,8 @@ def _apply_target(state: _Patch, op: Op, path: Path, value: Any) -> None:
     container = _container(state, path)
     if path.filter is not None:
         apply_filtered(op, path, container, value, state.notes)
+    elif path.sub is not None and attr.multi_valued:
+        apply_every(op, path, container, value, state.notes)
     elif path.sub is not None:
         _apply_sub(state, op, path, container, value)
     else:

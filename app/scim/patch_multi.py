@@ -1,7 +1,8 @@
 """PATCH on multi-valued attributes (RFC 7644 §3.5.2, RFC 7643 §2.4): pure helpers.
 
-Appending with merge of equal elements, removal of listed elements, and value-path targets
-``attr[filter]`` / ``attr[filter].sub`` evaluated against the elements in Python.
+Appending with merge of equal elements, removal of listed elements, value-path targets
+``attr[filter]`` / ``attr[filter].sub`` evaluated against the elements in Python, and
+``attr.sub`` on every element.
 """
 
 from __future__ import annotations
@@ -104,6 +105,28 @@ def apply_filtered(op: str, path: Path, container: dict[str, Any], value: Any,
     written = [i for i in hits if elements[i].get("primary") is True] if new is not None else []
     if len(written) == 1:
         _demote_others(elements, written[0])
+    _store_elements(attr, container, elements, path.label)
+
+
+def apply_every(op: str, path: Path, container: dict[str, Any], value: Any,
+                notes: list[str]) -> None:
+    """``attr.sub`` without a filter (RFC 7644 §3.5.2 attrPath, e.g. ``emails.type``): the
+    sub-attribute of every element, as a filter matching every element would name it."""
+    attr, sub = path.attribute, path.sub
+    assert attr is not None
+    assert sub is not None
+    elements = [e for e in container.get(attr.name) or [] if isinstance(e, dict)]
+    label = f"{path.label}.{sub.name}"
+    new = None if op == "remove" else normalised(sub, value, label, notes)
+    if new is None:
+        elements = [{k: v for k, v in e.items() if k != sub.name} for e in elements]
+    elif elements:
+        elements = [{**e, sub.name: new} for e in elements]
+    elif sub.name == "value" or attr.sub("value") is None:
+        elements = [{sub.name: new}]
+    else:
+        raise ScimError(400, f"'{path.label}' has no element to set '{sub.name}' on",
+                        "noTarget")
     _store_elements(attr, container, elements, path.label)
 
 

@@ -109,7 +109,9 @@ def parse_path(text: str, known: ResourceSchemas, notes: list[str]) -> Path:
         value_filter = parse_filter(filter_text, attr, notes)
     sub = None
     if sub_name is not None:
-        if attr.type != "complex" or (attr.multi_valued and value_filter is None):
+        # ``emails.type`` without a filter is an attrPath too (RFC 7644 §3.5.2): it names
+        # that sub-attribute of every element (app.scim.patch_multi.apply_every).
+        if attr.type != "complex":
             raise invalid_path(f"'{attr.name}.{sub_name}' is not a valid path")
         sub = attr.sub(sub_name)
         if sub is None:

@@ -146,6 +146,25 @@ def test_patch_is_all_or_nothing(scim, db):
     assert rows(db, "SELECT display_name, version FROM users")[0] == (None, 1)
 
 
+def test_patch_sub_attribute_of_every_email(scim):
+    """``remove emails.type`` (an attrPath without a filter, RFC 7644 §3.5.2) drops the type
+    of every email, stored and answered; a second primary is refused, nothing written."""
+    user = scim.create_user(emails=[{"value": "ada@acme.example", "type": "work",
+                                     "primary": True},
+                                    {"value": "ada@home.example", "type": "home"}])
+    response = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "remove", "path": "emails.type"}]})
+    assert response.status_code == 200, response.get_json()
+    expected = [{"value": "ada@acme.example", "primary": True}, {"value": "ada@home.example"}]
+    assert response.get_json()["emails"] == expected
+    assert scim.get(f"/Users/{user['id']}").get_json()["emails"] == expected
+    refused = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": "emails.display", "value": "Ada"},
+        {"op": "replace", "path": "emails.primary", "value": True}]})
+    assert_error(refused, 400, "invalidValue")
+    assert scim.get(f"/Users/{user['id']}").get_json()["emails"] == expected
+
+
 def test_delete_is_204_then_gone_and_name_reusable(scim, db):
     """DELETE: 204, then 404 everywhere at once; the userName may be provisioned again."""
     user = scim.create_user()
