@@ -37,6 +37,7 @@ from app.scim.patch_members import MemberChange, member_change
 from app.scim.patch_multi import (
     apply_every,
     apply_filtered,
+    element_index,
     merge_elements,
     normalised,
     remove_listed,
@@ -65,6 +66,9 @@ class _Patch:
     resource: dict[str, Any]
     notes: list[str]
     member_changes: list[MemberChange] = field(default_factory=list)
+    # The list an ``add`` last merged into, per attribute, and its element index: the next
+    # ``add`` to the same list reuses the index (every other operation stores a new list).
+    merged: dict[str, tuple[list[Any], dict[Any, int]]] = field(default_factory=dict)
 
 
 def apply_patch(resource: dict[str, Any], body: Any, *, resource_type: ResourceType,
@@ -265,11 +269,26 @@ def _apply_whole(state: _Patch, op: Op, path: Path, container: dict[str, Any],
     if attr.mutability == "immutable" and current is not None and current != new:
         raise ScimError(400, f"'{path.label}' is immutable", "mutability")
     if attr.multi_valued and op == "add":
-        container[attr.name] = merge_elements(attr, list(current or []), new)
+        _merge(state, path, container, new)
     elif attr.type == "complex" and not attr.multi_valued and isinstance(current, dict):
         container[attr.name] = {**current, **new}
     else:
         container[attr.name] = new
+
+
+def _merge(state: _Patch, path: Path, container: dict[str, Any], new: list[Any]) -> None:
+    """``add`` to a multi-valued attribute: merge into its list, by the shared index."""
+    attr = path.attribute
+    assert attr is not None
+    current = container.get(attr.name)
+    cached = state.merged.get(path.label)
+    if cached is not None and current is not None and cached[0] is current:
+        index = cached[1]
+    else:
+        current = list(current or [])
+        index = element_index(attr, current)
+    container[attr.name] = merge_elements(attr, current, new, index)
+    state.merged[path.label] = (current, index)
 
 
 def _apply_sub(state: _Patch, op: Op, path: Path, container: dict[str, Any],

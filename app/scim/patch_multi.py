@@ -24,29 +24,59 @@ def normalised(attr: Attribute, value: Any, label: str, notes: list[str]) -> Any
     return normalise_value(attr, value, notes=notes, where=label)
 
 
-def _same_element(attr: Attribute, a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Same value (caseExact-aware) and type; elements without a value compare whole."""
+def _element_key(attr: Attribute, element: dict[str, Any]) -> Any:
+    """What makes two elements the same: value (caseExact-aware) and type; elements of an
+    attribute without a ``value`` compare whole. Hashable, so merging is one dict lookup."""
     key = attr.sub("value")
     if key is None:
-        return a == b
-    left, right = a.get("value"), b.get("value")
-    if isinstance(left, str) and isinstance(right, str) and not key.case_exact:
-        left, right = left.lower(), right.lower()
-    return left == right and a.get("type") == b.get("type")
+        return _frozen(element)
+    value = element.get("value")
+    if isinstance(value, str) and not key.case_exact:
+        value = value.lower()
+    return ("value", _frozen(value), _frozen(element.get("type")))
 
 
-def merge_elements(attr: Attribute, current: list[Any], added: list[Any]) -> list[Any]:
-    """Append new elements, merging equal ones; a new primary demotes the others."""
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a JSON value (equal values give equal stand-ins)."""
+    if isinstance(value, dict):
+        return ("{", tuple(sorted((k, _frozen(v)) for k, v in value.items())))
+    if isinstance(value, list):
+        return ("[", tuple(_frozen(v) for v in value))
+    if isinstance(value, bool):
+        return ("b", value)  # True == 1 in Python; JSON keeps them apart
+    return value
+
+
+def element_index(attr: Attribute, elements: list[Any]) -> dict[Any, int]:
+    """Each element's key to its (first) position, for :func:`merge_elements`."""
+    index: dict[Any, int] = {}
+    for position, element in enumerate(elements):
+        if isinstance(element, dict):
+            index.setdefault(_element_key(attr, element), position)
+    return index
+
+
+def merge_elements(attr: Attribute, current: list[Any], added: list[Any],
+                   index: dict[Any, int] | None = None) -> list[Any]:
+    """Append new elements to ``current`` (in place), merging equal ones; a new primary
+    demotes the others. ``index`` (:func:`element_index` of ``current``) is kept up to date,
+    so the operations of one PATCH may share it: a PATCH may add thousands of elements, in
+    one operation or in thousands, and comparing each with each took minutes."""
+    if index is None:
+        index = element_index(attr, current)
+    primary = None
     for element in added:
-        same = next((i for i, e in enumerate(current) if isinstance(e, dict)
-                     and _same_element(attr, e, element)), None)
+        key = _element_key(attr, element)
+        same = index.get(key)
         if same is None:
             current.append(element)
-            same = len(current) - 1
+            same = index[key] = len(current) - 1
         else:
             current[same] = {**current[same], **element}
         if element.get("primary") is True:
-            _demote_others(current, same)
+            primary = same
+    if primary is not None:
+        _demote_others(current, primary)
     return current
 
 
@@ -63,8 +93,9 @@ def remove_listed(path: Path, container: dict[str, Any], value: Any,
     attr = path.attribute
     assert attr is not None
     listed = normalise_value(attr, value, notes=notes, where=path.label) or []
+    gone = {_element_key(attr, e) for e in listed if isinstance(e, dict)}
     kept = [e for e in container.get(attr.name) or []
-            if not any(_same_element(attr, e, gone) for gone in listed)]
+            if not (isinstance(e, dict) and _element_key(attr, e) in gone)]
     if kept:
         container[attr.name] = kept
     else:

@@ -20,6 +20,12 @@ BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
 
 
+# Elements of one multi-valued User attribute (emails, roles ...): a person has a handful,
+# and PATCH value paths compare every element, so a list of thousands made one request run
+# for minutes.
+MAX_VALUES = 100
+
+
 @dataclass(frozen=True)
 class Attribute:
     """One attribute definition (RFC 7643 §7)."""
@@ -36,6 +42,10 @@ class Attribute:
     sub_attributes: tuple[Attribute, ...] = ()
     canonical_values: tuple[str, ...] = ()
     reference_types: tuple[str, ...] = ()
+    # The most elements a multi-valued attribute of a User may hold (None: no limit, as for
+    # a Group's members, kept as rows). Not in /Schemas (RFC 7643 §7 has no such
+    # characteristic); the README states it.
+    max_values: int | None = None
 
     def sub(self, name: str) -> Attribute | None:
         """The sub-attribute called ``name`` (case-insensitive, RFC 7643 §2.1)."""
@@ -92,6 +102,7 @@ def _multi(name: str, types: tuple[str, ...], value_type: str = "string",
     """The common shape of multi-valued attributes (RFC 7643 §2.4)."""
     return Attribute(
         name=name, type="complex", multi_valued=True, description=description,
+        max_values=MAX_VALUES,
         sub_attributes=(
             _s("value", type=value_type), _s("display"),
             _s("type", canonical_values=types), _s("primary", type="boolean"), *extra,
@@ -128,7 +139,8 @@ USER = Schema(CORE_USER, "User", "User Account", attributes=(
     _multi("phoneNumbers", ("work", "home", "mobile", "fax", "pager", "other")),
     _multi("ims", ("aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo")),
     _multi("photos", ("photo", "thumbnail"), value_type="reference"),
-    Attribute(name="addresses", type="complex", multi_valued=True, sub_attributes=(
+    Attribute(name="addresses", type="complex", multi_valued=True, max_values=MAX_VALUES,
+              sub_attributes=(
         _s("formatted"), _s("streetAddress"), _s("locality"), _s("region"),
         _s("postalCode"), _s("country"), _s("type", canonical_values=("work", "home", "other")),
         _s("primary", type="boolean"),

@@ -208,6 +208,9 @@ def normalise_value(attr: Attribute, value: Any, *, notes: list[str], where: str
         value = [value]
     if not isinstance(value, list):
         raise invalid(f"Attribute '{where}' is multi-valued and must be a list")
+    if attr.max_values is not None and len(value) > attr.max_values:
+        raise invalid(f"Attribute '{where}' holds at most {attr.max_values} values "
+                      f"({len(value)} given)")
     items = [v for v in (_single(attr, item, notes, where) for item in value) if v is not None]
     check_single_primary(attr, items, where)
     return items or None

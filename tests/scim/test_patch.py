@@ -110,6 +110,9 @@ CASES = [
     ("remove-last-element-removes-attribute", op("remove", 'addresses[type eq "work"]'),
      changed(USER, addresses=GONE)),
     ("remove-multi", op("remove", "emails"), changed(USER, emails=GONE)),
+    ("add-many-elements-merging-equal", op("add", "phoneNumbers", [
+        {"value": f"+{i % 7}", "type": "work"} for i in range(40)]),
+     changed(USER, phoneNumbers=[{"value": f"+{i}", "type": "work"} for i in range(7)])),
     # attrPath "emails.type" without a filter (RFC 7644 §3.5.2): every element's type.
     ("remove-sub-of-every-element", op("remove", "emails.type"),
      changed(USER, emails=[{"value": "ada@acme.example", "primary": True},
@@ -164,6 +167,23 @@ def test_operation_gives_expected_resource(operation, expected):
     assert result.resource == expected
     assert before == USER, "the input resource must not be mutated"
     assert result.member_changes == ()
+
+
+def test_adds_in_many_operations_merge_as_one_would():
+    """The operations of one PATCH share the list's element index (a PATCH of thousands of
+    adds was quadratic): merging, then a filter, a listed removal and a whole replace in
+    between, must still see every element as it is at that point."""
+    result = patch(USER,
+                   op("add", "emails", [{"value": "b@x.example"}]),
+                   op("add", "emails", [{"value": "B@X.example", "display": "B"}]),
+                   op("remove", 'emails[value eq "ada@home.example"]'),
+                   op("add", "emails", [{"value": "ada@home.example", "type": "home"}]),
+                   op("remove", "emails", [{"value": "b@x.example"}]),
+                   op("add", "emails", [{"value": "b@x.example", "primary": True}]),
+                   op("add", "emails", [{"value": "B@x.example"}]))
+    assert result.resource["emails"] == [
+        {**WORK, "primary": False}, {"value": "ada@home.example", "type": "home"},
+        {"value": "B@x.example", "primary": True}]
 
 
 def test_removing_an_absent_extension_attribute_changes_nothing():

@@ -171,18 +171,29 @@ def test_group_members_drop_read_only_display():
     # binary is base64 (RFC 7643 §2.3.6).
     (user(x509Certificates=[{"value": "***not base64***"}]), "invalidValue",
      "x509Certificates.value"),
+    (user(emails=[{"value": f"e{i}@x"} for i in range(101)]), "invalidValue",
+     "'emails' holds at most 100 values (101 given)"),
+    (user(addresses=[{"locality": "x"}] * 101), "invalidValue", "at most 100"),
 ], ids=["not-object", "no-schemas", "wrong-core-schema", "schemas-not-list", "empty-userName",
         "missing-userName", "unknown-attribute", "unknown-sub-attribute",
         "unknown-enterprise-attribute", "enterprise-not-object", "custom-not-object",
         "foreign-schema-block", "bad-boolean", "number-as-boolean", "number-as-string",
         "string-as-complex", "string-as-multi-valued", "bad-sub-attribute-type",
-        "two-primaries", "duplicate-in-case", "two-managers", "binary-not-base64"])
+        "two-primaries", "duplicate-in-case", "two-managers", "binary-not-base64",
+        "too-many-emails", "too-many-addresses"])
 def test_invalid_bodies_get_precise_errors(body, scim_type, detail):
     """Each malformed body is a 400 ScimError naming what is wrong, never another exception."""
     with pytest.raises(ScimError) as err:
         normalise_resource(body, "User", notes=[])
     assert (err.value.status, err.value.scim_type) == (400, scim_type)
     assert detail in err.value.detail
+
+
+def test_a_hundred_values_are_accepted():
+    """The limit is on the 101st element, not before it."""
+    out = normalise_resource(user(emails=[{"value": f"e{i}@x"} for i in range(100)]), "User",
+                             notes=[])
+    assert len(out["emails"]) == 100
 
 
 def test_binary_values_are_base64_with_line_breaks_allowed():
