@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,9 @@ BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
 METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _PATH = re.compile(r"^/(Users|Groups)(/[^/?#]+)?\Z")
-_REF = re.compile(r"bulkId:([^/\"\s]+)")
+# A reference is a whole value, or a whole path segment: "bulkId:qwerty" (RFC 7644 §3.7.2).
+# Text that merely contains "bulkId:" (a title, a note) is data, never rewritten.
+_REF = re.compile(r"bulkId:([^/\"\s]+)\Z")
 
 
 @dataclass
@@ -128,7 +131,7 @@ def _parse(index: int, raw: Any, declared: set[str]) -> _Operation:
     if method not in METHODS:
         raise _OperationError(400, f"method must be one of {', '.join(sorted(METHODS))}",
                               "invalidValue")
-    if not isinstance(path, str) or not _PATH.match(_REF.sub("x", path)):
+    if not isinstance(path, str) or not _PATH.match(_path_with(path, lambda _ref: "x")):
         raise _OperationError(400, "path must be /Users, /Groups, /Users/{id} or "
                                    "/Groups/{id}", "invalidPath")
     is_collection = path.count("/") == 1
@@ -152,15 +155,33 @@ def _parse(index: int, raw: Any, declared: set[str]) -> _Operation:
         # Ignoring it would run the operation without the If-Match check it asks for.
         raise _OperationError(400, "version must be a string (an ETag such as W/\"3\")",
                               "invalidSyntax")
-    refs = set(_REF.findall(path)) | set(_REF.findall(json.dumps(data)))
+    refs = {m.group(1) for text in (*path.split("/"), *_strings(data))
+            if (m := _REF.match(text))}
     return _Operation(index, method, path, bulk_id if method == "POST" else None,
                       version, data, refs)
 
 
-def _substitute(value: Any, resolved: dict[str, str]) -> Any:
-    """Replace every ``bulkId:x`` with the id the POST of ``x`` created."""
+def _path_with(path: str, replace: Callable[[str], str]) -> str:
+    """``path`` with each ``bulkId:x`` segment replaced by ``replace(x)``."""
+    return "/".join(replace(m.group(1)) if (m := _REF.match(part)) else part
+                    for part in path.split("/"))
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a JSON value."""
     if isinstance(value, str):
-        return _REF.sub(lambda m: resolved.get(m.group(1), m.group(0)), value)
+        yield value
+    elif isinstance(value, list | dict):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _strings(item)
+
+
+def _substitute(value: Any, resolved: dict[str, str]) -> Any:
+    """``value`` with every string that is a whole ``bulkId:x`` replaced by the id the POST
+    of ``x`` created."""
+    if isinstance(value, str):
+        match = _REF.match(value)
+        return resolved.get(match.group(1), value) if match else value
     if isinstance(value, list):
         return [_substitute(v, resolved) for v in value]
     if isinstance(value, dict):
@@ -173,7 +194,7 @@ def _execute(op: _Operation, resolved: dict[str, str]) -> dict[str, Any]:
     if missing:
         return _failure(_echo(op), _OperationError(
             409, f"bulkId {sorted(missing)[0]!r} did not create a resource", "invalidValue"))
-    path = _substitute(op.path, resolved)
+    path = _path_with(op.path, lambda ref: resolved.get(ref, f"bulkId:{ref}"))
     response = _dispatch(op.method, path, _substitute(op.data, resolved), op.version)
     out = _echo(op)
     out["status"] = str(response.status_code)

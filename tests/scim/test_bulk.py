@@ -97,6 +97,17 @@ def test_bulk_id_in_a_path_and_in_patch_values(client, db, tenant):
     assert len(rows(db, "SELECT * FROM memberships")) == 1
 
 
+def test_bulk_id_inside_text_is_data_not_a_reference(client, db, tenant):
+    """Only a whole value ``bulkId:x`` is a reference (RFC 7644 §3.7.2): a title that
+    mentions one is stored as sent, and naming an undeclared one fails nothing."""
+    user = _user("b", "b@acme.com")
+    user["data"] |= {"title": "Ticket bulkId:a", "nickName": "see bulkId:nowhere"}
+    response = _bulk(client, tenant, [_user("a", "a@acme.com"), user])
+    assert [o["status"] for o in response.get_json()["Operations"]] == ["201", "201"]
+    assert rows(db, "SELECT title, nick_name FROM users WHERE user_name = 'b@acme.com'") \
+        == [("Ticket bulkId:a", "see bulkId:nowhere")]
+
+
 def test_one_failure_does_not_undo_the_others(client, db, tenant):
     """Each operation is its own transaction: a 409 leaves the created users in place."""
     response = _bulk(client, tenant, [
