@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Response
 
 from app.json_output import dumps
@@ -29,6 +31,20 @@ def require_message_schema(schemas: object, urn: str) -> None:
     if not isinstance(schemas, list) or urn.lower() not in {
             s.lower() for s in schemas if isinstance(s, str)}:
         raise ScimError(400, f"'schemas' must be [\"{urn}\"]", "invalidSyntax")
+
+
+def message_members(message: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """A message's members keyed in lower case: their names are case-insensitive (RFC 7644
+    §3.10; Entra capitalises them). One name given twice (``path`` and ``PATH``) is 400
+    invalidSyntax, as a resource's attribute given twice is: taking either one would change
+    what the client did not name."""
+    members: dict[str, Any] = {}
+    for key, value in message.items():
+        lowered = key.lower()
+        if lowered in members:
+            raise ScimError(400, f"{where}'{lowered}' is given twice", "invalidSyntax")
+        members[lowered] = value
+    return members
 
 
 def scim_response(body: object, status: int = 200) -> Response:

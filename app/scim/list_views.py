@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 
 from app.models import Group, User
 from app.scim.auth import Caller
-from app.scim.errors import ScimError, require_message_schema, scim_response
+from app.scim.errors import ScimError, message_members, require_message_schema, scim_response
 from app.scim.filter_syntax import Resource
 from app.scim.group_views import render_groups
 from app.scim.groups import GROUP_ALWAYS
@@ -69,12 +69,13 @@ def _list(resource: Resource, source: Callable[[], Mapping[str, Any]], *,
 
 def _search_body() -> dict[str, Any]:
     """A SearchRequest (RFC 7644 §3.4.3); ``schemas``, when sent, must name it."""
-    payload = body()
-    schemas = next((v for k, v in payload.items() if k.lower() == "schemas"), None)
+    # Parameter names are case-insensitive like attribute names (RFC 7644 §3.4.3); one
+    # given twice (filter and FILTER) is a 400, as it is in a query string.
+    members = message_members(body())
+    schemas = members.get("schemas")
     if schemas is not None:
         require_message_schema(schemas, SEARCH_REQUEST)
-    # Parameter names are case-insensitive like attribute names (RFC 7644 §3.4.3).
-    return {PARAMETERS.get(k.lower(), k): v for k, v in payload.items()}
+    return {PARAMETERS.get(k, k): v for k, v in members.items()}
 
 
 def list_users() -> Response:

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from app.db import copy_json
 from app.scim import dialect
-from app.scim.errors import ScimError, require_message_schema
+from app.scim.errors import ScimError, message_members, require_message_schema
 from app.scim.patch_members import MemberChange, member_change
 from app.scim.patch_multi import (
     apply_every,
@@ -96,16 +96,11 @@ def _list_extensions(resource: dict[str, Any]) -> None:
                        if key.lower().startswith("urn:") and key not in schemas)
 
 
-def _members(obj: dict[str, Any]) -> dict[str, Any]:
-    """A message's members keyed case-insensitively (Entra capitalises names)."""
-    return {key.lower(): value for key, value in obj.items()}
-
-
 def _operations(body: Any, notes: list[str]) -> list[tuple[Op, str | None, Any]]:
     """The checked (op, path, value) list of a PatchOp message (RFC 7644 §3.5.2)."""
     if not isinstance(body, dict):
         raise ScimError(400, "A PATCH body must be a JSON object", "invalidSyntax")
-    members = _members(body)
+    members = message_members(body)
     require_message_schema(members.get("schemas"), PATCH_OP)
     if "id" in members:
         note(notes, dialect.STRAY_ID)
@@ -119,7 +114,7 @@ def _operation(index: int, item: Any, notes: list[str]) -> tuple[Op, str | None,
     where = f"Operations[{index}]"
     if not isinstance(item, dict):
         raise ScimError(400, f"{where} must be an object", "invalidSyntax")
-    members = _members(item)
+    members = message_members(item, f"{where}: ")
     op = members.get("op")
     if not isinstance(op, str) or op.lower() not in ("add", "remove", "replace"):
         raise ScimError(400, f"{where}: 'op' must be add, remove or replace", "invalidSyntax")

@@ -328,6 +328,35 @@ def test_filter_strings_no_database_can_hold_are_invalid_filter(scim, literal):
     assert_error(response, 400, "invalidFilter")
 
 
+@pytest.mark.parametrize(("path", "message"), [
+    ("/Users/.search", {"filter": 'userName sw "a"', "FILTER": 'userName sw "b"'}),
+    ("/.search", {"count": 1, "Count": 3}),
+    ("/Groups/.search", {"SCHEMAS": ["x"]}),
+])
+def test_a_search_parameter_given_twice_in_any_case_is_400(scim, path, message):
+    """RFC 7644 §3.4.3 names match in any case, so ``filter`` and ``FILTER`` are one name
+    given twice: 400 invalidSyntax, where the last one used to win silently."""
+    response = scim.post(path, {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"], **message})
+    assert "given twice" in assert_error(response, 400, "invalidSyntax")["detail"]
+
+
+def test_a_patch_member_given_twice_in_any_case_is_400_and_changes_nothing(scim, db):
+    """``path`` and ``PATH`` in one operation (or ``Operations`` twice) named two targets;
+    the last one was patched silently."""
+    user = scim.create_user()
+    for message in (
+            {"schemas": [PATCH_OP], "Operations": [
+                {"op": "replace", "path": "title", "PATH": "nickName", "value": "x"}]},
+            {"schemas": [PATCH_OP], "Operations": [
+                {"op": "add", "OP": "remove", "path": "title", "value": "x"}]},
+            {"schemas": [PATCH_OP], "Operations": [],
+             "operations": [{"op": "replace", "path": "title", "value": "q"}]}):
+        response = scim.patch(f"/Users/{user['id']}", message)
+        assert "given twice" in assert_error(response, 400, "invalidSyntax")["detail"]
+    assert rows(db, "SELECT title, nick_name, version FROM users") == [(None, None, 1)]
+
+
 def test_an_id_with_nul_is_404_after_the_token(scim, client):
     """PostgreSQL cannot compare text holding NUL: such an id is simply not found."""
     assert_error(scim.get("/Users/a%00b"), 404)
