@@ -186,7 +186,7 @@ def run_list(session: Reader, model: type[User] | type[Group], directory_id: str
         return _cursor_page(session, model, where, params, key,
                             lambda known: exact_total(session, params, count, {}, known,
                                                       max_results),
-                            resource, cursor_key)
+                            (resource, directory_id), cursor_key)
     page = _page_statement(model, where, key, params.sort_order, params.start_index,
                            params.count)
     return _index_page(session, params, page, count, {}, max_results)
@@ -251,11 +251,13 @@ def _prepared_statements(resource: Resource, dialect: str, path: str, sort_by: s
 
 def _cursor_page(session: Reader, model: type[User] | type[Group],
                  where: ColumnElement[bool], params: ListParams, key: SortKey,
-                 total: Callable[[int | None], int], resource: Resource,
+                 total: Callable[[int | None], int], scope: tuple[Resource, str],
                  secret: bytes) -> ListPage:
-    """A keyset page after or before the cursor position (RFC 9865 §2.2)."""
+    """A keyset page after or before the cursor position (RFC 9865 §2.2). The cursor is
+    bound to the resource type and directory of ``scope``: another directory's cursor is
+    invalidCursor, not an empty page (RFC 9865 §2.1)."""
     descending = params.sort_order == "descending"
-    fingerprint = query_fingerprint(resource, params.filter, key.name, params.sort_order)
+    fingerprint = query_fingerprint(*scope, params.filter, key.name, params.sort_order)
     position = (decode_cursor(params.cursor, fingerprint, secret, key.type)
                 if params.cursor else None)
     if params.count == 0:

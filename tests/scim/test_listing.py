@@ -281,6 +281,11 @@ def test_altered_or_foreign_cursors_are_400_invalid_cursor(db, staff):
         run_list(s, User, base(tenant), params(cursor=good, count="4"), resource="User",
                  dialect=db.dialect, max_results=100, cursor_key=b"another key")
     assert caught.value.scim_type == "invalidCursor"
+    # Another directory's cursor (same key, same query) is not that directory's position.
+    with db.transaction(readonly=True) as s, pytest.raises(ScimError) as caught:
+        run_list(s, User, "another-directory", params(cursor=good, count="4"),
+                 resource="User", dialect=db.dialect, max_results=100, cursor_key=KEY)
+    assert caught.value.scim_type == "invalidCursor"
 
 
 def test_cursor_and_start_index_together_are_rejected(db, staff):
