@@ -23,21 +23,17 @@ from app.sso import pages
 from app.sso.claims import filter_by_scope, user_claims
 from app.sso.oidc_rp import logged_out_url
 from app.sso.outcome import LoginFailed
-from app.sso.provider import (
+from app.sso.provider import SCOPES, PortalClient, RequiredS256, build_endpoints, build_grants
+from app.sso.provider_config import ProviderConfig, config_from_settings
+from app.sso.provider_keys import ALG
+from app.sso.provider_tokens import (
     ACCESS,
-    SCOPES,
-    PortalClient,
     Principal,
-    RequiredS256,
     TokenView,
-    build_endpoints,
-    build_grants,
     live_token,
     save_token,
     token_generator,
 )
-from app.sso.provider_config import ProviderConfig, config_from_settings
-from app.sso.provider_keys import ALG
 from app.sso.rp_logout import (
     LOGOUT_NEXT,
     LOGOUT_STATE,
@@ -77,7 +73,7 @@ def _server() -> tuple[AuthorizationServer, ProviderConfig]:
             save_token=lambda token, req: save_token(_db(), config, token, req))
         server.init_app(app)
         server.register_token_generator("default", token_generator(config))
-        code_grant, refresh_grant, openid = build_grants(_db, config)
+        code_grant, refresh_grant, openid = build_grants(_db, config, actor)
         server.register_grant(code_grant, [openid, RequiredS256(required=True)])
         server.register_grant(refresh_grant)
         introspection, revocation = build_endpoints(_db, config)
