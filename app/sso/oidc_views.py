@@ -87,7 +87,8 @@ def oidc_login(connection_id: str) -> Response:
         provider = provider_cache().provider(conn.oidc_discovery_url or "")
         with database().transaction() as s:
             start = begin_login(s, conn, provider, _redirect_uri(conn.id), next_url,
-                                _sso()["request_ttl_seconds"])
+                                _sso()["request_ttl_seconds"],
+                                reauth=request.args.get("reauth") == "1")
     except LoginFailed as exc:
         return fail(exc, ref, {}, protocol="oidc")
     # Bind the attempt to this browser (signed cookie): a callback carrying a state issued

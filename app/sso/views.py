@@ -101,8 +101,11 @@ def saml_login(connection_id: str) -> Response:
         conn = _saml_connection(s, connection_id)
         if conn is None or not conn.idp_sso_url:
             return pages.refused("Unknown sign-in connection.", None, 404)
+        # reauth=1: the portal asked for a new authentication (OIDC prompt=login, max_age):
+        # the IdP must not rely on its own session (SAML Core §3.4.1 ForceAuthn).
         url, request_id = start_login(s, conn, sp_urls(conn.id), sp_keys(), next_url,
-                                      _sso()["request_ttl_seconds"])
+                                      _sso()["request_ttl_seconds"],
+                                      force_authn=request.args.get("reauth") == "1")
     response = redirect(url, 303)
     saml_binding.remember(request, response, request_id, _sso()["request_ttl_seconds"])
     return response
@@ -156,13 +159,14 @@ def login_page() -> Response:
     next_url = request.args.get("next", "")
     if next_url and not allowed(next_url):
         return pages.refused("The page to return to is not allowed.", None, 400)
-    return pages.discovery_form(next_url)
+    return pages.discovery_form(next_url, reauth=request.args.get("reauth") == "1")
 
 
 @bp.post("/discover")
 def discover() -> Response:
     """Route alice@acme.com to Acme's connection; several: chooser; none: a clear page."""
     email, next_url = request.form.get("email", "").strip(), request.form.get("next", "")
+    reauth = request.form.get("reauth") == "1"
     if next_url and not allowed(next_url):
         return pages.refused("The page to return to is not allowed.", None, 400)
     with database().transaction(readonly=True) as s:
@@ -170,8 +174,9 @@ def discover() -> Response:
     if not found:
         return pages.discovery_form(
             next_url, "No sign-in is set up for this email domain. Check the address, or ask "
-            "your administrator to connect your company.", 404)
-    query = f"?{urlencode({'next': next_url})}" if next_url else ""
+            "your administrator to connect your company.", 404, reauth=reauth)
+    params = {**({"next": next_url} if next_url else {}), **({"reauth": "1"} if reauth else {})}
+    query = f"?{urlencode(params)}" if params else ""
     options = [(name, f"/sso/{protocol}/{cid}/login{query}") for name, cid, protocol in found]
     if len(options) == 1:
         return redirect(options[0][1], 303)
