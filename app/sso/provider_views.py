@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from app.models.sso import LoginSession, SsoConnection
 from app.sso import pages
 from app.sso import provider_prompt as prompt
 from app.sso.claims import filter_by_scope, user_claims
+from app.sso.confirm import confirmation_page, confirmed
 from app.sso.oidc_rp import logged_out_url
 from app.sso.outcome import LoginFailed
 from app.sso.provider import SCOPES, PortalClient, RequiredS256, build_endpoints, build_grants
@@ -275,26 +275,6 @@ def userinfo() -> Response:
         return jsonify({**claims, "sub": token.row.user_id})
 
 
-_CONFIRM = "sso_logout_confirm"
-
-
-def _confirmed() -> bool:
-    """A POST of the confirmation form this browser was shown (no cross-site logout)."""
-    expected = session.get(_CONFIRM)
-    sent = request.form.get("confirm", "")
-    return request.method == "POST" and isinstance(expected, str) and bool(sent) \
-        and hmac.compare_digest(sent, expected)
-
-
-def _confirmation_page() -> Response:
-    """RPIL §6: without a valid id_token_hint, ask the user before logging out."""
-    token = session[_CONFIRM] = secrets.token_urlsafe(24)
-    return pages.page("Sign out", "<p>Do you want to sign out?</p>"
-                      "<form method=post action=/sso/oidc/end_session>"
-                      f"<input type=hidden name=confirm value=\"{token}\">"
-                      "<button>Sign out</button></form>")
-
-
 @bp.route("/oidc/end_session", methods=["GET", "POST"])
 def end_session() -> Response:
     """End session endpoint (OIDC RP-Initiated Logout 1.0 §2): revoke the login and its
@@ -310,8 +290,8 @@ def end_session() -> Response:
             s: Session = g.roster_oidc_session
             login_id = session.get("sso_login_id")
             if (req.needs_confirmation or _hint_is_someone_else(
-                    s, login_id, req.id_token_claims)) and not _confirmed():
-                return _confirmation_page()
+                    s, login_id, req.id_token_claims)) and not confirmed():
+                return confirmation_page("/sso/oidc/end_session")
             ended = end_login_sessions(
                 s, browser_login_id=login_id if isinstance(login_id, str) else None,
                 hint=req.id_token_claims, actor=actor(),

@@ -13,6 +13,7 @@ from app.db_errors import describe_transient, is_transient
 from app.errors import DomainError
 from app.models.sso import SsoConnection
 from app.sso import pages, saml_binding
+from app.sso.confirm import confirmation_page, confirmed
 from app.sso.connections import connections_for_email
 from app.sso.login import assert_user, open_session, resolve_login
 from app.sso.outcome import LoginFailed
@@ -187,13 +188,18 @@ def discover() -> Response:
 from app.sso import provider_views  # noqa: E402, F401
 
 
-@bp.get("/saml/<connection_id>/logout")
+@bp.route("/saml/<connection_id>/logout", methods=["GET", "POST"])
 def saml_logout(connection_id: str) -> Response:
-    """SP-initiated single logout: end our session, then ask the IdP (SAML Profiles §4.4.4)."""
+    """SP-initiated single logout: end our session, then ask the IdP (SAML Profiles §4.4.4).
+
+    Only the user's confirmed POST ends anything: a GET shows the confirmation page (any
+    site could send the browser here: logout CSRF)."""
     saml = session.get("sso_saml") or {}
     login_id = session.get("sso_login_id")
     if saml.get("connection") != connection_id or not isinstance(login_id, str):
         return pages.page("Signed out", "<p>You are not signed in.</p>")
+    if not confirmed():
+        return confirmation_page(f"/sso/saml/{connection_id}/logout")
     with database().transaction() as s:
         conn = _saml_connection(s, connection_id)
         if conn is None:
@@ -214,25 +220,41 @@ def saml_logout(connection_id: str) -> Response:
 
 @bp.get("/saml/<connection_id>/slo")
 def saml_slo(connection_id: str) -> Response:
-    """SingleLogoutService (HTTP-Redirect): the IdP's LogoutResponse or LogoutRequest."""
+    """SingleLogoutService (HTTP-Redirect): the IdP's LogoutResponse or LogoutRequest.
+
+    Both must be signed by the IdP (SAML Profiles §4.4.3.4), and each acts on this browser
+    only when it concerns it: a LogoutResponse must answer the LogoutRequest this browser
+    sent (InResponseTo), a LogoutRequest must name this browser's subject. Anything else
+    (a validly signed message captured elsewhere and replayed cross-site) leaves the
+    browser's sign-in alone: no logout CSRF."""
     get = request.args.to_dict()
     ref: ConnRef | None = None
+    pending = session.get("sso_slo_request")
     try:
         with database().transaction() as s:
             conn, ref = _require_saml(s, connection_id)
+            if "SAMLResponse" in get and not isinstance(pending, str):
+                raise LoginFailed("slo_unsolicited", "a LogoutResponse, but this browser "
+                                  "sent no LogoutRequest")
             url, name_id = consume_logout(conn, sp_urls(conn.id), sp_keys(), get,
-                                          session.get("sso_slo_request"))
+                                          pending if isinstance(pending, str) else None)
             saml = session.get("sso_saml") or {}
             login_id = session.get("sso_login_id")
             # IdP-initiated: only the login this browser holds, and only for that subject.
-            if name_id is not None and saml.get("connection") == connection_id \
-                    and saml.get("name_id") == name_id and isinstance(login_id, str):
+            ours = name_id is None or (saml.get("connection") == connection_id
+                                       and saml.get("name_id") == name_id
+                                       and isinstance(login_id, str))
+            if name_id is not None and ours and isinstance(login_id, str):
                 revoke_login_session(s, login_id, actor(), "saml_idp_logout")
     except LoginFailed as exc:
         return fail(exc, ref, {"binding": "redirect", "message": sorted(get)},
                     protocol="saml")
     # Set by the portal's RP-initiated logout (already checked against its registered URIs).
     next_url = session.get(LOGOUT_NEXT)
+    if not ours:
+        # Another subject's LogoutRequest: answer the IdP, keep this browser's sign-in.
+        return redirect(url, 303) if url else pages.page(
+            "Signed out", "<p>You are signed out.</p>")
     session.clear()
     if url:
         return redirect(url, 303)
