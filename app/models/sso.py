@@ -38,6 +38,7 @@ class IssuedToken(Base):
     __table_args__ = (
         Index("ix_issued_tokens_user_id", "user_id"),
         Index("ix_issued_tokens_session_id", "session_id"),
+        Index("ix_issued_tokens_family_id", "family_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -60,6 +61,12 @@ class IssuedToken(Base):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The grant the token descends from: the SHA-256 of its authorization code, inherited
+    # by every refresh. A reused code or a replayed refresh token revokes the whole family
+    # (RFC 6749 §4.1.2, RFC 9700 §4.14.2). None for tokens issued before migration 0017.
+    family_id: Mapped[str | None] = mapped_column(String(64))
+    # Set when a refresh token was exchanged for a new one: presenting it again is a replay.
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class SsoConnection(Base):
@@ -174,7 +181,10 @@ class LoginTrace(Base):
 
 
 class AuthorizationCode(Base):
-    """An OAuth 2.0 authorization code (RFC 6749 §4.1.2), stored hashed, usable once."""
+    """An OAuth 2.0 authorization code (RFC 6749 §4.1.2), stored hashed, usable once.
+
+    A redeemed code keeps its row, marked ``used_at``, until it expires: a second use is
+    then recognised and revokes the tokens issued from the first (RFC 6749 §4.1.2)."""
 
     __tablename__ = "oauth_authorization_codes"
 
@@ -189,6 +199,7 @@ class AuthorizationCode(Base):
     code_challenge_method: Mapped[str | None] = mapped_column(String(10))
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class BackchannelLogout(Base):

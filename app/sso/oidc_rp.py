@@ -172,8 +172,12 @@ class LoginStart:
 
 
 def begin_login(session: Session, conn: SsoConnection, provider: Provider, redirect_uri: str,
-                next_url: str | None, ttl_seconds: int) -> LoginStart:
-    """Remember a fresh state, nonce and PKCE verifier; build the authorization URL (§3.1.2.1)."""
+                next_url: str | None, ttl_seconds: int, *, reauth: bool = False) -> LoginStart:
+    """Remember a fresh state, nonce and PKCE verifier; build the authorization URL (§3.1.2.1).
+
+    ``reauth``: ``prompt=login``, the IdP authenticates the user anew. (Not ``max_age=0``
+    as well: it means the same, and an IdP comparing ``auth_time + 0`` with the time of the
+    request after the login, as canaille does, sends the user round in circles.)"""
     now = utcnow()
     # Old attempts are useless once expired: sweep them here rather than in a job.
     session.execute(delete(OidcLoginRequest).where(OidcLoginRequest.expires_at < now))
@@ -183,8 +187,9 @@ def begin_login(session: Session, conn: SsoConnection, provider: Provider, redir
                                  expires_at=now + timedelta(seconds=ttl_seconds)))
     client = OAuth2Session(conn.oidc_client_id, scope=conn.oidc_scopes,
                            redirect_uri=redirect_uri, code_challenge_method="S256")
+    fresh = {"prompt": "login"} if reauth else {}
     url, _ = client.create_authorization_url(provider.authorization_endpoint, state=state,
-                                             nonce=nonce, code_verifier=verifier)
+                                             nonce=nonce, code_verifier=verifier, **fresh)
     return LoginStart(url, state)
 
 

@@ -87,7 +87,8 @@ def oidc_login(connection_id: str) -> Response:
         provider = provider_cache().provider(conn.oidc_discovery_url or "")
         with database().transaction() as s:
             start = begin_login(s, conn, provider, _redirect_uri(conn.id), next_url,
-                                _sso()["request_ttl_seconds"])
+                                _sso()["request_ttl_seconds"],
+                                reauth=request.args.get("reauth") == "1")
     except LoginFailed as exc:
         return fail(exc, ref, {}, protocol="oidc")
     # Bind the attempt to this browser (signed cookie): a callback carrying a state issued
@@ -173,12 +174,17 @@ def oidc_callback(connection_id: str) -> Response:
 
 @bp.get("/oidc/<connection_id>/logged-out")
 def oidc_logged_out(connection_id: str) -> Response:
-    """post_logout_redirect_uri of the IdP's logout (OIDC RPIL §3): on to the portal."""
+    """post_logout_redirect_uri of the IdP's logout (OIDC RPIL §3): on to the portal.
+
+    Only the state this browser was given when its logout went to the IdP finishes that
+    logout (clears the cookie, leads on); any other visit (a cross-site GET) changes
+    nothing, so no page can sign a browser out through here (logout CSRF)."""
     expected, next_url = session.get(LOGOUT_STATE), session.get(LOGOUT_NEXT)
     sent = request.args.get("state", "")
+    if not (isinstance(expected, str) and sent and hmac.compare_digest(sent, expected)):
+        return pages.page("Sign-out", "<p>There is no sign-out in progress here.</p>")
     session.clear()
-    # Only the state this browser was given leads on; the target was checked when stored.
-    if isinstance(expected, str) and sent and hmac.compare_digest(sent, expected) \
-            and isinstance(next_url, str):
+    # The target was checked against the portal's registered URIs when it was stored.
+    if isinstance(next_url, str):
         return redirect(next_url, 303)
     return pages.page("Signed out", "<p>You are signed out.</p>")

@@ -28,11 +28,14 @@ def refused(message: str, correlation_id: str | None, status: int = 403) -> Resp
     return page("Sign-in refused", f"<p>{escape(message)}</p>{ref}", status)
 
 
-def discovery_form(next_url: str, message: str = "", status: int = 200) -> Response:
-    """Ask for the work email address (home-realm discovery)."""
+def discovery_form(next_url: str, message: str = "", status: int = 200, *,
+                   reauth: bool = False) -> Response:
+    """Ask for the work email address (home-realm discovery); ``reauth`` is carried on to
+    the connection's login (the IdP is asked for a new authentication)."""
     note = f"<p>{escape(message)}</p>" if message else ""
+    fresh = "<input type=hidden name=reauth value=1>" if reauth else ""
     return page("Sign in", f"{note}<form method=post action=/sso/discover>"
-                f"<input type=hidden name=next value=\"{escape(next_url)}\">"
+                f"<input type=hidden name=next value=\"{escape(next_url)}\">{fresh}"
                 "<label>Work email <input type=email name=email required></label> "
                 "<button>Continue</button></form>", status)
 

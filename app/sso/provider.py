@@ -7,19 +7,16 @@ Codes and tokens are stored only as SHA-256 hashes.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
-from authlib.oauth2.rfc6749.models import AuthorizationCodeMixin, ClientMixin, TokenMixin
-from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.models import AuthorizationCodeMixin, ClientMixin
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -28,6 +25,7 @@ from authlib.oidc.core.grants import OpenIDCode
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.audit import Actor
 from app.db import utcnow
 from app.models import User
 from app.models.directory import UserStatus
@@ -35,14 +33,19 @@ from app.models.sso import AuthorizationCode, IssuedToken, LoginSession
 from app.sso.claims import filter_by_scope, user_claims
 from app.sso.provider_config import ProviderConfig
 from app.sso.provider_keys import ALG
+from app.sso.provider_tokens import (
+    ACCESS,
+    REFRESH,
+    Principal,
+    TokenView,
+    claim_code,
+    digest,
+    live_token,
+    replayed_refresh,
+    rotate_refresh,
+)
 
 SCOPES = ("openid", "email", "profile", "organization", "offline_access")
-ACCESS, REFRESH = "access", "refresh"
-
-
-def digest(value: str) -> str:
-    """SHA-256 hex of a code or token: what the database keeps."""
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -108,15 +111,6 @@ class RequiredS256(CodeChallenge):
         super().validate_code_challenge(grant, redirect_uri)
 
 
-@dataclass(frozen=True)
-class Principal:
-    """The signed-in user and the login session the tokens hang off."""
-
-    user: User
-    session_id: str
-    auth_time: int
-
-
 class CodeView(AuthorizationCodeMixin):
     """An authorization code row as authlib expects it."""
 
@@ -150,53 +144,6 @@ class CodeView(AuthorizationCodeMixin):
         return None
 
 
-class TokenView(TokenMixin):
-    """An issued token row as authlib expects it."""
-
-    def __init__(self, row: IssuedToken) -> None:
-        self.row = row
-
-    def check_client(self, client: ClientMixin) -> bool:
-        """Was it issued to ``client``?"""
-        return self.row.client_id == client.get_client_id()
-
-    def get_scope(self) -> str:
-        """Granted scope."""
-        return self.row.scope
-
-    def get_expires_in(self) -> int:
-        """Seconds left."""
-        if self.row.expires_at is None:
-            return 0
-        return max(0, int((self.row.expires_at - utcnow()).total_seconds()))
-
-    def is_expired(self) -> bool:
-        """Past its lifetime."""
-        return self.row.expires_at is not None and self.row.expires_at <= utcnow()
-
-    def is_revoked(self) -> bool:
-        """Revoked by the client, by lifecycle, or its session or user is gone."""
-        return self.row.revoked_at is not None
-
-
-def live_token(session: Session, plaintext: str, token_type: str | None) -> TokenView | None:
-    """The token with this value if its session and user are still good, else None."""
-    query = select(IssuedToken).where(IssuedToken.token_hash == digest(plaintext or ""))
-    if token_type:
-        query = query.where(IssuedToken.token_type == token_type)
-    row = session.scalar(query)
-    if row is None or row.user_id is None:
-        return None
-    user = session.get(User, row.user_id)
-    login = session.get(LoginSession, row.session_id) if row.session_id else None
-    now = utcnow()
-    # Tokens die with their login session (README): revoked, or past its expiry.
-    if user is None or not user.active or user.status != UserStatus.active or (
-            login is not None and (login.revoked_at is not None or login.expires_at <= now)):
-        row.revoked_at = row.revoked_at or now
-    return TokenView(row)
-
-
 def _hint(hint: str | None) -> str | None:
     return {"access_token": ACCESS, "refresh_token": REFRESH}.get(hint or "")
 
@@ -212,8 +159,10 @@ def _unstorable(data: Mapping[str, Any]) -> str | None:
     return None
 
 
-def build_grants(db: Any, config: ProviderConfig) -> tuple[type, type, OpenIDCode]:
-    """Grant classes bound to this deployment's storage; ``db()`` is the request's session."""
+def build_grants(db: Any, config: ProviderConfig,
+                 who: Callable[[], Actor]) -> tuple[type, type, OpenIDCode]:
+    """Grant classes bound to this deployment's storage; ``db()`` is the request's session,
+    ``who()`` the caller as the audit log names it (a replayed code or token is audited)."""
 
     class CodeGrant(grants.AuthorizationCodeGrant):
         TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
@@ -242,10 +191,14 @@ def build_grants(db: Any, config: ProviderConfig) -> tuple[type, type, OpenIDCod
             if row is None or row.client_id != client.get_client_id() \
                     or row.expires_at <= utcnow():
                 return None
+            # Used from here on, even if a later check fails (a wrong PKCE verifier burns
+            # the code); a second use is refused and revokes the first one's tokens.
+            if not claim_code(db(), row, who()):
+                return None
             return CodeView(row)
 
         def delete_authorization_code(self, authorization_code: CodeView) -> None:
-            db().delete(authorization_code.row)
+            """Nothing to do: the row stays, marked used, until it expires (purge)."""
 
         def authenticate_user(self, authorization_code: CodeView) -> Principal | None:
             return _principal(db(), authorization_code.row.user_id,
@@ -258,6 +211,9 @@ def build_grants(db: Any, config: ProviderConfig) -> tuple[type, type, OpenIDCod
 
         def authenticate_refresh_token(self, refresh_token: str) -> TokenView | None:
             token = live_token(db(), refresh_token, REFRESH)
+            if token is not None and token.row.rotated_at is not None:
+                replayed_refresh(db(), token.row, who())  # RFC 9700 §4.14.2
+                return None
             if token is None or token.is_revoked() or token.is_expired():
                 return None
             return token
@@ -268,7 +224,9 @@ def build_grants(db: Any, config: ProviderConfig) -> tuple[type, type, OpenIDCod
                               int(row.issued_at.timestamp()))
 
         def revoke_old_credential(self, refresh_token: TokenView) -> None:
-            refresh_token.row.revoked_at = utcnow()
+            if not rotate_refresh(db(), refresh_token, who()):
+                # A concurrent request rotated it first: a replay; the family is revoked.
+                raise InvalidGrantError("The refresh token was already used.")
 
     class RosterOpenIDCode(OpenIDCode):
         def exists_nonce(self, nonce: str, request: Any) -> bool:
@@ -307,35 +265,6 @@ def _principal(session: Session, user_id: str, session_id: str,
             login.expires_at is not None and login.expires_at <= utcnow()):
         return None
     return Principal(user=user, session_id=session_id, auth_time=auth_time)
-
-
-def token_generator(config: ProviderConfig) -> BearerTokenGenerator:
-    """Opaque random bearer tokens with our lifetimes (RFC 6750)."""
-    def expires(client: Any, grant_type: str) -> int:
-        return config.access_seconds
-
-    return BearerTokenGenerator(
-        access_token_generator=lambda *a, **k: "rat_" + secrets.token_urlsafe(32),
-        refresh_token_generator=lambda *a, **k: "rrt_" + secrets.token_urlsafe(32),
-        expires_generator=expires)
-
-
-def save_token(session: Session, config: ProviderConfig, token: dict[str, Any],
-               request: Any) -> None:
-    """Store the new access (and refresh) token hashed, bound to the login session."""
-    principal: Principal = request.user
-    now = utcnow()
-    common = {"organization_id": principal.user.organization_id,
-              "user_id": principal.user.id, "session_id": principal.session_id,
-              "client_id": request.client.get_client_id(), "scope": token.get("scope", ""),
-              "issued_at": now}
-    session.add(IssuedToken(token_type=ACCESS, token_hash=digest(token["access_token"]),
-                            expires_at=now + timedelta(seconds=config.access_seconds),
-                            **common))
-    if token.get("refresh_token"):
-        session.add(IssuedToken(token_type=REFRESH, token_hash=digest(token["refresh_token"]),
-                                expires_at=now + timedelta(seconds=config.refresh_seconds),
-                                **common))
 
 
 def build_endpoints(db: Any, config: ProviderConfig) -> tuple[type, type]:

@@ -2,42 +2,39 @@
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlencode
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6750 import BearerTokenValidator
+from authlib.oidc.core.errors import LoginRequiredError
 from flask import Flask, Response, current_app, g, jsonify, redirect, request, session
 from sqlalchemy.orm import Session
 
 from app.db import Database, utcnow
 from app.models import User
 from app.models.directory import UserStatus
-from app.models.sso import LoginSession
+from app.models.sso import LoginSession, SsoConnection
 from app.sso import pages
+from app.sso import provider_prompt as prompt
 from app.sso.claims import filter_by_scope, user_claims
+from app.sso.confirm import confirmation_page, confirmed
 from app.sso.oidc_rp import logged_out_url
 from app.sso.outcome import LoginFailed
-from app.sso.provider import (
+from app.sso.provider import SCOPES, PortalClient, RequiredS256, build_endpoints, build_grants
+from app.sso.provider_config import ProviderConfig, config_from_settings
+from app.sso.provider_keys import ALG
+from app.sso.provider_tokens import (
     ACCESS,
-    SCOPES,
-    PortalClient,
     Principal,
-    RequiredS256,
     TokenView,
-    build_endpoints,
-    build_grants,
     live_token,
     save_token,
     token_generator,
 )
-from app.sso.provider_config import ProviderConfig, config_from_settings
-from app.sso.provider_keys import ALG
 from app.sso.rp_logout import (
     LOGOUT_NEXT,
     LOGOUT_STATE,
@@ -77,7 +74,7 @@ def _server() -> tuple[AuthorizationServer, ProviderConfig]:
             save_token=lambda token, req: save_token(_db(), config, token, req))
         server.init_app(app)
         server.register_token_generator("default", token_generator(config))
-        code_grant, refresh_grant, openid = build_grants(_db, config)
+        code_grant, refresh_grant, openid = build_grants(_db, config, actor)
         server.register_grant(code_grant, [openid, RequiredS256(required=True)])
         server.register_grant(refresh_grant)
         introspection, revocation = build_endpoints(_db, config)
@@ -118,6 +115,7 @@ def discovery() -> Response:
         "claims_supported": ["sub", "sid", "email", "email_verified", "name", "given_name",
                              "family_name", "preferred_username", "org_id", "org_slug",
                              "org_name", "units", "roles", "permissions"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "backchannel_logout_supported": True, "backchannel_logout_session_supported": True,
         "end_session_endpoint": f"{iss}/end_session",
     })
@@ -132,8 +130,8 @@ def jwks() -> Response:
     return jsonify(config.keys.jwks())
 
 
-def _signed_in(s: Session) -> Principal | None:
-    """The browser's live login session, if any (bound by the SSO login)."""
+def _browser_login(s: Session) -> LoginSession | None:
+    """The browser's live login session, if any (bound by the SSO login), of a live user."""
     login_id = session.get("sso_login_id")
     login = s.get(LoginSession, login_id) if isinstance(login_id, str) else None
     if login is None or login.revoked_at is not None or (
@@ -142,32 +140,72 @@ def _signed_in(s: Session) -> Principal | None:
     user = s.get(User, login.user_id)
     if user is None or not user.active or user.status != UserStatus.active:
         return None
-    return Principal(user=user, session_id=login.id, auth_time=int(login.created_at.timestamp()))
+    return login
+
+
+def _fresh_login(config: ProviderConfig, force: bool,
+                 connection: tuple[str, str] | None) -> Response:
+    """Send the browser to sign in (again), then back to this very authorization request;
+    remember when, so the login made meanwhile satisfies it (OIDC Core §3.1.2.1)."""
+    key = prompt.request_key(request.query_string)
+    prompt.remember_ask(session, key, utcnow().timestamp())
+    here = f"{config.issuer}/authorize?{request.query_string.decode()}"
+    return redirect(prompt.login_url(here, force=force, connection=connection), 303)
+
+
+def _connection_of(s: Session, login: LoginSession) -> tuple[str, str] | None:
+    """(protocol, id) of the enabled connection the login came through, if any."""
+    conn = s.get(SsoConnection, login.connection_id) if login.connection_id else None
+    return (conn.protocol, conn.id) if conn is not None and conn.enabled else None
 
 
 @bp.get("/oidc/authorize")
 def authorize() -> Response:
-    """Authorization endpoint (RFC 6749 §4.1.1, PKCE required): sign in first, then a code."""
+    """Authorization endpoint (RFC 6749 §4.1.1, PKCE required): sign in first, then a code.
+
+    ``prompt`` and ``max_age`` (OIDC Core §3.1.2.1) may ask for a new login first:
+    app/sso/provider_prompt.py."""
     try:
         server, config = _server()
     except OAuth2Error as exc:
         return _error(exc)
+    prompts = request.args.get("prompt", "").split()
     with _transaction() as s:
         g.roster_oidc_session = s
-        principal = _signed_in(s)
-        if principal is None and "none" not in request.args.get("prompt", "").split():
-            here = f"{config.issuer}/authorize?{request.query_string.decode()}"
-            return redirect(f"/sso/login?{urlencode({'next': here})}", 303)
+        login = _browser_login(s)
+        if login is None and "none" not in prompts:
+            try:
+                max_age = prompt.max_age_of(request.args)
+            except OAuth2Error:
+                max_age = None  # reported once the request is validated, after the login
+            return _fresh_login(config, prompt.forced_for_first_login(prompts, max_age), None)
+        principal = None if login is None else Principal(
+            user=s.get(User, login.user_id), session_id=login.id,
+            auth_time=int(login.created_at.timestamp()))
         try:
             # prompt=none without a login: authlib raises login_required, which goes back
             # to the portal (OIDC Core §3.1.2.6) instead of showing a login page.
             grant = server.get_consent_grant(end_user=principal)
+            state = request.args.get("state")
+            if login is None:  # authlib raised already; never reached
+                raise LoginRequiredError(redirect_uri=grant.redirect_uri, state=state)
+            max_age = prompt.max_age_of(request.args, grant.redirect_uri, state)
+            key = prompt.request_key(request.query_string)
+            needed = prompt.demand(prompts, max_age, login.created_at.timestamp(),
+                                   utcnow().timestamp(), prompt.asked_at(session, key))
+            if needed is not None and "none" in prompts:
+                raise LoginRequiredError(redirect_uri=grant.redirect_uri, state=state)
         except OAuth2Error as exc:
             if exc.redirect_uri:
                 return server.handle_error_response(None, exc)
             # No valid redirect URI to report to: show the error here (RFC 6749 §4.1.2.1).
             return pages.refused(f"The portal's sign-in request is invalid: "
                                  f"{exc.description or exc.error}", None, 400)
+        if needed == prompt.LOGIN:
+            return _fresh_login(config, True, _connection_of(s, login))
+        if needed == prompt.SELECT_ACCOUNT:
+            return _fresh_login(config, False, None)
+        prompt.forget_ask(session, key)
         return server.create_authorization_response(grant_user=principal, grant=grant)
 
 
@@ -237,26 +275,6 @@ def userinfo() -> Response:
         return jsonify({**claims, "sub": token.row.user_id})
 
 
-_CONFIRM = "sso_logout_confirm"
-
-
-def _confirmed() -> bool:
-    """A POST of the confirmation form this browser was shown (no cross-site logout)."""
-    expected = session.get(_CONFIRM)
-    sent = request.form.get("confirm", "")
-    return request.method == "POST" and isinstance(expected, str) and bool(sent) \
-        and hmac.compare_digest(sent, expected)
-
-
-def _confirmation_page() -> Response:
-    """RPIL §6: without a valid id_token_hint, ask the user before logging out."""
-    token = session[_CONFIRM] = secrets.token_urlsafe(24)
-    return pages.page("Sign out", "<p>Do you want to sign out?</p>"
-                      "<form method=post action=/sso/oidc/end_session>"
-                      f"<input type=hidden name=confirm value=\"{token}\">"
-                      "<button>Sign out</button></form>")
-
-
 @bp.route("/oidc/end_session", methods=["GET", "POST"])
 def end_session() -> Response:
     """End session endpoint (OIDC RP-Initiated Logout 1.0 §2): revoke the login and its
@@ -272,8 +290,8 @@ def end_session() -> Response:
             s: Session = g.roster_oidc_session
             login_id = session.get("sso_login_id")
             if (req.needs_confirmation or _hint_is_someone_else(
-                    s, login_id, req.id_token_claims)) and not _confirmed():
-                return _confirmation_page()
+                    s, login_id, req.id_token_claims)) and not confirmed():
+                return confirmation_page("/sso/oidc/end_session")
             ended = end_login_sessions(
                 s, browser_login_id=login_id if isinstance(login_id, str) else None,
                 hint=req.id_token_claims, actor=actor(),

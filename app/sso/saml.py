@@ -150,14 +150,15 @@ def request_data(url: str, post: dict[str, str] | None = None,
 
 
 def start_login(session: Session, conn: SsoConnection, urls: SpUrls, keys: SpKeys,
-                relay_state: str | None, ttl_seconds: int) -> tuple[str, str]:
+                relay_state: str | None, ttl_seconds: int, *,
+                force_authn: bool = False) -> tuple[str, str]:
     """Build an AuthnRequest (SAML Core §3.4.1), remember its id; the redirect URL and the
-    request's id."""
+    request's id. ``force_authn``: ``ForceAuthn="true"``, the IdP authenticates anew."""
     auth = OneLogin_Saml2_Auth(request_data(urls.acs),
                                saml_settings(conn, urls, keys.current))
     # The return URL stays in our table; RelayState is short and opaque, as SAML Bindings
     # §3.4.3 allows at most 80 bytes and some IdPs cut longer values.
-    url = auth.login(return_to=secrets.token_urlsafe(12))
+    url = auth.login(return_to=secrets.token_urlsafe(12), force_authn=force_authn)
     now = utcnow()
     request_id = auth.get_last_request_id()
     session.add(SamlRequest(id=request_id, connection_id=conn.id,

@@ -13,6 +13,7 @@ from app.db_errors import describe_transient, is_transient
 from app.errors import DomainError
 from app.models.sso import SsoConnection
 from app.sso import pages, saml_binding
+from app.sso.confirm import confirmation_page, confirmed
 from app.sso.connections import connections_for_email
 from app.sso.login import assert_user, open_session, resolve_login
 from app.sso.outcome import LoginFailed
@@ -101,8 +102,11 @@ def saml_login(connection_id: str) -> Response:
         conn = _saml_connection(s, connection_id)
         if conn is None or not conn.idp_sso_url:
             return pages.refused("Unknown sign-in connection.", None, 404)
+        # reauth=1: the portal asked for a new authentication (OIDC prompt=login, max_age):
+        # the IdP must not rely on its own session (SAML Core §3.4.1 ForceAuthn).
         url, request_id = start_login(s, conn, sp_urls(conn.id), sp_keys(), next_url,
-                                      _sso()["request_ttl_seconds"])
+                                      _sso()["request_ttl_seconds"],
+                                      force_authn=request.args.get("reauth") == "1")
     response = redirect(url, 303)
     saml_binding.remember(request, response, request_id, _sso()["request_ttl_seconds"])
     return response
@@ -156,13 +160,14 @@ def login_page() -> Response:
     next_url = request.args.get("next", "")
     if next_url and not allowed(next_url):
         return pages.refused("The page to return to is not allowed.", None, 400)
-    return pages.discovery_form(next_url)
+    return pages.discovery_form(next_url, reauth=request.args.get("reauth") == "1")
 
 
 @bp.post("/discover")
 def discover() -> Response:
     """Route alice@acme.com to Acme's connection; several: chooser; none: a clear page."""
     email, next_url = request.form.get("email", "").strip(), request.form.get("next", "")
+    reauth = request.form.get("reauth") == "1"
     if next_url and not allowed(next_url):
         return pages.refused("The page to return to is not allowed.", None, 400)
     with database().transaction(readonly=True) as s:
@@ -170,8 +175,9 @@ def discover() -> Response:
     if not found:
         return pages.discovery_form(
             next_url, "No sign-in is set up for this email domain. Check the address, or ask "
-            "your administrator to connect your company.", 404)
-    query = f"?{urlencode({'next': next_url})}" if next_url else ""
+            "your administrator to connect your company.", 404, reauth=reauth)
+    params = {**({"next": next_url} if next_url else {}), **({"reauth": "1"} if reauth else {})}
+    query = f"?{urlencode(params)}" if params else ""
     options = [(name, f"/sso/{protocol}/{cid}/login{query}") for name, cid, protocol in found]
     if len(options) == 1:
         return redirect(options[0][1], 303)
@@ -182,13 +188,18 @@ def discover() -> Response:
 from app.sso import provider_views  # noqa: E402, F401
 
 
-@bp.get("/saml/<connection_id>/logout")
+@bp.route("/saml/<connection_id>/logout", methods=["GET", "POST"])
 def saml_logout(connection_id: str) -> Response:
-    """SP-initiated single logout: end our session, then ask the IdP (SAML Profiles §4.4.4)."""
+    """SP-initiated single logout: end our session, then ask the IdP (SAML Profiles §4.4.4).
+
+    Only the user's confirmed POST ends anything: a GET shows the confirmation page (any
+    site could send the browser here: logout CSRF)."""
     saml = session.get("sso_saml") or {}
     login_id = session.get("sso_login_id")
     if saml.get("connection") != connection_id or not isinstance(login_id, str):
         return pages.page("Signed out", "<p>You are not signed in.</p>")
+    if not confirmed():
+        return confirmation_page(f"/sso/saml/{connection_id}/logout")
     with database().transaction() as s:
         conn = _saml_connection(s, connection_id)
         if conn is None:
@@ -209,25 +220,41 @@ def saml_logout(connection_id: str) -> Response:
 
 @bp.get("/saml/<connection_id>/slo")
 def saml_slo(connection_id: str) -> Response:
-    """SingleLogoutService (HTTP-Redirect): the IdP's LogoutResponse or LogoutRequest."""
+    """SingleLogoutService (HTTP-Redirect): the IdP's LogoutResponse or LogoutRequest.
+
+    Both must be signed by the IdP (SAML Profiles §4.4.3.4), and each acts on this browser
+    only when it concerns it: a LogoutResponse must answer the LogoutRequest this browser
+    sent (InResponseTo), a LogoutRequest must name this browser's subject. Anything else
+    (a validly signed message captured elsewhere and replayed cross-site) leaves the
+    browser's sign-in alone: no logout CSRF."""
     get = request.args.to_dict()
     ref: ConnRef | None = None
+    pending = session.get("sso_slo_request")
     try:
         with database().transaction() as s:
             conn, ref = _require_saml(s, connection_id)
+            if "SAMLResponse" in get and not isinstance(pending, str):
+                raise LoginFailed("slo_unsolicited", "a LogoutResponse, but this browser "
+                                  "sent no LogoutRequest")
             url, name_id = consume_logout(conn, sp_urls(conn.id), sp_keys(), get,
-                                          session.get("sso_slo_request"))
+                                          pending if isinstance(pending, str) else None)
             saml = session.get("sso_saml") or {}
             login_id = session.get("sso_login_id")
             # IdP-initiated: only the login this browser holds, and only for that subject.
-            if name_id is not None and saml.get("connection") == connection_id \
-                    and saml.get("name_id") == name_id and isinstance(login_id, str):
+            ours = name_id is None or (saml.get("connection") == connection_id
+                                       and saml.get("name_id") == name_id
+                                       and isinstance(login_id, str))
+            if name_id is not None and ours and isinstance(login_id, str):
                 revoke_login_session(s, login_id, actor(), "saml_idp_logout")
     except LoginFailed as exc:
         return fail(exc, ref, {"binding": "redirect", "message": sorted(get)},
                     protocol="saml")
     # Set by the portal's RP-initiated logout (already checked against its registered URIs).
     next_url = session.get(LOGOUT_NEXT)
+    if not ours:
+        # Another subject's LogoutRequest: answer the IdP, keep this browser's sign-in.
+        return redirect(url, 303) if url else pages.page(
+            "Signed out", "<p>You are signed out.</p>")
     session.clear()
     if url:
         return redirect(url, 303)

@@ -15,6 +15,7 @@ from app.sso import pages
 from app.sso.keys import SpKeys, load_sp_keys
 from app.sso.oidc_rp import ProviderCache
 from app.sso.outcome import LoginFailed
+from app.sso.provider_prompt import REAUTH
 from app.sso.redirects import is_allowed_redirect
 from app.sso.saml import SpUrls
 from app.sso.traces import record_trace
@@ -114,8 +115,13 @@ def finish(login_id: str, user_id: str, display: str, relay_state: str | None) -
     """Bind the login to the browser and go back to an allowed portal URL."""
     # Without app.secret_key (development) there is no signed cookie to bind the login to.
     if current_app.secret_key:
+        # A fresh cookie for the new login (no session fixation); only the note of when the
+        # portal's request asked for this login survives it (app/sso/provider_prompt.py).
+        asked = session.get(REAUTH)
         session.clear()
         session["sso_login_id"], session["sso_user_id"] = login_id, user_id
+        if asked:
+            session[REAUTH] = asked
     target = relay_state if allowed(relay_state) else sso_settings()["default_redirect_url"]
     if target and allowed(target):
         return redirect(target, 303)

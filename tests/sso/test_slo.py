@@ -13,12 +13,15 @@ def _revoked(db) -> list[tuple[str | None, str | None]]:
 
 
 def test_sp_initiated_logout_ends_our_session_and_the_idps(db, tenant, keys, web, ssp):
-    """/logout revokes the session, the IdP answers with a valid LogoutResponse."""
+    """/logout, confirmed, revokes the session; the IdP answers with a LogoutResponse."""
     provision(db, tenant)
     conn = ssp_connection(db, tenant, ssp, keys)
     browser, page = _login(web, conn)
     assert page.status == 303
-    done = browser.go("GET", f"http://roster.test/sso/saml/{conn.id}/logout")
+    asked = browser.go("GET", f"http://roster.test/sso/saml/{conn.id}/logout")
+    assert "Do you want to sign out?" in asked.text  # a GET alone ends nothing
+    assert _revoked(db) == [(None, False)]
+    done = browser.submit(asked)
     assert done.status == 200, done.text[:1000]
     assert "signed out" in done.text
     assert _revoked(db) == [("saml_logout", "yes")]

@@ -1,0 +1,106 @@
+"""When the OpenID Provider must sign the employee in again: ``prompt`` and ``max_age``
+(OIDC Core §3.1.2.1), and where the browser goes for that login.
+
+Roster keeps one login per browser and has no consent screen (the portal is a first-party
+client its customers' admins connect), so:
+
+* ``prompt=login``, or a login older than ``max_age`` seconds: the employee authenticates
+  again at the customer's IdP, which is asked for a new authentication (SAML ``ForceAuthn``,
+  OIDC ``prompt=login``); the code then carries the new ``auth_time``.
+* ``prompt=select_account``: the browser goes to home-realm discovery (the work email form)
+  before a code is issued, so the employee may sign in with another account.
+* ``prompt=consent``: accepted and satisfied without a screen (nothing to consent to).
+* ``prompt=none`` with any other value is ``invalid_request`` (authlib checks it);
+  ``prompt=none`` when a login would be needed (none yet, or one older than ``max_age``)
+  goes back to the portal with ``login_required`` (OIDC Core §3.1.2.6).
+
+The browser's signed cookie remembers, per authorization request, when Roster asked for a
+new login: a login made after that moment satisfies the request, so coming back with the
+same ``prompt=login`` URL does not loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+from urllib.parse import urlencode
+
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
+
+# Key of the browser's signed cookie: {authorization request key: unix time asked}.
+REAUTH = "sso_reauth"
+_KEEP = 5  # parallel authorization requests remembered per browser
+LOGIN, SELECT_ACCOUNT = "login", "select_account"
+
+
+def max_age_of(args: Mapping[str, str], redirect_uri: str | None = None,
+               state: str | None = None) -> int | None:
+    """The ``max_age`` parameter: a non-negative integer of seconds, or absent (§3.1.2.1).
+
+    Anything else is ``invalid_request``, reported at ``redirect_uri`` when given."""
+    raw = args.get("max_age")
+    if raw is None or raw == "":
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+        raise InvalidRequestError("max_age must be a non-negative integer",
+                                  redirect_uri=redirect_uri, state=state)
+    return int(raw)
+
+
+def demand(prompts: list[str], max_age: int | None, auth_time: float, now: float,
+           asked_at: float | None) -> str | None:
+    """What a signed-in browser still needs before a code: None, LOGIN or SELECT_ACCOUNT.
+
+    ``asked_at``: when Roster sent this request's browser to sign in again; a login made
+    since then satisfies every demand of the request."""
+    if asked_at is not None and auth_time >= asked_at:
+        return None
+    if LOGIN in prompts or (max_age is not None and now - auth_time > max_age):
+        return LOGIN
+    if SELECT_ACCOUNT in prompts:
+        return SELECT_ACCOUNT
+    return None
+
+
+def forced_for_first_login(prompts: list[str], max_age: int | None) -> bool:
+    """A browser without a login: must the IdP authenticate anew rather than reuse its own
+    session? For ``prompt=login`` and ``max_age=0``; a longer ``max_age`` is met by any
+    login Roster makes now."""
+    return LOGIN in prompts or max_age == 0
+
+
+def request_key(query_string: bytes) -> str:
+    """Names one authorization request (its exact query: the portal's state and nonce)."""
+    return hashlib.sha256(query_string).hexdigest()[:32]
+
+
+def asked_at(cookie: Mapping[str, Any], key: str) -> float | None:
+    """When Roster asked this browser to sign in again for this request, if it did."""
+    value = (cookie.get(REAUTH) or {}).get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def remember_ask(cookie: MutableMapping[str, Any], key: str, now: float) -> None:
+    """Note that a new login was asked for this request now (kept if already noted)."""
+    known = dict(cookie.get(REAUTH) or {})
+    if key not in known:
+        known[key] = now
+    cookie[REAUTH] = dict(list(known.items())[-_KEEP:])
+
+
+def forget_ask(cookie: MutableMapping[str, Any], key: str) -> None:
+    """The request got its code: a reload of the same URL asks again."""
+    known = dict(cookie.get(REAUTH) or {})
+    if known.pop(key, None) is not None:
+        cookie[REAUTH] = known
+
+
+def login_url(next_url: str, *, force: bool, connection: tuple[str, str] | None) -> str:
+    """Where the browser signs in: the connection it used (``(protocol, id)``), or
+    home-realm discovery; ``reauth=1`` asks the IdP for a new authentication."""
+    params = {"next": next_url, **({"reauth": "1"} if force else {})}
+    if connection is None:
+        return f"/sso/login?{urlencode(params)}"
+    protocol, connection_id = connection
+    return f"/sso/{protocol}/{connection_id}/login?{urlencode(params)}"
