@@ -246,7 +246,9 @@ def _json_body() -> Any:
         raise ApiProblem(415, f"Content-Encoding {coding!r} is not supported; send the body "
                               "uncompressed")
     try:
-        return parse_json(raw)
+        # Exact numbers: a money amount sent as a JSON number keeps its digits (0.1, 1e400
+        # is refused by its field, not turned into infinity); no body field stores a float.
+        return parse_json(raw, exact=True)
     except JsonInputError as exc:
         field = exc.where or "body"
         raise ApiProblem(400, exc.detail, errors=[{
