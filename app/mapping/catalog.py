@@ -50,8 +50,20 @@ def validate_spec(spec: RoleSpec) -> RoleSpec:
     if unknown:
         raise InvalidInput(f"role {spec.key}: unknown permissions {', '.join(unknown)}",
                            field="permissions")
+    repeated = sorted({p for p in spec.permissions if spec.permissions.count(p) > 1})
+    if repeated:
+        raise InvalidInput(f"role {spec.key}: permissions given more than once: "
+                           f"{', '.join(repeated)}", field="permissions")
     params: dict[str, dict[str, Any]] = {}
     for name, decl in spec.parameters.items():
+        if not isinstance(decl, dict):
+            raise InvalidInput(f"role {spec.key}: parameter {name} must be {{type, default}}",
+                               field=f"parameters.{name}")
+        extra = sorted(set(decl) - {"type", "default"})
+        if extra:  # dropped silently before: a typo ("defualt") lost the default
+            raise InvalidInput(f"role {spec.key}: parameter {name} has unknown keys "
+                               f"{', '.join(extra)} (a parameter is {{type, default}})",
+                               field=f"parameters.{name}")
         kind = decl.get("type")
         if kind not in PARAMETER_TYPES:
             raise InvalidInput(f"role {spec.key}: parameter {name} has unknown type {kind!r}",

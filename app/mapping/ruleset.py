@@ -220,8 +220,13 @@ def parse_rule(raw: Any, where: str, *, stored: bool = False) -> tuple[RuleSpec,
     return spec, description
 
 
-def parse_policy(raw: Any, where: str = "policy") -> Policy:
-    """The organization policy from its document form."""
+def parse_policy(raw: Any, where: str = "policy", *, stored: bool = False) -> Policy:
+    """The organization policy from its document form.
+
+    A ``default_role`` or ``default_unit`` that is given must name something: ``""`` was
+    read as "no default" while the other half stayed. ``stored``: read back from the
+    database, where an older release may have kept such a value (it still means none).
+    """
     raw = raw or {}
     if not isinstance(raw, Mapping):
         raise _fail(where, "must be a table")
@@ -230,6 +235,10 @@ def parse_policy(raw: Any, where: str = "policy") -> Policy:
     if on_loss not in ON_LOSS:
         raise _fail(f"{where}.on_loss", f"must be one of {', '.join(ON_LOSS)}")
     role, unit = raw.get("default_role"), raw.get("default_unit")
+    if not stored:
+        for name, value in (("default_role", role), ("default_unit", unit)):
+            if value is not None:
+                _text(value, f"{where}.{name}")
     if (role is None) != (unit is None):
         raise _fail(where, "default_role and default_unit go together (or neither)")
     return Policy(default_role=_text(role, f"{where}.default_role") if role else None,

@@ -50,7 +50,7 @@ def load_rules(session: Session, organization_id: str) -> tuple[RuleSpec, ...]:
 
 def load_policy(org: Organization) -> Policy:
     """The organization's mapping policy (no default role, leavers untouched, if unset)."""
-    return parse_policy((org.policy or {}).get(POLICY_KEY))
+    return parse_policy((org.policy or {}).get(POLICY_KEY), stored=True)
 
 
 def load_ruleset(session: Session, org: Organization) -> RuleSet:
