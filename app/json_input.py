@@ -25,6 +25,7 @@ import codecs
 import json
 import math
 import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -68,8 +69,13 @@ class JsonInputError(ValueError):
         self.detail, self.syntax, self.where = detail, syntax, where
 
 
-def parse_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
-    """``raw`` as JSON, or JsonInputError; see the module docstring for what is refused."""
+def parse_json(raw: bytes, *, max_depth: int = MAX_DEPTH, exact: bool = False) -> Any:
+    """``raw`` as JSON, or JsonInputError; see the module docstring for what is refused.
+
+    ``exact``: numbers with a fraction or exponent are :class:`~decimal.Decimal`, as
+    written (``0.1`` stays 0.1, ``1e400`` is not infinity), for bodies that carry money
+    (/api/v1); their consumer checks the range. Otherwise floats, as SCIM has always had.
+    """
     try:
         # RFC 8259 §8.1: a parser may ignore a byte order mark (some .NET clients send one).
         text = raw.removeprefix(codecs.BOM_UTF8).decode("utf-8")
@@ -82,7 +88,7 @@ def parse_json(raw: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
         raise JsonInputError(f"the request body nests deeper than {max_depth} levels",
                              syntax=True)
     try:
-        value = _DECODER.decode(text)
+        value = (_EXACT_DECODER if exact else _DECODER).decode(text)
     except JsonInputError:
         raise
     except json.JSONDecodeError as exc:
@@ -134,6 +140,18 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 # is not JSON either.
 _DECODER = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite,
                             object_pairs_hook=_object)
+
+
+def _exact(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # an exponent past decimal's own limit (1e999999999999999999)
+        raise JsonInputError(f"the request body holds the number {text[:40]}, whose exponent "
+                             "is out of range", syntax=True) from None
+
+
+_EXACT_DECODER = json.JSONDecoder(parse_constant=_not_json, parse_float=_exact,
+                                  object_pairs_hook=_object)
 
 
 _STRINGS = re.compile(r'"(?:[^"\\]|\\[\s\S])*"')

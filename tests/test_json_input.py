@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from app.json_input import MAX_DEPTH, JsonInputError, parse_json
@@ -62,3 +64,23 @@ def test_refused(raw, syntax, where, detail):
     assert caught.value.syntax is syntax
     assert caught.value.where == where
     assert detail in caught.value.detail
+
+
+@pytest.mark.parametrize(("raw", "value"), [
+    (b'{"a": 0.1}', {"a": Decimal("0.1")}), (b"[1e400, 1234567.10, 3]",
+                                              [Decimal("1e400"), Decimal("1234567.10"), 3]),
+])
+def test_exact_mode_reads_numbers_as_decimals(raw, value):
+    """exact=True (/api/v1 bodies): fractions and exponents are Decimals as written; SCIM's
+    default mode keeps floats and still refuses 1e400."""
+    parsed = parse_json(raw, exact=True)
+    assert parsed == value
+    assert [type(v) for v in (parsed.values() if isinstance(parsed, dict) else parsed)] == \
+        [type(v) for v in (value.values() if isinstance(value, dict) else value)]
+    assert isinstance(parse_json(b"[0.1]")[0], float)
+
+
+def test_exact_mode_refuses_an_exponent_decimal_cannot_hold():
+    """1e999999999999999999999 is a 400-style JsonInputError, never an unhandled error."""
+    with pytest.raises(JsonInputError, match="exponent is out of range"):
+        parse_json(b"[1e999999999999999999999]", exact=True)

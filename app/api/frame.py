@@ -199,7 +199,7 @@ def _dispatch(spec: RouteSpec, view: View, path: dict[str, str]) -> Response:
         # Scope before validation: another organization's URL is a 404 whatever the input.
         if spec.org_scoped:
             ctx.org = _scoped_org(ctx, path.pop("org_id"))
-        ctx.args = _load(spec.query, request.args.to_dict()) if spec.query else {}
+        ctx.args = _load(spec.query, _query_args()) if spec.query else {}
         if spec.body:
             body = _json_body()
             _reject_nul(body, "")
@@ -246,12 +246,26 @@ def _json_body() -> Any:
         raise ApiProblem(415, f"Content-Encoding {coding!r} is not supported; send the body "
                               "uncompressed")
     try:
-        return parse_json(raw)
+        # Exact numbers: a money amount sent as a JSON number keeps its digits (0.1, 1e400
+        # is refused by its field, not turned into infinity); no body field stores a float.
+        return parse_json(raw, exact=True)
     except JsonInputError as exc:
         field = exc.where or "body"
         raise ApiProblem(400, exc.detail, errors=[{
             "field": field, "detail": "not valid JSON" if exc.syntax else "not storable text",
         }]) from None
+
+
+def _query_args() -> dict[str, str]:
+    """The query string as one value per name; a name given twice (``?limit=2&limit=3``)
+    is a 400 naming it, as SCIM's are (app/scim/http.py ``query_args``): taking the first
+    alone would silently ignore the second."""
+    repeated = sorted({name for name in request.args if len(request.args.getlist(name)) > 1})
+    if repeated:
+        raise ApiProblem(400, "query parameter given more than once: " + ", ".join(repeated),
+                         errors=[{"field": name, "detail": "given more than once"}
+                                 for name in repeated])
+    return request.args.to_dict()
 
 
 def _reject_nul(value: Any, where: str) -> None:

@@ -98,6 +98,9 @@ def list_(ctx: CliContext, org_ref: str, as_json: bool) -> None:
              "unit": r.unit.ref or f"{r.unit.under or ''}/<{r.unit.from_attribute}>",
              "match": json.dumps(condition_document(r.condition))} for r in ruleset.rules]
     echo_table(rows, ["id", "priority", "role", "unit", "match"])
+    for rule in ruleset.rules:
+        if rule.disabled:
+            click.echo(f"! rule {rule.id} is disabled (matches no one): {rule.disabled}")
     p = ruleset.policy
     default = f"{p.default_role} in {p.default_unit}" if p.default_role else "no access"
     click.echo(f"policy: users matching no rule get {default}; users losing every grant: "

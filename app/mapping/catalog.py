@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from app.errors import InvalidInput
+from app.mapping.money import check_money, shown
 
 PERMISSIONS: frozenset[str] = frozenset({
     "users.manage", "payment_methods.manage", "addresses.manage", "addresses.use",
@@ -17,7 +17,6 @@ PERMISSIONS: frozenset[str] = frozenset({
     "reports.view", "deliveries.receive", "quotes.request", "catalog.view_prices",
 })
 PARAMETER_TYPES = ("money", "int", "bool")
-CURRENCY_LENGTH = 3
 
 
 @dataclass(frozen=True)
@@ -37,19 +36,9 @@ def check_value(kind: str, value: Any, where: str) -> Any:
         return value
     if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
         return value
-    if kind == "money" and isinstance(value, dict) and set(value) == {"amount", "currency"}:
-        currency = value["currency"]
-        if not (isinstance(currency, str) and len(currency) == CURRENCY_LENGTH
-                and currency.isalpha() and currency.isupper()):
-            raise InvalidInput(f"{where}: currency must be an ISO 4217 code", field=where)
-        try:
-            amount = Decimal(str(value["amount"]))
-        except InvalidOperation:
-            raise InvalidInput(f"{where}: amount must be a decimal number", field=where) from None
-        if not amount.is_finite() or amount < 0:
-            raise InvalidInput(f"{where}: amount must be zero or more", field=where)
-        return {"amount": str(amount), "currency": currency}
-    raise InvalidInput(f"{where}: expected a {kind} value, got {value!r}", field=where)
+    if kind == "money":
+        return check_money(value, where)
+    raise InvalidInput(f"{where}: expected a {kind} value, got {shown(value)}", field=where)
 
 
 def validate_spec(spec: RoleSpec) -> RoleSpec:
@@ -61,8 +50,20 @@ def validate_spec(spec: RoleSpec) -> RoleSpec:
     if unknown:
         raise InvalidInput(f"role {spec.key}: unknown permissions {', '.join(unknown)}",
                            field="permissions")
+    repeated = sorted({p for p in spec.permissions if spec.permissions.count(p) > 1})
+    if repeated:
+        raise InvalidInput(f"role {spec.key}: permissions given more than once: "
+                           f"{', '.join(repeated)}", field="permissions")
     params: dict[str, dict[str, Any]] = {}
     for name, decl in spec.parameters.items():
+        if not isinstance(decl, dict):
+            raise InvalidInput(f"role {spec.key}: parameter {name} must be {{type, default}}",
+                               field=f"parameters.{name}")
+        extra = sorted(set(decl) - {"type", "default"})
+        if extra:  # dropped silently before: a typo ("defualt") lost the default
+            raise InvalidInput(f"role {spec.key}: parameter {name} has unknown keys "
+                               f"{', '.join(extra)} (a parameter is {{type, default}})",
+                               field=f"parameters.{name}")
         kind = decl.get("type")
         if kind not in PARAMETER_TYPES:
             raise InvalidInput(f"role {spec.key}: parameter {name} has unknown type {kind!r}",

@@ -335,7 +335,7 @@ def evaluation_policy(session: Session, organization_id: str,
     if not found:
         return None
     stored_policy, has_rules, has_mapped_grants = found[0]
-    policy = parse_policy((stored_policy or {}).get(POLICY_KEY))
+    policy = parse_policy((stored_policy or {}).get(POLICY_KEY), stored=True)
     if not has_rules and not policy.default_role and not has_mapped_grants:
         return None
     return policy

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.mapping.regex import fullmatcher
+
 # Rule attribute name -> UserFacts field (SCIM core and enterprise names, RFC 7643 §4.1, §4.3).
 ATTRIBUTES: dict[str, str] = {
     "department": "department", "costCenter": "cost_center", "division": "division",
@@ -167,6 +169,8 @@ class RuleSpec:
     role: str
     unit: UnitTarget
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    # Why a stored rule is off (a regex RE2 cannot run): it matches no one, never half.
+    disabled: str | None = None
 
 
 @dataclass(frozen=True)
@@ -185,10 +189,13 @@ class DesiredGrant:
 
 @functools.lru_cache(maxsize=4096)
 def _matcher(kind: str, pattern: str, case_exact: bool) -> Callable[[str], bool]:
-    """A compiled test for one pattern (rules are evaluated for thousands of users)."""
+    """A compiled test for one pattern (rules are evaluated for thousands of users).
+
+    Regexes are matched whole, case-sensitively unless they say ``(?i)``, by RE2 in linear
+    time (app/mapping/regex.py); glob and exact ignore case unless ``case_exact``.
+    """
     if kind == "regex":
-        regex = re.compile(pattern)
-        return lambda value: regex.fullmatch(value) is not None
+        return fullmatcher(pattern)
     fold: Callable[[str], str] = (lambda v: v) if case_exact else str.casefold
     if kind == "glob":
         glob = re.compile(fnmatch.translate(fold(pattern)))
@@ -283,7 +290,7 @@ def resolve_grants(user: UserFacts, groups: Sequence[GroupFacts], rules: Sequenc
     decided: dict[tuple[str, str], DesiredGrant] = {}
     for rule in sorted(rules, key=lambda r: (-r.priority, r.id)):
         role = roles.get(rule.role)
-        if role is None:
+        if role is None or rule.disabled:
             continue
         evidence = match(rule.condition, user, groups)
         if evidence is None:

@@ -11,6 +11,7 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import yaml
 
 from app.errors import InvalidInput
 from app.mapping.catalog import check_value
+from app.mapping.regex import PatternError
+from app.mapping.regex import check as check_regex
 from app.mapping.rules import (
     ATTRIBUTES,
     GROUP_FIELDS,
@@ -40,7 +43,7 @@ RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
 UNIT_KINDS = ("department", "cost_center", "team", "location")
 MAX_DEPTH = 8
 MAX_RULES = 1000
-MAX_TEXT = 500  # patterns and names; also bounds the cost of an admin-written regex
+MAX_TEXT = 500  # patterns and names
 MAX_PRIORITY = 1_000_000  # stored in a 32-bit column
 RULE_KEYS = frozenset({"id", "priority", "description", "match", "role", "unit", "unit_from",
                        "create_unit", "unit_kind", "parameters"})
@@ -74,12 +77,19 @@ def _kind(raw: Mapping[str, Any], where: str) -> str:
     return str(kind)
 
 
-def _pattern(kind: str, value: str, where: str) -> str:
+def _pattern(kind: str, value: str, where: str, problems: list[str] | None) -> str:
+    """A pattern; a regex must run on RE2 (app/mapping/regex.py) with Python's meaning.
+
+    ``problems`` is None for a document being saved (refused: 400 naming ``where``) and a
+    list for a stored one, which gathers the reason so the rule is disabled, not a 500.
+    """
     if kind == "regex":
         try:
-            re.compile(value)
-        except re.error as exc:
-            raise _fail(where, f"invalid regular expression: {exc}") from None
+            check_regex(value)
+        except PatternError as exc:
+            if problems is None:
+                raise _fail(where, str(exc)) from None
+            problems.append(f"{where}: {exc}")
     return value
 
 
@@ -89,8 +99,12 @@ def _only(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
         raise _fail(where, f"unknown keys {', '.join(extra)}")
 
 
-def parse_condition(raw: Any, where: str = "match", depth: int = 0) -> Condition:
-    """A condition tree from its document form ({group}, {attribute}, {all}, {any}, {not})."""
+def parse_condition(raw: Any, where: str = "match", depth: int = 0,
+                    problems: list[str] | None = None) -> Condition:
+    """A condition tree from its document form ({group}, {attribute}, {all}, {any}, {not}).
+
+    ``problems``: a stored document's (see :func:`_pattern`); None when it is being saved.
+    """
     if depth > MAX_DEPTH:
         raise _fail(where, f"conditions nest deeper than {MAX_DEPTH}")
     if not isinstance(raw, Mapping):
@@ -101,24 +115,27 @@ def parse_condition(raw: Any, where: str = "match", depth: int = 0) -> Condition
         if by not in GROUP_FIELDS:
             raise _fail(f"{where}.by", f"must be one of {', '.join(GROUP_FIELDS)}")
         kind = _kind(raw, where)
-        return GroupMatch(_pattern(kind, _text(raw["group"], f"{where}.group"), where), by, kind)
+        value = _pattern(kind, _text(raw["group"], f"{where}.group"), f"{where}.group",
+                         problems)
+        return GroupMatch(value, by, kind)
     if "attribute" in raw:
-        return _attribute(raw, where)
+        return _attribute(raw, where, problems)
     for name, cls in (("all", AllOf), ("any", AnyOf)):
         if name in raw:
             _only(raw, {name}, where)
             subs = raw[name]
             if not isinstance(subs, list) or not subs:
                 raise _fail(f"{where}.{name}", "must be a non-empty list of conditions")
-            return cls(tuple(parse_condition(s, f"{where}.{name}[{i}]", depth + 1)
+            return cls(tuple(parse_condition(s, f"{where}.{name}[{i}]", depth + 1, problems)
                              for i, s in enumerate(subs)))
     if "not" in raw:
         _only(raw, {"not"}, where)
-        return Not(parse_condition(raw["not"], f"{where}.not", depth + 1))
+        return Not(parse_condition(raw["not"], f"{where}.not", depth + 1, problems))
     raise _fail(where, "must contain one of group, attribute, all, any, not")
 
 
-def _attribute(raw: Mapping[str, Any], where: str) -> AttributeMatch:
+def _attribute(raw: Mapping[str, Any], where: str,
+               problems: list[str] | None) -> AttributeMatch:
     _only(raw, {"attribute", "value", "match", "present"}, where)
     name = raw["attribute"]
     if name not in ATTRIBUTES:
@@ -128,10 +145,16 @@ def _attribute(raw: Mapping[str, Any], where: str) -> AttributeMatch:
             raise _fail(f"{where}.present", "must be true or false, without a value")
         return AttributeMatch(name, present=raw["present"])
     values = raw.get("value")
-    values = values if isinstance(values, list) else [values]
     kind = _kind(raw, where)
-    return AttributeMatch(name, tuple(_pattern(kind, _text(v, f"{where}.value"), where)
-                                      for v in values), kind)
+    if not isinstance(values, list):
+        return AttributeMatch(name, (_pattern(kind, _text(values, f"{where}.value"),
+                                              f"{where}.value", problems),), kind)
+    if not values and problems is None:
+        # An empty list matched no one, and under `not` every one: never what was meant.
+        raise _fail(f"{where}.value", "must be a string or a non-empty list of strings")
+    return AttributeMatch(name, tuple(
+        _pattern(kind, _text(v, f"{where}.value[{i}]"), f"{where}.value[{i}]", problems)
+        for i, v in enumerate(values)), kind)
 
 
 def _path(raw: Any, where: str) -> str:
@@ -166,8 +189,13 @@ def _unit(raw: Mapping[str, Any], where: str) -> UnitTarget:
     return UnitTarget(from_attribute=derived["attribute"], under=under, create=create, kind=kind)
 
 
-def parse_rule(raw: Any, where: str) -> tuple[RuleSpec, str]:
-    """One rule and its description from its document form."""
+def parse_rule(raw: Any, where: str, *, stored: bool = False) -> tuple[RuleSpec, str]:
+    """One rule and its description from its document form.
+
+    ``stored``: read back from the database, where it was valid when saved. A regex RE2
+    cannot run (saved before RE2) then disables the rule instead of failing the request
+    that evaluates it; the rule matches no one and says why in ``disabled``.
+    """
     if not isinstance(raw, Mapping):
         raise _fail(where, "must be a table")
     _only(raw, set(RULE_KEYS), where)
@@ -184,15 +212,21 @@ def parse_rule(raw: Any, where: str) -> tuple[RuleSpec, str]:
     description = raw.get("description", "")
     if not isinstance(description, str) or len(description) > 1000:
         raise _fail(f"{where}.description", "must be a string of at most 1000 characters")
+    problems: list[str] | None = [] if stored else None
     spec = RuleSpec(id=rule_id, priority=priority,
-                    condition=parse_condition(raw.get("match"), f"{where}.match"),
+                    condition=parse_condition(raw.get("match"), f"{where}.match", 0, problems),
                     role=_text(raw.get("role"), f"{where}.role"), unit=_unit(raw, where),
-                    parameters=dict(parameters))
+                    parameters=dict(parameters), disabled="; ".join(problems or ()) or None)
     return spec, description
 
 
-def parse_policy(raw: Any, where: str = "policy") -> Policy:
-    """The organization policy from its document form."""
+def parse_policy(raw: Any, where: str = "policy", *, stored: bool = False) -> Policy:
+    """The organization policy from its document form.
+
+    A ``default_role`` or ``default_unit`` that is given must name something: ``""`` was
+    read as "no default" while the other half stayed. ``stored``: read back from the
+    database, where an older release may have kept such a value (it still means none).
+    """
     raw = raw or {}
     if not isinstance(raw, Mapping):
         raise _fail(where, "must be a table")
@@ -201,6 +235,10 @@ def parse_policy(raw: Any, where: str = "policy") -> Policy:
     if on_loss not in ON_LOSS:
         raise _fail(f"{where}.on_loss", f"must be one of {', '.join(ON_LOSS)}")
     role, unit = raw.get("default_role"), raw.get("default_unit")
+    if not stored:
+        for name, value in (("default_role", role), ("default_unit", unit)):
+            if value is not None:
+                _text(value, f"{where}.{name}")
     if (role is None) != (unit is None):
         raise _fail(where, "default_role and default_unit go together (or neither)")
     return Policy(default_role=_text(role, f"{where}.default_role") if role else None,
@@ -242,7 +280,7 @@ def check_against(ruleset: RuleSet, roles: Mapping[str, RoleFacts],
                 raise _fail(f"{where}.parameters", f"role {role.key} has no parameter {name!r}")
             params[name] = check_value(decl["type"], value, f"{where}.parameters.{name}")
         checked.append(RuleSpec(rule.id, rule.priority, rule.condition, rule.role,
-                                _check_unit(rule.unit, units, where), params))
+                                _check_unit(rule.unit, units, where), params, rule.disabled))
     policy = ruleset.policy
     if policy.default_role and policy.default_role not in roles:
         raise _fail("policy.default_role", f"unknown role {policy.default_role!r}")
@@ -269,17 +307,33 @@ def read_file(path: Path) -> Any:
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="file") from None
     suffix = path.suffix.lower()
+    # Numbers with a fraction are read exactly (money amounts), as API bodies are.
     try:
         if suffix == ".toml":
-            return tomllib.loads(text.decode())
+            return tomllib.loads(text.decode(), parse_float=Decimal)
         if suffix == ".json":
-            return json.loads(text)
+            return json.loads(text, parse_float=Decimal)
         if suffix in (".yaml", ".yml"):
-            return yaml.safe_load(text)
-    except (ValueError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            return yaml.load(text, Loader=_ExactLoader)  # noqa: S506 - a SafeLoader
+    except (ValueError, UnicodeDecodeError, yaml.YAMLError, InvalidOperation) as exc:
         kind = suffix[1:].upper().replace("YML", "YAML")
         raise InvalidInput(f"{path} is not valid {kind}: {exc}", field="file") from None
     raise InvalidInput(f"{path}: rule files end in .toml, .yaml, .yml or .json", field="file")
+
+
+class _ExactLoader(yaml.SafeLoader):
+    """YAML's safe loader, with floats read as Decimal where they are plain decimals."""
+
+
+def _yaml_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal | float:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # .inf, .nan, 1:30.5 (sexagesimal): YAML's own reading
+        return float(loader.construct_yaml_float(node))
+
+
+_ExactLoader.add_constructor("tag:yaml.org,2002:float", _yaml_decimal)
 
 
 def rule_document(rule: RuleSpec, description: str = "") -> dict[str, Any]:
@@ -332,5 +386,5 @@ def document(ruleset: RuleSet) -> dict[str, Any]:
 
 
 def rules_of(documents: Sequence[Mapping[str, Any]]) -> tuple[RuleSpec, ...]:
-    """Parse stored rule documents (already validated when stored)."""
-    return tuple(parse_rule(d, f"rule {d.get('id')}")[0] for d in documents)
+    """Parse stored rule documents (validated when stored; see ``stored`` of parse_rule)."""
+    return tuple(parse_rule(d, f"rule {d.get('id')}", stored=True)[0] for d in documents)

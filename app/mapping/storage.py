@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import func, select
@@ -9,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import utcnow
+from app.log_throttle import EveryInterval
 from app.mapping.rules import Policy, RuleSpec
 from app.mapping.ruleset import (
     RuleSet,
@@ -22,6 +24,8 @@ from app.models import Organization
 from app.models.mapping import MappingRevision, MappingRule
 
 POLICY_KEY = "mapping"
+log = logging.getLogger("roster.mapping")
+_DISABLED_LOG = EveryInterval(300.0)
 
 
 def _row_document(row: MappingRule) -> dict[str, Any]:
@@ -35,12 +39,18 @@ def load_rules(session: Session, organization_id: str) -> tuple[RuleSpec, ...]:
     rows = session.scalars(select(MappingRule).where(
         MappingRule.organization_id == organization_id
     ).order_by(MappingRule.priority.desc(), MappingRule.key))
-    return rules_of([_row_document(r) for r in rows])
+    rules = rules_of([_row_document(r) for r in rows])
+    disabled = {r.id: r.disabled for r in rules if r.disabled}
+    if disabled and _DISABLED_LOG.due():
+        # Saved before patterns had to run on RE2: the rule matches no one until fixed.
+        log.warning("mapping rules disabled in organization %s: %s", organization_id,
+                    disabled)
+    return rules
 
 
 def load_policy(org: Organization) -> Policy:
     """The organization's mapping policy (no default role, leavers untouched, if unset)."""
-    return parse_policy((org.policy or {}).get(POLICY_KEY))
+    return parse_policy((org.policy or {}).get(POLICY_KEY), stored=True)
 
 
 def load_ruleset(session: Session, org: Organization) -> RuleSet:

@@ -39,7 +39,7 @@ def test_admin_creates_a_custom_role(db, client, keys, tenant):
     ({"parameters": {"limit": {"type": "float", "default": 1}}}, "parameters.limit"),
     ({"parameters": {"limit": {"type": "int", "default": "ten"}}}, "parameters.limit.default"),
     ({"parameters": {"limit": {"type": "money", "default": {"amount": "x", "currency": "EUR"}}}},
-     "parameters.limit.default"),
+     "parameters.limit.default.amount"),
     ({"key": "Bad Key"}, "key"),
 ])
 def test_invalid_custom_role_names_the_field(db, client, keys, tenant, body, field):

@@ -121,7 +121,7 @@ def test_role_add_and_list(world, run):
     assert "'many' is not an integer" in out
     out = run("role", "add", "z", "--org", "acme", "--permission", "orders.place",
               "--param", "m=money:5 euros", ok=False).output
-    assert "currency must be an ISO 4217 code" in out
+    assert "parameters.m.default.currency: must be an ISO 4217 code" in out
 
 
 def test_mapping_commands_have_help():

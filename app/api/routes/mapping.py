@@ -46,6 +46,9 @@ class RuleSetSchema(Schema):
     policy = fields.Dict(required=True)
     rules = fields.List(fields.Dict(), required=True)
     revision = fields.Integer(allow_none=True, required=True)
+    disabled_rules = fields.List(fields.Dict(), metadata={
+        "description": "Stored rules that match no one, each {id, detail}: a regex saved "
+                       "before patterns had to run on RE2. Fix or remove them."})
 
 
 class PreviewSchema(Schema):
@@ -60,8 +63,10 @@ class PreviewSchema(Schema):
 
 def _current(ctx: ApiContext, org: Organization) -> dict[str, Any]:
     revision = latest_revision(ctx.session, org)
-    return {**document(load_ruleset(ctx.session, org)),
-            "revision": revision.number if revision else None}
+    ruleset = load_ruleset(ctx.session, org)
+    return {**document(ruleset), "revision": revision.number if revision else None,
+            "disabled_rules": [{"id": r.id, "detail": r.disabled}
+                               for r in ruleset.rules if r.disabled]}
 
 
 def _apply(ctx: ApiContext, org: Organization, ruleset: RuleSet) -> Preview:

@@ -1,0 +1,94 @@
+"""Money parameter values (a buyer's ``spending_limit``): exact decimals in a currency.
+
+An amount is kept as the decimal text the admin wrote (``"5000.00"``), never as a binary
+float: API bodies and rule files read JSON/TOML/YAML numbers as :class:`~decimal.Decimal`
+(app/json_input.py, app/mapping/ruleset.py), so ``0.1`` stays ``0.1`` and
+``12345678901.99`` keeps its cents. The canonical form is plain notation (``1e3`` is
+``"1000"``), with the places written kept (``"500.00"``).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from app.errors import InvalidInput
+
+CURRENCY_LENGTH = 3
+# Below one trillion: a spending limit beyond any order, and at most 15 significant digits
+# with 3 places, so a portal that reads the string into a double still gets it exactly.
+MAX_INTEGER_DIGITS = 12
+# ISO 4217 minor units of the currencies that do not have 2 (any other code: 2).
+MINOR_UNITS: dict[str, int] = {
+    **dict.fromkeys(("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF",
+                     "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    **dict.fromkeys(("CLF", "UYW"), 4),
+}
+_NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
+
+
+def minor_units(currency: str) -> int:
+    """Decimal places the currency allows (ISO 4217's minor unit; 2 unless listed)."""
+    return MINOR_UNITS.get(currency, 2)
+
+
+def check_money(value: Any, where: str) -> dict[str, str]:
+    """``{amount, currency}`` validated and canonical, or InvalidInput naming the field.
+
+    The amount is a string or an exact JSON number, zero or more (``-0`` is ``0``), finite,
+    below 10^12, with no more places than the currency's minor unit.
+    """
+    if not isinstance(value, dict) or set(value) != {"amount", "currency"}:
+        raise InvalidInput(f"{where}: expected a money value {{amount, currency}}, got "
+                           f"{shown(value)}", field=where)
+    currency = value["currency"]
+    if not (isinstance(currency, str) and len(currency) == CURRENCY_LENGTH
+            and currency.isascii() and currency.isalpha() and currency.isupper()):
+        raise InvalidInput(f"{where}.currency: must be an ISO 4217 code such as EUR",
+                           field=f"{where}.currency")
+    return {"amount": _amount(value["amount"], currency, f"{where}.amount"),
+            "currency": currency}
+
+
+def _amount(raw: Any, currency: str, where: str) -> str:
+    amount = _decimal(raw, where)
+    if not amount.is_finite():
+        raise InvalidInput(f"{where}: must be a finite number, not {raw!s}", field=where)
+    if amount.is_signed() and not amount.is_zero():
+        raise InvalidInput(f"{where}: must not be negative", field=where)
+    if not amount.is_zero() and amount.adjusted() >= MAX_INTEGER_DIGITS:
+        raise InvalidInput(f"{where}: must be less than 1,000,000,000,000", field=where)
+    places = minor_units(currency)
+    exponent = amount.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    if -exponent > places:
+        raise InvalidInput(f"{where}: {currency} allows at most {places} decimal places",
+                           field=where)
+    return format(abs(amount), "f")  # abs: -0 and -0.00 are 0 and 0.00
+
+
+def _decimal(raw: Any, where: str) -> Decimal:
+    if isinstance(raw, Decimal):
+        return raw
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return Decimal(raw)
+    if isinstance(raw, float):  # only from Python callers: its shortest exact spelling
+        return Decimal(repr(raw))
+    if isinstance(raw, str) and raw.strip().lower().lstrip("+-") in ("nan", "snan", "inf",
+                                                                       "infinity"):
+        return Decimal(raw.strip())
+    if not isinstance(raw, str) or not _NUMBER.match(raw):
+        raise InvalidInput(f"{where}: must be a decimal number such as \"1000.00\", got "
+                           f"{shown(raw)}", field=where)
+    try:
+        return Decimal(raw)
+    except InvalidOperation:  # an exponent past what decimal holds (1e999999999999999999)
+        raise InvalidInput(f"{where}: has an exponent out of range", field=where) from None
+
+
+def shown(value: Any) -> str:
+    """A value for an error message: short, and never a huge expansion."""
+    text = str(value) if isinstance(value, Decimal) else repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."

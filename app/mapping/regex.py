@@ -1,0 +1,193 @@
+"""Regular expressions of mapping rules, run by RE2: linear time, whatever the pattern.
+
+Rules are written by organization admins and matched against IdP values on every SCIM write
+and SSO login, so Python's backtracking ``re`` let one pattern (``(a+)+$``) freeze a worker.
+RE2 (google-re2) never backtracks; its memory is bounded by ``MAX_MEM``.
+
+The pattern is read by Python's own parser (``re._parser``, what ``re.compile`` used before)
+and written again in RE2 syntax, piece by piece, so a pattern keeps the meaning it had:
+
+- ``\\d``, ``\\w``, ``\\s``, their negations, any character class, and every literal under
+  ``(?i)`` become the explicit set of characters Python's ``re`` matches for them (found by
+  running ``re`` over every code point once per distinct piece): Unicode classes and
+  case-insensitivity (``(?i)i`` also matches the dotless ``\\u0131``) stay exactly Python's;
+- ``.`` is ``[^\\n]`` (``(?s)``: any character), ``^`` and ``$`` keep ``(?m)``'s meaning;
+- constructs RE2 cannot run in linear time, or whose meaning it cannot keep, are refused
+  with a :class:`PatternError` naming them: backreferences, lookahead and lookbehind,
+  conditionals, atomic groups, possessive quantifiers, ``\\b`` and ``\\B`` (RE2's word
+  boundaries are ASCII-only), and ``$`` before more pattern without ``(?m)`` (Python lets
+  it match before a final newline, which RE2 cannot say).
+
+Matching is a full match, as before.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import re._constants as sre
+import re._parser as sre_parse
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import re2
+
+MAX_MEM = 1 << 20  # bytes of RE2 program and DFA cache per pattern; over it: refused
+_MAX_CODE_POINT = 0x10FFFF
+_SURROGATES = (0xD800, 0xDFFF)  # no text holds them, and RE2 (UTF-8) cannot name them
+
+_REFUSED: dict[Any, str] = {
+    sre.GROUPREF: "a backreference (\\1, (?P=name))",
+    sre.GROUPREF_EXISTS: "a conditional group ((?(1)...|...))",
+    sre.ASSERT: "a lookahead or lookbehind ((?=...), (?<=...))",
+    sre.ASSERT_NOT: "a negative lookahead or lookbehind ((?!...), (?<!...))",
+    sre.ATOMIC_GROUP: "an atomic group ((?>...))",
+    sre.POSSESSIVE_REPEAT: "a possessive quantifier (*+, ++, ?+, {m,n}+)",
+}
+_CATEGORIES: dict[Any, str] = {
+    sre.CATEGORY_DIGIT: r"\d", sre.CATEGORY_NOT_DIGIT: r"\D",
+    sre.CATEGORY_SPACE: r"\s", sre.CATEGORY_NOT_SPACE: r"\S",
+    sre.CATEGORY_WORD: r"\w", sre.CATEGORY_NOT_WORD: r"\W",
+}
+# Flags that change which characters one piece matches (the others are handled here).
+_CHAR_FLAGS = re.IGNORECASE | re.ASCII
+
+
+class PatternError(ValueError):
+    """A pattern Python cannot parse, or one RE2 cannot run with the same meaning."""
+
+
+def check(pattern: str) -> None:
+    """Raise PatternError unless ``pattern`` can be matched by :func:`fullmatcher`."""
+    fullmatcher(pattern)
+
+
+@functools.lru_cache(maxsize=1024)
+def fullmatcher(pattern: str) -> Callable[[str], bool]:
+    """A linear-time test: does the whole value match ``pattern`` (Python syntax)?"""
+    options = re2.Options()
+    options.max_mem = MAX_MEM
+    options.log_errors = False
+    try:
+        compiled = re2.compile(translate(pattern), options)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) \
+            else str(exc)
+        if "too large" in reason or "memory" in reason:
+            reason = "it needs more memory than a rule's pattern may use"
+        raise PatternError(f"RE2 cannot run this pattern: {reason}") from None
+    return lambda value: compiled.fullmatch(value) is not None
+
+
+def translate(pattern: str) -> str:
+    """The RE2 pattern that matches what Python's ``re`` matches for ``pattern``."""
+    if any(_SURROGATES[0] <= ord(ch) <= _SURROGATES[1] for ch in pattern):
+        raise PatternError("the pattern holds a UTF-16 surrogate, which is not text")
+    try:
+        parsed = sre_parse.parse(pattern, 0)
+    except re.error as exc:
+        raise PatternError(f"invalid regular expression: {exc}") from None
+    return _sequence(parsed, parsed.state.flags, tail=True)
+
+
+def _sequence(items: Iterable[tuple[Any, Any]], flags: int, *, tail: bool) -> str:
+    items = list(items)
+    return "".join(_item(op, av, flags, tail=tail and i == len(items) - 1)
+                   for i, (op, av) in enumerate(items))
+
+
+def _item(op: Any, av: Any, flags: int, *, tail: bool) -> str:
+    if op in _REFUSED:
+        raise PatternError(f"the pattern uses {_REFUSED[op]}, which the linear-time "
+                           "matcher (RE2) cannot run")
+    if op is sre.LITERAL and not flags & re.IGNORECASE:
+        return _escape(av)
+    if op in (sre.LITERAL, sre.NOT_LITERAL, sre.IN):
+        return _char_class(_python_piece(op, av), flags & _CHAR_FLAGS)
+    if op is sre.ANY:
+        return "(?s:.)" if flags & re.DOTALL else "[^\\n]"
+    if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
+        low, high, body = av
+        lazy = "?" if op is sre.MIN_REPEAT else ""
+        return f"(?:{_sequence(body, flags, tail=False)}){_quantifier(low, high)}{lazy}"
+    if op is sre.SUBPATTERN:
+        _group, add, remove, body = av
+        if add & sre_parse.TYPE_FLAGS:
+            flags &= ~sre_parse.TYPE_FLAGS
+        return f"(?:{_sequence(body, (flags | add) & ~remove, tail=tail)})"
+    if op is sre.BRANCH:
+        return "(?:" + "|".join(_sequence(arm, flags, tail=tail) for arm in av[1]) + ")"
+    if op is sre.AT:
+        return _anchor(av, flags, tail=tail)
+    raise PatternError(f"the pattern uses {op}, which the linear-time matcher cannot run")
+
+
+def _quantifier(low: int, high: int) -> str:
+    if high == sre.MAXREPEAT:
+        return {0: "*", 1: "+"}.get(low, f"{{{low},}}")
+    if (low, high) == (0, 1):
+        return "?"
+    return f"{{{low}}}" if low == high else f"{{{low},{high}}}"
+
+
+def _anchor(at: Any, flags: int, *, tail: bool) -> str:
+    if at is sre.AT_BEGINNING_STRING:
+        return r"\A"
+    if at is sre.AT_END_STRING:
+        return r"\z"
+    if at is sre.AT_BEGINNING:
+        return "(?m:^)" if flags & re.MULTILINE else r"\A"
+    if at is sre.AT_END:
+        if flags & re.MULTILINE:
+            return "(?m:$)"
+        if tail:  # a full match ends here: Python's "or before a final newline" cannot hold
+            return r"\z"
+        raise PatternError("the pattern has $ before more pattern; RE2 cannot keep its "
+                           "meaning (end, or before a final newline): use \\n or (?m)")
+    raise PatternError("the pattern uses \\b or \\B (a word boundary), which RE2 only "
+                       "knows for ASCII; write the characters out instead")
+
+
+def _escape(code_point: int) -> str:
+    return f"\\x{{{code_point:x}}}"
+
+
+def _python_piece(op: Any, av: Any) -> str:
+    """The one-character piece as Python syntax again (flags are applied separately)."""
+    if op is sre.LITERAL:
+        return re.escape(chr(av))
+    if op is sre.NOT_LITERAL:
+        return f"[^{re.escape(chr(av))}]"
+    parts = []
+    for kind, value in av:
+        if kind is sre.NEGATE:
+            parts.insert(0, "^")
+        elif kind is sre.LITERAL:
+            parts.append(re.escape(chr(value)))
+        elif kind is sre.RANGE:
+            parts.append(f"{re.escape(chr(value[0]))}-{re.escape(chr(value[1]))}")
+        else:  # CATEGORY (the only other item the parser puts in a class)
+            parts.append(_CATEGORIES[value])
+    return "[" + "".join(parts) + "]"
+
+
+@functools.cache
+def _every_code_point() -> str:
+    """Every code point but the surrogates, in order: what pieces are matched against."""
+    low, high = _SURROGATES
+    return "".join(map(chr, range(low))) + "".join(map(chr, range(high + 1,
+                                                                   _MAX_CODE_POINT + 1)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _char_class(piece: str, flags: int) -> str:
+    """An RE2 class of exactly the characters Python's ``re`` matches with ``piece``."""
+    # The scanned text skips the surrogates, so a run may span them: RE2 skips them too.
+    ranges = [(ord(m.group()[0]), ord(m.group()[-1]))
+              for m in re.finditer(f"(?:{piece})+", _every_code_point(), flags)]
+    if not ranges:
+        return r"[^\x00-\x{10ffff}]"
+    if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
+        return _escape(ranges[0][0])
+    return "[" + "".join(_escape(lo) if lo == hi else f"{_escape(lo)}-{_escape(hi)}"
+                         for lo, hi in ranges) + "]"

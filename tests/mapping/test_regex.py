@@ -1,0 +1,82 @@
+"""app/mapping/regex.py: rule regexes on RE2 keep Python's meaning, or are refused (pure)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.mapping.regex import PatternError, check, fullmatcher
+
+# (pattern, value): each must answer what Python's re.fullmatch answered before RE2.
+SAME_AS_PYTHON = [
+    (r"Sales-\d{2}", "Sales-42"), (r"Sales-\d{2}", "Sales-٤٢"),  # Unicode digits, as in re
+    (r"\w+", "Müller"), (r"\w+", "東京"), (r"\w+", "e\u0301"), (r"\W", "\u0345"),
+    (r"\s", "\v"), (r"\s", "\u2003"), (r"\s", "\x1c"), (r"\S+", "a b"),
+    (r"(?i)istanbul", "İSTANBUL"), (r"(?i)istanbul", "\u0131stanbul"), (r"(?i)k", "\u212a"),
+    (r"(?i)[a-z]+", "\u017fK"), (r"(?i)[^k]", "K"), (r"(?i:a)b", "AB"), (r"(?i:a)b", "Ab"),
+    (r"(?a)\w", "é"), (r"(?a)\d", "٤"), (r"(?ai)k", "\u212a"),
+    (r"engineering", "Engineering"), (r"Eng.*", "Eng\nineering"), (r"(?s)Eng.*", "Eng\nx"),
+    (r"abc$", "abc\n"), (r"abc$", "abc"), (r"^abc\Z", "abc"), (r"\Aabc", "abc"),
+    (r"(?m)^a$\n^b$", "a\nb"), (r"(?m)a\n^", "a\n"), (r"(?m)a$", "a\n"),
+    (r"a|b|", ""), (r"x{2,5}?", "xxx"), (r"x{3}", "xxxx"), (r"(?x) a  b # comment", "ab"),
+    (r"[\]\-^]+", "]-^"), (r"[^\n]*", "tab\there"), (r"(?P<name>team)-\d", "team-1"),
+    (r"", ""), (r"a*?", "aaa"), (r".", "😀"), (r"[😀-😂]", "😁"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "value"), SAME_AS_PYTHON)
+def test_re2_answers_what_python_re_answered(pattern, value):
+    """Unicode classes, (?i) folding, anchors and flags match exactly as Python's re did."""
+    assert fullmatcher(pattern)(value) == (re.fullmatch(pattern, value) is not None)
+
+
+@pytest.mark.parametrize(("pattern", "named"), [
+    (r"(a)\1", "backreference"), (r"(?P<x>a)(?P=x)", "backreference"),
+    (r"(?=a)a", "lookahead or lookbehind"), (r"(?<=a)b", "lookahead or lookbehind"),
+    (r"(?!a)b", "negative lookahead"), (r"(?<!a)b", "negative lookahead"),
+    (r"(a)?(?(1)b|c)", "conditional group"), (r"(?>a+)", "atomic group"),
+    (r"a++", "possessive quantifier"), (r"\bsales\b", "word boundary"),
+    (r"a$\n", "$ before more pattern"), (r"x{1001}", "invalid repetition size"),
+    (r"\w{1000}", "more memory"), (r"(", "invalid regular expression"),
+])
+def test_patterns_re2_cannot_run_are_refused_by_name(pattern, named):
+    """What RE2 cannot run with Python's meaning is a PatternError saying what it is."""
+    with pytest.raises(PatternError, match=re.escape(named)):
+        check(pattern)
+
+
+def test_catastrophic_pattern_runs_in_linear_time():
+    """(a+)+$ against a long near-miss: Python's re backtracks for ages, RE2 answers at once."""
+    started = time.monotonic()
+    assert not fullmatcher(r"(a+)+$")("a" * 100_000 + "!")
+    assert not fullmatcher(r"(x+x+)+y")("x" * 100_000)
+    assert time.monotonic() - started < 1
+
+
+ATOMS = st.sampled_from(["a", "b", "A", "\u0131", "İ", "K", "\u212a", "é", "٤", "1", r"\d", r"\w",
+                         r"\s", r"\W", ".", "[a-c]", "[^b]", r"[\dK]", "[^a\\w]", "(?i:a)",
+                         "(?i:[k-m])", "(?i:\u0131)", r"\n", " ", "_"])
+VALUES = st.text(alphabet="abA\u0131İiIkK\u212aé٤1 \n_\u0345", max_size=6)
+
+
+@st.composite
+def patterns(draw: st.DrawFn, depth: int = 0) -> str:
+    """Small patterns built from the pieces whose meaning differs most between engines."""
+    pieces = ATOMS if depth > 1 else st.one_of(ATOMS, patterns(depth + 1))
+    body, other = (draw(st.lists(pieces, min_size=1, max_size=4).map("".join))
+                   for _ in range(2))
+    shape = draw(st.sampled_from(["{}", "(?:{})*", "(?:{})+?", "(?:{}|{})", "(?:{})?",
+                                  "(?i:{})", "(?:{}){{1,2}}"]))
+    return shape.format(body, other)
+
+
+@settings(max_examples=300, deadline=None)
+@given(patterns(), VALUES, st.booleans())
+def test_generated_patterns_match_as_python_re_did(pattern, value, ignore_case):
+    """Property: for generated patterns RE2's full match equals Python's re.fullmatch."""
+    pattern = ("(?i)" if ignore_case else "") + pattern
+    assert fullmatcher(pattern)(value) == (re.fullmatch(pattern, value) is not None), pattern

@@ -1,0 +1,85 @@
+"""Small gaps of the rules and roles API, each a 400 problem naming the field over HTTP:
+empty value lists, empty default_role, unknown parameter keys, repeated permissions and
+repeated query parameters."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.mapping.ruleset import rules_of
+from tests.api.conftest import make_key
+from tests.conftest import rows
+
+BUYERS = {"id": "buyers", "role": "buyer", "unit": "Engineering", "match": {"group": "Buyers"}}
+
+
+@pytest.fixture
+def admin(world):
+    """Authorization headers of the tenant's admin key."""
+    return make_key(world.db, "admin", world.tenant.org).headers
+
+
+@pytest.mark.parametrize(("body", "field", "detail"), [
+    ({"rules": [{**BUYERS, "match": {"attribute": "department", "value": []}}]},
+     "rules[0].match.value", "non-empty list"),
+    ({"rules": [{**BUYERS, "match": {"not": {"attribute": "department", "value": [],
+                                             "match": "glob"}}}]},
+     "rules[0].match.not.value", "non-empty list"),
+    ({"policy": {"default_role": "", "default_unit": "Engineering"}, "rules": [BUYERS]},
+     "policy.default_role", "non-empty string"),
+    ({"policy": {"default_role": "", "default_unit": ""}, "rules": [BUYERS]},
+     "policy.default_role", "non-empty string"),
+    ({"policy": {"default_role": "buyer", "default_unit": " "}, "rules": [BUYERS]},
+     "policy.default_unit", "non-empty string"),
+])
+def test_empty_values_in_rule_sets_are_a_400(world, client, admin, body, field, detail):
+    """An empty value list (under `not`: everyone) or an empty default is never accepted."""
+    url = f"/api/v1/orgs/{world.org_id}/mapping"
+    for res in (client.put(url, json=body, headers=admin),
+                client.post(url + ":preview", json=body, headers=admin)):
+        assert res.status_code == 400, res.json
+        assert res.json["errors"][0]["field"] == field
+        assert detail in res.json["detail"]
+    assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0
+
+
+def test_stored_empty_value_list_still_loads():
+    """A rule an older release stored with an empty list loads (matching as it did)."""
+    [rule] = rules_of([{**BUYERS, "match": {"attribute": "department", "value": []}}])
+    assert rule.condition.values == ()
+    assert rule.disabled is None
+
+
+@pytest.mark.parametrize(("parameters", "permissions", "field", "detail"), [
+    ({"limit": {"type": "int", "default": 3, "defualt": 4}}, ["orders.place"],
+     "parameters.limit", "unknown keys defualt"),
+    ({"limit": {"type": "bool", "default": True, "min": 0}}, ["orders.place"],
+     "parameters.limit", "unknown keys min"),
+    ({}, ["orders.place", "quotes.request", "orders.place"], "permissions",
+     "given more than once: orders.place"),
+])
+def test_role_declaration_gaps_are_a_400(world, client, admin, parameters, permissions, field,
+                                         detail):
+    """Unknown keys in a parameter declaration and repeated permissions are refused."""
+    res = client.post(f"/api/v1/orgs/{world.org_id}/roles", headers=admin, json={
+        "key": "night_buyer", "name": "Night buyer", "permissions": permissions,
+        "parameters": parameters})
+    assert res.status_code == 400, res.json
+    assert res.json["errors"] == [{"field": field, "detail": res.json["detail"]}]
+    assert detail in res.json["detail"]
+    assert rows(world.db, "SELECT count(*) AS n FROM roles WHERE key = 'night_buyer'"
+                )[0].n == 0
+
+
+@pytest.mark.parametrize("query", ["limit=2&limit=3", "cursor=a&limit=5&cursor=b",
+                                   "custom=true&custom=false"])
+def test_repeated_query_parameter_is_a_400(world, client, admin, query):
+    """?limit=2&limit=3 on a list endpoint is a 400 naming the parameter, not limit=2."""
+    res = client.get(f"/api/v1/orgs/{world.org_id}/roles?{query}", headers=admin)
+    assert res.status_code == 400, res.json
+    assert res.content_type == "application/problem+json"
+    name = query.split("=")[0]
+    assert res.json["errors"] == [{"field": name, "detail": "given more than once"}]
+    assert res.json["detail"] == f"query parameter given more than once: {name}"
+    assert client.get(f"/api/v1/orgs/{world.org_id}/roles?limit=2",
+                      headers=admin).status_code == 200
