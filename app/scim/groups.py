@@ -19,13 +19,16 @@ _LIMITS = lengths.limits(Group.__table__, {"displayName": "display_name",
 
 
 def member_ids(members: Any) -> list[str]:
-    """The user ids of a canonical ``members`` value (RFC 7643 §4.2); groups cannot nest."""
+    """The user ids of a canonical ``members`` value (RFC 7643 §4.2); groups cannot nest.
+
+    ``members.value`` is caseExact false (RFC 7643 §8.7.1, and our /Schemas), as filters
+    compare it; ids are lower-case UUIDs, so an id in any case names its user."""
     ids = []
     for item in members or []:
         if str(item.get("type", "User")).lower() == "group":
             raise ScimError(400, "Nested groups are not supported; members must be users",
                             "invalidValue")
-        ids.append(item["value"])
+        ids.append(item["value"].lower())
     return ids
 
 

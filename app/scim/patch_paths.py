@@ -235,7 +235,7 @@ def member_ids(node: Filter) -> tuple[str, ...]:
     intersects); anything else is invalidFilter, since members are never loaded."""
     if isinstance(node, Compare):
         if node.attribute.name == "value" and node.op == "eq" and isinstance(node.value, str):
-            return (node.value,)
+            return (node.value.lower(),)  # caseExact false, as groups.member_ids reads it
     elif node.op in ("and", "or") and node.right is not None:
         left, right = member_ids(node.left), member_ids(node.right)
         if node.op == "or":

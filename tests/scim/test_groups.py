@@ -89,6 +89,24 @@ def test_entra_remove_with_value_list_removes_exactly_those(scim, db):
     assert _members(db, group["id"]) == set(users[1:])
 
 
+def test_member_ids_match_in_any_case_as_filters_do(scim, db):
+    """/Schemas says members.value is caseExact false and a filter matches it so: a PATCH
+    naming a member in upper case adds and removes that user, instead of 400 unknown or a
+    200 that removed nobody."""
+    a, b = (scim.create_user(f"u{i}@acme.example")["id"] for i in range(2))
+    group = scim.create_group("Buyers", [a.upper()])
+    assert _members(db, group["id"]) == {a}
+    listed = scim.get("/Groups", query_string={"filter": f'members.value eq "{a.upper()}"'})
+    assert listed.get_json()["totalResults"] == 1
+    assert _patch(scim, group["id"], {"op": "add", "path": "members",
+                                      "value": [{"value": b.upper()}]}).status_code == 204
+    assert _members(db, group["id"]) == {a, b}
+    assert _patch(scim, group["id"], {"op": "remove",
+                                      "path": f'members[value eq "{a.upper()}"]'}
+                  ).status_code == 204
+    assert _members(db, group["id"]) == {b}
+
+
 def test_okta_rename_and_membership_changes_in_one_patch(scim, db):
     """Okta Group Push: path-less rename plus remove by filter plus add, atomically."""
     a, b = scim.create_user("a@acme.example")["id"], scim.create_user("b@acme.example")["id"]
