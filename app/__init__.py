@@ -11,8 +11,9 @@ from html import escape
 from types import FunctionType
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.wsgi import LimitedStream
 
 from app.db import Database
 from app.lifecycle import policy as lifecycle_policy
@@ -23,6 +24,8 @@ from app.sso import pages as sso_pages
 from app.sso.views import SSO_JSON_PATHS
 
 log = logging.getLogger("roster")
+# A refused body up to this many times app.max_body_bytes is read to its end.
+DRAIN_BODIES = 4
 
 
 class RosterFlask(Flask):
@@ -69,6 +72,7 @@ def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flas
                                db.engine)
     app.extensions["roster.metrics"] = metrics
     init_request_tracking(app, metrics)
+    app.after_request(_drain_refused_body)
     _register_blueprints(app)
     _init_scim_ops(app)
     _register_error_handlers(app)
@@ -77,6 +81,25 @@ def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flas
     init_api(app)  # /api/v1 routing errors as problem JSON, rate limits (issue 3)
     _trust_proxies(app, settings["app"]["trusted_proxies"])
     return app
+
+
+def _drain_refused_body(response: Response) -> Response:
+    """Read the rest of a body an error answered without reading (a 413, 415 or 401 on a
+    large POST), so the connection can carry the client's next request. gunicorn drains at
+    most 64 KiB itself and then closes the connection it has just called keep-alive, and the
+    IdP's next request fails with a network error. Past ``DRAIN_BODIES`` times the body
+    limit the connection is not worth it: gunicorn closes it."""
+    if response.status_code < 400:
+        return response
+    length = request.content_length
+    if length and length <= DRAIN_BODIES * current_app.config["ROSTER"]["app"]["max_body_bytes"]:
+        # The stream the view read from (it knows how much is left), else a fresh one over
+        # wsgi.input: request.stream itself refuses a body over the limit.
+        stream = request.__dict__.get("stream") or LimitedStream(
+            request.environ["wsgi.input"], length)
+        while stream.read(65536):
+            pass
+    return response
 
 
 def _trust_proxies(app: Flask, hops: int) -> None:
@@ -109,12 +132,29 @@ def _init_scim_ops(app: Flask) -> None:
     init_oauth(app)
 
 
+def _scim_method_not_allowed(app: Flask) -> Response | None:
+    """A method Flask routes nowhere (TRACE, PROPFIND) on a SCIM endpoint: the endpoint's
+    own SCIM 405, with the ``Allow`` of the methods it serves (RFC 9110 §15.5.6)."""
+    if not request.path.startswith("/scim/v2/"):
+        return None
+    try:
+        endpoint, values = app.url_map.bind_to_environ(request.environ).match(method="GET")
+    except HTTPException:
+        return None
+    if not endpoint.startswith("scim."):
+        return None  # only SCIM's views answer an unsupported method without running
+    response: Response = app.view_functions[endpoint](**values)
+    return response
+
+
 def _register_error_handlers(app: Flask) -> None:
     """Fallback handlers for routes outside a blueprint with its own error format."""
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
         code = exc.code or 500
+        if code == 405 and (scim := _scim_method_not_allowed(app)) is not None:
+            return scim, code
         if request.path == "/scim/v2" or request.path.startswith("/scim/v2/"):
             # A path no rule matches at all (/scim/v2//Users): still a SCIM error.
             detail = (f"no SCIM endpoint at {request.path}" if code == 404
@@ -125,8 +165,12 @@ def _register_error_handlers(app: Flask) -> None:
             # path): a plain page, like every other sign-in failure, not JSON.
             return sso_pages.page(exc.name, f"<p>{escape(exc.description or exc.name)}</p>",
                                   code), code
-        return jsonify(error=exc.name, detail=exc.description,
-                       request_id=g.get("request_id")), code
+        response = jsonify(error=exc.name, detail=exc.description,
+                           request_id=g.get("request_id"))
+        allow = dict(exc.get_headers()).get("Allow")
+        if allow:  # a 405 names the methods the resource has (RFC 9110 §15.5.6)
+            response.headers["Allow"] = allow
+        return response, code
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -344,6 +345,71 @@ def _assert_gunicorn_errors_in_protocol_format(port: int) -> None:
     assert headers["content-type"] == "text/html"  # a browser's page
 
 
+def _serve(database_url: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """``roster serve`` (one worker) on ``port``, once /readyz answers; stderr to the log."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
+    env.update({"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
+                "ROSTER_SERVER__SWITCH_INTERVAL_US": "700"})
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from app.cli import main; main()", "serve",
+             "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file,
+        )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                assert r.status == 200
+                return proc
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.terminate()
+                raise AssertionError("gunicorn did not come up") from None
+            time.sleep(0.2)
+
+
+def _answer(sock: socket.socket) -> tuple[str, dict[str, str]]:
+    """Read one response (with a Content-Length) off a kept-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    while len(body) < int(headers.get("content-length", 0)):
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        body += chunk
+    return status, headers
+
+
+def test_a_refused_large_body_leaves_the_connection_usable(database_url, tenant, tmp_path):
+    """A 415 or 413 answered without reading a large body said keep-alive, then gunicorn
+    (which drains 64 KiB at most) closed the connection: the IdP's next request failed with
+    a network error. The app now reads such a body to its end."""
+    port = _free_port()
+    proc = _serve(database_url, port, tmp_path / "serve.log")
+    try:
+        for content_type, size in (("text/plain", 500_000),
+                                   ("application/scim+json", 1_100_000)):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(f"POST /scim/v2/Users HTTP/1.1\r\nHost: a\r\n"
+                             f"Authorization: Bearer {tenant.token}\r\n"
+                             f"Content-Type: {content_type}\r\n"
+                             f"Content-Length: {size}\r\n\r\n".encode() + b"x" * size)
+                status, headers = _answer(sock)
+                assert status.split()[1] in ("413", "415")
+                assert headers["connection"] == "keep-alive"
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+                assert _answer(sock)[0] == "HTTP/1.1 200 OK"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 def test_roster_serve_runs_gunicorn_and_answers(database_url, tmp_path):
     """`roster serve` starts gunicorn with app:create_app() and serves /healthz and /readyz.
 
@@ -355,26 +421,9 @@ def test_roster_serve_runs_gunicorn_and_answers(database_url, tmp_path):
     PostgreSQL).
     """
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
-    env.update({"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
-                "ROSTER_SERVER__SWITCH_INTERVAL_US": "700"})
     log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from app.cli import main; main()", "serve",
-             "--bind", f"127.0.0.1:{port}", "--workers", "1"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file,
-        )
+    proc = _serve(database_url, port, log_path)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "gunicorn did not come up"
-                time.sleep(0.2)
         request = urllib.request.Request(f"http://127.0.0.1:{port}/healthz",
                                          headers={"X-Request-ID": "serve-log-check"})
         with urllib.request.urlopen(request, timeout=2) as r:

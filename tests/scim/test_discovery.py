@@ -93,6 +93,24 @@ def test_wrong_method_on_discovery_is_scim_405(scim, path, method):
     assert response.headers["Allow"] == "GET"
 
 
+@pytest.mark.parametrize(("path", "allow"), [("/ServiceProviderConfig", "GET"),
+                                             ("/Users", "GET, POST"), ("/Bulk", "POST")])
+@pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "FOO"])
+def test_a_method_nothing_routes_is_the_endpoints_405_with_allow(scim, path, method, allow):
+    """A method no route lists is still the endpoint's SCIM 405, and names what it allows
+    (RFC 9110 §15.5.6: a 405 MUST carry Allow); it had no Allow."""
+    response = scim.request(method, path)
+    assert "not supported on this endpoint" in assert_error(response, 405)["detail"]
+    assert response.headers["Allow"] == allow
+
+
+def test_outside_scim_a_405_names_the_allowed_methods_too(client):
+    """The operational endpoints answer JSON, with Allow as well."""
+    response = client.open("/healthz", method="FOO")
+    assert response.status_code == 405
+    assert "GET" in response.headers["Allow"]
+
+
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
 def test_me_is_501(scim, method):
     """/Me (RFC 7644 §3.11): the caller is a directory, not a user: 501 Not Implemented."""
