@@ -85,6 +85,12 @@ def resolve_path(path: Path, resource: Resource, *, notes: list[str] | None = No
     """Find a path's definitions, case-insensitively (RFC 7643 §2.1); note capitalisation."""
     candidates = _candidates(path, resource)
     if candidates is None:
+        whole = next((sc for sc in _SCHEMAS[resource] if sc.id.lower() == path.text.lower()),
+                     None)
+        if whole is not None:  # the parser split the schema's own URN at its last colon
+            raise ScimError(400, f"{path.text!r} is a schema, not an attribute: name one of "
+                                 f"its attributes ({whole.id}:{whole.attributes[0].name})",
+                            scim_type)
         raise ScimError(400, f"Unknown schema {path.urn!r} in {path.text!r} for "
                              f"{resource} resources", scim_type)
     if not candidates:

@@ -174,6 +174,10 @@ USER_CASES = [
     ('phoneNumbers.value sw "+1"', {"alice"}),
     ('addresses.locality eq "berlin"', {"dave"}),
     ("addresses pr", {"dave"}),
+    # ne holds when any value differs (RFC 7644 §3.4.2.2): dave, without emails, does not
+    # match it; "no email is ..." is not (... eq ...), which dave does.
+    ('emails.value ne "bob@acme.com"', {"alice", "carol"}),
+    ('not (emails.value eq "bob@acme.com")', {"alice", "carol", "dave"}),
     # Complex value filters.
     ('emails[type eq "work" and value co "@acme.com"]', {"alice", "bob"}),
     ('emails[type eq "work" and value co "acme.com"]', {"alice", "bob", "carol"}),
@@ -330,6 +334,8 @@ INVALID = [
     ('nosuch eq "x"', "Unknown attribute"),
     ('name.nosuch eq "x"', "Unknown sub-attribute"),
     ('urn:example:nosuch:User:userName eq "x"', "Unknown schema"),
+    ("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User pr",
+     "is a schema, not an attribute"),
     ('password eq "secret"', "never returned"),
     ('name eq "x"', "complex"),
     ('addresses eq "x"', "sub-attributes"),
