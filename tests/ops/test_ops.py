@@ -170,6 +170,10 @@ def _root_handler(monkeypatch: pytest.MonkeyPatch, *extra: logging.Handler):
     handler.setFormatter(JsonFormatter())
     monkeypatch.setattr(logging.root, "handlers", [handler, *extra])
     monkeypatch.setattr(logging.root, "level", logging.INFO)
+    # The SSO tests' canaille server leaves a filter on the root logger and sets it to
+    # WARNING; loggers cache isEnabledFor, and only setLevel clears that cache.
+    monkeypatch.setattr(logging.root, "filters", [])
+    logging.root.manager._clear_cache()
     return handler, stream
 
 
