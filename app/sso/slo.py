@@ -6,11 +6,13 @@ portal hears about it through back-channel logout like any other revocation.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
 from onelogin.saml2.auth import OneLogin_Saml2_Auth
+from onelogin.saml2.logout_request import OneLogin_Saml2_Logout_Request
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
@@ -55,7 +57,8 @@ def consume_logout(conn: SsoConnection, urls: SpUrls, keys: SpKeys, get: dict[st
                    request_id: str | None) -> tuple[str | None, str | None]:
     """Validate a LogoutResponse (our request) or LogoutRequest (the IdP's).
 
-    Returns (redirect URL carrying our LogoutResponse or None, NameID the IdP logs out).
+    Returns (redirect URL carrying our LogoutResponse or None, NameID the IdP logs out: None
+    for a LogoutResponse, and for a LogoutRequest whose NameID cannot be read).
     """
     auth = _auth(conn, urls, keys, get)
     try:
@@ -67,11 +70,23 @@ def consume_logout(conn: SsoConnection, urls: SpUrls, keys: SpKeys, get: dict[st
                           f"{auth.get_last_error_reason() or ''}"[:300])
     name_id = None
     if "SAMLRequest" in get:
-        xml = auth.get_last_request_xml()
-        doc = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
-        node = doc.find(f".//{{{_SAML}}}NameID")
-        name_id = (node.text or "").strip() if node is not None else None
+        name_id = _logout_name_id(auth.get_last_request_xml(), keys)
     return url, name_id
+
+
+def _logout_name_id(xml: str | bytes, keys: SpKeys) -> str | None:
+    """The NameID a LogoutRequest logs out (SAML Core §3.7.1), plain or an EncryptedID
+    decrypted with one of our keys; None when none can be read (then no browser is ours)."""
+    doc = etree.fromstring(xml.encode() if isinstance(xml, str) else xml)
+    node = doc.find(f".//{{{_SAML}}}NameID")
+    if node is not None:
+        return (node.text or "").strip()
+    for pair in keys.decryption_pairs():
+        with contextlib.suppress(Exception):  # python3-saml raises plain errors: next key
+            found = OneLogin_Saml2_Logout_Request.get_nameid(doc, pair.key_pem)
+            if isinstance(found, str) and found.strip():
+                return found.strip()
+    return None
 
 
 def revoke_login_session(session: Session, login_id: str, actor: Actor,

@@ -240,10 +240,11 @@ def saml_slo(connection_id: str) -> Response:
                                           pending if isinstance(pending, str) else None)
             saml = session.get("sso_saml") or {}
             login_id = session.get("sso_login_id")
-            # IdP-initiated: only the login this browser holds, and only for that subject.
-            ours = name_id is None or (saml.get("connection") == connection_id
-                                       and saml.get("name_id") == name_id
-                                       and isinstance(login_id, str))
+            # IdP-initiated: only the login this browser holds, and only for that subject
+            # (a LogoutRequest whose NameID cannot be read names no one here).
+            ours = "SAMLRequest" not in get or (
+                name_id is not None and saml.get("connection") == connection_id
+                and saml.get("name_id") == name_id and isinstance(login_id, str))
             if name_id is not None and ours and isinstance(login_id, str):
                 revoke_login_session(s, login_id, actor(), "saml_idp_logout")
     except LoginFailed as exc:

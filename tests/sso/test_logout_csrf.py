@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from urllib.parse import urljoin, urlsplit
 
+from onelogin.saml2.auth import OneLogin_Saml2_Auth
+
+from app.sso.web import sp_urls
 from tests.conftest import rows
 from tests.sso import forge
 from tests.sso.browser import Browser
@@ -140,3 +143,47 @@ def test_a_signed_logout_request_for_another_subject_leaves_the_browser_signed_i
     assert hit.status_code == 303  # the LogoutResponse back to the IdP
     assert _still_signed_in(victim_web, ROSTER)
     assert _revoked(db) == [None, None]
+
+
+IDP_SLO = "https://idp.forge.test/slo"
+EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+
+
+def _idp_logout_request(sso_app, keys, conn, name_id: str) -> str:
+    """The path and query of a LogoutRequest the IdP signs (HTTP-Redirect binding) with the
+    NameID encrypted to Roster's certificate (python3-saml playing the IdP)."""
+    with sso_app.test_request_context():
+        urls = sp_urls(conn.id)
+    settings = {
+        "strict": True,
+        "sp": {"entityId": forge.IDP_ENTITY, "NameIDFormat": EMAIL,
+               "assertionConsumerService": {"url": "https://idp.forge.test/acs"},
+               "singleLogoutService": {"url": IDP_SLO},
+               "x509cert": keys.idp.cert_pem, "privateKey": keys.idp.key_pem},
+        "idp": {"entityId": urls.entity_id, "singleSignOnService": {"url": urls.acs},
+                "singleLogoutService": {"url": urls.slo}, "x509cert": keys.sp.cert_pem},
+        "security": {"nameIdEncrypted": True, "logoutRequestSigned": True,
+                     "signatureAlgorithm": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+                     "digestAlgorithm": "http://www.w3.org/2001/04/xmlenc#sha256"},
+    }
+    auth = OneLogin_Saml2_Auth({"https": "on", "http_host": "idp.forge.test",
+                                "script_name": "/", "get_data": {}, "post_data": {}}, settings)
+    url = urlsplit(auth.logout(name_id=name_id, name_id_format=EMAIL))
+    return f"{url.path}?{url.query}"
+
+
+def test_an_encrypted_name_id_logs_out_only_its_own_subject(db, tenant, keys, web, sso_app):
+    """A LogoutRequest with <saml:EncryptedID> (SAML Core §3.7.1) was read as naming no one
+    and so as this browser's: another employee's signed logout signed this browser out, and
+    the subject's own left its login session (and the portal's tokens) live."""
+    provision(db, tenant)
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], idp_slo_url=IDP_SLO)
+    xml = forge.signed_response(claims_for(conn, in_response_to=start(web, conn)), keys.idp)
+    assert post_response(web, conn, forge.b64(xml)).status_code == 303
+    assert web.get(_idp_logout_request(sso_app, keys, conn, "bob@acme.com")).status_code == 303
+    assert _still_signed_in(web)
+    assert _revoked(db) == [None]
+    own = claims_for(conn).name_id
+    assert web.get(_idp_logout_request(sso_app, keys, conn, own)).status_code == 303
+    assert not _still_signed_in(web)
+    assert _revoked(db) == ["saml_idp_logout"]
