@@ -182,9 +182,16 @@ def _revoke_family(session: Session, family_id: str | None, session_id: str | No
         where = (IssuedToken.session_id == session_id) & (IssuedToken.client_id == client_id)
     else:
         return 0
-    return session.execute(
-        update(IssuedToken).where(where, IssuedToken.revoked_at.is_(None))
-        .values(revoked_at=now).execution_options(synchronize_session=False)).rowcount or 0
+    statement = (update(IssuedToken).where(where, IssuedToken.revoked_at.is_(None))
+                 .values(revoked_at=now).execution_options(synchronize_session=False))
+    revoked = session.execute(statement).rowcount or 0
+    if session.get_bind().dialect.name == "postgresql":
+        # READ COMMITTED: a refresh of this family running meanwhile has added its new
+        # tokens and locked the refresh token it rotates; the UPDATE above waited for that
+        # lock, but its snapshot predates the new rows. This statement's snapshot sees them
+        # (SQLite has one writer at a time: nothing can be running meanwhile).
+        revoked += session.execute(statement).rowcount or 0
+    return revoked
 
 
 def _audit_replay(session: Session, actor: Actor, *, grant: str, user_id: str | None,

@@ -4,8 +4,17 @@ refresh token (RFC 9700 §4.14.2), and revokes the tokens of that grant either w
 from __future__ import annotations
 
 import json
+import threading
+from datetime import timedelta
 
+import pytest
+from sqlalchemy import select, update
+
+from app.db import utcnow
+from app.models.sso import IssuedToken
+from app.sso.provider_tokens import REFRESH, digest
 from tests.conftest import rows
+from tests.sso.lockprobe import wait_for_a_row_lock_wait
 from tests.sso.portal import BASIC, AuthRequest, code_from, exchange, introspect, login_and_code
 
 
@@ -103,3 +112,37 @@ def test_a_revoked_refresh_token_is_refused_without_a_replay_alarm(db, tenant, k
                     headers={"Authorization": BASIC}).status_code == 200
     assert _refresh(web, tokens["refresh_token"]).get_json()["error"] == "invalid_grant"
     assert _replays(db) == []
+
+
+def test_a_reused_code_also_revokes_what_a_refresh_in_flight_adds(db, tenant, keys, web,
+                                                                  sso_app, dialect):
+    """PostgreSQL, READ COMMITTED: a refresh of the family is in flight (its new tokens
+    written, the refresh token it rotates locked) when the code comes back. The revocation
+    waited for that lock, but its snapshot predated the new tokens, which stayed live."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no refresh can be in flight")
+    _user, req, code = login_and_code(db, tenant, keys, web)
+    first = exchange(web, code, req.verifier).get_json()
+    with db.transaction() as refresh:  # what a refresh of first's token does, uncommitted
+        current = refresh.scalars(select(IssuedToken).where(
+            IssuedToken.token_hash == digest(first["refresh_token"]))).one()
+        added = IssuedToken(token_type=REFRESH, token_hash=digest("in-flight"),
+                            organization_id=current.organization_id, user_id=current.user_id,
+                            session_id=current.session_id, client_id=current.client_id,
+                            scope=current.scope, issued_at=utcnow(),
+                            expires_at=utcnow() + timedelta(hours=1),
+                            family_id=current.family_id)
+        refresh.add(added)
+        refresh.flush()
+        refresh.execute(update(IssuedToken).where(IssuedToken.id == current.id)
+                        .values(revoked_at=utcnow(), rotated_at=utcnow()))
+        outcome: dict[str, object] = {}
+        reuse = threading.Thread(target=lambda: outcome.update(
+            response=exchange(sso_app.test_client(), code, req.verifier)))
+        reuse.start()
+        wait_for_a_row_lock_wait(db)
+    reuse.join(30)
+    assert outcome["response"].get_json()["error"] == "invalid_grant"
+    [(revoked_at,)] = rows(db, "SELECT revoked_at FROM issued_tokens WHERE token_hash = :h",
+                           h=digest("in-flight"))
+    assert revoked_at is not None
