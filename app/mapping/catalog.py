@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ def validate_spec(spec: RoleSpec) -> RoleSpec:
     if unknown:
         raise InvalidInput(f"role {spec.key}: unknown permissions {', '.join(unknown)}",
                            field="permissions")
-    repeated = sorted({p for p in spec.permissions if spec.permissions.count(p) > 1})
+    repeated = sorted(p for p, n in Counter(spec.permissions).items() if n > 1)
     if repeated:
         raise InvalidInput(f"role {spec.key}: permissions given more than once: "
                            f"{', '.join(repeated)}", field="permissions")

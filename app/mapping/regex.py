@@ -8,9 +8,11 @@ The pattern is read by Python's own parser (``re._parser``, what ``re.compile`` 
 and written again in RE2 syntax, piece by piece, so a pattern keeps the meaning it had:
 
 - ``\\d``, ``\\w``, ``\\s``, their negations, any character class, and every literal under
-  ``(?i)`` become the explicit set of characters Python's ``re`` matches for them (found by
-  running ``re`` over every code point once per distinct piece): Unicode classes and
-  case-insensitivity (``(?i)i`` also matches the dotless ``\\u0131``) stay exactly Python's;
+  ``(?i)`` become the explicit set of characters Python's ``re`` matches for them
+  (app/mapping/regex_classes.py): Unicode classes and case-insensitivity (``(?i)i`` also
+  matches the dotless ``\\u0131``) stay Python's. One difference remains: RE2 reads a class
+  of two case partners in an alternation (``ab|a[Kk]``) as a case-folded letter, which also
+  matches the Kelvin sign (U+212A) or the long s (U+017F);
 - ``.`` is ``[^\\n]`` (``(?s)``: any character), ``^`` and ``$`` keep ``(?m)``'s meaning;
 - constructs RE2 cannot run in linear time, or whose meaning it cannot keep, are refused
   with a :class:`PatternError` naming them: backreferences, lookahead and lookbehind,
@@ -32,9 +34,13 @@ from typing import Any
 
 import re2
 
-MAX_MEM = 1 << 20  # bytes of RE2 program and DFA cache per pattern; over it: refused
-_MAX_CODE_POINT = 0x10FFFF
-_SURROGATES = (0xD800, 0xDFFF)  # no text holds them, and RE2 (UTF-8) cannot name them
+from app.mapping.regex_classes import SURROGATES, members
+
+# Bytes of RE2 program and DFA cache per pattern (RE2's default); over it: refused. Unicode
+# ``\w`` is hundreds of ranges: ``\w{3,64}`` needs more than 1 MiB.
+MAX_MEM = 8 << 20
+# Parentheses and brackets one pattern may nest (the translation recurses on them).
+MAX_DEPTH = 50
 
 _REFUSED: dict[Any, str] = {
     sre.GROUPREF: "a backreference (\\1, (?P=name))",
@@ -43,11 +49,6 @@ _REFUSED: dict[Any, str] = {
     sre.ASSERT_NOT: "a negative lookahead or lookbehind ((?!...), (?<!...))",
     sre.ATOMIC_GROUP: "an atomic group ((?>...))",
     sre.POSSESSIVE_REPEAT: "a possessive quantifier (*+, ++, ?+, {m,n}+)",
-}
-_CATEGORIES: dict[Any, str] = {
-    sre.CATEGORY_DIGIT: r"\d", sre.CATEGORY_NOT_DIGIT: r"\D",
-    sre.CATEGORY_SPACE: r"\s", sre.CATEGORY_NOT_SPACE: r"\S",
-    sre.CATEGORY_WORD: r"\w", sre.CATEGORY_NOT_WORD: r"\W",
 }
 # Flags that change which characters one piece matches (the others are handled here).
 _CHAR_FLAGS = re.IGNORECASE | re.ASCII
@@ -62,9 +63,25 @@ def check(pattern: str) -> None:
     fullmatcher(pattern)
 
 
-@functools.lru_cache(maxsize=1024)
 def fullmatcher(pattern: str) -> Callable[[str], bool]:
     """A linear-time test: does the whole value match ``pattern`` (Python syntax)?"""
+    found = _compiled(pattern)
+    if isinstance(found, PatternError):
+        raise found
+    return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(pattern: str) -> Callable[[str], bool] | PatternError:
+    """The matcher, or the reason there is none: a refused pattern is remembered too, as
+    every load of a rule set checks its stored patterns again."""
+    try:
+        return _compile(pattern)
+    except PatternError as exc:
+        return exc
+
+
+def _compile(pattern: str) -> Callable[[str], bool]:
     options = re2.Options()
     options.max_mem = MAX_MEM
     options.log_errors = False
@@ -81,13 +98,32 @@ def fullmatcher(pattern: str) -> Callable[[str], bool]:
 
 def translate(pattern: str) -> str:
     """The RE2 pattern that matches what Python's ``re`` matches for ``pattern``."""
-    if any(_SURROGATES[0] <= ord(ch) <= _SURROGATES[1] for ch in pattern):
+    if any(SURROGATES[0] <= ord(ch) <= SURROGATES[1] for ch in pattern):
         raise PatternError("the pattern holds a UTF-16 surrogate, which is not text")
+    if _depth(pattern) > MAX_DEPTH:
+        raise PatternError(f"the pattern nests more than {MAX_DEPTH} groups or classes")
     try:
         parsed = sre_parse.parse(pattern, 0)
-    except re.error as exc:
+    except (re.error, RecursionError) as exc:
         raise PatternError(f"invalid regular expression: {exc}") from None
     return _sequence(parsed, parsed.state.flags, tail=True)
+
+
+def _depth(pattern: str) -> int:
+    """How deep ``(`` and ``[`` nest, escapes skipped (an upper bound: ``[(]`` counts)."""
+    depth = deepest = 0
+    escaped = False
+    for ch in pattern:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch in "([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]":
+            depth = max(depth - 1, 0)
+    return deepest
 
 
 def _sequence(items: Iterable[tuple[Any, Any]], flags: int, *, tail: bool) -> str:
@@ -103,7 +139,7 @@ def _item(op: Any, av: Any, flags: int, *, tail: bool) -> str:
     if op is sre.LITERAL and not flags & re.IGNORECASE:
         return _escape(av)
     if op in (sre.LITERAL, sre.NOT_LITERAL, sre.IN):
-        return _char_class(_python_piece(op, av), flags & _CHAR_FLAGS)
+        return _char_class(op, _hashable(av), flags & _CHAR_FLAGS)
     if op is sre.ANY:
         return "(?s:.)" if flags & re.DOTALL else "[^\\n]"
     if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
@@ -152,39 +188,15 @@ def _escape(code_point: int) -> str:
     return f"\\x{{{code_point:x}}}"
 
 
-def _python_piece(op: Any, av: Any) -> str:
-    """The one-character piece as Python syntax again (flags are applied separately)."""
-    if op is sre.LITERAL:
-        return re.escape(chr(av))
-    if op is sre.NOT_LITERAL:
-        return f"[^{re.escape(chr(av))}]"
-    parts = []
-    for kind, value in av:
-        if kind is sre.NEGATE:
-            parts.insert(0, "^")
-        elif kind is sre.LITERAL:
-            parts.append(re.escape(chr(value)))
-        elif kind is sre.RANGE:
-            parts.append(f"{re.escape(chr(value[0]))}-{re.escape(chr(value[1]))}")
-        else:  # CATEGORY (the only other item the parser puts in a class)
-            parts.append(_CATEGORIES[value])
-    return "[" + "".join(parts) + "]"
-
-
-@functools.cache
-def _every_code_point() -> str:
-    """Every code point but the surrogates, in order: what pieces are matched against."""
-    low, high = _SURROGATES
-    return "".join(map(chr, range(low))) + "".join(map(chr, range(high + 1,
-                                                                   _MAX_CODE_POINT + 1)))
+def _hashable(av: Any) -> Any:
+    """A class's item list as a tuple (for the cache); a literal's code point as it is."""
+    return tuple(av) if isinstance(av, list) else av
 
 
 @functools.lru_cache(maxsize=4096)
-def _char_class(piece: str, flags: int) -> str:
-    """An RE2 class of exactly the characters Python's ``re`` matches with ``piece``."""
-    # The scanned text skips the surrogates, so a run may span them: RE2 skips them too.
-    ranges = [(ord(m.group()[0]), ord(m.group()[-1]))
-              for m in re.finditer(f"(?:{piece})+", _every_code_point(), flags)]
+def _char_class(op: Any, av: Any, flags: int) -> str:
+    """An RE2 class of exactly the characters Python's ``re`` matches with the piece."""
+    ranges = members(op, av, flags)
     if not ranges:
         return r"[^\x00-\x{10ffff}]"
     if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:

@@ -43,6 +43,7 @@ RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
 UNIT_KINDS = ("department", "cost_center", "team", "location")
 MAX_DEPTH = 8
 MAX_RULES = 1000
+MAX_VALUES = 100  # values (patterns) of one condition
 MAX_TEXT = 500  # patterns and names
 MAX_PRIORITY = 1_000_000  # stored in a 32-bit column
 RULE_KEYS = frozenset({"id", "priority", "description", "match", "role", "unit", "unit_from",
@@ -152,6 +153,9 @@ def _attribute(raw: Mapping[str, Any], where: str,
     if not values and problems is None:
         # An empty list matched no one, and under `not` every one: never what was meant.
         raise _fail(f"{where}.value", "must be a string or a non-empty list of strings")
+    if len(values) > MAX_VALUES and problems is None:
+        # Each regex is compiled and kept by every worker: the list is bounded like the rules.
+        raise _fail(f"{where}.value", f"must list at most {MAX_VALUES} values")
     return AttributeMatch(name, tuple(
         _pattern(kind, _text(v, f"{where}.value[{i}]"), f"{where}.value[{i}]", problems)
         for i, v in enumerate(values)), kind)

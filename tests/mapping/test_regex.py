@@ -42,11 +42,22 @@ def test_re2_answers_what_python_re_answered(pattern, value):
     (r"a++", "possessive quantifier"), (r"\bsales\b", "word boundary"),
     (r"a$\n", "$ before more pattern"), (r"x{1001}", "invalid repetition size"),
     (r"\w{1000}", "more memory"), (r"(", "invalid regular expression"),
+    ("(" * 51 + "a" + ")" * 51, "nests more than 50"), ("[" * 60 + "a]", "nests more than 50"),
 ])
 def test_patterns_re2_cannot_run_are_refused_by_name(pattern, named):
     """What RE2 cannot run with Python's meaning is a PatternError saying what it is."""
     with pytest.raises(PatternError, match=re.escape(named)):
         check(pattern)
+
+
+@pytest.mark.parametrize("pattern", [r"\w{3,64}", r"[\w.-]{1,64}@\w+", r"\w{2,60}",
+                                     "(" * 50 + "a" + ")" * 50,
+                                     "(?i)" + "".join(chr(0x4E00 + i) for i in range(400))])
+def test_ordinary_patterns_are_taken(pattern):
+    """Bounded Unicode word patterns fit RE2's memory (they did not in 1 MiB: such stored
+    rules were disabled at the upgrade), and a case-insensitive pattern of hundreds of
+    letters is worked out letter by letter, not by a scan of every code point per letter."""
+    check(pattern)
 
 
 def test_catastrophic_pattern_runs_in_linear_time():

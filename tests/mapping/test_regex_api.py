@@ -101,7 +101,11 @@ def test_stored_regex_re2_cannot_run_disables_its_rule(world, client, admin):
     with world.db.transaction() as s:  # as an older release stored them
         for key, match in (("look", {"attribute": "department", "value": "(?=Sa)Sales",
                                      "match": "regex"}),
-                           ("negated", {"not": {"group": "(?!x)x", "match": "regex"}})):
+                           ("negated", {"not": {"group": "(?!x)x", "match": "regex"}}),
+                           # Nested deeper than the translation recursed: was a 500 on
+                           # every SCIM write and on GET /mapping.
+                           ("deep", {"attribute": "department", "match": "regex",
+                                     "value": "(" * 238 + "S" + ")" * 238})):
             s.add(MappingRule(organization_id=world.org_id, key=key, priority=1,
                               role_key="finance", match=match, parameters={},
                               unit={"unit": "Engineering", "create_unit": False,
@@ -112,8 +116,9 @@ def test_stored_regex_re2_cannot_run_disables_its_rule(world, client, admin):
     assert res.status_code == 201, res.get_json()
     assert grants(world) == ["rule:plain"]
     body = client.get(url, headers=admin).json
-    assert [d["id"] for d in body["disabled_rules"]] == ["look", "negated"]
-    assert "lookahead" in body["disabled_rules"][0]["detail"]
+    assert [d["id"] for d in body["disabled_rules"]] == ["deep", "look", "negated"]
+    assert "nests more than 50" in body["disabled_rules"][0]["detail"]
+    assert "lookahead" in body["disabled_rules"][1]["detail"]
     out = CliRunner().invoke(cli, ["mapping", "list", "--org", "acme"],
                              env={"ROSTER_DATABASE__URL": world.db.url}).output
     assert "! rule look is disabled (matches no one)" in out

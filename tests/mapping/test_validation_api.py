@@ -25,6 +25,9 @@ def admin(world):
     ({"rules": [{**BUYERS, "match": {"not": {"attribute": "department", "value": [],
                                              "match": "glob"}}}]},
      "rules[0].match.not.value", "non-empty list"),
+    ({"rules": [{**BUYERS, "match": {"attribute": "department", "match": "regex",
+                                     "value": [f"d{i}.*" for i in range(101)]}}]},
+     "rules[0].match.value", "at most 100 values"),
     ({"policy": {"default_role": "", "default_unit": "Engineering"}, "rules": [BUYERS]},
      "policy.default_role", "non-empty string"),
     ({"policy": {"default_role": "", "default_unit": ""}, "rules": [BUYERS]},
@@ -57,6 +60,8 @@ def test_stored_empty_value_list_still_loads():
      "parameters.limit", "unknown keys min"),
     ({}, ["orders.place", "quotes.request", "orders.place"], "permissions",
      "given more than once: orders.place"),
+    # Counted once each (a list of 16,000 took 10 s to refuse).
+    ({}, ["orders.place"] * 16_000, "permissions", "given more than once: orders.place"),
 ])
 def test_role_declaration_gaps_are_a_400(world, client, admin, parameters, permissions, field,
                                          detail):
