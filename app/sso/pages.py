@@ -16,8 +16,11 @@ def page(title: str, body_html: str, status: int = 200) -> Response:
             f"<body><h1>{escape(title)}</h1>{body_html}</body></html>")
     response = Response(html, status=status, mimetype="text/html")
     response.headers["Cache-Control"] = "no-store"
+    # No page of another site may frame ours (a "Sign out" or discovery button under a
+    # decoy: clickjacking); X-Frame-Options for browsers that predate frame-ancestors.
     response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action *")
+        "default-src 'none'; style-src 'unsafe-inline'; form-action *; frame-ancestors 'none'")
+    response.headers["X-Frame-Options"] = "DENY"
     return response
 
 

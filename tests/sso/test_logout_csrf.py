@@ -55,6 +55,9 @@ def test_a_get_of_saml_logout_only_asks_and_a_confirmed_post_ends_the_login(db, 
     assert shown.status_code == 200
     assert "Do you want to sign out?" in shown.text
     assert f'action="/sso/saml/{conn.id}/logout"' in shown.text
+    # No other site may frame it and put its button under a decoy (clickjacking).
+    assert "frame-ancestors 'none'" in shown.headers["Content-Security-Policy"]
+    assert shown.headers["X-Frame-Options"] == "DENY"
     assert _revoked(db) == [None]
     forged = web.post(f"/sso/saml/{conn.id}/logout", data={"confirm": "guess"})
     assert "Do you want to sign out?" in forged.text
