@@ -25,6 +25,9 @@ class LoginSession(Base):
     # The SSO connection used to sign in (None for sessions made by other means).
     connection_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # When the IdP authenticated the employee (SAML AuthnInstant, OIDC auth_time): earlier
+    # than created_at when the IdP reused its own session. None: as created_at.
+    authenticated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -6,7 +6,7 @@ A deprovisioned user is always refused, whatever the policy, with ``sso:login:de
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
@@ -261,11 +261,16 @@ def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
 
 
 def open_session(session: Session, conn: SsoConnection, user: User, actor: Actor, *,
-                 detail: dict[str, object]) -> LoginSession:
-    """Record the login: a revocable session and the audit event ``sso:login``."""
+                 detail: dict[str, object],
+                 authenticated_at: datetime | None = None) -> LoginSession:
+    """Record the login: a revocable session and the audit event ``sso:login``.
+
+    ``authenticated_at``: when the IdP says it authenticated the user (never later than
+    now: an IdP clock ahead of ours does not make a login fresher than it is)."""
     now = utcnow()
     login = LoginSession(organization_id=conn.organization_id, user_id=user.id,
                          connection_id=conn.id, created_at=now, last_seen_at=now,
+                         authenticated_at=min(authenticated_at or now, now),
                          expires_at=now + timedelta(hours=SESSION_HOURS))
     session.add(login)
     session.flush()

@@ -11,6 +11,7 @@ import hmac
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from joserfc import jwt
@@ -154,3 +155,15 @@ def asserted_identity(conn: SsoConnection, claims: dict[str, Any]) -> AssertedUs
         department=value["department"],
         groups=tuple(dict.fromkeys(g for g in groups[:_MAX_GROUPS]
                                    if isinstance(g, str) and g)))
+
+
+def auth_time(claims: dict[str, Any]) -> datetime | None:
+    """The ID token's ``auth_time`` (OIDC Core §2): when the IdP authenticated the user;
+    None when absent or not a plausible number of seconds."""
+    value = claims.get("auth_time")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None

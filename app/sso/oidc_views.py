@@ -27,7 +27,13 @@ from app.sso.oidc_rp import (
     exchange_code,
     state_key,
 )
-from app.sso.oidc_token import Expected, asserted_identity, unverified_parts, validate_id_token
+from app.sso.oidc_token import (
+    Expected,
+    asserted_identity,
+    auth_time,
+    unverified_parts,
+    validate_id_token,
+)
 from app.sso.outcome import LoginFailed
 from app.sso.rp_logout import LOGOUT_NEXT, LOGOUT_STATE, UPSTREAM_OIDC
 from app.sso.traces import mask, redact_claims
@@ -157,7 +163,8 @@ def oidc_callback(connection_id: str) -> Response:
         with database().transaction() as s:
             conn = _oidc_connection(s, connection_id)
             user = resolve_login(s, conn, asserted_identity(conn, claims), actor())
-            login = open_session(s, conn, user, actor(), detail={"issuer": provider.issuer})
+            login = open_session(s, conn, user, actor(), detail={"issuer": provider.issuer},
+                                 authenticated_at=auth_time(claims))
             display, login_id, user_id = user.display_name or user.user_name, login.id, user.id
     except LoginFailed as exc:
         return fail(exc, ref, payload, protocol="oidc")

@@ -15,8 +15,11 @@ client its customers' admins connect), so:
   goes back to the portal with ``login_required`` (OIDC Core §3.1.2.6).
 
 The browser's signed cookie remembers, per authorization request, when Roster asked for a
-new login: a login made after that moment satisfies the request, so coming back with the
-same ``prompt=login`` URL does not loop.
+new login. Freshness is the IdP's word, not Roster's: the login's ``authenticated_at``
+(SAML AuthnInstant, OIDC auth_time) must fall after that moment (``prompt=login``) or within
+``max_age``. A login made since Roster asked that is still not fresh (the IdP ignored
+ForceAuthn, or the browser dropped ``reauth=1``) goes back to the portal with
+``login_required`` instead of looping.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError
 # Key of the browser's signed cookie: {authorization request key: unix time asked}.
 REAUTH = "sso_reauth"
 _KEEP = 5  # parallel authorization requests remembered per browser
-LOGIN, SELECT_ACCOUNT = "login", "select_account"
+LOGIN, SELECT_ACCOUNT, STALE = "login", "select_account", "stale"
+# Seconds of clock difference allowed between the IdP's authentication instant and ours.
+FRESH_SKEW = 10
 
 
 def max_age_of(args: Mapping[str, str], redirect_uri: str | None = None,
@@ -48,26 +53,40 @@ def max_age_of(args: Mapping[str, str], redirect_uri: str | None = None,
     return int(raw)
 
 
-def demand(prompts: list[str], max_age: int | None, auth_time: float, now: float,
-           asked_at: float | None) -> str | None:
-    """What a signed-in browser still needs before a code: None, LOGIN or SELECT_ACCOUNT.
+def demand(prompts: list[str], max_age: int | None, auth_time: float, login_time: float,
+           now: float, asked_at: float | None) -> str | None:
+    """What a signed-in browser still needs before a code: None, LOGIN, SELECT_ACCOUNT, or
+    STALE (a new login was made, but the IdP did not authenticate the user again).
 
-    ``asked_at``: when Roster sent this request's browser to sign in again; a login made
-    since then satisfies every demand of the request."""
-    if asked_at is not None and auth_time >= asked_at:
+    ``auth_time``: when the IdP authenticated the user (SAML AuthnInstant, OIDC auth_time);
+    ``login_time``: when Roster signed the browser in; ``asked_at``: when Roster sent this
+    request's browser to sign in again. The IdP's instant decides freshness: a browser that
+    drops ``reauth=1`` gets a new Roster login from the IdP's old session, not a fresh one."""
+    wants_fresh = LOGIN in prompts or max_age is not None
+    if asked_at is not None and login_time >= asked_at:
+        if wants_fresh and not _fresh(prompts, max_age, auth_time, now, asked_at):
+            return STALE
         return None
-    if LOGIN in prompts or (max_age is not None and now - auth_time > max_age):
+    if wants_fresh and not _fresh(prompts, max_age, auth_time, now, None):
         return LOGIN
     if SELECT_ACCOUNT in prompts:
         return SELECT_ACCOUNT
     return None
 
 
+def _fresh(prompts: list[str], max_age: int | None, auth_time: float, now: float,
+           asked_at: float | None) -> bool:
+    """``prompt=login``: authenticated since Roster asked; ``max_age``: within it. Both
+    allow ``FRESH_SKEW`` seconds of clock difference with the IdP."""
+    if LOGIN in prompts and (asked_at is None or auth_time < asked_at - FRESH_SKEW):
+        return False
+    return max_age is None or now - auth_time <= max_age + FRESH_SKEW
+
+
 def forced_for_first_login(prompts: list[str], max_age: int | None) -> bool:
     """A browser without a login: must the IdP authenticate anew rather than reuse its own
-    session? For ``prompt=login`` and ``max_age=0``; a longer ``max_age`` is met by any
-    login Roster makes now."""
-    return LOGIN in prompts or max_age == 0
+    session? For ``prompt=login`` and any ``max_age``: the IdP's session may be older."""
+    return LOGIN in prompts or max_age is not None
 
 
 def request_key(query_string: bytes) -> str:

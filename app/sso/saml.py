@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -90,6 +90,7 @@ class SamlIdentity:
     relay_state: str | None
     idp_initiated: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    authn_instant: datetime | None = None  # when the IdP authenticated the user
 
 
 def saml_settings(conn: SsoConnection, urls: SpUrls, pair: KeyPair | None,
@@ -366,4 +367,18 @@ def consume_response(session: Session, conn: SsoConnection, urls: SpUrls, keys: 
         attributes={k: [str(v) for v in vals] for k, vals in response.get_attributes().items()},
         assertion_id=assertion_id, session_index=response.get_session_index(),
         relay_state=pending.relay_state if pending else posted_relay_state,
-        idp_initiated=pending is None)
+        idp_initiated=pending is None, authn_instant=_authn_instant(response))
+
+
+def _authn_instant(response: OneLogin_Saml2_Response) -> datetime | None:
+    """The AuthnStatement's AuthnInstant (SAML Core §2.7.2): when the IdP authenticated the
+    user, which an IdP reusing its own session reports as that session's start."""
+    for node in response._query_assertion("/saml:AuthnStatement"):
+        raw = node.get("AuthnInstant")
+        if raw:
+            try:
+                return datetime.fromtimestamp(OneLogin_Saml2_Utils.parse_SAML_to_time(raw),
+                                              UTC)
+            except (ValueError, OverflowError, OSError):
+                return None
+    return None

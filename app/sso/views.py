@@ -138,7 +138,8 @@ def saml_acs(connection_id: str) -> Response:
             who = assert_user(conn, identity.name_id, identity.attributes)
             user = resolve_login(s, conn, who, actor())
             login = open_session(s, conn, user, actor(), detail={
-                "assertion_id": identity.assertion_id, "idp_initiated": identity.idp_initiated})
+                "assertion_id": identity.assertion_id, "idp_initiated": identity.idp_initiated},
+                authenticated_at=identity.authn_instant)
             user_display = user.display_name or user.user_name
             login_id, user_id = login.id, user.id
     except LoginFailed as exc:

@@ -45,6 +45,7 @@ class Claims:
     not_before: timedelta = timedelta(minutes=-1)
     not_on_or_after: timedelta = timedelta(minutes=5)
     issuer: str = IDP_ENTITY
+    authn_age: timedelta = timedelta(0)  # how long ago the IdP authenticated the user
 
 
 def assertion_xml(c: Claims, assertion_id: str | None = None) -> str:
@@ -69,7 +70,8 @@ def assertion_xml(c: Claims, assertion_id: str | None = None) -> str:
         f'<saml:Conditions NotBefore="{_t(now + c.not_before)}" '
         f'NotOnOrAfter="{_t(now + c.not_on_or_after)}"><saml:AudienceRestriction>'
         f"<saml:Audience>{c.audience}</saml:Audience></saml:AudienceRestriction></saml:Conditions>"
-        f'<saml:AuthnStatement AuthnInstant="{_t(now)}" SessionIndex="_s{uuid.uuid4().hex}">'
+        f'<saml:AuthnStatement AuthnInstant="{_t(now - c.authn_age)}" '
+        f'SessionIndex="_s{uuid.uuid4().hex}">'
         f"<saml:AuthnContext><saml:AuthnContextClassRef>"
         f"urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
         f"</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>"

@@ -9,6 +9,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 import requests
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from sqlalchemy import select
@@ -39,6 +40,8 @@ def _age_logins(db, hours: int = 2) -> None:
     with db.transaction() as s:
         for login in s.scalars(select(LoginSession)):
             login.created_at -= timedelta(hours=hours)
+            if login.authenticated_at is not None:
+                login.authenticated_at -= timedelta(hours=hours)
 
 
 def _error_at_portal(resp) -> dict[str, list[str]]:
@@ -58,14 +61,15 @@ def _authn_request(web, login_path: str) -> tuple[str, str]:
     return text.split(' ID="', 1)[1].split('"', 1)[0], text
 
 
-def _saml_login_again(db, keys, web, login_path: str):
-    """Answer the AuthnRequest, which must have ForceAuthn="true", with a fresh assertion
-    signed by the IdP."""
+def _saml_login_again(db, keys, web, login_path: str, authn_age=timedelta(0), *,
+                      forced: bool = True):
+    """Answer the AuthnRequest, which must have ForceAuthn="true", with an assertion signed
+    by the IdP saying it authenticated the user ``authn_age`` ago."""
     [row] = rows(db, "SELECT id FROM sso_connections")
     conn = SimpleNamespace(id=row.id)
     request_id, xml = _authn_request(web, login_path)
-    assert 'ForceAuthn="true"' in xml
-    claims = claims_for(conn, in_response_to=request_id)
+    assert ('ForceAuthn="true"' in xml) is forced
+    claims = claims_for(conn, in_response_to=request_id, authn_age=authn_age)
     return post_response(web, conn, forge.b64(forge.signed_response(claims, keys.idp)))
 
 
@@ -235,3 +239,36 @@ def test_prompt_login_makes_canaille_ask_for_the_password_again(db, tenant, iam,
     claims = _tokens(web, req, _authorize(web, req, prompt="login"))
     [fresh] = rows(db, "SELECT id FROM login_sessions ORDER BY created_at DESC LIMIT 1")
     assert claims["sid"] == fresh.id
+
+
+@pytest.mark.parametrize("extra", [{"prompt": "login"}, {"max_age": "600"}])
+def test_a_login_the_idp_did_not_make_afresh_is_not_fresh(db, tenant, keys, web, extra):
+    """The browser drops reauth=1 (or the IdP ignores ForceAuthn) and the IdP signs the user
+    in from its own session of two hours ago (AuthnInstant). That new Roster login used to
+    satisfy prompt=login and max_age, with a made-up fresh auth_time; now the portal gets
+    login_required, and no code."""
+    login_and_code(db, tenant, keys, web)
+    _age_logins(db)
+    req = AuthRequest.new()
+    resp = _authorize(web, req, **extra)
+    assert "reauth=1" in resp.headers["Location"]
+    unforced = resp.headers["Location"].replace("&reauth=1", "").replace("reauth=1&", "")
+    back = _saml_login_again(db, keys, web, unforced, timedelta(hours=2), forced=False)
+    assert back.status_code == 303
+    query = _error_at_portal(_authorize(web, req, **extra))
+    assert query["error"] == ["login_required"]
+    assert "did not authenticate the user again" in query["error_description"][0]
+    assert "code" not in query
+
+
+def test_max_age_without_a_login_asks_the_idp_for_a_new_authentication(db, tenant, keys,
+                                                                        web):
+    """No Roster login yet and max_age=600: the IdP may still hold an old session of its
+    own, so it is asked to authenticate anew (reauth=1 through discovery); the old code
+    forced only for max_age=0."""
+    provision(db, tenant)
+    saml_connection(db, tenant, [keys.idp.cert_b64])
+    req = AuthRequest.new()
+    resp = _authorize(web, req, max_age="600")
+    assert resp.status_code == 303
+    assert "reauth=1" in resp.headers["Location"]
