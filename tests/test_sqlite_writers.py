@@ -189,13 +189,26 @@ def test_a_waiting_writer_sleeps_until_the_release_wakes_it(tmp_path, monkeypatc
     lock = tmp_path / "w.db-writer"
     try:
         child, release = _holder(lock)
-        threading.Timer(0.3, release.set).start()
         queue = queue_of(database.engine)
         assert queue is not None
+        locked: list[bool] = []
+
+        def write() -> None:
+            with database.transaction() as session:
+                session.execute(text("CREATE TABLE t (n INTEGER)"))
+                locked.append(_locked(lock))
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        # Release only once the writer sleeps (a fixed delay let a busy machine start the
+        # writer after the release: it never waited).
+        deadline = time.monotonic() + 10
+        while queue.waits == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
         started = time.monotonic()
-        with database.transaction() as session:
-            session.execute(text("CREATE TABLE t (n INTEGER)"))
-            assert _locked(lock)
+        release.set()
+        writer.join(40)
+        assert locked == [True]
         assert time.monotonic() - started < 30, "woken by the timeout, not by the release"
         child.join(10)
         assert child.exitcode == 0
