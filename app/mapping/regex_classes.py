@@ -63,10 +63,18 @@ def _partners(code: int, flags: int) -> frozenset[int]:
     """``code`` and, under IGNORECASE, every character ``re`` matches it with."""
     if not flags & re.IGNORECASE or SURROGATES[0] <= code <= SURROGATES[1]:
         return frozenset({code})
-    lower = _sre.unicode_tolower(code)
-    candidates = {code, lower, *_uppers().get(lower, ())}
-    for known in list(candidates):
-        candidates.update(casefix._EXTRA_CASES.get(known, ()))
+    # Everything connected to it by the lower-case mapping (both ways) and re's extra
+    # equivalences (U+017F ~ s): the capitals of an equivalent count too (U+03A3 for U+03C2).
+    candidates: set[int] = set()
+    frontier = {code}
+    while frontier:
+        known = frontier.pop()
+        if known in candidates:
+            continue
+        candidates.add(known)
+        lower = _sre.unicode_tolower(known)
+        frontier.update({lower, *_uppers().get(lower, ()),
+                         *casefix._EXTRA_CASES.get(known, ())} - candidates)
     literal = re.compile(re.escape(chr(code)), flags & (re.IGNORECASE | re.ASCII))
     return frozenset(c for c in candidates if literal.fullmatch(chr(c)))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import re._constants as sre
 import time
 
 import pytest
@@ -91,3 +92,23 @@ def test_generated_patterns_match_as_python_re_did(pattern, value, ignore_case):
     """Property: for generated patterns RE2's full match equals Python's re.fullmatch."""
     pattern = ("(?i)" if ignore_case else "") + pattern
     assert fullmatcher(pattern)(value) == (re.fullmatch(pattern, value) is not None), pattern
+
+
+# Letters whose case partners reach beyond upper/lower: U+00B5 micro sign, dotless i, long s,
+# final sigma, the Greek symbol variants, Cyrillic U+1C80-U+1C88, Kelvin sign, sharp s ...
+TRICKY = "".join(map(chr, [
+    0xb5, 0x131, 0x17f, 0x345, 0x3c2, 0x3d0, 0x3d1, 0x3d5, 0x3d6, 0x3f0, 0x3f1, 0x3f5, 0x1c80,
+    0x1c81, 0x1c82, 0x1c83, 0x1c84, 0x1c85, 0x1c86, 0x1c87, 0x1c88, 0x1e9b, 0x1fbe, 0x4b, 0x6b,
+    0x53, 0x73, 0x49, 0x69, 0x130, 0x3a3, 0x3c3, 0x39c, 0x212a, 0xdf, 0x1e9e,
+]))
+
+
+@pytest.mark.parametrize("char", list(TRICKY))
+def test_a_case_insensitive_letter_matches_what_re_matches(char):
+    """Under (?i) a letter matches every character re matches it with, the capitals of its
+    extra equivalents included (capital sigma for final sigma, S for long s): the set worked
+    out from the case table equals a scan of every code point with re itself."""
+    from app.mapping.regex_classes import members, scan
+
+    for flags in (re.IGNORECASE, re.IGNORECASE | re.ASCII):
+        assert members(sre.LITERAL, ord(char), flags) == scan(re.escape(char), flags), char
