@@ -18,6 +18,7 @@ from werkzeug.wsgi import LimitedStream
 from app.db import Database
 from app.lifecycle import policy as lifecycle_policy
 from app.observability import Metrics, configure_logging, init_request_tracking
+from app.scim.errors import ScimError
 from app.scim.errors import error_response as scim_error_response
 from app.settings import load_settings
 from app.sso import pages as sso_pages
@@ -143,7 +144,10 @@ def _scim_method_not_allowed(app: Flask) -> Response | None:
         return None
     if not endpoint.startswith("scim."):
         return None  # only SCIM's views answer an unsupported method without running
-    response: Response = app.view_functions[endpoint](**values)
+    try:
+        response: Response = app.view_functions[endpoint](**values)
+    except ScimError as exc:  # the catch-all of unknown paths: its SCIM 404
+        return scim_error_response(exc.status, exc.detail, exc.scim_type)
     return response
 
 
@@ -154,7 +158,7 @@ def _register_error_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
         code = exc.code or 500
         if code == 405 and (scim := _scim_method_not_allowed(app)) is not None:
-            return scim, code
+            return scim, scim.status_code
         if request.path == "/scim/v2" or request.path.startswith("/scim/v2/"):
             # A path no rule matches at all (/scim/v2//Users): still a SCIM error.
             detail = (f"no SCIM endpoint at {request.path}" if code == 404

@@ -104,6 +104,16 @@ def test_a_method_nothing_routes_is_the_endpoints_405_with_allow(scim, path, met
     assert response.headers["Allow"] == allow
 
 
+@pytest.mark.parametrize("method", ["TRACE", "PROPFIND"])
+def test_a_method_nothing_routes_on_an_unknown_scim_path_is_its_404(client, method):
+    """The catch-all of unknown SCIM paths raises its 404: answered as a SCIM error, not a
+    500 (with a token or without)."""
+    for path in ("/scim/v2/Nope", "/scim/v2/"):
+        response = client.open(path, method=method)
+        assert response.status_code == 404
+        assert response.get_json()["status"] == "404"
+
+
 def test_outside_scim_a_405_names_the_allowed_methods_too(client):
     """The operational endpoints answer JSON, with Allow as well."""
     response = client.open("/healthz", method="FOO")
