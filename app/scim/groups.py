@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,9 @@ _LIMITS = lengths.limits(Group.__table__, {"displayName": "display_name",
                                            "externalId": "external_id"})
 
 
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}")
+
+
 def member_ids(members: Any) -> list[str]:
     """The user ids of a canonical ``members`` value (RFC 7643 §4.2); groups cannot nest.
 
@@ -28,7 +32,9 @@ def member_ids(members: Any) -> list[str]:
         if str(item.get("type", "User")).lower() == "group":
             raise ScimError(400, "Nested groups are not supported; members must be users",
                             "invalidValue")
-        ids.append(item["value"].lower())
+        value = item["value"]
+        # Only an id is folded: anything else is echoed as sent in the "unknown" error.
+        ids.append(value.lower() if _UUID.fullmatch(value) else value)
     return ids
 
 

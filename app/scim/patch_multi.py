@@ -77,6 +77,10 @@ def merge_elements(attr: Attribute, current: list[Any], added: list[Any],
             primary = same
     if primary is not None:
         _demote_others(current, primary)
+        if attr.sub("value") is None:
+            # Whole elements are the keys here (addresses): a demoted one changed its key.
+            index.clear()
+            index.update(element_index(attr, current))
     return current
 
 

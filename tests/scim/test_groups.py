@@ -105,6 +105,10 @@ def test_member_ids_match_in_any_case_as_filters_do(scim, db):
                                       "path": f'members[value eq "{a.upper()}"]'}
                   ).status_code == 204
     assert _members(db, group["id"]) == {b}
+    # An id that is no user is named in the error as it was sent.
+    unknown = scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "Other",
+                                    "members": [{"value": a.upper()}, {"value": "NOPE-ID-X"}]})
+    assert "unknown: NOPE-ID-X" in assert_error(unknown, 400, "invalidValue")["detail"]
 
 
 def test_okta_rename_and_membership_changes_in_one_patch(scim, db):

@@ -186,6 +186,18 @@ def test_adds_in_many_operations_merge_as_one_would():
         {"value": "B@x.example", "primary": True}]
 
 
+def test_an_element_demoted_by_a_new_primary_still_merges_with_its_equal():
+    """Addresses have no value: a whole element is what makes two equal. After the second
+    primary demoted the first, adding the first (now primary false) again stored it twice:
+    the shared index still held its key from before the demotion."""
+    result = patch(changed(USER, addresses=GONE),
+                   op("add", "addresses", [{"streetAddress": "1 Main St", "primary": True}]),
+                   op("add", "addresses", [{"streetAddress": "2 High St", "primary": True}]),
+                   op("add", "addresses", [{"streetAddress": "1 Main St", "primary": False}]))
+    assert result.resource["addresses"] == [{"streetAddress": "1 Main St", "primary": False},
+                                            {"streetAddress": "2 High St", "primary": True}]
+
+
 def test_removing_an_absent_extension_attribute_changes_nothing():
     """remove of an unset enterprise attribute is a no-op and lists no new schema."""
     bare = {"schemas": [CORE_USER], "id": "u2", "userName": "bob"}
