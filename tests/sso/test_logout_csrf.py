@@ -103,19 +103,26 @@ def _to_our_slo(browser: Browser, url: str, conn) -> str:
     raise AssertionError("the IdP never sent a logout message to Roster")
 
 
-def test_a_signed_logout_response_meant_for_another_browser_is_refused(
-        db, tenant, keys, web, sso_app, ssp, monkeypatch):
-    """An employee captures the IdP's signed LogoutResponse of their own logout and gets a
-    colleague's browser to open it. It answers no LogoutRequest of that browser: refused
-    (traced), the colleague stays signed in. The old code checked no InResponseTo without a
-    pending request and cleared the browser's cookie."""
+def _alice_and_bob(db, tenant, keys, web, sso_app, ssp, monkeypatch):
+    """Alice signed in (SimpleSAMLphp) in a browser of her own, bob in ``web``: the
+    connection, alice's browser and bob's IdP session."""
     monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")  # http://roster.test below
     provision(db, tenant)
     provision(db, tenant, "bob@acme.com")
     conn = ssp_connection(db, tenant, ssp, keys)
     victim_web = sso_app.test_client()
     _ssp_login(victim_web, conn, "alice")
-    attacker = _ssp_login(web, conn, "bob")
+    return conn, victim_web, _ssp_login(web, conn, "bob")
+
+
+def test_a_signed_logout_response_meant_for_another_browser_is_refused(
+        db, tenant, keys, web, sso_app, ssp, monkeypatch):
+    """An employee captures the IdP's signed LogoutResponse of their own logout and gets a
+    colleague's browser to open it. It answers no LogoutRequest of that browser: refused
+    (traced), the colleague stays signed in. The old code checked no InResponseTo without a
+    pending request and cleared the browser's cookie."""
+    conn, victim_web, attacker = _alice_and_bob(db, tenant, keys, web, sso_app, ssp,
+                                                monkeypatch)
     page = attacker.go("GET", f"http://roster.test/sso/saml/{conn.id}/logout")
     _method, action, fields = page.form()
     resp = web.post(urlsplit(action).path, data=fields, base_url=ROSTER)
@@ -132,13 +139,8 @@ def test_a_signed_logout_request_for_another_subject_leaves_the_browser_signed_i
         db, tenant, keys, web, sso_app, ssp, monkeypatch):
     """The IdP's signed LogoutRequest for bob, opened in alice's browser: Roster answers the
     IdP but neither revokes nor forgets alice's login (the old code cleared her cookie)."""
-    monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")  # http://roster.test below
-    provision(db, tenant)
-    provision(db, tenant, "bob@acme.com")
-    conn = ssp_connection(db, tenant, ssp, keys)
-    victim_web = sso_app.test_client()
-    _ssp_login(victim_web, conn, "alice")
-    attacker = _ssp_login(web, conn, "bob")
+    conn, victim_web, attacker = _alice_and_bob(db, tenant, keys, web, sso_app, ssp,
+                                                monkeypatch)
     captured = _to_our_slo(attacker, f"{ssp.base}/saml2/idp/SingleLogoutService.php?"
                            f"ReturnTo={ssp.base}/module.php/core/welcome", conn)
     assert "SAMLRequest=" in captured
