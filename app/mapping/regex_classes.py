@@ -98,9 +98,8 @@ def _range_piece(low: int, high: int) -> str:
 def scan(piece: str, flags: int) -> Spans:
     """The spans Python's ``re`` matches with ``piece`` under ``flags``, over every code
     point (tens of milliseconds: for the categories and very wide ranges only)."""
-    spans = [(ord(m.group()[0]), ord(m.group()[-1]))
-             for m in re.finditer(f"(?:{piece})+", _every_code_point(), flags)]
-    return [(low, high) for low, high in spans]
+    return [(ord(m.group()[0]), ord(m.group()[-1]))
+            for m in re.finditer(f"(?:{piece})+", _every_code_point(), flags)]
 
 
 @functools.cache

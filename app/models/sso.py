@@ -33,6 +33,12 @@ class LoginSession(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_reason: Mapped[str | None] = mapped_column(String(100))
 
+    @property
+    def authenticated(self) -> datetime:
+        """When the user authenticated (OIDC ``auth_time``): the IdP's instant, or the
+        login's own time for logins recorded before migration 0018."""
+        return self.authenticated_at or self.created_at
+
 
 class IssuedToken(Base):
     """An access or refresh token Roster issued, stored only as its SHA-256."""

@@ -62,12 +62,12 @@ def demand(prompts: list[str], max_age: int | None, auth_time: float, login_time
     ``login_time``: when Roster signed the browser in; ``asked_at``: when Roster sent this
     request's browser to sign in again. The IdP's instant decides freshness: a browser that
     drops ``reauth=1`` gets a new Roster login from the IdP's old session, not a fresh one."""
-    wants_fresh = LOGIN in prompts or max_age is not None
+    fresh_wanted = wants_fresh(prompts, max_age)
     if asked_at is not None and login_time >= asked_at:
-        if wants_fresh and not _fresh(prompts, max_age, auth_time, now, asked_at):
+        if fresh_wanted and not _fresh(prompts, max_age, auth_time, now, asked_at):
             return STALE
         return None
-    if wants_fresh and not _fresh(prompts, max_age, auth_time, now, None):
+    if fresh_wanted and not _fresh(prompts, max_age, auth_time, now, None):
         return LOGIN
     if SELECT_ACCOUNT in prompts:
         return SELECT_ACCOUNT
@@ -83,9 +83,10 @@ def _fresh(prompts: list[str], max_age: int | None, auth_time: float, now: float
     return max_age is None or now - auth_time <= max_age + FRESH_SKEW
 
 
-def forced_for_first_login(prompts: list[str], max_age: int | None) -> bool:
-    """A browser without a login: must the IdP authenticate anew rather than reuse its own
-    session? For ``prompt=login`` and any ``max_age``: the IdP's session may be older."""
+def wants_fresh(prompts: list[str], max_age: int | None) -> bool:
+    """Does the request want a recent authentication (``prompt=login``, any ``max_age``)?
+    Then a browser without a login has the IdP authenticate anew too: its own session may
+    be older."""
     return LOGIN in prompts or max_age is not None
 
 

@@ -178,11 +178,10 @@ def authorize() -> Response:
                 max_age = prompt.max_age_of(request.args)
             except OAuth2Error:
                 max_age = None  # reported once the request is validated, after the login
-            return _fresh_login(config, prompt.forced_for_first_login(prompts, max_age), None)
-        authenticated = None if login is None else (login.authenticated_at
-                                                    or login.created_at).timestamp()
-        principal = None if login is None or authenticated is None else Principal(
-            user=s.get(User, login.user_id), session_id=login.id, auth_time=int(authenticated))
+            return _fresh_login(config, prompt.wants_fresh(prompts, max_age), None)
+        principal = None if login is None else Principal(
+            user=s.get(User, login.user_id), session_id=login.id,
+            auth_time=int(login.authenticated.timestamp()))
         try:
             # prompt=none without a login: authlib raises login_required, which goes back
             # to the portal (OIDC Core §3.1.2.6) instead of showing a login page.
@@ -192,8 +191,8 @@ def authorize() -> Response:
                 raise LoginRequiredError(redirect_uri=grant.redirect_uri, state=state)
             max_age = prompt.max_age_of(request.args, grant.redirect_uri, state)
             key = prompt.request_key(request.query_string)
-            assert authenticated is not None
-            needed = prompt.demand(prompts, max_age, authenticated,
+            assert principal is not None
+            needed = prompt.demand(prompts, max_age, principal.auth_time,
                                    login.created_at.timestamp(), utcnow().timestamp(),
                                    prompt.asked_at(session, key))
             if needed == prompt.STALE:
