@@ -29,6 +29,9 @@ class Page:
     def form(self, index: int = 0) -> tuple[str, str, dict[str, str]]:
         """(method, absolute action URL, field values) of a form on this page."""
         doc = lxml.html.fromstring(self.text)
+        # Say what the page was instead (an IdP's error page has no form), not IndexError.
+        assert len(doc.forms) > index, f"no form on {self.url[:80]}: " + " ".join(
+            doc.text_content().split())[:600]
         form = doc.forms[index]
         values = {k: v for k, v in form.form_values()}
         return (form.method or "GET").upper(), urljoin(self.url, form.action or self.url), values
