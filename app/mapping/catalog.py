@@ -18,6 +18,9 @@ PERMISSIONS: frozenset[str] = frozenset({
     "reports.view", "deliveries.receive", "quotes.request", "catalog.view_prices",
 })
 PARAMETER_TYPES = ("money", "int", "bool")
+# The integers every JSON reader takes exactly (RFC 7493 §2.2, I-JSON): the portal reads the
+# parameters of its grants from events and ID tokens, often as IEEE 754 doubles.
+INT_LIMIT = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,10 @@ def check_value(kind: str, value: Any, where: str) -> Any:
     if kind == "bool" and isinstance(value, bool):
         return value
     if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
-        return value
+        if -INT_LIMIT <= value <= INT_LIMIT:
+            return value
+        raise InvalidInput(f"{where}: an int parameter lies between -{INT_LIMIT} and "
+                           f"{INT_LIMIT} (RFC 7493 §2.2), got {shown(value)}", field=where)
     if kind == "money":
         return check_money(value, where)
     raise InvalidInput(f"{where}: expected a {kind} value, got {shown(value)}", field=where)
