@@ -7,6 +7,7 @@ opens exactly one ``transaction()`` and it commits or rolls back as a whole.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -33,6 +34,22 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+# session.info key: what to write in a new transaction when this one fails (after its rollback),
+# as callables taking (session, error). See ``on_failure``.
+_ON_FAILURE = "roster.on_failure"
+
+log = logging.getLogger(__name__)
+
+
+def on_failure(session: Session, action: Callable[[Session, Exception], None]) -> None:
+    """Have ``Database.transaction`` call ``action(session, error)`` in a new transaction
+    when the one of ``session`` fails, after its rollback: the record that something was
+    attempted and did not happen (a failed deprovisioning) cannot live in the transaction
+    that is rolled back. Best effort: a failure of that second transaction is logged, and the
+    first one's error is what the caller sees."""
+    session.info.setdefault(_ON_FAILURE, []).append(action)
+
 
 # JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -254,15 +271,35 @@ class Database:
         ``readonly`` only lets SQLite readers run beside a writer; it is not enforced.
         """
         token = SQLITE_WRITE.set(not readonly)
+        info: dict[Any, Any] = {}
         try:
             # On the thread's own SQLite connection when it is idle: the Session begins and
             # commits its transaction, and leaves the connection open at close.
             held = self._idle_held()
             with (self.sessionmaker(bind=held) if held is not None else self.sessionmaker()) \
                     as session, session.begin():
+                info = session.info
                 yield session
+        except Exception as error:
+            actions = info.pop(_ON_FAILURE, None)
+            if actions:
+                self._after_failure(actions, error)
+            raise
         finally:
             SQLITE_WRITE.reset(token)
+
+    def _after_failure(self, actions: list[Callable[[Session, Exception], None]],
+                       error: Exception) -> None:
+        # The failed transaction is rolled back and its session closed: the thread's SQLite
+        # connection is idle again, a PostgreSQL one back in the pool.
+        try:
+            with self.transaction() as session:
+                for action in actions:
+                    action(session, error)
+        except Exception as second:
+            log.error("could not record a failed transaction's attempt (%s: %s) after %s",
+                      type(second).__name__, str(second).splitlines()[0][:200] if str(second)
+                      else "", type(error).__name__)
 
     def _idle_held(self) -> Connection | None:
         # This thread's SQLite connection when it has none in use (app/sqlite_connections.py).

@@ -13,7 +13,9 @@ from app.models.lifecycle import DeprovisionRecord
 
 @dataclass(frozen=True)
 class DeprovisionReport:
-    """Latencies are received -> revocation committed, in milliseconds."""
+    """Latencies are received -> revocation committed, in milliseconds, of the applied
+    deprovisionings; ``records`` lists the failed ones too (outcome "failed": nothing was
+    revoked, README "Deprovisioning")."""
 
     records: list[DeprovisionRecord]
     p50_ms: float | None
@@ -22,8 +24,13 @@ class DeprovisionReport:
 
     @property
     def count(self) -> int:
-        """How many deprovisionings the report covers."""
-        return len(self.records)
+        """How many deprovisionings were applied in the period."""
+        return sum(1 for r in self.records if r.outcome == "applied")
+
+    @property
+    def failed(self) -> int:
+        """How many deprovisioning attempts failed (and were rolled back) in the period."""
+        return len(self.records) - self.count
 
 
 def percentile(values: list[float], pct: float) -> float | None:
@@ -52,6 +59,6 @@ def deprovision_report(session: Session, organization_id: str, since: datetime |
     if until:
         stmt = stmt.where(DeprovisionRecord.received_at < until)
     records = list(session.scalars(stmt))
-    latencies = [latency_of(r) for r in records]
+    latencies = [latency_of(r) for r in records if r.outcome == "applied"]
     return DeprovisionReport(records, percentile(latencies, 50), percentile(latencies, 95),
                              max(latencies) if latencies else None)

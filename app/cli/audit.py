@@ -242,9 +242,12 @@ def deprovisions(ctx: CliContext, org_ref: str, since: str | None, until: str | 
                                     parse_when(until, "--until"))
     fmt = (lambda v: "-" if v is None else f"{v:.1f} ms")  # noqa: E731
     click.echo(f"deprovisionings: {report.count}  latency p50 {fmt(report.p50_ms)}  "
-               f"p95 {fmt(report.p95_ms)}  max {fmt(report.max_ms)}")
+               f"p95 {fmt(report.p95_ms)}  max {fmt(report.max_ms)}"
+               + (f"  FAILED: {report.failed} (nothing revoked; see the error)"
+                  if report.failed else ""))
     echo_table([{"received": r.received_at.strftime("%Y-%m-%d %H:%M:%S"),
-                 "user": r.user_name, "trigger": r.trigger, "latency": fmt(latency_of(r)),
+                 "user": r.user_name, "trigger": r.trigger,
+                 "latency": fmt(latency_of(r)) if r.outcome == "applied" else "FAILED",
                  "sessions": r.sessions_revoked, "tokens": r.tokens_revoked,
                  "grants": r.grants_removed, "batch": r.batch_id or "-", "id": r.id}
                 for r in report.records],

@@ -30,7 +30,7 @@ from app.models.lifecycle import DeprovisionBatch, DeprovisionRecord
 _IN_WINDOW = select(func.count()).select_from(DeprovisionRecord).where(
     DeprovisionRecord.directory_id == bindparam("b_directory"),
     DeprovisionRecord.received_at >= bindparam("b_since"),
-    DeprovisionRecord.restored_at.is_(None))
+    DeprovisionRecord.restored_at.is_(None), DeprovisionRecord.outcome == "applied")
 _DIRECTORY_USERS = select(func.count()).select_from(User).where(
     User.directory_id == bindparam("b_directory"))
 # populate_existing: under the lock the committed row is the truth, not an object this
@@ -51,7 +51,8 @@ _RECORDS = DeprovisionRecord.__table__
 _TAKE = (update(_RECORDS)
          .where(_RECORDS.c.directory_id == bindparam("b_directory"),
                 _RECORDS.c.received_at >= bindparam("b_since"),
-                _RECORDS.c.batch_id.is_(None), _RECORDS.c.restored_at.is_(None))
+                _RECORDS.c.batch_id.is_(None), _RECORDS.c.restored_at.is_(None),
+                _RECORDS.c.outcome == "applied")
          .values(batch_id=bindparam("b_batch")).returning(_RECORDS.c.id))
 _LOCK = select(func.pg_advisory_xact_lock(bindparam("b_key", type_=BigInteger)))
 

@@ -16,10 +16,11 @@ from app.models.lifecycle import DeprovisionRecord
 
 
 def last_open_record(session: Session, user: User) -> DeprovisionRecord | None:
-    """The user's latest deprovisioning not yet undone."""
+    """The user's latest deprovisioning not yet undone (a failed one undid nothing)."""
     return session.scalars(
         select(DeprovisionRecord)
-        .where(DeprovisionRecord.user_id == user.id, DeprovisionRecord.restored_at.is_(None))
+        .where(DeprovisionRecord.user_id == user.id, DeprovisionRecord.restored_at.is_(None),
+               DeprovisionRecord.outcome == "applied")
         .order_by(DeprovisionRecord.received_at.desc()).limit(1)).first()
 
 

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import bindparam, func, inspect, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
-from app.db import new_id, utcnow
+from app.db import new_id, on_failure, utcnow
 from app.directory.user_names import reclaim_user_name
+from app.errors import DomainError
 from app.events import emit
 from app.lifecycle.guard import guard_on_commit
 from app.lifecycle.policy import LifecyclePolicy, current_policy
@@ -64,6 +67,8 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
     received = actor.received_at or utcnow()
     if user.status in GONE and not user.active:
         return None
+    # Should this transaction fail, a record in a new one says so (README, Deprovisioning).
+    on_failure(session, partial(_record_failure, user.id, actor, trigger, reason))
     # One flush at the end instead of one before every query: fewer round trips.
     with session.no_autoflush:
         own_policy, vendor = session.connection().execute(_CONTEXT, {
@@ -115,6 +120,11 @@ def _leaver_payload(session: Session, user: User, held: list[dict[str, Any]],
                     trigger: Trigger, record_id: str) -> dict[str, Any]:
     """What the portal needs for the hand-off: manager, units and roles held."""
     manager = session.get(User, user.manager_id) if user.manager_id else None
+    if manager is not None and (manager.deleted_at is not None
+                                or manager.organization_id != user.organization_id):
+        # A SCIM-deleted manager is no one to hand approvals to (RFC 7644 §3.6: it is gone;
+        # its reports' `manager` leaves it out too), and its userName may be a placeholder.
+        manager = None
     units = {g["unit_id"]: {"id": g["unit_id"], "name": g["unit_name"], "path": g["unit_path"],
                             "kind": g["unit_kind"]} for g in held}
     return {
@@ -227,8 +237,42 @@ def deprovision_directory_users(session: Session, directory_id: str,
                                         trigger=Trigger.directory_disabled)) is not None]
 
 
+def _record_failure(user_id: str, actor: Actor, trigger: Trigger, reason: str | None,
+                    session: Session, error: Exception) -> None:
+    """``on_failure``: the deprovisioning's transaction failed; record that, unless it was
+    refused on purpose (a rule, a 4xx the caller is told about: a refused mapping apply rolls
+    its deprovisionings back so), the user is out anyway (a concurrent request took them out)
+    or was new in that transaction."""
+    if refused(error):
+        return
+    user = session.get(User, user_id)
+    if user is None or (user.status in GONE and not user.active):
+        return
+    record_failed_deprovisioning(session, user, actor, trigger=trigger,
+                                 error=failure_text(error), reason=reason)
+
+
+def refused(error: BaseException) -> bool:
+    """A refusal on purpose (a domain rule, an error answered 4xx), not a failure."""
+    if isinstance(error, DomainError):
+        return True
+    return any(isinstance(v, int) and 400 <= v < 500
+               for v in (getattr(error, "status", None), getattr(error, "code", None)))
+
+
+def failure_text(error: BaseException) -> str:
+    """What went wrong, for the failed record: a database error's first line (never its SQL
+    or parameters), else the exception's type and first line."""
+    if isinstance(error, DBAPIError):
+        first = str(error.orig).strip().splitlines()
+        return f"database error {type(error.orig).__name__}: {first[0] if first else ''}"
+    first = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {first[0]}" if first else type(error).__name__
+
+
 def record_failed_deprovisioning(session: Session, user: User, actor: Actor, *,
-                                 trigger: Trigger, error: str) -> DeprovisionRecord:
+                                 trigger: Trigger, error: str,
+                                 reason: str | None = None) -> DeprovisionRecord:
     """After a deprovisioning transaction failed and rolled back, say so in a new one.
 
     Nothing was revoked (the failed transaction left no trace), so the record has outcome
@@ -237,7 +281,8 @@ def record_failed_deprovisioning(session: Session, user: User, actor: Actor, *,
     received = actor.received_at or utcnow()
     directory = session.get(Directory, user.directory_id) if user.directory_id else None
     rec = new_record(session, user, actor, trigger=trigger.value, received_at=received,
-                     event_id=new_id(), vendor=directory.vendor.value if directory else None)
+                     event_id=new_id(), vendor=directory.vendor.value if directory else None,
+                     reason=reason)
     state = {"active": user.active, "status": user.status.value}
     rec.state_before, rec.state_after = state, state
     rec.outcome, rec.error, rec.applied_at = "failed", error[:2000], utcnow()

@@ -157,23 +157,63 @@ def test_disabling_a_directory_deprovisions_its_active_users(db, tenant, leaver)
 
 def test_a_failed_deprovisioning_leaves_a_failed_record_and_nothing_half_done(db, tenant,
                                                                              leaver):
-    """An error mid-way rolls everything back; the failure itself is then recorded."""
-    from app.lifecycle import record_failed_deprovisioning
-
+    """An error mid-way rolls everything back; the failure itself is then recorded, in a
+    transaction of its own, by the transaction that failed (app/db.py on_failure)."""
     with pytest.raises(RuntimeError), db.transaction() as session:
         deprovision_user(session, session.get(User, leaver.user_id), SCIM_ACTOR,
                          trigger=Trigger.scim_active_false)
-        raise RuntimeError("database went away")
+        raise RuntimeError("database went away\nsecond line")
     assert rows(db, "SELECT count(*) FROM login_sessions WHERE revoked_at IS NOT NULL"
                 )[0][0] == 0
-    assert rows(db, "SELECT count(*) FROM deprovision_records")[0][0] == 0
-    with db.transaction() as session:
-        record_failed_deprovisioning(session, session.get(User, leaver.user_id), SCIM_ACTOR,
-                                     trigger=Trigger.scim_active_false,
-                                     error="database went away")
+    assert rows(db, "SELECT count(*) FROM grants WHERE user_id = :i", i=leaver.user_id
+                )[0][0] == 2
     stored = rows(db, "SELECT outcome, error, revocation_committed_at FROM "
-                      "deprovision_records")[0]
-    assert (stored.outcome, stored.error) == ("failed", "database went away")
-    assert stored.revocation_committed_at is None
+                      "deprovision_records")
+    assert [(s.outcome, s.error) for s in stored] == [
+        ("failed", "RuntimeError: database went away")]
+    assert stored[0].revocation_committed_at is None
     assert rows(db, "SELECT count(*) FROM audit_events WHERE action = "
                     "'user:deprovision_failed'")[0][0] == 1
+
+
+def test_a_failure_after_an_idempotent_deprovisioning_records_nothing(db, tenant, leaver):
+    """A user already out is not deprovisioned again, so its transaction's failure is no
+    failed deprovisioning."""
+    _deprovision(db, leaver.user_id)
+    with pytest.raises(RuntimeError), db.transaction() as session:
+        assert deprovision_user(session, session.get(User, leaver.user_id), SCIM_ACTOR,
+                                trigger=Trigger.scim_active_false) is None
+        raise RuntimeError("unrelated")
+    assert [r.outcome for r in rows(db, "SELECT outcome FROM deprovision_records")] == [
+        "applied"]
+
+
+def test_a_deprovisioning_refused_on_purpose_is_no_failure(db, tenant, leaver):
+    """A domain rule or a 4xx that rolls a deprovisioning back (a refused mapping apply, an
+    invalid request) is the caller's answer, not a failed deprovisioning: nothing recorded."""
+    from app.errors import Conflict
+    from app.scim.errors import ScimError
+
+    for error in (Conflict("too many losses"), ScimError(400, "bad value", "invalidValue")):
+        with pytest.raises(type(error)), db.transaction() as session:
+            deprovision_user(session, session.get(User, leaver.user_id), SCIM_ACTOR,
+                             trigger=Trigger.scim_active_false)
+            raise error
+    assert rows(db, "SELECT count(*) FROM deprovision_records")[0][0] == 0
+    assert rows(db, "SELECT count(*) FROM audit_events WHERE action = "
+                    "'user:deprovision_failed'")[0][0] == 0
+
+
+def test_leaver_event_names_no_manager_that_scim_deleted(db, tenant, leaver):
+    """A manager deleted over SCIM first is no one to hand approvals to: manager is null
+    (its reports' SCIM `manager` leaves it out too; its userName may be a placeholder)."""
+    with db.transaction() as session:
+        delete_user(session, session.get(User, leaver.manager_id), SCIM_ACTOR)
+    _deprovision(db, leaver.user_id)
+    from sqlalchemy import select
+
+    from app.models import OutboxEvent
+    with db.transaction() as session:
+        payloads = session.scalars(select(OutboxEvent.payload).where(
+            OutboxEvent.type == "user.deprovisioned")).all()
+    assert {p["user_id"]: p["manager"] for p in payloads}[leaver.user_id] is None

@@ -73,6 +73,8 @@ class DeprovisionArgs(TimeRangeArgs):
     organization = fields.String(validate=validate.Length(min=1, max=100))
     trigger = fields.String(validate=validate.Length(min=1, max=40))
     user_id = fields.String(validate=validate.Length(min=1, max=36))
+    outcome = fields.String(validate=validate.OneOf(["applied", "failed"]), metadata={
+        "description": "failed: an attempt whose transaction rolled back (nothing revoked)."})
 
 
 def deployment_key() -> SigningKey:
@@ -98,7 +100,7 @@ def list_deprovisions(ctx: ApiContext) -> Page:
         stmt = stmt.where(DeprovisionRecord.received_at >= args["since"])
     if "until" in args:
         stmt = stmt.where(DeprovisionRecord.received_at < args["until"])
-    for name in ("trigger", "user_id"):
+    for name in ("trigger", "user_id", "outcome"):
         if name in args:
             stmt = stmt.where(getattr(DeprovisionRecord, name) == args[name])
     return paginate(ctx.session, stmt, (DeprovisionRecord.received_at, DeprovisionRecord.id),
