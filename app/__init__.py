@@ -98,8 +98,11 @@ def _drain_refused_body(response: Response) -> Response:
         # wsgi.input: request.stream itself refuses a body over the limit.
         stream = request.__dict__.get("stream") or LimitedStream(
             request.environ["wsgi.input"], length)
-        while stream.read(65536):
-            pass
+        try:
+            while stream.read(65536):
+                pass
+        except Exception:  # the client went away or stalled: the answer stands
+            response.headers["Connection"] = "close"
     return response
 
 

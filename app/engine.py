@@ -24,7 +24,12 @@ SQLITE_WRITE: ContextVar[bool] = ContextVar("SQLITE_WRITE", default=True)
 
 def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
                 busy_timeout_ms: int = 5000, prepared_statements: bool = True) -> Engine:
-    """Create the engine; SQLite gets WAL, foreign keys and a busy timeout."""
+    """Create the engine; SQLite gets WAL, foreign keys and a busy timeout.
+
+    ``hide_parameters``: a database error's message (and ``echo``) names the statement but
+    never its values, which hold request bodies the flight recorder keeps, token digests and
+    personal data: a logged error must not carry them.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         # A file's pool has no ceiling: each thread keeps one connection for as long as it
@@ -33,7 +38,8 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
         # file handle and its page cache, not a server's resource.
         pool: dict[str, Any] = ({"poolclass": NullPool} if memory_url(url)
                                 else {"pool_size": pool_size, "max_overflow": -1})
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False},
+        engine = create_engine(url, echo=echo, hide_parameters=True,
+                               connect_args={"check_same_thread": False},
                                json_serializer=json_dumps, json_deserializer=json_loads,
                                **pool)
         _configure_sqlite(engine, busy_timeout_ms)
@@ -41,7 +47,8 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
     # psycopg calls these for json/jsonb values (SQLAlchemy hands them to its loaders).
     # prepare_threshold None: psycopg never prepares (database.prepared_statements; a pooler
     # in transaction mode, https://www.psycopg.org/psycopg3/docs/advanced/prepare.html).
-    engine = create_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
+    engine = create_engine(url, echo=echo, hide_parameters=True, pool_size=pool_size,
+                           max_overflow=pool_size,
                            json_serializer=json_dumps, json_deserializer=json_loads,
                            connect_args={} if prepared_statements
                            else {"prepare_threshold": None})

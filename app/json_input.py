@@ -27,6 +27,7 @@ import math
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request
@@ -37,6 +38,17 @@ MAX_DEPTH = 32
 
 class BodyTooLarge(Exception):
     """The request body is longer than its limit (HTTP 413)."""
+
+
+class BodyIncomplete(Exception):
+    """The body did not arrive whole: shorter than its Content-Length, its chunked framing
+    broken, the client gone (400: RFC 9112 §6.3 calls such a message incomplete, §7.1), or not
+    within ``server.read_timeout`` (``timed_out``: 408, RFC 9110 §15.5.9). Nothing of it is
+    used."""
+
+    def __init__(self, detail: str, *, timed_out: bool = False) -> None:
+        super().__init__(detail)
+        self.detail, self.timed_out = detail, timed_out
 
 
 def read_body(req: Request, limit: int) -> bytes:
@@ -55,9 +67,30 @@ def read_body(req: Request, limit: int) -> bytes:
         raw = req.get_data(cache=True)
     except RequestEntityTooLarge:
         raise BodyTooLarge from None
+    except Exception as exc:  # whatever the server's body reader raised
+        if _timed_out(exc):
+            raise BodyIncomplete("the request body did not arrive in time",
+                                 timed_out=True) from None
+        raise BodyIncomplete("the request body could not be read whole: the connection "
+                             "ended early or its chunked framing is malformed") from None
     if len(raw) > limit:
         raise BodyTooLarge
+    if req.content_length is not None and len(raw) < req.content_length:
+        # gunicorn hands over what came before the client closed its side, and says nothing.
+        raise BodyIncomplete(f"the request body ended after {len(raw)} of the "
+                             f"{req.content_length} bytes its Content-Length announced")
     return raw
+
+
+def _timed_out(exc: BaseException | None) -> bool:
+    # Werkzeug's LimitedStream turns the server's error into ClientDisconnected "from" it.
+    for _ in range(8):  # a chain, not a cycle
+        if exc is None:
+            return False
+        if getattr(exc, "timed_out", False) or isinstance(exc, TimeoutError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class JsonInputError(ValueError):
@@ -204,6 +237,29 @@ def _check_text(text: str, where: str) -> None:
     except UnicodeEncodeError:
         raise JsonInputError(f"{where or 'the body'} contains an unpaired UTF-16 surrogate, "
                              "which is not text", syntax=False, where=where) from None
+
+
+def query_not_utf8(query_string: bytes) -> bool:
+    """True when the percent-decoded query string is not UTF-8 (RFC 3986 §2.5). Werkzeug
+    quotes such bytes back (``%FF`` became the four characters ``%FF``), which turned a filter
+    on ``"%ff"`` into a filter on the text ``%FF``."""
+    if b"%" not in query_string and query_string.isascii():
+        return False
+    try:
+        unquote_to_bytes(query_string).decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def unsupported_transfer_coding(transfer_encoding: str | None) -> str | None:
+    """A Transfer-Encoding coding other than ``chunked`` (which the server decodes), else
+    None: a ``gzip`` transfer coding would reach Roster still compressed (RFC 9112 §6.1: 501)."""
+    for coding in (transfer_encoding or "").lower().split(","):
+        coding = coding.strip()
+        if coding and coding not in ("chunked", "identity"):
+            return coding
+    return None
 
 
 def unsupported_coding(content_encoding: str | None) -> str | None:

@@ -232,7 +232,8 @@ def _redact_url(url: str) -> str:
 def _positive(settings: Settings) -> list[str]:
     keys = [
         ("app", "max_body_bytes"), ("database", "pool_size"), ("server", "workers"),
-        ("server", "timeout"), ("server", "switch_interval_us"), ("scim", "max_page_size"),
+        ("server", "timeout"), ("server", "read_timeout"), ("server", "switch_interval_us"),
+        ("scim", "max_page_size"),
         ("scim", "default_page_size"), ("scim", "max_filter_results"),
         ("tokens", "max_valid_per_directory"),
     ]

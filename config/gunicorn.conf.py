@@ -39,6 +39,9 @@ limit_request_line = 8190
 accesslog = None  # Roster writes its own structured access log line per request
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# No control socket (gunicorn >= 25.1, for its `gunicornc` tool, which Roster does not use): its
+# default path is one per user, so every Roster server on a host replaced the last one's.
+control_socket_disable = True
 
 
 # CPython's GIL switch interval, in microseconds (CPython's default is 5000). A request

@@ -13,15 +13,28 @@ that answer is a SCIM Error, since the long requests Roster is sent are SCIM fil
 gunicorn writes these answers with ``gunicorn.util.write_error``, looked up when called;
 this module replaces it with :func:`_write_error`, which does what gunicorn did for any
 error outside ``RosterWorker.handle_error``.
+
+A request must also arrive in time. gunicorn's ``gthread`` waits 5 s for a connection's first
+byte and then reads the rest on a blocking socket with no timeout: a client that sends half a
+header line, or a Content-Length it never delivers, holds a request thread for as long as it
+keeps the connection open (a SQLite deployment has two). Each request's reads therefore share
+one deadline, ``server.read_timeout`` seconds from the start of the request
+(:class:`_TimedSocket`); past it the read fails with :class:`RequestTimeout`, gunicorn closes
+the connection (RFC 9110 §15.5.9 lets a server close an idle request without a 408), and a body
+the application was reading is answered ``408`` in the protocol's format.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import threading
+import time
 from typing import Any
 
 from gunicorn import util
+from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import ThreadWorker
 
 from app.api.errors import PROBLEM_MEDIA_TYPE, problem_type
@@ -69,8 +82,80 @@ def _write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
 util.write_error = _write_error
 
 
+def read_timeout() -> float:
+    """``server.read_timeout`` (seconds), as ``roster serve`` passes it to gunicorn."""
+    return float(os.environ.get("ROSTER_SERVER__READ_TIMEOUT", "30"))
+
+
+class RequestTimeout(NoMoreData):
+    """The request did not arrive within ``server.read_timeout`` (RFC 9110 §15.5.9).
+
+    A ``NoMoreData`` to gunicorn, which then closes the connection as for a client that went
+    away; ``timed_out`` tells the application's body reader (app/json_input.py) to answer 408.
+    """
+
+    timed_out = True
+
+
+class _TimedSocket(socket.socket):
+    """A client socket whose reads share one deadline per request (see the module doc).
+
+    gunicorn switches the socket between non-blocking (in its poller) and blocking (in a
+    request thread); "blocking" here waits at most until the deadline.
+    """
+
+    deadline = float("inf")
+    limit = 30.0
+
+    @classmethod
+    def adopt(cls, sock: socket.socket, limit: float) -> _TimedSocket:
+        """The same connection as a _TimedSocket (``sock`` is detached, not closed)."""
+        timed = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        timed.setblocking(False)  # as gunicorn left it
+        timed.limit = limit
+        return timed
+
+    def start(self) -> None:
+        """A new request begins on this connection: its reads have ``limit`` seconds."""
+        self.deadline = time.monotonic() + self.limit
+
+    def setblocking(self, flag: bool) -> None:
+        """Blocking means: wait, but never past the request's deadline."""
+        if flag:
+            self.settimeout(self.limit)
+        else:
+            super().setblocking(False)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """One read, failing with RequestTimeout at the deadline."""
+        remaining = self.deadline - time.monotonic()
+        current = self.gettimeout()
+        if remaining <= 0 and current != 0.0:
+            raise RequestTimeout(f"the request did not arrive within {self.limit:g} s")
+        narrow = current is None or (current > 0 and remaining < current)
+        if narrow:
+            self.settimeout(remaining)
+        try:
+            return super().recv(bufsize, flags)
+        except TimeoutError:
+            raise RequestTimeout(f"the request did not arrive within {self.limit:g} s") \
+                from None
+        finally:
+            if narrow:
+                self.settimeout(current)
+
+
 class RosterWorker(ThreadWorker):
-    """gunicorn's ``gthread`` worker; its own error answers follow :func:`error_document`."""
+    """gunicorn's ``gthread`` worker; its own error answers follow :func:`error_document`,
+    and a request's reads have ``server.read_timeout`` seconds (:class:`_TimedSocket`)."""
+
+    def handle(self, conn: Any) -> Any:
+        """Serve one request of ``conn`` (gunicorn's), its reads under one deadline."""
+        if type(conn.sock) is socket.socket:  # a new plain connection (TLS wraps it later)
+            conn.sock = _TimedSocket.adopt(conn.sock, read_timeout())
+        if isinstance(conn.sock, _TimedSocket):
+            conn.sock.start()
+        return super().handle(conn)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """gunicorn's handling (status, log line), answered in the request's protocol."""

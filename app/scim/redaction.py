@@ -228,12 +228,18 @@ def redact_own_json(raw: bytes | None, sensitive: frozenset[str], limit: int) ->
 
 
 def redact_body(raw: bytes | None, sensitive: frozenset[str], limit: int) -> str | None:
-    """The body as text to keep: redacted JSON, masked text, or only its size past ``limit``."""
+    """The body as text to keep: redacted JSON, masked text, or only its size past ``limit``.
+
+    Read in the encoding its first bytes show (RFC 4627 §3: UTF-16 or UTF-32 JSON has NUL
+    bytes there), not as UTF-8 only: "p\0a\0s\0s\0..." hid a UTF-16 password from the
+    search for sensitive names. Roster refuses such a body (RFC 8259 §8.1), but the record
+    keeps it. A NUL character left is kept as U+FFFD: PostgreSQL text cannot hold it.
+    """
     if not raw:
         return None
     if len(raw) > limit:
         return f"({len(raw)} bytes; larger than recorder.max_body_bytes, not kept)"
-    text = raw.decode("utf-8", errors="replace")
+    text = raw.decode(json.detect_encoding(raw), errors="replace").replace("\x00", "\ufffd")
     if _plainly_clean(text, sensitive):
         return text
     try:

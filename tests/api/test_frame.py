@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 
@@ -222,3 +223,18 @@ def test_bodies_no_database_can_take_are_400_problems(client, keys, db, data, fi
                            content_type="application/json")
     assert assert_problem(response, 400, "validation")["errors"][0]["field"] == field
     assert rows(db, "SELECT count(*) FROM organizations")[0][0] == before
+
+
+def test_openapi_names_the_configured_server_not_the_host_header(app, client):
+    """The description's server is app.base_url: a client's Host header is not reflected."""
+    spec = client.get("/api/v1/openapi.json", headers={"Host": "evil.example"}).get_json()
+    assert spec["servers"] == [{"url": app.config["ROSTER"]["app"]["base_url"].rstrip("/")}]
+    assert "evil.example" not in json.dumps(spec)
+
+
+def test_a_query_string_that_is_not_utf8_is_a_400(client, keys):
+    """%FF is no UTF-8 (RFC 3986 §2.5): Werkzeug quoted it back to the text "%FF", so the
+    query meant something else; it is a 400 naming the query."""
+    response = client.get("/api/v1/orgs?limit=%ff", headers=keys["operator"].headers)
+    problem = assert_problem(response, 400, "validation")
+    assert problem["errors"] == [{"field": "query", "detail": "not UTF-8"}]

@@ -349,11 +349,14 @@ def _assert_gunicorn_errors_in_protocol_format(port: int) -> None:
     assert headers["content-type"] == "text/html"  # a browser's page
 
 
-def _serve(database_url: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    """``roster serve`` (one worker) on ``port``, once /readyz answers; stderr to the log."""
+def _serve(database_url: str, port: int, log_path: Path,
+           **server: str) -> subprocess.Popen[bytes]:
+    """``roster serve`` (one worker) on ``port``, once /readyz answers; stderr to the log.
+    ``server``: more [server] settings (``READ_TIMEOUT="1"``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
     env.update({"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
-                "ROSTER_SERVER__SWITCH_INTERVAL_US": "700"})
+                "ROSTER_SERVER__SWITCH_INTERVAL_US": "700",
+                **{f"ROSTER_SERVER__{k}": v for k, v in server.items()}})
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from app.cli import main; main()", "serve",

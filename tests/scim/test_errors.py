@@ -389,3 +389,19 @@ def test_a_value_the_database_refuses_is_400_invalid_value_not_500(scim, db, dia
     finally:
         with db.engine.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE users ALTER COLUMN title TYPE varchar(200)")
+
+
+def test_a_query_string_that_is_not_utf8_is_a_400(client, tenant):
+    """filter=userName eq "%ff%fe" matched a user literally named "%FF%FE" (Werkzeug quotes
+    bytes it cannot decode back): not UTF-8 is a 400 (RFC 3986 §2.5)."""
+    for query in ('filter=userName%20eq%20%22%ff%fe%22', "sortBy=%ed%a0%80"):
+        response = client.get(f"/scim/v2/Users?{query}", headers=tenant.headers)
+        assert "RFC 3986" in assert_error(response, 400, "invalidValue")["detail"]
+
+
+def test_a_gzip_transfer_coding_is_a_501(client, tenant):
+    """Transfer-Encoding gzip would reach Roster still compressed (RFC 9112 §6.1)."""
+    response = client.post("/scim/v2/Users", data=b"{}", headers={
+        **tenant.headers, "Content-Type": "application/scim+json",
+        "Transfer-Encoding": "gzip, chunked"})
+    assert "gzip" in assert_error(response, 501)["detail"]

@@ -1,0 +1,110 @@
+"""Requests that arrive broken or too slowly, through a real gunicorn (`roster serve`, one
+worker; on SQLite one request thread) over raw sockets: what a client library would never
+send. None may hold a request thread, be half-processed, or end in a 500."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+from tests.conftest import rows
+from tests.ops.test_ops import _answer, _free_port, _serve
+
+USER = b'{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "cut@acme.com"}'
+
+
+def _exchange(port: int, head: bytes, body: bytes, *, half_close: bool = True,
+              timeout: float = 10) -> tuple[str, dict[str, str], bytes]:
+    """Send ``head`` and ``body``, close our side (the body ends there), read the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head + body)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head_out, _, body_out = data.partition(b"\r\n\r\n")
+    status, *lines = head_out.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return status, headers, body_out
+
+
+def _post(path: str, token: str, extra: str) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\n{extra}\r\n").encode()
+
+
+def test_broken_bodies_are_refused_in_the_protocols_format(database_url, db, tenant,
+                                                          tmp_path):
+    """A body shorter than its Content-Length (the client closed early) was processed and
+    committed; a malformed chunk was a 500 with a traceback; a 404 or 401 whose short body
+    the app drained became a 500. Now: 400 in SCIM's or the API's format, nothing written,
+    and the refusal stands."""
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    proc = _serve(database_url, port, log)
+    try:
+        status, headers, body = _exchange(
+            port, _post("/scim/v2/Users", tenant.token, f"Content-Length: {len(USER) + 40}\r\n"),
+            USER)
+        assert status.startswith("HTTP/1.1 400 ")
+        assert headers["content-type"] == "application/scim+json"
+        error = json.loads(body)
+        assert (error["status"], error["scimType"]) == ("400", "invalidSyntax")
+        assert "Content-Length" in error["detail"]
+        org = b'{"slug": "cutshort", "name": "Cut short"}'
+        status, headers, body = _exchange(
+            port, _post("/api/v1/orgs", "rk_nokey", f"Content-Length: {len(org) + 9}\r\n"), org)
+        assert status.split()[1] in ("400", "401")  # refused either way, never processed
+        assert headers["content-type"] == "application/problem+json"
+        for chunked in (b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}}}\r\n0\r\n\r\n"):
+            status, headers, body = _exchange(
+                port, _post("/scim/v2/Users", tenant.token, "Transfer-Encoding: chunked\r\n"),
+                chunked)
+            assert status.startswith("HTTP/1.1 400 "), (chunked, status, body)
+            assert json.loads(body)["scimType"] == "invalidSyntax"
+        for path, expected in (("/scim/v2/Nothing", "404"), ("/api/v1/nothing", "404")):
+            status, headers, body = _exchange(
+                port, _post(path, tenant.token, "Content-Length: 500\r\n"), b"{}")
+            assert status.split()[1] == expected, (path, status, body)
+            assert json.loads(body)["status"] in (404, "404")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
+    assert "Traceback" not in log.read_text()
+
+
+def test_a_stalled_client_cannot_hold_the_server(database_url, db, tenant, tmp_path):
+    """gunicorn read the rest of a request with no timeout: two connections that sent half a
+    header line froze a SQLite deployment. Each request now has server.read_timeout seconds
+    (1 here): stalled connections are closed, a body that never comes is a 408, and the
+    server answers everyone else meanwhile."""
+    port = _free_port()
+    proc = _serve(database_url, port, tmp_path / "serve.log", READ_TIMEOUT="1")
+    stalled = []
+    try:
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Half: ")
+            stalled.append(sock)
+        began = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert _answer(sock)[0] == "HTTP/1.1 200 OK"
+        assert time.monotonic() - began < 8
+        for sock in stalled:
+            assert sock.recv(65536) == b""  # closed by the server, not by us
+        status, headers, body = _exchange(
+            port, _post("/scim/v2/Users", tenant.token, f"Content-Length: {len(USER) + 40}\r\n"),
+            USER, half_close=False)
+        assert status.startswith("HTTP/1.1 408 "), (status, body)
+        assert headers["content-type"] == "application/scim+json"
+        assert json.loads(body)["status"] == "408"
+    finally:
+        for sock in stalled:
+            sock.close()
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
