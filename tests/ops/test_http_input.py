@@ -9,25 +9,15 @@ import socket
 import time
 
 from tests.conftest import rows
-from tests.ops.test_ops import _answer, _free_port, _serve
+from tests.ops.test_ops import _answer, _free_port, _raw, _serve
 
 USER = b'{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "cut@acme.com"}'
 
 
-def _exchange(port: int, head: bytes, body: bytes, *, half_close: bool = True,
-              timeout: float = 10) -> tuple[str, dict[str, str], bytes]:
+def _exchange(port: int, head: bytes, body: bytes, *,
+              half_close: bool = True) -> tuple[str, dict[str, str], bytes]:
     """Send ``head`` and ``body``, close our side (the body ends there), read the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(head + body)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head_out, _, body_out = data.partition(b"\r\n\r\n")
-    status, *lines = head_out.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-    return status, headers, body_out
+    return _raw(port, head + body, half_close=half_close, timeout=10)
 
 
 def _post(path: str, token: str, extra: str) -> bytes:

@@ -310,10 +310,14 @@ def test_buffered_log_lines_go_out_together_and_warnings_at_once():
     assert stream.getvalue().splitlines()[-1] == "fourth"
 
 
-def _raw(port: int, request: bytes) -> tuple[str, dict[str, str], bytes]:
-    """Send bytes as they are; the status line, headers and body of the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+def _raw(port: int, request: bytes, *, half_close: bool = False,
+         timeout: float = 5) -> tuple[str, dict[str, str], bytes]:
+    """Send bytes as they are (``half_close``: then end our side, and so the body); the
+    status line, headers and body of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
