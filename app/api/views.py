@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from flask import Blueprint, Response, current_app, json
+from flask import Blueprint, Response, json, request
 
 from app.api.errors import register_problem_handlers
 from app.api.frame import api_route
@@ -21,12 +21,10 @@ register_problem_handlers(bp)
            summary="This API's OpenAPI 3.1 description (no key needed)",
            produces={"application/json": "The OpenAPI 3.1 description."})
 def openapi_json() -> Response:
-    """The description generated from the route declarations. Its server is the configured
-    ``app.base_url``, never the request's Host header (which any client may set)."""
+    """The description generated from the route declarations."""
     from app.api.openapi import build_spec
 
-    base = current_app.config["ROSTER"]["app"]["base_url"].rstrip("/")
-    return Response(json.dumps(build_spec(base or "/")),
+    return Response(json.dumps(build_spec(request.host_url.rstrip("/") or "/")),
                     mimetype="application/json")
 
 
