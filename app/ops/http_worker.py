@@ -6,9 +6,11 @@ line or header, a bad ``Content-Length`` (400), an unsupported ``Transfer-Encodi
 Its answer is an HTML page, which neither a SCIM client (RFC 7644 §3.12) nor an API client
 (RFC 9457) can read. :class:`RosterWorker` (gunicorn's ``gthread`` worker otherwise) answers
 them as a SCIM Error, or as a problem document under ``/api/``; under ``/sso/``, where the
-client is a browser, gunicorn's page stays. When gunicorn could not read the request line
-(the 414 case), or failed in the headers before it kept the request, the path is unknown:
-that answer is a SCIM Error, since the long requests Roster is sent are SCIM filters.
+client is a browser, gunicorn's page stays. A request that failed in its headers was never
+kept, but its request line was read: the path is taken from the request gunicorn was
+building (:func:`_path_of`). When gunicorn could not read the request line (the 414 case)
+the path is unknown: that answer is a SCIM Error, since the long requests Roster is sent are
+SCIM filters.
 
 gunicorn writes these answers with ``gunicorn.util.write_error``, looked up when called;
 this module replaces it with :func:`_write_error`, which does what gunicorn did for any
@@ -35,6 +37,7 @@ from typing import Any
 
 from gunicorn import util
 from gunicorn.http.errors import NoMoreData
+from gunicorn.http.message import Message
 from gunicorn.workers.gthread import ThreadWorker
 
 from app.api.errors import PROBLEM_MEDIA_TYPE, problem_type
@@ -80,6 +83,21 @@ def _write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
 
 
 util.write_error = _write_error
+
+
+def _path_of(req: Any, exc: BaseException) -> str | None:
+    """The path of the request an error is about: gunicorn's request, or the one it was
+    building when its headers failed (431, a bad header), found in the error's traceback
+    (the request's ``__init__`` parsed the request line, then raised)."""
+    known = req if req is not None else getattr(exc, "req", None)
+    path = getattr(known, "path", None)
+    tb = exc.__traceback__
+    while path is None and tb is not None:
+        building = tb.tb_frame.f_locals.get("self")
+        if isinstance(building, Message):
+            path = getattr(building, "path", None)
+        tb = tb.tb_next
+    return path if isinstance(path, str) else None
 
 
 def read_timeout() -> float:
@@ -159,8 +177,7 @@ class RosterWorker(ThreadWorker):
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """gunicorn's handling (status, log line), answered in the request's protocol."""
-        known = req if req is not None else getattr(exc, "req", None)
-        _answering.path = getattr(known, "path", None)
+        _answering.path = _path_of(req, exc)
         try:
             super().handle_error(req, client, addr, exc)
         finally:

@@ -340,6 +340,17 @@ def _assert_gunicorn_errors_in_protocol_format(port: int) -> None:
     status, headers, body = _raw(port, huge_header)
     assert status.startswith("HTTP/1.1 431 ")
     assert json.loads(body)["status"] == "431"
+    # Refused in the headers, before gunicorn kept the request: the request line's path
+    # still decides the format.
+    for path, media_type in (("/api/v1/orgs", "application/problem+json"),
+                             ("/sso/acme/acs", "text/html")):
+        for head in (b"X-Big: " + b"y" * 9000, b"X-Nul: a\x00b"):
+            status, headers, body = _raw(port, f"GET {path} HTTP/1.1\r\nHost: a\r\n".encode()
+                                         + head + b"\r\n\r\n")
+            assert status.split()[1] in ("400", "431"), (path, head[:10], status)
+            assert headers["content-type"] == media_type, (path, head[:10], headers)
+            if media_type == "application/problem+json":
+                assert json.loads(body)["instance"] == path
     bad_length = b"Host: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
     status, headers, body = _raw(port, b"POST /scim/v2/Users HTTP/1.1\r\n" + bad_length)
     assert (status, headers["content-type"]) == ("HTTP/1.1 400 Bad Request",
