@@ -150,7 +150,9 @@ class _TimedSocket(socket.socket):
         current = self.gettimeout()
         if remaining <= 0 and current != 0.0:
             raise RequestTimeout(f"the request did not arrive within {self.limit:g} s")
-        narrow = current is None or (current > 0 and remaining < current)
+        # Narrowed only when it matters (each settimeout is a system call): a request's first
+        # reads find about ``limit`` left, the same as the socket's own timeout.
+        narrow = current is None or (current > 0 and remaining < current - 1)
         if narrow:
             self.settimeout(remaining)
         try:

@@ -66,6 +66,23 @@ def test_broken_bodies_are_refused_in_the_protocols_format(database_url, db, ten
     assert "Traceback" not in log.read_text()
 
 
+def _trickle_lasts(port: int) -> float:
+    """Seconds until the server closes a connection whose header arrives a byte at a time."""
+    began = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=0.3) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+        while time.monotonic() - began < 10:
+            try:
+                if sock.recv(65536) == b"":
+                    break
+            except TimeoutError:
+                try:
+                    sock.sendall(b"y")
+                except OSError:  # reset: closed
+                    break
+    return time.monotonic() - began
+
+
 def test_a_stalled_client_cannot_hold_the_server(database_url, db, tenant, tmp_path):
     """gunicorn read the rest of a request with no timeout: two connections that sent half a
     header line froze a SQLite deployment. Each request now has server.read_timeout seconds
@@ -86,6 +103,7 @@ def test_a_stalled_client_cannot_hold_the_server(database_url, db, tenant, tmp_p
         assert time.monotonic() - began < 8
         for sock in stalled:
             assert sock.recv(65536) == b""  # closed by the server, not by us
+        assert _trickle_lasts(port) < 4  # one byte every 0.3 s: the deadline still holds
         status, headers, body = _exchange(
             port, _post("/scim/v2/Users", tenant.token, f"Content-Length: {len(USER) + 40}\r\n"),
             USER, half_close=False)
