@@ -239,12 +239,15 @@ def _check_text(text: str, where: str) -> None:
                              "which is not text", syntax=False, where=where) from None
 
 
+_HIGH_ESCAPE = re.compile(rb"%[89a-fA-F]")
+
+
 def query_not_utf8(query_string: bytes) -> bool:
     """True when the percent-decoded query string is not UTF-8 (RFC 3986 §2.5). Werkzeug
     quotes such bytes back (``%FF`` became the four characters ``%FF``), which turned a filter
     on ``"%ff"`` into a filter on the text ``%FF``."""
-    if b"%" not in query_string and query_string.isascii():
-        return False
+    if query_string.isascii() and not _HIGH_ESCAPE.search(query_string):
+        return False  # only ASCII, raw or escaped: UTF-8 (a lookup's filter, typically)
     try:
         unquote_to_bytes(query_string).decode("utf-8")
     except UnicodeDecodeError:
