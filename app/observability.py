@@ -40,8 +40,17 @@ _SECRET_MARKERS = ("bearer", "rst_", "rk_", "rsa_", "password", "secret", "token
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 
 
+# PostgreSQL's DETAIL line of an error quotes the row or key it is about ("Failing row contains
+# (...)", "Key (user_name)=(...) already exists"): personal data, token digests. SQLAlchemy's
+# hide_parameters (app/engine.py) keeps the statement's values out, not this line's.
+_ROW_DETAIL = re.compile(r"(?m)^(DETAIL:\s*).*$")
+
+
 def redact(text: str) -> str:
-    """Mask bearer tokens, Roster tokens and password-like fields in a log message."""
+    """Mask bearer tokens, Roster tokens and password-like fields in a log message, and the
+    values a database error's DETAIL line quotes."""
+    if "DETAIL:" in text:
+        text = _ROW_DETAIL.sub(r"\1[values not logged]", text)
     lowered = text.lower()
     if not any(marker in lowered for marker in _SECRET_MARKERS):
         return text  # the access log line of every request: three regex passes saved

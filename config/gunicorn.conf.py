@@ -12,24 +12,29 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="roster-metrics-")
 
 
-def _threads() -> int:
-    # server.threads from Roster's settings, as `roster serve` resolved it into
-    # ROSTER_SERVER__THREADS or, when gunicorn runs directly (the Docker image), by database:
-    # 1 per worker on SQLite, 4 on PostgreSQL. Settings that do not validate give 4 here;
-    # the workers then fail to load the app and print the configuration problems.
+def _server() -> tuple[int, dict]:
+    # Roster's [server] settings (environment over ROSTER_CONFIG's file over the defaults), as
+    # `roster serve` resolved them or, when gunicorn runs directly (the Docker image), read
+    # here; and server.threads by database when 0: 1 per worker on SQLite, 4 on PostgreSQL.
+    # Settings that do not validate give gunicorn's defaults and 4 threads here; the workers
+    # then fail to load the app and print the configuration problems.
     from app.settings import SettingsError, load_settings, worker_threads
 
     try:
-        return worker_threads(load_settings())
+        settings = load_settings()
     except SettingsError:
-        return 4
+        return 4, {}
+    return worker_threads(settings), settings["server"]
+
+
+_threads, _settings = _server()
 
 
 # gunicorn's gthread worker, with the errors gunicorn answers itself (414, 431, a bad header)
 # in SCIM's or the API's error format instead of an HTML page (app/ops/http_worker.py).
 worker_class = "app.ops.http_worker.RosterWorker"
-threads = _threads()
-timeout = int(os.environ.get("ROSTER_SERVER__TIMEOUT", "30"))
+threads = _threads
+timeout = int(_settings.get("timeout", 30))
 graceful_timeout = 20
 keepalive = 5
 # The longest request line gunicorn takes (its ceiling; the default is 4094). A SCIM GET with
@@ -49,7 +54,7 @@ control_socket_disable = True
 # while it holds SQLite's write lock every other writer waits for it; with 5 ms slices it
 # waits behind threads doing pure-Python work. 1 ms measured ~35 % more SCIM creates per
 # second on 2 cores, lookups unchanged (bench/README.md).
-switch_interval_us = int(os.environ.get("ROSTER_SERVER__SWITCH_INTERVAL_US", "1000"))
+switch_interval_us = int(_settings.get("switch_interval_us", 1000))
 
 
 def post_fork(server, worker):

@@ -63,16 +63,26 @@ def as_dict(event: AuditEvent) -> dict[str, Any]:
             for c in CSV_COLUMNS}
 
 
+# Actions that record a failure: an OCSF Failure of high severity, which a SIEM alerts on
+# (README: alert on user:deprovision_failed, a termination that did not happen).
+_OCSF_OUTCOME: dict[str, dict[str, Any]] = {
+    "user:deprovision_failed": {"severity_id": 4, "status_id": 2, "status": "Failure"},
+}
+
+
 def as_ocsf(event: AuditEvent) -> dict[str, Any]:
     """One event as an OCSF 1.1 Account Change (3001) event; other actions use activity 99."""
     activity = OCSF_ACTIVITY.get(event.action, 99)
     user_id = event.data.get("user_id") if event.subject_type != "user" else event.subject_id
+    outcome = _OCSF_OUTCOME.get(event.action)
+    if outcome is not None:
+        outcome = {**outcome, "status_detail": event.data.get("error")}
     return {
         "class_uid": OCSF_CLASS, "class_name": "Account Change", "category_uid": 3,
         "category_name": "Identity & Access Management", "activity_id": activity,
         "activity_name": event.action, "type_uid": OCSF_CLASS * 100 + activity,
-        "time": int(event.occurred_at.timestamp() * 1000), "severity_id": 1,
-        "status_id": 1, "status": "Success",
+        "time": int(event.occurred_at.timestamp() * 1000),
+        **(outcome or {"severity_id": 1, "status_id": 1, "status": "Success"}),
         "metadata": {"version": "1.1.0", "uid": event.event_id, "correlation_uid":
                      event.request_id, "product": {"name": "Roster", "vendor_name": "Roster"},
                      "sequence": event.seq, "tenant_uid": event.organization_id},

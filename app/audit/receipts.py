@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.audit.signing import SigningKey, key_id_of, load_public_key, verify_signature
-from app.errors import InvalidInput, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.models.lifecycle import DeprovisionRecord
 
 RECEIPT_TYPE = "roster.deprovision_receipt.v1"
@@ -33,7 +33,14 @@ def get_record(session: Session, record_id: str,
 
 
 def make_receipt(record: DeprovisionRecord, key: SigningKey) -> dict[str, Any]:
-    """The signed receipt: {"receipt": {...}, "signature": base64, "algorithm": "Ed25519"}."""
+    """The signed receipt: {"receipt": {...}, "signature": base64, "algorithm": "Ed25519"}.
+
+    Only for a deprovisioning that was applied: a receipt is proof that access was taken
+    away, and a failed attempt took nothing away (Conflict; its record says why).
+    """
+    if record.outcome != "applied":
+        raise Conflict(f"deprovisioning record {record.id} is a failed attempt (nothing was "
+                       f"revoked): it has no receipt; see its error")
     body = {"type": RECEIPT_TYPE, "key_id": key.key_id, "record": record_fields(record)}
     return {"receipt": body, "algorithm": "Ed25519", "signature": key.sign(body),
             "public_key": key.public_pem()}

@@ -201,6 +201,10 @@ def verify_receipt_(ctx: CliContext, file: TextIO, public_key_file: click.File |
         raise click.ClickException(f"{file.name} is not JSON: {exc}") from None
     pem = public_key_file.read() if public_key_file else signing_key(ctx).public_pem().encode()
     record = verify_receipt(document, pem)
+    if record.get("outcome", "applied") != "applied":
+        # No receipt is issued for such a record; a signed one proves no deprovisioning.
+        raise click.ClickException(f"signed, but record {record['id']} has outcome "
+                                   f"{record.get('outcome')!r}: not a deprovisioning")
     click.echo(f"valid: deprovisioning {record['id']} of {record['user_name']} "
                f"({record['trigger']}) received {record['received_at']}")
 

@@ -25,7 +25,6 @@ def serve(ctx: CliContext, bind: str | None, workers: int | None,
     server = ctx.settings["server"]  # validates settings before gunicorn starts
     # config/gunicorn.conf.py reads these from the environment, wherever they were set.
     os.environ["ROSTER_SERVER__TIMEOUT"] = str(server["timeout"])
-    os.environ["ROSTER_SERVER__READ_TIMEOUT"] = str(server["read_timeout"])
     os.environ["ROSTER_SERVER__SWITCH_INTERVAL_US"] = str(server["switch_interval_us"])
     os.environ["ROSTER_SERVER__THREADS"] = str(threads or worker_threads(ctx.settings))
     argv = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "config" / "gunicorn.conf.py"),

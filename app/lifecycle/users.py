@@ -6,6 +6,7 @@ an operator) calls one of these inside the caller's transaction; nothing here co
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from datetime import datetime, timedelta
 from functools import partial
@@ -68,7 +69,8 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
     if user.status in GONE and not user.active:
         return None
     # Should this transaction fail, a record in a new one says so (README, Deprovisioning).
-    on_failure(session, partial(_record_failure, user.id, actor, trigger, reason))
+    on_failure(session, partial(_record_failure, user.id,
+                                dataclasses.replace(actor, received_at=received), trigger, reason))
     # One flush at the end instead of one before every query: fewer round trips.
     with session.no_autoflush:
         own_policy, vendor = session.connection().execute(_CONTEXT, {

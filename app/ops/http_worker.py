@@ -28,8 +28,8 @@ the application was reading is answered ``408`` in the protocol's format.
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import socket
 import threading
 import time
@@ -100,9 +100,16 @@ def _path_of(req: Any, exc: BaseException) -> str | None:
     return path if isinstance(path, str) else None
 
 
+@functools.cache
 def read_timeout() -> float:
-    """``server.read_timeout`` (seconds), as ``roster serve`` passes it to gunicorn."""
-    return float(os.environ.get("ROSTER_SERVER__READ_TIMEOUT", "30"))
+    """``server.read_timeout`` (seconds) from Roster's settings, read once per process;
+    settings that do not validate give 30 (the app then refuses to load and says why)."""
+    from app.settings import SettingsError, load_settings
+
+    try:
+        return float(load_settings()["server"]["read_timeout"])
+    except SettingsError:
+        return 30.0
 
 
 class RequestTimeout(NoMoreData):
@@ -119,7 +126,8 @@ class _TimedSocket(socket.socket):
     """A client socket whose reads share one deadline per request (see the module doc).
 
     gunicorn switches the socket between non-blocking (in its poller) and blocking (in a
-    request thread); "blocking" here waits at most until the deadline.
+    request thread). Blocking stays blocking (a response to a slow reader is sent as gunicorn
+    sends it); only each read waits at most until the request's deadline.
     """
 
     deadline = float("inf")
@@ -137,22 +145,15 @@ class _TimedSocket(socket.socket):
         """A new request begins on this connection: its reads have ``limit`` seconds."""
         self.deadline = time.monotonic() + self.limit
 
-    def setblocking(self, flag: bool) -> None:
-        """Blocking means: wait, but never past the request's deadline."""
-        if flag:
-            self.settimeout(self.limit)
-        else:
-            super().setblocking(False)
-
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """One read, failing with RequestTimeout at the deadline."""
         remaining = self.deadline - time.monotonic()
         current = self.gettimeout()
         if remaining <= 0 and current != 0.0:
             raise RequestTimeout(f"the request did not arrive within {self.limit:g} s")
-        # Narrowed only when it matters (each settimeout is a system call): a request's first
-        # reads find about ``limit`` left, the same as the socket's own timeout.
-        narrow = current is None or (current > 0 and remaining < current - 1)
+        # A blocking read waits until the deadline; a read with gunicorn's own timeout (its
+        # drain of an unread body) until the earlier of the two.
+        narrow = current is None or (current > 0 and remaining < current)
         if narrow:
             self.settimeout(remaining)
         try:

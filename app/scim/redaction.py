@@ -227,19 +227,38 @@ def redact_own_json(raw: bytes | None, sensitive: frozenset[str], limit: int) ->
     return "".join(out)
 
 
+_NOT_JSON = object()
+
+
+def _wide_json(raw: bytes) -> Any:
+    """The body as UTF-16 or UTF-32 JSON, else _NOT_JSON."""
+    encoding = json.detect_encoding(raw)
+    if encoding.startswith("utf-8"):
+        return _NOT_JSON
+    try:
+        return json.loads(raw.decode(encoding))
+    except ValueError:  # UnicodeDecodeError included
+        return _NOT_JSON
+
+
 def redact_body(raw: bytes | None, sensitive: frozenset[str], limit: int) -> str | None:
     """The body as text to keep: redacted JSON, masked text, or only its size past ``limit``.
 
-    Read in the encoding its first bytes show (RFC 4627 §3: UTF-16 or UTF-32 JSON has NUL
-    bytes there), not as UTF-8 only: "p\0a\0s\0s\0..." hid a UTF-16 password from the
-    search for sensitive names. Roster refuses such a body (RFC 8259 §8.1), but the record
-    keeps it. A NUL character left is kept as U+FFFD: PostgreSQL text cannot hold it.
+    A body holding NUL bytes is no UTF-8 JSON: read as UTF-8, "p\0a\0s\0s\0..." (UTF-16)
+    hid a password from the search for sensitive names, and PostgreSQL text cannot hold NUL.
+    Such a body is kept only as the UTF-16 or UTF-32 JSON its first bytes say it is (RFC 4627
+    §3), redacted; anything else with NUL bytes is not kept (Roster refused it anyway).
     """
     if not raw:
         return None
     if len(raw) > limit:
         return f"({len(raw)} bytes; larger than recorder.max_body_bytes, not kept)"
-    text = raw.decode(json.detect_encoding(raw), errors="replace").replace("\x00", "\ufffd")
+    if b"\x00" in raw:
+        wide = _wide_json(raw)
+        if wide is _NOT_JSON:
+            return f"({len(raw)} bytes holding NUL bytes, not JSON; not kept)"
+        return json.dumps(redact_value(wide, sensitive), separators=(",", ":"))
+    text = raw.decode("utf-8", errors="replace")
     if _plainly_clean(text, sensitive):
         return text
     try:

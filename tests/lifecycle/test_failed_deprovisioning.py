@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import select
 
 from app.audit.verify import verify_chain
-from app.db import Database
+from app.db import Database, utcnow
 from app.models import OutboxEvent
 from tests.api.conftest import make_key
 from tests.conftest import database_locked, make_tenant, rows
@@ -175,3 +176,48 @@ def test_a_deprovisioning_stuck_behind_a_lock_is_a_503_and_a_failed_record(app, 
     assert response.status_code == 503
     _untouched(db, user_id)
     assert "LockNotAvailable" in _failed_record(db, user_id).error
+
+
+def test_a_failed_attempt_has_no_receipt_and_exports_as_a_failure(client, db):
+    """A receipt proves access was taken away: a failed attempt has none (409). In the OCSF
+    export its audit event is a Failure of high severity, with the error."""
+    tenant = make_tenant(db, "acme", "okta")
+    scim = Scim(client, tenant)
+    user_id = scim.create_user("noreceipt@acme.example")["id"]
+    equip(db, tenant, user_id)
+    with sessions_refuse_updates(db):
+        assert scim.patch(f"/Users/{user_id}", OKTA_OFF).status_code == 500
+    record = _failed_record(db, user_id)
+    auditor = make_key(db, "auditor", tenant.org)
+    response = client.get(f"/api/v1/deprovisions/{record.id}/receipt", headers=auditor.headers)
+    assert response.status_code == 409
+    assert "failed attempt" in response.get_json()["detail"]
+    from app.audit.export import AuditFilter, as_ocsf, iter_events
+
+    with db.transaction() as session:
+        [event] = [as_ocsf(e) for e in iter_events(session, AuditFilter(
+            organization_id=tenant.org.id, action="user:deprovision_failed"))]
+    assert (event["status"], event["status_id"], event["severity_id"]) == ("Failure", 2, 4)
+    assert REFUSAL in event["status_detail"]
+
+
+def test_a_failed_record_is_received_when_the_attempt_began(db, tenant, leaver):
+    """An actor without a received_at (API, CLI): the failed record's received_at is when
+    the deprovisioning began, not when the failure was recorded after the rollback."""
+    import time
+
+    from app.audit import Actor
+    from app.lifecycle import Trigger, deprovision_user
+    from app.models import User
+
+    began = utcnow()
+    with pytest.raises(RuntimeError), db.transaction() as session:
+        deprovision_user(session, session.get(User, leaver.user_id),
+                         Actor(type="operator", id="op-1"), trigger=Trigger.operator)
+        time.sleep(1.0)
+        raise RuntimeError("lock timeout, in effect")
+    [record] = rows(db, "SELECT received_at FROM deprovision_records")
+    received = record.received_at
+    if isinstance(received, str):  # SQLite
+        received = datetime.fromisoformat(received)
+    assert received.replace(tzinfo=UTC) - began < timedelta(seconds=0.5)

@@ -165,3 +165,22 @@ def test_purge_function_respects_the_given_clock(db, tenant):
     with db.transaction() as session:
         assert purge_deleted(session, OPERATOR, retention_days=30,
                              now=utcnow() + timedelta(days=31)) == 1
+
+
+def test_failed_attempts_neither_count_towards_a_batch_nor_join_one(db, tenant):
+    """Five failed attempts (nothing revoked) and four deprovisionings are four, below the
+    minimum of five: no batch; and a batch opened later takes no failed record."""
+    from app.lifecycle import record_failed_deprovisioning
+
+    ids = _users(db, tenant, 20)
+    for user_id in ids[10:15]:
+        with db.transaction() as session:
+            record_failed_deprovisioning(session, session.get(User, user_id), OPERATOR,
+                                         trigger=Trigger.scim_active_false, error="x")
+    _deprovision_all(db, ids[:4])
+    assert rows(db, "SELECT count(*) FROM deprovision_batches")[0][0] == 0
+    _deprovision_all(db, ids[4:6])
+    assert rows(db, "SELECT count(*) FROM deprovision_batches")[0][0] == 1
+    assert {(r.outcome, r.batch_id is None) for r in rows(
+        db, "SELECT outcome, batch_id FROM deprovision_records")} == {
+        ("failed", True), ("applied", False)}

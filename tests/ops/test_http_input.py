@@ -8,6 +8,8 @@ import json
 import socket
 import time
 
+from app.ops.http_worker import RequestTimeout, _TimedSocket
+from tests.api.conftest import make_key
 from tests.conftest import rows
 from tests.ops.test_ops import _answer, _free_port, _raw, _serve
 
@@ -44,10 +46,13 @@ def test_broken_bodies_are_refused_in_the_protocols_format(database_url, db, ten
         assert (error["status"], error["scimType"]) == ("400", "invalidSyntax")
         assert "Content-Length" in error["detail"]
         org = b'{"slug": "cutshort", "name": "Cut short"}'
+        operator = make_key(db, "operator")
         status, headers, body = _exchange(
-            port, _post("/api/v1/orgs", "rk_nokey", f"Content-Length: {len(org) + 9}\r\n"), org)
-        assert status.split()[1] in ("400", "401")  # refused either way, never processed
+            port, _post("/api/v1/orgs", operator.plaintext,
+                        f"Content-Length: {len(org) + 9}\r\n"), org)
+        assert status.startswith("HTTP/1.1 400 "), (status, body)
         assert headers["content-type"] == "application/problem+json"
+        assert "Content-Length" in json.loads(body)["detail"]
         for chunked in (b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}}}\r\n0\r\n\r\n"):
             status, headers, body = _exchange(
                 port, _post("/scim/v2/Users", tenant.token, "Transfer-Encoding: chunked\r\n"),
@@ -63,6 +68,7 @@ def test_broken_bodies_are_refused_in_the_protocols_format(database_url, db, ten
         proc.terminate()
         proc.wait(timeout=20)
     assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
+    assert rows(db, "SELECT count(*) FROM organizations WHERE slug = 'cutshort'")[0][0] == 0
     assert "Traceback" not in log.read_text()
 
 
@@ -116,3 +122,23 @@ def test_a_stalled_client_cannot_hold_the_server(database_url, db, tenant, tmp_p
         proc.terminate()
         proc.wait(timeout=20)
     assert rows(db, "SELECT count(*) FROM users")[0][0] == 0
+
+
+def test_only_reads_have_the_deadline():
+    """Blocking stays blocking for sends (a large page to a slow reader is not cut off);
+    a read waits at most until the request's deadline, then fails with RequestTimeout."""
+    ours, theirs = socket.socketpair()
+    with theirs, _TimedSocket.adopt(ours, 0.3) as timed:
+        timed.setblocking(True)
+        assert timed.gettimeout() is None
+        timed.start()
+        theirs.sendall(b"GET")
+        assert timed.recv(10) == b"GET"
+        assert timed.gettimeout() is None  # put back after the read
+        began = time.monotonic()
+        try:
+            timed.recv(10)
+            raise AssertionError("the read did not time out")
+        except RequestTimeout:
+            assert 0.1 < time.monotonic() - began < 2
+        assert timed.gettimeout() is None  # sends wait as long as the reader needs

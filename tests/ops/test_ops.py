@@ -273,6 +273,25 @@ def test_each_kind_of_secret_is_masked_on_its_own(line, secret):
     assert secret not in redact(line)
 
 
+def test_a_database_error_reaches_the_log_without_the_values_it_is_about(db):
+    """A logged database error names its statement but not its values: SQLAlchemy's
+    parameters are hidden, PostgreSQL's DETAIL line (the duplicate key) is masked."""
+    import sqlalchemy as sa
+
+    from app.observability import redact
+
+    secret = "digest-of-a-token-0042"
+    with db.engine.connect() as conn:
+        conn.execute(sa.text("CREATE TEMPORARY TABLE held (c TEXT PRIMARY KEY)"))
+        conn.execute(sa.text("INSERT INTO held (c) VALUES (:c)"), {"c": secret})
+        with pytest.raises(sa.exc.IntegrityError) as caught:
+            conn.execute(sa.text("INSERT INTO held (c) VALUES (:c)"), {"c": secret})
+        conn.rollback()
+    logged = redact(str(caught.value))
+    assert "INSERT INTO held" in logged
+    assert secret not in logged
+
+
 def test_a_line_without_secrets_is_kept_as_it_is():
     """An access log line has nothing to mask and comes back unchanged."""
     from app.observability import redact
@@ -518,6 +537,30 @@ def test_gunicorn_config_picks_threads_like_roster_serve(monkeypatch, tmp_path, 
     for key, value in environ.items():
         monkeypatch.setenv(key, value)
     assert runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))["threads"] == threads
+
+
+def test_gunicorn_config_reads_the_server_settings_of_the_config_file(monkeypatch, tmp_path):
+    """Run directly (the Docker image), gunicorn takes server.timeout and
+    server.switch_interval_us (config/gunicorn.conf.py) and its workers server.read_timeout
+    from the ROSTER_CONFIG file, as under `roster serve`: they were read from the environment
+    only."""
+    import runpy
+
+    for key in [k for k in os.environ if k.startswith("ROSTER_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    (tmp_path / "roster.toml").write_text(
+        "[server]\ntimeout = 45\nread_timeout = 7\nswitch_interval_us = 900\n")
+    monkeypatch.setenv("ROSTER_CONFIG", str(tmp_path / "roster.toml"))
+    config = runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))
+    assert (config["timeout"], config["switch_interval_us"]) == (45, 900)
+    from app.ops.http_worker import read_timeout
+
+    read_timeout.cache_clear()
+    try:
+        assert read_timeout() == 7
+    finally:
+        read_timeout.cache_clear()
 
 
 def test_gunicorn_workers_freeze_the_loaded_app_out_of_the_collector(monkeypatch, tmp_path):

@@ -119,5 +119,6 @@ def get_deprovision(ctx: ApiContext, record_id: str) -> DeprovisionRecord:
            permission="deprovisioning:read", tags=["deprovisioning"],
            summary="Get the signed receipt of a deprovisioning", response=ReceiptSchema)
 def get_receipt(ctx: ApiContext, record_id: str) -> dict[str, Any]:
-    """Verify offline with `roster audit verify-receipt FILE --public-key KEY.pem`."""
+    """Verify offline with `roster audit verify-receipt FILE --public-key KEY.pem`. A failed
+    attempt (outcome `failed`: nothing was revoked) has no receipt: 409."""
     return make_receipt(get_record(ctx.session, record_id, ctx.scope_org_id), deployment_key())
