@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 from app.db import Database, utcnow
 from app.events.delivery import (
@@ -32,8 +33,22 @@ log = logging.getLogger("roster.worker")
 Poster = Callable[[Claimed, WebhookConfig], tuple[bool, int | None, str | None]]
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer like any other: urllib turned a POST answered 301, 302 or 303
+    into a GET without the event, sent it (signed) wherever the Location said (an internal
+    address as well) and counted its 200 as delivered."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        """Follow nothing: the 3xx reaches the caller as an HTTPError."""
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects())
+
+
 def post_event(item: Claimed, config: WebhookConfig) -> tuple[bool, int | None, str | None]:
-    """POST one event; 2xx is success, anything else (or no answer) is a failure to retry."""
+    """POST one event; 2xx is success, anything else (a redirect too, which is not followed,
+    or no answer) is a failure to retry."""
     body = json.dumps(item.event, sort_keys=True, separators=(",", ":")).encode()
     # Endpoints are checked to be http(s) when the settings are read (WebhookConfig).
     headers = {
@@ -45,7 +60,7 @@ def post_event(item: Claimed, config: WebhookConfig) -> tuple[bool, int | None, 
     request = urllib.request.Request(item.endpoint, data=body, method="POST",  # noqa: S310
                                      headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=config.timeout_seconds) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=config.timeout_seconds) as response:
             return 200 <= response.status < 300, response.status, None
     except urllib.error.HTTPError as exc:
         return False, exc.code, f"HTTP {exc.code}"

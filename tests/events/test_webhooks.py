@@ -197,3 +197,44 @@ def test_two_workers_together_deliver_each_event_exactly_once(db, tenant, databa
     assert _in_order_per_aggregate(outbox, receiver.processed)
     leased_by = {r.leased_by for r in rows(db, "SELECT leased_by FROM webhook_deliveries")}
     assert leased_by == {None}
+
+
+def test_a_redirect_is_a_failure_and_is_not_followed():
+    """A 302 from the endpoint: urllib turned the POST into a GET without the event, sent it
+    (signed) to the Location, an internal address too, and counted its 200 as delivered."""
+    import http.server
+    import threading
+
+    from app.events.delivery import Claimed
+    from app.events.worker import post_event
+
+    followed: list[str] = []
+
+    class Redirecting(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{self.server.server_port}/meta")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self):
+            followed.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        item = Claimed(id=1, endpoint=f"http://127.0.0.1:{server.server_port}/hook", attempts=0,
+                       event={"id": "evt-1", "type": "user.created", "data": {}})
+        ok, status, _error = post_event(item, _config(item.endpoint))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (ok, status) == (False, 302)
+    assert followed == []
