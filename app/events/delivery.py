@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, exists, func, insert, select, update
+from sqlalchemy import and_, exists, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -23,9 +23,10 @@ from app.errors import InvalidInput
 from app.models import OutboxEvent
 from app.models.lifecycle import WebhookCursor, WebhookDelivery
 
-# Outbox ids are assigned at insert but become visible at commit, possibly out of order on
-# PostgreSQL; events younger than this are rescanned so a late commit is never skipped.
-VISIBILITY_LAG = timedelta(seconds=60)
+# The current snapshot's bounds: every transaction below xmin has ended, every one from xmax
+# on had not begun (https://www.postgresql.org/docs/current/functions-info.html).
+_SNAPSHOT = text("SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint "
+                 "FROM pg_current_snapshot() s")
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,21 @@ def event_body(event: OutboxEvent) -> dict[str, Any]:
 
 
 def fan_out(session: Session, config: WebhookConfig, now: datetime) -> int:
-    """Create a pending delivery per endpoint for each outbox event not yet fanned out."""
+    """Create a pending delivery per endpoint for each outbox event not yet fanned out.
+
+    Each endpoint's cursor is a lower bound: events above it are fanned out unless they
+    already have a delivery. SQLite has one writer at a time, so ids become visible in id
+    order and the cursor is the newest id. On PostgreSQL a sequence hands ids out at INSERT
+    and rows appear at COMMIT, in another order: a transaction still running may hold an id
+    below ids already visible. The newest id N seen here was handed out before the snapshot
+    taken next, so by a transaction below that snapshot's xmax; once a later snapshot's xmin
+    reaches that xmax, every such transaction has ended, and the cursor may pass N. (A time
+    lag of 60 s was used before: an event whose transaction committed later was skipped.)
+    """
     created = 0
-    # SQLite has one writer at a time, so its ids become visible in order.
     postgres = session.get_bind().dialect.name == "postgresql"
-    lag = VISIBILITY_LAG if postgres else timedelta(0)
+    newest = session.scalar(select(func.max(OutboxEvent.id))) or 0
+    xmin, xmax = session.execute(_SNAPSHOT).one() if postgres else (0, 0)
     for endpoint in config.urls:
         cursor = _lock_cursor(session, endpoint)
         done = aliased(WebhookDelivery)
@@ -95,10 +106,14 @@ def fan_out(session: Session, config: WebhookConfig, now: datetime) -> int:
                  "aggregate_id": r.aggregate_id, "status": "pending", "attempts": 0,
                  "created_at": now, "next_attempt_at": now} for r in rows])
             created += len(rows)
-        settled = session.scalar(select(func.max(OutboxEvent.id)).where(
-            OutboxEvent.created_at < now - lag))
-        if settled and settled > cursor.last_outbox_id:
-            cursor.last_outbox_id = settled
+        if not postgres:
+            cursor.last_outbox_id = max(cursor.last_outbox_id, newest)
+            continue
+        if cursor.pending_xmax is not None and xmin >= cursor.pending_xmax:
+            cursor.last_outbox_id = max(cursor.last_outbox_id, cursor.pending_outbox_id or 0)
+            cursor.pending_xmax = None
+        if cursor.pending_xmax is None and newest > cursor.last_outbox_id:
+            cursor.pending_outbox_id, cursor.pending_xmax = newest, xmax
     return created
 
 

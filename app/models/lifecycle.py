@@ -107,6 +107,11 @@ class WebhookCursor(Base):
 
     endpoint: Mapped[str] = mapped_column(String(1000), primary_key=True)
     last_outbox_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    # PostgreSQL: the newest outbox id seen by a fan-out, and the xmax of the snapshot taken
+    # right after; the cursor moves to that id once every transaction below that xmax has
+    # ended (app/events/delivery.py fan_out).
+    pending_outbox_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    pending_xmax: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class WebhookDelivery(Base):

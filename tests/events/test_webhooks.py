@@ -9,8 +9,12 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
+from app.db import utcnow
 from app.events.delivery import WebhookConfig
 from app.events.signature import sign, verify
 from app.events.worker import run_once
@@ -238,3 +242,37 @@ def test_a_redirect_is_a_failure_and_is_not_followed():
         server.server_close()
     assert (ok, status) == (False, 302)
     assert followed == []
+
+
+def test_an_event_committed_long_after_later_ones_is_still_fanned_out(db, tenant):
+    """PostgreSQL hands outbox ids out at INSERT; rows appear at COMMIT. An event whose
+    transaction commits minutes after later events were fanned out (a lock wait, a paused
+    host) was skipped for good: the cursor passed every event older than 60 s. It now
+    passes an id only once every transaction that could hold a lower one has ended."""
+    if db.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: its ids become visible in id order")
+    from sqlalchemy.orm import Session
+
+    from app.events import emit
+    from app.events.delivery import fan_out
+
+    config = _config("http://127.0.0.1:9/hook")
+    later = utcnow() + timedelta(minutes=5)  # long after every event was written
+    with db.engine.connect() as slow:
+        slow_tx = slow.begin()
+        with Session(bind=slow) as session:
+            emit(session, organization_id=tenant.org.id, type="user.updated",
+                 aggregate_id="slow", payload={})
+            session.flush()
+        with db.transaction() as session:
+            emit(session, organization_id=tenant.org.id, type="user.updated",
+                 aggregate_id="quick", payload={})
+        for _ in range(3):
+            with db.transaction() as session:
+                fan_out(session, config, later)
+        slow_tx.commit()
+    with db.transaction() as session:
+        fan_out(session, config, later)
+    fanned = rows(db, "SELECT o.aggregate_id FROM webhook_deliveries d JOIN outbox_events o "
+                      "ON o.id = d.outbox_id ORDER BY o.id")
+    assert sorted(r.aggregate_id for r in fanned) == ["quick", "slow"]
