@@ -134,17 +134,21 @@ def _lock_cursor(session: Session, endpoint: str) -> WebhookCursor:
     return session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
 
 
-def claim_due(session: Session, now: datetime) -> bool:
+def claim_due(session: Session, config: WebhookConfig, now: datetime) -> bool:
     """A read-only check: is any pending delivery due and free (work for claim)?"""
     return session.scalar(select(exists().where(
         WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
+        WebhookDelivery.endpoint.in_(config.urls),
         (WebhookDelivery.leased_until.is_(None)) | (WebhookDelivery.leased_until < now)))
     ) or False
 
 
 def claim(session: Session, config: WebhookConfig, worker_id: str,
           now: datetime) -> list[Claimed]:
-    """Lease due deliveries, oldest first, skipping rows another worker holds (PostgreSQL)."""
+    """Lease due deliveries, oldest first, skipping rows another worker holds (PostgreSQL).
+
+    Only to the URLs configured now: one taken out of ``webhooks.urls`` (decommissioned,
+    moved, compromised) gets nothing more; its pending deliveries stay, listed."""
     older = aliased(WebhookDelivery)
     blocked = exists().where(and_(older.endpoint == WebhookDelivery.endpoint,
                                   older.aggregate_id == WebhookDelivery.aggregate_id,
@@ -152,7 +156,7 @@ def claim(session: Session, config: WebhookConfig, worker_id: str,
     stmt = (select(WebhookDelivery)
             .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
                    (WebhookDelivery.leased_until.is_(None)) | (WebhookDelivery.leased_until < now),
-                   ~blocked)
+                   WebhookDelivery.endpoint.in_(config.urls), ~blocked)
             .order_by(WebhookDelivery.id).limit(config.batch_size)
             .with_for_update(skip_locked=True, of=WebhookDelivery))
     heads = list(session.scalars(stmt))

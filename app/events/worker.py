@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.db import Database, utcnow
+from app.db_errors import describe_transient, is_transient
 from app.events.delivery import (
     Claimed,
     WebhookConfig,
@@ -77,7 +78,7 @@ def run_once(db: Database, config: WebhookConfig, worker_id: str,
     now = utcnow()
     with db.transaction(readonly=True) as session:
         due = fan_out_due(session, config)
-        if not due and not claim_due(session, now):
+        if not due and not claim_due(session, config, now):
             return 0
     with db.transaction() as session:
         if due:
@@ -118,11 +119,24 @@ def _deliver_in_order(claimed: list[Claimed], config: WebhookConfig, poster: Pos
 def run(db: Database, config: WebhookConfig, worker_id: str, stop: threading.Event, *,
         until_idle: bool = False, periodic: Callable[[], None] | None = None,
         poster: Poster = post_event) -> None:
-    """Loop until ``stop`` is set (or, with until_idle, until a round finds nothing to do)."""
+    """Loop until ``stop`` is set (or, with until_idle, until a round finds nothing to do).
+
+    A transient database error (a lost connection, a PostgreSQL restart, SQLite busy past its
+    timeout) costs the round, not the process: the next round starts after the poll
+    interval. A delivery whose result could not be recorded is sent again once its lease
+    runs out (at least once)."""
     while not stop.is_set():
-        if periodic is not None:
-            periodic()
-        tried = run_once(db, config, worker_id, poster) if config.urls else 0
+        try:
+            if periodic is not None:
+                periodic()
+            tried = run_once(db, config, worker_id, poster) if config.urls else 0
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("worker round failed on a transient database error (%s); "
+                        "trying again", describe_transient(exc))
+            stop.wait(max(config.poll_interval_ms / 1000, 1.0))
+            continue
         if tried:
             continue
         if until_idle:

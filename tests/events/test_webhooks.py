@@ -276,3 +276,64 @@ def test_an_event_committed_long_after_later_ones_is_still_fanned_out(db, tenant
     fanned = rows(db, "SELECT o.aggregate_id FROM webhook_deliveries d JOIN outbox_events o "
                       "ON o.id = d.outbox_id ORDER BY o.id")
     assert sorted(r.aggregate_id for r in fanned) == ["quick", "slow"]
+
+
+def test_the_worker_survives_a_transient_database_error(app, db, tenant):
+    """A round that hits a lock timeout (SQLite busy, a PostgreSQL lock, as a restart or a
+    lost connection would) costs that round: `roster worker` died of it before, and nothing
+    was delivered until someone restarted it."""
+    import threading
+
+    from app.db import Database
+    from app.events import emit
+    from app.events.worker import run
+    from tests.conftest import database_locked
+
+    with db.transaction() as session:
+        emit(session, organization_id=tenant.org.id, type="user.updated", aggregate_id="u1",
+             payload={})
+    impatient = (Database(db.url, busy_timeout_ms=50) if db.dialect == "sqlite" else
+                 Database(db.url + ("&" if "?" in db.url else "?")
+                          + "options=-c%20lock_timeout%3D100"))
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            run(impatient, _config(receiver.url), "w1", threading.Event(), until_idle=True)
+        except BaseException as exc:  # the test reports it
+            failures.append(exc)
+
+    try:
+        with running_receiver() as receiver:
+            with database_locked(app, db, tables=("webhook_cursors",)):
+                worker = threading.Thread(target=work)
+                worker.start()
+                time.sleep(0.6)  # rounds fail on the held lock meanwhile
+                assert worker.is_alive(), failures
+            worker.join(20)
+            assert not worker.is_alive()
+            assert failures == []
+            assert len(receiver.processed) == 1
+    finally:
+        impatient.dispose()
+
+
+def test_an_endpoint_taken_out_of_the_configuration_gets_nothing_more(db, tenant):
+    """A URL removed from webhooks.urls (decommissioned, compromised) kept receiving its
+    pending deliveries, signed, until they went dead."""
+    import sqlalchemy as sa
+
+    _leavers(db, tenant, 1)
+    outbox = _outbox(db)
+    with running_receiver(fail_first=1000) as old, running_receiver() as new:
+        run_once(db, _config(old.url), "test-worker")
+        assert len(old.requests) >= 1
+        seen = len(old.requests)
+        with db.engine.begin() as conn:  # due again at once
+            conn.execute(sa.text("UPDATE webhook_deliveries SET next_attempt_at = :t"),
+                         {"t": utcnow() - timedelta(seconds=1)})
+        _drain(db, _config(new.url), lambda: len(new.processed) == len(outbox))
+        run_once(db, _config(new.url), "test-worker")
+        assert len(old.requests) == seen
+    assert rows(db, "SELECT count(*) FROM webhook_deliveries WHERE endpoint = :u AND "
+                    "status = 'pending'", u=old.url)[0][0] >= 1  # kept, listed
