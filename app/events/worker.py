@@ -6,14 +6,10 @@ run one. Each step is its own short transaction: no lock is held during an HTTP 
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from typing import Any
 
 from app.db import Database, utcnow
 from app.db_errors import describe_transient, is_transient
@@ -27,46 +23,11 @@ from app.events.delivery import (
     record_result,
     release,
 )
-from app.events.signature import EVENT_ID_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
+from app.events.posting import post_event
 
 log = logging.getLogger("roster.worker")
 
 Poster = Callable[[Claimed, WebhookConfig], tuple[bool, int | None, str | None]]
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is an answer like any other: urllib turned a POST answered 301, 302 or 303
-    into a GET without the event, sent it (signed) wherever the Location said (an internal
-    address as well) and counted its 200 as delivered."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        """Follow nothing: the 3xx reaches the caller as an HTTPError."""
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects())
-
-
-def post_event(item: Claimed, config: WebhookConfig) -> tuple[bool, int | None, str | None]:
-    """POST one event; 2xx is success, anything else (a redirect too, which is not followed,
-    or no answer) is a failure to retry."""
-    body = json.dumps(item.event, sort_keys=True, separators=(",", ":")).encode()
-    # Endpoints are checked to be http(s) when the settings are read (WebhookConfig).
-    headers = {
-        "Content-Type": "application/json", "User-Agent": "Roster-Webhooks/1",
-        SIGNATURE_HEADER: sign(config.secret, int(time.time()), body),
-        EVENT_ID_HEADER: item.event["id"], IDEMPOTENCY_HEADER: item.event["id"],
-        "Roster-Event-Type": item.event["type"],
-        "Roster-Delivery-Attempt": str(item.attempts + 1)}
-    request = urllib.request.Request(item.endpoint, data=body, method="POST",  # noqa: S310
-                                     headers=headers)
-    try:
-        with _OPENER.open(request, timeout=config.timeout_seconds) as response:
-            return 200 <= response.status < 300, response.status, None
-    except urllib.error.HTTPError as exc:
-        return False, exc.code, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        return False, None, str(getattr(exc, "reason", exc))[:500]
 
 
 def run_once(db: Database, config: WebhookConfig, worker_id: str,
@@ -85,7 +46,10 @@ def run_once(db: Database, config: WebhookConfig, worker_id: str,
             fan_out(session, config, now)
             session.flush()
         claimed = claim(session, config, worker_id, utcnow())
-    results, skipped = _deliver_in_order(claimed, config, poster)
+    # No POST starts that could end after the lease: another worker may take the delivery
+    # then (its lease_seconds from the claim), and the receiver would get it twice.
+    stop_by = time.monotonic() + config.lease_seconds - config.timeout_seconds - 1
+    results, skipped = _deliver_in_order(claimed, config, poster, stop_by)
     if results or skipped:
         with db.transaction() as session:
             release(session, skipped)
@@ -99,14 +63,17 @@ def run_once(db: Database, config: WebhookConfig, worker_id: str,
 
 
 def _deliver_in_order(claimed: list[Claimed], config: WebhookConfig, poster: Poster,
+                      stop_by: float = float("inf"),
                       ) -> tuple[list[tuple[Claimed, bool, int | None, str | None]], list[int]]:
-    """POST in id order; after a failure the rest of that aggregate waits (order per user)."""
+    """POST in id order; after a failure the rest of that aggregate waits (order per user).
+    Past ``stop_by`` (monotonic) no POST starts: the rest is released for the next round
+    (the first is always sent, so a round makes progress)."""
     results: list[tuple[Claimed, bool, int | None, str | None]] = []
     failed: set[tuple[str, str]] = set()
     skipped: list[int] = []
     for item in claimed:
         key = (item.endpoint, item.aggregate_id) if item.aggregate_id else None
-        if key in failed:
+        if key in failed or (results and time.monotonic() >= stop_by):
             skipped.append(item.id)
             continue
         ok, status, error = poster(item, config)

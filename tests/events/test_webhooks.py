@@ -210,7 +210,7 @@ def test_a_redirect_is_a_failure_and_is_not_followed():
     import threading
 
     from app.events.delivery import Claimed
-    from app.events.worker import post_event
+    from app.events.posting import post_event
 
     followed: list[str] = []
 
@@ -337,3 +337,60 @@ def test_an_endpoint_taken_out_of_the_configuration_gets_nothing_more(db, tenant
         assert len(old.requests) == seen
     assert rows(db, "SELECT count(*) FROM webhook_deliveries WHERE endpoint = :u AND "
                     "status = 'pending'", u=old.url)[0][0] >= 1  # kept, listed
+
+
+def test_a_receiver_that_trickles_its_answer_is_cut_at_the_timeout():
+    """timeout_seconds bounds the whole POST: a receiver sending its 200 a byte every 0.3 s
+    held the worker, and every other endpoint's deliveries, for as long as it liked."""
+    import socket
+    import threading
+
+    from app.events.delivery import Claimed
+    from app.events.posting import post_event
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Slow: " + b"y" * 40:
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.3)
+            except OSError:
+                pass  # cut by the client
+
+    threading.Thread(target=trickle, daemon=True).start()
+    item = Claimed(id=1, endpoint=f"http://127.0.0.1:{port}/hook", attempts=0,
+                   event={"id": "evt-2", "type": "user.created", "data": {}})
+    began = time.monotonic()
+    try:
+        ok, status, error = post_event(item, _config(item.endpoint, timeout_seconds=1))
+    finally:
+        listener.close()
+    assert (ok, status) == (False, None)
+    assert error == "no complete answer within 1 s"
+    assert time.monotonic() - began < 3
+
+
+def test_no_post_starts_that_could_outlast_the_lease(db, tenant):
+    """A batch sent one POST after another outlived its 30 s lease: a second worker claimed
+    the same deliveries and the receiver got them twice, out of order. A round now starts no
+    POST that could end after the lease, and gives the rest back."""
+    _leavers(db, tenant, 1)
+    sent: list[int] = []
+
+    def slow_receiver(item, config):  # the network: every answer takes its time
+        sent.append(item.id)
+        time.sleep(0.3)
+        return True, 200, None
+
+    tried = run_once(db, _config("http://127.0.0.1:9/hook", lease_seconds=2,
+                                 timeout_seconds=1), "w1", slow_receiver)
+    assert tried == len(sent) == 1
+    left = rows(db, "SELECT status, leased_until, attempts FROM webhook_deliveries "
+                    "WHERE id <> :i", i=sent[0])
+    assert left
+    assert {(r.status, r.leased_until, r.attempts) for r in left} == {("pending", None, 0)}

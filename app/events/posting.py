@@ -1,0 +1,114 @@
+"""Sending one webhook: a POST that follows no redirect and ends within its timeout.
+
+``urllib``'s timeout bounds each socket operation, not the request: a receiver that sent its
+answer a byte every two seconds held the worker (and every other endpoint's deliveries) for
+over a minute with ``timeout_seconds = 5``. Each POST here has a deadline: when it passes,
+the connection is shut down and the POST is a failure to retry. ``urllib`` stays (it honours
+the ``https_proxy`` settings a deployment's egress may need).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from app.events.delivery import Claimed, WebhookConfig
+from app.events.signature import EVENT_ID_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
+
+# The sockets the current thread's POST opened, for its deadline to shut down.
+_opened = threading.local()
+
+
+def _remember(sock: socket.socket | None) -> None:
+    box = getattr(_opened, "box", None)
+    if box is not None and sock is not None:
+        box.append(sock)
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        _remember(self.sock)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        _remember(self.sock)
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: Any) -> Any:
+        return self.do_open(_HTTPConnection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: Any) -> Any:
+        extra = ({"check_hostname": self._check_hostname}
+                 if getattr(self, "_check_hostname", None) is not None else {})
+        return self.do_open(_HTTPSConnection, req, context=self._context, **extra)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer like any other: urllib turned a POST answered 301, 302 or 303
+    into a GET without the event, sent it (signed) wherever the Location said (an internal
+    address as well) and counted its 200 as delivered."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        """Follow nothing: the 3xx reaches the caller as an HTTPError."""
+        return None
+
+
+_OPENER = urllib.request.build_opener(_HTTPHandler(), _HTTPSHandler(), _NoRedirects())
+
+
+def _shut(box: list[socket.socket], cut: threading.Event) -> None:
+    cut.set()
+    for sock in box:
+        with contextlib.suppress(OSError):  # already closed: the POST ended meanwhile
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def post_event(item: Claimed, config: WebhookConfig) -> tuple[bool, int | None, str | None]:
+    """POST one event; 2xx is success, anything else (a redirect too, which is not followed,
+    no answer, or none within ``timeout_seconds`` in all) is a failure to retry."""
+    body = json.dumps(item.event, sort_keys=True, separators=(",", ":")).encode()
+    # Endpoints are checked to be http(s) when the settings are read (WebhookConfig).
+    headers = {
+        "Content-Type": "application/json", "User-Agent": "Roster-Webhooks/1",
+        SIGNATURE_HEADER: sign(config.secret, int(time.time()), body),
+        EVENT_ID_HEADER: item.event["id"], IDEMPOTENCY_HEADER: item.event["id"],
+        "Roster-Event-Type": item.event["type"],
+        "Roster-Delivery-Attempt": str(item.attempts + 1)}
+    request = urllib.request.Request(item.endpoint, data=body, method="POST",  # noqa: S310
+                                     headers=headers)
+    box: list[socket.socket] = []
+    cut = threading.Event()
+    deadline = threading.Timer(config.timeout_seconds, _shut, (box, cut))
+    deadline.daemon = True
+    _opened.box = box
+    deadline.start()
+    try:
+        with _OPENER.open(request, timeout=config.timeout_seconds) as response:
+            ok = 200 <= response.status < 300
+            return (False, None, _late(config)) if cut.is_set() else (ok, response.status, None)
+    except urllib.error.HTTPError as exc:
+        return False, exc.code, f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        if cut.is_set():
+            return False, None, _late(config)
+        return False, None, str(getattr(exc, "reason", exc))[:500]
+    finally:
+        deadline.cancel()
+        _opened.box = None
+
+
+def _late(config: WebhookConfig) -> str:
+    return f"no complete answer within {config.timeout_seconds} s"
