@@ -19,7 +19,7 @@ from app.audit.verify import verify_chain
 from app.db import Database, utcnow
 from app.models import OutboxEvent
 from tests.api.conftest import make_key
-from tests.conftest import database_locked, make_tenant, rows
+from tests.conftest import Tenant, database_locked, make_tenant, rows
 from tests.lifecycle.support import equip, roster
 from tests.scim.support import PATCH_OP, Scim
 
@@ -74,6 +74,17 @@ def _failed_record(db: Database, user_id: str) -> sa.Row:
     return record
 
 
+def _refused_once(client, db: Database, user_name: str) -> tuple[Tenant, Scim, str]:
+    """An equipped user whose Okta deactivation the database refused once (a 500)."""
+    tenant = make_tenant(db, "acme", "okta")
+    scim = Scim(client, tenant)
+    user_id = scim.create_user(user_name)["id"]
+    equip(db, tenant, user_id)
+    with sessions_refuse_updates(db):
+        assert scim.patch(f"/Users/{user_id}", OKTA_OFF).status_code == 500
+    return tenant, scim, user_id
+
+
 @pytest.mark.parametrize(("body", "trigger", "status"), [
     (OKTA_OFF, "scim_active_false", 200), (None, "scim_delete", 204)])
 def test_a_scim_deprovisioning_the_database_refuses_is_recorded_as_failed(
@@ -117,12 +128,7 @@ def test_failed_attempts_are_listed_apart_and_never_restored(client, db, databas
     """GET /deprovisions?outcome=failed lists the failed attempt, the CLI report marks it
     and counts only the applied one; reactivation restores from the applied record (its
     manual grant), not from the failed one."""
-    tenant = make_tenant(db, "acme", "okta")
-    scim = Scim(client, tenant)
-    user_id = scim.create_user("twice@acme.example")["id"]
-    equip(db, tenant, user_id)
-    with sessions_refuse_updates(db):
-        assert scim.patch(f"/Users/{user_id}", OKTA_OFF).status_code == 500
+    tenant, scim, user_id = _refused_once(client, db, "twice@acme.example")
     assert scim.patch(f"/Users/{user_id}", OKTA_OFF).status_code == 200
     auditor = make_key(db, "auditor", tenant.org)
     failed = client.get("/api/v1/deprovisions?outcome=failed", headers=auditor.headers)
@@ -181,12 +187,7 @@ def test_a_deprovisioning_stuck_behind_a_lock_is_a_503_and_a_failed_record(app, 
 def test_a_failed_attempt_has_no_receipt_and_exports_as_a_failure(client, db):
     """A receipt proves access was taken away: a failed attempt has none (409). In the OCSF
     export its audit event is a Failure of high severity, with the error."""
-    tenant = make_tenant(db, "acme", "okta")
-    scim = Scim(client, tenant)
-    user_id = scim.create_user("noreceipt@acme.example")["id"]
-    equip(db, tenant, user_id)
-    with sessions_refuse_updates(db):
-        assert scim.patch(f"/Users/{user_id}", OKTA_OFF).status_code == 500
+    tenant, _scim, user_id = _refused_once(client, db, "noreceipt@acme.example")
     record = _failed_record(db, user_id)
     auditor = make_key(db, "auditor", tenant.org)
     response = client.get(f"/api/v1/deprovisions/{record.id}/receipt", headers=auditor.headers)
