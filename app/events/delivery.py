@@ -29,6 +29,19 @@ _SNAPSHOT = text("SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s):
                  "FROM pg_current_snapshot() s")
 
 
+def _sendable(url: str) -> bool:
+    """An http(s) URL http.client can send as written: ASCII, a host with a valid IDNA form
+    (a non-ASCII path raised UnicodeEncodeError inside the worker and stopped it)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or not url.isascii():
+        return False
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class WebhookConfig:
     """The [webhooks] settings."""
@@ -48,9 +61,10 @@ class WebhookConfig:
         """Build from validated settings; urls is a comma-separated list."""
         section = dict(settings["webhooks"])
         urls = tuple(u.strip() for u in section.pop("urls").split(",") if u.strip())
-        bad = [u for u in urls if urlsplit(u).scheme not in ("http", "https")]
+        bad = [u for u in urls if not _sendable(u)]
         if bad:
-            raise InvalidInput(f"webhooks.urls must be http(s) URLs, got {', '.join(bad)}")
+            raise InvalidInput("webhooks.urls must be http(s) URLs in ASCII (a host in IDNA "
+                               f"form, the rest percent-encoded), got {', '.join(bad)}")
         if urls and not section["secret"]:
             raise InvalidInput("webhooks.secret is required when webhooks.urls is set: "
                                "ROSTER_WEBHOOKS__SECRET or ROSTER_WEBHOOKS__SECRET_FILE")

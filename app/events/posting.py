@@ -26,22 +26,30 @@ from app.events.signature import EVENT_ID_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_
 _opened = threading.local()
 
 
-def _remember(sock: socket.socket | None) -> None:
-    box = getattr(_opened, "box", None)
-    if box is not None and sock is not None:
+def _created(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
+    """``socket.create_connection``, remembering the socket for the POST's deadline before
+    anything is sent on it: a proxy's CONNECT and the TLS handshake are under the deadline
+    too (shutting the TCP socket ends both). Name resolution is not: it cannot be cut."""
+    sock = socket.create_connection(address, *args, **kwargs)
+    box, cut = getattr(_opened, "box", None), getattr(_opened, "cut", None)
+    if box is not None:
         box.append(sock)
+    if cut is not None and cut.is_set():  # the deadline passed while connecting
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    return sock
 
 
 class _HTTPConnection(http.client.HTTPConnection):
-    def connect(self) -> None:
-        super().connect()
-        _remember(self.sock)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _created
 
 
 class _HTTPSConnection(http.client.HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        _remember(self.sock)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _created
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):
@@ -66,7 +74,13 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_HTTPHandler(), _HTTPSHandler(), _NoRedirects())
+def build_opener() -> urllib.request.OpenerDirector:
+    """urllib's opener with these handlers; it reads the proxy settings (``https_proxy``
+    ...) of the environment when built."""
+    return urllib.request.build_opener(_HTTPHandler(), _HTTPSHandler(), _NoRedirects())
+
+
+_OPENER = build_opener()
 
 
 def _shut(box: list[socket.socket], cut: threading.Event) -> None:
@@ -93,7 +107,7 @@ def post_event(item: Claimed, config: WebhookConfig) -> tuple[bool, int | None, 
     cut = threading.Event()
     deadline = threading.Timer(config.timeout_seconds, _shut, (box, cut))
     deadline.daemon = True
-    _opened.box = box
+    _opened.box, _opened.cut = box, cut
     deadline.start()
     try:
         with _OPENER.open(request, timeout=config.timeout_seconds) as response:
@@ -101,13 +115,13 @@ def post_event(item: Claimed, config: WebhookConfig) -> tuple[bool, int | None, 
             return (False, None, _late(config)) if cut.is_set() else (ok, response.status, None)
     except urllib.error.HTTPError as exc:
         return False, exc.code, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+    except Exception as exc:  # URLError, OSError, HTTPException, a ValueError of the codecs
         if cut.is_set():
             return False, None, _late(config)
-        return False, None, str(getattr(exc, "reason", exc))[:500]
+        return False, None, (str(getattr(exc, "reason", exc)) or type(exc).__name__)[:500]
     finally:
         deadline.cancel()
-        _opened.box = None
+        _opened.box = _opened.cut = None
 
 
 def _late(config: WebhookConfig) -> str:

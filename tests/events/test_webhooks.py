@@ -394,3 +394,63 @@ def test_no_post_starts_that_could_outlast_the_lease(db, tenant):
                     "WHERE id <> :i", i=sent[0])
     assert left
     assert {(r.status, r.leased_until, r.attempts) for r in left} == {("pending", None, 0)}
+
+
+def test_a_url_http_client_cannot_send_is_refused_in_the_settings():
+    """A non-ASCII path or an invalid IDNA host passed the settings and then raised inside
+    the worker (UnicodeEncodeError), which stopped it with its batch's results unrecorded."""
+    from app.errors import InvalidInput
+
+    settings = {"webhooks": {"urls": "", "secret": SECRET, "timeout_seconds": 5,
+                             "retry_base_seconds": 2, "retry_max_seconds": 600,
+                             "dead_after_seconds": 86400, "lease_seconds": 30,
+                             "batch_size": 50, "poll_interval_ms": 200}}
+    for url in ("http://127.0.0.1:9/hooks/café", "http://" + "a" * 64 + ".example/hook",
+                "ftp://example.com/hook"):
+        with pytest.raises(InvalidInput):
+            WebhookConfig.from_settings({"webhooks": {**settings["webhooks"], "urls": url}})
+    ok = WebhookConfig.from_settings({"webhooks": {**settings["webhooks"],
+                                                   "urls": "https://hooks.example/caf%C3%A9"}})
+    assert ok.urls == ("https://hooks.example/caf%C3%A9",)
+
+
+def test_a_slow_proxy_connect_is_cut_at_the_timeout(monkeypatch):
+    """Through an https_proxy, a proxy trickling its CONNECT answer held the POST past its
+    deadline: the socket was remembered only once connected. It is cut at the timeout."""
+    import socket
+    import threading
+
+    from app.events.delivery import Claimed
+    from app.events.posting import post_event
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def slow_proxy() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 200 Connection established\r\n")
+                for _ in range(20):
+                    conn.sendall(b"X-Slow: y\r\n")
+                    time.sleep(0.5)
+            except OSError:
+                pass
+
+    threading.Thread(target=slow_proxy, daemon=True).start()
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    from app.events import posting
+
+    monkeypatch.setattr(posting, "_OPENER", posting.build_opener())  # reads https_proxy
+    item = Claimed(id=1, endpoint="https://hooks.example/hook", attempts=0,
+                   event={"id": "evt-3", "type": "user.created", "data": {}})
+    began = time.monotonic()
+    try:
+        ok, status, error = post_event(item, _config(item.endpoint, timeout_seconds=1))
+    finally:
+        listener.close()
+    assert (ok, status, error) == (False, None, "no complete answer within 1 s")
+    assert time.monotonic() - began < 3
