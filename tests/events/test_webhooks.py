@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -339,9 +340,11 @@ def test_an_endpoint_taken_out_of_the_configuration_gets_nothing_more(db, tenant
                     "status = 'pending'", u=old.url)[0][0] >= 1  # kept, listed
 
 
-def test_a_receiver_that_trickles_its_answer_is_cut_at_the_timeout():
-    """timeout_seconds bounds the whole POST: a receiver sending its 200 a byte every 0.3 s
-    held the worker, and every other endpoint's deliveries, for as long as it liked."""
+def _timed_post(endpoint: str, chunks: list[bytes], pause: float,
+                before: Callable[[int], None] | None = None) -> tuple[tuple, float]:
+    """post_event (timeout 1 s) to ``endpoint`` while a server on 127.0.0.1 (its port in
+    the endpoint as {port}, and given to ``before``) answers the first request with
+    ``chunks``, ``pause`` s apart; the result and the seconds it took."""
     import socket
     import threading
 
@@ -351,28 +354,38 @@ def test_a_receiver_that_trickles_its_answer_is_cut_at_the_timeout():
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
 
-    def trickle() -> None:
+    def answer_slowly() -> None:
         conn, _ = listener.accept()
         with conn:
             conn.recv(65536)
             try:
-                for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Slow: " + b"y" * 40:
-                    conn.sendall(bytes([byte]))
-                    time.sleep(0.3)
+                for chunk in chunks:
+                    conn.sendall(chunk)
+                    time.sleep(pause)
             except OSError:
                 pass  # cut by the client
 
-    threading.Thread(target=trickle, daemon=True).start()
-    item = Claimed(id=1, endpoint=f"http://127.0.0.1:{port}/hook", attempts=0,
+    threading.Thread(target=answer_slowly, daemon=True).start()
+    if before is not None:
+        before(port)
+    item = Claimed(id=1, endpoint=endpoint.format(port=port), attempts=0,
                    event={"id": "evt-2", "type": "user.created", "data": {}})
     began = time.monotonic()
     try:
-        ok, status, error = post_event(item, _config(item.endpoint, timeout_seconds=1))
+        result = post_event(item, _config(item.endpoint, timeout_seconds=1))
     finally:
         listener.close()
-    assert (ok, status) == (False, None)
-    assert error == "no complete answer within 1 s"
-    assert time.monotonic() - began < 3
+    return result, time.monotonic() - began
+
+
+def test_a_receiver_that_trickles_its_answer_is_cut_at_the_timeout():
+    """timeout_seconds bounds the whole POST: a receiver sending its 200 a byte every 0.3 s
+    held the worker, and every other endpoint's deliveries, for as long as it liked."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Slow: " + b"y" * 40
+    result, took = _timed_post("http://127.0.0.1:{port}/hook",
+                               [bytes([b]) for b in answer], 0.3)
+    assert result == (False, None, "no complete answer within 1 s")
+    assert took < 3
 
 
 def test_no_post_starts_that_could_outlast_the_lease(db, tenant):
@@ -417,40 +430,16 @@ def test_a_url_http_client_cannot_send_is_refused_in_the_settings():
 def test_a_slow_proxy_connect_is_cut_at_the_timeout(monkeypatch):
     """Through an https_proxy, a proxy trickling its CONNECT answer held the POST past its
     deadline: the socket was remembered only once connected. It is cut at the timeout."""
-    import socket
-    import threading
-
-    from app.events.delivery import Claimed
-    from app.events.posting import post_event
-
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-
-    def slow_proxy() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(65536)
-            try:
-                conn.sendall(b"HTTP/1.1 200 Connection established\r\n")
-                for _ in range(20):
-                    conn.sendall(b"X-Slow: y\r\n")
-                    time.sleep(0.5)
-            except OSError:
-                pass
-
-    threading.Thread(target=slow_proxy, daemon=True).start()
-    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
     from app.events import posting
 
-    monkeypatch.setattr(posting, "_OPENER", posting.build_opener())  # reads https_proxy
-    item = Claimed(id=1, endpoint="https://hooks.example/hook", attempts=0,
-                   event={"id": "evt-3", "type": "user.created", "data": {}})
-    began = time.monotonic()
-    try:
-        ok, status, error = post_event(item, _config(item.endpoint, timeout_seconds=1))
-    finally:
-        listener.close()
-    assert (ok, status, error) == (False, None, "no complete answer within 1 s")
-    assert time.monotonic() - began < 3
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+
+    def through_proxy(port: int) -> None:  # the opener reads https_proxy when built
+        monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
+        monkeypatch.setattr(posting, "_OPENER", posting.build_opener())
+
+    chunks = [b"HTTP/1.1 200 Connection established\r\n"] + [b"X-Slow: y\r\n"] * 20
+    result, took = _timed_post("https://hooks.example/hook", chunks, 0.5, through_proxy)
+    assert result == (False, None, "no complete answer within 1 s")
+    assert took < 3
