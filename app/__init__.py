@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from html import escape
@@ -98,11 +99,10 @@ def _drain_refused_body(response: Response) -> Response:
         # wsgi.input: request.stream itself refuses a body over the limit.
         stream = request.__dict__.get("stream") or LimitedStream(
             request.environ["wsgi.input"], length)
-        try:
+        # The client went away or stalled: the answer stands (gunicorn closes the connection).
+        with contextlib.suppress(Exception):
             while stream.read(65536):
                 pass
-        except Exception:  # the client went away or stalled: the answer stands
-            response.headers["Connection"] = "close"
     return response
 
 

@@ -296,10 +296,9 @@ class Database:
             with self.transaction() as session:
                 for action in actions:
                     action(session, error)
-        except Exception as second:
-            log.error("could not record a failed transaction's attempt (%s: %s) after %s",
-                      type(second).__name__, str(second).splitlines()[0][:200] if str(second)
-                      else "", type(error).__name__)
+        except Exception:  # logged without values: the engines hide statement parameters
+            log.exception("could not record a failed transaction's attempt (after %s)",
+                          type(error).__name__)
 
     def _idle_held(self) -> Connection | None:
         # This thread's SQLite connection when it has none in use (app/sqlite_connections.py).

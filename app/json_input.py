@@ -40,15 +40,19 @@ class BodyTooLarge(Exception):
     """The request body is longer than its limit (HTTP 413)."""
 
 
-class BodyIncomplete(Exception):
-    """The body did not arrive whole: shorter than its Content-Length, its chunked framing
-    broken, the client gone (400: RFC 9112 §6.3 calls such a message incomplete, §7.1), or not
-    within ``server.read_timeout`` (``timed_out``: 408, RFC 9110 §15.5.9). Nothing of it is
-    used."""
+class BodyUnreadable(Exception):
+    """The body cannot be read as sent, with the HTTP ``status`` to answer: it did not arrive
+    whole (shorter than its Content-Length, its chunked framing broken, the client gone: 400,
+    RFC 9112 §6.3 and §7.1), not within ``server.read_timeout`` (408, RFC 9110 §15.5.9), or in
+    a transfer coding the server does not decode (501, RFC 9112 §6.1). Nothing of it is used.
+    """
 
-    def __init__(self, detail: str, *, timed_out: bool = False) -> None:
+    def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
-        self.detail, self.timed_out = detail, timed_out
+        self.status, self.detail = status, detail
+
+
+QUERY_NOT_UTF8 = "the query string is not UTF-8 once percent-decoded (RFC 3986 §2.5)"
 
 
 def read_body(req: Request, limit: int) -> bytes:
@@ -60,6 +64,10 @@ def read_body(req: Request, limit: int) -> bytes:
     than the limit came out cut at the limit, and a cut that still parsed was stored. So the
     stream is allowed one byte more than the limit, and a body that reaches it is too large.
     """
+    coding = unsupported_transfer_coding(req.headers.get("Transfer-Encoding"))
+    if coding:
+        raise BodyUnreadable(501, f"Transfer-Encoding {coding!r} is not supported; send the "
+                                  "body uncompressed, chunked or with a Content-Length")
     if req.content_length is not None and req.content_length > limit:
         raise BodyTooLarge
     req.max_content_length = limit + 1
@@ -69,16 +77,15 @@ def read_body(req: Request, limit: int) -> bytes:
         raise BodyTooLarge from None
     except Exception as exc:  # whatever the server's body reader raised
         if _timed_out(exc):
-            raise BodyIncomplete("the request body did not arrive in time",
-                                 timed_out=True) from None
-        raise BodyIncomplete("the request body could not be read whole: the connection "
-                             "ended early or its chunked framing is malformed") from None
+            raise BodyUnreadable(408, "the request body did not arrive in time") from None
+        raise BodyUnreadable(400, "the request body could not be read whole: the connection "
+                                  "ended early or its chunked framing is malformed") from None
     if len(raw) > limit:
         raise BodyTooLarge
     if req.content_length is not None and len(raw) < req.content_length:
         # gunicorn hands over what came before the client closed its side, and says nothing.
-        raise BodyIncomplete(f"the request body ended after {len(raw)} of the "
-                             f"{req.content_length} bytes its Content-Length announced")
+        raise BodyUnreadable(400, f"the request body ended after {len(raw)} of the "
+                                  f"{req.content_length} bytes its Content-Length announced")
     return raw
 
 

@@ -55,14 +55,14 @@ from app.directory.apikeys import KeyIdentity, authenticate, touch_key
 from app.directory.organizations import get_organization, missing_organization
 from app.errors import NotFound
 from app.json_input import (
-    BodyIncomplete,
+    QUERY_NOT_UTF8,
     BodyTooLarge,
+    BodyUnreadable,
     JsonInputError,
     parse_json,
     query_not_utf8,
     read_body,
     unsupported_coding,
-    unsupported_transfer_coding,
 )
 from app.json_output import dumps
 from app.models import Organization
@@ -242,16 +242,12 @@ def _json_body() -> Any:
     """The JSON body; an empty body is an empty object. Malformed JSON, nesting too deep,
     NUL or an unpaired surrogate in a string are 400 problems (app/json_input.py)."""
     limit = current_app.config["ROSTER"]["app"]["max_body_bytes"]
-    coding = unsupported_transfer_coding(request.headers.get("Transfer-Encoding"))
-    if coding:
-        raise ApiProblem(501, f"Transfer-Encoding {coding!r} is not supported; send the body "
-                              "uncompressed, chunked or with a Content-Length")
     try:
         raw = read_body(request, limit)
     except BodyTooLarge:
         raise ApiProblem(413, f"the request body is larger than {limit} bytes") from None
-    except BodyIncomplete as exc:
-        raise ApiProblem(408 if exc.timed_out else 400, exc.detail) from None
+    except BodyUnreadable as exc:
+        raise ApiProblem(exc.status, exc.detail) from None
     if not raw:
         return {}
     if not request.is_json:
@@ -276,9 +272,7 @@ def _query_args() -> dict[str, str]:
     is a 400 naming it, as SCIM's are (app/scim/http.py ``query_args``): taking the first
     alone would silently ignore the second."""
     if query_not_utf8(request.query_string):
-        raise ApiProblem(400, "the query string is not UTF-8 once percent-decoded "
-                              "(RFC 3986 §2.5)",
-                         errors=[{"field": "query", "detail": "not UTF-8"}])
+        raise ApiProblem(400, QUERY_NOT_UTF8, errors=[{"field": "query", "detail": "not UTF-8"}])
     repeated = sorted({name for name in request.args if len(request.args.getlist(name)) > 1})
     if repeated:
         raise ApiProblem(400, "query parameter given more than once: " + ", ".join(repeated),

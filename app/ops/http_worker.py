@@ -145,12 +145,15 @@ class _TimedSocket(socket.socket):
         """A new request begins on this connection: its reads have ``limit`` seconds."""
         self.deadline = time.monotonic() + self.limit
 
+    def _late(self) -> RequestTimeout:
+        return RequestTimeout(f"the request did not arrive within {self.limit:g} s")
+
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         """One read, failing with RequestTimeout at the deadline."""
         remaining = self.deadline - time.monotonic()
         current = self.gettimeout()
         if remaining <= 0 and current != 0.0:
-            raise RequestTimeout(f"the request did not arrive within {self.limit:g} s")
+            raise self._late()
         # A blocking read waits until the deadline; a read with gunicorn's own timeout (its
         # drain of an unread body) until the earlier of the two.
         narrow = current is None or (current > 0 and remaining < current)
@@ -159,8 +162,7 @@ class _TimedSocket(socket.socket):
         try:
             return super().recv(bufsize, flags)
         except TimeoutError:
-            raise RequestTimeout(f"the request did not arrive within {self.limit:g} s") \
-                from None
+            raise self._late() from None
         finally:
             if narrow:
                 self.settimeout(current)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.audit import Actor
 from app.db import Database, Reader
 from app.directory.tokens import touch
-from app.json_input import query_not_utf8
+from app.json_input import QUERY_NOT_UTF8, query_not_utf8
 from app.scim.auth import Caller, authenticate_request
 from app.scim.dialect_report import infer_dialect
 from app.scim.errors import SCIM_MEDIA_TYPE, ScimError, scim_response
@@ -151,8 +151,7 @@ def query_args() -> dict[str, str]:
     leaves out.
     """
     if query_not_utf8(request.query_string):
-        raise ScimError(400, "the query string is not UTF-8 once percent-decoded "
-                             "(RFC 3986 §2.5)", "invalidValue")
+        raise ScimError(400, QUERY_NOT_UTF8, "invalidValue")
     args: dict[str, str] = {}
     for name, value in request.args.items(multi=True):
         key = PARAMETERS.get(name.lower())

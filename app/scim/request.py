@@ -7,13 +7,12 @@ from typing import Any
 from flask import request
 
 from app.json_input import (
-    BodyIncomplete,
     BodyTooLarge,
+    BodyUnreadable,
     JsonInputError,
     parse_json,
     read_body,
     unsupported_coding,
-    unsupported_transfer_coding,
 )
 from app.scim.errors import ScimError
 
@@ -33,18 +32,13 @@ def json_body(max_bytes: int) -> dict[str, Any]:
     if coding:
         raise ScimError(415, f"Content-Encoding {coding!r} is not supported; send the body "
                              "uncompressed")
-    coding = unsupported_transfer_coding(request.headers.get("Transfer-Encoding"))
-    if coding:
-        raise ScimError(501, f"Transfer-Encoding {coding!r} is not supported; send the body "
-                             "uncompressed, chunked or with a Content-Length")
     try:
         raw = read_body(request, max_bytes)
     except BodyTooLarge:
         raise ScimError(413, f"the request body is larger than {max_bytes} bytes") from None
-    except BodyIncomplete as exc:
-        if exc.timed_out:
-            raise ScimError(408, exc.detail) from None
-        raise ScimError(400, exc.detail, "invalidSyntax") from None
+    except BodyUnreadable as exc:
+        raise ScimError(exc.status, exc.detail,
+                        "invalidSyntax" if exc.status == 400 else None) from None
     if not raw.strip():
         raise ScimError(400, "the request body is empty; a JSON object is required",
                         "invalidSyntax")
