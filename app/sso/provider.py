@@ -22,14 +22,14 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor
 from app.db import utcnow
 from app.models import User
 from app.models.directory import UserStatus
-from app.models.sso import AuthorizationCode, IssuedToken, LoginSession
+from app.models.sso import AuthorizationCode, LoginSession
 from app.sso.claims import filter_by_scope, user_claims
 from app.sso.provider_config import ProviderConfig
 from app.sso.provider_keys import ALG
@@ -42,6 +42,7 @@ from app.sso.provider_tokens import (
     digest,
     live_token,
     replayed_refresh,
+    revoke_family,
     rotate_refresh,
 )
 
@@ -300,10 +301,9 @@ def build_endpoints(db: Any, config: ProviderConfig) -> tuple[type, type]:
             row, now = token.row, utcnow()
             row.revoked_at = row.revoked_at or now
             if row.token_type == REFRESH:
-                # RFC 7009 §2.1: revoking a refresh token also drops its access tokens.
-                db().execute(update(IssuedToken).where(
-                    IssuedToken.session_id == row.session_id,
-                    IssuedToken.client_id == row.client_id,
-                    IssuedToken.revoked_at.is_(None)).values(revoked_at=now))
+                # RFC 7009 §2.1: revoking a refresh token also drops the access tokens
+                # "based on the same authorization grant": its family, not the client's
+                # other grants on the same login session (another tab's, say).
+                revoke_family(db(), row.family_id, row.session_id, row.client_id, now)
 
     return Introspection, Revocation

@@ -141,7 +141,7 @@ def claim_code(session: Session, row: AuthorizationCode, actor: Actor) -> bool:
         .values(used_at=now).execution_options(synchronize_session=False)).rowcount
     if claimed == 1:
         return True
-    revoked = _revoke_family(session, row.code_hash, None, row.client_id, now)
+    revoked = revoke_family(session, row.code_hash, None, row.client_id, now)
     _audit_replay(session, actor, grant="authorization_code", user_id=row.user_id,
                   session_id=row.session_id, client_id=row.client_id, revoked=revoked)
     return False
@@ -167,15 +167,16 @@ def rotate_refresh(session: Session, token: TokenView, actor: Actor) -> bool:
 def replayed_refresh(session: Session, row: IssuedToken, actor: Actor) -> None:
     """A rotated refresh token came back: someone holds a copy. Revoke the whole family,
     the current refresh token and every access token of the grant (RFC 9700 §4.14.2)."""
-    revoked = _revoke_family(session, row.family_id, row.session_id, row.client_id, utcnow())
+    revoked = revoke_family(session, row.family_id, row.session_id, row.client_id, utcnow())
     _audit_replay(session, actor, grant="refresh_token", user_id=row.user_id,
                   session_id=row.session_id, client_id=row.client_id, revoked=revoked)
 
 
-def _revoke_family(session: Session, family_id: str | None, session_id: str | None,
-                   client_id: str, now: datetime) -> int:
-    """Revoke the live tokens of a grant. Tokens from before migration 0017 have no family:
-    then every token of the client on that login session is the family."""
+def revoke_family(session: Session, family_id: str | None, session_id: str | None,
+                  client_id: str, now: datetime) -> int:
+    """Revoke the live tokens of a grant (RFC 7009 §2.1, RFC 9700 §4.14.2). Tokens from
+    before migration 0017 have no family: then every token of the client on that login
+    session is the family."""
     if family_id is not None:
         where = IssuedToken.family_id == family_id
     elif session_id is not None:

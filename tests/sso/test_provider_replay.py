@@ -114,6 +114,28 @@ def test_a_revoked_refresh_token_is_refused_without_a_replay_alarm(db, tenant, k
     assert _replays(db) == []
 
 
+def test_revoking_a_refresh_token_leaves_another_grant_of_the_same_login_alone(
+        db, tenant, keys, web):
+    """RFC 7009 §2.1: revoking a refresh token drops the access tokens of the same
+    authorization grant (its family, refreshed ones included), not the portal's other
+    grant on the same browser login (another tab). The old code revoked every token of the
+    client on the login session."""
+    _user, req, code = login_and_code(db, tenant, keys, web)
+    first = exchange(web, code, req.verifier).get_json()
+    second = _refresh(web, first["refresh_token"]).get_json()
+    other_req = AuthRequest.new()  # still signed in at Roster: straight to a code
+    back = web.get(other_req.url().replace("http://roster.test", ""))
+    other = exchange(web, code_from(back.headers["Location"], other_req.state),
+                     other_req.verifier).get_json()
+    assert web.post("/sso/oidc/revoke", data={"token": second["refresh_token"],
+                                              "token_type_hint": "refresh_token"},
+                    headers={"Authorization": BASIC}).status_code == 200
+    assert _dead(web, first["access_token"], second["access_token"], second["refresh_token"])
+    assert introspect(web, other["access_token"])["active"] is True
+    assert _refresh(web, other["refresh_token"]).status_code == 200
+    assert _replays(db) == []
+
+
 def test_a_reused_code_also_revokes_what_a_refresh_in_flight_adds(db, tenant, keys, web,
                                                                   sso_app, dialect):
     """PostgreSQL, READ COMMITTED: a refresh of the family is in flight (its new tokens
