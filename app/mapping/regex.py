@@ -29,6 +29,8 @@ import functools
 import re
 import re._constants as sre
 import re._parser as sre_parse
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -41,6 +43,12 @@ from app.mapping.regex_classes import SURROGATES, members
 MAX_MEM = 8 << 20
 # Parentheses and brackets one pattern may nest (the translation recurses on them).
 MAX_DEPTH = 50
+# RE2 program instructions the compiled patterns of one worker may hold, and those of one
+# rule set. A worker measured ~9 bytes per instruction with its match caches, so ~75 MiB.
+# Unicode ``\w{3,64}`` is 110,000 instructions (~1 MiB): a count-bounded cache of 4,096
+# such patterns grew a worker by gigabytes.
+CACHE_INSTRUCTIONS = 8_000_000
+RULESET_INSTRUCTIONS = 2_000_000
 
 _REFUSED: dict[Any, str] = {
     sre.GROUPREF: "a backreference (\\1, (?P=name))",
@@ -58,30 +66,60 @@ class PatternError(ValueError):
     """A pattern Python cannot parse, or one RE2 cannot run with the same meaning."""
 
 
-def check(pattern: str) -> None:
-    """Raise PatternError unless ``pattern`` can be matched by :func:`fullmatcher`."""
-    fullmatcher(pattern)
+def check(pattern: str) -> int:
+    """Raise PatternError unless ``pattern`` can be matched by :func:`fullmatcher`; else
+    the size of its RE2 program (instructions), what a worker holds for it."""
+    return _CACHE.get(pattern)[1]
 
 
 def fullmatcher(pattern: str) -> Callable[[str], bool]:
     """A linear-time test: does the whole value match ``pattern`` (Python syntax)?"""
-    found = _compiled(pattern)
-    if isinstance(found, PatternError):
-        raise found
-    return found
+    return _CACHE.get(pattern)[0]
 
 
-@functools.lru_cache(maxsize=4096)
-def _compiled(pattern: str) -> Callable[[str], bool] | PatternError:
-    """The matcher, or the reason there is none: a refused pattern is remembered too, as
+class _ProgramCache:
+    """Compiled patterns, least recently used first out, bounded by the instructions they
+    hold rather than by their number. A refused pattern is remembered too (weight 1), as
     every load of a rule set checks its stored patterns again."""
-    try:
-        return _compile(pattern)
-    except PatternError as exc:
-        return exc
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.weight = 0
+        self._entries: OrderedDict[str, tuple[Callable[[str], bool] | PatternError, int]] = \
+            OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, pattern: str) -> tuple[Callable[[str], bool], int]:
+        """The matcher and its program size; PatternError when there is none."""
+        with self._lock:
+            entry = self._entries.get(pattern)
+            if entry is not None:
+                self._entries.move_to_end(pattern)
+        if entry is None:
+            try:
+                entry = _compile(pattern)
+            except PatternError as exc:
+                entry = (exc, 1)
+            self._put(pattern, entry)
+        if isinstance(entry[0], PatternError):
+            raise entry[0]
+        return entry[0], entry[1]
+
+    def _put(self, pattern: str, entry: tuple[Callable[[str], bool] | PatternError, int]
+             ) -> None:
+        with self._lock:
+            old = self._entries.pop(pattern, None)
+            self.weight += entry[1] - (old[1] if old else 0)
+            self._entries[pattern] = entry
+            while self.weight > self.budget and len(self._entries) > 1:
+                _pattern, (_found, weight) = self._entries.popitem(last=False)
+                self.weight -= weight
 
 
-def _compile(pattern: str) -> Callable[[str], bool]:
+_CACHE = _ProgramCache(CACHE_INSTRUCTIONS)
+
+
+def _compile(pattern: str) -> tuple[Callable[[str], bool], int]:
     options = re2.Options()
     options.max_mem = MAX_MEM
     options.log_errors = False
@@ -93,7 +131,9 @@ def _compile(pattern: str) -> Callable[[str], bool]:
         if "too large" in reason or "memory" in reason:
             reason = "it needs more memory than a rule's pattern may use"
         raise PatternError(f"RE2 cannot run this pattern: {reason}") from None
-    return lambda value: compiled.fullmatch(value) is not None
+    finally:
+        re2.purge()  # re2.compile keeps the last 128 itself: only _CACHE may keep them
+    return (lambda value: compiled.fullmatch(value) is not None), max(compiled.programsize, 1)
 
 
 def translate(pattern: str) -> str:

@@ -148,6 +148,17 @@ class Not:
 Condition = GroupMatch | AttributeMatch | AllOf | AnyOf | Not
 
 
+def regex_patterns(condition: Condition) -> set[str]:
+    """The regular expressions a condition matches with (each once)."""
+    if isinstance(condition, AllOf | AnyOf):
+        return set().union(*(regex_patterns(c) for c in condition.conditions))
+    if isinstance(condition, Not):
+        return regex_patterns(condition.condition)
+    if condition.kind != "regex":
+        return set()
+    return {condition.value} if isinstance(condition, GroupMatch) else set(condition.values)
+
+
 @dataclass(frozen=True)
 class UnitTarget:
     """Where a rule grants: a unit path or id, or the unit named by an attribute under a parent."""
@@ -195,7 +206,9 @@ def _matcher(kind: str, pattern: str, case_exact: bool) -> Callable[[str], bool]
     time (app/mapping/regex.py); glob and exact ignore case unless ``case_exact``.
     """
     if kind == "regex":
-        return fullmatcher(pattern)
+        # Looked up per value, not kept here: app/mapping/regex.py bounds what the
+        # compiled programs may weigh, and a reference held here would defeat it.
+        return lambda value: fullmatcher(pattern)(value)
     fold: Callable[[str], str] = (lambda v: v) if case_exact else str.casefold
     if kind == "glob":
         glob = re.compile(fnmatch.translate(fold(pattern)))

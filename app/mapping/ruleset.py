@@ -19,7 +19,7 @@ import yaml
 
 from app.errors import InvalidInput
 from app.mapping.catalog import check_value
-from app.mapping.regex import PatternError
+from app.mapping.regex import RULESET_INSTRUCTIONS, PatternError
 from app.mapping.regex import check as check_regex
 from app.mapping.rules import (
     ATTRIBUTES,
@@ -37,6 +37,7 @@ from app.mapping.rules import (
     RuleSpec,
     UnitIndex,
     UnitTarget,
+    regex_patterns,
 )
 
 RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
@@ -265,6 +266,11 @@ def parse_document(data: Any) -> RuleSet:
             raise _fail(f"rules[{i}].id", f"duplicate rule id {spec.id!r}")
         rules.append(spec)
         descriptions[spec.id] = description
+    size = sum(check_regex(p) for p in set().union(*(regex_patterns(r.condition) for r in rules)))
+    if size > RULESET_INSTRUCTIONS:  # each worker keeps them compiled (app/mapping/regex.py)
+        raise _fail("rules", f"the regular expressions need {size:,} RE2 instructions together, "
+                             f"more than the {RULESET_INSTRUCTIONS:,} of a rule set: use fewer or "
+                             "narrower ones (\\w, \\d and (?i) stand for thousands of characters)")
     return RuleSet(parse_policy(data.get("policy")), tuple(rules), descriptions)
 
 

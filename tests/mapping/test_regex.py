@@ -112,3 +112,52 @@ def test_a_case_insensitive_letter_matches_what_re_matches(char):
 
     for flags in (re.IGNORECASE, re.IGNORECASE | re.ASCII):
         assert members(sre.LITERAL, ord(char), flags) == scan(re.escape(char), flags), char
+
+
+# Unicode \w{2,10} and \d{1,5}: about 13,500 RE2 instructions each (~130 KiB in a worker).
+def _big(i: int) -> str:
+    return r"\w{2,10}-\d{1,5}" + f"big{i}"
+
+
+def test_compiled_patterns_are_bounded_by_what_they_weigh():
+    """The cache drops the least recently used programs once their instructions exceed
+    its budget, and a dropped pattern still matches (compiled again). The old cache kept
+    4,096 patterns whatever their size: a worker grew by gigabytes."""
+    from app.mapping.regex import _ProgramCache
+
+    cache = _ProgramCache(60_000)
+    sizes = [cache.get(_big(i))[1] for i in range(10)]
+    assert min(sizes) > 10_000
+    assert cache.weight <= 60_000 < sum(sizes)
+    matcher, size = cache.get(_big(0))
+    assert matcher("ab-12big0")
+    assert not matcher("ab-12big1")
+    assert size == sizes[0]
+    assert cache.weight <= 60_000
+
+
+def test_rule_matchers_keep_no_program_the_cache_let_go(monkeypatch):
+    """Neither the rules' matcher cache nor re2's own module cache (128 programs) holds a
+    compiled pattern beyond the bounded cache: after matching a dozen patterns the cache
+    has room for two, at most two are alive."""
+    import gc
+
+    import re2
+
+    from app.mapping import regex
+    from app.mapping.rules import _matcher
+
+    monkeypatch.setattr(regex._CACHE, "budget", 30_000)
+    for i in range(12):
+        assert _matcher("regex", _big(100 + i), True)(f"ab-1big{100 + i}")
+    gc.collect()
+    ours = {regex.translate(_big(100 + i)) for i in range(12)}
+    alive = [o for o in gc.get_objects() if isinstance(o, re2._Regexp) and o.pattern in ours]
+    assert 1 <= len(alive) <= 2
+
+
+def test_check_gives_the_program_size():
+    """check() answers what a worker keeps for a pattern: small for an ordinary one, large
+    for Unicode classes repeated (what a rule set's budget adds up)."""
+    assert check("(?i)purchasing-.*") < 100
+    assert check(r"\w{3,64}") > 50_000

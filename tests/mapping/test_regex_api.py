@@ -126,3 +126,25 @@ def test_stored_regex_re2_cannot_run_disables_its_rule(world, client, admin):
     res = client.post(url + "/rules", json={"rule": rule("B.*", "new")}, headers=admin)
     assert res.status_code == 400
     assert res.json["errors"][0]["field"] == "rules[0].match.value"  # look: priority 1
+
+
+def test_a_rule_set_whose_regexes_weigh_too_much_is_a_400(world, client, admin):
+    """Every worker keeps a rule set's regexes compiled: together they may hold 2,000,000
+    RE2 instructions (Unicode \\w{3,64} alone is ~84,000). Over that, the whole rule set
+    (PUT) or the rule added to it (POST) is refused, and nothing is stored."""
+    url = f"/api/v1/orgs/{world.org_id}/mapping"
+    heavy = [rule(r"\w{3,64}" + f"-{i}", f"r{i}") for i in range(24)]
+    res = client.put(url, json={"rules": heavy}, headers=admin)
+    assert res.status_code == 400, res.json
+    assert res.json["errors"][0]["field"] == "rules"
+    assert "RE2 instructions" in res.json["detail"]
+    assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0
+    assert client.put(url, json={"rules": heavy[:22]}, headers=admin).status_code == 200
+    res = client.post(url + "/rules", json={"rule": rule(r"\w{3,64}:\w{3,64}", "more")},
+                      headers=admin)
+    assert res.status_code == 400, res.json
+    assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 22
+    # An ordinary rule still fits.
+    res = client.post(url + "/rules", json={"rule": rule(r"(?i)sales-.*", "light")},
+                      headers=admin)
+    assert res.status_code == 201, res.json
