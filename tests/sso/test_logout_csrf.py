@@ -131,7 +131,8 @@ def test_a_signed_logout_response_meant_for_another_browser_is_refused(
     assert "SAMLResponse=" in captured
     hit = victim_web.get(captured.replace(ROSTER, ""), base_url=ROSTER)
     assert hit.status_code == 403
-    assert rows(db, "SELECT reason FROM sso_login_traces")[-1].reason == "slo_unsolicited"
+    assert rows(db, "SELECT reason FROM sso_login_traces ORDER BY created_at")[-1].reason \
+        == "slo_unsolicited"
     assert _still_signed_in(victim_web, ROSTER)
 
 
