@@ -20,7 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached,
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.types import TypeDecorator
 
-from app.engine import SQLITE_WRITE, make_engine, memory_url
+from app.engine import SQLITE_LOCK_WAIT_MS, SQLITE_WRITE, make_engine, memory_url
 
 # new_id: a UUID4 text (buffered OS randomness), the SCIM id and primary key of every row.
 from app.ids import new_id as new_id
@@ -40,6 +40,10 @@ NAMING_CONVENTION = {
 _ON_FAILURE = "roster.on_failure"
 
 log = logging.getLogger(__name__)
+# SQLite: how long the record of a failed transaction waits for the write lock (the writers'
+# queue, then SQLite's busy handler), in milliseconds. Its caller already waited, perhaps a
+# whole busy timeout for a lock, and is answered only once the record is written or given up.
+FAILURE_RECORD_LOCK_WAIT_MS = 250
 
 
 def on_failure(session: Session, action: Callable[[Session, Exception], None]) -> None:
@@ -200,12 +204,19 @@ def core(session: Reader) -> Connection:
     return session.connection()
 
 
+def _name(action: Callable[..., Any]) -> str:
+    """An on_failure action's function name (a ``functools.partial`` names its function)."""
+    function = getattr(action, "func", action)
+    return str(getattr(function, "__qualname__", type(function).__name__))
+
+
 class Database:
     """Holds the engine and session factory of one app (or one CLI invocation)."""
 
     def __init__(self, url: str, *, pool_size: int = 5, echo: bool = False,
                  busy_timeout_ms: int = 5000, prepared_statements: bool = True) -> None:
         self.url = url
+        self.busy_timeout_ms = busy_timeout_ms
         self.engine = make_engine(url, pool_size=pool_size, echo=echo,
                                   busy_timeout_ms=busy_timeout_ms,
                                   prepared_statements=prepared_statements)
@@ -265,12 +276,16 @@ class Database:
             SQLITE_WRITE.reset(token)
 
     @contextmanager
-    def transaction(self, *, readonly: bool = False) -> Iterator[Session]:
+    def transaction(self, *, readonly: bool = False,
+                    lock_wait_ms: int | None = None) -> Iterator[Session]:
         """One unit of work: commit when the block ends, roll back if it raises.
 
         ``readonly`` only lets SQLite readers run beside a writer; it is not enforced.
+        ``lock_wait_ms``: on SQLite, wait at most this long for the write lock instead of
+        the busy timeout (this transaction only); PostgreSQL ignores it.
         """
         token = SQLITE_WRITE.set(not readonly)
+        wait_token = SQLITE_LOCK_WAIT_MS.set(lock_wait_ms)
         info: dict[Any, Any] = {}
         try:
             # On the thread's own SQLite connection when it is idle: the Session begins and
@@ -286,18 +301,24 @@ class Database:
                 self._after_failure(actions, error)
             raise
         finally:
+            SQLITE_LOCK_WAIT_MS.reset(wait_token)
             SQLITE_WRITE.reset(token)
 
     def _after_failure(self, actions: list[Callable[[Session, Exception], None]],
                        error: Exception) -> None:
         # The failed transaction is rolled back and its session closed: the thread's SQLite
-        # connection is idle again, a PostgreSQL one back in the pool.
+        # connection is idle again, a PostgreSQL one back in the pool. On SQLite the record
+        # waits only briefly for the write lock: the caller (an IdP waiting for its 503)
+        # would otherwise wait up to a second busy timeout (two: the writers' queue, then
+        # SQLite's busy handler) for a record that is best effort anyway.
         try:
-            with self.transaction() as session:
+            with self.transaction(lock_wait_ms=min(self.busy_timeout_ms,
+                                                   FAILURE_RECORD_LOCK_WAIT_MS)) as session:
                 for action in actions:
                     action(session, error)
         except Exception:  # logged without values: the engines hide statement parameters
-            log.exception("could not record a failed transaction's attempt (after %s)",
+            log.exception("could not record a failed transaction's attempt (%s, after %s)",
+                          ", ".join(_name(action) for action in actions),
                           type(error).__name__)
 
     def _idle_held(self) -> Connection | None:

@@ -20,6 +20,9 @@ from app.sqlite_writers import SAFETY_CHECKPOINT_PAGES, WriterQueue, install
 # Whether the current SQLite transaction will write (BEGIN IMMEDIATE) or only read; set by
 # ``Database.transaction`` and ``Database.reader`` around each unit.
 SQLITE_WRITE: ContextVar[bool] = ContextVar("SQLITE_WRITE", default=True)
+# How long the current SQLite writer waits for the write lock, in milliseconds, when not the
+# connection's busy timeout: set by ``Database.transaction(lock_wait_ms=...)``.
+SQLITE_LOCK_WAIT_MS: ContextVar[int | None] = ContextVar("SQLITE_LOCK_WAIT_MS", default=None)
 
 
 def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
@@ -126,9 +129,13 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
             conn.connection.dbapi_connection.execute("BEGIN")
             return
         dbapi_connection = conn.connection.dbapi_connection
-        queue.acquire(dbapi_connection)
+        wait_ms = SQLITE_LOCK_WAIT_MS.get()
+        queue.acquire(dbapi_connection, None if wait_ms is None else wait_ms / 1000)
         try:
-            dbapi_connection.execute("BEGIN IMMEDIATE")
+            if wait_ms is None:
+                dbapi_connection.execute("BEGIN IMMEDIATE")
+            else:
+                _begin_waiting(dbapi_connection, wait_ms, busy_timeout_ms)
         except sqlite3.Error as exc:
             queue.release(dbapi_connection)
             # As SQLAlchemy would raise it (a lock timeout is then a retryable 503).
@@ -149,3 +156,15 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "close")
     def _on_close(dbapi_connection: Any, _record: Any) -> None:
         queue.release(dbapi_connection)
+
+
+def _begin_waiting(dbapi_connection: sqlite3.Connection, wait_ms: int,
+                   busy_timeout_ms: int) -> None:
+    """BEGIN IMMEDIATE waiting at most ``wait_ms`` in SQLite's busy handler (SQLite
+    ``PRAGMA busy_timeout``); the connection's own timeout is back whatever happens: the
+    thread keeps the connection for its next transactions (app/sqlite_connections.py)."""
+    dbapi_connection.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
+    try:
+        dbapi_connection.execute("BEGIN IMMEDIATE")
+    finally:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")

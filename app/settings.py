@@ -188,7 +188,19 @@ def validate(settings: Settings) -> list[str]:
     if settings["scim"]["bulk_max_payload_bytes"] > settings["app"]["max_body_bytes"]:
         # Larger bulk bodies would be refused before Bulk sees them: keep the advert true.
         problems.append("scim.bulk_max_payload_bytes must not exceed app.max_body_bytes")
+    problems.extend(_webhook_lease_problems(settings["webhooks"]))
     return problems
+
+
+def _webhook_lease_problems(webhooks: dict[str, Any]) -> list[str]:
+    """A delivery's claim must outlast the POST it covers, with a second to record the result:
+    a lease that ran out mid-POST let another worker send the same event again."""
+    lease, timeout = webhooks["lease_seconds"], webhooks["timeout_seconds"]
+    if lease > timeout + 1:
+        return []
+    return [f"webhooks.lease_seconds ({lease}) must be greater than webhooks.timeout_seconds "
+            f"+ 1 ({timeout + 1}): a lease that ends while its POST still runs lets another "
+            "worker send the event again"]
 
 
 def worker_threads(settings: Settings) -> int:

@@ -122,15 +122,17 @@ class WriterQueue:
         if self.checkpointer is not None:
             weakref.finalize(self, self.checkpointer.stop)
 
-    def acquire(self, dbapi_connection: Any) -> None:
-        """Wait for this connection's turn to write (at most the timeout)."""
+    def acquire(self, dbapi_connection: Any, timeout: float | None = None) -> None:
+        """Wait for this connection's turn to write (at most ``timeout`` seconds, by default
+        the queue's)."""
         if os.getpid() != self._pid:
             # A forked child must not share its parent's lock state or file description
             # (a flock on a shared description is one lock): start afresh.
             self.close()  # the child's copy of the descriptor; the parent's lock stays
             self._pid, self._local, self._holder = os.getpid(), threading.Lock(), None
-        deadline = time.monotonic() + self._timeout
-        if not self._local.acquire(timeout=self._timeout):
+        timeout = self._timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        if not self._local.acquire(timeout=timeout):
             return
         self._holder = (id(dbapi_connection),
                         self._path is not None and self._lock_file(deadline))

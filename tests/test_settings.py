@@ -79,6 +79,10 @@ def test_secret_from_file(tmp_path):
         ({}, "[app]\nsecret_key = 'abc'\n", "app.secret_key is a secret"),
         ({}, "[server]\nworkers = 'two'\n", "server.workers must be int"),
         ({}, "[server\n", "is not valid TOML"),
+        ({"ROSTER_WEBHOOKS__LEASE_SECONDS": "6"}, None,
+         "webhooks.lease_seconds (6) must be greater than webhooks.timeout_seconds + 1 (6)"),
+        ({"ROSTER_WEBHOOKS__LEASE_SECONDS": "2", "ROSTER_WEBHOOKS__TIMEOUT_SECONDS": "1"},
+         None, "webhooks.lease_seconds (2) must be greater than"),
     ],
 )
 def test_each_validation_error_is_reported(tmp_path, environ, file_text, expected):
@@ -141,3 +145,22 @@ def test_secret_never_appears_in_validation_messages():
     with pytest.raises(SettingsError) as info:
         load_settings(environ={"ROSTER_DATABASE__URL": "mysql://u:hunter2@h/d"})
     assert "hunter2" not in str(info.value)
+
+
+def test_a_webhook_lease_that_could_end_mid_post_stops_the_worker(tmp_path):
+    """`roster worker` with a lease no longer than a POST plus a second (the test setup that
+    let a second worker re-send) exits with the problem named; one second more is taken."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
+    env.update({"ROSTER_WEBHOOKS__LEASE_SECONDS": "6", "ROSTER_WEBHOOKS__TIMEOUT_SECONDS": "5",
+                "ROSTER_DATABASE__URL": f"sqlite:///{tmp_path / 'w.db'}"})
+    proc = subprocess.run([sys.executable, "-c", "from app.cli import main; main()", "worker"],
+                          env=env, capture_output=True, text=True, cwd=ROOT, check=False,
+                          timeout=30)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines() == [
+        "roster: configuration error: webhooks.lease_seconds (6) must be greater than "
+        "webhooks.timeout_seconds + 1 (6): a lease that ends while its POST still runs lets "
+        "another worker send the event again"]
+    settings = load_settings(environ={"ROSTER_WEBHOOKS__LEASE_SECONDS": "7",
+                                      "ROSTER_WEBHOOKS__TIMEOUT_SECONDS": "5"})
+    assert settings["webhooks"]["lease_seconds"] == 7

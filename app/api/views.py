@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from flask import Blueprint, Response, json, request
+from flask import Blueprint, Response, current_app, json
 
 from app.api.errors import register_problem_handlers
 from app.api.frame import api_route
@@ -21,11 +21,15 @@ register_problem_handlers(bp)
            summary="This API's OpenAPI 3.1 description (no key needed)",
            produces={"application/json": "The OpenAPI 3.1 description."})
 def openapi_json() -> Response:
-    """The description generated from the route declarations."""
+    """The description generated from the route declarations (OpenAPI 3.1 §4.8.5 Server).
+
+    The server URL is ``app.base_url``, as every URL Roster gives out: never the request's
+    Host header, which any client may set (and a cache would keep the forged document).
+    """
     from app.api.openapi import build_spec
 
-    return Response(json.dumps(build_spec(request.host_url.rstrip("/") or "/")),
-                    mimetype="application/json")
+    base_url = current_app.config["ROSTER"]["app"]["base_url"].rstrip("/")
+    return Response(json.dumps(build_spec(base_url or "/")), mimetype="application/json")
 
 
 def _import_routes() -> None:

@@ -119,7 +119,7 @@ def _bump_version(user: User) -> None:
 
 
 def _leaver_payload(session: Session, user: User, held: list[dict[str, Any]],
-                    trigger: Trigger, record_id: str) -> dict[str, Any]:
+                    trigger: Trigger, record_id: str | None) -> dict[str, Any]:
     """What the portal needs for the hand-off: manager, units and roles held."""
     manager = session.get(User, user.manager_id) if user.manager_id else None
     if manager is not None and (manager.deleted_at is not None
@@ -143,14 +143,24 @@ def _leaver_payload(session: Session, user: User, held: list[dict[str, Any]],
 
 
 def delete_user(session: Session, user: User, actor: Actor) -> DeprovisionRecord | None:
-    """SCIM DELETE (RFC 7644 §3.6): deprovision, then soft-delete so SCIM no longer sees it."""
+    """SCIM DELETE (RFC 7644 §3.6): deprovision, then soft-delete so SCIM no longer sees it.
+
+    The portal hears of every DELETE as ``user.deprovisioned`` with trigger ``scim_delete``:
+    from the deprovisioning, or, for a user already out (Entra's DELETE after its soft
+    delete), as an event of its own with nothing held and no record (nothing was revoked).
+    """
     rec = deprovision_user(session, user, actor, trigger=Trigger.scim_delete)
     if user.status == UserStatus.deleted:
         return rec
     user.status = UserStatus.deleted
     user.deleted_at = utcnow()
+    event_id = rec.event_id if rec is not None else emit(
+        session, organization_id=user.organization_id, type="user.deprovisioned",
+        aggregate_id=user.id, payload=_leaver_payload(session, user, [], Trigger.scim_delete,
+                                                      None))
     record(session, organization_id=user.organization_id, action="user:delete", actor=actor,
-           subject_type="user", subject_id=user.id, data={"record_id": rec.id if rec else None})
+           subject_type="user", subject_id=user.id,
+           data={"record_id": rec.id if rec else None, "event_id": event_id})
     return rec
 
 

@@ -8,7 +8,9 @@ Any malformed input raises ScimError before anything is returned, so nothing is 
 Decisions where the RFC is silent or IdPs disagree with it:
 - add/replace with a value filter matching nothing creates the element the filter names
   when the filter is an ``eq`` conjunction (Entra: ``Replace emails[type eq "work"].value``
-  on a user without a work email); other filters give 400 noTarget (RFC 7644 §3.5.2.3).
+  on a user without a work email); other filters give 400 noTarget (RFC 7644 §3.5.2.3),
+  and so does an element that would have no ``value`` where the attribute has one
+  (``emails[type eq "home"].primary``): such an element is dropped as saying nothing.
 - remove with such a filter matching nothing is 400 noTarget (RFC 7644 §3.5.2.2); removing
   an attribute that is not set is a no-op; ``remove`` without ``path`` is 400 noTarget.
 - ``null``, ``""`` and ``{"value": ""}`` as an add/replace value clear the target (Entra).

@@ -132,15 +132,29 @@ def apply_filtered(op: str, path: Path, container: dict[str, Any], value: Any,
         for i in hits:
             elements[i] = {**elements[i], **({sub.name: new} if sub else new)}
     else:
-        seed = equalities(value_filter)
-        if seed is None:
-            raise ScimError(400, f"No value matches '{label}'", "noTarget")
-        elements.append({**seed, **({sub.name: new} if sub else new)})
+        elements.append(_created(attr, path, {sub.name: new} if sub else new, label))
         hits = [len(elements) - 1]
     written = [i for i in hits if elements[i].get("primary") is True] if new is not None else []
     if len(written) == 1:
         _demote_others(elements, written[0])
     _store_elements(attr, container, elements, path.label)
+
+
+def _created(attr: Attribute, path: Path, written: dict[str, Any], label: str) -> dict[str, Any]:
+    """The element an add/replace whose ``eq`` filter matched nothing names (RFC 7644 §3.5.2):
+    the filter's values plus the written ones. One that would have no ``value`` where the
+    attribute has one (``emails[type eq "home"].primary``) is noTarget: it would be dropped
+    as saying nothing (app.scim.values), and a silent 200 would still have demoted the
+    user's primary (RFC 7643 §2.4)."""
+    assert path.filter is not None
+    seed = equalities(path.filter)
+    if seed is None:
+        raise ScimError(400, f"No value matches '{label}'", "noTarget")
+    element = {**seed, **written}
+    if attr.sub("value") is not None and element.get("value") in (None, ""):
+        raise ScimError(400, f"No value matches '{label}', and an element created for it "
+                        "would have no 'value': add the value first, or with it", "noTarget")
+    return element
 
 
 def apply_every(op: str, path: Path, container: dict[str, Any], value: Any,

@@ -133,10 +133,14 @@ def test_dead_letter_is_listed_and_redelivered(db, tenant, database_url):
                 i=dead[0].id)[0][0] == "delivered"
 
 
-def _start_worker(database_url: str, url: str, lease: int = 2) -> subprocess.Popen[bytes]:
+def _start_worker(database_url: str, url: str, lease: int = 7) -> subprocess.Popen[bytes]:
+    # The shortest lease the settings take with a 5 s POST timeout (lease > timeout + 1):
+    # the POST a SIGKILL interrupts is still running when it comes, and its claim ends soon
+    # after, for the restarted worker to take.
     env = {**os.environ, "ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
            "ROSTER_WEBHOOKS__URLS": url, "ROSTER_WEBHOOKS__SECRET": SECRET,
-           "ROSTER_WEBHOOKS__LEASE_SECONDS": str(lease), "ROSTER_WEBHOOKS__POLL_INTERVAL_MS": "50",
+           "ROSTER_WEBHOOKS__LEASE_SECONDS": str(lease),
+           "ROSTER_WEBHOOKS__TIMEOUT_SECONDS": "5", "ROSTER_WEBHOOKS__POLL_INTERVAL_MS": "50",
            "ROSTER_WEBHOOKS__BATCH_SIZE": "5"}
     return subprocess.Popen([ROSTER, "worker"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

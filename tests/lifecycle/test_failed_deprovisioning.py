@@ -7,6 +7,7 @@ PostgreSQL) a lock held by another connection."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -16,10 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy import select
 
 from app.audit.verify import verify_chain
-from app.db import Database, utcnow
-from app.models import OutboxEvent
+from app.db import FAILURE_RECORD_LOCK_WAIT_MS, Database, utcnow
+from app.lifecycle import Trigger, deprovision_user
+from app.models import OutboxEvent, User
 from tests.api.conftest import make_key
-from tests.conftest import Tenant, database_locked, make_tenant, rows
+from tests.conftest import OPERATOR, Tenant, database_locked, make_tenant, rows
 from tests.lifecycle.support import equip, roster
 from tests.scim.support import PATCH_OP, Scim
 
@@ -222,3 +224,46 @@ def test_a_failed_record_is_received_when_the_attempt_began(db, tenant, leaver):
     if isinstance(received, str):  # SQLite
         received = datetime.fromisoformat(received)
     assert received.replace(tzinfo=UTC) - began < timedelta(seconds=0.5)
+
+
+def test_on_sqlite_the_failed_record_waits_only_briefly_for_a_held_lock(db, tenant, leaver,
+                                                                         caplog):
+    """SQLite: a deprovisioning that timed out on a held write lock is answered after that
+    wait, not a second one: its failed record waits at most ``FAILURE_RECORD_LOCK_WAIT_MS``
+    (in the writers' queue, then in SQLite's busy handler) and, unwritten, is logged; the
+    connection keeps its busy timeout for its next transactions."""
+    if db.dialect != "sqlite":
+        pytest.skip("SQLite's write lock and busy timeout")
+    busy = 1.0
+    impatient = Database(db.url, busy_timeout_ms=int(busy * 1000))
+    try:
+        with impatient.transaction(readonly=True) as session:
+            # Loaded beforehand: the deprovisioning's own first statement meets the lock.
+            user = session.get(User, leaver.user_id)
+        blocker = db.engine.connect()
+        holding = blocker.begin()  # a Roster writer: its queue turn and SQLite's lock
+        try:
+            started = time.monotonic()
+            with pytest.raises(sa.exc.OperationalError, match="database is locked"), \
+                    impatient.transaction() as session:
+                deprovision_user(session, user, OPERATOR, trigger=Trigger.scim_active_false)
+            took = time.monotonic() - started
+        finally:
+            holding.rollback()
+            blocker.close()
+        # The deprovisioning itself waits for the queue and then for SQLite (2 x busy);
+        # the record used to wait as long again.
+        assert took < 2 * busy + 2 * FAILURE_RECORD_LOCK_WAIT_MS / 1000 + 0.5
+        assert rows(db, "SELECT count(*) FROM deprovision_records")[0][0] == 0
+        [logged] = [r for r in caplog.records if r.name == "app.db"]
+        assert logged.levelname == "ERROR"
+        assert logged.getMessage() == ("could not record a failed transaction's attempt "
+                                       "(_record_failure, after OperationalError)")
+        with impatient.transaction() as session:  # this thread's connection, as before
+            assert session.execute(sa.text("PRAGMA busy_timeout")).scalar() == busy * 1000
+            assert deprovision_user(session, session.get(User, leaver.user_id), OPERATOR,
+                                    trigger=Trigger.scim_active_false) is not None
+    finally:
+        impatient.dispose()
+    assert [r.outcome for r in rows(db, "SELECT outcome FROM deprovision_records")] == [
+        "applied"]

@@ -4,8 +4,10 @@ the revoked rows, the audit records, the outbox events and the signed receipt.""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from app.audit.receipts import verify_receipt
+from app.models import AuditEvent, OutboxEvent
 from tests.api.conftest import make_key
 from tests.conftest import make_tenant, rows
 from tests.lifecycle.support import equip, mapped_tenant
@@ -132,3 +134,41 @@ def test_a_long_user_agent_does_not_stop_a_deprovisioning(client, db):
     [record] = rows(db, "SELECT user_agent FROM deprovision_records WHERE user_id = :i",
                     i=user_id)
     assert record.user_agent == agent[:500]
+
+
+def _deprovisioned_events(db, user_id: str) -> list[OutboxEvent]:
+    """The ``user.deprovisioned`` events of one user, oldest first."""
+    with db.transaction() as session:
+        return list(session.scalars(select(OutboxEvent).where(
+            OutboxEvent.type == "user.deprovisioned", OutboxEvent.aggregate_id == user_id)
+            .order_by(OutboxEvent.id)))
+
+
+def test_delete_of_a_deactivated_user_tells_the_portal_it_was_deleted(client, db):
+    """Entra's soft delete (active false) and, later, its hard DELETE (RFC 7644 §3.6): the
+    DELETE is told as an active user's is, ``user.deprovisioned`` with trigger
+    ``scim_delete``, in the transaction that writes ``user:delete``; nothing is revoked or
+    recorded twice."""
+    tenant = make_tenant(db, "acme", "entra")
+    scim = Scim(client, tenant)
+    user_id = scim.create_user("gone@acme.example")["id"]
+    equip(db, tenant, user_id)
+    assert _take_out(scim, user_id, OFF["entra_replace_string_false"][1],
+                     "req-off").status_code == 200
+    assert _take_out(scim, user_id, None, "req-delete").status_code == 204
+    assert rows(db, "SELECT status FROM users WHERE id = :i", i=user_id)[0].status == "deleted"
+    first, deleted = _deprovisioned_events(db, user_id)
+    assert first.payload["trigger"] == "scim_active_false"
+    data = deleted.payload
+    assert (data["trigger"], data["user_id"], data["user_name"], data["email"],
+            data["directory_id"], data["record_id"], data["units"], data["roles"]) == (
+        "scim_delete", user_id, "gone@acme.example", "gone@acme.example",
+        tenant.directory.id, None, [], [])
+    assert data["manager"] == first.payload["manager"]
+    assert rows(db, "SELECT count(*) FROM deprovision_records WHERE user_id = :i",
+                i=user_id)[0][0] == 1
+    with db.transaction() as session:
+        [audit] = session.scalars(select(AuditEvent).where(
+            AuditEvent.action == "user:delete", AuditEvent.subject_id == user_id))
+        assert (audit.request_id, audit.data) == (
+            "req-delete", {"record_id": None, "event_id": deleted.event_id})

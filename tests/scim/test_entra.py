@@ -19,7 +19,7 @@ import pytest
 from app.scim.dialect_report import dialect_report
 from app.scim.recorder import flush
 from tests.conftest import rows
-from tests.scim.support import CORE_GROUP, CORE_USER, ENTERPRISE, PATCH_OP, Scim
+from tests.scim.support import CORE_GROUP, CORE_USER, ENTERPRISE, PATCH_OP, Scim, assert_error
 
 MS_GROUP = "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"
 MANAGER = f"{ENTERPRISE}:manager"
@@ -115,6 +115,41 @@ def test_default_dialect_user_updates(entra, db):
             row.nick_name) == ("renamed@contoso.com", "ext-2", "updatedFamilyName", "Finance",
                                "CC-7", "Babs")
     assert row.primary_email == "updatedemail@contoso.com"
+
+
+def test_add_on_a_value_path_matching_nothing_creates_the_element_or_is_no_target(entra, db):
+    """``add emails[type eq "home"].value`` creates the element with the filter's type, on
+    every multi-valued attribute; one that would have no ``value`` is 400 noTarget and
+    changes nothing, the primary email included (RFC 7644 §3.5.2, RFC 7643 §2.4)."""
+    user_id = _create(entra, "ada@contoso.com")
+    version = _user(db, user_id).version
+    for path in ('emails[type eq "home"].primary', 'phoneNumbers[type eq "home"].primary',
+                 'emails[type eq "home"]'):
+        refused = entra.patch(f"/Users/{user_id}", {"schemas": [PATCH_OP], "Operations": [
+            {"op": "add", "path": path, "value": {"primary": True} if path.endswith("]")
+             else True}]})
+        assert_error(refused, 400, "noTarget")
+        assert "would have no 'value'" in refused.get_json()["detail"]
+    assert (_user(db, user_id).version, _user(db, user_id).primary_email) == (
+        version, "ada@contoso.com")
+    assert entra.get(f"/Users/{user_id}").get_json()["emails"] == [
+        {"primary": True, "type": "work", "value": "ada@contoso.com"}]
+    assert rows(db, "SELECT count(*) FROM audit_events WHERE subject_id = :u AND action = "
+                    "'user:update'", u=user_id)[0][0] == 0
+    _patch(entra, f"/Users/{user_id}", [
+        {"op": "Add", "path": 'emails[type eq "home"].value', "value": "ada@home.example"},
+        {"op": "Add", "path": 'emails[type eq "home"].primary', "value": True},
+        {"op": "Add", "path": 'phoneNumbers[type eq "mobile"].value', "value": "+81 3 1234"},
+        {"op": "Add", "path": 'addresses[type eq "home"].primary', "value": True},
+    ])
+    user = entra.get(f"/Users/{user_id}").get_json()
+    assert user["emails"] == [{"primary": False, "type": "work", "value": "ada@contoso.com"},
+                              {"type": "home", "value": "ada@home.example", "primary": True}]
+    assert user["phoneNumbers"] == [{"type": "mobile", "value": "+81 3 1234"}]
+    assert user["addresses"] == [{"type": "home", "primary": True}]
+    assert _user(db, user_id).primary_email == "ada@home.example"
+    assert rows(db, "SELECT count(*) FROM audit_events WHERE subject_id = :u AND action = "
+                    "'user:update'", u=user_id)[0][0] == 1
 
 
 def test_string_false_deactivates_and_string_true_reactivates(entra, db):

@@ -16,6 +16,7 @@ from app.models.sso import LoginTrace, OidcLoginRequest, SamlRequest, SeenAssert
 from app.settings import SettingsError
 from app.sso.maintenance import PeriodicPurge
 from tests.conftest import app_overrides, rows
+from tests.scim.support import PATCH_OP, Scim
 from tests.sso.conftest import saml_connection
 
 register()
@@ -81,7 +82,8 @@ def proxied(database_url, db):
     apps = {}
     for hops in (0, 1):
         overrides = app_overrides(database_url)
-        overrides["app"] = {**overrides["app"], "trusted_proxies": hops}
+        # A secret key, so a SAML login sets its binding cookie (Secure over https only).
+        overrides["app"] = {**overrides["app"], "trusted_proxies": hops, "secret_key": "t" * 40}
         app = create_app(overrides)
         app.extensions["roster.db"].dispose()
         app.extensions["roster.db"] = db
@@ -93,20 +95,50 @@ FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "id.example.com",
              "X-Forwarded-For": "203.0.113.7"}
 
 
-def test_trusted_proxy_headers_change_the_urls_roster_builds(proxied):
-    """With trusted_proxies = 1 the OpenAPI server URL uses the forwarded scheme and host."""
-    client = proxied[1].test_client()
-    spec = client.get("/api/v1/openapi.json", headers=FORWARDED,
-                      base_url="http://10.0.0.5:8000").get_json()
-    assert spec["servers"][0]["url"] == "https://id.example.com"
+PEER = {"REMOTE_ADDR": "10.0.0.5"}  # the proxy, or a client sending the headers itself
 
 
-def test_proxy_headers_are_ignored_by_default(proxied):
-    """With trusted_proxies = 0 (the default) a client cannot claim another scheme or host."""
-    client = proxied[0].test_client()
-    spec = client.get("/api/v1/openapi.json", headers=FORWARDED,
-                      base_url="http://10.0.0.5:8000").get_json()
-    assert spec["servers"][0]["url"] == "http://10.0.0.5:8000"
+def _seen_through(app, db, tenant, keys) -> tuple[bool, str]:
+    """What the app took from a request with FORWARDED headers: whether the SAML binding
+    cookie is Secure (the scheme it saw), and the client IP a deprovisioning records."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
+    client = app.test_client()
+    login = client.get(f"/sso/saml/{conn.id}/login", headers=FORWARDED,
+                       base_url="http://10.0.0.5:8000", environ_base=PEER)
+    assert login.status_code == 303, login.text
+    [cookie] = login.headers.getlist("Set-Cookie")
+    scim = Scim(client, tenant)
+    user_id = scim.create_user("proxied@acme.example")["id"]
+    off = scim.patch(f"/Users/{user_id}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": "active", "value": False}]}, headers=FORWARDED,
+        base_url="http://10.0.0.5:8000", environ_base=PEER)
+    assert off.status_code == 200, off.get_json()
+    [record] = rows(db, "SELECT source_ip FROM deprovision_records WHERE user_id = :i",
+                    i=user_id)
+    return "; Secure" in cookie, record.source_ip
+
+
+def test_trusted_proxy_headers_change_what_the_app_sees(proxied, db, tenant, keys):
+    """With trusted_proxies = 1 the forwarded scheme and client count: the binding cookie is
+    Secure (SameSite=None needs it) and the deprovisioning record names the client."""
+    assert _seen_through(proxied[1], db, tenant, keys) == (True, "203.0.113.7")
+
+
+def test_proxy_headers_are_ignored_by_default(proxied, db, tenant, keys):
+    """With trusted_proxies = 0 (the default) a client cannot claim another scheme or
+    address: the record names the peer that sent the request."""
+    assert _seen_through(proxied[0], db, tenant, keys) == (False, "10.0.0.5")
+
+
+@pytest.mark.parametrize("hops", [0, 1])
+def test_openapi_server_url_is_the_base_url_whatever_the_host(proxied, hops):
+    """The OpenAPI servers URL is app.base_url, never a Host or X-Forwarded-Host header
+    (OpenAPI 3.1 §4.8.5): the description echoed any Host a client sent."""
+    client = proxied[hops].test_client()
+    for headers in (FORWARDED, {"Host": "evil.example"}):
+        spec = client.get("/api/v1/openapi.json", headers=headers,
+                          base_url="http://10.0.0.5:8000").get_json()
+        assert spec["servers"] == [{"url": "http://roster.test"}]
 
 
 def test_oidc_provider_sees_https_only_through_a_trusted_proxy(sso_app, proxied):
