@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.cli.commands import register
+from app.directory.tokens import hash_token
 from tests.conftest import rows
 
 register()
@@ -173,6 +174,27 @@ def test_demo_is_repeatable_and_issues_a_fresh_token(run, fresh_url):
     valid = _engine_rows(fresh_url, "SELECT id FROM directory_tokens WHERE revoked_at IS NULL")
     assert len(valid) == 1
     assert len(_engine_rows(fresh_url, "SELECT id FROM units")) >= 5
+
+
+def test_demo_with_a_token_file_keeps_its_token_across_runs(run, fresh_url, tmp_path):
+    """script/server runs `roster demo --token-file var/demo-token` on every start: the
+    token an IdP was given keeps working (the old code revoked it on each restart). The file
+    is the owner's only; a token no longer valid in it is replaced, and revoked."""
+    path = tmp_path / "demo-token"
+    first = re.search(r"SCIM token:\s+(\S+)", run("demo", "--token-file", str(path)).output)
+    again = re.search(r"SCIM token:\s+(\S+)", run("demo", "--token-file", str(path)).output)
+    assert first.group(1) == again.group(1) == path.read_text().strip()
+    assert path.stat().st_mode & 0o777 == 0o600
+    valid = _engine_rows(fresh_url, "SELECT token_hash FROM directory_tokens "
+                                    "WHERE revoked_at IS NULL")
+    assert [row.token_hash for row in valid] == [hash_token(first.group(1))]
+    path.write_text("rst_not-a-token\n")
+    third = re.search(r"SCIM token:\s+(\S+)", run("demo", "--token-file", str(path)).output)
+    assert third.group(1) not in (first.group(1), "rst_not-a-token")
+    assert path.read_text().strip() == third.group(1)
+    valid = _engine_rows(fresh_url, "SELECT token_hash FROM directory_tokens "
+                                    "WHERE revoked_at IS NULL")
+    assert [row.token_hash for row in valid] == [hash_token(third.group(1))]
 
 
 def test_commands_on_an_unmigrated_database_say_so(fresh_url):
