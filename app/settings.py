@@ -7,11 +7,13 @@ Problems are collected and reported together, one line each, by :class:`Settings
 from __future__ import annotations
 
 import copy
+import json
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -134,8 +136,19 @@ def _coerce(raw: str, default: Any, name: str, problems: list[str]) -> Any:
             problems.append(f"{name} must be a number, got {raw!r}")
             return default
     if isinstance(default, list):
-        # Lists come as comma-separated values: ROSTER_X__Y="a,b,c".
-        return [item.strip() for item in raw.split(",") if item.strip()]
+        # Lists come as comma-separated values, ROSTER_X__Y="a,b,c", or a JSON array: read
+        # as one item, '["https://portal.example/"]' refused every redirect to the portal.
+        if not raw.lstrip().startswith("["):
+            return [item.strip() for item in raw.split(",") if item.strip()]
+        try:
+            items = json.loads(raw)
+        except ValueError:
+            items = None
+        if isinstance(items, list) and all(isinstance(item, str) for item in items):
+            return [item.strip() for item in items if item.strip()]
+        problems.append(f"{name} must be comma-separated values or a JSON array of strings, "
+                        f"got {raw!r}")
+        return default
     return raw
 
 
@@ -189,7 +202,16 @@ def validate(settings: Settings) -> list[str]:
         # Larger bulk bodies would be refused before Bulk sees them: keep the advert true.
         problems.append("scim.bulk_max_payload_bytes must not exceed app.max_body_bytes")
     problems.extend(_webhook_lease_problems(settings["webhooks"]))
+    problems.extend(_url_problems("sso.allowed_redirect_urls",
+                                  settings["sso"]["allowed_redirect_urls"]))
     return problems
+
+
+def _url_problems(name: str, urls: list[str]) -> list[str]:
+    """Each entry an absolute http(s) URL with a host (RFC 3986 §4.3): anything else
+    matched no page, and every redirect was refused without a word at start."""
+    return [f"{name} entries must be absolute http(s) URLs, got {url!r}" for url in urls
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname]
 
 
 def _webhook_lease_problems(webhooks: dict[str, Any]) -> list[str]:

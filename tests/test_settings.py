@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -44,6 +45,30 @@ def test_float_and_list_values_from_env():
                                       "ROSTER_RECORDER__SENSITIVE_ATTRIBUTES": "password, title"})
     assert settings["mapping"]["max_loss_share"] == 0.35
     assert settings["recorder"]["sensitive_attributes"] == ["password", "title"]
+
+
+def test_list_values_from_env_may_be_a_json_array():
+    """A JSON array in the environment is a list of its strings: read as one comma-separated
+    item, '["https://portal.example/"]' became a redirect target no page matched, and every
+    login's return to the portal was refused."""
+    settings = load_settings(environ={
+        "ROSTER_SSO__ALLOWED_REDIRECT_URLS": '["https://portal.example/", "https://b.example/x"]'})
+    assert settings["sso"]["allowed_redirect_urls"] == ["https://portal.example/",
+                                                        "https://b.example/x"]
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ('["https://portal.example/"', "must be comma-separated values or a JSON array"),
+    ('[1, 2]', "must be comma-separated values or a JSON array"),
+    ("portal.example/app", "entries must be absolute http(s) URLs, got 'portal.example/app'"),
+    ("https://portal.example/,javascript:alert(1)", "got 'javascript:alert(1)'"),
+    ("https:///nohost", "got 'https:///nohost'"),
+])
+def test_bad_redirect_allow_lists_stop_the_start(value, problem):
+    """An allow-list entry that could match no page, or a malformed array, is a
+    configuration error at start, not a login refused later without a word."""
+    with pytest.raises(SettingsError, match=re.escape(problem)):
+        load_settings(environ={"ROSTER_SSO__ALLOWED_REDIRECT_URLS": value})
 
 
 def test_secret_from_file(tmp_path):
