@@ -90,6 +90,9 @@ class RouteSpec:
     produces: tuple[tuple[str, str], ...] = ()
     # The frame's transaction is read-only; the view writes in its own short transaction.
     own_writes: bool = False
+    # Problem statuses the view itself may answer, beyond those its shape implies (a body
+    # can be a 400, 409 or 413): a POST without a body that refuses with 409, say.
+    errors: tuple[int, ...] = ()
 
     @property
     def response_schema(self) -> type[Schema] | None:
@@ -153,7 +156,7 @@ def api_route(bp: Blueprint, rule: str, *, methods: Iterable[str] = ("GET",),
               body: type[Schema] | None = None, response: type[Schema] | None = None,
               status: int = 200, paginated: bool = False, public: bool = False,
               produces: Mapping[str, str] | None = None,
-              own_writes: bool = False) -> Callable[[View], View]:
+              own_writes: bool = False, errors: Iterable[int] = ()) -> Callable[[View], View]:
     """Declare and register an /api/v1 route; ``public=True`` routes need no key.
 
     ``produces`` declares a route whose view returns its own ``Response`` (a file, a
@@ -174,7 +177,7 @@ def api_route(bp: Blueprint, rule: str, *, methods: Iterable[str] = ("GET",),
             summary=summary, description=description or (view.__doc__ or "").strip(),
             tags=tuple(tags), query=query, body=body, response=response, status=status,
             paginated=paginated, produces=tuple((produces or {}).items()),
-            own_writes=own_writes,
+            own_writes=own_writes, errors=tuple(errors),
         )
         if spec.endpoint in ROUTES and ROUTES[spec.endpoint] != spec:
             raise ValueError(f"endpoint {spec.endpoint} is declared twice")

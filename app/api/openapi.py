@@ -87,7 +87,7 @@ def _operation(route: RouteSpec) -> dict[str, Any]:
         responses["409"] = _problem(409)
         responses["413"] = _problem(413)
         responses["415"] = _problem(415)
-    for status in _AUTH_ERRORS:
+    for status in (*route.errors, *_AUTH_ERRORS):
         responses[str(status)] = _problem(status)
     responses["default"] = _problem(500, "Unexpected error (problem JSON with a request id).")
     return operation

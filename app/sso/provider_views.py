@@ -174,10 +174,14 @@ def authorize() -> Response:
         g.roster_oidc_session = s
         login = _browser_login(s)
         if login is None and "none" not in prompts:
+            # The request is checked before the employee signs in (OIDC Core §3.1.2.2): an
+            # unknown client, a missing nonce or a bad max_age is answered now, not after.
             try:
-                max_age = prompt.max_age_of(request.args)
-            except OAuth2Error:
-                max_age = None  # reported once the request is validated, after the login
+                grant = server.get_consent_grant(end_user=None)
+                max_age = prompt.max_age_of(request.args, grant.redirect_uri,
+                                            request.args.get("state"))
+            except OAuth2Error as exc:
+                return _refused(server, exc)
             return _fresh_login(config, prompt.wants_fresh(prompts, max_age), None)
         principal = None if login is None else Principal(
             user=s.get(User, login.user_id), session_id=login.id,
@@ -203,17 +207,22 @@ def authorize() -> Response:
             if needed is not None and "none" in prompts:
                 raise LoginRequiredError(redirect_uri=grant.redirect_uri, state=state)
         except OAuth2Error as exc:
-            if exc.redirect_uri:
-                return server.handle_error_response(None, exc)
-            # No valid redirect URI to report to: show the error here (RFC 6749 §4.1.2.1).
-            return pages.refused(f"The portal's sign-in request is invalid: "
-                                 f"{exc.description or exc.error}", None, 400)
+            return _refused(server, exc)
         if needed == prompt.LOGIN:
             return _fresh_login(config, True, _connection_of(s, login))
         if needed == prompt.SELECT_ACCOUNT:
             return _fresh_login(config, False, None)
         prompt.forget_ask(session, key)
         return server.create_authorization_response(grant_user=principal, grant=grant)
+
+
+def _refused(server: AuthorizationServer, exc: OAuth2Error) -> Response:
+    """An invalid authorization request: back to the portal's redirect URI with the error,
+    or, with no valid redirect URI to report to, shown here (RFC 6749 §4.1.2.1)."""
+    if exc.redirect_uri:
+        return server.handle_error_response(None, exc)
+    return pages.refused(f"The portal's sign-in request is invalid: "
+                         f"{exc.description or exc.error}", None, 400)
 
 
 @contextmanager

@@ -89,6 +89,10 @@ def test_third_valid_token_is_a_conflict(client, keys, tenant):
     url = f"/api/v1/orgs/{tenant.org.id}/directories/{tenant.directory.id}/tokens"
     assert client.post(url, headers=keys["operator"].headers).status_code == 201
     assert_problem(client.post(url, headers=keys["operator"].headers), 409, "conflict")
+    # The OpenAPI description says so too (the route has no body, which implied none).
+    spec = client.get("/api/v1/openapi.json").get_json()
+    operation = spec["paths"]["/api/v1/orgs/{org_id}/directories/{directory_id}/tokens"]
+    assert "409" in operation["post"]["responses"]
 
 
 def test_directory_of_another_org_is_404_even_under_own_org_path(client, keys, tenant,

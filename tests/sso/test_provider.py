@@ -227,7 +227,8 @@ def test_a_revoked_or_deprovisioned_browser_session_gets_no_code(db, tenant, key
     assert web.get(path).status_code == 302
     with db.engine.begin() as c:
         c.exec_driver_sql("UPDATE users SET active = false, status = 'deprovisioned'")
-    resp = web.get(path)
+    # A new request of the portal (the first one's nonce is spent: invalid_request now).
+    resp = web.get(AuthRequest.new().url().replace("http://roster.test", ""))
     assert resp.status_code == 303
     assert resp.headers["Location"].startswith("/sso/login?next=")
     assert user.id

@@ -154,6 +154,24 @@ def test_a_max_age_that_is_not_a_number_is_invalid_request(db, tenant, keys, web
         assert query["error"] == ["invalid_request"], value
 
 
+def test_an_invalid_request_is_answered_before_the_employee_signs_in(db, tenant, keys, web,
+                                                                     sso_app):
+    """OIDC Core §3.1.2.2: the request is validated first. A browser without a Roster login
+    gets a bad max_age or a missing nonce back at the portal at once, and an unknown
+    client an error page, instead of a login page and the error only after signing in."""
+    browser = sso_app.test_client()
+    for extra in ({"max_age": "abc"}, {"max_age": "-1"}, {"nonce": ""}):
+        req = AuthRequest.new()
+        query = _error_at_portal(_authorize(browser, req, **extra))
+        assert (query["error"], query["state"]) == (["invalid_request"], [req.state]), extra
+    resp = _authorize(browser, AuthRequest.new(), client_id="nobody")
+    assert resp.status_code == 400
+    assert "invalid" in resp.text
+    resp = _authorize(browser, AuthRequest.new(), max_age="60")  # a valid one: sign in
+    assert resp.status_code == 303
+    assert resp.headers["Location"].startswith("/sso/login?next=")
+
+
 def test_select_account_asks_for_the_work_email_and_consent_needs_no_screen(db, tenant,
                                                                            keys, web):
     """select_account: home-realm discovery before any code (another account may be

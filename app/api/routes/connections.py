@@ -343,7 +343,7 @@ def delete_connection_(ctx: ApiContext, connection_id: str) -> Response:
 @api_route(bp, "/orgs/<org_id>/connections/<connection_id>/metadata/refresh",
            methods=["POST"], permission="connections:write", tags=["sso"],
            summary="Re-read the SAML IdP metadata from its https URL",
-           response=ConnectionSchema, own_writes=True)
+           response=ConnectionSchema, own_writes=True, errors=(400, 409))
 def refresh_connection_metadata(ctx: ApiContext, connection_id: str) -> Response:
     """Fetch the metadata URL again (certificate rollover at the IdP)."""
     assert ctx.org is not None

@@ -117,7 +117,8 @@ def get_deprovision(ctx: ApiContext, record_id: str) -> DeprovisionRecord:
 
 @api_route(bp, "/deprovisions/<record_id>/receipt", methods=["GET"],
            permission="deprovisioning:read", tags=["deprovisioning"],
-           summary="Get the signed receipt of a deprovisioning", response=ReceiptSchema)
+           summary="Get the signed receipt of a deprovisioning", response=ReceiptSchema,
+           errors=(409,))
 def get_receipt(ctx: ApiContext, record_id: str) -> dict[str, Any]:
     """Verify offline with `roster audit verify-receipt FILE --public-key KEY.pem`. A failed
     attempt (outcome `failed`: nothing was revoked) has no receipt: 409."""

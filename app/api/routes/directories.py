@@ -160,7 +160,7 @@ def list_tokens(ctx: ApiContext, directory_id: str) -> Page:
 @api_route(bp, "/orgs/<org_id>/directories/<directory_id>/tokens", methods=["POST"],
            permission="tokens:write", tags=["directories"],
            summary="Rotate: issue a new SCIM token (the old one works until revoked)",
-           response=IssuedTokenSchema, status=201)
+           response=IssuedTokenSchema, status=201, errors=(409,))
 def rotate_token(ctx: ApiContext, directory_id: str) -> SimpleNamespace:
     """Issue a new token; the plaintext is in this response only."""
     return _issue(ctx, _directory(ctx, directory_id))

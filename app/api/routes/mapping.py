@@ -139,7 +139,8 @@ def replace_rule(ctx: ApiContext, rule_id: str) -> dict[str, Any]:
 
 @api_route(bp, "/orgs/<org_id>/mapping/rules/<rule_id>", methods=["DELETE"],
            permission="mappings:write", tags=["mapping"],
-           summary="Remove one rule and re-evaluate", query=ForceArgs, response=PreviewSchema)
+           summary="Remove one rule and re-evaluate", query=ForceArgs, response=PreviewSchema,
+           errors=(409,))
 def delete_rule(ctx: ApiContext, rule_id: str) -> dict[str, Any]:
     """Remove the rule; its grants go unless another rule or the default gives them."""
     assert ctx.org is not None
