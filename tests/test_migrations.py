@@ -283,3 +283,67 @@ def test_0015_keeps_the_name_a_deleted_user_gave_up_before_it(fresh_url):
     finally:
         engine.dispose()
     assert found == {ids[0]: "pat@x.example", ids[1]: None}
+
+
+def test_0020_converts_fan_out_cursors_without_losing_or_repeating_an_event(fresh_url,
+                                                                             dialect):
+    """0019's fan-out cursors (an id, maybe one pending) become positions in the feed's
+    windows: every event reaches each endpoint once across the upgrade, a downgrade and an
+    upgrade again, and a converted cursor does not read the history again from the start."""
+    from app.db import Database, utcnow
+    from app.events.delivery import WebhookConfig, fan_out
+
+    upgrade(fresh_url, "0019")
+    engine = sa.create_engine(fresh_url)
+    with engine.begin() as conn:
+        for n in range(1, 5):
+            conn.execute(sa.text(
+                "INSERT INTO outbox_events (event_id, type, payload, created_at) "
+                "VALUES (:e, 'test.event', '{}', CURRENT_TIMESTAMP)"), {"e": f"ev{n}"})
+        for endpoint, outbox_ids in (("http://a.test/", (1, 2, 3)), ("http://b.test/", (1,))):
+            for outbox_id in outbox_ids:
+                conn.execute(sa.text(
+                    "INSERT INTO webhook_deliveries (outbox_id, event_id, endpoint, status, "
+                    "attempts, created_at, next_attempt_at) VALUES (:o, :e, :u, 'pending', 0, "
+                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
+                    {"o": outbox_id, "e": f"ev{outbox_id}", "u": endpoint})
+        # a: past 2, and 3 seen but not passed yet; b: nothing passed (one fanned out).
+        conn.execute(sa.text("INSERT INTO webhook_cursors (endpoint, last_outbox_id, "
+                             "pending_outbox_id, pending_xmax) VALUES "
+                             "('http://a.test/', 2, 3, 1), ('http://b.test/', 0, NULL, NULL)"))
+    engine.dispose()
+    config = WebhookConfig(urls=("http://a.test/", "http://b.test/"), secret="s")
+
+    def fan_out_and_count() -> dict[tuple[str, int], int]:
+        db = Database(fresh_url)
+        try:
+            with db.transaction() as session:
+                fan_out(session, config, utcnow())
+        finally:
+            db.dispose()
+        found = sa.create_engine(fresh_url)
+        try:
+            with found.connect() as conn:
+                return {(r.endpoint, r.outbox_id): r.n for r in conn.execute(sa.text(
+                    "SELECT endpoint, outbox_id, count(*) AS n FROM webhook_deliveries "
+                    "GROUP BY endpoint, outbox_id"))}
+        finally:
+            found.dispose()
+
+    everything = {(u, n): 1 for u in config.urls for n in range(1, 5)}
+    upgrade(fresh_url)
+    if dialect == "postgresql":
+        engine = sa.create_engine(fresh_url)
+        with engine.connect() as conn:
+            position = conn.scalar(sa.text(
+                "SELECT position FROM webhook_cursors WHERE endpoint = 'http://a.test/'"))
+        engine.dispose()
+        assert position[1] is not None  # resumes from a snapshot, not from the start
+    assert fan_out_and_count() == everything
+    downgrade(fresh_url, "0019")
+    engine = sa.create_engine(fresh_url)
+    with engine.connect() as conn:
+        assert set(conn.scalars(sa.text("SELECT last_outbox_id FROM webhook_cursors"))) == {4}
+    engine.dispose()
+    upgrade(fresh_url)
+    assert fan_out_and_count() == everything

@@ -9,24 +9,24 @@ to the same endpoint is still pending.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import and_, exists, func, insert, select, text, update
+from sqlalchemy import Row, and_, exists, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from app.errors import InvalidInput
+from app.events.window import FeedPosition, anything_after, open_window
 from app.models import OutboxEvent
 from app.models.lifecycle import WebhookCursor, WebhookDelivery
 
-# The current snapshot's bounds: every transaction below xmin has ended, every one from xmax
-# on had not begun (https://www.postgresql.org/docs/current/functions-info.html).
-_SNAPSHOT = text("SELECT pg_snapshot_xmin(s)::text::bigint, pg_snapshot_xmax(s)::text::bigint "
-                 "FROM pg_current_snapshot() s")
+# Outbox rows read per query by a fan-out (a new URL reads the whole history, page by page).
+FAN_OUT_PAGE = 1000
 
 
 def _sendable(url: str) -> bool:
@@ -92,51 +92,70 @@ def event_body(event: OutboxEvent) -> dict[str, Any]:
 def fan_out(session: Session, config: WebhookConfig, now: datetime) -> int:
     """Create a pending delivery per endpoint for each outbox event not yet fanned out.
 
-    Each endpoint's cursor is a lower bound: events above it are fanned out unless they
-    already have a delivery. SQLite has one writer at a time, so ids become visible in id
-    order and the cursor is the newest id. On PostgreSQL a sequence hands ids out at INSERT
-    and rows appear at COMMIT, in another order: a transaction still running may hold an id
-    below ids already visible. The newest id N seen here was handed out before the snapshot
-    taken next, so by a transaction below that snapshot's xmax; once a later snapshot's xmin
-    reaches that xmax, every such transaction has ended, and the cursor may pass N. (A time
-    lag of 60 s was used before: an event whose transaction committed later was skipped.)
+    Each endpoint's cursor moves through the outbox as the pull feed's does, by the feed's
+    own windows (app/events/window.py): the newest id on SQLite; on PostgreSQL snapshots of
+    transaction ids, so an event whose transaction commits late, or took its id before its
+    transaction had one, comes in a later window, never skipped, and a transaction left
+    open for hours holds back only its own events. (Before: an outbox id passed once a later
+    snapshot's xmin reached a stored xmax, which an idle transaction, or a restore on
+    another cluster, held back for good while every round read the outbox again from there.)
+    An event that already has a delivery to the endpoint gets no second one.
     """
     created = 0
-    postgres = session.get_bind().dialect.name == "postgresql"
-    newest = session.scalar(select(func.max(OutboxEvent.id))) or 0
-    xmin, xmax = session.execute(_SNAPSHOT).one() if postgres else (0, 0)
     for endpoint in config.urls:
         cursor = _lock_cursor(session, endpoint)
-        done = aliased(WebhookDelivery)
-        fresh = (select(OutboxEvent.id, OutboxEvent.event_id, OutboxEvent.aggregate_id)
-                 .where(OutboxEvent.id > cursor.last_outbox_id,
-                        ~exists().where(and_(done.outbox_id == OutboxEvent.id,
-                                             done.endpoint == endpoint)))
-                 .order_by(OutboxEvent.id))
-        rows = session.execute(fresh).all()
-        if rows:
-            session.execute(insert(WebhookDelivery), [
-                {"outbox_id": r.id, "event_id": r.event_id, "endpoint": endpoint,
-                 "aggregate_id": r.aggregate_id, "status": "pending", "attempts": 0,
-                 "created_at": now, "next_attempt_at": now} for r in rows])
-            created += len(rows)
-        if not postgres:
-            cursor.last_outbox_id = max(cursor.last_outbox_id, newest)
-            continue
-        if cursor.pending_xmax is not None and xmin >= cursor.pending_xmax:
-            cursor.last_outbox_id = max(cursor.last_outbox_id, cursor.pending_outbox_id or 0)
-            cursor.pending_xmax = None
-        if cursor.pending_xmax is None and newest > cursor.last_outbox_id:
-            cursor.pending_outbox_id, cursor.pending_xmax = newest, xmax
+        position = _position(session, cursor)
+        while True:
+            window = open_window(session, position)
+            rows = session.execute(
+                select(OutboxEvent.id, OutboxEvent.event_id, OutboxEvent.aggregate_id)
+                .where(*window.where).order_by(OutboxEvent.id).limit(FAN_OUT_PAGE)).all()
+            created += _add_deliveries(session, endpoint, rows, now)
+            position = window.after(rows[-1].id if rows else None, len(rows) == FAN_OUT_PAGE)
+            if len(rows) < FAN_OUT_PAGE:
+                break
+        if _postgres(session):
+            cursor.position = position.values()
+        else:
+            cursor.last_outbox_id = position.after_id
     return created
+
+
+def _add_deliveries(session: Session, endpoint: str, rows: Sequence[Row[Any]],
+                    now: datetime) -> int:
+    if not rows:
+        return 0
+    have = set(session.scalars(select(WebhookDelivery.outbox_id).where(
+        WebhookDelivery.endpoint == endpoint,
+        WebhookDelivery.outbox_id.in_([r.id for r in rows]))))
+    fresh = [r for r in rows if r.id not in have]
+    if fresh:
+        session.execute(insert(WebhookDelivery), [
+            {"outbox_id": r.id, "event_id": r.event_id, "endpoint": endpoint,
+             "aggregate_id": r.aggregate_id, "status": "pending", "attempts": 0,
+             "created_at": now, "next_attempt_at": now} for r in fresh])
+    return len(fresh)
 
 
 def fan_out_due(session: Session, config: WebhookConfig) -> bool:
     """A read-only check: is any outbox event past an endpoint's cursor (work for fan_out)?"""
-    newest = session.scalar(select(func.max(OutboxEvent.id))) or 0
-    cursors = dict(session.execute(select(WebhookCursor.endpoint, WebhookCursor.last_outbox_id)
-                                   .where(WebhookCursor.endpoint.in_(config.urls))).all())
-    return any(newest > cursors.get(url, 0) for url in config.urls)
+    cursors = {c.endpoint: c for c in session.scalars(
+        select(WebhookCursor).where(WebhookCursor.endpoint.in_(config.urls)))}
+    return any(anything_after(session, _position(session, cursors.get(url)))
+               for url in config.urls)
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _position(session: Session, cursor: WebhookCursor | None) -> FeedPosition:
+    if cursor is None:
+        return FeedPosition()
+    if not _postgres(session):
+        return FeedPosition(cursor.last_outbox_id)
+    return FeedPosition() if cursor.position is None else \
+        FeedPosition.from_values(cursor.position)
 
 
 def _lock_cursor(session: Session, endpoint: str) -> WebhookCursor:

@@ -95,3 +95,7 @@ class OutboxEvent(Base):
     # pull feed's snapshot windows (app/events/feed.py). NULL on SQLite, where ids become
     # visible in order.
     txid: Mapped[int | None] = mapped_column(BigInteger)
+    # PostgreSQL: the writing cluster's system_identifier, set by the server (migration 0020):
+    # a txid means something only on the cluster that wrote it (app/events/window.py). NULL
+    # on SQLite.
+    cluster_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -106,12 +106,11 @@ class WebhookCursor(Base):
     __tablename__ = "webhook_cursors"
 
     endpoint: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    # SQLite: the newest outbox id fanned out (ids become visible in id order there).
     last_outbox_id: Mapped[int] = mapped_column(BigInteger, default=0)
-    # PostgreSQL: the newest outbox id seen by a fan-out, and the xmax of the snapshot taken
-    # right after; the cursor moves to that id once every transaction below that xmax has
-    # ended (app/events/delivery.py fan_out).
-    pending_outbox_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    pending_xmax: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # PostgreSQL: the position in the outbox's transaction-id windows, as the pull feed's
+    # cursor holds it (app/events/window.py FeedPosition.values()); NULL: from the start.
+    position: Mapped[list[Any] | None] = mapped_column(JSONType, nullable=True)
 
 
 class WebhookDelivery(Base):

@@ -158,7 +158,8 @@ def test_concurrent_writers_lose_no_event_to_a_polling_reader(client, db, tenant
 @pytest.mark.parametrize("cursor", [
     [1, [5, 3, [7]], None],  # an in-progress id past xmax
     [1, [5, 3, "x"], None], [1, [-1, 3, []], None], [1, "5:8:", None], [True], [1, 2],
-    [1, [5, 3, list(range(2001))], None], {"after": 1}, "1"])
+    [1, [5, 3, list(range(2001))], None], {"after": 1}, "1",
+    [1, [5, 3, [], "x"], None], [1, [5, 3, [], 2**63], None], [1, [5, 3, [], 1, 2], None]])
 def test_a_cursor_the_feed_did_not_issue_is_a_400(client, db, tenant, cursor):
     """Cursors are checked before any query: a forged snapshot is a 400 problem, not a 500."""
     portal = make_key(db, "portal", tenant.org)
