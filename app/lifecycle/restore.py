@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -24,32 +25,44 @@ def last_open_record(session: Session, user: User) -> DeprovisionRecord | None:
         .order_by(DeprovisionRecord.received_at.desc()).limit(1)).first()
 
 
-def restore_access(session: Session, user: User, actor: Actor) -> dict[str, Any]:
+def restore_access(session: Session, user: User, actor: Actor,
+                   announce: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Re-add manual grants kept in the record, then let the current mapping decide the rest.
 
-    Rule-made grants are not copied back: the mapping may have changed since, and it is the
-    mapping (reevaluate_users) that says what the user holds today.
+    ``announce`` gets what will be restored before any grant is written, so the portal hears
+    ``user.reactivated`` before the grants of the user it holds as gone. Rule-made grants
+    are not copied back: the mapping may have changed since, and it is the mapping
+    (reevaluate_users) that says what the user holds today.
     """
     rec = last_open_record(session, user)
-    restored: list[str] = []
+    manual: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in rec.state_before.get("grants", []) if rec is not None else []:
+        if item.get("source") == "manual" and _restorable(session, user, item):
+            manual.setdefault((item["unit_id"], item["role_id"]), item)
+    restored = {"record_id": rec.id if rec else None,
+                "manual_grants_restored": [item["role_key"] for item in manual.values()]}
+    announce(restored)
+    for item in manual.values():
+        _restore_manual(session, user, item, actor)
     if rec is not None:
-        for item in rec.state_before.get("grants", []):
-            if item.get("source") == "manual" and _restore_manual(session, user, item, actor):
-                restored.append(item["role_key"])
         rec.restored_at = utcnow()
     reevaluate_users(session, user.organization_id, [user.id], actor)
-    return {"record_id": rec.id if rec else None, "manual_grants_restored": restored}
+    return restored
 
 
-def _restore_manual(session: Session, user: User, item: dict[str, Any], actor: Actor) -> bool:
-    unit = session.get(Unit, item["unit_id"])
-    role = session.get(Role, item["role_id"])
-    if unit is None or role is None:
+def _restorable(session: Session, user: User, item: dict[str, Any]) -> bool:
+    """The unit and role still exist, and the user holds no such grant."""
+    if session.get(Unit, item["unit_id"]) is None or session.get(Role, item["role_id"]) is None:
         return False
-    exists = session.scalar(select(Grant.id).where(
-        Grant.user_id == user.id, Grant.unit_id == unit.id, Grant.role_id == role.id))
-    if exists:
-        return False
+    return session.scalar(select(Grant.id).where(
+        Grant.user_id == user.id, Grant.unit_id == item["unit_id"],
+        Grant.role_id == item["role_id"])) is None
+
+
+def _restore_manual(session: Session, user: User, item: dict[str, Any], actor: Actor) -> None:
+    unit, role = session.get(Unit, item["unit_id"]), session.get(Role, item["role_id"])
+    assert unit is not None  # checked by _restorable
+    assert role is not None
     grant = Grant(organization_id=user.organization_id, user_id=user.id, unit_id=unit.id,
                   role_id=role.id, parameters=item.get("parameters") or {}, source="manual",
                   reason={"restored_from": "deprovision_record"})
@@ -62,4 +75,3 @@ def _restore_manual(session: Session, user: User, item: dict[str, Any], actor: A
            subject_type="grant", subject_id=grant.id, data={**data, "reason": "reactivated"})
     emit(session, organization_id=user.organization_id, type="grant.added",
          aggregate_id=user.id, payload={**data, "grant_id": grant.id, "reason": "reactivated"})
-    return True

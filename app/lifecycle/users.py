@@ -181,14 +181,16 @@ def reactivate_user(session: Session, user: User, actor: Actor, *,
     user.deleted_at = None
     user.updated_at = utcnow()
     _bump_version(user)
-    restored = restore_access(session, user, actor)
-    record(session, organization_id=user.organization_id, action="user:reactivate",
-           actor=actor, subject_type="user", subject_id=user.id,
-           data={"status_before": was, **restored, **({"reason": reason} if reason else {})})
-    emit(session, organization_id=user.organization_id, type="user.reactivated",
-         aggregate_id=user.id, payload={"user_id": user.id, "external_id": user.external_id,
-                                        "user_name": user.user_name, **restored})
-    return restored
+
+    def announce(restored: dict[str, Any]) -> None:
+        record(session, organization_id=user.organization_id, action="user:reactivate",
+               actor=actor, subject_type="user", subject_id=user.id,
+               data={"status_before": was, **restored, **({"reason": reason} if reason else {})})
+        emit(session, organization_id=user.organization_id, type="user.reactivated",
+             aggregate_id=user.id, payload={"user_id": user.id, "external_id": user.external_id,
+                                            "user_name": user.user_name, **restored})
+
+    return restore_access(session, user, actor, announce)
 
 
 # Built once (building a select costs more than running it on SQLite) and run as Core (an

@@ -222,6 +222,13 @@ def _write(session: Session, ctx: Context, grant: Grant, action: str, role: str,
 
 def apply_diff(session: Session, ctx: Context, diff: UserDiff, actor: Actor) -> None:
     """Write one user's grant changes with their audit and outbox events."""
+    if not diff.loses_all and diff.keeps_grants and diff.user.status == UserStatus.suspended:
+        # The portal hears user.resumed before the grants it holds again, as it heard
+        # user.suspended after the grants it lost: a consumer ignoring grants of a suspended
+        # user stays right.
+        from app.lifecycle.suspension import resume_user
+
+        resume_user(session, diff.user, actor, reason="regained_grants")
     role_keys = {v: k for k, v in ctx.role_ids.items()}
     for grant in diff.removed:
         path = (grant.reason or {}).get("unit_path") or ctx.units.by_id.get(grant.unit_id, "")
@@ -244,10 +251,6 @@ def apply_diff(session: Session, ctx: Context, diff: UserDiff, actor: Actor) -> 
         _write(session, ctx, grant, "add", want.role, unit_path, actor)
     if diff.loses_all:
         _on_loss(session, ctx, diff.user, actor)
-    elif diff.keeps_grants and diff.user.status == UserStatus.suspended:
-        from app.lifecycle.suspension import resume_user
-
-        resume_user(session, diff.user, actor, reason="regained_grants")
 
 
 def _on_loss(session: Session, ctx: Context, user: User, actor: Actor) -> None:

@@ -98,6 +98,11 @@ def test_reactivation_gives_back_manual_grants_with_the_same_id(client, db, tena
     assert (audit.actor_id, _data(audit.data)["reason"]) == (key.id, "rehired")
     assert rows(db, "SELECT count(*) FROM outbox_events WHERE type = 'user.reactivated'"
                 )[0][0] == 1
+    # The portal hears of the reactivation before the grants it gives back (a consumer that
+    # ignores grants of a user it holds as gone stays right).
+    events = [r.type for r in rows(db, "SELECT type FROM outbox_events WHERE aggregate_id = :u "
+                                       "ORDER BY id", u=leaver.user_id)]
+    assert events[-2:] == ["user.reactivated", "grant.added"], events
     assert_problem(client.post(REACTIVATE.format(leaver.user_id), headers=key.headers), 409,
                    "conflict")
 

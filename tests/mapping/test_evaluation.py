@@ -192,6 +192,10 @@ def test_suspended_user_regaining_a_group_is_resumed(world):
     assert [r.type for r in rows(world.db, "SELECT type FROM outbox_events WHERE type LIKE "
                                  "'user.%' ORDER BY created_at")] == ["user.suspended",
                                                                       "user.resumed"]
+    # Suspended after the grants it lost, resumed before those it gains (by outbox id).
+    assert [r.type for r in rows(world.db, "SELECT type FROM outbox_events WHERE aggregate_id "
+                                 "= :u ORDER BY id", u=alice)][-4:] == [
+        "grant.removed", "user.suspended", "user.resumed", "grant.added"]
 
 
 def test_unit_from_accepts_a_parent_id_and_stores_its_path(world):
