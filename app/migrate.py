@@ -7,9 +7,8 @@ import logging
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.log_throttle import EveryInterval
@@ -61,6 +60,19 @@ def code_head() -> str | None:
     return head_revision()
 
 
+@functools.cache
+def code_revisions() -> frozenset[str]:
+    """Every revision in this code's migrations/, read once."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return frozenset(revision.revision for revision in script.walk_revisions())
+
+
+def newer_release(current: str | None) -> bool:
+    """The database was migrated by a newer release: its revision is unknown to this code.
+    In a rolling deploy the migration runs first and the old nodes serve on meanwhile."""
+    return current is not None and current not in code_revisions()
+
+
 def schema_not_ready(engine: Engine, exc: BaseException) -> bool:
     """Whether a database error ``exc`` comes from a schema that is not at this code's
     migration head (a table or column missing because `roster db upgrade` has not run yet,
@@ -77,13 +89,22 @@ def schema_not_ready(engine: Engine, exc: BaseException) -> bool:
     head = code_head()
     if current == head:
         return False
-    if NOT_READY_LOG.due():
+    if not NOT_READY_LOG.due():
+        return True
+    if newer_release(current):
+        log.error("the database schema is at revision %s of a newer release (this Roster "
+                  "knows up to %s): replace this node with the new release", current, head)
+    else:
         log.error("the database schema is at revision %s, this Roster needs %s: run "
                   "`roster db upgrade`; requests are answered 503 until then", current, head)
     return True
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at (None when never migrated)."""
+    """The revision the database is at (None when never migrated). Read directly: an Alembic
+    MigrationContext logs two INFO lines each time, and a load balancer probes /readyz every
+    few seconds."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()

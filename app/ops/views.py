@@ -6,7 +6,7 @@ import logging
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from app.migrate import code_head, current_revision
+from app.migrate import code_head, current_revision, newer_release
 
 bp = Blueprint("ops", __name__)
 log = logging.getLogger(__name__)
@@ -20,7 +20,8 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Readiness: the database answers and its schema is at the migration head."""
+    """Readiness: the database answers and its schema is at this code's migration head, or
+    at a newer release's (a rolling deploy); behind it (not upgraded yet) is a 503."""
     db = current_app.extensions["roster.db"]
     try:
         current = current_revision(db.engine)
@@ -28,6 +29,11 @@ def readyz() -> tuple[Response, int]:
         log.warning("readiness check: database unreachable", exc_info=True)
         return jsonify(status="unavailable", reason="database unreachable"), 503
     head = code_head()
+    if current != head and newer_release(current):
+        # A rolling deploy migrated ahead of this node, which serves on until replaced: out
+        # of the balancer, every old node would be out at once.
+        return jsonify(status="ok", revision=current, head=head,
+                       note="the database is at a newer release's revision"), 200
     if current != head:
         return jsonify(status="unavailable", reason="migrations not at head",
                        current=current, head=head), 503

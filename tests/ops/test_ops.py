@@ -43,6 +43,27 @@ def test_readyz_is_503_before_migrations(fresh_url):
     assert response.get_json()["reason"] == "migrations not at head"
 
 
+def test_readyz_is_200_on_a_database_a_newer_release_migrated(fresh_url, caplog):
+    """A rolling deploy runs the new release's migration first: the old nodes serve on and
+    stay in the balancer (the old code took every one of them out at once), while a
+    database behind the code is still 503. Probing logs nothing (Alembic logged two INFO
+    lines per probe)."""
+    upgrade(fresh_url)
+    app = create_app(app_overrides(fresh_url))
+    with app.extensions["roster.db"].engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    with caplog.at_level(logging.INFO):
+        response = app.test_client().get("/readyz")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert (body["status"], body["revision"], body["head"]) == ("ok", "9999",
+                                                                migrate.code_head())
+    assert not [r for r in caplog.records if r.name.startswith("alembic")]
+    with app.extensions["roster.db"].engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0001'")
+    assert app.test_client().get("/readyz").status_code == 503
+
+
 def test_requests_before_migrations_are_503_in_their_protocol(fresh_url, caplog, monkeypatch):
     """Before `roster db upgrade`, SCIM and /api answer a retryable 503 in their own error
     format, not a 500, and the log says what to run (no traceback)."""
