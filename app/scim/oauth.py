@@ -8,6 +8,7 @@ a token endpoint, a client id and a secret, and expect tokens living 60-360 minu
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
@@ -15,18 +16,22 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
-from flask import Blueprint, Flask, Response, current_app, g
+from flask import Blueprint, Flask, Response, current_app, g, jsonify
+from sqlalchemy.exc import DBAPIError
 
 from app.db import Database
+from app.db_errors import describe_transient, is_transient
 from app.directory.oauth_clients import (
     ACCESS_TOKEN_PREFIX,
     check_secret,
     find_client,
     store_access_token,
 )
+from app.migrate import NOT_READY_RETRY_AFTER, schema_not_ready
 from app.models.scim_ops import OAuthClient
 
 bp = Blueprint("oauth", __name__, url_prefix="/oauth")
+log = logging.getLogger(__name__)
 _AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
 
@@ -123,6 +128,26 @@ def init_oauth(app: Flask) -> None:
     server.register_client_auth_method("client_secret_post", _secret_post)
     app.extensions["roster.oauth"] = server
     app.register_blueprint(bp)
+
+
+@bp.errorhandler(DBAPIError)
+def _database_error(exc: DBAPIError) -> Response:
+    """A database that is away, busy or not upgraded yet: 503 ``temporarily_unavailable``
+    (RFC 6749 §5.2 names no such error for the token endpoint, but §4.1.2.1 defines it, and
+    Entra retries a 503) with ``Retry-After``, as SCIM answers; any other error stays a 500."""
+    if is_transient(exc):
+        log.warning("token request hit a transient database error: %s",
+                    describe_transient(exc))
+        retry = "1"
+    elif schema_not_ready(current_app.extensions["roster.db"].engine, exc):
+        retry = NOT_READY_RETRY_AFTER
+    else:
+        raise exc
+    response = jsonify(error="temporarily_unavailable",
+                       error_description="the service is busy; retry the request")
+    response.status_code = 503
+    response.headers.update({"Retry-After": retry, "Cache-Control": "no-store"})
+    return response
 
 
 @bp.post("/token")

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.db_errors import describe_transient, is_transient
 from app.errors import DomainError
+from app.migrate import NOT_READY_RETRY_AFTER, schema_not_ready
 from app.models.sso import SsoConnection
 from app.sso import pages, saml_binding
 from app.sso.confirm import confirmation_page, confirmed
@@ -45,9 +46,14 @@ def _database_error(exc: DBAPIError) -> Response:
     ``Retry-After`` (RFC 9110 §15.6.4), as a page the browser shows or, for the provider's
     back-channel endpoints, OAuth's ``temporarily_unavailable`` (RFC 6749 §4.1.2.1) in
     JSON. Any other database error stays an unexpected error (500, logged)."""
-    if not is_transient(exc):
+    if is_transient(exc):
+        log.warning("sign-in request hit a transient database error: %s",
+                    describe_transient(exc))
+        retry = "1"
+    elif schema_not_ready(current_app.extensions["roster.db"].engine, exc):
+        retry = NOT_READY_RETRY_AFTER  # not upgraded yet: logged by schema_not_ready
+    else:
         raise exc
-    log.warning("sign-in request hit a transient database error: %s", describe_transient(exc))
     if request.path.startswith(SSO_JSON_PATHS):
         response = jsonify(error="temporarily_unavailable",
                            error_description="the service is busy; retry the request")
@@ -55,7 +61,7 @@ def _database_error(exc: DBAPIError) -> Response:
     else:
         response = pages.page("Sign-in interrupted", "<p>The service was busy and nothing "
                               "was changed. Please try again.</p>", 503)
-    response.headers["Retry-After"] = "1"
+    response.headers["Retry-After"] = retry
     return response
 
 

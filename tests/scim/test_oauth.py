@@ -217,3 +217,31 @@ def test_changes_made_with_an_access_token_name_the_oauth_client(client, db, ten
     [record] = rows(db, "SELECT actor_type, actor_id FROM deprovision_records "
                         "WHERE user_id = :u", u=user_id)
     assert (record.actor_type, record.actor_id) == ("oauth_client", client_id)
+
+
+def test_token_request_before_migrations_is_a_retryable_503(fresh_url):
+    """An Entra client-credentials request to a database not upgraded yet (or away) is a
+    503 temporarily_unavailable with Retry-After, as SCIM answers; it was a 500."""
+    from app import create_app
+    from tests.conftest import app_overrides
+
+    client = create_app(app_overrides(fresh_url)).test_client()
+    response = client.post("/oauth/token", data={"grant_type": "client_credentials",
+                                                 "client_id": "roc_x", "client_secret": "y"})
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "temporarily_unavailable"
+    assert response.headers["Retry-After"] == "30"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_sign_in_pages_before_migrations_are_a_retryable_503(fresh_url):
+    """Home-realm discovery on a database not upgraded yet: a 503 page with Retry-After,
+    as SCIM and the API answer; it was a 500."""
+    from app import create_app
+    from tests.conftest import app_overrides
+
+    client = create_app(app_overrides(fresh_url)).test_client()
+    response = client.post("/sso/discover", data={"email": "ann@acme.example"})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "30"
+    assert response.mimetype == "text/html"
