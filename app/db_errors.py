@@ -13,10 +13,13 @@ log = logging.getLogger(__name__)
 
 
 # PostgreSQL SQLSTATEs worth a retry: class 08 (connection), class 40 (serialization failure,
-# deadlock), lock_not_available, query_canceled (statement/lock timeout), server shutting down.
-_TRANSIENT_SQLSTATE_CLASSES = ("08", "40")
+# deadlock), class 53 (insufficient resources: disk full, out of memory, too many
+# connections), lock_not_available, query_canceled (statement/lock timeout), server shutting
+# down. A full disk is an outage to fix, but the request did nothing and may be sent again.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53")
 _TRANSIENT_SQLSTATES = frozenset({"55P03", "57014", "57P01", "57P02", "57P03"})
-_TRANSIENT_SQLITE = ("database is locked", "database table is locked", "database is busy")
+_TRANSIENT_SQLITE = ("database is locked", "database table is locked", "database is busy",
+                     "database or disk is full")
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -43,6 +46,7 @@ _TRANSIENT_NAMES = {
     "40P01": "deadlock detected", "40001": "serialization failure",
     "55P03": "lock not available", "57014": "query canceled",
     "57P01": "server shutting down", "57P02": "server crashed", "57P03": "server starting up",
+    "53100": "disk full", "53200": "out of memory", "53300": "too many connections",
 }
 _STATEMENT_SHOWN = 160
 

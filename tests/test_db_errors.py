@@ -49,3 +49,21 @@ def test_a_deadlock_is_named_with_its_sqlstate_row_and_statement(db, dialect):
 def test_other_errors_keep_their_type_name():
     """Not a database error: just the exception's type."""
     assert describe_transient(TimeoutError()) == "TimeoutError"
+
+
+def test_a_full_disk_is_a_retryable_error(tmp_path):
+    """SQLite's "database or disk is full" (here: max_page_count reached) is transient, so
+    SCIM and the API answer 503 with Retry-After, not a 500 and a traceback per request."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'full.db'}")
+    with engine.connect() as connection:
+        connection.execute(sa.text("CREATE TABLE t (v TEXT)"))
+        pages = connection.execute(sa.text("PRAGMA page_count")).scalar()
+        connection.execute(sa.text(f"PRAGMA max_page_count = {pages}"))
+        try:
+            connection.execute(sa.text("INSERT INTO t SELECT hex(randomblob(9000))"))
+        except DBAPIError as exc:
+            assert "full" in str(exc.orig)
+            assert is_transient(exc)
+        else:
+            raise AssertionError("the insert should not fit")
+    engine.dispose()
