@@ -59,11 +59,8 @@ def test_a_full_disk_is_a_retryable_error(tmp_path):
         connection.execute(sa.text("CREATE TABLE t (v TEXT)"))
         pages = connection.execute(sa.text("PRAGMA page_count")).scalar()
         connection.execute(sa.text(f"PRAGMA max_page_count = {pages}"))
-        try:
+        with pytest.raises(DBAPIError) as raised:
             connection.execute(sa.text("INSERT INTO t SELECT hex(randomblob(9000))"))
-        except DBAPIError as exc:
-            assert "full" in str(exc.orig)
-            assert is_transient(exc)
-        else:
-            raise AssertionError("the insert should not fit")
+    assert "full" in str(raised.value.orig)
+    assert is_transient(raised.value)
     engine.dispose()
