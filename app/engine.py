@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -53,8 +54,8 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
     engine = create_engine(url, echo=echo, hide_parameters=True, pool_size=pool_size,
                            max_overflow=pool_size,
                            json_serializer=json_dumps, json_deserializer=json_loads,
-                           connect_args={} if prepared_statements
-                           else {"prepare_threshold": None})
+                           connect_args=_postgres_connect_args(parsed.query,
+                                                               prepared_statements))
     ping_after_idle(engine)  # not pool_pre_ping: a round trip per request (app/pool_ping.py)
     return engine
 
@@ -79,6 +80,22 @@ def json_loads(text: str | bytes) -> Any:
     parser, each a new one."""
     empty = _EMPTY_JSON.get(text)
     return empty() if empty is not None else json.loads(text)
+
+
+# libpq connection parameters (https://www.postgresql.org/docs/current/libpq-connect.html)
+# unless the URL sets them: a server that accepts the connection but never answers (a dead
+# host behind a proxy, a black-holed route) held a request thread, and libpq waits without a
+# limit by default. Keepalives find a connection whose peer vanished within about a minute.
+_PG_CONNECT_DEFAULTS = {"connect_timeout": "10", "keepalives": "1", "keepalives_idle": "30",
+                        "keepalives_interval": "10", "keepalives_count": "3"}
+
+
+def _postgres_connect_args(query: Mapping[str, Any], prepared_statements: bool
+                           ) -> dict[str, Any]:
+    args: dict[str, Any] = {k: v for k, v in _PG_CONNECT_DEFAULTS.items() if k not in query}
+    if not prepared_statements:
+        args["prepare_threshold"] = None
+    return args
 
 
 def memory_url(url: str) -> bool:
