@@ -35,10 +35,21 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
+# PostgreSQL: how long a migration waits for a table lock before it gives up (and rolls
+# back). ALTER TABLE queues an exclusive lock request behind any open transaction on the
+# table, and every later query of that table queues behind the request: one session left
+# idle in a transaction froze all SCIM traffic for as long as it stayed open.
+LOCK_TIMEOUT = "10s"
+
+
 def _run(connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=True, compare_type=True)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Inside the migrations' transaction (LOCAL: it ends with it). Run before
+            # begin_transaction, it would open a transaction Alembic then never commits.
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         context.run_migrations()
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import click
+from alembic.util.exc import CommandError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app import migrate
 from app.cli.base import CliContext, pass_ctx
@@ -24,7 +26,29 @@ def upgrade(ctx: CliContext, revision: str) -> None:
         migrate.upgrade(ctx.settings["database"]["url"], revision)
     except MigrationBlocked as exc:  # data to resolve first; the migration rolled back
         raise click.ClickException(str(exc)) from None
+    except (CommandError, SQLAlchemyError) as exc:
+        raise click.ClickException(_failed(ctx, exc)) from None
     click.echo(f"database at {migrate.current_revision(ctx.db.engine)}")
+
+
+def _failed(ctx: CliContext, exc: Exception) -> str:
+    """One line for a migration that could not run, and where the database stands."""
+    try:
+        current = migrate.current_revision(ctx.db.engine)
+    except SQLAlchemyError:
+        current = "unknown (the database cannot be read)"
+    if isinstance(exc, CommandError) and migrate.newer_release(current):
+        return (f"the database is at revision {current} of a newer release; this release "
+                f"knows up to {migrate.head_revision()}")
+    if isinstance(exc, CommandError):
+        return f"migration refused: {exc}; the database is at revision {current}"
+    if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == "55P03":
+        what = ("a transaction holds a lock on a table this migration changes (a session "
+                "idle in transaction? see pg_stat_activity); retry once it ends")
+    else:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        what = f"database error: {first[0] if first else type(exc).__name__}"
+    return f"{what}; the database is at revision {current}"
 
 
 @db.command("downgrade")
@@ -32,7 +56,10 @@ def upgrade(ctx: CliContext, revision: str) -> None:
 @pass_ctx
 def downgrade(ctx: CliContext, revision: str) -> None:
     """Migrate the database down to REVISION ("base" empties it)."""
-    migrate.downgrade(ctx.settings["database"]["url"], revision)
+    try:
+        migrate.downgrade(ctx.settings["database"]["url"], revision)
+    except (CommandError, SQLAlchemyError) as exc:
+        raise click.ClickException(_failed(ctx, exc)) from None
     click.echo(f"database at {migrate.current_revision(ctx.db.engine) or 'base'}")
 
 

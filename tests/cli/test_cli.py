@@ -219,3 +219,52 @@ def test_serve_validates_settings_before_starting():
 
 
 __all__ = ["rows"]
+
+
+def test_db_upgrade_behind_an_idle_transaction_gives_up_in_one_line(fresh_url):
+    """PostgreSQL: a session idle in a transaction that read a table a migration alters.
+    The old upgrade queued its exclusive lock behind it, and every query of that table
+    queued behind the upgrade (SCIM froze); now it gives up after its lock_timeout with one
+    line saying why and where the database stands, and runs once the session ends."""
+    import sqlalchemy as sa
+
+    from app.migrate import upgrade
+
+    if not fresh_url.startswith("postgresql"):
+        pytest.skip("SQLite has no table locks to queue behind")
+    upgrade(fresh_url, "0019")
+    engine = sa.create_engine(fresh_url)
+    idle = engine.connect()
+    idle.begin()
+    idle.exec_driver_sql("SELECT count(*) FROM outbox_events")  # 0020 alters it
+    try:
+        result = CliRunner().invoke(cli, ["db", "upgrade"],
+                                    env={"ROSTER_DATABASE__URL": fresh_url})
+        assert result.exit_code == 1
+        assert "a transaction holds a lock" in result.output
+        assert "the database is at revision 0019" in result.output
+        assert "Traceback" not in result.output
+    finally:
+        idle.close()
+        engine.dispose()
+    result = CliRunner().invoke(cli, ["db", "upgrade"], env={"ROSTER_DATABASE__URL": fresh_url})
+    assert result.exit_code == 0, result.output
+
+
+def test_db_upgrade_of_a_database_a_newer_release_migrated_says_so(fresh_url):
+    """A database at a revision this release does not know: one line naming both, no
+    Alembic traceback ("Can't locate revision"), for upgrade and downgrade."""
+    import sqlalchemy as sa
+
+    from app.migrate import upgrade
+
+    upgrade(fresh_url)
+    engine = sa.create_engine(fresh_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    engine.dispose()
+    for args in (["db", "upgrade"], ["db", "downgrade", "0018"]):
+        result = CliRunner().invoke(cli, args, env={"ROSTER_DATABASE__URL": fresh_url})
+        assert result.exit_code == 1, args
+        assert "at revision 9999 of a newer release" in result.output
+        assert "Traceback" not in result.output
