@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, or_
 from sqlalchemy.orm import Session
 
 from app.db import Database, utcnow
-from app.models.sso import AuthorizationCode, OidcLoginRequest
+from app.models.sso import (
+    AuthorizationCode,
+    BackchannelLogout,
+    IssuedToken,
+    LoginSession,
+    OidcLoginRequest,
+)
 from app.sso.saml import purge_expired
 from app.sso.traces import purge_traces
 
@@ -23,17 +30,40 @@ log = logging.getLogger("roster.sso")
 
 # How often the worker purges: rows are small, so a few minutes' delay costs nothing.
 PURGE_INTERVAL_SECONDS = 600.0
+# How long ended login sessions and sent back-channel logouts stay (support questions), and
+# how long a token stays after it expired.
+ENDED_RETENTION = timedelta(days=30)
+TOKEN_GRACE = timedelta(days=1)
 
 
 def purge_expired_rows(session: Session) -> dict[str, int]:
-    """Delete expired traces, SAML requests and replay-cache rows, OIDC attempts and codes."""
+    """Delete expired traces, SAML requests and replay-cache rows, OIDC attempts and codes,
+    and the tokens, login sessions and back-channel logouts that ended long enough ago."""
     now = utcnow()
     attempts = session.execute(
         delete(OidcLoginRequest).where(OidcLoginRequest.expires_at <= now)).rowcount
     codes = session.execute(
         delete(AuthorizationCode).where(AuthorizationCode.expires_at <= now)).rowcount
     return {"traces": purge_traces(session) or 0, "saml": purge_expired(session) or 0,
-            "oidc_attempts": attempts or 0, "authorization_codes": codes or 0}
+            "oidc_attempts": attempts or 0, "authorization_codes": codes or 0,
+            **_purge_ended(session, now)}
+
+
+def _purge_ended(session: Session, now: datetime) -> dict[str, int]:
+    """Every Entra token request, portal login and refresh added a row for good. A token
+    goes a day after it expired (a rotated refresh token stays until then, so its replay is
+    still caught while it could be used); a login session, with any token left of it, and
+    a back-channel logout ENDED_RETENTION after they ended."""
+    ended = now - ENDED_RETENTION
+    tokens = session.execute(delete(IssuedToken).where(
+        IssuedToken.expires_at <= now - TOKEN_GRACE)).rowcount
+    logins = session.execute(delete(LoginSession).where(or_(
+        LoginSession.revoked_at <= ended, LoginSession.expires_at <= ended)).execution_options(
+        synchronize_session=False)).rowcount
+    logouts = session.execute(delete(BackchannelLogout).where(
+        BackchannelLogout.status != "pending", BackchannelLogout.created_at <= ended)).rowcount
+    return {"issued_tokens": tokens or 0, "login_sessions": logins or 0,
+            "backchannel_logouts": logouts or 0}
 
 
 class PeriodicPurge:

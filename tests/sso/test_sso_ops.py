@@ -67,13 +67,54 @@ def test_periodic_purge_runs_at_most_once_per_interval(db, tenant, keys):
     _expiring_rows(db, tenant, conn)
     purge = PeriodicPurge(db, interval=3600)
     assert purge.maybe_run() == {"traces": 1, "saml": 2, "oidc_attempts": 1,
-                                 "authorization_codes": 0}
+                                 "authorization_codes": 0, "issued_tokens": 0,
+                                 "login_sessions": 0, "backchannel_logouts": 0}
     with db.transaction() as s:
         s.add(LoginTrace(id=new_id(), organization_id=tenant.org.id, protocol="saml",
                          reason="later", detail="", payload={},
                          expires_at=utcnow() - timedelta(seconds=1)))
     assert purge.maybe_run() is None
     assert sorted(_left(db)["traces"]) == ["fresh", "later"]
+
+
+def test_purge_removes_ended_sessions_expired_tokens_and_sent_logouts(db, tenant):
+    """Every token request, portal login and refresh added a row for good. The purge keeps
+    what may still be used or asked about: a token until a day after it expired, a login
+    session and a back-channel logout until 30 days after they ended."""
+    from app.models.sso import BackchannelLogout, IssuedToken, LoginSession
+    from app.sso.maintenance import purge_expired_rows
+    from tests.lifecycle.support import add_user
+
+    user_id = add_user(db, tenant, "purged")
+    now, org = utcnow(), tenant.org.id
+    with db.transaction() as s:
+        old_login = LoginSession(organization_id=org, user_id=user_id,
+                                 revoked_at=now - timedelta(days=31))
+        recent_login = LoginSession(organization_id=org, user_id=user_id,
+                                    revoked_at=now - timedelta(days=1))
+        s.add_all([old_login, recent_login])
+        s.flush()
+        for name, session_id, expires in (
+                ("expired", None, now - timedelta(days=2)),
+                ("just-expired", None, now - timedelta(hours=1)),
+                ("live", recent_login.id, now + timedelta(hours=1)),
+                ("of-old-login", old_login.id, now + timedelta(hours=1))):
+            s.add(IssuedToken(organization_id=org, user_id=user_id, session_id=session_id,
+                              client_id="portal", token_type="access", token_hash=name,
+                              expires_at=expires))
+        for status, age in (("sent", 31), ("failed", 31), ("pending", 31), ("sent", 1)):
+            s.add(BackchannelLogout(outbox_event_id=new_id(), session_id=old_login.id,
+                                    user_id=user_id, client_id="portal", status=status,
+                                    created_at=now - timedelta(days=age)))
+    with db.transaction() as s:
+        counts = purge_expired_rows(s)
+    assert (counts["issued_tokens"], counts["login_sessions"],
+            counts["backchannel_logouts"]) == (1, 1, 2)
+    assert sorted(r.token_hash for r in rows(db, "SELECT token_hash FROM issued_tokens")) \
+        == ["just-expired", "live"]  # the old login's token went with it
+    assert [r.id for r in rows(db, "SELECT id FROM login_sessions")] == [recent_login.id]
+    assert sorted(r.status for r in rows(db, "SELECT status FROM oidc_backchannel_logouts")) \
+        == ["pending", "sent"]
 
 
 @pytest.fixture(scope="module")
