@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.audit import Actor, record
 from app.directory.organizations import PATH_SEPARATOR, add_unit
 from app.events import emit
+from app.mapping.locks import share_mapping
 from app.mapping.rules import (
     DesiredGrant,
     GroupFacts,
@@ -326,6 +327,9 @@ def evaluation_policy(session: Session, organization_id: str,
     """The organization's policy if evaluating these users can change anything, else None."""
     if not user_ids:
         return None
+    # Callers take the lock first of all (before any row lock); here it only makes sure
+    # that no evaluation, the idle check included, runs beside a rule-set apply.
+    share_mapping(session, organization_id)
     # One plain query first: an organization without rules or a default role whose users
     # hold no rule-made grant (no mapping yet, the common case on every SCIM create) has
     # nothing to evaluate, and the rules, roles and units are never loaded.
@@ -362,6 +366,7 @@ _IDLE_CHECK = select(
 def reevaluate_group_members(session: Session, organization_id: str, group_id: str,
                              actor: Actor) -> Summary:
     """Recompute the grants of a group's members (after a rename), in batches."""
+    share_mapping(session, organization_id)
     org = session.get(Organization, organization_id)
     if org is None:
         return Summary()
