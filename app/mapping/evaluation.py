@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
-from app.directory.organizations import PATH_SEPARATOR, add_unit
+from app.directory.organizations import PATH_SEPARATOR, ensure_unit
 from app.events import emit
 from app.mapping.locks import share_mapping
 from app.mapping.rules import (
@@ -193,8 +193,8 @@ def _ensure_unit(session: Session, ctx: Context, want: DesiredGrant,
         path = f"{parent}{PATH_SEPARATOR}{name}" if parent else name
         found = ctx.units.find(path)
         if found is None:
-            unit = add_unit(session, ctx.org, name, want.create_kind or "department", parent,
-                            actor)
+            unit = ensure_unit(session, ctx.org, name, want.create_kind or "department",
+                               parent, actor)
             ctx.units = UnitIndex.of({**ctx.units.by_path, unit.path: unit.id})
             found = (unit.id, unit.path)
         parent = found[1]
