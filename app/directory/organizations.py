@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
+from app.directory.uniqueness import conflict_on
 from app.errors import Conflict, InvalidInput, NotFound
 from app.mapping.catalog import RoleSpec
 from app.mapping.roles import seed_roles
@@ -18,6 +19,7 @@ from app.models.organization import UnitKind
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 PATH_SEPARATOR = "/"
+_UNIT_PATH_INDEX = ("uq_units_org_path",)
 
 
 def create_organization(session: Session, slug: str, name: str,
@@ -86,15 +88,40 @@ def add_unit(session: Session, org: Organization, name: str, kind: str,
     path = f"{parent.path}{PATH_SEPARATOR}{name}" if parent else name
     _fits(name, Unit.name, "unit name", "name")
     _fits(path, Unit.path, "unit path", "parent")
+    taken = f"unit {path!r} already exists in {org.slug}"
     if session.scalar(select(Unit.id).where(Unit.organization_id == org.id, Unit.path == path)):
-        raise Conflict(f"unit {path!r} already exists in {org.slug}", field="name")
+        raise Conflict(taken, field="name")
     unit = Unit(organization_id=org.id, parent_id=parent.id if parent else None,
                 kind=unit_kind, name=name, path=path)
     session.add(unit)
-    session.flush()
+    # PostgreSQL: a concurrent add of the same path passed the check above too; the index
+    # refuses the later one once the first commits.
+    with conflict_on(_UNIT_PATH_INDEX, taken, "name"):
+        session.flush()
     record(session, organization_id=org.id, action="unit:create", actor=actor,
            subject_type="unit", subject_id=unit.id, data={"path": path, "kind": kind})
     return unit
+
+
+def ensure_unit(session: Session, org: Organization, name: str, kind: str,
+                parent_path: str | None, actor: Actor) -> Unit:
+    """The unit ``name`` under ``parent_path``, added (``add_unit``) unless it exists.
+
+    For evaluation (``create_unit`` rules): concurrent writes needing the same new unit all
+    get it. The add runs in a savepoint; when another transaction added the path first
+    (PostgreSQL: the insert waited for its commit), the savepoint is rolled back and that
+    unit is read. Only the transaction that created it audits ``unit:create``.
+    """
+    try:
+        with session.begin_nested():
+            return add_unit(session, org, name, kind, parent_path, actor)
+    except Conflict:
+        path = PATH_SEPARATOR.join(p for p in (parent_path, name.strip()) if p)
+        unit = session.scalar(select(Unit).where(Unit.organization_id == org.id,
+                                                 Unit.path == path))
+        if unit is None:
+            raise
+        return unit
 
 
 def find_unit(session: Session, org: Organization, ref: str) -> Unit:

@@ -13,6 +13,7 @@ from app.audit import Actor, record
 from app.db import utcnow
 from app.errors import Conflict, NotFound
 from app.lifecycle.users import GONE, reactivate_user
+from app.mapping.locks import share_mapping
 from app.models import User
 from app.models.directory import UserStatus
 from app.models.lifecycle import DeprovisionBatch, DeprovisionRecord
@@ -48,6 +49,7 @@ def restore_batch(session: Session, batch_id: str, actor: Actor) -> BatchRestore
     user_ids = list(session.scalars(select(DeprovisionRecord.user_id).where(
         DeprovisionRecord.batch_id == batch.id, DeprovisionRecord.restored_at.is_(None))))
     done = BatchRestore()
+    share_mapping(session, batch.organization_id)  # before the users' rows: reactivation
     for user_id in dict.fromkeys(user_ids):
         user = session.get(User, user_id)
         if user is None or user.status not in GONE:

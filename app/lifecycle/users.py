@@ -31,6 +31,7 @@ from app.lifecycle.revocation import (
     remove_grants,
     revoke_sessions_and_tokens,
 )
+from app.mapping.locks import share_mapping
 from app.models import Directory, Organization, User
 from app.models.directory import UserStatus
 from app.models.lifecycle import DeprovisionRecord
@@ -174,6 +175,8 @@ def reactivate_user(session: Session, user: User, actor: Actor, *,
     """
     if user.status == UserStatus.active and user.active:
         return None
+    # Before this user's row is written; callers that lock the row take it earlier still.
+    share_mapping(session, user.organization_id)
     reclaim_user_name(session, user)
     was = user.status.value
     user.active = True

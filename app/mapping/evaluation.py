@@ -16,8 +16,9 @@ from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
-from app.directory.organizations import PATH_SEPARATOR, add_unit
+from app.directory.organizations import PATH_SEPARATOR, ensure_unit
 from app.events import emit
+from app.mapping.locks import share_mapping
 from app.mapping.rules import (
     DesiredGrant,
     GroupFacts,
@@ -192,8 +193,8 @@ def _ensure_unit(session: Session, ctx: Context, want: DesiredGrant,
         path = f"{parent}{PATH_SEPARATOR}{name}" if parent else name
         found = ctx.units.find(path)
         if found is None:
-            unit = add_unit(session, ctx.org, name, want.create_kind or "department", parent,
-                            actor)
+            unit = ensure_unit(session, ctx.org, name, want.create_kind or "department",
+                               parent, actor)
             ctx.units = UnitIndex.of({**ctx.units.by_path, unit.path: unit.id})
             found = (unit.id, unit.path)
         parent = found[1]
@@ -329,6 +330,9 @@ def evaluation_policy(session: Session, organization_id: str,
     """The organization's policy if evaluating these users can change anything, else None."""
     if not user_ids:
         return None
+    # Callers take the lock first of all (before any row lock); here it only makes sure
+    # that no evaluation, the idle check included, runs beside a rule-set apply.
+    share_mapping(session, organization_id)
     # One plain query first: an organization without rules or a default role whose users
     # hold no rule-made grant (no mapping yet, the common case on every SCIM create) has
     # nothing to evaluate, and the rules, roles and units are never loaded.
@@ -365,6 +369,7 @@ _IDLE_CHECK = select(
 def reevaluate_group_members(session: Session, organization_id: str, group_id: str,
                              actor: Actor) -> Summary:
     """Recompute the grants of a group's members (after a rename), in batches."""
+    share_mapping(session, organization_id)
     org = session.get(Organization, organization_id)
     if org is None:
         return Summary()

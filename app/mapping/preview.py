@@ -18,6 +18,7 @@ from app.mapping.evaluation import (
     organization_batches,
     reevaluate_organization,
 )
+from app.mapping.locks import own_mapping
 from app.mapping.rules import DesiredGrant
 from app.mapping.ruleset import RuleSet, check_against
 from app.mapping.storage import record_revision, save_ruleset
@@ -133,7 +134,12 @@ def apply_ruleset(session: Session, org: Organization, ruleset: RuleSet, actor: 
     One pass: the re-evaluation runs inside a savepoint and reports each diff; if more than
     ``max_loss_share`` of the active users lost every grant, the savepoint is rolled back
     (rules, grants, units, audit and outbox rows alike) and the refusal names them.
+
+    The organization's mapping lock is held exclusively first (app/mapping/locks.py): no
+    write evaluates grants under the old rules meanwhile, and none commits a user the
+    batches below would miss.
     """
+    own_mapping(session, org.id)
     _, result = _start(session, org, ruleset)
     assert result.checked is not None
     savepoint = session.begin_nested()

@@ -4,6 +4,8 @@ transactions, which keeps concurrent group writes from deadlocking on PostgreSQL
 Every write transaction takes its row locks in this order, and never goes back to an
 earlier step (README, "Concurrency and locks"):
 
+0. the organization's mapping lock, shared (``app.mapping.locks``; a rule-set apply takes
+   it exclusively before anything else);
 1. the SCIM token's row, when ``touch`` stamps it (first statement of a unit of work);
 2. the one group row a group write changes (``get_group(for_update=True)``);
 3. the user rows whose grants it re-evaluates: a user write holds its own row; a group

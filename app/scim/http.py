@@ -14,6 +14,7 @@ from app.audit import Actor
 from app.db import Database, Reader
 from app.directory.tokens import touch
 from app.json_input import QUERY_NOT_UTF8, query_not_utf8
+from app.mapping.locks import share_mapping
 from app.scim.auth import Caller, authenticate_request
 from app.scim.dialect_report import infer_dialect
 from app.scim.errors import SCIM_MEDIA_TYPE, ScimError, scim_response
@@ -59,11 +60,17 @@ def before_write(parse: Callable[[], T]) -> T:
 
 @contextmanager
 def unit_of_work() -> Iterator[tuple[Session, Caller]]:
-    """One write transaction for the whole request, which authenticates the caller first."""
+    """One write transaction for the whole request, which authenticates the caller first.
+
+    Any SCIM write may evaluate grants (a user or membership change, a group rename), so
+    it holds the organization's mapping lock shared from its start, before any row lock
+    (app/mapping/locks.py): a rule-set apply never runs beside it.
+    """
     caller = g.get("scim_caller")
     with current_app.extensions["roster.db"].transaction() as session:
         if caller is None:
             caller = _authenticate(session)
+        share_mapping(session, caller.directory.organization_id)
         _touch_once(session, caller)
         yield session, caller
 

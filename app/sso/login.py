@@ -18,6 +18,7 @@ from app.directory.users import WRITABLE_COLUMNS, UserInput, create_user, replac
 from app.errors import Conflict
 from app.json_input import JsonInputError, check_strings
 from app.mapping.evaluation import reevaluate_users
+from app.mapping.locks import share_mapping
 from app.models import Directory, Group, Membership, User
 from app.models.directory import UserStatus
 from app.models.sso import LoginSession, SsoConnection
@@ -208,6 +209,8 @@ def _check_lengths(who: AssertedUser, values: dict[str, object]) -> None:
 
 def _jit(session: Session, conn: SsoConnection, who: AssertedUser, user: User | None,
          actor: Actor) -> User:
+    # Before the group and user locks: JIT evaluates grants (app/mapping/locks.py).
+    share_mapping(session, conn.organization_id)
     directory = session.get(Directory, conn.directory_id) if conn.directory_id else None
     if directory is None:
         raise LoginFailed("misconfigured", "JIT connection has no directory",

@@ -20,6 +20,7 @@ from app.api.views import bp
 from app.audit import Actor
 from app.errors import Conflict, NotFound
 from app.lifecycle import Trigger, deprovision_user, reactivate_user
+from app.mapping.locks import share_mapping
 from app.models import User
 from app.models.lifecycle import DeprovisionRecord
 
@@ -43,8 +44,16 @@ class ReactivationSchema(Schema):
         "description": "Role keys of manual grants given back; the mapping decides the rest."})
 
 
-def _user(ctx: ApiContext, user_id: str) -> User:
-    """The user, locked for the change; another organization's user is a plain 404."""
+def _user(ctx: ApiContext, user_id: str, *, evaluates: bool = False) -> User:
+    """The user, locked for the change; another organization's user is a plain 404.
+
+    ``evaluates``: the change re-evaluates the user's grants, so the organization's mapping
+    lock is taken before the row lock (app/mapping/locks.py).
+    """
+    if evaluates:
+        org_id = ctx.session.scalar(select(User.organization_id).where(User.id == user_id))
+        if org_id is not None:
+            share_mapping(ctx.session, org_id)
     user = ctx.session.scalars(select(User).where(User.id == user_id)
                                .with_for_update(key_share=True)).first()
     if user is None or ctx.scope_org_id not in (None, user.organization_id):
@@ -82,7 +91,7 @@ def deprovision(ctx: ApiContext, user_id: str) -> DeprovisionRecord:
 def reactivate(ctx: ApiContext, user_id: str) -> dict[str, Any]:
     """Same id; manual grants from the record come back, the current mapping decides the
     rest; a soft-deleted user reappears in SCIM. 409 when the user is active."""
-    user = _user(ctx, user_id)
+    user = _user(ctx, user_id, evaluates=True)
     restored = reactivate_user(ctx.session, user, _actor(ctx), reason=ctx.body.get("reason"))
     if restored is None:
         raise Conflict(f"user {user_id!r} is active")

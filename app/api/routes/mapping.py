@@ -11,6 +11,7 @@ from app.api.frame import ApiContext, api_route
 from app.api.schemas import StrictSchema
 from app.api.views import bp
 from app.errors import Conflict, NotFound
+from app.mapping.locks import own_mapping
 from app.mapping.preview import Preview, apply_ruleset, preview
 from app.mapping.ruleset import RuleSet, document, parse_document, parse_rule
 from app.mapping.storage import latest_revision, load_ruleset
@@ -75,6 +76,15 @@ def _apply(ctx: ApiContext, org: Organization, ruleset: RuleSet) -> Preview:
                          force=ctx.args.get("force", False))
 
 
+def _edit(ctx: ApiContext, org: Organization) -> dict[str, Any]:
+    """The current rule set, read under the organization's mapping lock (exclusive, as the
+    apply takes it): two edits of one rule set run one after the other, each on the other's
+    result, instead of both editing the same old list."""
+    own_mapping(ctx.session, org.id)
+    ctx.session.refresh(org, ["policy"])  # loaded before the lock: maybe an older policy
+    return _current(ctx, org)
+
+
 def _with_rules(org_doc: dict[str, Any], rules: list[dict[str, Any]]) -> RuleSet:
     return parse_document({"policy": org_doc["policy"], "rules": rules})
 
@@ -112,7 +122,7 @@ def preview_mapping(ctx: ApiContext) -> dict[str, Any]:
 def add_rule(ctx: ApiContext) -> dict[str, Any]:
     """Add a rule; its id must be new in this organization."""
     assert ctx.org is not None
-    current = _current(ctx, ctx.org)
+    current = _edit(ctx, ctx.org)
     new, _ = parse_rule(ctx.body["rule"], "rule")
     if any(r["id"] == new.id for r in current["rules"]):
         raise Conflict(f"rule {new.id!r} already exists", field="rule.id")
@@ -127,7 +137,7 @@ def add_rule(ctx: ApiContext) -> dict[str, Any]:
 def replace_rule(ctx: ApiContext, rule_id: str) -> dict[str, Any]:
     """Replace the rule named ``rule_id`` (the body's id, if given, must match)."""
     assert ctx.org is not None
-    current = _current(ctx, ctx.org)
+    current = _edit(ctx, ctx.org)
     body = {**ctx.body["rule"], "id": ctx.body["rule"].get("id", rule_id)}
     if body["id"] != rule_id:
         raise Conflict("the rule's id cannot change; add a new rule instead", field="rule.id")
@@ -144,7 +154,7 @@ def replace_rule(ctx: ApiContext, rule_id: str) -> dict[str, Any]:
 def delete_rule(ctx: ApiContext, rule_id: str) -> dict[str, Any]:
     """Remove the rule; its grants go unless another rule or the default gives them."""
     assert ctx.org is not None
-    current = _current(ctx, ctx.org)
+    current = _edit(ctx, ctx.org)
     if not any(r["id"] == rule_id for r in current["rules"]):
         raise NotFound(f"rule {rule_id!r} does not exist")
     return _apply(ctx, ctx.org, _with_rules(
