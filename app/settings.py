@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.settings_checks import key_file_problems, ratelimit_problems
+
 
 def _find_root() -> Path:
     """Roster's home, holding config/ and migrations/: $ROSTER_HOME, else the checkout this
@@ -211,6 +213,8 @@ def validate(settings: Settings) -> list[str]:
         # Larger bulk bodies would be refused before Bulk sees them: keep the advert true.
         problems.append("scim.bulk_max_payload_bytes must not exceed app.max_body_bytes")
     problems.extend(_webhook_lease_problems(settings["webhooks"]))
+    problems.extend(ratelimit_problems(settings["ratelimit"]))
+    problems.extend(key_file_problems(settings))
     return problems
 
 

@@ -16,14 +16,11 @@ def _server() -> tuple[int, dict]:
     # Roster's [server] settings (environment over ROSTER_CONFIG's file over the defaults), as
     # `roster serve` resolved them or, when gunicorn runs directly (the Docker image), read
     # here; and server.threads by database when 0: 1 per worker on SQLite, 4 on PostgreSQL.
-    # Settings that do not validate give gunicorn's defaults and 4 threads here; the workers
-    # then fail to load the app and print the configuration problems.
-    from app.settings import SettingsError, load_settings, worker_threads
+    # Settings that do not validate stop gunicorn here, before it binds or forks: its
+    # SettingsError (a SystemExit) prints one line per problem and exits 1.
+    from app.settings import load_settings, worker_threads
 
-    try:
-        settings = load_settings()
-    except SettingsError:
-        return 4, {}
+    settings = load_settings()
     return worker_threads(settings), settings["server"]
 
 

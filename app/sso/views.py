@@ -39,6 +39,20 @@ SSO_JSON_PATHS = ("/sso/oidc/.well-known/", "/sso/oidc/jwks", "/sso/oidc/token",
                   "/sso/oidc/introspect", "/sso/oidc/revoke", "/sso/oidc/userinfo")
 
 
+def unexpected_error(request_id: str | None) -> Response:
+    """The answer to an unexpected error under /sso (logged with ``request_id`` by the app's
+    handler, which covers /sso paths no view matched too): a plain page quoting the id, or,
+    on the provider's endpoints the portal calls, OAuth's ``server_error`` (RFC 6749
+    §4.1.2.1) in JSON, the format its token, introspection and revocation errors take."""
+    if request.path.startswith(SSO_JSON_PATHS):
+        response = jsonify(error="server_error", request_id=request_id,
+                           error_description="an unexpected error occurred; quote the "
+                                             "request id")
+        response.status_code = 500
+        return response
+    return pages.failed(request_id)
+
+
 @bp.errorhandler(DBAPIError)
 def _database_error(exc: DBAPIError) -> Response:
     """A lock timeout, deadlock or lost connection rolled the whole sign-in back: 503 with
