@@ -27,7 +27,17 @@ from app.sso.slo import (
     subject_payload,
 )
 from app.sso.traces import redact_saml
-from app.sso.web import ConnRef, actor, allowed, database, fail, finish, sp_keys, sp_urls
+from app.sso.web import (
+    ConnRef,
+    actor,
+    allowed,
+    database,
+    fail,
+    finish,
+    signing_sp_keys,
+    sp_keys,
+    sp_urls,
+)
 from app.sso.web import sso_settings as _sso
 
 bp = Blueprint("sso", __name__, url_prefix="/sso")
@@ -102,7 +112,7 @@ def saml_metadata(connection_id: str) -> Response:
         conn = _saml_connection(s, connection_id)
         if conn is None:
             return pages.refused("Unknown sign-in connection.", None, 404)
-        xml = sp_metadata(conn, sp_urls(conn.id), sp_keys())
+        xml = sp_metadata(conn, sp_urls(conn.id), signing_sp_keys(conn))
     return Response(xml, mimetype="application/samlmetadata+xml")
 
 
@@ -118,7 +128,7 @@ def saml_login(connection_id: str) -> Response:
             return pages.refused("Unknown sign-in connection.", None, 404)
         # reauth=1: the portal asked for a new authentication (OIDC prompt=login, max_age):
         # the IdP must not rely on its own session (SAML Core §3.4.1 ForceAuthn).
-        url, request_id = start_login(s, conn, sp_urls(conn.id), sp_keys(), next_url,
+        url, request_id = start_login(s, conn, sp_urls(conn.id), signing_sp_keys(conn), next_url,
                                       _sso()["request_ttl_seconds"],
                                       force_authn=request.args.get("reauth") == "1")
     response = redirect(url, 303)
