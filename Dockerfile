@@ -12,10 +12,13 @@ RUN useradd --system --uid 10001 --home /srv/roster roster \
     && mkdir -p /srv/roster/var && chown roster /srv/roster/var
 WORKDIR /srv/roster
 COPY --from=build /opt/venv /opt/venv
+# The code is the package installed in /opt/venv (for gunicorn and the `roster` command
+# alike); /srv/roster holds what it reads at run time: config/ and migrations/, found
+# through ROSTER_HOME wherever `roster` is started (app/settings.py).
 COPY config ./config
 COPY migrations ./migrations
-COPY app ./app
 ENV PATH=/opt/venv/bin:$PATH \
+    ROSTER_HOME=/srv/roster \
     PYTHONUNBUFFERED=1 \
     ROSTER_APP__ENV=production \
     ROSTER_SERVER__BIND=0.0.0.0:8000

@@ -24,6 +24,7 @@ from app.scim.errors import error_response as scim_error_response
 from app.settings import load_settings
 from app.sso import pages as sso_pages
 from app.sso.views import SSO_JSON_PATHS
+from app.sso.views import unexpected_error as sso_unexpected_error
 
 log = logging.getLogger("roster")
 # A refused body up to this many times app.max_body_bytes is read to its end.
@@ -182,6 +183,8 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:
         log.exception("unhandled error")
+        if request.path.startswith("/sso/"):  # a browser's page, or the provider's JSON
+            return sso_unexpected_error(g.get("request_id")), 500
         return jsonify(error="Internal Server Error",
                        detail="an unexpected error occurred; quote the request id",
                        request_id=g.get("request_id")), 500

@@ -18,7 +18,23 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-ROOT = Path(__file__).resolve().parent.parent
+from app.settings_checks import key_file_problems, ratelimit_problems
+
+
+def _find_root() -> Path:
+    """Roster's home, holding config/ and migrations/: $ROSTER_HOME, else the checkout this
+    package runs from, else the working directory (a package installed into site-packages,
+    as in the Docker image, has neither beside it)."""
+    if home := os.environ.get("ROSTER_HOME"):
+        return Path(home).expanduser().resolve()
+    checkout = Path(__file__).resolve().parent.parent
+    for candidate in (checkout, Path.cwd()):
+        if (candidate / "config" / "defaults.toml").is_file():
+            return candidate
+    return checkout
+
+
+ROOT = _find_root()
 DEFAULTS_FILE = ROOT / "config" / "defaults.toml"
 ENV_PREFIX = "ROSTER_"
 SECRET_KEYS = frozenset({("app", "secret_key"), ("signing", "private_key"), ("webhooks", "secret")})
@@ -44,6 +60,8 @@ def load_settings(
     environ = os.environ if environ is None else environ
     problems: list[str] = []
     settings: Settings = _read_toml(DEFAULTS_FILE, problems)
+    if problems:  # every key and type is judged against this file: nothing to go on
+        raise SettingsError([_no_defaults(problems[0])])
     if config_file := environ.get("ROSTER_CONFIG"):
         _merge(settings, _read_toml(Path(config_file), problems), config_file, problems)
     _merge(settings, _from_environ(environ, settings, problems), "environment", problems)
@@ -53,6 +71,12 @@ def load_settings(
     if problems:
         raise SettingsError(problems)
     return settings
+
+
+def _no_defaults(problem: str) -> str:
+    """The missing defaults file, and how to point Roster at its home."""
+    return (f"{problem}: set ROSTER_HOME to the directory holding Roster's config/ and "
+            "migrations/ (/srv/roster in the Docker image), or run roster from there")
 
 
 def _read_toml(path: Path, problems: list[str]) -> Settings:
@@ -204,6 +228,8 @@ def validate(settings: Settings) -> list[str]:
     problems.extend(_webhook_lease_problems(settings["webhooks"]))
     problems.extend(_url_problems("sso.allowed_redirect_urls",
                                   settings["sso"]["allowed_redirect_urls"]))
+    problems.extend(ratelimit_problems(settings["ratelimit"]))
+    problems.extend(key_file_problems(settings))
     return problems
 
 

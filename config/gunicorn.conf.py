@@ -12,22 +12,19 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="roster-metrics-")
 
 
-def _server() -> tuple[int, dict]:
-    # Roster's [server] settings (environment over ROSTER_CONFIG's file over the defaults), as
-    # `roster serve` resolved them or, when gunicorn runs directly (the Docker image), read
-    # here; and server.threads by database when 0: 1 per worker on SQLite, 4 on PostgreSQL.
-    # Settings that do not validate give gunicorn's defaults and 4 threads here; the workers
-    # then fail to load the app and print the configuration problems.
-    from app.settings import SettingsError, load_settings, worker_threads
+def _roster_settings() -> tuple[int, dict, dict]:
+    # Roster's [server] and [logging] settings (environment over ROSTER_CONFIG's file over the
+    # defaults), as `roster serve` resolved them or, when gunicorn runs directly (the Docker
+    # image), read here; and server.threads by database when 0: 1 per worker on SQLite, 4 on
+    # PostgreSQL. Settings that do not validate stop gunicorn here, before it binds or forks:
+    # its SettingsError (a SystemExit) prints one line per problem and exits 1.
+    from app.settings import load_settings, worker_threads
 
-    try:
-        settings = load_settings()
-    except SettingsError:
-        return 4, {}
-    return worker_threads(settings), settings["server"]
+    settings = load_settings()
+    return worker_threads(settings), settings["server"], settings["logging"]
 
 
-_threads, _settings = _server()
+_threads, _settings, _logging = _roster_settings()
 
 
 # gunicorn's gthread worker, with the errors gunicorn answers itself (414, 431, a bad header)
@@ -43,6 +40,12 @@ keepalive = 5
 limit_request_line = 8190
 accesslog = None  # Roster writes its own structured access log line per request
 errorlog = "-"
+# gunicorn's own lines (booting, worker timeouts, signals) in Roster's format and level: one
+# JSON object per line like the app's (app/ops/gunicorn_log.py), or gunicorn's text for a
+# terminal (logging.format = "text").
+if _logging["format"] == "json":
+    logger_class = "app.ops.gunicorn_log.JsonLogger"
+loglevel = _logging["level"].lower()
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # No control socket (gunicorn >= 25.1, for its `gunicornc` tool, which Roster does not use): its
 # default path is one per user, so every Roster server on a host replaced the last one's.

@@ -108,6 +108,21 @@ def test_secret_from_file(tmp_path):
          "webhooks.lease_seconds (6) must be greater than webhooks.timeout_seconds + 1 (6)"),
         ({"ROSTER_WEBHOOKS__LEASE_SECONDS": "2", "ROSTER_WEBHOOKS__TIMEOUT_SECONDS": "1"},
          None, "webhooks.lease_seconds (2) must be greater than"),
+        ({"ROSTER_RATELIMIT__API": "abc"}, None, "ratelimit.api must look like '600/minute'"),
+        ({"ROSTER_RATELIMIT__SCIM": "5/fortnight"}, None, "ratelimit.scim must look like"),
+        ({"ROSTER_RATELIMIT__API": "0/minute"}, None, "(at least one request), got '0/minute'"),
+        ({"ROSTER_RATELIMIT__STORAGE": "redis"}, None,
+         "ratelimit.storage must be database or memory, got 'redis'"),
+        ({"ROSTER_SSO__SP_KEY_FILE": "/nonexistent"}, None,
+         "sso.sp_key_file and sso.sp_cert_file must be set together"),
+        ({"ROSTER_SSO__SP_KEY_FILE": "/nonexistent", "ROSTER_SSO__SP_CERT_FILE": "/nonexistent"},
+         None, "sso.sp_key_file: cannot read /nonexistent: No such file or directory"),
+        ({"ROSTER_SSO__SP_NEXT_CERT_FILE": "/nonexistent"}, None,
+         "sso.sp_next_key_file and sso.sp_next_cert_file must be set together"),
+        ({"ROSTER_OIDC_PROVIDER__SIGNING_KEY_FILE": "/nonexistent"}, None,
+         "oidc_provider.signing_key_file: cannot read /nonexistent"),
+        ({"ROSTER_OIDC_PROVIDER__PUBLISHED_KEY_FILES": "/nonexistent"}, None,
+         "oidc_provider.published_key_files: cannot read /nonexistent"),
     ],
 )
 def test_each_validation_error_is_reported(tmp_path, environ, file_text, expected):
@@ -189,3 +204,35 @@ def test_a_webhook_lease_that_could_end_mid_post_stops_the_worker(tmp_path):
     settings = load_settings(environ={"ROSTER_WEBHOOKS__LEASE_SECONDS": "7",
                                       "ROSTER_WEBHOOKS__TIMEOUT_SECONDS": "5"})
     assert settings["webhooks"]["lease_seconds"] == 7
+
+
+def test_key_files_must_hold_the_keys_they_are_named_for(tmp_path):
+    """An SP key, SP certificate or provider key file that is readable but holds the wrong
+    thing (a certificate for a key, an Ed25519 key for RSA) is refused at start, naming the
+    setting; the right files are taken."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from tests.sso.keys import make_key
+
+    pair = make_key(tmp_path, "sp")
+    ed25519 = tmp_path / "ed25519.pem"
+    ed25519.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    good = {"ROSTER_SSO__SP_KEY_FILE": str(pair.key_file),
+            "ROSTER_SSO__SP_CERT_FILE": str(pair.cert_file),
+            "ROSTER_OIDC_PROVIDER__SIGNING_KEY_FILE": str(pair.key_file),
+            "ROSTER_OIDC_PROVIDER__PUBLISHED_KEY_FILES": str(pair.key_file)}
+    assert load_settings(environ=good)["sso"]["sp_key_file"] == str(pair.key_file)
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ={**good, "ROSTER_SSO__SP_KEY_FILE": str(pair.cert_file),
+                               "ROSTER_SSO__SP_CERT_FILE": str(pair.key_file),
+                               "ROSTER_OIDC_PROVIDER__SIGNING_KEY_FILE": str(ed25519),
+                               "ROSTER_OIDC_PROVIDER__PUBLISHED_KEY_FILES": str(ed25519)})
+    assert info.value.problems == [
+        f"sso.sp_key_file: {pair.cert_file} is not an unencrypted PEM RSA private key",
+        f"sso.sp_cert_file: {pair.key_file} is not a PEM certificate",
+        f"oidc_provider.signing_key_file: {ed25519} is not an unencrypted PEM RSA private key",
+        f"oidc_provider.published_key_files: {ed25519} is not a PEM RSA key (private or "
+        "public)"]

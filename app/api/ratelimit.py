@@ -40,7 +40,6 @@ from app.bearer import bearer_credential
 from app.db import Database, utcnow
 from app.models.api import RateLimitCounter
 from app.scim.errors import error_response
-from app.settings import SettingsError
 
 # Blueprint name -> settings key of its limit.
 LIMITED_BLUEPRINTS = {"api": "api", "scim": "scim"}
@@ -184,19 +183,10 @@ class RateLimits:
     """The configured limits of one app and the limiter that counts them."""
 
     def __init__(self, settings: dict[str, Any], db: Database) -> None:
-        self.items: dict[str, RateLimitItem] = {}
-        problems = []
-        for blueprint, name in LIMITED_BLUEPRINTS.items():
-            try:
-                self.items[blueprint] = parse(settings[name])
-            except ValueError:
-                problems.append(f"ratelimit.{name} must look like '600/minute', "
-                                f"got {settings[name]!r}")
-        if settings["storage"] not in ("database", "memory"):
-            problems.append(f"ratelimit.storage must be database or memory, "
-                            f"got {settings['storage']!r}")
-        if problems:
-            raise SettingsError(problems)
+        # The strings and the storage were checked with every other setting at start
+        # (app/settings_checks.py).
+        self.items: dict[str, RateLimitItem] = {
+            blueprint: parse(settings[name]) for blueprint, name in LIMITED_BLUEPRINTS.items()}
         self.leased = (LeasedLimiter(DatabaseStorage(db))
                        if settings["storage"] == "database" else None)
         self.limiter = FixedWindowRateLimiter(MemoryStorage())

@@ -45,7 +45,8 @@ def connection() -> None:
 @click.option("--idp-initiated/--no-idp-initiated", default=False,
               help="Accept unsolicited Responses (IdP-initiated login).")
 @click.option("--sign-requests/--no-sign-requests", default=False,
-              help="Sign AuthnRequests with the deployment's SP key.")
+              help="Sign AuthnRequests with the deployment's SP key (sso.sp_key_file, "
+                   "required).")
 @pass_ctx
 def create(ctx: CliContext, org_ref: str, name: str, protocol: str, policy: str,
            match_by: str, directory_ref: str | None, idp_initiated: bool,
@@ -56,12 +57,18 @@ def create(ctx: CliContext, org_ref: str, name: str, protocol: str, policy: str,
         directory_id = get_directory(session, directory_ref, org).id if directory_ref else None
         conn = create_connection(session, org, name, protocol, ctx.actor, login_policy=policy,
                                  match_by=match_by, directory_id=directory_id,
-                                 allow_idp_initiated=idp_initiated, sign_requests=sign_requests)
+                                 allow_idp_initiated=idp_initiated, sign_requests=sign_requests,
+                                 sp_key_configured=_sp_key_configured(ctx))
         click.echo(f"connection {conn.name} created (id {conn.id})")
         if protocol == "saml":
             urls = SpUrls.of(ctx.settings["app"]["base_url"], conn.id)
             click.echo(f"SP entity id / metadata: {urls.entity_id}")
             click.echo(f"ACS (HTTP-POST):         {urls.acs}")
+
+
+def _sp_key_configured(ctx: CliContext) -> bool:
+    """Whether this deployment can sign AuthnRequests (--sign-requests needs it)."""
+    return bool(ctx.settings["sso"]["sp_key_file"])
 
 
 @connection.command("list")
@@ -95,7 +102,8 @@ def set_(ctx: CliContext, connection_id: str, policy: str | None, match_by: str 
              "enabled": enabled}
     with ctx.transaction() as session:
         conn = update_connection(session, get_connection(session, connection_id), ctx.actor,
-                                 {k: v for k, v in given.items() if v is not None})
+                                 {k: v for k, v in given.items() if v is not None},
+                                 sp_key_configured=_sp_key_configured(ctx))
         click.echo(f"connection {conn.name}: policy {conn.login_policy}, match by "
                    f"{conn.match_by}, {'enabled' if conn.enabled else 'disabled'}")
 

@@ -31,17 +31,20 @@ from __future__ import annotations
 import functools
 import json
 import socket
+import sys
 import threading
 import time
 from typing import Any
 
 from gunicorn import util
+from gunicorn.arbiter import Arbiter
 from gunicorn.http.errors import NoMoreData
 from gunicorn.http.message import Message
 from gunicorn.workers.gthread import ThreadWorker
 
 from app.api.errors import PROBLEM_MEDIA_TYPE, problem_type
 from app.scim.errors import ERROR_SCHEMA, SCIM_MEDIA_TYPE
+from app.settings import SettingsError
 
 # The path of the request whose error RosterWorker.handle_error is answering on this thread
 # (None: gunicorn did not get that far); absent outside handle_error.
@@ -171,6 +174,21 @@ class _TimedSocket(socket.socket):
 class RosterWorker(ThreadWorker):
     """gunicorn's ``gthread`` worker; its own error answers follow :func:`error_document`,
     and a request's reads have ``server.read_timeout`` seconds (:class:`_TimedSocket`)."""
+
+    def load_wsgi(self) -> None:
+        """Build the app; a configuration error stops the whole server.
+
+        ``SettingsError`` is a ``SystemExit``, which gunicorn lets through: the worker exited
+        with status 1 and the master booted another, forever, with the port open and the
+        requests hanging. Exiting with gunicorn's ``WORKER_BOOT_ERROR`` (3) makes the master
+        halt with that status, after the problems were logged.
+        """
+        try:
+            super().load_wsgi()
+        except SettingsError as exc:
+            for problem in exc.problems:
+                self.log.error("roster: configuration error: %s", problem)
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
     def handle(self, conn: Any) -> Any:
         """Serve one request of ``conn`` (gunicorn's), its reads under one deadline."""

@@ -42,11 +42,14 @@ DEFAULT_ATTRIBUTES: dict[str, list[str]] = {
 def create_connection(session: Session, org: Organization, name: str, protocol: str,
                       actor: Actor, *, login_policy: str = "scim", match_by: str = "email",
                       directory_id: str | None = None, allow_idp_initiated: bool = False,
-                      sign_requests: bool = False) -> SsoConnection:
-    """Add a SAML or OIDC connection to an organization."""
+                      sign_requests: bool = False,
+                      sp_key_configured: bool = False) -> SsoConnection:
+    """Add a SAML or OIDC connection to an organization; ``sp_key_configured``: whether the
+    deployment has an SP key to sign AuthnRequests with (``sso.sp_key_file``)."""
     if protocol not in ("saml", "oidc"):
         raise InvalidInput("protocol must be saml or oidc", field="protocol")
     _check_choices(login_policy, match_by)
+    _check_signing(sign_requests, sp_key_configured)
     if not name or len(name) > 200:
         raise InvalidInput("name must be 1 to 200 characters", field="name")
     taken = session.scalar(select(SsoConnection.id).where(
@@ -72,6 +75,15 @@ EDITABLE = ("name", "login_policy", "match_by", "directory_id", "allow_idp_initi
             "sign_requests", "enabled")
 
 
+def _check_signing(sign_requests: bool, sp_key_configured: bool) -> None:
+    """Signed AuthnRequests need the SP key: without one they went out unsigned, silently,
+    and an IdP that requires signed requests refused every login with no hint why."""
+    if sign_requests and not sp_key_configured:
+        raise InvalidInput("sign_requests needs the deployment's SP key pair, and none is "
+                           "configured (sso.sp_key_file and sso.sp_cert_file)",
+                           field="sign_requests")
+
+
 def _check_choices(login_policy: str, match_by: str) -> None:
     if login_policy not in POLICIES:
         raise InvalidInput(f"login policy must be one of {', '.join(POLICIES)}",
@@ -81,13 +93,16 @@ def _check_choices(login_policy: str, match_by: str) -> None:
 
 
 def update_connection(session: Session, conn: SsoConnection, actor: Actor,
-                      changes: dict[str, Any]) -> SsoConnection:
-    """Change a connection's settings (see EDITABLE); audit ``sso:connection:update``."""
+                      changes: dict[str, Any], *,
+                      sp_key_configured: bool = False) -> SsoConnection:
+    """Change a connection's settings (see EDITABLE); audit ``sso:connection:update``.
+    Asking for ``sign_requests`` needs ``sp_key_configured``, as on create."""
     unknown = sorted(set(changes) - set(EDITABLE))
     if unknown:
         raise InvalidInput(f"cannot change {', '.join(unknown)}", field=unknown[0])
     _check_choices(changes.get("login_policy", conn.login_policy),
                    changes.get("match_by", conn.match_by))
+    _check_signing(bool(changes.get("sign_requests")), sp_key_configured)
     name = changes.get("name", conn.name)
     if name != conn.name:
         if not name or len(name) > 200:

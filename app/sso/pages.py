@@ -26,9 +26,19 @@ def page(title: str, body_html: str, status: int = 200) -> Response:
 
 def refused(message: str, correlation_id: str | None, status: int = 403) -> Response:
     """The login was refused: say so plainly, with the id an admin can look up."""
-    ref = (f"<p>Reference: <code id=correlation-id>{escape(correlation_id)}</code>. "
-           "Quote it to your administrator.</p>") if correlation_id else ""
-    return page("Sign-in refused", f"<p>{escape(message)}</p>{ref}", status)
+    return page("Sign-in refused", f"<p>{escape(message)}</p>{_reference(correlation_id)}",
+                status)
+
+
+def failed(request_id: str | None) -> Response:
+    """An unexpected error (500): no detail, the id under which the log holds it."""
+    return page("Sign-in failed", "<p>Something went wrong on our side.</p>"
+                + _reference(request_id), 500)
+
+
+def _reference(correlation_id: str | None) -> str:
+    return (f"<p>Reference: <code id=correlation-id>{escape(correlation_id)}</code>. "
+            "Quote it to your administrator.</p>") if correlation_id else ""
 
 
 def discovery_form(next_url: str, message: str = "", status: int = 200, *,

@@ -28,7 +28,17 @@ from app.sso.slo import (
     subject_payload,
 )
 from app.sso.traces import redact_saml
-from app.sso.web import ConnRef, actor, allowed, database, fail, finish, sp_keys, sp_urls
+from app.sso.web import (
+    ConnRef,
+    actor,
+    allowed,
+    database,
+    fail,
+    finish,
+    signing_sp_keys,
+    sp_keys,
+    sp_urls,
+)
 from app.sso.web import sso_settings as _sso
 
 bp = Blueprint("sso", __name__, url_prefix="/sso")
@@ -38,6 +48,20 @@ log = logging.getLogger(__name__)
 # errors too (by path: a 405 or 413 is raised before an endpoint is known).
 SSO_JSON_PATHS = ("/sso/oidc/.well-known/", "/sso/oidc/jwks", "/sso/oidc/token",
                   "/sso/oidc/introspect", "/sso/oidc/revoke", "/sso/oidc/userinfo")
+
+
+def unexpected_error(request_id: str | None) -> Response:
+    """The answer to an unexpected error under /sso (logged with ``request_id`` by the app's
+    handler, which covers /sso paths no view matched too): a plain page quoting the id, or,
+    on the provider's endpoints the portal calls, OAuth's ``server_error`` (RFC 6749
+    §4.1.2.1) in JSON, the format its token, introspection and revocation errors take."""
+    if request.path.startswith(SSO_JSON_PATHS):
+        response = jsonify(error="server_error", request_id=request_id,
+                           error_description="an unexpected error occurred; quote the "
+                                             "request id")
+        response.status_code = 500
+        return response
+    return pages.failed(request_id)
 
 
 @bp.errorhandler(DBAPIError)
@@ -94,7 +118,7 @@ def saml_metadata(connection_id: str) -> Response:
         conn = _saml_connection(s, connection_id)
         if conn is None:
             return pages.refused("Unknown sign-in connection.", None, 404)
-        xml = sp_metadata(conn, sp_urls(conn.id), sp_keys())
+        xml = sp_metadata(conn, sp_urls(conn.id), signing_sp_keys(conn))
     return Response(xml, mimetype="application/samlmetadata+xml")
 
 
@@ -110,7 +134,7 @@ def saml_login(connection_id: str) -> Response:
             return pages.refused("Unknown sign-in connection.", None, 404)
         # reauth=1: the portal asked for a new authentication (OIDC prompt=login, max_age):
         # the IdP must not rely on its own session (SAML Core §3.4.1 ForceAuthn).
-        url, request_id = start_login(s, conn, sp_urls(conn.id), sp_keys(), next_url,
+        url, request_id = start_login(s, conn, sp_urls(conn.id), signing_sp_keys(conn), next_url,
                                       _sso()["request_ttl_seconds"],
                                       force_authn=request.args.get("reauth") == "1")
     response = redirect(url, 303)

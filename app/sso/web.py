@@ -11,6 +11,7 @@ from flask import Response, current_app, g, redirect, request, session
 
 from app.audit import Actor, record
 from app.db import Database
+from app.models.sso import SsoConnection
 from app.sso import pages
 from app.sso.keys import SpKeys, load_sp_keys
 from app.sso.oidc_rp import ProviderCache
@@ -51,6 +52,18 @@ def sp_keys() -> SpKeys:
     keys = current_app.extensions.get("roster.sso_keys")
     if keys is None:
         keys = current_app.extensions["roster.sso_keys"] = load_sp_keys(sso_settings())
+    return keys
+
+
+def signing_sp_keys(conn: SsoConnection) -> SpKeys:
+    """The SP keys for a connection's AuthnRequest or metadata; a connection asking for
+    signed requests on a deployment without an SP key is logged each time (its requests go
+    out unsigned, and an IdP that requires signed ones refuses the login)."""
+    keys = sp_keys()
+    if conn.sign_requests and keys.current is None:
+        log.warning("connection %s (%s) has sign_requests on, but no SP key is configured "
+                    "(sso.sp_key_file, sso.sp_cert_file): its AuthnRequests go out unsigned "
+                    "and its metadata says AuthnRequestsSigned=\"false\"", conn.id, conn.name)
     return keys
 
 

@@ -119,3 +119,22 @@ def test_a_checkpoints_file_that_is_not_one_is_a_plain_error(database_url, tenan
     output = roster(database_url, "audit", "verify", "--checkpoints", str(bad),
                     ok=False).output
     assert "line 1 is not a kept checkpoint" in output
+
+
+def test_a_cut_off_chain_with_kept_checkpoints_is_named_once(db, dialect, tenant, database_url,
+                                                             tmp_path):
+    """Records cut off the end (the head left as it was) are named, and only that: the kept
+    checkpoints of the chain are not reported again as signing a chain the log lacks."""
+    make_leaver(db, tenant)
+    roster(database_url, "audit", "checkpoint")
+    kept = _export(database_url, tmp_path)
+    with attacker(db, dialect) as conn:
+        last = conn.execute(sa.text("SELECT max(seq) FROM audit_events WHERE chain = :c"),
+                            {"c": tenant.org.id}).scalar_one()
+        conn.execute(sa.text("DELETE FROM audit_events WHERE chain = :c AND seq = :s"),
+                     {"c": tenant.org.id, "s": last})
+    output = _verify(database_url, "--checkpoints", str(kept), ok=False)
+    bad = [line for line in output.splitlines() if line.startswith("BAD")]
+    assert len(bad) == 1, output
+    assert "records at the end were removed" in bad[0]
+    assert "holds no such chain" not in output

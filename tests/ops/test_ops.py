@@ -543,7 +543,6 @@ def test_roster_serve_threads_option_overrides_the_setting(monkeypatch, database
         ({}, 1),  # the default SQLite file
         ({"ROSTER_DATABASE__URL": "postgresql+psycopg://roster@db/roster"}, 4),
         ({"ROSTER_SERVER__THREADS": "3"}, 3),  # as `roster serve` passes it
-        ({"ROSTER_SERVER__THREADS": "many"}, 4),  # invalid: the app reports it at load
     ],
 )
 def test_gunicorn_config_picks_threads_like_roster_serve(monkeypatch, tmp_path, environ,

@@ -162,7 +162,7 @@ def ssp_connection(db: Database, tenant: Tenant, ssp: SimpleSamlIdp, keys: Keys,
         org = s.get(Organization, tenant.org.id)
         conn = create_connection(s, org, f"ssp-{new_id()[:8]}", "saml", OPERATOR,
                                  directory_id=tenant.directory.id, sign_requests=sign_requests,
-                                 **columns)
+                                 sp_key_configured=True, **columns)
         apply_idp_metadata(s, conn, ssp.metadata_xml(), OPERATOR)
     base = f"http://roster.test/sso/saml/{conn.id}"
     ssp.register_sp(f"{base}/metadata", f"{base}/acs", sp_cert_pem=keys.sp.cert_pem,

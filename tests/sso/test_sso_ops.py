@@ -221,3 +221,38 @@ def test_unknown_saml_connection_is_traced_as_saml(db, web):
     assert resp.status_code == 403
     assert [(t.reason, t.protocol) for t in rows(
         db, "SELECT reason, protocol FROM sso_login_traces")] == [("unknown_connection", "saml")]
+
+
+def test_an_unexpected_error_under_sso_is_a_page_or_the_providers_oauth_json(
+        database_url, db, tenant, tmp_path, caplog):
+    """Key files that vanish after start (an unmounted secret) fail the requests that read
+    them: a browser gets a plain page quoting the request id, the provider's JSON endpoints
+    OAuth's server_error; each error is logged with its request id, nothing leaks. They
+    were the app's generic JSON 500, which a browser shows as raw text."""
+    from tests.sso.keys import make_key
+
+    sp, op = make_key(tmp_path, "sp"), make_key(tmp_path, "op")
+    overrides = app_overrides(database_url)
+    overrides["sso"] = {"sp_key_file": str(sp.key_file), "sp_cert_file": str(sp.cert_file)}
+    overrides["oidc_provider"] = {"signing_key_file": str(op.key_file)}
+    app = create_app(overrides)
+    app.extensions["roster.db"].dispose()
+    app.extensions["roster.db"] = db
+    conn = saml_connection(db, tenant, [])
+    for path in (sp.key_file, sp.cert_file, op.key_file):
+        path.unlink()
+    client = app.test_client()
+    page = client.get(f"/sso/saml/{conn.id}/metadata", headers={"X-Request-ID": "req-page"})
+    assert (page.status_code, page.mimetype) == (500, "text/html")
+    assert '<code id=correlation-id>req-page</code>' in page.text
+    assert "Traceback" not in page.text
+    assert str(sp.key_file) not in page.text
+    for method, path in (("GET", "/sso/oidc/.well-known/openid-configuration"),
+                         ("GET", "/sso/oidc/jwks"), ("POST", "/sso/oidc/token")):
+        answer = client.open(path, method=method, headers={"X-Request-ID": "req-json"})
+        assert (answer.status_code, answer.mimetype) == (500, "application/json"), path
+        assert answer.get_json()["error"] == "server_error"
+        assert answer.get_json()["request_id"] == "req-json"
+    logged = [r for r in caplog.records if r.getMessage() == "unhandled error"]
+    assert [r.request_id for r in logged] == ["req-page"] + ["req-json"] * 3
+    assert all(r.exc_info for r in logged)

@@ -231,6 +231,11 @@ def _write() -> Database:
     return current_app.extensions["roster.db"]
 
 
+def _sp_key_configured() -> bool:
+    """Whether this deployment can sign AuthnRequests (sign_requests needs it)."""
+    return bool(current_app.config["ROSTER"]["sso"]["sp_key_file"])
+
+
 def _dumped(conn: SsoConnection, status: int = 200) -> Response:
     """The connection as JSON, dumped inside the transaction that wrote it."""
     return Response(json.dumps(ConnectionSchema().dump(conn)), status=status,
@@ -271,7 +276,8 @@ def create_connection_(ctx: ApiContext) -> Response:
             match_by=body.get("match_by", "email"),
             directory_id=_directory_id(s, org, body.get("directory")),
             allow_idp_initiated=body.get("allow_idp_initiated", False),
-            sign_requests=body.get("sign_requests", False))
+            sign_requests=body.get("sign_requests", False),
+            sp_key_configured=_sp_key_configured())
         _apply(s, ctx.actor, conn, body, fetched)
         return _dumped(conn, 201)
 
@@ -303,7 +309,7 @@ def update_connection_(ctx: ApiContext, connection_id: str) -> Response:
             org = s.get(Organization, ctx.org.id)
             assert org is not None
             changes["directory_id"] = _directory_id(s, org, body["directory"])
-        update_connection(s, conn, ctx.actor, changes)
+        update_connection(s, conn, ctx.actor, changes, sp_key_configured=_sp_key_configured())
         _apply(s, ctx.actor, conn, body, fetched)
         return _dumped(conn)
 

@@ -1,0 +1,100 @@
+"""Checks of settings that are read later than at start: rate-limit strings and key files.
+
+A bad value here used to surface only when first used: a rate limit when a gunicorn worker
+built the app (every worker failed to boot, and was rebooted, forever), a key file at the
+first SAML metadata, login or OIDC discovery request (a 500). ``settings.validate`` runs
+these, so every process refuses such a configuration at start, one line per problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import (
+    load_pem_private_key,
+    load_pem_public_key,
+)
+from limits import parse
+
+RATE_LIMIT_STORAGES = ("database", "memory")
+# The SAML SP key pairs of [sso]: (key setting, certificate setting).
+SP_PAIRS = (("sp_key_file", "sp_cert_file"), ("sp_next_key_file", "sp_next_cert_file"))
+
+
+def ratelimit_problems(ratelimit: dict[str, Any]) -> list[str]:
+    """Limit strings the ``limits`` library cannot parse, and an unknown storage."""
+    problems = []
+    for name in ("api", "scim"):
+        try:
+            allowed = parse(ratelimit[name]).amount
+        except ValueError:
+            allowed = 0
+        if allowed < 1:
+            problems.append(f"ratelimit.{name} must look like '600/minute' (at least one "
+                            f"request), got {ratelimit[name]!r}")
+    if ratelimit["storage"] not in RATE_LIMIT_STORAGES:
+        problems.append(f"ratelimit.storage must be database or memory, "
+                        f"got {ratelimit['storage']!r}")
+    return problems
+
+
+def key_file_problems(settings: dict[str, dict[str, Any]]) -> list[str]:
+    """SAML SP key pairs and OIDC provider keys that are half set, unreadable or not PEM."""
+    sso, provider = settings["sso"], settings["oidc_provider"]
+    problems = []
+    for key_name, cert_name in SP_PAIRS:
+        key_file, cert_file = sso[key_name], sso[cert_name]
+        if bool(key_file) != bool(cert_file):
+            problems.append(f"sso.{key_name} and sso.{cert_name} must be set together")
+            continue
+        if key_file:
+            # RSA: AuthnRequests are signed RSA-SHA256, assertions encrypted to an RSA key.
+            problems.extend(_pem_problem(f"sso.{key_name}", key_file, _rsa_private_key))
+            problems.extend(_pem_problem(f"sso.{cert_name}", cert_file, _certificate))
+    if provider["signing_key_file"]:
+        problems.extend(_pem_problem("oidc_provider.signing_key_file",
+                                     provider["signing_key_file"], _rsa_private_key))
+    for path in provider["published_key_files"]:
+        problems.extend(_pem_problem("oidc_provider.published_key_files", path, _rsa_key))
+    return problems
+
+
+def _pem_problem(setting: str, path: str, check: Callable[[bytes], str | None]) -> list[str]:
+    """Whether the file at ``path`` can be read and holds what ``check`` wants."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return [f"{setting}: cannot read {path}: {exc.strerror}"]
+    wrong = check(data)
+    return [f"{setting}: {path} is not {wrong}"] if wrong else []
+
+
+def _certificate(data: bytes) -> str | None:
+    try:
+        x509.load_pem_x509_certificate(data)
+    except ValueError:
+        return "a PEM certificate"
+    return None
+
+
+def _rsa_private_key(data: bytes) -> str | None:
+    try:
+        key = load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        key = None
+    return None if isinstance(key, rsa.RSAPrivateKey) else "an unencrypted PEM RSA private key"
+
+
+def _rsa_key(data: bytes) -> str | None:
+    if _rsa_private_key(data) is None:
+        return None
+    try:
+        key = load_pem_public_key(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        key = None
+    return None if isinstance(key, rsa.RSAPublicKey) else "a PEM RSA key (private or public)"
