@@ -18,7 +18,7 @@ from app.cli.audit import signing_key
 from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
 from app.db import utcnow
 from app.errors import DomainError, NotFound
-from app.events.delivery import WebhookConfig, list_deliveries, redeliver
+from app.events.delivery import WebhookConfig, blocked_by, list_deliveries, redeliver
 from app.events.worker import run
 from app.lifecycle.batches import purge_deleted, purge_due
 from app.planner import refresh_statistics
@@ -146,11 +146,19 @@ def deliveries(ctx: CliContext, dead: bool, status: str | None, limit: int) -> N
 @pass_ctx
 @command_errors
 def redeliver_(ctx: CliContext, delivery_id: int) -> None:
-    """Queue DELIVERY_ID again (typically a dead letter) for an immediate attempt."""
+    """Queue DELIVERY_ID again (typically a dead letter) for an immediate attempt; a dead
+    one with the dead deliveries of its user (aggregate) held behind it, in order."""
     with ctx.transaction() as session:
-        if redeliver(session, delivery_id, utcnow()) is None:
+        queued = redeliver(session, delivery_id, utcnow())
+        if not queued:
             raise NotFound(f"no delivery {delivery_id}")
-    click.echo(f"delivery {delivery_id} queued")
+        waiting = blocked_by(session, queued[0])
+    held = [str(d.id) for d in queued[1:]]
+    click.echo(f"delivery {delivery_id} queued"
+               + (f", then {', '.join(held)} held behind it" if held else ""))
+    if waiting is not None:
+        click.echo(f"it waits behind dead delivery {waiting} of the same aggregate: "
+                   f"redeliver {waiting} to send them in order")
 
 
 def issue7_commands() -> list[click.Command]:

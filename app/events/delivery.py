@@ -3,7 +3,10 @@
 At-least-once: a worker killed mid-delivery leaves a lease that expires, and another
 worker sends the same event again with the same id (the receiver's idempotency key).
 Order per aggregate (user): a delivery waits while an older one of the same aggregate
-to the same endpoint is still pending.
+to the same endpoint is still pending or dead. A dead one holds the later ones dead behind
+it (``HELD``), and ``redeliver`` queues it again with them, in id order: a dead letter that
+let the later events pass would reach the receiver after them, redelivered, and undo them
+there (a grant.added re-granting what a later grant.removed took away).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Row, and_, exists, insert, select, update
+from sqlalchemy import Row, and_, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -27,6 +30,10 @@ from app.models.lifecycle import WebhookCursor, WebhookDelivery
 
 # Outbox rows read per query by a fan-out (a new URL reads the whole history, page by page).
 FAN_OUT_PAGE = 1000
+# The last_error of a delivery dead-lettered because an older one of its aggregate is dead.
+HELD = "held behind dead delivery {}"
+# The statuses that keep an aggregate's later deliveries waiting.
+BLOCKING = ("pending", "dead")
 
 
 def _sendable(url: str) -> bool:
@@ -130,11 +137,31 @@ def _add_deliveries(session: Session, endpoint: str, rows: Sequence[Row[Any]],
         WebhookDelivery.outbox_id.in_([r.id for r in rows]))))
     fresh = [r for r in rows if r.id not in have]
     if fresh:
+        held = _dead_heads(session, endpoint, {r.aggregate_id for r in fresh})
         session.execute(insert(WebhookDelivery), [
             {"outbox_id": r.id, "event_id": r.event_id, "endpoint": endpoint,
-             "aggregate_id": r.aggregate_id, "status": "pending", "attempts": 0,
-             "created_at": now, "next_attempt_at": now} for r in fresh])
+             "aggregate_id": r.aggregate_id, "attempts": 0, "created_at": now,
+             "next_attempt_at": now, "status": "dead" if r.aggregate_id in held else "pending",
+             "last_error": HELD.format(held[r.aggregate_id]) if r.aggregate_id in held
+             else None} for r in fresh])
     return len(fresh)
+
+
+def _dead_heads(session: Session, endpoint: str,
+                aggregates: set[str | None]) -> dict[str | None, int]:
+    """The oldest dead delivery to ``endpoint`` of each of these aggregates that has one.
+
+    A new event of such an aggregate is dead-lettered behind it at once (it could not be
+    sent before it). Usually nothing is dead: one probe of the status index then."""
+    aggregates.discard(None)
+    dead = WebhookDelivery.status == "dead"
+    if not aggregates or not session.scalar(select(exists().where(dead))):
+        return {}
+    return dict(session.execute(
+        select(WebhookDelivery.aggregate_id, func.min(WebhookDelivery.id))
+        .where(dead, WebhookDelivery.endpoint == endpoint,
+               WebhookDelivery.aggregate_id.in_(aggregates))
+        .group_by(WebhookDelivery.aggregate_id)).tuples().all())
 
 
 def fan_out_due(session: Session, config: WebhookConfig) -> bool:
@@ -185,7 +212,8 @@ def claim(session: Session, config: WebhookConfig, worker_id: str,
     older = aliased(WebhookDelivery)
     blocked = exists().where(and_(older.endpoint == WebhookDelivery.endpoint,
                                   older.aggregate_id == WebhookDelivery.aggregate_id,
-                                  older.id < WebhookDelivery.id, older.status == "pending"))
+                                  older.id < WebhookDelivery.id,
+                                  older.status.in_(BLOCKING)))
     stmt = (select(WebhookDelivery)
             .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
                    (WebhookDelivery.leased_until.is_(None)) | (WebhookDelivery.leased_until < now),
@@ -216,7 +244,7 @@ def _followers(session: Session, config: WebhookConfig, heads: list[WebhookDeliv
     if not keys:
         return []
     stmt = (select(WebhookDelivery)
-            .where(WebhookDelivery.status == "pending",
+            .where(WebhookDelivery.status.in_(BLOCKING),
                    WebhookDelivery.aggregate_id.in_({a for _, a in keys}),
                    WebhookDelivery.id.not_in([h.id for h in heads]),
                    WebhookDelivery.id > min(h.id for h in heads))
@@ -226,10 +254,11 @@ def _followers(session: Session, config: WebhookConfig, heads: list[WebhookDeliv
     stopped: set[tuple[str, str | None]] = set()
     for d in session.scalars(stmt):
         key = (d.endpoint, d.aggregate_id)
-        # A run stops at the first one not due (a retry scheduled later keeps its place).
+        # A run stops at the first one not due (a retry scheduled later keeps its place),
+        # or dead (a delivery redelivered while a later one was dead goes alone).
         if key not in keys or key in stopped:
             continue
-        if d.next_attempt_at > now:
+        if d.status == "dead" or d.next_attempt_at > now:
             stopped.add(key)
             continue
         out.append(d)
@@ -249,6 +278,7 @@ def record_result(session: Session, config: WebhookConfig, delivery_id: int, *, 
         d.status, d.delivered_at = "delivered", now
     elif now - d.created_at >= timedelta(seconds=config.dead_after_seconds):
         d.status = "dead"
+        _hold_behind(session, d)
     else:
         d.next_attempt_at = now + backoff(config, d.attempts)
     return d.status
@@ -260,14 +290,48 @@ def backoff(config: WebhookConfig, attempts: int) -> timedelta:
     return timedelta(seconds=ceiling / 2 + random.uniform(0, ceiling / 2))  # noqa: S311
 
 
-def redeliver(session: Session, delivery_id: int, now: datetime) -> WebhookDelivery | None:
-    """Put a dead (or delivered) delivery back in the queue for an immediate retry."""
+def _hold_behind(session: Session, head: WebhookDelivery) -> None:
+    """``head`` went dead: its aggregate's later pending deliveries to the same endpoint go
+    dead behind it (they were waiting for it), so the dead letters list the whole run."""
+    if head.aggregate_id is None:
+        return
+    session.execute(update(WebhookDelivery).where(
+        WebhookDelivery.endpoint == head.endpoint,
+        WebhookDelivery.aggregate_id == head.aggregate_id,
+        WebhookDelivery.id > head.id, WebhookDelivery.status == "pending")
+        .values(status="dead", last_error=HELD.format(head.id), leased_until=None,
+                leased_by=None).execution_options(synchronize_session=False))
+
+
+def redeliver(session: Session, delivery_id: int, now: datetime) -> list[WebhookDelivery]:
+    """Queue a dead (or delivered) delivery again for an immediate attempt, and with a dead
+    one the later dead deliveries of its aggregate to its endpoint, which follow it in id
+    order; empty when there is no such delivery. Behind an older dead delivery of the
+    aggregate they still wait (``blocked_by``)."""
     d = session.get(WebhookDelivery, delivery_id)
     if d is None:
+        return []
+    queued = [d]
+    if d.status == "dead" and d.aggregate_id is not None:
+        queued += session.scalars(select(WebhookDelivery).where(
+            WebhookDelivery.endpoint == d.endpoint,
+            WebhookDelivery.aggregate_id == d.aggregate_id,
+            WebhookDelivery.id > d.id, WebhookDelivery.status == "dead")
+            .order_by(WebhookDelivery.id))
+    for each in queued:
+        each.status, each.next_attempt_at, each.created_at = "pending", now, now
+        each.leased_until = each.leased_by = None
+    return queued
+
+
+def blocked_by(session: Session, delivery: WebhookDelivery) -> int | None:
+    """The oldest earlier dead delivery of the same aggregate and endpoint, if any."""
+    if delivery.aggregate_id is None:
         return None
-    d.status, d.next_attempt_at, d.created_at = "pending", now, now
-    d.leased_until = d.leased_by = None
-    return d
+    return session.scalar(select(func.min(WebhookDelivery.id)).where(
+        WebhookDelivery.endpoint == delivery.endpoint,
+        WebhookDelivery.aggregate_id == delivery.aggregate_id,
+        WebhookDelivery.id < delivery.id, WebhookDelivery.status == "dead"))
 
 
 def list_deliveries(session: Session, *, status: str | None = None, limit: int = 100,

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import request
+from sqlalchemy.orm import Session
 
 from app.bearer import bearer_credential
 from app.db import Reader
+from app.directory.directories import hold_active_directory
 from app.directory.oauth_clients import authenticate_bearer
 from app.directory.refs import DirectoryRef, TokenRef
 from app.errors import Unauthorized
@@ -33,3 +35,12 @@ def authenticate_request(session: Reader) -> Caller:
     except Unauthorized as exc:
         raise ScimError(401, exc.detail, bearer_error="invalid_token") from None
     return Caller(directory=directory, token=token)
+
+
+def hold_directory(session: Session, caller: Caller, *, status_read: bool) -> None:
+    """Hold the caller's directory active for this write transaction; disabled meanwhile
+    (a disable committed since authentication) is the same 401 authentication answers."""
+    try:
+        hold_active_directory(session, caller.directory.id, status_read=status_read)
+    except Unauthorized as exc:
+        raise ScimError(401, exc.detail, bearer_error="invalid_token") from None

@@ -15,7 +15,7 @@ from app.db import Database, Reader
 from app.directory.tokens import touch
 from app.json_input import QUERY_NOT_UTF8, query_not_utf8
 from app.mapping.locks import share_mapping
-from app.scim.auth import Caller, authenticate_request
+from app.scim.auth import Caller, authenticate_request, hold_directory
 from app.scim.dialect_report import infer_dialect
 from app.scim.errors import SCIM_MEDIA_TYPE, ScimError, scim_response
 from app.scim.etag import not_modified, with_etag
@@ -60,16 +60,20 @@ def before_write(parse: Callable[[], T]) -> T:
 
 @contextmanager
 def unit_of_work() -> Iterator[tuple[Session, Caller]]:
-    """One write transaction for the whole request, which authenticates the caller first.
+    """One write transaction for the whole request, which authenticates the caller first
+    and holds its directory active (``hold_directory``) before it writes anything.
 
     Any SCIM write may evaluate grants (a user or membership change, a group rename), so
-    it holds the organization's mapping lock shared from its start, before any row lock
-    (app/mapping/locks.py): a rule-set apply never runs beside it.
+    it then holds the organization's mapping lock shared, before any row lock
+    (app/mapping/locks.py): a rule-set apply never runs beside it. The directory comes
+    first, as in an SSO login (app/sso/login.py): one order everywhere.
     """
     caller = g.get("scim_caller")
     with current_app.extensions["roster.db"].transaction() as session:
+        status_read = caller is None
         if caller is None:
             caller = _authenticate(session)
+        hold_directory(session, caller, status_read=status_read)
         share_mapping(session, caller.directory.organization_id)
         _touch_once(session, caller)
         yield session, caller

@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import utcnow
+from app.directory.directories import hold_active_directory
 from app.directory.groups import GroupInput, add_members, create_group, remove_members
 from app.directory.users import WRITABLE_COLUMNS, UserInput, create_user, replace_user
-from app.errors import Conflict
+from app.errors import Conflict, Unauthorized
 from app.json_input import JsonInputError, check_strings
 from app.mapping.evaluation import reevaluate_users
 from app.mapping.locks import share_mapping
@@ -243,10 +244,23 @@ def _create_user(session: Session, conn: SsoConnection, directory: Directory,
         return user
 
 
+def _hold_directory(session: Session, conn: SsoConnection, who: AssertedUser) -> None:
+    """Step 1 of the lock order: the connection's directory, held active until the login
+    commits, so a disable in flight (which deprovisions the directory's users and revokes
+    their sessions) neither misses the user a JIT login creates nor the session it opens."""
+    try:
+        hold_active_directory(session, conn.directory_id or "")
+    except Unauthorized:
+        raise LoginFailed("directory_disabled", "the connection's directory is disabled",
+                          subject=who.subject) from None
+
+
 def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
                   actor: Actor) -> User:
     """Apply the connection's login policy; raise LoginFailed for every refusal."""
     _check_text(who)
+    if conn.directory_id:
+        _hold_directory(session, conn, who)
     user = find_user(session, conn, who)
     if user is not None and (user.status in (UserStatus.deprovisioned, UserStatus.deleted)
                              or user.deleted_at is not None):

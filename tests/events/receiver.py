@@ -55,8 +55,8 @@ class Receiver:
 
 
 @contextmanager
-def running_receiver(**plan: Any) -> Iterator[Receiver]:
-    """Serve a Receiver on a free loopback port for the duration of the block."""
+def running_receiver(port: int = 0, **plan: Any) -> Iterator[Receiver]:
+    """Serve a Receiver on a loopback port (a free one by default) for the block."""
     receiver = Receiver(**plan)
 
     class Handler(BaseHTTPRequestHandler):
@@ -73,7 +73,7 @@ def running_receiver(**plan: Any) -> Iterator[Receiver]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
     thread = threading.Thread(target=server.serve_forever, daemon=True)

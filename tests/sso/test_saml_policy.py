@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from app.directory.directories import set_directory_status
+from app.models import Directory
 from app.models.directory import UserStatus
 from app.models.sso import SsoConnection
 from app.sso.login import AssertedUser, resolve_login
@@ -134,3 +136,15 @@ def test_claims_holding_nul_or_a_lone_surrogate_are_refused(db, tenant, keys, fi
     assert field.split("_")[0] in refused.value.detail
     assert refused.value.subject == (None if field == "subject" else "alice@acme.com")
     assert rows(db, "SELECT count(*) AS n FROM users")[0].n == 0
+
+
+def test_jit_login_to_a_disabled_directory_is_refused(db, tenant, keys, web):
+    """A JIT connection whose directory is disabled creates and logs in nobody: refused
+    (directory_disabled, traced), as SCIM writes to that directory are (401)."""
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
+    with db.transaction() as s:
+        set_directory_status(s, s.get(Directory, tenant.directory.id), "disabled", OPERATOR)
+    assert _post(db, tenant, keys, web, conn).status_code == 403
+    assert rows(db, "SELECT reason FROM sso_login_traces")[0].reason == "directory_disabled"
+    assert rows(db, "SELECT count(*) AS n FROM users")[0].n == 0
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 0
