@@ -33,6 +33,7 @@ from tests.scim.support import (
     user_body,
 )
 from tests.sso.lockprobe import wait_for_a_row_lock_wait
+from tests.threads import background
 
 SALES = {"attribute": "department", "value": "Sales"}
 OLD = {"policy": {"on_loss": "nothing"},
@@ -58,17 +59,7 @@ def _grants(world: World, user_id: str) -> list[tuple[str, str, str]]:
 
 def _in_thread(target: Any) -> tuple[threading.Thread, dict[str, Any]]:
     """``target`` started on a thread; its result (or exception) lands in the dict."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = target()
-        except BaseException as exc:  # reported by the callers' assertions
-            outcome["result"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
+    return background(target, start=True)
 
 
 def test_a_user_created_while_an_apply_is_open_waits_and_gets_the_new_rules(app, world):
@@ -126,15 +117,22 @@ def test_an_apply_waits_for_an_open_user_create_and_evaluates_its_user(world):
 
 def _lock_and_first_row_lock(world: World, client: Any, method: str, path: str,
                              body: dict[str, Any]) -> tuple[int, int]:
-    """Where one SCIM write takes the mapping lock, and its first row lock or write."""
+    """Where one SCIM write takes the mapping lock, and its first row lock or write after
+    its directory's row (held FOR SHARE first of all: step 0 of the lock order, as in an
+    SSO login; only an enable or disable of the directory conflicts with it)."""
     with _Statements(world.db.engine) as log:
         response = client.open(f"/scim/v2{path}", method=method, json=body,
                                content_type=SCIM, headers=world.tenant.headers)
         assert response.status_code in (200, 201, 204), response.get_json()
     statements = [sql for sql, _ in log.seen]
     mapping = [i for i, sql in enumerate(statements) if "pg_advisory_xact_lock_shared" in sql]
+    directory = [i for i, sql in enumerate(statements)
+                 if "FROM directories" in sql and "FOR SHARE" in sql]
+    assert directory, "the directory is not held"
+    assert directory[0] < mapping[0]
     rows_ = [i for i, sql in enumerate(statements)
-             if sql.startswith(("INSERT", "UPDATE", "DELETE")) or " FOR " in sql]
+             if (sql.startswith(("INSERT", "UPDATE", "DELETE")) or " FOR " in sql)
+             and i != directory[0]]
     assert mapping, "no mapping lock taken"
     assert rows_
     return mapping[0], rows_[0]

@@ -9,7 +9,6 @@ edits before they read the current set, so the later edit works on the earlier's
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from tests.api.conftest import make_key
 from tests.conftest import OPERATOR, rows
 from tests.mapping.conftest import World
 from tests.sso.lockprobe import wait_for_a_row_lock_wait
+from tests.threads import background
 
 BASE = {"id": "base", "role": "buyer", "unit": "Engineering", "match": {"group": "A"}}
 ADDED = {"id": "added", "role": "technician", "unit": "Engineering/Tokyo",
@@ -36,15 +36,7 @@ def _postgresql_only(dialect: str) -> None:
 def _while_open(world: World, document: dict[str, Any], call: Any) -> Any:
     """``call()`` on a thread while a transaction that applied ``document`` is still open;
     its result once that transaction has committed."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = call()
-        except BaseException as exc:  # reported by the callers' assertions
-            outcome["result"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
+    thread, outcome = background(call)
     with world.db.transaction() as s:
         apply_ruleset(s, s.get(Organization, world.org_id), parse_document(document),
                       OPERATOR, max_loss_share=1.0, force=True)

@@ -23,6 +23,7 @@ from tests.conftest import OPERATOR, rows
 from tests.mapping.conftest import World
 from tests.scim.support import ENTERPRISE, at_once, http_call, live_server, user_body
 from tests.sso.lockprobe import wait_for_a_row_lock_wait
+from tests.threads import background
 
 RULES = {"policy": {"on_loss": "nothing"}, "rules": [
     {"id": "dept", "role": "buyer", "create_unit": True,
@@ -44,15 +45,7 @@ def _unit_creates(world: World, path: str) -> int:
 
 
 def _background(target: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = target()
-        except BaseException as exc:  # reported by the callers' assertions
-            outcome["result"] = exc
-
-    return threading.Thread(target=run, daemon=True), outcome
+    return background(target)
 
 
 def test_a_create_needing_a_unit_another_transaction_is_creating_uses_it(app, world,
