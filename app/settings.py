@@ -277,10 +277,12 @@ def _same_type(value: Any, default: Any) -> bool:
 def _database_problems(url: str) -> list[str]:
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         return [f"database.url is not a valid database URL: {_redact_url(url)!r}"]
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         return [f"database.url must be sqlite or postgresql, got {parsed.get_backend_name()!r}"]
+    if parsed.host and "@" in parsed.host:
+        return ["database.url holds an '@' in its password: percent-encode it (%40)"]
     return []
 
 
@@ -290,11 +292,31 @@ def _redact_url(url: str) -> str:
 
 
 def _positive(settings: Settings) -> list[str]:
+    """Counts, sizes and lifetimes that mean nothing at 0 or below, and those that may be 0
+    but never negative: a negative retention passed the start and failed only later, in
+    `roster lifecycle purge`; a batch of 0 deliveries sent nothing, without a word."""
     keys = [
         ("app", "max_body_bytes"), ("database", "pool_size"), ("server", "workers"),
         ("server", "timeout"), ("server", "read_timeout"), ("server", "switch_interval_us"),
         ("scim", "max_page_size"),
         ("scim", "default_page_size"), ("scim", "max_filter_results"),
-        ("tokens", "max_valid_per_directory"),
+        ("tokens", "max_valid_per_directory"), ("tokens", "scim_token_days"),
+        ("recorder", "max_per_directory"), ("recorder", "max_body_bytes"),
+        ("recorder", "prune_every"), ("webhooks", "batch_size"),
+        ("webhooks", "timeout_seconds"), ("sso", "request_ttl_seconds"),
+        ("oidc_provider", "access_token_seconds"), ("oidc_provider", "id_token_seconds"),
+        ("oidc_provider", "refresh_token_seconds"),
+        ("oidc_provider", "authorization_code_seconds"),
+        ("oidc_provider", "backchannel_timeout_seconds"),
     ]
-    return [f"{s}.{k} must be positive" for s, k in keys if settings[s][k] <= 0]
+    zero_or_more = [
+        ("lifecycle", "retention_days"), ("recorder", "max_age_days"),
+        ("webhooks", "dead_after_seconds"), ("webhooks", "poll_interval_ms"),
+        ("sso", "clock_skew_seconds"), ("sso", "trace_retention_days"),
+    ]
+    problems = [f"{s}.{k} must be positive" for s, k in keys if settings[s][k] <= 0]
+    problems += [f"{s}.{k} must not be negative" for s, k in zero_or_more
+                 if settings[s][k] < 0]
+    if not 0 <= settings["mapping"]["max_loss_share"] <= 1:
+        problems.append("mapping.max_loss_share must be between 0 and 1 (a share of users)")
+    return problems

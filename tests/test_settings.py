@@ -236,3 +236,40 @@ def test_key_files_must_hold_the_keys_they_are_named_for(tmp_path):
         f"oidc_provider.signing_key_file: {ed25519} is not an unencrypted PEM RSA private key",
         f"oidc_provider.published_key_files: {ed25519} is not a PEM RSA key (private or "
         "public)"]
+
+
+@pytest.mark.parametrize(("name", "value", "problem"), [
+    ("ROSTER_LIFECYCLE__RETENTION_DAYS", "-5", "lifecycle.retention_days must not be negative"),
+    ("ROSTER_WEBHOOKS__BATCH_SIZE", "0", "webhooks.batch_size must be positive"),
+    ("ROSTER_TOKENS__SCIM_TOKEN_DAYS", "-1", "tokens.scim_token_days must be positive"),
+    ("ROSTER_OIDC_PROVIDER__ACCESS_TOKEN_SECONDS", "-5",
+     "oidc_provider.access_token_seconds must be positive"),
+    ("ROSTER_RECORDER__MAX_PER_DIRECTORY", "-1", "recorder.max_per_directory must be positive"),
+    ("ROSTER_MAPPING__MAX_LOSS_SHARE", "-1", "mapping.max_loss_share must be between 0 and 1"),
+    ("ROSTER_MAPPING__MAX_LOSS_SHARE", "1.5", "mapping.max_loss_share must be between 0 and 1"),
+])
+def test_counts_and_lifetimes_out_of_range_stop_the_start(name, value, problem):
+    """Values that mean nothing (a negative retention, a batch of none, a negative token
+    lifetime, a share outside 0-1) passed the start; a negative retention failed only later,
+    in `roster lifecycle purge`."""
+    with pytest.raises(SettingsError, match=re.escape(problem)):
+        load_settings(environ={name: value})
+
+
+def test_zero_is_taken_where_it_means_something():
+    """A retention of 0 days (purge at once) and no clock skew are valid settings."""
+    settings = load_settings(environ={"ROSTER_LIFECYCLE__RETENTION_DAYS": "0",
+                                      "ROSTER_SSO__CLOCK_SKEW_SECONDS": "0"})
+    assert settings["lifecycle"]["retention_days"] == 0
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("postgresql+psycopg://u:pw@127.0.0.1:notaport/db", "is not a valid database URL"),
+    ("postgresql+psycopg://u:p@ss3cret@127.0.0.1/db", "percent-encode it (%40)"),
+])
+def test_database_urls_that_cannot_connect_are_one_line(url, problem):
+    """A port that is no number was a traceback on every command (ValueError); an '@' in the
+    password made the driver name part of the password as the host it could not resolve."""
+    with pytest.raises(SettingsError, match=re.escape(problem)) as raised:
+        load_settings(environ={"ROSTER_DATABASE__URL": url})
+    assert "ss3cret" not in str(raised.value)
