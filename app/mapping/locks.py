@@ -9,8 +9,10 @@ lock exclusively, and every write that may evaluate grants of the organization's
 holds it shared, until its transaction ends (PostgreSQL advisory transaction locks;
 SQLite has one writer at a time, so neither takes anything there).
 
-Lock order: the mapping lock comes before every row lock of the order in
-``app.mapping.reevaluation`` (before the SCIM token's stamp, the group row, the user rows).
+Lock order (``app.mapping.reevaluation``): after the directory's row (held FOR SHARE by a
+SCIM write or an SSO login first of all; only an enable or disable conflicts with it, and
+neither takes this lock) and before every other row lock (the SCIM token's stamp, the
+group row, the user rows).
 A transaction holding it shared never waits for it again, and the apply takes its row
 locks only once it holds it: no cycle can close through it. Writers of one organization
 do not wait for each other here; they wait only while an apply runs (or is queued: the
