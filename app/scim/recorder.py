@@ -33,8 +33,10 @@ from sqlalchemy.orm import Session
 
 from app.bearer import bearer_credential
 from app.db import Database, Reader, utcnow
+from app.db_errors import describe_transient, is_transient
 from app.directory.oauth_clients import authenticate_bearer
 from app.errors import Unauthorized
+from app.log_throttle import EveryInterval
 from app.migrate import schema_not_ready
 from app.models.scim_ops import ScimRequest
 from app.scim import dialect
@@ -72,6 +74,9 @@ class _State:
     wake: threading.Event = field(default_factory=threading.Event)
     # The writer belongs to the process that started it: gunicorn forks after create_app.
     writer_pid: int = 0
+    # Records lost to a database outage since the last line saying so (once a minute).
+    unstored: int = 0
+    outage_log: EveryInterval = field(default_factory=lambda: EveryInterval(60.0))
 
     def add(self, row: dict[str, Any]) -> None:
         """Buffer one record; start this process's writer thread on first use."""
@@ -109,14 +114,35 @@ class _State:
                 return
             try:
                 self._write(batch)
-            except Exception:
-                # One bad record (its directory deleted meanwhile) must not lose the rest.
-                log.warning("flight recorder batch failed; writing records one by one")
-                for row in batch:
-                    try:
-                        self._write([row])
-                    except Exception:
-                        log.exception("flight recorder could not store a SCIM request")
+            except Exception as exc:
+                self._salvage(batch, exc)
+
+    def _salvage(self, batch: list[dict[str, Any]], exc: Exception) -> None:
+        """After a failed batch: one log line, however many records it held.
+
+        The database away, busy or full fails every record alike: retrying them one by one
+        would log a traceback each (thousands in a minute) and wait a busy timeout each, so
+        the batch is dropped, with one warning a minute at most. Otherwise one bad record
+        (its directory deleted meanwhile) must not lose the rest: the others are written one
+        by one, and those that fail too are counted in one error line with the first one's
+        traceback.
+        """
+        if is_transient(exc):
+            self.unstored += len(batch)
+            if self.outage_log.due():
+                log.warning("flight recorder dropped %d SCIM requests (database unavailable: "
+                            "%s)", self.unstored, describe_transient(exc))
+                self.unstored = 0
+            return
+        failed: list[Exception] = []
+        for row in batch:
+            try:
+                self._write([row])
+            except Exception as row_exc:
+                failed.append(row_exc)
+        if failed:
+            log.error("flight recorder could not store %d of %d SCIM requests",
+                      len(failed), len(batch), exc_info=failed[0])
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         now = utcnow()

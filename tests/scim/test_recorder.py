@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+import os
+import sqlite3
 import time
 from datetime import timedelta
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from app import create_app
 from app.db import utcnow
@@ -273,3 +277,71 @@ def test_a_body_with_nul_bytes_is_recorded_without_it(client, db, tenant, body):
     assert response.status_code == 400
     [row] = _recorded(db, client.application)
     assert row.request_body == f"({len(body)} bytes holding NUL bytes, not JSON; not kept)"
+
+
+def _held_requests(app, headers, n, then=lambda: None):
+    """Make ``n`` recorded requests, and run ``then``, while the writer thread is kept from
+    flushing them."""
+    client = app.test_client()
+    client.get(SPC, headers=headers)
+    flush(app)
+    state = app.extensions["roster.recorder"]
+    with state.write_lock:
+        for i in range(n):
+            client.get(f"{SPC}?n={i}", headers=headers)
+        then()
+    return state
+
+
+def test_records_the_database_refuses_are_one_log_line(client, db, tenant, caplog):
+    """A batch holding records the database refuses (their directory gone) stores the others,
+    and one error line counts the refused ones: not a traceback per record."""
+    app = client.application
+
+    def orphan_every_other() -> None:
+        state = app.extensions["roster.recorder"]
+        with state.lock:
+            for row in state.pending[::2]:
+                row["directory_id"] = "no-such-directory"
+
+    _held_requests(app, tenant.headers, 6, then=orphan_every_other)
+    caplog.clear()
+    flush(app)
+    stored = [r.query for r in _recorded(db, app)]
+    assert stored == ["", "n=1", "n=3", "n=5"]
+    errors = [r for r in caplog.records if r.name == "app.scim.recorder"]
+    assert [r.getMessage() for r in errors] == [
+        "flight recorder could not store 3 of 6 SCIM requests"]
+    assert errors[0].exc_info is not None
+
+
+@pytest.mark.skipif(bool(os.environ.get("ROSTER_TEST_PG_URL")),
+                    reason="holds SQLite's write lock from another connection")
+def test_a_database_outage_drops_the_batch_with_one_warning(database_url, db, tenant, caplog):
+    """The database busy (or away) fails every record alike: one warning counts the batch,
+    no record is retried one by one (each would wait the busy timeout and log a traceback)."""
+    overrides = app_overrides(database_url)
+    overrides["database"] = {**overrides["database"], "sqlite_busy_timeout_ms": 50}
+    app = create_app(overrides)
+    logging.getLogger().addHandler(caplog.handler)  # create_app set up the root's handlers
+    try:
+        blocker = sqlite3.connect(make_url(database_url).database, isolation_level=None)
+        state = _held_requests(app, tenant.headers, 5, then=lambda: blocker.execute(
+            "BEGIN EXCLUSIVE"))
+        caplog.clear()
+        try:
+            flush(app)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        lines = [r for r in caplog.records if r.name == "app.scim.recorder"]
+        assert len(lines) == 1
+        assert lines[0].levelname == "WARNING"
+        assert lines[0].getMessage().startswith(
+            "flight recorder dropped 5 SCIM requests (database unavailable: ")
+        assert "database is locked" in lines[0].getMessage()
+        assert lines[0].exc_info is None
+        assert state.pending == []
+    finally:
+        logging.getLogger().removeHandler(caplog.handler)
+        app.extensions["roster.db"].dispose()
