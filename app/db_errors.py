@@ -18,8 +18,11 @@ log = logging.getLogger(__name__)
 # down. A full disk is an outage to fix, but the request did nothing and may be sent again.
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53")
 _TRANSIENT_SQLSTATES = frozenset({"55P03", "57014", "57P01", "57P02", "57P03"})
+# SQLite: busy, a full disk, and a file the process cannot open or write (a read-only
+# mount, as after ext4 remounts on disk errors; wrong owner): outages, not the request's fault.
 _TRANSIENT_SQLITE = ("database is locked", "database table is locked", "database is busy",
-                     "database or disk is full")
+                     "database or disk is full", "attempt to write a readonly database",
+                     "unable to open database file", "disk i/o error")
 
 
 def is_transient(exc: BaseException) -> bool:

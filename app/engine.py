@@ -8,9 +8,10 @@ import sqlite3
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
@@ -103,6 +104,43 @@ def memory_url(url: str) -> bool:
     return make_url(url).database in (None, "", ":memory:")
 
 
+def sqlite_refuses_writes(engine: Engine) -> bool:
+    """Whether this SQLite database refuses this process's writes: the file, its directory
+    (the -wal and -shm files) or its mount is read-only, or the URL opened it ``mode=ro``.
+
+    Opening and reading work then, so only a write tells: one that changes nothing, rolled
+    back, on a connection that does not wait (SQLite's busy handler or the writers' queue):
+    a database busy with another writer is writable.
+    """
+    raw = engine.raw_connection()
+    try:
+        dbapi_connection: sqlite3.Connection = raw.driver_connection  # type: ignore[assignment]
+        busy_timeout = dbapi_connection.execute("PRAGMA busy_timeout").fetchone()[0]
+        dbapi_connection.execute("PRAGMA busy_timeout=0")
+        try:
+            dbapi_connection.execute("BEGIN IMMEDIATE")
+            try:
+                dbapi_connection.execute("UPDATE alembic_version SET version_num = version_num")
+            finally:
+                dbapi_connection.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            return "readonly" in str(exc)  # "attempt to write a readonly database"
+        finally:
+            dbapi_connection.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
+        return False
+    finally:
+        raw.close()
+
+
+def sqlite_path(url: URL) -> str:
+    """The file of a SQLite URL, a URI filename's too (``sqlite:///file:/x.db?mode=ro&uri=true``
+    opens /x.db, https://www.sqlite.org/uri.html)."""
+    database = url.database or ""
+    if url.query.get("uri") in ("true", "1") and database.startswith("file:"):
+        return unquote(urlsplit(database).path)
+    return database
+
+
 def register_fold(dbapi_connection: sqlite3.Connection) -> None:
     """Give this SQLite connection ``roster_lower()``, which ``app.sql.fold`` compiles to."""
     dbapi_connection.create_function("roster_lower", 1, _unicode_lower, deterministic=True)
@@ -131,8 +169,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     # Writers of all processes queue on one file lock before BEGIN IMMEDIATE, instead of
     # sleeping in SQLite's busy handler (app.sqlite_writers explains why).
-    database = make_url(str(engine.url)).database
-    queue = WriterQueue(None if memory_url(str(engine.url)) else database,
+    queue = WriterQueue(None if memory_url(str(engine.url)) else sqlite_path(engine.url),
                         busy_timeout_ms / 1000)
     install(engine, queue)
 

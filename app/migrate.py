@@ -11,6 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from app.engine import SQLITE_WRITE
 from app.log_throttle import EveryInterval
 from app.planner import seed_statistics
 from app.settings import ROOT
@@ -103,8 +104,14 @@ def schema_not_ready(engine: Engine, exc: BaseException) -> bool:
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None when never migrated). Read directly: an Alembic
     MigrationContext logs two INFO lines each time, and a load balancer probes /readyz every
-    few seconds."""
-    with engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return None
-        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    few seconds. On SQLite a plain BEGIN, not the writers' BEGIN IMMEDIATE: a probe queued
+    behind a long write (a mass deprovisioning) for the busy timeout, then called the
+    database unreachable and took the node out of the balancer."""
+    token = SQLITE_WRITE.set(False)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    finally:
+        SQLITE_WRITE.reset(token)

@@ -1,11 +1,14 @@
-"""/healthz (process up), /readyz (database reachable, migrations at head), /metrics."""
+"""/healthz (process up), /readyz (database reachable and writable, migrations at head),
+/metrics."""
 
 from __future__ import annotations
 
 import logging
 
 from flask import Blueprint, Response, current_app, jsonify
+from sqlalchemy import Engine
 
+from app.engine import sqlite_refuses_writes
 from app.migrate import code_head, current_revision, newer_release
 
 bp = Blueprint("ops", __name__)
@@ -37,7 +40,17 @@ def readyz() -> tuple[Response, int]:
     if current != head:
         return jsonify(status="unavailable", reason="migrations not at head",
                        current=current, head=head), 503
+    if db.engine.dialect.name == "sqlite" and _refuses_writes(db.engine):
+        return jsonify(status="unavailable", reason="database read-only"), 503
     return jsonify(status="ok", revision=current), 200
+
+
+def _refuses_writes(engine: Engine) -> bool:
+    try:
+        return sqlite_refuses_writes(engine)
+    except Exception:  # the file vanished between the two checks: not ready either
+        log.warning("readiness check: SQLite write check failed", exc_info=True)
+        return True
 
 
 @bp.get("/metrics")
