@@ -21,11 +21,11 @@ from sqlalchemy.exc import ArgumentError
 from app.settings_checks import key_file_problems, ratelimit_problems
 
 
-def _find_root() -> Path:
+def _find_root(environ: Mapping[str, str] = os.environ) -> Path:
     """Roster's home, holding config/ and migrations/: $ROSTER_HOME, else the checkout this
     package runs from, else the working directory (a package installed into site-packages,
     as in the Docker image, has neither beside it)."""
-    if home := os.environ.get("ROSTER_HOME"):
+    if home := environ.get("ROSTER_HOME"):
         return Path(home).expanduser().resolve()
     checkout = Path(__file__).resolve().parent.parent
     for candidate in (checkout, Path.cwd()):
@@ -57,9 +57,12 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """Merge every source in precedence order and validate the result."""
+    # An environment passed in is the whole of it: its ROSTER_HOME too, not the process's.
+    defaults_file = DEFAULTS_FILE if environ is None else (
+        _find_root(environ) / "config" / "defaults.toml")
     environ = os.environ if environ is None else environ
     problems: list[str] = []
-    settings: Settings = _read_toml(DEFAULTS_FILE, problems)
+    settings: Settings = _read_toml(defaults_file, problems)
     if problems:  # every key and type is judged against this file: nothing to go on
         raise SettingsError([_no_defaults(problems[0])])
     if config_file := environ.get("ROSTER_CONFIG"):

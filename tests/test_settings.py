@@ -273,3 +273,16 @@ def test_database_urls_that_cannot_connect_are_one_line(url, problem):
     with pytest.raises(SettingsError, match=re.escape(problem)) as raised:
         load_settings(environ={"ROSTER_DATABASE__URL": url})
     assert "ss3cret" not in str(raised.value)
+
+
+def test_an_environment_passed_in_brings_its_own_roster_home(tmp_path):
+    """``load_settings(environ=...)`` reads the defaults of that environment's ROSTER_HOME,
+    as the process would with it set (it read the process's home whatever was passed)."""
+    (tmp_path / "config").mkdir()
+    defaults = (ROOT / "config" / "defaults.toml").read_text()
+    (tmp_path / "config" / "defaults.toml").write_text(
+        defaults.replace('url = "sqlite:///var/roster.db"', 'url = "sqlite:///elsewhere.db"'))
+    settings = load_settings(environ={"ROSTER_HOME": str(tmp_path)})
+    assert settings["database"]["url"] == "sqlite:///elsewhere.db"
+    with pytest.raises(SettingsError, match="set ROSTER_HOME"):
+        load_settings(environ={"ROSTER_HOME": str(tmp_path / "nowhere")})
