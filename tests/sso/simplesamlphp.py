@@ -93,8 +93,11 @@ class SimpleSamlIdp:
         if sp_cert_pem:
             lines = sp_cert_pem.strip().splitlines()
             sp["certData"] = "".join(line for line in lines if "CERTIFICATE" not in line)
-        (self.root / "metadata" / "saml20-sp-remote.php").write_text(
-            f"<?php\n$metadata[{_php(entity_id)}] = {_php(sp)};\n")
+        # Whole or not at all: a request in flight never reads a half-written file.
+        target = self.root / "metadata" / "saml20-sp-remote.php"
+        staged = target.with_suffix(".tmp")
+        staged.write_text(f"<?php\n$metadata[{_php(entity_id)}] = {_php(sp)};\n")
+        os.replace(staged, target)
 
 
 def _write_config(root: Path, base: str, key: TestKey) -> None:
@@ -160,7 +163,12 @@ def running_idp(root: Path) -> Iterator[SimpleSamlIdp]:
     _write_config(root, base, key)
     env = {**os.environ, "SIMPLESAMLPHP_CONFIG_DIR": str(root / "config")}
     log = (root / "php.log").open("wb")
-    process = subprocess.Popen(["php", "-S", f"127.0.0.1:{port}", "-t", str(WWW)],
+    # No opcache: `php -S` (SAPI cli-server) caches compiled files under opcache.enable, not
+    # enable_cli, and re-reads a file's timestamp only every revalidate_freq (2) seconds, so
+    # SP metadata rewritten within 2 s of the last request was served stale ("Metadata not
+    # found" for the new connection: the flaky SLO tests of sessions 19-20).
+    process = subprocess.Popen(["php", "-d", "opcache.enable=0", "-S", f"127.0.0.1:{port}",
+                                "-t", str(WWW)],
                                env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         idp = SimpleSamlIdp(base=base, root=root, key=key)
