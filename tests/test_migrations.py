@@ -53,7 +53,8 @@ def test_models_and_migrations_agree(database_url):
 
 def _is_expression_index(diff: object) -> bool:
     return isinstance(diff, tuple) and diff[0] in ("add_index", "remove_index") and \
-        diff[1].name in ("uq_users_directory_username", "uq_groups_directory_display_name")
+        diff[1].name in ("uq_users_directory_username", "uq_groups_directory_display_name",
+                         "uq_units_org_path")
 
 
 def test_case_insensitive_uniqueness_is_enforced_by_the_database(db, tenant):
@@ -347,3 +348,40 @@ def test_0020_converts_fan_out_cursors_without_losing_or_repeating_an_event(fres
     engine.dispose()
     upgrade(fresh_url)
     assert fan_out_and_count() == everything
+
+
+def _units(url: str, statement: str, **params: object) -> None:
+    """Run one statement through the app's engine (SQLite: with roster_lower())."""
+    from app.db import Database
+
+    db = Database(url)
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(sa.text(statement), params)
+    finally:
+        db.dispose()
+
+
+def test_0022_makes_unit_paths_unique_in_any_case(fresh_url):
+    """Units whose paths differ only in case (made before 0022) stop the upgrade, each
+    named with its id, and nothing changes; once one is gone, the upgrade builds the folded
+    index, which refuses a path in another case."""
+    tenant = _tenant_at(fresh_url, "0020")
+    insert = ("INSERT INTO units (id, organization_id, kind, name, path, created_at) "
+              "VALUES (:i, :o, 'department', :n, :n, CURRENT_TIMESTAMP)")
+    for unit_id, name in (("u1", "Sales"), ("u2", "SALES"), ("u3", "Legal")):
+        _units(fresh_url, insert, i=unit_id, o=tenant.org.id, n=name)
+    with pytest.raises(MigrationBlocked) as stopped:
+        upgrade(fresh_url)
+    assert "'SALES' (u2)" in str(stopped.value)
+    assert "'Sales' (u1)" in str(stopped.value)
+    assert "Legal" not in str(stopped.value)
+    engine = sa.create_engine(fresh_url)
+    assert current_revision(engine) != head_revision()
+    engine.dispose()
+    _units(fresh_url, "DELETE FROM units WHERE id = 'u2'")
+    upgrade(fresh_url)
+    with pytest.raises(sa.exc.IntegrityError):
+        _units(fresh_url, insert, i="u4", o=tenant.org.id, n="sales")
+    downgrade(fresh_url, "0020")
+    _units(fresh_url, insert, i="u4", o=tenant.org.id, n="sales")

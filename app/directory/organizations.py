@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -16,6 +16,7 @@ from app.mapping.catalog import RoleSpec
 from app.mapping.roles import seed_roles
 from app.models import Organization, Unit
 from app.models.organization import UnitKind
+from app.sql import fold
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 PATH_SEPARATOR = "/"
@@ -88,9 +89,9 @@ def add_unit(session: Session, org: Organization, name: str, kind: str,
     path = f"{parent.path}{PATH_SEPARATOR}{name}" if parent else name
     _fits(name, Unit.name, "unit name", "name")
     _fits(path, Unit.path, "unit path", "parent")
-    taken = f"unit {path!r} already exists in {org.slug}"
-    if session.scalar(select(Unit.id).where(Unit.organization_id == org.id, Unit.path == path)):
-        raise Conflict(taken, field="name")
+    if (same := _unit_at(session, org, path)) is not None:
+        raise Conflict(_taken(org, same.path), field="name")
+    taken = _taken(org, path)
     unit = Unit(organization_id=org.id, parent_id=parent.id if parent else None,
                 kind=unit_kind, name=name, path=path)
     session.add(unit)
@@ -116,12 +117,22 @@ def ensure_unit(session: Session, org: Organization, name: str, kind: str,
         with session.begin_nested():
             return add_unit(session, org, name, kind, parent_path, actor)
     except Conflict:
-        path = PATH_SEPARATOR.join(p for p in (parent_path, name.strip()) if p)
-        unit = session.scalar(select(Unit).where(Unit.organization_id == org.id,
-                                                 Unit.path == path))
+        unit = _unit_at(session, org,
+                        PATH_SEPARATOR.join(p for p in (parent_path, name.strip()) if p))
         if unit is None:
             raise
         return unit
+
+
+def _unit_at(session: Session, org: Organization, path: str) -> Unit | None:
+    """The unit whose path is ``path`` in any case: one name, as the mapping matches it and
+    the index uq_units_org_path (on the folded path) enforces it (migration 0022)."""
+    return session.scalar(select(Unit).where(Unit.organization_id == org.id,
+                                             fold(Unit.path) == fold(literal(path))))
+
+
+def _taken(org: Organization, path: str) -> str:
+    return f"unit {path!r} already exists in {org.slug}"
 
 
 def find_unit(session: Session, org: Organization, ref: str) -> Unit:

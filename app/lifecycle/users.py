@@ -31,6 +31,7 @@ from app.lifecycle.revocation import (
     remove_grants,
     revoke_sessions_and_tokens,
 )
+from app.lifecycle.visibility import announce_visibility
 from app.mapping.locks import share_mapping
 from app.models import Directory, Organization, User
 from app.models.directory import UserStatus
@@ -162,6 +163,8 @@ def delete_user(session: Session, user: User, actor: Actor) -> DeprovisionRecord
     record(session, organization_id=user.organization_id, action="user:delete", actor=actor,
            subject_type="user", subject_id=user.id,
            data={"record_id": rec.id if rec else None, "event_id": event_id})
+    # Its groups' members and its reports' manager, as SCIM serves them, lose it now.
+    announce_visibility(session, user, shown=False)
     return rec
 
 
@@ -192,6 +195,8 @@ def reactivate_user(session: Session, user: User, actor: Actor, *,
         emit(session, organization_id=user.organization_id, type="user.reactivated",
              aggregate_id=user.id, payload={"user_id": user.id, "external_id": user.external_id,
                                             "user_name": user.user_name, **restored})
+        if was == UserStatus.deleted.value:  # back in its groups and its reports' manager
+            announce_visibility(session, user, shown=True)
 
     return restore_access(session, user, actor, announce)
 

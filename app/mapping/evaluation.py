@@ -211,12 +211,12 @@ def _payload(grant: Grant, role: str, unit_path: str) -> dict[str, Any]:
 def _write(session: Session, ctx: Context, grant: Grant, action: str, role: str,
            unit_path: str, actor: Actor, before: dict[str, Any] | None = None) -> None:
     data = _payload(grant, role, unit_path)
-    if before is not None:
-        data["parameters_before"] = before
+    if before is not None:  # an update: what the grant's event shows, before
+        data["parameters_before"], data["source_before"] = before["parameters"], before["source"]
     record(session, organization_id=ctx.org.id, action=f"grant:{action}", actor=actor,
            subject_type="user", subject_id=grant.user_id, data=data)
-    # The portal hears of additions, removals and parameter changes, not of new reasons.
-    if action != "update" or before != grant.parameters:
+    # The portal hears of changes its events show (parameters, deciding rule), not reasons.
+    if before != {"parameters": grant.parameters, "source": grant.source}:
         emit(session, organization_id=ctx.org.id, type=EVENT_TYPES[action],
              aggregate_id=grant.user_id, payload=data)
 
@@ -236,7 +236,7 @@ def apply_diff(session: Session, ctx: Context, diff: UserDiff, actor: Actor) -> 
         _write(session, ctx, grant, "remove", role_keys.get(grant.role_id, ""), path, actor)
         session.delete(grant)
     for grant, want in diff.updated:
-        before = grant.parameters
+        before = {"parameters": grant.parameters, "source": grant.source}
         grant.parameters, grant.source = dict(want.parameters), want.source
         grant.reason = _reason(want)
         _write(session, ctx, grant, "update", want.role, want.unit_path, actor, before)

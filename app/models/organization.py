@@ -10,6 +10,7 @@ from sqlalchemy import Enum, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, JSONType, UTCDateTime, new_id, utcnow
+from app.sql import fold
 
 
 class UnitKind(enum.StrEnum):
@@ -40,12 +41,7 @@ class Unit(Base):
     """A department, cost center, team or location; nested to any depth under its parent."""
 
     __tablename__ = "units"
-    __table_args__ = (
-        # The path ("Engineering/Tokyo") names a unit uniquely within its organization,
-        # which also makes sibling names unique without relying on NULL parent semantics.
-        Index("uq_units_org_path", "organization_id", "path", unique=True),
-        Index("ix_units_parent_id", "parent_id"),
-    )
+    __table_args__ = (Index("ix_units_parent_id", "parent_id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     organization_id: Mapped[str] = mapped_column(
@@ -62,3 +58,10 @@ class Unit(Base):
     organization: Mapped[Organization] = relationship(back_populates="units")
     parent: Mapped[Unit | None] = relationship(remote_side=[id], back_populates="children")
     children: Mapped[list[Unit]] = relationship(back_populates="parent")
+
+
+# The path ("Engineering/Tokyo") names a unit uniquely within its organization, in any case,
+# as the mapping finds units (app/mapping/rules.py, UnitIndex); this also makes sibling
+# names unique without relying on NULL parent semantics. fold(): lower() on PostgreSQL,
+# roster_lower() on SQLite (app/sql.py). Migration 0022.
+Index("uq_units_org_path", Unit.organization_id, fold(Unit.path), unique=True)

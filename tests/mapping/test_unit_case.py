@@ -1,0 +1,114 @@
+"""Unit paths are one name in any case, as the mapping matches them: the database enforces it
+(migration 0022), so concurrent writes naming a new unit in two cases share one unit."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from app.directory.organizations import add_unit
+from app.directory.users import UserInput, create_user
+from app.models import Directory, Organization, Unit
+from tests.api.conftest import make_key
+from tests.conftest import OPERATOR, rows
+from tests.mapping.conftest import World
+from tests.scim.support import ENTERPRISE, Scim, http_call, live_server, user_body
+from tests.sso.lockprobe import wait_for_a_row_lock_wait
+from tests.threads import background
+
+RULES = {"policy": {"on_loss": "nothing"}, "rules": [
+    {"id": "dept", "role": "buyer", "create_unit": True,
+     "unit_from": {"attribute": "department", "under": "Departments"},
+     "match": {"attribute": "department", "present": True}}]}
+
+
+def _units_like(world: World, folded: str) -> list[str]:
+    """The stored unit paths that are ``folded`` in some case."""
+    return sorted(r.path for r in rows(world.db, "SELECT path FROM units")
+                  if r.path.lower() == folded)
+
+
+def _grant_paths(world: World) -> list[tuple[str, str]]:
+    return [(r.user_name, r.path) for r in rows(
+        world.db, "SELECT users.user_name, units.path FROM grants "
+        "JOIN users ON users.id = grants.user_id JOIN units ON units.id = grants.unit_id "
+        "ORDER BY users.user_name")]
+
+
+def test_sequential_creates_in_two_cases_share_one_unit(client, world):
+    """`Dept` then `dept`: the second create finds the unit ignoring case."""
+    world.apply(RULES)
+    scim = Scim(client, world.tenant)
+    scim.create_user("a@acme.example", externalId="a", **{ENTERPRISE: {"department": "Dept"}})
+    scim.create_user("b@acme.example", externalId="b", **{ENTERPRISE: {"department": "dept"}})
+    assert _units_like(world, "departments/dept") == ["Departments/Dept"]
+    assert _grant_paths(world) == [("a@acme.example", "Departments/Dept"),
+                                   ("b@acme.example", "Departments/Dept")]
+
+
+def test_a_create_racing_one_in_another_case_uses_its_unit(app, world, dialect):
+    """PostgreSQL: a SCIM create whose department (`newdept`) another open transaction has
+    just created as `NewDept` waits for that commit, then uses that unit: 201, one unit,
+    one `unit:create` (before: a second unit, `Departments/newdept`)."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: the second create sees the unit")
+    world.apply(RULES)
+    body = user_body("bob@acme.example", **{ENTERPRISE: {"department": "newdept"}})
+    with live_server(app) as url:
+        post, outcome = background(
+            lambda: http_call(url, world.tenant.token, "POST", "/Users", body))
+        with world.db.transaction() as s:
+            create_user(s, s.get(Directory, world.tenant.directory.id), UserInput(
+                {"user_name": "alice@acme.example", "department": "NewDept"}), OPERATOR)
+            post.start()
+            wait_for_a_row_lock_wait(world.db)  # bob's unit insert waits for this commit
+        post.join(30)
+    status, created = outcome["result"]
+    assert status == 201, created
+    assert _units_like(world, "departments/newdept") == ["Departments/NewDept"]
+    assert _grant_paths(world) == [("alice@acme.example", "Departments/NewDept"),
+                                   ("bob@acme.example", "Departments/NewDept")]
+    creates = rows(world.db, "SELECT count(*) AS n FROM audit_events "
+                             "WHERE action = 'unit:create' AND subject_id IN "
+                             "(SELECT id FROM units WHERE path = 'Departments/NewDept')")
+    assert creates[0].n == 1
+
+
+def test_adding_a_unit_in_another_case_is_a_409(client, world):
+    """POST /api/v1/orgs/{id}/units `sales` under Departments, where `Sales` exists: 409
+    naming the path (before: a second unit the mapping could not tell apart)."""
+    key = make_key(world.db, "admin", world.tenant.org)
+    response = client.post(f"/api/v1/orgs/{world.org_id}/units", headers=key.headers,
+                           json={"name": "SALES", "kind": "department",
+                                 "parent": "Departments"})
+    assert response.status_code == 409, response.get_json()
+    assert "already exists" in response.get_json()["detail"]
+    assert _units_like(world, "departments/sales") == ["Departments/Sales"]
+
+
+def test_the_database_refuses_two_paths_differing_in_case(world):
+    """The unique index is on the folded path (app.sql.fold), not only in the code."""
+    with pytest.raises(sa.exc.IntegrityError), world.db.transaction() as s:
+        s.add(Unit(organization_id=world.org_id, kind="department", name="engineering",
+                   path="engineering"))
+        s.flush()
+
+
+def test_an_explicit_add_racing_one_in_another_case_is_a_409(client, world, dialect):
+    """PostgreSQL: POST units `OSAKA` while another open transaction adds `Osaka`: 409 once
+    that commits, not a 500 nor a second unit."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: the check sees the unit")
+    key = make_key(world.db, "admin", world.tenant.org)
+    post, outcome = background(lambda: client.post(
+        f"/api/v1/orgs/{world.org_id}/units", headers=key.headers,
+        json={"name": "OSAKA", "kind": "location", "parent": "Engineering"}))
+    with world.db.transaction() as s:
+        add_unit(s, s.get(Organization, world.org_id), "Osaka", "location", "Engineering",
+                 OPERATOR)
+        post.start()
+        wait_for_a_row_lock_wait(world.db)
+    post.join(30)
+    response = outcome["result"]
+    assert response.status_code == 409, response.get_json()
+    assert _units_like(world, "engineering/osaka") == ["Engineering/Osaka"]
