@@ -24,7 +24,7 @@ from app.events import emit
 from app.lifecycle.guard import guard_on_commit
 from app.lifecycle.policy import LifecyclePolicy, current_policy
 from app.lifecycle.records import new_record, stamp_on_commit
-from app.lifecycle.restore import restore_access
+from app.lifecycle.restore import hold_directory_for_reactivation, restore_access
 from app.lifecycle.revocation import (
     announce_revoked_sessions,
     grants_held,
@@ -169,13 +169,16 @@ def reactivate_user(session: Session, user: User, actor: Actor, *,
                     reason: str | None = None) -> dict[str, Any] | None:
     """active=true (or re-creation within retention): restore under the current mapping.
 
-    Returns what was restored (record id, manual grants), or None when already active. A
-    deleted user gets back the userName it gave up to a new user, or Conflict (nothing
-    changed) when a live user holds that name now (app/directory/user_names.py).
+    Returns what was restored (record id, manual grants), or None when already active;
+    Conflict (nothing changed) when the user's directory is disabled. A deleted user gets
+    back the userName it gave up to a new user, or Conflict (nothing changed) when a live
+    user holds that name now (app/directory/user_names.py).
     """
     if user.status == UserStatus.active and user.active:
         return None
-    # Before this user's row is written; callers that lock the row take it earlier still.
+    # Before the mapping lock and this user's row is written (callers that lock the row take
+    # both earlier still): Conflict when the directory is disabled, nothing changed.
+    hold_directory_for_reactivation(session, user.directory_id)
     share_mapping(session, user.organization_id)
     reclaim_user_name(session, user)
     was = user.status.value
