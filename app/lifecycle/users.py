@@ -69,6 +69,7 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
     received = actor.received_at or utcnow()
     if user.status in GONE and not user.active:
         return None
+    _hold_user_row(session, user)
     # Should this transaction fail, a record in a new one says so (README, Deprovisioning).
     on_failure(session, partial(_record_failure, user.id,
                                 dataclasses.replace(actor, received_at=received), trigger, reason))
@@ -82,6 +83,21 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
         guard_on_commit(session, rec, policy)
     stamp_on_commit(session, rec)
     return rec
+
+
+# FOR NO KEY UPDATE, as users are locked everywhere (app/mapping/reevaluation.py, step 3).
+_LOCK_USER = select(User.id).where(User.id == bindparam("b_id")).with_for_update(key_share=True)
+
+
+def _hold_user_row(session: Session, user: User) -> None:
+    """The user's row, before its sessions are revoked: an SSO login holds it FOR SHARE
+    from its status check to its commit (app/sso/login.py), so the revocation below sees
+    the session of every login that saw the user active, and a later login sees it out.
+    SCIM writes, the API and the mapping hold it already (no wait then); the CLI and a
+    directory's disable take it here, in id order. SQLite has one writer at a time."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(_LOCK_USER, {"b_id": user.id})
 
 
 def _take_out(session: Session, user: User, actor: Actor, trigger: Trigger,

@@ -14,7 +14,9 @@ earlier step (README, "Concurrency and locks"):
 2. the one group row a group write changes (``get_group(for_update=True)``);
 3. the user rows whose grants it re-evaluates: a user write holds its own row; a group
    write locks every user it may re-evaluate at once, in one statement sorted by id
-   (``lock_users``), before it changes a membership;
+   (``lock_users``), before it changes a membership; a deprovisioning holds its user's row
+   before it revokes sessions, and an SSO login holds its user's row FOR SHARE (after its
+   JIT group locks) before it opens a session, so neither misses the other;
 4. rows reached only through locks already held: the group's memberships, the users'
    grants, units, and audit and outbox inserts;
 5. the organization's audit chain head, at COMMIT (``app.audit.log.append_pending``).
