@@ -69,10 +69,10 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
     received = actor.received_at or utcnow()
     if user.status in GONE and not user.active:
         return None
-    _hold_user_row(session, user)
     # Should this transaction fail, a record in a new one says so (README, Deprovisioning).
     on_failure(session, partial(_record_failure, user.id,
                                 dataclasses.replace(actor, received_at=received), trigger, reason))
+    _hold_user_row(session, user)
     # One flush at the end instead of one before every query: fewer round trips.
     with session.no_autoflush:
         own_policy, vendor = session.connection().execute(_CONTEXT, {
@@ -95,9 +95,8 @@ def _hold_user_row(session: Session, user: User) -> None:
     the session of every login that saw the user active, and a later login sees it out.
     SCIM writes, the API and the mapping hold it already (no wait then); the CLI and a
     directory's disable take it here, in id order. SQLite has one writer at a time."""
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        connection.execute(_LOCK_USER, {"b_id": user.id})
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().execute(_LOCK_USER, {"b_id": user.id})
 
 
 def _take_out(session: Session, user: User, actor: Actor, trigger: Trigger,
