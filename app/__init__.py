@@ -18,6 +18,7 @@ from werkzeug.wsgi import LimitedStream
 
 from app.db import Database
 from app.lifecycle import policy as lifecycle_policy
+from app.mapping.locks import configure_write_wait
 from app.observability import Metrics, configure_logging, init_request_tracking
 from app.scim.errors import ScimError
 from app.scim.errors import error_response as scim_error_response
@@ -73,6 +74,7 @@ def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flas
     # Lifecycle settings reach the domain as a value bound to this app's database (issue 7).
     lifecycle_policy.configure(lifecycle_policy.LifecyclePolicy.from_settings(settings),
                                db.engine)
+    configure_write_wait(db.engine, settings["mapping"]["write_wait_ms"])
     app.extensions["roster.metrics"] = metrics
     init_request_tracking(app, metrics)
     app.after_request(_drain_refused_body)

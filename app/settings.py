@@ -316,6 +316,7 @@ def _positive(settings: Settings) -> list[str]:
         ("lifecycle", "retention_days"), ("recorder", "max_age_days"),
         ("webhooks", "dead_after_seconds"), ("webhooks", "poll_interval_ms"),
         ("sso", "clock_skew_seconds"), ("sso", "trace_retention_days"),
+        ("mapping", "write_wait_ms"),
     ]
     problems = [f"{s}.{k} must be positive" for s, k in keys if settings[s][k] <= 0]
     problems += [f"{s}.{k} must not be negative" for s, k in zero_or_more

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
+from app.directory.hold import directory_active, hold_directory_status
 from app.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from app.lifecycle.users import deprovision_directory_users
 from app.models import Directory, Organization
@@ -60,36 +61,23 @@ def list_directories(session: Session, org: Organization) -> list[Directory]:
     ))
 
 
-# Step 0 of the lock order (app/mapping/reevaluation.py): the directory row comes before any
-# group or user row. A SCIM write (or an SSO login through a connection bound to the
-# directory) holds it FOR SHARE for its transaction; an enable or disable holds it FOR NO
-# KEY UPDATE, which conflicts with that (and not with the FOR KEY SHARE of a foreign key
-# check).
-_HOLD = select(Directory.status).where(Directory.id == bindparam("b_id"))
-_HOLD_SHARE = _HOLD.with_for_update(read=True)
-
-
 def hold_active_directory(session: Session, directory_id: str, *,
                           status_read: bool = False) -> None:
     """Keep a directory from being disabled (or enabled) until this write transaction ends,
-    and raise Unauthorized when it is disabled now.
+    and raise Unauthorized when it is disabled now (step 0 of the lock order, before any
+    group or user row: ``app.directory.hold``).
 
     Authentication read the status before this transaction, or by a plain read in it: a
     disable committing meanwhile deprovisioned only the users it could see, and this
     transaction's users were left active, with their grants, in a directory whose tokens
-    the IdP can no longer use to take them out. PostgreSQL: one ``FOR SHARE`` statement,
-    which waits for a disable in flight and then reads its outcome (READ COMMITTED reads the
-    row's latest version), and makes a later disable wait for this transaction before it
-    lists the users to deprovision. SQLite: a plain read; this transaction holds the single
-    write lock, so no disable can commit until it ends; ``status_read`` (authentication
-    read the status in this very transaction) then leaves nothing to check.
+    the IdP can no longer use to take them out. PostgreSQL: ``FOR SHARE`` (waits for a
+    disable in flight, then reads its outcome). SQLite: ``status_read`` (authentication read
+    the status in this very transaction, which holds the single write lock) leaves nothing
+    to check.
     """
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if status_read and not postgres:
+    if status_read and session.get_bind().dialect.name != "postgresql":
         return
-    status = session.execute(_HOLD_SHARE if postgres else _HOLD,
-                             {"b_id": directory_id}).scalar()
-    if status != DirectoryStatus.active:
+    if not directory_active(hold_directory_status(session, directory_id)):
         raise Unauthorized("the directory of this token is disabled")
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.audit import Actor, record
 from app.db import utcnow
 from app.errors import Conflict, NotFound
+from app.lifecycle.restore import hold_directory_for_reactivation
 from app.lifecycle.users import GONE, reactivate_user
 from app.mapping.locks import share_mapping
 from app.models import User
@@ -40,6 +41,7 @@ def restore_batch(session: Session, batch_id: str, actor: Actor) -> BatchRestore
 
     A user who cannot come back (a deleted user whose userName a live user holds now) is
     skipped, with the reason in the result and the audit event; the others are restored.
+    Conflict, nothing written, when the batch's directory is disabled (enable it first).
     """
     batch = session.get(DeprovisionBatch, batch_id)
     if batch is None:
@@ -49,7 +51,12 @@ def restore_batch(session: Session, batch_id: str, actor: Actor) -> BatchRestore
     user_ids = list(session.scalars(select(DeprovisionRecord.user_id).where(
         DeprovisionRecord.batch_id == batch.id, DeprovisionRecord.restored_at.is_(None))))
     done = BatchRestore()
-    share_mapping(session, batch.organization_id)  # before the users' rows: reactivation
+    # The lock order's first steps, before the users' rows: a disabled directory refuses the
+    # whole batch (Conflict, nothing written) rather than skipping each of its users.
+    # (The mass-event guard opens batches only for records with a directory.)
+    if batch.directory_id is not None:
+        hold_directory_for_reactivation(session, batch.directory_id)
+    share_mapping(session, batch.organization_id)
     for user_id in dict.fromkeys(user_ids):
         user = session.get(User, user_id)
         if user is None or user.status not in GONE:

@@ -10,10 +10,28 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import utcnow
+from app.directory.hold import directory_active, hold_directory_status
+from app.errors import Conflict
 from app.events import emit
 from app.mapping.evaluation import reevaluate_users
 from app.models import Grant, Role, Unit, User
 from app.models.lifecycle import DeprovisionRecord
+
+
+def hold_directory_for_reactivation(session: Session, directory_id: str) -> None:
+    """Hold the directory active until this transaction ends (step 0 of the lock order:
+    before the mapping lock and any user row), or raise Conflict when it is disabled.
+
+    A user reactivated in a disabled directory would be active, with grants, where the
+    IdP's tokens no longer work, so nothing could take it out again; and a disable
+    committing beside the reactivation lists only the users active before it (README,
+    "Deprovisioning"). Held FOR SHARE on PostgreSQL, a disable waits for this transaction
+    and then deprovisions the user again; one in flight makes this wait, then refuse.
+    """
+    if not directory_active(hold_directory_status(session, directory_id)):
+        raise Conflict(f"the directory {directory_id} of this user is disabled: enable it "
+                       f"first (POST /api/v1/orgs/<org>/directories/{directory_id}/enable)",
+                       field="directory")
 
 
 def last_open_record(session: Session, user: User) -> DeprovisionRecord | None:

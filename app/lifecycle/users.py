@@ -24,7 +24,7 @@ from app.events import emit
 from app.lifecycle.guard import guard_on_commit
 from app.lifecycle.policy import LifecyclePolicy, current_policy
 from app.lifecycle.records import new_record, stamp_on_commit
-from app.lifecycle.restore import restore_access
+from app.lifecycle.restore import hold_directory_for_reactivation, restore_access
 from app.lifecycle.revocation import (
     announce_revoked_sessions,
     grants_held,
@@ -73,6 +73,7 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
     # Should this transaction fail, a record in a new one says so (README, Deprovisioning).
     on_failure(session, partial(_record_failure, user.id,
                                 dataclasses.replace(actor, received_at=received), trigger, reason))
+    _hold_user_row(session, user)
     # One flush at the end instead of one before every query: fewer round trips.
     with session.no_autoflush:
         own_policy, vendor = session.connection().execute(_CONTEXT, {
@@ -83,6 +84,20 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
         guard_on_commit(session, rec, policy)
     stamp_on_commit(session, rec)
     return rec
+
+
+# FOR NO KEY UPDATE, as users are locked everywhere (app/mapping/reevaluation.py, step 3).
+_LOCK_USER = select(User.id).where(User.id == bindparam("b_id")).with_for_update(key_share=True)
+
+
+def _hold_user_row(session: Session, user: User) -> None:
+    """The user's row, before its sessions are revoked: an SSO login holds it FOR SHARE
+    from its status check to its commit (app/sso/login.py), so the revocation below sees
+    the session of every login that saw the user active, and a later login sees it out.
+    SCIM writes, the API and the mapping hold it already (no wait then); the CLI and a
+    directory's disable take it here, in id order. SQLite has one writer at a time."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().execute(_LOCK_USER, {"b_id": user.id})
 
 
 def _take_out(session: Session, user: User, actor: Actor, trigger: Trigger,
@@ -172,13 +187,16 @@ def reactivate_user(session: Session, user: User, actor: Actor, *,
                     reason: str | None = None) -> dict[str, Any] | None:
     """active=true (or re-creation within retention): restore under the current mapping.
 
-    Returns what was restored (record id, manual grants), or None when already active. A
-    deleted user gets back the userName it gave up to a new user, or Conflict (nothing
-    changed) when a live user holds that name now (app/directory/user_names.py).
+    Returns what was restored (record id, manual grants), or None when already active;
+    Conflict (nothing changed) when the user's directory is disabled. A deleted user gets
+    back the userName it gave up to a new user, or Conflict (nothing changed) when a live
+    user holds that name now (app/directory/user_names.py).
     """
     if user.status == UserStatus.active and user.active:
         return None
-    # Before this user's row is written; callers that lock the row take it earlier still.
+    # Before the mapping lock and this user's row is written (callers that lock the row take
+    # both earlier still): Conflict when the directory is disabled, nothing changed.
+    hold_directory_for_reactivation(session, user.directory_id)
     share_mapping(session, user.organization_id)
     reclaim_user_name(session, user)
     was = user.status.value

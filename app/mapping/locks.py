@@ -10,28 +10,67 @@ holds it shared, until its transaction ends (PostgreSQL advisory transaction loc
 SQLite has one writer at a time, so neither takes anything there).
 
 Lock order (``app.mapping.reevaluation``): after the directory's row (held FOR SHARE by a
-SCIM write or an SSO login first of all; only an enable or disable conflicts with it, and
-neither takes this lock) and before every other row lock (the SCIM token's stamp, the
-group row, the user rows).
+SCIM write, an SSO login or an operator's reactivation first of all; only an enable or
+disable conflicts with it, and neither takes this lock) and before every other row lock
+(the SCIM token's stamp, the group row, the user rows).
 A transaction holding it shared never waits for it again, and the apply takes its row
 locks only once it holds it: no cycle can close through it. Writers of one organization
 do not wait for each other here; they wait only while an apply runs (or is queued: the
 shared request queues behind a waiting exclusive one). The cost on the SCIM write path:
-one ``SELECT pg_advisory_xact_lock_shared(...)`` per write transaction on PostgreSQL.
+one ``SELECT pg_try_advisory_xact_lock_shared(...)`` per write transaction on PostgreSQL.
+
+A write waits at most ``[mapping] write_wait_ms`` for it (``configure_write_wait``): an
+apply of a 10,000-user organization holds it for 15-20 s (bench/README.md), and a SCIM write
+waiting that long holds one of the worker's few request threads (SSO logins queue behind
+it) while the IdP may give up on it anyway. Past the bound the statement fails with
+lock_not_available (55P03: ``SET LOCAL lock_timeout`` covers advisory locks), the
+transaction rolls back having written nothing, and SCIM, the API and SSO answer their 503
+with ``Retry-After`` (app/db_errors.py: a transient error). The apply's own exclusive
+request stays unbounded: it may legitimately wait for the writes in flight.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import weakref
+from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, func, select
+from sqlalchemy import BigInteger, Connection, Engine, bindparam, func, select
 from sqlalchemy.orm import Session, SessionTransaction
 
+from app.settings import load_settings
+
 _KEY = bindparam("b_key", type_=BigInteger)
+# The try first: one round trip when no apply runs or waits (it fails when an exclusive
+# request is queued too, and the bounded wait below then queues behind it as before).
+_TRY_SHARED = select(func.pg_try_advisory_xact_lock_shared(_KEY))
 _SHARED = select(func.pg_advisory_xact_lock_shared(_KEY))
 _EXCLUSIVE = select(func.pg_advisory_xact_lock(_KEY))
+_LOCK_TIMEOUT = select(func.current_setting("lock_timeout"))
+_SET_LOCK_TIMEOUT = select(func.set_config("lock_timeout", bindparam("b_value"), True))
 # session.info key: {organization id: (exclusive, the transaction that took the lock)}.
 _HELD = "roster.mapping.locks_held"
+# Per database engine: an app's sessions wait as long as the settings that built the app say.
+_wait_by_engine: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+
+
+def configure_write_wait(engine: Engine, wait_ms: int) -> None:
+    """How long a write on ``engine`` waits for the mapping lock behind an apply (0: no
+    bound); ``create_app`` sets it from ``[mapping] write_wait_ms``."""
+    _wait_by_engine[engine] = wait_ms
+
+
+@functools.cache
+def _wait_from_environment() -> int:
+    wait_ms: int = load_settings()["mapping"]["write_wait_ms"]
+    return wait_ms
+
+
+def write_wait_ms(connection: Connection) -> int:
+    """The bound configured for the connection's engine, else the deployment's setting."""
+    found = _wait_by_engine.get(connection.engine)
+    return _wait_from_environment() if found is None else found
 
 
 def share_mapping(session: Session, organization_id: str) -> None:
@@ -55,8 +94,11 @@ def _hold(session: Session, organization_id: str, *, exclusive: bool) -> None:
     # A lock taken inside a savepoint that rolled back is gone: taken again then.
     if known is not None and known[1].is_active and (known[0] or not exclusive):
         return
-    connection.execute(_EXCLUSIVE if exclusive else _SHARED,
-                       {"b_key": mapping_lock_key(organization_id)})
+    params = {"b_key": mapping_lock_key(organization_id)}
+    if exclusive:
+        connection.execute(_EXCLUSIVE, params)
+    elif not connection.execute(_TRY_SHARED, params).scalar():
+        _wait_shared(connection, params, write_wait_ms(connection))
     current = session.get_nested_transaction() or session.get_transaction()
     assert current is not None
     held[organization_id] = (exclusive, current)
@@ -66,3 +108,18 @@ def mapping_lock_key(organization_id: str) -> int:
     """The organization's advisory-lock key: a signed 64-bit hash in the mapping's namespace."""
     digest = hashlib.blake2b(organization_id.encode(), digest_size=8, person=b"roster.mapping")
     return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _wait_shared(connection: Connection, params: dict[str, Any], wait_ms: int) -> None:
+    """Wait for the shared lock at most ``wait_ms`` (0: without limit); past it, raise the
+    database's lock_not_available (the transaction, or its savepoint, is then aborted)."""
+    if wait_ms <= 0:
+        connection.execute(_SHARED, params)
+        return
+    # SET LOCAL for this one statement: the row locks after it keep the transaction's own
+    # lock_timeout (none by default). A failure aborts the transaction (or savepoint), which
+    # undoes the SET LOCAL with it.
+    prior = connection.execute(_LOCK_TIMEOUT).scalar()
+    connection.execute(_SET_LOCK_TIMEOUT, {"b_value": f"{wait_ms}ms"})
+    connection.execute(_SHARED, params)
+    connection.execute(_SET_LOCK_TIMEOUT, {"b_value": prior})

@@ -4,15 +4,19 @@ transactions, which keeps concurrent group writes from deadlocking on PostgreSQL
 Every write transaction takes its row locks in this order, and never goes back to an
 earlier step (README, "Concurrency and locks"):
 
-0. the directory's row FOR SHARE (``hold_active_directory``: a SCIM unit of work's first
-   lock, an SSO login's too), which only an enable or disable (FOR NO KEY UPDATE, then the
-   users it deprovisions) conflicts with; then the organization's mapping lock, shared
-   (``app.mapping.locks``; a rule-set apply takes it exclusively before anything else);
+0. the directory's row FOR SHARE (``app.directory.hold``: a SCIM unit of work's first
+   lock, an SSO login's through a connection bound to it, an operator's reactivation or
+   batch restore too), which only an enable or disable (FOR NO KEY UPDATE, then the users
+   it deprovisions) conflicts with; then the organization's mapping lock, shared
+   (``app.mapping.locks``, waited for at most ``[mapping] write_wait_ms``; a rule-set apply
+   takes it exclusively before anything else);
 1. the SCIM token's row, when ``touch`` stamps it (first lock after those);
 2. the one group row a group write changes (``get_group(for_update=True)``);
 3. the user rows whose grants it re-evaluates: a user write holds its own row; a group
    write locks every user it may re-evaluate at once, in one statement sorted by id
-   (``lock_users``), before it changes a membership;
+   (``lock_users``), before it changes a membership; a deprovisioning holds its user's row
+   before it revokes sessions, and an SSO login holds its user's row FOR SHARE (after its
+   JIT group locks) before it opens a session, so neither misses the other;
 4. rows reached only through locks already held: the group's memberships, the users'
    grants, units, and audit and outbox inserts;
 5. the organization's audit chain head, at COMMIT (``app.audit.log.append_pending``).

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import literal, select
+from sqlalchemy import bindparam, literal, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -255,6 +255,31 @@ def _hold_directory(session: Session, conn: SsoConnection, who: AssertedUser) ->
                           subject=who.subject) from None
 
 
+# FOR SHARE: conflicts with the FOR NO KEY UPDATE every deprovisioning holds on the user
+# before it revokes (not with the KEY SHARE of a foreign key check); populate_existing: the
+# status as committed when the lock was granted, not as first read.
+_HOLD_USER = (select(User).where(User.id == bindparam("b_id")).with_for_update(read=True)
+              .execution_options(populate_existing=True))
+
+
+def _hold_user(session: Session, user: User) -> None:
+    """Step 3 of the lock order: the user's row, held until the login commits, and its
+    status re-read. A deprovisioning revokes the sessions it can see; a session this login
+    inserts is not among them until it commits. Held so, a deprovisioning in flight makes
+    the login wait and then see the user out, and a later one waits for the login's commit
+    and then revokes its session (directory-bound or not: a SCIM write holds the directory
+    FOR SHARE too, so the directory alone does not order them). SQLite has one writer."""
+    if session.connection().dialect.name == "postgresql":
+        session.scalars(_HOLD_USER, {"b_id": user.id}).first()  # loading refreshes ``user``
+
+
+def _refuse_gone(user: User | None, who: AssertedUser) -> None:
+    if user is not None and (user.status in (UserStatus.deprovisioned, UserStatus.deleted)
+                             or user.deleted_at is not None):
+        raise LoginFailed("user_deprovisioned", "the user was deprovisioned",
+                          subject=who.subject, payload={"user_id": user.id})
+
+
 def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
                   actor: Actor) -> User:
     """Apply the connection's login policy; raise LoginFailed for every refusal."""
@@ -262,15 +287,15 @@ def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
     if conn.directory_id:
         _hold_directory(session, conn, who)
     user = find_user(session, conn, who)
-    if user is not None and (user.status in (UserStatus.deprovisioned, UserStatus.deleted)
-                             or user.deleted_at is not None):
-        raise LoginFailed("user_deprovisioned", "the user was deprovisioned",
-                          subject=who.subject, payload={"user_id": user.id})
+    _refuse_gone(user, who)
     if conn.login_policy == "jit":
         user = _jit(session, conn, who, user, actor)
     if user is None:
         raise LoginFailed("unknown_user", "no provisioned user matches the assertion",
                           subject=who.subject)
+    # After JIT's group locks (step 2), before the session is opened.
+    _hold_user(session, user)
+    _refuse_gone(user, who)
     if not user.active or user.status != UserStatus.active:
         raise LoginFailed("user_inactive", f"the user is {user.status.value}",
                           subject=who.subject, payload={"user_id": user.id})

@@ -125,7 +125,7 @@ def _lock_and_first_row_lock(world: World, client: Any, method: str, path: str,
                                content_type=SCIM, headers=world.tenant.headers)
         assert response.status_code in (200, 201, 204), response.get_json()
     statements = [sql for sql, _ in log.seen]
-    mapping = [i for i, sql in enumerate(statements) if "pg_advisory_xact_lock_shared" in sql]
+    mapping = [i for i, sql in enumerate(statements) if "advisory_xact_lock_shared" in sql]
     directory = [i for i, sql in enumerate(statements)
                  if "FROM directories" in sql and "FOR SHARE" in sql]
     assert directory, "the directory is not held"
@@ -192,7 +192,7 @@ def test_an_operator_reactivation_takes_the_mapping_lock_before_the_user_row(cli
                                headers=key.headers)
         assert response.status_code == 200, response.get_json()
     statements = [sql for sql, _ in log.seen]
-    mapping = [i for i, sql in enumerate(statements) if "pg_advisory_xact_lock_shared" in sql]
+    mapping = [i for i, sql in enumerate(statements) if "advisory_xact_lock_shared" in sql]
     user_locks = [i for i, sql in enumerate(statements)
                   if "FROM users" in sql and sql.endswith("FOR NO KEY UPDATE")]
     assert mapping, "no mapping lock taken"

@@ -52,3 +52,27 @@ def test_a_jit_login_during_an_open_apply_waits_and_gets_the_new_rules(
                       "JOIN roles ON roles.id = grants.role_id "
                       "JOIN units ON units.id = grants.unit_id")
     assert [tuple(g) for g in grants] == [("technician", "Sales", "rule:new")]
+
+
+def test_a_jit_login_behind_an_apply_longer_than_the_bound_is_a_503_page(
+        db, tenant, keys, web, dialect):
+    """A first login while an apply stays open past ``[mapping] write_wait_ms`` (3 s by
+    default): the sign-in page answers 503 with Retry-After, and no user is created (before:
+    the login held its request thread until the apply committed)."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: an apply and a login never overlap")
+    with db.transaction() as s:
+        org = s.get(Organization, tenant.org.id)
+        for name in ("Engineering", "Sales"):
+            add_unit(s, org, name, "department", None, OPERATOR)
+        _apply(s, tenant.org.id, OLD)
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
+    worker, outcome = _background_login(web, keys, conn, start(web, conn), "Alice",
+                                        ["Buyers"])
+    with db.transaction() as s:
+        _apply(s, tenant.org.id, NEW)
+        worker.start()
+        worker.join(3 + 10)
+        assert not worker.is_alive(), "the login is still waiting for the apply"
+    assert outcome == {"login": 503}
+    assert rows(db, "SELECT count(*) FROM users")[0][0] == 0

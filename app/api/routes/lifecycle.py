@@ -20,6 +20,7 @@ from app.api.views import bp
 from app.audit import Actor
 from app.errors import Conflict, NotFound
 from app.lifecycle import Trigger, deprovision_user, reactivate_user
+from app.lifecycle.restore import hold_directory_for_reactivation
 from app.mapping.locks import share_mapping
 from app.models import User
 from app.models.lifecycle import DeprovisionRecord
@@ -44,16 +45,20 @@ class ReactivationSchema(Schema):
         "description": "Role keys of manual grants given back; the mapping decides the rest."})
 
 
-def _user(ctx: ApiContext, user_id: str, *, evaluates: bool = False) -> User:
+def _user(ctx: ApiContext, user_id: str, *, reactivates: bool = False) -> User:
     """The user, locked for the change; another organization's user is a plain 404.
 
-    ``evaluates``: the change re-evaluates the user's grants, so the organization's mapping
-    lock is taken before the row lock (app/mapping/locks.py).
+    ``reactivates``: the change may leave the user active and re-evaluates its grants, so
+    the user's directory is held active (409 when disabled) and then the organization's
+    mapping lock is taken, both before the row lock: the lock order of
+    app/mapping/reevaluation.py (directory row -> mapping lock -> users).
     """
-    if evaluates:
-        org_id = ctx.session.scalar(select(User.organization_id).where(User.id == user_id))
-        if org_id is not None:
-            share_mapping(ctx.session, org_id)
+    if reactivates:
+        found = ctx.session.execute(select(User.organization_id, User.directory_id)
+                                    .where(User.id == user_id)).first()
+        if found is not None and ctx.scope_org_id in (None, found.organization_id):
+            hold_directory_for_reactivation(ctx.session, found.directory_id)
+            share_mapping(ctx.session, found.organization_id)
     user = ctx.session.scalars(select(User).where(User.id == user_id)
                                .with_for_update(key_share=True)).first()
     if user is None or ctx.scope_org_id not in (None, user.organization_id):
@@ -90,8 +95,9 @@ def deprovision(ctx: ApiContext, user_id: str) -> DeprovisionRecord:
            body=LifecycleActionSchema, response=ReactivationSchema)
 def reactivate(ctx: ApiContext, user_id: str) -> dict[str, Any]:
     """Same id; manual grants from the record come back, the current mapping decides the
-    rest; a soft-deleted user reappears in SCIM. 409 when the user is active."""
-    user = _user(ctx, user_id, evaluates=True)
+    rest; a soft-deleted user reappears in SCIM. 409 when the user is active, or when its
+    directory is disabled (enable the directory first: nothing is written)."""
+    user = _user(ctx, user_id, reactivates=True)
     restored = reactivate_user(ctx.session, user, _actor(ctx), reason=ctx.body.get("reason"))
     if restored is None:
         raise Conflict(f"user {user_id!r} is active")
