@@ -15,7 +15,13 @@ class LoginSession(Base):
     """What Roster issued to the portal after a login; revocable."""
 
     __tablename__ = "login_sessions"
-    __table_args__ = (Index("ix_login_sessions_user_id", "user_id"),)
+    __table_args__ = (
+        Index("ix_login_sessions_user_id", "user_id"),
+        # The SSO purge deletes sessions that ended (revoked or expired) 30 days ago
+        # (app/sso/maintenance.py): one index per column of its OR (migration 0021).
+        Index("ix_login_sessions_revoked_at", "revoked_at"),
+        Index("ix_login_sessions_expires_at", "expires_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     organization_id: Mapped[str] = mapped_column(
@@ -48,6 +54,8 @@ class IssuedToken(Base):
         Index("ix_issued_tokens_user_id", "user_id"),
         Index("ix_issued_tokens_session_id", "session_id"),
         Index("ix_issued_tokens_family_id", "family_id"),
+        # The SSO purge deletes tokens a day after they expired (migration 0021).
+        Index("ix_issued_tokens_expires_at", "expires_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
