@@ -208,12 +208,14 @@ def _lock_cursor(session: Session, endpoint: str) -> tuple[WebhookCursor, bool]:
     """The endpoint's cursor, locked; and whether it was created now (a new URL)."""
     dialect = session.get_bind().dialect.name
     upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT DO NOTHING.
     new = session.execute(upsert(WebhookCursor).values(endpoint=endpoint, last_outbox_id=0,
                                                        purge_epoch=0)
-                          .on_conflict_do_nothing(index_elements=["endpoint"])).rowcount
+                          .on_conflict_do_nothing(index_elements=["endpoint"])
+                          .returning(WebhookCursor.endpoint)).first() is not None
     stmt = select(WebhookCursor).where(WebhookCursor.endpoint == endpoint).with_for_update()
     cursor = session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
-    return cursor, bool(new)
+    return cursor, new
 
 
 def claim_due(session: Session, config: WebhookConfig, now: datetime) -> bool:

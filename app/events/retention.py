@@ -16,7 +16,9 @@ The pull feed's readers are not known here: each batch records what it deleted
 reading on past the gap. Events are walked in id order from the oldest, a batch at a time,
 each batch its own transaction; the walk stops at the first event younger than the
 retention (ids and ``created_at`` rise together), so a run reads no more of the outbox than
-it may delete, plus what it keeps.
+it may delete, plus what it keeps. The newest event and the newest delivery always stay:
+SQLite gives a new row the id after the largest present, so purging the largest would hand
+its id out again, and a cursor past it would skip the new event.
 
 PostgreSQL: a batch locks the events it deletes (``FOR UPDATE SKIP LOCKED``: one a fan-out is
 just giving a delivery, which needs a key-share lock on it, waits for the next run) and then
@@ -115,8 +117,10 @@ def purge_old_events(db: Database, retention: Retention, urls: Sequence[str], *,
 def purge_delivered(session: Session, cutoff: datetime, limit: int) -> tuple[int, bool]:
     """Delete up to ``limit`` deliveries delivered before ``cutoff`` (the partial index on
     delivered_at finds them); returns how many, and whether the batch was full."""
-    pick = select(WebhookDelivery.id).where(WebhookDelivery.status == "delivered",
-                                            WebhookDelivery.delivered_at < cutoff).limit(limit)
+    pick = select(WebhookDelivery.id).where(
+        WebhookDelivery.status == "delivered", WebhookDelivery.delivered_at < cutoff,
+        WebhookDelivery.id < select(func.max(WebhookDelivery.id)).scalar_subquery(),
+    ).limit(limit)
     if _postgres(session):
         pick = pick.with_for_update(skip_locked=True)
     ids = list(session.scalars(pick))
@@ -133,8 +137,9 @@ def purge_events(session: Session, urls: Sequence[str], cutoff: datetime, limit:
                  after_id: int, now: datetime) -> _Step:
     """One batch: the next ``limit`` events after ``after_id`` in id order; those older
     than ``cutoff`` that nobody still needs are deleted with their deliveries."""
+    newest = select(func.max(OutboxEvent.id)).scalar_subquery()
     rows = session.execute(select(OutboxEvent.id, OutboxEvent.created_at)
-                           .where(OutboxEvent.id > after_id)
+                           .where(OutboxEvent.id > after_id, OutboxEvent.id < newest)
                            .order_by(OutboxEvent.id).limit(limit)).all()
     old = []
     for row in rows:

@@ -8,9 +8,10 @@ has passed (app/events/window.py :func:`~app.events.window.passed`, decided here
 batch's maxima alone): then reading on skips nothing. Otherwise the position is expired:
 the feed answers ``410 cursor_expired``, the webhook fan-out to that URL holds.
 
-Deciding from maxima is conservative: a position may be called expired that had in fact
-read everything deleted (a PostgreSQL snapshot with an old transaction still in progress
-below the purged txids, a cursor carried from another cluster), never the reverse.
+On PostgreSQL the maxima decide almost always; a snapshot that lists as in progress a
+transaction as old as the newest purged txid is checked against the purged txids
+themselves. Only a cursor carried from another cluster across a purge is decided on the
+safe side: expired, though it may have read everything deleted. Never the reverse.
 
 Purges before the epoch a position carries are not checked again: when it was issued, what
 they deleted was gone already and the position had been checked against them (or started
@@ -20,7 +21,7 @@ serialises purges), so the epoch read before a page covers every purge that page
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -54,11 +55,13 @@ def record_purge(session: Session, rows: Iterable[tuple[int, int | None, int | N
         by_cluster.setdefault(cluster, []).append((row_id, txid))
     if not by_cluster:
         return
-    session.execute(insert(OutboxPurge), [
-        {"cluster_id": cluster, "max_id": max(i for i, _ in got),
-         "max_txid": max((t for _, t in got if t is not None), default=None),
-         "events": len(got), "purged_at": now}
-        for cluster, got in by_cluster.items()])
+    rows_out = []
+    for cluster, got in by_cluster.items():
+        txids = sorted({t for _, t in got if t is not None})
+        rows_out.append({"cluster_id": cluster, "max_id": max(i for i, _ in got),
+                         "max_txid": txids[-1] if txids else None,
+                         "txids": txids or None, "events": len(got), "purged_at": now})
+    session.execute(insert(OutboxPurge), rows_out)
 
 
 def fan_out_position(session: Session, cursor: WebhookCursor | None) -> FeedPosition:
@@ -94,32 +97,45 @@ def purged_unread(session: Session, position: FeedPosition, since: int) -> bool:
     if not marks:
         return False
     here = cluster_here(session)
-    return not all(_read(position, mark, here) for mark in marks)
+
+    def txids(cluster: int | None) -> set[int]:
+        return {t for batch in session.scalars(select(OutboxPurge.txids).where(
+            OutboxPurge.id > since, OutboxPurge.cluster_id == cluster)) for t in batch or ()}
+
+    return not all(_read(position, mark, here, txids) for mark in marks)
 
 
-def _read(position: FeedPosition, mark: Mark, here: int | None) -> bool:
+Txids = Callable[[int | None], set[int]]
+
+
+def _read(position: FeedPosition, mark: Mark, here: int | None, txids: Txids) -> bool:
     """Every row up to ``mark`` lies in what ``position`` passed (window.passed's cases)."""
     if here is None:  # SQLite: ids become visible in order
         return mark.max_id <= position.after_id
-    if position.done is not None and _ended(position.done, mark, here):
+    if position.done is not None and _ended(position.done, mark, here, txids):
         return True
     if mark.max_id > position.after_id:
         return False
     # An id-only cursor passed every id up to after_id; within a window, those of them
     # whose transactions ended before its upper snapshot.
-    return position.upto is None or _ended(position.upto, mark, here)
+    return position.upto is None or _ended(position.upto, mark, here, txids)
 
 
-def _ended(snapshot: Snapshot, mark: Mark, here: int) -> bool:
-    """Every row of ``mark``'s cluster up to its txid had ended at ``snapshot``
-    (Snapshot.ended, for the newest such txid and conservatively for the rest)."""
+def _ended(snapshot: Snapshot, mark: Mark, here: int, txids: Txids) -> bool:
+    """Every purged row of ``mark``'s cluster had ended at ``snapshot`` (Snapshot.ended):
+    its txids are all below xmax and none is one the snapshot lists as in progress (the
+    purged txids are read only when one listed is that old, which takes a transaction
+    open since before the purged events were written)."""
     taken_on = here if snapshot.cluster is None else snapshot.cluster
     written_on = here if mark.cluster is None else mark.cluster
     if written_on != taken_on:
         # Rows of another cluster were restored before a snapshot of this one was taken;
         # against a snapshot of another cluster, decide nothing (expire: the safe side).
         return taken_on == here
-    txid = mark.max_txid or 0
-    if txid < snapshot.xmin:
+    newest = mark.max_txid or 0
+    if newest < snapshot.xmin:
         return True
-    return txid < snapshot.xmax and all(x > txid for x in snapshot.in_progress)
+    if newest >= snapshot.xmax:
+        return False
+    old_in_progress = {x for x in snapshot.in_progress if x <= newest}
+    return not old_in_progress or not old_in_progress & txids(mark.cluster)

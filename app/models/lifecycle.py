@@ -138,8 +138,10 @@ class OutboxPurge(Base):
     # PostgreSQL: the system_identifier of the rows' cluster; NULL on SQLite.
     cluster_id: Mapped[int | None] = mapped_column(BigInteger)
     max_id: Mapped[int] = mapped_column(BigInteger)
-    # PostgreSQL: the newest txid among the deleted rows; NULL on SQLite.
+    # PostgreSQL: the newest txid among the deleted rows, and all of them (distinct): a
+    # snapshot that lists one of them as in progress had not seen it. NULL on SQLite.
     max_txid: Mapped[int | None] = mapped_column(BigInteger)
+    txids: Mapped[list[int] | None] = mapped_column(JSONType, nullable=True)
     events: Mapped[int] = mapped_column(Integer)
     purged_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -156,10 +158,9 @@ class WebhookDelivery(Base):
         # and groups the dead by aggregate every page once any exists.
         Index("ix_webhook_deliveries_dead", "endpoint", "aggregate_id", "id",
               sqlite_where=text("status = 'dead'"), postgresql_where=text("status = 'dead'")),
-        # The retention purge of delivered deliveries by age (migration 0021).
-        Index("ix_webhook_deliveries_delivered_at", "delivered_at",
-              sqlite_where=text("status = 'delivered'"),
-              postgresql_where=text("status = 'delivered'")),
+        # The retention purge of delivered deliveries by age (migration 0021). Status first:
+        # SQLite then prefers it to (status, next_attempt_at), which reads every delivered.
+        Index("ix_webhook_deliveries_status_delivered_at", "status", "delivered_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
