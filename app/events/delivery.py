@@ -34,7 +34,7 @@ from app.models.lifecycle import WebhookCursor, WebhookDelivery
 log = logging.getLogger("roster.worker")
 # A fan-out held behind purged events is logged once a minute, not every round.
 _HELD_LOG = EveryInterval(60.0)
-# Outbox rows read per query by a fan-out (a new URL reads the whole history, page by page).
+# Outbox rows read per query by a fan-out (a new URL reads the retained history, page by page).
 FAN_OUT_PAGE = 1000
 # The last_error of a delivery dead-lettered because an older one of its aggregate is dead.
 HELD = "held behind dead delivery {}"
@@ -112,7 +112,10 @@ def fan_out(session: Session, config: WebhookConfig, now: datetime) -> int:
     open for hours holds back only its own events. (Before: an outbox id passed once a later
     snapshot's xmin reached a stored xmax, which an idle transaction, or a restore on
     another cluster, held back for good while every round read the outbox again from there.)
-    An event that already has a delivery to the endpoint gets no second one.
+    An event that already has a delivery to the endpoint gets no second one. An endpoint
+    whose cursor stands before events the retention purge deleted (it was out of
+    webhooks.urls meanwhile) holds, logged, until `roster events reset-cursor`; a new one
+    starts at the oldest event kept (app/events/retention.py).
     """
     created = 0
     epoch = current_epoch(session)
