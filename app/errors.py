@@ -50,5 +50,12 @@ class Forbidden(DomainError):
     code = "forbidden"
 
 
+class CursorExpired(DomainError):
+    """A feed cursor stands before events the retention purge deleted: reading on from it
+    would skip them (``410``; the portal resyncs)."""
+
+    code = "cursor_expired"
+
+
 class MigrationBlocked(RuntimeError):
     """A migration found data only an operator can resolve; nothing was changed."""

@@ -40,6 +40,8 @@ ENV_PREFIX = "ROSTER_"
 SECRET_KEYS = frozenset({("app", "secret_key"), ("signing", "private_key"), ("webhooks", "secret")})
 ENVIRONMENTS = ("development", "test", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# The largest events.purge_batch_size: rows deleted in one purge transaction.
+MAX_PURGE_BATCH = 10000
 
 Settings = dict[str, dict[str, Any]]
 
@@ -310,17 +312,22 @@ def _positive(settings: Settings) -> list[str]:
         ("oidc_provider", "access_token_seconds"), ("oidc_provider", "id_token_seconds"),
         ("oidc_provider", "refresh_token_seconds"),
         ("oidc_provider", "authorization_code_seconds"),
-        ("oidc_provider", "backchannel_timeout_seconds"),
+        ("oidc_provider", "backchannel_timeout_seconds"), ("events", "purge_batch_size"),
     ]
     zero_or_more = [
         ("lifecycle", "retention_days"), ("recorder", "max_age_days"),
         ("webhooks", "dead_after_seconds"), ("webhooks", "poll_interval_ms"),
         ("sso", "clock_skew_seconds"), ("sso", "trace_retention_days"),
         ("mapping", "write_wait_ms"),
+        ("events", "retention_days"),
     ]
     problems = [f"{s}.{k} must be positive" for s, k in keys if settings[s][k] <= 0]
     problems += [f"{s}.{k} must not be negative" for s, k in zero_or_more
                  if settings[s][k] < 0]
+    if settings["events"]["purge_batch_size"] > MAX_PURGE_BATCH:
+        # One batch is one transaction: a larger one holds its row locks, and SQLite's
+        # write lock, for long (an outbox reader or a SCIM write waits behind it).
+        problems.append(f"events.purge_batch_size must be at most {MAX_PURGE_BATCH}")
     if not 0 <= settings["mapping"]["max_loss_share"] <= 1:
         problems.append("mapping.max_loss_share must be between 0 and 1 (a share of users)")
     return problems

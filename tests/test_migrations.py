@@ -366,7 +366,7 @@ def test_0022_makes_unit_paths_unique_in_any_case(fresh_url):
     """Units whose paths differ only in case (made before 0022) stop the upgrade, each
     named with its id, and nothing changes; once one is gone, the upgrade builds the folded
     index, which refuses a path in another case."""
-    tenant = _tenant_at(fresh_url, "0020")
+    tenant = _tenant_at(fresh_url, "0021")
     insert = ("INSERT INTO units (id, organization_id, kind, name, path, created_at) "
               "VALUES (:i, :o, 'department', :n, :n, CURRENT_TIMESTAMP)")
     for unit_id, name in (("u1", "Sales"), ("u2", "SALES"), ("u3", "Legal")):
@@ -383,5 +383,5 @@ def test_0022_makes_unit_paths_unique_in_any_case(fresh_url):
     upgrade(fresh_url)
     with pytest.raises(sa.exc.IntegrityError):
         _units(fresh_url, insert, i="u4", o=tenant.org.id, n="sales")
-    downgrade(fresh_url, "0020")
+    downgrade(fresh_url, "0021")
     _units(fresh_url, insert, i="u4", o=tenant.org.id, n="sales")

@@ -21,6 +21,7 @@ from app.bearer import bearer_credential
 from app.db_errors import describe_transient, is_transient, prepared_statement_lost
 from app.errors import (
     Conflict,
+    CursorExpired,
     DomainError,
     Forbidden,
     InvalidInput,
@@ -44,6 +45,7 @@ PROBLEM_TYPES: dict[int, tuple[str, str]] = {
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     409: ("conflict", "Conflict"),
+    410: ("cursor-expired", "Cursor expired"),
     412: ("precondition-failed", "Precondition failed"),
     413: ("payload-too-large", "Request body too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
@@ -53,7 +55,7 @@ PROBLEM_TYPES: dict[int, tuple[str, str]] = {
 }
 _DOMAIN_STATUS: dict[type[DomainError], int] = {
     InvalidInput: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
-    PreconditionFailed: 412,
+    PreconditionFailed: 412, CursorExpired: 410,
 }
 
 

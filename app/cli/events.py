@@ -19,9 +19,12 @@ from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
 from app.db import utcnow
 from app.errors import DomainError, NotFound
 from app.events.delivery import WebhookConfig, blocked_by, list_deliveries, redeliver
+from app.events.retention import Retention, purge_old_events
+from app.events.watermark import held_endpoints, reset_cursor
 from app.events.worker import run
 from app.lifecycle.batches import purge_deleted, purge_due
 from app.planner import refresh_statistics
+from app.settings import MAX_PURGE_BATCH
 from app.sso.backchannel import run_once as backchannel_once
 from app.sso.connections import refresh_each, url_backed_connections
 from app.sso.maintenance import PeriodicPurge
@@ -33,6 +36,11 @@ STATISTICS_INTERVAL_SECONDS = 3600
 LIFECYCLE_PURGE_INTERVAL_SECONDS = 3600
 # SAML metadata older than sso.metadata_refresh_hours is looked for this often (issue 8).
 METADATA_CHECK_INTERVAL_SECONDS = 3600
+# Events and deliveries past events.retention_days are purged this often, at most
+# EVENTS_PURGE_BATCHES batches a time: a first purge of a large outbox goes on in the next
+# rounds instead of holding back webhook delivery meanwhile.
+EVENTS_PURGE_INTERVAL_SECONDS = 600
+EVENTS_PURGE_BATCHES = 20
 
 
 @click.command("worker")
@@ -41,8 +49,9 @@ METADATA_CHECK_INTERVAL_SECONDS = 3600
 @pass_ctx
 @command_errors
 def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
-    """Deliver webhooks, OIDC back-channel logouts, audit checkpoints; purge expired SSO rows
-    and, hourly, users soft-deleted longer ago than lifecycle.retention_days."""
+    """Deliver webhooks, OIDC back-channel logouts, audit checkpoints; purge expired SSO rows,
+    events past events.retention_days and, hourly, users soft-deleted longer ago than
+    lifecycle.retention_days."""
     config = WebhookConfig.from_settings(ctx.settings)
     key = signing_key(ctx)
     interval = ctx.settings["signing"]["checkpoint_interval_seconds"]
@@ -73,6 +82,20 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
         click.echo(f"worker {name}: purged {count} user(s) deleted more than "
                    f"{retention_days} day(s) ago", err=True)
 
+    retention = Retention.from_settings(ctx.settings)
+    events_purged = [float("-inf")]
+
+    def _purge_events() -> None:
+        events_purged[0] = time.monotonic()
+        counts = purge_old_events(ctx.db, retention, config.urls,
+                                  max_batches=EVENTS_PURGE_BATCHES)
+        if counts.more:  # work left: go on next round
+            events_purged[0] = float("-inf")
+        if counts.events or counts.deliveries:
+            click.echo(f"worker {name}: purged {counts.events} event(s) and "
+                       f"{counts.deliveries} delivered webhook delivery(ies) older than "
+                       f"{retention.days} day(s)", err=True)
+
     refresh_hours = ctx.settings["sso"]["metadata_refresh_hours"]
     metadata_checked = [float("-inf")]
 
@@ -102,6 +125,9 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
         # Identity data of users SCIM-deleted longer ago than the retention period.
         if time.monotonic() - purged[0] >= LIFECYCLE_PURGE_INTERVAL_SECONDS:
             _purge_lifecycle()
+        # Outbox events and delivered deliveries past events.retention_days.
+        if time.monotonic() - events_purged[0] >= EVENTS_PURGE_INTERVAL_SECONDS:
+            _purge_events()
         # IdP metadata from https URLs, for signing-certificate rollover.
         if refresh_hours > 0 and \
                 time.monotonic() - metadata_checked[0] >= METADATA_CHECK_INTERVAL_SECONDS:
@@ -122,7 +148,8 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
 
 @click.group()
 def events() -> None:
-    """Webhook deliveries: list them (and the dead letters), send one again."""
+    """Webhook deliveries (list them and the dead letters, send one again) and the
+    retention of events."""
 
 
 @events.command("deliveries")
@@ -159,6 +186,48 @@ def redeliver_(ctx: CliContext, delivery_id: int) -> None:
     if waiting is not None:
         click.echo(f"it waits behind dead delivery {waiting} of the same aggregate: "
                    f"redeliver {waiting} to send them in order")
+
+
+@events.command("purge")
+@click.option("--retention-days", type=click.IntRange(1), default=None,
+              help="Instead of events.retention_days.")
+@click.option("--batch-size", type=click.IntRange(1, MAX_PURGE_BATCH), default=None,
+              help="Rows per transaction, instead of events.purge_batch_size.")
+@pass_ctx
+@command_errors
+def purge_(ctx: CliContext, retention_days: int | None, batch_size: int | None) -> None:
+    """Delete delivered webhook deliveries and outbox events older than the retention now
+    (never a pending or dead delivery, its event, or an event not yet fanned out to every
+    URL of webhooks.urls), in batches of one transaction each."""
+    config = WebhookConfig.from_settings(ctx.settings)
+    retention = Retention.from_settings(ctx.settings)
+    retention = Retention(days=retention_days or retention.days,
+                          batch_size=batch_size or retention.batch_size)
+    if retention.days <= 0:
+        click.echo("events.retention_days is 0: events are kept (nothing purged)")
+        return
+    counts = purge_old_events(ctx.db, retention, config.urls)
+    click.echo(f"purged {counts.events} event(s) and {counts.deliveries} delivered webhook "
+               f"delivery(ies) older than {retention.days} day(s) in {counts.batches} "
+               "batch(es)")
+    with ctx.transaction() as session:
+        held = held_endpoints(session, config.urls)
+    for url in held:
+        click.echo(f"webhook fan-out to {url} is held behind purged events: "
+                   f"`roster events reset-cursor {url}` sends it the retained ones")
+
+
+@events.command("reset-cursor")
+@click.argument("url")
+@pass_ctx
+@command_errors
+def reset_cursor_(ctx: CliContext, url: str) -> None:
+    """Make URL's webhook fan-out start again from the oldest event kept (after a purge
+    deleted events it had not received; events it has a delivery of are not sent again)."""
+    with ctx.transaction() as session:
+        if not reset_cursor(session, url):
+            raise NotFound(f"no fan-out cursor for {url}")
+    click.echo(f"fan-out to {url} starts again from the oldest event kept")
 
 
 def issue7_commands() -> list[click.Command]:

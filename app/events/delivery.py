@@ -11,6 +11,7 @@ there (a grant.added re-granting what a later grant.removed took away).
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,11 +25,16 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from app.errors import InvalidInput
-from app.events.window import FeedPosition, anything_after, open_window
+from app.events.watermark import current_epoch, fan_out_position, purged_unread
+from app.events.window import anything_after, open_window
+from app.log_throttle import EveryInterval
 from app.models import OutboxEvent
 from app.models.lifecycle import WebhookCursor, WebhookDelivery
 
-# Outbox rows read per query by a fan-out (a new URL reads the whole history, page by page).
+log = logging.getLogger("roster.worker")
+# A fan-out held behind purged events is logged once a minute, not every round.
+_HELD_LOG = EveryInterval(60.0)
+# Outbox rows read per query by a fan-out (a new URL reads the retained history, page by page).
 FAN_OUT_PAGE = 1000
 # The last_error of a delivery dead-lettered because an older one of its aggregate is dead.
 HELD = "held behind dead delivery {}"
@@ -106,12 +112,19 @@ def fan_out(session: Session, config: WebhookConfig, now: datetime) -> int:
     open for hours holds back only its own events. (Before: an outbox id passed once a later
     snapshot's xmin reached a stored xmax, which an idle transaction, or a restore on
     another cluster, held back for good while every round read the outbox again from there.)
-    An event that already has a delivery to the endpoint gets no second one.
+    An event that already has a delivery to the endpoint gets no second one. An endpoint
+    whose cursor stands before events the retention purge deleted (it was out of
+    webhooks.urls meanwhile) holds, logged, until `roster events reset-cursor`; a new one
+    starts at the oldest event kept (app/events/retention.py).
     """
     created = 0
+    epoch = current_epoch(session)
     for endpoint in config.urls:
-        cursor = _lock_cursor(session, endpoint)
-        position = _position(session, cursor)
+        cursor, new = _lock_cursor(session, endpoint)
+        position = fan_out_position(session, cursor)
+        if not new and purged_unread(session, position, cursor.purge_epoch):
+            _report_held(endpoint)
+            continue
         while True:
             window = open_window(session, position)
             rows = session.execute(
@@ -125,7 +138,17 @@ def fan_out(session: Session, config: WebhookConfig, now: datetime) -> int:
             cursor.position = position.values()
         else:
             cursor.last_outbox_id = position.after_id
+        cursor.purge_epoch = epoch
     return created
+
+
+def _report_held(endpoint: str) -> None:
+    """Say (once a minute) that an endpoint's fan-out holds behind purged events."""
+    if _HELD_LOG.due():
+        log.error("webhook fan-out to %s is held: the retention purge deleted events before "
+                  "they were fanned out to it (it was not in webhooks.urls then); run `roster "
+                  "events reset-cursor %s` to send it the retained events, oldest first",
+                  endpoint, endpoint)
 
 
 def _add_deliveries(session: Session, endpoint: str, rows: Sequence[Row[Any]],
@@ -165,33 +188,37 @@ def _dead_heads(session: Session, endpoint: str,
 
 
 def fan_out_due(session: Session, config: WebhookConfig) -> bool:
-    """A read-only check: is any outbox event past an endpoint's cursor (work for fan_out)?"""
+    """A read-only check: is any outbox event past an endpoint's cursor (work for fan_out)?
+    Not one held behind purged events (said in the log instead)."""
     cursors = {c.endpoint: c for c in session.scalars(
         select(WebhookCursor).where(WebhookCursor.endpoint.in_(config.urls)))}
-    return any(anything_after(session, _position(session, cursors.get(url)))
-               for url in config.urls)
+    due = False
+    for url in config.urls:
+        cursor = cursors.get(url)
+        position = fan_out_position(session, cursor)
+        if cursor is not None and purged_unread(session, position, cursor.purge_epoch):
+            _report_held(url)
+        elif not due:
+            due = anything_after(session, position)
+    return due
 
 
 def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _position(session: Session, cursor: WebhookCursor | None) -> FeedPosition:
-    if cursor is None:
-        return FeedPosition()
-    if not _postgres(session):
-        return FeedPosition(cursor.last_outbox_id)
-    return FeedPosition() if cursor.position is None else \
-        FeedPosition.from_values(cursor.position)
-
-
-def _lock_cursor(session: Session, endpoint: str) -> WebhookCursor:
+def _lock_cursor(session: Session, endpoint: str) -> tuple[WebhookCursor, bool]:
+    """The endpoint's cursor, locked; and whether it was created now (a new URL)."""
     dialect = session.get_bind().dialect.name
     upsert = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(upsert(WebhookCursor).values(endpoint=endpoint, last_outbox_id=0)
-                    .on_conflict_do_nothing(index_elements=["endpoint"]))
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT DO NOTHING.
+    new = session.execute(upsert(WebhookCursor).values(endpoint=endpoint, last_outbox_id=0,
+                                                       purge_epoch=0)
+                          .on_conflict_do_nothing(index_elements=["endpoint"])
+                          .returning(WebhookCursor.endpoint)).first() is not None
     stmt = select(WebhookCursor).where(WebhookCursor.endpoint == endpoint).with_for_update()
-    return session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
+    cursor = session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
+    return cursor, new
 
 
 def claim_due(session: Session, config: WebhookConfig, now: datetime) -> bool:

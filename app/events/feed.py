@@ -3,27 +3,56 @@
 No event may be skipped. The position and its windows (snapshots of transaction ids on
 PostgreSQL, the last id on SQLite) are app/events/window.py's, shared with the webhook
 fan-out: a transaction still running holds its window back; events are late, never lost;
-a cursor carried to another cluster by a dump and restore resumes where it stood.
+a cursor carried to another cluster by a dump and restore resumes where it stood. Events
+the retention purge deleted before a cursor read them expire it (410), never skipped.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.errors import CursorExpired
 from app.events.delivery import event_body
-from app.events.window import MAX_IN_PROGRESS, FeedPosition, Snapshot, open_window
+from app.events.watermark import current_epoch, purged_unread
+from app.events.window import (
+    MAX_IN_PROGRESS,
+    FeedPosition,
+    Snapshot,
+    bad_cursor,
+    open_window,
+)
 from app.models import OutboxEvent
 
-__all__ = ["MAX_IN_PROGRESS", "FeedPosition", "Snapshot", "events_after"]
+__all__ = ["CURSOR_EXPIRED", "MAX_IN_PROGRESS", "FeedPosition", "Snapshot", "events_after"]
+
+CURSOR_EXPIRED = (
+    "cursor_expired: events after this cursor were purged (older than "
+    "events.retention_days) before it read them, so the feed cannot go on from it without "
+    "skipping them. Resync: read the feed again without 'after' (it starts at the oldest "
+    "event still kept), rebuild what is older from the current state, and keep the new "
+    "next_cursor")
 
 
-def events_after(session: Session, position: FeedPosition, *, limit: int = 100,
+def events_after(session: Session, position: FeedPosition | None, *, limit: int = 100,
                  organization_id: str | None = None,
                  types: list[str] | None = None) -> tuple[list[dict[str, Any]], FeedPosition]:
-    """A page of events after ``position``, oldest first, and the position after it."""
+    """A page of events after ``position`` (None: from the oldest event kept), oldest
+    first, and the position after it.
+
+    CursorExpired when the retention purge deleted events ``position`` had not read
+    (app/events/watermark.py): reading on would skip them. The epoch is read before the
+    page, so a purge that commits while the page is read is checked on the next one."""
+    epoch = current_epoch(session)
+    if position is None:
+        position = FeedPosition()
+    elif position.epoch > epoch:  # no purge has that epoch: not a cursor of this feed
+        raise bad_cursor()
+    elif purged_unread(session, position, position.epoch):
+        raise CursorExpired(CURSOR_EXPIRED, field="after")
     window = open_window(session, position)
     stmt = select(OutboxEvent).where(*window.where)
     if organization_id:
@@ -31,5 +60,5 @@ def events_after(session: Session, position: FeedPosition, *, limit: int = 100,
     if types:
         stmt = stmt.where(OutboxEvent.type.in_(types))
     rows = list(session.scalars(stmt.order_by(OutboxEvent.id).limit(limit)))
-    return ([event_body(e) for e in rows],
-            window.after(rows[-1].id if rows else None, len(rows) == limit))
+    following = window.after(rows[-1].id if rows else None, len(rows) == limit)
+    return [event_body(e) for e in rows], replace(following, epoch=epoch)

@@ -121,24 +121,35 @@ class FeedPosition:
     after_id: int = 0
     done: Snapshot | None = None
     upto: Snapshot | None = None
+    # The newest outbox purge (app/events/retention.py) when the position was issued: a
+    # later purge of events it had not passed expires it. 0: before any purge, or a cursor
+    # issued before migration 0021 (checked against every purge).
+    epoch: int = 0
 
     def values(self) -> list[Any]:
         """The cursor's content (app.api.pagination.encode_cursor makes it opaque)."""
+        tail = [self.epoch] if self.epoch else []
         if self.done is None and self.upto is None:
-            return [self.after_id]
+            return [self.after_id, *tail]
         return [self.after_id, self.done and self.done.values(),
-                self.upto and self.upto.values()]
+                self.upto and self.upto.values(), *tail]
 
     @classmethod
     def from_values(cls, raw: Any) -> FeedPosition:
         """Inverse of :meth:`values`: ``[id]`` (SQLite, and cursors issued before 0014) or
-        ``[id, done, upto]``; anything else is InvalidInput."""
-        if not isinstance(raw, list) or len(raw) not in (1, 3) or not _ints(raw[:1]) \
+        ``[id, done, upto]``, each optionally followed by the purge epoch (0021); anything
+        else is InvalidInput."""
+        if not isinstance(raw, list) or len(raw) not in (1, 2, 3, 4) or not _ints(raw[:1]) \
                 or not 0 <= raw[0] < _BIGINT:
             raise bad_cursor()
-        if len(raw) == 1:
-            return cls(raw[0])
-        return cls(raw[0], Snapshot.from_values(raw[1]), Snapshot.from_values(raw[2]))
+        epoch = 0
+        if len(raw) in (2, 4):
+            epoch = raw[-1]
+            if not _ints([epoch]) or not 0 < epoch < _BIGINT:
+                raise bad_cursor()
+        if len(raw) <= 2:
+            return cls(raw[0], epoch=epoch)
+        return cls(raw[0], Snapshot.from_values(raw[1]), Snapshot.from_values(raw[2]), epoch)
 
 
 @dataclass(frozen=True)
@@ -185,6 +196,24 @@ def open_window(session: Session, position: FeedPosition) -> Window:
         if done is not None:
             where.append(not_(done.ended(here)))
     return Window(where, position, upto)
+
+
+def cluster_here(session: Session) -> int | None:
+    """This PostgreSQL cluster's system_identifier; None on SQLite."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    return int(session.scalar(_CLUSTER))
+
+
+def passed(position: FeedPosition, here: int | None) -> ColumnElement[bool]:
+    """The outbox rows a reader at ``position`` has read already: the complement of what
+    its next windows list (:func:`open_window`); ``here`` from :func:`cluster_here`."""
+    read: ColumnElement[bool] = OutboxEvent.id <= position.after_id
+    if here is None:
+        return read
+    if position.upto is not None:
+        read = and_(read, position.upto.ended(here))
+    return read if position.done is None else or_(position.done.ended(here), read)
 
 
 def anything_after(session: Session, position: FeedPosition) -> bool:

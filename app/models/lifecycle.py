@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, JSONType, UTCDateTime, new_id, utcnow
@@ -111,6 +121,29 @@ class WebhookCursor(Base):
     # PostgreSQL: the position in the outbox's transaction-id windows, as the pull feed's
     # cursor holds it (app/events/window.py FeedPosition.values()); NULL: from the start.
     position: Mapped[list[Any] | None] = mapped_column(JSONType, nullable=True)
+    # The newest outbox purge (OutboxPurge.id) this cursor was checked against: a purge
+    # after it that removed events the cursor had not passed holds the fan-out to this
+    # endpoint (app/events/retention.py; migration 0021).
+    purge_epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class OutboxPurge(Base):
+    """One batch of the outbox retention purge, per cluster: the newest outbox id and
+    transaction id it deleted, so a cursor behind them is told, not silently moved on
+    (app/events/retention.py; migration 0021). Its id is the purge epoch cursors carry."""
+
+    __tablename__ = "outbox_purges"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    # PostgreSQL: the system_identifier of the rows' cluster; NULL on SQLite.
+    cluster_id: Mapped[int | None] = mapped_column(BigInteger)
+    max_id: Mapped[int] = mapped_column(BigInteger)
+    # PostgreSQL: the newest txid among the deleted rows, and all of them (distinct): a
+    # snapshot that lists one of them as in progress had not seen it. NULL on SQLite.
+    max_txid: Mapped[int | None] = mapped_column(BigInteger)
+    txids: Mapped[list[int] | None] = mapped_column(JSONType, nullable=True)
+    events: Mapped[int] = mapped_column(Integer)
+    purged_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class WebhookDelivery(Base):
@@ -121,6 +154,13 @@ class WebhookDelivery(Base):
         UniqueConstraint("outbox_id", "endpoint"),
         Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_endpoint_aggregate_id_id", "endpoint", "aggregate_id", "id"),
+        # Dead letters only (migration 0021): the fan-out's hold probes EXISTS(status='dead')
+        # and groups the dead by aggregate every page once any exists.
+        Index("ix_webhook_deliveries_dead", "endpoint", "aggregate_id", "id",
+              sqlite_where=text("status = 'dead'"), postgresql_where=text("status = 'dead'")),
+        # The retention purge of delivered deliveries by age (migration 0021). Status first:
+        # SQLite then prefers it to (status, next_attempt_at), which reads every delivered.
+        Index("ix_webhook_deliveries_status_delivered_at", "status", "delivered_at"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)

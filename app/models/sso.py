@@ -15,7 +15,13 @@ class LoginSession(Base):
     """What Roster issued to the portal after a login; revocable."""
 
     __tablename__ = "login_sessions"
-    __table_args__ = (Index("ix_login_sessions_user_id", "user_id"),)
+    __table_args__ = (
+        Index("ix_login_sessions_user_id", "user_id"),
+        # The SSO purge deletes sessions that ended (revoked or expired) 30 days ago
+        # (app/sso/maintenance.py): one index per column of its OR (migration 0021).
+        Index("ix_login_sessions_revoked_at", "revoked_at"),
+        Index("ix_login_sessions_expires_at", "expires_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     organization_id: Mapped[str] = mapped_column(
@@ -48,6 +54,8 @@ class IssuedToken(Base):
         Index("ix_issued_tokens_user_id", "user_id"),
         Index("ix_issued_tokens_session_id", "session_id"),
         Index("ix_issued_tokens_family_id", "family_id"),
+        # The SSO purge deletes tokens a day after they expired (migration 0021).
+        Index("ix_issued_tokens_expires_at", "expires_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -200,7 +208,9 @@ class AuthorizationCode(Base):
     code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(200))
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    session_id: Mapped[str] = mapped_column(ForeignKey("login_sessions.id", ondelete="CASCADE"))
+    # Indexed (migration 0021): the SSO purge's delete of ended sessions cascades here.
+    session_id: Mapped[str] = mapped_column(ForeignKey("login_sessions.id", ondelete="CASCADE"),
+                                            index=True)
     redirect_uri: Mapped[str] = mapped_column(String(2000))
     scope: Mapped[str] = mapped_column(String(1000), default="")
     nonce: Mapped[str | None] = mapped_column(String(500))

@@ -14,7 +14,7 @@ merging two units (their grants, children and the rules naming them) is not a mi
 call. Nothing changes until they are resolved by the operator.
 
 Revision ID: 0022
-Revises: 0020 (the lead rebases it onto 0021)
+Revises: 0021
 Create Date: 2026-12-06
 """
 
@@ -29,7 +29,7 @@ from app.engine import register_fold
 from app.errors import MigrationBlocked
 
 revision = "0022"
-down_revision = "0020"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 

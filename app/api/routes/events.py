@@ -47,7 +47,9 @@ class FeedArgs(StrictSchema):
 
     # A PostgreSQL cursor carries snapshots: longer than a list's (app/events/feed.py).
     after = fields.String(validate=validate.Length(min=1, max=4000), metadata={
-        "description": "A next_cursor from an earlier page; omit to start at the beginning."})
+        "description": "A next_cursor from an earlier page; omit to start at the oldest "
+                       "event kept (events.retention_days). A cursor that stands before "
+                       "purged events is answered 410 (type .../cursor-expired)."})
     limit = fields.Integer(load_default=DEFAULT_LIMIT,
                            validate=validate.Range(min=1, max=MAX_LIMIT))
     type = fields.String(validate=validate.Length(min=1, max=100), metadata={
@@ -76,11 +78,14 @@ class DeliveryArgs(PageArgs):
 
 
 @api_route(bp, "/events", methods=["GET"], permission="events:read", tags=["events"],
-           summary="Pull feed of events after a cursor", query=FeedArgs, response=FeedSchema)
+           summary="Pull feed of events after a cursor", query=FeedArgs, response=FeedSchema,
+           errors=(410,))
 def feed(ctx: ApiContext) -> dict[str, Any]:
     """Events in commit-safe order of sequence; rebuild from any point with ``after``."""
+    # No cursor: from the oldest event kept. A cursor behind what the retention purge
+    # deleted is a 410 cursor_expired problem (app/events/feed.py says how to resync).
     position = FeedPosition.from_values(decode_values(ctx.args["after"], field="after")) \
-        if "after" in ctx.args else FeedPosition()
+        if "after" in ctx.args else None
     items, position = events_after(ctx.session, position, limit=ctx.args["limit"],
                                    organization_id=ctx.scope_org_id,
                                    types=[ctx.args["type"]] if "type" in ctx.args else None)

@@ -1,0 +1,141 @@
+"""Purge watermarks: what the retention purge deleted, so no reader skips it unawares.
+
+Each purge batch records, per cluster, the newest outbox id and transaction id it deleted
+(``outbox_purges``; its id is the purge *epoch*). A reader's position (a feed cursor, a
+webhook fan-out cursor) carries the epoch it was issued at. A purge after that epoch
+deleted nothing the reader still had to read when every row it deleted is one the position
+has passed (app/events/window.py :func:`~app.events.window.passed`, decided here from the
+batch's maxima alone): then reading on skips nothing. Otherwise the position is expired:
+the feed answers ``410 cursor_expired``, the webhook fan-out to that URL holds.
+
+On PostgreSQL the maxima decide almost always; a snapshot that lists as in progress a
+transaction as old as the newest purged txid is checked against the purged txids
+themselves. Only a cursor carried from another cluster across a purge is decided on the
+safe side: expired, though it may have read everything deleted. Never the reverse.
+
+Purges before the epoch a position carries are not checked again: when it was issued, what
+they deleted was gone already and the position had been checked against them (or started
+after them, from the retained history). Epochs commit in order (app/events/retention.py
+serialises purges), so the epoch read before a page covers every purge that page missed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from app.events.window import FeedPosition, Snapshot, cluster_here
+from app.models.lifecycle import OutboxPurge, WebhookCursor
+
+
+@dataclass(frozen=True)
+class Mark:
+    """The newest row purged of one cluster (None on SQLite) after some epoch."""
+
+    cluster: int | None
+    max_id: int
+    max_txid: int | None
+
+
+def current_epoch(session: Session) -> int:
+    """The newest purge's epoch; 0 before any purge."""
+    return int(session.scalar(select(func.max(OutboxPurge.id))) or 0)
+
+
+def record_purge(session: Session, rows: Iterable[tuple[int, int | None, int | None]],
+                 now: datetime) -> None:
+    """Record one batch's deleted rows, given as (id, txid, cluster_id): one mark per
+    cluster."""
+    by_cluster: dict[int | None, list[tuple[int, int | None]]] = {}
+    for row_id, txid, cluster in rows:
+        by_cluster.setdefault(cluster, []).append((row_id, txid))
+    if not by_cluster:
+        return
+    rows_out = []
+    for cluster, got in by_cluster.items():
+        txids = sorted({t for _, t in got if t is not None})
+        rows_out.append({"cluster_id": cluster, "max_id": max(i for i, _ in got),
+                         "max_txid": txids[-1] if txids else None,
+                         "txids": txids or None, "events": len(got), "purged_at": now})
+    session.execute(insert(OutboxPurge), rows_out)
+
+
+def fan_out_position(session: Session, cursor: WebhookCursor | None) -> FeedPosition:
+    """Where a webhook endpoint's fan-out stands (no cursor: it has read nothing)."""
+    if cursor is None:
+        return FeedPosition()
+    if session.get_bind().dialect.name != "postgresql":
+        return FeedPosition(cursor.last_outbox_id)
+    return FeedPosition() if cursor.position is None else \
+        FeedPosition.from_values(cursor.position)
+
+
+def held_endpoints(session: Session, urls: Sequence[str]) -> list[str]:
+    """The URLs whose fan-out holds behind events purged before it read them."""
+    return [c.endpoint for c in session.scalars(
+        select(WebhookCursor).where(WebhookCursor.endpoint.in_(urls)))
+        if purged_unread(session, fan_out_position(session, c), c.purge_epoch)]
+
+
+def reset_cursor(session: Session, endpoint: str) -> bool:
+    """Forget an endpoint's fan-out cursor: it then reads the retained outbox from the
+    oldest event, as a new URL does (an event it has a delivery of gets no second one)."""
+    return bool(session.execute(delete(WebhookCursor).where(
+        WebhookCursor.endpoint == endpoint)).rowcount)
+
+
+def purged_unread(session: Session, position: FeedPosition, since: int) -> bool:
+    """Whether a purge after epoch ``since`` deleted rows ``position`` had not passed."""
+    marks = [Mark(*row) for row in session.execute(
+        select(OutboxPurge.cluster_id, func.max(OutboxPurge.max_id),
+               func.max(OutboxPurge.max_txid))
+        .where(OutboxPurge.id > since).group_by(OutboxPurge.cluster_id)).all()]
+    if not marks:
+        return False
+    here = cluster_here(session)
+
+    def txids(cluster: int | None) -> set[int]:
+        return {t for batch in session.scalars(select(OutboxPurge.txids).where(
+            OutboxPurge.id > since, OutboxPurge.cluster_id == cluster)) for t in batch or ()}
+
+    return not all(_read(position, mark, here, txids) for mark in marks)
+
+
+Txids = Callable[[int | None], set[int]]
+
+
+def _read(position: FeedPosition, mark: Mark, here: int | None, txids: Txids) -> bool:
+    """Every row up to ``mark`` lies in what ``position`` passed (window.passed's cases)."""
+    if here is None:  # SQLite: ids become visible in order
+        return mark.max_id <= position.after_id
+    if position.done is not None and _ended(position.done, mark, here, txids):
+        return True
+    if mark.max_id > position.after_id:
+        return False
+    # An id-only cursor passed every id up to after_id; within a window, those of them
+    # whose transactions ended before its upper snapshot.
+    return position.upto is None or _ended(position.upto, mark, here, txids)
+
+
+def _ended(snapshot: Snapshot, mark: Mark, here: int, txids: Txids) -> bool:
+    """Every purged row of ``mark``'s cluster had ended at ``snapshot`` (Snapshot.ended):
+    its txids are all below xmax and none is one the snapshot lists as in progress (the
+    purged txids are read only when one listed is that old, which takes a transaction
+    open since before the purged events were written)."""
+    taken_on = here if snapshot.cluster is None else snapshot.cluster
+    written_on = here if mark.cluster is None else mark.cluster
+    if written_on != taken_on:
+        # Rows of another cluster were restored before a snapshot of this one was taken;
+        # against a snapshot of another cluster, decide nothing (expire: the safe side).
+        return taken_on == here
+    newest = mark.max_txid or 0
+    if newest < snapshot.xmin:
+        return True
+    if newest >= snapshot.xmax:
+        return False
+    old_in_progress = {x for x in snapshot.in_progress if x <= newest}
+    return not old_in_progress or not old_in_progress & txids(mark.cluster)
