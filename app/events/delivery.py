@@ -180,11 +180,12 @@ def _dead_heads(session: Session, endpoint: str,
     dead = WebhookDelivery.status == "dead"
     if not aggregates or not session.scalar(select(exists().where(dead))):
         return {}
-    return dict(session.execute(
+    rows = session.execute(
         select(WebhookDelivery.aggregate_id, func.min(WebhookDelivery.id))
         .where(dead, WebhookDelivery.endpoint == endpoint,
                WebhookDelivery.aggregate_id.in_(aggregates))
-        .group_by(WebhookDelivery.aggregate_id)).tuples().all())
+        .group_by(WebhookDelivery.aggregate_id)).all()
+    return {aggregate_id: first for aggregate_id, first in rows}
 
 
 def fan_out_due(session: Session, config: WebhookConfig) -> bool:
