@@ -1,4 +1,5 @@
-"""Step 0 of the lock order (app/mapping/reevaluation.py): a directory's row, held FOR SHARE.
+"""Rows held FOR SHARE in the lock order (app/mapping/reevaluation.py): a directory's row
+(step 0) and a user's (step 3).
 
 A write that may leave a user active in a directory (a SCIM write, an SSO login through a
 connection bound to it, an operator's reactivation) holds the directory's row FOR SHARE for
@@ -13,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from app.models import Directory
+from app.models import Directory, User
 from app.models.directory import DirectoryStatus
 
 _STATUS = select(Directory.status).where(Directory.id == bindparam("b_id"))
@@ -38,3 +39,24 @@ def hold_directory_status(session: Session, directory_id: str) -> DirectoryStatu
 def directory_active(status: DirectoryStatus | None) -> bool:
     """Whether a status read by ``hold_directory_status`` is an active directory's."""
     return status == DirectoryStatus.active
+
+
+# FOR SHARE: conflicts with the FOR NO KEY UPDATE every deprovisioning holds on the user
+# before it revokes (not with the KEY SHARE of a foreign key check); populate_existing: the
+# status as committed when the lock was granted, not as first read.
+_USER_SHARE = (select(User).where(User.id == bindparam("b_id")).with_for_update(read=True)
+               .execution_options(populate_existing=True))
+
+
+def hold_user(session: Session, user_id: str) -> User | None:
+    """The user (None: no such user), its row held until this transaction ends and its
+    status read under the lock, before a session or token is issued to it.
+
+    A deprovisioning revokes the sessions and tokens it can see, by UPDATEs that cannot see
+    rows another transaction inserted and has not committed. Held so (PostgreSQL), a
+    deprovisioning in flight makes this transaction wait and then read the user out, and a
+    later one waits for this commit and then revokes what it issued. SQLite has one writer.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return session.scalars(_USER_SHARE, {"b_id": user_id}).first()
+    return session.get(User, user_id)

@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, literal, select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import utcnow
 from app.directory.directories import hold_active_directory
 from app.directory.groups import GroupInput, add_members, create_group, remove_members
+from app.directory.hold import hold_user
 from app.directory.users import WRITABLE_COLUMNS, UserInput, create_user, replace_user
 from app.errors import Conflict, Unauthorized
 from app.json_input import JsonInputError, check_strings
@@ -255,22 +256,12 @@ def _hold_directory(session: Session, conn: SsoConnection, who: AssertedUser) ->
                           subject=who.subject) from None
 
 
-# FOR SHARE: conflicts with the FOR NO KEY UPDATE every deprovisioning holds on the user
-# before it revokes (not with the KEY SHARE of a foreign key check); populate_existing: the
-# status as committed when the lock was granted, not as first read.
-_HOLD_USER = (select(User).where(User.id == bindparam("b_id")).with_for_update(read=True)
-              .execution_options(populate_existing=True))
-
-
 def _hold_user(session: Session, user: User) -> None:
     """Step 3 of the lock order: the user's row, held until the login commits, and its
-    status re-read. A deprovisioning revokes the sessions it can see; a session this login
-    inserts is not among them until it commits. Held so, a deprovisioning in flight makes
-    the login wait and then see the user out, and a later one waits for the login's commit
-    and then revokes its session (directory-bound or not: a SCIM write holds the directory
-    FOR SHARE too, so the directory alone does not order them). SQLite has one writer."""
-    if session.connection().dialect.name == "postgresql":
-        session.scalars(_HOLD_USER, {"b_id": user.id}).first()  # loading refreshes ``user``
+    status re-read (app/directory/hold.py), so a login and a deprovisioning of its user wait
+    for each other (directory-bound or not: a SCIM write holds the directory FOR SHARE too,
+    so the directory alone does not order them)."""
+    hold_user(session, user.id)  # loading refreshes ``user``
 
 
 def _refuse_gone(user: User | None, who: AssertedUser) -> None:

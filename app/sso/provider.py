@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor
 from app.db import utcnow
-from app.models import User
+from app.directory.hold import hold_user
 from app.models.directory import UserStatus
 from app.models.sso import AuthorizationCode, LoginSession
 from app.sso.claims import filter_by_scope, user_claims
@@ -257,8 +257,12 @@ def build_grants(db: Any, config: ProviderConfig,
 
 def _principal(session: Session, user_id: str, session_id: str,
                auth_time: int) -> Principal | None:
-    """The user behind a code or refresh token, only while user and session are live."""
-    user = session.get(User, user_id)
+    """The user behind a code or refresh token, only while user and session are live.
+
+    The user's row is held until the tokens are issued and committed (app/directory/hold.py):
+    a refresh that read the user active and committed after a deprovisioning's revocation
+    had begun left its new tokens live (PostgreSQL)."""
+    user = hold_user(session, user_id)
     login = session.get(LoginSession, session_id)
     if user is None or not user.active or user.status != UserStatus.active:
         return None

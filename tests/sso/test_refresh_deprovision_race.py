@@ -1,0 +1,69 @@
+"""A refresh-token exchange racing its user's deprovisioning (PostgreSQL): no token outlives
+the leaver.
+
+A deprovisioning revokes the user's tokens by one UPDATE, which cannot see tokens a refresh
+inserted and has not committed yet. A refresh that read the user active, rotated its token
+and committed after that UPDATE began left its new access and refresh tokens live for a
+deprovisioned user. The token endpoint now holds the user's row FOR SHARE from its status
+check to its commit (app/directory/hold.py), and every deprovisioning holds it first.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from app.lifecycle import Trigger, deprovision_user
+from app.models import User
+from app.sso.provider_tokens import digest
+from tests.conftest import OPERATOR, rows
+from tests.lifecycle.test_directory_disable_race import _waiting_or_done
+from tests.sso.lockprobe import wait_for_a_row_lock_wait
+from tests.sso.portal import BASIC, exchange, login_and_code
+from tests.threads import background
+
+
+def test_a_refresh_committing_after_a_deprovisioning_leaves_no_live_token(
+        db, tenant, keys, web, sso_app, dialect):
+    """The refresh has read its user and written its new tokens, and waits to rotate its
+    refresh token (locked here); the user is deprovisioned meanwhile. Both commit: no token
+    of the user is left live (before: the refresh's new tokens, which the deprovisioning's
+    revocation could not see)."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: a refresh and a deprovisioning never "
+                    "overlap")
+    user, req, code = login_and_code(db, tenant, keys, web)
+    tokens = exchange(web, code, req.verifier).get_json()
+
+    def refresh():
+        return sso_app.test_client().post(
+            "/sso/oidc/token", headers={"Authorization": BASIC},
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+
+    def deprovision():
+        with db.transaction() as s:
+            return deprovision_user(s, s.get(User, user.id), OPERATOR,
+                                    trigger=Trigger.operator)
+
+    blocker = db.engine.connect()
+    blocker.begin()
+    blocker.execute(sa.text("SELECT id FROM issued_tokens WHERE token_hash = :h FOR UPDATE"),
+                    {"h": digest(tokens["refresh_token"])})
+    try:
+        refreshing, refreshed = background(refresh, start=True)
+        wait_for_a_row_lock_wait(db)  # the refresh, at the rotation of its token
+        out, taken_out = background(deprovision, start=True)
+        _waiting_or_done(db, out, waiters=2)
+    finally:
+        blocker.rollback()
+        blocker.close()
+    refreshing.join(30)
+    out.join(30)
+    assert not isinstance(taken_out.get("result"), BaseException), taken_out
+    assert not isinstance(refreshed.get("result"), BaseException), refreshed
+    assert refreshed["result"].status_code in (200, 400), refreshed["result"].text
+    assert rows(db, "SELECT status FROM users WHERE id = :u", u=user.id)[0][0] == \
+        "deprovisioned"
+    live = rows(db, "SELECT token_type FROM issued_tokens WHERE user_id = :u AND "
+                    "revoked_at IS NULL AND expires_at > CURRENT_TIMESTAMP", u=user.id)
+    assert live == [], "a deprovisioned user kept a live token"
