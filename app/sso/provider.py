@@ -221,8 +221,14 @@ def build_grants(db: Any, config: ProviderConfig,
 
         def authenticate_user(self, refresh_token: TokenView) -> Principal | None:
             row = refresh_token.row
-            return _principal(db(), row.user_id or "", row.session_id or "",
-                              int(row.issued_at.timestamp()))
+            principal = _principal(db(), row.user_id or "", row.session_id or "",
+                                   int(row.issued_at.timestamp()))
+            if principal is None:
+                # A user or login gone since the token was read (a deprovisioning that
+                # committed while this waited for the user's row): the token is revoked,
+                # invalid_grant (RFC 6749 §5.2), not authlib's invalid_request.
+                raise InvalidGrantError("The refresh token was revoked.")
+            return principal
 
         def revoke_old_credential(self, refresh_token: TokenView) -> None:
             if not rotate_refresh(db(), refresh_token, who()):

@@ -67,3 +67,34 @@ def test_a_refresh_committing_after_a_deprovisioning_leaves_no_live_token(
     live = rows(db, "SELECT token_type FROM issued_tokens WHERE user_id = :u AND "
                     "revoked_at IS NULL AND expires_at > CURRENT_TIMESTAMP", u=user.id)
     assert live == [], "a deprovisioned user kept a live token"
+
+
+def test_a_refresh_during_an_open_deprovisioning_waits_and_is_refused(
+        db, tenant, keys, web, sso_app, dialect):
+    """A deprovisioning has revoked the user's tokens and not committed yet when the portal
+    refreshes: the exchange waits for it, then is refused, and issues nothing. No replay is
+    alleged (before: the exchange ran on, found its token revoked at the rotation, and
+    audited a refresh-token replay, a false alarm for the security team)."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time")
+    user, req, code = login_and_code(db, tenant, keys, web)
+    tokens = exchange(web, code, req.verifier).get_json()
+    with db.transaction() as s:
+        deprovision_user(s, s.get(User, user.id), OPERATOR, trigger=Trigger.operator)
+        s.flush()
+        refreshing, refreshed = background(lambda: sso_app.test_client().post(
+            "/sso/oidc/token", headers={"Authorization": BASIC},
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}),
+            start=True)
+        _waiting_or_done(db, refreshing)
+        waited = refreshing.is_alive()
+    refreshing.join(30)
+    response = refreshed["result"]
+    assert not isinstance(response, BaseException), response
+    assert waited, "the refresh did not wait for the deprovisioning in flight"
+    assert response.status_code == 400, response.text
+    assert response.get_json()["error"] == "invalid_grant"
+    assert rows(db, "SELECT count(*) FROM issued_tokens WHERE user_id = :u AND "
+                    "revoked_at IS NULL", u=user.id)[0][0] == 0
+    assert rows(db, "SELECT count(*) FROM audit_events WHERE action = 'sso:token:replay'"
+                )[0][0] == 0
