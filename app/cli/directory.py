@@ -9,7 +9,12 @@ from sqlalchemy.orm import Session
 
 from app.cli.base import CliContext, echo_table, pass_ctx
 from app.db import utcnow
-from app.directory.directories import create_directory, get_directory, list_directories
+from app.directory.directories import (
+    create_directory,
+    get_directory,
+    list_directories,
+    set_directory_status,
+)
 from app.directory.organizations import get_organization
 from app.directory.tokens import is_valid, issue_token, list_tokens, revoke_token
 from app.models import Directory
@@ -123,3 +128,34 @@ def list_tokens_(ctx: CliContext, directory_ref: str, org_ref: str | None) -> No
 
 def _fmt(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+@directory.command("disable")
+@_directory_option
+@_org_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def disable(ctx: CliContext, directory_ref: str, org_ref: str | None, yes: bool) -> None:
+    """Disable a directory: its tokens stop working and every user it still has active is
+    deprovisioned (trigger directory_disabled), as POST .../directories/ID/disable does."""
+    if not yes:
+        click.confirm("Disabling deprovisions every active user of the directory. Go on?",
+                      abort=True)
+    with ctx.transaction() as session:
+        found = _find(session, directory_ref, org_ref)
+        set_directory_status(session, found, "disabled", ctx.actor)
+    click.echo(f"directory {found.name} disabled (id {found.id}); its users are "
+               "deprovisioned (`roster lifecycle batches` lists a mass deprovisioning)")
+
+
+@directory.command("enable")
+@_directory_option
+@_org_option
+@pass_ctx
+def enable(ctx: CliContext, directory_ref: str, org_ref: str | None) -> None:
+    """Enable a disabled directory: its tokens work again. Its users stay deprovisioned until
+    the IdP pushes them again or `roster lifecycle reactivate` / `restore` brings them back."""
+    with ctx.transaction() as session:
+        found = _find(session, directory_ref, org_ref)
+        set_directory_status(session, found, "active", ctx.actor)
+    click.echo(f"directory {found.name} enabled (id {found.id})")

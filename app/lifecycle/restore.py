@@ -30,7 +30,8 @@ def hold_directory_for_reactivation(session: Session, directory_id: str) -> None
     """
     if not directory_active(hold_directory_status(session, directory_id)):
         raise Conflict(f"the directory {directory_id} of this user is disabled: enable it "
-                       f"first (POST /api/v1/orgs/<org>/directories/{directory_id}/enable)",
+                       f"first (roster directory enable --directory {directory_id}, or POST "
+                       f"/api/v1/orgs/<org>/directories/{directory_id}/enable)",
                        field="directory")
 
 

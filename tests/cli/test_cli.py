@@ -268,3 +268,26 @@ def test_db_upgrade_of_a_database_a_newer_release_migrated_says_so(fresh_url):
         assert result.exit_code == 1, args
         assert "at revision 9999 of a newer release" in result.output
         assert "Traceback" not in result.output
+
+
+def test_directory_disable_and_enable(run, fresh_url):
+    """`roster directory disable` asks first (it deprovisions every user), then stops the
+    directory; `enable` lets its tokens work again. Both are audited."""
+    run("org", "create", "acme")
+    run("directory", "create", "--org", "acme", "--vendor", "okta", "--name", "corp")
+    [(directory_id,)] = _engine_rows(fresh_url, "SELECT id FROM directories")
+    declined = CliRunner().invoke(cli, ["directory", "disable", "--directory", directory_id],
+                                  env={"ROSTER_DATABASE__URL": fresh_url}, input="n\n")
+    assert declined.exit_code == 1
+    assert "Aborted" in declined.output
+    assert _engine_rows(fresh_url, "SELECT status FROM directories") == [("active",)]
+    out = run("directory", "disable", "--org", "acme", "--directory", "corp", "--yes").output
+    assert f"directory corp disabled (id {directory_id})" in out
+    assert _engine_rows(fresh_url, "SELECT status FROM directories") == [("disabled",)]
+    assert "enabled" in run("directory", "enable", "--directory", directory_id).output
+    assert _engine_rows(fresh_url, "SELECT status FROM directories") == [("active",)]
+    assert [a for (a,) in _engine_rows(
+        fresh_url, "SELECT action FROM audit_events WHERE action LIKE 'directory:%' "
+                   "ORDER BY seq")][-2:] == ["directory:disable", "directory:enable"]
+    assert "does not exist" in run("directory", "enable", "--directory", "nope",
+                                   ok=False).output
