@@ -256,14 +256,6 @@ def _hold_directory(session: Session, conn: SsoConnection, who: AssertedUser) ->
                           subject=who.subject) from None
 
 
-def _hold_user(session: Session, user: User) -> None:
-    """Step 3 of the lock order: the user's row, held until the login commits, and its
-    status re-read (app/directory/hold.py), so a login and a deprovisioning of its user wait
-    for each other (directory-bound or not: a SCIM write holds the directory FOR SHARE too,
-    so the directory alone does not order them)."""
-    hold_user(session, user.id)  # loading refreshes ``user``
-
-
 def _refuse_gone(user: User | None, who: AssertedUser) -> None:
     if user is not None and (user.status in (UserStatus.deprovisioned, UserStatus.deleted)
                              or user.deleted_at is not None):
@@ -284,8 +276,11 @@ def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
     if user is None:
         raise LoginFailed("unknown_user", "no provisioned user matches the assertion",
                           subject=who.subject)
-    # After JIT's group locks (step 2), before the session is opened.
-    _hold_user(session, user)
+    # Step 3 of the lock order, after JIT's group locks, before the session is opened: the
+    # user's row held until the login commits and its status re-read (loading refreshes
+    # ``user``), so a login and a deprovisioning of its user wait for each other, with a
+    # directory or without (app/directory/hold.py).
+    hold_user(session, user.id)
     _refuse_gone(user, who)
     if not user.active or user.status != UserStatus.active:
         raise LoginFailed("user_inactive", f"the user is {user.status.value}",
