@@ -26,6 +26,10 @@ from sqlalchemy.sql.elements import BindParameter, ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
+from app.folding import fold_text
+
+__all__ = ["IdList", "among", "fetch", "fold", "fold_text"]
+
 
 class IdList(TypeDecorator[list[str]]):
     """A list of ids bound as ONE parameter: a text[] array on PostgreSQL, JSON text on SQLite."""
@@ -99,25 +103,6 @@ class fold(FunctionElement[str]):
 
     def __init__(self, text: ColumnElement[Any]) -> None:
         super().__init__(text)
-
-
-# The two letters whose full lower-case mapping (Python's str.lower) is not their simple
-# one (PostgreSQL's lower() in a UTF-8 locale, letter by letter): U+0130 becomes "i" plus
-# U+0307 in full, and a word-final capital sigma becomes U+03C2 in full, U+03C3 in simple.
-_DOTTED_CAPITAL_I, _CAPITAL_SIGMA = "\u0130", "\u03a3"
-
-
-def fold_text(value: str) -> str:
-    """``value`` folded as :class:`fold` folds it in SQL: Unicode's simple lower-case
-    mapping, letter by letter. It is SQLite's ``roster_lower()``, and PostgreSQL's
-    ``lower()`` in a libc UTF-8 locale (README); ``str.lower`` differs for U+0130 (``İ``)
-    and a final ``Σ``. Python-side comparisons of names use it. A value compared with a
-    ``fold`` column in SQL is folded there too (``fold(column) == fold(literal(value))``),
-    so a PostgreSQL database with another locale still agrees with itself.
-    """
-    if _DOTTED_CAPITAL_I not in value and _CAPITAL_SIGMA not in value:
-        return value.lower()  # the same mapping, in C (nearly every call)
-    return "".join("i" if letter == _DOTTED_CAPITAL_I else letter.lower() for letter in value)
 
 
 @compiles(fold)

@@ -136,9 +136,10 @@ def _taken(org: Organization, path: str) -> str:
 
 
 def find_unit(session: Session, org: Organization, ref: str) -> Unit:
-    """Find a unit of ``org`` by path or id."""
+    """Find a unit of ``org`` by id, or by path in any case (one name, as ``_unit_at``)."""
     unit = session.scalar(
-        select(Unit).where(Unit.organization_id == org.id, (Unit.path == ref) | (Unit.id == ref))
+        select(Unit).where(Unit.organization_id == org.id,
+                           (fold(Unit.path) == fold(literal(ref))) | (Unit.id == ref))
     )
     if unit is None:
         raise NotFound(f"unit {ref!r} does not exist in {org.slug}", field="parent")

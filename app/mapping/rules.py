@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.folding import fold_text
 from app.mapping.regex import fullmatcher
 
 # Rule attribute name -> UserFacts field (SCIM core and enterprise names, RFC 7643 §4.1, §4.3).
@@ -79,17 +80,18 @@ class UnitIndex:
         """An index of ``{path: id}``."""
         folded: dict[str, str] = {}
         for path in sorted(by_path):
-            folded.setdefault(path.casefold(), path)
+            folded.setdefault(fold_text(path), path)
         return cls(dict(by_path), {unit_id: path for path, unit_id in by_path.items()}, folded)
 
     def find(self, ref: str) -> tuple[str, str] | None:
-        """(id, path) of the unit named by path or id, or None; paths ignore case if need be."""
+        """(id, path) of the unit named by path or id, or None; paths ignore case if need be,
+        folded as the database folds them (app/folding.py): one unit there is one here."""
         if ref in self.by_path:
             return self.by_path[ref], ref
         if ref in self.by_id:
             return ref, self.by_id[ref]
         # IdP values rarely match the unit tree's capitalisation ("sales" vs "Sales").
-        path = self.by_folded.get(ref.casefold())
+        path = self.by_folded.get(fold_text(ref))
         return (self.by_path[path], path) if path is not None else None
 
 
@@ -314,7 +316,7 @@ def resolve_grants(user: UserFacts, groups: Sequence[GroupFacts], rules: Sequenc
         path, unit_id = target
         # Paths name units ignoring case (UnitIndex.find): two rules naming one new unit in
         # two cases are one grant, not two rows for the same (user, unit, role).
-        key = (rule.role, path.casefold())
+        key = (rule.role, fold_text(path))
         if key in decided:
             also = decided[key].reason.get("also_matched", [])
             decided[key].reason["also_matched"] = [*also, rule.id]

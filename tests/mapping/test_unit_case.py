@@ -112,3 +112,32 @@ def test_an_explicit_add_racing_one_in_another_case_is_a_409(client, world, dial
     response = outcome["result"]
     assert response.status_code == 409, response.get_json()
     assert _units_like(world, "engineering/osaka") == ["Engineering/Osaka"]
+
+
+def test_a_parent_named_in_another_case_is_found(client, world):
+    """POST units with `parent: "engineering"` where `Engineering` exists: 201 under it, as
+    every other use of a path ignores case (before: 404 "unit 'engineering' does not exist")."""
+    key = make_key(world.db, "admin", world.tenant.org)
+    response = client.post(f"/api/v1/orgs/{world.org_id}/units", headers=key.headers,
+                           json={"name": "Osaka", "kind": "location", "parent": "engineering"})
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["path"] == "Engineering/Osaka"
+
+
+def test_paths_the_database_keeps_apart_stay_apart_in_the_mapping(client, world):
+    """`Straße` and `STRASSE` are two units to the database (its fold, like PostgreSQL's
+    lower(), keeps `ß`); a department `straße` is the first, not the second, which
+    `str.casefold` (`strasse` for both) picked before."""
+    key = make_key(world.db, "admin", world.tenant.org)
+    for name in ("STRASSE", "Straße"):
+        response = client.post(f"/api/v1/orgs/{world.org_id}/units", headers=key.headers,
+                               json={"name": name, "kind": "department",
+                                     "parent": "Departments"})
+        assert response.status_code == 201, response.get_json()
+    world.apply(RULES)
+    scim = Scim(client, world.tenant)
+    scim.create_user("a@acme.example", externalId="a", **{ENTERPRISE: {"department": "straße"}})
+    scim.create_user("b@acme.example", externalId="b", **{ENTERPRISE: {"department": "strasse"}})
+    assert _grant_paths(world) == [("a@acme.example", "Departments/Straße"),
+                                   ("b@acme.example", "Departments/STRASSE")]
+    assert _units_like(world, "departments/strasse") == ["Departments/STRASSE"]
