@@ -6,13 +6,13 @@ import click
 
 from app.cli.base import CliContext, echo_table, pass_ctx
 from app.directory.organizations import (
-    add_unit,
     create_organization,
     get_organization,
     list_organizations,
     list_units,
 )
 from app.mapping.catalog import load_catalog
+from app.mapping.new_units import add_unit_for_rules
 from app.models.organization import UnitKind
 from app.settings import ROOT
 
@@ -58,11 +58,15 @@ def unit() -> None:
 @click.option("--parent", default=None, help="Parent unit path (A/B) or id; omit for a root.")
 @pass_ctx
 def add(ctx: CliContext, org_ref: str, name: str, kind: str, parent: str | None) -> None:
-    """Add a unit to an organization's tree."""
+    """Add a unit to an organization's tree; users a rule now grants in it get the grant."""
     with ctx.transaction() as session:
         organization = get_organization(session, org_ref)
-        new = add_unit(session, organization, name, kind, parent, ctx.actor)
+        new, summary = add_unit_for_rules(session, organization, name, kind, parent,
+                                          ctx.actor)
         click.echo(f"unit {new.path} ({new.kind.value}) created (id {new.id})")
+        if summary is not None:
+            click.echo(f"re-evaluated {summary.users} user(s): {summary.added} grant(s) added, "
+                       f"{summary.removed} removed, {summary.updated} updated")
 
 
 @unit.command("list")

@@ -132,3 +132,24 @@ def test_mapping_commands_have_help():
         result = runner.invoke(cli, [*args, "--help"])
         assert result.exit_code == 0, args
         assert "Usage:" in result.output
+
+
+def test_unit_add_grants_to_the_users_a_rule_aims_at(world, run):
+    """`roster unit add` of the unit a rule names by department gives its users the grant
+    and says so; a unit no rule reaches says nothing more."""
+    world.user("mia", department="Marketing")
+    world.apply({"policy": {"on_loss": "nothing"}, "rules": [
+        {"id": "dept", "role": "buyer",
+         "unit_from": {"attribute": "department", "under": "Departments"},
+         "match": {"attribute": "department", "present": True}}]})
+    assert rows(world.db, "SELECT count(*) AS n FROM grants")[0].n == 0
+    out = run("unit", "add", "--org", "acme", "--name", "Marketing", "--kind", "department",
+              "--parent", "Departments").output
+    assert "unit Departments/Marketing (department) created" in out
+    assert "re-evaluated 1 user(s): 1 grant(s) added, 0 removed, 0 updated" in out
+    granted = rows(world.db, "SELECT units.path FROM grants JOIN units ON "
+                             "units.id = grants.unit_id")
+    assert [r.path for r in granted] == ["Departments/Marketing"]
+    out = run("unit", "add", "--org", "acme", "--name", "Kyoto", "--kind", "location",
+              "--parent", "Engineering").output
+    assert "re-evaluated" not in out

@@ -141,3 +141,44 @@ def test_paths_the_database_keeps_apart_stay_apart_in_the_mapping(client, world)
     assert _grant_paths(world) == [("a@acme.example", "Departments/Straße"),
                                    ("b@acme.example", "Departments/STRASSE")]
     assert _units_like(world, "departments/strasse") == ["Departments/STRASSE"]
+
+
+MARKETING_RULES = {"policy": {"on_loss": "nothing"}, "rules": [
+    {"id": "dept", "role": "buyer",
+     "unit_from": {"attribute": "department", "under": "Departments"},
+     "match": {"attribute": "department", "present": True}}]}
+
+
+def test_a_unit_a_rule_names_by_attribute_grants_once_added(client, world):
+    """A rule granting in the user's department under Departments (no create_unit) skips a
+    department without a unit; adding that unit through the API gives its users the grant
+    at once, in any case of the value (before: only their next IdP write did)."""
+    world.apply(MARKETING_RULES)
+    scim = Scim(client, world.tenant)
+    scim.create_user("m@acme.example", externalId="m", **{ENTERPRISE: {"department": "marketing"}})
+    scim.create_user("s@acme.example", externalId="s", **{ENTERPRISE: {"department": "Sales"}})
+    assert _grant_paths(world) == [("s@acme.example", "Departments/Sales")]
+    key = make_key(world.db, "admin", world.tenant.org)
+    response = client.post(f"/api/v1/orgs/{world.org_id}/units", headers=key.headers,
+                           json={"name": "Marketing", "kind": "department",
+                                 "parent": "Departments"})
+    assert response.status_code == 201, response.get_json()
+    assert _grant_paths(world) == [("m@acme.example", "Departments/Marketing"),
+                                   ("s@acme.example", "Departments/Sales")]
+    # The grant is announced like any other: an audit event and an outbox event.
+    assert rows(world.db, "SELECT count(*) AS n FROM audit_events WHERE action = 'grant:add'"
+                          " AND subject_id IN (SELECT id FROM users WHERE user_name = "
+                          "'m@acme.example')")[0].n == 1
+
+
+def test_a_unit_no_rule_reaches_is_added_alone(client, world):
+    """A unit outside every rule's reach (not directly under a rule's `under`) is only
+    added: no pass over the organization, no grant written."""
+    world.apply(MARKETING_RULES)
+    scim = Scim(client, world.tenant)
+    scim.create_user("t@acme.example", externalId="t", **{ENTERPRISE: {"department": "Tokyo"}})
+    key = make_key(world.db, "admin", world.tenant.org)
+    response = client.post(f"/api/v1/orgs/{world.org_id}/units", headers=key.headers,
+                           json={"name": "Osaka", "kind": "location", "parent": "Engineering"})
+    assert response.status_code == 201, response.get_json()
+    assert _grant_paths(world) == []

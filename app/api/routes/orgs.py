@@ -9,8 +9,9 @@ from app.api.frame import ApiContext, api_route
 from app.api.pagination import Page
 from app.api.schemas import PageArgs, StrictSchema
 from app.api.views import bp
-from app.directory.organizations import add_unit, create_organization
+from app.directory.organizations import create_organization
 from app.mapping.catalog import load_catalog
+from app.mapping.new_units import add_unit_for_rules
 from app.models import Organization, Unit
 from app.models.organization import UnitKind
 from app.settings import ROOT
@@ -102,7 +103,9 @@ def list_units(ctx: ApiContext) -> Page:
            tags=["units"], summary="Create a unit", body=UnitCreateSchema,
            response=UnitSchema, status=201)
 def create_unit(ctx: ApiContext) -> Unit:
-    """Add a unit to the organization's tree."""
+    """Add a unit to the organization's tree; users a rule now grants in it get the grant
+    in the same transaction (app/mapping/new_units.py)."""
     assert ctx.org is not None
-    return add_unit(ctx.session, ctx.org, ctx.body["name"], ctx.body["kind"].value,
-                    ctx.body["parent"], ctx.actor)
+    unit, _summary = add_unit_for_rules(ctx.session, ctx.org, ctx.body["name"],
+                                        ctx.body["kind"].value, ctx.body["parent"], ctx.actor)
+    return unit
