@@ -93,13 +93,30 @@ def _demote_others(elements: list[Any], keep: int) -> None:
 
 def remove_listed(path: Path, container: dict[str, Any], value: Any,
                   notes: list[str]) -> None:
-    """remove on a multi-valued attribute with a value: only the listed elements go."""
+    """remove on a multi-valued attribute with a value: only the listed elements go
+    (RFC 7644 §3.5.2.2 has no value for remove; this is Entra's legacy removal shape).
+    An element is listed by its ``value`` and, where the listed one gives it, ``type``;
+    elements of an attribute without a ``value`` (addresses) are listed whole."""
     attr = path.attribute
     assert attr is not None
-    listed = normalise_value(attr, value, notes=notes, where=path.label) or []
-    gone = {_element_key(attr, e) for e in listed if isinstance(e, dict)}
-    kept = [e for e in container.get(attr.name) or []
-            if not (isinstance(e, dict) and _element_key(attr, e) in gone)]
+    listed = [e for e in normalise_value(attr, value, notes=notes, where=path.label) or []
+              if isinstance(e, dict)]
+    if attr.sub("value") is None:
+        gone = {_element_key(attr, e) for e in listed}
+        kept = [e for e in container.get(attr.name) or []
+                if not (isinstance(e, dict) and _element_key(attr, e) in gone)]
+    else:
+        # Named by value, and by type only where the listed element gives one: Entra
+        # creates roles typed and lists them for removal by value alone (its PATCH elements
+        # carry a value only); display or primary in a listed element does not narrow it.
+        named = {_element_key(attr, {"value": e.get("value"), "type": e.get("type")})
+                 for e in listed if e.get("type") is not None}
+        untyped = {_element_key(attr, {"value": e.get("value")})
+                   for e in listed if e.get("type") is None}
+        kept = [e for e in container.get(attr.name) or []
+                if not (isinstance(e, dict) and (
+                    _element_key(attr, e) in named
+                    or _element_key(attr, {"value": e.get("value")}) in untyped))]
     if kept:
         container[attr.name] = kept
     else:

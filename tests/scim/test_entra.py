@@ -265,6 +265,35 @@ def test_remove_members_with_value_list_removes_exactly_those(entra, db):
     assert _members(db, group_id) == {users[1], users[2], users[4]}
 
 
+def test_legacy_removal_lists_an_app_role_by_value_alone(entra, db):
+    """Entra creates a user's app roles typed (``{"primary": true, "type":
+    "WindowsAzureActiveDirectoryRole", "value": "Admin"}``) but sends PATCH elements with a
+    ``value`` only: Microsoft Learn, "Customize user provisioning attribute-mappings",
+    Provisioning a role to a SCIM app: "The request formats in the PATCH and POST differ".
+    Its legacy removal lists those elements (``Remove`` + ``path`` + value list, as for
+    members). A role listed by ``value`` alone was compared with the stored one by value
+    and type, matched nothing, and stayed, with a 200: the user kept the role."""
+    body = entra_user("roles@contoso.com")
+    body["roles"] = [
+        {"primary": True, "type": "WindowsAzureActiveDirectoryRole", "value": "Admin"},
+        {"primary": False, "type": "WindowsAzureActiveDirectoryRole", "value": "Reader"}]
+    created = entra.post("/Users", body)
+    assert created.status_code == 201, created.get_json()
+    user_id = created.get_json()["id"]
+    _patch(entra, f"/Users/{user_id}", [{"op": "Remove", "path": "roles",
+                                         "value": [{"value": "admin"}]}])
+    reader = {"primary": False, "type": "WindowsAzureActiveDirectoryRole", "value": "Reader"}
+    assert entra.get(f"/Users/{user_id}").get_json()["roles"] == [reader]
+    assert _user(db, user_id).version == 2
+    # A type the element does give still has to match: another type's Reader is not this one.
+    _patch(entra, f"/Users/{user_id}", [{"op": "Remove", "path": "roles",
+                                         "value": [{"value": "Reader", "type": "other"}]}])
+    assert entra.get(f"/Users/{user_id}").get_json()["roles"] == [reader]
+    _patch(entra, f"/Users/{user_id}", [{"op": "Remove", "path": "roles", "value": [
+        {"value": "Reader", "type": "WindowsAzureActiveDirectoryRole", "display": "Reader"}]}])
+    assert "roles" not in entra.get(f"/Users/{user_id}").get_json()
+
+
 def test_default_dialect_is_reported_as_legacy_entra(app, entra, db, tenant):
     """The dialect report names the legacy dialect and the flag that switches it."""
     user_id = _create(entra, "report@contoso.com")
