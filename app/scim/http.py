@@ -120,11 +120,15 @@ def actor_of(caller: Caller) -> Actor:
                  received_at=g.get("received_at"), dialect=request_dialect())
 
 
+_ENTRA_FLAG = "aadoptscim062020"
+
+
 def request_dialect() -> str:
     """This request's dialect label (app/scim/dialect_report.py) from its notes; a request
-    needing none on a tenant URL with Entra's aadOptscim062020 flag is compliant Entra."""
+    needing none on a tenant URL with Entra's aadOptscim062020 flag is compliant Entra.
+    The flag is named in any case, with or without a value (``?aadOptSCIM062020=true``)."""
     notes = g.get("scim_notes") or ()
-    if not notes and "aadOptscim062020" in request.args:
+    if not notes and any(name.lower() == _ENTRA_FLAG for name in request.args):
         return "entra-compliant"
     return infer_dialect(notes)[0]
 
