@@ -46,7 +46,14 @@ from app.scim.patch_multi import (
 )
 from app.scim.patch_paths import Path, parse_path
 from app.scim.schema import PATCH_OP
-from app.scim.values import ResourceSchemas, ResourceType, invalid, note, schemas_for
+from app.scim.values import (
+    KNOWN_URNS,
+    ResourceSchemas,
+    ResourceType,
+    invalid,
+    note,
+    schemas_for,
+)
 
 Op = Literal["add", "remove", "replace"]
 __all__ = ["MemberChange", "PatchResult", "apply_patch"]
@@ -142,7 +149,19 @@ def _apply(state: _Patch, op: Op, path: str | None, value: Any) -> None:
             raise ScimError(400, "remove requires a path", "noTarget")
         _apply_pathless(state, op, value)
         return
-    _apply_target(state, op, parse_path(path, state.known, state.notes), value)
+    _apply_target(state, op, _parse(state, path), value)
+
+
+def _parse(state: _Patch, text: str) -> Path:
+    """``text`` resolved against the schemas and the unknown extension blocks the resource
+    has now (their URNs in any case, app.scim.patch_paths.parse_path)."""
+    blocks: dict[str, str] = {}
+    schemas = state.resource.get("schemas")
+    for urn in [*state.resource, *(schemas if isinstance(schemas, list) else [])]:
+        if isinstance(urn, str) and urn.lower().startswith("urn:") \
+                and urn.lower() not in KNOWN_URNS:
+            blocks.setdefault(urn.lower(), urn)
+    return parse_path(text, state.known, state.notes, blocks)
 
 
 def _apply_pathless(state: _Patch, op: Op, value: Any) -> None:
@@ -162,7 +181,7 @@ def _apply_pathless(state: _Patch, op: Op, value: Any) -> None:
             continue  # Okta Group Push repeats the id inside the value
         if lowered == "active":
             note(state.notes, dialect.PATHLESS_ACTIVE)
-        target = parse_path(key, state.known, state.notes)
+        target = _parse(state, key)
         if target.attribute is not None and ("." in key or "[" in key or target.urn):
             note(state.notes, dialect.PATHLESS_DOTTED_KEYS)
         _apply_target(state, op, target, item)
@@ -222,7 +241,7 @@ def _apply_extension_root(state: _Patch, op: Op, path: Path, value: Any) -> None
     for key, item in value.items():
         if key.lower() == "schemas":
             continue  # scim2-client sends the extension object with its own "schemas"
-        _apply_target(state, op, parse_path(f"{path.urn}:{key}", state.known, state.notes), item)
+        _apply_target(state, op, _parse(state, f"{path.urn}:{key}"), item)
 
 
 def _apply_opaque(state: _Patch, op: Op, path: Path, value: Any) -> None:
