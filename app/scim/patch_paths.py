@@ -178,12 +178,17 @@ def _convert(node: filter_syntax.Node, attr: Attribute, notes: list[str]) -> Fil
 def _literal(value: Any, sub: Attribute, op: str, notes: list[str]) -> Any:
     """A compValue checked against its sub-attribute's type."""
     if sub.type == "boolean":
+        node_is_string = isinstance(value, str)
         if op not in ("eq", "ne"):
             raise invalid_filter(f"'{op}' does not apply to boolean '{sub.name}'")
         try:
-            value = coerce_boolean(value, notes, where=sub.name)
+            value = coerce_boolean(value, [], where=sub.name)
         except ScimError:
             raise invalid_filter(f"'{sub.name}' compares with true or false") from None
+        if node_is_string:
+            # roles[primary eq "True"].value is an Entra mapping's name, sent as such in
+            # both dialects: not the legacy dialect's string values (app/scim/dialect.py).
+            note(notes, dialect.STRING_BOOLEAN_IN_FILTER)
     elif op in ("co", "sw", "ew") and not isinstance(value, str):
         raise invalid_filter(f"'{op}' needs a string value")
     return value

@@ -322,6 +322,31 @@ def test_a_bare_string_manager_does_not_make_a_compliant_tenant_legacy(app, entr
     assert report["dialect"] == "entra-compliant"
 
 
+def test_an_app_role_mapping_does_not_make_a_compliant_tenant_legacy(app, entra, db, tenant):
+    """Entra's SingleAppRoleAssignment mapping targets ``roles[primary eq "True"].value``
+    (Microsoft Learn, "Customize user provisioning attribute-mappings"), a name it sends as
+    the PATCH path, and may match users on, in both dialects. Its "True" was counted as the
+    legacy dialect's string booleans: a tenant with aadOptscim062020 set was reported
+    ``entra-mixed``, or ``entra-legacy`` and told to add the flag it had."""
+    user_id = _create(entra, "role@contoso.com")
+    _patch(entra, f"/Users/{user_id}?aadOptscim062020", [
+        {"op": "add", "path": 'roles[primary eq "True"].value', "value": "Admin"},
+        {"op": "replace", "value": {"name.givenName": "Rae", "displayName": "Rae"}}])
+    assert entra.get(f"/Users/{user_id}").get_json()["roles"] == [
+        {"primary": True, "value": "Admin"}]
+    found = entra.get(_where("Users", 'roles[primary eq "True"].value eq "Admin"',
+                             "aadOptscim062020&"))
+    assert [u["id"] for u in found.get_json()["Resources"]] == [user_id]
+    flush(app)
+    with db.transaction() as session:
+        report = dialect_report(session, tenant.directory.id)
+    notes = {n["note"]: n for n in report["notes"]}
+    assert set(notes) == {"pathless_dotted_keys", "string_boolean_in_filter"}
+    assert notes["string_boolean_in_filter"]["count"] == 2
+    assert 'roles[primary eq "True"]' in notes["string_boolean_in_filter"]["meaning"]
+    assert report["dialect"] == "entra-compliant"
+
+
 # -- compliant dialect (aadOptscim062020) -------------------------------------------------
 
 def test_compliant_dialect_user_updates(entra, db):
