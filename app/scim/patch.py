@@ -43,6 +43,7 @@ from app.scim.patch_multi import (
     merge_elements,
     normalised,
     remove_listed,
+    settle_pending,
 )
 from app.scim.patch_paths import Path, parse_path
 from app.scim.schema import PATCH_OP
@@ -78,6 +79,7 @@ class _Patch:
     # The list an ``add`` last merged into, per attribute, and its element index: the next
     # ``add`` to the same list reuses the index (every other operation stores a new list).
     merged: dict[str, tuple[list[Any], dict[Any, int]]] = field(default_factory=dict)
+    index: int = 0  # the operation being applied
 
 
 def apply_patch(resource: dict[str, Any], body: Any, *, resource_type: ResourceType,
@@ -85,11 +87,13 @@ def apply_patch(resource: dict[str, Any], body: Any, *, resource_type: ResourceT
     """Apply a PatchOp message to ``resource`` atomically (RFC 7644 §3.5.2)."""
     state = _Patch(schemas_for(resource_type), resource_type, copy_json(resource), notes)
     for index, (op, path, value) in enumerate(_operations(body, notes)):
+        state.index = index
         try:
             _apply(state, op, path, value)
         except ScimError as error:
             raise ScimError(error.status, f"Operations[{index}]: {error.detail}",
                             error.scim_type) from None
+    settle_pending(state.resource)
     _list_extensions(state.resource)
     touched = _touched(resource, state.resource)
     if state.member_changes:
@@ -207,7 +211,7 @@ def _apply_target(state: _Patch, op: Op, path: Path, value: Any) -> None:
             raise ScimError(400, f"'{name}' is readOnly", "mutability")
     container = _container(state, path)
     if path.filter is not None:
-        apply_filtered(op, path, container, value, state.notes)
+        apply_filtered(op, path, container, value, state.notes, f"Operations[{state.index}]: ")
     elif path.sub is not None and attr.multi_valued:
         apply_every(op, path, container, value, state.notes)
     elif path.sub is not None:

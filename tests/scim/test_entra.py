@@ -152,6 +152,38 @@ def test_add_on_a_value_path_matching_nothing_creates_the_element_or_is_no_targe
                     "'user:update'", u=user_id)[0][0] == 1
 
 
+def test_an_app_role_whose_value_comes_after_its_display_and_type(entra, db):
+    """Entra's SingleAppRoleAssignment maps up to three targets, ``roles[primary eq
+    "True"].display``, ``.type`` and ``.value`` (Microsoft Learn, "Customize user
+    provisioning attribute-mappings"), listed and sent in that order. On a user without a
+    role the ``display`` operation, coming first, created an element without a ``value``
+    and the PATCH was 400 noTarget: Entra retried it every cycle and the user never got
+    the role. The element is checked once all the operations of the PATCH have run."""
+    path = 'roles[primary eq "True"]'
+    legacy, compliant = _create(entra, "legacy@contoso.com"), _create(entra, "new@contoso.com")
+    _patch(entra, f"/Users/{legacy}", [
+        {"op": "Add", "path": f"{path}.display", "value": "Admin"},
+        {"op": "Add", "path": f"{path}.type", "value": "WindowsAzureActiveDirectoryRole"},
+        {"op": "Add", "path": f"{path}.value", "value": "Admin"}])
+    _patch(entra, f"/Users/{compliant}?aadOptscim062020", [{"op": "add", "value": {
+        f"{path}.display": "Admin", f"{path}.type": "WindowsAzureActiveDirectoryRole",
+        f"{path}.value": "Admin"}}])
+    role = {"primary": True, "display": "Admin", "type": "WindowsAzureActiveDirectoryRole",
+            "value": "Admin"}
+    for user_id in (legacy, compliant):
+        assert entra.get(f"/Users/{user_id}").get_json()["roles"] == [role]
+    # A value that never comes is still refused, after all the operations, and nothing is
+    # written: the element would say nothing.
+    other = _create(entra, "other@contoso.com")
+    refused = entra.patch(f"/Users/{other}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "Add", "path": f"{path}.display", "value": "Admin"},
+        {"op": "Replace", "path": "title", "value": "Boss"}]})
+    assert_error(refused, 400, "noTarget")
+    assert refused.get_json()["detail"].startswith("Operations[0]: ")
+    assert "would have no 'value'" in refused.get_json()["detail"]
+    assert (_user(db, other).version, _user(db, other).title) == (1, None)
+
+
 def test_string_false_deactivates_and_string_true_reactivates(entra, db):
     """Regression: "False" as a string must deactivate (a leaver keeping access otherwise)."""
     user_id = _create(entra, "leaver@contoso.com")
