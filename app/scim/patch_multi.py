@@ -25,15 +25,18 @@ def normalised(attr: Attribute, value: Any, label: str, notes: list[str]) -> Any
 
 
 def _element_key(attr: Attribute, element: dict[str, Any]) -> Any:
-    """What makes two elements the same: value (caseExact-aware) and type; elements of an
+    """What makes two elements the same: value and type (each caseExact-aware); elements of an
     attribute without a ``value`` compare whole. Hashable, so merging is one dict lookup."""
     key = attr.sub("value")
     if key is None:
         return _frozen(element)
-    value = element.get("value")
+    value, kind = element.get("value"), element.get("type")
     if isinstance(value, str) and not key.case_exact:
         value = value.lower()
-    return ("value", _frozen(value), _frozen(element.get("type")))
+    kind_attr = attr.sub("type")
+    if isinstance(kind, str) and kind_attr is not None and not kind_attr.case_exact:
+        kind = kind.lower()  # caseExact false (RFC 7643 §4.1.2), as filters compare it
+    return ("value", _frozen(value), _frozen(kind))
 
 
 def _frozen(value: Any) -> Any:

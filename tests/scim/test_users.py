@@ -166,6 +166,26 @@ def test_patch_sub_attribute_of_every_email(scim):
     assert scim.get(f"/Users/{user['id']}").get_json()["emails"] == expected
 
 
+def test_an_element_type_compares_in_any_case(scim):
+    """``type`` of emails, phoneNumbers, roles ... is caseExact false (RFC 7643 §4.1.2, and
+    our /Schemas), as ``value`` is: adding ``{"value": "ADA@acme.example", "type": "Work"}``
+    to a user with that work email stored a second copy (RFC 7644 §3.5.2.1: a value
+    already there changes nothing), and a listed removal naming type "WORK" removed nothing."""
+    user = scim.create_user()
+    response = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "add", "path": "emails", "value": [
+            {"value": "ADA@acme.example", "type": "Work", "display": "Ada"}]},
+        {"op": "add", "path": "phoneNumbers", "value": [{"value": "+1 555", "type": "mobile"}]}]})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["emails"] == [
+        {"primary": True, "type": "Work", "value": "ADA@acme.example", "display": "Ada"}]
+    response = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "remove", "path": "phoneNumbers",
+         "value": [{"value": "+1 555", "type": "MOBILE"}]}]})
+    assert response.status_code == 200, response.get_json()
+    assert "phoneNumbers" not in response.get_json()
+
+
 def test_delete_is_204_then_gone_and_name_reusable(scim, db):
     """DELETE: 204, then 404 everywhere at once; the userName may be provisioned again."""
     user = scim.create_user()
