@@ -8,6 +8,9 @@ from __future__ import annotations
 
 CAPITALISED_OP = "capitalised_op"  # Entra: "Replace" instead of "replace"
 STRING_BOOLEAN = "string_boolean"  # Entra: "True"/"False" instead of true/false
+# "True" compared in a filter: Entra's mapping target roles[primary eq "True"].value, sent as
+# named in both of its dialects, so no sign of either (nor of the legacy one's string values).
+STRING_BOOLEAN_IN_FILTER = "string_boolean_in_filter"
 LEGACY_MEMBER_REMOVAL = "legacy_member_removal"  # Entra: remove path=members with value list
 UNQUOTED_FILTER_VALUE = "unquoted_filter_value"  # Entra: externalId eq abc
 CAPITALISED_ATTRIBUTE = "capitalised_attribute"  # Entra: UserName, DisplayName

@@ -23,6 +23,8 @@ from app.scim import dialect as d
 EXPLANATIONS: dict[str, str] = {
     d.CAPITALISED_OP: 'PATCH operation names arrive capitalised ("Replace", "Add", "Remove")',
     d.STRING_BOOLEAN: 'booleans arrive as the strings "True" / "False"',
+    d.STRING_BOOLEAN_IN_FILTER: 'filters compare booleans with the strings "True" / "False" '
+                                '(Entra\'s roles[primary eq "True"] mapping, in both dialects)',
     d.LEGACY_MEMBER_REMOVAL: 'group members are removed with path "members" and a value list',
     d.UNQUOTED_FILTER_VALUE: "filter values arrive unquoted (externalId eq abc)",
     d.CAPITALISED_ATTRIBUTE: "attribute names arrive capitalised (UserName, DisplayName)",
@@ -37,7 +39,8 @@ EXPLANATIONS: dict[str, str] = {
 }
 # Signs of the dialect that aadOptscim062020 switches off. Entra sends the manager as a bare
 # string with the flag set as well (the flag changes four request kinds, not that one), so
-# BARE_STRING_MANAGER tells nothing about the flag.
+# BARE_STRING_MANAGER tells nothing about the flag; nor does a "True" in a filter
+# (STRING_BOOLEAN_IN_FILTER), which comes from the name of an attribute mapping.
 LEGACY_ENTRA = frozenset({d.CAPITALISED_OP, d.STRING_BOOLEAN, d.LEGACY_MEMBER_REMOVAL,
                           d.STRAY_ID, d.OPERATION_NAME})
 COMPLIANT_ENTRA = frozenset({d.PATHLESS_DOTTED_KEYS})

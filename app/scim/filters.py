@@ -225,7 +225,7 @@ class _Translator:
         value = node.value
         if isinstance(value, str) and value.lower() in ("true", "false"):
             if node.raw is None and self.notes is not None:
-                self.notes.append(notes_.STRING_BOOLEAN)
+                self.notes.append(notes_.STRING_BOOLEAN_IN_FILTER)
             value = value.lower() == "true"
         if not isinstance(value, bool):
             raise invalid(f"{node.path.text} is boolean: compare it with true or false")

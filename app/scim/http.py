@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
+from urllib.parse import unquote, unquote_plus
 
 from flask import Response, current_app, g, request
 from sqlalchemy import Connection
@@ -16,7 +17,7 @@ from app.directory.tokens import touch
 from app.json_input import QUERY_NOT_UTF8, query_not_utf8
 from app.mapping.locks import share_mapping
 from app.scim.auth import Caller, authenticate_request, hold_directory
-from app.scim.dialect_report import infer_dialect
+from app.scim.dialect_report import LEGACY_ENTRA, infer_dialect
 from app.scim.errors import SCIM_MEDIA_TYPE, ScimError, scim_response
 from app.scim.etag import not_modified, with_etag
 from app.scim.projection import Projection
@@ -120,11 +121,18 @@ def actor_of(caller: Caller) -> Actor:
                  received_at=g.get("received_at"), dialect=request_dialect())
 
 
+_ENTRA_FLAG = "aadoptscim062020"
+
+
 def request_dialect() -> str:
     """This request's dialect label (app/scim/dialect_report.py) from its notes; a request
-    needing none on a tenant URL with Entra's aadOptscim062020 flag is compliant Entra."""
+    on a tenant URL with Entra's aadOptscim062020 flag and no sign of the legacy dialect
+    (provision-on-demand ignores the flag) is compliant Entra, also with notes that both
+    dialects need (a bare-string manager, roles[primary eq "True"]). The flag is named in
+    any case, with or without a value (``?aadOptSCIM062020=true``)."""
     notes = g.get("scim_notes") or ()
-    if not notes and "aadOptscim062020" in request.args:
+    if not LEGACY_ENTRA.intersection(notes) and any(
+            name.lower() == _ENTRA_FLAG for name in request.args):
         return "entra-compliant"
     return infer_dialect(notes)[0]
 
@@ -173,7 +181,25 @@ def query_args() -> dict[str, str]:
                             "invalidFilter" if key == "filter" else "invalidValue")
         else:
             args[key] = value
+    if "filter" in args and b"+" in request.query_string:
+        args["filter"] = _filter_with_plus(args["filter"])
     return args
+
+
+def _filter_with_plus(decoded: str) -> str:
+    """The ``filter`` parameter with a raw ``+`` read as a plus where the client encoded its
+    spaces as %20: Okta sends ``userName%20eq%20%22john+test%40okta.local%22`` (RFC 3986
+    allows ``+`` in a query; only form encoding makes it a space, as in Entra's
+    ``userName+eq+...``, whose plus signs are %2B). Form decoding made that name
+    ``john test@okta.local``: not found, so Okta created the user again and got a 409."""
+    for part in request.query_string.split(b"&"):
+        name, _, raw = part.partition(b"=")
+        if unquote_plus(name.decode("utf-8", "replace")).lower() != "filter":
+            continue
+        if b"+" in raw and b"%20" in raw.upper():
+            return unquote(raw.decode("utf-8", "replace"), errors="replace")
+        break
+    return decoded
 
 
 def query_projection(core_urn: str, always: frozenset[str]) -> Projection:

@@ -43,10 +43,18 @@ from app.scim.patch_multi import (
     merge_elements,
     normalised,
     remove_listed,
+    settle_pending,
 )
 from app.scim.patch_paths import Path, parse_path
 from app.scim.schema import PATCH_OP
-from app.scim.values import ResourceSchemas, ResourceType, invalid, note, schemas_for
+from app.scim.values import (
+    KNOWN_URNS,
+    ResourceSchemas,
+    ResourceType,
+    invalid,
+    note,
+    schemas_for,
+)
 
 Op = Literal["add", "remove", "replace"]
 __all__ = ["MemberChange", "PatchResult", "apply_patch"]
@@ -71,6 +79,7 @@ class _Patch:
     # The list an ``add`` last merged into, per attribute, and its element index: the next
     # ``add`` to the same list reuses the index (every other operation stores a new list).
     merged: dict[str, tuple[list[Any], dict[Any, int]]] = field(default_factory=dict)
+    index: int = 0  # the operation being applied
 
 
 def apply_patch(resource: dict[str, Any], body: Any, *, resource_type: ResourceType,
@@ -78,11 +87,13 @@ def apply_patch(resource: dict[str, Any], body: Any, *, resource_type: ResourceT
     """Apply a PatchOp message to ``resource`` atomically (RFC 7644 §3.5.2)."""
     state = _Patch(schemas_for(resource_type), resource_type, copy_json(resource), notes)
     for index, (op, path, value) in enumerate(_operations(body, notes)):
+        state.index = index
         try:
             _apply(state, op, path, value)
         except ScimError as error:
             raise ScimError(error.status, f"Operations[{index}]: {error.detail}",
                             error.scim_type) from None
+    settle_pending(state.resource)
     _list_extensions(state.resource)
     touched = _touched(resource, state.resource)
     if state.member_changes:
@@ -142,7 +153,19 @@ def _apply(state: _Patch, op: Op, path: str | None, value: Any) -> None:
             raise ScimError(400, "remove requires a path", "noTarget")
         _apply_pathless(state, op, value)
         return
-    _apply_target(state, op, parse_path(path, state.known, state.notes), value)
+    _apply_target(state, op, _parse(state, path), value)
+
+
+def _parse(state: _Patch, text: str) -> Path:
+    """``text`` resolved against the schemas and the unknown extension blocks the resource
+    has now (their URNs in any case, app.scim.patch_paths.parse_path)."""
+    blocks: dict[str, str] = {}
+    schemas = state.resource.get("schemas")
+    for urn in [*state.resource, *(schemas if isinstance(schemas, list) else [])]:
+        if isinstance(urn, str) and urn.lower().startswith("urn:") \
+                and urn.lower() not in KNOWN_URNS:
+            blocks.setdefault(urn.lower(), urn)
+    return parse_path(text, state.known, state.notes, blocks)
 
 
 def _apply_pathless(state: _Patch, op: Op, value: Any) -> None:
@@ -162,7 +185,7 @@ def _apply_pathless(state: _Patch, op: Op, value: Any) -> None:
             continue  # Okta Group Push repeats the id inside the value
         if lowered == "active":
             note(state.notes, dialect.PATHLESS_ACTIVE)
-        target = parse_path(key, state.known, state.notes)
+        target = _parse(state, key)
         if target.attribute is not None and ("." in key or "[" in key or target.urn):
             note(state.notes, dialect.PATHLESS_DOTTED_KEYS)
         _apply_target(state, op, target, item)
@@ -188,7 +211,7 @@ def _apply_target(state: _Patch, op: Op, path: Path, value: Any) -> None:
             raise ScimError(400, f"'{name}' is readOnly", "mutability")
     container = _container(state, path)
     if path.filter is not None:
-        apply_filtered(op, path, container, value, state.notes)
+        apply_filtered(op, path, container, value, state.notes, f"Operations[{state.index}]: ")
     elif path.sub is not None and attr.multi_valued:
         apply_every(op, path, container, value, state.notes)
     elif path.sub is not None:
@@ -222,7 +245,7 @@ def _apply_extension_root(state: _Patch, op: Op, path: Path, value: Any) -> None
     for key, item in value.items():
         if key.lower() == "schemas":
             continue  # scim2-client sends the extension object with its own "schemas"
-        _apply_target(state, op, parse_path(f"{path.urn}:{key}", state.known, state.notes), item)
+        _apply_target(state, op, _parse(state, f"{path.urn}:{key}"), item)
 
 
 def _apply_opaque(state: _Patch, op: Op, path: Path, value: Any) -> None:

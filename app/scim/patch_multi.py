@@ -25,15 +25,18 @@ def normalised(attr: Attribute, value: Any, label: str, notes: list[str]) -> Any
 
 
 def _element_key(attr: Attribute, element: dict[str, Any]) -> Any:
-    """What makes two elements the same: value (caseExact-aware) and type; elements of an
+    """What makes two elements the same: value and type (each caseExact-aware); elements of an
     attribute without a ``value`` compare whole. Hashable, so merging is one dict lookup."""
     key = attr.sub("value")
     if key is None:
         return _frozen(element)
-    value = element.get("value")
+    value, kind = element.get("value"), element.get("type")
     if isinstance(value, str) and not key.case_exact:
         value = value.lower()
-    return ("value", _frozen(value), _frozen(element.get("type")))
+    kind_attr = attr.sub("type")
+    if isinstance(kind, str) and kind_attr is not None and not kind_attr.case_exact:
+        kind = kind.lower()  # caseExact false (RFC 7643 §4.1.2), as filters compare it
+    return ("value", _frozen(value), _frozen(kind))
 
 
 def _frozen(value: Any) -> Any:
@@ -93,22 +96,46 @@ def _demote_others(elements: list[Any], keep: int) -> None:
 
 def remove_listed(path: Path, container: dict[str, Any], value: Any,
                   notes: list[str]) -> None:
-    """remove on a multi-valued attribute with a value: only the listed elements go."""
+    """remove on a multi-valued attribute with a value: only the listed elements go
+    (RFC 7644 §3.5.2.2 has no value for remove; this is Entra's legacy removal shape).
+    An element is listed by its ``value`` and, where the listed one gives it, ``type``;
+    elements of an attribute without a ``value`` (addresses) are listed whole."""
     attr = path.attribute
     assert attr is not None
-    listed = normalise_value(attr, value, notes=notes, where=path.label) or []
-    gone = {_element_key(attr, e) for e in listed if isinstance(e, dict)}
-    kept = [e for e in container.get(attr.name) or []
-            if not (isinstance(e, dict) and _element_key(attr, e) in gone)]
+    listed = [e for e in normalise_value(attr, value, notes=notes, where=path.label) or []
+              if isinstance(e, dict)]
+    if attr.sub("value") is None:
+        gone = {_element_key(attr, e) for e in listed}
+        kept = [e for e in container.get(attr.name) or []
+                if not (isinstance(e, dict) and _element_key(attr, e) in gone)]
+    else:
+        # Named by value, and by type only where the listed element gives one: Entra
+        # creates roles typed and lists them for removal by value alone (its PATCH elements
+        # carry a value only); display or primary in a listed element does not narrow it.
+        named = {_element_key(attr, {"value": e.get("value"), "type": e.get("type")})
+                 for e in listed if e.get("type") is not None}
+        untyped = {_element_key(attr, {"value": e.get("value")})
+                   for e in listed if e.get("type") is None}
+        kept = [e for e in container.get(attr.name) or []
+                if not (isinstance(e, dict) and (
+                    _element_key(attr, e) in named
+                    or _element_key(attr, {"value": e.get("value")}) in untyped))]
     if kept:
         container[attr.name] = kept
     else:
         container.pop(attr.name, None)
 
 
+# Marks an element created without its ``value`` until the end of the PATCH (the key is
+# no attribute name: those are checked against the schema). Its value is the error if the
+# value never comes.
+PENDING = "\x00pending"
+
+
 def apply_filtered(op: str, path: Path, container: dict[str, Any], value: Any,
-                   notes: list[str]) -> None:
-    """A value-path target ``attr[filter]`` or ``attr[filter].sub`` (RFC 7644 §3.5.2)."""
+                   notes: list[str], where: str = "") -> None:
+    """A value-path target ``attr[filter]`` or ``attr[filter].sub`` (RFC 7644 §3.5.2).
+    ``where`` names the operation, for an element created without a value."""
     attr, sub, value_filter = path.attribute, path.sub, path.filter
     assert attr is not None
     assert value_filter is not None
@@ -132,7 +159,7 @@ def apply_filtered(op: str, path: Path, container: dict[str, Any], value: Any,
         for i in hits:
             elements[i] = {**elements[i], **({sub.name: new} if sub else new)}
     else:
-        elements.append(_created(attr, path, {sub.name: new} if sub else new, label))
+        elements.append(_created(attr, path, {sub.name: new} if sub else new, label, where))
         hits = [len(elements) - 1]
     written = [i for i in hits if elements[i].get("primary") is True] if new is not None else []
     if len(written) == 1:
@@ -140,21 +167,38 @@ def apply_filtered(op: str, path: Path, container: dict[str, Any], value: Any,
     _store_elements(attr, container, elements, path.label)
 
 
-def _created(attr: Attribute, path: Path, written: dict[str, Any], label: str) -> dict[str, Any]:
+def _created(attr: Attribute, path: Path, written: dict[str, Any], label: str,
+             where: str) -> dict[str, Any]:
     """The element an add/replace whose ``eq`` filter matched nothing names (RFC 7644 §3.5.2):
     the filter's values plus the written ones. One that would have no ``value`` where the
-    attribute has one (``emails[type eq "home"].primary``) is noTarget: it would be dropped
-    as saying nothing (app.scim.values), and a silent 200 would still have demoted the
-    user's primary (RFC 7643 §2.4)."""
+    attribute has one (``emails[type eq "home"].primary``) waits for a later operation of
+    the same PATCH to give it one (Entra sends ``roles[primary eq "True"].display`` before
+    ``.value``; a PATCH is atomic, RFC 7644 §3.5.2); without, it is noTarget
+    (:func:`settle_pending`): it would be dropped as saying nothing (app.scim.values), and
+    a silent 200 would still have demoted the user's primary (RFC 7643 §2.4)."""
     assert path.filter is not None
     seed = equalities(path.filter)
     if seed is None:
         raise ScimError(400, f"No value matches '{label}'", "noTarget")
     element = {**seed, **written}
     if attr.sub("value") is not None and element.get("value") in (None, ""):
-        raise ScimError(400, f"No value matches '{label}', and an element created for it "
-                        "would have no 'value': add the value first, or with it", "noTarget")
+        element[PENDING] = (f"{where}No value matches '{label}', and an element created for "
+                            "it would have no 'value': add the value in the same PATCH, or "
+                            "with it")
     return element
+
+
+def settle_pending(resource: dict[str, Any]) -> None:
+    """After the last operation: an element created without a ``value`` has one now, or
+    the PATCH is 400 noTarget (:func:`_created`)."""
+    for elements in resource.values():
+        if not isinstance(elements, list):
+            continue
+        for element in elements:
+            if isinstance(element, dict) and PENDING in element:
+                detail = element.pop(PENDING)
+                if element.get("value") in (None, ""):
+                    raise ScimError(400, detail, "noTarget")
 
 
 def apply_every(op: str, path: Path, container: dict[str, Any], value: Any,
@@ -183,7 +227,8 @@ def _store_elements(attr: Attribute, container: dict[str, Any], elements: list[A
                     label: str) -> None:
     """Drop emptied elements (and those left without a value), then store the list."""
     needs_value = attr.sub("value") is not None
-    kept = [e for e in elements if e and (not needs_value or e.get("value") not in (None, ""))]
+    kept = [e for e in elements if e and (not needs_value or PENDING in e
+                                           or e.get("value") not in (None, ""))]
     check_single_primary(attr, kept, label)
     if kept:
         container[attr.name] = kept

@@ -8,6 +8,7 @@ attribute, honouring caseExact from the schema.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,8 +73,14 @@ class Path:
         return f"{self.urn}:{self.name}" if self.urn else self.name
 
 
-def parse_path(text: str, known: ResourceSchemas, notes: list[str]) -> Path:
-    """Resolve ``text`` (attrPath / valuePath [subAttr], RFC 7644 §3.5.2) or raise invalidPath."""
+def parse_path(text: str, known: ResourceSchemas, notes: list[str],
+               blocks: Mapping[str, str] | None = None) -> Path:
+    """Resolve ``text`` (attrPath / valuePath [subAttr], RFC 7644 §3.5.2) or raise invalidPath.
+
+    ``blocks`` maps the lower-cased URNs of the unknown extensions the resource already has
+    (its ``urn:`` keys and ``schemas``) to their stored spelling: such a URN is that block,
+    whatever its last segment, and a path into it in another case lands in the same block.
+    """
     text = text.strip()
     urn: str | None = None
     schema: ResourceSchemas | Schema = known
@@ -83,7 +90,7 @@ def parse_path(text: str, known: ResourceSchemas, notes: list[str]) -> Path:
             return Path(urn=ext.id, name="", attribute=None)
         split = known.split_urn_key(text)
         if split is None:
-            return _opaque_path(text, known)
+            return _opaque_path(text, known, blocks or {})
         found, text = split
         if found is not known.core:
             urn, schema = found.id, found
@@ -121,9 +128,15 @@ def parse_path(text: str, known: ResourceSchemas, notes: list[str]) -> Path:
     return Path(urn=urn, name=attr.name, attribute=attr, filter=value_filter, sub=sub)
 
 
-def _opaque_path(text: str, known: ResourceSchemas) -> Path:
+def _opaque_path(text: str, known: ResourceSchemas, blocks: Mapping[str, str]) -> Path:
     """An attribute of an extension we do not know (Entra custom extensions), kept as sent."""
+    if text.lower() in blocks:
+        # A block the resource has: Okta's custom namespaces need not end in "User"
+        # (urn:okta:acme_app:1.0:user:custom), so its URN is not taken for an attribute
+        # "custom" of a block "urn:okta:acme_app:1.0:user".
+        return Path(urn=blocks[text.lower()], name="", attribute=None)
     urn, _, name = text.rpartition(":")
+    urn = blocks.get(urn.lower(), urn)
     if name.lower() == known.core.name.lower() and text.lower() not in KNOWN_URNS \
             and urn.count(":") >= 2:
         # The extension's own URN: schema URNs end in their resource type, as Entra's custom
@@ -165,12 +178,17 @@ def _convert(node: filter_syntax.Node, attr: Attribute, notes: list[str]) -> Fil
 def _literal(value: Any, sub: Attribute, op: str, notes: list[str]) -> Any:
     """A compValue checked against its sub-attribute's type."""
     if sub.type == "boolean":
+        node_is_string = isinstance(value, str)
         if op not in ("eq", "ne"):
             raise invalid_filter(f"'{op}' does not apply to boolean '{sub.name}'")
         try:
-            value = coerce_boolean(value, notes, where=sub.name)
+            value = coerce_boolean(value, [], where=sub.name)
         except ScimError:
             raise invalid_filter(f"'{sub.name}' compares with true or false") from None
+        if node_is_string:
+            # roles[primary eq "True"].value is an Entra mapping's name, sent as such in
+            # both dialects: not the legacy dialect's string values (app/scim/dialect.py).
+            note(notes, dialect.STRING_BOOLEAN_IN_FILTER)
     elif op in ("co", "sw", "ew") and not isinstance(value, str):
         raise invalid_filter(f"'{op}' needs a string value")
     return value

@@ -26,6 +26,18 @@ CASES = {
                         [{"op": "replace", "path": "active", "value": False}],
                         "entra-compliant"),
     "entra_compliant_delete": ("entra", "?aadOptscim062020", None, "entra-compliant"),
+    # The flag as IBM's Maximo guide spells it (https://www.ibm.com/support/pages/node/7272019):
+    # Entra takes it in any case and with a value; it was read as no flag at all.
+    "entra_compliant_flag_spelled_otherwise": (
+        "entra", "?aadOptSCIM062020=true", [{"op": "replace", "path": "active", "value": False}],
+        "entra-compliant"),
+    # Entra's SingleAppRoleAssignment mapping is named roles[primary eq "True"].value in both
+    # dialects: that "True" is no sign of the legacy one (it made this request entra-legacy).
+    "entra_compliant_app_role": (
+        "entra", "?aadOptscim062020",
+        [{"op": "replace", "path": "active", "value": False},
+         {"op": "add", "path": 'roles[primary eq "True"].value', "value": "Admin"}],
+        "entra-compliant"),
     "standard": ("okta", "", [{"op": "replace", "path": "active", "value": False}],
                  "standard"),
 }

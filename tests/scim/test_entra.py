@@ -152,6 +152,38 @@ def test_add_on_a_value_path_matching_nothing_creates_the_element_or_is_no_targe
                     "'user:update'", u=user_id)[0][0] == 1
 
 
+def test_an_app_role_whose_value_comes_after_its_display_and_type(entra, db):
+    """Entra's SingleAppRoleAssignment maps up to three targets, ``roles[primary eq
+    "True"].display``, ``.type`` and ``.value`` (Microsoft Learn, "Customize user
+    provisioning attribute-mappings"), listed and sent in that order. On a user without a
+    role the ``display`` operation, coming first, created an element without a ``value``
+    and the PATCH was 400 noTarget: Entra retried it every cycle and the user never got
+    the role. The element is checked once all the operations of the PATCH have run."""
+    path = 'roles[primary eq "True"]'
+    legacy, compliant = _create(entra, "legacy@contoso.com"), _create(entra, "new@contoso.com")
+    _patch(entra, f"/Users/{legacy}", [
+        {"op": "Add", "path": f"{path}.display", "value": "Admin"},
+        {"op": "Add", "path": f"{path}.type", "value": "WindowsAzureActiveDirectoryRole"},
+        {"op": "Add", "path": f"{path}.value", "value": "Admin"}])
+    _patch(entra, f"/Users/{compliant}?aadOptscim062020", [{"op": "add", "value": {
+        f"{path}.display": "Admin", f"{path}.type": "WindowsAzureActiveDirectoryRole",
+        f"{path}.value": "Admin"}}])
+    role = {"primary": True, "display": "Admin", "type": "WindowsAzureActiveDirectoryRole",
+            "value": "Admin"}
+    for user_id in (legacy, compliant):
+        assert entra.get(f"/Users/{user_id}").get_json()["roles"] == [role]
+    # A value that never comes is still refused, after all the operations, and nothing is
+    # written: the element would say nothing.
+    other = _create(entra, "other@contoso.com")
+    refused = entra.patch(f"/Users/{other}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "Add", "path": f"{path}.display", "value": "Admin"},
+        {"op": "Replace", "path": "title", "value": "Boss"}]})
+    assert_error(refused, 400, "noTarget")
+    assert refused.get_json()["detail"].startswith("Operations[0]: ")
+    assert "would have no 'value'" in refused.get_json()["detail"]
+    assert (_user(db, other).version, _user(db, other).title) == (1, None)
+
+
 def test_string_false_deactivates_and_string_true_reactivates(entra, db):
     """Regression: "False" as a string must deactivate (a leaver keeping access otherwise)."""
     user_id = _create(entra, "leaver@contoso.com")
@@ -265,6 +297,35 @@ def test_remove_members_with_value_list_removes_exactly_those(entra, db):
     assert _members(db, group_id) == {users[1], users[2], users[4]}
 
 
+def test_legacy_removal_lists_an_app_role_by_value_alone(entra, db):
+    """Entra creates a user's app roles typed (``{"primary": true, "type":
+    "WindowsAzureActiveDirectoryRole", "value": "Admin"}``) but sends PATCH elements with a
+    ``value`` only: Microsoft Learn, "Customize user provisioning attribute-mappings",
+    Provisioning a role to a SCIM app: "The request formats in the PATCH and POST differ".
+    Its legacy removal lists those elements (``Remove`` + ``path`` + value list, as for
+    members). A role listed by ``value`` alone was compared with the stored one by value
+    and type, matched nothing, and stayed, with a 200: the user kept the role."""
+    body = entra_user("roles@contoso.com")
+    body["roles"] = [
+        {"primary": True, "type": "WindowsAzureActiveDirectoryRole", "value": "Admin"},
+        {"primary": False, "type": "WindowsAzureActiveDirectoryRole", "value": "Reader"}]
+    created = entra.post("/Users", body)
+    assert created.status_code == 201, created.get_json()
+    user_id = created.get_json()["id"]
+    _patch(entra, f"/Users/{user_id}", [{"op": "Remove", "path": "roles",
+                                         "value": [{"value": "admin"}]}])
+    reader = {"primary": False, "type": "WindowsAzureActiveDirectoryRole", "value": "Reader"}
+    assert entra.get(f"/Users/{user_id}").get_json()["roles"] == [reader]
+    assert _user(db, user_id).version == 2
+    # A type the element does give still has to match: another type's Reader is not this one.
+    _patch(entra, f"/Users/{user_id}", [{"op": "Remove", "path": "roles",
+                                         "value": [{"value": "Reader", "type": "other"}]}])
+    assert entra.get(f"/Users/{user_id}").get_json()["roles"] == [reader]
+    _patch(entra, f"/Users/{user_id}", [{"op": "Remove", "path": "roles", "value": [
+        {"value": "Reader", "type": "WindowsAzureActiveDirectoryRole", "display": "Reader"}]}])
+    assert "roles" not in entra.get(f"/Users/{user_id}").get_json()
+
+
 def test_default_dialect_is_reported_as_legacy_entra(app, entra, db, tenant):
     """The dialect report names the legacy dialect and the flag that switches it."""
     user_id = _create(entra, "report@contoso.com")
@@ -290,6 +351,31 @@ def test_a_bare_string_manager_does_not_make_a_compliant_tenant_legacy(app, entr
     with db.transaction() as session:
         report = dialect_report(session, tenant.directory.id)
     assert {"bare_string_manager", "pathless_dotted_keys"} <= {n["note"] for n in report["notes"]}
+    assert report["dialect"] == "entra-compliant"
+
+
+def test_an_app_role_mapping_does_not_make_a_compliant_tenant_legacy(app, entra, db, tenant):
+    """Entra's SingleAppRoleAssignment mapping targets ``roles[primary eq "True"].value``
+    (Microsoft Learn, "Customize user provisioning attribute-mappings"), a name it sends as
+    the PATCH path, and may match users on, in both dialects. Its "True" was counted as the
+    legacy dialect's string booleans: a tenant with aadOptscim062020 set was reported
+    ``entra-mixed``, or ``entra-legacy`` and told to add the flag it had."""
+    user_id = _create(entra, "role@contoso.com")
+    _patch(entra, f"/Users/{user_id}?aadOptscim062020", [
+        {"op": "add", "path": 'roles[primary eq "True"].value', "value": "Admin"},
+        {"op": "replace", "value": {"name.givenName": "Rae", "displayName": "Rae"}}])
+    assert entra.get(f"/Users/{user_id}").get_json()["roles"] == [
+        {"primary": True, "value": "Admin"}]
+    found = entra.get(_where("Users", 'roles[primary eq "True"].value eq "Admin"',
+                             "aadOptscim062020&"))
+    assert [u["id"] for u in found.get_json()["Resources"]] == [user_id]
+    flush(app)
+    with db.transaction() as session:
+        report = dialect_report(session, tenant.directory.id)
+    notes = {n["note"]: n for n in report["notes"]}
+    assert set(notes) == {"pathless_dotted_keys", "string_boolean_in_filter"}
+    assert notes["string_boolean_in_filter"]["count"] == 2
+    assert 'roles[primary eq "True"]' in notes["string_boolean_in_filter"]["meaning"]
     assert report["dialect"] == "entra-compliant"
 
 

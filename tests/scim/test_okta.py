@@ -137,6 +137,30 @@ def test_pathless_patch_deactivates_and_reactivates(okta, db):
     assert len(deactivations) >= 3  # create, deactivate, reactivate are all audited
 
 
+def test_lookup_of_a_user_name_with_a_plus_sign(okta, db):
+    """Okta encodes a lookup's spaces and quotes (%20, %22) but leaves a ``+`` in the value
+    as it is (RFC 3986 allows it in a query; Okta's own Java SDK does the same, okta-sdk-java
+    issue 839), and form decoding read it as a space: ``john+test@okta.local`` was not
+    found, Okta created it, got 409 and reported a duplicate. In a filter whose spaces are
+    %20 a ``+`` is a plus; a form-encoded one (``userName+eq+...``, Entra's validator, with
+    a plus as %2B) still reads ``+`` as a space."""
+    created = okta.post("/Users", okta_user("john+test@okta.local", "00u1plus"),
+                        headers=OKTA_HEADERS)
+    assert created.status_code == 201, created.get_json()
+    for query in ("filter=userName%20eq%20%22john+test%40okta.local%22&startIndex=1&count=100",
+                  "filter=userName%20eq%20%22John+Test@okta.local%22",
+                  "filter=userName+eq+%22john%2Btest%40okta.local%22",
+                  'filter=userName+eq+"john%2Btest%40okta.local"'):
+        found = okta.get(f"/Users?{query}", headers=OKTA_HEADERS)
+        assert found.status_code == 200, (query, found.get_json())
+        assert [r["id"] for r in found.get_json()["Resources"]] == [created.get_json()["id"]], \
+            query
+    # A plus that means a space, in a form-encoded filter, is still one.
+    spaced = okta.post("/Users", okta_user("Jo Ann", "00u2plus"), headers=OKTA_HEADERS)
+    found = okta.get("/Users?filter=userName+eq+%22jo+ann%22", headers=OKTA_HEADERS)
+    assert [r["id"] for r in found.get_json()["Resources"]] == [spaced.get_json()["id"]]
+
+
 def test_import_pages_100_at_a_time_in_a_stable_order(okta, db):
     """Okta import walks startIndex 1, 101, 201 ... and sees every user exactly once."""
     for i in range(205):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 
 import pytest
@@ -165,6 +166,26 @@ def test_patch_sub_attribute_of_every_email(scim):
     assert scim.get(f"/Users/{user['id']}").get_json()["emails"] == expected
 
 
+def test_an_element_type_compares_in_any_case(scim):
+    """``type`` of emails, phoneNumbers, roles ... is caseExact false (RFC 7643 §4.1.2, and
+    our /Schemas), as ``value`` is: adding ``{"value": "ADA@acme.example", "type": "Work"}``
+    to a user with that work email stored a second copy (RFC 7644 §3.5.2.1: a value
+    already there changes nothing), and a listed removal naming type "WORK" removed nothing."""
+    user = scim.create_user()
+    response = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "add", "path": "emails", "value": [
+            {"value": "ADA@acme.example", "type": "Work", "display": "Ada"}]},
+        {"op": "add", "path": "phoneNumbers", "value": [{"value": "+1 555", "type": "mobile"}]}]})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["emails"] == [
+        {"primary": True, "type": "Work", "value": "ADA@acme.example", "display": "Ada"}]
+    response = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "remove", "path": "phoneNumbers",
+         "value": [{"value": "+1 555", "type": "MOBILE"}]}]})
+    assert response.status_code == 200, response.get_json()
+    assert "phoneNumbers" not in response.get_json()
+
+
 def test_delete_is_204_then_gone_and_name_reusable(scim, db):
     """DELETE: 204, then 404 everywhere at once; the userName may be provisioned again."""
     user = scim.create_user()
@@ -287,6 +308,34 @@ def test_a_custom_extension_is_selected_and_excluded_by_its_urn(scim):
     assert custom not in without
     assert without["schemas"] == [CORE_USER, ENTERPRISE]
     assert without[ENTERPRISE]["department"] == "Engineering"
+
+
+def test_patch_names_a_custom_block_by_its_urn_whatever_its_last_segment(scim, db):
+    """A custom namespace need not end in the resource type (Okta's profile editor takes
+    any URN, e.g. ``urn:okta:acme_app:1.0:user:custom``). A PATCH whose path was that
+    block's URN read it as an attribute ``custom`` of a block ``urn:okta:acme_app:1.0:user``:
+    the 200 stored a second, made-up block and left the real one unchanged. A path into a
+    block in another case (URNs compare case-insensitively) went to a second block too."""
+    custom = "urn:okta:acme_app:1.0:user:custom"
+    user_id = scim.create_user(**{custom: {"badge": "7", "floor": "2"}})["id"]
+    entra = "urn:ietf:params:scim:schemas:extension:Acme:2.0:User"
+    response = scim.patch(f"/Users/{user_id}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": custom, "value": {"badge": "8"}},
+        {"op": "add", "path": f"{entra}:costCode", "value": "X1"},
+        {"op": "replace", "path": f"{entra.lower()}:costCode", "value": "X2"}]})
+    assert response.status_code == 200, response.get_json()
+    user = scim.get(f"/Users/{user_id}").get_json()
+    assert user[custom] == {"badge": "8", "floor": "2"}
+    assert user[entra] == {"costCode": "X2"}
+    assert user["schemas"] == [CORE_USER, ENTERPRISE, custom, entra]
+    [stored] = rows(db, "SELECT extension_data FROM users WHERE id = :id", id=user_id)
+    blocks = stored.extension_data
+    assert sorted(blocks if isinstance(blocks, dict) else json.loads(blocks)) == sorted(
+        [custom, entra])
+    removed = scim.patch(f"/Users/{user_id}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "remove", "path": custom.upper()}]})
+    assert removed.status_code == 200, removed.get_json()
+    assert custom not in scim.get(f"/Users/{user_id}").get_json()
 
 
 def test_attributes_and_excluded_attributes(scim):
