@@ -12,6 +12,7 @@ membership a PATCH was removing.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +22,9 @@ import pytest
 import sqlalchemy as sa
 
 from app.db import Database
-from tests.conftest import Tenant, rows
+from app.lifecycle import reactivate_user
+from app.models import User
+from tests.conftest import OPERATOR, Tenant, rows
 from tests.scim.support import (
     CORE_GROUP,
     CORE_USER,
@@ -95,7 +98,7 @@ def _membership_events(db: Database, user_id: str) -> list[tuple[str, str]]:
                      "('membership.added', 'membership.removed') ORDER BY id")
     out = []
     for kind, group, payload in found:
-        data = payload if isinstance(payload, dict) else __import__("json").loads(payload)
+        data = payload if isinstance(payload, dict) else json.loads(payload)
         if user_id in data["user_ids"]:
             out.append((kind, group))
     return out
@@ -144,10 +147,21 @@ def test_a_member_added_while_its_user_is_deleted_is_refused_after_the_delete(
     assert _membership_events(db, user) == []
 
 
-def test_a_restore_racing_a_members_removal_announces_what_stays(app, db, tenant):
+def _operator_restore(db: Database, user: str) -> tuple[int, dict[str, str]]:
+    """An operator's reactivation as ``roster lifecycle reactivate`` runs it."""
+    with db.transaction() as session:
+        found = session.get(User, user)
+        assert found is not None
+        reactivate_user(session, found, OPERATOR)
+    return 201, {"id": user}
+
+
+@pytest.mark.parametrize("how", ["scim", "operator"])
+def test_a_restore_racing_a_members_removal_announces_what_stays(app, db, tenant, how):
     """U (deleted) is still a member of G, hidden. A PATCH removing U from G holds U and
-    waits to commit; U's restore (Entra's re-create) waits for U's row and then finds no
-    membership: it announces none, and the portal's last word on (G, U) is the removal."""
+    waits to commit; U's restore (Entra's re-create, or an operator's reactivation) waits
+    for U's row and then finds no membership: it announces none, and the portal's last
+    word on (G, U) is the removal."""
     with live_server(app) as url:
         user = _user(url, tenant, "ada")
         group = _group(url, tenant, "Buyers", [user])
@@ -159,7 +173,8 @@ def test_a_restore_racing_a_members_removal_announces_what_stays(app, db, tenant
                         {"op": "remove", "path": f'members[value eq "{user}"]'}]},
                 timeout=30))
             _until_waiting(db, 1)
-            restore, restored = _start(lambda: http_call(
+            restore, restored = _start(lambda: _operator_restore(db, user)
+                                       if how == "operator" else http_call(
                 url, tenant.token, "POST", "/Users", {
                     "schemas": [CORE_USER], "userName": "ada@acme.example",
                     "externalId": "ext-ada"}, timeout=30))

@@ -134,3 +134,77 @@ def test_a_deleted_and_restored_manager_moves_its_reports_version(client, tenant
     assert response.status_code == 200
     assert response.headers["ETag"] == response.get_json()["meta"]["version"]
     assert response.headers["ETag"] == _read(scim, path)[1]
+
+
+def test_a_managers_new_display_name_moves_its_reports_version(client, tenant):
+    """A report shows its manager's displayName: a rename of the manager moves the report's
+    version (a 304 would keep the old name); an unrelated change of the manager does not."""
+    scim = Scim(client, tenant)
+    boss = _user(scim, "boss")
+    report = _user(scim, "rita", boss)
+    path = f"/Users/{report}"
+    before = _read(scim, path)[1]
+    title = {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": "title", "value": "Head of Buying"}]}
+    assert scim.patch(f"/Users/{boss}", title).status_code == 200
+    assert _read(scim, path, before)[0] == 304
+    rename = {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": "displayName", "value": "The Boss"}]}
+    assert scim.patch(f"/Users/{boss}", rename).status_code == 200
+    status, after, body = _read(scim, path, before)
+    assert status == 200
+    assert after != before
+    assert body[ENTERPRISE]["manager"]["displayName"] == "The Boss"
+
+
+def test_a_purged_managers_reports_get_a_version_never_shown(client, db, tenant):
+    """A report whose manager is purged after retention loses the link: it showed no manager
+    already, but without the manager's part its version would be the one it had before the
+    manager's delete (with the manager): the purge moves its own version instead."""
+    from datetime import timedelta
+
+    from app.db import utcnow
+    from app.lifecycle.batches import purge_deleted
+    from tests.conftest import OPERATOR
+
+    scim = Scim(client, tenant)
+    boss = _user(scim, "boss")
+    report = _user(scim, "rita", boss)
+    path = f"/Users/{report}"
+    seen = {_read(scim, path)[1]}
+    assert scim.delete(f"/Users/{boss}").status_code == 204
+    seen.add(_read(scim, path)[1])
+    with db.transaction() as session:
+        assert purge_deleted(session, OPERATOR, retention_days=30,
+                             now=utcnow() + timedelta(days=31)) == 1
+    status, after, body = _read(scim, path)
+    assert status == 200
+    assert after not in seen
+    assert "manager" not in body.get(ENTERPRISE, {})
+    for old in seen:
+        assert _read(scim, path, old)[0] == 200
+
+
+def test_a_page_of_groups_reads_their_versions_in_one_query(client, db, tenant):
+    """Five groups whose member was deleted, listed without members: one statement reads
+    the versions' members' part for the page (by key), none reads a membership."""
+    import sqlalchemy as sa
+
+    scim = Scim(client, tenant)
+    ada = _user(scim, "ada")
+    for i in range(5):
+        scim.create_group(f"G{i}", members=[ada])
+    assert scim.delete(f"/Users/{ada}").status_code == 204
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        page = scim.get("/Groups?excludedAttributes=members").get_json()["Resources"]
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+    assert [g["meta"]["version"] for g in page] == ['W/"1.1"'] * 5
+    assert len([s for s in seen if "group_member_versions" in s]) == 1
+    assert not [s for s in seen if "memberships" in s]
