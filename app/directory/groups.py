@@ -3,9 +3,10 @@
 Membership changes touch only the rows they name: adding one member to a 50,000-member
 group reads and writes that one row, never the other 49,999.
 
-A write locks the group's row, then every user whose grants it may re-evaluate, all in one
-statement sorted by id, before it changes a membership; the grants are re-evaluated once,
-at its end (the lock order is in app/mapping/reevaluation.py).
+A write locks the group's row, then every user whose grants it may re-evaluate and every
+user whose membership it adds or removes, all in one statement sorted by id, before it
+changes a membership; the grants are re-evaluated once, at its end (the lock order is in
+app/mapping/reevaluation.py). A user to add is checked live under that lock.
 """
 
 from __future__ import annotations
@@ -154,31 +155,40 @@ def _members_among(session: Session, group: Group, ids: list[str]) -> list[str]:
 @contextmanager
 def _reevaluating(session: Session, group: Group, user_ids: Iterable[str], actor: Actor,
                   outer: Reevaluation | None) -> Iterator[Reevaluation]:
-    """The caller's re-evaluation, else this change's own: ``user_ids`` locked first (one
-    sorted statement), the changed ones evaluated when the block ends without an error."""
+    """The caller's re-evaluation, else this change's own: ``user_ids`` (whose memberships
+    change) locked first, in one sorted statement whatever the policy, the changed ones
+    evaluated when the block ends without an error."""
     if outer is not None:
         yield outer  # the caller locked a superset up front and evaluates at its end
         return
-    own = lock_users(session, group.organization_id, user_ids)
+    ids = list(user_ids)
+    own = lock_users(session, group.organization_id, ids, ids)
     yield own
     finish(session, own, actor)
 
 
 def add_members(session: Session, group: Group, user_ids: Iterable[str], actor: Actor, *,
                 evaluation: Reevaluation | None = None) -> list[str]:
-    """Add members by id (RFC 7644 §3.5.2.1); returns the ids that were not members yet."""
+    """Add members by id (RFC 7644 §3.5.2.1); returns the ids that were not members yet.
+
+    The users to add are checked live once they are locked (by the caller, or here): one
+    whose SCIM DELETE committed meanwhile is unknown (400), exactly as if the DELETE had
+    come first, and never a member added and announced after its DELETE announced the
+    removal (app/lifecycle/visibility.py)."""
     ids = _unique(user_ids)
     if not ids:
         return []
-    _live_users(session, group.directory_id, ids)
     present = set(_members_among(session, group, ids))
     added = [i for i in ids if i not in present]
-    if added:
-        with _reevaluating(session, group, added, actor, evaluation) as reevaluation:
-            now = utcnow()
-            session.execute(insert(Membership), [
-                {"group_id": group.id, "user_id": uid, "created_at": now} for uid in added])
-            _membership_changed(session, group, added, actor, "add", reevaluation)
+    if not added:
+        _live_users(session, group.directory_id, ids)
+        return []
+    with _reevaluating(session, group, added, actor, evaluation) as reevaluation:
+        _live_users(session, group.directory_id, ids)
+        now = utcnow()
+        session.execute(insert(Membership), [
+            {"group_id": group.id, "user_id": uid, "created_at": now} for uid in added])
+        _membership_changed(session, group, added, actor, "add", reevaluation)
     return added
 
 
@@ -273,13 +283,15 @@ def update_group(session: Session, group: Group, data: GroupInput, actor: Actor)
     replacing = data.member_ids is not None
     current = _member_set(session, group) if renamed or replacing else set()
     wanted = _unique(data.member_ids or ())
-    # A rename re-evaluates every member, old and new; a member change only the difference.
-    affected = (current | set(wanted) if renamed
-                else current.symmetric_difference(wanted) if replacing else set())
-    with _reevaluating(session, group, affected, actor, None) as reevaluation:
-        _update(session, group, data, actor, reevaluation, current)
-        if replacing:
-            _replace(session, group, wanted, current, actor, reevaluation)
+    # A rename re-evaluates every member, old and new; a member change only the difference,
+    # which is locked whatever the policy (``add_members``).
+    changing = current.symmetric_difference(wanted) if replacing else set()
+    affected = current | set(wanted) if renamed else changing
+    reevaluation = lock_users(session, group.organization_id, affected, changing)
+    _update(session, group, data, actor, reevaluation, current)
+    if replacing:
+        _replace(session, group, wanted, current, actor, reevaluation)
+    finish(session, reevaluation, actor)
     return group
 
 
@@ -311,14 +323,17 @@ def edit_group(session: Session, group: Group, data: GroupInput | None,
     """PATCH (RFC 7644 §3.5.2): ``data`` (members ignored), then each membership operation
     in order on the rows it names; every user any of them may re-evaluate is locked first."""
     renamed = data is not None and data.display_name != group.display_name
-    whole = renamed or any(c.op in ("replace", "remove_all") for c in changes)
-    current = _member_set(session, group) if whole else set()
+    emptying = any(c.op in ("replace", "remove_all") for c in changes)
+    current = _member_set(session, group) if renamed or emptying else set()
     named = {i for c in changes for i in c.ids}
-    with _reevaluating(session, group, current | named, actor, None) as reevaluation:
-        if data is not None:
-            _update(session, group, data, actor, reevaluation, current)
-        for change in changes:
-            _apply_edit(session, group, change, actor, reevaluation)
+    # Locked whatever the policy: every user whose membership an operation may change.
+    reevaluation = lock_users(session, group.organization_id, current | named,
+                              named | current if emptying else named)
+    if data is not None:
+        _update(session, group, data, actor, reevaluation, current)
+    for change in changes:
+        _apply_edit(session, group, change, actor, reevaluation)
+    finish(session, reevaluation, actor)
     return group
 
 

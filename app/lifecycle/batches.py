@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -101,6 +101,15 @@ def purge_deleted(session: Session, actor: Actor, *, retention_days: int,
                subject_type="user", subject_id=user_id,
                data={"retention_days": retention_days})
     if rows:
-        session.execute(delete(User).where(User.id.in_([r[0] for r in rows]))
+        purged = [r[0] for r in rows]
+        # Their reports lose the link (the foreign key would set it NULL too). They showed
+        # no manager already, but their version was their own and the purged manager's
+        # part (app/directory/versions.py): without that part, their own must move, or a
+        # version they had before the manager's delete (with its manager) would come back.
+        session.execute(update(User).where(User.manager_id.in_(purged),
+                                           User.id.not_in(purged))
+                        .values(manager_id=None, version=User.version + 1)
+                        .execution_options(synchronize_session=False))
+        session.execute(delete(User).where(User.id.in_(purged))
                         .execution_options(synchronize_session=False))
     return len(rows)

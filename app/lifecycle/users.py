@@ -198,6 +198,10 @@ def reactivate_user(session: Session, user: User, actor: Actor, *,
     # both earlier still): Conflict when the directory is disabled, nothing changed.
     hold_directory_for_reactivation(session, user.directory_id)
     share_mapping(session, user.organization_id)
+    # Its row next, before its memberships are read and announced (visibility.py): a group
+    # write removing one holds the member's row until it commits (app/directory/groups.py).
+    # SCIM and the API hold it already; the CLI and a batch restore take it here.
+    _hold_user_row(session, user)
     reclaim_user_name(session, user)
     was = user.status.value
     user.active = True

@@ -11,7 +11,9 @@ Set-wise: one indexed query for the groups and one for the reports (ix_membershi
 group_id, ix_users_manager_id), and one INSERT for each kind of event, whatever their
 number (a manager of thousands). No row of a group or a report is written or locked: the
 rows are unchanged, and locking groups or other users after the user's own row would break
-the lock order (app/mapping/reevaluation.py).
+the lock order (app/mapping/reevaluation.py). Their versions move all the same: the user's
+``shown_version`` (its own row) and its groups' member versions, at commit
+(app/directory/versions.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from app.directory.versions import move_member_versions, move_shown
 from app.events import emit_many
 from app.models import Membership, User
 from app.sql import fetch
@@ -34,10 +37,12 @@ def announce_visibility(session: Session, user: User, *, shown: bool) -> None:
     """``user`` was just SCIM-deleted (``shown`` False) or restored (True): one
     ``membership.removed`` / ``membership.added`` per group it belongs to (aggregate the
     group, ``user_ids`` the user), then one ``user.updated`` (``changed: ["manager_id"]``)
-    per live report, in id order."""
+    per live report, in id order. The groups' and the reports' versions move with it."""
     connection = session.connection()
     params = {"user_id": user.id}
+    move_shown(user)
     groups = [row[0] for row in fetch(connection, _GROUPS, params)]
+    move_member_versions(session, groups)
     emit_many(session, organization_id=user.organization_id,
               type="membership.added" if shown else "membership.removed",
               events=[(gid, {"group_id": gid, "user_ids": [user.id]}) for gid in groups])

@@ -13,13 +13,19 @@ earlier step (README, "Concurrency and locks"):
 1. the SCIM token's row, when ``touch`` stamps it (first lock after those);
 2. the one group row a group write changes (``get_group(for_update=True)``);
 3. the user rows whose grants it re-evaluates: a user write holds its own row; a group
-   write locks every user it may re-evaluate at once, in one statement sorted by id
+   write locks every user it may re-evaluate, and every user whose membership it adds or
+   removes (even when nothing is to be evaluated), at once, in one statement sorted by id
    (``lock_users``), before it changes a membership; a deprovisioning holds its user's row
    before it revokes sessions, and an SSO login holds its user's row FOR SHARE (after its
    JIT group locks) before it opens a session, so neither misses the other;
 4. rows reached only through locks already held: the group's memberships, the users'
    grants, units, and audit and outbox inserts;
-5. the organization's audit chain head, at COMMIT (``app.audit.log.append_pending``).
+5. the organization's audit chain head, at COMMIT (``app.audit.log.append_pending``);
+   after it, a member's SCIM delete or restore moves its groups' member versions
+   (``group_member_versions``, app/directory/versions.py) in one statement in group id
+   order: rows no group write locks (a group's delete removes its own, holding all its
+   members, so no member's delete is in flight), taken by holders of the chain head, one
+   at a time, so they never wait in a cycle. Such a write never locks a group's own row.
 
 Why no deadlock: a transaction only ever waits for a lock later in this order than every
 lock it holds (within step 3, a higher user id: the statement locks in id order), so a
@@ -69,15 +75,25 @@ class Reevaluation:
         self.changed.update(user_ids)
 
 
-def lock_users(session: Session, organization_id: str,
-               user_ids: Iterable[str]) -> Reevaluation:
-    """Decide once whether these users need evaluating and, if so, lock them all now."""
+def lock_users(session: Session, organization_id: str, user_ids: Iterable[str],
+               members: Iterable[str] = ()) -> Reevaluation:
+    """Decide once whether ``user_ids`` need evaluating and, if so, lock them all now,
+    together with ``members``, the users whose memberships the write adds or removes, which
+    are locked whatever the policy.
+
+    A SCIM DELETE or a restore of a user holds that user's row while it hides or shows its
+    memberships and announces it (app/lifecycle/visibility.py). A membership written under
+    the member's lock is then either seen by it or written after it committed, and checked
+    after the lock (``app.directory.groups``): a deleted user is not added, as if the DELETE
+    had come first, and a restore does not announce a membership being removed.
+    """
     ids = sorted(set(user_ids))
     policy = evaluation_policy(session, organization_id, ids)
+    locked = sorted(set(ids) | set(members)) if policy is not None else sorted(set(members))
     connection = session.connection()
     # SQLite has one writer at a time and no row locks: nothing to order there.
-    if policy is not None and connection.dialect.name == "postgresql":
-        fetch(connection, _LOCK_USERS, {"ids": ids, "organization_id": organization_id})
+    if locked and connection.dialect.name == "postgresql":
+        fetch(connection, _LOCK_USERS, {"ids": locked, "organization_id": organization_id})
     return Reevaluation(organization_id, policy, frozenset(ids))
 
 

@@ -4,7 +4,14 @@
 from app.models import api, lifecycle, mapping, scim_ops, sso  # noqa: F401
 from app.models.access import Grant, Role
 from app.models.audit import AuditChainHead, AuditEvent, OutboxEvent
-from app.models.directory import Directory, DirectoryToken, Group, Membership, User
+from app.models.directory import (
+    Directory,
+    DirectoryToken,
+    Group,
+    GroupMemberVersion,
+    Membership,
+    User,
+)
 from app.models.organization import Organization, Unit
 
 __all__ = [
@@ -14,6 +21,7 @@ __all__ = [
     "DirectoryToken",
     "Grant",
     "Group",
+    "GroupMemberVersion",
     "Membership",
     "Organization",
     "OutboxEvent",

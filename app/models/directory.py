@@ -160,6 +160,12 @@ class User(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # What other resources show of this user (its reports' ``manager``): whether at all (a
+    # SCIM delete hides it, a restore shows it) and its display (displayName, else
+    # userName). Moved, with when, by each change of that: part of each report's version
+    # and lastModified, which a change of its manager does not write (app/scim/versions.py).
+    shown_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    shown_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Soft delete (SCIM DELETE): hidden from SCIM at once, purged after retention.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The userName a soft-deleted user gave up to a new user (its own became "<id>.deleted",
@@ -189,6 +195,21 @@ class Group(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class GroupMemberVersion(Base):
+    """How often, and when last, a group's live members changed without a write to the group:
+    a member's SCIM delete hides it, its restore shows it again (app/scim/versions.py). Part
+    of the group's version and lastModified; kept apart from the group's row, which the
+    member's delete may not lock (the lock order, app/mapping/reevaluation.py)."""
+
+    __tablename__ = "group_member_versions"
+
+    group_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Membership(Base):

@@ -1,13 +1,35 @@
-"""Versions and conditional requests (RFC 7644 §3.14, RFC 9110 §13.1 and §13.2.2)."""
+"""Versions and conditional requests (RFC 7644 §3.14, RFC 9110 §13.1 and §13.2.2).
+
+A version is the resource's own row version, and, for a group or a user with a manager,
+the part that a member's or the manager's delete or restore moves without writing the
+resource (app/directory/versions.py): ``"7"`` while that part never moved, else ``"7.2"``.
+Each part only grows and every change moves one, so no version names two states.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Response, request
 
+from app.directory.versions import Moved
 from app.scim.errors import ScimError
 
 
-def etag_of(version: int) -> str:
+def version_of(own: int, other: Moved | None) -> str:
+    """The version (opaque text) of a resource whose row has ``own`` and whose members or
+    manager have moved it ``other.version`` times."""
+    return f"{own}.{other.version}" if other is not None and other.version else str(own)
+
+
+def last_modified(own: datetime, other: Moved | None) -> datetime:
+    """meta.lastModified (RFC 7643 §3.1): the latest change of the resource as SCIM shows
+    it, its own row's or the moved part's."""
+    at = other.at if other is not None else None
+    return at if at is not None and at > own else own
+
+
+def etag_of(version: str) -> str:
     """The weak entity tag of a resource version, also used as meta.version."""
     return f'W/"{version}"'
 
@@ -22,7 +44,7 @@ def _tags(header: str) -> set[str]:
     return tags
 
 
-def _names(header: str | None, version: int) -> bool | None:
+def _names(header: str | None, version: str) -> bool | None:
     """Whether a precondition header names ``version`` (or ``*``); None when absent.
 
     Versions compare weakly, as RFC 7644 §3.14's own examples send ``W/"..."`` in If-Match.
@@ -30,10 +52,10 @@ def _names(header: str | None, version: int) -> bool | None:
     if not header:
         return None
     tags = _tags(header)
-    return "*" in tags or str(version) in tags
+    return "*" in tags or version in tags
 
 
-def check_preconditions(version: int) -> None:
+def check_preconditions(version: str) -> None:
     """The preconditions of PUT, PATCH and DELETE on an existing resource (RFC 9110 §13.2.2).
 
     A stale ``If-Match`` is 412 (RFC 7644 §3.14). So is an ``If-None-Match`` naming the current
@@ -45,7 +67,7 @@ def check_preconditions(version: int) -> None:
         raise ScimError(412, f"If-None-Match names the current version {etag_of(version)}")
 
 
-def not_modified(version: int) -> bool:
+def not_modified(version: str) -> bool:
     """The preconditions of a GET (RFC 9110 §13.2.2): whether it may answer 304.
 
     ``If-None-Match`` naming the current version gives 304 (RFC 7644 §3.14). An ``If-Match``
@@ -56,7 +78,7 @@ def not_modified(version: int) -> bool:
     return bool(_names(request.headers.get("If-None-Match"), version))
 
 
-def with_etag(response: Response, version: int) -> Response:
+def with_etag(response: Response, version: str) -> Response:
     """Set the ETag header to the resource's version."""
     response.headers["ETag"] = etag_of(version)
     return response

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, String, and_, case, cast, func, literal, o
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import aliased
 
-from app.models.directory import Group, Membership, User
+from app.models.directory import Group, GroupMemberVersion, Membership, User
 from app.scim.filter_syntax import Resource, invalid
 from app.scim.schema import Attribute
 
@@ -46,15 +46,15 @@ def columns(model: type[User] | type[Group]) -> dict[str, tuple[ColumnElement[An
 
     Built once per model: the aliased manager subquery alone costs milliseconds to build.
     """
+    manager = aliased(User, name="manager")
     common: dict[str, tuple[ColumnElement[Any], bool]] = {
         "id": (model.id, False), "externalId": (model.external_id, True),
         "meta.created": (model.created_at, False),
-        "meta.lastModified": (model.updated_at, False),
+        "meta.lastModified": (_last_modified(model, manager), False),
         "meta.resourceType": (literal(model.__name__, String()), False),
     }
     if model is Group:
         return {**common, "displayName": (Group.display_name, False)}
-    manager = aliased(User, name="manager")
     named = {
         "userName": "user_name", "name.formatted": "name_formatted",
         "name.familyName": "family_name", "name.givenName": "given_name",
@@ -78,6 +78,20 @@ def columns(model: type[User] | type[Group]) -> dict[str, tuple[ColumnElement[An
                .where(*live).correlate(User).scalar_subquery())
     return {**common, **columns, "manager.value": (manager_id, True),
             "manager.displayName": (display, True)}
+
+
+def _last_modified(model: type[User] | type[Group], manager: Any) -> ColumnElement[Any]:
+    """meta.lastModified as rendered (app/scim/etag.py): the row's own, or later the time
+    its members (a group) or its manager (a user) last changed as SCIM shows them
+    (app/directory/versions.py), looked up by key."""
+    if model is Group:
+        moved = (select(GroupMemberVersion.changed_at)
+                 .where(GroupMemberVersion.group_id == Group.id)
+                 .correlate(Group).scalar_subquery())
+    else:
+        moved = (select(manager.shown_at).where(manager.id == User.manager_id)
+                 .correlate(User).scalar_subquery())
+    return case((moved > model.updated_at, moved), else_=model.updated_at)
 
 
 JSON_COLUMNS = {

@@ -11,8 +11,9 @@ from sqlalchemy import Row
 from app.db import Reader
 from app.directory import groups as group_service
 from app.directory.users import display_names
+from app.directory.versions import NEVER, Moved, member_versions
 from app.models import Group
-from app.scim.etag import check_preconditions, with_etag
+from app.scim.etag import check_preconditions, last_modified, version_of, with_etag
 from app.scim.groups import GROUP_ALWAYS, group_from_scim, group_to_scim
 from app.scim.http import (
     actor_of,
@@ -37,28 +38,49 @@ NO_MEMBERS = Projection(CORE_GROUP, GROUP_ALWAYS, frozenset(),
                         frozenset({(CORE_GROUP.lower(), "members", None)}))
 
 
-def render_groups(session: Reader, groups: Sequence[Group],
-                  projection: Projection) -> list[dict[str, Any]]:
-    """Groups as resources; members in one batched query, none at all when excluded."""
-    members = (group_service.member_ids_of(session, [g.id for g in groups])
+def render_groups(session: Reader, groups: Sequence[Group | Row[Any]],
+                  projection: Projection, *,
+                  moved: dict[str, Moved] | None = None) -> list[dict[str, Any]]:
+    """Groups as resources; members in one batched query, none at all when excluded, and
+    their versions' members' part in one more (by key: no member is read for it).
+
+    ``moved``: that part, when the caller read it already. It is read before the members,
+    so a member's delete committing between the two shows an older version with the newer
+    members (a client refetches once), never the newer version with the older members.
+    """
+    ids = [g.id for g in groups]
+    if moved is None:
+        moved = member_versions(session, ids)
+    members = (group_service.member_ids_of(session, ids)
                if groups and projection.wants(CORE_GROUP, "members") else {})
     names = (display_names(session, (m for ids in members.values() for m in ids))
              if members and projection.requests(CORE_GROUP, "members", "display") else None)
     root = base_url()
     return [group_to_scim(g, base_url=root, projection=projection, members=members.get(g.id),
-                          names=names)
+                          names=names, version=version_of(g.version, moved.get(g.id)),
+                          modified=last_modified(g.updated_at, moved.get(g.id)))
             for g in groups]
 
 
-def _one(session: Reader, group: Group | Row[Any]) -> dict[str, Any]:
-    return render_groups(session, [group], query_projection(CORE_GROUP, GROUP_ALWAYS))[0]
+def _one(session: Reader, group: Group | Row[Any], moved: Moved | None = None,
+         projection: Projection | None = None) -> dict[str, Any]:
+    return render_groups(session, [group],
+                         projection or query_projection(CORE_GROUP, GROUP_ALWAYS),
+                         moved={group.id: moved} if moved is not None else None)[0]
+
+
+def _moved(session: Reader, group: Group | Row[Any]) -> Moved:
+    """The group's members' part (app/directory/versions.py): one lookup by key."""
+    return member_versions(session, [group.id]).get(group.id, NEVER)
 
 
 def get_group(group_id: str) -> Response:
     """GET /Groups/{id} (RFC 7644 §3.4.1); If-None-Match with the current version is 304."""
     with read_unit() as (connection, caller):
         group = group_service.group_row(connection, caller.directory.id, group_id)
-        return read_response(group.version, lambda: _one(connection, group))
+        moved = _moved(connection, group)
+        return read_response(version_of(group.version, moved),
+                             lambda: _one(connection, group, moved))
 
 
 def create_group() -> Response:
@@ -67,8 +89,8 @@ def create_group() -> Response:
                                                                     notes=request_notes())))
     with unit_of_work() as (session, caller):
         group = group_service.create_group(session, caller.directory, data, actor_of(caller))
-        resource = _one(session, group)
-    return resource_response(resource, group.version, 201,
+        resource = _one(session, group, NEVER)
+    return resource_response(resource, str(group.version), 201,
                              location=f"{base_url()}/Groups/{group.id}")
 
 
@@ -79,10 +101,11 @@ def replace_group(group_id: str) -> Response:
     with unit_of_work() as (session, caller):
         group = group_service.get_group(session, caller.directory.id, group_id,
                                         for_update=True)
-        check_preconditions(group.version)
+        moved = _moved(session, group)
+        check_preconditions(version_of(group.version, moved))
         group_service.update_group(session, group, data, actor_of(caller))
-        resource = _one(session, group)
-    return resource_response(resource, group.version)
+        resource = _one(session, group, moved)
+    return resource_response(resource, version_of(group.version, moved))
 
 
 def delete_group(group_id: str) -> Response:
@@ -90,7 +113,7 @@ def delete_group(group_id: str) -> Response:
     with unit_of_work() as (session, caller):
         group = group_service.get_group(session, caller.directory.id, group_id,
                                         for_update=True)
-        check_preconditions(group.version)
+        check_preconditions(version_of(group.version, _moved(session, group)))
         group_service.delete_group(session, group, actor_of(caller))
     return no_content()
 
@@ -106,8 +129,9 @@ def patch_group(group_id: str) -> Response:
     with unit_of_work() as (session, caller):
         group = group_service.get_group(session, caller.directory.id, group_id,
                                         for_update=True)
-        check_preconditions(group.version)
-        current = render_groups(session, [group], NO_MEMBERS)[0]
+        moved = _moved(session, group)
+        check_preconditions(version_of(group.version, moved))
+        current = _one(session, group, moved, NO_MEMBERS)
         result = apply_patch(current, payload, resource_type="Group", notes=notes)
         data = (group_from_scim(normalise_resource(result.resource, "Group", notes=notes))
                 if result.touched - {"members"} else None)
@@ -115,6 +139,7 @@ def patch_group(group_id: str) -> Response:
         group_service.edit_group(session, group, data, result.member_changes,
                                  actor_of(caller))
         args = query_args()
+        version = version_of(group.version, moved)
         if args.get("attributes") or args.get("excludedAttributes"):
-            return resource_response(_one(session, group), group.version)
-        return with_etag(no_content(), group.version)
+            return resource_response(_one(session, group, moved), version)
+        return with_etag(no_content(), version)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from app.directory.groups import GroupInput
 from app.models import Group
 from app.scim import lengths
 from app.scim.errors import ScimError
+from app.scim.etag import etag_of
 from app.scim.projection import Projection
 from app.scim.schema import CORE_GROUP
 from app.scim.users import iso
@@ -50,9 +52,12 @@ def group_from_scim(resource: dict[str, Any]) -> GroupInput:
 
 def group_to_scim(group: Group, *, base_url: str, projection: Projection,
                   members: Sequence[str] | None = None,
-                  names: dict[str, str] | None = None) -> dict[str, Any]:
+                  names: dict[str, str] | None = None, version: str | None = None,
+                  modified: datetime | None = None) -> dict[str, Any]:
     """The Group resource; ``members`` is None when they were not loaded (excluded), and
-    ``names`` (members' display) only when ``attributes`` asks for ``members.display``."""
+    ``names`` (members' display) only when ``attributes`` asks for ``members.display``.
+    ``version`` and ``modified``: meta.version and meta.lastModified with the members' part
+    (app/scim/etag.py); the row's own when not given."""
     out: dict[str, Any] = {"schemas": [CORE_GROUP], "id": group.id,
                            "displayName": group.display_name}
     if group.external_id is not None:
@@ -69,7 +74,7 @@ def group_to_scim(group: Group, *, base_url: str, projection: Projection,
         out["schemas"].append(urn)
         out[urn] = data
     out["meta"] = {"resourceType": "Group", "created": iso(group.created_at),
-                   "lastModified": iso(group.updated_at),
+                   "lastModified": iso(modified or group.updated_at),
                    "location": f"{base_url}/Groups/{group.id}",
-                   "version": f'W/"{group.version}"'}
+                   "version": etag_of(version or str(group.version))}
     return projection.apply(out)

@@ -209,7 +209,7 @@ def query_projection(core_urn: str, always: frozenset[str]) -> Projection:
                             args.get("excludedAttributes"))
 
 
-def resource_response(resource: dict[str, Any], version: int, status: int = 200, *,
+def resource_response(resource: dict[str, Any], version: str, status: int = 200, *,
                       location: str | None = None) -> Response:
     """A single resource with its ETag; a 201 also carries Location (RFC 7644 §3.3)."""
     response = with_etag(scim_response(resource, status), version)
@@ -230,7 +230,7 @@ def request_notes() -> list[str]:
     return g.scim_notes
 
 
-def read_response(version: int, render: Callable[[], dict[str, Any]]) -> Response:
+def read_response(version: str, render: Callable[[], dict[str, Any]]) -> Response:
     """GET of one resource: 304 when If-None-Match names ``version`` (RFC 7644 §3.14)."""
     if not_modified(version):
         return with_etag(Response(status=304, mimetype=SCIM_MEDIA_TYPE), version)

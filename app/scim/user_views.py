@@ -11,8 +11,9 @@ from sqlalchemy import Row
 from app.db import Reader
 from app.directory import groups as group_service
 from app.directory import users as user_service
+from app.directory.versions import Moved, shown_of, shown_users
 from app.models import User
-from app.scim.etag import check_preconditions
+from app.scim.etag import check_preconditions, last_modified, version_of
 from app.scim.http import (
     actor_of,
     base_url,
@@ -49,6 +50,19 @@ def render_users(session: Reader, users: Sequence[User | Row[Any]], projection: 
     unless ``stored`` asks for the state as stored (the state a PATCH applies to, which
     must keep them).
     """
+    return [resource for resource, _version in _render(session, users, projection, new=new,
+                                                       stored=stored)]
+
+
+def _render(session: Reader, users: Sequence[User | Row[Any]], projection: Projection, *,
+            new: bool = False, stored: bool = False,
+            moved: Moved | None = None) -> list[tuple[dict[str, Any], str]]:
+    """``render_users``, each with its version (app/scim/etag.py): its own, and its
+    manager's part, read with the manager's display in one query for the page.
+
+    ``moved``: the manager's part as the caller read it already (one user), before the
+    display: a manager's delete committing between the two then shows an older version
+    with the newer ``manager`` (a client refetches once), never the reverse."""
     ids = [u.id for u in users]
     want_groups = bool(ids) and not new and projection.wants(CORE_USER, "groups")
     want_access = bool(ids) and projection.wants(ROSTER_USER, "grants")
@@ -57,27 +71,47 @@ def render_users(session: Reader, users: Sequence[User | Row[Any]], projection: 
     else:
         groups = group_service.groups_of_users(session, ids) if want_groups else {}
         access = user_service.access_of_users(session, ids) if want_access else {}
-    managers = user_service.display_names(session, (u.manager_id for u in users))
+    managers = shown_users(session, [u.manager_id for u in users])
     root = base_url()
-    return [user_to_scim(u, base_url=root, projection=projection, groups=groups.get(u.id),
-                         grants=access.get(u.id), manager_name=managers.get(u.manager_id or ""),
-                         manager_gone=not stored and bool(u.manager_id)
-                         and u.manager_id not in managers,
-                         manager_pending=u.manager_ref if stored else None)
-            for u in users]
+    out = []
+    for u in users:
+        manager = managers.get(u.manager_id) if u.manager_id else None
+        part = moved if moved is not None else manager.moved if manager is not None else None
+        version = version_of(u.version, part)
+        out.append((user_to_scim(
+            u, base_url=root, projection=projection, groups=groups.get(u.id),
+            grants=access.get(u.id), manager_name=manager.display if manager else None,
+            manager_gone=not stored and bool(u.manager_id)
+            and (manager is None or manager.display is None),
+            manager_pending=u.manager_ref if stored else None, version=version,
+            modified=last_modified(u.updated_at, part)), version))
+    return out
 
 
 def _one(session: Reader, user: User | Row[Any], projection: Projection | None = None, *,
-         new: bool = False, stored: bool = False) -> dict[str, Any]:
+         new: bool = False, stored: bool = False,
+         moved: Moved | None = None) -> tuple[dict[str, Any], str]:
     projection = projection or query_projection(CORE_USER, USER_ALWAYS)
-    return render_users(session, [user], projection, new=new, stored=stored)[0]
+    return _render(session, [user], projection, new=new, stored=stored, moved=moved)[0]
+
+
+def _manager_part(session: Reader, user: User | Row[Any]) -> Moved | None:
+    """The user's manager's part of its version: one lookup by key, none without one."""
+    return shown_of(session, user.manager_id) if user.manager_id else None
+
+
+def _version(session: Reader, user: User | Row[Any]) -> str:
+    """The user's version now (a write's precondition)."""
+    return version_of(user.version, _manager_part(session, user))
 
 
 def get_user(user_id: str) -> Response:
     """GET /Users/{id} (RFC 7644 §3.4.1); If-None-Match with the current version is 304."""
     with read_unit() as (connection, caller):
         user = user_service.user_row(connection, caller.directory.id, user_id)
-        return read_response(user.version, lambda: _one(connection, user))
+        part = _manager_part(connection, user)
+        return read_response(version_of(user.version, part),
+                             lambda: _one(connection, user, moved=part)[0])
 
 
 def create_user() -> Response:
@@ -89,8 +123,8 @@ def create_user() -> Response:
             session, caller.directory, data, actor_of(caller),
             store_password_hash=scim_settings()["store_password_hash"])
         # A restored user (Entra's re-create) is back in its groups; only a new one is in none.
-        resource = _one(session, user, new=user.version == 1)
-    return resource_response(resource, user.version, 201,
+        resource, version = _one(session, user, new=user.version == 1)
+    return resource_response(resource, version, 201,
                              location=f"{base_url()}/Users/{user.id}")
 
 
@@ -100,18 +134,18 @@ def replace_user(user_id: str) -> Response:
                                                                   notes=request_notes())))
     with unit_of_work() as (session, caller):
         user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
-        check_preconditions(user.version)
+        check_preconditions(_version(session, user))
         user_service.replace_user(session, user, data, actor_of(caller),
                                   store_password_hash=scim_settings()["store_password_hash"])
-        resource = _one(session, user)
-    return resource_response(resource, user.version)
+        resource, version = _one(session, user)
+    return resource_response(resource, version)
 
 
 def delete_user(user_id: str) -> Response:
     """DELETE /Users/{id} (RFC 7644 §3.6): 204; the user is gone from SCIM at once."""
     with unit_of_work() as (session, caller):
         user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
-        check_preconditions(user.version)
+        check_preconditions(_version(session, user))
         user_service.remove_user(session, user, actor_of(caller))
     return no_content()
 
@@ -123,13 +157,13 @@ def patch_user(user_id: str) -> Response:
     payload = before_write(body)
     with unit_of_work() as (session, caller):
         user = user_service.get_user(session, caller.directory.id, user_id, for_update=True)
-        check_preconditions(user.version)
-        current = _one(session, user, PATCH_STATE, stored=True)
+        check_preconditions(_version(session, user))
+        current, _ = _one(session, user, PATCH_STATE, stored=True)
         result = apply_patch(current, payload, resource_type="User", notes=notes)
         if result.touched:
             data = user_from_scim(normalise_resource(result.resource, "User", notes=notes))
             user_service.replace_user(
                 session, user, data, actor_of(caller),
                 store_password_hash=scim_settings()["store_password_hash"])
-        resource = _one(session, user)
-    return resource_response(resource, user.version)
+        resource, version = _one(session, user)
+    return resource_response(resource, version)

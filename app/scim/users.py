@@ -10,6 +10,7 @@ from app.directory.users import UserInput
 from app.models import User
 from app.scim import lengths
 from app.scim.errors import ScimError
+from app.scim.etag import etag_of
 from app.scim.projection import Projection
 from app.scim.schema import CORE_USER, ENTERPRISE_USER, ROSTER_USER
 
@@ -84,13 +85,17 @@ def user_to_scim(user: User, *, base_url: str, projection: Projection,
                  grants: dict[str, Any] | None = None,
                  manager_name: str | None = None,
                  manager_gone: bool = False,
-                 manager_pending: str | None = None) -> dict[str, Any]:
+                 manager_pending: str | None = None,
+                 version: str | None = None,
+                 modified: datetime | None = None) -> dict[str, Any]:
     """The User resource; ``groups``/``grants`` are passed only when they were loaded.
     ``manager_gone``: the manager was deleted, so the reference is left out (its ``$ref``
     would be a 404; RFC 7644 §3.6). The link itself is kept: a restored manager has it
     back, and an IdP that repeats it in a PUT is not refused. ``manager_pending``: a
     reference naming no user yet (app/directory/managers.py), passed only for the state a
-    PATCH applies to, so that a PATCH not touching it keeps it."""
+    PATCH applies to, so that a PATCH not touching it keeps it. ``version`` and ``modified``:
+    meta.version and meta.lastModified with the manager's part (app/scim/etag.py); the row's
+    own when not given."""
     location = f"{base_url}/Users/{user.id}"
     out: dict[str, Any] = {"schemas": [CORE_USER], "id": user.id}
     for attr, column in CORE_STRINGS.items():
@@ -119,6 +124,6 @@ def user_to_scim(user: User, *, base_url: str, projection: Projection,
         out["schemas"].append(urn)
         out[urn] = data
     out["meta"] = {"resourceType": "User", "created": iso(user.created_at),
-                   "lastModified": iso(user.updated_at), "location": location,
-                   "version": f'W/"{user.version}"'}
+                   "lastModified": iso(modified or user.updated_at), "location": location,
+                   "version": etag_of(version or str(user.version))}
     return projection.apply(_compact(out))

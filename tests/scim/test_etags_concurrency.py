@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from app.directory.users import _GET_USER_FOR_UPDATE, UserInput, create_user, get_user
@@ -200,11 +201,15 @@ def test_concurrent_creates_of_one_organization_keep_its_audit_chain_whole(app, 
     assert report.records == report.head_seq
 
 
-def test_a_user_locked_for_a_change_can_still_join_a_group(app, tenant, db, dialect):
+def test_a_user_locked_for_a_change_joins_a_group_once_its_write_commits(app, tenant, db,
+                                                                         dialect):
     """PUT, PATCH and DELETE lock the user's row FOR NO KEY UPDATE on PostgreSQL (ids never
-    change): a group PATCH adding that user in another transaction, whose foreign-key check
-    takes KEY SHARE on the row, goes through instead of waiting (or deadlocking, as two
-    users naming each other as manager did under FOR UPDATE)."""
+    change), so another transaction's foreign-key check on it (KEY SHARE) does not wait:
+    two users naming each other as manager deadlocked under FOR UPDATE. A group PATCH
+    adding that user locks it too, in the lock order (app/mapping/reevaluation.py), and
+    checks it live under the lock, so it waits for the user's write and then goes
+    through: were that write a DELETE, the member would be refused as unknown instead of
+    joining a deleted user (tests/scim/test_member_delete_race.py)."""
     scim = Scim(app.test_client(), tenant)
     user = scim.create_user()
     group = scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "Buyers"}).get_json()
@@ -224,10 +229,17 @@ def test_a_user_locked_for_a_change_can_still_join_a_group(app, tenant, db, dial
 
     with db.transaction() as session:
         get_user(session, tenant.directory.id, user["id"], for_update=True)
+        # A manager reference's foreign-key check (KEY SHARE) does not wait for it.
+        probe = sa.create_engine(db.url)
+        with probe.connect() as other, other.begin():
+            other.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+            assert other.execute(sa.text("SELECT id FROM users WHERE id = :u FOR KEY SHARE"),
+                                 {"u": user["id"]}).all()
+        probe.dispose()
         worker = threading.Thread(target=join)
         worker.start()
-        in_time = joined.wait(10)
+        assert not joined.wait(1), "the member was added while its user's write was open"
+    assert joined.wait(30)
     worker.join(30)
-    assert in_time, "the membership insert waited for the user's row lock"
     assert outcome["status"] == 204
     assert rows(db, "SELECT count(*) FROM memberships")[0][0] == 1

@@ -1,0 +1,159 @@
+"""The part of a resource's version that another resource's change moves (RFC 7644 §3.14).
+
+A SCIM-deleted user vanishes from its groups' ``members`` and from its reports'
+``manager``; a restore brings it back (app/lifecycle/visibility.py). The group and the
+report change as SCIM shows them, so their ``meta.version`` (the ETag) and
+``meta.lastModified`` must move, else a client's ``If-None-Match`` gets a 304 and keeps a
+member list that still has the deleted user (RFC 9110 §13.1.2, RFC 7232).
+
+Writing the group's or the report's row would move them, but not in the lock order
+(app/mapping/reevaluation.py): the delete holds the user's row (step 3), and a group's row
+comes before it (step 2; a group PATCH holding the group and waiting for this user would
+deadlock with it), and a report's row is another user's, locked alone after the first
+(user rows are locked in id order, in one statement). So neither is written, and neither
+version is stored whole: each is derived from what is written under locks already held.
+
+- **A report**: its own ``version``, plus its manager's ``shown_version`` (written on the
+  manager's own row, which the delete and the restore hold anyway): what a report shows of
+  its manager, whether at all and its display (displayName, else userName), moved by each
+  change of that. ``shown_at`` says when, for the report's lastModified.
+- **A group**: its own ``version``, plus ``group_member_versions.version``: how often its
+  live members changed without a write to the group. That row is the group's, but not the
+  group's row: a group write never locks it, so a member's delete taking it cannot wait in
+  a cycle with one. The delete and the restore note their user's groups; the rows are moved
+  at COMMIT, after the audit chain head (app/audit/log.py, whose listener is registered
+  first), in one statement in group id order: one organization's transactions hold its
+  chain head one at a time, so none ever waits for another's counter row, and a batch
+  restoring several users (one transaction) moves each group once, in order.
+
+Each derived version is a pair (own, other) where each part only ever grows and every change
+of what the resource shows moves one of them: no pair is ever shown for two different
+states. Reading them is one indexed lookup per resource, or one query per list page: the
+members of a group are never read for its version (a group of 50,000 members costs the
+same as one of 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, event, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+import app.audit.log  # noqa: F401  its before_commit listener first (the module docstring)
+from app.db import Reader, core, utcnow
+from app.models import GroupMemberVersion, User
+from app.sql import among, fetch
+
+
+@dataclass(frozen=True)
+class Moved:
+    """The other part of a version: how often it moved (0: never), and when last."""
+
+    version: int = 0
+    at: datetime | None = None
+
+
+NEVER = Moved()
+
+_GROUP_MARKS = select(GroupMemberVersion.group_id, GroupMemberVersion.version,
+                      GroupMemberVersion.changed_at).where(among(GroupMemberVersion.group_id))
+# A manager as its reports show it: its display while it is live (None once deleted), and
+# how often, and when last, that changed.
+_SHOWN = select(User.id, func.coalesce(User.display_name, User.user_name),
+                User.deleted_at.is_(None), User.shown_version, User.shown_at
+                ).where(among(User.id))
+_SHOWN_ONE = (select(User.shown_version, User.shown_at)
+              .where(User.id == bindparam("user_id")))
+
+
+def member_versions(session: Reader, group_ids: list[str]) -> dict[str, Moved]:
+    """Each group's members' part (absent: never moved), in one query by primary key."""
+    if not group_ids:
+        return {}
+    return {gid: Moved(version, at) for gid, version, at in
+            fetch(core(session), _GROUP_MARKS, {"ids": list(group_ids)})}
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A manager as its reports show it: display (None: deleted, left out) and its part."""
+
+    display: str | None
+    moved: Moved
+
+
+def shown_users(session: Reader, user_ids: list[str | None]) -> dict[str, Shown]:
+    """Each user as a report shows it as its manager, deleted ones too, in one query."""
+    ids = sorted({uid for uid in user_ids if uid})
+    if not ids:
+        return {}
+    return {uid: Shown(display if live else None, Moved(version, at))
+            for uid, display, live, version, at in fetch(core(session), _SHOWN, {"ids": ids})}
+
+
+def shown_of(session: Reader, user_id: str | None) -> Moved:
+    """One manager's part (a report's write checking If-Match): one lookup by key."""
+    if not user_id:
+        return NEVER
+    found = fetch(core(session), _SHOWN_ONE, {"user_id": user_id})
+    return Moved(*found[0]) if found else NEVER
+
+
+def display_changed(user: User, display_name: Any, user_name: Any) -> bool:
+    """Whether writing these names changes the user's display (displayName, else userName)."""
+    return (display_name or user_name) != (user.display_name or user.user_name)
+
+
+def move_shown(user: User) -> None:
+    """What others show of ``user`` changed (its row is held by the caller's write)."""
+    user.shown_version = (user.shown_version or 0) + 1
+    user.shown_at = utcnow()
+
+
+_NOTED = "roster.versions.groups"
+
+
+def move_member_versions(session: Session, group_ids: list[str]) -> None:
+    """These groups' live members changed without a write to the groups: their part moves
+    at COMMIT (the module docstring says why then)."""
+    if group_ids:
+        session.info.setdefault(_NOTED, set()).update(group_ids)
+
+
+def _upsert(insert: Any) -> Any:
+    table = GroupMemberVersion.__table__
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=["group_id"],
+        set_={"version": table.c.version + 1, "changed_at": stmt.excluded.changed_at})
+
+
+_UPSERT = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
+
+
+@event.listens_for(Session, "before_commit")
+def _move_at_commit(session: Session) -> None:
+    # A savepoint's commit leaves them to the enclosing transaction. One rolled back to
+    # keeps its groups noted: a version that moves for nothing costs a client one refetch.
+    if session.in_nested_transaction():
+        return
+    noted: set[str] | None = session.info.pop(_NOTED, None)
+    if not noted:
+        return
+    connection = session.connection()
+    now = utcnow()
+    # Rows in group id order: PostgreSQL locks them in the order of the VALUES list.
+    connection.execute(_UPSERT[connection.dialect.name].values(
+        [{"group_id": gid, "version": 1, "changed_at": now} for gid in sorted(noted)]))
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget(session: Session, transaction: Any) -> None:
+    # The whole transaction is over (a rollback moved nothing).
+    if transaction.parent is None:
+        session.info.pop(_NOTED, None)
