@@ -2,7 +2,7 @@
 transactions, which keeps concurrent group writes from deadlocking on PostgreSQL.
 
 Every write transaction takes its row locks in this order, and never goes back to an
-earlier step (README, "Concurrency and locks"):
+earlier step (README, section "SCIM", the bullet on versions and locks):
 
 0. the directory's row FOR SHARE (``app.directory.hold``: a SCIM unit of work's first
    lock, an SSO login's through a connection bound to it, an operator's reactivation or
