@@ -207,9 +207,13 @@ def purge_(ctx: CliContext, retention_days: int | None, batch_size: int | None) 
         click.echo("events.retention_days is 0: events are kept (nothing purged)")
         return
     counts = purge_old_events(ctx.db, retention, config.urls)
-    click.echo(f"purged {counts.events} event(s) and {counts.deliveries} delivered webhook "
-               f"delivery(ies) older than {retention.days} day(s) in {counts.batches} "
-               "batch(es)")
+    if counts.batches:
+        click.echo(f"purged {counts.events} event(s) and {counts.deliveries} delivered "
+                   f"webhook delivery(ies) older than {retention.days} day(s) in "
+                   f"{counts.batches} batch(es)")
+    else:  # the transactions that only looked are no batches of a purge
+        click.echo(f"nothing to purge: no event or delivered webhook delivery older than "
+                   f"{retention.days} day(s) may go")
     with ctx.transaction() as session:
         held = held_endpoints(session, config.urls)
     for url in held:

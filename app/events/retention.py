@@ -65,12 +65,23 @@ class Retention:
 
 @dataclass
 class PurgeCounts:
-    """What one run deleted; ``more``: it stopped at its batch bound with work left."""
+    """What one run deleted. ``batches``: the transactions that deleted something;
+    ``transactions``: all it ran (one that only looked deletes nothing); ``more``: it
+    stopped at its batch bound with work left."""
 
     events: int = 0
     deliveries: int = 0
     batches: int = 0
+    transactions: int = 0
     more: bool = False
+
+    def add(self, events: int, deliveries: int) -> None:
+        """One transaction's deletions."""
+        self.transactions += 1
+        self.events += events
+        self.deliveries += deliveries
+        if events or deliveries:
+            self.batches += 1
 
 
 @dataclass(frozen=True)
@@ -90,14 +101,13 @@ def purge_old_events(db: Database, retention: Retention, urls: Sequence[str], *,
     cutoff = (now or utcnow()) - timedelta(days=retention.days)
 
     def spent() -> bool:
-        counts.more = max_batches is not None and counts.batches >= max_batches
+        counts.more = max_batches is not None and counts.transactions >= max_batches
         return counts.more
 
     while not spent():
         with db.transaction() as session:
             deleted, full = purge_delivered(session, cutoff, retention.batch_size)
-        counts.batches += 1
-        counts.deliveries += deleted
+        counts.add(0, deleted)
         if not full:
             break
     scanned = 0
@@ -105,9 +115,7 @@ def purge_old_events(db: Database, retention: Retention, urls: Sequence[str], *,
         with db.transaction() as session:
             step = purge_events(session, urls, cutoff, retention.batch_size,
                                 after_id=scanned, now=now or utcnow())
-        counts.batches += 1
-        counts.events += step.events
-        counts.deliveries += step.deliveries
+        counts.add(step.events, step.deliveries)
         if step.scanned_to is None:
             break
         scanned = step.scanned_to
@@ -168,13 +176,14 @@ def purge_events(session: Session, urls: Sequence[str], cutoff: datetime, limit:
                 WebhookDelivery.outbox_id.in_(list(gone)),
                 WebhookDelivery.status != "delivered")):
             gone.pop(outbox_id, None)
-    deliveries = 0
+    deliveries = events = 0
     if gone:
         deliveries = session.execute(delete(WebhookDelivery).where(
             WebhookDelivery.outbox_id.in_(list(gone)))).rowcount or 0
-        session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(list(gone))))
+        events = session.execute(delete(OutboxEvent).where(
+            OutboxEvent.id.in_(list(gone)))).rowcount or 0
         record_purge(session, [(r.id, r.txid, r.cluster_id) for r in gone.values()], now)
-    return _Step(len(gone), deliveries, None if edge else old[-1])
+    return _Step(events, deliveries, None if edge else old[-1])
 
 
 def _fan_out_positions(session: Session, urls: Sequence[str]) -> list[FeedPosition]:
