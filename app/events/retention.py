@@ -25,6 +25,10 @@ just giving a delivery, which needs a key-share lock on it, waits for the next r
 their deliveries, and checks the deliveries' status again under the lock (one redelivered
 meanwhile keeps its event). Batches are serialised by an advisory transaction lock, so purge
 epochs commit in the order of their ids. No lock on a whole table is taken.
+
+The marks the batches record (``outbox_purges``) go too, once ``MARKS_KEPT`` retention
+periods old, at most a batch of them per run (app/events/watermark.py prune_purges: a
+cursor from before the marks kept is expired, never read on).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from app.db import Database, utcnow
 from app.events.delivery import BLOCKING
-from app.events.watermark import fan_out_position, record_purge
+from app.events.watermark import fan_out_position, prune_purges, record_purge
 from app.events.window import FeedPosition, cluster_here, passed
 from app.models import OutboxEvent
 from app.models.lifecycle import WebhookCursor, WebhookDelivery
@@ -47,6 +51,9 @@ from app.models.lifecycle import WebhookCursor, WebhookDelivery
 # pg_advisory_xact_lock key of the purge (a signed 64-bit number: "roster" and 0021).
 _PURGE_LOCK_KEY = 0x726F73746572_0021
 DEFAULT_BATCH = 1000
+# Purge marks (outbox_purges) are kept this many retention periods: a cursor issued before
+# a dropped one is expired (410), so it is one its reader left unused that long.
+MARKS_KEPT = 2
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ class PurgeCounts:
     batches: int = 0
     transactions: int = 0
     more: bool = False
+    marks: int = 0  # outbox_purges rows pruned (app/events/watermark.py prune_purges)
 
     def add(self, events: int, deliveries: int) -> None:
         """One transaction's deletions."""
@@ -119,7 +127,19 @@ def purge_old_events(db: Database, retention: Retention, urls: Sequence[str], *,
         if step.scanned_to is None:
             break
         scanned = step.scanned_to
+    if not counts.more:
+        with db.transaction() as session:
+            counts.marks = prune_marks(session, (now or utcnow()) - MARKS_KEPT * retention.days
+                                       * timedelta(days=1), retention.batch_size)
     return counts
+
+
+def prune_marks(session: Session, cutoff: datetime, limit: int) -> int:
+    """Drop up to ``limit`` purge marks recorded before ``cutoff`` (watermark.prune_purges),
+    under the purge's lock: no purge records a mark meanwhile."""
+    if _postgres(session):
+        session.execute(select(func.pg_advisory_xact_lock(_PURGE_LOCK_KEY)))
+    return prune_purges(session, cutoff, limit)
 
 
 def purge_delivered(session: Session, cutoff: datetime, limit: int) -> tuple[int, bool]:

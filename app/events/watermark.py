@@ -17,6 +17,16 @@ Purges before the epoch a position carries are not checked again: when it was is
 they deleted was gone already and the position had been checked against them (or started
 after them, from the retained history). Epochs commit in order (app/events/retention.py
 serialises purges), so the epoch read before a page covers every purge that page missed.
+
+The marks themselves are pruned (:func:`prune_purges`, with each retention purge): marks
+recorded more than twice ``events.retention_days`` ago go, but never the newest (its id is
+the current epoch; SQLite would hand it out again). The oldest mark kept records the
+newest epoch dropped (``pruned_through``), and a position whose epoch is older than that is
+expired: the check it needed is gone, so it is decided on the safe side, never read on. Such
+a cursor was issued before a purge that ran more than twice the retention ago: the events
+it had not read were old enough to be purged for a whole retention period. A webhook
+cursor, whose epoch moves only when its fan-out has new events, is checked and moved to the
+current epoch first (as its fan-out would), so an idle URL is not held for it.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.events.window import FeedPosition, Snapshot, cluster_here
@@ -102,7 +112,51 @@ def purged_unread(session: Session, position: FeedPosition, since: int) -> bool:
         return {t for batch in session.scalars(select(OutboxPurge.txids).where(
             OutboxPurge.id > since, OutboxPurge.cluster_id == cluster)) for t in batch or ()}
 
-    return not all(_read(position, mark, here, txids) for mark in marks)
+    if not all(_read(position, mark, here, txids) for mark in marks):
+        return True
+    # Read last: a prune committing meanwhile dropped only marks up to the floor read here.
+    return since < pruned_floor(session)
+
+
+def pruned_floor(session: Session) -> int:
+    """The newest epoch whose mark :func:`prune_purges` dropped (0: none): a position from
+    before it can no longer be checked."""
+    return int(session.scalar(select(OutboxPurge.pruned_through)
+                              .order_by(OutboxPurge.id).limit(1)) or 0)
+
+
+def prune_purges(session: Session, cutoff: datetime, limit: int) -> int:
+    """Drop up to ``limit`` of the oldest marks recorded before ``cutoff``, never the
+    newest; returns how many. The caller holds the purge's lock (retention.py).
+
+    Each webhook cursor still clean against every mark (its fan-out would send all it has
+    not read) is moved to the current epoch first, as its fan-out does; one held stays
+    held. A cursor a fan-out has locked is skipped: that fan-out moves it (or finds it held)
+    at an epoch read after every mark dropped here was written."""
+    newest = select(func.max(OutboxPurge.id)).scalar_subquery()
+    rows = session.execute(select(OutboxPurge.id, OutboxPurge.purged_at)
+                           .where(OutboxPurge.id < newest)
+                           .order_by(OutboxPurge.id).limit(limit)).all()
+    drop = []
+    for row in rows:
+        if row.purged_at >= cutoff:
+            break
+        drop.append(row.id)
+    if not drop:
+        return 0
+    floor, epoch = drop[-1], current_epoch(session)
+    pick = select(WebhookCursor).where(WebhookCursor.purge_epoch < floor)
+    if session.get_bind().dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    for cursor in session.scalars(pick.execution_options(populate_existing=True)):
+        if not purged_unread(session, fan_out_position(session, cursor), cursor.purge_epoch):
+            cursor.purge_epoch = epoch
+    session.flush()
+    dropped = session.execute(delete(OutboxPurge).where(OutboxPurge.id <= floor)).rowcount
+    session.execute(update(OutboxPurge).where(
+        OutboxPurge.id == select(func.min(OutboxPurge.id)).scalar_subquery())
+        .values(pruned_through=floor))
+    return dropped or 0
 
 
 Txids = Callable[[int | None], set[int]]
