@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.errors import CursorExpired
@@ -60,5 +60,14 @@ def events_after(session: Session, position: FeedPosition | None, *, limit: int 
     if types:
         stmt = stmt.where(OutboxEvent.type.in_(types))
     rows = list(session.scalars(stmt.order_by(OutboxEvent.id).limit(limit)))
-    following = window.after(rows[-1].id if rows else None, len(rows) == limit)
+    full = len(rows) == limit
+    following = window.after(rows[-1].id if rows else None, full)
+    if window.upto is None and not full and (organization_id or types):
+        # SQLite, a filtered page that listed all it matched: the reader has passed every
+        # event up to the newest in this transaction's snapshot, the others' too. Kept at
+        # its own last event, a quiet organization's cursor stayed behind the others'
+        # events, and their purge expired it though it had missed nothing (PostgreSQL's
+        # window after such a page is a snapshot taken now, which passes them already).
+        newest = session.scalar(select(func.max(OutboxEvent.id))) or 0
+        following = FeedPosition(max(following.after_id, newest))
     return [event_body(e) for e in rows], replace(following, epoch=epoch)
