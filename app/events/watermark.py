@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import BigInteger, delete, func, insert, literal, select, union_all, update
 from sqlalchemy.orm import Session
 
 from app.events.window import FeedPosition, Snapshot, cluster_here
@@ -86,9 +86,10 @@ def fan_out_position(session: Session, cursor: WebhookCursor | None) -> FeedPosi
 
 def held_endpoints(session: Session, urls: Sequence[str]) -> list[str]:
     """The URLs whose fan-out holds behind events purged before it read them."""
-    return [c.endpoint for c in session.scalars(
-        select(WebhookCursor).where(WebhookCursor.endpoint.in_(urls)))
-        if purged_unread(session, fan_out_position(session, c), c.purge_epoch)]
+    cursors = list(session.scalars(select(WebhookCursor).where(WebhookCursor.endpoint.in_(urls))))
+    held = purged_unread_each(session, [(fan_out_position(session, c), c.purge_epoch)
+                                        for c in cursors])
+    return [c.endpoint for c, flag in zip(cursors, held, strict=True) if flag]
 
 
 def reset_cursor(session: Session, endpoint: str) -> bool:
@@ -100,22 +101,45 @@ def reset_cursor(session: Session, endpoint: str) -> bool:
 
 def purged_unread(session: Session, position: FeedPosition, since: int) -> bool:
     """Whether a purge after epoch ``since`` deleted rows ``position`` had not passed."""
-    marks = [Mark(*row) for row in session.execute(
-        select(OutboxPurge.cluster_id, func.max(OutboxPurge.max_id),
-               func.max(OutboxPurge.max_txid))
-        .where(OutboxPurge.id > since).group_by(OutboxPurge.cluster_id)).all()]
+    return purged_unread_each(session, [(position, since)])[0]
+
+
+def purged_unread_each(session: Session,
+                       checks: Sequence[tuple[FeedPosition, int]]) -> list[bool]:
+    """:func:`purged_unread` of each (position, since), in a constant number of statements
+    whatever their number (the webhook fan-out checks every URL each round): the marks
+    after each distinct epoch in one UNION ALL, the cluster and the floor once."""
+    if not checks:
+        return []
+    parts = [select(literal(epoch, BigInteger).label("since"), OutboxPurge.cluster_id,
+                    func.max(OutboxPurge.max_id), func.max(OutboxPurge.max_txid))
+             .where(OutboxPurge.id > epoch).group_by(OutboxPurge.cluster_id)
+             for epoch in sorted({since for _, since in checks})]
+    marks: dict[int, list[Mark]] = {}
+    for since, *mark in session.execute(parts[0] if len(parts) == 1 else union_all(*parts)):
+        marks.setdefault(since, []).append(Mark(*mark))
     if not marks:
-        return False
+        return [False] * len(checks)
     here = cluster_here(session)
 
-    def txids(cluster: int | None) -> set[int]:
-        return {t for batch in session.scalars(select(OutboxPurge.txids).where(
-            OutboxPurge.id > since, OutboxPurge.cluster_id == cluster)) for t in batch or ()}
+    def reader(since: int) -> Txids:
+        def txids(cluster: int | None) -> set[int]:
+            return {t for batch in session.scalars(select(OutboxPurge.txids).where(
+                OutboxPurge.id > since, OutboxPurge.cluster_id == cluster))
+                for t in batch or ()}
+        return txids
 
-    if not all(_read(position, mark, here, txids) for mark in marks):
-        return True
+    out = [bool(marks.get(since)) and
+           not all(_read(position, mark, here, reader(since)) for mark in marks[since])
+           for position, since in checks]
     # Read last: a prune committing meanwhile dropped only marks up to the floor read here.
-    return since < pruned_floor(session)
+    # Only a check with marks after its epoch needs it (the newest mark is never pruned).
+    if any(since in marks and not expired for (_, since), expired in zip(checks, out,
+                                                                          strict=True)):
+        floor = pruned_floor(session)
+        out = [expired or (since in marks and since < floor)
+               for (_, since), expired in zip(checks, out, strict=True)]
+    return out
 
 
 def pruned_floor(session: Session) -> int:
