@@ -155,8 +155,9 @@ def prune_purges(session: Session, cutoff: datetime, limit: int) -> int:
 
     Each webhook cursor still clean against every mark (its fan-out would send all it has
     not read) is moved to the current epoch first, as its fan-out does; one held stays
-    held. A cursor a fan-out has locked is skipped: that fan-out moves it (or finds it held)
-    at an epoch read after every mark dropped here was written."""
+    held. When a fan-out has one of those cursors locked (PostgreSQL), nothing is pruned
+    this run: that fan-out may be between reading the marks and the floor, and would find
+    its cursor held by a floor it could not have been moved past."""
     newest = select(func.max(OutboxPurge.id)).scalar_subquery()
     rows = session.execute(select(OutboxPurge.id, OutboxPurge.purged_at)
                            .where(OutboxPurge.id < newest)
@@ -169,10 +170,16 @@ def prune_purges(session: Session, cutoff: datetime, limit: int) -> int:
     if not drop:
         return 0
     floor, epoch = drop[-1], current_epoch(session)
-    pick = select(WebhookCursor).where(WebhookCursor.purge_epoch < floor)
+    behind = WebhookCursor.purge_epoch < floor
+    pick = select(WebhookCursor).where(behind).execution_options(populate_existing=True)
     if session.get_bind().dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    for cursor in session.scalars(pick.execution_options(populate_existing=True)):
+        cursors = list(session.scalars(pick.with_for_update(skip_locked=True)))
+        if {c.endpoint for c in cursors} != set(session.scalars(
+                select(WebhookCursor.endpoint).where(behind))):
+            return 0  # one is locked by a fan-out in flight: the next run
+    else:
+        cursors = list(session.scalars(pick))
+    for cursor in cursors:
         if not purged_unread(session, fan_out_position(session, cursor), cursor.purge_epoch):
             cursor.purge_epoch = epoch
     session.flush()

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+import sqlalchemy as sa
+
 from app.db import utcnow
 from app.events.retention import MARKS_KEPT
 from app.events.watermark import held_endpoints
@@ -79,3 +82,29 @@ def test_a_prune_drops_at_most_a_batch_and_never_the_newest_mark(client, db, ten
     portal = make_key(db, "portal", tenant.org)
     write(db, tenant, "fresh")
     assert _read_all(client, portal)[0][-1] == "fresh"
+
+
+def test_no_mark_is_pruned_while_a_fan_out_holds_a_cursor_behind_them(db, tenant, dialect):
+    """PostgreSQL: a fan-out in flight holds its cursor's row lock and may be between
+    reading the marks and the floor. The prune cannot move that cursor, so it prunes
+    nothing this run (before: it skipped the cursor and pruned, and the fan-out read a
+    floor past its epoch: held for good, though it had missed nothing); the next run,
+    with the cursor free, moves it and prunes."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite has one writer: no fan-out runs beside the prune")
+    written = write(db, tenant, "e1", "e2", "e3")
+    fan_out_to(db, HOOK)
+    set_status(db, "delivered", *written)
+    age(db)
+    assert purge(db, HOOK).events == 2  # P1; the cursor's epoch stays 0 (nothing new)
+    write(db, tenant, "e4")
+    age(db)
+    assert purge(db).events == 1  # P2: e3 (e4 is the newest)
+    future = utcnow() + timedelta(days=MARKS_KEPT * DAYS + 1)
+    with db.engine.connect() as fan_out_in_flight, fan_out_in_flight.begin():
+        fan_out_in_flight.execute(sa.text(
+            "SELECT 1 FROM webhook_cursors WHERE endpoint = :e FOR UPDATE"), {"e": HOOK})
+        assert purge(db, HOOK, now=future).marks == 0
+    assert purge(db, HOOK, now=future).marks == 1
+    with db.transaction() as session:
+        assert held_endpoints(session, (HOOK,)) == []
