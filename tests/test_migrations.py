@@ -385,3 +385,28 @@ def test_0022_makes_unit_paths_unique_in_any_case(fresh_url):
         _units(fresh_url, insert, i="u4", o=tenant.org.id, n="sales")
     downgrade(fresh_url, "0021")
     _units(fresh_url, insert, i="u4", o=tenant.org.id, n="sales")
+
+
+def test_0023_downgrade_keeps_cursors_from_before_pruned_marks_expired(fresh_url):
+    """Marks pruned under 0023 stay pruned after a downgrade, and 0022's check has no
+    floor: the downgrade leaves a mark no position has passed at the newest pruned epoch,
+    so a cursor from before it is still expired, and one issued since is not checked
+    against it."""
+    upgrade(fresh_url)
+    engine = sa.create_engine(fresh_url)
+    insert = sa.text("INSERT INTO outbox_purges (id, cluster_id, max_id, max_txid, events, "
+                     "purged_at, pruned_through) VALUES (:i, NULL, :m, NULL, 1, "
+                     "CURRENT_TIMESTAMP, :p)")
+    with engine.begin() as conn:  # marks 1..4 pruned; 5 and 6 kept, 5 the oldest
+        conn.execute(insert, {"i": 5, "m": 50, "p": 4})
+        conn.execute(insert, {"i": 6, "m": 60, "p": None})
+    engine.dispose()
+    downgrade(fresh_url, "0022")
+    engine = sa.create_engine(fresh_url)
+    with engine.connect() as conn:
+        marks = conn.execute(sa.text(
+            "SELECT id, max_id, max_txid FROM outbox_purges ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(m) for m in marks] == [(4, 2**63 - 1, 2**63 - 1), (5, 50, None),
+                                         (6, 60, None)]
+    upgrade(fresh_url)

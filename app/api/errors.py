@@ -29,6 +29,7 @@ from app.errors import (
     PreconditionFailed,
     Unauthorized,
 )
+from app.mapping.locks import retry_after
 from app.migrate import NOT_READY_DETAIL, NOT_READY_RETRY_AFTER, schema_not_ready
 
 log = logging.getLogger("roster.api")
@@ -171,7 +172,8 @@ def register_problem_handlers(bp: Blueprint) -> None:
             log.warning("API request hit a transient database error: %s",
                         describe_transient(exc))
             return problem_response(503, "the service is busy; retry the request",
-                                    headers={"Retry-After": "1"})
+                                    headers={"Retry-After": retry_after(
+                                        current_app.extensions["roster.db"].engine, exc)})
         if schema_not_ready(current_app.extensions["roster.db"].engine, exc):
             return problem_response(503, NOT_READY_DETAIL,
                                     headers={"Retry-After": NOT_READY_RETRY_AFTER})

@@ -19,7 +19,7 @@ from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
 from app.db import utcnow
 from app.errors import DomainError, NotFound
 from app.events.delivery import WebhookConfig, blocked_by, list_deliveries, redeliver
-from app.events.retention import Retention, purge_old_events
+from app.events.retention import MARKS_KEPT, Retention, purge_old_events
 from app.events.watermark import held_endpoints, reset_cursor
 from app.events.worker import run
 from app.lifecycle.batches import purge_deleted, purge_due
@@ -95,6 +95,9 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
             click.echo(f"worker {name}: purged {counts.events} event(s) and "
                        f"{counts.deliveries} delivered webhook delivery(ies) older than "
                        f"{retention.days} day(s)", err=True)
+        if counts.marks:
+            click.echo(f"worker {name}: dropped {counts.marks} purge record(s) older than "
+                       f"{MARKS_KEPT * retention.days} day(s)", err=True)
 
     refresh_hours = ctx.settings["sso"]["metadata_refresh_hours"]
     metadata_checked = [float("-inf")]
@@ -207,9 +210,16 @@ def purge_(ctx: CliContext, retention_days: int | None, batch_size: int | None) 
         click.echo("events.retention_days is 0: events are kept (nothing purged)")
         return
     counts = purge_old_events(ctx.db, retention, config.urls)
-    click.echo(f"purged {counts.events} event(s) and {counts.deliveries} delivered webhook "
-               f"delivery(ies) older than {retention.days} day(s) in {counts.batches} "
-               "batch(es)")
+    if counts.batches:
+        click.echo(f"purged {counts.events} event(s) and {counts.deliveries} delivered "
+                   f"webhook delivery(ies) older than {retention.days} day(s) in "
+                   f"{counts.batches} batch(es)")
+    else:  # the transactions that only looked are no batches of a purge
+        click.echo(f"nothing to purge: no event or delivered webhook delivery older than "
+                   f"{retention.days} day(s) may go")
+    if counts.marks:
+        click.echo(f"dropped {counts.marks} purge record(s) (outbox_purges) older than "
+                   f"{MARKS_KEPT * retention.days} day(s)")
     with ctx.transaction() as session:
         held = held_endpoints(session, config.urls)
     for url in held:

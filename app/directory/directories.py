@@ -6,9 +6,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
-from app.directory.hold import directory_active, hold_directory_status
+from app.directory.hold import (
+    directory_active,
+    hold_directory_status,
+    hold_directory_status_trying,
+)
 from app.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from app.lifecycle.users import deprovision_directory_users
+from app.mapping.locks import share_mapping, share_mapping_tried, try_shared_column
 from app.models import Directory, Organization
 from app.models.directory import DirectoryStatus, Vendor
 
@@ -62,7 +67,7 @@ def list_directories(session: Session, org: Organization) -> list[Directory]:
 
 
 def hold_active_directory(session: Session, directory_id: str, *,
-                          status_read: bool = False) -> None:
+                          status_read: bool = False, mapping_of: str | None = None) -> None:
     """Keep a directory from being disabled (or enabled) until this write transaction ends,
     and raise Unauthorized when it is disabled now (step 0 of the lock order, before any
     group or user row: ``app.directory.hold``).
@@ -74,11 +79,24 @@ def hold_active_directory(session: Session, directory_id: str, *,
     disable in flight, then reads its outcome). SQLite: ``status_read`` (authentication read
     the status in this very transaction, which holds the single write lock) leaves nothing
     to check.
+
+    ``mapping_of``: then hold that organization's mapping lock shared too, next in the lock
+    order (``app.mapping.locks.share_mapping``); on PostgreSQL its try is a column of the
+    statement that holds the row, and only a failed try costs more (the bounded wait).
     """
-    if status_read and session.get_bind().dialect.name != "postgresql":
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres and mapping_of is not None:
+        status, granted = hold_directory_status_trying(session, directory_id,
+                                                       try_shared_column(mapping_of))
+        if not directory_active(status):
+            raise Unauthorized("the directory of this token is disabled")
+        share_mapping_tried(session, mapping_of, granted)
         return
-    if not directory_active(hold_directory_status(session, directory_id)):
+    if not (status_read and not postgres) and \
+            not directory_active(hold_directory_status(session, directory_id)):
         raise Unauthorized("the directory of this token is disabled")
+    if mapping_of is not None:
+        share_mapping(session, mapping_of)
 
 
 def set_directory_status(session: Session, directory: Directory, status: str,

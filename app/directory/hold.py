@@ -11,7 +11,7 @@ the lifecycle) so the lifecycle can hold a directory too.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import ColumnElement, bindparam, select
 from sqlalchemy.orm import Session
 
 from app.models import Directory, User
@@ -34,6 +34,19 @@ def hold_directory_status(session: Session, directory_id: str) -> DirectoryStatu
     status: DirectoryStatus | None = session.execute(
         _STATUS_SHARE if postgres else _STATUS, {"b_id": directory_id}).scalar()
     return status
+
+
+def hold_directory_status_trying(session: Session, directory_id: str,
+                                 tried: ColumnElement[bool]) -> tuple[DirectoryStatus | None,
+                                                                      bool]:
+    """PostgreSQL: :func:`hold_directory_status` and ``tried`` in one statement (one round
+    trip): the row is locked in a ``MATERIALIZED`` CTE, so ``tried`` (the try of the
+    organization's mapping lock: app/mapping/locks.py try_shared_column) is evaluated for
+    the row it returned, held, after any enable or disable in flight: the directory first,
+    as the lock order wants. No such directory: (None, False), nothing tried."""
+    held = _STATUS_SHARE.cte("held").prefix_with("MATERIALIZED")
+    row = session.execute(select(held.c.status, tried), {"b_id": directory_id}).first()
+    return (None, False) if row is None else (row[0], bool(row[1]))
 
 
 def directory_active(status: DirectoryStatus | None) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.errors import CursorExpired
@@ -45,8 +45,13 @@ def events_after(session: Session, position: FeedPosition | None, *, limit: int 
 
     CursorExpired when the retention purge deleted events ``position`` had not read
     (app/events/watermark.py): reading on would skip them. The epoch is read before the
-    page, so a purge that commits while the page is read is checked on the next one."""
+    page, so a purge that commits after the page is read is checked on the next one. On
+    PostgreSQL (READ COMMITTED: each statement sees what was committed when it began) one
+    that commits between the epoch and the page may have deleted events of the page's
+    window before the page read them, and the next position passes that window: the epoch
+    is read again after the page, and such a purge expires the cursor now."""
     epoch = current_epoch(session)
+    given = position is not None
     if position is None:
         position = FeedPosition()
     elif position.epoch > epoch:  # no purge has that epoch: not a cursor of this feed
@@ -60,5 +65,17 @@ def events_after(session: Session, position: FeedPosition | None, *, limit: int 
     if types:
         stmt = stmt.where(OutboxEvent.type.in_(types))
     rows = list(session.scalars(stmt.order_by(OutboxEvent.id).limit(limit)))
-    following = window.after(rows[-1].id if rows else None, len(rows) == limit)
+    if given and window.upto is not None and current_epoch(session) != epoch \
+            and purged_unread(session, position, epoch):
+        raise CursorExpired(CURSOR_EXPIRED, field="after")
+    full = len(rows) == limit
+    following = window.after(rows[-1].id if rows else None, full)
+    if window.upto is None and not full and (organization_id or types):
+        # SQLite, a filtered page that listed all it matched: the reader has passed every
+        # event up to the newest in this transaction's snapshot, the others' too. Kept at
+        # its own last event, a quiet organization's cursor stayed behind the others'
+        # events, and their purge expired it though it had missed nothing (PostgreSQL's
+        # window after such a page is a snapshot taken now, which passes them already).
+        newest = session.scalar(select(func.max(OutboxEvent.id))) or 0
+        following = FeedPosition(max(following.after_id, newest))
     return [event_body(e) for e in rows], replace(following, epoch=epoch)

@@ -25,6 +25,10 @@ just giving a delivery, which needs a key-share lock on it, waits for the next r
 their deliveries, and checks the deliveries' status again under the lock (one redelivered
 meanwhile keeps its event). Batches are serialised by an advisory transaction lock, so purge
 epochs commit in the order of their ids. No lock on a whole table is taken.
+
+The marks the batches record (``outbox_purges``) go too, once ``MARKS_KEPT`` retention
+periods old, at most a batch of them per run (app/events/watermark.py prune_purges: a
+cursor from before the marks kept is expired, never read on).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from app.db import Database, utcnow
 from app.events.delivery import BLOCKING
-from app.events.watermark import fan_out_position, record_purge
+from app.events.watermark import fan_out_position, prune_purges, record_purge
 from app.events.window import FeedPosition, cluster_here, passed
 from app.models import OutboxEvent
 from app.models.lifecycle import WebhookCursor, WebhookDelivery
@@ -47,6 +51,9 @@ from app.models.lifecycle import WebhookCursor, WebhookDelivery
 # pg_advisory_xact_lock key of the purge (a signed 64-bit number: "roster" and 0021).
 _PURGE_LOCK_KEY = 0x726F73746572_0021
 DEFAULT_BATCH = 1000
+# Purge marks (outbox_purges) are kept this many retention periods: a cursor issued before
+# a dropped one is expired (410), so it is one its reader left unused that long.
+MARKS_KEPT = 2
 
 
 @dataclass(frozen=True)
@@ -65,12 +72,24 @@ class Retention:
 
 @dataclass
 class PurgeCounts:
-    """What one run deleted; ``more``: it stopped at its batch bound with work left."""
+    """What one run deleted. ``batches``: the transactions that deleted something;
+    ``transactions``: all it ran (one that only looked deletes nothing); ``more``: it
+    stopped at its batch bound with work left."""
 
     events: int = 0
     deliveries: int = 0
     batches: int = 0
+    transactions: int = 0
     more: bool = False
+    marks: int = 0  # outbox_purges rows pruned (app/events/watermark.py prune_purges)
+
+    def add(self, events: int, deliveries: int) -> None:
+        """One transaction's deletions."""
+        self.transactions += 1
+        self.events += events
+        self.deliveries += deliveries
+        if events or deliveries:
+            self.batches += 1
 
 
 @dataclass(frozen=True)
@@ -90,14 +109,13 @@ def purge_old_events(db: Database, retention: Retention, urls: Sequence[str], *,
     cutoff = (now or utcnow()) - timedelta(days=retention.days)
 
     def spent() -> bool:
-        counts.more = max_batches is not None and counts.batches >= max_batches
+        counts.more = max_batches is not None and counts.transactions >= max_batches
         return counts.more
 
     while not spent():
         with db.transaction() as session:
             deleted, full = purge_delivered(session, cutoff, retention.batch_size)
-        counts.batches += 1
-        counts.deliveries += deleted
+        counts.add(0, deleted)
         if not full:
             break
     scanned = 0
@@ -105,13 +123,23 @@ def purge_old_events(db: Database, retention: Retention, urls: Sequence[str], *,
         with db.transaction() as session:
             step = purge_events(session, urls, cutoff, retention.batch_size,
                                 after_id=scanned, now=now or utcnow())
-        counts.batches += 1
-        counts.events += step.events
-        counts.deliveries += step.deliveries
+        counts.add(step.events, step.deliveries)
         if step.scanned_to is None:
             break
         scanned = step.scanned_to
+    if not counts.more:
+        with db.transaction() as session:
+            counts.marks = prune_marks(session, (now or utcnow()) - MARKS_KEPT * retention.days
+                                       * timedelta(days=1), retention.batch_size)
     return counts
+
+
+def prune_marks(session: Session, cutoff: datetime, limit: int) -> int:
+    """Drop up to ``limit`` purge marks recorded before ``cutoff`` (watermark.prune_purges),
+    under the purge's lock: no purge records a mark meanwhile."""
+    if _postgres(session):
+        session.execute(select(func.pg_advisory_xact_lock(_PURGE_LOCK_KEY)))
+    return prune_purges(session, cutoff, limit)
 
 
 def purge_delivered(session: Session, cutoff: datetime, limit: int) -> tuple[int, bool]:
@@ -168,13 +196,14 @@ def purge_events(session: Session, urls: Sequence[str], cutoff: datetime, limit:
                 WebhookDelivery.outbox_id.in_(list(gone)),
                 WebhookDelivery.status != "delivered")):
             gone.pop(outbox_id, None)
-    deliveries = 0
+    deliveries = events = 0
     if gone:
         deliveries = session.execute(delete(WebhookDelivery).where(
             WebhookDelivery.outbox_id.in_(list(gone)))).rowcount or 0
-        session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_(list(gone))))
+        events = session.execute(delete(OutboxEvent).where(
+            OutboxEvent.id.in_(list(gone)))).rowcount or 0
         record_purge(session, [(r.id, r.txid, r.cluster_id) for r in gone.values()], now)
-    return _Step(len(gone), deliveries, None if edge else old[-1])
+    return _Step(events, deliveries, None if edge else old[-1])
 
 
 def _fan_out_positions(session: Session, urls: Sequence[str]) -> list[FeedPosition]:

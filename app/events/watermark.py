@@ -17,6 +17,16 @@ Purges before the epoch a position carries are not checked again: when it was is
 they deleted was gone already and the position had been checked against them (or started
 after them, from the retained history). Epochs commit in order (app/events/retention.py
 serialises purges), so the epoch read before a page covers every purge that page missed.
+
+The marks themselves are pruned (:func:`prune_purges`, with each retention purge): marks
+recorded more than twice ``events.retention_days`` ago go, but never the newest (its id is
+the current epoch; SQLite would hand it out again). The oldest mark kept records the
+newest epoch dropped (``pruned_through``), and a position whose epoch is older than that is
+expired: the check it needed is gone, so it is decided on the safe side, never read on. Such
+a cursor was issued before a purge that ran more than twice the retention ago: the events
+it had not read were old enough to be purged for a whole retention period. A webhook
+cursor, whose epoch moves only when its fan-out has new events, is checked and moved to the
+current epoch first (as its fan-out would), so an idle URL is not held for it.
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import BigInteger, delete, func, insert, literal, select, union_all, update
 from sqlalchemy.orm import Session
 
 from app.events.window import FeedPosition, Snapshot, cluster_here
@@ -76,9 +86,10 @@ def fan_out_position(session: Session, cursor: WebhookCursor | None) -> FeedPosi
 
 def held_endpoints(session: Session, urls: Sequence[str]) -> list[str]:
     """The URLs whose fan-out holds behind events purged before it read them."""
-    return [c.endpoint for c in session.scalars(
-        select(WebhookCursor).where(WebhookCursor.endpoint.in_(urls)))
-        if purged_unread(session, fan_out_position(session, c), c.purge_epoch)]
+    cursors = list(session.scalars(select(WebhookCursor).where(WebhookCursor.endpoint.in_(urls))))
+    held = purged_unread_each(session, [(fan_out_position(session, c), c.purge_epoch)
+                                        for c in cursors])
+    return [c.endpoint for c, flag in zip(cursors, held, strict=True) if flag]
 
 
 def reset_cursor(session: Session, endpoint: str) -> bool:
@@ -90,19 +101,93 @@ def reset_cursor(session: Session, endpoint: str) -> bool:
 
 def purged_unread(session: Session, position: FeedPosition, since: int) -> bool:
     """Whether a purge after epoch ``since`` deleted rows ``position`` had not passed."""
-    marks = [Mark(*row) for row in session.execute(
-        select(OutboxPurge.cluster_id, func.max(OutboxPurge.max_id),
-               func.max(OutboxPurge.max_txid))
-        .where(OutboxPurge.id > since).group_by(OutboxPurge.cluster_id)).all()]
+    return purged_unread_each(session, [(position, since)])[0]
+
+
+def purged_unread_each(session: Session,
+                       checks: Sequence[tuple[FeedPosition, int]]) -> list[bool]:
+    """:func:`purged_unread` of each (position, since), in a constant number of statements
+    whatever their number (the webhook fan-out checks every URL each round): the marks
+    after each distinct epoch in one UNION ALL, the cluster and the floor once."""
+    if not checks:
+        return []
+    parts = [select(literal(epoch, BigInteger).label("since"), OutboxPurge.cluster_id,
+                    func.max(OutboxPurge.max_id), func.max(OutboxPurge.max_txid))
+             .where(OutboxPurge.id > epoch).group_by(OutboxPurge.cluster_id)
+             for epoch in sorted({since for _, since in checks})]
+    marks: dict[int, list[Mark]] = {}
+    for since, *mark in session.execute(parts[0] if len(parts) == 1 else union_all(*parts)):
+        marks.setdefault(since, []).append(Mark(*mark))
     if not marks:
-        return False
+        return [False] * len(checks)
     here = cluster_here(session)
 
-    def txids(cluster: int | None) -> set[int]:
-        return {t for batch in session.scalars(select(OutboxPurge.txids).where(
-            OutboxPurge.id > since, OutboxPurge.cluster_id == cluster)) for t in batch or ()}
+    def reader(since: int) -> Txids:
+        def txids(cluster: int | None) -> set[int]:
+            return {t for batch in session.scalars(select(OutboxPurge.txids).where(
+                OutboxPurge.id > since, OutboxPurge.cluster_id == cluster))
+                for t in batch or ()}
+        return txids
 
-    return not all(_read(position, mark, here, txids) for mark in marks)
+    out = [bool(marks.get(since)) and
+           not all(_read(position, mark, here, reader(since)) for mark in marks[since])
+           for position, since in checks]
+    # Read last: a prune committing meanwhile dropped only marks up to the floor read here.
+    # Only a check with marks after its epoch needs it (the newest mark is never pruned).
+    if any(since in marks and not expired for (_, since), expired in zip(checks, out,
+                                                                          strict=True)):
+        floor = pruned_floor(session)
+        out = [expired or (since in marks and since < floor)
+               for (_, since), expired in zip(checks, out, strict=True)]
+    return out
+
+
+def pruned_floor(session: Session) -> int:
+    """The newest epoch whose mark :func:`prune_purges` dropped (0: none): a position from
+    before it can no longer be checked."""
+    return int(session.scalar(select(OutboxPurge.pruned_through)
+                              .order_by(OutboxPurge.id).limit(1)) or 0)
+
+
+def prune_purges(session: Session, cutoff: datetime, limit: int) -> int:
+    """Drop up to ``limit`` of the oldest marks recorded before ``cutoff``, never the
+    newest; returns how many. The caller holds the purge's lock (retention.py).
+
+    Each webhook cursor still clean against every mark (its fan-out would send all it has
+    not read) is moved to the current epoch first, as its fan-out does; one held stays
+    held. When a fan-out has one of those cursors locked (PostgreSQL), nothing is pruned
+    this run: that fan-out may be between reading the marks and the floor, and would find
+    its cursor held by a floor it could not have been moved past."""
+    newest = select(func.max(OutboxPurge.id)).scalar_subquery()
+    rows = session.execute(select(OutboxPurge.id, OutboxPurge.purged_at)
+                           .where(OutboxPurge.id < newest)
+                           .order_by(OutboxPurge.id).limit(limit)).all()
+    drop = []
+    for row in rows:
+        if row.purged_at >= cutoff:
+            break
+        drop.append(row.id)
+    if not drop:
+        return 0
+    floor, epoch = drop[-1], current_epoch(session)
+    behind = WebhookCursor.purge_epoch < floor
+    pick = select(WebhookCursor).where(behind).execution_options(populate_existing=True)
+    if session.get_bind().dialect.name == "postgresql":
+        cursors = list(session.scalars(pick.with_for_update(skip_locked=True)))
+        if {c.endpoint for c in cursors} != set(session.scalars(
+                select(WebhookCursor.endpoint).where(behind))):
+            return 0  # one is locked by a fan-out in flight: the next run
+    else:
+        cursors = list(session.scalars(pick))
+    for cursor in cursors:
+        if not purged_unread(session, fan_out_position(session, cursor), cursor.purge_epoch):
+            cursor.purge_epoch = epoch
+    session.flush()
+    dropped = session.execute(delete(OutboxPurge).where(OutboxPurge.id <= floor)).rowcount
+    session.execute(update(OutboxPurge).where(
+        OutboxPurge.id == select(func.min(OutboxPurge.id)).scalar_subquery())
+        .values(pruned_through=floor))
+    return dropped or 0
 
 
 Txids = Callable[[int | None], set[int]]

@@ -26,6 +26,7 @@ comes again: consumers deduplicate by event id).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,19 +217,27 @@ def passed(position: FeedPosition, here: int | None) -> ColumnElement[bool]:
     return read if position.done is None else or_(position.done.ended(here), read)
 
 
-def anything_after(session: Session, position: FeedPosition) -> bool:
-    """A read-only check: is a committed event past ``position`` (the next window not empty)?"""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if postgres and position.upto is not None:
+def anything_after(session: Session, positions: Sequence[FeedPosition]) -> bool:
+    """A read-only check: is a committed event past any of ``positions`` (the next window
+    of one of them not empty)? One statement whatever their number (and on PostgreSQL the
+    cluster's id once): an EXISTS per distinct position, OR'ed."""
+    if not positions:
+        return False
+    if session.get_bind().dialect.name != "postgresql":  # ids visible in order: the least
+        first = min(p.after_id for p in positions)
+        return bool(session.scalar(select(exists().where(OutboxEvent.id > first))))
+    if any(p.upto is not None for p in positions):
         return True  # in the middle of a window: it was full
-    if not postgres or position.done is None:
-        cond: ColumnElement[bool] = OutboxEvent.id > position.after_id
-    else:
-        here = session.scalar(_CLUSTER)
+    here = session.scalar(_CLUSTER) if any(p.done is not None for p in positions) else None
+    conds: list[ColumnElement[bool]] = []
+    for position in dict.fromkeys(positions):
         done = position.done
-        cond = (and_(OutboxEvent.cluster_id == here, done.txids_not_ended())
-                if done.local(here) else not_(done.ended(here)))
-    return bool(session.scalar(select(exists().where(cond))))
+        if done is None:
+            conds.append(OutboxEvent.id > position.after_id)
+        else:
+            conds.append(and_(OutboxEvent.cluster_id == here, done.txids_not_ended())
+                         if done.local(here) else not_(done.ended(here)))
+    return bool(session.scalar(select(or_(*[exists().where(c) for c in conds]))))
 
 
 def _ints(values: list[Any]) -> bool:

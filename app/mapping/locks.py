@@ -17,7 +17,9 @@ A transaction holding it shared never waits for it again, and the apply takes it
 locks only once it holds it: no cycle can close through it. Writers of one organization
 do not wait for each other here; they wait only while an apply runs (or is queued: the
 shared request queues behind a waiting exclusive one). The cost on the SCIM write path:
-one ``SELECT pg_try_advisory_xact_lock_shared(...)`` per write transaction on PostgreSQL.
+no statement of its own: a SCIM write tries it as a column of the statement that holds its
+directory's row (``try_shared_column``), after the row is locked; other writers send one
+``SELECT pg_try_advisory_xact_lock_shared(...)``.
 
 A write waits at most ``[mapping] write_wait_ms`` for it (``configure_write_wait``): an
 apply of a 10,000-user organization holds it for 15-20 s (bench/README.md), and a SCIM write
@@ -25,7 +27,8 @@ waiting that long holds one of the worker's few request threads (SSO logins queu
 it) while the IdP may give up on it anyway. Past the bound the statement fails with
 lock_not_available (55P03: ``SET LOCAL lock_timeout`` covers advisory locks), the
 transaction rolls back having written nothing, and SCIM, the API and SSO answer their 503
-with ``Retry-After`` (app/db_errors.py: a transient error). The apply's own exclusive
+with ``Retry-After`` (app/db_errors.py: a transient error; :func:`retry_after`: a few times
+the bound, not 1 s, which only brought the write back to wait again). The apply's own exclusive
 request stays unbounded: it may legitimately wait for the writes in flight.
 """
 
@@ -36,7 +39,16 @@ import hashlib
 import weakref
 from typing import Any
 
-from sqlalchemy import BigInteger, Connection, Engine, bindparam, func, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Engine,
+    bindparam,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.orm import Session, SessionTransaction
 
 from app.settings import load_settings
@@ -99,9 +111,55 @@ def _hold(session: Session, organization_id: str, *, exclusive: bool) -> None:
         connection.execute(_EXCLUSIVE, params)
     elif not connection.execute(_TRY_SHARED, params).scalar():
         _wait_shared(connection, params, write_wait_ms(connection))
+    _note(session, organization_id, exclusive)
+
+
+def _note(session: Session, organization_id: str, exclusive: bool) -> None:
+    held: dict[str, tuple[bool, SessionTransaction]] = session.info.setdefault(_HELD, {})
     current = session.get_nested_transaction() or session.get_transaction()
     assert current is not None
     held[organization_id] = (exclusive, current)
+
+
+def try_shared_column(organization_id: str) -> ColumnElement[bool]:
+    """PostgreSQL: the try of the organization's shared lock as a column, for a statement
+    that locks a row first (app/directory/hold.py): one round trip for both. The caller
+    passes what it returned to :func:`share_mapping_tried`."""
+    return func.pg_try_advisory_xact_lock_shared(
+        literal(mapping_lock_key(organization_id), BigInteger))
+
+
+def share_mapping_tried(session: Session, organization_id: str, granted: bool) -> None:
+    """:func:`share_mapping` once :func:`try_shared_column` was evaluated in this
+    transaction: when the try failed, the bounded wait (as share_mapping's)."""
+    if not granted:
+        _wait_shared(session.connection(), {"b_key": mapping_lock_key(organization_id)},
+                     write_wait_ms(session.connection()))
+    _note(session, organization_id, False)
+
+
+# A write refused behind an apply asks to be retried after RETRY_FACTOR times the bound it
+# waited, within these limits: the apply held the lock all that wait and runs for seconds
+# (15-20 s for 10,000 users), so a retry after 1 s would only wait, holding a request
+# thread, and be refused again.
+RETRY_FACTOR = 3
+RETRY_AFTER_LIMITS = (5, 60)
+
+
+def retry_after(engine: Engine, exc: BaseException) -> str:
+    """The ``Retry-After`` (seconds) of a 503 for the transient database error ``exc``:
+    after the mapping lock's bounded wait ran out (lock_not_available on its shared
+    request), RETRY_FACTOR times ``[mapping] write_wait_ms`` within RETRY_AFTER_LIMITS;
+    for any other transient error 1."""
+    orig = getattr(exc, "orig", None)
+    statement = getattr(exc, "statement", None) or ""
+    if getattr(orig, "sqlstate", None) != "55P03" or \
+            "pg_advisory_xact_lock_shared(" not in statement:
+        return "1"
+    found = _wait_by_engine.get(engine)
+    wait_s = -(-(_wait_from_environment() if found is None else found) // 1000)
+    low, high = RETRY_AFTER_LIMITS
+    return str(min(high, max(low, RETRY_FACTOR * wait_s)))
 
 
 def mapping_lock_key(organization_id: str) -> int:

@@ -144,6 +144,9 @@ class OutboxPurge(Base):
     txids: Mapped[list[int] | None] = mapped_column(JSONType, nullable=True)
     events: Mapped[int] = mapped_column(Integer)
     purged_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # On the oldest mark kept: the newest epoch whose mark was pruned (migration 0023); a
+    # cursor from before it is expired (app/events/watermark.py prune_purges).
+    pruned_through: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class WebhookDelivery(Base):

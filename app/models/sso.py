@@ -157,7 +157,8 @@ class SamlRequest(Base):
     )
     relay_state: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Indexed (migration 0023): the SSO purge deletes the expired ones.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
@@ -217,7 +218,8 @@ class AuthorizationCode(Base):
     code_challenge: Mapped[str | None] = mapped_column(String(200))
     code_challenge_method: Mapped[str | None] = mapped_column(String(10))
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime())
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Indexed (migration 0023): the SSO purge deletes the expired ones.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
@@ -238,8 +240,10 @@ class BackchannelLogout(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
+    # created_at (migration 0023): the SSO purge deletes the sent and failed ones by age.
     __table_args__ = (UniqueConstraint("outbox_event_id", "client_id"),
-                      Index("ix_oidc_backchannel_logouts_status", "status"))
+                      Index("ix_oidc_backchannel_logouts_status", "status"),
+                      Index("ix_oidc_backchannel_logouts_created_at", "created_at"))
 
 
 class OidcLoginRequest(Base):

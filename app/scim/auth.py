@@ -38,9 +38,12 @@ def authenticate_request(session: Reader) -> Caller:
 
 
 def hold_directory(session: Session, caller: Caller, *, status_read: bool) -> None:
-    """Hold the caller's directory active for this write transaction; disabled meanwhile
-    (a disable committed since authentication) is the same 401 authentication answers."""
+    """Hold the caller's directory active for this write transaction, then its
+    organization's mapping lock shared (on PostgreSQL one statement when the try succeeds:
+    ``hold_active_directory``); disabled meanwhile (a disable committed since
+    authentication) is the same 401 authentication answers."""
     try:
-        hold_active_directory(session, caller.directory.id, status_read=status_read)
+        hold_active_directory(session, caller.directory.id, status_read=status_read,
+                              mapping_of=caller.directory.organization_id)
     except Unauthorized as exc:
         raise ScimError(401, exc.detail, bearer_error="invalid_token") from None

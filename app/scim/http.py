@@ -15,7 +15,6 @@ from app.audit import Actor
 from app.db import Database, Reader
 from app.directory.tokens import touch
 from app.json_input import QUERY_NOT_UTF8, query_not_utf8
-from app.mapping.locks import share_mapping
 from app.scim.auth import Caller, authenticate_request, hold_directory
 from app.scim.dialect_report import LEGACY_ENTRA, infer_dialect
 from app.scim.errors import SCIM_MEDIA_TYPE, ScimError, scim_response
@@ -67,15 +66,16 @@ def unit_of_work() -> Iterator[tuple[Session, Caller]]:
     Any SCIM write may evaluate grants (a user or membership change, a group rename), so
     it then holds the organization's mapping lock shared, before any row lock
     (app/mapping/locks.py): a rule-set apply never runs beside it. The directory comes
-    first, as in an SSO login (app/sso/login.py): one order everywhere.
+    first, as in an SSO login (app/sso/login.py): one order everywhere. On PostgreSQL both
+    are one statement (``hold_directory``: the lock's try a column of the row's FOR SHARE
+    select); a failed try then waits as ``share_mapping`` does.
     """
     caller = g.get("scim_caller")
     with current_app.extensions["roster.db"].transaction() as session:
         status_read = caller is None
         if caller is None:
             caller = _authenticate(session)
-        hold_directory(session, caller, status_read=status_read)
-        share_mapping(session, caller.directory.organization_id)
+        hold_directory(session, caller, status_read=status_read)  # and the mapping lock
         _touch_once(session, caller)
         yield session, caller
 

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.db_errors import describe_transient, is_transient, prepared_statement_lost
 from app.errors import Conflict, DomainError, InvalidInput, NotFound, PreconditionFailed
+from app.mapping.locks import retry_after
 from app.migrate import NOT_READY_DETAIL, NOT_READY_RETRY_AFTER, schema_not_ready
 from app.scim import bulk, discovery, group_views, list_views, user_views
 from app.scim.errors import ScimError, error_response, scim_response
@@ -178,7 +179,8 @@ def _unexpected(exc: Exception) -> Response:
         # Okta and Entra both retry on 503 with Retry-After.
         log.warning("SCIM request hit a transient database error: %s", describe_transient(exc))
         response = error_response(503, "the service is busy; retry the request")
-        response.headers["Retry-After"] = "1"
+        response.headers["Retry-After"] = retry_after(
+            current_app.extensions["roster.db"].engine, exc)
         return response
     if schema_not_ready(current_app.extensions["roster.db"].engine, exc):
         response = error_response(503, NOT_READY_DETAIL)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.db_errors import describe_transient, is_transient
 from app.errors import DomainError
+from app.mapping.locks import retry_after
 from app.migrate import NOT_READY_RETRY_AFTER, schema_not_ready
 from app.models.sso import SsoConnection
 from app.sso import pages, saml_binding
@@ -73,7 +74,7 @@ def _database_error(exc: DBAPIError) -> Response:
     if is_transient(exc):
         log.warning("sign-in request hit a transient database error: %s",
                     describe_transient(exc))
-        retry = "1"
+        retry = retry_after(current_app.extensions["roster.db"].engine, exc)
     elif schema_not_ready(current_app.extensions["roster.db"].engine, exc):
         retry = NOT_READY_RETRY_AFTER  # not upgraded yet: logged by schema_not_ready
     else:
