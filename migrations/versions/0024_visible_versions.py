@@ -14,7 +14,7 @@ lastModified are derived from these (app/scim/versions.py). No existing row chan
 every current ETag stays valid.
 
 Revision ID: 0024
-Revises: 0022
+Revises: 0023
 Create Date: 2026-12-06
 """
 
@@ -26,7 +26,7 @@ from alembic import op
 import app.db
 
 revision = "0024"
-down_revision = "0022"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 
