@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import sqlalchemy as sa
 
@@ -13,24 +12,15 @@ from app.migrate import upgrade
 from app.models import User
 from app.planner import refresh_statistics, seed_statistics
 from tests.conftest import make_tenant
+from tests.statements import captured
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 
 
-@contextmanager
-def captured_selects(db: Database) -> Iterator[list[tuple[str, object]]]:
+def captured_selects(db: Database) -> AbstractContextManager[list[tuple[str, object]]]:
     """Every SELECT on the users table the engine runs meanwhile, with its parameters."""
-    seen: list[tuple[str, object]] = []
-
-    def _capture(_conn, _cursor, statement, parameters, _context, _many) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM users" in statement:
-            seen.append((statement, parameters))
-
-    sa.event.listen(db.engine, "before_cursor_execute", _capture)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", _capture)
+    return captured(db.engine, lambda sql: sql.lstrip().upper().startswith("SELECT")
+                    and "FROM users" in sql)
 
 
 def _restore_nominal(db: Database) -> None:

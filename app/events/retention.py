@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from app.db import Database, utcnow
 from app.events.delivery import BLOCKING
-from app.events.watermark import fan_out_position, prune_purges, record_purge
+from app.events.watermark import fan_out_position, leading_before, prune_purges, record_purge
 from app.events.window import FeedPosition, cluster_here, passed
 from app.models import OutboxEvent
 from app.models.lifecycle import WebhookCursor, WebhookDelivery
@@ -169,11 +169,7 @@ def purge_events(session: Session, urls: Sequence[str], cutoff: datetime, limit:
     rows = session.execute(select(OutboxEvent.id, OutboxEvent.created_at)
                            .where(OutboxEvent.id > after_id, OutboxEvent.id < newest)
                            .order_by(OutboxEvent.id).limit(limit)).all()
-    old = []
-    for row in rows:
-        if row.created_at >= cutoff:
-            break
-        old.append(row.id)
+    old = leading_before(rows, cutoff)
     if not old:
         return _Step(0, 0, None)
     edge = len(old) < len(rows) or len(rows) < limit

@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, delete, func, insert, literal, select, union_all, update
 from sqlalchemy.orm import Session
@@ -149,6 +150,17 @@ def pruned_floor(session: Session) -> int:
                               .order_by(OutboxPurge.id).limit(1)) or 0)
 
 
+def leading_before(rows: Sequence[Any], cutoff: datetime) -> list[int]:
+    """The ids of ``rows`` (id, time), in their order, up to the first one not older than
+    ``cutoff``: a purge deletes a prefix in id order, never past a row it must keep."""
+    ids = []
+    for row_id, at in rows:
+        if at >= cutoff:
+            break
+        ids.append(row_id)
+    return ids
+
+
 def prune_purges(session: Session, cutoff: datetime, limit: int) -> int:
     """Drop up to ``limit`` of the oldest marks recorded before ``cutoff``, never the
     newest; returns how many. The caller holds the purge's lock (retention.py).
@@ -162,11 +174,7 @@ def prune_purges(session: Session, cutoff: datetime, limit: int) -> int:
     rows = session.execute(select(OutboxPurge.id, OutboxPurge.purged_at)
                            .where(OutboxPurge.id < newest)
                            .order_by(OutboxPurge.id).limit(limit)).all()
-    drop = []
-    for row in rows:
-        if row.purged_at >= cutoff:
-            break
-        drop.append(row.id)
+    drop = leading_before(rows, cutoff)
     if not drop:
         return 0
     floor, epoch = drop[-1], current_epoch(session)

@@ -8,30 +8,17 @@ BackchannelLogout.created_at)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
-
-import sqlalchemy as sa
 
 from app.db import Database
 from app.sso.maintenance import purge_expired_rows
+from tests.statements import captured
 
 
-@contextmanager
-def statements(db: Database) -> Iterator[list[tuple[str, Any]]]:
+def statements(db: Database) -> AbstractContextManager[list[tuple[str, Any]]]:
     """Every DELETE the engine runs meanwhile, with its parameters."""
-    seen: list[tuple[str, Any]] = []
-
-    def _capture(_conn, _cursor, statement, parameters, _context, _many) -> None:
-        if statement.lstrip().upper().startswith("DELETE"):
-            seen.append((statement, parameters))
-
-    sa.event.listen(db.engine, "before_cursor_execute", _capture)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", _capture)
+    return captured(db.engine, lambda sql: sql.lstrip().upper().startswith("DELETE"))
 
 
 def plan(db: Database, statement: str, parameters: Any) -> str:
