@@ -57,7 +57,10 @@ def restore_batch(session: Session, batch_id: str, actor: Actor) -> BatchRestore
     if batch.directory_id is not None:
         hold_directory_for_reactivation(session, batch.directory_id)
     share_mapping(session, batch.organization_id)
-    for user_id in dict.fromkeys(user_ids):
+    # In id order, as every statement that locks several users takes them (the lock
+    # order, app/mapping/reevaluation.py step 3): a group write holding some of these
+    # users and waiting for another can then never wait in a cycle with this restore.
+    for user_id in sorted(set(user_ids)):
         user = session.get(User, user_id)
         if user is None or user.status not in GONE:
             continue
