@@ -36,8 +36,7 @@ def add_unit_for_rules(session: Session, org: Organization, name: str, kind: str
     none commits a user the pass would miss.
     """
     own_mapping(session, org.id)
-    unit = add_unit(session, org, name, kind, parent_ref, actor)
-    session.flush()
+    unit = add_unit(session, org, name, kind, parent_ref, actor)  # flushed: its path known
     ctx = load_context(session, org)
     if not reaches(ctx, unit.path):
         return unit, None
