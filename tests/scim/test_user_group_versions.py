@@ -149,6 +149,15 @@ def test_a_group_rename_by_patch_moves_every_member_and_lastmodified(scim):
         assert page[user] == _read(scim, f"/Users/{user}")[1]
 
 
+def test_a_group_created_with_members_moves_their_versions(scim):
+    """POST /Groups with members: they now show the group, so their old ETags are 200s."""
+    ada, bob = _user(scim, "ada"), _user(scim, "bob")
+    before = {u: _read(scim, f"/Users/{u}")[1] for u in (ada, bob)}
+    group = scim.create_group("Buyers", members=[ada])["id"]
+    assert _groups(_moved(scim, ada, before[ada])[1]) == [(group, "Buyers")]
+    _still(scim, bob, before[bob])
+
+
 def test_a_group_delete_moves_its_members_versions(scim):
     """DELETE /Groups/G: its members no longer show it; their old ETags are 200s."""
     ada, bob = _user(scim, "ada"), _user(scim, "bob")
