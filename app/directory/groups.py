@@ -23,6 +23,7 @@ from app.audit import Actor, record
 from app.db import Reader, core, utcnow
 from app.directory.refs import DirectoryLike
 from app.directory.uniqueness import flush_unique, insert_unique
+from app.directory.versions import move_groups_shown
 from app.errors import Conflict, InvalidInput, NotFound
 from app.events import emit
 from app.mapping.reevaluation import Reevaluation, finish, lock_users
@@ -164,7 +165,14 @@ def _reevaluating(session: Session, group: Group, user_ids: Iterable[str], actor
     ids = list(user_ids)
     own = lock_users(session, group.organization_id, ids, ids)
     yield own
-    finish(session, own, actor)
+    _finish(session, own, actor)
+
+
+def _finish(session: Session, reevaluation: Reevaluation, actor: Actor) -> None:
+    """The write's end: the users whose groups it changed (``note``, all locked up front)
+    show new ``groups``, so their versions move (one UPDATE), then they are evaluated."""
+    move_groups_shown(session, reevaluation.changed)
+    finish(session, reevaluation, actor)
 
 
 def add_members(session: Session, group: Group, user_ids: Iterable[str], actor: Actor, *,
@@ -287,11 +295,12 @@ def update_group(session: Session, group: Group, data: GroupInput, actor: Actor)
     # which is locked whatever the policy (``add_members``).
     changing = current.symmetric_difference(wanted) if replacing else set()
     affected = current | set(wanted) if renamed else changing
-    reevaluation = lock_users(session, group.organization_id, affected, changing)
+    # Locked whatever the policy: a rename changes every member's ``groups`` (its version).
+    reevaluation = lock_users(session, group.organization_id, affected, affected)
     _update(session, group, data, actor, reevaluation, current)
     if replacing:
         _replace(session, group, wanted, current, actor, reevaluation)
-    finish(session, reevaluation, actor)
+    _finish(session, reevaluation, actor)
     return group
 
 
@@ -326,14 +335,14 @@ def edit_group(session: Session, group: Group, data: GroupInput | None,
     emptying = any(c.op in ("replace", "remove_all") for c in changes)
     current = _member_set(session, group) if renamed or emptying else set()
     named = {i for c in changes for i in c.ids}
-    # Locked whatever the policy: every user whose membership an operation may change.
-    reevaluation = lock_users(session, group.organization_id, current | named,
-                              named | current if emptying else named)
+    # Locked whatever the policy: every user whose membership an operation may change, and
+    # on a rename every member (its ``groups`` changes, so its version moves).
+    reevaluation = lock_users(session, group.organization_id, current | named, current | named)
     if data is not None:
         _update(session, group, data, actor, reevaluation, current)
     for change in changes:
         _apply_edit(session, group, change, actor, reevaluation)
-    finish(session, reevaluation, actor)
+    _finish(session, reevaluation, actor)
     return group
 
 

@@ -32,7 +32,7 @@ from app.directory.managers import ManagerLink, link_reports, resolve_manager
 from app.directory.refs import DirectoryLike
 from app.directory.uniqueness import flush_unique, insert_unique
 from app.directory.user_names import free_user_name, taken
-from app.directory.versions import display_changed, move_shown
+from app.directory.versions import display_changed, move_display
 from app.errors import NotFound
 from app.events import emit
 from app.lifecycle import (
@@ -254,7 +254,7 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
     manager = (ManagerLink(user_id=wanted) if wanted is not None and wanted == user.manager_id
                else resolve_manager(session, user.directory_id, wanted))
     if display_changed(user, data.values.get("display_name"), user_name):
-        move_shown(user)  # its reports show it as their manager: their versions move too
+        move_display(session, user)  # shown by its reports and groups: their versions move
     changed = _assign(user, data, manager, store_password_hash=store_password_hash)
     flips = data.active is not None and data.active != user.active
     if changed or flips:

@@ -4,7 +4,9 @@ A SCIM-deleted user vanishes from its groups' ``members`` and from its reports'
 ``manager``; a restore brings it back (app/lifecycle/visibility.py). The group and the
 report change as SCIM shows them, so their ``meta.version`` (the ETag) and
 ``meta.lastModified`` must move, else a client's ``If-None-Match`` gets a 304 and keeps a
-member list that still has the deleted user (RFC 9110 §13.1.2, RFC 7232).
+member list that still has the deleted user (RFC 9110 §8.8.3, §13.1.2). So must a user's
+when a group write changes its read-only ``groups`` (RFC 7643 §4.1.2), and a group's when
+a member's display changes its ``members.display``.
 
 Writing the group's or the report's row would move them, but not in the lock order
 (app/mapping/reevaluation.py): the delete holds the user's row (step 3), and a group's row
@@ -13,40 +15,54 @@ deadlock with it), and a report's row is another user's, locked alone after the 
 (user rows are locked in id order, in one statement). So neither is written, and neither
 version is stored whole: each is derived from what is written under locks already held.
 
-- **A report**: its own ``version``, plus its manager's ``shown_version`` (written on the
-  manager's own row, which the delete and the restore hold anyway): what a report shows of
-  its manager, whether at all and its display (displayName, else userName), moved by each
-  change of that. ``shown_at`` says when, for the report's lastModified.
+- **A user**: its own ``version``, plus the sum of two counters. Its manager's
+  ``shown_version`` (written on the manager's own row, which the manager's delete,
+  restore and display change hold anyway): what a user shows of its manager, whether at
+  all and its display (displayName, else userName). And its own ``groups_version``: how
+  often a group write changed its ``groups`` without writing the user (added or removed
+  it, renamed or deleted one of its groups). A group write locks every user whose
+  membership it changes, and on a rename or a delete every member, after the group's row
+  and in one sorted statement (step 3 of the lock order), so it bumps them under locks it
+  holds: one ``UPDATE ... groups_version + 1`` for the users it changed, at its end
+  (``move_groups_shown``; adding one member to a 50,000-member group writes that one row).
+  The counter is the user's, but not ``version``: the user's own row did not change, and
+  ``updated_at`` keeps saying when it did. ``shown_at`` and ``groups_at`` say when the
+  parts moved, for the user's lastModified (the latest of the three).
 - **A group**: its own ``version``, plus ``group_member_versions.version``: how often its
-  live members changed without a write to the group. That row is the group's, but not the
-  group's row: a group write never locks it, so a member's delete taking it cannot wait in
-  a cycle with one. The delete and the restore note their user's groups; the rows are moved
-  at COMMIT, after the audit chain head (app/audit/log.py, whose listener is registered
-  first), in one statement in group id order: one organization's transactions hold its
-  chain head one at a time, so none ever waits for another's counter row, and a batch
-  restoring several users (one transaction) moves each group once, in order.
+  live members changed without a write to the group (a member's SCIM delete or restore,
+  and a change of a member's display, its ``members.display``). That row is the group's,
+  but not the group's row: a group write never locks it, so a member's write taking it
+  cannot wait in a cycle with one. The member's write notes its user's groups (one indexed
+  query, only when it hides, shows or renames the user); the rows are moved at COMMIT,
+  after the audit chain head (app/audit/log.py, whose listener is registered first), in
+  one statement in group id order: one organization's transactions hold its chain head one
+  at a time, so none ever waits for another's counter row, and a batch restoring several
+  users (one transaction) moves each group once, in order.
 
 Each derived version is a pair (own, other) where each part only ever grows and every change
-of what the resource shows moves one of them: no pair is ever shown for two different
-states. Reading them is one indexed lookup per resource, or one query per list page: the
-members of a group are never read for its version (a group of 50,000 members costs the
-same as one of 5).
+of what the resource shows moves one of them (a user's other part is a sum of two growing
+counters, so it grows with either): no pair is ever shown for two different states, and
+while the other part is 0 the version is the plain ``n`` it always was. Reading them is no
+query for a user's groups part (its own row), and one indexed lookup per resource, or one
+query per list page, for the rest: the members of a group are never read for its version
+(a group of 50,000 members costs the same as one of 5).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, select
+from sqlalchemy import bindparam, event, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 import app.audit.log  # noqa: F401  its before_commit listener first (the module docstring)
 from app.db import Reader, core, utcnow
-from app.models import GroupMemberVersion, User
+from app.models import GroupMemberVersion, Membership, User
 from app.sql import among, fetch
 
 
@@ -104,6 +120,41 @@ def shown_of(session: Reader, user_id: str | None) -> Moved:
     return Moved(*found[0]) if found else NEVER
 
 
+def user_part(user: Any, manager: Moved | None) -> Moved | None:
+    """A user's other part: what it shows of its manager (``manager``, None without one)
+    and of its groups (its own row's ``groups_version``), summed; None while both are 0,
+    so a user's version is its plain ``n`` as before. Each counter only grows and each
+    change moves one of them: the sum strictly grows with every change of either."""
+    own = Moved(user.groups_version or 0, user.groups_at)
+    if manager is None or not manager.version:
+        return own if own.version else manager
+    if not own.version:
+        return manager
+    at = max((t for t in (manager.at, own.at) if t is not None), default=None)
+    return Moved(manager.version + own.version, at)
+
+
+_MOVE_GROUPS = (update(User.__table__).where(among(User.__table__.c.id))
+                .values(groups_version=User.__table__.c.groups_version + 1,
+                        groups_at=bindparam("now")))
+
+
+def move_groups_shown(session: Session, user_ids: Iterable[str]) -> None:
+    """What these users show of their groups changed (a group write added or removed
+    them, renamed or deleted one of their groups): one UPDATE of their rows, which the
+    group write holds already (``lock_users``), so no lock is taken out of order, and two
+    group writes changing the same user each move it (``+ 1`` under the row lock)."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return
+    session.connection().execute(_MOVE_GROUPS, {"ids": ids, "now": utcnow()})
+    # Users this session loaded keep no stale count (a bulk request renders them later).
+    moved = set(ids)
+    for held in list(session.identity_map.values()):
+        if isinstance(held, User) and held.id in moved:
+            session.expire(held, ["groups_version", "groups_at"])
+
+
 def display_changed(user: User, display_name: Any, user_name: Any) -> bool:
     """Whether writing these names changes the user's display (displayName, else userName)."""
     return (display_name or user_name) != (user.display_name or user.user_name)
@@ -113,6 +164,23 @@ def move_shown(user: User) -> None:
     """What others show of ``user`` changed (its row is held by the caller's write)."""
     user.shown_version = (user.shown_version or 0) + 1
     user.shown_at = utcnow()
+
+
+_GROUPS_OF = (select(Membership.group_id).where(Membership.user_id == bindparam("user_id"))
+              .order_by(Membership.group_id))
+
+
+def groups_of(session: Session, user_id: str) -> list[str]:
+    """The ids of the groups ``user_id`` is a member of, in id order (one indexed query)."""
+    return [row[0] for row in fetch(session.connection(), _GROUPS_OF, {"user_id": user_id})]
+
+
+def move_display(session: Session, user: User) -> None:
+    """``user``'s display (displayName, else userName) changes: its reports show it as
+    their ``manager.displayName``, its groups as their ``members.display``; both parts
+    move (its groups' at COMMIT), so If-None-Match on either gets the new name."""
+    move_shown(user)
+    move_member_versions(session, groups_of(session, user.id))
 
 
 _NOTED = "roster.versions.groups"

@@ -21,13 +21,11 @@ from __future__ import annotations
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from app.directory.versions import move_member_versions, move_shown
+from app.directory.versions import groups_of, move_member_versions, move_shown
 from app.events import emit_many
-from app.models import Membership, User
+from app.models import User
 from app.sql import fetch
 
-_GROUPS = (select(Membership.group_id).where(Membership.user_id == bindparam("user_id"))
-           .order_by(Membership.group_id))
 _REPORTS = (select(User.id).where(User.manager_id == bindparam("user_id"),
                                   User.id != bindparam("user_id"), User.deleted_at.is_(None))
             .order_by(User.id))
@@ -41,7 +39,7 @@ def announce_visibility(session: Session, user: User, *, shown: bool) -> None:
     connection = session.connection()
     params = {"user_id": user.id}
     move_shown(user)
-    groups = [row[0] for row in fetch(connection, _GROUPS, params)]
+    groups = groups_of(session, user.id)
     move_member_versions(session, groups)
     emit_many(session, organization_id=user.organization_id,
               type="membership.added" if shown else "membership.removed",

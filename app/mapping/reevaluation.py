@@ -14,18 +14,21 @@ earlier step (README, section "SCIM", the bullet on versions and locks):
 2. the one group row a group write changes (``get_group(for_update=True)``);
 3. the user rows whose grants it re-evaluates: a user write holds its own row; a group
    write locks every user it may re-evaluate, and every user whose membership it adds or
-   removes (even when nothing is to be evaluated), at once, in one statement sorted by id
-   (``lock_users``), before it changes a membership; a deprovisioning holds its user's row
-   before it revokes sessions, and an SSO login holds its user's row FOR SHARE (after its
-   JIT group locks) before it opens a session, so neither misses the other;
+   removes, or whose group it renames or deletes (even when nothing is to be evaluated:
+   it bumps their ``groups_version`` at its end, app/directory/versions.py), at once, in
+   one statement sorted by id (``lock_users``), before it changes a membership; a
+   deprovisioning holds its user's row before it revokes sessions, and an SSO login holds
+   its user's row FOR SHARE (after its JIT group locks) before it opens a session, so
+   neither misses the other;
 4. rows reached only through locks already held: the group's memberships, the users'
    grants, units, and audit and outbox inserts;
 5. the organization's audit chain head, at COMMIT (``app.audit.log.append_pending``);
-   after it, a member's SCIM delete or restore moves its groups' member versions
-   (``group_member_versions``, app/directory/versions.py) in one statement in group id
-   order: rows no group write locks (a group's delete removes its own, holding all its
-   members, so no member's delete is in flight), taken by holders of the chain head, one
-   at a time, so they never wait in a cycle. Such a write never locks a group's own row.
+   after it, a member's SCIM delete, restore or display change moves its groups' member
+   versions (``group_member_versions``, app/directory/versions.py) in one statement in
+   group id order: rows no group write locks (a group's delete removes its own, holding
+   all its members, so no member's write is in flight), taken by holders of the chain
+   head, one at a time, so they never wait in a cycle. Such a write never locks a group's
+   own row.
 
 Why no deadlock: a transaction only ever waits for a lock later in this order than every
 lock it holds (within step 3, a higher user id: the statement locks in id order), so a

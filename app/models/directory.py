@@ -163,9 +163,16 @@ class User(Base):
     # What other resources show of this user (its reports' ``manager``): whether at all (a
     # SCIM delete hides it, a restore shows it) and its display (displayName, else
     # userName). Moved, with when, by each change of that: part of each report's version
-    # and lastModified, which a change of its manager does not write (app/scim/versions.py).
+    # and lastModified, which a change of its manager does not write (app/directory/versions.py).
     shown_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     shown_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What this user shows of its groups (``groups``: each one's id and displayName): how
+    # often, and when last, a group write changed that without writing the user (added or
+    # removed it, renamed or deleted one of its groups). Bumped under the user's row lock,
+    # which the group write takes anyway; part of its version and lastModified
+    # (app/directory/versions.py).
+    groups_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    groups_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Soft delete (SCIM DELETE): hidden from SCIM at once, purged after retention.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The userName a soft-deleted user gave up to a new user (its own became "<id>.deleted",
@@ -199,7 +206,7 @@ class Group(Base):
 
 class GroupMemberVersion(Base):
     """How often, and when last, a group's live members changed without a write to the group:
-    a member's SCIM delete hides it, its restore shows it again (app/scim/versions.py). Part
+    a member's SCIM delete hides it, its restore shows it again (app/directory/versions.py). Part
     of the group's version and lastModified; kept apart from the group's row, which the
     member's delete may not lock (the lock order, app/mapping/reevaluation.py)."""
 

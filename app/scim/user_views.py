@@ -11,7 +11,7 @@ from sqlalchemy import Row
 from app.db import Reader
 from app.directory import groups as group_service
 from app.directory import users as user_service
-from app.directory.versions import Moved, shown_of, shown_users
+from app.directory.versions import Moved, shown_of, shown_users, user_part
 from app.models import User
 from app.scim.etag import check_preconditions, last_modified, version_of
 from app.scim.http import (
@@ -76,7 +76,8 @@ def _render(session: Reader, users: Sequence[User | Row[Any]], projection: Proje
     out = []
     for u in users:
         manager = managers.get(u.manager_id) if u.manager_id else None
-        part = moved if moved is not None else manager.moved if manager is not None else None
+        part = user_part(u, moved if moved is not None
+                         else manager.moved if manager is not None else None)
         version = version_of(u.version, part)
         out.append((user_to_scim(
             u, base_url=root, projection=projection, groups=groups.get(u.id),
@@ -101,8 +102,9 @@ def _manager_part(session: Reader, user: User | Row[Any]) -> Moved | None:
 
 
 def _version(session: Reader, user: User | Row[Any]) -> str:
-    """The user's version now (a write's precondition)."""
-    return version_of(user.version, _manager_part(session, user))
+    """The user's version now (a write's precondition): its own, and the part its manager
+    and its groups moved (app/directory/versions.py)."""
+    return version_of(user.version, user_part(user, _manager_part(session, user)))
 
 
 def get_user(user_id: str) -> Response:
@@ -110,7 +112,7 @@ def get_user(user_id: str) -> Response:
     with read_unit() as (connection, caller):
         user = user_service.user_row(connection, caller.directory.id, user_id)
         part = _manager_part(connection, user)
-        return read_response(version_of(user.version, part),
+        return read_response(version_of(user.version, user_part(user, part)),
                              lambda: _one(connection, user, moved=part)[0])
 
 
