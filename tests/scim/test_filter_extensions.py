@@ -136,6 +136,21 @@ def test_entra_and_okta_matching_queries_as_sent(scim):
         assert [r["id"] for r in found["Resources"]] == [user["id"]]
 
 
+def test_cursor_and_index_pages_follow_a_custom_filter(scim, people):
+    """Paging (RFC 9865 cursors, startIndex) walks exactly the users the filter matches."""
+    text = f'{ENTRA}:level pr'
+    seen, cursor = [], ""
+    while cursor is not None:
+        page = _list(scim, text, count="1", cursor=cursor)
+        assert page.status_code == 200, page.get_json()
+        body = page.get_json()
+        seen += [r["userName"] for r in body["Resources"]]
+        cursor = body.get("nextCursor")
+    assert sorted(seen) == ["ada@acme.example", "bob@acme.example", "cy@acme.example"]
+    second = _list(scim, text, count="1", startIndex="2").get_json()
+    assert (second["totalResults"], second["itemsPerPage"]) == (3, 1)
+
+
 def test_users_search_and_root_search_filter_the_same(scim, people):
     """POST /Users/.search and /.search take the same filter (RFC 7644 §3.4.3)."""
     scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "Berlin",
