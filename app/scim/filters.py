@@ -3,7 +3,8 @@
 Everything is evaluated in the database with bound parameters. caseExact=false strings
 compare through lower() on both sides, so ``userName eq`` uses the functional index
 uq_users_directory_username. Where attributes live (columns, JSON lists, memberships) is
-app.scim.filter_columns. Every leaf is null-safe (never SQL NULL), so ``not (...)`` and
+app.scim.filter_columns; attributes of extension blocks Roster does not know are
+app.scim.filter_extensions. Every leaf is null-safe (never SQL NULL), so ``not (...)`` and
 ``ne`` mean exactly "the positive test does not hold".
 """
 
