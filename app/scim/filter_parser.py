@@ -91,6 +91,9 @@ def _expected(parser: _Parser, token: Any) -> str:
     if "COMP_VALUE" in expected:
         return (f"Expected a value (a \"string\", number, true, false or null) after "
                 f"'{_written(parser, 1)} {top.value}' but found {found_op}")
+    if "ATTRNAME" in expected and top.type == "SCHEMA_URI":
+        return (f"Expected an attribute name right after the schema URN {top.value + ':'!r} "
+                f"(<urn>:<attribute>) but found {found_op}")
     if "ATTRNAME" in expected:
         return f"Expected an attribute name, '(' or 'not (' but found {found_op}"
     return f"Unexpected {found}"  # pragma: no cover - every state is named above

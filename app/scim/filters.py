@@ -3,7 +3,8 @@
 Everything is evaluated in the database with bound parameters. caseExact=false strings
 compare through lower() on both sides, so ``userName eq`` uses the functional index
 uq_users_directory_username. Where attributes live (columns, JSON lists, memberships) is
-app.scim.filter_columns. Every leaf is null-safe (never SQL NULL), so ``not (...)`` and
+app.scim.filter_columns; attributes of extension blocks Roster does not know are
+app.scim.filter_extensions. Every leaf is null-safe (never SQL NULL), so ``not (...)`` and
 ``ne`` mean exactly "the positive test does not hold".
 """
 
@@ -13,7 +14,6 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -22,7 +22,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     false,
-    func,
     literal,
     not_,
     or_,
@@ -33,6 +32,8 @@ from app.models.directory import Group, User
 from app.scim import dialect as notes_
 from app.scim.errors import ScimError
 from app.scim.filter_columns import Bool, Collection, Field, collection, columns
+from app.scim.filter_extensions import custom_filter, custom_path
+from app.scim.filter_operators import datetime_operand, ordered, substring
 from app.scim.filter_syntax import (
     Compare,
     Logical,
@@ -45,6 +46,7 @@ from app.scim.filter_syntax import (
     ValuePath,
     has_attribute,
     invalid,
+    parse_attribute_path,
     parse_filter,
     resolve_attribute,
     resolve_path,
@@ -106,6 +108,9 @@ class _Translator:
         return True
 
     def leaf(self, node: Compare | Present) -> Bool:
+        custom = custom_path(node.path, self.resource)
+        if custom is not None:  # any resource may have it, so it is never absent
+            return custom_filter(custom, node, self.resource, self.dialect)
         if self.lacks(node.path):
             # What any comparison gives for a missing value: only ``ne`` holds.
             return true() if isinstance(node, Compare) and node.op == "ne" else false()
@@ -147,6 +152,10 @@ class _Translator:
 
     def value_path(self, node: ValuePath) -> Bool:
         """``attr[filter]`` (RFC 7644 §3.4.2.2 Table 5): all of it holds for one value."""
+        if custom_path(node.path, self.resource) is not None:
+            raise invalid(f"{node.path.text}[...]: value filters on custom extension "
+                          f"attributes are not supported; compare a sub-attribute, e.g. "
+                          f"{node.path.text}.value eq \"x\"")
         if self.lacks(node.path):
             return false()
         resolved = self.resolve(node.path)
@@ -214,7 +223,7 @@ class _Translator:
             if op in ("co", "sw", "ew"):
                 raise invalid(f"The operator {node.op!r} does not apply to {node.path.text}, "
                               f"a dateTime")
-            return _ordered(field.expr, op, _datetime(node), node)
+            return ordered(field.expr, op, datetime_operand(node), node)
         if kind == "complex":
             raise invalid(f"{node.path.text} is complex: compare a sub-attribute")
         if kind in ("integer", "decimal"):  # pragma: no cover - none in our schemas yet
@@ -259,53 +268,10 @@ class _Translator:
         if op in ("co", "sw", "ew"):
             if value == "":
                 return true()
-            return self._substring(lhs, rhs, op)
+            return substring(lhs, rhs, op, self.dialect)
         if op == "eq" and field.indexed is not None and not insensitive:
             return and_(field.indexed == rhs, lhs == rhs)
-        return _ordered(lhs, op, rhs, node)
-
-    def _substring(self, lhs: ColumnElement[Any], rhs: ColumnElement[Any], op: str) -> Bool:
-        # Not LIKE: SQLite's LIKE ignores ASCII case, which would break caseExact attributes.
-        pg = self.dialect == "postgresql"
-        if op == "co":
-            return (func.strpos(lhs, rhs) if pg else func.instr(lhs, rhs)) > 0
-        if op == "sw":
-            return func.substr(lhs, 1, func.length(rhs)) == rhs
-        tail = func.right(lhs, func.length(rhs)) if pg else func.substr(lhs, -func.length(rhs))
-        return tail == rhs
-
-
-def _ordered(lhs: ColumnElement[Any], op: str, rhs: Any, node: Compare) -> Bool:
-    if op == "eq":
-        return lhs == rhs
-    if op == "gt":
-        return lhs > rhs
-    if op == "ge":
-        return lhs >= rhs
-    if op == "lt":
-        return lhs < rhs
-    if op == "le":
-        return lhs <= rhs
-    raise invalid(f"The operator {node.op!r} does not apply to {node.path.text}")
-
-
-def _datetime(node: Compare) -> datetime:
-    """An xsd:dateTime operand (RFC 7643 §2.3.5) as an aware datetime; no offset means UTC."""
-    if not isinstance(node.value, str):
-        raise invalid(f"{node.path.text} is a dateTime: quote an ISO 8601 value")
-    try:
-        parsed = datetime.fromisoformat(node.value)
-    except ValueError:
-        raise invalid(f"{node.path.text}: {node.value!r} is not an ISO 8601 dateTime, e.g. "
-                      f"2026-01-31T12:00:00Z") from None
-    try:
-        # Normalised here: an offset that moves year 9999 or 1 out of range would otherwise
-        # fail only when the statement runs.
-        return (parsed.replace(tzinfo=UTC) if parsed.tzinfo is None
-                else parsed.astimezone(UTC))
-    except OverflowError:
-        raise invalid(f"{node.path.text}: {node.value!r} is out of range: in UTC it falls "
-                      "outside the years 1 to 9999") from None
+        return ordered(lhs, op, rhs, node)
 
 
 def translate_filter(text: str, resource: Resource, *, dialect: str,
@@ -377,6 +343,14 @@ def sort_key(sort_by: str | None, resource: Resource, *,
     model = User if resource == "User" else Group
     if sort_by is None:
         return SortKey("meta.created", model.created_at, False, "dateTime")
+    try:
+        custom = custom_path(parse_attribute_path(sort_by, "invalidValue"), resource)
+    except ScimError:
+        custom = None  # resolve_attribute says what is wrong with it
+    if custom is not None:
+        raise invalid_value(f"sortBy {sort_by!r} is not supported: a custom extension "
+                            f"attribute has no schema, so no type to order by; use a "
+                            f"single-valued attribute such as userName, meta.created or emails")
     resolved = resolve_attribute(sort_by, resource, notes=notes, scim_type="invalidValue")
     if resolved.name in ("emails", "emails.value") and resource == "User":
         # primary_email is the primary (else first) email, already lower-cased.

@@ -15,10 +15,14 @@ from typing import Any
 from app.scim import dialect, filter_syntax
 from app.scim.errors import ScimError
 from app.scim.schema import Attribute, Schema
-from app.scim.values import KNOWN_URNS, ResourceSchemas, coerce_boolean, note
+from app.scim.values import (
+    ResourceSchemas,
+    coerce_boolean,
+    note,
+    opaque_parts,
+)
 
 _PATH = re.compile(r"^([A-Za-z$][\w$-]*)(?:\[(.*)\])?(?:\.([A-Za-z$][\w$-]*))?\Z", re.DOTALL)
-_NAME = re.compile(r"^[A-Za-z$][\w$-]*\Z")
 
 
 def invalid_path(detail: str) -> ScimError:
@@ -135,18 +139,14 @@ def _opaque_path(text: str, known: ResourceSchemas, blocks: Mapping[str, str]) -
         # (urn:okta:acme_app:1.0:user:custom), so its URN is not taken for an attribute
         # "custom" of a block "urn:okta:acme_app:1.0:user".
         return Path(urn=blocks[text.lower()], name="", attribute=None)
-    urn, _, name = text.rpartition(":")
-    urn = blocks.get(urn.lower(), urn)
-    if name.lower() == known.core.name.lower() and text.lower() not in KNOWN_URNS \
-            and urn.count(":") >= 2:
-        # The extension's own URN: schema URNs end in their resource type, as Entra's custom
-        # ones do (urn:ietf:params:scim:schemas:extension:Acme:2.0:User). Its attributes are
-        # <urn>:<name>, so the block is not taken for an attribute "User" of "...:2.0".
-        return Path(urn=text, name="", attribute=None)
-    if text.lower() in KNOWN_URNS or urn.lower() in KNOWN_URNS or not _NAME.match(name) \
-            or urn.count(":") < 2:
+    parts = opaque_parts(text, known)
+    if parts is None:
         raise invalid_path(f"Unknown schema in path '{text}'")
-    return Path(urn=urn, name=name, attribute=None, opaque=True)
+    urn, name = parts
+    if not name:
+        # The extension's own URN (opaque_parts): the whole block.
+        return Path(urn=urn, name="", attribute=None)
+    return Path(urn=blocks.get(urn.lower(), urn), name=name, attribute=None, opaque=True)
 
 
 def parse_filter(text: str, attr: Attribute, notes: list[str]) -> Filter:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -83,6 +84,27 @@ _SCHEMAS: dict[str, ResourceSchemas] = {
     "Group": ResourceSchemas(GROUP, ()),
 }
 KNOWN_URNS = {s.id.lower() for s in (USER, ENTERPRISE, ROSTER_ACCESS, GROUP)}
+ATTRIBUTE_NAME = re.compile(r"^[A-Za-z$][\w$-]*\Z")
+
+
+def opaque_parts(text: str, known: ResourceSchemas) -> tuple[str, str] | None:
+    """``(block URN, attribute)`` of a path into an extension Roster does not know, split at
+    the last colon (RFC 7644 §3.10), for PATCH paths and filters alike.
+
+    The attribute is ``""`` when ``text`` is such a block's own URN: schema URNs end in their
+    resource type, as Entra's custom ones do (urn:ietf:params:scim:schemas:extension:Acme:
+    2.0:User), so that is not an attribute "User" of "...:2.0". None when ``text`` names no
+    such attribute: a known schema's URN or a path into one, fewer than
+    ``urn:<namespace>:<name>`` before the attribute, or no attribute name after it.
+    """
+    urn, _, name = text.rpartition(":")
+    if text.lower() in KNOWN_URNS or urn.lower() in KNOWN_URNS:
+        return None
+    if name.lower() == known.core.name.lower() and urn.count(":") >= 2:
+        return text, ""
+    if not ATTRIBUTE_NAME.match(name) or urn.count(":") < 2:
+        return None
+    return urn, name
 
 
 def schemas_for(resource_type: ResourceType) -> ResourceSchemas:
