@@ -51,6 +51,7 @@ from app.scim.values import (
     KNOWN_URNS,
     ResourceSchemas,
     ResourceType,
+    extension_members,
     invalid,
     note,
     schemas_for,
@@ -240,11 +241,7 @@ def _apply_extension_root(state: _Patch, op: Op, path: Path, value: Any) -> None
     if op == "remove":
         state.resource.pop(path.urn, None)
         return
-    if not isinstance(value, dict):
-        raise invalid(f"'{path.urn}' takes an object value")
-    for key, item in value.items():
-        if key.lower() == "schemas":
-            continue  # scim2-client sends the extension object with its own "schemas"
+    for key, item in extension_members(path.urn, value, state.notes).items():
         _apply_target(state, op, _parse(state, f"{path.urn}:{key}"), item)
 
 

@@ -14,6 +14,8 @@ Decisions (RFC 7643 / 7644 leave them open):
   ``members``) such an element is invalidValue: ``{"display": "Ada"}`` names nobody.
 - An enterprise attribute at the top level without its URN (``"department"``) goes into its
   block, as filters resolve bare names; a core attribute of the same name would win.
+- A ``schemas`` member inside an extension block (``"<urn>": {"schemas": [...], ...}``,
+  which some clients send) is ignored, in POST, PUT and PATCH alike (:func:`extension_members`).
 - Unknown attributes and sub-attributes of core/enterprise schemas are rejected (400
   invalidValue naming them, RFC 7644 §3.3 allows it). ``urn:`` blocks of schemas we do not
   know are kept as opaque extension data and their URN is added to ``schemas``: Entra sends
@@ -250,6 +252,24 @@ def _normalise_keys(lookup: Callable[[str], Attribute | None], body: dict[str, A
     return out
 
 
+def extension_members(urn: str, raw: Any, notes: list[str]) -> dict[str, Any]:
+    """The members of the extension block ``urn`` as sent, without a ``schemas`` of its own.
+
+    RFC 7643 §3 lists a resource's schemas once, at its top level; some clients (scim2-client
+    among them) repeat ``schemas`` inside each extension block. It names no attribute and
+    says nothing the top level does not, so it is ignored, in any case and whatever it
+    holds, as the top-level ``schemas`` of a PATCH value is (note EXTENSION_SCHEMAS). One
+    rule for every block, known or not, used by POST and PUT (:func:`normalise_resource`)
+    and by a PATCH naming the block (app.scim.patch), so that they cannot disagree again.
+    """
+    if not isinstance(raw, dict):
+        raise invalid(f"Extension '{urn}' must be an object")
+    members = {key: value for key, value in raw.items() if key.lower() != "schemas"}
+    if len(members) != len(raw):
+        note(notes, dialect.EXTENSION_SCHEMAS)
+    return members
+
+
 def _schemas_list(body: dict[str, Any], known: ResourceSchemas) -> list[str]:
     raw = next((v for k, v in body.items() if isinstance(k, str) and k.lower() == "schemas"), None)
     if not isinstance(raw, list) or not raw or not all(isinstance(s, str) for s in raw):
@@ -291,18 +311,14 @@ def normalise_resource(body: Any, resource_type: ResourceType, *,
             continue
         ext = known.extension(key)
         if ext is not None:
-            if not isinstance(raw, dict):
-                raise invalid(f"Extension '{ext.id}' must be an object")
-            blocks.setdefault(ext.id, {}).update(raw)
+            blocks.setdefault(ext.id, {}).update(extension_members(ext.id, raw, notes))
         elif lowered in KNOWN_URNS:
             raise invalid(f"Schema '{key}' does not apply to {resource_type} resources")
         elif (split := known.split_urn_key(key)) is not None:
             schema, rest = split
             (core if schema is known.core else blocks.setdefault(schema.id, {}))[rest] = raw
         else:
-            if not isinstance(raw, dict):
-                raise invalid(f"Extension '{key}' must be an object")
-            out[key] = copy.deepcopy(raw)
+            out[key] = copy.deepcopy(extension_members(key, raw, notes))
     for urn, key, raw in bare:
         block = blocks.setdefault(urn, {})
         if any(k.lower() == key.lower() for k in block):
