@@ -23,6 +23,8 @@ Decisions (RFC 7643 / 7644 leave them open):
 - readOnly attributes and sub-attributes sent by the client are ignored (RFC 7643 §2.2).
 - canonicalValues are not enforced (RFC 7643 §7 "SHOULD"); IdPs send their own types.
 - At most one ``primary: true`` per multi-valued attribute (RFC 7643 §2.4), else invalidValue.
+- Elements of one list that are one element (app.scim.elements: the same value and type;
+  one without a type and the first with its value) merge, as a PATCH ``add`` merges them.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from app.scim import dialect
+from app.scim.elements import merge_elements
 from app.scim.errors import ScimError
 from app.scim.filter_syntax import schema_of
 from app.scim.schema import COMMON, ENTERPRISE, GROUP, ROSTER_ACCESS, USER, Attribute, Schema
@@ -200,8 +203,13 @@ def _single(attr: Attribute, value: Any, notes: list[str], where: str) -> Any:
     return _complex(attr, value, notes, where)
 
 
-def normalise_value(attr: Attribute, value: Any, *, notes: list[str], where: str) -> Any:
-    """``value`` checked and canonicalised for ``attr``; None means unassigned (RFC 7643 §2.5)."""
+def normalise_value(attr: Attribute, value: Any, *, notes: list[str], where: str,
+                    merge: bool = False) -> Any:
+    """``value`` checked and canonicalised for ``attr``; None means unassigned (RFC 7643 §2.5).
+    With ``merge`` (a resource's list, not a PATCH operation's) the elements of a list are
+    taken as if each were added in turn (RFC 7644 §3.5.2.1): one given twice, or without
+    its type next to the typed one, is one element (app.scim.elements), also for the rule
+    of one primary. A listed removal keeps its elements apart: an untyped one names more."""
     if not attr.multi_valued:
         return _single(attr, value, notes, where)
     if value is None:
@@ -214,6 +222,8 @@ def normalise_value(attr: Attribute, value: Any, *, notes: list[str], where: str
         raise invalid(f"Attribute '{where}' holds at most {attr.max_values} values "
                       f"({len(value)} given)")
     items = [v for v in (_single(attr, item, notes, where) for item in value) if v is not None]
+    if merge and attr.type == "complex":
+        items = merge_elements(attr, [], items, demote=False)
     check_single_primary(attr, items, where)
     return items or None
 
@@ -246,7 +256,8 @@ def _normalise_keys(lookup: Callable[[str], Attribute | None], body: dict[str, A
             raise invalid(f"Attribute '{prefix}{attr.name}' is given twice")
         if attr.mutability == "readOnly":
             continue
-        value = normalise_value(attr, raw, notes=notes, where=f"{prefix}{attr.name}")
+        value = normalise_value(attr, raw, notes=notes, where=f"{prefix}{attr.name}",
+                                merge=True)
         if value is not None:
             out[attr.name] = value
     return out
