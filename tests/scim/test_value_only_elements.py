@@ -96,7 +96,7 @@ def test_roles_created_typed_and_added_by_value_alone_are_not_doubled(scim):
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT"])
-@pytest.mark.parametrize("emails, stored", [
+@pytest.mark.parametrize(("emails", "stored"), [
     ([WORK, {"value": ADA}], [WORK]),
     ([{"value": ADA}, WORK], [WORK]),
     ([WORK, {**WORK, "value": "ADA@acme.example"}], [{**WORK, "value": "ADA@acme.example"}]),
