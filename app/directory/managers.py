@@ -8,6 +8,11 @@ names a live user of the directory by id, externalId or userName (in any case) l
 that user (``manager_id``). Any other value is kept as sent (``manager_ref``) and linked
 when a user it names is created, renamed or restored (:func:`link_reports`). Until then
 the user has no manager: not in SCIM output, filters or the approver chain.
+
+A user may name itself (an HR hierarchy's top is often its own manager; Entra and Okta push
+it, and a refusal would fail that user every cycle), and two users each other: what walks
+managers stops at a user it met (app/mapping/access.py), and :func:`resolve_for` links a
+value naming the user being written to itself.
 """
 
 from __future__ import annotations
@@ -68,6 +73,28 @@ def resolve_manager(session: Session, directory_id: str, value: str | None) -> M
         if len(found) == 1:  # two users with one externalId name nobody in particular
             return ManagerLink(user_id=found[0][0])
     return ManagerLink(pending=value)
+
+
+def resolve_for(session: Session, directory_id: str, value: str | None, *,
+                user_id: str, external_id: str | None, user_name: str,
+                known_id: bool = True) -> ManagerLink:
+    """:func:`resolve_manager` for the user being written, with the values it is written
+    with: a value naming no other live user, but this one (its own externalId or userName,
+    or its id when the client knows it: ``known_id``), links it to itself.
+
+    HR systems often make the top of the hierarchy (the CEO) its own manager, and Okta
+    pushes that as the CEO's own Okta id or login in the CEO's create: when the lookups ran,
+    the user was not there (a create) or not live (a restore), or had other names (a
+    rename), so the value was kept as a reference naming nobody, linked by the next write
+    only (:func:`link_reports` skips the user itself). Two users sharing the externalId
+    still name nobody (no more this one than the other)."""
+    link = resolve_manager(session, directory_id, value)
+    exact = {external_id, user_id if known_id else None} - {None}
+    if link.pending is None or not _names(link.pending, exact, fold_text(user_name)):
+        return link
+    others = fetch(session.connection(), _BY[1], {"value": link.pending,
+                                                  "directory_id": directory_id})
+    return link if any(row[0] != user_id for row in others) else ManagerLink(user_id=user_id)
 
 
 def _names(ref: str, exact: set[str | None], name: str) -> bool:

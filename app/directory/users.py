@@ -28,13 +28,14 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import Reader, core, utcnow
-from app.directory.managers import ManagerLink, link_reports, resolve_manager
+from app.directory.managers import ManagerLink, link_reports, resolve_for
 from app.directory.refs import DirectoryLike
 from app.directory.uniqueness import flush_unique, insert_unique
 from app.directory.user_names import free_user_name, taken
 from app.directory.versions import display_changed, move_display
 from app.errors import NotFound
 from app.events import emit
+from app.ids import new_id
 from app.lifecycle import (
     Trigger,
     delete_user,
@@ -221,11 +222,15 @@ def create_user(session: Session, directory: DirectoryLike, data: UserInput, act
                             store_password_hash=store_password_hash)
     user_name = data.values["user_name"]
     free_user_name(session, directory.id, user_name, None)
-    manager = resolve_manager(session, directory.id, data.manager_id)
+    user_id = new_id()
+    manager = resolve_for(session, directory.id, data.manager_id, user_id=user_id,
+                          external_id=data.values.get("external_id"), user_name=user_name,
+                          known_id=False)
     now = utcnow()
     values = _state(data, manager, store_password_hash=store_password_hash)
     active = data.active is not False
-    values.update(directory_id=directory.id, organization_id=directory.organization_id,
+    values.update(id=user_id, directory_id=directory.id,
+                  organization_id=directory.organization_id,
                   active=active, status=UserStatus.active if active else UserStatus.suspended,
                   version=1, created_at=now, updated_at=now)
     user = insert_unique(session, User, values, _USER_NAME_INDEX, taken(user_name),
@@ -252,7 +257,9 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
     # deleted later (shown again once it is restored).
     wanted = data.manager_id or None
     manager = (ManagerLink(user_id=wanted) if wanted is not None and wanted == user.manager_id
-               else resolve_manager(session, user.directory_id, wanted))
+               else resolve_for(session, user.directory_id, wanted, user_id=user.id,
+                                external_id=data.values.get("external_id"),
+                                user_name=user_name))
     if display_changed(user, data.values.get("display_name"), user_name):
         move_display(session, user)  # shown by its reports and groups: their versions move
     changed = _assign(user, data, manager, store_password_hash=store_password_hash)

@@ -138,7 +138,10 @@ def _bump_version(user: User) -> None:
 def _leaver_payload(session: Session, user: User, held: list[dict[str, Any]],
                     trigger: Trigger, record_id: str | None) -> dict[str, Any]:
     """What the portal needs for the hand-off: manager, units and roles held."""
-    manager = session.get(User, user.manager_id) if user.manager_id else None
+    # A user who is its own manager (the top of an HR hierarchy often is) is no one to hand
+    # its own approvals to: the leaver is leaving.
+    manager = session.get(User, user.manager_id) \
+        if user.manager_id and user.manager_id != user.id else None
     if manager is not None and (manager.deleted_at is not None
                                 or manager.organization_id != user.organization_id):
         # A SCIM-deleted manager is no one to hand approvals to (RFC 7644 §3.6: it is gone;

@@ -35,6 +35,7 @@ EXPLANATIONS: dict[str, str] = {
     d.PATHLESS_DOTTED_KEYS: "path-less PATCH values carry dotted or URN-prefixed keys",
     d.OKTA_PUT_UPDATE: "Okta PUT updates seen (a GET followed by a PUT of the full user)",
     d.PATHLESS_ACTIVE: 'deactivation arrives as a path-less PATCH {"active": false}',
+    d.EXTENSION_SCHEMAS: 'extension blocks repeat "schemas" inside them (ignored)',
     d.MEMBERS_REPLACE_ALL: "group members are replaced with the full list (Okta Group Push)",
 }
 # Signs of the dialect that aadOptscim062020 switches off. Entra sends the manager as a bare

@@ -18,7 +18,8 @@ Decisions where the RFC is silent or IdPs disagree with it:
   "a required value was missing".
 - replace on a complex attribute (name, manager, a filtered element) merges sub-attributes
   (RFC 7644 §3.5.2.3 "sub-attributes that are not specified ... are left unchanged").
-- add to a multi-valued attribute merges into an element with the same value and type
+- add to a multi-valued attribute merges into an element that already is the one added
+  (app.scim.elements: the same value and type; without a type, the first with its value)
   instead of duplicating it; ``primary: true`` clears primary on the others (RFC 7643 §2.4).
 - Removing members that are not in the group is the caller's no-op, not noTarget: IdPs retry.
 - A sub-attribute of a multi-valued attribute without a filter (``emails.type``) names that
@@ -34,13 +35,12 @@ from typing import Any, Literal
 
 from app.db import copy_json
 from app.scim import dialect
+from app.scim.elements import element_index, merge_elements
 from app.scim.errors import ScimError, message_members, require_message_schema
 from app.scim.patch_members import MemberChange, member_change
 from app.scim.patch_multi import (
     apply_every,
     apply_filtered,
-    element_index,
-    merge_elements,
     normalised,
     remove_listed,
     settle_pending,
@@ -51,6 +51,7 @@ from app.scim.values import (
     KNOWN_URNS,
     ResourceSchemas,
     ResourceType,
+    extension_members,
     invalid,
     note,
     schemas_for,
@@ -240,11 +241,7 @@ def _apply_extension_root(state: _Patch, op: Op, path: Path, value: Any) -> None
     if op == "remove":
         state.resource.pop(path.urn, None)
         return
-    if not isinstance(value, dict):
-        raise invalid(f"'{path.urn}' takes an object value")
-    for key, item in value.items():
-        if key.lower() == "schemas":
-            continue  # scim2-client sends the extension object with its own "schemas"
+    for key, item in extension_members(path.urn, value, state.notes).items():
         _apply_target(state, op, _parse(state, f"{path.urn}:{key}"), item)
 
 

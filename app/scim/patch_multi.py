@@ -1,8 +1,8 @@
 """PATCH on multi-valued attributes (RFC 7644 §3.5.2, RFC 7643 §2.4): pure helpers.
 
-Appending with merge of equal elements, removal of listed elements, value-path targets
-``attr[filter]`` / ``attr[filter].sub`` evaluated against the elements in Python, and
-``attr.sub`` on every element.
+Removal of listed elements, value-path targets ``attr[filter]`` / ``attr[filter].sub``
+evaluated against the elements in Python, and ``attr.sub`` on every element. Appending with
+merge of equal elements is app.scim.elements.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any
 
 from app.scim import dialect
+from app.scim.elements import demote_others, element_key
 from app.scim.errors import ScimError
 from app.scim.patch_paths import Path, equalities, matches
 from app.scim.schema import Attribute
@@ -24,76 +25,6 @@ def normalised(attr: Attribute, value: Any, label: str, notes: list[str]) -> Any
     return normalise_value(attr, value, notes=notes, where=label)
 
 
-def _element_key(attr: Attribute, element: dict[str, Any]) -> Any:
-    """What makes two elements the same: value and type (each caseExact-aware); elements of an
-    attribute without a ``value`` compare whole. Hashable, so merging is one dict lookup."""
-    key = attr.sub("value")
-    if key is None:
-        return _frozen(element)
-    value, kind = element.get("value"), element.get("type")
-    if isinstance(value, str) and not key.case_exact:
-        value = value.lower()
-    kind_attr = attr.sub("type")
-    if isinstance(kind, str) and kind_attr is not None and not kind_attr.case_exact:
-        kind = kind.lower()  # caseExact false (RFC 7643 §4.1.2), as filters compare it
-    return ("value", _frozen(value), _frozen(kind))
-
-
-def _frozen(value: Any) -> Any:
-    """A hashable stand-in for a JSON value (equal values give equal stand-ins)."""
-    if isinstance(value, dict):
-        return ("{", tuple(sorted((k, _frozen(v)) for k, v in value.items())))
-    if isinstance(value, list):
-        return ("[", tuple(_frozen(v) for v in value))
-    if isinstance(value, bool):
-        return ("b", value)  # True == 1 in Python; JSON keeps them apart
-    return value
-
-
-def element_index(attr: Attribute, elements: list[Any]) -> dict[Any, int]:
-    """Each element's key to its (first) position, for :func:`merge_elements`."""
-    index: dict[Any, int] = {}
-    for position, element in enumerate(elements):
-        if isinstance(element, dict):
-            index.setdefault(_element_key(attr, element), position)
-    return index
-
-
-def merge_elements(attr: Attribute, current: list[Any], added: list[Any],
-                   index: dict[Any, int] | None = None) -> list[Any]:
-    """Append new elements to ``current`` (in place), merging equal ones; a new primary
-    demotes the others. ``index`` (:func:`element_index` of ``current``) is kept up to date,
-    so the operations of one PATCH may share it: a PATCH may add thousands of elements, in
-    one operation or in thousands, and comparing each with each took minutes."""
-    if index is None:
-        index = element_index(attr, current)
-    primary = None
-    for element in added:
-        key = _element_key(attr, element)
-        same = index.get(key)
-        if same is None:
-            current.append(element)
-            same = index[key] = len(current) - 1
-        else:
-            current[same] = {**current[same], **element}
-        if element.get("primary") is True:
-            primary = same
-    if primary is not None:
-        _demote_others(current, primary)
-        if attr.sub("value") is None:
-            # Whole elements are the keys here (addresses): a demoted one changed its key.
-            index.clear()
-            index.update(element_index(attr, current))
-    return current
-
-
-def _demote_others(elements: list[Any], keep: int) -> None:
-    """Only one primary (RFC 7643 §2.4): the element just written wins."""
-    for index, element in enumerate(elements):
-        if index != keep and isinstance(element, dict) and element.get("primary") is True:
-            element["primary"] = False
-
-
 def remove_listed(path: Path, container: dict[str, Any], value: Any,
                   notes: list[str]) -> None:
     """remove on a multi-valued attribute with a value: only the listed elements go
@@ -105,21 +36,21 @@ def remove_listed(path: Path, container: dict[str, Any], value: Any,
     listed = [e for e in normalise_value(attr, value, notes=notes, where=path.label) or []
               if isinstance(e, dict)]
     if attr.sub("value") is None:
-        gone = {_element_key(attr, e) for e in listed}
+        gone = {element_key(attr, e) for e in listed}
         kept = [e for e in container.get(attr.name) or []
-                if not (isinstance(e, dict) and _element_key(attr, e) in gone)]
+                if not (isinstance(e, dict) and element_key(attr, e) in gone)]
     else:
         # Named by value, and by type only where the listed element gives one: Entra
         # creates roles typed and lists them for removal by value alone (its PATCH elements
         # carry a value only); display or primary in a listed element does not narrow it.
-        named = {_element_key(attr, {"value": e.get("value"), "type": e.get("type")})
+        named = {element_key(attr, {"value": e.get("value"), "type": e.get("type")})
                  for e in listed if e.get("type") is not None}
-        untyped = {_element_key(attr, {"value": e.get("value")})
+        untyped = {element_key(attr, {"value": e.get("value")})
                    for e in listed if e.get("type") is None}
         kept = [e for e in container.get(attr.name) or []
                 if not (isinstance(e, dict) and (
-                    _element_key(attr, e) in named
-                    or _element_key(attr, {"value": e.get("value")}) in untyped))]
+                    element_key(attr, e) in named
+                    or element_key(attr, {"value": e.get("value")}) in untyped))]
     if kept:
         container[attr.name] = kept
     else:
@@ -163,7 +94,7 @@ def apply_filtered(op: str, path: Path, container: dict[str, Any], value: Any,
         hits = [len(elements) - 1]
     written = [i for i in hits if elements[i].get("primary") is True] if new is not None else []
     if len(written) == 1:
-        _demote_others(elements, written[0])
+        demote_others(elements, written[0])
     _store_elements(attr, container, elements, path.label)
 
 

@@ -14,6 +14,8 @@ Decisions (RFC 7643 / 7644 leave them open):
   ``members``) such an element is invalidValue: ``{"display": "Ada"}`` names nobody.
 - An enterprise attribute at the top level without its URN (``"department"``) goes into its
   block, as filters resolve bare names; a core attribute of the same name would win.
+- A ``schemas`` member inside an extension block (``"<urn>": {"schemas": [...], ...}``,
+  which some clients send) is ignored, in POST, PUT and PATCH alike (:func:`extension_members`).
 - Unknown attributes and sub-attributes of core/enterprise schemas are rejected (400
   invalidValue naming them, RFC 7644 §3.3 allows it). ``urn:`` blocks of schemas we do not
   know are kept as opaque extension data and their URN is added to ``schemas``: Entra sends
@@ -21,6 +23,8 @@ Decisions (RFC 7643 / 7644 leave them open):
 - readOnly attributes and sub-attributes sent by the client are ignored (RFC 7643 §2.2).
 - canonicalValues are not enforced (RFC 7643 §7 "SHOULD"); IdPs send their own types.
 - At most one ``primary: true`` per multi-valued attribute (RFC 7643 §2.4), else invalidValue.
+- Elements of one list that are one element (app.scim.elements: the same value and type;
+  one without a type and the first with its value) merge, as a PATCH ``add`` merges them.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from app.scim import dialect
+from app.scim.elements import merge_elements
 from app.scim.errors import ScimError
 from app.scim.filter_syntax import schema_of
 from app.scim.schema import COMMON, ENTERPRISE, GROUP, ROSTER_ACCESS, USER, Attribute, Schema
@@ -220,8 +225,13 @@ def _single(attr: Attribute, value: Any, notes: list[str], where: str) -> Any:
     return _complex(attr, value, notes, where)
 
 
-def normalise_value(attr: Attribute, value: Any, *, notes: list[str], where: str) -> Any:
-    """``value`` checked and canonicalised for ``attr``; None means unassigned (RFC 7643 §2.5)."""
+def normalise_value(attr: Attribute, value: Any, *, notes: list[str], where: str,
+                    merge: bool = False) -> Any:
+    """``value`` checked and canonicalised for ``attr``; None means unassigned (RFC 7643 §2.5).
+    With ``merge`` (a resource's list, not a PATCH operation's) the elements of a list are
+    taken as if each were added in turn (RFC 7644 §3.5.2.1): one given twice, or without
+    its type next to the typed one, is one element (app.scim.elements), also for the rule
+    of one primary. A listed removal keeps its elements apart: an untyped one names more."""
     if not attr.multi_valued:
         return _single(attr, value, notes, where)
     if value is None:
@@ -234,6 +244,8 @@ def normalise_value(attr: Attribute, value: Any, *, notes: list[str], where: str
         raise invalid(f"Attribute '{where}' holds at most {attr.max_values} values "
                       f"({len(value)} given)")
     items = [v for v in (_single(attr, item, notes, where) for item in value) if v is not None]
+    if merge and attr.type == "complex":
+        items = merge_elements(attr, [], items, demote=False)
     check_single_primary(attr, items, where)
     return items or None
 
@@ -266,10 +278,29 @@ def _normalise_keys(lookup: Callable[[str], Attribute | None], body: dict[str, A
             raise invalid(f"Attribute '{prefix}{attr.name}' is given twice")
         if attr.mutability == "readOnly":
             continue
-        value = normalise_value(attr, raw, notes=notes, where=f"{prefix}{attr.name}")
+        value = normalise_value(attr, raw, notes=notes, where=f"{prefix}{attr.name}",
+                                merge=True)
         if value is not None:
             out[attr.name] = value
     return out
+
+
+def extension_members(urn: str, raw: Any, notes: list[str]) -> dict[str, Any]:
+    """The members of the extension block ``urn`` as sent, without a ``schemas`` of its own.
+
+    RFC 7643 §3 lists a resource's schemas once, at its top level; some clients (scim2-client
+    among them) repeat ``schemas`` inside each extension block. It names no attribute and
+    says nothing the top level does not, so it is ignored, in any case and whatever it
+    holds, as the top-level ``schemas`` of a PATCH value is (note EXTENSION_SCHEMAS). One
+    rule for every block, known or not, used by POST and PUT (:func:`normalise_resource`)
+    and by a PATCH naming the block (app.scim.patch), so that they cannot disagree again.
+    """
+    if not isinstance(raw, dict):
+        raise invalid(f"Extension '{urn}' must be an object")
+    members = {key: value for key, value in raw.items() if key.lower() != "schemas"}
+    if len(members) != len(raw):
+        note(notes, dialect.EXTENSION_SCHEMAS)
+    return members
 
 
 def _schemas_list(body: dict[str, Any], known: ResourceSchemas) -> list[str]:
@@ -313,18 +344,14 @@ def normalise_resource(body: Any, resource_type: ResourceType, *,
             continue
         ext = known.extension(key)
         if ext is not None:
-            if not isinstance(raw, dict):
-                raise invalid(f"Extension '{ext.id}' must be an object")
-            blocks.setdefault(ext.id, {}).update(raw)
+            blocks.setdefault(ext.id, {}).update(extension_members(ext.id, raw, notes))
         elif lowered in KNOWN_URNS:
             raise invalid(f"Schema '{key}' does not apply to {resource_type} resources")
         elif (split := known.split_urn_key(key)) is not None:
             schema, rest = split
             (core if schema is known.core else blocks.setdefault(schema.id, {}))[rest] = raw
         else:
-            if not isinstance(raw, dict):
-                raise invalid(f"Extension '{key}' must be an object")
-            out[key] = copy.deepcopy(raw)
+            out[key] = copy.deepcopy(extension_members(key, raw, notes))
     for urn, key, raw in bare:
         block = blocks.setdefault(urn, {})
         if any(k.lower() == key.lower() for k in block):

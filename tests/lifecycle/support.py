@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from click.testing import CliRunner, Result
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.cli import cli
 from app.cli.commands import register
 from app.db import Database
+from app.directory.directories import set_directory_status
 from app.directory.organizations import add_unit
 from app.mapping.preview import apply_ruleset
 from app.mapping.ruleset import parse_document
-from app.models import Grant, Organization, Role, User
+from app.models import Directory, Grant, Organization, Role, User
 from app.models.sso import IssuedToken, LoginSession
 from tests.conftest import OPERATOR, Tenant, make_tenant
+from tests.lockwait import in_flight
 
 
 @dataclass
@@ -107,3 +111,16 @@ def mapped_tenant(db: Database, vendor: str) -> Tenant:
                        "match": {"group": "Buyers"}}]}), OPERATOR, max_loss_share=1.0,
             force=True)
     return tenant
+
+
+def disable(session: Session, tenant: Tenant) -> None:
+    """The operator's disable of the tenant's directory (it deprovisions its users)."""
+    directory = session.get(Directory, tenant.directory.id)
+    assert directory is not None
+    set_directory_status(session, directory, "disabled", OPERATOR)
+
+
+def disable_in_flight(db: Database, tenant: Tenant) -> AbstractContextManager[None]:
+    """A disable whose transaction has deprovisioned the users it saw and is not committed
+    until the block ends (then it commits)."""
+    return in_flight(db, lambda session: disable(session, tenant))

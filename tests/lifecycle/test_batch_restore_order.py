@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from tests.conftest import make_tenant, rows
 from tests.lifecycle.support import roster
 from tests.lifecycle.test_reactivate_name import _create, _delete
+from tests.lockwait import wait_for_a_row_lock_wait
 from tests.scim.support import Scim
-from tests.sso.lockprobe import wait_for_a_row_lock_wait
 
 _LOCK = sa.text("SELECT id FROM users WHERE id = :id FOR NO KEY UPDATE")
 

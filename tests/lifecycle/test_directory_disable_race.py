@@ -8,68 +8,18 @@ disable runs here in a real transaction held open, the SCIM requests over real H
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from app.db import Database
-from app.directory.directories import set_directory_status
-from app.models import Directory
-from tests.conftest import OPERATOR, Tenant, rows
+from tests.conftest import rows
+from tests.lifecycle.support import disable, disable_in_flight
+from tests.lockwait import held, started
 from tests.scim.support import CORE_USER, PATCH_OP, http_call, live_server
-from tests.sso.lockprobe import wait_for_a_row_lock_wait
 
 BULK = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
-
-
-def _in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
-    result: list[Any] = []
-    thread = threading.Thread(target=lambda: result.append(call()))
-    thread.start()
-    return thread, result
-
-
-def _waiting_or_done(db: Database, thread: threading.Thread, waiters: int = 1) -> None:
-    """Until ``thread`` has finished or ``waiters`` sessions wait for a lock (PostgreSQL's
-    row locks; SQLite's write lock: half a second)."""
-    if db.dialect == "sqlite":
-        thread.join(0.5)
-        return
-    for _ in range(200):
-        if not thread.is_alive() or rows(db, "SELECT count(*) FROM pg_stat_activity WHERE "
-                                             "datname = current_database() AND "
-                                             "wait_event_type = 'Lock'")[0][0] >= waiters:
-            return
-        time.sleep(0.05)
-
-
-@contextmanager
-def _disable_in_flight(db: Database, tenant: Tenant) -> Iterator[None]:
-    """A disable whose transaction has deprovisioned the users it saw and is not committed
-    until the block ends (then it commits)."""
-    held, release = threading.Event(), threading.Event()
-
-    def disable() -> None:
-        with db.transaction() as session:
-            directory = session.get(Directory, tenant.directory.id)
-            assert directory is not None
-            set_directory_status(session, directory, "disabled", OPERATOR)
-            held.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=disable)
-    thread.start()
-    assert held.wait(10)
-    try:
-        yield
-    finally:
-        release.set()
-        thread.join(30)
 
 
 def _user(name: str) -> dict[str, Any]:
@@ -87,12 +37,11 @@ def test_a_create_during_a_disable_is_refused_after_it(app, db, tenant):
     with live_server(app) as url:
         assert http_call(url, tenant.token, "POST", "/Users", _user("old@acme.example"))[0] \
             == 201
-        with _disable_in_flight(db, tenant):
-            thread, result = _in_thread(lambda: http_call(
+        with disable_in_flight(db, tenant):
+            thread, result = started(db, lambda: http_call(
                 url, tenant.token, "POST", "/Users", _user("new@acme.example"), timeout=30))
-            _waiting_or_done(db, thread)
         thread.join(30)
-    status, body = result[0]
+    status, body = result["result"]
     assert status == 401, body
     assert _live_users(db) == []
     assert rows(db, "SELECT user_name FROM users") == [("old@acme.example",)]
@@ -102,14 +51,13 @@ def test_a_bulk_authenticated_before_a_disable_commits_is_refused(app, db, tenan
     """A Bulk request authenticated before the disable committed: its operation, written
     after, is refused 401 instead of creating an active user (SQLite too: the caller was
     authenticated in an earlier transaction)."""
-    with live_server(app) as url, _disable_in_flight(db, tenant):
-        thread, result = _in_thread(lambda: http_call(url, tenant.token, "POST", "/Bulk", {
+    with live_server(app) as url, disable_in_flight(db, tenant):
+        thread, result = started(db, lambda: http_call(url, tenant.token, "POST", "/Bulk", {
             "schemas": [BULK], "Operations": [
                 {"method": "POST", "path": "/Users", "bulkId": "a",
                  "data": _user("bulk@acme.example")}]}, timeout=30))
-        _waiting_or_done(db, thread)
     thread.join(30)
-    status, body = result[0]
+    status, body = result["result"]
     assert status in (200, 401), body
     if status == 200:  # authenticated before the disable committed: the operation is refused
         assert [op["status"] for op in body["Operations"]] == ["401"], body
@@ -130,30 +78,21 @@ def test_a_disable_waits_for_a_reactivation_in_flight(app, db, tenant):
         assert http_call(url, tenant.token, "PATCH", f"/Users/{user['id']}", off)[0] == 200
         on = {"schemas": [PATCH_OP], "Operations": [
             {"op": "replace", "path": "active", "value": True}]}
-        blocker = db.engine.connect()
-        blocker.begin()
-        blocker.execute(sa.text("SELECT id FROM users WHERE id = :u FOR NO KEY UPDATE"),
-                        {"u": user["id"]})
-        try:
-            patch, patched = _in_thread(lambda: http_call(
+        with held(db, "SELECT id FROM users WHERE id = :u FOR NO KEY UPDATE", u=user["id"]):
+            patch, patched = started(db, lambda: http_call(
                 url, tenant.token, "PATCH", f"/Users/{user['id']}", on, timeout=30))
-            wait_for_a_row_lock_wait(db)
 
-            def disable() -> None:
+            def disabled() -> None:
                 with db.transaction() as session:
-                    directory = session.get(Directory, tenant.directory.id)
-                    assert directory is not None
-                    set_directory_status(session, directory, "disabled", OPERATOR)
+                    disable(session, tenant)
 
-            disabling, _ = _in_thread(disable)
-            _waiting_or_done(db, disabling, waiters=2)  # the PATCH and the disable
+            # The PATCH and the disable wait.
+            disabling, outcome = started(db, disabled, waiters=2)
             waited = disabling.is_alive()
-        finally:
-            blocker.rollback()
-            blocker.close()
         patch.join(30)
         disabling.join(30)
-    assert patched[0][0] == 200, patched
+    assert not isinstance(outcome.get("result"), BaseException), outcome
+    assert patched["result"][0] == 200, patched
     assert _live_users(db) == []
     assert waited, "the disable did not wait for the SCIM write holding its directory"
     assert rows(db, "SELECT trigger FROM deprovision_records WHERE user_id = :u ORDER BY "

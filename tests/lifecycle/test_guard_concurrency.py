@@ -17,8 +17,8 @@ from app.lifecycle.batches import restore_batch
 from app.models import User
 from tests.conftest import OPERATOR, Tenant, app_overrides, make_tenant, rows
 from tests.lifecycle.support import add_user
+from tests.lockwait import wait_for_a_row_lock_wait
 from tests.scim.support import PATCH_OP, Scim, at_once, http_call, live_server
-from tests.sso.lockprobe import wait_for_a_row_lock_wait
 
 USERS, BURST, ROUNDS = 40, 14, 3  # 14 of 40 is past the default 10 % share and 5 minimum
 OFF = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": False}}]}

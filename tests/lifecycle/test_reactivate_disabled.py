@@ -9,10 +9,6 @@ disable either (the lock order of app/mapping/reevaluation.py).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 import sqlalchemy as sa
 
@@ -23,10 +19,8 @@ from app.models import Directory, User
 from tests.api.conftest import make_key
 from tests.api.test_frame import assert_problem
 from tests.conftest import OPERATOR, Tenant, rows
-from tests.lifecycle.support import add_user, roster
-from tests.lifecycle.test_directory_disable_race import _waiting_or_done
-from tests.sso.lockprobe import wait_for_a_row_lock_wait
-from tests.threads import background
+from tests.lifecycle.support import add_user, disable_in_flight, roster
+from tests.lockwait import held, started
 
 REACTIVATE = "/api/v1/users/{}/reactivate"
 
@@ -108,28 +102,6 @@ def test_restoring_a_batch_of_a_disabled_directory_is_refused_whole(db, tenant, 
                                               batch_id).output
 
 
-@contextmanager
-def _disable_in_flight(db: Database, tenant: Tenant) -> Iterator[None]:
-    """A disable that has deprovisioned the users it saw and commits when the block ends."""
-    held, release = threading.Event(), threading.Event()
-
-    def disable() -> None:
-        with db.transaction() as session:
-            directory = session.get(Directory, tenant.directory.id)
-            assert directory is not None
-            set_directory_status(session, directory, "disabled", OPERATOR)
-            held.set()
-            release.wait(30)
-
-    thread, outcome = background(disable, start=True)
-    assert held.wait(10), outcome
-    try:
-        yield
-    finally:
-        release.set()
-        thread.join(30)
-
-
 def _deprovisioned(db: Database, user_id: str) -> None:
     with db.transaction() as session:
         deprovision_user(session, session.get(User, user_id), OPERATOR,
@@ -146,10 +118,9 @@ def test_a_reactivation_sent_during_a_disable_waits_and_is_refused(app, db, tena
     user_id = add_user(db, tenant, "ann")
     _deprovisioned(db, user_id)
     key = make_key(db, "operator")
-    with _disable_in_flight(db, tenant):
-        call, answer = background(lambda: app.test_client().post(
-            REACTIVATE.format(user_id), headers=key.headers), start=True)
-        _waiting_or_done(db, call)
+    with disable_in_flight(db, tenant):
+        call, answer = started(db, lambda: app.test_client().post(
+            REACTIVATE.format(user_id), headers=key.headers))
         waited = call.is_alive()
     call.join(30)
     response = answer["result"]
@@ -169,20 +140,13 @@ def test_a_disable_waits_for_an_operator_reactivation_in_flight(app, db, tenant)
     user_id = add_user(db, tenant, "ann")
     _deprovisioned(db, user_id)
     key = make_key(db, "operator")
-    blocker = db.engine.connect()
-    blocker.begin()
-    blocker.execute(sa.text("SELECT id FROM users WHERE id = :u FOR UPDATE"), {"u": user_id})
-    try:
-        call, answer = background(lambda: app.test_client().post(
-            REACTIVATE.format(user_id), headers=key.headers), start=True)
-        wait_for_a_row_lock_wait(db)
-        disabling, disabled = background(lambda: _set_status(db, tenant, "disabled"),
-                                         start=True)
-        _waiting_or_done(db, disabling, waiters=2)  # the reactivation and the disable
+    with held(db, "SELECT id FROM users WHERE id = :u FOR UPDATE", u=user_id):
+        call, answer = started(db, lambda: app.test_client().post(
+            REACTIVATE.format(user_id), headers=key.headers))
+        # The reactivation and the disable wait.
+        disabling, disabled = started(db, lambda: _set_status(db, tenant, "disabled"),
+                                      waiters=2)
         waited = disabling.is_alive()
-    finally:
-        blocker.rollback()
-        blocker.close()
     call.join(30)
     disabling.join(30)
     assert not isinstance(disabled.get("result"), BaseException), disabled

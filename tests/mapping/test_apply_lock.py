@@ -21,6 +21,7 @@ from app.mapping.ruleset import parse_document
 from app.models import Directory, Organization, User
 from tests.api.conftest import make_key
 from tests.conftest import OPERATOR, rows
+from tests.lockwait import wait_for_a_row_lock_wait
 from tests.mapping.conftest import World
 from tests.mapping.test_group_write_locks import _Statements
 from tests.scim.support import (
@@ -32,7 +33,6 @@ from tests.scim.support import (
     live_server,
     user_body,
 )
-from tests.sso.lockprobe import wait_for_a_row_lock_wait
 from tests.threads import background
 
 SALES = {"attribute": "department", "value": "Sales"}

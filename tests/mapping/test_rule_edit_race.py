@@ -18,8 +18,8 @@ from app.mapping.ruleset import parse_document
 from app.models import Organization
 from tests.api.conftest import make_key
 from tests.conftest import OPERATOR, rows
+from tests.lockwait import wait_for_a_row_lock_wait
 from tests.mapping.conftest import World
-from tests.sso.lockprobe import wait_for_a_row_lock_wait
 from tests.threads import background
 
 BASE = {"id": "base", "role": "buyer", "unit": "Engineering", "match": {"group": "A"}}

@@ -6,20 +6,14 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from app.directory.organizations import add_unit
-from app.directory.users import UserInput, create_user
-from app.models import Directory, Organization, Unit
+from app.models import Unit
 from tests.api.conftest import make_key
-from tests.conftest import OPERATOR, rows
+from tests.conftest import rows
 from tests.mapping.conftest import World
-from tests.scim.support import ENTERPRISE, Scim, http_call, live_server, user_body
-from tests.sso.lockprobe import wait_for_a_row_lock_wait
-from tests.threads import background
+from tests.mapping.unit_races import CREATE_UNIT_RULES, add_racing_an_add, create_racing_a_create
+from tests.scim.support import ENTERPRISE, Scim
 
-RULES = {"policy": {"on_loss": "nothing"}, "rules": [
-    {"id": "dept", "role": "buyer", "create_unit": True,
-     "unit_from": {"attribute": "department", "under": "Departments"},
-     "match": {"attribute": "department", "present": True}}]}
+RULES = CREATE_UNIT_RULES
 
 
 def _units_like(world: World, folded: str) -> list[str]:
@@ -52,18 +46,7 @@ def test_a_create_racing_one_in_another_case_uses_its_unit(app, world, dialect):
     one `unit:create` (before: a second unit, `Departments/newdept`)."""
     if dialect != "postgresql":
         pytest.skip("SQLite has one writer at a time: the second create sees the unit")
-    world.apply(RULES)
-    body = user_body("bob@acme.example", **{ENTERPRISE: {"department": "newdept"}})
-    with live_server(app) as url:
-        post, outcome = background(
-            lambda: http_call(url, world.tenant.token, "POST", "/Users", body))
-        with world.db.transaction() as s:
-            create_user(s, s.get(Directory, world.tenant.directory.id), UserInput(
-                {"user_name": "alice@acme.example", "department": "NewDept"}), OPERATOR)
-            post.start()
-            wait_for_a_row_lock_wait(world.db)  # bob's unit insert waits for this commit
-        post.join(30)
-    status, created = outcome["result"]
+    status, created = create_racing_a_create(app, world, "NewDept", "newdept")
     assert status == 201, created
     assert _units_like(world, "departments/newdept") == ["Departments/NewDept"]
     assert _grant_paths(world) == [("alice@acme.example", "Departments/NewDept"),
@@ -99,17 +82,7 @@ def test_an_explicit_add_racing_one_in_another_case_is_a_409(client, world, dial
     that commits, not a 500 nor a second unit."""
     if dialect != "postgresql":
         pytest.skip("SQLite has one writer at a time: the check sees the unit")
-    key = make_key(world.db, "admin", world.tenant.org)
-    post, outcome = background(lambda: client.post(
-        f"/api/v1/orgs/{world.org_id}/units", headers=key.headers,
-        json={"name": "OSAKA", "kind": "location", "parent": "Engineering"}))
-    with world.db.transaction() as s:
-        add_unit(s, s.get(Organization, world.org_id), "Osaka", "location", "Engineering",
-                 OPERATOR)
-        post.start()
-        wait_for_a_row_lock_wait(world.db)
-    post.join(30)
-    response = outcome["result"]
+    response = add_racing_an_add(client, world, "Osaka", "OSAKA")
     assert response.status_code == 409, response.get_json()
     assert _units_like(world, "engineering/osaka") == ["Engineering/Osaka"]
 

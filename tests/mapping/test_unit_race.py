@@ -10,25 +10,14 @@ still a 409 (not a 500).
 
 from __future__ import annotations
 
-import threading
-from typing import Any
-
 import pytest
 
-from app.directory.organizations import add_unit
-from app.directory.users import UserInput, create_user
-from app.models import Directory, Organization
-from tests.api.conftest import make_key
-from tests.conftest import OPERATOR, rows
+from tests.conftest import rows
 from tests.mapping.conftest import World
+from tests.mapping.unit_races import CREATE_UNIT_RULES, add_racing_an_add, create_racing_a_create
 from tests.scim.support import ENTERPRISE, at_once, http_call, live_server, user_body
-from tests.sso.lockprobe import wait_for_a_row_lock_wait
-from tests.threads import background
 
-RULES = {"policy": {"on_loss": "nothing"}, "rules": [
-    {"id": "dept", "role": "buyer", "create_unit": True,
-     "unit_from": {"attribute": "department", "under": "Departments"},
-     "match": {"attribute": "department", "present": True}}]}
+RULES = CREATE_UNIT_RULES
 
 
 def _dept_grants(world: World) -> list[tuple[str, str]]:
@@ -44,28 +33,13 @@ def _unit_creates(world: World, path: str) -> int:
                if path in str(r.data))
 
 
-def _background(target: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    return background(target)
-
-
 def test_a_create_needing_a_unit_another_transaction_is_creating_uses_it(app, world,
                                                                          dialect):
     """A SCIM create whose new department another open transaction just created: its
     insert waits for that commit, then it uses that unit (before: a 500)."""
     if dialect != "postgresql":
         pytest.skip("SQLite has one writer at a time: the second create sees the unit")
-    world.apply(RULES)
-    body = user_body("bob@acme.example", **{ENTERPRISE: {"department": "NewDept1"}})
-    with live_server(app) as url:
-        post, outcome = _background(
-            lambda: http_call(url, world.tenant.token, "POST", "/Users", body))
-        with world.db.transaction() as s:
-            create_user(s, s.get(Directory, world.tenant.directory.id), UserInput(
-                {"user_name": "alice@acme.example", "department": "NewDept1"}), OPERATOR)
-            post.start()
-            wait_for_a_row_lock_wait(world.db)  # bob's unit insert waits for this commit
-        post.join(30)
-    status, created = outcome["result"]
+    status, created = create_racing_a_create(app, world, "NewDept1", "NewDept1")
     assert status == 201, created
     assert _dept_grants(world) == [("alice@acme.example", "Departments/NewDept1"),
                                    ("bob@acme.example", "Departments/NewDept1")]
@@ -97,17 +71,7 @@ def test_an_explicit_unit_add_racing_another_is_a_409(client, world, dialect):
     once that commits (before: a 500); the operator's duplicate stays an error."""
     if dialect != "postgresql":
         pytest.skip("SQLite has one writer at a time: the check sees the unit")
-    key = make_key(world.db, "admin", world.tenant.org)
-    post, outcome = _background(lambda: client.post(
-        f"/api/v1/orgs/{world.org_id}/units", headers=key.headers,
-        json={"name": "Osaka", "kind": "location", "parent": "Engineering"}))
-    with world.db.transaction() as s:
-        add_unit(s, s.get(Organization, world.org_id), "Osaka", "location", "Engineering",
-                 OPERATOR)
-        post.start()
-        wait_for_a_row_lock_wait(world.db)
-    post.join(30)
-    response = outcome["result"]
+    response = add_racing_an_add(client, world, "Osaka", "Osaka")
     assert response.status_code == 409, response.get_json()
     assert "already exists" in response.get_json()["detail"]
     assert _unit_creates(world, "Engineering/Osaka") == 1

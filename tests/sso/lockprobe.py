@@ -1,15 +1,12 @@
-"""Lock probes: whether another connection can write right now (no write lock held), and
-waiting until another session waits for a row lock."""
+"""Lock probes: whether another connection can write right now (no write lock held).
+Waiting until another session waits for a lock: tests/lockwait.py."""
 
 from __future__ import annotations
-
-import time
 
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from app.db import Database
-from tests.conftest import rows
 
 
 def can_write(db: Database, statement: str) -> bool:
@@ -32,11 +29,3 @@ def can_write(db: Database, statement: str) -> bool:
     finally:
         probe.dispose()
 
-
-def wait_for_a_row_lock_wait(db: Database) -> None:
-    """Until another session of this database waits for a row lock (or 10 s have passed)."""
-    for _ in range(200):
-        if rows(db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'")[0][0]:
-            return
-        time.sleep(0.05)

@@ -13,9 +13,9 @@ from app.directory.groups import GroupInput, create_group, get_group
 from app.directory.users import UserInput, create_user, get_user
 from app.models import Directory
 from tests.conftest import OPERATOR, rows
+from tests.lockwait import wait_for_a_row_lock_wait
 from tests.sso import forge
 from tests.sso.conftest import claims_for, post_response, saml_connection, start
-from tests.sso.lockprobe import wait_for_a_row_lock_wait
 
 
 def _login(web, keys, conn, in_response_to: str, given_name: str, groups: list[str]):

@@ -12,8 +12,8 @@ from app.mapping.preview import apply_ruleset
 from app.mapping.ruleset import parse_document
 from app.models import Organization
 from tests.conftest import OPERATOR, rows
+from tests.lockwait import wait_for_a_row_lock_wait
 from tests.sso.conftest import saml_connection, start
-from tests.sso.lockprobe import wait_for_a_row_lock_wait
 from tests.sso.test_jit_concurrency import _background_login
 
 BUYERS = {"group": "Buyers"}

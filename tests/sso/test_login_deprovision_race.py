@@ -21,12 +21,10 @@ from app.audit.log import chain_for
 from app.lifecycle import Trigger, deprovision_user
 from app.models import User
 from tests.conftest import OPERATOR, rows
-from tests.lifecycle.test_directory_disable_race import _waiting_or_done
+from tests.lockwait import held, started
 from tests.scim.support import PATCH_OP, SCIM
 from tests.sso import forge
 from tests.sso.conftest import claims_for, post_response, provision, saml_connection, start
-from tests.sso.lockprobe import wait_for_a_row_lock_wait
-from tests.threads import background
 
 OFF = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active",
                                               "value": False}]}
@@ -59,19 +57,11 @@ def test_a_login_committing_after_a_deprovisioning_leaves_no_live_session(
             return deprovision_user(s, s.get(User, user.id), OPERATOR,
                                     trigger=Trigger.operator)
 
-    blocker = db.engine.connect()
-    blocker.begin()
-    blocker.execute(sa.text("SELECT seq FROM audit_chain_heads WHERE chain = :c FOR UPDATE"),
-                    {"c": chain_for(tenant.org.id)})
-    try:
-        login, logged_in = background(lambda: post_response(web, conn, forge.b64(xml)),
-                                      start=True)
-        wait_for_a_row_lock_wait(db)  # the login, at its commit
-        out, taken_out = background(deprovision, start=True)
-        _waiting_or_done(db, out, waiters=2)
-    finally:
-        blocker.rollback()
-        blocker.close()
+    with held(db, "SELECT seq FROM audit_chain_heads WHERE chain = :c FOR UPDATE",
+              c=chain_for(tenant.org.id)):
+        # The login, at its commit; then the deprovisioning, waiting too or done.
+        login, logged_in = started(db, lambda: post_response(web, conn, forge.b64(xml)))
+        out, taken_out = started(db, deprovision, waiters=2)
     login.join(30)
     out.join(30)
     assert not isinstance(taken_out.get("result"), BaseException), taken_out
@@ -101,9 +91,7 @@ def test_a_login_during_an_open_deprovisioning_waits_and_is_refused(db, tenant, 
     with db.transaction() as s:
         deprovision_user(s, s.get(User, user.id), OPERATOR, trigger=Trigger.operator)
         s.flush()
-        login, logged_in = background(lambda: post_response(web, conn, forge.b64(xml)),
-                                      start=True)
-        _waiting_or_done(db, login)
+        login, logged_in = started(db, lambda: post_response(web, conn, forge.b64(xml)))
         waited = login.is_alive()
     login.join(30)
     response = logged_in["result"]

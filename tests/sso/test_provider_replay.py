@@ -14,7 +14,7 @@ from app.db import utcnow
 from app.models.sso import IssuedToken
 from app.sso.provider_tokens import REFRESH, digest
 from tests.conftest import rows
-from tests.sso.lockprobe import wait_for_a_row_lock_wait
+from tests.lockwait import wait_for_a_row_lock_wait
 from tests.sso.portal import BASIC, AuthRequest, code_from, exchange, introspect, login_and_code
 
 

@@ -11,16 +11,13 @@ check to its commit (app/directory/hold.py), and every deprovisioning holds it f
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 
 from app.lifecycle import Trigger, deprovision_user
 from app.models import User
 from app.sso.provider_tokens import digest
 from tests.conftest import OPERATOR, rows
-from tests.lifecycle.test_directory_disable_race import _waiting_or_done
-from tests.sso.lockprobe import wait_for_a_row_lock_wait
+from tests.lockwait import held, started
 from tests.sso.portal import BASIC, exchange, login_and_code
-from tests.threads import background
 
 
 def test_a_refresh_committing_after_a_deprovisioning_leaves_no_live_token(
@@ -45,18 +42,10 @@ def test_a_refresh_committing_after_a_deprovisioning_leaves_no_live_token(
             return deprovision_user(s, s.get(User, user.id), OPERATOR,
                                     trigger=Trigger.operator)
 
-    blocker = db.engine.connect()
-    blocker.begin()
-    blocker.execute(sa.text("SELECT id FROM issued_tokens WHERE token_hash = :h FOR UPDATE"),
-                    {"h": digest(tokens["refresh_token"])})
-    try:
-        refreshing, refreshed = background(refresh, start=True)
-        wait_for_a_row_lock_wait(db)  # the refresh, at the rotation of its token
-        out, taken_out = background(deprovision, start=True)
-        _waiting_or_done(db, out, waiters=2)
-    finally:
-        blocker.rollback()
-        blocker.close()
+    with held(db, "SELECT id FROM issued_tokens WHERE token_hash = :h FOR UPDATE",
+              h=digest(tokens["refresh_token"])):
+        refreshing, refreshed = started(db, refresh)  # at the rotation of its token
+        out, taken_out = started(db, deprovision, waiters=2)
     refreshing.join(30)
     out.join(30)
     assert not isinstance(taken_out.get("result"), BaseException), taken_out
@@ -82,11 +71,9 @@ def test_a_refresh_during_an_open_deprovisioning_waits_and_is_refused(
     with db.transaction() as s:
         deprovision_user(s, s.get(User, user.id), OPERATOR, trigger=Trigger.operator)
         s.flush()
-        refreshing, refreshed = background(lambda: sso_app.test_client().post(
+        refreshing, refreshed = started(db, lambda: sso_app.test_client().post(
             "/sso/oidc/token", headers={"Authorization": BASIC},
-            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}),
-            start=True)
-        _waiting_or_done(db, refreshing)
+            data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}))
         waited = refreshing.is_alive()
     refreshing.join(30)
     response = refreshed["result"]
