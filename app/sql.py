@@ -52,12 +52,13 @@ class IdList(TypeDecorator[list[str]]):
 class among(FunctionElement[bool]):
     """``column`` is one of the ids bound to ``name``, whatever their number.
 
-    PostgreSQL: ``column = ANY(:ids)`` with one array parameter; SQLite: ``column IN
-    (SELECT value FROM json_each(:ids))`` with one JSON text parameter (JSON1, built into
-    SQLite since 3.38). An expanding IN renders a new statement text per list length, which
-    SQLAlchemy re-renders on every execution (~a tenth of a one-user lookup) and SQLite
-    re-prepares; here the text is fixed, so both statement caches hit, and no list is ever
-    split to stay under SQLite's variable limit.
+    PostgreSQL: ``column = ANY(:ids)`` with one array parameter, sent in binary (psycopg's
+    ``%b``: no id is quoted, so 50,000 of them cost the client a third as much); SQLite:
+    ``column IN (SELECT value FROM json_each(:ids))`` with one JSON text parameter (JSON1,
+    built into SQLite since 3.38). An expanding IN renders a new statement text per list
+    length, which SQLAlchemy re-renders on every execution (~a tenth of a one-user lookup)
+    and SQLite re-prepares; here the text is fixed, so both statement caches hit, and no
+    list is ever split to stay under SQLite's variable limit.
     """
 
     type = Boolean()
@@ -74,6 +75,19 @@ class among(FunctionElement[bool]):
 def _among_default(element: among, compiler: SQLCompiler, **kw: Any) -> str:
     column, ids = list(element.clauses)
     return f"{compiler.process(column, **kw)} = ANY ({compiler.process(ids, **kw)})"
+
+
+@compiles(among, "postgresql")
+def _among_postgresql(element: among, compiler: SQLCompiler, **kw: Any) -> str:
+    column, ids = list(element.clauses)
+    placeholder = compiler.process(ids, **kw)
+    if compiler.dialect.driver == "psycopg" and placeholder.startswith(f"%({ids.key})s"):
+        # psycopg's %b: the array goes in binary, each id as its bytes. In text it is
+        # quoted element by element (a regular expression each): 0.1 s of client CPU for
+        # the 50,000 members of a group a rename or delete locks and moves, per statement
+        # (bench/big_group_bench.py), against 0.03 s.
+        placeholder = f"%({ids.key})b" + placeholder[len(f"%({ids.key})s"):]
+    return f"{compiler.process(column, **kw)} = ANY ({placeholder})"
 
 
 @compiles(among, "sqlite")

@@ -103,13 +103,31 @@ def test_among_matches_exactly_the_bound_ids(db, client, tenant, extra):
         assert fetch(connection, _USERS_AMONG, {"ids": []}) == []
 
 
+_NAMES_AMONG = sa.select(User.user_name).where(among(User.user_name, "names")) \
+    .order_by(User.user_name)
+
+
+def test_among_takes_any_text_as_sent(db, client, tenant):
+    """Values with what an array literal quotes (comma, quotes, backslash, braces, spaces,
+    NULL, non-ASCII) match exactly themselves, on both databases (PostgreSQL: a binary
+    array, nothing quoted)."""
+    names = ['a,b"c@acme.example', 'back\\slash{x}@acme.example', "Ölaf Ü@acme.example"]
+    for name in names:
+        _create_user(client, tenant, name)
+    with db.transaction(readonly=True) as session:
+        found = fetch(session.connection(), _NAMES_AMONG,
+                      {"names": [*names, None, "a", "NULL", '"a"']})
+    assert sorted(r.user_name for r in found) == sorted(names)
+
+
 def test_among_renders_one_parameter_per_dialect():
-    """json_each over one JSON text on SQLite, = ANY over one array on PostgreSQL."""
+    """json_each over one JSON text on SQLite, = ANY over one array on PostgreSQL, sent in
+    binary (psycopg's %b placeholder: no quoting of each id)."""
     statement = sa.select(DirectoryToken.id).where(among(DirectoryToken.directory_id))
     lite = statement.compile(dialect=sqlite.dialect())
     pg = statement.compile(dialect=postgresql.psycopg.dialect())
     assert "directory_tokens.directory_id IN (SELECT value FROM json_each(?))" in lite.string
-    assert "directory_tokens.directory_id = ANY (%(ids)s::VARCHAR[])" in pg.string
+    assert "directory_tokens.directory_id = ANY (%(ids)b::VARCHAR[])" in pg.string
     assert list(lite.params) == list(pg.params) == ["ids"]
 
 

@@ -39,6 +39,8 @@ _BY = [
     select(User.id).where(User.external_id == bindparam("value"), *_LIVE).limit(2),
     select(User.id).where(fold(User.user_name) == fold(bindparam("value")), *_LIVE),
 ]
+# The same, for a user being renamed: its own row still holds the names it is giving up.
+_BY_OTHER = [statement.where(User.id != bindparam("user_id")) for statement in _BY]
 
 
 # The users waiting for a manager that has just arrived, by their reference folded (an
@@ -60,16 +62,21 @@ class ManagerLink:
     pending: str | None = None
 
 
-def resolve_manager(session: Session, directory_id: str, value: str | None) -> ManagerLink:
-    """The user ``value`` names in the directory, else the value kept for later."""
+def resolve_manager(session: Session, directory_id: str, value: str | None, *,
+                    other_than: str | None = None) -> ManagerLink:
+    """The user ``value`` names in the directory (a user other than ``other_than``, when
+    given), else the value kept for later."""
     if not value:
         return ManagerLink()
     if len(value) > MAX_REF:
         raise InvalidInput(f"manager.value is longer than {MAX_REF} characters",
                            field="manager")
     connection = session.connection()
-    for statement in _BY:
-        found = fetch(connection, statement, {"value": value, "directory_id": directory_id})
+    params = {"value": value, "directory_id": directory_id}
+    if other_than is not None:
+        params["user_id"] = other_than
+    for statement in (_BY if other_than is None else _BY_OTHER):
+        found = fetch(connection, statement, params)
         if len(found) == 1:  # two users with one externalId name nobody in particular
             return ManagerLink(user_id=found[0][0])
     return ManagerLink(pending=value)
@@ -87,10 +94,19 @@ def resolve_for(session: Session, directory_id: str, value: str | None, *,
     the user was not there (a create) or not live (a restore), or had other names (a
     rename), so the value was kept as a reference naming nobody, linked by the next write
     only (:func:`link_reports` skips the user itself). Two users sharing the externalId
-    still name nobody (no more this one than the other)."""
+    still name nobody (no more this one than the other).
+
+    The lookups see the user's row as stored: on a PUT or PATCH renaming it, with the
+    externalId and userName it is giving up. A value naming it only by one of those names
+    nobody once written, so it is looked up again among the other users, and else kept as
+    a reference (linked when a user of that name appears): it used to link the user to
+    itself."""
     link = resolve_manager(session, directory_id, value)
     exact = {external_id, user_id if known_id else None} - {None}
-    if link.pending is None or not _names(link.pending, exact, fold_text(user_name)):
+    name = fold_text(user_name)
+    if link.user_id == user_id and value and not _names(value, exact, name):
+        link = resolve_manager(session, directory_id, value, other_than=user_id)
+    if link.pending is None or not _names(link.pending, exact, name):
         return link
     others = fetch(session.connection(), _BY[1], {"value": link.pending,
                                                   "directory_id": directory_id})

@@ -21,7 +21,7 @@ from app.mapping.ruleset import parse_document
 from app.models import Directory, Organization, User
 from tests.api.conftest import make_key
 from tests.conftest import OPERATOR, rows
-from tests.lockwait import wait_for_a_row_lock_wait
+from tests.lockwait import started
 from tests.mapping.conftest import World
 from tests.mapping.test_group_write_locks import _Statements
 from tests.scim.support import (
@@ -57,11 +57,6 @@ def _grants(world: World, user_id: str) -> list[tuple[str, str, str]]:
         "WHERE grants.user_id = :u ORDER BY roles.key", u=user_id)]
 
 
-def _in_thread(target: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    """``target`` started on a thread; its result (or exception) lands in the dict."""
-    return background(target, start=True)
-
-
 def test_a_user_created_while_an_apply_is_open_waits_and_gets_the_new_rules(app, world):
     """POST /Users while a new rule set is applied but not committed: the create waits for
     the apply's commit, then evaluates under the new rules (before: 201 at once, with the
@@ -73,9 +68,8 @@ def test_a_user_created_while_an_apply_is_open_waits_and_gets_the_new_rules(app,
         with world.db.transaction() as s:
             apply_ruleset(s, s.get(Organization, world.org_id), parse_document(NEW),
                           OPERATOR, max_loss_share=1.0, force=True)
-            create, outcome = _in_thread(
-                lambda: http_call(url, world.tenant.token, "POST", "/Users", body))
-            wait_for_a_row_lock_wait(world.db)
+            create, outcome = started(
+                world.db, lambda: http_call(url, world.tenant.token, "POST", "/Users", body))
             create.join(0.3)
             assert create.is_alive(), f"the create did not wait for the apply: {outcome}"
         create.join(30)
@@ -100,11 +94,10 @@ def test_an_apply_waits_for_an_open_user_create_and_evaluates_its_user(world):
             release.wait(30)
             return user.id
 
-    writer, written = _in_thread(create)
+    writer, written = background(create, start=True)
     try:
         assert created.wait(10), written
-        applier, applied = _in_thread(lambda: world.apply(NEW))
-        wait_for_a_row_lock_wait(world.db)
+        applier, applied = started(world.db, lambda: world.apply(NEW))
         applier.join(0.3)
         assert applier.is_alive(), f"the apply did not wait for the open create: {applied}"
     finally:
@@ -178,8 +171,9 @@ def test_the_lock_is_per_organization(app, world, other_tenant):
     with live_server(app) as url, world.db.transaction() as s:
         apply_ruleset(s, s.get(Organization, world.org_id), parse_document(NEW),
                       OPERATOR, max_loss_share=1.0, force=True)
-        create, outcome = _in_thread(lambda: http_call(
-            url, other_tenant.token, "POST", "/Users", user_body("sam@globex.example")))
+        create, outcome = background(lambda: http_call(
+            url, other_tenant.token, "POST", "/Users", user_body("sam@globex.example")),
+            start=True)
         create.join(10)
         assert not create.is_alive(), "another organization's create waited"
     assert outcome["result"][0] == 201, outcome

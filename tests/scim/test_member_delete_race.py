@@ -25,6 +25,7 @@ from app.db import Database
 from app.lifecycle import reactivate_user
 from app.models import User
 from tests.conftest import OPERATOR, Tenant, rows
+from tests.lockwait import lock_waiters, started
 from tests.scim.support import (
     CORE_GROUP,
     CORE_USER,
@@ -43,17 +44,12 @@ def postgres_only(dialect: str) -> None:
         pytest.skip("row locks and concurrent writers are PostgreSQL's (SQLite has one writer)")
 
 
-def _waiters(db: Database) -> int:
-    return rows(db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                    " AND wait_event_type = 'Lock'")[0][0]
-
-
-def _until_waiting(db: Database, count: int) -> None:
-    for _ in range(400):
-        if _waiters(db) >= count:
-            return
-        threading.Event().wait(0.05)
-    raise AssertionError(f"{count} request(s) never waited for a lock")
+def _waiting(db: Database, call: Callable[[], Any],
+             count: int) -> tuple[threading.Thread, dict[str, Any]]:
+    """``call`` started (tests.lockwait), once ``count`` requests wait for a lock."""
+    thread, outcome = started(db, call, waiters=count)
+    assert lock_waiters(db) >= count, f"{count} request(s) never waited for a lock: {outcome}"
+    return thread, outcome
 
 
 @contextmanager
@@ -67,13 +63,6 @@ def _commits_held(db: Database, tenant: Tenant) -> Iterator[None]:
         assert found, "the tenant's chain head exists (its creation was audited)"
         yield
     engine.dispose()
-
-
-def _start(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
-    out: list[Any] = []
-    thread = threading.Thread(target=lambda: out.append(call()))
-    thread.start()
-    return thread, out
 
 
 def _user(url: str, tenant: Tenant, name: str) -> str:
@@ -128,19 +117,17 @@ def test_a_member_added_while_its_user_is_deleted_is_refused_after_the_delete(
         user = _user(url, tenant, "ada")
         group = _group(url, tenant, "Buyers", [])
         with _commits_held(db, tenant):
-            delete, deleted = _start(lambda: http_call(
-                url, tenant.token, "DELETE", f"/Users/{user}", timeout=30))
-            _until_waiting(db, 1)
+            delete, deleted = _waiting(db, lambda: http_call(
+                url, tenant.token, "DELETE", f"/Users/{user}", timeout=30), 1)
             method, path, body = (("POST", "/Groups", {
                 "schemas": [CORE_GROUP], "displayName": "Sellers",
                 "members": [{"value": user}]}) if how == "post" else _add(group, user)[how])
-            write, written = _start(lambda: http_call(url, tenant.token, method, path, body,
-                                                      timeout=30))
-            _until_waiting(db, 2)
+            write, written = _waiting(db, lambda: http_call(
+                url, tenant.token, method, path, body, timeout=30), 2)
         delete.join(30)
         write.join(30)
-    assert deleted[0][0] == 204, deleted
-    status, answer = written[0]
+    assert deleted["result"][0] == 204, deleted
+    status, answer = written["result"]
     assert status == 400, answer
     assert answer["scimType"] == "invalidValue"
     assert rows(db, "SELECT count(*) FROM memberships WHERE user_id = :u", u=user)[0][0] == 0
@@ -167,23 +154,21 @@ def test_a_restore_racing_a_members_removal_announces_what_stays(app, db, tenant
         group = _group(url, tenant, "Buyers", [user])
         assert http_call(url, tenant.token, "DELETE", f"/Users/{user}")[0] == 204
         with _commits_held(db, tenant):
-            remove, removed = _start(lambda: http_call(
+            remove, removed = _waiting(db, lambda: http_call(
                 url, tenant.token, "PATCH", f"/Groups/{group}", {
                     "schemas": [PATCH_OP], "Operations": [
                         {"op": "remove", "path": f'members[value eq "{user}"]'}]},
-                timeout=30))
-            _until_waiting(db, 1)
-            restore, restored = _start(lambda: _operator_restore(db, user)
-                                       if how == "operator" else http_call(
+                timeout=30), 1)
+            restore, restored = _waiting(db, lambda: _operator_restore(db, user)
+                                         if how == "operator" else http_call(
                 url, tenant.token, "POST", "/Users", {
                     "schemas": [CORE_USER], "userName": "ada@acme.example",
-                    "externalId": "ext-ada"}, timeout=30))
-            _until_waiting(db, 2)
+                    "externalId": "ext-ada"}, timeout=30), 2)
         remove.join(30)
         restore.join(30)
-        assert removed[0][0] == 204, removed
-        assert restored[0][0] == 201, restored
-        assert restored[0][1]["id"] == user
+        assert removed["result"][0] == 204, removed
+        assert restored["result"][0] == 201, restored
+        assert restored["result"][1]["id"] == user
         status, shown = http_call(url, tenant.token, "GET", f"/Groups/{group}")
     assert status == 200
     assert shown.get("members", []) == []
@@ -202,16 +187,14 @@ def test_a_user_write_racing_its_delete_is_404_after_it(app, db, tenant, method)
                 if method == "PUT" else {"schemas": [PATCH_OP], "Operations": [
                     {"op": "replace", "path": "title", "value": "Boss"}]})
         with _commits_held(db, tenant):
-            delete, deleted = _start(lambda: http_call(
-                url, tenant.token, "DELETE", f"/Users/{user}", timeout=30))
-            _until_waiting(db, 1)
-            write, written = _start(lambda: http_call(
-                url, tenant.token, method, f"/Users/{user}", body, timeout=30))
-            _until_waiting(db, 2)
+            delete, deleted = _waiting(db, lambda: http_call(
+                url, tenant.token, "DELETE", f"/Users/{user}", timeout=30), 1)
+            write, written = _waiting(db, lambda: http_call(
+                url, tenant.token, method, f"/Users/{user}", body, timeout=30), 2)
         delete.join(30)
         write.join(30)
-    assert deleted[0][0] == 204, deleted
-    assert written[0][0] == 404, written
+    assert deleted["result"][0] == 204, deleted
+    assert written["result"][0] == 404, written
     assert rows(db, "SELECT title, status FROM users WHERE id = :u", u=user) == [
         (None, "deleted")]
     assert rows(db, "SELECT count(*) FROM outbox_events WHERE aggregate_id = :u AND "

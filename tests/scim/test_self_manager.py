@@ -200,3 +200,50 @@ def test_deleting_and_restoring_a_self_managed_user(scim, db):
     # restore re-links the user to itself without telling it that its manager changed.
     assert told == [(ceo["id"], ["manager_id"]), (report["id"], ["manager_id"]),
                     (report["id"], ["manager_id"])]
+
+
+def _renaming(scim: Scim, user_id: str, how: str, verb: str, manager: str) -> Any:
+    """A PUT, or a PATCH, giving the user a new externalId (or userName) and naming
+    ``manager`` as its manager in the same request."""
+    new = {"externalId": ("00unew", "old@acme.example"),
+           "userName": ("00uold", "new@acme.example")}[how]
+    if verb == "PUT":
+        return scim.put(f"/Users/{user_id}", user_body(
+            new[1], externalId=new[0], **{ENTERPRISE: _enterprise(manager)}))
+    return scim.patch(f"/Users/{user_id}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": how, "value": new[0] if how == "externalId" else new[1]},
+        {"op": "replace", "path": f"{ENTERPRISE}:manager", "value": manager}]})
+
+
+@pytest.mark.parametrize("verb", ["PUT", "PATCH"])
+@pytest.mark.parametrize("how", ["externalId", "userName"])
+def test_a_rename_naming_the_old_name_as_manager_does_not_link_itself(scim, db, how, verb):
+    """One request renames the user (externalId "00uold" -> "00unew", or userName) and
+    names its OLD name as its manager. Once written, that value names nobody: it is kept
+    as a reference (``manager_ref``) and linked to the user that later takes that name.
+    The lookup used to run on the row still holding the old name, and linked the user to
+    itself. Its NEW name still links it to itself."""
+    old = {"externalId": "00uold", "userName": "OLD@acme.example"}[how]
+    user = scim.create_user("old@acme.example", externalId="00uold")
+    response = _renaming(scim, user["id"], how, verb, old)
+    assert response.status_code == 200, response.get_json()
+    assert "manager" not in response.get_json()[ENTERPRISE]
+    assert _stored(db, user["id"]) == (None, old)
+    # The user that takes the old name is the manager.
+    boss = scim.create_user("old@acme.example" if how == "userName" else "boss@acme.example",
+                            externalId="00uold" if how == "externalId" else "00uboss")
+    assert _stored(db, user["id"]) == (boss["id"], None)
+    shown = scim.get(f"/Users/{user['id']}").get_json()
+    assert shown[ENTERPRISE]["manager"]["value"] == boss["id"]
+
+
+@pytest.mark.parametrize("verb", ["PUT", "PATCH"])
+@pytest.mark.parametrize("how", ["externalId", "userName"])
+def test_a_rename_naming_the_new_name_as_manager_links_itself(scim, db, how, verb):
+    """The same request naming the user's NEW externalId or userName: itself, as before."""
+    new = {"externalId": "00unew", "userName": "NEW@acme.example"}[how]
+    user = scim.create_user("old@acme.example", externalId="00uold")
+    response = _renaming(scim, user["id"], how, verb, new)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()[ENTERPRISE]["manager"]["value"] == user["id"]
+    assert _stored(db, user["id"]) == (user["id"], None)
