@@ -121,17 +121,20 @@ def shown_of(session: Reader, user_id: str | None) -> Moved:
 
 
 def user_part(user: Any, manager: Moved | None) -> Moved | None:
-    """A user's other part: what it shows of its manager (``manager``, None without one)
-    and of its groups (its own row's ``groups_version``), summed; None while both are 0,
-    so a user's version is its plain ``n`` as before. Each counter only grows and each
-    change moves one of them: the sum strictly grows with every change of either."""
-    own = Moved(user.groups_version or 0, user.groups_at)
-    if manager is None or not manager.version:
-        return own if own.version else manager
-    if not own.version:
-        return manager
-    at = max((t for t in (manager.at, own.at) if t is not None), default=None)
-    return Moved(manager.version + own.version, at)
+    """A user's other part: what it shows of its manager (``manager``, None without one),
+    of its groups (its own row's ``groups_version``) and of its access (``access_version``),
+    summed; None while all are 0, so a user's version is its plain ``n`` as before. Each
+    counter only grows and each change moves one of them: the sum strictly grows with
+    every change of any."""
+    parts = [part for part in (manager, Moved(user.groups_version or 0, user.groups_at),
+                               Moved(user.access_version or 0, user.access_at))
+             if part is not None and part.version]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    at = max((p.at for p in parts if p.at is not None), default=None)
+    return Moved(sum(p.version for p in parts), at)
 
 
 _MOVE_GROUPS = (update(User.__table__).where(among(User.__table__.c.id))
@@ -153,6 +156,27 @@ def move_groups_shown(session: Session, user_ids: Iterable[str]) -> None:
     for held in list(session.identity_map.values()):
         if isinstance(held, User) and held.id in moved:
             session.expire(held, ["groups_version", "groups_at"])
+
+
+_MOVE_ACCESS = (update(User.__table__).where(among(User.__table__.c.id))
+                .values(access_version=User.__table__.c.access_version + 1,
+                        access_at=bindparam("now")))
+
+
+def move_access_shown(session: Session, user_ids: Iterable[str]) -> None:
+    """What these users show of their access (the access extension's ``grants``) changed
+    in a transaction that does not move their own ``version``: one UPDATE of their rows,
+    which the evaluation that changed the grants holds already (``diff_batch`` locks each
+    batch FOR NO KEY UPDATE, in id order, before it writes a grant), so it waits for no
+    lock; ``+ 1`` under the row lock: two transactions changing a user's grants each move it."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return
+    session.connection().execute(_MOVE_ACCESS, {"ids": ids, "now": utcnow()})
+    moved = set(ids)
+    for held in list(session.identity_map.values()):
+        if isinstance(held, User) and held.id in moved:
+            session.expire(held, ["access_version", "access_at"])
 
 
 def display_changed(user: User, display_name: Any, user_name: Any) -> bool:
