@@ -21,7 +21,11 @@ earlier step (README, section "SCIM", the bullet on versions and locks):
    its user's row FOR SHARE (after its JIT group locks) before it opens a session, so
    neither misses the other;
 4. rows reached only through locks already held: the group's memberships, the users'
-   grants, units, and audit and outbox inserts;
+   grants, units, and audit and outbox inserts; and the users whose grants an evaluation
+   changed, their ``access_version`` bumped in one UPDATE per batch (app/directory/
+   versions.py) on rows its ``diff_batch`` locked in step 3 (a rule-set apply and a unit
+   added for a rule, which hold the mapping lock exclusively, lock each batch there too,
+   in id order, batch after batch): it never waits;
 5. the organization's audit chain head, at COMMIT (``app.audit.log.append_pending``);
    after it, a member's SCIM delete, restore or display change moves its groups' member
    versions (``group_member_versions``, app/directory/versions.py) in one statement in
