@@ -189,8 +189,9 @@ def test_an_upgraded_database_gets_statistics_for_the_new_index(fresh_url, diale
     tenant = make_tenant(old, "acme")
     directory_id = tenant.directory.id
     # The users table as 0009 left it, for Core: the model's columns less those a later
-    # migration added with a Python-side default, which an insert would name (0024, 0025).
-    later = {"shown_version", "shown_at", "groups_version", "groups_at"}
+    # migration added with a Python-side default, which an insert would name (0024-0026).
+    later = {"shown_version", "shown_at", "groups_version", "groups_at", "access_version",
+             "access_at"}
     users_0009 = sa.Table("users", sa.MetaData(), *(
         sa.Column(c.name, c.type, primary_key=c.primary_key,
                   default=c.default.arg if c.default is not None else None)

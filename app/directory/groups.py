@@ -170,9 +170,10 @@ def _reevaluating(session: Session, group: Group, user_ids: Iterable[str], actor
 
 def _finish(session: Session, reevaluation: Reevaluation, actor: Actor) -> None:
     """The write's end: the users whose groups it changed (``note``, all locked up front)
-    show new ``groups``, so their versions move (one UPDATE), then they are evaluated."""
+    show new ``groups``, so their versions move (one UPDATE), then they are evaluated: a
+    change of their grants moves no second counter (settled)."""
     move_groups_shown(session, reevaluation.changed)
-    finish(session, reevaluation, actor)
+    finish(session, reevaluation, actor, settled=reevaluation.changed)
 
 
 def add_members(session: Session, group: Group, user_ids: Iterable[str], actor: Actor, *,

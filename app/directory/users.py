@@ -242,7 +242,8 @@ def create_user(session: Session, directory: DirectoryLike, data: UserInput, act
     emit(session, organization_id=user.organization_id, type="user.created",
          aggregate_id=user.id, payload={"user_id": user.id, "user_name": user.user_name,
                                         "directory_id": directory.id, "active": user.active})
-    reevaluate_users(session, user.organization_id, [user.id], actor)
+    # Its first grants: the new user's version is 1 whatever they are (settled).
+    reevaluate_users(session, user.organization_id, [user.id], actor, settled=[user.id])
     link_reports(session, user, actor)
     return user
 
@@ -279,8 +280,8 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
         deprovision_user(session, user, actor, trigger=Trigger.scim_active_false)
     elif flips:
         reactivate_user(session, user, actor)
-    if changed:
-        reevaluate_users(session, user.organization_id, [user.id], actor)
+    if changed:  # its version moved above: a change of its grants moves no second counter
+        reevaluate_users(session, user.organization_id, [user.id], actor, settled=[user.id])
     if {"user_name", "external_id"} & set(changed) or (flips and data.active):
         link_reports(session, user, actor)  # renamed or restored: reports may wait for it
     return user

@@ -5,8 +5,9 @@ A SCIM-deleted user vanishes from its groups' ``members`` and from its reports'
 report change as SCIM shows them, so their ``meta.version`` (the ETag) and
 ``meta.lastModified`` must move, else a client's ``If-None-Match`` gets a 304 and keeps a
 member list that still has the deleted user (RFC 9110 §8.8.3, §13.1.2). So must a user's
-when a group write changes its read-only ``groups`` (RFC 7643 §4.1.2), and a group's when
-a member's display changes its ``members.display``.
+when a group write changes its read-only ``groups`` (RFC 7643 §4.1.2) or an evaluation
+changes its grants (the read-only access extension, returned by default), and a group's
+when a member's display changes its ``members.display``.
 
 Writing the group's or the report's row would move them, but not in the lock order
 (app/mapping/reevaluation.py): the delete holds the user's row (step 3), and a group's row
@@ -15,7 +16,7 @@ deadlock with it), and a report's row is another user's, locked alone after the 
 (user rows are locked in id order, in one statement). So neither is written, and neither
 version is stored whole: each is derived from what is written under locks already held.
 
-- **A user**: its own ``version``, plus the sum of two counters. Its manager's
+- **A user**: its own ``version``, plus the sum of three counters. Its manager's
   ``shown_version`` (written on the manager's own row, which the manager's delete,
   restore and display change hold anyway): what a user shows of its manager, whether at
   all and its display (displayName, else userName). And its own ``groups_version``: how
@@ -26,8 +27,23 @@ version is stored whole: each is derived from what is written under locks alread
   holds: one ``UPDATE ... groups_version + 1`` for the users it changed, at its end
   (``move_groups_shown``; adding one member to a 50,000-member group writes that one row).
   The counter is the user's, but not ``version``: the user's own row did not change, and
-  ``updated_at`` keeps saying when it did. ``shown_at`` and ``groups_at`` say when the
-  parts moved, for the user's lastModified (the latest of the three).
+  ``updated_at`` keeps saying when it did. And its own ``access_version``: how often its
+  grants (the access extension: organization slug, unit name and path, role key) changed
+  in a transaction that did not move its ``version`` nor its ``groups_version``: a rule-set
+  apply or rule edit (API or ``roster mapping apply``), a unit added for a rule
+  (app/mapping/new_units.py), an SSO login's evaluation. Every rule-made grant is written
+  by app/mapping/evaluation.py ``run``, which locks each batch's users (FOR NO KEY UPDATE,
+  in id order, in one statement) before it writes a grant, then bumps the batch's changed
+  users in one ``UPDATE ... access_version + 1`` on those held rows: no lock is added, so
+  the lock order (app/mapping/reevaluation.py) is unchanged. Users whose version the
+  calling write moves anyway are ``settled`` and not bumped: a create (version 1 whatever
+  its first grants), a user PUT or PATCH that changed the user, a reactivation, a group
+  write (their ``groups_version``), so those paths run no extra statement. Grants written
+  outside ``run`` (a deprovisioning removing them, a reactivation restoring manual ones)
+  move the user's own ``version``. No operation renames or moves a unit, changes an
+  organization's slug or a role's key, so nothing else changes what the extension shows.
+  ``shown_at``, ``groups_at`` and ``access_at`` say when the parts moved, for the user's
+  lastModified (the latest of the four).
 - **A group**: its own ``version``, plus ``group_member_versions.version``: how often its
   live members changed without a write to the group (a member's SCIM delete or restore,
   and a change of a member's display, its ``members.display``). That row is the group's,
@@ -40,12 +56,12 @@ version is stored whole: each is derived from what is written under locks alread
   users (one transaction) moves each group once, in order.
 
 Each derived version is a pair (own, other) where each part only ever grows and every change
-of what the resource shows moves one of them (a user's other part is a sum of two growing
-counters, so it grows with either): no pair is ever shown for two different states, and
+of what the resource shows moves one of them (a user's other part is a sum of three growing
+counters, so it grows with any): no pair is ever shown for two different states, and
 while the other part is 0 the version is the plain ``n`` it always was. Reading them is no
-query for a user's groups part (its own row), and one indexed lookup per resource, or one
-query per list page, for the rest: the members of a group are never read for its version
-(a group of 50,000 members costs the same as one of 5).
+query for a user's groups and access parts (its own row), and one indexed lookup per
+resource, or one query per list page, for the rest: the members of a group are never read
+for its version (a group of 50,000 members costs the same as one of 5).
 """
 
 from __future__ import annotations
@@ -59,6 +75,7 @@ from sqlalchemy import bindparam, event, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 import app.audit.log  # noqa: F401  its before_commit listener first (the module docstring)
 from app.db import Reader, core, utcnow
@@ -121,17 +138,20 @@ def shown_of(session: Reader, user_id: str | None) -> Moved:
 
 
 def user_part(user: Any, manager: Moved | None) -> Moved | None:
-    """A user's other part: what it shows of its manager (``manager``, None without one)
-    and of its groups (its own row's ``groups_version``), summed; None while both are 0,
-    so a user's version is its plain ``n`` as before. Each counter only grows and each
-    change moves one of them: the sum strictly grows with every change of either."""
-    own = Moved(user.groups_version or 0, user.groups_at)
-    if manager is None or not manager.version:
-        return own if own.version else manager
-    if not own.version:
-        return manager
-    at = max((t for t in (manager.at, own.at) if t is not None), default=None)
-    return Moved(manager.version + own.version, at)
+    """A user's other part: what it shows of its manager (``manager``, None without one),
+    of its groups (its own row's ``groups_version``) and of its access (``access_version``),
+    summed; None while all are 0, so a user's version is its plain ``n`` as before. Each
+    counter only grows and each change moves one of them: the sum strictly grows with
+    every change of any."""
+    parts = [part for part in (manager, Moved(user.groups_version or 0, user.groups_at),
+                               Moved(user.access_version or 0, user.access_at))
+             if part is not None and part.version]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    at = max((p.at for p in parts if p.at is not None), default=None)
+    return Moved(sum(p.version for p in parts), at)
 
 
 _USERS = User.__table__
@@ -163,6 +183,29 @@ def move_groups_shown(session: Session, user_ids: Iterable[str]) -> None:
     for held in list(session.identity_map.values()):
         if isinstance(held, User) and held.id in moved:
             session.expire(held, ["groups_version", "groups_at"])
+
+
+_MOVE_ACCESS = (update(User.__table__).where(among(User.__table__.c.id))
+                .values(access_version=User.__table__.c.access_version + 1,
+                        access_at=bindparam("now")))
+
+
+def move_access_shown(session: Session, user_ids: Iterable[str]) -> None:
+    """What these users show of their access (the access extension's ``grants``) changed
+    in a transaction that does not move their own ``version``: one UPDATE of their rows,
+    which the evaluation that changed the grants holds already (``diff_batch`` locks each
+    batch FOR NO KEY UPDATE, in id order, before it writes a grant), so it waits for no
+    lock; ``+ 1`` under the row lock: two transactions changing a user's grants each move it."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return
+    session.connection().execute(_MOVE_ACCESS, {"ids": ids, "now": utcnow()})
+    # Users this session loaded keep no stale count; looked up by key: an apply's session
+    # holds every user of the organization it evaluated so far.
+    for user_id in ids:
+        held = session.identity_map.get(identity_key(User, user_id))
+        if held is not None:
+            session.expire(held, ["access_version", "access_at"])
 
 
 def display_changed(user: User, display_name: Any, user_name: Any) -> bool:

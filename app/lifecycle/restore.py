@@ -65,7 +65,8 @@ def restore_access(session: Session, user: User, actor: Actor,
         _restore_manual(session, user, item, actor)
     if rec is not None:
         rec.restored_at = utcnow()
-    reevaluate_users(session, user.organization_id, [user.id], actor)
+    # The reactivation moved the user's version (settled): no second counter for its grants.
+    reevaluate_users(session, user.organization_id, [user.id], actor, settled=[user.id])
     return restored
 
 

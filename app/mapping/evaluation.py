@@ -3,12 +3,17 @@
 Facts are loaded per batch of users (one query for the users, one for their memberships and
 groups, one for their grants); rules, roles, units and policy once per call. A membership
 change therefore costs the same whatever the size of the group or the organization.
+
+Every rule-made grant is written here (``run``), and each batch's changed users' versions
+move here: one UPDATE of their ``access_version`` (app/directory/versions.py), on rows
+``diff_batch`` locked already, except ``settled`` users whose own version the calling
+write moves anyway (RFC 7644 §3.14: the access extension's ``grants`` are part of the user).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.directory.organizations import PATH_SEPARATOR, ensure_unit
+from app.directory.versions import move_access_shown
 from app.events import emit
 from app.mapping.locks import share_mapping
 from app.mapping.rules import (
@@ -281,10 +287,15 @@ Observer = Callable[[Context, UserDiff], None]
 
 
 def run(session: Session, ctx: Context, batches: Iterable[list[str]], actor: Actor,
-        observe: Observer | None = None) -> Summary:
-    """Evaluate and apply batch after batch; ``observe`` sees each diff before it is applied."""
+        observe: Observer | None = None, settled: Collection[str] = ()) -> Summary:
+    """Evaluate and apply batch after batch; ``observe`` sees each diff before it is applied.
+    The users whose grants changed, ``settled`` ones aside (their own version moves in this
+    transaction anyway), move their access part: one UPDATE per batch, of rows the batch's
+    ``diff_batch`` locked (FOR NO KEY UPDATE, id order) before any grant was written, so
+    it waits for no lock and adds no step to the lock order (app/mapping/reevaluation.py)."""
     summary = Summary()
     for batch in batches:
+        moved = []
         for diff in diff_batch(session, ctx, batch, lock=True):
             summary.users += 1
             if observe is not None:
@@ -296,7 +307,10 @@ def run(session: Session, ctx: Context, batches: Iterable[list[str]], actor: Act
                 if diff.loses_all:
                     summary.lost_all.append(diff.user.id)
                 apply_diff(session, ctx, diff, actor)
+                if diff.user.id not in settled:
+                    moved.append(diff.user.id)
         session.flush()
+        move_access_shown(session, moved)
     return summary
 
 
@@ -316,13 +330,13 @@ def organization_batches(session: Session, organization_id: str,
 
 
 def reevaluate_users(session: Session, organization_id: str, user_ids: Iterable[str],
-                     actor: Actor) -> Summary:
-    """Recompute the grants of the given users and apply the diff."""
+                     actor: Actor, settled: Collection[str] = ()) -> Summary:
+    """Recompute the grants of the given users and apply the diff (``settled``: ``run``)."""
     ids = sorted(set(user_ids))
     policy = evaluation_policy(session, organization_id, ids)
     if policy is None:
         return Summary()
-    return evaluate_users(session, organization_id, ids, policy, actor)
+    return evaluate_users(session, organization_id, ids, policy, actor, settled)
 
 
 def evaluation_policy(session: Session, organization_id: str,
@@ -349,14 +363,14 @@ def evaluation_policy(session: Session, organization_id: str,
 
 
 def evaluate_users(session: Session, organization_id: str, user_ids: Sequence[str],
-                   policy: Policy, actor: Actor) -> Summary:
+                   policy: Policy, actor: Actor, settled: Collection[str] = ()) -> Summary:
     """Evaluate and apply ``user_ids`` (sorted), locking each batch in id order."""
     org = session.get(Organization, organization_id)
     if org is None:
         return Summary()
     rules = load_rules(session, org.id)
     return run(session, load_context(session, org, rules, policy),
-               _chunks(user_ids, BATCH_SIZE), actor)
+               _chunks(user_ids, BATCH_SIZE), actor, settled=settled)
 
 
 _IDLE_CHECK = select(
@@ -364,33 +378,6 @@ _IDLE_CHECK = select(
     exists().where(MappingRule.organization_id == Organization.id),
     exists().where(among(Grant.user_id, "user_ids"), Grant.source != MANUAL),
 ).where(Organization.id == bindparam("organization_id"))
-
-
-def reevaluate_group_members(session: Session, organization_id: str, group_id: str,
-                             actor: Actor) -> Summary:
-    """Recompute the grants of a group's members (after a rename), in batches."""
-    share_mapping(session, organization_id)
-    org = session.get(Organization, organization_id)
-    if org is None:
-        return Summary()
-    ctx = load_context(session, org)
-    if ctx.idle:
-        return Summary()
-
-    def batches() -> Iterator[list[str]]:
-        last = ""
-        while True:
-            batch = list(session.scalars(
-                select(Membership.user_id).where(Membership.group_id == group_id,
-                                                 Membership.user_id > last)
-                .order_by(Membership.user_id).limit(BATCH_SIZE)
-            ))
-            if not batch:
-                return
-            yield batch
-            last = batch[-1]
-
-    return run(session, ctx, batches(), actor)
 
 
 def reevaluate_organization(session: Session, org: Organization, actor: Actor,

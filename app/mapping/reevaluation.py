@@ -21,7 +21,11 @@ earlier step (README, section "SCIM", the bullet on versions and locks):
    its user's row FOR SHARE (after its JIT group locks) before it opens a session, so
    neither misses the other;
 4. rows reached only through locks already held: the group's memberships, the users'
-   grants, units, and audit and outbox inserts;
+   grants, units, and audit and outbox inserts; and the users whose grants an evaluation
+   changed, their ``access_version`` bumped in one UPDATE per batch (app/directory/
+   versions.py) on rows its ``diff_batch`` locked in step 3 (a rule-set apply and a unit
+   added for a rule, which hold the mapping lock exclusively, lock each batch there too,
+   in id order, batch after batch): it never waits;
 5. the organization's audit chain head, at COMMIT (``app.audit.log.append_pending``);
    after it, a member's SCIM delete, restore or display change moves its groups' member
    versions (``group_member_versions``, app/directory/versions.py) in one statement in
@@ -45,16 +49,24 @@ them in different orders and one was chosen as a deadlock victim (audit finding 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor
-from app.mapping.evaluation import Summary, evaluate_users, evaluation_policy
+from app.mapping.evaluation import (
+    BATCH_SIZE,
+    Summary,
+    evaluate_users,
+    evaluation_policy,
+    load_context,
+    run,
+)
+from app.mapping.locks import share_mapping
 from app.mapping.rules import Policy
-from app.models import User
+from app.models import Membership, Organization, User
 from app.sql import among, fetch
 
 # FOR NO KEY UPDATE as everywhere users are locked (app/directory/users.py); ORDER BY makes
@@ -100,11 +112,42 @@ def lock_users(session: Session, organization_id: str, user_ids: Iterable[str],
     return Reevaluation(organization_id, policy, frozenset(ids))
 
 
-def finish(session: Session, evaluation: Reevaluation, actor: Actor) -> Summary:
-    """Evaluate the changed users once, under the locks ``lock_users`` took."""
+def finish(session: Session, evaluation: Reevaluation, actor: Actor,
+           settled: Collection[str] = ()) -> Summary:
+    """Evaluate the changed users once, under the locks ``lock_users`` took; ``settled``:
+    those whose version the write moved already (their ``groups_version``), so a change of
+    their grants does not move it again (app/mapping/evaluation.py ``run``)."""
     if evaluation.policy is None or not evaluation.changed:
         return Summary()
     # A changed user outside the locked set would be locked here, late; callers lock a
     # superset of what they change, so this only re-locks rows already held.
     return evaluate_users(session, evaluation.organization_id, sorted(evaluation.changed),
-                          evaluation.policy, actor)
+                          evaluation.policy, actor, settled)
+
+
+def reevaluate_group_members(session: Session, organization_id: str, group_id: str,
+                             actor: Actor) -> Summary:
+    """Recompute the grants of a group's members (after a rename), in batches."""
+    share_mapping(session, organization_id)
+    org = session.get(Organization, organization_id)
+    if org is None:
+        return Summary()
+    ctx = load_context(session, org)
+    if ctx.idle:
+        return Summary()
+
+    def batches() -> Iterator[list[str]]:
+        last = ""
+        while True:
+            batch = list(session.scalars(
+                select(Membership.user_id).where(Membership.group_id == group_id,
+                                                 Membership.user_id > last)
+                .order_by(Membership.user_id).limit(BATCH_SIZE)
+            ))
+            if not batch:
+                return
+            yield batch
+            last = batch[-1]
+
+    return run(session, ctx, batches(), actor)
+

@@ -173,6 +173,13 @@ class User(Base):
     # (app/directory/versions.py).
     groups_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     groups_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What this user shows of its access (the read-only access extension's ``grants``): how
+    # often, and when last, an evaluation changed its grants in a transaction that did not
+    # move its own ``version`` (a rule-set apply, a unit added for a rule, a group write).
+    # Bumped under the user's row lock, which the evaluation holds already; part of its
+    # version and lastModified (app/directory/versions.py).
+    access_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    access_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Soft delete (SCIM DELETE): hidden from SCIM at once, purged after retention.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The userName a soft-deleted user gave up to a new user (its own became "<id>.deleted",

@@ -82,8 +82,8 @@ def columns(model: type[User] | type[Group]) -> dict[str, tuple[ColumnElement[An
 
 def _last_modified(model: type[User] | type[Group], manager: Any) -> ColumnElement[Any]:
     """meta.lastModified as rendered (app/scim/etag.py): the row's own, or later the time
-    its members (a group) or its manager or its groups (a user) last changed as SCIM shows
-    them (app/directory/versions.py), looked up by key."""
+    its members (a group) or its manager, its groups or its grants (a user) last changed
+    as SCIM shows them (app/directory/versions.py), looked up by key."""
     if model is Group:
         moved = (select(GroupMemberVersion.changed_at)
                  .where(GroupMemberVersion.group_id == Group.id)
@@ -91,8 +91,10 @@ def _last_modified(model: type[User] | type[Group], manager: Any) -> ColumnEleme
         return case((moved > Group.updated_at, moved), else_=Group.updated_at)
     moved = (select(manager.shown_at).where(manager.id == User.manager_id)
              .correlate(User).scalar_subquery())
-    # The user's own columns first: the manager's subquery is named once.
+    # The user's own columns first: the manager's subquery is named once. A NULL time
+    # compares as unknown, so the CASE keeps the other side.
     own = case((User.groups_at > User.updated_at, User.groups_at), else_=User.updated_at)
+    own = case((User.access_at > own, User.access_at), else_=own)
     return case((moved > own, moved), else_=own)
 
 

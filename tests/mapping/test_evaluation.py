@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from app.mapping.evaluation import reevaluate_group_members, reevaluate_users
+from app.mapping.evaluation import reevaluate_users
+from app.mapping.reevaluation import reevaluate_group_members
 from app.models import Group, Membership, User
 from app.models.directory import UserStatus
 from tests.conftest import OPERATOR, rows
