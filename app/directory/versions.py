@@ -178,11 +178,21 @@ def move_groups_shown(session: Session, user_ids: Iterable[str]) -> None:
         return
     connection = session.connection()
     connection.execute(_MOVE_GROUPS[connection.dialect.name], {"ids": ids, "now": utcnow()})
-    # Users this session loaded keep no stale count (a bulk request renders them later).
-    moved = set(ids)
-    for held in list(session.identity_map.values()):
-        if isinstance(held, User) and held.id in moved:
-            session.expire(held, ["groups_version", "groups_at"])
+    _expire_loaded(session, ids, ["groups_version", "groups_at"])
+
+
+def _expire_loaded(session: Session, ids: list[str], names: list[str]) -> None:
+    """Users this session loaded keep no stale count (a bulk request renders them later):
+    looked up by key, or the other way round when the session holds fewer objects (an
+    apply's session holds every user it evaluated; a rename names 50,000 members)."""
+    if len(ids) <= len(session.identity_map):
+        found = (session.identity_map.get(identity_key(User, user_id)) for user_id in ids)
+    else:
+        moved = set(ids)
+        found = (held for held in list(session.identity_map.values())
+                 if isinstance(held, User) and held.id in moved)
+    for held in [held for held in found if held is not None]:
+        session.expire(held, names)
 
 
 _MOVE_ACCESS = (update(User.__table__).where(among(User.__table__.c.id))
@@ -200,12 +210,7 @@ def move_access_shown(session: Session, user_ids: Iterable[str]) -> None:
     if not ids:
         return
     session.connection().execute(_MOVE_ACCESS, {"ids": ids, "now": utcnow()})
-    # Users this session loaded keep no stale count; looked up by key: an apply's session
-    # holds every user of the organization it evaluated so far.
-    for user_id in ids:
-        held = session.identity_map.get(identity_key(User, user_id))
-        if held is not None:
-            session.expire(held, ["access_version", "access_at"])
+    _expire_loaded(session, ids, ["access_version", "access_at"])
 
 
 def display_changed(user: User, display_name: Any, user_name: Any) -> bool:
