@@ -49,7 +49,7 @@ them in different orders and one was chosen as a deadlock victim (audit finding 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, select
@@ -57,16 +57,12 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor
 from app.mapping.evaluation import (
-    BATCH_SIZE,
     Summary,
     evaluate_users,
     evaluation_policy,
-    load_context,
-    run,
 )
-from app.mapping.locks import share_mapping
 from app.mapping.rules import Policy
-from app.models import Membership, Organization, User
+from app.models import User
 from app.sql import among, fetch
 
 # FOR NO KEY UPDATE as everywhere users are locked (app/directory/users.py); ORDER BY makes
@@ -123,31 +119,4 @@ def finish(session: Session, evaluation: Reevaluation, actor: Actor,
     # superset of what they change, so this only re-locks rows already held.
     return evaluate_users(session, evaluation.organization_id, sorted(evaluation.changed),
                           evaluation.policy, actor, settled)
-
-
-def reevaluate_group_members(session: Session, organization_id: str, group_id: str,
-                             actor: Actor) -> Summary:
-    """Recompute the grants of a group's members (after a rename), in batches."""
-    share_mapping(session, organization_id)
-    org = session.get(Organization, organization_id)
-    if org is None:
-        return Summary()
-    ctx = load_context(session, org)
-    if ctx.idle:
-        return Summary()
-
-    def batches() -> Iterator[list[str]]:
-        last = ""
-        while True:
-            batch = list(session.scalars(
-                select(Membership.user_id).where(Membership.group_id == group_id,
-                                                 Membership.user_id > last)
-                .order_by(Membership.user_id).limit(BATCH_SIZE)
-            ))
-            if not batch:
-                return
-            yield batch
-            last = batch[-1]
-
-    return run(session, ctx, batches(), actor)
 

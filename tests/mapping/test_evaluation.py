@@ -5,8 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from app.mapping.evaluation import reevaluate_users
-from app.mapping.reevaluation import reevaluate_group_members
-from app.models import Group, Membership, User
+from app.models import Membership, User
 from app.models.directory import UserStatus
 from tests.conftest import OPERATOR, rows
 
@@ -95,19 +94,6 @@ def test_parameter_change_updates_grant(world):
                                  "'grant.%' ORDER BY created_at")] == ["grant.added",
                                                                        "grant.updated"]
     assert rows(world.db, "SELECT count(*) AS n FROM grants")[0].n == 1
-
-
-def test_group_rename_reevaluates_members(world):
-    """Renaming a group re-evaluates its members: the rule no longer matches."""
-    alice, bob = world.user("alice"), world.user("bob")
-    group = world.group("Tokyo Buyers", [alice, bob])
-    world.apply(TOKYO_BUYERS)
-    with world.db.transaction() as s:
-        s.get(Group, group).display_name = "Osaka Buyers"
-        s.flush()
-        summary = reevaluate_group_members(s, world.org_id, group, OPERATOR)
-    assert (summary.users, summary.removed) == (2, 2)
-    assert grants_of(world, alice) == grants_of(world, bob) == []
 
 
 def test_manual_grants_are_left_alone(world):
