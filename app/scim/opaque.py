@@ -1,0 +1,54 @@
+"""Extension blocks Roster has no schema for (Entra's custom attributes, Okta's custom
+namespaces), kept as sent. Pure, but for a log line.
+
+- A row's stored ``extension_data`` must be an object of ``urn:`` keys (not a schema Roster
+  knows) to objects. Anything else (a hand-edited database, an old bug) is left out of the
+  resource, with one warning per row naming only its JSON type, so that a read never fails;
+  the next PUT, or PATCH that changes the resource, writes the column anew from what was shown.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from app.scim.schema import SCHEMAS
+
+log = logging.getLogger(__name__)
+_KNOWN = frozenset(urn.lower() for urn in SCHEMAS)
+_WARNED: set[str] = set()  # rows already warned about in this process (bounded below)
+_WARNED_LIMIT = 1000
+_JSON_TYPES = {str: "string", int: "number", float: "number", bool: "boolean",
+               list: "array", dict: "object", type(None): "null"}
+
+
+def stored_blocks(data: Any, *, owner: str) -> dict[str, dict[str, Any]]:
+    """The extension blocks of a row's ``extension_data`` that can be shown; ``owner``
+    (``user <id>``) names the row in the warning."""
+    if not data:
+        return {}
+    if not isinstance(data, dict):
+        _unreadable(owner, f"a JSON {_JSON_TYPES.get(type(data), 'value')}")
+        return {}
+    blocks: dict[str, dict[str, Any]] = {}
+    dropped = 0
+    for urn, block in data.items():
+        if not (isinstance(urn, str) and urn.lower().startswith("urn:")
+                and urn.lower() not in _KNOWN and isinstance(block, dict)):
+            dropped += 1
+            continue
+        blocks[urn] = block
+    if dropped:
+        _unreadable(owner, f"{dropped} member(s) that are no extension block")
+    return blocks
+
+
+def _unreadable(owner: str, what: str) -> None:
+    """Warn once per row (per process): its stored extension data is not shown."""
+    if owner in _WARNED:
+        return
+    if len(_WARNED) >= _WARNED_LIMIT:
+        _WARNED.clear()
+    _WARNED.add(owner)
+    log.warning("stored extension_data of %s is %s: left out of the resource until a PUT "
+                "or PATCH writes it anew", owner, what)
