@@ -1,10 +1,17 @@
 """Extension blocks Roster has no schema for (Entra's custom attributes, Okta's custom
-namespaces), kept as sent. Pure, but for a log line.
+namespaces), kept as sent but for what RFC 7643 §2.5 calls unassigned. Pure, but for a log line.
 
-- A row's stored ``extension_data`` must be an object of ``urn:`` keys (not a schema Roster
-  knows) to objects. Anything else (a hand-edited database, an old bug) is left out of the
-  resource, with one warning per row naming only its JSON type, so that a read never fails;
-  the next PUT, or PATCH that changes the resource, writes the column anew from what was shown.
+- ``null``, ``[]`` and a complex value with no members are unassigned (RFC 7643 §2.5), and so
+  is ``""``, as for every attribute Roster knows (Entra's "clear", note EMPTY_VALUE_CLEARS):
+  such a member is dropped, at any depth, from a POST, PUT or PATCH, and a block left with
+  no members is no block (nor listed in ``schemas``). Roster leaves unassigned attributes out
+  of every resource it returns, so a block of only ``{"costCenter": null}`` is no block,
+  with ``attributes``/``excludedAttributes`` (RFC 7644 §3.4.2.5) or without.
+- A row's stored ``extension_data`` is read through the same rule (rows written before it),
+  and must be an object of ``urn:`` keys (not a schema Roster knows) to objects. Anything else
+  (a hand-edited database, an old bug) is left out of the resource, with one warning per row
+  naming only its JSON type, so that a read never fails; the next PUT, or PATCH that changes
+  the resource, writes the column anew from what was shown.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from app.scim import dialect
 from app.scim.schema import SCHEMAS
 
 log = logging.getLogger(__name__)
@@ -22,9 +30,30 @@ _JSON_TYPES = {str: "string", int: "number", float: "number", bool: "boolean",
                list: "array", dict: "object", type(None): "null"}
 
 
+def assigned(value: Any, notes: list[str] | None = None) -> Any:
+    """``value`` without its unassigned members at any depth; None when nothing is left
+    (RFC 7643 §2.5). ``notes`` gets EMPTY_VALUE_CLEARS when a ``""`` was dropped."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value == "":
+            if notes is not None and dialect.EMPTY_VALUE_CLEARS not in notes:
+                notes.append(dialect.EMPTY_VALUE_CLEARS)
+            return None
+        return value
+    if isinstance(value, dict):
+        kept = {key: item for key, item in ((k, assigned(v, notes)) for k, v in value.items())
+                if item is not None}
+        return kept or None
+    if isinstance(value, list):
+        items = [item for item in (assigned(v, notes) for v in value) if item is not None]
+        return items or None
+    return value
+
+
 def stored_blocks(data: Any, *, owner: str) -> dict[str, dict[str, Any]]:
-    """The extension blocks of a row's ``extension_data`` that can be shown; ``owner``
-    (``user <id>``) names the row in the warning."""
+    """The extension blocks of a row's ``extension_data`` that can be shown, each without
+    its unassigned members; ``owner`` (``user <id>``) names the row in the warning."""
     if not data:
         return {}
     if not isinstance(data, dict):
@@ -37,7 +66,9 @@ def stored_blocks(data: Any, *, owner: str) -> dict[str, dict[str, Any]]:
                 and urn.lower() not in _KNOWN and isinstance(block, dict)):
             dropped += 1
             continue
-        blocks[urn] = block
+        kept = assigned(block)
+        if kept:
+            blocks[urn] = kept
     if dropped:
         _unreadable(owner, f"{dropped} member(s) that are no extension block")
     return blocks

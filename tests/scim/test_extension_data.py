@@ -133,3 +133,89 @@ def test_a_group_with_unreadable_extension_data_is_read_and_patched(scim, db):
         {"op": "replace", "path": "displayName", "value": "Platform"}]})
     assert response.status_code == 204, response.get_data(as_text=True)
     assert _extension_data(db, "groups", group["id"]) == {}
+
+
+OTHER = "urn:ietf:params:scim:schemas:extension:Other:2.0:User"
+# What the same user looks like however it is asked for: a projection that leaves the custom
+# block alone must not change it (RFC 7644 §3.4.2.5).
+PROJECTIONS = ["", f"?excludedAttributes={OTHER}", "?excludedAttributes=title",
+               f"?excludedAttributes={ENTERPRISE}:department", f"?attributes={CUSTOM},userName"]
+
+
+def _reads(scim: Scim, user_id: str) -> list[dict[str, Any]]:
+    """The user read as each of PROJECTIONS, by id and in a list page."""
+    out = []
+    for query in PROJECTIONS:
+        read = scim.get(f"/Users/{user_id}{query}")
+        assert read.status_code == 200, read.get_data(as_text=True)
+        listed = scim.get(f"/Users{query}")
+        assert listed.get_json()["Resources"] == [read.get_json()]
+        out.append(read.get_json())
+    return out
+
+
+def test_a_custom_block_of_only_null_is_no_block_however_it_is_read(scim):
+    """RFC 7643 §2.5: null is unassigned, and Roster leaves unassigned attributes out. The
+    block was shown (``{"costCenter": null}``, listed in ``schemas``) unless a projection
+    named another attribute, which dropped it."""
+    response = scim.post("/Users", user_body(**{CUSTOM: {"costCenter": None},
+                                                 OTHER: {"x": "y"}}))
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()
+    assert CUSTOM not in created
+    assert CUSTOM not in created["schemas"]
+    for read in _reads(scim, created["id"]):
+        assert CUSTOM not in read
+        assert CUSTOM not in read["schemas"]
+
+
+def test_unassigned_members_go_at_any_depth_and_the_rest_is_kept(scim, db):
+    block = {"badge": "B-1", "n": None, "e": "", "l": [], "o": {}, "zero": 0, "no": False,
+             "deep": {"a": None, "b": [None, "", 1, {}], "c": {"d": None}}}
+    kept = {"badge": "B-1", "zero": 0, "no": False, "deep": {"b": [1]}}
+    response = scim.post("/Users", user_body(**{CUSTOM: block}))
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()
+    assert created[CUSTOM] == kept
+    assert _extension_data(db, "users", created["id"]) == {CUSTOM: kept}
+    for read in _reads(scim, created["id"]):
+        assert read[CUSTOM] == kept
+        assert CUSTOM in read["schemas"]
+
+
+def test_an_empty_custom_block_is_not_listed_in_schemas(scim, db):
+    """A block sent as ``{}`` was stored, and its URN listed in ``schemas`` with no block."""
+    response = scim.post("/Users", user_body(**{CUSTOM: {}}))
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()
+    assert created["schemas"] == [CORE_USER, ENTERPRISE]
+    assert _extension_data(db, "users", created["id"]) == {}
+    assert scim.get(f"/Users/{created['id']}").get_json()["schemas"] == [CORE_USER, ENTERPRISE]
+
+
+def test_rows_stored_with_unassigned_members_read_the_same(scim, db):
+    """Rows written before the rule: read through it, however they are asked for."""
+    user = scim.create_user()
+    _store(db, "users", user["id"], {CUSTOM: {"costCenter": None}, OTHER: {},
+                                     "urn:example:kept:1.0:User": {"k": "v", "n": None}})
+    for read in _reads(scim, user["id"]):
+        assert CUSTOM not in read
+        assert OTHER not in read
+        assert set(read["schemas"]) <= {CORE_USER, ENTERPRISE, "urn:example:kept:1.0:User"}
+    assert scim.get(f"/Users/{user['id']}").get_json()["urn:example:kept:1.0:User"] == \
+        {"k": "v"}
+
+
+@pytest.mark.parametrize("write", ["put", "patch"])
+def test_a_block_sent_with_only_null_clears_it(scim, db, write):
+    user = scim.create_user(**{CUSTOM: {"costCenter": "CC-7"}})
+    if write == "put":
+        response = scim.put(f"/Users/{user['id']}",
+                            user_body(**{CUSTOM: {"costCenter": None}}))
+    else:
+        response = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+            {"op": "replace", "path": CUSTOM, "value": {"costCenter": None}}]})
+    assert response.status_code == 200, response.get_json()
+    assert CUSTOM not in response.get_json()
+    assert CUSTOM not in response.get_json()["schemas"]
+    assert _extension_data(db, "users", user["id"]) == {}
