@@ -241,12 +241,13 @@ def _container(state: _Patch, path: Path) -> dict[str, Any]:
 
 
 def _apply_extension_root(state: _Patch, op: Op, path: Path, value: Any) -> None:
-    """The path is an extension URN: remove the block, or apply each key of the value."""
+    """The path is an extension URN: remove the block, or apply each key of the value; a
+    ``null`` value clears the block, as it clears any attribute (RFC 7643 §2.5)."""
     assert path.urn is not None
     ext = state.known.extension(path.urn)
     if ext is not None and all(a.mutability == "readOnly" for a in ext.attributes):
         raise ScimError(400, f"'{path.urn}' is readOnly", "mutability")
-    if op == "remove":
+    if op == "remove" or value is None:
         state.resource.pop(path.urn, None)
         return
     for key, item in extension_members(path.urn, value, state.notes).items():

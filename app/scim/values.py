@@ -295,7 +295,10 @@ def extension_members(urn: str, raw: Any, notes: list[str]) -> dict[str, Any]:
     holds, as the top-level ``schemas`` of a PATCH value is (note EXTENSION_SCHEMAS). One
     rule for every block, known or not, used by POST and PUT (:func:`normalise_resource`)
     and by a PATCH naming the block (app.scim.patch), so that they cannot disagree again.
+    A block sent as ``null`` is unassigned (RFC 7643 §2.5): it has no members.
     """
+    if raw is None:
+        return {}
     if not isinstance(raw, dict):
         raise invalid(f"Extension '{urn}' must be an object")
     members = {key: value for key, value in raw.items() if key.lower() != "schemas"}

@@ -219,3 +219,38 @@ def test_a_block_sent_with_only_null_clears_it(scim, db, write):
     assert CUSTOM not in response.get_json()
     assert CUSTOM not in response.get_json()["schemas"]
     assert _extension_data(db, "users", user["id"]) == {}
+
+
+@pytest.mark.parametrize("urn", [CUSTOM, ENTERPRISE])
+def test_a_block_sent_as_null_is_no_block_in_a_post_or_put(scim, urn):
+    """RFC 7643 §2.5: ``"<urn>": null`` (typed SDKs send absent blocks so) is unassigned;
+    it was 400 invalidValue ("must be an object"), as an array or a string still is."""
+    response = scim.post("/Users", user_body(**{urn: None}))
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()
+    assert urn not in created
+    assert urn not in created["schemas"]
+    user = scim.create_user("b@acme.example", **{CUSTOM: {"badge": "B-1"}})
+    replaced = scim.put(f"/Users/{user['id']}", user_body("b@acme.example", **{urn: None}))
+    assert replaced.status_code == 200, replaced.get_json()
+    assert urn not in replaced.get_json()
+
+
+@pytest.mark.parametrize("urn", [CUSTOM, ENTERPRISE])
+@pytest.mark.parametrize("op", ["add", "replace"])
+@pytest.mark.parametrize("pathless", [False, True])
+def test_a_patch_setting_a_block_to_null_clears_it(scim, db, urn, op, pathless):
+    """As null clears any attribute in a PATCH (and as ``remove`` of the block does); it was
+    400 invalidValue."""
+    user = scim.create_user(**{CUSTOM: {"badge": "B-1"}})
+    operation = {"op": op, "value": {urn: None}} if pathless else \
+        {"op": op, "path": urn, "value": None}
+    response = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP],
+                                                   "Operations": [operation]})
+    assert response.status_code == 200, response.get_json()
+    patched = response.get_json()
+    assert urn not in patched
+    assert urn not in patched["schemas"]
+    other = ENTERPRISE if urn == CUSTOM else CUSTOM
+    assert patched[other] == user[other]
+    assert scim.get(f"/Users/{user['id']}").get_json() == patched
