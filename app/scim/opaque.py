@@ -20,6 +20,7 @@ import logging
 from typing import Any
 
 from app.scim import dialect
+from app.scim.errors import ScimError
 from app.scim.schema import SCHEMAS
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,21 @@ def assigned(value: Any, notes: list[str] | None = None) -> Any:
         items = [item for item in (assigned(v, notes) for v in value) if item is not None]
         return items or None
     return value
+
+
+def add_block(resource: dict[str, Any], urn: str, members: dict[str, Any]) -> None:
+    """Put the block ``urn`` into ``resource``: one block per URN in any case, as filters and
+    PATCH paths read them (two spellings were two blocks, both listed in ``schemas``). A
+    second spelling adds its members to the first's; a member in both is given twice."""
+    first = next((key for key in resource if key.lower() == urn.lower()), None)
+    if first is None:
+        resource[urn] = members
+        return
+    block = resource[first]
+    for name, value in members.items():
+        if any(key.lower() == name.lower() for key in block):
+            raise ScimError(400, f"Attribute '{first}:{name}' is given twice", "invalidValue")
+        block[name] = value
 
 
 def stored_blocks(data: Any, *, owner: str) -> dict[str, dict[str, Any]]:

@@ -41,7 +41,7 @@ from app.scim import dialect
 from app.scim.elements import merge_elements
 from app.scim.errors import ScimError
 from app.scim.filter_syntax import schema_of
-from app.scim.opaque import assigned
+from app.scim.opaque import add_block, assigned
 from app.scim.schema import COMMON, ENTERPRISE, GROUP, ROSTER_ACCESS, USER, Attribute, Schema
 
 ResourceType = Literal["User", "Group"]
@@ -355,7 +355,7 @@ def normalise_resource(body: Any, resource_type: ResourceType, *,
             schema, rest = split
             (core if schema is known.core else blocks.setdefault(schema.id, {}))[rest] = raw
         elif kept := assigned(extension_members(key, raw, notes), notes):
-            out[key] = kept  # kept as sent, but for unassigned members (app.scim.opaque)
+            add_block(out, key, kept)  # as sent, but for unassigned members (app.scim.opaque)
     for urn, key, raw in bare:
         block = blocks.setdefault(urn, {})
         if any(k.lower() == key.lower() for k in block):

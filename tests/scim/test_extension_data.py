@@ -254,3 +254,25 @@ def test_a_patch_setting_a_block_to_null_clears_it(scim, db, urn, op, pathless):
     other = ENTERPRISE if urn == CUSTOM else CUSTOM
     assert patched[other] == user[other]
     assert scim.get(f"/Users/{user['id']}").get_json() == patched
+
+
+def test_one_custom_block_in_two_spellings_is_one_block(scim, db):
+    """URNs compare in any case (filters and PATCH paths fold them): a body naming one block
+    twice, in two cases, was stored as two blocks, both listed in ``schemas``."""
+    response = scim.post("/Users", user_body(**{CUSTOM: {"badge": "B-1"},
+                                                 CUSTOM.lower(): {"floor": 2}}))
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()
+    assert created[CUSTOM] == {"badge": "B-1", "floor": 2}
+    assert created["schemas"] == [CORE_USER, ENTERPRISE, CUSTOM]
+    assert _extension_data(db, "users", created["id"]) == {CUSTOM: {"badge": "B-1", "floor": 2}}
+    picked = scim.get(f"/Users/{created['id']}?attributes={CUSTOM}:floor").get_json()
+    assert picked["schemas"] == [CORE_USER, CUSTOM]
+
+
+def test_a_member_in_both_spellings_is_given_twice(scim):
+    response = scim.post("/Users", user_body(**{CUSTOM: {"badge": "B-1"},
+                                                 CUSTOM.upper(): {"BADGE": "B-2"}}))
+    assert response.status_code == 400
+    assert response.get_json()["scimType"] == "invalidValue"
+    assert "given twice" in response.get_json()["detail"]
