@@ -43,7 +43,7 @@ def member_ids(members: Any) -> list[str]:
 
 def group_from_scim(resource: dict[str, Any]) -> GroupInput:
     """A resource made canonical by ``values.normalise_resource`` -> GroupInput."""
-    extensions = {k: v for k, v in resource.items() if k.startswith("urn:")}
+    extensions = {k: v for k, v in resource.items() if k.lower().startswith("urn:")}
     lengths.check({"display_name": resource["displayName"],
                    "external_id": resource.get("externalId")}, _LIMITS)
     return GroupInput(display_name=resource["displayName"],

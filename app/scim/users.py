@@ -63,7 +63,7 @@ def user_from_scim(resource: dict[str, Any]) -> UserInput:
     manager = enterprise.get("manager") or {}
     values["extension_data"] = {
         key: value for key, value in resource.items()
-        if key.startswith("urn:") and key not in (ENTERPRISE_USER, ROSTER_USER)
+        if key.lower().startswith("urn:") and key not in (ENTERPRISE_USER, ROSTER_USER)
     }
     if not isinstance(values["user_name"], str) or not values["user_name"].strip():
         raise ScimError(400, "Attribute 'userName' is required", "invalidValue")

@@ -276,3 +276,38 @@ def test_a_member_in_both_spellings_is_given_twice(scim):
     assert response.status_code == 400
     assert response.get_json()["scimType"] == "invalidValue"
     assert "given twice" in response.get_json()["detail"]
+
+
+SHOUTED = "URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:CUSTOMEXTENSIONNAME:2.0:USER"
+
+
+def test_a_block_whose_urn_is_upper_case_is_kept(scim, db):
+    """The ``urn:`` scheme is case-insensitive (RFC 8141 §3.1), and Roster reads any URN in
+    any case: a block under ``URN:...`` was accepted (201) and silently not stored."""
+    response = scim.post("/Users", user_body(**{SHOUTED: {"badge": "B-1"}}))
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()
+    assert created[SHOUTED] == {"badge": "B-1"}
+    assert SHOUTED in created["schemas"]
+    assert _extension_data(db, "users", created["id"]) == {SHOUTED: {"badge": "B-1"}}
+    patched = scim.patch(f"/Users/{created['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": f"{CUSTOM}:badge", "value": "B-2"}]})
+    assert patched.status_code == 200, patched.get_json()
+    assert patched.get_json()[SHOUTED] == {"badge": "B-2"}
+    picked = scim.get(f"/Users/{created['id']}?attributes={CUSTOM}").get_json()
+    assert picked[SHOUTED] == {"badge": "B-2"}
+    assert picked["schemas"] == [CORE_USER, SHOUTED]
+    dropped = scim.get(f"/Users/{created['id']}?excludedAttributes={CUSTOM}:badge").get_json()
+    assert SHOUTED not in dropped
+    assert SHOUTED not in dropped["schemas"]
+    found = scim.get("/Users", query_string={"filter": f'{CUSTOM}:badge eq "b-2"'})
+    assert [r["id"] for r in found.get_json()["Resources"]] == [created["id"]]
+
+
+def test_a_group_block_whose_urn_is_upper_case_is_kept(scim, db):
+    site = "URN:example:site:2.0:Group"
+    response = scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "Ops",
+                                     site: {"site": "Paris"}})
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()[site] == {"site": "Paris"}
+    assert _extension_data(db, "groups", response.get_json()["id"]) == {site: {"site": "Paris"}}
