@@ -12,6 +12,7 @@ from app.models import Group
 from app.scim import lengths
 from app.scim.errors import ScimError
 from app.scim.etag import etag_of
+from app.scim.opaque import stored_blocks
 from app.scim.projection import Projection
 from app.scim.schema import CORE_GROUP
 from app.scim.users import iso
@@ -42,7 +43,7 @@ def member_ids(members: Any) -> list[str]:
 
 def group_from_scim(resource: dict[str, Any]) -> GroupInput:
     """A resource made canonical by ``values.normalise_resource`` -> GroupInput."""
-    extensions = {k: v for k, v in resource.items() if k.startswith("urn:")}
+    extensions = {k: v for k, v in resource.items() if k.lower().startswith("urn:")}
     lengths.check({"display_name": resource["displayName"],
                    "external_id": resource.get("externalId")}, _LIMITS)
     return GroupInput(display_name=resource["displayName"],
@@ -70,7 +71,7 @@ def group_to_scim(group: Group, *, base_url: str, projection: Projection,
             for member in out["members"]:
                 if member["value"] in names:
                     member["display"] = names[member["value"]]
-    for urn, data in (group.extension_data or {}).items():
+    for urn, data in stored_blocks(group.extension_data, owner=f"group {group.id}").items():
         out["schemas"].append(urn)
         out[urn] = data
     out["meta"] = {"resourceType": "Group", "created": iso(group.created_at),

@@ -22,6 +22,8 @@ Decisions where the RFC is silent or IdPs disagree with it:
   (app.scim.elements: the same value and type; without a type, the first with its value)
   instead of duplicating it; ``primary: true`` clears primary on the others (RFC 7643 §2.4).
 - Removing members that are not in the group is the caller's no-op, not noTarget: IdPs retry.
+- A path ``<extension URN>:schemas`` (with or without a ``path``, any op) is ignored, as a
+  ``schemas`` member inside a block value is in POST, PUT and PATCH (note EXTENSION_SCHEMAS).
 - A sub-attribute of a multi-valued attribute without a filter (``emails.type``) names that
   sub-attribute of every element: remove drops it from each, add/replace sets it on each
   (a second ``primary: true`` is 400 invalidValue). With no elements, a ``value`` is
@@ -193,6 +195,12 @@ def _apply_pathless(state: _Patch, op: Op, value: Any) -> None:
 
 
 def _apply_target(state: _Patch, op: Op, path: Path, value: Any) -> None:
+    if path.block_schemas:
+        # ``<urn>:schemas`` names the ``schemas`` a block value may carry, which POST, PUT
+        # and a PATCH value naming the block ignore (RFC 7643 §3: schemas are listed at the
+        # top level only): any op on it is ignored alike, whatever its value.
+        note(state.notes, dialect.EXTENSION_SCHEMAS)
+        return
     attr = path.attribute
     if attr is None:
         if path.opaque:
@@ -233,12 +241,13 @@ def _container(state: _Patch, path: Path) -> dict[str, Any]:
 
 
 def _apply_extension_root(state: _Patch, op: Op, path: Path, value: Any) -> None:
-    """The path is an extension URN: remove the block, or apply each key of the value."""
+    """The path is an extension URN: remove the block, or apply each key of the value; a
+    ``null`` value clears the block, as it clears any attribute (RFC 7643 §2.5)."""
     assert path.urn is not None
     ext = state.known.extension(path.urn)
     if ext is not None and all(a.mutability == "readOnly" for a in ext.attributes):
         raise ScimError(400, f"'{path.urn}' is readOnly", "mutability")
-    if op == "remove":
+    if op == "remove" or value is None:
         state.resource.pop(path.urn, None)
         return
     for key, item in extension_members(path.urn, value, state.notes).items():

@@ -62,6 +62,8 @@ class Path:
 
     ``urn`` is None for core attributes; ``attribute`` is None for the whole extension block
     (path = the extension URN) and for attributes of opaque (unknown) extensions.
+    ``block_schemas``: the path is ``<extension URN>:schemas``, the ``schemas`` member some
+    clients repeat inside a block, which names no attribute (app.scim.values.extension_members).
     """
 
     urn: str | None
@@ -70,6 +72,7 @@ class Path:
     filter: Filter | None = None
     sub: Attribute | None = None
     opaque: bool = False
+    block_schemas: bool = False
 
     @property
     def label(self) -> str:
@@ -97,6 +100,8 @@ def parse_path(text: str, known: ResourceSchemas, notes: list[str],
             return _opaque_path(text, known, blocks or {})
         found, text = split
         if found is not known.core:
+            if text.lower() == "schemas":
+                return Path(urn=found.id, name=text, attribute=None, block_schemas=True)
             urn, schema = found.id, found
     match = _PATH.match(text)
     if match is None:
@@ -146,6 +151,9 @@ def _opaque_path(text: str, known: ResourceSchemas, blocks: Mapping[str, str]) -
     if not name:
         # The extension's own URN (opaque_parts): the whole block.
         return Path(urn=urn, name="", attribute=None)
+    if name.lower() == "schemas":
+        return Path(urn=blocks.get(urn.lower(), urn), name=name, attribute=None,
+                    block_schemas=True)
     return Path(urn=blocks.get(urn.lower(), urn), name=name, attribute=None, opaque=True)
 
 

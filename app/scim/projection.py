@@ -93,7 +93,7 @@ class Projection:
         for key, value in resource.items():
             if key == "schemas":
                 out[key] = value
-            elif key.startswith("urn:") and isinstance(value, dict):
+            elif key.lower().startswith("urn:") and isinstance(value, dict):
                 urn = key.lower()
                 kept = {k: v2 for k, v2 in ((k, self._pick(urn, k, v)) for k, v in value.items())
                         if v2 is not None}
@@ -107,7 +107,7 @@ class Projection:
         # whose block was projected away is no longer one of them.
         schemas = out.get("schemas")
         if isinstance(schemas, list):
-            present = {key.lower() for key in out if key.startswith("urn:")}
+            present = {key.lower() for key in out if key.lower().startswith("urn:")}
             out["schemas"] = [s for s in schemas if not isinstance(s, str)
                               or s.lower() == core or s.lower() in present]
         return out

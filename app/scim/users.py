@@ -11,6 +11,7 @@ from app.models import User
 from app.scim import lengths
 from app.scim.errors import ScimError
 from app.scim.etag import etag_of
+from app.scim.opaque import stored_blocks
 from app.scim.projection import Projection
 from app.scim.schema import CORE_USER, ENTERPRISE_USER, ROSTER_USER
 
@@ -62,7 +63,7 @@ def user_from_scim(resource: dict[str, Any]) -> UserInput:
     manager = enterprise.get("manager") or {}
     values["extension_data"] = {
         key: value for key, value in resource.items()
-        if key.startswith("urn:") and key not in (ENTERPRISE_USER, ROSTER_USER)
+        if key.lower().startswith("urn:") and key not in (ENTERPRISE_USER, ROSTER_USER)
     }
     if not isinstance(values["user_name"], str) or not values["user_name"].strip():
         raise ScimError(400, "Attribute 'userName' is required", "invalidValue")
@@ -120,7 +121,7 @@ def user_to_scim(user: User, *, base_url: str, projection: Projection,
     if grants:
         out["schemas"].append(ROSTER_USER)
         out[ROSTER_USER] = grants
-    for urn, data in (user.extension_data or {}).items():
+    for urn, data in stored_blocks(user.extension_data, owner=f"user {user.id}").items():
         out["schemas"].append(urn)
         out[urn] = data
     out["meta"] = {"resourceType": "User", "created": iso(user.created_at),

@@ -19,7 +19,8 @@ Decisions (RFC 7643 / 7644 leave them open):
 - Unknown attributes and sub-attributes of core/enterprise schemas are rejected (400
   invalidValue naming them, RFC 7644 §3.3 allows it). ``urn:`` blocks of schemas we do not
   know are kept as opaque extension data and their URN is added to ``schemas``: Entra sends
-  custom extension blocks without listing them.
+  custom extension blocks without listing them. Their unassigned members (null, ``""``,
+  ``[]``, ``{}``, RFC 7643 §2.5) are dropped, as a known attribute's are (app.scim.opaque).
 - readOnly attributes and sub-attributes sent by the client are ignored (RFC 7643 §2.2).
 - canonicalValues are not enforced (RFC 7643 §7 "SHOULD"); IdPs send their own types.
 - At most one ``primary: true`` per multi-valued attribute (RFC 7643 §2.4), else invalidValue.
@@ -30,7 +31,6 @@ Decisions (RFC 7643 / 7644 leave them open):
 from __future__ import annotations
 
 import base64
-import copy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +41,7 @@ from app.scim import dialect
 from app.scim.elements import merge_elements
 from app.scim.errors import ScimError
 from app.scim.filter_syntax import schema_of
+from app.scim.opaque import add_block, assigned
 from app.scim.schema import COMMON, ENTERPRISE, GROUP, ROSTER_ACCESS, USER, Attribute, Schema
 
 ResourceType = Literal["User", "Group"]
@@ -294,7 +295,10 @@ def extension_members(urn: str, raw: Any, notes: list[str]) -> dict[str, Any]:
     holds, as the top-level ``schemas`` of a PATCH value is (note EXTENSION_SCHEMAS). One
     rule for every block, known or not, used by POST and PUT (:func:`normalise_resource`)
     and by a PATCH naming the block (app.scim.patch), so that they cannot disagree again.
+    A block sent as ``null`` is unassigned (RFC 7643 §2.5): it has no members.
     """
+    if raw is None:
+        return {}
     if not isinstance(raw, dict):
         raise invalid(f"Extension '{urn}' must be an object")
     members = {key: value for key, value in raw.items() if key.lower() != "schemas"}
@@ -350,8 +354,8 @@ def normalise_resource(body: Any, resource_type: ResourceType, *,
         elif (split := known.split_urn_key(key)) is not None:
             schema, rest = split
             (core if schema is known.core else blocks.setdefault(schema.id, {}))[rest] = raw
-        else:
-            out[key] = copy.deepcopy(extension_members(key, raw, notes))
+        elif kept := assigned(extension_members(key, raw, notes), notes):
+            add_block(out, key, kept)  # as sent, but for unassigned members (app.scim.opaque)
     for urn, key, raw in bare:
         block = blocks.setdefault(urn, {})
         if any(k.lower() == key.lower() for k in block):

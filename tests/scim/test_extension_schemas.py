@@ -101,3 +101,48 @@ def test_a_block_that_is_no_object_is_still_invalid_value(scim, block):
                                                "value": block}]})
     assert response.status_code == 400
     assert response.get_json()["scimType"] == "invalidValue"
+
+
+@pytest.mark.parametrize("urn", [ENTERPRISE, ENTERPRISE.upper(), CUSTOM, CUSTOM.lower()])
+@pytest.mark.parametrize("op", ["add", "replace", "remove"])
+def test_a_patch_path_naming_a_blocks_schemas_is_ignored_too(app, scim, db, tenant, urn, op):
+    """``<urn>:schemas`` names the member POST, PUT and a PATCH value ignore (RFC 7644
+    §3.5.2 gives no attribute to act on): it was 400 invalidPath for the enterprise block,
+    and for a custom one stored an empty block that ``schemas`` then listed."""
+    user = scim.create_user(**{CUSTOM: {"badge": "B-7"}})
+    operation = {"op": op, "path": f"{urn}:schemas"}
+    if op != "remove":
+        operation["value"] = [urn]
+    response = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+        operation, {"op": "replace", "path": "title", "value": "Engineer"}]})
+    assert response.status_code == 200, response.get_json()
+    patched = response.get_json()
+    assert patched["title"] == "Engineer"
+    assert patched[ENTERPRISE] == user[ENTERPRISE]
+    assert patched[CUSTOM] == {"badge": "B-7"}
+    assert patched["schemas"] == [CORE_USER, ENTERPRISE, CUSTOM]
+    assert scim.get(f"/Users/{user['id']}").get_json() == patched
+    flush(app)
+    notes = rows(db, "SELECT note FROM scim_dialect_notes WHERE directory_id = :d",
+                 d=tenant.directory.id)
+    assert dialect.EXTENSION_SCHEMAS in {n.note for n in notes}
+
+
+@pytest.mark.parametrize("urn", [ENTERPRISE, CUSTOM])
+def test_a_pathless_key_naming_a_blocks_schemas_is_ignored_too(scim, urn):
+    user = scim.create_user()
+    response = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "add", "value": {f"{urn}:schemas": [urn], f"{ENTERPRISE}:department": "Ops"}}]})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()[ENTERPRISE] == {"department": "Ops", "costCenter": "CC-1"}
+    assert response.get_json()["schemas"] == [CORE_USER, ENTERPRISE]
+
+
+@pytest.mark.parametrize("path", [f"{ENTERPRISE}:schemas.value",
+                                  f'{ENTERPRISE}:schemas[value eq "x"]'])
+def test_more_than_a_blocks_schemas_is_still_invalid_path(scim, path):
+    user = scim.create_user()
+    response = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "add", "path": path, "value": "x"}]})
+    assert response.status_code == 400
+    assert response.get_json()["scimType"] == "invalidPath"
