@@ -4,7 +4,8 @@
 Roster keeps one login per browser and has no consent screen (the portal is a first-party
 client its customers' admins connect), so:
 
-* ``prompt=login``, or a login older than ``max_age`` seconds: the employee authenticates
+* ``prompt=login``, or a login older than ``max_age`` seconds (``max_age=0`` is
+  ``prompt=login``): the employee authenticates
   again at the customer's IdP, which is asked for a new authentication (SAML ``ForceAuthn``,
   OIDC ``prompt=login``); the code then carries the new ``auth_time``.
 * ``prompt=select_account``: the browser goes to home-realm discovery (the work email form)
@@ -61,7 +62,12 @@ def demand(prompts: list[str], max_age: int | None, auth_time: float, login_time
     ``auth_time``: when the IdP authenticated the user (SAML AuthnInstant, OIDC auth_time);
     ``login_time``: when Roster signed the browser in; ``asked_at``: when Roster sent this
     request's browser to sign in again. The IdP's instant decides freshness: a browser that
-    drops ``reauth=1`` gets a new Roster login from the IdP's old session, not a fresh one."""
+    drops ``reauth=1`` gets a new Roster login from the IdP's old session, not a fresh one.
+
+    ``max_age=0`` is ``prompt=login`` (OIDC Core §3.1.2.1): a login made a second ago is
+    not fresh enough, whatever ``FRESH_SKEW`` allows a positive ``max_age``."""
+    if max_age == 0 and LOGIN not in prompts:
+        prompts = [*prompts, LOGIN]
     fresh_wanted = wants_fresh(prompts, max_age)
     if asked_at is not None and login_time >= asked_at:
         if fresh_wanted and not _fresh(prompts, max_age, auth_time, now, asked_at):

@@ -125,6 +125,24 @@ def test_a_login_younger_than_max_age_gets_a_code_with_its_auth_time(db, tenant,
     assert abs(claims["auth_time"] - (time.time() - 3600)) < 60
 
 
+def test_max_age_zero_is_prompt_login_even_for_a_login_made_just_now(db, tenant, keys, web):
+    """OIDC Core §3.1.2.1: "max_age=0 is equivalent to prompt=login". A login a second old
+    still signs in again (ForceAuthn); the old code gave a code at once, since it allowed
+    every max_age 10 seconds of clock difference. The new login then gets its code."""
+    login_and_code(db, tenant, keys, web)
+    req = AuthRequest.new()
+    resp = _authorize(web, req, max_age="0")
+    assert resp.status_code == 303, resp.headers.get("Location")
+    assert "reauth=1" in resp.headers["Location"]
+    _saml_login_again(db, keys, web, resp.headers["Location"])
+    claims = _tokens(web, req, _authorize(web, req, max_age="0"))
+    [fresh] = rows(db, "SELECT id FROM login_sessions ORDER BY created_at DESC LIMIT 1")
+    assert claims["sid"] == fresh.id
+    req = AuthRequest.new()  # with prompt=none, a login is needed: login_required
+    query = _error_at_portal(_authorize(web, req, max_age="0", prompt="none"))
+    assert (query["error"], query["state"]) == (["login_required"], [req.state])
+
+
 def test_prompt_none_when_max_age_needs_a_login_is_login_required(db, tenant, keys, web):
     """prompt=none must not show a login (§3.1.2.6): an old login and max_age=60 go back
     to the portal with login_required; the old code issued a code."""
