@@ -21,6 +21,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfo
+from authlib.oidc.core.errors import RequestNotSupportedError, RequestURINotSupportedError
 from authlib.oidc.core.grants import OpenIDCode
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -160,6 +161,22 @@ def _unstorable(data: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _unsupported(data: Mapping[str, Any], redirect_uri: str, state: str | None) -> None:
+    """Refuse what discovery says Roster does not do, instead of ignoring it: a Request
+    Object by value or by reference (OIDC Core §6, §3.1.2.6: ``request_not_supported``,
+    ``request_uri_not_supported``; discovery's ``request_uri_parameter_supported`` is
+    ``false``, its default being true) and any ``response_mode`` but ``query`` (OAuth 2.0
+    Multiple Response Type Encoding Practices §2.1; ``response_modes_supported``). The
+    redirect URI is valid by now: the portal hears of it there (RFC 6749 §4.1.2.1)."""
+    if "request" in data:
+        raise RequestNotSupportedError(redirect_uri=redirect_uri, state=state)
+    if "request_uri" in data:
+        raise RequestURINotSupportedError(redirect_uri=redirect_uri, state=state)
+    if data.get("response_mode", "query") != "query":
+        raise InvalidRequestError("response_mode must be query", redirect_uri=redirect_uri,
+                                  state=state)
+
+
 def build_grants(db: Any, config: ProviderConfig,
                  who: Callable[[], Actor]) -> tuple[type, type, OpenIDCode]:
     """Grant classes bound to this deployment's storage; ``db()`` is the request's session,
@@ -170,6 +187,7 @@ def build_grants(db: Any, config: ProviderConfig,
 
         def validate_authorization_request(self) -> str:
             redirect_uri: str = super().validate_authorization_request()
+            _unsupported(self.request.payload.data, redirect_uri, self.request.payload.state)
             problem = _unstorable(self.request.payload.data)
             if problem:  # the redirect URI is valid: the portal hears of it there
                 raise InvalidRequestError(problem, redirect_uri=redirect_uri,

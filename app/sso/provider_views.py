@@ -108,6 +108,9 @@ def discovery() -> Response:
         "token_endpoint": f"{iss}/token", "userinfo_endpoint": f"{iss}/userinfo",
         "jwks_uri": f"{iss}/jwks", "introspection_endpoint": f"{iss}/introspect",
         "revocation_endpoint": f"{iss}/revoke", "response_types_supported": ["code"],
+        # Omitted, these would default to ["query", "fragment"] and true (Discovery §3).
+        "response_modes_supported": ["query"], "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": [ALG],
         "scopes_supported": list(SCOPES), "code_challenge_methods_supported": ["S256"],

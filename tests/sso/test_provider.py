@@ -265,3 +265,32 @@ def test_prompt_none_without_a_login_goes_back_with_login_required(web):
     assert (query["error"], query["state"]) == (["login_required"], [req.state])
     signed_out = web.get(req.url().replace("http://roster.test", ""))
     assert signed_out.headers["Location"].startswith("/sso/login?next=")
+
+
+@pytest.mark.parametrize(("extra", "error"), [
+    ({"request": "eyJhbGciOiJub25lIn0.eyJub25jZSI6Im90aGVyIn0."}, "request_not_supported"),
+    ({"request_uri": "https://portal.test/request.jwt"}, "request_uri_not_supported"),
+    ({"response_mode": "form_post"}, "invalid_request"),
+    ({"response_mode": "fragment"}, "invalid_request"),
+])
+def test_what_discovery_does_not_offer_is_refused_not_ignored(db, tenant, keys, web, sso_app,
+                                                              extra, error):
+    """Discovery says no Request Objects (request_uri_parameter_supported defaults to true
+    when omitted, OIDC Discovery §3) and only response_mode=query. A request using them
+    goes back to the portal with the OIDC Core §3.1.2.6 error and its state, signed in or
+    not, instead of a code delivered as if the Request Object or the mode were not there
+    (the old code ignored them)."""
+    meta = web.get("/sso/oidc/.well-known/openid-configuration").get_json()
+    assert meta["request_parameter_supported"] is False
+    assert meta["request_uri_parameter_supported"] is False
+    assert meta["response_modes_supported"] == ["query"]
+    req = AuthRequest.new()
+    signed_in(db, tenant, keys, web, req.url())
+    for client in (web, sso_app.test_client()):
+        resp = client.get(req.url(**extra).replace("http://roster.test", ""))
+        assert resp.status_code == 302, resp.text
+        query = parse_qs(urlsplit(resp.headers["Location"]).query)
+        assert (query["error"], query["state"]) == ([error], [req.state])
+    assert rows(db, "SELECT count(*) AS n FROM oauth_authorization_codes")[0].n == 0
+    back = web.get(req.url(response_mode="query").replace("http://roster.test", ""))
+    assert code_from(back.headers["Location"], req.state)
