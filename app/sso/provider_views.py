@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6750 import BearerTokenValidator
@@ -111,6 +112,7 @@ def discovery() -> Response:
         # Omitted, these would default to ["query", "fragment"] and true (Discovery §3).
         "response_modes_supported": ["query"], "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
+        "authorization_response_iss_parameter_supported": True,
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": [ALG],
         "scopes_supported": list(SCOPES), "code_challenge_methods_supported": ["S256"],
@@ -216,14 +218,24 @@ def authorize() -> Response:
         if needed == prompt.SELECT_ACCOUNT:
             return _fresh_login(config, False, None)
         prompt.forget_ask(session, key)
-        return server.create_authorization_response(grant_user=principal, grant=grant)
+        return _with_iss(server.create_authorization_response(grant_user=principal,
+                                                              grant=grant))
+
+
+def _with_iss(response: Response) -> Response:
+    """Name the issuer in every authorization response to the portal, a code or an error
+    (RFC 9207 §2; discovery's ``authorization_response_iss_parameter_supported``)."""
+    config = provider_config(current_app._get_current_object())  # type: ignore[attr-defined]
+    if config is not None and response.location:
+        response.location = add_params_to_uri(response.location, {"iss": config.issuer})
+    return response
 
 
 def _refused(server: AuthorizationServer, exc: OAuth2Error) -> Response:
     """An invalid authorization request: back to the portal's redirect URI with the error,
     or, with no valid redirect URI to report to, shown here (RFC 6749 §4.1.2.1)."""
     if exc.redirect_uri:
-        return server.handle_error_response(None, exc)
+        return _with_iss(server.handle_error_response(None, exc))
     return pages.refused(f"The portal's sign-in request is invalid: "
                          f"{exc.description or exc.error}", None, 400)
 

@@ -294,3 +294,23 @@ def test_what_discovery_does_not_offer_is_refused_not_ignored(db, tenant, keys, 
     assert rows(db, "SELECT count(*) AS n FROM oauth_authorization_codes")[0].n == 0
     back = web.get(req.url(response_mode="query").replace("http://roster.test", ""))
     assert code_from(back.headers["Location"], req.state)
+
+
+def test_authorization_responses_name_the_issuer(db, tenant, keys, web):
+    """RFC 9207 §2: a code and an error alike carry iss = the issuer, so a portal talking
+    to several providers can tell whose response it got (mix-up); discovery says so."""
+    meta = web.get("/sso/oidc/.well-known/openid-configuration").get_json()
+    assert meta["authorization_response_iss_parameter_supported"] is True
+    req = AuthRequest.new()
+    refused = urlsplit(web.get(req.url(prompt="none").replace(
+        "http://roster.test", "")).headers["Location"])
+    assert parse_qs(refused.query)["iss"] == [ISSUER]
+    _user, req, _code = login_and_code(db, tenant, keys, web)
+    req = AuthRequest.new()
+    query = parse_qs(urlsplit(web.get(req.url().replace(
+        "http://roster.test", "")).headers["Location"]).query)
+    assert (query["iss"], query["state"]) == ([ISSUER], [req.state])
+    assert query["code"]
+    bad = parse_qs(urlsplit(web.get(req.url(max_age="x").replace(
+        "http://roster.test", "")).headers["Location"]).query)
+    assert (bad["error"], bad["iss"]) == (["invalid_request"], [ISSUER])
