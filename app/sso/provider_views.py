@@ -297,13 +297,27 @@ def userinfo() -> Response:
         try:
             token = _protect.acquire_token(["openid"])
         except OAuth2Error as exc:
-            response = _error(exc)
-            response.status_code = 401 if exc.error != "insufficient_scope" else 403
-            response.headers["WWW-Authenticate"] = f'Bearer error="{exc.error}"'
-            return response
+            return _userinfo_refused(exc)
         user = s.get(User, token.row.user_id)
         claims = filter_by_scope(user_claims(s, user), token.get_scope()) if user else {}
         return jsonify({**claims, "sub": token.row.user_id})
+
+
+def _userinfo_refused(exc: OAuth2Error) -> Response:
+    """A bearer challenge (RFC 6750 §3): ``invalid_token`` (401) or ``insufficient_scope``
+    (403). A request with no bearer token at all (none, or another scheme) gets a bare
+    ``Bearer`` challenge: no error code (§3.1), authlib's ``missing_authorization`` and
+    ``unsupported_token_type`` are no RFC 6750 codes."""
+    if exc.error in ("missing_authorization", "unsupported_token_type"):
+        response = jsonify(error_description="A bearer access token is required "
+                                             "(Authorization: Bearer, RFC 6750 section 2.1)")
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    response = _error(exc)
+    response.status_code = 401 if exc.error != "insufficient_scope" else 403
+    response.headers["WWW-Authenticate"] = f'Bearer error="{exc.error}"'
+    return response
 
 
 @bp.route("/oidc/end_session", methods=["GET", "POST"])

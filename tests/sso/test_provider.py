@@ -210,13 +210,31 @@ def test_tokens_die_with_their_login_session(db, tenant, keys, web, ended):
     assert refreshed.get_json()["error"] == "invalid_grant"
 
 
-@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic x"])
-def test_userinfo_without_a_valid_token_is_401(web, db, header):
-    """No token, an unknown token, or the wrong scheme: 401 with WWW-Authenticate."""
+@pytest.mark.parametrize(("header", "challenge"), [
+    (None, "Bearer"), ("Basic x", "Bearer"), ("Bearer nope", 'Bearer error="invalid_token"'),
+])
+def test_userinfo_without_a_valid_token_is_401(web, db, header, challenge):
+    """No token, an unknown token, or the wrong scheme: 401 with a Bearer challenge. With
+    no bearer token at all, the challenge has no error code (RFC 6750 §3.1); the old one
+    said error="missing_authorization" or "unsupported_token_type", codes RFC 6750 does
+    not have."""
     resp = web.get("/sso/oidc/userinfo", headers={"Authorization": header} if header else {})
     assert resp.status_code == 401
-    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert resp.headers["WWW-Authenticate"] == challenge
+    assert resp.is_json
     assert utcnow()
+
+
+def test_userinfo_takes_the_token_from_the_header_only(db, tenant, keys, web):
+    """RFC 6750 §2: the header is the method a resource server must support; the query
+    (§2.3, logged and cached with the URL) and the form are not offered (README)."""
+    _user, req, code = login_and_code(db, tenant, keys, web)
+    token = exchange(web, code, req.verifier).get_json()["access_token"]
+    for resp in (web.get(f"/sso/oidc/userinfo?access_token={token}"),
+                 web.post("/sso/oidc/userinfo", data={"access_token": token})):
+        assert (resp.status_code, resp.headers["WWW-Authenticate"]) == (401, "Bearer")
+    ok = web.post("/sso/oidc/userinfo", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200
 
 
 def test_a_revoked_or_deprovisioned_browser_session_gets_no_code(db, tenant, keys, web):
