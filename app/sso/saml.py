@@ -94,11 +94,14 @@ class SamlIdentity:
 
 
 def saml_settings(conn: SsoConnection, urls: SpUrls, pair: KeyPair | None,
-                  next_pair: KeyPair | None = None, *,
-                  logout: bool = False) -> OneLogin_Saml2_Settings:
+                  next_pair: KeyPair | None = None, *, logout: bool = False,
+                  metadata: bool = False) -> OneLogin_Saml2_Settings:
     """python3-saml settings for one connection: strict, signed assertions required.
 
     ``logout``: single logout messages must be signed both ways (SAML Profiles §4.4.3.4).
+    ``metadata``: settings only to write the SP metadata, whose SP certificates are then
+    offered for encryption too (python3-saml adds ``use="encryption"`` KeyDescriptors only
+    when assertions must be encrypted; Roster decrypts them but takes plain ones too).
     """
     sp: dict[str, Any] = {
         "entityId": urls.entity_id,
@@ -127,6 +130,7 @@ def saml_settings(conn: SsoConnection, urls: SpUrls, pair: KeyPair | None,
         "logoutRequestSigned": logout and pair is not None,
         "logoutResponseSigned": logout and pair is not None,
         "wantNameId": True, "requestedAuthnContext": False,
+        "wantAssertionsEncrypted": metadata and pair is not None,
         "rejectDeprecatedAlgorithm": True, "wantXMLValidation": True,
         "signatureAlgorithm": OneLogin_Saml2_Constants.RSA_SHA256,
         "digestAlgorithm": OneLogin_Saml2_Constants.SHA256,
@@ -136,8 +140,9 @@ def saml_settings(conn: SsoConnection, urls: SpUrls, pair: KeyPair | None,
 
 
 def sp_metadata(conn: SsoConnection, urls: SpUrls, keys: SpKeys) -> str:
-    """SP metadata of one connection, with the current and next certs (SAML Metadata §2.4.4)."""
-    settings = saml_settings(conn, urls, keys.current, keys.next)
+    """SP metadata of one connection (SAML Metadata §2.4.4): the current and next certs,
+    each for signing and for encryption (§2.4.1.1), so an IdP may encrypt to either."""
+    settings = saml_settings(conn, urls, keys.current, keys.next, metadata=True)
     xml = settings.get_sp_metadata()
     return xml.decode() if isinstance(xml, bytes) else xml
 

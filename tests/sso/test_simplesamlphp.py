@@ -49,6 +49,25 @@ def test_encrypted_assertion_from_simplesamlphp_is_accepted(db, tenant, keys, we
     assert "alice@acme.com" not in xml
 
 
+def test_an_idp_configured_from_our_metadata_can_encrypt_to_us(db, tenant, keys, web, ssp):
+    """The IdP admin imports Roster's SP metadata (SimpleSAMLphp's own parser) and turns
+    encryption on: the metadata must offer a key for encryption (SAML Metadata §2.4.1.1,
+    KeyDescriptor use), the current and the next SP certificate. The old metadata marked
+    both use="signing" only, so SimpleSAMLphp had no key to encrypt to ("Configuration
+    error" at the IdP) and the login failed, though Roster decrypts (README)."""
+    provision(db, tenant)
+    conn = ssp_connection(db, tenant, ssp, keys)
+    metadata = web.get(f"/sso/saml/{conn.id}/metadata").get_data(as_text=True)
+    assert metadata.count('use="encryption"') == 2
+    assert ssp.import_sp_metadata(metadata, encrypt=True) == \
+        f"http://roster.test/sso/saml/{conn.id}/metadata"
+    browser, page = _login(web, conn)
+    assert page.status == 303, page.text[:2000]
+    xml = base64.b64decode(browser.last_post("SAMLResponse")[1]["SAMLResponse"]).decode()
+    assert "EncryptedAssertion" in xml
+    assert "alice@acme.com" not in xml
+
+
 def test_signed_authn_requests_are_verified_by_the_idp(db, tenant, keys, web, ssp):
     """With signed requests on, SimpleSAMLphp checks our signature and lets alice in."""
     provision(db, tenant)
