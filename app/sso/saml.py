@@ -2,7 +2,8 @@
 
 python3-saml checks signatures, audience, destination, recipient and time conditions; this
 module adds what it does not do: InResponseTo bound to a request we issued and not yet used,
-a replay cache of assertion ids in the database, and key rollover for decryption.
+a replay cache of assertion ids in the database, and key rollover for decryption (and
+app/sso/saml_checks.py the exact addresses and audiences).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from app.db import utcnow
 from app.models.sso import SamlRequest, SeenAssertion, SsoConnection
 from app.sso.keys import KeyPair, SpKeys
 from app.sso.outcome import LoginFailed
+from app.sso.saml_checks import audience_restricted, exact_addresses
 
 _NS = {"ds": "http://www.w3.org/2000/09/xmldsig#",
        "samlp": "urn:oasis:names:tc:SAML:2.0:protocol",
@@ -293,35 +295,10 @@ def _validated(conn: SsoConnection, urls: SpUrls, keys: SpKeys, saml_response: s
                               request_id, raise_exceptions=True)
         except VE as exc:
             raise LoginFailed(_REASONS.get(exc.code, "invalid_response"), str(exc)) from None
-        _exact_addresses(response, urls.acs)
+        exact_addresses(response, urls.acs)
+        audience_restricted(response, urls.entity_id)
         return response
     raise LoginFailed("decryption_failed", f"no SP key decrypts the assertion: {last_error}")
-
-
-_BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
-
-
-def _exact_addresses(response: OneLogin_Saml2_Response, acs: str) -> None:
-    """Destination and Recipient name this ACS exactly. python3-saml skips a missing one,
-    reads Destination as a prefix and Recipient as a substring of the ACS URL, so
-    ``https://evil.example/?x=<ACS>`` passed. Bindings §3.5.5.2: a signed Response's
-    Destination is required and is the ACS; Profiles §4.1.4.2: a bearer confirmation has a
-    Recipient (the ACS) and a NotOnOrAfter."""
-    root = response.document
-    destination = root.get("Destination")
-    signed = root.find(f"{{{OneLogin_Saml2_Constants.NS_DS}}}Signature") is not None
-    if (destination is None and signed) or (destination is not None and destination != acs):
-        raise LoginFailed("destination_mismatch", f"the Response's Destination is "
-                          f"{destination!r}, not this connection's ACS")
-    # python3-saml's own query of the validated (and decrypted) assertion.
-    for confirmation in response._query_assertion("/saml:Subject/saml:SubjectConfirmation"):
-        if confirmation.get("Method") != _BEARER:
-            continue
-        for data in confirmation.iterfind("saml:SubjectConfirmationData", _NS):
-            if data.get("Recipient") == acs and data.get("NotOnOrAfter"):
-                return
-    raise LoginFailed("recipient_mismatch", "no bearer SubjectConfirmationData names this "
-                      "ACS as its Recipient, with a NotOnOrAfter")
 
 
 def consume_response(session: Session, conn: SsoConnection, urls: SpUrls, keys: SpKeys,
