@@ -25,9 +25,14 @@ from app.sso.claims import filter_by_scope, user_claims
 from app.sso.confirm import confirmation_page, confirmed
 from app.sso.oidc_rp import logged_out_url
 from app.sso.outcome import LoginFailed
-from app.sso.provider import SCOPES, PortalClient, RequiredS256, build_endpoints, build_grants
+from app.sso.provider import (
+    PortalClient,
+    RequiredS256,
+    build_endpoints,
+    build_grants,
+    discovery_document,
+)
 from app.sso.provider_config import ProviderConfig, config_from_settings
-from app.sso.provider_keys import ALG
 from app.sso.provider_tokens import (
     ACCESS,
     Principal,
@@ -103,27 +108,7 @@ def discovery() -> Response:
     config = provider_config(current_app._get_current_object())  # type: ignore[attr-defined]
     if config is None:
         return _error(OAuth2Error("OIDC provider is not configured", status_code=503))
-    iss = config.issuer
-    return jsonify({
-        "issuer": iss, "authorization_endpoint": f"{iss}/authorize",
-        "token_endpoint": f"{iss}/token", "userinfo_endpoint": f"{iss}/userinfo",
-        "jwks_uri": f"{iss}/jwks", "introspection_endpoint": f"{iss}/introspect",
-        "revocation_endpoint": f"{iss}/revoke", "response_types_supported": ["code"],
-        # Omitted, these would default to ["query", "fragment"] and true (Discovery §3).
-        "response_modes_supported": ["query"], "request_parameter_supported": False,
-        "request_uri_parameter_supported": False,
-        "authorization_response_iss_parameter_supported": True,
-        "grant_types_supported": ["authorization_code", "refresh_token"],
-        "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": [ALG],
-        "scopes_supported": list(SCOPES), "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "claims_supported": ["sub", "sid", "email", "email_verified", "name", "given_name",
-                             "family_name", "preferred_username", "org_id", "org_slug",
-                             "org_name", "units", "roles", "permissions"],
-        "prompt_values_supported": ["none", "login", "consent", "select_account"],
-        "backchannel_logout_supported": True, "backchannel_logout_session_supported": True,
-        "end_session_endpoint": f"{iss}/end_session",
-    })
+    return jsonify(discovery_document(config))
 
 
 @bp.get("/oidc/jwks")

@@ -16,6 +16,8 @@ from app.sso.provider_views import provider_config
 from tests.conftest import rows
 from tests.sso.conftest import (
     PORTAL_CALLBACK,
+    PORTAL_CLIENT,
+    PORTAL_SECRET,
 )
 from tests.sso.portal import (
     BASIC,
@@ -332,3 +334,26 @@ def test_authorization_responses_name_the_issuer(db, tenant, keys, web):
     bad = parse_qs(urlsplit(web.get(req.url(max_age="x").replace(
         "http://roster.test", "")).headers["Location"]).query)
     assert (bad["error"], bad["iss"]) == (["invalid_request"], [ISSUER])
+
+
+def test_discovery_names_every_claim_and_client_auth_method_that_works(db, tenant, keys, web):
+    """claims_supported holds every claim the ID token and userinfo may carry (the profile
+    scope's locale was missing); revocation and introspection accept client_secret_post as
+    well as basic, so discovery says so (RFC 8414 §2: omitted, they default to
+    client_secret_basic alone)."""
+    meta = web.get("/sso/oidc/.well-known/openid-configuration").get_json()
+    _user, req, code = login_and_code(db, tenant, keys, web)
+    tokens = exchange(web, code, req.verifier).get_json()
+    claims = verify_id_token(web, tokens["id_token"], req.nonce)
+    jwt_claims = {"header", "iss", "aud", "exp", "iat", "nonce", "at_hash"}
+    assert set(claims) - jwt_claims <= set(meta["claims_supported"])
+    assert {"locale", "auth_time", "sid"} <= set(meta["claims_supported"])
+    post = {"client_id": PORTAL_CLIENT, "client_secret": PORTAL_SECRET}
+    for endpoint in ("token", "introspection", "revocation"):
+        assert meta[f"{endpoint}_endpoint_auth_methods_supported"] == [
+            "client_secret_basic", "client_secret_post"]
+    active = web.post("/sso/oidc/introspect", data={"token": tokens["access_token"], **post})
+    assert active.get_json()["active"] is True
+    revoked = web.post("/sso/oidc/revoke", data={"token": tokens["refresh_token"], **post})
+    assert revoked.status_code == 200
+    assert introspect(web, tokens["access_token"]) == {"active": False}
