@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
@@ -32,7 +33,7 @@ from app.sso.provider import (
     build_grants,
     discovery_document,
 )
-from app.sso.provider_config import ProviderConfig, config_from_settings
+from app.sso.provider_config import PREFIX, ProviderConfig, config_from_settings
 from app.sso.provider_tokens import (
     ACCESS,
     Principal,
@@ -147,6 +148,21 @@ def _connection_of(s: Session, login: LoginSession) -> tuple[str, str] | None:
     """(protocol, id) of the enabled connection the login came through, if any."""
     conn = s.get(SsoConnection, login.connection_id) if login.connection_id else None
     return (conn.protocol, conn.id) if conn is not None and conn.enabled else None
+
+
+@bp.post("/oidc/authorize")
+def authorize_post() -> Response:
+    """The authorization request by POST (OIDC Core §3.1.2.1: GET and POST MUST be
+    supported; form serialization, §13.2): the same request by GET, which the sign-in
+    returns to. (A cross-site POST carries no ``SameSite=Lax`` cookie; the GET it is
+    redirected to does, so a signed-in browser is recognised.) Query parameters of the
+    POST itself are not part of the request."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return pages.refused("The portal's sign-in request is invalid: a POSTed "
+                             "authorization request is a form (application/"
+                             "x-www-form-urlencoded).", None, 400)
+    query = urlencode(list(request.form.items(multi=True)))
+    return redirect(f"{base_url()}{PREFIX}/authorize?{query}", 303)
 
 
 @bp.get("/oidc/authorize")

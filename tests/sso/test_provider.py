@@ -357,3 +357,24 @@ def test_discovery_names_every_claim_and_client_auth_method_that_works(db, tenan
     revoked = web.post("/sso/oidc/revoke", data={"token": tokens["refresh_token"], **post})
     assert revoked.status_code == 200
     assert introspect(web, tokens["access_token"]) == {"active": False}
+
+
+def test_the_authorization_request_may_be_posted(db, tenant, keys, web):
+    """OIDC Core §3.1.2.1: the authorization endpoint MUST support GET and POST (form
+    serialization, §13.2). A POST is the same request by GET (the old code: 405); a form
+    of another type is refused and redirects nowhere."""
+    req = AuthRequest.new()
+    form = dict(parse_qs(urlsplit(req.url()).query, keep_blank_values=True))
+    first = web.post("/sso/oidc/authorize", data={k: v[0] for k, v in form.items()})
+    assert first.status_code == 303
+    assert first.headers["Location"] == req.url()
+    signed_out = web.get(first.headers["Location"].replace("http://roster.test", ""))
+    assert signed_out.headers["Location"].startswith("/sso/login?")
+    signed_in(db, tenant, keys, web, req.url())
+    again = web.post("/sso/oidc/authorize", data={k: v[0] for k, v in form.items()})
+    back = web.get(again.headers["Location"].replace("http://roster.test", ""))
+    assert exchange(web, code_from(back.headers["Location"], req.state),
+                    req.verifier).status_code == 200
+    other = web.post("/sso/oidc/authorize", json={k: v[0] for k, v in form.items()})
+    assert other.status_code == 400
+    assert "Location" not in other.headers
