@@ -11,6 +11,7 @@ client its customers' admins connect), so:
 * ``prompt=select_account``: the browser goes to home-realm discovery (the work email form)
   before a code is issued, so the employee may sign in with another account.
 * ``prompt=consent``: accepted and satisfied without a screen (nothing to consent to).
+* ``id_token_hint`` naming another user than the browser's: ``login_required``;
 * ``prompt=none`` with any other value is ``invalid_request`` (authlib checks it);
   ``prompt=none`` when a login would be needed (none yet, or one older than ``max_age``)
   goes back to the portal with ``login_required`` (OIDC Core §3.1.2.6).
@@ -31,6 +32,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oidc.core.errors import LoginRequiredError
+
+from app.sso.provider_keys import ProviderKeys
 
 # Key of the browser's signed cookie: {authorization request key: unix time asked}.
 REAUTH = "sso_reauth"
@@ -130,3 +134,22 @@ def login_url(next_url: str, *, force: bool, connection: tuple[str, str] | None)
         return f"/sso/login?{urlencode(params)}"
     protocol, connection_id = connection
     return f"/sso/{protocol}/{connection_id}/login?{urlencode(params)}"
+
+
+def check_hint(args: Mapping[str, str], keys: ProviderKeys, issuer: str, user_id: str,
+               redirect_uri: str, state: str | None) -> None:
+    """``id_token_hint`` (OIDC Core §3.1.2.1): an ID token Roster issued (expired ones
+    too), naming the user the portal expects. Not ours: ``invalid_request``. Another user
+    than the browser's login: ``login_required``, not a code for someone else (the hint's
+    user is not signed in here; "it SHOULD return an error, such as login_required")."""
+    hint = args.get("id_token_hint")
+    if not hint:
+        return
+    claims = keys.own_claims(hint, issuer)
+    if claims is None:
+        raise InvalidRequestError("id_token_hint is not an ID token of this provider",
+                                  redirect_uri=redirect_uri, state=state)
+    if claims.get("sub") != user_id:
+        raise LoginRequiredError(redirect_uri=redirect_uri, state=state,
+                                 description="the browser is signed in as another user "
+                                             "than id_token_hint names")

@@ -212,6 +212,9 @@ def authorize() -> Response:
                     description="the identity provider did not authenticate the user again")
             if needed is not None and "none" in prompts:
                 raise LoginRequiredError(redirect_uri=grant.redirect_uri, state=state)
+            if needed is None:  # the code's user must be the one the hint names
+                prompt.check_hint(request.args, config.keys, config.issuer, login.user_id,
+                                  grant.redirect_uri, state)
         except OAuth2Error as exc:
             return _refused(server, exc)
         if needed == prompt.LOGIN:
