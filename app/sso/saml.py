@@ -143,10 +143,17 @@ def saml_settings(conn: SsoConnection, urls: SpUrls, pair: KeyPair | None,
 
 def sp_metadata(conn: SsoConnection, urls: SpUrls, keys: SpKeys) -> str:
     """SP metadata of one connection (SAML Metadata §2.4.4): the current and next certs,
-    each for signing and for encryption (§2.4.1.1), so an IdP may encrypt to either."""
+    each for signing and for encryption (§2.4.1.1), so an IdP may encrypt to either.
+
+    No ``validUntil`` (§2.3.1: when the metadata expires): python3-saml stamps two days
+    ahead, and an IdP that imported the file (SimpleSAMLphp keeps it as the SP's
+    ``expire``, Shibboleth refuses expired metadata) dropped the SP two days later,
+    though nothing in it expires. ``cacheDuration`` stays, for IdPs that read the URL."""
     settings = saml_settings(conn, urls, keys.current, keys.next, metadata=True)
     xml = settings.get_sp_metadata()
-    return xml.decode() if isinstance(xml, bytes) else xml
+    root = etree.fromstring(xml if isinstance(xml, bytes) else xml.encode())
+    root.attrib.pop("validUntil", None)
+    return str(etree.tostring(root, encoding="unicode"))
 
 
 def request_data(url: str, post: dict[str, str] | None = None,

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -96,16 +97,21 @@ class SimpleSamlIdp:
             sp["certData"] = "".join(line for line in lines if "CERTIFICATE" not in line)
         self._write_sp(entity_id, sp)
 
-    def import_sp_metadata(self, xml: str, *, encrypt: bool = False) -> str:
-        """Trust an SP from its metadata document, read by SimpleSAMLphp's own parser (its
-        admin "metadata converter"): endpoints and keys, each key's use as the document
-        says. The attribute release is set as in ``register_sp``. Returns the entity id."""
+    @staticmethod
+    def parse_sp_metadata(xml: str) -> dict[str, Any]:
+        """An SP's metadata document as SimpleSAMLphp's own parser reads it (its admin
+        "metadata converter"): endpoints, keys with their use, ``expire`` (validUntil)."""
         php = ("require '/usr/share/simplesamlphp/lib/_autoload.php';"
                "foreach (\\SimpleSAML\\Metadata\\SAMLParser::parseDescriptorsString("
                "stream_get_contents(STDIN)) as $e) { echo json_encode($e->getMetadata20SP()); }")
         out = subprocess.run(["php", "-r", php], input=xml, capture_output=True, text=True,
                              check=True, timeout=30).stdout
-        sp = {k: v for k, v in json.loads(out).items() if k != "entityDescriptor"}
+        return {k: v for k, v in json.loads(out).items() if k != "entityDescriptor"}
+
+    def import_sp_metadata(self, xml: str, *, encrypt: bool = False) -> str:
+        """Trust an SP from its metadata document, as ``parse_sp_metadata`` reads it. The
+        attribute release is set as in ``register_sp``. Returns the entity id."""
+        sp = self.parse_sp_metadata(xml)
         sp.update({"NameIDFormat": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
                    "simplesaml.nameidattribute": "mail", "saml20.sign.response": True,
                    "assertion.encryption": encrypt,
