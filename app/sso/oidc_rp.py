@@ -44,6 +44,8 @@ class Provider:
     token_auth_methods: tuple[str, ...]
     # RP-Initiated Logout 1.0 §2.1; None when the IdP has none (or publishes an unsafe one).
     end_session_endpoint: str | None = None
+    # RFC 9207 §3: the IdP puts ``iss`` in every authorization response.
+    iss_parameter: bool = False
 
     @classmethod
     def of(cls, discovery_url: str, doc: dict[str, Any]) -> Provider:
@@ -69,7 +71,8 @@ class Provider:
         methods = doc.get("token_endpoint_auth_methods_supported") or []
         return cls(issuer, doc["authorization_endpoint"], doc["token_endpoint"],
                    doc["jwks_uri"], tuple(m for m in methods if isinstance(m, str)),
-                   _optional_endpoint(doc.get("end_session_endpoint"), https_only))
+                   _optional_endpoint(doc.get("end_session_endpoint"), https_only),
+                   doc.get("authorization_response_iss_parameter_supported") is True)
 
     def client_auth_method(self) -> str:
         """client_secret_basic unless the IdP only takes client_secret_post (RFC 8414 §2)."""

@@ -124,9 +124,13 @@ def _verified_claims(conn: SsoConnection, provider: Provider, attempt: ClaimedAt
     if args.get("error"):
         raise LoginFailed("idp_error", f"{args['error']}: {args.get('error_description', '')}"
                           [:500])
-    # RFC 9207: an IdP that names itself in the response must be the one we asked.
+    # RFC 9207 §2.4: an IdP that names itself in the response must be the one we asked,
+    # and a response without iss from an IdP whose metadata says it sends one is refused.
     if args.get("iss") is not None and args["iss"] != provider.issuer:
         raise LoginFailed("wrong_issuer", f"the response comes from {args['iss']!r}")
+    if args.get("iss") is None and provider.iss_parameter:
+        raise LoginFailed("wrong_issuer", "the response has no iss, though the IdP's "
+                          "metadata says it always sends one (RFC 9207)")
     if not args.get("code"):
         raise LoginFailed("missing_code", "the callback carries no code")
     try:

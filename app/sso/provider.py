@@ -21,6 +21,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfo
+from authlib.oidc.core.errors import RequestNotSupportedError, RequestURINotSupportedError
 from authlib.oidc.core.grants import OpenIDCode
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,7 +31,7 @@ from app.db import utcnow
 from app.directory.hold import hold_user
 from app.models.directory import UserStatus
 from app.models.sso import AuthorizationCode, LoginSession
-from app.sso.claims import filter_by_scope, user_claims
+from app.sso.claims import SCOPE_CLAIMS, filter_by_scope, user_claims
 from app.sso.provider_config import ProviderConfig
 from app.sso.provider_keys import ALG
 from app.sso.provider_tokens import (
@@ -47,6 +48,10 @@ from app.sso.provider_tokens import (
 )
 
 SCOPES = ("openid", "email", "profile", "organization", "offline_access")
+# Every claim a scope may release (discovery's claims_supported), in SCOPE_CLAIMS order.
+SCOPE_CLAIMS_RELEASED = tuple(c for s in SCOPES for c in SCOPE_CLAIMS.get(s, ()) if c != "sub")
+# Client authentication at the token, introspection and revocation endpoints.
+AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class PortalClient(ClientMixin):
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         """client_secret_basic or client_secret_post everywhere."""
-        return method in ("client_secret_basic", "client_secret_post")
+        return method in AUTH_METHODS
 
     def check_response_type(self, response_type: str) -> bool:
         """Only the authorization code flow."""
@@ -160,16 +165,33 @@ def _unstorable(data: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _unsupported(data: Mapping[str, Any], redirect_uri: str, state: str | None) -> None:
+    """Refuse what discovery says Roster does not do, instead of ignoring it: a Request
+    Object by value or by reference (OIDC Core §6, §3.1.2.6: ``request_not_supported``,
+    ``request_uri_not_supported``; discovery's ``request_uri_parameter_supported`` is
+    ``false``, its default being true) and any ``response_mode`` but ``query`` (OAuth 2.0
+    Multiple Response Type Encoding Practices §2.1; ``response_modes_supported``). The
+    redirect URI is valid by now: the portal hears of it there (RFC 6749 §4.1.2.1)."""
+    if "request" in data:
+        raise RequestNotSupportedError(redirect_uri=redirect_uri, state=state)
+    if "request_uri" in data:
+        raise RequestURINotSupportedError(redirect_uri=redirect_uri, state=state)
+    if data.get("response_mode", "query") != "query":
+        raise InvalidRequestError("response_mode must be query", redirect_uri=redirect_uri,
+                                  state=state)
+
+
 def build_grants(db: Any, config: ProviderConfig,
                  who: Callable[[], Actor]) -> tuple[type, type, OpenIDCode]:
     """Grant classes bound to this deployment's storage; ``db()`` is the request's session,
     ``who()`` the caller as the audit log names it (a replayed code or token is audited)."""
 
     class CodeGrant(grants.AuthorizationCodeGrant):
-        TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+        TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
 
         def validate_authorization_request(self) -> str:
             redirect_uri: str = super().validate_authorization_request()
+            _unsupported(self.request.payload.data, redirect_uri, self.request.payload.state)
             problem = _unstorable(self.request.payload.data)
             if problem:  # the redirect URI is valid: the portal hears of it there
                 raise InvalidRequestError(problem, redirect_uri=redirect_uri,
@@ -207,7 +229,7 @@ def build_grants(db: Any, config: ProviderConfig,
                               authorization_code.get_auth_time())
 
     class RefreshGrant(grants.RefreshTokenGrant):
-        TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+        TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
         INCLUDE_NEW_REFRESH_TOKEN = True
 
         def authenticate_refresh_token(self, refresh_token: str) -> TokenView | None:
@@ -282,7 +304,7 @@ def build_endpoints(db: Any, config: ProviderConfig) -> tuple[type, type]:
     """Introspection (RFC 7662) and revocation (RFC 7009) bound to our storage."""
 
     class Introspection(IntrospectionEndpoint):
-        CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+        CLIENT_AUTH_METHODS = list(AUTH_METHODS)
 
         def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
             return live_token(db(), token_string, _hint(token_type_hint)) or live_token(
@@ -301,7 +323,7 @@ def build_endpoints(db: Any, config: ProviderConfig) -> tuple[type, type]:
                     "exp": int(row.expires_at.timestamp()) if row.expires_at else None}
 
     class Revocation(RevocationEndpoint):
-        CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+        CLIENT_AUTH_METHODS = list(AUTH_METHODS)
 
         def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
             return live_token(db(), token_string, _hint(token_type_hint)) or live_token(
@@ -317,3 +339,30 @@ def build_endpoints(db: Any, config: ProviderConfig) -> tuple[type, type]:
                 revoke_family(db(), row.family_id, row.session_id, row.client_id, now)
 
     return Introspection, Revocation
+
+
+def discovery_document(config: ProviderConfig) -> dict[str, Any]:
+    """OpenID Provider metadata (OIDC Discovery 1.0 §3, RFC 8414 §2): only what works, and
+    explicit where an omitted member's default would claim more."""
+    iss = config.issuer
+    return {
+        "issuer": iss, "authorization_endpoint": f"{iss}/authorize",
+        "token_endpoint": f"{iss}/token", "userinfo_endpoint": f"{iss}/userinfo",
+        "jwks_uri": f"{iss}/jwks", "introspection_endpoint": f"{iss}/introspect",
+        "revocation_endpoint": f"{iss}/revoke", "response_types_supported": ["code"],
+        # Omitted, these would default to ["query", "fragment"] and true (Discovery §3).
+        "response_modes_supported": ["query"], "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "authorization_response_iss_parameter_supported": True,
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": [ALG],
+        "scopes_supported": list(SCOPES), "code_challenge_methods_supported": ["S256"],
+        # RFC 8414 §2: omitted, revocation and introspection would be client_secret_basic
+        # only; client_secret_post works there too.
+        **{f"{e}_endpoint_auth_methods_supported": list(AUTH_METHODS)
+           for e in ("token", "revocation", "introspection")},
+        "claims_supported": ["sub", "sid", "auth_time", *SCOPE_CLAIMS_RELEASED],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "backchannel_logout_supported": True, "backchannel_logout_session_supported": True,
+        "end_session_endpoint": f"{iss}/end_session",
+    }

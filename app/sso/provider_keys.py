@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 
 from app.errors import InvalidInput
@@ -23,6 +25,16 @@ class ProviderKeys:
     def jwks(self) -> dict[str, Any]:
         """The public JWK Set served at the jwks_uri."""
         return KeySet(list(self.published)).as_dict(private=False)
+
+    def own_claims(self, token: str, issuer: str) -> dict[str, Any] | None:
+        """The claims of an ID token this provider signed (any published key) for
+        ``issuer``, expired or not (a hint, OIDC Core §3.1.2.1, RPIL §2); else None."""
+        try:
+            claims = dict(jwt.decode(token, KeySet(list(self.published)),
+                                     algorithms=[ALG]).claims)
+        except (JoseError, ValueError, TypeError):
+            return None
+        return claims if claims.get("iss") == issuer else None
 
     @property
     def kid(self) -> str:

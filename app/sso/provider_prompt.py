@@ -4,12 +4,14 @@
 Roster keeps one login per browser and has no consent screen (the portal is a first-party
 client its customers' admins connect), so:
 
-* ``prompt=login``, or a login older than ``max_age`` seconds: the employee authenticates
+* ``prompt=login``, or a login older than ``max_age`` seconds (``max_age=0`` is
+  ``prompt=login``): the employee authenticates
   again at the customer's IdP, which is asked for a new authentication (SAML ``ForceAuthn``,
   OIDC ``prompt=login``); the code then carries the new ``auth_time``.
 * ``prompt=select_account``: the browser goes to home-realm discovery (the work email form)
   before a code is issued, so the employee may sign in with another account.
 * ``prompt=consent``: accepted and satisfied without a screen (nothing to consent to).
+* ``id_token_hint`` naming another user than the browser's: ``login_required``;
 * ``prompt=none`` with any other value is ``invalid_request`` (authlib checks it);
   ``prompt=none`` when a login would be needed (none yet, or one older than ``max_age``)
   goes back to the portal with ``login_required`` (OIDC Core §3.1.2.6).
@@ -30,6 +32,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oidc.core.errors import LoginRequiredError
+
+from app.sso.provider_keys import ProviderKeys
 
 # Key of the browser's signed cookie: {authorization request key: unix time asked}.
 REAUTH = "sso_reauth"
@@ -61,7 +66,12 @@ def demand(prompts: list[str], max_age: int | None, auth_time: float, login_time
     ``auth_time``: when the IdP authenticated the user (SAML AuthnInstant, OIDC auth_time);
     ``login_time``: when Roster signed the browser in; ``asked_at``: when Roster sent this
     request's browser to sign in again. The IdP's instant decides freshness: a browser that
-    drops ``reauth=1`` gets a new Roster login from the IdP's old session, not a fresh one."""
+    drops ``reauth=1`` gets a new Roster login from the IdP's old session, not a fresh one.
+
+    ``max_age=0`` is ``prompt=login`` (OIDC Core §3.1.2.1): a login made a second ago is
+    not fresh enough, whatever ``FRESH_SKEW`` allows a positive ``max_age``."""
+    if max_age == 0 and LOGIN not in prompts:
+        prompts = [*prompts, LOGIN]
     fresh_wanted = wants_fresh(prompts, max_age)
     if asked_at is not None and login_time >= asked_at:
         if fresh_wanted and not _fresh(prompts, max_age, auth_time, now, asked_at):
@@ -124,3 +134,22 @@ def login_url(next_url: str, *, force: bool, connection: tuple[str, str] | None)
         return f"/sso/login?{urlencode(params)}"
     protocol, connection_id = connection
     return f"/sso/{protocol}/{connection_id}/login?{urlencode(params)}"
+
+
+def check_hint(args: Mapping[str, str], keys: ProviderKeys, issuer: str, user_id: str,
+               redirect_uri: str, state: str | None) -> None:
+    """``id_token_hint`` (OIDC Core §3.1.2.1): an ID token Roster issued (expired ones
+    too), naming the user the portal expects. Not ours: ``invalid_request``. Another user
+    than the browser's login: ``login_required``, not a code for someone else (the hint's
+    user is not signed in here; "it SHOULD return an error, such as login_required")."""
+    hint = args.get("id_token_hint")
+    if not hint:
+        return
+    claims = keys.own_claims(hint, issuer)
+    if claims is None:
+        raise InvalidRequestError("id_token_hint is not an ID token of this provider",
+                                  redirect_uri=redirect_uri, state=state)
+    if claims.get("sub") != user_id:
+        raise LoginRequiredError(redirect_uri=redirect_uri, state=state,
+                                 description="the browser is signed in as another user "
+                                             "than id_token_hint names")

@@ -6,7 +6,9 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlencode
 
+from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6750 import BearerTokenValidator
@@ -24,9 +26,14 @@ from app.sso.claims import filter_by_scope, user_claims
 from app.sso.confirm import confirmation_page, confirmed
 from app.sso.oidc_rp import logged_out_url
 from app.sso.outcome import LoginFailed
-from app.sso.provider import SCOPES, PortalClient, RequiredS256, build_endpoints, build_grants
-from app.sso.provider_config import ProviderConfig, config_from_settings
-from app.sso.provider_keys import ALG
+from app.sso.provider import (
+    PortalClient,
+    RequiredS256,
+    build_endpoints,
+    build_grants,
+    discovery_document,
+)
+from app.sso.provider_config import PREFIX, ProviderConfig, config_from_settings
 from app.sso.provider_tokens import (
     ACCESS,
     Principal,
@@ -102,23 +109,7 @@ def discovery() -> Response:
     config = provider_config(current_app._get_current_object())  # type: ignore[attr-defined]
     if config is None:
         return _error(OAuth2Error("OIDC provider is not configured", status_code=503))
-    iss = config.issuer
-    return jsonify({
-        "issuer": iss, "authorization_endpoint": f"{iss}/authorize",
-        "token_endpoint": f"{iss}/token", "userinfo_endpoint": f"{iss}/userinfo",
-        "jwks_uri": f"{iss}/jwks", "introspection_endpoint": f"{iss}/introspect",
-        "revocation_endpoint": f"{iss}/revoke", "response_types_supported": ["code"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
-        "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": [ALG],
-        "scopes_supported": list(SCOPES), "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "claims_supported": ["sub", "sid", "email", "email_verified", "name", "given_name",
-                             "family_name", "preferred_username", "org_id", "org_slug",
-                             "org_name", "units", "roles", "permissions"],
-        "prompt_values_supported": ["none", "login", "consent", "select_account"],
-        "backchannel_logout_supported": True, "backchannel_logout_session_supported": True,
-        "end_session_endpoint": f"{iss}/end_session",
-    })
+    return jsonify(discovery_document(config))
 
 
 @bp.get("/oidc/jwks")
@@ -157,6 +148,21 @@ def _connection_of(s: Session, login: LoginSession) -> tuple[str, str] | None:
     """(protocol, id) of the enabled connection the login came through, if any."""
     conn = s.get(SsoConnection, login.connection_id) if login.connection_id else None
     return (conn.protocol, conn.id) if conn is not None and conn.enabled else None
+
+
+@bp.post("/oidc/authorize")
+def authorize_post() -> Response:
+    """The authorization request by POST (OIDC Core §3.1.2.1: GET and POST MUST be
+    supported; form serialization, §13.2): the same request by GET, which the sign-in
+    returns to. (A cross-site POST carries no ``SameSite=Lax`` cookie; the GET it is
+    redirected to does, so a signed-in browser is recognised.) Query parameters of the
+    POST itself are not part of the request."""
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return pages.refused("The portal's sign-in request is invalid: a POSTed "
+                             "authorization request is a form (application/"
+                             "x-www-form-urlencoded).", None, 400)
+    query = urlencode(list(request.form.items(multi=True)))
+    return redirect(f"{base_url()}{PREFIX}/authorize?{query}", 303)
 
 
 @bp.get("/oidc/authorize")
@@ -206,6 +212,9 @@ def authorize() -> Response:
                     description="the identity provider did not authenticate the user again")
             if needed is not None and "none" in prompts:
                 raise LoginRequiredError(redirect_uri=grant.redirect_uri, state=state)
+            if needed is None:  # the code's user must be the one the hint names
+                prompt.check_hint(request.args, config.keys, config.issuer, login.user_id,
+                                  grant.redirect_uri, state)
         except OAuth2Error as exc:
             return _refused(server, exc)
         if needed == prompt.LOGIN:
@@ -213,14 +222,24 @@ def authorize() -> Response:
         if needed == prompt.SELECT_ACCOUNT:
             return _fresh_login(config, False, None)
         prompt.forget_ask(session, key)
-        return server.create_authorization_response(grant_user=principal, grant=grant)
+        return _with_iss(server.create_authorization_response(grant_user=principal,
+                                                              grant=grant))
+
+
+def _with_iss(response: Response) -> Response:
+    """Name the issuer in every authorization response to the portal, a code or an error
+    (RFC 9207 §2; discovery's ``authorization_response_iss_parameter_supported``)."""
+    config = provider_config(current_app._get_current_object())  # type: ignore[attr-defined]
+    if config is not None and response.location:
+        response.location = add_params_to_uri(response.location, {"iss": config.issuer})
+    return response
 
 
 def _refused(server: AuthorizationServer, exc: OAuth2Error) -> Response:
     """An invalid authorization request: back to the portal's redirect URI with the error,
     or, with no valid redirect URI to report to, shown here (RFC 6749 §4.1.2.1)."""
     if exc.redirect_uri:
-        return server.handle_error_response(None, exc)
+        return _with_iss(server.handle_error_response(None, exc))
     return pages.refused(f"The portal's sign-in request is invalid: "
                          f"{exc.description or exc.error}", None, 400)
 
@@ -282,13 +301,27 @@ def userinfo() -> Response:
         try:
             token = _protect.acquire_token(["openid"])
         except OAuth2Error as exc:
-            response = _error(exc)
-            response.status_code = 401 if exc.error != "insufficient_scope" else 403
-            response.headers["WWW-Authenticate"] = f'Bearer error="{exc.error}"'
-            return response
+            return _userinfo_refused(exc)
         user = s.get(User, token.row.user_id)
         claims = filter_by_scope(user_claims(s, user), token.get_scope()) if user else {}
         return jsonify({**claims, "sub": token.row.user_id})
+
+
+def _userinfo_refused(exc: OAuth2Error) -> Response:
+    """A bearer challenge (RFC 6750 §3): ``invalid_token`` (401) or ``insufficient_scope``
+    (403). A request with no bearer token at all (none, or another scheme) gets a bare
+    ``Bearer`` challenge: no error code (§3.1), authlib's ``missing_authorization`` and
+    ``unsupported_token_type`` are no RFC 6750 codes."""
+    if exc.error in ("missing_authorization", "unsupported_token_type"):
+        response = jsonify(error_description="A bearer access token is required "
+                                             "(Authorization: Bearer, RFC 6750 section 2.1)")
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+    response = _error(exc)
+    response.status_code = 401 if exc.error != "insufficient_scope" else 403
+    response.headers["WWW-Authenticate"] = f'Bearer error="{exc.error}"'
+    return response
 
 
 @bp.route("/oidc/end_session", methods=["GET", "POST"])

@@ -2,7 +2,8 @@
 
 python3-saml checks signatures, audience, destination, recipient and time conditions; this
 module adds what it does not do: InResponseTo bound to a request we issued and not yet used,
-a replay cache of assertion ids in the database, and key rollover for decryption.
+a replay cache of assertion ids in the database, and key rollover for decryption (and
+app/sso/saml_checks.py the exact addresses and audiences).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from app.db import utcnow
 from app.models.sso import SamlRequest, SeenAssertion, SsoConnection
 from app.sso.keys import KeyPair, SpKeys
 from app.sso.outcome import LoginFailed
+from app.sso.saml_checks import audience_restricted, exact_addresses
 
 _NS = {"ds": "http://www.w3.org/2000/09/xmldsig#",
        "samlp": "urn:oasis:names:tc:SAML:2.0:protocol",
@@ -94,11 +96,14 @@ class SamlIdentity:
 
 
 def saml_settings(conn: SsoConnection, urls: SpUrls, pair: KeyPair | None,
-                  next_pair: KeyPair | None = None, *,
-                  logout: bool = False) -> OneLogin_Saml2_Settings:
+                  next_pair: KeyPair | None = None, *, logout: bool = False,
+                  metadata: bool = False) -> OneLogin_Saml2_Settings:
     """python3-saml settings for one connection: strict, signed assertions required.
 
     ``logout``: single logout messages must be signed both ways (SAML Profiles §4.4.3.4).
+    ``metadata``: settings only to write the SP metadata, whose SP certificates are then
+    offered for encryption too (python3-saml adds ``use="encryption"`` KeyDescriptors only
+    when assertions must be encrypted; Roster decrypts them but takes plain ones too).
     """
     sp: dict[str, Any] = {
         "entityId": urls.entity_id,
@@ -127,6 +132,7 @@ def saml_settings(conn: SsoConnection, urls: SpUrls, pair: KeyPair | None,
         "logoutRequestSigned": logout and pair is not None,
         "logoutResponseSigned": logout and pair is not None,
         "wantNameId": True, "requestedAuthnContext": False,
+        "wantAssertionsEncrypted": metadata and pair is not None,
         "rejectDeprecatedAlgorithm": True, "wantXMLValidation": True,
         "signatureAlgorithm": OneLogin_Saml2_Constants.RSA_SHA256,
         "digestAlgorithm": OneLogin_Saml2_Constants.SHA256,
@@ -136,10 +142,18 @@ def saml_settings(conn: SsoConnection, urls: SpUrls, pair: KeyPair | None,
 
 
 def sp_metadata(conn: SsoConnection, urls: SpUrls, keys: SpKeys) -> str:
-    """SP metadata of one connection, with the current and next certs (SAML Metadata §2.4.4)."""
-    settings = saml_settings(conn, urls, keys.current, keys.next)
+    """SP metadata of one connection (SAML Metadata §2.4.4): the current and next certs,
+    each for signing and for encryption (§2.4.1.1), so an IdP may encrypt to either.
+
+    No ``validUntil`` (§2.3.1: when the metadata expires): python3-saml stamps two days
+    ahead, and an IdP that imported the file (SimpleSAMLphp keeps it as the SP's
+    ``expire``, Shibboleth refuses expired metadata) dropped the SP two days later,
+    though nothing in it expires. ``cacheDuration`` stays, for IdPs that read the URL."""
+    settings = saml_settings(conn, urls, keys.current, keys.next, metadata=True)
     xml = settings.get_sp_metadata()
-    return xml.decode() if isinstance(xml, bytes) else xml
+    root = etree.fromstring(xml if isinstance(xml, bytes) else xml.encode())
+    root.attrib.pop("validUntil", None)
+    return str(etree.tostring(root, encoding="unicode"))
 
 
 def request_data(url: str, post: dict[str, str] | None = None,
@@ -288,35 +302,10 @@ def _validated(conn: SsoConnection, urls: SpUrls, keys: SpKeys, saml_response: s
                               request_id, raise_exceptions=True)
         except VE as exc:
             raise LoginFailed(_REASONS.get(exc.code, "invalid_response"), str(exc)) from None
-        _exact_addresses(response, urls.acs)
+        exact_addresses(response, urls.acs)
+        audience_restricted(response, urls.entity_id)
         return response
     raise LoginFailed("decryption_failed", f"no SP key decrypts the assertion: {last_error}")
-
-
-_BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
-
-
-def _exact_addresses(response: OneLogin_Saml2_Response, acs: str) -> None:
-    """Destination and Recipient name this ACS exactly. python3-saml skips a missing one,
-    reads Destination as a prefix and Recipient as a substring of the ACS URL, so
-    ``https://evil.example/?x=<ACS>`` passed. Bindings §3.5.5.2: a signed Response's
-    Destination is required and is the ACS; Profiles §4.1.4.2: a bearer confirmation has a
-    Recipient (the ACS) and a NotOnOrAfter."""
-    root = response.document
-    destination = root.get("Destination")
-    signed = root.find(f"{{{OneLogin_Saml2_Constants.NS_DS}}}Signature") is not None
-    if (destination is None and signed) or (destination is not None and destination != acs):
-        raise LoginFailed("destination_mismatch", f"the Response's Destination is "
-                          f"{destination!r}, not this connection's ACS")
-    # python3-saml's own query of the validated (and decrypted) assertion.
-    for confirmation in response._query_assertion("/saml:Subject/saml:SubjectConfirmation"):
-        if confirmation.get("Method") != _BEARER:
-            continue
-        for data in confirmation.iterfind("saml:SubjectConfirmationData", _NS):
-            if data.get("Recipient") == acs and data.get("NotOnOrAfter"):
-                return
-    raise LoginFailed("recipient_mismatch", "no bearer SubjectConfirmationData names this "
-                      "ACS as its Recipient, with a NotOnOrAfter")
 
 
 def consume_response(session: Session, conn: SsoConnection, urls: SpUrls, keys: SpKeys,

@@ -46,6 +46,8 @@ class Claims:
     not_on_or_after: timedelta = timedelta(minutes=5)
     issuer: str = IDP_ENTITY
     authn_age: timedelta = timedelta(0)  # how long ago the IdP authenticated the user
+    # <AudienceRestriction> elements, each with its <Audience> values; None: [[audience]].
+    audience_restrictions: list[list[str]] | None = None
 
 
 def assertion_xml(c: Claims, assertion_id: str | None = None) -> str:
@@ -59,6 +61,12 @@ def assertion_xml(c: Claims, assertion_id: str | None = None) -> str:
                   f'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
                   f'xsi:type="xs:string">{v}</saml:AttributeValue>' for v in values)
         + "</saml:Attribute>" for name, values in c.attributes.items())
+    restrictions = "".join(
+        "<saml:AudienceRestriction>"
+        + "".join(f"<saml:Audience>{a}</saml:Audience>" for a in audiences)
+        + "</saml:AudienceRestriction>"
+        for audiences in (c.audience_restrictions if c.audience_restrictions is not None
+                          else [[c.audience]]))
     return (
         f'<saml:Assertion xmlns:saml="{SAML}" ID="{aid}" Version="2.0" IssueInstant="{_t(now)}">'
         f"<saml:Issuer>{c.issuer}</saml:Issuer>"
@@ -68,8 +76,7 @@ def assertion_xml(c: Claims, assertion_id: str | None = None) -> str:
         f'<saml:SubjectConfirmationData NotOnOrAfter="{_t(now + c.not_on_or_after)}" '
         f'Recipient="{c.acs}"{irt}/></saml:SubjectConfirmation></saml:Subject>'
         f'<saml:Conditions NotBefore="{_t(now + c.not_before)}" '
-        f'NotOnOrAfter="{_t(now + c.not_on_or_after)}"><saml:AudienceRestriction>'
-        f"<saml:Audience>{c.audience}</saml:Audience></saml:AudienceRestriction></saml:Conditions>"
+        f'NotOnOrAfter="{_t(now + c.not_on_or_after)}">{restrictions}</saml:Conditions>'
         f'<saml:AuthnStatement AuthnInstant="{_t(now - c.authn_age)}" '
         f'SessionIndex="_s{uuid.uuid4().hex}">'
         f"<saml:AuthnContext><saml:AuthnContextClassRef>"

@@ -168,6 +168,9 @@ class HostileIdp:
     token_requests: list[dict[str, str]] = field(default_factory=list)
     # Called with the path of each request before it is answered (to look at the database).
     on_request: Callable[[str], None] | None = None
+    # Added to the discovery document; put into the authorization response's query.
+    metadata: dict[str, Any] = field(default_factory=dict)
+    response_params: dict[str, str] = field(default_factory=dict)
 
     @property
     def issuer(self) -> str:
@@ -184,6 +187,7 @@ class HostileIdp:
         self.published = [self.rsa, self.ec]
         self.token_for = None
         self.on_request = None
+        self.metadata, self.response_params = {}, {}
         self.authorizations.clear()
         self.token_requests.clear()
 
@@ -214,7 +218,7 @@ class HostileIdp:
         return {"issuer": self.issuer, "authorization_endpoint": f"{self.issuer}/authorize",
                 "token_endpoint": f"{self.issuer}/token", "jwks_uri": f"{self.issuer}/jwks",
                 "response_types_supported": ["code"], "subject_types_supported": ["public"],
-                "id_token_signing_alg_values_supported": SIGNING_ALGS}
+                "id_token_signing_alg_values_supported": SIGNING_ALGS, **self.metadata}
 
     def token_response(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         """Like a real IdP: the code must exist and the PKCE verifier must match."""
@@ -258,7 +262,8 @@ def _handler(idp: HostileIdp) -> type[BaseHTTPRequestHandler]:
                 idp.authorizations[code] = params
                 self.send_response(302)
                 self.send_header("Location", params["redirect_uri"] + "?" + urlencode(
-                    {"code": code, "state": params.get("state", "")}))
+                    {"code": code, "state": params.get("state", ""),
+                     **idp.response_params}))
                 self.end_headers()
                 return None
             return self._json(404, {"error": "not_found"})

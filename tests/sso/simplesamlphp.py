@@ -7,6 +7,7 @@ serves /usr/share/simplesamlphp/www with `php -S`. SP metadata is rewritten per 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -93,6 +95,31 @@ class SimpleSamlIdp:
         if sp_cert_pem:
             lines = sp_cert_pem.strip().splitlines()
             sp["certData"] = "".join(line for line in lines if "CERTIFICATE" not in line)
+        self._write_sp(entity_id, sp)
+
+    @staticmethod
+    def parse_sp_metadata(xml: str) -> dict[str, Any]:
+        """An SP's metadata document as SimpleSAMLphp's own parser reads it (its admin
+        "metadata converter"): endpoints, keys with their use, ``expire`` (validUntil)."""
+        php = ("require '/usr/share/simplesamlphp/lib/_autoload.php';"
+               "foreach (\\SimpleSAML\\Metadata\\SAMLParser::parseDescriptorsString("
+               "stream_get_contents(STDIN)) as $e) { echo json_encode($e->getMetadata20SP()); }")
+        out = subprocess.run(["php", "-r", php], input=xml, capture_output=True, text=True,
+                             check=True, timeout=30).stdout
+        return {k: v for k, v in json.loads(out).items() if k != "entityDescriptor"}
+
+    def import_sp_metadata(self, xml: str, *, encrypt: bool = False) -> str:
+        """Trust an SP from its metadata document, as ``parse_sp_metadata`` reads it. The
+        attribute release is set as in ``register_sp``. Returns the entity id."""
+        sp = self.parse_sp_metadata(xml)
+        sp.update({"NameIDFormat": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+                   "simplesaml.nameidattribute": "mail", "saml20.sign.response": True,
+                   "assertion.encryption": encrypt,
+                   "attributes.NameFormat": "urn:oasis:names:tc:SAML:2.0:attrname-format:basic"})
+        self._write_sp(sp["entityid"], sp)
+        return str(sp["entityid"])
+
+    def _write_sp(self, entity_id: str, sp: dict[str, object]) -> None:
         # Whole or not at all: a request in flight never reads a half-written file.
         target = self.root / "metadata" / "saml20-sp-remote.php"
         staged = target.with_suffix(".tmp")

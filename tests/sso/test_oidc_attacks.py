@@ -154,6 +154,26 @@ def test_a_response_naming_another_issuer_is_refused(db, tenant, hostile, web):
     assert hostile.token_requests == []
 
 
+def test_an_idp_that_promises_iss_must_send_it(db, tenant, hostile, web, sso_app):
+    """RFC 9207 §2.4: an IdP whose metadata says authorization_response_iss_parameter_supported
+    must name itself in the response; one without iss did not come from it (mix-up), and is
+    refused before its code is redeemed (the old code took it). With iss, it signs in."""
+    provision(db, tenant)
+    hostile.metadata = {"authorization_response_iss_parameter_supported": True}
+    sso_app.extensions.pop("roster.oidc_providers", None)  # read this discovery document
+    try:
+        conn = oidc_connection(db, tenant, hostile)
+        resp = web.get(roster_path(follow_to_roster(start_login(web, conn))))
+        refused_with(db, resp, "wrong_issuer")
+        assert hostile.token_requests == []
+        hostile.response_params = {"iss": hostile.issuer}
+        resp = web.get(roster_path(follow_to_roster(start_login(web, conn))))
+        assert resp.status_code == 303, resp.text
+        assert len(hostile.token_requests) == 1
+    finally:
+        sso_app.extensions.pop("roster.oidc_providers", None)  # other tests: no promise
+
+
 @pytest.mark.parametrize("state", [None, "tampered"])
 def test_callback_without_or_with_a_wrong_state_is_refused(db, tenant, hostile, web, state):
     """No state, or one this server never issued: refused before any code is redeemed."""

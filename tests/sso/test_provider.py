@@ -16,6 +16,8 @@ from app.sso.provider_views import provider_config
 from tests.conftest import rows
 from tests.sso.conftest import (
     PORTAL_CALLBACK,
+    PORTAL_CLIENT,
+    PORTAL_SECRET,
 )
 from tests.sso.portal import (
     BASIC,
@@ -210,13 +212,31 @@ def test_tokens_die_with_their_login_session(db, tenant, keys, web, ended):
     assert refreshed.get_json()["error"] == "invalid_grant"
 
 
-@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic x"])
-def test_userinfo_without_a_valid_token_is_401(web, db, header):
-    """No token, an unknown token, or the wrong scheme: 401 with WWW-Authenticate."""
+@pytest.mark.parametrize(("header", "challenge"), [
+    (None, "Bearer"), ("Basic x", "Bearer"), ("Bearer nope", 'Bearer error="invalid_token"'),
+])
+def test_userinfo_without_a_valid_token_is_401(web, db, header, challenge):
+    """No token, an unknown token, or the wrong scheme: 401 with a Bearer challenge. With
+    no bearer token at all, the challenge has no error code (RFC 6750 §3.1); the old one
+    said error="missing_authorization" or "unsupported_token_type", codes RFC 6750 does
+    not have."""
     resp = web.get("/sso/oidc/userinfo", headers={"Authorization": header} if header else {})
     assert resp.status_code == 401
-    assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert resp.headers["WWW-Authenticate"] == challenge
+    assert resp.is_json
     assert utcnow()
+
+
+def test_userinfo_takes_the_token_from_the_header_only(db, tenant, keys, web):
+    """RFC 6750 §2: the header is the method a resource server must support; the query
+    (§2.3, logged and cached with the URL) and the form are not offered (README)."""
+    _user, req, code = login_and_code(db, tenant, keys, web)
+    token = exchange(web, code, req.verifier).get_json()["access_token"]
+    for resp in (web.get(f"/sso/oidc/userinfo?access_token={token}"),
+                 web.post("/sso/oidc/userinfo", data={"access_token": token})):
+        assert (resp.status_code, resp.headers["WWW-Authenticate"]) == (401, "Bearer")
+    ok = web.post("/sso/oidc/userinfo", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200
 
 
 def test_a_revoked_or_deprovisioned_browser_session_gets_no_code(db, tenant, keys, web):
@@ -265,3 +285,96 @@ def test_prompt_none_without_a_login_goes_back_with_login_required(web):
     assert (query["error"], query["state"]) == (["login_required"], [req.state])
     signed_out = web.get(req.url().replace("http://roster.test", ""))
     assert signed_out.headers["Location"].startswith("/sso/login?next=")
+
+
+@pytest.mark.parametrize(("extra", "error"), [
+    ({"request": "eyJhbGciOiJub25lIn0.eyJub25jZSI6Im90aGVyIn0."}, "request_not_supported"),
+    ({"request_uri": "https://portal.test/request.jwt"}, "request_uri_not_supported"),
+    ({"response_mode": "form_post"}, "invalid_request"),
+    ({"response_mode": "fragment"}, "invalid_request"),
+])
+def test_what_discovery_does_not_offer_is_refused_not_ignored(db, tenant, keys, web, sso_app,
+                                                              extra, error):
+    """Discovery says no Request Objects (request_uri_parameter_supported defaults to true
+    when omitted, OIDC Discovery §3) and only response_mode=query. A request using them
+    goes back to the portal with the OIDC Core §3.1.2.6 error and its state, signed in or
+    not, instead of a code delivered as if the Request Object or the mode were not there
+    (the old code ignored them)."""
+    meta = web.get("/sso/oidc/.well-known/openid-configuration").get_json()
+    assert meta["request_parameter_supported"] is False
+    assert meta["request_uri_parameter_supported"] is False
+    assert meta["response_modes_supported"] == ["query"]
+    req = AuthRequest.new()
+    signed_in(db, tenant, keys, web, req.url())
+    for client in (web, sso_app.test_client()):
+        resp = client.get(req.url(**extra).replace("http://roster.test", ""))
+        assert resp.status_code == 302, resp.text
+        query = parse_qs(urlsplit(resp.headers["Location"]).query)
+        assert (query["error"], query["state"]) == ([error], [req.state])
+    assert rows(db, "SELECT count(*) AS n FROM oauth_authorization_codes")[0].n == 0
+    back = web.get(req.url(response_mode="query").replace("http://roster.test", ""))
+    assert code_from(back.headers["Location"], req.state)
+
+
+def test_authorization_responses_name_the_issuer(db, tenant, keys, web):
+    """RFC 9207 §2: a code and an error alike carry iss = the issuer, so a portal talking
+    to several providers can tell whose response it got (mix-up); discovery says so."""
+    meta = web.get("/sso/oidc/.well-known/openid-configuration").get_json()
+    assert meta["authorization_response_iss_parameter_supported"] is True
+    req = AuthRequest.new()
+    refused = urlsplit(web.get(req.url(prompt="none").replace(
+        "http://roster.test", "")).headers["Location"])
+    assert parse_qs(refused.query)["iss"] == [ISSUER]
+    _user, req, _code = login_and_code(db, tenant, keys, web)
+    req = AuthRequest.new()
+    query = parse_qs(urlsplit(web.get(req.url().replace(
+        "http://roster.test", "")).headers["Location"]).query)
+    assert (query["iss"], query["state"]) == ([ISSUER], [req.state])
+    assert query["code"]
+    bad = parse_qs(urlsplit(web.get(req.url(max_age="x").replace(
+        "http://roster.test", "")).headers["Location"]).query)
+    assert (bad["error"], bad["iss"]) == (["invalid_request"], [ISSUER])
+
+
+def test_discovery_names_every_claim_and_client_auth_method_that_works(db, tenant, keys, web):
+    """claims_supported holds every claim the ID token and userinfo may carry (the profile
+    scope's locale was missing); revocation and introspection accept client_secret_post as
+    well as basic, so discovery says so (RFC 8414 §2: omitted, they default to
+    client_secret_basic alone)."""
+    meta = web.get("/sso/oidc/.well-known/openid-configuration").get_json()
+    _user, req, code = login_and_code(db, tenant, keys, web)
+    tokens = exchange(web, code, req.verifier).get_json()
+    claims = verify_id_token(web, tokens["id_token"], req.nonce)
+    jwt_claims = {"header", "iss", "aud", "exp", "iat", "nonce", "at_hash"}
+    assert set(claims) - jwt_claims <= set(meta["claims_supported"])
+    assert {"locale", "auth_time", "sid"} <= set(meta["claims_supported"])
+    post = {"client_id": PORTAL_CLIENT, "client_secret": PORTAL_SECRET}
+    for endpoint in ("token", "introspection", "revocation"):
+        assert meta[f"{endpoint}_endpoint_auth_methods_supported"] == [
+            "client_secret_basic", "client_secret_post"]
+    active = web.post("/sso/oidc/introspect", data={"token": tokens["access_token"], **post})
+    assert active.get_json()["active"] is True
+    revoked = web.post("/sso/oidc/revoke", data={"token": tokens["refresh_token"], **post})
+    assert revoked.status_code == 200
+    assert introspect(web, tokens["access_token"]) == {"active": False}
+
+
+def test_the_authorization_request_may_be_posted(db, tenant, keys, web):
+    """OIDC Core §3.1.2.1: the authorization endpoint MUST support GET and POST (form
+    serialization, §13.2). A POST is the same request by GET (the old code: 405); a form
+    of another type is refused and redirects nowhere."""
+    req = AuthRequest.new()
+    form = dict(parse_qs(urlsplit(req.url()).query, keep_blank_values=True))
+    first = web.post("/sso/oidc/authorize", data={k: v[0] for k, v in form.items()})
+    assert first.status_code == 303
+    assert first.headers["Location"] == req.url()
+    signed_out = web.get(first.headers["Location"].replace("http://roster.test", ""))
+    assert signed_out.headers["Location"].startswith("/sso/login?")
+    signed_in(db, tenant, keys, web, req.url())
+    again = web.post("/sso/oidc/authorize", data={k: v[0] for k, v in form.items()})
+    back = web.get(again.headers["Location"].replace("http://roster.test", ""))
+    assert exchange(web, code_from(back.headers["Location"], req.state),
+                    req.verifier).status_code == 200
+    other = web.post("/sso/oidc/authorize", json={k: v[0] for k, v in form.items()})
+    assert other.status_code == 400
+    assert "Location" not in other.headers

@@ -11,6 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from sqlalchemy import select
 
@@ -123,6 +125,24 @@ def test_a_login_younger_than_max_age_gets_a_code_with_its_auth_time(db, tenant,
     req = AuthRequest.new()
     claims = _tokens(web, req, _authorize(web, req, max_age="10800"))
     assert abs(claims["auth_time"] - (time.time() - 3600)) < 60
+
+
+def test_max_age_zero_is_prompt_login_even_for_a_login_made_just_now(db, tenant, keys, web):
+    """OIDC Core §3.1.2.1: "max_age=0 is equivalent to prompt=login". A login a second old
+    still signs in again (ForceAuthn); the old code gave a code at once, since it allowed
+    every max_age 10 seconds of clock difference. The new login then gets its code."""
+    login_and_code(db, tenant, keys, web)
+    req = AuthRequest.new()
+    resp = _authorize(web, req, max_age="0")
+    assert resp.status_code == 303, resp.headers.get("Location")
+    assert "reauth=1" in resp.headers["Location"]
+    _saml_login_again(db, keys, web, resp.headers["Location"])
+    claims = _tokens(web, req, _authorize(web, req, max_age="0"))
+    [fresh] = rows(db, "SELECT id FROM login_sessions ORDER BY created_at DESC LIMIT 1")
+    assert claims["sid"] == fresh.id
+    req = AuthRequest.new()  # with prompt=none, a login is needed: login_required
+    query = _error_at_portal(_authorize(web, req, max_age="0", prompt="none"))
+    assert (query["error"], query["state"]) == (["login_required"], [req.state])
 
 
 def test_prompt_none_when_max_age_needs_a_login_is_login_required(db, tenant, keys, web):
@@ -290,3 +310,36 @@ def test_max_age_without_a_login_asks_the_idp_for_a_new_authentication(db, tenan
     resp = _authorize(web, req, max_age="600")
     assert resp.status_code == 303
     assert "reauth=1" in resp.headers["Location"]
+
+
+def _signed(key, **claims) -> str:
+    """An ID token signed with ``key`` (Roster's own signing key, or another)."""
+    jwk = RSAKey.import_key(key.key_pem)
+    now = int(time.time())
+    body = {"iss": "http://roster.test/sso/oidc", "aud": ["portal"], "iat": now,
+            "exp": now + 300, **claims}
+    return jwt.encode({"alg": "RS256", "kid": jwk.thumbprint()}, body, jwk)
+
+
+def test_id_token_hint_naming_another_user_is_login_required(db, tenant, keys, web):
+    """OIDC Core §3.1.2.1: with an id_token_hint, a code only for the user it names ("if
+    the End-User identified by the ID Token is logged in ... otherwise, it SHOULD return
+    an error, such as login_required"); the old code ignored the hint and gave a code for
+    whoever the browser was signed in as. Expired hints are fine (a hint, not a
+    credential); one Roster did not sign is invalid_request."""
+    _user, req, code = login_and_code(db, tenant, keys, web)
+    mine = exchange(web, code, req.verifier).get_json()["id_token"]
+    sub = verify_id_token(web, mine, req.nonce)["sub"]
+    for hint in (mine, _signed(keys.op, sub=sub, exp=int(time.time()) - 3600)):
+        req = AuthRequest.new()
+        _tokens(web, req, _authorize(web, req, prompt="none", id_token_hint=hint))
+    for prompt_value in ("none", ""):
+        req = AuthRequest.new()
+        query = _error_at_portal(_authorize(web, req, prompt=prompt_value,
+                                            id_token_hint=_signed(keys.op, sub="someone")))
+        assert (query["error"], query["state"]) == (["login_required"], [req.state])
+        assert "code" not in query
+    req = AuthRequest.new()
+    query = _error_at_portal(_authorize(web, req, id_token_hint=_signed(keys.rogue, sub=sub)))
+    assert query["error"] == ["invalid_request"]
+    assert rows(db, "SELECT count(*) AS n FROM oauth_authorization_codes")[0].n == 3

@@ -180,6 +180,28 @@ def test_wrong_audience_is_refused(db, tenant, keys, web):
     _refused(db, post_response(web, conn, forge.b64(xml)), "audience_mismatch")
 
 
+@pytest.mark.parametrize("restrictions", [[], [["https://other-sp.example/metadata"], []]])
+def test_an_assertion_not_restricted_to_us_is_refused(db, tenant, keys, web, restrictions):
+    """Profiles §4.1.4.2: the assertion MUST have an AudienceRestriction naming us. No
+    restriction at all (an IdP's assertion good for any SP that trusts it), or one naming
+    only another SP beside one naming us (Core §2.5.1.4: each restriction must be met):
+    python3-saml took both; the second also gets its own Audience below."""
+    conn, claims = _setup(db, tenant, keys, web)
+    if restrictions:
+        restrictions[1].append(claims.audience)
+    claims.audience_restrictions = restrictions
+    xml = forge.signed_response(claims, keys.idp)
+    _refused(db, post_response(web, conn, forge.b64(xml)), "audience_mismatch")
+
+
+def test_one_restriction_naming_us_among_other_audiences_is_accepted(db, tenant, keys, web):
+    """Core §2.5.1.4: the audiences of one AudienceRestriction are an OR."""
+    conn, claims = _setup(db, tenant, keys, web)
+    claims.audience_restrictions = [["https://other-sp.example/metadata", claims.audience]]
+    resp = post_response(web, conn, forge.b64(forge.signed_response(claims, keys.idp)))
+    assert resp.status_code == 303, resp.text
+
+
 def test_wrong_destination_is_refused(db, tenant, keys, web):
     """A Response addressed to another ACS URL is refused."""
     conn, claims = _setup(db, tenant, keys, web)

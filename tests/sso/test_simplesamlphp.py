@@ -6,6 +6,7 @@ import base64
 import time
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+from lxml import etree
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from app.models.directory import UserStatus
@@ -47,6 +48,40 @@ def test_encrypted_assertion_from_simplesamlphp_is_accepted(db, tenant, keys, we
     xml = base64.b64decode(browser.last_post("SAMLResponse")[1]["SAMLResponse"]).decode()
     assert "EncryptedAssertion" in xml
     assert "alice@acme.com" not in xml
+
+
+def test_an_idp_configured_from_our_metadata_can_encrypt_to_us(db, tenant, keys, web, ssp):
+    """The IdP admin imports Roster's SP metadata (SimpleSAMLphp's own parser) and turns
+    encryption on: the metadata must offer a key for encryption (SAML Metadata §2.4.1.1,
+    KeyDescriptor use), the current and the next SP certificate. The old metadata marked
+    both use="signing" only, so SimpleSAMLphp had no key to encrypt to ("Configuration
+    error" at the IdP) and the login failed, though Roster decrypts (README)."""
+    provision(db, tenant)
+    conn = ssp_connection(db, tenant, ssp, keys)
+    metadata = web.get(f"/sso/saml/{conn.id}/metadata").get_data(as_text=True)
+    assert metadata.count('use="encryption"') == 2
+    assert ssp.import_sp_metadata(metadata, encrypt=True) == \
+        f"http://roster.test/sso/saml/{conn.id}/metadata"
+    browser, page = _login(web, conn)
+    assert page.status == 303, page.text[:2000]
+    xml = base64.b64decode(browser.last_post("SAMLResponse")[1]["SAMLResponse"]).decode()
+    assert "EncryptedAssertion" in xml
+    assert "alice@acme.com" not in xml
+
+
+def test_our_metadata_imported_as_a_file_does_not_expire(db, tenant, keys, web, ssp):
+    """SAML Metadata §2.3.1: validUntil is when the metadata expires. python3-saml stamped
+    two days ahead; SimpleSAMLphp reads it as the SP's "expire" and drops the SP after it
+    ("Dropping metadata entity ..., expired"), so an IdP admin who uploaded the file lost
+    sign-in two days later. Nothing in it expires then: no validUntil, and IdPs reading
+    the URL still re-read it within cacheDuration."""
+    conn = ssp_connection(db, tenant, ssp, keys)
+    metadata = web.get(f"/sso/saml/{conn.id}/metadata").get_data(as_text=True)
+    root = etree.fromstring(metadata.encode())
+    assert (root.get("validUntil"), root.get("cacheDuration")) == (None, "PT604800S")
+    parsed = ssp.parse_sp_metadata(metadata)
+    assert parsed["AssertionConsumerService"][0]["Location"].endswith(f"/{conn.id}/acs")
+    assert "expire" not in parsed
 
 
 def test_signed_authn_requests_are_verified_by_the_idp(db, tenant, keys, web, ssp):

@@ -1,0 +1,57 @@
+"""Checks of a validated SAML Response that python3-saml leaves out or does loosely:
+the exact Destination and Recipient, and the assertion's audience restrictions.
+
+Each runs after python3-saml's strict validation, on its own view of the signed (and
+decrypted) assertion, and raises ``LoginFailed`` with the trace reason.
+"""
+
+from __future__ import annotations
+
+from onelogin.saml2.constants import OneLogin_Saml2_Constants
+from onelogin.saml2.response import OneLogin_Saml2_Response
+from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
+
+from app.sso.outcome import LoginFailed
+
+_NS = {"saml": "urn:oasis:names:tc:SAML:2.0:assertion"}
+_BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+
+
+def exact_addresses(response: OneLogin_Saml2_Response, acs: str) -> None:
+    """Destination and Recipient name this ACS exactly. python3-saml skips a missing one,
+    reads Destination as a prefix and Recipient as a substring of the ACS URL, so
+    ``https://evil.example/?x=<ACS>`` passed. Bindings §3.5.5.2: a signed Response's
+    Destination is required and is the ACS; Profiles §4.1.4.2: a bearer confirmation has a
+    Recipient (the ACS) and a NotOnOrAfter."""
+    root = response.document
+    destination = root.get("Destination")
+    signed = root.find(f"{{{OneLogin_Saml2_Constants.NS_DS}}}Signature") is not None
+    if (destination is None and signed) or (destination is not None and destination != acs):
+        raise LoginFailed("destination_mismatch", f"the Response's Destination is "
+                          f"{destination!r}, not this connection's ACS")
+    # python3-saml's own query of the validated (and decrypted) assertion.
+    for confirmation in response._query_assertion("/saml:Subject/saml:SubjectConfirmation"):
+        if confirmation.get("Method") != _BEARER:
+            continue
+        for data in confirmation.iterfind("saml:SubjectConfirmationData", _NS):
+            if data.get("Recipient") == acs and data.get("NotOnOrAfter"):
+                return
+    raise LoginFailed("recipient_mismatch", "no bearer SubjectConfirmationData names this "
+                      "ACS as its Recipient, with a NotOnOrAfter")
+
+
+def audience_restricted(response: OneLogin_Saml2_Response, entity_id: str) -> None:
+    """The assertion is addressed to this SP. Profiles §4.1.4.2: an assertion with a bearer
+    confirmation MUST have an ``<AudienceRestriction>`` naming the SP; Core §2.5.1.4: each
+    ``<AudienceRestriction>`` must be met on its own (its audiences are an OR, several
+    restrictions an AND). python3-saml accepts an assertion without any, and pools the
+    audiences of all restrictions, so one naming only another SP passed beside ours."""
+    restrictions = response._query_assertion("/saml:Conditions/saml:AudienceRestriction")
+    if not restrictions:
+        raise LoginFailed("audience_mismatch", "the assertion has no AudienceRestriction")
+    for restriction in restrictions:
+        audiences = [OneLogin_Saml2_XML.element_text(a)
+                     for a in restriction.iterfind("saml:Audience", _NS)]
+        if entity_id not in audiences:
+            raise LoginFailed("audience_mismatch", "an AudienceRestriction of the assertion "
+                              "does not name this SP's entity id")
