@@ -68,7 +68,10 @@ def test_deliveries_are_visible_over_the_api(client, db, tenant, database_url):
     """After a worker round against a dead endpoint the deliveries list shows the attempts."""
     _leave(db, tenant, "api")
     roster(database_url, "worker", "--until-idle", ROSTER_WEBHOOKS__URLS="http://127.0.0.1:9/x",
-           ROSTER_WEBHOOKS__SECRET="s3cret-for-tests", ROSTER_WEBHOOKS__TIMEOUT_SECONDS="1")
+           ROSTER_WEBHOOKS__SECRET="s3cret-for-tests", ROSTER_WEBHOOKS__TIMEOUT_SECONDS="1",
+           # A retry 30-60 s later: never due within this run, however slow the machine (at
+           # the default 2 s a round slower than 1-2 s met its first retry: 2 attempts).
+           ROSTER_WEBHOOKS__RETRY_BASE_SECONDS="60")
     operator = make_key(db, "operator")
     page = client.get("/api/v1/events/deliveries?status=pending",
                       headers=operator.headers).get_json()
