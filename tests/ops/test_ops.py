@@ -418,14 +418,16 @@ def _serve(database_url: str, port: int, log_path: Path,
              "--bind", f"127.0.0.1:{port}", "--workers", "1"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file,
         )
-    deadline = time.monotonic() + 30
+    # Generous: a loaded machine (parallel suites) has taken over 30 s to boot gunicorn. A
+    # server that exits fails at once.
+    deadline = time.monotonic() + 90
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
                 assert r.status == 200
                 return proc
         except OSError:
-            if time.monotonic() > deadline:
+            if proc.poll() is not None or time.monotonic() > deadline:
                 proc.terminate()
                 raise AssertionError("gunicorn did not come up") from None
             time.sleep(0.2)
