@@ -28,17 +28,30 @@ def sensitive_names(configured: Iterable[str]) -> frozenset[str]:
     return ALWAYS_SENSITIVE | {name.lower() for name in configured}
 
 
+_SPACE_RE = re.compile(r"\s+")
+
+
 def _leaf(name: str) -> str:
     """``urn:...:User:employeeNumber`` / ``name.givenName`` / ``emails[...].value`` -> leaf."""
-    plain = _FILTER.sub("", name).lower()
+    plain = _SPACE_RE.sub("", _FILTER.sub("", name)).lower()
     return plain.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
 
 
 @lru_cache(maxsize=4096)
 def _is_sensitive(name: str, sensitive: frozenset[str]) -> bool:
     # Bodies repeat the same few hundred keys, so the answer is cached per (key, names).
-    lowered = name.lower()
+    # Attribute names hold no whitespace (RFC 7643 §2.1 ATTRNAME), and a PATCH path may
+    # carry some around or inside it (`` password ``, app.scim.filter_lexer): ignored.
+    lowered = _SPACE_RE.sub("", name).lower()
     return lowered in sensitive or _leaf(name) in sensitive
+
+
+def _targets_sensitive(operation: dict[str, Any], sensitive: frozenset[str]) -> bool:
+    """Whether a PATCH operation's ``path`` names a sensitive attribute. Its members are
+    read in any case, as the PATCH engine reads them (``PATH``, app.scim.errors
+    message_members; a request giving two is refused, but recorded all the same)."""
+    return any(isinstance(key, str) and key.lower() == "path" and isinstance(item, str)
+               and _is_sensitive(item, sensitive) for key, item in operation.items())
 
 
 # A comparison of a filter (RFC 7644 §3.4.2.2): its attribute path, operator and value (a
@@ -90,11 +103,11 @@ def redact_value(value: Any, sensitive: frozenset[str]) -> Any:
     if not isinstance(value, dict):
         return value
     # A PATCH operation (RFC 7644 §3.5.2) names its target in "path", not in a key.
-    path = value.get("path")
-    target_sensitive = isinstance(path, str) and _is_sensitive(path, sensitive)
+    target_sensitive = _targets_sensitive(value, sensitive)
     out: dict[str, Any] = {}
     for key, item in value.items():
-        if _is_sensitive(str(key), sensitive) or (target_sensitive and key.lower() == "value"):
+        if _is_sensitive(str(key), sensitive) or (
+                target_sensitive and str(key).lower() == "value"):
             out[key] = MARK
         elif isinstance(item, str) and str(key).lower() in _FILTER_KEYS:
             out[key] = redact_filter(item, sensitive)

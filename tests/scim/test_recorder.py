@@ -121,6 +121,36 @@ def test_successful_create_is_recorded_with_password_redacted(client, db, tenant
     assert "E-1" not in row.response_body
 
 
+def test_a_patch_setting_the_password_is_recorded_masked_however_it_is_spelled(
+        client, db, tenant):
+    """Okta's password sync PATCHes ``password``. The engine reads PatchOp members in any
+    case (``OP``, ``PATH``, ``VALUE``) and a path with whitespace around it, and so
+    applied these, but the recorder looked for ``path`` in lower case only and compared
+    it untrimmed: the new password was kept in clear in ``scim_requests``."""
+    created = client.post("/scim/v2/Users", headers=tenant.headers,
+                          json={"schemas": [USER], "userName": "sync@acme.com"})
+    user_id = created.get_json()["id"]
+    patch_op = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+    for number, operation in enumerate([
+            {"OP": "replace", "PATH": "password", "VALUE": "Pw-upper-1"},
+            {"op": "replace", "Path": "Password", "Value": "Pw-mixed-2"},
+            {"op": "replace", "path": " password ", "value": "Pw-spaced-3"},
+            {"op": "replace", "path": f"{USER}:password\t", "value": "Pw-urn-4"}]):
+        body = {"schemas": [patch_op], "Operations": [operation]}
+        if number == 0:
+            body = {"schemas": [patch_op], "operations": [operation]}
+        response = client.patch(f"/scim/v2/Users/{user_id}", headers=tenant.headers,
+                                json=body)
+        assert response.status_code == 200, (operation, response.get_json())
+    recorded = _recorded(db, client.application)[1:]
+    assert len(recorded) == 4
+    for row in recorded:
+        assert "Pw-" not in row.request_body, row.request_body
+        [operation] = next(v for k, v in json.loads(row.request_body).items()
+                           if k.lower() == "operations")
+        assert next(v for k, v in operation.items() if k.lower() == "value") == "[REDACTED]"
+
+
 def test_sensitive_filter_values_are_not_recorded(client, db, tenant):
     """Lookups by a sensitive attribute keep the filter, not the value, in the query and in
     a .search body (README: sensitive attributes become [REDACTED])."""
