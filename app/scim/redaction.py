@@ -28,22 +28,23 @@ def sensitive_names(configured: Iterable[str]) -> frozenset[str]:
     return ALWAYS_SENSITIVE | {name.lower() for name in configured}
 
 
-_SPACE_RE = re.compile(r"\s+")
-
-
-def _leaf(name: str) -> str:
-    """``urn:...:User:employeeNumber`` / ``name.givenName`` / ``emails[...].value`` -> leaf."""
-    plain = _SPACE_RE.sub("", _FILTER.sub("", name)).lower()
-    return plain.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+def _parts(name: str) -> list[str]:
+    """The attribute and sub-attribute names of a path, lower-cased:
+    ``urn:...:User:employeeNumber`` -> employeenumber, ``name.givenName`` -> name,
+    givenname, ``emails[type eq "work"].value`` -> emails, value."""
+    plain = _FILTER.sub("", name.strip()).lower()
+    return plain.rsplit(":", 1)[-1].split(".")
 
 
 @lru_cache(maxsize=4096)
 def _is_sensitive(name: str, sensitive: frozenset[str]) -> bool:
+    """Whether ``name`` (a key or a path) names a sensitive attribute or a sub-attribute of
+    one: ``phoneNumbers[type eq "mobile"].value`` (Entra's PATCH path) is a phone number
+    when ``phoneNumbers`` is sensitive. Whitespace around it is ignored, as the PATCH
+    engine ignores it (``" password"`` as a path or a path-less key sets the password)."""
     # Bodies repeat the same few hundred keys, so the answer is cached per (key, names).
-    # Attribute names hold no whitespace (RFC 7643 §2.1 ATTRNAME), and a PATCH path may
-    # carry some around or inside it (`` password ``, app.scim.filter_lexer): ignored.
-    lowered = _SPACE_RE.sub("", name).lower()
-    return lowered in sensitive or _leaf(name) in sensitive
+    lowered = name.strip().lower()
+    return lowered in sensitive or any(part in sensitive for part in _parts(name))
 
 
 def _targets_sensitive(operation: dict[str, Any], sensitive: frozenset[str]) -> bool:
@@ -59,6 +60,8 @@ def _targets_sensitive(operation: dict[str, Any], sensitive: frozenset[str]) -> 
 _COMPARISON = re.compile(r'(?i)([\w:.$-]+)(\s+(?:eq|ne|co|sw|ew|gt|ge|lt|le)\s+)'
                          r'("(?:[^"\\]|\\.)*"?|[^\s()\[\]]+)')
 _FILTER_KEYS = frozenset({"filter", "path"})  # .search bodies and PATCH operations
+# The attribute a value filter's "[" follows (a space before it is refused, yet recorded).
+_OUTER = re.compile(r"([\w:.$-]+)\s*$")
 
 
 def redact_filter(text: str, sensitive: frozenset[str]) -> str:
@@ -70,11 +73,15 @@ def redact_filter(text: str, sensitive: frozenset[str]) -> str:
 
     def mask(match: re.Match[str]) -> str:
         path, operator = match.group(1), match.group(2)
-        opening = text.rfind("[", 0, match.start())
-        inside = opening >= 0 and "]" not in text[opening:match.start()]
-        outer = re.search(r"[\w:.$-]+$", text[:opening]) if inside else None
+        before = text[:match.start()]
+        opening = before.rfind("[")
+        # Inside a value filter (``x509Certificates[value eq ...]``), or just after one
+        # (``phoneNumbers[type eq "work"].value eq ...``): its attribute counts too.
+        inside = opening >= 0 and "]" not in before[opening:]
+        after = path.startswith(".") and before.endswith("]") and opening >= 0
+        outer = _OUTER.search(before[:opening]) if inside or after else None
         if _is_sensitive(path, sensitive) or (
-                outer is not None and _is_sensitive(outer.group(), sensitive)):
+                outer is not None and _is_sensitive(outer.group(1), sensitive)):
             return f'{path}{operator}"{MARK}"'
         return match.group(0)
 
@@ -168,41 +175,50 @@ def _skip_space(text: str, index: int) -> int:
 
 
 def _sensitive_values(text: str, lowered: str, sensitive: frozenset[str]) -> list[int] | None:
-    """Where the value of each key naming a sensitive attribute (also URN-prefixed or dotted,
-    like ``_leaf``) starts, in text order; None when a candidate's prefix holds an escape,
-    which only the full walk reads right. Found with ``str.find``: ten times faster than a
-    case-insensitive regular expression over the whole body."""
+    """Where the value of each key naming a sensitive attribute or a sub-attribute of one
+    (also URN-prefixed or dotted, like ``_parts``) starts, in text order; None when a
+    candidate key holds an escape or a bracket, which only the full walk reads right. Found
+    with ``str.find``: ten times faster than a case-insensitive regular expression over the
+    whole body."""
     starts: list[int] = []
     for name in sensitive:
         at = lowered.find(name)
         while at >= 0:
-            end = at + len(name)
-            key = _key_end(text, at, end)
-            if key is None:
+            closing = _key_close(text, at, at + len(name))
+            if closing is None:
                 return None
-            if key:
-                colon = _skip_space(text, end + 1)
+            if closing >= 0:
+                colon = _skip_space(text, closing + 1)
                 if text[colon:colon + 1] == ":":
                     starts.append(_skip_space(text, colon + 1))
             at = lowered.find(name, at + 1)
     return sorted(starts)
 
 
-def _key_end(text: str, at: int, end: int) -> bool | None:
-    """Whether ``text[at:end]`` ends a string as its last name part: a quote after it, and
-    before it the opening quote or a ``:``/``.`` prefix back to the opening quote (None: the
-    prefix has an escape, so where the string opens is not plain to see)."""
-    if text[end:end + 1] != '"' or at == 0:
-        return False
-    before = text[at - 1]
-    if before == '"':
-        return True
-    if before not in ":.":
-        return False
-    opening = text.rfind('"', 0, at)
-    if opening < 0:
-        return False
-    return None if "\\" in text[opening + 1:at] else True
+def _key_close(text: str, at: int, end: int) -> int | None:
+    """Where the string holding ``text[at:end]`` closes, when that is a name part of it as
+    ``_parts`` reads a key: before it the opening quote or a ``:``/``.`` prefix back to it,
+    after it the closing quote or a ``.``/``[`` suffix up to it (spaces only between a quote
+    and the name, which ``_is_sensitive`` strips). -1 when it is no such part; None when the
+    key holds an escape (where the string opens or closes is not plain to see), a bracket or
+    a colon after the name."""
+    start, stop = at, end
+    while text[start - 1:start] == " ":
+        start -= 1
+    while text[stop:stop + 1] == " ":
+        stop += 1
+    before, after = text[start - 1:start] if start else "", text[stop:stop + 1]
+    if (start != at and before != '"') or (stop != end and after != '"') \
+            or before not in ('"', ":", ".") or after not in ('"', ".", "["):
+        return -1
+    opening = start - 1 if before == '"' else text.rfind('"', 0, at)
+    closing = stop if after == '"' else text.find('"', end)
+    if opening < 0 or closing < 0:
+        return -1
+    key = text[opening + 1:closing]
+    if "\\" in key or "[" in key or ":" in text[end:closing]:
+        return None
+    return closing
 
 
 def redact_own_json(raw: bytes | None, sensitive: frozenset[str], limit: int) -> str | None:

@@ -151,6 +151,51 @@ def test_a_patch_setting_the_password_is_recorded_masked_however_it_is_spelled(
         assert next(v for k, v in operation.items() if k.lower() == "value") == "[REDACTED]"
 
 
+def test_a_sensitive_complex_attribute_is_masked_through_its_sub_attributes(
+        database_url, db, tenant):
+    """With ``phoneNumbers`` configured sensitive, Entra's own PATCH shapes name it through
+    a sub-attribute (Microsoft Learn, "Tutorial - Develop and plan provisioning for a SCIM
+    endpoint": ``phoneNumbers[type eq "mobile"].value``; the compliant dialect as a
+    path-less key), and a lookup may compare ``phoneNumbers.value`` or write a space before
+    its bracket. Only the last name part was compared, ``value``, so the numbers were kept
+    in clear in ``scim_requests``."""
+    app = create_app({**app_overrides(database_url),
+                      "recorder": {"sensitive_attributes": ["phoneNumbers"]}})
+    try:
+        client = app.test_client()
+        created = client.post("/scim/v2/Users", headers=tenant.headers, json={
+            "schemas": [USER], "userName": "phone@acme.com",
+            "phoneNumbers": [{"type": "work", "value": "+1-555-0100"}]})
+        assert created.status_code == 201
+        user_id = created.get_json()["id"]
+        patch_op = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+        for operation in (
+                {"op": "Replace", "path": 'phoneNumbers[type eq "mobile"].value',
+                 "value": "+1-555-0101"},
+                {"op": "replace", "value": {'phoneNumbers[type eq "fax"].value': "+1-555-0102"}},
+                {"op": "add", "path": "phoneNumbers.display", "value": "+1-555-0103"},
+                {"op": "remove", "path": 'phoneNumbers[value eq "+1-555-0101"]'}):
+            response = client.patch(f"/scim/v2/Users/{user_id}", headers=tenant.headers,
+                                    json={"schemas": [patch_op], "Operations": [operation]})
+            assert response.status_code == 200, (operation, response.get_json())
+        # The second is refused (no space before "["), and is kept all the same.
+        for expression, status in (('phoneNumbers.value eq "+1-555-0104"', 200),
+                                   ('phoneNumbers [type eq "work" and value eq "+1-555-0105"]',
+                                    400),
+                                   ('phoneNumbers[type eq "work"].value eq "+1-555-0106"', 200)):
+            found = client.get("/scim/v2/Users", query_string={"filter": expression},
+                               headers=tenant.headers)
+            assert found.status_code == status, (expression, found.get_json())
+        recorded = _recorded(db, app)
+        assert len(recorded) == 8
+        for row in recorded:
+            assert "+1-555" not in f"{row.query} {row.request_body}", (row.query,
+                                                                       row.request_body)
+        assert "[REDACTED]" in recorded[1].request_body
+    finally:
+        app.extensions["roster.db"].dispose()
+
+
 def test_sensitive_filter_values_are_not_recorded(client, db, tenant):
     """Lookups by a sensitive attribute keep the filter, not the value, in the query and in
     a .search body (README: sensitive attributes become [REDACTED])."""
