@@ -2,11 +2,13 @@
 
 Passwords, tokens and every attribute configured as sensitive are replaced by a marker,
 wherever they appear: as object keys (also URN-prefixed or dotted, as path-less PATCH
-values carry them) and as the target of a PATCH operation's ``path``.
+values carry them) and as the target of a PATCH operation's ``path``; in an error response,
+where its ``detail`` quotes one of the request's sensitive values back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import urllib.parse
@@ -64,6 +66,19 @@ _FILTER_KEYS = frozenset({"filter", "path"})  # .search bodies and PATCH operati
 _OUTER = re.compile(r"([\w:.$-]+)\s*$")
 
 
+def _compares_sensitive(text: str, match: re.Match[str], sensitive: frozenset[str]) -> bool:
+    """Whether a comparison of ``text`` (a ``_COMPARISON`` match) is of a sensitive attribute."""
+    before = text[:match.start()]
+    opening = before.rfind("[")
+    # Inside a value filter (``x509Certificates[value eq ...]``), or just after one
+    # (``phoneNumbers[type eq "work"].value eq ...``): its attribute counts too.
+    inside = opening >= 0 and "]" not in before[opening:]
+    after = match.group(1).startswith(".") and before.endswith("]") and opening >= 0
+    outer = _OUTER.search(before[:opening]) if inside or after else None
+    return _is_sensitive(match.group(1), sensitive) or (
+        outer is not None and _is_sensitive(outer.group(1), sensitive))
+
+
 def redact_filter(text: str, sensitive: frozenset[str]) -> str:
     """A filter or PATCH path with the value of each comparison of a sensitive attribute
     masked: ``employeeNumber eq "E-1"``, and ``x509Certificates[value eq "..."]`` by its
@@ -72,17 +87,8 @@ def redact_filter(text: str, sensitive: frozenset[str]) -> str:
         return text
 
     def mask(match: re.Match[str]) -> str:
-        path, operator = match.group(1), match.group(2)
-        before = text[:match.start()]
-        opening = before.rfind("[")
-        # Inside a value filter (``x509Certificates[value eq ...]``), or just after one
-        # (``phoneNumbers[type eq "work"].value eq ...``): its attribute counts too.
-        inside = opening >= 0 and "]" not in before[opening:]
-        after = path.startswith(".") and before.endswith("]") and opening >= 0
-        outer = _OUTER.search(before[:opening]) if inside or after else None
-        if _is_sensitive(path, sensitive) or (
-                outer is not None and _is_sensitive(outer.group(1), sensitive)):
-            return f'{path}{operator}"{MARK}"'
+        if _compares_sensitive(text, match, sensitive):
+            return f'{match.group(1)}{match.group(2)}"{MARK}"'
         return match.group(0)
 
     return _COMPARISON.sub(mask, text)
@@ -295,3 +301,74 @@ def redact_body(raw: bytes | None, sensitive: frozenset[str], limit: int) -> str
     except ValueError:
         return _redact_text(text, sensitive)
     return json.dumps(redact_value(decoded, sensitive), separators=(",", ":"))
+
+
+def given_secrets(raw: bytes | None, query: bytes, sensitive: frozenset[str],
+                  limit: int) -> set[str]:
+    """The values a request gives sensitive attributes, as text: what ``redact_body`` and
+    ``redact_query`` mask in it (string and number leaves, filter comparison values). An
+    error answering the request may quote one (app/scim/values.py, the filter parser)."""
+    found: set[str] = set()
+    for key, value in urllib.parse.parse_qsl(query.decode("utf-8", errors="replace"),
+                                             keep_blank_values=True):
+        if _is_sensitive(key, sensitive):
+            found.add(value)
+        elif key.lower() == "filter":
+            found.update(_compared(value, sensitive))
+    if raw and len(raw) <= limit:
+        # Not JSON (or nested too deep): such a body was refused before any value was read.
+        with contextlib.suppress(ValueError, RecursionError):
+            _collect(json.loads(raw), sensitive, found, False)
+    return {value for value in found if value.strip()}
+
+
+def _compared(text: str, sensitive: frozenset[str]) -> list[str]:
+    """The values a filter or PATCH path compares sensitive attributes with, unquoted."""
+    return [match.group(3).strip("\"'") for match in _COMPARISON.finditer(text)
+            if _compares_sensitive(text, match, sensitive)]
+
+
+def _collect(value: Any, sensitive: frozenset[str], found: set[str], secret: bool) -> None:
+    """Add to ``found`` what ``redact_value`` would mask in ``value`` (all of it: ``secret``)."""
+    if isinstance(value, list):
+        for item in value:
+            _collect(item, sensitive, found, secret)
+    elif isinstance(value, dict):
+        target = _targets_sensitive(value, sensitive)
+        for key, item in value.items():
+            masked = secret or _is_sensitive(str(key), sensitive) or (
+                target and str(key).lower() == "value")
+            if isinstance(item, str) and not masked and str(key).lower() in _FILTER_KEYS:
+                found.update(_compared(item, sensitive))
+            else:
+                _collect(item, sensitive, found, masked)
+    elif secret and isinstance(value, str | int | float) and not isinstance(value, bool):
+        found.add(str(value))
+
+
+def mask_secrets(body: str | None, secrets: set[str]) -> str | None:
+    """An error response (kept by the flight recorder) with each of ``secrets`` masked where
+    its ``detail`` quotes it, also cut short (``'E-1234...``, app/scim/values.py shows 37
+    characters); a short one (under 4 characters) only where it stands quoted alone."""
+    if not body or not secrets:
+        return body
+    try:
+        error = json.loads(body)
+    except ValueError:
+        return body
+    detail = error.get("detail") if isinstance(error, dict) else None
+    if not isinstance(detail, str):
+        return body
+    masked = detail
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) < 4:
+            for quote in "'\"":
+                masked = masked.replace(f"{quote}{secret}{quote}", f"{quote}{MARK}{quote}")
+            continue
+        masked = masked.replace(secret, MARK)
+        for cut in range(len(secret) - 1, 7, -1):
+            masked = masked.replace(f"{secret[:cut]}...", f"{MARK}...")
+    if masked == detail:
+        return body
+    error["detail"] = masked
+    return json.dumps(error, separators=(",", ":"))

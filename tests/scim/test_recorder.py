@@ -196,6 +196,40 @@ def test_a_sensitive_complex_attribute_is_masked_through_its_sub_attributes(
         app.extensions["roster.db"].dispose()
 
 
+def test_an_error_quoting_a_sensitive_value_is_recorded_masked(client, db, tenant):
+    """A refused request is answered with what was wrong, quoting the value ("must be of
+    type string, got ['E-77123']", "not ': 'E-77124'"), and the recorder kept that answer
+    as sent: the employeeNumber (sensitive by default) masked in the request was in clear
+    in the response beside it. It is masked there too; the rest of the detail stays."""
+    ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    patch_op = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+    user_id = client.post("/scim/v2/Users", headers=tenant.headers, json={
+        "schemas": [USER], "userName": "echo@acme.com"}).get_json()["id"]
+    refused = [
+        client.post("/scim/v2/Users", headers=tenant.headers, json={
+            "schemas": [USER, ent], "userName": "e2@acme.com",
+            ent: {"employeeNumber": ["E-77123"]}}),
+        client.patch(f"/scim/v2/Users/{user_id}", headers=tenant.headers, json={
+            "schemas": [patch_op], "Operations": [
+                {"op": "replace", "path": f"{ent}:employeeNumber",
+                 "value": {"number": "E-77125-and-a-long-tail-past-the-cut"}}]}),
+        client.get("/scim/v2/Users", headers=tenant.headers,
+                   query_string={"filter": "employeeNumber eq 'E-77124'"}),
+        client.get("/scim/v2/Users", headers=tenant.headers,
+                   query_string={"filter": 'employeeNumber eq "E-77126" and userName eq'}),
+    ]
+    assert [r.status_code for r in refused] == [400, 400, 400, 400]
+    assert "E-77123" in refused[0].get_json()["detail"]  # the IdP itself is told
+    recorded = _recorded(db, client.application)[1:]
+    assert len(recorded) == 4
+    for row in recorded:
+        assert "E-7712" not in f"{row.query} {row.request_body} {row.response_body}", \
+            row.response_body
+    detail = json.loads(recorded[0].response_body)["detail"]
+    assert detail.startswith(f"Attribute '{ent}:employeeNumber' must be of type string, got")
+    assert "[REDACTED]" in detail
+
+
 def test_sensitive_filter_values_are_not_recorded(client, db, tenant):
     """Lookups by a sensitive attribute keep the filter, not the value, in the query and in
     a .search body (README: sensitive attributes become [REDACTED])."""
