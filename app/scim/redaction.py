@@ -102,11 +102,27 @@ def redact_query(raw: bytes, sensitive: frozenset[str]) -> str:
     text = raw.decode("utf-8", errors="replace")
     if _plainly_clean(urllib.parse.unquote_plus(text), sensitive):
         return text
-    pairs = urllib.parse.parse_qsl(text, keep_blank_values=True)
     return urllib.parse.urlencode(
         [(k, MARK if _is_sensitive(k, sensitive)
-          else redact_filter(v, sensitive) if k.lower() == "filter" else v) for k, v in pairs],
+          else redact_filter(v, sensitive) if k.lower() == "filter" else v)
+         for k, v in _query_pairs(text)],
         quote_via=urllib.parse.quote)
+
+
+def _query_pairs(text: str) -> list[tuple[str, str]]:
+    """The query's parameters decoded as Roster reads them (app.scim.http.query_args): form
+    decoding, except that a ``filter`` whose spaces are %20 keeps a raw ``+`` as a plus
+    (Okta's ``userName%20eq%20%22john+test%40okta.local%22``). Read as a space, a masked
+    bare word ended there and the rest of the value was kept."""
+    pairs = []
+    for part in text.split("&"):
+        if not part:
+            continue
+        name, _, raw = part.partition("=")
+        key = urllib.parse.unquote_plus(name)
+        plus = key.lower() == "filter" and "+" in raw and "%20" in raw.upper()
+        pairs.append((key, urllib.parse.unquote(raw) if plus else urllib.parse.unquote_plus(raw)))
+    return pairs
 
 
 def redact_value(value: Any, sensitive: frozenset[str]) -> Any:
@@ -309,8 +325,7 @@ def given_secrets(raw: bytes | None, query: bytes, sensitive: frozenset[str],
     ``redact_query`` mask in it (string and number leaves, filter comparison values). An
     error answering the request may quote one (app/scim/values.py, the filter parser)."""
     found: set[str] = set()
-    for key, value in urllib.parse.parse_qsl(query.decode("utf-8", errors="replace"),
-                                             keep_blank_values=True):
+    for key, value in _query_pairs(query.decode("utf-8", errors="replace")):
         if _is_sensitive(key, sensitive):
             found.add(value)
         elif key.lower() == "filter":

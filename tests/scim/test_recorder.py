@@ -217,11 +217,15 @@ def test_an_error_quoting_a_sensitive_value_is_recorded_masked(client, db, tenan
                    query_string={"filter": "employeeNumber eq 'E-77124'"}),
         client.get("/scim/v2/Users", headers=tenant.headers,
                    query_string={"filter": 'employeeNumber eq "E-77126" and userName eq'}),
+        # A raw "+" where spaces are %20 is a plus (Okta), and the error quotes it so.
+        client.get("/scim/v2/Users?filter=employeeNumber%20eq%20'ab+E-77127'",
+                   headers=tenant.headers),
     ]
-    assert [r.status_code for r in refused] == [400, 400, 400, 400]
+    assert [r.status_code for r in refused] == [400, 400, 400, 400, 400]
+    assert "ab+E-77127" in refused[4].get_json()["detail"]
     assert "E-77123" in refused[0].get_json()["detail"]  # the IdP itself is told
     recorded = _recorded(db, client.application)[1:]
-    assert len(recorded) == 4
+    assert len(recorded) == 5
     for row in recorded:
         assert "E-7712" not in f"{row.query} {row.request_body} {row.response_body}", \
             row.response_body
