@@ -41,7 +41,14 @@ from app.migrate import schema_not_ready
 from app.models.scim_ops import ScimRequest
 from app.scim import dialect
 from app.scim.dialect_report import count_notes
-from app.scim.redaction import redact_body, redact_own_json, redact_query, sensitive_names
+from app.scim.redaction import (
+    given_secrets,
+    mask_secrets,
+    redact_body,
+    redact_own_json,
+    redact_query,
+    sensitive_names,
+)
 
 log = logging.getLogger(__name__)
 _INSERT = insert(ScimRequest)
@@ -230,6 +237,22 @@ def _request_body(state: _State, req: Request) -> str | None:
     return redact_body(raw, state.sensitive, state.max_body_bytes)
 
 
+def _response_body(state: _State, req: Request, response: Response,
+                   raw: bytes) -> str | None:
+    """The response redacted; an error's ``detail`` also without the sensitive values of
+    the request it may quote (its body is cached by then: the view read it)."""
+    body = redact_own_json(raw, state.sensitive, state.max_body_bytes)
+    if response.status_code < 400 or not body:
+        return body
+    try:
+        sent = req.get_data(cache=True) if (req.content_length or 0) <= \
+            state.max_body_bytes else None
+    except Exception:
+        sent = None
+    return mask_secrets(body, given_secrets(sent, req.query_string, state.sensitive,
+                                            state.max_body_bytes))
+
+
 def _directory_of_caller(session: Reader) -> str | None:
     """The directory of a request the view rejected before authenticating (an unknown path
     or method)."""
@@ -279,7 +302,7 @@ def _write(state: _State, response: Response) -> None:
         "status": response.status_code, "duration_ms": round(elapsed_ms, 3), "notes": notes,
         "user_agent": req.headers.get("User-Agent", "").replace("\x00", "\ufffd")[:300] or None,
         "request_body": _request_body(state, req),
-        "response_body": redact_own_json(response_raw, state.sensitive, state.max_body_bytes),
+        "response_body": _response_body(state, req, response, response_raw),
     }
     state.add(row)
 

@@ -2,11 +2,13 @@
 
 Passwords, tokens and every attribute configured as sensitive are replaced by a marker,
 wherever they appear: as object keys (also URN-prefixed or dotted, as path-less PATCH
-values carry them) and as the target of a PATCH operation's ``path``.
+values carry them) and as the target of a PATCH operation's ``path``; in an error response,
+where its ``detail`` quotes one of the request's sensitive values back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import urllib.parse
@@ -28,17 +30,31 @@ def sensitive_names(configured: Iterable[str]) -> frozenset[str]:
     return ALWAYS_SENSITIVE | {name.lower() for name in configured}
 
 
-def _leaf(name: str) -> str:
-    """``urn:...:User:employeeNumber`` / ``name.givenName`` / ``emails[...].value`` -> leaf."""
-    plain = _FILTER.sub("", name).lower()
-    return plain.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+def _parts(name: str) -> list[str]:
+    """The attribute and sub-attribute names of a path, lower-cased:
+    ``urn:...:User:employeeNumber`` -> employeenumber, ``name.givenName`` -> name,
+    givenname, ``emails[type eq "work"].value`` -> emails, value."""
+    plain = _FILTER.sub("", name.strip()).lower()
+    return plain.rsplit(":", 1)[-1].split(".")
 
 
 @lru_cache(maxsize=4096)
 def _is_sensitive(name: str, sensitive: frozenset[str]) -> bool:
+    """Whether ``name`` (a key or a path) names a sensitive attribute or a sub-attribute of
+    one: ``phoneNumbers[type eq "mobile"].value`` (Entra's PATCH path) is a phone number
+    when ``phoneNumbers`` is sensitive. Whitespace around it is ignored, as the PATCH
+    engine ignores it (``" password"`` as a path or a path-less key sets the password)."""
     # Bodies repeat the same few hundred keys, so the answer is cached per (key, names).
-    lowered = name.lower()
-    return lowered in sensitive or _leaf(name) in sensitive
+    lowered = name.strip().lower()
+    return lowered in sensitive or any(part in sensitive for part in _parts(name))
+
+
+def _targets_sensitive(operation: dict[str, Any], sensitive: frozenset[str]) -> bool:
+    """Whether a PATCH operation's ``path`` names a sensitive attribute. Its members are
+    read in any case, as the PATCH engine reads them (``PATH``, app.scim.errors
+    message_members; a request giving two is refused, but recorded all the same)."""
+    return any(isinstance(key, str) and key.lower() == "path" and isinstance(item, str)
+               and _is_sensitive(item, sensitive) for key, item in operation.items())
 
 
 # A comparison of a filter (RFC 7644 §3.4.2.2): its attribute path, operator and value (a
@@ -46,6 +62,21 @@ def _is_sensitive(name: str, sensitive: frozenset[str]) -> bool:
 _COMPARISON = re.compile(r'(?i)([\w:.$-]+)(\s+(?:eq|ne|co|sw|ew|gt|ge|lt|le)\s+)'
                          r'("(?:[^"\\]|\\.)*"?|[^\s()\[\]]+)')
 _FILTER_KEYS = frozenset({"filter", "path"})  # .search bodies and PATCH operations
+# The attribute a value filter's "[" follows (a space before it is refused, yet recorded).
+_OUTER = re.compile(r"([\w:.$-]+)\s*$")
+
+
+def _compares_sensitive(text: str, match: re.Match[str], sensitive: frozenset[str]) -> bool:
+    """Whether a comparison of ``text`` (a ``_COMPARISON`` match) is of a sensitive attribute."""
+    before = text[:match.start()]
+    opening = before.rfind("[")
+    # Inside a value filter (``x509Certificates[value eq ...]``), or just after one
+    # (``phoneNumbers[type eq "work"].value eq ...``): its attribute counts too.
+    inside = opening >= 0 and "]" not in before[opening:]
+    after = match.group(1).startswith(".") and before.endswith("]") and opening >= 0
+    outer = _OUTER.search(before[:opening]) if inside or after else None
+    return _is_sensitive(match.group(1), sensitive) or (
+        outer is not None and _is_sensitive(outer.group(1), sensitive))
 
 
 def redact_filter(text: str, sensitive: frozenset[str]) -> str:
@@ -56,13 +87,8 @@ def redact_filter(text: str, sensitive: frozenset[str]) -> str:
         return text
 
     def mask(match: re.Match[str]) -> str:
-        path, operator = match.group(1), match.group(2)
-        opening = text.rfind("[", 0, match.start())
-        inside = opening >= 0 and "]" not in text[opening:match.start()]
-        outer = re.search(r"[\w:.$-]+$", text[:opening]) if inside else None
-        if _is_sensitive(path, sensitive) or (
-                outer is not None and _is_sensitive(outer.group(), sensitive)):
-            return f'{path}{operator}"{MARK}"'
+        if _compares_sensitive(text, match, sensitive):
+            return f'{match.group(1)}{match.group(2)}"{MARK}"'
         return match.group(0)
 
     return _COMPARISON.sub(mask, text)
@@ -76,11 +102,27 @@ def redact_query(raw: bytes, sensitive: frozenset[str]) -> str:
     text = raw.decode("utf-8", errors="replace")
     if _plainly_clean(urllib.parse.unquote_plus(text), sensitive):
         return text
-    pairs = urllib.parse.parse_qsl(text, keep_blank_values=True)
     return urllib.parse.urlencode(
         [(k, MARK if _is_sensitive(k, sensitive)
-          else redact_filter(v, sensitive) if k.lower() == "filter" else v) for k, v in pairs],
+          else redact_filter(v, sensitive) if k.lower() == "filter" else v)
+         for k, v in _query_pairs(text)],
         quote_via=urllib.parse.quote)
+
+
+def _query_pairs(text: str) -> list[tuple[str, str]]:
+    """The query's parameters decoded as Roster reads them (app.scim.http.query_args): form
+    decoding, except that a ``filter`` whose spaces are %20 keeps a raw ``+`` as a plus
+    (Okta's ``userName%20eq%20%22john+test%40okta.local%22``). Read as a space, a masked
+    bare word ended there and the rest of the value was kept."""
+    pairs = []
+    for part in text.split("&"):
+        if not part:
+            continue
+        name, _, raw = part.partition("=")
+        key = urllib.parse.unquote_plus(name)
+        plus = key.lower() == "filter" and "+" in raw and "%20" in raw.upper()
+        pairs.append((key, urllib.parse.unquote(raw) if plus else urllib.parse.unquote_plus(raw)))
+    return pairs
 
 
 def redact_value(value: Any, sensitive: frozenset[str]) -> Any:
@@ -90,11 +132,11 @@ def redact_value(value: Any, sensitive: frozenset[str]) -> Any:
     if not isinstance(value, dict):
         return value
     # A PATCH operation (RFC 7644 §3.5.2) names its target in "path", not in a key.
-    path = value.get("path")
-    target_sensitive = isinstance(path, str) and _is_sensitive(path, sensitive)
+    target_sensitive = _targets_sensitive(value, sensitive)
     out: dict[str, Any] = {}
     for key, item in value.items():
-        if _is_sensitive(str(key), sensitive) or (target_sensitive and key.lower() == "value"):
+        if _is_sensitive(str(key), sensitive) or (
+                target_sensitive and str(key).lower() == "value"):
             out[key] = MARK
         elif isinstance(item, str) and str(key).lower() in _FILTER_KEYS:
             out[key] = redact_filter(item, sensitive)
@@ -155,41 +197,50 @@ def _skip_space(text: str, index: int) -> int:
 
 
 def _sensitive_values(text: str, lowered: str, sensitive: frozenset[str]) -> list[int] | None:
-    """Where the value of each key naming a sensitive attribute (also URN-prefixed or dotted,
-    like ``_leaf``) starts, in text order; None when a candidate's prefix holds an escape,
-    which only the full walk reads right. Found with ``str.find``: ten times faster than a
-    case-insensitive regular expression over the whole body."""
+    """Where the value of each key naming a sensitive attribute or a sub-attribute of one
+    (also URN-prefixed or dotted, like ``_parts``) starts, in text order; None when a
+    candidate key holds an escape or a bracket, which only the full walk reads right. Found
+    with ``str.find``: ten times faster than a case-insensitive regular expression over the
+    whole body."""
     starts: list[int] = []
     for name in sensitive:
         at = lowered.find(name)
         while at >= 0:
-            end = at + len(name)
-            key = _key_end(text, at, end)
-            if key is None:
+            closing = _key_close(text, at, at + len(name))
+            if closing is None:
                 return None
-            if key:
-                colon = _skip_space(text, end + 1)
+            if closing >= 0:
+                colon = _skip_space(text, closing + 1)
                 if text[colon:colon + 1] == ":":
                     starts.append(_skip_space(text, colon + 1))
             at = lowered.find(name, at + 1)
     return sorted(starts)
 
 
-def _key_end(text: str, at: int, end: int) -> bool | None:
-    """Whether ``text[at:end]`` ends a string as its last name part: a quote after it, and
-    before it the opening quote or a ``:``/``.`` prefix back to the opening quote (None: the
-    prefix has an escape, so where the string opens is not plain to see)."""
-    if text[end:end + 1] != '"' or at == 0:
-        return False
-    before = text[at - 1]
-    if before == '"':
-        return True
-    if before not in ":.":
-        return False
-    opening = text.rfind('"', 0, at)
-    if opening < 0:
-        return False
-    return None if "\\" in text[opening + 1:at] else True
+def _key_close(text: str, at: int, end: int) -> int | None:
+    """Where the string holding ``text[at:end]`` closes, when that is a name part of it as
+    ``_parts`` reads a key: before it the opening quote or a ``:``/``.`` prefix back to it,
+    after it the closing quote or a ``.``/``[`` suffix up to it (spaces only between a quote
+    and the name, which ``_is_sensitive`` strips). -1 when it is no such part; None when the
+    key holds an escape (where the string opens or closes is not plain to see), a bracket or
+    a colon after the name."""
+    start, stop = at, end
+    while text[start - 1:start] == " ":
+        start -= 1
+    while text[stop:stop + 1] == " ":
+        stop += 1
+    before, after = text[start - 1:start] if start else "", text[stop:stop + 1]
+    if (start != at and before != '"') or (stop != end and after != '"') \
+            or before not in ('"', ":", ".") or after not in ('"', ".", "["):
+        return -1
+    opening = start - 1 if before == '"' else text.rfind('"', 0, at)
+    closing = stop if after == '"' else text.find('"', end)
+    if opening < 0 or closing < 0:
+        return -1
+    key = text[opening + 1:closing]
+    if "\\" in key or "[" in key or ":" in text[end:closing]:
+        return None
+    return closing
 
 
 def redact_own_json(raw: bytes | None, sensitive: frozenset[str], limit: int) -> str | None:
@@ -266,3 +317,73 @@ def redact_body(raw: bytes | None, sensitive: frozenset[str], limit: int) -> str
     except ValueError:
         return _redact_text(text, sensitive)
     return json.dumps(redact_value(decoded, sensitive), separators=(",", ":"))
+
+
+def given_secrets(raw: bytes | None, query: bytes, sensitive: frozenset[str],
+                  limit: int) -> set[str]:
+    """The values a request gives sensitive attributes, as text: what ``redact_body`` and
+    ``redact_query`` mask in it (string and number leaves, filter comparison values). An
+    error answering the request may quote one (app/scim/values.py, the filter parser)."""
+    found: set[str] = set()
+    for key, value in _query_pairs(query.decode("utf-8", errors="replace")):
+        if _is_sensitive(key, sensitive):
+            found.add(value)
+        elif key.lower() == "filter":
+            found.update(_compared(value, sensitive))
+    if raw and len(raw) <= limit:
+        # Not JSON (or nested too deep): such a body was refused before any value was read.
+        with contextlib.suppress(ValueError, RecursionError):
+            _collect(json.loads(raw), sensitive, found, False)
+    return {value for value in found if value.strip()}
+
+
+def _compared(text: str, sensitive: frozenset[str]) -> list[str]:
+    """The values a filter or PATCH path compares sensitive attributes with, unquoted."""
+    return [match.group(3).strip("\"'") for match in _COMPARISON.finditer(text)
+            if _compares_sensitive(text, match, sensitive)]
+
+
+def _collect(value: Any, sensitive: frozenset[str], found: set[str], secret: bool) -> None:
+    """Add to ``found`` what ``redact_value`` would mask in ``value`` (all of it: ``secret``)."""
+    if isinstance(value, list):
+        for item in value:
+            _collect(item, sensitive, found, secret)
+    elif isinstance(value, dict):
+        target = _targets_sensitive(value, sensitive)
+        for key, item in value.items():
+            masked = secret or _is_sensitive(str(key), sensitive) or (
+                target and str(key).lower() == "value")
+            if isinstance(item, str) and not masked and str(key).lower() in _FILTER_KEYS:
+                found.update(_compared(item, sensitive))
+            else:
+                _collect(item, sensitive, found, masked)
+    elif secret and isinstance(value, str | int | float) and not isinstance(value, bool):
+        found.add(str(value))
+
+
+def mask_secrets(body: str | None, secrets: set[str]) -> str | None:
+    """An error response (kept by the flight recorder) with each of ``secrets`` masked where
+    its ``detail`` quotes it, also cut short (``'E-1234...``, app/scim/values.py shows 37
+    characters); a short one (under 4 characters) only where it stands quoted alone."""
+    if not body or not secrets:
+        return body
+    try:
+        error = json.loads(body)
+    except ValueError:
+        return body
+    detail = error.get("detail") if isinstance(error, dict) else None
+    if not isinstance(detail, str):
+        return body
+    masked = detail
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) < 4:
+            for quote in "'\"":
+                masked = masked.replace(f"{quote}{secret}{quote}", f"{quote}{MARK}{quote}")
+            continue
+        masked = masked.replace(secret, MARK)
+        for cut in range(len(secret) - 1, 7, -1):
+            masked = masked.replace(f"{secret[:cut]}...", f"{MARK}...")
+    if masked == detail:
+        return body
+    error["detail"] = masked
+    return json.dumps(error, separators=(",", ":"))

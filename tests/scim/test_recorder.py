@@ -121,6 +121,119 @@ def test_successful_create_is_recorded_with_password_redacted(client, db, tenant
     assert "E-1" not in row.response_body
 
 
+def test_a_patch_setting_the_password_is_recorded_masked_however_it_is_spelled(
+        client, db, tenant):
+    """Okta's password sync PATCHes ``password``. The engine reads PatchOp members in any
+    case (``OP``, ``PATH``, ``VALUE``) and a path with whitespace around it, and so
+    applied these, but the recorder looked for ``path`` in lower case only and compared
+    it untrimmed: the new password was kept in clear in ``scim_requests``."""
+    created = client.post("/scim/v2/Users", headers=tenant.headers,
+                          json={"schemas": [USER], "userName": "sync@acme.com"})
+    user_id = created.get_json()["id"]
+    patch_op = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+    for number, operation in enumerate([
+            {"OP": "replace", "PATH": "password", "VALUE": "Pw-upper-1"},
+            {"op": "replace", "Path": "Password", "Value": "Pw-mixed-2"},
+            {"op": "replace", "path": " password ", "value": "Pw-spaced-3"},
+            {"op": "replace", "path": f"{USER}:password\t", "value": "Pw-urn-4"}]):
+        body = {"schemas": [patch_op], "Operations": [operation]}
+        if number == 0:
+            body = {"schemas": [patch_op], "operations": [operation]}
+        response = client.patch(f"/scim/v2/Users/{user_id}", headers=tenant.headers,
+                                json=body)
+        assert response.status_code == 200, (operation, response.get_json())
+    recorded = _recorded(db, client.application)[1:]
+    assert len(recorded) == 4
+    for row in recorded:
+        assert "Pw-" not in row.request_body, row.request_body
+        [operation] = next(v for k, v in json.loads(row.request_body).items()
+                           if k.lower() == "operations")
+        assert next(v for k, v in operation.items() if k.lower() == "value") == "[REDACTED]"
+
+
+def test_a_sensitive_complex_attribute_is_masked_through_its_sub_attributes(
+        database_url, db, tenant):
+    """With ``phoneNumbers`` configured sensitive, Entra's own PATCH shapes name it through
+    a sub-attribute (Microsoft Learn, "Tutorial - Develop and plan provisioning for a SCIM
+    endpoint": ``phoneNumbers[type eq "mobile"].value``; the compliant dialect as a
+    path-less key), and a lookup may compare ``phoneNumbers.value`` or write a space before
+    its bracket. Only the last name part was compared, ``value``, so the numbers were kept
+    in clear in ``scim_requests``."""
+    app = create_app({**app_overrides(database_url),
+                      "recorder": {"sensitive_attributes": ["phoneNumbers"]}})
+    try:
+        client = app.test_client()
+        created = client.post("/scim/v2/Users", headers=tenant.headers, json={
+            "schemas": [USER], "userName": "phone@acme.com",
+            "phoneNumbers": [{"type": "work", "value": "+1-555-0100"}]})
+        assert created.status_code == 201
+        user_id = created.get_json()["id"]
+        patch_op = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+        for operation in (
+                {"op": "Replace", "path": 'phoneNumbers[type eq "mobile"].value',
+                 "value": "+1-555-0101"},
+                {"op": "replace", "value": {'phoneNumbers[type eq "fax"].value': "+1-555-0102"}},
+                {"op": "add", "path": "phoneNumbers.display", "value": "+1-555-0103"},
+                {"op": "remove", "path": 'phoneNumbers[value eq "+1-555-0101"]'}):
+            response = client.patch(f"/scim/v2/Users/{user_id}", headers=tenant.headers,
+                                    json={"schemas": [patch_op], "Operations": [operation]})
+            assert response.status_code == 200, (operation, response.get_json())
+        # The second is refused (no space before "["), and is kept all the same.
+        for expression, status in (('phoneNumbers.value eq "+1-555-0104"', 200),
+                                   ('phoneNumbers [type eq "work" and value eq "+1-555-0105"]',
+                                    400),
+                                   ('phoneNumbers[type eq "work"].value eq "+1-555-0106"', 200)):
+            found = client.get("/scim/v2/Users", query_string={"filter": expression},
+                               headers=tenant.headers)
+            assert found.status_code == status, (expression, found.get_json())
+        recorded = _recorded(db, app)
+        assert len(recorded) == 8
+        for row in recorded:
+            assert "+1-555" not in f"{row.query} {row.request_body}", (row.query,
+                                                                       row.request_body)
+        assert "[REDACTED]" in recorded[1].request_body
+    finally:
+        app.extensions["roster.db"].dispose()
+
+
+def test_an_error_quoting_a_sensitive_value_is_recorded_masked(client, db, tenant):
+    """A refused request is answered with what was wrong, quoting the value ("must be of
+    type string, got ['E-77123']", "not ': 'E-77124'"), and the recorder kept that answer
+    as sent: the employeeNumber (sensitive by default) masked in the request was in clear
+    in the response beside it. It is masked there too; the rest of the detail stays."""
+    ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    patch_op = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+    user_id = client.post("/scim/v2/Users", headers=tenant.headers, json={
+        "schemas": [USER], "userName": "echo@acme.com"}).get_json()["id"]
+    refused = [
+        client.post("/scim/v2/Users", headers=tenant.headers, json={
+            "schemas": [USER, ent], "userName": "e2@acme.com",
+            ent: {"employeeNumber": ["E-77123"]}}),
+        client.patch(f"/scim/v2/Users/{user_id}", headers=tenant.headers, json={
+            "schemas": [patch_op], "Operations": [
+                {"op": "replace", "path": f"{ent}:employeeNumber",
+                 "value": {"number": "E-77125-and-a-long-tail-past-the-cut"}}]}),
+        client.get("/scim/v2/Users", headers=tenant.headers,
+                   query_string={"filter": "employeeNumber eq 'E-77124'"}),
+        client.get("/scim/v2/Users", headers=tenant.headers,
+                   query_string={"filter": 'employeeNumber eq "E-77126" and userName eq'}),
+        # A raw "+" where spaces are %20 is a plus (Okta), and the error quotes it so.
+        client.get("/scim/v2/Users?filter=employeeNumber%20eq%20'ab+E-77127'",
+                   headers=tenant.headers),
+    ]
+    assert [r.status_code for r in refused] == [400, 400, 400, 400, 400]
+    assert "ab+E-77127" in refused[4].get_json()["detail"]
+    assert "E-77123" in refused[0].get_json()["detail"]  # the IdP itself is told
+    recorded = _recorded(db, client.application)[1:]
+    assert len(recorded) == 5
+    for row in recorded:
+        assert "E-7712" not in f"{row.query} {row.request_body} {row.response_body}", \
+            row.response_body
+    detail = json.loads(recorded[0].response_body)["detail"]
+    assert detail.startswith(f"Attribute '{ent}:employeeNumber' must be of type string, got")
+    assert "[REDACTED]" in detail
+
+
 def test_sensitive_filter_values_are_not_recorded(client, db, tenant):
     """Lookups by a sensitive attribute keep the filter, not the value, in the query and in
     a .search body (README: sensitive attributes become [REDACTED])."""

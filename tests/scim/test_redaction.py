@@ -95,6 +95,11 @@ OWN_BODIES = [
     {"a\\:employeeNumber": "E-1", "b\\.password": "p", "x.y:employeeNumber": {"k": "E-2"}},
     {"employeeNumberx": "keep", "xemployeeNumber": "keep", "employee": "keep"},
     {"v": "abc:employeeNumber", "w": "employeeNumber", "k": ["employeeNumber", 1]},
+    # Sub-attributes of a sensitive attribute and names with spaces around them (PATCH
+    # paths and path-less keys the engine reads), and look-alikes that are neither.
+    {"x.employeeNumber.y": 1, "employeeNumber[x]": 2, " password": 3, "password ": 4,
+     "employeeNumber .x": "keep", "employeeNumber.x:foo": "keep", ". password": "keep",
+     "a[employeeNumber].b": "keep", "a[x.employeeNumber.y]": "keep", "urn:a: password": "k"},
 ]
 
 
