@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from datetime import timedelta
 from typing import Any
 
+from app.db import utcnow
+from app.directory.organizations import add_unit
+from app.models import Organization
 from tests.api.conftest import make_key
+from tests.conftest import OPERATOR
 from tests.lifecycle.support import make_leaver, roster
+from tests.lockwait import in_flight
 
 GENESIS = "0" * 64
 
@@ -74,3 +81,47 @@ def test_an_export_verifies_offline_and_exposes_changes_and_a_cut_end(client, db
     later = _export(client, auditor.headers, f"&since={since}")
     earlier = [r for r in records if r["seq"] < later[0]["seq"]]
     assert readme_problem(later, earlier[-1]["hash"], later[0]["seq"]) is None
+
+
+def test_an_incremental_export_by_seq_misses_no_record_committed_late(client, db, dialect,
+                                                                      tenant, database_url):
+    """A change made before an export's `until` and committed after that export ran is in
+    neither that export nor the next one `since` that time (both select by occurred_at);
+    `after_seq=` the previous export's last seq gets it, linked to that export's end. (On
+    SQLite an API request waits for the writer, so the export sees the commit.)"""
+    auditor = make_key(db, "auditor", tenant.org)
+    operator = make_key(db, "operator")
+
+    def late_change(session) -> None:
+        org = session.get(Organization, tenant.org.id)
+        add_unit(session, org, "Late unit", "department", None, OPERATOR)
+
+    if dialect == "postgresql":
+        with in_flight(db, late_change):  # recorded now, committed when the block ends
+            boundary = utcnow() + timedelta(milliseconds=5)
+            time.sleep(0.01)
+            until = boundary.isoformat().replace("+00:00", "Z")
+            first = _export(client, auditor.headers, f"&until={until}")
+        assert "Late unit" not in json.dumps(first)
+        window = _export(client, auditor.headers, f"&since={until}")
+        assert "Late unit" not in json.dumps(window)  # missed by the windows
+    else:
+        first = _export(client, auditor.headers)
+        with db.transaction() as session:
+            late_change(session)
+    rest = _export(client, auditor.headers, f"&after_seq={first[-1]['seq']}")
+    assert [r["data"].get("path") for r in rest if r["action"] == "unit:create"] == [
+        "Late unit"]
+    assert rest[0]["seq"] == first[-1]["seq"] + 1
+    assert readme_problem(rest, first[-1]["hash"], rest[0]["seq"]) is None
+    assert readme_problem(first + rest) is None
+
+    unbound = client.get("/api/v1/audit/export?after_seq=1", headers=operator.headers)
+    assert unbound.status_code == 400
+    assert unbound.get_json()["errors"][0]["field"] == "after_seq"
+    out = roster(database_url, "audit", "export", "--org", "acme", "--after-seq",
+                 str(first[-1]["seq"])).output
+    assert [json.loads(line)["event_id"] for line in out.splitlines()] == [
+        r["event_id"] for r in rest]
+    refused = roster(database_url, "audit", "export", "--after-seq", "1", ok=False)
+    assert "--after-seq needs --org" in refused.output
