@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, union
 from sqlalchemy.orm import Session
 
 from app.audit.log import GENESIS_HASH, chain_for, compute_hash
 from app.models import AuditChainHead, AuditEvent
+from app.models.lifecycle import AuditCheckpoint
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,16 @@ class ChainReport:
 
 
 def chains(session: Session, organization_id: str | None = None) -> list[str]:
-    """The chains to check: one organization's, or every chain with a head."""
+    """The chains to check: one organization's, or every chain the database knows of.
+
+    Not only those with a head: a chain whose head row was deleted with its records (an
+    organization's whole log) still has its signed checkpoints, and a chain's records
+    without a head are a removed head; either must be reported, not skipped."""
     if organization_id:
         return [chain_for(organization_id)]
-    return list(session.scalars(select(AuditChainHead.chain).order_by(AuditChainHead.chain)))
+    known = union(select(AuditChainHead.chain), select(AuditEvent.chain).distinct(),
+                  select(AuditCheckpoint.chain).distinct()).subquery()
+    return list(session.scalars(select(known.c.chain).order_by(known.c.chain)))
 
 
 def verify_chain(session: Session, chain: str) -> ChainReport:
@@ -48,6 +55,12 @@ def verify_chain(session: Session, chain: str) -> ChainReport:
         if problem:
             return ChainReport(chain, count, head_seq, event.seq, event.event_id, problem)
         expected_seq, prev_hash = event.seq + 1, event.hash
+    if head is None and count:
+        # The first append creates the head and nothing deletes it: without it, records cut
+        # off the end would go unnoticed.
+        return ChainReport(chain, count, 0, expected_seq, None,
+                           f"the log holds records up to seq {expected_seq - 1} but no chain "
+                           "head: the head was removed, and with it the check of the end")
     if head is not None and (head.seq != expected_seq - 1 or head.hash != prev_hash):
         return ChainReport(chain, count, head_seq, expected_seq, None,
                            f"chain head is at seq {head.seq} but the log ends at seq "

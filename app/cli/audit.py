@@ -218,18 +218,23 @@ def verify_receipt_(ctx: CliContext, file: TextIO, public_key_file: click.File |
 @click.option("--until", default=None)
 @click.option("--action", default=None, help="Only this action tag, e.g. user:deprovision.")
 @click.option("--subject", default=None, help="Only events about this subject id.")
+@click.option("--after-seq", type=click.IntRange(min=0), default=None,
+              help="With --org: only records after this seq (the last of the previous "
+                   "export), in seq order; an incremental export that misses none.")
 @click.option("-o", "--output", type=click.File("w"), default=None)
 @pass_ctx
 @command_errors
 def export(ctx: CliContext, fmt: str, org_ref: str | None, since: str | None,
            until: str | None, action: str | None, subject: str | None,
-           output: TextIO | None) -> None:
+           after_seq: int | None, output: TextIO | None) -> None:
     """Stream audit events as CSV, JSON Lines or OCSF Account Change (3001) JSON Lines."""
     out = output or sys.stdout
+    if after_seq is not None and org_ref is None:
+        raise click.UsageError("--after-seq needs --org: seq counts per organization's chain")
     with ctx.transaction() as session:
         flt = AuditFilter(organization_id=get_organization(session, org_ref).id if org_ref
                           else None, since=parse_when(since), until=parse_when(until, "--until"),
-                          action=action, subject_id=subject)
+                          action=action, subject_id=subject, after_seq=after_seq)
         for chunk in render(iter_events(session, flt), fmt):
             out.write(chunk)
 

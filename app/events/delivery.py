@@ -300,8 +300,12 @@ def _followers(session: Session, config: WebhookConfig, heads: list[WebhookDeliv
 
 
 def record_result(session: Session, config: WebhookConfig, delivery_id: int, *, ok: bool,
-                  status: int | None, error: str | None, now: datetime) -> str:
-    """Mark delivered, or schedule a retry with backoff and jitter, or dead-letter it."""
+                  status: int | None, error: str | None, now: datetime,
+                  retry_after: float | None = None) -> str:
+    """Mark delivered, or schedule a retry with backoff and jitter, or dead-letter it.
+
+    A receiver's ``Retry-After`` (RFC 9110 §10.2.3; RFC 6585 §4 for 429) defers the retry
+    to then when that is later than the backoff, at most ``retry_max_seconds`` away."""
     d = session.get(WebhookDelivery, delivery_id)
     if d is None or d.status != "pending":
         return d.status if d else "missing"
@@ -314,7 +318,8 @@ def record_result(session: Session, config: WebhookConfig, delivery_id: int, *, 
         d.status = "dead"
         _hold_behind(session, d)
     else:
-        d.next_attempt_at = now + backoff(config, d.attempts)
+        asked = timedelta(seconds=min(retry_after or 0.0, config.retry_max_seconds))
+        d.next_attempt_at = now + max(backoff(config, d.attempts), asked)
     return d.status
 
 

@@ -10,6 +10,7 @@ the ``https_proxy`` settings a deployment's egress may need).
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import http.client
 import json
 import socket
@@ -17,13 +18,38 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.events.delivery import Claimed, WebhookConfig
 from app.events.signature import EVENT_ID_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
 
 # The sockets the current thread's POST opened, for its deadline to shut down.
 _opened = threading.local()
+
+
+class Posted(NamedTuple):
+    """One POST's outcome: 2xx or not, the HTTP status, the error, and the seconds the
+    receiver asked to wait before the next try (its ``Retry-After``), if it said."""
+
+    ok: bool
+    status: int | None
+    error: str | None
+    retry_after: float | None = None
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """A ``Retry-After`` value (RFC 9110 §10.2.3: delay-seconds, or an HTTP-date) in
+    seconds from now; None when absent or unreadable."""
+    value = (value or "").strip()
+    if value.isascii() and value.isdigit():
+        return float(int(value)) if len(value) <= 12 else 1e12
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # an HTTP-date is GMT (RFC 9110 §5.6.7); -0000 parses naive
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _created(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
@@ -90,9 +116,10 @@ def _shut(box: list[socket.socket], cut: threading.Event) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-def post_event(item: Claimed, config: WebhookConfig) -> tuple[bool, int | None, str | None]:
+def post_event(item: Claimed, config: WebhookConfig) -> Posted:
     """POST one event; 2xx is success, anything else (a redirect too, which is not followed,
-    no answer, or none within ``timeout_seconds`` in all) is a failure to retry."""
+    no answer, or none within ``timeout_seconds`` in all) is a failure to retry (not before
+    the answer's ``Retry-After``, a 429's or a 503's)."""
     body = json.dumps(item.event, sort_keys=True, separators=(",", ":")).encode()
     # Endpoints are checked to be http(s) when the settings are read (WebhookConfig).
     headers = {
@@ -112,13 +139,16 @@ def post_event(item: Claimed, config: WebhookConfig) -> tuple[bool, int | None, 
     try:
         with _OPENER.open(request, timeout=config.timeout_seconds) as response:
             ok = 200 <= response.status < 300
-            return (False, None, _late(config)) if cut.is_set() else (ok, response.status, None)
+            return Posted(False, None, _late(config)) if cut.is_set() \
+                else Posted(ok, response.status, None)
     except urllib.error.HTTPError as exc:
-        return False, exc.code, f"HTTP {exc.code}"
+        wait = retry_after_seconds(exc.headers.get("Retry-After") if exc.headers else None)
+        return Posted(False, exc.code, f"HTTP {exc.code}", wait)
     except Exception as exc:  # URLError, OSError, HTTPException, a ValueError of the codecs
         if cut.is_set():
-            return False, None, _late(config)
-        return False, None, (str(getattr(exc, "reason", exc)) or type(exc).__name__)[:500]
+            return Posted(False, None, _late(config))
+        return Posted(False, None,
+                      (str(getattr(exc, "reason", exc)) or type(exc).__name__)[:500])
     finally:
         deadline.cancel()
         _opened.box = _opened.cut = None

@@ -23,11 +23,11 @@ from app.events.delivery import (
     record_result,
     release,
 )
-from app.events.posting import post_event
+from app.events.posting import Posted, post_event
 
 log = logging.getLogger("roster.worker")
 
-Poster = Callable[[Claimed, WebhookConfig], tuple[bool, int | None, str | None]]
+Poster = Callable[[Claimed, WebhookConfig], Posted]
 
 
 def run_once(db: Database, config: WebhookConfig, worker_id: str,
@@ -53,22 +53,23 @@ def run_once(db: Database, config: WebhookConfig, worker_id: str,
     if results or skipped:
         with db.transaction() as session:
             release(session, skipped)
-            for item, ok, status, error in results:
-                outcome = record_result(session, config, item.id, ok=ok, status=status,
-                                        error=error, now=utcnow())
+            for item, posted in results:
+                outcome = record_result(session, config, item.id, ok=posted.ok,
+                                        status=posted.status, error=posted.error, now=utcnow(),
+                                        retry_after=posted.retry_after)
                 if outcome != "delivered":
                     log.warning("delivery %s of %s to %s: %s (%s)", item.id, item.event["id"],
-                                item.endpoint, outcome, error)
+                                item.endpoint, outcome, posted.error)
     return len(results)
 
 
 def _deliver_in_order(claimed: list[Claimed], config: WebhookConfig, poster: Poster,
                       stop_by: float = float("inf"),
-                      ) -> tuple[list[tuple[Claimed, bool, int | None, str | None]], list[int]]:
+                      ) -> tuple[list[tuple[Claimed, Posted]], list[int]]:
     """POST in id order; after a failure the rest of that aggregate waits (order per user).
     Past ``stop_by`` (monotonic) no POST starts: the rest is released for the next round
     (the first is always sent, so a round makes progress)."""
-    results: list[tuple[Claimed, bool, int | None, str | None]] = []
+    results: list[tuple[Claimed, Posted]] = []
     failed: set[tuple[str, str]] = set()
     skipped: list[int] = []
     for item in claimed:
@@ -76,9 +77,9 @@ def _deliver_in_order(claimed: list[Claimed], config: WebhookConfig, poster: Pos
         if key in failed or (results and time.monotonic() >= stop_by):
             skipped.append(item.id)
             continue
-        ok, status, error = poster(item, config)
-        results.append((item, ok, status, error))
-        if not ok and key is not None:
+        posted = Posted(*poster(item, config))
+        results.append((item, posted))
+        if not posted.ok and key is not None:
             failed.add(key)
     return results, skipped
 

@@ -59,13 +59,16 @@ class Trigger(enum.StrEnum):
 
 
 def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Trigger,
-                     policy: LifecyclePolicy | None = None,
-                     reason: str | None = None) -> DeprovisionRecord | None:
+                     policy: LifecyclePolicy | None = None, reason: str | None = None,
+                     lost: list[dict[str, Any]] | None = None) -> DeprovisionRecord | None:
     """Take the user out everywhere at once: sessions, tokens, grants; record and events.
 
     Returns the deprovisioning record, or None when the user was already out (idempotent).
     ``reason`` (an operator's words) goes into the record (and so its receipt) and into the
-    ``user:deprovision`` audit event.
+    ``user:deprovision`` audit event. ``lost``: grants (as ``grants_held`` gives them) this
+    transaction removed just before, which caused the deprovisioning (the mapping's, on
+    ``lost_all_grants``): held until this request, so the record's ``state_before``, its
+    counts and the ``user.deprovisioned`` event name them too.
     """
     received = actor.received_at or utcnow()
     if user.status in GONE and not user.active:
@@ -79,7 +82,7 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
         own_policy, vendor = session.connection().execute(_CONTEXT, {
             "b_org": user.organization_id, "b_directory": user.directory_id}).one()
         policy = (policy or current_policy(session)).with_overrides(own_policy or {})
-        rec = _take_out(session, user, actor, trigger, received, reason, vendor)
+        rec = _take_out(session, user, actor, trigger, received, reason, vendor, lost or [])
         # The mass-event guard runs at commit, under its directory's lock (app/lifecycle/guard).
         guard_on_commit(session, rec, policy)
     stamp_on_commit(session, rec)
@@ -101,12 +104,14 @@ def _hold_user_row(session: Session, user: User) -> None:
 
 
 def _take_out(session: Session, user: User, actor: Actor, trigger: Trigger,
-              received: datetime, reason: str | None, vendor: Any) -> DeprovisionRecord:
+              received: datetime, reason: str | None, vendor: Any,
+              lost: list[dict[str, Any]]) -> DeprovisionRecord:
     """Revoke, remove grants, flip the status, and write the record, audit and event."""
-    held = grants_held(session, user)
+    remaining = grants_held(session, user)
+    held = [*lost, *remaining]
     before = {"active": user.active, "status": user.status.value, "grants": held}
     revoked = revoke_sessions_and_tokens(session, user, received, f"deprovisioned:{trigger}")
-    removed = remove_grants(session, user, held, actor)
+    removed = remove_grants(session, user, remaining, actor) + len(lost)
     announce_revoked_sessions(session, user, revoked, actor)
     user.active, user.status, user.updated_at = False, UserStatus.deprovisioned, utcnow()
     _bump_version(user)

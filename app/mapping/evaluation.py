@@ -236,6 +236,7 @@ def apply_diff(session: Session, ctx: Context, diff: UserDiff, actor: Actor) -> 
         from app.lifecycle.suspension import resume_user
 
         resume_user(session, diff.user, actor, reason="regained_grants")
+    lost = _held_before_loss(session, ctx, diff)
     role_keys = {v: k for k, v in ctx.role_ids.items()}
     for grant in diff.removed:
         path = (grant.reason or {}).get("unit_path") or ctx.units.by_id.get(grant.unit_id, "")
@@ -257,17 +258,29 @@ def apply_diff(session: Session, ctx: Context, diff: UserDiff, actor: Actor) -> 
         session.flush()
         _write(session, ctx, grant, "add", want.role, unit_path, actor)
     if diff.loses_all:
-        _on_loss(session, ctx, diff.user, actor)
+        _on_loss(session, ctx, diff.user, actor, lost or [])
 
 
-def _on_loss(session: Session, ctx: Context, user: User, actor: Actor) -> None:
-    """The organization's policy for a user who lost every grant."""
+def _held_before_loss(session: Session, ctx: Context,
+                      diff: UserDiff) -> list[dict[str, Any]] | None:
+    """The grants a user deprovisioned for losing them all held: its record and event name
+    them, not the nothing left by then."""
+    from app.lifecycle.revocation import grants_held  # lifecycle imports this module
+    if not (diff.loses_all and ctx.policy.on_loss == "deprovision"):
+        return None
+    removed = {grant.id for grant in diff.removed}
+    return [g for g in grants_held(session, diff.user) if g["grant_id"] in removed]
+
+
+def _on_loss(session: Session, ctx: Context, user: User, actor: Actor,
+             lost: list[dict[str, Any]]) -> None:
+    """The organization's policy for a user who lost every grant (``lost``: those it held)."""
     # Imported here: lifecycle re-evaluates grants on reactivation, so it imports this module.
     from app.lifecycle import Trigger, deprovision_user
     from app.lifecycle.suspension import suspend_user
 
     if ctx.policy.on_loss == "deprovision":
-        deprovision_user(session, user, actor, trigger=Trigger.lost_all_grants)
+        deprovision_user(session, user, actor, trigger=Trigger.lost_all_grants, lost=lost)
     elif ctx.policy.on_loss == "suspend":
         suspend_user(session, user, actor, reason=Trigger.lost_all_grants.value)
 

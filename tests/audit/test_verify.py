@@ -163,3 +163,37 @@ def test_cli_verify_names_the_first_bad_record_and_exits_1(db, dialect, tenant, 
     assert f"BAD  chain {tenant.org.id}: first bad record at seq {bad.seq} " \
            f"(event {shown.event_id})" in result.output
     assert "ok   chain" in roster(database_url, "audit", "verify", "--org", "globex").output
+
+
+def test_a_chain_removed_with_its_head_fails_the_verify_of_every_chain(db, dialect, tenant,
+                                                                      database_url):
+    """`roster audit verify` (no --org) checks every chain the database knows, not only
+    those with a head: an organization's records and head deleted together, its signed
+    checkpoint left, is BAD (exit 1), as `--org` already said."""
+    make_tenant(db, "globex")
+    roster(database_url, "audit", "checkpoint")
+    with attacker(db, dialect) as conn:
+        for table in ("audit_events", "audit_chain_heads"):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE chain = :c"), {"c": tenant.org.id})
+    output = roster(database_url, "audit", "verify", ok=False).output
+    assert f"BAD  chain {tenant.org.id}: first bad record at checkpoint" in output
+    assert "which the log no longer holds: records were removed" in output
+    assert output.count("ok   chain") == 1  # globex's
+
+
+def test_records_cut_off_the_end_with_the_head_removed_are_detected(db, dialect, tenant,
+                                                                    database_url):
+    """Deleting the newest record and the chain head (whose seq would expose it) leaves a
+    chain without a head: BAD, with --org and without."""
+    chain = _chain(db, tenant)
+    with attacker(db, dialect) as conn:
+        conn.execute(sa.text("DELETE FROM audit_events WHERE event_id = :e"),
+                     {"e": chain[-1].event_id})
+        conn.execute(sa.text("DELETE FROM audit_chain_heads WHERE chain = :c"),
+                     {"c": tenant.org.id})
+    report = _report(db, tenant)
+    assert report.bad_seq == chain[-1].seq
+    assert "no chain head" in report.problem
+    for args in (("--org", "acme"), ()):
+        output = roster(database_url, "audit", "verify", *args, ok=False).output
+        assert f"BAD  chain {tenant.org.id}: first bad record at seq {chain[-1].seq}" in output

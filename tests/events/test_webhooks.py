@@ -243,7 +243,7 @@ def test_a_redirect_is_a_failure_and_is_not_followed():
     try:
         item = Claimed(id=1, endpoint=f"http://127.0.0.1:{server.server_port}/hook", attempts=0,
                        event={"id": "evt-1", "type": "user.created", "data": {}})
-        ok, status, _error = post_event(item, _config(item.endpoint))
+        ok, status, _error, _wait = post_event(item, _config(item.endpoint))
     finally:
         server.shutdown()
         server.server_close()
@@ -390,7 +390,7 @@ def test_a_receiver_that_trickles_its_answer_is_cut_at_the_timeout():
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Slow: " + b"y" * 40
     result, took = _timed_post("http://127.0.0.1:{port}/hook",
                                [bytes([b]) for b in answer], 0.3)
-    assert result == (False, None, "no complete answer within 1 s")
+    assert result == (False, None, "no complete answer within 1 s", None)
     assert took < 3
 
 
@@ -447,5 +447,57 @@ def test_a_slow_proxy_connect_is_cut_at_the_timeout(monkeypatch):
 
     chunks = [b"HTTP/1.1 200 Connection established\r\n"] + [b"X-Slow: y\r\n"] * 20
     result, took = _timed_post("https://hooks.example/hook", chunks, 0.5, through_proxy)
-    assert result == (False, None, "no complete answer within 1 s")
+    assert result == (False, None, "no complete answer within 1 s", None)
     assert took < 3
+
+
+@pytest.mark.parametrize(("status", "asked", "wait"), [
+    (429, "45", 45), (503, "HTTP-DATE+50", 50), (429, "99999999999999", 120),
+    (429, "soon", None)])
+def test_a_receivers_retry_after_defers_the_retry(db, tenant, status, asked, wait):
+    """A 429 or 503 with Retry-After (RFC 9110 §10.2.3, seconds or an HTTP-date): the next
+    try is not before it (at most retry_max_seconds away); the worker retried after its
+    backoff of a second or two, and so hammered a receiver that asked for a pause."""
+    import email.utils
+    import http.server
+    import threading
+
+    from sqlalchemy import select
+
+    from app.models.lifecycle import WebhookDelivery
+
+    if asked.startswith("HTTP-DATE+"):
+        asked = email.utils.formatdate(time.time() + int(asked.split("+")[1]), usegmt=True)
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(status)
+            self.send_header("Retry-After", asked)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    _leavers(db, tenant, 1)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = _config(f"http://127.0.0.1:{server.server_port}/hook", retry_max_seconds=120)
+        began = utcnow()
+        assert run_once(db, config, "test-worker") >= 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    with db.transaction() as session:
+        tried = list(session.scalars(select(WebhookDelivery).where(
+            WebhookDelivery.attempts == 1)))
+        assert tried
+        assert {t.last_status for t in tried} == {status}
+        delays = [(t.next_attempt_at - began).total_seconds() for t in tried]
+    if wait is None:  # unreadable: the backoff alone (retry_base_seconds 1)
+        assert max(delays) <= 2
+    else:
+        assert min(delays) >= wait - 2
+        assert max(delays) <= wait + 2

@@ -172,3 +172,38 @@ def test_delete_of_a_deactivated_user_tells_the_portal_it_was_deleted(client, db
             AuditEvent.action == "user:delete", AuditEvent.subject_id == user_id))
         assert (audit.request_id, audit.data) == (
             "req-delete", {"record_id": None, "event_id": deleted.event_id})
+
+
+def test_losing_the_last_group_names_the_grants_held_in_the_event_and_the_record(client, db):
+    """The mapping removes the grants of a user who left its last mapped group, then the
+    policy deprovisions it in the same request: `user.deprovisioned` and the record (and
+    its signed receipt) still name the roles and units held until then, as for every
+    other trigger (they said `roles: []`, `state_before.grants: []`, `grants_removed: 0`)."""
+    tenant = mapped_tenant(db, "okta")
+    scim = Scim(client, tenant)
+    user_id = scim.create_user("member@acme.example")["id"]
+    group_id = scim.create_group("Buyers", [user_id])["id"]
+    response = scim.patch(f"/Groups/{group_id}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "remove", "path": f'members[value eq "{user_id}"]'}]})
+    assert response.status_code in (200, 204)
+    assert rows(db, "SELECT count(*) FROM grants WHERE user_id = :i", i=user_id)[0][0] == 0
+    portal = make_key(db, "portal", tenant.org)
+    events = client.get("/api/v1/events?type=user.deprovisioned&limit=200",
+                        headers=portal.headers).get_json()["items"]
+    [data] = [e["data"] for e in events if e["aggregate_id"] == user_id]
+    assert data["trigger"] == "lost_all_grants"
+    assert [r["role_key"] for r in data["roles"]] == ["buyer"]
+    assert [u["path"] for u in data["units"]] == ["Purchasing"]
+    assert data["roles"][0]["unit_id"] == data["units"][0]["id"]
+    auditor = make_key(db, "auditor", tenant.org)
+    record = client.get(f"/api/v1/deprovisions/{data['record_id']}",
+                        headers=auditor.headers).get_json()
+    assert [g["role_key"] for g in record["state_before"]["grants"]] == ["buyer"]
+    assert record["grants_removed"] == 1
+    receipt = client.get(f"/api/v1/deprovisions/{data['record_id']}/receipt",
+                         headers=auditor.headers).get_json()
+    signed = verify_receipt(receipt, receipt["public_key"].encode())
+    assert (signed["grants_removed"], len(signed["state_before"]["grants"])) == (1, 1)
+    removed = rows(db, "SELECT count(*) FROM outbox_events WHERE type = 'grant.removed' "
+                       "AND aggregate_id = :i", i=user_id)[0][0]
+    assert removed == 1  # the mapping's, not a second one by the deprovisioning

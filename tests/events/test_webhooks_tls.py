@@ -1,0 +1,65 @@
+"""Webhooks over TLS: a receiver whose certificate the worker cannot verify gets nothing."""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from app.events.delivery import Claimed, WebhookConfig
+from app.events.posting import post_event
+from tests.events.receiver import SECRET
+
+
+def test_a_receiver_with_an_untrusted_certificate_gets_no_event(tmp_path):
+    """https to a self-signed receiver: the handshake fails (a failure to retry, its reason
+    in last_error) before any byte of the event or its signature is sent."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    received: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert_file, key_file)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}/hook"
+    config = replace(WebhookConfig(urls=(url,), secret=SECRET), timeout_seconds=3)
+    try:
+        posted = post_event(Claimed(id=1, endpoint=url, attempts=0, event={
+            "id": "evt-tls", "type": "user.created", "data": {}}), config)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (posted.ok, posted.status) == (False, None)
+    assert "CERTIFICATE_VERIFY_FAILED" in (posted.error or "")
+    assert received == []
