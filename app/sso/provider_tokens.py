@@ -47,8 +47,11 @@ class Principal:
 class TokenView(TokenMixin):
     """An issued token row as authlib expects it."""
 
-    def __init__(self, row: IssuedToken) -> None:
+    def __init__(self, row: IssuedToken, *, dormant: bool = False) -> None:
         self.row = row
+        # Refused for now, not revoked: its user is suspended by the mapping (README:
+        # reversible, nothing is revoked), so it works again once the user is resumed.
+        self.dormant = dormant
 
     def check_client(self, client: ClientMixin) -> bool:
         """Was it issued to ``client``?"""
@@ -69,8 +72,9 @@ class TokenView(TokenMixin):
         return self.row.expires_at is not None and self.row.expires_at <= utcnow()
 
     def is_revoked(self) -> bool:
-        """Revoked by the client, by lifecycle, or its session or user is gone."""
-        return self.row.revoked_at is not None
+        """Revoked by the client, by lifecycle, or its session or user is gone; or, for
+        now, its user is suspended."""
+        return self.dormant or self.row.revoked_at is not None
 
 
 def live_token(session: Session, plaintext: str, token_type: str | None) -> TokenView | None:
@@ -85,10 +89,12 @@ def live_token(session: Session, plaintext: str, token_type: str | None) -> Toke
     login = session.get(LoginSession, row.session_id) if row.session_id else None
     now = utcnow()
     # Tokens die with their login session (README): revoked, or past its expiry.
-    if user is None or not user.active or user.status != UserStatus.active or (
+    if user is None or not user.active or user.status not in (
+            UserStatus.active, UserStatus.suspended) or (
             login is not None and (login.revoked_at is not None or login.expires_at <= now)):
         row.revoked_at = row.revoked_at or now
-    return TokenView(row)
+    # A suspension is undone by the mapping: its tokens are refused meanwhile, not revoked.
+    return TokenView(row, dormant=user is not None and user.status == UserStatus.suspended)
 
 
 def token_generator(config: ProviderConfig) -> BearerTokenGenerator:

@@ -7,6 +7,7 @@ import dataclasses
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import sqlalchemy as sa
 
 from app.db import utcnow
 from app.models import Grant, Role, Unit
@@ -378,3 +379,37 @@ def test_the_authorization_request_may_be_posted(db, tenant, keys, web):
     other = web.post("/sso/oidc/authorize", json={k: v[0] for k, v in form.items()})
     assert other.status_code == 400
     assert "Location" not in other.headers
+
+
+def test_a_suspended_users_tokens_are_refused_and_come_back_on_resume(db, tenant, keys, web):
+    """The mapping's suspension (on_loss = "suspend") is reversible and revokes nothing
+    (README): while suspended, the tokens are refused (userinfo 401, introspection
+    inactive, refresh invalid_grant); resumed, the same tokens work again. A token used
+    during the suspension used to be revoked for good, one left unused not."""
+    user, req, code = login_and_code(db, tenant, keys, web)
+    tokens = exchange(web, code, req.verifier).get_json()
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+
+    def set_status(status: str) -> None:
+        with db.engine.begin() as c:
+            c.execute(sa.text("UPDATE users SET status = :s WHERE id = :u"),
+                      {"s": status, "u": user.id})
+
+    set_status("suspended")
+    assert web.get("/sso/oidc/userinfo", headers=bearer).status_code == 401
+    assert introspect(web, tokens["access_token"]) == {"active": False}
+    assert introspect(web, tokens["refresh_token"]) == {"active": False}
+    refused = web.post("/sso/oidc/token", data={"grant_type": "refresh_token",
+                                                "refresh_token": tokens["refresh_token"]},
+                       headers={"Authorization": BASIC})
+    assert refused.get_json()["error"] == "invalid_grant"
+    assert rows(db, "SELECT count(*) FROM issued_tokens WHERE user_id = :u "
+                    "AND revoked_at IS NOT NULL", u=user.id)[0][0] == 0
+
+    set_status("active")
+    assert web.get("/sso/oidc/userinfo", headers=bearer).status_code == 200
+    assert introspect(web, tokens["access_token"])["active"] is True
+    refreshed = web.post("/sso/oidc/token", data={"grant_type": "refresh_token",
+                                                  "refresh_token": tokens["refresh_token"]},
+                         headers={"Authorization": BASIC})
+    assert refreshed.status_code == 200, refreshed.text
