@@ -1,21 +1,15 @@
 """Rule documents: parse and validate a rule set (TOML, YAML or JSON) into rules.py values.
 
-The same document shape is read from files (`roster mapping apply`), from API bodies, and
-rebuilt from the stored rows, so one parser validates all three.
+The same document shape is read from files (`roster mapping apply`, app/mapping/rulefile.py),
+from API bodies, and rebuilt from the stored rows, so one parser validates all three.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from app.errors import InvalidInput
 from app.mapping.catalog import check_value
@@ -308,42 +302,6 @@ def _check_unit(target: UnitTarget, units: UnitIndex, where: str) -> UnitTarget:
     if target.under and found is not None:
         return UnitTarget(None, target.from_attribute, found[1], target.create, target.kind)
     return target
-
-
-def read_file(path: Path) -> Any:
-    """Parse a rule file: TOML (.toml), YAML (.yaml/.yml) or JSON (.json)."""
-    try:
-        text = path.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="file") from None
-    suffix = path.suffix.lower()
-    # Numbers with a fraction are read exactly (money amounts), as API bodies are.
-    try:
-        if suffix == ".toml":
-            return tomllib.loads(text.decode(), parse_float=Decimal)
-        if suffix == ".json":
-            return json.loads(text, parse_float=Decimal)
-        if suffix in (".yaml", ".yml"):
-            return yaml.load(text, Loader=_ExactLoader)  # noqa: S506 - a SafeLoader
-    except (ValueError, UnicodeDecodeError, yaml.YAMLError, InvalidOperation) as exc:
-        kind = suffix[1:].upper().replace("YML", "YAML")
-        raise InvalidInput(f"{path} is not valid {kind}: {exc}", field="file") from None
-    raise InvalidInput(f"{path}: rule files end in .toml, .yaml, .yml or .json", field="file")
-
-
-class _ExactLoader(yaml.SafeLoader):
-    """YAML's safe loader, with floats read as Decimal where they are plain decimals."""
-
-
-def _yaml_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal | float:
-    text = str(loader.construct_scalar(node)).replace("_", "")
-    try:
-        return Decimal(text)
-    except InvalidOperation:  # .inf, .nan, 1:30.5 (sexagesimal): YAML's own reading
-        return float(loader.construct_yaml_float(node))
-
-
-_ExactLoader.add_constructor("tag:yaml.org,2002:float", _yaml_decimal)
 
 
 def rule_document(rule: RuleSpec, description: str = "") -> dict[str, Any]:
