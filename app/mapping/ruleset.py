@@ -298,7 +298,8 @@ def _check_unit(target: UnitTarget, units: UnitIndex, where: str) -> UnitTarget:
     named = target.ref or target.under
     found = units.find(named) if named else None
     if named and found is None and not target.create:
-        raise _fail(f"{where}.unit", f"unit {named!r} does not exist (set create_unit)")
+        raise _fail(f"{where}.{'unit' if target.ref else 'unit_from.under'}",
+                    f"unit {named!r} does not exist (set create_unit)")
     if target.under and found is not None:
         return UnitTarget(None, target.from_attribute, found[1], target.create, target.kind)
     return target

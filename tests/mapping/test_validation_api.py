@@ -88,3 +88,19 @@ def test_repeated_query_parameter_is_a_400(world, client, admin, query):
     assert res.json["detail"] == f"query parameter given more than once: {name}"
     assert client.get(f"/api/v1/orgs/{world.org_id}/roles?limit=2",
                       headers=admin).status_code == 200
+
+
+def test_missing_unit_from_parent_names_under(world, client, admin):
+    """A `unit_from.under` naming no unit (without create_unit) is a 400 on that field, in a
+    dry run and an apply alike; it named `unit`, a key the rule does not have."""
+    rule = {"id": "buyers", "role": "buyer", "match": {"group": "Buyers"},
+            "unit_from": {"attribute": "department", "under": "Nowhere"}}
+    url = f"/api/v1/orgs/{world.org_id}/mapping"
+    for res in (client.post(url + ":preview", json={"rules": [rule]}, headers=admin),
+                client.put(url, json={"rules": [rule]}, headers=admin)):
+        assert res.status_code == 400, res.json
+        assert res.content_type == "application/problem+json"
+        assert res.json["errors"] == [{"field": "rules[0] (buyers).unit_from.under",
+                                       "detail": res.json["detail"]}]
+        assert "unit 'Nowhere' does not exist" in res.json["detail"]
+    assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0
