@@ -7,6 +7,7 @@ it validates an API body (the same document shape).
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -39,15 +40,30 @@ def read_file(path: Path) -> Any:
 
 
 class _ExactLoader(yaml.SafeLoader):
-    """YAML's safe loader, with floats read as Decimal where they are plain decimals."""
+    """YAML's safe loader, with numbers read as their digits say: floats as Decimal where
+    they are plain decimals, ``0750`` as 750 (YAML 1.2 §10.3.2; YAML 1.1 read octal 488),
+    and sexagesimal ``1:30`` (YAML 1.1's 90) as the text it is, never a number."""
 
 
-def _yaml_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal | float:
+def _yaml_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal | float | str:
     text = str(loader.construct_scalar(node)).replace("_", "")
+    if ":" in text:  # 1:30.5 was 90.5: a limit of "1:30.5" is refused, never 90.5
+        return str(node.value)
     try:
         return Decimal(text)
-    except InvalidOperation:  # .inf, .nan, 1:30.5 (sexagesimal): YAML's own reading
+    except InvalidOperation:  # .inf, .nan: YAML's own reading (refused as amounts)
         return float(loader.construct_yaml_float(node))
 
 
+def _yaml_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | str:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    if _DECIMAL_DIGITS.match(text):  # an amount 0750 was 488 EUR
+        return int(text)
+    if ":" in text:  # sexagesimal 1:30 was 90
+        return str(node.value)
+    return int(loader.construct_yaml_int(node))  # 0x1F4, 0b101: YAML's reading, exact
+
+
+_DECIMAL_DIGITS = re.compile(r"[-+]?[0-9]+\Z")
 _ExactLoader.add_constructor("tag:yaml.org,2002:float", _yaml_decimal)
+_ExactLoader.add_constructor("tag:yaml.org,2002:int", _yaml_int)

@@ -120,3 +120,33 @@ def test_rule_files_read_amounts_exactly(world, tmp_path, name, text):
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert stored_limit(world) == {"amount": "1234567.10", "currency": "EUR"}
+
+
+def _apply_yaml(world, tmp_path, amount: str):
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n- id: buyers\n  role: buyer\n  unit: Engineering\n"
+                    "  match: {group: Buyers}\n  parameters: {spending_limit: "
+                    f"{{amount: {amount}, currency: EUR}}}}\n")
+    return CliRunner().invoke(cli, ["mapping", "apply", str(path), "--org", "acme"],
+                              env={"ROSTER_DATABASE__URL": world.db.url})
+
+
+@pytest.mark.parametrize(("amount", "stored"), [("0750", "750"), ("-0", "0"), ("1_000", "1000"),
+                                                ("0750.50", "750.50")])
+def test_yaml_amounts_with_leading_zeros_are_decimal(world, tmp_path, amount, stored):
+    """A YAML amount `0750` is 750 (YAML 1.2), as `0750.50` is 750.50; YAML 1.1's
+    reading made it octal, a limit of 488 EUR."""
+    result = _apply_yaml(world, tmp_path, amount)
+    assert result.exit_code == 0, result.output
+    assert stored_limit(world) == {"amount": stored, "currency": "EUR"}
+
+
+@pytest.mark.parametrize("amount", ["1:30", "1:30.5"])
+def test_yaml_sexagesimal_amounts_are_refused(world, tmp_path, amount):
+    """`1:30` is no amount (YAML 1.1 read it as 90, `1:30.5` as the float 90.5): the apply
+    fails naming the field, and nothing is stored."""
+    result = _apply_yaml(world, tmp_path, amount)
+    assert result.exit_code == 1, result.output
+    assert f"{FIELD}: must be a decimal number" in result.output
+    assert f"got '{amount}'" in result.output
+    assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0
