@@ -77,6 +77,32 @@ def test_bad_amounts_are_a_400_naming_the_field(world, client, admin, amount, cu
     assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0
 
 
+@pytest.mark.parametrize("currency", ["EUD", "ABC", "HRK", "XXX", "XAU"])
+def test_unknown_currency_codes_are_a_400(world, client, admin, currency):
+    """A code ISO 4217 does not list as a currency (a typo, one withdrawn, gold, "no
+    currency") is refused naming the currency, in a dry run, an apply and a role's default;
+    any three capital letters were taken as a currency before."""
+    field = FIELD.removesuffix("amount") + "currency"
+    body = ('{"rules": [{"id": "buyers", "role": "buyer", "unit": "Engineering", "match": '
+            '{"group": "Buyers"}, "parameters": {"spending_limit": {"amount": "10", '
+            f'"currency": "{currency}"}}}}}}]}}')
+    url = f"/api/v1/orgs/{world.org_id}"
+    for res in (client.post(url + "/mapping:preview", data=body,
+                            content_type="application/json", headers=admin),
+                put_limit(client, world, admin, '"10"', currency)):
+        assert res.status_code == 400, res.json
+        assert res.json["errors"] == [{"field": field, "detail": res.json["detail"]}]
+        assert f"{currency} is not a current ISO 4217 currency code" in res.json["detail"]
+    res = client.post(url + "/roles", headers=admin, json={
+        "key": "night_buyer", "name": "Night buyer", "permissions": ["orders.place"],
+        "parameters": {"limit": {"type": "money",
+                                 "default": {"amount": "10", "currency": currency}}}})
+    assert res.status_code == 400, res.json
+    assert res.json["errors"][0]["field"] == "parameters.limit.default.currency"
+    assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0
+    assert put_limit(client, world, admin, '"10"', "USD").status_code == 200
+
+
 def test_three_place_currency_is_allowed_its_places(world, client, admin):
     """BHD has 3 minor units (ISO 4217): 1.125 BHD is a valid limit."""
     assert put_limit(client, world, admin, "1.125", "BHD").status_code == 200
