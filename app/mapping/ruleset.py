@@ -39,6 +39,9 @@ UNIT_KINDS = ("department", "cost_center", "team", "location")
 MAX_DEPTH = 8
 MAX_RULES = 1000
 MAX_VALUES = 100  # values (patterns) of one condition
+# Conditions of a rule set (each group, attribute, all, any and not): every SCIM write and
+# login evaluates them all for each user it touches, against each of the user's groups.
+MAX_CONDITIONS = 10_000
 MAX_TEXT = 500  # patterns and names
 MAX_PRIORITY = 1_000_000  # stored in a 32-bit column
 RULE_KEYS = frozenset({"id", "priority", "description", "match", "role", "unit", "unit_from",
@@ -96,13 +99,22 @@ def _only(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
 
 
 def parse_condition(raw: Any, where: str = "match", depth: int = 0,
-                    problems: list[str] | None = None) -> Condition:
+                    problems: list[str] | None = None,
+                    budget: list[int] | None = None) -> Condition:
     """A condition tree from its document form ({group}, {attribute}, {all}, {any}, {not}).
 
     ``problems``: a stored document's (see :func:`_pattern`); None when it is being saved.
+    ``budget``: the conditions the rule set may still hold (``MAX_CONDITIONS``), counted
+    down as they are read, so a huge list is refused where it crosses the limit.
     """
     if depth > MAX_DEPTH:
         raise _fail(where, f"conditions nest deeper than {MAX_DEPTH}")
+    if budget is not None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _fail(where, f"a rule set holds at most {MAX_CONDITIONS:,} conditions (each "
+                               "group, attribute, all, any and not): match many groups with "
+                               "one glob or regex")
     if not isinstance(raw, Mapping):
         raise _fail(where, "must be a table with one of group, attribute, all, any, not")
     if "group" in raw:
@@ -122,11 +134,11 @@ def parse_condition(raw: Any, where: str = "match", depth: int = 0,
             subs = raw[name]
             if not isinstance(subs, list) or not subs:
                 raise _fail(f"{where}.{name}", "must be a non-empty list of conditions")
-            return cls(tuple(parse_condition(s, f"{where}.{name}[{i}]", depth + 1, problems)
-                             for i, s in enumerate(subs)))
+            return cls(tuple(parse_condition(s, f"{where}.{name}[{i}]", depth + 1, problems,
+                                             budget) for i, s in enumerate(subs)))
     if "not" in raw:
         _only(raw, {"not"}, where)
-        return Not(parse_condition(raw["not"], f"{where}.not", depth + 1, problems))
+        return Not(parse_condition(raw["not"], f"{where}.not", depth + 1, problems, budget))
     raise _fail(where, "must contain one of group, attribute, all, any, not")
 
 
@@ -188,12 +200,14 @@ def _unit(raw: Mapping[str, Any], where: str) -> UnitTarget:
     return UnitTarget(from_attribute=derived["attribute"], under=under, create=create, kind=kind)
 
 
-def parse_rule(raw: Any, where: str, *, stored: bool = False) -> tuple[RuleSpec, str]:
+def parse_rule(raw: Any, where: str, *, stored: bool = False,
+               budget: list[int] | None = None) -> tuple[RuleSpec, str]:
     """One rule and its description from its document form.
 
     ``stored``: read back from the database, where it was valid when saved. A regex RE2
     cannot run (saved before RE2) then disables the rule instead of failing the request
-    that evaluates it; the rule matches no one and says why in ``disabled``.
+    that evaluates it; the rule matches no one and says why in ``disabled``. ``budget``:
+    see :func:`parse_condition`.
     """
     if not isinstance(raw, Mapping):
         raise _fail(where, "must be a table")
@@ -213,7 +227,8 @@ def parse_rule(raw: Any, where: str, *, stored: bool = False) -> tuple[RuleSpec,
         raise _fail(f"{where}.description", "must be a string of at most 1000 characters")
     problems: list[str] | None = [] if stored else None
     spec = RuleSpec(id=rule_id, priority=priority,
-                    condition=parse_condition(raw.get("match"), f"{where}.match", 0, problems),
+                    condition=parse_condition(raw.get("match"), f"{where}.match", 0, problems,
+                                              budget),
                     role=_text(raw.get("role"), f"{where}.role"), unit=_unit(raw, where),
                     parameters=dict(parameters), disabled="; ".join(problems or ()) or None)
     return spec, description
@@ -253,9 +268,9 @@ def parse_document(data: Any) -> RuleSet:
     raw_rules = data.get("rules", [])
     if not isinstance(raw_rules, list) or len(raw_rules) > MAX_RULES:
         raise _fail("rules", f"must be a list of at most {MAX_RULES} rules")
-    rules, descriptions = [], {}
+    rules, descriptions, budget = [], {}, [MAX_CONDITIONS]
     for i, raw in enumerate(raw_rules):
-        spec, description = parse_rule(raw, f"rules[{i}]")
+        spec, description = parse_rule(raw, f"rules[{i}]", budget=budget)
         if spec.id in descriptions:
             raise _fail(f"rules[{i}].id", f"duplicate rule id {spec.id!r}")
         rules.append(spec)

@@ -104,3 +104,29 @@ def test_missing_unit_from_parent_names_under(world, client, admin):
                                        "detail": res.json["detail"]}]
         assert "unit 'Nowhere' does not exist" in res.json["detail"]
     assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0
+
+
+def test_rule_set_holds_at_most_10000_conditions(world, client, admin):
+    """Conditions are bounded per rule set (each is evaluated for every user a SCIM write
+    touches): 10,000 are taken, one more is a 400 naming where the limit is crossed. An
+    `any` of 60,000 groups was stored, and each write of a user then took seconds."""
+    def rule(rule_id: str, count: int) -> dict:
+        return {"id": rule_id, "role": "buyer", "unit": "Engineering",
+                "match": {"any": [{"group": f"Team {rule_id} {i}"} for i in range(count)]}}
+
+    url = f"/api/v1/orgs/{world.org_id}/mapping"
+    ok = {"rules": [rule("a", 5_999), rule("b", 3_999)]}  # 10,000 with the two `any`
+    assert client.post(url + ":preview", json=ok, headers=admin).status_code == 200
+    too_many = {"rules": [rule("a", 5_999), rule("b", 4_000)]}
+    for res in (client.post(url + ":preview", json=too_many, headers=admin),
+                client.put(url, json=too_many, headers=admin)):
+        assert res.status_code == 400, res.json
+        assert res.json["errors"] == [{"field": "rules[1].match.any[3999]",
+                                       "detail": res.json["detail"]}]
+        assert "at most 10,000 conditions" in res.json["detail"]
+    assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0
+    res = client.post(url + "/rules", json={"rule": rule("b", 4_000)}, headers=admin)
+    assert res.status_code == 201, res.json
+    res = client.post(url + "/rules", json={"rule": rule("a", 5_999)}, headers=admin)
+    assert res.status_code == 400, res.json
+    assert "at most 10,000 conditions" in res.json["detail"]
