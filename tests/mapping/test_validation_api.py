@@ -130,3 +130,34 @@ def test_rule_set_holds_at_most_10000_conditions(world, client, admin):
     res = client.post(url + "/rules", json={"rule": rule("a", 5_999)}, headers=admin)
     assert res.status_code == 400, res.json
     assert "at most 10,000 conditions" in res.json["detail"]
+
+
+@pytest.mark.parametrize(("method", "path", "rule", "field", "detail"), [
+    ("post", "/rules", {**BUYERS, "id": "new", "role": "pilot"}, "rule.role",
+     "unknown role 'pilot'"),
+    ("post", "/rules", {**BUYERS, "id": "new", "unit": "Nowhere"}, "rule.unit",
+     "unit 'Nowhere' does not exist"),
+    ("put", "/rules/finance", {**BUYERS, "id": "finance", "role": "pilot"}, "rule.role",
+     "unknown role 'pilot'"),
+    ("put", "/rules/finance", {**BUYERS, "id": "finance", "match": {"grp": "x"}},
+     "rule.match", "must contain one of group"),
+    ("put", "/rules/finance", {**BUYERS, "id": "finance", "parameters": {
+        "spending_limit": {"amount": "-1", "currency": "EUR"}}},
+     "rule.parameters.spending_limit.amount", "must not be negative"),
+])
+def test_one_rule_edit_errors_name_the_bodys_rule(world, client, admin, method, path, rule,
+                                                  field, detail):
+    """A 400 about the rule a one-rule edit sends names the body's field (`rule.role`);
+    it named the rule's place in the stored list (`rules[2] (new).role`), never sent."""
+    url = f"/api/v1/orgs/{world.org_id}/mapping"
+    finance = {"id": "finance", "role": "finance", "unit": "Engineering",
+               "match": {"group": "Finance"}}
+    assert client.put(url, json={"rules": [BUYERS, finance]}, headers=admin).status_code == 200
+    res = getattr(client, method)(url + path, json={"rule": rule}, headers=admin)
+    assert res.status_code == 400, res.json
+    assert res.content_type == "application/problem+json"
+    assert res.json["errors"] == [{"field": field, "detail": res.json["detail"]}]
+    assert res.json["detail"].startswith(f"{field}: ")
+    assert detail in res.json["detail"]
+    assert [r["id"] for r in client.get(url, headers=admin).json["rules"]] == ["buyers",
+                                                                               "finance"]
