@@ -61,6 +61,12 @@ class PreviewSchema(Schema):
                              metadata={"description": "Users who would lose every grant."})
     changes = fields.List(fields.Dict(), required=True)
     changes_truncated = fields.Boolean(required=True)
+    refused = fields.Boolean(metadata={
+        "description": "Dry run only: whether applying this rule set now would be refused "
+                       "(409), more than max_loss_share of the active users losing every "
+                       "grant; force=true applies anyway."})
+    max_loss_share = fields.Float(metadata={
+        "description": "Dry run only: the deployment's [mapping] max_loss_share."})
 
 
 def _current(ctx: ApiContext, org: Organization) -> dict[str, Any]:
@@ -71,10 +77,13 @@ def _current(ctx: ApiContext, org: Organization) -> dict[str, Any]:
                                for r in ruleset.rules if r.disabled]}
 
 
+def _max_loss_share() -> float:
+    return float(current_app.config["ROSTER"]["mapping"]["max_loss_share"])
+
+
 def _apply(ctx: ApiContext, org: Organization, ruleset: RuleSet) -> Preview:
-    share = current_app.config["ROSTER"]["mapping"]["max_loss_share"]
-    return apply_ruleset(ctx.session, org, ruleset, ctx.actor, max_loss_share=share,
-                         force=ctx.args.get("force", False))
+    return apply_ruleset(ctx.session, org, ruleset, ctx.actor,
+                         max_loss_share=_max_loss_share(), force=ctx.args.get("force", False))
 
 
 def _edit(ctx: ApiContext, org: Organization) -> dict[str, Any]:
@@ -127,9 +136,12 @@ def put_mapping(ctx: ApiContext) -> dict[str, Any]:
            summary="Dry run: who would gain and lose what under a proposed rule set",
            body=RuleSetBodySchema, response=PreviewSchema)
 def preview_mapping(ctx: ApiContext) -> dict[str, Any]:
-    """Evaluate the proposed rule set against every user; nothing is written."""
+    """Evaluate the proposed rule set against every user; nothing is written. Says whether
+    the apply would be refused, as `roster mapping apply --dry-run` does: the limit is the
+    deployment's, which the client does not know."""
     assert ctx.org is not None
-    return preview(ctx.session, ctx.org, parse_document(ctx.body)).as_dict()
+    result, share = preview(ctx.session, ctx.org, parse_document(ctx.body)), _max_loss_share()
+    return {**result.as_dict(), "refused": result.loss_share > share, "max_loss_share": share}
 
 
 @api_route(bp, "/orgs/<org_id>/mapping/rules", methods=["POST"], permission="mappings:write",
