@@ -9,10 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, time
+from decimal import Decimal
 from typing import Any
 
 from app.errors import InvalidInput
 from app.mapping.catalog import check_value
+from app.mapping.money import shown
 from app.mapping.regex import RULESET_INSTRUCTIONS, PatternError
 from app.mapping.regex import check as check_regex
 from app.mapping.rules import (
@@ -62,6 +65,11 @@ def _fail(where: str, detail: str) -> InvalidInput:
 
 
 def _text(raw: Any, where: str) -> str:
+    if isinstance(raw, bool | int | float | Decimal | date | time):
+        # A cost center 4711, a country NO (YAML 1.1's false), a date: the file's reader
+        # made it no string. Say what was read, and how to write it.
+        raise _fail(where, f"must be a non-empty string, got {shown(raw)} (read as "
+                           f"{type(raw).__name__}): quote the value, e.g. \"4711\" or \"NO\"")
     if not isinstance(raw, str) or not raw.strip():
         raise _fail(where, "must be a non-empty string")
     if len(raw) > MAX_TEXT:
