@@ -15,7 +15,8 @@ from app.mapping.access import effective_access, explain_lines, find_user, forma
 from app.mapping.catalog import RoleSpec
 from app.mapping.preview import Preview, apply_ruleset, preview
 from app.mapping.roles import add_role, list_roles
-from app.mapping.ruleset import condition_document, document, parse_document, read_file
+from app.mapping.rulefile import read_file
+from app.mapping.ruleset import condition_document, document, parse_document
 from app.mapping.storage import latest_revision, load_ruleset
 
 SHOWN = 200  # per-user lines printed by a dry run; totals always count everyone

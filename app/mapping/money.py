@@ -26,6 +26,20 @@ MINOR_UNITS: dict[str, int] = {
     **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
     **dict.fromkeys(("CLF", "UYW"), 4),
 }
+# ISO 4217's current codes with a minor unit (List One), funds included: a typo ("EUD") or
+# a code the standard withdrew (HRK) is no currency the portal can charge in. Gold, SDRs,
+# the test code XTS and XXX have no minor unit ("N.A."): no amount is written in them.
+_LIST_ONE = """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD
+    BTN BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP
+    DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR
+    IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD
+    MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB
+    PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD
+    SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS
+    VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG ZWL
+"""
+CURRENCIES: frozenset[str] = frozenset(_LIST_ONE.split())
 _NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
 
 
@@ -37,7 +51,8 @@ def minor_units(currency: str) -> int:
 def check_money(value: Any, where: str) -> dict[str, str]:
     """``{amount, currency}`` validated and canonical, or InvalidInput naming the field.
 
-    The amount is a string or an exact JSON number, zero or more (``-0`` is ``0``), finite,
+    The currency is a current ISO 4217 code (``CURRENCIES``); the amount is a string or
+    an exact JSON number, zero or more (``-0`` is ``0``), finite,
     below 10^12, with no more places than the currency's minor unit.
     """
     if not isinstance(value, dict) or set(value) != {"amount", "currency"}:
@@ -48,6 +63,9 @@ def check_money(value: Any, where: str) -> dict[str, str]:
             and currency.isascii() and currency.isalpha() and currency.isupper()):
         raise InvalidInput(f"{where}.currency: must be an ISO 4217 code such as EUR",
                            field=f"{where}.currency")
+    if currency not in CURRENCIES:
+        raise InvalidInput(f"{where}.currency: {currency} is not a current ISO 4217 currency "
+                           "code (such as EUR, USD, JPY)", field=f"{where}.currency")
     return {"amount": _amount(value["amount"], currency, f"{where}.amount"),
             "currency": currency}
 

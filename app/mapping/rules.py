@@ -205,13 +205,16 @@ def _matcher(kind: str, pattern: str, case_exact: bool) -> Callable[[str], bool]
     """A compiled test for one pattern (rules are evaluated for thousands of users).
 
     Regexes are matched whole, case-sensitively unless they say ``(?i)``, by RE2 in linear
-    time (app/mapping/regex.py); glob and exact ignore case unless ``case_exact``.
+    time (app/mapping/regex.py); glob and exact ignore case unless ``case_exact``, folded
+    as Roster folds names (app/folding.py, RFC 7643 §2.2 caseExact=false): a rule names
+    the groups SCIM takes for that name. ``str.casefold`` joined ``Straße`` and ``STRASSE``
+    (two groups to SCIM) and kept ``İSTANBUL`` from ``istanbul`` (one name to SCIM).
     """
     if kind == "regex":
         # Looked up per value, not kept here: app/mapping/regex.py bounds what the
         # compiled programs may weigh, and a reference held here would defeat it.
         return lambda value: fullmatcher(pattern)(value)
-    fold: Callable[[str], str] = (lambda v: v) if case_exact else str.casefold
+    fold: Callable[[str], str] = (lambda v: v) if case_exact else fold_text
     if kind == "glob":
         glob = re.compile(fnmatch.translate(fold(pattern)))
         return lambda value: glob.match(fold(value)) is not None

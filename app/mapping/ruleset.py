@@ -1,24 +1,21 @@
 """Rule documents: parse and validate a rule set (TOML, YAML or JSON) into rules.py values.
 
-The same document shape is read from files (`roster mapping apply`), from API bodies, and
-rebuilt from the stored rows, so one parser validates all three.
+The same document shape is read from files (`roster mapping apply`, app/mapping/rulefile.py),
+from API bodies, and rebuilt from the stored rows, so one parser validates all three.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
+from datetime import date, time
+from decimal import Decimal
 from typing import Any
-
-import yaml
 
 from app.errors import InvalidInput
 from app.mapping.catalog import check_value
+from app.mapping.money import shown
 from app.mapping.regex import RULESET_INSTRUCTIONS, PatternError
 from app.mapping.regex import check as check_regex
 from app.mapping.rules import (
@@ -45,6 +42,9 @@ UNIT_KINDS = ("department", "cost_center", "team", "location")
 MAX_DEPTH = 8
 MAX_RULES = 1000
 MAX_VALUES = 100  # values (patterns) of one condition
+# Conditions of a rule set (each group, attribute, all, any and not): every SCIM write and
+# login evaluates them all for each user it touches, against each of the user's groups.
+MAX_CONDITIONS = 10_000
 MAX_TEXT = 500  # patterns and names
 MAX_PRIORITY = 1_000_000  # stored in a 32-bit column
 RULE_KEYS = frozenset({"id", "priority", "description", "match", "role", "unit", "unit_from",
@@ -65,6 +65,11 @@ def _fail(where: str, detail: str) -> InvalidInput:
 
 
 def _text(raw: Any, where: str) -> str:
+    if isinstance(raw, bool | int | float | Decimal | date | time):
+        # A cost center 4711, a country NO (YAML 1.1's false), a date: the file's reader
+        # made it no string. Say what was read, and how to write it.
+        raise _fail(where, f"must be a non-empty string, got {shown(raw)} (read as "
+                           f"{type(raw).__name__}): quote the value, e.g. \"4711\" or \"NO\"")
     if not isinstance(raw, str) or not raw.strip():
         raise _fail(where, "must be a non-empty string")
     if len(raw) > MAX_TEXT:
@@ -102,13 +107,22 @@ def _only(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
 
 
 def parse_condition(raw: Any, where: str = "match", depth: int = 0,
-                    problems: list[str] | None = None) -> Condition:
+                    problems: list[str] | None = None,
+                    budget: list[int] | None = None) -> Condition:
     """A condition tree from its document form ({group}, {attribute}, {all}, {any}, {not}).
 
     ``problems``: a stored document's (see :func:`_pattern`); None when it is being saved.
+    ``budget``: the conditions the rule set may still hold (``MAX_CONDITIONS``), counted
+    down as they are read, so a huge list is refused where it crosses the limit.
     """
     if depth > MAX_DEPTH:
         raise _fail(where, f"conditions nest deeper than {MAX_DEPTH}")
+    if budget is not None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise _fail(where, f"a rule set holds at most {MAX_CONDITIONS:,} conditions (each "
+                               "group, attribute, all, any and not): match many groups with "
+                               "one glob or regex")
     if not isinstance(raw, Mapping):
         raise _fail(where, "must be a table with one of group, attribute, all, any, not")
     if "group" in raw:
@@ -128,11 +142,11 @@ def parse_condition(raw: Any, where: str = "match", depth: int = 0,
             subs = raw[name]
             if not isinstance(subs, list) or not subs:
                 raise _fail(f"{where}.{name}", "must be a non-empty list of conditions")
-            return cls(tuple(parse_condition(s, f"{where}.{name}[{i}]", depth + 1, problems)
-                             for i, s in enumerate(subs)))
+            return cls(tuple(parse_condition(s, f"{where}.{name}[{i}]", depth + 1, problems,
+                                             budget) for i, s in enumerate(subs)))
     if "not" in raw:
         _only(raw, {"not"}, where)
-        return Not(parse_condition(raw["not"], f"{where}.not", depth + 1, problems))
+        return Not(parse_condition(raw["not"], f"{where}.not", depth + 1, problems, budget))
     raise _fail(where, "must contain one of group, attribute, all, any, not")
 
 
@@ -194,12 +208,14 @@ def _unit(raw: Mapping[str, Any], where: str) -> UnitTarget:
     return UnitTarget(from_attribute=derived["attribute"], under=under, create=create, kind=kind)
 
 
-def parse_rule(raw: Any, where: str, *, stored: bool = False) -> tuple[RuleSpec, str]:
+def parse_rule(raw: Any, where: str, *, stored: bool = False,
+               budget: list[int] | None = None) -> tuple[RuleSpec, str]:
     """One rule and its description from its document form.
 
     ``stored``: read back from the database, where it was valid when saved. A regex RE2
     cannot run (saved before RE2) then disables the rule instead of failing the request
-    that evaluates it; the rule matches no one and says why in ``disabled``.
+    that evaluates it; the rule matches no one and says why in ``disabled``. ``budget``:
+    see :func:`parse_condition`.
     """
     if not isinstance(raw, Mapping):
         raise _fail(where, "must be a table")
@@ -219,7 +235,8 @@ def parse_rule(raw: Any, where: str, *, stored: bool = False) -> tuple[RuleSpec,
         raise _fail(f"{where}.description", "must be a string of at most 1000 characters")
     problems: list[str] | None = [] if stored else None
     spec = RuleSpec(id=rule_id, priority=priority,
-                    condition=parse_condition(raw.get("match"), f"{where}.match", 0, problems),
+                    condition=parse_condition(raw.get("match"), f"{where}.match", 0, problems,
+                                              budget),
                     role=_text(raw.get("role"), f"{where}.role"), unit=_unit(raw, where),
                     parameters=dict(parameters), disabled="; ".join(problems or ()) or None)
     return spec, description
@@ -259,9 +276,9 @@ def parse_document(data: Any) -> RuleSet:
     raw_rules = data.get("rules", [])
     if not isinstance(raw_rules, list) or len(raw_rules) > MAX_RULES:
         raise _fail("rules", f"must be a list of at most {MAX_RULES} rules")
-    rules, descriptions = [], {}
+    rules, descriptions, budget = [], {}, [MAX_CONDITIONS]
     for i, raw in enumerate(raw_rules):
-        spec, description = parse_rule(raw, f"rules[{i}]")
+        spec, description = parse_rule(raw, f"rules[{i}]", budget=budget)
         if spec.id in descriptions:
             raise _fail(f"rules[{i}].id", f"duplicate rule id {spec.id!r}")
         rules.append(spec)
@@ -304,46 +321,11 @@ def _check_unit(target: UnitTarget, units: UnitIndex, where: str) -> UnitTarget:
     named = target.ref or target.under
     found = units.find(named) if named else None
     if named and found is None and not target.create:
-        raise _fail(f"{where}.unit", f"unit {named!r} does not exist (set create_unit)")
+        raise _fail(f"{where}.{'unit' if target.ref else 'unit_from.under'}",
+                    f"unit {named!r} does not exist (set create_unit)")
     if target.under and found is not None:
         return UnitTarget(None, target.from_attribute, found[1], target.create, target.kind)
     return target
-
-
-def read_file(path: Path) -> Any:
-    """Parse a rule file: TOML (.toml), YAML (.yaml/.yml) or JSON (.json)."""
-    try:
-        text = path.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="file") from None
-    suffix = path.suffix.lower()
-    # Numbers with a fraction are read exactly (money amounts), as API bodies are.
-    try:
-        if suffix == ".toml":
-            return tomllib.loads(text.decode(), parse_float=Decimal)
-        if suffix == ".json":
-            return json.loads(text, parse_float=Decimal)
-        if suffix in (".yaml", ".yml"):
-            return yaml.load(text, Loader=_ExactLoader)  # noqa: S506 - a SafeLoader
-    except (ValueError, UnicodeDecodeError, yaml.YAMLError, InvalidOperation) as exc:
-        kind = suffix[1:].upper().replace("YML", "YAML")
-        raise InvalidInput(f"{path} is not valid {kind}: {exc}", field="file") from None
-    raise InvalidInput(f"{path}: rule files end in .toml, .yaml, .yml or .json", field="file")
-
-
-class _ExactLoader(yaml.SafeLoader):
-    """YAML's safe loader, with floats read as Decimal where they are plain decimals."""
-
-
-def _yaml_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal | float:
-    text = str(loader.construct_scalar(node)).replace("_", "")
-    try:
-        return Decimal(text)
-    except InvalidOperation:  # .inf, .nan, 1:30.5 (sexagesimal): YAML's own reading
-        return float(loader.construct_yaml_float(node))
-
-
-_ExactLoader.add_constructor("tag:yaml.org,2002:float", _yaml_decimal)
 
 
 def rule_document(rule: RuleSpec, description: str = "") -> dict[str, Any]:

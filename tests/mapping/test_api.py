@@ -114,3 +114,21 @@ def test_access_of_another_organizations_user_is_404(world, client, other_tenant
     stranger = World(world.db, other_tenant).user("stranger")
     portal = make_key(world.db, "portal", world.tenant.org).headers
     assert client.get(f"/api/v1/users/{stranger}/access", headers=portal).status_code == 404
+
+
+def test_preview_says_whether_the_apply_would_be_refused(world, client, admin):
+    """The API's dry run answers as the apply will: `refused` with the deployment's
+    `max_loss_share` (as `roster mapping apply --dry-run` prints); before, a preview of a
+    rule set taking everyone's grants was a plain 200 and only the apply a 409."""
+    alice = world.user("alice")
+    world.group("Buyers", [alice])
+    url = f"/api/v1/orgs/{world.org_id}/mapping"
+    assert client.put(url, json={"rules": [BUYERS]}, headers=admin).status_code == 200
+    res = client.post(url + ":preview", json={"rules": []}, headers=admin)
+    assert res.status_code == 200, res.json
+    assert (res.json["refused"], res.json["max_loss_share"]) == (True, 0.2)
+    assert res.json["totals"]["users_losing_all"] == 1
+    assert client.put(url, json={"rules": []}, headers=admin).status_code == 409
+    res = client.post(url + ":preview", json={"rules": [BUYERS]}, headers=admin)
+    assert (res.json["refused"], res.json["max_loss_share"]) == (False, 0.2)
+    assert "refused" not in client.put(url, json={"rules": [BUYERS]}, headers=admin).json

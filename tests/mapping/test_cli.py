@@ -153,3 +153,20 @@ def test_unit_add_grants_to_the_users_a_rule_aims_at(world, run):
     out = run("unit", "add", "--org", "acme", "--name", "Kyoto", "--kind", "location",
               "--parent", "Engineering").output
     assert "re-evaluated" not in out
+
+
+@pytest.mark.parametrize(("value", "got"), [
+    ("NO", "False (read as bool)"), ("4711", "4711 (read as int)"),
+    ("2024-01-01", "datetime.date(2024, 1, 1) (read as date)")])
+def test_unquoted_values_in_a_yaml_file_say_what_was_read(world, tmp_path, value, got):
+    """A country NO (YAML 1.1's false), a cost center 4711 or a date, unquoted in a rule
+    file, are refused saying what the reader made of them and to quote them; the message
+    was "must be a non-empty string" for a value the admin wrote as one."""
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n- id: nordic\n  role: buyer\n  unit: Engineering\n  match: "
+                    f"{{any: [{{attribute: country, value: [SE, {value}]}}]}}\n")
+    result = CliRunner().invoke(cli, ["mapping", "apply", str(path), "--org", "acme"],
+                                env={"ROSTER_DATABASE__URL": world.db.url})
+    assert result.exit_code == 1, result.output
+    assert result.output == (f"Error: rules[0].match.any[0].value[1]: must be a non-empty "
+                             f"string, got {got}: quote the value, e.g. \"4711\" or \"NO\"\n")

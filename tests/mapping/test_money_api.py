@@ -77,6 +77,32 @@ def test_bad_amounts_are_a_400_naming_the_field(world, client, admin, amount, cu
     assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0
 
 
+@pytest.mark.parametrize("currency", ["EUD", "ABC", "HRK", "XXX", "XAU"])
+def test_unknown_currency_codes_are_a_400(world, client, admin, currency):
+    """A code ISO 4217 does not list as a currency (a typo, one withdrawn, gold, "no
+    currency") is refused naming the currency, in a dry run, an apply and a role's default;
+    any three capital letters were taken as a currency before."""
+    field = FIELD.removesuffix("amount") + "currency"
+    body = ('{"rules": [{"id": "buyers", "role": "buyer", "unit": "Engineering", "match": '
+            '{"group": "Buyers"}, "parameters": {"spending_limit": {"amount": "10", '
+            f'"currency": "{currency}"}}}}}}]}}')
+    url = f"/api/v1/orgs/{world.org_id}"
+    for res in (client.post(url + "/mapping:preview", data=body,
+                            content_type="application/json", headers=admin),
+                put_limit(client, world, admin, '"10"', currency)):
+        assert res.status_code == 400, res.json
+        assert res.json["errors"] == [{"field": field, "detail": res.json["detail"]}]
+        assert f"{currency} is not a current ISO 4217 currency code" in res.json["detail"]
+    res = client.post(url + "/roles", headers=admin, json={
+        "key": "night_buyer", "name": "Night buyer", "permissions": ["orders.place"],
+        "parameters": {"limit": {"type": "money",
+                                 "default": {"amount": "10", "currency": currency}}}})
+    assert res.status_code == 400, res.json
+    assert res.json["errors"][0]["field"] == "parameters.limit.default.currency"
+    assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0
+    assert put_limit(client, world, admin, '"10"', "USD").status_code == 200
+
+
 def test_three_place_currency_is_allowed_its_places(world, client, admin):
     """BHD has 3 minor units (ISO 4217): 1.125 BHD is a valid limit."""
     assert put_limit(client, world, admin, "1.125", "BHD").status_code == 200
@@ -120,3 +146,33 @@ def test_rule_files_read_amounts_exactly(world, tmp_path, name, text):
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert stored_limit(world) == {"amount": "1234567.10", "currency": "EUR"}
+
+
+def _apply_yaml(world, tmp_path, amount: str):
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n- id: buyers\n  role: buyer\n  unit: Engineering\n"
+                    "  match: {group: Buyers}\n  parameters: {spending_limit: "
+                    f"{{amount: {amount}, currency: EUR}}}}\n")
+    return CliRunner().invoke(cli, ["mapping", "apply", str(path), "--org", "acme"],
+                              env={"ROSTER_DATABASE__URL": world.db.url})
+
+
+@pytest.mark.parametrize(("amount", "stored"), [("0750", "750"), ("-0", "0"), ("1_000", "1000"),
+                                                ("0750.50", "750.50")])
+def test_yaml_amounts_with_leading_zeros_are_decimal(world, tmp_path, amount, stored):
+    """A YAML amount `0750` is 750 (YAML 1.2), as `0750.50` is 750.50; YAML 1.1's
+    reading made it octal, a limit of 488 EUR."""
+    result = _apply_yaml(world, tmp_path, amount)
+    assert result.exit_code == 0, result.output
+    assert stored_limit(world) == {"amount": stored, "currency": "EUR"}
+
+
+@pytest.mark.parametrize("amount", ["1:30", "1:30.5"])
+def test_yaml_sexagesimal_amounts_are_refused(world, tmp_path, amount):
+    """`1:30` is no amount (YAML 1.1 read it as 90, `1:30.5` as the float 90.5): the apply
+    fails naming the field, and nothing is stored."""
+    result = _apply_yaml(world, tmp_path, amount)
+    assert result.exit_code == 1, result.output
+    assert f"{FIELD}: must be a decimal number" in result.output
+    assert f"got '{amount}'" in result.output
+    assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0

@@ -6,7 +6,8 @@ import pytest
 
 from app.errors import InvalidInput
 from app.mapping.preview import TooManyLosses, preview
-from app.mapping.ruleset import parse_document, read_file
+from app.mapping.rulefile import read_file
+from app.mapping.ruleset import parse_document
 from app.models import Organization
 from app.settings import ROOT
 from tests.conftest import rows

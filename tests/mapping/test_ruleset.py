@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.errors import InvalidInput
-from app.mapping.ruleset import document, parse_document, read_file
+from app.mapping.rulefile import read_file
+from app.mapping.ruleset import document, parse_document
 
 GOOD = {"id": "r1", "role": "buyer", "unit": "Engineering", "match": {"group": "G"}}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import current_app
@@ -10,7 +11,7 @@ from marshmallow import Schema, fields
 from app.api.frame import ApiContext, api_route
 from app.api.schemas import StrictSchema
 from app.api.views import bp
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, InvalidInput, NotFound
 from app.mapping.locks import own_mapping
 from app.mapping.preview import Preview, apply_ruleset, preview
 from app.mapping.ruleset import RuleSet, document, parse_document, parse_rule
@@ -60,6 +61,12 @@ class PreviewSchema(Schema):
                              metadata={"description": "Users who would lose every grant."})
     changes = fields.List(fields.Dict(), required=True)
     changes_truncated = fields.Boolean(required=True)
+    refused = fields.Boolean(metadata={
+        "description": "Dry run only: whether applying this rule set now would be refused "
+                       "(409), more than max_loss_share of the active users losing every "
+                       "grant; force=true applies anyway."})
+    max_loss_share = fields.Float(metadata={
+        "description": "Dry run only: the deployment's [mapping] max_loss_share."})
 
 
 def _current(ctx: ApiContext, org: Organization) -> dict[str, Any]:
@@ -70,10 +77,13 @@ def _current(ctx: ApiContext, org: Organization) -> dict[str, Any]:
                                for r in ruleset.rules if r.disabled]}
 
 
+def _max_loss_share() -> float:
+    return float(current_app.config["ROSTER"]["mapping"]["max_loss_share"])
+
+
 def _apply(ctx: ApiContext, org: Organization, ruleset: RuleSet) -> Preview:
-    share = current_app.config["ROSTER"]["mapping"]["max_loss_share"]
-    return apply_ruleset(ctx.session, org, ruleset, ctx.actor, max_loss_share=share,
-                         force=ctx.args.get("force", False))
+    return apply_ruleset(ctx.session, org, ruleset, ctx.actor,
+                         max_loss_share=_max_loss_share(), force=ctx.args.get("force", False))
 
 
 def _edit(ctx: ApiContext, org: Organization) -> dict[str, Any]:
@@ -87,6 +97,21 @@ def _edit(ctx: ApiContext, org: Organization) -> dict[str, Any]:
 
 def _with_rules(org_doc: dict[str, Any], rules: list[dict[str, Any]]) -> RuleSet:
     return parse_document({"policy": org_doc["policy"], "rules": rules})
+
+
+def _apply_edit(ctx: ApiContext, org: Organization, current: dict[str, Any],
+                rules: list[dict[str, Any]], index: int) -> Preview:
+    """Apply ``rules``, whose ``index``-th is the request's ``rule``: a 400 about that rule
+    names the body's field (``rule.role``), not its place in the stored list
+    (``rules[7] (buyers).role``), which the client never sent."""
+    try:
+        return _apply(ctx, org, _with_rules(current, rules))
+    except InvalidInput as exc:
+        place = re.compile(rf"rules\[{index}\](?: \([^)]*\))?(?=[.:]|\Z)")
+        if exc.field is None or not place.match(exc.field):
+            raise
+        raise InvalidInput(place.sub("rule", exc.detail, count=1),
+                           field=place.sub("rule", exc.field, count=1)) from None
 
 
 @api_route(bp, "/orgs/<org_id>/mapping", methods=["GET"], permission="mappings:read",
@@ -111,9 +136,12 @@ def put_mapping(ctx: ApiContext) -> dict[str, Any]:
            summary="Dry run: who would gain and lose what under a proposed rule set",
            body=RuleSetBodySchema, response=PreviewSchema)
 def preview_mapping(ctx: ApiContext) -> dict[str, Any]:
-    """Evaluate the proposed rule set against every user; nothing is written."""
+    """Evaluate the proposed rule set against every user; nothing is written. Says whether
+    the apply would be refused, as `roster mapping apply --dry-run` does: the limit is the
+    deployment's, which the client does not know."""
     assert ctx.org is not None
-    return preview(ctx.session, ctx.org, parse_document(ctx.body)).as_dict()
+    result, share = preview(ctx.session, ctx.org, parse_document(ctx.body)), _max_loss_share()
+    return {**result.as_dict(), "refused": result.loss_share > share, "max_loss_share": share}
 
 
 @api_route(bp, "/orgs/<org_id>/mapping/rules", methods=["POST"], permission="mappings:write",
@@ -126,8 +154,8 @@ def add_rule(ctx: ApiContext) -> dict[str, Any]:
     new, _ = parse_rule(ctx.body["rule"], "rule")
     if any(r["id"] == new.id for r in current["rules"]):
         raise Conflict(f"rule {new.id!r} already exists", field="rule.id")
-    return _apply(ctx, ctx.org, _with_rules(current, [*current["rules"], ctx.body["rule"]])
-                  ).as_dict()
+    rules = [*current["rules"], ctx.body["rule"]]
+    return _apply_edit(ctx, ctx.org, current, rules, len(rules) - 1).as_dict()
 
 
 @api_route(bp, "/orgs/<org_id>/mapping/rules/<rule_id>", methods=["PUT"],
@@ -144,7 +172,8 @@ def replace_rule(ctx: ApiContext, rule_id: str) -> dict[str, Any]:
     if not any(r["id"] == rule_id for r in current["rules"]):
         raise NotFound(f"rule {rule_id!r} does not exist")
     rules = [body if r["id"] == rule_id else r for r in current["rules"]]
-    return _apply(ctx, ctx.org, _with_rules(current, rules)).as_dict()
+    index = next(i for i, r in enumerate(rules) if r["id"] == rule_id)
+    return _apply_edit(ctx, ctx.org, current, rules, index).as_dict()
 
 
 @api_route(bp, "/orgs/<org_id>/mapping/rules/<rule_id>", methods=["DELETE"],
