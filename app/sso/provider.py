@@ -34,6 +34,7 @@ from app.models.sso import AuthorizationCode, LoginSession
 from app.sso.claims import SCOPE_CLAIMS, filter_by_scope, user_claims
 from app.sso.provider_config import ProviderConfig
 from app.sso.provider_keys import ALG
+from app.sso.provider_prompt import PROMPT_VALUES
 from app.sso.provider_tokens import (
     ACCESS,
     REFRESH,
@@ -362,7 +363,7 @@ def discovery_document(config: ProviderConfig) -> dict[str, Any]:
         **{f"{e}_endpoint_auth_methods_supported": list(AUTH_METHODS)
            for e in ("token", "revocation", "introspection")},
         "claims_supported": ["sub", "sid", "auth_time", *SCOPE_CLAIMS_RELEASED],
-        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "prompt_values_supported": list(PROMPT_VALUES),
         "backchannel_logout_supported": True, "backchannel_logout_session_supported": True,
         "end_session_endpoint": f"{iss}/end_session",
     }

@@ -40,6 +40,8 @@ from app.sso.provider_keys import ProviderKeys
 REAUTH = "sso_reauth"
 _KEEP = 5  # parallel authorization requests remembered per browser
 LOGIN, SELECT_ACCOUNT, STALE = "login", "select_account", "stale"
+# The prompt values Roster honours (discovery's prompt_values_supported).
+PROMPT_VALUES = ("none", "login", "consent", "select_account")
 # Seconds of clock difference allowed between the IdP's authentication instant and ours.
 FRESH_SKEW = 10
 
@@ -56,6 +58,17 @@ def max_age_of(args: Mapping[str, str], redirect_uri: str | None = None,
         raise InvalidRequestError("max_age must be a non-negative integer",
                                   redirect_uri=redirect_uri, state=state)
     return int(raw)
+
+
+def check_prompts(prompts: list[str], redirect_uri: str | None, state: str | None) -> None:
+    """Every ``prompt`` value is one Roster honours, else ``invalid_request`` at
+    ``redirect_uri``: a value it would ignore (``create``, a typo) gives no sign to the
+    portal that it was not acted on (OpenID Connect Prompt Create 1.0 §4.1: an OP SHOULD
+    answer ``invalid_request`` to a value not in ``prompt_values_supported``)."""
+    unknown = sorted(set(prompts) - set(PROMPT_VALUES))
+    if unknown:
+        raise InvalidRequestError(f"unsupported prompt value: {' '.join(unknown)}",
+                                  redirect_uri=redirect_uri, state=state)
 
 
 def demand(prompts: list[str], max_age: int | None, auth_time: float, login_time: float,

@@ -184,6 +184,7 @@ def authorize() -> Response:
             # unknown client, a missing nonce or a bad max_age is answered now, not after.
             try:
                 grant = server.get_consent_grant(end_user=None)
+                prompt.check_prompts(prompts, grant.redirect_uri, request.args.get("state"))
                 max_age = prompt.max_age_of(request.args, grant.redirect_uri,
                                             request.args.get("state"))
             except OAuth2Error as exc:
@@ -199,6 +200,7 @@ def authorize() -> Response:
             state = request.args.get("state")
             if login is None:  # authlib raised already; never reached
                 raise LoginRequiredError(redirect_uri=grant.redirect_uri, state=state)
+            prompt.check_prompts(prompts, grant.redirect_uri, state)
             max_age = prompt.max_age_of(request.args, grant.redirect_uri, state)
             key = prompt.request_key(request.query_string)
             assert principal is not None

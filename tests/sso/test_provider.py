@@ -413,3 +413,24 @@ def test_a_suspended_users_tokens_are_refused_and_come_back_on_resume(db, tenant
                                                   "refresh_token": tokens["refresh_token"]},
                          headers={"Authorization": BASIC})
     assert refreshed.status_code == 200, refreshed.text
+
+
+@pytest.mark.parametrize("value", ["create", "login creat", "none bogus"])
+def test_a_prompt_value_discovery_does_not_name_is_invalid_request(db, tenant, keys, web,
+                                                                   sso_app, value):
+    """prompt_values_supported names what Roster honours; another value (prompt=create, a
+    typo) goes back to the portal as invalid_request with its state, signed in or not
+    (OpenID Connect Prompt Create 1.0 §4.1), instead of a code as if it were honoured (the
+    old code ignored it: no account creation, no sign to the portal)."""
+    meta = web.get("/sso/oidc/.well-known/openid-configuration").get_json()
+    assert "create" not in meta["prompt_values_supported"]
+    req = AuthRequest.new()
+    signed_in(db, tenant, keys, web, req.url())
+    for client in (web, sso_app.test_client()):
+        resp = client.get(req.url(prompt=value).replace("http://roster.test", ""))
+        assert resp.status_code == 302, resp.text
+        query = parse_qs(urlsplit(resp.headers["Location"]).query)
+        assert (query["error"], query["state"]) == (["invalid_request"], [req.state])
+    assert rows(db, "SELECT count(*) AS n FROM oauth_authorization_codes")[0].n == 0
+    back = web.get(req.url(prompt="consent").replace("http://roster.test", ""))
+    assert code_from(back.headers["Location"], req.state)
