@@ -101,9 +101,16 @@ def _pattern(kind: str, value: str, where: str, problems: list[str] | None) -> s
 
 
 def _only(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    extra = sorted(set(raw) - allowed)
+    """Refuse a key this table does not take, naming it (``rules[0].match.mach``), as the
+    API's own schemas name an unknown field: a typo silently ignored matched something else."""
+    extra = sorted(str(key) for key in set(raw) - allowed)
     if extra:
-        raise _fail(where, f"unknown keys {', '.join(extra)}")
+        more = f" (also {', '.join(extra[1:])})" if extra[1:] else ""
+        raise _fail(f"{where}.{extra[0]}" if where else extra[0],
+                    f"unknown key{more}; this table takes {', '.join(sorted(allowed))}")
+
+
+CONDITION_KINDS = ("group", "attribute", "all", "any", "not")
 
 
 def parse_condition(raw: Any, where: str = "match", depth: int = 0,
@@ -125,6 +132,12 @@ def parse_condition(raw: Any, where: str = "match", depth: int = 0,
                                "one glob or regex")
     if not isinstance(raw, Mapping):
         raise _fail(where, "must be a table with one of group, attribute, all, any, not")
+    kinds = [name for name in CONDITION_KINDS if name in raw]
+    if len(kinds) > 1:
+        # {group, attribute} read as the group alone; nest them: {all = [{...}, {...}]}.
+        raise _fail(f"{where}.{kinds[1]}", f"a condition is one of group, attribute, all, "
+                                            f"any, not; this one has {' and '.join(kinds)} "
+                                            "(combine conditions with all or any)")
     if "group" in raw:
         _only(raw, {"group", "by", "match"}, where)
         by = raw.get("by", "displayName")
@@ -159,6 +172,10 @@ def _attribute(raw: Mapping[str, Any], where: str,
     if "present" in raw:
         if not isinstance(raw["present"], bool) or "value" in raw:
             raise _fail(f"{where}.present", "must be true or false, without a value")
+        if "match" in raw and problems is None:
+            # present tests whether there is a value at all: a match kind was ignored.
+            raise _fail(f"{where}.match", "not with present (present = true matches any "
+                                          "value; match goes with value)")
         return AttributeMatch(name, present=raw["present"])
     values = raw.get("value")
     kind = _kind(raw, where)
@@ -272,7 +289,7 @@ def parse_document(data: Any) -> RuleSet:
     """A whole rule set ({policy, rules}) from a parsed file or request body."""
     if not isinstance(data, Mapping):
         raise _fail("document", "must be a table with policy and rules")
-    _only(data, {"policy", "rules"}, "document")
+    _only(data, {"policy", "rules"}, "")
     raw_rules = data.get("rules", [])
     if not isinstance(raw_rules, list) or len(raw_rules) > MAX_RULES:
         raise _fail("rules", f"must be a list of at most {MAX_RULES} rules")

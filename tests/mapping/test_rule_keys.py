@@ -1,0 +1,80 @@
+"""Rule documents refuse keys that do not belong, naming the key, and surrounding white space
+in patterns; rule ids are one name in any case. Over the /api/v1 mapping routes."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.mapping.ruleset import rules_of
+from tests.api.conftest import make_key
+from tests.conftest import rows
+
+BUYERS = {"id": "buyers", "role": "buyer", "unit": "Engineering", "match": {"group": "Buyers"}}
+
+
+@pytest.fixture
+def admin(world):
+    """Authorization headers of the tenant's admin key."""
+    return make_key(world.db, "admin", world.tenant.org).headers
+
+
+def stored_rules(world):
+    """How many rules are stored."""
+    return rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n
+
+
+@pytest.mark.parametrize(("match", "field", "detail"), [
+    # present = true matched any title; the glob was silently ignored.
+    ({"attribute": "title", "present": True, "match": "glob"},
+     "rules[0].match.match", "not with present"),
+    ({"attribute": "title", "value": "Boss*", "mach": "glob"},
+     "rules[0].match.mach", "unknown key"),
+    ({"attribute": "title", "present": True, "equals": "Boss"},
+     "rules[0].match.equals", "unknown key"),
+    ({"any": [{"group": "A"}, {"group": "B", "attribute": "title", "value": "x"}]},
+     "rules[0].match.any[1].attribute", "this one has group and attribute"),
+    ({"all": [{"group": "A"}], "not": {"group": "B"}},
+     "rules[0].match.not", "this one has all and not"),
+    ({"not": {"group": "A", "by": "displayName", "matches": "glob"}},
+     "rules[0].match.not.matches", "unknown key"),
+])
+def test_keys_that_do_not_belong_in_a_condition_are_a_400_naming_them(
+        world, client, admin, match, field, detail):
+    """A typo or a mixed condition is refused where it is, never read as something else."""
+    url = f"/api/v1/orgs/{world.org_id}/mapping"
+    body = {"rules": [{**BUYERS, "match": match}]}
+    for res in (client.put(url, json=body, headers=admin),
+                client.post(url + ":preview", json=body, headers=admin)):
+        assert res.status_code == 400, res.json
+        assert res.json["errors"] == [{"field": field, "detail": res.json["detail"]}]
+        assert detail in res.json["detail"]
+    res = client.post(url + "/rules", json={"rule": {**BUYERS, "match": match}}, headers=admin)
+    assert res.status_code == 400, res.json
+    assert res.json["errors"][0]["field"] == field.replace("rules[0]", "rule")
+    assert stored_rules(world) == 0
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"rules": [{**BUYERS, "unit_form": {"attribute": "department"}}]}, "rules[0].unit_form"),
+    ({"rules": [{**BUYERS, "unit": None, "unit_from": {"attribute": "department",
+                                                       "undr": "Departments"}}]},
+     "rules[0].unit_from.undr"),
+    ({"policy": {"on_los": "suspend"}, "rules": [BUYERS]}, "policy.on_los"),
+])
+def test_unknown_keys_at_every_level_name_the_key(world, client, admin, body, field):
+    """Rules, unit_from and policy name the unknown key as conditions do."""
+    if body["rules"][0].get("unit") is None:
+        del body["rules"][0]["unit"]
+    res = client.put(f"/api/v1/orgs/{world.org_id}/mapping", json=body, headers=admin)
+    assert res.status_code == 400, res.json
+    assert res.json["errors"][0]["field"] == field
+    assert "unknown key" in res.json["detail"]
+    assert stored_rules(world) == 0
+
+
+def test_a_stored_present_condition_with_a_match_kind_still_loads():
+    """Only new writes are held to it: a stored rule that has one loads, matching as it did."""
+    [rule] = rules_of([{**BUYERS, "match": {"attribute": "title", "present": True,
+                                            "match": "glob"}}])
+    assert rule.condition.present is True
+    assert rule.disabled is None
