@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Any
 
 from app.errors import InvalidInput
-from app.mapping.catalog import check_value
 from app.mapping.money import shown
 from app.mapping.regex import RULESET_INSTRUCTIONS, PatternError
 from app.mapping.regex import check as check_regex
@@ -30,9 +29,7 @@ from app.mapping.rules import (
     GroupMatch,
     Not,
     Policy,
-    RoleFacts,
     RuleSpec,
-    UnitIndex,
     UnitTarget,
     regex_patterns,
 )
@@ -306,43 +303,6 @@ def parse_document(data: Any) -> RuleSet:
                              f"more than the {RULESET_INSTRUCTIONS:,} of a rule set: use fewer or "
                              "narrower ones (\\w, \\d and (?i) stand for thousands of characters)")
     return RuleSet(parse_policy(data.get("policy")), tuple(rules), descriptions)
-
-
-def check_against(ruleset: RuleSet, roles: Mapping[str, RoleFacts],
-                  units: UnitIndex) -> RuleSet:
-    """Check roles, parameter types and named units exist; returns canonical parameters."""
-    checked = []
-    for i, rule in enumerate(ruleset.rules):
-        where = f"rules[{i}] ({rule.id})"
-        role = roles.get(rule.role)
-        if role is None:
-            raise _fail(f"{where}.role", f"unknown role {rule.role!r} in this organization")
-        params = {}
-        for name, value in rule.parameters.items():
-            decl = role.parameters.get(name)
-            if decl is None:
-                raise _fail(f"{where}.parameters", f"role {role.key} has no parameter {name!r}")
-            params[name] = check_value(decl["type"], value, f"{where}.parameters.{name}")
-        checked.append(RuleSpec(rule.id, rule.priority, rule.condition, rule.role,
-                                _check_unit(rule.unit, units, where), params, rule.disabled))
-    policy = ruleset.policy
-    if policy.default_role and policy.default_role not in roles:
-        raise _fail("policy.default_role", f"unknown role {policy.default_role!r}")
-    if policy.default_unit and units.find(policy.default_unit) is None:
-        raise _fail("policy.default_unit", f"unit {policy.default_unit!r} does not exist")
-    return RuleSet(policy, tuple(checked), ruleset.descriptions)
-
-
-def _check_unit(target: UnitTarget, units: UnitIndex, where: str) -> UnitTarget:
-    """A named unit must exist unless the rule may create it; ``under`` becomes a path."""
-    named = target.ref or target.under
-    found = units.find(named) if named else None
-    if named and found is None and not target.create:
-        raise _fail(f"{where}.{'unit' if target.ref else 'unit_from.under'}",
-                    f"unit {named!r} does not exist (set create_unit)")
-    if target.under and found is not None:
-        return UnitTarget(None, target.from_attribute, found[1], target.create, target.kind)
-    return target
 
 
 def rule_document(rule: RuleSpec, description: str = "") -> dict[str, Any]:
