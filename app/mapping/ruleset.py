@@ -87,6 +87,12 @@ def _pattern(kind: str, value: str, where: str, problems: list[str] | None) -> s
     ``problems`` is None for a document being saved (refused: 400 naming ``where``) and a
     list for a stored one, which gathers the reason so the rule is disabled, not a 500.
     """
+    if kind != "regex" and value != value.strip() and problems is None:
+        # SCIM keeps a displayName or attribute as sent, surrounding white space too: a
+        # pattern "Buyers " matched no group "Buyers", silently. A regex says it explicitly.
+        raise _fail(where, "starts or ends with white space, so it matches no name without "
+                           "it (SCIM keeps names as sent): remove it, or to match it write "
+                           "a glob such as \"Buyers[ ]\"")
     if kind == "regex":
         try:
             check_regex(value)

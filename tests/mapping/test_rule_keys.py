@@ -78,3 +78,44 @@ def test_a_stored_present_condition_with_a_match_kind_still_loads():
                                             "match": "glob"}}])
     assert rule.condition.present is True
     assert rule.disabled is None
+
+
+@pytest.mark.parametrize(("match", "field"), [
+    ({"group": "Buyers "}, "rules[0].match.group"),
+    ({"group": " Buyers-*", "match": "glob"}, "rules[0].match.group"),
+    ({"group": "00g1abc\t", "by": "externalId"}, "rules[0].match.group"),
+    ({"attribute": "department", "value": "Sales "}, "rules[0].match.value"),
+    ({"not": {"attribute": "locality", "value": ["Tokyo", " Osaka"]}},
+     "rules[0].match.not.value[1]"),
+])
+def test_patterns_with_surrounding_white_space_are_a_400(world, client, admin, match, field):
+    """SCIM keeps "Buyers " as sent: a rule's "Buyers " matched no group "Buyers", silently."""
+    world.group("Buyers", [world.user("ada")])
+    url = f"/api/v1/orgs/{world.org_id}/mapping"
+    body = {"rules": [{**BUYERS, "match": match}]}
+    for res in (client.put(url, json=body, headers=admin),
+                client.post(url + ":preview", json=body, headers=admin)):
+        assert res.status_code == 400, res.json
+        assert res.json["errors"] == [{"field": field, "detail": res.json["detail"]}]
+        assert "white space" in res.json["detail"]
+    assert stored_rules(world) == 0
+
+
+def test_a_glob_or_regex_still_names_a_group_whose_name_has_the_space(world, client, admin):
+    """SCIM keeps a group "Buyers " as sent; a class in a glob or a regex still matches it."""
+    ada, bob = world.user("ada"), world.user("bob")
+    world.group("Buyers ", [ada])
+    world.group("Buyers", [bob])
+    for match in ({"group": "Buyers[ ]", "match": "glob"},
+                  {"group": "Buyers ", "match": "regex"}):
+        res = client.put(f"/api/v1/orgs/{world.org_id}/mapping", headers=admin,
+                         json={"rules": [{**BUYERS, "match": match}]})
+        assert res.status_code == 200, res.json
+        assert [r.user_id for r in rows(world.db, "SELECT user_id FROM grants")] == [ada]
+
+
+def test_a_stored_pattern_with_white_space_still_loads_and_matches_as_it_did():
+    """Only new writes are refused: a stored "Buyers " loads and still names "Buyers "."""
+    [rule] = rules_of([{**BUYERS, "match": {"group": "Buyers "}}])
+    assert rule.condition.value == "Buyers "
+    assert rule.disabled is None
