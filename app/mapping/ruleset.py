@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.errors import InvalidInput
+from app.folding import fold_text
 from app.mapping.money import shown
 from app.mapping.regex import RULESET_INSTRUCTIONS, PatternError
 from app.mapping.regex import check as check_regex
@@ -297,10 +298,16 @@ def parse_document(data: Any) -> RuleSet:
     if not isinstance(raw_rules, list) or len(raw_rules) > MAX_RULES:
         raise _fail("rules", f"must be a list of at most {MAX_RULES} rules")
     rules, descriptions, budget = [], {}, [MAX_CONDITIONS]
+    folded: dict[str, str] = {}
     for i, raw in enumerate(raw_rules):
         spec, description = parse_rule(raw, f"rules[{i}]", budget=budget)
         if spec.id in descriptions:
             raise _fail(f"rules[{i}].id", f"duplicate rule id {spec.id!r}")
+        if (same := folded.setdefault(fold_text(spec.id), spec.id)) != spec.id:
+            # `buyers` and `Buyers`: one name to whoever reads the rules (a unit path is one
+            # in any case too). Stored sets that hold both still load (rules_of).
+            raise _fail(f"rules[{i}].id", f"rule id {spec.id!r} is {same!r} in another case; "
+                                          "rule ids are one name in any case")
         rules.append(spec)
         descriptions[spec.id] = description
     size = sum(check_regex(p) for p in set().union(*(regex_patterns(r.condition) for r in rules)))

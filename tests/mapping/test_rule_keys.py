@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.mapping.ruleset import rules_of
+from app.models.mapping import MappingRule
 from tests.api.conftest import make_key
 from tests.conftest import rows
 
@@ -119,3 +120,58 @@ def test_a_stored_pattern_with_white_space_still_loads_and_matches_as_it_did():
     [rule] = rules_of([{**BUYERS, "match": {"group": "Buyers "}}])
     assert rule.condition.value == "Buyers "
     assert rule.disabled is None
+
+
+def test_rule_ids_differing_only_in_case_are_refused(world, client, admin):
+    """`buyers` and `Buyers` are one name to whoever reads the rules: a 400 on a whole rule
+    set naming the second, a 409 on adding one, a 404 that names the stored id."""
+    url = f"/api/v1/orgs/{world.org_id}/mapping"
+    body = {"rules": [BUYERS, {**BUYERS, "id": "Buyers", "unit": "Departments"}]}
+    for res in (client.put(url, json=body, headers=admin),
+                client.post(url + ":preview", json=body, headers=admin)):
+        assert res.status_code == 400, res.json
+        assert res.json["errors"][0]["field"] == "rules[1].id"
+        assert "'Buyers' is 'buyers' in another case" in res.json["detail"]
+    assert stored_rules(world) == 0
+    assert client.put(url, json={"rules": [BUYERS]}, headers=admin).status_code == 200
+    res = client.post(url + "/rules", json={"rule": {**BUYERS, "id": "BUYERS"}}, headers=admin)
+    assert res.status_code == 409, res.json
+    assert "'buyers' already exists" in res.json["detail"]
+    res = client.delete(url + "/rules/BUYERS", headers=admin)
+    assert res.status_code == 404
+    assert "'buyers'" in res.json["detail"]
+    assert rows(world.db, "SELECT key FROM mapping_rules")[0].key == "buyers"
+
+
+def test_a_stored_rule_set_with_ids_in_two_cases_loads_and_can_be_fixed(world, client, admin):
+    """Stored before the check: it loads and evaluates, and removing one makes it valid."""
+    ada = world.user("ada")
+    world.group("Buyers", [ada])
+    with world.db.transaction() as s:
+        for key, unit in (("buyers", "Engineering"), ("Buyers", "Departments")):
+            s.add(MappingRule(organization_id=world.org_id, key=key, priority=0,
+                              description="", role_key="buyer", match={"group": "Buyers"},
+                              unit={"unit": unit}, parameters={}))
+    url = f"/api/v1/orgs/{world.org_id}/mapping"
+    res = client.get(url, headers=admin)
+    assert sorted(r["id"] for r in res.json["rules"]) == ["Buyers", "buyers"]
+    res = client.post(url + ":preview", json={"rules": res.json["rules"]}, headers=admin)
+    assert res.status_code == 400  # a new write of the same set is refused
+    res = client.delete(url + "/rules/Buyers", headers=admin)
+    assert res.status_code == 200, res.json
+    assert [(r.key, r.path) for r in rows(
+        world.db, "SELECT roles.key, units.path FROM grants JOIN roles ON roles.id = "
+        "grants.role_id JOIN units ON units.id = grants.unit_id")] == [("buyer", "Engineering")]
+
+
+def test_equal_priorities_are_decided_by_the_id_first_in_code_point_order(world, client, admin):
+    """As README says: `b10` sorts before `b9`, and decides; the other is also_matched."""
+    ada = world.user("ada")
+    world.group("Buyers", [ada])
+    rules = [{**BUYERS, "id": "b9", "priority": 5}, {**BUYERS, "id": "b10", "priority": 5}]
+    res = client.put(f"/api/v1/orgs/{world.org_id}/mapping", json={"rules": rules},
+                     headers=admin)
+    assert res.status_code == 200, res.json
+    [grant] = client.get(f"/api/v1/users/{ada}/access", headers=admin).json["grants"]
+    assert grant["why"]["rule"] == "b10"
+    assert grant["why"]["also_matched"] == ["b9"]
