@@ -20,7 +20,8 @@ from app.mapping.evaluation import (
 )
 from app.mapping.locks import own_mapping
 from app.mapping.rules import DesiredGrant
-from app.mapping.ruleset import RuleSet, check_against
+from app.mapping.ruleset import RuleSet
+from app.mapping.ruleset_check import check_against
 from app.mapping.storage import record_revision, save_ruleset
 from app.models import Grant, Organization, User
 from app.models.directory import UserStatus

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.errors import InvalidInput
-from app.mapping.catalog import check_value
+from app.folding import fold_text
 from app.mapping.money import shown
 from app.mapping.regex import RULESET_INSTRUCTIONS, PatternError
 from app.mapping.regex import check as check_regex
@@ -30,9 +30,7 @@ from app.mapping.rules import (
     GroupMatch,
     Not,
     Policy,
-    RoleFacts,
     RuleSpec,
-    UnitIndex,
     UnitTarget,
     regex_patterns,
 )
@@ -90,6 +88,12 @@ def _pattern(kind: str, value: str, where: str, problems: list[str] | None) -> s
     ``problems`` is None for a document being saved (refused: 400 naming ``where``) and a
     list for a stored one, which gathers the reason so the rule is disabled, not a 500.
     """
+    if kind != "regex" and value != value.strip() and problems is None:
+        # SCIM keeps a displayName or attribute as sent, surrounding white space too: a
+        # pattern "Buyers " matched no group "Buyers", silently. A regex says it explicitly.
+        raise _fail(where, "starts or ends with white space, so it matches no name without "
+                           "it (SCIM keeps names as sent): remove it, or to match it write "
+                           "a glob such as \"Buyers[ ]\"")
     if kind == "regex":
         try:
             check_regex(value)
@@ -101,9 +105,16 @@ def _pattern(kind: str, value: str, where: str, problems: list[str] | None) -> s
 
 
 def _only(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    extra = sorted(set(raw) - allowed)
+    """Refuse a key this table does not take, naming it (``rules[0].match.mach``), as the
+    API's own schemas name an unknown field: a typo silently ignored matched something else."""
+    extra = sorted(str(key) for key in set(raw) - allowed)
     if extra:
-        raise _fail(where, f"unknown keys {', '.join(extra)}")
+        more = f" (also {', '.join(extra[1:])})" if extra[1:] else ""
+        raise _fail(f"{where}.{extra[0]}" if where else extra[0],
+                    f"unknown key{more}; this table takes {', '.join(sorted(allowed))}")
+
+
+CONDITION_KINDS = ("group", "attribute", "all", "any", "not")
 
 
 def parse_condition(raw: Any, where: str = "match", depth: int = 0,
@@ -125,6 +136,12 @@ def parse_condition(raw: Any, where: str = "match", depth: int = 0,
                                "one glob or regex")
     if not isinstance(raw, Mapping):
         raise _fail(where, "must be a table with one of group, attribute, all, any, not")
+    kinds = [name for name in CONDITION_KINDS if name in raw]
+    if len(kinds) > 1:
+        # {group, attribute} read as the group alone; nest them: {all = [{...}, {...}]}.
+        raise _fail(f"{where}.{kinds[1]}", f"a condition is one of group, attribute, all, "
+                                            f"any, not; this one has {' and '.join(kinds)} "
+                                            "(combine conditions with all or any)")
     if "group" in raw:
         _only(raw, {"group", "by", "match"}, where)
         by = raw.get("by", "displayName")
@@ -159,6 +176,10 @@ def _attribute(raw: Mapping[str, Any], where: str,
     if "present" in raw:
         if not isinstance(raw["present"], bool) or "value" in raw:
             raise _fail(f"{where}.present", "must be true or false, without a value")
+        if "match" in raw and problems is None:
+            # present tests whether there is a value at all: a match kind was ignored.
+            raise _fail(f"{where}.match", "not with present (present = true matches any "
+                                          "value; match goes with value)")
         return AttributeMatch(name, present=raw["present"])
     values = raw.get("value")
     kind = _kind(raw, where)
@@ -272,15 +293,21 @@ def parse_document(data: Any) -> RuleSet:
     """A whole rule set ({policy, rules}) from a parsed file or request body."""
     if not isinstance(data, Mapping):
         raise _fail("document", "must be a table with policy and rules")
-    _only(data, {"policy", "rules"}, "document")
+    _only(data, {"policy", "rules"}, "")
     raw_rules = data.get("rules", [])
     if not isinstance(raw_rules, list) or len(raw_rules) > MAX_RULES:
         raise _fail("rules", f"must be a list of at most {MAX_RULES} rules")
     rules, descriptions, budget = [], {}, [MAX_CONDITIONS]
+    folded: dict[str, str] = {}
     for i, raw in enumerate(raw_rules):
         spec, description = parse_rule(raw, f"rules[{i}]", budget=budget)
         if spec.id in descriptions:
             raise _fail(f"rules[{i}].id", f"duplicate rule id {spec.id!r}")
+        if (same := folded.setdefault(fold_text(spec.id), spec.id)) != spec.id:
+            # `buyers` and `Buyers`: one name to whoever reads the rules (a unit path is one
+            # in any case too). Stored sets that hold both still load (rules_of).
+            raise _fail(f"rules[{i}].id", f"rule id {spec.id!r} is {same!r} in another case; "
+                                          "rule ids are one name in any case")
         rules.append(spec)
         descriptions[spec.id] = description
     size = sum(check_regex(p) for p in set().union(*(regex_patterns(r.condition) for r in rules)))
@@ -289,43 +316,6 @@ def parse_document(data: Any) -> RuleSet:
                              f"more than the {RULESET_INSTRUCTIONS:,} of a rule set: use fewer or "
                              "narrower ones (\\w, \\d and (?i) stand for thousands of characters)")
     return RuleSet(parse_policy(data.get("policy")), tuple(rules), descriptions)
-
-
-def check_against(ruleset: RuleSet, roles: Mapping[str, RoleFacts],
-                  units: UnitIndex) -> RuleSet:
-    """Check roles, parameter types and named units exist; returns canonical parameters."""
-    checked = []
-    for i, rule in enumerate(ruleset.rules):
-        where = f"rules[{i}] ({rule.id})"
-        role = roles.get(rule.role)
-        if role is None:
-            raise _fail(f"{where}.role", f"unknown role {rule.role!r} in this organization")
-        params = {}
-        for name, value in rule.parameters.items():
-            decl = role.parameters.get(name)
-            if decl is None:
-                raise _fail(f"{where}.parameters", f"role {role.key} has no parameter {name!r}")
-            params[name] = check_value(decl["type"], value, f"{where}.parameters.{name}")
-        checked.append(RuleSpec(rule.id, rule.priority, rule.condition, rule.role,
-                                _check_unit(rule.unit, units, where), params, rule.disabled))
-    policy = ruleset.policy
-    if policy.default_role and policy.default_role not in roles:
-        raise _fail("policy.default_role", f"unknown role {policy.default_role!r}")
-    if policy.default_unit and units.find(policy.default_unit) is None:
-        raise _fail("policy.default_unit", f"unit {policy.default_unit!r} does not exist")
-    return RuleSet(policy, tuple(checked), ruleset.descriptions)
-
-
-def _check_unit(target: UnitTarget, units: UnitIndex, where: str) -> UnitTarget:
-    """A named unit must exist unless the rule may create it; ``under`` becomes a path."""
-    named = target.ref or target.under
-    found = units.find(named) if named else None
-    if named and found is None and not target.create:
-        raise _fail(f"{where}.{'unit' if target.ref else 'unit_from.under'}",
-                    f"unit {named!r} does not exist (set create_unit)")
-    if target.under and found is not None:
-        return UnitTarget(None, target.from_attribute, found[1], target.create, target.kind)
-    return target
 
 
 def rule_document(rule: RuleSpec, description: str = "") -> dict[str, Any]:

@@ -170,3 +170,21 @@ def test_unquoted_values_in_a_yaml_file_say_what_was_read(world, tmp_path, value
     assert result.exit_code == 1, result.output
     assert result.output == (f"Error: rules[0].match.any[0].value[1]: must be a non-empty "
                              f"string, got {got}: quote the value, e.g. \"4711\" or \"NO\"\n")
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ('match = { attribute = "title", present = true, match = "glob" }',
+     "rules[0].match.match: not with present"),
+    ('match = { group = "Buyers ", match = "glob" }',
+     "rules[0].match.group: starts or ends with white space"),
+    ('match = { group = "Buyers" }\n\n[[rules]]\nid = "BUYERS"\nrole = "buyer"\n'
+     'unit = "Engineering"\nmatch = { group = "Buyers" }',
+     "rules[1].id: rule id 'BUYERS' is 'buyers' in another case"),
+])
+def test_rule_file_slips_are_one_line_naming_the_field(world, run, tmp_path, text, said):
+    """`roster mapping apply` reads files with the API's parser: the same refusals."""
+    path = tmp_path / "rules.toml"
+    path.write_text(f'[[rules]]\nid = "buyers"\nrole = "buyer"\nunit = "Engineering"\n{text}\n')
+    out = run("mapping", "apply", str(path), "--org", "acme", "--dry-run", ok=False).output
+    assert said in out
+    assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0

@@ -12,6 +12,7 @@ from app.api.frame import ApiContext, api_route
 from app.api.schemas import StrictSchema
 from app.api.views import bp
 from app.errors import Conflict, InvalidInput, NotFound
+from app.folding import fold_text
 from app.mapping.locks import own_mapping
 from app.mapping.preview import Preview, apply_ruleset, preview
 from app.mapping.ruleset import RuleSet, document, parse_document, parse_rule
@@ -95,6 +96,21 @@ def _edit(ctx: ApiContext, org: Organization) -> dict[str, Any]:
     return _current(ctx, org)
 
 
+def _stored_id(current: dict[str, Any], rule_id: str) -> str | None:
+    """The stored rule id that is ``rule_id`` in any case (rule ids are one name in any
+    case, as unit paths are, app/folding.py), or None."""
+    wanted = fold_text(rule_id)
+    found = [r["id"] for r in current["rules"] if fold_text(r["id"]) == wanted]
+    return rule_id if rule_id in found else (found[0] if found else None)
+
+
+def _missing(current: dict[str, Any], rule_id: str) -> NotFound:
+    """No rule ``rule_id``: paths name a rule exactly; say which one a case slip meant."""
+    same = _stored_id(current, rule_id)
+    hint = f" (rule ids in paths are exact: {same!r})" if same is not None else ""
+    return NotFound(f"rule {rule_id!r} does not exist{hint}")
+
+
 def _with_rules(org_doc: dict[str, Any], rules: list[dict[str, Any]]) -> RuleSet:
     return parse_document({"policy": org_doc["policy"], "rules": rules})
 
@@ -152,8 +168,10 @@ def add_rule(ctx: ApiContext) -> dict[str, Any]:
     assert ctx.org is not None
     current = _edit(ctx, ctx.org)
     new, _ = parse_rule(ctx.body["rule"], "rule")
-    if any(r["id"] == new.id for r in current["rules"]):
-        raise Conflict(f"rule {new.id!r} already exists", field="rule.id")
+    same = _stored_id(current, new.id)
+    if same is not None:
+        raise Conflict(f"rule {same!r} already exists" + (
+            "" if same == new.id else " (rule ids are one name in any case)"), field="rule.id")
     rules = [*current["rules"], ctx.body["rule"]]
     return _apply_edit(ctx, ctx.org, current, rules, len(rules) - 1).as_dict()
 
@@ -170,7 +188,7 @@ def replace_rule(ctx: ApiContext, rule_id: str) -> dict[str, Any]:
     if body["id"] != rule_id:
         raise Conflict("the rule's id cannot change; add a new rule instead", field="rule.id")
     if not any(r["id"] == rule_id for r in current["rules"]):
-        raise NotFound(f"rule {rule_id!r} does not exist")
+        raise _missing(current, rule_id)
     rules = [body if r["id"] == rule_id else r for r in current["rules"]]
     index = next(i for i, r in enumerate(rules) if r["id"] == rule_id)
     return _apply_edit(ctx, ctx.org, current, rules, index).as_dict()
@@ -185,7 +203,7 @@ def delete_rule(ctx: ApiContext, rule_id: str) -> dict[str, Any]:
     assert ctx.org is not None
     current = _edit(ctx, ctx.org)
     if not any(r["id"] == rule_id for r in current["rules"]):
-        raise NotFound(f"rule {rule_id!r} does not exist")
+        raise _missing(current, rule_id)
     return _apply(ctx, ctx.org, _with_rules(
         current, [r for r in current["rules"] if r["id"] != rule_id])).as_dict()
 
