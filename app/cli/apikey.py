@@ -6,7 +6,7 @@ from datetime import datetime
 
 import click
 
-from app.cli.base import CliContext, echo_table, pass_ctx
+from app.cli.base import CliContext, echo_table, listed_ref, pass_ctx
 from app.db import utcnow
 from app.directory.apikeys import (
     create_key,
@@ -75,9 +75,9 @@ def list_(ctx: CliContext, org_ref: str | None) -> None:
 @click.argument("key_ref")
 @pass_ctx
 def revoke(ctx: CliContext, key_ref: str) -> None:
-    """Revoke KEY_REF (its id or prefix); it stops working at once."""
+    """Revoke KEY_REF (its id or prefix, as `apikey list` prints it); it stops at once."""
     with ctx.transaction() as session:
-        key = revoke_key(session, get_key(session, key_ref), ctx.actor)
+        key = revoke_key(session, get_key(session, listed_ref(key_ref)), ctx.actor)
     click.echo(f"API key {key.prefix}... revoked")
 
 
@@ -89,7 +89,7 @@ def rotate(ctx: CliContext, key_ref: str, expires: str | None) -> None:
     """Replace KEY_REF with a new key (same role, organization, name) and revoke it."""
     expires_at = _expiry(expires)
     with ctx.transaction() as session:
-        old = get_key(session, key_ref)
+        old = get_key(session, listed_ref(key_ref))
         new, plaintext = rotate_key(session, old, ctx.actor, expires_at=expires_at)
     click.echo(f"API key {old.prefix}... revoked; new key {new.prefix}... (id {new.id})")
     click.echo(f"API key: {plaintext}")

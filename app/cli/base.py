@@ -89,6 +89,12 @@ def echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         click.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
 
 
+def listed_ref(ref: str) -> str:
+    """A key or token reference as the lists print its prefix (``rk_ab12cd34...``): the
+    trailing ``...`` the listing adds is not part of the stored prefix."""
+    return ref.removesuffix("...")
+
+
 def command_errors(func: F) -> F:
     """Turn domain errors raised outside a transaction into one-line CLI errors."""
 

@@ -7,7 +7,7 @@ from datetime import datetime
 import click
 from sqlalchemy.orm import Session
 
-from app.cli.base import CliContext, echo_table, pass_ctx
+from app.cli.base import CliContext, echo_table, listed_ref, pass_ctx
 from app.db import utcnow
 from app.directory.directories import (
     create_directory,
@@ -101,10 +101,10 @@ def rotate(ctx: CliContext, directory_ref: str, org_ref: str | None) -> None:
 @click.argument("token_ref")
 @pass_ctx
 def revoke(ctx: CliContext, directory_ref: str, org_ref: str | None, token_ref: str) -> None:
-    """Revoke TOKEN_REF (its id or prefix); it stops working at once."""
+    """Revoke TOKEN_REF (its id or prefix, as `token list` prints it); it stops at once."""
     with ctx.transaction() as session:
         found = _find(session, directory_ref, org_ref)
-        revoked = revoke_token(session, found, token_ref, ctx.actor)
+        revoked = revoke_token(session, found, listed_ref(token_ref), ctx.actor)
     click.echo(f"token {revoked.prefix}... revoked")
 
 

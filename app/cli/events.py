@@ -44,7 +44,8 @@ EVENTS_PURGE_BATCHES = 20
 
 
 @click.command("worker")
-@click.option("--until-idle", is_flag=True, help="Exit when nothing is left to deliver.")
+@click.option("--until-idle", is_flag=True,
+              help="Exit when a round finds nothing due (a retry not due yet stays pending).")
 @click.option("--worker-id", default=None, help="Name in leases (default: host:pid).")
 @pass_ctx
 @command_errors

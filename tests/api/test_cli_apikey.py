@@ -72,6 +72,21 @@ def test_rotate_replaces_and_revoke_stops_a_key(roster, client):
     assert "revoked" in roster("apikey", "list").output
 
 
+def test_rotate_and_revoke_take_the_prefix_as_list_prints_it(roster, client):
+    """`apikey list` prints `rk_xxxxxxxx...`; that cell names the key to rotate and revoke
+    (it was "does not exist": the listing's `...` is not part of the prefix)."""
+    old = KEY.search(roster("apikey", "create", "--role", "operator").output).group(1)
+    shown = re.search(r"(rk_\S+\.\.\.)", roster("apikey", "list").output).group(1)
+    new = KEY.search(roster("apikey", "rotate", shown).output).group(1)
+    assert client.get("/api/v1/orgs", headers={"Authorization": f"Bearer {old}"}) \
+        .status_code == 401
+    shown = f"{new[:11]}..."
+    assert shown in roster("apikey", "list").output
+    assert "revoked" in roster("apikey", "revoke", shown).output
+    assert client.get("/api/v1/orgs", headers={"Authorization": f"Bearer {new}"}) \
+        .status_code == 401
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["create", "--role", "auditor"], "must be bound to an organization"),
     (["create", "--role", "operator", "--org", "acme"], "deployment-wide"),

@@ -165,6 +165,20 @@ def test_token_rotate_list_revoke(run, fresh_url):
                                    ok=False).output
 
 
+def test_token_revoke_takes_the_prefix_as_token_list_prints_it(run, fresh_url):
+    """`token list` prints `rst_xxxxxx...`; that cell, pasted into `token revoke`, names the
+    token (it was "does not exist": the listing's `...` is not part of the prefix)."""
+    run("org", "create", "acme")
+    run("directory", "create", "--org", "acme", "--vendor", "okta")
+    directory_id = _engine_rows(fresh_url, "SELECT id FROM directories")[0][0]
+    listing = run("directory", "token", "list", "--directory", directory_id).output
+    shown = re.search(r"(rst_\S+\.\.\.)", listing).group(1)
+    assert "revoked" in run("directory", "token", "revoke", "--directory", directory_id,
+                            shown).output
+    assert _engine_rows(fresh_url, "SELECT count(*) FROM directory_tokens "
+                                   "WHERE revoked_at IS NOT NULL") == [(1,)]
+
+
 def test_demo_is_repeatable_and_issues_a_fresh_token(run, fresh_url):
     """`roster demo` creates the demo org once; each run prints a new working token."""
     first = re.search(r"SCIM token:\s+(\S+)", run("demo").output).group(1)
