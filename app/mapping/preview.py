@@ -154,7 +154,8 @@ def apply_ruleset(session: Session, org: Organization, ruleset: RuleSet, actor: 
         raise TooManyLosses(
             f"refused: {len(result.losing_all)} of {result.active_users} users "
             f"({result.loss_share:.0%}, limit {max_loss_share:.0%}) would lose every grant: "
-            f"{', '.join(names)}{f' and {more} more' if more > 0 else ''} (use force to apply)",
+            f"{', '.join(names)}{f' and {more} more' if more > 0 else ''} "
+            "(apply with --force, or force=true in the API)",
             result.losing_all,
         )
     savepoint.commit()

@@ -78,6 +78,7 @@ def test_apply_refusal_and_force(world, run, tmp_path):
     out = run("mapping", "apply", str(tmp_path / "empty.toml"), "--org", "acme",
               ok=False).output
     assert "refused: 1 of 1 users (100%, limit 20%) would lose every grant: alice" in out
+    assert "(apply with --force, or force=true in the API)" in out  # not "use force"
     assert rows(world.db, "SELECT count(*) AS n FROM grants")[0].n == 1
     run("mapping", "apply", str(tmp_path / "empty.toml"), "--org", "acme", "--force")
     assert rows(world.db, "SELECT count(*) AS n FROM grants")[0].n == 0
