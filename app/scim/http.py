@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
-from urllib.parse import unquote, unquote_plus
 
 from flask import Response, current_app, g, request
 from sqlalchemy import Connection
@@ -20,6 +19,7 @@ from app.scim.dialect_report import LEGACY_ENTRA, infer_dialect
 from app.scim.errors import SCIM_MEDIA_TYPE, ScimError, scim_response
 from app.scim.etag import not_modified, with_etag
 from app.scim.projection import Projection
+from app.scim.query_string import query_pairs
 from app.scim.request import json_body
 
 T = TypeVar("T")
@@ -188,18 +188,10 @@ def query_args() -> dict[str, str]:
 
 def _filter_with_plus(decoded: str) -> str:
     """The ``filter`` parameter with a raw ``+`` read as a plus where the client encoded its
-    spaces as %20: Okta sends ``userName%20eq%20%22john+test%40okta.local%22`` (RFC 3986
-    allows ``+`` in a query; only form encoding makes it a space, as in Entra's
-    ``userName+eq+...``, whose plus signs are %2B). Form decoding made that name
-    ``john test@okta.local``: not found, so Okta created the user again and got a 409."""
-    for part in request.query_string.split(b"&"):
-        name, _, raw = part.partition(b"=")
-        if unquote_plus(name.decode("utf-8", "replace")).lower() != "filter":
-            continue
-        if b"+" in raw and b"%20" in raw.upper():
-            return unquote(raw.decode("utf-8", "replace"), errors="replace")
-        break
-    return decoded
+    spaces as %20 (Okta; app.scim.query_string)."""
+    text = request.query_string.decode("utf-8", "replace")
+    return next((value for name, value in query_pairs(text) if name.lower() == "filter"),
+                decoded)
 
 
 def query_projection(core_urn: str, always: frozenset[str]) -> Projection:

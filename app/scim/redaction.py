@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
+from app.scim.query_string import query_pairs
+
 MARK = "[REDACTED]"
 # Never worth keeping, whatever the configuration says.
 ALWAYS_SENSITIVE = frozenset({
@@ -105,24 +107,8 @@ def redact_query(raw: bytes, sensitive: frozenset[str]) -> str:
     return urllib.parse.urlencode(
         [(k, MARK if _is_sensitive(k, sensitive)
           else redact_filter(v, sensitive) if k.lower() == "filter" else v)
-         for k, v in _query_pairs(text)],
+         for k, v in query_pairs(text)],
         quote_via=urllib.parse.quote)
-
-
-def _query_pairs(text: str) -> list[tuple[str, str]]:
-    """The query's parameters decoded as Roster reads them (app.scim.http.query_args): form
-    decoding, except that a ``filter`` whose spaces are %20 keeps a raw ``+`` as a plus
-    (Okta's ``userName%20eq%20%22john+test%40okta.local%22``). Read as a space, a masked
-    bare word ended there and the rest of the value was kept."""
-    pairs = []
-    for part in text.split("&"):
-        if not part:
-            continue
-        name, _, raw = part.partition("=")
-        key = urllib.parse.unquote_plus(name)
-        plus = key.lower() == "filter" and "+" in raw and "%20" in raw.upper()
-        pairs.append((key, urllib.parse.unquote(raw) if plus else urllib.parse.unquote_plus(raw)))
-    return pairs
 
 
 def redact_value(value: Any, sensitive: frozenset[str]) -> Any:
@@ -325,7 +311,7 @@ def given_secrets(raw: bytes | None, query: bytes, sensitive: frozenset[str],
     ``redact_query`` mask in it (string and number leaves, filter comparison values). An
     error answering the request may quote one (app/scim/values.py, the filter parser)."""
     found: set[str] = set()
-    for key, value in _query_pairs(query.decode("utf-8", errors="replace")):
+    for key, value in query_pairs(query.decode("utf-8", errors="replace")):
         if _is_sensitive(key, sensitive):
             found.add(value)
         elif key.lower() == "filter":
