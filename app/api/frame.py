@@ -88,6 +88,8 @@ class RouteSpec:
     paginated: bool = False
     # Raw responses (the view returns a flask Response): media type -> description.
     produces: tuple[tuple[str, str], ...] = ()
+    # Headers of the success response worth documenting: name -> description.
+    headers: tuple[tuple[str, str], ...] = ()
     # The frame's transaction is read-only; the view writes in its own short transaction.
     own_writes: bool = False
     # Problem statuses the view itself may answer, beyond those its shape implies (a body
@@ -156,11 +158,13 @@ def api_route(bp: Blueprint, rule: str, *, methods: Iterable[str] = ("GET",),
               body: type[Schema] | None = None, response: type[Schema] | None = None,
               status: int = 200, paginated: bool = False, public: bool = False,
               produces: Mapping[str, str] | None = None,
+              headers: Mapping[str, str] | None = None,
               own_writes: bool = False, errors: Iterable[int] = ()) -> Callable[[View], View]:
     """Declare and register an /api/v1 route; ``public=True`` routes need no key.
 
     ``produces`` declares a route whose view returns its own ``Response`` (a file, a
-    stream) as ``{media type: description}``; it is documented with status ``status``.
+    stream) as ``{media type: description}``; it is documented with status ``status``,
+    and with ``headers`` (``{name: description}``) when its answer carries some.
     ``own_writes=True``: the frame's transaction is read-only and the view opens its own
     write transaction after slow outbound I/O (an https fetch), because SQLite has a
     single writer and a write transaction must never wait on the network.
@@ -177,7 +181,7 @@ def api_route(bp: Blueprint, rule: str, *, methods: Iterable[str] = ("GET",),
             summary=summary, description=description or (view.__doc__ or "").strip(),
             tags=tuple(tags), query=query, body=body, response=response, status=status,
             paginated=paginated, produces=tuple((produces or {}).items()),
-            own_writes=own_writes, errors=tuple(errors),
+            headers=tuple((headers or {}).items()), own_writes=own_writes, errors=tuple(errors),
         )
         if spec.endpoint in ROUTES and ROUTES[spec.endpoint] != spec:
             raise ValueError(f"endpoint {spec.endpoint} is declared twice")

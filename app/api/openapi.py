@@ -64,6 +64,10 @@ def _operation(route: RouteSpec) -> dict[str, Any]:
     elif route.permission is not None:
         responses[str(route.status)] = {"description": "OK",
                                         "content": {"application/json": {"schema": body_schema}}}
+    if route.headers and str(route.status) in responses:
+        responses[str(route.status)]["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}}
+            for name, text in route.headers}
     operation: dict[str, Any] = {
         "operationId": route.endpoint.replace(".", "_"), "summary": route.summary,
         "description": route.description, "tags": list(route.tags) or ["api"],

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.audit.horizon import settled_through
 from app.audit.log import chain_for
 from app.errors import InvalidInput
 from app.models import AuditEvent
@@ -43,6 +44,28 @@ class AuditFilter:
     # made, but a record joins the chain (and an export) when its transaction commits, so
     # one made before an export's `until` and committed after it is in no later `since`.
     after_seq: int | None = None
+    # At most this id: the position of the export (``position``), so that the next one,
+    # from ``after_id`` this, starts where this one ended.
+    through_id: int | None = None
+
+
+def position(session: Session, organization_id: str | None) -> int:
+    """The id an export may run through and the next export start after (``after_id``),
+    missing nothing: every record at or below it is committed or never will be.
+
+    One organization's records commit in id order (its chain head is locked from the
+    INSERT to the COMMIT, app/audit/log.py), so its newest visible id is such a position.
+    Across organizations it is the settled id of app/audit/horizon.py, which waits for
+    appends in flight (PostgreSQL) or is the newest id (SQLite, one writer at a time).
+    """
+    if organization_id is None:
+        settled = settled_through(session)
+        if settled is not None:
+            return settled
+    newest = select(func.max(AuditEvent.id))
+    if organization_id is not None:
+        newest = newest.where(AuditEvent.organization_id == organization_id)
+    return int(session.scalar(newest) or 0)
 
 
 def iter_events(session: Session, flt: AuditFilter, limit: int | None = None,
@@ -57,6 +80,8 @@ def iter_events(session: Session, flt: AuditFilter, limit: int | None = None,
                           AuditEvent.seq > flt.after_seq).order_by(None).order_by(AuditEvent.seq)
     if flt.organization_id:
         stmt = stmt.where(AuditEvent.organization_id == flt.organization_id)
+    if flt.through_id is not None:
+        stmt = stmt.where(AuditEvent.id <= flt.through_id)
     if flt.since:
         stmt = stmt.where(AuditEvent.occurred_at >= flt.since)
     if flt.until:

@@ -18,7 +18,7 @@ from app.audit.checkpoints import (
     verify_checkpoints,
     write_checkpoints,
 )
-from app.audit.export import FORMATS, AuditFilter, iter_events, render
+from app.audit.export import FORMATS, AuditFilter, iter_events, position, render
 from app.audit.receipts import get_record, make_receipt, verify_receipt
 from app.audit.report import deprovision_report, latency_of
 from app.audit.signing import SigningKey, key_id_of, load_public_key, load_signing_key
@@ -221,22 +221,69 @@ def verify_receipt_(ctx: CliContext, file: TextIO, public_key_file: click.File |
 @click.option("--after-seq", type=click.IntRange(min=0), default=None,
               help="With --org: only records after this seq (the last of the previous "
                    "export), in seq order; an incremental export that misses none.")
+@click.option("--after-id", type=click.IntRange(min=0), default=None,
+              help="Only records after this position (the previous export's, kept by "
+                   "--position-file); across organizations too.")
+@click.option("--position-file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Export on from the position kept in FILE (everything when "
+                                 "it does not exist yet) and keep this export's position "
+                                 "there once it is complete: an incremental export.")
 @click.option("-o", "--output", type=click.File("w"), default=None)
 @pass_ctx
 @command_errors
 def export(ctx: CliContext, fmt: str, org_ref: str | None, since: str | None,
            until: str | None, action: str | None, subject: str | None,
-           after_seq: int | None, output: TextIO | None) -> None:
+           after_seq: int | None, after_id: int | None, position_file: Path | None,
+           output: TextIO | None) -> None:
     """Stream audit events as CSV, JSON Lines or OCSF Account Change (3001) JSON Lines."""
     out = output or sys.stdout
     if after_seq is not None and org_ref is None:
         raise click.UsageError("--after-seq needs --org: seq counts per organization's chain")
+    if after_seq is not None and (after_id is not None or position_file is not None):
+        raise click.UsageError("give --after-seq or --after-id/--position-file, not both")
+    if after_id is not None and position_file is not None:
+        raise click.UsageError("give --after-id or --position-file, not both")
+    if position_file is not None:
+        after_id = _read_position(position_file)
     with ctx.transaction() as session:
-        flt = AuditFilter(organization_id=get_organization(session, org_ref).id if org_ref
-                          else None, since=parse_when(since), until=parse_when(until, "--until"),
-                          action=action, subject_id=subject, after_seq=after_seq)
+        organization_id = get_organization(session, org_ref).id if org_ref else None
+        through = max(position(session, organization_id), after_id or 0)
+        flt = AuditFilter(organization_id=organization_id, since=parse_when(since),
+                          until=parse_when(until, "--until"), action=action,
+                          subject_id=subject, after_seq=after_seq, after_id=after_id or 0,
+                          through_id=through)
         for chunk in render(iter_events(session, flt), fmt):
             out.write(chunk)
+    out.flush()
+    if position_file is not None:
+        _write_position(position_file, through)
+
+
+def _read_position(path: Path) -> int:
+    """The position an earlier export kept in ``path``; 0 (from the start) before the
+    first."""
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise click.UsageError(f"cannot read the position file {path}: {exc.strerror}") \
+            from None
+    if not text.isdigit() or not text.isascii():
+        raise click.UsageError(f"{path} holds no position (an id, as `roster audit export "
+                               f"--position-file` writes it): {text[:40]!r}")
+    return int(text)
+
+
+def _write_position(path: Path, through: int) -> None:
+    """Keep ``through`` in ``path``, replacing the old one at once (never half written)."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_text(f"{through}\n")
+        partial.replace(path)
+    except OSError as exc:
+        raise click.ClickException(f"the export is complete, but its position ({through}) "
+                                   f"could not be kept in {path}: {exc.strerror}") from None
 
 
 @audit.command("deprovisions")

@@ -74,7 +74,7 @@ def audit_query(ctx: ApiContext, args: dict[str, Any]) -> Select[Any]:
 
 @api_route(bp, "/audit", methods=["GET"], permission="audit:read", tags=["audit"],
            summary="List audit events", query=AuditArgs, response=AuditEventSchema,
-           paginated=True)
+           paginated=True, errors=(503,))
 def list_audit(ctx: ApiContext) -> Page:
     """Audit events in log order (oldest first), filtered; operators see every chain.
 
