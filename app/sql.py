@@ -28,7 +28,7 @@ from sqlalchemy.types import TypeDecorator
 
 from app.folding import fold_text
 
-__all__ = ["IdList", "among", "fetch", "fold", "fold_text"]
+__all__ = ["IdList", "among", "among_selected", "fetch", "fold", "fold_text"]
 
 
 class IdList(TypeDecorator[list[str]]):
@@ -96,6 +96,36 @@ def _among_sqlite(element: among, compiler: SQLCompiler, **kw: Any) -> str:
     # Compiled fragments only (a column and a bound parameter): no value is ever in the text.
     return (f"{compiler.process(column, **kw)} IN "  # noqa: S608
             f"(SELECT value FROM json_each({compiler.process(ids, **kw)}))")
+
+
+class among_selected(FunctionElement[bool]):
+    """``column`` is one of the values ``ids`` (a SELECT of one column) gives, the SELECT
+    run once: ``column = ANY (ARRAY(SELECT ...))`` on PostgreSQL, whose InitPlan does not
+    depend on the planner's estimates (a join or ``IN`` on a LIMIT subquery, planned
+    without statistics of a freshly loaded table, ran a nested loop over every row: seconds
+    for one page); ``column IN (SELECT ...)`` elsewhere."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "among_selected"
+    _is_implicitly_boolean = True
+
+    def __init__(self, column: ColumnElement[Any], ids: Any) -> None:
+        super().__init__(column, ids.correlate(None).scalar_subquery())
+
+
+@compiles(among_selected)
+def _among_selected_default(element: among_selected, compiler: SQLCompiler,
+                            **kw: Any) -> str:
+    column, ids = list(element.clauses)
+    return f"{compiler.process(column, **kw)} IN {compiler.process(ids, **kw)}"
+
+
+@compiles(among_selected, "postgresql")
+def _among_selected_postgresql(element: among_selected, compiler: SQLCompiler,
+                               **kw: Any) -> str:
+    column, ids = list(element.clauses)
+    return f"{compiler.process(column, **kw)} = ANY (ARRAY{compiler.process(ids, **kw)})"
 
 
 class fold(FunctionElement[str]):
