@@ -3,10 +3,17 @@
 Served by the same gunicorn settings as Roster (config/gunicorn.conf.py, 2 workers), with the
 same SQLite pragmas (WAL, synchronous=NORMAL, busy_timeout, BEGIN IMMEDIATE for writers), so
 the Roster/ceiling ratio measures what Roster adds on top of "HTTP + JSON + one statement".
+
+``POST /items/audited`` is a second ceiling for creates, the one issue 4's notes asked for:
+the writes a Roster create cannot do without, in one transaction, and nothing else: the
+row, an audit record chained to the previous one by SHA-256 (the chain head read and moved,
+as app/audit/log.py does) and an outbox event. bench/compare.py names it
+``ceiling-writes``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -43,7 +50,37 @@ def _create_schema() -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS items (id TEXT PRIMARY KEY, name TEXT "
                  "NOT NULL, body TEXT NOT NULL)")
     conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS ix_items_name ON items (lower(name))")
+    conn.execute("CREATE TABLE IF NOT EXISTS heads (chain TEXT PRIMARY KEY, seq INTEGER "
+                 "NOT NULL, hash TEXT NOT NULL)")
+    conn.execute("CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                 "event_id TEXT NOT NULL UNIQUE, chain TEXT NOT NULL, seq INTEGER NOT NULL, "
+                 "action TEXT NOT NULL, subject_id TEXT NOT NULL, data TEXT NOT NULL, "
+                 "prev_hash TEXT NOT NULL, hash TEXT NOT NULL, UNIQUE (chain, seq))")
+    conn.execute("CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                 "event_id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, payload TEXT NOT NULL)")
     conn.close()
+
+
+def _audited_insert(conn: sqlite3.Connection, item_id: str, payload: dict) -> None:
+    """The row, its chained audit record and its outbox event (one open transaction)."""
+    conn.execute("INSERT INTO items (id, name, body) VALUES (?, ?, ?)",
+                 (item_id, payload["userName"], json.dumps(payload)))
+    head = conn.execute("SELECT seq, hash FROM heads WHERE chain = 'org'").fetchone()
+    seq, prev = (head[0] + 1, head[1]) if head else (1, "0" * 64)
+    record = {"event_id": str(uuid.uuid4()), "chain": "org", "seq": seq,
+              "action": "user:create", "subject_id": item_id,
+              "data": {"user_name": payload["userName"]}, "prev_hash": prev}
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":"))
+                            .encode()).hexdigest()
+    conn.execute("INSERT INTO audit (event_id, chain, seq, action, subject_id, data, "
+                 "prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 (record["event_id"], "org", seq, record["action"], item_id,
+                  json.dumps(record["data"]), prev, digest))
+    conn.execute("INSERT INTO heads (chain, seq, hash) VALUES ('org', ?, ?) ON CONFLICT "
+                 "(chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                 (seq, digest))
+    conn.execute("INSERT INTO outbox (event_id, type, payload) VALUES (?, ?, ?)",
+                 (str(uuid.uuid4()), "user.created", json.dumps(payload)))
 
 
 def create_app() -> Flask:
@@ -60,6 +97,21 @@ def create_app() -> Flask:
         try:
             conn.execute("INSERT INTO items (id, name, body) VALUES (?, ?, ?)",
                          (item_id, payload["userName"], json.dumps(payload)))
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+        payload["id"] = item_id
+        return Response(json.dumps(payload), status=201, mimetype="application/json")
+
+    @app.post("/items/audited")
+    def create_audited() -> Response:
+        payload = request.get_json(force=True)
+        item_id = str(uuid.uuid4())
+        conn = _conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            _audited_insert(conn, item_id, payload)
             conn.execute("COMMIT")
         except Exception:
             conn.execute("ROLLBACK")
