@@ -19,6 +19,7 @@ import os
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable
 
 from flask import Flask, Response, request
 
@@ -83,6 +84,22 @@ def _audited_insert(conn: sqlite3.Connection, item_id: str, payload: dict) -> No
                  (str(uuid.uuid4()), "user.created", json.dumps(payload)))
 
 
+def _create(write: Callable[[sqlite3.Connection, str, dict], object]) -> Response:
+    """A create: ``write`` in one write transaction, the payload back with its new id."""
+    payload = request.get_json(force=True)
+    item_id = str(uuid.uuid4())
+    conn = _conn()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        write(conn, item_id, payload)
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    payload["id"] = item_id
+    return Response(json.dumps(payload), status=201, mimetype="application/json")
+
+
 def create_app() -> Flask:
     """The ceiling app: POST /items inserts one row, GET /items?name= selects one."""
     _create_schema()
@@ -90,34 +107,13 @@ def create_app() -> Flask:
 
     @app.post("/items")
     def create() -> Response:
-        payload = request.get_json(force=True)
-        item_id = str(uuid.uuid4())
-        conn = _conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.execute("INSERT INTO items (id, name, body) VALUES (?, ?, ?)",
-                         (item_id, payload["userName"], json.dumps(payload)))
-            conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
-            raise
-        payload["id"] = item_id
-        return Response(json.dumps(payload), status=201, mimetype="application/json")
+        return _create(lambda conn, item_id, payload: conn.execute(
+            "INSERT INTO items (id, name, body) VALUES (?, ?, ?)",
+            (item_id, payload["userName"], json.dumps(payload))))
 
     @app.post("/items/audited")
     def create_audited() -> Response:
-        payload = request.get_json(force=True)
-        item_id = str(uuid.uuid4())
-        conn = _conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            _audited_insert(conn, item_id, payload)
-            conn.execute("COMMIT")
-        except Exception:
-            conn.execute("ROLLBACK")
-            raise
-        payload["id"] = item_id
-        return Response(json.dumps(payload), status=201, mimetype="application/json")
+        return _create(_audited_insert)
 
     @app.get("/items")
     def lookup() -> Response:

@@ -5,13 +5,10 @@ also one committed after a later one of another organization (PostgreSQL)."""
 from __future__ import annotations
 
 import json
-import threading
 
 from tests.api.conftest import make_key
-from tests.audit.test_operator_cursor import _polling, _record
+from tests.audit.test_operator_cursor import _record, read_racing_a_slow_commit
 from tests.lifecycle.support import roster
-from tests.lockwait import started
-from tests.threads import background
 
 HEADER = "Roster-Audit-Position"
 
@@ -51,31 +48,11 @@ def test_a_record_committed_after_a_later_one_is_in_an_export(client, db, tenant
     visible. An export that ended its position at n+1 would leave n out of this export
     and of the next. It waits for the commit instead (taking no lock: appends go on)."""
     operator = make_key(db, "operator")
-    written, release = threading.Event(), threading.Event()
-    racing = db.dialect == "postgresql"  # SQLite: one writer at a time, in commit order
-    slow = threading.Thread(target=_record, args=(
-        db, tenant.org.id, "slow", written, release if racing else None))
-    slow.start()
-    try:
-        if racing:
-            assert written.wait(30)
-        else:
-            slow.join(30)
-        _record(db, other_tenant.org.id, "fast")  # a higher id, committed first
-        reader = client.application.test_client()
-        if racing:
-            thread, outcome = background(lambda: _export(reader, operator.headers),
-                                         start=True)
-            _polling(db)  # the export waits for the slow commit...
-        else:
-            thread, outcome = started(db, lambda: _export(reader, operator.headers))
-        _record(db, other_tenant.org.id, "later")  # ...holding no lock
-    finally:
-        release.set()
-        slow.join(30)
-    thread.join(30)
-    assert not isinstance(outcome["result"], BaseException), outcome["result"]
-    first, at = outcome["result"]
+    reader = client.application.test_client()
+    outcome = read_racing_a_slow_commit(db, lambda: _export(reader, operator.headers),
+                                        tenant.org.id, other_tenant.org.id)
+    assert not isinstance(outcome, BaseException), outcome
+    first, at = outcome
     rest, _ = _export(client, operator.headers, f"&after_id={at}")
     assert _names(first + rest) == ["slow", "fast", "later"]
 
