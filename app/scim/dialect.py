@@ -6,6 +6,8 @@ stores them for the dialect report and the flight recorder.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 CAPITALISED_OP = "capitalised_op"  # Entra: "Replace" instead of "replace"
 STRING_BOOLEAN = "string_boolean"  # Entra: "True"/"False" instead of true/false
 # "True" compared in a filter: Entra's mapping target roles[primary eq "True"].value, sent as
@@ -24,3 +26,12 @@ PATHLESS_ACTIVE = "pathless_active"  # Okta: {"op":"replace","value":{"active":f
 # An extension block carrying a "schemas" member of its own (scim2-client and others).
 EXTENSION_SCHEMAS = "extension_schemas"
 MEMBERS_REPLACE_ALL = "members_replace_all"  # Okta Group Push: replace members with full list
+# Entra: the tenant URL carries aadOptscim062020, which switches on its compliant dialect.
+ENTRA_FLAG = "entra_flag"
+_ENTRA_FLAG_NAME = "aadoptscim062020"
+
+
+def names_entra_flag(parameter_names: Iterable[str]) -> bool:
+    """Whether a request's query names Entra's aadOptscim062020 flag (in any case, with or
+    without a value: ``?aadOptSCIM062020=true``)."""
+    return any(name.lower() == _ENTRA_FLAG_NAME for name in parameter_names)

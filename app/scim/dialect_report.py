@@ -37,6 +37,8 @@ EXPLANATIONS: dict[str, str] = {
     d.PATHLESS_ACTIVE: 'deactivation arrives as a path-less PATCH {"active": false}',
     d.EXTENSION_SCHEMAS: 'extension blocks repeat "schemas" inside them (ignored)',
     d.MEMBERS_REPLACE_ALL: "group members are replaced with the full list (Okta Group Push)",
+    d.ENTRA_FLAG: "requests arrive on a tenant URL with Entra's aadOptscim062020 flag, "
+                  "which asks for its compliant dialect",
 }
 # Signs of the dialect that aadOptscim062020 switches off. Entra sends the manager as a bare
 # string with the flag set as well (the flag changes four request kinds, not that one), so
@@ -44,7 +46,9 @@ EXPLANATIONS: dict[str, str] = {
 # (STRING_BOOLEAN_IN_FILTER), which comes from the name of an attribute mapping.
 LEGACY_ENTRA = frozenset({d.CAPITALISED_OP, d.STRING_BOOLEAN, d.LEGACY_MEMBER_REMOVAL,
                           d.STRAY_ID, d.OPERATION_NAME})
-COMPLIANT_ENTRA = frozenset({d.PATHLESS_DOTTED_KEYS})
+# The flag names the compliant dialect: a tenant that sends it is Entra, and its path-less
+# {"active": false} (Okta's sign too) does not make it Okta.
+COMPLIANT_ENTRA = frozenset({d.PATHLESS_DOTTED_KEYS, d.ENTRA_FLAG})
 OKTA = frozenset({d.OKTA_PUT_UPDATE, d.PATHLESS_ACTIVE, d.MEMBERS_REPLACE_ALL})
 
 

@@ -15,6 +15,7 @@ from app.db import Database, Reader
 from app.directory.tokens import touch
 from app.json_input import QUERY_NOT_UTF8, query_not_utf8
 from app.scim.auth import Caller, authenticate_request, hold_directory
+from app.scim.dialect import names_entra_flag
 from app.scim.dialect_report import LEGACY_ENTRA, infer_dialect
 from app.scim.errors import SCIM_MEDIA_TYPE, ScimError, scim_response
 from app.scim.etag import not_modified, with_etag
@@ -121,9 +122,6 @@ def actor_of(caller: Caller) -> Actor:
                  received_at=g.get("received_at"), dialect=request_dialect())
 
 
-_ENTRA_FLAG = "aadoptscim062020"
-
-
 def request_dialect() -> str:
     """This request's dialect label (app/scim/dialect_report.py) from its notes; a request
     on a tenant URL with Entra's aadOptscim062020 flag and no sign of the legacy dialect
@@ -131,8 +129,7 @@ def request_dialect() -> str:
     dialects need (a bare-string manager, roles[primary eq "True"]). The flag is named in
     any case, with or without a value (``?aadOptSCIM062020=true``)."""
     notes = g.get("scim_notes") or ()
-    if not LEGACY_ENTRA.intersection(notes) and any(
-            name.lower() == _ENTRA_FLAG for name in request.args):
+    if not LEGACY_ENTRA.intersection(notes) and names_entra_flag(request.args):
         return "entra-compliant"
     return infer_dialect(notes)[0]
 

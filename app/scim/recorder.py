@@ -267,10 +267,14 @@ def _directory_of_caller(session: Reader) -> str | None:
 
 
 def _endpoint_notes(req: Request, response: Response) -> set[str]:
-    """Notes known from the request's shape alone: only Okta replaces users with PUT."""
+    """Notes known from the request's shape alone: only Okta replaces users with PUT, and
+    only Entra names aadOptscim062020 in the tenant URL."""
+    notes: set[str] = set()
     if req.method == "PUT" and req.endpoint == "scim.user" and response.status_code < 300:
-        return {dialect.OKTA_PUT_UPDATE}
-    return set()
+        notes.add(dialect.OKTA_PUT_UPDATE)
+    if req.query_string and dialect.names_entra_flag(req.args):
+        notes.add(dialect.ENTRA_FLAG)
+    return notes
 
 
 def _write(state: _State, response: Response) -> None:

@@ -373,10 +373,29 @@ def test_an_app_role_mapping_does_not_make_a_compliant_tenant_legacy(app, entra,
     with db.transaction() as session:
         report = dialect_report(session, tenant.directory.id)
     notes = {n["note"]: n for n in report["notes"]}
-    assert set(notes) == {"pathless_dotted_keys", "string_boolean_in_filter"}
+    assert set(notes) == {"pathless_dotted_keys", "string_boolean_in_filter", "entra_flag"}
     assert notes["string_boolean_in_filter"]["count"] == 2
     assert 'roles[primary eq "True"]' in notes["string_boolean_in_filter"]["meaning"]
     assert report["dialect"] == "entra-compliant"
+
+
+def test_a_compliant_tenant_that_only_deactivates_path_less_is_not_okta(app, entra, db,
+                                                                      tenant):
+    """A tenant with aadOptscim062020 whose only normalised request was a path-less
+    ``{"active": false}`` (Okta's shape too, which compliant Entra also sends) was reported
+    ``okta`` and told it spoke Okta's dialect; the flag in its URL now names it."""
+    user_id = entra.post("/Users?aadOptscim062020",
+                         entra_user("quiet@contoso.com")).get_json()["id"]
+    _patch(entra, f"/Users/{user_id}?aadOptscim062020",
+           [{"op": "replace", "value": {"active": False}}])
+    flush(app)
+    with db.transaction() as session:
+        report = dialect_report(session, tenant.directory.id)
+    notes = {n["note"]: n["count"] for n in report["notes"]}
+    assert notes == {"pathless_active": 1, "entra_flag": 2}
+    assert report["dialect"] == "entra-compliant"
+    assert "aadOptscim062020" in {n["note"]: n for n in report["notes"]}[
+        "entra_flag"]["meaning"]
 
 
 # -- compliant dialect (aadOptscim062020) -------------------------------------------------
