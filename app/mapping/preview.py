@@ -89,7 +89,11 @@ def _stored_view(ctx: Context, grant: Grant) -> dict[str, Any]:
 
 
 def _observe(result: Preview, ctx: Context, diff: UserDiff) -> None:
-    """Count one user's diff into the preview (users, grants, who loses everything)."""
+    """Count one user's diff into the preview (users, grants, who loses everything). A user
+    deleted by SCIM (kept for the retention, holding nothing) is passed over unless it
+    still held a grant to take away: it is not among the users the rules apply to."""
+    if diff.user.deleted_at is not None and not diff.changed:
+        return
     result.users_evaluated += 1
     if not diff.changed:
         return

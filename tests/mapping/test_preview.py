@@ -128,3 +128,15 @@ def test_refusal_undoes_leaver_handling_and_created_units(world):
                 )[0].n == 0
     assert [r.key for r in rows(world.db, "SELECT key FROM mapping_rules")] == ["buyers"]
     assert rows(world.db, "SELECT count(*) AS n FROM deprovision_records")[0].n == 0
+
+
+def test_a_user_deleted_by_scim_is_not_counted_as_evaluated(world, client):
+    """A user the IdP deleted stays for the retention, holding nothing; an apply counted it
+    among the users evaluated (2 of an organization of 1)."""
+    alice, bob = world.user("alice"), world.user("bob")
+    world.group("Buyers", [alice, bob])
+    response = client.delete(f"/scim/v2/Users/{bob}", headers=world.tenant.headers)
+    assert response.status_code == 204
+    totals = world.apply(BUYERS).totals()
+    assert (totals["users_evaluated"], totals["active_users"], totals["grants_added"]) == (
+        1, 1, 1)
