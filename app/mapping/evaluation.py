@@ -302,10 +302,10 @@ Observer = Callable[[Context, UserDiff], None]
 def run(session: Session, ctx: Context, batches: Iterable[list[str]], actor: Actor,
         observe: Observer | None = None, settled: Collection[str] = ()) -> Summary:
     """Evaluate and apply batch after batch; ``observe`` sees each diff before it is applied.
-    The users whose grants changed, ``settled`` ones aside (their own version moves in this
-    transaction anyway), move their access part: one UPDATE per batch, of rows the batch's
-    ``diff_batch`` locked (FOR NO KEY UPDATE, id order) before any grant was written, so
-    it waits for no lock and adds no step to the lock order (app/mapping/reevaluation.py)."""
+    The users given or refused a grant (the access extension shows no parameters),
+    ``settled`` ones aside (their own version moves in this transaction anyway), move their
+    access part: one UPDATE per batch, of rows ``diff_batch`` locked (FOR NO KEY UPDATE, id
+    order) before any grant was written: no wait, no step added to the lock order."""
     summary = Summary()
     for batch in batches:
         moved = []
@@ -320,7 +320,7 @@ def run(session: Session, ctx: Context, batches: Iterable[list[str]], actor: Act
                 if diff.loses_all:
                     summary.lost_all.append(diff.user.id)
                 apply_diff(session, ctx, diff, actor)
-                if diff.user.id not in settled:
+                if diff.user.id not in settled and (diff.added or diff.removed):
                     moved.append(diff.user.id)
         session.flush()
         move_access_shown(session, moved)

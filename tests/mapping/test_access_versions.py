@@ -116,6 +116,27 @@ def test_an_apply_changing_nothing_keeps_every_version(world, client, scim, admi
     assert _read(scim, ada, etag)[0] == 304
 
 
+def test_a_parameter_change_keeps_the_version(world, client, scim, admin):
+    """A rule whose buyer's spending limit changes updates the grant's parameters, which the
+    access extension does not show: the user's ETag stays (304), and a role change after
+    it moves it. The version moved with every parameter change."""
+    ada = scim.create_user("ada@acme.example")["id"]
+    scim.create_group("Buyers", members=[ada])
+
+    def limit(amount: str) -> dict:
+        return {**BUYERS, "parameters": {"spending_limit": {"amount": amount,
+                                                           "currency": "EUR"}}}
+
+    _put_rules(client, world, admin, limit("500"))
+    etag = _read(scim, ada)[1]
+    _put_rules(client, world, admin, limit("800"))
+    assert "800" in str(rows(world.db, "SELECT parameters FROM grants")[0].parameters)
+    assert _read(scim, ada, etag)[0] == 304
+    _put_rules(client, world, admin, {**BUYERS, "role": "approver"})
+    _, body = _moved(scim, ada, etag)
+    assert _grants(body) == [("approver", "Engineering")]
+
+
 def test_a_unit_added_for_a_rule_moves_the_granted_users_version(world, client, scim, admin):
     """POST /api/v1/orgs/{id}/units re-evaluates users a rule now grants in the new unit
     (app/mapping/new_units.py): their version moves with their new grant."""
