@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.audit.horizon import settled_through
+from app.audit.horizon import SETTLE_SECONDS, settled_through
 from app.audit.log import chain_for
 from app.errors import InvalidInput
 from app.models import AuditEvent
@@ -49,17 +49,19 @@ class AuditFilter:
     through_id: int | None = None
 
 
-def position(session: Session, organization_id: str | None) -> int:
+def position(session: Session, organization_id: str | None,
+             settle_seconds: float = SETTLE_SECONDS) -> int:
     """The id an export may run through and the next export start after (``after_id``),
     missing nothing: every record at or below it is committed or never will be.
 
     One organization's records commit in id order (its chain head is locked from the
     INSERT to the COMMIT, app/audit/log.py), so its newest visible id is such a position.
     Across organizations it is the settled id of app/audit/horizon.py, which waits for
-    appends in flight (PostgreSQL) or is the newest id (SQLite, one writer at a time).
+    appends in flight (PostgreSQL; ``settle_seconds`` at most, then lock_not_available) or
+    is the newest id (SQLite, one writer at a time).
     """
     if organization_id is None:
-        settled = settled_through(session)
+        settled = settled_through(session, settle_seconds)
         if settled is not None:
             return settled
     newest = select(func.max(AuditEvent.id))

@@ -49,16 +49,17 @@ _RUNNING = text(
 _LAST_TRY = text("LOCK TABLE audit_chain_heads IN SHARE MODE NOWAIT")
 
 
-def settled_through(session: Session) -> int | None:
+def settled_through(session: Session, settle_seconds: float = SETTLE_SECONDS) -> int | None:
     """The newest audit id below which no record can still appear (None: SQLite, where
-    every id is settled). Read the page after calling this, bounded by it."""
+    every id is settled). Read the page after calling this, bounded by it. An appender
+    still running after ``settle_seconds`` is PostgreSQL's lock_not_available."""
     if session.get_bind().dialect.name != "postgresql":
         return None
     # Read first: an appender still running with a lower id took its head before its id,
     # so before this read, and is among those listed next.
     newest = int(session.scalar(select(func.max(AuditEvent.id))) or 0)
     appenders = list(session.scalars(_APPENDERS))
-    deadline, pause = time.monotonic() + SETTLE_SECONDS, _POLL_FIRST
+    deadline, pause = time.monotonic() + settle_seconds, _POLL_FIRST
     while appenders and session.scalar(_RUNNING, {"ids": appenders}):
         if time.monotonic() >= deadline:
             _last_try(session)

@@ -211,6 +211,9 @@ def verify_receipt_(ctx: CliContext, file: TextIO, public_key_file: click.File |
                f"({record['trigger']}) received {record['received_at']}")
 
 
+CLI_SETTLE_SECONDS = 120.0
+
+
 @audit.command("export")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl")
 @click.option("--org", "org_ref", default=None)
@@ -247,7 +250,10 @@ def export(ctx: CliContext, fmt: str, org_ref: str | None, since: str | None,
         after_id = _read_position(position_file)
     with ctx.transaction() as session:
         organization_id = get_organization(session, org_ref).id if org_ref else None
-        through = max(position(session, organization_id), after_id or 0)
+        # A batch command waits longer than a web request for an audit record still being
+        # committed (a mapping apply over a large organization may take a minute).
+        through = max(position(session, organization_id, settle_seconds=CLI_SETTLE_SECONDS),
+                      after_id or 0)
         flt = AuditFilter(organization_id=organization_id, since=parse_when(since),
                           until=parse_when(until, "--until"), action=action,
                           subject_id=subject, after_seq=after_seq, after_id=after_id or 0,
