@@ -21,6 +21,8 @@ Decisions where the RFC is silent or IdPs disagree with it:
 - add to a multi-valued attribute merges into an element that already is the one added
   (app.scim.elements: the same value and type; without a type, the first with its value)
   instead of duplicating it; ``primary: true`` clears primary on the others (RFC 7643 §2.4).
+- An attribute of an extension Roster has no schema for is multi-valued when it holds a
+  list: ``add`` appends the values it does not hold yet (app.scim.opaque.appended).
 - Removing members that are not in the group is the caller's no-op, not noTarget: IdPs retry.
 - A path ``<extension URN>:schemas`` (with or without a ``path``, any op) is ignored, as a
   ``schemas`` member inside a block value is in POST, PUT and PATCH (note EXTENSION_SCHEMAS).
@@ -39,6 +41,7 @@ from app.db import copy_json
 from app.scim import dialect
 from app.scim.elements import element_index, merge_elements
 from app.scim.errors import ScimError, message_members, require_message_schema
+from app.scim.opaque import appended
 from app.scim.patch_members import MemberChange, member_change
 from app.scim.patch_multi import (
     apply_every,
@@ -255,12 +258,19 @@ def _apply_extension_root(state: _Patch, op: Op, path: Path, value: Any) -> None
 
 
 def _apply_opaque(state: _Patch, op: Op, path: Path, value: Any) -> None:
-    """An attribute of an extension we have no schema for: stored as sent."""
+    """An attribute of an extension we have no schema for: stored as sent, under the name
+    it already has in any case (RFC 7643 §2.1). ``add`` to one that holds a list appends
+    the values it does not hold yet (RFC 7644 §3.5.2.1: add to a multi-valued attribute
+    adds; a value already there is no change); otherwise a value replaces it."""
     container = _container(state, path)
+    name = next((key for key in container if key.lower() == path.name.lower()), path.name)
+    current = container.pop(name, None)
     if op == "remove" or value in (None, ""):
-        container.pop(path.name, None)
+        pass
+    elif op == "add" and isinstance(current, list):
+        container[name] = appended(f"{path.urn}:{name}", current, copy_json(value))
     else:
-        container[path.name] = copy_json(value)
+        container[name] = copy_json(value)
     if not container:
         state.resource.pop(path.urn or "", None)
 
