@@ -25,7 +25,13 @@ Decisions where the RFC is silent or IdPs disagree with it:
   list: ``add`` appends the values it does not hold yet (app.scim.opaque.appended).
 - Removing members that are not in the group is the caller's no-op, not noTarget: IdPs retry.
 - A path ``<extension URN>:schemas`` (with or without a ``path``, any op) is ignored, as a
-  ``schemas`` member inside a block value is in POST, PUT and PATCH (note EXTENSION_SCHEMAS).
+  ``schemas`` member inside a block value is in POST, PUT and PATCH (note EXTENSION_SCHEMAS),
+  and so is the path ``schemas``: Roster lists the schemas of the blocks present.
+- A path-less value is a partial resource: its ``schemas`` and ``meta`` are ignored, as
+  readOnly values in a PUT are (RFC 7644 §3.5.1; Okta and Entra echo them), and its ``id``
+  may repeat the resource's (Okta Group Push); another ``id`` (``id`` is caseExact, RFC
+  7643 §3.1, so in any other case too) names another resource: 400 mutability, as the path
+  ``id`` or ``meta`` is (RFC 7644 §3.5.2: a client MUST NOT modify a readOnly attribute).
 - A sub-attribute of a multi-valued attribute without a filter (``emails.type``) names that
   sub-attribute of every element: remove drops it from each, add/replace sets it on each
   (a second ``primary: true`` is 400 invalidValue). With no elements, a ``value`` is
@@ -185,10 +191,13 @@ def _apply_pathless(state: _Patch, op: Op, value: Any) -> None:
             # As in a POST: names are case-insensitive, so title and TITLE are one attribute.
             raise invalid(f"Attribute '{key}' is given twice")
         seen.add(lowered)
-        if lowered == "schemas":
-            continue
-        if lowered == "id" and item == state.resource.get("id"):
-            continue  # Okta Group Push repeats the id inside the value
+        if lowered in ("schemas", "meta"):
+            continue  # the envelope Roster maintains, ignored as in a POST or PUT (§3.5.1)
+        if lowered == "id":
+            if item == state.resource.get("id"):
+                continue  # Okta Group Push repeats the id inside the value
+            raise ScimError(400, "'id' is readOnly, and the value's is not this resource's "
+                                 "(ids are case-exact)", "mutability")
         if lowered == "active":
             note(state.notes, dialect.PATHLESS_ACTIVE)
         target = _parse(state, key)
@@ -201,8 +210,10 @@ def _apply_target(state: _Patch, op: Op, path: Path, value: Any) -> None:
     if path.block_schemas:
         # ``<urn>:schemas`` names the ``schemas`` a block value may carry, which POST, PUT
         # and a PATCH value naming the block ignore (RFC 7643 §3: schemas are listed at the
-        # top level only): any op on it is ignored alike, whatever its value.
-        note(state.notes, dialect.EXTENSION_SCHEMAS)
+        # top level only): any op on it is ignored alike, whatever its value. The top-level
+        # ``schemas`` lists the blocks present (_list_extensions): ignored as well.
+        if path.urn is not None:
+            note(state.notes, dialect.EXTENSION_SCHEMAS)
         return
     attr = path.attribute
     if attr is None:
