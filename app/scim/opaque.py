@@ -71,6 +71,25 @@ def appended(label: str, current: list[Any], value: Any) -> list[Any]:
     return added
 
 
+def without(current: list[Any], listed: Any) -> list[Any]:
+    """``current`` less the values of ``listed`` (a list, or one value): a PATCH ``remove``
+    with a value, Entra's legacy shape (RFC 7644 §3.5.2.2 has no value for remove). An
+    object listed names the objects holding its members (``{"value": "x"}`` names
+    ``{"value": "x", "type": "work"}``), as a core list's elements are named by the
+    sub-attributes the listed one gives; any other value names the values equal to it."""
+    items = listed if isinstance(listed, list) else [listed]
+    keys = {_key(item) for item in items}
+    objects = [item for item in items if isinstance(item, dict) and item]
+
+    def named(element: Any) -> bool:
+        return _key(element) in keys or (isinstance(element, dict) and any(
+            item.keys() <= element.keys()
+            and all(_key(element[k]) == _key(v) for k, v in item.items())
+            for item in objects))
+
+    return [element for element in current if not named(element)]
+
+
 def _key(value: Any) -> str:
     """``value`` as JSON with sorted keys: equal values, equal keys."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))

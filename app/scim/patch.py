@@ -22,7 +22,8 @@ Decisions where the RFC is silent or IdPs disagree with it:
   (app.scim.elements: the same value and type; without a type, the first with its value)
   instead of duplicating it; ``primary: true`` clears primary on the others (RFC 7643 §2.4).
 - An attribute of an extension Roster has no schema for is multi-valued when it holds a
-  list: ``add`` appends the values it does not hold yet (app.scim.opaque.appended).
+  list: ``add`` appends the values it does not hold yet (app.scim.opaque.appended), and
+  ``remove`` with a value list removes those (app.scim.opaque.without).
 - Removing members that are not in the group is the caller's no-op, not noTarget: IdPs retry.
 - A path ``<extension URN>:schemas`` (with or without a ``path``, any op) is ignored, as a
   ``schemas`` member inside a block value is in POST, PUT and PATCH (note EXTENSION_SCHEMAS),
@@ -47,7 +48,7 @@ from app.db import copy_json
 from app.scim import dialect
 from app.scim.elements import element_index, merge_elements
 from app.scim.errors import ScimError, message_members, require_message_schema
-from app.scim.opaque import appended
+from app.scim.opaque import appended, without
 from app.scim.patch_members import MemberChange, member_change
 from app.scim.patch_multi import (
     apply_every,
@@ -270,18 +271,26 @@ def _apply_extension_root(state: _Patch, op: Op, path: Path, value: Any) -> None
 
 def _apply_opaque(state: _Patch, op: Op, path: Path, value: Any) -> None:
     """An attribute of an extension we have no schema for: stored as sent, under the name
-    it already has in any case (RFC 7643 §2.1). ``add`` to one that holds a list appends
-    the values it does not hold yet (RFC 7644 §3.5.2.1: add to a multi-valued attribute
-    adds; a value already there is no change); otherwise a value replaces it."""
+    it already has in any case (RFC 7643 §2.1). One that holds a list is multi-valued, as
+    ``emails`` is: ``add`` appends the values it does not hold yet (RFC 7644 §3.5.2.1; a
+    value already there, or none, is no change), and ``remove`` with a value list removes
+    only those (Entra's legacy removal, as for a core list); otherwise a value replaces
+    it, and ``remove`` or an empty value clears it."""
     container = _container(state, path)
     name = next((key for key in container if key.lower() == path.name.lower()), path.name)
-    current = container.pop(name, None)
-    if op == "remove" or value in (None, ""):
-        pass
-    elif op == "add" and isinstance(current, list):
-        container[name] = appended(f"{path.urn}:{name}", current, copy_json(value))
-    else:
+    current = container.get(name)
+    listed = isinstance(current, list) and value not in (None, "", [])
+    if op == "add" and isinstance(current, list):
+        if listed:
+            container[name] = appended(f"{path.urn}:{name}", current, copy_json(value))
+    elif op == "remove" and listed:
+        container[name] = without(current, value)
+    elif op != "remove" and value not in (None, ""):
         container[name] = copy_json(value)
+    else:
+        container.pop(name, None)
+    if container.get(name) == []:
+        container.pop(name)
     if not container:
         state.resource.pop(path.urn or "", None)
 

@@ -123,3 +123,53 @@ def test_add_to_a_core_list_appends_and_merges_an_equal_element(scim, attribute,
         assert values == [*user["emails"], element]
     else:
         assert values == [first, extra]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (["cc1"], ["cc2"]),
+    ("cc2", ["cc1"]),
+    (["cc1", "cc2", "cc9"], None),
+    (["cc9"], ["cc1", "cc2"]),
+])
+def test_remove_with_values_from_a_custom_list_removes_only_those(scim, value, expected):
+    """Entra's legacy removal shape, as a core list takes it (remove_listed); it removed
+    the whole attribute."""
+    user_id = _custom_user(scim)
+    response = _patch(scim, user_id, {"op": "remove", "path": f"{CUSTOM}:costCenters",
+                                      "value": value})
+    assert response.status_code == 200, response.get_json()
+    block = scim.get(f"/Users/{user_id}").get_json()[CUSTOM]
+    assert block.get("costCenters") == expected
+    assert block["badge"] == "b1"
+
+
+def test_remove_with_objects_names_the_objects_holding_their_members(scim):
+    user_id = scim.create_user(**{CUSTOM: {"sites": [
+        {"value": "LON", "type": "work"}, {"value": "PAR", "type": "home"}]}})["id"]
+    response = _patch(scim, user_id, {"op": "remove", "path": f"{CUSTOM}:sites",
+                                      "value": [{"value": "LON"}, {"value": "PAR",
+                                                                   "type": "work"}]})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()[CUSTOM]["sites"] == [{"value": "PAR", "type": "home"}]
+
+
+@pytest.mark.parametrize("value", [None, "", []])
+def test_adding_nothing_to_a_custom_list_changes_nothing(scim, value):
+    """As for a core list: ``add`` with no value adds none (it cleared the list)."""
+    user_id = _custom_user(scim)
+    response = _patch(scim, user_id, {"op": "add", "path": f"{CUSTOM}:costCenters",
+                                      "value": value})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()[CUSTOM]["costCenters"] == ["cc1", "cc2"]
+
+
+@pytest.mark.parametrize("operation", [
+    {"op": "remove", "path": f"{CUSTOM}:costCenters"},
+    {"op": "replace", "path": f"{CUSTOM}:costCenters", "value": None},
+    {"op": "replace", "path": f"{CUSTOM}:costCenters", "value": []},
+])
+def test_remove_without_value_or_replace_with_none_clears_a_custom_list(scim, operation):
+    user_id = _custom_user(scim)
+    response = _patch(scim, user_id, operation)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()[CUSTOM] == {"badge": "b1"}
