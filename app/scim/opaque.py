@@ -76,8 +76,12 @@ def without(current: list[Any], listed: Any) -> list[Any]:
     with a value, Entra's legacy shape (RFC 7644 §3.5.2.2 has no value for remove). An
     object listed names the objects holding its members (``{"value": "x"}`` names
     ``{"value": "x", "type": "work"}``), as a core list's elements are named by the
-    sub-attributes the listed one gives; any other value names the values equal to it."""
+    sub-attributes the listed one gives; any other value names the values equal to it.
+    At most MAX_VALUES listed, as for a core list: else 400 invalidValue."""
     items = listed if isinstance(listed, list) else [listed]
+    if len(items) > MAX_VALUES:  # each element is compared with each object listed
+        raise ScimError(400, f"A remove lists at most {MAX_VALUES} values ({len(items)} "
+                             "given)", "invalidValue")
     keys = {_key(item) for item in items}
     objects = [item for item in items if isinstance(item, dict) and item]
 

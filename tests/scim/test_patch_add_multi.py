@@ -173,3 +173,11 @@ def test_remove_without_value_or_replace_with_none_clears_a_custom_list(scim, op
     response = _patch(scim, user_id, operation)
     assert response.status_code == 200, response.get_json()
     assert response.get_json()[CUSTOM] == {"badge": "b1"}
+
+
+def test_a_remove_lists_at_most_as_many_values_as_a_list_holds(scim):
+    user_id = _custom_user(scim)
+    response = _patch(scim, user_id, {"op": "remove", "path": f"{CUSTOM}:costCenters",
+                                      "value": [{"v": i} for i in range(101)]})
+    assert "at most 100" in assert_error(response, 400, "invalidValue")["detail"]
+    assert scim.get(f"/Users/{user_id}").get_json()[CUSTOM]["costCenters"] == ["cc1", "cc2"]
