@@ -151,6 +151,12 @@ def _opaque_path(text: str, known: ResourceSchemas, blocks: Mapping[str, str]) -
         return Path(urn=blocks[text.lower()], name="", attribute=None)
     parts = opaque_parts(text, known)
     if parts is None:
+        attribute = text.split("[", 1)[0].rpartition(":")[2]
+        if "[" in text or "." in attribute:
+            # Filters read such attributes (app.scim.filter_extensions); PATCH writes them
+            # whole, having no schema to tell a sub-attribute's or an element's type.
+            raise invalid_path(f"'{text}': an attribute of a custom extension is written "
+                               "whole (<urn>:<attribute>), without a filter or sub-attribute")
         raise invalid_path(f"Unknown schema in path '{text}'")
     urn, name = parts
     if not name:

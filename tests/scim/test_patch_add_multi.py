@@ -181,3 +181,14 @@ def test_a_remove_lists_at_most_as_many_values_as_a_list_holds(scim):
                                       "value": [{"v": i} for i in range(101)]})
     assert "at most 100" in assert_error(response, 400, "invalidValue")["detail"]
     assert scim.get(f"/Users/{user_id}").get_json()[CUSTOM]["costCenters"] == ["cc1", "cc2"]
+
+
+@pytest.mark.parametrize("path", [f'{CUSTOM}:costCenters[value eq "cc1"]',
+                                  f"{CUSTOM}:badge.id", f'{CUSTOM}:sites[code eq "a:b"].main'])
+def test_a_filter_or_sub_attribute_in_a_custom_path_says_so(scim, path):
+    """invalidPath saying what is not supported; it said "Unknown schema" of a block the
+    user has."""
+    user_id = _custom_user(scim)
+    body = assert_error(_patch(scim, user_id, {"op": "remove", "path": path}), 400,
+                        "invalidPath")
+    assert "written whole" in body["detail"]
