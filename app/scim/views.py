@@ -138,6 +138,7 @@ bp.add_url_rule("/", "unknown_root", unknown, methods=ALL_METHODS,
 bp.add_url_rule("/<path:path>", "unknown", unknown, methods=ALL_METHODS,
                 provide_automatic_options=False)
 
+
 @bp.after_request
 def _negotiate(response: Response) -> Response:
     """Answer application/json to a client that prefers it (RFC 7644 §3.8): the same body."""
