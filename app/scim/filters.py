@@ -337,6 +337,13 @@ class SortKey:
     type: str
 
 
+# What a refused sortBy suggests instead: attributes of the resource type asked for.
+_SORTABLE: dict[str, str] = {
+    "User": "a single-valued attribute such as userName, meta.created or emails",
+    "Group": "a single-valued attribute such as displayName, externalId or meta.created",
+}
+
+
 def sort_key(sort_by: str | None, resource: Resource, *,
              notes: list[str] | None = None) -> SortKey:
     """The ORDER BY value for sortBy; multi-valued attributes sort by their primary value."""
@@ -349,8 +356,8 @@ def sort_key(sort_by: str | None, resource: Resource, *,
         custom = None  # resolve_attribute says what is wrong with it
     if custom is not None:
         raise invalid_value(f"sortBy {sort_by!r} is not supported: a custom extension "
-                            f"attribute has no schema, so no type to order by; use a "
-                            f"single-valued attribute such as userName, meta.created or emails")
+                            f"attribute has no schema, so no type to order by; use "
+                            f"{_SORTABLE[resource]}")
     resolved = resolve_attribute(sort_by, resource, notes=notes, scim_type="invalidValue")
     if resolved.name in ("emails", "emails.value") and resource == "User":
         # primary_email is the primary (else first) email, already lower-cased.
@@ -359,8 +366,8 @@ def sort_key(sort_by: str | None, resource: Resource, *,
         resolved = Resolved(resolved.schema, resolved.attr, resolved.attr.sub("value"))
     found = columns(model).get(resolved.name)
     if resolved.attr.multi_valued or found is None or resolved.leaf.returned == "never":
-        raise invalid_value(f"sortBy {sort_by!r} is not supported: use a single-valued "
-                            f"attribute such as userName, meta.created or emails")
+        raise invalid_value(f"sortBy {sort_by!r} is not supported: use "
+                            f"{_SORTABLE[resource]}")
     column, nullable = found
     leaf = resolved.leaf
     if leaf.type in ("string", "reference") and not leaf.case_exact:

@@ -16,12 +16,13 @@ namespaces), kept as sent but for what RFC 7643 §2.5 calls unassigned. Pure, bu
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from app.scim import dialect
 from app.scim.errors import ScimError
-from app.scim.schema import SCHEMAS
+from app.scim.schema import MAX_VALUES, SCHEMAS
 
 log = logging.getLogger(__name__)
 _KNOWN = frozenset(urn.lower() for urn in SCHEMAS)
@@ -50,6 +51,52 @@ def assigned(value: Any, notes: list[str] | None = None) -> Any:
         items = [item for item in (assigned(v, notes) for v in value) if item is not None]
         return items or None
     return value
+
+
+def appended(label: str, current: list[Any], value: Any) -> list[Any]:
+    """A PATCH ``add`` to the list ``current`` (RFC 7644 §3.5.2.1): the values of ``value``
+    (a list, or one value) that it does not hold yet, compared as JSON ("If the target
+    location already contains the value specified, no changes SHOULD be made"), appended.
+    At most MAX_VALUES elements, as a known multi-valued attribute: else 400 invalidValue."""
+    added, seen = list(current), {_key(item) for item in current}
+    for item in value if isinstance(value, list) else [value]:
+        key = _key(item)
+        if key in seen:
+            continue
+        if len(added) >= MAX_VALUES:
+            raise ScimError(400, f"Attribute '{label}' holds at most {MAX_VALUES} values",
+                            "invalidValue")
+        seen.add(key)
+        added.append(item)
+    return added
+
+
+def without(current: list[Any], listed: Any) -> list[Any]:
+    """``current`` less the values of ``listed`` (a list, or one value): a PATCH ``remove``
+    with a value, Entra's legacy shape (RFC 7644 §3.5.2.2 has no value for remove). An
+    object listed names the objects holding its members (``{"value": "x"}`` names
+    ``{"value": "x", "type": "work"}``), as a core list's elements are named by the
+    sub-attributes the listed one gives; any other value names the values equal to it.
+    At most MAX_VALUES listed, as for a core list: else 400 invalidValue."""
+    items = listed if isinstance(listed, list) else [listed]
+    if len(items) > MAX_VALUES:  # each element is compared with each object listed
+        raise ScimError(400, f"A remove lists at most {MAX_VALUES} values ({len(items)} "
+                             "given)", "invalidValue")
+    keys = {_key(item) for item in items}
+    objects = [item for item in items if isinstance(item, dict) and item]
+
+    def named(element: Any) -> bool:
+        return _key(element) in keys or (isinstance(element, dict) and any(
+            item.keys() <= element.keys()
+            and all(_key(element[k]) == _key(v) for k, v in item.items())
+            for item in objects))
+
+    return [element for element in current if not named(element)]
+
+
+def _key(value: Any) -> str:
+    """``value`` as JSON with sorted keys: equal values, equal keys."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def add_block(resource: dict[str, Any], urn: str, members: dict[str, Any]) -> None:

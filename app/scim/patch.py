@@ -21,9 +21,18 @@ Decisions where the RFC is silent or IdPs disagree with it:
 - add to a multi-valued attribute merges into an element that already is the one added
   (app.scim.elements: the same value and type; without a type, the first with its value)
   instead of duplicating it; ``primary: true`` clears primary on the others (RFC 7643 §2.4).
+- An attribute of an extension Roster has no schema for is multi-valued when it holds a
+  list: ``add`` appends the values it does not hold yet (app.scim.opaque.appended), and
+  ``remove`` with a value list removes those (app.scim.opaque.without).
 - Removing members that are not in the group is the caller's no-op, not noTarget: IdPs retry.
 - A path ``<extension URN>:schemas`` (with or without a ``path``, any op) is ignored, as a
-  ``schemas`` member inside a block value is in POST, PUT and PATCH (note EXTENSION_SCHEMAS).
+  ``schemas`` member inside a block value is in POST, PUT and PATCH (note EXTENSION_SCHEMAS),
+  and so is the path ``schemas``: Roster lists the schemas of the blocks present.
+- A path-less value is a partial resource: its ``schemas`` and ``meta`` are ignored, as
+  readOnly values in a PUT are (RFC 7644 §3.5.1; Okta and Entra echo them), and its ``id``
+  may repeat the resource's (Okta Group Push); another ``id`` (``id`` is caseExact, RFC
+  7643 §3.1, so in any other case too) names another resource: 400 mutability, as the path
+  ``id`` or ``meta`` is (RFC 7644 §3.5.2: a client MUST NOT modify a readOnly attribute).
 - A sub-attribute of a multi-valued attribute without a filter (``emails.type``) names that
   sub-attribute of every element: remove drops it from each, add/replace sets it on each
   (a second ``primary: true`` is 400 invalidValue). With no elements, a ``value`` is
@@ -39,6 +48,7 @@ from app.db import copy_json
 from app.scim import dialect
 from app.scim.elements import element_index, merge_elements
 from app.scim.errors import ScimError, message_members, require_message_schema
+from app.scim.opaque import appended, without
 from app.scim.patch_members import MemberChange, member_change
 from app.scim.patch_multi import (
     apply_every,
@@ -182,10 +192,13 @@ def _apply_pathless(state: _Patch, op: Op, value: Any) -> None:
             # As in a POST: names are case-insensitive, so title and TITLE are one attribute.
             raise invalid(f"Attribute '{key}' is given twice")
         seen.add(lowered)
-        if lowered == "schemas":
-            continue
-        if lowered == "id" and item == state.resource.get("id"):
-            continue  # Okta Group Push repeats the id inside the value
+        if lowered in ("schemas", "meta"):
+            continue  # the envelope Roster maintains, ignored as in a POST or PUT (§3.5.1)
+        if lowered == "id":
+            if item == state.resource.get("id"):
+                continue  # Okta Group Push repeats the id inside the value
+            raise ScimError(400, "'id' is readOnly, and the value's is not this resource's "
+                                 "(ids are case-exact)", "mutability")
         if lowered == "active":
             note(state.notes, dialect.PATHLESS_ACTIVE)
         target = _parse(state, key)
@@ -198,8 +211,10 @@ def _apply_target(state: _Patch, op: Op, path: Path, value: Any) -> None:
     if path.block_schemas:
         # ``<urn>:schemas`` names the ``schemas`` a block value may carry, which POST, PUT
         # and a PATCH value naming the block ignore (RFC 7643 §3: schemas are listed at the
-        # top level only): any op on it is ignored alike, whatever its value.
-        note(state.notes, dialect.EXTENSION_SCHEMAS)
+        # top level only): any op on it is ignored alike, whatever its value. The top-level
+        # ``schemas`` lists the blocks present (_list_extensions): ignored as well.
+        if path.urn is not None:
+            note(state.notes, dialect.EXTENSION_SCHEMAS)
         return
     attr = path.attribute
     if attr is None:
@@ -255,12 +270,27 @@ def _apply_extension_root(state: _Patch, op: Op, path: Path, value: Any) -> None
 
 
 def _apply_opaque(state: _Patch, op: Op, path: Path, value: Any) -> None:
-    """An attribute of an extension we have no schema for: stored as sent."""
+    """An attribute of an extension we have no schema for: stored as sent, under the name
+    it already has in any case (RFC 7643 §2.1). One that holds a list is multi-valued, as
+    ``emails`` is: ``add`` appends the values it does not hold yet (RFC 7644 §3.5.2.1; a
+    value already there, or none, is no change), and ``remove`` with a value list removes
+    only those (Entra's legacy removal, as for a core list); otherwise a value replaces
+    it, and ``remove`` or an empty value clears it."""
     container = _container(state, path)
-    if op == "remove" or value in (None, ""):
-        container.pop(path.name, None)
+    name = next((key for key in container if key.lower() == path.name.lower()), path.name)
+    current = container.get(name)
+    listed = isinstance(current, list) and value not in (None, "", [])
+    if op == "add" and isinstance(current, list):
+        if listed:
+            container[name] = appended(f"{path.urn}:{name}", current, copy_json(value))
+    elif op == "remove" and listed:
+        container[name] = without(current, value)
+    elif op != "remove" and value not in (None, ""):
+        container[name] = copy_json(value)
     else:
-        container[path.name] = copy_json(value)
+        container.pop(name, None)
+    if container.get(name) == []:
+        container.pop(name)
     if not container:
         state.resource.pop(path.urn or "", None)
 

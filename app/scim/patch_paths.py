@@ -63,7 +63,8 @@ class Path:
     ``urn`` is None for core attributes; ``attribute`` is None for the whole extension block
     (path = the extension URN) and for attributes of opaque (unknown) extensions.
     ``block_schemas``: the path is ``<extension URN>:schemas``, the ``schemas`` member some
-    clients repeat inside a block, which names no attribute (app.scim.values.extension_members).
+    clients repeat inside a block, which names no attribute (app.scim.values.extension_members),
+    or the resource's own ``schemas`` (``urn`` None), which Roster maintains.
     """
 
     urn: str | None
@@ -107,6 +108,10 @@ def parse_path(text: str, known: ResourceSchemas, notes: list[str],
     if match is None:
         raise invalid_path(f"Malformed path '{text}'")
     name, filter_text, sub_name = match.groups()
+    if schema is known and name.lower() == "schemas" and filter_text is sub_name is None:
+        # The resource's own ``schemas``: Roster lists the schemas of the blocks present
+        # (RFC 7643 §3), so a path naming it is ignored, as the key in a path-less value is.
+        return Path(urn=None, name="schemas", attribute=None, block_schemas=True)
     attr = schema.attribute(name)
     if attr is None and schema is known:
         # An extension attribute named without its URN (``manager``, as Microsoft's SCIM
@@ -146,6 +151,12 @@ def _opaque_path(text: str, known: ResourceSchemas, blocks: Mapping[str, str]) -
         return Path(urn=blocks[text.lower()], name="", attribute=None)
     parts = opaque_parts(text, known)
     if parts is None:
+        attribute = text.split("[", 1)[0].rpartition(":")[2]
+        if "[" in text or "." in attribute:
+            # Filters read such attributes (app.scim.filter_extensions); PATCH writes them
+            # whole, having no schema to tell a sub-attribute's or an element's type.
+            raise invalid_path(f"'{text}': an attribute of a custom extension is written "
+                               "whole (<urn>:<attribute>), without a filter or sub-attribute")
         raise invalid_path(f"Unknown schema in path '{text}'")
     urn, name = parts
     if not name:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flask import request
@@ -14,10 +15,43 @@ from app.json_input import (
     read_body,
     unsupported_coding,
 )
-from app.scim.errors import ScimError
+from app.scim.errors import SCIM_MEDIA_TYPE, ScimError
 
 # application/json is what many IdPs send; RFC 7644 §3.1 asks servers to accept both.
 ACCEPTED_TYPES = frozenset({"application/scim+json", "application/json"})
+JSON_MEDIA_TYPE = "application/json"
+
+
+def response_media_type(accept: Iterable[tuple[str, float]]) -> str:
+    """The media type to answer in, from the Accept header's (range, q) pairs: RFC 7644 §3.8
+    "MUST support ... application/scim+json and SHOULD support ... application/json", the
+    default. application/json only when the client prefers it: a higher q (RFC 9110 §12.5.1:
+    the most specific range that matches decides; parameters such as ``charset`` are no
+    part of the match), or the same q by a more specific range. A client accepting neither
+    gets scim+json all the same, not a 406: RFC 9110 §12.5.1 lets a server disregard
+    Accept, and an IdP's odd header must not stop provisioning."""
+    best = {SCIM_MEDIA_TYPE: (-1, 0.0), JSON_MEDIA_TYPE: (-1, 0.0)}
+    for text, quality in accept:
+        media_range = text.split(";", 1)[0].strip().lower()
+        for media_type, (specificity, _) in best.items():
+            found = _specificity(media_range, media_type)
+            if found > specificity:
+                best[media_type] = (found, quality)
+    (json_specificity, json_q), (scim_specificity, scim_q) = (
+        best[JSON_MEDIA_TYPE], best[SCIM_MEDIA_TYPE])
+    # At equal q, the one named: "application/json, */*" (axios, many HTTP libraries) asks
+    # for JSON; when both are named alike, the SCIM type.
+    prefers_json = json_q > 0 and (json_q, json_specificity) > (scim_q, scim_specificity)
+    return JSON_MEDIA_TYPE if prefers_json else SCIM_MEDIA_TYPE
+
+
+def _specificity(media_range: str, media_type: str) -> int:
+    """2 for the type itself, 1 for ``application/*``, 0 for ``*/*``, -1 if it does not match."""
+    if media_range == media_type:
+        return 2
+    if media_range == media_type.split("/")[0] + "/*":
+        return 1
+    return 0 if media_range == "*/*" else -1
 
 
 def json_body(max_bytes: int) -> dict[str, Any]:

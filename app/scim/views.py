@@ -19,8 +19,9 @@ from app.errors import Conflict, DomainError, InvalidInput, NotFound, Preconditi
 from app.mapping.locks import retry_after
 from app.migrate import NOT_READY_DETAIL, NOT_READY_RETRY_AFTER, schema_not_ready
 from app.scim import bulk, discovery, group_views, list_views, user_views
-from app.scim.errors import ScimError, error_response, scim_response
+from app.scim.errors import SCIM_MEDIA_TYPE, ScimError, error_response, scim_response
 from app.scim.http import authenticated, base_url, scim_settings
+from app.scim.request import response_media_type
 from app.scim.schema import SCHEMAS
 
 bp = Blueprint("scim", __name__, url_prefix="/scim/v2")
@@ -136,6 +137,15 @@ bp.add_url_rule("/", "unknown_root", unknown, methods=ALL_METHODS,
                 provide_automatic_options=False, strict_slashes=False)
 bp.add_url_rule("/<path:path>", "unknown", unknown, methods=ALL_METHODS,
                 provide_automatic_options=False)
+
+
+@bp.after_request
+def _negotiate(response: Response) -> Response:
+    """Answer application/json to a client that prefers it (RFC 7644 §3.8): the same body."""
+    if response.mimetype == SCIM_MEDIA_TYPE:
+        response.mimetype = response_media_type(request.accept_mimetypes)
+    return response
+
 
 _STATUS_BY_ERROR: dict[type[DomainError], tuple[int, str | None]] = {
     NotFound: (404, None),
