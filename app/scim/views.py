@@ -141,8 +141,12 @@ bp.add_url_rule("/<path:path>", "unknown", unknown, methods=ALL_METHODS,
 
 @bp.after_request
 def _negotiate(response: Response) -> Response:
-    """Answer application/json to a client that prefers it (RFC 7644 §3.8): the same body."""
-    if response.mimetype == SCIM_MEDIA_TYPE:
+    """Answer application/json to a client that prefers it (RFC 7644 §3.8): the same body.
+    Only an Accept naming application/json, or weighing the SCIM type below a wildcard,
+    can prefer it; any other (most IdPs') is not parsed at all."""
+    accept = (request.headers.get("Accept") or "").lower()
+    if ("application/json" in accept or "q=" in accept) \
+            and response.mimetype == SCIM_MEDIA_TYPE:
         response.mimetype = response_media_type(request.accept_mimetypes)
     return response
 
