@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import pytest
 
 from app.observability import JsonFormatter, TextFormatter
+from app.sso.keys import load_sp_keys
+from app.sso.provider_views import provider_config
 from tests.sso.conftest import PORTAL_SECRET
 from tests.sso.portal import BASIC, exchange, introspect, login_and_code
 
@@ -47,3 +50,27 @@ def test_issued_tokens_are_masked_in_debug_logs(db, tenant, keys, web, debug_rec
         tail = token.rsplit(".", 1)[-1] if token.startswith("eyJ") else token[4:]
         assert not [line for line in lines if tail in line]
     assert not [line for line in lines if PORTAL_SECRET in line]
+
+
+def test_the_portal_secrets_digest_is_not_logged_with_the_client(db, tenant, keys, web,
+                                                                 debug_records):
+    """authlib names the client in its DEBUG lines: the unsalted SHA-256 of the portal's
+    secret (an operator's choice, guessable offline) is left out of that name."""
+    _user, req, code = login_and_code(db, tenant, keys, web)
+    assert exchange(web, code, req.verifier).status_code == 200
+    lines = _lines(debug_records)
+    assert any("PortalClient(client_id='portal'" in line for line in lines)
+    digest = hashlib.sha256(PORTAL_SECRET.encode()).hexdigest()
+    assert not [line for line in lines if digest in line]
+
+
+def test_key_material_stays_out_of_reprs(sso_app, keys):
+    """The SP's private keys and the portal secret's digest never show in a repr (a log
+    line or a traceback naming the settings)."""
+    sp = load_sp_keys(sso_app.config["ROSTER"]["sso"])
+    private = keys.sp.key_file.read_text().splitlines()[1]
+    assert private in sp.current.key_pem
+    assert private not in repr(sp)
+    config = provider_config(sso_app)
+    assert config.client_secret_sha256
+    assert config.client_secret_sha256 not in repr(config)
