@@ -31,12 +31,19 @@ _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,100}\Z")
 # Anything that looks like a credential is masked before a log line is written.
 _SECRET_PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"\b(?:rst|rk|rsa)_[A-Za-z0-9_-]+"),
-    re.compile(r"(?i)(\"?(?:password|secret|token|authorization)\"?\s*[:=]\s*\"?)[^\",\s]+"),
+    # Roster's own: SCIM tokens, API keys, IdP access tokens and client secrets, and the
+    # portal's access and refresh tokens (authlib logs every issued token at DEBUG).
+    re.compile(r"\b(?:rst|rk|rsa|rss|rat|rrt)_[A-Za-z0-9_-]+"),
+    # A JWT (RFC 7519 §3: base64url of a JSON header, which starts '{"' = eyJ): ID tokens,
+    # id_token_hint, logout tokens.
+    re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?"),
+    # JSON ("token": "x"), form (token=x) and Python repr ('token': 'x') spellings.
+    re.compile(r"(?i)([\"']?(?:password|secret|token|authorization)[\"']?\s*[:=]\s*[\"']?)"
+               r"[^\"',\s]+"),
 ]
 # Every pattern above needs one of these (case-insensitively); most lines have none.
-_SECRET_MARKERS = ("bearer", "rst_", "rk_", "rsa_", "password", "secret", "token",
-                   "authorization")
+_SECRET_MARKERS = ("bearer", "rst_", "rk_", "rsa_", "rss_", "rat_", "rrt_", "eyj", "password",
+                   "secret", "token", "authorization")
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 
 
@@ -90,6 +97,14 @@ class JsonFormatter(logging.Formatter):
             cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
             self._second = cached
         return cached[1]
+
+
+class TextFormatter(logging.Formatter):
+    """The ``text`` log format, with secrets masked as in the JSON lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` with the text format, then mask what ``redact`` masks."""
+        return redact(super().format(record))
 
 
 class RequestIdFilter(logging.Filter):
@@ -180,7 +195,7 @@ def configure_logging(level: str, fmt: str, flush_ms: int = 0) -> None:
     handler.addFilter(RequestIdFilter())
     handler.setFormatter(
         JsonFormatter() if fmt == "json"
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+        else TextFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
     )
     root.addHandler(handler)
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from app.settings_checks import key_file_problems, ratelimit_problems
+from app.settings_checks import key_file_problems, portal_secret_problems, ratelimit_problems
 
 
 def _find_root(environ: Mapping[str, str] = os.environ) -> Path:
@@ -235,6 +235,7 @@ def validate(settings: Settings) -> list[str]:
                                   settings["sso"]["allowed_redirect_urls"]))
     problems.extend(ratelimit_problems(settings["ratelimit"]))
     problems.extend(key_file_problems(settings))
+    problems.extend(portal_secret_problems(settings["oidc_provider"]))
     return problems
 
 

@@ -8,6 +8,7 @@ these, so every process refuses such a configuration at start, one line per prob
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from limits import parse
 RATE_LIMIT_STORAGES = ("database", "memory")
 # The SAML SP key pairs of [sso]: (key setting, certificate setting).
 SP_PAIRS = (("sp_key_file", "sp_cert_file"), ("sp_next_key_file", "sp_next_cert_file"))
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}\Z")
 
 
 def ratelimit_problems(ratelimit: dict[str, Any]) -> list[str]:
@@ -62,6 +64,18 @@ def key_file_problems(settings: dict[str, dict[str, Any]]) -> list[str]:
     for path in provider["published_key_files"]:
         problems.extend(_pem_problem("oidc_provider.published_key_files", path, _rsa_key))
     return problems
+
+
+def portal_secret_problems(provider: dict[str, Any]) -> list[str]:
+    """``portal_client_secret_sha256`` that is not a SHA-256 in hex: most likely the secret
+    itself, which then sat in clear in the configuration while no secret matched it (every
+    portal token request was invalid_client). The value is never repeated."""
+    value = provider["portal_client_secret_sha256"]
+    if not value or _SHA256_HEX.match(value):
+        return []
+    return ["oidc_provider.portal_client_secret_sha256 must be the SHA-256 of the portal's "
+            "client secret as 64 hex digits (printf %s \"$SECRET\" | sha256sum), never the "
+            "secret itself; the value set is not (it is not shown)"]
 
 
 def _pem_problem(setting: str, path: str, check: Callable[[bytes], str | None]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -185,6 +186,22 @@ def test_secret_never_appears_in_validation_messages():
     with pytest.raises(SettingsError) as info:
         load_settings(environ={"ROSTER_DATABASE__URL": "mysql://u:hunter2@h/d"})
     assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["portal-secret-in-clear", "A" * 63, "g" * 64,
+                                   "a" * 64 + "\n", "\u00e9" * 64])
+def test_the_portal_secret_is_configured_only_as_its_sha256(value):
+    """Anything but 64 hex digits in portal_client_secret_sha256 (likely the secret itself)
+    stops the start, and the message never repeats it; a digest in either case loads."""
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ={"ROSTER_OIDC_PROVIDER__PORTAL_CLIENT_SECRET_SHA256": value})
+    assert "portal_client_secret_sha256 must be the SHA-256" in str(info.value)
+    assert value.strip() not in str(info.value)
+    digest = hashlib.sha256(b"portal-secret").hexdigest()
+    for good in (digest, digest.upper()):
+        settings = load_settings(
+            environ={"ROSTER_OIDC_PROVIDER__PORTAL_CLIENT_SECRET_SHA256": good})
+        assert settings["oidc_provider"]["portal_client_secret_sha256"] == good
 
 
 def test_a_webhook_lease_that_could_end_mid_post_stops_the_worker(tmp_path):

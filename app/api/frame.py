@@ -221,7 +221,12 @@ def _dispatch(spec: RouteSpec, view: View, path: dict[str, str]) -> Response:
             _reject_nul(body, "")
             ctx.body = _load(spec.body, body)
         # Dumped inside the transaction so lazy attributes can still load.
-        return _render(spec, view(ctx, **path))
+        response = _render(spec, view(ctx, **path))
+    # A key's answers are private, some a secret shown once (a new API key, SCIM token or
+    # directory's first token): no cache may keep them (RFC 9111 §5.2.2.5; RFC 6749 §5.1
+    # asks the same of token responses).
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _authenticate(db: Database) -> KeyIdentity:

@@ -28,4 +28,5 @@ def verify(secret: str, header: str, body: bytes, *, tolerance_seconds: int = 30
     if abs((now if now is not None else time.time()) - timestamp) > tolerance_seconds:
         return False
     expected = sign(secret, timestamp, body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    # As bytes: hmac.compare_digest raises on a str with non-ASCII characters.
+    return hmac.compare_digest(expected.encode(), parts.get("v1", "").encode())

@@ -17,11 +17,12 @@ _CONFIRM = "sso_logout_confirm"
 
 
 def confirmed() -> bool:
-    """A POST of the confirmation form this browser was shown (the token matches)."""
+    """A POST of the confirmation form this browser was shown (the token matches, compared
+    as bytes: ``hmac.compare_digest`` raises on a str with non-ASCII characters)."""
     expected = session.get(_CONFIRM)
     sent = request.form.get("confirm", "")
     return request.method == "POST" and isinstance(expected, str) and bool(sent) \
-        and hmac.compare_digest(sent, expected)
+        and hmac.compare_digest(sent.encode(), expected.encode())
 
 
 def confirmation_page(action: str) -> Response:

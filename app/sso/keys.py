@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from app.errors import InvalidInput
 class KeyPair:
     """A PEM private key and its certificate, read from files named in [sso]."""
 
-    key_pem: str
+    key_pem: str = field(repr=False)  # a repr in a log or a traceback never shows the key
     cert_pem: str
 
 

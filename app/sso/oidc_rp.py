@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import requests
 from authlib.common.security import generate_token
@@ -243,11 +244,24 @@ def exchange_code(provider: Provider, client_id: str, client_secret: str, redire
                                        code=code, code_verifier=code_verifier,
                                        timeout=HTTP_TIMEOUT_SECONDS)
         except OAuthError as exc:
-            raise LoginFailed("token_exchange_failed",
-                              f"{exc.error}: {exc.description or ''}"[:500]) from None
+            raise LoginFailed("token_exchange_failed", _without(
+                f"{exc.error}: {exc.description or ''}", client_secret, code,
+                code_verifier)[:500]) from None
         except (requests.RequestException, ValueError) as exc:
-            raise LoginFailed("idp_unreachable", f"token endpoint: {exc}"[:500]) from None
+            raise LoginFailed("idp_unreachable", _without(
+                f"token endpoint: {exc}", client_secret, code, code_verifier)[:500]) from None
     id_token = token.get("id_token")
     if not isinstance(id_token, str) or not id_token:
         raise LoginFailed("missing_id_token", "the token response has no id_token")
     return id_token
+
+
+def _without(text: str, *secrets: str) -> str:
+    """``text`` (an IdP's error, kept in the login trace) with every secret of the exchange
+    masked: an IdP may quote the request back, client_secret_post's secret included, as
+    sent or form-encoded."""
+    spellings = {form for secret in secrets if secret
+                 for form in (secret, quote_plus(secret), quote(secret, safe=""))}
+    for spelling in sorted(spellings, key=len, reverse=True):
+        text = text.replace(spelling, "[REDACTED]")
+    return text

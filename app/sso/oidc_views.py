@@ -192,7 +192,9 @@ def oidc_logged_out(connection_id: str) -> Response:
     nothing, so no page can sign a browser out through here (logout CSRF)."""
     expected, next_url = session.get(LOGOUT_STATE), session.get(LOGOUT_NEXT)
     sent = request.args.get("state", "")
-    if not (isinstance(expected, str) and sent and hmac.compare_digest(sent, expected)):
+    # As bytes: hmac.compare_digest raises on a str with non-ASCII characters (a 500).
+    if not (isinstance(expected, str) and sent
+            and hmac.compare_digest(sent.encode(), expected.encode())):
         return pages.page("Sign-out", "<p>There is no sign-out in progress here.</p>")
     session.clear()
     # The target was checked against the portal's registered URIs when it was stored.

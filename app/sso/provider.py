@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,7 +60,9 @@ class PortalClient(ClientMixin):
     """The portal: one confidential client registered in configuration."""
 
     client_id: str
-    secret_sha256: str
+    # Out of the repr: authlib logs the client ("Issue token {...} to PortalClient(...)")
+    # at DEBUG, and an unsalted digest of an operator-chosen secret can be guessed offline.
+    secret_sha256: str = field(repr=False)
     redirect_uris: tuple[str, ...]
     post_logout_redirect_uris: tuple[str, ...] = ()
 

@@ -4,7 +4,7 @@ lifetimes): imported by the provider, its views, RP logout, back-channel logout 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.sso.provider_keys import ProviderKeys, load_provider_keys
@@ -20,7 +20,7 @@ class ProviderConfig:
     issuer: str
     keys: ProviderKeys
     client_id: str
-    client_secret_sha256: str
+    client_secret_sha256: str = field(repr=False)
     redirect_uris: tuple[str, ...]
     backchannel_logout_uri: str
     access_seconds: int

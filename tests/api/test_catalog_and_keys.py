@@ -86,6 +86,27 @@ def test_operator_creates_lists_and_revokes_keys(db, client, keys, tenant):
     assert len(stored) == 64
 
 
+def test_answers_carrying_a_new_secret_are_never_cached(client, keys, tenant):
+    """A new API key, a new directory's first SCIM token and a rotated token are shown once:
+    their answers say ``Cache-Control: no-store`` (RFC 9111 §5.2.2.5, as RFC 6749 §5.1 asks
+    of token responses), and so does every other keyed answer."""
+    operator, admin = keys["operator"].headers, keys["admin"].headers
+    base = f"/api/v1/orgs/{tenant.org.id}/directories"
+    answers = {
+        "api key": client.post("/api/v1/apikeys", headers=operator, json={"role": "operator"}),
+        "directory": client.post(base, headers=admin, json={"vendor": "okta", "name": "b"}),
+        "token": client.post(f"{base}/{tenant.directory.id}/tokens", headers=admin),
+        "listing": client.get("/api/v1/apikeys", headers=operator),
+    }
+    assert answers["api key"].get_json()["key"].startswith("rk_")
+    assert answers["directory"].get_json()["token"]["token"].startswith("rst_")
+    assert answers["token"].get_json()["token"].startswith("rst_")
+    assert {name: (a.status_code, a.headers.get("Cache-Control"))
+            for name, a in answers.items()} == {
+        "api key": (201, "no-store"), "directory": (201, "no-store"),
+        "token": (201, "no-store"), "listing": (200, "no-store")}
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"role": "admin"}, "organization"),
     ({"role": "operator", "organization": "acme"}, "organization"),

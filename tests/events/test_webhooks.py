@@ -84,6 +84,8 @@ def test_signature_round_trip_and_replay_window():
     assert not verify("another-secret", header, body)
     stale = sign(SECRET, int(time.time()) - 3600, body)
     assert not verify(SECRET, stale, body, tolerance_seconds=300)
+    # A forged signature with non-ASCII text is refused, not a TypeError of compare_digest.
+    assert not verify(SECRET, f"t={int(time.time())},v1=\u00e9", body)
 
 
 def test_every_event_arrives_signed_once_and_in_order_per_user(db, tenant):

@@ -285,7 +285,10 @@ def test_redaction_masks_secrets_in_messages():
     ("bEaReR abc.def", "abc.def"), ("key rst_XYZ123", "XYZ123"), ("rk_KEY9 used", "KEY9"),
     ("rsa_TOKEN7 used", "TOKEN7"), ('{"Password": "hunter2"}', "hunter2"),
     ("client_secret=s3cr3t", "s3cr3t"), ("TOKEN: abc123", "abc123"),
-    ("authorization=Basic_xyz", "Basic_xyz"),
+    ("authorization=Basic_xyz", "Basic_xyz"), ("client rss_SECRET8 pasted", "SECRET8"),
+    ("rat_ACCESS5 used", "ACCESS5"), ("rrt_REFRESH6 used", "REFRESH6"),
+    ("hint eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl", "eyJzdWIiOiJ4In0"),
+    ("{'access_token': 'opaque-1', 'token_type': 'Bearer'}", "opaque-1"),
 ])
 def test_each_kind_of_secret_is_masked_on_its_own(line, secret):
     """Every pattern still applies when its secret is the only one in the line."""
@@ -318,6 +321,20 @@ def test_a_line_without_secrets_is_kept_as_it_is():
     from app.observability import redact
 
     assert redact("GET /scim/v2/Users 200") == "GET /scim/v2/Users 200"
+    assert redact("{'token_type': 'Bearer', 'expires_in': 600}") == \
+        "{'token_type': 'Bearer', 'expires_in': 600}"
+
+
+def test_the_text_format_masks_secrets_as_the_json_lines_do():
+    """logging.format = "text" writes the same message with the same values masked."""
+    from app.observability import TextFormatter
+
+    record = logging.LogRecord("authlib", logging.DEBUG, __file__, 1, "Issue token %s", (
+        {"access_token": "rat_ACCESS5", "refresh_token": "opaque-2"},), None)
+    line = TextFormatter("%(levelname)s %(name)s %(message)s").format(record)
+    assert line.startswith("DEBUG authlib Issue token {")
+    assert "ACCESS5" not in line
+    assert "opaque-2" not in line
 
 
 def _free_port() -> int:

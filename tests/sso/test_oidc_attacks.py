@@ -229,6 +229,37 @@ def test_a_code_the_idp_refuses_is_a_traced_refusal(db, tenant, hostile, web):
     assert len(hostile.token_requests) == 1
 
 
+def test_an_idp_error_quoting_the_request_keeps_no_secret_in_the_trace(db, tenant, hostile,
+                                                                       web, sso_app,
+                                                                       monkeypatch):
+    """An IdP taking client_secret_post whose error quotes the token request back (parsed
+    and form-encoded): the trace keeps its error, never the client secret, code or PKCE
+    verifier (the trace was stored with all three)."""
+    provision(db, tenant)
+    secret = "s3cr+t/with=chars-0042"
+    monkeypatch.setattr(hostile, "client", lambda cid: (f"roster-{cid[:8]}", secret))
+    hostile.metadata = {"token_endpoint_auth_methods_supported": ["client_secret_post"]}
+    monkeypatch.setattr(hostile, "token_response", lambda form: (401, {
+        "error": "invalid_client",
+        "error_description": f"refused {form} sent as {urlencode(form)}"}))
+    sso_app.extensions.pop("roster.oidc_providers", None)  # read this discovery document
+    try:
+        conn = oidc_connection(db, tenant, hostile)
+        callback = follow_to_roster(start_login(web, conn))
+        refused_with(db, web.get(roster_path(callback)), "token_exchange_failed")
+    finally:
+        sso_app.extensions.pop("roster.oidc_providers", None)
+    [trace] = rows(db, "SELECT detail FROM sso_login_traces")
+    assert trace.detail.startswith("invalid_client: refused {")
+    code = parse_qs(urlsplit(callback).query)["code"][0]
+    for value in (secret, "s3cr%2Bt%2Fwith%3Dchars-0042", code):
+        assert value not in trace.detail
+    # The quoted request is there, each secret of it masked (the verifier too).
+    for name in ("client_secret", "code", "code_verifier"):
+        assert f"'{name}': '[REDACTED]'" in trace.detail
+        assert f"{name}=[REDACTED]" in trace.detail
+
+
 def test_missing_pkce_verifier_is_refused_before_the_code_is_redeemed(db, tenant, hostile,
                                                                       web):
     """An attempt whose verifier is gone: Roster never redeems a code without PKCE."""
