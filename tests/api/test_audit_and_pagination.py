@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -105,6 +107,21 @@ def test_tampered_cursor_is_a_400(client, keys, tenant):
     for cursor in ("WyJ4Il0", "e30", "!!!", "W10"):
         response = client.get(f"/api/v1/audit?cursor={cursor}", headers=keys["operator"].headers)
         assert assert_problem(response, 400, "validation")["errors"][0]["field"] == "cursor"
+
+
+def test_cursor_with_an_integer_beyond_64_bits_is_a_400(client, keys, tenant):
+    """[2**63] or [-2**63 - 1] in an id-ordered list's cursor: SQLite's driver cannot bind
+    it (OverflowError, a 500); no list issued it, so it is the 400 of a tampered cursor."""
+    for values in ([2**63], [-2**63 - 1], [10**30]):
+        cursor = base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+        for url in ("/api/v1/audit", "/api/v1/events/deliveries"):
+            response = client.get(f"{url}?cursor={cursor}", headers=keys["operator"].headers)
+            problem = assert_problem(response, 400, "validation")
+            assert problem["errors"] == [{"field": "cursor", "detail": problem["detail"]}]
+    largest = base64.urlsafe_b64encode(json.dumps([2**63 - 1]).encode()).decode().rstrip("=")
+    response = client.get(f"/api/v1/audit?cursor={largest}", headers=keys["operator"].headers)
+    assert response.status_code == 200
+    assert response.get_json()["items"] == []
 
 
 def test_timestamps_at_the_edge_of_the_calendar_are_not_a_500(client, keys, tenant,
