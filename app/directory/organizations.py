@@ -21,6 +21,8 @@ from app.sql import fold
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 PATH_SEPARATOR = "/"
 _UNIT_PATH_INDEX = ("uq_units_org_path",)
+# The slug's unique index as PostgreSQL and SQLite name it in a violation.
+_SLUG_INDEX = ("uq_organizations_slug", "organizations.slug")
 
 
 def create_organization(session: Session, slug: str, name: str,
@@ -31,12 +33,14 @@ def create_organization(session: Session, slug: str, name: str,
             f"organization slug {slug!r} must be lower-case letters, digits and '-'",
             field="slug",
         )
+    taken = f"organization {slug!r} already exists"
     if session.scalar(select(Organization.id).where(Organization.slug == slug)):
-        raise Conflict(f"organization {slug!r} already exists", field="slug")
+        raise Conflict(taken, field="slug")
     _fits(name, Organization.name, "organization name", "name")
     org = Organization(slug=slug, name=name or slug, policy={})
     session.add(org)
-    session.flush()
+    with conflict_on(_SLUG_INDEX, taken, "slug"):  # a concurrent create of the same slug
+        session.flush()
     record(session, organization_id=org.id, action="organization:create", actor=actor,
            subject_type="organization", subject_id=org.id, data={"slug": slug, "name": name})
     seed_roles(session, org, catalog, actor)
