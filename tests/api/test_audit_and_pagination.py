@@ -71,6 +71,23 @@ def test_time_range_filter(client, keys, tenant):
     assert assert_problem(response, 400, "validation")["errors"][0]["field"] == "until"
 
 
+def test_the_export_reads_since_and_until_as_the_list_does(client, keys, tenant):
+    """/audit/export answered an inverted range with an empty 200 (the list: a 400 naming
+    until) and refused a time without an offset that the list reads as UTC."""
+    headers = keys["auditor"].headers
+    response = client.get("/api/v1/audit/export?since=2026-01-02T00:00:00Z"
+                          "&until=2026-01-01T00:00:00Z", headers=headers)
+    problem = assert_problem(response, 400, "validation")
+    assert problem["errors"] == [{"field": "until", "detail": "until must not be before since"}]
+    naive = (utcnow() - timedelta(hours=1)).replace(tzinfo=None).isoformat()
+    listed = client.get(f"/api/v1/audit?since={naive}", headers=headers).get_json()["items"]
+    exported = client.get(f"/api/v1/audit/export?since={naive}", headers=headers)
+    assert exported.status_code == 200, exported.get_data(as_text=True)
+    assert listed
+    assert [json.loads(line)["event_id"] for line in exported.get_data(as_text=True)
+            .splitlines()] == [e["event_id"] for e in listed]
+
+
 def test_pages_are_stable_while_rows_are_added(db, client, keys, tenant):
     """Paging by cursor yields every row exactly once even if rows arrive between pages."""
     with db.transaction() as session:
