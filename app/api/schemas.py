@@ -24,6 +24,17 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
+class JsonBoolean(fields.Boolean):
+    """A boolean of a JSON body: ``true`` or ``false`` only (RFC 8259 §3). marshmallow's
+    Boolean also takes 1, 0, "yes", "off" and "0", so a mistyped ``"enabled": "0"`` was
+    read as a choice; query strings, which have no booleans, keep ``fields.Boolean``."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class FieldErrorSchema(Schema):
     """One invalid field of a request."""
 

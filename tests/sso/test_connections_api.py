@@ -181,6 +181,30 @@ def test_unusable_metadata_in_a_patch_names_its_field_and_changes_nothing(db, te
     assert _actions(db) == ["sso:connection:create"]
 
 
+@pytest.mark.parametrize("value", ["0", "false", 0, 1, "yes"])
+def test_a_boolean_that_is_not_a_json_boolean_is_a_400(db, tenant, web, admin, value):
+    """{"enabled": "0"} was read as false and {"enabled": 1} as true: marshmallow's Boolean
+    takes numbers and words. A JSON body's booleans are true or false; the rest is a 400
+    naming the field, and nothing changes."""
+    created = web.post(_base(tenant), headers=admin.headers,
+                       json={"name": "kept", "protocol": "saml"}).get_json()
+    for body in ({"enabled": value}, {"name": "renamed", "allow_idp_initiated": value}):
+        resp = web.patch(f"{_base(tenant)}/{created['id']}", headers=admin.headers, json=body)
+        problem = assert_problem(resp, 400, "validation")
+        assert [e["field"] for e in problem["errors"]] == [next(k for k in body
+                                                                if k != "name")]
+    resp = web.post(_base(tenant), headers=admin.headers,
+                    json={"name": "other", "protocol": "saml", "sign_requests": value})
+    assert [e["field"] for e in assert_problem(resp, 400, "validation")["errors"]] == [
+        "sign_requests"]
+    assert [(r.name, r.enabled, r.allow_idp_initiated) for r in rows(
+        db, "SELECT name, enabled, allow_idp_initiated FROM sso_connections")] == [
+        ("kept", True, False)]
+    resp = web.patch(f"{_base(tenant)}/{created['id']}", headers=admin.headers,
+                     json={"enabled": False})
+    assert resp.get_json()["enabled"] is False
+
+
 def test_oidc_connection_through_the_api_signs_a_user_in_at_a_real_idp(db, tenant, iam, web,
                                                                       admin):
     """Create, register at canaille, PATCH the client: the secret is encrypted, never shown,

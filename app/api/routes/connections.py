@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, object_session
 
 from app.api.frame import ApiContext, api_route
 from app.api.pagination import Page
-from app.api.schemas import PageArgs, StrictSchema
+from app.api.schemas import JsonBoolean, PageArgs, StrictSchema
 from app.api.views import bp
 from app.audit import Actor
 from app.db import Database
@@ -118,8 +118,8 @@ class _Settings(StrictSchema):
     match_by = fields.String(validate=validate.OneOf(MATCH_BY))
     directory = fields.String(allow_none=True, validate=validate.Length(max=200), metadata={
         "description": "Directory (id or name) users are read from and JIT users written to."})
-    allow_idp_initiated = fields.Boolean()
-    sign_requests = fields.Boolean()
+    allow_idp_initiated = JsonBoolean()
+    sign_requests = JsonBoolean()
     metadata_xml = fields.String(validate=validate.Length(min=1, max=1_000_000), metadata={
         "description": "SAML: the IdP's metadata document."})
     metadata_url = fields.String(validate=validate.Length(min=9, max=1000), metadata={
@@ -135,7 +135,7 @@ class _Settings(StrictSchema):
     groups_claim = fields.String(validate=validate.Length(min=1, max=200))
     algorithms = fields.List(fields.String(validate=validate.OneOf(
         sorted(SUPPORTED_ALGORITHMS))), validate=validate.Length(min=1, max=20))
-    check_discovery = fields.Boolean(load_default=True, metadata={
+    check_discovery = JsonBoolean(load_default=True, metadata={
         "description": "OIDC: read the discovery document now and refuse an unusable IdP."})
 
 
@@ -150,7 +150,7 @@ class ConnectionUpdateSchema(_Settings):
     """Settings to change; absent fields are kept."""
 
     name = fields.String(validate=validate.Length(min=1, max=200))
-    enabled = fields.Boolean()
+    enabled = JsonBoolean()
 
 
 class DomainCreateSchema(StrictSchema):
