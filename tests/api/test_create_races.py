@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 
 from app.directory.directories import create_directory
 from app.directory.organizations import create_organization
+from app.directory.tokens import issue_token
 from app.mapping.catalog import RoleSpec
 from app.mapping.roles import add_role
-from app.models import Organization
+from app.models import Directory, Organization
 from app.models.sso import SsoConnection
 from app.sso.connections import add_domain, create_connection
 from tests.api.test_frame import assert_problem
@@ -84,3 +85,21 @@ def test_a_create_that_loses_the_race_is_a_409(db, client, keys, tenant, name):
     problem = assert_problem(response, 409, "conflict")
     assert "already" in problem["detail"]
     assert rows(db, count)[0][0] == 1
+
+
+def test_a_double_submitted_token_rotation_keeps_the_valid_token_cap(db, client, keys, tenant):
+    """max_valid_per_directory (2): the tenant's token and one rotation in flight leave no
+    room; the rotation submitted meanwhile counted one valid token and made a third."""
+    def first(session: Session) -> None:
+        issue_token(session, session.get(Directory, tenant.directory.id), OPERATOR, days=30,
+                    max_valid=2)
+        session.flush()
+
+    url = "/api/v1/orgs/acme/directories/okta/tokens"
+    with in_flight(db, first):
+        thread, outcome = started(db, lambda: client.post(url, headers=keys["admin"].headers))
+    thread.join(30)
+    response = outcome["result"]
+    assert not isinstance(response, BaseException), response
+    assert "already has 2 valid tokens" in assert_problem(response, 409, "conflict")["detail"]
+    assert rows(db, "SELECT count(*) FROM directory_tokens WHERE revoked_at IS NULL")[0][0] == 2
