@@ -215,11 +215,13 @@ def _dispatch(spec: RouteSpec, view: View, path: dict[str, str]) -> Response:
         # Scope before validation: another organization's URL is a 404 whatever the input.
         if spec.org_scoped:
             ctx.org = _scoped_org(ctx, path.pop("org_id"))
-        ctx.args = _load(spec.query, _query_args()) if spec.query else {}
+        ctx.args = _load(spec.query, _query_args()) if spec.query else _no_query()
         if spec.body:
             body = _json_body()
             _reject_nul(body, "")
             ctx.body = _load(spec.body, body)
+        elif request.method not in READ_METHODS:
+            _no_body()
         # Dumped inside the transaction so lazy attributes can still load.
         response = _render(spec, view(ctx, **path))
     # A key's answers are private, some a secret shown once (a new API key, SCIM token or
@@ -277,6 +279,39 @@ def _json_body() -> Any:
         raise ApiProblem(400, exc.detail, errors=[{
             "field": field, "detail": "not valid JSON" if exc.syntax else "not storable text",
         }]) from None
+
+
+def _no_query() -> dict[str, Any]:
+    """A route without query parameters refuses one by name, as a route with some refuses
+    an unknown one (StrictSchema), rather than answer as if it had not been sent."""
+    if query_not_utf8(request.query_string):
+        raise ApiProblem(400, QUERY_NOT_UTF8, errors=[{"field": "query", "detail": "not UTF-8"}])
+    names = sorted(set(request.args))
+    if names:
+        raise ApiProblem(400, "this endpoint takes no query parameter: " + ", ".join(names),
+                         errors=[{"field": name, "detail": "Unknown field."} for name in names])
+    return {}
+
+
+def _no_body() -> None:
+    """A write route without a body schema refuses a body, rather than ignore what it asks
+    (an expiry sent with a token rotation, say); an empty body or ``{}`` is no body."""
+    limit = current_app.config["ROSTER"]["app"]["max_body_bytes"]
+    try:
+        raw = read_body(request, limit)
+    except BodyTooLarge:
+        raise ApiProblem(413, f"the request body is larger than {limit} bytes") from None
+    except BodyUnreadable as exc:
+        raise ApiProblem(exc.status, exc.detail) from None
+    if not raw.strip():
+        return
+    try:
+        empty = request.is_json and parse_json(raw, exact=True) == {}
+    except JsonInputError:
+        empty = False
+    if not empty:
+        raise ApiProblem(400, "this endpoint takes no request body; send none (or {})",
+                         errors=[{"field": "body", "detail": "no body expected"}])
 
 
 def _query_args() -> dict[str, str]:

@@ -85,11 +85,13 @@ def _operation(route: RouteSpec) -> dict[str, Any]:
     if route.body is not None:
         operation["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": route.body}}}
-    if route.query is not None or route.body is not None:
-        responses["400"] = _problem(400, "Invalid input; `errors` names each field.")
+    # Every operation names what it refuses: a query parameter or a body it does not take
+    # (app/api/frame.py) as well as a bad value of one it does.
+    responses["400"] = _problem(400, "Invalid input; `errors` names each field.")
+    if route.body is not None or not set(route.methods) <= {"GET", "HEAD"}:
+        responses["413"] = _problem(413)
     if route.body is not None:
         responses["409"] = _problem(409)
-        responses["413"] = _problem(413)
         responses["415"] = _problem(415)
     for status in (*route.errors, *_AUTH_ERRORS):
         responses[str(status)] = _problem(status)

@@ -29,6 +29,9 @@ from app.json_input import parse_json
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+# Integer ordering columns are 64-bit (BigInteger ids): a cursor value beyond that range
+# names no row, and SQLite's driver cannot even bind it (OverflowError).
+_INT_RANGE = range(-2**63, 2**63)
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,9 @@ def _typed(column: InstrumentedAttribute[Any], value: Any) -> Any:
         if parsed.tzinfo is None:
             raise ValueError("timestamp without a zone")
         return parsed
-    if python_type is int and (not isinstance(value, int) or isinstance(value, bool)):
-        raise ValueError("integer expected")
+    if python_type is int and (not isinstance(value, int) or isinstance(value, bool)
+                               or value not in _INT_RANGE):
+        raise ValueError("64-bit integer expected")
     if python_type is str and not isinstance(value, str):
         raise ValueError("string expected")
     return value

@@ -24,6 +24,17 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
+class JsonBoolean(fields.Boolean):
+    """A boolean of a JSON body: ``true`` or ``false`` only (RFC 8259 §3). marshmallow's
+    Boolean also takes 1, 0, "yes", "off" and "0", so a mistyped ``"enabled": "0"`` was
+    read as a choice; query strings, which have no booleans, keep ``fields.Boolean``."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class FieldErrorSchema(Schema):
     """One invalid field of a request."""
 
@@ -53,8 +64,9 @@ class PageArgs(StrictSchema):
         "description": "The next_cursor of the previous page; omit for the first page."})
 
 
-class TimeRangeArgs(PageArgs):
-    """Lists of things that happened: ``since`` (inclusive) and ``until`` (exclusive)."""
+class TimeWindowArgs(StrictSchema):
+    """``since`` (inclusive) and ``until`` (exclusive): an instant (RFC 3339), a time
+    without an offset read as UTC; ``until`` before ``since`` is a 400 naming it."""
 
     since = fields.AwareDateTime(default_timezone=UTC, metadata={
         "description": "Only items at or after this time (RFC 3339)."})
@@ -65,6 +77,10 @@ class TimeRangeArgs(PageArgs):
     def _ordered(self, data: dict[str, Any], **_kwargs: Any) -> None:
         if data.get("since") and data.get("until") and data["since"] > data["until"]:
             raise ValidationError("until must not be before since", field_name="until")
+
+
+class TimeRangeArgs(PageArgs, TimeWindowArgs):
+    """Lists of things that happened: ``since`` (inclusive) and ``until`` (exclusive)."""
 
 
 class CredentialSchema(Schema):

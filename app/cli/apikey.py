@@ -83,7 +83,8 @@ def revoke(ctx: CliContext, key_ref: str) -> None:
 
 @apikey.command("rotate")
 @click.argument("key_ref")
-@click.option("--expires", default=None, help="Expiry of the new key (default: the old one's).")
+@click.option("--expires", default=None,
+              help="Expiry of the new key (default: the old one's; needed when it has expired).")
 @pass_ctx
 def rotate(ctx: CliContext, key_ref: str, expires: str | None) -> None:
     """Replace KEY_REF with a new key (same role, organization, name) and revoke it."""

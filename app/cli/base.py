@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -78,15 +79,28 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(CliContext)
 
 
+# C0 and C1 controls (ESC starts the terminal's own commands), DEL, and the bidirectional
+# overrides and isolates (Unicode TR9 §2), which reorder what is shown.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(value: object) -> str:
+    """``value`` as text whose controls are shown escaped (``\x1b``), not obeyed: names in
+    the lists come from tenants (their admins, their IdPs), and an OSC 52 sequence in a
+    directory name would write to the operator's clipboard (xterm control sequences)."""
+    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode(), str(value))
+
+
 def echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """Print rows as aligned columns (or a note when empty)."""
+    """Print rows as aligned columns (or a note when empty); controls are shown escaped."""
     if not rows:
         click.echo("(none)")
         return
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    cells = [{c: printable(r.get(c, "")) for c in columns} for r in rows]
+    widths = {c: max(len(c), *(len(r[c]) for r in cells)) for c in columns}
     click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
-    for row in rows:
-        click.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+    for row in cells:
+        click.echo("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
 
 
 def listed_ref(ref: str) -> str:

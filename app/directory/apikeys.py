@@ -138,14 +138,22 @@ def revoke_key(session: Session, key: ApiKey, actor: Actor) -> ApiKey:
 
 def rotate_key(session: Session, key: ApiKey, actor: Actor, *,
                expires_at: datetime | None = None) -> tuple[ApiKey, str]:
-    """Issue a replacement with the same role, organization and name, then revoke ``key``."""
+    """Issue a replacement with the same role, organization and name, then revoke ``key``.
+
+    The new key expires at ``expires_at``, else when the old one does. An expired key has
+    no expiry left to keep: its replacement needs ``expires_at`` (it got none, so a key
+    made to last 30 days came back as one that never expires).
+    """
     if key.revoked_at is not None:
         raise InvalidInput(f"API key {key.prefix} is revoked; create a new one", field="key")
+    if expires_at is None and key.expires_at is not None and key.expires_at <= utcnow():
+        raise InvalidInput(f"API key {key.prefix} expired on {key.expires_at:%Y-%m-%d %H:%M} "
+                           "UTC; give its replacement an expiry (--expires 90d)",
+                           field="expires")
     organization = session.get(Organization, key.organization_id) if key.organization_id \
         else None
     new, plaintext = create_key(session, key.role.value, organization, actor, name=key.name,
-                                expires_at=expires_at if expires_at else key.expires_at
-                                if key.expires_at and key.expires_at > utcnow() else None)
+                                expires_at=expires_at or key.expires_at)
     revoke_key(session, key, actor)
     record(session, organization_id=key.organization_id, action="api_key:rotate", actor=actor,
            subject_type="api_key", subject_id=new.id,

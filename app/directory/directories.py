@@ -11,11 +11,16 @@ from app.directory.hold import (
     hold_directory_status,
     hold_directory_status_trying,
 )
+from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from app.lifecycle.users import deprovision_directory_users
 from app.mapping.locks import share_mapping, share_mapping_tried, try_shared_column
 from app.models import Directory, Organization
 from app.models.directory import DirectoryStatus, Vendor
+
+# The name's unique index as PostgreSQL and SQLite name it in a violation.
+_NAME_INDEX = ("uq_directories_organization_id_name", "directories.organization_id, "
+               "directories.name")
 
 
 def create_directory(session: Session, org: Organization, name: str, vendor: str,
@@ -29,12 +34,13 @@ def create_directory(session: Session, org: Organization, name: str, vendor: str
     exists = session.scalar(
         select(Directory.id).where(Directory.organization_id == org.id, Directory.name == name)
     )
+    taken = f"directory {name!r} already exists in {org.slug}"
     if exists:
-        raise Conflict(f"directory {name!r} already exists in {org.slug}", field="name")
+        raise Conflict(taken, field="name")
     directory = Directory(organization_id=org.id, name=name, vendor=vendor_value,
                           status=DirectoryStatus.active)
     session.add(directory)
-    session.flush()
+    flush_unique(session, _NAME_INDEX, taken, "name")  # a concurrent create of the name
     record(session, organization_id=org.id, action="directory:create", actor=actor,
            subject_type="directory", subject_id=directory.id,
            data={"name": name, "vendor": vendor_value.value})

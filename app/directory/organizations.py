@@ -19,8 +19,13 @@ from app.models.organization import UnitKind
 from app.sql import fold
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
+# The shape of an id (app/ids.py, lower-case hex): a slug of that shape could be another
+# organization's id, and every lookup takes an id or a slug.
+_ID_SHAPE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 PATH_SEPARATOR = "/"
 _UNIT_PATH_INDEX = ("uq_units_org_path",)
+# The slug's unique index as PostgreSQL and SQLite name it in a violation.
+_SLUG_INDEX = ("uq_organizations_slug", "organizations.slug")
 
 
 def create_organization(session: Session, slug: str, name: str,
@@ -31,12 +36,18 @@ def create_organization(session: Session, slug: str, name: str,
             f"organization slug {slug!r} must be lower-case letters, digits and '-'",
             field="slug",
         )
+    if _ID_SHAPE.match(slug):
+        raise InvalidInput(f"organization slug {slug!r} has the shape of an id; organizations "
+                           "are looked up by id or slug, so it could name another one",
+                           field="slug")
+    taken = f"organization {slug!r} already exists"
     if session.scalar(select(Organization.id).where(Organization.slug == slug)):
-        raise Conflict(f"organization {slug!r} already exists", field="slug")
+        raise Conflict(taken, field="slug")
     _fits(name, Organization.name, "organization name", "name")
     org = Organization(slug=slug, name=name or slug, policy={})
     session.add(org)
-    session.flush()
+    with conflict_on(_SLUG_INDEX, taken, "slug"):  # a concurrent create of the same slug
+        session.flush()
     record(session, organization_id=org.id, action="organization:create", actor=actor,
            subject_type="organization", subject_id=org.id, data={"slug": slug, "name": name})
     seed_roles(session, org, catalog, actor)
@@ -53,9 +64,11 @@ def _fits(value: str | None, column: Any, what: str, field: str) -> None:
 
 
 def get_organization(session: Session, ref: str) -> Organization:
-    """Find an organization by slug or id."""
+    """Find an organization by slug or id; an id wins over a slug that spells it (one
+    stored before such slugs were refused), so an id never names another organization."""
     org = session.scalar(
         select(Organization).where((Organization.slug == ref) | (Organization.id == ref))
+        .order_by((Organization.id == ref).desc()).limit(1)
     )
     if org is None:
         raise missing_organization(ref)

@@ -7,7 +7,7 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import BigInteger, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -21,6 +21,9 @@ from app.sql import fetch
 TOKEN_PREFIX = "rst_"  # noqa: S105 - a public marker, not a secret
 # Writing last_used_at on every request would turn each read into a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+# One issuer of a directory's tokens at a time (PostgreSQL): an advisory transaction lock,
+# not the directory's row, which every SCIM write holds FOR SHARE.
+_ISSUE_LOCK = select(func.pg_advisory_xact_lock(bindparam("b_key", type_=BigInteger)))
 
 
 def hash_token(plaintext: str) -> str:
@@ -44,7 +47,14 @@ def valid_tokens(session: Session, directory: Directory) -> list[DirectoryToken]
 
 def issue_token(session: Session, directory: Directory, actor: Actor, *, days: int,
                 max_valid: int) -> tuple[DirectoryToken, str]:
-    """Create a token; returns the row and the plaintext, which is never stored or shown again."""
+    """Create a token; returns the row and the plaintext, which is never stored or shown again.
+
+    Two issues for one directory run one after the other (PostgreSQL; SQLite has one
+    writer): each counted the valid tokens before the other committed, so a double submit
+    of a rotation left three valid tokens where ``max_valid`` allows two.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_ISSUE_LOCK, {"b_key": _issue_lock_key(directory.id)})
     if len(valid_tokens(session, directory)) >= max_valid:
         raise Conflict(
             f"directory {directory.name!r} already has {max_valid} valid tokens; "
@@ -62,6 +72,13 @@ def issue_token(session: Session, directory: Directory, actor: Actor, *, days: i
            subject_id=token.id, data={"directory_id": directory.id, "prefix": token.prefix,
                                       "expires_at": _iso(token.expires_at)})
     return token, plaintext
+
+
+def _issue_lock_key(directory_id: str) -> int:
+    """The directory's token-issue advisory-lock key: a signed 64-bit hash in its own
+    namespace (the mapping's is ``roster.mapping``)."""
+    digest = hashlib.blake2b(directory_id.encode(), digest_size=8, person=b"roster.tokens")
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 
 def revoke_token(session: Session, directory: Directory, token_ref: str,

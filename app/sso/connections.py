@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import Database, utcnow
+from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.models import Organization
 from app.models.sso import ConnectionDomain, SsoConnection
@@ -23,6 +24,11 @@ POLICIES = ("scim", "jit")
 MATCH_BY = ("email", "nameid", "user_name", "external_id")
 _DOMAIN = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
 _METADATA_MAX_BYTES = 1_000_000
+# Unique indexes as PostgreSQL and SQLite name them in a violation (a concurrent create).
+_NAME_INDEX = ("uq_sso_connections_organization_id_name",
+               "sso_connections.organization_id, sso_connections.name")
+_DOMAIN_INDEX = ("uq_sso_connection_domains_connection_id_domain",
+                 "sso_connection_domains.connection_id, sso_connection_domains.domain")
 # Attribute names tried when a connection does not name its own (Entra, Okta, eduPerson).
 DEFAULT_ATTRIBUTES: dict[str, list[str]] = {
     "email": ["email", "mail", "emailAddress", "urn:oid:0.9.2342.19200300.100.1.3",
@@ -54,15 +60,16 @@ def create_connection(session: Session, org: Organization, name: str, protocol: 
         raise InvalidInput("name must be 1 to 200 characters", field="name")
     taken = session.scalar(select(SsoConnection.id).where(
         SsoConnection.organization_id == org.id, SsoConnection.name == name))
+    exists = f"connection {name} already exists in {org.slug}"
     if taken:
-        raise Conflict(f"connection {name} already exists in {org.slug}", field="name")
+        raise Conflict(exists, field="name")
     conn = SsoConnection(organization_id=org.id, name=name, protocol=protocol,
                          login_policy=login_policy, match_by=match_by,
                          directory_id=directory_id, allow_idp_initiated=allow_idp_initiated,
                          sign_requests=sign_requests, idp_certs=[], attribute_map={},
                          oidc_algorithms=[])
     session.add(conn)
-    session.flush()
+    flush_unique(session, _NAME_INDEX, exists, "name")  # a concurrent create of the name
     record(session, organization_id=org.id, action="sso:connection:create", actor=actor,
            subject_type="sso_connection", subject_id=conn.id,
            data={"name": name, "protocol": protocol, "login_policy": login_policy,
@@ -273,11 +280,13 @@ def add_domain(session: Session, conn: SsoConnection, domain: str,
                actor: Actor) -> ConnectionDomain:
     """Attach an email domain (unverified until an operator verifies it)."""
     value = normalize_domain(domain)
+    taken = f"{value} is already a domain of this connection"
     if session.scalar(select(ConnectionDomain.id).where(
             ConnectionDomain.connection_id == conn.id, ConnectionDomain.domain == value)):
-        raise Conflict(f"{value} is already a domain of this connection", field="domain")
+        raise Conflict(taken, field="domain")
     row = ConnectionDomain(connection_id=conn.id, domain=value)
     session.add(row)
+    flush_unique(session, _DOMAIN_INDEX, taken, "domain")  # a concurrent add of the domain
     record(session, organization_id=conn.organization_id, action="sso:domain:add",
            actor=actor, subject_type="sso_connection", subject_id=conn.id,
            data={"domain": value})

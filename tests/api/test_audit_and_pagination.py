@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -69,6 +71,23 @@ def test_time_range_filter(client, keys, tenant):
     assert assert_problem(response, 400, "validation")["errors"][0]["field"] == "until"
 
 
+def test_the_export_reads_since_and_until_as_the_list_does(client, keys, tenant):
+    """/audit/export answered an inverted range with an empty 200 (the list: a 400 naming
+    until) and refused a time without an offset that the list reads as UTC."""
+    headers = keys["auditor"].headers
+    response = client.get("/api/v1/audit/export?since=2026-01-02T00:00:00Z"
+                          "&until=2026-01-01T00:00:00Z", headers=headers)
+    problem = assert_problem(response, 400, "validation")
+    assert problem["errors"] == [{"field": "until", "detail": "until must not be before since"}]
+    naive = (utcnow() - timedelta(hours=1)).replace(tzinfo=None).isoformat()
+    listed = client.get(f"/api/v1/audit?since={naive}", headers=headers).get_json()["items"]
+    exported = client.get(f"/api/v1/audit/export?since={naive}", headers=headers)
+    assert exported.status_code == 200, exported.get_data(as_text=True)
+    assert listed
+    assert [json.loads(line)["event_id"] for line in exported.get_data(as_text=True)
+            .splitlines()] == [e["event_id"] for e in listed]
+
+
 def test_pages_are_stable_while_rows_are_added(db, client, keys, tenant):
     """Paging by cursor yields every row exactly once even if rows arrive between pages."""
     with db.transaction() as session:
@@ -105,6 +124,21 @@ def test_tampered_cursor_is_a_400(client, keys, tenant):
     for cursor in ("WyJ4Il0", "e30", "!!!", "W10"):
         response = client.get(f"/api/v1/audit?cursor={cursor}", headers=keys["operator"].headers)
         assert assert_problem(response, 400, "validation")["errors"][0]["field"] == "cursor"
+
+
+def test_cursor_with_an_integer_beyond_64_bits_is_a_400(client, keys, tenant):
+    """[2**63] or [-2**63 - 1] in an id-ordered list's cursor: SQLite's driver cannot bind
+    it (OverflowError, a 500); no list issued it, so it is the 400 of a tampered cursor."""
+    for values in ([2**63], [-2**63 - 1], [10**30]):
+        cursor = base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+        for url in ("/api/v1/audit", "/api/v1/events/deliveries"):
+            response = client.get(f"{url}?cursor={cursor}", headers=keys["operator"].headers)
+            problem = assert_problem(response, 400, "validation")
+            assert problem["errors"] == [{"field": "cursor", "detail": problem["detail"]}]
+    largest = base64.urlsafe_b64encode(json.dumps([2**63 - 1]).encode()).decode().rstrip("=")
+    response = client.get(f"/api/v1/audit?cursor={largest}", headers=keys["operator"].headers)
+    assert response.status_code == 200
+    assert response.get_json()["items"] == []
 
 
 def test_timestamps_at_the_edge_of_the_calendar_are_not_a_500(client, keys, tenant,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import update
 
 from app.cli import cli
 from app.cli.commands import register
+from app.db import utcnow
+from app.models.api import ApiKey
 from tests.conftest import rows
 
 register()
@@ -85,6 +89,26 @@ def test_rotate_and_revoke_take_the_prefix_as_list_prints_it(roster, client):
     assert "revoked" in roster("apikey", "revoke", shown).output
     assert client.get("/api/v1/orgs", headers={"Authorization": f"Bearer {new}"}) \
         .status_code == 401
+
+
+def test_rotating_an_expired_key_needs_an_expiry_for_the_new_one(roster, client, db, tenant):
+    """`apikey rotate` of a key made with --expires 30d that has expired: its replacement
+    never expired (the old expiry was dropped as past). Now it is refused, nothing
+    changes, and with --expires the new key has that expiry."""
+    old = KEY.search(roster("apikey", "create", "--role", "auditor", "--org", "acme",
+                            "--expires", "30d").output).group(1)
+    with db.transaction() as session:
+        session.execute(update(ApiKey).values(expires_at=utcnow() - timedelta(days=1)))
+    out = roster("apikey", "rotate", old[:11], ok=False).output
+    assert "expired on" in out
+    assert "--expires" in out
+    assert [(r.revoked_at, r.n) for r in rows(
+        db, "SELECT revoked_at, count(*) AS n FROM api_keys GROUP BY revoked_at")] == [(None, 1)]
+    new = KEY.search(roster("apikey", "rotate", old[:11], "--expires", "7d").output).group(1)
+    expires = rows(db, "SELECT expires_at FROM api_keys WHERE prefix = :p", p=new[:11])[0][0]
+    assert expires is not None
+    headers = {"Authorization": f"Bearer {new}"}
+    assert client.get("/api/v1/orgs/acme", headers=headers).status_code == 200
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -230,3 +230,35 @@ def test_a_query_string_that_is_not_utf8_is_a_400(client, keys):
     response = client.get("/api/v1/orgs?limit=%ff", headers=keys["operator"].headers)
     problem = assert_problem(response, 400, "validation")
     assert problem["errors"] == [{"field": "query", "detail": "not UTF-8"}]
+
+
+def test_a_body_or_query_a_route_does_not_take_is_a_400_and_changes_nothing(db, client, keys,
+                                                                           tenant):
+    """POST .../tokens with {"days": 7} issued a token of the default lifetime and
+    /orgs/acme?fields=id answered the whole organization: what a route does not take was
+    ignored, where an unknown field of a route with a schema is a 400 naming it."""
+    headers = keys["admin"].headers
+    tokens = "/api/v1/orgs/acme/directories/okta/tokens"
+    response = client.post(tokens, json={"days": 7}, headers=headers)
+    problem = assert_problem(response, 400, "validation")
+    assert problem["errors"] == [{"field": "body", "detail": "no body expected"}]
+    response = client.post(tokens, data="days=7", headers={
+        **headers, "Content-Type": "application/x-www-form-urlencoded"})
+    assert_problem(response, 400, "validation")
+    assert rows(db, "SELECT count(*) FROM directory_tokens")[0][0] == 1
+    response = client.get("/api/v1/orgs/acme?fields=id&expand=all", headers=headers)
+    problem = assert_problem(response, 400, "validation")
+    assert problem["errors"] == [{"field": "expand", "detail": "Unknown field."},
+                                 {"field": "fields", "detail": "Unknown field."}]
+    response = client.post(f"{tokens}?days=7", headers=headers)
+    assert [e["field"] for e in assert_problem(response, 400, "validation")["errors"]] == [
+        "days"]
+    assert rows(db, "SELECT count(*) FROM directory_tokens")[0][0] == 1
+    # No body, an empty one, or {} is no body.
+    assert client.post(tokens, headers=headers).status_code == 201
+    response = client.post(f"{tokens}/{tenant.directory.id}/revoke", json={}, headers=headers)
+    assert response.status_code == 404  # the route ran: no such token
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert "400" in spec["paths"]["/api/v1/orgs/{org_id}"]["get"]["responses"]
+    assert "413" in spec["paths"]["/api/v1/orgs/{org_id}/directories/{directory_id}/tokens"][
+        "post"]["responses"]

@@ -137,15 +137,17 @@ def test_an_unreachable_metadata_url_is_a_problem_and_writes_nothing(db, tenant,
     """The fetch fails before any write: 400 naming the URL, no connection, no audit."""
     resp = web.post(_base(tenant), headers=admin.headers, json={
         "name": "by-url", "protocol": "saml", "metadata_url": "https://127.0.0.1:9/md"})
-    assert "cannot fetch" in assert_problem(resp, 400, "validation")["detail"]
+    problem = assert_problem(resp, 400, "validation")
+    assert "cannot fetch" in problem["detail"]
+    assert problem["errors"] == [{"field": "metadata_url", "detail": problem["detail"]}]
     assert rows(db, "SELECT count(*) AS n FROM sso_connections")[0].n == 0
     assert _actions(db) == []
 
 
 @pytest.mark.parametrize(("extra", "field"), [
-    ({"metadata_xml": "<not-xml"}, None),
+    ({"metadata_xml": "<not-xml"}, "metadata_xml"),
     ({"metadata_xml": "<md:EntityDescriptor xmlns:md='urn:oasis:names:tc:SAML:2.0:metadata'"
-                      " entityID='x'/>"}, None),
+                      " entityID='x'/>"}, "metadata_xml"),
     ({"metadata_url": "http://idp.example.com/metadata"}, "metadata_url"),
     ({"metadata_url": "https://a", "metadata_xml": "<x/>"}, "metadata_url"),
     ({"discovery_url": "https://idp.example.com/.well-known/openid-configuration"},
@@ -163,6 +165,44 @@ def test_bad_saml_input_is_a_problem_and_writes_nothing(db, tenant, web, admin, 
         assert field in {e["field"] for e in problem.get("errors", [])}, problem
     assert rows(db, "SELECT count(*) AS n FROM sso_connections")[0].n == 0
     assert _actions(db) == []
+
+
+def test_unusable_metadata_in_a_patch_names_its_field_and_changes_nothing(db, tenant, web,
+                                                                         admin):
+    """README: unparsable metadata is a 400 naming the field; the rename beside it in the
+    same body is not applied, nor audited."""
+    created = web.post(_base(tenant), headers=admin.headers,
+                       json={"name": "kept", "protocol": "saml"}).get_json()
+    resp = web.patch(f"{_base(tenant)}/{created['id']}", headers=admin.headers,
+                     json={"name": "renamed", "metadata_xml": "<not-xml"})
+    problem = assert_problem(resp, 400, "validation")
+    assert problem["errors"] == [{"field": "metadata_xml", "detail": problem["detail"]}]
+    assert [r.name for r in rows(db, "SELECT name FROM sso_connections")] == ["kept"]
+    assert _actions(db) == ["sso:connection:create"]
+
+
+@pytest.mark.parametrize("value", ["0", "false", 0, 1, "yes"])
+def test_a_boolean_that_is_not_a_json_boolean_is_a_400(db, tenant, web, admin, value):
+    """{"enabled": "0"} was read as false and {"enabled": 1} as true: marshmallow's Boolean
+    takes numbers and words. A JSON body's booleans are true or false; the rest is a 400
+    naming the field, and nothing changes."""
+    created = web.post(_base(tenant), headers=admin.headers,
+                       json={"name": "kept", "protocol": "saml"}).get_json()
+    for body in ({"enabled": value}, {"name": "renamed", "allow_idp_initiated": value}):
+        resp = web.patch(f"{_base(tenant)}/{created['id']}", headers=admin.headers, json=body)
+        problem = assert_problem(resp, 400, "validation")
+        assert [e["field"] for e in problem["errors"]] == [next(k for k in body
+                                                                if k != "name")]
+    resp = web.post(_base(tenant), headers=admin.headers,
+                    json={"name": "other", "protocol": "saml", "sign_requests": value})
+    assert [e["field"] for e in assert_problem(resp, 400, "validation")["errors"]] == [
+        "sign_requests"]
+    assert [(r.name, r.enabled, r.allow_idp_initiated) for r in rows(
+        db, "SELECT name, enabled, allow_idp_initiated FROM sso_connections")] == [
+        ("kept", True, False)]
+    resp = web.patch(f"{_base(tenant)}/{created['id']}", headers=admin.headers,
+                     json={"enabled": False})
+    assert resp.get_json()["enabled"] is False
 
 
 def test_oidc_connection_through_the_api_signs_a_user_in_at_a_real_idp(db, tenant, iam, web,

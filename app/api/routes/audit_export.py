@@ -6,7 +6,7 @@ from flask import Response, current_app, stream_with_context
 from marshmallow import fields, validate
 
 from app.api.frame import ApiContext, api_route
-from app.api.schemas import StrictSchema
+from app.api.schemas import TimeWindowArgs
 from app.api.views import bp
 from app.audit.export import FORMATS, AuditFilter, iter_events, position, render
 from app.db import Database
@@ -18,13 +18,12 @@ MEDIA_TYPES = {"csv": "text/csv", "jsonl": "application/jsonl",
 POSITION_HEADER = "Roster-Audit-Position"
 
 
-class ExportArgs(StrictSchema):
-    """Export filters; org-bound keys always export only their own organization."""
+class ExportArgs(TimeWindowArgs):
+    """Export filters; org-bound keys always export only their own organization. ``since``
+    and ``until`` are read as /audit reads them."""
 
     format = fields.String(load_default="jsonl", validate=validate.OneOf(FORMATS))
     organization = fields.String(validate=validate.Length(min=1, max=100))
-    since = fields.AwareDateTime()
-    until = fields.AwareDateTime()
     action = fields.String(validate=validate.Length(min=1, max=100))
     subject_id = fields.String(validate=validate.Length(min=1, max=100))
     after_seq = fields.Integer(validate=validate.Range(min=0, max=2**63 - 1), metadata={

@@ -4,6 +4,8 @@ email domains. The same domain functions as `roster connection` do the work."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +16,7 @@ from sqlalchemy.orm import Session, object_session
 
 from app.api.frame import ApiContext, api_route
 from app.api.pagination import Page
-from app.api.schemas import PageArgs, StrictSchema
+from app.api.schemas import JsonBoolean, PageArgs, StrictSchema
 from app.api.views import bp
 from app.audit import Actor
 from app.db import Database
@@ -116,8 +118,8 @@ class _Settings(StrictSchema):
     match_by = fields.String(validate=validate.OneOf(MATCH_BY))
     directory = fields.String(allow_none=True, validate=validate.Length(max=200), metadata={
         "description": "Directory (id or name) users are read from and JIT users written to."})
-    allow_idp_initiated = fields.Boolean()
-    sign_requests = fields.Boolean()
+    allow_idp_initiated = JsonBoolean()
+    sign_requests = JsonBoolean()
     metadata_xml = fields.String(validate=validate.Length(min=1, max=1_000_000), metadata={
         "description": "SAML: the IdP's metadata document."})
     metadata_url = fields.String(validate=validate.Length(min=9, max=1000), metadata={
@@ -133,7 +135,7 @@ class _Settings(StrictSchema):
     groups_claim = fields.String(validate=validate.Length(min=1, max=200))
     algorithms = fields.List(fields.String(validate=validate.OneOf(
         sorted(SUPPORTED_ALGORITHMS))), validate=validate.Length(min=1, max=20))
-    check_discovery = fields.Boolean(load_default=True, metadata={
+    check_discovery = JsonBoolean(load_default=True, metadata={
         "description": "OIDC: read the discovery document now and refuse an unusable IdP."})
 
 
@@ -148,7 +150,7 @@ class ConnectionUpdateSchema(_Settings):
     """Settings to change; absent fields are kept."""
 
     name = fields.String(validate=validate.Length(min=1, max=200))
-    enabled = fields.Boolean()
+    enabled = JsonBoolean()
 
 
 class DomainCreateSchema(StrictSchema):
@@ -178,6 +180,18 @@ def _protocol_fields(protocol: str, body: dict[str, Any]) -> None:
                            field=wrong[0])
 
 
+@contextmanager
+def _naming(field: str) -> Iterator[None]:
+    """An InvalidInput the SSO service raised without a field names ``field``: the body's
+    metadata was unusable or unreachable, and the problem's ``errors`` say which field."""
+    try:
+        yield
+    except InvalidInput as exc:
+        if exc.field is not None:
+            raise
+        raise InvalidInput(exc.detail, field=field) from None
+
+
 @dataclass(frozen=True)
 class _Fetched:
     """What the body's URLs said, read before any write transaction opens."""
@@ -198,7 +212,8 @@ def _fetch(protocol: str, body: dict[str, Any]) -> _Fetched:
     if "metadata_url" in body:
         if not body["metadata_url"].lower().startswith("https://"):
             raise InvalidInput("metadata_url must be https", field="metadata_url")
-        xml = fetch_metadata(body["metadata_url"])
+        with _naming("metadata_url"):
+            xml = fetch_metadata(body["metadata_url"])
     if protocol == "oidc" and body["check_discovery"] and "discovery_url" in body:
         url = check_url(body["discovery_url"], "discovery_url")
         try:
@@ -215,8 +230,9 @@ def _apply(session: Session, actor: Actor, conn: SsoConnection, body: dict[str, 
     if "metadata_url" in body:
         conn.metadata_url = body["metadata_url"]
     if fetched.metadata_xml is not None:
-        apply_idp_metadata(session, conn, fetched.metadata_xml, actor,
-                           entity_id=body.get("entity_id"))
+        with _naming("metadata_url" if "metadata_url" in body else "metadata_xml"):
+            apply_idp_metadata(session, conn, fetched.metadata_xml, actor,
+                               entity_id=body.get("entity_id"))
     if conn.protocol == "oidc" and any(f in body for f in _OIDC_FIELDS):
         configure_oidc(session, conn, actor,
                        secret_key=current_app.config["ROSTER"]["app"]["secret_key"],

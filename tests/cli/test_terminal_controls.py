@@ -1,0 +1,35 @@
+"""Names a tenant chose reach the operator's terminal escaped, never as control sequences.
+
+A customer admin names directories and units over the API; `roster directory list` and
+`roster unit list` printed those names raw, so ESC ] 52 (OSC 52) in a directory name wrote
+the operator's clipboard, ESC ] 0 retitled the window and U+202E reversed what followed.
+"""
+
+from __future__ import annotations
+
+from tests.api.conftest import make_key
+from tests.lifecycle.support import roster
+
+OSC_52 = "\x1b]52;c;cm0gLXJmIH4=\x07"  # "set the clipboard to 'rm -rf ~'"
+
+
+def test_tenant_names_are_printed_with_their_controls_escaped(client, db, database_url,
+                                                             tenant):
+    """The tenant's admin names them; the operator lists them."""
+    headers = make_key(db, "admin", tenant.org).headers
+    assert client.post("/api/v1/orgs/acme/directories", headers=headers, json={
+        "vendor": "entra", "name": f"hr{OSC_52}"}).status_code == 201
+    assert client.post("/api/v1/orgs/acme/units", headers=headers, json={
+        "name": "Sales\u202eevil\x9b2J", "kind": "department"}).status_code == 201
+    listed = roster(database_url, "directory", "list", "--org", "acme").output
+    assert "\x1b" not in listed
+    assert "hr\\x1b]52;c;cm0gLXJmIH4=\\x07" in listed
+    assert "okta" in listed
+    units = roster(database_url, "unit", "list", "--org", "acme").output
+    assert "\u202e" not in units
+    assert "\x9b" not in units
+    assert "Sales\\u202eevil\\x9b2J" in units
+    # Ordinary non-ASCII text is printed as it is.
+    assert client.post("/api/v1/orgs/acme/units", headers=headers, json={
+        "name": "Zürich 東京", "kind": "location"}).status_code == 201
+    assert "Zürich 東京" in roster(database_url, "unit", "list", "--org", "acme").output
