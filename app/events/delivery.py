@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Row, and_, exists, func, insert, select, update
+from sqlalchemy import Row, and_, exists, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -269,21 +269,28 @@ def claim(session: Session, config: WebhookConfig, worker_id: str,
 
 def _followers(session: Session, config: WebhookConfig, heads: list[WebhookDelivery],
                now: datetime) -> list[WebhookDelivery]:
-    """The next due deliveries of the claimed heads' aggregates, so one round sends a
-    user's burst (grant.removed, session.revoked, user.deprovisioned) in order.
+    """The next due deliveries of the claimed heads' runs (URL and aggregate), so one round
+    sends a user's burst (grant.removed, session.revoked, user.deprovisioned) in order.
 
-    No other worker can take them: each waits behind a head this worker holds.
+    No other worker can take them: each waits behind a head this worker holds. Only those
+    runs' rows are locked, and none is skipped: locking (SKIP LOCKED) every blocking row
+    of the heads' aggregates, at any URL, held another worker's runs of the same user at
+    other URLs for the length of this claim, and that worker, skipping them, took a run's
+    next delivery but one (it sent the third event before the second). A row of the run
+    that another transaction holds (a worker whose lease ran out recording its result) is
+    waited for, and read as that transaction left it.
     """
     keys = {(h.endpoint, h.aggregate_id) for h in heads if h.aggregate_id is not None}
     if not keys:
         return []
     stmt = (select(WebhookDelivery)
             .where(WebhookDelivery.status.in_(BLOCKING),
-                   WebhookDelivery.aggregate_id.in_({a for _, a in keys}),
+                   tuple_(WebhookDelivery.endpoint, WebhookDelivery.aggregate_id).in_(
+                       sorted(keys, key=str)),
                    WebhookDelivery.id.not_in([h.id for h in heads]),
                    WebhookDelivery.id > min(h.id for h in heads))
             .order_by(WebhookDelivery.id).limit(config.batch_size)
-            .with_for_update(skip_locked=True))
+            .with_for_update())
     out: list[WebhookDelivery] = []
     stopped: set[tuple[str, str | None]] = set()
     for d in session.scalars(stmt):
