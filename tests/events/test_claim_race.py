@@ -1,5 +1,6 @@
 """Two webhook workers (two nodes) claiming at once keep each user's events in order at
-every URL (PostgreSQL: claims lock with SKIP LOCKED).
+every URL (PostgreSQL: claims lock with SKIP LOCKED), and a worker whose lease ran out
+leaves the next holder's lease alone.
 
 A worker claims the due heads of (URL, user) runs, then the rest of each run (its
 followers). The followers' statement locked every blocking delivery of the heads'
@@ -16,13 +17,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from app.db import Database
-from app.events.delivery import WebhookConfig
+from app.db import Database, utcnow
+from app.events.delivery import WebhookConfig, claim, record_result, release
 from app.events.worker import run_once
 from tests.conftest import rows
 from tests.events.receiver import SECRET, Receiver, running_receiver
@@ -118,3 +120,55 @@ def test_a_worker_claiming_another_url_does_not_make_one_skip_an_event(db, tenan
             node_b.dispose()
     assert _user_x(db, one) == ["X1", "X2", "X3"]
     assert _user_x(db, two) == ["X1", "X2", "X3"]
+
+
+def _claim(db: Database, config: WebhookConfig, worker: str, now: datetime) -> list[int]:
+    with db.transaction() as session:
+        return [c.id for c in claim(session, config, worker, now)]
+
+
+def _record(db: Database, config: WebhookConfig, delivery: int, worker: str, now: datetime,
+            *, ok: bool) -> str:
+    with db.transaction() as session:
+        return record_result(session, config, delivery, worker_id=worker, ok=ok,
+                             status=200 if ok else 500, error=None if ok else "HTTP 500",
+                             now=now)
+
+
+def _release(db: Database, deliveries: list[int], worker: str) -> None:
+    with db.transaction() as session:
+        release(session, deliveries, worker)
+
+
+def _lease(db: Database, delivery: int) -> tuple[str | None, str]:
+    found = rows(db, "SELECT leased_by, status FROM webhook_deliveries WHERE id = :i",
+                 i=delivery)[0]
+    return found.leased_by, found.status
+
+
+@pytest.mark.parametrize("late", ["failure", "release"])
+def test_a_result_recorded_after_the_lease_ran_out_leaves_the_new_lease_alone(db, tenant,
+                                                                              late):
+    """Worker A claims X1 (user X) and Y1 (user Y); its lease runs out before it writes its
+    outcome (X1's POST failed; Y1 given back unsent, past its time), and worker B (another
+    node) has claimed both again and is posting them. A's late write must not clear B's
+    leases: it did, and a third worker took X1 (once its retry was due) or Y1 and sent it
+    while B was sending it too."""
+    config = _config("http://127.0.0.1:9/hook")
+    write(db, tenant, "X1", aggregate="user-x")
+    write(db, tenant, "Y1", aggregate="user-y")
+    fan_out_to(db, *config.urls)
+    start = utcnow()
+    x1, y1 = _claim(db, config, "A", start)
+    expired = start + timedelta(seconds=config.lease_seconds + 1)
+    assert _claim(db, config, "B", expired) == [x1, y1]
+    if late == "failure":
+        _record(db, config, x1, "A", expired, ok=False)
+    else:
+        _release(db, [y1], "A")
+    assert _lease(db, x1) == ("B", "pending")
+    assert _lease(db, y1) == ("B", "pending")
+    retry_due = expired + timedelta(seconds=config.retry_max_seconds + 1)
+    assert _claim(db, config, "C", retry_due) == [], "B holds both"
+    assert _record(db, config, x1, "B", retry_due, ok=True) == "delivered"
+    assert _record(db, config, y1, "B", retry_due, ok=True) == "delivered"
