@@ -27,6 +27,9 @@ from app.models.audit import DEPLOYMENT_CHAIN
 from app.models.lifecycle import AuditCheckpoint
 
 EVENT_TYPE = "audit.checkpoint"
+# pg_advisory_xact_lock key of the periodic checkpoint (a signed 64-bit number: "roster",
+# then "cp"; the events purge's is "roster" and 0021).
+_CHECKPOINT_LOCK_KEY = 0x726F73746572_6370
 PublicKeys = Mapping[str, Ed25519PublicKey]  # by key id (``key_id_of``)
 
 
@@ -67,6 +70,20 @@ def checkpoint_due(session: Session, interval_seconds: int,
     """True when no checkpoint was written within the interval."""
     latest = session.scalar(select(func.max(AuditCheckpoint.created_at)))
     return latest is None or latest <= (now or utcnow()) - timedelta(seconds=interval_seconds)
+
+
+def checkpoint_if_due(session: Session, key: SigningKey,
+                      interval_seconds: int) -> list[AuditCheckpoint]:
+    """The periodic checkpoint of `roster worker`: :func:`write_checkpoints` when none was
+    written within the interval, by one worker at a time (PostgreSQL: an advisory
+    transaction lock; a worker that finds it taken leaves the round to its holder). Two
+    workers finding it due at once both signed every head, twice in the log and the feed."""
+    if session.get_bind().dialect.name == "postgresql" and not session.scalar(
+            select(func.pg_try_advisory_xact_lock(_CHECKPOINT_LOCK_KEY))):
+        return []
+    if not checkpoint_due(session, interval_seconds):
+        return []
+    return write_checkpoints(session, key)
 
 
 def _signed(keys: PublicKeys, body: dict[str, Any], signature: str, what: str) -> str | None:

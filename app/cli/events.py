@@ -13,7 +13,7 @@ from types import FrameType
 import click
 
 from app.audit import Actor
-from app.audit.checkpoints import checkpoint_due, write_checkpoints
+from app.audit.checkpoints import checkpoint_if_due
 from app.cli.audit import signing_key
 from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
 from app.db import utcnow
@@ -141,8 +141,7 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
             return
         checked[0] = time.monotonic()
         with ctx.db.transaction() as session:
-            if checkpoint_due(session, interval):
-                write_checkpoints(session, key)
+            checkpoint_if_due(session, key, interval)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Row, and_, exists, func, insert, select, update
+from sqlalchemy import Row, and_, exists, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -269,21 +269,23 @@ def claim(session: Session, config: WebhookConfig, worker_id: str,
 
 def _followers(session: Session, config: WebhookConfig, heads: list[WebhookDelivery],
                now: datetime) -> list[WebhookDelivery]:
-    """The next due deliveries of the claimed heads' aggregates, so one round sends a
-    user's burst (grant.removed, session.revoked, user.deprovisioned) in order.
+    """The next due deliveries of the claimed heads' runs (URL and aggregate), so one round
+    sends a user's burst (grant.removed, session.revoked, user.deprovisioned) in order.
 
-    No other worker can take them: each waits behind a head this worker holds.
-    """
+    No other worker can take them: each waits behind a head this worker holds. Only these
+    runs are locked, none skipped (locking a user's rows at every URL, SKIP LOCKED, made a
+    worker claiming another URL skip some and send a third event before the second)."""
     keys = {(h.endpoint, h.aggregate_id) for h in heads if h.aggregate_id is not None}
     if not keys:
         return []
     stmt = (select(WebhookDelivery)
             .where(WebhookDelivery.status.in_(BLOCKING),
-                   WebhookDelivery.aggregate_id.in_({a for _, a in keys}),
+                   tuple_(WebhookDelivery.endpoint, WebhookDelivery.aggregate_id).in_(
+                       sorted(keys, key=str)),
                    WebhookDelivery.id.not_in([h.id for h in heads]),
                    WebhookDelivery.id > min(h.id for h in heads))
             .order_by(WebhookDelivery.id).limit(config.batch_size)
-            .with_for_update(skip_locked=True))
+            .with_for_update())
     out: list[WebhookDelivery] = []
     stopped: set[tuple[str, str | None]] = set()
     for d in session.scalars(stmt):
@@ -299,16 +301,21 @@ def _followers(session: Session, config: WebhookConfig, heads: list[WebhookDeliv
     return out
 
 
-def record_result(session: Session, config: WebhookConfig, delivery_id: int, *, ok: bool,
-                  status: int | None, error: str | None, now: datetime,
-                  retry_after: float | None = None) -> str:
+def record_result(session: Session, config: WebhookConfig, delivery_id: int, *,
+                  worker_id: str, ok: bool, status: int | None, error: str | None,
+                  now: datetime, retry_after: float | None = None) -> str:
     """Mark delivered, or schedule a retry with backoff and jitter, or dead-letter it.
 
     A receiver's ``Retry-After`` (RFC 9110 §10.2.3; RFC 6585 §4 for 429) defers the retry
-    to then when that is later than the backoff, at most ``retry_max_seconds`` away."""
-    d = session.get(WebhookDelivery, delivery_id)
+    to then when that is later than the backoff, at most ``retry_max_seconds`` away.
+
+    Only the lease's holder writes it: a late worker leaves a new lease alone (clearing it
+    let a third worker send the delivery while the second still was)."""
+    d = session.get(WebhookDelivery, delivery_id, with_for_update=True, populate_existing=True)
     if d is None or d.status != "pending":
         return d.status if d else "missing"
+    if d.leased_by not in (None, worker_id):  # another worker claimed it since
+        return "leased by another worker"
     d.attempts += 1
     d.last_status, d.last_error = status, (error or "")[:1000] or None
     d.leased_until = d.leased_by = None
@@ -382,8 +389,9 @@ def list_deliveries(session: Session, *, status: str | None = None, limit: int =
     return list(session.scalars(stmt.order_by(WebhookDelivery.id).limit(limit)))
 
 
-def release(session: Session, delivery_ids: list[int]) -> None:
-    """Give back leases without an attempt (their aggregate's earlier delivery failed)."""
+def release(session: Session, delivery_ids: list[int], worker_id: str) -> None:
+    """Give back ``worker_id``'s leases unsent (an earlier one failed, or time ran out)."""
     if delivery_ids:
-        session.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids))
+        session.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids),
+                                                      WebhookDelivery.leased_by == worker_id)
                         .values(leased_until=None, leased_by=None))

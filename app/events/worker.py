@@ -52,10 +52,11 @@ def run_once(db: Database, config: WebhookConfig, worker_id: str,
     results, skipped = _deliver_in_order(claimed, config, poster, stop_by)
     if results or skipped:
         with db.transaction() as session:
-            release(session, skipped)
+            release(session, skipped, worker_id)
             for item, posted in results:
-                outcome = record_result(session, config, item.id, ok=posted.ok,
-                                        status=posted.status, error=posted.error, now=utcnow(),
+                outcome = record_result(session, config, item.id, worker_id=worker_id,
+                                        ok=posted.ok, status=posted.status,
+                                        error=posted.error, now=utcnow(),
                                         retry_after=posted.retry_after)
                 if outcome != "delivered":
                     log.warning("delivery %s of %s to %s: %s (%s)", item.id, item.event["id"],

@@ -96,9 +96,17 @@ def purge_deleted(session: Session, actor: Actor, *, retention_days: int,
 
     Grants, memberships, sessions and tokens go with the row; audit events and
     deprovisioning records stay (they carry no foreign key to the user).
+
+    The users are locked as they are read (PostgreSQL), in id order, skipping those another
+    transaction holds: a reactivation under way keeps its user (it is read again next
+    time), one that commits first is not read, and one that comes later finds the user
+    gone; another worker's purge keeps the users it holds. Read unlocked, a reactivation
+    committing meanwhile was undone (the user deleted after its 200), and two workers
+    purging at once both recorded ``user:purge`` for the same users.
     """
     rows = session.execute(select(User.id, User.organization_id).where(
-        *_past_retention(retention_days, now))).all()
+        *_past_retention(retention_days, now)).order_by(User.id)
+        .with_for_update(skip_locked=True)).all()
     for user_id, organization_id in rows:
         record(session, organization_id=organization_id, action="user:purge", actor=actor,
                subject_type="user", subject_id=user_id,

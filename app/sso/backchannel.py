@@ -21,6 +21,8 @@ from typing import Any
 
 from joserfc import jwt
 from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.db import Database, new_id, utcnow
@@ -49,7 +51,11 @@ def logout_token(config: ProviderConfig, client_id: str, user_id: str,
 
 
 def collect(session: Session, *, limit: int = 200) -> int:
-    """Queue a delivery per (session.revoked event, client with tokens of that session)."""
+    """Queue a delivery per (session.revoked event, client with tokens of that session).
+
+    Another worker (node) may be queueing the same events: a row it has written already
+    (committed or not) is left to it, waited for and not written again. Inserted plainly,
+    the second worker's failed on the unique (event, client), which stopped it."""
     events = session.scalars(
         select(OutboxEvent)
         .outerjoin(BackchannelLogout, BackchannelLogout.outbox_event_id == OutboxEvent.event_id)
@@ -61,12 +67,16 @@ def collect(session: Session, *, limit: int = 200) -> int:
         clients = sorted(set(session.scalars(select(IssuedToken.client_id).where(
             IssuedToken.session_id == login_id, IssuedToken.user_id.is_not(None)))))
         # A marker row keeps an event with no client from being looked at again.
-        for client_id in clients or [""]:
-            session.add(BackchannelLogout(
-                outbox_event_id=event.event_id, session_id=str(login_id or ""),
-                user_id=str(user_id or ""), client_id=client_id,
-                status="pending" if client_id else "skipped"))
-            queued += bool(client_id)
+        rows = [{"id": new_id(), "outbox_event_id": event.event_id,
+                 "session_id": str(login_id or ""), "user_id": str(user_id or ""),
+                 "client_id": client_id, "status": "pending" if client_id else "skipped",
+                 "attempts": 0, "created_at": utcnow()} for client_id in clients or [""]]
+        upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        written = session.scalars(
+            upsert(BackchannelLogout).values(rows)
+            .on_conflict_do_nothing(index_elements=["outbox_event_id", "client_id"])
+            .returning(BackchannelLogout.client_id)).all()
+        queued += sum(1 for client_id in written if client_id)
     return queued
 
 

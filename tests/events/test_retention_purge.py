@@ -77,8 +77,8 @@ def test_a_dead_letter_and_the_deliveries_held_behind_it_stay_and_redeliver_in_o
     with db.transaction() as session:
         delivery = session.scalar(sa.text("SELECT id FROM webhook_deliveries "
                                           "WHERE outbox_id = :i"), {"i": head})
-        record_result(session, config, delivery, ok=False, status=500, error="down",
-                      now=utcnow())
+        record_result(session, config, delivery, worker_id="test-worker", ok=False,
+                      status=500, error="down", now=utcnow())
     held = rows(db, "SELECT status, last_error FROM webhook_deliveries WHERE outbox_id = :i",
                 i=later)[0]
     assert (held.status, held.last_error) == ("dead", HELD.format(delivery))

@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import timedelta
 
+import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import select
@@ -16,9 +17,10 @@ from app.db import utcnow
 from app.lifecycle import Trigger, deprovision_user
 from app.models import User
 from app.models.sso import BackchannelLogout
-from app.sso.backchannel import EVENT, claim, lease_seconds, record_results, run_once
+from app.sso.backchannel import EVENT, claim, collect, lease_seconds, record_results, run_once
 from app.sso.provider_views import provider_config
 from tests.conftest import rows
+from tests.lockwait import in_flight, started
 from tests.sso.lockprobe import can_write
 from tests.sso.portal import ISSUER, exchange, introspect, login_and_code
 from tests.sso.receiver import logout_receiver
@@ -186,3 +188,27 @@ def test_a_late_result_after_the_claim_was_taken_over_is_not_recorded(db, tenant
                                                               "retry": 0}
     row = rows(db, "SELECT status, attempts FROM oidc_backchannel_logouts")[0]
     assert (row.status, row.attempts) == ("sending", 0)
+
+
+def test_two_workers_turning_one_revocation_into_deliveries_at_once_both_go_on(
+        db, tenant, keys, web, sso_app, dialect):
+    """Worker A has queued the delivery of a new revocation and not committed yet when
+    worker B (another node) collects the same event: B waits for A's row and then queues
+    nothing more, and sends A's delivery once A committed. B's insert failed on the unique
+    (event, client) instead, an IntegrityError that stopped `roster worker` (PostgreSQL)."""
+    if dialect != "postgresql":
+        pytest.skip("concurrent writers are PostgreSQL's (SQLite has one at a time)")
+    user, req, code = login_and_code(db, tenant, keys, web)
+    exchange(web, code, req.verifier)
+    _deprovision(db, user.id)
+    with logout_receiver() as (url, received):
+        config = dataclasses.replace(provider_config(sso_app), backchannel_logout_uri=url)
+        with in_flight(db, lambda session: (collect(session), session.flush())):
+            worker_b, outcome = started(db, lambda: run_once(db, config, timeout=5))
+        worker_b.join(30)
+        assert not isinstance(outcome["result"], BaseException), outcome
+        assert outcome["result"]["queued"] == 0
+        assert run_once(db, config, timeout=5)["queued"] == 0
+    assert len(received) == 1
+    assert [r.status for r in rows(db, "SELECT status FROM oidc_backchannel_logouts")] == [
+        "sent"]
