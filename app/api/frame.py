@@ -252,16 +252,21 @@ def _scoped_org(ctx: ApiContext, ref: str) -> Organization:
     return org
 
 
-def _json_body() -> Any:
-    """The JSON body; an empty body is an empty object. Malformed JSON, nesting too deep,
-    NUL or an unpaired surrogate in a string are 400 problems (app/json_input.py)."""
+def _raw_body() -> bytes:
+    """The request's body, within app.max_body_bytes (413 beyond, a problem if unreadable)."""
     limit = current_app.config["ROSTER"]["app"]["max_body_bytes"]
     try:
-        raw = read_body(request, limit)
+        return read_body(request, limit)
     except BodyTooLarge:
         raise ApiProblem(413, f"the request body is larger than {limit} bytes") from None
     except BodyUnreadable as exc:
         raise ApiProblem(exc.status, exc.detail) from None
+
+
+def _json_body() -> Any:
+    """The JSON body; an empty body is an empty object. Malformed JSON, nesting too deep,
+    NUL or an unpaired surrogate in a string are 400 problems (app/json_input.py)."""
+    raw = _raw_body()
     if not raw:
         return {}
     if not request.is_json:
@@ -296,13 +301,7 @@ def _no_query() -> dict[str, Any]:
 def _no_body() -> None:
     """A write route without a body schema refuses a body, rather than ignore what it asks
     (an expiry sent with a token rotation, say); an empty body or ``{}`` is no body."""
-    limit = current_app.config["ROSTER"]["app"]["max_body_bytes"]
-    try:
-        raw = read_body(request, limit)
-    except BodyTooLarge:
-        raise ApiProblem(413, f"the request body is larger than {limit} bytes") from None
-    except BodyUnreadable as exc:
-        raise ApiProblem(exc.status, exc.detail) from None
+    raw = _raw_body()
     if not raw.strip():
         return
     try:
