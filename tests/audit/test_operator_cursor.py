@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -34,23 +36,34 @@ def _page(client, headers, cursor=None) -> dict:
     return response.get_json()
 
 
-def read_racing_a_slow_commit(db, reader, slow_org: str, other_org: str):
-    """``reader()`` across organizations while ``slow_org``'s record (the lower id) is still
-    committing and ``other_org``'s "fast" (a higher id) is committed (PostgreSQL; SQLite
-    commits one writer at a time, in order); ``other_org`` appends "later" while the reader
-    waits. The reader's result, or the exception it raised."""
+@contextmanager
+def committing(db, org_id: str, name: str = "slow") -> Iterator[None]:
+    """Within the block, ``org_id``'s record ``name`` has its id and is still committing
+    (PostgreSQL); SQLite commits one writer at a time, so there it is committed first."""
     written, release = threading.Event(), threading.Event()
     racing = db.dialect == "postgresql"
     slow = threading.Thread(target=_record, args=(
-        db, slow_org, "slow", written, release if racing else None))
+        db, org_id, name, written, release if racing else None))
     slow.start()
     try:
         if racing:
             assert written.wait(30)
         else:
             slow.join(30)
+        yield
+    finally:
+        release.set()
+        slow.join(30)
+
+
+def read_racing_a_slow_commit(db, reader, slow_org: str, other_org: str):
+    """``reader()`` across organizations while ``slow_org``'s record (the lower id) is still
+    committing and ``other_org``'s "fast" (a higher id) is committed (``committing``);
+    ``other_org`` appends "later" while the reader waits. The reader's result, or the
+    exception it raised."""
+    with committing(db, slow_org):
         _record(db, other_org, "fast")  # a higher id, committed first
-        if racing:
+        if db.dialect == "postgresql":
             thread, outcome = background(reader, start=True)
             _polling(db)  # the reader waits for the slow commit...
         else:
@@ -58,9 +71,6 @@ def read_racing_a_slow_commit(db, reader, slow_org: str, other_org: str):
         # ...holding no lock: another organization appends meanwhile (a first version
         # queued a SHARE lock, every appender waited behind it, and the page gave up: 503).
         _record(db, other_org, "later")
-    finally:
-        release.set()
-        slow.join(30)
     thread.join(30)
     return outcome["result"]
 
@@ -98,20 +108,8 @@ def test_an_organization_list_does_not_wait_for_another_organization(client, db,
     another organization still committing does not hold its list up."""
     auditor = make_key(db, "auditor", other_tenant.org)
     _record(db, other_tenant.org.id, "fast")
-    written, release = threading.Event(), threading.Event()
-    racing = db.dialect == "postgresql"
-    slow = threading.Thread(target=_record, args=(
-        db, tenant.org.id, "slow", written, release if racing else None))
-    slow.start()
-    try:
-        if racing:
-            assert written.wait(30)
-        else:
-            slow.join(30)
+    with committing(db, tenant.org.id):
         page = _page(client, auditor.headers)  # would hang here if it waited
-    finally:
-        release.set()
-        slow.join(30)
     assert [e["action"] for e in page["items"]] == ["test:fast"]
 
 
@@ -122,16 +120,9 @@ def test_a_stuck_commit_is_a_503_to_retry_not_a_skip(client, db, tenant, other_t
     if db.dialect != "postgresql":
         pytest.skip("PostgreSQL: on SQLite a commit in progress holds the single writer")
     operator = make_key(db, "operator")
-    written, release = threading.Event(), threading.Event()
-    slow = threading.Thread(target=_record, args=(db, tenant.org.id, "slow", written, release))
-    slow.start()
-    try:
-        assert written.wait(30)
+    with committing(db, tenant.org.id):
         response = client.get("/api/v1/audit?action=test:*", headers=operator.headers)
         _record(db, other_tenant.org.id, "fast")  # not held up once the page gave up
-    finally:
-        release.set()
-        slow.join(30)
     assert response.status_code == 503, response.get_json()
     assert response.headers["Retry-After"]
     assert response.get_json()["status"] == 503
