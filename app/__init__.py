@@ -67,6 +67,9 @@ def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flas
     app.url_map.merge_slashes = False
     app.config["ROSTER"] = settings
     app.config["SECRET_KEY"] = settings["app"]["secret_key"] or None
+    # Sessions signed before a rotation of secret_key stay valid (Flask 3.1).
+    app.config["SECRET_KEY_FALLBACKS"] = [k for k in [settings["app"]["previous_secret_key"]]
+                                          if k]
     # The session cookie signs a browser in at the OP (its login binds codes for the portal):
     # served over https, it must never travel over plain http (RFC 6265 §4.1.2.5).
     app.config["SESSION_COOKIE_SECURE"] = settings["app"]["base_url"].startswith("https://")

@@ -37,7 +37,8 @@ def _find_root(environ: Mapping[str, str] = os.environ) -> Path:
 ROOT = _find_root()
 DEFAULTS_FILE = ROOT / "config" / "defaults.toml"
 ENV_PREFIX = "ROSTER_"
-SECRET_KEYS = frozenset({("app", "secret_key"), ("signing", "private_key"), ("webhooks", "secret")})
+SECRET_KEYS = frozenset({("app", "secret_key"), ("app", "previous_secret_key"),
+                         ("signing", "private_key"), ("webhooks", "secret")})
 ENVIRONMENTS = ("development", "test", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # The largest events.purge_batch_size: rows deleted in one purge transaction.

@@ -10,7 +10,13 @@ from app.cli.base import CliContext, command_errors, pass_ctx
 from app.cli.connection import connection
 from app.errors import InvalidInput
 from app.sso.connections import get_connection
-from app.sso.oidc_config import algorithms_of, check_url, configure_oidc, groups_claim_of
+from app.sso.oidc_config import (
+    algorithms_of,
+    check_url,
+    configure_oidc,
+    groups_claim_of,
+    rekey_client_secrets,
+)
 from app.sso.oidc_rp import ProviderCache, callback_url, logged_out_url
 from app.sso.outcome import LoginFailed
 
@@ -65,3 +71,25 @@ def oidc(ctx: CliContext, connection_id: str, discovery_url: str | None,
         click.echo(f"algorithms:    {', '.join(algorithms_of(conn))}")
         click.echo(f"groups claim:  {groups_claim_of(conn)}")
         click.echo(f"client secret: {'set' if conn.oidc_client_secret_enc else 'NOT SET'}")
+
+
+@connection.command("rekey")
+@pass_ctx
+@command_errors
+def rekey(ctx: CliContext) -> None:
+    """After a rotation of app.secret_key: re-encrypt every stored OIDC client secret with
+    the new key (app.previous_secret_key opens the old ones), then the previous key can go."""
+    keys = ctx.settings["app"]
+    if not keys["secret_key"]:
+        raise click.ClickException("app.secret_key is not set")
+    with ctx.transaction() as session:
+        done, unreadable = rekey_client_secrets(session, ctx.actor,
+                                                secret_key=keys["secret_key"],
+                                                previous=keys["previous_secret_key"])
+    click.echo(f"re-encrypted the OIDC client secrets of {done} connection(s) with the "
+               "current app.secret_key")
+    if unreadable:
+        raise click.ClickException(
+            f"{len(unreadable)} connection(s) hold a client secret neither app.secret_key "
+            f"nor app.previous_secret_key opens; set it again with `roster connection oidc "
+            f"ID --client-secret-stdin`: {', '.join(unreadable)}")

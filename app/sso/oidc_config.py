@@ -10,9 +10,10 @@ import base64
 from collections.abc import Sequence
 
 from authlib.common.security import is_secure_transport
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -42,13 +43,29 @@ def encrypt_client_secret(secret_key: str, secret: str) -> str:
     return _fernet(secret_key).encrypt(secret.encode()).decode()
 
 
-def decrypt_client_secret(secret_key: str, token: str) -> str:
-    """The plaintext client secret; InvalidInput when secret_key changed since it was stored."""
+def _keys(secret_key: str, previous: str) -> MultiFernet:
+    """The current key, then the one before a rotation (``app.previous_secret_key``)."""
+    return MultiFernet([_fernet(key) for key in (secret_key, previous) if key]
+                       or [_fernet(secret_key)])
+
+
+def decrypt_client_secret(secret_key: str, token: str, previous: str = "") -> str:
+    """The plaintext client secret, encrypted with ``secret_key`` or with ``previous``;
+    InvalidInput when neither is the key it was stored with."""
     try:
-        return _fernet(secret_key).decrypt(token.encode()).decode()
+        return _keys(secret_key, previous).decrypt(token.encode()).decode()
     except InvalidToken:
         raise InvalidInput("the OIDC client secret cannot be decrypted with the current "
-                           "secret_key; set it again") from None
+                           "secret_key (nor app.previous_secret_key); set it again") from None
+
+
+def reencrypt_client_secret(secret_key: str, token: str, previous: str = "") -> str:
+    """``token`` encrypted with ``secret_key`` (from ``previous`` after a rotation)."""
+    try:
+        return _keys(secret_key, previous).rotate(token.encode()).decode()
+    except InvalidToken:
+        raise InvalidInput("the OIDC client secret cannot be decrypted with the current "
+                           "secret_key nor app.previous_secret_key; set it again") from None
 
 
 def algorithms_of(conn: SsoConnection) -> list[str]:
@@ -118,3 +135,24 @@ def configure_oidc(session: Session, conn: SsoConnection, actor: Actor, *, secre
                  "client_id": conn.oidc_client_id, "scopes": conn.oidc_scopes,
                  "algorithms": algorithms_of(conn), "groups_claim": groups_claim_of(conn)})
     return conn
+
+
+def rekey_client_secrets(session: Session, actor: Actor, *, secret_key: str,
+                         previous: str) -> tuple[int, list[str]]:
+    """Re-encrypt every stored OIDC client secret with ``secret_key`` (those stored with
+    ``previous``, before a rotation, and the others anew); audit ``sso:connection:rekey``
+    per connection. The count re-encrypted, and the ids of connections whose secret neither
+    key opens (to set again)."""
+    done, unreadable = 0, []
+    for conn in session.scalars(select(SsoConnection).where(
+            SsoConnection.oidc_client_secret_enc.is_not(None)).order_by(SsoConnection.id)):
+        try:
+            conn.oidc_client_secret_enc = reencrypt_client_secret(
+                secret_key, conn.oidc_client_secret_enc or "", previous)
+        except InvalidInput:
+            unreadable.append(conn.id)
+            continue
+        done += 1
+        record(session, organization_id=conn.organization_id, action="sso:connection:rekey",
+               actor=actor, subject_type="sso_connection", subject_id=conn.id, data={})
+    return done, unreadable

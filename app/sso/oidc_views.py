@@ -134,8 +134,9 @@ def _verified_claims(conn: SsoConnection, provider: Provider, attempt: ClaimedAt
     if not args.get("code"):
         raise LoginFailed("missing_code", "the callback carries no code")
     try:
-        secret = decrypt_client_secret(current_app.secret_key or "",
-                                       conn.oidc_client_secret_enc or "")
+        secret = decrypt_client_secret(
+            current_app.secret_key or "", conn.oidc_client_secret_enc or "",
+            current_app.config["ROSTER"]["app"]["previous_secret_key"])
     except InvalidInput as exc:
         raise LoginFailed("misconfigured", exc.detail) from None
     id_token = exchange_code(provider, conn.oidc_client_id or "", secret,

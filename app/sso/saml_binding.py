@@ -25,7 +25,11 @@ _SALT = "roster.saml-started"
 
 def _serializer() -> URLSafeSerializer | None:
     secret = current_app.secret_key
-    return URLSafeSerializer(secret, salt=_SALT) if secret else None
+    if not secret:
+        return None
+    # The last key signs; every key verifies (a cookie signed before a rotation still counts).
+    return URLSafeSerializer([*current_app.config.get("SECRET_KEY_FALLBACKS", []), secret],
+                             salt=_SALT)
 
 
 def _ids(serializer: URLSafeSerializer, request: Request) -> list[str]:
