@@ -45,8 +45,7 @@ def encrypt_client_secret(secret_key: str, secret: str) -> str:
 
 def _keys(secret_key: str, previous: str) -> MultiFernet:
     """The current key, then the one before a rotation (``app.previous_secret_key``)."""
-    return MultiFernet([_fernet(key) for key in (secret_key, previous) if key]
-                       or [_fernet(secret_key)])
+    return MultiFernet([_fernet(secret_key), *([_fernet(previous)] if previous else [])])
 
 
 def decrypt_client_secret(secret_key: str, token: str, previous: str = "") -> str:
@@ -57,15 +56,6 @@ def decrypt_client_secret(secret_key: str, token: str, previous: str = "") -> st
     except InvalidToken:
         raise InvalidInput("the OIDC client secret cannot be decrypted with the current "
                            "secret_key (nor app.previous_secret_key); set it again") from None
-
-
-def reencrypt_client_secret(secret_key: str, token: str, previous: str = "") -> str:
-    """``token`` encrypted with ``secret_key`` (from ``previous`` after a rotation)."""
-    try:
-        return _keys(secret_key, previous).rotate(token.encode()).decode()
-    except InvalidToken:
-        raise InvalidInput("the OIDC client secret cannot be decrypted with the current "
-                           "secret_key nor app.previous_secret_key; set it again") from None
 
 
 def algorithms_of(conn: SsoConnection) -> list[str]:
@@ -143,13 +133,13 @@ def rekey_client_secrets(session: Session, actor: Actor, *, secret_key: str,
     ``previous``, before a rotation, and the others anew); audit ``sso:connection:rekey``
     per connection. The count re-encrypted, and the ids of connections whose secret neither
     key opens (to set again)."""
-    done, unreadable = 0, []
+    keys, done, unreadable = _keys(secret_key, previous), 0, []
     for conn in session.scalars(select(SsoConnection).where(
             SsoConnection.oidc_client_secret_enc.is_not(None)).order_by(SsoConnection.id)):
-        try:
-            conn.oidc_client_secret_enc = reencrypt_client_secret(
-                secret_key, conn.oidc_client_secret_enc or "", previous)
-        except InvalidInput:
+        try:  # decrypted with either key, encrypted again with the first (MultiFernet)
+            conn.oidc_client_secret_enc = keys.rotate(
+                (conn.oidc_client_secret_enc or "").encode()).decode()
+        except InvalidToken:
             unreadable.append(conn.id)
             continue
         done += 1
