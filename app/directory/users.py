@@ -46,7 +46,7 @@ from app.lifecycle import (
 from app.mapping.evaluation import reevaluate_users
 from app.models import Grant, Group, Membership, Organization, Role, Unit, User
 from app.models.directory import UserStatus
-from app.sql import among, fetch, fold_text
+from app.sql import among, fetch, fold_text, json_rows
 
 # Columns a SCIM client may write (everything else is server-managed).
 WRITABLE_COLUMNS: tuple[str, ...] = (
@@ -133,6 +133,19 @@ _GROUPS_AND_ACCESS = union_all(
     _grants_of_ids(Grant.user_id, literal_column("'grant'"), Organization.slug, Unit.name,
                    Unit.path, Role.key),
 ).order_by(named("user_id"), named("kind"), named("c"), named("d"), named("a"))
+
+
+# The same for a page of users, as two columns its statement selects (each user's rows as
+# JSON, app.sql.json_rows): the page brings them along, and the statement above is not run.
+ATTACHED = (
+    select(json_rows(Group.id, Group.display_name)).select_from(Membership)
+    .join(Group, Group.id == Membership.group_id).where(Membership.user_id == User.id)
+    .scalar_subquery().label("attached_groups"),
+    select(json_rows(Organization.slug, Unit.name, Unit.path, Role.key)).select_from(Grant)
+    .join(Unit, Unit.id == Grant.unit_id).join(Role, Role.id == Grant.role_id)
+    .join(Organization, Organization.id == Grant.organization_id)
+    .where(Grant.user_id == User.id).scalar_subquery().label("attached_grants"),
+)
 
 
 def get_user(session: Session, directory_id: str, user_id: str, *,
@@ -321,4 +334,19 @@ def groups_and_access(session: Reader, user_ids: Sequence[str],
                 groups[user_id].append((a, b))
             else:
                 _add_grant(access, user_id, a, b, c, d)
+    return groups, access
+
+
+def attached_groups_and_access(rows: Sequence[Any],
+                               ) -> tuple[dict[str, list[tuple[str, str]]],
+                                          dict[str, dict[str, Any]]]:
+    """``groups_and_access`` of users selected with the ``ATTACHED`` columns, in the same
+    order (groups by id; grants by unit path, role and organization)."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    access: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        groups[row.id] = sorted((a, b) for a, b in row.attached_groups or ())
+        for org, unit, path, role in sorted(row.attached_grants or (),
+                                            key=lambda g: (g[2], g[3], g[0], g[1])):
+            _add_grant(access, row.id, org, unit, path, role)
     return groups, access

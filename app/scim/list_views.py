@@ -8,6 +8,7 @@ from typing import Any
 from flask import Response, current_app
 from sqlalchemy import Connection
 
+from app.directory.users import ATTACHED
 from app.models import Group, User
 from app.scim.auth import Caller
 from app.scim.errors import ScimError, message_members, require_message_schema, scim_response
@@ -19,7 +20,7 @@ from app.scim.listing import ListPage, ListParams, list_response, parse_list_par
 from app.scim.projection import Projection
 from app.scim.root_search import root_page
 from app.scim.schema import CORE_GROUP, CORE_USER, LIST_RESPONSE, SEARCH_REQUEST
-from app.scim.user_views import render_users
+from app.scim.user_views import render_users, wants_attached
 from app.scim.users import USER_ALWAYS
 
 _MODELS: dict[str, type[User] | type[Group]] = {"User": User, "Group": Group}
@@ -37,22 +38,26 @@ def _cursor_key() -> bytes:
 
 
 def _page(connection: Connection, caller: Caller, resource: Resource,
-          params: ListParams) -> ListPage:
+          params: ListParams, attached: bool) -> ListPage:
     model = _MODELS[resource]
     return run_list(connection, model, caller.directory.id, params, resource=resource,
                     dialect=connection.dialect.name,
                     max_results=scim_settings()["max_filter_results"], notes=request_notes(),
-                    cursor_key=_cursor_key())
+                    cursor_key=_cursor_key(), attach=ATTACHED if attached else ())
+
+
+def _projection(resource: Resource, params: ListParams) -> Projection:
+    if resource == "User":
+        return Projection.parse(CORE_USER, USER_ALWAYS, list(params.attributes),
+                                list(params.excluded_attributes))
+    return Projection.parse(CORE_GROUP, GROUP_ALWAYS, list(params.attributes),
+                            list(params.excluded_attributes))
 
 
 def _render(connection: Connection, resource: Resource, rows: list[Any],
-            params: ListParams) -> list[dict[str, Any]]:
+            projection: Projection, *, attached: bool = False) -> list[dict[str, Any]]:
     if resource == "User":
-        projection = Projection.parse(CORE_USER, USER_ALWAYS, list(params.attributes),
-                                      list(params.excluded_attributes))
-        return render_users(connection, rows, projection)
-    projection = Projection.parse(CORE_GROUP, GROUP_ALWAYS, list(params.attributes),
-                                  list(params.excluded_attributes))
+        return render_users(connection, rows, projection, attached=attached)
     return render_groups(connection, rows, projection)
 
 
@@ -62,9 +67,13 @@ def _list(resource: Resource, source: Callable[[], Mapping[str, Any]], *,
     # Lists read Core rows only, so they run without an ORM session (read_unit).
     with read_unit() as (connection, caller):
         params = _params(source(), from_body=from_body, resource=resource)
-        page = _page(connection, caller, resource, params)
+        # A page of users brings their groups and grants along when it shows both.
+        projection = _projection(resource, params)
+        attached = resource == "User" and wants_attached(projection)
+        page = _page(connection, caller, resource, params, attached)
         return scim_response(list_response(page, _render(connection, resource,
-                                                         page.resources, params)))
+                                                         page.resources, projection,
+                                                         attached=attached)))
 
 
 def _search_body() -> dict[str, Any]:
@@ -113,7 +122,7 @@ def search_root() -> Response:
                                 notes=request_notes())
         rendered = {resource: iter(_render(connection, resource,
                                            [row for kind, row in page if kind == resource],
-                                           params))
+                                           _projection(resource, params)))
                     for resource in ("User", "Group")}
         resources = [next(rendered[kind]) for kind, _row in page]
         return scim_response({"schemas": [LIST_RESPONSE], "totalResults": total,

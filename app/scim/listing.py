@@ -157,8 +157,12 @@ def tenant_condition(model: type[User] | type[Group],
 def run_list(session: Reader, model: type[User] | type[Group], directory_id: str,
              params: ListParams, *, resource: Resource, dialect: str, max_results: int,
              notes: list[str] | None = None,
-             cursor_key: bytes = b"roster-scim-cursor") -> ListPage:
-    """Run a list query: exact totalResults, a stable page (RFC 7644 §3.4.2.4, RFC 9865)."""
+             cursor_key: bytes = b"roster-scim-cursor",
+             attach: tuple[ColumnElement[Any], ...] = ()) -> ListPage:
+    """Run a list query: exact totalResults, a stable page (RFC 7644 §3.4.2.4, RFC 9865).
+
+    ``attach``: columns of each row's own the page selects too (correlated to the row,
+    such as a user's groups: ``app.directory.users.ATTACHED``)."""
     if params.cursor is not None and params.start_index_given:
         raise invalid_value("Use either startIndex or cursor, not both (RFC 9865 §2)")
     lookup = split_eq_string(params.filter) if params.filter and params.cursor is None else None
@@ -168,7 +172,8 @@ def run_list(session: Reader, model: type[User] | type[Group], directory_id: str
         if notes is not None:
             notes.extend(prepared.notes)
         page, count = _prepared_statements(resource, dialect, lookup[0], params.sort_by,
-                                           params.sort_order, params.start_index, params.count)
+                                           params.sort_order, params.start_index, params.count,
+                                           attach)
         values = {_TENANT: directory_id, FILTER_VALUE: prepared.value(lookup[1])}
         # The statements are cached objects, so the page runs on the driver's cursor.
         return _index_page(session, params, page, lambda: count, values, max_results,
@@ -186,9 +191,9 @@ def run_list(session: Reader, model: type[User] | type[Group], directory_id: str
         return _cursor_page(session, model, where, params, key,
                             lambda known: exact_total(session, params, count, {}, known,
                                                       max_results),
-                            (resource, directory_id), cursor_key)
+                            (resource, directory_id), cursor_key, attach)
     page = _page_statement(model, where, key, params.sort_order, params.start_index,
-                           params.count, dialect)
+                           params.count, dialect, attach)
     return _index_page(session, params, page, count, {}, max_results)
 
 
@@ -228,7 +233,8 @@ def _count_statement(model: type[User] | type[Group],
 
 def _page_statement(model: type[User] | type[Group], where: ColumnElement[bool],
                     key: SortKey, sort_order: SortOrder, start_index: int,
-                    count: int, dialect: str) -> Select[Any]:
+                    count: int, dialect: str,
+                    attach: tuple[ColumnElement[Any], ...] = ()) -> Select[Any]:
     """A startIndex page. On PostgreSQL a later page (an OFFSET) picks its ids first, in
     an index-only scan of the sort index, then reads the rows of those ids alone: an
     OFFSET over whole rows read every skipped row from the table, and the last of 50,000
@@ -238,15 +244,17 @@ def _page_statement(model: type[User] | type[Group], where: ColumnElement[bool],
     if dialect == "postgresql" and start_index > 1:
         ids = select(model.id).where(where).order_by(*order).offset(start_index - 1) \
             .limit(count)
-        return select(model.__table__).where(among_selected(model.id, ids)).order_by(*order)
-    return select(model.__table__).where(where).order_by(*order) \
+        return select(model.__table__, *attach).where(among_selected(model.id, ids)) \
+            .order_by(*order)
+    return select(model.__table__, *attach).where(where).order_by(*order) \
         .offset(start_index - 1).limit(count)
 
 
 @functools.lru_cache(maxsize=256)
 def _prepared_statements(resource: Resource, dialect: str, path: str, sort_by: str | None,
-                         sort_order: SortOrder, start_index: int,
-                         count: int) -> tuple[Select[Any], Select[Any]]:
+                         sort_order: SortOrder, start_index: int, count: int,
+                         attach: tuple[ColumnElement[Any], ...] = (),
+                         ) -> tuple[Select[Any], Select[Any]]:
     """The page and COUNT statements of a prepared ``attr eq "value"`` filter, built once per
     filter path and page shape (parameters: the directory and the value)."""
     model: type[User] | type[Group] = User if resource == "User" else Group
@@ -254,14 +262,14 @@ def _prepared_statements(resource: Resource, dialect: str, path: str, sort_by: s
     assert prepared is not None
     where = and_(tenant_condition(model), prepared.where)
     page = _page_statement(model, where, sort_key(sort_by, resource), sort_order,
-                           start_index, count, dialect)
+                           start_index, count, dialect, attach)
     return page, _count_statement(model, where)
 
 
 def _cursor_page(session: Reader, model: type[User] | type[Group],
                  where: ColumnElement[bool], params: ListParams, key: SortKey,
                  total: Callable[[int | None], int], scope: tuple[Resource, str],
-                 secret: bytes) -> ListPage:
+                 secret: bytes, attach: tuple[ColumnElement[Any], ...] = ()) -> ListPage:
     """A keyset page after or before the cursor position (RFC 9865 §2.2). The cursor is
     bound to the resource type and directory of ``scope``: another directory's cursor is
     invalidCursor, not an empty page (RFC 9865 §2.1)."""
@@ -272,7 +280,7 @@ def _cursor_page(session: Reader, model: type[User] | type[Group],
     if params.count == 0:
         return ListPage([], total(None), None, 0)
     backward = position is not None and position.direction == "previous"
-    stmt = select(model.__table__, key.expr.label("sort_value")).where(where)
+    stmt = select(model.__table__, *attach, key.expr.label("sort_value")).where(where)
     if position is not None:
         stmt = stmt.where(_beyond(key, model, position, descending))
     stmt = stmt.order_by(*_order(key, model, descending, backward)).limit(params.count + 1)

@@ -41,21 +41,30 @@ PATCH_STATE = Projection(CORE_USER, USER_ALWAYS, frozenset(), frozenset({
 
 
 def render_users(session: Reader, users: Sequence[User | Row[Any]], projection: Projection,
-                 *, new: bool = False, stored: bool = False) -> list[dict[str, Any]]:
+                 *, new: bool = False, stored: bool = False,
+                 attached: bool = False) -> list[dict[str, Any]]:
     """Users as resources; groups, grants and manager names in one batched query each.
 
     ``users`` are ORM objects or Core rows of the users table (list pages load those,
     which is cheaper). ``new`` users cannot be in a group yet, so their groups are not
     queried. A deleted manager, and a manager reference naming no user yet, are left out,
     unless ``stored`` asks for the state as stored (the state a PATCH applies to, which
-    must keep them).
+    must keep them). ``attached``: the rows carry their groups and grants
+    (``user_service.ATTACHED``, selected when ``wants_attached``).
     """
     return [resource for resource, _version in _render(session, users, projection, new=new,
-                                                       stored=stored)]
+                                                       stored=stored, attached=attached)]
+
+
+def wants_attached(projection: Projection) -> bool:
+    """Whether a page of users rendered in ``projection`` selects ``ATTACHED``: when it
+    shows both groups and the access extension (one query fewer; otherwise the one or the
+    other is read alone, or neither)."""
+    return projection.wants(CORE_USER, "groups") and projection.wants(ROSTER_USER, "grants")
 
 
 def _render(session: Reader, users: Sequence[User | Row[Any]], projection: Projection, *,
-            new: bool = False, stored: bool = False,
+            new: bool = False, stored: bool = False, attached: bool = False,
             moved: Moved | None = None) -> list[tuple[dict[str, Any], str]]:
     """``render_users``, each with its version (app/scim/etag.py): its own, and its
     manager's part, read with the manager's display in one query for the page.
@@ -66,7 +75,9 @@ def _render(session: Reader, users: Sequence[User | Row[Any]], projection: Proje
     ids = [u.id for u in users]
     want_groups = bool(ids) and not new and projection.wants(CORE_USER, "groups")
     want_access = bool(ids) and projection.wants(ROSTER_USER, "grants")
-    if want_groups and want_access:
+    if attached and want_groups and want_access:
+        groups, access = user_service.attached_groups_and_access(users)
+    elif want_groups and want_access:
         groups, access = user_service.groups_and_access(session, ids)
     else:
         groups = group_service.groups_of_users(session, ids) if want_groups else {}

@@ -115,3 +115,52 @@ def test_groups_and_access_in_one_query_equal_the_two_queries(world, people):
     assert access[people["alice"]]["grants"][0]["unitPath"] == "Engineering/Tokyo"
     assert groups[ids[2]] == []
     assert ids[2] not in access
+
+
+def test_a_page_of_users_brings_the_groups_and_grants_a_single_read_shows(client, world,
+                                                                          people):
+    """A list page selects each user's groups and grants along with the user (two JSON
+    columns, app.directory.users.ATTACHED); what it shows equals a GET of the user, which
+    reads them in a query of its own: for a user with two grants and two groups, with
+    groups only, and with neither; on the plain, the filtered (prepared), the cursor, the
+    later-index and the .search pages."""
+    from tests.scim.support import Scim
+
+    scim = Scim(client, world.tenant)
+    approvers = scim.get('/Groups?filter=displayName eq "Approvers"').get_json()
+    scim.patch(f"/Groups/{approvers['Resources'][0]['id']}", {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "add", "path": "members", "value": [{"value": people["alice"]}]}]})
+    world.group("Second", [people["alice"], people["bob"]])
+    world.apply(RULES)
+    frank = world.user("frank")
+    ids = [people["alice"], people["bob"], frank]
+    access = "urn:roster:params:scim:schemas:extension:access:2.0:User"
+
+    def shown(resource: dict) -> tuple:
+        return resource.get("groups"), resource.get(access)
+
+    single = {i: shown(scim.get(f"/Users/{i}").get_json()) for i in ids}
+    groups, grants = single[people["alice"]]
+    assert [g["value"] for g in groups] == sorted(g["value"] for g in groups)  # by id
+    assert len(groups) == 3
+    assert [(g["unitPath"], g["role"]) for g in grants["grants"]] == [
+        ("Engineering", "approver"), ("Engineering/Tokyo", "buyer")]
+    assert single[people["bob"]][0]
+    assert single[people["bob"]][1] is None
+    assert single[frank] == (None, None)
+
+    pages = [scim.get("/Users?count=100").get_json()["Resources"],
+             scim.get("/Users?count=100&cursor=").get_json()["Resources"],
+             scim.post("/Users/.search", {"count": 100}).get_json()["Resources"]]
+    pages += [scim.get(f'/Users?filter=userName eq "{name}"').get_json()["Resources"]
+              for name in ("alice", "bob", "frank")]
+    pages += [scim.get(f"/Users?startIndex={i}&count=1").get_json()["Resources"]
+              for i in range(2, 7)]
+    seen = {}
+    for page in pages:
+        for resource in page:
+            seen.setdefault(resource["id"], []).append(shown(resource))
+    for user_id in ids:
+        assert seen[user_id], user_id
+        assert all(s == single[user_id] for s in seen[user_id]), user_id

@@ -305,10 +305,10 @@ def test_list_users_queries_groups_in_one_batch(scim, db):
     assert len([s for s in log.seen if "memberships" in s]) == 1
 
 
-def test_an_idp_lookup_runs_three_statements(scim, db):
-    """userName eq (what Okta and Entra send before every create): the token, the page and
-    one query for the user's groups and access; no COUNT for a page that holds every
-    match, and one statement for groups and grants together."""
+def test_an_idp_lookup_runs_two_statements(scim, db):
+    """userName eq (what Okta and Entra send before every create): the token, and the page
+    with each user's groups and grants along (app.directory.users.ATTACHED); no COUNT for
+    a page that holds every match."""
     user = scim.create_user("Lookup@acme.example")
     scim.create_group("Buyers", [user["id"]])
     with _Statements(db.engine) as log:
@@ -316,10 +316,11 @@ def test_an_idp_lookup_runs_three_statements(scim, db):
     assert found["totalResults"] == 1
     assert [g["display"] for g in found["Resources"][0]["groups"]] == ["Buyers"]
     statements = [s for s in log.seen if s.lstrip().upper().startswith("SELECT")]
-    assert len(statements) == 3, statements
+    assert len(statements) == 2, statements
     assert "directory_tokens" in statements[0]
     assert "lower(users.user_name)" in statements[1]
-    assert "UNION ALL" in statements[2]
+    assert "attached_groups" in statements[1]
+    assert "attached_grants" in statements[1]
 
 
 def test_scim_reads_run_without_an_orm_session(scim, db):
