@@ -1,10 +1,11 @@
 """Hot-path SQL helpers: one parameter for a list of ids, and cached statements run on the
 driver's cursor.
 
-A lookup runs three small statements (token, page, groups and access), a create about
-ten. Through ``Connection.execute`` each costs three to four times what SQLite itself
-spends on it (cache-key lookup, parameter construction, the result object); ``fetch``
-compiles a fixed statement once per dialect and keeps only the type processing.
+A lookup runs two small statements (the token; the page, with each user's groups and grants
+as ``json_rows`` columns), a create about ten. Through ``Connection.execute`` each costs
+three to four times what SQLite itself spends on it (cache-key lookup, parameter
+construction, the result object); ``fetch`` compiles a fixed statement once per dialect
+and keeps only the type processing.
 """
 
 from __future__ import annotations
