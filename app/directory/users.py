@@ -222,17 +222,35 @@ def _flush_unique(session: Session, user_name: str) -> None:
     flush_unique(session, _USER_NAME_INDEX, taken(user_name), "userName")
 
 
+@dataclass(frozen=True)
+class Created:
+    """A created user; ``bare``: new, so in no group, and granted nothing by its first
+    evaluation, so holding no grant (the only grants a new id can have): its resource needs
+    no query for either."""
+
+    user: User
+    bare: bool
+
+
 def create_user(session: Session, directory: DirectoryLike, data: UserInput, actor: Actor, *,
                 store_password_hash: bool = False) -> User:
     """Create a user (RFC 7644 §3.3); userName is unique case-insensitively per directory."""
+    return add_user(session, directory, data, actor,
+                    store_password_hash=store_password_hash).user
+
+
+def add_user(session: Session, directory: DirectoryLike, data: UserInput, actor: Actor, *,
+             store_password_hash: bool = False) -> Created:
+    """``create_user``, telling whether the user is ``bare``."""
     # Entra's "restore" (issue 7): re-creating a user deleted within retention brings it back
     # with the same id, the posted attributes applied as a PUT (one indexed query otherwise).
     restorable = restorable_on_create(session, directory.id, data.values.get("external_id"),
                                       data.values["user_name"], data.active)
     if restorable is not None:
-        return replace_user(session, restorable, UserInput(data.values, True, data.manager_id,
-                                                           data.password), actor,
-                            store_password_hash=store_password_hash)
+        return Created(replace_user(session, restorable,
+                                    UserInput(data.values, True, data.manager_id,
+                                              data.password), actor,
+                                    store_password_hash=store_password_hash), bare=False)
     user_name = data.values["user_name"]
     free_user_name(session, directory.id, user_name, None)
     user_id = new_id()
@@ -256,9 +274,10 @@ def create_user(session: Session, directory: DirectoryLike, data: UserInput, act
          aggregate_id=user.id, payload={"user_id": user.id, "user_name": user.user_name,
                                         "directory_id": directory.id, "active": user.active})
     # Its first grants: the new user's version is 1 whatever they are (settled).
-    reevaluate_users(session, user.organization_id, [user.id], actor, settled=[user.id])
+    first = reevaluate_users(session, user.organization_id, [user.id], actor,
+                             settled=[user.id])
     link_reports(session, user, actor)
-    return user
+    return Created(user, bare=first.added == 0)
 
 
 def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,

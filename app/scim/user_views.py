@@ -46,10 +46,10 @@ def render_users(session: Reader, users: Sequence[User | Row[Any]], projection: 
     """Users as resources; groups, grants and manager names in one batched query each.
 
     ``users`` are ORM objects or Core rows of the users table (list pages load those,
-    which is cheaper). ``new`` users cannot be in a group yet, so their groups are not
-    queried. A deleted manager, and a manager reference naming no user yet, are left out,
-    unless ``stored`` asks for the state as stored (the state a PATCH applies to, which
-    must keep them). ``attached``: the rows carry their groups and grants
+    which is cheaper). ``new`` users are in no group and hold no grant (``Created.bare``),
+    so neither is queried. A deleted manager, and a manager reference naming no user yet,
+    are left out, unless ``stored`` asks for the state as stored (the state a PATCH applies
+    to, which must keep them). ``attached``: the rows carry their groups and grants
     (``user_service.ATTACHED``, selected when ``wants_attached``).
     """
     return [resource for resource, _version in _render(session, users, projection, new=new,
@@ -74,7 +74,7 @@ def _render(session: Reader, users: Sequence[User | Row[Any]], projection: Proje
     with the newer ``manager`` (a client refetches once), never the reverse."""
     ids = [u.id for u in users]
     want_groups = bool(ids) and not new and projection.wants(CORE_USER, "groups")
-    want_access = bool(ids) and projection.wants(ROSTER_USER, "grants")
+    want_access = bool(ids) and not new and projection.wants(ROSTER_USER, "grants")
     if attached and want_groups and want_access:
         groups, access = user_service.attached_groups_and_access(users)
     elif want_groups and want_access:
@@ -132,11 +132,13 @@ def create_user() -> Response:
     data = before_write(lambda: user_from_scim(normalise_resource(body(), "User",
                                                                   notes=request_notes())))
     with unit_of_work() as (session, caller):
-        user = user_service.create_user(
+        created = user_service.add_user(
             session, caller.directory, data, actor_of(caller),
             store_password_hash=scim_settings()["store_password_hash"])
-        # A restored user (Entra's re-create) is back in its groups; only a new one is in none.
-        resource, version = _one(session, user, new=user.version == 1)
+        # A restored user (Entra's re-create) is back in its groups and grants; a new one is
+        # in no group, and holds only the grants its first evaluation gave it.
+        user = created.user
+        resource, version = _one(session, user, new=created.bare)
     return resource_response(resource, version, 201,
                              location=f"{base_url()}/Users/{user.id}")
 

@@ -133,3 +133,27 @@ def test_a_blank_value_names_no_unit_and_gives_no_grant_not_an_error(world, scim
     assert blank.status_code == 200, blank.get_json()
     assert grants(world, user_id) == []
     assert rows(world.db, "SELECT count(*) AS n FROM units")[0].n == units + 1
+
+
+def test_a_create_shows_the_grants_of_its_first_evaluation_and_reads_none_it_lacks(
+        world, scim):
+    """The 201 of a create shows the grants its first evaluation gave (its access extension
+    equals a GET's); a create granted nothing reads no grants (a new id holds no other)."""
+    from tests.scim.test_groups import _Statements
+
+    access = "urn:roster:params:scim:schemas:extension:access:2.0:User"
+    response = scim.post("/Users", json=user_body("gina@acme.example",
+                                                  **{ENTERPRISE: {"department": "Legal"}}))
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()
+    assert [(g["role"], g["unitPath"]) for g in created[access]["grants"]] == [
+        ("technician", "Departments/Legal")]
+    assert created[access] == scim.get(f"/Users/{created['id']}").get_json()[access]
+    with _Statements(world.db.engine) as log:
+        plain = scim.post("/Users", json=user_body("hank@acme.example",
+                                                   **{ENTERPRISE: {"costCenter": "CC-2"}}))
+    assert plain.status_code == 201, plain.get_json()
+    assert access not in plain.get_json()
+    assert access not in scim.get(f"/Users/{plain.get_json()['id']}").get_json()
+    # The idle check of the evaluation reads grants in an EXISTS; the render query is gone.
+    assert not [s for s in log.seen if "units.name, units.path" in s], log.seen
