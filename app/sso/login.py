@@ -78,7 +78,13 @@ def _match_value(conn: SsoConnection, who: AssertedUser) -> tuple[str, str | Non
 
 
 def find_user(session: Session, conn: SsoConnection, who: AssertedUser) -> User | None:
-    """The organization's user the assertion names, per the connection's match_by."""
+    """The organization's user the assertion names, per the connection's match_by.
+
+    A SCIM-deleted user (kept for a restore within ``lifecycle.retention_days``, RFC 7644
+    §3.6: gone from SCIM) gives way to a live user with the same value: a rehire with the
+    leaver's email, or a new holder of a reused externalId, signs in as themselves, as a
+    deleted user gives up its userName. Only when no live user matches is a deleted one
+    found (and refused as deprovisioned)."""
     column, value = _match_value(conn, who)
     if not value:
         raise LoginFailed("missing_attribute", f"the assertion carries no {column}",
@@ -92,11 +98,13 @@ def find_user(session: Session, conn: SsoConnection, who: AssertedUser) -> User 
         query = query.where(fold(User.user_name) == fold(literal(value)))
     else:
         query = query.where(User.external_id == value)
-    found = list(session.scalars(query.limit(2)))
-    if len(found) > 1:
+    found = list(session.scalars(query.order_by(User.deleted_at.is_not(None),
+                                                User.deleted_at.desc()).limit(2)))
+    live = [user for user in found if user.deleted_at is None]
+    if len(live) > 1:
         raise LoginFailed("ambiguous_user", f"several users match {column}={value}",
                           subject=who.subject)
-    return found[0] if found else None
+    return (live or found or [None])[0]
 
 
 def _values(user: User | None, who: AssertedUser) -> dict[str, object]:
