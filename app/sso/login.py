@@ -264,16 +264,23 @@ def _hold_directory(session: Session, conn: SsoConnection, who: AssertedUser) ->
                           subject=who.subject) from None
 
 
-def _refuse_gone(user: User | None, who: AssertedUser) -> None:
+def _refuse_gone(user: User | None, who: AssertedUser, *, keep_changes: bool = False) -> None:
     if user is not None and (user.status in (UserStatus.deprovisioned, UserStatus.deleted)
                              or user.deleted_at is not None):
         raise LoginFailed("user_deprovisioned", "the user was deprovisioned",
-                          subject=who.subject, payload={"user_id": user.id})
+                          subject=who.subject, payload={"user_id": user.id},
+                          keep_changes=keep_changes)
 
 
 def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
                   actor: Actor) -> User:
-    """Apply the connection's login policy; raise LoginFailed for every refusal."""
+    """Apply the connection's login policy; raise LoginFailed for every refusal.
+
+    A JIT login applies the assertion (attributes, groups) and re-evaluates the mapping
+    before the user is admitted: when that takes the user out (the IdP no longer asserts
+    its last mapped group, and ``on_loss`` deprovisions or suspends), the refusal keeps
+    those changes (``keep_changes``): rolled back with the login, they left the user in,
+    with its grants, sessions and tokens, behind a failed deprovisioning record."""
     _check_text(who)
     if conn.directory_id:
         _hold_directory(session, conn, who)
@@ -289,10 +296,12 @@ def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
     # ``user``), so a login and a deprovisioning of its user wait for each other, with a
     # directory or without (app/directory/hold.py).
     hold_user(session, user.id)
-    _refuse_gone(user, who)
+    jit = conn.login_policy == "jit"
+    _refuse_gone(user, who, keep_changes=jit)
     if not user.active or user.status != UserStatus.active:
         raise LoginFailed("user_inactive", f"the user is {user.status.value}",
-                          subject=who.subject, payload={"user_id": user.id})
+                          subject=who.subject, payload={"user_id": user.id},
+                          keep_changes=jit)
     return user
 
 
