@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
 from app.directory.organizations import get_organization
-from app.errors import NotFound
+from app.errors import Conflict, NotFound
 from app.lifecycle import Trigger, deprovision_user, reactivate_user
 from app.lifecycle.batches import list_batches, purge_deleted, restore_batch
 from app.models import User
+from app.sql import fold
 
 
 @click.group()
@@ -19,14 +20,32 @@ def lifecycle() -> None:
     """Deprovision and reactivate users, undo mass-deprovisioning batches, purge."""
 
 
+# Users listed when a userName names several (one per directory of the organization).
+_NAMESAKES_SHOWN = 10
+
+
 def _user(session: Session, org_ref: str, user_ref: str) -> User:
+    """The organization's user USER_REF names: its id, or its userName, compared in any case
+    (RFC 7643 §4.1.1: case-insensitive). An organization may have several directories (two
+    IdPs during a migration), each with its own holder of a userName: then the name is
+    refused, naming each holder, rather than one of them picked (it may be a copy already
+    out while the live one stays in): give the id."""
     org = get_organization(session, org_ref)
-    user = session.scalars(select(User).where(
+    users = list(session.scalars(select(User).where(
         User.organization_id == org.id,
-        (User.id == user_ref) | (User.user_name == user_ref))).first()
-    if user is None:
+        (User.id == user_ref) | (fold(User.user_name) == fold(literal(user_ref))))
+        .order_by(User.id).limit(_NAMESAKES_SHOWN + 1)))
+    by_id = [user for user in users if user.id == user_ref]
+    if by_id:
+        return by_id[0]
+    if not users:
         raise NotFound(f"no user {user_ref} in {org.slug}")
-    return user
+    if len(users) > 1:
+        holders = ", ".join(f"{user.id} (directory {user.directory_id}, {user.status.value})"
+                            for user in users[:_NAMESAKES_SHOWN])
+        raise Conflict(f"several users of {org.slug} are named {user_ref}: {holders}; "
+                       f"give the id of the one meant")
+    return users[0]
 
 
 # The same bound as the API's "reason" field (LifecycleActionSchema).

@@ -26,11 +26,16 @@ from app.lifecycle.policy import LifecyclePolicy
 from app.models import User
 from app.models.lifecycle import DeprovisionBatch, DeprovisionRecord
 
+# An operator's deprovisioning is deliberate (a compromised account the IdP still has
+# active): it is no sign of an IdP misconfiguration, so it neither counts nor joins a batch,
+# and no batch restore gives the account back its access.
+DELIBERATE = "operator"
 # Built once: constructing a select costs more than running it on SQLite.
 _IN_WINDOW = select(func.count()).select_from(DeprovisionRecord).where(
     DeprovisionRecord.directory_id == bindparam("b_directory"),
     DeprovisionRecord.received_at >= bindparam("b_since"),
-    DeprovisionRecord.restored_at.is_(None), DeprovisionRecord.outcome == "applied")
+    DeprovisionRecord.restored_at.is_(None), DeprovisionRecord.outcome == "applied",
+    DeprovisionRecord.trigger != DELIBERATE)
 _DIRECTORY_USERS = select(func.count()).select_from(User).where(
     User.directory_id == bindparam("b_directory"))
 # populate_existing: under the lock the committed row is the truth, not an object this
@@ -52,7 +57,7 @@ _TAKE = (update(_RECORDS)
          .where(_RECORDS.c.directory_id == bindparam("b_directory"),
                 _RECORDS.c.received_at >= bindparam("b_since"),
                 _RECORDS.c.batch_id.is_(None), _RECORDS.c.restored_at.is_(None),
-                _RECORDS.c.outcome == "applied")
+                _RECORDS.c.outcome == "applied", _RECORDS.c.trigger != DELIBERATE)
          .values(batch_id=bindparam("b_batch")).returning(_RECORDS.c.id))
 _LOCK = select(func.pg_advisory_xact_lock(bindparam("b_key", type_=BigInteger)))
 
@@ -62,8 +67,9 @@ _PENDING = "roster.lifecycle.guard_pending"
 
 def guard_on_commit(session: Session, rec: DeprovisionRecord,
                     policy: LifecyclePolicy) -> None:
-    """Queue a deprovisioning for the mass-event guard, which runs as its transaction commits."""
-    if rec.directory_id is not None:
+    """Queue a deprovisioning for the mass-event guard, which runs as its transaction commits
+    (an operator's is not guarded: ``DELIBERATE``)."""
+    if rec.directory_id is not None and rec.trigger != DELIBERATE:
         session.info.setdefault(_PENDING, []).append((rec, policy))
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, inspect, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit import Actor, record
 from app.db import new_id, on_failure, utcnow
@@ -76,7 +77,11 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
     # Should this transaction fail, a record in a new one says so (README, Deprovisioning).
     on_failure(session, partial(_record_failure, user.id,
                                 dataclasses.replace(actor, received_at=received), trigger, reason))
+    # Read again under the lock: a deprovisioning that committed while this one waited for
+    # the row (its user read unlocked: the CLI, a directory's disable) took the user out.
     _hold_user_row(session, user)
+    if user.status in GONE and not user.active:
+        return None
     # One flush at the end instead of one before every query: fewer round trips.
     with session.no_autoflush:
         own_policy, vendor = session.connection().execute(_CONTEXT, {
@@ -89,8 +94,11 @@ def deprovision_user(session: Session, user: User, actor: Actor, *, trigger: Tri
     return rec
 
 
-# FOR NO KEY UPDATE, as users are locked everywhere (app/mapping/reevaluation.py, step 3).
-_LOCK_USER = select(User.id).where(User.id == bindparam("b_id")).with_for_update(key_share=True)
+# FOR NO KEY UPDATE, as users are locked everywhere (app/mapping/reevaluation.py, step 3),
+# with the lifecycle state as committed when the lock was granted.
+_LOCKED_STATE = ("status", "active", "deleted_at")
+_LOCK_USER = (select(*(getattr(User, name) for name in _LOCKED_STATE))
+              .where(User.id == bindparam("b_id")).with_for_update(key_share=True))
 
 
 def _hold_user_row(session: Session, user: User) -> None:
@@ -98,9 +106,21 @@ def _hold_user_row(session: Session, user: User) -> None:
     from its status check to its commit (app/sso/login.py), so the revocation below sees
     the session of every login that saw the user active, and a later login sees it out.
     SCIM writes, the API and the mapping hold it already (no wait then); the CLI and a
-    directory's disable take it here, in id order. SQLite has one writer at a time."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.connection().execute(_LOCK_USER, {"b_id": user.id})
+    directory's disable take it here, in id order. SQLite has one writer at a time.
+
+    ``user`` is brought up to date with the lifecycle state read under the lock (READ
+    COMMITTED reads the row's latest version once the lock is granted), unless this
+    transaction changed that state itself and has not written it yet: a caller that read
+    the user before a concurrent deprovisioning or reactivation committed sees its outcome,
+    not its own stale copy."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    row = session.connection().execute(_LOCK_USER, {"b_id": user.id}).first()
+    state = inspect(user)
+    if row is None or any(state.attrs[name].history.has_changes() for name in _LOCKED_STATE):
+        return
+    for name, value in zip(_LOCKED_STATE, row, strict=True):
+        set_committed_value(user, name, value)
 
 
 def _take_out(session: Session, user: User, actor: Actor, trigger: Trigger,
@@ -210,6 +230,8 @@ def reactivate_user(session: Session, user: User, actor: Actor, *,
     # write removing one holds the member's row until it commits (app/directory/groups.py).
     # SCIM and the API hold it already; the CLI and a batch restore take it here.
     _hold_user_row(session, user)
+    if user.status == UserStatus.active and user.active:
+        return None  # a reactivation committed while this one waited for the row
     reclaim_user_name(session, user)
     was = user.status.value
     user.active = True

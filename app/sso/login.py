@@ -78,7 +78,13 @@ def _match_value(conn: SsoConnection, who: AssertedUser) -> tuple[str, str | Non
 
 
 def find_user(session: Session, conn: SsoConnection, who: AssertedUser) -> User | None:
-    """The organization's user the assertion names, per the connection's match_by."""
+    """The organization's user the assertion names, per the connection's match_by.
+
+    A SCIM-deleted user (kept for a restore within ``lifecycle.retention_days``, RFC 7644
+    §3.6: gone from SCIM) gives way to a live user with the same value: a rehire with the
+    leaver's email, or a new holder of a reused externalId, signs in as themselves, as a
+    deleted user gives up its userName. Only when no live user matches is a deleted one
+    found (and refused as deprovisioned)."""
     column, value = _match_value(conn, who)
     if not value:
         raise LoginFailed("missing_attribute", f"the assertion carries no {column}",
@@ -92,11 +98,13 @@ def find_user(session: Session, conn: SsoConnection, who: AssertedUser) -> User 
         query = query.where(fold(User.user_name) == fold(literal(value)))
     else:
         query = query.where(User.external_id == value)
-    found = list(session.scalars(query.limit(2)))
-    if len(found) > 1:
+    found = list(session.scalars(query.order_by(User.deleted_at.is_not(None),
+                                                User.deleted_at.desc()).limit(2)))
+    live = [user for user in found if user.deleted_at is None]
+    if len(live) > 1:
         raise LoginFailed("ambiguous_user", f"several users match {column}={value}",
                           subject=who.subject)
-    return found[0] if found else None
+    return (live or found or [None])[0]
 
 
 def _values(user: User | None, who: AssertedUser) -> dict[str, object]:
@@ -256,16 +264,23 @@ def _hold_directory(session: Session, conn: SsoConnection, who: AssertedUser) ->
                           subject=who.subject) from None
 
 
-def _refuse_gone(user: User | None, who: AssertedUser) -> None:
+def _refuse_gone(user: User | None, who: AssertedUser, *, keep_changes: bool = False) -> None:
     if user is not None and (user.status in (UserStatus.deprovisioned, UserStatus.deleted)
                              or user.deleted_at is not None):
         raise LoginFailed("user_deprovisioned", "the user was deprovisioned",
-                          subject=who.subject, payload={"user_id": user.id})
+                          subject=who.subject, payload={"user_id": user.id},
+                          keep_changes=keep_changes)
 
 
 def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
                   actor: Actor) -> User:
-    """Apply the connection's login policy; raise LoginFailed for every refusal."""
+    """Apply the connection's login policy; raise LoginFailed for every refusal.
+
+    A JIT login applies the assertion (attributes, groups) and re-evaluates the mapping
+    before the user is admitted: when that takes the user out (the IdP no longer asserts
+    its last mapped group, and ``on_loss`` deprovisions or suspends), the refusal keeps
+    those changes (``keep_changes``): rolled back with the login, they left the user in,
+    with its grants, sessions and tokens, behind a failed deprovisioning record."""
     _check_text(who)
     if conn.directory_id:
         _hold_directory(session, conn, who)
@@ -281,10 +296,12 @@ def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
     # ``user``), so a login and a deprovisioning of its user wait for each other, with a
     # directory or without (app/directory/hold.py).
     hold_user(session, user.id)
-    _refuse_gone(user, who)
+    jit = conn.login_policy == "jit"
+    _refuse_gone(user, who, keep_changes=jit)
     if not user.active or user.status != UserStatus.active:
         raise LoginFailed("user_inactive", f"the user is {user.status.value}",
-                          subject=who.subject, payload={"user_id": user.id})
+                          subject=who.subject, payload={"user_id": user.id},
+                          keep_changes=jit)
     return user
 
 

@@ -165,12 +165,22 @@ def oidc_callback(connection_id: str) -> Response:
         conn, attempt = _claim(connection_id, request.args.get("state", ""))
         provider = provider_cache().provider(conn.oidc_discovery_url or "")
         id_token, claims = _verified_claims(conn, provider, attempt, payload)
+        kept: LoginFailed | None = None
         with database().transaction() as s:
             conn = _oidc_connection(s, connection_id)
-            user = resolve_login(s, conn, asserted_identity(conn, claims), actor())
-            login = open_session(s, conn, user, actor(), detail={"issuer": provider.issuer},
-                                 authenticated_at=auth_time(claims))
-            display, login_id, user_id = user.display_name or user.user_name, login.id, user.id
+            try:
+                user = resolve_login(s, conn, asserted_identity(conn, claims), actor())
+            except LoginFailed as exc:
+                if not exc.keep_changes:
+                    raise
+                kept = exc  # refused after JIT took the user out: that change commits
+            else:
+                login = open_session(s, conn, user, actor(), detail={"issuer": provider.issuer},
+                                     authenticated_at=auth_time(claims))
+                display, login_id, user_id = (user.display_name or user.user_name, login.id,
+                                              user.id)
+        if kept is not None:
+            raise kept
     except LoginFailed as exc:
         return fail(exc, ref, payload, protocol="oidc")
     except DomainError as exc:

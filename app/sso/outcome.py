@@ -6,12 +6,19 @@ from typing import Any
 
 
 class LoginFailed(Exception):
-    """A login was refused; ``reason`` is the stable code shown in traces and tests."""
+    """A login was refused; ``reason`` is the stable code shown in traces and tests.
+
+    ``keep_changes``: the login's own transaction commits before the refusal is shown (a
+    JIT login wrote what the IdP asserted, and the mapping took the user out for it: that
+    deprovisioning or suspension stands, though the login is refused); otherwise it rolls
+    back."""
 
     def __init__(self, reason: str, detail: str = "", *,
-                 subject: str | None = None, payload: dict[str, Any] | None = None) -> None:
+                 subject: str | None = None, payload: dict[str, Any] | None = None,
+                 keep_changes: bool = False) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
         self.subject = subject
         self.payload = payload or {}
+        self.keep_changes = keep_changes

@@ -157,6 +157,7 @@ def saml_acs(connection_id: str) -> Response:
     saml_response = request.form.get("SAMLResponse", "")
     payload = {"response": redact_saml(decode_response_xml(saml_response))}
     ref: ConnRef | None = None
+    kept: LoginFailed | None = None
     try:
         with database().transaction() as s:
             conn, ref = _require_saml(s, connection_id)
@@ -167,12 +168,21 @@ def saml_acs(connection_id: str) -> Response:
                                         _sso()["clock_skew_seconds"],
                                         saml_binding.started(request))
             who = assert_user(conn, identity.name_id, identity.attributes)
-            user = resolve_login(s, conn, who, actor())
-            login = open_session(s, conn, user, actor(), detail={
-                "assertion_id": identity.assertion_id, "idp_initiated": identity.idp_initiated},
-                authenticated_at=identity.authn_instant)
-            user_display = user.display_name or user.user_name
-            login_id, user_id = login.id, user.id
+            try:
+                user = resolve_login(s, conn, who, actor())
+            except LoginFailed as exc:
+                if not exc.keep_changes:
+                    raise
+                kept = exc  # refused after JIT took the user out: that change commits
+            else:
+                login = open_session(s, conn, user, actor(), detail={
+                    "assertion_id": identity.assertion_id,
+                    "idp_initiated": identity.idp_initiated},
+                    authenticated_at=identity.authn_instant)
+                user_display = user.display_name or user.user_name
+                login_id, user_id = login.id, user.id
+        if kept is not None:
+            raise kept
     except LoginFailed as exc:
         return fail(exc, ref, payload, protocol="saml")
     except DomainError as exc:

@@ -53,7 +53,8 @@ class DeprovisionRecordSchema(Schema):
     outcome = fields.String(required=True)
     error = fields.String(allow_none=True)
     batch_id = fields.String(allow_none=True, metadata={
-        "description": "The mass-deprovisioning batch, set as the deprovisioning commits."})
+        "description": "The mass-deprovisioning batch, set as the deprovisioning commits "
+                       "(never for an operator's deprovisioning)."})
     restored_at = fields.AwareDateTime(allow_none=True)
 
 

@@ -78,8 +78,9 @@ def deprovision(ctx: ApiContext, user_id: str) -> DeprovisionRecord:
     """Take the user out everywhere at once, with trigger `operator`; 409 when already out.
 
     The answer is the deprovisioning record; its `revocation_committed_at` and `latency_ms`
-    are stamped right after the commit, and its `batch_id` (mass-event guard) at the commit:
-    read them with GET /deprovisions/{id}.
+    are stamped right after the commit: read them with GET /deprovisions/{id}. Its
+    `batch_id` stays null: an operator's deprovisioning is deliberate, outside the
+    mass-event guard, so no batch restore undoes it.
     """
     user = _user(ctx, user_id)
     rec = deprovision_user(ctx.session, user, _actor(ctx), trigger=Trigger.operator,
