@@ -229,23 +229,30 @@ def test_two_workers_refresh_due_metadata_once(database_url, db, tenant, keys, h
     url, body, _context = https_metadata
     body["xml"] = forge.idp_metadata([keys.idp.cert_b64, keys.idp_second.cert_b64])
     stale = _connection_with_url(db, tenant, url)
-    env = {**os.environ, "ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
-           "SSL_CERT_FILE": str(tmp_path / "tls.crt")}
+    certs = str(tmp_path / "tls.crt")
     gets: list[str] = []
-    second: dict[str, subprocess.CompletedProcess[str]] = {}
+    arrived, release = threading.Event(), threading.Event()
 
-    def second_worker() -> None:
+    def hold_the_first() -> None:
         gets.append("GET")
-        if len(gets) == 1:  # the first worker's fetch waits for its answer meanwhile
-            second["run"] = subprocess.run(
-                [ROSTER, "worker", "--until-idle", "--worker-id", "w2"], env=env,
-                capture_output=True, text=True, timeout=120, check=False)
-    body["on_get"] = second_worker
-    first = roster(database_url, "worker", "--until-idle", "--worker-id", "w1",
-                   SSL_CERT_FILE=str(tmp_path / "tls.crt"))
-    assert second["run"].returncode == 0, second["run"].stderr
-    assert f"refreshed metadata of connection {stale}" in first.output
-    assert stale not in second["run"].stderr
+        if len(gets) == 1:  # the first worker's fetch waits (its timeout is 10 s)
+            arrived.set()
+            release.wait(8)
+    body["on_get"] = hold_the_first
+    first = subprocess.Popen(
+        [ROSTER, "worker", "--until-idle", "--worker-id", "w1"], text=True,
+        env={**os.environ, "ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
+             "SSL_CERT_FILE": certs}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert arrived.wait(60), "the first worker never fetched"
+        second = roster(database_url, "worker", "--until-idle", "--worker-id", "w2",
+                        SSL_CERT_FILE=certs)
+    finally:
+        release.set()
+        _out, said = first.communicate(timeout=120)
+    assert first.returncode == 0, said
+    assert f"refreshed metadata of connection {stale}" in said
+    assert stale not in second.output
     assert gets == ["GET"]
     assert rows(db, "SELECT count(*) FROM audit_events WHERE action = 'sso:connection:metadata' "
                     "AND subject_id = :c", c=stale)[0][0] == 1
