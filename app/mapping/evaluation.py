@@ -320,7 +320,7 @@ def run(session: Session, ctx: Context, batches: Iterable[list[str]], actor: Act
                     summary.lost_all.append(diff.user.id)
                 apply_diff(session, ctx, diff, actor)
                 if diff.user.id not in settled and (diff.added or diff.removed) \
-                        and not own_moved(session, diff.user.id):
+                        and not own_moved(session, diff.user):
                     moved.append(diff.user.id)
         session.flush()
         move_access_shown(session, moved)
