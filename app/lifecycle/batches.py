@@ -2,17 +2,19 @@
 
 Lock order of the purge (``purge_deleted``, PostgreSQL; the write transactions' order is
 in app/mapping/reevaluation.py, which a batch restore follows): the purge never waits for
-a row, so it can never close a cycle of waits with a SCIM write, a rename or another purge.
+a user's row, so it never closes a cycle of waits with a SCIM write, a rename or a purge.
 
 1. its users, in id order, ``FOR UPDATE SKIP LOCKED``: a user another transaction holds
    (a reactivation, a group write locking its members, another worker's purge) is left for
    the next run;
-2. their live reports (whose version moves when the manager goes), in id order, ``FOR NO
-   KEY UPDATE SKIP LOCKED``: a manager with a report another transaction holds is left for
-   the next run too (it stays locked, unpurged, until this transaction ends). No report
-   can appear meanwhile: naming the manager takes a key-share lock on its held row;
-3. rows reached only through those locks: the users' grants, memberships, sessions and
-   tokens (deleted with them), and audit inserts; the audit chain head at COMMIT.
+2. their reports (users naming them as manager, whose version moves when the manager
+   goes), in id order, ``FOR NO KEY UPDATE SKIP LOCKED``: a manager with a report another
+   transaction holds is left for the next run too (it stays locked, unpurged, until this
+   transaction ends). No report can appear meanwhile: naming the manager takes a key-share
+   lock on its held row;
+3. rows reached through those locks: the users' grants, memberships, sessions and tokens
+   (deleted with them), and audit inserts; the audit chain head at COMMIT, last in every
+   write's order.
 
 Before, the purge waited for its users' reports (step 2 without SKIP LOCKED). A group
 rename locks its group's row and then all its members, the deleted ones too, in id order:
@@ -149,7 +151,7 @@ def purge_deleted(session: Session, actor: Actor, *, retention_days: int,
 
 
 def _reports_held_elsewhere(session: Session, user_ids: list[str]) -> set[str]:
-    """Lock the live reports of these (held) users without waiting (step 2 of the lock
+    """Lock the reports of these (held) users without waiting (step 2 of the lock
     order above); the managers of those another transaction holds, which stay for now."""
     if not user_ids or session.get_bind().dialect.name != "postgresql":
         return set()  # SQLite: one writer at a time, nothing to wait for
