@@ -26,7 +26,7 @@ from app.lifecycle.batches import purge_deleted, purge_due
 from app.planner import refresh_statistics
 from app.settings import MAX_PURGE_BATCH
 from app.sso.backchannel import run_once as backchannel_once
-from app.sso.connections import refresh_each, url_backed_connections
+from app.sso.connections import refresh_due
 from app.sso.maintenance import PeriodicPurge
 from app.sso.provider_config import config_from_settings
 
@@ -104,11 +104,10 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
     metadata_checked = [float("-inf")]
 
     def _refresh_metadata() -> None:
-        # Read which are stale, then fetch each with no transaction open (refresh_metadata).
+        # Each stale one claimed, then fetched with no transaction open (refresh_due).
         metadata_checked[0] = time.monotonic()
-        with ctx.db.transaction(readonly=True) as session:
-            due = url_backed_connections(session, older_than=timedelta(hours=refresh_hours))
-        for connection_id, outcome in refresh_each(ctx.db, due, system):
+        for connection_id, outcome in refresh_due(ctx.db, timedelta(hours=refresh_hours),
+                                                  system):
             if isinstance(outcome, DomainError):
                 said = f"metadata of connection {connection_id} not refreshed: {outcome.detail}"
             else:

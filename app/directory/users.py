@@ -32,7 +32,7 @@ from app.directory.managers import ManagerLink, link_reports, resolve_for
 from app.directory.refs import DirectoryLike
 from app.directory.uniqueness import flush_unique, insert_unique
 from app.directory.user_names import free_user_name, taken
-from app.directory.versions import display_changed, move_display
+from app.directory.versions import display_changed, move_display, move_own
 from app.errors import NotFound
 from app.events import emit
 from app.ids import new_id
@@ -298,7 +298,7 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
     changed = _assign(user, data, manager, store_password_hash=store_password_hash)
     flips = data.active is not None and data.active != user.active
     if changed or flips:
-        user.version += 1
+        move_own(session, user)
         user.updated_at = utcnow()
     if changed:
         _flush_unique(session, user_name)
@@ -322,7 +322,7 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
 def remove_user(session: Session, user: User, actor: Actor) -> None:
     """SCIM DELETE (RFC 7644 §3.6): through the lifecycle, then gone from SCIM at once."""
     delete_user(session, user, actor)
-    user.version += 1
+    move_own(session, user)
 
 
 def access_of_users(session: Reader, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:

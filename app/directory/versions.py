@@ -213,6 +213,36 @@ def move_access_shown(session: Session, user_ids: Iterable[str]) -> None:
     _expire_loaded(session, ids, ["access_version", "access_at"])
 
 
+# session.info key: (the root transaction, {user id: the version it moved the user to}).
+_OWN_MOVED = "roster.own_versions_moved"
+
+
+def _own_moved(session: Session) -> dict[str, int]:
+    transaction = session.get_transaction()
+    held = session.info.get(_OWN_MOVED)
+    if held is None or held[0] is not transaction:
+        held = session.info[_OWN_MOVED] = (transaction, {})
+    return held[1]
+
+
+def move_own(session: Session, user: User) -> None:
+    """Move the user's own ``version`` once per transaction, however many of its steps
+    change what SCIM shows of it (RFC 7644 §3.14: a version per state a client can see). A
+    PATCH whose new department makes the mapping deprovision the user moved it twice (the
+    write, then the deprovisioning after the write's flush), skipping a version never shown.
+    The version moved to is kept, not a flag: a savepoint rolled back undoes the move, and
+    a later step then moves it again."""
+    if not own_moved(session, user):
+        user.version = (user.version or 1) + 1
+        if user.id is not None:
+            _own_moved(session)[user.id] = user.version
+
+
+def own_moved(session: Session, user: User) -> bool:
+    """Whether this transaction moved the user's own version (``move_own``) already."""
+    return user.id is not None and _own_moved(session).get(user.id) == user.version
+
+
 def display_changed(user: User, display_name: Any, user_name: Any) -> bool:
     """Whether writing these names changes the user's display (displayName, else userName)."""
     return (display_name or user_name) != (user.display_name or user.user_name)

@@ -121,10 +121,13 @@ def fan_out(session: Session, config: WebhookConfig, now: datetime) -> int:
     whose cursor stands before events the retention purge deleted (it was out of
     webhooks.urls meanwhile) holds, logged, until `roster events reset-cursor`; a new one
     starts at the oldest event kept (app/events/retention.py).
+
+    Cursors are locked with the URLs sorted, not as ``webhooks.urls`` lists them: two nodes
+    listing them in different orders each held a cursor the other waited for (a deadlock).
     """
     created = 0
     epoch = current_epoch(session)
-    for endpoint in config.urls:
+    for endpoint in sorted(set(config.urls)):
         cursor, new = _lock_cursor(session, endpoint)
         position = fan_out_position(session, cursor)
         if not new and purged_unread(session, position, cursor.purge_epoch):

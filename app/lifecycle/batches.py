@@ -1,4 +1,26 @@
-"""Undo a mass-deprovisioning batch, and purge soft-deleted users after retention."""
+"""Undo a mass-deprovisioning batch, and purge soft-deleted users after retention.
+
+Lock order of the purge (``purge_deleted``, PostgreSQL; the write transactions' order is
+in app/mapping/reevaluation.py, which a batch restore follows): the purge never waits for
+a user's row, so it never closes a cycle of waits with a SCIM write, a rename or a purge.
+
+1. its users, in id order, ``FOR UPDATE SKIP LOCKED``: a user another transaction holds
+   (a reactivation, a group write locking its members, another worker's purge) is left for
+   the next run;
+2. their reports (users naming them as manager, whose version moves when the manager
+   goes), in id order, ``FOR NO KEY UPDATE SKIP LOCKED``: a manager with a report another
+   transaction holds is left for the next run too (it stays locked, unpurged, until this
+   transaction ends). No report can appear meanwhile: naming the manager takes a key-share
+   lock on its held row;
+3. rows reached through those locks: the users' grants, memberships, sessions and tokens
+   (deleted with them), and audit inserts; the audit chain head at COMMIT, last in every
+   write's order.
+
+Before, the purge waited for its users' reports (step 2 without SKIP LOCKED). A group
+rename locks its group's row and then all its members, the deleted ones too, in id order:
+holding a report that sorts before its deleted manager, it waited for the manager the purge
+held, while the purge waited for that report, and PostgreSQL aborted one as a deadlock.
+"""
 
 from __future__ import annotations
 
@@ -104,9 +126,11 @@ def purge_deleted(session: Session, actor: Actor, *, retention_days: int,
     committing meanwhile was undone (the user deleted after its 200), and two workers
     purging at once both recorded ``user:purge`` for the same users.
     """
-    rows = session.execute(select(User.id, User.organization_id).where(
+    found = session.execute(select(User.id, User.organization_id).where(
         *_past_retention(retention_days, now)).order_by(User.id)
         .with_for_update(skip_locked=True)).all()
+    kept = _reports_held_elsewhere(session, [r[0] for r in found])
+    rows = [r for r in found if r[0] not in kept]
     for user_id, organization_id in rows:
         record(session, organization_id=organization_id, action="user:purge", actor=actor,
                subject_type="user", subject_id=user_id,
@@ -124,3 +148,18 @@ def purge_deleted(session: Session, actor: Actor, *, retention_days: int,
         session.execute(delete(User).where(User.id.in_(purged))
                         .execution_options(synchronize_session=False))
     return len(rows)
+
+
+def _reports_held_elsewhere(session: Session, user_ids: list[str]) -> set[str]:
+    """Lock the reports of these (held) users without waiting (step 2 of the lock
+    order above); the managers of those another transaction holds, which stay for now."""
+    if not user_ids or session.get_bind().dialect.name != "postgresql":
+        return set()  # SQLite: one writer at a time, nothing to wait for
+    reports = session.execute(select(User.id, User.manager_id).where(
+        User.manager_id.in_(user_ids), User.id.not_in(user_ids))).all()
+    if not reports:
+        return set()
+    locked = set(session.scalars(select(User.id).where(User.id.in_([r[0] for r in reports]))
+                                 .order_by(User.id)
+                                 .with_for_update(key_share=True, skip_locked=True)))
+    return {manager for report, manager in reports if report not in locked}

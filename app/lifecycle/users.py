@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, func, inspect, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -20,6 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.audit import Actor, record
 from app.db import new_id, on_failure, utcnow
 from app.directory.user_names import reclaim_user_name
+from app.directory.versions import move_own
 from app.errors import DomainError
 from app.events import emit
 from app.lifecycle.guard import guard_on_commit
@@ -134,7 +135,7 @@ def _take_out(session: Session, user: User, actor: Actor, trigger: Trigger,
     removed = remove_grants(session, user, remaining, actor) + len(lost)
     announce_revoked_sessions(session, user, revoked, actor)
     user.active, user.status, user.updated_at = False, UserStatus.deprovisioned, utcnow()
-    _bump_version(user)
+    move_own(session, user)
     rec = new_record(session, user, actor, trigger=trigger.value, received_at=received,
                      event_id="", vendor=getattr(vendor, "value", vendor), reason=reason)
     event_id = emit(session, organization_id=user.organization_id, type="user.deprovisioned",
@@ -152,12 +153,6 @@ def _take_out(session: Session, user: User, actor: Actor, trigger: Trigger,
                  "tokens_revoked": rec.tokens_revoked, "grants_removed": removed,
                  **({"reason": reason} if reason else {})})
     return rec
-
-
-def _bump_version(user: User) -> None:
-    """One version (ETag) change per transaction: SCIM views may have bumped it already."""
-    if not inspect(user).attrs.version.history.has_changes():
-        user.version = (user.version or 1) + 1
 
 
 def _leaver_payload(session: Session, user: User, held: list[dict[str, Any]],
@@ -238,7 +233,7 @@ def reactivate_user(session: Session, user: User, actor: Actor, *,
     user.status = UserStatus.active
     user.deleted_at = None
     user.updated_at = utcnow()
-    _bump_version(user)
+    move_own(session, user)
 
     def announce(restored: dict[str, Any]) -> None:
         record(session, organization_id=user.organization_id, action="user:reactivate",

@@ -5,9 +5,8 @@ groups, one for their grants); rules, roles, units and policy once per call. A m
 change therefore costs the same whatever the size of the group or the organization.
 
 Every rule-made grant is written here (``run``), and each batch's changed users' versions
-move here: one UPDATE of their ``access_version`` (app/directory/versions.py), on rows
-``diff_batch`` locked already, except ``settled`` users whose own version the calling
-write moves anyway (RFC 7644 §3.14: the access extension's ``grants`` are part of the user).
+move here (RFC 7644 §3.14): one UPDATE of their ``access_version`` (app/directory/versions.py)
+on rows ``diff_batch`` locked, but not of those whose own version this transaction moves.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.directory.organizations import PATH_SEPARATOR, ensure_unit
-from app.directory.versions import move_access_shown
+from app.directory.versions import move_access_shown, own_moved
 from app.events import emit
 from app.mapping.locks import share_mapping
 from app.mapping.rules import (
@@ -302,10 +301,10 @@ Observer = Callable[[Context, UserDiff], None]
 def run(session: Session, ctx: Context, batches: Iterable[list[str]], actor: Actor,
         observe: Observer | None = None, settled: Collection[str] = ()) -> Summary:
     """Evaluate and apply batch after batch; ``observe`` sees each diff before it is applied.
-    The users given or refused a grant (the access extension shows no parameters),
-    ``settled`` ones aside (their own version moves in this transaction anyway), move their
-    access part: one UPDATE per batch, of rows ``diff_batch`` locked (FOR NO KEY UPDATE, id
-    order) before any grant was written: no wait, no step added to the lock order."""
+    The users given or refused a grant (the access extension shows no parameters) move
+    their access part, but ``settled`` ones and those whose own version moved here (a user
+    deprovisioned for the loss): one UPDATE per batch, of rows ``diff_batch`` locked (FOR NO
+    KEY UPDATE, id order) before any grant was written: no wait, no lock order step added."""
     summary = Summary()
     for batch in batches:
         moved = []
@@ -320,7 +319,8 @@ def run(session: Session, ctx: Context, batches: Iterable[list[str]], actor: Act
                 if diff.loses_all:
                     summary.lost_all.append(diff.user.id)
                 apply_diff(session, ctx, diff, actor)
-                if diff.user.id not in settled and (diff.added or diff.removed):
+                if diff.user.id not in settled and (diff.added or diff.removed) \
+                        and not own_moved(session, diff.user):
                     moved.append(diff.user.id)
         session.flush()
         move_access_shown(session, moved)

@@ -84,8 +84,15 @@ def _integer(source: Mapping[str, Any], name: str, from_body: bool) -> int | Non
     if isinstance(raw, str) and _INTEGER.fullmatch(raw):
         value = int(raw)
     if value is None:
-        raise invalid_value(f"{name} must be an integer, got {raw!r}")
+        raise invalid_value(f"{name} must be an integer, got {_echo(raw)}")
     return value
+
+
+def _echo(raw: Any) -> str:
+    """A parameter as sent, for an error's detail: escaped (repr) and at most 40 characters,
+    as values.py echoes attribute values (a 5,000-character count came back whole)."""
+    text = repr(raw)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _held(value: int) -> int:
@@ -119,7 +126,8 @@ def parse_list_params(source: Mapping[str, Any], *, from_body: bool, default_cou
     sort_by = _text(source, "sortBy") or None
     order = (_text(source, "sortOrder") or "ascending").lower()
     if order not in ("ascending", "descending"):
-        raise invalid_value(f"sortOrder must be 'ascending' or 'descending', got {order!r}")
+        raise invalid_value("sortOrder must be 'ascending' or 'descending', got "
+                            f"{_echo(order)}")
     if sort_by and resource is not None:
         sort_key(sort_by, resource)
     start = _integer(source, "startIndex", from_body)

@@ -197,7 +197,9 @@ def _complex(attr: Attribute, value: Any, notes: list[str], where: str) -> dict[
     out = _normalise_keys(attr.sub, value, notes, f"{where}.")
     if attr.multi_valued and (key := attr.sub("value")) is not None and "value" not in out:
         if key.required and value:
-            raise invalid(f"Each element of '{where}' needs a 'value' (the id it names)")
+            # A "$ref" alone is not resolved (RFC 7643 §4.2: "value" is the identifier).
+            by_ref = "; its '$ref' alone is not read" if "$ref" in out else ""
+            raise invalid(f"Each element of '{where}' needs a 'value' (the id it names){by_ref}")
         return None
     return out or None
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -244,6 +244,61 @@ def refresh_metadata(db: Database, connection_id: str, actor: Actor, *,
     with db.transaction() as session:
         return apply_fetched_metadata(session, get_connection(session, connection_id), url,
                                       xml, actor)
+
+
+# How long a worker's claim on a due refresh lasts: far longer than the fetch (10 s at
+# most) and the write. A claim left by a worker that died, or by a fetch that failed, runs
+# out, and then one worker tries again, not every worker at once.
+REFRESH_CLAIM = timedelta(minutes=15)
+
+
+def refresh_due(db: Database, older_than: timedelta, actor: Actor, *,
+                claim: timedelta = REFRESH_CLAIM,
+                ) -> Iterator[tuple[str, SsoConnection | DomainError]]:
+    """Refresh the URL-backed SAML metadata older than ``older_than`` (`roster worker`),
+    each connection once per due time however many workers look at once.
+
+    Each due connection is claimed first, by a conditional UPDATE in a transaction of its
+    own (still due, and no live claim): one worker wins, the others skip it (before, every
+    worker that found it due fetched it and wrote it, each an audit event). The fetch runs
+    with no transaction open, as in ``refresh_metadata``; the write ends the claim. A fetch
+    that fails keeps it until it runs out (``claim``), so a failing URL is tried again by
+    one worker then."""
+    with db.transaction(readonly=True) as session:
+        due = url_backed_connections(session, older_than=older_than)
+    for connection_id in due:
+        url = _claim_refresh(db, connection_id, older_than, claim)
+        if url is None:
+            continue  # refreshed meanwhile, or another worker is at it
+        try:
+            xml = fetch_metadata(url)
+            with db.transaction() as session:
+                conn = apply_fetched_metadata(
+                    session, get_connection(session, connection_id), url, xml, actor)
+                conn.metadata_claimed_until = None
+        except DomainError as exc:
+            yield connection_id, exc
+            continue
+        yield connection_id, conn
+
+
+def _claim_refresh(db: Database, connection_id: str, older_than: timedelta,
+                   claim: timedelta) -> str | None:
+    """Claim a connection's due refresh: its metadata URL, or None when it is not due any
+    more or another worker holds a live claim (one UPDATE: the row's lock decides)."""
+    now = utcnow()
+    with db.transaction() as session:
+        return session.scalar(
+            update(SsoConnection)
+            .where(SsoConnection.id == connection_id, SsoConnection.protocol == "saml",
+                   SsoConnection.metadata_url.is_not(None),
+                   or_(SsoConnection.metadata_refreshed_at.is_(None),
+                       SsoConnection.metadata_refreshed_at < now - older_than),
+                   or_(SsoConnection.metadata_claimed_until.is_(None),
+                       SsoConnection.metadata_claimed_until < now))
+            .values(metadata_claimed_until=now + claim)
+            .returning(SsoConnection.metadata_url)
+            .execution_options(synchronize_session=False))
 
 
 def url_backed_connections(session: Session, *,

@@ -203,3 +203,46 @@ def test_roster_mapping_apply_moves_the_granted_users_version(world, scim, tmp_p
     assert result.exit_code == 0, result.output
     _, body = _moved(scim, ada, before)
     assert _grants(body) == [("buyer", "Engineering")]
+
+
+def _deprovisioning_rules(client: Any, world: Any, admin: dict[str, str], *rules: dict) -> None:
+    response = client.put(f"/api/v1/orgs/{world.org_id}/mapping?force=true",
+                          json={"rules": list(rules), "policy": {"on_loss": "deprovision"}},
+                          headers=admin)
+    assert response.status_code == 200, response.json
+
+
+def test_a_user_write_whose_evaluation_deprovisions_moves_the_version_once(
+        world, client, scim, admin):
+    """A user PATCH moving ada to a department no rule grants in: she loses every grant
+    and the policy deprovisions her, all in the PATCH's transaction. One change a client
+    sees, one new version: W/"1" -> W/"2" (it went to W/"3", the deprovisioning moving it
+    a second time after the write's flush, and W/"2" was never shown)."""
+    _deprovisioning_rules(client, world, admin, DEPARTMENTS)
+    ada = scim.create_user("ada@acme.example", **{ENTERPRISE: {"department": "Sales"}})
+    assert ada["meta"]["version"] == 'W/"1"'
+    response = scim.patch(f"/Users/{ada['id']}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "replace", "path": f"{ENTERPRISE}:department", "value": "Nowhere"}]})
+    assert response.status_code == 200, response.get_json()
+    assert response.headers["ETag"] == 'W/"2"'
+    assert response.get_json()["active"] is False
+    assert _read(scim, ada["id"])[1] == 'W/"2"'
+    assert rows(world.db, "SELECT status FROM users WHERE id = :u",
+                u=ada["id"])[0].status == "deprovisioned"
+
+
+def test_a_rule_set_apply_that_deprovisions_moves_the_version_once(world, client, scim, admin):
+    """An apply taking ada's only grant away deprovisions her: her own version moves
+    (active is false now), and her access part, which it already covers, stays (both
+    moved: W/"1.2" -> W/"2.3", two counters for one change)."""
+    ada = scim.create_user("ada@acme.example")["id"]
+    scim.create_group("Buyers", members=[ada])
+    _deprovisioning_rules(client, world, admin, BUYERS)
+    _, before, body = _read(scim, ada)
+    assert before == 'W/"1.2"'
+    assert _grants(body) == [("buyer", "Engineering")]
+    _deprovisioning_rules(client, world, admin)
+    after, body = _moved(scim, ada, before)
+    assert after == 'W/"2.2"'
+    assert body["active"] is False
+    assert _grants(body) == []

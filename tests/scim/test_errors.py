@@ -405,3 +405,21 @@ def test_a_gzip_transfer_coding_is_a_501(client, tenant):
         **tenant.headers, "Content-Type": "application/scim+json",
         "Transfer-Encoding": "gzip, chunked"})
     assert "gzip" in assert_error(response, 501)["detail"]
+
+
+@pytest.mark.parametrize(("query", "echoed"), [
+    ("count=1e400", "count must be an integer, got '1e400'"),
+    ("startIndex=-1e400", "startIndex must be an integer, got '-1e400'"),
+    ("count=Infinity", "count must be an integer, got 'Infinity'"),
+    ("count=" + "9" * 5000, "count must be an integer, got '" + "9" * 36 + "..."),
+    ("startIndex=1" + "0" * 4500, "startIndex must be an integer, got '1" + "0" * 35 + "..."),
+    ("sortOrder=" + "up" * 2000, "sortOrder must be 'ascending' or 'descending', got 'upup"),
+])
+def test_a_bad_numeric_or_sort_parameter_is_echoed_exactly_and_briefly(scim, query, echoed):
+    """``count``, ``startIndex`` (RFC 7644 §3.4.2.4) and ``sortOrder`` that are not what
+    they must be: 400 invalidValue, the value echoed as sent (escaped), at most 40
+    characters of it (a 5,000-digit count came back whole in the detail)."""
+    for path in ("/Users", "/Groups"):
+        error = assert_error(scim.get(f"{path}?{query}"), 400, "invalidValue")
+        assert error["detail"].startswith(echoed), error["detail"]
+        assert len(error["detail"]) < 120

@@ -357,3 +357,23 @@ def test_scim_reads_run_without_an_orm_session(scim, db):
         assert len(began) == 1
     finally:
         sa.event.remove(Session, "after_begin", _count)
+
+
+def test_a_member_given_by_ref_alone_is_400_naming_the_ref(scim, db):
+    """A member with a ``$ref`` to one of this directory's users but no ``value`` (RFC 7643
+    §4.2: ``value`` is the member's identifier) is refused, POST, PUT and PATCH alike, and
+    the detail says the ``$ref`` was not read (it only asked for a 'value' before)."""
+    user = scim.create_user("a@acme.example")["id"]
+    members = [{"$ref": f"http://roster.test/scim/v2/Users/{user}", "type": "User"}]
+    created = scim.post("/Groups", {"schemas": [CORE_GROUP], "displayName": "Buyers",
+                                    "members": members})
+    group = scim.create_group("Buyers")
+    replaced = scim.put(f"/Groups/{group['id']}", {"schemas": [CORE_GROUP],
+                                                    "displayName": "Buyers", "members": members})
+    patched = _patch(scim, group["id"], {"op": "add", "path": "members", "value": members})
+    for response in (created, replaced, patched):
+        assert (response.status_code, response.get_json()["scimType"]) == (400, "invalidValue")
+        assert "'members' needs a 'value'" in response.get_json()["detail"]
+        assert "'$ref' alone is not read" in response.get_json()["detail"]
+    assert rows(db, "SELECT count(*) FROM groups")[0][0] == 1
+    assert _members(db, group["id"]) == set()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import ssl
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +24,11 @@ from app.errors import Conflict, InvalidInput
 from app.models import Organization
 from app.models.sso import SsoConnection
 from app.sso.connections import create_connection, refresh_metadata
-from tests.conftest import OPERATOR
+from tests.conftest import OPERATOR, rows
 from tests.sso import forge
 from tests.sso.lockprobe import can_write
+
+ROSTER = str(Path(sys.executable).parent / "roster")
 
 
 @pytest.fixture
@@ -211,3 +217,46 @@ def test_the_worker_refreshes_metadata_older_than_the_setting(database_url, db, 
     off = roster(database_url, "worker", "--until-idle", ROSTER_SSO__METADATA_REFRESH_HOURS="0",
                  SSL_CERT_FILE=str(tmp_path / "tls.crt"))
     assert "metadata" not in off.output
+
+
+def test_two_workers_refresh_due_metadata_once(database_url, db, tenant, keys, https_metadata,
+                                               tmp_path):
+    """A second `roster worker` (another node) looks while the first is fetching a due
+    connection's metadata: it leaves the connection alone. One fetch, one write, one
+    ``sso:connection:metadata`` audit event (before, each worker fetched and wrote it)."""
+    from tests.lifecycle.support import roster
+
+    url, body, _context = https_metadata
+    body["xml"] = forge.idp_metadata([keys.idp.cert_b64, keys.idp_second.cert_b64])
+    stale = _connection_with_url(db, tenant, url)
+    certs = str(tmp_path / "tls.crt")
+    gets: list[str] = []
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold_the_first() -> None:
+        gets.append("GET")
+        if len(gets) == 1:  # the first worker's fetch waits (its timeout is 10 s)
+            arrived.set()
+            release.wait(8)
+    body["on_get"] = hold_the_first
+    first = subprocess.Popen(
+        [ROSTER, "worker", "--until-idle", "--worker-id", "w1"], text=True,
+        env={**os.environ, "ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
+             "SSL_CERT_FILE": certs}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert arrived.wait(60), "the first worker never fetched"
+        second = roster(database_url, "worker", "--until-idle", "--worker-id", "w2",
+                        SSL_CERT_FILE=certs)
+    finally:
+        release.set()
+        _out, said = first.communicate(timeout=120)
+    assert first.returncode == 0, said
+    assert f"refreshed metadata of connection {stale}" in said
+    assert stale not in second.output
+    assert gets == ["GET"]
+    assert rows(db, "SELECT count(*) FROM audit_events WHERE action = 'sso:connection:metadata' "
+                    "AND subject_id = :c", c=stale)[0][0] == 1
+    with db.transaction() as s:
+        conn = s.get(SsoConnection, stale)
+        assert len(conn.idp_certs) == 2
+        assert conn.metadata_claimed_until is None
