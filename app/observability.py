@@ -45,6 +45,11 @@ _SECRET_PATTERNS = [
 _SECRET_MARKERS = ("bearer", "rst_", "rk_", "rsa_", "rss_", "rat_", "rrt_", "eyj", "password",
                    "secret", "token", "authorization")
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+# An extra field named like a credential ("client_secret", "id_token", "password") is masked
+# whole when it holds text, whatever the text looks like.
+_SECRET_FIELD = re.compile(r"(?i)password|secret|token|authorization|credential|api_?key")
+# A URL's userinfo (RFC 3986 §3.2.1: "user:password@"), as in a webhook URL.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s\"']+@")
 
 
 # PostgreSQL's DETAIL line of an error quotes the row or key it is about ("Failing row contains
@@ -58,12 +63,35 @@ def redact(text: str) -> str:
     values a database error's DETAIL line quotes."""
     if "DETAIL:" in text:
         text = _ROW_DETAIL.sub(r"\1[values not logged]", text)
+    if "@" in text and "://" in text:
+        text = _USERINFO.sub(r"\1[REDACTED]@", text)
     lowered = text.lower()
     if not any(marker in lowered for marker in _SECRET_MARKERS):
         return text  # the access log line of every request: three regex passes saved
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[REDACTED]", text)
     return text
+
+
+def redact_field(name: str, value: Any) -> Any:
+    """An extra field of a log record with secrets masked: its text through :func:`redact`,
+    nested dicts and lists too, and the whole text of a field named like a credential."""
+    if isinstance(value, str):
+        return "[REDACTED]" if value and _SECRET_FIELD.search(name) else redact(value)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {k: redact_field(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [redact_field(name, v) for v in value]
+    # Any other object is written as its str() (json.dumps default=str): mask that text.
+    return redact_field(name, str(value))
+
+
+def extras(record: logging.LogRecord) -> dict[str, Any]:
+    """The fields a record carries beyond the standard ones (``extra=``), secrets masked."""
+    return {key: redact_field(key, value) for key, value in vars(record).items()
+            if key not in _RESERVED and not key.startswith("_")}
 
 
 class JsonFormatter(logging.Formatter):
@@ -79,9 +107,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": redact(record.getMessage()),
         }
-        for key, value in vars(record).items():
-            if key not in _RESERVED and not key.startswith("_"):
-                out[key] = value
+        out.update(extras(record))
         if record.exc_info:
             out["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(out, default=str)
@@ -103,7 +129,12 @@ class TextFormatter(logging.Formatter):
     """The ``text`` log format, with secrets masked as in the JSON lines."""
 
     def format(self, record: logging.LogRecord) -> str:
-        """Render ``record`` with the text format, then mask what ``redact`` masks."""
+        """Render ``record`` with the text format, then mask what ``redact`` masks; extra
+        fields the format names are masked first, as in the JSON lines."""
+        fields = extras(record)
+        if any(fields[key] is not value for key, value in vars(record).items()
+               if key in fields):
+            record = logging.makeLogRecord({**vars(record), **fields})
         return redact(super().format(record))
 
 
@@ -273,7 +304,8 @@ class AccessLog:
             "ts": formatter.stamp(int(now), int((now - int(now)) * 1000)),
             "level": "INFO", "logger": self.logger.name,
             "msg": redact(f"{method} {route} {status}"), "method": method, "route": route,
-            "status": status, "duration_ms": duration_ms, "request_id": request_id,
+            "status": status, "duration_ms": duration_ms,
+            "request_id": redact(request_id) if request_id else request_id,
         }).decode()  # plain strings and numbers: orjson's fast path (app/json_output.py)
         handler.append(line + handler.terminator)
 

@@ -19,6 +19,7 @@ from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
 from app.db import utcnow
 from app.errors import DomainError, NotFound
 from app.events.delivery import WebhookConfig, blocked_by, list_deliveries, redeliver
+from app.events.endpoints import endpoint_key
 from app.events.retention import MARKS_KEPT, Retention, purge_old_events
 from app.events.watermark import held_endpoints, reset_cursor
 from app.events.worker import run
@@ -88,7 +89,7 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
 
     def _purge_events() -> None:
         events_purged[0] = time.monotonic()
-        counts = purge_old_events(ctx.db, retention, config.urls,
+        counts = purge_old_events(ctx.db, retention, config.endpoints,
                                   max_batches=EVENTS_PURGE_BATCHES)
         if counts.more:  # work left: go on next round
             events_purged[0] = float("-inf")
@@ -208,7 +209,7 @@ def purge_(ctx: CliContext, retention_days: int | None, batch_size: int | None) 
     if retention.days <= 0:
         click.echo("events.retention_days is 0: events are kept (nothing purged)")
         return
-    counts = purge_old_events(ctx.db, retention, config.urls)
+    counts = purge_old_events(ctx.db, retention, config.endpoints)
     if counts.batches:
         click.echo(f"purged {counts.events} event(s) and {counts.deliveries} delivered "
                    f"webhook delivery(ies) older than {retention.days} day(s) in "
@@ -220,7 +221,7 @@ def purge_(ctx: CliContext, retention_days: int | None, batch_size: int | None) 
         click.echo(f"dropped {counts.marks} purge record(s) (outbox_purges) older than "
                    f"{MARKS_KEPT * retention.days} day(s)")
     with ctx.transaction() as session:
-        held = held_endpoints(session, config.urls)
+        held = held_endpoints(session, config.endpoints)
     for url in held:
         click.echo(f"webhook fan-out to {url} is held behind purged events: "
                    f"`roster events reset-cursor {url}` sends it the retained ones")
@@ -232,11 +233,13 @@ def purge_(ctx: CliContext, retention_days: int | None, batch_size: int | None) 
 @command_errors
 def reset_cursor_(ctx: CliContext, url: str) -> None:
     """Make URL's webhook fan-out start again from the oldest event kept (after a purge
-    deleted events it had not received; events it has a delivery of are not sent again)."""
+    deleted events it had not received; events it has a delivery of are not sent again).
+    URL as configured or as Roster shows it (credentials masked)."""
+    endpoint = endpoint_key(url)
     with ctx.transaction() as session:
-        if not reset_cursor(session, url):
-            raise NotFound(f"no fan-out cursor for {url}")
-    click.echo(f"fan-out to {url} starts again from the oldest event kept")
+        if not reset_cursor(session, endpoint):
+            raise NotFound(f"no fan-out cursor for {endpoint}")
+    click.echo(f"fan-out to {endpoint} starts again from the oldest event kept")
 
 
 def issue7_commands() -> list[click.Command]:

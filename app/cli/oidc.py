@@ -16,6 +16,7 @@ from app.sso.oidc_config import (
     configure_oidc,
     groups_claim_of,
     rekey_client_secrets,
+    rekey_login_secrets,
 )
 from app.sso.oidc_rp import ProviderCache, callback_url, logged_out_url
 from app.sso.outcome import LoginFailed
@@ -77,7 +78,8 @@ def oidc(ctx: CliContext, connection_id: str, discovery_url: str | None,
 @pass_ctx
 @command_errors
 def rekey(ctx: CliContext) -> None:
-    """After a rotation of app.secret_key: re-encrypt every stored OIDC client secret with
+    """After a rotation of app.secret_key: re-encrypt every stored OIDC client secret, the
+    PKCE verifiers of login attempts in flight and the IdP ID tokens kept for logouts with
     the new key (app.previous_secret_key opens the old ones), then the previous key can go."""
     keys = ctx.settings["app"]
     if not keys["secret_key"]:
@@ -86,8 +88,12 @@ def rekey(ctx: CliContext) -> None:
         done, unreadable = rekey_client_secrets(session, ctx.actor,
                                                 secret_key=keys["secret_key"],
                                                 previous=keys["previous_secret_key"])
+        verifiers, id_tokens = rekey_login_secrets(session, secret_key=keys["secret_key"],
+                                                   previous=keys["previous_secret_key"])
     click.echo(f"re-encrypted the OIDC client secrets of {done} connection(s) with the "
                "current app.secret_key")
+    click.echo(f"re-encrypted the PKCE verifiers of {verifiers} login attempt(s) in flight "
+               f"and the IdP ID tokens of {id_tokens} login(s)")
     if unreadable:
         raise click.ClickException(
             f"{len(unreadable)} connection(s) hold a client secret neither app.secret_key "

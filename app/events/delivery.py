@@ -17,14 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import Row, and_, exists, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
-from app.errors import InvalidInput
+from app.events.endpoints import WebhookConfig as WebhookConfig
 from app.events.watermark import (
     current_epoch,
     fan_out_position,
@@ -45,48 +44,6 @@ FAN_OUT_PAGE = 1000
 HELD = "held behind dead delivery {}"
 # The statuses that keep an aggregate's later deliveries waiting.
 BLOCKING = ("pending", "dead")
-
-
-def _sendable(url: str) -> bool:
-    """An http(s) URL http.client can send as written: ASCII, a host with a valid IDNA form
-    (a non-ASCII path raised UnicodeEncodeError inside the worker and stopped it)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or not url.isascii():
-        return False
-    try:
-        parts.hostname.encode("idna")
-    except UnicodeError:
-        return False
-    return True
-
-
-@dataclass(frozen=True)
-class WebhookConfig:
-    """The [webhooks] settings."""
-
-    urls: tuple[str, ...]
-    secret: str
-    timeout_seconds: int = 5
-    retry_base_seconds: int = 2
-    retry_max_seconds: int = 600
-    dead_after_seconds: int = 86400
-    lease_seconds: int = 30
-    batch_size: int = 50
-    poll_interval_ms: int = 200
-
-    @classmethod
-    def from_settings(cls, settings: dict[str, dict[str, Any]]) -> WebhookConfig:
-        """Build from validated settings; urls is a comma-separated list."""
-        section = dict(settings["webhooks"])
-        urls = tuple(u.strip() for u in section.pop("urls").split(",") if u.strip())
-        bad = [u for u in urls if not _sendable(u)]
-        if bad:
-            raise InvalidInput("webhooks.urls must be http(s) URLs in ASCII (a host in IDNA "
-                               f"form, the rest percent-encoded), got {', '.join(bad)}")
-        if urls and not section["secret"]:
-            raise InvalidInput("webhooks.secret is required when webhooks.urls is set: "
-                               "ROSTER_WEBHOOKS__SECRET or ROSTER_WEBHOOKS__SECRET_FILE")
-        return cls(urls=urls, **section)
 
 
 @dataclass(frozen=True)
@@ -127,7 +84,7 @@ def fan_out(session: Session, config: WebhookConfig, now: datetime) -> int:
     """
     created = 0
     epoch = current_epoch(session)
-    for endpoint in sorted(set(config.urls)):
+    for endpoint in sorted(set(config.endpoints)):
         cursor, new = _lock_cursor(session, endpoint)
         position = fan_out_position(session, cursor)
         if not new and purged_unread(session, position, cursor.purge_epoch):
@@ -199,18 +156,19 @@ def _dead_heads(session: Session, endpoint: str,
 def fan_out_due(session: Session, config: WebhookConfig) -> bool:
     """A read-only check: is any outbox event past an endpoint's cursor (work for fan_out)?
     Not one held behind purged events (said in the log instead)."""
+    endpoints = config.endpoints
     cursors = {c.endpoint: c for c in session.scalars(
-        select(WebhookCursor).where(WebhookCursor.endpoint.in_(config.urls)))}
-    positions = {url: fan_out_position(session, cursors.get(url)) for url in config.urls}
+        select(WebhookCursor).where(WebhookCursor.endpoint.in_(endpoints)))}
+    positions = {url: fan_out_position(session, cursors.get(url)) for url in endpoints}
     # A constant number of statements, whatever the number of URLs (each round runs this).
-    known = [url for url in config.urls if url in cursors]
+    known = [url for url in endpoints if url in cursors]
     held = {url for url, flag in zip(known, purged_unread_each(
         session, [(positions[url], cursors[url].purge_epoch) for url in known]), strict=True)
         if flag}
-    for url in config.urls:
+    for url in endpoints:
         if url in held:
             _report_held(url)
-    return anything_after(session, [positions[u] for u in config.urls if u not in held])
+    return anything_after(session, [positions[u] for u in endpoints if u not in held])
 
 
 def _postgres(session: Session) -> bool:
@@ -235,7 +193,7 @@ def claim_due(session: Session, config: WebhookConfig, now: datetime) -> bool:
     """A read-only check: is any pending delivery due and free (work for claim)?"""
     return session.scalar(select(exists().where(
         WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
-        WebhookDelivery.endpoint.in_(config.urls),
+        WebhookDelivery.endpoint.in_(config.endpoints),
         (WebhookDelivery.leased_until.is_(None)) | (WebhookDelivery.leased_until < now)))
     ) or False
 
@@ -254,7 +212,7 @@ def claim(session: Session, config: WebhookConfig, worker_id: str,
     stmt = (select(WebhookDelivery)
             .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
                    (WebhookDelivery.leased_until.is_(None)) | (WebhookDelivery.leased_until < now),
-                   WebhookDelivery.endpoint.in_(config.urls), ~blocked)
+                   WebhookDelivery.endpoint.in_(config.endpoints), ~blocked)
             .order_by(WebhookDelivery.id).limit(config.batch_size)
             .with_for_update(skip_locked=True, of=WebhookDelivery))
     heads = list(session.scalars(stmt))

@@ -21,6 +21,7 @@ import urllib.request
 from typing import Any, NamedTuple
 
 from app.events.delivery import Claimed, WebhookConfig
+from app.events.endpoints import request_target, scrub
 from app.events.signature import EVENT_ID_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
 
 # The sockets the current thread's POST opened, for its deadline to shut down.
@@ -128,7 +129,13 @@ def post_event(item: Claimed, config: WebhookConfig) -> Posted:
         EVENT_ID_HEADER: item.event["id"], IDEMPOTENCY_HEADER: item.event["id"],
         "Roster-Event-Type": item.event["type"],
         "Roster-Delivery-Attempt": str(item.attempts + 1)}
-    request = urllib.request.Request(item.endpoint, data=body, method="POST",  # noqa: S310
+    # The delivery names its endpoint by key (credentials masked); the settings hold the
+    # URL, whose userinfo goes as Basic authentication (RFC 7617), not as part of the host.
+    configured = config.target(item.endpoint)
+    url, authorization = request_target(configured)
+    if authorization:
+        headers["Authorization"] = authorization
+    request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310
                                      headers=headers)
     box: list[socket.socket] = []
     cut = threading.Event()
@@ -147,8 +154,8 @@ def post_event(item: Claimed, config: WebhookConfig) -> Posted:
     except Exception as exc:  # URLError, OSError, HTTPException, a ValueError of the codecs
         if cut.is_set():
             return Posted(False, None, _late(config))
-        return Posted(False, None,
-                      (str(getattr(exc, "reason", exc)) or type(exc).__name__)[:500])
+        return Posted(False, None, scrub(str(getattr(exc, "reason", exc))
+                                         or type(exc).__name__, configured)[:500])
     finally:
         deadline.cancel()
         _opened.box = _opened.cut = None

@@ -28,7 +28,9 @@ class Revoked:
 _REVOKE_SESSIONS = (
     update(LoginSession)
     .where(LoginSession.user_id == bindparam("b_user"), LoginSession.revoked_at.is_(None))
-    .values(revoked_at=bindparam("b_now"), revoked_reason=bindparam("b_reason"))
+    # The IdP's sealed ID token was kept for the logout of a live login only.
+    .values(revoked_at=bindparam("b_now"), revoked_reason=bindparam("b_reason"),
+            upstream_id_token=None)
     .returning(LoginSession.id)
 )
 _REVOKE_TOKENS = (

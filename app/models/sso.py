@@ -38,6 +38,10 @@ class LoginSession(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_reason: Mapped[str | None] = mapped_column(String(100))
+    # The customer IdP's ID token of an OIDC login, sealed (Fernet, app/sso/sealed.py): the
+    # id_token_hint of the logout at the IdP (migration 0027; it was in the browser's
+    # cookie). Cleared when the login ends.
+    upstream_id_token: Mapped[str | None] = mapped_column(Text)
 
     @property
     def authenticated(self) -> datetime:
@@ -259,8 +263,9 @@ class OidcLoginRequest(Base):
         ForeignKey("sso_connections.id", ondelete="CASCADE"), index=True
     )
     nonce: Mapped[str] = mapped_column(String(100))
-    # Cleared when the attempt is used: a replayed callback finds no verifier.
-    code_verifier: Mapped[str | None] = mapped_column(String(128))
+    # Sealed (Fernet, app/sso/sealed.py; migration 0027), cleared when the attempt is used:
+    # a replayed callback finds no verifier.
+    code_verifier: Mapped[str | None] = mapped_column(String(255))
     redirect_to: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -6,20 +6,17 @@ secret_key by HKDF, so the database alone never reveals it.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 
 from authlib.common.security import is_secure_transport
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import utcnow
 from app.errors import InvalidInput
-from app.models.sso import SsoConnection
+from app.models.sso import LoginSession, OidcLoginRequest, SsoConnection
+from app.sso.sealed import CLIENT_SECRET, PKCE_VERIFIER, UPSTREAM_ID_TOKEN, sealer
 
 # Signature algorithms accepted when a connection names none (RFC 7518 §3.1). Real IdPs sign
 # with RS256 (Okta, Entra), RS512 (canaille) and ES256; "none" is never accepted.
@@ -27,35 +24,23 @@ DEFAULT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES2
 SUPPORTED_ALGORITHMS = frozenset({*DEFAULT_ALGORITHMS, "PS512", "ES512", "EdDSA"})
 DEFAULT_SCOPES = "openid email profile"
 DEFAULT_GROUPS_CLAIM = "groups"
-_HKDF_INFO = b"roster/sso/oidc-client-secret/v1"
-
-
-def _fernet(secret_key: str) -> Fernet:
-    if not secret_key:
-        raise InvalidInput("app.secret_key must be set to store OIDC client secrets")
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                   info=_HKDF_INFO).derive(secret_key.encode())
-    return Fernet(base64.urlsafe_b64encode(derived))
 
 
 def encrypt_client_secret(secret_key: str, secret: str) -> str:
     """Encrypt a client secret for the database (Fernet, key = HKDF-SHA256(secret_key))."""
-    return _fernet(secret_key).encrypt(secret.encode()).decode()
-
-
-def _keys(secret_key: str, previous: str) -> MultiFernet:
-    """The current key, then the one before a rotation (``app.previous_secret_key``)."""
-    return MultiFernet([_fernet(secret_key), *([_fernet(previous)] if previous else [])])
+    if not secret_key:
+        raise InvalidInput("app.secret_key must be set to store OIDC client secrets")
+    return sealer(CLIENT_SECRET, secret_key).seal(secret)
 
 
 def decrypt_client_secret(secret_key: str, token: str, previous: str = "") -> str:
     """The plaintext client secret, encrypted with ``secret_key`` or with ``previous``;
     InvalidInput when neither is the key it was stored with."""
-    try:
-        return _keys(secret_key, previous).decrypt(token.encode()).decode()
-    except InvalidToken:
+    secret = sealer(CLIENT_SECRET, secret_key, previous).open(token)
+    if secret is None:
         raise InvalidInput("the OIDC client secret cannot be decrypted with the current "
-                           "secret_key (nor app.previous_secret_key); set it again") from None
+                           "secret_key (nor app.previous_secret_key); set it again")
+    return secret
 
 
 def algorithms_of(conn: SsoConnection) -> list[str]:
@@ -133,16 +118,38 @@ def rekey_client_secrets(session: Session, actor: Actor, *, secret_key: str,
     ``previous``, before a rotation, and the others anew); audit ``sso:connection:rekey``
     per connection. The count re-encrypted, and the ids of connections whose secret neither
     key opens (to set again)."""
-    keys, done, unreadable = _keys(secret_key, previous), 0, []
+    keys, done, unreadable = sealer(CLIENT_SECRET, secret_key, previous), 0, []
     for conn in session.scalars(select(SsoConnection).where(
             SsoConnection.oidc_client_secret_enc.is_not(None)).order_by(SsoConnection.id)):
-        try:  # decrypted with either key, encrypted again with the first (MultiFernet)
-            conn.oidc_client_secret_enc = keys.rotate(
-                (conn.oidc_client_secret_enc or "").encode()).decode()
-        except InvalidToken:
+        # Decrypted with either key, encrypted again with the first (MultiFernet).
+        resealed = keys.reseal(conn.oidc_client_secret_enc or "")
+        if resealed is None:
             unreadable.append(conn.id)
             continue
+        conn.oidc_client_secret_enc = resealed
         done += 1
         record(session, organization_id=conn.organization_id, action="sso:connection:rekey",
                actor=actor, subject_type="sso_connection", subject_id=conn.id, data={})
     return done, unreadable
+
+
+def rekey_login_secrets(session: Session, *, secret_key: str,
+                        previous: str) -> tuple[int, int]:
+    """Seal again with ``secret_key`` the PKCE verifiers of login attempts in flight and the
+    upstream ID tokens of logins (app/sso/sealed.py). One neither key opens is left as it
+    is (its attempt ends with ``missing_pkce_verifier``, its logout at the IdP goes without
+    ``id_token_hint``; the SSO purge removes it). The counts resealed: (verifiers, tokens)."""
+    verifiers, id_tokens = (sealer(PKCE_VERIFIER, secret_key, previous),
+                            sealer(UPSTREAM_ID_TOKEN, secret_key, previous))
+    attempts = logins = 0
+    for attempt in session.scalars(select(OidcLoginRequest).where(
+            OidcLoginRequest.code_verifier.is_not(None)).order_by(OidcLoginRequest.id)):
+        resealed = verifiers.reseal(attempt.code_verifier or "")
+        if resealed is not None:
+            attempt.code_verifier, attempts = resealed, attempts + 1
+    for login in session.scalars(select(LoginSession).where(
+            LoginSession.upstream_id_token.is_not(None)).order_by(LoginSession.id)):
+        resealed = id_tokens.reseal(login.upstream_id_token or "")
+        if resealed is not None:
+            login.upstream_id_token, logins = resealed, logins + 1
+    return attempts, logins

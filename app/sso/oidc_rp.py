@@ -29,6 +29,7 @@ from app.errors import InvalidInput
 from app.models.sso import OidcLoginRequest, SsoConnection
 from app.sso.oidc_config import check_url
 from app.sso.outcome import LoginFailed
+from app.sso.sealed import Sealer
 
 _MAX_DOCUMENT_BYTES = 512_000
 HTTP_TIMEOUT_SECONDS = 10.0
@@ -176,8 +177,13 @@ class LoginStart:
 
 
 def begin_login(session: Session, conn: SsoConnection, provider: Provider, redirect_uri: str,
-                next_url: str | None, ttl_seconds: int, *, reauth: bool = False) -> LoginStart:
+                next_url: str | None, ttl_seconds: int, verifiers: Sealer, *,
+                reauth: bool = False) -> LoginStart:
     """Remember a fresh state, nonce and PKCE verifier; build the authorization URL (§3.1.2.1).
+
+    The state is kept as its SHA-256 and the verifier sealed with ``verifiers`` (RFC 7636
+    §7.1: whoever reads it could redeem an intercepted code); the nonce travels through the
+    browser anyway and is kept as it is.
 
     ``reauth``: ``prompt=login``, the IdP authenticates the user anew. (Not ``max_age=0``
     as well: it means the same, and an IdP comparing ``auth_time + 0`` with the time of the
@@ -187,7 +193,8 @@ def begin_login(session: Session, conn: SsoConnection, provider: Provider, redir
     session.execute(delete(OidcLoginRequest).where(OidcLoginRequest.expires_at < now))
     state, nonce, verifier = generate_token(43), generate_token(43), generate_token(64)
     session.add(OidcLoginRequest(id=state_key(state), connection_id=conn.id, nonce=nonce,
-                                 code_verifier=verifier, redirect_to=next_url, created_at=now,
+                                 code_verifier=verifiers.seal(verifier), redirect_to=next_url,
+                                 created_at=now,
                                  expires_at=now + timedelta(seconds=ttl_seconds)))
     client = OAuth2Session(conn.oidc_client_id, scope=conn.oidc_scopes,
                            redirect_uri=redirect_uri, code_challenge_method="S256")
@@ -206,8 +213,10 @@ class ClaimedAttempt:
     redirect_to: str | None
 
 
-def claim_attempt(session: Session, conn: SsoConnection, state: str) -> ClaimedAttempt:
-    """Use the attempt named by ``state`` once: unknown, spent or expired states fail."""
+def claim_attempt(session: Session, conn: SsoConnection, state: str,
+                  verifiers: Sealer) -> ClaimedAttempt:
+    """Use the attempt named by ``state`` once: unknown, spent or expired states fail, and
+    so does one whose sealed verifier neither ``app.secret_key`` nor the previous key opens."""
     if not state:
         raise LoginFailed("bad_state", "the callback carries no state")
     key = state_key(state)
@@ -219,7 +228,8 @@ def claim_attempt(session: Session, conn: SsoConnection, state: str) -> ClaimedA
     if row.expires_at < utcnow():
         raise LoginFailed("state_expired", "the login attempt expired")
     # Read before the update: it synchronises the loaded row (the verifier becomes None).
-    attempt = ClaimedAttempt(row.nonce, row.code_verifier or "", row.redirect_to)
+    sealed = row.code_verifier
+    attempt = ClaimedAttempt(row.nonce, verifiers.open(sealed) or "", row.redirect_to)
     # Conditional update: two concurrent callbacks cannot both claim the attempt.
     claimed = session.execute(
         update(OidcLoginRequest)
@@ -228,7 +238,9 @@ def claim_attempt(session: Session, conn: SsoConnection, state: str) -> ClaimedA
     if claimed != 1:
         raise LoginFailed("state_replayed", "the state was already used")
     if not attempt.code_verifier:
-        raise LoginFailed("missing_pkce_verifier", "no PKCE verifier is stored for this attempt")
+        raise LoginFailed("missing_pkce_verifier", "the PKCE verifier stored for this attempt "
+                          "cannot be decrypted with app.secret_key (nor app.previous_secret_key)"
+                          if sealed else "no PKCE verifier is stored for this attempt")
     return attempt
 
 

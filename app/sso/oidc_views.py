@@ -36,12 +36,14 @@ from app.sso.oidc_token import (
 )
 from app.sso.outcome import LoginFailed
 from app.sso.rp_logout import LOGOUT_NEXT, LOGOUT_STATE, UPSTREAM_OIDC
+from app.sso.sealed import PKCE_VERIFIER, UPSTREAM_ID_TOKEN, Sealer
 from app.sso.traces import mask, redact_claims
 from app.sso.views import bp
 from app.sso.web import (
     ConnRef,
     actor,
     allowed,
+    app_sealer,
     base_url,
     database,
     fail,
@@ -74,6 +76,14 @@ def _ready(conn: SsoConnection) -> None:
         raise LoginFailed("misconfigured", "app.secret_key is not set")
 
 
+def _sealer(purpose: bytes) -> Sealer:
+    """The keys sealing ``purpose`` (``_ready`` made sure app.secret_key is set)."""
+    keys = app_sealer(purpose)
+    if keys is None:
+        raise LoginFailed("misconfigured", "app.secret_key is not set")
+    return keys
+
+
 def _redirect_uri(connection_id: str) -> str:
     return callback_url(base_url(), connection_id)
 
@@ -93,7 +103,7 @@ def oidc_login(connection_id: str) -> Response:
         provider = provider_cache().provider(conn.oidc_discovery_url or "")
         with database().transaction() as s:
             start = begin_login(s, conn, provider, _redirect_uri(conn.id), next_url,
-                                _sso()["request_ttl_seconds"],
+                                _sso()["request_ttl_seconds"], _sealer(PKCE_VERIFIER),
                                 reauth=request.args.get("reauth") == "1")
     except LoginFailed as exc:
         return fail(exc, ref, {}, protocol="oidc")
@@ -114,7 +124,7 @@ def _claim(connection_id: str, state: str) -> tuple[SsoConnection, ClaimedAttemp
         if not state or not any(hmac.compare_digest(key, b) for b in bound if isinstance(b, str)):
             raise LoginFailed("bad_state", "the state was not issued to this browser")
         session[_BOUND_STATES] = [b for b in bound if b != key]
-        return conn, claim_attempt(s, conn, state)
+        return conn, claim_attempt(s, conn, state, _sealer(PKCE_VERIFIER))
 
 
 def _verified_claims(conn: SsoConnection, provider: Provider, attempt: ClaimedAttempt,
@@ -177,6 +187,10 @@ def oidc_callback(connection_id: str) -> Response:
             else:
                 login = open_session(s, conn, user, actor(), detail={"issuer": provider.issuer},
                                      authenticated_at=auth_time(claims))
+                # The IdP's ID token is the id_token_hint of a later RP-initiated logout at
+                # the IdP (OIDC RP-Initiated Logout §2): kept sealed with the login, not in
+                # the browser's cookie (signed, not encrypted, and limited to 4 KB).
+                login.upstream_id_token = _sealer(UPSTREAM_ID_TOKEN).seal(id_token)
                 display, login_id, user_id = (user.display_name or user.user_name, login.id,
                                               user.id)
         if kept is not None:
@@ -188,9 +202,7 @@ def oidc_callback(connection_id: str) -> Response:
                     protocol="oidc")
     response = finish(login_id, user_id, display, attempt.redirect_to)
     if current_app.secret_key:
-        # The IdP's ID token is the id_token_hint of a later RP-initiated logout at the IdP
-        # (OIDC RP-Initiated Logout §2); it is the user's own, kept in their signed cookie.
-        session[UPSTREAM_OIDC] = {"connection": connection_id, "id_token": id_token}
+        session[UPSTREAM_OIDC] = {"connection": connection_id}
     return response
 
 

@@ -51,8 +51,9 @@ from app.sso.rp_logout import (
     oidc_logout_url,
     plan_upstream,
 )
+from app.sso.sealed import UPSTREAM_ID_TOKEN
 from app.sso.views import bp
-from app.sso.web import actor, base_url, provider_cache, sp_keys, sp_urls
+from app.sso.web import actor, app_sealer, base_url, provider_cache, sp_keys, sp_urls
 
 
 def _db() -> Session:
@@ -348,8 +349,10 @@ def end_session() -> Response:
                 hint=req.id_token_claims, actor=actor(),
                 client_id=req.client.get_client_id() if req.client else None)
             conn_id = ended.connection_id
-            upstream = plan_upstream(s, conn_id, dict(session),
-                                     sp_urls(conn_id) if conn_id else None, sp_keys())
+            upstream = plan_upstream(
+                s, conn_id, dict(session), sp_urls(conn_id) if conn_id else None, sp_keys(),
+                browser_login_id=login_id if isinstance(login_id, str) else None,
+                id_tokens=app_sealer(UPSTREAM_ID_TOKEN))
     except OAuth2Error as exc:
         return _error(exc)
     session.clear()

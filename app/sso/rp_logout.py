@@ -25,10 +25,13 @@ from app.sso.outcome import LoginFailed
 from app.sso.provider_config import ProviderConfig
 from app.sso.provider_keys import ALG
 from app.sso.saml import SpUrls
+from app.sso.sealed import Sealer
 from app.sso.slo import SamlSubject, revoke_login_session, start_logout
 
 # Keys of the browser's signed cookie.
-UPSTREAM_OIDC = "sso_oidc"  # {"connection": id, "id_token": the IdP's ID token}
+# {"connection": id}; the IdP's ID token is sealed in login_sessions.upstream_id_token (a
+# cookie from before migration 0027 may still carry it as "id_token").
+UPSTREAM_OIDC = "sso_oidc"
 UPSTREAM_SAML = "sso_saml"  # {"connection": id, "name_id", "format", "session_index"}
 LOGOUT_NEXT = "sso_logout_next"  # where to go once the IdP has logged out too
 LOGOUT_STATE = "sso_logout_state"  # the state sent to the IdP's end_session_endpoint
@@ -111,8 +114,10 @@ class Upstream:
 
 
 def plan_upstream(session: Session, connection_id: str | None, cookie: dict[str, Any],
-                  urls: SpUrls | None, keys: SpKeys) -> Upstream | None:
-    """The IdP logout for the login the browser held, when its IdP supports one."""
+                  urls: SpUrls | None, keys: SpKeys, *, browser_login_id: str | None = None,
+                  id_tokens: Sealer | None = None) -> Upstream | None:
+    """The IdP logout for the login the browser held, when its IdP supports one; the IdP's
+    ID token of that login (the hint) is taken out of its row, used once."""
     conn = session.get(SsoConnection, connection_id) if connection_id else None
     if conn is None or not conn.enabled:
         return None
@@ -131,7 +136,20 @@ def plan_upstream(session: Session, connection_id: str | None, cookie: dict[str,
     if oidc.get("connection") != conn.id or not conn.oidc_discovery_url:
         return None
     return Upstream("oidc", conn.id, discovery_url=conn.oidc_discovery_url,
-                    client_id=conn.oidc_client_id, id_token=oidc.get("id_token"))
+                    client_id=conn.oidc_client_id,
+                    id_token=_take_id_token(session, browser_login_id, conn.id, id_tokens)
+                    or oidc.get("id_token"))
+
+
+def _take_id_token(session: Session, login_id: str | None, connection_id: str,
+                   id_tokens: Sealer | None) -> str | None:
+    """The sealed upstream ID token of the browser's login through this connection, opened
+    and cleared (the login has ended); None when there is none or no key opens it."""
+    login = session.get(LoginSession, login_id) if login_id else None
+    if login is None or login.connection_id != connection_id or not login.upstream_id_token:
+        return None
+    sealed, login.upstream_id_token = login.upstream_id_token, None
+    return id_tokens.open(sealed) if id_tokens is not None else None
 
 
 def oidc_logout_url(end_session_url: str, upstream: Upstream, post_logout_redirect_uri: str,

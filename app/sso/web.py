@@ -19,6 +19,7 @@ from app.sso.outcome import LoginFailed
 from app.sso.provider_prompt import REAUTH
 from app.sso.redirects import is_allowed_redirect
 from app.sso.saml import SpUrls
+from app.sso.sealed import Sealer, sealer
 from app.sso.traces import record_trace
 
 log = logging.getLogger("roster.sso")
@@ -65,6 +66,15 @@ def signing_sp_keys(conn: SsoConnection) -> SpKeys:
                     "(sso.sp_key_file, sso.sp_cert_file): its AuthnRequests go out unsigned "
                     "and its metadata says AuthnRequestsSigned=\"false\"", conn.id, conn.name)
     return keys
+
+
+def app_sealer(purpose: bytes) -> Sealer | None:
+    """The keys sealing ``purpose``: app.secret_key's, then app.previous_secret_key's (a
+    rotation); None without app.secret_key (development)."""
+    key = current_app.secret_key
+    if not key:
+        return None
+    return sealer(purpose, str(key), current_app.config["ROSTER"]["app"]["previous_secret_key"])
 
 
 def provider_cache() -> ProviderCache:

@@ -26,6 +26,7 @@ from app.sso.oidc_config import DEFAULT_ALGORITHMS, configure_oidc, decrypt_clie
 from app.sso.oidc_rp import Provider
 from app.sso.oidc_token import asserted_identity, pick_key
 from app.sso.outcome import LoginFailed
+from app.sso.sealed import PKCE_VERIFIER, sealer
 from tests.conftest import OPERATOR, rows
 from tests.sso.conftest import provision
 from tests.sso.oidc_idp import (
@@ -116,7 +117,8 @@ def test_deprovisioned_user_is_refused_after_a_valid_idp_login(db, tenant, iam, 
 
 
 def test_the_authorization_request_carries_state_nonce_and_pkce_s256(db, tenant, iam, web):
-    """code flow, S256 challenge of the stored verifier, nonce; only the state's hash is kept."""
+    """code flow, S256 challenge of the verifier, nonce; only the state's hash is kept, and
+    the verifier sealed with app.secret_key."""
     conn = oidc_connection(db, tenant, iam)
     location = urlsplit(start_login(web, conn))
     assert f"{location.scheme}://{location.netloc}" == iam.issuer
@@ -128,8 +130,18 @@ def test_the_authorization_request_carries_state_nonce_and_pkce_s256(db, tenant,
     [row] = rows(db, "SELECT id, nonce, code_verifier, redirect_to FROM oidc_login_requests")
     assert row.id == hashlib.sha256(params["state"].encode()).hexdigest()
     assert (row.nonce, row.redirect_to) == (params["nonce"], PORTAL + "home")
-    challenge = hashlib.sha256(row.code_verifier.encode()).digest()
-    assert base64.urlsafe_b64encode(challenge).rstrip(b"=").decode() == params["code_challenge"]
+    # The verifier is stored sealed (its S256 is not the challenge), and opens with the key.
+    assert _s256(row.code_verifier) != params["code_challenge"]
+    verifier = sealer(PKCE_VERIFIER, SECRET_KEY).open(row.code_verifier)
+    assert verifier is not None
+    assert verifier not in row.code_verifier
+    assert _s256(verifier) == params["code_challenge"]
+
+
+def _s256(verifier: str) -> str:
+    """The PKCE S256 code challenge of a verifier (RFC 7636 §4.2)."""
+    challenge = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(challenge).rstrip(b"=").decode()
 
 
 def test_es256_tokens_are_accepted_and_a_rotated_key_is_fetched(db, tenant, hostile, web):

@@ -61,7 +61,9 @@ class DeliverySchema(Schema):
 
     id = fields.Integer(required=True)
     event_id = fields.String(required=True)
-    endpoint = fields.String(required=True)
+    endpoint = fields.String(required=True, metadata={
+        "description": "The webhook URL with its credentials (userinfo, token-like query "
+                       "values) masked as ***."})
     status = fields.String(required=True, metadata={"description": "pending|delivered|dead"})
     attempts = fields.Integer(required=True)
     created_at = fields.AwareDateTime(required=True)

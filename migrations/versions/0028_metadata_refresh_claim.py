@@ -7,8 +7,8 @@ metadata_claimed_until`` holds one worker's claim, taken by a conditional UPDATE
 fetch (app/sso/connections.py ``refresh_due``); the others skip the connection. Existing
 rows get NULL: no claim.
 
-Revision ID: 0029
-Revises: 0026
+Revision ID: 0028
+Revises: 0027
 Create Date: 2026-12-06
 """
 
@@ -19,8 +19,8 @@ from alembic import op
 
 import app.db
 
-revision = "0029"
-down_revision = "0026"
+revision = "0028"
+down_revision = "0027"
 branch_labels = None
 depends_on = None
 
