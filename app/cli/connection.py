@@ -54,7 +54,8 @@ def create(ctx: CliContext, org_ref: str, name: str, protocol: str, policy: str,
     """Create a connection and print the SP URLs to give the IdP admin."""
     with ctx.transaction() as session:
         org = get_organization(session, org_ref)
-        directory_id = get_directory(session, directory_ref, org).id if directory_ref else None
+        directory_id = get_directory(session, directory_ref, org).id \
+            if directory_ref is not None else None
         conn = create_connection(session, org, name, protocol, ctx.actor, login_policy=policy,
                                  match_by=match_by, directory_id=directory_id,
                                  allow_idp_initiated=idp_initiated, sign_requests=sign_requests,
