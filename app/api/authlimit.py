@@ -37,6 +37,7 @@ from limits import RateLimitItem, parse
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.errors import problem_response
+from app.api.frame import ROUTES
 from app.api.ratelimit import DatabaseStorage
 from app.bearer import bearer_credential
 from app.scim.errors import error_response
@@ -160,6 +161,9 @@ def init_failed_auth_limit(app: Flask) -> None:
 def _credential() -> str | None:
     """The credential this request presents, if it goes to an endpoint that checks one."""
     endpoint = request.endpoint or ""
+    spec = ROUTES.get(endpoint)
+    if spec is not None and spec.permission is None:  # a public API route checks no key
+        return None
     if request.blueprint in BEARER_BLUEPRINTS or endpoint == USERINFO_ENDPOINT:
         return bearer_credential(request.headers.get("Authorization"))
     if endpoint in CLIENT_AUTH_ENDPOINTS and request.method == "POST":
