@@ -74,6 +74,10 @@ def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flas
     # served over https, it must never travel over plain http (RFC 6265 §4.1.2.5).
     app.config["SESSION_COOKIE_SECURE"] = settings["app"]["base_url"].startswith("https://")
     app.config["MAX_CONTENT_LENGTH"] = settings["app"]["max_body_bytes"]
+    # No automatic OPTIONS answer (an empty text/html 200 that ran no check and appeared in
+    # no OpenAPI document): Roster serves no CORS, so OPTIONS is a 405 with Allow in each
+    # protocol's error format, as SCIM always answered it (RFC 9110 §15.5.6).
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     db = Database.from_settings(settings["database"])
     metrics = Metrics()
     app.extensions["roster.db"] = db

@@ -39,6 +39,14 @@ def ratelimit_problems(ratelimit: dict[str, Any]) -> list[str]:
         if allowed < 1:
             problems.append(f"ratelimit.{name} must look like '600/minute' (at least one "
                             f"request), got {ratelimit[name]!r}")
+    if ratelimit["failed_auth"]:  # empty: no limit on failed authentications
+        try:
+            allowed = parse(ratelimit["failed_auth"]).amount
+        except ValueError:
+            allowed = 0
+        if allowed < 1:
+            problems.append("ratelimit.failed_auth must look like '60/minute' (at least one "
+                            f"failure) or be empty, got {ratelimit['failed_auth']!r}")
     if ratelimit["storage"] not in RATE_LIMIT_STORAGES:
         problems.append(f"ratelimit.storage must be database or memory, "
                         f"got {ratelimit['storage']!r}")

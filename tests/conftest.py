@@ -91,7 +91,8 @@ def app_overrides(database_url: str) -> dict[str, dict[str, object]]:
     return {"app": {"env": "test", "base_url": "http://roster.test"},
             "database": {"url": database_url}, "logging": {"level": "WARNING"},
             # High limits, counted in memory: tests that need 429 set a low limit themselves.
-            "ratelimit": {"api": "100000/minute", "scim": "100000/minute", "storage": "memory"}}
+            "ratelimit": {"api": "100000/minute", "scim": "100000/minute",
+                          "failed_auth": "100000/minute", "storage": "memory"}}
 
 
 @pytest.fixture(scope="session")

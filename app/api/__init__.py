@@ -11,5 +11,6 @@ Layout:
 - ``schemas.py``      shared schemas: ``PageArgs``, ``TimeRangeArgs``, ``ProblemSchema``
 - ``openapi.py``      the OpenAPI 3.1 description built from the declarations
 - ``ratelimit.py``    per-key and per-SCIM-token limits, counted in the database
+- ``authlimit.py``    failed authentications per client address (SCIM, API, OAuth)
 - ``routes/``         one module per resource: orgs, directories, roles, apikeys, audit ...
 """

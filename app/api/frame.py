@@ -239,6 +239,7 @@ def _authenticate(db: Database) -> KeyIdentity:
                               "create one with `roster apikey create`")
     with db.transaction(readonly=True) as session:
         key = authenticate(session, credential)
+    g.api_key_authenticated = True  # app/api/authlimit.py: a key known to be good
     if key.needs_touch:
         with db.transaction() as session:
             touch_key(session, key.id)

@@ -29,7 +29,9 @@ def build_spec(server_url: str = "/") -> dict[str, Any]:
         title="Roster API", version=API_VERSION, openapi_version=OPENAPI_VERSION,
         plugins=[MarshmallowPlugin()],
         info={"description": "Operator, customer-admin, auditor and portal API. "
-                             "Authenticate with 'Authorization: Bearer rk_...'."},
+                             "Authenticate with 'Authorization: Bearer rk_...'. A method "
+                             "a path does not list, OPTIONS included (no CORS is served), "
+                             "is a 405 problem with an Allow header."},
         servers=[{"url": server_url}],
     )
     spec.components.security_scheme("apiKey", {"type": "http", "scheme": "bearer",

@@ -1,4 +1,5 @@
-"""Wire the API into an app: problem JSON for routing errors under /api/v1, rate limits."""
+"""Wire the API into an app: problem JSON for routing errors under /api/v1, rate limits
+(per credential, and on failed authentications per client address)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
+from app.api.authlimit import init_failed_auth_limit
 from app.api.errors import http_problem
 from app.api.ratelimit import init_rate_limits
 
@@ -28,4 +30,6 @@ def init_api(app: Flask) -> None:
 
     for code in (404, 405):
         app.register_error_handler(code, _routing_error)
+    # First: a blocked address's made-up credentials never reach the per-credential counters.
+    init_failed_auth_limit(app)
     init_rate_limits(app)

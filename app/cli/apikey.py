@@ -6,7 +6,7 @@ from datetime import datetime
 
 import click
 
-from app.cli.base import CliContext, echo_table, listed_ref, pass_ctx
+from app.cli.base import CliContext, echo_table, listed_ref, pass_ctx, say
 from app.db import utcnow
 from app.directory.apikeys import (
     create_key,
@@ -50,9 +50,9 @@ def create(ctx: CliContext, role: str, org_ref: str | None, expires: str | None,
         key, plaintext = create_key(session, role, organization, ctx.actor, name=name,
                                     expires_at=expires_at)
     scope = f"organization {organization.slug}" if organization else "every organization"
-    click.echo(f"{role} key {key.prefix}... created for {scope} (id {key.id})")
-    click.echo(f"API key: {plaintext}")
-    click.echo("The key is shown once; store it now.")
+    say(f"{role} key {key.prefix}... created for {scope} (id {key.id})")
+    say(f"API key: {plaintext}")
+    say("The key is shown once; store it now.")
 
 
 @apikey.command("list")
@@ -78,7 +78,7 @@ def revoke(ctx: CliContext, key_ref: str) -> None:
     """Revoke KEY_REF (its id or prefix, as `apikey list` prints it); it stops at once."""
     with ctx.transaction() as session:
         key = revoke_key(session, get_key(session, listed_ref(key_ref)), ctx.actor)
-    click.echo(f"API key {key.prefix}... revoked")
+    say(f"API key {key.prefix}... revoked")
 
 
 @apikey.command("rotate")
@@ -92,8 +92,8 @@ def rotate(ctx: CliContext, key_ref: str, expires: str | None) -> None:
     with ctx.transaction() as session:
         old = get_key(session, listed_ref(key_ref))
         new, plaintext = rotate_key(session, old, ctx.actor, expires_at=expires_at)
-    click.echo(f"API key {old.prefix}... revoked; new key {new.prefix}... (id {new.id})")
-    click.echo(f"API key: {plaintext}")
+    say(f"API key {old.prefix}... revoked; new key {new.prefix}... (id {new.id})")
+    say(f"API key: {plaintext}")
 
 
 def _fmt(value: datetime | None) -> str:

@@ -23,7 +23,7 @@ from app.audit.receipts import get_record, make_receipt, verify_receipt
 from app.audit.report import deprovision_report, latency_of
 from app.audit.signing import SigningKey, key_id_of, load_public_key, load_signing_key
 from app.audit.verify import verify as verify_chains
-from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
+from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, say
 from app.db import utcnow
 from app.directory.organizations import get_organization
 from app.models.lifecycle import AuditCheckpoint
@@ -118,19 +118,19 @@ def verify(ctx: CliContext, org_ref: str | None, public_key_files: tuple[BinaryI
             problem = (report.problem or verify_checkpoints(session, keys, report.chain)
                        or verify_anchors(session, keys, report.chain, anchors))
             if problem is None:
-                click.echo(f"ok   chain {report.chain}: {report.records} records, "
-                           f"head seq {report.head_seq}")
+                say(f"ok   chain {report.chain}: {report.records} records, "
+                    f"head seq {report.head_seq}")
                 continue
             bad += 1
             where = f"seq {report.bad_seq}" if report.bad_seq else "checkpoint"
             event = f" (event {report.bad_event_id})" if report.bad_event_id else ""
-            click.echo(f"BAD  chain {report.chain}: first bad record at {where}{event}: "
-                       f"{problem}")
+            say(f"BAD  chain {report.chain}: first bad record at {where}{event}: "
+                f"{problem}")
     for chain, documents in kept.items():
         if org_id is None or chain == org_id:
             bad += 1  # signed heads of a chain the database no longer has at all
-            click.echo(f"BAD  chain {chain}: {len(documents)} kept checkpoint(s) signed it, "
-                       "the log holds no such chain: it was removed")
+            say(f"BAD  chain {chain}: {len(documents)} kept checkpoint(s) signed it, "
+                "the log holds no such chain: it was removed")
     if bad:
         raise SystemExit(1)
 
@@ -207,8 +207,8 @@ def verify_receipt_(ctx: CliContext, file: TextIO, public_key_file: click.File |
         # No receipt is issued for such a record; a signed one proves no deprovisioning.
         raise click.ClickException(f"signed, but record {record['id']} has outcome "
                                    f"{record.get('outcome')!r}: not a deprovisioning")
-    click.echo(f"valid: deprovisioning {record['id']} of {record['user_name']} "
-               f"({record['trigger']}) received {record['received_at']}")
+    say(f"valid: deprovisioning {record['id']} of {record['user_name']} "
+        f"({record['trigger']}) received {record['received_at']}")
 
 
 CLI_SETTLE_SECONDS = 120.0
@@ -305,10 +305,10 @@ def deprovisions(ctx: CliContext, org_ref: str, since: str | None, until: str | 
         report = deprovision_report(session, org.id, parse_when(since),
                                     parse_when(until, "--until"))
     fmt = (lambda v: "-" if v is None else f"{v:.1f} ms")  # noqa: E731
-    click.echo(f"deprovisionings: {report.count}  latency p50 {fmt(report.p50_ms)}  "
-               f"p95 {fmt(report.p95_ms)}  max {fmt(report.max_ms)}"
-               + (f"  FAILED: {report.failed} (nothing revoked; see the error)"
-                  if report.failed else ""))
+    say(f"deprovisionings: {report.count}  latency p50 {fmt(report.p50_ms)}  "
+        f"p95 {fmt(report.p95_ms)}  max {fmt(report.max_ms)}"
+        + (f"  FAILED: {report.failed} (nothing revoked; see the error)"
+           if report.failed else ""))
     echo_table([{"received": r.received_at.strftime("%Y-%m-%d %H:%M:%S"),
                  "user": r.user_name, "trigger": r.trigger,
                  "latency": fmt(latency_of(r)) if r.outcome == "applied" else "FAILED",

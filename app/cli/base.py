@@ -72,7 +72,20 @@ def _database_problem(exc: Exception) -> str:
 pass_ctx = click.make_pass_decorator(CliContext, ensure=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class RosterGroup(click.Group):
+    """The `roster` group: every error it reports shows controls escaped (``printable``),
+    for an error quotes what it refused, often a name a tenant or its IdP chose."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; escape the message of a ClickException it raises."""
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            exc.message = printable_lines(exc.message)
+            raise
+
+
+@click.group(cls=RosterGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Roster: SCIM provisioning, role mapping and SSO for a B2B purchasing portal."""
@@ -89,6 +102,17 @@ def printable(value: object) -> str:
     the lists come from tenants (their admins, their IdPs), and an OSC 52 sequence in a
     directory name would write to the operator's clipboard (xterm control sequences)."""
     return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode(), str(value))
+
+
+def printable_lines(text: object) -> str:
+    """``printable`` line by line: the line breaks of a message of several lines are kept."""
+    return "\n".join(printable(line) for line in str(text).split("\n"))
+
+
+def say(message: object = "", *, err: bool = False, nl: bool = True) -> None:
+    """``click.echo`` for a message that may quote tenant or IdP text (names, entity ids,
+    user names, stored request bodies): controls shown escaped as in the tables."""
+    click.echo(printable_lines(message), err=err, nl=nl)
 
 
 def echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
+from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, say
 from app.directory.directories import get_directory
 from app.directory.organizations import get_organization
 from app.errors import DomainError
@@ -54,16 +54,17 @@ def create(ctx: CliContext, org_ref: str, name: str, protocol: str, policy: str,
     """Create a connection and print the SP URLs to give the IdP admin."""
     with ctx.transaction() as session:
         org = get_organization(session, org_ref)
-        directory_id = get_directory(session, directory_ref, org).id if directory_ref else None
+        directory_id = get_directory(session, directory_ref, org).id \
+            if directory_ref is not None else None
         conn = create_connection(session, org, name, protocol, ctx.actor, login_policy=policy,
                                  match_by=match_by, directory_id=directory_id,
                                  allow_idp_initiated=idp_initiated, sign_requests=sign_requests,
                                  sp_key_configured=_sp_key_configured(ctx))
-        click.echo(f"connection {conn.name} created (id {conn.id})")
+        say(f"connection {conn.name} created (id {conn.id})")
         if protocol == "saml":
             urls = SpUrls.of(ctx.settings["app"]["base_url"], conn.id)
-            click.echo(f"SP entity id / metadata: {urls.entity_id}")
-            click.echo(f"ACS (HTTP-POST):         {urls.acs}")
+            say(f"SP entity id / metadata: {urls.entity_id}")
+            say(f"ACS (HTTP-POST):         {urls.acs}")
 
 
 def _sp_key_configured(ctx: CliContext) -> bool:
@@ -104,8 +105,8 @@ def set_(ctx: CliContext, connection_id: str, policy: str | None, match_by: str 
         conn = update_connection(session, get_connection(session, connection_id), ctx.actor,
                                  {k: v for k, v in given.items() if v is not None},
                                  sp_key_configured=_sp_key_configured(ctx))
-        click.echo(f"connection {conn.name}: policy {conn.login_policy}, match by "
-                   f"{conn.match_by}, {'enabled' if conn.enabled else 'disabled'}")
+        say(f"connection {conn.name}: policy {conn.login_policy}, match by "
+            f"{conn.match_by}, {'enabled' if conn.enabled else 'disabled'}")
 
 
 @connection.command("delete")
@@ -118,7 +119,7 @@ def delete(ctx: CliContext, connection_id: str) -> None:
         conn = get_connection(session, connection_id)
         name = conn.name
         delete_connection(session, conn, ctx.actor)
-    click.echo(f"connection {name} deleted")
+    say(f"connection {name} deleted")
 
 
 @connection.group("metadata")
@@ -144,8 +145,8 @@ def import_(ctx: CliContext, connection_id: str, file_: Path | None, url: str | 
         if url:
             conn.metadata_url = url
         apply_idp_metadata(session, conn, xml, ctx.actor, entity_id=entity_id)
-        click.echo(f"imported {conn.idp_entity_id}: {len(conn.idp_certs)} signing "
-                   f"certificate(s), SSO {conn.idp_sso_url}")
+        say(f"imported {conn.idp_entity_id}: {len(conn.idp_certs)} signing "
+            f"certificate(s), SSO {conn.idp_sso_url}")
 
 
 @metadata.command("refresh")
@@ -169,9 +170,9 @@ def refresh(ctx: CliContext, connection_id: str | None, all_: bool) -> None:
             if not all_:
                 raise outcome
             failed += 1
-            click.echo(f"{cid}: not refreshed: {outcome.detail}", err=True)
+            say(f"{cid}: not refreshed: {outcome.detail}", err=True)
             continue
-        click.echo(f"refreshed {outcome.idp_entity_id}: {len(outcome.idp_certs)} certificate(s)")
+        say(f"refreshed {outcome.idp_entity_id}: {len(outcome.idp_certs)} certificate(s)")
     if failed:
         raise click.ClickException(f"{failed} of {len(ids)} connection(s) not refreshed")
 
@@ -189,7 +190,7 @@ def domain_add(ctx: CliContext, connection_id: str, name: str) -> None:
     """Attach an email domain (not routed until verified)."""
     with ctx.transaction() as session:
         row = add_domain(session, get_connection(session, connection_id), name, ctx.actor)
-        click.echo(f"domain {row.domain} added (unverified)")
+        say(f"domain {row.domain} added (unverified)")
 
 
 @domain.command("verify")
@@ -200,4 +201,4 @@ def domain_verify(ctx: CliContext, connection_id: str, name: str) -> None:
     """Mark a domain verified by the operator: discovery routes it from now on."""
     with ctx.transaction() as session:
         row = verify_domain(session, get_connection(session, connection_id), name, ctx.actor)
-        click.echo(f"domain {row.domain} verified")
+        say(f"domain {row.domain} verified")

@@ -7,7 +7,7 @@ from datetime import datetime
 import click
 from sqlalchemy.orm import Session
 
-from app.cli.base import CliContext, echo_table, listed_ref, pass_ctx
+from app.cli.base import CliContext, echo_table, listed_ref, pass_ctx, say
 from app.db import utcnow
 from app.directory.directories import (
     create_directory,
@@ -44,10 +44,10 @@ def create(ctx: CliContext, org_ref: str, vendor: str, name: str | None) -> None
         new = create_directory(session, organization, name or vendor, vendor, ctx.actor)
         _token, plaintext = issue_token(session, new, ctx.actor, days=tokens["scim_token_days"],
                                         max_valid=tokens["max_valid_per_directory"])
-    click.echo(f"directory {new.name} created (id {new.id})")
-    click.echo(f"SCIM base URL: {scim_base_url(ctx)}")
-    click.echo(f"SCIM token:    {plaintext}")
-    click.echo("The token is shown once; store it in your IdP now.")
+    say(f"directory {new.name} created (id {new.id})")
+    say(f"SCIM base URL: {scim_base_url(ctx)}")
+    say(f"SCIM token:    {plaintext}")
+    say("The token is shown once; store it in your IdP now.")
 
 
 @directory.command("list")
@@ -90,9 +90,9 @@ def rotate(ctx: CliContext, directory_ref: str, org_ref: str | None) -> None:
         new, plaintext = issue_token(session, found, ctx.actor,
                                      days=tokens["scim_token_days"],
                                      max_valid=tokens["max_valid_per_directory"])
-    click.echo(f"new token {new.prefix}... (id {new.id})")
-    click.echo(f"SCIM token: {plaintext}")
-    click.echo("Update the IdP, then revoke the old token with `roster directory token revoke`.")
+    say(f"new token {new.prefix}... (id {new.id})")
+    say(f"SCIM token: {plaintext}")
+    say("Update the IdP, then revoke the old token with `roster directory token revoke`.")
 
 
 @token.command("revoke")
@@ -105,7 +105,7 @@ def revoke(ctx: CliContext, directory_ref: str, org_ref: str | None, token_ref: 
     with ctx.transaction() as session:
         found = _find(session, directory_ref, org_ref)
         revoked = revoke_token(session, found, listed_ref(token_ref), ctx.actor)
-    click.echo(f"token {revoked.prefix}... revoked")
+    say(f"token {revoked.prefix}... revoked")
 
 
 @token.command("list")
@@ -144,8 +144,8 @@ def disable(ctx: CliContext, directory_ref: str, org_ref: str | None, yes: bool)
     with ctx.transaction() as session:
         found = _find(session, directory_ref, org_ref)
         set_directory_status(session, found, "disabled", ctx.actor)
-    click.echo(f"directory {found.name} disabled (id {found.id}); its users are "
-               "deprovisioned (`roster lifecycle batches` lists a mass deprovisioning)")
+    say(f"directory {found.name} disabled (id {found.id}); its users are "
+        "deprovisioned (`roster lifecycle batches` lists a mass deprovisioning)")
 
 
 @directory.command("enable")
@@ -158,4 +158,4 @@ def enable(ctx: CliContext, directory_ref: str, org_ref: str | None) -> None:
     with ctx.transaction() as session:
         found = _find(session, directory_ref, org_ref)
         set_directory_status(session, found, "active", ctx.actor)
-    click.echo(f"directory {found.name} enabled (id {found.id})")
+    say(f"directory {found.name} enabled (id {found.id})")

@@ -15,7 +15,7 @@ import click
 from app.audit import Actor
 from app.audit.checkpoints import checkpoint_if_due
 from app.cli.audit import signing_key
-from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
+from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, say
 from app.db import utcnow
 from app.errors import DomainError, NotFound
 from app.events.delivery import WebhookConfig, blocked_by, list_deliveries, redeliver
@@ -81,8 +81,8 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
                 return
         with ctx.db.transaction() as session:
             count = purge_deleted(session, system, retention_days=retention_days)
-        click.echo(f"worker {name}: purged {count} user(s) deleted more than "
-                   f"{retention_days} day(s) ago", err=True)
+        say(f"worker {name}: purged {count} user(s) deleted more than "
+            f"{retention_days} day(s) ago", err=True)
 
     retention = Retention.from_settings(ctx.settings)
     events_purged = [float("-inf")]
@@ -94,12 +94,12 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
         if counts.more:  # work left: go on next round
             events_purged[0] = float("-inf")
         if counts.events or counts.deliveries:
-            click.echo(f"worker {name}: purged {counts.events} event(s) and "
-                       f"{counts.deliveries} delivered webhook delivery(ies) older than "
-                       f"{retention.days} day(s)", err=True)
+            say(f"worker {name}: purged {counts.events} event(s) and "
+                f"{counts.deliveries} delivered webhook delivery(ies) older than "
+                f"{retention.days} day(s)", err=True)
         if counts.marks:
-            click.echo(f"worker {name}: dropped {counts.marks} purge record(s) older than "
-                       f"{MARKS_KEPT * retention.days} day(s)", err=True)
+            say(f"worker {name}: dropped {counts.marks} purge record(s) older than "
+                f"{MARKS_KEPT * retention.days} day(s)", err=True)
 
     refresh_hours = ctx.settings["sso"]["metadata_refresh_hours"]
     metadata_checked = [float("-inf")]
@@ -113,7 +113,7 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
                 said = f"metadata of connection {connection_id} not refreshed: {outcome.detail}"
             else:
                 said = f"refreshed metadata of connection {connection_id}"
-            click.echo(f"worker {name}: {said}", err=True)
+            say(f"worker {name}: {said}", err=True)
 
     def _periodic() -> None:
         # Measured SQLite planner statistics replace the nominal ones, once an hour.
@@ -145,7 +145,7 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    click.echo(f"worker {name}: {len(config.urls)} endpoint(s)", err=True)
+    say(f"worker {name}: {len(config.urls)} endpoint(s)", err=True)
     run(ctx.db, config, name, stop, until_idle=until_idle, periodic=_periodic)
 
 
@@ -184,11 +184,11 @@ def redeliver_(ctx: CliContext, delivery_id: int) -> None:
             raise NotFound(f"no delivery {delivery_id}")
         waiting = blocked_by(session, queued[0])
     held = [str(d.id) for d in queued[1:]]
-    click.echo(f"delivery {delivery_id} queued"
-               + (f", then {', '.join(held)} held behind it" if held else ""))
+    say(f"delivery {delivery_id} queued"
+        + (f", then {', '.join(held)} held behind it" if held else ""))
     if waiting is not None:
-        click.echo(f"it waits behind dead delivery {waiting} of the same aggregate: "
-                   f"redeliver {waiting} to send them in order")
+        say(f"it waits behind dead delivery {waiting} of the same aggregate: "
+            f"redeliver {waiting} to send them in order")
 
 
 @events.command("purge")
@@ -207,24 +207,24 @@ def purge_(ctx: CliContext, retention_days: int | None, batch_size: int | None) 
     retention = Retention(days=retention_days or retention.days,
                           batch_size=batch_size or retention.batch_size)
     if retention.days <= 0:
-        click.echo("events.retention_days is 0: events are kept (nothing purged)")
+        say("events.retention_days is 0: events are kept (nothing purged)")
         return
     counts = purge_old_events(ctx.db, retention, config.endpoints)
     if counts.batches:
-        click.echo(f"purged {counts.events} event(s) and {counts.deliveries} delivered "
-                   f"webhook delivery(ies) older than {retention.days} day(s) in "
-                   f"{counts.batches} batch(es)")
+        say(f"purged {counts.events} event(s) and {counts.deliveries} delivered "
+            f"webhook delivery(ies) older than {retention.days} day(s) in "
+            f"{counts.batches} batch(es)")
     else:  # the transactions that only looked are no batches of a purge
-        click.echo(f"nothing to purge: no event or delivered webhook delivery older than "
-                   f"{retention.days} day(s) may go")
+        say(f"nothing to purge: no event or delivered webhook delivery older than "
+            f"{retention.days} day(s) may go")
     if counts.marks:
-        click.echo(f"dropped {counts.marks} purge record(s) (outbox_purges) older than "
-                   f"{MARKS_KEPT * retention.days} day(s)")
+        say(f"dropped {counts.marks} purge record(s) (outbox_purges) older than "
+            f"{MARKS_KEPT * retention.days} day(s)")
     with ctx.transaction() as session:
         held = held_endpoints(session, config.endpoints)
     for url in held:
-        click.echo(f"webhook fan-out to {url} is held behind purged events: "
-                   f"`roster events reset-cursor {url}` sends it the retained ones")
+        say(f"webhook fan-out to {url} is held behind purged events: "
+            f"`roster events reset-cursor {url}` sends it the retained ones")
 
 
 @events.command("reset-cursor")
@@ -239,7 +239,7 @@ def reset_cursor_(ctx: CliContext, url: str) -> None:
     with ctx.transaction() as session:
         if not reset_cursor(session, endpoint):
             raise NotFound(f"no fan-out cursor for {endpoint}")
-    click.echo(f"fan-out to {endpoint} starts again from the oldest event kept")
+    say(f"fan-out to {endpoint} starts again from the oldest event kept")
 
 
 def issue7_commands() -> list[click.Command]:

@@ -6,7 +6,7 @@ import click
 from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
-from app.cli.base import CliContext, command_errors, echo_table, pass_ctx
+from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, say
 from app.directory.organizations import get_organization
 from app.errors import Conflict, NotFound
 from app.lifecycle import Trigger, deprovision_user, reactivate_user
@@ -78,7 +78,7 @@ def deprovision(ctx: CliContext, org_ref: str, user_ref: str, reason: str | None
     with ctx.transaction() as session:
         rec = deprovision_user(session, _user(session, org_ref, user_ref), ctx.actor,
                                trigger=Trigger.operator, reason=reason)
-    click.echo(f"deprovisioned (record {rec.id})" if rec else "already deprovisioned")
+    say(f"deprovisioned (record {rec.id})" if rec else "already deprovisioned")
 
 
 @lifecycle.command("reactivate")
@@ -93,7 +93,7 @@ def reactivate(ctx: CliContext, org_ref: str, user_ref: str, reason: str | None)
     with ctx.transaction() as session:
         restored = reactivate_user(session, _user(session, org_ref, user_ref), ctx.actor,
                                    reason=reason)
-    click.echo("reactivated" if restored is not None else "already active")
+    say("reactivated" if restored is not None else "already active")
 
 
 @lifecycle.command("batches")
@@ -119,9 +119,9 @@ def restore(ctx: CliContext, batch_id: str) -> None:
     """Undo a mass-deprovisioning batch: reactivate its users under the current mapping."""
     with ctx.transaction() as session:
         done = restore_batch(session, batch_id, ctx.actor)
-    click.echo(f"batch {batch_id}: {len(done.restored)} user(s) reactivated")
+    say(f"batch {batch_id}: {len(done.restored)} user(s) reactivated")
     for user_id, why in done.skipped.items():
-        click.echo(f"  skipped {user_id}: {why}")
+        say(f"  skipped {user_id}: {why}")
 
 
 @lifecycle.command("purge")
@@ -137,4 +137,4 @@ def purge(ctx: CliContext, retention_days: int | None) -> None:
         raise click.BadParameter("retention must not be negative")
     with ctx.transaction() as session:
         count = purge_deleted(session, ctx.actor, retention_days=days)
-    click.echo(f"purged {count} user(s) deleted more than {days} day(s) ago")
+    say(f"purged {count} user(s) deleted more than {days} day(s) ago")

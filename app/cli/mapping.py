@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from app.cli.base import CliContext, cli, echo_table, pass_ctx
+from app.cli.base import CliContext, cli, echo_table, pass_ctx, say
 from app.directory.organizations import get_organization
 from app.errors import InvalidInput
 from app.mapping.access import effective_access, explain_lines, find_user, format_value
@@ -37,24 +37,24 @@ def echo_preview(result: Preview, *, applied: bool) -> None:
     """Print who gains and who loses what, then the totals."""
     for change in result.changes[:SHOWN]:
         for view in change["gains"]:
-            click.echo(f"+ {change['user_name']}: {_grant_text(view)}")
+            say(f"+ {change['user_name']}: {_grant_text(view)}")
         for view in change["loses"]:
-            click.echo(f"- {change['user_name']}: {_grant_text(view)}")
+            say(f"- {change['user_name']}: {_grant_text(view)}")
         for upd in change["updates"]:
-            click.echo(f"~ {change['user_name']}: {_grant_text(upd['before'])} -> "
-                       f"{_grant_text(upd['after'])}")
+            say(f"~ {change['user_name']}: {_grant_text(upd['before'])} -> "
+                f"{_grant_text(upd['after'])}")
     changed = result.users_gaining + result.users_losing
     if changed > SHOWN:
-        click.echo(f"... ({changed - min(SHOWN, len(result.changes))} more users not shown)")
+        say(f"... ({changed - min(SHOWN, len(result.changes))} more users not shown)")
     if result.losing_all:
         names = ", ".join(u["user_name"] for u in result.losing_all[:50])
-        click.echo(f"! {len(result.losing_all)} users would lose every grant: {names}")
+        say(f"! {len(result.losing_all)} users would lose every grant: {names}")
     t = result.totals()
     verb = "applied" if applied else "dry run, nothing written"
-    click.echo(f"{verb}: {t['users_evaluated']} users evaluated, {t['grants_added']} grants "
-               f"added ({t['users_gaining']} users), {t['grants_removed']} removed "
-               f"({t['users_losing']} users), {t['grants_updated']} updated, "
-               f"{t['users_losing_all']} users lose every grant ({t['loss_share']:.1%})")
+    say(f"{verb}: {t['users_evaluated']} users evaluated, {t['grants_added']} grants "
+        f"added ({t['users_gaining']} users), {t['grants_removed']} removed "
+        f"({t['users_losing']} users), {t['grants_updated']} updated, "
+        f"{t['users_losing_all']} users lose every grant ({t['loss_share']:.1%})")
 
 
 @mapping.command("apply")
@@ -74,8 +74,8 @@ def apply_(ctx: CliContext, file: Path, org_ref: str, dry_run: bool, force: bool
             echo_preview(result, applied=False)
             if result.loss_share > share and not force:
                 # What the real run would answer: say it now, not after the operator runs it.
-                click.echo(f"! the apply would be refused: {result.loss_share:.1%} of the "
-                           f"active users lose every grant (limit {share:.0%}); use --force")
+                say(f"! the apply would be refused: {result.loss_share:.1%} of the "
+                    f"active users lose every grant (limit {share:.0%}); use --force")
             return
         result = apply_ruleset(session, org, ruleset, ctx.actor, max_loss_share=share,
                                force=force)
@@ -101,14 +101,14 @@ def list_(ctx: CliContext, org_ref: str, as_json: bool) -> None:
     echo_table(rows, ["id", "priority", "role", "unit", "match"])
     for rule in ruleset.rules:
         if rule.disabled:
-            click.echo(f"! rule {rule.id} is disabled (matches no one): {rule.disabled}")
+            say(f"! rule {rule.id} is disabled (matches no one): {rule.disabled}")
     p = ruleset.policy
     default = f"{p.default_role} in {p.default_unit}" if p.default_role else "no access"
-    click.echo(f"policy: users matching no rule get {default}; users losing every grant: "
-               f"{p.on_loss}")
+    say(f"policy: users matching no rule get {default}; users losing every grant: "
+        f"{p.on_loss}")
     if revision is not None:
-        click.echo(f"revision {revision.number} applied {revision.created_at:%Y-%m-%d %H:%M} "
-                   f"UTC by {revision.actor_type} {revision.actor_id or ''}".rstrip())
+        say(f"revision {revision.number} applied {revision.created_at:%Y-%m-%d %H:%M} "
+            f"UTC by {revision.actor_type} {revision.actor_id or ''}".rstrip())
 
 
 @click.group()
@@ -130,7 +130,7 @@ def explain(ctx: CliContext, user_ref: str, org_ref: str, as_json: bool) -> None
         click.echo(json.dumps(access, indent=2))
         return
     for line in explain_lines(access):
-        click.echo(line)
+        say(line)
 
 
 @click.group()
@@ -178,7 +178,7 @@ def role_add(ctx: CliContext, key: str, org_ref: str, name: str, description: st
         org = get_organization(session, org_ref)
         new = add_role(session, org, RoleSpec(key, name or key, description, permissions,
                                                parameters), ctx.actor)
-        click.echo(f"role {new.key} added to {org.slug} (id {new.id})")
+        say(f"role {new.key} added to {org.slug} (id {new.id})")
 
 
 @role.command("list")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from app.cli.base import CliContext, command_errors, pass_ctx
+from app.cli.base import CliContext, command_errors, pass_ctx, say
 from app.cli.connection import connection
 from app.errors import InvalidInput
 from app.sso.connections import get_connection
@@ -65,13 +65,13 @@ def oidc(ctx: CliContext, connection_id: str, discovery_url: str | None,
             groups_claim=groups_claim,
             algorithms=algorithms.split(",") if algorithms is not None else None)
         if issuer:
-            click.echo(f"issuer:        {issuer}")
+            say(f"issuer:        {issuer}")
         base = ctx.settings["app"]["base_url"]
-        click.echo(f"redirect URI:  {callback_url(base, conn.id)}")
-        click.echo(f"post-logout redirect URI: {logged_out_url(base, conn.id)}")
-        click.echo(f"algorithms:    {', '.join(algorithms_of(conn))}")
-        click.echo(f"groups claim:  {groups_claim_of(conn)}")
-        click.echo(f"client secret: {'set' if conn.oidc_client_secret_enc else 'NOT SET'}")
+        say(f"redirect URI:  {callback_url(base, conn.id)}")
+        say(f"post-logout redirect URI: {logged_out_url(base, conn.id)}")
+        say(f"algorithms:    {', '.join(algorithms_of(conn))}")
+        say(f"groups claim:  {groups_claim_of(conn)}")
+        say(f"client secret: {'set' if conn.oidc_client_secret_enc else 'NOT SET'}")
 
 
 @connection.command("rekey")
@@ -90,10 +90,10 @@ def rekey(ctx: CliContext) -> None:
                                                 previous=keys["previous_secret_key"])
         verifiers, id_tokens = rekey_login_secrets(session, secret_key=keys["secret_key"],
                                                    previous=keys["previous_secret_key"])
-    click.echo(f"re-encrypted the OIDC client secrets of {done} connection(s) with the "
-               "current app.secret_key")
-    click.echo(f"re-encrypted the PKCE verifiers of {verifiers} login attempt(s) in flight "
-               f"and the IdP ID tokens of {id_tokens} login(s)")
+    say(f"re-encrypted the OIDC client secrets of {done} connection(s) with the "
+        "current app.secret_key")
+    say(f"re-encrypted the PKCE verifiers of {verifiers} login attempt(s) in flight "
+        f"and the IdP ID tokens of {id_tokens} login(s)")
     if unreadable:
         raise click.ClickException(
             f"{len(unreadable)} connection(s) hold a client secret neither app.secret_key "

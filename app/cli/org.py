@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app.cli.base import CliContext, echo_table, pass_ctx
+from app.cli.base import CliContext, echo_table, pass_ctx, say
 from app.directory.organizations import (
     create_organization,
     get_organization,
@@ -33,8 +33,8 @@ def create(ctx: CliContext, slug: str, name: str) -> None:
     catalog = load_catalog(ROLES_FILE)
     with ctx.transaction() as session:
         organization = create_organization(session, slug, name, catalog, ctx.actor)
-        click.echo(f"organization {organization.slug} created (id {organization.id}, "
-                   f"{len(catalog)} roles)")
+        say(f"organization {organization.slug} created (id {organization.id}, "
+            f"{len(catalog)} roles)")
 
 
 @org.command("list")
@@ -63,10 +63,10 @@ def add(ctx: CliContext, org_ref: str, name: str, kind: str, parent: str | None)
         organization = get_organization(session, org_ref)
         new, summary = add_unit_for_rules(session, organization, name, kind, parent,
                                           ctx.actor)
-        click.echo(f"unit {new.path} ({new.kind.value}) created (id {new.id})")
+        say(f"unit {new.path} ({new.kind.value}) created (id {new.id})")
         if summary is not None:
-            click.echo(f"re-evaluated {summary.users} user(s): {summary.added} grant(s) added, "
-                       f"{summary.removed} removed, {summary.updated} updated")
+            say(f"re-evaluated {summary.users} user(s): {summary.added} grant(s) added, "
+                f"{summary.removed} removed, {summary.updated} updated")
 
 
 @unit.command("list")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import click
 
-from app.cli.base import CliContext, echo_table, pass_ctx
+from app.cli.base import CliContext, echo_table, pass_ctx, say
 from app.cli.directory import directory, scim_base_url
 from app.directory.directories import get_directory
 from app.directory.oauth_clients import create_client, revoke_client, rotate_secret
@@ -36,9 +36,9 @@ def requests_(ctx: CliContext, directory_ref: str, failed: bool, limit: int,
     echo_table(rows, ["at", "method", "path", "status", "ms", "notes"])
     if bodies:
         for r in records:
-            click.echo(f"\n#{r['id']} {r['method']} {r['path']} -> {r['status']}")
-            click.echo(f"  request:  {r['request_body'] or '-'}")
-            click.echo(f"  response: {r['response_body'] or '-'}")
+            say(f"\n#{r['id']} {r['method']} {r['path']} -> {r['status']}")
+            say(f"  request:  {r['request_body'] or '-'}")
+            say(f"  response: {r['response_body'] or '-'}")
 
 
 @directory.command("report")
@@ -49,11 +49,11 @@ def report(ctx: CliContext, directory_ref: str) -> None:
     with ctx.transaction() as session:
         found = get_directory(session, directory_ref)
         data = dialect_report(session, found.id)
-    click.echo(f"directory {found.name} ({found.id}): {data['dialect']}")
-    click.echo(data["summary"])
+    say(f"directory {found.name} ({found.id}): {data['dialect']}")
+    say(data["summary"])
     for note in data["notes"]:
-        click.echo(f"- {note['meaning']}: {note['count']} request(s), "
-                   f"last seen {note['last_seen_at'][:19]}")
+        say(f"- {note['meaning']}: {note['count']} request(s), "
+            f"last seen {note['last_seen_at'][:19]}")
 
 
 @directory.group("oauth")
@@ -67,11 +67,11 @@ _directory_option = click.option("--directory", "directory_ref", required=True,
 
 def _print_credentials(ctx: CliContext, client_id: str, secret: str) -> None:
     base = ctx.settings["app"]["base_url"].rstrip("/")
-    click.echo(f"Token endpoint: {base}/oauth/token")
-    click.echo(f"Client id:      {client_id}")
-    click.echo(f"Client secret:  {secret}")
-    click.echo(f"SCIM base URL:  {scim_base_url(ctx)}")
-    click.echo("The secret is shown once; store it in your IdP now.")
+    say(f"Token endpoint: {base}/oauth/token")
+    say(f"Client id:      {client_id}")
+    say(f"Client secret:  {secret}")
+    say(f"SCIM base URL:  {scim_base_url(ctx)}")
+    say("The secret is shown once; store it in your IdP now.")
 
 
 def _issue(ctx: CliContext, directory_ref: str, make: Callable[..., tuple[OAuthClient, str]],
@@ -104,4 +104,4 @@ def oauth_revoke(ctx: CliContext, directory_ref: str) -> None:
     """Revoke the client and every access token issued to it."""
     with ctx.transaction() as session:
         client = revoke_client(session, get_directory(session, directory_ref), ctx.actor)
-    click.echo(f"OAuth client {client.client_id} revoked, with its access tokens")
+    say(f"OAuth client {client.client_id} revoked, with its access tokens")

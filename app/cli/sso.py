@@ -7,7 +7,7 @@ import time
 
 import click
 
-from app.cli.base import CliContext, echo_table, pass_ctx
+from app.cli.base import CliContext, echo_table, pass_ctx, say
 from app.directory.organizations import get_organization
 from app.sso.backchannel import run_once
 from app.sso.maintenance import purge_expired_rows
@@ -46,10 +46,10 @@ def purge(ctx: CliContext) -> None:
     """Delete expired traces, AuthnRequests, replay-cache rows, OIDC attempts and codes."""
     with ctx.transaction() as session:
         counts = purge_expired_rows(session)
-    click.echo(f"{counts['traces']} trace(s) deleted")
-    click.echo(f"{counts['saml']} expired SAML request/replay row(s) deleted")
-    click.echo(f"{counts['oidc_attempts'] + counts['authorization_codes']} expired OIDC "
-               "attempt/code row(s) deleted")
+    say(f"{counts['traces']} trace(s) deleted")
+    say(f"{counts['saml']} expired SAML request/replay row(s) deleted")
+    say(f"{counts['oidc_attempts'] + counts['authorization_codes']} expired OIDC "
+        "attempt/code row(s) deleted")
 
 
 @sso.command("backchannel")
@@ -62,7 +62,7 @@ def backchannel(ctx: CliContext, loop: bool, interval: float) -> None:
     timeout = float(ctx.settings["oidc_provider"]["backchannel_timeout_seconds"])
     while True:
         result = run_once(ctx.db, config, timeout=timeout)
-        click.echo(" ".join(f"{k}={v}" for k, v in result.items()))
+        say(" ".join(f"{k}={v}" for k, v in result.items()))
         if not loop:
             return
         time.sleep(interval)

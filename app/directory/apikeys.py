@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import utcnow
+from app.directory.names import checked_name
 from app.errors import InvalidInput, NotFound, Unauthorized
 from app.models import Organization
 from app.models.api import ApiKey, ApiRole
@@ -95,12 +96,13 @@ def create_key(session: Session, role: str, organization: Organization | None, a
     if api_role is not ApiRole.operator and organization is None:
         raise InvalidInput(f"{api_role.value} keys must be bound to an organization",
                            field="organization")
+    checked_name(name, "API key name", optional=True)
     if expires_at is not None and expires_at <= utcnow():
         raise InvalidInput("expires_at is in the past", field="expires_at")
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(role=api_role, organization_id=organization.id if organization else None,
                  key_hash=hash_key(plaintext), prefix=plaintext[:PREFIX_LENGTH],
-                 name=name.strip()[:200], created_at=utcnow(), expires_at=expires_at)
+                 name=name.strip(), created_at=utcnow(), expires_at=expires_at)
     session.add(key)
     session.flush()
     record(session, organization_id=key.organization_id, action="api_key:create", actor=actor,

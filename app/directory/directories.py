@@ -11,6 +11,7 @@ from app.directory.hold import (
     hold_directory_status,
     hold_directory_status_trying,
 )
+from app.directory.names import checked_name
 from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from app.lifecycle.users import deprovision_directory_users
@@ -31,6 +32,7 @@ def create_directory(session: Session, org: Organization, name: str, vendor: str
     except ValueError:
         names = ", ".join(v.value for v in Vendor)
         raise InvalidInput(f"vendor {vendor!r} is not one of {names}", field="vendor") from None
+    checked_name(name, "directory name")
     exists = session.scalar(
         select(Directory.id).where(Directory.organization_id == org.id, Directory.name == name)
     )

@@ -10,6 +10,7 @@ from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
+from app.directory.names import checked_name
 from app.directory.uniqueness import conflict_on
 from app.errors import Conflict, InvalidInput, NotFound
 from app.mapping.catalog import RoleSpec
@@ -43,7 +44,7 @@ def create_organization(session: Session, slug: str, name: str,
     taken = f"organization {slug!r} already exists"
     if session.scalar(select(Organization.id).where(Organization.slug == slug)):
         raise Conflict(taken, field="slug")
-    _fits(name, Organization.name, "organization name", "name")
+    checked_name(name, "organization name", optional=True, limit=Organization.name.type.length)
     org = Organization(slug=slug, name=name or slug, policy={})
     session.add(org)
     with conflict_on(_SLUG_INDEX, taken, "slug"):  # a concurrent create of the same slug

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.directory.names import checked_name
 from app.errors import InvalidInput
 from app.mapping.money import check_money, shown
 
@@ -53,6 +54,7 @@ def validate_spec(spec: RoleSpec) -> RoleSpec:
     if not spec.key.replace("_", "").isalnum() or not spec.key.islower():
         raise InvalidInput(f"role key {spec.key!r} must be lower-case letters, digits and _",
                            field="key")
+    checked_name(spec.name, f"role {spec.key}: name")
     unknown = sorted(set(spec.permissions) - PERMISSIONS)
     if unknown:
         raise InvalidInput(f"role {spec.key}: unknown permissions {', '.join(unknown)}",

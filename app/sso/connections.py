@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import Database, utcnow
+from app.directory.names import checked_name
 from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.models import Organization
@@ -56,8 +57,7 @@ def create_connection(session: Session, org: Organization, name: str, protocol: 
         raise InvalidInput("protocol must be saml or oidc", field="protocol")
     _check_choices(login_policy, match_by)
     _check_signing(sign_requests, sp_key_configured)
-    if not name or len(name) > 200:
-        raise InvalidInput("name must be 1 to 200 characters", field="name")
+    checked_name(name, "connection name")
     taken = session.scalar(select(SsoConnection.id).where(
         SsoConnection.organization_id == org.id, SsoConnection.name == name))
     exists = f"connection {name} already exists in {org.slug}"
@@ -112,8 +112,7 @@ def update_connection(session: Session, conn: SsoConnection, actor: Actor,
     _check_signing(bool(changes.get("sign_requests")), sp_key_configured)
     name = changes.get("name", conn.name)
     if name != conn.name:
-        if not name or len(name) > 200:
-            raise InvalidInput("name must be 1 to 200 characters", field="name")
+        checked_name(name, "connection name")
         if session.scalar(select(SsoConnection.id).where(
                 SsoConnection.organization_id == conn.organization_id,
                 SsoConnection.name == name)):

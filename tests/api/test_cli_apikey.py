@@ -122,3 +122,19 @@ def test_rotating_an_expired_key_needs_an_expiry_for_the_new_one(roster, client,
 def test_bad_input_is_one_line_and_nonzero(roster, tenant, args, message):
     """Errors are one clear line with a non-zero exit, never a traceback."""
     assert message in roster("apikey", *args, ok=False).output
+
+
+def test_create_refuses_a_name_the_api_refuses(roster, client, keys, db):
+    """A 201-character name was cut to 200 at the CLI; the API refuses it: both refuse."""
+    long_name = "n" * 201
+    out = roster("apikey", "create", "--role", "operator", "--name", long_name,
+                 ok=False).output
+    assert "longer than 200 characters (201 given)" in out
+    response = client.post("/api/v1/apikeys", headers=keys["operator"].headers,
+                           json={"role": "operator", "name": long_name})
+    assert response.status_code == 400
+    assert rows(db, "SELECT count(*) AS n FROM api_keys WHERE name LIKE 'nnn%'")[0].n == 0
+    out = roster("apikey", "create", "--role", "operator", "--name", "   ", ok=False).output
+    assert "must not be blank" in out
+    roster("apikey", "create", "--role", "operator", "--name", "n" * 200)
+    assert rows(db, "SELECT length(name) AS n FROM api_keys WHERE name LIKE 'nnn%'")[0].n == 200

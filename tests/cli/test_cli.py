@@ -81,6 +81,22 @@ def test_org_create_rejects_bad_slug(run):
     assert "must be lower-case" in run("org", "create", "Bad Slug", ok=False).output
 
 
+def test_blank_names_are_refused_as_over_the_api(run):
+    """Whitespace-only names and an empty directory reference: one-line errors, nothing made."""
+    assert "organization name must not be blank" in \
+        run("org", "create", "acme", "--name", "  ", ok=False).output
+    run("org", "create", "acme")
+    assert "directory name must not be blank" in \
+        run("directory", "create", "--org", "acme", "--vendor", "okta", "--name", "\t",
+            ok=False).output
+    assert "connection name must not be blank" in \
+        run("connection", "create", "--org", "acme", "--name", " ", ok=False).output
+    out = run("connection", "create", "--org", "acme", "--name", "sso", "--directory", "",
+              ok=False).output
+    assert "directory" in out
+    assert "(none)" in run("connection", "list", "--org", "acme").output
+
+
 def test_names_longer_than_their_column_are_one_line_errors(run, fresh_url):
     """An organization name or unit path past its column: the same one-line refusal on
     both databases (PostgreSQL refused it with a traceback, SQLite kept it)."""

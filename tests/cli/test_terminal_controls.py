@@ -8,6 +8,7 @@ the operator's clipboard, ESC ] 0 retitled the window and U+202E reversed what f
 from __future__ import annotations
 
 from tests.api.conftest import make_key
+from tests.conftest import flush_recorder
 from tests.lifecycle.support import roster
 
 OSC_52 = "\x1b]52;c;cm0gLXJmIH4=\x07"  # "set the clipboard to 'rm -rf ~'"
@@ -33,3 +34,33 @@ def test_tenant_names_are_printed_with_their_controls_escaped(client, db, databa
     assert client.post("/api/v1/orgs/acme/units", headers=headers, json={
         "name": "Zürich 東京", "kind": "location"}).status_code == 201
     assert "Zürich 東京" in roster(database_url, "unit", "list", "--org", "acme").output
+
+
+def test_cli_messages_escape_tenant_and_idp_text(client, app, db, database_url, tenant):
+    """Not only tables: confirmations, errors and the flight recorder's bodies too."""
+    headers = make_key(db, "admin", tenant.org).headers
+    assert client.post("/api/v1/orgs/acme/directories", headers=headers, json={
+        "vendor": "entra", "name": f"hr{OSC_52}"}).status_code == 201
+    out = roster(database_url, "directory", "disable", "--directory", f"hr{OSC_52}",
+                 "--org", "acme", "--yes").output
+    assert "\x1b" not in out
+    assert "directory hr\\x1b]52;c;cm0gLXJmIH4=\\x07 disabled" in out
+    # An error quoting an admin-chosen connection name.
+    taken = "sso\u202eevil\x9b2J"
+    assert client.post("/api/v1/orgs/acme/connections", headers=headers, json={
+        "name": taken, "protocol": "saml"}).status_code == 201
+    out = roster(database_url, "connection", "create", "--org", "acme", "--name", taken,
+                 ok=False).output
+    assert "already exists" in out
+    assert "\u202e" not in out
+    assert "\x9b" not in out
+    assert "sso\\u202eevil\\x9b2J" in out
+    # What the IdP sent, as `directory requests --bodies` prints it.
+    assert client.post("/scim/v2/Users", headers=tenant.headers, json={
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bidi@acme.test",
+        "displayName": "Ann\u202elanimreT\u2066"}).status_code == 201
+    flush_recorder(app)
+    out = roster(database_url, "directory", "requests", tenant.directory.id, "--bodies").output
+    assert "bidi@acme.test" in out
+    assert "\u202e" not in out
+    assert "\u2066" not in out

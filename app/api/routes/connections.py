@@ -116,8 +116,9 @@ class _Settings(StrictSchema):
 
     login_policy = fields.String(validate=validate.OneOf(POLICIES))
     match_by = fields.String(validate=validate.OneOf(MATCH_BY))
-    directory = fields.String(allow_none=True, validate=validate.Length(max=200), metadata={
-        "description": "Directory (id or name) users are read from and JIT users written to."})
+    directory = fields.String(allow_none=True, validate=validate.Length(min=1, max=200),
+                              metadata={"description": "Directory (id or name) users are read "
+                                        "from and JIT users written to; null for none."})
     allow_idp_initiated = JsonBoolean()
     sign_requests = JsonBoolean()
     metadata_xml = fields.String(validate=validate.Length(min=1, max=1_000_000), metadata={

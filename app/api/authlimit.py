@@ -1,0 +1,228 @@
+"""A limit on failed authentications per client address, for every credential Roster checks.
+
+The per-credential limits (``ratelimit.py``) count a credential before it is checked, so a
+client sending a new random token each time was never limited. This one counts refused
+credentials per client address (``request.remote_addr``: the peer, or with
+``app.trusted_proxies`` the address ProxyFix took from X-Forwarded-For, never the header
+itself; an IPv6 address counts as its /64, which one host usually holds whole): SCIM bearer
+tokens, /api/v1 keys, and client authentication at the token endpoints (/oauth/token, the
+OIDC provider's token, introspection and revocation endpoints, RFC 6749 §2.3) and its
+UserInfo bearer token. Once an address reached ``ratelimit.failed_auth`` failures in a
+window, its requests with a credential are answered 429 with ``Retry-After`` (RFC 6585 §4,
+RFC 9110 §10.2.3) without looking the credential up, each in its protocol's error format.
+
+A legitimate IdP may share its address with a failing one (Okta's and Entra's provisioning
+egress serves all their customers): a credential that authenticated in this process lately
+(``KNOWN_GOOD`` of them, as SHA-256 digests, never the secret) is still checked as usual,
+in constant time as always, while its address is blocked. A successful request costs no
+database statement: failures are counted in ``rate_limit_counters`` (shared by every
+process with ``storage = "database"``), blocks and known credentials in bounded memory.
+Each process learns of a block at its own next failure, so an address gets at most one
+more check per process per window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from typing import Any
+
+from flask import Flask, Response, current_app, g, jsonify, request
+from limits import RateLimitItem, parse
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.api.errors import problem_response
+from app.api.frame import ROUTES
+from app.api.ratelimit import DatabaseStorage
+from app.bearer import bearer_credential
+from app.scim.errors import error_response
+
+log = logging.getLogger(__name__)
+
+# Blueprints whose every credential is a bearer token; failure there is a 401.
+BEARER_BLUEPRINTS = ("scim", "api")
+# OAuth endpoints: client authentication (RFC 6749 §2.3.1) or a bearer token (UserInfo).
+CLIENT_AUTH_ENDPOINTS = ("oauth.token", "sso.token", "sso.introspect", "sso.revoke")
+USERINFO_ENDPOINT = "sso.userinfo"
+# Entries each in-memory table holds at most (oldest forgotten first): bounded memory
+# whatever the number of addresses or credentials a client makes up.
+MAX_ADDRESSES = 10_000
+KNOWN_GOOD = 10_000
+# A known credential's place in the table is refreshed at most this often (seconds).
+REFRESH_AFTER = 60.0
+IPV6_PREFIX = 64
+
+
+def client_key(address: str | None) -> str:
+    """The address failures are counted under: IPv4 as is, IPv6 as its /64 network."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/{IPV6_PREFIX}", strict=False))
+    return str(ip)
+
+
+def _digest(credential: str) -> bytes:
+    return hashlib.sha256(credential.encode("utf-8", "surrogatepass")).digest()
+
+
+def _bounded_set(table: OrderedDict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > limit:
+        table.popitem(last=False)
+
+
+class FailedAuthLimiter:
+    """Failure counts per address (shared) and, per process, blocked addresses and
+    credentials known to be good."""
+
+    def __init__(self, item: RateLimitItem, storage: DatabaseStorage | None) -> None:
+        self.item = item
+        self.storage = storage
+        self.lock = threading.Lock()
+        self.blocked: OrderedDict[str, float] = OrderedDict()  # address -> until (Unix)
+        self.known: OrderedDict[bytes, float] = OrderedDict()  # digest -> last success
+        self.counts: OrderedDict[str, tuple[int, float]] = OrderedDict()  # memory storage
+
+    def blocked_for(self, address: str) -> int | None:
+        """Seconds until the address's block ends, None when it is not blocked."""
+        if not self.blocked:  # the common case: one truth test, no lock
+            return None
+        now = time.time()
+        with self.lock:
+            until = self.blocked.get(address)
+            if until is None:
+                return None
+            if until <= now:
+                del self.blocked[address]
+                return None
+        return max(1, math.ceil(until - now))
+
+    def is_known(self, credential: str) -> bool:
+        """Whether the credential authenticated in this process lately."""
+        return _digest(credential) in self.known
+
+    def succeeded(self, credential: str) -> None:
+        """Remember a credential that authenticated (its digest)."""
+        digest, now = _digest(credential), time.time()
+        seen = self.known.get(digest)
+        if seen is not None and now - seen < REFRESH_AFTER:
+            return
+        with self.lock:
+            _bounded_set(self.known, digest, now, KNOWN_GOOD)
+
+    def failed(self, address: str, credential: str) -> None:
+        """Count a refused credential; at the limit, block the address until the window ends."""
+        with self.lock:
+            self.known.pop(_digest(credential), None)
+        count, ends = self._count(address)
+        if count >= self.item.amount:
+            with self.lock:
+                _bounded_set(self.blocked, address, ends, MAX_ADDRESSES)
+
+    def _count(self, address: str) -> tuple[int, float]:
+        expiry = self.item.get_expiry()
+        if self.storage is not None:
+            count, ends = self.storage.lease(self.item.key_for("failed_auth", address),
+                                             expiry, 1)
+            return count, ends.timestamp()
+        now = time.time()
+        with self.lock:
+            count, ends = self.counts.get(address, (0, 0.0))
+            if ends <= now:
+                count, ends = 0, now + expiry
+            _bounded_set(self.counts, address, (count + 1, ends), MAX_ADDRESSES)
+        return count + 1, ends
+
+
+def init_failed_auth_limit(app: Flask) -> None:
+    """Refuse addresses past ``ratelimit.failed_auth`` failures; count every failure."""
+    settings = app.config["ROSTER"]["ratelimit"]
+    if not settings["enabled"] or not settings["failed_auth"]:
+        return
+    storage = DatabaseStorage(app.extensions["roster.db"]) \
+        if settings["storage"] == "database" else None
+    app.extensions["roster.failed_auth"] = FailedAuthLimiter(
+        parse(settings["failed_auth"]), storage)
+    app.before_request(_refuse_blocked)
+    app.after_request(_count_outcome)
+
+
+def _credential() -> str | None:
+    """The credential this request presents, if it goes to an endpoint that checks one."""
+    endpoint = request.endpoint or ""
+    spec = ROUTES.get(endpoint)
+    if spec is not None and spec.permission is None:  # a public API route checks no key
+        return None
+    if request.blueprint in BEARER_BLUEPRINTS or endpoint == USERINFO_ENDPOINT:
+        return bearer_credential(request.headers.get("Authorization"))
+    if endpoint in CLIENT_AUTH_ENDPOINTS and request.method == "POST":
+        basic = request.headers.get("Authorization")
+        if basic:
+            return basic
+        client_id, secret = request.form.get("client_id"), request.form.get("client_secret")
+        return f"{client_id}\x00{secret}" if client_id and secret else None
+    return None
+
+
+def _refuse_blocked() -> Response | None:
+    limiter: FailedAuthLimiter = current_app.extensions["roster.failed_auth"]
+    if not limiter.blocked:
+        return None
+    retry_after = limiter.blocked_for(client_key(request.remote_addr))
+    if retry_after is None:
+        return None
+    credential = _credential()
+    if credential is None or limiter.is_known(credential):
+        return None
+    detail = (f"too many failed authentications from this address (limit "
+              f"{limiter.item} per address); retry in {retry_after} s")
+    if request.blueprint == "scim":
+        response = error_response(429, detail)
+    elif request.blueprint == "api":
+        response = problem_response(429, detail)
+    else:
+        # RFC 6749 defines no code for this; temporarily_unavailable (§4.1.2.1) is what
+        # the token endpoint already answers a busy database with.
+        response = jsonify(error="temporarily_unavailable", error_description=detail)
+        response.status_code = 429
+        response.headers["Cache-Control"] = "no-store"
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _authenticated(response: Response) -> bool:
+    """Whether this request's credential was checked and accepted."""
+    if request.blueprint == "scim":
+        return g.get("scim_caller") is not None
+    if request.blueprint == "api":
+        return bool(g.get("api_key_authenticated"))
+    # Token endpoints and UserInfo answer 200 only after authenticating the client/token.
+    return response.status_code == 200
+
+
+def _count_outcome(response: Response) -> Response:
+    if response.status_code not in (200, 401) and request.blueprint not in BEARER_BLUEPRINTS:
+        return response
+    credential = _credential()
+    if credential is None:
+        return response
+    limiter: FailedAuthLimiter = current_app.extensions["roster.failed_auth"]
+    if response.status_code == 401:
+        try:
+            limiter.failed(client_key(request.remote_addr), credential)
+        except SQLAlchemyError as exc:  # the 401 stands; counting is best effort
+            log.warning("a failed authentication was not counted: %s", exc)
+    elif _authenticated(response):
+        limiter.succeeded(credential)
+    return response

@@ -1,0 +1,25 @@
+"""Names an operator or customer admin gives (organizations, directories, connections,
+roles, API keys): one check, so the API and the CLI refuse the same names alike."""
+
+from __future__ import annotations
+
+from app.errors import InvalidInput
+
+NAME_MAX = 200
+
+
+def checked_name(value: str, what: str, *, field: str = "name", optional: bool = False,
+                 limit: int = NAME_MAX) -> str:
+    """``value`` if it is a usable name, else InvalidInput naming ``field``: empty (unless
+    ``optional``: then a default applies), whitespace only (it shows as nothing in every
+    list), or longer than ``limit`` (never cut: the name given is the name kept)."""
+    if not value:
+        if optional:
+            return value
+        raise InvalidInput(f"{what} must not be empty", field=field)
+    if not value.strip():
+        raise InvalidInput(f"{what} must not be blank (whitespace only)", field=field)
+    if len(value) > limit:
+        raise InvalidInput(f"{what} is longer than {limit} characters ({len(value)} given)",
+                           field=field)
+    return value

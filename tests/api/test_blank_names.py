@@ -1,0 +1,60 @@
+"""Names an operator or admin gives may not be blank: a 400 naming the field, nothing
+written, the same through every endpoint that takes one."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.test_frame import assert_problem
+from tests.conftest import rows
+
+BLANKS = [" ", "\t \n", "\u3000"]
+
+
+def _refused(response) -> None:
+    body = assert_problem(response, 400, "validation")
+    assert [e["field"] for e in body["errors"]] == ["name"]
+    assert "blank" in body["errors"][0]["detail"]
+
+
+@pytest.mark.parametrize("name", BLANKS)
+def test_blank_organization_name_is_a_400(client, keys, db, name):
+    """An operator cannot create an organization that lists as nothing."""
+    response = client.post("/api/v1/orgs", headers=keys["operator"].headers,
+                           json={"slug": "blank", "name": name})
+    _refused(response)
+    assert rows(db, "SELECT count(*) AS n FROM organizations WHERE slug = 'blank'")[0].n == 0
+
+
+@pytest.mark.parametrize("name", BLANKS)
+def test_blank_directory_name_is_a_400(client, keys, tenant, db, name):
+    """A directory's name is how the admin tells directories apart."""
+    before = rows(db, "SELECT count(*) AS n FROM directories")[0].n
+    response = client.post(f"/api/v1/orgs/{tenant.org.id}/directories",
+                           headers=keys["admin"].headers, json={"vendor": "okta", "name": name})
+    _refused(response)
+    assert rows(db, "SELECT count(*) AS n FROM directories")[0].n == before
+
+
+@pytest.mark.parametrize("name", BLANKS)
+def test_blank_role_name_is_a_400(client, keys, tenant, db, name):
+    """A custom role needs a name that shows."""
+    response = client.post(f"/api/v1/orgs/{tenant.org.id}/roles",
+                           headers=keys["admin"].headers,
+                           json={"key": "blank_role", "name": name})
+    _refused(response)
+    assert rows(db, "SELECT count(*) AS n FROM roles WHERE key = 'blank_role'")[0].n == 0
+
+
+@pytest.mark.parametrize("name", BLANKS)
+def test_blank_api_key_name_is_a_400(client, keys, tenant, db, name):
+    """A name that is given must say something; omitted, the key simply has none."""
+    before = rows(db, "SELECT count(*) AS n FROM api_keys")[0].n
+    response = client.post("/api/v1/apikeys", headers=keys["operator"].headers,
+                           json={"role": "auditor", "organization": tenant.org.slug,
+                                 "name": name})
+    _refused(response)
+    assert rows(db, "SELECT count(*) AS n FROM api_keys")[0].n == before
+    response = client.post("/api/v1/apikeys", headers=keys["operator"].headers,
+                           json={"role": "auditor", "organization": tenant.org.slug})
+    assert response.status_code == 201
