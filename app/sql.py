@@ -29,7 +29,8 @@ from sqlalchemy.types import TypeDecorator
 
 from app.folding import fold_text
 
-__all__ = ["IdList", "among", "among_selected", "fetch", "fold", "fold_text", "json_rows"]
+__all__ = ["IdList", "among", "among_selected", "fetch", "fetch_many", "fold", "fold_text",
+           "json_rows"]
 
 
 class IdList(TypeDecorator[list[str]]):
@@ -264,3 +265,38 @@ def fetch(connection: Connection, statement: Executable,
         return [row(*r) for r in raw]
     return [row(*[v if p is None else p(v) for p, v in zip(results, r, strict=True)])
             for r in raw]
+
+
+def fetch_many(connection: Connection, statement: Insert, rows: list[dict[str, Any]]) -> None:
+    """``connection.execute(statement, rows)`` for an INSERT built once whose rows all name
+    the same columns, on the driver's ``executemany`` (as ``fetch`` runs one statement):
+    SQLAlchemy's own path costs more per row than SQLite's insert of it (the flight
+    recorder's batches, bench/README.md). Watched connections and statements ``fetch``
+    cannot compile take ``Connection.execute``."""
+    if not rows:
+        return
+    dispatch = connection.dispatch
+    watched = (connection._echo or dispatch.before_cursor_execute  # type: ignore[attr-defined]
+               or dispatch.after_cursor_execute)
+    compiled = None if watched else _compile(statement, connection.dialect, tuple(rows[0]))
+    if compiled is None:
+        connection.execute(statement, rows)
+        return
+    binds, defaults, order = compiled.binds.items(), compiled.defaults, compiled.order
+    bound: list[Any] = []
+    for params in rows:
+        values = {**defaults, **params}
+        for name, process in binds:
+            values[name] = process(values[name])
+        bound.append(values if order is None else [values[n] for n in order])
+    dbapi = connection.connection.dbapi_connection
+    assert dbapi is not None
+    cursor = dbapi.cursor()
+    try:
+        cursor.executemany(compiled.sql, bound)
+    except connection.dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(compiled.sql, bound, exc,
+                                  connection.dialect.loaded_dbapi.Error,
+                                  dialect=connection.dialect) from exc
+    finally:
+        cursor.close()

@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.db import utcnow
 from app.directory.tokens import _AUTHENTICATE, hash_token
 from app.models import DirectoryToken, OutboxEvent, User
-from app.sql import _compile, among, fetch, fold, fold_text
+from app.sql import _compile, among, fetch, fetch_many, fold, fold_text
 
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -238,3 +238,22 @@ def test_fold_text_is_the_fold_both_databases_compute(db, text, folded):
     assert fold_text(text) == folded
     with db.engine.connect() as connection:
         assert connection.execute(sa.select(fold(sa.literal(text)))).scalar() == folded
+
+
+def test_fetch_many_inserts_every_row_with_its_types_and_fails_whole(db):
+    """fetch_many stores each row as execute would (JSON, timezone-aware datetimes), on the
+    driver's executemany; a failing row is sqlalchemy's IntegrityError and, in the
+    caller's transaction, leaves none of the batch behind."""
+    rows = [_outbox_row(str(uuid.uuid4()), "sql.many") for _ in range(3)]
+    with db.transaction() as session:
+        fetch_many(session.connection(), _INSERT_OUTBOX, rows)
+    with db.transaction(readonly=True) as session:
+        stored = fetch(session.connection(), _OUTBOX_BY_TYPE, {"type": "sql.many"})
+    assert sorted(s.event_id for s in stored) == sorted(r["event_id"] for r in rows)
+    assert all(s.payload == {"n": 1, "list": ["a"]} for s in stored)
+    assert {s.created_at for s in stored} == {r["created_at"] for r in rows}
+    again = [_outbox_row(str(uuid.uuid4()), "sql.many.fail"), rows[0]]
+    with pytest.raises(sa.exc.IntegrityError), db.transaction() as session:
+        fetch_many(session.connection(), _INSERT_OUTBOX, again)
+    with db.transaction(readonly=True) as session:
+        assert fetch(session.connection(), _OUTBOX_BY_TYPE, {"type": "sql.many.fail"}) == []

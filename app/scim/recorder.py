@@ -49,6 +49,7 @@ from app.scim.redaction import (
     redact_query,
     sensitive_names,
 )
+from app.sql import fetch_many
 
 log = logging.getLogger(__name__)
 _INSERT = insert(ScimRequest)
@@ -157,7 +158,7 @@ class _State:
         prune_due = before // self.prune_every != self.recorded // self.prune_every
         # Core statements on a bare connection: the ORM unit of work would double the cost.
         with self.db.engine.begin() as conn:
-            conn.execute(_INSERT, batch)
+            fetch_many(conn, _INSERT, batch)
             for row in batch:
                 count_notes(conn, row["directory_id"], row["notes"], row["created_at"])
             if prune_due:
