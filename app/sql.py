@@ -236,30 +236,12 @@ def fetch(connection: Connection, statement: Executable,
     (tests that watch statements) it simply goes through ``connection.execute``, so they
     see it.
     """
-    dispatch = connection.dispatch
-    watched = (connection._echo or dispatch.before_cursor_execute  # type: ignore[attr-defined]
-               or dispatch.after_cursor_execute)
     keys = tuple(params) if isinstance(statement, ValuesBase) else None
-    compiled = None if watched else _compile(statement, connection.dialect, keys)
+    compiled = _unwatched(connection, statement, keys)
     if compiled is None:
         result = connection.execute(statement, params)
         return list(result) if result.returns_rows else []
-    values = {**compiled.defaults, **params}
-    for name, process in compiled.binds.items():
-        values[name] = process(values[name])
-    bound: Any = values if compiled.order is None else [values[n] for n in compiled.order]
-    dbapi = connection.connection.dbapi_connection
-    assert dbapi is not None
-    cursor = dbapi.cursor()
-    try:
-        cursor.execute(compiled.sql, bound)
-        raw = cursor.fetchall() if compiled.gives_rows else []
-    except connection.dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(compiled.sql, bound, exc,
-                                  connection.dialect.loaded_dbapi.Error,
-                                  dialect=connection.dialect) from exc
-    finally:
-        cursor.close()
+    raw = _run(connection, compiled, _bound(compiled, params), many=False)
     results, row = compiled.results, compiled.row
     if not any(results):
         return [row(*r) for r in raw]
@@ -275,25 +257,45 @@ def fetch_many(connection: Connection, statement: Insert, rows: list[dict[str, A
     cannot compile take ``Connection.execute``."""
     if not rows:
         return
-    dispatch = connection.dispatch
-    watched = (connection._echo or dispatch.before_cursor_execute  # type: ignore[attr-defined]
-               or dispatch.after_cursor_execute)
-    compiled = None if watched else _compile(statement, connection.dialect, tuple(rows[0]))
+    compiled = _unwatched(connection, statement, tuple(rows[0]))
     if compiled is None:
         connection.execute(statement, rows)
         return
-    binds, defaults, order = compiled.binds.items(), compiled.defaults, compiled.order
-    bound: list[Any] = []
-    for params in rows:
-        values = {**defaults, **params}
-        for name, process in binds:
-            values[name] = process(values[name])
-        bound.append(values if order is None else [values[n] for n in order])
+    _run(connection, compiled, [_bound(compiled, params) for params in rows], many=True)
+
+
+def _unwatched(connection: Connection, statement: Executable,
+               keys: tuple[str, ...] | None) -> _Compiled | None:
+    """The compiled form to run on the cursor; None when statements are logged or watched
+    (``fetch``), or when only ``Connection.execute`` can run it (``_compile``)."""
+    dispatch = connection.dispatch
+    if (connection._echo or dispatch.before_cursor_execute  # type: ignore[attr-defined]
+            or dispatch.after_cursor_execute):
+        return None
+    return _compile(statement, connection.dialect, keys)
+
+
+def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> Any:
+    """One row's parameters as the driver takes them, bind-processed."""
+    values = {**compiled.defaults, **params}
+    for name, process in compiled.binds.items():
+        values[name] = process(values[name])
+    return values if compiled.order is None else [values[n] for n in compiled.order]
+
+
+def _run(connection: Connection, compiled: _Compiled, bound: Any, *,
+         many: bool) -> list[Any]:
+    """Execute on a cursor of the connection's driver connection (``executemany`` for
+    ``many``); the raw rows, if any. Driver errors come out as SQLAlchemy's ``DBAPIError``."""
     dbapi = connection.connection.dbapi_connection
     assert dbapi is not None
     cursor = dbapi.cursor()
     try:
-        cursor.executemany(compiled.sql, bound)
+        if many:
+            cursor.executemany(compiled.sql, bound)
+            return []
+        cursor.execute(compiled.sql, bound)
+        return cursor.fetchall() if compiled.gives_rows else []
     except connection.dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(compiled.sql, bound, exc,
                                   connection.dialect.loaded_dbapi.Error,
