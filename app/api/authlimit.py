@@ -23,23 +23,23 @@ more check per process per window.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import logging
 import math
 import threading
 import time
 from collections import OrderedDict
+from functools import partial
 from typing import Any
 
-from flask import Flask, Response, current_app, g, jsonify, request
+from flask import Flask, Request, Response, g, jsonify, request
 from limits import RateLimitItem, parse
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.errors import problem_response
 from app.api.frame import ROUTES
 from app.api.ratelimit import DatabaseStorage
-from app.bearer import bearer_credential
+from app.bearer import digest_of, presented_bearer
 from app.scim.errors import error_response
 
 log = logging.getLogger(__name__)
@@ -71,10 +71,6 @@ def client_key(address: str | None) -> str:
     return str(ip)
 
 
-def _digest(credential: str) -> bytes:
-    return hashlib.sha256(credential.encode("utf-8", "surrogatepass")).digest()
-
-
 def _bounded_set(table: OrderedDict[Any, Any], key: Any, value: Any, limit: int) -> None:
     table[key] = value
     table.move_to_end(key)
@@ -91,7 +87,7 @@ class FailedAuthLimiter:
         self.storage = storage
         self.lock = threading.Lock()
         self.blocked: OrderedDict[str, float] = OrderedDict()  # address -> until (Unix)
-        self.known: OrderedDict[bytes, float] = OrderedDict()  # digest -> last success
+        self.known: OrderedDict[str, float] = OrderedDict()  # digest -> last success
         self.counts: OrderedDict[str, tuple[int, float]] = OrderedDict()  # memory storage
 
     def blocked_for(self, address: str) -> int | None:
@@ -108,23 +104,23 @@ class FailedAuthLimiter:
                 return None
         return max(1, math.ceil(until - now))
 
-    def is_known(self, credential: str) -> bool:
-        """Whether the credential authenticated in this process lately."""
-        return _digest(credential) in self.known
+    def is_known(self, digest: str) -> bool:
+        """Whether the credential of this digest authenticated in this process lately."""
+        return digest in self.known
 
-    def succeeded(self, credential: str) -> None:
-        """Remember a credential that authenticated (its digest)."""
-        digest, now = _digest(credential), time.time()
+    def succeeded(self, digest: str) -> None:
+        """Remember a credential that authenticated (by its digest)."""
+        now = time.time()
         seen = self.known.get(digest)
         if seen is not None and now - seen < REFRESH_AFTER:
             return
         with self.lock:
             _bounded_set(self.known, digest, now, KNOWN_GOOD)
 
-    def failed(self, address: str, credential: str) -> None:
+    def failed(self, address: str, digest: str) -> None:
         """Count a refused credential; at the limit, block the address until the window ends."""
         with self.lock:
-            self.known.pop(_digest(credential), None)
+            self.known.pop(digest, None)
         count, ends = self._count(address)
         if count >= self.item.amount:
             with self.lock:
@@ -152,44 +148,46 @@ def init_failed_auth_limit(app: Flask) -> None:
         return
     storage = DatabaseStorage(app.extensions["roster.db"]) \
         if settings["storage"] == "database" else None
-    app.extensions["roster.failed_auth"] = FailedAuthLimiter(
+    limiter = app.extensions["roster.failed_auth"] = FailedAuthLimiter(
         parse(settings["failed_auth"]), storage)
-    app.before_request(_refuse_blocked)
-    app.after_request(_count_outcome)
+    app.before_request(partial(_refuse_blocked, limiter))
+    app.after_request(partial(_count_outcome, limiter))
 
 
-def _credential() -> str | None:
-    """The credential this request presents, if it goes to an endpoint that checks one."""
-    endpoint = request.endpoint or ""
+def _credential(req: Request) -> str | None:
+    """The digest of the credential this request presents, if it goes to an endpoint that
+    checks one."""
+    endpoint = req.endpoint or ""
     spec = ROUTES.get(endpoint)
     if spec is not None and spec.permission is None:  # a public API route checks no key
         return None
-    if request.blueprint in BEARER_BLUEPRINTS or endpoint == USERINFO_ENDPOINT:
-        return bearer_credential(request.headers.get("Authorization"))
-    if endpoint in CLIENT_AUTH_ENDPOINTS and request.method == "POST":
-        basic = request.headers.get("Authorization")
+    if req.blueprint in BEARER_BLUEPRINTS or endpoint == USERINFO_ENDPOINT:
+        presented = presented_bearer()
+        return None if presented is None else presented.digest
+    if endpoint in CLIENT_AUTH_ENDPOINTS and req.method == "POST":
+        basic = req.headers.get("Authorization")
         if basic:
-            return basic
-        client_id, secret = request.form.get("client_id"), request.form.get("client_secret")
-        return f"{client_id}\x00{secret}" if client_id and secret else None
+            return digest_of(basic)
+        client_id, secret = req.form.get("client_id"), req.form.get("client_secret")
+        return digest_of(f"{client_id}\x00{secret}") if client_id and secret else None
     return None
 
 
-def _refuse_blocked() -> Response | None:
-    limiter: FailedAuthLimiter = current_app.extensions["roster.failed_auth"]
-    if not limiter.blocked:
+def _refuse_blocked(limiter: FailedAuthLimiter) -> Response | None:
+    if not limiter.blocked:  # the common case: nothing more to read
         return None
-    retry_after = limiter.blocked_for(client_key(request.remote_addr))
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    retry_after = limiter.blocked_for(client_key(req.remote_addr))
     if retry_after is None:
         return None
-    credential = _credential()
+    credential = _credential(req)
     if credential is None or limiter.is_known(credential):
         return None
     detail = (f"too many failed authentications from this address (limit "
               f"{limiter.item} per address); retry in {retry_after} s")
-    if request.blueprint == "scim":
+    if req.blueprint == "scim":
         response = error_response(429, detail)
-    elif request.blueprint == "api":
+    elif req.blueprint == "api":
         response = problem_response(429, detail)
     else:
         # RFC 6749 defines no code for this; temporarily_unavailable (§4.1.2.1) is what
@@ -201,28 +199,32 @@ def _refuse_blocked() -> Response | None:
     return response
 
 
-def _authenticated(response: Response) -> bool:
+def _authenticated(req: Request, status: int) -> bool:
     """Whether this request's credential was checked and accepted."""
-    if request.blueprint == "scim":
+    blueprint = req.blueprint
+    if blueprint == "scim":
         return g.get("scim_caller") is not None
-    if request.blueprint == "api":
+    if blueprint == "api":
         return bool(g.get("api_key_authenticated"))
     # Token endpoints and UserInfo answer 200 only after authenticating the client/token.
-    return response.status_code == 200
+    return status == 200
 
 
-def _count_outcome(response: Response) -> Response:
-    if response.status_code not in (200, 401) and request.blueprint not in BEARER_BLUEPRINTS:
+def _count_outcome(limiter: FailedAuthLimiter, response: Response) -> Response:
+    # The request once: each access through Flask's proxy costs a lookup. A success reads
+    # the digest the per-credential limit already made (app.bearer.presented_bearer).
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
+    status = response.status_code
+    if status != 401:
+        if _authenticated(req, status):
+            credential = _credential(req)
+            if credential is not None:
+                limiter.succeeded(credential)
         return response
-    credential = _credential()
-    if credential is None:
-        return response
-    limiter: FailedAuthLimiter = current_app.extensions["roster.failed_auth"]
-    if response.status_code == 401:
+    credential = _credential(req)
+    if credential is not None:
         try:
-            limiter.failed(client_key(request.remote_addr), credential)
+            limiter.failed(client_key(req.remote_addr), credential)
         except SQLAlchemyError as exc:  # the 401 stands; counting is best effort
             log.warning("a failed authentication was not counted: %s", exc)
-    elif _authenticated(response):
-        limiter.succeeded(credential)
     return response

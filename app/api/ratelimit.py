@@ -24,9 +24,10 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, request
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
@@ -36,7 +37,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.errors import problem_response
-from app.bearer import bearer_credential
+from app.bearer import presented_bearer
 from app.db import Database, utcnow
 from app.models.api import RateLimitCounter
 from app.scim.errors import error_response
@@ -135,6 +136,11 @@ def _purge_turn(key: str) -> bool:
     return hashlib.sha256(f"{key}{time.time_ns()}".encode()).digest()[0] < 3
 
 
+# Leases one process keeps at most: memory stays bounded whatever the number of credentials
+# (made-up tokens each count under their own key) a window sees.
+MAX_LEASES = 10_000
+
+
 @dataclass
 class _Lease:
     """Requests this process may still serve for one key, until its window ends."""
@@ -173,9 +179,16 @@ class LeasedLimiter:
         # The slice may straddle the limit: only the part still under it is ours.
         granted = max(0, min(size, item.amount - (count - size)))
         lease = _Lease(remaining=granted, ends=ends.timestamp(), exhausted=granted < size)
-        if len(self.leases) > 10_000:  # many credentials: forget the ended windows
-            self.leases = {k: v for k, v in self.leases.items() if v.ends > time.time()}
-        self.leases[key] = lease
+        self.leases.pop(key, None)
+        self.leases[key] = lease  # newest last: the table is in lease order
+        if len(self.leases) > MAX_LEASES:
+            # Many credentials: forget the ended windows, then the oldest leases. A forgotten
+            # lease gives up only its unused slice (the shared count keeps it): the key's
+            # next request leases again, so no request escapes the count.
+            now = time.time()
+            live = {k: v for k, v in self.leases.items() if v.ends > now}
+            self.leases = dict(list(live.items())[-MAX_LEASES // 2:]) \
+                if len(live) > MAX_LEASES else live
         return lease
 
 
@@ -191,10 +204,10 @@ class RateLimits:
                        if settings["storage"] == "database" else None)
         self.limiter = FixedWindowRateLimiter(MemoryStorage())
 
-    def check(self, blueprint: str, credential: str) -> int | None:
-        """Count one request; None when allowed, else the seconds until the window ends."""
+    def check(self, blueprint: str, identity: str) -> int | None:
+        """Count one request of the credential whose digest is ``identity``; None when
+        allowed, else the seconds until the window ends."""
         item = self.items[blueprint]
-        identity = hashlib.sha256(credential.encode()).hexdigest()
         if self.leased is not None:
             return self.leased.check(item, item.key_for(blueprint, identity))
         if self.limiter.hit(item, blueprint, identity):
@@ -208,19 +221,19 @@ def init_rate_limits(app: Flask) -> None:
     settings = app.config["ROSTER"]["ratelimit"]
     if not settings["enabled"]:
         return
-    app.extensions["roster.ratelimits"] = RateLimits(settings, app.extensions["roster.db"])
-    app.before_request(_limit)
+    limits = app.extensions["roster.ratelimits"] = RateLimits(
+        settings, app.extensions["roster.db"])
+    app.before_request(partial(_limit, limits))
 
 
-def _limit() -> Response | None:
+def _limit(limits: RateLimits) -> Response | None:
     blueprint = request.blueprint
     if blueprint not in LIMITED_BLUEPRINTS:
         return None
-    credential = bearer_credential(request.headers.get("Authorization"))
-    if credential is None:
+    presented = presented_bearer()
+    if presented is None:
         return None
-    limits: RateLimits = current_app.extensions["roster.ratelimits"]
-    retry_after = limits.check(blueprint, credential)
+    retry_after = limits.check(blueprint, presented.digest)
     if retry_after is None:
         return None
     detail = (f"rate limit of {limits.items[blueprint]} per credential exceeded; "

@@ -111,3 +111,25 @@ def test_bad_limit_settings_stop_the_app(database_url, limits):
     """A malformed limit or storage is a configuration error at start."""
     with pytest.raises(SettingsError, match="ratelimit"):
         _node(database_url, **limits)
+
+
+def test_a_node_keeps_a_bounded_number_of_leases_and_still_counts_every_request(
+        database_url, db, tenant, monkeypatch):
+    """Made-up tokens each lease under their own key: past MAX_LEASES a node forgets the
+    oldest leases, and a forgotten key's next request leases again (the shared count still
+    sees it), so memory stays bounded and no request goes uncounted."""
+    from app.api import ratelimit
+
+    monkeypatch.setattr(ratelimit, "MAX_LEASES", 8)
+    client = _node(database_url, scim="2/minute")
+    limits = client.application.extensions["roster.ratelimits"]
+    url = "/scim/v2/ServiceProviderConfig"
+    assert client.get(url, headers=tenant.headers).status_code == 200
+    for n in range(30):
+        client.get(url, headers={"Authorization": f"Bearer made-up-{n}"})
+        assert len(limits.leased.leases) <= 8
+    # The first token's lease is long forgotten; its second request is still its second.
+    assert client.get(url, headers=tenant.headers).status_code == 200
+    assert client.get(url, headers=tenant.headers).status_code == 429
+    assert rows(db, "SELECT count(*) FROM rate_limit_counters "
+                    "WHERE key LIKE '%/scim/%'")[0][0] == 31
