@@ -140,6 +140,21 @@ def main() -> None:
                         if rate and variant not in CEILINGS)
         print(f"  {variant}: {statistics.median(rates):7.0f} req/s  {cpu:.3f} ms CPU/req  "
               f"({', '.join(f'{r:.0f}' for r in rates)}){share}")
+        if variant not in CEILINGS:
+            for name in ceilings:
+                print(f"      each round's share of {name}: "
+                      f"{_round_shares(rounds, figures[name])}")
+
+
+def _round_shares(rounds: list[tuple[float, float]],
+                  ceiling: list[tuple[float, float]]) -> str:
+    """A build's rate over the ceiling's in the same round, round by round, and their
+    median: rounds minutes apart ran on a machine of another speed (bench/README.md,
+    session 27), so a share within one round is steadier than a share of two medians."""
+    shares = [100 * rps / top for (rps, _), (top, _) in zip(rounds, ceiling, strict=True)
+              if top]
+    listed = ", ".join(f"{s:.1f}" for s in shares)
+    return f"median {statistics.median(shares):.1f} % ({listed})" if shares else "none"
 
 
 if __name__ == "__main__":
