@@ -40,6 +40,7 @@ from app.lifecycle import (
     Trigger,
     delete_user,
     deprovision_user,
+    operator_hold,
     reactivate_user,
     restorable_on_create,
 )
@@ -297,6 +298,8 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
         move_display(session, user)  # shown by its reports and groups: their versions move
     changed = _assign(user, data, manager, store_password_hash=store_password_hash)
     flips = data.active is not None and data.active != user.active
+    if flips and data.active and _held(session, user, actor):
+        flips = False  # an operator took it out: the IdP's active=true does not undo that
     if changed or flips:
         move_own(session, user)
         user.updated_at = utcnow()
@@ -317,6 +320,17 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
     if {"user_name", "external_id"} & set(changed) or (flips and data.active):
         link_reports(session, user, actor)  # renamed or restored: reports may wait for it
     return user
+
+
+def _held(session: Session, user: User, actor: Actor) -> bool:
+    """Whether an operator's deprovisioning holds the user out (app.lifecycle.operator_hold);
+    the refused reactivation is audited (``user:reactivate_held``)."""
+    held = operator_hold(session, user)
+    if held is not None:
+        record(session, organization_id=user.organization_id, action="user:reactivate_held",
+               actor=actor, subject_type="user", subject_id=user.id,
+               data={"record_id": held.id, "reason": held.reason})
+    return held is not None
 
 
 def remove_user(session: Session, user: User, actor: Actor) -> None:

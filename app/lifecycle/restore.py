@@ -13,8 +13,10 @@ from app.db import utcnow
 from app.directory.hold import directory_active, hold_directory_status
 from app.errors import Conflict
 from app.events import emit
+from app.lifecycle.guard import DELIBERATE
 from app.mapping.evaluation import reevaluate_users
 from app.models import Grant, Role, Unit, User
+from app.models.directory import UserStatus
 from app.models.lifecycle import DeprovisionRecord
 
 
@@ -42,6 +44,21 @@ def last_open_record(session: Session, user: User) -> DeprovisionRecord | None:
         .where(DeprovisionRecord.user_id == user.id, DeprovisionRecord.restored_at.is_(None),
                DeprovisionRecord.outcome == "applied")
         .order_by(DeprovisionRecord.received_at.desc()).limit(1)).first()
+
+
+def operator_hold(session: Session, user: User) -> DeprovisionRecord | None:
+    """The operator's deprovisioning that holds ``user`` out, when its latest deprovisioning
+    not yet undone is one (``roster lifecycle deprovision``, ``POST .../deprovision``).
+
+    Held, a deprovisioned user is not reactivated by its IdP's ``active: true``: Okta sends
+    it with every profile push, so the account a security team took out would be back at
+    the next routine sync. Only an operator's reactivation lifts the hold. A user the IdP
+    has since deleted is not held: re-creating it is the IdP's own new start.
+    """
+    if user.status != UserStatus.deprovisioned:
+        return None
+    rec = last_open_record(session, user)
+    return rec if rec is not None and rec.trigger == DELIBERATE else None
 
 
 def restore_access(session: Session, user: User, actor: Actor,
