@@ -121,6 +121,20 @@ def test_successful_create_is_recorded_with_password_redacted(client, db, tenant
     assert "E-1" not in row.response_body
 
 
+def test_a_response_with_a_name_that_lengthens_when_lower_cased_is_recorded_masked(
+        client, db, tenant):
+    """"İ" lower-cases to two characters: found in the lower-cased text, a sensitive key's
+    position was off in the response as sent, and its value was kept (Turkish names)."""
+    ent = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    body = {"schemas": [USER, ent], "userName": "ilker@acme.com",
+            "displayName": "İİİİİİİİ İlker Öztürk", ent: {"employeeNumber": "E-77"}}
+    assert client.post("/scim/v2/Users", headers=tenant.headers, json=body).status_code == 201
+    [row] = _recorded(db, client.application)
+    assert "E-77" not in row.response_body
+    assert "E-77" not in row.request_body
+    assert json.loads(row.response_body)[ent]["employeeNumber"] == "[REDACTED]"
+
+
 def test_a_patch_setting_the_password_is_recorded_masked_however_it_is_spelled(
         client, db, tenant):
     """Okta's password sync PATCHes ``password``. The engine reads PatchOp members in any

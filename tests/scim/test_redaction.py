@@ -12,6 +12,7 @@ from app.scim.redaction import (
     redact_filter,
     redact_own_json,
     redact_query,
+    redact_value,
     sensitive_names,
 )
 
@@ -112,6 +113,48 @@ def test_own_json_is_masked_exactly_like_the_full_walk(body, indent):
     assert json.loads(fast) == json.loads(redact_body(raw, SENSITIVE, 10_000))
     for secret in ("E-1", "E-2", "E-4", "\\u00c9-3"):
         assert f'"{secret}"' not in fast
+
+
+@pytest.mark.parametrize("body", [*OWN_BODIES, {"name": "İİİİ", "employeeNumber": "E-1"},
+                                  {"a": "İ", "b": {"password": "E-2"}, "c": "\u0131"}])
+@pytest.mark.parametrize(("indent", "ascii_only"), [(None, True), (2, False), (None, False)])
+def test_own_json_in_utf8_is_masked_exactly_like_the_full_walk(body, indent, ascii_only):
+    """Roster's responses are UTF-8 as well: a character that lower-cases longer ("İ") must
+    not shift where a sensitive value is found."""
+    raw = json.dumps(body, indent=indent, ensure_ascii=ascii_only).encode()
+    fast = redact_own_json(raw, SENSITIVE, 10_000)
+    assert json.loads(fast) == redact_value(body, SENSITIVE)
+    for secret in ("E-1", "E-2", "E-4", "É-3"):
+        assert f'"{secret}"' not in fast
+
+
+CLIENT_BODIES = [
+    *OWN_BODIES,
+    {"schemas": ["x"], "userName": "a", "password": "p", ENTERPRISE: {"employeeNumber": "1"}},
+    {"Operations": [{"op": "replace", "value": {"active": False, "password": "E-1"}}]},
+    {"Operations": [{"op": "Replace", "PATH": "password", "value": "E-2"}]},
+    {"Operations": [{"op": "replace", "path": "title", "value": "x"}], "password": "E-4"},
+    {"filter": 'employeeNumber eq "E-1"', "startIndex": 1},
+    {"name": "İlker", "employeeNumber": "E-1", "n": "\u0070assword"},
+]
+
+
+@pytest.mark.parametrize("body", CLIENT_BODIES)
+@pytest.mark.parametrize(("indent", "ascii_only"), [(None, True), (2, False)])
+def test_a_clients_json_is_masked_exactly_like_the_full_walk(body, indent, ascii_only):
+    """A client's body is masked in its text where that reads the same (no ``\\u`` escape,
+    no PATCH ``path``, no ``filter``), else by the walk: the same values either way."""
+    raw = json.dumps(body, indent=indent, ensure_ascii=ascii_only).encode()
+    out = redact_body(raw, SENSITIVE, 10_000)
+    assert json.loads(out) == redact_value(body, SENSITIVE)
+    for secret in ("E-1", "E-2", "E-4", "É-3"):
+        assert f'"{secret}"' not in out
+
+
+def test_a_clients_json_is_kept_as_sent_with_only_its_secrets_masked():
+    """No decode and re-encode: spacing and characters stay as the client sent them."""
+    raw = '{"userName": "José",   "password": "hunter2"}'.encode()
+    assert redact_body(raw, SENSITIVE, 10_000) == f'{{"userName": "José",   "password": "{MARK}"}}'
 
 
 def test_own_json_falls_back_when_it_is_not_json_after_all():
