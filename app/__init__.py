@@ -28,6 +28,9 @@ from app.sso.views import SSO_JSON_PATHS
 from app.sso.views import unexpected_error as sso_unexpected_error
 
 log = logging.getLogger("roster")
+# The token endpoint for IdPs (app/scim/oauth.py) and the OpenID Provider's JSON endpoints
+# (token, introspection, revocation, userinfo, discovery, JWKS): errors in OAuth's format.
+OAUTH_JSON_PATHS = ("/oauth/", *SSO_JSON_PATHS)
 # A refused body up to this many times app.max_body_bytes is read to its end.
 DRAIN_BODIES = 4
 
@@ -167,6 +170,19 @@ def _scim_method_not_allowed(app: Flask) -> Response | None:
     return response
 
 
+def _oauth_method_not_allowed(allow: str | None) -> Response:
+    """A method an OAuth endpoint does not serve, in OAuth's error format (RFC 6749 §5.2:
+    ``invalid_request``, the request is malformed; there is no code of its own), with
+    ``Cache-Control: no-store`` as the endpoint's other errors (authlib's), not the app's
+    generic JSON a client's OAuth library cannot read. The caller adds ``Allow``."""
+    response = jsonify(error="invalid_request", request_id=g.get("request_id"),
+                       error_description=f"{request.method} is not allowed here; "
+                                         f"allowed: {allow or '-'}")
+    response.status_code = 405
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def _register_error_handlers(app: Flask) -> None:
     """Fallback handlers for routes outside a blueprint with its own error format."""
 
@@ -180,15 +196,19 @@ def _register_error_handlers(app: Flask) -> None:
             detail = (f"no SCIM endpoint at {request.path}" if code == 404
                       else exc.description or exc.name)
             return scim_error_response(code, detail), code
-        if request.path.startswith("/sso/") and not request.path.startswith(SSO_JSON_PATHS):
+        # A 405 names the methods the resource has (RFC 9110 §15.5.6), in every format.
+        allow = dict(exc.get_headers()).get("Allow")
+        if code == 405 and request.path.startswith(OAUTH_JSON_PATHS):
+            response = _oauth_method_not_allowed(allow)
+        elif request.path.startswith("/sso/") and not request.path.startswith(SSO_JSON_PATHS):
             # A browser's page (a 2 MB SAMLResponse, a GET on the ACS, an unknown /sso
             # path): a plain page, like every other sign-in failure, not JSON.
-            return sso_pages.page(exc.name, f"<p>{escape(exc.description or exc.name)}</p>",
-                                  code), code
-        response = jsonify(error=exc.name, detail=exc.description,
-                           request_id=g.get("request_id"))
-        allow = dict(exc.get_headers()).get("Allow")
-        if allow:  # a 405 names the methods the resource has (RFC 9110 §15.5.6)
+            response = sso_pages.page(exc.name,
+                                      f"<p>{escape(exc.description or exc.name)}</p>", code)
+        else:
+            response = jsonify(error=exc.name, detail=exc.description,
+                               request_id=g.get("request_id"))
+        if allow:
             response.headers["Allow"] = allow
         return response, code
 

@@ -92,7 +92,8 @@ def list_(ctx: CliContext, org_ref: str) -> None:
 @click.option("--idp-initiated/--no-idp-initiated", default=None)
 @click.option("--sign-requests/--no-sign-requests", default=None)
 @click.option("--enabled/--disabled", default=None,
-              help="A disabled connection refuses logins and is not offered by discovery.")
+              help="A disabled connection refuses logins and is not offered by discovery; "
+                   "disabling ends the logins made through it, with their tokens.")
 @pass_ctx
 def set_(ctx: CliContext, connection_id: str, policy: str | None, match_by: str | None,
          idp_initiated: bool | None, sign_requests: bool | None,

@@ -20,6 +20,7 @@ from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.models import Organization
 from app.models.sso import ConnectionDomain, SsoConnection
+from app.sso.connection_sessions import end_connection_sessions
 
 POLICIES = ("scim", "jit")
 MATCH_BY = ("email", "nameid", "user_name", "external_id")
@@ -103,7 +104,8 @@ def update_connection(session: Session, conn: SsoConnection, actor: Actor,
                       changes: dict[str, Any], *,
                       sp_key_configured: bool = False) -> SsoConnection:
     """Change a connection's settings (see EDITABLE); audit ``sso:connection:update``.
-    Asking for ``sign_requests`` needs ``sp_key_configured``, as on create."""
+    Asking for ``sign_requests`` needs ``sp_key_configured``, as on create. Disabling ends
+    the connection's live logins and their tokens (app/sso/connection_sessions.py)."""
     unknown = sorted(set(changes) - set(EDITABLE))
     if unknown:
         raise InvalidInput(f"cannot change {', '.join(unknown)}", field=unknown[0])
@@ -122,9 +124,12 @@ def update_connection(session: Session, conn: SsoConnection, actor: Actor,
         setattr(conn, key, value)
     if changed:
         conn.updated_at = utcnow()
+        # Disabling ends the logins made through the connection too, with their tokens.
+        ended = (end_connection_sessions(session, conn, actor)
+                 if changed.get("enabled") is False else 0)
         record(session, organization_id=conn.organization_id, action="sso:connection:update",
                actor=actor, subject_type="sso_connection", subject_id=conn.id,
-               data={"changed": changed})
+               data={"changed": changed, **({"sessions_ended": ended} if ended else {})})
     return conn
 
 

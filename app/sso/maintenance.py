@@ -12,7 +12,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_
+from sqlalchemy import delete, or_, update
 from sqlalchemy.orm import Session
 
 from app.db import Database, utcnow
@@ -53,8 +53,14 @@ def _purge_ended(session: Session, now: datetime) -> dict[str, int]:
     """Every Entra token request, portal login and refresh added a row for good. A token
     goes a day after it expired (a rotated refresh token stays until then, so its replay is
     still caught while it could be used); a login session, with any token left of it, and
-    a back-channel logout ENDED_RETENTION after they ended."""
+    a back-channel logout ENDED_RETENTION after they ended. An expired login's sealed IdP
+    ID token is cleared at once."""
     ended = now - ENDED_RETENTION
+    # The sealed IdP ID token was kept for the logout of a live login only: an expired
+    # login's goes now, not with its row a month later (a revoked one's went at once).
+    session.execute(update(LoginSession).where(
+        LoginSession.expires_at <= now, LoginSession.upstream_id_token.is_not(None))
+        .values(upstream_id_token=None).execution_options(synchronize_session=False))
     tokens = session.execute(delete(IssuedToken).where(
         IssuedToken.expires_at <= now - TOKEN_GRACE)).rowcount
     logins = session.execute(delete(LoginSession).where(or_(

@@ -350,8 +350,7 @@ def end_session() -> Response:
                 client_id=req.client.get_client_id() if req.client else None)
             conn_id = ended.connection_id
             upstream = plan_upstream(
-                s, conn_id, dict(session), sp_urls(conn_id) if conn_id else None, sp_keys(),
-                browser_login_id=login_id if isinstance(login_id, str) else None,
+                s, ended, dict(session), sp_urls(conn_id) if conn_id else None, sp_keys(),
                 id_tokens=app_sealer(UPSTREAM_ID_TOKEN))
     except OAuth2Error as exc:
         return _error(exc)

@@ -73,6 +73,9 @@ class EndedLogin:
 
     connection_id: str | None
     sessions: tuple[str, ...]
+    # The IdP's ID token of the browser's login, still sealed: taken out of its row, which
+    # keeps none once ended (the hint of one logout at the IdP, used once).
+    sealed_id_token: str | None = None
 
 
 def end_login_sessions(session: Session, *, browser_login_id: str | None,
@@ -87,6 +90,7 @@ def end_login_sessions(session: Session, *, browser_login_id: str | None,
         if row is not None and row.user_id == hint.get("sub"):
             hinted = row
     rows = list(dict.fromkeys(r for r in (browser, hinted) if r is not None))
+    sealed = browser.upstream_id_token if browser is not None else None
     ended = tuple(r.id for r in rows if revoke_login_session(session, r.id, actor, REASON))
     primary = browser or hinted
     if primary is None:
@@ -95,7 +99,7 @@ def end_login_sessions(session: Session, *, browser_login_id: str | None,
            actor=actor, subject_type="user", subject_id=primary.user_id,
            data={"client_id": client_id, "sessions_ended": list(ended),
                  "id_token_hint": hint is not None, "connection_id": primary.connection_id})
-    return EndedLogin(primary.connection_id, ended)
+    return EndedLogin(primary.connection_id, ended, sealed)
 
 
 @dataclass(frozen=True)
@@ -113,11 +117,12 @@ class Upstream:
     id_token: str | None = None
 
 
-def plan_upstream(session: Session, connection_id: str | None, cookie: dict[str, Any],
-                  urls: SpUrls | None, keys: SpKeys, *, browser_login_id: str | None = None,
+def plan_upstream(session: Session, ended: EndedLogin, cookie: dict[str, Any],
+                  urls: SpUrls | None, keys: SpKeys, *,
                   id_tokens: Sealer | None = None) -> Upstream | None:
-    """The IdP logout for the login the browser held, when its IdP supports one; the IdP's
-    ID token of that login (the hint) is taken out of its row, used once."""
+    """The IdP logout for the login the browser held, when its IdP supports one, with the
+    IdP's ID token of that login (the hint) that :func:`end_login_sessions` took out."""
+    connection_id = ended.connection_id
     conn = session.get(SsoConnection, connection_id) if connection_id else None
     if conn is None or not conn.enabled:
         return None
@@ -137,19 +142,8 @@ def plan_upstream(session: Session, connection_id: str | None, cookie: dict[str,
         return None
     return Upstream("oidc", conn.id, discovery_url=conn.oidc_discovery_url,
                     client_id=conn.oidc_client_id,
-                    id_token=_take_id_token(session, browser_login_id, conn.id, id_tokens)
+                    id_token=(id_tokens.open(ended.sealed_id_token) if id_tokens else None)
                     or oidc.get("id_token"))
-
-
-def _take_id_token(session: Session, login_id: str | None, connection_id: str,
-                   id_tokens: Sealer | None) -> str | None:
-    """The sealed upstream ID token of the browser's login through this connection, opened
-    and cleared (the login has ended); None when there is none or no key opens it."""
-    login = session.get(LoginSession, login_id) if login_id else None
-    if login is None or login.connection_id != connection_id or not login.upstream_id_token:
-        return None
-    sealed, login.upstream_id_token = login.upstream_id_token, None
-    return id_tokens.open(sealed) if id_tokens is not None else None
 
 
 def oidc_logout_url(end_session_url: str, upstream: Upstream, post_logout_redirect_uri: str,

@@ -91,9 +91,15 @@ def _logout_name_id(xml: str | bytes, keys: SpKeys) -> str | None:
 
 def revoke_login_session(session: Session, login_id: str, actor: Actor,
                          reason: str) -> bool:
-    """Revoke one login session and its tokens; audit and tell the portal (outbox)."""
+    """Revoke one login session and its tokens; audit and tell the portal (outbox).
+
+    The IdP's sealed ID token goes with it (kept for the logout of a live login only): every
+    logout path, RP-initiated, SP- or IdP-initiated SLO, ends here."""
     login = session.get(LoginSession, login_id)
-    if login is None or login.revoked_at is not None:
+    if login is None:
+        return False
+    login.upstream_id_token = None
+    if login.revoked_at is not None:
         return False
     now = utcnow()
     login.revoked_at, login.revoked_reason = now, reason

@@ -8,12 +8,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import zlib
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 from click.testing import CliRunner
 
 from app.cli import cli
 from app.cli.commands import register
+from app.db import utcnow
+from app.models.sso import LoginSession
 from app.sso.sealed import PKCE_VERIFIER, UPSTREAM_ID_TOKEN, sealer
 from tests.conftest import rows
 from tests.sso.conftest import PORTAL_LOGGED_OUT, provision
@@ -139,3 +142,36 @@ def test_a_verifier_no_key_opens_ends_the_login_as_missing_pkce_verifier(db, ten
     assert [r.reason for r in rows(db, "SELECT reason FROM sso_login_traces")] == [
         "missing_pkce_verifier"]
     assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 0
+
+
+def test_a_logout_by_the_hint_alone_leaves_no_id_token_of_the_idp(db, tenant, iam, web,
+                                                                  sso_app):
+    """The portal's back end ends the login from a browser without Roster's cookie: the
+    login's sealed IdP ID token goes with it (it stayed, sealed, until the purge a month
+    after the session ended)."""
+    _conn, tokens, _browser = _canaille_login(db, tenant, iam, web, "hint")
+    resp = sso_app.test_client().get(END, query_string={"id_token_hint": tokens["id_token"]})
+    assert resp.status_code == 200, resp.text
+    assert [(r.revoked_reason, r.upstream_id_token) for r in rows(
+        db, "SELECT revoked_reason, upstream_id_token FROM login_sessions")] == [
+        ("oidc_rp_logout", None)]
+
+
+def test_the_purge_clears_the_id_token_of_an_expired_login_and_keeps_the_row(
+        db, tenant, iam, web, database_url):
+    """A login past its expiry is no longer live: `roster sso purge-traces` clears its
+    sealed IdP ID token now (not with the row, a month later); a live login keeps its own."""
+    _canaille_login(db, tenant, iam, web, "exp")
+    [expired] = rows(db, "SELECT id FROM login_sessions")
+    _canaille_login(db, tenant, iam, web, "live")
+    with db.transaction() as s:
+        s.get(LoginSession, expired.id).expires_at = utcnow() - timedelta(minutes=1)
+    env = {"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
+           "ROSTER_APP__SECRET_KEY": SECRET_KEY}
+    result = CliRunner().invoke(cli, ["sso", "purge-traces"], env=env)
+    assert result.exit_code == 0, result.output
+    left = {r.id: r.upstream_id_token for r in rows(
+        db, "SELECT id, upstream_id_token FROM login_sessions")}
+    assert len(left) == 2
+    assert left.pop(expired.id) is None
+    assert sealer(UPSTREAM_ID_TOKEN, SECRET_KEY).open(left.popitem()[1])

@@ -338,10 +338,11 @@ def _set_enabled(ctx: ApiContext, connection_id: str, enabled: bool) -> SsoConne
 
 @api_route(bp, "/orgs/<org_id>/connections/<connection_id>/disable", methods=["POST"],
            permission="connections:write", tags=["sso"],
-           summary="Disable an SSO connection (no new logins through it)",
+           summary="Disable an SSO connection (no new logins; its logins end)",
            response=ConnectionSchema)
 def disable_connection(ctx: ApiContext, connection_id: str) -> SsoConnection:
-    """Refuse logins and discovery through this connection; settings are kept."""
+    """Refuse logins and discovery through this connection and end the logins it made,
+    with the portal's tokens issued on them; settings are kept."""
     return _set_enabled(ctx, connection_id, False)
 
 
