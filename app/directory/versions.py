@@ -246,10 +246,12 @@ def own_moved(session: Session, user: User) -> bool:
 def own_moved_among(session: Session, user_ids: Iterable[str]) -> set[str]:
     """Those of ``user_ids`` whose own version this transaction moved (``move_own``)."""
     moved = _own_moved(session)
+    if not moved:
+        return set()  # the usual group write: nothing to look at among its 50,000 members
     # Only the few it moved are read, by key: one the evaluation flushed may have left the
     # identity map (held weakly), and its version must be read to tell whether a savepoint
     # rolled back undid the move.
-    found = (session.get(User, uid) for uid in sorted(set(user_ids)) if uid in moved)
+    found = (session.get(User, uid) for uid in sorted({u for u in user_ids if u in moved}))
     return {user.id for user in found if user is not None and own_moved(session, user)}
 
 
