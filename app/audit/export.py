@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.audit.horizon import SETTLE_SECONDS, settled_through
@@ -70,6 +70,17 @@ def position(session: Session, organization_id: str | None,
     return int(session.scalar(newest) or 0)
 
 
+def about_subject(subject_id: str) -> ColumnElement[bool]:
+    """The events about ``subject_id``: those naming it their subject, and the grant events
+    of a user that name it ``user_id`` (a deprovisioning's ``grant:remove``, a
+    reactivation's ``grant:add``). Those record their user as the subject now, as the
+    mapping's always did; before, they named the grant, and a user's export left out the
+    access it lost. The stored records are kept as they were (their hashes cover them)."""
+    return or_(AuditEvent.subject_id == subject_id,
+               and_(AuditEvent.subject_type == "grant",
+                    AuditEvent.data["user_id"].as_string() == subject_id))
+
+
 def iter_events(session: Session, flt: AuditFilter, limit: int | None = None,
                 ) -> Iterator[AuditEvent]:
     """Matching events in insertion order (with after_seq: in seq order), streamed."""
@@ -91,7 +102,7 @@ def iter_events(session: Session, flt: AuditFilter, limit: int | None = None,
     if flt.action:
         stmt = stmt.where(AuditEvent.action == flt.action)
     if flt.subject_id:
-        stmt = stmt.where(AuditEvent.subject_id == flt.subject_id)
+        stmt = stmt.where(about_subject(flt.subject_id))
     if limit:
         stmt = stmt.limit(limit)
     yield from session.scalars(stmt.execution_options(yield_per=500))

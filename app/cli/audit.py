@@ -11,6 +11,7 @@ from typing import Any, BinaryIO, TextIO
 
 import click
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.audit.checkpoints import (
     exported,
@@ -21,6 +22,7 @@ from app.audit.checkpoints import (
 from app.audit.export import FORMATS, AuditFilter, iter_events, position, render
 from app.audit.receipts import get_record, make_receipt, verify_receipt
 from app.audit.report import deprovision_report, latency_of
+from app.audit.sealed_records import verify_records
 from app.audit.signing import SigningKey, key_id_of, load_public_key, load_signing_key
 from app.audit.verify import verify as verify_chains
 from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, say
@@ -126,6 +128,7 @@ def verify(ctx: CliContext, org_ref: str | None, public_key_files: tuple[BinaryI
             event = f" (event {report.bad_event_id})" if report.bad_event_id else ""
             say(f"BAD  chain {report.chain}: first bad record at {where}{event}: "
                 f"{problem}")
+        bad += _verify_deprovision_records(session, org_id)
     for chain, documents in kept.items():
         if org_id is None or chain == org_id:
             bad += 1  # signed heads of a chain the database no longer has at all
@@ -133,6 +136,19 @@ def verify(ctx: CliContext, org_ref: str | None, public_key_files: tuple[BinaryI
                 "the log holds no such chain: it was removed")
     if bad:
         raise SystemExit(1)
+
+
+def _verify_deprovision_records(session: Session, org_id: str | None) -> int:
+    """Say how the deprovisioning records fare against their audit events' digests (the
+    chain vouches for the events); return how many are bad."""
+    report = verify_records(session, org_id)
+    for found in report.problems:
+        event = f" (audit event {found.event_id})" if found.event_id else ""
+        say(f"BAD  deprovisioning record {found.record_id}{event}: {found.problem}")
+    if not report.problems:
+        say(f"ok   deprovisioning records: {report.records} records, {report.sealed} "
+            "matching their audit event's digest")
+    return len(report.problems)
 
 
 @audit.command("checkpoints")

@@ -23,7 +23,7 @@ from app.audit import Actor, record
 from app.db import Reader, core, utcnow
 from app.directory.refs import DirectoryLike
 from app.directory.uniqueness import flush_unique, insert_unique
-from app.directory.versions import move_groups_shown
+from app.directory.versions import move_groups_shown, own_moved_among
 from app.errors import Conflict, InvalidInput, NotFound
 from app.events import emit
 from app.mapping.reevaluation import Reevaluation, finish, lock_users
@@ -170,10 +170,13 @@ def _reevaluating(session: Session, group: Group, user_ids: Iterable[str], actor
 
 def _finish(session: Session, reevaluation: Reevaluation, actor: Actor) -> None:
     """The write's end: the users whose groups it changed (``note``, all locked up front)
-    show new ``groups``, so their versions move (one UPDATE), then they are evaluated: a
-    change of their grants moves no second counter (settled)."""
-    move_groups_shown(session, reevaluation.changed)
+    are evaluated, then show new ``groups``, so their versions move (one UPDATE). A change
+    of their grants moves no second counter (settled), and a user the evaluation
+    deprovisioned (its last mapped group gone) moved its own version for the change: its
+    groups part stays, one part moved per request (RFC 7644 §3.14)."""
     finish(session, reevaluation, actor, settled=reevaluation.changed)
+    moved = own_moved_among(session, reevaluation.changed)
+    move_groups_shown(session, [uid for uid in reevaluation.changed if uid not in moved])
 
 
 def add_members(session: Session, group: Group, user_ids: Iterable[str], actor: Actor, *,

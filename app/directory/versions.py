@@ -243,6 +243,18 @@ def own_moved(session: Session, user: User) -> bool:
     return user.id is not None and _own_moved(session).get(user.id) == user.version
 
 
+def own_moved_among(session: Session, user_ids: Iterable[str]) -> set[str]:
+    """Those of ``user_ids`` whose own version this transaction moved (``move_own``)."""
+    moved = _own_moved(session)
+    if not moved:
+        return set()  # the usual group write: nothing to look at among its 50,000 members
+    # Only the few it moved are read, by key: one the evaluation flushed may have left the
+    # identity map (held weakly), and its version must be read to tell whether a savepoint
+    # rolled back undid the move.
+    found = (session.get(User, uid) for uid in sorted({u for u in user_ids if u in moved}))
+    return {user.id for user in found if user is not None and own_moved(session, user)}
+
+
 def display_changed(user: User, display_name: Any, user_name: Any) -> bool:
     """Whether writing these names changes the user's display (displayName, else userName)."""
     return (display_name or user_name) != (user.display_name or user.user_name)

@@ -41,6 +41,10 @@ def new_record(session: Session, user: User, actor: Actor, *, trigger: str,
         request_id=actor.request_id, source_ip=_cut(actor.ip, DeprovisionRecord.source_ip),
         user_agent=_cut(actor.user_agent, DeprovisionRecord.user_agent),
         received_at=received_at, applied_at=received_at, outcome="applied",
+        # Set now, not by the columns' defaults at the flush: the audit event's digest of
+        # the record (app/audit/sealed_records.py) is taken before it.
+        state_before={}, state_after={}, sessions_revoked=0, tokens_revoked=0,
+        grants_removed=0, error=None,
     )
     session.add(record)
     return record

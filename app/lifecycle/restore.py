@@ -109,6 +109,7 @@ def _restore_manual(session: Session, user: User, item: dict[str, Any], actor: A
             "role_key": role.key, "source": "manual", "user_id": user.id,
             "parameters": grant.parameters}
     record(session, organization_id=user.organization_id, action="grant:add", actor=actor,
-           subject_type="grant", subject_id=grant.id, data={**data, "reason": "reactivated"})
+           subject_type="user", subject_id=user.id,
+           data={**data, "grant_id": grant.id, "reason": "reactivated"})
     emit(session, organization_id=user.organization_id, type="grant.added",
          aggregate_id=user.id, payload={**data, "grant_id": grant.id, "reason": "reactivated"})

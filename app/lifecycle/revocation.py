@@ -91,9 +91,12 @@ def remove_grants(session: Session, user: User, held: list[dict[str, Any]],
         data = {k: item[k] for k in ("unit_id", "unit_path", "role_id", "role_key", "source",
                                      "parameters")}
         data["role"] = item["role_key"]  # the key, as the mapping's grant events name it
+        # The user is the subject, as of the mapping's grant events: a user's export
+        # (`roster audit export --subject`) holds the access it lost.
         record(session, organization_id=user.organization_id, action="grant:remove",
-               actor=actor, subject_type="grant", subject_id=item["grant_id"],
-               data={**data, "user_id": user.id, "reason": "deprovisioned"})
+               actor=actor, subject_type="user", subject_id=user.id,
+               data={**data, "grant_id": item["grant_id"], "user_id": user.id,
+                     "reason": "deprovisioned"})
         emit(session, organization_id=user.organization_id, type="grant.removed",
              aggregate_id=user.id, payload={**data, "grant_id": item["grant_id"],
                                             "user_id": user.id, "reason": "deprovisioned"})

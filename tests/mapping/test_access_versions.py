@@ -246,3 +246,46 @@ def test_a_rule_set_apply_that_deprovisions_moves_the_version_once(world, client
     assert after == 'W/"2.2"'
     assert body["active"] is False
     assert _grants(body) == []
+
+
+def test_a_group_write_that_deprovisions_a_member_moves_one_part_of_its_version(
+        world, client, scim, admin):
+    """A group PATCH removing ada from her last mapped group: the policy deprovisions her
+    in the PATCH's transaction. Her own version moves (active is false now), and her groups
+    part, which that already covers, stays: W/"1.2" -> W/"2.2" (it went to W/"2.3", two
+    parts for one change a client sees)."""
+    ada = scim.create_user("ada@acme.example")["id"]
+    group = scim.create_group("Buyers", members=[ada])["id"]
+    _deprovisioning_rules(client, world, admin, BUYERS)
+    _, before, body = _read(scim, ada)
+    assert before == 'W/"1.2"'
+    assert _grants(body) == [("buyer", "Engineering")]
+    response = scim.patch(f"/Groups/{group}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "remove", "path": f'members[value eq "{ada}"]'}]})
+    assert response.status_code in (200, 204), response.get_json()
+    after, body = _moved(scim, ada, before)
+    assert after == 'W/"2.2"'
+    assert body["active"] is False
+    assert body.get("groups", []) == []
+    assert _grants(body) == []
+    assert rows(world.db, "SELECT status FROM users WHERE id = :u",
+                u=ada)[0].status == "deprovisioned"
+
+
+def test_a_group_write_that_keeps_a_member_moves_its_groups_part(world, client, scim, admin):
+    """The control: bob loses one of two mapped groups, keeps a grant and stays active; his
+    groups part moves (his ``groups`` changed) and his own version stays."""
+    bob = scim.create_user("bob@acme.example")["id"]
+    buyers = scim.create_group("Buyers", members=[bob])["id"]
+    scim.create_group("Approvers", members=[bob])
+    approvers = {"id": "approvers", "priority": 6, "role": "approver", "unit": "Engineering",
+                 "match": {"group": "Approvers"}}
+    _deprovisioning_rules(client, world, admin, BUYERS, approvers)
+    _, before, _ = _read(scim, bob)
+    response = scim.patch(f"/Groups/{buyers}", {"schemas": [PATCH_OP], "Operations": [
+        {"op": "remove", "path": f'members[value eq "{bob}"]'}]})
+    assert response.status_code in (200, 204), response.get_json()
+    own, other = before.strip('W/"').split(".")
+    after, body = _moved(scim, bob, before)
+    assert after == f'W/"{own}.{int(other) + 1}"'
+    assert body["active"] is True

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from marshmallow import Schema, fields, validate
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, select
 
 from app.api.frame import ApiContext, api_route
 from app.api.pagination import Page, within
 from app.api.schemas import TimeRangeArgs
 from app.api.views import bp
+from app.audit.export import about_subject
 from app.audit.horizon import settled_through
 from app.models import AuditEvent
 
@@ -46,7 +47,9 @@ class AuditArgs(TimeRangeArgs):
     action = fields.String(validate=_SHORT, metadata={
         "description": "An action (user:deprovision), or a noun with ':*' (user:*)."})
     subject_type = fields.String(validate=_SHORT)
-    subject_id = fields.String(validate=_SHORT)
+    subject_id = fields.String(validate=_SHORT, metadata={
+        "description": "Every event about this subject (alone or with subject_type=user: "
+                       "a user's grant events too)."})
     actor_type = fields.String(validate=_SHORT)
     actor_id = fields.String(validate=_SHORT)
 
@@ -66,9 +69,26 @@ def audit_query(ctx: ApiContext, args: dict[str, Any]) -> Select[Any]:
         stmt = stmt.where(func.substr(AuditEvent.action, 1, len(prefix)) == prefix)
     elif action:
         stmt = stmt.where(AuditEvent.action == action)
-    for name in ("subject_type", "subject_id", "actor_type", "actor_id"):
+    for name in ("actor_type", "actor_id"):
         if name in args:
             stmt = stmt.where(getattr(AuditEvent, name) == args[name])
+    return _subject(stmt, args.get("subject_type"), args.get("subject_id"))
+
+
+def _subject(stmt: Select[Any], subject_type: str | None,
+             subject_id: str | None) -> Select[Any]:
+    """A subject id alone, or a user's, selects every event about it as the export does
+    (app/audit/export.py ``about_subject``): a user's grant events recorded under the
+    grant before too. Any other subject type matches both columns exactly."""
+    if subject_id is not None and subject_type in (None, "user"):
+        about = about_subject(subject_id)
+        if subject_type == "user":
+            about = and_(AuditEvent.subject_type.in_(("user", "grant")), about)
+        return stmt.where(about)
+    if subject_type is not None:
+        stmt = stmt.where(AuditEvent.subject_type == subject_type)
+    if subject_id is not None:
+        stmt = stmt.where(AuditEvent.subject_id == subject_id)
     return stmt
 
 
