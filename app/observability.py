@@ -54,7 +54,9 @@ _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s\"']+@")
 # OAuth code, a SAS or Logic Apps sig, an api_key (as app/events/endpoints.py masks them).
 _QUERY_SECRET = re.compile(
     r"(?i)([?&][^=&#\s\"']*(?:token|secret|sig|key|pass|pwd|auth|code|credential|session"
-    r"|hash|jwt|bearer)[^=&#\s\"']*=)[^&#\s\"']+")
+    r"|hash|jwt|bearer)[^=&#\s\"']*=)"
+    # Not a value already masked (a webhook key's "***"); a ':' or ',' after it is the text's.
+    r"(?!\*\*\*(?:[&#\s\"':,;.)]|$))[^&#\s\"']*[^&#\s\"':,;.)]")
 
 
 # PostgreSQL's DETAIL line of an error quotes the row or key it is about ("Failing row contains

@@ -326,6 +326,9 @@ def test_a_line_without_secrets_is_kept_as_it_is():
     assert redact("GET /scim/v2/Users 200") == "GET /scim/v2/Users 200"
     assert redact("GET /scim/v2/Users?startIndex=1&count=10 200") == \
         "GET /scim/v2/Users?startIndex=1&count=10 200"
+    # A webhook key's masked value, and the ':' after a URL, are the line's own.
+    assert redact("delivery 7 to http://h.example/in?code=***: pending") == \
+        "delivery 7 to http://h.example/in?code=***: pending"
     assert redact("{'token_type': 'Bearer', 'expires_in': 600}") == \
         "{'token_type': 'Bearer', 'expires_in': 600}"
 
