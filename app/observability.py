@@ -50,6 +50,13 @@ _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 _SECRET_FIELD = re.compile(r"(?i)password|secret|token|authorization|credential|api_?key")
 # A URL's userinfo (RFC 3986 §3.2.1: "user:password@"), as in a webhook URL.
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s\"']+@")
+# The value of a credential-like query parameter (RFC 3986 §3.4) of a URL in the text: an
+# OAuth code, a SAS or Logic Apps sig, an api_key (as app/events/endpoints.py masks them).
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&][^=&#\s\"']*(?:token|secret|sig|key|pass|pwd|auth|code|credential|session"
+    r"|hash|jwt|bearer)[^=&#\s\"']*=)"
+    # Not a value already masked (a webhook key's "***"); a ':' or ',' after it is the text's.
+    r"(?!\*\*\*(?:[&#\s\"':,;.)]|$))[^&#\s\"']*[^&#\s\"':,;.)]")
 
 
 # PostgreSQL's DETAIL line of an error quotes the row or key it is about ("Failing row contains
@@ -59,12 +66,14 @@ _ROW_DETAIL = re.compile(r"(?m)^(DETAIL:\s*).*$")
 
 
 def redact(text: str) -> str:
-    """Mask bearer tokens, Roster tokens and password-like fields in a log message, and the
-    values a database error's DETAIL line quotes."""
+    """Mask bearer tokens, Roster tokens, password-like fields and credential-like query
+    values in a log message, and the values a database error's DETAIL line quotes."""
     if "DETAIL:" in text:
         text = _ROW_DETAIL.sub(r"\1[values not logged]", text)
     if "@" in text and "://" in text:
         text = _USERINFO.sub(r"\1[REDACTED]@", text)
+    if "=" in text and ("?" in text or "&" in text):
+        text = _QUERY_SECRET.sub(r"\1[REDACTED]", text)
     lowered = text.lower()
     if not any(marker in lowered for marker in _SECRET_MARKERS):
         return text  # the access log line of every request: three regex passes saved

@@ -39,6 +39,11 @@ DEFAULTS_FILE = ROOT / "config" / "defaults.toml"
 ENV_PREFIX = "ROSTER_"
 SECRET_KEYS = frozenset({("app", "secret_key"), ("app", "previous_secret_key"),
                          ("signing", "private_key"), ("webhooks", "secret")})
+# Settings whose value may hold a credential without being a SECRET_KEYS secret: a database
+# URL's password, a webhook URL's token, a digest of a secret. A problem with one of these
+# (or with any name like a credential) names the setting and what it must be, never its value.
+_MAY_HOLD_SECRETS = frozenset({("database", "url"), ("webhooks", "urls")})
+_SECRET_NAME = ("secret", "password", "token", "credential", "private", "key", "url")
 ENVIRONMENTS = ("development", "test", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # The largest events.purge_batch_size: rows deleted in one purge transaction.
@@ -123,6 +128,16 @@ def _merge(
                 base[section][key] = copy.deepcopy(value)
 
 
+def _shown(section: str, key: str, value: Any, typed: bool = True) -> str:
+    """``got <value>`` for a problem with a setting, or only its type (``typed``) for a
+    setting that is or may hold a secret: a start refused for a bad type left it in the log."""
+    if ((section, key) in SECRET_KEYS or (section, key) in _MAY_HOLD_SECRETS
+            or any(word in key for word in _SECRET_NAME)):
+        kind = f"a {type(value).__name__} " if typed else "a value "
+        return f"got {kind}(not shown: {section}.{key} may hold a secret)"
+    return f"got {value!r}"
+
+
 def _from_environ(
     environ: Mapping[str, str], defaults: Settings, problems: list[str]
 ) -> Settings:
@@ -140,30 +155,31 @@ def _from_environ(
                 problems.append(f"{name}: cannot read secret file: {exc.strerror}")
                 continue
         default = defaults.get(section, {}).get(key)
-        value = _coerce(raw, default, name, problems)
+        value = _coerce(raw, default, name, problems, _shown(section, key, raw, typed=False))
         out.setdefault(section, {})[key] = value
     return out
 
 
-def _coerce(raw: str, default: Any, name: str, problems: list[str]) -> Any:
+def _coerce(raw: str, default: Any, name: str, problems: list[str], got: str) -> Any:
+    """``raw`` as the type of ``default``; a problem (ending in ``got``) when it is not."""
     if isinstance(default, bool):
         if raw.lower() in ("1", "true", "yes", "on"):
             return True
         if raw.lower() in ("0", "false", "no", "off"):
             return False
-        problems.append(f"{name} must be true or false, got {raw!r}")
+        problems.append(f"{name} must be true or false, {got}")
         return default
     if isinstance(default, int):
         try:
             return int(raw)
         except ValueError:
-            problems.append(f"{name} must be an integer, got {raw!r}")
+            problems.append(f"{name} must be an integer, {got}")
             return default
     if isinstance(default, float):
         try:
             return float(raw)
         except ValueError:
-            problems.append(f"{name} must be a number, got {raw!r}")
+            problems.append(f"{name} must be a number, {got}")
             return default
     if isinstance(default, list):
         # Lists come as comma-separated values, ROSTER_X__Y="a,b,c", or a JSON array: read
@@ -177,7 +193,7 @@ def _coerce(raw: str, default: Any, name: str, problems: list[str]) -> Any:
         if isinstance(items, list) and all(isinstance(item, str) for item in items):
             return [item.strip() for item in items if item.strip()]
         problems.append(f"{name} must be comma-separated values or a JSON array of strings, "
-                        f"got {raw!r}")
+                        f"{got}")
         return default
     return raw
 
@@ -186,7 +202,7 @@ def validate(settings: Settings) -> list[str]:
     """Return one human line per invalid value (types, ranges, URLs, secrets)."""
     reference = _read_toml(DEFAULTS_FILE, [])
     problems = [
-        f"{section}.{key} must be {type(default).__name__}, got {value!r}"
+        f"{section}.{key} must be {type(default).__name__}, {_shown(section, key, value)}"
         for section, values in reference.items()
         for key, default in values.items()
         if not _same_type(settings[section][key], default)
@@ -294,8 +310,14 @@ def _database_problems(url: str) -> list[str]:
 
 
 def _redact_url(url: str) -> str:
-    head, sep, tail = url.partition("@")
-    return f"{head.split(':')[0]}://***@{tail}" if sep else url
+    """The scheme and the host part of a database URL that does not parse: its userinfo (up
+    to the last '@', a password may hold one) and its query (``?password=``) masked."""
+    scheme, slashes, rest = url.partition("://")
+    if not slashes:  # not a URL at all: perhaps a password pasted in the wrong place
+        return "***"
+    _userinfo, at, rest = rest.rpartition("@")
+    rest, query, _ = rest.partition("?")
+    return f"{scheme}://{'***@' if at else ''}{rest}{'?***' if query else ''}"
 
 
 def _positive(settings: Settings) -> list[str]:

@@ -308,3 +308,49 @@ def test_an_environment_passed_in_brings_its_own_roster_home(tmp_path):
     assert settings["database"]["url"] == "sqlite:///elsewhere.db"
     with pytest.raises(SettingsError, match="set ROSTER_HOME"):
         load_settings(environ={"ROSTER_HOME": str(tmp_path / "nowhere")})
+
+
+def test_a_secret_of_the_wrong_type_stops_create_app_without_its_value():
+    """create_app refuses a secret_key that is no string, naming the setting and the type
+    it must be, never the key (the error goes to the log of every process that starts)."""
+    from app import create_app
+
+    key = b"k3y-that-must-not-leak-0123456789abcdef"
+    with pytest.raises(SettingsError) as info:
+        create_app({"app": {"secret_key": key, "previous_secret_key": 42}})
+    assert "app.secret_key must be str, got a bytes (not shown" in str(info.value)
+    assert "app.previous_secret_key must be str, got a int (not shown" in str(info.value)
+    assert "k3y-that-must-not-leak" not in str(info.value)
+    assert "42" not in str(info.value)
+
+
+def test_urls_of_the_wrong_type_stop_the_cli_without_their_credentials(tmp_path):
+    """A database URL or webhook URLs written as a TOML list in ROSTER_CONFIG, and a database
+    URL that does not parse, stop the real `roster` at start with lines that name the
+    setting and the type, never the password or the token; other values are still shown."""
+    config = tmp_path / "roster.toml"
+    config.write_text(
+        '[database]\nurl = ["postgresql+psycopg://roster:hunter2@db/roster"]\n'
+        '[webhooks]\nurls = ["https://hooks.slack.com/services/T1/B1/aB3dE6gH9jK2mN5pQ8sT"]\n'
+        "[server]\nworkers = \"two\"\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
+    env.update({"ROSTER_CONFIG": str(config), "ROSTER_SCIM__MAX_PAGE_SIZE": "lots"})
+    proc = subprocess.run([sys.executable, "-c", "from app.cli import main; main()", "db",
+                           "current"], env=env, capture_output=True, text=True, cwd=ROOT,
+                          check=False)
+    assert proc.returncode != 0
+    assert "database.url must be str, got a list (not shown" in proc.stderr
+    assert "webhooks.urls must be str, got a list (not shown" in proc.stderr
+    assert "server.workers must be int, got 'two'" in proc.stderr
+    assert "hunter2" not in proc.stderr
+    assert "aB3dE6gH9jK2mN5pQ8sT" not in proc.stderr
+    env.update({"ROSTER_CONFIG": "", "ROSTER_DATABASE__URL":
+                "postgresql+psycopg://db:notaport/roster?password=hunter2"})
+    proc = subprocess.run([sys.executable, "-c", "from app.cli import main; main()", "db",
+                           "current"], env=env, capture_output=True, text=True, cwd=ROOT,
+                          check=False)
+    assert "ROSTER_SCIM__MAX_PAGE_SIZE must be an integer, got 'lots'" in proc.stderr
+    assert "database.url is not a valid database URL: " \
+        "'postgresql+psycopg://db:notaport/roster?***'" in proc.stderr
+    assert "hunter2" not in proc.stderr
+

@@ -18,6 +18,7 @@ from app.db import Database, utcnow
 from app.directory.names import checked_name
 from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, DomainError, InvalidInput, NotFound
+from app.events.endpoints import endpoint_key, scrub
 from app.models import Organization
 from app.models.sso import ConnectionDomain, SsoConnection
 from app.sso.connection_sessions import end_connection_sessions
@@ -192,7 +193,9 @@ def apply_idp_metadata(session: Session, conn: SsoConnection, xml: str, actor: A
     record(session, organization_id=conn.organization_id, action="sso:connection:metadata",
            actor=actor, subject_type="sso_connection", subject_id=conn.id,
            data={"entity_id": conn.idp_entity_id, "certs": len(certs),
-                 "source": conn.metadata_url or "xml"})
+                 # A token in the URL (?token=, a secret path) stays out of the record,
+                 # which is exported and can never be edited (app/events/endpoints.py).
+                 "source": endpoint_key(conn.metadata_url) if conn.metadata_url else "xml"})
     return conn
 
 
@@ -209,7 +212,9 @@ def fetch_metadata(url: str, *, timeout: float = 10.0,
         ) as response:
             body = response.read(_METADATA_MAX_BYTES + 1)
     except OSError as exc:
-        raise InvalidInput(f"cannot fetch metadata from {url}: {exc}") from None
+        # Credentials in the URL masked: the error reaches the worker's output and the log.
+        raise InvalidInput(f"cannot fetch metadata from {endpoint_key(url)}: "
+                           f"{scrub(str(exc), url)}") from None
     if len(body) > _METADATA_MAX_BYTES:
         raise InvalidInput("metadata document is too large")
     return body.decode("utf-8", "replace")

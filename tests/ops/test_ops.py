@@ -289,6 +289,9 @@ def test_redaction_masks_secrets_in_messages():
     ("rat_ACCESS5 used", "ACCESS5"), ("rrt_REFRESH6 used", "REFRESH6"),
     ("hint eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl", "eyJzdWIiOiJ4In0"),
     ("{'access_token': 'opaque-1', 'token_type': 'Bearer'}", "opaque-1"),
+    ("GET https://idp.example/cb?state=s1&code=AuthC0de9 failed", "AuthC0de9"),
+    ("POST https://prod.logic.azure.com/wf?api-version=1&sig=S1gVal7&sv=1", "S1gVal7"),
+    ("cannot fetch https://idp.example/md?apikey=K3yVal5: refused", "K3yVal5"),
 ])
 def test_each_kind_of_secret_is_masked_on_its_own(line, secret):
     """Every pattern still applies when its secret is the only one in the line."""
@@ -321,6 +324,11 @@ def test_a_line_without_secrets_is_kept_as_it_is():
     from app.observability import redact
 
     assert redact("GET /scim/v2/Users 200") == "GET /scim/v2/Users 200"
+    assert redact("GET /scim/v2/Users?startIndex=1&count=10 200") == \
+        "GET /scim/v2/Users?startIndex=1&count=10 200"
+    # A webhook key's masked value, and the ':' after a URL, are the line's own.
+    assert redact("delivery 7 to http://h.example/in?code=***: pending") == \
+        "delivery 7 to http://h.example/in?code=***: pending"
     assert redact("{'token_type': 'Bearer', 'expires_in': 600}") == \
         "{'token_type': 'Bearer', 'expires_in': 600}"
 

@@ -144,6 +144,28 @@ def test_an_unreachable_metadata_url_is_a_problem_and_writes_nothing(db, tenant,
     assert _actions(db) == []
 
 
+def test_a_metadata_url_token_stays_out_of_problems_and_the_audit(
+        db, tenant, keys, web, admin, https_metadata, tmp_path, monkeypatch):  # noqa: F811
+    """A metadata URL carrying a token: the problem of a failed fetch and the audit record of
+    an import name it with the token masked (the audit is exported and never edited)."""
+    resp = web.post(_base(tenant), headers=admin.headers, json={
+        "name": "by-url", "protocol": "saml",
+        "metadata_url": "https://127.0.0.1:9/md?token=MdT0ken42&app=1"})
+    problem = assert_problem(resp, 400, "validation")
+    assert "cannot fetch metadata from https://127.0.0.1:9/md?token=***&app=1" in \
+        problem["detail"]
+    assert "MdT0ken42" not in resp.text
+    url, body, _context = https_metadata
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "tls.crt"))
+    body["xml"] = forge.idp_metadata([keys.idp.cert_b64])
+    resp = web.post(_base(tenant), headers=admin.headers, json={
+        "name": "by-url", "protocol": "saml", "metadata_url": f"{url}?token=MdT0ken42"})
+    assert resp.status_code == 201, resp.text
+    data = [json.loads(r.data) if isinstance(r.data, str) else r.data for r in rows(
+        db, "SELECT data FROM audit_events WHERE action = 'sso:connection:metadata'")]
+    assert [d["source"] for d in data] == [f"{url}?token=***"]
+
+
 @pytest.mark.parametrize(("extra", "field"), [
     ({"metadata_xml": "<not-xml"}, "metadata_xml"),
     ({"metadata_xml": "<md:EntityDescriptor xmlns:md='urn:oasis:names:tc:SAML:2.0:metadata'"
