@@ -17,8 +17,9 @@ from functools import lru_cache
 from typing import Any
 
 from app.scim.query_string import query_pairs
+from app.scim.sensitive_keys import MARK, spliceable
+from app.scim.sensitive_keys import spliced as splice
 
-MARK = "[REDACTED]"
 # Never worth keeping, whatever the configuration says.
 ALWAYS_SENSITIVE = frozenset({
     "password", "token", "access_token", "refresh_token", "client_secret", "secret",
@@ -172,63 +173,6 @@ def _plainly_clean(text: str, sensitive: frozenset[str]) -> bool:
     return not any(name in lowered for name in sensitive)
 
 
-_DECODER = json.JSONDecoder()
-_SPACE = " \t\r\n"
-
-
-def _skip_space(text: str, index: int) -> int:
-    while index < len(text) and text[index] in _SPACE:
-        index += 1
-    return index
-
-
-def _sensitive_values(text: str, lowered: str, sensitive: frozenset[str]) -> list[int] | None:
-    """Where the value of each key naming a sensitive attribute or a sub-attribute of one
-    (also URN-prefixed or dotted, like ``_parts``) starts, in text order; None when a
-    candidate key holds an escape or a bracket, which only the full walk reads right. Found
-    with ``str.find``: ten times faster than a case-insensitive regular expression over the
-    whole body."""
-    starts: list[int] = []
-    for name in sensitive:
-        at = lowered.find(name)
-        while at >= 0:
-            closing = _key_close(text, at, at + len(name))
-            if closing is None:
-                return None
-            if closing >= 0:
-                colon = _skip_space(text, closing + 1)
-                if text[colon:colon + 1] == ":":
-                    starts.append(_skip_space(text, colon + 1))
-            at = lowered.find(name, at + 1)
-    return sorted(starts)
-
-
-def _key_close(text: str, at: int, end: int) -> int | None:
-    """Where the string holding ``text[at:end]`` closes, when that is a name part of it as
-    ``_parts`` reads a key: before it the opening quote or a ``:``/``.`` prefix back to it,
-    after it the closing quote or a ``.``/``[`` suffix up to it (spaces only between a quote
-    and the name, which ``_is_sensitive`` strips). -1 when it is no such part; None when the
-    key holds an escape (where the string opens or closes is not plain to see), a bracket or
-    a colon after the name."""
-    start, stop = at, end
-    while text[start - 1:start] == " ":
-        start -= 1
-    while text[stop:stop + 1] == " ":
-        stop += 1
-    before, after = text[start - 1:start] if start else "", text[stop:stop + 1]
-    if (start != at and before != '"') or (stop != end and after != '"') \
-            or before not in ('"', ":", ".") or after not in ('"', ".", "["):
-        return -1
-    opening = start - 1 if before == '"' else text.rfind('"', 0, at)
-    closing = stop if after == '"' else text.find('"', end)
-    if opening < 0 or closing < 0:
-        return -1
-    key = text[opening + 1:closing]
-    if "\\" in key or "[" in key or ":" in text[end:closing]:
-        return None
-    return closing
-
-
 def redact_own_json(raw: bytes | None, sensitive: frozenset[str], limit: int) -> str | None:
     """``redact_body`` for JSON that Roster itself serialised (its SCIM responses).
 
@@ -244,48 +188,8 @@ def redact_own_json(raw: bytes | None, sensitive: frozenset[str], limit: int) ->
     if not raw or len(raw) > limit:
         return redact_body(raw, sensitive, limit)
     text = raw.decode("utf-8", errors="replace")
-    spliced = _spliced(text, sensitive)
+    spliced = splice(text, sensitive)
     return redact_body(raw, sensitive, limit) if spliced is None else spliced
-
-
-def _spliced(text: str, sensitive: frozenset[str]) -> str | None:
-    """``text`` (valid JSON whose sensitive keys are spelled out) with the value of each
-    sensitive key replaced by the marker, found in the text (``redact_own_json``); None
-    when only the full walk reads it right (a non-ASCII name, an escape in a candidate key,
-    a value that does not decode)."""
-    lowered = text.lower()
-    # Lower-casing lengthens a few characters ("İ"): positions in one would miss the other.
-    if len(lowered) != len(text) or not all(name.isascii() for name in sensitive):
-        return None
-    starts = _sensitive_values(text, lowered, sensitive)
-    if starts is None:
-        return None
-    if not starts:
-        return text  # no sensitive key at all (most bodies)
-    out: list[str] = []
-    position = 0
-    for start in starts:
-        if start < position:
-            continue  # inside a value masked already
-        try:
-            _value, end = _DECODER.raw_decode(text, start)
-        except ValueError:
-            return None
-        out += (text[position:start], f'"{MARK}"')
-        position = end
-    out.append(text[position:])
-    return "".join(out)
-
-
-def _spliceable(text: str) -> bool:
-    """Whether a client's JSON body (valid) can be redacted by ``_spliced``: no ``\\u``
-    escape anywhere (it could spell a sensitive key, ``"pass\\u0077ord"``, that no text
-    search finds) and no ``path`` or ``filter`` key (a PATCH operation's target and a
-    .search filter are read by ``redact_value``'s own rules)."""
-    if "\\u" in text:
-        return False
-    lowered = text.lower()
-    return '"path"' not in lowered and '"filter"' not in lowered
 
 
 _NOT_JSON = object()
@@ -328,7 +232,7 @@ def redact_body(raw: bytes | None, sensitive: frozenset[str], limit: int) -> str
         return _redact_text(text, sensitive)
     # A create's body (it names employeeNumber) kept as sent, its sensitive values masked
     # in place: walking and re-encoding the decoded body cost ~7 % of a SCIM create.
-    spliced = _spliced(text, sensitive) if _spliceable(text) else None
+    spliced = splice(text, sensitive) if spliceable(text) else None
     if spliced is not None:
         return spliced
     return json.dumps(redact_value(decoded, sensitive), separators=(",", ":"))
