@@ -20,6 +20,8 @@ class Receiver:
     """What the receiver saw; ``plan`` decides each answer by request number."""
 
     url: str = ""
+    port: int = 0
+    # Each verified request: idempotency key, event, path (with its query) and headers.
     requests: list[dict[str, Any]] = field(default_factory=list)
     processed: list[str] = field(default_factory=list)
     bad_signatures: int = 0
@@ -29,7 +31,7 @@ class Receiver:
     release: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def handle(self, headers: Any, body: bytes) -> int:
+    def handle(self, headers: Any, body: bytes, path: str = "") -> int:
         """Verify, record, dedupe by idempotency key; answer 500 or hang when planned."""
         if not verify(SECRET, headers.get(SIGNATURE_HEADER, ""), body):
             with self.lock:
@@ -38,7 +40,8 @@ class Receiver:
         event = json.loads(body)
         with self.lock:
             number = len(self.requests) + 1
-            self.requests.append({"id": headers.get(IDEMPOTENCY_HEADER), "event": event})
+            self.requests.append({"id": headers.get(IDEMPOTENCY_HEADER), "event": event,
+                                  "path": path, "headers": dict(headers)})
             if number <= self.fail_first:
                 return 500
             if event["id"] not in self.processed:
@@ -62,7 +65,7 @@ def running_receiver(port: int = 0, **plan: Any) -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            status = receiver.handle(self.headers, body)
+            status = receiver.handle(self.headers, body, self.path)
             try:
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -75,7 +78,8 @@ def running_receiver(port: int = 0, **plan: Any) -> Iterator[Receiver]:
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    receiver.port = server.server_address[1]
+    receiver.url = f"http://127.0.0.1:{receiver.port}/hooks"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

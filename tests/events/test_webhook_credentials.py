@@ -7,52 +7,42 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import sqlalchemy as sa
 
 from app.migrate import upgrade
 from tests.api.conftest import make_key
 from tests.conftest import rows
-from tests.events.receiver import SECRET
+from tests.events.receiver import SECRET, running_receiver
 from tests.lifecycle.support import make_leaver, roster
 
 PASSWORD, TOKEN, DOWN_PASSWORD, CODE = "S3cretPass", "TokS3cret", "DownPass9", "CodeS3cret"
 SECRETS = (PASSWORD, TOKEN, DOWN_PASSWORD, CODE)
 
 
-@contextmanager
-def _receiver() -> Iterator[tuple[int, list[dict[str, Any]]]]:
-    """A loopback endpoint keeping each POST's path (with its query) and headers."""
-    seen: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            seen.append({"path": self.path, "headers": dict(self.headers)})
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1], seen
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def shown_by_keys(db, client, database_url: str, up_key: str, down_key: str) -> list[str]:
+    """The deliveries (the reachable endpoint's delivered, the closed one's pending with its
+    last error) and cursors tables, `roster events deliveries` and the API name the two
+    endpoints by their keys; returns each text shown, for the caller's check of secrets."""
+    stored = rows(db, "SELECT endpoint, status, last_error FROM webhook_deliveries")
+    assert {(r.endpoint, r.status) for r in stored} == {(up_key, "delivered"),
+                                                        (down_key, "pending")}
+    assert sorted(r.endpoint for r in rows(db, "SELECT endpoint FROM webhook_cursors")) == \
+        sorted([up_key, down_key])
+    assert any(r.last_error for r in stored if r.endpoint == down_key)
+    listed = roster(database_url, "events", "deliveries", "--limit", "100").output
+    assert up_key in listed
+    key = make_key(db, "operator")
+    api = client.get("/api/v1/events/deliveries?limit=100", headers=key.headers)
+    assert api.status_code == 200
+    assert {item["endpoint"] for item in api.get_json()["items"]} == {up_key, down_key}
+    return [repr(stored), listed, json.dumps(api.get_json())]
 
 
 def _clean(text: str) -> None:
@@ -70,7 +60,8 @@ def test_credentials_of_webhook_urls_are_sent_but_never_stored_or_shown(
     roster(database_url, "audit", "checkpoint")
     outbox = [r.event_id for r in rows(db, "SELECT event_id FROM outbox_events")]
     down = _closed_port()
-    with _receiver() as (port, seen):
+    with running_receiver() as receiver:
+        port, seen = receiver.port, receiver.requests
         up_url = f"http://hook-user:{PASSWORD}@127.0.0.1:{port}/in?channel=ops&token={TOKEN}"
         down_url = f"http://down:{DOWN_PASSWORD}@127.0.0.1:{down}/in?code={CODE}"
         worked = roster(database_url, "worker", "--until-idle",
@@ -83,25 +74,11 @@ def test_credentials_of_webhook_urls_are_sent_but_never_stored_or_shown(
 
     up_key = f"http://***@127.0.0.1:{port}/in?channel=ops&token=***"
     down_key = f"http://***@127.0.0.1:{down}/in?code=***"
-    stored = rows(db, "SELECT endpoint, status, last_error FROM webhook_deliveries")
-    assert {(r.endpoint, r.status) for r in stored} == {(up_key, "delivered"),
-                                                        (down_key, "pending")}
-    assert sorted(r.endpoint for r in rows(db, "SELECT endpoint FROM webhook_cursors")) == \
-        sorted([up_key, down_key])
-    assert any(r.last_error for r in stored if r.endpoint == down_key)
-    _clean(repr(stored))
+    for shown in shown_by_keys(db, client, database_url, up_key, down_key):
+        _clean(shown)
     # The failed POST is logged, naming the endpoint by its key (the log masks its "***@").
     assert f"@127.0.0.1:{down}/in?code=***: pending" in worked.output
     _clean(worked.output)
-
-    listed = roster(database_url, "events", "deliveries", "--limit", "100").output
-    assert up_key in listed
-    _clean(listed)
-    key = make_key(db, "operator")
-    api = client.get("/api/v1/events/deliveries?limit=100", headers=key.headers)
-    assert api.status_code == 200
-    assert {item["endpoint"] for item in api.get_json()["items"]} == {up_key, down_key}
-    _clean(json.dumps(api.get_json()))
 
     # The configured URL or its key names the endpoint to reset.
     reset = roster(database_url, "events", "reset-cursor", up_url)
