@@ -257,3 +257,19 @@ def test_fetch_many_inserts_every_row_with_its_types_and_fails_whole(db):
         fetch_many(session.connection(), _INSERT_OUTBOX, again)
     with db.transaction(readonly=True) as session:
         assert fetch(session.connection(), _OUTBOX_BY_TYPE, {"type": "sql.many.fail"}) == []
+
+
+@pytest.mark.parametrize("value", [
+    2**64 - 1, 2**64, 2**70 + 1, -(2**63), -(2**63) - 1, -(2**70) - 1,
+    {"n": [10**25 + 3, "x"]}, 0.1 + 0.2, 1e308, -0.0, float("nan"), "\ud800",
+    {"id": "12345678901234567890"}, ["é", "\u0000"], {"a": {"b": [True, None, 1.5]}},
+])
+def test_json_loads_reads_back_exactly_what_json_dumps_wrote(value):
+    """orjson reads most stored JSON, but it reads an integer past 64 bits as a float and
+    refuses NaN and lone surrogates: each value still reads back as the standard library
+    reads it, of the same type (str from SQLite, bytes from psycopg)."""
+    from app.engine import json_dumps, json_loads
+
+    text = json_dumps(value)
+    for stored in (text, text.encode()):
+        assert repr(json_loads(stored)) == repr(json.loads(text))
