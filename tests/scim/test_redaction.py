@@ -222,3 +222,38 @@ def test_a_query_parameter_named_sensitively_is_masked():
     assert "QSECRET" not in out
     assert out == ("ACCESS_TOKEN=%5BREDACTED%5D&count=1&access_token=%5BREDACTED%5D"
                    "&filter=userName%20eq%20%22a%22")
+
+
+def _query_reference(raw: bytes, sensitive: frozenset[str]) -> str:
+    """redact_query as it was before the escape test: every query string decoded."""
+    import urllib.parse
+
+    from app.scim.query_string import query_pairs
+    from app.scim.redaction import _is_sensitive, _plainly_clean
+
+    text = raw.decode("utf-8", errors="replace")
+    if _plainly_clean(urllib.parse.unquote_plus(text), sensitive):
+        return text
+    return urllib.parse.urlencode(
+        [(k, MARK if _is_sensitive(k, sensitive)
+          else redact_filter(v, sensitive) if k.lower() == "filter" else v)
+         for k, v in query_pairs(text)], quote_via=urllib.parse.quote)
+
+
+@pytest.mark.parametrize("names", [SENSITIVE, sensitive_names(["x509Certificates", "cost-c"])])
+def test_a_query_is_decoded_only_when_an_escape_could_spell_a_name(names):
+    """A query string whose escapes decode to no character of a sensitive name (Okta's %20,
+    %22 and %40) is checked undecoded; one escape of a name's letter, digit, ``_``, ``-`` or
+    a backslash and it is decoded as before. Every combination gives what always decoding
+    gave."""
+    import itertools
+
+    pieces = ["employeeNumber", "employee%4Eumber", "employee%6eumber", "%65mployeeNumber",
+              "pass%77ord", "x%3509Certificates", "cost%2Dc", "access%5Ftoken", "%5Cu0070assword",
+              "userName", "%20eq%20", "+eq+", "%22a%40b.c%22", "%22E-1%22", "%E2%82%AC", "%zz"]
+    seen = 0
+    for first, second in itertools.product(pieces, repeat=2):
+        for raw in (f"filter={first}{second}", f"{first}={second}&count=1"):
+            assert redact_query(raw.encode(), names) == _query_reference(raw.encode(), names), raw
+            seen += 1
+    assert seen == 2 * len(pieces) ** 2
