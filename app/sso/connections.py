@@ -143,7 +143,8 @@ def delete_connection(session: Session, conn: SsoConnection, actor: Actor) -> No
     record(session, organization_id=conn.organization_id, action="sso:connection:delete",
            actor=actor, subject_type="sso_connection", subject_id=conn.id,
            data={"name": conn.name, "protocol": conn.protocol,
-                 "idp": conn.idp_entity_id or conn.oidc_discovery_url})
+                 "idp": conn.idp_entity_id or (endpoint_key(conn.oidc_discovery_url)
+                                               if conn.oidc_discovery_url else None)})
     session.delete(conn)
     session.flush()
 

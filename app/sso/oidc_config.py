@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.audit import Actor, record
 from app.db import utcnow
 from app.errors import InvalidInput
+from app.events.endpoints import endpoint_key
 from app.models.sso import LoginSession, OidcLoginRequest, SsoConnection
 from app.sso.sealed import CLIENT_SECRET, PKCE_VERIFIER, UPSTREAM_ID_TOKEN, sealer
 
@@ -106,7 +107,10 @@ def configure_oidc(session: Session, conn: SsoConnection, actor: Actor, *, secre
     # Never the secret itself: only which fields changed and the public settings.
     record(session, organization_id=conn.organization_id, action="sso:connection:oidc",
            actor=actor, subject_type="sso_connection", subject_id=conn.id,
-           data={"changed": changed, "discovery_url": conn.oidc_discovery_url,
+           data={"changed": changed,
+                 # Its credentials masked: the record is exported and never edited.
+                 "discovery_url": (endpoint_key(conn.oidc_discovery_url)
+                                   if conn.oidc_discovery_url else None),
                  "client_id": conn.oidc_client_id, "scopes": conn.oidc_scopes,
                  "algorithms": algorithms_of(conn), "groups_claim": groups_claim_of(conn)})
     return conn
