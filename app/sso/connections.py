@@ -18,7 +18,7 @@ from app.db import Database, utcnow
 from app.directory.names import checked_name
 from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, DomainError, InvalidInput, NotFound
-from app.events.endpoints import endpoint_key, scrub
+from app.events.endpoints import MASK, endpoint_key, scrub
 from app.models import Organization
 from app.models.sso import ConnectionDomain, SsoConnection
 from app.sso.connection_sessions import end_connection_sessions
@@ -205,6 +205,9 @@ def fetch_metadata(url: str, *, timeout: float = 10.0,
     """Download IdP metadata over https only (certificate verified), bounded in size."""
     if not url.lower().startswith("https://"):
         raise InvalidInput("metadata URL must be https")
+    if MASK in url:
+        raise InvalidInput("metadata URL holds a masked credential (***), as Roster shows "
+                           "it: give the URL in full")
     request = urllib.request.Request(  # noqa: S310  https only, checked above
         url, headers={"Accept": "application/samlmetadata+xml"})
     try:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.audit import Actor, record
 from app.db import utcnow
 from app.errors import InvalidInput
-from app.events.endpoints import endpoint_key
+from app.events.endpoints import MASK, endpoint_key
 from app.models.sso import LoginSession, OidcLoginRequest, SsoConnection
 from app.sso.sealed import CLIENT_SECRET, PKCE_VERIFIER, UPSTREAM_ID_TOKEN, sealer
 
@@ -55,9 +55,13 @@ def groups_claim_of(conn: SsoConnection) -> str:
 
 
 def check_url(url: str, field: str) -> str:
-    """An IdP URL must be https (http only on loopback, RFC 8252 §7.3)."""
+    """An IdP URL must be https (http only on loopback, RFC 8252 §7.3), and not one copied
+    from Roster's output with its credentials masked (``***``)."""
     if not url or len(url) > 1000 or not is_secure_transport(url):
         raise InvalidInput(f"{field} must be an https URL", field=field)
+    if MASK in url:
+        raise InvalidInput(f"{field} holds a masked credential (***), as Roster shows it: "
+                           "give the URL in full", field=field)
     return url
 
 

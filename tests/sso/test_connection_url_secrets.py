@@ -132,3 +132,18 @@ def test_the_cli_shows_a_discovery_url_masked(database_url, db, tenant):
         _clean(data)
     assert rows(db, "SELECT oidc_discovery_url FROM sso_connections")[0].oidc_discovery_url \
         == DISCOVERY
+
+
+@pytest.mark.parametrize(("protocol", "field", "url"), [
+    ("oidc", "discovery_url", SHOWN + "&lang=en"),
+    ("saml", "metadata_url", "https://idp.example/md?token=***"),
+])
+def test_a_url_as_shown_is_refused_back(db, tenant, web, admin, protocol, field, url):
+    """A URL copied from a response (its credentials ***) would be stored useless: 400."""
+    extra = {"check_discovery": False} if protocol == "oidc" else {}
+    resp = web.post(_base(tenant), headers=admin.headers, json={
+        "name": "copied", "protocol": protocol, field: url, **extra})
+    problem = assert_problem(resp, 400, "validation")
+    assert "masked" in problem["detail"], problem
+    assert [e["field"] for e in problem["errors"]] == [field], problem
+    assert rows(db, "SELECT count(*) AS n FROM sso_connections")[0].n == 0
