@@ -28,6 +28,7 @@ from app.url_masks import MASK, SECRET_PARAMETER, masked_url, opaque
 
 __all__ = ["MASK", "WebhookConfig", "endpoint_key", "request_target", "scrub"]
 
+
 def endpoint_key(url: str) -> str:
     """The URL with its userinfo and the values of its credential-like query parameters
     masked (``https://***@hooks.example/in?channel=ops&token=***``), its opaque path
