@@ -30,6 +30,14 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,100}\Z")
 # Anything that looks like a credential is masked before a log line is written.
 _SECRET_PATTERNS = [
+    # An Authorization (or Proxy-Authorization) header's credentials after its scheme (RFC
+    # 9110 §11.4; the schemes of IANA's registry and common vendor ones): HTTP Basic's
+    # base64 user:password (RFC 7617), as gunicorn quotes a malformed header line.
+    re.compile(r"(?i)(authorization[\"']?\s*[:=]?\s*[\"']?\s*(?:basic|bearer|digest|dpop|gnap"
+               r"|hoba|mutual|negotiate|ntlm|oauth|privatetoken|scram-sha-\d+|vapid|token"
+               r"|apikey|sharedkey|ssws|aws4-hmac-sha256)\s+)[^\"'\r\n]+"),
+    # A Cookie or Set-Cookie header's name=value pairs (RFC 6265 §4): session cookies.
+    re.compile(r"(?i)(cookie[\"']?\s*[:=]?\s*[\"']?\s*)[^\s=\"';]+=[^\"'\r\n]+"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
     # Roster's own: SCIM tokens, API keys, IdP access tokens and client secrets, and the
     # portal's access and refresh tokens (authlib logs every issued token at DEBUG).
@@ -38,12 +46,12 @@ _SECRET_PATTERNS = [
     # id_token_hint, logout tokens.
     re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?"),
     # JSON ("token": "x"), form (token=x) and Python repr ('token': 'x') spellings.
-    re.compile(r"(?i)([\"']?(?:password|secret|token|authorization)[\"']?\s*[:=]\s*[\"']?)"
-               r"[^\"',\s]+"),
+    re.compile(r"(?i)([\"']?(?:password|secret|token|authorization|api[_-]?key)[\"']?\s*[:=]"
+               r"\s*[\"']?)[^\"',\s]+"),
 ]
 # Every pattern above needs one of these (case-insensitively); most lines have none.
 _SECRET_MARKERS = ("bearer", "rst_", "rk_", "rsa_", "rss_", "rat_", "rrt_", "eyj", "password",
-                   "secret", "token", "authorization")
+                   "secret", "token", "authorization", "cookie", "apikey", "api_key", "api-key")
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 # An extra field named like a credential ("client_secret", "id_token", "password") is masked
 # whole when it holds text, whatever the text looks like.

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from app.settings_checks import key_file_problems, portal_secret_problems, ratelimit_problems
+from app.url_masks import masked_url
 
 
 def _find_root(environ: Mapping[str, str] = os.environ) -> Path:
@@ -258,8 +259,10 @@ def validate(settings: Settings) -> list[str]:
 
 def _url_problems(name: str, urls: list[str]) -> list[str]:
     """Each entry an absolute http(s) URL with a host (RFC 3986 §4.3): anything else
-    matched no page, and every redirect was refused without a word at start."""
-    return [f"{name} entries must be absolute http(s) URLs, got {url!r}" for url in urls
+    matched no page, and every redirect was refused without a word at start. A bad entry is
+    named with its credentials masked (app/url_masks.py): the line goes to every log."""
+    return [f"{name} entries must be absolute http(s) URLs, got {masked_url(url)!r}"
+            for url in urls
             if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname]
 
 

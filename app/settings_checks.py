@@ -26,6 +26,8 @@ RATE_LIMIT_STORAGES = ("database", "memory")
 # The SAML SP key pairs of [sso]: (key setting, certificate setting).
 SP_PAIRS = (("sp_key_file", "sp_cert_file"), ("sp_next_key_file", "sp_next_cert_file"))
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}\Z")
+# Longer than any path a configuration names; a PEM key's base64 body is over 1,500.
+_LONGEST_PATH = 1024
 
 
 def ratelimit_problems(ratelimit: dict[str, Any]) -> list[str]:
@@ -87,7 +89,12 @@ def portal_secret_problems(provider: dict[str, Any]) -> list[str]:
 
 
 def _pem_problem(setting: str, path: str, check: Callable[[bytes], str | None]) -> list[str]:
-    """Whether the file at ``path`` can be read and holds what ``check`` wants."""
+    """Whether the file at ``path`` can be read and holds what ``check`` wants. A value that
+    is no path but the key itself (PEM text, or its base64 body: longer than any real path)
+    is named, never repeated: 'cannot read <value>' put the private key in every log."""
+    if "-----BEGIN" in path or "\n" in path or len(path) > _LONGEST_PATH:
+        return [f"{setting} must be the path of a PEM file; the value set looks like the "
+                "file's content (it is not shown): put the key in a file and name the file"]
     try:
         data = Path(path).read_bytes()
     except OSError as exc:

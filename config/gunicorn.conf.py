@@ -40,11 +40,11 @@ keepalive = 5
 limit_request_line = 8190
 accesslog = None  # Roster writes its own structured access log line per request
 errorlog = "-"
-# gunicorn's own lines (booting, worker timeouts, signals) in Roster's format and level: one
-# JSON object per line like the app's (app/ops/gunicorn_log.py), or gunicorn's text for a
-# terminal (logging.format = "text").
-if _logging["format"] == "json":
-    logger_class = "app.ops.gunicorn_log.JsonLogger"
+# gunicorn's own lines (booting, worker timeouts, signals, malformed requests) in Roster's
+# format and level: one JSON object per line like the app's (app/ops/gunicorn_log.py), or
+# gunicorn's text for a terminal (logging.format = "text"); credentials masked in both.
+logger_class = ("app.ops.gunicorn_log.JsonLogger" if _logging["format"] == "json"
+                else "app.ops.gunicorn_log.TextLogger")
 loglevel = _logging["level"].lower()
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # No control socket (gunicorn >= 25.1, for its `gunicornc` tool, which Roster does not use): its

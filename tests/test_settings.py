@@ -354,3 +354,40 @@ def test_urls_of_the_wrong_type_stop_the_cli_without_their_credentials(tmp_path)
         "'postgresql+psycopg://db:notaport/roster?***'" in proc.stderr
     assert "hunter2" not in proc.stderr
 
+
+
+@pytest.mark.parametrize(("entry", "shown", "secret"), [
+    ("portal.example/cb?token=R3dirT0ken9", "'portal.example/cb?token=***'", "R3dirT0ken9"),
+    ("ftp://alice:Pa55w0rdX@portal.example/x", "'ftp://***@portal.example/x'", "Pa55w0rdX"),
+    ("//portal.example/cb?sig=S1gValue77&next=1", "'//portal.example/cb?sig=***&next=1'",
+     "S1gValue77"),
+])
+def test_a_bad_redirect_entry_is_named_without_its_credentials(entry, shown, secret):
+    """An allow-list entry that is no absolute URL is named in the error with its userinfo
+    and secret query values masked, as webhook URLs are: the line goes to every log."""
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ={
+            "ROSTER_SSO__ALLOWED_REDIRECT_URLS": f"https://portal.example/,{entry}"})
+    text = str(info.value)
+    assert f"sso.allowed_redirect_urls entries must be absolute http(s) URLs, got {shown}" \
+        in text, text
+    assert secret not in text
+
+
+def test_a_key_pasted_where_its_file_goes_is_not_repeated(tmp_path):
+    """A PEM key set where the setting wants its path (ROSTER_SSO__SP_KEY_FILE="$(cat
+    key.pem)", a common slip) was repeated whole in 'cannot read <path>': the private key in
+    the log of every process that refused to start. It is named, never shown."""
+    from tests.sso.keys import make_key  # a real RSA key and certificate
+
+    pair = make_key(tmp_path, "sp")
+    pem = pair.key_file.read_text()
+    body = "".join(pem.strip().splitlines()[1:-1])
+    for environ in ({"ROSTER_SSO__SP_KEY_FILE": pem, "ROSTER_SSO__SP_CERT_FILE": pem},
+                    {"ROSTER_OIDC_PROVIDER__SIGNING_KEY_FILE": pem},
+                    {"ROSTER_OIDC_PROVIDER__PUBLISHED_KEY_FILES": f'["{body}"]'}):
+        with pytest.raises(SettingsError) as info:
+            load_settings(environ=environ)
+        text = str(info.value)
+        assert "must be the path of a PEM file" in text, text
+        assert body[20:60] not in text, text

@@ -10,6 +10,7 @@ from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, say
 from app.directory.directories import get_directory
 from app.directory.organizations import get_organization
 from app.errors import DomainError
+from app.events.endpoints import endpoint_key
 from app.sso.connections import (
     MATCH_BY,
     POLICIES,
@@ -80,7 +81,8 @@ def list_(ctx: CliContext, org_ref: str) -> None:
     with ctx.transaction() as session:
         org = get_organization(session, org_ref)
         rows = [{"id": c.id, "name": c.name, "protocol": c.protocol, "policy": c.login_policy,
-                 "idp": c.idp_entity_id or c.oidc_discovery_url or "-",
+                 "idp": c.idp_entity_id or (endpoint_key(c.oidc_discovery_url)
+                                            if c.oidc_discovery_url else "-"),
                  "certs": len(c.idp_certs)} for c in list_connections(session, org)]
     echo_table(rows, ["id", "name", "protocol", "policy", "idp", "certs"])
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import utcnow
-from app.directory.names import checked_name
+from app.directory.names import checked_name, shown_ref
 from app.errors import InvalidInput, NotFound, Unauthorized
 from app.models import Organization
 from app.models.api import ApiKey, ApiRole
@@ -116,7 +116,7 @@ def get_key(session: Session, ref: str) -> ApiKey:
     """Find a key by id or display prefix."""
     key = session.scalar(select(ApiKey).where((ApiKey.id == ref) | (ApiKey.prefix == ref)))
     if key is None:
-        raise NotFound(f"API key {ref!r} does not exist", field="key")
+        raise NotFound(f"API key {shown_ref(ref)} does not exist", field="key")
     return key
 
 

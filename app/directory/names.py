@@ -23,3 +23,17 @@ def checked_name(value: str, what: str, *, field: str = "name", optional: bool =
         raise InvalidInput(f"{what} is longer than {limit} characters ({len(value)} given)",
                            field=field)
     return value
+
+
+# An id (a UUID) is 36 characters, a key's or token's display prefix fewer; a key or token
+# itself is longer (256 random bits).
+_REF_MAX = 36
+
+
+def shown_ref(ref: str) -> str:
+    """A reference to an API key or a token as an error may quote it: the id or prefix
+    given, or, for anything longer (most likely the secret itself, pasted to revoke a
+    leaked key), a note that it is not shown."""
+    if len(ref) <= _REF_MAX:
+        return repr(ref)
+    return "given (not shown: longer than an id or a prefix, it may be the secret itself)"

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import Reader, core, utcnow
+from app.directory.names import shown_ref
 from app.directory.refs import DirectoryRef, TokenRef
 from app.errors import Conflict, NotFound, Unauthorized
 from app.models import Directory, DirectoryToken
@@ -89,7 +90,8 @@ def revoke_token(session: Session, directory: Directory, token_ref: str,
         (DirectoryToken.id == token_ref) | (DirectoryToken.prefix == token_ref),
     ))
     if token is None:
-        raise NotFound(f"token {token_ref!r} does not exist for this directory", field="token")
+        raise NotFound(f"token {shown_ref(token_ref)} does not exist for this directory",
+                       field="token")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         record(session, organization_id=directory.organization_id,

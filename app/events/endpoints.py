@@ -19,76 +19,24 @@ channels' hooks) stay two, and nothing of the secret can be read back from the k
 from __future__ import annotations
 
 import base64
-import hashlib
-import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from app.errors import InvalidInput
+from app.url_masks import MASK, SECRET_PARAMETER, masked_url, opaque
 
-MASK = "***"
-# Query parameter names taken to carry a credential (the value is masked, the name kept).
-_SECRET_PARAMETER = re.compile(
-    r"(?i)token|secret|sig|key|pass|pwd|auth|code|credential|session|hash|jwt|bearer")
-
-
-# An opaque segment or value: long, of a token's alphabet (base64url, hex, a GUID pair).
-_OPAQUE = re.compile(r"[A-Za-z0-9._~+=@:-]{16,}")
-_RUN = re.compile(r"[A-Za-z0-9]{20,}")
-_CLASSES = (re.compile("[a-z]"), re.compile("[A-Z]"), re.compile("[0-9]"))
-
-
-def _opaque(piece: str) -> bool:
-    """Whether a path segment or query value looks like a generated secret, not a word:
-    16+ characters of a token's alphabet that mix lower case, upper case or digits, or 20+
-    letters and digits without a separator."""
-    text = unquote(piece)
-    return bool(_RUN.fullmatch(text)) or (bool(_OPAQUE.fullmatch(text)) and sum(
-        bool(c.search(text)) for c in _CLASSES) >= 2)
-
-
-def _fingerprint(piece: str) -> str:
-    """``***`` and the start of the SHA-256 of an opaque piece: apart from other pieces,
-    nothing of it readable (an opaque piece has far more than the 24 bits shown)."""
-    return MASK + hashlib.sha256(piece.encode()).hexdigest()[:6]
-
-
-def _masked_path(path: str) -> str:
-    """The path with its opaque segments fingerprinted, the others as written."""
-    return "/".join(_fingerprint(s) if _opaque(s) else s for s in path.split("/"))
-
-
-def _masked_query(query: str) -> str:
-    """The query with the values of credential-like parameters masked, opaque values of the
-    others fingerprinted, the rest as written."""
-    pieces = []
-    for piece in query.split("&"):
-        name, equals, value = piece.partition("=")
-        if equals and _SECRET_PARAMETER.search(unquote(name.replace("+", " "))):
-            pieces.append(f"{name}={MASK}")
-        elif equals and _opaque(value):
-            pieces.append(f"{name}={_fingerprint(value)}")
-        else:
-            pieces.append(_fingerprint(piece) if not equals and _opaque(piece) else piece)
-    return "&".join(pieces)
+__all__ = ["MASK", "WebhookConfig", "endpoint_key", "request_target", "scrub"]
 
 
 def endpoint_key(url: str) -> str:
     """The URL with its userinfo and the values of its credential-like query parameters
     masked (``https://***@hooks.example/in?channel=ops&token=***``), its opaque path
     segments and query values fingerprinted (``/services/T0001/B0001/***3fa2c1``): what
-    Roster stores and shows for the endpoint. A URL without credentials is returned as it
-    is; a key is its own key (``roster events reset-cursor`` takes either)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
-    path = _masked_path(parts.path)
-    query = _masked_query(parts.query) if parts.query else parts.query
-    if (netloc, path, query) == (parts.netloc, parts.path, parts.query):
-        return url
-    return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
+    Roster stores and shows for the endpoint (app/url_masks.py). A URL without credentials
+    is returned as it is; a key is its own key (``roster events reset-cursor`` takes
+    either)."""
+    return masked_url(url)
 
 
 def request_target(url: str) -> tuple[str, str | None]:
@@ -109,13 +57,13 @@ def _secrets_of(url: str) -> list[str]:
     its opaque path segments and query values, as written and percent-decoded."""
     parts = urlsplit(url)
     found = [parts.netloc.rpartition("@")[0]] if "@" in parts.netloc else []
-    found += [s for s in parts.path.split("/") if _opaque(s)]
+    found += [s for s in parts.path.split("/") if opaque(s)]
     for piece in parts.query.split("&") if parts.query else []:
         name, equals, value = piece.partition("=")
-        if equals and value and (_SECRET_PARAMETER.search(unquote(name.replace("+", " ")))
-                                 or _opaque(value)):
+        if equals and value and (SECRET_PARAMETER.search(unquote(name.replace("+", " ")))
+                                 or opaque(value)):
             found.append(value)
-        elif not equals and _opaque(piece):
+        elif not equals and opaque(piece):
             found.append(piece)
     return sorted({v for s in found for v in (s, unquote(s), *s.split(":")) if v},
                   key=len, reverse=True)

@@ -19,6 +19,7 @@ from typing import Any
 from app.scim.query_string import query_pairs
 from app.scim.sensitive_keys import MARK, spliceable
 from app.scim.sensitive_keys import spliced as splice
+from app.url_masks import SECRET_PARAMETER
 
 # Never worth keeping, whatever the configuration says.
 ALWAYS_SENSITIVE = frozenset({
@@ -119,18 +120,26 @@ def _spelling_escapes(sensitive: frozenset[str]) -> re.Pattern[str]:
 
 def redact_query(raw: bytes, sensitive: frozenset[str]) -> str:
     """A request's query string with the value of a parameter named sensitively masked
-    (``?access_token=...``, which SCIM never reads but a client may still send) and its
-    ``filter`` parameter (any case) passed through ``redact_filter``; left as sent when no
-    sensitive name occurs in it."""
+    (``?access_token=...``, which SCIM never reads but a client may still send; or named
+    like a credential, ``?api_key=``, ``?code=``, ``?sig=``, as app/url_masks.py reads a
+    URL) and its ``filter`` parameter (any case) passed through ``redact_filter``; left as
+    sent when no sensitive name occurs in it."""
     text = raw.decode("utf-8", errors="replace")
-    if _plainly_clean(text if _spelling_escapes(sensitive).search(text) is None
-                      else urllib.parse.unquote_plus(text), sensitive):
+    if not any(SECRET_PARAMETER.search(_query_name(part)) for part in text.split("&")) \
+            and _plainly_clean(text if _spelling_escapes(sensitive).search(text) is None
+                               else urllib.parse.unquote_plus(text), sensitive):
         return text
     return urllib.parse.urlencode(
-        [(k, MARK if _is_sensitive(k, sensitive)
+        [(k, MARK if SECRET_PARAMETER.search(k) or _is_sensitive(k, sensitive)
           else redact_filter(v, sensitive) if k.lower() == "filter" else v)
          for k, v in query_pairs(text)],
         quote_via=urllib.parse.quote)
+
+
+def _query_name(part: str) -> str:
+    """A query parameter's name as ``query_pairs`` decodes it; most names need no decoding."""
+    name = part.partition("=")[0]
+    return urllib.parse.unquote_plus(name) if "%" in name or "+" in name else name
 
 
 def redact_value(value: Any, sensitive: frozenset[str]) -> Any:

@@ -18,7 +18,7 @@ from app.db import Database, utcnow
 from app.directory.names import checked_name
 from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, DomainError, InvalidInput, NotFound
-from app.events.endpoints import endpoint_key, scrub
+from app.events.endpoints import MASK, endpoint_key, scrub
 from app.models import Organization
 from app.models.sso import ConnectionDomain, SsoConnection
 from app.sso.connection_sessions import end_connection_sessions
@@ -143,7 +143,8 @@ def delete_connection(session: Session, conn: SsoConnection, actor: Actor) -> No
     record(session, organization_id=conn.organization_id, action="sso:connection:delete",
            actor=actor, subject_type="sso_connection", subject_id=conn.id,
            data={"name": conn.name, "protocol": conn.protocol,
-                 "idp": conn.idp_entity_id or conn.oidc_discovery_url})
+                 "idp": conn.idp_entity_id or (endpoint_key(conn.oidc_discovery_url)
+                                               if conn.oidc_discovery_url else None)})
     session.delete(conn)
     session.flush()
 
@@ -204,6 +205,9 @@ def fetch_metadata(url: str, *, timeout: float = 10.0,
     """Download IdP metadata over https only (certificate verified), bounded in size."""
     if not url.lower().startswith("https://"):
         raise InvalidInput("metadata URL must be https")
+    if MASK in url:
+        raise InvalidInput("metadata URL holds a masked credential (***), as Roster shows "
+                           "it: give the URL in full")
     request = urllib.request.Request(  # noqa: S310  https only, checked above
         url, headers={"Accept": "application/samlmetadata+xml"})
     try:

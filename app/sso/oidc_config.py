@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.audit import Actor, record
 from app.db import utcnow
 from app.errors import InvalidInput
+from app.events.endpoints import MASK, endpoint_key
 from app.models.sso import LoginSession, OidcLoginRequest, SsoConnection
 from app.sso.sealed import CLIENT_SECRET, PKCE_VERIFIER, UPSTREAM_ID_TOKEN, sealer
 
@@ -54,9 +55,13 @@ def groups_claim_of(conn: SsoConnection) -> str:
 
 
 def check_url(url: str, field: str) -> str:
-    """An IdP URL must be https (http only on loopback, RFC 8252 §7.3)."""
+    """An IdP URL must be https (http only on loopback, RFC 8252 §7.3), and not one copied
+    from Roster's output with its credentials masked (``***``)."""
     if not url or len(url) > 1000 or not is_secure_transport(url):
         raise InvalidInput(f"{field} must be an https URL", field=field)
+    if MASK in url:
+        raise InvalidInput(f"{field} holds a masked credential (***), as Roster shows it: "
+                           "give the URL in full", field=field)
     return url
 
 
@@ -106,7 +111,10 @@ def configure_oidc(session: Session, conn: SsoConnection, actor: Actor, *, secre
     # Never the secret itself: only which fields changed and the public settings.
     record(session, organization_id=conn.organization_id, action="sso:connection:oidc",
            actor=actor, subject_type="sso_connection", subject_id=conn.id,
-           data={"changed": changed, "discovery_url": conn.oidc_discovery_url,
+           data={"changed": changed,
+                 # Its credentials masked: the record is exported and never edited.
+                 "discovery_url": (endpoint_key(conn.oidc_discovery_url)
+                                   if conn.oidc_discovery_url else None),
                  "client_id": conn.oidc_client_id, "scopes": conn.oidc_scopes,
                  "algorithms": algorithms_of(conn), "groups_claim": groups_claim_of(conn)})
     return conn

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.errors import InvalidInput
+from app.events.endpoints import endpoint_key, scrub
 from app.models.sso import OidcLoginRequest, SsoConnection
 from app.sso.oidc_config import check_url
 from app.sso.outcome import LoginFailed
@@ -97,22 +98,26 @@ def _optional_endpoint(url: Any, https_only: bool) -> str | None:
 
 
 def fetch_json(url: str) -> dict[str, Any]:
-    """GET a JSON document from the IdP, bounded in time and size."""
+    """GET a JSON document from the IdP, bounded in time and size. A failure names the URL
+    with its credentials masked (a discovery URL's ``?token=``, a userinfo): the detail
+    reaches API problems, the CLI, the log and failed-login traces."""
+    shown = endpoint_key(url)
     try:
         with requests.get(url, timeout=HTTP_TIMEOUT_SECONDS, stream=True,
                           headers={"Accept": "application/json"}) as response:
             response.raise_for_status()
             body = response.raw.read(_MAX_DOCUMENT_BYTES + 1, decode_content=True)
     except requests.RequestException as exc:
-        raise LoginFailed("idp_unreachable", f"cannot read {url}: {exc}"[:500]) from None
+        raise LoginFailed("idp_unreachable",
+                          f"cannot read {shown}: {scrub(str(exc), url)}"[:500]) from None
     if len(body) > _MAX_DOCUMENT_BYTES:
-        raise LoginFailed("discovery_failed", f"{url} is too large")
+        raise LoginFailed("discovery_failed", f"{shown} is too large")
     try:
         doc = json.loads(body)
     except ValueError:
-        raise LoginFailed("discovery_failed", f"{url} is not JSON") from None
+        raise LoginFailed("discovery_failed", f"{shown} is not JSON") from None
     if not isinstance(doc, dict):
-        raise LoginFailed("discovery_failed", f"{url} is not a JSON object")
+        raise LoginFailed("discovery_failed", f"{shown} is not a JSON object")
     return doc
 
 

@@ -138,3 +138,20 @@ def test_create_refuses_a_name_the_api_refuses(roster, client, keys, db):
     assert "must not be blank" in out
     roster("apikey", "create", "--role", "operator", "--name", "n" * 200)
     assert rows(db, "SELECT length(name) AS n FROM api_keys WHERE name LIKE 'nnn%'")[0].n == 200
+
+
+def test_a_key_given_in_full_is_not_repeated_in_the_error(roster, client, db, tenant):
+    """`apikey revoke` with the key itself instead of its id or prefix (someone revoking a
+    leaked key): 'does not exist' without the key; a directory token given in full to the
+    API's revoke is a 404 whose detail does not quote it either."""
+    key = KEY.search(roster("apikey", "create", "--role", "operator").output).group(1)
+    out = roster("apikey", "revoke", key, ok=False).output
+    assert "does not exist" in out
+    assert key not in out
+    assert key[11:] not in out
+    url = (f"/api/v1/orgs/{tenant.org.id}/directories/{tenant.directory.id}/tokens/"
+           f"{tenant.token}/revoke")
+    resp = client.post(url, headers={"Authorization": f"Bearer {key}"})
+    assert resp.status_code == 404, resp.text
+    # (Its "instance" is the caller's own request path, as sent.)
+    assert tenant.token[10:] not in resp.get_json()["detail"], resp.text

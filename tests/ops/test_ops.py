@@ -292,6 +292,11 @@ def test_redaction_masks_secrets_in_messages():
     ("GET https://idp.example/cb?state=s1&code=AuthC0de9 failed", "AuthC0de9"),
     ("POST https://prod.logic.azure.com/wf?api-version=1&sig=S1gVal7&sv=1", "S1gVal7"),
     ("cannot fetch https://idp.example/md?apikey=K3yVal5: refused", "K3yVal5"),
+    ("Authorization: Basic YWxpY2U6czNjcmV0", "YWxpY2U6czNjcmV0"),
+    ("Invalid HTTP Header: 'Proxy-Authorization Basic YWxpY2U6czNjcmV0'", "YWxpY2U6czNjcmV0"),
+    ("{'Authorization': 'SSWS 00aBcD3fGh'}", "00aBcD3fGh"),
+    ("Cookie: roster_session=S3ssi0nV4l; theme=dark", "S3ssi0nV4l"),
+    ("X-Api-Key: K3yH3ader9", "K3yH3ader9"),
 ])
 def test_each_kind_of_secret_is_masked_on_its_own(line, secret):
     """Every pattern still applies when its secret is the only one in the line."""
@@ -324,6 +329,9 @@ def test_a_line_without_secrets_is_kept_as_it_is():
     from app.observability import redact
 
     assert redact("GET /scim/v2/Users 200") == "GET /scim/v2/Users 200"
+    for line in ("authorization failed for basic user", "the session cookie expired",
+                 "missing Authorization header"):
+        assert redact(line) == line
     assert redact("GET /scim/v2/Users?startIndex=1&count=10 200") == \
         "GET /scim/v2/Users?startIndex=1&count=10 200"
     # A webhook key's masked value, and the ':' after a URL, are the line's own.
@@ -429,14 +437,15 @@ def _assert_gunicorn_errors_in_protocol_format(port: int) -> None:
     assert headers["content-type"] == "text/html"  # a browser's page
 
 
-def _serve(database_url: str, port: int, log_path: Path,
+def _serve(database_url: str, port: int, log_path: Path, more_env: dict[str, str] | None = None,
            **server: str) -> subprocess.Popen[bytes]:
     """``roster serve`` (one worker) on ``port``, once /readyz answers; stderr to the log.
-    ``server``: more [server] settings (``READ_TIMEOUT="1"``)."""
+    ``server``: more [server] settings (``READ_TIMEOUT="1"``); ``more_env``: other variables
+    (``ROSTER_LOGGING__FORMAT``, ``GUNICORN_CMD_ARGS``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
     env.update({"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
                 "ROSTER_SERVER__SWITCH_INTERVAL_US": "700",
-                **{f"ROSTER_SERVER__{k}": v for k, v in server.items()}})
+                **{f"ROSTER_SERVER__{k}": v for k, v in server.items()}, **(more_env or {})})
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from app.cli import main; main()", "serve",

@@ -472,3 +472,17 @@ def test_a_database_outage_drops_the_batch_with_one_warning(database_url, db, te
     finally:
         logging.getLogger().removeHandler(caplog.handler)
         app.extensions["roster.db"].dispose()
+
+
+def test_credential_like_query_parameters_are_not_kept(client, db, tenant):
+    """A client that sends a credential in the query (``?api_key=``, ``?code=``, a SAS
+    ``sig``, ``?id_token=``), which SCIM never reads, has it masked in the recorded query,
+    as log lines and webhook URLs mask such values (app/url_masks.py); other parameters
+    are kept as sent."""
+    resp = client.get(f"{SPC}?api_key=rk_QryK3y1&code=QryC0de2&sig=QryS1g3&id_token=QryT4"
+                      "&count=1", headers=tenant.headers)
+    assert resp.status_code == 200
+    [row] = _recorded(db, client.application)
+    assert "Qry" not in row.query, row.query
+    assert row.query == ("api_key=%5BREDACTED%5D&code=%5BREDACTED%5D&sig=%5BREDACTED%5D"
+                         "&id_token=%5BREDACTED%5D&count=1")

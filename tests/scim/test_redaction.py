@@ -230,12 +230,15 @@ def _query_reference(raw: bytes, sensitive: frozenset[str]) -> str:
 
     from app.scim.query_string import query_pairs
     from app.scim.redaction import _is_sensitive, _plainly_clean
+    from app.url_masks import SECRET_PARAMETER
 
     text = raw.decode("utf-8", errors="replace")
-    if _plainly_clean(urllib.parse.unquote_plus(text), sensitive):
+    pairs = query_pairs(text)
+    credential = any(SECRET_PARAMETER.search(k) for k, _ in pairs)
+    if not credential and _plainly_clean(urllib.parse.unquote_plus(text), sensitive):
         return text
     return urllib.parse.urlencode(
-        [(k, MARK if _is_sensitive(k, sensitive)
+        [(k, MARK if SECRET_PARAMETER.search(k) or _is_sensitive(k, sensitive)
           else redact_filter(v, sensitive) if k.lower() == "filter" else v)
          for k, v in query_pairs(text)], quote_via=urllib.parse.quote)
 
@@ -250,7 +253,8 @@ def test_a_query_is_decoded_only_when_an_escape_could_spell_a_name(names):
 
     pieces = ["employeeNumber", "employee%4Eumber", "employee%6eumber", "%65mployeeNumber",
               "pass%77ord", "x%3509Certificates", "cost%2Dc", "access%5Ftoken", "%5Cu0070assword",
-              "userName", "%20eq%20", "+eq+", "%22a%40b.c%22", "%22E-1%22", "%E2%82%AC", "%zz"]
+              "userName", "%20eq%20", "+eq+", "%22a%40b.c%22", "%22E-1%22", "%E2%82%AC", "%zz",
+              "api%5Fkey", "si%67", "%2Bcode"]
     seen = 0
     for first, second in itertools.product(pieces, repeat=2):
         for raw in (f"filter={first}{second}", f"{first}={second}&count=1"):

@@ -10,13 +10,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, current_app, json
-from marshmallow import Schema, fields, validate
 from sqlalchemy import select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session
 
 from app.api.frame import ApiContext, api_route
 from app.api.pagination import Page
-from app.api.schemas import JsonBoolean, PageArgs, StrictSchema
+from app.api.routes.connection_schemas import (
+    ConnectionCreateSchema,
+    ConnectionSchema,
+    ConnectionUpdateSchema,
+    DomainCreateSchema,
+    DomainSchema,
+)
+from app.api.schemas import PageArgs
 from app.api.views import bp
 from app.audit import Actor
 from app.db import Database
@@ -25,8 +31,6 @@ from app.errors import InvalidInput, NotFound
 from app.models import Organization
 from app.models.sso import ConnectionDomain, SsoConnection
 from app.sso.connections import (
-    MATCH_BY,
-    POLICIES,
     add_domain,
     apply_fetched_metadata,
     apply_idp_metadata,
@@ -37,127 +41,13 @@ from app.sso.connections import (
     update_connection,
     verify_domain,
 )
-from app.sso.oidc_config import (
-    SUPPORTED_ALGORITHMS,
-    algorithms_of,
-    check_url,
-    configure_oidc,
-    groups_claim_of,
-)
-from app.sso.oidc_rp import ProviderCache, callback_url, logged_out_url
+from app.sso.oidc_config import check_url, configure_oidc
+from app.sso.oidc_rp import ProviderCache
 from app.sso.outcome import LoginFailed
-from app.sso.saml import SpUrls
 
 _OIDC_FIELDS = ("discovery_url", "client_id", "client_secret", "scopes", "groups_claim",
                 "algorithms")
 _SAML_FIELDS = ("metadata_xml", "metadata_url", "entity_id")
-
-
-class DomainSchema(Schema):
-    """An email domain of a connection; routed by discovery once verified."""
-
-    domain = fields.String(required=True)
-    verified = fields.Function(lambda d: d.verified_at is not None, required=True)
-    verified_at = fields.AwareDateTime(required=True, allow_none=True)
-
-
-class ConnectionSchema(Schema):
-    """One SAML or OIDC connection. The OIDC client secret is never returned."""
-
-    id = fields.String(required=True)
-    name = fields.String(required=True)
-    protocol = fields.String(required=True)
-    enabled = fields.Boolean(required=True)
-    login_policy = fields.String(required=True)
-    match_by = fields.String(required=True)
-    directory_id = fields.String(allow_none=True)
-    allow_idp_initiated = fields.Boolean(required=True)
-    sign_requests = fields.Boolean(required=True)
-    idp_entity_id = fields.String(allow_none=True)
-    idp_sso_url = fields.String(allow_none=True)
-    idp_slo_url = fields.String(allow_none=True)
-    metadata_url = fields.String(allow_none=True)
-    metadata_refreshed_at = fields.AwareDateTime(allow_none=True)
-    certificates = fields.Function(lambda c: len(c.idp_certs or []), required=True)
-    oidc_discovery_url = fields.String(allow_none=True)
-    oidc_client_id = fields.String(allow_none=True)
-    oidc_client_secret_set = fields.Function(lambda c: bool(c.oidc_client_secret_enc),
-                                             required=True)
-    oidc_scopes = fields.String(allow_none=True)
-    oidc_algorithms = fields.Function(algorithms_of, required=True)
-    oidc_groups_claim = fields.Function(groups_claim_of, required=True)
-    sp = fields.Method("_sp", required=True, metadata={
-        "type": "object", "description": "What to register at the IdP: SAML entity id, ACS "
-        "and SLO URLs, or the OIDC redirect and post-logout redirect URIs."})
-    domains = fields.Method("_domains", required=True, metadata={
-        "type": "array", "items": {"type": "object"}})
-    created_at = fields.AwareDateTime(required=True)
-    updated_at = fields.AwareDateTime(required=True)
-
-    def _sp(self, conn: SsoConnection) -> dict[str, str]:
-        base = current_app.config["ROSTER"]["app"]["base_url"]
-        if conn.protocol == "oidc":
-            return {"redirect_uri": callback_url(base, conn.id),
-                    "post_logout_redirect_uri": logged_out_url(base, conn.id)}
-        urls = SpUrls.of(base, conn.id)
-        return {"entity_id": urls.entity_id, "metadata_url": urls.entity_id, "acs": urls.acs,
-                "slo": urls.slo}
-
-    def _domains(self, conn: SsoConnection) -> list[dict[str, Any]]:
-        session = object_session(conn)
-        found = session.scalars(select(ConnectionDomain).where(
-            ConnectionDomain.connection_id == conn.id).order_by(ConnectionDomain.domain)) \
-            if session is not None else []
-        return [DomainSchema().dump(d) for d in found]
-
-
-class _Settings(StrictSchema):
-    """Fields shared by create and update."""
-
-    login_policy = fields.String(validate=validate.OneOf(POLICIES))
-    match_by = fields.String(validate=validate.OneOf(MATCH_BY))
-    directory = fields.String(allow_none=True, validate=validate.Length(min=1, max=200),
-                              metadata={"description": "Directory (id or name) users are read "
-                                        "from and JIT users written to; null for none."})
-    allow_idp_initiated = JsonBoolean()
-    sign_requests = JsonBoolean()
-    metadata_xml = fields.String(validate=validate.Length(min=1, max=1_000_000), metadata={
-        "description": "SAML: the IdP's metadata document."})
-    metadata_url = fields.String(validate=validate.Length(min=9, max=1000), metadata={
-        "description": "SAML: https URL of the IdP's metadata (kept for refresh)."})
-    entity_id = fields.String(validate=validate.Length(max=1000), metadata={
-        "description": "SAML: pick this IdP in a metadata aggregate."})
-    discovery_url = fields.String(validate=validate.Length(max=1000), metadata={
-        "description": "OIDC: https URL of /.well-known/openid-configuration."})
-    client_id = fields.String(validate=validate.Length(min=1, max=500))
-    client_secret = fields.String(load_only=True, validate=validate.Length(min=1, max=2000),
-                                  metadata={"description": "Stored encrypted, never returned."})
-    scopes = fields.String(validate=validate.Length(max=500))
-    groups_claim = fields.String(validate=validate.Length(min=1, max=200))
-    algorithms = fields.List(fields.String(validate=validate.OneOf(
-        sorted(SUPPORTED_ALGORITHMS))), validate=validate.Length(min=1, max=20))
-    check_discovery = JsonBoolean(load_default=True, metadata={
-        "description": "OIDC: read the discovery document now and refuse an unusable IdP."})
-
-
-class ConnectionCreateSchema(_Settings):
-    """A new connection; SAML takes IdP metadata, OIDC a discovery URL and client."""
-
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    protocol = fields.String(required=True, validate=validate.OneOf(("saml", "oidc")))
-
-
-class ConnectionUpdateSchema(_Settings):
-    """Settings to change; absent fields are kept."""
-
-    name = fields.String(validate=validate.Length(min=1, max=200))
-    enabled = JsonBoolean()
-
-
-class DomainCreateSchema(StrictSchema):
-    """An email domain to route to the connection once verified."""
-
-    domain = fields.String(required=True, validate=validate.Length(min=1, max=253))
 
 
 def _in_org(conn: SsoConnection | None, org_id: str) -> SsoConnection:
