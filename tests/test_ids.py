@@ -55,3 +55,15 @@ def test_a_forked_child_never_repeats_its_parents_ids():
     parent = "".join(ids.new_id() for _ in range(4))
     assert len(child) == len(parent) == 4 * 36
     assert child != parent
+
+
+def test_ids_as_text_are_version_4_uuids_in_their_canonical_form():
+    """new_id and request_id set the version and variant bits themselves: each is the text
+    uuid.UUID gives for it (lower-case 8-4-4-4-12, or 32 digits), version 4, RFC variant."""
+    for _ in range(2_000):
+        text, digits = ids.new_id(), ids.request_id()
+        parsed, parsed_hex = uuid.UUID(text), uuid.UUID(hex=digits)
+        assert str(parsed) == text
+        assert parsed_hex.hex == digits
+        assert parsed.version == parsed_hex.version == 4
+        assert parsed.variant == parsed_hex.variant == uuid.RFC_4122
