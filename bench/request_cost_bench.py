@@ -9,7 +9,9 @@ On a shared VM CPU time swings with the neighbours. `--instructions` counts inst
 instead (valgrind's callgrind, from Debian's `valgrind` package): the same code gives the
 same count within about 1 % for lookups (creates: ~5 %, background flush threads), whatever
 the machine is doing. It runs this script twice under callgrind, with a small and a large
-number of requests, and prints the difference per request, so set-up does not count.
+number of requests, and prints the difference per request, so set-up does not count. There
+the flight recorder writes its batches by count (200 records), as a loaded worker does, not
+every 0.2 s (a few records per batch at callgrind's speed).
 
   .venv/bin/python bench/request_cost_bench.py [lookup|create ...] [--instructions]
 
@@ -52,6 +54,13 @@ def _app(tmp: Path) -> tuple[object, dict[str, str]]:
     sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     from app import create_app
 
+    if os.environ.get("REQUEST_COST_FLUSH_BY_COUNT"):
+        # Under callgrind a request takes ~50 times as long, so the recorder's 0.2 s timer
+        # would write batches of a few records (a BEGIN and COMMIT each); a loaded worker
+        # writes ~100 at a time. Written by count (FLUSH_RECORDS) instead, as under load.
+        from app.scim import recorder
+
+        recorder.FLUSH_SECONDS = 3600.0
     headers = {"Authorization": f"Bearer {token}",
                "Content-Type": "application/scim+json"}
     return create_app(), headers
@@ -117,7 +126,8 @@ def instructions(mode: str, users: int, small: int = 100, large: int = 400) -> i
             done = subprocess.run(
                 ["valgrind", "--tool=callgrind", "--cache-sim=no",
                  f"--callgrind-out-file={out}/callgrind.out", PY, __file__, mode],
-                env={**os.environ, "REQUEST_COST_USERS": str(users),
+                env={**os.environ, "REQUEST_COST_FLUSH_BY_COUNT": "1",
+                     "REQUEST_COST_USERS": str(users),
                      "REQUEST_COST_REQUESTS": str(count), "REQUEST_COST_BATCH": str(count)},
                 capture_output=True, text=True, errors="replace", check=False)
         found = re.search(r"Collected : (\d+)", done.stderr)
