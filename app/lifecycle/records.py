@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, event, update
+from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -16,6 +16,7 @@ from app.audit.sealed_records import stamp_values
 from app.db import new_id, utcnow
 from app.models import User
 from app.models.lifecycle import DeprovisionRecord
+from app.sql import among
 
 log = logging.getLogger("roster.lifecycle")
 
@@ -26,6 +27,8 @@ _COMMITTED = "roster.lifecycle.committed_records"
 # Built once: constructing the statement cost more than running it (one per deprovisioning).
 _STAMP = (update(DeprovisionRecord).where(DeprovisionRecord.id == bindparam("b_id"))
           .values(revocation_committed_at=bindparam("b_at"), latency_ms=bindparam("b_ms")))
+# Any number of ids in one parameter (a directory's disable stamps thousands at once).
+_EXISTING = select(DeprovisionRecord.id).where(among(DeprovisionRecord.id))
 
 
 def new_record(session: Session, user: User, actor: Actor, *, trigger: str,
@@ -111,11 +114,17 @@ def _write_stamps(connection: Connection, params: list[dict[str, Any]],
     The records' rows first, then the chain heads: the lock order of every transaction
     (a mass-event guard writes earlier records before its own append)."""
     connection.execute(_STAMP, params)
+    # Only records that exist: one made inside a savepoint rolled back is gone (``_forget``).
+    written = set(connection.scalars(_EXISTING, {"ids": [row["b_id"] for row in params]}))
     by_org: dict[str, dict[str, dict[str, Any]]] = {}
     for row in params:
+        if row["b_id"] not in written:
+            continue
         by_org.setdefault(pending[row["b_id"]][1], {})[row["b_id"]] = {
             "revocation_committed_at": row["b_at"], "latency_ms": row["b_ms"]}
-    append_now(connection, [stamp_values(org, stamps) for org, stamps in sorted(by_org.items())])
+    if by_org:
+        append_now(connection, [stamp_values(org, stamps)
+                                for org, stamps in sorted(by_org.items())])
 
 
 @event.listens_for(Session, "after_rollback")
