@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.audit.log import SYSTEM, Actor, event_values
@@ -196,3 +196,34 @@ def _stamp_problem(rec: DeprovisionRecord, sealed: dict[str, Any]) -> str | None
             return (f"the record's {name} is {held!r}, its audit events sealed "
                     f"{given!r}: it was changed")
     return None
+
+
+def record_problem(session: Session, rec: DeprovisionRecord) -> str | None:
+    """What is wrong with one record against its audit events (``verify_records`` for one
+    record, by the indexed subject columns), or None; a record written before digests
+    existed passes. What a receipt checks before it signs."""
+    events = session.scalars(select(AuditEvent.data).where(
+        AuditEvent.subject_type == "user", AuditEvent.subject_id == rec.user_id,
+        AuditEvent.organization_id == rec.organization_id,
+        AuditEvent.action.in_(RECORD_ACTIONS)).order_by(AuditEvent.id))
+    data = next((d for d in events if (d or {}).get("record_id") == rec.id), None)
+    if data is None:
+        return "no audit event names this record: it was added outside Roster"
+    if data.get(DIGEST_KEY) is None:
+        return None  # written before records were sealed
+    if record_digest(rec) != data[DIGEST_KEY]:
+        return "the record does not match the digest its audit event holds: it was changed"
+    if data.get(STAMPS_KEY) is not True:
+        return None
+    # A stamp event names its record as the subject, or none when it stamps several.
+    stamps = session.scalars(select(AuditEvent.data).where(
+        AuditEvent.subject_type == "deprovision_record",
+        or_(AuditEvent.subject_id == rec.id, AuditEvent.subject_id.is_(None)),
+        AuditEvent.organization_id == rec.organization_id,
+        AuditEvent.action == STAMP_ACTION).order_by(AuditEvent.id))
+    sealed: dict[str, Any] = {}
+    for stamp in stamps:
+        fields = ((stamp or {}).get("records") or {}).get(rec.id)
+        if isinstance(fields, dict):
+            sealed.update(fields)
+    return _stamp_problem(rec, sealed)
