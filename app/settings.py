@@ -342,7 +342,8 @@ def _positive(settings: Settings) -> list[str]:
         ("oidc_provider", "backchannel_timeout_seconds"), ("events", "purge_batch_size"),
     ]
     zero_or_more = [
-        ("lifecycle", "retention_days"), ("recorder", "max_age_days"),
+        ("lifecycle", "retention_days"), ("lifecycle", "deprovisioned_retention_days"),
+        ("recorder", "max_age_days"),
         ("webhooks", "dead_after_seconds"), ("webhooks", "poll_interval_ms"),
         ("sso", "clock_skew_seconds"), ("sso", "trace_retention_days"),
         ("mapping", "write_wait_ms"),

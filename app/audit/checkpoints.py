@@ -111,10 +111,15 @@ def _held(session: Session, chain: str, seq: int, signed_hash: str, what: str) -
     return None
 
 
-def verify_checkpoints(session: Session, keys: PublicKeys, chain: str) -> str | None:
-    """Check every stored checkpoint's signature and that the log still holds its hash."""
-    for cp in session.scalars(select(AuditCheckpoint).where(AuditCheckpoint.chain == chain)
-                              .order_by(AuditCheckpoint.seq)):
+def verify_checkpoints(session: Session, keys: PublicKeys, chain: str, after_seq: int = 0,
+                       through_seq: int | None = None) -> str | None:
+    """Check every stored checkpoint's signature and that the log still holds its hash
+    (those of seq after ``after_seq`` and up to ``through_seq``, when given)."""
+    stmt = select(AuditCheckpoint).where(AuditCheckpoint.chain == chain,
+                                         AuditCheckpoint.seq > after_seq)
+    if through_seq is not None:
+        stmt = stmt.where(AuditCheckpoint.seq <= through_seq)
+    for cp in session.scalars(stmt.order_by(AuditCheckpoint.seq)):
         what = f"checkpoint {cp.id} (seq {cp.seq})"
         problem = (_signed(keys, checkpoint_body(cp), cp.signature, what)
                    or _held(session, chain, cp.seq, cp.hash, what))

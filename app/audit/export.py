@@ -10,8 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import Boolean, ColumnElement, and_, func, literal, or_, select
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from app.audit.horizon import SETTLE_SECONDS, settled_through
 from app.audit.log import chain_for
@@ -70,15 +73,59 @@ def position(session: Session, organization_id: str | None,
     return int(session.scalar(newest) or 0)
 
 
+# The group-membership events: one per group write and operation, subject the group, its
+# members in data.user_ids (app/directory/groups.py), however many there are.
+MEMBERSHIP_ACTIONS = ("membership:add", "membership:remove")
+
+
+class json_list_holds(FunctionElement[bool]):
+    """The JSON column's list under ``key`` holds the text ``value`` (false when the key is
+    missing or not a list): EXISTS over ``json_each`` (SQLite) or
+    ``json_array_elements_text`` (PostgreSQL, guarded by ``json_typeof``: a scalar would
+    be an error, and a CASE is evaluated in order where an AND need not be)."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "json_list_holds"
+    _is_implicitly_boolean = True
+
+    def __init__(self, column: ColumnElement[Any], key: str, value: str) -> None:
+        super().__init__(column, literal(key), literal(value))
+
+
+@compiles(json_list_holds)
+def _holds_sqlite(element: json_list_holds, compiler: SQLCompiler, **kw: Any) -> str:
+    column, key, value = (compiler.process(c, **kw) for c in element.clauses)
+    # Compiled fragments only (a column and bound parameters): no value is in the text.
+    return (f"EXISTS (SELECT 1 FROM json_each({column}, '$.' || {key}) "  # noqa: S608
+            f"WHERE json_each.type = 'text' AND json_each.value = {value})")
+
+
+@compiles(json_list_holds, "postgresql")
+def _holds_postgresql(element: json_list_holds, compiler: SQLCompiler, **kw: Any) -> str:
+    column, key, value = (compiler.process(c, **kw) for c in element.clauses)
+    return (f"CASE WHEN json_typeof(({column}) -> {key}) = 'array' THEN EXISTS "  # noqa: S608
+            f"(SELECT 1 FROM json_array_elements_text(({column}) -> {key}) AS member(id) "
+            f"WHERE member.id = {value}) ELSE false END")
+
+
 def about_subject(subject_id: str) -> ColumnElement[bool]:
-    """The events about ``subject_id``: those naming it their subject, and the grant events
+    """The events about ``subject_id``: those naming it their subject; the grant events
     of a user that name it ``user_id`` (a deprovisioning's ``grant:remove``, a
-    reactivation's ``grant:add``). Those record their user as the subject now, as the
-    mapping's always did; before, they named the grant, and a user's export left out the
-    access it lost. The stored records are kept as they were (their hashes cover them)."""
+    reactivation's ``grant:add``); and the membership events of the groups it joined or
+    left, which name it among their ``user_ids``.
+
+    Grant events record their user as the subject now, as the mapping's always did; before,
+    they named the grant, and a user's export left out the access it lost. A membership
+    event stays the group's (one event for a PATCH of thousands of members, not one per
+    member) and is found through its data. The stored records are kept as they were (their
+    hashes cover them)."""
     return or_(AuditEvent.subject_id == subject_id,
                and_(AuditEvent.subject_type == "grant",
-                    AuditEvent.data["user_id"].as_string() == subject_id))
+                    AuditEvent.data["user_id"].as_string() == subject_id),
+               and_(AuditEvent.subject_type == "group",
+                    AuditEvent.action.in_(MEMBERSHIP_ACTIONS),
+                    json_list_holds(AuditEvent.data, "user_ids", subject_id)))
 
 
 def iter_events(session: Session, flt: AuditFilter, limit: int | None = None,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, event, insert, update
+from sqlalchemy import Connection, bindparam, event, insert, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -95,13 +95,12 @@ def _upsert_head(insert: Any) -> Any:
 _UPSERT_HEAD = {"postgresql": _upsert_head(pg_insert), "sqlite": _upsert_head(sqlite_insert)}
 
 
-def _select_head(session: Session, chain: str) -> _Head:
+def _select_head(connection: Connection, chain: str) -> _Head:
     """Create the chain head if missing, then lock it until the transaction ends, so
     appends to one chain are serialised."""
     # One upsert both creates a missing head and locks an existing one: ON CONFLICT DO
     # UPDATE locks the row like SELECT ... FOR UPDATE on PostgreSQL (SQLite has one writer
     # anyway), and RETURNING loads it. Core on the connection: no ORM object to track.
-    connection = session.connection()
     stmt = _UPSERT_HEAD[connection.dialect.name]
     [(seq, hash_)] = fetch(connection, stmt, {"h_chain": chain})
     return _Head(seq, hash_)
@@ -156,10 +155,17 @@ def append_pending(session: Session) -> None:
         return
     events = [values for _scope, values in pending]
     flush_if_pending(session, Organization)
-    connection = session.connection()
+    append_now(session.connection(), events)
+
+
+def append_now(connection: Connection, events: list[dict[str, Any]]) -> None:
+    """Append ``events`` (``event_values``) to their chains on ``connection``, in its
+    transaction: what the commit of a session does, for a write made on a connection of its
+    own (a deprovisioning record's commit stamp, app/lifecycle/records.py). The caller's
+    other row locks must come before the chain heads, as everywhere."""
     heads: list[dict[str, Any]] = []
     for chain in sorted({values["chain"] for values in events}):
-        head = _select_head(session, chain)
+        head = _select_head(connection, chain)
         for values in events:
             if values["chain"] == chain:
                 values["seq"], values["prev_hash"] = head.seq + 1, head.hash
@@ -194,7 +200,16 @@ def record(
     transaction commits (``append_pending``); it commits or rolls back with the caller's
     change, and a rollback to a savepoint drops the events recorded inside it.
     """
-    values = {
+    values = event_values(organization_id=organization_id, action=action, actor=actor,
+                          subject_type=subject_type, subject_id=subject_id, data=data)
+    session.info.setdefault(_PENDING, []).append((session.get_nested_transaction(), values))
+
+
+def event_values(*, organization_id: str | None, action: str, actor: Actor,
+                 subject_type: str, subject_id: str | None,
+                 data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One event's column values as taken now, before its chain gives it seq and hashes."""
+    return {
         "event_id": new_id(), "chain": chain_for(organization_id),
         "organization_id": organization_id, "occurred_at": utcnow(), "action": action,
         "actor_type": actor.type, "actor_id": actor.id, "subject_type": subject_type,
@@ -202,4 +217,3 @@ def record(
         # A copy: the caller may go on changing its lists before the commit writes them.
         "data": copy_json(data) if data else {},
     }
-    session.info.setdefault(_PENDING, []).append((session.get_nested_transaction(), values))

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.audit.sealed_records import record_problem
 from app.audit.signing import SigningKey, key_id_of, load_public_key, verify_signature
 from app.errors import Conflict, InvalidInput, NotFound
 from app.models.lifecycle import DeprovisionRecord
@@ -32,15 +33,22 @@ def get_record(session: Session, record_id: str,
     return record
 
 
-def make_receipt(record: DeprovisionRecord, key: SigningKey) -> dict[str, Any]:
+def make_receipt(session: Session, record: DeprovisionRecord,
+                 key: SigningKey) -> dict[str, Any]:
     """The signed receipt: {"receipt": {...}, "signature": base64, "algorithm": "Ed25519"}.
 
     Only for a deprovisioning that was applied: a receipt is proof that access was taken
-    away, and a failed attempt took nothing away (Conflict; its record says why).
+    away, and a failed attempt took nothing away (Conflict; its record says why). Nor for
+    a record its audit events do not vouch for (changed in the database, or added there):
+    the deployment key would sign what someone wrote there as Roster's own (Conflict).
     """
     if record.outcome != "applied":
         raise Conflict(f"deprovisioning record {record.id} is a failed attempt (nothing was "
                        f"revoked): it has no receipt; see its error")
+    problem = record_problem(session, record)
+    if problem is not None:
+        raise Conflict(f"deprovisioning record {record.id} fails its audit seal ({problem}): "
+                       "no receipt is signed for it; run roster audit verify")
     body = {"type": RECEIPT_TYPE, "key_id": key.key_id, "record": record_fields(record)}
     return {"receipt": body, "algorithm": "Ed25519", "signature": key.sign(body),
             "public_key": key.public_pem()}

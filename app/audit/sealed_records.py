@@ -7,10 +7,15 @@ record's fields as written (``SEALED``). The chain covers the event, so the even
 the record: ``roster audit verify`` recomputes each digest and reports a record changed,
 removed, or present without an event naming it (added outside Roster).
 
-Not sealed: what is written after that transaction, by design: the commit stamp
-(``revocation_committed_at``, ``latency_ms``, a second write once the revocation is
-durable), ``batch_id`` (the mass-event guard, at commit) and ``restored_at`` (a later
-reactivation). Records written before digests existed are checked for presence only.
+The fields written after that transaction (``STAMPED``: the commit stamp
+``revocation_committed_at`` and ``latency_ms``, a second write once the revocation is
+durable; ``batch_id``, the mass-event guard at commit, for earlier records too; and
+``restored_at``, a later reactivation) are sealed by ``deprovision_record:stamp`` events
+written in the transaction that stamps them: ``data.records`` maps each record id to the
+values it was given. A record whose event says ``stamps_sealed`` must hold exactly the
+values its stamp events gave (the latest per field), and none where none was given.
+Records written before digests existed are checked for presence only, and those written
+before stamps were sealed for their digest only.
 """
 
 from __future__ import annotations
@@ -21,13 +26,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from app.audit.log import SYSTEM, Actor, event_values
+from app.audit.log import record as record_event
 from app.models import AuditEvent
 from app.models.lifecycle import DeprovisionRecord
 
 DIGEST_KEY = "record_digest"
+# In the record's event: its STAMPED fields are sealed by STAMP_ACTION events.
+STAMPS_KEY = "stamps_sealed"
+STAMP_ACTION = "deprovision_record:stamp"
+# The fields written after the record's own transaction, each by a stamp event's transaction.
+STAMPED = ("revocation_committed_at", "latency_ms", "batch_id", "restored_at")
 # The audit actions whose event names a deprovisioning record (data.record_id).
 RECORD_ACTIONS = ("user:deprovision", "user:deprovision_failed")
 # The fields fixed when the record is written, in the transaction of its audit event.
@@ -43,6 +55,35 @@ def record_digest(record: DeprovisionRecord) -> str:
     body = {name: _canonical(getattr(record, name)) for name in SEALED}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def seal_data(record: DeprovisionRecord) -> dict[str, Any]:
+    """What the record's audit event holds to seal it: its digest, and that its later
+    stamps are sealed too."""
+    return {DIGEST_KEY: record_digest(record), STAMPS_KEY: True}
+
+
+def stamp_values(organization_id: str, stamps: dict[str, dict[str, Any]],
+                 actor: Actor = SYSTEM) -> dict[str, Any]:
+    """The ``deprovision_record:stamp`` event (``event_values``) sealing ``stamps``: for
+    each record id, the STAMPED fields it was just given."""
+    records = {record_id: {name: _canonical(value) for name, value in fields.items()}
+               for record_id, fields in stamps.items()}
+    return event_values(organization_id=organization_id, action=STAMP_ACTION, actor=actor,
+                        subject_type="deprovision_record",
+                        subject_id=next(iter(records)) if len(records) == 1 else None,
+                        data={"records": records})
+
+
+def seal_stamps(session: Session, organization_id: str, stamps: dict[str, dict[str, Any]],
+                actor: Actor = SYSTEM) -> None:
+    """Record the stamp event of ``stamps`` in the session's transaction, which writes them."""
+    if stamps:
+        values = stamp_values(organization_id, stamps, actor)
+        record_event(session, organization_id=organization_id, action=STAMP_ACTION,
+                     actor=actor,
+               subject_type=values["subject_type"], subject_id=values["subject_id"],
+               data=values["data"])
 
 
 def _canonical(value: Any) -> Any:
@@ -80,37 +121,109 @@ class RecordsReport:
 
 def verify_records(session: Session, organization_id: str | None = None) -> RecordsReport:
     """Check every deprovisioning record (of one organization, or all) against the audit
-    events that name it: its digest, its presence, and that an event names it at all.
+    events that name it: its digest, its stamps, its presence, and that an event names it.
 
     The events themselves are the chain's to check (app/audit/verify.py)."""
-    events = (select(AuditEvent.event_id, AuditEvent.data)
-              .where(AuditEvent.action.in_(RECORD_ACTIONS)).order_by(AuditEvent.id))
+    named = _named_records(session, organization_id)
+    stamped = _sealed_stamps(session, organization_id)
     records = select(DeprovisionRecord).order_by(DeprovisionRecord.id)
     if organization_id is not None:
-        events = events.where(AuditEvent.organization_id == organization_id)
         records = records.where(DeprovisionRecord.organization_id == organization_id)
-    named: dict[str, tuple[str, str | None]] = {}
-    for event_id, data in session.execute(events.execution_options(yield_per=500)):
-        record_id = (data or {}).get("record_id")
-        if isinstance(record_id, str):
-            named[record_id] = (event_id, (data or {}).get(DIGEST_KEY))
     problems: list[RecordProblem] = []
     count = sealed = 0
-    for record in session.scalars(records.execution_options(yield_per=500)):
+    for rec in session.scalars(records.execution_options(yield_per=500)):
         count += 1
-        found = named.pop(record.id, None)
+        found = named.pop(rec.id, None)
         if found is None:
-            problems.append(RecordProblem(record.id, None, "no audit event names this "
+            problems.append(RecordProblem(rec.id, None, "no audit event names this "
                                           "record: it was added outside Roster"))
             continue
-        event_id, digest = found
+        event_id, digest, stamps_sealed = found
         if digest is None:
             continue  # written before records were sealed
         sealed += 1
-        if record_digest(record) != digest:
-            problems.append(RecordProblem(record.id, event_id, "the record does not match "
+        if record_digest(rec) != digest:
+            problems.append(RecordProblem(rec.id, event_id, "the record does not match "
                                           "the digest its audit event holds: it was changed"))
+        elif stamps_sealed:
+            problem = _stamp_problem(rec, stamped.get(rec.id, {}))
+            if problem is not None:
+                problems.append(RecordProblem(rec.id, event_id, problem))
     problems.extend(RecordProblem(record_id, event_id, "the audit event names a record "
                                   "the database no longer holds: it was removed")
-                    for record_id, (event_id, _digest) in named.items())
+                    for record_id, (event_id, _digest, _stamps) in named.items())
     return RecordsReport(count, sealed, problems)
+
+
+def _named_records(session: Session, organization_id: str | None,
+                   ) -> dict[str, tuple[str, str | None, bool]]:
+    """Record id -> (its event's id, the digest it holds, whether its stamps are sealed)."""
+    events = (select(AuditEvent.event_id, AuditEvent.data)
+              .where(AuditEvent.action.in_(RECORD_ACTIONS)).order_by(AuditEvent.id))
+    if organization_id is not None:
+        events = events.where(AuditEvent.organization_id == organization_id)
+    named: dict[str, tuple[str, str | None, bool]] = {}
+    for event_id, data in session.execute(events.execution_options(yield_per=500)):
+        data = data or {}
+        record_id = data.get("record_id")
+        if isinstance(record_id, str):
+            named[record_id] = (event_id, data.get(DIGEST_KEY), data.get(STAMPS_KEY) is True)
+    return named
+
+
+def _sealed_stamps(session: Session, organization_id: str | None,
+                   ) -> dict[str, dict[str, Any]]:
+    """Record id -> the latest value each STAMPED field was given, by the stamp events in
+    log order."""
+    events = (select(AuditEvent.data).where(AuditEvent.action == STAMP_ACTION)
+              .order_by(AuditEvent.id))
+    if organization_id is not None:
+        events = events.where(AuditEvent.organization_id == organization_id)
+    sealed: dict[str, dict[str, Any]] = {}
+    for data in session.scalars(events.execution_options(yield_per=500)):
+        records = (data or {}).get("records")
+        for record_id, fields in (records.items() if isinstance(records, dict) else ()):
+            if isinstance(fields, dict):
+                sealed.setdefault(record_id, {}).update(fields)
+    return sealed
+
+
+def _stamp_problem(rec: DeprovisionRecord, sealed: dict[str, Any]) -> str | None:
+    """Which STAMPED field differs from what the stamp events gave it (None where none)."""
+    for name in STAMPED:
+        held, given = _canonical(getattr(rec, name)), sealed.get(name)
+        if held != given:
+            return (f"the record's {name} is {held!r}, its audit events sealed "
+                    f"{given!r}: it was changed")
+    return None
+
+
+def record_problem(session: Session, rec: DeprovisionRecord) -> str | None:
+    """What is wrong with one record against its audit events (``verify_records`` for one
+    record, by the indexed subject columns), or None; a record written before digests
+    existed passes. What a receipt checks before it signs."""
+    events = session.scalars(select(AuditEvent.data).where(
+        AuditEvent.subject_type == "user", AuditEvent.subject_id == rec.user_id,
+        AuditEvent.organization_id == rec.organization_id,
+        AuditEvent.action.in_(RECORD_ACTIONS)).order_by(AuditEvent.id))
+    data = next((d for d in events if (d or {}).get("record_id") == rec.id), None)
+    if data is None:
+        return "no audit event names this record: it was added outside Roster"
+    if data.get(DIGEST_KEY) is None:
+        return None  # written before records were sealed
+    if record_digest(rec) != data[DIGEST_KEY]:
+        return "the record does not match the digest its audit event holds: it was changed"
+    if data.get(STAMPS_KEY) is not True:
+        return None
+    # A stamp event names its record as the subject, or none when it stamps several.
+    stamps = session.scalars(select(AuditEvent.data).where(
+        AuditEvent.subject_type == "deprovision_record",
+        or_(AuditEvent.subject_id == rec.id, AuditEvent.subject_id.is_(None)),
+        AuditEvent.organization_id == rec.organization_id,
+        AuditEvent.action == STAMP_ACTION).order_by(AuditEvent.id))
+    sealed: dict[str, Any] = {}
+    for stamp in stamps:
+        fields = ((stamp or {}).get("records") or {}).get(rec.id)
+        if isinstance(fields, dict):
+            sealed.update(fields)
+    return _stamp_problem(rec, sealed)

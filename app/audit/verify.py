@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, union
+from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session
 
 from app.audit.log import GENESIS_HASH, chain_for, compute_hash
@@ -83,3 +83,95 @@ def _problem(event: AuditEvent, expected_seq: int, prev_hash: str) -> str | None
 def verify(session: Session, organization_id: str | None = None) -> list[ChainReport]:
     """Verify one organization's chain or all chains."""
     return [verify_chain(session, chain) for chain in chains(session, organization_id)]
+
+
+@dataclass(frozen=True)
+class ChainPage:
+    """One bounded stretch of a chain checked: the records after ``after_seq``, at most
+    ``limit`` of them; ``complete`` once the stretch reached the chain's head (which was then
+    checked too). ``next_after_seq`` continues an unfinished check."""
+
+    chain: str
+    after_seq: int
+    records: int
+    last_seq: int
+    head_seq: int
+    complete: bool
+    bad_seq: int | None = None
+    bad_event_id: str | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every record of the stretch (and, complete, the head) agree."""
+        return self.problem is None
+
+    @property
+    def next_after_seq(self) -> int | None:
+        """The ``after_seq`` of the next stretch: none when done or broken."""
+        return self.last_seq if self.ok and not self.complete else None
+
+
+def verify_chain_page(session: Session, chain: str, after_seq: int = 0,
+                      limit: int = 10_000) -> ChainPage:
+    """``verify_chain`` over at most ``limit`` records after ``after_seq``, so that a long
+    chain is checked in bounded steps (``GET /api/v1/audit/verify``).
+
+    A stretch starts from the stored hash of the record at ``after_seq`` (which the stretch
+    before checked). Records up to the head read first are checked, so appends committing
+    meanwhile are left for a later check; the last stretch compares the head, and finds a
+    record beyond it that no commit put there (a record after the head is a forged one: an
+    append moves the head in its own transaction, and the head is re-read after the search).
+    """
+    head = session.get(AuditChainHead, chain)
+    head_seq = head.seq if head else 0
+    prev_hash = GENESIS_HASH
+    if after_seq > 0:
+        found = session.scalar(select(AuditEvent.hash).where(AuditEvent.chain == chain,
+                                                             AuditEvent.seq == after_seq))
+        if found is None:
+            return ChainPage(chain, after_seq, 0, after_seq, head_seq, False, after_seq, None,
+                             f"the log holds no record at seq {after_seq}: it was removed, "
+                             "or the chain is not that long")
+        prev_hash = found
+    stmt = (select(AuditEvent).where(AuditEvent.chain == chain, AuditEvent.seq > after_seq)
+            .order_by(AuditEvent.seq).limit(limit))
+    if head is not None:
+        stmt = stmt.where(AuditEvent.seq <= head_seq)
+    expected_seq, count = after_seq + 1, 0
+    for event in session.scalars(stmt):
+        count += 1
+        problem = _problem(event, expected_seq, prev_hash)
+        if problem:
+            return ChainPage(chain, after_seq, count, event.seq, head_seq, False, event.seq,
+                             event.event_id, problem)
+        expected_seq, prev_hash = event.seq + 1, event.hash
+    last_seq = expected_seq - 1
+    if count == limit and (head is None or last_seq < head_seq):
+        return ChainPage(chain, after_seq, count, last_seq, head_seq, False)
+    end = _end_problem(session, chain, head, last_seq, prev_hash)
+    if end is not None:
+        return ChainPage(chain, after_seq, count, last_seq, head_seq, True, last_seq + 1,
+                         None, end)
+    return ChainPage(chain, after_seq, count, last_seq, head_seq, True)
+
+
+def _end_problem(session: Session, chain: str, head: AuditChainHead | None, last_seq: int,
+                 last_hash: str) -> str | None:
+    """Why the log's end does not match its head (the head as read at the start), or None."""
+    if head is None:
+        if last_seq:
+            return (f"the log holds records up to seq {last_seq} but no chain head: the "
+                    "head was removed, and with it the check of the end")
+        return None
+    if head.seq != last_seq or head.hash != last_hash:
+        return (f"chain head is at seq {head.seq} but the log ends at seq {last_seq}: "
+                "records at the end were removed")
+    beyond = session.scalar(select(func.max(AuditEvent.seq)).where(
+        AuditEvent.chain == chain, AuditEvent.seq > head.seq))
+    if beyond is not None:
+        now = session.scalar(select(AuditChainHead.seq).where(AuditChainHead.chain == chain))
+        if now is None or beyond > now:
+            return (f"the log holds records up to seq {beyond} beyond its chain head (seq "
+                    f"{now}): records were added outside Roster")
+    return None

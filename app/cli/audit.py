@@ -197,7 +197,7 @@ def receipt(ctx: CliContext, record_id: str, output: Path | None) -> None:
     """Write the signed receipt of deprovisioning RECORD_ID (stdout by default)."""
     key = signing_key(ctx)
     with ctx.transaction() as session:
-        document = make_receipt(get_record(session, record_id), key)
+        document = make_receipt(session, get_record(session, record_id), key)
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
     if output:
         output.write_text(text)

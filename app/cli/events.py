@@ -71,18 +71,22 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
     analyzed = [float("-inf")]
     purged = [float("-inf")]
     retention_days = ctx.settings["lifecycle"]["retention_days"]
+    out_days = ctx.settings["lifecycle"]["deprovisioned_retention_days"]
     system = Actor(type="system", id=f"worker:{name}")
 
     def _purge_lifecycle() -> None:
         # Checked read-only first: an idle check takes no (SQLite) write lock.
         purged[0] = time.monotonic()
         with ctx.db.transaction(readonly=True) as session:
-            if not purge_due(session, retention_days=retention_days):
+            if not purge_due(session, retention_days=retention_days,
+                             deprovisioned_days=out_days):
                 return
         with ctx.db.transaction() as session:
-            count = purge_deleted(session, system, retention_days=retention_days)
+            count = purge_deleted(session, system, retention_days=retention_days,
+                                  deprovisioned_days=out_days)
+        also = f" or deprovisioned more than {out_days} day(s) ago" if out_days else ""
         say(f"worker {name}: purged {count} user(s) deleted more than "
-            f"{retention_days} day(s) ago", err=True)
+            f"{retention_days} day(s) ago{also}", err=True)
 
     retention = Retention.from_settings(ctx.settings)
     events_purged = [float("-inf")]

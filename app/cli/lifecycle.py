@@ -127,14 +127,22 @@ def restore(ctx: CliContext, batch_id: str) -> None:
 @lifecycle.command("purge")
 @click.option("--retention-days", type=int, default=None,
               help="Override lifecycle.retention_days.")
+@click.option("--deprovisioned-retention-days", type=int, default=None,
+              help="Override lifecycle.deprovisioned_retention_days (0: keep them).")
 @pass_ctx
 @command_errors
-def purge(ctx: CliContext, retention_days: int | None) -> None:
-    """Purge identity data of users soft-deleted longer ago than the retention period."""
-    days = ctx.settings["lifecycle"]["retention_days"] if retention_days is None \
-        else retention_days
-    if days < 0:
+def purge(ctx: CliContext, retention_days: int | None,
+          deprovisioned_retention_days: int | None) -> None:
+    """Purge identity data of users soft-deleted (or, when configured, deprovisioned)
+    longer ago than the retention period."""
+    settings = ctx.settings["lifecycle"]
+    days = settings["retention_days"] if retention_days is None else retention_days
+    out_days = settings["deprovisioned_retention_days"] \
+        if deprovisioned_retention_days is None else deprovisioned_retention_days
+    if days < 0 or out_days < 0:
         raise click.BadParameter("retention must not be negative")
     with ctx.transaction() as session:
-        count = purge_deleted(session, ctx.actor, retention_days=days)
-    say(f"purged {count} user(s) deleted more than {days} day(s) ago")
+        count = purge_deleted(session, ctx.actor, retention_days=days,
+                              deprovisioned_days=out_days)
+    also = f" or deprovisioned more than {out_days} day(s) ago" if out_days else ""
+    say(f"purged {count} user(s) deleted more than {days} day(s) ago{also}")

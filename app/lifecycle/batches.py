@@ -28,14 +28,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import utcnow
 from app.errors import Conflict, NotFound
+from app.lifecycle.guard import DELIBERATE
 from app.lifecycle.restore import hold_directory_for_reactivation
 from app.lifecycle.users import GONE, reactivate_user
+from app.lifecycle.visibility import announce_visibility
 from app.mapping.locks import share_mapping
 from app.models import User
 from app.models.directory import UserStatus
@@ -101,23 +103,44 @@ def restore_batch(session: Session, batch_id: str, actor: Actor) -> BatchRestore
     return done
 
 
-def _past_retention(retention_days: int, now: datetime | None) -> tuple[Any, ...]:
-    cutoff = (now or utcnow()) - timedelta(days=retention_days)
-    return User.status == UserStatus.deleted, User.deleted_at < cutoff
+def _past_retention(retention_days: int, deprovisioned_days: int,
+                    now: datetime | None) -> ColumnElement[bool]:
+    """Users soft-deleted more than ``retention_days`` ago, and (``deprovisioned_days`` > 0)
+    users deprovisioned and untouched for more than that many days, unless an operator's
+    deprovisioning holds them (``DELIBERATE``: purged, the account would come back as a new
+    user at its IdP's next push)."""
+    now = now or utcnow()
+    deleted = and_(User.status == UserStatus.deleted,
+                   User.deleted_at < now - timedelta(days=retention_days))
+    if deprovisioned_days <= 0:
+        return deleted
+    held = exists().where(DeprovisionRecord.user_id == User.id,
+                          DeprovisionRecord.restored_at.is_(None),
+                          DeprovisionRecord.outcome == "applied",
+                          DeprovisionRecord.trigger == DELIBERATE)
+    deprovisioned = and_(User.status == UserStatus.deprovisioned,
+                         User.updated_at < now - timedelta(days=deprovisioned_days), ~held)
+    return or_(deleted, deprovisioned)
 
 
-def purge_due(session: Session, *, retention_days: int, now: datetime | None = None) -> bool:
-    """A read-only check: is any user soft-deleted longer ago than the retention period?"""
-    return session.scalar(select(exists().where(*_past_retention(retention_days, now)))) \
-        or False
+def purge_due(session: Session, *, retention_days: int, deprovisioned_days: int = 0,
+              now: datetime | None = None) -> bool:
+    """A read-only check: is any user past its retention period (``purge_deleted``)?"""
+    return session.scalar(select(exists().where(
+        _past_retention(retention_days, deprovisioned_days, now)))) or False
 
 
 def purge_deleted(session: Session, actor: Actor, *, retention_days: int,
-                  now: datetime | None = None) -> int:
-    """Remove the identity data of users soft-deleted longer ago than the retention period.
+                  deprovisioned_days: int = 0, now: datetime | None = None) -> int:
+    """Remove the identity data of users soft-deleted longer ago than the retention period,
+    and (``deprovisioned_days`` > 0) of users deprovisioned and untouched longer than that
+    (an IdP such as Okta deactivates leavers and never deletes them), unless an operator's
+    deprovisioning holds them.
 
     Grants, memberships, sessions and tokens go with the row; audit events and
-    deprovisioning records stay (they carry no foreign key to the user).
+    deprovisioning records stay (they carry no foreign key to the user). A deprovisioned
+    user was still a visible member and manager: its groups and reports are told, as a
+    SCIM delete tells them (``announce_visibility``).
 
     The users are locked as they are read (PostgreSQL), in id order, skipping those another
     transaction holds: a reactivation under way keeps its user (it is read again next
@@ -126,15 +149,26 @@ def purge_deleted(session: Session, actor: Actor, *, retention_days: int,
     committing meanwhile was undone (the user deleted after its 200), and two workers
     purging at once both recorded ``user:purge`` for the same users.
     """
-    found = session.execute(select(User.id, User.organization_id).where(
-        *_past_retention(retention_days, now)).order_by(User.id)
+    found = session.execute(select(User.id, User.organization_id, User.status).where(
+        _past_retention(retention_days, deprovisioned_days, now)).order_by(User.id)
         .with_for_update(skip_locked=True)).all()
     kept = _reports_held_elsewhere(session, [r[0] for r in found])
     rows = [r for r in found if r[0] not in kept]
-    for user_id, organization_id in rows:
+    shown: list[User] = []
+    for user_id, organization_id, status in rows:
+        data: dict[str, Any] = {"retention_days": retention_days}
+        if status == UserStatus.deprovisioned:
+            data = {"retention_days": deprovisioned_days, "status": status.value}
+            user = session.get(User, user_id)
+            assert user is not None  # locked above
+            announce_visibility(session, user, shown=False)
+            shown.append(user)
         record(session, organization_id=organization_id, action="user:purge", actor=actor,
-               subject_type="user", subject_id=user_id,
-               data={"retention_days": retention_days})
+               subject_type="user", subject_id=user_id, data=data)
+    if shown:
+        session.flush()  # their shown versions, before the rows go
+        for user in shown:
+            session.expunge(user)
     if rows:
         purged = [r[0] for r in rows]
         # Their reports lose the link (the foreign key would set it NULL too). They showed

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit import SYSTEM, record
+from app.audit.sealed_records import seal_stamps
 from app.events import emit
 from app.lifecycle.policy import LifecyclePolicy
 from app.models import User
@@ -63,6 +64,8 @@ _LOCK = select(func.pg_advisory_xact_lock(bindparam("b_key", type_=BigInteger)))
 
 # session.info key: (record, policy) of this transaction's deprovisionings, guarded at commit.
 _PENDING = "roster.lifecycle.guard_pending"
+# session.info key: organization -> record id -> {"batch_id": ...} given by this guard run.
+_SEALS = "roster.lifecycle.guard_seals"
 
 
 def guard_on_commit(session: Session, rec: DeprovisionRecord,
@@ -114,6 +117,17 @@ def run_pending_guards(session: Session) -> None:
     for rec, policy in live:
         if rec.batch_id is None:  # a batch opened for an earlier record may have taken it
             guard_mass_event(session, rec, policy)
+    # The records' batch_id, written here (earlier records' too), sealed in the chain
+    # (app/audit/sealed_records.py), before the audit listener appends this commit's events.
+    for organization_id, stamps in sorted(session.info.pop(_SEALS, {}).items()):
+        seal_stamps(session, organization_id, stamps)
+
+
+def _note_batch(session: Session, organization_id: str, record_ids: Iterable[str],
+                batch_id: str) -> None:
+    """Remember the records given ``batch_id`` here, for their seal at the guard's end."""
+    stamps = session.info.setdefault(_SEALS, {}).setdefault(organization_id, {})
+    stamps.update({record_id: {"batch_id": batch_id} for record_id in record_ids})
 
 
 def _lock_directories(session: Session, directory_ids: Iterable[str]) -> None:
@@ -161,6 +175,7 @@ def _join(session: Session, batch: DeprovisionBatch, rec: DeprovisionRecord) -> 
     if joined.rowcount != 1:
         return False
     rec.batch_id = batch.id
+    _note_batch(session, rec.organization_id, [rec.id], batch.id)
     session.expire(batch, ["count", "last_at"])  # changed in the database, not on the object
     return True
 
@@ -179,6 +194,7 @@ def _open_batch(session: Session, rec: DeprovisionRecord, total: int, since: dat
     for obj in list(session.identity_map.values()):
         if isinstance(obj, DeprovisionRecord) and obj.id in taken:
             set_committed_value(obj, "batch_id", batch.id)
+    _note_batch(session, rec.organization_id, sorted(taken), batch.id)
     # The batch counts the records it holds, so that count and restore agree.
     batch.count = count = len(taken)
     data = {"batch_id": batch.id, "directory_id": rec.directory_id, "count": count,

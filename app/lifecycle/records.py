@@ -6,14 +6,17 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, event, update
+from sqlalchemy import bindparam, event, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction
 
 from app.audit import Actor
+from app.audit.log import append_now
+from app.audit.sealed_records import stamp_values
 from app.db import new_id, utcnow
 from app.models import User
 from app.models.lifecycle import DeprovisionRecord
+from app.sql import among
 
 log = logging.getLogger("roster.lifecycle")
 
@@ -24,6 +27,8 @@ _COMMITTED = "roster.lifecycle.committed_records"
 # Built once: constructing the statement cost more than running it (one per deprovisioning).
 _STAMP = (update(DeprovisionRecord).where(DeprovisionRecord.id == bindparam("b_id"))
           .values(revocation_committed_at=bindparam("b_at"), latency_ms=bindparam("b_ms")))
+# Any number of ids in one parameter (a directory's disable stamps thousands at once).
+_EXISTING = select(DeprovisionRecord.id).where(among(DeprovisionRecord.id))
 
 
 def new_record(session: Session, user: User, actor: Actor, *, trigger: str,
@@ -56,7 +61,8 @@ def _cut(value: str | None, column: Any) -> str | None:
 
 def stamp_on_commit(session: Session, record: DeprovisionRecord) -> None:
     """Remember the record so the commit time of its transaction is written right after."""
-    session.info.setdefault(_PENDING, {})[record.id] = record.received_at
+    session.info.setdefault(_PENDING, {})[record.id] = (record.received_at,
+                                                        record.organization_id)
 
 
 @event.listens_for(Session, "after_commit")
@@ -64,7 +70,7 @@ def _committed(session: Session) -> None:
     # Also fired when a savepoint is released: the records wait for the outer commit.
     if session.in_nested_transaction():
         return
-    pending: dict[str, datetime] | None = session.info.pop(_PENDING, None)
+    pending: dict[str, tuple[datetime, str]] | None = session.info.pop(_PENDING, None)
     if pending:
         session.info[_COMMITTED] = (utcnow(), pending)
 
@@ -80,24 +86,45 @@ def _stamp_committed(session: Session, transaction: SessionTransaction) -> None:
     """
     if transaction.parent is not None:
         return
-    done: tuple[datetime, dict[str, datetime]] | None = session.info.pop(_COMMITTED, None)
+    done: tuple[datetime, dict[str, tuple[datetime, str]]] | None = \
+        session.info.pop(_COMMITTED, None)
     if done is None:
         return
     committed, pending = done
     params = [{"b_id": record_id, "b_at": committed,
                "b_ms": round((committed - received).total_seconds() * 1000, 3)}
-              for record_id, received in pending.items()]
+              for record_id, (received, _org) in pending.items()]
     bind = session.get_bind()
     try:
         # The revocation is already durable; this second write only records when it became so.
         if isinstance(bind, Connection) and not bind.closed and not bind.in_transaction():
             with bind.begin():
-                bind.execute(_STAMP, params)
+                _write_stamps(bind, params, pending)
         else:
             with (bind if isinstance(bind, Engine) else bind.engine).begin() as conn:
-                conn.execute(_STAMP, params)
+                _write_stamps(conn, params, pending)
     except Exception:  # the record keeps applied_at; the report falls back to it
         log.exception("could not stamp revocation commit time on %d record(s)", len(pending))
+
+
+def _write_stamps(connection: Connection, params: list[dict[str, Any]],
+                  pending: dict[str, tuple[datetime, str]]) -> None:
+    """The commit stamps, and in the same transaction their seal: one
+    ``deprovision_record:stamp`` event per organization (app/audit/sealed_records.py).
+    The records' rows first, then the chain heads: the lock order of every transaction
+    (a mass-event guard writes earlier records before its own append)."""
+    connection.execute(_STAMP, params)
+    # Only records that exist: one made inside a savepoint rolled back is gone (``_forget``).
+    written = set(connection.scalars(_EXISTING, {"ids": [row["b_id"] for row in params]}))
+    by_org: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in params:
+        if row["b_id"] not in written:
+            continue
+        by_org.setdefault(pending[row["b_id"]][1], {})[row["b_id"]] = {
+            "revocation_committed_at": row["b_at"], "latency_ms": row["b_ms"]}
+    if by_org:
+        append_now(connection, [stamp_values(org, stamps)
+                                for org, stamps in sorted(by_org.items())])
 
 
 @event.listens_for(Session, "after_rollback")

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
+from app.audit.sealed_records import seal_stamps
 from app.db import utcnow
 from app.directory.hold import directory_active, hold_directory_status
 from app.errors import Conflict
@@ -82,6 +83,8 @@ def restore_access(session: Session, user: User, actor: Actor,
         _restore_manual(session, user, item, actor)
     if rec is not None:
         rec.restored_at = utcnow()
+        seal_stamps(session, rec.organization_id, {rec.id: {"restored_at": rec.restored_at}},
+                    actor)
     # The reactivation moved the user's version (settled): no second counter for its grants.
     reevaluate_users(session, user.organization_id, [user.id], actor, settled=[user.id])
     return restored

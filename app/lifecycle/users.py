@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit import Actor, record
-from app.audit.sealed_records import DIGEST_KEY, record_digest
+from app.audit.sealed_records import seal_data
 from app.db import new_id, on_failure, utcnow
 from app.directory.user_names import reclaim_user_name
 from app.directory.versions import move_own
@@ -152,7 +152,7 @@ def _take_out(session: Session, user: User, actor: Actor, trigger: Trigger,
            data={"trigger": trigger.value, "status_before": before["status"],
                  "record_id": rec.id, "sessions_revoked": rec.sessions_revoked,
                  "tokens_revoked": rec.tokens_revoked, "grants_removed": removed,
-                 **({"reason": reason} if reason else {}), DIGEST_KEY: record_digest(rec)})
+                 **({"reason": reason} if reason else {}), **seal_data(rec)})
     return rec
 
 
@@ -359,5 +359,5 @@ def record_failed_deprovisioning(session: Session, user: User, actor: Actor, *,
     record(session, organization_id=user.organization_id, action="user:deprovision_failed",
            actor=actor, subject_type="user", subject_id=user.id,
            data={"trigger": trigger.value, "record_id": rec.id, "error": error[:500],
-                 DIGEST_KEY: record_digest(rec)})
+                 **seal_data(rec)})
     return rec

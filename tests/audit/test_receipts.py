@@ -84,3 +84,34 @@ def test_deprovision_list_and_report(client, db, tenant, database_url):
     report = roster(database_url, "audit", "deprovisions", "--org", "acme", "--since", "1h")
     assert "deprovisionings: 1" in report.output
     assert record_id in report.output
+
+
+def test_no_receipt_is_signed_for_a_record_changed_in_the_database(client, db, tenant,
+                                                                   database_url):
+    """A record edited by SQL (its user, or its commit stamp) fails its audit seal: the
+    API answers 409 problem JSON and the CLI exits 1, rather than signing the forgery with
+    the deployment key; the untouched record's receipt is signed (and after a restore)."""
+    import sqlalchemy as sa
+
+    record_id = _deprovisioned(db, tenant)
+    _receipt(client, db, tenant, record_id)
+    auditor = make_key(db, "auditor", tenant.org)
+    for change in ("user_name = 'someone-else'", "latency_ms = 1"):
+        with db.engine.begin() as conn:
+            original = conn.execute(sa.text("SELECT user_name, latency_ms FROM "
+                                            "deprovision_records WHERE id = :r"),
+                                    {"r": record_id}).one()
+            conn.execute(sa.text(f"UPDATE deprovision_records SET {change} WHERE id = :r"),
+                         {"r": record_id})
+        response = client.get(f"/api/v1/deprovisions/{record_id}/receipt",
+                              headers=auditor.headers)
+        assert response.status_code == 409, change
+        assert response.headers["Content-Type"].startswith("application/problem+json")
+        assert "fails its audit seal" in response.json["detail"]
+        result = roster(database_url, "audit", "receipt", record_id, ok=False)
+        assert "fails its audit seal" in result.output
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE deprovision_records SET user_name = :u, "
+                                 "latency_ms = :l WHERE id = :r"),
+                         {"u": original.user_name, "l": original.latency_ms, "r": record_id})
+        _receipt(client, db, tenant, record_id)

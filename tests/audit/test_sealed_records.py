@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.models import Grant
+from tests.api.conftest import make_key
 from tests.conftest import rows
 from tests.lifecycle.support import equip, roster
 from tests.scim.support import PATCH_OP, Scim
@@ -124,3 +125,82 @@ def test_a_failed_attempts_record_is_sealed_too(client, db, database_url):
                              "WHERE id = :r"), {"r": record.id})
     output = roster(database_url, "audit", "verify", "--org", "acme", ok=False).output
     assert f"BAD  deprovisioning record {record.id} (audit event " in output
+
+
+STAMP_TAMPERING = {
+    "latency_ms": "UPDATE deprovision_records SET latency_ms = 1 WHERE id = :r",
+    "revocation_committed_at": "UPDATE deprovision_records SET revocation_committed_at = "
+                               "received_at WHERE id = :r",
+    "stamp_removed": "UPDATE deprovision_records SET revocation_committed_at = NULL, "
+                     "latency_ms = NULL WHERE id = :r",
+    "restored_at": "UPDATE deprovision_records SET restored_at = applied_at WHERE id = :r",
+}
+
+
+@pytest.mark.parametrize("case", sorted(STAMP_TAMPERING))
+def test_a_changed_stamp_fails_verify(client, db, tenant, database_url, case):
+    """The fields written after the record's transaction (the commit stamp, a batch, a
+    restore) are sealed by deprovision_record:stamp events: the commit stamp's event holds
+    the values written; changing, adding or removing one is BAD (CLI exit 1, API not ok)."""
+    record_id = _deprovisioned(client, db, tenant)
+    [stamped] = rows(db, "SELECT revocation_committed_at, latency_ms FROM "
+                         "deprovision_records WHERE id = :r", r=record_id)
+    assert stamped.latency_ms is not None
+    [event] = rows(db, "SELECT subject_type, subject_id, data FROM audit_events WHERE "
+                       "action = 'deprovision_record:stamp'")
+    data = event.data if isinstance(event.data, dict) else json.loads(event.data)
+    assert (event.subject_type, event.subject_id) == ("deprovision_record", record_id)
+    assert set(data["records"][record_id]) == {"revocation_committed_at", "latency_ms"}
+    assert data["records"][record_id]["latency_ms"] == pytest.approx(stamped.latency_ms)
+    assert "ok   deprovisioning records: 1 records" in roster(
+        database_url, "audit", "verify", "--org", "acme").output
+    with db.engine.begin() as conn:
+        conn.execute(sa.text(STAMP_TAMPERING[case]), {"r": record_id})
+    output = roster(database_url, "audit", "verify", "--org", "acme", ok=False).output
+    assert f"ok   chain {tenant.org.id}" in output
+    assert f"BAD  deprovisioning record {record_id} (audit event " in output
+    assert "it was changed" in output
+    admin = make_key(db, "admin", tenant.org)
+    body = client.get("/api/v1/audit/verify", headers=admin.headers).json
+    assert body["ok"] is False
+    assert body["deprovisioning_records"]["problems"][0]["record_id"] == record_id
+
+
+def test_a_restore_is_sealed_and_cannot_be_undone_in_the_database(client, db, tenant,
+                                                                  database_url):
+    """A reactivation stamps restored_at and seals it in its own transaction: the chain
+    verifies; setting it back to NULL (hiding that access came back) is BAD."""
+    record_id = _deprovisioned(client, db, tenant)
+    user_id = rows(db, "SELECT user_id FROM deprovision_records")[0].user_id
+    assert Scim(client, tenant).patch(f"/Users/{user_id}", ON).status_code == 200
+    roster(database_url, "audit", "verify", "--org", "acme")
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE deprovision_records SET restored_at = NULL"))
+    output = roster(database_url, "audit", "verify", "--org", "acme", ok=False).output
+    assert f"BAD  deprovisioning record {record_id} (audit event " in output
+    assert "restored_at is None" in output
+
+
+def test_a_batch_is_sealed_for_every_record_it_took(client, db, tenant, database_url):
+    """A mass deprovisioning over SCIM (6 of 20 users) opens a batch at the 5th and the 6th
+    joins it: every record's batch_id is sealed (those of earlier transactions too), the
+    batch restore seals their restored_at; all verify, and a record moved out of the batch
+    in the database is BAD."""
+    scim = Scim(client, tenant)
+    ids = [scim.create_user(f"u{i}@acme.example", externalId=f"00u{i}")["id"]
+           for i in range(20)]
+    for user_id in ids[:6]:
+        assert scim.patch(f"/Users/{user_id}", OFF).status_code == 200
+    batched = rows(db, "SELECT id, batch_id FROM deprovision_records ORDER BY received_at")
+    assert len({r.batch_id for r in batched}) == 1
+    assert batched[0].batch_id is not None
+    roster(database_url, "audit", "verify", "--org", "acme")
+    roster(database_url, "lifecycle", "restore", "--batch", batched[0].batch_id)
+    output = roster(database_url, "audit", "verify", "--org", "acme").output
+    assert "ok   deprovisioning records: 6 records, 6 matching" in output
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE deprovision_records SET batch_id = NULL WHERE id = :r"),
+                     {"r": batched[2].id})
+    output = roster(database_url, "audit", "verify", "--org", "acme", ok=False).output
+    assert f"BAD  deprovisioning record {batched[2].id}" in output
+    assert "batch_id is None" in output

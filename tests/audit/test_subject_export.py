@@ -91,3 +91,49 @@ def test_grant_events_recorded_under_the_grant_are_in_the_users_export(client, d
     exact = client.get("/api/v1/audit?subject_type=grant&subject_id=u-1", headers=auditor)
     assert exact.json["items"] == []
     assert "ok   chain" in roster(database_url, "audit", "verify", "--org", "acme").output
+
+
+def _membership_events(events: list[dict]) -> list[tuple[str, str, list[str]]]:
+    return sorted((e["action"], e["subject_id"], e["data"]["user_ids"]) for e in events
+                  if e["action"].startswith("membership:"))
+
+
+def test_a_users_export_holds_its_group_changes(client, db, tenant, database_url):
+    """A user's export (CLI --subject, the API's export and list by subject_id, alone and
+    with subject_type=user) holds the membership:add / membership:remove events that name it
+    a member (recorded under the group, one per group write whatever the number of members);
+    not those of a group write naming other users only. The chain verifies."""
+    scim = Scim(client, tenant)
+    ada = scim.create_user("ada@acme.example")["id"]
+    bob = scim.create_user("bob@acme.example", externalId="00u2")["id"]
+    eng = scim.create_group("Engineering", [ada, bob])["id"]
+    ops = scim.create_group("Ops")["id"]
+    add_bob = {"schemas": [PATCH_OP], "Operations": [
+        {"op": "add", "path": "members", "value": [{"value": bob}]}]}
+    assert scim.patch(f"/Groups/{ops}", add_bob).status_code in (200, 204)
+    drop_ada = {"schemas": [PATCH_OP], "Operations": [
+        {"op": "remove", "path": f'members[value eq "{ada}"]'}]}
+    assert scim.patch(f"/Groups/{eng}", drop_ada).status_code in (200, 204)
+    expected = [("membership:add", eng, sorted([ada, bob])),
+                ("membership:remove", eng, [ada])]
+    output = roster(database_url, "audit", "export", "--subject", ada).output
+    events = [json.loads(line) for line in output.splitlines()]
+    assert [(a, s, sorted(u)) for a, s, u in _membership_events(events)] == expected
+    auditor = make_key(db, "auditor", tenant.org).headers
+    response = client.get(f"/api/v1/audit/export?format=csv&subject_id={ada}",
+                          headers=auditor)
+    assert response.status_code == 200
+    assert response.get_data(as_text=True).count("membership:") == 2
+    for query in (f"subject_id={ada}", f"subject_type=user&subject_id={ada}"):
+        listed = client.get(f"/api/v1/audit?{query}&limit=100", headers=auditor)
+        assert listed.status_code == 200, listed.json
+        found = _membership_events(listed.json["items"])
+        assert [(a, s, sorted(u)) for a, s, u in found] == expected, query
+    bobs = [json.loads(line) for line in
+            roster(database_url, "audit", "export", "--subject", bob).output.splitlines()]
+    assert [(a, s) for a, s, _u in _membership_events(bobs)] == sorted([
+        ("membership:add", eng), ("membership:add", ops)])
+    exact = client.get(f"/api/v1/audit?subject_type=group&subject_id={ada}",
+                       headers=auditor)
+    assert exact.json["items"] == []
+    assert "ok   chain" in roster(database_url, "audit", "verify", "--org", "acme").output

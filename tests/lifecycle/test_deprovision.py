@@ -71,7 +71,9 @@ def test_audit_and_outbox_events_are_written_in_the_same_transaction(db, tenant,
     assert types[-1] == "user.deprovisioned"
     actions = [r.action for r in rows(db, "SELECT action FROM audit_events WHERE "
                                           "organization_id = :o ORDER BY seq", o=tenant.org.id)]
-    assert actions[-4:] == ["grant:remove", "grant:remove", "session:revoke", "user:deprovision"]
+    # Then, in the commit stamp's own transaction, the seal of that stamp.
+    assert actions[-5:] == ["grant:remove", "grant:remove", "session:revoke", "user:deprovision",
+                            "deprovision_record:stamp"]
     event_id = rows(db, "SELECT event_id FROM outbox_events WHERE type = 'user.deprovisioned'")
     assert event_id[0][0] == rec.event_id
 

@@ -49,7 +49,7 @@ class AuditArgs(TimeRangeArgs):
     subject_type = fields.String(validate=_SHORT)
     subject_id = fields.String(validate=_SHORT, metadata={
         "description": "Every event about this subject (alone or with subject_type=user: "
-                       "a user's grant events too)."})
+                       "a user's grant events and its groups' membership events too)."})
     actor_type = fields.String(validate=_SHORT)
     actor_id = fields.String(validate=_SHORT)
 
@@ -79,11 +79,12 @@ def _subject(stmt: Select[Any], subject_type: str | None,
              subject_id: str | None) -> Select[Any]:
     """A subject id alone, or a user's, selects every event about it as the export does
     (app/audit/export.py ``about_subject``): a user's grant events recorded under the
-    grant before too. Any other subject type matches both columns exactly."""
+    grant before too, and the membership events (subject the group) naming it a member.
+    Any other subject type matches both columns exactly."""
     if subject_id is not None and subject_type in (None, "user"):
         about = about_subject(subject_id)
         if subject_type == "user":
-            about = and_(AuditEvent.subject_type.in_(("user", "grant")), about)
+            about = and_(AuditEvent.subject_type.in_(("user", "grant", "group")), about)
         return stmt.where(about)
     if subject_type is not None:
         stmt = stmt.where(AuditEvent.subject_type == subject_type)

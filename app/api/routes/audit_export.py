@@ -26,7 +26,8 @@ class ExportArgs(TimeWindowArgs):
     organization = fields.String(validate=validate.Length(min=1, max=100))
     action = fields.String(validate=validate.Length(min=1, max=100))
     subject_id = fields.String(validate=validate.Length(min=1, max=100), metadata={
-        "description": "Every event about this subject; for a user, its grant events too."})
+        "description": "Every event about this subject; for a user, its grant events and "
+                       "its groups' membership events too."})
     after_seq = fields.Integer(validate=validate.Range(min=0, max=2**63 - 1), metadata={
         "description": "Only the organization's records after this seq, in seq order: "
                        "export on from the last seq of the previous export and miss none "

@@ -122,5 +122,7 @@ def get_deprovision(ctx: ApiContext, record_id: str) -> DeprovisionRecord:
            errors=(409,))
 def get_receipt(ctx: ApiContext, record_id: str) -> dict[str, Any]:
     """Verify offline with `roster audit verify-receipt FILE --public-key KEY.pem`. A failed
-    attempt (outcome `failed`: nothing was revoked) has no receipt: 409."""
-    return make_receipt(get_record(ctx.session, record_id, ctx.scope_org_id), deployment_key())
+    attempt (outcome `failed`: nothing was revoked) has no receipt: 409; nor has a record
+    that fails its audit seal (changed or added in the database): 409."""
+    return make_receipt(ctx.session, get_record(ctx.session, record_id, ctx.scope_org_id),
+                        deployment_key())
