@@ -1,10 +1,18 @@
-"""Ending the logins made through an SSO connection, when an admin disables it.
+"""Ending the logins made through an SSO connection, when an admin disables or deletes it.
 
-A disabled connection refuses new logins; the logins it already made end too, as a
-deprovisioning ends a user's: each live login session is revoked with every token Roster
+A disabled (or deleted) connection refuses new logins; the logins it already made end too,
+as a deprovisioning ends a user's: each live login session is revoked with every token Roster
 issued on it (the portal's access and refresh tokens, RFC 7009 §2.1 in spirit), the IdP's
 sealed ID token is dropped, ``session:revoke`` is audited per user and ``session.revoked``
 queued per session, so back-channel logout (OIDC BCL 1.0 §2.5) tells the portal.
+
+A login in flight and the end of its connection wait for each other (PostgreSQL): the login
+holds the connection's row FOR SHARE from its first read to its commit
+(:func:`hold_connection`), and the disable's UPDATE or the delete's FOR UPDATE of the row
+comes before the revocation. Before, a login that read the connection enabled and committed
+after the revocation's UPDATE (which cannot see an uncommitted session) left a live session
+behind a disabled connection. SQLite has one writer: a login's write transaction and a
+disable never overlap.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -21,19 +29,49 @@ from app.events import emit
 from app.models.sso import IssuedToken, LoginSession, SsoConnection
 
 REASON = "connection_disabled"
+DELETED = "connection_deleted"
 # Session ids per token UPDATE: far below SQLite's and PostgreSQL's bound-parameter limits.
 _CHUNK = 500
 
 
-def end_connection_sessions(session: Session, conn: SsoConnection, actor: Actor) -> int:
+# FOR SHARE: conflicts with the disable's UPDATE and the delete's FOR UPDATE (not with a
+# foreign key check's KEY SHARE); populate_existing: the row as committed when the lock was
+# granted, not as first read in this session.
+_HOLD = (select(SsoConnection).where(SsoConnection.id == bindparam("b_id"))
+         .with_for_update(read=True).execution_options(populate_existing=True))
+_LOCK = select(SsoConnection.id).where(SsoConnection.id == bindparam("b_id")).with_for_update()
+
+
+def hold_connection(session: Session, connection_id: str) -> SsoConnection | None:
+    """The connection (None: no such connection), its row held until this transaction ends:
+    a login's first read of its connection, before its session is opened.
+
+    PostgreSQL: one ``FOR SHARE`` statement, which waits for a disable or delete in flight
+    and then reads its outcome (READ COMMITTED reads the row's latest version: disabled, or
+    gone), and makes a later one wait for this login's commit before it lists the sessions
+    to end. SQLite: a plain read; a write transaction holds the single write lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.scalars(_HOLD, {"b_id": connection_id}).first()
+    return session.get(SsoConnection, connection_id)
+
+
+def end_connection_sessions(session: Session, conn: SsoConnection, actor: Actor, *,
+                            reason: str = REASON) -> int:
     """Revoke every live login session of ``conn`` and its tokens; audit and tell the
-    portal. Returns how many sessions ended."""
+    portal. Returns how many sessions ended.
+
+    The connection's row is locked first (the disable's pending UPDATE is flushed; a delete
+    takes FOR UPDATE), so a login holding it (:func:`hold_connection`) commits before the
+    sessions are listed, and a later one waits and reads the connection disabled or gone."""
+    session.flush()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_LOCK, {"b_id": conn.id})
     now = utcnow()
     ended = session.execute(
         update(LoginSession)
         .where(LoginSession.connection_id == conn.id, LoginSession.revoked_at.is_(None),
                or_(LoginSession.expires_at.is_(None), LoginSession.expires_at > now))
-        .values(revoked_at=now, revoked_reason=REASON, upstream_id_token=None)
+        .values(revoked_at=now, revoked_reason=reason, upstream_id_token=None)
         .returning(LoginSession.id, LoginSession.user_id)
         .execution_options(synchronize_session=False)).all()
     by_user: dict[str, list[str]] = defaultdict(list)
@@ -44,11 +82,11 @@ def end_connection_sessions(session: Session, conn: SsoConnection, actor: Actor)
         record(session, organization_id=conn.organization_id, action="session:revoke",
                actor=actor, subject_type="user", subject_id=user_id,
                data={"session_ids": sorted(login_ids), "tokens_revoked": tokens,
-                     "reason": REASON, "connection_id": conn.id})
+                     "reason": reason, "connection_id": conn.id})
         for login_id in sorted(login_ids):
             emit(session, organization_id=conn.organization_id, type="session.revoked",
                  aggregate_id=user_id, payload={"session_id": login_id, "user_id": user_id,
-                                                "reason": REASON})
+                                                "reason": reason})
     return len(ended)
 
 
