@@ -24,13 +24,10 @@ from app.scim.errors import ScimError
 from app.scim.errors import error_response as scim_error_response
 from app.settings import load_settings
 from app.sso import pages as sso_pages
-from app.sso.views import SSO_JSON_PATHS
+from app.sso.views import OAUTH_JSON_PATHS, SSO_JSON_PATHS
 from app.sso.views import unexpected_error as sso_unexpected_error
 
 log = logging.getLogger("roster")
-# The token endpoint for IdPs (app/scim/oauth.py) and the OpenID Provider's JSON endpoints
-# (token, introspection, revocation, userinfo, discovery, JWKS): errors in OAuth's format.
-OAUTH_JSON_PATHS = ("/oauth/", *SSO_JSON_PATHS)
 # A refused body up to this many times app.max_body_bytes is read to its end.
 DRAIN_BODIES = 4
 

@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 # errors too (by path: a 405 or 413 is raised before an endpoint is known).
 SSO_JSON_PATHS = ("/sso/oidc/.well-known/", "/sso/oidc/jwks", "/sso/oidc/token",
                   "/sso/oidc/introspect", "/sso/oidc/revoke", "/sso/oidc/userinfo")
+# With the token endpoint for IdPs (app/scim/oauth.py): every path whose errors, the app's
+# (app/__init__.py) and gunicorn's (app/ops/http_worker.py), are OAuth's JSON.
+OAUTH_JSON_PATHS = ("/oauth/", *SSO_JSON_PATHS)
 
 
 def unexpected_error(request_id: str | None) -> Response:
