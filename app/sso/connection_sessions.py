@@ -7,9 +7,9 @@ sealed ID token is dropped, ``session:revoke`` is audited per user and ``session
 queued per session, so back-channel logout (OIDC BCL 1.0 §2.5) tells the portal.
 
 A login in flight and the end of its connection wait for each other (PostgreSQL): the login
-holds the connection's row FOR SHARE from its first read to its commit
-(:func:`hold_connection`), and the disable's UPDATE or the delete's FOR UPDATE of the row
-comes before the revocation. Before, a login that read the connection enabled and committed
+holds the connection's row FOR KEY SHARE from its first read to its commit
+(:func:`hold_connection`), and a disable or delete locks the row FOR UPDATE before the
+revocation. Before, a login that read the connection enabled and committed
 after the revocation's UPDATE (which cannot see an uncommitted session) left a live session
 behind a disabled connection. SQLite has one writer: a login's write transaction and a
 disable never overlap.
@@ -34,11 +34,15 @@ DELETED = "connection_deleted"
 _CHUNK = 500
 
 
-# FOR SHARE: conflicts with the disable's UPDATE and the delete's FOR UPDATE (not with a
-# foreign key check's KEY SHARE); populate_existing: the row as committed when the lock was
-# granted, not as first read in this session.
+# FOR KEY SHARE: conflicts only with FOR UPDATE, which a disable and a delete take before
+# they list the sessions (``_LOCK``), not with the plain UPDATE of any other change (a
+# rename, a metadata refresh, a rekey). Those write the row at their commit, after the audit
+# chain head (app/audit/log.py), which the login takes at its own commit: a login holding the
+# row FOR SHARE waited for such an UPDATE that waited for its chain head, a deadlock.
+# populate_existing: the row as committed when the lock was granted, not as first read.
 _HOLD = (select(SsoConnection).where(SsoConnection.id == bindparam("b_id"))
-         .with_for_update(read=True).execution_options(populate_existing=True))
+         .with_for_update(read=True, key_share=True)
+         .execution_options(populate_existing=True))
 _LOCK = select(SsoConnection.id).where(SsoConnection.id == bindparam("b_id")).with_for_update()
 
 
@@ -46,13 +50,27 @@ def hold_connection(session: Session, connection_id: str) -> SsoConnection | Non
     """The connection (None: no such connection), its row held until this transaction ends:
     a login's first read of its connection, before its session is opened.
 
-    PostgreSQL: one ``FOR SHARE`` statement, which waits for a disable or delete in flight
-    and then reads its outcome (READ COMMITTED reads the row's latest version: disabled, or
-    gone), and makes a later one wait for this login's commit before it lists the sessions
-    to end. SQLite: a plain read; a write transaction holds the single write lock."""
+    PostgreSQL: one ``FOR KEY SHARE`` statement, which waits for a disable or delete in
+    flight (they hold the row FOR UPDATE) and then reads its outcome (READ COMMITTED reads
+    the row's latest version: disabled, or gone), and makes a later one wait for this
+    login's commit before it lists the sessions to end. SQLite: a plain read; a write
+    transaction holds the single write lock."""
     if session.get_bind().dialect.name == "postgresql":
         return session.scalars(_HOLD, {"b_id": connection_id}).first()
     return session.get(SsoConnection, connection_id)
+
+
+def lock_connection(session: Session, connection_id: str) -> None:
+    """Hold the connection's row FOR UPDATE (PostgreSQL) before this transaction changes it:
+    a login in flight (:func:`hold_connection`) commits first, a later one waits.
+
+    Before any pending change of the row is flushed (no autoflush here): FOR UPDATE taken
+    after this transaction's own UPDATE locks only the new row version, which a login does
+    not read, and a rename (a key column) written at the commit, after the audit chain
+    head, deadlocked with a login waiting for that chain head. SQLite: one writer."""
+    if session.get_bind().dialect.name == "postgresql":
+        with session.no_autoflush:
+            session.execute(_LOCK, {"b_id": connection_id})
 
 
 def end_connection_sessions(session: Session, conn: SsoConnection, actor: Actor, *,
@@ -60,12 +78,12 @@ def end_connection_sessions(session: Session, conn: SsoConnection, actor: Actor,
     """Revoke every live login session of ``conn`` and its tokens; audit and tell the
     portal. Returns how many sessions ended.
 
-    The connection's row is locked first (the disable's pending UPDATE is flushed; a delete
-    takes FOR UPDATE), so a login holding it (:func:`hold_connection`) commits before the
-    sessions are listed, and a later one waits and reads the connection disabled or gone."""
+    The connection's row is held FOR UPDATE first (:func:`lock_connection`; a disable took
+    it before changing the row), so a login holding it (:func:`hold_connection`) commits
+    before the sessions are listed, and a later one waits and reads the connection disabled
+    or gone."""
+    lock_connection(session, conn.id)
     session.flush()
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(_LOCK, {"b_id": conn.id})
     now = utcnow()
     ended = session.execute(
         update(LoginSession)

@@ -21,7 +21,7 @@ from app.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.events.endpoints import endpoint_key, scrub
 from app.models import Organization
 from app.models.sso import ConnectionDomain, SsoConnection
-from app.sso.connection_sessions import DELETED, end_connection_sessions
+from app.sso.connection_sessions import DELETED, end_connection_sessions, lock_connection
 
 POLICIES = ("scim", "jit")
 MATCH_BY = ("email", "nameid", "user_name", "external_id")
@@ -110,6 +110,7 @@ def update_connection(session: Session, conn: SsoConnection, actor: Actor,
     unknown = sorted(set(changes) - set(EDITABLE))
     if unknown:
         raise InvalidInput(f"cannot change {', '.join(unknown)}", field=unknown[0])
+    lock_connection(session, conn.id)  # before any change: logins in flight commit first
     _check_choices(changes.get("login_policy", conn.login_policy),
                    changes.get("match_by", conn.match_by))
     _check_signing(bool(changes.get("sign_requests")), sp_key_configured)

@@ -19,7 +19,7 @@ import pytest
 
 from app.audit.log import chain_for
 from app.models.sso import SsoConnection
-from app.sso.connections import delete_connection, update_connection
+from app.sso.connections import apply_idp_metadata, delete_connection, update_connection
 from tests.api.conftest import make_key
 from tests.conftest import OPERATOR, rows
 from tests.lockwait import held, in_flight, started
@@ -116,3 +116,36 @@ def test_a_login_committing_after_a_disable_began_leaves_no_live_session(
     assert [r.revoked_reason for r in rows(db, "SELECT revoked_reason FROM login_sessions")] \
         == [reason]
     assert len(rows(db, "SELECT id FROM audit_events WHERE action = 'session:revoke'")) == 1
+
+
+@pytest.mark.parametrize("change", ["rename", "metadata"])
+def test_a_login_and_an_other_change_of_its_connection_do_not_deadlock(db, tenant, keys,
+                                                                       web, dialect, change):
+    """A change of the connection that is not its end (a rename, a metadata import) writes
+    the row at its commit, after the audit chain head; the login holds the row from its
+    first read and takes the chain head at its commit. The change queues for the chain head
+    first (held here), then the login: both succeed, in that order. A login holding the row
+    in a mode a plain UPDATE waits for (FOR SHARE) deadlocked with it (PostgreSQL aborted
+    one of them)."""
+    if dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: a login and a change never overlap")
+    conn, finish = _login(db, tenant, keys, None, web, "saml")
+
+    def other_change() -> None:
+        with db.transaction() as s:
+            found = s.get(SsoConnection, conn.id)
+            if change == "rename":
+                update_connection(s, found, OPERATOR, {"name": "renamed"})
+            else:
+                apply_idp_metadata(s, found, forge.idp_metadata([keys.idp.cert_b64]), OPERATOR)
+
+    with held(db, "SELECT seq FROM audit_chain_heads WHERE chain = :c FOR UPDATE",
+              c=chain_for(tenant.org.id)):
+        changer, changed = started(db, other_change)
+        login, logged_in = started(db, finish, waiters=2)
+    changer.join(30)
+    login.join(30)
+    assert not isinstance(changed.get("result"), BaseException), changed
+    assert not isinstance(logged_in.get("result"), BaseException), logged_in
+    assert logged_in["result"].status_code == 303, logged_in["result"].text
+    assert _live(db, conn) == 1
