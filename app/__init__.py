@@ -24,13 +24,10 @@ from app.scim.errors import ScimError
 from app.scim.errors import error_response as scim_error_response
 from app.settings import load_settings
 from app.sso import pages as sso_pages
-from app.sso.views import SSO_JSON_PATHS
+from app.sso.views import OAUTH_JSON_PATHS, SSO_JSON_PATHS
 from app.sso.views import unexpected_error as sso_unexpected_error
 
 log = logging.getLogger("roster")
-# The token endpoint for IdPs (app/scim/oauth.py) and the OpenID Provider's JSON endpoints
-# (token, introspection, revocation, userinfo, discovery, JWKS): errors in OAuth's format.
-OAUTH_JSON_PATHS = ("/oauth/", *SSO_JSON_PATHS)
 # A refused body up to this many times app.max_body_bytes is read to its end.
 DRAIN_BODIES = 4
 
@@ -170,17 +167,30 @@ def _scim_method_not_allowed(app: Flask) -> Response | None:
     return response
 
 
-def _oauth_method_not_allowed(allow: str | None) -> Response:
-    """A method an OAuth endpoint does not serve, in OAuth's error format (RFC 6749 §5.2:
-    ``invalid_request``, the request is malformed; there is no code of its own), with
-    ``Cache-Control: no-store`` as the endpoint's other errors (authlib's), not the app's
-    generic JSON a client's OAuth library cannot read. The caller adds ``Allow``."""
-    response = jsonify(error="invalid_request", request_id=g.get("request_id"),
-                       error_description=f"{request.method} is not allowed here; "
-                                         f"allowed: {allow or '-'}")
-    response.status_code = 405
+def _oauth_http_error(code: int, description: str) -> Response:
+    """An HTTP error raised before an OAuth endpoint ran (a method it does not serve, an
+    unknown path under its prefix, a body past ``app.max_body_bytes``), in OAuth's error
+    format (RFC 6749 §5.2: ``invalid_request``, the request is malformed; none of these has
+    a code of its own; a 5xx is ``server_error``, §4.1.2.1), with ``Cache-Control:
+    no-store`` as the endpoint's other errors (authlib's), not the app's generic JSON a
+    client's OAuth library cannot read. The status is the HTTP error's; the caller adds
+    ``Allow`` to a 405."""
+    response = jsonify(error="invalid_request" if code < 500 else "server_error",
+                       error_description=description, request_id=g.get("request_id"))
+    response.status_code = code
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _oauth_description(exc: HTTPException, allow: str | None) -> str:
+    code = exc.code or 500
+    if code == 405:
+        return f"{request.method} is not allowed here; allowed: {allow or '-'}"
+    if code == 404:
+        return f"no OAuth endpoint at {request.path}"
+    if code == 413:
+        return "the request body is too large"
+    return exc.description or exc.name
 
 
 def _register_error_handlers(app: Flask) -> None:
@@ -198,8 +208,8 @@ def _register_error_handlers(app: Flask) -> None:
             return scim_error_response(code, detail), code
         # A 405 names the methods the resource has (RFC 9110 §15.5.6), in every format.
         allow = dict(exc.get_headers()).get("Allow")
-        if code == 405 and request.path.startswith(OAUTH_JSON_PATHS):
-            response = _oauth_method_not_allowed(allow)
+        if request.path.startswith(OAUTH_JSON_PATHS):
+            response = _oauth_http_error(code, _oauth_description(exc, allow))
         elif request.path.startswith("/sso/") and not request.path.startswith(SSO_JSON_PATHS):
             # A browser's page (a 2 MB SAMLResponse, a GET on the ACS, an unknown /sso
             # path): a plain page, like every other sign-in failure, not JSON.

@@ -114,10 +114,12 @@ def set_(ctx: CliContext, connection_id: str, policy: str | None, match_by: str 
 
 @connection.command("delete")
 @click.argument("connection_id")
-@click.confirmation_option(prompt="Delete the connection, its domains and its traces?")
+@click.confirmation_option(prompt="Delete the connection, its domains and its traces, and "
+                                 "end the logins made through it?")
 @pass_ctx
 def delete(ctx: CliContext, connection_id: str) -> None:
-    """Delete a connection (its domains and traces go with it; sessions are kept)."""
+    """Delete a connection (its domains and traces go with it; its logins end, with the
+    portal's tokens issued on them, as on a disable)."""
     with ctx.transaction() as session:
         conn = get_connection(session, connection_id)
         name = conn.name

@@ -5,12 +5,14 @@ gunicorn refuses some requests before any application sees them: a request line 
 line or header, a bad ``Content-Length`` (400), an unsupported ``Transfer-Encoding`` (501).
 Its answer is an HTML page, which neither a SCIM client (RFC 7644 §3.12) nor an API client
 (RFC 9457) can read. :class:`RosterWorker` (gunicorn's ``gthread`` worker otherwise) answers
-them as a SCIM Error, or as a problem document under ``/api/``; under ``/sso/``, where the
-client is a browser, gunicorn's page stays. A request that failed in its headers was never
-kept, but its request line was read: the path is taken from the request gunicorn was
-building (:func:`_path_of`). When gunicorn could not read the request line (the 414 case)
-the path is unknown: that answer is a SCIM Error, since the long requests Roster is sent are
-SCIM filters.
+them as a SCIM Error, or as a problem document under ``/api/``, or as OAuth's error JSON
+(RFC 6749 §5.2) at the OAuth endpoints (``/oauth/``, the OpenID Provider's token,
+introspection, revocation, userinfo, JWKS and discovery: their clients are OAuth libraries);
+elsewhere under ``/sso/``, where the client is a browser, gunicorn's page stays. A request
+that failed in its headers was never kept, but its request line was read: the path is taken
+from the request gunicorn was building (:func:`_path_of`). When gunicorn could not read the
+request line (the 414 case) the path is unknown: that answer is a SCIM Error, since the long
+requests Roster is sent are SCIM filters.
 
 gunicorn writes these answers with ``gunicorn.util.write_error``, looked up when called;
 this module replaces it with :func:`_write_error`, which does what gunicorn did for any
@@ -45,6 +47,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from app.api.errors import PROBLEM_MEDIA_TYPE, problem_type
 from app.scim.errors import ERROR_SCHEMA, SCIM_MEDIA_TYPE
 from app.settings import SettingsError
+from app.sso.views import OAUTH_JSON_PATHS
 
 # The path of the request whose error RosterWorker.handle_error is answering on this thread
 # (None: gunicorn did not get that far); absent outside handle_error.
@@ -59,6 +62,10 @@ def error_document(status: int, reason: str, detail: str,
     """The body and media type of gunicorn's error ``status`` for a request to ``path``;
     None for gunicorn's own HTML page (browser paths)."""
     detail = detail or reason
+    if path is not None and path.startswith(OAUTH_JSON_PATHS):
+        error = {"error": "invalid_request" if status < 500 else "server_error",
+                 "error_description": detail}
+        return json.dumps(error).encode(), "application/json"
     if path is not None and path.startswith("/sso/"):
         return None
     if path is not None and path.startswith("/api/"):

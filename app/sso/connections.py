@@ -21,7 +21,7 @@ from app.errors import Conflict, DomainError, InvalidInput, NotFound
 from app.events.endpoints import MASK, endpoint_key, scrub
 from app.models import Organization
 from app.models.sso import ConnectionDomain, SsoConnection
-from app.sso.connection_sessions import end_connection_sessions
+from app.sso.connection_sessions import DELETED, end_connection_sessions, lock_connection
 
 POLICIES = ("scim", "jit")
 MATCH_BY = ("email", "nameid", "user_name", "external_id")
@@ -110,6 +110,7 @@ def update_connection(session: Session, conn: SsoConnection, actor: Actor,
     unknown = sorted(set(changes) - set(EDITABLE))
     if unknown:
         raise InvalidInput(f"cannot change {', '.join(unknown)}", field=unknown[0])
+    lock_connection(session, conn.id)  # before any change: logins in flight commit first
     _check_choices(changes.get("login_policy", conn.login_policy),
                    changes.get("match_by", conn.match_by))
     _check_signing(bool(changes.get("sign_requests")), sp_key_configured)
@@ -137,14 +138,17 @@ def update_connection(session: Session, conn: SsoConnection, actor: Actor,
 def delete_connection(session: Session, conn: SsoConnection, actor: Actor) -> None:
     """Delete a connection, its domains and pending requests; audit ``sso:connection:delete``.
 
-    Sessions opened through it stay valid until they expire or are revoked: deleting the
-    IdP's configuration is not a statement about the users who signed in.
+    The logins made through it end as on a disable (app/sso/connection_sessions.py), with
+    reason ``connection_deleted``: a connection removed because its IdP is distrusted must
+    not leave the sessions and portal tokens that IdP vouched for live until they expire.
     """
+    ended = end_connection_sessions(session, conn, actor, reason=DELETED)
     record(session, organization_id=conn.organization_id, action="sso:connection:delete",
            actor=actor, subject_type="sso_connection", subject_id=conn.id,
            data={"name": conn.name, "protocol": conn.protocol,
                  "idp": conn.idp_entity_id or (endpoint_key(conn.oidc_discovery_url)
-                                               if conn.oidc_discovery_url else None)})
+                                               if conn.oidc_discovery_url else None),
+                 **({"sessions_ended": ended} if ended else {})})
     session.delete(conn)
     session.flush()
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.errors import DomainError, InvalidInput
 from app.models.sso import SsoConnection
 from app.sso import pages
+from app.sso.connection_sessions import hold_connection
 from app.sso.login import open_session, resolve_login
 from app.sso.oidc_config import algorithms_of, decrypt_client_secret
 from app.sso.oidc_rp import (
@@ -56,8 +57,13 @@ _BOUND_STATES = "oidc_states"
 _MAX_PARALLEL_ATTEMPTS = 5
 
 
-def _oidc_connection(s: Session, connection_id: str) -> SsoConnection:
-    conn = s.get(SsoConnection, connection_id) if len(connection_id) <= 36 else None
+def _oidc_connection(s: Session, connection_id: str, *, hold: bool = False) -> SsoConnection:
+    """The enabled OIDC connection, or a traced ``unknown_connection`` refusal; ``hold``:
+    its row held until the transaction ends (a login: app/sso/connection_sessions.py)."""
+    conn = None
+    if len(connection_id) <= 36:
+        conn = (hold_connection(s, connection_id) if hold
+                else s.get(SsoConnection, connection_id))
     if conn is None or conn.protocol != "oidc" or not conn.enabled:
         raise LoginFailed("unknown_connection", f"no OIDC connection {connection_id[:36]}")
     return conn
@@ -177,7 +183,8 @@ def oidc_callback(connection_id: str) -> Response:
         id_token, claims = _verified_claims(conn, provider, attempt, payload)
         kept: LoginFailed | None = None
         with database().transaction() as s:
-            conn = _oidc_connection(s, connection_id)
+            # Held until the login commits: a disable or delete in flight is waited for.
+            conn = _oidc_connection(s, connection_id, hold=True)
             try:
                 user = resolve_login(s, conn, asserted_identity(conn, claims), actor())
             except LoginFailed as exc:

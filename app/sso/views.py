@@ -16,6 +16,7 @@ from app.migrate import NOT_READY_RETRY_AFTER, schema_not_ready
 from app.models.sso import SsoConnection
 from app.sso import pages, saml_binding
 from app.sso.confirm import confirmation_page, confirmed
+from app.sso.connection_sessions import hold_connection
 from app.sso.connections import connections_for_email
 from app.sso.login import assert_user, open_session, resolve_login
 from app.sso.outcome import LoginFailed
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 # errors too (by path: a 405 or 413 is raised before an endpoint is known).
 SSO_JSON_PATHS = ("/sso/oidc/.well-known/", "/sso/oidc/jwks", "/sso/oidc/token",
                   "/sso/oidc/introspect", "/sso/oidc/revoke", "/sso/oidc/userinfo")
+# With the token endpoint for IdPs (app/scim/oauth.py): every path whose errors, the app's
+# (app/__init__.py) and gunicorn's (app/ops/http_worker.py), are OAuth's JSON.
+OAUTH_JSON_PATHS = ("/oauth/", *SSO_JSON_PATHS)
 
 
 def unexpected_error(request_id: str | None) -> Response:
@@ -105,8 +109,14 @@ def _refuse_nul() -> Response | None:
     return None
 
 
-def _saml_connection(session: Session, connection_id: str) -> SsoConnection | None:
-    conn = session.get(SsoConnection, connection_id) if len(connection_id) <= 36 else None
+def _saml_connection(session: Session, connection_id: str, *,
+                     hold: bool = False) -> SsoConnection | None:
+    """The enabled SAML connection; ``hold``: its row held until the transaction ends (a
+    login: app/sso/connection_sessions.py hold_connection)."""
+    if len(connection_id) > 36:
+        return None
+    conn = (hold_connection(session, connection_id) if hold
+            else session.get(SsoConnection, connection_id))
     if conn is None or conn.protocol != "saml" or not conn.enabled:
         return None
     return conn
@@ -143,9 +153,10 @@ def saml_login(connection_id: str) -> Response:
     return response
 
 
-def _require_saml(s: Session, connection_id: str) -> tuple[SsoConnection, ConnRef]:
+def _require_saml(s: Session, connection_id: str, *,
+                  hold: bool = False) -> tuple[SsoConnection, ConnRef]:
     """The enabled SAML connection, or a traced ``unknown_connection`` refusal."""
-    conn = _saml_connection(s, connection_id)
+    conn = _saml_connection(s, connection_id, hold=hold)
     if conn is None:
         raise LoginFailed("unknown_connection", f"no SAML connection {connection_id}")
     return conn, ConnRef(conn.id, conn.organization_id, conn.protocol)
@@ -160,7 +171,9 @@ def saml_acs(connection_id: str) -> Response:
     kept: LoginFailed | None = None
     try:
         with database().transaction() as s:
-            conn, ref = _require_saml(s, connection_id)
+            # Held until the login commits: a disable or delete waits for it, or it for
+            # them and is refused (app/sso/connection_sessions.py).
+            conn, ref = _require_saml(s, connection_id, hold=True)
             if not saml_response:
                 raise LoginFailed("malformed_response", "no SAMLResponse in the POST")
             identity = consume_response(s, conn, sp_urls(conn.id), sp_keys(), saml_response,

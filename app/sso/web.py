@@ -118,9 +118,12 @@ def fail(exc: LoginFailed, conn: ConnRef | None, payload: dict[str, Any], *,
     """
     who = actor()
     with database().transaction() as s:
+        # A connection deleted while the login ran (it was refused for that) is not named:
+        # the trace's foreign key would make the refusal a 500.
+        gone = conn is not None and s.get(SsoConnection, conn.id) is None
         trace = record_trace(
             s, organization_id=conn.organization_id if conn else None,
-            connection_id=conn.id if conn else None,
+            connection_id=conn.id if conn and not gone else None,
             protocol=conn.protocol if conn else protocol,
             reason=exc.reason, detail=exc.detail, subject=exc.subject,
             payload={**payload, **exc.payload}, request_id=who.request_id,

@@ -435,6 +435,18 @@ def _assert_gunicorn_errors_in_protocol_format(port: int) -> None:
     assert (problem["status"], problem["instance"]) == (400, "/api/v1/orgs")
     status, headers, body = _raw(port, b"POST /sso/acme/acs HTTP/1.1\r\n" + bad_length)
     assert headers["content-type"] == "text/html"  # a browser's page
+    # The OAuth token endpoints (an IdP's, the portal's): OAuth's error JSON (RFC 6749
+    # §5.2), which their clients read; it was a SCIM error and gunicorn's HTML page.
+    for path in ("/oauth/token", "/sso/oidc/token", "/sso/oidc/userinfo"):
+        for request in (f"POST {path} HTTP/1.1\r\n".encode() + bad_length,
+                        f"GET {path} HTTP/1.1\r\nHost: a\r\nX-Big: ".encode() + b"y" * 9000
+                        + b"\r\n\r\n"):
+            status, headers, body = _raw(port, request)
+            assert status.split()[1] in ("400", "431"), (path, status)
+            assert headers["content-type"] == "application/json", (path, headers)
+            error = json.loads(body)
+            assert error["error"] == "invalid_request", (path, error)
+            assert error["error_description"], (path, error)
 
 
 def _serve(database_url: str, port: int, log_path: Path, more_env: dict[str, str] | None = None,

@@ -1,6 +1,6 @@
-"""Disabling an SSO connection ends the logins made through it, with the portal's tokens
-issued on them (as a deprovisioning ends a user's), audited and told to the portal; logins
-through the organization's other connections stay."""
+"""Disabling (or deleting) an SSO connection ends the logins made through it, with the
+portal's tokens issued on them (as a deprovisioning ends a user's), audited and told to the
+portal; logins through the organization's other connections stay."""
 
 from __future__ import annotations
 
@@ -113,3 +113,49 @@ def test_the_cli_and_patch_disable_end_an_oidc_login_and_its_sealed_id_token(
     assert rows(db, "SELECT count(*) AS n FROM login_sessions "
                     "WHERE upstream_id_token IS NOT NULL")[0].n == 0
     assert introspect(web, again["refresh_token"]) == {"active": False}
+
+
+def test_deleting_a_connection_ends_its_logins_as_disabling_does(db, tenant, keys, web,
+                                                                sso_app):
+    """DELETE .../connections/ID: the login through it is revoked (connection_deleted) with
+    its access and refresh tokens, session:revoke is audited and session.revoked queued,
+    sso:connection:delete records sessions_ended; the login through another connection
+    lives on. Before, the deleted connection's logins and tokens stayed live."""
+    user, req, code = login_and_code(db, tenant, keys, web)
+    tokens = exchange(web, code, req.verifier).get_json()
+    [login] = rows(db, "SELECT id, connection_id FROM login_sessions")
+    other = _second_login(db, tenant, keys, sso_app)
+    admin = make_key(db, "admin", tenant.org)
+
+    resp = web.delete(f"/api/v1/orgs/{tenant.org.id}/connections/{login.connection_id}",
+                      headers=admin.headers)
+    assert resp.status_code == 204, resp.text
+    assert _logins(db) == {login.connection_id: ("connection_deleted", True),
+                           other: (None, False)}
+    assert introspect(web, tokens["access_token"]) == {"active": False}
+    assert introspect(web, tokens["refresh_token"]) == {"active": False}
+    [revoked] = rows(db, "SELECT subject_id, data FROM audit_events "
+                         "WHERE action = 'session:revoke'")
+    assert revoked.subject_id == user.id
+    assert _data(revoked.data) == {"session_ids": [login.id], "tokens_revoked": 2,
+                                   "reason": "connection_deleted",
+                                   "connection_id": login.connection_id}
+    [deleted] = rows(db, "SELECT data FROM audit_events WHERE action = 'sso:connection:delete'")
+    assert _data(deleted.data)["sessions_ended"] == 1
+    [event] = rows(db, "SELECT payload FROM outbox_events WHERE type = 'session.revoked'")
+    assert _data(event.payload) == {"session_id": login.id, "user_id": user.id,
+                                    "reason": "connection_deleted"}
+
+
+def test_the_cli_delete_ends_the_connections_logins(db, tenant, iam, web, database_url):
+    """`roster connection delete CONN_ID --yes` ends the canaille login and drops the IdP's
+    sealed ID token, as the CLI's disable does."""
+    conn, tokens, _browser = _canaille_login(db, tenant, iam, web, "del")
+    env = {"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
+           "ROSTER_APP__SECRET_KEY": SECRET_KEY}
+    result = CliRunner().invoke(cli, ["connection", "delete", conn.id, "--yes"], env=env)
+    assert result.exit_code == 0, result.output
+    assert [(r.revoked_reason, r.upstream_id_token) for r in rows(
+        db, "SELECT revoked_reason, upstream_id_token FROM login_sessions")] == [
+        ("connection_deleted", None)]
+    assert introspect(web, tokens["access_token"]) == {"active": False}

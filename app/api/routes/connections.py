@@ -246,10 +246,12 @@ def enable_connection(ctx: ApiContext, connection_id: str) -> SsoConnection:
 
 @api_route(bp, "/orgs/<org_id>/connections/<connection_id>", methods=["DELETE"],
            permission="connections:write", tags=["sso"],
-           summary="Delete an SSO connection, its domains and its traces", status=204,
+           summary="Delete an SSO connection, its domains and its traces (its logins end)",
+           status=204,
            produces={"text/plain": "No content."})
 def delete_connection_(ctx: ApiContext, connection_id: str) -> Response:
-    """Delete the connection (audited); sessions opened through it are not revoked."""
+    """Delete the connection (audited); the logins made through it end, with the portal's
+    tokens issued on them, as on a disable."""
     delete_connection(ctx.session, _connection(ctx, connection_id), ctx.actor)
     return Response(status=204)
 
