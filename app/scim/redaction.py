@@ -125,15 +125,22 @@ def redact_query(raw: bytes, sensitive: frozenset[str]) -> str:
     URL) and its ``filter`` parameter (any case) passed through ``redact_filter``; left as
     sent when no sensitive name occurs in it."""
     text = raw.decode("utf-8", errors="replace")
-    if not any(SECRET_PARAMETER.search(_query_name(part)) for part in text.split("&")) \
+    if not any(_credential_name(_query_name(part)) for part in text.split("&")) \
             and _plainly_clean(text if _spelling_escapes(sensitive).search(text) is None
                                else urllib.parse.unquote_plus(text), sensitive):
         return text
     return urllib.parse.urlencode(
-        [(k, MARK if SECRET_PARAMETER.search(k) or _is_sensitive(k, sensitive)
+        [(k, MARK if _credential_name(k) or _is_sensitive(k, sensitive)
           else redact_filter(v, sensitive) if k.lower() == "filter" else v)
          for k, v in query_pairs(text)],
         quote_via=urllib.parse.quote)
+
+
+@lru_cache(maxsize=1024)
+def _credential_name(name: str) -> bool:
+    """Whether a query parameter's name reads like a credential's (app/url_masks.py); kept
+    per name, as clients send the same few (``filter``, ``count``, ``startIndex``)."""
+    return SECRET_PARAMETER.search(name) is not None
 
 
 def _query_name(part: str) -> str:
