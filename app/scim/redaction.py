@@ -106,7 +106,7 @@ def _spelling_escapes(sensitive: frozenset[str]) -> re.Pattern[str]:
     Without any of them, decoding a query string cannot spell a name that is not already
     in its text: every other escape (``%20``, ``%22``, ``%40`` of an Okta lookup) and ``+``
     decode to one character that is in no name, so a name in the decoded text is one in
-    the raw text, and the decode (a pure-Python loop, ~1 % of a lookup) is skipped.
+    the raw text, and the decode (a pure-Python loop, ~3 us for a lookup's query) is skipped.
     """
     chars = {char for name in sensitive for char in name.lower() + name.upper()} | {"\\"}
     low: dict[str, set[str]] = {}
