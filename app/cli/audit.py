@@ -254,7 +254,7 @@ def export(ctx: CliContext, fmt: str, org_ref: str | None, since: str | None,
            until: str | None, action: str | None, subject: str | None,
            after_seq: int | None, after_id: int | None, position_file: Path | None,
            output: TextIO | None) -> None:
-    """Stream audit events as CSV, JSON Lines or OCSF Account Change (3001) JSON Lines."""
+    """Stream audit events as CSV, JSON Lines or OCSF (3001, 3006 per member) JSON Lines."""
     out = output or sys.stdout
     if after_seq is not None and org_ref is None:
         raise click.UsageError("--after-seq needs --org: seq counts per organization's chain")
@@ -274,7 +274,7 @@ def export(ctx: CliContext, fmt: str, org_ref: str | None, since: str | None,
                           until=parse_when(until, "--until"), action=action,
                           subject_id=subject, after_seq=after_seq, after_id=after_id or 0,
                           through_id=through)
-        for chunk in render(iter_events(session, flt), fmt):
+        for chunk in render(iter_events(session, flt), fmt, subject):
             out.write(chunk)
     out.flush()
     if position_file is not None:
