@@ -252,7 +252,25 @@ def render(events: Iterable[AuditEvent], fmt: str, subject_id: str | None = None
             yield json.dumps(line, sort_keys=True, default=str) + "\n"
 
 
+# The first characters that make a spreadsheet read a cell as a formula (OWASP "CSV
+# Injection"): =, +, -, @, TAB and CR.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that no spreadsheet runs: text beginning like a formula gets a single
+    quote before it (OWASP "CSV Injection"), so that a request id ``-2-3``, or any text a
+    client chose at the start of a cell, opens as text in the analyst's spreadsheet.
+    Numbers stay numbers; None is empty."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _csv_line(values: list[Any]) -> str:
+    """One CSV record (RFC 4180, as Python's csv module quotes it) of neutralized cells."""
     buffer = io.StringIO()
-    csv.writer(buffer).writerow(["" if v is None else v for v in values])
+    csv.writer(buffer).writerow([csv_cell(v) for v in values])
     return buffer.getvalue()
