@@ -15,7 +15,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
     load_pem_public_key,
@@ -56,7 +56,8 @@ def ratelimit_problems(ratelimit: dict[str, Any]) -> list[str]:
 
 
 def key_file_problems(settings: dict[str, dict[str, Any]]) -> list[str]:
-    """SAML SP key pairs and OIDC provider keys that are half set, unreadable or not PEM."""
+    """SAML SP key pairs, OIDC provider keys and former audit signing keys that are half set,
+    unreadable or not PEM."""
     sso, provider = settings["sso"], settings["oidc_provider"]
     problems = []
     for key_name, cert_name in SP_PAIRS:
@@ -73,6 +74,8 @@ def key_file_problems(settings: dict[str, dict[str, Any]]) -> list[str]:
                                      provider["signing_key_file"], _rsa_private_key))
     for path in provider["published_key_files"]:
         problems.extend(_pem_problem("oidc_provider.published_key_files", path, _rsa_key))
+    for path in settings["signing"]["former_public_key_files"]:
+        problems.extend(_pem_problem("signing.former_public_key_files", path, _ed25519_key))
     return problems
 
 
@@ -117,6 +120,19 @@ def _rsa_private_key(data: bytes) -> str | None:
     except (ValueError, TypeError, UnsupportedAlgorithm):
         key = None
     return None if isinstance(key, rsa.RSAPrivateKey) else "an unencrypted PEM RSA private key"
+
+
+def _ed25519_key(data: bytes) -> str | None:
+    """An Ed25519 public key, or a private one (its public half is used), as PEM."""
+    try:
+        key = load_pem_public_key(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        try:
+            key = load_pem_private_key(data, password=None).public_key()
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            key = None
+    return None if isinstance(key, ed25519.Ed25519PublicKey) else \
+        "a PEM Ed25519 key (public or private)"
 
 
 def _rsa_key(data: bytes) -> str | None:

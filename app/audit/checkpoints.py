@@ -93,8 +93,9 @@ def _signed(keys: PublicKeys, body: dict[str, Any], signature: str, what: str) -
         # A key id nobody knows cannot be taken on trust: it is how a forged checkpoint
         # would avoid the signature check.
         return (f"{what} names signing key {body.get('key_id')!r}, which is neither this "
-                "deployment's key nor one given with --public-key: a tampered key id, or a "
-                "former key whose public key must be given")
+                "deployment's key nor a former one (signing.former_public_key_files, or "
+                "--public-key): a tampered key id, or a former key whose public key must be "
+                "given")
     if not verify_signature(public, body, signature):
         return f"{what} has an invalid signature"
     return None

@@ -1,4 +1,5 @@
-"""Audit export: filtered iteration, CSV, JSON Lines and OCSF Account Change (class 3001)."""
+"""Audit export: filtered iteration, CSV, JSON Lines and OCSF (Account Change 3001, Group
+Management 3006)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ CSV_COLUMNS = ["event_id", "organization_id", "chain", "seq", "occurred_at", "ac
 OCSF_ACTIVITY = {"user:create": 1, "user:reactivate": 2, "user:deprovision": 5,
                  "user:delete": 6, "user:purge": 6, "grant:add": 7, "grant:remove": 8}
 OCSF_CLASS = 3001
+# OCSF 1.1 Group Management: the membership events, one per member (``ocsf_events``).
+OCSF_GROUP_CLASS = 3006
 
 
 @dataclass(frozen=True)
@@ -169,30 +172,74 @@ _OCSF_OUTCOME: dict[str, dict[str, Any]] = {
 
 
 def as_ocsf(event: AuditEvent) -> dict[str, Any]:
-    """One event as an OCSF 1.1 Account Change (3001) event; other actions use activity 99."""
+    """One event as an OCSF 1.1 Account Change (3001) event; other actions use activity 99.
+    A membership event is Group Management (3006), one per member: ``ocsf_events``."""
     activity = OCSF_ACTIVITY.get(event.action, 99)
     user_id = event.data.get("user_id") if event.subject_type != "user" else event.subject_id
     outcome = _OCSF_OUTCOME.get(event.action)
     if outcome is not None:
         outcome = {**outcome, "status_detail": event.data.get("error")}
     return {
-        "class_uid": OCSF_CLASS, "class_name": "Account Change", "category_uid": 3,
-        "category_name": "Identity & Access Management", "activity_id": activity,
-        "activity_name": event.action, "type_uid": OCSF_CLASS * 100 + activity,
-        "time": int(event.occurred_at.timestamp() * 1000),
+        "class_uid": OCSF_CLASS, "class_name": "Account Change", **_ocsf_common(event),
+        "activity_id": activity, "type_uid": OCSF_CLASS * 100 + activity,
         **(outcome or {"severity_id": 1, "status_id": 1, "status": "Success"}),
-        "metadata": {"version": "1.1.0", "uid": event.event_id, "correlation_uid":
-                     event.request_id, "product": {"name": "Roster", "vendor_name": "Roster"},
-                     "sequence": event.seq, "tenant_uid": event.organization_id},
-        "actor": {"user": {"uid": event.actor_id, "type": event.actor_type}},
         "user": {"uid": user_id},
         "unmapped": {"subject_type": event.subject_type, "subject_id": event.subject_id,
                      "data": event.data, "hash": event.hash, "prev_hash": event.prev_hash},
     }
 
 
-def render(events: Iterable[AuditEvent], fmt: str) -> Iterator[str]:
-    """Stream text chunks of the chosen format (a header line first for CSV)."""
+def _ocsf_common(event: AuditEvent, uid: str | None = None) -> dict[str, Any]:
+    """The attributes every OCSF event of ours has, whatever its class."""
+    return {
+        "category_uid": 3, "category_name": "Identity & Access Management",
+        "activity_name": event.action, "time": int(event.occurred_at.timestamp() * 1000),
+        "metadata": {"version": "1.1.0", "uid": uid or event.event_id, "correlation_uid":
+                     event.request_id, "product": {"name": "Roster", "vendor_name": "Roster"},
+                     "sequence": event.seq, "tenant_uid": event.organization_id},
+        "actor": {"user": {"uid": event.actor_id, "type": event.actor_type}},
+    }
+
+
+def ocsf_events(event: AuditEvent, subject_id: str | None = None) -> list[dict[str, Any]]:
+    """The OCSF 1.1 form of one audit event: one Account Change (3001) event
+    (``as_ocsf``), or, for a ``membership:add`` / ``membership:remove`` event, one Group
+    Management (3006) event per member, activity 3 Add User / 4 Remove User.
+
+    One audit event of a group write names all its members in ``data.user_ids`` (a PATCH of
+    thousands is one record), but an OCSF Group Management event has a single ``user``: put
+    in one event, the members were no ``user`` at all (``user.uid`` null), so a SIEM rule on
+    ``user.uid`` never saw a user join or leave a group. One OCSF event per member keeps
+    every event valid for its class and each member searchable as the event's ``user``.
+    Each has its own ``metadata.uid`` (the audit event's id, ``:`` and the member's id: a
+    SIEM that deduplicates by uid keeps them all) and the audit event's id, ``seq`` and
+    hashes in ``unmapped``, with ``user_count`` members; ``data`` is given without its
+    ``user_ids`` (each of thousands of events repeating thousands of ids would square the
+    export's size): the JSON Lines export holds the record as stored. With ``subject_id``
+    (an export of one user's history), only that user's event of the group write."""
+    user_ids = event.data.get("user_ids") if event.action in MEMBERSHIP_ACTIONS else None
+    if not isinstance(user_ids, list) or not user_ids:
+        return [as_ocsf(event)]
+    if subject_id is not None and event.subject_id != subject_id:
+        user_ids = [uid for uid in user_ids if uid == subject_id]
+    activity = 3 if event.action == "membership:add" else 4
+    data = {key: value for key, value in event.data.items() if key != "user_ids"}
+    unmapped = {"event_id": event.event_id, "subject_type": event.subject_type,
+                "subject_id": event.subject_id, "data": data, "user_count": len(
+                    event.data["user_ids"]), "hash": event.hash, "prev_hash": event.prev_hash}
+    return [{"class_uid": OCSF_GROUP_CLASS, "class_name": "Group Management",
+             **_ocsf_common(event, f"{event.event_id}:{user_id}"),
+             "activity_id": activity, "type_uid": OCSF_GROUP_CLASS * 100 + activity,
+             "severity_id": 1, "status_id": 1, "status": "Success",
+             "group": {"uid": event.data.get("group_id") or event.subject_id},
+             "user": {"uid": user_id}, "unmapped": unmapped}
+            for user_id in user_ids]
+
+
+def render(events: Iterable[AuditEvent], fmt: str, subject_id: str | None = None,
+           ) -> Iterator[str]:
+    """Stream text chunks of the chosen format (a header line first for CSV); an OCSF
+    export of ``subject_id``'s history gives only its own part of a group write."""
     if fmt == "csv":
         yield _csv_line(CSV_COLUMNS)
         for event in events:
@@ -200,12 +247,30 @@ def render(events: Iterable[AuditEvent], fmt: str) -> Iterator[str]:
             row["data"] = json.dumps(row["data"], sort_keys=True)
             yield _csv_line([row[c] for c in CSV_COLUMNS])
         return
-    convert = as_ocsf if fmt == "ocsf" else as_dict
     for event in events:
-        yield json.dumps(convert(event), sort_keys=True, default=str) + "\n"
+        for line in (ocsf_events(event, subject_id) if fmt == "ocsf" else [as_dict(event)]):
+            yield json.dumps(line, sort_keys=True, default=str) + "\n"
+
+
+# The first characters that make a spreadsheet read a cell as a formula (OWASP "CSV
+# Injection"): =, +, -, @, TAB and CR.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that no spreadsheet runs: text beginning like a formula gets a single
+    quote before it (OWASP "CSV Injection"), so that a request id ``-2-3``, or any text a
+    client chose at the start of a cell, opens as text in the analyst's spreadsheet.
+    Numbers stay numbers; None is empty."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _csv_line(values: list[Any]) -> str:
+    """One CSV record (RFC 4180, as Python's csv module quotes it) of neutralized cells."""
     buffer = io.StringIO()
-    csv.writer(buffer).writerow(["" if v is None else v for v in values])
+    csv.writer(buffer).writerow([csv_cell(v) for v in values])
     return buffer.getvalue()

@@ -52,7 +52,7 @@ SEALED = ("id", "event_id", "organization_id", "user_id", "scim_id", "external_i
 
 def record_digest(record: DeprovisionRecord) -> str:
     """SHA-256 (hex) over the canonical JSON of the record's ``SEALED`` fields."""
-    body = {name: _canonical(getattr(record, name)) for name in SEALED}
+    body = {name: canonical_value(getattr(record, name)) for name in SEALED}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -67,7 +67,7 @@ def stamp_values(organization_id: str, stamps: dict[str, dict[str, Any]],
                  actor: Actor = SYSTEM) -> dict[str, Any]:
     """The ``deprovision_record:stamp`` event (``event_values``) sealing ``stamps``: for
     each record id, the STAMPED fields it was just given."""
-    records = {record_id: {name: _canonical(value) for name, value in fields.items()}
+    records = {record_id: {name: canonical_value(value) for name, value in fields.items()}
                for record_id, fields in stamps.items()}
     return event_values(organization_id=organization_id, action=STAMP_ACTION, actor=actor,
                         subject_type="deprovision_record",
@@ -86,7 +86,7 @@ def seal_stamps(session: Session, organization_id: str, stamps: dict[str, dict[s
                data=values["data"])
 
 
-def _canonical(value: Any) -> Any:
+def canonical_value(value: Any) -> Any:
     """A value as it reads back from either database: a UTC timestamp as ISO 8601, and an
     integral float as an integer (PostgreSQL's jsonb keeps a number's value, not its
     notation: a float 1e+17 in the grants' parameters reads back as 100000000000000000)."""
@@ -95,9 +95,9 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in value.items()}
+        return {str(k): canonical_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_canonical(v) for v in value]
+        return [canonical_value(v) for v in value]
     return value
 
 
@@ -191,7 +191,7 @@ def _sealed_stamps(session: Session, organization_id: str | None,
 def _stamp_problem(rec: DeprovisionRecord, sealed: dict[str, Any]) -> str | None:
     """Which STAMPED field differs from what the stamp events gave it (None where none)."""
     for name in STAMPED:
-        held, given = _canonical(getattr(rec, name)), sealed.get(name)
+        held, given = canonical_value(getattr(rec, name)), sealed.get(name)
         if held != given:
             return (f"the record's {name} is {held!r}, its audit events sealed "
                     f"{given!r}: it was changed")

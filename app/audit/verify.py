@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session
@@ -86,25 +86,15 @@ def verify(session: Session, organization_id: str | None = None) -> list[ChainRe
 
 
 @dataclass(frozen=True)
-class ChainPage:
-    """One bounded stretch of a chain checked: the records after ``after_seq``, at most
-    ``limit`` of them; ``complete`` once the stretch reached the chain's head (which was then
-    checked too). ``next_after_seq`` continues an unfinished check."""
+class ChainPage(ChainReport):
+    """One bounded stretch of a chain checked: a ``ChainReport`` of the records after
+    ``after_seq``, at most ``limit`` of them; ``complete`` once the stretch reached the
+    chain's head (which was then checked too). ``next_after_seq`` continues an unfinished
+    check. ``ok``: every record of the stretch (and, complete, the head) agree."""
 
-    chain: str
-    after_seq: int
-    records: int
-    last_seq: int
-    head_seq: int
-    complete: bool
-    bad_seq: int | None = None
-    bad_event_id: str | None = None
-    problem: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when every record of the stretch (and, complete, the head) agree."""
-        return self.problem is None
+    after_seq: int = field(kw_only=True)
+    last_seq: int = field(kw_only=True)
+    complete: bool = field(kw_only=True)
 
     @property
     def next_after_seq(self) -> int | None:
@@ -130,9 +120,10 @@ def verify_chain_page(session: Session, chain: str, after_seq: int = 0,
         found = session.scalar(select(AuditEvent.hash).where(AuditEvent.chain == chain,
                                                              AuditEvent.seq == after_seq))
         if found is None:
-            return ChainPage(chain, after_seq, 0, after_seq, head_seq, False, after_seq, None,
+            return ChainPage(chain, 0, head_seq, after_seq, None,
                              f"the log holds no record at seq {after_seq}: it was removed, "
-                             "or the chain is not that long")
+                             "or the chain is not that long",
+                             after_seq=after_seq, last_seq=after_seq, complete=False)
         prev_hash = found
     stmt = (select(AuditEvent).where(AuditEvent.chain == chain, AuditEvent.seq > after_seq)
             .order_by(AuditEvent.seq).limit(limit))
@@ -143,17 +134,19 @@ def verify_chain_page(session: Session, chain: str, after_seq: int = 0,
         count += 1
         problem = _problem(event, expected_seq, prev_hash)
         if problem:
-            return ChainPage(chain, after_seq, count, event.seq, head_seq, False, event.seq,
-                             event.event_id, problem)
+            return ChainPage(chain, count, head_seq, event.seq, event.event_id, problem,
+                             after_seq=after_seq, last_seq=event.seq, complete=False)
         expected_seq, prev_hash = event.seq + 1, event.hash
     last_seq = expected_seq - 1
     if count == limit and (head is None or last_seq < head_seq):
-        return ChainPage(chain, after_seq, count, last_seq, head_seq, False)
+        return ChainPage(chain, count, head_seq, after_seq=after_seq, last_seq=last_seq,
+                         complete=False)
     end = _end_problem(session, chain, head, last_seq, prev_hash)
     if end is not None:
-        return ChainPage(chain, after_seq, count, last_seq, head_seq, True, last_seq + 1,
-                         None, end)
-    return ChainPage(chain, after_seq, count, last_seq, head_seq, True)
+        return ChainPage(chain, count, head_seq, last_seq + 1, None, end,
+                         after_seq=after_seq, last_seq=last_seq, complete=True)
+    return ChainPage(chain, count, head_seq, after_seq=after_seq, last_seq=last_seq,
+                     complete=True)
 
 
 def _end_problem(session: Session, chain: str, head: AuditChainHead | None, last_seq: int,

@@ -23,7 +23,7 @@ from app.audit.export import FORMATS, AuditFilter, iter_events, position, render
 from app.audit.receipts import get_record, make_receipt, verify_receipt
 from app.audit.report import deprovision_report, latency_of
 from app.audit.sealed_records import verify_records
-from app.audit.signing import SigningKey, key_id_of, load_public_key, load_signing_key
+from app.audit.signing import SigningKey, load_public_key, load_signing_key, verification_keys
 from app.audit.verify import verify as verify_chains
 from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, say
 from app.db import utcnow
@@ -59,10 +59,12 @@ def audit() -> None:
     """The tamper-evident audit log: verify, checkpoint, export, receipts, reports."""
 
 
-def _public_keys(key: SigningKey, files: tuple[BinaryIO, ...]) -> dict[str, Any]:
-    """This deployment's public key and former ones given with --public-key, by key id."""
-    publics = [key.private.public_key()] + [load_public_key(f.read()) for f in files]
-    return {key_id_of(public): public for public in publics}
+def _public_keys(ctx: CliContext, files: tuple[BinaryIO, ...]) -> dict[str, Any]:
+    """This deployment's public key, the former ones configured
+    (``signing.former_public_key_files``, as the API's check uses them) and those given
+    with --public-key, by key id."""
+    return verification_keys(signing_key(ctx), ctx.settings,
+                             [load_public_key(f.read()) for f in files])
 
 
 def _kept_checkpoints(file: TextIO | None) -> dict[str, list[dict[str, Any]]]:
@@ -108,7 +110,7 @@ def _is_kept_checkpoint(document: Any) -> bool:
 def verify(ctx: CliContext, org_ref: str | None, public_key_files: tuple[BinaryIO, ...],
            checkpoints_file: TextIO | None) -> None:
     """Recompute every chain; name the first changed, removed or reordered record."""
-    keys = _public_keys(signing_key(ctx), public_key_files)
+    keys = _public_keys(ctx, public_key_files)
     kept = _kept_checkpoints(checkpoints_file)
     bad = 0
     with ctx.transaction() as session:
@@ -254,7 +256,7 @@ def export(ctx: CliContext, fmt: str, org_ref: str | None, since: str | None,
            until: str | None, action: str | None, subject: str | None,
            after_seq: int | None, after_id: int | None, position_file: Path | None,
            output: TextIO | None) -> None:
-    """Stream audit events as CSV, JSON Lines or OCSF Account Change (3001) JSON Lines."""
+    """Stream audit events as CSV, JSON Lines or OCSF (3001, 3006 per member) JSON Lines."""
     out = output or sys.stdout
     if after_seq is not None and org_ref is None:
         raise click.UsageError("--after-seq needs --org: seq counts per organization's chain")
@@ -274,7 +276,7 @@ def export(ctx: CliContext, fmt: str, org_ref: str | None, since: str | None,
                           until=parse_when(until, "--until"), action=action,
                           subject_id=subject, after_seq=after_seq, after_id=after_id or 0,
                           through_id=through)
-        for chunk in render(iter_events(session, flt), fmt):
+        for chunk in render(iter_events(session, flt), fmt, subject):
             out.write(chunk)
     out.flush()
     if position_file is not None:

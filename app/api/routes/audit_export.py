@@ -1,4 +1,4 @@
-"""GET /api/v1/audit/export: the audit log as CSV, JSON Lines or OCSF (3001), streamed."""
+"""GET /api/v1/audit/export: the audit log as CSV, JSON Lines or OCSF (3001, 3006), streamed."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def export_audit(ctx: ApiContext) -> Response:
 
     def generate():  # noqa: ANN202  a generator of text chunks
         with db.transaction(readonly=True) as session:
-            yield from render(iter_events(session, flt), fmt)
+            yield from render(iter_events(session, flt), fmt, flt.subject_id)
 
     filename = f"roster-audit.{'csv' if fmt == 'csv' else 'jsonl'}"
     return Response(stream_with_context(generate()), mimetype=MEDIA_TYPES[fmt], headers={

@@ -4,15 +4,19 @@ Each organization has its own hash chain (app/audit/log.py), so a check is per o
 an org-bound key checks its own, an operator names one. One request checks at most
 ``limit`` records (default 10,000, at most 100,000: a few hundred milliseconds of hashing),
 from ``after_seq`` on; a longer chain answers ``complete: false`` with ``next_after_seq``
-to continue from. The stretch's signed checkpoints are checked with it, and the last
-stretch checks the chain head and the organization's deprovisioning records against the
-digests their audit events hold (app/audit/sealed_records.py).
+to continue from. The stretch's signed checkpoints are checked with it, with this
+deployment's key and the former ones configured (``signing.former_public_key_files``, which
+`roster audit verify` uses too); the last stretch checks the chain head. Each stretch checks
+its share of the organization's deprovisioning records against the digests and stamps their
+audit events hold (app/audit/sealed_stretch.py): a request reads about what its stretch
+holds, not every record the organization has.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
@@ -22,7 +26,8 @@ from app.api.schemas import StrictSchema
 from app.api.views import bp
 from app.audit.checkpoints import verify_checkpoints
 from app.audit.log import chain_for
-from app.audit.sealed_records import verify_records
+from app.audit.sealed_stretch import verify_records_stretch
+from app.audit.signing import verification_keys
 from app.audit.verify import verify_chain_page
 from app.errors import InvalidInput
 from app.models import AuditChainHead
@@ -88,11 +93,14 @@ class VerifySchema(Schema):
     next_after_seq = fields.Integer(required=True, allow_none=True, metadata={
         "description": "Give it as after_seq to check on; null when done or broken."})
     key_id = fields.String(required=True, metadata={
-        "description": "The key checkpoints are checked with (this deployment's)."})
+        "description": "This deployment's key, which checkpoints are checked with."})
+    former_key_ids = fields.List(fields.String(), required=True, metadata={
+        "description": "The former keys (signing.former_public_key_files) checkpoints are "
+                       "checked with too: those signed before a key rotation."})
     broken = fields.Nested(BrokenLinkSchema, required=True, allow_none=True)
     deprovisioning_records = fields.Nested(RecordsCheckSchema, required=True, allow_none=True,
-                                           metadata={"description": "Checked by the last "
-                                                     "stretch only; null before."})
+                                           metadata={"description": "Those of this stretch; "
+                                                     "null when a broken link stopped it."})
 
 
 @api_route(bp, "/audit/verify", methods=["GET"], permission="audit:read", tags=["audit"],
@@ -118,15 +126,16 @@ def verify_audit(ctx: ApiContext) -> dict[str, Any]:
         broken = {"seq": page.bad_seq, "event_id": page.bad_event_id,
                   "reason": page.problem}
     key = deployment_key()
+    keys = verification_keys(key, current_app.config["ROSTER"])
     if broken is None:
-        problem = verify_checkpoints(ctx.session, {key.key_id: key.private.public_key()},
-                                     chain, page.after_seq,
+        problem = verify_checkpoints(ctx.session, keys, chain, page.after_seq,
                                      None if page.complete else page.last_seq)
         if problem is not None:
             broken = {"seq": None, "event_id": None, "reason": problem}
     records = None
-    if page.complete:
-        report = verify_records(ctx.session, organization_id)
+    if page.problem is None:
+        report = verify_records_stretch(ctx.session, organization_id, page.after_seq,
+                                        page.last_seq, page.complete)
         records = {"checked": report.records, "sealed": report.sealed,
                    "problem_count": len(report.problems),
                    "problems": [{"record_id": p.record_id, "event_id": p.event_id,
@@ -137,5 +146,6 @@ def verify_audit(ctx: ApiContext) -> dict[str, Any]:
             "events_checked": page.records, "after_seq": page.after_seq,
             "last_seq": page.last_seq, "head_seq": page.head_seq,
             "next_after_seq": page.next_after_seq if broken is None else None,
-            "key_id": key.key_id, "broken": broken,
+            "key_id": key.key_id,
+            "former_key_ids": sorted(k for k in keys if k != key.key_id), "broken": broken,
             "deprovisioning_records": records}

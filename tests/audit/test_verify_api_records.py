@@ -1,0 +1,129 @@
+"""GET /api/v1/audit/verify checks the deprovisioning records stretch by stretch: one
+request reads its stretch's share, not every record, and a whole run of stretches, at any
+``limit``, finds each changed, removed, added or re-stamped record `roster audit verify`
+finds."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from tests.api.conftest import make_key
+from tests.conftest import rows
+from tests.lifecycle.support import roster
+from tests.scim.support import PATCH_OP, Scim
+
+OFF = {"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": "active",
+                                               "value": False}]}
+LIMITS = (1, 2, 7, 10_000)
+
+
+def _mass_deprovisioning(client, db, tenant, database_url) -> list:
+    """6 of 20 SCIM users deprovisioned: the 5th opens a batch that takes in the earlier
+    records (a stamp of several records at once, after theirs); the batch then restored
+    (one restored_at stamp per record). Returns the records in the order received."""
+    scim = Scim(client, tenant)
+    ids = [scim.create_user(f"u{i}@acme.example", externalId=f"00u{i}")["id"]
+           for i in range(20)]
+    for user_id in ids[:6]:
+        assert scim.patch(f"/Users/{user_id}", OFF).status_code == 200
+    records = rows(db, "SELECT id, batch_id FROM deprovision_records ORDER BY received_at")
+    assert len(records) == 6
+    assert records[0].batch_id is not None
+    roster(database_url, "lifecycle", "restore", "--batch", records[0].batch_id)
+    return records
+
+
+def _run(client, headers, limit: int) -> tuple[int, list[dict], list[dict]]:
+    """The whole check in stretches of ``limit``: records checked, problems, answers."""
+    after, checked, problems, answers = 0, 0, [], []
+    while True:
+        response = client.get(f"/api/v1/audit/verify?limit={limit}&after_seq={after}",
+                              headers=headers)
+        assert response.status_code == 200, response.json
+        body = response.json
+        answers.append(body)
+        assert body["broken"] is None, body
+        checked += body["deprovisioning_records"]["checked"]
+        problems += body["deprovisioning_records"]["problems"]
+        assert body["ok"] is (not body["deprovisioning_records"]["problems"])
+        if body["complete"]:
+            return checked, problems, answers
+        after = body["next_after_seq"]
+
+
+def test_every_stretch_checks_its_share_and_only_that(client, db, tenant, database_url):
+    """Untouched: at every limit the stretches together check the 6 records once each,
+    with no problem. The last stretch alone (one record of the log) checks none of them:
+    it used to read every record, stamp and record event of the organization."""
+    _mass_deprovisioning(client, db, tenant, database_url)
+    admin = make_key(db, "admin", tenant.org).headers
+    for limit in LIMITS:
+        checked, problems, _answers = _run(client, admin, limit)
+        assert (checked, problems) == (6, []), limit
+    [head] = rows(db, "SELECT seq FROM audit_chain_heads WHERE chain = :c", c=tenant.org.id)
+    last = client.get(f"/api/v1/audit/verify?limit=1&after_seq={head.seq - 1}",
+                      headers=admin).json
+    assert last["complete"] is True
+    assert last["ok"] is True
+    assert last["deprovisioning_records"]["checked"] == 0
+
+
+TAMPERING = {
+    "changed": ("UPDATE deprovision_records SET user_name = 'someone-else' WHERE id = :r",
+                "it was changed"),
+    "removed": ("DELETE FROM deprovision_records WHERE id = :r", "it was removed"),
+    "batch_moved_out": ("UPDATE deprovision_records SET batch_id = NULL WHERE id = :r",
+                        "batch_id is None"),
+    "restore_undone": ("UPDATE deprovision_records SET restored_at = NULL WHERE id = :r",
+                       "restored_at is None"),
+    "latency": ("UPDATE deprovision_records SET latency_ms = 1 WHERE id = :r",
+                "latency_ms is 1"),
+    "stamp_removed": ("UPDATE deprovision_records SET revocation_committed_at = NULL, "
+                      "latency_ms = NULL WHERE id = :r", "it was changed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERING))
+@pytest.mark.parametrize("which", [0, 5])
+def test_each_change_is_found_at_every_limit(client, db, tenant, database_url, case, which):
+    """A record of the batch (the first, which the batch took in later, or the last)
+    changed in the database:
+    the CLI names it, and so does the API's run of stretches at every limit, once, with the
+    same reason; no other record is named."""
+    records = _mass_deprovisioning(client, db, tenant, database_url)
+    victim = records[which].id
+    statement, reason = TAMPERING[case]
+    with db.engine.begin() as conn:
+        conn.execute(sa.text(statement), {"r": victim})
+    output = roster(database_url, "audit", "verify", "--org", "acme", ok=False).output
+    assert f"BAD  deprovisioning record {victim}" in output
+    admin = make_key(db, "admin", tenant.org).headers
+    for limit in LIMITS:
+        _checked, problems, answers = _run(client, admin, limit)
+        assert [p["record_id"] for p in problems] == [victim], (limit, problems)
+        assert reason in problems[0]["reason"], (limit, problems)
+        assert [a["ok"] for a in answers].count(False) == 1, limit
+
+
+def test_a_record_added_in_the_database_is_found_at_every_limit(client, db, tenant,
+                                                                database_url):
+    """A copy of a real record under new ids (no audit event names it): found once by the
+    run at every limit, as by the CLI."""
+    records = _mass_deprovisioning(client, db, tenant, database_url)
+    columns = [c["name"] for c in sa.inspect(db.engine).get_columns("deprovision_records")]
+    copied = ", ".join("'forged-id'" if c == "id" else "'forged-event'" if c == "event_id"
+                       else c for c in columns)
+    with db.engine.begin() as conn:
+        conn.execute(sa.text(f"INSERT INTO deprovision_records ({', '.join(columns)}) "
+                             f"SELECT {copied} FROM deprovision_records WHERE id = :r"),
+                     {"r": records[2].id})
+    assert "BAD  deprovisioning record forged-id" in roster(
+        database_url, "audit", "verify", "--org", "acme", ok=False).output
+    admin = make_key(db, "admin", tenant.org).headers
+    for limit in LIMITS:
+        checked, problems, _answers = _run(client, admin, limit)
+        assert [(p["record_id"], p["event_id"]) for p in problems] == [("forged-id", None)], \
+            limit
+        assert "added outside Roster" in problems[0]["reason"]
+        assert checked == 7
