@@ -32,6 +32,7 @@ from app.directory.hold import hold_user
 from app.models.directory import UserStatus
 from app.models.sso import AuthorizationCode, LoginSession
 from app.sso.claims import SCOPE_CLAIMS, filter_by_scope, user_claims
+from app.sso.connection_sessions import hold_connection
 from app.sso.provider_config import ProviderConfig
 from app.sso.provider_keys import ALG
 from app.sso.provider_prompt import PROMPT_VALUES
@@ -288,19 +289,45 @@ def build_grants(db: Any, config: ProviderConfig,
 
 def _principal(session: Session, user_id: str, session_id: str,
                auth_time: int) -> Principal | None:
-    """The user behind a code or refresh token, only while user and session are live.
+    """The user behind a code or refresh token, only while user, session and the session's
+    connection are live.
 
     The user's row is held until the tokens are issued and committed (app/directory/hold.py):
     a refresh that read the user active and committed after a deprovisioning's revocation
-    had begun left its new tokens live (PostgreSQL)."""
+    had begun left its new tokens live (PostgreSQL). The login's connection is held so too
+    (:func:`_held_login`)."""
     user = hold_user(session, user_id)
-    login = session.get(LoginSession, session_id)
     if user is None or not user.active or user.status != UserStatus.active:
         return None
+    login = _held_login(session, session_id)
     if login is None or login.revoked_at is not None or (
             login.expires_at is not None and login.expires_at <= utcnow()):
         return None
     return Principal(user=user, session_id=session_id, auth_time=auth_time)
+
+
+def _held_login(session: Session, session_id: str) -> LoginSession | None:
+    """The login session, None when it or the connection it came through is gone or that
+    connection is disabled; the connection's row held until the new tokens commit, as a
+    login holds it (app/sso/connection_sessions.py).
+
+    A disable (or delete) revokes the connection's sessions and their tokens by UPDATEs that
+    cannot see tokens this exchange inserted and has not committed (PostgreSQL): an
+    exchange that read the login live and committed after them left token rows unrevoked
+    (refused on use, yet missing from the disable's ``tokens_revoked``). Held, a disable in
+    flight makes this exchange wait and then refuse, and a later one waits for this commit
+    and then revokes what it issued (RFC 7009 §2.1 in spirit). The login is read again
+    under the hold: as committed then, not as first read. SQLite has one writer: an
+    exchange and a disable never overlap."""
+    login = session.get(LoginSession, session_id)
+    if login is None or login.connection_id is None:
+        return login
+    conn = hold_connection(session, login.connection_id)
+    if conn is None or not conn.enabled:
+        return None
+    if session.get_bind().dialect.name == "postgresql":
+        return session.get(LoginSession, session_id, populate_existing=True)
+    return login
 
 
 def build_endpoints(db: Any, config: ProviderConfig) -> tuple[type, type]:
