@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from app.models.sso import SsoConnection
-from app.sso.connections import update_connection
+from app.sso.connections import delete_connection, update_connection
 from app.sso.provider_tokens import digest
 from tests.api.conftest import make_key
 from tests.conftest import OPERATOR, rows
@@ -56,19 +56,24 @@ def _revoked_by_disable(db) -> int:
     return int(data["tokens_revoked"])
 
 
+@pytest.mark.parametrize("how", ["disable", "delete"])
 @pytest.mark.parametrize("grant", ["code", "refresh"])
 def test_an_exchange_during_an_open_disable_waits_and_is_refused(db, tenant, keys, web,
-                                                                 sso_app, grant):
-    """The disable has ended the connection's logins and not committed when the portal
-    redeems its code (or refresh token): the exchange waits for it, then is refused with
-    invalid_grant, and no token row is left unrevoked; on both databases. Before
+                                                                 sso_app, grant, how):
+    """The disable (or delete) has ended the connection's logins and not committed when
+    the portal redeems its code (or refresh token): the exchange waits for it, then is
+    refused with invalid_grant, and no token row is left unrevoked; on both databases. Before
     (PostgreSQL): a code's exchange answered 200 with new token rows, not revoked, behind
     the disabled connection; a refresh waited for its token's row, found it revoked and
     audited a refresh-token replay, a false alarm."""
     conn_id, form, _tokens = _grant(db, tenant, keys, web, grant)
 
     def disable(s) -> None:
-        update_connection(s, s.get(SsoConnection, conn_id), OPERATOR, {"enabled": False})
+        conn = s.get(SsoConnection, conn_id)
+        if how == "disable":
+            update_connection(s, conn, OPERATOR, {"enabled": False})
+        else:
+            delete_connection(s, conn, OPERATOR)
 
     with in_flight(db, disable):
         exchanging, outcome = started(db, lambda: _post(sso_app, form))
