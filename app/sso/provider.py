@@ -2,7 +2,8 @@
 
 Authorization code + PKCE (RFC 6749 §4.1, RFC 7636), ID tokens (OIDC Core §3.1.3.6),
 refresh tokens (RFC 6749 §6), introspection (RFC 7662) and revocation (RFC 7009).
-Codes and tokens are stored only as SHA-256 hashes.
+Codes and tokens are stored only as SHA-256 hashes. Introspection, revocation and the
+discovery document are in app/sso/provider_endpoints.py.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from typing import Any
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc6749.models import AuthorizationCodeMixin, ClientMixin
-from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
-from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.errors import RequestNotSupportedError, RequestURINotSupportedError
 from authlib.oidc.core.grants import OpenIDCode
@@ -32,11 +31,10 @@ from app.directory.hold import hold_user
 from app.models.directory import UserStatus
 from app.models.sso import AuthorizationCode, LoginSession
 from app.sso.claims import SCOPE_CLAIMS, filter_by_scope, user_claims
+from app.sso.connection_sessions import hold_connection
 from app.sso.provider_config import ProviderConfig
 from app.sso.provider_keys import ALG
-from app.sso.provider_prompt import PROMPT_VALUES
 from app.sso.provider_tokens import (
-    ACCESS,
     REFRESH,
     Principal,
     TokenView,
@@ -44,7 +42,6 @@ from app.sso.provider_tokens import (
     digest,
     live_token,
     replayed_refresh,
-    revoke_family,
     rotate_refresh,
 )
 
@@ -151,10 +148,6 @@ class CodeView(AuthorizationCodeMixin):
     def get_amr(self) -> None:
         """No AMR values."""
         return None
-
-
-def _hint(hint: str | None) -> str | None:
-    return {"access_token": ACCESS, "refresh_token": REFRESH}.get(hint or "")
 
 
 def _unstorable(data: Mapping[str, Any]) -> str | None:
@@ -288,84 +281,42 @@ def build_grants(db: Any, config: ProviderConfig,
 
 def _principal(session: Session, user_id: str, session_id: str,
                auth_time: int) -> Principal | None:
-    """The user behind a code or refresh token, only while user and session are live.
+    """The user behind a code or refresh token, only while user, session and the session's
+    connection are live.
 
     The user's row is held until the tokens are issued and committed (app/directory/hold.py):
     a refresh that read the user active and committed after a deprovisioning's revocation
-    had begun left its new tokens live (PostgreSQL)."""
+    had begun left its new tokens live (PostgreSQL). The login's connection is held so too
+    (:func:`_held_login`)."""
     user = hold_user(session, user_id)
-    login = session.get(LoginSession, session_id)
     if user is None or not user.active or user.status != UserStatus.active:
         return None
+    login = _held_login(session, session_id)
     if login is None or login.revoked_at is not None or (
             login.expires_at is not None and login.expires_at <= utcnow()):
         return None
     return Principal(user=user, session_id=session_id, auth_time=auth_time)
 
 
-def build_endpoints(db: Any, config: ProviderConfig) -> tuple[type, type]:
-    """Introspection (RFC 7662) and revocation (RFC 7009) bound to our storage."""
+def _held_login(session: Session, session_id: str) -> LoginSession | None:
+    """The login session, None when it or the connection it came through is gone or that
+    connection is disabled; the connection's row held until the new tokens commit, as a
+    login holds it (app/sso/connection_sessions.py).
 
-    class Introspection(IntrospectionEndpoint):
-        CLIENT_AUTH_METHODS = list(AUTH_METHODS)
-
-        def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
-            return live_token(db(), token_string, _hint(token_type_hint)) or live_token(
-                db(), token_string, None)
-
-        def check_permission(self, token: TokenView, client: Any, request: Any) -> bool:
-            return token.check_client(client)
-
-        def introspect_token(self, token: TokenView) -> dict[str, Any]:
-            row = token.row
-            return {"active": True, "client_id": row.client_id, "scope": row.scope,
-                    "token_type": "Bearer" if row.token_type == ACCESS else "refresh_token",
-                    "sub": row.user_id, "sid": row.session_id, "org_id": row.organization_id,
-                    "iss": config.issuer, "aud": row.client_id,
-                    "iat": int(row.issued_at.timestamp()),
-                    "exp": int(row.expires_at.timestamp()) if row.expires_at else None}
-
-    class Revocation(RevocationEndpoint):
-        CLIENT_AUTH_METHODS = list(AUTH_METHODS)
-
-        def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
-            return live_token(db(), token_string, _hint(token_type_hint)) or live_token(
-                db(), token_string, None)
-
-        def revoke_token(self, token: TokenView, request: Any) -> None:
-            row, now = token.row, utcnow()
-            row.revoked_at = row.revoked_at or now
-            if row.token_type == REFRESH:
-                # RFC 7009 §2.1: revoking a refresh token also drops the access tokens
-                # "based on the same authorization grant": its family, not the client's
-                # other grants on the same login session (another tab's, say).
-                revoke_family(db(), row.family_id, row.session_id, row.client_id, now)
-
-    return Introspection, Revocation
-
-
-def discovery_document(config: ProviderConfig) -> dict[str, Any]:
-    """OpenID Provider metadata (OIDC Discovery 1.0 §3, RFC 8414 §2): only what works, and
-    explicit where an omitted member's default would claim more."""
-    iss = config.issuer
-    return {
-        "issuer": iss, "authorization_endpoint": f"{iss}/authorize",
-        "token_endpoint": f"{iss}/token", "userinfo_endpoint": f"{iss}/userinfo",
-        "jwks_uri": f"{iss}/jwks", "introspection_endpoint": f"{iss}/introspect",
-        "revocation_endpoint": f"{iss}/revoke", "response_types_supported": ["code"],
-        # Omitted, these would default to ["query", "fragment"] and true (Discovery §3).
-        "response_modes_supported": ["query"], "request_parameter_supported": False,
-        "request_uri_parameter_supported": False,
-        "authorization_response_iss_parameter_supported": True,
-        "grant_types_supported": ["authorization_code", "refresh_token"],
-        "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": [ALG],
-        "scopes_supported": list(SCOPES), "code_challenge_methods_supported": ["S256"],
-        # RFC 8414 §2: omitted, revocation and introspection would be client_secret_basic
-        # only; client_secret_post works there too.
-        **{f"{e}_endpoint_auth_methods_supported": list(AUTH_METHODS)
-           for e in ("token", "revocation", "introspection")},
-        "claims_supported": ["sub", "sid", "auth_time", *SCOPE_CLAIMS_RELEASED],
-        "prompt_values_supported": list(PROMPT_VALUES),
-        "backchannel_logout_supported": True, "backchannel_logout_session_supported": True,
-        "end_session_endpoint": f"{iss}/end_session",
-    }
+    A disable (or delete) revokes the connection's sessions and their tokens by UPDATEs that
+    cannot see tokens this exchange inserted and has not committed (PostgreSQL): an
+    exchange that read the login live and committed after them left token rows unrevoked
+    (refused on use, yet missing from the disable's ``tokens_revoked``). Held, a disable in
+    flight makes this exchange wait and then refuse, and a later one waits for this commit
+    and then revokes what it issued (RFC 7009 §2.1 in spirit). The login is read again
+    under the hold: as committed then, not as first read. SQLite has one writer: an
+    exchange and a disable never overlap."""
+    login = session.get(LoginSession, session_id)
+    if login is None or login.connection_id is None:
+        return login
+    conn = hold_connection(session, login.connection_id)
+    if conn is None or not conn.enabled:
+        return None
+    if session.get_bind().dialect.name == "postgresql":
+        return session.get(LoginSession, session_id, populate_existing=True)
+    return login

@@ -26,14 +26,9 @@ from app.sso.claims import filter_by_scope, user_claims
 from app.sso.confirm import confirmation_page, confirmed
 from app.sso.oidc_rp import logged_out_url
 from app.sso.outcome import LoginFailed
-from app.sso.provider import (
-    PortalClient,
-    RequiredS256,
-    build_endpoints,
-    build_grants,
-    discovery_document,
-)
+from app.sso.provider import PortalClient, RequiredS256, build_grants
 from app.sso.provider_config import PREFIX, ProviderConfig, config_from_settings
+from app.sso.provider_endpoints import build_endpoints, discovery_document
 from app.sso.provider_tokens import (
     ACCESS,
     Principal,

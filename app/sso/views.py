@@ -109,14 +109,11 @@ def _refuse_nul() -> Response | None:
     return None
 
 
-def _saml_connection(session: Session, connection_id: str, *,
-                     hold: bool = False) -> SsoConnection | None:
-    """The enabled SAML connection; ``hold``: its row held until the transaction ends (a
-    login: app/sso/connection_sessions.py hold_connection)."""
+def _saml_connection(session: Session, connection_id: str) -> SsoConnection | None:
+    """The enabled SAML connection (None: none, or disabled)."""
     if len(connection_id) > 36:
         return None
-    conn = (hold_connection(session, connection_id) if hold
-            else session.get(SsoConnection, connection_id))
+    conn = session.get(SsoConnection, connection_id)
     if conn is None or conn.protocol != "saml" or not conn.enabled:
         return None
     return conn
@@ -153,13 +150,31 @@ def saml_login(connection_id: str) -> Response:
     return response
 
 
-def _require_saml(s: Session, connection_id: str, *,
-                  hold: bool = False) -> tuple[SsoConnection, ConnRef]:
-    """The enabled SAML connection, or a traced ``unknown_connection`` refusal."""
-    conn = _saml_connection(s, connection_id, hold=hold)
-    if conn is None:
-        raise LoginFailed("unknown_connection", f"no SAML connection {connection_id}")
+def _found_saml(s: Session, connection_id: str, *,
+                hold: bool = False) -> tuple[SsoConnection | None, ConnRef | None]:
+    """The connection, enabled or not (``hold``: its row held until the login commits,
+    hold_connection), and what a refusal's trace names: the organization and connection of
+    a SAML connection, nothing for an id that names none (or names an OIDC connection)."""
+    conn = None
+    if len(connection_id) <= 36:
+        conn = (hold_connection(s, connection_id) if hold
+                else s.get(SsoConnection, connection_id))
+    if conn is None or conn.protocol != "saml":
+        return conn, None
     return conn, ConnRef(conn.id, conn.organization_id, conn.protocol)
+
+
+def _require_saml(conn: SsoConnection | None, connection_id: str) -> SsoConnection:
+    """The enabled SAML connection, or a traced refusal saying why: ``unknown_connection``
+    (no such connection, or not a SAML one) or ``connection_disabled``."""
+    if conn is None:
+        raise LoginFailed("unknown_connection", f"no connection {connection_id[:36]}")
+    if conn.protocol != "saml":
+        raise LoginFailed("unknown_connection",
+                          f"the connection {conn.id} is not a SAML connection")
+    if not conn.enabled:
+        raise LoginFailed("connection_disabled", f"the SAML connection {conn.id} is disabled")
+    return conn
 
 
 @bp.post("/saml/<connection_id>/acs")
@@ -173,7 +188,8 @@ def saml_acs(connection_id: str) -> Response:
         with database().transaction() as s:
             # Held until the login commits: a disable or delete waits for it, or it for
             # them and is refused (app/sso/connection_sessions.py).
-            conn, ref = _require_saml(s, connection_id, hold=True)
+            found, ref = _found_saml(s, connection_id, hold=True)
+            conn = _require_saml(found, connection_id)
             if not saml_response:
                 raise LoginFailed("malformed_response", "no SAMLResponse in the POST")
             identity = consume_response(s, conn, sp_urls(conn.id), sp_keys(), saml_response,
@@ -287,7 +303,8 @@ def saml_slo(connection_id: str) -> Response:
     pending = session.get("sso_slo_request")
     try:
         with database().transaction() as s:
-            conn, ref = _require_saml(s, connection_id)
+            found, ref = _found_saml(s, connection_id)
+            conn = _require_saml(found, connection_id)
             if "SAMLResponse" in get and not isinstance(pending, str):
                 raise LoginFailed("slo_unsolicited", "a LogoutResponse, but this browser "
                                   "sent no LogoutRequest")
