@@ -116,7 +116,10 @@ def _claim(connection_id: str, state: str) -> tuple[SsoConnection, ClaimedAttemp
     key = state_key(state) if state else ""
     bound = session.get(_BOUND_STATES, [])
     with database().transaction() as s:
-        conn = require_connection(s.get(SsoConnection, connection_id), connection_id, "oidc")
+        # Held as the login's last step holds it: a delete in flight (which drops the
+        # attempt with its connection) is waited for and read as such, not as a replayed
+        # state (the attempt gone).
+        conn = require_connection(hold_connection(s, connection_id), connection_id, "oidc")
         if not state or not any(hmac.compare_digest(key, b) for b in bound if isinstance(b, str)):
             raise LoginFailed("bad_state", "the state was not issued to this browser")
         session[_BOUND_STATES] = [b for b in bound if b != key]
