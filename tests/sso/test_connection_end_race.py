@@ -19,7 +19,8 @@ import pytest
 
 from app.audit.log import chain_for
 from app.models.sso import SsoConnection
-from app.sso.connections import apply_idp_metadata, delete_connection, update_connection
+from app.sso.connection_metadata import apply_idp_metadata
+from app.sso.connections import delete_connection, update_connection
 from tests.api.conftest import make_key
 from tests.conftest import OPERATOR, rows
 from tests.lockwait import held, in_flight, started
