@@ -11,19 +11,21 @@ from app.directory.directories import get_directory
 from app.directory.organizations import get_organization
 from app.errors import DomainError
 from app.events.endpoints import endpoint_key
+from app.sso.connection_metadata import (
+    apply_idp_metadata,
+    fetch_metadata,
+    refresh_each,
+    url_backed_connections,
+)
 from app.sso.connections import (
     MATCH_BY,
     POLICIES,
     add_domain,
-    apply_idp_metadata,
     create_connection,
     delete_connection,
-    fetch_metadata,
     get_connection,
     list_connections,
-    refresh_each,
     update_connection,
-    url_backed_connections,
     verify_domain,
 )
 from app.sso.saml import SpUrls

@@ -27,7 +27,7 @@ from app.lifecycle.batches import purge_deleted, purge_due
 from app.planner import refresh_statistics
 from app.settings import MAX_PURGE_BATCH
 from app.sso.backchannel import run_once as backchannel_once
-from app.sso.connections import refresh_due
+from app.sso.connection_metadata import refresh_due
 from app.sso.maintenance import PeriodicPurge
 from app.sso.provider_config import config_from_settings
 

@@ -120,7 +120,7 @@ class SsoConnection(Base):
     idp_certs: Mapped[list[str]] = mapped_column(JSONType, default=list)
     metadata_url: Mapped[str | None] = mapped_column(String(1000))
     metadata_refreshed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # A worker's claim on a due refresh, until then (app/sso/connections.py refresh_due).
+    # A worker's claim on a due refresh, until then (app/sso/connection_metadata.py refresh_due).
     metadata_claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Assertion attribute (or OIDC claim) names: {"email": ..., "groups": ..., ...}.
     attribute_map: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

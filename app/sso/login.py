@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from app.audit import Actor, record
 from app.db import utcnow
 from app.directory.directories import hold_active_directory
-from app.directory.groups import GroupInput, add_members, create_group, remove_members
+from app.directory.groups import GroupInput, create_group
 from app.directory.hold import hold_user
+from app.directory.memberships import add_members, remove_members
 from app.directory.users import WRITABLE_COLUMNS, UserInput, create_user, replace_user
 from app.errors import Conflict, Unauthorized
 from app.json_input import JsonInputError, check_strings

@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 from flask import Response, current_app, redirect, request, session
-from sqlalchemy.orm import Session
 
 from app.errors import DomainError, InvalidInput
 from app.models.sso import SsoConnection
@@ -49,7 +48,9 @@ from app.sso.web import (
     database,
     fail,
     finish,
+    found_connection,
     provider_cache,
+    require_connection,
 )
 from app.sso.web import sso_settings as _sso
 
@@ -57,21 +58,10 @@ _BOUND_STATES = "oidc_states"
 _MAX_PARALLEL_ATTEMPTS = 5
 
 
-def _oidc_connection(s: Session, connection_id: str, *, hold: bool = False) -> SsoConnection:
-    """The enabled OIDC connection, or a traced ``unknown_connection`` refusal; ``hold``:
-    its row held until the transaction ends (a login: app/sso/connection_sessions.py)."""
-    conn = None
-    if len(connection_id) <= 36:
-        conn = (hold_connection(s, connection_id) if hold
-                else s.get(SsoConnection, connection_id))
-    if conn is None or conn.protocol != "oidc" or not conn.enabled:
-        raise LoginFailed("unknown_connection", f"no OIDC connection {connection_id[:36]}")
-    return conn
-
-
-def _load(connection_id: str) -> SsoConnection:
+def _load(connection_id: str) -> tuple[SsoConnection | None, ConnRef | None]:
+    """The connection, enabled or not, and what a refusal's trace names (found_connection)."""
     with database().transaction(readonly=True) as s:
-        return _oidc_connection(s, connection_id)
+        return found_connection(s, connection_id, "oidc")
 
 
 def _ready(conn: SsoConnection) -> None:
@@ -102,8 +92,8 @@ def oidc_login(connection_id: str) -> Response:
         return pages.refused("The page to return to is not allowed.", None, 400)
     ref: ConnRef | None = None
     try:
-        conn = _load(connection_id)
-        ref = ConnRef(conn.id, conn.organization_id, conn.protocol)
+        found, ref = _load(connection_id)
+        conn = require_connection(found, connection_id, "oidc")
         _ready(conn)
         # The IdP is read outside any database transaction.
         provider = provider_cache().provider(conn.oidc_discovery_url or "")
@@ -126,7 +116,10 @@ def _claim(connection_id: str, state: str) -> tuple[SsoConnection, ClaimedAttemp
     key = state_key(state) if state else ""
     bound = session.get(_BOUND_STATES, [])
     with database().transaction() as s:
-        conn = _oidc_connection(s, connection_id)
+        # Held as the login's last step holds it: a delete in flight (which drops the
+        # attempt with its connection) is waited for and read as such, not as a replayed
+        # state (the attempt gone).
+        conn = require_connection(hold_connection(s, connection_id), connection_id, "oidc")
         if not state or not any(hmac.compare_digest(key, b) for b in bound if isinstance(b, str)):
             raise LoginFailed("bad_state", "the state was not issued to this browser")
         session[_BOUND_STATES] = [b for b in bound if b != key]
@@ -175,16 +168,17 @@ def oidc_callback(connection_id: str) -> Response:
         "iss": request.args.get("iss"), "error": request.args.get("error")}}
     ref: ConnRef | None = None
     try:
-        found = _load(connection_id)
-        ref = ConnRef(found.id, found.organization_id, found.protocol)
-        _ready(found)
+        found, ref = _load(connection_id)
+        _ready(require_connection(found, connection_id, "oidc"))
         conn, attempt = _claim(connection_id, request.args.get("state", ""))
         provider = provider_cache().provider(conn.oidc_discovery_url or "")
         id_token, claims = _verified_claims(conn, provider, attempt, payload)
         kept: LoginFailed | None = None
         with database().transaction() as s:
-            # Held until the login commits: a disable or delete in flight is waited for.
-            conn = _oidc_connection(s, connection_id, hold=True)
+            # Held until the login commits: a disable or delete in flight is waited for (and
+            # then refused: connection_disabled, or unknown_connection when deleted).
+            conn = require_connection(hold_connection(s, connection_id), connection_id,
+                                      "oidc")
             try:
                 user = resolve_login(s, conn, asserted_identity(conn, claims), actor())
             except LoginFailed as exc:

@@ -47,11 +47,13 @@ class Principal:
 class TokenView(TokenMixin):
     """An issued token row as authlib expects it."""
 
-    def __init__(self, row: IssuedToken, *, dormant: bool = False) -> None:
+    def __init__(self, row: IssuedToken, *, dormant: bool = False, dead: bool = False) -> None:
         self.row = row
         # Refused for now, not revoked: its user is suspended by the mapping (README:
         # reversible, nothing is revoked), so it works again once the user is resumed.
         self.dormant = dormant
+        # Dead though its row is not marked revoked: its login session or user is (live_token).
+        self.dead = dead
 
     def check_client(self, client: ClientMixin) -> bool:
         """Was it issued to ``client``?"""
@@ -74,11 +76,24 @@ class TokenView(TokenMixin):
     def is_revoked(self) -> bool:
         """Revoked by the client, by lifecycle, or its session or user is gone; or, for
         now, its user is suspended."""
-        return self.dormant or self.row.revoked_at is not None
+        return self.dormant or self.dead or self.row.revoked_at is not None
 
 
 def live_token(session: Session, plaintext: str, token_type: str | None) -> TokenView | None:
-    """The token with this value if its session and user are still good, else None."""
+    """The token with this value (None: no such token of the portal), with whether it is
+    dead or dormant: judged from its row, its user and its login session on every read.
+
+    Nothing is written here: introspection (RFC 7662 §2.2, ``active: false``) and UserInfo
+    are reads, and run as such. The token's row is not marked revoked when its login session
+    or user is found dead, because no answer depends on that mark: a login session is
+    revoked, and a user deprovisioned, with its tokens in the same transaction
+    (app/sso/slo.py, app/sso/connection_sessions.py, app/lifecycle/revocation.py), and an
+    expired login session stays expired (its ``expires_at`` is never moved), so every reader
+    judging through here answers the same whether or not the row was marked; a reactivated
+    user's tokens stay revoked by the deprovisioning. Marking it made every introspection of
+    such a token a write: on SQLite it took the single write lock (waiting behind, and
+    holding up, every writer), on PostgreSQL it waited for a lock on the token's row (a
+    disable or deprovisioning in flight), and a read could fail with a lock timeout."""
     query = select(IssuedToken).where(IssuedToken.token_hash == digest(plaintext or ""))
     if token_type:
         query = query.where(IssuedToken.token_type == token_type)
@@ -87,14 +102,13 @@ def live_token(session: Session, plaintext: str, token_type: str | None) -> Toke
         return None
     user = session.get(User, row.user_id)
     login = session.get(LoginSession, row.session_id) if row.session_id else None
-    now = utcnow()
     # Tokens die with their login session (README): revoked, or past its expiry.
-    if user is None or not user.active or user.status not in (
-            UserStatus.active, UserStatus.suspended) or (
-            login is not None and (login.revoked_at is not None or login.expires_at <= now)):
-        row.revoked_at = row.revoked_at or now
+    dead = user is None or not user.active or user.status not in (
+        UserStatus.active, UserStatus.suspended) or (
+        login is not None and (login.revoked_at is not None or login.expires_at <= utcnow()))
     # A suspension is undone by the mapping: its tokens are refused meanwhile, not revoked.
-    return TokenView(row, dormant=user is not None and user.status == UserStatus.suspended)
+    return TokenView(row, dormant=user is not None and user.status == UserStatus.suspended,
+                     dead=dead)
 
 
 def token_generator(config: ProviderConfig) -> BearerTokenGenerator:

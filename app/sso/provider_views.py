@@ -88,9 +88,9 @@ def _server() -> tuple[AuthorizationServer, ProviderConfig]:
     return server, config
 
 
-def _transaction() -> Any:
+def _transaction(*, readonly: bool = False) -> Any:
     database: Database = current_app.extensions["roster.db"]
-    return database.transaction()
+    return database.transaction(readonly=readonly)
 
 
 def _error(exc: OAuth2Error) -> Response:
@@ -243,18 +243,19 @@ def _refused(server: AuthorizationServer, exc: OAuth2Error) -> Response:
 
 
 @contextmanager
-def _op_transaction() -> Iterator[AuthorizationServer]:
+def _op_transaction(*, readonly: bool = False) -> Iterator[AuthorizationServer]:
     """The authorization server, with this request's transaction open for its storage."""
     server, _config = _server()
-    with _transaction() as s:
+    with _transaction(readonly=readonly) as s:
         g.roster_oidc_session = s
         yield server
 
 
-def _endpoint(name: str | None) -> Response:
-    """Run the token endpoint (``None``) or a named authlib endpoint in one transaction."""
+def _endpoint(name: str | None, *, readonly: bool = False) -> Response:
+    """Run the token endpoint (``None``) or a named authlib endpoint in one transaction
+    (``readonly``: one that writes nothing, which on SQLite runs beside a writer)."""
     try:
-        with _op_transaction() as server:
+        with _op_transaction(readonly=readonly) as server:
             if name is None:
                 return server.create_token_response()
             return server.create_endpoint_response(name)
@@ -272,8 +273,9 @@ def token() -> Response:
 
 @bp.post("/oidc/introspect")
 def introspect() -> Response:
-    """Token introspection (RFC 7662 §2)."""
-    return _endpoint("introspection")
+    """Token introspection (RFC 7662 §2): a read; nothing is written, a dead token too is
+    only answered ``active: false`` (app/sso/provider_tokens.py live_token)."""
+    return _endpoint("introspection", readonly=True)
 
 
 @bp.post("/oidc/revoke")

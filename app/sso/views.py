@@ -16,7 +16,6 @@ from app.migrate import NOT_READY_RETRY_AFTER, schema_not_ready
 from app.models.sso import SsoConnection
 from app.sso import pages, saml_binding
 from app.sso.confirm import confirmation_page, confirmed
-from app.sso.connection_sessions import hold_connection
 from app.sso.connections import connections_for_email
 from app.sso.login import assert_user, open_session, resolve_login
 from app.sso.outcome import LoginFailed
@@ -37,6 +36,8 @@ from app.sso.web import (
     database,
     fail,
     finish,
+    found_connection,
+    require_connection,
     signing_sp_keys,
     sp_keys,
     sp_urls,
@@ -132,49 +133,33 @@ def saml_metadata(connection_id: str) -> Response:
 
 @bp.get("/saml/<connection_id>/login")
 def saml_login(connection_id: str) -> Response:
-    """SP-initiated login: send the browser to the IdP with a remembered AuthnRequest."""
+    """SP-initiated login: send the browser to the IdP with a remembered AuthnRequest.
+
+    A refusal is traced as the ACS's are: a disabled connection as ``connection_disabled``
+    in its organization, an id naming no SAML connection as ``unknown_connection``, a
+    connection without the IdP's SSO URL as ``misconfigured``."""
     next_url = request.args.get("next") or _sso()["default_redirect_url"] or None
     if next_url and not allowed(next_url):
         return pages.refused("The page to return to is not allowed.", None, 400)
-    with database().transaction() as s:
-        conn = _saml_connection(s, connection_id)
-        if conn is None or not conn.idp_sso_url:
-            return pages.refused("Unknown sign-in connection.", None, 404)
-        # reauth=1: the portal asked for a new authentication (OIDC prompt=login, max_age):
-        # the IdP must not rely on its own session (SAML Core §3.4.1 ForceAuthn).
-        url, request_id = start_login(s, conn, sp_urls(conn.id), signing_sp_keys(conn), next_url,
-                                      _sso()["request_ttl_seconds"],
-                                      force_authn=request.args.get("reauth") == "1")
+    ref: ConnRef | None = None
+    try:
+        with database().transaction() as s:
+            found, ref = found_connection(s, connection_id, "saml")
+            conn = require_connection(found, connection_id, "saml")
+            if not conn.idp_sso_url:
+                raise LoginFailed("misconfigured", "the connection has no IdP SSO URL "
+                                  "(import the IdP's metadata)")
+            # reauth=1: the portal asked for a new authentication (OIDC prompt=login,
+            # max_age): the IdP must not rely on its own session (SAML Core §3.4.1
+            # ForceAuthn).
+            url, request_id = start_login(s, conn, sp_urls(conn.id), signing_sp_keys(conn),
+                                          next_url, _sso()["request_ttl_seconds"],
+                                          force_authn=request.args.get("reauth") == "1")
+    except LoginFailed as exc:
+        return fail(exc, ref, {}, protocol="saml")
     response = redirect(url, 303)
     saml_binding.remember(request, response, request_id, _sso()["request_ttl_seconds"])
     return response
-
-
-def _found_saml(s: Session, connection_id: str, *,
-                hold: bool = False) -> tuple[SsoConnection | None, ConnRef | None]:
-    """The connection, enabled or not (``hold``: its row held until the login commits,
-    hold_connection), and what a refusal's trace names: the organization and connection of
-    a SAML connection, nothing for an id that names none (or names an OIDC connection)."""
-    conn = None
-    if len(connection_id) <= 36:
-        conn = (hold_connection(s, connection_id) if hold
-                else s.get(SsoConnection, connection_id))
-    if conn is None or conn.protocol != "saml":
-        return conn, None
-    return conn, ConnRef(conn.id, conn.organization_id, conn.protocol)
-
-
-def _require_saml(conn: SsoConnection | None, connection_id: str) -> SsoConnection:
-    """The enabled SAML connection, or a traced refusal saying why: ``unknown_connection``
-    (no such connection, or not a SAML one) or ``connection_disabled``."""
-    if conn is None:
-        raise LoginFailed("unknown_connection", f"no connection {connection_id[:36]}")
-    if conn.protocol != "saml":
-        raise LoginFailed("unknown_connection",
-                          f"the connection {conn.id} is not a SAML connection")
-    if not conn.enabled:
-        raise LoginFailed("connection_disabled", f"the SAML connection {conn.id} is disabled")
-    return conn
 
 
 @bp.post("/saml/<connection_id>/acs")
@@ -188,8 +173,8 @@ def saml_acs(connection_id: str) -> Response:
         with database().transaction() as s:
             # Held until the login commits: a disable or delete waits for it, or it for
             # them and is refused (app/sso/connection_sessions.py).
-            found, ref = _found_saml(s, connection_id, hold=True)
-            conn = _require_saml(found, connection_id)
+            found, ref = found_connection(s, connection_id, "saml", hold=True)
+            conn = require_connection(found, connection_id, "saml")
             if not saml_response:
                 raise LoginFailed("malformed_response", "no SAMLResponse in the POST")
             identity = consume_response(s, conn, sp_urls(conn.id), sp_keys(), saml_response,
@@ -303,8 +288,8 @@ def saml_slo(connection_id: str) -> Response:
     pending = session.get("sso_slo_request")
     try:
         with database().transaction() as s:
-            found, ref = _found_saml(s, connection_id)
-            conn = _require_saml(found, connection_id)
+            found, ref = found_connection(s, connection_id, "saml")
+            conn = require_connection(found, connection_id, "saml")
             if "SAMLResponse" in get and not isinstance(pending, str):
                 raise LoginFailed("slo_unsolicited", "a LogoutResponse, but this browser "
                                   "sent no LogoutRequest")

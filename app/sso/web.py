@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, current_app, g, redirect, request, session
+from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import Database
 from app.models.sso import SsoConnection
 from app.sso import pages
+from app.sso.connection_sessions import hold_connection
 from app.sso.keys import SpKeys, load_sp_keys
 from app.sso.oidc_rp import ProviderCache
 from app.sso.outcome import LoginFailed
@@ -108,6 +110,42 @@ class ConnRef:
     id: str
     organization_id: str
     protocol: str
+
+
+_PROTOCOL_NAMES = {"saml": "a SAML", "oidc": "an OIDC"}
+
+
+def found_connection(s: Session, connection_id: str, protocol: str, *,
+                     hold: bool = False) -> tuple[SsoConnection | None, ConnRef | None]:
+    """The connection an endpoint of ``protocol`` names, enabled or not (``hold``: its row
+    held until the login commits, app/sso/connection_sessions.py hold_connection), and what
+    a refusal's trace names: the organization and connection of a connection of that
+    protocol, nothing for an id that names none (or names one of the other protocol). An
+    id longer than any (36 characters) is not looked up."""
+    conn = None
+    if len(connection_id) <= 36:
+        conn = (hold_connection(s, connection_id) if hold
+                else s.get(SsoConnection, connection_id))
+    if conn is None or conn.protocol != protocol:
+        return conn, None
+    return conn, ConnRef(conn.id, conn.organization_id, conn.protocol)
+
+
+def require_connection(conn: SsoConnection | None, connection_id: str,
+                       protocol: str) -> SsoConnection:
+    """The enabled connection of ``protocol``, or a refusal (traced by :func:`fail`) saying
+    why: ``unknown_connection`` (no such connection, or one of the other protocol; the
+    detail quotes at most 36 characters of the id) or ``connection_disabled``."""
+    name = _PROTOCOL_NAMES[protocol]
+    if conn is None:
+        raise LoginFailed("unknown_connection", f"no connection {connection_id[:36]}")
+    if conn.protocol != protocol:
+        raise LoginFailed("unknown_connection",
+                          f"the connection {conn.id} is not {name} connection")
+    if not conn.enabled:
+        raise LoginFailed("connection_disabled",
+                          f"the {name.split()[1]} connection {conn.id} is disabled")
+    return conn
 
 
 def fail(exc: LoginFailed, conn: ConnRef | None, payload: dict[str, Any], *,

@@ -6,14 +6,16 @@ import pytest
 
 from app.directory.groups import (
     GroupInput,
-    add_members,
     create_group,
     delete_group,
     get_group,
+    update_group,
+)
+from app.directory.memberships import (
+    add_members,
     remove_all_members,
     remove_members,
     replace_members,
-    update_group,
 )
 from app.directory.users import UserInput, create_user, get_user, replace_user
 from app.errors import Conflict, InvalidInput, NotFound

@@ -18,7 +18,8 @@ from app.db import Database, new_id, utcnow
 from app.models import Organization, User
 from app.models.directory import UserStatus
 from app.models.sso import ConnectionDomain, SsoConnection
-from app.sso.connections import apply_idp_metadata, create_connection
+from app.sso.connection_metadata import apply_idp_metadata
+from app.sso.connections import create_connection
 from tests.conftest import OPERATOR, Tenant, app_overrides
 from tests.sso.forge import IDP_ENTITY, IDP_SSO, Claims
 from tests.sso.keys import TestKey, make_key

@@ -19,7 +19,8 @@ import pytest
 
 from app.audit.log import chain_for
 from app.models.sso import SsoConnection
-from app.sso.connections import apply_idp_metadata, delete_connection, update_connection
+from app.sso.connection_metadata import apply_idp_metadata
+from app.sso.connections import delete_connection, update_connection
 from tests.api.conftest import make_key
 from tests.conftest import OPERATOR, rows
 from tests.lockwait import held, in_flight, started
@@ -74,13 +75,13 @@ def test_a_login_during_an_open_disable_waits_and_is_refused(db, tenant, keys, h
     assert _live(db, conn) == 0, "a login outlived its connection's end"
     traces = rows(db, "SELECT connection_id, organization_id, reason FROM sso_login_traces")
     assert len(traces) == 1
-    # The OIDC callback knew its connection before it was refused, the ACS reads it
-    # disabled (and names it, with its organization); a deleted one is never named.
+    # A disabled connection is named, with its organization, a deleted one never (the
+    # OIDC callback read its organization before; the ACS reads the connection gone).
     named = how == "disable"
     assert traces[0].connection_id == (conn.id if named else None)
-    if protocol == "saml":
-        assert (traces[0].organization_id, traces[0].reason) == (
-            (tenant.org.id, "connection_disabled") if named else (None, "unknown_connection"))
+    org = tenant.org.id if named or protocol == "oidc" else None
+    assert (traces[0].organization_id, traces[0].reason) == (
+        org, "connection_disabled" if named else "unknown_connection")
 
 
 @pytest.mark.parametrize("how", ["disable", "delete"])

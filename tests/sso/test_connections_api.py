@@ -300,7 +300,7 @@ def test_update_disable_enable_and_delete(db, tenant, keys, web, admin):
                    "not-found")
     disabled = web.post(f"{url}/disable", headers=admin.headers)
     assert disabled.get_json()["enabled"] is False
-    assert web.get(f"/sso/saml/{cid}/login").status_code == 404
+    assert web.get(f"/sso/saml/{cid}/login").status_code == 403  # traced
     assert web.post(f"{url}/enable", headers=admin.headers).get_json()["enabled"] is True
     assert web.get(f"/sso/saml/{cid}/login").status_code == 303
     gone = web.delete(url, headers=admin.headers)

@@ -23,7 +23,8 @@ from app.db import utcnow
 from app.errors import Conflict, InvalidInput
 from app.models import Organization
 from app.models.sso import SsoConnection
-from app.sso.connections import create_connection, refresh_metadata
+from app.sso.connection_metadata import refresh_metadata
+from app.sso.connections import create_connection
 from tests.conftest import OPERATOR, rows
 from tests.sso import forge
 from tests.sso.lockprobe import can_write

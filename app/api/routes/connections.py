@@ -30,14 +30,16 @@ from app.directory.directories import get_directory
 from app.errors import InvalidInput, NotFound
 from app.models import Organization
 from app.models.sso import ConnectionDomain, SsoConnection
-from app.sso.connections import (
-    add_domain,
+from app.sso.connection_metadata import (
     apply_fetched_metadata,
     apply_idp_metadata,
-    create_connection,
-    delete_connection,
     fetch_metadata,
     metadata_url_of,
+)
+from app.sso.connections import (
+    add_domain,
+    create_connection,
+    delete_connection,
     update_connection,
     verify_domain,
 )
