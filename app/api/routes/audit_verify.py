@@ -27,7 +27,7 @@ from app.api.views import bp
 from app.audit.checkpoints import verify_checkpoints
 from app.audit.log import chain_for
 from app.audit.sealed_stretch import verify_records_stretch
-from app.audit.signing import verification_keys
+from app.audit.signing import former_public_keys, verification_keys
 from app.audit.verify import verify_chain_page
 from app.errors import InvalidInput
 from app.models import AuditChainHead
@@ -126,7 +126,7 @@ def verify_audit(ctx: ApiContext) -> dict[str, Any]:
         broken = {"seq": page.bad_seq, "event_id": page.bad_event_id,
                   "reason": page.problem}
     key = deployment_key()
-    keys = verification_keys(key, current_app.config["ROSTER"])
+    keys = verification_keys(key, former_public_keys(current_app.config["ROSTER"]))
     if broken is None:
         problem = verify_checkpoints(ctx.session, keys, chain, page.after_seq,
                                      None if page.complete else page.last_seq)
