@@ -6,10 +6,11 @@ an org-bound key checks its own, an operator names one. One request checks at mo
 from ``after_seq`` on; a longer chain answers ``complete: false`` with ``next_after_seq``
 to continue from. The stretch's signed checkpoints are checked with it, with this
 deployment's key and the former ones configured (``signing.former_public_key_files``, which
-`roster audit verify` uses too); the last stretch checks the chain head. Each stretch checks
-its share of the organization's deprovisioning records against the digests and stamps their
-audit events hold (app/audit/sealed_stretch.py): a request reads about what its stretch
-holds, not every record the organization has.
+`roster audit verify` uses too; read once as the app starts, app/api/setup.py); the last
+stretch checks the chain head. Each stretch checks its share of the organization's
+deprovisioning records against the digests and stamps their audit events hold
+(app/audit/sealed_stretch.py): a request reads about what its stretch holds, not every
+record the organization has.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from sqlalchemy import select
 from app.api.frame import ApiContext, api_route
 from app.api.routes.deprovisions import deployment_key
 from app.api.schemas import StrictSchema
+from app.api.setup import FORMER_KEYS
 from app.api.views import bp
 from app.audit.checkpoints import verify_checkpoints
 from app.audit.log import chain_for
 from app.audit.sealed_stretch import verify_records_stretch
-from app.audit.signing import former_public_keys, verification_keys
+from app.audit.signing import verification_keys
 from app.audit.verify import verify_chain_page
 from app.errors import InvalidInput
 from app.models import AuditChainHead
@@ -126,7 +128,7 @@ def verify_audit(ctx: ApiContext) -> dict[str, Any]:
         broken = {"seq": page.bad_seq, "event_id": page.bad_event_id,
                   "reason": page.problem}
     key = deployment_key()
-    keys = verification_keys(key, former_public_keys(current_app.config["ROSTER"]))
+    keys = verification_keys(key, current_app.extensions[FORMER_KEYS])
     if broken is None:
         problem = verify_checkpoints(ctx.session, keys, chain, page.after_seq,
                                      None if page.complete else page.last_seq)
