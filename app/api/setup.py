@@ -1,5 +1,6 @@
 """Wire the API into an app: problem JSON for routing errors under /api/v1, rate limits
-(per credential, and on failed authentications per client address)."""
+(per credential, and on failed authentications per client address), the former signing
+keys read once."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from werkzeug.exceptions import HTTPException
 from app.api.authlimit import init_failed_auth_limit
 from app.api.errors import http_problem
 from app.api.ratelimit import init_rate_limits
+from app.audit.signing import former_public_keys
 
 API_PREFIX = "/api/v1"
+# app.extensions: the former signing keys' public keys (signing.former_public_key_files).
+FORMER_KEYS = "roster.former_signing_keys"
 
 
 def init_api(app: Flask) -> None:
@@ -30,6 +34,9 @@ def init_api(app: Flask) -> None:
 
     for code in (404, 405):
         app.register_error_handler(code, _routing_error)
+    # Read once, here: the files were checked by load_settings just before (a bad one refuses
+    # the start), and a request never reads them (nor fails on one changed since).
+    app.extensions[FORMER_KEYS] = former_public_keys(app.config["ROSTER"])
     # First: a blocked address's made-up credentials never reach the per-credential counters.
     init_failed_auth_limit(app)
     init_rate_limits(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.orm import Session
 
 from app.audit.sealed_records import record_problem
@@ -59,15 +60,27 @@ def verify_receipt(document: dict[str, Any], public_pem: bytes) -> dict[str, Any
 
     The embedded public_key is informational only: trust comes from the key you pass.
     """
+    public = load_public_key(public_pem)
+    return check_receipt(document, {key_id_of(public): public}, "the given key")[0]
+
+
+def check_receipt(document: dict[str, Any], keys: dict[str, Ed25519PublicKey],
+                  trusted: str) -> tuple[dict[str, Any], str]:
+    """Check a receipt against trusted public keys by key id (``verification_keys``: the
+    deployment's, the former ones configured); return its record and the id of the key that
+    verified it, or raise InvalidInput naming the receipt's key and ``trusted`` (what the
+    keys are, for the message). The Ed25519 signature is over the canonical JSON of the
+    receipt body (RFC 8032 §5.1.7); the embedded public_key is never trusted."""
     body, signature = document.get("receipt"), document.get("signature")
     if not isinstance(body, dict) or not isinstance(signature, str):
         raise InvalidInput("not a Roster receipt: receipt and signature are required")
     if body.get("type") != RECEIPT_TYPE:
         raise InvalidInput(f"unknown receipt type {body.get('type')!r}")
-    public = load_public_key(public_pem)
-    if body.get("key_id") != key_id_of(public):
-        raise InvalidInput(f"receipt was signed by key {body.get('key_id')}, "
-                           f"not by the given key {key_id_of(public)}")
+    key_id = body.get("key_id")
+    public = keys.get(key_id) if isinstance(key_id, str) else None
+    if public is None:
+        raise InvalidInput(f"receipt was signed by key {key_id}, not by {trusted} "
+                           f"{', '.join(sorted(keys))}")
     if not verify_signature(public, body, signature):
         raise InvalidInput("signature does not match: the receipt was altered")
-    return body["record"]
+    return body["record"], key_id

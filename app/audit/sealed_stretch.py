@@ -12,10 +12,13 @@ its stretch holds:
   event seals its stamps, a value in a stamped field must have a stamp event giving it;
 - the stamps that the stretch's ``deprovision_record:stamp`` events give: the record must
   hold the latest value given (a later stamp of the same field is that later stretch's);
-- the records received within the stretch's time window, from the ``occurred_at`` of the
-  record at ``after_seq`` (none before the first stretch) to that of its last record (none
-  after the last stretch): each must be named by an event (else added outside Roster).
-  The windows of consecutive stretches meet, so together they cover all time.
+- the records received within the stretch's time window, from the latest ``occurred_at``
+  of the records up to ``after_seq`` (none before the first stretch) to the latest up to
+  its last record (none after the last stretch): each must be named by an event (else
+  added outside Roster). The windows of consecutive stretches meet and never overlap,
+  however ``occurred_at`` goes along the chain (``window_start``), so each record is in
+  exactly one. A run passes each stretch's window end on to the next, which need not
+  read the chain before it to find where its window starts.
 
 What lies beyond the stretch is looked up only where needed, through indexes where there
 are: a record's event by its user (the subject), a stamp of one record by the record (the
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.audit.log import chain_for
@@ -62,10 +65,23 @@ class _Stretch:
     stamps: dict[tuple[str, str], Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StretchRecords:
+    """The records check of one stretch, and where the next stretch's window starts."""
+
+    report: RecordsReport
+    # The latest occurred_at up to the stretch's last record (None after the last stretch):
+    # the ``since`` of the stretch after it.
+    until: datetime | None
+
+
 def verify_records_stretch(session: Session, organization_id: str, after_seq: int,
-                           last_seq: int, last: bool) -> RecordsReport:
+                           last_seq: int, last: bool,
+                           since: datetime | None) -> StretchRecords:
     """Check the deprovisioning records of the stretch ``(after_seq, last_seq]`` of the
-    organization's chain, ``last`` when it reached the chain head (module docstring)."""
+    organization's chain, ``last`` when it reached the chain head, its time window starting
+    after ``since`` (``window_start``; the ``until`` of the stretch before; None for the
+    first stretch). Module docstring."""
     chain = chain_for(organization_id)
     stretch = _read_stretch(session, chain, after_seq, last_seq)
     records = _records(session, organization_id,
@@ -97,14 +113,14 @@ def verify_records_stretch(session: Session, organization_id: str, after_seq: in
         problems.setdefault(record_id, _stamp_problem(
             records[record_id], name, None, stretch.named[record_id][0]))
     _check_stamps(session, organization_id, chain, last_seq, stretch, records, problems)
-    window = _window(session, chain, after_seq, last_seq, last)
-    added = _unnamed(session, organization_id, window, stretch.named)
+    until = None if last else _window_end(session, chain, after_seq, last_seq, since)
+    added = _unnamed(session, organization_id, (since, until), stretch.named)
     checked += len(added)
     for record_id in added:
         problems.setdefault(record_id, RecordProblem(record_id, None, "no audit event names "
                                                      "this record: it was added outside "
                                                      "Roster"))
-    return RecordsReport(checked, sealed, list(problems.values()))
+    return StretchRecords(RecordsReport(checked, sealed, list(problems.values())), until)
 
 
 def _read_stretch(session: Session, chain: str, after_seq: int, last_seq: int) -> _Stretch:
@@ -232,14 +248,48 @@ def _given(data: dict[str, Any], wanted: set[tuple[str, str]]) -> set[tuple[str,
             if (record_id, name) in wanted}
 
 
-def _window(session: Session, chain: str, after_seq: int, last_seq: int,
-            last: bool) -> tuple[datetime | None, datetime | None]:
-    """The stretch's time window: after the ``occurred_at`` of the record at ``after_seq``
-    (none for the first stretch), up to that of its last record (none for the last)."""
-    def at(seq: int) -> datetime | None:
-        return session.scalar(select(AuditEvent.occurred_at).where(
-            AuditEvent.chain == chain, AuditEvent.seq == seq))
-    return (at(after_seq) if after_seq else None), (None if last else at(last_seq))
+def window_start(session: Session, organization_id: str, after_seq: int) -> datetime | None:
+    """Where the time window of the stretch after ``after_seq`` starts: the latest
+    ``occurred_at`` of the records up to ``after_seq`` (None for the first stretch).
+
+    An event's time is taken when its change is made and its seq when its transaction
+    commits, so ``occurred_at`` can go backwards along the chain; its running maximum does
+    not, and so the windows of any run of stretches partition time: a record received at
+    any time falls in exactly one. (The time of the record at ``after_seq`` made the window
+    of a stretch after an event linked late start before earlier ones ended, and a record
+    added then was counted twice.) This reads every record up to ``after_seq``: a run of
+    stretches passes each stretch's ``until`` on instead (``plausible_window_start``)."""
+    if not after_seq:
+        return None
+    return session.scalar(select(func.max(AuditEvent.occurred_at)).where(
+        AuditEvent.chain == chain_for(organization_id), AuditEvent.seq <= after_seq))
+
+
+def plausible_window_start(session: Session, organization_id: str, after_seq: int,
+                           since: datetime) -> bool:
+    """Whether ``since`` (given back by a client as the previous stretch's ``until``) can be
+    ``window_start``: a record up to ``after_seq`` occurred then, and the record at
+    ``after_seq`` did not occur later. Two index look-ups; a value from another run or
+    another seq is caught, not one made up to equal such a record's time."""
+    chain = chain_for(organization_id)
+    at = session.scalar(select(AuditEvent.occurred_at).where(
+        AuditEvent.chain == chain, AuditEvent.seq == after_seq))
+    if at is None or at > since:
+        return False
+    return session.scalar(select(AuditEvent.seq).where(
+        AuditEvent.organization_id == organization_id, AuditEvent.occurred_at == since,
+        AuditEvent.chain == chain, AuditEvent.seq <= after_seq).limit(1)) is not None
+
+
+def _window_end(session: Session, chain: str, after_seq: int, last_seq: int,
+                since: datetime | None) -> datetime | None:
+    """The latest ``occurred_at`` up to ``last_seq``: that of the stretch's own records, or
+    ``since`` when later (``window_start``)."""
+    until = session.scalar(select(func.max(AuditEvent.occurred_at)).where(
+        AuditEvent.chain == chain, AuditEvent.seq > after_seq, AuditEvent.seq <= last_seq))
+    if since is None or until is None:
+        return until or since
+    return max(since, until)
 
 
 def _unnamed(session: Session, organization_id: str,

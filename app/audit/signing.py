@@ -80,18 +80,19 @@ def verify_signature(public: Ed25519PublicKey, payload: dict[str, Any], signatur
 
 def former_public_keys(settings: dict[str, dict[str, Any]]) -> list[Ed25519PublicKey]:
     """The public keys of former signing keys (``signing.former_public_key_files``), which
-    checkpoints signed before a key rotation are checked with; the files are checked at
-    start (app/settings_checks.py)."""
+    checkpoints and receipts signed before a key rotation are checked with; the files are
+    checked at start (app/settings_checks.py)."""
     return [load_public_key(Path(path).read_bytes())
             for path in settings["signing"]["former_public_key_files"]]
 
 
-def verification_keys(key: SigningKey, settings: dict[str, dict[str, Any]],
+def verification_keys(key: SigningKey, former: list[Ed25519PublicKey],
                       extra: list[Ed25519PublicKey] | None = None,
                       ) -> dict[str, Ed25519PublicKey]:
-    """The public keys checkpoints are checked with, by key id: this deployment's, the
-    former ones configured, and ``extra`` (``roster audit verify --public-key``)."""
-    publics = [key.private.public_key(), *former_public_keys(settings), *(extra or [])]
+    """The public keys checkpoints and receipts are checked with, by key id: this
+    deployment's, the ``former`` ones configured (``former_public_keys``: the API reads them
+    once at start), and ``extra`` (``roster audit verify --public-key``)."""
+    publics = [key.private.public_key(), *former, *(extra or [])]
     return {key_id_of(public): public for public in publics}
 
 

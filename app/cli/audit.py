@@ -20,10 +20,17 @@ from app.audit.checkpoints import (
     write_checkpoints,
 )
 from app.audit.export import FORMATS, AuditFilter, iter_events, position, render
-from app.audit.receipts import get_record, make_receipt, verify_receipt
+from app.audit.receipts import check_receipt, get_record, make_receipt
 from app.audit.report import deprovision_report, latency_of
 from app.audit.sealed_records import verify_records
-from app.audit.signing import SigningKey, load_public_key, load_signing_key, verification_keys
+from app.audit.signing import (
+    SigningKey,
+    former_public_keys,
+    key_id_of,
+    load_public_key,
+    load_signing_key,
+    verification_keys,
+)
 from app.audit.verify import verify as verify_chains
 from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, say
 from app.db import utcnow
@@ -63,7 +70,7 @@ def _public_keys(ctx: CliContext, files: tuple[BinaryIO, ...]) -> dict[str, Any]
     """This deployment's public key, the former ones configured
     (``signing.former_public_key_files``, as the API's check uses them) and those given
     with --public-key, by key id."""
-    return verification_keys(signing_key(ctx), ctx.settings,
+    return verification_keys(signing_key(ctx), former_public_keys(ctx.settings),
                              [load_public_key(f.read()) for f in files])
 
 
@@ -210,23 +217,38 @@ def receipt(ctx: CliContext, record_id: str, output: Path | None) -> None:
 @audit.command("verify-receipt")
 @click.argument("file", type=click.File("r"))
 @click.option("--public-key", "public_key_file", type=click.File("rb"), default=None,
-              help="Trusted public key PEM (offline). Default: this deployment's key.")
+              help="Trusted public key PEM (offline), the only one used. Default: this "
+                   "deployment's key and the former ones (signing.former_public_key_files).")
 @pass_ctx
 @command_errors
-def verify_receipt_(ctx: CliContext, file: TextIO, public_key_file: click.File | None) -> None:
-    """Check a receipt's Ed25519 signature; exit 1 when it does not verify."""
+def verify_receipt_(ctx: CliContext, file: TextIO, public_key_file: BinaryIO | None) -> None:
+    """Check a receipt's Ed25519 signature; exit 1 when it does not verify. Names the key
+    that verified it: a receipt signed before a key rotation verifies with the former key."""
     try:
         document = json.load(file)
     except json.JSONDecodeError as exc:
         raise click.ClickException(f"{file.name} is not JSON: {exc}") from None
-    pem = public_key_file.read() if public_key_file else signing_key(ctx).public_pem().encode()
-    record = verify_receipt(document, pem)
+    if not isinstance(document, dict):
+        raise click.ClickException(f"{file.name} is not a Roster receipt (a JSON object)")
+    if public_key_file is not None:
+        given = load_public_key(public_key_file.read())
+        keys, trusted = {key_id_of(given): given}, "the given key"
+        which = dict.fromkeys(keys, "the given key")
+    else:
+        key = signing_key(ctx)
+        keys = verification_keys(key, former_public_keys(ctx.settings))
+        trusted = ("this deployment's key nor a former one (signing.former_public_key_files; "
+                   "or give its public key with --public-key):")
+        which = {**dict.fromkeys(keys, "a former key (signing.former_public_key_files)"),
+                 key.key_id: "this deployment's key"}
+    record, key_id = check_receipt(document, keys, trusted)
     if record.get("outcome", "applied") != "applied":
         # No receipt is issued for such a record; a signed one proves no deprovisioning.
         raise click.ClickException(f"signed, but record {record['id']} has outcome "
                                    f"{record.get('outcome')!r}: not a deprovisioning")
     say(f"valid: deprovisioning {record['id']} of {record['user_name']} "
         f"({record['trigger']}) received {record['received_at']}")
+    say(f"signed by key {key_id}, {which[key_id]}")
 
 
 CLI_SETTLE_SECONDS = 120.0

@@ -64,3 +64,35 @@ def test_a_former_key_file_that_is_no_ed25519_key_is_refused_at_start(tmp_path):
             load_settings({"signing": {"former_public_key_files": [str(path)]}})
         assert any("signing.former_public_key_files" in p and words in p
                    for p in refused.value.problems), refused.value.problems
+
+
+def test_the_former_keys_are_read_once_as_the_app_starts(db, tenant, database_url, tmp_path):
+    """The API read every former key file on each verify request: a file replaced by one
+    that is no key (or removed) after the start turned each check into an error, and each
+    request paid for the reads. They are read once as the app starts (after the start-time
+    check, which still refuses a bad file): later changes to the files leave the answers
+    as they were."""
+    make_leaver(db, tenant)
+    former = Ed25519PrivateKey.generate()
+    roster(database_url, "audit", "checkpoint", ROSTER_SIGNING__PRIVATE_KEY=_private_pem(former))
+    path = tmp_path / "former.pub.pem"
+    path.write_text(public_pem(former.public_key()))
+    rotated = create_app({**app_overrides(database_url),
+                          "signing": {"former_public_key_files": [str(path)]}})
+    admin = make_key(db, "admin", tenant.org).headers
+    first = rotated.test_client().get("/api/v1/audit/verify", headers=admin)
+    assert first.status_code == 200
+    assert first.json["ok"] is True, first.json
+    path.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    again = rotated.test_client().get("/api/v1/audit/verify", headers=admin)
+    assert again.status_code == 200, again.get_data(as_text=True)
+    assert again.json == first.json
+    path.unlink()
+    gone = rotated.test_client().get("/api/v1/audit/verify", headers=admin)
+    assert gone.status_code == 200, gone.get_data(as_text=True)
+    assert gone.json == first.json
+    with pytest.raises(SettingsError) as refused:
+        create_app({**app_overrides(database_url),
+                    "signing": {"former_public_key_files": [str(path)]}})
+    assert any("signing.former_public_key_files" in p and "cannot read" in p
+               for p in refused.value.problems), refused.value.problems

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.api.conftest import make_key
-from tests.conftest import rows
+from tests.conftest import OPERATOR, rows
 from tests.lifecycle.support import roster
 from tests.scim.support import PATCH_OP, Scim
 
@@ -34,12 +34,17 @@ def _mass_deprovisioning(client, db, tenant, database_url) -> list:
     return records
 
 
-def _run(client, headers, limit: int) -> tuple[int, list[dict], list[dict]]:
-    """The whole check in stretches of ``limit``: records checked, problems, answers."""
-    after, checked, problems, answers = 0, 0, [], []
+def _run(client, headers, limit: int,
+         carry: bool = True) -> tuple[int, list[dict], list[dict]]:
+    """The whole check in stretches of ``limit``: records checked, problems, answers.
+    ``carry``: each request gives the previous answer's next_after_time as after_time
+    (else the stretch reads where its window starts from the chain)."""
+    after, since, checked, problems, answers = 0, None, 0, [], []
     while True:
-        response = client.get(f"/api/v1/audit/verify?limit={limit}&after_seq={after}",
-                              headers=headers)
+        query = {"limit": limit, "after_seq": after}
+        if carry and since is not None:
+            query["after_time"] = since
+        response = client.get("/api/v1/audit/verify", query_string=query, headers=headers)
         assert response.status_code == 200, response.json
         body = response.json
         answers.append(body)
@@ -48,8 +53,10 @@ def _run(client, headers, limit: int) -> tuple[int, list[dict], list[dict]]:
         problems += body["deprovisioning_records"]["problems"]
         assert body["ok"] is (not body["deprovisioning_records"]["problems"])
         if body["complete"]:
+            assert body["next_after_time"] is None
             return checked, problems, answers
-        after = body["next_after_seq"]
+        after, since = body["next_after_seq"], body["next_after_time"]
+        assert since is not None
 
 
 def test_every_stretch_checks_its_share_and_only_that(client, db, tenant, database_url):
@@ -127,3 +134,50 @@ def test_a_record_added_in_the_database_is_found_at_every_limit(client, db, tena
             limit
         assert "added outside Roster" in problems[0]["reason"]
         assert checked == 7
+
+
+def test_a_record_added_is_found_once_when_occurred_at_goes_backwards(client, db, tenant,
+                                                                     database_url):
+    """An event is taken when its change is made and linked into the chain at commit, so a
+    transaction open across the deprovisionings links its event after theirs with an
+    earlier ``occurred_at``. The stretch windows were (occurred_at at after_seq,
+    occurred_at at last_seq]: the stretch after that event started its window before the
+    earlier stretches' ended, and a record added in the database then was counted in two
+    stretches. The windows run from the latest ``occurred_at`` up to after_seq to the
+    latest up to last_seq, a partition of time: at every limit the record is named once,
+    and 7 records are checked in all."""
+    from app.audit import record
+
+    with db.transaction() as session:
+        record(session, organization_id=tenant.org.id, action="organization:note",
+               actor=OPERATOR, subject_type="organization", subject_id=tenant.org.id)
+        records = _mass_deprovisioning(client, db, tenant, database_url)
+    Scim(client, tenant).create_user("late@acme.example")
+    events = rows(db, "SELECT seq, occurred_at, action FROM audit_events WHERE chain = :c "
+                  "ORDER BY seq", c=tenant.org.id)
+    noted = next(i for i, e in enumerate(events) if e.action == "organization:note")
+    assert events[noted].occurred_at < events[noted - 1].occurred_at  # it goes backwards
+    columns = [c["name"] for c in sa.inspect(db.engine).get_columns("deprovision_records")]
+    copied = ", ".join("'forged-id'" if c == "id" else "'forged-event'" if c == "event_id"
+                       else c for c in columns)
+    with db.engine.begin() as conn:
+        conn.execute(sa.text(f"INSERT INTO deprovision_records ({', '.join(columns)}) "
+                             f"SELECT {copied} FROM deprovision_records WHERE id = :r"),
+                     {"r": records[2].id})
+    assert "BAD  deprovisioning record forged-id" in roster(
+        database_url, "audit", "verify", "--org", "acme", ok=False).output
+    admin = make_key(db, "admin", tenant.org).headers
+    for limit in LIMITS:
+        for carry in (True, False):
+            checked, problems, _answers = _run(client, admin, limit, carry)
+            assert [p["record_id"] for p in problems] == ["forged-id"], (limit, problems)
+            assert checked == 7, limit
+    # A window start that does not fit after_seq (another answer's, or made up) is a 400.
+    first, second = _run(client, admin, 2)[2][:2]
+    for after_seq, after_time in ((second["next_after_seq"], first["next_after_time"]),
+                                  (0, first["next_after_time"]),
+                                  (first["next_after_seq"], "2001-01-01T00:00:00+00:00")):
+        refused = client.get("/api/v1/audit/verify", headers=admin, query_string={
+            "limit": 2, "after_seq": after_seq, "after_time": after_time})
+        assert refused.status_code == 400, refused.json
+        assert refused.json["detail"].startswith("after_time is not"), refused.json

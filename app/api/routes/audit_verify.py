@@ -6,14 +6,17 @@ an org-bound key checks its own, an operator names one. One request checks at mo
 from ``after_seq`` on; a longer chain answers ``complete: false`` with ``next_after_seq``
 to continue from. The stretch's signed checkpoints are checked with it, with this
 deployment's key and the former ones configured (``signing.former_public_key_files``, which
-`roster audit verify` uses too); the last stretch checks the chain head. Each stretch checks
-its share of the organization's deprovisioning records against the digests and stamps their
-audit events hold (app/audit/sealed_stretch.py): a request reads about what its stretch
-holds, not every record the organization has.
+`roster audit verify` uses too; read once as the app starts, app/api/setup.py); the last
+stretch checks the chain head. Each stretch checks its share of the organization's
+deprovisioning records against the digests and stamps their audit events hold
+(app/audit/sealed_stretch.py): a request reads about what its stretch holds, not every
+record the organization has; ``next_after_time`` (given back as ``after_time``) carries
+where the next stretch's time window starts, which otherwise is read from the chain.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -23,10 +26,15 @@ from sqlalchemy import select
 from app.api.frame import ApiContext, api_route
 from app.api.routes.deprovisions import deployment_key
 from app.api.schemas import StrictSchema
+from app.api.setup import FORMER_KEYS
 from app.api.views import bp
 from app.audit.checkpoints import verify_checkpoints
 from app.audit.log import chain_for
-from app.audit.sealed_stretch import verify_records_stretch
+from app.audit.sealed_stretch import (
+    plausible_window_start,
+    verify_records_stretch,
+    window_start,
+)
 from app.audit.signing import verification_keys
 from app.audit.verify import verify_chain_page
 from app.errors import InvalidInput
@@ -45,6 +53,11 @@ class VerifyArgs(StrictSchema):
     after_seq = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**63 - 1),
                                metadata={"description": "Check the records after this seq "
                                          "(the next_after_seq of the previous answer)."})
+    after_time = fields.AwareDateTime(metadata={
+        "description": "The next_after_time of the previous answer, given with its "
+                       "next_after_seq: where this stretch's time window for the "
+                       "deprovisioning records starts. Without it, it is read from the "
+                       "chain up to after_seq (one pass over those records)."})
     limit = fields.Integer(load_default=DEFAULT_LIMIT,
                            validate=validate.Range(min=1, max=MAX_LIMIT),
                            metadata={"description": "At most this many records."})
@@ -92,6 +105,9 @@ class VerifySchema(Schema):
     head_seq = fields.Integer(required=True)
     next_after_seq = fields.Integer(required=True, allow_none=True, metadata={
         "description": "Give it as after_seq to check on; null when done or broken."})
+    next_after_time = fields.AwareDateTime(required=True, allow_none=True, metadata={
+        "description": "Give it as after_time with next_after_seq: the latest occurred_at "
+                       "up to last_seq, where the next stretch's time window starts."})
     key_id = fields.String(required=True, metadata={
         "description": "This deployment's key, which checkpoints are checked with."})
     former_key_ids = fields.List(fields.String(), required=True, metadata={
@@ -120,22 +136,24 @@ def verify_audit(ctx: ApiContext) -> dict[str, Any]:
     if args["after_seq"] > head_seq:
         raise InvalidInput(f"after_seq {args['after_seq']} is beyond the chain's head (seq "
                            f"{head_seq})", field="after_seq")
+    since = _window_start(ctx, organization_id, args["after_seq"], args.get("after_time"))
     page = verify_chain_page(ctx.session, chain, args["after_seq"], args["limit"])
     broken: dict[str, Any] | None = None
     if page.problem is not None:
         broken = {"seq": page.bad_seq, "event_id": page.bad_event_id,
                   "reason": page.problem}
     key = deployment_key()
-    keys = verification_keys(key, current_app.config["ROSTER"])
+    keys = verification_keys(key, current_app.extensions[FORMER_KEYS])
     if broken is None:
         problem = verify_checkpoints(ctx.session, keys, chain, page.after_seq,
                                      None if page.complete else page.last_seq)
         if problem is not None:
             broken = {"seq": None, "event_id": None, "reason": problem}
-    records = None
+    records, until = None, None
     if page.problem is None:
-        report = verify_records_stretch(ctx.session, organization_id, page.after_seq,
-                                        page.last_seq, page.complete)
+        stretch = verify_records_stretch(ctx.session, organization_id, page.after_seq,
+                                         page.last_seq, page.complete, since)
+        report, until = stretch.report, stretch.until
         records = {"checked": report.records, "sealed": report.sealed,
                    "problem_count": len(report.problems),
                    "problems": [{"record_id": p.record_id, "event_id": p.event_id,
@@ -146,6 +164,21 @@ def verify_audit(ctx: ApiContext) -> dict[str, Any]:
             "events_checked": page.records, "after_seq": page.after_seq,
             "last_seq": page.last_seq, "head_seq": page.head_seq,
             "next_after_seq": page.next_after_seq if broken is None else None,
+            "next_after_time": until if broken is None and not page.complete else None,
             "key_id": key.key_id,
             "former_key_ids": sorted(k for k in keys if k != key.key_id), "broken": broken,
             "deprovisioning_records": records}
+
+
+def _window_start(ctx: ApiContext, organization_id: str, after_seq: int,
+                  given: datetime | None) -> datetime | None:
+    """The ``since`` of the stretch's records window: ``after_time`` as the previous
+    answer gave it (checked to fit ``after_seq``), else read from the chain."""
+    if given is None:
+        return window_start(ctx.session, organization_id, after_seq)
+    if not after_seq or not plausible_window_start(ctx.session, organization_id, after_seq,
+                                                   given):
+        raise InvalidInput("after_time is not the next_after_time of the answer whose "
+                           "next_after_seq is after_seq: give both from the same answer, "
+                           "or leave after_time out", field="after_time")
+    return given
