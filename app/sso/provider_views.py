@@ -295,8 +295,10 @@ _protect.register_token_validator(_AccessTokens())
 
 @bp.route("/oidc/userinfo", methods=["GET", "POST"])
 def userinfo() -> Response:
-    """UserInfo endpoint (OIDC Core §5.3): claims released by the token's scopes."""
-    with _transaction() as s:
+    """UserInfo endpoint (OIDC Core §5.3): claims released by the token's scopes. A read,
+    in a read-only transaction: it neither waits for nor holds up a writer (on SQLite the
+    single write lock)."""
+    with _transaction(readonly=True) as s:
         g.roster_oidc_session = s
         try:
             token = _protect.acquire_token(["openid"])

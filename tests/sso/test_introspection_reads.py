@@ -1,6 +1,6 @@
-"""Introspection (RFC 7662) is a read: a token found dead (its login session expired, its
-connection disabled, its own lifetime over) is answered ``active: false`` every time, and
-nothing is written for it, so an introspection never waits for, or holds up, a writer."""
+"""Introspection (RFC 7662) and UserInfo are reads: a token found dead (its login session
+expired, its connection disabled, its own lifetime over) is answered ``active: false`` every
+time, nothing is written for it, and neither endpoint waits for, or holds up, a writer."""
 
 from __future__ import annotations
 
@@ -81,3 +81,18 @@ def test_introspection_answers_beside_a_writer_in_flight(db, tenant, keys, web, 
     answer = outcome["result"]
     assert isinstance(answer, dict), answer
     assert answer["active"] is (not dead)
+
+
+def test_userinfo_answers_beside_a_writer_in_flight(db, tenant, keys, web):
+    """UserInfo (OIDC Core §5.3) reads only: with a write transaction in flight it answers
+    at once with the user's claims. Before: it opened a write transaction, so on SQLite it
+    waited for the single write lock (and answered 503 after the busy timeout)."""
+    tokens = _tokens(db, tenant, keys, web)
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    with in_flight(db, lambda s: s.execute(sa.text("UPDATE issued_tokens SET scope = scope"))):
+        thread, outcome = started(db, lambda: web.get("/sso/oidc/userinfo", headers=bearer))
+        thread.join(2)
+        assert not thread.is_alive(), "userinfo waited for the writer"
+    answer = outcome["result"]
+    assert answer.status_code == 200, answer.text
+    assert answer.get_json()["sub"]
