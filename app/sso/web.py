@@ -144,7 +144,7 @@ def require_connection(conn: SsoConnection | None, connection_id: str,
                           f"the connection {conn.id} is not {name} connection")
     if not conn.enabled:
         raise LoginFailed("connection_disabled",
-                          f"the {name.split()[1]} connection {conn.id} is disabled")
+                          f"the {protocol.upper()} connection {conn.id} is disabled")
     return conn
 
 
