@@ -287,13 +287,15 @@ def _principal(session: Session, user_id: str, session_id: str,
     The user's row is held until the tokens are issued and committed (app/directory/hold.py):
     a refresh that read the user active and committed after a deprovisioning's revocation
     had begun left its new tokens live (PostgreSQL). The login's connection is held so too
-    (:func:`_held_login`)."""
-    user = hold_user(session, user_id)
-    if user is None or not user.active or user.status != UserStatus.active:
-        return None
+    (:func:`_held_login`), first: a login takes the connection and then the user
+    (app/sso/login.py), and every transaction takes its locks in that one order
+    (DESIGN.md)."""
     login = _held_login(session, session_id)
     if login is None or login.revoked_at is not None or (
             login.expires_at is not None and login.expires_at <= utcnow()):
+        return None
+    user = hold_user(session, user_id)
+    if user is None or not user.active or user.status != UserStatus.active:
         return None
     return Principal(user=user, session_id=session_id, auth_time=auth_time)
 
