@@ -7,9 +7,12 @@ credentials per client address (``request.remote_addr``: the peer, or with
 itself; an IPv6 address counts as its /64, which one host usually holds whole): SCIM bearer
 tokens, /api/v1 keys, and client authentication at the token endpoints (/oauth/token, the
 OIDC provider's token, introspection and revocation endpoints, RFC 6749 §2.3) and its
-UserInfo bearer token. Once an address reached ``ratelimit.failed_auth`` failures in a
-window, its requests with a credential are answered 429 with ``Retry-After`` (RFC 6585 §4,
-RFC 9110 §10.2.3) without looking the credential up, each in its protocol's error format.
+UserInfo bearer token; and sign-ins refused before an IdP vouched for a subject
+(``app/sso/web.py``: a forged or replayed SAML Response, an unknown connection id), whose
+trace rows an anonymous client could otherwise write at will. Once an address reached
+``ratelimit.failed_auth`` failures in a window, its requests with a credential are answered
+429 with ``Retry-After`` (RFC 6585 §4, RFC 9110 §10.2.3) without looking the credential up,
+each in its protocol's error format (a refused sign-in: a plain 429 page, no trace).
 
 A legitimate IdP may share its address with a failing one (Okta's and Entra's provisioning
 egress serves all their customers): a credential that authenticated in this process lately
@@ -121,6 +124,11 @@ class FailedAuthLimiter:
         """Count a refused credential; at the limit, block the address until the window ends."""
         with self.lock:
             self.known.pop(digest, None)
+        self.count_failure(address)
+
+    def count_failure(self, address: str) -> None:
+        """Count one failure of the address (a refused credential, a refused anonymous
+        sign-in); at the limit, block it until the window ends."""
         count, ends = self._count(address)
         if count >= self.item.amount:
             with self.lock:

@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, current_app, g, redirect, request, session
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app.api.authlimit import FailedAuthLimiter, client_key
 from app.audit import Actor, record
 from app.db import Database
+from app.log_throttle import EveryInterval
 from app.models.sso import SsoConnection
 from app.sso import pages
 from app.sso.connection_sessions import hold_connection
@@ -153,7 +156,22 @@ def fail(exc: LoginFailed, conn: ConnRef | None, payload: dict[str, Any], *,
     """Record the trace (and the audit event for refused users); show the plain page.
 
     ``protocol`` is the endpoint's (saml or oidc), recorded when no connection was found.
+
+    A refusal before an IdP vouched for a subject (a forged, replayed or expired Response,
+    a bad state, an unknown or disabled connection) is one anyone can cause, as often as
+    they like, and each wrote a trace row (and on SQLite took the single write lock). These
+    count as failed authentications of the client's address (``ratelimit.failed_auth``,
+    app/api/authlimit.py); past the limit the address gets a plain ``429`` page with
+    ``Retry-After`` and nothing is written. Refusals of a subject the IdP signed for (an
+    unknown or deprovisioned user) are always traced and audited.
     """
+    limiter = current_app.extensions.get("roster.failed_auth")
+    anonymous = exc.subject is None and isinstance(limiter, FailedAuthLimiter)
+    address = client_key(request.remote_addr)
+    if anonymous:
+        retry_after = limiter.blocked_for(address)
+        if retry_after is not None:
+            return _too_many(exc, retry_after)
     who = actor()
     with database().transaction() as s:
         # A connection deleted while the login ran (it was refused for that) is not named:
@@ -172,7 +190,33 @@ def fail(exc: LoginFailed, conn: ConnRef | None, payload: dict[str, Any], *,
                    data={"reason": exc.reason, "connection_id": conn.id,
                          "correlation_id": trace.id})
     log.warning("sso login refused", extra={"reason": exc.reason, "correlation_id": trace.id})
+    if anonymous:
+        _count_failure(limiter, address)
     return pages.refused(_MESSAGES.get(exc.reason, "We could not sign you in."), trace.id)
+
+
+_BLOCKED_LOG = EveryInterval(60.0)
+
+
+def _too_many(exc: LoginFailed, retry_after: int) -> Response:
+    """A refusal from an address past the failed-authentication limit: no trace, no write,
+    and one log line a minute at most (a flood must not fill the log instead)."""
+    if _BLOCKED_LOG.due():
+        log.warning("sso refusals are not traced while an address is over "
+                    "ratelimit.failed_auth", extra={"reason": exc.reason})
+    response = pages.page(
+        "Too many sign-in attempts",
+        f"<p>Too many sign-ins from your network were refused. Try again in {retry_after} "
+        "seconds.</p>", 429)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _count_failure(limiter: FailedAuthLimiter, address: str) -> None:
+    try:
+        limiter.count_failure(address)
+    except SQLAlchemyError as exc:  # the refusal stands; counting is best effort
+        log.warning("a refused sign-in was not counted: %s", exc)
 
 
 def finish(login_id: str, user_id: str, display: str, relay_state: str | None) -> Response:
