@@ -74,6 +74,23 @@ def newer_release(current: str | None) -> bool:
     return current is not None and current not in code_revisions()
 
 
+def schema_problem(engine: Engine) -> str | None:
+    """What keeps this code from the database's schema, in one line (None when the database
+    is at this code's head): never migrated, behind (`roster db upgrade`), or migrated by a
+    newer release."""
+    current = current_revision(engine)
+    head = code_head()
+    if current == head:
+        return None
+    if current is None:
+        return "the database is not migrated: run `roster db upgrade`"
+    if newer_release(current):
+        return (f"the database schema is at revision {current} of a newer release (this "
+                f"Roster knows up to {head}): run the newer release")
+    return (f"the database schema is at revision {current}, this Roster needs {head}: "
+            "run `roster db upgrade`")
+
+
 def schema_not_ready(engine: Engine, exc: BaseException) -> bool:
     """Whether a database error ``exc`` comes from a schema that is not at this code's
     migration head (a table or column missing because `roster db upgrade` has not run yet,
