@@ -52,3 +52,13 @@ def test_a_command_on_a_database_a_newer_release_migrated_says_so(fresh_url):
     assert result.exit_code == 1, result.output
     assert "at revision 9999 of a newer release" in result.output
     assert "Traceback" not in result.output
+
+
+def test_db_current_on_an_unreachable_database_is_one_line():
+    """`roster db current` reads the revision outside a transaction: an unreachable
+    database ended in an OperationalError traceback; now one line, exit 1."""
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1"
+    result = _invoke(url, "db", "current")
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.output.startswith("Error: database error: connection failed")
