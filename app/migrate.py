@@ -8,12 +8,11 @@ import logging
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.engine import SQLITE_WRITE
 from app.log_throttle import EveryInterval
-from app.planner import seed_statistics
 from app.settings import ROOT
 
 log = logging.getLogger(__name__)
@@ -33,15 +32,12 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Apply migrations up to ``revision``; a new SQLite file gets planner statistics."""
-    command.upgrade(alembic_config(url), revision)
-    if url.startswith("sqlite"):
-        engine = create_engine(url)
-        try:
-            with engine.begin() as connection:
-                seed_statistics(connection)
-        finally:
-            engine.dispose()
+    """Apply migrations up to ``revision``; a new SQLite file gets planner statistics, and
+    so does an index a migration adds (app.planner.seed_statistics), in the migrations'
+    transaction (migrations/env.py)."""
+    cfg = alembic_config(url)
+    cfg.attributes["seed_statistics"] = True
+    command.upgrade(cfg, revision)
 
 
 def downgrade(url: str, revision: str = "base") -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, create_engine, event, pool
 import app.models  # noqa: F401  (registers every table on Base.metadata)
 from app.db import Base
 from app.engine import register_fold
+from app.planner import seed_statistics
 
 config = context.config
 target_metadata = Base.metadata
@@ -91,6 +92,9 @@ def _run(connection) -> None:
             # begin_transaction, it would open a transaction Alembic then never commits.
             connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         context.run_migrations()
+        if connection.dialect.name == "sqlite" and config.attributes.get("seed_statistics"):
+            # In the same transaction: an upgrade that commits has its statistics too.
+            seed_statistics(connection)
 
 
 if context.is_offline_mode():
