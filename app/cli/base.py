@@ -71,18 +71,18 @@ class CliContext:
     def database_problem(self, exc: DBAPIError) -> str:
         """One line for a database error: first whether the schema is not this code's (a
         table or column missing because `roster db upgrade` has not run, or a newer release
-        migrated), then the database's own first line."""
+        migrated), then the database's own first line (a table missing at the head is a
+        fault to name, not a reason to run `roster db upgrade`)."""
+        first = f"database error: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
         if self._db is not None:
             try:
-                problem = schema_problem(self._db.engine)
+                return schema_problem(self._db.engine) or first
             except SQLAlchemyError:
-                problem = None  # the database itself is the problem, not its schema
-            if problem is not None:
-                return problem
+                pass  # the revision cannot be read either: guess from the error
         text = str(getattr(exc, "orig", exc)).lower()
         if "no such table" in text or ("does not exist" in text and "relation" in text):
             return "the database is not migrated: run `roster db upgrade`"
-        return f"database error: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+        return first
 
 
 pass_ctx = click.make_pass_decorator(CliContext, ensure=True)

@@ -62,3 +62,18 @@ def test_db_current_on_an_unreachable_database_is_one_line():
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit), result.exception
     assert result.output.startswith("Error: database error: connection failed")
+
+
+def test_a_table_missing_at_the_head_is_named_not_blamed_on_migrations(fresh_url):
+    """At the head, a missing table is a fault: the command quotes the database's error
+    instead of telling the operator to run `roster db upgrade`, which would do nothing."""
+    upgrade(fresh_url)
+    engine = sa.create_engine(fresh_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE mapping_revisions")  # no table refers to it
+    engine.dispose()
+    _invoke(fresh_url, "org", "create", "acme")
+    result = _invoke(fresh_url, "mapping", "list", "--org", "acme")
+    assert result.exit_code == 1, result.output
+    assert "roster db upgrade" not in result.output
+    assert "mapping_revisions" in result.output
