@@ -8,12 +8,11 @@ import logging
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.engine import SQLITE_WRITE
 from app.log_throttle import EveryInterval
-from app.planner import seed_statistics
 from app.settings import ROOT
 
 log = logging.getLogger(__name__)
@@ -33,15 +32,12 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Apply migrations up to ``revision``; a new SQLite file gets planner statistics."""
-    command.upgrade(alembic_config(url), revision)
-    if url.startswith("sqlite"):
-        engine = create_engine(url)
-        try:
-            with engine.begin() as connection:
-                seed_statistics(connection)
-        finally:
-            engine.dispose()
+    """Apply migrations up to ``revision``; a new SQLite file gets planner statistics, and
+    so does an index a migration adds (app.planner.seed_statistics), in the migrations'
+    transaction (migrations/env.py)."""
+    cfg = alembic_config(url)
+    cfg.attributes["seed_statistics"] = True
+    command.upgrade(cfg, revision)
 
 
 def downgrade(url: str, revision: str = "base") -> None:
@@ -72,6 +68,23 @@ def newer_release(current: str | None) -> bool:
     """The database was migrated by a newer release: its revision is unknown to this code.
     In a rolling deploy the migration runs first and the old nodes serve on meanwhile."""
     return current is not None and current not in code_revisions()
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """What keeps this code from the database's schema, in one line (None when the database
+    is at this code's head): never migrated, behind (`roster db upgrade`), or migrated by a
+    newer release."""
+    current = current_revision(engine)
+    head = code_head()
+    if current == head:
+        return None
+    if current is None:
+        return "the database is not migrated: run `roster db upgrade`"
+    if newer_release(current):
+        return (f"the database schema is at revision {current} of a newer release (this "
+                f"Roster knows up to {head}): run the newer release")
+    return (f"the database schema is at revision {current}, this Roster needs {head}: "
+            "run `roster db upgrade`")
 
 
 def schema_not_ready(engine: Engine, exc: BaseException) -> bool:

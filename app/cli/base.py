@@ -10,12 +10,19 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy.exc import DataError, OperationalError, ProgrammingError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session
 
 from app.audit import Actor
 from app.db import Database
 from app.errors import DomainError
+from app.migrate import schema_problem
 from app.observability import configure_logging
 from app.settings import Settings, load_settings
 
@@ -59,14 +66,23 @@ class CliContext:
             raise click.ClickException(exc.detail) from None
         except (OperationalError, ProgrammingError, DataError) as exc:
             # DataError: a value the database refuses (PostgreSQL: too long, NUL).
-            raise click.ClickException(_database_problem(exc)) from None
+            raise click.ClickException(self.database_problem(exc)) from None
 
-
-def _database_problem(exc: Exception) -> str:
-    text = str(getattr(exc, "orig", exc)).lower()
-    if "no such table" in text or ("does not exist" in text and "relation" in text):
-        return "the database is not migrated: run `roster db upgrade`"
-    return f"database error: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+    def database_problem(self, exc: DBAPIError) -> str:
+        """One line for a database error: first whether the schema is not this code's (a
+        table or column missing because `roster db upgrade` has not run, or a newer release
+        migrated), then the database's own first line (a table missing at the head is a
+        fault to name, not a reason to run `roster db upgrade`)."""
+        first = f"database error: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+        if self._db is not None:
+            try:
+                return schema_problem(self._db.engine) or first
+            except SQLAlchemyError:
+                pass  # the revision cannot be read either: guess from the error
+        text = str(getattr(exc, "orig", exc)).lower()
+        if "no such table" in text or ("does not exist" in text and "relation" in text):
+            return "the database is not migrated: run `roster db upgrade`"
+        return first
 
 
 pass_ctx = click.make_pass_decorator(CliContext, ensure=True)
@@ -83,6 +99,13 @@ class RosterGroup(click.Group):
         except click.ClickException as exc:
             exc.message = printable_lines(exc.message)
             raise
+        except DBAPIError as exc:
+            # Outside CliContext.transaction (the worker's loop, the purge's batches): one
+            # line, not a traceback, above all for a schema the code does not match.
+            found = ctx.find_object(CliContext)
+            message = found.database_problem(exc) if found is not None else \
+                f"database error: {str(exc.orig).splitlines()[0]}"
+            raise click.ClickException(printable_lines(message)) from None
 
 
 @click.group(cls=RosterGroup, context_settings={"help_option_names": ["-h", "--help"]})

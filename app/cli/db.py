@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 from alembic.util.exc import CommandError
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from app import migrate
 from app.cli.base import CliContext, pass_ctx
@@ -45,6 +45,10 @@ def _failed(ctx: CliContext, exc: Exception) -> str:
     if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == "55P03":
         what = ("a transaction holds a lock on a table this migration changes (a session "
                 "idle in transaction? see pg_stat_activity); retry once it ends")
+    elif isinstance(exc, OperationalError) and "database is locked" in str(exc.orig):
+        what = ("another process held SQLite's write lock throughout the busy timeout (a "
+                "long write of a running Roster, or another `roster db upgrade`); nothing "
+                "changed, retry")
     else:
         first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         what = f"database error: {first[0] if first else type(exc).__name__}"
