@@ -23,12 +23,19 @@ def upgrade(ctx: CliContext, revision: str) -> None:
     """Migrate the database up to REVISION (default: head)."""
     _prepare_sqlite_dir(ctx.settings["database"]["url"])
     try:
+        before = migrate.current_revision(ctx.db.engine)
         migrate.upgrade(ctx.settings["database"]["url"], revision)
     except MigrationBlocked as exc:  # data to resolve first; the migration rolled back
         raise click.ClickException(str(exc)) from None
     except (CommandError, SQLAlchemyError) as exc:
         raise click.ClickException(_failed(ctx, exc)) from None
-    click.echo(f"database at {migrate.current_revision(ctx.db.engine)}")
+    now = migrate.current_revision(ctx.db.engine)
+    if revision != "head" and now == before and now != revision:
+        # Alembic takes an older target as reached: say so, rather than a bare "at 0029".
+        click.echo(f"database at {now}, already past {revision}: an upgrade never goes "
+                   f"back (`roster db downgrade {revision}` does)")
+        return
+    click.echo(f"database at {now}")
 
 
 def _failed(ctx: CliContext, exc: Exception) -> str:

@@ -321,3 +321,16 @@ def test_directory_disable_and_enable(run, fresh_url):
                    "ORDER BY seq")][-2:] == ["directory:disable", "directory:enable"]
     assert "does not exist" in run("directory", "enable", "--directory", "nope",
                                    ok=False).output
+
+
+def test_db_upgrade_to_an_older_revision_says_the_database_is_past_it(run):
+    """`roster db upgrade --revision 0010` on a database at head changes nothing, as
+    Alembic does, and says so: it printed only "database at 0029", as if it had run."""
+    from app.migrate import head_revision
+
+    result = run("db", "upgrade", "--revision", "0010")
+    head = head_revision()
+    assert f"database at {head}, already past 0010" in result.output
+    assert "roster db downgrade 0010" in result.output
+    assert run("db", "current").output.splitlines()[0] == f"current: {head}"
+    assert run("db", "upgrade", "--revision", head).output.strip() == f"database at {head}"
