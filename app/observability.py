@@ -27,6 +27,12 @@ from app.ids import request_id as new_request_id
 from app.json_output import dumps
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# The methods a metrics label names (RFC 9110 §9.3 and PATCH, RFC 5789); any other token a
+# client sends (gunicorn passes every upper-case one: "AAAB", "AAAC" ...) is "other". Each
+# new label value was a new counter and histogram series (14 lines of /metrics, a cache entry
+# and a file row per worker, kept until restart): unbounded, at a client's choice.
+METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+                            "CONNECT", "TRACE"})
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,100}\Z")
 # Anything that looks like a credential is masked before a log line is written.
 _SECRET_PATTERNS = [
@@ -265,7 +271,10 @@ class Metrics:
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one request and its latency."""
+        """Count one request and its latency (a method outside ``METRIC_METHODS`` as
+        ``other``)."""
+        if method not in METRIC_METHODS:
+            method = "other"
         key = (method, route, status)
         children = self._children.get(key)
         if children is None:

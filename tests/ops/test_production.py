@@ -1,0 +1,96 @@
+"""Roster under the real gunicorn with several workers: metrics summed over workers and
+worker restarts, bounded labels, shutdown that loses nothing."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import rows
+from tests.ops.test_ops import _free_port, _serve
+
+
+def _request(port: int, method: str, path: str,
+             headers: dict[str, str] | None = None) -> int:
+    """One request on a connection of its own (so gunicorn may hand it to any worker)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, headers=headers or {})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def _request_counts(port: int) -> dict[tuple[str, str, str], float]:
+    """``roster_http_requests_total`` from /metrics, by (method, route, status)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+        text = r.read().decode()
+    return {(s.labels["method"], s.labels["route"], s.labels["status"]): s.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "roster_http_requests"
+            for s in family.samples if s.name == "roster_http_requests_total"}
+
+
+def test_metrics_sum_two_workers_across_restarts_with_the_method_label_bounded(
+        database_url, tmp_path):
+    """Two workers restarted every few requests (max_requests): /metrics counts every
+    request once, dead workers' included. A method a client makes up (gunicorn passes any
+    upper-case token) was a label value of its own, a new counter and histogram series per
+    name, without bound; it is counted as ``other``."""
+    port = _free_port()
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    proc = _serve(database_url, port, tmp_path / "serve.log",
+                  {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+                   "GUNICORN_CMD_ARGS": "--max-requests 4 --max-requests-jitter 0"},
+                  workers=2)
+    try:
+        before = _request_counts(port).get(("GET", "/healthz", "200"), 0.0)
+        for _ in range(20):
+            assert _request(port, "GET", "/healthz") == 200
+        invented = [f"X{a}{b}Q" for a in "ABC" for b in "DEF"]
+        for method in invented:
+            assert _request(port, method, "/healthz") == 405
+        counts = _request_counts(port)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert counts[("GET", "/healthz", "200")] == before + 20
+    assert counts[("other", "<unmatched>", "405")] == len(invented)
+    assert not {method for method, _, _ in counts} & set(invented)
+    # max_requests replaced the workers several times: their counts outlived them.
+    assert len(list(metrics_dir.glob("counter_*.db"))) > 2
+
+
+def test_sigterm_right_after_scim_requests_loses_no_record_or_log_line(
+        database_url, db, tenant, tmp_path):
+    """SIGTERM to gunicorn right after SCIM requests: every request is in the flight
+    recorder and has its access line (both are buffered in the worker), and the shutdown
+    writes no traceback."""
+    port = _free_port()
+    log_path = tmp_path / "serve.log"
+    proc = _serve(database_url, port, log_path, workers=2)
+    ids = [f"sigterm-{n}" for n in range(8)]
+    try:
+        for request_id in ids:
+            assert _request(port, "GET", "/scim/v2/Users?count=1",
+                            {**tenant.headers, "X-Request-ID": request_id}) == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    recorded = {row.request_id for row in rows(
+        db, "SELECT request_id FROM scim_requests WHERE directory_id = :d",
+        d=tenant.directory.id)}
+    assert recorded >= set(ids)
+    text = log_path.read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert {line["request_id"] for line in lines if line.get("logger") == "roster.access"
+            } >= set(ids)
+    assert "Traceback" not in text
+    assert all(line["level"] in ("INFO", "DEBUG") for line in lines), \
+        [line for line in lines if line["level"] not in ("INFO", "DEBUG")]
