@@ -8,8 +8,16 @@ import sys
 import tempfile
 
 # Prometheus: workers write samples to a shared directory so /metrics sums all of them.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+# One the operator names must exist and be writable: prometheus_client writes each worker's
+# samples there on every request, and a missing directory failed every request (a 500, even
+# /healthz). It stops the server at start instead, like a setting that does not validate.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if not _metrics_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="roster-metrics-")
+elif not (os.path.isdir(_metrics_dir) and os.access(_metrics_dir, os.W_OK | os.X_OK)):
+    raise SystemExit(
+        "roster: configuration error: PROMETHEUS_MULTIPROC_DIR must name a writable "
+        f"directory (the workers' metrics are kept there), got {_metrics_dir!r}")
 
 
 def _roster_settings() -> tuple[int, dict, dict]:
