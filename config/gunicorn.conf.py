@@ -35,6 +35,17 @@ def _roster_settings() -> tuple[int, dict, dict]:
 _threads, _settings, _logging = _roster_settings()
 
 
+def _refuse_bad_reloads() -> None:
+    # A SIGHUP whose settings do not validate is refused, the workers serve on; it stopped
+    # the whole server (app/ops/gunicorn_reload.py).
+    from app.ops.gunicorn_reload import refuse_bad_reloads
+
+    refuse_bad_reloads()
+
+
+_refuse_bad_reloads()
+
+
 # gunicorn's gthread worker, with the errors gunicorn answers itself (414, 431, a bad header)
 # in SCIM's or the API's error format instead of an HTML page (app/ops/http_worker.py).
 worker_class = "app.ops.http_worker.RosterWorker"

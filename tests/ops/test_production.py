@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
+import time
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -94,3 +96,42 @@ def test_sigterm_right_after_scim_requests_loses_no_record_or_log_line(
     assert "Traceback" not in text
     assert all(line["level"] in ("INFO", "DEBUG") for line in lines), \
         [line for line in lines if line["level"] not in ("INFO", "DEBUG")]
+
+
+def _wait_for(log_path, text: str, proc) -> None:
+    """Until the server's log holds ``text`` (at most 60 s; the server must keep running)."""
+    deadline = time.monotonic() + 60
+    while text not in log_path.read_text():
+        assert proc.poll() is None, "the server stopped"
+        assert time.monotonic() < deadline, f"{text!r} never logged"
+        time.sleep(0.1)
+
+
+def test_sighup_with_settings_that_do_not_validate_is_refused_and_the_workers_serve_on(
+        database_url, tmp_path):
+    """gunicorn runs its config file again on SIGHUP, which reads Roster's settings: a config
+    file edited into one that does not validate exited the master there (SystemExit) and
+    its workers followed, the whole server down. The reload is refused with the problem
+    logged, the workers serve on, and a SIGHUP once the file is fixed reloads."""
+    config = tmp_path / "roster.toml"
+    config.write_text('[ratelimit]\napi = "600/minute"\n')
+    log_path = tmp_path / "serve.log"
+    port = _free_port()
+    proc = _serve(database_url, port, log_path, {"ROSTER_CONFIG": str(config)}, workers=2)
+    try:
+        config.write_text('[ratelimit]\napi = "abc"\n')
+        proc.send_signal(signal.SIGHUP)  # roster serve exec'd gunicorn: this is its master
+        _wait_for(log_path, "reload refused", proc)
+        assert _request(port, "GET", "/healthz") == 200
+        config.write_text('[ratelimit]\napi = "300/minute"\n')
+        proc.send_signal(signal.SIGHUP)
+        _wait_for(log_path, "Hang up: Master", proc)
+        assert _request(port, "GET", "/healthz") == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()
+             if line.startswith("{")]
+    assert any(line["msg"] == "roster: configuration error: ratelimit.api must look like "
+               "'600/minute' (at least one request), got 'abc'" for line in lines)
+    assert "Traceback" not in log_path.read_text()
