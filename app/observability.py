@@ -36,6 +36,12 @@ METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,100}\Z")
 # Anything that looks like a credential is masked before a log line is written.
 _SECRET_PATTERNS = [
+    # A PEM private key (RFC 7468 §10: PKCS #8, and the "RSA" / "EC" / "OPENSSH" variants),
+    # whole: the signing or SP key handed over in the environment, as gunicorn's DEBUG dump
+    # of its configuration quotes ``-e`` variables. First: the form pattern below would mask
+    # only its first word.
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:(?!-----END)[\s\S])*"
+               r"(?:-----END [A-Z ]*PRIVATE KEY-----)?"),
     # An Authorization (or Proxy-Authorization) header's credentials after its scheme (RFC
     # 9110 §11.4; the schemes of IANA's registry and common vendor ones): HTTP Basic's
     # base64 user:password (RFC 7617), as gunicorn quotes a malformed header line.
@@ -51,13 +57,16 @@ _SECRET_PATTERNS = [
     # A JWT (RFC 7519 §3: base64url of a JSON header, which starts '{"' = eyJ): ID tokens,
     # id_token_hint, logout tokens.
     re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?"),
-    # JSON ("token": "x"), form (token=x) and Python repr ('token': 'x') spellings.
-    re.compile(r"(?i)([\"']?(?:password|secret|token|authorization|api[_-]?key)[\"']?\s*[:=]"
-               r"\s*[\"']?)[^\"',\s]+"),
+    # JSON ("token": "x"), form (token=x) and Python repr ('token': 'x') spellings; a name
+    # ending in secret_key or private_key too (ROSTER_APP__SECRET_KEY=..., as gunicorn's
+    # DEBUG dump of its configuration quotes the variables it was given with -e).
+    re.compile(r"(?i)([\"']?(?:password|secret(?:[_-]?key)?|token|authorization|api[_-]?key"
+               r"|private[_-]?key)[\"']?\s*[:=]\s*[\"']?)[^\"',\s]+"),
 ]
 # Every pattern above needs one of these (case-insensitively); most lines have none.
 _SECRET_MARKERS = ("bearer", "rst_", "rk_", "rsa_", "rss_", "rat_", "rrt_", "eyj", "password",
-                   "secret", "token", "authorization", "cookie", "apikey", "api_key", "api-key")
+                   "secret", "token", "authorization", "cookie", "apikey", "api_key", "api-key",
+                   "private")
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 # An extra field named like a credential ("client_secret", "id_token", "password") is masked
 # whole when it holds text, whatever the text looks like.

@@ -135,3 +135,28 @@ def test_sighup_with_settings_that_do_not_validate_is_refused_and_the_workers_se
     assert any(line["msg"] == "roster: configuration error: ratelimit.api must look like "
                "'600/minute' (at least one request), got 'abc'" for line in lines)
     assert "Traceback" not in log_path.read_text()
+
+
+def test_gunicorns_debug_dump_of_its_configuration_masks_the_secrets_given_with_e(
+        database_url, tmp_path):
+    """At logging.level DEBUG gunicorn logs its whole configuration, ``raw_env`` (the
+    variables given with ``-e``) included: ROSTER_APP__SECRET_KEY's and
+    ..._PREVIOUS_SECRET_KEY's values were written as they are (the masks knew ``secret=``
+    but not ``secret_key=``)."""
+    current, previous = "k" * 20 + "CurrentKey0042", "p" * 20 + "PreviousKey0042"
+    log_path = tmp_path / "serve.log"
+    port = _free_port()
+    proc = _serve(database_url, port, log_path, {
+        "ROSTER_LOGGING__LEVEL": "DEBUG",
+        "GUNICORN_CMD_ARGS": f"-e ROSTER_APP__SECRET_KEY={current} "
+                             f"-e ROSTER_APP__PREVIOUS_SECRET_KEY={previous}"})
+    try:
+        assert _request(port, "GET", "/healthz") == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    text = log_path.read_text()
+    assert "raw_env" in text
+    assert "ROSTER_APP__SECRET_KEY=[REDACTED]" in text
+    assert current not in text
+    assert previous not in text

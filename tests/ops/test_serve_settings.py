@@ -21,3 +21,19 @@ def test_an_environment_value_is_read_as_its_defaults_type_whatever_the_file_say
     with pytest.raises(SettingsError) as refused:
         load_settings(environ={"ROSTER_CONFIG": str(config)})
     assert refused.value.problems == ["server.timeout must be int, got 'x'"]
+
+
+@pytest.mark.parametrize(("line", "secret"), [
+    ("raw_env: ['ROSTER_APP__SECRET_KEY=S3cretKeyValue']", "S3cretKeyValue"),
+    ("raw_env: ['ROSTER_SIGNING__PRIVATE_KEY=MC4CAQAwBQYDK2VwBCIEI']", "MC4CAQAwBQYDK2VwBCIEI"),
+    ("key: -----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI\n-----END PRIVATE KEY-----",
+     "MC4CAQAwBQYDK2VwBCIEI"),
+    ("'-----BEGIN RSA PRIVATE KEY-----\\nMIIEowIBAAKCAQEA\\n-----END RSA PRIVATE KEY-----'",
+     "MIIEowIBAAKCAQEA"),
+])
+def test_secret_keys_and_private_keys_are_masked(line, secret):
+    """A ``..._SECRET_KEY=`` or ``..._PRIVATE_KEY=`` value and a PEM private key, as
+    gunicorn's configuration dump quotes the environment it was given."""
+    from app.observability import redact
+
+    assert secret not in redact(line)
