@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
 import re
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +23,7 @@ from prometheus_client import (
 
 from app.ids import request_id as new_request_id
 from app.json_output import dumps
+from app.ops.log_buffer import BufferedStreamHandler
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # The methods a metrics label names (RFC 9110 §9.3 and PATCH, RFC 5789); any other token a
@@ -181,60 +180,6 @@ class RequestIdFilter(logging.Filter):
             except RuntimeError:
                 record.request_id = None
         return True
-
-
-class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Collects formatted lines and writes them in one call every ``flush_ms``.
-
-    A write and flush per access-log line cost about a twentieth of a SCIM lookup on the
-    server. Warnings and errors (and anything logged at exit) are written at once, so only
-    INFO lines of the last interval can be lost if the process is killed outright.
-    """
-
-    def __init__(self, stream: Any, flush_ms: int) -> None:
-        super().__init__(stream)
-        self._pending: list[str] = []
-        self._interval = flush_ms / 1000
-        self._wake = threading.Event()
-        threading.Thread(target=self._run, name="log-flush", daemon=True).start()
-        atexit.register(self.flush)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Format now (the request's context is still there), write later."""
-        try:
-            line = self.format(record) + self.terminator
-        except Exception:
-            self.handleError(record)
-            return
-        self.append(line)
-        if record.levelno >= logging.WARNING:
-            self.flush()
-
-    def append(self, line: str) -> None:
-        """Queue one formatted INFO line (``AccessLog`` formats its own)."""
-        with self.lock:  # type: ignore[union-attr]
-            self._pending.append(line)
-
-    def flush(self) -> None:
-        """Write every pending line in one call."""
-        with self.lock:  # type: ignore[union-attr]
-            lines, self._pending = self._pending, []
-            if lines:
-                try:
-                    self.stream.write("".join(lines))
-                    self.stream.flush()
-                except (OSError, ValueError):
-                    pass  # a closed stream at exit: nothing left to write to
-
-    def close(self) -> None:
-        """Write what is pending and stop the flushing thread."""
-        self._wake.set()
-        self.flush()
-        super().close()
-
-    def _run(self) -> None:
-        while not self._wake.wait(self._interval):
-            self.flush()
 
 
 def configure_logging(level: str, fmt: str, flush_ms: int = 0) -> None:

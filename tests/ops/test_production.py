@@ -160,3 +160,27 @@ def test_gunicorns_debug_dump_of_its_configuration_masks_the_secrets_given_with_
     assert "ROSTER_APP__SECRET_KEY=[REDACTED]" in text
     assert current not in text
     assert previous not in text
+
+
+def test_with_preload_the_workers_write_their_log_lines_as_they_go(
+        database_url, tenant, tmp_path):
+    """gunicorn's ``--preload`` builds the app, and its buffered log handler, in the master;
+    the workers forked without its flushing thread, so their access lines stayed in memory
+    (growing) until the worker exited. Each line is now written while the server runs, once."""
+    log_path = tmp_path / "serve.log"
+    port = _free_port()
+    proc = _serve(database_url, port, log_path, {"GUNICORN_CMD_ARGS": "--preload"}, workers=2)
+    ids = [f"preload-{n}" for n in range(4)]
+    try:
+        for request_id in ids:
+            assert _request(port, "GET", "/scim/v2/Users?count=1",
+                            {**tenant.headers, "X-Request-ID": request_id}) == 200
+        for request_id in ids:
+            _wait_for(log_path, f'"request_id":"{request_id}"', proc)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()
+             if line.startswith("{")]
+    access = [line["request_id"] for line in lines if line.get("logger") == "roster.access"]
+    assert sorted(r for r in access if r in ids) == ids
