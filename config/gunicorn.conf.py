@@ -49,6 +49,13 @@ _refuse_bad_reloads()
 # gunicorn's gthread worker, with the errors gunicorn answers itself (414, 431, a bad header)
 # in SCIM's or the API's error format instead of an HTML page (app/ops/http_worker.py).
 worker_class = "app.ops.http_worker.RosterWorker"
+# server.workers and server.bind for gunicorn run directly (the Docker image): only `roster
+# serve` passed them, so ROSTER_SERVER__WORKERS was ignored there and the image ran one worker.
+# The command line (`roster serve`, the image's --bind) wins over these; gunicorn's own
+# WEB_CONCURRENCY, when set, over server.workers.
+if not os.environ.get("WEB_CONCURRENCY"):
+    workers = int(_settings.get("workers", 2))
+bind = [_settings.get("bind", "127.0.0.1:8000")]
 threads = _threads
 timeout = int(_settings.get("timeout", 30))
 graceful_timeout = 20

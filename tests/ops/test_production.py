@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.settings import ROOT
 from tests.conftest import rows
 from tests.ops.test_ops import _free_port, _serve
 
@@ -184,3 +189,48 @@ def test_with_preload_the_workers_write_their_log_lines_as_they_go(
              if line.startswith("{")]
     access = [line["request_id"] for line in lines if line.get("logger") == "roster.access"]
     assert sorted(r for r in access if r in ids) == ids
+
+
+def _gunicorn_direct(database_url: str, port: int, log_path, **env: str):
+    """gunicorn run as the Docker image runs it (its config file, no --workers), once
+    /readyz answers."""
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith("ROSTER_") and k != "WEB_CONCURRENCY"}
+    environ.update({"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test", **env})
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "config/gunicorn.conf.py",
+             "--bind", f"127.0.0.1:{port}", "app:create_app()"],
+            cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=log_file)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if _request(port, "GET", "/readyz") == 200:
+                return proc
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.terminate()
+            raise AssertionError("gunicorn did not come up")
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize(("env", "workers"), [
+    ({"ROSTER_SERVER__WORKERS": "3"}, 3),
+    ({"ROSTER_SERVER__WORKERS": "3", "WEB_CONCURRENCY": "1"}, 1),
+])
+def test_gunicorn_run_directly_starts_server_workers(database_url, tmp_path, env, workers):
+    """The Docker image runs gunicorn with config/gunicorn.conf.py and no --workers:
+    server.workers (ROSTER_SERVER__WORKERS) was ignored and it ran gunicorn's default, one
+    worker. It starts server.workers; gunicorn's WEB_CONCURRENCY, set, still decides."""
+    log_path = tmp_path / "serve.log"
+    port = _free_port()
+    proc = _gunicorn_direct(database_url, port, log_path, **env)
+    try:
+        _wait_for(log_path, "GIL switch interval", proc)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    booted = [json.loads(line)["msg"] for line in log_path.read_text().splitlines()
+              if line.startswith("{") and "Booting worker" in line]
+    assert len(booted) == workers
