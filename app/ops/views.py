@@ -48,17 +48,24 @@ def readyz() -> tuple[Response, int]:
     if current != head:
         return jsonify(status="unavailable", reason="migrations not at head",
                        current=current, head=head), 503
-    if db.engine.dialect.name == "sqlite" and _refuses_writes(db.engine):
+    if _refuses_writes(db.engine):
         return jsonify(status="unavailable", reason="database read-only"), 503
     return jsonify(status="ok", revision=current), 200
 
 
 def _refuses_writes(engine: Engine) -> bool:
+    """SQLite: a write that changes nothing fails. PostgreSQL: the session is read-only (a hot
+    standby, where a node lands when it reaches the replica after a failover, or
+    ``default_transaction_read_only``); the schema answered, so the probe said ready while
+    every write failed."""
     try:
-        return sqlite_refuses_writes(engine)
+        if engine.dialect.name == "sqlite":
+            return sqlite_refuses_writes(engine)
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "on"
     except Exception as exc:  # the file vanished between the two checks: not ready either
         if WRITE_CHECK_LOG.due():
-            log.warning("readiness check: SQLite write check failed (%s); said at most once "
+            log.warning("readiness check: write check failed (%s); said at most once "
                         "a minute", describe_transient(exc), exc_info=not is_transient(exc))
         return True
 
