@@ -11,9 +11,14 @@ import tempfile
 # One the operator names must exist and be writable: prometheus_client writes each worker's
 # samples there on every request, and a missing directory failed every request (a 500, even
 # /healthz). It stops the server at start instead, like a setting that does not validate.
+# The master runs this file again on SIGHUP: the directory it made itself (named in
+# ROSTER_METRICS_TMPDIR) is made again if a /tmp cleaner took it, never refused.
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if not _metrics_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="roster-metrics-")
+    os.environ["ROSTER_METRICS_TMPDIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+elif _metrics_dir == os.environ.get("ROSTER_METRICS_TMPDIR"):
+    os.makedirs(_metrics_dir, mode=0o700, exist_ok=True)
 elif not (os.path.isdir(_metrics_dir) and os.access(_metrics_dir, os.W_OK | os.X_OK)):
     raise SystemExit(
         "roster: configuration error: PROMETHEUS_MULTIPROC_DIR must name a writable "

@@ -87,3 +87,18 @@ def test_a_metrics_directory_that_cannot_be_written_stops_the_server_at_start(
     assert proc.stderr.splitlines() == [
         "roster: configuration error: PROMETHEUS_MULTIPROC_DIR must name a writable "
         f"directory (the workers' metrics are kept there), got {str(metrics_dir)!r}"]
+
+
+def test_the_metrics_directory_gunicorn_made_is_made_again_on_reload(monkeypatch, tmp_path):
+    """On SIGHUP the master runs config/gunicorn.conf.py again: the temporary directory it
+    made at start, if a /tmp cleaner took it meanwhile, is made again (the check above would
+    have stopped the master)."""
+    import runpy
+
+    made = tmp_path / "roster-metrics-x"
+    for key in [k for k in os.environ if k.startswith("ROSTER_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(made))
+    monkeypatch.setenv("ROSTER_METRICS_TMPDIR", str(made))
+    runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))
+    assert made.is_dir()
