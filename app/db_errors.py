@@ -15,9 +15,11 @@ log = logging.getLogger(__name__)
 # PostgreSQL SQLSTATEs worth a retry: class 08 (connection), class 40 (serialization failure,
 # deadlock), class 53 (insufficient resources: disk full, out of memory, too many
 # connections), lock_not_available, query_canceled (statement/lock timeout), server shutting
-# down. A full disk is an outage to fix, but the request did nothing and may be sent again.
+# down, and a read-only transaction (a hot standby: the node reached the replica after a
+# failover; default_transaction_read_only), as SQLite's read-only database. A full disk is
+# an outage to fix, but the request did nothing and may be sent again.
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53")
-_TRANSIENT_SQLSTATES = frozenset({"55P03", "57014", "57P01", "57P02", "57P03"})
+_TRANSIENT_SQLSTATES = frozenset({"25006", "55P03", "57014", "57P01", "57P02", "57P03"})
 # SQLite: busy, a full disk, and a file the process cannot open or write (a read-only
 # mount, as after ext4 remounts on disk errors; wrong owner): outages, not the request's fault.
 _TRANSIENT_SQLITE = ("database is locked", "database table is locked", "database is busy",
@@ -46,6 +48,7 @@ def is_transient(exc: BaseException) -> bool:
 
 # What the log line of a 503 calls each transient SQLSTATE (PostgreSQL appendix A).
 _TRANSIENT_NAMES = {
+    "25006": "read-only transaction (a standby, or default_transaction_read_only)",
     "40P01": "deadlock detected", "40001": "serialization failure",
     "55P03": "lock not available", "57014": "query canceled",
     "57P01": "server shutting down", "57P02": "server crashed", "57P03": "server starting up",

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
 import re
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -25,11 +23,24 @@ from prometheus_client import (
 
 from app.ids import request_id as new_request_id
 from app.json_output import dumps
+from app.ops.log_buffer import BufferedStreamHandler
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# The methods a metrics label names (RFC 9110 §9.3 and PATCH, RFC 5789); any other token a
+# client sends (gunicorn passes every upper-case one: "AAAB", "AAAC" ...) is "other". Each
+# new label value was a new counter and histogram series (14 lines of /metrics, a cache entry
+# and a file row per worker, kept until restart): unbounded, at a client's choice.
+METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+                            "CONNECT", "TRACE"})
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,100}\Z")
 # Anything that looks like a credential is masked before a log line is written.
 _SECRET_PATTERNS = [
+    # A PEM private key (RFC 7468 §10: PKCS #8, and the "RSA" / "EC" / "OPENSSH" variants),
+    # whole: the signing or SP key handed over in the environment, as gunicorn's DEBUG dump
+    # of its configuration quotes ``-e`` variables. First: the form pattern below would mask
+    # only its first word.
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?:(?!-----END)[\s\S])*"
+               r"(?:-----END [A-Z ]*PRIVATE KEY-----)?"),
     # An Authorization (or Proxy-Authorization) header's credentials after its scheme (RFC
     # 9110 §11.4; the schemes of IANA's registry and common vendor ones): HTTP Basic's
     # base64 user:password (RFC 7617), as gunicorn quotes a malformed header line.
@@ -45,13 +56,16 @@ _SECRET_PATTERNS = [
     # A JWT (RFC 7519 §3: base64url of a JSON header, which starts '{"' = eyJ): ID tokens,
     # id_token_hint, logout tokens.
     re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?"),
-    # JSON ("token": "x"), form (token=x) and Python repr ('token': 'x') spellings.
-    re.compile(r"(?i)([\"']?(?:password|secret|token|authorization|api[_-]?key)[\"']?\s*[:=]"
-               r"\s*[\"']?)[^\"',\s]+"),
+    # JSON ("token": "x"), form (token=x) and Python repr ('token': 'x') spellings; a name
+    # ending in secret_key or private_key too (ROSTER_APP__SECRET_KEY=..., as gunicorn's
+    # DEBUG dump of its configuration quotes the variables it was given with -e).
+    re.compile(r"(?i)([\"']?(?:password|secret(?:[_-]?key)?|token|authorization|api[_-]?key"
+               r"|private[_-]?key)[\"']?\s*[:=]\s*[\"']?)[^\"',\s]+"),
 ]
 # Every pattern above needs one of these (case-insensitively); most lines have none.
 _SECRET_MARKERS = ("bearer", "rst_", "rk_", "rsa_", "rss_", "rat_", "rrt_", "eyj", "password",
-                   "secret", "token", "authorization", "cookie", "apikey", "api_key", "api-key")
+                   "secret", "token", "authorization", "cookie", "apikey", "api_key", "api-key",
+                   "private")
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 # An extra field named like a credential ("client_secret", "id_token", "password") is masked
 # whole when it holds text, whatever the text looks like.
@@ -168,60 +182,6 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Collects formatted lines and writes them in one call every ``flush_ms``.
-
-    A write and flush per access-log line cost about a twentieth of a SCIM lookup on the
-    server. Warnings and errors (and anything logged at exit) are written at once, so only
-    INFO lines of the last interval can be lost if the process is killed outright.
-    """
-
-    def __init__(self, stream: Any, flush_ms: int) -> None:
-        super().__init__(stream)
-        self._pending: list[str] = []
-        self._interval = flush_ms / 1000
-        self._wake = threading.Event()
-        threading.Thread(target=self._run, name="log-flush", daemon=True).start()
-        atexit.register(self.flush)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Format now (the request's context is still there), write later."""
-        try:
-            line = self.format(record) + self.terminator
-        except Exception:
-            self.handleError(record)
-            return
-        self.append(line)
-        if record.levelno >= logging.WARNING:
-            self.flush()
-
-    def append(self, line: str) -> None:
-        """Queue one formatted INFO line (``AccessLog`` formats its own)."""
-        with self.lock:  # type: ignore[union-attr]
-            self._pending.append(line)
-
-    def flush(self) -> None:
-        """Write every pending line in one call."""
-        with self.lock:  # type: ignore[union-attr]
-            lines, self._pending = self._pending, []
-            if lines:
-                try:
-                    self.stream.write("".join(lines))
-                    self.stream.flush()
-                except (OSError, ValueError):
-                    pass  # a closed stream at exit: nothing left to write to
-
-    def close(self) -> None:
-        """Write what is pending and stop the flushing thread."""
-        self._wake.set()
-        self.flush()
-        super().close()
-
-    def _run(self) -> None:
-        while not self._wake.wait(self._interval):
-            self.flush()
-
-
 def configure_logging(level: str, fmt: str, flush_ms: int = 0) -> None:
     """Install the JSON (or text) handler on the root logger, once per process.
 
@@ -265,7 +225,10 @@ class Metrics:
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one request and its latency."""
+        """Count one request and its latency (a method outside ``METRIC_METHODS`` as
+        ``other``)."""
+        if method not in METRIC_METHODS:
+            method = "other"
         key = (method, route, status)
         children = self._children.get(key)
         if children is None:

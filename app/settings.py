@@ -74,9 +74,13 @@ def load_settings(
     settings: Settings = _read_toml(defaults_file, problems)
     if problems:  # every key and type is judged against this file: nothing to go on
         raise SettingsError([_no_defaults(problems[0])])
+    # An environment variable is read as its default's type, not as whatever a config file
+    # put there: a file's `timeout = "x"` made the ROSTER_SERVER__TIMEOUT=30 that `roster
+    # serve` exports a string, and the start was refused for "got '30'".
+    types = copy.deepcopy(settings)
     if config_file := environ.get("ROSTER_CONFIG"):
         _merge(settings, _read_toml(Path(config_file), problems), config_file, problems)
-    _merge(settings, _from_environ(environ, settings, problems), "environment", problems)
+    _merge(settings, _from_environ(environ, types, problems), "environment", problems)
     if overrides:
         _merge(settings, overrides, "overrides", problems, allow_secrets=True)
     problems.extend(validate(settings))

@@ -8,8 +8,21 @@ import sys
 import tempfile
 
 # Prometheus: workers write samples to a shared directory so /metrics sums all of them.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+# One the operator names must exist and be writable: prometheus_client writes each worker's
+# samples there on every request, and a missing directory failed every request (a 500, even
+# /healthz). It stops the server at start instead, like a setting that does not validate.
+# The master runs this file again on SIGHUP: the directory it made itself (named in
+# ROSTER_METRICS_TMPDIR) is made again if a /tmp cleaner took it, never refused.
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if not _metrics_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="roster-metrics-")
+    os.environ["ROSTER_METRICS_TMPDIR"] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+elif _metrics_dir == os.environ.get("ROSTER_METRICS_TMPDIR"):
+    os.makedirs(_metrics_dir, mode=0o700, exist_ok=True)
+elif not (os.path.isdir(_metrics_dir) and os.access(_metrics_dir, os.W_OK | os.X_OK)):
+    raise SystemExit(
+        "roster: configuration error: PROMETHEUS_MULTIPROC_DIR must name a writable "
+        f"directory (the workers' metrics are kept there), got {_metrics_dir!r}")
 
 
 def _roster_settings() -> tuple[int, dict, dict]:
@@ -27,9 +40,27 @@ def _roster_settings() -> tuple[int, dict, dict]:
 _threads, _settings, _logging = _roster_settings()
 
 
+def _refuse_bad_reloads() -> None:
+    # A SIGHUP whose settings do not validate is refused, the workers serve on; it stopped
+    # the whole server (app/ops/gunicorn_reload.py).
+    from app.ops.gunicorn_reload import refuse_bad_reloads
+
+    refuse_bad_reloads()
+
+
+_refuse_bad_reloads()
+
+
 # gunicorn's gthread worker, with the errors gunicorn answers itself (414, 431, a bad header)
 # in SCIM's or the API's error format instead of an HTML page (app/ops/http_worker.py).
 worker_class = "app.ops.http_worker.RosterWorker"
+# server.workers and server.bind for gunicorn run directly (the Docker image): only `roster
+# serve` passed them, so ROSTER_SERVER__WORKERS was ignored there and the image ran one worker.
+# The command line (`roster serve`, the image's --bind) wins over these; gunicorn's own
+# WEB_CONCURRENCY, when set, over server.workers.
+if not os.environ.get("WEB_CONCURRENCY"):
+    workers = int(_settings.get("workers", 2))
+bind = [_settings.get("bind", "127.0.0.1:8000")]
 threads = _threads
 timeout = int(_settings.get("timeout", 30))
 graceful_timeout = 20

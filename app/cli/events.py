@@ -127,7 +127,7 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
         # OIDC back-channel logout for revoked sessions, about once a second.
         if provider is not None and time.monotonic() - sent[0] >= 1.0:
             sent[0] = time.monotonic()
-            backchannel_once(ctx.db, provider, timeout=bcl_timeout)
+            backchannel_once(ctx.db, provider, timeout=bcl_timeout, stop=stop)
         # Login traces past their retention, spent SAML/OIDC requests (every 10 minutes).
         purge.maybe_run()
         # Identity data of users SCIM-deleted longer ago than the retention period.

@@ -31,8 +31,10 @@ Poster = Callable[[Claimed, WebhookConfig], Posted]
 
 
 def run_once(db: Database, config: WebhookConfig, worker_id: str,
-             poster: Poster = post_event) -> int:
-    """One round: fan out new events, lease a batch, deliver it; returns deliveries tried."""
+             poster: Poster = post_event, stop: threading.Event | None = None) -> int:
+    """One round: fan out new events, lease a batch, deliver it; returns deliveries tried.
+    Once ``stop`` is set (SIGTERM) no further POST starts: the rest of the batch is given
+    back at once, for the next worker to send."""
     # Checked read-only first: on SQLite an idle round then takes no write lock at all, and a
     # busy one takes it once for fan-out and claim together (a waiting SQLite writer can be
     # starved by a steady stream of request transactions, so fewer acquisitions matter).
@@ -49,7 +51,7 @@ def run_once(db: Database, config: WebhookConfig, worker_id: str,
     # No POST starts that could end after the lease: another worker may take the delivery
     # then (its lease_seconds from the claim), and the receiver would get it twice.
     stop_by = time.monotonic() + config.lease_seconds - config.timeout_seconds - 1
-    results, skipped = _deliver_in_order(claimed, config, poster, stop_by)
+    results, skipped = _deliver_in_order(claimed, config, poster, stop_by, stop)
     if results or skipped:
         with db.transaction() as session:
             release(session, skipped, worker_id)
@@ -65,17 +67,21 @@ def run_once(db: Database, config: WebhookConfig, worker_id: str,
 
 
 def _deliver_in_order(claimed: list[Claimed], config: WebhookConfig, poster: Poster,
-                      stop_by: float = float("inf"),
+                      stop_by: float = float("inf"), stop: threading.Event | None = None,
                       ) -> tuple[list[tuple[Claimed, Posted]], list[int]]:
     """POST in id order; after a failure the rest of that aggregate waits (order per user).
     Past ``stop_by`` (monotonic) no POST starts: the rest is released for the next round
-    (the first is always sent, so a round makes progress)."""
+    (the first is always sent, so a round makes progress). Once ``stop`` is set none starts:
+    a worker told to stop went on posting the batch (50 POSTs, up to the lease's 24 s with
+    a slow receiver), past a container's stop timeout, whose SIGKILL then left the batch
+    leased and unsent until the lease ran out."""
     results: list[tuple[Claimed, Posted]] = []
     failed: set[tuple[str, str]] = set()
     skipped: list[int] = []
     for item in claimed:
         key = (item.endpoint, item.aggregate_id) if item.aggregate_id else None
-        if key in failed or (results and time.monotonic() >= stop_by):
+        if key in failed or (results and time.monotonic() >= stop_by) or \
+                (stop is not None and stop.is_set()):
             skipped.append(item.id)
             continue
         posted = Posted(*poster(item, config))
@@ -98,7 +104,7 @@ def run(db: Database, config: WebhookConfig, worker_id: str, stop: threading.Eve
         try:
             if periodic is not None:
                 periodic()
-            tried = run_once(db, config, worker_id, poster) if config.urls else 0
+            tried = run_once(db, config, worker_id, poster, stop) if config.urls else 0
         except Exception as exc:
             if not is_transient(exc):
                 raise

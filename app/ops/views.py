@@ -8,11 +8,17 @@ import logging
 from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import Engine
 
+from app.db_errors import describe_transient, is_transient
 from app.engine import sqlite_refuses_writes
+from app.log_throttle import EveryInterval
 from app.migrate import code_head, current_revision, newer_release
 
 bp = Blueprint("ops", __name__)
 log = logging.getLogger(__name__)
+# A balancer or kubelet probes every second or so, and each probe of a database that is away
+# wrote a warning with a traceback (~40 lines): one line a minute says it as well.
+UNREACHABLE_LOG = EveryInterval(60.0)
+WRITE_CHECK_LOG = EveryInterval(60.0)
 
 
 @bp.get("/healthz")
@@ -28,8 +34,10 @@ def readyz() -> tuple[Response, int]:
     db = current_app.extensions["roster.db"]
     try:
         current = current_revision(db.engine)
-    except Exception:  # any driver error means "not ready", never a 500
-        log.warning("readiness check: database unreachable", exc_info=True)
+    except Exception as exc:  # any driver error means "not ready", never a 500
+        if UNREACHABLE_LOG.due():
+            log.warning("readiness check: database unreachable (%s); said at most once a "
+                        "minute", describe_transient(exc), exc_info=not is_transient(exc))
         return jsonify(status="unavailable", reason="database unreachable"), 503
     head = code_head()
     if current != head and newer_release(current):
@@ -40,16 +48,25 @@ def readyz() -> tuple[Response, int]:
     if current != head:
         return jsonify(status="unavailable", reason="migrations not at head",
                        current=current, head=head), 503
-    if db.engine.dialect.name == "sqlite" and _refuses_writes(db.engine):
+    if _refuses_writes(db.engine):
         return jsonify(status="unavailable", reason="database read-only"), 503
     return jsonify(status="ok", revision=current), 200
 
 
 def _refuses_writes(engine: Engine) -> bool:
+    """SQLite: a write that changes nothing fails. PostgreSQL: the session is read-only (a hot
+    standby, where a node lands when it reaches the replica after a failover, or
+    ``default_transaction_read_only``); the schema answered, so the probe said ready while
+    every write failed."""
     try:
-        return sqlite_refuses_writes(engine)
-    except Exception:  # the file vanished between the two checks: not ready either
-        log.warning("readiness check: SQLite write check failed", exc_info=True)
+        if engine.dialect.name == "sqlite":
+            return sqlite_refuses_writes(engine)
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("SHOW transaction_read_only").scalar() == "on"
+    except Exception as exc:  # the file vanished between the two checks: not ready either
+        if WRITE_CHECK_LOG.due():
+            log.warning("readiness check: write check failed (%s); said at most once "
+                        "a minute", describe_transient(exc), exc_info=not is_transient(exc))
         return True
 
 

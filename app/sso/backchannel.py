@@ -10,6 +10,7 @@ in another (run by `roster sso backchannel`, or by `roster worker` calling :func
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -142,10 +143,14 @@ def claim(session: Session, config: ProviderConfig, now: datetime, *, lease: flo
 
 
 def deliver(config: ProviderConfig, claimed: list[Claimed], *, timeout: float,
-            post: Poster = http_post) -> list[tuple[str, int]]:
-    """POST each logout token (outside any transaction); (delivery id, HTTP status) pairs."""
+            post: Poster = http_post, stop: threading.Event | None = None,
+            ) -> list[tuple[str, int]]:
+    """POST each logout token (outside any transaction); (delivery id, HTTP status) pairs,
+    in ``claimed``'s order. Once ``stop`` is set no further POST starts."""
     results: list[tuple[str, int]] = []
     for item in claimed:
+        if stop is not None and stop.is_set():
+            break
         token = logout_token(config, item.client_id, item.user_id, item.session_id)
         body = urllib.parse.urlencode({"logout_token": token}).encode()
         results.append((item.id, post(config.backchannel_logout_uri, body, timeout)))
@@ -173,6 +178,15 @@ def record_results(session: Session, results: list[tuple[str, int]],
     return counts
 
 
+def release(session: Session, delivery_ids: list[str], claimed_at: datetime) -> None:
+    """Give back claims this round did not send (its worker is stopping): pending again at
+    once, not ``sending`` until the lease ends (a whole batch at the timeout, over 100 s)."""
+    for delivery_id in delivery_ids:
+        row = session.get(BackchannelLogout, delivery_id, with_for_update=True)
+        if row is not None and row.status == "sending" and row.sent_at == claimed_at:
+            row.status, row.sent_at = "pending", None
+
+
 def _due(session: Session, now: datetime, lease: float) -> bool:
     """A read-only look: anything to collect or send? (An idle round takes no write lock.)"""
     new_event = select(OutboxEvent.id).outerjoin(
@@ -183,11 +197,14 @@ def _due(session: Session, now: datetime, lease: float) -> bool:
 
 
 def run_once(db: Database, config: ProviderConfig | None, *, timeout: float,
-             post: Poster = http_post) -> dict[str, Any]:
+             post: Poster = http_post, stop: threading.Event | None = None,
+             ) -> dict[str, Any]:
     """Collect and claim in one short transaction, POST with none open, record in another.
 
     SQLite has one writer: holding it while the portal answers (up to ``timeout`` per
     token) would stall every login and SCIM request. Same discipline as the events worker.
+    Once ``stop`` is set (the worker got SIGTERM) no further POST starts and the claims not
+    sent are given back in the same transaction as the results.
     """
     counts: dict[str, Any] = {"queued": 0, "sent": 0, "failed": 0, "retry": 0}
     now, lease = utcnow(), lease_seconds(timeout)
@@ -201,9 +218,10 @@ def run_once(db: Database, config: ProviderConfig | None, *, timeout: float,
         session.flush()
         claimed, counts["failed"] = claim(session, config, now, lease=lease)
     if claimed:
-        results = deliver(config, claimed, timeout=timeout, post=post)
+        results = deliver(config, claimed, timeout=timeout, post=post, stop=stop)
         with db.transaction() as session:
             done = record_results(session, results, now)
+            release(session, [item.id for item in claimed[len(results):]], now)
         counts.update(sent=done["sent"], retry=done["retry"],
                       failed=counts["failed"] + done["failed"])
     return counts

@@ -450,10 +450,10 @@ def _assert_gunicorn_errors_in_protocol_format(port: int) -> None:
 
 
 def _serve(database_url: str, port: int, log_path: Path, more_env: dict[str, str] | None = None,
-           **server: str) -> subprocess.Popen[bytes]:
-    """``roster serve`` (one worker) on ``port``, once /readyz answers; stderr to the log.
-    ``server``: more [server] settings (``READ_TIMEOUT="1"``); ``more_env``: other variables
-    (``ROSTER_LOGGING__FORMAT``, ``GUNICORN_CMD_ARGS``)."""
+           *, workers: int = 1, **server: str) -> subprocess.Popen[bytes]:
+    """``roster serve`` (one worker unless ``workers``) on ``port``, once /readyz answers;
+    stderr to the log. ``server``: more [server] settings (``READ_TIMEOUT="1"``);
+    ``more_env``: other variables (``ROSTER_LOGGING__FORMAT``, ``GUNICORN_CMD_ARGS``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
     env.update({"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
                 "ROSTER_SERVER__SWITCH_INTERVAL_US": "700",
@@ -461,7 +461,7 @@ def _serve(database_url: str, port: int, log_path: Path, more_env: dict[str, str
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from app.cli import main; main()", "serve",
-             "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+             "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log_file,
         )
     # Generous: a loaded machine (parallel suites) has taken over 30 s to boot gunicorn. A

@@ -68,3 +68,37 @@ def test_a_worker_that_meets_a_configuration_error_halts_the_master(database_url
     assert PROBLEM in proc.stderr
     assert "Worker failed to boot." in proc.stderr
     assert proc.stderr.count("Booting worker") == 1
+
+
+@pytest.mark.parametrize("where", ["missing", "a-file"])
+def test_a_metrics_directory_that_cannot_be_written_stops_the_server_at_start(
+        database_url, tmp_path, where):
+    """PROMETHEUS_MULTIPROC_DIR naming no writable directory made every request a 500
+    (/healthz too: prometheus_client writes each worker's samples there per request); the
+    server now refuses to start, with one line naming the variable."""
+    metrics_dir = tmp_path / where
+    if where == "a-file":
+        metrics_dir.write_text("")
+    port = _free_port()
+    proc = _run([sys.executable, "-c", "from app.cli import main; main()", "serve",
+                 "--bind", f"127.0.0.1:{port}", "--workers", "1"], database_url,
+                PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "roster: configuration error: PROMETHEUS_MULTIPROC_DIR must name a writable "
+        f"directory (the workers' metrics are kept there), got {str(metrics_dir)!r}"]
+
+
+def test_the_metrics_directory_gunicorn_made_is_made_again_on_reload(monkeypatch, tmp_path):
+    """On SIGHUP the master runs config/gunicorn.conf.py again: the temporary directory it
+    made at start, if a /tmp cleaner took it meanwhile, is made again (the check above would
+    have stopped the master)."""
+    import runpy
+
+    made = tmp_path / "roster-metrics-x"
+    for key in [k for k in os.environ if k.startswith("ROSTER_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(made))
+    monkeypatch.setenv("ROSTER_METRICS_TMPDIR", str(made))
+    runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))
+    assert made.is_dir()

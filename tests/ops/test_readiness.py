@@ -1,0 +1,35 @@
+"""/readyz polled as a balancer polls it: truthful answers, a log that stays readable."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from app import create_app
+from app.log_throttle import EveryInterval
+from app.ops import views
+from tests.conftest import app_overrides
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1",
+    "sqlite:///{tmp}/no-such-directory/roster.db",
+])
+def test_polling_readyz_while_the_database_is_away_logs_one_line_not_a_traceback_each(
+        url, tmp_path, caplog, monkeypatch):
+    """Every probe of an unreachable database wrote a warning with its traceback (a probe a
+    second: a traceback a second); now each probe is a 503 and the log says it once a
+    minute, with the cause and no traceback."""
+    monkeypatch.setattr(views, "UNREACHABLE_LOG", EveryInterval(60.0))
+    client = create_app(app_overrides(url.format(tmp=tmp_path))).test_client()
+    with caplog.at_level(logging.INFO, logger="app.ops.views"):
+        for _ in range(5):
+            response = client.get("/readyz")
+            assert response.status_code == 503
+            assert response.get_json() == {"status": "unavailable",
+                                           "reason": "database unreachable"}
+    lines = [r for r in caplog.records if r.name == "app.ops.views"]
+    assert len(lines) == 1
+    assert "database unreachable (OperationalError: " in lines[0].getMessage()
+    assert not lines[0].exc_info
