@@ -44,6 +44,14 @@ class CliContext:
             self._db = Database.from_settings(self.settings["database"])
         return self._db
 
+    def close(self) -> None:
+        """Release the database's connections (every pooled one, every thread's held one):
+        the root context calls this when the command ends, on success or error, so an
+        in-process call (tests, a script) leaves no connection to the garbage collector."""
+        if self._db is not None:
+            db, self._db = self._db, None
+            db.dispose()
+
     @property
     def actor(self) -> Actor:
         """The operator at this terminal."""
@@ -89,7 +97,7 @@ class RosterGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Roster: SCIM provisioning, role mapping and SSO for a B2B purchasing portal."""
-    ctx.ensure_object(CliContext)
+    ctx.call_on_close(ctx.ensure_object(CliContext).close)
 
 
 # C0 and C1 controls (ESC starts the terminal's own commands), DEL, and the bidirectional
