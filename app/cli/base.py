@@ -85,9 +85,14 @@ class RosterGroup(click.Group):
     for an error quotes what it refused, often a name a tenant or its IdP chose."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; escape the message of a ClickException it raises."""
+        """Run the command; escape the message of a ClickException it raises. A database
+        error outside ``CliContext.transaction`` (a command that reads through a service on
+        its own connections: `events purge`, `worker`, `db current`) is one line too."""
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except (OperationalError, ProgrammingError, DataError) as exc:
+                raise click.ClickException(_database_problem(exc)) from None
         except click.ClickException as exc:
             exc.message = printable_lines(exc.message)
             raise

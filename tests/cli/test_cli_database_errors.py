@@ -1,0 +1,42 @@
+"""A database that is not migrated, or cannot be reached, is one line and exit 1 for every
+`roster` command, also for those that read through a service on their own connections
+instead of `CliContext.transaction` (they printed SQLAlchemy's traceback)."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import cli
+from app.cli.commands import register
+
+register()
+
+# Commands that reach the database outside CliContext.transaction.
+OUTSIDE_A_TRANSACTION = [["events", "purge"], ["sso", "backchannel"],
+                         ["worker", "--until-idle"], ["db", "current"]]
+
+
+def _roster(url: str, *args: str):
+    return CliRunner().invoke(cli, list(args), env={"ROSTER_DATABASE__URL": url})
+
+
+@pytest.mark.parametrize("args", OUTSIDE_A_TRANSACTION[:3], ids=" ".join)
+def test_an_unmigrated_database_is_named_in_one_line(fresh_url, args):
+    """`events purge`, `sso backchannel`, `worker`: "run `roster db upgrade`", exit 1."""
+    result = _roster(fresh_url, *args)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1] == \
+        "Error: the database is not migrated: run `roster db upgrade`"
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("args", [a for a in OUTSIDE_A_TRANSACTION if a[0] != "worker"],
+                         ids=" ".join)
+def test_a_database_that_cannot_be_opened_is_one_line(tmp_path, args):
+    """A SQLite file in a directory that does not exist: "database error: unable to open
+    database file", exit 1, no traceback."""
+    result = _roster(f"sqlite:///{tmp_path / 'missing' / 'roster.db'}", *args)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == "Error: database error: unable to open database file"
+    assert result.exception is None or isinstance(result.exception, SystemExit)
