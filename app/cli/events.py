@@ -147,10 +147,24 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
         with ctx.db.transaction() as session:
             checkpoint_if_due(session, key, interval)
 
+    def _periodic_until_idle() -> None:
+        # Each step is marked done before it runs, so that in a long-running worker one that
+        # keeps failing waits its interval instead of holding back the rest. --until-idle
+        # must not exit after such a round as if it had done them: every step runs again next
+        # round (they look before they write), and it exits after a round that ran whole.
+        try:
+            _periodic()
+        except Exception:
+            for stamp in (analyzed, sent, purged, events_purged, metadata_checked, checked):
+                stamp[0] = float("-inf")
+            purge.rearm()
+            raise
+
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     say(f"worker {name}: {len(config.urls)} endpoint(s)", err=True)
-    run(ctx.db, config, name, stop, until_idle=until_idle, periodic=_periodic)
+    run(ctx.db, config, name, stop, until_idle=until_idle,
+        periodic=_periodic_until_idle if until_idle else _periodic)
 
 
 @click.group()
