@@ -49,6 +49,8 @@ ENVIRONMENTS = ("development", "test", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # The largest events.purge_batch_size: rows deleted in one purge transaction.
 MAX_PURGE_BATCH = 10000
+# The largest database.sqlite_busy_timeout_ms: SQLite's busy timeout is a C int.
+MAX_SQLITE_BUSY_TIMEOUT_MS = 2**31 - 1
 
 Settings = dict[str, dict[str, Any]]
 
@@ -97,6 +99,11 @@ def _read_toml(path: Path, problems: list[str]) -> Settings:
             return tomllib.load(fh)
     except FileNotFoundError:
         problems.append(f"config file {path} does not exist")
+    except OSError as exc:  # a directory, a file this user may not read
+        problems.append(f"config file {path} cannot be read: {exc.strerror}")
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (TOML v1.0.0, Spec); tomllib decodes
+        line = exc.object[:exc.start].count(b"\n") + 1
+        problems.append(f"config file {path} is not valid TOML: not UTF-8 (line {line})")
     except tomllib.TOMLDecodeError as exc:
         problems.append(f"config file {path} is not valid TOML: {exc}")
     return {}
@@ -154,6 +161,10 @@ def _from_environ(
                 raw = Path(raw).read_text().strip()
             except OSError as exc:
                 problems.append(f"{name}: cannot read secret file: {exc.strerror}")
+                continue
+            except UnicodeDecodeError:  # its bytes are not repeated: they may be the secret
+                problems.append(f"{name}: the file is not UTF-8 text (a binary key? give "
+                                "the PEM or the text itself)")
                 continue
         default = defaults.get(section, {}).get(key)
         value = _coerce(raw, default, name, problems, _shown(section, key, raw, typed=False))
@@ -332,7 +343,7 @@ def _positive(settings: Settings) -> list[str]:
         ("server", "timeout"), ("server", "read_timeout"), ("server", "switch_interval_us"),
         ("scim", "max_page_size"),
         ("scim", "default_page_size"), ("scim", "max_filter_results"),
-        ("tokens", "max_valid_per_directory"), ("tokens", "scim_token_days"),
+        ("tokens", "max_valid_per_directory"),
         ("recorder", "max_per_directory"), ("recorder", "max_body_bytes"),
         ("recorder", "prune_every"), ("webhooks", "batch_size"),
         ("webhooks", "timeout_seconds"), ("sso", "request_ttl_seconds"),
@@ -340,6 +351,9 @@ def _positive(settings: Settings) -> list[str]:
         ("oidc_provider", "refresh_token_seconds"),
         ("oidc_provider", "authorization_code_seconds"),
         ("oidc_provider", "backchannel_timeout_seconds"), ("events", "purge_batch_size"),
+        ("scim", "bulk_max_operations"), ("scim", "bulk_max_payload_bytes"),
+        ("lifecycle", "mass_window_seconds"), ("lifecycle", "mass_count"),
+        ("webhooks", "retry_base_seconds"), ("webhooks", "retry_max_seconds"),
     ]
     zero_or_more = [
         ("lifecycle", "retention_days"), ("lifecycle", "deprovisioned_retention_days"),
@@ -348,6 +362,9 @@ def _positive(settings: Settings) -> list[str]:
         ("sso", "clock_skew_seconds"), ("sso", "trace_retention_days"),
         ("mapping", "write_wait_ms"),
         ("events", "retention_days"),
+        # 0: a token that never expires (tokens.issue_token); a checkpoint never written.
+        ("tokens", "scim_token_days"), ("signing", "checkpoint_interval_seconds"),
+        ("lifecycle", "mass_min_count"), ("database", "sqlite_busy_timeout_ms"),
     ]
     problems = [f"{s}.{k} must be positive" for s, k in keys if settings[s][k] <= 0]
     problems += [f"{s}.{k} must not be negative" for s, k in zero_or_more
@@ -356,6 +373,13 @@ def _positive(settings: Settings) -> list[str]:
         # One batch is one transaction: a larger one holds its row locks, and SQLite's
         # write lock, for long (an outbox reader or a SCIM write waits behind it).
         problems.append(f"events.purge_batch_size must be at most {MAX_PURGE_BATCH}")
+    if not 0 <= settings["lifecycle"]["mass_share_percent"] <= 100:
+        problems.append("lifecycle.mass_share_percent must be between 0 and 100")
+    if settings["database"]["sqlite_busy_timeout_ms"] > MAX_SQLITE_BUSY_TIMEOUT_MS:
+        # SQLite takes a C int (PRAGMA busy_timeout); Roster's own wait for the write lock
+        # took it in seconds and failed with OverflowError past what a lock wait can hold.
+        problems.append("database.sqlite_busy_timeout_ms must be at most "
+                        f"{MAX_SQLITE_BUSY_TIMEOUT_MS}")
     if not 0 <= settings["mapping"]["max_loss_share"] <= 1:
         problems.append("mapping.max_loss_share must be between 0 and 1 (a share of users)")
     return problems

@@ -258,7 +258,7 @@ def test_key_files_must_hold_the_keys_they_are_named_for(tmp_path):
 @pytest.mark.parametrize(("name", "value", "problem"), [
     ("ROSTER_LIFECYCLE__RETENTION_DAYS", "-5", "lifecycle.retention_days must not be negative"),
     ("ROSTER_WEBHOOKS__BATCH_SIZE", "0", "webhooks.batch_size must be positive"),
-    ("ROSTER_TOKENS__SCIM_TOKEN_DAYS", "-1", "tokens.scim_token_days must be positive"),
+    ("ROSTER_TOKENS__SCIM_TOKEN_DAYS", "-1", "tokens.scim_token_days must not be negative"),
     ("ROSTER_OIDC_PROVIDER__ACCESS_TOKEN_SECONDS", "-5",
      "oidc_provider.access_token_seconds must be positive"),
     ("ROSTER_RECORDER__MAX_PER_DIRECTORY", "-1", "recorder.max_per_directory must be positive"),

@@ -1,0 +1,97 @@
+"""Settings sources that cannot be read and values out of range: one configuration error
+naming the setting, never a traceback, never the bytes of a secret file."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.settings import SettingsError, load_settings
+
+ROSTER = str(Path(sys.executable).parent / "roster")
+
+
+def test_a_config_file_that_is_a_directory_is_one_line(tmp_path):
+    """ROSTER_CONFIG naming a directory: IsADirectoryError's traceback before."""
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ={"ROSTER_CONFIG": str(tmp_path)})
+    assert raised.value.problems == [f"config file {tmp_path} cannot be read: Is a directory"]
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path):
+    """TOML is UTF-8: a Latin-1 file was a UnicodeDecodeError traceback."""
+    path = tmp_path / "roster.toml"
+    path.write_bytes('[app]\nbase_url = "https://m\xfcnchen.example"\n'.encode("latin-1"))
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ={"ROSTER_CONFIG": str(path)})
+    assert raised.value.problems == [
+        f"config file {path} is not valid TOML: not UTF-8 (line 2)"]
+
+
+def test_a_secret_file_that_is_not_utf8_is_named_not_shown(tmp_path):
+    """A binary key file behind ROSTER_..._FILE: one line naming the variable, without its
+    bytes (a UnicodeDecodeError traceback quoted them)."""
+    path = tmp_path / "key.der"
+    path.write_bytes(b"\x30\x82\xff\xfesecret-bytes")
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ={"ROSTER_APP__SECRET_KEY_FILE": str(path)})
+    assert len(raised.value.problems) == 1
+    assert raised.value.problems[0].startswith(
+        "ROSTER_APP__SECRET_KEY_FILE: the file is not UTF-8 text")
+    assert "secret-bytes" not in str(raised.value)
+
+
+def test_the_cli_says_so_in_one_line_and_exits_1(tmp_path):
+    """The same through `roster`: exit 1, the configuration error alone on stderr."""
+    result = subprocess.run([ROSTER, "org", "list"], capture_output=True, text=True,
+                            env={"ROSTER_CONFIG": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                            timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"roster: configuration error: config file {tmp_path} "
+                                     "cannot be read: Is a directory")
+
+
+@pytest.mark.parametrize(("name", "value", "problem"), [
+    # A SQLite writer's wait for the lock failed at its first write (ValueError, OverflowError).
+    ("ROSTER_DATABASE__SQLITE_BUSY_TIMEOUT_MS", "-5",
+     "database.sqlite_busy_timeout_ms must not be negative"),
+    ("ROSTER_DATABASE__SQLITE_BUSY_TIMEOUT_MS", "99999999999999999999",
+     "database.sqlite_busy_timeout_ms must be at most 2147483647"),
+    # Advertised in ServiceProviderConfig as such, and every Bulk request refused.
+    ("ROSTER_SCIM__BULK_MAX_OPERATIONS", "-1", "scim.bulk_max_operations must be positive"),
+    ("ROSTER_SCIM__BULK_MAX_PAYLOAD_BYTES", "0",
+     "scim.bulk_max_payload_bytes must be positive"),
+    # The mass-deprovisioning guard silently off (a window in the future counts nothing).
+    ("ROSTER_LIFECYCLE__MASS_WINDOW_SECONDS", "-600",
+     "lifecycle.mass_window_seconds must be positive"),
+    ("ROSTER_LIFECYCLE__MASS_SHARE_PERCENT", "-3",
+     "lifecycle.mass_share_percent must be between 0 and 100"),
+    ("ROSTER_LIFECYCLE__MASS_SHARE_PERCENT", "101",
+     "lifecycle.mass_share_percent must be between 0 and 100"),
+    ("ROSTER_LIFECYCLE__MASS_COUNT", "0", "lifecycle.mass_count must be positive"),
+    ("ROSTER_LIFECYCLE__MASS_MIN_COUNT", "-1", "lifecycle.mass_min_count must not be negative"),
+    # A retry at once, over and over, for a failing receiver.
+    ("ROSTER_WEBHOOKS__RETRY_BASE_SECONDS", "-1", "webhooks.retry_base_seconds must be positive"),
+    ("ROSTER_WEBHOOKS__RETRY_MAX_SECONDS", "0", "webhooks.retry_max_seconds must be positive"),
+    ("ROSTER_SIGNING__CHECKPOINT_INTERVAL_SECONDS", "-1",
+     "signing.checkpoint_interval_seconds must not be negative"),
+    ("ROSTER_TOKENS__SCIM_TOKEN_DAYS", "-1", "tokens.scim_token_days must not be negative"),
+])
+def test_more_values_out_of_range_stop_the_start(name, value, problem):
+    """Counts, lifetimes and timeouts that passed the start and misbehaved later."""
+    with pytest.raises(SettingsError, match=re.escape(problem)):
+        load_settings(environ={name: value})
+
+
+def test_a_scim_token_lifetime_of_0_days_is_taken_as_documented():
+    """config/defaults.toml: "0 means it never expires" (tokens.issue_token stores no expiry
+    then); the start refused it as not positive. A busy timeout of 0 and no checkpoints
+    are valid too."""
+    settings = load_settings(environ={"ROSTER_TOKENS__SCIM_TOKEN_DAYS": "0",
+                                      "ROSTER_DATABASE__SQLITE_BUSY_TIMEOUT_MS": "0",
+                                      "ROSTER_SIGNING__CHECKPOINT_INTERVAL_SECONDS": "0"})
+    assert settings["tokens"]["scim_token_days"] == 0
