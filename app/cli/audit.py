@@ -162,7 +162,9 @@ def _verify_deprovision_records(session: Session, org_id: str | None) -> int:
 
 @audit.command("checkpoints")
 @click.option("--org", "org_ref", default=None, help="Only this organization's chain.")
-@click.option("-o", "--output", type=click.File("w"), default=None)
+@click.option("-o", "--output", type=click.File("w", lazy=False), default=None,
+              help="Write to this file (made even when there is no checkpoint) instead of "
+                   "stdout.")
 @pass_ctx
 @command_errors
 def checkpoints(ctx: CliContext, org_ref: str | None, output: TextIO | None) -> None:
@@ -199,7 +201,8 @@ def public_key(ctx: CliContext) -> None:
 
 @audit.command("receipt")
 @click.argument("record_id")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the receipt (JSON) to this file instead of stdout.")
 @pass_ctx
 @command_errors
 def receipt(ctx: CliContext, record_id: str, output: Path | None) -> None:
@@ -271,7 +274,8 @@ CLI_SETTLE_SECONDS = 120.0
               default=None, help="Export on from the position kept in FILE (everything when "
                                  "it does not exist yet) and keep this export's position "
                                  "there once it is complete: an incremental export.")
-@click.option("-o", "--output", type=click.File("w"), default=None)
+@click.option("-o", "--output", type=click.File("w"), default=None,
+              help="Write to this file instead of stdout.")
 @pass_ctx
 @command_errors
 def export(ctx: CliContext, fmt: str, org_ref: str | None, since: str | None,

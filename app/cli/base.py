@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import getpass
 import re
@@ -70,6 +71,12 @@ class CliContext:
             raise click.ClickException(_database_problem(exc)) from None
 
 
+def _file_problem(exc: OSError) -> str:
+    """A file that could not be read or written, as the operator named it."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
+
+
 def _database_problem(exc: Exception) -> str:
     text = str(getattr(exc, "orig", exc)).lower()
     if "no such table" in text or ("does not exist" in text and "relation" in text):
@@ -93,6 +100,14 @@ class RosterGroup(click.Group):
                 return super().invoke(ctx)
             except (OperationalError, ProgrammingError, DataError) as exc:
                 raise click.ClickException(_database_problem(exc)) from None
+            except UnicodeDecodeError as exc:  # a text file given (a receipt, a position)
+                raise click.ClickException(
+                    f"a file given is not UTF-8 text (byte {exc.start} of its content)"
+                ) from None
+            except OSError as exc:
+                if exc.errno == errno.EPIPE:  # `roster ... | head`: click exits quietly
+                    raise
+                raise click.ClickException(_file_problem(exc)) from None
         except click.ClickException as exc:
             exc.message = printable_lines(exc.message)
             raise

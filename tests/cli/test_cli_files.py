@@ -1,0 +1,76 @@
+"""Files an operator names on the command line that cannot be read or written, or are not
+UTF-8 text: one line and a non-zero exit (tracebacks, or exit 0 with nothing written)."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import cli
+from app.cli.commands import register
+from tests.cli.test_cli import _engine_rows
+
+register()
+
+NOT_UTF8 = b"\xff\xfe{}"
+
+
+@pytest.fixture
+def roster(fresh_url):
+    """`roster ARGS` on a migrated fresh database: (exit code, output)."""
+    def _run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, list(args), env={"ROSTER_DATABASE__URL": fresh_url,
+                                                          "ROSTER_APP__ENV": "test"})
+        assert result.exception is None or isinstance(result.exception, SystemExit), \
+            result.output
+        return result.exit_code, result.output
+
+    assert _run("db", "upgrade")[0] == 0
+    return _run
+
+
+def test_demo_with_a_token_file_it_cannot_write_changes_nothing(roster, fresh_url, tmp_path):
+    """A token file in a directory that does not exist: one line, exit 1, and the demo
+    organization and its token rolled back (the token was never kept anywhere)."""
+    target = tmp_path / "missing" / "demo-token"
+    code, out = roster("demo", "--token-file", str(target))
+    assert code == 1
+    assert out.strip() == (f"Error: cannot write the token file {target}: No such file or "
+                           "directory; nothing changed")
+    assert _engine_rows(fresh_url, "SELECT count(*) FROM organizations")[0][0] == 0
+    assert _engine_rows(fresh_url, "SELECT count(*) FROM directory_tokens")[0][0] == 0
+
+
+def test_demo_with_a_token_file_that_is_not_text_says_so(roster, tmp_path):
+    """A binary file where the token is kept: one line, exit 1."""
+    path = tmp_path / "demo-token"
+    path.write_bytes(NOT_UTF8)
+    code, out = roster("demo", "--token-file", str(path))
+    assert code == 1
+    assert out.strip() == f"Error: cannot read the token file {path}: not UTF-8 text"
+
+
+@pytest.mark.parametrize("args", [["audit", "verify-receipt", "{file}"],
+                                  ["audit", "verify", "--checkpoints", "{file}"],
+                                  ["audit", "export", "--position-file", "{file}"]],
+                         ids=lambda args: " ".join(args[:2]))
+def test_a_text_file_that_is_not_utf8_is_one_line(roster, tmp_path, args):
+    """A receipt, kept checkpoints or an export position in another encoding."""
+    path = tmp_path / "given"
+    path.write_bytes(NOT_UTF8)
+    code, out = roster(*[a.format(file=path) for a in args])
+    assert code == 1
+    assert out.strip().splitlines()[-1] == \
+        "Error: a file given is not UTF-8 text (byte 0 of its content)"
+
+
+def test_checkpoints_to_a_file_that_cannot_be_made_is_an_error(roster, tmp_path):
+    """No checkpoint yet and `-o` into a missing directory: exit 0 and no file before (the
+    file was opened at the first line written); now a usage error, and with a directory that
+    exists the file is made, empty."""
+    code, out = roster("audit", "checkpoints", "-o", str(tmp_path / "missing" / "cp.jsonl"))
+    assert code == 2
+    assert "No such file or directory" in out
+    code, _ = roster("audit", "checkpoints", "-o", str(tmp_path / "cp.jsonl"))
+    assert code == 0
+    assert (tmp_path / "cp.jsonl").read_text() == ""
