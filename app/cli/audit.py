@@ -258,10 +258,13 @@ CLI_SETTLE_SECONDS = 120.0
 
 
 @audit.command("export")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl")
-@click.option("--org", "org_ref", default=None)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl",
+              show_default=True, help="CSV, JSON Lines, or OCSF 1.1 (JSON Lines).")
+@click.option("--org", "org_ref", default=None,
+              help="Only this organization's chain (slug or id).")
 @click.option("--since", default=None, help="ISO 8601 or relative (24h, 7d).")
-@click.option("--until", default=None)
+@click.option("--until", default=None,
+              help="Only events before this: ISO 8601 or an age (1h, 7d: that long ago).")
 @click.option("--action", default=None, help="Only this action tag, e.g. user:deprovision.")
 @click.option("--subject", default=None, help="Only events about this subject id.")
 @click.option("--after-seq", type=click.IntRange(min=0), default=None,
@@ -337,9 +340,10 @@ def _write_position(path: Path, through: int) -> None:
 
 
 @audit.command("deprovisions")
-@click.option("--org", "org_ref", required=True)
+@click.option("--org", "org_ref", required=True, help="Organization slug or id.")
 @click.option("--since", default=None, help="ISO 8601 or relative (24h, 7d).")
-@click.option("--until", default=None)
+@click.option("--until", default=None,
+              help="Only deprovisionings before this: ISO 8601 or an age (1d: a day ago).")
 @pass_ctx
 @command_errors
 def deprovisions(ctx: CliContext, org_ref: str, since: str | None, until: str | None) -> None:

@@ -175,8 +175,10 @@ def events() -> None:
 
 @events.command("deliveries")
 @click.option("--dead", is_flag=True, help="Only dead-lettered deliveries.")
-@click.option("--status", type=click.Choice(["pending", "delivered", "dead"]), default=None)
-@click.option("--limit", type=click.IntRange(1, 10000), default=100)
+@click.option("--status", type=click.Choice(["pending", "delivered", "dead"]), default=None,
+              help="Only deliveries in this state (dead: the dead letters).")
+@click.option("--limit", type=click.IntRange(1, 10000), default=100, show_default=True,
+              help="At most this many, newest first.")
 @pass_ctx
 def deliveries(ctx: CliContext, dead: bool, status: str | None, limit: int) -> None:
     """List webhook deliveries with their attempts and last error."""

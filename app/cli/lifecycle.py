@@ -67,7 +67,7 @@ _REASON_HELP = "Why (kept in the audit event; on the deprovisioning record and i
 
 
 @lifecycle.command("deprovision")
-@click.option("--org", "org_ref", required=True)
+@click.option("--org", "org_ref", required=True, help="Organization slug or id.")
 @click.option("--reason", default=None, help=_REASON_HELP)
 @click.argument("user_ref")
 @pass_ctx
@@ -82,7 +82,7 @@ def deprovision(ctx: CliContext, org_ref: str, user_ref: str, reason: str | None
 
 
 @lifecycle.command("reactivate")
-@click.option("--org", "org_ref", required=True)
+@click.option("--org", "org_ref", required=True, help="Organization slug or id.")
 @click.option("--reason", default=None, help="Why (kept in the audit event).")
 @click.argument("user_ref")
 @pass_ctx
@@ -97,7 +97,8 @@ def reactivate(ctx: CliContext, org_ref: str, user_ref: str, reason: str | None)
 
 
 @lifecycle.command("batches")
-@click.option("--org", "org_ref", default=None)
+@click.option("--org", "org_ref", default=None,
+              help="Only this organization's batches (slug or id).")
 @pass_ctx
 @command_errors
 def batches(ctx: CliContext, org_ref: str | None) -> None:
