@@ -13,13 +13,18 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from app.settings_checks import key_file_problems, portal_secret_problems, ratelimit_problems
-from app.url_masks import masked_url
+from app.settings_checks import (
+    base_url_problems,
+    key_file_problems,
+    portal_secret_problems,
+    ratelimit_problems,
+    shown_url,
+    web_url,
+)
 
 
 def _find_root(environ: Mapping[str, str] = os.environ) -> Path:
@@ -259,6 +264,7 @@ def validate(settings: Settings) -> list[str]:
     if settings["scim"]["bulk_max_payload_bytes"] > settings["app"]["max_body_bytes"]:
         # Larger bulk bodies would be refused before Bulk sees them: keep the advert true.
         problems.append("scim.bulk_max_payload_bytes must not exceed app.max_body_bytes")
+    problems.extend(base_url_problems(app["base_url"]))
     problems.extend(_webhook_lease_problems(settings["webhooks"]))
     problems.extend(_url_problems("sso.allowed_redirect_urls",
                                   settings["sso"]["allowed_redirect_urls"]))
@@ -272,9 +278,8 @@ def _url_problems(name: str, urls: list[str]) -> list[str]:
     """Each entry an absolute http(s) URL with a host (RFC 3986 §4.3): anything else
     matched no page, and every redirect was refused without a word at start. A bad entry is
     named with its credentials masked (app/url_masks.py): the line goes to every log."""
-    return [f"{name} entries must be absolute http(s) URLs, got {masked_url(url)!r}"
-            for url in urls
-            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname]
+    return [f"{name} entries must be absolute http(s) URLs, got {shown_url(url)}"
+            for url in urls if not web_url(url)]
 
 
 def _webhook_lease_problems(webhooks: dict[str, Any]) -> list[str]:

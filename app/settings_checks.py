@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -22,12 +23,44 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from limits import parse
 
+from app.url_masks import masked_url
+
 RATE_LIMIT_STORAGES = ("database", "memory")
 # The SAML SP key pairs of [sso]: (key setting, certificate setting).
 SP_PAIRS = (("sp_key_file", "sp_cert_file"), ("sp_next_key_file", "sp_next_cert_file"))
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}\Z")
 # Longer than any path a configuration names; a PEM key's base64 body is over 1,500.
 _LONGEST_PATH = 1024
+
+
+def base_url_problems(base_url: str) -> list[str]:
+    """``app.base_url``: an absolute http(s) URL with a host and no query or fragment. The SCIM
+    base URL, ``meta.location``, SAML entity ids and ACS URLs and the OIDC issuer are built on
+    it (OpenID Connect Discovery 1.0 §3: an issuer has no query or fragment); "not a url"
+    printed "not a url/scim/v2" to give the IdP. Shown with credentials masked."""
+    if web_url(base_url) and "?" not in base_url and "#" not in base_url:
+        return []
+    return ["app.base_url must be an absolute http(s) URL without query or fragment "
+            f"(https://roster.example.com), got {shown_url(base_url)}"]
+
+
+def web_url(url: str) -> bool:
+    """An absolute http(s) URL with a host and, if any, a numeric port (RFC 3986 §4.3)."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) \
+            and (parts.port is None or parts.port > 0)
+    except ValueError:  # "http://[::1": an unclosed IPv6 literal; a port that is no number
+        return False
+
+
+def shown_url(url: str) -> str:
+    """A URL for a configuration error: credentials masked (app/url_masks.py), or not shown
+    at all when it does not even split into parts."""
+    try:
+        return repr(masked_url(url))
+    except ValueError:
+        return "a value that is not a URL (not shown)"
 
 
 def ratelimit_problems(ratelimit: dict[str, Any]) -> list[str]:

@@ -95,3 +95,35 @@ def test_a_scim_token_lifetime_of_0_days_is_taken_as_documented():
                                       "ROSTER_DATABASE__SQLITE_BUSY_TIMEOUT_MS": "0",
                                       "ROSTER_SIGNING__CHECKPOINT_INTERVAL_SECONDS": "0"})
     assert settings["tokens"]["scim_token_days"] == 0
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("not a url", "'not a url'"), ("ftp://roster.example", "'ftp://roster.example'"),
+    ("https://roster.example/?tenant=1", "'https://roster.example/?tenant=1'"),
+    ("https://roster.example:https", "'https://roster.example:https'"),
+    ("https://[::1", "a value that is not a URL (not shown)"),
+])
+def test_a_base_url_that_is_no_web_url_stops_the_start(value, shown):
+    """The SCIM base URL, SAML entity ids and the OIDC issuer are built on app.base_url:
+    `roster directory create` printed "not a url/scim/v2" for the IdP."""
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ={"ROSTER_APP__BASE_URL": value})
+    assert raised.value.problems == [
+        "app.base_url must be an absolute http(s) URL without query or fragment "
+        f"(https://roster.example.com), got {shown}"]
+
+
+def test_a_base_url_with_a_path_is_taken():
+    """Behind a proxy under a prefix: https://portal.example/roster/."""
+    settings = load_settings(environ={"ROSTER_APP__BASE_URL": "https://portal.example/roster/"})
+    assert settings["app"]["base_url"] == "https://portal.example/roster/"
+
+
+def test_a_redirect_entry_that_does_not_split_is_one_line():
+    """An unclosed IPv6 literal in sso.allowed_redirect_urls: urlsplit's ValueError was a
+    traceback on every command; now named, and not repeated (it could hold credentials)."""
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ={"ROSTER_SSO__ALLOWED_REDIRECT_URLS": "https://u:pw@[::1/cb"})
+    assert raised.value.problems == [
+        "sso.allowed_redirect_urls entries must be absolute http(s) URLs, got a value that "
+        "is not a URL (not shown)"]
