@@ -19,11 +19,13 @@ from sqlalchemy.exc import ArgumentError
 
 from app.settings_checks import (
     base_url_problems,
+    joined_webhook_urls,
     key_file_problems,
     portal_secret_problems,
     ratelimit_problems,
     shown_url,
     web_url,
+    webhook_url_problems,
 )
 
 
@@ -86,6 +88,7 @@ def load_settings(
     _merge(settings, _from_environ(environ, settings, problems), "environment", problems)
     if overrides:
         _merge(settings, overrides, "overrides", problems, allow_secrets=True)
+    problems.extend(joined_webhook_urls(settings["webhooks"]))
     problems.extend(validate(settings))
     if problems:
         raise SettingsError(problems)
@@ -265,6 +268,7 @@ def validate(settings: Settings) -> list[str]:
         # Larger bulk bodies would be refused before Bulk sees them: keep the advert true.
         problems.append("scim.bulk_max_payload_bytes must not exceed app.max_body_bytes")
     problems.extend(base_url_problems(app["base_url"]))
+    problems.extend(webhook_url_problems(settings["webhooks"]["urls"]))
     problems.extend(_webhook_lease_problems(settings["webhooks"]))
     problems.extend(_url_problems("sso.allowed_redirect_urls",
                                   settings["sso"]["allowed_redirect_urls"]))

@@ -8,6 +8,7 @@ these, so every process refuses such a configuration at start, one line per prob
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,36 @@ def base_url_problems(base_url: str) -> list[str]:
         return []
     return ["app.base_url must be an absolute http(s) URL without query or fragment "
             f"(https://roster.example.com), got {shown_url(base_url)}"]
+
+
+def joined_webhook_urls(webhooks: dict[str, Any]) -> list[str]:
+    """``webhooks.urls`` is one comma-separated string (its default's type); as every list
+    setting (README, Configuration), it may also be a JSON array of strings in the
+    environment, or a TOML array in a config file: either is joined here, in place. Both
+    were refused ('must be http(s) URLs ... got ["https://a..."]', 'must be str')."""
+    urls = webhooks["urls"]
+    if isinstance(urls, str) and urls.lstrip().startswith("["):
+        try:
+            urls = json.loads(urls)
+        except ValueError:
+            urls = None
+    if isinstance(urls, list) and all(isinstance(url, str) for url in urls):
+        webhooks["urls"] = ",".join(url.strip() for url in urls if url.strip())
+    elif not isinstance(urls, str):
+        webhooks["urls"] = ""  # judged here, not again entry by entry
+        return ["webhooks.urls must be comma-separated URLs or a JSON array of strings "
+                "(not shown: webhooks.urls may hold a secret)"]
+    return []
+
+
+def webhook_url_problems(urls: str) -> list[str]:
+    """Each ``webhooks.urls`` entry an absolute http(s) URL in ASCII, checked at start: it was
+    checked only as `roster worker` started, and one that does not even split
+    (``http://[::1``) stopped it with a traceback. Shown with credentials masked."""
+    entries = [url.strip() for url in urls.split(",") if url.strip()]
+    return [f"webhooks.urls entries must be absolute http(s) URLs in ASCII (a host in IDNA "
+            f"form, the rest percent-encoded), got {shown_url(url)}"
+            for url in entries if not (web_url(url) and url.isascii())]
 
 
 def web_url(url: str) -> bool:

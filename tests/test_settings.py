@@ -331,7 +331,7 @@ def test_urls_of_the_wrong_type_stop_the_cli_without_their_credentials(tmp_path)
     config = tmp_path / "roster.toml"
     config.write_text(
         '[database]\nurl = ["postgresql+psycopg://roster:hunter2@db/roster"]\n'
-        '[webhooks]\nurls = ["https://hooks.slack.com/services/T1/B1/aB3dE6gH9jK2mN5pQ8sT"]\n'
+        '[webhooks]\nurls = [5, "https://hooks.slack.com/services/T1/B1/aB3dE6gH9jK2mN5pQ8sT"]\n'
         "[server]\nworkers = \"two\"\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
     env.update({"ROSTER_CONFIG": str(config), "ROSTER_SCIM__MAX_PAGE_SIZE": "lots"})
@@ -340,7 +340,8 @@ def test_urls_of_the_wrong_type_stop_the_cli_without_their_credentials(tmp_path)
                           check=False)
     assert proc.returncode != 0
     assert "database.url must be str, got a list (not shown" in proc.stderr
-    assert "webhooks.urls must be str, got a list (not shown" in proc.stderr
+    assert ("webhooks.urls must be comma-separated URLs or a JSON array of strings (not shown"
+            in proc.stderr)
     assert "server.workers must be int, got 'two'" in proc.stderr
     assert "hunter2" not in proc.stderr
     assert "aB3dE6gH9jK2mN5pQ8sT" not in proc.stderr

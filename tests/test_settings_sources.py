@@ -3,6 +3,7 @@ naming the setting, never a traceback, never the bytes of a secret file."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -127,3 +128,37 @@ def test_a_redirect_entry_that_does_not_split_is_one_line():
     assert raised.value.problems == [
         "sso.allowed_redirect_urls entries must be absolute http(s) URLs, got a value that "
         "is not a URL (not shown)"]
+
+
+@pytest.mark.parametrize("source", ["env-json", "toml-array"])
+def test_webhook_urls_may_be_a_json_or_toml_array(tmp_path, source):
+    """README: a list setting is comma-separated or a JSON array of strings, and its example
+    is ROSTER_WEBHOOKS__URLS; the array was taken as one URL and refused as `roster worker`
+    started, and a TOML array in ROSTER_CONFIG was 'must be str'."""
+    urls = ["http://127.0.0.1:9/a", "http://127.0.0.1:9/b?token=t0k3n"]
+    environ = {"ROSTER_WEBHOOKS__SECRET": "s3cret"}
+    if source == "env-json":
+        environ["ROSTER_WEBHOOKS__URLS"] = json.dumps(urls)
+    else:
+        config = tmp_path / "roster.toml"
+        config.write_text(f"[webhooks]\nurls = {json.dumps(urls)}\n")
+        environ["ROSTER_CONFIG"] = str(config)
+    assert load_settings(environ=environ)["webhooks"]["urls"] == ",".join(urls)
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("ftp://u:pw@hooks.example/in", "'ftp://***@hooks.example/in'"),
+    ("http://[::1/in?token=t0k3n", "a value that is not a URL (not shown)"),
+    ("http://127.0.0.1:9/ok,hooks.example/in", "'hooks.example/in'"),
+])
+def test_webhook_urls_that_cannot_be_posted_to_stop_the_start(value, shown):
+    """Checked at start, like every other URL setting, masked: they were checked only as
+    `roster worker` started, and one that does not split was a traceback there."""
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ={"ROSTER_WEBHOOKS__URLS": value,
+                               "ROSTER_WEBHOOKS__SECRET": "s3cret"})
+    assert raised.value.problems == [
+        "webhooks.urls entries must be absolute http(s) URLs in ASCII (a host in IDNA form, "
+        f"the rest percent-encoded), got {shown}"]
+    assert "pw" not in str(raised.value)
+    assert "t0k3n" not in str(raised.value)
