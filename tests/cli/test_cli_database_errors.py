@@ -40,3 +40,12 @@ def test_a_database_that_cannot_be_opened_is_one_line(tmp_path, args):
     assert result.exit_code == 1, result.output
     assert result.output.strip() == "Error: database error: unable to open database file"
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_refused_migration_of_an_empty_database_says_base_as_db_current_does(fresh_url):
+    """`db upgrade --revision nope` on an empty database said "at revision None"."""
+    result = _roster(fresh_url, "db", "upgrade", "--revision", "nope")
+    assert result.exit_code == 1
+    assert result.output.strip() == ("Error: migration refused: Can't locate revision "
+                                     "identified by 'nope'; the database is at revision base")
+    assert "current: base" in _roster(fresh_url, "db", "current").output
