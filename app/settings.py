@@ -159,12 +159,18 @@ def _from_environ(
 ) -> Settings:
     """Read ROSTER_SECTION__KEY (and ROSTER_SECTION__KEY_FILE) into typed values."""
     out: Settings = {}
-    for name, raw in environ.items():
+    named: dict[tuple[str, str], str] = {}  # set twice (X and X_FILE): which one would win?
+    for name, raw in sorted(environ.items(), key=lambda item: (not item[1], item[0])):
         if not name.startswith(ENV_PREFIX) or name == "ROSTER_CONFIG" or "__" not in name:
             continue
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
-        if key.endswith("_file") and key[: -len("_file")] in defaults.get(section, {}):
-            key = key[: -len("_file")]
+        from_file = key.endswith("_file") and key[: -len("_file")] in defaults.get(section, {})
+        key = key[: -len("_file")] if from_file else key
+        if (first := named.setdefault((section, key), name)) != name:
+            if raw:  # an empty one (a template's `ROSTER_APP__SECRET_KEY=`) is no second
+                problems.append(f"{first} and {name} both set {section}.{key}: set only one")
+            continue
+        if from_file:
             try:
                 raw = Path(raw).read_text().strip()
             except OSError as exc:

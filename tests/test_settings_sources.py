@@ -162,3 +162,21 @@ def test_webhook_urls_that_cannot_be_posted_to_stop_the_start(value, shown):
         f"the rest percent-encoded), got {shown}"]
     assert "pw" not in str(raised.value)
     assert "t0k3n" not in str(raised.value)
+
+
+def test_a_setting_given_twice_in_the_environment_is_refused(tmp_path):
+    """ROSTER_APP__SECRET_KEY and ..._FILE both set: whichever came later in the
+    environment won, silently (a key rotated in the file, the old one still in a variable).
+    An empty variable beside the other is no second value."""
+    path = tmp_path / "secret_key"
+    path.write_text("k" * 40)
+    both = {"ROSTER_APP__SECRET_KEY": "s" * 40, "ROSTER_APP__SECRET_KEY_FILE": str(path)}
+    for environ in (both, dict(reversed(both.items()))):
+        with pytest.raises(SettingsError) as raised:
+            load_settings(environ=environ)
+        assert raised.value.problems == [
+            "ROSTER_APP__SECRET_KEY and ROSTER_APP__SECRET_KEY_FILE both set app.secret_key: "
+            "set only one"]
+        assert "k" * 40 not in str(raised.value)
+    settings = load_settings(environ={**both, "ROSTER_APP__SECRET_KEY": ""})
+    assert settings["app"]["secret_key"] == "k" * 40
