@@ -11,9 +11,10 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy.exc import DataError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DataError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app import migrate
 from app.audit import Actor
 from app.db import Database
 from app.errors import DomainError
@@ -45,6 +46,11 @@ class CliContext:
             self._db = Database.from_settings(self.settings["database"])
         return self._db
 
+    @property
+    def database_if_open(self) -> Database | None:
+        """The database, if this invocation opened it (an error report does not open one)."""
+        return self._db
+
     def close(self) -> None:
         """Release the database's connections (every pooled one, every thread's held one):
         the root context calls this when the command ends, on success or error, so an
@@ -68,7 +74,7 @@ class CliContext:
             raise click.ClickException(exc.detail) from None
         except (OperationalError, ProgrammingError, DataError) as exc:
             # DataError: a value the database refuses (PostgreSQL: too long, NUL).
-            raise click.ClickException(_database_problem(exc)) from None
+            raise click.ClickException(_database_problem(exc, self._db)) from None
 
 
 def _file_problem(exc: OSError) -> str:
@@ -77,11 +83,45 @@ def _file_problem(exc: OSError) -> str:
     return f"{where}{exc.strerror or exc}"
 
 
-def _database_problem(exc: Exception) -> str:
-    text = str(getattr(exc, "orig", exc)).lower()
+# A table or column missing: SQLite's words, PostgreSQL's SQLSTATE 42P01 / 42703.
+_SCHEMA_ERRORS = ("no such table", "no such column", "has no column named")
+_SCHEMA_SQLSTATES = ("42P01", "42703")
+
+
+def _database_problem(exc: Exception, db: Database | None = None) -> str:
+    """One line for a database error; a missing table or column names the database's
+    revision against this release's when it is not at head (run `roster db upgrade`, or
+    this node is older than the database): "no such column" alone said neither."""
+    orig = getattr(exc, "orig", exc)
+    text = str(orig).lower()
+    if any(words in text for words in _SCHEMA_ERRORS) or \
+            getattr(orig, "sqlstate", None) in _SCHEMA_SQLSTATES:
+        behind = _schema_behind(db)
+        if behind:
+            return behind
     if "no such table" in text or ("does not exist" in text and "relation" in text):
         return "the database is not migrated: run `roster db upgrade`"
-    return f"database error: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+    return f"database error: {str(orig).splitlines()[0]}"
+
+
+def _schema_behind(db: Database | None) -> str | None:
+    """Where the database's schema stands when it is not this release's head, else None."""
+    if db is None:
+        return None
+    try:
+        current = migrate.current_revision(db.engine)
+    except SQLAlchemyError:
+        return None
+    head = migrate.code_head()
+    if current == head:
+        return None
+    if current is None:
+        return "the database is not migrated: run `roster db upgrade`"
+    if migrate.newer_release(current):
+        return (f"the database is at revision {current} of a newer release; this release "
+                f"knows up to {head}")
+    return f"the database is at revision {current}, this release needs {head}: run " \
+           "`roster db upgrade`"
 
 
 pass_ctx = click.make_pass_decorator(CliContext, ensure=True)
@@ -99,7 +139,9 @@ class RosterGroup(click.Group):
             try:
                 return super().invoke(ctx)
             except (OperationalError, ProgrammingError, DataError) as exc:
-                raise click.ClickException(_database_problem(exc)) from None
+                cli_ctx = ctx.find_object(CliContext)
+                raise click.ClickException(_database_problem(
+                    exc, cli_ctx.database_if_open if cli_ctx else None)) from None
             except UnicodeDecodeError as exc:  # a text file given (a receipt, a position)
                 raise click.ClickException(
                     f"a file given is not UTF-8 text (byte {exc.start} of its content)"

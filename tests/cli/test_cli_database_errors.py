@@ -49,3 +49,17 @@ def test_a_refused_migration_of_an_empty_database_says_base_as_db_current_does(f
     assert result.output.strip() == ("Error: migration refused: Can't locate revision "
                                      "identified by 'nope'; the database is at revision base")
     assert "current: base" in _roster(fresh_url, "db", "current").output
+
+
+def test_a_database_behind_this_release_names_both_revisions(fresh_url):
+    """A database left at an older revision (an upgrade not run yet): a command that meets a
+    column added since says where the database stands and what to run; it said only
+    "database error: no such column: upstream_id_token" (SQLite) or PostgreSQL's words."""
+    from app.migrate import code_head
+
+    assert _roster(fresh_url, "db", "upgrade", "--revision", "0015").exit_code == 0
+    result = _roster(fresh_url, "worker", "--until-idle")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: the database is at revision 0015, this release needs {code_head()}: run "
+        "`roster db upgrade`")
