@@ -3,6 +3,11 @@ UTF-8 text: one line and a non-zero exit (tracebacks, or exit 0 with nothing wri
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -13,6 +18,7 @@ from tests.cli.test_cli import _engine_rows
 register()
 
 NOT_UTF8 = b"\xff\xfe{}"
+ROSTER = str(Path(sys.executable).parent / "roster")
 
 
 @pytest.fixture
@@ -74,3 +80,16 @@ def test_checkpoints_to_a_file_that_cannot_be_made_is_an_error(roster, tmp_path)
     code, _ = roster("audit", "checkpoints", "-o", str(tmp_path / "cp.jsonl"))
     assert code == 0
     assert (tmp_path / "cp.jsonl").read_text() == ""
+
+
+@pytest.mark.parametrize("workers", ["0", "-3"])
+def test_serve_refuses_a_worker_count_below_one_before_starting(workers, tmp_path):
+    """`serve --workers 0` served with server.workers (2) without a word, and `-3` reached
+    gunicorn, which printed its own usage; both are a usage error now, nothing started. (In
+    a process of its own: a serve that starts replaces the process with gunicorn.)"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
+    env["ROSTER_DATABASE__URL"] = f"sqlite:///{tmp_path / 'roster.db'}"
+    result = subprocess.run([ROSTER, "serve", "--bind", "127.0.0.1:0", "--workers", workers],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"Invalid value for '--workers': {workers} is not in the range x>=1" in result.stderr
