@@ -79,4 +79,9 @@ def _prepare_sqlite_dir(url: str) -> None:
 
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        parent = Path(parsed.database).parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where a directory goes, /proc, a read-only mount
+            raise click.ClickException(f"cannot make the SQLite database's directory {parent}: "
+                                       f"{exc.strerror}") from None

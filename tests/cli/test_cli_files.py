@@ -93,3 +93,14 @@ def test_serve_refuses_a_worker_count_below_one_before_starting(workers, tmp_pat
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert f"Invalid value for '--workers': {workers} is not in the range x>=1" in result.stderr
+
+
+def test_db_upgrade_where_the_sqlite_directory_cannot_be_made(tmp_path):
+    """database.url names a file under a regular file: FileExistsError's traceback before."""
+    blocker = tmp_path / "var"
+    blocker.write_text("not a directory")
+    result = CliRunner().invoke(cli, ["db", "upgrade"], env={
+        "ROSTER_DATABASE__URL": f"sqlite:///{blocker / 'roster.db'}"})
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"Error: cannot make the SQLite database's directory "
+                                     f"{blocker}: File exists")
