@@ -24,6 +24,7 @@ from app.settings_checks import (
     portal_secret_problems,
     ratelimit_problems,
     shown_url,
+    upper_bound_problems,
     web_url,
     webhook_url_problems,
 )
@@ -56,8 +57,6 @@ ENVIRONMENTS = ("development", "test", "production")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # The largest events.purge_batch_size: rows deleted in one purge transaction.
 MAX_PURGE_BATCH = 10000
-# The largest database.sqlite_busy_timeout_ms: SQLite's busy timeout is a C int.
-MAX_SQLITE_BUSY_TIMEOUT_MS = 2**31 - 1
 
 Settings = dict[str, dict[str, Any]]
 
@@ -390,11 +389,7 @@ def _positive(settings: Settings) -> list[str]:
         problems.append(f"events.purge_batch_size must be at most {MAX_PURGE_BATCH}")
     if not 0 <= settings["lifecycle"]["mass_share_percent"] <= 100:
         problems.append("lifecycle.mass_share_percent must be between 0 and 100")
-    if settings["database"]["sqlite_busy_timeout_ms"] > MAX_SQLITE_BUSY_TIMEOUT_MS:
-        # SQLite takes a C int (PRAGMA busy_timeout); Roster's own wait for the write lock
-        # took it in seconds and failed with OverflowError past what a lock wait can hold.
-        problems.append("database.sqlite_busy_timeout_ms must be at most "
-                        f"{MAX_SQLITE_BUSY_TIMEOUT_MS}")
+    problems.extend(upper_bound_problems(settings))
     if not 0 <= settings["mapping"]["max_loss_share"] <= 1:
         problems.append("mapping.max_loss_share must be between 0 and 1 (a share of users)")
     return problems

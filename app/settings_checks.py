@@ -34,6 +34,24 @@ _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}\Z")
 _LONGEST_PATH = 1024
 
 
+# Upper bounds by a setting's unit, past which it overflowed at its first use, with a
+# traceback (a timedelta or a date past year 1 or 9999: `roster lifecycle purge` with a
+# retention of 10**12 days; SQLite's busy timeout and PostgreSQL's lock timeout are C ints).
+_CENTURY_DAYS = 36500
+UPPER_BOUNDS = {"_days": _CENTURY_DAYS, "_hours": _CENTURY_DAYS * 24,
+                "_seconds": _CENTURY_DAYS * 86400, "_ms": 2**31 - 1}
+
+
+def upper_bound_problems(settings: dict[str, dict[str, Any]]) -> list[str]:
+    """Every ``*_days``, ``*_hours``, ``*_seconds`` and ``*_ms`` setting within its bound
+    (100 years; 2147483647 ms)."""
+    return [f"{section}.{key} must be at most {bound}"
+            for section, values in settings.items() for key, value in values.items()
+            for suffix, bound in UPPER_BOUNDS.items()
+            if key.endswith(suffix) and isinstance(value, int | float)
+            and not isinstance(value, bool) and value > bound]
+
+
 def base_url_problems(base_url: str) -> list[str]:
     """``app.base_url``: an absolute http(s) URL with a host and no query or fragment. The SCIM
     base URL, ``meta.location``, SAML entity ids and ACS URLs and the OIDC issuer are built on

@@ -81,6 +81,18 @@ def test_the_cli_says_so_in_one_line_and_exits_1(tmp_path):
     ("ROSTER_SIGNING__CHECKPOINT_INTERVAL_SECONDS", "-1",
      "signing.checkpoint_interval_seconds must not be negative"),
     ("ROSTER_TOKENS__SCIM_TOKEN_DAYS", "-1", "tokens.scim_token_days must not be negative"),
+    # Past 100 years a timedelta or a date overflowed at first use (`roster lifecycle purge`,
+    # `roster events purge`, `roster worker`: OverflowError).
+    ("ROSTER_LIFECYCLE__RETENTION_DAYS", "999999999999",
+     "lifecycle.retention_days must be at most 36500"),
+    ("ROSTER_EVENTS__RETENTION_DAYS", "36501", "events.retention_days must be at most 36500"),
+    ("ROSTER_SSO__METADATA_REFRESH_HOURS", "999999999999",
+     "sso.metadata_refresh_hours must be at most 876000"),
+    ("ROSTER_TOKENS__SCIM_TOKEN_DAYS", "999999999", "tokens.scim_token_days must be at most 36500"),
+    ("ROSTER_OIDC_PROVIDER__REFRESH_TOKEN_SECONDS", "9" * 12,
+     "oidc_provider.refresh_token_seconds must be at most 3153600000"),
+    ("ROSTER_MAPPING__WRITE_WAIT_MS", "2147483648",
+     "mapping.write_wait_ms must be at most 2147483647"),
 ])
 def test_more_values_out_of_range_stop_the_start(name, value, problem):
     """Counts, lifetimes and timeouts that passed the start and misbehaved later."""
