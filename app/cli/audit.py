@@ -32,7 +32,7 @@ from app.audit.signing import (
     verification_keys,
 )
 from app.audit.verify import verify as verify_chains
-from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, say
+from app.cli.base import ROW_ID, CliContext, command_errors, echo_table, pass_ctx, say
 from app.db import utcnow
 from app.directory.organizations import get_organization
 from app.models.lifecycle import AuditCheckpoint
@@ -47,7 +47,11 @@ def parse_when(value: str | None, option: str = "--since") -> datetime | None:
         return None
     if match := _RELATIVE.match(value):
         unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-        return utcnow() - timedelta(**{unit: int(match.group(1))})
+        try:
+            return utcnow() - timedelta(**{unit: int(match.group(1))})
+        except OverflowError:  # before year 1
+            raise click.BadParameter(f"{value!r} is further back than dates go",
+                                     param_hint=option) from None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -267,10 +271,10 @@ CLI_SETTLE_SECONDS = 120.0
               help="Only events before this: ISO 8601 or an age (1h, 7d: that long ago).")
 @click.option("--action", default=None, help="Only this action tag, e.g. user:deprovision.")
 @click.option("--subject", default=None, help="Only events about this subject id.")
-@click.option("--after-seq", type=click.IntRange(min=0), default=None,
+@click.option("--after-seq", type=ROW_ID, default=None,
               help="With --org: only records after this seq (the last of the previous "
                    "export), in seq order; an incremental export that misses none.")
-@click.option("--after-id", type=click.IntRange(min=0), default=None,
+@click.option("--after-id", type=ROW_ID, default=None,
               help="Only records after this position (the previous export's, kept by "
                    "--position-file); across organizations too.")
 @click.option("--position-file", type=click.Path(dir_okay=False, path_type=Path),

@@ -23,6 +23,12 @@ from app.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Day counts on the command line, bounded as the settings are (100 years: further back is
+# before year 1 for a date, an OverflowError); row ids and positions as a BIGINT holds them
+# (a larger one was SQLite's OverflowError at the query).
+DAYS = click.IntRange(max=36500)  # a negative count is the command's to refuse
+ROW_ID = click.IntRange(0, 2**63 - 1)
+
 
 class CliContext:
     """Settings and database, created on first use so `--help` never touches either."""

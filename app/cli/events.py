@@ -15,7 +15,7 @@ import click
 from app.audit import Actor
 from app.audit.checkpoints import checkpoint_if_due
 from app.cli.audit import signing_key
-from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, say
+from app.cli.base import DAYS, ROW_ID, CliContext, command_errors, echo_table, pass_ctx, say
 from app.db import utcnow
 from app.errors import DomainError, NotFound
 from app.events.delivery import WebhookConfig, blocked_by, list_deliveries, redeliver
@@ -192,7 +192,7 @@ def deliveries(ctx: CliContext, dead: bool, status: str | None, limit: int) -> N
 
 
 @events.command("redeliver")
-@click.argument("delivery_id", type=int)
+@click.argument("delivery_id", type=ROW_ID)
 @pass_ctx
 @command_errors
 def redeliver_(ctx: CliContext, delivery_id: int) -> None:
@@ -212,7 +212,7 @@ def redeliver_(ctx: CliContext, delivery_id: int) -> None:
 
 
 @events.command("purge")
-@click.option("--retention-days", type=click.IntRange(1), default=None,
+@click.option("--retention-days", type=click.IntRange(1, DAYS.max), default=None,
               help="Instead of events.retention_days.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_PURGE_BATCH), default=None,
               help="Rows per transaction, instead of events.purge_batch_size.")

@@ -6,7 +6,7 @@ import click
 from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
-from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, say
+from app.cli.base import DAYS, CliContext, command_errors, echo_table, pass_ctx, say
 from app.directory.organizations import get_organization
 from app.errors import Conflict, NotFound
 from app.lifecycle import Trigger, deprovision_user, reactivate_user
@@ -126,9 +126,9 @@ def restore(ctx: CliContext, batch_id: str) -> None:
 
 
 @lifecycle.command("purge")
-@click.option("--retention-days", type=int, default=None,
+@click.option("--retention-days", type=DAYS, default=None,
               help="Override lifecycle.retention_days.")
-@click.option("--deprovisioned-retention-days", type=int, default=None,
+@click.option("--deprovisioned-retention-days", type=DAYS, default=None,
               help="Override lifecycle.deprovisioned_retention_days (0: keep them).")
 @pass_ctx
 @command_errors
