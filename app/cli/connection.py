@@ -14,6 +14,7 @@ from app.events.endpoints import endpoint_key
 from app.sso.connection_metadata import (
     apply_idp_metadata,
     fetch_metadata,
+    metadata_text,
     refresh_each,
     url_backed_connections,
 )
@@ -153,7 +154,7 @@ def import_(ctx: CliContext, connection_id: str, file_: Path | None, url: str | 
     """Import the IdP's entity id, SSO URL and signing certificates."""
     if bool(file_) == bool(url):
         raise click.UsageError("give exactly one of --file or --url")
-    xml = file_.read_text() if file_ else fetch_metadata(url or "")
+    xml = metadata_text(file_.read_bytes()) if file_ else fetch_metadata(url or "")
     with ctx.transaction() as session:
         conn = get_connection(session, connection_id)
         if url:
