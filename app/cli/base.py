@@ -148,6 +148,9 @@ class RosterGroup(click.Group):
                 cli_ctx = ctx.find_object(CliContext)
                 raise click.ClickException(_database_problem(
                     exc, cli_ctx.database_if_open if cli_ctx else None)) from None
+            except RecursionError:  # a JSON or TOML file nested past the parser's limit
+                raise click.ClickException("a file given is nested too deeply to read") \
+                    from None
             except UnicodeDecodeError as exc:  # a text file given (a receipt, a position)
                 raise click.ClickException(
                     f"a file given is not UTF-8 text (byte {exc.start} of its content)"

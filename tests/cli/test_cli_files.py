@@ -104,3 +104,22 @@ def test_db_upgrade_where_the_sqlite_directory_cannot_be_made(tmp_path):
     assert result.exit_code == 1
     assert result.output.strip() == (f"Error: cannot make the SQLite database's directory "
                                      f"{blocker}: File exists")
+
+
+@pytest.mark.parametrize(("name", "text", "args", "said"), [
+    ("rules.json", "[" * 100_000 + "]" * 100_000, ["mapping", "apply", "--org", "acme"],
+     "is nested too deeply to be a rule file"),
+    ("rules.toml", "a = " + "[" * 100_000 + "]" * 100_000, ["mapping", "apply", "--org", "acme"],
+     "is nested too deeply to be a rule file"),
+    ("receipt.json", '{"a":' * 100_000 + "1" + "}" * 100_000, ["audit", "verify-receipt"],
+     "a file given is nested too deeply to read"),
+], ids=["json rules", "toml rules", "receipt"])
+def test_a_file_nested_past_the_parsers_limit_is_one_line(roster, tmp_path, name, text, args,
+                                                          said):
+    """100,000 brackets: RecursionError's traceback before."""
+    assert roster("org", "create", "acme")[0] == 0
+    path = tmp_path / name
+    path.write_text(text)
+    code, out = roster(*args, str(path))
+    assert code == 1
+    assert said in out.strip().splitlines()[-1]
