@@ -13,13 +13,21 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from app.settings_checks import key_file_problems, portal_secret_problems, ratelimit_problems
-from app.url_masks import masked_url
+from app.settings_checks import (
+    base_url_problems,
+    joined_webhook_urls,
+    key_file_problems,
+    portal_secret_problems,
+    ratelimit_problems,
+    shown_url,
+    upper_bound_problems,
+    web_url,
+    webhook_url_problems,
+)
 
 
 def _find_root(environ: Mapping[str, str] = os.environ) -> Path:
@@ -83,6 +91,7 @@ def load_settings(
     _merge(settings, _from_environ(environ, types, problems), "environment", problems)
     if overrides:
         _merge(settings, overrides, "overrides", problems, allow_secrets=True)
+    problems.extend(joined_webhook_urls(settings["webhooks"]))
     problems.extend(validate(settings))
     if problems:
         raise SettingsError(problems)
@@ -101,6 +110,11 @@ def _read_toml(path: Path, problems: list[str]) -> Settings:
             return tomllib.load(fh)
     except FileNotFoundError:
         problems.append(f"config file {path} does not exist")
+    except OSError as exc:  # a directory, a file this user may not read
+        problems.append(f"config file {path} cannot be read: {exc.strerror}")
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (TOML v1.0.0, Spec); tomllib decodes
+        line = exc.object[:exc.start].count(b"\n") + 1
+        problems.append(f"config file {path} is not valid TOML: not UTF-8 (line {line})")
     except tomllib.TOMLDecodeError as exc:
         problems.append(f"config file {path} is not valid TOML: {exc}")
     return {}
@@ -148,16 +162,26 @@ def _from_environ(
 ) -> Settings:
     """Read ROSTER_SECTION__KEY (and ROSTER_SECTION__KEY_FILE) into typed values."""
     out: Settings = {}
-    for name, raw in environ.items():
+    named: dict[tuple[str, str], str] = {}  # set twice (X and X_FILE): which one would win?
+    for name, raw in sorted(environ.items(), key=lambda item: (not item[1], item[0])):
         if not name.startswith(ENV_PREFIX) or name == "ROSTER_CONFIG" or "__" not in name:
             continue
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
-        if key.endswith("_file") and key[: -len("_file")] in defaults.get(section, {}):
-            key = key[: -len("_file")]
+        from_file = key.endswith("_file") and key[: -len("_file")] in defaults.get(section, {})
+        key = key[: -len("_file")] if from_file else key
+        if (first := named.setdefault((section, key), name)) != name:
+            if raw:  # an empty one (a template's `ROSTER_APP__SECRET_KEY=`) is no second
+                problems.append(f"{first} and {name} both set {section}.{key}: set only one")
+            continue
+        if from_file:
             try:
                 raw = Path(raw).read_text().strip()
             except OSError as exc:
                 problems.append(f"{name}: cannot read secret file: {exc.strerror}")
+                continue
+            except UnicodeDecodeError:  # its bytes are not repeated: they may be the secret
+                problems.append(f"{name}: the file is not UTF-8 text (a binary key? give "
+                                "the PEM or the text itself)")
                 continue
         default = defaults.get(section, {}).get(key)
         value = _coerce(raw, default, name, problems, _shown(section, key, raw, typed=False))
@@ -252,6 +276,8 @@ def validate(settings: Settings) -> list[str]:
     if settings["scim"]["bulk_max_payload_bytes"] > settings["app"]["max_body_bytes"]:
         # Larger bulk bodies would be refused before Bulk sees them: keep the advert true.
         problems.append("scim.bulk_max_payload_bytes must not exceed app.max_body_bytes")
+    problems.extend(base_url_problems(app["base_url"]))
+    problems.extend(webhook_url_problems(settings["webhooks"]["urls"]))
     problems.extend(_webhook_lease_problems(settings["webhooks"]))
     problems.extend(_url_problems("sso.allowed_redirect_urls",
                                   settings["sso"]["allowed_redirect_urls"]))
@@ -265,9 +291,8 @@ def _url_problems(name: str, urls: list[str]) -> list[str]:
     """Each entry an absolute http(s) URL with a host (RFC 3986 §4.3): anything else
     matched no page, and every redirect was refused without a word at start. A bad entry is
     named with its credentials masked (app/url_masks.py): the line goes to every log."""
-    return [f"{name} entries must be absolute http(s) URLs, got {masked_url(url)!r}"
-            for url in urls
-            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname]
+    return [f"{name} entries must be absolute http(s) URLs, got {shown_url(url)}"
+            for url in urls if not web_url(url)]
 
 
 def _webhook_lease_problems(webhooks: dict[str, Any]) -> list[str]:
@@ -336,7 +361,7 @@ def _positive(settings: Settings) -> list[str]:
         ("server", "timeout"), ("server", "read_timeout"), ("server", "switch_interval_us"),
         ("scim", "max_page_size"),
         ("scim", "default_page_size"), ("scim", "max_filter_results"),
-        ("tokens", "max_valid_per_directory"), ("tokens", "scim_token_days"),
+        ("tokens", "max_valid_per_directory"),
         ("recorder", "max_per_directory"), ("recorder", "max_body_bytes"),
         ("recorder", "prune_every"), ("webhooks", "batch_size"),
         ("webhooks", "timeout_seconds"), ("sso", "request_ttl_seconds"),
@@ -344,6 +369,9 @@ def _positive(settings: Settings) -> list[str]:
         ("oidc_provider", "refresh_token_seconds"),
         ("oidc_provider", "authorization_code_seconds"),
         ("oidc_provider", "backchannel_timeout_seconds"), ("events", "purge_batch_size"),
+        ("scim", "bulk_max_operations"), ("scim", "bulk_max_payload_bytes"),
+        ("lifecycle", "mass_window_seconds"), ("lifecycle", "mass_count"),
+        ("webhooks", "retry_base_seconds"), ("webhooks", "retry_max_seconds"),
     ]
     zero_or_more = [
         ("lifecycle", "retention_days"), ("lifecycle", "deprovisioned_retention_days"),
@@ -352,6 +380,9 @@ def _positive(settings: Settings) -> list[str]:
         ("sso", "clock_skew_seconds"), ("sso", "trace_retention_days"),
         ("mapping", "write_wait_ms"),
         ("events", "retention_days"),
+        # 0: a token that never expires (tokens.issue_token); a checkpoint never written.
+        ("tokens", "scim_token_days"), ("signing", "checkpoint_interval_seconds"),
+        ("lifecycle", "mass_min_count"), ("database", "sqlite_busy_timeout_ms"),
     ]
     problems = [f"{s}.{k} must be positive" for s, k in keys if settings[s][k] <= 0]
     problems += [f"{s}.{k} must not be negative" for s, k in zero_or_more
@@ -360,6 +391,9 @@ def _positive(settings: Settings) -> list[str]:
         # One batch is one transaction: a larger one holds its row locks, and SQLite's
         # write lock, for long (an outbox reader or a SCIM write waits behind it).
         problems.append(f"events.purge_batch_size must be at most {MAX_PURGE_BATCH}")
+    if not 0 <= settings["lifecycle"]["mass_share_percent"] <= 100:
+        problems.append("lifecycle.mass_share_percent must be between 0 and 100")
+    problems.extend(upper_bound_problems(settings))
     if not 0 <= settings["mapping"]["max_loss_share"] <= 1:
         problems.append("mapping.max_loss_share must be between 0 and 1 (a share of users)")
     return problems

@@ -8,10 +8,12 @@ these, so every process refuses such a configuration at start, one line per prob
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -22,12 +24,92 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from limits import parse
 
+from app.url_masks import masked_url
+
 RATE_LIMIT_STORAGES = ("database", "memory")
 # The SAML SP key pairs of [sso]: (key setting, certificate setting).
 SP_PAIRS = (("sp_key_file", "sp_cert_file"), ("sp_next_key_file", "sp_next_cert_file"))
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}\Z")
 # Longer than any path a configuration names; a PEM key's base64 body is over 1,500.
 _LONGEST_PATH = 1024
+
+
+# Upper bounds by a setting's unit, past which it overflowed at its first use, with a
+# traceback (a timedelta or a date past year 1 or 9999: `roster lifecycle purge` with a
+# retention of 10**12 days; SQLite's busy timeout and PostgreSQL's lock timeout are C ints).
+_CENTURY_DAYS = 36500
+UPPER_BOUNDS = {"_days": _CENTURY_DAYS, "_hours": _CENTURY_DAYS * 24,
+                "_seconds": _CENTURY_DAYS * 86400, "_ms": 2**31 - 1}
+
+
+def upper_bound_problems(settings: dict[str, dict[str, Any]]) -> list[str]:
+    """Every ``*_days``, ``*_hours``, ``*_seconds`` and ``*_ms`` setting within its bound
+    (100 years; 2147483647 ms)."""
+    return [f"{section}.{key} must be at most {bound}"
+            for section, values in settings.items() for key, value in values.items()
+            for suffix, bound in UPPER_BOUNDS.items()
+            if key.endswith(suffix) and isinstance(value, int | float)
+            and not isinstance(value, bool) and value > bound]
+
+
+def base_url_problems(base_url: str) -> list[str]:
+    """``app.base_url``: an absolute http(s) URL with a host and no query or fragment. The SCIM
+    base URL, ``meta.location``, SAML entity ids and ACS URLs and the OIDC issuer are built on
+    it (OpenID Connect Discovery 1.0 §3: an issuer has no query or fragment); "not a url"
+    printed "not a url/scim/v2" to give the IdP. Shown with credentials masked."""
+    if web_url(base_url) and "?" not in base_url and "#" not in base_url:
+        return []
+    return ["app.base_url must be an absolute http(s) URL without query or fragment "
+            f"(https://roster.example.com), got {shown_url(base_url)}"]
+
+
+def joined_webhook_urls(webhooks: dict[str, Any]) -> list[str]:
+    """``webhooks.urls`` is one comma-separated string (its default's type); as every list
+    setting (README, Configuration), it may also be a JSON array of strings in the
+    environment, or a TOML array in a config file: either is joined here, in place. Both
+    were refused ('must be http(s) URLs ... got ["https://a..."]', 'must be str')."""
+    urls = webhooks["urls"]
+    if isinstance(urls, str) and urls.lstrip().startswith("["):
+        try:
+            urls = json.loads(urls)
+        except ValueError:
+            urls = None
+    if isinstance(urls, list) and all(isinstance(url, str) for url in urls):
+        webhooks["urls"] = ",".join(url.strip() for url in urls if url.strip())
+    elif not isinstance(urls, str):
+        webhooks["urls"] = ""  # judged here, not again entry by entry
+        return ["webhooks.urls must be comma-separated URLs or a JSON array of strings "
+                "(not shown: webhooks.urls may hold a secret)"]
+    return []
+
+
+def webhook_url_problems(urls: str) -> list[str]:
+    """Each ``webhooks.urls`` entry an absolute http(s) URL in ASCII, checked at start: it was
+    checked only as `roster worker` started, and one that does not even split
+    (``http://[::1``) stopped it with a traceback. Shown with credentials masked."""
+    entries = [url.strip() for url in urls.split(",") if url.strip()]
+    return [f"webhooks.urls entries must be absolute http(s) URLs in ASCII (a host in IDNA "
+            f"form, the rest percent-encoded), got {shown_url(url)}"
+            for url in entries if not (web_url(url) and url.isascii())]
+
+
+def web_url(url: str) -> bool:
+    """An absolute http(s) URL with a host and, if any, a numeric port (RFC 3986 §4.3)."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) \
+            and (parts.port is None or parts.port > 0)
+    except ValueError:  # "http://[::1": an unclosed IPv6 literal; a port that is no number
+        return False
+
+
+def shown_url(url: str) -> str:
+    """A URL for a configuration error: credentials masked (app/url_masks.py), or not shown
+    at all when it does not even split into parts."""
+    try:
+        return repr(masked_url(url))
+    except ValueError:
+        return "a value that is not a URL (not shown)"
 
 
 def ratelimit_problems(ratelimit: dict[str, Any]) -> list[str]:

@@ -258,7 +258,7 @@ def test_key_files_must_hold_the_keys_they_are_named_for(tmp_path):
 @pytest.mark.parametrize(("name", "value", "problem"), [
     ("ROSTER_LIFECYCLE__RETENTION_DAYS", "-5", "lifecycle.retention_days must not be negative"),
     ("ROSTER_WEBHOOKS__BATCH_SIZE", "0", "webhooks.batch_size must be positive"),
-    ("ROSTER_TOKENS__SCIM_TOKEN_DAYS", "-1", "tokens.scim_token_days must be positive"),
+    ("ROSTER_TOKENS__SCIM_TOKEN_DAYS", "-1", "tokens.scim_token_days must not be negative"),
     ("ROSTER_OIDC_PROVIDER__ACCESS_TOKEN_SECONDS", "-5",
      "oidc_provider.access_token_seconds must be positive"),
     ("ROSTER_RECORDER__MAX_PER_DIRECTORY", "-1", "recorder.max_per_directory must be positive"),
@@ -331,7 +331,7 @@ def test_urls_of_the_wrong_type_stop_the_cli_without_their_credentials(tmp_path)
     config = tmp_path / "roster.toml"
     config.write_text(
         '[database]\nurl = ["postgresql+psycopg://roster:hunter2@db/roster"]\n'
-        '[webhooks]\nurls = ["https://hooks.slack.com/services/T1/B1/aB3dE6gH9jK2mN5pQ8sT"]\n'
+        '[webhooks]\nurls = [5, "https://hooks.slack.com/services/T1/B1/aB3dE6gH9jK2mN5pQ8sT"]\n'
         "[server]\nworkers = \"two\"\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
     env.update({"ROSTER_CONFIG": str(config), "ROSTER_SCIM__MAX_PAGE_SIZE": "lots"})
@@ -340,7 +340,8 @@ def test_urls_of_the_wrong_type_stop_the_cli_without_their_credentials(tmp_path)
                           check=False)
     assert proc.returncode != 0
     assert "database.url must be str, got a list (not shown" in proc.stderr
-    assert "webhooks.urls must be str, got a list (not shown" in proc.stderr
+    assert ("webhooks.urls must be comma-separated URLs or a JSON array of strings (not shown"
+            in proc.stderr)
     assert "server.workers must be int, got 'two'" in proc.stderr
     assert "hunter2" not in proc.stderr
     assert "aB3dE6gH9jK2mN5pQ8sT" not in proc.stderr

@@ -32,7 +32,7 @@ from app.audit.signing import (
     verification_keys,
 )
 from app.audit.verify import verify as verify_chains
-from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, say
+from app.cli.base import ROW_ID, CliContext, command_errors, echo_table, pass_ctx, say
 from app.db import utcnow
 from app.directory.organizations import get_organization
 from app.models.lifecycle import AuditCheckpoint
@@ -47,7 +47,11 @@ def parse_when(value: str | None, option: str = "--since") -> datetime | None:
         return None
     if match := _RELATIVE.match(value):
         unit = {"m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-        return utcnow() - timedelta(**{unit: int(match.group(1))})
+        try:
+            return utcnow() - timedelta(**{unit: int(match.group(1))})
+        except OverflowError:  # before year 1
+            raise click.BadParameter(f"{value!r} is further back than dates go",
+                                     param_hint=option) from None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -162,7 +166,9 @@ def _verify_deprovision_records(session: Session, org_id: str | None) -> int:
 
 @audit.command("checkpoints")
 @click.option("--org", "org_ref", default=None, help="Only this organization's chain.")
-@click.option("-o", "--output", type=click.File("w"), default=None)
+@click.option("-o", "--output", type=click.File("w", lazy=False), default=None,
+              help="Write to this file (made even when there is no checkpoint) instead of "
+                   "stdout.")
 @pass_ctx
 @command_errors
 def checkpoints(ctx: CliContext, org_ref: str | None, output: TextIO | None) -> None:
@@ -199,7 +205,8 @@ def public_key(ctx: CliContext) -> None:
 
 @audit.command("receipt")
 @click.argument("record_id")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the receipt (JSON) to this file instead of stdout.")
 @pass_ctx
 @command_errors
 def receipt(ctx: CliContext, record_id: str, output: Path | None) -> None:
@@ -255,23 +262,27 @@ CLI_SETTLE_SECONDS = 120.0
 
 
 @audit.command("export")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl")
-@click.option("--org", "org_ref", default=None)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl",
+              show_default=True, help="CSV, JSON Lines, or OCSF 1.1 (JSON Lines).")
+@click.option("--org", "org_ref", default=None,
+              help="Only this organization's chain (slug or id).")
 @click.option("--since", default=None, help="ISO 8601 or relative (24h, 7d).")
-@click.option("--until", default=None)
+@click.option("--until", default=None,
+              help="Only events before this: ISO 8601 or an age (1h, 7d: that long ago).")
 @click.option("--action", default=None, help="Only this action tag, e.g. user:deprovision.")
 @click.option("--subject", default=None, help="Only events about this subject id.")
-@click.option("--after-seq", type=click.IntRange(min=0), default=None,
+@click.option("--after-seq", type=ROW_ID, default=None,
               help="With --org: only records after this seq (the last of the previous "
                    "export), in seq order; an incremental export that misses none.")
-@click.option("--after-id", type=click.IntRange(min=0), default=None,
+@click.option("--after-id", type=ROW_ID, default=None,
               help="Only records after this position (the previous export's, kept by "
                    "--position-file); across organizations too.")
 @click.option("--position-file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Export on from the position kept in FILE (everything when "
                                  "it does not exist yet) and keep this export's position "
                                  "there once it is complete: an incremental export.")
-@click.option("-o", "--output", type=click.File("w"), default=None)
+@click.option("-o", "--output", type=click.File("w"), default=None,
+              help="Write to this file instead of stdout.")
 @pass_ctx
 @command_errors
 def export(ctx: CliContext, fmt: str, org_ref: str | None, since: str | None,
@@ -333,9 +344,10 @@ def _write_position(path: Path, through: int) -> None:
 
 
 @audit.command("deprovisions")
-@click.option("--org", "org_ref", required=True)
+@click.option("--org", "org_ref", required=True, help="Organization slug or id.")
 @click.option("--since", default=None, help="ISO 8601 or relative (24h, 7d).")
-@click.option("--until", default=None)
+@click.option("--until", default=None,
+              help="Only deprovisionings before this: ISO 8601 or an age (1d: a day ago).")
 @pass_ctx
 @command_errors
 def deprovisions(ctx: CliContext, org_ref: str, since: str | None, until: str | None) -> None:

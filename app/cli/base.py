@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import getpass
 import re
@@ -10,23 +11,23 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy.exc import (
-    DataError,
-    DBAPIError,
-    OperationalError,
-    ProgrammingError,
-    SQLAlchemyError,
-)
+from sqlalchemy.exc import DataError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app import migrate
 from app.audit import Actor
 from app.db import Database
 from app.errors import DomainError
-from app.migrate import schema_problem
 from app.observability import configure_logging
 from app.settings import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Day counts on the command line, bounded as the settings are (100 years: further back is
+# before year 1 for a date, an OverflowError); row ids and positions as a BIGINT holds them
+# (a larger one was SQLite's OverflowError at the query).
+DAYS = click.IntRange(max=36500)  # a negative count is the command's to refuse
+ROW_ID = click.IntRange(0, 2**63 - 1)
 
 
 class CliContext:
@@ -52,6 +53,19 @@ class CliContext:
         return self._db
 
     @property
+    def database_if_open(self) -> Database | None:
+        """The database, if this invocation opened it (an error report does not open one)."""
+        return self._db
+
+    def close(self) -> None:
+        """Release the database's connections (every pooled one, every thread's held one):
+        the root context calls this when the command ends, on success or error, so an
+        in-process call (tests, a script) leaves no connection to the garbage collector."""
+        if self._db is not None:
+            db, self._db = self._db, None
+            db.dispose()
+
+    @property
     def actor(self) -> Actor:
         """The operator at this terminal."""
         return Actor(type="operator", id=f"cli:{getpass.getuser()}")
@@ -66,23 +80,33 @@ class CliContext:
             raise click.ClickException(exc.detail) from None
         except (OperationalError, ProgrammingError, DataError) as exc:
             # DataError: a value the database refuses (PostgreSQL: too long, NUL).
-            raise click.ClickException(self.database_problem(exc)) from None
+            raise click.ClickException(_database_problem(exc, self._db)) from None
 
-    def database_problem(self, exc: DBAPIError) -> str:
-        """One line for a database error: first whether the schema is not this code's (a
-        table or column missing because `roster db upgrade` has not run, or a newer release
-        migrated), then the database's own first line (a table missing at the head is a
-        fault to name, not a reason to run `roster db upgrade`)."""
-        first = f"database error: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
-        if self._db is not None:
-            try:
-                return schema_problem(self._db.engine) or first
-            except SQLAlchemyError:
-                pass  # the revision cannot be read either: guess from the error
-        text = str(getattr(exc, "orig", exc)).lower()
-        if "no such table" in text or ("does not exist" in text and "relation" in text):
-            return "the database is not migrated: run `roster db upgrade`"
-        return first
+
+def _file_problem(exc: OSError) -> str:
+    """A file that could not be read or written, as the operator named it."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
+
+
+def _database_problem(exc: Exception, db: Database | None = None) -> str:
+    """One line for a database error: first whether the schema is not this code's (a table
+    or column missing because `roster db upgrade` has not run, or a newer release migrated:
+    ``migrate.schema_problem`` names both revisions; "no such column" alone said neither),
+    then the database's own first line (a table missing at the head is a fault to name,
+    not a reason to run `roster db upgrade`)."""
+    orig = getattr(exc, "orig", exc)
+    lines = str(orig).splitlines()
+    first = f"database error: {lines[0] if lines else type(orig).__name__}"
+    if db is not None:
+        try:
+            return migrate.schema_problem(db.engine) or first
+        except SQLAlchemyError:
+            pass  # the revision cannot be read either: guess from the error
+    text = str(orig).lower()
+    if "no such table" in text or ("does not exist" in text and "relation" in text):
+        return "the database is not migrated: run `roster db upgrade`"
+    return first
 
 
 pass_ctx = click.make_pass_decorator(CliContext, ensure=True)
@@ -93,26 +117,37 @@ class RosterGroup(click.Group):
     for an error quotes what it refused, often a name a tenant or its IdP chose."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; escape the message of a ClickException it raises."""
+        """Run the command; escape the message of a ClickException it raises. A database
+        error outside ``CliContext.transaction`` (a command that reads through a service on
+        its own connections: `events purge`, `worker`, `db current`) is one line too."""
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except (OperationalError, ProgrammingError, DataError) as exc:
+                cli_ctx = ctx.find_object(CliContext)
+                raise click.ClickException(_database_problem(
+                    exc, cli_ctx.database_if_open if cli_ctx else None)) from None
+            except RecursionError:  # a JSON or TOML file nested past the parser's limit
+                raise click.ClickException("a file given is nested too deeply to read") \
+                    from None
+            except UnicodeDecodeError as exc:  # a text file given (a receipt, a position)
+                raise click.ClickException(
+                    f"a file given is not UTF-8 text (byte {exc.start} of its content)"
+                ) from None
+            except OSError as exc:
+                if exc.errno == errno.EPIPE:  # `roster ... | head`: click exits quietly
+                    raise
+                raise click.ClickException(_file_problem(exc)) from None
         except click.ClickException as exc:
             exc.message = printable_lines(exc.message)
             raise
-        except DBAPIError as exc:
-            # Outside CliContext.transaction (the worker's loop, the purge's batches): one
-            # line, not a traceback, above all for a schema the code does not match.
-            found = ctx.find_object(CliContext)
-            message = found.database_problem(exc) if found is not None else \
-                f"database error: {str(exc.orig).splitlines()[0]}"
-            raise click.ClickException(printable_lines(message)) from None
 
 
 @click.group(cls=RosterGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Roster: SCIM provisioning, role mapping and SSO for a B2B purchasing portal."""
-    ctx.ensure_object(CliContext)
+    ctx.call_on_close(ctx.ensure_object(CliContext).close)
 
 
 # C0 and C1 controls (ESC starts the terminal's own commands), DEL, and the bidirectional

@@ -14,6 +14,7 @@ from app.events.endpoints import endpoint_key
 from app.sso.connection_metadata import (
     apply_idp_metadata,
     fetch_metadata,
+    metadata_text,
     refresh_each,
     url_backed_connections,
 )
@@ -39,10 +40,12 @@ def connection() -> None:
 @connection.command("create")
 @click.option("--org", "org_ref", required=True, help="Organization slug or id.")
 @click.option("--name", required=True, help="Connection name, unique in the organization.")
-@click.option("--protocol", type=click.Choice(["saml", "oidc"]), default="saml")
+@click.option("--protocol", type=click.Choice(["saml", "oidc"]), default="saml",
+              show_default=True, help="SAML 2.0 or OpenID Connect.")
 @click.option("--policy", type=click.Choice(POLICIES), default="scim",
               help="scim: the user must be provisioned and active; jit: create/update it.")
-@click.option("--match-by", type=click.Choice(MATCH_BY), default="email")
+@click.option("--match-by", type=click.Choice(MATCH_BY), default="email", show_default=True,
+              help="What of the login identifies the provisioned user.")
 @click.option("--directory", "directory_ref", default=None,
               help="Directory users are read from (and JIT users written to).")
 @click.option("--idp-initiated/--no-idp-initiated", default=False,
@@ -91,10 +94,14 @@ def list_(ctx: CliContext, org_ref: str) -> None:
 
 @connection.command("set")
 @click.argument("connection_id")
-@click.option("--policy", type=click.Choice(POLICIES), default=None)
-@click.option("--match-by", type=click.Choice(MATCH_BY), default=None)
-@click.option("--idp-initiated/--no-idp-initiated", default=None)
-@click.option("--sign-requests/--no-sign-requests", default=None)
+@click.option("--policy", type=click.Choice(POLICIES), default=None,
+              help="scim: the user must be provisioned and active; jit: create/update it.")
+@click.option("--match-by", type=click.Choice(MATCH_BY), default=None,
+              help="What of the login identifies the provisioned user.")
+@click.option("--idp-initiated/--no-idp-initiated", default=None,
+              help="Accept unsolicited Responses (IdP-initiated login), or stop.")
+@click.option("--sign-requests/--no-sign-requests", default=None,
+              help="Sign AuthnRequests with the deployment's SP key, or stop.")
 @click.option("--enabled/--disabled", default=None,
               help="A disabled connection refuses logins and is not offered by discovery; "
                    "disabling ends the logins made through it, with their tokens.")
@@ -136,7 +143,8 @@ def metadata() -> None:
 
 @metadata.command("import")
 @click.argument("connection_id")
-@click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The IdP metadata XML, as the IdP admin exported it.")
 @click.option("--url", default=None, help="https URL of the IdP metadata (kept for refresh).")
 @click.option("--entity-id", default=None, help="Pick this IdP in a metadata aggregate.")
 @pass_ctx
@@ -146,7 +154,7 @@ def import_(ctx: CliContext, connection_id: str, file_: Path | None, url: str | 
     """Import the IdP's entity id, SSO URL and signing certificates."""
     if bool(file_) == bool(url):
         raise click.UsageError("give exactly one of --file or --url")
-    xml = file_.read_text() if file_ else fetch_metadata(url or "")
+    xml = metadata_text(file_.read_bytes()) if file_ else fetch_metadata(url or "")
     with ctx.transaction() as session:
         conn = get_connection(session, connection_id)
         if url:

@@ -41,10 +41,11 @@ def upgrade(ctx: CliContext, revision: str) -> None:
 def _failed(ctx: CliContext, exc: Exception) -> str:
     """One line for a migration that could not run, and where the database stands."""
     try:
-        current = migrate.current_revision(ctx.db.engine)
+        revision = migrate.current_revision(ctx.db.engine)
+        current, newer = revision or "base", migrate.newer_release(revision)  # as `db current`
     except SQLAlchemyError:
-        current = "unknown (the database cannot be read)"
-    if isinstance(exc, CommandError) and migrate.newer_release(current):
+        current, newer = "unknown (the database cannot be read)", False
+    if isinstance(exc, CommandError) and newer:
         return (f"the database is at revision {current} of a newer release; this release "
                 f"knows up to {migrate.head_revision()}")
     if isinstance(exc, CommandError):
@@ -89,4 +90,9 @@ def _prepare_sqlite_dir(url: str) -> None:
 
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        parent = Path(parsed.database).parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where a directory goes, /proc, a read-only mount
+            raise click.ClickException(f"cannot make the SQLite database's directory {parent}: "
+                                       f"{exc.strerror}") from None

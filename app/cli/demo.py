@@ -39,7 +39,12 @@ def demo(ctx: CliContext, token_file: Path | None) -> None:
     which revokes the earlier ones, unless --token-file holds one still valid."""
     slug = ctx.settings["demo"]["org_slug"]
     tokens = ctx.settings["tokens"]
-    kept = _read(token_file)
+    try:
+        kept = _read(token_file)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read the token file {token_file}: "
+                                   f"{getattr(exc, 'strerror', None) or 'not UTF-8 text'}"
+                                   ) from None
     with ctx.transaction() as session:
         organization = session.scalar(select(Organization).where(Organization.slug == slug))
         if organization is None:
@@ -57,7 +62,12 @@ def demo(ctx: CliContext, token_file: Path | None) -> None:
             _token, kept = issue_token(session, directory, ctx.actor,
                                        days=tokens["scim_token_days"],
                                        max_valid=tokens["max_valid_per_directory"])
-            _write(token_file, kept)
+            try:
+                _write(token_file, kept)
+            except OSError as exc:  # raised in the transaction: no token revoked or issued
+                raise click.ClickException(
+                    f"cannot write the token file {token_file}: {exc.strerror}; nothing "
+                    "changed") from None
     click.echo(f"Demo organization: {slug} (id {organization.id})")
     click.echo(f"SCIM base URL:     {scim_base_url(ctx)}")
     click.echo(f"SCIM token:        {kept}")

@@ -33,7 +33,8 @@ def scim_base_url(ctx: CliContext) -> str:
 
 @directory.command("create")
 @click.option("--org", "org_ref", required=True, help="Organization slug or id.")
-@click.option("--vendor", required=True, type=click.Choice([v.value for v in Vendor]))
+@click.option("--vendor", required=True, type=click.Choice([v.value for v in Vendor]),
+              help="The IdP, whose SCIM dialect Roster then expects.")
 @click.option("--name", default=None, help="Directory name (default: the vendor).")
 @pass_ctx
 def create(ctx: CliContext, org_ref: str, vendor: str, name: str | None) -> None:

@@ -15,7 +15,7 @@ import click
 from app.audit import Actor
 from app.audit.checkpoints import checkpoint_if_due
 from app.cli.audit import signing_key
-from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, say
+from app.cli.base import DAYS, ROW_ID, CliContext, command_errors, echo_table, pass_ctx, say
 from app.db import utcnow
 from app.errors import DomainError, NotFound
 from app.events.delivery import WebhookConfig, blocked_by, list_deliveries, redeliver
@@ -147,10 +147,24 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
         with ctx.db.transaction() as session:
             checkpoint_if_due(session, key, interval)
 
+    def _periodic_until_idle() -> None:
+        # Each step is marked done before it runs, so that in a long-running worker one that
+        # keeps failing waits its interval instead of holding back the rest. --until-idle
+        # must not exit after such a round as if it had done them: every step runs again next
+        # round (they look before they write), and it exits after a round that ran whole.
+        try:
+            _periodic()
+        except Exception:
+            for stamp in (analyzed, sent, purged, events_purged, metadata_checked, checked):
+                stamp[0] = float("-inf")
+            purge.rearm()
+            raise
+
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     say(f"worker {name}: {len(config.urls)} endpoint(s)", err=True)
-    run(ctx.db, config, name, stop, until_idle=until_idle, periodic=_periodic)
+    run(ctx.db, config, name, stop, until_idle=until_idle,
+        periodic=_periodic_until_idle if until_idle else _periodic)
 
 
 @click.group()
@@ -161,8 +175,10 @@ def events() -> None:
 
 @events.command("deliveries")
 @click.option("--dead", is_flag=True, help="Only dead-lettered deliveries.")
-@click.option("--status", type=click.Choice(["pending", "delivered", "dead"]), default=None)
-@click.option("--limit", type=click.IntRange(1, 10000), default=100)
+@click.option("--status", type=click.Choice(["pending", "delivered", "dead"]), default=None,
+              help="Only deliveries in this state (dead: the dead letters).")
+@click.option("--limit", type=click.IntRange(1, 10000), default=100, show_default=True,
+              help="At most this many, newest first.")
 @pass_ctx
 def deliveries(ctx: CliContext, dead: bool, status: str | None, limit: int) -> None:
     """List webhook deliveries with their attempts and last error."""
@@ -176,7 +192,7 @@ def deliveries(ctx: CliContext, dead: bool, status: str | None, limit: int) -> N
 
 
 @events.command("redeliver")
-@click.argument("delivery_id", type=int)
+@click.argument("delivery_id", type=ROW_ID)
 @pass_ctx
 @command_errors
 def redeliver_(ctx: CliContext, delivery_id: int) -> None:
@@ -196,7 +212,7 @@ def redeliver_(ctx: CliContext, delivery_id: int) -> None:
 
 
 @events.command("purge")
-@click.option("--retention-days", type=click.IntRange(1), default=None,
+@click.option("--retention-days", type=click.IntRange(1, DAYS.max), default=None,
               help="Instead of events.retention_days.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_PURGE_BATCH), default=None,
               help="Rows per transaction, instead of events.purge_batch_size.")

@@ -6,7 +6,7 @@ import click
 from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
-from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, say
+from app.cli.base import DAYS, CliContext, command_errors, echo_table, pass_ctx, say
 from app.directory.organizations import get_organization
 from app.errors import Conflict, NotFound
 from app.lifecycle import Trigger, deprovision_user, reactivate_user
@@ -67,7 +67,7 @@ _REASON_HELP = "Why (kept in the audit event; on the deprovisioning record and i
 
 
 @lifecycle.command("deprovision")
-@click.option("--org", "org_ref", required=True)
+@click.option("--org", "org_ref", required=True, help="Organization slug or id.")
 @click.option("--reason", default=None, help=_REASON_HELP)
 @click.argument("user_ref")
 @pass_ctx
@@ -82,7 +82,7 @@ def deprovision(ctx: CliContext, org_ref: str, user_ref: str, reason: str | None
 
 
 @lifecycle.command("reactivate")
-@click.option("--org", "org_ref", required=True)
+@click.option("--org", "org_ref", required=True, help="Organization slug or id.")
 @click.option("--reason", default=None, help="Why (kept in the audit event).")
 @click.argument("user_ref")
 @pass_ctx
@@ -97,7 +97,8 @@ def reactivate(ctx: CliContext, org_ref: str, user_ref: str, reason: str | None)
 
 
 @lifecycle.command("batches")
-@click.option("--org", "org_ref", default=None)
+@click.option("--org", "org_ref", default=None,
+              help="Only this organization's batches (slug or id).")
 @pass_ctx
 @command_errors
 def batches(ctx: CliContext, org_ref: str | None) -> None:
@@ -125,9 +126,9 @@ def restore(ctx: CliContext, batch_id: str) -> None:
 
 
 @lifecycle.command("purge")
-@click.option("--retention-days", type=int, default=None,
+@click.option("--retention-days", type=DAYS, default=None,
               help="Override lifecycle.retention_days.")
-@click.option("--deprovisioned-retention-days", type=int, default=None,
+@click.option("--deprovisioned-retention-days", type=DAYS, default=None,
               help="Override lifecycle.deprovisioned_retention_days (0: keep them).")
 @pass_ctx
 @command_errors

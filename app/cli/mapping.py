@@ -164,7 +164,7 @@ def parse_param(text: str) -> tuple[str, dict[str, Any]]:
 @click.argument("key")
 @click.option("--org", "org_ref", required=True, help="Organization slug or id.")
 @click.option("--name", default="", help="Display name (default: the key).")
-@click.option("--description", default="")
+@click.option("--description", default="", help="What the role is for (shown in lists).")
 @click.option("--permission", "permissions", multiple=True, required=True,
               help="A permission of the closed vocabulary (repeat).")
 @click.option("--param", "params", multiple=True,

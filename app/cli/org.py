@@ -54,7 +54,8 @@ def unit() -> None:
 @unit.command("add")
 @click.option("--org", "org_ref", required=True, help="Organization slug or id.")
 @click.option("--name", required=True, help="Unit name (no '/').")
-@click.option("--kind", required=True, type=click.Choice([k.value for k in UnitKind]))
+@click.option("--kind", required=True, type=click.Choice([k.value for k in UnitKind]),
+              help="What the unit is.")
 @click.option("--parent", default=None, help="Parent unit path (A/B) or id; omit for a root.")
 @pass_ctx
 def add(ctx: CliContext, org_ref: str, name: str, kind: str, parent: str | None) -> None:

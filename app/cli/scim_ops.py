@@ -19,7 +19,8 @@ from app.scim.recorder import describe, list_requests
 @directory.command("requests")
 @click.argument("directory_ref")
 @click.option("--failed", is_flag=True, help="Only requests answered with status >= 400.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000),
+              help="At most this many requests, newest first.")
 @click.option("--bodies", is_flag=True, help="Print the (redacted) request and response bodies.")
 @pass_ctx
 def requests_(ctx: CliContext, directory_ref: str, failed: bool, limit: int,

@@ -13,7 +13,7 @@ from app.settings import ROOT, worker_threads
 
 @click.command()
 @click.option("--bind", default=None, help="Address to bind (default: server.bind).")
-@click.option("--workers", type=int, default=None,
+@click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: server.workers).")
 @click.option("--threads", type=click.IntRange(1, 64), default=None,
               help="Request threads per worker (default: server.threads; 0 there picks "

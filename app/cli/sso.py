@@ -23,7 +23,8 @@ def sso() -> None:
 @sso.command("traces")
 @click.option("--org", "org_ref", required=True, help="Organization slug or id.")
 @click.option("--reason", default=None, help="Only this reason (e.g. replay, bad_signature).")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000),
+              help="At most this many traces.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with payload.")
 @pass_ctx
 def traces(ctx: CliContext, org_ref: str, reason: str | None, limit: int,
@@ -54,7 +55,8 @@ def purge(ctx: CliContext) -> None:
 
 @sso.command("backchannel")
 @click.option("--loop", is_flag=True, help="Keep running (every --interval seconds).")
-@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(0.1, 3600))
+@click.option("--interval", default=2.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds between runs with --loop.")
 @pass_ctx
 def backchannel(ctx: CliContext, loop: bool, interval: float) -> None:
     """Send OIDC back-channel logouts for sessions revoked since the last run."""

@@ -36,6 +36,9 @@ def read_file(path: Path) -> Any:
     except (ValueError, UnicodeDecodeError, yaml.YAMLError, InvalidOperation) as exc:
         kind = suffix[1:].upper().replace("YML", "YAML")
         raise InvalidInput(f"{path} is not valid {kind}: {exc}", field="file") from None
+    except RecursionError:  # 100,000 '[': past the parser's recursion limit (a traceback)
+        raise InvalidInput(f"{path} is nested too deeply to be a rule file",
+                           field="file") from None
     raise InvalidInput(f"{path}: rule files end in .toml, .yaml, .yml or .json", field="file")
 
 

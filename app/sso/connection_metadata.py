@@ -24,6 +24,32 @@ from app.sso.connections import get_connection
 _METADATA_MAX_BYTES = 1_000_000
 
 
+# An XML declaration, and the encoding it names (XML 1.0 §2.8, §4.3.3).
+_DECLARATION = re.compile(
+    rb"""\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z][A-Za-z0-9._-]*)["'][^>]*\?>""")
+
+
+def metadata_text(data: bytes) -> str:
+    """A metadata document's bytes as text, in the encoding its byte order mark or XML
+    declaration names (XML 1.0 §4.3.3, Appendix F; UTF-8 without either), the declaration
+    dropped: the parser reads text as UTF-8, so an ISO-8859-1 file was refused (read as
+    UTF-8) or, from a URL, its non-ASCII names mangled."""
+    for bom, codec in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"),
+                       (b"\xfe\xff", "utf-16")):
+        if data.startswith(bom):
+            return _without_declaration(data.decode(codec, "replace"))
+    declared = _DECLARATION.match(data)
+    codec = declared.group(1).decode("ascii") if declared else "utf-8"
+    try:
+        return _without_declaration(data.decode(codec, "replace"))
+    except LookupError:
+        raise InvalidInput(f"IdP metadata declares an unknown encoding {codec!r}") from None
+
+
+def _without_declaration(text: str) -> str:
+    return re.sub(r"^\s*<\?xml[^>]*\?>", "", text, count=1)
+
+
 def _certs_from(idp: dict[str, Any]) -> list[str]:
     multi = idp.get("x509certMulti") or {}
     certs = list(multi.get("signing") or [])
@@ -82,7 +108,7 @@ def fetch_metadata(url: str, *, timeout: float = 10.0,
                            f"{scrub(str(exc), url)}") from None
     if len(body) > _METADATA_MAX_BYTES:
         raise InvalidInput("metadata document is too large")
-    return body.decode("utf-8", "replace")
+    return metadata_text(body)
 
 
 def metadata_url_of(conn: SsoConnection) -> str:

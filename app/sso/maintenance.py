@@ -78,6 +78,10 @@ class PeriodicPurge:
     def __init__(self, db: Database, interval: float = PURGE_INTERVAL_SECONDS) -> None:
         self._db, self._interval, self._last = db, interval, float("-inf")
 
+    def rearm(self) -> None:
+        """Make the next :meth:`maybe_run` purge, whenever the last one ran."""
+        self._last = float("-inf")
+
     def maybe_run(self) -> dict[str, int] | None:
         """Purge if the interval has passed since the last run; the counts, or None."""
         if time.monotonic() - self._last < self._interval:
