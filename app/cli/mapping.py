@@ -79,7 +79,8 @@ def apply_(ctx: CliContext, file: Path, org_ref: str, dry_run: bool, force: bool
             return
         result = apply_ruleset(session, org, ruleset, ctx.actor, max_loss_share=share,
                                force=force)
-        echo_preview(result, applied=True)
+    # Said once the transaction has committed: a failing commit prints only its error.
+    echo_preview(result, applied=True)
 
 
 @mapping.command("list")
@@ -178,7 +179,7 @@ def role_add(ctx: CliContext, key: str, org_ref: str, name: str, description: st
         org = get_organization(session, org_ref)
         new = add_role(session, org, RoleSpec(key, name or key, description, permissions,
                                                parameters), ctx.actor)
-        say(f"role {new.key} added to {org.slug} (id {new.id})")
+    say(f"role {new.key} added to {org.slug} (id {new.id})")
 
 
 @role.command("list")
