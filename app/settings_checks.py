@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -225,3 +225,21 @@ def _rsa_key(data: bytes) -> str | None:
     except (ValueError, TypeError, UnsupportedAlgorithm):
         key = None
     return None if isinstance(key, rsa.RSAPublicKey) else "a PEM RSA key (private or public)"
+
+
+def url_list_problems(name: str, urls: list[str]) -> list[str]:
+    """Each entry an absolute http(s) URL with a host (RFC 3986 §4.3): anything else
+    matched no page, and every redirect was refused without a word at start. A bad entry is
+    named with its credentials masked (app/url_masks.py): the line goes to every log."""
+    return [f"{name} entries must be absolute http(s) URLs, got {shown_url(url)}"
+            for url in urls if not web_url(url)]
+
+
+def named_source(source: str, names: Mapping[tuple[str, str], str] | None, section: str,
+                 key: str | None = None) -> str:
+    """``source`` with the environment variables that set ``section`` (its ``key``) named:
+    "unknown key server.bindd in environment" left the operator to guess the variable
+    (ROSTER_SERVER__BINDD, or a ROSTER_SERVER__BINDD_FILE)."""
+    found = sorted(name for (s, k), name in (names or {}).items()
+                   if s == section and key in (None, k))
+    return f"{source} ({', '.join(found)})" if found else source
