@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError
 
 from app.settings_checks import (
     base_url_problems,
+    bind_problems,
     joined_webhook_urls,
     key_file_problems,
     named_source,
@@ -284,6 +285,7 @@ def validate(settings: Settings) -> list[str]:
         # Larger bulk bodies would be refused before Bulk sees them: keep the advert true.
         problems.append("scim.bulk_max_payload_bytes must not exceed app.max_body_bytes")
     problems.extend(base_url_problems(app["base_url"]))
+    problems.extend(bind_problems(settings["server"]["bind"]))
     problems.extend(webhook_url_problems(settings["webhooks"]["urls"]))
     problems.extend(_webhook_lease_problems(settings["webhooks"]))
     problems.extend(url_list_problems("sso.allowed_redirect_urls",

@@ -100,6 +100,8 @@ def test_secret_from_file(tmp_path):
         ({"ROSTER_NOSUCH__X": "1", "ROSTER_NOSUCH__Y_FILE": "/k"}, None,
          "unknown section [nosuch] in environment (ROSTER_NOSUCH__X, ROSTER_NOSUCH__Y_FILE)"),
         ({"ROSTER_SERVER__WORKERS": "many"}, None, "ROSTER_SERVER__WORKERS must be an integer"),
+        ({"ROSTER_SERVER__BIND": "0.0.0.0:http"}, None,
+         "server.bind '0.0.0.0:http': 'http' is not a port number (0 to 65535)"),
         ({"ROSTER_DATABASE__ECHO": "maybe"}, None, "ROSTER_DATABASE__ECHO must be true or false"),
         ({"ROSTER_APP__ENV": "staging"}, None, "app.env must be one of"),
         ({"ROSTER_SERVER__WORKERS": "0"}, None, "server.workers must be positive"),

@@ -120,7 +120,7 @@ def test_serve_refuses_a_malformed_bind_before_starting(bind, said, tmp_path):
                                   "unix:/run/roster.sock", "fd://3", "tcp://10.0.0.1:80"])
 def test_bind_forms_gunicorn_takes_are_accepted(bind):
     """The forms gunicorn's --bind documents pass the check."""
-    from app.cli.serve import bind_problem
+    from app.settings_checks import bind_problem
 
     assert bind_problem(bind) is None
 
