@@ -13,6 +13,11 @@ from tests.conftest import rows
 
 DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
 DEEP_XML = "<a>" * 100_000 + "</a>" * 100_000
+# Nine levels of ten: 10**9 "lol"s once expanded (the "billion laughs" entity bomb).
+_LOLS = "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(2, 10))
+ENTITY_BOMB = (f'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol1 "lol">{_LOLS}]>'
+               '<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" '
+               'entityID="&lol9;"/>')
 
 
 def _rule_set(depth: int) -> bytes:
@@ -62,11 +67,12 @@ def test_a_rule_condition_nested_deep_is_an_answer_not_a_500(client, keys, tenan
     assert response.is_json
 
 
-def test_idp_metadata_nested_100000_deep_is_a_400(client, keys, tenant, db):
-    """metadata_xml of 100,000 nested elements (a JSON string: no JSON depth): a 400 naming
-    metadata_xml, nothing stored."""
+@pytest.mark.parametrize("xml", [DEEP_XML, ENTITY_BOMB], ids=["deep", "entity-bomb"])
+def test_idp_metadata_nested_deep_or_expanding_is_a_400(client, keys, tenant, db, xml):
+    """metadata_xml of 100,000 nested elements (a JSON string: no JSON depth), or whose
+    entities expand to a billion: a 400 naming metadata_xml, nothing stored."""
     response = client.post(f"/api/v1/orgs/{tenant.org.id}/connections",
-                           json={"name": "deep", "protocol": "saml", "metadata_xml": DEEP_XML},
+                           json={"name": "deep", "protocol": "saml", "metadata_xml": xml},
                            headers=keys["admin"].headers)
     body = assert_problem(response, 400, "validation")
     assert "metadata_xml" in {e["field"] for e in body.get("errors", [])}, body
