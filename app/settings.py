@@ -19,13 +19,14 @@ from sqlalchemy.exc import ArgumentError
 
 from app.settings_checks import (
     base_url_problems,
+    bind_problems,
     joined_webhook_urls,
     key_file_problems,
+    named_source,
     portal_secret_problems,
     ratelimit_problems,
-    shown_url,
     upper_bound_problems,
-    web_url,
+    url_list_problems,
     webhook_url_problems,
 )
 
@@ -88,7 +89,9 @@ def load_settings(
     types = copy.deepcopy(settings)
     if config_file := environ.get("ROSTER_CONFIG"):
         _merge(settings, _read_toml(Path(config_file), problems), config_file, problems)
-    _merge(settings, _from_environ(environ, types, problems), "environment", problems)
+    named: dict[tuple[str, str], str] = {}  # (section, key) -> the variable that set it
+    _merge(settings, _from_environ(environ, types, problems, named), "environment", problems,
+           names=named)
     if overrides:
         _merge(settings, overrides, "overrides", problems, allow_secrets=True)
     problems.extend(joined_webhook_urls(settings["webhooks"]))
@@ -126,18 +129,22 @@ def _merge(
     source: str,
     problems: list[str],
     allow_secrets: bool = False,
+    names: Mapping[tuple[str, str], str] | None = None,
 ) -> None:
-    """Overlay ``extra`` on ``base``; unknown keys and secrets in files are problems."""
+    """Overlay ``extra`` on ``base``; unknown keys and secrets in files are problems, with
+    the environment variables that gave them (``names``)."""
     for section, values in extra.items():
         if section not in base:
-            problems.append(f"unknown section [{section}] in {source}")
+            problems.append(f"unknown section [{section}] in "
+                            f"{named_source(source, names, section)}")
             continue
         if not isinstance(values, Mapping):
             problems.append(f"[{section}] in {source} must be a table")
             continue
         for key, value in values.items():
             if key not in base[section]:
-                problems.append(f"unknown key {section}.{key} in {source}")
+                problems.append(f"unknown key {section}.{key} in "
+                                f"{named_source(source, names, section, key)}")
             elif (section, key) in SECRET_KEYS and source not in ("environment", "overrides"):
                 problems.append(
                     f"{section}.{key} is a secret and may only come from the environment "
@@ -158,11 +165,12 @@ def _shown(section: str, key: str, value: Any, typed: bool = True) -> str:
 
 
 def _from_environ(
-    environ: Mapping[str, str], defaults: Settings, problems: list[str]
+    environ: Mapping[str, str], defaults: Settings, problems: list[str],
+    named: dict[tuple[str, str], str],
 ) -> Settings:
-    """Read ROSTER_SECTION__KEY (and ROSTER_SECTION__KEY_FILE) into typed values."""
+    """Read ROSTER_SECTION__KEY (and ROSTER_SECTION__KEY_FILE) into typed values; ``named``
+    gets the variable read for each (set twice, X and X_FILE: which one would win?)."""
     out: Settings = {}
-    named: dict[tuple[str, str], str] = {}  # set twice (X and X_FILE): which one would win?
     for name, raw in sorted(environ.items(), key=lambda item: (not item[1], item[0])):
         if not name.startswith(ENV_PREFIX) or name == "ROSTER_CONFIG" or "__" not in name:
             continue
@@ -277,22 +285,15 @@ def validate(settings: Settings) -> list[str]:
         # Larger bulk bodies would be refused before Bulk sees them: keep the advert true.
         problems.append("scim.bulk_max_payload_bytes must not exceed app.max_body_bytes")
     problems.extend(base_url_problems(app["base_url"]))
+    problems.extend(bind_problems(settings["server"]["bind"]))
     problems.extend(webhook_url_problems(settings["webhooks"]["urls"]))
     problems.extend(_webhook_lease_problems(settings["webhooks"]))
-    problems.extend(_url_problems("sso.allowed_redirect_urls",
-                                  settings["sso"]["allowed_redirect_urls"]))
+    problems.extend(url_list_problems("sso.allowed_redirect_urls",
+                                      settings["sso"]["allowed_redirect_urls"]))
     problems.extend(ratelimit_problems(settings["ratelimit"]))
     problems.extend(key_file_problems(settings))
     problems.extend(portal_secret_problems(settings["oidc_provider"]))
     return problems
-
-
-def _url_problems(name: str, urls: list[str]) -> list[str]:
-    """Each entry an absolute http(s) URL with a host (RFC 3986 §4.3): anything else
-    matched no page, and every redirect was refused without a word at start. A bad entry is
-    named with its credentials masked (app/url_masks.py): the line goes to every log."""
-    return [f"{name} entries must be absolute http(s) URLs, got {shown_url(url)}"
-            for url in urls if not web_url(url)]
 
 
 def _webhook_lease_problems(webhooks: dict[str, Any]) -> list[str]:

@@ -8,9 +8,10 @@ these, so every process refuses such a configuration at start, one line per prob
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -225,3 +226,60 @@ def _rsa_key(data: bytes) -> str | None:
     except (ValueError, TypeError, UnsupportedAlgorithm):
         key = None
     return None if isinstance(key, rsa.RSAPublicKey) else "a PEM RSA key (private or public)"
+
+
+def url_list_problems(name: str, urls: list[str]) -> list[str]:
+    """Each entry an absolute http(s) URL with a host (RFC 3986 §4.3): anything else
+    matched no page, and every redirect was refused without a word at start. A bad entry is
+    named with its credentials masked (app/url_masks.py): the line goes to every log."""
+    return [f"{name} entries must be absolute http(s) URLs, got {shown_url(url)}"
+            for url in urls if not web_url(url)]
+
+
+def named_source(source: str, names: Mapping[tuple[str, str], str] | None, section: str,
+                 key: str | None = None) -> str:
+    """``source`` with the environment variables that set ``section`` (its ``key``) named:
+    "unknown key server.bindd in environment" left the operator to guess the variable
+    (ROSTER_SERVER__BINDD, or a ROSTER_SERVER__BINDD_FILE)."""
+    found = sorted(name for (s, k), name in (names or {}).items()
+                   if s == section and key in (None, k))
+    return f"{source} ({', '.join(found)})" if found else source
+
+
+# A host name (RFC 1123 §2.1 labels) or an IPv4 address; IPv6 comes in brackets.
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
+
+
+def bind_problem(value: str) -> str | None:
+    """Why gunicorn could not bind ``value`` (``server.bind``, `roster serve --bind`: HOST,
+    HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N, as gunicorn's ``--bind`` reads it), or
+    None. Gunicorn was handed whatever was given: a port ``http`` or ``70000`` failed only
+    there, in its own words; a stray space bound a host name nobody has, retried 5 times."""
+    if value.startswith("unix:"):
+        return None if value.removeprefix("unix:").lstrip("/") else "no socket path"
+    if value.startswith("fd://"):
+        return None if value[5:].isdigit() else "not a file descriptor number"
+    netloc = value.removeprefix("tcp://")
+    if netloc.startswith("["):
+        host, sep, port = netloc[1:].partition("]")
+        if not sep or (port and not port.startswith(":")):
+            return "an IPv6 address goes in brackets: [::1]:8000"
+        colon, port = port[:1], port[1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return f"{host!r} is not an IPv6 address"
+    else:
+        host, colon, port = netloc.partition(":")
+        if not _HOST.match(host) and not (colon and not host):  # ":8000": every interface
+            return f"{host!r} is not a host name or IPv4 address"
+    if colon and not (port.isascii() and port.isdigit() and int(port) <= 65535):
+        return f"{port!r} is not a port number (0 to 65535)"
+    return None
+
+
+def bind_problems(bind: str) -> list[str]:
+    """``server.bind`` as gunicorn would read it (the Docker image's gunicorn too)."""
+    why = bind_problem(bind)
+    return [f"server.bind {bind!r}: {why}"] if why else []

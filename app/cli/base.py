@@ -11,7 +11,13 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
-from sqlalchemy.exc import DataError, OperationalError, ProgrammingError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    IntegrityError,
+    OperationalError,
+    ProgrammingError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session
 
 from app import migrate
@@ -28,6 +34,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 # (a larger one was SQLite's OverflowError at the query).
 DAYS = click.IntRange(max=36500)  # a negative count is the command's to refuse
 ROW_ID = click.IntRange(0, 2**63 - 1)
+# Database errors a command reports as one line (its own errors are DomainErrors).
+DATABASE_ERRORS = (OperationalError, ProgrammingError, DataError, IntegrityError)
 
 
 class CliContext:
@@ -71,15 +79,18 @@ class CliContext:
         return Actor(type="operator", id=f"cli:{getpass.getuser()}")
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One transaction; domain and database errors become one clear line."""
+    def transaction(self, *, readonly: bool = False) -> Iterator[Session]:
+        """One transaction; domain and database errors become one clear line.
+        ``readonly``: a look before a question (no SQLite write lock held while asking)."""
         try:
-            with self.db.transaction() as session:
+            with self.db.transaction(readonly=readonly) as session:
                 yield session
         except DomainError as exc:
             raise click.ClickException(exc.detail) from None
-        except (OperationalError, ProgrammingError, DataError) as exc:
-            # DataError: a value the database refuses (PostgreSQL: too long, NUL).
+        except DATABASE_ERRORS as exc:
+            # DataError: a value the database refuses (PostgreSQL: too long, NUL);
+            # IntegrityError: a constraint checked at COMMIT (deferred), or one no service
+            # turned into a Conflict: a traceback, after the command had said it was done.
             raise click.ClickException(_database_problem(exc, self._db)) from None
 
 
@@ -123,7 +134,7 @@ class RosterGroup(click.Group):
         try:
             try:
                 return super().invoke(ctx)
-            except (OperationalError, ProgrammingError, DataError) as exc:
+            except DATABASE_ERRORS as exc:
                 cli_ctx = ctx.find_object(CliContext)
                 raise click.ClickException(_database_problem(
                     exc, cli_ctx.database_if_open if cli_ctx else None)) from None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, say
+from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, printable, say
 from app.directory.directories import get_directory
 from app.directory.organizations import get_organization
 from app.errors import DomainError
@@ -66,11 +66,12 @@ def create(ctx: CliContext, org_ref: str, name: str, protocol: str, policy: str,
                                  match_by=match_by, directory_id=directory_id,
                                  allow_idp_initiated=idp_initiated, sign_requests=sign_requests,
                                  sp_key_configured=_sp_key_configured(ctx))
-        say(f"connection {conn.name} created (id {conn.id})")
-        if protocol == "saml":
-            urls = SpUrls.of(ctx.settings["app"]["base_url"], conn.id)
-            say(f"SP entity id / metadata: {urls.entity_id}")
-            say(f"ACS (HTTP-POST):         {urls.acs}")
+    # Said once the transaction has committed: a failing commit prints only its error.
+    say(f"connection {conn.name} created (id {conn.id})")
+    if protocol == "saml":
+        urls = SpUrls.of(ctx.settings["app"]["base_url"], conn.id)
+        say(f"SP entity id / metadata: {urls.entity_id}")
+        say(f"ACS (HTTP-POST):         {urls.acs}")
 
 
 def _sp_key_configured(ctx: CliContext) -> bool:
@@ -117,18 +118,22 @@ def set_(ctx: CliContext, connection_id: str, policy: str | None, match_by: str 
         conn = update_connection(session, get_connection(session, connection_id), ctx.actor,
                                  {k: v for k, v in given.items() if v is not None},
                                  sp_key_configured=_sp_key_configured(ctx))
-        say(f"connection {conn.name}: policy {conn.login_policy}, match by "
-            f"{conn.match_by}, {'enabled' if conn.enabled else 'disabled'}")
+    say(f"connection {conn.name}: policy {conn.login_policy}, match by "
+        f"{conn.match_by}, {'enabled' if conn.enabled else 'disabled'}")
 
 
 @connection.command("delete")
 @click.argument("connection_id")
-@click.confirmation_option(prompt="Delete the connection, its domains and its traces, and "
-                                 "end the logins made through it?")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_ctx
-def delete(ctx: CliContext, connection_id: str) -> None:
+def delete(ctx: CliContext, connection_id: str, yes: bool) -> None:
     """Delete a connection (its domains and traces go with it; its logins end, with the
     portal's tokens issued on them, as on a disable)."""
+    if not yes:
+        with ctx.transaction(readonly=True) as session:
+            name = get_connection(session, connection_id).name  # a missing one: no question
+        click.confirm(printable(f"Delete the connection {name}, its domains and its traces, "
+                                "and end the logins made through it?"), abort=True)
     with ctx.transaction() as session:
         conn = get_connection(session, connection_id)
         name = conn.name
@@ -160,8 +165,8 @@ def import_(ctx: CliContext, connection_id: str, file_: Path | None, url: str | 
         if url:
             conn.metadata_url = url
         apply_idp_metadata(session, conn, xml, ctx.actor, entity_id=entity_id)
-        say(f"imported {conn.idp_entity_id}: {len(conn.idp_certs)} signing "
-            f"certificate(s), SSO {conn.idp_sso_url}")
+    say(f"imported {conn.idp_entity_id}: {len(conn.idp_certs)} signing "
+        f"certificate(s), SSO {conn.idp_sso_url}")
 
 
 @metadata.command("refresh")
@@ -205,7 +210,7 @@ def domain_add(ctx: CliContext, connection_id: str, name: str) -> None:
     """Attach an email domain (not routed until verified)."""
     with ctx.transaction() as session:
         row = add_domain(session, get_connection(session, connection_id), name, ctx.actor)
-        say(f"domain {row.domain} added (unverified)")
+    say(f"domain {row.domain} added (unverified)")
 
 
 @domain.command("verify")
@@ -216,4 +221,4 @@ def domain_verify(ctx: CliContext, connection_id: str, name: str) -> None:
     """Mark a domain verified by the operator: discovery routes it from now on."""
     with ctx.transaction() as session:
         row = verify_domain(session, get_connection(session, connection_id), name, ctx.actor)
-        say(f"domain {row.domain} verified")
+    say(f"domain {row.domain} verified")

@@ -7,7 +7,7 @@ from datetime import datetime
 import click
 from sqlalchemy.orm import Session
 
-from app.cli.base import CliContext, echo_table, listed_ref, pass_ctx, say
+from app.cli.base import CliContext, echo_table, listed_ref, pass_ctx, printable, say
 from app.db import utcnow
 from app.directory.directories import (
     create_directory,
@@ -140,8 +140,10 @@ def disable(ctx: CliContext, directory_ref: str, org_ref: str | None, yes: bool)
     """Disable a directory: its tokens stop working and every user it still has active is
     deprovisioned (trigger directory_disabled), as POST .../directories/ID/disable does."""
     if not yes:
-        click.confirm("Disabling deprovisions every active user of the directory. Go on?",
-                      abort=True)
+        with ctx.transaction(readonly=True) as session:
+            name = _find(session, directory_ref, org_ref).name  # a missing one: no question
+        click.confirm(printable(f"Disabling deprovisions every active user of directory "
+                                f"{name}. Go on?"), abort=True)
     with ctx.transaction() as session:
         found = _find(session, directory_ref, org_ref)
         set_directory_status(session, found, "disabled", ctx.actor)

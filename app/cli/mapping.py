@@ -79,7 +79,8 @@ def apply_(ctx: CliContext, file: Path, org_ref: str, dry_run: bool, force: bool
             return
         result = apply_ruleset(session, org, ruleset, ctx.actor, max_loss_share=share,
                                force=force)
-        echo_preview(result, applied=True)
+    # Said once the transaction has committed: a failing commit prints only its error.
+    echo_preview(result, applied=True)
 
 
 @mapping.command("list")
@@ -160,6 +161,18 @@ def parse_param(text: str) -> tuple[str, dict[str, Any]]:
     return name, {"type": kind, "default": value}
 
 
+def parse_params(texts: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Every ``--param``; a name given twice is refused (the last silently won), as a
+    permission given twice is."""
+    parameters: dict[str, dict[str, Any]] = {}
+    for text in texts:
+        name, spec = parse_param(text)
+        if name in parameters:
+            raise InvalidInput(f"--param {name} given more than once", field="param")
+        parameters[name] = spec
+    return parameters
+
+
 @role.command("add")
 @click.argument("key")
 @click.option("--org", "org_ref", required=True, help="Organization slug or id.")
@@ -174,11 +187,11 @@ def role_add(ctx: CliContext, key: str, org_ref: str, name: str, description: st
              permissions: tuple[str, ...], params: tuple[str, ...]) -> None:
     """Add custom role KEY to an organization's catalog."""
     with ctx.transaction() as session:
-        parameters = dict(parse_param(p) for p in params)
+        parameters = parse_params(params)
         org = get_organization(session, org_ref)
         new = add_role(session, org, RoleSpec(key, name or key, description, permissions,
                                                parameters), ctx.actor)
-        say(f"role {new.key} added to {org.slug} (id {new.id})")
+    say(f"role {new.key} added to {org.slug} (id {new.id})")
 
 
 @role.command("list")

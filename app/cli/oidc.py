@@ -64,14 +64,15 @@ def oidc(ctx: CliContext, connection_id: str, discovery_url: str | None,
             client_id=client_id, client_secret=client_secret or None, scopes=scopes,
             groups_claim=groups_claim,
             algorithms=algorithms.split(",") if algorithms is not None else None)
-        if issuer:
-            say(f"issuer:        {issuer}")
-        base = ctx.settings["app"]["base_url"]
-        say(f"redirect URI:  {callback_url(base, conn.id)}")
-        say(f"post-logout redirect URI: {logged_out_url(base, conn.id)}")
-        say(f"algorithms:    {', '.join(algorithms_of(conn))}")
-        say(f"groups claim:  {groups_claim_of(conn)}")
-        say(f"client secret: {'set' if conn.oidc_client_secret_enc else 'NOT SET'}")
+    # Said once the transaction has committed: a failing commit prints only its error.
+    if issuer:
+        say(f"issuer:        {issuer}")
+    base = ctx.settings["app"]["base_url"]
+    say(f"redirect URI:  {callback_url(base, conn.id)}")
+    say(f"post-logout redirect URI: {logged_out_url(base, conn.id)}")
+    say(f"algorithms:    {', '.join(algorithms_of(conn))}")
+    say(f"groups claim:  {groups_claim_of(conn)}")
+    say(f"client secret: {'set' if conn.oidc_client_secret_enc else 'NOT SET'}")
 
 
 @connection.command("rekey")

@@ -33,8 +33,9 @@ def create(ctx: CliContext, slug: str, name: str) -> None:
     catalog = load_catalog(ROLES_FILE)
     with ctx.transaction() as session:
         organization = create_organization(session, slug, name, catalog, ctx.actor)
-        say(f"organization {organization.slug} created (id {organization.id}, "
-            f"{len(catalog)} roles)")
+    # Said once the transaction has committed: a failing commit prints only its error.
+    say(f"organization {organization.slug} created (id {organization.id}, "
+        f"{len(catalog)} roles)")
 
 
 @org.command("list")
@@ -64,10 +65,10 @@ def add(ctx: CliContext, org_ref: str, name: str, kind: str, parent: str | None)
         organization = get_organization(session, org_ref)
         new, summary = add_unit_for_rules(session, organization, name, kind, parent,
                                           ctx.actor)
-        say(f"unit {new.path} ({new.kind.value}) created (id {new.id})")
-        if summary is not None:
-            say(f"re-evaluated {summary.users} user(s): {summary.added} grant(s) added, "
-                f"{summary.removed} removed, {summary.updated} updated")
+    say(f"unit {new.path} ({new.kind.value}) created (id {new.id})")
+    if summary is not None:
+        say(f"re-evaluated {summary.users} user(s): {summary.added} grant(s) added, "
+            f"{summary.removed} removed, {summary.updated} updated")
 
 
 @unit.command("list")

@@ -9,10 +9,20 @@ import click
 
 from app.cli.base import CliContext, pass_ctx
 from app.settings import ROOT, worker_threads
+from app.settings_checks import bind_problem
+
+
+def _checked_bind(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    problem = bind_problem(value) if value is not None else None
+    if problem:
+        raise click.BadParameter(f"{value!r}: {problem}")
+    return value
 
 
 @click.command()
-@click.option("--bind", default=None, help="Address to bind (default: server.bind).")
+@click.option("--bind", default=None, callback=_checked_bind,
+              help="Address to bind: HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N "
+                   "(default: server.bind).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: server.workers).")
 @click.option("--threads", type=click.IntRange(1, 64), default=None,

@@ -53,6 +53,9 @@ def parse_expiry(value: str | None, now: datetime | None = None) -> datetime | N
     now = now or utcnow()
     if match := _RELATIVE.match(value.strip()):
         amount, unit = int(match.group(1)), match.group(2)
+        if amount == 0:  # now: create_key refused it later as "expires_at is in the past"
+            raise InvalidInput(f"expiry {value!r} must be in the future (1{unit} at least)",
+                               field="expires")
         delta = {"d": timedelta(days=amount), "h": timedelta(hours=amount),
                  "w": timedelta(weeks=amount)}[unit]
         return now + delta

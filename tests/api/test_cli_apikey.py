@@ -124,6 +124,16 @@ def test_bad_input_is_one_line_and_nonzero(roster, tenant, args, message):
     assert message in roster("apikey", *args, ok=False).output
 
 
+@pytest.mark.parametrize("expires", ["0d", "0h", "00w", "yesterday", "2001-01-01"])
+def test_an_expiry_not_in_the_future_is_a_usage_error(roster, expires):
+    """`--expires 0d` (now) exited 1 with "expires_at is in the past", after the other bad
+    expiries had been usage errors (exit 2) naming --expires: now one of them."""
+    result = roster("apikey", "create", "--role", "operator", "--expires", expires, ok=False)
+    assert result.exit_code == 2
+    assert "Invalid value for --expires" in result.output
+    assert "expires_at" not in result.output
+
+
 def test_create_refuses_a_name_the_api_refuses(roster, client, keys, db):
     """A 201-character name was cut to 200 at the CLI; the API refuses it: both refuse."""
     long_name = "n" * 201

@@ -95,6 +95,36 @@ def test_serve_refuses_a_worker_count_below_one_before_starting(workers, tmp_pat
     assert f"Invalid value for '--workers': {workers} is not in the range x>=1" in result.stderr
 
 
+@pytest.mark.parametrize(("bind", "said"), [
+    ("127.0.0.1:http", "'http' is not a port number"),
+    ("localhost:70000", "'70000' is not a port number"),
+    ("127.0.0.1:", "'' is not a port number"),
+    ("[::1", "an IPv6 address goes in brackets"),
+    ("local host:8000", "'local host' is not a host name"),
+    ("unix:", "no socket path"),
+    ("fd://x", "not a file descriptor number"),
+])
+def test_serve_refuses_a_malformed_bind_before_starting(bind, said, tmp_path):
+    """`serve --bind` went to gunicorn unchecked: a bad port failed there, in its words, a
+    stray space bound a host nobody has. Now a usage error naming the value; nothing starts.
+    (In a process of its own: a serve that starts replaces the process with gunicorn.)"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
+    env["ROSTER_DATABASE__URL"] = f"sqlite:///{tmp_path / 'roster.db'}"
+    result = subprocess.run([ROSTER, "serve", "--bind", bind, "--workers", "1"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert f"Invalid value for '--bind': {bind!r}: {said}" in result.stderr
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1:8000", "[::1]:8000", ":8000", "localhost",
+                                  "unix:/run/roster.sock", "fd://3", "tcp://10.0.0.1:80"])
+def test_bind_forms_gunicorn_takes_are_accepted(bind):
+    """The forms gunicorn's --bind documents pass the check."""
+    from app.settings_checks import bind_problem
+
+    assert bind_problem(bind) is None
+
+
 def test_db_upgrade_where_the_sqlite_directory_cannot_be_made(tmp_path):
     """database.url names a file under a regular file: FileExistsError's traceback before."""
     blocker = tmp_path / "var"

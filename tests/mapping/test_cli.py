@@ -125,6 +125,15 @@ def test_role_add_and_list(world, run):
     assert "parameters.m.default.currency: must be an ISO 4217 code" in out
 
 
+def test_role_add_refuses_a_parameter_given_twice(world, run, db):
+    """`--param limit=... --param limit=...` kept the last without a word (a permission
+    given twice is refused): now refused, naming it, and no role is added."""
+    out = run("role", "add", "twice", "--org", "acme", "--permission", "orders.place",
+              "--param", "limit=money:5 EUR", "--param", "limit=money:10 EUR", ok=False).output
+    assert "--param limit given more than once" in out
+    assert rows(db, "SELECT count(*) FROM roles WHERE key = 'twice'")[0][0] == 0
+
+
 def test_mapping_commands_have_help():
     """--help works for every mapping, role and user command without a database."""
     runner = CliRunner()
