@@ -25,6 +25,7 @@ from app.events.watermark import held_endpoints, reset_cursor
 from app.events.worker import run
 from app.lifecycle.batches import purge_deleted, purge_due
 from app.planner import refresh_statistics
+from app.scim.recorder import prune_aged
 from app.settings import MAX_PURGE_BATCH
 from app.sso.backchannel import run_once as backchannel_once
 from app.sso.connection_metadata import refresh_due
@@ -52,7 +53,8 @@ EVENTS_PURGE_BATCHES = 20
 @command_errors
 def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
     """Deliver webhooks, OIDC back-channel logouts, audit checkpoints; purge expired SSO rows,
-    events past events.retention_days and, hourly, users soft-deleted longer ago than
+    events past events.retention_days, SCIM flight recorder requests past
+    recorder.max_age_days and, hourly, users soft-deleted longer ago than
     lifecycle.retention_days."""
     config = WebhookConfig.from_settings(ctx.settings)
     key = signing_key(ctx)
@@ -105,6 +107,20 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
             say(f"worker {name}: dropped {counts.marks} purge record(s) older than "
                 f"{MARKS_KEPT * retention.days} day(s)", err=True)
 
+    recorder_days = ctx.settings["recorder"]["max_age_days"]
+    recorder_pruned = [float("-inf")]
+
+    def _prune_recorder() -> None:
+        # The SCIM flight recorder prunes itself only as requests arrive.
+        recorder_pruned[0] = time.monotonic()
+        count, more = prune_aged(ctx.db, utcnow() - timedelta(days=recorder_days),
+                                 retention.batch_size, max_batches=EVENTS_PURGE_BATCHES)
+        if more:
+            recorder_pruned[0] = float("-inf")
+        if count:
+            say(f"worker {name}: pruned {count} SCIM flight recorder request(s) older than "
+                f"{recorder_days} day(s)", err=True)
+
     refresh_hours = ctx.settings["sso"]["metadata_refresh_hours"]
     metadata_checked = [float("-inf")]
 
@@ -136,6 +152,9 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
         # Outbox events and delivered deliveries past events.retention_days.
         if time.monotonic() - events_purged[0] >= EVENTS_PURGE_INTERVAL_SECONDS:
             _purge_events()
+        # SCIM flight recorder requests past recorder.max_age_days, whatever the traffic.
+        if time.monotonic() - recorder_pruned[0] >= EVENTS_PURGE_INTERVAL_SECONDS:
+            _prune_recorder()
         # IdP metadata from https URLs, for signing-certificate rollover.
         if refresh_hours > 0 and \
                 time.monotonic() - metadata_checked[0] >= METADATA_CHECK_INTERVAL_SECONDS:
@@ -155,7 +174,8 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
         try:
             _periodic()
         except Exception:
-            for stamp in (analyzed, sent, purged, events_purged, metadata_checked, checked):
+            for stamp in (analyzed, sent, purged, events_purged, recorder_pruned,
+                          metadata_checked, checked):
                 stamp[0] = float("-inf")
             purge.rearm()
             raise
