@@ -23,7 +23,8 @@ from app.events.endpoints import endpoint_key
 from app.events.retention import MARKS_KEPT, Retention, purge_old_events
 from app.events.watermark import held_endpoints, reset_cursor
 from app.events.worker import run
-from app.lifecycle.batches import purge_deleted, purge_due
+from app.lifecycle.batches import purge_due
+from app.lifecycle.purge import purge_in_batches
 from app.planner import refresh_statistics
 from app.scim.recorder import prune_aged
 from app.settings import MAX_PURGE_BATCH
@@ -83,9 +84,11 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
             if not purge_due(session, retention_days=retention_days,
                              deprovisioned_days=out_days):
                 return
-        with ctx.db.transaction() as session:
-            count = purge_deleted(session, system, retention_days=retention_days,
-                                  deprovisioned_days=out_days)
+        run = purge_in_batches(ctx.db, system, retention_days=retention_days,
+                               deprovisioned_days=out_days, max_batches=EVENTS_PURGE_BATCHES)
+        if run.more:  # users left: go on next round
+            purged[0] = float("-inf")
+        count = run.purged
         also = f" or deprovisioned more than {out_days} day(s) ago" if out_days else ""
         say(f"worker {name}: purged {count} user(s) deleted more than "
             f"{retention_days} day(s) ago{also}", err=True)
