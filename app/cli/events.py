@@ -12,6 +12,7 @@ from types import FrameType
 
 import click
 
+from app.api.ratelimit import purge_ended as purge_rate_limit_counters
 from app.audit import Actor
 from app.audit.checkpoints import checkpoint_if_due
 from app.cli.audit import signing_key
@@ -55,7 +56,7 @@ EVENTS_PURGE_BATCHES = 20
 def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
     """Deliver webhooks, OIDC back-channel logouts, audit checkpoints; purge expired SSO rows,
     events past events.retention_days, SCIM flight recorder requests past
-    recorder.max_age_days and, hourly, users soft-deleted longer ago than
+    recorder.max_age_days, ended rate-limit counters and, hourly, users soft-deleted longer ago than
     lifecycle.retention_days."""
     config = WebhookConfig.from_settings(ctx.settings)
     key = signing_key(ctx)
@@ -70,7 +71,7 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
     provider = config_from_settings(ctx.settings)
     bcl_timeout = float(ctx.settings["oidc_provider"]["backchannel_timeout_seconds"])
     sent = [0.0]
-    purge = PeriodicPurge(ctx.db)
+    purge = PeriodicPurge(ctx.db, batch_size=ctx.settings["events"]["purge_batch_size"])
     analyzed = [float("-inf")]
     purged = [float("-inf")]
     retention_days = ctx.settings["lifecycle"]["retention_days"]
@@ -114,7 +115,8 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
     recorder_pruned = [float("-inf")]
 
     def _prune_recorder() -> None:
-        # The SCIM flight recorder prunes itself only as requests arrive.
+        # The SCIM flight recorder and the rate-limit counters prune themselves only as
+        # requests arrive.
         recorder_pruned[0] = time.monotonic()
         count, more = prune_aged(ctx.db, utcnow() - timedelta(days=recorder_days),
                                  retention.batch_size, max_batches=EVENTS_PURGE_BATCHES)
@@ -123,6 +125,14 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
         if count:
             say(f"worker {name}: pruned {count} SCIM flight recorder request(s) older than "
                 f"{recorder_days} day(s)", err=True)
+        # Rate-limit counters (failed authentications: by client address) of ended windows.
+        count, left = purge_rate_limit_counters(ctx.db, retention.batch_size,
+                                                max_batches=EVENTS_PURGE_BATCHES)
+        if left:
+            recorder_pruned[0] = float("-inf")
+        if count:
+            say(f"worker {name}: deleted {count} rate-limit counter(s) of ended windows",
+                err=True)
 
     refresh_hours = ctx.settings["sso"]["metadata_refresh_hours"]
     metadata_checked = [float("-inf")]
