@@ -56,8 +56,8 @@ EVENTS_PURGE_BATCHES = 20
 def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
     """Deliver webhooks, OIDC back-channel logouts, audit checkpoints; purge expired SSO rows,
     events past events.retention_days, SCIM flight recorder requests past
-    recorder.max_age_days, ended rate-limit counters and, hourly, users soft-deleted longer ago than
-    lifecycle.retention_days."""
+    recorder.max_age_days, ended rate-limit counters and, hourly, users soft-deleted longer
+    ago than lifecycle.retention_days (each purge in batches of events.purge_batch_size)."""
     config = WebhookConfig.from_settings(ctx.settings)
     key = signing_key(ctx)
     interval = ctx.settings["signing"]["checkpoint_interval_seconds"]
@@ -86,7 +86,8 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
                              deprovisioned_days=out_days):
                 return
         run = purge_in_batches(ctx.db, system, retention_days=retention_days,
-                               deprovisioned_days=out_days, max_batches=EVENTS_PURGE_BATCHES)
+                               deprovisioned_days=out_days, batch_size=retention.batch_size,
+                               max_batches=EVENTS_PURGE_BATCHES)
         if run.more:  # users left: go on next round
             purged[0] = float("-inf")
         count = run.purged

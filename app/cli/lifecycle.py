@@ -144,6 +144,7 @@ def purge(ctx: CliContext, retention_days: int | None,
     if days < 0 or out_days < 0:
         raise click.BadParameter("retention must not be negative")
     count = purge_in_batches(ctx.db, ctx.actor, retention_days=days,
-                             deprovisioned_days=out_days).purged
+                             deprovisioned_days=out_days,
+                             batch_size=ctx.settings["events"]["purge_batch_size"]).purged
     also = f" or deprovisioned more than {out_days} day(s) ago" if out_days else ""
     say(f"purged {count} user(s) deleted more than {days} day(s) ago{also}")

@@ -15,8 +15,6 @@ from app.models.directory import User, UserStatus
 from tests.conftest import rows
 from tests.lifecycle.support import roster
 
-ROUND = 10_000  # what one worker round purges at most: 20 batches of 500
-
 
 def _deleted_users(db, tenant, count: int) -> None:
     """``count`` users SCIM-deleted 40 days ago (past lifecycle.retention_days, 30)."""
@@ -46,9 +44,10 @@ def test_more_users_than_one_statement_may_name_are_purged(db, tenant, database_
 
 
 def test_a_worker_round_purges_a_bounded_share(db, tenant, database_url):
-    """A worker round purges at most 20 batches (10,000 users), so a first large purge does
-    not hold up webhook delivery; the rest goes in the next rounds."""
-    _deleted_users(db, tenant, ROUND + 7)
-    roster(database_url, "worker", "--until-idle")
-    assert _count(db, "SELECT count(*) FROM users") == 7
-    assert _count(db, "SELECT count(*) FROM audit_events WHERE action = 'user:purge'") == ROUND
+    """A worker round purges at most 20 batches (events.purge_batch_size users each), so a
+    first large purge does not hold up webhook delivery; the rest goes in the next rounds.
+    Before, the round purged all 45 in one transaction."""
+    _deleted_users(db, tenant, 45)
+    roster(database_url, "worker", "--until-idle", ROSTER_EVENTS__PURGE_BATCH_SIZE="2")
+    assert _count(db, "SELECT count(*) FROM users") == 5
+    assert _count(db, "SELECT count(*) FROM audit_events WHERE action = 'user:purge'") == 40
