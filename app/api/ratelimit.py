@@ -131,6 +131,36 @@ class DatabaseStorage(Storage):
             session.execute(delete(RateLimitCounter).where(RateLimitCounter.key == key))
 
 
+def purge_ended(db: Database, batch_size: int, *, max_batches: int | None = None,
+                now: datetime | None = None) -> tuple[int, bool]:
+    """Delete the counters of windows that ended over ``PURGE_AFTER`` ago, a batch per
+    transaction; how many, and whether ``max_batches`` stopped it with some left.
+
+    Requests purge now and then as they come (``_purge_turn``); `roster worker` runs this
+    so that a quiet deployment does not keep for good the keys of its last windows, the
+    client addresses of failed authentications among them. A counter a lease renews
+    meanwhile is not deleted (its window is checked again in the DELETE; PostgreSQL skips
+    rows another transaction holds).
+    """
+    cutoff = (now or utcnow()) - PURGE_AFTER
+    deleted = batches = 0
+    while max_batches is None or batches < max_batches:
+        with db.transaction() as session:
+            pick = (select(RateLimitCounter.key).where(RateLimitCounter.expires_at < cutoff)
+                    .order_by(RateLimitCounter.expires_at).limit(batch_size))
+            if db.dialect == "postgresql":
+                pick = pick.with_for_update(skip_locked=True)
+            keys = list(session.scalars(pick))
+            if keys:
+                deleted += session.execute(delete(RateLimitCounter).where(
+                    RateLimitCounter.key.in_(keys),
+                    RateLimitCounter.expires_at < cutoff)).rowcount or 0
+        batches += 1
+        if len(keys) < batch_size:
+            return deleted, False
+    return deleted, True
+
+
 def _purge_turn(key: str) -> bool:
     """About one new window in a hundred also purges old rows (keeps the table small)."""
     return hashlib.sha256(f"{key}{time.time_ns()}".encode()).digest()[0] < 3

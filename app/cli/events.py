@@ -12,6 +12,7 @@ from types import FrameType
 
 import click
 
+from app.api.ratelimit import purge_ended as purge_rate_limit_counters
 from app.audit import Actor
 from app.audit.checkpoints import checkpoint_if_due
 from app.cli.audit import signing_key
@@ -23,8 +24,10 @@ from app.events.endpoints import endpoint_key
 from app.events.retention import MARKS_KEPT, Retention, purge_old_events
 from app.events.watermark import held_endpoints, reset_cursor
 from app.events.worker import run
-from app.lifecycle.batches import purge_deleted, purge_due
+from app.lifecycle.batches import purge_due
+from app.lifecycle.purge import purge_in_batches
 from app.planner import refresh_statistics
+from app.scim.recorder import prune_aged
 from app.settings import MAX_PURGE_BATCH
 from app.sso.backchannel import run_once as backchannel_once
 from app.sso.connection_metadata import refresh_due
@@ -52,8 +55,9 @@ EVENTS_PURGE_BATCHES = 20
 @command_errors
 def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
     """Deliver webhooks, OIDC back-channel logouts, audit checkpoints; purge expired SSO rows,
-    events past events.retention_days and, hourly, users soft-deleted longer ago than
-    lifecycle.retention_days."""
+    events past events.retention_days, SCIM flight recorder requests past
+    recorder.max_age_days, ended rate-limit counters and, hourly, users soft-deleted longer
+    ago than lifecycle.retention_days (each purge in batches of events.purge_batch_size)."""
     config = WebhookConfig.from_settings(ctx.settings)
     key = signing_key(ctx)
     interval = ctx.settings["signing"]["checkpoint_interval_seconds"]
@@ -67,7 +71,7 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
     provider = config_from_settings(ctx.settings)
     bcl_timeout = float(ctx.settings["oidc_provider"]["backchannel_timeout_seconds"])
     sent = [0.0]
-    purge = PeriodicPurge(ctx.db)
+    purge = PeriodicPurge(ctx.db, batch_size=ctx.settings["events"]["purge_batch_size"])
     analyzed = [float("-inf")]
     purged = [float("-inf")]
     retention_days = ctx.settings["lifecycle"]["retention_days"]
@@ -81,9 +85,12 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
             if not purge_due(session, retention_days=retention_days,
                              deprovisioned_days=out_days):
                 return
-        with ctx.db.transaction() as session:
-            count = purge_deleted(session, system, retention_days=retention_days,
-                                  deprovisioned_days=out_days)
+        run = purge_in_batches(ctx.db, system, retention_days=retention_days,
+                               deprovisioned_days=out_days, batch_size=retention.batch_size,
+                               max_batches=EVENTS_PURGE_BATCHES)
+        if run.more:  # users left: go on next round
+            purged[0] = float("-inf")
+        count = run.purged
         also = f" or deprovisioned more than {out_days} day(s) ago" if out_days else ""
         say(f"worker {name}: purged {count} user(s) deleted more than "
             f"{retention_days} day(s) ago{also}", err=True)
@@ -104,6 +111,29 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
         if counts.marks:
             say(f"worker {name}: dropped {counts.marks} purge record(s) older than "
                 f"{MARKS_KEPT * retention.days} day(s)", err=True)
+
+    recorder_days = ctx.settings["recorder"]["max_age_days"]
+    recorder_pruned = [float("-inf")]
+
+    def _prune_recorder() -> None:
+        # The SCIM flight recorder and the rate-limit counters prune themselves only as
+        # requests arrive.
+        recorder_pruned[0] = time.monotonic()
+        count, more = prune_aged(ctx.db, utcnow() - timedelta(days=recorder_days),
+                                 retention.batch_size, max_batches=EVENTS_PURGE_BATCHES)
+        if more:
+            recorder_pruned[0] = float("-inf")
+        if count:
+            say(f"worker {name}: pruned {count} SCIM flight recorder request(s) older than "
+                f"{recorder_days} day(s)", err=True)
+        # Rate-limit counters (failed authentications: by client address) of ended windows.
+        count, left = purge_rate_limit_counters(ctx.db, retention.batch_size,
+                                                max_batches=EVENTS_PURGE_BATCHES)
+        if left:
+            recorder_pruned[0] = float("-inf")
+        if count:
+            say(f"worker {name}: deleted {count} rate-limit counter(s) of ended windows",
+                err=True)
 
     refresh_hours = ctx.settings["sso"]["metadata_refresh_hours"]
     metadata_checked = [float("-inf")]
@@ -136,6 +166,9 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
         # Outbox events and delivered deliveries past events.retention_days.
         if time.monotonic() - events_purged[0] >= EVENTS_PURGE_INTERVAL_SECONDS:
             _purge_events()
+        # SCIM flight recorder requests past recorder.max_age_days, whatever the traffic.
+        if time.monotonic() - recorder_pruned[0] >= EVENTS_PURGE_INTERVAL_SECONDS:
+            _prune_recorder()
         # IdP metadata from https URLs, for signing-certificate rollover.
         if refresh_hours > 0 and \
                 time.monotonic() - metadata_checked[0] >= METADATA_CHECK_INTERVAL_SECONDS:
@@ -155,7 +188,8 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
         try:
             _periodic()
         except Exception:
-            for stamp in (analyzed, sent, purged, events_purged, metadata_checked, checked):
+            for stamp in (analyzed, sent, purged, events_purged, recorder_pruned,
+                          metadata_checked, checked):
                 stamp[0] = float("-inf")
             purge.rearm()
             raise

@@ -10,7 +10,8 @@ from app.cli.base import DAYS, CliContext, command_errors, echo_table, pass_ctx,
 from app.directory.organizations import get_organization
 from app.errors import Conflict, NotFound
 from app.lifecycle import Trigger, deprovision_user, reactivate_user
-from app.lifecycle.batches import list_batches, purge_deleted, restore_batch
+from app.lifecycle.batches import list_batches, restore_batch
+from app.lifecycle.purge import purge_in_batches
 from app.models import User
 from app.sql import fold
 
@@ -142,8 +143,8 @@ def purge(ctx: CliContext, retention_days: int | None,
         if deprovisioned_retention_days is None else deprovisioned_retention_days
     if days < 0 or out_days < 0:
         raise click.BadParameter("retention must not be negative")
-    with ctx.transaction() as session:
-        count = purge_deleted(session, ctx.actor, retention_days=days,
-                              deprovisioned_days=out_days)
+    count = purge_in_batches(ctx.db, ctx.actor, retention_days=days,
+                             deprovisioned_days=out_days,
+                             batch_size=ctx.settings["events"]["purge_batch_size"]).purged
     also = f" or deprovisioned more than {out_days} day(s) ago" if out_days else ""
     say(f"purged {count} user(s) deleted more than {days} day(s) ago{also}")

@@ -10,7 +10,7 @@ import click
 from app.cli.base import CliContext, echo_table, pass_ctx, say
 from app.directory.organizations import get_organization
 from app.sso.backchannel import run_once
-from app.sso.maintenance import purge_expired_rows
+from app.sso.maintenance import purge_in_batches
 from app.sso.provider_config import config_from_settings
 from app.sso.traces import list_traces, trace_dict
 
@@ -44,9 +44,9 @@ def traces(ctx: CliContext, org_ref: str, reason: str | None, limit: int,
 @sso.command("purge-traces")
 @pass_ctx
 def purge(ctx: CliContext) -> None:
-    """Delete expired traces, AuthnRequests, replay-cache rows, OIDC attempts and codes."""
-    with ctx.transaction() as session:
-        counts = purge_expired_rows(session)
+    """Delete expired traces, AuthnRequests, replay-cache rows, OIDC attempts and codes,
+    tokens and ended sessions, a batch (events.purge_batch_size) per transaction."""
+    counts, _ = purge_in_batches(ctx.db, ctx.settings["events"]["purge_batch_size"])
     say(f"{counts['traces']} trace(s) deleted")
     say(f"{counts['saml']} expired SAML request/replay row(s) deleted")
     say(f"{counts['oidc_attempts'] + counts['authorization_codes']} expired OIDC "

@@ -130,8 +130,27 @@ def purge_due(session: Session, *, retention_days: int, deprovisioned_days: int 
         _past_retention(retention_days, deprovisioned_days, now)))) or False
 
 
+@dataclass(frozen=True)
+class PurgeStep:
+    """One batch of the purge: the users purged, and the id it read up to (None: no more
+    users past the retention after it)."""
+
+    purged: int
+    scanned_to: str | None
+
+
 def purge_deleted(session: Session, actor: Actor, *, retention_days: int,
                   deprovisioned_days: int = 0, now: datetime | None = None) -> int:
+    """Every user past its retention at once, in the caller's transaction (small sets;
+    `roster worker` and `roster lifecycle purge` go a batch at a time,
+    app/lifecycle/purge.py)."""
+    return purge_step(session, actor, retention_days=retention_days,
+                      deprovisioned_days=deprovisioned_days, now=now).purged
+
+
+def purge_step(session: Session, actor: Actor, *, retention_days: int,
+               deprovisioned_days: int = 0, now: datetime | None = None, after: str = "",
+               limit: int | None = None) -> PurgeStep:
     """Remove the identity data of users soft-deleted longer ago than the retention period,
     and (``deprovisioned_days`` > 0) of users deprovisioned and untouched longer than that
     (an IdP such as Okta deactivates leavers and never deletes them), unless an operator's
@@ -148,10 +167,14 @@ def purge_deleted(session: Session, actor: Actor, *, retention_days: int,
     gone; another worker's purge keeps the users it holds. Read unlocked, a reactivation
     committing meanwhile was undone (the user deleted after its 200), and two workers
     purging at once both recorded ``user:purge`` for the same users.
+
+    ``limit`` users at most, those with ids after ``after``: one statement naming every
+    user due failed on PostgreSQL past 65,535 of them (its limit of bound parameters), so
+    a first purge of a large directory never purged anyone.
     """
     found = session.execute(select(User.id, User.organization_id, User.status).where(
-        _past_retention(retention_days, deprovisioned_days, now)).order_by(User.id)
-        .with_for_update(skip_locked=True)).all()
+        _past_retention(retention_days, deprovisioned_days, now), User.id > after)
+        .order_by(User.id).limit(limit).with_for_update(skip_locked=True)).all()
     kept = _reports_held_elsewhere(session, [r[0] for r in found])
     rows = [r for r in found if r[0] not in kept]
     shown: list[User] = []
@@ -181,7 +204,8 @@ def purge_deleted(session: Session, actor: Actor, *, retention_days: int,
                         .execution_options(synchronize_session=False))
         session.execute(delete(User).where(User.id.in_(purged))
                         .execution_options(synchronize_session=False))
-    return len(rows)
+    full = limit is not None and len(found) == limit
+    return PurgeStep(len(rows), found[-1][0] if full else None)
 
 
 def _reports_held_elsewhere(session: Session, user_ids: list[str]) -> set[str]:

@@ -322,6 +322,33 @@ def prune(session: Session | Connection, directory_id: str, keep: int,
     session.execute(delete(ScimRequest).where(ScimRequest.created_at < older_than))
 
 
+def prune_aged(db: Database, older_than: datetime, batch_size: int, *,
+               max_batches: int | None = None) -> tuple[int, bool]:
+    """Delete the records older than ``older_than``, whatever their directory, a batch per
+    transaction; how many, and whether ``max_batches`` stopped it with some left.
+
+    The age bound as requests arrive holds only while some arrive: `roster worker` runs
+    this, so a deployment gone quiet (an IdP disconnected, a directory disabled) does not
+    keep the bodies it recorded last for good. On PostgreSQL rows a recorder's own prune is
+    deleting are skipped (it deletes them), so the two never wait on each other in turn.
+    """
+    deleted = batches = 0
+    while max_batches is None or batches < max_batches:
+        with db.transaction() as session:
+            pick = (select(ScimRequest.id).where(ScimRequest.created_at < older_than)
+                    .order_by(ScimRequest.created_at).limit(batch_size))
+            if db.dialect == "postgresql":
+                pick = pick.with_for_update(skip_locked=True)
+            ids = list(session.scalars(pick))
+            if ids:
+                deleted += session.execute(delete(ScimRequest).where(
+                    ScimRequest.id.in_(ids))).rowcount or 0
+        batches += 1
+        if len(ids) < batch_size:
+            return deleted, False
+    return deleted, True
+
+
 def list_requests(session: Session, directory_id: str, *, failed: bool = False,
                   limit: int = 50) -> list[ScimRequest]:
     """The directory's recorded requests, newest first; ``failed`` keeps status >= 400."""

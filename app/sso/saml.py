@@ -22,7 +22,7 @@ from onelogin.saml2.errors import OneLogin_Saml2_ValidationError as VE
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.settings import OneLogin_Saml2_Settings
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -180,14 +180,6 @@ def start_login(session: Session, conn: SsoConnection, urls: SpUrls, keys: SpKey
                             relay_state=relay_state, created_at=now,
                             expires_at=now + timedelta(seconds=ttl_seconds)))
     return url, request_id
-
-
-def purge_expired(session: Session) -> int:
-    """Forget answered or expired AuthnRequests and replay-cache entries past their life."""
-    now = utcnow()
-    requests = session.execute(delete(SamlRequest).where(SamlRequest.expires_at <= now)).rowcount
-    seen = session.execute(delete(SeenAssertion).where(SeenAssertion.expires_at <= now)).rowcount
-    return (requests or 0) + (seen or 0)
 
 
 def decode_response_xml(saml_response: str) -> etree._Element | None:

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from lxml import etree
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import new_id, utcnow
@@ -94,11 +94,6 @@ def list_traces(session: Session, organization_id: str, *, limit: int = 100,
     if reason:
         query = query.where(LoginTrace.reason == reason)
     return list(session.scalars(query))
-
-
-def purge_traces(session: Session) -> int:
-    """Delete traces past their retention; returns how many."""
-    return session.execute(delete(LoginTrace).where(LoginTrace.expires_at <= utcnow())).rowcount
 
 
 def trace_dict(trace: LoginTrace) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any
 
+import pytest
+
 from app.db import Database
 from app.sso.maintenance import purge_expired_rows
 from tests.statements import captured
@@ -41,9 +43,11 @@ def scans(plan_text: str) -> bool:
         for line in plan_text.splitlines())
 
 
-def test_every_delete_of_the_periodic_sso_purge_uses_an_index(db, tenant):
+@pytest.mark.parametrize("limit", [None, 1000], ids=["whole", "batched"])
+def test_every_delete_of_the_periodic_sso_purge_uses_an_index(db, tenant, limit):
+    """Whole (`purge_expired_rows`) and a batch at a time (the worker's, the CLI's)."""
     with statements(db) as seen, db.transaction() as session:
-        purge_expired_rows(session)
+        purge_expired_rows(session, limit)
     tables = {sql.split()[2] for sql, _ in seen}
     assert {"oauth_authorization_codes", "saml_requests", "oidc_backchannel_logouts",
             "login_sessions", "issued_tokens", "saml_seen_assertions", "sso_login_traces",
