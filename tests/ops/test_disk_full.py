@@ -16,6 +16,7 @@ import pytest
 from app.db import Database
 from app.migrate import upgrade
 from tests.api.conftest import make_key
+from tests.conftest import make_tenant
 from tests.ops.test_ops import _free_port, _serve
 
 
@@ -60,13 +61,15 @@ def _call(port: int, method: str, path: str, headers: dict[str, str],
 def test_a_full_disk_makes_readyz_503_and_writes_a_retryable_503(small_disk, tmp_path):
     """With the database's disk full every write failed ("database or disk is full"), while
     /readyz said ok: its write check changes nothing and allocates nothing. It answers 503
-    ``database disk full``; the writes are 503s in the API's format, never a 500; freeing
-    space makes the node ready again."""
+    ``database disk full``; the writes are 503s in the API's and SCIM's formats, never a
+    500, that name the full disk (they said "busy", a retry at once); freeing space makes
+    the node ready again."""
     url = f"sqlite:///{small_disk / 'roster.db'}"
     upgrade(url)
     database = Database(url)
     try:
         key = make_key(database, "operator")
+        tenant = make_tenant(database, "acme")
     finally:
         database.engine.dispose()
     port = _free_port()
@@ -84,6 +87,11 @@ def test_a_full_disk_makes_readyz_503_and_writes_a_retryable_503(small_disk, tmp
                                     {"slug": f"full{n}", "name": "x" * 150})
             assert status == 503, problem
             assert problem["status"] == 503
+            assert "disk is full" in problem["detail"]
+        status, error = _call(port, "POST", "/scim/v2/Users", tenant.headers, {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "a@x.io"})
+        assert (status, error["status"]) == (503, "503"), error
+        assert "disk is full" in error["detail"]
         filler.unlink()
         assert _call(port, "GET", "/readyz", {})[0] == 200
     finally:
