@@ -55,6 +55,8 @@ def bind_request_id(request_id: str | None) -> None:
 def bound_request_id() -> str | None:
     """The id :func:`bind_request_id` gave this thread, if any."""
     return getattr(_bound, "request_id", None)
+
+
 # Anything that looks like a credential is masked before a log line is written.
 _SECRET_PATTERNS = [
     # A PEM private key (RFC 7468 §10: PKCS #8, and the "RSA" / "EC" / "OPENSSH" variants),
