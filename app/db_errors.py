@@ -46,6 +46,23 @@ def is_transient(exc: BaseException) -> bool:
     return code[:2] in _TRANSIENT_SQLSTATE_CLASSES or code in _TRANSIENT_SQLSTATES
 
 
+BUSY_DETAIL = "the service is busy; retry the request"
+DISK_FULL_DETAIL = ("the database's disk is full; nothing was stored, retry the request once "
+                    "space is freed")
+
+
+def transient_detail(exc: BaseException) -> str:
+    """What the client's 503 says of a transient error: a full disk (SQLite's "database or
+    disk is full", PostgreSQL's SQLSTATE 53100) by name, as an outage an operator must end,
+    anything else as busy. "busy" sent a client to retry at once what failed until space
+    was freed."""
+    if not isinstance(exc, DBAPIError):
+        return BUSY_DETAIL
+    full = (getattr(exc.orig, "sqlstate", None) == "53100"
+            or "database or disk is full" in str(exc.orig).lower())
+    return DISK_FULL_DETAIL if full else BUSY_DETAIL
+
+
 # What the log line of a 503 calls each transient SQLSTATE (PostgreSQL appendix A).
 _TRANSIENT_NAMES = {
     "25006": "read-only transaction (a standby, or default_transaction_read_only)",

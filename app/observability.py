@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from prometheus_client import (
 from app.ids import request_id as new_request_id
 from app.json_output import dumps
 from app.ops.log_buffer import BufferedStreamHandler
+from app.ops.streamed import TrackedBody
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # The methods a metrics label names (RFC 9110 §9.3 and PATCH, RFC 5789); any other token a
@@ -33,6 +35,28 @@ REQUEST_ID_HEADER = "X-Request-ID"
 METRIC_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
                             "CONNECT", "TRACE"})
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,100}\Z")
+# The request id of the request this thread serves under gunicorn, from before the app sees
+# the request until gunicorn is done with it (app/ops/http_worker.py): gunicorn's own lines
+# about it (its DEBUG "GET /path", "Closing connection.", "Error handling request") are
+# written outside the app's context, and said request_id null.
+_bound = threading.local()
+
+
+def request_id_for(incoming: str | None) -> str:
+    """A request's id: its ``X-Request-ID`` when well formed, else a new one."""
+    return incoming if incoming and _REQUEST_ID_OK.match(incoming) else new_request_id()
+
+
+def bind_request_id(request_id: str | None) -> None:
+    """The id of the request this thread now serves (None: done with it)."""
+    _bound.request_id = request_id
+
+
+def bound_request_id() -> str | None:
+    """The id :func:`bind_request_id` gave this thread, if any."""
+    return getattr(_bound, "request_id", None)
+
+
 # Anything that looks like a credential is masked before a log line is written.
 _SECRET_PATTERNS = [
     # A PEM private key (RFC 7468 §10: PKCS #8, and the "RSA" / "EC" / "OPENSSH" variants),
@@ -177,8 +201,8 @@ class RequestIdFilter(logging.Filter):
         if not hasattr(record, "request_id"):
             try:
                 record.request_id = g.get("request_id")
-            except RuntimeError:
-                record.request_id = None
+            except RuntimeError:  # outside the app: gunicorn's lines about a request
+                record.request_id = getattr(_bound, "request_id", None)
         return True
 
 
@@ -222,11 +246,11 @@ class Metrics:
         )
         # (method, route, status) -> its counter and histogram children: labels() validates
         # and locks on every call; the routes, methods and statuses are few.
-        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, str, int | str], tuple[Any, Any]] = {}
 
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+    def observe(self, method: str, route: str, status: int | str, seconds: float) -> None:
         """Count one request and its latency (a method outside ``METRIC_METHODS`` as
-        ``other``)."""
+        ``other``; a streamed body that failed after its status was sent as ``aborted``)."""
         if method not in METRIC_METHODS:
             method = "other"
         key = (method, route, status)
@@ -269,8 +293,14 @@ class AccessLog:
             logger = logger.parent if logger.propagate else None
 
     def write(self, method: str, route: str, status: int, duration_ms: float,
-              request_id: str | None) -> None:
-        """Log ``METHOD route status`` with its fields and the request id."""
+              request_id: str | None, *, aborted: bool = False) -> None:
+        """Log ``METHOD route status`` with its fields and the request id; a streamed body
+        that failed after its status was sent: ``... 200 aborted``, ``"aborted": true``."""
+        if aborted:
+            self.logger.warning("%s %s %s aborted", method, route, status, extra={
+                "method": method, "route": route, "status": status,
+                "duration_ms": duration_ms, "aborted": True, "request_id": request_id})
+            return
         handler = self._direct_handler()
         if handler is None:
             self.logger.info("%s %s %s", method, route, status,
@@ -315,8 +345,9 @@ def init_request_tracking(app: Flask, metrics: Metrics) -> None:
         # Wall-clock arrival, first thing: deprovisioning latency is measured from it (issue 7).
         ctx = g._get_current_object()  # type: ignore[attr-defined]
         ctx.received_at = datetime.now(UTC)
-        incoming = request.headers.get(REQUEST_ID_HEADER, "")
-        ctx.request_id = incoming if _REQUEST_ID_OK.match(incoming) else new_request_id()
+        # gunicorn's worker chose it already (its own lines carry it), else as it would.
+        ctx.request_id = bound_request_id() or request_id_for(
+            request.headers.get(REQUEST_ID_HEADER))
         ctx.started = time.perf_counter()
 
     @app.after_request
@@ -327,6 +358,20 @@ def init_request_tracking(app: Flask, metrics: Metrics) -> None:
         route = req.url_rule.rule if req.url_rule else "<unmatched>"
         elapsed = time.perf_counter() - ctx.get("started", time.perf_counter())
         method, status = req.method, response.status_code
+        request_id = ctx.get("request_id")
+        if response.is_streamed and not response.direct_passthrough:
+            # Its body is read after this (the audit export): counted and logged when it ends,
+            # as "aborted" if it fails (app/ops/streamed.py).
+            started = ctx.get("started", time.perf_counter())
+
+            def record(aborted: bool) -> None:
+                seconds = time.perf_counter() - started
+                metrics.observe(method, route, "aborted" if aborted else status, seconds)
+                access.write(method, route, status, round(seconds * 1000, 2), request_id,
+                             aborted=aborted)
+
+            response.response = TrackedBody(response.response, record, request_id, route)
+            return response
         metrics.observe(method, route, status, elapsed)
-        access.write(method, route, status, round(elapsed * 1000, 2), ctx.get("request_id"))
+        access.write(method, route, status, round(elapsed * 1000, 2), request_id)
         return response

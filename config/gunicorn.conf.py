@@ -12,7 +12,8 @@ import tempfile
 # samples there on every request, and a missing directory failed every request (a 500, even
 # /healthz). It stops the server at start instead, like a setting that does not validate.
 # The master runs this file again on SIGHUP: the directory it made itself (named in
-# ROSTER_METRICS_TMPDIR) is made again if a /tmp cleaner took it, never refused.
+# ROSTER_METRICS_TMPDIR) is made again if a /tmp cleaner took it, never refused. Set before
+# anything imports prometheus_client (Roster's app does), which reads it at import.
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if not _metrics_dir:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="roster-metrics-")
@@ -23,6 +24,18 @@ elif not (os.path.isdir(_metrics_dir) and os.access(_metrics_dir, os.W_OK | os.X
     raise SystemExit(
         "roster: configuration error: PROMETHEUS_MULTIPROC_DIR must name a writable "
         f"directory (the workers' metrics are kept there), got {_metrics_dir!r}")
+
+
+def _remove_metrics_dir_at_exit(made_here: bool) -> None:
+    # The directory the master made is removed when it exits, not while a master SIGUSR2
+    # started uses it (app/ops/metrics_dir.py).
+    from app.ops.metrics_dir import own
+
+    own(made_here=made_here)
+
+
+if os.environ["PROMETHEUS_MULTIPROC_DIR"] == os.environ.get("ROSTER_METRICS_TMPDIR"):
+    _remove_metrics_dir_at_exit(made_here=not _metrics_dir)
 
 
 def _roster_settings() -> tuple[int, dict, dict]:
@@ -102,6 +115,14 @@ def post_worker_init(worker):
     # the permanent generation: the collector no longer walks them on every full collection
     # (https://docs.python.org/3/library/gc.html#gc.freeze).
     gc.freeze()
+
+
+def on_starting(server):
+    from app.ops.gunicorn_reload import reexec_as_module
+    from app.ops.metrics_dir import on_starting
+
+    on_starting(server)
+    reexec_as_module(server)
 
 
 def child_exit(server, worker):

@@ -18,7 +18,12 @@ from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from app.bearer import bearer_credential
-from app.db_errors import describe_transient, is_transient, prepared_statement_lost
+from app.db_errors import (
+    describe_transient,
+    is_transient,
+    prepared_statement_lost,
+    transient_detail,
+)
 from app.errors import (
     Conflict,
     CursorExpired,
@@ -171,7 +176,7 @@ def register_problem_handlers(bp: Blueprint) -> None:
             # Lock timeout or lost connection: nothing was committed, a retry is safe.
             log.warning("API request hit a transient database error: %s",
                         describe_transient(exc))
-            return problem_response(503, "the service is busy; retry the request",
+            return problem_response(503, transient_detail(exc),
                                     headers={"Retry-After": retry_after(
                                         current_app.extensions["roster.db"].engine, exc)})
         if schema_not_ready(current_app.extensions["roster.db"].engine, exc):

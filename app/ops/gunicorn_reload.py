@@ -11,6 +11,7 @@ which serve on with the settings they started with.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from gunicorn.arbiter import Arbiter
@@ -38,3 +39,15 @@ def refuse_bad_reloads() -> None:
 
     handle_hup.roster_checked = True  # type: ignore[attr-defined]
     Arbiter.handle_hup = handle_hup  # type: ignore[method-assign]
+
+
+def reexec_as_module(arbiter: Any) -> None:
+    """SIGUSR2 (gunicorn's binary upgrade) from ``python -m gunicorn``, as ``roster serve``
+    runs it: gunicorn re-executes ``python .../gunicorn/__main__.py``, which puts gunicorn's
+    package directory first on ``sys.path``, where its ``http`` package hides the standard
+    library's: the new master died importing Flask (``No module named 'http.server'``) and
+    the upgrade never happened. It re-executes ``python -m gunicorn`` instead."""
+    args = arbiter.START_CTX.get("args", [])
+    main = os.path.join("gunicorn", "__main__.py")
+    if len(args) > 1 and str(args[1]).endswith(main):
+        arbiter.START_CTX["args"] = [args[0], "-m", "gunicorn", *args[2:]]

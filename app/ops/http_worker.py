@@ -45,6 +45,7 @@ from gunicorn.http.message import Message
 from gunicorn.workers.gthread import ThreadWorker
 
 from app.api.errors import PROBLEM_MEDIA_TYPE, problem_type
+from app.observability import REQUEST_ID_HEADER, bind_request_id, request_id_for
 from app.scim.errors import ERROR_SCHEMA, SCIM_MEDIA_TYPE
 from app.settings import SettingsError
 from app.sso.views import OAUTH_JSON_PATHS
@@ -203,7 +204,20 @@ class RosterWorker(ThreadWorker):
             conn.sock = _TimedSocket.adopt(conn.sock, read_timeout())
         if isinstance(conn.sock, _TimedSocket):
             conn.sock.start()
-        return super().handle(conn)
+        try:
+            return super().handle(conn)
+        finally:
+            bind_request_id(None)
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        """gunicorn's handling of one parsed request, its request id chosen first (the
+        client's ``X-Request-ID`` when well formed): gunicorn's own lines about the request
+        (its DEBUG ``GET /path``, an error while streaming the body) carry the id the app
+        uses, not null."""
+        wanted = REQUEST_ID_HEADER.upper()
+        incoming = next((value for name, value in req.headers if name == wanted), None)
+        bind_request_id(request_id_for(incoming))  # until handle() is done with it
+        return super().handle_request(req, conn)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """gunicorn's handling (status, log line), answered in the request's protocol."""

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import Engine
 
 from app.db_errors import describe_transient, is_transient
-from app.engine import sqlite_refuses_writes
+from app.engine import sqlite_path, sqlite_refuses_writes
 from app.log_throttle import EveryInterval
 from app.migrate import code_head, current_revision, newer_release
 
@@ -19,6 +20,11 @@ log = logging.getLogger(__name__)
 # wrote a warning with a traceback (~40 lines): one line a minute says it as well.
 UNREACHABLE_LOG = EveryInterval(60.0)
 WRITE_CHECK_LOG = EveryInterval(60.0)
+DISK_FULL_LOG = EveryInterval(60.0)
+# Free space below which the SQLite database's disk counts as full: a write transaction needs
+# room for its WAL frames (a page each, 4 KiB) and the rollback of a checkpoint; with less
+# than this, writes are failing ("database or disk is full") or about to.
+DISK_FULL_BELOW = 1024 * 1024
 
 
 @bp.get("/healthz")
@@ -50,6 +56,13 @@ def readyz() -> tuple[Response, int]:
                        current=current, head=head), 503
     if _refuses_writes(db.engine):
         return jsonify(status="unavailable", reason="database read-only"), 503
+    free = _sqlite_free_bytes(db.engine)
+    if free is not None and free < DISK_FULL_BELOW:
+        if DISK_FULL_LOG.due():
+            log.warning("readiness check: the disk of the SQLite database has %d bytes free "
+                        "(under %d): writes fail with 'database or disk is full'; said at "
+                        "most once a minute", free, DISK_FULL_BELOW)
+        return jsonify(status="unavailable", reason="database disk full", free_bytes=free), 503
     return jsonify(status="ok", revision=current), 200
 
 
@@ -68,6 +81,25 @@ def _refuses_writes(engine: Engine) -> bool:
             log.warning("readiness check: write check failed (%s); said at most once "
                         "a minute", describe_transient(exc), exc_info=not is_transient(exc))
         return True
+
+
+def _sqlite_free_bytes(engine: Engine) -> int | None:
+    """The bytes this process may still write on the SQLite database's filesystem (None on
+    PostgreSQL or in memory). A full disk fails every write, but not the write check above:
+    a write that changes nothing allocates nothing, and a WAL reset after a checkpoint is
+    written over in place. The readiness said ok while every write was a 503."""
+    if engine.dialect.name != "sqlite":
+        return None
+    path = sqlite_path(engine.url)
+    if path in ("", ":memory:"):
+        return None
+    try:
+        stat = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return None  # the directory vanished: the checks above say so
+    # root may use the blocks reserved for it (f_bfree); anyone else only f_bavail.
+    blocks = stat.f_bfree if os.geteuid() == 0 else stat.f_bavail
+    return blocks * stat.f_frsize
 
 
 @bp.get("/metrics")

@@ -14,7 +14,12 @@ from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
-from app.db_errors import describe_transient, is_transient, prepared_statement_lost
+from app.db_errors import (
+    describe_transient,
+    is_transient,
+    prepared_statement_lost,
+    transient_detail,
+)
 from app.errors import Conflict, DomainError, InvalidInput, NotFound, PreconditionFailed
 from app.mapping.locks import retry_after
 from app.migrate import NOT_READY_DETAIL, NOT_READY_RETRY_AFTER, schema_not_ready
@@ -192,7 +197,7 @@ def _unexpected(exc: Exception) -> Response:
         # A lock timeout or lost connection: nothing was committed, so a retry is safe.
         # Okta and Entra both retry on 503 with Retry-After.
         log.warning("SCIM request hit a transient database error: %s", describe_transient(exc))
-        response = error_response(503, "the service is busy; retry the request")
+        response = error_response(503, transient_detail(exc))
         response.headers["Retry-After"] = retry_after(
             current_app.extensions["roster.db"].engine, exc)
         return response
