@@ -53,6 +53,15 @@ def _idle_in_transaction(db, tenant) -> Iterator[sa.Connection]:
             tx.commit()
 
 
+def _analyze(db) -> None:
+    """Planner statistics of the outbox as it now is, as autovacuum keeps them on a live
+    database: its runs (every minute) otherwise decide whether the measured round is
+    planned for an empty outbox or a full one, and a plan for an empty one walks the
+    primary key (a full rescan of a few hundred rows seen once in a loaded suite run)."""
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE outbox_events")
+
+
 def _fan_out(db) -> int:
     """One fan-out round; returns the outbox rows it read."""
     with db.transaction() as session:
@@ -80,6 +89,7 @@ def test_an_idle_transaction_makes_the_fan_out_neither_stall_nor_rescan(db, tena
         _fan_out(db)
         with db.transaction() as session:
             _emit(session, tenant, "late")
+        _analyze(db)
         read = _fan_out(db)
         assert read < 30, f"a round read {read} outbox rows for one new event"
         assert _fanned_out(db) == [f"e{i}" for i in range(300)] + ["late"]
@@ -105,6 +115,7 @@ def test_an_idle_transaction_makes_the_feed_rescan_nothing(db, tenant):
                     break
         with db.transaction() as session:
             _emit(session, tenant, "late")
+        _analyze(db)
         with db.transaction() as session:
             session.execute(_INDEXES)
             before = session.scalar(_READ) or 0
