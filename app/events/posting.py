@@ -2,18 +2,15 @@
 
 ``urllib``'s timeout bounds each socket operation, not the request: a receiver that sent its
 answer a byte every two seconds held the worker (and every other endpoint's deliveries) for
-over a minute with ``timeout_seconds = 5``. Each POST here has a deadline: when it passes,
-the connection is shut down and the POST is a failure to retry. ``urllib`` stays (it honours
-the ``https_proxy`` settings a deployment's egress may need).
+over a minute with ``timeout_seconds = 5``. Each POST here has a deadline
+(app/http_deadline.py): when it passes, the connection is shut down and the POST is a
+failure to retry.
 """
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
-import http.client
 import json
-import socket
 import threading
 import time
 import urllib.error
@@ -23,9 +20,7 @@ from typing import Any, NamedTuple
 from app.events.delivery import Claimed, WebhookConfig
 from app.events.endpoints import request_target, scrub
 from app.events.signature import EVENT_ID_HEADER, IDEMPOTENCY_HEADER, SIGNATURE_HEADER, sign
-
-# The sockets the current thread's POST opened, for its deadline to shut down.
-_opened = threading.local()
+from app.http_deadline import cuttable_opener, within
 
 
 class Posted(NamedTuple):
@@ -53,44 +48,6 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def _created(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
-    """``socket.create_connection``, remembering the socket for the POST's deadline before
-    anything is sent on it: a proxy's CONNECT and the TLS handshake are under the deadline
-    too (shutting the TCP socket ends both). Name resolution is not: it cannot be cut."""
-    sock = socket.create_connection(address, *args, **kwargs)
-    box, cut = getattr(_opened, "box", None), getattr(_opened, "cut", None)
-    if box is not None:
-        box.append(sock)
-    if cut is not None and cut.is_set():  # the deadline passed while connecting
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-    return sock
-
-
-class _HTTPConnection(http.client.HTTPConnection):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._create_connection = _created
-
-
-class _HTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._create_connection = _created
-
-
-class _HTTPHandler(urllib.request.HTTPHandler):
-    def http_open(self, req: Any) -> Any:
-        return self.do_open(_HTTPConnection, req)
-
-
-class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def https_open(self, req: Any) -> Any:
-        extra = ({"check_hostname": self._check_hostname}
-                 if getattr(self, "_check_hostname", None) is not None else {})
-        return self.do_open(_HTTPSConnection, req, context=self._context, **extra)
-
-
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     """A redirect is an answer like any other: urllib turned a POST answered 301, 302 or 303
     into a GET without the event, sent it (signed) wherever the Location said (an internal
@@ -102,19 +59,12 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def build_opener() -> urllib.request.OpenerDirector:
-    """urllib's opener with these handlers; it reads the proxy settings (``https_proxy``
-    ...) of the environment when built."""
-    return urllib.request.build_opener(_HTTPHandler(), _HTTPSHandler(), _NoRedirects())
+    """The webhook opener: cut at its POST's deadline, following no redirect; it reads the
+    proxy settings (``https_proxy`` ...) of the environment when built."""
+    return cuttable_opener(_NoRedirects())
 
 
 _OPENER = build_opener()
-
-
-def _shut(box: list[socket.socket], cut: threading.Event) -> None:
-    cut.set()
-    for sock in box:
-        with contextlib.suppress(OSError):  # already closed: the POST ended meanwhile
-            sock.shutdown(socket.SHUT_RDWR)
 
 
 def post_event(item: Claimed, config: WebhookConfig) -> Posted:
@@ -137,12 +87,12 @@ def post_event(item: Claimed, config: WebhookConfig) -> Posted:
         headers["Authorization"] = authorization
     request = urllib.request.Request(url, data=body, method="POST",  # noqa: S310
                                      headers=headers)
-    box: list[socket.socket] = []
-    cut = threading.Event()
-    deadline = threading.Timer(config.timeout_seconds, _shut, (box, cut))
-    deadline.daemon = True
-    _opened.box, _opened.cut = box, cut
-    deadline.start()
+    with within(config.timeout_seconds) as cut:
+        return _post(request, config, configured, cut)
+
+
+def _post(request: urllib.request.Request, config: WebhookConfig, configured: str,
+          cut: threading.Event) -> Posted:
     try:
         with _OPENER.open(request, timeout=config.timeout_seconds) as response:
             ok = 200 <= response.status < 300
@@ -156,9 +106,6 @@ def post_event(item: Claimed, config: WebhookConfig) -> Posted:
             return Posted(False, None, _late(config))
         return Posted(False, None, scrub(str(getattr(exc, "reason", exc))
                                          or type(exc).__name__, configured)[:500])
-    finally:
-        deadline.cancel()
-        _opened.box = _opened.cut = None
 
 
 def _late(config: WebhookConfig) -> str:

@@ -3,6 +3,7 @@ over https, refresh from the connection's URL (by an operator, or due in `roster
 
 from __future__ import annotations
 
+import http.client
 import re
 import ssl
 import urllib.request
@@ -18,6 +19,7 @@ from app.audit import Actor, record
 from app.db import Database, utcnow
 from app.errors import Conflict, DomainError, InvalidInput
 from app.events.endpoints import MASK, endpoint_key, scrub
+from app.http_deadline import cuttable_opener, within
 from app.models.sso import SsoConnection
 from app.sso.connections import get_connection
 
@@ -89,7 +91,10 @@ def apply_idp_metadata(session: Session, conn: SsoConnection, xml: str, actor: A
 
 def fetch_metadata(url: str, *, timeout: float = 10.0,
                    context: ssl.SSLContext | None = None) -> str:
-    """Download IdP metadata over https only (certificate verified), bounded in size."""
+    """Download IdP metadata over https only (certificate verified), bounded in size and
+    in time: the whole download ends within ``timeout`` seconds (app/http_deadline.py),
+    not each read of it (a server sending a byte every few seconds held an API request, or
+    `roster connection metadata`, for as long as it liked)."""
     if not url.lower().startswith("https://"):
         raise InvalidInput("metadata URL must be https")
     if MASK in url:
@@ -97,15 +102,20 @@ def fetch_metadata(url: str, *, timeout: float = 10.0,
                            "it: give the URL in full")
     request = urllib.request.Request(  # noqa: S310  https only, checked above
         url, headers={"Accept": "application/samlmetadata+xml"})
-    try:
-        with urllib.request.urlopen(  # noqa: S310  scheme checked above
-            request, timeout=timeout, context=context or ssl.create_default_context()
-        ) as response:
-            body = response.read(_METADATA_MAX_BYTES + 1)
-    except OSError as exc:
-        # Credentials in the URL masked: the error reaches the worker's output and the log.
+    opener = cuttable_opener(context=context or ssl.create_default_context())
+    with within(timeout) as cut:
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                body = response.read(_METADATA_MAX_BYTES + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            # Credentials in the URL masked: the error reaches the worker's output and the log.
+            why = f"no complete answer within {timeout:g} s" if cut.is_set() \
+                else scrub(str(exc), url)
+            raise InvalidInput(f"cannot fetch metadata from {endpoint_key(url)}: "
+                               f"{why}") from None
+    if cut.is_set():  # cut as the last bytes came: what was read may be short
         raise InvalidInput(f"cannot fetch metadata from {endpoint_key(url)}: "
-                           f"{scrub(str(exc), url)}") from None
+                           f"no complete answer within {timeout:g} s")
     if len(body) > _METADATA_MAX_BYTES:
         raise InvalidInput("metadata document is too large")
     return metadata_text(body)

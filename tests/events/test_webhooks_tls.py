@@ -5,9 +5,11 @@ from __future__ import annotations
 import ipaddress
 import ssl
 import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -19,9 +21,8 @@ from app.events.posting import post_event
 from tests.events.receiver import SECRET
 
 
-def test_a_receiver_with_an_untrusted_certificate_gets_no_event(tmp_path):
-    """https to a self-signed receiver: the handshake fails (a failure to retry, its reason
-    in last_error) before any byte of the event or its signature is sent."""
+def _certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, as files."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.now(UTC)
@@ -36,6 +37,23 @@ def test_a_receiver_with_an_untrusted_certificate_gets_no_event(tmp_path):
     key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def _serve_tls(handler: type[BaseHTTPRequestHandler], cert_file: Path,
+               key_file: Path) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert_file, key_file)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_receiver_with_an_untrusted_certificate_gets_no_event(tmp_path):
+    """https to a self-signed receiver: the handshake fails (a failure to retry, its reason
+    in last_error) before any byte of the event or its signature is sent."""
+    cert_file, key_file = _certificate(tmp_path)
     received: list[bytes] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -47,11 +65,7 @@ def test_a_receiver_with_an_untrusted_certificate_gets_no_event(tmp_path):
         def log_message(self, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert_file, key_file)
-    server.socket = tls.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = _serve_tls(Handler, cert_file, key_file)
     url = f"https://127.0.0.1:{server.server_address[1]}/hook"
     config = replace(WebhookConfig(urls=(url,), secret=SECRET), timeout_seconds=3)
     try:
@@ -63,3 +77,43 @@ def test_a_receiver_with_an_untrusted_certificate_gets_no_event(tmp_path):
     assert (posted.ok, posted.status) == (False, None)
     assert "CERTIFICATE_VERIFY_FAILED" in (posted.error or "")
     assert received == []
+
+
+def test_an_https_receiver_that_trickles_its_answer_is_cut_at_the_timeout(tmp_path,
+                                                                           monkeypatch):
+    """timeout_seconds bounds the whole POST over TLS too. The deadline shut down the TCP
+    socket remembered at connect, but wrapping it for TLS detaches that socket object (its
+    descriptor moves to the TLS socket), so the shutdown did nothing: an https receiver
+    (a trusted one) sending its answer a byte every 0.2 s held the worker as long as it
+    liked."""
+    cert_file, key_file = _certificate(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # the receiver is trusted
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            for byte in b"HTTP/1.1 204 No Content\r\n" + b"X-Slow: y\r\n" * 40:
+                if stop.is_set():
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.2)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = _serve_tls(Handler, cert_file, key_file)
+    url = f"https://127.0.0.1:{server.server_address[1]}/hook"
+    config = replace(WebhookConfig(urls=(url,), secret=SECRET), timeout_seconds=1)
+    began = time.monotonic()
+    try:
+        posted = post_event(Claimed(id=1, endpoint=url, attempts=0, event={
+            "id": "evt-slow", "type": "user.created", "data": {}}), config)
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+    assert (posted.ok, posted.status, posted.error) == (
+        False, None, "no complete answer within 1 s")
+    assert time.monotonic() - began < 3

@@ -8,6 +8,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,7 +24,7 @@ from app.db import utcnow
 from app.errors import Conflict, InvalidInput
 from app.models import Organization
 from app.models.sso import SsoConnection
-from app.sso.connection_metadata import refresh_metadata
+from app.sso.connection_metadata import fetch_metadata, refresh_metadata
 from app.sso.connections import create_connection
 from tests.conftest import OPERATOR, rows
 from tests.sso import forge
@@ -62,6 +63,14 @@ def https_metadata(tmp_path):
             self.send_header("Content-Type", "application/samlmetadata+xml")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
+            if body.get("trickle"):  # a byte at a time, each well within a read's timeout
+                for i in range(len(data)):
+                    if body.get("stop"):
+                        return
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(body["trickle"])
+                return
             self.wfile.write(data)
 
         def log_message(self, *args: object) -> None:
@@ -261,3 +270,20 @@ def test_two_workers_refresh_due_metadata_once(database_url, db, tenant, keys, h
         conn = s.get(SsoConnection, stale)
         assert len(conn.idp_certs) == 2
         assert conn.metadata_claimed_until is None
+
+
+def test_a_metadata_url_that_trickles_is_cut_at_the_timeout(https_metadata):
+    """A server sending the document a byte every 0.05 s (each read well within the
+    timeout) held the download for as long as the document lasted: urllib's timeout bounds
+    each read, not the download. The whole download now ends within the timeout."""
+    url, body, context = https_metadata
+    body["xml"], body["trickle"] = forge.idp_metadata(["MIIB" + "A" * 400]), 0.05
+    started = time.monotonic()
+    try:
+        with pytest.raises(InvalidInput) as refused:
+            fetch_metadata(url, timeout=1.0, context=context)
+    finally:
+        body["stop"] = True
+    assert time.monotonic() - started < 3
+    assert refused.value.detail == (f"cannot fetch metadata from {url}: no complete answer "
+                                    "within 1 s")

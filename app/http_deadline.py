@@ -1,0 +1,109 @@
+"""An HTTP exchange that ends within a deadline, whatever the peer does (urllib).
+
+``urllib``'s timeout bounds each socket operation, not the exchange: a peer that sends its
+answer a byte every few seconds holds the caller for as long as it likes (a webhook
+receiver held the worker for over a minute with a 5 s timeout; an IdP's metadata URL could
+hold an API request). Under :func:`within`, every socket an opener of :func:`cuttable_opener`
+connects in this thread is remembered, and when the deadline passes they are shut down:
+the exchange fails at once, and the caller sees ``cut.is_set()``. ``urllib`` stays (it
+honours the ``https_proxy`` settings a deployment's egress may need).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import socket
+import ssl
+import threading
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+# The sockets the current thread's exchange opened, for its deadline to shut down.
+_opened = threading.local()
+
+
+def _remember(sock: socket.socket) -> None:
+    """Put ``sock`` under this thread's deadline (shut at once if it passed already)."""
+    box, cut = getattr(_opened, "box", None), getattr(_opened, "cut", None)
+    if box is not None:
+        box.append(sock)
+    if cut is not None and cut.is_set():  # the deadline passed while connecting
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _created(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
+    """``socket.create_connection``, remembering the socket for the deadline before
+    anything is sent on it: a proxy's CONNECT and the TLS handshake are under the deadline
+    too (shutting the TCP socket ends both). Name resolution is not: it cannot be cut."""
+    sock = socket.create_connection(address, *args, **kwargs)
+    _remember(sock)
+    return sock
+
+
+class _HTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _created
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _created
+
+    def connect(self) -> None:
+        """Connect, then put the TLS socket under the deadline too: wrapping detaches the
+        TCP socket object remembered at connect (its descriptor moves to the TLS one), so
+        shutting that one down after the handshake did nothing, and an https peer
+        trickling its answer was never cut."""
+        super().connect()
+        _remember(self.sock)
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: Any) -> Any:
+        return self.do_open(_HTTPConnection, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: Any) -> Any:
+        extra = ({"check_hostname": self._check_hostname}
+                 if getattr(self, "_check_hostname", None) is not None else {})
+        return self.do_open(_HTTPSConnection, req, context=self._context, **extra)
+
+
+def cuttable_opener(*handlers: urllib.request.BaseHandler,
+                 context: ssl.SSLContext | None = None) -> urllib.request.OpenerDirector:
+    """urllib's opener whose connections :func:`within` can cut (https verified with
+    ``context``, default the system's trust), plus ``handlers``; it reads the proxy settings
+    (``https_proxy`` ...) of the environment when built."""
+    return urllib.request.build_opener(_HTTPHandler(), _HTTPSHandler(context=context),
+                                       *handlers)
+
+
+def _shut(box: list[socket.socket], cut: threading.Event) -> None:
+    cut.set()
+    for sock in box:
+        with contextlib.suppress(OSError):  # already closed: the exchange ended meanwhile
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+@contextlib.contextmanager
+def within(seconds: float) -> Iterator[threading.Event]:
+    """Shut down, after ``seconds``, every connection an opener of :func:`cuttable_opener`
+    makes in this thread in the block; the event yielded is set when that happened (the
+    exchange then failed or ended early: report it as late, not as whatever broke)."""
+    box: list[socket.socket] = []
+    cut = threading.Event()
+    timer = threading.Timer(seconds, _shut, (box, cut))
+    timer.daemon = True
+    _opened.box, _opened.cut = box, cut
+    timer.start()
+    try:
+        yield cut
+    finally:
+        timer.cancel()
+        _opened.box = _opened.cut = None
