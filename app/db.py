@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Connection, DateTime, MetaData, inspect
+from sqlalchemy import JSON, Connection, DateTime, Executable, MetaData, Select, inspect
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached, sessionmaker
 from sqlalchemy.orm.attributes import instance_state
@@ -330,3 +330,26 @@ class Database:
         if self._held is not None:
             self._held.close()
         self.engine.dispose()
+
+
+def delete_in_batches(db: Database, pick: Select[Any],
+                      delete_of: Callable[[list[Any]], Executable], batch_size: int, *,
+                      max_batches: int | None = None) -> tuple[int, bool]:
+    """A retention delete a batch per transaction: ``pick`` selects at most ``batch_size``
+    keys of due rows (on PostgreSQL skipping rows another transaction holds), and
+    ``delete_of(keys)`` deletes them (re-checking what may have changed since). How many
+    rows went, and whether ``max_batches`` stopped it with some left. Short transactions:
+    neither SQLite's write lock nor PostgreSQL's row locks are held for a whole backlog."""
+    pick = pick.limit(batch_size)
+    if db.dialect == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    deleted = batches = 0
+    while max_batches is None or batches < max_batches:
+        with db.transaction() as session:
+            keys = list(session.scalars(pick))
+            if keys:
+                deleted += session.execute(delete_of(keys)).rowcount or 0  # type: ignore[attr-defined]
+        batches += 1
+        if len(keys) < batch_size:
+            return deleted, False
+    return deleted, True

@@ -38,7 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.errors import problem_response
 from app.bearer import presented_bearer
-from app.db import Database, utcnow
+from app.db import Database, delete_in_batches, utcnow
 from app.models.api import RateLimitCounter
 from app.scim.errors import error_response
 
@@ -143,22 +143,11 @@ def purge_ended(db: Database, batch_size: int, *, max_batches: int | None = None
     rows another transaction holds).
     """
     cutoff = (now or utcnow()) - PURGE_AFTER
-    deleted = batches = 0
-    while max_batches is None or batches < max_batches:
-        with db.transaction() as session:
-            pick = (select(RateLimitCounter.key).where(RateLimitCounter.expires_at < cutoff)
-                    .order_by(RateLimitCounter.expires_at).limit(batch_size))
-            if db.dialect == "postgresql":
-                pick = pick.with_for_update(skip_locked=True)
-            keys = list(session.scalars(pick))
-            if keys:
-                deleted += session.execute(delete(RateLimitCounter).where(
-                    RateLimitCounter.key.in_(keys),
-                    RateLimitCounter.expires_at < cutoff)).rowcount or 0
-        batches += 1
-        if len(keys) < batch_size:
-            return deleted, False
-    return deleted, True
+    pick = select(RateLimitCounter.key).where(RateLimitCounter.expires_at < cutoff) \
+        .order_by(RateLimitCounter.expires_at)
+    return delete_in_batches(db, pick, lambda keys: delete(RateLimitCounter).where(
+        RateLimitCounter.key.in_(keys), RateLimitCounter.expires_at < cutoff),
+        batch_size, max_batches=max_batches)
 
 
 def _purge_turn(key: str) -> bool:

@@ -32,7 +32,7 @@ from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.orm import Session
 
 from app.bearer import bearer_credential
-from app.db import Database, Reader, utcnow
+from app.db import Database, Reader, delete_in_batches, utcnow
 from app.db_errors import describe_transient, is_transient
 from app.directory.oauth_clients import authenticate_bearer
 from app.errors import Unauthorized
@@ -332,21 +332,10 @@ def prune_aged(db: Database, older_than: datetime, batch_size: int, *,
     keep the bodies it recorded last for good. On PostgreSQL rows a recorder's own prune is
     deleting are skipped (it deletes them), so the two never wait on each other in turn.
     """
-    deleted = batches = 0
-    while max_batches is None or batches < max_batches:
-        with db.transaction() as session:
-            pick = (select(ScimRequest.id).where(ScimRequest.created_at < older_than)
-                    .order_by(ScimRequest.created_at).limit(batch_size))
-            if db.dialect == "postgresql":
-                pick = pick.with_for_update(skip_locked=True)
-            ids = list(session.scalars(pick))
-            if ids:
-                deleted += session.execute(delete(ScimRequest).where(
-                    ScimRequest.id.in_(ids))).rowcount or 0
-        batches += 1
-        if len(ids) < batch_size:
-            return deleted, False
-    return deleted, True
+    pick = select(ScimRequest.id).where(ScimRequest.created_at < older_than) \
+        .order_by(ScimRequest.created_at)
+    return delete_in_batches(db, pick, lambda ids: delete(ScimRequest).where(
+        ScimRequest.id.in_(ids)), batch_size, max_batches=max_batches)
 
 
 def list_requests(session: Session, directory_id: str, *, failed: bool = False,
