@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from app.events.delivery import Claimed, WebhookConfig
-from app.events.posting import post_event
+from app.events.posting import Posted, post_event
 from tests.events.receiver import SECRET
 
 
@@ -50,6 +50,26 @@ def _serve_tls(handler: type[BaseHTTPRequestHandler], cert_file: Path,
     return server
 
 
+def _post_to(handler: type[BaseHTTPRequestHandler], cert_file: Path, key_file: Path, *,
+             timeout_seconds: int, stop: threading.Event | None = None) -> tuple[Posted, float]:
+    """post_event to a TLS receiver served by ``handler``; the outcome and the seconds it
+    took (``stop`` is set before the receiver is shut down)."""
+    server = _serve_tls(handler, cert_file, key_file)
+    url = f"https://127.0.0.1:{server.server_address[1]}/hook"
+    config = replace(WebhookConfig(urls=(url,), secret=SECRET),
+                     timeout_seconds=timeout_seconds)
+    began = time.monotonic()
+    try:
+        posted = post_event(Claimed(id=1, endpoint=url, attempts=0, event={
+            "id": "evt-tls", "type": "user.created", "data": {}}), config)
+    finally:
+        if stop is not None:
+            stop.set()
+        server.shutdown()
+        server.server_close()
+    return posted, time.monotonic() - began
+
+
 def test_a_receiver_with_an_untrusted_certificate_gets_no_event(tmp_path):
     """https to a self-signed receiver: the handshake fails (a failure to retry, its reason
     in last_error) before any byte of the event or its signature is sent."""
@@ -65,15 +85,7 @@ def test_a_receiver_with_an_untrusted_certificate_gets_no_event(tmp_path):
         def log_message(self, *args: object) -> None:
             return
 
-    server = _serve_tls(Handler, cert_file, key_file)
-    url = f"https://127.0.0.1:{server.server_address[1]}/hook"
-    config = replace(WebhookConfig(urls=(url,), secret=SECRET), timeout_seconds=3)
-    try:
-        posted = post_event(Claimed(id=1, endpoint=url, attempts=0, event={
-            "id": "evt-tls", "type": "user.created", "data": {}}), config)
-    finally:
-        server.shutdown()
-        server.server_close()
+    posted, _took = _post_to(Handler, cert_file, key_file, timeout_seconds=3)
     assert (posted.ok, posted.status) == (False, None)
     assert "CERTIFICATE_VERIFY_FAILED" in (posted.error or "")
     assert received == []
@@ -103,17 +115,7 @@ def test_an_https_receiver_that_trickles_its_answer_is_cut_at_the_timeout(tmp_pa
         def log_message(self, *args: object) -> None:
             return
 
-    server = _serve_tls(Handler, cert_file, key_file)
-    url = f"https://127.0.0.1:{server.server_address[1]}/hook"
-    config = replace(WebhookConfig(urls=(url,), secret=SECRET), timeout_seconds=1)
-    began = time.monotonic()
-    try:
-        posted = post_event(Claimed(id=1, endpoint=url, attempts=0, event={
-            "id": "evt-slow", "type": "user.created", "data": {}}), config)
-    finally:
-        stop.set()
-        server.shutdown()
-        server.server_close()
+    posted, took = _post_to(Handler, cert_file, key_file, timeout_seconds=1, stop=stop)
     assert (posted.ok, posted.status, posted.error) == (
         False, None, "no complete answer within 1 s")
-    assert time.monotonic() - began < 3
+    assert took < 3
