@@ -142,6 +142,7 @@ def test_fetch_statements_are_logged_when_echo_is_on(db, client, tenant, caplog)
             assert len(fetch(session.connection(), _USER_BY_ID, {"user_id": user_id})) == 1
     finally:
         db.engine.echo = False
+        db.dispose()  # nor may a connection opened with echo on outlive the test
     assert "FROM users" in caplog.text
 
 
@@ -257,6 +258,40 @@ def test_fetch_many_inserts_every_row_with_its_types_and_fails_whole(db):
         fetch_many(session.connection(), _INSERT_OUTBOX, again)
     with db.transaction(readonly=True) as session:
         assert fetch(session.connection(), _OUTBOX_BY_TYPE, {"type": "sql.many.fail"}) == []
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 128, 200])
+def test_fetch_many_keeps_order_and_values_in_few_statements(db, count):
+    """Every row stored, in the order given (ascending ids), with its values. On SQLite the
+    rows go in multi-row INSERTs of 2^k rows (200: 128 + 64 + 8), not one statement per
+    row: executemany steps once per row and hands the GIL over at each step, which made
+    the flight recorder's writer hold SQLite's write lock many times as long."""
+    kind = f"sql.many.{count}"
+    rows = [{**_outbox_row(str(uuid.uuid4()), kind), "payload": {"i": i, "s": "é\"'" * i}}
+            for i in range(count)]
+    rows[0]["aggregate_id"] = None
+    rows[-1]["aggregate_id"] = "last"
+    traced: list[str] = []
+    with db.transaction() as session:
+        connection = session.connection()
+        dbapi = connection.connection.dbapi_connection
+        if db.engine.dialect.name == "sqlite":
+            dbapi.set_trace_callback(traced.append)
+        try:
+            fetch_many(connection, _INSERT_OUTBOX, rows)
+        finally:
+            if db.engine.dialect.name == "sqlite":
+                dbapi.set_trace_callback(None)
+    with db.engine.connect() as connection:
+        stored = connection.execute(
+            sa.select(_OUTBOX.c.event_id, _OUTBOX.c.payload, _OUTBOX.c.aggregate_id,
+                      _OUTBOX.c.created_at).where(_OUTBOX.c.type == kind)
+            .order_by(_OUTBOX.c.id)).all()
+    assert [tuple(s) for s in stored] == [
+        (r["event_id"], r["payload"], r["aggregate_id"], r["created_at"]) for r in rows]
+    if db.engine.dialect.name == "sqlite":
+        inserts = [t for t in traced if t.startswith("INSERT")]
+        assert len(inserts) == bin(count).count("1")
 
 
 @pytest.mark.parametrize("value", [

@@ -69,20 +69,33 @@ def _upsert(dialect_name: str) -> Any:
     stmt = insert(DialectNote)
     return stmt.on_conflict_do_update(
         index_elements=["directory_id", "note"],
-        set_={"count": DialectNote.count + 1, "last_seen_at": stmt.excluded.last_seen_at},
+        set_={"count": DialectNote.count + stmt.excluded.count,
+              "last_seen_at": stmt.excluded.last_seen_at},
     )
 
 
-def count_notes(session: Session | Connection, directory_id: str, notes: Iterable[str],
-                now: datetime) -> None:
-    """Add one to each distinct note's counter for ``directory_id`` (one upsert per note)."""
-    distinct = sorted(set(notes))
-    if not distinct:
+def count_notes(session: Session | Connection,
+                records: Iterable[tuple[str, Iterable[str], datetime]]) -> None:
+    """Count the notes of ``records`` (directory id, the request's notes, when it came),
+    each distinct note once per request, in one upsert per directory and note: a batch
+    of the flight recorder's records with the same notes (an Entra tenant's PATCHes) moves
+    each counter once, by how many requests had it, not once per request."""
+    counts: dict[tuple[str, str], list[Any]] = {}
+    for directory_id, notes, seen in records:
+        for note in set(notes):
+            entry = counts.get((directory_id, note))
+            if entry is None:
+                counts[(directory_id, note)] = [1, seen, seen]
+            else:
+                entry[0] += 1
+                entry[1], entry[2] = min(entry[1], seen), max(entry[2], seen)
+    if not counts:
         return
     bind = session if isinstance(session, Connection) else session.get_bind()
     session.execute(_upsert(bind.dialect.name), [
-        {"directory_id": directory_id, "note": note, "count": 1, "first_seen_at": now,
-         "last_seen_at": now} for note in distinct
+        {"directory_id": directory_id, "note": note, "count": count, "first_seen_at": first,
+         "last_seen_at": last}
+        for (directory_id, note), (count, first, last) in sorted(counts.items())
     ])
 
 

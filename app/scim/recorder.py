@@ -159,8 +159,8 @@ class _State:
         # Core statements on a bare connection: the ORM unit of work would double the cost.
         with self.db.engine.begin() as conn:
             fetch_many(conn, _INSERT, batch)
-            for row in batch:
-                count_notes(conn, row["directory_id"], row["notes"], row["created_at"])
+            count_notes(conn, [(row["directory_id"], row["notes"], row["created_at"])
+                               for row in batch])
             if prune_due:
                 for directory_id in sorted({row["directory_id"] for row in batch}):
                     prune(conn, directory_id, self.max_per_directory, now - self.max_age)

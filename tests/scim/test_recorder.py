@@ -319,20 +319,25 @@ def test_listing_newest_first_and_failed_only(client, db, tenant):
 
 
 def test_note_counters_upsert_per_request(db, tenant):
-    """Each distinct note counts once per request, with first and last seen times."""
+    """Each distinct note counts once per request, with first and last seen times; a batch
+    of requests moves each counter by how many of them had the note, in one upsert."""
     now = utcnow()
     with db.transaction() as session:
-        count_notes(session, tenant.directory.id, ["capitalised_op", "capitalised_op",
-                                                   "string_boolean"], now)
+        count_notes(session, [(tenant.directory.id, ["capitalised_op", "capitalised_op",
+                                                     "string_boolean"], now)])
     with db.transaction() as session:
-        count_notes(session, tenant.directory.id, ["capitalised_op"], now + timedelta(1))
+        count_notes(session, [(tenant.directory.id, ["capitalised_op"], now + timedelta(2)),
+                              (tenant.directory.id, [], now + timedelta(3)),
+                              (tenant.directory.id, ["capitalised_op"], now + timedelta(1))])
     with db.transaction() as session:
         report = dialect_report(session, tenant.directory.id)
     counts = {n["note"]: n["count"] for n in report["notes"]}
-    assert counts == {"capitalised_op": 2, "string_boolean": 1}
+    assert counts == {"capitalised_op": 3, "string_boolean": 1}
     assert report["dialect"] == "entra-legacy"
     assert "aadOptscim062020" in report["summary"]
-    assert report["notes"][0]["last_seen_at"] > report["notes"][0]["first_seen_at"]
+    capitalised = next(n for n in report["notes"] if n["note"] == "capitalised_op")
+    assert capitalised["first_seen_at"] == now.isoformat()
+    assert capitalised["last_seen_at"] == (now + timedelta(2)).isoformat()
 
 
 def test_records_are_written_in_the_background(client, db, tenant):
