@@ -225,7 +225,8 @@ def _finish(response: Response) -> Response:
 
 
 def _request_body(state: _State, req: Request) -> str | None:
-    if req.content_length is None and "Transfer-Encoding" not in req.headers:
+    environ = req.environ  # read directly: werkzeug's header views cost a lookup each
+    if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
         return None  # no body at all (a GET or DELETE): nothing to read
     length = req.content_length or 0
     if length > state.max_body_bytes:
@@ -305,7 +306,8 @@ def _write(state: _State, response: Response) -> None:
         "method": req.method, "path": req.path.replace("\x00", "\ufffd")[:1000],
         "query": redact_query(req.query_string, state.sensitive),
         "status": response.status_code, "duration_ms": round(elapsed_ms, 3), "notes": notes,
-        "user_agent": req.headers.get("User-Agent", "").replace("\x00", "\ufffd")[:300] or None,
+        "user_agent": req.environ.get("HTTP_USER_AGENT", "").replace("\x00", "\ufffd")[:300]
+        or None,
         "request_body": _request_body(state, req),
         "response_body": _response_body(state, req, response, response_raw),
     }
