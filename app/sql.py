@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -271,7 +272,7 @@ def fetch_many(connection: Connection, statement: Insert, rows: list[dict[str, A
     # held SQLite's write lock for 5-30 ms per batch of 200 instead of 2-3 ms.
     done = 0
     while done < len(bound):
-        size = min(_MAX_ROWS, 1 << ((len(bound) - done).bit_length() - 1))
+        size = min(_max_rows(len(compiled.order)), 1 << ((len(bound) - done).bit_length() - 1))
         several = _compiled_rows(statement, connection.dialect, compiled.order, size)
         chunk = bound[done:done + size]
         if several is None:
@@ -281,9 +282,17 @@ def fetch_many(connection: Connection, statement: Insert, rows: list[dict[str, A
         done += size
 
 
-# Rows per multi-row INSERT: 2^7 (a batch of 200 takes three: 128, 64, 8). SQLite allows
-# 32,766 parameters per statement; the recorder's rows have 12 each.
+# Rows per multi-row INSERT: at most 2^7 (a batch of 200 takes three: 128, 64, 8), and
+# within SQLite's parameters per statement: 32,766 since 3.32, 999 before
+# (https://sqlite.org/limits.html#max_variable_number); the recorder's rows have 12 each.
 _MAX_ROWS = 128
+_MAX_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32) else 999
+
+
+def _max_rows(columns: int) -> int:
+    """The most rows (a power of two) one INSERT of ``columns`` columns may carry."""
+    fitting = max(1, _MAX_PARAMETERS // max(1, columns))
+    return min(_MAX_ROWS, 1 << (fitting.bit_length() - 1))
 
 
 @functools.lru_cache(maxsize=64)
