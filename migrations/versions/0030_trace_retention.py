@@ -1,5 +1,5 @@
 """Login traces are kept by their age under the retention as it is now; SQLite's
-code_verifier column says what PostgreSQL's says.
+code_verifier column says what PostgreSQL's says; webhook keys mask secret host labels.
 
 * ``sso_login_traces``: each trace's expiry was fixed when it was written
   (``expires_at``, the ``sso.trace_retention_days`` of that moment), so a changed retention
