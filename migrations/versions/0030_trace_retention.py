@@ -22,6 +22,11 @@ code_verifier column says what PostgreSQL's says; webhook keys mask secret host 
   are renamed to their keys, as 0029 did for path secrets (should two stored endpoints
   become one, one delivery per event is kept, delivered first, and their cursors dropped).
 
+Cost: on SQLite both tables are rebuilt (copied) under the upgrade's write lock; on
+PostgreSQL the index is built inside the migration's transaction under a SHARE lock on
+``sso_login_traces`` (a refused login's trace waits meanwhile, about a second per million
+traces) and the other changes touch the catalogue only.
+
 The downgrade gives traces written since the upgrade an ``expires_at`` of ``created_at``
 plus 30 days (the default ``sso.trace_retention_days``: a migration does not read the
 settings), restores its index and NOT NULL, drops the ``created_at`` index and declares
