@@ -2,13 +2,19 @@
 
 A URL Roster is given may carry credentials: a userinfo (``https://user:pass@host/``, RFC
 3986 §3.2.1), a credential-named query parameter (``?token=``, Azure's ``?code=``, a SAS
-``sig``) or an opaque path segment or query value (Slack's ``/services/T.../B.../<token>``).
+``sig``), an opaque path segment or query value (Slack's ``/services/T.../B.../<token>``)
+or an opaque label of its host name (an AWS Lambda function URL's
+``<url-id>.lambda-url.<region>.on.aws``, a request bin's ``<id>.m.pipedream.net``: the host
+is the whole credential of a receiver that takes any POST to it).
 Webhook endpoint keys (app/events/endpoints.py), SSO connections' metadata and discovery
 URLs and settings errors show a URL through :func:`masked_url`. Userinfo and
 credential-named query values become ``***``; an opaque piece (16 characters or more of a
 token's alphabet mixing two of lower case, upper case and digits, or 20 or more letters and
 digits in one run) becomes ``***`` and the first 6 hex digits of its SHA-256, so two URLs
-that differ only there stay apart and nothing of the secret can be read back.
+that differ only there stay apart and nothing of the secret can be read back. Of the host,
+the labels before the last two (those name the service: ``on.aws``, ``pipedream.net``) are
+taken through the same rule, lower-cased first (a host name's case means nothing, RFC 4343);
+an IP literal is kept.
 """
 
 from __future__ import annotations
@@ -49,6 +55,29 @@ def masked_path(path: str) -> str:
     return "/".join(fingerprint(s) if opaque(s) else s for s in path.split("/"))
 
 
+def host_secrets(host: str) -> list[str]:
+    """The opaque labels of a host name (``host`` without userinfo or port), but for the
+    last two; none of an IP address."""
+    labels = host.split(".")
+    if host.startswith("[") or all(label.isdigit() for label in labels):
+        return []
+    return [label for label in labels[:-2] if opaque(label.lower())]
+
+
+def masked_netloc(netloc: str) -> str:
+    """The authority with its userinfo masked and the opaque labels of its host name
+    fingerprinted (lower-cased), its port kept."""
+    _userinfo, at, hostport = netloc.rpartition("@")
+    host, colon, port = hostport, "", ""
+    if not hostport.startswith("[") and ":" in hostport:
+        host, colon, port = hostport.rpartition(":")
+    secrets = set(host_secrets(host))
+    if secrets:
+        host = ".".join(fingerprint(label.lower()) if label in secrets else label
+                        for label in host.split("."))
+    return f"{MASK}@{host}{colon}{port}" if at else f"{host}{colon}{port}"
+
+
 def masked_query(query: str) -> str:
     """The query with the values of credential-like parameters masked, opaque values of the
     others fingerprinted, the rest as written."""
@@ -67,13 +96,12 @@ def masked_query(query: str) -> str:
 def masked_url(url: str) -> str:
     """The URL with its userinfo and the values of its credential-like query parameters
     masked (``https://***@hooks.example/in?channel=ops&token=***``), its opaque path
-    segments and query values fingerprinted (``/services/T0001/B0001/***3fa2c1``). A URL
-    without credentials is returned as it is, and a masked URL is its own mask. The host is
-    kept whole (a webhook endpoint's key, stored in its deliveries, is this)."""
+    segments, query values and host labels fingerprinted (``/services/T0001/B0001/***3fa2c1``,
+    ``https://***27059e.lambda-url.eu-west-1.on.aws/``). A URL without credentials is
+    returned as it is, and a masked URL is its own mask (a webhook endpoint's key, stored in
+    its deliveries, is this)."""
     parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+    netloc = masked_netloc(parts.netloc)
     path = masked_path(parts.path)
     query = masked_query(parts.query) if parts.query else parts.query
     if (netloc, path, query) == (parts.netloc, parts.path, parts.query):

@@ -71,7 +71,8 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
     provider = config_from_settings(ctx.settings)
     bcl_timeout = float(ctx.settings["oidc_provider"]["backchannel_timeout_seconds"])
     sent = [0.0]
-    purge = PeriodicPurge(ctx.db, batch_size=ctx.settings["events"]["purge_batch_size"])
+    purge = PeriodicPurge(ctx.db, batch_size=ctx.settings["events"]["purge_batch_size"],
+                          trace_retention_days=ctx.settings["sso"]["trace_retention_days"])
     analyzed = [float("-inf")]
     purged = [float("-inf")]
     retention_days = ctx.settings["lifecycle"]["retention_days"]

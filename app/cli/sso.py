@@ -32,8 +32,9 @@ def traces(ctx: CliContext, org_ref: str, reason: str | None, limit: int,
     """Failed logins of an organization, newest first, by correlation id."""
     with ctx.transaction() as session:
         org = get_organization(session, org_ref)
-        found = [trace_dict(t) for t in list_traces(session, org.id, limit=limit,
-                                                    reason=reason)]
+        found = [trace_dict(t) for t in list_traces(
+            session, org.id, limit=limit, reason=reason,
+            retention_days=ctx.settings["sso"]["trace_retention_days"])]
     if as_json:
         for item in found:
             click.echo(json.dumps(item, sort_keys=True))
@@ -46,7 +47,9 @@ def traces(ctx: CliContext, org_ref: str, reason: str | None, limit: int,
 def purge(ctx: CliContext) -> None:
     """Delete expired traces, AuthnRequests, replay-cache rows, OIDC attempts and codes,
     tokens and ended sessions, a batch (events.purge_batch_size) per transaction."""
-    counts, _ = purge_in_batches(ctx.db, ctx.settings["events"]["purge_batch_size"])
+    counts, _ = purge_in_batches(
+        ctx.db, ctx.settings["events"]["purge_batch_size"],
+        trace_retention_days=ctx.settings["sso"]["trace_retention_days"])
     say(f"{counts['traces']} trace(s) deleted")
     say(f"{counts['saml']} expired SAML request/replay row(s) deleted")
     say(f"{counts['oidc_attempts'] + counts['authorization_codes']} expired OIDC "

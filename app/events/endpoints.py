@@ -3,7 +3,8 @@
 A URL in ``webhooks.urls`` may carry credentials: a userinfo (``https://user:pass@host/``,
 RFC 3986 §3.2.1, sent as HTTP Basic authentication, RFC 7617), a secret query parameter
 (``?token=...``, Azure Functions' ``?code=...``, a SAS ``sig``) or a secret path segment
-(Slack's ``/services/T.../B.../<token>``, a Teams or Logic Apps id). The URL itself lives
+(Slack's ``/services/T.../B.../<token>``, a Teams or Logic Apps id) or a secret host label
+(an AWS Lambda function URL's id, a request bin's). The URL itself lives
 only in the settings (the environment or the config file, like ``webhooks.secret``);
 deliveries, fan-out cursors, the log, ``roster events`` and the API name the endpoint by its
 *key*, the URL with those credentials masked. A URL without credentials is its own key.
@@ -11,7 +12,8 @@ deliveries, fan-out cursors, the log, ``roster events`` and the API name the end
 Userinfo and credential-named query values become ``***``: a rotated token stays the same
 endpoint. An *opaque* path segment or other query value (16 characters or more of a token's
 alphabet mixing two of lower case, upper case and digits, or 20 or more letters and digits
-in one run: RFC 3986 §3.3 / §3.4 leave its meaning to the receiver) becomes ``***`` and the
+in one run: RFC 3986 §3.3 / §3.4 leave its meaning to the receiver), or such a label of
+the host name before its last two, becomes ``***`` and the
 first 6 hex digits of its SHA-256, so two endpoints that differ only there (two Slack
 channels' hooks) stay two, and nothing of the secret can be read back from the key.
 """
@@ -24,7 +26,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from app.errors import InvalidInput
-from app.url_masks import MASK, SECRET_PARAMETER, masked_url, opaque
+from app.url_masks import MASK, SECRET_PARAMETER, host_secrets, masked_url, opaque
 
 __all__ = ["MASK", "WebhookConfig", "endpoint_key", "request_target", "scrub"]
 
@@ -57,6 +59,7 @@ def _secrets_of(url: str) -> list[str]:
     its opaque path segments and query values, as written and percent-decoded."""
     parts = urlsplit(url)
     found = [parts.netloc.rpartition("@")[0]] if "@" in parts.netloc else []
+    found += [v for label in host_secrets(parts.hostname or "") for v in (label, label.upper())]
     found += [s for s in parts.path.split("/") if opaque(s)]
     for piece in parts.query.split("&") if parts.query else []:
         name, equals, value = piece.partition("=")

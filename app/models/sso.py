@@ -200,8 +200,12 @@ class LoginTrace(Base):
     subject: Mapped[str | None] = mapped_column(String(500))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     request_id: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # Indexed (migration 0030): a trace is kept ``sso.trace_retention_days`` after this, as
+    # the setting says now, not as it said when the trace was written; the purge deletes by it.
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    # Before 0030 the expiry fixed at write. No longer written nor read; kept, nullable, so
+    # a node of the previous release can still write a trace during a rolling deploy.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AuthorizationCode(Base):

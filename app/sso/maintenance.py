@@ -1,6 +1,7 @@
 """Retention of SSO bookkeeping: rows that only matter until they expire are deleted.
 
-Failed-login traces live ``sso.trace_retention_days``; AuthnRequests, OIDC login attempts,
+Failed-login traces live ``sso.trace_retention_days`` after they were written (the setting
+as it is at the purge, for traces already stored too); AuthnRequests, OIDC login attempts,
 replay-cache entries and authorization codes live minutes. Without a purge every one of
 them grows with each login, so `roster worker` runs :func:`purge_in_batches` periodically
 (and `roster sso purge-traces` on demand).
@@ -34,6 +35,7 @@ from app.models.sso import (
     SamlRequest,
     SeenAssertion,
 )
+from app.sso.traces import kept_since
 
 log = logging.getLogger("roster.sso")
 
@@ -61,20 +63,24 @@ def _delete(session: Session, keys: Any, condition: ColumnElement[bool],
         key.in_(pick.where(condition).limit(limit)))).rowcount or 0
 
 
-def purge_expired_rows(session: Session, limit: int | None = None) -> dict[str, int]:
-    """Delete expired traces, SAML requests and replay-cache rows, OIDC attempts and codes,
-    and the tokens, login sessions and back-channel logouts that ended long enough ago;
-    each kind at most ``limit`` rows (None: all)."""
-    return _purge(session, utcnow(), limit)[0]
+def purge_expired_rows(session: Session, limit: int | None = None, *,
+                       trace_retention_days: int) -> dict[str, int]:
+    """Delete traces past ``trace_retention_days``, expired SAML requests and replay-cache
+    rows, OIDC attempts and codes, and the tokens, login sessions and back-channel logouts
+    that ended long enough ago; each kind at most ``limit`` rows (None: all)."""
+    return _purge(session, utcnow(), limit, trace_retention_days)[0]
 
 
-def _purge(session: Session, now: datetime, limit: int | None) -> tuple[dict[str, int], bool]:
+def _purge(session: Session, now: datetime, limit: int | None,
+           trace_retention_days: int) -> tuple[dict[str, int], bool]:
     """The counts, and whether some statement met its ``limit`` (more may be left)."""
     saml = (_delete(session, SamlRequest.id, SamlRequest.expires_at <= now, limit),
             _delete(session, (SeenAssertion.connection_id, SeenAssertion.assertion_id),
                     SeenAssertion.expires_at <= now, limit))
     counts = {
-        "traces": _delete(session, LoginTrace.id, LoginTrace.expires_at <= now, limit),
+        "traces": _delete(session, LoginTrace.id,
+                          LoginTrace.created_at <= kept_since(trace_retention_days, now),
+                          limit),
         "saml": sum(saml),
         "oidc_attempts": _delete(session, OidcLoginRequest.id,
                                  OidcLoginRequest.expires_at <= now, limit),
@@ -115,6 +121,7 @@ def _purge_ended(session: Session, now: datetime,
 
 
 def purge_in_batches(db: Database, batch_size: int = DEFAULT_BATCH, *,
+                     trace_retention_days: int,
                      max_batches: int | None = None) -> tuple[dict[str, int], bool]:
     """:func:`purge_expired_rows` a batch per transaction until nothing is left, at most
     ``max_batches`` transactions; the counts, and whether work was left."""
@@ -123,7 +130,7 @@ def purge_in_batches(db: Database, batch_size: int = DEFAULT_BATCH, *,
     batches = 0
     while max_batches is None or batches < max_batches:
         with db.transaction() as session:
-            counts, full = _purge(session, now, batch_size)
+            counts, full = _purge(session, now, batch_size, trace_retention_days)
         total.update(counts)
         batches += 1
         if not full:
@@ -136,9 +143,9 @@ class PeriodicPurge:
     (sooner while a backlog is left), at most ``ROUND_BATCHES`` batches a time."""
 
     def __init__(self, db: Database, interval: float = PURGE_INTERVAL_SECONDS,
-                 batch_size: int = DEFAULT_BATCH) -> None:
+                 batch_size: int = DEFAULT_BATCH, *, trace_retention_days: int) -> None:
         self._db, self._interval, self._last = db, interval, float("-inf")
-        self._batch_size = batch_size
+        self._batch_size, self._trace_days = batch_size, trace_retention_days
 
     def rearm(self) -> None:
         """Make the next :meth:`maybe_run` purge, whenever the last one ran."""
@@ -149,7 +156,9 @@ class PeriodicPurge:
         if time.monotonic() - self._last < self._interval:
             return None
         self._last = time.monotonic()
-        counts, more = purge_in_batches(self._db, self._batch_size, max_batches=ROUND_BATCHES)
+        counts, more = purge_in_batches(self._db, self._batch_size,
+                                        trace_retention_days=self._trace_days,
+                                        max_batches=ROUND_BATCHES)
         if more:
             self.rearm()
         if any(counts.values()):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from lxml import etree
@@ -71,25 +71,35 @@ def redact_claims(claims: dict[str, Any]) -> dict[str, Any]:
 
 def record_trace(session: Session, *, organization_id: str | None, connection_id: str | None,
                  protocol: str, reason: str, detail: str, subject: str | None,
-                 payload: dict[str, Any], request_id: str | None,
-                 retention_days: int) -> LoginTrace:
-    """Store one failed login; its id is the correlation id shown to the user."""
-    now = utcnow()
+                 payload: dict[str, Any], request_id: str | None) -> LoginTrace:
+    """Store one failed login; its id is the correlation id shown to the user. It is kept
+    ``sso.trace_retention_days`` after ``created_at`` (:func:`kept_since`)."""
     trace = LoginTrace(id=new_id(), organization_id=organization_id,
                        connection_id=connection_id, protocol=protocol, reason=reason,
                        detail=detail[:2000], subject=mask(subject) if subject else None,
-                       payload=payload, request_id=request_id, created_at=now,
-                       expires_at=now + timedelta(days=retention_days))
+                       payload=payload, request_id=request_id, created_at=utcnow())
     session.add(trace)
     return trace
 
 
-def list_traces(session: Session, organization_id: str, *, limit: int = 100,
-                reason: str | None = None) -> list[LoginTrace]:
+def kept_since(retention_days: int, now: datetime | None = None) -> datetime:
+    """The oldest ``created_at`` still kept under ``sso.trace_retention_days``: a trace
+    created at or before it has expired (shown nowhere, deleted by the SSO purge). The
+    setting as it is now decides, for the traces already stored too."""
+    return (now or utcnow()) - timedelta(days=retention_days)
+
+
+def expires_at(trace: LoginTrace, retention_days: int) -> datetime:
+    """When ``trace`` expires under the retention as it is now."""
+    return trace.created_at + timedelta(days=retention_days)
+
+
+def list_traces(session: Session, organization_id: str, *, retention_days: int,
+                limit: int = 100, reason: str | None = None) -> list[LoginTrace]:
     """An organization's unexpired traces, newest first."""
     query = (select(LoginTrace)
              .where(LoginTrace.organization_id == organization_id,
-                    LoginTrace.expires_at > utcnow())
+                    LoginTrace.created_at > kept_since(retention_days))
              .order_by(LoginTrace.created_at.desc()).limit(limit))
     if reason:
         query = query.where(LoginTrace.reason == reason)

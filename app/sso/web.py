@@ -182,8 +182,7 @@ def fail(exc: LoginFailed, conn: ConnRef | None, payload: dict[str, Any], *,
             connection_id=conn.id if conn and not gone else None,
             protocol=conn.protocol if conn else protocol,
             reason=exc.reason, detail=exc.detail, subject=exc.subject,
-            payload={**payload, **exc.payload}, request_id=who.request_id,
-            retention_days=sso_settings()["trace_retention_days"])
+            payload={**payload, **exc.payload}, request_id=who.request_id)
         if conn is not None and exc.reason in _USER_REFUSALS:
             record(s, organization_id=conn.organization_id, action="sso:login:denied",
                    actor=who, subject_type="user", subject_id=exc.payload.get("user_id"),

@@ -33,7 +33,7 @@ def test_a_step_that_failed_on_a_lock_is_done_before_the_worker_exits(app, db, t
     with db.transaction() as session:
         session.add(LoginTrace(id=new_id(), organization_id=tenant.org.id, protocol="saml",
                                reason="old", detail="", payload={},
-                               expires_at=utcnow() - timedelta(days=1)))
+                               created_at=utcnow() - timedelta(days=31)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTER_")}
     env.update(_impatient(database_url, dialect), ROSTER_APP__ENV="test")
     with database_locked(app, db, tables=("sso_login_traces",)):

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from app.cli import cli
 from app.cli.commands import register
+from app.db import utcnow
+from app.models.sso import LoginTrace
 from app.sso.redirects import is_allowed_redirect
 from tests.conftest import rows
 from tests.sso import forge
@@ -117,9 +121,10 @@ def test_traces_expire_after_the_retention(run, db, tenant, keys, web):
     conn = saml_connection(db, tenant, [keys.idp.cert_b64])
     post_response(web, conn, forge.b64("<junk"))
     post_response(web, conn, forge.b64("<junk2"))
-    with db.engine.begin() as c:
-        c.exec_driver_sql("UPDATE sso_login_traces SET expires_at = created_at "
-                          "WHERE id = (SELECT min(id) FROM sso_login_traces)")
+    with db.engine.begin() as c:  # written 31 days ago (sso.trace_retention_days: 30)
+        c.execute(sa.update(LoginTrace).where(
+            LoginTrace.id == sa.select(sa.func.min(LoginTrace.id)).scalar_subquery())
+            .values(created_at=utcnow() - timedelta(days=31)))
     start(web, conn)
     start(web, conn)
     with db.engine.begin() as c:

@@ -17,7 +17,7 @@ def _expired_traces(db, tenant, count: int) -> None:
     with db.transaction() as session:
         session.add_all(LoginTrace(id=new_id(), organization_id=tenant.org.id,
                                    protocol="saml", reason="expired", detail="", payload={},
-                                   expires_at=utcnow() - timedelta(days=1))
+                                   created_at=utcnow() - timedelta(days=31))
                         for _ in range(count))
 
 

@@ -47,7 +47,7 @@ def scans(plan_text: str) -> bool:
 def test_every_delete_of_the_periodic_sso_purge_uses_an_index(db, tenant, limit):
     """Whole (`purge_expired_rows`) and a batch at a time (the worker's, the CLI's)."""
     with statements(db) as seen, db.transaction() as session:
-        purge_expired_rows(session, limit)
+        purge_expired_rows(session, limit, trace_retention_days=30)
     tables = {sql.split()[2] for sql, _ in seen}
     assert {"oauth_authorization_codes", "saml_requests", "oidc_backchannel_logouts",
             "login_sessions", "issued_tokens", "saml_seen_assertions", "sso_login_traces",

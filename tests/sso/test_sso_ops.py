@@ -26,11 +26,10 @@ def _expiring_rows(db, tenant, conn) -> None:
     """One expired and one live row of each kind the purge handles."""
     now = utcnow()
     with db.transaction() as s:
-        for days, reason in ((-1, "old"), (1, "fresh")):
+        for days, reason in ((31, "old"), (29, "fresh")):  # sso.trace_retention_days: 30
             s.add(LoginTrace(id=new_id(), organization_id=tenant.org.id,
                              connection_id=conn.id, protocol="saml", reason=reason,
-                             detail="", payload={}, created_at=now - timedelta(days=31),
-                             expires_at=now + timedelta(days=days)))
+                             detail="", payload={}, created_at=now - timedelta(days=days)))
         for minutes, key in ((-5, "old"), (5, "fresh")):
             expires = now + timedelta(minutes=minutes)
             s.add(SamlRequest(id=f"_req-{key}", connection_id=conn.id, expires_at=expires))
@@ -65,14 +64,14 @@ def test_periodic_purge_runs_at_most_once_per_interval(db, tenant, keys):
     """The worker's purge is throttled: a second call within the interval does nothing."""
     conn = saml_connection(db, tenant, [keys.idp.cert_b64])
     _expiring_rows(db, tenant, conn)
-    purge = PeriodicPurge(db, interval=3600)
+    purge = PeriodicPurge(db, interval=3600, trace_retention_days=30)
     assert purge.maybe_run() == {"traces": 1, "saml": 2, "oidc_attempts": 1,
                                  "authorization_codes": 0, "issued_tokens": 0,
                                  "login_sessions": 0, "backchannel_logouts": 0}
     with db.transaction() as s:
         s.add(LoginTrace(id=new_id(), organization_id=tenant.org.id, protocol="saml",
                          reason="later", detail="", payload={},
-                         expires_at=utcnow() - timedelta(seconds=1)))
+                         created_at=utcnow() - timedelta(days=31)))
     assert purge.maybe_run() is None
     assert sorted(_left(db)["traces"]) == ["fresh", "later"]
 
@@ -107,7 +106,7 @@ def test_purge_removes_ended_sessions_expired_tokens_and_sent_logouts(db, tenant
                                     user_id=user_id, client_id="portal", status=status,
                                     created_at=now - timedelta(days=age)))
     with db.transaction() as s:
-        counts = purge_expired_rows(s)
+        counts = purge_expired_rows(s, trace_retention_days=30)
     assert (counts["issued_tokens"], counts["login_sessions"],
             counts["backchannel_logouts"]) == (1, 1, 2)
     assert sorted(r.token_hash for r in rows(db, "SELECT token_hash FROM issued_tokens")) \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import current_app
 from marshmallow import Schema, fields
 from sqlalchemy import select
 
@@ -9,9 +10,9 @@ from app.api.frame import ApiContext, api_route
 from app.api.pagination import Page, paginate
 from app.api.schemas import PageArgs
 from app.api.views import bp
-from app.db import utcnow
 from app.errors import NotFound
 from app.models.sso import LoginTrace
+from app.sso.traces import expires_at, kept_since
 
 
 class TraceSchema(Schema):
@@ -26,7 +27,16 @@ class TraceSchema(Schema):
     payload = fields.Dict(required=True)
     request_id = fields.String(allow_none=True)
     created_at = fields.AwareDateTime(required=True)
-    expires_at = fields.AwareDateTime(required=True)
+    expires_at = fields.Method("_expires_at", required=True, metadata={
+        "type": "string", "format": "date-time",
+        "description": "created_at plus sso.trace_retention_days as it is now."})
+
+    def _expires_at(self, trace: LoginTrace) -> str:
+        return expires_at(trace, _retention_days()).isoformat()
+
+
+def _retention_days() -> int:
+    return int(current_app.config["ROSTER"]["sso"]["trace_retention_days"])
 
 
 class TraceArgs(PageArgs):
@@ -42,7 +52,7 @@ def list_traces(ctx: ApiContext) -> Page:
     """Unexpired failed logins of the organization, oldest first; filter by reason."""
     assert ctx.org is not None
     stmt = select(LoginTrace).where(LoginTrace.organization_id == ctx.org.id,
-                                    LoginTrace.expires_at > utcnow())
+                                    LoginTrace.created_at > kept_since(_retention_days()))
     if "reason" in ctx.args:
         stmt = stmt.where(LoginTrace.reason == ctx.args["reason"])
     return paginate(ctx.session, stmt, (LoginTrace.created_at, LoginTrace.id),
@@ -56,6 +66,7 @@ def get_trace(ctx: ApiContext, trace_id: str) -> LoginTrace:
     """The trace a user's refusal page named."""
     assert ctx.org is not None
     trace = ctx.session.get(LoginTrace, trace_id) if len(trace_id) <= 36 else None
-    if trace is None or trace.organization_id != ctx.org.id or trace.expires_at <= utcnow():
+    if trace is None or trace.organization_id != ctx.org.id or \
+            trace.created_at <= kept_since(_retention_days()):
         raise NotFound("no such trace in your organization")
     return trace
