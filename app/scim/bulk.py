@@ -81,45 +81,58 @@ def bulk() -> Response:
                           "Operations": [results[i] for i in sorted(results)]})
 
 
+@dataclass
+class _Refused:
+    """An operation that did not parse: its failure, answered when its turn comes."""
+
+    index: int
+    result: dict[str, Any]
+    refs: frozenset[str] = frozenset()
+    bulk_id: None = None
+
+
 def _run(raw_ops: list[Any], fail_on_errors: int | None) -> dict[int, dict[str, Any]]:
-    """Process in order; defer operations waiting for a bulkId created later (§3.7.2)."""
+    """Process in order; defer operations waiting for a bulkId created later (§3.7.2).
+
+    A malformed operation fails in its place: failOnErrors counts errors as processing
+    meets them (§3.7.3 answers "the result of all processed operations"), so the valid
+    operations before it run first. The bulkIds pending POSTs may still create are one set
+    for the request, kept as they run (rebuilt for each waiting operation on each pass, a
+    chain of references took cubic time)."""
     results: dict[int, dict[str, Any]] = {}
     resolved: dict[str, str] = {}
-    pending: list[_Operation] = []
     declared: set[str] = set()
-    errors = 0
+    pending: list[_Operation | _Refused] = []
     for index, raw in enumerate(raw_ops):
         try:
-            op = _parse(index, raw, declared)
+            pending.append(_parse(index, raw, declared))
         except _OperationError as exc:
-            results[index] = _failure(raw if isinstance(raw, dict) else {}, exc)
-            errors += 1
-            if fail_on_errors and errors >= fail_on_errors:
-                return results
-            continue
-        pending.append(op)
+            pending.append(_Refused(index, _failure(raw if isinstance(raw, dict) else {}, exc)))
+    creatable = {op.bulk_id for op in pending if op.bulk_id}
+    errors = 0
     progress = True
     while pending and progress:
         progress = False
-        for op in list(pending):
-            if (op.refs - resolved.keys()) & _still_possible(pending, op):
-                continue  # waits for an operation later in the list
-            pending.remove(op)
+        waiting: list[_Operation | _Refused] = []
+        for op in pending:
+            if any(ref in creatable and ref != op.bulk_id and ref not in resolved
+                   for ref in op.refs):
+                waiting.append(op)  # waits for an operation later in the list
+                continue
             progress = True
-            results[op.index] = _execute(op, resolved)
+            if op.bulk_id:
+                creatable.discard(op.bulk_id)
+            results[op.index] = op.result if isinstance(op, _Refused) else _execute(op, resolved)
             if int(results[op.index]["status"]) >= 400:
                 errors += 1
                 if fail_on_errors and errors >= fail_on_errors:
                     return results
+        pending = waiting
     for op in pending:  # circular references: nothing left can ever resolve them
+        assert isinstance(op, _Operation)  # a _Refused never waits
         results[op.index] = _failure(_echo(op), _OperationError(
             409, f"bulkId references {sorted(op.refs)} cannot be resolved", "invalidValue"))
     return results
-
-
-def _still_possible(pending: list[_Operation], waiting: _Operation) -> set[str]:
-    """bulkIds that pending POSTs other than ``waiting`` may still create."""
-    return {op.bulk_id for op in pending if op is not waiting and op.bulk_id}
 
 
 def _parse(index: int, raw: Any, declared: set[str]) -> _Operation:
@@ -218,8 +231,12 @@ def _dispatch(method: str, path: str, data: Any, version: str | None) -> Respons
         headers["If-Match"] = version
     if agent := request.headers.get("User-Agent"):
         headers["User-Agent"] = agent
+    # The client's address (ProxyFix has already applied X-Forwarded-For to it): the
+    # operation's deprovisioning record names it, as the same request on its own URL does.
     builder = EnvironBuilder(path=f"/scim/v2{path}", method=method, headers=headers,
                              base_url=request.host_url,
+                             environ_base={"REMOTE_ADDR": request.remote_addr}
+                             if request.remote_addr else None,
                              data=None if data is None else json.dumps(data),
                              content_type="application/scim+json" if data is not None
                              else None)
