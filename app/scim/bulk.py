@@ -26,7 +26,12 @@ from app.scim.request import json_body
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
 METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_PATH = re.compile(r"^/(Users|Groups)(/[^/?#]+)?\Z")
+# A control character is no part of a path: building the operation's request drops tabs
+# and line breaks (URL parsing), so "/Users/a<LF>b" addressed the user "ab".
+_PATH = re.compile(r"^/(Users|Groups)(/[^/?#\x00-\x1f\x7f]+)?\Z")
+# An entity-tag (RFC 9110 §8.8.3) holds no control character; CR or LF in an If-Match
+# header failed the building of the operation's request, and the whole Bulk was a 500.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # A reference is a whole value, or a whole path segment: "bulkId:qwerty" (RFC 7644 §3.7.2).
 # Text that merely contains "bulkId:" (a title, a note) is data, never rewritten.
 _REF = re.compile(r"bulkId:([^/\"\s]+)\Z")
@@ -164,10 +169,10 @@ def _parse(index: int, raw: Any, declared: set[str]) -> _Operation:
         raise _OperationError(400, f"a {method} operation needs a data object",
                               "invalidSyntax")
     version = raw.get("version")
-    if version is not None and not isinstance(version, str):
+    if version is not None and (not isinstance(version, str) or _CONTROL.search(version)):
         # Ignoring it would run the operation without the If-Match check it asks for.
-        raise _OperationError(400, "version must be a string (an ETag such as W/\"3\")",
-                              "invalidSyntax")
+        raise _OperationError(400, "version must be a string (an ETag such as W/\"3\") "
+                              "without control characters", "invalidSyntax")
     refs = {m.group(1) for text in (*path.split("/"), *_strings(data))
             if (m := _REF.match(text))}
     return _Operation(index, method, path, bulk_id if method == "POST" else None,

@@ -90,3 +90,39 @@ def test_a_deprovisioning_through_bulk_records_the_clients_address(client, db, t
     records = rows(db, "SELECT user_id, source_ip, trigger FROM deprovision_records")
     assert sorted((r.user_id, r.source_ip, r.trigger) for r in records) == sorted(
         (user_id, "203.0.113.9", "scim_active_false") for user_id in made)
+
+
+def test_a_version_holding_a_line_break_fails_its_operation_not_the_whole_request(
+        client, db, tenant):
+    """A ``version`` with CR or LF cannot be an If-Match header: building the operation's
+    request raised, and the whole Bulk answered 500 after the operations before it had
+    committed (their results lost, the rest never run). It is a 400 of that operation
+    (an entity-tag holds no control character, RFC 9110 §8.8.3); the others run."""
+    response = _bulk(client, tenant, [
+        _user("a", "a@acme.com"),
+        {"method": "DELETE", "path": "/Users/bulkId:a", "version": 'W/"1"\r\nX-Other: 1'},
+        {"method": "DELETE", "path": "/Users/bulkId:a", "version": 'W/"1"\n'},
+        _user("c", "c@acme.com"),
+    ])
+    assert response.status_code == 200
+    ops = response.get_json()["Operations"]
+    assert [o["status"] for o in ops] == ["201", "400", "400", "201"]
+    assert ops[1]["response"]["scimType"] == "invalidSyntax"
+    assert sorted(r.user_name for r in rows(
+        db, "SELECT user_name FROM users WHERE deleted_at IS NULL")) == [
+        "a@acme.com", "c@acme.com"]
+
+
+def test_a_path_holding_a_control_character_is_invalid_path_not_another_resource(
+        client, db, tenant):
+    """``/Users/<id with a line break inside>`` named no resource, but the request built for
+    it dropped the line break (URL parsing strips tabs and line breaks) and the DELETE
+    removed the user whose id is the rest. It is a 400 invalidPath; nothing is deleted."""
+    user_id = client.post("/scim/v2/Users", headers=tenant.headers, json={
+        "schemas": [USER], "userName": "kept@acme.com"}).get_json()["id"]
+    ops = _bulk(client, tenant, [
+        {"method": "DELETE", "path": f"/Users/{user_id[:8]}{cut}{user_id[8:]}"}
+        for cut in ("\n", "\r", "\t")]).get_json()["Operations"]
+    assert [(o["status"], o["response"]["scimType"]) for o in ops] == [
+        ("400", "invalidPath")] * 3
+    assert rows(db, "SELECT deleted_at FROM users WHERE id = :i", i=user_id) == [(None,)]
