@@ -137,6 +137,9 @@ def _run(raw_ops: list[Any], fail_on_errors: int | None) -> dict[int, dict[str, 
         assert isinstance(op, _Operation)  # a _Refused never waits
         results[op.index] = _failure(_echo(op), _OperationError(
             409, f"bulkId references {sorted(op.refs)} cannot be resolved", "invalidValue"))
+        errors += 1  # errors as any other: failOnErrors stops here too
+        if fail_on_errors and errors >= fail_on_errors:
+            break
     return results
 
 

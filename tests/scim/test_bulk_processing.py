@@ -126,3 +126,18 @@ def test_a_path_holding_a_control_character_is_invalid_path_not_another_resource
     assert [(o["status"], o["response"]["scimType"]) for o in ops] == [
         ("400", "invalidPath")] * 3
     assert rows(db, "SELECT deleted_at FROM users WHERE id = :i", i=user_id) == [(None,)]
+
+
+def test_unresolvable_circular_references_count_against_fail_on_errors(client, db, tenant):
+    """Two users naming each other as manager cannot be created (409 each, RFC 7644 §3.7.2
+    lets the server stop there). With failOnErrors=1 both were answered, the second after
+    the limit was reached; the run ends at the first."""
+    operations = [{"method": "POST", "path": "/Users", "bulkId": me, "data": {
+        "schemas": [USER, ENTERPRISE], "userName": f"{me}@acme.com",
+        ENTERPRISE: {"manager": {"value": f"bulkId:{other}"}}}}
+        for me, other in (("a", "b"), ("b", "a"))]
+    ops = _bulk(client, tenant, operations, failOnErrors=1).get_json()["Operations"]
+    assert [(o["bulkId"], o["status"]) for o in ops] == [("a", "409")]
+    ops = _bulk(client, tenant, operations).get_json()["Operations"]
+    assert [(o["bulkId"], o["status"]) for o in ops] == [("a", "409"), ("b", "409")]
+    assert rows(db, "SELECT id FROM users") == []
