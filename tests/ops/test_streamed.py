@@ -177,8 +177,12 @@ def test_an_export_whose_client_disconnects_midway_is_counted_disconnected_not_2
     proc = _serve(database_url, port, log_path)
     route = "/api/v1/audit/export"
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        with socket.socket() as sock:
+            # A small window, set before the handshake: the server's writes block long
+            # before the body's end (its send buffer is at most 4 MiB: tcp_wmem).
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(30)
+            sock.connect(("127.0.0.1", port))
             head = "".join(f"{k}: {v}\r\n" for k, v in key.headers.items())
             sock.sendall(f"GET {route}?format=jsonl HTTP/1.1\r\nHost: x\r\n"
                          f"X-Request-ID: gone-1\r\n{head}\r\n".encode())
