@@ -25,7 +25,7 @@ from prometheus_client import (
 from app.ids import request_id as new_request_id
 from app.json_output import dumps
 from app.ops.log_buffer import BufferedStreamHandler
-from app.ops.streamed import TrackedBody
+from app.ops.streamed import Ending, TrackedBody
 
 REQUEST_ID_HEADER = "X-Request-ID"
 # The methods a metrics label names (RFC 9110 §9.3 and PATCH, RFC 5789); any other token a
@@ -250,7 +250,8 @@ class Metrics:
 
     def observe(self, method: str, route: str, status: int | str, seconds: float) -> None:
         """Count one request and its latency (a method outside ``METRIC_METHODS`` as
-        ``other``; a streamed body that failed after its status was sent as ``aborted``)."""
+        ``other``; a streamed body that failed after its status was sent as ``aborted``, one
+        whose client went away before its end as ``disconnected``)."""
         if method not in METRIC_METHODS:
             method = "other"
         key = (method, route, status)
@@ -293,13 +294,16 @@ class AccessLog:
             logger = logger.parent if logger.propagate else None
 
     def write(self, method: str, route: str, status: int, duration_ms: float,
-              request_id: str | None, *, aborted: bool = False) -> None:
+              request_id: str | None, *, ending: Ending = "whole") -> None:
         """Log ``METHOD route status`` with its fields and the request id; a streamed body
-        that failed after its status was sent: ``... 200 aborted``, ``"aborted": true``."""
-        if aborted:
-            self.logger.warning("%s %s %s aborted", method, route, status, extra={
+        that failed after its status was sent: ``... 200 aborted``, ``"aborted": true`` (a
+        WARNING); one whose client went away before its end: ``... 200 disconnected``,
+        ``"disconnected": true``."""
+        if ending != "whole":
+            level = logging.WARNING if ending == "aborted" else logging.INFO
+            self.logger.log(level, "%s %s %s %s", method, route, status, ending, extra={
                 "method": method, "route": route, "status": status,
-                "duration_ms": duration_ms, "aborted": True, "request_id": request_id})
+                "duration_ms": duration_ms, ending: True, "request_id": request_id})
             return
         handler = self._direct_handler()
         if handler is None:
@@ -361,14 +365,14 @@ def init_request_tracking(app: Flask, metrics: Metrics) -> None:
         request_id = ctx.get("request_id")
         if response.is_streamed and not response.direct_passthrough:
             # Its body is read after this (the audit export): counted and logged when it ends,
-            # as "aborted" if it fails (app/ops/streamed.py).
+            # as "aborted" if it fails, "disconnected" if the client leaves (app/ops/streamed.py).
             started = ctx.get("started", time.perf_counter())
 
-            def record(aborted: bool) -> None:
+            def record(ending: Ending) -> None:
                 seconds = time.perf_counter() - started
-                metrics.observe(method, route, "aborted" if aborted else status, seconds)
+                metrics.observe(method, route, status if ending == "whole" else ending, seconds)
                 access.write(method, route, status, round(seconds * 1000, 2), request_id,
-                             aborted=aborted)
+                             ending=ending)
 
             response.response = TrackedBody(response.response, record, request_id, route)
             return response

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from app.settings_checks import (
     base_url_problems,
     bind_problems,
+    database_url_problems,
     joined_webhook_urls,
     key_file_problems,
     named_source,
@@ -269,7 +269,7 @@ def validate(settings: Settings) -> list[str]:
         problems.append("logging.format must be json or text")
     if not 0 <= settings["logging"]["flush_ms"] <= 5000:
         problems.append("logging.flush_ms must be between 0 and 5000")
-    problems.extend(_database_problems(db["url"]))
+    problems.extend(database_url_problems(db["url"]))
     problems.extend(_positive(settings))
     if settings["scim"]["default_page_size"] > settings["scim"]["max_page_size"]:
         problems.append("scim.default_page_size must not exceed scim.max_page_size")
@@ -330,29 +330,6 @@ def _same_type(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def _database_problems(url: str) -> list[str]:
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        return [f"database.url is not a valid database URL: {_redact_url(url)!r}"]
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        return [f"database.url must be sqlite or postgresql, got {parsed.get_backend_name()!r}"]
-    if parsed.host and "@" in parsed.host:
-        return ["database.url holds an '@' in its password: percent-encode it (%40)"]
-    return []
-
-
-def _redact_url(url: str) -> str:
-    """The scheme and the host part of a database URL that does not parse: its userinfo (up
-    to the last '@', a password may hold one) and its query (``?password=``) masked."""
-    scheme, slashes, rest = url.partition("://")
-    if not slashes:  # not a URL at all: perhaps a password pasted in the wrong place
-        return "***"
-    _userinfo, at, rest = rest.rpartition("@")
-    rest, query, _ = rest.partition("?")
-    return f"{scheme}://{'***@' if at else ''}{rest}{'?***' if query else ''}"
-
-
 def _positive(settings: Settings) -> list[str]:
     """Counts, sizes and lifetimes that mean nothing at 0 or below, and those that may be 0
     but never negative: a negative retention passed the start and failed only later, in
@@ -384,6 +361,7 @@ def _positive(settings: Settings) -> list[str]:
         # 0: a token that never expires (tokens.issue_token); a checkpoint never written.
         ("tokens", "scim_token_days"), ("signing", "checkpoint_interval_seconds"),
         ("lifecycle", "mass_min_count"), ("database", "sqlite_busy_timeout_ms"),
+        ("database", "sqlite_min_free_bytes"),  # 0: /readyz never says the disk is full
     ]
     problems = [f"{s}.{k} must be positive" for s, k in keys if settings[s][k] <= 0]
     problems += [f"{s}.{k} must not be negative" for s, k in zero_or_more

@@ -1,4 +1,5 @@
-"""Checks of settings that are read later than at start: rate-limit strings and key files.
+"""Checks of settings that are read later than at start (rate-limit strings, key files), and
+of the database URL.
 
 A bad value here used to surface only when first used: a rate limit when a gunicorn worker
 built the app (every worker failed to boot, and was rebooted, forever), a key file at the
@@ -24,6 +25,8 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 from limits import parse
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from app.url_masks import masked_url
 
@@ -283,3 +286,27 @@ def bind_problems(bind: str) -> list[str]:
     """``server.bind`` as gunicorn would read it (the Docker image's gunicorn too)."""
     why = bind_problem(bind)
     return [f"server.bind {bind!r}: {why}"] if why else []
+
+
+def database_url_problems(url: str) -> list[str]:
+    """database.url: a SQLite or PostgreSQL URL that parses, its password never shown."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        return [f"database.url is not a valid database URL: {_redact_url(url)!r}"]
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        return [f"database.url must be sqlite or postgresql, got {parsed.get_backend_name()!r}"]
+    if parsed.host and "@" in parsed.host:
+        return ["database.url holds an '@' in its password: percent-encode it (%40)"]
+    return []
+
+
+def _redact_url(url: str) -> str:
+    """The scheme and the host part of a database URL that does not parse: its userinfo (up
+    to the last '@', a password may hold one) and its query (``?password=``) masked."""
+    scheme, slashes, rest = url.partition("://")
+    if not slashes:  # not a URL at all: perhaps a password pasted in the wrong place
+        return "***"
+    _userinfo, at, rest = rest.rpartition("@")
+    rest, query, _ = rest.partition("?")
+    return f"{scheme}://{'***@' if at else ''}{rest}{'?***' if query else ''}"

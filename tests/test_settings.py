@@ -276,6 +276,10 @@ def test_key_files_must_hold_the_keys_they_are_named_for(tmp_path):
     ("ROSTER_EVENTS__PURGE_BATCH_SIZE", "20000", "events.purge_batch_size must be at most 10000"),
     ("ROSTER_EVENTS__RETENTION_DAYS", "thirty",
      "ROSTER_EVENTS__RETENTION_DAYS must be an integer"),
+    ("ROSTER_DATABASE__SQLITE_MIN_FREE_BYTES", "-1",
+     "database.sqlite_min_free_bytes must not be negative"),
+    ("ROSTER_DATABASE__SQLITE_MIN_FREE_BYTES", "1MiB",
+     "ROSTER_DATABASE__SQLITE_MIN_FREE_BYTES must be an integer"),
 ])
 def test_counts_and_lifetimes_out_of_range_stop_the_start(name, value, problem):
     """Values that mean nothing (a negative retention, a batch of none, a negative token

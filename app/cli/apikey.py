@@ -6,7 +6,7 @@ from datetime import datetime
 
 import click
 
-from app.cli.base import CliContext, echo_table, listed_ref, pass_ctx, say
+from app.cli.base import CliContext, echo_table, given_name, listed_ref, pass_ctx, say
 from app.db import utcnow
 from app.directory.apikeys import (
     create_key,
@@ -39,15 +39,16 @@ def _expiry(value: str | None) -> datetime | None:
               help="operator (deployment-wide) or admin/auditor/portal (needs --org).")
 @click.option("--org", "org_ref", default=None, help="Organization slug or id.")
 @click.option("--expires", default=None, help="90d, 12h, 2w or a date like 2027-01-01.")
-@click.option("--name", default="", help="What the key is for (shown in listings).")
+@click.option("--name", default=None, callback=given_name,
+              help="What the key is for (shown in listings).")
 @pass_ctx
 def create(ctx: CliContext, role: str, org_ref: str | None, expires: str | None,
-           name: str) -> None:
+           name: str | None) -> None:
     """Create an API key and print it once."""
     expires_at = _expiry(expires)
     with ctx.transaction() as session:
         organization = get_organization(session, org_ref) if org_ref else None
-        key, plaintext = create_key(session, role, organization, ctx.actor, name=name,
+        key, plaintext = create_key(session, role, organization, ctx.actor, name=name or "",
                                     expires_at=expires_at)
     scope = f"organization {organization.slug}" if organization else "every organization"
     say(f"{role} key {key.prefix}... created for {scope} (id {key.id})")

@@ -166,6 +166,20 @@ def cli(ctx: click.Context) -> None:
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
+def given_name(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A ``--name`` as given (None: left out, its default applies). Empty or whitespace only
+    is a usage error: ``--name "$NAME"`` with the variable unset made a directory named after
+    its vendor, an organization after its slug, a role after its key, without a word."""
+    if value is None:
+        return None
+    hint = "" if param.required else f" (leave {param.opts[0]} out for its default)"
+    if not value:
+        raise click.BadParameter(f"must not be empty{hint}")
+    if not value.strip():
+        raise click.BadParameter(f"must not be blank (whitespace only){hint}")
+    return value
+
+
 def printable(value: object) -> str:
     """``value`` as text whose controls are shown escaped (``\x1b``), not obeyed: names in
     the lists come from tenants (their admins, their IdPs), and an OSC 52 sequence in a

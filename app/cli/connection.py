@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from app.cli.base import CliContext, command_errors, echo_table, pass_ctx, printable, say
+from app.cli.base import (
+    CliContext,
+    command_errors,
+    echo_table,
+    given_name,
+    pass_ctx,
+    printable,
+    say,
+)
 from app.directory.directories import get_directory
 from app.directory.organizations import get_organization
 from app.errors import DomainError
@@ -39,7 +47,8 @@ def connection() -> None:
 
 @connection.command("create")
 @click.option("--org", "org_ref", required=True, help="Organization slug or id.")
-@click.option("--name", required=True, help="Connection name, unique in the organization.")
+@click.option("--name", required=True, callback=given_name,
+              help="Connection name, unique in the organization.")
 @click.option("--protocol", type=click.Choice(["saml", "oidc"]), default="saml",
               show_default=True, help="SAML 2.0 or OpenID Connect.")
 @click.option("--policy", type=click.Choice(POLICIES), default="scim",

@@ -7,7 +7,15 @@ from datetime import datetime
 import click
 from sqlalchemy.orm import Session
 
-from app.cli.base import CliContext, echo_table, listed_ref, pass_ctx, printable, say
+from app.cli.base import (
+    CliContext,
+    echo_table,
+    given_name,
+    listed_ref,
+    pass_ctx,
+    printable,
+    say,
+)
 from app.db import utcnow
 from app.directory.directories import (
     create_directory,
@@ -35,7 +43,8 @@ def scim_base_url(ctx: CliContext) -> str:
 @click.option("--org", "org_ref", required=True, help="Organization slug or id.")
 @click.option("--vendor", required=True, type=click.Choice([v.value for v in Vendor]),
               help="The IdP, whose SCIM dialect Roster then expects.")
-@click.option("--name", default=None, help="Directory name (default: the vendor).")
+@click.option("--name", default=None, callback=given_name,
+              help="Directory name (default: the vendor).")
 @pass_ctx
 def create(ctx: CliContext, org_ref: str, vendor: str, name: str | None) -> None:
     """Create a directory and print its SCIM base URL and first token (shown once)."""

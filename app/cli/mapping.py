@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from app.cli.base import CliContext, cli, echo_table, pass_ctx, say
+from app.cli.base import CliContext, cli, echo_table, given_name, pass_ctx, say
 from app.directory.organizations import get_organization
 from app.errors import InvalidInput
 from app.mapping.access import effective_access, explain_lines, find_user, format_value
@@ -176,14 +176,15 @@ def parse_params(texts: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @role.command("add")
 @click.argument("key")
 @click.option("--org", "org_ref", required=True, help="Organization slug or id.")
-@click.option("--name", default="", help="Display name (default: the key).")
+@click.option("--name", default=None, callback=given_name,
+              help="Display name (default: the key).")
 @click.option("--description", default="", help="What the role is for (shown in lists).")
 @click.option("--permission", "permissions", multiple=True, required=True,
               help="A permission of the closed vocabulary (repeat).")
 @click.option("--param", "params", multiple=True,
               help="NAME=TYPE:DEFAULT with TYPE money|int|bool, e.g. 'limit=money:500 EUR'.")
 @pass_ctx
-def role_add(ctx: CliContext, key: str, org_ref: str, name: str, description: str,
+def role_add(ctx: CliContext, key: str, org_ref: str, name: str | None, description: str,
              permissions: tuple[str, ...], params: tuple[str, ...]) -> None:
     """Add custom role KEY to an organization's catalog."""
     with ctx.transaction() as session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app.cli.base import CliContext, echo_table, pass_ctx, say
+from app.cli.base import CliContext, echo_table, given_name, pass_ctx, say
 from app.directory.organizations import (
     create_organization,
     get_organization,
@@ -26,13 +26,14 @@ def org() -> None:
 
 @org.command("create")
 @click.argument("slug")
-@click.option("--name", default="", help="Display name (default: the slug).")
+@click.option("--name", default=None, callback=given_name,
+              help="Display name (default: the slug).")
 @pass_ctx
-def create(ctx: CliContext, slug: str, name: str) -> None:
+def create(ctx: CliContext, slug: str, name: str | None) -> None:
     """Create organization SLUG and seed its role catalog from config/roles.toml."""
     catalog = load_catalog(ROLES_FILE)
     with ctx.transaction() as session:
-        organization = create_organization(session, slug, name, catalog, ctx.actor)
+        organization = create_organization(session, slug, name or "", catalog, ctx.actor)
     # Said once the transaction has committed: a failing commit prints only its error.
     say(f"organization {organization.slug} created (id {organization.id}, "
         f"{len(catalog)} roles)")
@@ -54,7 +55,7 @@ def unit() -> None:
 
 @unit.command("add")
 @click.option("--org", "org_ref", required=True, help="Organization slug or id.")
-@click.option("--name", required=True, help="Unit name (no '/').")
+@click.option("--name", required=True, callback=given_name, help="Unit name (no '/').")
 @click.option("--kind", required=True, type=click.Choice([k.value for k in UnitKind]),
               help="What the unit is.")
 @click.option("--parent", default=None, help="Parent unit path (A/B) or id; omit for a root.")

@@ -15,6 +15,12 @@ reader fails on it; in CSV a one-field row whose quote never closes, which a str
 refuses), and the chunked encoding is left without its last chunk (RFC 9112 §7.1), so an
 HTTP/1.1 client fails on the transfer itself (curl exits 18, Python's http.client raises
 IncompleteRead).
+
+A body the server closes before its end without a failure of its own is a client that went
+away mid-body (the write to its reset connection failed; gunicorn then closes the body):
+counted with the status label ``disconnected``, its access line says ``"disconnected":
+true``. It was counted and logged as a complete 200. A body closed before it was started (a
+HEAD) is its status, as before.
 """
 
 from __future__ import annotations
@@ -22,7 +28,11 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Literal
+
+# How a streamed body ended: whole, failed on the server (``aborted``), or closed before its
+# end because the client went away (``disconnected``).
+Ending = Literal["whole", "aborted", "disconnected"]
 
 log = logging.getLogger("roster.stream")
 
@@ -43,45 +53,50 @@ class StreamAborted(BrokenPipeError):
 
 
 class TrackedBody:
-    """A streamed body whose outcome is recorded once, when it ends: ``record(aborted)``."""
+    """A streamed body whose outcome is recorded once, when it ends: ``record(ending)``."""
 
-    def __init__(self, body: Iterable[Any], record: Callable[[bool], None],
+    def __init__(self, body: Iterable[Any], record: Callable[[Ending], None],
                  request_id: str | None, route: str) -> None:
         self._body = body
         self._record = record
         self._request_id = request_id
         self._route = route
         self._sent = 0
+        self._started = False
         self._done = False
 
     def __iter__(self) -> Iterator[Any]:
+        self._started = True
         try:
             for chunk in self._body:
                 self._sent += 1
                 yield chunk
         except GeneratorExit:
+            # Closed at a yield: the server stopped asking for chunks (its write failed).
+            self._finish("disconnected")
             raise
         except Exception:
             log.error("streamed response of %s failed after %d chunk(s) were sent; the "
                       "body ends with an error line and the connection is cut", self._route,
                       self._sent, exc_info=True,
                       extra={"request_id": self._request_id, "chunks_sent": self._sent})
-            self._finish(aborted=True)
+            self._finish("aborted")
             yield ABORTED_MARKER
             raise StreamAborted() from None
-        self._finish(aborted=False)
+        self._finish("whole")
 
-    def _finish(self, *, aborted: bool) -> None:
+    def _finish(self, ending: Ending) -> None:
         if not self._done:
             self._done = True
-            self._record(aborted)
+            self._record(ending)
 
     def close(self) -> None:
-        """The server is done with the body (a HEAD, a client that went away: not a failure
-        of the response); the inner body's close ends its transaction."""
+        """The server is done with the body. Before its end: the client went away (the
+        server's write failed, PEP 3333 has it close the body); never started: a HEAD, its
+        status. The inner body's close ends its transaction."""
         try:
             close = getattr(self._body, "close", None)
             if close is not None:
                 close()
         finally:
-            self._finish(aborted=False)
+            self._finish("disconnected" if self._started else "whole")

@@ -21,10 +21,6 @@ log = logging.getLogger(__name__)
 UNREACHABLE_LOG = EveryInterval(60.0)
 WRITE_CHECK_LOG = EveryInterval(60.0)
 DISK_FULL_LOG = EveryInterval(60.0)
-# Free space below which the SQLite database's disk counts as full: a write transaction needs
-# room for its WAL frames (a page each, 4 KiB) and the rollback of a checkpoint; with less
-# than this, writes are failing ("database or disk is full") or about to.
-DISK_FULL_BELOW = 1024 * 1024
 
 
 @bp.get("/healthz")
@@ -56,12 +52,16 @@ def readyz() -> tuple[Response, int]:
                        current=current, head=head), 503
     if _refuses_writes(db.engine):
         return jsonify(status="unavailable", reason="database read-only"), 503
-    free = _sqlite_free_bytes(db.engine)
-    if free is not None and free < DISK_FULL_BELOW:
+    # Free space below which the SQLite database's disk counts as full (0: never): a write
+    # transaction needs room for its WAL frames (a page each, 4 KiB) and the rollback of a
+    # checkpoint; with less, writes are failing ("database or disk is full") or about to.
+    below = current_app.config["ROSTER"]["database"]["sqlite_min_free_bytes"]
+    free = _sqlite_free_bytes(db.engine) if below else None
+    if free is not None and free < below:
         if DISK_FULL_LOG.due():
             log.warning("readiness check: the disk of the SQLite database has %d bytes free "
-                        "(under %d): writes fail with 'database or disk is full'; said at "
-                        "most once a minute", free, DISK_FULL_BELOW)
+                        "(under database.sqlite_min_free_bytes, %d): writes fail with "
+                        "'database or disk is full'; said at most once a minute", free, below)
         return jsonify(status="unavailable", reason="database disk full", free_bytes=free), 503
     return jsonify(status="ok", revision=current), 200
 

@@ -26,7 +26,12 @@ from app.scim.request import json_body
 BULK_REQUEST = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BULK_RESPONSE = "urn:ietf:params:scim:api:messages:2.0:BulkResponse"
 METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_PATH = re.compile(r"^/(Users|Groups)(/[^/?#]+)?\Z")
+# A control character is no part of a path: building the operation's request drops tabs
+# and line breaks (URL parsing), so "/Users/a<LF>b" addressed the user "ab".
+_PATH = re.compile(r"^/(Users|Groups)(/[^/?#\x00-\x1f\x7f]+)?\Z")
+# An entity-tag (RFC 9110 §8.8.3) holds no control character; CR or LF in an If-Match
+# header failed the building of the operation's request, and the whole Bulk was a 500.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # A reference is a whole value, or a whole path segment: "bulkId:qwerty" (RFC 7644 §3.7.2).
 # Text that merely contains "bulkId:" (a title, a note) is data, never rewritten.
 _REF = re.compile(r"bulkId:([^/\"\s]+)\Z")
@@ -81,45 +86,61 @@ def bulk() -> Response:
                           "Operations": [results[i] for i in sorted(results)]})
 
 
+@dataclass
+class _Refused:
+    """An operation that did not parse: its failure, answered when its turn comes."""
+
+    index: int
+    result: dict[str, Any]
+    refs: frozenset[str] = frozenset()
+    bulk_id: None = None
+
+
 def _run(raw_ops: list[Any], fail_on_errors: int | None) -> dict[int, dict[str, Any]]:
-    """Process in order; defer operations waiting for a bulkId created later (§3.7.2)."""
+    """Process in order; defer operations waiting for a bulkId created later (§3.7.2).
+
+    A malformed operation fails in its place: failOnErrors counts errors as processing
+    meets them (§3.7.3 answers "the result of all processed operations"), so the valid
+    operations before it run first. The bulkIds pending POSTs may still create are one set
+    for the request, kept as they run (rebuilt for each waiting operation on each pass, a
+    chain of references took cubic time)."""
     results: dict[int, dict[str, Any]] = {}
     resolved: dict[str, str] = {}
-    pending: list[_Operation] = []
     declared: set[str] = set()
-    errors = 0
+    pending: list[_Operation | _Refused] = []
     for index, raw in enumerate(raw_ops):
         try:
-            op = _parse(index, raw, declared)
+            pending.append(_parse(index, raw, declared))
         except _OperationError as exc:
-            results[index] = _failure(raw if isinstance(raw, dict) else {}, exc)
-            errors += 1
-            if fail_on_errors and errors >= fail_on_errors:
-                return results
-            continue
-        pending.append(op)
+            pending.append(_Refused(index, _failure(raw if isinstance(raw, dict) else {}, exc)))
+    creatable = {op.bulk_id for op in pending if op.bulk_id}
+    errors = 0
     progress = True
     while pending and progress:
         progress = False
-        for op in list(pending):
-            if (op.refs - resolved.keys()) & _still_possible(pending, op):
-                continue  # waits for an operation later in the list
-            pending.remove(op)
+        waiting: list[_Operation | _Refused] = []
+        for op in pending:
+            if any(ref in creatable and ref != op.bulk_id and ref not in resolved
+                   for ref in op.refs):
+                waiting.append(op)  # waits for an operation later in the list
+                continue
             progress = True
-            results[op.index] = _execute(op, resolved)
+            if op.bulk_id:
+                creatable.discard(op.bulk_id)
+            results[op.index] = op.result if isinstance(op, _Refused) else _execute(op, resolved)
             if int(results[op.index]["status"]) >= 400:
                 errors += 1
                 if fail_on_errors and errors >= fail_on_errors:
                     return results
+        pending = waiting
     for op in pending:  # circular references: nothing left can ever resolve them
+        assert isinstance(op, _Operation)  # a _Refused never waits
         results[op.index] = _failure(_echo(op), _OperationError(
             409, f"bulkId references {sorted(op.refs)} cannot be resolved", "invalidValue"))
+        errors += 1  # errors as any other: failOnErrors stops here too
+        if fail_on_errors and errors >= fail_on_errors:
+            break
     return results
-
-
-def _still_possible(pending: list[_Operation], waiting: _Operation) -> set[str]:
-    """bulkIds that pending POSTs other than ``waiting`` may still create."""
-    return {op.bulk_id for op in pending if op is not waiting and op.bulk_id}
 
 
 def _parse(index: int, raw: Any, declared: set[str]) -> _Operation:
@@ -151,10 +172,10 @@ def _parse(index: int, raw: Any, declared: set[str]) -> _Operation:
         raise _OperationError(400, f"a {method} operation needs a data object",
                               "invalidSyntax")
     version = raw.get("version")
-    if version is not None and not isinstance(version, str):
+    if version is not None and (not isinstance(version, str) or _CONTROL.search(version)):
         # Ignoring it would run the operation without the If-Match check it asks for.
-        raise _OperationError(400, "version must be a string (an ETag such as W/\"3\")",
-                              "invalidSyntax")
+        raise _OperationError(400, "version must be a string (an ETag such as W/\"3\") "
+                              "without control characters", "invalidSyntax")
     refs = {m.group(1) for text in (*path.split("/"), *_strings(data))
             if (m := _REF.match(text))}
     return _Operation(index, method, path, bulk_id if method == "POST" else None,
@@ -218,8 +239,12 @@ def _dispatch(method: str, path: str, data: Any, version: str | None) -> Respons
         headers["If-Match"] = version
     if agent := request.headers.get("User-Agent"):
         headers["User-Agent"] = agent
+    # The client's address (ProxyFix has already applied X-Forwarded-For to it): the
+    # operation's deprovisioning record names it, as the same request on its own URL does.
     builder = EnvironBuilder(path=f"/scim/v2{path}", method=method, headers=headers,
                              base_url=request.host_url,
+                             environ_base={"REMOTE_ADDR": request.remote_addr}
+                             if request.remote_addr else None,
                              data=None if data is None else json.dumps(data),
                              content_type="application/scim+json" if data is not None
                              else None)

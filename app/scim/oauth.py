@@ -16,7 +16,7 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
-from flask import Blueprint, Flask, Response, current_app, g, jsonify
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import DBAPIError
 
 from app.db import Database
@@ -99,7 +99,13 @@ def _authenticate(client_id: str | None, client_secret: str | None) -> _Client |
 
 def _secret_basic(_query_client: Any, request: Any) -> _Client | None:
     """``client_secret_basic`` (RFC 6749 §2.3.1): the HTTP Basic header."""
-    return _authenticate(*extract_basic_authorization(request.headers))
+    try:
+        client_id, client_secret = extract_basic_authorization(request.headers)
+    except UnicodeDecodeError:
+        # Credentials that are not UTF-8 (RFC 7617 §2.1) name no client; authlib let the
+        # decoding error out, a 500.
+        return None
+    return _authenticate(client_id, client_secret)
 
 
 def _secret_post(_query_client: Any, request: Any) -> _Client | None:
@@ -150,14 +156,33 @@ def _database_error(exc: DBAPIError) -> Response:
     return response
 
 
+def _malformed() -> str | None:
+    """Why this token request is ``invalid_request`` (RFC 6749 §5.2), if it is: a parameter
+    given more than once (§3.2: "MUST NOT be included more than once"; authlib took the
+    first value and ignored the others), or no grant_type (§4.4.2 requires it, and §3.2
+    treats a parameter without a value as omitted; authlib said unsupported_grant_type)."""
+    values = request.values  # authlib reads the form and the query string alike
+    for name in values:
+        if len(values.getlist(name)) > 1:
+            return f"the parameter {name} is given more than once (RFC 6749 §3.2)"
+    if not values.get("grant_type"):
+        return ("the grant_type parameter is missing: send grant_type=client_credentials "
+                "in an application/x-www-form-urlencoded body (RFC 6749 §4.4.2)")
+    return None
+
+
 @bp.post("/token")
 def token() -> Response:
     """Issue an access token for a directory's client credentials (RFC 6749 §4.4.2)."""
     server: AuthorizationServer = current_app.extensions["roster.oauth"]
     db: Database = current_app.extensions["roster.db"]
-    with db.transaction() as session:
-        g.oauth_session = session
-        response: Response = server.create_token_response()
+    if (problem := _malformed()) is not None:
+        response = jsonify(error="invalid_request", error_description=problem)
+        response.status_code = 400
+    else:
+        with db.transaction() as session:
+            g.oauth_session = session
+            response = server.create_token_response()
     # RFC 6749 §5.1: token responses must not be cached.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"

@@ -83,18 +83,44 @@ def test_org_create_rejects_bad_slug(run):
 
 def test_blank_names_are_refused_as_over_the_api(run):
     """Whitespace-only names and an empty directory reference: one-line errors, nothing made."""
-    assert "organization name must not be blank" in \
+    assert "'--name': must not be blank" in \
         run("org", "create", "acme", "--name", "  ", ok=False).output
     run("org", "create", "acme")
-    assert "directory name must not be blank" in \
+    assert "'--name': must not be blank" in \
         run("directory", "create", "--org", "acme", "--vendor", "okta", "--name", "\t",
             ok=False).output
-    assert "connection name must not be blank" in \
+    assert "'--name': must not be blank" in \
         run("connection", "create", "--org", "acme", "--name", " ", ok=False).output
     out = run("connection", "create", "--org", "acme", "--name", "sso", "--directory", "",
               ok=False).output
     assert "directory" in out
     assert "(none)" in run("connection", "list", "--org", "acme").output
+
+
+@pytest.mark.parametrize("command", [
+    ("org", "create", "beta"),
+    ("directory", "create", "--org", "acme", "--vendor", "okta"),
+    ("connection", "create", "--org", "acme"),
+    ("unit", "add", "--org", "acme", "--kind", "team"),
+    ("role", "add", "custom", "--org", "acme", "--permission", "orders.place"),
+    ("apikey", "create", "--role", "operator"),
+])
+@pytest.mark.parametrize("name", ["", " ", "\t\n"])
+def test_an_empty_or_blank_name_is_a_usage_error_and_makes_nothing(run, fresh_url, command,
+                                                                    name):
+    """``--name ""`` (``--name "$NAME"``, the variable unset) made a directory named after
+    its vendor, an organization after its slug, a role after its key and an API key without
+    a name, silently; a blank one was refused by some commands as an ordinary error. Both
+    are usage errors (exit 2) that name the option, and nothing is created."""
+    run("org", "create", "acme")
+    tables = ("organizations", "directories", "sso_connections", "units", "roles",
+              "api_keys", "audit_events")
+    before = {t: _engine_rows(fresh_url, f"SELECT count(*) FROM {t}")[0][0] for t in tables}
+    result = run(*command, "--name", name, ok=False)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--name': must not be " in result.output
+    assert {t: _engine_rows(fresh_url, f"SELECT count(*) FROM {t}")[0][0]
+            for t in tables} == before
 
 
 def test_names_longer_than_their_column_are_one_line_errors(run, fresh_url):

@@ -8,6 +8,7 @@ import pytest
 
 from app import create_app
 from app.log_throttle import EveryInterval
+from app.migrate import upgrade
 from app.ops import views
 from tests.conftest import app_overrides
 
@@ -33,3 +34,29 @@ def test_polling_readyz_while_the_database_is_away_logs_one_line_not_a_traceback
     assert len(lines) == 1
     assert "database unreachable (OperationalError: " in lines[0].getMessage()
     assert not lines[0].exc_info
+
+
+@pytest.mark.parametrize(("min_free", "status", "body"), [
+    # More than any disk holds: this disk counts as full.
+    (2**62, 503, {"status": "unavailable", "reason": "database disk full"}),
+    (0, 200, {"status": "ok"}),  # 0: the check is off
+    (1, 200, {"status": "ok"}),
+])
+def test_the_free_space_under_which_readyz_calls_the_sqlite_disk_full_is_a_setting(
+        min_free, status, body, tmp_path):
+    """/readyz called the SQLite database's disk full under a hard-coded 1 MiB: a node whose
+    writes need more headroom (large WAL checkpoints) stayed in the balancer until writes
+    failed. ``database.sqlite_min_free_bytes`` sets it; 0 turns the check off."""
+    url = f"sqlite:///{tmp_path / 'roster.db'}"
+    upgrade(url)
+    overrides = app_overrides(url)
+    overrides["database"]["sqlite_min_free_bytes"] = min_free
+    app = create_app(overrides)
+    try:
+        response = app.test_client().get("/readyz")
+    finally:
+        app.extensions["roster.db"].dispose()
+    assert response.status_code == status
+    answer = response.get_json()
+    assert {key: answer[key] for key in body} == body
+    assert ("free_bytes" in answer) == (status == 503)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import struct
+import time
 
 import pytest
 
@@ -86,7 +88,7 @@ def test_an_export_that_fails_midway_is_logged_once_counted_aborted_and_ends_abn
 def test_a_whole_export_is_logged_and_counted_200_when_it_ends(database_url, db, tenant,
                                                                 tmp_path):
     """The access line and the sample of a streamed body are written when it ends: a
-    complete export is a 200, as before."""
+    complete export is a 200, as before, and so is a HEAD (a body closed unread)."""
     with db.transaction() as session:
         for n in range(5):
             record(session, organization_id=tenant.org.id, action="test:stream", actor=SYSTEM,
@@ -103,11 +105,16 @@ def test_a_whole_export_is_logged_and_counted_200_when_it_ends(database_url, db,
             assert response.status == 200
             assert b"export aborted" not in response.read()
             conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("HEAD", "/api/v1/audit/export?format=csv", headers=key.headers)
+        assert conn.getresponse().status == 200  # its body is closed unread: no disconnect
+        conn.close()
         counts = _request_counts(port)
     finally:
         proc.terminate()
         assert proc.wait(timeout=60) == 0
     assert counts[("GET", "/api/v1/audit/export", "200")] == 3
+    assert counts[("HEAD", "/api/v1/audit/export", "200")] == 1
     assert ("GET", "/api/v1/audit/export", "aborted") not in counts
 
 
@@ -139,3 +146,64 @@ def test_gunicorns_own_lines_about_a_request_carry_its_request_id(database_url, 
     access = {line["request_id"] for line in lines if line["logger"] == "roster.access"
               and line["route"] == "/healthz"}
     assert access == {"dbg-1", made}
+
+
+def _metrics_once_counted(port: int, route: str, proc) -> dict[tuple[str, str, str], float]:
+    """/metrics once a request of ``route`` has been counted (a streamed body is counted when
+    the server is done with it, after the client went away)."""
+    deadline = time.monotonic() + 60
+    while True:
+        counts = _request_counts(port)
+        if any(key[1] == route for key in counts) or time.monotonic() > deadline:
+            return counts
+        assert proc.poll() is None
+        time.sleep(0.1)
+
+
+def test_an_export_whose_client_disconnects_midway_is_counted_disconnected_not_200(
+        database_url, db, tenant, tmp_path):
+    """A client that closed its connection in the middle of a streamed export (a timeout, a
+    cancelled download) was counted ``status="200"`` and logged as a complete 200: the
+    export it never got looked delivered. The server's write fails on the reset connection
+    and it closes the body before its end: counted ``status="disconnected"``, the access line
+    says ``"disconnected": true`` (a client's doing: no ERROR line, no ``aborted``)."""
+    with db.transaction() as session:  # ~8 MB of JSON Lines: more than the sockets buffer
+        for n in range(4000):
+            record(session, organization_id=tenant.org.id, action="test:stream", actor=SYSTEM,
+                   subject_type="test", subject_id=f"s{n}", data={"pad": "x" * 2000})
+    key = make_key(db, "operator")
+    port = _free_port()
+    log_path = tmp_path / "serve.log"
+    proc = _serve(database_url, port, log_path)
+    route = "/api/v1/audit/export"
+    try:
+        with socket.socket() as sock:
+            # A small window, set before the handshake: the server's writes block long
+            # before the body's end (its send buffer is at most 4 MiB: tcp_wmem).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(30)
+            sock.connect(("127.0.0.1", port))
+            head = "".join(f"{k}: {v}\r\n" for k, v in key.headers.items())
+            sock.sendall(f"GET {route}?format=jsonl HTTP/1.1\r\nHost: x\r\n"
+                         f"X-Request-ID: gone-1\r\n{head}\r\n".encode())
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += sock.recv(4096)
+            assert received.startswith(b"HTTP/1.1 200")
+            # Closed with unread data and no linger: the peer gets a reset at once.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        counts = _metrics_once_counted(port, route, proc)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    assert counts.get(("GET", route, "disconnected")) == 1, counts
+    assert ("GET", route, "200") not in counts
+    assert ("GET", route, "aborted") not in counts
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()
+             if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == "roster.access"
+              and line["route"] == route]
+    assert [(line["request_id"], line["status"], line.get("disconnected"),
+             line.get("aborted")) for line in access] == [("gone-1", 200, True, None)]
+    assert not [line for line in lines if line["level"] == "ERROR"]
+    assert "Traceback" not in log_path.read_text()

@@ -1,0 +1,78 @@
+"""POST /oauth/token refusing malformed requests as RFC 6749 §5.2 says: ``invalid_request``
+for a missing or repeated parameter, ``invalid_client`` for credentials that cannot be read."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from tests.conftest import rows
+from tests.scim.test_oauth import _client
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def _post(client, body: str, headers: dict[str, str] | None = None):
+    return client.post("/oauth/token", data=body, content_type=FORM, headers=headers or {})
+
+
+def _assert_refused(response, status: int, error: str) -> None:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.get_json()["error"] == error
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("template", [
+    "grant_type=client_credentials&grant_type=client_credentials&client_id={id}"
+    "&client_secret={secret}",
+    "grant_type=client_credentials&client_id={id}&client_secret={secret}"
+    "&client_secret=rss_wrong",
+    "grant_type=client_credentials&client_id={id}&client_id=rsc_other"
+    "&client_secret={secret}",
+    "grant_type=client_credentials&client_id={id}&client_secret={secret}&scope=a&scope=b",
+])
+def test_a_repeated_parameter_is_invalid_request_and_issues_nothing(client, db, tenant,
+                                                                    template):
+    """RFC 6749 §3.2: parameters "MUST NOT be included more than once" (§5.2:
+    invalid_request). The first value was taken and the rest ignored: a token was issued
+    for a request whose second secret was wrong."""
+    client_id, secret = _client(db, tenant)
+    response = _post(client, template.format(id=client_id, secret=secret))
+    _assert_refused(response, 400, "invalid_request")
+    assert "more than once" in response.get_json()["error_description"]
+    assert rows(db, "SELECT id FROM issued_tokens") == []
+
+
+@pytest.mark.parametrize("grant", [None, ""])
+def test_a_missing_or_empty_grant_type_is_invalid_request(client, db, tenant, grant):
+    """RFC 6749 §5.2: a request "missing a required parameter" is invalid_request, and §3.2
+    treats a parameter sent without a value as omitted; both were answered
+    unsupported_grant_type, as if the client had asked for a grant this server lacks.
+    A JSON body (not the form §4.4.2 asks for) has no grant_type either."""
+    client_id, secret = _client(db, tenant)
+    body = f"client_id={client_id}&client_secret={secret}"
+    if grant is not None:
+        body += f"&grant_type={grant}"
+    response = _post(client, body)
+    _assert_refused(response, 400, "invalid_request")
+    assert "grant_type" in response.get_json()["error_description"]
+    as_json = client.post("/oauth/token", json={"grant_type": "client_credentials",
+                                                "client_id": client_id,
+                                                "client_secret": secret})
+    _assert_refused(as_json, 400, "invalid_request")
+    assert rows(db, "SELECT id FROM issued_tokens") == []
+
+
+@pytest.mark.parametrize("credentials", [b"\xff\xfe:secret", b"rsc_x:\xff", b"\xc3(:\xa0"])
+def test_basic_credentials_that_are_not_utf8_are_invalid_client_not_a_500(
+        client, db, tenant, credentials):
+    """HTTP Basic credentials whose bytes are not UTF-8 (RFC 7617 §2.1) raised inside authlib
+    and answered a 500 with a traceback in the log; they authenticate no client: 401
+    invalid_client with ``WWW-Authenticate: Basic`` (RFC 6749 §5.2), like a wrong secret."""
+    _client(db, tenant)
+    header = {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
+    response = _post(client, "grant_type=client_credentials", header)
+    _assert_refused(response, 401, "invalid_client")
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+    assert rows(db, "SELECT id FROM issued_tokens") == []
