@@ -159,12 +159,19 @@ def _database_error(exc: DBAPIError) -> Response:
 def _malformed() -> str | None:
     """Why this token request is ``invalid_request`` (RFC 6749 §5.2), if it is: a parameter
     given more than once (§3.2: "MUST NOT be included more than once"; authlib took the
-    first value and ignored the others), or no grant_type (§4.4.2 requires it, and §3.2
+    first value and ignored the others), two client authentication methods at once, or no
+    grant_type (§4.4.2 requires it, and §3.2
     treats a parameter without a value as omitted; authlib said unsupported_grant_type)."""
     values = request.values  # authlib reads the form and the query string alike
     for name in values:
         if len(values.getlist(name)) > 1:
             return f"the parameter {name} is given more than once (RFC 6749 §3.2)"
+    if request.headers.get("Authorization") and "client_secret" in request.form:
+        # §2.3: "MUST NOT use more than one authentication method in each request"; §5.2
+        # names it invalid_request. authlib tried Basic, then the form: a wrong Basic header
+        # beside a right form secret was issued a token.
+        return ("the client authenticates twice (an Authorization header and a "
+                "client_secret parameter): use one method (RFC 6749 §2.3)")
     if not values.get("grant_type"):
         return ("the grant_type parameter is missing: send grant_type=client_credentials "
                 "in an application/x-www-form-urlencoded body (RFC 6749 §4.4.2)")

@@ -76,3 +76,25 @@ def test_basic_credentials_that_are_not_utf8_are_invalid_client_not_a_500(
     _assert_refused(response, 401, "invalid_client")
     assert response.headers["WWW-Authenticate"].startswith("Basic")
     assert rows(db, "SELECT id FROM issued_tokens") == []
+
+
+@pytest.mark.parametrize("basic_secret", ["rss_wrong", "right"])
+def test_two_client_authentication_methods_at_once_are_invalid_request(client, db, tenant,
+                                                                       basic_secret):
+    """RFC 6749 §2.3: a client "MUST NOT use more than one authentication method in each
+    request" (§5.2: invalid_request). A wrong HTTP Basic secret beside a right form secret
+    was issued a token (authlib fell through to the form)."""
+    client_id, secret = _client(db, tenant)
+    basic = secret if basic_secret == "right" else basic_secret
+    header = base64.b64encode(f"{client_id}:{basic}".encode()).decode()
+    response = _post(client, f"grant_type=client_credentials&client_id={client_id}"
+                             f"&client_secret={secret}",
+                     {"Authorization": f"Basic {header}"})
+    _assert_refused(response, 400, "invalid_request")
+    assert "RFC 6749 §2.3" in response.get_json()["error_description"]
+    assert rows(db, "SELECT id FROM issued_tokens") == []
+    # Basic alone, with client_id in the form as well (no second secret), still works.
+    alone = _post(client, f"grant_type=client_credentials&client_id={client_id}",
+                  {"Authorization": "Basic " + base64.b64encode(
+                      f"{client_id}:{secret}".encode()).decode()})
+    assert alone.status_code == 200, alone.get_data(as_text=True)
