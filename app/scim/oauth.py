@@ -8,6 +8,7 @@ a token endpoint, a client id and a secret, and expect tokens living 60-360 minu
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from typing import Any
@@ -190,6 +191,12 @@ def token() -> Response:
         with db.transaction() as session:
             g.oauth_session = session
             response = server.create_token_response()
+        if response.status_code == 401:
+            # authlib's description is a Python list ("... methods: ['client_secret_basic',
+            # ...]"); say what failed, never which part (RFC 6749 §5.2).
+            response.set_data(json.dumps({"error": "invalid_client", "error_description": (
+                "client authentication failed: unknown client or wrong secret (send them as "
+                "HTTP Basic or as the form's client_id and client_secret, RFC 6749 §2.3.1)")}))
     # RFC 6749 §5.1: token responses must not be cached.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"

@@ -65,6 +65,10 @@ def test_wrong_secret_is_401_with_rfc6749_error_json(client, db, tenant):
     response = _token(client, client_id, "rss_wrong")
     assert response.status_code == 401
     assert response.get_json()["error"] == "invalid_client"
+    # Said in words (authlib's own description was a Python list of method names).
+    assert response.get_json()["error_description"].startswith(
+        "client authentication failed: unknown client or wrong secret")
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
     assert rows(db, "SELECT id FROM issued_tokens") == []
 
 
