@@ -212,6 +212,10 @@ def _substitute(value: Any, resolved: dict[str, str]) -> Any:
 
 def _execute(op: _Operation, resolved: dict[str, str]) -> dict[str, Any]:
     missing = op.refs - resolved.keys()
+    if op.bulk_id in missing:  # a reference to itself: the shortest circle (§3.7.1)
+        return _failure(_echo(op), _OperationError(
+            409, f"the operation refers to its own bulkId {op.bulk_id!r}, which cannot be "
+                 "resolved before it runs", "invalidValue"))
     if missing:
         return _failure(_echo(op), _OperationError(
             409, f"bulkId {sorted(missing)[0]!r} did not create a resource", "invalidValue"))

@@ -141,3 +141,15 @@ def test_unresolvable_circular_references_count_against_fail_on_errors(client, d
     ops = _bulk(client, tenant, operations).get_json()["Operations"]
     assert [(o["bulkId"], o["status"]) for o in ops] == [("a", "409"), ("b", "409")]
     assert rows(db, "SELECT id FROM users") == []
+
+
+def test_an_operation_referring_to_its_own_bulk_id_is_told_so(client, db, tenant):
+    """A user naming itself as manager by its own bulkId: 409, and the detail says the
+    reference is to the operation itself (it said the bulkId "did not create a resource",
+    as if another operation had failed)."""
+    ops = _bulk(client, tenant, [{"method": "POST", "path": "/Users", "bulkId": "me", "data": {
+        "schemas": [USER, ENTERPRISE], "userName": "me@acme.com",
+        ENTERPRISE: {"manager": {"value": "bulkId:me"}}}}]).get_json()["Operations"]
+    assert [(o["bulkId"], o["status"]) for o in ops] == [("me", "409")]
+    assert "refers to its own bulkId 'me'" in ops[0]["response"]["detail"]
+    assert rows(db, "SELECT id FROM users") == []
