@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from app.db import Database, new_id, utcnow
 from app.models import OutboxEvent
 from app.models.sso import BackchannelLogout, IssuedToken
+from app.sso.maintenance import ENDED_RETENTION
 from app.sso.provider_config import ProviderConfig
 from app.sso.provider_keys import ALG
 
@@ -51,17 +52,28 @@ def logout_token(config: ProviderConfig, client_id: str, user_id: str,
     return jwt.encode(header, claims, config.keys.signing, algorithms=[ALG])
 
 
+def _uncollected(now: datetime) -> ColumnElement[bool]:
+    """A ``session.revoked`` event (outer-joined to its deliveries) not yet turned into
+    deliveries, and recent enough to be (:func:`collect`)."""
+    return and_(OutboxEvent.type == "session.revoked", BackchannelLogout.id.is_(None),
+                OutboxEvent.created_at > now - ENDED_RETENTION)
+
+
 def collect(session: Session, *, limit: int = 200) -> int:
     """Queue a delivery per (session.revoked event, client with tokens of that session).
 
     Another worker (node) may be queueing the same events: a row it has written already
     (committed or not) is left to it, waited for and not written again. Inserted plainly,
-    the second worker's failed on the unique (event, client), which stopped it."""
+    the second worker's failed on the unique (event, client), which stopped it.
+
+    Only events younger than the purge's ``ENDED_RETENTION``: the purge deletes a delivery
+    (or marker) that old, and its event, still in the outbox (``events.retention_days`` 0
+    or longer, an event held by a dead webhook), was queued again (the session gone, as a
+    marker), purged a month later and queued again, for as long as the event stayed."""
     events = session.scalars(
         select(OutboxEvent)
         .outerjoin(BackchannelLogout, BackchannelLogout.outbox_event_id == OutboxEvent.event_id)
-        .where(OutboxEvent.type == "session.revoked", BackchannelLogout.id.is_(None))
-        .order_by(OutboxEvent.id).limit(limit)).all()
+        .where(_uncollected(utcnow())).order_by(OutboxEvent.id).limit(limit)).all()
     queued = 0
     for event in events:
         login_id, user_id = event.payload.get("session_id"), event.payload.get("user_id")
@@ -191,7 +203,7 @@ def _due(session: Session, now: datetime, lease: float) -> bool:
     """A read-only look: anything to collect or send? (An idle round takes no write lock.)"""
     new_event = select(OutboxEvent.id).outerjoin(
         BackchannelLogout, BackchannelLogout.outbox_event_id == OutboxEvent.event_id).where(
-        OutboxEvent.type == "session.revoked", BackchannelLogout.id.is_(None)).limit(1)
+        _uncollected(now)).limit(1)
     sendable = select(BackchannelLogout.id).where(_claimable(now, lease)).limit(1)
     return session.scalar(new_event) is not None or session.scalar(sendable) is not None
 
