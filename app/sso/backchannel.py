@@ -10,6 +10,7 @@ in another (run by `roster sso backchannel`, or by `roster worker` calling :func
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 import urllib.error
@@ -27,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.db import Database, new_id, utcnow
+from app.http_deadline import cuttable_opener, within
 from app.models import OutboxEvent
 from app.models.sso import BackchannelLogout, IssuedToken
 from app.sso.maintenance import ENDED_RETENTION
@@ -93,18 +95,37 @@ def collect(session: Session, *, limit: int = 200) -> int:
     return queued
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not a delivery: urllib turned the POST answered 301, 302 or
+    303 into a GET without the logout token, and counted the 200 at the end as sent."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        """Follow nothing: the 3xx reaches the caller as an HTTPError."""
+        return None
+
+
 def http_post(url: str, body: bytes, timeout: float) -> int:
-    """POST a form body; the HTTP status, or 0 when the endpoint cannot be reached."""
+    """POST a form body; the HTTP status (a redirect's own: it is not followed), or 0 when
+    the endpoint cannot be reached or gives no answer within ``timeout`` seconds in all
+    (app/http_deadline.py: urllib's timeout bounds each read, and a receiver sending its
+    answer a byte at a time held the sender past its claim's lease, when another worker
+    took the delivery and sent it again)."""
     request = urllib.request.Request(  # noqa: S310  URL comes from operator configuration
         url, data=body, method="POST",
         headers={"Content-Type": "application/x-www-form-urlencoded"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except OSError:
-        return 0
+    opener = cuttable_opener(_NoRedirects())
+    with within(timeout) as cut:
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                status = int(response.status)
+        except urllib.error.HTTPError as exc:
+            status = int(exc.code)
+        # Unreachable, cut at the deadline, or no HTTP answer (a status line cut short or
+        # garbled is an HTTPException, not an OSError: it ended the sender's round).
+        except (OSError, http.client.HTTPException):
+            return 0
+    # Cut while the headers came (their end reads as an empty line): not a whole answer.
+    return 0 if cut.is_set() else status
 
 
 @dataclass(frozen=True)
