@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urljoin
 
 import requests
 import urllib3
@@ -111,6 +111,7 @@ def fetch_json(url: str, timeout: float | None = None) -> dict[str, Any]:
     late = LoginFailed("idp_unreachable",
                        f"cannot read {shown}: no complete answer within {timeout:g} s")
     with cuttable_session() as http, within(timeout) as cut:
+        http.hooks["response"].append(_no_downgrade(url))
         try:
             with http.get(url, timeout=timeout, stream=True,
                           headers={"Accept": "application/json"}) as response:
@@ -134,6 +135,30 @@ def fetch_json(url: str, timeout: float | None = None) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise LoginFailed("discovery_failed", f"{shown} is not a JSON object")
     return doc
+
+
+def _no_downgrade(url: str) -> Callable[..., Any]:
+    """A response hook: a redirect is followed only to a URL :func:`check_url` accepts, and
+    from an https URL only to https. Followed blindly, a redirect of an https IdP's document
+    reached plain http, loopback included, which :meth:`Provider.of` refuses in the
+    document itself (a hostile discovery document reaching local services)."""
+    https_only = url.lower().startswith("https://")
+
+    def check(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        if not response.is_redirect:
+            return response
+        target = urljoin(response.url, response.headers.get("location", ""))
+        try:
+            check_url(target, "redirect")
+        except InvalidInput:
+            target_ok = False
+        else:
+            target_ok = not https_only or target.lower().startswith("https://")
+        if not target_ok:
+            raise LoginFailed("idp_unreachable", f"cannot read {endpoint_key(url)}: it "
+                              f"redirects to {endpoint_key(target)}, which is not https")
+        return response
+    return check
 
 
 class ProviderCache:
@@ -276,10 +301,13 @@ def exchange_code(provider: Provider, client_id: str, client_secret: str, redire
             client_id, client_secret, redirect_uri=redirect_uri,
             token_endpoint_auth_method=provider.client_auth_method())) as client, \
             within(HTTP_TIMEOUT_SECONDS) as cut:
+        # No redirect is followed: a 307 or 308 would send the code, the PKCE verifier and
+        # (client_secret_post) the client secret on to wherever it points, plain http too.
+        client.register_compliance_hook("access_token_response", _not_redirected)
         try:
             token = client.fetch_token(provider.token_endpoint, grant_type="authorization_code",
                                        code=code, code_verifier=code_verifier,
-                                       timeout=HTTP_TIMEOUT_SECONDS)
+                                       timeout=HTTP_TIMEOUT_SECONDS, allow_redirects=False)
         except OAuthError as exc:
             if cut.is_set():
                 raise late from None
@@ -298,6 +326,14 @@ def exchange_code(provider: Provider, client_id: str, client_secret: str, redire
     if not isinstance(id_token, str) or not id_token:
         raise LoginFailed("missing_id_token", "the token response has no id_token")
     return id_token
+
+
+def _not_redirected(response: requests.Response) -> requests.Response:
+    """The token endpoint's answer, unless it is a redirect (not followed, refused)."""
+    if response.is_redirect:
+        raise LoginFailed("token_exchange_failed", f"the token endpoint answered "
+                          f"{response.status_code}, a redirect (not followed)")
+    return response
 
 
 def _without(text: str, *secrets: str) -> str:

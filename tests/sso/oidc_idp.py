@@ -176,6 +176,10 @@ class HostileIdp:
     # promises twice what is sent, then the connection closes).
     trickle: dict[str, float] = field(default_factory=dict)
     truncate: set[str] = field(default_factory=set)
+    # Where POST /token sends the client instead (307: the same POST, body and all), and
+    # the forms POSTed there (/token-elsewhere answers as /token would).
+    token_redirect: str | None = None
+    redirected_posts: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def issuer(self) -> str:
@@ -194,6 +198,8 @@ class HostileIdp:
         self.on_request = None
         self.metadata, self.response_params = {}, {}
         self.trickle, self.truncate = {}, set()  # a trickle in progress stops
+        self.token_redirect = None
+        self.redirected_posts.clear()
         self.authorizations.clear()
         self.token_requests.clear()
 
@@ -297,6 +303,15 @@ def _handler(idp: HostileIdp) -> type[BaseHTTPRequestHandler]:
             form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
             if idp.on_request is not None:
                 idp.on_request(self.path)
+            if self.path == "/token" and idp.token_redirect:
+                self.send_response(307)
+                self.send_header("Location", idp.token_redirect)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            if self.path == "/token-elsewhere":
+                idp.redirected_posts.append(form)
+                return self._json(*idp.token_response(form))
             if self.path == "/token":
                 return self._json(*idp.token_response(form))
             return self._json(404, {"error": "not_found"})
