@@ -1,4 +1,4 @@
-"""An HTTP exchange that ends within a deadline, whatever the peer does (urllib).
+"""An HTTP exchange that ends within a deadline, whatever the peer does (urllib, requests).
 
 ``urllib``'s timeout bounds each socket operation, not the exchange: a peer that sends its
 answer a byte every few seconds holds the caller for as long as it likes (a webhook
@@ -7,6 +7,10 @@ hold an API request). Under :func:`within`, every socket an opener of :func:`cut
 connects in this thread is remembered, and when the deadline passes they are shut down:
 the exchange fails at once, and the caller sees ``cut.is_set()``. ``urllib`` stays (it
 honours the ``https_proxy`` settings a deployment's egress may need).
+
+``requests`` (the OIDC relying party's discovery and JWKS downloads, authlib's code
+exchange) has the same per-read timeout: a session of :func:`cuttable_session` puts its
+connections under :func:`within` the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ import threading
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
 
 # The sockets the current thread's exchange opened, for its deadline to shut down.
 _opened = threading.local()
@@ -82,6 +90,68 @@ def cuttable_opener(*handlers: urllib.request.BaseHandler,
     (``https_proxy`` ...) of the environment when built."""
     return urllib.request.build_opener(_HTTPHandler(), _HTTPSHandler(context=context),
                                        *handlers)
+
+
+class _Urllib3Connection(urllib3.connection.HTTPConnection):
+    def connect(self) -> None:
+        """Connect (through a proxy, if any), the socket under this thread's deadline."""
+        super().connect()
+        _remember(self.sock)
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _remember(sock)  # a proxy's CONNECT is under the deadline too
+        return sock
+
+
+class _Urllib3TLSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        """Connect and shake hands; the TLS socket under this thread's deadline (wrapping
+        detached the TCP socket object remembered at connect, as in :class:`_HTTPSConnection`)."""
+        super().connect()
+        _remember(self.sock)
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _remember(sock)
+        return sock
+
+
+class _Pool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _Urllib3Connection
+
+
+class _TLSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _Urllib3TLSConnection  # type: ignore[assignment]
+
+
+_POOLS = {"http": _Pool, "https": _TLSPool}
+
+
+class _CuttableAdapter(HTTPAdapter):
+    """requests' adapter whose connections (direct or through an http proxy) :func:`within`
+    can cut."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if isinstance(manager, urllib3.ProxyManager):
+            manager.pool_classes_by_scheme = _POOLS
+        return manager
+
+
+def cuttable_session(session: requests.Session | None = None) -> requests.Session:
+    """``session`` (default a new one) with every ``http://`` and ``https://`` connection
+    it opens in this thread under :func:`within`; close it when done (a pooled connection
+    kept for a later block would not be under that block's deadline)."""
+    session = session if session is not None else requests.Session()
+    adapter = _CuttableAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def _shut(box: list[socket.socket], cut: threading.Event) -> None:

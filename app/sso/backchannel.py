@@ -10,6 +10,7 @@ in another (run by `roster sso backchannel`, or by `roster worker` calling :func
 
 from __future__ import annotations
 
+import http.client
 import threading
 import time
 import urllib.error
@@ -27,8 +28,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.db import Database, new_id, utcnow
+from app.http_deadline import cuttable_opener, within
 from app.models import OutboxEvent
 from app.models.sso import BackchannelLogout, IssuedToken
+from app.sso.maintenance import ENDED_RETENTION
 from app.sso.provider_config import ProviderConfig
 from app.sso.provider_keys import ALG
 
@@ -51,17 +54,28 @@ def logout_token(config: ProviderConfig, client_id: str, user_id: str,
     return jwt.encode(header, claims, config.keys.signing, algorithms=[ALG])
 
 
+def _uncollected(now: datetime) -> ColumnElement[bool]:
+    """A ``session.revoked`` event (outer-joined to its deliveries) not yet turned into
+    deliveries, and recent enough to be (:func:`collect`)."""
+    return and_(OutboxEvent.type == "session.revoked", BackchannelLogout.id.is_(None),
+                OutboxEvent.created_at > now - ENDED_RETENTION)
+
+
 def collect(session: Session, *, limit: int = 200) -> int:
     """Queue a delivery per (session.revoked event, client with tokens of that session).
 
     Another worker (node) may be queueing the same events: a row it has written already
     (committed or not) is left to it, waited for and not written again. Inserted plainly,
-    the second worker's failed on the unique (event, client), which stopped it."""
+    the second worker's failed on the unique (event, client), which stopped it.
+
+    Only events younger than the purge's ``ENDED_RETENTION``: the purge deletes a delivery
+    (or marker) that old, and its event, still in the outbox (``events.retention_days`` 0
+    or longer, an event held by a dead webhook), was queued again (the session gone, as a
+    marker), purged a month later and queued again, for as long as the event stayed."""
     events = session.scalars(
         select(OutboxEvent)
         .outerjoin(BackchannelLogout, BackchannelLogout.outbox_event_id == OutboxEvent.event_id)
-        .where(OutboxEvent.type == "session.revoked", BackchannelLogout.id.is_(None))
-        .order_by(OutboxEvent.id).limit(limit)).all()
+        .where(_uncollected(utcnow())).order_by(OutboxEvent.id).limit(limit)).all()
     queued = 0
     for event in events:
         login_id, user_id = event.payload.get("session_id"), event.payload.get("user_id")
@@ -81,18 +95,37 @@ def collect(session: Session, *, limit: int = 200) -> int:
     return queued
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not a delivery: urllib turned the POST answered 301, 302 or
+    303 into a GET without the logout token, and counted the 200 at the end as sent."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        """Follow nothing: the 3xx reaches the caller as an HTTPError."""
+        return None
+
+
 def http_post(url: str, body: bytes, timeout: float) -> int:
-    """POST a form body; the HTTP status, or 0 when the endpoint cannot be reached."""
+    """POST a form body; the HTTP status (a redirect's own: it is not followed), or 0 when
+    the endpoint cannot be reached or gives no answer within ``timeout`` seconds in all
+    (app/http_deadline.py: urllib's timeout bounds each read, and a receiver sending its
+    answer a byte at a time held the sender past its claim's lease, when another worker
+    took the delivery and sent it again)."""
     request = urllib.request.Request(  # noqa: S310  URL comes from operator configuration
         url, data=body, method="POST",
         headers={"Content-Type": "application/x-www-form-urlencoded"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except OSError:
-        return 0
+    opener = cuttable_opener(_NoRedirects())
+    with within(timeout) as cut:
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                status = int(response.status)
+        except urllib.error.HTTPError as exc:
+            status = int(exc.code)
+        # Unreachable, cut at the deadline, or no HTTP answer (a status line cut short or
+        # garbled is an HTTPException, not an OSError: it ended the sender's round).
+        except (OSError, http.client.HTTPException):
+            return 0
+    # Cut while the headers came (their end reads as an empty line): not a whole answer.
+    return 0 if cut.is_set() else status
 
 
 @dataclass(frozen=True)
@@ -191,7 +224,7 @@ def _due(session: Session, now: datetime, lease: float) -> bool:
     """A read-only look: anything to collect or send? (An idle round takes no write lock.)"""
     new_event = select(OutboxEvent.id).outerjoin(
         BackchannelLogout, BackchannelLogout.outbox_event_id == OutboxEvent.event_id).where(
-        OutboxEvent.type == "session.revoked", BackchannelLogout.id.is_(None)).limit(1)
+        _uncollected(now)).limit(1)
     sendable = select(BackchannelLogout.id).where(_claimable(now, lease)).limit(1)
     return session.scalar(new_event) is not None or session.scalar(sendable) is not None
 

@@ -98,8 +98,9 @@ def _purge_ended(session: Session, now: datetime,
                  limit: int | None) -> tuple[int, dict[str, int]]:
     """Every Entra token request, portal login and refresh added a row for good. A token
     goes a day after it expired (a rotated refresh token stays until then, so its replay is
-    still caught while it could be used); a login session, with any token left of it, and
-    a back-channel logout ENDED_RETENTION after they ended. An expired login's sealed IdP
+    still caught while it could be used); a login session, with any token left of it,
+    ENDED_RETENTION after it ended, and a back-channel logout (sent, failed or never sent)
+    ENDED_RETENTION after it was queued. An expired login's sealed IdP
     ID token is cleared at once (the first count)."""
     ended = now - ENDED_RETENTION
     # The sealed IdP ID token was kept for the logout of a live login only: an expired
@@ -114,8 +115,12 @@ def _purge_ended(session: Session, now: datetime,
                      limit)
     logins = _delete(session, LoginSession.id, or_(
         LoginSession.revoked_at <= ended, LoginSession.expires_at <= ended), limit)
-    logouts = _delete(session, BackchannelLogout.id, (BackchannelLogout.status != "pending")
-                      & (BackchannelLogout.created_at <= ended), limit)
+    # Every status: a pending one that old will not be sent (its login ended a month ago);
+    # one left pending when [oidc_provider] was removed (nothing sends it then) stayed for
+    # good. app/sso/backchannel.py collects no event older than this, so a purged one is
+    # not queued again.
+    logouts = _delete(session, BackchannelLogout.id,
+                      BackchannelLogout.created_at <= ended, limit)
     return cleared, {"issued_tokens": tokens, "login_sessions": logins,
                      "backchannel_logouts": logouts}
 

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urljoin
 
 import requests
+import urllib3
 from authlib.common.security import generate_token
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.errors import InvalidInput
 from app.events.endpoints import endpoint_key, scrub
+from app.http_deadline import cuttable_session, within
 from app.models.sso import OidcLoginRequest, SsoConnection
 from app.sso.oidc_config import check_url
 from app.sso.outcome import LoginFailed
@@ -97,19 +99,33 @@ def _optional_endpoint(url: Any, https_only: bool) -> str | None:
     return url
 
 
-def fetch_json(url: str) -> dict[str, Any]:
-    """GET a JSON document from the IdP, bounded in time and size. A failure names the URL
-    with its credentials masked (a discovery URL's ``?token=``, a userinfo): the detail
-    reaches API problems, the CLI, the log and failed-login traces."""
+def fetch_json(url: str, timeout: float | None = None) -> dict[str, Any]:
+    """GET a JSON document from the IdP, bounded in size and in time: the whole download
+    ends within ``timeout`` seconds (default ``HTTP_TIMEOUT_SECONDS``; requests' own
+    timeout bounds each read, and an IdP sending a byte at a time held the login as long as
+    it liked: app/http_deadline.py). A failure names the URL with its credentials masked
+    (a discovery URL's ``?token=``, a userinfo): the detail reaches API problems, the CLI,
+    the log and failed-login traces."""
+    timeout = HTTP_TIMEOUT_SECONDS if timeout is None else timeout
     shown = endpoint_key(url)
-    try:
-        with requests.get(url, timeout=HTTP_TIMEOUT_SECONDS, stream=True,
+    late = LoginFailed("idp_unreachable",
+                       f"cannot read {shown}: no complete answer within {timeout:g} s")
+    with cuttable_session() as http, within(timeout) as cut:
+        http.hooks["response"].append(_no_downgrade(url))
+        try:
+            with http.get(url, timeout=timeout, stream=True,
                           headers={"Accept": "application/json"}) as response:
-            response.raise_for_status()
-            body = response.raw.read(_MAX_DOCUMENT_BYTES + 1, decode_content=True)
-    except requests.RequestException as exc:
-        raise LoginFailed("idp_unreachable",
-                          f"cannot read {shown}: {scrub(str(exc), url)}"[:500]) from None
+                response.raise_for_status()
+                body = response.raw.read(_MAX_DOCUMENT_BYTES + 1, decode_content=True)
+        # urllib3's errors: the body is read from the raw stream, which requests does not
+        # wrap (an IdP closing before its Content-Length was reached made a 500).
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            if cut.is_set():
+                raise late from None
+            raise LoginFailed("idp_unreachable",
+                              f"cannot read {shown}: {scrub(str(exc), url)}"[:500]) from None
+    if cut.is_set():  # cut as the last bytes came: what was read may be short
+        raise late
     if len(body) > _MAX_DOCUMENT_BYTES:
         raise LoginFailed("discovery_failed", f"{shown} is too large")
     try:
@@ -119,6 +135,30 @@ def fetch_json(url: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise LoginFailed("discovery_failed", f"{shown} is not a JSON object")
     return doc
+
+
+def _no_downgrade(url: str) -> Callable[..., Any]:
+    """A response hook: a redirect is followed only to a URL :func:`check_url` accepts, and
+    from an https URL only to https. Followed blindly, a redirect of an https IdP's document
+    reached plain http, loopback included, which :meth:`Provider.of` refuses in the
+    document itself (a hostile discovery document reaching local services)."""
+    https_only = url.lower().startswith("https://")
+
+    def check(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        if not response.is_redirect:
+            return response
+        target = urljoin(response.url, response.headers.get("location", ""))
+        try:
+            check_url(target, "redirect")
+        except InvalidInput:
+            target_ok = False
+        else:
+            target_ok = not https_only or target.lower().startswith("https://")
+        if not target_ok:
+            raise LoginFailed("idp_unreachable", f"cannot read {endpoint_key(url)}: it "
+                              f"redirects to {endpoint_key(target)}, which is not https")
+        return response
+    return check
 
 
 class ProviderCache:
@@ -254,23 +294,46 @@ def exchange_code(provider: Provider, client_id: str, client_secret: str, redire
     """Redeem the code with the PKCE verifier (RFC 6749 §4.1.3, RFC 7636 §4.5); the ID token."""
     if not code_verifier:
         raise LoginFailed("missing_pkce_verifier", "refusing to redeem a code without PKCE")
-    with OAuth2Session(client_id, client_secret, redirect_uri=redirect_uri,
-                       token_endpoint_auth_method=provider.client_auth_method()) as client:
+    late = LoginFailed("idp_unreachable", "token endpoint: no complete answer within "
+                       f"{HTTP_TIMEOUT_SECONDS:g} s")
+    # The whole exchange within the timeout (app/http_deadline.py), not each read.
+    with cuttable_session(OAuth2Session(
+            client_id, client_secret, redirect_uri=redirect_uri,
+            token_endpoint_auth_method=provider.client_auth_method())) as client, \
+            within(HTTP_TIMEOUT_SECONDS) as cut:
+        # No redirect is followed: a 307 or 308 would send the code, the PKCE verifier and
+        # (client_secret_post) the client secret on to wherever it points, plain http too.
+        client.register_compliance_hook("access_token_response", _not_redirected)
         try:
             token = client.fetch_token(provider.token_endpoint, grant_type="authorization_code",
                                        code=code, code_verifier=code_verifier,
-                                       timeout=HTTP_TIMEOUT_SECONDS)
+                                       timeout=HTTP_TIMEOUT_SECONDS, allow_redirects=False)
         except OAuthError as exc:
+            if cut.is_set():
+                raise late from None
             raise LoginFailed("token_exchange_failed", _without(
                 f"{exc.error}: {exc.description or ''}", client_secret, code,
                 code_verifier)[:500]) from None
-        except (requests.RequestException, ValueError) as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError,
+                ValueError) as exc:
+            if cut.is_set():
+                raise late from None
             raise LoginFailed("idp_unreachable", _without(
                 f"token endpoint: {exc}", client_secret, code, code_verifier)[:500]) from None
+    if cut.is_set():
+        raise late
     id_token = token.get("id_token")
     if not isinstance(id_token, str) or not id_token:
         raise LoginFailed("missing_id_token", "the token response has no id_token")
     return id_token
+
+
+def _not_redirected(response: requests.Response) -> requests.Response:
+    """The token endpoint's answer, unless it is a redirect (not followed, refused)."""
+    if response.is_redirect:
+        raise LoginFailed("token_exchange_failed", f"the token endpoint answered "
+                          f"{response.status_code}, a redirect (not followed)")
+    return response
 
 
 def _without(text: str, *secrets: str) -> str:

@@ -15,8 +15,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
+from authlib.oauth2.rfc6749.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    UnsupportedResponseTypeError,
+)
 from authlib.oauth2.rfc6749.models import AuthorizationCodeMixin, ClientMixin
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import UserInfo
@@ -34,6 +40,7 @@ from app.sso.claims import SCOPE_CLAIMS, filter_by_scope, user_claims
 from app.sso.connection_sessions import hold_connection
 from app.sso.provider_config import ProviderConfig
 from app.sso.provider_keys import ALG
+from app.sso.provider_prompt import quotable
 from app.sso.provider_tokens import (
     REFRESH,
     Principal,
@@ -50,6 +57,48 @@ SCOPES = ("openid", "email", "profile", "organization", "offline_access")
 SCOPE_CLAIMS_RELEASED = tuple(c for s in SCOPES for c in SCOPE_CLAIMS.get(s, ()) if c != "sub")
 # Client authentication at the token, introspection and revocation endpoints.
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+def client_secret_basic(query_client: Callable[[str], Any], request: Any) -> Any:
+    """``client_secret_basic`` (RFC 6749 §2.3.1), authlib's, with an Authorization header
+    it cannot read (``Basic`` and no credentials, credentials that are not UTF-8) taken as
+    no credentials: the client is not authenticated, a 401 ``invalid_client`` (§5.2), where
+    authlib's ValueError made a 500."""
+    try:
+        return authenticate_client_secret_basic(query_client, request)
+    except ValueError:  # UnicodeDecodeError too
+        return None
+
+
+class PortalServer(AuthorizationServer):
+    """authlib's authorization server, answering a ``response_type`` it does not support
+    with ``unsupported_response_type`` (RFC 6749 §4.1.2.1) whatever characters it holds:
+    authlib quotes it as sent in the error's description, and refuses to build an error
+    whose description holds ``"``, ``\\`` or a non-ASCII character (a ValueError, a 500
+    page), so such a value is quoted with those as ``?``. Its ``client_secret_basic`` is
+    :func:`client_secret_basic`."""
+
+    def init_app(self, app: Any, *args: Any, **kwargs: Any) -> None:
+        """authlib's, then client_secret_basic replaced (it needs the query_client)."""
+        super().init_app(app, *args, **kwargs)
+        self.register_client_auth_method("client_secret_basic", client_secret_basic)
+
+    def get_authorization_grant(self, request: Any) -> Any:
+        """The grant for the request's response type, or unsupported_response_type."""
+        asked = request.payload.response_type
+        if not isinstance(asked, str) or quotable(asked) == asked:
+            return super().get_authorization_grant(request)
+        # No grant takes such a type. Where authlib reports it: the client's redirect URI
+        # once it is valid for the client (the default one if none was given), else none.
+        redirect_uri, client_id = None, request.payload.client_id
+        client = self.query_client(client_id) if client_id else None
+        if client is not None:
+            given = request.payload.redirect_uri
+            redirect_uri = (given if client.check_redirect_uri(given) else None) if given \
+                else client.get_default_redirect_uri()
+        shown = quotable(asked)
+        raise UnsupportedResponseTypeError(shown, f"response_type={shown} is not supported",
+                                           redirect_uri=redirect_uri)
 
 
 @dataclass(frozen=True)

@@ -67,8 +67,15 @@ def check_prompts(prompts: list[str], redirect_uri: str | None, state: str | Non
     answer ``invalid_request`` to a value not in ``prompt_values_supported``)."""
     unknown = sorted(set(prompts) - set(PROMPT_VALUES))
     if unknown:
-        raise InvalidRequestError(f"unsupported prompt value: {' '.join(unknown)}",
+        raise InvalidRequestError(f"unsupported prompt value: {quotable(' '.join(unknown))}",
                                   redirect_uri=redirect_uri, state=state)
+
+
+def quotable(value: str) -> str:
+    """``value`` as an ``error_description`` may quote it (RFC 6749 §4.1.2.1: %x20-21 /
+    %x23-5B / %x5D-7E), any other character as ``?``, at most 100 of them: authlib refuses
+    to build an error with any other (a ValueError: ``prompt=é`` made a 500 page)."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in value[:100])
 
 
 def demand(prompts: list[str], max_age: int | None, auth_time: float, login_time: float,

@@ -26,7 +26,7 @@ from app.sso.claims import filter_by_scope, user_claims
 from app.sso.confirm import confirmation_page, confirmed
 from app.sso.oidc_rp import logged_out_url
 from app.sso.outcome import LoginFailed
-from app.sso.provider import PortalClient, RequiredS256, build_grants
+from app.sso.provider import PortalClient, PortalServer, RequiredS256, build_grants
 from app.sso.provider_config import PREFIX, ProviderConfig, config_from_settings
 from app.sso.provider_endpoints import build_endpoints, discovery_document
 from app.sso.provider_tokens import (
@@ -72,7 +72,7 @@ def _server() -> tuple[AuthorizationServer, ProviderConfig]:
     if server is None:
         client = PortalClient(config.client_id, config.client_secret_sha256,
                               config.redirect_uris, config.post_logout_redirect_uris)
-        server = AuthorizationServer(
+        server = PortalServer(
             query_client=lambda cid: client if cid == client.client_id else None,
             save_token=lambda token, req: save_token(_db(), config, token, req))
         server.init_app(app)

@@ -294,6 +294,12 @@ def _validated(conn: SsoConnection, urls: SpUrls, keys: SpKeys, saml_response: s
                               request_id, raise_exceptions=True)
         except VE as exc:
             raise LoginFailed(_REASONS.get(exc.code, "invalid_response"), str(exc)) from None
+        except Exception as exc:
+            # python3-saml raises a bare Exception on a time it cannot read, e.g. one with
+            # a zone offset (SAML Core §1.3.3: UTC, no zone), checked before the signature:
+            # anyone's unsigned Response made a 500, untraced.
+            raise LoginFailed("malformed_response",
+                              f"the Response cannot be read: {exc}"[:500]) from None
         exact_addresses(response, urls.acs)
         audience_restricted(response, urls.entity_id)
         return response
@@ -360,6 +366,8 @@ def _authn_instant(response: OneLogin_Saml2_Response) -> datetime | None:
             try:
                 return datetime.fromtimestamp(OneLogin_Saml2_Utils.parse_SAML_to_time(raw),
                                               UTC)
-            except (ValueError, OverflowError, OSError):
+            # parse_SAML_to_time raises a bare Exception on a time it cannot read (one with
+            # a zone offset): the signed login of an IdP that sends one made a 500.
+            except Exception:
                 return None
     return None

@@ -162,18 +162,29 @@ def saml_login(connection_id: str) -> Response:
     return response
 
 
+def _saml_ref(connection_id: str) -> ConnRef | None:
+    """What a refusal's trace names (app/sso/web.py found_connection), read-only."""
+    with database().transaction(readonly=True) as s:
+        return found_connection(s, connection_id, "saml")[1]
+
+
 @bp.post("/saml/<connection_id>/acs")
 def saml_acs(connection_id: str) -> Response:
     """Assertion Consumer Service, HTTP-POST binding (SAML Bindings §3.5)."""
     saml_response = request.form.get("SAMLResponse", "")
     payload = {"response": redact_saml(decode_response_xml(saml_response))}
-    ref: ConnRef | None = None
     kept: LoginFailed | None = None
     try:
+        # What a refusal's trace names, read before the login's transaction as the OIDC
+        # callback reads it: a connection deleted while the ACS waited for it is refused
+        # (unknown_connection) and traced in its organization, where an operator lists
+        # traces, without the connection id (gone). Before, the OIDC callback's trace kept
+        # the organization and the ACS's had none, found by no listing.
+        ref = _saml_ref(connection_id)
         with database().transaction() as s:
             # Held until the login commits: a disable or delete waits for it, or it for
             # them and is refused (app/sso/connection_sessions.py).
-            found, ref = found_connection(s, connection_id, "saml", hold=True)
+            found, _ref = found_connection(s, connection_id, "saml", hold=True)
             conn = require_connection(found, connection_id, "saml")
             if not saml_response:
                 raise LoginFailed("malformed_response", "no SAMLResponse in the POST")

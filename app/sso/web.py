@@ -175,8 +175,11 @@ def fail(exc: LoginFailed, conn: ConnRef | None, payload: dict[str, Any], *,
     who = actor()
     with database().transaction() as s:
         # A connection deleted while the login ran (it was refused for that) is not named:
-        # the trace's foreign key would make the refusal a 500.
-        gone = conn is not None and s.get(SsoConnection, conn.id) is None
+        # the trace's foreign key would make the refusal a 500. Its organization is: the
+        # trace is listed there. Held (PostgreSQL FOR KEY SHARE): a delete in flight is
+        # waited for and read as gone, and a later one waits for this trace, whose row it
+        # then deletes with the connection's.
+        gone = conn is not None and hold_connection(s, conn.id) is None
         trace = record_trace(
             s, organization_id=conn.organization_id if conn else None,
             connection_id=conn.id if conn and not gone else None,

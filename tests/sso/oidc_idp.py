@@ -171,6 +171,15 @@ class HostileIdp:
     # Added to the discovery document; put into the authorization response's query.
     metadata: dict[str, Any] = field(default_factory=dict)
     response_params: dict[str, str] = field(default_factory=dict)
+    # Path -> seconds between the bytes of its JSON answer (an IdP that trickles it, each
+    # byte well within a read's timeout); paths whose answer stops halfway (Content-Length
+    # promises twice what is sent, then the connection closes).
+    trickle: dict[str, float] = field(default_factory=dict)
+    truncate: set[str] = field(default_factory=set)
+    # Where POST /token sends the client instead (307: the same POST, body and all), and
+    # the forms POSTed there (/token-elsewhere answers as /token would).
+    token_redirect: str | None = None
+    redirected_posts: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def issuer(self) -> str:
@@ -188,6 +197,9 @@ class HostileIdp:
         self.token_for = None
         self.on_request = None
         self.metadata, self.response_params = {}, {}
+        self.trickle, self.truncate = {}, set()  # a trickle in progress stops
+        self.token_redirect = None
+        self.redirected_posts.clear()
         self.authorizations.clear()
         self.token_requests.clear()
 
@@ -241,11 +253,29 @@ def _handler(idp: HostileIdp) -> type[BaseHTTPRequestHandler]:
 
         def _json(self, status: int, body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()
+            path = self.path.partition("?")[0]
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            cut = path in idp.truncate
+            self.send_header("Content-Length", str(len(data) * (2 if cut else 1)))
             self.end_headers()
-            self.wfile.write(data)
+            delay = idp.trickle.get(path)
+            if cut:
+                self.wfile.write(data)
+                self.close_connection = True
+                return
+            if delay is None:
+                self.wfile.write(data)
+                return
+            for i in range(len(data)):
+                if idp.trickle.get(path) != delay:  # reset: the test is over
+                    return
+                try:
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up (its deadline passed)
+                    return
+                time.sleep(delay)
 
         def do_GET(self) -> None:
             path, _, query = self.path.partition("?")
@@ -273,6 +303,15 @@ def _handler(idp: HostileIdp) -> type[BaseHTTPRequestHandler]:
             form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
             if idp.on_request is not None:
                 idp.on_request(self.path)
+            if self.path == "/token" and idp.token_redirect:
+                self.send_response(307)
+                self.send_header("Location", idp.token_redirect)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            if self.path == "/token-elsewhere":
+                idp.redirected_posts.append(form)
+                return self._json(*idp.token_response(form))
             if self.path == "/token":
                 return self._json(*idp.token_response(form))
             return self._json(404, {"error": "not_found"})

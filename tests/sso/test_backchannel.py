@@ -212,3 +212,59 @@ def test_two_workers_turning_one_revocation_into_deliveries_at_once_both_go_on(
     assert len(received) == 1
     assert [r.status for r in rows(db, "SELECT status FROM oidc_backchannel_logouts")] == [
         "sent"]
+
+
+def _one_logout(db, tenant, keys, web) -> None:
+    """A portal login with tokens, then its user deprovisioned: one logout to send."""
+    user, req, code = login_and_code(db, tenant, keys, web)
+    exchange(web, code, req.verifier)
+    _deprovision(db, user.id)
+
+
+def _outcome(db) -> tuple[str, str | None]:
+    row = rows(db, "SELECT status, last_error FROM oidc_backchannel_logouts")[0]
+    return row.status, row.last_error
+
+
+def test_a_receiver_answering_a_byte_at_a_time_is_cut_at_the_timeout(db, tenant, keys, web,
+                                                                      sso_app):
+    """The portal sends its status line a byte every 0.05 s (each read well within the
+    1 s timeout, the whole over 2 s): the POST ends at the timeout and is retried later.
+    Before: the sender waited as long as the portal liked (past its claim's lease, when
+    another worker sends the same logout again), then counted it sent."""
+    _one_logout(db, tenant, keys, web)
+    slow = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"p" * 40 + b"\r\nContent-Length: 0\r\n\r\n"
+    with logout_receiver(answer=slow, byte_every=0.05) as (url, received):
+        config = dataclasses.replace(provider_config(sso_app), backchannel_logout_uri=url)
+        result = run_once(db, config, timeout=1.0)
+    assert len(received) == 1
+    assert (result["sent"], result["retry"]) == (0, 1)
+    assert _outcome(db) == ("pending", "unreachable")
+
+
+def test_a_redirect_is_not_a_delivery(db, tenant, keys, web, sso_app):
+    """The portal answers 303 (to a page that answers a GET with 200): the logout token
+    was not accepted, the delivery is retried (``HTTP 303``). Before: urllib followed the
+    redirect with a GET without the token and counted its 200 as sent."""
+    _one_logout(db, tenant, keys, web)
+    moved = b"HTTP/1.1 303 See Other\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n"
+    with logout_receiver(answer=moved) as (url, received):
+        config = dataclasses.replace(provider_config(sso_app), backchannel_logout_uri=url)
+        result = run_once(db, config, timeout=5)
+    assert len(received) == 1
+    assert (result["sent"], result["retry"]) == (0, 1)
+    assert _outcome(db) == ("pending", "HTTP 303")
+
+
+def test_a_garbled_answer_is_a_failed_attempt_not_a_crash(db, tenant, keys, web, sso_app):
+    """The portal answers something that is not HTTP: the attempt failed (retried
+    later), and the round goes on. Before: http.client's BadStatusLine (not an OSError)
+    escaped the sender, ended `roster worker`'s round, and the claim stayed ``sending``
+    until its lease ran out."""
+    _one_logout(db, tenant, keys, web)
+    with logout_receiver(answer=b"garbage\r\n\r\n") as (url, received):
+        config = dataclasses.replace(provider_config(sso_app), backchannel_logout_uri=url)
+        result = run_once(db, config, timeout=5)
+    assert len(received) == 1
+    assert (result["sent"], result["retry"]) == (0, 1)
+    assert _outcome(db) == ("pending", "unreachable")

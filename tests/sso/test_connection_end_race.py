@@ -73,15 +73,20 @@ def test_a_login_during_an_open_disable_waits_and_is_refused(db, tenant, keys, h
     assert not isinstance(response, BaseException), response
     assert response.status_code == 403, response.text
     assert _live(db, conn) == 0, "a login outlived its connection's end"
-    traces = rows(db, "SELECT connection_id, organization_id, reason FROM sso_login_traces")
+    traces = rows(db, "SELECT id, connection_id, organization_id, reason "
+                      "FROM sso_login_traces")
     assert len(traces) == 1
-    # A disabled connection is named, with its organization, a deleted one never (the
-    # OIDC callback read its organization before; the ACS reads the connection gone).
+    # A disabled connection is named, a deleted one never (its row is gone); both traces
+    # are in the organization, where an operator lists them. Before, the ACS's trace of a
+    # delete had no organization (the OIDC callback's had): no listing found it.
     named = how == "disable"
     assert traces[0].connection_id == (conn.id if named else None)
-    org = tenant.org.id if named or protocol == "oidc" else None
     assert (traces[0].organization_id, traces[0].reason) == (
-        org, "connection_disabled" if named else "unknown_connection")
+        tenant.org.id, "connection_disabled" if named else "unknown_connection")
+    auditor = make_key(db, "auditor", tenant.org)
+    listed = web.get(f"/api/v1/orgs/{tenant.org.id}/sso/traces", headers=auditor.headers)
+    assert listed.status_code == 200, listed.text
+    assert [t["id"] for t in listed.get_json()["items"]] == [traces[0].id]
 
 
 @pytest.mark.parametrize("how", ["disable", "delete"])

@@ -51,13 +51,20 @@ def https_metadata(tmp_path):
     key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
-    # "xml": the document served; "on_get": called while a request waits for the answer.
+    # "xml": the document served; "on_get": called while a request waits for the answer;
+    # "redirect": where a GET of /metadata is sent instead (302).
     body: dict[str, Any] = {"xml": ""}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if body.get("on_get"):
                 body["on_get"]()
+            if body.get("redirect") and self.path == "/metadata":
+                self.send_response(302)
+                self.send_header("Location", body["redirect"])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             data = body["xml"].encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/samlmetadata+xml")
