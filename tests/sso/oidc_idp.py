@@ -180,6 +180,9 @@ class HostileIdp:
     # the forms POSTed there (/token-elsewhere answers as /token would).
     token_redirect: str | None = None
     redirected_posts: list[dict[str, str]] = field(default_factory=list)
+    # Path -> the status it answers instead, with an OAuth-style JSON error (an IdP in an
+    # outage: 500, 502, 503).
+    failing: dict[str, int] = field(default_factory=dict)
 
     @property
     def issuer(self) -> str:
@@ -199,6 +202,7 @@ class HostileIdp:
         self.metadata, self.response_params = {}, {}
         self.trickle, self.truncate = {}, set()  # a trickle in progress stops
         self.token_redirect = None
+        self.failing = {}
         self.redirected_posts.clear()
         self.authorizations.clear()
         self.token_requests.clear()
@@ -281,6 +285,8 @@ def _handler(idp: HostileIdp) -> type[BaseHTTPRequestHandler]:
             path, _, query = self.path.partition("?")
             if idp.on_request is not None:
                 idp.on_request(path)
+            if path in idp.failing:
+                return self._json(idp.failing[path], {"error": "server_error"})
             if path == "/.well-known/openid-configuration":
                 return self._json(200, idp.document())
             if path == "/jwks":
@@ -303,6 +309,8 @@ def _handler(idp: HostileIdp) -> type[BaseHTTPRequestHandler]:
             form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
             if idp.on_request is not None:
                 idp.on_request(self.path)
+            if self.path in idp.failing:
+                return self._json(idp.failing[self.path], {"error": "server_error"})
             if self.path == "/token" and idp.token_redirect:
                 self.send_response(307)
                 self.send_header("Location", idp.token_redirect)

@@ -1,0 +1,176 @@
+"""Refusals the client did not cause (the connection's IdP down or answering 5xx, the
+connection disabled) do not count against the client's address (ratelimit.failed_auth):
+an office behind one NAT retrying its logins through an IdP outage was answered 429 past
+the limit, and its address stayed blocked for the rest of the window after the IdP had
+recovered. Their traces are bounded instead: one per connection and reason per
+app/sso/fault_traces.py TRACE_INTERVAL_SECONDS, the other refusals showing its correlation
+id, counted in /metrics and in the next trace."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+
+import portpicker
+import pytest
+from flask import Flask
+
+from app import create_app
+from app.db import Database, new_id
+from app.models.sso import SsoConnection
+from app.sso import fault_traces
+from tests.conftest import rows
+from tests.sso.conftest import provision, saml_connection
+from tests.sso.oidc_idp import (
+    PORTAL,
+    follow_to_roster,
+    oidc_connection,
+    roster_path,
+    start_login,
+)
+
+IP = {"REMOTE_ADDR": "203.0.113.77"}
+DISCOVERY = "/.well-known/openid-configuration"
+
+
+def _limited(sso_app: Flask, db: Database, limit: str = "3/minute") -> Flask:
+    """The SSO app with a small failed-authentication limit, on the suite's database."""
+    overrides = copy.deepcopy(sso_app.config["ROSTER"])
+    overrides["ratelimit"] = {**overrides["ratelimit"], "failed_auth": limit}
+    app = create_app(overrides)
+    app.extensions["roster.db"].dispose()
+    app.extensions["roster.db"] = db
+    return app
+
+
+def _correlation(resp) -> str:
+    """The correlation id on a refusal page (403)."""
+    assert resp.status_code == 403, (resp.status_code, resp.text)
+    found = re.search(r"id=correlation-id>([^<]+)<", resp.text)
+    assert found, resp.text
+    return found.group(1)
+
+
+def _traces(db: Database) -> list:
+    return rows(db, "SELECT id, reason, connection_id, payload FROM sso_login_traces "
+                    "ORDER BY created_at")
+
+
+def _untraced(client, reason: str) -> float:
+    """roster_sso_refusals_untraced_total{reason} as /metrics says it."""
+    text = client.get("/metrics").text
+    found = re.search(rf'^roster_sso_refusals_untraced_total{{reason="{reason}"}} (\S+)$',
+                      text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def _not_blocked(client, db: Database) -> None:
+    """The address's failed-authentication count is untouched: three anonymous refusals
+    (unknown connection ids) are each refused and traced, none answered 429."""
+    before = len(_traces(db))
+    for _ in range(3):
+        _correlation(client.get(f"/sso/oidc/{new_id()}/login"))
+    assert len(_traces(db)) == before + 3
+
+
+def test_an_idp_answering_500_at_discovery_never_blocks_the_office(db, tenant, hostile,
+                                                                   sso_app):
+    """Six logins from one address while the IdP's discovery answers 500 (limit 3): each is
+    the refusal page with one correlation id, whose trace (idp_unreachable) is the only row
+    written; the five others are counted in /metrics. Once the IdP is back, the address
+    signs in, and its anonymous refusals are still traced (it was never counted). Before:
+    the fourth login got the 429 page, untraced, and so did the office's next refusals for
+    the rest of the minute."""
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile)
+    client = _limited(sso_app, db).test_client()
+    client.environ_base.update(IP)
+    hostile.failing = {DISCOVERY: 500}
+    ids = [_correlation(client.get(f"/sso/oidc/{conn.id}/login")) for _ in range(6)]
+    assert len(set(ids)) == 1
+    traces = _traces(db)
+    assert [(t.id, t.reason, t.connection_id) for t in traces] == \
+        [(ids[0], "idp_unreachable", conn.id)]
+    assert _untraced(client, "idp_unreachable") == 5
+    hostile.failing = {}
+    _not_blocked(client, db)
+    callback = roster_path(follow_to_roster(start_login(client, conn)))
+    resp = client.get(callback)
+    assert resp.status_code == 303, resp.text
+    assert resp.headers["Location"] == PORTAL + "home"
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 1
+
+
+def test_a_code_exchange_the_idp_answers_500_is_not_the_clients_failure(db, tenant, hostile,
+                                                                       sso_app):
+    """Five callbacks whose code exchange the IdP's token endpoint answers 500 (limit 3):
+    each refused (idp_unreachable) with the first one's correlation id, one trace; then the
+    IdP recovers and the same address signs in and is not blocked."""
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile)
+    client = _limited(sso_app, db).test_client()
+    client.environ_base.update(IP)
+    ids = []
+    for _ in range(5):
+        callback = roster_path(follow_to_roster(start_login(client, conn)))
+        hostile.failing = {"/token": 500}
+        ids.append(_correlation(client.get(callback)))
+        hostile.failing = {}
+    assert len(set(ids)) == 1
+    assert [(t.id, t.reason) for t in _traces(db)] == [(ids[0], "idp_unreachable")]
+    _not_blocked(client, db)
+    callback = roster_path(follow_to_roster(start_login(client, conn)))
+    assert client.get(callback).status_code == 303
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 1
+
+
+def test_an_unreachable_idp_is_traced_once_per_interval_with_the_repeats_counted(
+        db, tenant, hostile, sso_app, monkeypatch):
+    """An IdP down (nothing listens on its port on 127.0.0.1): the refusals within the
+    interval write one trace; the first refusal after it writes the next, which says how
+    many went untraced and under which correlation id. Another connection's refusals have
+    their own trace. A blocked address (past the limit with refusals it did cause) gets
+    the refusal page for the outage, not 429."""
+    down = f"http://127.0.0.1:{portpicker.pick_unused_port()}{DISCOVERY}"
+    first = oidc_connection(db, tenant, hostile, oidc_discovery_url=down)
+    second = oidc_connection(db, tenant, hostile, oidc_discovery_url=down)
+    client = _limited(sso_app, db).test_client()
+    client.environ_base.update(IP)
+    for _ in range(3):  # the address's own failures: blocked
+        _correlation(client.get(f"/sso/oidc/{new_id()}/login"))
+    assert client.get(f"/sso/oidc/{new_id()}/login").status_code == 429
+    start = len(_traces(db))
+    ids = [_correlation(client.get(f"/sso/oidc/{first.id}/login")) for _ in range(3)]
+    other = _correlation(client.get(f"/sso/oidc/{second.id}/login"))
+    assert len(set(ids)) == 1
+    assert other != ids[0]
+    monkeypatch.setattr(fault_traces, "TRACE_INTERVAL_SECONDS", 0.0)  # the interval is over
+    later = _correlation(client.get(f"/sso/oidc/{first.id}/login"))
+    traces = _traces(db)[start:]
+    assert [(t.id, t.reason, t.connection_id) for t in traces] == [
+        (ids[0], "idp_unreachable", first.id), (other, "idp_unreachable", second.id),
+        (later, "idp_unreachable", first.id)]
+    payload = traces[2].payload if isinstance(traces[2].payload, dict) \
+        else json.loads(traces[2].payload)
+    assert payload["untraced_repeats"] == {"count": 2, "correlation_id": ids[0]}
+    assert "untraced_repeats" not in (traces[0].payload if isinstance(traces[0].payload, dict)
+                                      else json.loads(traces[0].payload))
+
+
+@pytest.mark.parametrize("protocol", ["saml", "oidc"])
+def test_a_disabled_connection_is_not_the_clients_failure(db, tenant, keys, hostile, sso_app,
+                                                          protocol):
+    """Logins through a connection an admin disabled (limit 3, five tries): each is refused
+    as connection_disabled with one trace's correlation id, never 429, and the address's
+    anonymous refusals are still traced afterwards."""
+    conn = (saml_connection(db, tenant, [keys.idp.cert_b64]) if protocol == "saml"
+            else oidc_connection(db, tenant, hostile))
+    with db.transaction() as s:
+        s.get(SsoConnection, conn.id).enabled = False
+    client = _limited(sso_app, db).test_client()
+    client.environ_base.update(IP)
+    ids = [_correlation(client.get(f"/sso/{protocol}/{conn.id}/login")) for _ in range(5)]
+    assert len(set(ids)) == 1
+    assert [(t.id, t.reason) for t in _traces(db)] == [(ids[0], "connection_disabled")]
+    _not_blocked(client, db)
