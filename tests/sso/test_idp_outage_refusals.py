@@ -174,3 +174,30 @@ def test_a_disabled_connection_is_not_the_clients_failure(db, tenant, keys, host
     assert len(set(ids)) == 1
     assert [(t.id, t.reason) for t in _traces(db)] == [(ids[0], "connection_disabled")]
     _not_blocked(client, db)
+
+
+@pytest.mark.parametrize(("status", "reason", "detail"), [
+    (429, "idp_unreachable", "token endpoint: the IdP answered HTTP 429 (it is rate limiting "
+                             "Roster)"),
+    (400, "token_exchange_failed", "token endpoint: the IdP answered HTTP 400 without an "
+                                   "OAuth error")])
+def test_a_token_error_without_an_oauth_error_code_is_not_read_as_a_token(
+        db, tenant, hostile, web, status, reason, detail):
+    """The token endpoint answers 429 (rate limiting us, as Okta does: JSON without
+    ``error``) or a 400 without an OAuth error: refused with that status in the detail,
+    the 429 as the IdP's unavailability. Before: any JSON object was taken as the token
+    response (RFC 6749 §5.1: that is a 200), and the login was refused as
+    missing_id_token ("the token response has no id_token"), counted against the client."""
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile)
+    callback = roster_path(follow_to_roster(start_login(web, conn)))
+    hostile.failing = {"/token": status}
+    hostile.failing_body = {"errorCode": "E0000047",
+                            "errorSummary": "API call exceeded rate limit due to too many "
+                                            "requests."}
+    resp = web.get(callback)
+    _correlation(resp)
+    traces = rows(db, "SELECT reason, detail FROM sso_login_traces")
+    assert [t.reason for t in traces] == [reason]
+    assert traces[0].detail == detail
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 0
