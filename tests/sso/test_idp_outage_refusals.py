@@ -15,13 +15,15 @@ import re
 import portpicker
 import pytest
 from flask import Flask
+from sqlalchemy import text
 
 from app import create_app
 from app.db import Database, new_id
 from app.models.sso import SsoConnection
 from app.sso import fault_traces
 from tests.conftest import rows
-from tests.sso.conftest import provision, saml_connection
+from tests.sso import forge
+from tests.sso.conftest import claims_for, post_response, provision, saml_connection, start
 from tests.sso.oidc_idp import (
     PORTAL,
     follow_to_roster,
@@ -201,3 +203,24 @@ def test_a_token_error_without_an_oauth_error_code_is_not_read_as_a_token(
     assert [t.reason for t in traces] == [reason]
     assert traces[0].detail == detail
     assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 0
+
+
+def test_a_jit_login_the_directory_refuses_names_its_subject_and_is_not_counted(
+        db, tenant, keys, sso_app):
+    """A JIT login whose userName another person holds (the directory refuses the new user:
+    provisioning_error) comes after the IdP vouched for the subject: each of four is traced
+    naming that subject (masked), none is answered 429. Before: the trace had no subject
+    (the admin could not tell whose login failed) and the refusal counted as the address's
+    failed authentication, the fourth a 429 with no trace."""
+    provision(db, tenant)
+    with db.transaction() as s:  # the holder of alice@acme.com now has another email
+        s.execute(text("UPDATE users SET primary_email = 'alice.old@acme.com'"))
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64], login_policy="jit")
+    client = _limited(sso_app, db).test_client()
+    client.environ_base.update(IP)
+    for _ in range(4):
+        xml = forge.signed_response(claims_for(conn, in_response_to=start(client, conn)),
+                                    keys.idp)
+        _correlation(post_response(client, conn, forge.b64(xml)))
+    traces = rows(db, "SELECT reason, subject FROM sso_login_traces")
+    assert [(t.reason, t.subject) for t in traces] == [("provisioning_error", "a***@acme.com")] * 4
