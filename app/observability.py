@@ -245,7 +245,7 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
         # app/sso/fault_traces.py: refusals shown an earlier trace's correlation id; the
-        # reasons are a fixed set of four.
+        # reasons are a fixed set of five.
         self.untraced_sso_refusals = Counter(
             "roster_sso_refusals_untraced_total",
             "SSO refusals the client did not cause, not traced (an earlier trace of the same "

@@ -1,10 +1,11 @@
 """Sign-in refusals the client did not cause: traced once per connection, reason and interval.
 
 A refusal because the connection's IdP is down or misbehaving (``idp_unreachable``: no
-answer, a 5xx, a timeout, at discovery, JWKS or the code exchange; ``discovery_failed``: its
-discovery document or JWKS unusable) or because of the connection's own state
-(``misconfigured``, ``connection_disabled``) says nothing about the client: every employee
-of the organization gets it. Counted against the client's address
+answer, a 5xx or 429, a timeout, at discovery, JWKS or the code exchange;
+``discovery_failed``: its discovery document or JWKS unusable; an ``idp_error`` of
+``server_error`` or ``temporarily_unavailable``, RFC 6749 §4.1.2.1) or because of the
+connection's own state (``misconfigured``, ``connection_disabled``) says nothing about the
+client: every employee of the organization gets it. Counted against the client's address
 (``ratelimit.failed_auth``, app/api/authlimit.py), an office behind one NAT retrying its
 logins through an IdP outage was answered 429, and stayed blocked after the IdP recovered
 until the window ended. These are not counted.
@@ -26,10 +27,19 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from app.ids import new_id
+from app.sso.outcome import LoginFailed
 
 # Reasons whose cause is the connection's IdP or the connection itself, never the client.
 NOT_CAUSED_BY_CLIENT = frozenset(
     {"idp_unreachable", "discovery_failed", "misconfigured", "connection_disabled"})
+
+
+def not_caused_by_client(exc: LoginFailed) -> bool:
+    """Whether a refusal before any subject was vouched for is the IdP's or the
+    connection's doing, not the client's."""
+    return exc.subject is None and (exc.reason in NOT_CAUSED_BY_CLIENT or exc.idp_fault)
+
+
 # One trace per connection and reason per this many seconds (per process).
 TRACE_INTERVAL_SECONDS = 10.0
 # (connection, reason) pairs remembered at most, oldest forgotten first: connections are

@@ -18,7 +18,7 @@ from app.log_throttle import EveryInterval
 from app.models.sso import SsoConnection
 from app.sso import pages
 from app.sso.connection_sessions import hold_connection
-from app.sso.fault_traces import NOT_CAUSED_BY_CLIENT, FaultTraces
+from app.sso.fault_traces import FaultTraces, not_caused_by_client
 from app.sso.keys import SpKeys, load_sp_keys
 from app.sso.oidc_rp import ProviderCache
 from app.sso.outcome import LoginFailed
@@ -169,7 +169,7 @@ def fail(exc: LoginFailed, conn: ConnRef | None, payload: dict[str, Any], *,
     (app/sso/fault_traces.py). Refusals of a subject the IdP signed for (an unknown or
     deprovisioned user) are always traced and audited.
     """
-    if conn is not None and exc.subject is None and exc.reason in NOT_CAUSED_BY_CLIENT:
+    if conn is not None and not_caused_by_client(exc):
         return _not_the_clients(exc, conn, payload)
     limiter = current_app.extensions.get("roster.failed_auth")
     anonymous = exc.subject is None and isinstance(limiter, FailedAuthLimiter)

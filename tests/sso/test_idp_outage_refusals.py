@@ -224,3 +224,24 @@ def test_a_jit_login_the_directory_refuses_names_its_subject_and_is_not_counted(
         _correlation(post_response(client, conn, forge.b64(xml)))
     traces = rows(db, "SELECT reason, subject FROM sso_login_traces")
     assert [(t.reason, t.subject) for t in traces] == [("provisioning_error", "a***@acme.com")] * 4
+
+
+def test_an_idp_answering_temporarily_unavailable_is_not_the_clients_failure(
+        db, tenant, hostile, sso_app):
+    """The IdP sends the browser back with ``error=temporarily_unavailable`` (RFC 6749
+    §4.1.2.1: it cannot handle the request now) five times (limit 3): each refused as
+    idp_error under one trace, never 429, and the address is not blocked after. An
+    ``access_denied`` still counts (the client writes the callback's query)."""
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile)
+    client = _limited(sso_app, db).test_client()
+    client.environ_base.update(IP)
+    hostile.response_params = {"error": "temporarily_unavailable"}
+    ids = [_correlation(client.get(roster_path(follow_to_roster(start_login(client, conn)))))
+           for _ in range(5)]
+    assert len(set(ids)) == 1
+    assert [(t.id, t.reason) for t in _traces(db)] == [(ids[0], "idp_error")]
+    _not_blocked(client, db)
+    hostile.response_params = {"error": "access_denied"}  # past the limit: _not_blocked
+    resp = client.get(roster_path(follow_to_roster(start_login(client, conn))))
+    assert resp.status_code == 429
