@@ -244,6 +244,12 @@ class Metrics:
             ["method", "route"], registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
+        # app/sso/fault_traces.py: refusals shown an earlier trace's correlation id; the
+        # reasons are a fixed set of five.
+        self.untraced_sso_refusals = Counter(
+            "roster_sso_refusals_untraced_total",
+            "SSO refusals the client did not cause, not traced (an earlier trace of the same "
+            "connection and reason stands for them)", ["reason"], registry=self.registry)
         # (method, route, status) -> its counter and histogram children: labels() validates
         # and locks on every call; the routes, methods and statuses are few.
         self._children: dict[tuple[str, str, int | str], tuple[Any, Any]] = {}
@@ -261,6 +267,10 @@ class Metrics:
                                                self.latency.labels(method, route))
         children[0].inc()
         children[1].observe(seconds)
+
+    def untraced_sso_refusal(self, reason: str) -> None:
+        """Count one SSO refusal left untraced (app/sso/fault_traces.py)."""
+        self.untraced_sso_refusals.labels(reason).inc()
 
     def render(self) -> Response:
         """The exposition text; merges all workers when PROMETHEUS_MULTIPROC_DIR is set."""

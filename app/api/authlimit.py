@@ -9,10 +9,12 @@ tokens, /api/v1 keys, and client authentication at the token endpoints (/oauth/t
 OIDC provider's token, introspection and revocation endpoints, RFC 6749 §2.3) and its
 UserInfo bearer token; and sign-ins refused before an IdP vouched for a subject
 (``app/sso/web.py``: a forged or replayed SAML Response, an unknown connection id), whose
-trace rows an anonymous client could otherwise write at will. Once an address reached
-``ratelimit.failed_auth`` failures in a window, its requests with a credential are answered
-429 with ``Retry-After`` (RFC 6585 §4, RFC 9110 §10.2.3) without looking the credential up,
-each in its protocol's error format (a refused sign-in: a plain 429 page, no trace).
+trace rows an anonymous client could otherwise write at will; not a refusal the client did
+not cause (its IdP down, the connection disabled: ``app/sso/fault_traces.py``). Once an
+address reached ``ratelimit.failed_auth`` failures in a window, its requests with a
+credential are answered 429 with ``Retry-After`` (RFC 6585 §4, RFC 9110 §10.2.3) without
+looking the credential up, each in its protocol's error format (a refused sign-in: a plain
+429 page, no trace).
 
 A legitimate IdP may share its address with a failing one (Okta's and Entra's provisioning
 egress serves all their customers): a credential that authenticated in this process lately

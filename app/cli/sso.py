@@ -74,6 +74,12 @@ def purge(ctx: CliContext) -> None:
 def backchannel(ctx: CliContext, loop: bool, interval: float) -> None:
     """Send OIDC back-channel logouts for sessions revoked since the last run."""
     config = config_from_settings(ctx.settings)
+    if config is None:
+        # Without a signing key no logout token can be made: collecting the revoked
+        # sessions would queue deliveries nothing sends, and `queued=N sent=0` read as done.
+        raise click.ClickException(
+            "the OIDC provider is not configured (oidc_provider.signing_key_file is empty): "
+            "there are no back-channel logouts to send")
     timeout = float(ctx.settings["oidc_provider"]["backchannel_timeout_seconds"])
     while True:
         result = run_once(ctx.db, config, timeout=timeout)

@@ -18,7 +18,7 @@ from app.directory.groups import GroupInput, create_group
 from app.directory.hold import hold_user
 from app.directory.memberships import add_members, remove_members
 from app.directory.users import WRITABLE_COLUMNS, UserInput, create_user, replace_user
-from app.errors import Conflict, Unauthorized
+from app.errors import Conflict, DomainError, Unauthorized
 from app.json_input import JsonInputError, check_strings
 from app.mapping.evaluation import reevaluate_users
 from app.mapping.locks import share_mapping
@@ -288,7 +288,13 @@ def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
     user = find_user(session, conn, who)
     _refuse_gone(user, who)
     if conn.login_policy == "jit":
-        user = _jit(session, conn, who, user, actor)
+        try:
+            user = _jit(session, conn, who, user, actor)
+        except DomainError as exc:
+            # The directory refused what the IdP asserted (a userName another person
+            # holds): a refusal of the subject the IdP vouched for, traced under it, not an
+            # anonymous failure counted against the client's address.
+            raise LoginFailed("provisioning_error", exc.detail, subject=who.subject) from None
     if user is None:
         raise LoginFailed("unknown_user", "no provisioned user matches the assertion",
                           subject=who.subject)

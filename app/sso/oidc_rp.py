@@ -329,10 +329,30 @@ def exchange_code(provider: Provider, client_id: str, client_secret: str, redire
 
 
 def _not_redirected(response: requests.Response) -> requests.Response:
-    """The token endpoint's answer, unless it is a redirect (not followed, refused)."""
+    """The token endpoint's answer, unless it is a redirect (not followed, refused) or a
+    failure authlib would read as a token.
+
+    Only a 200 is a token response (RFC 6749 §5.1), and an error one names its ``error``
+    (§5.2); authlib took any other JSON object for a token (a 429 of an IdP rate limiting
+    us, which Okta sends without ``error``), refused later as ``missing_id_token``. A 429
+    is the IdP's unavailability whatever its body (``idp_unreachable``, not the client's
+    failure: app/sso/fault_traces.py); a 5xx is left to authlib, which raises it as such."""
+    status = response.status_code
     if response.is_redirect:
         raise LoginFailed("token_exchange_failed", f"the token endpoint answered "
-                          f"{response.status_code}, a redirect (not followed)")
+                          f"{status}, a redirect (not followed)")
+    if status == 429:
+        raise LoginFailed("idp_unreachable", "token endpoint: the IdP answered HTTP 429 "
+                          "(it is rate limiting Roster)")
+    if status == 200 or status >= 500:
+        return response
+    try:
+        body = response.json()
+    except ValueError:
+        return response  # not JSON: authlib raises the HTTP error
+    if not isinstance(body, dict) or "error" not in body:
+        raise LoginFailed("token_exchange_failed", f"token endpoint: the IdP answered HTTP "
+                          f"{status} without an OAuth error")
     return response
 
 

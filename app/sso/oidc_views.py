@@ -55,6 +55,7 @@ from app.sso.web import (
 from app.sso.web import sso_settings as _sso
 
 _BOUND_STATES = "oidc_states"
+IDP_FAILURES = frozenset({"server_error", "temporarily_unavailable"})
 _MAX_PARALLEL_ATTEMPTS = 5
 
 
@@ -131,8 +132,10 @@ def _verified_claims(conn: SsoConnection, provider: Provider, attempt: ClaimedAt
     """Redeem the code and validate the ID token (OIDC Core §3.1.3): (token, its claims)."""
     args = request.args
     if args.get("error"):
+        # RFC 6749 §4.1.2.1: these two say the IdP failed, not the request; any other
+        # (access_denied ...) may be the user's or a client's doing, as any query can be.
         raise LoginFailed("idp_error", f"{args['error']}: {args.get('error_description', '')}"
-                          [:500])
+                          [:500], idp_fault=args["error"] in IDP_FAILURES)
     # RFC 9207 §2.4: an IdP that names itself in the response must be the one we asked,
     # and a response without iss from an IdP whose metadata says it sends one is refused.
     if args.get("iss") is not None and args["iss"] != provider.issuer:

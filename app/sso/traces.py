@@ -71,10 +71,12 @@ def redact_claims(claims: dict[str, Any]) -> dict[str, Any]:
 
 def record_trace(session: Session, *, organization_id: str | None, connection_id: str | None,
                  protocol: str, reason: str, detail: str, subject: str | None,
-                 payload: dict[str, Any], request_id: str | None) -> LoginTrace:
-    """Store one failed login; its id is the correlation id shown to the user. It is kept
-    ``sso.trace_retention_days`` after ``created_at`` (:func:`kept_since`)."""
-    trace = LoginTrace(id=new_id(), organization_id=organization_id,
+                 payload: dict[str, Any], request_id: str | None,
+                 trace_id: str | None = None) -> LoginTrace:
+    """Store one failed login; its id (``trace_id``, else a new one) is the correlation id
+    shown to the user. It is kept ``sso.trace_retention_days`` after ``created_at``
+    (:func:`kept_since`)."""
+    trace = LoginTrace(id=trace_id or new_id(), organization_id=organization_id,
                        connection_id=connection_id, protocol=protocol, reason=reason,
                        detail=detail[:2000], subject=mask(subject) if subject else None,
                        payload=payload, request_id=request_id, created_at=utcnow())

@@ -18,6 +18,7 @@ from app.log_throttle import EveryInterval
 from app.models.sso import SsoConnection
 from app.sso import pages
 from app.sso.connection_sessions import hold_connection
+from app.sso.fault_traces import FaultTraces, not_caused_by_client
 from app.sso.keys import SpKeys, load_sp_keys
 from app.sso.oidc_rp import ProviderCache
 from app.sso.outcome import LoginFailed
@@ -158,13 +159,18 @@ def fail(exc: LoginFailed, conn: ConnRef | None, payload: dict[str, Any], *,
     ``protocol`` is the endpoint's (saml or oidc), recorded when no connection was found.
 
     A refusal before an IdP vouched for a subject (a forged, replayed or expired Response,
-    a bad state, an unknown or disabled connection) is one anyone can cause, as often as
-    they like, and each wrote a trace row (and on SQLite took the single write lock). These
-    count as failed authentications of the client's address (``ratelimit.failed_auth``,
+    a bad state, an unknown connection) is one anyone can cause, as often as they like, and
+    each wrote a trace row (and on SQLite took the single write lock). These count as failed
+    authentications of the client's address (``ratelimit.failed_auth``,
     app/api/authlimit.py); past the limit the address gets a plain ``429`` page with
-    ``Retry-After`` and nothing is written. Refusals of a subject the IdP signed for (an
-    unknown or deprovisioned user) are always traced and audited.
+    ``Retry-After`` and nothing is written. A refusal the client did not cause (the
+    connection's IdP down or misbehaving, the connection disabled or misconfigured) is not
+    counted: its traces are bounded per connection and reason instead
+    (app/sso/fault_traces.py). Refusals of a subject the IdP signed for (an unknown or
+    deprovisioned user) are always traced and audited.
     """
+    if conn is not None and not_caused_by_client(exc):
+        return _not_the_clients(exc, conn, payload)
     limiter = current_app.extensions.get("roster.failed_auth")
     anonymous = exc.subject is None and isinstance(limiter, FailedAuthLimiter)
     address = client_key(request.remote_addr)
@@ -172,6 +178,19 @@ def fail(exc: LoginFailed, conn: ConnRef | None, payload: dict[str, Any], *,
         retry_after = limiter.blocked_for(address)
         if retry_after is not None:
             return _too_many(exc, retry_after)
+    trace_id = _write_trace(exc, conn, payload, protocol)
+    if anonymous:
+        _count_failure(limiter, address)
+    return _refused(exc, trace_id)
+
+
+def _refused(exc: LoginFailed, trace_id: str) -> Response:
+    return pages.refused(_MESSAGES.get(exc.reason, "We could not sign you in."), trace_id)
+
+
+def _write_trace(exc: LoginFailed, conn: ConnRef | None, payload: dict[str, Any],
+                 protocol: str, trace_id: str | None = None) -> str:
+    """Write the refusal's trace (and audit event, for a refused user); its id."""
     who = actor()
     with database().transaction() as s:
         # A connection deleted while the login ran (it was refused for that) is not named:
@@ -185,16 +204,39 @@ def fail(exc: LoginFailed, conn: ConnRef | None, payload: dict[str, Any], *,
             connection_id=conn.id if conn and not gone else None,
             protocol=conn.protocol if conn else protocol,
             reason=exc.reason, detail=exc.detail, subject=exc.subject,
-            payload={**payload, **exc.payload}, request_id=who.request_id)
+            payload={**payload, **exc.payload}, request_id=who.request_id, trace_id=trace_id)
         if conn is not None and exc.reason in _USER_REFUSALS:
             record(s, organization_id=conn.organization_id, action="sso:login:denied",
                    actor=who, subject_type="user", subject_id=exc.payload.get("user_id"),
                    data={"reason": exc.reason, "connection_id": conn.id,
                          "correlation_id": trace.id})
-    log.warning("sso login refused", extra={"reason": exc.reason, "correlation_id": trace.id})
-    if anonymous:
-        _count_failure(limiter, address)
-    return pages.refused(_MESSAGES.get(exc.reason, "We could not sign you in."), trace.id)
+    log.warning("sso login refused", extra={"reason": exc.reason, "correlation_id": trace.id,
+                                            **({"untraced_repeats": payload["untraced_repeats"]}
+                                               if "untraced_repeats" in payload else {})})
+    return trace.id
+
+
+def _not_the_clients(exc: LoginFailed, conn: ConnRef, payload: dict[str, Any]) -> Response:
+    """A refusal the client did not cause: not counted against its address, never a 429;
+    traced once per connection and reason per interval (app/sso/fault_traces.py), the
+    others shown that trace's correlation id and counted."""
+    faults: FaultTraces = current_app.extensions.setdefault("roster.sso_fault_traces",
+                                                            FaultTraces())
+    claim = faults.claim(conn.id, exc.reason)
+    if not claim.write:
+        metrics = current_app.extensions.get("roster.metrics")
+        if metrics is not None:
+            metrics.untraced_sso_refusal(exc.reason)
+        return _refused(exc, claim.trace_id)
+    if claim.repeats_before:
+        payload = {**payload, "untraced_repeats": {"count": claim.repeats_before,
+                                                   "correlation_id": claim.previous_id}}
+    try:
+        trace_id = _write_trace(exc, conn, payload, conn.protocol, claim.trace_id)
+    except BaseException:
+        faults.release(conn.id, exc.reason, claim.trace_id)
+        raise
+    return _refused(exc, trace_id)
 
 
 _BLOCKED_LOG = EveryInterval(60.0)

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.cli.commands import register
+from tests.sso.keys import make_key
 
 register()
 
@@ -17,14 +18,23 @@ OUTSIDE_A_TRANSACTION = [["events", "purge"], ["sso", "backchannel"],
                          ["worker", "--until-idle"], ["db", "current"]]
 
 
-def _roster(url: str, *args: str):
-    return CliRunner().invoke(cli, list(args), env={"ROSTER_DATABASE__URL": url})
+def _roster(url: str, *args: str, provider_key: str | None = None):
+    env = {"ROSTER_DATABASE__URL": url}
+    if provider_key:  # `sso backchannel` refuses to run without the OIDC provider's key
+        env["ROSTER_OIDC_PROVIDER__SIGNING_KEY_FILE"] = provider_key
+    return CliRunner().invoke(cli, list(args), env=env)
+
+
+@pytest.fixture(scope="module")
+def provider_key(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A signing key for the OIDC provider, so each command gets as far as the database."""
+    return str(make_key(tmp_path_factory.mktemp("op"), "op").key_file)
 
 
 @pytest.mark.parametrize("args", OUTSIDE_A_TRANSACTION[:3], ids=" ".join)
-def test_an_unmigrated_database_is_named_in_one_line(fresh_url, args):
+def test_an_unmigrated_database_is_named_in_one_line(fresh_url, provider_key, args):
     """`events purge`, `sso backchannel`, `worker`: "run `roster db upgrade`", exit 1."""
-    result = _roster(fresh_url, *args)
+    result = _roster(fresh_url, *args, provider_key=provider_key)
     assert result.exit_code == 1, result.output
     assert result.output.strip().splitlines()[-1] == \
         "Error: the database is not migrated: run `roster db upgrade`"
@@ -33,10 +43,11 @@ def test_an_unmigrated_database_is_named_in_one_line(fresh_url, args):
 
 @pytest.mark.parametrize("args", [a for a in OUTSIDE_A_TRANSACTION if a[0] != "worker"],
                          ids=" ".join)
-def test_a_database_that_cannot_be_opened_is_one_line(tmp_path, args):
+def test_a_database_that_cannot_be_opened_is_one_line(tmp_path, provider_key, args):
     """A SQLite file in a directory that does not exist: "database error: unable to open
     database file", exit 1, no traceback."""
-    result = _roster(f"sqlite:///{tmp_path / 'missing' / 'roster.db'}", *args)
+    result = _roster(f"sqlite:///{tmp_path / 'missing' / 'roster.db'}", *args,
+                     provider_key=provider_key)
     assert result.exit_code == 1, result.output
     assert result.output.strip() == "Error: database error: unable to open database file"
     assert result.exception is None or isinstance(result.exception, SystemExit)

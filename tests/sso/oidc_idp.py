@@ -180,6 +180,10 @@ class HostileIdp:
     # the forms POSTed there (/token-elsewhere answers as /token would).
     token_redirect: str | None = None
     redirected_posts: list[dict[str, str]] = field(default_factory=list)
+    # Path -> the status it answers instead, with ``failing_body`` as JSON (an IdP in an
+    # outage: 500, 502, 503; one rate limiting us: 429).
+    failing: dict[str, int] = field(default_factory=dict)
+    failing_body: dict[str, Any] = field(default_factory=lambda: {"error": "server_error"})
 
     @property
     def issuer(self) -> str:
@@ -199,6 +203,7 @@ class HostileIdp:
         self.metadata, self.response_params = {}, {}
         self.trickle, self.truncate = {}, set()  # a trickle in progress stops
         self.token_redirect = None
+        self.failing, self.failing_body = {}, {"error": "server_error"}
         self.redirected_posts.clear()
         self.authorizations.clear()
         self.token_requests.clear()
@@ -281,6 +286,8 @@ def _handler(idp: HostileIdp) -> type[BaseHTTPRequestHandler]:
             path, _, query = self.path.partition("?")
             if idp.on_request is not None:
                 idp.on_request(path)
+            if path in idp.failing:
+                return self._json(idp.failing[path], idp.failing_body)
             if path == "/.well-known/openid-configuration":
                 return self._json(200, idp.document())
             if path == "/jwks":
@@ -303,6 +310,8 @@ def _handler(idp: HostileIdp) -> type[BaseHTTPRequestHandler]:
             form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
             if idp.on_request is not None:
                 idp.on_request(self.path)
+            if self.path in idp.failing:
+                return self._json(idp.failing[self.path], idp.failing_body)
             if self.path == "/token" and idp.token_redirect:
                 self.send_response(307)
                 self.send_header("Location", idp.token_redirect)

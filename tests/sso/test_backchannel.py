@@ -268,3 +268,28 @@ def test_a_garbled_answer_is_a_failed_attempt_not_a_crash(db, tenant, keys, web,
     assert len(received) == 1
     assert (result["sent"], result["retry"]) == (0, 1)
     assert _outcome(db) == ("pending", "unreachable")
+
+
+def test_roster_sso_backchannel_without_a_provider_refuses_in_one_line(
+        db, database_url, tenant, keys, web, sso_app):
+    """Without [oidc_provider] (no signing key) `roster sso backchannel` queued the revoked
+    session's logout, which nothing could sign or send, and printed `queued=1 sent=0` with
+    exit 0; it now says the provider is not configured, exit 1, and queues nothing."""
+    from click.testing import CliRunner
+
+    from app.cli import cli
+    from app.cli.commands import register
+
+    register()
+    user, req, code = login_and_code(db, tenant, keys, web)
+    exchange(web, code, req.verifier)
+    _deprovision(db, user.id)
+    env = {"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
+           "ROSTER_APP__BASE_URL": "http://roster.test"}
+    result = CliRunner().invoke(cli, ["sso", "backchannel"], env=env)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [
+        "Error: the OIDC provider is not configured (oidc_provider.signing_key_file is "
+        "empty): there are no back-channel logouts to send"]
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert rows(db, "SELECT count(*) AS n FROM oidc_backchannel_logouts")[0].n == 0
