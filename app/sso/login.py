@@ -15,7 +15,7 @@ from app.audit import Actor, record
 from app.db import utcnow
 from app.directory.directories import hold_active_directory
 from app.directory.groups import GroupInput, create_group
-from app.directory.hold import hold_user
+from app.directory.hold import hold_user, hold_user_for_write
 from app.directory.memberships import add_members, remove_members
 from app.directory.users import WRITABLE_COLUMNS, UserInput, create_user, replace_user
 from app.errors import Conflict, Unauthorized
@@ -229,6 +229,14 @@ def _jit(session: Session, conn: SsoConnection, who: AssertedUser, user: User | 
     values = _values(user, who)
     _check_lengths(who, values)
     _lock_groups(session, directory, user, who.groups)
+    if user is not None:
+        # Step 3, before the assertion is written and the mapping judges the user: found
+        # unlocked, it may have been taken out since (a deprovisioning that committed while
+        # this login waited). Judged as first read, the mapping gave the leaver its grants
+        # back and the refusal below kept them; refused here, nothing is written.
+        user = hold_user_for_write(session, user.id)
+        _refuse_gone(user, who)
+        values = _values(user, who)
     if user is None:
         user = _create_user(session, conn, directory, who, values, actor)
     else:
