@@ -18,7 +18,7 @@ from app.directory.groups import GroupInput, create_group
 from app.directory.hold import hold_user, hold_user_for_write
 from app.directory.memberships import add_members, remove_members
 from app.directory.users import WRITABLE_COLUMNS, UserInput, create_user, replace_user
-from app.errors import Conflict, Unauthorized
+from app.errors import Conflict, DomainError, Unauthorized
 from app.json_input import JsonInputError, check_strings
 from app.mapping.evaluation import reevaluate_users
 from app.mapping.locks import share_mapping
@@ -312,6 +312,31 @@ def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
                           subject=who.subject, payload={"user_id": user.id},
                           keep_changes=jit)
     return user
+
+
+def resolve_spending(session: Session, conn: SsoConnection, who: AssertedUser,
+                     actor: Actor) -> User | LoginFailed:
+    """:func:`resolve_login` in a savepoint; a refusal is returned, not raised, with the
+    login's own changes rolled back (kept when ``keep_changes``).
+
+    The caller's transaction then commits what the IdP's Response used up before the
+    refusal: its AuthnRequest's claim and its replay-cache entry (SAML Profiles §4.1.4.5, a
+    bearer assertion is accepted once). Rolled back with the refusal, an assertion refused
+    for a leaver (its login in flight when the deprovisioning committed) could be posted
+    again after a reactivation and opened a session. A domain error of a JIT write is the
+    refusal ``provisioning_error``."""
+    try:
+        with session.begin_nested():
+            try:
+                return resolve_login(session, conn, who, actor)
+            except LoginFailed as exc:
+                if not exc.keep_changes:
+                    raise
+                return exc  # the savepoint is released: the JIT's decision commits
+    except LoginFailed as exc:
+        return exc
+    except DomainError as exc:
+        return LoginFailed("provisioning_error", exc.detail)
 
 
 def open_session(session: Session, conn: SsoConnection, user: User, actor: Actor, *,
