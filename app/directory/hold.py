@@ -73,3 +73,21 @@ def hold_user(session: Session, user_id: str) -> User | None:
     if session.get_bind().dialect.name == "postgresql":
         return session.scalars(_USER_SHARE, {"b_id": user_id}).first()
     return session.get(User, user_id)
+
+
+# FOR NO KEY UPDATE, as a write locks users everywhere (app/mapping/reevaluation.py, step 3).
+_USER_WRITE = (select(User).where(User.id == bindparam("b_id")).with_for_update(key_share=True)
+               .execution_options(populate_existing=True))
+
+
+def hold_user_for_write(session: Session, user_id: str) -> User | None:
+    """The user (None: no such user), its row locked for a write of this transaction and
+    its state read under the lock, not as first read.
+
+    A write that read the user before a deprovisioning committed (an SSO JIT login finds
+    its user unlocked) would otherwise judge the stale copy: the mapping gave a user taken
+    out meanwhile its grants back. Locked so (PostgreSQL), a deprovisioning in flight makes
+    the write wait and then read the user out. SQLite has one writer."""
+    if session.get_bind().dialect.name == "postgresql":
+        return session.scalars(_USER_WRITE, {"b_id": user_id}).first()
+    return session.get(User, user_id)

@@ -15,7 +15,7 @@ from app.audit import Actor, record
 from app.db import utcnow
 from app.directory.directories import hold_active_directory
 from app.directory.groups import GroupInput, create_group
-from app.directory.hold import hold_user
+from app.directory.hold import hold_user, hold_user_for_write
 from app.directory.memberships import add_members, remove_members
 from app.directory.users import WRITABLE_COLUMNS, UserInput, create_user, replace_user
 from app.errors import Conflict, DomainError, Unauthorized
@@ -229,6 +229,14 @@ def _jit(session: Session, conn: SsoConnection, who: AssertedUser, user: User | 
     values = _values(user, who)
     _check_lengths(who, values)
     _lock_groups(session, directory, user, who.groups)
+    if user is not None:
+        # Step 3, before the assertion is written and the mapping judges the user: found
+        # unlocked, it may have been taken out since (a deprovisioning that committed while
+        # this login waited). Judged as first read, the mapping gave the leaver its grants
+        # back and the refusal below kept them; refused here, nothing is written.
+        user = hold_user_for_write(session, user.id)
+        _refuse_gone(user, who)
+        values = _values(user, who)
     if user is None:
         user = _create_user(session, conn, directory, who, values, actor)
     else:
@@ -310,6 +318,31 @@ def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
                           subject=who.subject, payload={"user_id": user.id},
                           keep_changes=jit)
     return user
+
+
+def resolve_spending(session: Session, conn: SsoConnection, who: AssertedUser,
+                     actor: Actor) -> User | LoginFailed:
+    """:func:`resolve_login` in a savepoint; a refusal is returned, not raised, with the
+    login's own changes rolled back (kept when ``keep_changes``).
+
+    The caller's transaction then commits what the IdP's Response used up before the
+    refusal: its AuthnRequest's claim and its replay-cache entry (SAML Profiles §4.1.4.5, a
+    bearer assertion is accepted once). Rolled back with the refusal, an assertion refused
+    for a leaver (its login in flight when the deprovisioning committed) could be posted
+    again after a reactivation and opened a session. A domain error of a JIT write is the
+    refusal ``provisioning_error``."""
+    try:
+        with session.begin_nested():
+            try:
+                return resolve_login(session, conn, who, actor)
+            except LoginFailed as exc:
+                if not exc.keep_changes:
+                    raise
+                return exc  # the savepoint is released: the JIT's decision commits
+    except LoginFailed as exc:
+        return exc
+    except DomainError as exc:
+        return LoginFailed("provisioning_error", exc.detail)
 
 
 def open_session(session: Session, conn: SsoConnection, user: User, actor: Actor, *,

@@ -17,7 +17,7 @@ from app.models.sso import SsoConnection
 from app.sso import pages, saml_binding
 from app.sso.confirm import confirmation_page, confirmed
 from app.sso.connections import connections_for_email
-from app.sso.login import assert_user, open_session, resolve_login
+from app.sso.login import assert_user, open_session, resolve_spending
 from app.sso.outcome import LoginFailed
 from app.sso.rp_logout import LOGOUT_NEXT
 from app.sso.saml import consume_response, decode_response_xml, sp_metadata, start_login
@@ -193,13 +193,13 @@ def saml_acs(connection_id: str) -> Response:
                                         _sso()["clock_skew_seconds"],
                                         saml_binding.started(request))
             who = assert_user(conn, identity.name_id, identity.attributes)
-            try:
-                user = resolve_login(s, conn, who, actor())
-            except LoginFailed as exc:
-                if not exc.keep_changes:
-                    raise
-                kept = exc  # refused after JIT took the user out: that change commits
+            # A refusal commits the Response's claim and replay-cache entry all the same
+            # (and what a JIT took out), then is raised: the assertion is used up.
+            resolved = resolve_spending(s, conn, who, actor())
+            if isinstance(resolved, LoginFailed):
+                kept = resolved
             else:
+                user = resolved
                 login = open_session(s, conn, user, actor(), detail={
                     "assertion_id": identity.assertion_id,
                     "idp_initiated": identity.idp_initiated},
