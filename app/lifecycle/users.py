@@ -22,7 +22,7 @@ from app.audit.sealed_records import seal_data
 from app.db import new_id, on_failure, utcnow
 from app.directory.user_names import reclaim_user_name
 from app.directory.versions import move_own
-from app.errors import DomainError
+from app.errors import Conflict, DomainError
 from app.events import emit
 from app.lifecycle.guard import guard_on_commit
 from app.lifecycle.policy import LifecyclePolicy, current_policy
@@ -212,12 +212,20 @@ def reactivate_user(session: Session, user: User, actor: Actor, *,
     """active=true (or re-creation within retention): restore under the current mapping.
 
     Returns what was restored (record id, manual grants), or None when already active;
-    Conflict (nothing changed) when the user's directory is disabled. A deleted user gets
+    Conflict (nothing changed) when the mapping suspended the user (it resumes by the
+    mapping alone) or when the user's directory is disabled. A deleted user gets
     back the userName it gave up to a new user, or Conflict (nothing changed) when a live
     user holds that name now (app/directory/user_names.py).
     """
     if user.status == UserStatus.active and user.active:
         return None
+    if user.status == UserStatus.suspended and user.active:
+        # The mapping's suspension (on_loss = "suspend"), not a deprovisioning: it ends
+        # when the mapping gives the user a grant again (app/lifecycle/suspension.py).
+        # Reactivating it made the user active with no grant and woke its paused tokens.
+        raise Conflict(f"user {user.id!r} is suspended by the mapping (it lost every "
+                       "grant), not deprovisioned: it resumes when a mapping rule gives it "
+                       "a role again", field="status")
     # Before the mapping lock and this user's row is written (callers that lock the row take
     # both earlier still): Conflict when the directory is disabled, nothing changed.
     hold_directory_for_reactivation(session, user.directory_id)

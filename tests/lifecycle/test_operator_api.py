@@ -136,3 +136,29 @@ def test_openapi_documents_both_routes_with_their_permission(client):
         assert "404" in operation["responses"]
     assert "201" in deprovision["responses"]
     assert "200" in reactivate["responses"]
+
+
+def test_a_user_the_mapping_suspended_is_not_reactivated_by_an_operator(
+        client, db, tenant, leaver, database_url):
+    """A mapping suspension (on_loss = "suspend": the user lost every grant) is not a
+    deprovisioning: reactivating it set the user active with no grant and its paused tokens
+    worked again, around the mapping. 409 through the API and an error line from the CLI;
+    the user stays suspended, nothing is recorded."""
+    from tests.lifecycle.support import roster
+
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE users SET status = 'suspended' WHERE id = ?"
+                                   if db.dialect == "sqlite" else
+                                   "UPDATE users SET status = 'suspended' WHERE id = %s",
+                                   (leaver.user_id,))
+    key = make_key(db, "operator")
+    response = client.post(REACTIVATE.format(leaver.user_id), headers=key.headers)
+    assert_problem(response, 409, "conflict")
+    assert "suspended by the mapping" in response.get_json()["detail"]
+    cli = roster(database_url, "lifecycle", "reactivate", "--org", "acme", "leaver", ok=False)
+    assert cli.exit_code == 1
+    assert "suspended by the mapping" in cli.output
+    assert rows(db, "SELECT status, active FROM users WHERE id = :u", u=leaver.user_id) \
+        == [("suspended", True)]
+    assert rows(db, "SELECT count(*) FROM audit_events WHERE action = 'user:reactivate'"
+                )[0][0] == 0
