@@ -84,8 +84,10 @@ def find_user(session: Session, conn: SsoConnection, who: AssertedUser) -> User 
     A SCIM-deleted user (kept for a restore within ``lifecycle.retention_days``, RFC 7644
     §3.6: gone from SCIM) gives way to a live user with the same value: a rehire with the
     leaver's email, or a new holder of a reused externalId, signs in as themselves, as a
-    deleted user gives up its userName. Only when no live user matches is a deleted one
-    found (and refused as deprovisioned)."""
+    deleted user gives up its userName. So does a deprovisioned (not deleted) one: Okta
+    deactivates leavers and never deletes them, and a rehire with the leaver's email was
+    refused as ``ambiguous_user``. Only when no other user matches is a deprovisioned or
+    deleted one found (and refused as deprovisioned)."""
     column, value = _match_value(conn, who)
     if not value:
         raise LoginFailed("missing_attribute", f"the assertion carries no {column}",
@@ -99,13 +101,16 @@ def find_user(session: Session, conn: SsoConnection, who: AssertedUser) -> User 
         query = query.where(fold(User.user_name) == fold(literal(value)))
     else:
         query = query.where(User.external_id == value)
-    found = list(session.scalars(query.order_by(User.deleted_at.is_not(None),
-                                                User.deleted_at.desc()).limit(2)))
+    # Live users first, of them the ones not deprovisioned; then the newest deleted one.
+    found = list(session.scalars(query.order_by(
+        User.deleted_at.is_not(None), User.status == UserStatus.deprovisioned,
+        User.deleted_at.desc()).limit(2)))
     live = [user for user in found if user.deleted_at is None]
-    if len(live) > 1:
+    current = [user for user in live if user.status != UserStatus.deprovisioned]
+    if len(current) > 1 or (not current and len(live) > 1):
         raise LoginFailed("ambiguous_user", f"several users match {column}={value}",
                           subject=who.subject)
-    return (live or found or [None])[0]
+    return (current or live or found or [None])[0]
 
 
 def _values(user: User | None, who: AssertedUser) -> dict[str, object]:

@@ -65,3 +65,33 @@ def test_the_deleted_leaver_alone_is_still_refused_as_deprovisioned(db, tenant, 
     assert [t.reason for t in rows(db, "SELECT reason FROM sso_login_traces")] == \
         ["user_deprovisioned"]
     assert rows(db, "SELECT count(*) FROM login_sessions")[0][0] == 0
+
+
+def test_a_rehire_signs_in_while_the_deactivated_leaver_keeps_the_email(db, tenant, keys,
+                                                                        web):
+    """Okta deactivates leavers and never deletes them: the leaver stays deprovisioned with
+    its email, and the rehire (a new userName, the same email) was refused as
+    ``ambiguous_user`` at every login. The live user that is not deprovisioned is found;
+    two such users with the email are still ambiguous."""
+    scim = Scim(web, tenant)
+    leaver = scim.create_user("alice@acme.com", externalId="00u-old")["id"]
+    assert scim.patch(f"/Users/{leaver}", {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "value": {"active": False}}]}).status_code == 200
+    rehire = scim.create_user("alice.b@acme.com", externalId="00u-new", emails=[
+        {"value": "alice@acme.com", "type": "work", "primary": True}])["id"]
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
+
+    response = _login(db, tenant, keys, web, conn, {"email": ["alice@acme.com"]})
+
+    assert response.status_code in (302, 303), response.text[:500]
+    assert rows(db, "SELECT reason FROM sso_login_traces") == []
+    sessions = rows(db, "SELECT user_id FROM login_sessions WHERE revoked_at IS NULL")
+    assert [s.user_id for s in sessions] == [rehire]
+
+    scim.create_user("alice.c@acme.com", externalId="00u-third", emails=[
+        {"value": "alice@acme.com", "type": "work", "primary": True}])
+    refused = _login(db, tenant, keys, web, conn, {"email": ["alice@acme.com"]})
+    assert refused.status_code == 403
+    assert [t.reason for t in rows(db, "SELECT reason FROM sso_login_traces")] == \
+        ["ambiguous_user"]
