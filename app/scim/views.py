@@ -62,7 +62,8 @@ def service_provider_config() -> Response:
     """RFC 7644 §4: what this server supports, truthfully."""
     _discovery_query()
     return scim_response(discovery.service_provider_config(
-        base_url(), scim_settings(), patch=PATCH_SUPPORTED, filtering=True, sort=True))
+        base_url(), scim_settings(), patch=PATCH_SUPPORTED, filtering=True, sort=True,
+        bulk_max_operations=bulk.max_operations()))
 
 
 def _discovery_query() -> None:
