@@ -15,9 +15,11 @@ the window ends. The limit therefore holds across nodes to within one unused sli
 node (a node may hold requests it never serves); limits under ``LEASE_FRACTION`` per
 window lease one request at a time and are exact.
 
-A SCIM Bulk costs one request per operation (``charge``, called by app/scim/bulk.py): the
-operations after the first are leased in one conditional upsert that adds them only if the
-window can still cover them all, so a refused Bulk takes nothing beyond its own request.
+The access tokens of one SCIM OAuth client count together, under the client (RFC 6749
+§4.4 lets it obtain any number of them). A SCIM Bulk costs one request per operation
+(``charge``, called by app/scim/bulk.py): the operations after the first are leased in one
+conditional upsert that adds them only if the window can still cover them all, so a
+refused Bulk takes nothing beyond its own request.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app, g, request
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
@@ -43,6 +45,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.api.errors import problem_response
 from app.bearer import presented_bearer
 from app.db import Database, delete_in_batches, utcnow
+from app.directory.oauth_clients import ACCESS_TOKEN_PREFIX
 from app.models.api import RateLimitCounter
 from app.scim.errors import error_response
 
@@ -310,14 +313,26 @@ def request_limit(blueprint: str) -> RateLimitItem | None:
 
 def charge(blueprint: str, cost: int) -> int | None:
     """Count ``cost`` more requests of the current request's credential, on top of the one
-    the ``before_request`` hook counted (a SCIM Bulk's other operations); None when allowed
-    or not limited, else the seconds until the window ends. A refused charge takes
-    nothing: the quota stays for requests it can cover."""
+    counted before the view (a SCIM Bulk's other operations); None when allowed or not
+    limited, else the seconds until the window ends. A refused charge takes nothing: the
+    quota stays for requests it can cover."""
     limits: RateLimits | None = current_app.extensions.get("roster.ratelimits")
-    presented = presented_bearer()
-    if limits is None or presented is None or cost < 1:
+    identity: str | None = g.get("ratelimit_identity")
+    if limits is None or identity is None or cost < 1:
         return None
-    return limits.check(blueprint, presented.digest, cost)
+    return limits.check(blueprint, identity, cost)
+
+
+def count_as(blueprint: str, identity: str) -> Response | None:
+    """Count this request under ``identity`` (a digest naming the credential), for a
+    credential only its blueprint can name once authenticated (a SCIM OAuth access token
+    counts under its client); the 429 to answer, else None."""
+    limits: RateLimits | None = current_app.extensions.get("roster.ratelimits")
+    if limits is None:
+        return None
+    g.ratelimit_identity = identity
+    retry_after = limits.check(blueprint, identity)
+    return None if retry_after is None else _refused(limits, blueprint, retry_after)
 
 
 def init_rate_limits(app: Flask) -> None:
@@ -337,9 +352,18 @@ def _limit(limits: RateLimits) -> Response | None:
     presented = presented_bearer()
     if presented is None:
         return None
-    retry_after = limits.check(blueprint, presented.digest)
-    if retry_after is None:
+    if blueprint == "scim" and presented.credential.startswith(ACCESS_TOKEN_PREFIX):
+        # An OAuth client obtains access tokens at will (RFC 6749 §4.4): counted per token,
+        # each new one would bring a fresh quota. They count under their client, which only
+        # authentication knows (app/scim/client_limit.py, count_as).
         return None
+    g.ratelimit_identity = presented.digest
+    retry_after = limits.check(blueprint, presented.digest)
+    return None if retry_after is None else _refused(limits, blueprint, retry_after)
+
+
+def _refused(limits: RateLimits, blueprint: str, retry_after: int) -> Response:
+    """429 in the blueprint's error format, with Retry-After (RFC 9110 §10.2.3)."""
     detail = (f"rate limit of {limits.items[blueprint]} per credential exceeded; "
               f"retry in {retry_after} s")
     response = (error_response(429, detail) if blueprint == "scim"

@@ -24,6 +24,7 @@ from app.errors import Conflict, DomainError, InvalidInput, NotFound, Preconditi
 from app.mapping.locks import retry_after
 from app.migrate import NOT_READY_DETAIL, NOT_READY_RETRY_AFTER, schema_not_ready
 from app.scim import bulk, discovery, group_views, list_views, user_views
+from app.scim.client_limit import count_oauth_client
 from app.scim.errors import SCIM_MEDIA_TYPE, ScimError, error_response, scim_response
 from app.scim.http import authenticated, base_url, scim_settings
 from app.scim.request import response_media_type
@@ -143,6 +144,10 @@ bp.add_url_rule("/", "unknown_root", unknown, methods=ALL_METHODS,
                 provide_automatic_options=False, strict_slashes=False)
 bp.add_url_rule("/<path:path>", "unknown", unknown, methods=ALL_METHODS,
                 provide_automatic_options=False)
+
+
+# After the app's per-credential limit (which leaves OAuth access tokens to this one).
+bp.before_request(count_oauth_client)
 
 
 @bp.after_request

@@ -11,8 +11,10 @@ import pytest
 from flask import Flask
 
 from app import create_app
+from app.directory.oauth_clients import create_client
+from app.models import Directory
 from app.scim.recorder import flush
-from tests.conftest import app_overrides, rows
+from tests.conftest import OPERATOR, app_overrides, rows
 
 BULK = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -139,3 +141,62 @@ def test_two_nodes_share_the_cost_of_bulks(database_url, db, tenant):
                     for _ in range(10) for node in (first, second)]
         assert statuses.count(200) == 9
         assert set(statuses[-4:]) == {429}
+
+
+def _oauth_tokens(db, tenant, client, count: int) -> list[dict[str, str]]:
+    """``count`` access tokens issued to one OAuth client of the tenant's directory."""
+    with db.transaction() as session:
+        oauth_client, secret = create_client(
+            session, session.get(Directory, tenant.directory.id), OPERATOR)
+        client_id = oauth_client.client_id
+    tokens = []
+    for _ in range(count):
+        response = client.post("/oauth/token", data={
+            "grant_type": "client_credentials", "client_id": client_id,
+            "client_secret": secret})
+        assert response.status_code == 200
+        tokens.append({"Authorization": f"Bearer {response.get_json()['access_token']}"})
+    return tokens
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_access_tokens_of_one_oauth_client_share_its_limit(database_url, db, tenant,
+                                                          storage):
+    """An OAuth client may obtain any number of access tokens (RFC 6749 §4.4): they count
+    together against one limit, or each new token would bring a fresh quota."""
+    with _node(database_url, storage, "3/minute") as app:
+        client = app.test_client()
+        first, second = _oauth_tokens(db, tenant, client, 2)
+        statuses = [client.get(SPC, headers=headers).status_code
+                    for headers in (first, second, first, second, first)]
+        assert statuses == [200, 200, 200, 429, 429]
+        # Another credential of the same directory (its static token) is counted apart.
+        assert client.get(SPC, headers=tenant.headers).status_code == 200
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_a_bulk_with_an_access_token_is_charged_to_its_oauth_client(database_url, db,
+                                                                   tenant, storage):
+    """A Bulk of 4 under 5/minute leaves the client one request, whichever token sends it."""
+    with _node(database_url, storage, "5/minute") as app:
+        client = app.test_client()
+        first, second = _oauth_tokens(db, tenant, client, 2)
+        response = client.post("/scim/v2/Bulk", headers=first, json={
+            "schemas": [BULK], "Operations": [
+                {"method": "POST", "path": "/Users", "bulkId": f"b{i}",
+                 "data": {"schemas": [USER], "userName": f"b{i}@acme.com"}}
+                for i in range(4)]})
+        assert response.status_code == 200
+        assert [client.get(SPC, headers=second).status_code for _ in range(2)] == [200, 429]
+
+
+def test_a_made_up_access_token_is_a_401_and_counts_against_no_client(database_url, db,
+                                                                     tenant):
+    """A token with the access-token prefix that was never issued is refused as any other."""
+    with _node(database_url, "database", "3/minute") as app:
+        client = app.test_client()
+        response = client.get(SPC, headers={"Authorization": "Bearer rsa_made-up"})
+        body = _assert_scim_error(response, 401)
+        assert "not valid" in body["detail"]
+        assert rows(db, "SELECT count(*) FROM rate_limit_counters "
+                        "WHERE key LIKE '%/scim/%'")[0][0] == 0
