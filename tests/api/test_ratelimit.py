@@ -106,9 +106,14 @@ def test_requests_without_a_credential_are_not_counted(database_url, db):
     assert rows(db, "SELECT count(*) FROM rate_limit_counters")[0][0] == 0
 
 
-@pytest.mark.parametrize("limits", [{"api": "lots"}, {"storage": "redis"}])
+@pytest.mark.parametrize("limits", [
+    {"api": "lots"}, {"storage": "redis"},
+    # Several limits in one string: only the first was enforced, the others silently not.
+    {"scim": "6000/minute;100/second"}, {"api": "600/minute, 20/second"},
+    {"failed_auth": "60/minute;5/second"}])
 def test_bad_limit_settings_stop_the_app(database_url, limits):
-    """A malformed limit or storage is a configuration error at start."""
+    """A malformed limit or storage is a configuration error at start; so is a string of
+    several limits, of which only the first would be counted."""
     with pytest.raises(SettingsError, match="ratelimit"):
         _node(database_url, **limits)
 
