@@ -116,6 +116,10 @@ def shown_url(url: str) -> str:
         return "a value that is not a URL (not shown)"
 
 
+# The longest window a limit may count over (a year and a day).
+MAX_LIMIT_WINDOW_SECONDS = 366 * 24 * 3600
+
+
 def _limit_problem(name: str, text: object, least: str, example: str, *,
                    may_be_empty: bool = False) -> str | None:
     """Why a limit string is no single limit of at least one: ``limits`` also parses
@@ -132,6 +136,10 @@ def _limit_problem(name: str, text: object, least: str, example: str, *,
         empty = " or be empty" if may_be_empty else ""
         return f"ratelimit.{name} must look like '{example}' (at least one {least}){empty}, " \
                f"got {text!r}"
+    if parsed[0].get_expiry() > MAX_LIMIT_WINDOW_SECONDS:
+        # "5/10000 years" passed, and a counter's window end then overflowed the date type:
+        # every request with a credential was a 500.
+        return f"ratelimit.{name} must count over a window of at most a year, got {text!r}"
     return None
 
 
