@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
+from app.bearer import presented_bearer
 from app.db_errors import (
     describe_transient,
     is_transient,
@@ -45,6 +46,7 @@ def _route(rule: str, endpoint: str, handlers: dict[str, Handler]) -> None:
         if handler is None and request.method == "HEAD":
             handler = handlers.get("GET")
         if handler is None:
+            _check_presented_token()
             allowed = ", ".join(handlers)
             response = error_response(405, f"{request.method} is not supported on this "
                                            f"endpoint; allowed: {allowed}")
@@ -115,8 +117,20 @@ def me(**_: Any) -> Response:
 
 
 def unknown(path: str = "") -> Response:
-    """Anything else under /scim/v2 is a SCIM 404 (RFC 7644 §3.12)."""
+    """Anything else under /scim/v2 is a SCIM 404 (RFC 7644 §3.12), after the token if one
+    was sent."""
+    _check_presented_token()
     raise ScimError(404, f"no SCIM endpoint at /scim/v2/{path}")
+
+
+def _check_presented_token() -> None:
+    """A bearer token sent where no view will check it (an unknown path, a method the
+    endpoint does not serve) is checked all the same: a refused one is the usual 401, and
+    counts as a failed authentication of the address (app/api/authlimit.py). Answered
+    404/405 unchecked, made-up tokens were never limited there, each writing a rate-limit
+    counter of its own. Without a token the answer stays the path's own."""
+    if presented_bearer() is not None:
+        authenticated()
 
 
 _route("/ServiceProviderConfig", "service_provider_config", {"GET": service_provider_config})
