@@ -5,7 +5,9 @@ parsing, dialect normalisation, validation, ETags, errors and transaction), insi
 nested request context, so Bulk cannot drift from the single-resource behaviour. A
 failing operation rolls back alone; the ones before it stay committed (§3.7.3).
 ``bulkId:<id>`` references in paths and data are resolved from earlier POSTs; an
-operation whose reference is created later in the request waits for it (§3.7.2).
+operation whose reference is created later in the request waits for it (§3.7.2). Each
+operation costs one request of the credential's rate limit, charged before any runs
+(``_charge``).
 """
 
 from __future__ import annotations
@@ -97,8 +99,9 @@ def bulk() -> Response:
     if rate is not None and len(raw_ops) > rate.amount:
         # No window could ever cover it: 413 as over maxOperations, never a 429 to retry.
         raise ScimError(413, f"{len(raw_ops)} operations exceed the rate limit of {rate} "
-                             f"requests per credential (a Bulk costs one per operation): "
-                             f"at most {rate.amount} operations fit in one window")
+                             f"per credential (a Bulk costs one request per operation): at "
+                             f"most {rate.amount} operations fit in one window "
+                             f"(maxOperations {rate.amount})")
     fail_on_errors = payload.get("failOnErrors")
     if fail_on_errors is not None and (not isinstance(fail_on_errors, int)
                                        or isinstance(fail_on_errors, bool)
