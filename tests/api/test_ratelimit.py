@@ -140,3 +140,15 @@ def test_a_node_keeps_a_bounded_number_of_leases_and_still_counts_every_request(
     assert client.get(url, headers=tenant.headers).status_code == 429
     assert rows(db, "SELECT count(*) FROM rate_limit_counters "
                     "WHERE key LIKE '%/scim/%'")[0][0] == 31
+
+
+def test_made_up_keys_on_the_public_description_write_no_counter(database_url, db):
+    """The OpenAPI description checks no key: a bearer sent along (a stale one, or a new
+    made-up one each time) is not counted. Each wrote a counter row of its own, and the
+    failed-authentication limit never saw a failure to stop it."""
+    client = _node(database_url, api="1/minute")
+    for n in range(3):
+        response = client.get("/api/v1/openapi.json",
+                              headers={"Authorization": f"Bearer rk_made-up-{n}"})
+        assert response.status_code == 200
+    assert rows(db, "SELECT count(*) FROM rate_limit_counters")[0][0] == 0
