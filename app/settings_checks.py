@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
     load_pem_public_key,
 )
-from limits import parse
+from limits import parse_many
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -116,25 +116,43 @@ def shown_url(url: str) -> str:
         return "a value that is not a URL (not shown)"
 
 
+# The longest window a limit may count over (a year and a day).
+MAX_LIMIT_WINDOW_SECONDS = 366 * 24 * 3600
+
+
+def _limit_problem(name: str, text: object, least: str, example: str, *,
+                   may_be_empty: bool = False) -> str | None:
+    """Why a limit string is no single limit of at least one: ``limits`` also parses
+    "600/minute;20/second" (or with a comma) as several, and the limiters count only the
+    first, so the others would be silently ignored."""
+    try:
+        parsed = parse_many(str(text))
+    except ValueError:
+        parsed = []
+    if len(parsed) > 1:
+        return (f"ratelimit.{name} must be one limit such as '{example}', not several "
+                f"(only the first would be counted), got {text!r}")
+    if not parsed or parsed[0].amount < 1:
+        empty = " or be empty" if may_be_empty else ""
+        return f"ratelimit.{name} must look like '{example}' (at least one {least}){empty}, " \
+               f"got {text!r}"
+    if parsed[0].get_expiry() > MAX_LIMIT_WINDOW_SECONDS:
+        # "5/10000 years" passed, and a counter's window end then overflowed the date type:
+        # every request with a credential was a 500.
+        return f"ratelimit.{name} must count over a window of at most a year, got {text!r}"
+    return None
+
+
 def ratelimit_problems(ratelimit: dict[str, Any]) -> list[str]:
-    """Limit strings the ``limits`` library cannot parse, and an unknown storage."""
-    problems = []
-    for name in ("api", "scim"):
-        try:
-            allowed = parse(ratelimit[name]).amount
-        except ValueError:
-            allowed = 0
-        if allowed < 1:
-            problems.append(f"ratelimit.{name} must look like '600/minute' (at least one "
-                            f"request), got {ratelimit[name]!r}")
-    if ratelimit["failed_auth"]:  # empty: no limit on failed authentications
-        try:
-            allowed = parse(ratelimit["failed_auth"]).amount
-        except ValueError:
-            allowed = 0
-        if allowed < 1:
-            problems.append("ratelimit.failed_auth must look like '60/minute' (at least one "
-                            f"failure) or be empty, got {ratelimit['failed_auth']!r}")
+    """Limit strings the ``limits`` library cannot parse as one limit, and an unknown
+    storage."""
+    problems = [problem for name in ("api", "scim")
+                if (problem := _limit_problem(name, ratelimit[name], "request", "600/minute"))]
+    # Empty: no limit on failed authentications.
+    if ratelimit["failed_auth"] and (problem := _limit_problem(
+            "failed_auth", ratelimit["failed_auth"], "failure", "60/minute",
+            may_be_empty=True)):
+        problems.append(problem)
     if ratelimit["storage"] not in RATE_LIMIT_STORAGES:
         problems.append(f"ratelimit.storage must be database or memory, "
                         f"got {ratelimit['storage']!r}")

@@ -14,6 +14,12 @@ or the window ends; a lease the counter cannot cover is a 429, remembered locall
 the window ends. The limit therefore holds across nodes to within one unused slice per
 node (a node may hold requests it never serves); limits under ``LEASE_FRACTION`` per
 window lease one request at a time and are exact.
+
+The access tokens of one SCIM OAuth client count together, under the client (RFC 6749
+§4.4 lets it obtain any number of them). A SCIM Bulk costs one request per operation
+(``charge``, called by app/scim/bulk.py): the operations after the first are leased in one
+conditional upsert that adds them only if the window can still cover them all, so a
+refused Bulk takes nothing beyond its own request.
 """
 
 from __future__ import annotations
@@ -27,18 +33,20 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, g, request
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
-from sqlalchemy import case, delete, select
+from sqlalchemy import case, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.errors import problem_response
+from app.api.frame import ROUTES
 from app.bearer import presented_bearer
 from app.db import Database, delete_in_batches, utcnow
+from app.directory.oauth_clients import ACCESS_TOKEN_PREFIX
 from app.models.api import RateLimitCounter
 from app.scim.errors import error_response
 
@@ -70,19 +78,38 @@ class DatabaseStorage(Storage):
 
     def lease(self, key: str, expiry: int, amount: int) -> tuple[int, datetime]:
         """Add ``amount`` in the key's current window; its new count and end, one statement."""
+        leased = self._upsert(key, expiry, amount, None)
+        assert leased is not None  # without a ceiling the upsert always returns its row
+        return leased
+
+    def lease_within(self, key: str, expiry: int, amount: int,
+                     ceiling: int) -> tuple[int, datetime] | None:
+        """Add ``amount`` only if the window's count stays at most ``ceiling`` (all or
+        nothing, one statement); the new count and end, None when it would not fit."""
+        return self._upsert(key, expiry, amount, ceiling)
+
+    def _upsert(self, key: str, expiry: int, amount: int,
+                ceiling: int | None) -> tuple[int, datetime] | None:
         now = utcnow()
         table = RateLimitCounter.__table__
         insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
         ended = table.c.expires_at <= now
         stmt = insert(table).values(key=key, count=amount,
                                     expires_at=now + timedelta(seconds=expiry))
+        # ON CONFLICT DO UPDATE ... WHERE: a row the condition refuses is neither updated
+        # nor returned (PostgreSQL INSERT, SQLite UPSERT), so the check and the add are one.
+        fits = None if ceiling is None else or_(
+            ended, table.c["count"] + stmt.excluded["count"] <= ceiling)
         stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={
             "count": case((ended, stmt.excluded["count"]),
                           else_=table.c["count"] + stmt.excluded["count"]),
             "expires_at": case((ended, stmt.excluded.expires_at), else_=table.c.expires_at),
-        }).returning(table.c["count"], table.c.expires_at)
+        }, where=fits).returning(table.c["count"], table.c.expires_at)
         with self.db.transaction() as session:
-            count, expires_at = session.execute(stmt).one()
+            row = session.execute(stmt).one_or_none()
+            if row is None:
+                return None
+            count, expires_at = row
             if count == amount and _purge_turn(key):
                 session.execute(delete(RateLimitCounter).where(
                     RateLimitCounter.expires_at < now - PURGE_AFTER))
@@ -179,13 +206,26 @@ class LeasedLimiter:
         # gthread workers serve several requests at once; the lease table is shared.
         self.lock = threading.Lock()
 
-    def check(self, item: RateLimitItem, key: str) -> int | None:
-        """Take one request from the local lease, leasing more when it is used up."""
+    def check(self, item: RateLimitItem, key: str, cost: int = 1) -> int | None:
+        """Take ``cost`` requests from the local lease, leasing more when it falls short;
+        None when allowed, else the seconds until the window ends.
+
+        One request leases a slice whatever the shared count says (a slice it cannot cover
+        is remembered as a refusal until the window ends). More than one (a SCIM Bulk) lease
+        the whole slices they lack only if the shared count can cover them, else exactly
+        what they lack, else nothing: a refused charge leaves the quota as it was, so
+        smaller requests may still use it."""
         now = time.time()
         with self.lock:
             lease = self.leases.get(key)
-            if lease is None or lease.ends <= now \
-                    or (lease.remaining == 0 and not lease.exhausted):
+            if lease is not None and lease.ends <= now:
+                lease = None
+            if lease is not None and lease.remaining >= cost:
+                lease.remaining -= cost
+                return None
+            if cost > 1:
+                return self._charge(item, key, lease, cost, now)
+            if lease is None or not lease.exhausted:
                 lease = self._lease(item, key)
             if lease.remaining > 0:
                 lease.remaining -= 1
@@ -197,7 +237,34 @@ class LeasedLimiter:
         count, ends = self.storage.lease(key, item.get_expiry(), size)
         # The slice may straddle the limit: only the part still under it is ours.
         granted = max(0, min(size, item.amount - (count - size)))
-        lease = _Lease(remaining=granted, ends=ends.timestamp(), exhausted=granted < size)
+        return self._keep(key, _Lease(remaining=granted, ends=ends.timestamp(),
+                                      exhausted=granted < size))
+
+    def _charge(self, item: RateLimitItem, key: str, lease: _Lease | None, cost: int,
+                now: float) -> int | None:
+        if lease is not None and lease.exhausted:  # the shared count is known to be spent
+            return max(1, math.ceil(lease.ends - now))
+        have = lease.remaining if lease is not None else 0
+        need = cost - have
+        size = max(1, item.amount // LEASE_FRACTION)
+        want = min(item.amount, math.ceil(need / size) * size)
+        leased = self.storage.lease_within(key, item.get_expiry(), want, item.amount)
+        if leased is None and want > need:
+            want = need
+            leased = self.storage.lease_within(key, item.get_expiry(), want, item.amount)
+        if leased is None:
+            ends = lease.ends if lease is not None else self.storage.get_expiry(key)
+            return max(1, math.ceil(ends - now))
+        ends = leased[1].timestamp()
+        if lease is not None and lease.ends != ends:
+            have = 0  # the window ended meanwhile: the old lease's requests went with it
+        if have + want < cost:  # only in a window that began just now: lease the rest
+            lease = self._keep(key, _Lease(remaining=want, ends=ends, exhausted=False))
+            return self._charge(item, key, lease, cost, now)
+        self._keep(key, _Lease(remaining=have + want - cost, ends=ends, exhausted=False))
+        return None
+
+    def _keep(self, key: str, lease: _Lease) -> _Lease:
         self.leases.pop(key, None)
         self.leases[key] = lease  # newest last: the table is in lease order
         if len(self.leases) > MAX_LEASES:
@@ -222,17 +289,51 @@ class RateLimits:
         self.leased = (LeasedLimiter(DatabaseStorage(db))
                        if settings["storage"] == "database" else None)
         self.limiter = FixedWindowRateLimiter(MemoryStorage())
+        self.lock = threading.Lock()
 
-    def check(self, blueprint: str, identity: str) -> int | None:
-        """Count one request of the credential whose digest is ``identity``; None when
-        allowed, else the seconds until the window ends."""
+    def check(self, blueprint: str, identity: str, cost: int = 1) -> int | None:
+        """Count ``cost`` requests of the credential whose digest is ``identity``; None when
+        allowed, else the seconds until the window ends. A charge of more than one that
+        the window cannot cover takes nothing (see ``LeasedLimiter.check``)."""
         item = self.items[blueprint]
         if self.leased is not None:
-            return self.leased.check(item, item.key_for(blueprint, identity))
-        if self.limiter.hit(item, blueprint, identity):
-            return None
+            return self.leased.check(item, item.key_for(blueprint, identity), cost)
+        with self.lock:  # test and hit as one: a refused charge must take nothing
+            if (cost == 1 or self.limiter.test(item, blueprint, identity, cost=cost)) \
+                    and self.limiter.hit(item, blueprint, identity, cost=cost):
+                return None
         reset = self.limiter.get_window_stats(item, blueprint, identity).reset_time
         return max(1, math.ceil(reset - datetime.now(UTC).timestamp()))
+
+
+def request_limit(blueprint: str) -> RateLimitItem | None:
+    """The limit each credential has under ``blueprint``, None when limits are off."""
+    limits: RateLimits | None = current_app.extensions.get("roster.ratelimits")
+    return None if limits is None else limits.items[blueprint]
+
+
+def charge(blueprint: str, cost: int) -> int | None:
+    """Count ``cost`` more requests of the current request's credential, on top of the one
+    counted before the view (a SCIM Bulk's other operations); None when allowed or not
+    limited, else the seconds until the window ends. A refused charge takes nothing: the
+    quota stays for requests it can cover."""
+    limits: RateLimits | None = current_app.extensions.get("roster.ratelimits")
+    identity: str | None = g.get("ratelimit_identity")
+    if limits is None or identity is None or cost < 1:
+        return None
+    return limits.check(blueprint, identity, cost)
+
+
+def count_as(blueprint: str, identity: str) -> Response | None:
+    """Count this request under ``identity`` (a digest naming the credential), for a
+    credential only its blueprint can name once authenticated (a SCIM OAuth access token
+    counts under its client); the 429 to answer, else None."""
+    limits: RateLimits | None = current_app.extensions.get("roster.ratelimits")
+    if limits is None:
+        return None
+    g.ratelimit_identity = identity
+    retry_after = limits.check(blueprint, identity)
+    return None if retry_after is None else _refused(limits, blueprint, retry_after)
 
 
 def init_rate_limits(app: Flask) -> None:
@@ -249,12 +350,26 @@ def _limit(limits: RateLimits) -> Response | None:
     blueprint = request.blueprint
     if blueprint not in LIMITED_BLUEPRINTS:
         return None
+    spec = ROUTES.get(request.endpoint or "")
+    if spec is not None and spec.permission is None:
+        # A public route checks no key: one sent along is no caller's, and counting each
+        # made-up one wrote a counter row that no failed authentication would ever stop.
+        return None
     presented = presented_bearer()
     if presented is None:
         return None
-    retry_after = limits.check(blueprint, presented.digest)
-    if retry_after is None:
+    if blueprint == "scim" and presented.credential.startswith(ACCESS_TOKEN_PREFIX):
+        # An OAuth client obtains access tokens at will (RFC 6749 §4.4): counted per token,
+        # each new one would bring a fresh quota. They count under their client, which only
+        # authentication knows (app/scim/client_limit.py, count_as).
         return None
+    g.ratelimit_identity = presented.digest
+    retry_after = limits.check(blueprint, presented.digest)
+    return None if retry_after is None else _refused(limits, blueprint, retry_after)
+
+
+def _refused(limits: RateLimits, blueprint: str, retry_after: int) -> Response:
+    """429 in the blueprint's error format, with Retry-After (RFC 9110 §10.2.3)."""
     detail = (f"rate limit of {limits.items[blueprint]} per credential exceeded; "
               f"retry in {retry_after} s")
     response = (error_response(429, detail) if blueprint == "scim"

@@ -5,7 +5,9 @@ parsing, dialect normalisation, validation, ETags, errors and transaction), insi
 nested request context, so Bulk cannot drift from the single-resource behaviour. A
 failing operation rolls back alone; the ones before it stay committed (§3.7.3).
 ``bulkId:<id>`` references in paths and data are resolved from earlier POSTs; an
-operation whose reference is created later in the request waits for it (§3.7.2).
+operation whose reference is created later in the request waits for it (§3.7.2). Each
+operation costs one request of the credential's rate limit, charged before any runs
+(``_charge``).
 """
 
 from __future__ import annotations
@@ -17,9 +19,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Response, current_app, request
+from limits import RateLimitItem
 from werkzeug.test import EnvironBuilder
 
-from app.scim.errors import ERROR_SCHEMA, ScimError, require_message_schema, scim_response
+from app.api.ratelimit import charge, request_limit
+from app.scim.errors import (
+    ERROR_SCHEMA,
+    ScimError,
+    error_response,
+    require_message_schema,
+    scim_response,
+)
 from app.scim.http import authenticated, base_url, scim_settings
 from app.scim.request import json_body
 
@@ -61,6 +71,15 @@ def _limits() -> tuple[int, int]:
     return scim["bulk_max_operations"], scim["bulk_max_payload_bytes"]
 
 
+def max_operations() -> int:
+    """The most operations a Bulk can hold and succeed: ``scim.bulk_max_operations``, or
+    the per-credential rate limit's requests per window when that is smaller (each
+    operation costs one request), as /ServiceProviderConfig advertises it."""
+    rate = request_limit("scim")
+    configured: int = scim_settings()["bulk_max_operations"]
+    return configured if rate is None else min(configured, rate.amount)
+
+
 def bulk() -> Response:
     """RFC 7644 §3.7: run the operations, answer a BulkResponse with a status per operation."""
     authenticated()  # first: a bad token is one 401, not one per operation
@@ -76,14 +95,43 @@ def bulk() -> Response:
     if len(raw_ops) > max_ops:
         # 413 without a scimType: tooMany is about filter results (RFC 7644 §3.7.4, Table 9).
         raise ScimError(413, f"{len(raw_ops)} operations exceed maxOperations ({max_ops})")
+    rate = request_limit("scim")
+    if rate is not None and len(raw_ops) > rate.amount:
+        # No window could ever cover it: 413 as over maxOperations, never a 429 to retry.
+        raise ScimError(413, f"{len(raw_ops)} operations exceed the rate limit of {rate} "
+                             f"per credential (a Bulk costs one request per operation): at "
+                             f"most {rate.amount} operations fit in one window "
+                             f"(maxOperations {rate.amount})")
     fail_on_errors = payload.get("failOnErrors")
     if fail_on_errors is not None and (not isinstance(fail_on_errors, int)
                                        or isinstance(fail_on_errors, bool)
                                        or fail_on_errors < 1):
         raise ScimError(400, "failOnErrors must be a positive integer", "invalidValue")
+    refused = _charge(len(raw_ops), rate)
+    if refused is not None:
+        return refused
     results = _run(raw_ops, fail_on_errors)
     return scim_response({"schemas": [BULK_RESPONSE],
                           "Operations": [results[i] for i in sorted(results)]})
+
+
+def _charge(count: int, rate: RateLimitItem | None) -> Response | None:
+    """Count the operations after the first against the credential's rate limit (the
+    request itself was counted as every request is) before any runs; None when allowed,
+    else a SCIM 429 with Retry-After (RFC 7644 §3.12, RFC 9110 §10.2.3).
+
+    A refused Bulk costs one request, as any refused request, and nothing for its
+    operations: the rest of the window stays for requests it can cover. An allowed one
+    costs every operation sent, also those failOnErrors leaves unprocessed."""
+    retry_after = charge("scim", count - 1)
+    if retry_after is None:
+        return None
+    response = error_response(429, f"a Bulk of {count} operations costs {count} requests; "
+                                   f"what is left of the rate limit of {rate} per credential "
+                                   f"in this window cannot cover them; retry in "
+                                   f"{retry_after} s")
+    response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 @dataclass

@@ -21,18 +21,21 @@ SPC_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"
 RESOURCE_TYPE_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:ResourceType"
 
 
-def service_provider_config(base_url: str, scim: dict[str, Any], *,
-                            patch: bool, filtering: bool, sort: bool) -> dict[str, Any]:
+def service_provider_config(base_url: str, scim: dict[str, Any], *, patch: bool,
+                            filtering: bool, sort: bool,
+                            bulk_max_operations: int) -> dict[str, Any]:
     """RFC 7643 §5: the features this server implements, with its real limits.
 
     No ``documentationUri`` (OPTIONAL): Roster serves no help pages. A password is accepted
     on every write, but a change takes effect only when ``scim.store_password_hash`` keeps
-    a hash, so that setting is what ``changePassword`` reports.
+    a hash, so that setting is what ``changePassword`` reports. ``bulk_max_operations``
+    is the most a Bulk can hold and succeed (app/scim/bulk.py ``max_operations``: the
+    per-credential rate limit may allow fewer than ``scim.bulk_max_operations``).
     """
     return {
         "schemas": [SPC_SCHEMA],
         "patch": {"supported": patch},
-        "bulk": {"supported": True, "maxOperations": scim["bulk_max_operations"],
+        "bulk": {"supported": True, "maxOperations": bulk_max_operations,
                  "maxPayloadSize": scim["bulk_max_payload_bytes"]},  # app/scim/bulk.py
         "filter": {"supported": filtering, "maxResults": scim["max_filter_results"]},
         "changePassword": {"supported": bool(scim["store_password_hash"])},

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
+from app.bearer import presented_bearer
 from app.db_errors import (
     describe_transient,
     is_transient,
@@ -24,6 +25,7 @@ from app.errors import Conflict, DomainError, InvalidInput, NotFound, Preconditi
 from app.mapping.locks import retry_after
 from app.migrate import NOT_READY_DETAIL, NOT_READY_RETRY_AFTER, schema_not_ready
 from app.scim import bulk, discovery, group_views, list_views, user_views
+from app.scim.client_limit import count_oauth_client
 from app.scim.errors import SCIM_MEDIA_TYPE, ScimError, error_response, scim_response
 from app.scim.http import authenticated, base_url, scim_settings
 from app.scim.request import response_media_type
@@ -44,6 +46,7 @@ def _route(rule: str, endpoint: str, handlers: dict[str, Handler]) -> None:
         if handler is None and request.method == "HEAD":
             handler = handlers.get("GET")
         if handler is None:
+            _check_presented_token()
             allowed = ", ".join(handlers)
             response = error_response(405, f"{request.method} is not supported on this "
                                            f"endpoint; allowed: {allowed}")
@@ -62,7 +65,8 @@ def service_provider_config() -> Response:
     """RFC 7644 §4: what this server supports, truthfully."""
     _discovery_query()
     return scim_response(discovery.service_provider_config(
-        base_url(), scim_settings(), patch=PATCH_SUPPORTED, filtering=True, sort=True))
+        base_url(), scim_settings(), patch=PATCH_SUPPORTED, filtering=True, sort=True,
+        bulk_max_operations=bulk.max_operations()))
 
 
 def _discovery_query() -> None:
@@ -113,8 +117,20 @@ def me(**_: Any) -> Response:
 
 
 def unknown(path: str = "") -> Response:
-    """Anything else under /scim/v2 is a SCIM 404 (RFC 7644 §3.12)."""
+    """Anything else under /scim/v2 is a SCIM 404 (RFC 7644 §3.12), after the token if one
+    was sent."""
+    _check_presented_token()
     raise ScimError(404, f"no SCIM endpoint at /scim/v2/{path}")
+
+
+def _check_presented_token() -> None:
+    """A bearer token sent where no view will check it (an unknown path, a method the
+    endpoint does not serve) is checked all the same: a refused one is the usual 401, and
+    counts as a failed authentication of the address (app/api/authlimit.py). Answered
+    404/405 unchecked, made-up tokens were never limited there, each writing a rate-limit
+    counter of its own. Without a token the answer stays the path's own."""
+    if presented_bearer() is not None:
+        authenticated()
 
 
 _route("/ServiceProviderConfig", "service_provider_config", {"GET": service_provider_config})
@@ -142,6 +158,10 @@ bp.add_url_rule("/", "unknown_root", unknown, methods=ALL_METHODS,
                 provide_automatic_options=False, strict_slashes=False)
 bp.add_url_rule("/<path:path>", "unknown", unknown, methods=ALL_METHODS,
                 provide_automatic_options=False)
+
+
+# After the app's per-credential limit (which leaves OAuth access tokens to this one).
+bp.before_request(count_oauth_client)
 
 
 @bp.after_request

@@ -178,3 +178,21 @@ def test_a_bad_failed_auth_setting_stops_the_app(database_url, value):
     """The limit is checked at start like every other limit."""
     with pytest.raises(SettingsError, match=r"ratelimit\.failed_auth"):
         _client(database_url, failed_auth=value)
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/scim/v2/Nope"), ("GET", "/scim/v2/"),
+                                              ("DELETE", SPC), ("PUT", "/scim/v2/Bulk")])
+def test_made_up_tokens_on_paths_no_view_serves_count_as_failures(database_url, db, method,
+                                                                  path):
+    """An unknown SCIM path, or a method the endpoint does not serve, answered a made-up
+    token 404/405 without checking it: never a failure, so never blocked, while each new
+    token wrote a rate-limit counter row. The token is checked first (401), as everywhere
+    under /scim/v2, and the address is blocked as on any other path."""
+    client = _client(database_url, storage="database")
+    statuses = [client.open(path, method=method, headers=_random_bearer(),
+                            environ_base=IP).status_code for _ in range(6)]
+    assert statuses == [401, 401, 401, 429, 429, 429]
+    assert rows(db, "SELECT count(*) FROM rate_limit_counters "
+                    "WHERE key LIKE '%/scim/%'")[0][0] == 3
+    # Without a token the answer is the path's own, as before.
+    assert client.open(path, method=method).status_code in (404, 405)

@@ -106,9 +106,16 @@ def test_requests_without_a_credential_are_not_counted(database_url, db):
     assert rows(db, "SELECT count(*) FROM rate_limit_counters")[0][0] == 0
 
 
-@pytest.mark.parametrize("limits", [{"api": "lots"}, {"storage": "redis"}])
+@pytest.mark.parametrize("limits", [
+    {"api": "lots"}, {"storage": "redis"},
+    # Several limits in one string: only the first was enforced, the others silently not.
+    {"scim": "6000/minute;100/second"}, {"api": "600/minute, 20/second"},
+    {"failed_auth": "60/minute;5/second"},
+    # A window whose end a date cannot hold: every request with a credential was a 500.
+    {"scim": "5/10000 years"}, {"failed_auth": "1/2 years"}])
 def test_bad_limit_settings_stop_the_app(database_url, limits):
-    """A malformed limit or storage is a configuration error at start."""
+    """A malformed limit or storage is a configuration error at start; so is a string of
+    several limits, of which only the first would be counted."""
     with pytest.raises(SettingsError, match="ratelimit"):
         _node(database_url, **limits)
 
@@ -133,3 +140,15 @@ def test_a_node_keeps_a_bounded_number_of_leases_and_still_counts_every_request(
     assert client.get(url, headers=tenant.headers).status_code == 429
     assert rows(db, "SELECT count(*) FROM rate_limit_counters "
                     "WHERE key LIKE '%/scim/%'")[0][0] == 31
+
+
+def test_made_up_keys_on_the_public_description_write_no_counter(database_url, db):
+    """The OpenAPI description checks no key: a bearer sent along (a stale one, or a new
+    made-up one each time) is not counted. Each wrote a counter row of its own, and the
+    failed-authentication limit never saw a failure to stop it."""
+    client = _node(database_url, api="1/minute")
+    for n in range(3):
+        response = client.get("/api/v1/openapi.json",
+                              headers={"Authorization": f"Bearer rk_made-up-{n}"})
+        assert response.status_code == 200
+    assert rows(db, "SELECT count(*) FROM rate_limit_counters")[0][0] == 0
