@@ -8,16 +8,13 @@ id, counted in /metrics and in the next trace."""
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 
 import portpicker
 import pytest
-from flask import Flask
 from sqlalchemy import text
 
-from app import create_app
 from app.db import Database, new_id
 from app.models.sso import SsoConnection
 from app.sso import fault_traces
@@ -31,19 +28,10 @@ from tests.sso.oidc_idp import (
     roster_path,
     start_login,
 )
+from tests.sso.test_refusal_flood import _limited
 
 IP = {"REMOTE_ADDR": "203.0.113.77"}
 DISCOVERY = "/.well-known/openid-configuration"
-
-
-def _limited(sso_app: Flask, db: Database, limit: str = "3/minute") -> Flask:
-    """The SSO app with a small failed-authentication limit, on the suite's database."""
-    overrides = copy.deepcopy(sso_app.config["ROSTER"])
-    overrides["ratelimit"] = {**overrides["ratelimit"], "failed_auth": limit}
-    app = create_app(overrides)
-    app.extensions["roster.db"].dispose()
-    app.extensions["roster.db"] = db
-    return app
 
 
 def _correlation(resp) -> str:
