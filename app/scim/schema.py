@@ -47,10 +47,13 @@ class Attribute:
     # characteristic); the README states it.
     max_values: int | None = None
 
+    def __post_init__(self) -> None:
+        # Looked up for every key of every value written (PATCH and POST alike).
+        object.__setattr__(self, "_subs", _by_lower_name(self.sub_attributes))
+
     def sub(self, name: str) -> Attribute | None:
         """The sub-attribute called ``name`` (case-insensitive, RFC 7643 §2.1)."""
-        lowered = name.lower()
-        return next((a for a in self.sub_attributes if a.name.lower() == lowered), None)
+        return self._subs.get(name.lower())  # type: ignore[attr-defined, no-any-return]
 
     def to_scim(self) -> dict[str, Any]:
         """The attribute as published under /Schemas (RFC 7643 §7)."""
@@ -78,10 +81,12 @@ class Schema:
     description: str
     attributes: tuple[Attribute, ...] = field(default_factory=tuple)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", _by_lower_name(self.attributes))
+
     def attribute(self, name: str) -> Attribute | None:
         """The top-level attribute called ``name`` (case-insensitive)."""
-        lowered = name.lower()
-        return next((a for a in self.attributes if a.name.lower() == lowered), None)
+        return self._by_name.get(name.lower())  # type: ignore[attr-defined, no-any-return]
 
     def to_scim(self, base_url: str) -> dict[str, Any]:
         """The Schema resource (RFC 7643 §7) with its meta."""
@@ -91,6 +96,12 @@ class Schema:
             "attributes": [a.to_scim() for a in self.attributes],
             "meta": {"resourceType": "Schema", "location": f"{base_url}/Schemas/{self.id}"},
         }
+
+
+def _by_lower_name(attributes: tuple[Attribute, ...]) -> dict[str, Attribute]:
+    """Attributes by lower-cased name, the first of a name winning (names are
+    case-insensitive, RFC 7643 §2.1)."""
+    return {a.name.lower(): a for a in reversed(attributes)}
 
 
 def _s(name: str, **kw: Any) -> Attribute:
