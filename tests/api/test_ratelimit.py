@@ -125,9 +125,9 @@ def test_a_node_keeps_a_bounded_number_of_leases_and_still_counts_every_request(
     """Made-up tokens each lease under their own key: past MAX_LEASES a node forgets the
     oldest leases, and a forgotten key's next request leases again (the shared count still
     sees it), so memory stays bounded and no request goes uncounted."""
-    from app.api import ratelimit
+    from app.api import leases
 
-    monkeypatch.setattr(ratelimit, "MAX_LEASES", 8)
+    monkeypatch.setattr(leases, "MAX_LEASES", 8)
     client = _node(database_url, scim="2/minute")
     limits = client.application.extensions["roster.ratelimits"]
     url = "/scim/v2/ServiceProviderConfig"
@@ -135,6 +135,7 @@ def test_a_node_keeps_a_bounded_number_of_leases_and_still_counts_every_request(
     for n in range(30):
         client.get(url, headers={"Authorization": f"Bearer made-up-{n}"})
         assert len(limits.leased.leases) <= 8
+        assert limits.leased.key_locks == {}  # a key's lock goes with its last request
     # The first token's lease is long forgotten; its second request is still its second.
     assert client.get(url, headers=tenant.headers).status_code == 200
     assert client.get(url, headers=tenant.headers).status_code == 429
