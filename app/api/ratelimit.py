@@ -277,5 +277,6 @@ def _refused(limits: RateLimits, blueprint: str, retry_after: int) -> Response:
               f"retry in {retry_after} s")
     response = (error_response(429, detail) if blueprint == "scim"
                 else problem_response(429, detail))
+    g.ratelimit_refused = "credential"
     response.headers["Retry-After"] = str(retry_after)
     return response
