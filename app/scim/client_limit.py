@@ -68,4 +68,7 @@ def count_oauth_client() -> Response | None:
     if client_id is None:
         client_id = authenticated().token.client_id or presented.digest
         table.remember(presented.digest, client_id)
-    return count_as("scim", digest_of(f"oauth-client\x00{client_id}"))
+    # Under a name no credential's digest (64 hex digits, app/api/ratelimit.py) can take:
+    # the digest of "oauth-client\x00<client_id>" was the key of any bearer credential
+    # spelling that, so anyone knowing a client id could spend its quota, unauthenticated.
+    return count_as("scim", f"client-{digest_of(client_id)}")

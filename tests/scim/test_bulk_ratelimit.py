@@ -200,3 +200,19 @@ def test_a_made_up_access_token_is_a_401_and_counts_against_no_client(database_u
         assert "not valid" in body["detail"]
         assert rows(db, "SELECT count(*) FROM rate_limit_counters "
                         "WHERE key LIKE '%/scim/%'")[0][0] == 0
+
+
+def test_a_bearer_spelling_a_client_key_spends_nothing_of_that_clients_quota(database_url,
+                                                                           db, tenant):
+    """The OAuth client's quota was kept under the digest of "oauth-client\\x00<id>": an
+    unauthenticated caller sending that string as its bearer token (client ids are no
+    secret) was counted under the same key and spent the IdP's quota from anywhere."""
+    with _node(database_url, "database", "3/minute") as app:
+        client = app.test_client()
+        (victim,) = _oauth_tokens(db, tenant, client, 1)
+        client_id = rows(db, "SELECT client_id FROM scim_oauth_clients")[0][0]
+        forged = {"Authorization": f"Bearer oauth-client\x00{client_id}"}
+        for _ in range(3):
+            _assert_scim_error(client.get(SPC, headers=forged,
+                                          environ_base={"REMOTE_ADDR": "198.51.100.1"}), 401)
+        assert client.get(SPC, headers=victim).status_code == 200
