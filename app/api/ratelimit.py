@@ -239,6 +239,14 @@ def count_as(blueprint: str, identity: str) -> Response | None:
     return None if retry_after is None else _refused(limits, blueprint, retry_after)
 
 
+def retry_after_counting(blueprint: str, identity: str) -> int | None:
+    """Count one request under ``identity`` in ``blueprint``'s limit, answered outside it
+    (an OAuth client's token request counts under its SCIM quota); None when allowed or
+    not limited, else the seconds until the window ends."""
+    limits: RateLimits | None = current_app.extensions.get("roster.ratelimits")
+    return None if limits is None else limits.check(blueprint, identity)
+
+
 def init_rate_limits(app: Flask) -> None:
     """Count every /api/v1 and /scim/v2 request carrying a bearer credential."""
     settings = app.config["ROSTER"]["ratelimit"]
