@@ -7,8 +7,10 @@ import secrets
 import threading
 
 from app import create_app
+from app.directory.oauth_clients import create_client
+from app.models import Directory
 from app.scim.recorder import flush
-from tests.conftest import app_overrides, rows
+from tests.conftest import OPERATOR, app_overrides, rows
 from tests.statements import captured
 
 SPC = "/scim/v2/ServiceProviderConfig"
@@ -92,3 +94,27 @@ def test_a_blocked_address_is_refused_without_looking_its_tokens_up(database_url
                 headers={"Authorization": f"Bearer {secrets.token_hex(16)}"}))
     assert seen == []
     assert _recorded_429s(db, app) == []
+
+
+def test_an_access_token_over_its_clients_limit_is_refused_without_a_statement(
+        database_url, db, tenant):
+    """An OAuth access token counts under its client: once the client's window is spent,
+    its refusals run no statement either and are recorded for the directory."""
+    app = _app(database_url, scim="2/minute")
+    client = app.test_client()
+    with db.transaction() as session:
+        oauth_client, secret = create_client(
+            session, session.get(Directory, tenant.directory.id), OPERATOR)
+        client_id = oauth_client.client_id
+    token = client.post("/oauth/token", data={
+        "grant_type": "client_credentials", "client_id": client_id,
+        "client_secret": secret}).get_json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(2):
+        assert client.get(SPC, headers=headers).status_code == 200
+    _assert_scim_429(client.get(SPC, headers=headers))
+    with _request_thread_statements(app) as seen:
+        for _ in range(3):
+            _assert_scim_429(client.get(SPC, headers=headers))
+    assert seen == []
+    assert _recorded_429s(db, app) == [(tenant.directory.id, 429)] * 4
