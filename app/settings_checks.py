@@ -118,6 +118,9 @@ def shown_url(url: str) -> str:
 
 # The longest window a limit may count over (a year and a day).
 MAX_LIMIT_WINDOW_SECONDS = 366 * 24 * 3600
+# The most requests a limit may allow per window: far below the 64-bit counters' range,
+# however many leases and charges a window sees.
+MAX_LIMIT_AMOUNT = 10**12
 
 
 def _limit_problem(name: str, text: object, least: str, example: str, *,
@@ -136,6 +139,11 @@ def _limit_problem(name: str, text: object, least: str, example: str, *,
         empty = " or be empty" if may_be_empty else ""
         return f"ratelimit.{name} must look like '{example}' (at least one {least}){empty}, " \
                f"got {text!r}"
+    if parsed[0].amount > MAX_LIMIT_AMOUNT:
+        # The shared counters are 64-bit integers: a limit past them made every request with
+        # a credential a 500 (with storage = "database"), the lease write overflowing.
+        return (f"ratelimit.{name} must allow at most {MAX_LIMIT_AMOUNT} per window (to "
+                f"count nothing, set ratelimit.enabled = false), got {text!r}")
     if parsed[0].get_expiry() > MAX_LIMIT_WINDOW_SECONDS:
         # "5/10000 years" passed, and a counter's window end then overflowed the date type:
         # every request with a credential was a 500.

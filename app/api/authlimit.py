@@ -193,6 +193,7 @@ def _refuse_blocked(limiter: FailedAuthLimiter) -> Response | None:
     credential = _credential(req)
     if credential is None or limiter.is_known(credential):
         return None
+    g.ratelimit_refused = "failed_auth"  # the recorder must not look the credential up
     detail = (f"too many failed authentications from this address (limit "
               f"{limiter.item} per address); retry in {retry_after} s")
     if req.blueprint == "scim":

@@ -13,7 +13,8 @@ LEASE_FRACTION)`` requests in one upsert, and serves from its slice until it is 
 or the window ends; a lease the counter cannot cover is a 429, remembered locally until
 the window ends. The limit therefore holds across nodes to within one unused slice per
 node (a node may hold requests it never serves); limits under ``LEASE_FRACTION`` per
-window lease one request at a time and are exact.
+window lease one request at a time and are exact. A lease being written holds up only the
+requests of its own key (app/api/leases.py).
 
 The access tokens of one SCIM OAuth client count together, under the client (RFC 6749
 §4.4 lets it obtain any number of them). A SCIM Bulk costs one request per operation
@@ -28,7 +29,6 @@ import hashlib
 import math
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -44,6 +44,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.errors import problem_response
 from app.api.frame import ROUTES
+from app.api.leases import LeasedLimiter
 from app.bearer import presented_bearer
 from app.db import Database, delete_in_batches, utcnow
 from app.directory.oauth_clients import ACCESS_TOKEN_PREFIX
@@ -54,8 +55,6 @@ from app.scim.errors import error_response
 LIMITED_BLUEPRINTS = {"api": "api", "scim": "scim"}
 # Counters of windows that ended this long ago are deleted now and then.
 PURGE_AFTER = timedelta(hours=1)
-# A lease is this fraction of the limit: 1200/minute leases 60 requests per upsert.
-LEASE_FRACTION = 20
 
 
 class DatabaseStorage(Storage):
@@ -182,102 +181,6 @@ def _purge_turn(key: str) -> bool:
     return hashlib.sha256(f"{key}{time.time_ns()}".encode()).digest()[0] < 3
 
 
-# Leases one process keeps at most: memory stays bounded whatever the number of credentials
-# (made-up tokens each count under their own key) a window sees.
-MAX_LEASES = 10_000
-
-
-@dataclass
-class _Lease:
-    """Requests this process may still serve for one key, until its window ends."""
-
-    remaining: int
-    ends: float  # Unix time
-    # The shared counter could not cover the slice: refuse locally until the window ends.
-    exhausted: bool
-
-
-class LeasedLimiter:
-    """Fixed windows counted in :class:`DatabaseStorage` one slice at a time (see above)."""
-
-    def __init__(self, storage: DatabaseStorage) -> None:
-        self.storage = storage
-        self.leases: dict[str, _Lease] = {}
-        # gthread workers serve several requests at once; the lease table is shared.
-        self.lock = threading.Lock()
-
-    def check(self, item: RateLimitItem, key: str, cost: int = 1) -> int | None:
-        """Take ``cost`` requests from the local lease, leasing more when it falls short;
-        None when allowed, else the seconds until the window ends.
-
-        One request leases a slice whatever the shared count says (a slice it cannot cover
-        is remembered as a refusal until the window ends). More than one (a SCIM Bulk) lease
-        the whole slices they lack only if the shared count can cover them, else exactly
-        what they lack, else nothing: a refused charge leaves the quota as it was, so
-        smaller requests may still use it."""
-        now = time.time()
-        with self.lock:
-            lease = self.leases.get(key)
-            if lease is not None and lease.ends <= now:
-                lease = None
-            if lease is not None and lease.remaining >= cost:
-                lease.remaining -= cost
-                return None
-            if cost > 1:
-                return self._charge(item, key, lease, cost, now)
-            if lease is None or not lease.exhausted:
-                lease = self._lease(item, key)
-            if lease.remaining > 0:
-                lease.remaining -= 1
-                return None
-            return max(1, math.ceil(lease.ends - now))
-
-    def _lease(self, item: RateLimitItem, key: str) -> _Lease:
-        size = max(1, item.amount // LEASE_FRACTION)
-        count, ends = self.storage.lease(key, item.get_expiry(), size)
-        # The slice may straddle the limit: only the part still under it is ours.
-        granted = max(0, min(size, item.amount - (count - size)))
-        return self._keep(key, _Lease(remaining=granted, ends=ends.timestamp(),
-                                      exhausted=granted < size))
-
-    def _charge(self, item: RateLimitItem, key: str, lease: _Lease | None, cost: int,
-                now: float) -> int | None:
-        if lease is not None and lease.exhausted:  # the shared count is known to be spent
-            return max(1, math.ceil(lease.ends - now))
-        have = lease.remaining if lease is not None else 0
-        need = cost - have
-        size = max(1, item.amount // LEASE_FRACTION)
-        want = min(item.amount, math.ceil(need / size) * size)
-        leased = self.storage.lease_within(key, item.get_expiry(), want, item.amount)
-        if leased is None and want > need:
-            want = need
-            leased = self.storage.lease_within(key, item.get_expiry(), want, item.amount)
-        if leased is None:
-            ends = lease.ends if lease is not None else self.storage.get_expiry(key)
-            return max(1, math.ceil(ends - now))
-        ends = leased[1].timestamp()
-        if lease is not None and lease.ends != ends:
-            have = 0  # the window ended meanwhile: the old lease's requests went with it
-        if have + want < cost:  # only in a window that began just now: lease the rest
-            lease = self._keep(key, _Lease(remaining=want, ends=ends, exhausted=False))
-            return self._charge(item, key, lease, cost, now)
-        self._keep(key, _Lease(remaining=have + want - cost, ends=ends, exhausted=False))
-        return None
-
-    def _keep(self, key: str, lease: _Lease) -> _Lease:
-        self.leases.pop(key, None)
-        self.leases[key] = lease  # newest last: the table is in lease order
-        if len(self.leases) > MAX_LEASES:
-            # Many credentials: forget the ended windows, then the oldest leases. A forgotten
-            # lease gives up only its unused slice (the shared count keeps it): the key's
-            # next request leases again, so no request escapes the count.
-            now = time.time()
-            live = {k: v for k, v in self.leases.items() if v.ends > now}
-            self.leases = dict(list(live.items())[-MAX_LEASES // 2:]) \
-                if len(live) > MAX_LEASES else live
-        return lease
-
-
 class RateLimits:
     """The configured limits of one app and the limiter that counts them."""
 
@@ -336,6 +239,14 @@ def count_as(blueprint: str, identity: str) -> Response | None:
     return None if retry_after is None else _refused(limits, blueprint, retry_after)
 
 
+def retry_after_counting(blueprint: str, identity: str) -> int | None:
+    """Count one request under ``identity`` in ``blueprint``'s limit, answered outside it
+    (an OAuth client's token request counts under its SCIM quota); None when allowed or
+    not limited, else the seconds until the window ends."""
+    limits: RateLimits | None = current_app.extensions.get("roster.ratelimits")
+    return None if limits is None else limits.check(blueprint, identity)
+
+
 def init_rate_limits(app: Flask) -> None:
     """Count every /api/v1 and /scim/v2 request carrying a bearer credential."""
     settings = app.config["ROSTER"]["ratelimit"]
@@ -374,5 +285,6 @@ def _refused(limits: RateLimits, blueprint: str, retry_after: int) -> Response:
               f"retry in {retry_after} s")
     response = (error_response(429, detail) if blueprint == "scim"
                 else problem_response(429, detail))
+    g.ratelimit_refused = "credential"
     response.headers["Retry-After"] = str(retry_after)
     return response

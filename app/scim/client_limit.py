@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 from flask import Response, current_app
 
-from app.api.ratelimit import count_as, request_limit
+from app.api.ratelimit import count_as, request_limit, retry_after_counting
 from app.bearer import digest_of, presented_bearer
 from app.directory.oauth_clients import ACCESS_TOKEN_PREFIX
 from app.scim.http import authenticated
@@ -68,4 +68,21 @@ def count_oauth_client() -> Response | None:
     if client_id is None:
         client_id = authenticated().token.client_id or presented.digest
         table.remember(presented.digest, client_id)
-    return count_as("scim", digest_of(f"oauth-client\x00{client_id}"))
+    return count_as("scim", client_identity(client_id))
+
+
+def client_identity(client_id: str) -> str:
+    """The name an OAuth client's requests count under."""
+    # Under a name no credential's digest (64 hex digits, app/api/ratelimit.py) can take:
+    # the digest of "oauth-client\x00<client_id>" was the key of any bearer credential
+    # spelling that, so anyone knowing a client id could spend its quota, unauthenticated.
+    return f"client-{digest_of(client_id)}"
+
+
+def count_token_request(client_id: str) -> int | None:
+    """Count a token request of an authenticated OAuth client (``/oauth/token``) against a
+    quota of its own, as large as a SCIM credential's (``ratelimit.scim``); None when
+    allowed, else the seconds until the window ends. Each issued token is a row written:
+    unlimited, a client could write them at will."""
+    # "client-token-..." is neither a digest nor "client-" and 64 hex digits.
+    return retry_after_counting("scim", f"client-token-{digest_of(client_id)}")

@@ -20,6 +20,7 @@ from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import DBAPIError
 
+from app.api.ratelimit import request_limit
 from app.db import Database
 from app.db_errors import describe_transient, is_transient
 from app.directory.oauth_clients import (
@@ -30,6 +31,7 @@ from app.directory.oauth_clients import (
 )
 from app.migrate import NOT_READY_RETRY_AFTER, schema_not_ready
 from app.models.scim_ops import OAuthClient
+from app.scim.client_limit import count_token_request
 
 bp = Blueprint("oauth", __name__, url_prefix="/oauth")
 log = logging.getLogger(__name__)
@@ -179,6 +181,20 @@ def _malformed() -> str | None:
     return None
 
 
+def _over_quota(db: Database) -> int | None:
+    """The seconds to wait when the client's token requests are over its limit (as many as
+    ``ratelimit.scim`` allows a SCIM credential; each issued token is a row written), else
+    None. Checked in a short read before the token's write transaction, which
+    authenticates again; credentials that do not authenticate are left to it (401)."""
+    if request_limit("scim") is None:
+        return None
+    with db.transaction(readonly=True) as session:
+        g.oauth_session = session
+        client = (_secret_basic(None, request) if request.headers.get("Authorization")
+                  else _secret_post(None, request))
+    return None if client is None else count_token_request(client.row.client_id)
+
+
 @bp.post("/token")
 def token() -> Response:
     """Issue an access token for a directory's client credentials (RFC 6749 §4.4.2)."""
@@ -187,6 +203,14 @@ def token() -> Response:
     if (problem := _malformed()) is not None:
         response = jsonify(error="invalid_request", error_description=problem)
         response.status_code = 400
+    elif (retry_after := _over_quota(db)) is not None:
+        # RFC 6749 names no error for this; temporarily_unavailable (§4.1.2.1) is what the
+        # endpoint answers a busy database and a blocked address with (RFC 6585 §4).
+        response = jsonify(error="temporarily_unavailable", error_description=(
+            f"the client's limit of {request_limit('scim')} token requests is spent; "
+            f"retry in {retry_after} s"))
+        response.status_code = 429
+        response.headers["Retry-After"] = str(retry_after)
     else:
         with db.transaction() as session:
             g.oauth_session = session

@@ -31,7 +31,7 @@ from flask import Flask, Request, Response, current_app, g, request
 from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.orm import Session
 
-from app.bearer import bearer_credential
+from app.bearer import Presented, presented_bearer
 from app.db import Database, Reader, delete_in_batches, utcnow
 from app.db_errors import describe_transient, is_transient
 from app.directory.oauth_clients import authenticate_bearer
@@ -41,6 +41,7 @@ from app.migrate import schema_not_ready
 from app.models.scim_ops import ScimRequest
 from app.scim import dialect
 from app.scim.dialect_report import count_notes
+from app.scim.known_callers import UNKNOWN, KnownCallers
 from app.scim.redaction import (
     given_secrets,
     mask_secrets,
@@ -85,6 +86,8 @@ class _State:
     # Records lost to a database outage since the last line saying so (once a minute).
     unstored: int = 0
     outage_log: EveryInterval = field(default_factory=lambda: EveryInterval(60.0))
+    # The directory of each token seen lately: a refused request's, without a lookup.
+    callers: KnownCallers = field(default_factory=KnownCallers)
 
     def add(self, row: dict[str, Any]) -> None:
         """Buffer one record; start this process's writer thread on first use."""
@@ -255,12 +258,24 @@ def _response_body(state: _State, req: Request, response: Response,
                                             state.max_body_bytes))
 
 
-def _directory_of_caller(session: Reader) -> str | None:
-    """The directory of a request the view rejected before authenticating (an unknown path
-    or method)."""
-    credential = bearer_credential(request.headers.get("Authorization"))
-    if credential is None:
+def _directory_of_caller(state: _State, db: Database, presented: Presented,
+                         ctx: Any) -> str | None:
+    """The directory of a request answered before its token was checked (a rate limit's
+    429): remembered from the token's earlier requests, else looked up once and remembered
+    (app/scim/known_callers.py). A token refused by the failed-authentication limit is
+    never looked up: that limit answers without looking credentials up."""
+    known = state.callers.get(presented.digest)
+    if known is not UNKNOWN:
+        return known  # type: ignore[return-value]
+    if ctx.get("ratelimit_refused") == "failed_auth":
         return None
+    with db.reader() as session:
+        directory_id = _lookup_directory(session, presented.credential)
+    state.callers.remember(presented.digest, directory_id)
+    return directory_id
+
+
+def _lookup_directory(session: Reader, credential: str) -> str | None:
     try:
         directory, _token = authenticate_bearer(session, credential)
     except Unauthorized:
@@ -285,15 +300,17 @@ def _write(state: _State, response: Response) -> None:
     req: Request = request._get_current_object()  # type: ignore[attr-defined]
     ctx = g._get_current_object()  # type: ignore[attr-defined]
     directory_id = ctx.get("directory_id")
+    presented = presented_bearer()
     if directory_id is None:
         # Unauthenticated requests belong to no directory; there is nobody to show them to.
         # A token the view already tried (and refused) is not looked up again.
-        if ctx.get("scim_auth_tried"):
+        if ctx.get("scim_auth_tried") or presented is None:
             return
-        with db.reader() as connection:
-            directory_id = _directory_of_caller(connection)
+        directory_id = _directory_of_caller(state, db, presented, ctx)
         if directory_id is None:
             return
+    elif presented is not None:
+        state.callers.remember(presented.digest, directory_id)
     elapsed_ms = (time.perf_counter() - ctx.get("scim_started", time.perf_counter())) * 1000
     response_raw = b"" if response.direct_passthrough or response.is_streamed \
         else response.get_data()

@@ -112,7 +112,9 @@ def test_requests_without_a_credential_are_not_counted(database_url, db):
     {"scim": "6000/minute;100/second"}, {"api": "600/minute, 20/second"},
     {"failed_auth": "60/minute;5/second"},
     # A window whose end a date cannot hold: every request with a credential was a 500.
-    {"scim": "5/10000 years"}, {"failed_auth": "1/2 years"}])
+    {"scim": "5/10000 years"}, {"failed_auth": "1/2 years"},
+    # More than a 64-bit counter holds: every request with a credential was a 500.
+    {"scim": "10000000000000000000000/second"}, {"api": f"{10**12 + 1}/hour"}])
 def test_bad_limit_settings_stop_the_app(database_url, limits):
     """A malformed limit or storage is a configuration error at start; so is a string of
     several limits, of which only the first would be counted."""
@@ -125,9 +127,9 @@ def test_a_node_keeps_a_bounded_number_of_leases_and_still_counts_every_request(
     """Made-up tokens each lease under their own key: past MAX_LEASES a node forgets the
     oldest leases, and a forgotten key's next request leases again (the shared count still
     sees it), so memory stays bounded and no request goes uncounted."""
-    from app.api import ratelimit
+    from app.api import leases
 
-    monkeypatch.setattr(ratelimit, "MAX_LEASES", 8)
+    monkeypatch.setattr(leases, "MAX_LEASES", 8)
     client = _node(database_url, scim="2/minute")
     limits = client.application.extensions["roster.ratelimits"]
     url = "/scim/v2/ServiceProviderConfig"
@@ -135,6 +137,7 @@ def test_a_node_keeps_a_bounded_number_of_leases_and_still_counts_every_request(
     for n in range(30):
         client.get(url, headers={"Authorization": f"Bearer made-up-{n}"})
         assert len(limits.leased.leases) <= 8
+        assert limits.leased.key_locks == {}  # a key's lock goes with its last request
     # The first token's lease is long forgotten; its second request is still its second.
     assert client.get(url, headers=tenant.headers).status_code == 200
     assert client.get(url, headers=tenant.headers).status_code == 429

@@ -200,3 +200,49 @@ def test_a_made_up_access_token_is_a_401_and_counts_against_no_client(database_u
         assert "not valid" in body["detail"]
         assert rows(db, "SELECT count(*) FROM rate_limit_counters "
                         "WHERE key LIKE '%/scim/%'")[0][0] == 0
+
+
+def test_a_bearer_spelling_a_client_key_spends_nothing_of_that_clients_quota(database_url,
+                                                                           db, tenant):
+    """The OAuth client's quota was kept under the digest of "oauth-client\\x00<id>": an
+    unauthenticated caller sending that string as its bearer token (client ids are no
+    secret) was counted under the same key and spent the IdP's quota from anywhere."""
+    with _node(database_url, "database", "3/minute") as app:
+        client = app.test_client()
+        (victim,) = _oauth_tokens(db, tenant, client, 1)
+        client_id = rows(db, "SELECT client_id FROM scim_oauth_clients")[0][0]
+        forged = {"Authorization": f"Bearer oauth-client\x00{client_id}"}
+        for _ in range(3):
+            _assert_scim_error(client.get(SPC, headers=forged,
+                                          environ_base={"REMOTE_ADDR": "198.51.100.1"}), 401)
+        assert client.get(SPC, headers=victim).status_code == 200
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_an_oauth_clients_token_requests_are_limited(database_url, db, tenant, storage):
+    """/oauth/token was limited by nothing: an authenticated client could have any number
+    of tokens issued, a row written each. A client's token requests now have a limit of
+    their own (``ratelimit.scim``'s): past it the answer is 429 temporarily_unavailable with
+    Retry-After and no token is issued, while a wrong secret is still a 401 and the issued
+    tokens keep their SCIM quota."""
+    with _node(database_url, storage, "3/minute") as app:
+        client = app.test_client()
+        with db.transaction() as session:
+            oauth_client, secret = create_client(
+                session, session.get(Directory, tenant.directory.id), OPERATOR)
+            client_id = oauth_client.client_id
+        form = {"grant_type": "client_credentials", "client_id": client_id,
+                "client_secret": secret}
+        issued = [client.post("/oauth/token", data=form) for _ in range(3)]
+        assert [response.status_code for response in issued] == [200, 200, 200]
+        refused = client.post("/oauth/token", data=form)
+        assert refused.status_code == 429
+        assert refused.get_json()["error"] == "temporarily_unavailable"
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert refused.headers["Cache-Control"] == "no-store"
+        assert rows(db, "SELECT count(*) FROM issued_tokens")[0][0] == 3
+        wrong = client.post("/oauth/token", data={**form, "client_secret": "nope"})
+        assert wrong.status_code == 401
+        headers = {"Authorization": f"Bearer {issued[0].get_json()['access_token']}"}
+        assert [client.get(SPC, headers=headers).status_code for _ in range(4)] == \
+            [200, 200, 200, 429]
