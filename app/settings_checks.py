@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 from limits import parse_many
+from limits.util import SINGLE_EXPR
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -139,6 +140,11 @@ def _limit_problem(name: str, text: object, least: str, example: str, *,
         empty = " or be empty" if may_be_empty else ""
         return f"ratelimit.{name} must look like '{example}' (at least one {least}){empty}, " \
                f"got {text!r}"
+    match = SINGLE_EXPR.match(str(text).strip())
+    if match is not None and match.group(3) is not None and int(match.group(3)) == 0:
+        # ``limits`` reads a window of zero ("10/0 minute") as one of its unit: not what
+        # the setting says, and no window at all is meant by nobody.
+        return f"ratelimit.{name} must count over a window longer than zero, got {text!r}"
     if parsed[0].amount > MAX_LIMIT_AMOUNT:
         # The shared counters are 64-bit integers: a limit past them made every request with
         # a credential a 500 (with storage = "database"), the lease write overflowing.

@@ -114,7 +114,9 @@ def test_requests_without_a_credential_are_not_counted(database_url, db):
     # A window whose end a date cannot hold: every request with a credential was a 500.
     {"scim": "5/10000 years"}, {"failed_auth": "1/2 years"},
     # More than a 64-bit counter holds: every request with a credential was a 500.
-    {"scim": "10000000000000000000000/second"}, {"api": f"{10**12 + 1}/hour"}])
+    {"scim": "10000000000000000000000/second"}, {"api": f"{10**12 + 1}/hour"},
+    # A window of zero: the limits library read it as one of its unit.
+    {"scim": "10/0 minute"}, {"failed_auth": "5 per 00 seconds"}])
 def test_bad_limit_settings_stop_the_app(database_url, limits):
     """A malformed limit or storage is a configuration error at start; so is a string of
     several limits, of which only the first would be counted."""
