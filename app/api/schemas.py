@@ -13,6 +13,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from app.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from app.db import utcnow
+from app.directory.names import NAME_MAX
 
 
 class StrictSchema(Schema):
@@ -32,6 +33,31 @@ class JsonBoolean(fields.Boolean):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
         if not isinstance(value, bool):
             raise self.make_error("invalid", input=value)
+        return value
+
+
+class NameLength(validate.Length):
+    """A name an operator or admin gives (organization, unit, directory, connection, role,
+    API key): 1-``max`` characters, not whitespace only, refused as app/directory/names.py
+    and the CLI's ``--name`` refuse it. A Length, so OpenAPI still says minLength 1;
+    ``"name": ""`` was "no name" to some endpoints (an organization named after its slug)
+    and "Length must be between 1 and 200." to others."""
+
+    def __init__(self, max: int = NAME_MAX, *,
+                 optional: bool = False) -> None:
+        super().__init__(min=1, max=max)
+        self.optional = optional
+
+    def __call__(self, value: Any) -> Any:
+        """``value`` if it is a usable name, else a ValidationError saying why."""
+        if not value:
+            hint = " (leave the field out for its default)" if self.optional else ""
+            raise ValidationError(f"must not be empty{hint}")
+        if not value.strip():
+            raise ValidationError("must not be blank (whitespace only)")
+        if self.max is not None and len(value) > self.max:
+            raise ValidationError(f"is longer than {self.max} characters "
+                                  f"({len(value)} given)")
         return value
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
 from app.api.pagination import Page
-from app.api.schemas import CredentialSchema, PageArgs, StrictSchema
+from app.api.schemas import CredentialSchema, NameLength, PageArgs, StrictSchema
 from app.api.views import bp
 from app.directory.apikeys import create_key, get_key, revoke_key
 from app.directory.organizations import get_organization
@@ -49,7 +49,7 @@ class ApiKeyCreateSchema(StrictSchema):
     organization = fields.String(load_default=None, allow_none=True,
                                  validate=validate.Length(min=1, max=64),
                                  metadata={"description": "Organization id or slug."})
-    name = fields.String(load_default="", validate=validate.Length(max=200))
+    name = fields.String(load_default="", validate=NameLength(optional=True))
     expires_at = fields.AwareDateTime(load_default=None, allow_none=True)
 
 
