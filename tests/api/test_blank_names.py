@@ -106,3 +106,21 @@ def test_an_empty_or_blank_unit_or_directory_name_is_a_400(client, keys, tenant,
         assert ("empty" if not name else "blank") in problem["errors"][0]["detail"]
     assert rows(db, "SELECT count(*) AS n FROM units")[0].n == units
     assert rows(db, "SELECT count(*) AS n FROM directories")[0].n == directories
+
+
+@pytest.mark.parametrize("param", [" ", "\t", "spending limit", "a.b", "Limit", "x\n",
+                                   "l\u00efmit"])
+def test_a_role_parameter_name_is_a_key_not_any_string(client, keys, tenant, db, param):
+    """A custom role's parameter names were any string of 1-64 characters: a blank one (it
+    lists as nothing, ``roster role list`` showed ``=true``), one with a dot (the field
+    paths of errors, ``parameters.a.b.default``, no longer said which), a newline. They are
+    keys, as role keys are: lower-case letters, digits and _, 1-64; else a 400 naming the
+    field, and no role."""
+    response = client.post(f"/api/v1/orgs/{tenant.org.id}/roles",
+                           headers=keys["admin"].headers,
+                           json={"key": "odd_param", "name": "Odd",
+                                 "parameters": {param: {"type": "bool", "default": True}}})
+    body = assert_problem(response, 400, "validation")
+    assert [e["field"] for e in body["errors"]] == ["parameters"]
+    assert "lower-case letters, digits and _" in body["errors"][0]["detail"]
+    assert rows(db, "SELECT count(*) AS n FROM roles WHERE key = 'odd_param'")[0].n == 0
