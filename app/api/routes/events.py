@@ -14,7 +14,6 @@ from app.api.pagination import (
     Page,
     decode_values,
     encode_cursor,
-    paginate,
 )
 from app.api.schemas import PageArgs, StrictSchema
 from app.api.views import bp
@@ -105,5 +104,4 @@ def list_deliveries(ctx: ApiContext) -> Page:
             OutboxEvent.organization_id == ctx.scope_org_id)
     if "status" in ctx.args:
         stmt = stmt.where(WebhookDelivery.status == ctx.args["status"])
-    return paginate(ctx.session, stmt, (WebhookDelivery.id,), limit=ctx.args["limit"],
-                    cursor=ctx.args.get("cursor"))
+    return ctx.paginate(stmt, (WebhookDelivery.id,))

@@ -7,7 +7,7 @@ from marshmallow import Schema, fields
 from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
-from app.api.pagination import Page, paginate
+from app.api.pagination import Page
 from app.api.schemas import PageArgs
 from app.api.views import bp
 from app.errors import NotFound
@@ -55,8 +55,7 @@ def list_traces(ctx: ApiContext) -> Page:
                                     LoginTrace.created_at > kept_since(_retention_days()))
     if "reason" in ctx.args:
         stmt = stmt.where(LoginTrace.reason == ctx.args["reason"])
-    return paginate(ctx.session, stmt, (LoginTrace.created_at, LoginTrace.id),
-                    limit=ctx.args["limit"], cursor=ctx.args.get("cursor"))
+    return ctx.paginate(stmt, (LoginTrace.created_at, LoginTrace.id))
 
 
 @api_route(bp, "/orgs/<org_id>/sso/traces/<trace_id>", methods=["GET"],
