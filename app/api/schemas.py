@@ -43,8 +43,7 @@ class NameLength(validate.Length):
     ``"name": ""`` was "no name" to some endpoints (an organization named after its slug)
     and "Length must be between 1 and 200." to others."""
 
-    def __init__(self, max: int = NAME_MAX, *,
-                 optional: bool = False) -> None:
+    def __init__(self, max: int = NAME_MAX, *, optional: bool = False) -> None:
         super().__init__(min=1, max=max)
         self.optional = optional
 

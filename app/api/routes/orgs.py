@@ -33,7 +33,7 @@ class OrganizationCreateSchema(StrictSchema):
 
     slug = fields.String(required=True, validate=validate.Regexp(
         r"^[a-z0-9][a-z0-9-]{0,62}\Z", error="lower-case letters, digits and '-', 1-63 long"))
-    name = fields.String(load_default="", validate=NameLength(optional=True), metadata={
+    name = fields.String(validate=NameLength(optional=True), metadata={
         "description": "Default: the slug."})
 
 
@@ -77,7 +77,7 @@ def list_orgs(ctx: ApiContext) -> Page:
            response=OrganizationSchema, status=201)
 def create_org(ctx: ApiContext) -> Organization:
     """Create a tenant and seed its role catalog."""
-    return create_organization(ctx.session, ctx.body["slug"], ctx.body["name"],
+    return create_organization(ctx.session, ctx.body["slug"], ctx.body.get("name", ""),
                                load_catalog(ROLES_FILE), ctx.actor)
 
 
