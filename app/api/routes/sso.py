@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import current_app
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
@@ -42,7 +42,10 @@ def _retention_days() -> int:
 class TraceArgs(PageArgs):
     """Trace list filters."""
 
-    reason = fields.String(metadata={"description": "Only this reason (e.g. replay)."})
+    # Not empty (it matched nothing: an empty list, where every other filter is a 400) nor
+    # longer than the column.
+    reason = fields.String(validate=validate.Length(min=1, max=50), metadata={
+        "description": "Only this reason (e.g. replay)."})
 
 
 @api_route(bp, "/orgs/<org_id>/sso/traces", methods=["GET"], permission="traces:read",
