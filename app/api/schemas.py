@@ -6,6 +6,7 @@ reuse these for the common parts, so the OpenAPI description is generated from o
 
 from __future__ import annotations
 
+import re
 from datetime import UTC
 from typing import Any
 
@@ -60,6 +61,20 @@ class NameLength(validate.Length):
         return value
 
 
+_DIGITS = re.compile(r"-?[0-9]{1,4000}\Z")  # int() reads at most 4,300 digits
+
+
+class QueryInteger(fields.Integer):
+    """An integer of a query string: ASCII decimal digits with an optional '-', as /scim
+    reads its integers. marshmallow's Integer goes through int(), which also takes "1_0"
+    (10), "+1", surrounding spaces and other scripts' digits ("\uff11")."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and not _DIGITS.match(value):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class FieldErrorSchema(Schema):
     """One invalid field of a request."""
 
@@ -82,7 +97,7 @@ class ProblemSchema(Schema):
 class PageArgs(StrictSchema):
     """``limit`` and ``cursor`` of every list."""
 
-    limit = fields.Integer(load_default=DEFAULT_LIMIT,
+    limit = QueryInteger(load_default=DEFAULT_LIMIT,
                            validate=validate.Range(min=1, max=MAX_LIMIT),
                            metadata={"description": f"Page size (1-{MAX_LIMIT})."})
     cursor = fields.String(validate=validate.Length(min=1, max=500), metadata={

@@ -15,7 +15,7 @@ from app.api.pagination import (
     decode_values,
     encode_cursor,
 )
-from app.api.schemas import PageArgs, StrictSchema
+from app.api.schemas import PageArgs, QueryInteger, StrictSchema
 from app.api.views import bp
 from app.events.feed import FeedPosition, events_after
 from app.models import OutboxEvent
@@ -49,7 +49,7 @@ class FeedArgs(StrictSchema):
         "description": "A next_cursor from an earlier page; omit to start at the oldest "
                        "event kept (events.retention_days). A cursor that stands before "
                        "purged events is answered 410 (type .../cursor-expired)."})
-    limit = fields.Integer(load_default=DEFAULT_LIMIT,
+    limit = QueryInteger(load_default=DEFAULT_LIMIT,
                            validate=validate.Range(min=1, max=MAX_LIMIT))
     type = fields.String(validate=validate.Length(min=1, max=100), metadata={
         "description": "Only events of this type (e.g. user.deprovisioned)."})
