@@ -187,7 +187,10 @@ def _oauth_description(exc: HTTPException, allow: str | None) -> str:
     if code == 405:
         return f"{request.method} is not allowed here; allowed: {allow or '-'}"
     if code == 404:
-        return f"no OAuth endpoint at {request.path}"
+        # RFC 6749 §5.2 keeps error_description to printable ASCII without '"' and '\\'.
+        path = "".join(c if " " <= c <= "~" and c not in '"\\' else "?"
+                       for c in request.path[:200])
+        return f"no OAuth endpoint at {path}"
     if code == 413:
         return "the request body is too large"
     return exc.description or exc.name

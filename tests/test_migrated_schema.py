@@ -96,7 +96,7 @@ def test_migrated_schema_is_the_schema_the_models_create(fresh_url, models_url, 
     assert _differences(fresh_url, models_url, dialect) == []
 
 
-@pytest.mark.parametrize("revision", ["0009", "0019", "0023", "0029"])
+@pytest.mark.parametrize("revision", ["0009", "0019", "0023", "0029", "0030"])
 def test_a_downgrade_and_upgrade_again_rebuild_the_same_schema(fresh_url, models_url,
                                                                dialect, revision):
     """Down to an older revision (tables rebuilt by batch operations on SQLite, indexes

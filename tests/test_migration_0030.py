@@ -73,7 +73,7 @@ def test_0030_keeps_stored_rows_and_its_downgrade_gives_new_traces_an_expiry(fre
         db.dispose()
     before = _state(fresh_url)
     assert before["expires_nullable"] is False
-    upgrade(fresh_url)
+    upgrade(fresh_url, "0030")  # 0031 drops expires_at
     after = _state(fresh_url)
     assert after["expires_nullable"] is True
     assert after["verifier_length"] == 255
@@ -92,5 +92,5 @@ def test_0030_keeps_stored_rows_and_its_downgrade_gives_new_traces_an_expiry(fre
     assert again["verifiers"] == [_VERIFIER]
     assert {k: again[k] for k in ("expires_nullable", "indexes", "verifier_length")} == \
         {k: before[k] for k in ("expires_nullable", "indexes", "verifier_length")}
-    upgrade(fresh_url)
+    upgrade(fresh_url, "0030")
     assert _state(fresh_url)["indexes"] == after["indexes"]

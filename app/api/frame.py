@@ -45,7 +45,7 @@ from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from app.api.errors import ApiProblem
-from app.api.pagination import DEFAULT_LIMIT, Page, paginate
+from app.api.pagination import DEFAULT_LIMIT, Page, list_tag, paginate
 from app.api.permissions import PERMISSIONS, allows
 from app.api.schemas import page_schema
 from app.audit import Actor
@@ -136,9 +136,12 @@ class ApiContext:
             raise missing
 
     def paginate(self, stmt: Select[Any], order: Sequence[InstrumentedAttribute[Any]]) -> Page:
-        """One page of ``stmt`` by ``order`` with this request's ``limit`` and ``cursor``."""
+        """One page of ``stmt`` by ``order`` with this request's ``limit`` and ``cursor``;
+        the cursors name this route and organization, and continue no other list (all of
+        them order by creation time and id: another's cursor started a page mid-list)."""
+        tag = list_tag(request.endpoint or "", self.org.id if self.org is not None else "")
         return paginate(self.session, stmt, order, limit=self.args.get("limit", DEFAULT_LIMIT),
-                        cursor=self.args.get("cursor"))
+                        cursor=self.args.get("cursor"), tag=tag)
 
     def org_filter(self, requested: str | None) -> str | None:
         """Resolve an ``organization`` filter (id or slug) within the key's scope."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,9 +60,32 @@ def decode_values(cursor: str, *, field: str = "cursor") -> Any:
                            field=field) from None
 
 
-def decode_cursor(cursor: str, order: Sequence[InstrumentedAttribute[Any]]) -> list[Any]:
-    """Inverse of :func:`encode_cursor`, typed by the ordering columns; bad input -> 400."""
+def list_cursor(values: Sequence[Any], tag: str) -> str:
+    """The cursor of a list page: the last row's ordering values and the list's ``tag``
+    (:func:`list_tag`), so that it continues this list only."""
+    plain = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    raw = json.dumps({"list": tag, "after": plain}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def list_tag(*parts: str) -> str:
+    """A short name of one list (its route and organization): not a secret, only a check
+    that a cursor comes back to the list that issued it."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def decode_cursor(cursor: str, order: Sequence[InstrumentedAttribute[Any]],
+                  tag: str | None = None) -> list[Any]:
+    """Inverse of :func:`encode_cursor` and :func:`list_cursor`, typed by the ordering
+    columns; bad input, or a cursor of another list than ``tag``'s, -> 400. A bare list of
+    values (a cursor issued before cursors named their list) is still taken."""
     values = decode_values(cursor)
+    if isinstance(values, dict) and tag is not None:
+        if set(values) != {"list", "after"} or values["list"] != tag:
+            raise InvalidInput("cursor is not one this list issued (a cursor continues the "
+                               "list, and the organization, it came from); start again "
+                               "without it", field="cursor")
+        values = values["after"]
     try:
         if not isinstance(values, list) or len(values) != len(order):
             raise ValueError("wrong shape")
@@ -111,12 +135,15 @@ def within(stmt: Select[Any], column: InstrumentedAttribute[Any],
 
 
 def paginate(session: Session, stmt: Select[Any], order: Sequence[InstrumentedAttribute[Any]],
-             *, limit: int = DEFAULT_LIMIT, cursor: str | None = None) -> Page:
-    """Run ``stmt`` ordered by ``order`` (ascending), from ``cursor``, ``limit`` rows at most."""
+             *, limit: int = DEFAULT_LIMIT, cursor: str | None = None,
+             tag: str | None = None) -> Page:
+    """Run ``stmt`` ordered by ``order`` (ascending), from ``cursor``, ``limit`` rows at most;
+    with a ``tag`` (:func:`list_tag`), cursors name their list and only continue it."""
     if cursor:
-        stmt = stmt.where(_after(order, decode_cursor(cursor, order)))
+        stmt = stmt.where(_after(order, decode_cursor(cursor, order, tag)))
     rows = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
     if len(rows) <= limit:
         return Page(rows, None)
-    last = rows[limit - 1]
-    return Page(rows[:limit], encode_cursor([getattr(last, c.key) for c in order]))
+    values = [getattr(rows[limit - 1], c.key) for c in order]
+    return Page(rows[:limit], encode_cursor(values) if tag is None
+                else list_cursor(values, tag))

@@ -6,6 +6,7 @@ reuse these for the common parts, so the OpenAPI description is generated from o
 
 from __future__ import annotations
 
+import re
 from datetime import UTC
 from typing import Any
 
@@ -13,6 +14,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from app.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from app.db import utcnow
+from app.directory.names import NAME_MAX
 
 
 class StrictSchema(Schema):
@@ -33,6 +35,44 @@ class JsonBoolean(fields.Boolean):
         if not isinstance(value, bool):
             raise self.make_error("invalid", input=value)
         return value
+
+
+class NameLength(validate.Length):
+    """A name an operator or admin gives (organization, unit, directory, connection, role,
+    API key): 1-``max`` characters, not whitespace only, refused as app/directory/names.py
+    and the CLI's ``--name`` refuse it. A Length, so OpenAPI still says minLength 1;
+    ``"name": ""`` was "no name" to some endpoints (an organization named after its slug)
+    and "Length must be between 1 and 200." to others."""
+
+    def __init__(self, max: int = NAME_MAX, *, optional: bool = False) -> None:
+        super().__init__(min=1, max=max)
+        self.optional = optional
+
+    def __call__(self, value: Any) -> Any:
+        """``value`` if it is a usable name, else a ValidationError saying why."""
+        if not value:
+            hint = " (leave the field out for its default)" if self.optional else ""
+            raise ValidationError(f"must not be empty{hint}")
+        if not value.strip():
+            raise ValidationError("must not be blank (whitespace only)")
+        if self.max is not None and len(value) > self.max:
+            raise ValidationError(f"is longer than {self.max} characters "
+                                  f"({len(value)} given)")
+        return value
+
+
+_DIGITS = re.compile(r"-?[0-9]{1,4000}\Z")  # int() reads at most 4,300 digits
+
+
+class QueryInteger(fields.Integer):
+    """An integer of a query string: ASCII decimal digits with an optional '-', as /scim
+    reads its integers. marshmallow's Integer goes through int(), which also takes "1_0"
+    (10), "+1", surrounding spaces and other scripts' digits ("\uff11")."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and not _DIGITS.match(value):
+            raise self.make_error("invalid", input=value)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 class FieldErrorSchema(Schema):
@@ -57,7 +97,7 @@ class ProblemSchema(Schema):
 class PageArgs(StrictSchema):
     """``limit`` and ``cursor`` of every list."""
 
-    limit = fields.Integer(load_default=DEFAULT_LIMIT,
+    limit = QueryInteger(load_default=DEFAULT_LIMIT,
                            validate=validate.Range(min=1, max=MAX_LIMIT),
                            metadata={"description": f"Page size (1-{MAX_LIMIT})."})
     cursor = fields.String(validate=validate.Length(min=1, max=500), metadata={

@@ -11,7 +11,7 @@ from app.directory.hold import (
     hold_directory_status,
     hold_directory_status_trying,
 )
-from app.directory.names import checked_name
+from app.directory.names import ID_SHAPE, checked_name
 from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from app.lifecycle.users import deprovision_directory_users
@@ -33,6 +33,10 @@ def create_directory(session: Session, org: Organization, name: str, vendor: str
         names = ", ".join(v.value for v in Vendor)
         raise InvalidInput(f"vendor {vendor!r} is not one of {names}", field="vendor") from None
     checked_name(name, "directory name")
+    if ID_SHAPE.match(name):
+        raise InvalidInput(f"directory name {name!r} has the shape of an id; directories are "
+                           "looked up by id or name, so it could name another one",
+                           field="name")
     exists = session.scalar(
         select(Directory.id).where(Directory.organization_id == org.id, Directory.name == name)
     )
@@ -53,9 +57,11 @@ def get_directory(session: Session, ref: str, org: Organization | None = None) -
     """Find a directory by id (or by name within ``org``)."""
     stmt = select(Directory).where(Directory.id == ref)
     if org is not None:
+        # An id wins over a name that spells it (one stored before such names were
+        # refused): the id always names its own directory.
         stmt = select(Directory).where(
             Directory.organization_id == org.id, (Directory.id == ref) | (Directory.name == ref)
-        )
+        ).order_by((Directory.id == ref).desc()).limit(1)
     directory = session.scalar(stmt)
     if directory is None:
         raise missing_directory(ref)

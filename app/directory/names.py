@@ -3,9 +3,14 @@ roles, API keys): one check, so the API and the CLI refuse the same names alike.
 
 from __future__ import annotations
 
+import re
+
 from app.errors import InvalidInput
 
 NAME_MAX = 200
+# The shape of an id (app/ids.py, lower-case hex): a name of that shape could be another
+# row's id where a lookup takes an id or a name (organization slugs, directory names).
+ID_SHAPE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
 def checked_name(value: str, what: str, *, field: str = "name", optional: bool = False,

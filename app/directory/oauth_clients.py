@@ -28,6 +28,9 @@ CLIENT_PREFIX = "rsc_"
 SECRET_PREFIX = "rss_"  # noqa: S105 - a public marker, not a secret
 ACCESS_TOKEN_PREFIX = "rsa_"  # noqa: S105 - a public marker, not a secret
 ACCESS = "access"  # issued_tokens.token_type of these tokens
+# The one scope a directory's client has (RFC 6749 §3.3): its directory's whole SCIM API.
+# It is the default when a token request names none, so a client never has to ask for it.
+SCIM_SCOPE = "scim"
 
 
 def active_client(session: Session, directory: Directory) -> OAuthClient | None:
@@ -97,14 +100,15 @@ def check_secret(client: OAuthClient, secret: str) -> bool:
 
 
 def store_access_token(session: Session, client: OAuthClient, plaintext: str,
-                       expires_in: int) -> IssuedToken:
-    """Keep the hash of an access token issued to ``client`` for ``expires_in`` seconds."""
+                       expires_in: int, scope: str) -> IssuedToken:
+    """Keep the hash of an access token issued to ``client`` for ``expires_in`` seconds,
+    with the scope granted."""
     directory = session.get(Directory, client.directory_id)
     now = utcnow()
     token = IssuedToken(
         organization_id=directory.organization_id if directory else None,
         directory_id=client.directory_id, client_id=client.client_id, token_type=ACCESS,
-        token_hash=hash_token(plaintext), scope="", issued_at=now,
+        token_hash=hash_token(plaintext), scope=scope, issued_at=now,
         expires_at=now + timedelta(seconds=expires_in),
     )
     session.add(token)

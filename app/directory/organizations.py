@@ -10,7 +10,7 @@ from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
-from app.directory.names import checked_name
+from app.directory.names import ID_SHAPE, checked_name
 from app.directory.uniqueness import conflict_on
 from app.errors import Conflict, InvalidInput, NotFound
 from app.mapping.catalog import RoleSpec
@@ -20,9 +20,6 @@ from app.models.organization import UnitKind
 from app.sql import fold
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
-# The shape of an id (app/ids.py, lower-case hex): a slug of that shape could be another
-# organization's id, and every lookup takes an id or a slug.
-_ID_SHAPE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 PATH_SEPARATOR = "/"
 _UNIT_PATH_INDEX = ("uq_units_org_path",)
 # The slug's unique index as PostgreSQL and SQLite name it in a violation.
@@ -37,7 +34,7 @@ def create_organization(session: Session, slug: str, name: str,
             f"organization slug {slug!r} must be lower-case letters, digits and '-'",
             field="slug",
         )
-    if _ID_SHAPE.match(slug):
+    if ID_SHAPE.match(slug):  # every lookup takes an id or a slug
         raise InvalidInput(f"organization slug {slug!r} has the shape of an id; organizations "
                            "are looked up by id or slug, so it could name another one",
                            field="slug")
@@ -151,9 +148,12 @@ def _taken(org: Organization, path: str) -> str:
 
 def find_unit(session: Session, org: Organization, ref: str) -> Unit:
     """Find a unit of ``org`` by id, or by path in any case (one name, as ``_unit_at``)."""
+    # An id wins over a path that spells it (a unit named after an IdP attribute may hold
+    # one): the id always names its own unit, not whichever row the database returns first.
     unit = session.scalar(
         select(Unit).where(Unit.organization_id == org.id,
                            (fold(Unit.path) == fold(literal(ref))) | (Unit.id == ref))
+        .order_by((Unit.id == ref).desc()).limit(1)
     )
     if unit is None:
         raise NotFound(f"unit {ref!r} does not exist in {org.slug}", field="parent")

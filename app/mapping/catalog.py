@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,6 +23,10 @@ PARAMETER_TYPES = ("money", "int", "bool")
 # The integers every JSON reader takes exactly (RFC 7493 §2.2, I-JSON): the portal reads the
 # parameters of its grants from events and ID tokens, often as IEEE 754 doubles.
 INT_LIMIT = 2**53 - 1
+# Role keys and parameter names: ASCII, so every reader of claims and events spells them
+# alike (str.isalnum and str.islower also took "rôle" and fullwidth digits).
+KEY = re.compile(r"[a-z0-9_]{1,64}\Z")
+_KEY_RULE = "lower-case letters, digits and _, 1-64 long"
 
 
 @dataclass(frozen=True)
@@ -51,9 +56,8 @@ def check_value(kind: str, value: Any, where: str) -> Any:
 
 def validate_spec(spec: RoleSpec) -> RoleSpec:
     """Reject unknown permissions, unknown parameter types and badly typed defaults."""
-    if not spec.key.replace("_", "").isalnum() or not spec.key.islower():
-        raise InvalidInput(f"role key {spec.key!r} must be lower-case letters, digits and _",
-                           field="key")
+    if not KEY.match(spec.key):
+        raise InvalidInput(f"role key {spec.key!r} must be {_KEY_RULE}", field="key")
     checked_name(spec.name, f"role {spec.key}: name")
     unknown = sorted(set(spec.permissions) - PERMISSIONS)
     if unknown:
@@ -65,6 +69,11 @@ def validate_spec(spec: RoleSpec) -> RoleSpec:
                            f"{', '.join(repeated)}", field="permissions")
     params: dict[str, dict[str, Any]] = {}
     for name, decl in spec.parameters.items():
+        if not KEY.match(name):
+            # A blank name listed as nothing, a dotted one blurred the error paths
+            # (parameters.a.b.default), and the portal reads these names as claim keys.
+            raise InvalidInput(f"role {spec.key}: parameter name {name!r} must be {_KEY_RULE}",
+                               field="parameters")
         if not isinstance(decl, dict):
             raise InvalidInput(f"role {spec.key}: parameter {name} must be {{type, default}}",
                                field=f"parameters.{name}")

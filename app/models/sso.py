@@ -202,10 +202,8 @@ class LoginTrace(Base):
     request_id: Mapped[str | None] = mapped_column(String(100))
     # Indexed (migration 0030): a trace is kept ``sso.trace_retention_days`` after this, as
     # the setting says now, not as it said when the trace was written; the purge deletes by it.
+    # (Its expiry fixed at write, ``expires_at``, went unused in 0030 and was dropped in 0031.)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
-    # Before 0030 the expiry fixed at write. No longer written nor read; kept, nullable, so
-    # a node of the previous release can still write a trace during a rolling deploy.
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AuthorizationCode(Base):

@@ -4,17 +4,24 @@ authlib's AuthorizationServer and ClientCredentialsGrant do the protocol (client
 authentication, grant validation, the RFC 6749 §5.1 / §5.2 JSON); this module only binds
 them to Roster's storage in app/directory/oauth_clients.py. Entra's gallery apps ask for
 a token endpoint, a client id and a secret, and expect tokens living 60-360 minutes.
+
+A client has one scope, ``scim`` (RFC 6749 §3.3): the default when the request names
+none, said in every token response (§5.1), and a request for any other scope, or a scope
+string outside §3.3's grammar, is ``invalid_scope`` (§5.2), judged after the client has
+authenticated.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import ClientMixin, grants
+from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -25,6 +32,7 @@ from app.db import Database
 from app.db_errors import describe_transient, is_transient
 from app.directory.oauth_clients import (
     ACCESS_TOKEN_PREFIX,
+    SCIM_SCOPE,
     check_secret,
     find_client,
     store_access_token,
@@ -36,6 +44,45 @@ from app.scim.client_limit import count_token_request
 bp = Blueprint("oauth", __name__, url_prefix="/oauth")
 log = logging.getLogger(__name__)
 _AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+# RFC 6749 §3.3: scope = scope-token *( SP scope-token ),
+# scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*\Z")
+
+
+def scope_problem(scope: str | None) -> str | None:
+    """Why a requested scope is ``invalid_scope`` (RFC 6749 §5.2), if it is: malformed
+    (§3.3's grammar) or naming a scope other than ``scim``. None and "" ask for nothing
+    (§3.2: a parameter without a value is omitted) and get the default."""
+    if not scope:
+        return None
+    if not _SCOPE.match(scope):
+        return ("the scope is malformed: scope tokens of printable ASCII other than double "
+                "quote and backslash, separated by single spaces (RFC 6749 section 3.3); "
+                f"this client's scope is {SCIM_SCOPE}, or omit the parameter")
+    unknown = " ".join(sorted(set(scope.split(" ")) - {SCIM_SCOPE}))
+    if unknown:
+        # The tokens passed the grammar, so they may stand in error_description (5.2).
+        shown = unknown if len(unknown) <= 100 else unknown[:100] + "..."
+        return (f"this client has only the scope {SCIM_SCOPE} (its directory's SCIM API), "
+                f"not {shown}: ask for {SCIM_SCOPE} or omit the scope parameter")
+    return None
+
+
+def _quotable(value: str) -> str:
+    """``value`` as an ``error_description`` may quote it (RFC 6749 §5.2: %x20-21 /
+    %x23-5B / %x5D-7E), any other character as ``?``, at most 100 of them."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in value[:100])
+
+
+class _Server(AuthorizationServer):
+    """authlib's server, judging the requested scope as Roster's clients have it."""
+
+    def validate_requested_scope(self, scope: str | None) -> None:
+        """``invalid_scope`` for a malformed or unknown scope (RFC 6749 §3.3, §5.2); authlib
+        checked nothing without a ``scopes_supported`` list and issued the token anyway,
+        without saying that its scope differed from the one requested."""
+        if (problem := scope_problem(scope)) is not None:
+            raise InvalidScopeError(description=problem)
 
 
 class _Client(ClientMixin):
@@ -53,8 +100,9 @@ class _Client(ClientMixin):
         return None
 
     def get_allowed_scope(self, scope: str) -> str:
-        """Scopes are not used: a token acts for its whole directory."""
-        return ""
+        """``scim``, whatever was asked (the request's scope is already judged): a token
+        acts for its whole directory."""
+        return SCIM_SCOPE
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         """No redirect URIs are registered."""
@@ -118,7 +166,7 @@ def _secret_post(_query_client: Any, request: Any) -> _Client | None:
 
 def _save_token(token: dict[str, Any], request: Any) -> None:
     store_access_token(g.oauth_session, request.client.row, token["access_token"],
-                       int(token["expires_in"]))
+                       int(token["expires_in"]), token["scope"])
 
 
 def _new_access_token(**_: Any) -> str:
@@ -128,7 +176,7 @@ def _new_access_token(**_: Any) -> str:
 def init_oauth(app: Flask) -> None:
     """Build the authorization server for ``app`` and register the /oauth blueprint."""
     lifetime = app.config["ROSTER"]["oauth"]["access_token_minutes"] * 60
-    server = AuthorizationServer()
+    server = _Server()
     server.init_app(app, query_client=_query_client, save_token=_save_token)
     server.register_token_generator(
         "default", BearerTokenGenerator(_new_access_token, None, lambda _c, _g: lifetime))
@@ -168,16 +216,17 @@ def _malformed() -> str | None:
     values = request.values  # authlib reads the form and the query string alike
     for name in values:
         if len(values.getlist(name)) > 1:
-            return f"the parameter {name} is given more than once (RFC 6749 §3.2)"
+            return (f"the parameter {_quotable(name)} is given more than once "
+                    "(RFC 6749 section 3.2)")
     if request.headers.get("Authorization") and "client_secret" in request.form:
         # §2.3: "MUST NOT use more than one authentication method in each request"; §5.2
         # names it invalid_request. authlib tried Basic, then the form: a wrong Basic header
         # beside a right form secret was issued a token.
         return ("the client authenticates twice (an Authorization header and a "
-                "client_secret parameter): use one method (RFC 6749 §2.3)")
+                "client_secret parameter): use one method (RFC 6749 section 2.3)")
     if not values.get("grant_type"):
         return ("the grant_type parameter is missing: send grant_type=client_credentials "
-                "in an application/x-www-form-urlencoded body (RFC 6749 §4.4.2)")
+                "in an application/x-www-form-urlencoded body (RFC 6749 section 4.4.2)")
     return None
 
 
@@ -220,7 +269,8 @@ def token() -> Response:
             # ...]"); say what failed, never which part (RFC 6749 §5.2).
             response.set_data(json.dumps({"error": "invalid_client", "error_description": (
                 "client authentication failed: unknown client or wrong secret (send them as "
-                "HTTP Basic or as the form's client_id and client_secret, RFC 6749 §2.3.1)")}))
+                "HTTP Basic or as the form's client_id and client_secret, RFC 6749 section "
+                "2.3.1)")}))
     # RFC 6749 §5.1: token responses must not be cached.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"

@@ -134,6 +134,27 @@ def test_role_add_refuses_a_parameter_given_twice(world, run, db):
     assert rows(db, "SELECT count(*) FROM roles WHERE key = 'twice'")[0][0] == 0
 
 
+def test_role_add_refuses_a_parameter_name_that_is_not_a_key(world, run, db):
+    """`--param ' =bool:true'` added a role whose parameter lists as nothing; parameter
+    names are lower-case letters, digits and _, as role keys (and the API refuses the same)."""
+    for text in (" =bool:true", "Night Limit=money:5 EUR", "a.b=int:1"):
+        out = run("role", "add", "odd", "--org", "acme", "--permission", "orders.place",
+                  "--param", text, ok=False).output
+        assert "lower-case letters, digits and _" in out
+    assert rows(db, "SELECT count(*) FROM roles WHERE key = 'odd'")[0][0] == 0
+
+
+@pytest.mark.parametrize("key", ["r\u00f4le", "buyer\uff11", "k" * 65])
+def test_role_add_refuses_a_key_the_api_refuses(world, run, db, key):
+    """The CLI checked role keys with str.isalnum and str.islower, which take "rôle" and
+    fullwidth digits, and no length (the column holds 64): the API's rule, lower-case ASCII
+    letters, digits and _, 1-64, now holds for both."""
+    out = run("role", "add", key, "--org", "acme", "--permission", "orders.place",
+              ok=False).output
+    assert "lower-case letters, digits and _, 1-64 long" in out
+    assert rows(db, "SELECT count(*) FROM roles WHERE custom")[0][0] == 0
+
+
 def test_mapping_commands_have_help():
     """--help works for every mapping, role and user command without a database."""
     runner = CliRunner()

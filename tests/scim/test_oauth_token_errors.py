@@ -4,6 +4,7 @@ for a missing or repeated parameter, ``invalid_client`` for credentials that can
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
@@ -91,10 +92,38 @@ def test_two_client_authentication_methods_at_once_are_invalid_request(client, d
                              f"&client_secret={secret}",
                      {"Authorization": f"Basic {header}"})
     _assert_refused(response, 400, "invalid_request")
-    assert "RFC 6749 §2.3" in response.get_json()["error_description"]
+    assert "RFC 6749 section 2.3" in response.get_json()["error_description"]
     assert rows(db, "SELECT id FROM issued_tokens") == []
     # Basic alone, with client_id in the form as well (no second secret), still works.
     alone = _post(client, f"grant_type=client_credentials&client_id={client_id}",
                   {"Authorization": "Basic " + base64.b64encode(
                       f"{client_id}:{secret}".encode()).decode()})
     assert alone.status_code == 200, alone.get_data(as_text=True)
+
+
+# RFC 6749 §5.2: error_description holds only %x20-21 / %x23-5B / %x5D-7E.
+_DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*\Z")
+
+
+@pytest.mark.parametrize("case", ["repeated", "no_grant", "two_methods", "wrong_secret",
+                                  "unknown_path", "scope"])
+def test_error_descriptions_keep_to_the_characters_rfc6749_allows(client, db, tenant, case):
+    """RFC 6749 §5.2: error_description "MUST NOT include characters outside the set
+    %x20-21 / %x23-5B / %x5D-7E". The token endpoint's own descriptions cited "RFC 6749 §..."
+    (a non-ASCII character), and a 404 under /oauth/ quoted the path as given."""
+    client_id, secret = _client(db, tenant)
+    body = f"grant_type=client_credentials&client_id={client_id}&client_secret={secret}"
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    response = {
+        "repeated": lambda: _post(client, body + "&grant_type=client_credentials"),
+        "no_grant": lambda: _post(client, f"client_id={client_id}&client_secret={secret}"),
+        "two_methods": lambda: _post(client, body, {"Authorization": f"Basic {basic}"}),
+        "wrong_secret": lambda: _post(client, body.replace(secret, "rss_wrong")),
+        "unknown_path": lambda: client.post('/oauth/t\u00f6ken"\\x', data=body,
+                                            content_type=FORM),
+        "scope": lambda: _post(client, body + "&scope=sc%C3%AFm"),
+    }[case]()
+    assert response.status_code >= 400
+    description = response.get_json()["error_description"]
+    assert description
+    assert _DESCRIPTION.match(description), description

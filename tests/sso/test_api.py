@@ -40,3 +40,15 @@ def test_admin_lists_connections_and_the_portal_key_may_not(db, tenant, keys, we
     portal = make_key(db, "portal", tenant.org)
     assert web.get(f"/api/v1/orgs/{tenant.org.id}/connections",
                    headers=portal.headers).status_code == 403
+
+
+def test_an_empty_or_overlong_trace_reason_filter_is_a_400(db, tenant, web):
+    """``?reason=`` matched no trace and answered an empty list (every other list filter
+    of the API refuses an empty value with a 400 naming it); a reason longer than the
+    column (50) cannot match either. Both are a 400 naming ``reason``."""
+    auditor = make_key(db, "auditor", tenant.org)
+    base = f"/api/v1/orgs/{tenant.org.id}/sso/traces"
+    for reason in ("", "r" * 51):
+        response = web.get(base, query_string={"reason": reason}, headers=auditor.headers)
+        assert response.status_code == 400, response.text
+        assert [e["field"] for e in response.get_json()["errors"]] == ["reason"]

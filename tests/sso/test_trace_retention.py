@@ -65,16 +65,15 @@ def test_a_shortened_retention_expires_the_traces_already_stored(
 
 def test_a_lengthened_retention_keeps_traces_past_the_expiry_they_were_written_with(
         db, tenant, database_url):
-    """A trace the previous release stored with a 1-day retention (its expires_at), written
-    2 days ago: under the 30 days now configured it is listed and `roster sso
-    purge-traces` keeps it; at 1 day it is deleted."""
+    """A trace written 2 days ago while the retention was 1 day (before migration 0030 its
+    expiry was fixed then; 0031 dropped that column): under the 30 days now configured it
+    is listed and `roster sso purge-traces` keeps it; at 1 day it is deleted."""
     now = utcnow()
     trace_id = new_id()
     with db.transaction() as session:
         session.add(LoginTrace(id=trace_id, organization_id=tenant.org.id, protocol="saml",
                                reason="expired", detail="", payload={},
-                               created_at=now - timedelta(days=2),
-                               expires_at=now - timedelta(days=1)))
+                               created_at=now - timedelta(days=2)))
     listed = roster(database_url, "sso", "traces", "--org", "acme", "--json")
     assert [json.loads(line)["correlation_id"] for line in listed.output.splitlines()] == \
         [trace_id]

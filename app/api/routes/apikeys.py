@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
 from app.api.pagination import Page
-from app.api.schemas import CredentialSchema, PageArgs, StrictSchema
+from app.api.schemas import CredentialSchema, NameLength, PageArgs, StrictSchema
 from app.api.views import bp
 from app.directory.apikeys import create_key, get_key, revoke_key
 from app.directory.organizations import get_organization
@@ -49,7 +49,8 @@ class ApiKeyCreateSchema(StrictSchema):
     organization = fields.String(load_default=None, allow_none=True,
                                  validate=validate.Length(min=1, max=64),
                                  metadata={"description": "Organization id or slug."})
-    name = fields.String(load_default="", validate=validate.Length(max=200))
+    name = fields.String(validate=NameLength(optional=True),
+                         metadata={"description": "Default: none."})
     expires_at = fields.AwareDateTime(load_default=None, allow_none=True)
 
 
@@ -73,7 +74,7 @@ def create_apikey(ctx: ApiContext) -> SimpleNamespace:
     ref = ctx.body["organization"]
     organization = get_organization(ctx.session, ref) if ref else None
     key, plaintext = create_key(ctx.session, ctx.body["role"].value, organization, ctx.actor,
-                                name=ctx.body["name"], expires_at=ctx.body["expires_at"])
+                                name=ctx.body.get("name", ""), expires_at=ctx.body["expires_at"])
     return SimpleNamespace(**{c: getattr(key, c) for c in KEY_COLUMNS}, key=plaintext)
 
 

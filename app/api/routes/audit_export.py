@@ -6,7 +6,7 @@ from flask import Response, current_app, stream_with_context
 from marshmallow import fields, validate
 
 from app.api.frame import ApiContext, api_route
-from app.api.schemas import TimeWindowArgs
+from app.api.schemas import QueryInteger, TimeWindowArgs
 from app.api.views import bp
 from app.audit.export import FORMATS, AuditFilter, iter_events, position, render
 from app.db import Database
@@ -28,11 +28,11 @@ class ExportArgs(TimeWindowArgs):
     subject_id = fields.String(validate=validate.Length(min=1, max=100), metadata={
         "description": "Every event about this subject; for a user, its grant events and "
                        "its groups' membership events too."})
-    after_seq = fields.Integer(validate=validate.Range(min=0, max=2**63 - 1), metadata={
+    after_seq = QueryInteger(validate=validate.Range(min=0, max=2**63 - 1), metadata={
         "description": "Only the organization's records after this seq, in seq order: "
                        "export on from the last seq of the previous export and miss none "
                        "(since/until select by occurred_at, which a late commit misses)."})
-    after_id = fields.Integer(validate=validate.Range(min=0, max=2**63 - 1), metadata={
+    after_id = QueryInteger(validate=validate.Range(min=0, max=2**63 - 1), metadata={
         "description": "Only records after this position: the Roster-Audit-Position header "
                        "of the previous export with the same filters. Across organizations "
                        "too; an incremental export that misses none."})

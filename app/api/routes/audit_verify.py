@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
 from app.api.routes.deprovisions import deployment_key
-from app.api.schemas import StrictSchema
+from app.api.schemas import QueryInteger, StrictSchema
 from app.api.setup import FORMER_KEYS
 from app.api.views import bp
 from app.audit.checkpoints import verify_checkpoints
@@ -50,7 +50,7 @@ class VerifyArgs(StrictSchema):
 
     organization = fields.String(validate=validate.Length(min=1, max=100), metadata={
         "description": "Organization id or slug (an operator key must give one)."})
-    after_seq = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**63 - 1),
+    after_seq = QueryInteger(load_default=0, validate=validate.Range(min=0, max=2**63 - 1),
                                metadata={"description": "Check the records after this seq "
                                          "(the next_after_seq of the previous answer)."})
     after_time = fields.AwareDateTime(metadata={
@@ -58,7 +58,7 @@ class VerifyArgs(StrictSchema):
                        "next_after_seq: where this stretch's time window for the "
                        "deprovisioning records starts. Without it, it is read from the "
                        "chain up to after_seq (one pass over those records)."})
-    limit = fields.Integer(load_default=DEFAULT_LIMIT,
+    limit = QueryInteger(load_default=DEFAULT_LIMIT,
                            validate=validate.Range(min=1, max=MAX_LIMIT),
                            metadata={"description": "At most this many records."})
 

@@ -11,7 +11,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 from sqlalchemy.orm import object_session
 
-from app.api.schemas import JsonBoolean, StrictSchema
+from app.api.schemas import JsonBoolean, NameLength, StrictSchema
 from app.events.endpoints import endpoint_key
 from app.models.sso import ConnectionDomain, SsoConnection
 from app.sso.connections import MATCH_BY, POLICIES
@@ -121,14 +121,14 @@ class _Settings(StrictSchema):
 class ConnectionCreateSchema(_Settings):
     """A new connection; SAML takes IdP metadata, OIDC a discovery URL and client."""
 
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = fields.String(required=True, validate=NameLength())
     protocol = fields.String(required=True, validate=validate.OneOf(("saml", "oidc")))
 
 
 class ConnectionUpdateSchema(_Settings):
     """Settings to change; absent fields are kept."""
 
-    name = fields.String(validate=validate.Length(min=1, max=200))
+    name = fields.String(validate=NameLength())
     enabled = JsonBoolean()
 
 

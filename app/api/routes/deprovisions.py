@@ -9,7 +9,7 @@ from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
-from app.api.pagination import Page, paginate
+from app.api.pagination import Page
 from app.api.schemas import TimeRangeArgs
 from app.api.views import bp
 from app.audit.receipts import get_record, make_receipt
@@ -104,8 +104,7 @@ def list_deprovisions(ctx: ApiContext) -> Page:
     for name in ("trigger", "user_id", "outcome"):
         if name in args:
             stmt = stmt.where(getattr(DeprovisionRecord, name) == args[name])
-    return paginate(ctx.session, stmt, (DeprovisionRecord.received_at, DeprovisionRecord.id),
-                    limit=args["limit"], cursor=args.get("cursor"))
+    return ctx.paginate(stmt, (DeprovisionRecord.received_at, DeprovisionRecord.id))
 
 
 @api_route(bp, "/deprovisions/<record_id>", methods=["GET"], permission="deprovisioning:read",

@@ -12,7 +12,7 @@ from typing import Any
 from marshmallow import Schema, fields, validate
 
 from app.api.frame import ApiContext, api_route
-from app.api.schemas import StrictSchema
+from app.api.schemas import QueryInteger, StrictSchema
 from app.api.views import bp
 from app.directory.directories import get_directory, missing_directory
 from app.models import Directory
@@ -46,7 +46,7 @@ class RequestArgs(StrictSchema):
 
     failed = fields.Boolean(load_default=False,
                             metadata={"description": "Only requests answered >= 400."})
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=1000))
+    limit = QueryInteger(load_default=50, validate=validate.Range(min=1, max=1000))
 
 
 class RecordedRequestSchema(Schema):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from flask import current_app
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
 from app.api.pagination import Page
-from app.api.schemas import CredentialSchema, PageArgs, StrictSchema
+from app.api.schemas import CredentialSchema, NameLength, PageArgs, StrictSchema
 from app.api.views import bp
 from app.directory.directories import create_directory, get_directory, set_directory_status
 from app.directory.tokens import issue_token, revoke_token
@@ -45,7 +45,7 @@ class DirectoryCreateSchema(StrictSchema):
     """A new directory; its first token is issued with it."""
 
     vendor = fields.Enum(Vendor, by_value=True, required=True)
-    name = fields.String(validate=validate.Length(min=1, max=200), metadata={
+    name = fields.String(validate=NameLength(optional=True), metadata={
         "description": "Unique in the organization (default: the vendor)."})
 
 

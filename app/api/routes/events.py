@@ -14,9 +14,8 @@ from app.api.pagination import (
     Page,
     decode_values,
     encode_cursor,
-    paginate,
 )
-from app.api.schemas import PageArgs, StrictSchema
+from app.api.schemas import PageArgs, QueryInteger, StrictSchema
 from app.api.views import bp
 from app.events.feed import FeedPosition, events_after
 from app.models import OutboxEvent
@@ -50,7 +49,7 @@ class FeedArgs(StrictSchema):
         "description": "A next_cursor from an earlier page; omit to start at the oldest "
                        "event kept (events.retention_days). A cursor that stands before "
                        "purged events is answered 410 (type .../cursor-expired)."})
-    limit = fields.Integer(load_default=DEFAULT_LIMIT,
+    limit = QueryInteger(load_default=DEFAULT_LIMIT,
                            validate=validate.Range(min=1, max=MAX_LIMIT))
     type = fields.String(validate=validate.Length(min=1, max=100), metadata={
         "description": "Only events of this type (e.g. user.deprovisioned)."})
@@ -105,5 +104,4 @@ def list_deliveries(ctx: ApiContext) -> Page:
             OutboxEvent.organization_id == ctx.scope_org_id)
     if "status" in ctx.args:
         stmt = stmt.where(WebhookDelivery.status == ctx.args["status"])
-    return paginate(ctx.session, stmt, (WebhookDelivery.id,), limit=ctx.args["limit"],
-                    cursor=ctx.args.get("cursor"))
+    return ctx.paginate(stmt, (WebhookDelivery.id,))

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
 from app.api.pagination import Page
-from app.api.schemas import PageArgs, StrictSchema
+from app.api.schemas import NameLength, PageArgs, StrictSchema
 from app.api.views import bp
 from app.directory.organizations import create_organization
 from app.mapping.catalog import load_catalog
@@ -33,7 +33,8 @@ class OrganizationCreateSchema(StrictSchema):
 
     slug = fields.String(required=True, validate=validate.Regexp(
         r"^[a-z0-9][a-z0-9-]{0,62}\Z", error="lower-case letters, digits and '-', 1-63 long"))
-    name = fields.String(load_default="", validate=validate.Length(max=200))
+    name = fields.String(validate=NameLength(optional=True), metadata={
+        "description": "Default: the slug."})
 
 
 class UnitSchema(Schema):
@@ -56,7 +57,8 @@ class UnitArgs(PageArgs):
 class UnitCreateSchema(StrictSchema):
     """A new unit under ``parent`` (a path like ``Engineering/Tokyo`` or an id)."""
 
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = fields.String(required=True, validate=NameLength(), metadata={
+        "description": "No '/'; leading and trailing spaces are dropped."})
     kind = fields.Enum(UnitKind, by_value=True, required=True)
     parent = fields.String(load_default=None, allow_none=True,
                            validate=validate.Length(min=1, max=1000))
@@ -75,7 +77,7 @@ def list_orgs(ctx: ApiContext) -> Page:
            response=OrganizationSchema, status=201)
 def create_org(ctx: ApiContext) -> Organization:
     """Create a tenant and seed its role catalog."""
-    return create_organization(ctx.session, ctx.body["slug"], ctx.body["name"],
+    return create_organization(ctx.session, ctx.body["slug"], ctx.body.get("name", ""),
                                load_catalog(ROLES_FILE), ctx.actor)
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
 from app.api.pagination import Page
-from app.api.schemas import PageArgs, StrictSchema
+from app.api.schemas import NameLength, PageArgs, StrictSchema
 from app.api.views import bp
 from app.mapping.catalog import PARAMETER_TYPES, PERMISSIONS, RoleSpec
 from app.mapping.roles import add_role
@@ -52,7 +52,7 @@ class RoleCreateSchema(StrictSchema):
 
     key = fields.String(required=True, validate=validate.Regexp(
         r"^[a-z0-9_]{1,64}\Z", error="lower-case letters, digits and _, 1-64 long"))
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    name = fields.String(required=True, validate=NameLength())
     description = fields.String(load_default="", validate=validate.Length(max=1000))
     permissions = fields.List(
         fields.String(validate=validate.Length(min=1, max=100)), load_default=list,

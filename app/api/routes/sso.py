@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from flask import current_app
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
-from app.api.pagination import Page, paginate
+from app.api.pagination import Page
 from app.api.schemas import PageArgs
 from app.api.views import bp
 from app.errors import NotFound
@@ -42,7 +42,10 @@ def _retention_days() -> int:
 class TraceArgs(PageArgs):
     """Trace list filters."""
 
-    reason = fields.String(metadata={"description": "Only this reason (e.g. replay)."})
+    # Not empty (it matched nothing: an empty list, where every other filter is a 400) nor
+    # longer than the column.
+    reason = fields.String(validate=validate.Length(min=1, max=50), metadata={
+        "description": "Only this reason (e.g. replay)."})
 
 
 @api_route(bp, "/orgs/<org_id>/sso/traces", methods=["GET"], permission="traces:read",
@@ -55,8 +58,7 @@ def list_traces(ctx: ApiContext) -> Page:
                                     LoginTrace.created_at > kept_since(_retention_days()))
     if "reason" in ctx.args:
         stmt = stmt.where(LoginTrace.reason == ctx.args["reason"])
-    return paginate(ctx.session, stmt, (LoginTrace.created_at, LoginTrace.id),
-                    limit=ctx.args["limit"], cursor=ctx.args.get("cursor"))
+    return ctx.paginate(stmt, (LoginTrace.created_at, LoginTrace.id))
 
 
 @api_route(bp, "/orgs/<org_id>/sso/traces/<trace_id>", methods=["GET"],
