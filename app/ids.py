@@ -63,3 +63,9 @@ def new_id() -> str:
 def request_id() -> str:
     """A request id: 32 hex digits, as ``uuid4().hex`` gave."""
     return _draw().hex()
+
+
+def shown_id(value: str, limit: int = 80) -> str:
+    """An identifier from a request as an error may quote it: quoted (an empty or blank one
+    shows as such, not as nothing) and cut to ``limit`` characters."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + "..."

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.audit.sealed_records import record_problem
 from app.audit.signing import SigningKey, key_id_of, load_public_key, verify_signature
 from app.errors import Conflict, InvalidInput, NotFound
+from app.ids import shown_id
 from app.models.lifecycle import DeprovisionRecord
 
 RECEIPT_TYPE = "roster.deprovision_receipt.v1"
@@ -30,7 +31,7 @@ def get_record(session: Session, record_id: str,
     """One deprovisioning record (scoped to an organization when given)."""
     record = session.get(DeprovisionRecord, record_id)
     if record is None or (organization_id and record.organization_id != organization_id):
-        raise NotFound(f"no deprovisioning record {record_id}")
+        raise NotFound(f"no deprovisioning record {shown_id(record_id)}")
     return record
 
 

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from app.audit import Actor, record
 from app.db import utcnow
 from app.errors import Conflict, NotFound
+from app.ids import shown_id
 from app.lifecycle.guard import DELIBERATE
 from app.lifecycle.restore import hold_directory_for_reactivation
 from app.lifecycle.users import GONE, reactivate_user
@@ -69,7 +70,7 @@ def restore_batch(session: Session, batch_id: str, actor: Actor) -> BatchRestore
     """
     batch = session.get(DeprovisionBatch, batch_id)
     if batch is None:
-        raise NotFound(f"no deprovisioning batch {batch_id}")
+        raise NotFound(f"no deprovisioning batch {shown_id(batch_id)}")
     if batch.restored_at is not None:
         raise Conflict(f"batch {batch_id} was already restored")
     user_ids = list(session.scalars(select(DeprovisionRecord.user_id).where(

@@ -16,6 +16,7 @@ from app.directory.names import checked_name
 from app.directory.uniqueness import flush_unique
 from app.errors import Conflict, InvalidInput, NotFound
 from app.events.endpoints import endpoint_key
+from app.ids import shown_id
 from app.models import Organization
 from app.models.sso import ConnectionDomain, SsoConnection
 from app.sso.connection_sessions import DELETED, end_connection_sessions, lock_connection
@@ -153,7 +154,7 @@ def get_connection(session: Session, connection_id: str) -> SsoConnection:
     """The connection with this id (NotFound otherwise)."""
     conn = session.get(SsoConnection, connection_id)
     if conn is None:
-        raise NotFound(f"no SSO connection {connection_id}")
+        raise NotFound(f"no SSO connection {shown_id(connection_id)}")
     return conn
 
 

@@ -115,3 +115,15 @@ def test_no_receipt_is_signed_for_a_record_changed_in_the_database(client, db, t
                                  "latency_ms = :l WHERE id = :r"),
                          {"u": original.user_name, "l": original.latency_ms, "r": record_id})
         _receipt(client, db, tenant, record_id)
+
+
+def test_an_unknown_record_id_is_quoted_in_the_404(client, db, tenant):
+    """A blank or overlong id is shown quoted and cut, not as trailing spaces (the detail
+    read "no deprovisioning record  ") nor echoed whole."""
+    auditor = make_key(db, "auditor", tenant.org)
+    blank = client.get("/api/v1/deprovisions/%20", headers=auditor.headers)
+    assert blank.status_code == 404
+    assert blank.get_json()["detail"] == "no deprovisioning record ' '"
+    long = client.get("/api/v1/deprovisions/" + "a" * 500, headers=auditor.headers)
+    assert long.status_code == 404
+    assert long.get_json()["detail"] == "no deprovisioning record '" + "a" * 80 + "'..."
