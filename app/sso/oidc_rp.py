@@ -2,14 +2,14 @@
 
 OpenID Connect Core 1.0 §3.1 (authorization code flow), RFC 7636 (PKCE), OIDC Discovery
 1.0 §4. Discovery documents and JWKS are cached per URL in process memory; the JWKS is
-re-read when an ID token names a key id we do not know (key rotation at the IdP).
+re-read when an ID token names a key id we do not know (key rotation at the IdP), and an
+IdP's failure to serve them is remembered for a while (app/sso/idp_cache.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ from app.errors import InvalidInput
 from app.events.endpoints import endpoint_key, scrub
 from app.http_deadline import cuttable_session, within
 from app.models.sso import OidcLoginRequest, SsoConnection
+from app.sso.idp_cache import DocumentCache
 from app.sso.oidc_config import check_url
 from app.sso.outcome import LoginFailed
 from app.sso.sealed import Sealer
@@ -162,40 +163,32 @@ def _no_downgrade(url: str) -> Callable[..., Any]:
 
 
 class ProviderCache:
-    """Discovery documents and JWKS per URL, kept ``ttl`` seconds (thread-safe)."""
+    """Discovery documents and JWKS per URL, kept ``ttl`` seconds, the IdP's failures
+    remembered for a while and an expired document served while its IdP fails
+    (app/sso/idp_cache.py; thread-safe, per process)."""
 
     def __init__(self, ttl_seconds: float = 3600.0,
-                 fetch: Callable[[str], dict[str, Any]] = fetch_json) -> None:
-        self._ttl, self._fetch = ttl_seconds, fetch
-        self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, Any]] = {}
-
-    def _get(self, url: str, make: Callable[[dict[str, Any]], Any], refresh: bool) -> Any:
-        with self._lock:
-            hit = self._entries.get(url)
-        if hit and not refresh and time.monotonic() - hit[0] < self._ttl:
-            return hit[1]
-        value = make(self._fetch(url))
-        with self._lock:
-            self._entries[url] = (time.monotonic(), value)
-        return value
+                 fetch: Callable[[str], dict[str, Any]] = fetch_json, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._documents = DocumentCache(fetch, ttl_seconds, clock=clock)
 
     def provider(self, discovery_url: str) -> Provider:
         """The IdP's endpoints (cached)."""
-        return self._get(discovery_url, lambda doc: Provider.of(discovery_url, doc), False)
+        return self._documents.get(discovery_url,
+                                   lambda doc: Provider.of(discovery_url, doc))
 
     def jwks(self, jwks_uri: str, *, refresh: bool = False) -> dict[str, Any]:
-        """The IdP's JWK Set document (RFC 7517 §5), re-read when ``refresh``."""
+        """The IdP's JWK Set document (RFC 7517 §5); ``refresh``: re-read it (an unknown
+        kid), at most once per idp_cache.FORCED_REFRESH_INTERVAL_SECONDS."""
         def check(doc: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(doc.get("keys"), list):
                 raise LoginFailed("discovery_failed", "the JWKS has no keys")
             return doc
-        return self._get(jwks_uri, check, refresh)
+        return self._documents.get(jwks_uri, check, forced=refresh)
 
     def forget(self) -> None:
-        """Drop every cached document (tests, or an operator forcing a re-read)."""
-        with self._lock:
-            self._entries.clear()
+        """Drop every cached document and failure (tests, or an operator forcing a re-read)."""
+        self._documents.forget()
 
 
 def callback_url(base_url: str, connection_id: str) -> str:
