@@ -58,8 +58,9 @@ class Provider:
         """Check and read a discovery document; its issuer must prefix its URL (§4.3)."""
         fields = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
         if not all(isinstance(doc.get(f), str) and doc[f] for f in fields):
+            # A field of another type is as good as missing (it was named as neither).
             raise LoginFailed("discovery_failed", "discovery document lacks " + ", ".join(
-                f for f in fields if not doc.get(f)))
+                f for f in fields if not (isinstance(doc.get(f), str) and doc[f])))
         issuer = doc["issuer"]
         if discovery_url != issuer.rstrip("/") + "/.well-known/openid-configuration":
             raise LoginFailed("discovery_failed",
@@ -74,7 +75,11 @@ class Provider:
                 raise LoginFailed("discovery_failed", f"{field} is not https") from None
             if https_only and not doc[field].lower().startswith("https://"):
                 raise LoginFailed("discovery_failed", f"{field} is not https")
-        methods = doc.get("token_endpoint_auth_methods_supported") or []
+        # A JSON array of strings (RFC 8414 §2); one string alone is read as itself, any
+        # other value as absent (a number made a 500 of every login).
+        methods = doc.get("token_endpoint_auth_methods_supported")
+        methods = [methods] if isinstance(methods, str) else \
+            methods if isinstance(methods, list) else []
         return cls(issuer, doc["authorization_endpoint"], doc["token_endpoint"],
                    doc["jwks_uri"], tuple(m for m in methods if isinstance(m, str)),
                    _optional_endpoint(doc.get("end_session_endpoint"), https_only),
@@ -131,7 +136,8 @@ def fetch_json(url: str, timeout: float | None = None) -> dict[str, Any]:
         raise LoginFailed("discovery_failed", f"{shown} is too large")
     try:
         doc = json.loads(body)
-    except ValueError:
+    # RecursionError: arrays nested thousands deep (a 500 before, whatever the size bound).
+    except (ValueError, RecursionError):
         raise LoginFailed("discovery_failed", f"{shown} is not JSON") from None
     if not isinstance(doc, dict):
         raise LoginFailed("discovery_failed", f"{shown} is not a JSON object")
@@ -296,19 +302,23 @@ def exchange_code(provider: Provider, client_id: str, client_secret: str, redire
             within(HTTP_TIMEOUT_SECONDS) as cut:
         # No redirect is followed: a 307 or 308 would send the code, the PKCE verifier and
         # (client_secret_post) the client secret on to wherever it points, plain http too.
+        client.register_compliance_hook("access_token_response", _bounded)
         client.register_compliance_hook("access_token_response", _not_redirected)
         try:
             token = client.fetch_token(provider.token_endpoint, grant_type="authorization_code",
                                        code=code, code_verifier=code_verifier,
-                                       timeout=HTTP_TIMEOUT_SECONDS, allow_redirects=False)
+                                       timeout=HTTP_TIMEOUT_SECONDS, allow_redirects=False,
+                                       stream=True)
         except OAuthError as exc:
             if cut.is_set():
                 raise late from None
             raise LoginFailed("token_exchange_failed", _without(
                 f"{exc.error}: {exc.description or ''}", client_secret, code,
                 code_verifier)[:500]) from None
+        # TypeError, OverflowError: authlib reading a token response's expires_in that is
+        # no number ([1], 1e400); RecursionError: JSON nested thousands deep (500s before).
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError,
-                ValueError) as exc:
+                ValueError, TypeError, OverflowError, RecursionError) as exc:
             if cut.is_set():
                 raise late from None
             raise LoginFailed("idp_unreachable", _without(
@@ -319,6 +329,20 @@ def exchange_code(provider: Provider, client_id: str, client_secret: str, redire
     if not isinstance(id_token, str) or not id_token:
         raise LoginFailed("missing_id_token", "the token response has no id_token")
     return id_token
+
+
+def _bounded(response: requests.Response) -> requests.Response:
+    """The token endpoint's answer read whole, if it is at most ``_MAX_DOCUMENT_BYTES`` (it
+    comes as a stream): read as it came, any size, until the deadline, an IdP's answer of
+    megabytes was taken in, and a valid ID token in it signed the user in."""
+    body = response.raw.read(_MAX_DOCUMENT_BYTES + 1, decode_content=True)
+    if len(body) > _MAX_DOCUMENT_BYTES:
+        response.close()
+        raise LoginFailed("idp_unreachable", "token endpoint: the answer is larger than "
+                          f"{_MAX_DOCUMENT_BYTES} bytes")
+    response._content = body  # what requests' .content and .json() read from now on
+    response._content_consumed = True
+    return response
 
 
 def _not_redirected(response: requests.Response) -> requests.Response:
@@ -341,7 +365,7 @@ def _not_redirected(response: requests.Response) -> requests.Response:
         return response
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return response  # not JSON: authlib raises the HTTP error
     if not isinstance(body, dict) or "error" not in body:
         raise LoginFailed("token_exchange_failed", f"token endpoint: the IdP answered HTTP "

@@ -32,7 +32,10 @@ _MAX_GROUPS = 1000
 
 
 def _b64json(part: str) -> dict[str, Any]:
-    value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    try:
+        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except RecursionError:  # JSON nested thousands deep: a 500 before
+        raise ValueError("nested too deep") from None
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
     return value
