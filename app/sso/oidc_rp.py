@@ -302,8 +302,9 @@ def exchange_code(provider: Provider, client_id: str, client_secret: str, redire
             within(HTTP_TIMEOUT_SECONDS) as cut:
         # No redirect is followed: a 307 or 308 would send the code, the PKCE verifier and
         # (client_secret_post) the client secret on to wherever it points, plain http too.
-        client.register_compliance_hook("access_token_response", _bounded)
-        client.register_compliance_hook("access_token_response", _not_redirected)
+        # One hook: authlib keeps them in a set, run in no particular order.
+        client.register_compliance_hook("access_token_response",
+                                        lambda response: _not_redirected(_bounded(response)))
         try:
             token = client.fetch_token(provider.token_endpoint, grant_type="authorization_code",
                                        code=code, code_verifier=code_verifier,
