@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,6 +86,14 @@ class Expected:
     skew_seconds: int
 
 
+def _numeric_date(value: Any) -> bool:
+    """A NumericDate (RFC 7519 §2): a finite number of seconds. Python's JSON reads NaN and
+    Infinity (and 1e400 as infinity): an ``exp`` of NaN or Infinity never expired, and
+    ``true`` was read as 1."""
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
 def _check_claims(claims: dict[str, Any], want: Expected, now: float) -> None:
     if claims.get("iss") != want.issuer:
         raise LoginFailed("wrong_issuer", f"iss {claims.get('iss')!r} is not {want.issuer}")
@@ -96,14 +105,16 @@ def _check_claims(claims: dict[str, Any], want: Expected, now: float) -> None:
     if (azp is not None or len(audiences) > 1) and azp != want.client_id:
         raise LoginFailed("wrong_audience", f"azp {azp!r} is not our client")
     exp, iat = claims.get("exp"), claims.get("iat")
-    if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+    if not _numeric_date(exp) or not _numeric_date(iat):
         raise LoginFailed("malformed_id_token", "exp and iat are required numbers")
     if exp + want.skew_seconds < now:
         raise LoginFailed("token_expired", "the ID token has expired")
     if iat - want.skew_seconds > now:
         raise LoginFailed("token_not_yet_valid", "the ID token was issued in the future")
     nbf = claims.get("nbf")
-    if isinstance(nbf, int | float) and nbf - want.skew_seconds > now:
+    if nbf is not None and not _numeric_date(nbf):
+        raise LoginFailed("malformed_id_token", "nbf is not a number")
+    if nbf is not None and nbf - want.skew_seconds > now:
         raise LoginFailed("token_not_yet_valid", "the ID token is not valid yet")
     nonce = claims.get("nonce")
     if not isinstance(nonce, str) or not hmac.compare_digest(nonce.encode(), want.nonce.encode()):

@@ -112,3 +112,18 @@ def test_a_discovery_field_of_another_type_is_named(db, tenant, hostile, web):
     refused_with(db, web.get(f"/sso/oidc/{conn.id}/login"), "discovery_failed")
     assert rows(db, "SELECT detail FROM sso_login_traces")[0].detail == \
         "discovery document lacks issuer"
+
+
+@pytest.mark.parametrize("claims", [{"exp": float("nan")}, {"exp": float("inf")},
+                                    {"exp": True}, {"iat": float("nan")},
+                                    {"nbf": float("nan")}],
+                         ids=["exp-nan", "exp-infinity", "exp-true", "iat-nan", "nbf-nan"])
+def test_a_time_claim_that_is_no_finite_number_is_malformed(db, tenant, hostile, web, claims):
+    """An ID token (signed by the IdP) whose exp is NaN or Infinity (JSON as Python reads
+    it) or ``true``, or whose iat or nbf is NaN: malformed_id_token. Before: NaN and
+    Infinity passed every comparison (a token that never expires; the login succeeded) and
+    ``true`` was read as 1 (token_expired)."""
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile)
+    hostile.token_for = lambda honest: hostile.sign({**honest, **claims})
+    refused_with(db, web.get(_callback(web, hostile, conn)), "malformed_id_token")
