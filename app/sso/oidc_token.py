@@ -32,9 +32,24 @@ OIDC_CLAIMS = {"email": "email", "user_name": "preferred_username", "given_name"
 _MAX_GROUPS = 1000
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is no finite number")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity (RFC 8259 §6)
+
+
 def _b64json(part: str) -> dict[str, Any]:
+    """A JOSE header or claims set: a JSON object with finite numbers only. Python's JSON
+    reads NaN, Infinity and 1e400 (infinity); a claim of one, traced, made PostgreSQL refuse
+    the trace's payload (a 500), and an ``exp`` of it never expired."""
     try:
-        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)),
+                           parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:  # JSON nested thousands deep: a 500 before
         raise ValueError("nested too deep") from None
     if not isinstance(value, dict):

@@ -116,13 +116,15 @@ def test_a_discovery_field_of_another_type_is_named(db, tenant, hostile, web):
 
 @pytest.mark.parametrize("claims", [{"exp": float("nan")}, {"exp": float("inf")},
                                     {"exp": True}, {"iat": float("nan")},
-                                    {"nbf": float("nan")}],
-                         ids=["exp-nan", "exp-infinity", "exp-true", "iat-nan", "nbf-nan"])
-def test_a_time_claim_that_is_no_finite_number_is_malformed(db, tenant, hostile, web, claims):
-    """An ID token (signed by the IdP) whose exp is NaN or Infinity (JSON as Python reads
-    it) or ``true``, or whose iat or nbf is NaN: malformed_id_token. Before: NaN and
-    Infinity passed every comparison (a token that never expires; the login succeeded) and
-    ``true`` was read as 1 (token_expired)."""
+                                    {"nbf": float("nan")}, {"score": float("-inf")}],
+                         ids=["exp-nan", "exp-infinity", "exp-true", "iat-nan", "nbf-nan",
+                              "other-claim-infinity"])
+def test_a_claim_that_is_no_finite_number_is_malformed(db, tenant, hostile, web, claims):
+    """An ID token (signed by the IdP) holding NaN or Infinity (not JSON, RFC 8259 §6, but
+    Python reads them) in any claim, or an exp of ``true``: malformed_id_token. Before: NaN
+    and Infinity passed every time comparison (a token that never expires; the login
+    succeeded), ``true`` was read as 1 (token_expired), and on PostgreSQL the trace of a
+    refusal holding such a claim could not be stored (a 500)."""
     provision(db, tenant)
     conn = oidc_connection(db, tenant, hostile)
     hostile.token_for = lambda honest: hostile.sign({**honest, **claims})
