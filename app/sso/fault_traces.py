@@ -13,10 +13,16 @@ until the window ended. These are not counted.
 Their trace rows still need a bound, since any client may start a login through such a
 connection as often as it likes: per process, the first refusal of a (connection, reason)
 writes its trace, and the others within ``TRACE_INTERVAL_SECONDS`` write nothing: they show
-that trace's correlation id (the admin finds the reason the user quotes), are counted in
+that trace's correlation id (the admin finds the reason the user quotes) once it is stored,
+are counted in
 the metric ``roster_sso_refusals_untraced_total{reason}``, and their number is written with
 the next trace of the same connection and reason (payload ``untraced_repeats``). The rows
 written are thus at most one per connection, reason, interval and process, whoever asks.
+
+A refusal shows the id of a trace still being written only once that write has committed
+(it waits ``STORED_WAIT_SECONDS`` at most): when the write fails (a busy or failing
+database), the id names nothing, and an admin looking up the id the user quoted found no
+trace. Then the refusal writes its own trace instead, and shows no id if it cannot tell.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.ids import new_id
 from app.sso.outcome import LoginFailed
@@ -45,6 +51,10 @@ TRACE_INTERVAL_SECONDS = 10.0
 # (connection, reason) pairs remembered at most, oldest forgotten first: connections are
 # rows an admin made, but memory stays bounded whatever their number.
 MAX_KEYS = 10_000
+# How long a refusal waits for the write of the trace whose id it would show: longer than
+# a write waits for a lock (database.sqlite_busy_timeout_ms, 5 s by default), so that it
+# learns how the write ended.
+STORED_WAIT_SECONDS = 30.0
 
 
 @dataclass
@@ -52,6 +62,8 @@ class _Slot:
     trace_id: str
     since: float  # time.monotonic() of the trace's claim
     repeats: int = 0
+    settled: threading.Event = field(default_factory=threading.Event)
+    stored: bool = False  # the trace committed (meaningful once ``settled``)
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,7 @@ class Claim:
     write: bool
     repeats_before: int = 0
     previous_id: str | None = None
+    slot: _Slot | None = field(default=None, repr=False, compare=False)
 
 
 class FaultTraces:
@@ -82,21 +95,40 @@ class FaultTraces:
             slot = self._slots.get(key)
             if slot is not None and now - slot.since < TRACE_INTERVAL_SECONDS:
                 slot.repeats += 1
-                return Claim(slot.trace_id, write=False)
+                return Claim(slot.trace_id, write=False, slot=slot)
             fresh = self._slots[key] = _Slot(new_id(), now)
             self._slots.move_to_end(key)
             while len(self._slots) > MAX_KEYS:
                 self._slots.popitem(last=False)
         if slot is None:
-            return Claim(fresh.trace_id, write=True)
+            return Claim(fresh.trace_id, write=True, slot=fresh)
         return Claim(fresh.trace_id, write=True, repeats_before=slot.repeats,
-                     previous_id=slot.trace_id)
+                     previous_id=slot.trace_id, slot=fresh)
 
-    def release(self, connection_id: str, reason: str, trace_id: str) -> None:
+    @staticmethod
+    def stored(claim: Claim) -> bool | None:
+        """Whether the trace a non-writing claim would show was stored: True, False (its
+        write failed), None (still being written after ``STORED_WAIT_SECONDS``)."""
+        if claim.slot is None:
+            return None
+        if not claim.slot.settled.wait(STORED_WAIT_SECONDS):
+            return None
+        return claim.slot.stored
+
+    @staticmethod
+    def written(claim: Claim) -> None:
+        """The writing claim's trace committed: the refusals showing its id may."""
+        if claim.slot is not None:
+            claim.slot.stored = True
+            claim.slot.settled.set()
+
+    def release(self, connection_id: str, reason: str, claim: Claim) -> None:
         """Forget a claimed trace that was not written (its transaction failed): the next
-        refusal writes one."""
+        refusal writes one, and so do those waiting to show its id."""
         key = (connection_id, reason)
         with self._lock:
             slot = self._slots.get(key)
-            if slot is not None and slot.trace_id == trace_id:
+            if slot is not None and slot is claim.slot:
                 del self._slots[key]
+        if claim.slot is not None:
+            claim.slot.settled.set()  # not stored

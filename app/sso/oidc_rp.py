@@ -2,14 +2,14 @@
 
 OpenID Connect Core 1.0 §3.1 (authorization code flow), RFC 7636 (PKCE), OIDC Discovery
 1.0 §4. Discovery documents and JWKS are cached per URL in process memory; the JWKS is
-re-read when an ID token names a key id we do not know (key rotation at the IdP).
+re-read when an ID token names a key id we do not know (key rotation at the IdP), and an
+IdP's failure to serve them is remembered for a while (app/sso/idp_cache.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ from app.errors import InvalidInput
 from app.events.endpoints import endpoint_key, scrub
 from app.http_deadline import cuttable_session, within
 from app.models.sso import OidcLoginRequest, SsoConnection
+from app.sso.idp_cache import DocumentCache
 from app.sso.oidc_config import check_url
 from app.sso.outcome import LoginFailed
 from app.sso.sealed import Sealer
@@ -57,8 +58,9 @@ class Provider:
         """Check and read a discovery document; its issuer must prefix its URL (§4.3)."""
         fields = ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri")
         if not all(isinstance(doc.get(f), str) and doc[f] for f in fields):
+            # A field of another type is as good as missing (it was named as neither).
             raise LoginFailed("discovery_failed", "discovery document lacks " + ", ".join(
-                f for f in fields if not doc.get(f)))
+                f for f in fields if not (isinstance(doc.get(f), str) and doc[f])))
         issuer = doc["issuer"]
         if discovery_url != issuer.rstrip("/") + "/.well-known/openid-configuration":
             raise LoginFailed("discovery_failed",
@@ -73,7 +75,11 @@ class Provider:
                 raise LoginFailed("discovery_failed", f"{field} is not https") from None
             if https_only and not doc[field].lower().startswith("https://"):
                 raise LoginFailed("discovery_failed", f"{field} is not https")
-        methods = doc.get("token_endpoint_auth_methods_supported") or []
+        # A JSON array of strings (RFC 8414 §2); one string alone is read as itself, any
+        # other value as absent (a number made a 500 of every login).
+        methods = doc.get("token_endpoint_auth_methods_supported")
+        methods = [methods] if isinstance(methods, str) else \
+            methods if isinstance(methods, list) else []
         return cls(issuer, doc["authorization_endpoint"], doc["token_endpoint"],
                    doc["jwks_uri"], tuple(m for m in methods if isinstance(m, str)),
                    _optional_endpoint(doc.get("end_session_endpoint"), https_only),
@@ -130,7 +136,8 @@ def fetch_json(url: str, timeout: float | None = None) -> dict[str, Any]:
         raise LoginFailed("discovery_failed", f"{shown} is too large")
     try:
         doc = json.loads(body)
-    except ValueError:
+    # RecursionError: arrays nested thousands deep (a 500 before, whatever the size bound).
+    except (ValueError, RecursionError):
         raise LoginFailed("discovery_failed", f"{shown} is not JSON") from None
     if not isinstance(doc, dict):
         raise LoginFailed("discovery_failed", f"{shown} is not a JSON object")
@@ -162,40 +169,32 @@ def _no_downgrade(url: str) -> Callable[..., Any]:
 
 
 class ProviderCache:
-    """Discovery documents and JWKS per URL, kept ``ttl`` seconds (thread-safe)."""
+    """Discovery documents and JWKS per URL, kept ``ttl`` seconds, the IdP's failures
+    remembered for a while and an expired document served while its IdP fails
+    (app/sso/idp_cache.py; thread-safe, per process)."""
 
     def __init__(self, ttl_seconds: float = 3600.0,
-                 fetch: Callable[[str], dict[str, Any]] = fetch_json) -> None:
-        self._ttl, self._fetch = ttl_seconds, fetch
-        self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, Any]] = {}
-
-    def _get(self, url: str, make: Callable[[dict[str, Any]], Any], refresh: bool) -> Any:
-        with self._lock:
-            hit = self._entries.get(url)
-        if hit and not refresh and time.monotonic() - hit[0] < self._ttl:
-            return hit[1]
-        value = make(self._fetch(url))
-        with self._lock:
-            self._entries[url] = (time.monotonic(), value)
-        return value
+                 fetch: Callable[[str], dict[str, Any]] = fetch_json, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._documents = DocumentCache(fetch, ttl_seconds, clock=clock)
 
     def provider(self, discovery_url: str) -> Provider:
         """The IdP's endpoints (cached)."""
-        return self._get(discovery_url, lambda doc: Provider.of(discovery_url, doc), False)
+        return self._documents.get(discovery_url,
+                                   lambda doc: Provider.of(discovery_url, doc))
 
     def jwks(self, jwks_uri: str, *, refresh: bool = False) -> dict[str, Any]:
-        """The IdP's JWK Set document (RFC 7517 §5), re-read when ``refresh``."""
+        """The IdP's JWK Set document (RFC 7517 §5); ``refresh``: re-read it (an unknown
+        kid), at most once per idp_cache.FORCED_REFRESH_INTERVAL_SECONDS."""
         def check(doc: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(doc.get("keys"), list):
                 raise LoginFailed("discovery_failed", "the JWKS has no keys")
             return doc
-        return self._get(jwks_uri, check, refresh)
+        return self._documents.get(jwks_uri, check, forced=refresh)
 
     def forget(self) -> None:
-        """Drop every cached document (tests, or an operator forcing a re-read)."""
-        with self._lock:
-            self._entries.clear()
+        """Drop every cached document and failure (tests, or an operator forcing a re-read)."""
+        self._documents.forget()
 
 
 def callback_url(base_url: str, connection_id: str) -> str:
@@ -303,19 +302,24 @@ def exchange_code(provider: Provider, client_id: str, client_secret: str, redire
             within(HTTP_TIMEOUT_SECONDS) as cut:
         # No redirect is followed: a 307 or 308 would send the code, the PKCE verifier and
         # (client_secret_post) the client secret on to wherever it points, plain http too.
-        client.register_compliance_hook("access_token_response", _not_redirected)
+        # One hook: authlib keeps them in a set, run in no particular order.
+        client.register_compliance_hook("access_token_response",
+                                        lambda response: _not_redirected(_bounded(response)))
         try:
             token = client.fetch_token(provider.token_endpoint, grant_type="authorization_code",
                                        code=code, code_verifier=code_verifier,
-                                       timeout=HTTP_TIMEOUT_SECONDS, allow_redirects=False)
+                                       timeout=HTTP_TIMEOUT_SECONDS, allow_redirects=False,
+                                       stream=True)
         except OAuthError as exc:
             if cut.is_set():
                 raise late from None
             raise LoginFailed("token_exchange_failed", _without(
                 f"{exc.error}: {exc.description or ''}", client_secret, code,
                 code_verifier)[:500]) from None
+        # TypeError, OverflowError: authlib reading a token response's expires_in that is
+        # no number ([1], 1e400); RecursionError: JSON nested thousands deep (500s before).
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError,
-                ValueError) as exc:
+                ValueError, TypeError, OverflowError, RecursionError) as exc:
             if cut.is_set():
                 raise late from None
             raise LoginFailed("idp_unreachable", _without(
@@ -326,6 +330,20 @@ def exchange_code(provider: Provider, client_id: str, client_secret: str, redire
     if not isinstance(id_token, str) or not id_token:
         raise LoginFailed("missing_id_token", "the token response has no id_token")
     return id_token
+
+
+def _bounded(response: requests.Response) -> requests.Response:
+    """The token endpoint's answer read whole, if it is at most ``_MAX_DOCUMENT_BYTES`` (it
+    comes as a stream): read as it came, any size, until the deadline, an IdP's answer of
+    megabytes was taken in, and a valid ID token in it signed the user in."""
+    body = response.raw.read(_MAX_DOCUMENT_BYTES + 1, decode_content=True)
+    if len(body) > _MAX_DOCUMENT_BYTES:
+        response.close()
+        raise LoginFailed("idp_unreachable", "token endpoint: the answer is larger than "
+                          f"{_MAX_DOCUMENT_BYTES} bytes")
+    response._content = body  # what requests' .content and .json() read from now on
+    response._content_consumed = True
+    return response
 
 
 def _not_redirected(response: requests.Response) -> requests.Response:
@@ -348,7 +366,7 @@ def _not_redirected(response: requests.Response) -> requests.Response:
         return response
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return response  # not JSON: authlib raises the HTTP error
     if not isinstance(body, dict) or "error" not in body:
         raise LoginFailed("token_exchange_failed", f"token endpoint: the IdP answered HTTP "

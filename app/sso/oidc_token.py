@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,8 +32,26 @@ OIDC_CLAIMS = {"email": "email", "user_name": "preferred_username", "given_name"
 _MAX_GROUPS = 1000
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is no finite number")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity (RFC 8259 §6)
+
+
 def _b64json(part: str) -> dict[str, Any]:
-    value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    """A JOSE header or claims set: a JSON object with finite numbers only. Python's JSON
+    reads NaN, Infinity and 1e400 (infinity); a claim of one, traced, made PostgreSQL refuse
+    the trace's payload (a 500), and an ``exp`` of it never expired."""
+    try:
+        value = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)),
+                           parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:  # JSON nested thousands deep: a 500 before
+        raise ValueError("nested too deep") from None
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
     return value
@@ -82,6 +101,14 @@ class Expected:
     skew_seconds: int
 
 
+def _numeric_date(value: Any) -> bool:
+    """A NumericDate (RFC 7519 §2): a finite number of seconds. Python's JSON reads NaN and
+    Infinity (and 1e400 as infinity): an ``exp`` of NaN or Infinity never expired, and
+    ``true`` was read as 1."""
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
 def _check_claims(claims: dict[str, Any], want: Expected, now: float) -> None:
     if claims.get("iss") != want.issuer:
         raise LoginFailed("wrong_issuer", f"iss {claims.get('iss')!r} is not {want.issuer}")
@@ -93,14 +120,16 @@ def _check_claims(claims: dict[str, Any], want: Expected, now: float) -> None:
     if (azp is not None or len(audiences) > 1) and azp != want.client_id:
         raise LoginFailed("wrong_audience", f"azp {azp!r} is not our client")
     exp, iat = claims.get("exp"), claims.get("iat")
-    if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+    if not _numeric_date(exp) or not _numeric_date(iat):
         raise LoginFailed("malformed_id_token", "exp and iat are required numbers")
     if exp + want.skew_seconds < now:
         raise LoginFailed("token_expired", "the ID token has expired")
     if iat - want.skew_seconds > now:
         raise LoginFailed("token_not_yet_valid", "the ID token was issued in the future")
     nbf = claims.get("nbf")
-    if isinstance(nbf, int | float) and nbf - want.skew_seconds > now:
+    if nbf is not None and not _numeric_date(nbf):
+        raise LoginFailed("malformed_id_token", "nbf is not a number")
+    if nbf is not None and nbf - want.skew_seconds > now:
         raise LoginFailed("token_not_yet_valid", "the ID token is not valid yet")
     nonce = claims.get("nonce")
     if not isinstance(nonce, str) or not hmac.compare_digest(nonce.encode(), want.nonce.encode()):

@@ -18,7 +18,7 @@ from app.log_throttle import EveryInterval
 from app.models.sso import SsoConnection
 from app.sso import pages
 from app.sso.connection_sessions import hold_connection
-from app.sso.fault_traces import FaultTraces, not_caused_by_client
+from app.sso.fault_traces import Claim, FaultTraces, not_caused_by_client
 from app.sso.keys import SpKeys, load_sp_keys
 from app.sso.oidc_rp import ProviderCache
 from app.sso.outcome import LoginFailed
@@ -184,7 +184,7 @@ def fail(exc: LoginFailed, conn: ConnRef | None, payload: dict[str, Any], *,
     return _refused(exc, trace_id)
 
 
-def _refused(exc: LoginFailed, trace_id: str) -> Response:
+def _refused(exc: LoginFailed, trace_id: str | None) -> Response:
     return pages.refused(_MESSAGES.get(exc.reason, "We could not sign you in."), trace_id)
 
 
@@ -219,24 +219,35 @@ def _write_trace(exc: LoginFailed, conn: ConnRef | None, payload: dict[str, Any]
 def _not_the_clients(exc: LoginFailed, conn: ConnRef, payload: dict[str, Any]) -> Response:
     """A refusal the client did not cause: not counted against its address, never a 429;
     traced once per connection and reason per interval (app/sso/fault_traces.py), the
-    others shown that trace's correlation id and counted."""
+    others shown that trace's correlation id once it is stored, and counted."""
     faults: FaultTraces = current_app.extensions.setdefault("roster.sso_fault_traces",
                                                             FaultTraces())
-    claim = faults.claim(conn.id, exc.reason)
-    if not claim.write:
-        metrics = current_app.extensions.get("roster.metrics")
-        if metrics is not None:
-            metrics.untraced_sso_refusal(exc.reason)
-        return _refused(exc, claim.trace_id)
+    for _ in range(2):  # a trace another refusal failed to write: claim again, once
+        claim = faults.claim(conn.id, exc.reason)
+        if claim.write:
+            return _refused(exc, _write_claimed(faults, claim, exc, conn, payload))
+        stored = faults.stored(claim)  # its id shown once it is stored (fault_traces.py)
+        if stored is not False:
+            break
+    metrics = current_app.extensions.get("roster.metrics")
+    if metrics is not None:
+        metrics.untraced_sso_refusal(exc.reason)
+    return _refused(exc, claim.trace_id if stored else None)
+
+
+def _write_claimed(faults: FaultTraces, claim: Claim, exc: LoginFailed, conn: ConnRef,
+                   payload: dict[str, Any]) -> str:
+    """Write the trace ``claim`` won; tell those waiting to show its id how it went."""
     if claim.repeats_before:
         payload = {**payload, "untraced_repeats": {"count": claim.repeats_before,
                                                    "correlation_id": claim.previous_id}}
     try:
         trace_id = _write_trace(exc, conn, payload, conn.protocol, claim.trace_id)
     except BaseException:
-        faults.release(conn.id, exc.reason, claim.trace_id)
+        faults.release(conn.id, exc.reason, claim)
         raise
-    return _refused(exc, trace_id)
+    faults.written(claim)
+    return trace_id
 
 
 _BLOCKED_LOG = EveryInterval(60.0)

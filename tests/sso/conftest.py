@@ -78,6 +78,20 @@ def sso_app(database_url: str, keys: Keys, db: Database) -> Flask:
     return app
 
 
+@pytest.fixture(autouse=True)
+def _idp_documents_per_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The session's SSO app reads its IdPs' discovery documents and JWKS afresh in each
+    test: the cache remembers an IdP's failures and its forced JWKS re-reads for a while
+    (app/sso/idp_cache.py), which must not carry over into the next test."""
+    if "sso_app" not in request.fixturenames:
+        yield
+        return
+    app = request.getfixturevalue("sso_app")
+    app.extensions.pop("roster.oidc_providers", None)
+    yield
+    app.extensions.pop("roster.oidc_providers", None)
+
+
 @pytest.fixture
 def web(sso_app: Flask) -> FlaskClient:
     """A browser-like client of the SSO app (keeps cookies)."""

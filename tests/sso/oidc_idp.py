@@ -184,6 +184,10 @@ class HostileIdp:
     # outage: 500, 502, 503; one rate limiting us: 429).
     failing: dict[str, int] = field(default_factory=dict)
     failing_body: dict[str, Any] = field(default_factory=lambda: {"error": "server_error"})
+    # Path -> (status, Content-Type, body) answered as it is (GET or POST); members added
+    # to the token response.
+    raw: dict[str, tuple[int, str, bytes]] = field(default_factory=dict)
+    token_extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def issuer(self) -> str:
@@ -204,6 +208,7 @@ class HostileIdp:
         self.trickle, self.truncate = {}, set()  # a trickle in progress stops
         self.token_redirect = None
         self.failing, self.failing_body = {}, {"error": "server_error"}
+        self.raw, self.token_extra = {}, {}
         self.redirected_posts.clear()
         self.authorizations.clear()
         self.token_requests.clear()
@@ -248,7 +253,8 @@ class HostileIdp:
             return 400, {"error": "invalid_grant", "error_description": "PKCE mismatch"}
         claims = self.claims(auth)
         token = self.token_for(claims) if self.token_for else self.sign(claims)
-        return 200, {"access_token": "at", "token_type": "Bearer", "id_token": token}
+        return 200, {"access_token": "at", "token_type": "Bearer", "id_token": token,
+                     **self.token_extra}
 
 
 def _handler(idp: HostileIdp) -> type[BaseHTTPRequestHandler]:
@@ -282,10 +288,19 @@ def _handler(idp: HostileIdp) -> type[BaseHTTPRequestHandler]:
                     return
                 time.sleep(delay)
 
+        def _raw(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
         def do_GET(self) -> None:
             path, _, query = self.path.partition("?")
             if idp.on_request is not None:
                 idp.on_request(path)
+            if path in idp.raw:
+                return self._raw(*idp.raw[path])
             if path in idp.failing:
                 return self._json(idp.failing[path], idp.failing_body)
             if path == "/.well-known/openid-configuration":
@@ -310,6 +325,8 @@ def _handler(idp: HostileIdp) -> type[BaseHTTPRequestHandler]:
             form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
             if idp.on_request is not None:
                 idp.on_request(self.path)
+            if self.path in idp.raw:
+                return self._raw(*idp.raw[self.path])
             if self.path in idp.failing:
                 return self._json(idp.failing[self.path], idp.failing_body)
             if self.path == "/token" and idp.token_redirect:

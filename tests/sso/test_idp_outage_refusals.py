@@ -17,7 +17,8 @@ from sqlalchemy import text
 
 from app.db import Database, new_id
 from app.models.sso import SsoConnection
-from app.sso import fault_traces
+from app.sso import fault_traces, idp_cache
+from app.sso.oidc_rp import ProviderCache
 from tests.conftest import rows
 from tests.sso import forge
 from tests.sso.conftest import claims_for, post_response, provision, saml_connection, start
@@ -28,6 +29,7 @@ from tests.sso.oidc_idp import (
     roster_path,
     start_login,
 )
+from tests.sso.test_idp_outage_cache import Clock
 from tests.sso.test_refusal_flood import _limited
 
 IP = {"REMOTE_ADDR": "203.0.113.77"}
@@ -69,12 +71,15 @@ def test_an_idp_answering_500_at_discovery_never_blocks_the_office(db, tenant, h
     """Six logins from one address while the IdP's discovery answers 500 (limit 3): each is
     the refusal page with one correlation id, whose trace (idp_unreachable) is the only row
     written; the five others are counted in /metrics. Once the IdP is back, the address
-    signs in, and its anonymous refusals are still traced (it was never counted). Before:
-    the fourth login got the 429 page, untraced, and so did the office's next refusals for
-    the rest of the minute."""
+    signs in (once the failure it remembers is forgotten: app/sso/idp_cache.py), and its
+    anonymous refusals are still traced (it was never counted). Before: the fourth login
+    got the 429 page, untraced, and so did the office's next refusals for the rest of the
+    minute."""
     provision(db, tenant)
     conn = oidc_connection(db, tenant, hostile)
-    client = _limited(sso_app, db).test_client()
+    app, clock = _limited(sso_app, db), Clock()
+    app.extensions["roster.oidc_providers"] = ProviderCache(clock=clock)
+    client = app.test_client()
     client.environ_base.update(IP)
     hostile.failing = {DISCOVERY: 500}
     ids = [_correlation(client.get(f"/sso/oidc/{conn.id}/login")) for _ in range(6)]
@@ -84,6 +89,7 @@ def test_an_idp_answering_500_at_discovery_never_blocks_the_office(db, tenant, h
         [(ids[0], "idp_unreachable", conn.id)]
     assert _untraced(client, "idp_unreachable") == 5
     hostile.failing = {}
+    clock.advance(idp_cache.FAILURE_BACKOFF_MAX_SECONDS)
     _not_blocked(client, db)
     callback = roster_path(follow_to_roster(start_login(client, conn)))
     resp = client.get(callback)
