@@ -134,7 +134,7 @@ def verify(ctx: CliContext, org_ref: str | None, public_key_files: tuple[BinaryI
                        or verify_anchors(session, keys, report.chain, anchors))
             if problem is None:
                 say(f"ok   chain {report.chain}: {report.records} records, "
-                    f"head seq {report.head_seq}")
+                    f"head seq {report.head_seq}{_anchored(checkpoints_file, anchors)}")
                 continue
             bad += 1
             where = f"seq {report.bad_seq}" if report.bad_seq else "checkpoint"
@@ -149,6 +149,17 @@ def verify(ctx: CliContext, org_ref: str | None, public_key_files: tuple[BinaryI
                 "the log holds no such chain: it was removed")
     if bad:
         raise SystemExit(1)
+
+
+def _anchored(file: TextIO | None, anchors: list[dict[str, Any]]) -> str:
+    """What the kept checkpoints did for a chain found whole: a --checkpoints file holding
+    none of it (another organization's) anchors nothing, and must not read as a check."""
+    if file is None:
+        return ""
+    if not anchors:
+        return f"; no kept checkpoint of this chain in {file.name}"
+    latest = max(int(a["checkpoint"]["seq"]) for a in anchors)
+    return f"; anchored by {len(anchors)} kept checkpoint(s), the latest at seq {latest}"
 
 
 def _verify_deprovision_records(session: Session, org_id: str | None) -> int:
