@@ -280,7 +280,8 @@ CLI_SETTLE_SECONDS = 120.0
 @click.option("--since", default=None, help="ISO 8601 or relative (24h, 7d).")
 @click.option("--until", default=None,
               help="Only events before this: ISO 8601 or an age (1h, 7d: that long ago).")
-@click.option("--action", default=None, help="Only this action tag, e.g. user:deprovision.")
+@click.option("--action", default=None,
+              help="Only this action tag (user:deprovision), or a noun with :* (user:*).")
 @click.option("--subject", default=None, help="Only events about this subject id.")
 @click.option("--after-seq", type=ROW_ID, default=None,
               help="With --org: only records after this seq (the last of the previous "
