@@ -112,6 +112,17 @@ def _holds_postgresql(element: json_list_holds, compiler: SQLCompiler, **kw: Any
             f"WHERE member.id = {value}) ELSE false END")
 
 
+def action_is(action: str) -> ColumnElement[bool]:
+    """An action tag (``user:deprovision``), or a noun with ``:*`` (``user:*``) for every
+    action of it: the list's filter and the exports' alike (``user:*`` exported nothing).
+    A prefix compared as text, not LIKE: SQLite's LIKE ignores ASCII case, and an action
+    matches case-sensitively on both databases, as the exact filter does."""
+    if action.endswith(":*"):
+        prefix = action[:-1]
+        return func.substr(AuditEvent.action, 1, len(prefix)) == prefix
+    return AuditEvent.action == action
+
+
 def about_subject(subject_id: str) -> ColumnElement[bool]:
     """The events about ``subject_id``: those naming it their subject; the grant events
     of a user that name it ``user_id`` (a deprovisioning's ``grant:remove``, a
@@ -150,7 +161,7 @@ def iter_events(session: Session, flt: AuditFilter, limit: int | None = None,
     if flt.until:
         stmt = stmt.where(AuditEvent.occurred_at < flt.until)
     if flt.action:
-        stmt = stmt.where(AuditEvent.action == flt.action)
+        stmt = stmt.where(action_is(flt.action))
     if flt.subject_id:
         stmt = stmt.where(about_subject(flt.subject_id))
     if limit:

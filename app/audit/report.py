@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,11 +35,13 @@ class DeprovisionReport:
 
 
 def percentile(values: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile (None for no values)."""
+    """Nearest-rank percentile: the ceil(pct/100 * N)-th smallest value (None for no values).
+    Rounding ``x + 0.5`` instead went one rank too high whenever ``x`` was an odd whole
+    number (round half to even): the p50 of two latencies was the larger one."""
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
+    rank = max(0, min(len(ordered) - 1, math.ceil(pct * len(ordered) / 100) - 1))
     return ordered[rank]
 
 

@@ -134,7 +134,7 @@ def verify(ctx: CliContext, org_ref: str | None, public_key_files: tuple[BinaryI
                        or verify_anchors(session, keys, report.chain, anchors))
             if problem is None:
                 say(f"ok   chain {report.chain}: {report.records} records, "
-                    f"head seq {report.head_seq}")
+                    f"head seq {report.head_seq}{_anchored(checkpoints_file, anchors)}")
                 continue
             bad += 1
             where = f"seq {report.bad_seq}" if report.bad_seq else "checkpoint"
@@ -149,6 +149,17 @@ def verify(ctx: CliContext, org_ref: str | None, public_key_files: tuple[BinaryI
                 "the log holds no such chain: it was removed")
     if bad:
         raise SystemExit(1)
+
+
+def _anchored(file: TextIO | None, anchors: list[dict[str, Any]]) -> str:
+    """What the kept checkpoints did for a chain found whole: a --checkpoints file holding
+    none of it (another organization's) anchors nothing, and must not read as a check."""
+    if file is None:
+        return ""
+    if not anchors:
+        return f"; no kept checkpoint of this chain in {file.name}"
+    latest = max(int(a["checkpoint"]["seq"]) for a in anchors)
+    return f"; anchored by {len(anchors)} kept checkpoint(s), the latest at seq {latest}"
 
 
 def _verify_deprovision_records(session: Session, org_id: str | None) -> int:
@@ -269,7 +280,8 @@ CLI_SETTLE_SECONDS = 120.0
 @click.option("--since", default=None, help="ISO 8601 or relative (24h, 7d).")
 @click.option("--until", default=None,
               help="Only events before this: ISO 8601 or an age (1h, 7d: that long ago).")
-@click.option("--action", default=None, help="Only this action tag, e.g. user:deprovision.")
+@click.option("--action", default=None,
+              help="Only this action tag (user:deprovision), or a noun with :* (user:*).")
 @click.option("--subject", default=None, help="Only events about this subject id.")
 @click.option("--after-seq", type=ROW_ID, default=None,
               help="With --org: only records after this seq (the last of the previous "

@@ -11,7 +11,7 @@ from sqlalchemy import literal, or_, select
 from sqlalchemy.orm import Session
 
 from app.directory.organizations import PATH_SEPARATOR
-from app.errors import NotFound
+from app.errors import Conflict, NotFound
 from app.models import Grant, Organization, Role, Unit, User
 from app.sql import fold
 
@@ -19,15 +19,31 @@ APPROVE = "orders.approve"
 MAX_MANAGER_DEPTH = 20
 
 
+# Users listed when a name or email names several (one per directory of the organization).
+_NAMESAKES_SHOWN = 10
+
+
 def find_user(session: Session, org: Organization, ref: str) -> User:
-    """A user of ``org`` by id, userName or primary email (case-insensitive)."""
-    user = session.scalar(select(User).where(
+    """A user of ``org`` by id, userName or primary email (case-insensitive). Each
+    directory of an organization (two IdPs during a migration) may hold the name: then it
+    is refused naming each holder, as `roster lifecycle` refuses it, not one of them
+    explained at random."""
+    users = list(session.scalars(select(User).where(
         User.organization_id == org.id, User.deleted_at.is_(None),
         or_(User.id == ref, fold(User.user_name) == fold(literal(ref)),
-            User.primary_email == ref.lower())).limit(1))
-    if user is None:
+            User.primary_email == ref.lower())).order_by(User.id)
+        .limit(_NAMESAKES_SHOWN + 1)))
+    by_id = [user for user in users if user.id == ref]
+    if by_id:
+        return by_id[0]
+    if not users:
         raise NotFound(f"user {ref!r} does not exist in {org.slug}", field="user")
-    return user
+    if len(users) > 1:
+        holders = ", ".join(f"{user.id} (directory {user.directory_id}, {user.status.value})"
+                            for user in users[:_NAMESAKES_SHOWN])
+        raise Conflict(f"several users of {org.slug} are named {ref}: {holders}; give the id "
+                       "of the one meant", field="user")
+    return users[0]
 
 
 def _person(user: User) -> dict[str, Any]:

@@ -138,3 +138,21 @@ def test_a_cut_off_chain_with_kept_checkpoints_is_named_once(db, dialect, tenant
     assert len(bad) == 1, output
     assert "records at the end were removed" in bad[0]
     assert "holds no such chain" not in output
+
+
+def test_verify_says_how_many_kept_checkpoints_anchored_each_chain(db, tenant, other_tenant,
+                                                                   database_url, tmp_path):
+    """`verify --checkpoints` names the kept checkpoints it checked a chain against, and says
+    so when the file holds none of that chain (another organization's file): the ok line
+    was the same as a check against no copy at all."""
+    make_leaver(db, tenant)
+    roster(database_url, "audit", "checkpoint")
+    kept = _export(database_url, tmp_path)
+    output = _verify(database_url, "--checkpoints", str(kept))
+    assert f"ok   chain {tenant.org.id}" in output
+    assert "anchored by 1 kept checkpoint(s), the latest at seq" in output
+    other = tmp_path / "globex.jsonl"
+    roster(database_url, "audit", "checkpoints", "--org", "globex", "-o", str(other))
+    output = _verify(database_url, "--checkpoints", str(other))
+    assert f"no kept checkpoint of this chain in {other}" in output
+    assert "anchored by" not in _verify(database_url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import rows
-from tests.lifecycle.support import roster
+from tests.lifecycle.support import add_user, roster
 
 
 def _data(value):
@@ -63,3 +63,16 @@ def test_unknown_user_batch_and_org_are_one_line_errors(db, tenant, database_url
     assert roster(database_url, "audit", "verify", "--org", "no-such-org", ok=False).output
     assert "--since" in roster(database_url, "audit", "deprovisions", "--org", "acme",
                                "--since", "yesterday", ok=False).output
+
+
+def test_deprovisions_report_p50_is_the_nearest_rank_median(db, tenant, database_url):
+    """`roster audit deprovisions` with two deprovisionings gives the smaller latency as p50
+    (nearest rank: the ceil(N/2)-th value), not the larger one."""
+    for name in ("first", "second"):
+        add_user(db, tenant, name)
+        roster(database_url, "lifecycle", "deprovision", "--org", "acme", name)
+    latencies = sorted(r.latency_ms
+                       for r in rows(db, "SELECT latency_ms FROM deprovision_records"))
+    out = roster(database_url, "audit", "deprovisions", "--org", "acme", "--since", "7d").output
+    assert f"p50 {latencies[0]:.1f} ms" in out
+    assert f"p95 {latencies[1]:.1f} ms" in out

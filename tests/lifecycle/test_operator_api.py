@@ -162,3 +162,25 @@ def test_a_user_the_mapping_suspended_is_not_reactivated_by_an_operator(
         == [("suspended", True)]
     assert rows(db, "SELECT count(*) FROM audit_events WHERE action = 'user:reactivate'"
                 )[0][0] == 0
+
+
+def test_a_blank_reason_is_refused_and_a_reason_is_kept_trimmed(client, db, tenant, leaver):
+    """The API reads a reason as `roster lifecycle deprovision --reason` does: trimmed, and
+    whitespace only is a 400 with nothing written (it was signed into the record and its
+    receipt as it came)."""
+    key = make_key(db, "operator")
+    for blank in ("   ", "\t\n"):
+        response = client.post(DEPROVISION.format(leaver.user_id), headers=key.headers,
+                               json={"reason": blank})
+        assert_problem(response, 400, "validation")
+        assert response.get_json()["errors"][0]["field"] == "reason"
+    assert rows(db, "SELECT count(*) FROM deprovision_records")[0][0] == 0
+    response = client.post(DEPROVISION.format(leaver.user_id), headers=key.headers,
+                           json={"reason": "  left, HR-12 "})
+    assert response.status_code == 201, response.get_json()
+    assert rows(db, "SELECT reason FROM deprovision_records")[0][0] == "left, HR-12"
+    response = client.post(REACTIVATE.format(leaver.user_id), headers=key.headers,
+                           json={"reason": " "})
+    assert_problem(response, 400, "validation")
+    assert rows(db, "SELECT status FROM users WHERE id = :u", u=leaver.user_id)[0][0] \
+        == "deprovisioned"

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.cli.commands import register
+from app.models import User
 from tests.conftest import rows
 
 register()
@@ -219,3 +220,25 @@ def test_rule_file_slips_are_one_line_naming_the_field(world, run, tmp_path, tex
     out = run("mapping", "apply", str(path), "--org", "acme", "--dry-run", ok=False).output
     assert said in out
     assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0
+
+
+def test_user_explain_refuses_a_name_two_directories_hold(world, run):
+    """Two IdPs of one organization (a migration) may each hold `dup`: `user explain dup`
+    named one of them at random; it is refused naming both, as `roster lifecycle` refuses
+    it, and the id (or a name only one user holds) still explains."""
+    first = world.user("dup", primary_email="dup@acme.example")
+    run("directory", "create", "--org", "acme", "--vendor", "entra")
+    [other_dir] = [r.id for r in rows(world.db, "SELECT id FROM directories WHERE vendor = "
+                                                "'entra'")]
+    with world.db.transaction() as s:
+        second = User(directory_id=other_dir, organization_id=world.org_id, user_name="DUP")
+        s.add(second)
+        s.flush()
+        second_id = second.id
+    out = run("user", "explain", "dup", "--org", "acme", ok=False).output
+    assert "several users of acme" in out
+    assert first in out
+    assert second_id in out
+    assert "dup is active" in run("user", "explain", first, "--org", "acme").output
+    assert "dup is active" in run("user", "explain", "dup@acme.example", "--org",
+                                  "acme").output

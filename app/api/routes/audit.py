@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from marshmallow import Schema, fields, validate
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, and_, select
 
 from app.api.frame import ApiContext, api_route
 from app.api.pagination import Page, within
 from app.api.schemas import TimeRangeArgs
 from app.api.views import bp
-from app.audit.export import about_subject
+from app.audit.export import about_subject, action_is
 from app.audit.horizon import settled_through
 from app.models import AuditEvent
 
@@ -61,14 +61,8 @@ def audit_query(ctx: ApiContext, args: dict[str, Any]) -> Select[Any]:
     if organization_id is not None:
         stmt = stmt.where(AuditEvent.organization_id == organization_id)
     stmt = within(stmt, AuditEvent.occurred_at, args)
-    action = args.get("action")
-    if action and action.endswith(":*"):
-        # A prefix compared as text, not LIKE: SQLite's LIKE ignores ASCII case, and an
-        # action matches case-sensitively on both databases, as the exact filter does.
-        prefix = action[:-1]
-        stmt = stmt.where(func.substr(AuditEvent.action, 1, len(prefix)) == prefix)
-    elif action:
-        stmt = stmt.where(AuditEvent.action == action)
+    if action := args.get("action"):
+        stmt = stmt.where(action_is(action))
     for name in ("actor_type", "actor_id"):
         if name in args:
             stmt = stmt.where(getattr(AuditEvent, name) == args[name])

@@ -24,7 +24,8 @@ class ExportArgs(TimeWindowArgs):
 
     format = fields.String(load_default="jsonl", validate=validate.OneOf(FORMATS))
     organization = fields.String(validate=validate.Length(min=1, max=100))
-    action = fields.String(validate=validate.Length(min=1, max=100))
+    action = fields.String(validate=validate.Length(min=1, max=100), metadata={
+        "description": "An action (user:deprovision), or a noun with ':*' (user:*)."})
     subject_id = fields.String(validate=validate.Length(min=1, max=100), metadata={
         "description": "Every event about this subject; for a user, its grant events and "
                        "its groups' membership events too."})

@@ -10,7 +10,7 @@ import dataclasses
 from typing import Any
 
 from flask import g
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields, pre_load, validate
 from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
@@ -29,8 +29,18 @@ from app.models.lifecycle import DeprovisionRecord
 class LifecycleActionSchema(StrictSchema):
     """Optional words for the audit log: why the operator acts."""
 
-    reason = fields.String(validate=validate.Length(min=1, max=500), metadata={
-        "description": "Recorded in the audit event (user:deprovision / user:reactivate)."})
+    reason = fields.String(validate=validate.Length(
+        min=1, max=500, error="must be 1 to 500 characters, not blank"), metadata={
+        "description": "Recorded in the audit event (user:deprovision / user:reactivate) "
+                       "and on the deprovisioning record; trimmed, 1-500 characters."})
+
+    @pre_load
+    def _trimmed(self, data: Any, **_: Any) -> Any:
+        """The reason trimmed, as `roster lifecycle --reason` reads it: whitespace only
+        was signed into the record and its receipt as it came."""
+        if isinstance(data, dict) and isinstance(data.get("reason"), str):
+            return {**data, "reason": data["reason"].strip()}
+        return data
 
 
 class ReactivationSchema(Schema):
