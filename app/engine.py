@@ -3,7 +3,9 @@ settings; the JSON codec both use. ``app.db.Database`` builds its engine here.""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
 import sqlite3
 from collections.abc import Mapping
@@ -39,6 +41,7 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        create_private_sqlite_file(url)
         # A file's pool has no ceiling: each thread keeps one connection for as long as it
         # lives (app/sqlite_connections.py), so a bounded pool would make the thread after
         # the last slot wait for a connection no one gives back. A SQLite connection is a
@@ -61,6 +64,23 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
                                                                prepared_statements))
     ping_after_idle(engine)  # not pool_pre_ping: a round trip per request (app/pool_ping.py)
     return engine
+
+
+def create_private_sqlite_file(url: str) -> None:
+    """Create a SQLite URL's database file, if it does not exist yet, readable and writable
+    by its owner only (0600): it holds personal data, token digests and encrypted secrets,
+    and SQLite would create it with the process umask (0644: readable by every local
+    user). Its -wal and -shm files take the database file's mode (SQLite's unix VFS). An
+    existing file keeps the mode it has: an operator may have chosen it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or memory_url(url):
+        return
+    path = parsed.database
+    if not path or path.startswith("file:"):
+        return
+    # Anything else (it exists, no such directory, a read-only mount) is SQLite's to report.
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 # Most JSON columns of a user (ims, photos, x509Certificates ...) hold an empty list: a page

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, create_engine, event, pool
 
 import app.models  # noqa: F401  (registers every table on Base.metadata)
 from app.db import Base
-from app.engine import register_fold
+from app.engine import create_private_sqlite_file, register_fold
 from app.planner import seed_statistics
 
 config = context.config
@@ -30,7 +30,9 @@ def run_migrations_online() -> None:
     if connectable is not None:
         _run(connectable)
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    url = config.get_main_option("sqlalchemy.url")
+    create_private_sqlite_file(url)  # a first migration creates the file: owner-only
+    engine = create_engine(url, poolclass=pool.NullPool)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)

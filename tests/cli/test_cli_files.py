@@ -153,3 +153,31 @@ def test_a_file_nested_past_the_parsers_limit_is_one_line(roster, tmp_path, name
     code, out = roster(*args, str(path))
     assert code == 1
     assert said in out.strip().splitlines()[-1]
+
+
+def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path):
+    """The database file holds personal data, token digests and encrypted secrets: a new
+    one (made by `roster db upgrade`, or by the app itself) is 0600, not the umask's 0644,
+    and so are its -wal and -shm files. An existing file keeps the mode it has."""
+    from app.engine import make_engine
+
+    old = os.umask(0o022)
+    try:
+        made = tmp_path / "new.db"
+        result = CliRunner().invoke(cli, ["db", "upgrade"], env={
+            "ROSTER_DATABASE__URL": f"sqlite:///{made}", "ROSTER_APP__ENV": "test"})
+        assert result.exit_code == 0, result.output
+        by_app = tmp_path / "by-app.db"
+        engine = make_engine(f"sqlite:///{by_app}")
+        with engine.connect() as connection:
+            connection.exec_driver_sql("CREATE TABLE t (x)")
+            connection.commit()
+            for path in (made, by_app, Path(f"{by_app}-wal"), Path(f"{by_app}-shm")):
+                assert path.stat().st_mode & 0o777 == 0o600, path
+        engine.dispose()
+        chosen = tmp_path / "chosen.db"
+        chosen.touch(mode=0o640)
+        make_engine(f"sqlite:///{chosen}").dispose()
+        assert chosen.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
