@@ -31,8 +31,17 @@ CSV_COLUMNS = ["event_id", "organization_id", "chain", "seq", "occurred_at", "ac
 OCSF_ACTIVITY = {"user:create": 1, "user:reactivate": 2, "user:deprovision": 5,
                  "user:delete": 6, "user:purge": 6, "grant:add": 7, "grant:remove": 8}
 OCSF_CLASS = 3001
-# OCSF 1.1 Group Management: the membership events, one per member (``ocsf_events``).
+# OCSF 1.1 Group Management: the membership events, one per member (``ocsf_events``), and
+# a group's creation, change and deletion.
 OCSF_GROUP_CLASS = 3006
+OCSF_GROUP_ACTIVITY = {"group:create": 6, "group:delete": 5, "group:update": 99}
+# Each activity's caption, which OCSF's activity_name holds ("as defined by the
+# activity_id"); activity 99 (Other) is named by Roster's own action tag.
+_OCSF_ACTIVITY_NAMES = {
+    OCSF_CLASS: {1: "Create", 2: "Enable", 5: "Disable", 6: "Delete", 7: "Attach Policy",
+                 8: "Detach Policy"},
+    OCSF_GROUP_CLASS: {3: "Add User", 4: "Remove User", 5: "Delete", 6: "Create"},
+}
 
 
 @dataclass(frozen=True)
@@ -185,26 +194,52 @@ _OCSF_OUTCOME: dict[str, dict[str, Any]] = {
 def as_ocsf(event: AuditEvent) -> dict[str, Any]:
     """One event as an OCSF 1.1 Account Change (3001) event; other actions use activity 99.
     A membership event is Group Management (3006), one per member: ``ocsf_events``."""
+    if event.action in OCSF_GROUP_ACTIVITY:
+        return _as_ocsf_group(event)
     activity = OCSF_ACTIVITY.get(event.action, 99)
     user_id = event.data.get("user_id") if event.subject_type != "user" else event.subject_id
     outcome = _OCSF_OUTCOME.get(event.action)
     if outcome is not None:
         outcome = {**outcome, "status_detail": event.data.get("error")}
     return {
-        "class_uid": OCSF_CLASS, "class_name": "Account Change", **_ocsf_common(event),
-        "activity_id": activity, "type_uid": OCSF_CLASS * 100 + activity,
+        "class_uid": OCSF_CLASS, "class_name": "Account Change",
+        **_ocsf_common(event, OCSF_CLASS, activity),
         **(outcome or {"severity_id": 1, "status_id": 1, "status": "Success"}),
         "user": {"uid": user_id},
-        "unmapped": {"subject_type": event.subject_type, "subject_id": event.subject_id,
-                     "data": event.data, "hash": event.hash, "prev_hash": event.prev_hash},
+        "unmapped": {"action": event.action, "subject_type": event.subject_type,
+                     "subject_id": event.subject_id, "data": event.data, "hash": event.hash,
+                     "prev_hash": event.prev_hash},
     }
 
 
-def _ocsf_common(event: AuditEvent, uid: str | None = None) -> dict[str, Any]:
-    """The attributes every OCSF event of ours has, whatever its class."""
+def _as_ocsf_group(event: AuditEvent) -> dict[str, Any]:
+    """A group's creation (6 Create), deletion (5 Delete) or change (99 Other) as an OCSF
+    1.1 Group Management (3006) event: a group, not a user, is what changed (as an Account
+    Change it had ``user.uid`` null, and Account Change requires a user)."""
+    activity = OCSF_GROUP_ACTIVITY[event.action]
+    name = event.data.get("displayName")
+    return {
+        "class_uid": OCSF_GROUP_CLASS, "class_name": "Group Management",
+        **_ocsf_common(event, OCSF_GROUP_CLASS, activity),
+        "severity_id": 1, "status_id": 1, "status": "Success",
+        "group": {"uid": event.subject_id, **({"name": name} if isinstance(name, str) else {})},
+        "unmapped": {"action": event.action, "subject_type": event.subject_type,
+                     "subject_id": event.subject_id, "data": event.data, "hash": event.hash,
+                     "prev_hash": event.prev_hash},
+    }
+
+
+def _ocsf_common(event: AuditEvent, class_uid: int, activity: int,
+                 uid: str | None = None) -> dict[str, Any]:
+    """The attributes every OCSF event of ours has, whatever its class: the activity's id,
+    its caption (Roster's action tag for 99 Other) and the type they make."""
+    name = _OCSF_ACTIVITY_NAMES[class_uid].get(activity, event.action)
+    class_name = "Account Change" if class_uid == OCSF_CLASS else "Group Management"
     return {
         "category_uid": 3, "category_name": "Identity & Access Management",
-        "activity_name": event.action, "time": int(event.occurred_at.timestamp() * 1000),
+        "activity_id": activity, "activity_name": name,
+        "type_uid": class_uid * 100 + activity, "type_name": f"{class_name}: {name}",
+        "time": int(event.occurred_at.timestamp() * 1000),
         "metadata": {"version": "1.1.0", "uid": uid or event.event_id, "correlation_uid":
                      event.request_id, "product": {"name": "Roster", "vendor_name": "Roster"},
                      "sequence": event.seq, "tenant_uid": event.organization_id},
@@ -235,12 +270,12 @@ def ocsf_events(event: AuditEvent, subject_id: str | None = None) -> list[dict[s
         user_ids = [uid for uid in user_ids if uid == subject_id]
     activity = 3 if event.action == "membership:add" else 4
     data = {key: value for key, value in event.data.items() if key != "user_ids"}
-    unmapped = {"event_id": event.event_id, "subject_type": event.subject_type,
+    unmapped = {"action": event.action, "event_id": event.event_id,
+                "subject_type": event.subject_type,
                 "subject_id": event.subject_id, "data": data, "user_count": len(
                     event.data["user_ids"]), "hash": event.hash, "prev_hash": event.prev_hash}
     return [{"class_uid": OCSF_GROUP_CLASS, "class_name": "Group Management",
-             **_ocsf_common(event, f"{event.event_id}:{user_id}"),
-             "activity_id": activity, "type_uid": OCSF_GROUP_CLASS * 100 + activity,
+             **_ocsf_common(event, OCSF_GROUP_CLASS, activity, f"{event.event_id}:{user_id}"),
              "severity_id": 1, "status_id": 1, "status": "Success",
              "group": {"uid": event.data.get("group_id") or event.subject_id},
              "user": {"uid": user_id}, "unmapped": unmapped}
