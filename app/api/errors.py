@@ -95,6 +95,9 @@ def problem_response(status: int, detail: str, *, errors: list[dict[str, str]] |
     if errors:
         body["errors"] = errors
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MEDIA_TYPE)
+    # An error is private as the answer it replaces (it may name an organization or a key's
+    # role), and a 404 or 405 is heuristically cacheable (RFC 9111 §4.2.2): no cache keeps it.
+    response.headers["Cache-Control"] = "no-store"
     if status == 401:
         response.headers["WWW-Authenticate"] = AUTH_CHALLENGE
     for name, value in (headers or {}).items():

@@ -88,8 +88,12 @@ def _write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
         _gunicorn_write_error(sock, status_int, reason, mesg)
         return
     body, media_type = document
+    # Answers to credentialed protocols, which no cache should keep (the API's and OAuth's
+    # own errors say so too); a 414 would otherwise be heuristically cacheable (RFC 9111
+    # §4.2.2).
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
-            f"Content-Type: {media_type}\r\nContent-Length: {len(body)}\r\n\r\n")
+            f"Content-Type: {media_type}\r\nContent-Length: {len(body)}\r\n"
+            "Cache-Control: no-store\r\n\r\n")
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
 

@@ -22,7 +22,7 @@ BARE_STRING_MANAGER = "bare_string_manager"  # Entra: manager as a bare string
 EMPTY_VALUE_CLEARS = "empty_value_clears"  # Entra: "" or null meaning "clear"
 PATHLESS_DOTTED_KEYS = "pathless_dotted_keys"  # Entra compliant: {"name.givenName": ...}
 OKTA_PUT_UPDATE = "okta_put_update"  # Okta: GET then PUT of the full user
-PATHLESS_ACTIVE = "pathless_active"  # Okta: {"op":"replace","value":{"active":false}}
+PATHLESS_ACTIVE = "pathless_active"  # Okta: {"op":"replace","value":{"active":false}} (or true)
 # An extension block carrying a "schemas" member of its own (scim2-client and others).
 EXTENSION_SCHEMAS = "extension_schemas"
 MEMBERS_REPLACE_ALL = "members_replace_all"  # Okta Group Push: replace members with full list

@@ -34,7 +34,8 @@ EXPLANATIONS: dict[str, str] = {
     d.EMPTY_VALUE_CLEARS: 'empty strings or nulls are sent to clear attributes',
     d.PATHLESS_DOTTED_KEYS: "path-less PATCH values carry dotted or URN-prefixed keys",
     d.OKTA_PUT_UPDATE: "Okta PUT updates seen (a GET followed by a PUT of the full user)",
-    d.PATHLESS_ACTIVE: 'deactivation arrives as a path-less PATCH {"active": false}',
+    d.PATHLESS_ACTIVE: 'deactivation and reactivation arrive as a path-less PATCH '
+                       '{"active": false} / {"active": true}',
     d.EXTENSION_SCHEMAS: 'extension blocks repeat "schemas" inside them (ignored)',
     d.MEMBERS_REPLACE_ALL: "group members are replaced with the full list (Okta Group Push)",
     d.ENTRA_FLAG: "requests arrive on a tenant URL with Entra's aadOptscim062020 flag, "

@@ -117,3 +117,23 @@ def test_invalid_key_requests_name_the_field(client, keys, tenant, body, field):
     """Org binding rules and bad roles or expiries are 400s naming the field."""
     response = client.post("/api/v1/apikeys", json=body, headers=keys["operator"].headers)
     assert field in {e["field"] for e in assert_problem(response, 400, "validation")["errors"]}
+
+
+def test_keyed_errors_are_never_cached_either(client, keys):
+    """Errors to a keyed call say ``Cache-Control: no-store`` too, as the README promises of
+    every keyed answer: a 404, 400, 403 or 405 is otherwise heuristically cacheable
+    (RFC 9111 §4.2.2) and names private things (an organization's slug, a key's role)."""
+    operator, portal = keys["operator"].headers, keys["portal"].headers
+    answers = {
+        "missing org": client.get("/api/v1/orgs/nosuch", headers=operator),
+        "bad query": client.get("/api/v1/orgs?limit=0", headers=operator),
+        "forbidden": client.get("/api/v1/orgs", headers=portal),
+        "method": client.put("/api/v1/orgs", headers=operator),
+        "no route": client.get("/api/v1/nothing-here", headers=operator),
+        "refused key": client.get("/api/v1/orgs", headers={"Authorization": "Bearer rk_x"}),
+    }
+    assert {name: (a.status_code, a.headers.get("Cache-Control"))
+            for name, a in answers.items()} == {
+        "missing org": (404, "no-store"), "bad query": (400, "no-store"),
+        "forbidden": (403, "no-store"), "method": (405, "no-store"),
+        "no route": (404, "no-store"), "refused key": (401, "no-store")}

@@ -57,3 +57,18 @@ def test_another_organization_sees_404(client, keys, other_keys, tenant):
         assert_problem(client.get(url, headers=other_keys["admin"].headers), 404, "not-found")
         assert_problem(client.get(url, headers=keys["portal"].headers), 403, "forbidden")
         assert client.get(url, headers=keys["operator"].headers).status_code == 200
+
+
+def test_a_pathless_reactivation_is_not_explained_as_a_deactivation(client, keys, tenant):
+    """Okta reactivates with a path-less ``{"active": true}``, counted under the same note as
+    its deactivation: the note's meaning names both, not a deactivation the IdP never sent."""
+    created = client.post("/scim/v2/Users", headers=tenant.headers, json={
+        "schemas": [CORE_USER], "userName": "back@okta.example", "active": False})
+    client.patch(f"/scim/v2/Users/{created.get_json()['id']}", headers=tenant.headers, json={
+        "schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": {"active": True}}]})
+    flush(client.application)
+    body = client.get(f"/api/v1/directories/{tenant.directory.id}/dialect",
+                      headers=keys["admin"].headers).get_json()
+    meaning = {n["note"]: n["meaning"] for n in body["notes"]}["pathless_active"]
+    assert "reactivation" in meaning
+    assert '{"active": true}' in meaning

@@ -409,6 +409,9 @@ def _assert_gunicorn_errors_in_protocol_format(port: int) -> None:
     assert error["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
     assert error["status"] == "414"
     assert "POST .search" in error["detail"]
+    # A 414 is heuristically cacheable (RFC 9111 §4.2.2); the API's and OAuth's own errors
+    # say no-store, and so do gunicorn's documents.
+    assert headers["cache-control"] == "no-store"
     huge_header = b"GET /scim/v2/Users HTTP/1.1\r\nHost: a\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n"
     status, headers, body = _raw(port, huge_header)
     assert status.startswith("HTTP/1.1 431 ")
@@ -424,6 +427,7 @@ def _assert_gunicorn_errors_in_protocol_format(port: int) -> None:
             assert headers["content-type"] == media_type, (path, head[:10], headers)
             if media_type == "application/problem+json":
                 assert json.loads(body)["instance"] == path
+                assert headers["cache-control"] == "no-store"
     bad_length = b"Host: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
     status, headers, body = _raw(port, b"POST /scim/v2/Users HTTP/1.1\r\n" + bad_length)
     assert (status, headers["content-type"]) == ("HTTP/1.1 400 Bad Request",
@@ -447,6 +451,7 @@ def _assert_gunicorn_errors_in_protocol_format(port: int) -> None:
             error = json.loads(body)
             assert error["error"] == "invalid_request", (path, error)
             assert error["error_description"], (path, error)
+            assert headers["cache-control"] == "no-store", (path, headers)
 
 
 def _serve(database_url: str, port: int, log_path: Path, more_env: dict[str, str] | None = None,
