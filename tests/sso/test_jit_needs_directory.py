@@ -28,6 +28,12 @@ def test_the_cli_refuses_a_jit_connection_without_a_directory(run, db, tenant): 
     run("connection", "create", "--org", "acme", "--name", "j", "--policy", "jit",
         "--directory", tenant.directory.id)
     assert _connections(db) == [("j", "jit"), ("s", "scim")]
+    # `set --directory` gives an existing connection its directory (by name or id).
+    out = run("connection", "set", conn_id, "--policy", "jit", "--directory",
+              tenant.directory.name).output
+    assert out.strip() == "connection s: policy jit, match by email, enabled"
+    assert [r.directory_id for r in rows(db, "SELECT directory_id FROM sso_connections "
+                                             "WHERE name = 's'")] == [tenant.directory.id]
 
 
 def test_the_api_refuses_a_jit_connection_without_a_directory(db, tenant, web):
