@@ -20,6 +20,7 @@ from app.settings_checks import (
     base_url_problems,
     bind_problems,
     database_url_problems,
+    default_redirect_problems,
     joined_webhook_urls,
     key_file_problems,
     named_source,
@@ -290,6 +291,8 @@ def validate(settings: Settings) -> list[str]:
     problems.extend(_webhook_lease_problems(settings["webhooks"]))
     problems.extend(url_list_problems("sso.allowed_redirect_urls",
                                       settings["sso"]["allowed_redirect_urls"]))
+    problems.extend(default_redirect_problems(settings["sso"]["default_redirect_url"],
+                                              settings["sso"]["allowed_redirect_urls"]))
     problems.extend(ratelimit_problems(settings["ratelimit"]))
     problems.extend(key_file_problems(settings))
     problems.extend(portal_secret_problems(settings["oidc_provider"]))

@@ -271,6 +271,31 @@ def url_list_problems(name: str, urls: list[str]) -> list[str]:
             for url in urls if not web_url(url)]
 
 
+def default_redirect_problems(default: str, allowed: list[str]) -> list[str]:
+    """``sso.default_redirect_url`` must be one the allow-list admits (an entry, or a path
+    under one with the same scheme, host and port, as app/sso/redirects.py reads them): one
+    outside it was accepted, and then every login started without `next` was refused (400,
+    "The page to return to is not allowed") and every one without RelayState ended on the
+    signed-in page."""
+    if not default:
+        return []
+    try:
+        target = urlsplit(default)
+        for entry in allowed:
+            base = urlsplit(entry)
+            if (base.scheme.lower(), base.hostname, base.port) != \
+                    (target.scheme.lower(), target.hostname, target.port):
+                continue
+            path, under = target.path or "/", base.path or "/"
+            if default == entry or path == under or \
+                    path.startswith(under if under.endswith("/") else under + "/"):
+                return []
+    except ValueError:  # no URL at all: refused below like any other outside the list
+        pass
+    return ["sso.default_redirect_url must be one of sso.allowed_redirect_urls or a URL under "
+            f"one, got {shown_url(default)}"]
+
+
 def named_source(source: str, names: Mapping[tuple[str, str], str] | None, section: str,
                  key: str | None = None) -> str:
     """``source`` with the environment variables that set ``section`` (its ``key``) named:

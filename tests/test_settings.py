@@ -403,3 +403,30 @@ def test_a_key_pasted_where_its_file_goes_is_not_repeated(tmp_path):
         text = str(info.value)
         assert "must be the path of a PEM file" in text, text
         assert body[20:60] not in text, text
+
+
+@pytest.mark.parametrize(("default", "ok"), [
+    ("https://portal.example/app", True),
+    ("https://portal.example/app/home?x=1", True),
+    ("https://evil.example/app", False),
+    ("https://portal.example/other", False),
+    ("http://portal.example/app", False),
+    ("https://portal.example:8443/app", False),
+])
+def test_the_default_redirect_must_be_allowed(database_url, default, ok):
+    """sso.default_redirect_url outside sso.allowed_redirect_urls was accepted, and every
+    login started without `next` was then refused (400): the start names it instead."""
+    from click.testing import CliRunner
+
+    from app.cli import cli
+    from app.cli.commands import register
+
+    register()
+    result = CliRunner().invoke(cli, ["db", "current"], env={
+        "ROSTER_DATABASE__URL": database_url,
+        "ROSTER_SSO__ALLOWED_REDIRECT_URLS": "https://portal.example/app",
+        "ROSTER_SSO__DEFAULT_REDIRECT_URL": default})
+    assert (result.exit_code == 0) == ok, result.output
+    if not ok:
+        assert "sso.default_redirect_url must be one of sso.allowed_redirect_urls or a URL " \
+               f"under one, got '{default}'" in result.output, result.output

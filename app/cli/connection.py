@@ -115,16 +115,22 @@ def list_(ctx: CliContext, org_ref: str) -> None:
 @click.option("--enabled/--disabled", default=None,
               help="A disabled connection refuses logins and is not offered by discovery; "
                    "disabling ends the logins made through it, with their tokens.")
+@click.option("--directory", "directory_ref", default=None,
+              help="Directory users are read from (and JIT users written to).")
 @pass_ctx
 def set_(ctx: CliContext, connection_id: str, policy: str | None, match_by: str | None,
          idp_initiated: bool | None, sign_requests: bool | None,
-         enabled: bool | None) -> None:
-    """Change a connection's login policy, matching, options or state."""
+         enabled: bool | None, directory_ref: str | None) -> None:
+    """Change a connection's login policy, matching, directory, options or state."""
     given = {"login_policy": policy, "match_by": match_by,
              "allow_idp_initiated": idp_initiated, "sign_requests": sign_requests,
              "enabled": enabled}
     with ctx.transaction() as session:
-        conn = update_connection(session, get_connection(session, connection_id), ctx.actor,
+        conn = get_connection(session, connection_id)
+        if directory_ref is not None:
+            org = get_organization(session, conn.organization_id)
+            given["directory_id"] = get_directory(session, directory_ref, org).id
+        conn = update_connection(session, conn, ctx.actor,
                                  {k: v for k, v in given.items() if v is not None},
                                  sp_key_configured=_sp_key_configured(ctx))
     say(f"connection {conn.name}: policy {conn.login_policy}, match by "

@@ -3,6 +3,7 @@ over https, refresh from the connection's URL (by an operator, or due in `roster
 
 from __future__ import annotations
 
+import base64
 import http.client
 import re
 import ssl
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+from cryptography import x509
 from onelogin.saml2.idp_metadata_parser import OneLogin_Saml2_IdPMetadataParser
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -52,12 +54,26 @@ def _without_declaration(text: str) -> str:
     return re.sub(r"^\s*<\?xml[^>]*\?>", "", text, count=1)
 
 
+# PEM armour some exports put inside <ds:X509Certificate>, which holds base64 only.
+_ARMOUR = re.compile(r"-----(BEGIN|END)\s*CERTIFICATE-----")
+
+
 def _certs_from(idp: dict[str, Any]) -> list[str]:
+    """The signing certificates as base64 DER (XMLDSig §4.5.4's ds:X509Certificate), PEM
+    armour and whitespace dropped. One that is no X.509 certificate is refused: stored, it
+    was counted as a certificate and every login was refused as `untrusted_certificate`."""
     multi = idp.get("x509certMulti") or {}
     certs = list(multi.get("signing") or [])
     if not certs and idp.get("x509cert"):
         certs = [idp["x509cert"]]
-    return [re.sub(r"\s+", "", c) for c in certs]
+    found = [re.sub(r"\s+", "", _ARMOUR.sub("", c)) for c in certs]
+    for number, cert in enumerate(found, 1):
+        try:
+            x509.load_der_x509_certificate(base64.b64decode(cert, validate=True))
+        except ValueError:
+            raise InvalidInput(f"IdP metadata's signing certificate {number} is not a "
+                               "base64 X.509 certificate") from None
+    return found
 
 
 def apply_idp_metadata(session: Session, conn: SsoConnection, xml: str, actor: Actor, *,

@@ -55,6 +55,7 @@ def create_connection(session: Session, org: Organization, name: str, protocol: 
     if protocol not in ("saml", "oidc"):
         raise InvalidInput("protocol must be saml or oidc", field="protocol")
     _check_choices(login_policy, match_by)
+    _check_directory(login_policy, directory_id)
     _check_signing(sign_requests, sp_key_configured)
     checked_name(name, "connection name")
     taken = session.scalar(select(SsoConnection.id).where(
@@ -90,6 +91,14 @@ def _check_signing(sign_requests: bool, sp_key_configured: bool) -> None:
                            field="sign_requests")
 
 
+def _check_directory(login_policy: str, directory_id: str | None) -> None:
+    """A JIT connection creates and updates its users in its directory: without one, every
+    login through it was refused as `misconfigured`, though it had been accepted."""
+    if login_policy == "jit" and not directory_id:
+        raise InvalidInput("a jit connection needs a directory (its users are created there)",
+                           field="directory")
+
+
 def _check_choices(login_policy: str, match_by: str) -> None:
     if login_policy not in POLICIES:
         raise InvalidInput(f"login policy must be one of {', '.join(POLICIES)}",
@@ -110,6 +119,9 @@ def update_connection(session: Session, conn: SsoConnection, actor: Actor,
     lock_connection(session, conn.id)  # before any change: logins in flight commit first
     _check_choices(changes.get("login_policy", conn.login_policy),
                    changes.get("match_by", conn.match_by))
+    if {"login_policy", "directory_id"} & set(changes):  # one stored before stays editable
+        _check_directory(changes.get("login_policy", conn.login_policy),
+                         changes.get("directory_id", conn.directory_id))
     _check_signing(bool(changes.get("sign_requests")), sp_key_configured)
     name = changes.get("name", conn.name)
     if name != conn.name:

@@ -68,7 +68,8 @@ def test_connection_lifecycle_through_the_cli(run, tenant, keys, tmp_path, db):
 
 def test_cli_disables_changes_and_deletes_a_connection(run, tenant, db):
     """set disables it and changes the policy, delete removes it; each step is audited."""
-    conn_id = _conn_id(run("connection", "create", "--org", "acme", "--name", "c").output)
+    conn_id = _conn_id(run("connection", "create", "--org", "acme", "--name", "c",
+                           "--directory", tenant.directory.id).output)
     out = run("connection", "set", conn_id, "--disabled", "--policy", "jit").output
     assert out.strip() == "connection c: policy jit, match by email, disabled"
     assert rows(db, "SELECT enabled, login_policy FROM sso_connections")[0] in (

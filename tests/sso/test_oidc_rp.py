@@ -305,7 +305,7 @@ def test_connection_oidc_cli_configures_and_checks_the_idp(database_url, db, ten
         return result.output
 
     out = run("connection", "create", "--org", "acme", "--name", "canaille",
-              "--protocol", "oidc", "--policy", "jit")
+              "--protocol", "oidc", "--policy", "jit", "--directory", tenant.directory.id)
     conn_id = re.search(r"\(id ([0-9a-f-]{36})\)", out).group(1)
     out = run("connection", "oidc", conn_id, "--discovery-url", iam.discovery_url,
               "--client-id", "roster-cli", "--client-secret-stdin", "--groups-claim", "roles",
