@@ -199,11 +199,13 @@ def say(message: object = "", *, err: bool = False, nl: bool = True) -> None:
 
 
 def echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    """Print rows as aligned columns (or a note when empty); controls are shown escaped."""
+    """Print rows as aligned columns (or a note when empty); controls are shown escaped, and
+    a missing value (None) as ``-``, as the tables that format their own cells show it."""
     if not rows:
         click.echo("(none)")
         return
-    cells = [{c: printable(r.get(c, "")) for c in columns} for r in rows]
+    cells = [{c: printable("-" if r.get(c) is None else r.get(c, "")) for c in columns}
+             for r in rows]
     widths = {c: max(len(c), *(len(r[c]) for r in cells)) for c in columns}
     click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for row in cells:

@@ -111,6 +111,10 @@ def test_sso_traces_lists_failed_logins_with_their_correlation_id(run, db, tenan
     table = run("sso", "traces", "--org", "acme").output
     assert correlation in table
     assert "malformed_response" in table
+    # A Response that did not parse names no subject: shown as "-", as other tables do.
+    [row] = [r for r in table.splitlines() if correlation in r]
+    assert row.split()[3] == "-", row
+    assert "None" not in row
     line = json.loads(run("sso", "traces", "--org", "acme", "--json").output.splitlines()[0])
     assert line["correlation_id"] == correlation
     assert line["payload"]["response"] == {"parsed": False}
