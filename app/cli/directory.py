@@ -79,24 +79,25 @@ def token() -> None:
 
 _directory_option = click.option("--directory", "directory_ref", required=True,
                                   help="Directory id (or name, with --org).")
-_org_option = click.option("--org", "org_ref", default=None,
+org_option = click.option("--org", "org_ref", default=None,
                            help="Organization slug or id, to name the directory by name.")
 
 
-def _find(session: Session, directory_ref: str, org_ref: str | None) -> Directory:
+def find_directory(session: Session, directory_ref: str, org_ref: str | None) -> Directory:
+    """A directory by id, or by name within the organization ``org_ref`` names."""
     organization = get_organization(session, org_ref) if org_ref else None
     return get_directory(session, directory_ref, organization)
 
 
 @token.command("rotate")
 @_directory_option
-@_org_option
+@org_option
 @pass_ctx
 def rotate(ctx: CliContext, directory_ref: str, org_ref: str | None) -> None:
     """Issue a new token; the old one keeps working until you revoke it."""
     tokens = ctx.settings["tokens"]
     with ctx.transaction() as session:
-        found = _find(session, directory_ref, org_ref)
+        found = find_directory(session, directory_ref, org_ref)
         new, plaintext = issue_token(session, found, ctx.actor,
                                      days=tokens["scim_token_days"],
                                      max_valid=tokens["max_valid_per_directory"])
@@ -107,26 +108,26 @@ def rotate(ctx: CliContext, directory_ref: str, org_ref: str | None) -> None:
 
 @token.command("revoke")
 @_directory_option
-@_org_option
+@org_option
 @click.argument("token_ref")
 @pass_ctx
 def revoke(ctx: CliContext, directory_ref: str, org_ref: str | None, token_ref: str) -> None:
     """Revoke TOKEN_REF (its id or prefix, as `token list` prints it); it stops at once."""
     with ctx.transaction() as session:
-        found = _find(session, directory_ref, org_ref)
+        found = find_directory(session, directory_ref, org_ref)
         revoked = revoke_token(session, found, listed_ref(token_ref), ctx.actor)
     say(f"token {revoked.prefix}... revoked")
 
 
 @token.command("list")
 @_directory_option
-@_org_option
+@org_option
 @pass_ctx
 def list_tokens_(ctx: CliContext, directory_ref: str, org_ref: str | None) -> None:
     """List a directory's tokens (prefixes only; secrets are never stored)."""
     now = utcnow()
     with ctx.transaction() as session:
-        found = _find(session, directory_ref, org_ref)
+        found = find_directory(session, directory_ref, org_ref)
         rows = [{
             "id": t.id, "prefix": f"{t.prefix}...",
             "state": "valid" if is_valid(t, now) else ("revoked" if t.revoked_at else "expired"),
@@ -142,7 +143,7 @@ def _fmt(value: datetime | None) -> str:
 
 @directory.command("disable")
 @_directory_option
-@_org_option
+@org_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_ctx
 def disable(ctx: CliContext, directory_ref: str, org_ref: str | None, yes: bool) -> None:
@@ -150,11 +151,11 @@ def disable(ctx: CliContext, directory_ref: str, org_ref: str | None, yes: bool)
     deprovisioned (trigger directory_disabled), as POST .../directories/ID/disable does."""
     if not yes:
         with ctx.transaction(readonly=True) as session:
-            name = _find(session, directory_ref, org_ref).name  # a missing one: no question
+            name = find_directory(session, directory_ref, org_ref).name  # missing: no question
         click.confirm(printable(f"Disabling deprovisions every active user of directory "
                                 f"{name}. Go on?"), abort=True)
     with ctx.transaction() as session:
-        found = _find(session, directory_ref, org_ref)
+        found = find_directory(session, directory_ref, org_ref)
         set_directory_status(session, found, "disabled", ctx.actor)
     say(f"directory {found.name} disabled (id {found.id}); its users are "
         "deprovisioned (`roster lifecycle batches` lists a mass deprovisioning)")
@@ -162,12 +163,12 @@ def disable(ctx: CliContext, directory_ref: str, org_ref: str | None, yes: bool)
 
 @directory.command("enable")
 @_directory_option
-@_org_option
+@org_option
 @pass_ctx
 def enable(ctx: CliContext, directory_ref: str, org_ref: str | None) -> None:
     """Enable a disabled directory: its tokens work again. Its users stay deprovisioned until
     the IdP pushes them again or `roster lifecycle reactivate` / `restore` brings them back."""
     with ctx.transaction() as session:
-        found = _find(session, directory_ref, org_ref)
+        found = find_directory(session, directory_ref, org_ref)
         set_directory_status(session, found, "active", ctx.actor)
     say(f"directory {found.name} enabled (id {found.id})")

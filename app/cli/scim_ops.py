@@ -8,7 +8,7 @@ from collections.abc import Callable
 import click
 
 from app.cli.base import CliContext, echo_table, pass_ctx, say
-from app.cli.directory import directory, scim_base_url
+from app.cli.directory import directory, find_directory, org_option, scim_base_url
 from app.directory.directories import get_directory
 from app.directory.oauth_clients import create_client, revoke_client, rotate_secret
 from app.models.scim_ops import OAuthClient
@@ -18,16 +18,18 @@ from app.scim.recorder import describe, list_requests
 
 @directory.command("requests")
 @click.argument("directory_ref")
+@org_option
 @click.option("--failed", is_flag=True, help="Only requests answered with status >= 400.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000),
               help="At most this many requests, newest first.")
 @click.option("--bodies", is_flag=True, help="Print the (redacted) request and response bodies.")
 @pass_ctx
-def requests_(ctx: CliContext, directory_ref: str, failed: bool, limit: int,
-              bodies: bool) -> None:
-    """Show what DIRECTORY_REF's IdP sent recently, newest first (the flight recorder)."""
+def requests_(ctx: CliContext, directory_ref: str, org_ref: str | None, failed: bool,
+              limit: int, bodies: bool) -> None:
+    """Show what DIRECTORY_REF's IdP sent recently, newest first (the flight recorder);
+    DIRECTORY_REF is its id, or its name with --org."""
     with ctx.transaction() as session:
-        found = get_directory(session, directory_ref)
+        found = find_directory(session, directory_ref, org_ref)
         records = [describe(r) for r in list_requests(session, found.id, failed=failed,
                                                       limit=limit)]
     rows = [{"at": r["at"][:19], "method": r["method"],
@@ -44,11 +46,13 @@ def requests_(ctx: CliContext, directory_ref: str, failed: bool, limit: int,
 
 @directory.command("report")
 @click.argument("directory_ref")
+@org_option
 @pass_ctx
-def report(ctx: CliContext, directory_ref: str) -> None:
-    """Which IdP dialect DIRECTORY_REF speaks, in plain words, with every quirk counted."""
+def report(ctx: CliContext, directory_ref: str, org_ref: str | None) -> None:
+    """Which IdP dialect DIRECTORY_REF speaks, in plain words, with every quirk counted;
+    DIRECTORY_REF is its id, or its name with --org."""
     with ctx.transaction() as session:
-        found = get_directory(session, directory_ref)
+        found = find_directory(session, directory_ref, org_ref)
         data = dialect_report(session, found.id)
     say(f"directory {found.name} ({found.id}): {data['dialect']}")
     say(data["summary"])

@@ -66,6 +66,19 @@ def test_report_says_which_dialect(roster, client, tenant):
     assert re.search(r'booleans arrive as the strings "True" / "False": 1 request', out)
 
 
+def test_report_and_requests_name_a_directory_by_name_with_org(roster, client, tenant):
+    """DIRECTORY_REF is an id, or a name with --org, as in `directory token ...` (a name
+    alone was "does not exist" though the directory did)."""
+    _traffic(client, tenant)
+    org, name = tenant.org.slug, tenant.directory.name
+    by_name = roster("directory", "report", name, "--org", org).output
+    assert by_name == roster("directory", "report", tenant.directory.id).output
+    assert "entra-legacy" in by_name
+    listed = roster("directory", "requests", name, "--org", org).output
+    assert listed == roster("directory", "requests", tenant.directory.id).output
+    assert "does not exist" in roster("directory", "report", name, ok=False).output
+
+
 def test_unknown_directory_is_one_line_error(roster):
     """A directory that does not exist is a one-line error, non-zero exit."""
     result = roster("directory", "report", "no-such-directory", ok=False)
