@@ -35,6 +35,7 @@ OCSF_CLASS = 3001
 # a group's creation, change and deletion.
 OCSF_GROUP_CLASS = 3006
 OCSF_GROUP_ACTIVITY = {"group:create": 6, "group:delete": 5, "group:update": 99}
+_OCSF_CLASS_NAMES = {OCSF_CLASS: "Account Change", OCSF_GROUP_CLASS: "Group Management"}
 # Each activity's caption, which OCSF's activity_name holds ("as defined by the
 # activity_id"); activity 99 (Other) is named by Roster's own action tag.
 _OCSF_ACTIVITY_NAMES = {
@@ -202,13 +203,10 @@ def as_ocsf(event: AuditEvent) -> dict[str, Any]:
     if outcome is not None:
         outcome = {**outcome, "status_detail": event.data.get("error")}
     return {
-        "class_uid": OCSF_CLASS, "class_name": "Account Change",
         **_ocsf_common(event, OCSF_CLASS, activity),
         **(outcome or {"severity_id": 1, "status_id": 1, "status": "Success"}),
         "user": {"uid": user_id},
-        "unmapped": {"action": event.action, "subject_type": event.subject_type,
-                     "subject_id": event.subject_id, "data": event.data, "hash": event.hash,
-                     "prev_hash": event.prev_hash},
+        "unmapped": _unmapped(event),
     }
 
 
@@ -219,23 +217,28 @@ def _as_ocsf_group(event: AuditEvent) -> dict[str, Any]:
     activity = OCSF_GROUP_ACTIVITY[event.action]
     name = event.data.get("displayName")
     return {
-        "class_uid": OCSF_GROUP_CLASS, "class_name": "Group Management",
         **_ocsf_common(event, OCSF_GROUP_CLASS, activity),
         "severity_id": 1, "status_id": 1, "status": "Success",
         "group": {"uid": event.subject_id, **({"name": name} if isinstance(name, str) else {})},
-        "unmapped": {"action": event.action, "subject_type": event.subject_type,
-                     "subject_id": event.subject_id, "data": event.data, "hash": event.hash,
-                     "prev_hash": event.prev_hash},
+        "unmapped": _unmapped(event),
     }
+
+
+def _unmapped(event: AuditEvent) -> dict[str, Any]:
+    """What OCSF has no attribute for: Roster's action, the subject, the data, the hashes."""
+    return {"action": event.action, "subject_type": event.subject_type,
+            "subject_id": event.subject_id, "data": event.data, "hash": event.hash,
+            "prev_hash": event.prev_hash}
 
 
 def _ocsf_common(event: AuditEvent, class_uid: int, activity: int,
                  uid: str | None = None) -> dict[str, Any]:
-    """The attributes every OCSF event of ours has, whatever its class: the activity's id,
-    its caption (Roster's action tag for 99 Other) and the type they make."""
+    """The attributes every OCSF event of ours has, whatever its class: the class, the
+    activity's id, its caption (Roster's action tag for 99 Other) and the type they make."""
     name = _OCSF_ACTIVITY_NAMES[class_uid].get(activity, event.action)
-    class_name = "Account Change" if class_uid == OCSF_CLASS else "Group Management"
+    class_name = _OCSF_CLASS_NAMES[class_uid]
     return {
+        "class_uid": class_uid, "class_name": class_name,
         "category_uid": 3, "category_name": "Identity & Access Management",
         "activity_id": activity, "activity_name": name,
         "type_uid": class_uid * 100 + activity, "type_name": f"{class_name}: {name}",
@@ -274,8 +277,7 @@ def ocsf_events(event: AuditEvent, subject_id: str | None = None) -> list[dict[s
                 "subject_type": event.subject_type,
                 "subject_id": event.subject_id, "data": data, "user_count": len(
                     event.data["user_ids"]), "hash": event.hash, "prev_hash": event.prev_hash}
-    return [{"class_uid": OCSF_GROUP_CLASS, "class_name": "Group Management",
-             **_ocsf_common(event, OCSF_GROUP_CLASS, activity, f"{event.event_id}:{user_id}"),
+    return [{**_ocsf_common(event, OCSF_GROUP_CLASS, activity, f"{event.event_id}:{user_id}"),
              "severity_id": 1, "status_id": 1, "status": "Success",
              "group": {"uid": event.data.get("group_id") or event.subject_id},
              "user": {"uid": user_id}, "unmapped": unmapped}
