@@ -37,6 +37,12 @@ def _raw_get(port: int, path: str, headers: dict[str, str], version: str) -> byt
     return data
 
 
+def _served(db, database_url, tmp_path):
+    """An operator key and `roster serve` on a free port: (key, port, log path, process)."""
+    port, log_path = _free_port(), tmp_path / "serve.log"
+    return make_key(db, "operator"), port, log_path, _serve(database_url, port, log_path)
+
+
 def test_an_export_that_fails_midway_is_logged_once_counted_aborted_and_ends_abnormally(
         database_url, db, tenant, tmp_path):
     """The export's 200 goes out before its rows are read. One that failed after 600 rows
@@ -46,10 +52,7 @@ def test_an_export_that_fails_midway_is_logged_once_counted_aborted_and_ends_abn
     status "aborted", the body ends with a line no reader takes for a record, and an HTTP/1.1
     client fails on the transfer (no last chunk)."""
     _audit_log_failing_at_row(db, tenant, 700, 600)
-    key = make_key(db, "operator")
-    port = _free_port()
-    log_path = tmp_path / "serve.log"
-    proc = _serve(database_url, port, log_path)
+    key, port, log_path, proc = _served(db, database_url, tmp_path)
     path = "/api/v1/audit/export?format=ocsf"
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -93,10 +96,7 @@ def test_a_whole_export_is_logged_and_counted_200_when_it_ends(database_url, db,
         for n in range(5):
             record(session, organization_id=tenant.org.id, action="test:stream", actor=SYSTEM,
                    subject_type="test", subject_id=f"s{n}")
-    key = make_key(db, "operator")
-    port = _free_port()
-    log_path = tmp_path / "serve.log"
-    proc = _serve(database_url, port, log_path)
+    key, port, _log, proc = _served(db, database_url, tmp_path)
     try:
         for fmt in ("csv", "jsonl", "ocsf"):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -171,10 +171,7 @@ def test_an_export_whose_client_disconnects_midway_is_counted_disconnected_not_2
         for n in range(4000):
             record(session, organization_id=tenant.org.id, action="test:stream", actor=SYSTEM,
                    subject_type="test", subject_id=f"s{n}", data={"pad": "x" * 2000})
-    key = make_key(db, "operator")
-    port = _free_port()
-    log_path = tmp_path / "serve.log"
-    proc = _serve(database_url, port, log_path)
+    key, port, log_path, proc = _served(db, database_url, tmp_path)
     route = "/api/v1/audit/export"
     try:
         with socket.socket() as sock:
