@@ -40,11 +40,14 @@ from app.lifecycle import (
     Trigger,
     delete_user,
     deprovision_user,
+    held_grants_before,
     operator_hold,
     reactivate_user,
     restorable_on_create,
 )
+from app.lifecycle.suspension import suspend_user
 from app.mapping.evaluation import reevaluate_users
+from app.mapping.loss import left_without_grants
 from app.models import Grant, Group, Membership, Organization, Role, Unit, User
 from app.models.directory import UserStatus
 from app.sql import among, fetch, fold_text, json_rows
@@ -314,7 +317,11 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
     if flips and data.active is False:
         deprovision_user(session, user, actor, trigger=Trigger.scim_active_false)
     elif flips:
+        had_grants = held_grants_before(session, user)
         reactivate_user(session, user, actor)
+        if had_grants and left_without_grants(session, user):
+            # Lost every grant across its deprovisioning: the mapping's on_loss, reversible.
+            suspend_user(session, user, actor, reason=Trigger.lost_all_grants.value)
     if changed:  # its version moved above: a change of its grants moves no second counter
         reevaluate_users(session, user.organization_id, [user.id], actor, settled=[user.id])
     if {"user_name", "external_id"} & set(changed) or (flips and data.active):

@@ -5,7 +5,7 @@ an operator) goes through one of these functions, inside the caller's transactio
 """
 
 from app.lifecycle.policy import LifecyclePolicy
-from app.lifecycle.restore import operator_hold
+from app.lifecycle.restore import held_grants_before, operator_hold
 from app.lifecycle.users import (
     Trigger,
     delete_user,
@@ -18,5 +18,5 @@ from app.lifecycle.users import (
 )
 
 __all__ = ["LifecyclePolicy", "Trigger", "delete_user", "deprovision_directory_users",
-           "deprovision_user", "find_restorable", "operator_hold", "reactivate_user",
-           "record_failed_deprovisioning", "restorable_on_create"]
+           "deprovision_user", "find_restorable", "held_grants_before", "operator_hold",
+           "reactivate_user", "record_failed_deprovisioning", "restorable_on_create"]

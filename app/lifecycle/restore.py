@@ -62,6 +62,25 @@ def operator_hold(session: Session, user: User) -> DeprovisionRecord | None:
     return rec if rec is not None and rec.trigger == DELIBERATE else None
 
 
+LOST_ALL_GRANTS = "lost_all_grants"  # app.lifecycle.users.Trigger.lost_all_grants
+
+
+def held_grants_before(session: Session, user: User) -> bool:
+    """Whether ``user`` is deprovisioned and held grants, or had just lost them to the
+    mapping, when it was taken out (its latest deprovisioning not yet undone: the mapping's
+    own, ``lost_all_grants``; or the IdP's, of a user the mapping had suspended or that held
+    grants then). Reactivated by its IdP and left without a grant, such a user has lost
+    every grant (app.mapping.loss.left_without_grants)."""
+    if user.status != UserStatus.deprovisioned:
+        return False
+    rec = last_open_record(session, user)
+    if rec is None:
+        return False
+    before = rec.state_before or {}
+    return (rec.trigger == LOST_ALL_GRANTS or bool(before.get("grants"))
+            or before.get("status") == UserStatus.suspended.value)
+
+
 def restore_access(session: Session, user: User, actor: Actor,
                    announce: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """Re-add manual grants kept in the record, then let the current mapping decide the rest.

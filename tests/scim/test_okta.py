@@ -8,6 +8,7 @@ whose Runscope suite ("Okta SCIM 2.0 Spec Test") sends the first sequence below.
 
 from __future__ import annotations
 
+import json
 import uuid
 from urllib.parse import quote
 
@@ -84,6 +85,50 @@ def test_spec_test_sequence(okta, db):
     assert upper.status_code == 200
     assert [r["id"] for r in upper.get_json()["Resources"]] == [user_id]
     assert len(rows(db, "SELECT id FROM users")) == 1
+
+
+def test_spec_test_remaining_steps(okta, client):
+    """The rest of the Okta SCIM 2.0 Spec Test's steps (its Runscope export, as kept in
+    BerriAI/litellm tests/scim_tests/scim_e2e_test.json): the create sent as
+    ``Content-Type: application/json`` with ``Accept: application/scim+json;
+    charset=utf-8``, the list and read assertions (``name``, ``emails[0].value``,
+    ``active``), ``GET /Groups``, a non-numeric-looking unknown id, and the 401 probe whose
+    ``Authorization`` is no bearer token: each error has ``detail``, ``status`` as a string
+    and the Error schema."""
+    body = {"schemas": [CORE_USER], "userName": "Spec.Test@okta.local",
+            "name": {"givenName": "Spec", "familyName": "Test"},
+            "emails": [{"primary": True, "value": "spec.test@okta.local", "type": "work"}],
+            "displayName": "Spec Test", "active": True}
+    created = okta.request("POST", "/Users", data=json.dumps(body), headers={
+        "Content-Type": "application/json", "Accept": "application/scim+json; charset=utf-8"})
+    assert created.status_code == 201, created.get_json()
+    resource = created.get_json()
+    assert (resource["active"], resource["userName"], resource["name"]["familyName"]) == \
+        (True, "Spec.Test@okta.local", "Test")
+    assert CORE_USER in resource["schemas"]
+
+    listed = okta.get("/Users?count=1&startIndex=1", headers=OKTA_HEADERS).get_json()
+    first = listed["Resources"][0]
+    assert all(isinstance(listed[k], int) for k in ("itemsPerPage", "startIndex",
+                                                     "totalResults"))
+    assert (first["id"], first["name"]["givenName"], first["emails"][0]["value"],
+            first["active"]) == (resource["id"], "Spec", "spec.test@okta.local", True)
+    read = okta.get(f"/Users/{first['id']}", headers=OKTA_HEADERS)
+    assert read.status_code == 200
+    assert read.get_json()["id"] == resource["id"]
+
+    groups = okta.get("/Groups", headers=OKTA_HEADERS)
+    assert groups.status_code == 200
+    assert groups.get_json()["Resources"] == []
+
+    for response, status in (
+            (okta.get("/Users/00919288221112222", headers=OKTA_HEADERS), 404),
+            (client.get("/scim/v2/Users?filter=" + _filter('userName eq "SPEC.TEST@OKTA.LOCAL"'),
+                        headers={**OKTA_HEADERS, "Authorization": "non-token"}), 401)):
+        assert response.status_code == status
+        error = response.get_json()
+        assert (error["schemas"], error["status"]) == ([ERROR], str(status))
+        assert error["detail"]
 
 
 def test_runtime_create_keeps_external_id_and_locale_never_the_password(okta, db):
