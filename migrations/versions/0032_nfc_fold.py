@@ -1,0 +1,118 @@
+"""Canonically equivalent names are one name: the case fold brings text to NFC first.
+
+``José`` typed with the one letter ``é`` (NFC) and with ``e`` plus a combining acute (NFD,
+what macOS keyboards, file names and some HR exports give) are the same text to every
+reader (Unicode's canonical equivalence, UAX #15), but the fold compared code points: an IdP
+could provision both as two users, or a JIT login in one form make a second account beside
+the SCIM user in the other, and ``userName eq`` in the other form found nobody.
+``app.sql.fold`` is now ``lower(normalize(x, NFC))`` on PostgreSQL and ``roster_lower()``
+(``app.folding.fold_text``, NFC then Unicode's simple lower-case mapping) on SQLite.
+
+The four indexes on the fold (the unique ``userName``, group ``displayName`` and unit path
+indexes and the pending-manager index) are rebuilt on it: SQLite REINDEXes them (the
+function's name is unchanged), PostgreSQL creates them on the new expression. Names the new
+fold joins stop the upgrade as in 0011 (two live users or groups, named; a deleted user
+gives its name up) and 0022 (units), and nothing changes.
+
+Revision ID: 0032
+Revises: 0031
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+from app.engine import register_fold
+from app.errors import MigrationBlocked
+from app.fold_clashes import free_folded_names
+from app.folding import fold_text
+
+revision = "0032"
+down_revision = "0031"
+branch_labels = None
+depends_on = None
+
+# (index, table, leading column, folded column, partial-index condition)
+_INDEXES = (
+    ("uq_users_directory_username", "users", "directory_id", "user_name", None),
+    ("uq_groups_directory_display_name", "groups", "directory_id", "display_name", None),
+    ("uq_units_org_path", "units", "organization_id", "path", None),
+    ("ix_users_pending_manager", "users", "directory_id", "manager_ref",
+     "manager_ref IS NOT NULL"),
+)
+
+
+def upgrade() -> None:
+    """Stop on names the NFC fold joins; else rebuild the fold's indexes with it."""
+    bind = op.get_bind()
+    sqlite = bind.dialect.name == "sqlite"
+    if sqlite:
+        # The names released below leave the indexes as the old fold filed them: with the
+        # new one, SQLite would look for another key ("database disk image is malformed").
+        _use_old_fold(bind)
+    _stop_on_units(bind)
+    free_folded_names(bind, "Unicode normalization (NFC against NFD: 'é' as one letter "
+                            "and as 'e' plus a combining accent)")
+    if sqlite:
+        register_fold(bind.connection.dbapi_connection)
+        for index, *_rest in _INDEXES:
+            op.execute(f"REINDEX {index}")
+    else:
+        _create_on("lower(normalize({}, NFC))")
+
+
+def downgrade() -> None:
+    """Back to the fold without normalization (every NFC-unique set of names is unique
+    without it too)."""
+    bind = op.get_bind()
+    if bind.dialect.name == "sqlite":
+        _use_old_fold(bind)
+        try:
+            for index, *_rest in _INDEXES:
+                op.execute(f"REINDEX {index}")
+        finally:
+            register_fold(bind.connection.dbapi_connection)
+    else:
+        _create_on("lower({})")
+
+
+def _create_on(expression: str) -> None:
+    for index, table, leading, column, where in _INDEXES:
+        op.drop_index(index, table_name=table)
+        condition = {} if where is None else {"postgresql_where": sa.text(where)}
+        op.create_index(index, table, [leading, sa.text(expression.format(column))],
+                        unique=index.startswith("uq_"), **condition)
+
+
+def _stop_on_units(bind: sa.Connection) -> None:
+    """MigrationBlocked naming each set of units of one organization the new fold joins."""
+    sets: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for org, path, unit_id in bind.execute(sa.text(
+            "SELECT organization_id, path, id FROM units ORDER BY organization_id, path")):
+        sets[(org, fold_text(path))].append(f"{path!r} ({unit_id})")
+    clashes = [f"organization {org}: units " + ", ".join(found)
+               for (org, _key), found in sets.items() if len(found) > 1]
+    if clashes:
+        raise MigrationBlocked(
+            "these unit paths differ only in Unicode normalization (NFC against NFD), which "
+            "the mapping now treats as one unit; move the grants and child units of one of "
+            "each onto the other and delete it, then run `roster db upgrade` again:\n  "
+            + "\n  ".join(clashes))
+
+
+def _use_old_fold(bind: sa.Connection) -> None:
+    """This SQLite connection's ``roster_lower()`` is the fold of 0012 to 0031."""
+    bind.connection.dbapi_connection.create_function(
+        "roster_lower", 1, _fold_without_nfc, deterministic=True)
+
+
+def _fold_without_nfc(value: Any) -> Any:
+    """``roster_lower()`` as 0012 to 0031 defined it: the simple mapping, no normalization."""
+    if not isinstance(value, str):
+        return value
+    return "".join("i" if letter == "\u0130" else letter.lower() for letter in value)
