@@ -3,6 +3,7 @@ accent is the user ``José``; names only normalization told apart stop the upgra
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import unicodedata
 import uuid
@@ -73,7 +74,8 @@ def test_0032_stops_on_two_live_users_only_normalization_told_apart(fresh_url):
     _insert_users(fresh_url, tenant, [(NFC, False), (NFD, False)])
     with pytest.raises(MigrationBlocked) as stopped:
         upgrade(fresh_url)
-    assert repr(NFC) in str(stopped.value) and repr(NFD) in str(stopped.value)
+    assert repr(NFC) in str(stopped.value)
+    assert repr(NFD) in str(stopped.value)
     assert _revision(fresh_url) == "0031"
 
 
@@ -111,3 +113,30 @@ def test_0032_joins_nfc_and_nfd_and_its_downgrade_parts_them_again(fresh_url):
             assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         finally:
             conn.close()
+
+
+def test_0032_folds_stored_primary_emails_as_names_and_its_downgrade_lowers_them(fresh_url):
+    """A primary email stored lower-cased in NFD (as before 0032) is folded to NFC, what a
+    sign-in matching by email now compares; the downgrade stores it lower-cased again."""
+    tenant = _tenant_at_0031(fresh_url)
+    user, ascii_user = _insert_users(fresh_url, tenant, [("jose", False), ("ada", False)])
+    engine = sa.create_engine(fresh_url)
+    try:
+        with engine.begin() as conn:
+            for user_id, email in ((user, NFD.upper()), (ascii_user, "Ada@acme.example")):
+                conn.execute(sa.text("UPDATE users SET emails = :j, primary_email = :p "
+                                     "WHERE id = :i"),
+                             {"i": user_id, "p": email.lower(), "j": json.dumps(
+                                 [{"value": "x@acme.example"},
+                                  {"value": email, "primary": True}])})
+        upgrade(fresh_url)
+        query = sa.text("SELECT id, primary_email FROM users")
+        with engine.connect() as conn:
+            assert dict(conn.execute(query).all()) == {
+                user: NFC.lower(), ascii_user: "ada@acme.example"}
+        downgrade(fresh_url, "0031")
+        with engine.connect() as conn:
+            assert dict(conn.execute(query).all()) == {
+                user: NFD.lower(), ascii_user: "ada@acme.example"}
+    finally:
+        engine.dispose()

@@ -14,6 +14,10 @@ function's name is unchanged), PostgreSQL creates them on the new expression. Na
 fold joins stop the upgrade as in 0011 (two live users or groups, named; a deleted user
 gives its name up) and 0022 (units), and nothing changes.
 
+``users.primary_email``, what a sign-in matching by email compares, was the primary email
+lower-cased (``str.lower``); it is now folded as names are, and the stored ones beyond ASCII
+are computed again from ``emails`` (the downgrade lower-cases them again).
+
 Revision ID: 0032
 Revises: 0031
 Create Date: 2026-12-07
@@ -22,6 +26,7 @@ Create Date: 2026-12-07
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -64,12 +69,14 @@ def upgrade() -> None:
             op.execute(f"REINDEX {index}")
     else:
         _create_on("lower(normalize({}, NFC))")
+    _refold_primary_emails(bind, fold_text)
 
 
 def downgrade() -> None:
     """Back to the fold without normalization (every NFC-unique set of names is unique
     without it too)."""
     bind = op.get_bind()
+    _refold_primary_emails(bind, str.lower)
     if bind.dialect.name == "sqlite":
         _use_old_fold(bind)
         try:
@@ -87,6 +94,26 @@ def _create_on(expression: str) -> None:
         condition = {} if where is None else {"postgresql_where": sa.text(where)}
         op.create_index(index, table, [leading, sa.text(expression.format(column))],
                         unique=index.startswith("uq_"), **condition)
+
+
+def _refold_primary_emails(bind: sa.Connection, folded: Callable[[str], str]) -> None:
+    """``primary_email`` of each user whose primary (else first) email is beyond ASCII,
+    computed again with ``folded``."""
+    users = sa.table("users", sa.column("id", sa.String), sa.column("emails", sa.JSON),
+                     sa.column("primary_email", sa.String))
+    changed = []
+    for user_id, emails, stored in bind.execute(
+            sa.select(users.c.id, users.c.emails, users.c.primary_email)
+            .where(users.c.primary_email.is_not(None))):
+        if stored.isascii() or not isinstance(emails, list):
+            continue
+        chosen = next((e for e in emails if isinstance(e, dict) and e.get("primary") is True),
+                      emails[0] if emails else None)
+        value = chosen.get("value") if isinstance(chosen, dict) else None
+        if isinstance(value, str) and folded(value) != stored:
+            changed.append({"i": user_id, "e": folded(value)})
+    if changed:
+        bind.execute(sa.text("UPDATE users SET primary_email = :e WHERE id = :i"), changed)
 
 
 def _stop_on_units(bind: sa.Connection) -> None:
