@@ -235,7 +235,7 @@ def test_sqlite_json_text_is_what_json_dumps_writes(value):
     ("JOSE\u0301 O\u0308zil", "jos\u00e9 \u00f6zil"),  # NFD: NFC first, as "JOSÉ ÖZIL"
     ("I\u0307pek", "ipek"),  # NFD of "İpek"
     ("\u212b\u2126", "\u00e5\u03c9"),  # Angstrom and Ohm signs: NFC makes them letters
-    ("ﬁ ℌ", "ﬁ ℌ"),  # compatibility forms (NFKC) stay apart
+    ("\ufb01 \u210c", "\ufb01 \u210c"),  # compatibility forms (NFKC) stay apart
 ])
 def test_fold_text_is_the_fold_both_databases_compute(db, text, folded):
     """fold_text is NFC, then Unicode's simple lower-case mapping, and the database's own
