@@ -24,7 +24,7 @@ _DOTTED_CAPITAL_I, _CAPITAL_SIGMA = "\u0130", "\u03a3"
 
 def fold_text(value: str) -> str:
     """``value`` folded as ``app.sql.fold`` folds it in SQL: brought to NFC, then Unicode's
-    simple lower-case mapping, letter by letter. It is SQLite's ``roster_lower()``, and
+    simple lower-case mapping, letter by letter. It is SQLite's ``roster_fold()``, and
     PostgreSQL's ``lower(normalize(x, NFC))`` in a libc UTF-8 locale (README); ``str.lower``
     differs for U+0130 (``İ``) and a final ``Σ``. Python-side comparisons of names use it.
     A value compared with a ``fold`` column in SQL is folded there too
@@ -33,7 +33,13 @@ def fold_text(value: str) -> str:
     """
     if value.isascii():
         return value.lower()  # ASCII is its own NFC (nearly every call)
-    value = unicodedata.normalize("NFC", value)
+    return simple_lower(unicodedata.normalize("NFC", value))
+
+
+def simple_lower(value: str) -> str:
+    """Unicode's simple lower-case mapping, letter by letter, without normalization: the fold
+    of migrations 0012 to 0031, SQLite's ``roster_lower()``, on which the indexes built
+    before 0032 are (app.engine.register_fold)."""
     if _DOTTED_CAPITAL_I not in value and _CAPITAL_SIGMA not in value:
         return value.lower()
     return "".join("i" if letter == _DOTTED_CAPITAL_I else letter.lower() for letter in value)

@@ -81,7 +81,7 @@ def test_0032_stops_on_two_live_users_only_normalization_told_apart(fresh_url):
 
 def test_0032_joins_nfc_and_nfd_and_its_downgrade_parts_them_again(fresh_url):
     """A deleted NFD holder gives the name up; after the upgrade the live user is found in
-    either form through the unique index and a new NFD user is refused; the downgrade
+    either form, a new NFD user is refused, and a previous release cannot write; the downgrade
     restores the old fold's index (a new NFD user is accepted again, the index intact)."""
     tenant = _tenant_at_0031(fresh_url)
     live, deleted = _insert_users(fresh_url, tenant, [(NFC, False), (NFD, True)])
@@ -102,6 +102,17 @@ def test_0032_joins_nfc_and_nfd_and_its_downgrade_parts_them_again(fresh_url):
                              user_name=NFD))
     finally:
         db.dispose()
+    if sa.engine.make_url(fresh_url).get_backend_name() == "sqlite":
+        # A process of the previous release knows roster_lower() only: its write fails
+        # instead of filing the name under the old fold's key.
+        conn = sqlite3.connect(sa.engine.make_url(fresh_url).database)
+        try:
+            conn.create_function("roster_lower", 1, _fold_without_nfc, deterministic=True)
+            with pytest.raises(sqlite3.OperationalError, match="roster_fold"):
+                conn.execute("UPDATE users SET user_name = 'other@acme.example' WHERE id = ?",
+                             (live,))
+        finally:
+            conn.close()
     downgrade(fresh_url, "0031")
     assert _revision(fresh_url) == "0031"
     _insert_users(fresh_url, tenant, [(NFD, False)])

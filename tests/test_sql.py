@@ -239,7 +239,7 @@ def test_sqlite_json_text_is_what_json_dumps_writes(value):
 ])
 def test_fold_text_is_the_fold_both_databases_compute(db, text, folded):
     """fold_text is NFC, then Unicode's simple lower-case mapping, and the database's own
-    fold() (PostgreSQL's lower(normalize(x, NFC)), SQLite's roster_lower()) gives the same."""
+    fold() (PostgreSQL's lower(normalize(x, NFC)), SQLite's roster_fold()) gives the same."""
     assert fold_text(text) == folded
     with db.engine.connect() as connection:
         assert connection.execute(sa.select(fold(sa.literal(text)))).scalar() == folded

@@ -5,14 +5,17 @@ what macOS keyboards, file names and some HR exports give) are the same text to 
 reader (Unicode's canonical equivalence, UAX #15), but the fold compared code points: an IdP
 could provision both as two users, or a JIT login in one form make a second account beside
 the SCIM user in the other, and ``userName eq`` in the other form found nobody.
-``app.sql.fold`` is now ``lower(normalize(x, NFC))`` on PostgreSQL and ``roster_lower()``
+``app.sql.fold`` is now ``lower(normalize(x, NFC))`` on PostgreSQL and ``roster_fold()``
 (``app.folding.fold_text``, NFC then Unicode's simple lower-case mapping) on SQLite.
 
 The four indexes on the fold (the unique ``userName``, group ``displayName`` and unit path
-indexes and the pending-manager index) are rebuilt on it: SQLite REINDEXes them (the
-function's name is unchanged), PostgreSQL creates them on the new expression. Names the new
-fold joins stop the upgrade as in 0011 (two live users or groups, named; a deleted user
-gives its name up) and 0022 (units), and nothing changes.
+indexes and the pending-manager index) are built again on the new expression. On SQLite it
+is a function of a new name, ``roster_fold()`` (``roster_lower()`` stays, the old fold, for
+the downgrade): a node of the previous release still running against the upgraded file
+fails its writes of users, groups and units ("unknown function") instead of filing names
+under keys of the old fold, which the new one would never find. Names the new fold joins
+stop the upgrade as in 0011 (two live users or groups, named; a deleted user gives its name
+up) and 0022 (units), and nothing changes.
 
 ``users.primary_email``, what a sign-in matching by email compares, was the primary email
 lower-cased (``str.lower``); it is now folded as names are, and the stored ones beyond ASCII
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -55,20 +57,13 @@ _INDEXES = (
 def upgrade() -> None:
     """Stop on names the NFC fold joins; else rebuild the fold's indexes with it."""
     bind = op.get_bind()
-    sqlite = bind.dialect.name == "sqlite"
-    if sqlite:
-        # The names released below leave the indexes as the old fold filed them: with the
-        # new one, SQLite would look for another key ("database disk image is malformed").
-        _use_old_fold(bind)
+    if bind.dialect.name == "sqlite":
+        register_fold(bind.connection.dbapi_connection)
     _stop_on_units(bind)
     free_folded_names(bind, "Unicode normalization (NFC against NFD: 'é' as one letter "
                             "and as 'e' plus a combining accent)")
-    if sqlite:
-        register_fold(bind.connection.dbapi_connection)
-        for index, *_rest in _INDEXES:
-            op.execute(f"REINDEX {index}")
-    else:
-        _create_on("lower(normalize({}, NFC))")
+    _create_on("roster_fold({})" if bind.dialect.name == "sqlite"
+               else "lower(normalize({}, NFC))")
     _refold_primary_emails(bind, fold_text)
 
 
@@ -78,20 +73,15 @@ def downgrade() -> None:
     bind = op.get_bind()
     _refold_primary_emails(bind, str.lower)
     if bind.dialect.name == "sqlite":
-        _use_old_fold(bind)
-        try:
-            for index, *_rest in _INDEXES:
-                op.execute(f"REINDEX {index}")
-        finally:
-            register_fold(bind.connection.dbapi_connection)
-    else:
-        _create_on("lower({})")
+        register_fold(bind.connection.dbapi_connection)
+    _create_on("roster_lower({})" if bind.dialect.name == "sqlite" else "lower({})")
 
 
 def _create_on(expression: str) -> None:
     for index, table, leading, column, where in _INDEXES:
         op.drop_index(index, table_name=table)
-        condition = {} if where is None else {"postgresql_where": sa.text(where)}
+        condition = {} if where is None else {"sqlite_where": sa.text(where),
+                                              "postgresql_where": sa.text(where)}
         op.create_index(index, table, [leading, sa.text(expression.format(column))],
                         unique=index.startswith("uq_"), **condition)
 
@@ -130,16 +120,3 @@ def _stop_on_units(bind: sa.Connection) -> None:
             "the mapping now treats as one unit; move the grants and child units of one of "
             "each onto the other and delete it, then run `roster db upgrade` again:\n  "
             + "\n  ".join(clashes))
-
-
-def _use_old_fold(bind: sa.Connection) -> None:
-    """This SQLite connection's ``roster_lower()`` is the fold of 0012 to 0031."""
-    bind.connection.dbapi_connection.create_function(
-        "roster_lower", 1, _fold_without_nfc, deterministic=True)
-
-
-def _fold_without_nfc(value: Any) -> Any:
-    """``roster_lower()`` as 0012 to 0031 defined it: the simple mapping, no normalization."""
-    if not isinstance(value, str):
-        return value
-    return "".join("i" if letter == "\u0130" else letter.lower() for letter in value)
