@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
+from app.folding import simple_lower
 from app.pool_ping import ping_after_idle
 from app.sql import fold_text
 from app.sqlite_writers import SAFETY_CHECKPOINT_PAGES, WriterQueue, install
@@ -185,12 +186,21 @@ def sqlite_path(url: URL) -> str:
 
 
 def register_fold(dbapi_connection: sqlite3.Connection) -> None:
-    """Give this SQLite connection ``roster_lower()``, which ``app.sql.fold`` compiles to."""
-    dbapi_connection.create_function("roster_lower", 1, _unicode_lower, deterministic=True)
+    """Give this SQLite connection ``roster_fold()``, which ``app.sql.fold`` compiles to, and
+    ``roster_lower()``, the fold without normalization that the migrations before 0032 built
+    their indexes on (they, and a downgrade below 0032, still need it). Two names: a node of
+    a release before 0032, which knows no ``roster_fold()``, fails a write to an index on it
+    (unknown function) rather than filing a name under a key the new fold never looks up."""
+    dbapi_connection.create_function("roster_fold", 1, _fold, deterministic=True)
+    dbapi_connection.create_function("roster_lower", 1, _simple_lower, deterministic=True)
 
 
-def _unicode_lower(value: Any) -> Any:
+def _fold(value: Any) -> Any:
     return fold_text(value) if isinstance(value, str) else value
+
+
+def _simple_lower(value: Any) -> Any:
+    return simple_lower(value) if isinstance(value, str) else value
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:

@@ -134,14 +134,17 @@ def _among_selected_postgresql(element: among_selected, compiler: SQLCompiler,
 class fold(FunctionElement[str]):
     """Text folded for a case-insensitive comparison (RFC 7643 §2.2, caseExact=false).
 
-    PostgreSQL: ``lower()``, which folds every letter in a UTF-8 locale (README). SQLite:
-    ``roster_lower()``, :func:`fold_text` registered on every connection
-    (``app.engine.register_fold``), because SQLite's own ``lower()`` folds A-Z only: there
-    ``ÖZIL@x.de`` and ``özil@x.de`` were two users and ``userName eq`` in the other case
-    missed. A function of Roster's own rather than an override of ``lower()``: an index
-    built with one ``lower()`` and read with another would be corrupt for every non-ASCII
-    name, while an index on ``roster_lower()`` (migration 0011) cannot be written by a
-    connection that lacks it (the ``sqlite3`` shell: "unknown function").
+    Canonically equivalent spellings are one (NFC first: ``José`` with a combining accent is
+    ``José``). PostgreSQL: ``lower(normalize(x, NFC))``, ``lower()`` folding every letter in a
+    UTF-8 locale (README). SQLite: ``roster_fold()``, :func:`fold_text` registered on every
+    connection (``app.engine.register_fold``), because SQLite's own ``lower()`` folds A-Z only:
+    there ``ÖZIL@x.de`` and ``özil@x.de`` were two users and ``userName eq`` in the other case
+    missed. A function of Roster's own rather than an override of ``lower()``: an index built
+    with one ``lower()`` and read with another would be corrupt for every non-ASCII name, while
+    an index on ``roster_fold()`` (migration 0032) cannot be written by a connection that lacks
+    it (the ``sqlite3`` shell: "unknown function"). The unique indexes on it are built with this
+    exact expression (migration 0032): another spelling of the fold in a query would not use
+    them.
     """
 
     type = String()
@@ -154,12 +157,12 @@ class fold(FunctionElement[str]):
 
 @compiles(fold)
 def _fold_default(element: fold, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"lower({compiler.process(element.clauses, **kw)})"
+    return f"lower(normalize({compiler.process(element.clauses, **kw)}, NFC))"
 
 
 @compiles(fold, "sqlite")
 def _fold_sqlite(element: fold, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"roster_lower({compiler.process(element.clauses, **kw)})"
+    return f"roster_fold({compiler.process(element.clauses, **kw)})"
 
 
 class json_rows(FunctionElement[Any]):

@@ -40,7 +40,7 @@ def _index_definitions(conn: sa.Connection) -> dict[tuple[str, str], str]:
 
 def _schema(url: str) -> dict[tuple[str, str, str], Any]:
     """(table, what, name) -> its description."""
-    database = Database(url)  # on SQLite with roster_lower(), which the indexes call
+    database = Database(url)  # on SQLite with roster_fold(), which the indexes call
     found: dict[tuple[str, str, str], Any] = {}
     try:
         with database.engine.connect() as conn, warnings.catch_warnings():

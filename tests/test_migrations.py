@@ -133,7 +133,7 @@ def test_0011_rebuilds_the_name_indexes_on_a_unicode_fold(fresh_url, dialect):
     with _upgraded(fresh_url, tenant, live, deleted, "ÖZIL@x.de", "özil@x.de",
                    "özil@X.DE") as conn:
         assert conn.execute(sa.text(
-            "SELECT count(*) FROM groups WHERE roster_lower(display_name) = 'ärzte'")
+            "SELECT count(*) FROM groups WHERE roster_fold(display_name) = 'ärzte'")
         ).scalar() == 1
 
 
@@ -150,8 +150,9 @@ def _upgraded(url: str, tenant, live: str, deleted: str, name: str, folded: str,
         with db.engine.connect() as conn:
             names = dict(conn.execute(sa.text("SELECT id, user_name FROM users")).all())
             assert names == {live: name, deleted: f"{deleted}.deleted"}
+            # At head the index is on roster_fold() (0032).
             lookup = ("SELECT id FROM users WHERE directory_id = :d "
-                      "AND roster_lower(user_name) = :n")
+                      "AND roster_fold(user_name) = :n")
             params = {"d": tenant.directory.id, "n": folded}
             assert conn.execute(sa.text(lookup), params).scalars().all() == [live]
             plan = " ".join(str(r[3]) for r in conn.execute(
@@ -351,7 +352,7 @@ def test_0020_converts_fan_out_cursors_without_losing_or_repeating_an_event(fres
 
 
 def _units(url: str, statement: str, **params: object) -> None:
-    """Run one statement through the app's engine (SQLite: with roster_lower())."""
+    """Run one statement through the app's engine (SQLite: with its fold functions)."""
     from app.db import Database
 
     db = Database(url)

@@ -232,10 +232,14 @@ def test_sqlite_json_text_is_what_json_dumps_writes(value):
     ("ΟΔΥΣΣΕΑΣ", "\u03bf\u03b4\u03c5\u03c3\u03c3\u03b5\u03b1\u03c3"),  # no final-sigma form
     ("ǅenan", "ǆenan"),
     ("", ""),
+    ("JOSE\u0301 O\u0308zil", "jos\u00e9 \u00f6zil"),  # NFD: NFC first, as "JOSÉ ÖZIL"
+    ("I\u0307pek", "ipek"),  # NFD of "İpek"
+    ("\u212b\u2126", "\u00e5\u03c9"),  # Angstrom and Ohm signs: NFC makes them letters
+    ("\ufb01 \u210c", "\ufb01 \u210c"),  # compatibility forms (NFKC) stay apart
 ])
 def test_fold_text_is_the_fold_both_databases_compute(db, text, folded):
-    """fold_text is Unicode's simple lower-case mapping, and the database's own fold()
-    (PostgreSQL's lower(), SQLite's roster_lower()) gives the same."""
+    """fold_text is NFC, then Unicode's simple lower-case mapping, and the database's own
+    fold() (PostgreSQL's lower(normalize(x, NFC)), SQLite's roster_fold()) gives the same."""
     assert fold_text(text) == folded
     with db.engine.connect() as connection:
         assert connection.execute(sa.select(fold(sa.literal(text)))).scalar() == folded

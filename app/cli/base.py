@@ -6,6 +6,7 @@ import errno
 import functools
 import getpass
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -206,10 +207,22 @@ def echo_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         return
     cells = [{c: printable("-" if r.get(c) is None else r.get(c, "")) for c in columns}
              for r in rows]
-    widths = {c: max(len(c), *(len(r[c]) for r in cells)) for c in columns}
+    widths = {c: max(len(c), *(shown_width(r[c]) for r in cells)) for c in columns}
     click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for row in cells:
-        click.echo("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
+        click.echo("  ".join(row[c] + " " * (widths[c] - shown_width(row[c]))
+                             for c in columns).rstrip())
+
+
+def shown_width(text: str) -> int:
+    """How many terminal columns ``text`` takes (UAX #11): East Asian wide and full-width
+    letters two, combining marks and format characters (a zero-width joiner) none. ``len``
+    counted code points: a column after ``東京`` or an NFD ``Zürich`` started out of line."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(letter) or unicodedata.category(letter) == "Cf"
+               else 2 if unicodedata.east_asian_width(letter) in ("W", "F") else 1
+               for letter in text)
 
 
 def listed_ref(ref: str) -> str:

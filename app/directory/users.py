@@ -98,10 +98,12 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 def primary_email(emails: list[dict[str, Any]]) -> str | None:
-    """The primary email (else the first), lower-cased for matching (RFC 7643 §2.4)."""
+    """The primary email (else the first), folded for matching as names are (``fold_text``:
+    NFC, then lower case; RFC 7643 §2.4), so a sign-in asserting it in another Unicode form
+    finds the user."""
     chosen = next((e for e in emails if e.get("primary") is True), emails[0] if emails else None)
     value = chosen.get("value") if chosen else None
-    return value.lower() if isinstance(value, str) else None
+    return fold_text(value) if isinstance(value, str) else None
 
 
 # Statements built once: constructing a select costs more than running it on SQLite.

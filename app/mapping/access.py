@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.directory.organizations import PATH_SEPARATOR
 from app.errors import Conflict, NotFound
 from app.models import Grant, Organization, Role, Unit, User
-from app.sql import fold
+from app.sql import fold, fold_text
 
 APPROVE = "orders.approve"
 MAX_MANAGER_DEPTH = 20
@@ -31,7 +31,7 @@ def find_user(session: Session, org: Organization, ref: str) -> User:
     users = list(session.scalars(select(User).where(
         User.organization_id == org.id, User.deleted_at.is_(None),
         or_(User.id == ref, fold(User.user_name) == fold(literal(ref)),
-            User.primary_email == ref.lower())).order_by(User.id)
+            User.primary_email == fold_text(ref))).order_by(User.id)
         .limit(_NAMESAKES_SHOWN + 1)))
     by_id = [user for user in users if user.id == ref]
     if by_id:

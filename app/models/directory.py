@@ -242,7 +242,7 @@ class Membership(Base):
 
 
 # userName is caseExact=false (RFC 7643 §4.1.1): unique case-insensitively per directory.
-# fold(): lower() on PostgreSQL, a Unicode roster_lower() on SQLite (app/sql.py).
+# fold(): lower(normalize(x, NFC)) on PostgreSQL, a Unicode roster_fold() on SQLite (app/sql.py).
 Index("uq_users_directory_username", User.directory_id, fold(User.user_name), unique=True)
 Index("uq_groups_directory_display_name", Group.directory_id, fold(Group.display_name),
       unique=True)

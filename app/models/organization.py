@@ -62,6 +62,6 @@ class Unit(Base):
 
 # The path ("Engineering/Tokyo") names a unit uniquely within its organization, in any case,
 # as the mapping finds units (app/mapping/rules.py, UnitIndex); this also makes sibling
-# names unique without relying on NULL parent semantics. fold(): lower() on PostgreSQL,
-# roster_lower() on SQLite (app/sql.py). Migration 0022.
+# names unique without relying on NULL parent semantics. fold(): lower(normalize(x, NFC))
+# on PostgreSQL, roster_fold() on SQLite (app/sql.py). Migrations 0022, 0032.
 Index("uq_units_org_path", Unit.organization_id, fold(Unit.path), unique=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import idna
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -23,7 +24,9 @@ from app.sso.connection_sessions import DELETED, end_connection_sessions, lock_c
 
 POLICIES = ("scim", "jit")
 MATCH_BY = ("email", "nameid", "user_name", "external_id")
-_DOMAIN = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}\Z")
+# In its ASCII form (``ascii_domain``): the top-level label may be an A-label (``xn--p1ai``).
+_DOMAIN = re.compile(r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+"
+                     r"([a-z]{2,63}|xn--[a-z0-9-]{1,59})\Z")
 # Unique indexes as PostgreSQL and SQLite name them in a violation (a concurrent create).
 _NAME_INDEX = ("uq_sso_connections_organization_id_name",
                "sso_connections.organization_id, sso_connections.name")
@@ -176,10 +179,25 @@ def list_connections(session: Session, org: Organization) -> list[SsoConnection]
         SsoConnection.organization_id == org.id).order_by(SsoConnection.name)))
 
 
+def ascii_domain(domain: str) -> str | None:
+    """The domain in its ASCII form, lower case, without a final dot: an internationalized
+    one (``München.de``) as IDNA 2008 with UTS #46's mapping writes it (``xn--mnchen-3ya.de``,
+    RFC 5891 §4), so either spelling is one domain; None when IDNA refuses it."""
+    value = domain.strip().rstrip(".")
+    if value.isascii():
+        return value.lower()
+    if len(value) > 253:  # no longer than its ASCII form, which is at most 253
+        return None
+    try:
+        return idna.encode(value, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return None
+
+
 def normalize_domain(domain: str) -> str:
-    """Lower-case a domain and check its syntax."""
-    value = domain.strip().lower().rstrip(".")
-    if not _DOMAIN.match(value):
+    """A domain in its ASCII form (``ascii_domain``), its syntax checked."""
+    value = ascii_domain(domain)
+    if value is None or not _DOMAIN.match(value):
         raise InvalidInput(f"{domain!r} is not a domain name", field="domain")
     return value
 
@@ -219,12 +237,13 @@ def verify_domain(session: Session, conn: SsoConnection, domain: str,
 
 def connections_for_email(session: Session, email: str) -> list[SsoConnection]:
     """Enabled connections with a verified domain matching the address (home-realm discovery)."""
-    _, at, domain = email.strip().rpartition("@")
-    if not at or not domain:
+    _, at, typed = email.strip().rpartition("@")
+    domain = ascii_domain(typed) if at else None
+    if not domain:
         return []
     return list(session.scalars(
         select(SsoConnection).join(ConnectionDomain,
                                    ConnectionDomain.connection_id == SsoConnection.id)
-        .where(ConnectionDomain.domain == domain.lower().rstrip("."),
+        .where(ConnectionDomain.domain == domain,
                ConnectionDomain.verified_at.is_not(None), SsoConnection.enabled.is_(True))
         .order_by(SsoConnection.name)))

@@ -96,7 +96,7 @@ def find_user(session: Session, conn: SsoConnection, who: AssertedUser) -> User 
     if conn.directory_id:
         query = query.where(User.directory_id == conn.directory_id)
     if column == "email":
-        query = query.where(User.primary_email == value.lower())
+        query = query.where(User.primary_email == fold_text(value))
     elif column == "user_name":
         query = query.where(fold(User.user_name) == fold(literal(value)))
     else:

@@ -25,6 +25,7 @@ from alembic import op
 
 from app.engine import register_fold
 from app.fold_clashes import free_folded_names
+from app.folding import simple_lower
 
 revision = "0011"
 down_revision = "0010"
@@ -39,7 +40,7 @@ def upgrade() -> None:
         return
     register_fold(bind.connection.dbapi_connection)
     free_folded_names(bind, "the case of non-ASCII letters, which SQLite compared "
-                            "case-sensitively until now")
+                            "case-sensitively until now", simple_lower)
     _index_on("roster_lower")
 
 

@@ -22,6 +22,7 @@ from alembic import op
 
 from app.engine import register_fold
 from app.fold_clashes import free_folded_names
+from app.folding import simple_lower
 
 revision = "0012"
 down_revision = "0011"
@@ -38,7 +39,7 @@ def upgrade() -> None:
         return
     register_fold(bind.connection.dbapi_connection)
     free_folded_names(bind, "'İ' and 'i', or a final capital and small sigma, which "
-                            "SQLite compared apart until now")
+                            "SQLite compared apart until now", simple_lower)
     for index in _INDEXES:
         op.execute(f"REINDEX {index}")
 

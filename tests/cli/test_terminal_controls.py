@@ -7,6 +7,8 @@ the operator's clipboard, ESC ] 0 retitled the window and U+202E reversed what f
 
 from __future__ import annotations
 
+import pytest
+
 from tests.api.conftest import make_key
 from tests.conftest import flush_recorder
 from tests.lifecycle.support import roster
@@ -64,3 +66,30 @@ def test_cli_messages_escape_tenant_and_idp_text(client, app, db, database_url, 
     assert "bidi@acme.test" in out
     assert "\u202e" not in out
     assert "\u2066" not in out
+
+
+def test_table_columns_line_up_after_wide_and_combining_letters(client, db, database_url,
+                                                               tenant):
+    """A terminal shows 東京 two columns wide each and a combining accent in none: the
+    columns after such names start where the header's do, not shifted by len()."""
+    import unicodedata
+
+    headers = make_key(db, "admin", tenant.org).headers
+    for name in ("東京支社", unicodedata.normalize("NFD", "Zürich Süd"), "Basel"):
+        assert client.post("/api/v1/orgs/acme/units", headers=headers, json={
+            "name": name, "kind": "location"}).status_code == 201
+    lines = roster(database_url, "unit", "list", "--org", "acme").output.splitlines()
+    header = next(line for line in lines if line.upper() == line and "ID" in line)
+    start = header.index("KIND") if "KIND" in header else None
+    assert start is not None, header
+    for line in lines:
+        if any(name in unicodedata.normalize("NFC", line) for name in ("東京", "Zürich", "Basel")):
+            shown, width = unicodedata.normalize("NFC", line), 0
+            for offset, letter in enumerate(line):
+                if width == start:
+                    assert line[offset:].startswith("location"), (line, shown)
+                    break
+                width += 0 if unicodedata.combining(letter) else (
+                    2 if unicodedata.east_asian_width(letter) in "WF" else 1)
+            else:
+                pytest.fail(f"no column starts under KIND in {line!r}")

@@ -57,3 +57,21 @@ def test_rules_fold_names_as_scim_does(world, client, admin):
         ("ipek@acme.example", "buyer"), ("ipek@acme.example", "finance"),
         ("ipek@acme.example", "technician"),
     ]
+
+
+def test_rules_name_a_group_in_either_unicode_normalization(world, client, admin):
+    """A group pushed in NFD (`O` plus a combining diaeresis) is named by a rule written in
+    NFC, exact and glob (`?` is one letter, as SCIM counts it after normalization)."""
+    import unicodedata
+
+    scim = Scim(client, world.tenant)
+    emma = scim.create_user("emma@acme.example")
+    scim.create_group(unicodedata.normalize("NFD", "Vertrieb Österreich"), [emma["id"]])
+    body = {"rules": [
+        _rule("exact", "buyer", {"group": "VERTRIEB ÖSTERREICH"}),
+        _rule("glob", "technician", {"group": "vertrieb ?sterreich", "match": "glob"}),
+    ]}
+    res = client.put(f"/api/v1/orgs/{world.org_id}/mapping", json=body, headers=admin)
+    assert res.status_code == 200, res.json
+    assert _grants(world) == [("emma@acme.example", "buyer"),
+                              ("emma@acme.example", "technician")]
