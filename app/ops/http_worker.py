@@ -2,7 +2,9 @@
 
 gunicorn refuses some requests before any application sees them: a request line longer than
 ``limit_request_line`` (414), too many or too large header fields (431), a malformed request
-line or header, a bad ``Content-Length`` (400), an unsupported ``Transfer-Encoding`` (501).
+line or header, a bad ``Content-Length`` (400), an unsupported ``Transfer-Encoding`` (501);
+and, refused here (:func:`header_problem`), an HTTP/1.1 request without ``Host`` or with two
+``Authorization`` fields (400).
 Its answer is an HTML page, which neither a SCIM client (RFC 7644 §3.12) nor an API client
 (RFC 9457) can read. :class:`RosterWorker` (gunicorn's ``gthread`` worker otherwise) answers
 them as a SCIM Error, or as a problem document under ``/api/``, or as OAuth's error JSON
@@ -40,7 +42,7 @@ from typing import Any
 
 from gunicorn import util
 from gunicorn.arbiter import Arbiter
-from gunicorn.http.errors import NoMoreData
+from gunicorn.http.errors import InvalidHeader, NoMoreData
 from gunicorn.http.message import Message
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -183,6 +185,32 @@ class _TimedSocket(socket.socket):
                 self.settimeout(current)
 
 
+class MisplacedHeader(InvalidHeader):
+    """A request whose ``Host`` or ``Authorization`` is missing or repeated where HTTP
+    forbids it; gunicorn answers it 400 (an ``InvalidHeader``), in the protocol's format."""
+
+    def __init__(self, detail: str, req: Any) -> None:
+        super().__init__(detail, req)
+
+    def __str__(self) -> str:
+        return str(self.hdr)
+
+
+def header_problem(version: tuple[int, int], headers: list[tuple[str, str]]) -> str | None:
+    """Why a request's header section must be refused with 400, if it must: an HTTP/1.1
+    request without ``Host`` (RFC 9112 §3.2: "A server MUST respond with a 400"; gunicorn
+    refuses two, not none), or two ``Authorization`` fields (RFC 9110 §5.3: it is no list,
+    so two cannot be combined; they reached the app joined by a comma, a token that was
+    then refused as invalid: a 401 that named the wrong fault)."""
+    names = [name for name, _value in headers]
+    if version >= (1, 1) and "HOST" not in names:
+        return "an HTTP/1.1 request must carry a Host header (RFC 9112 section 3.2)"
+    if names.count("AUTHORIZATION") > 1:
+        return ("the Authorization header is given more than once; send one credential "
+                "(RFC 9110 section 5.3)")
+    return None
+
+
 class RosterWorker(ThreadWorker):
     """gunicorn's ``gthread`` worker; its own error answers follow :func:`error_document`,
     and a request's reads have ``server.read_timeout`` seconds (:class:`_TimedSocket`)."""
@@ -221,6 +249,8 @@ class RosterWorker(ThreadWorker):
         wanted = REQUEST_ID_HEADER.upper()
         incoming = next((value for name, value in req.headers if name == wanted), None)
         bind_request_id(request_id_for(incoming))  # until handle() is done with it
+        if (problem := header_problem(req.version, req.headers)) is not None:
+            raise MisplacedHeader(problem, req)
         return super().handle_request(req, conn)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:

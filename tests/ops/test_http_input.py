@@ -142,3 +142,41 @@ def test_only_reads_have_the_deadline():
         except RequestTimeout:
             assert 0.1 < time.monotonic() - began < 2
         assert timed.gettimeout() is None  # sends wait as long as the reader needs
+
+
+def test_a_request_without_host_or_with_two_credentials_is_400(database_url, db, tenant,
+                                                              tmp_path):
+    """RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host; gunicorn
+    served it (a 200 list of users). Two Authorization fields (RFC 9110 §5.3: not a list)
+    reached the app joined by a comma and were a 401 "not valid" for a valid token. Both
+    are now 400 in the protocol's format; HTTP/1.0 needs no Host."""
+    port = _free_port()
+    proc = _serve(database_url, port, tmp_path / "serve.log")
+    auth = f"Authorization: Bearer {tenant.token}\r\n"
+    operator = make_key(db, "operator").plaintext
+    try:
+        for path, head, media_type in (
+                ("/scim/v2/Users", auth, "application/scim+json"),
+                ("/scim/v2/Users", f"Host: a\r\n{auth}{auth}", "application/scim+json"),
+                ("/api/v1/orgs", f"Authorization: Bearer {operator}\r\n",
+                 "application/problem+json"),
+                ("/sso/oidc/jwks", "", "application/json")):
+            status, headers, body = _exchange(
+                port, f"GET {path} HTTP/1.1\r\n{head}Connection: close\r\n\r\n".encode(), b"")
+            assert status.startswith("HTTP/1.1 400 "), (path, head, status, body)
+            assert headers["content-type"] == media_type
+            assert headers["cache-control"] == "no-store"
+            detail = json.loads(body)
+            assert ("Host" if head.count("Authorization") < 2 else "Authorization") in str(
+                detail)
+        status, _headers, body = _exchange(
+            port, f"GET /scim/v2/Users HTTP/1.0\r\n{auth}\r\n".encode(), b"")
+        assert status.startswith("HTTP/1.0 200 "), (status, body)
+        status, _headers, body = _exchange(
+            port, f"GET /scim/v2/Users HTTP/1.1\r\nHost: a\r\n{auth}Connection: close\r\n\r\n"
+            .encode(), b"")
+        assert status.startswith("HTTP/1.1 200 "), (status, body)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()

@@ -117,7 +117,8 @@ def test_allow_names_head_which_every_get_endpoint_serves(scim, path, allow):
     assert response.headers["Allow"] == allow
     if "HEAD" in allow:
         head = scim.request("HEAD", path)
-        assert head.status_code == 200 and head.get_data() == b""
+        assert head.status_code == 200
+        assert head.get_data() == b""
 
 
 @pytest.mark.parametrize("method", ["TRACE", "PROPFIND"])
