@@ -13,8 +13,8 @@ introspection, revocation, userinfo, JWKS and discovery: their clients are OAuth
 elsewhere under ``/sso/``, where the client is a browser, gunicorn's page stays. A request
 that failed in its headers was never kept, but its request line was read: the path is taken
 from the request gunicorn was building (:func:`_path_of`). When gunicorn could not read the
-request line (the 414 case) the path is unknown: that answer is a SCIM Error, since the long
-requests Roster is sent are SCIM filters.
+whole request line (the 414 case) the path is the one its first bytes name; with none, the
+answer is a SCIM Error, since the long requests Roster is sent are SCIM filters.
 
 gunicorn writes these answers with ``gunicorn.util.write_error``, looked up when called;
 this module replaces it with :func:`_write_error`, which does what gunicorn did for any
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import socket
 import sys
 import threading
@@ -105,16 +106,34 @@ util.write_error = _write_error
 def _path_of(req: Any, exc: BaseException) -> str | None:
     """The path of the request an error is about: gunicorn's request, or the one it was
     building when its headers failed (431, a bad header), found in the error's traceback
-    (the request's ``__init__`` parsed the request line, then raised)."""
+    (the request's ``__init__`` parsed the request line, then raised); for a request line
+    too long to parse (414), the path its first bytes name (:func:`_line_path`)."""
     known = req if req is not None else getattr(exc, "req", None)
     path = getattr(known, "path", None)
     tb = exc.__traceback__
     while path is None and tb is not None:
         building = tb.tb_frame.f_locals.get("self")
         if isinstance(building, Message):
-            path = getattr(building, "path", None)
+            path = getattr(building, "path", None) or _line_path(tb.tb_frame.f_locals)
         tb = tb.tb_next
     return path if isinstance(path, str) else None
+
+
+# The start of a request line in origin-form (RFC 9112 §3): a method token, a space, the path.
+_LINE_START = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,20} (/[\x21-\x7e]*?)(?=[ ?#]|\Z)")
+
+
+def _line_path(frame: dict[str, Any]) -> str | None:
+    """The path at the start of the request line gunicorn was reading (its buffer, in the
+    parsing frame's locals), when the line was too long to finish: a long GET to /api/ or
+    an OAuth endpoint is then answered in that protocol's format, not as a SCIM Error."""
+    for name in ("data", "buf"):
+        raw = frame.get(name)
+        if isinstance(raw, bytes | bytearray):
+            found = _LINE_START.match(bytes(raw[:4096]).lstrip(b"\r\n"))
+            if found:
+                return found.group(1).decode("latin-1")
+    return None
 
 
 @functools.cache

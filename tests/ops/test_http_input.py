@@ -180,3 +180,32 @@ def test_a_request_without_host_or_with_two_credentials_is_400(database_url, db,
         proc.terminate()
         proc.wait(timeout=20)
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def test_a_request_line_too_long_is_answered_in_its_paths_format(database_url, tmp_path):
+    """gunicorn's 414 knew no path, so every one was a SCIM Error: an API client got a SCIM
+    document, an OAuth client one it cannot read. The path the line starts with now picks
+    the format, as for gunicorn's other errors; a SCIM path keeps its hint to POST .search."""
+    port = _free_port()
+    proc = _serve(database_url, port, tmp_path / "serve.log")
+    try:
+        for path, media_type in (("/api/v1/orgs?q=", "application/problem+json"),
+                                 ("/oauth/token?x=", "application/json"),
+                                 ("/api/v1/" + "a" * 20, "application/problem+json"),
+                                 ("/scim/v2/Users?filter=", "application/scim+json")):
+            line = f"GET {path}".encode() + b"x" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+            status, headers, body = _exchange(port, line, b"")
+            assert status == "HTTP/1.1 414 URI Too Long", (path, status)
+            assert headers["content-type"] == media_type, (path, headers)
+            assert headers["cache-control"] == "no-store"
+            document = json.loads(body)
+            if path.startswith("/api/"):
+                assert document["status"] == 414
+                assert document["instance"].startswith("/api/v1/")
+            elif path.startswith("/oauth/"):
+                assert document["error"] == "invalid_request"
+            else:
+                assert "POST .search" in document["detail"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
