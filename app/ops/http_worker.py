@@ -215,15 +215,23 @@ class MisplacedHeader(InvalidHeader):
         return str(self.hdr)
 
 
+# Host = uri-host [ ":" port ] (RFC 9112 §3.2, RFC 3986 §3.2.2-3): an IP literal or a
+# reg-name (unreserved, pct-encoded, sub-delims); empty when the target has no authority.
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.vV]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
+
+
 def header_problem(version: tuple[int, int], headers: list[tuple[str, str]]) -> str | None:
     """Why a request's header section must be refused with 400, if it must: an HTTP/1.1
-    request without ``Host`` (RFC 9112 §3.2: "A server MUST respond with a 400"; gunicorn
-    refuses two, not none), or two ``Authorization`` fields (RFC 9110 §5.3: it is no list,
-    so two cannot be combined; they reached the app joined by a comma, a token that was
-    then refused as invalid: a 401 that named the wrong fault)."""
+    request without ``Host``, or with one that is no host (RFC 9112 §3.2: "A server MUST
+    respond with a 400"; gunicorn refuses two, not these), or two ``Authorization`` fields
+    (RFC 9110 §5.3: it is no list, so two cannot be combined; they reached the app joined by
+    a comma, a token that was then refused as invalid: a 401 that named the wrong fault)."""
     names = [name for name, _value in headers]
     if version >= (1, 1) and "HOST" not in names:
         return "an HTTP/1.1 request must carry a Host header (RFC 9112 section 3.2)"
+    host = next((value for name, value in headers if name == "HOST"), "")
+    if not _HOST.fullmatch(host):
+        return "the Host header is not a host and port (RFC 9112 section 3.2, RFC 3986 3.2.2)"
     if names.count("AUTHORIZATION") > 1:
         return ("the Authorization header is given more than once; send one credential "
                 "(RFC 9110 section 5.3)")

@@ -146,10 +146,10 @@ def test_only_reads_have_the_deadline():
 
 def test_a_request_without_host_or_with_two_credentials_is_400(database_url, db, tenant,
                                                               tmp_path):
-    """RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host; gunicorn
-    served it (a 200 list of users). Two Authorization fields (RFC 9110 §5.3: not a list)
-    reached the app joined by a comma and were a 401 "not valid" for a valid token. Both
-    are now 400 in the protocol's format; HTTP/1.0 needs no Host."""
+    """RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host, or with
+    one that is no host; gunicorn served it (a 200 list of users). Two Authorization fields
+    (RFC 9110 §5.3: not a list) reached the app joined by a comma and were a 401 "not valid"
+    for a valid token. All are now 400 in the protocol's format; HTTP/1.0 needs no Host."""
     port = _free_port()
     proc = _serve(database_url, port, tmp_path / "serve.log")
     auth = f"Authorization: Bearer {tenant.token}\r\n"
@@ -160,7 +160,9 @@ def test_a_request_without_host_or_with_two_credentials_is_400(database_url, db,
                 ("/scim/v2/Users", f"Host: a\r\n{auth}{auth}", "application/scim+json"),
                 ("/api/v1/orgs", f"Authorization: Bearer {operator}\r\n",
                  "application/problem+json"),
-                ("/sso/oidc/jwks", "", "application/json")):
+                ("/sso/oidc/jwks", "", "application/json"),
+                ("/scim/v2/Users", f"Host: a/b\r\n{auth}", "application/scim+json"),
+                ("/api/v1/orgs", "Host: a b\r\n", "application/problem+json")):
             status, headers, body = _exchange(
                 port, f"GET {path} HTTP/1.1\r\n{head}Connection: close\r\n\r\n".encode(), b"")
             assert status.startswith("HTTP/1.1 400 "), (path, head, status, body)
@@ -172,10 +174,11 @@ def test_a_request_without_host_or_with_two_credentials_is_400(database_url, db,
         status, _headers, body = _exchange(
             port, f"GET /scim/v2/Users HTTP/1.0\r\n{auth}\r\n".encode(), b"")
         assert status.startswith("HTTP/1.0 200 "), (status, body)
-        status, _headers, body = _exchange(
-            port, f"GET /scim/v2/Users HTTP/1.1\r\nHost: a\r\n{auth}Connection: close\r\n\r\n"
-            .encode(), b"")
-        assert status.startswith("HTTP/1.1 200 "), (status, body)
+        for host in ("a", "127.0.0.1:8000", "[::1]:80", "roster.example.com", ""):
+            status, _headers, body = _exchange(
+                port, f"GET /scim/v2/Users HTTP/1.1\r\nHost: {host}\r\n{auth}"
+                      "Connection: close\r\n\r\n".encode(), b"")
+            assert status.startswith("HTTP/1.1 200 "), (host, status, body)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
