@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import LimitedStream
 
 from app.db import Database
+from app.form_input import BoundedFormRequest
 from app.lifecycle import policy as lifecycle_policy
 from app.mapping.locks import configure_write_wait
 from app.observability import Metrics, configure_logging, init_request_tracking
@@ -54,6 +55,10 @@ class RosterFlask(Flask):
         if known is None:
             known = self._sync[func] = super().ensure_sync(func)
         return known
+
+    # A form body past app.max_body_bytes is a 413 also when chunked, and a compressed one a
+    # 415, not a form cut at the limit or read as garbage (app/form_input.py).
+    request_class = BoundedFormRequest
 
 
 def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flask:

@@ -278,7 +278,9 @@ class Metrics:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        # content_type, not mimetype: Werkzeug adds a charset to a text/ mimetype, and the
+        # exposition type has its own (a parameter twice fails Prometheus' scrape).
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 class AccessLog:

@@ -2,7 +2,9 @@
 
 gunicorn refuses some requests before any application sees them: a request line longer than
 ``limit_request_line`` (414), too many or too large header fields (431), a malformed request
-line or header, a bad ``Content-Length`` (400), an unsupported ``Transfer-Encoding`` (501).
+line or header, a bad ``Content-Length`` (400), an unsupported ``Transfer-Encoding`` (501);
+and, refused here (:func:`header_problem`), an HTTP/1.1 request without ``Host`` or with two
+``Authorization`` fields (400).
 Its answer is an HTML page, which neither a SCIM client (RFC 7644 §3.12) nor an API client
 (RFC 9457) can read. :class:`RosterWorker` (gunicorn's ``gthread`` worker otherwise) answers
 them as a SCIM Error, or as a problem document under ``/api/``, or as OAuth's error JSON
@@ -11,8 +13,8 @@ introspection, revocation, userinfo, JWKS and discovery: their clients are OAuth
 elsewhere under ``/sso/``, where the client is a browser, gunicorn's page stays. A request
 that failed in its headers was never kept, but its request line was read: the path is taken
 from the request gunicorn was building (:func:`_path_of`). When gunicorn could not read the
-request line (the 414 case) the path is unknown: that answer is a SCIM Error, since the long
-requests Roster is sent are SCIM filters.
+whole request line (the 414 case) the path is the one its first bytes name; with none, the
+answer is a SCIM Error, since the long requests Roster is sent are SCIM filters.
 
 gunicorn writes these answers with ``gunicorn.util.write_error``, looked up when called;
 this module replaces it with :func:`_write_error`, which does what gunicorn did for any
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import socket
 import sys
 import threading
@@ -40,7 +43,7 @@ from typing import Any
 
 from gunicorn import util
 from gunicorn.arbiter import Arbiter
-from gunicorn.http.errors import NoMoreData
+from gunicorn.http.errors import InvalidHeader, NoMoreData
 from gunicorn.http.message import Message
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -103,16 +106,34 @@ util.write_error = _write_error
 def _path_of(req: Any, exc: BaseException) -> str | None:
     """The path of the request an error is about: gunicorn's request, or the one it was
     building when its headers failed (431, a bad header), found in the error's traceback
-    (the request's ``__init__`` parsed the request line, then raised)."""
+    (the request's ``__init__`` parsed the request line, then raised); for a request line
+    too long to parse (414), the path its first bytes name (:func:`_line_path`)."""
     known = req if req is not None else getattr(exc, "req", None)
     path = getattr(known, "path", None)
     tb = exc.__traceback__
     while path is None and tb is not None:
         building = tb.tb_frame.f_locals.get("self")
         if isinstance(building, Message):
-            path = getattr(building, "path", None)
+            path = getattr(building, "path", None) or _line_path(tb.tb_frame.f_locals)
         tb = tb.tb_next
     return path if isinstance(path, str) else None
+
+
+# The start of a request line in origin-form (RFC 9112 §3): a method token, a space, the path.
+_LINE_START = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,20} (/[\x21-\x7e]*?)(?=[ ?#]|\Z)")
+
+
+def _line_path(frame: dict[str, Any]) -> str | None:
+    """The path at the start of the request line gunicorn was reading (its buffer, in the
+    parsing frame's locals), when the line was too long to finish: a long GET to /api/ or
+    an OAuth endpoint is then answered in that protocol's format, not as a SCIM Error."""
+    for name in ("data", "buf"):
+        raw = frame.get(name)
+        if isinstance(raw, bytes | bytearray):
+            found = _LINE_START.match(bytes(raw[:4096]).lstrip(b"\r\n"))
+            if found:
+                return found.group(1).decode("latin-1")
+    return None
 
 
 @functools.cache
@@ -183,6 +204,40 @@ class _TimedSocket(socket.socket):
                 self.settimeout(current)
 
 
+class MisplacedHeader(InvalidHeader):
+    """A request whose ``Host`` or ``Authorization`` is missing or repeated where HTTP
+    forbids it; gunicorn answers it 400 (an ``InvalidHeader``), in the protocol's format."""
+
+    def __init__(self, detail: str, req: Any) -> None:
+        super().__init__(detail, req)
+
+    def __str__(self) -> str:
+        return str(self.hdr)
+
+
+# Host = uri-host [ ":" port ] (RFC 9112 §3.2, RFC 3986 §3.2.2-3): an IP literal or a
+# reg-name (unreserved, pct-encoded, sub-delims); empty when the target has no authority.
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.vV]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
+
+
+def header_problem(version: tuple[int, int], headers: list[tuple[str, str]]) -> str | None:
+    """Why a request's header section must be refused with 400, if it must: an HTTP/1.1
+    request without ``Host``, or with one that is no host (RFC 9112 §3.2: "A server MUST
+    respond with a 400"; gunicorn refuses two, not these), or two ``Authorization`` fields
+    (RFC 9110 §5.3: it is no list, so two cannot be combined; they reached the app joined by
+    a comma, a token that was then refused as invalid: a 401 that named the wrong fault)."""
+    names = [name for name, _value in headers]
+    if version >= (1, 1) and "HOST" not in names:
+        return "an HTTP/1.1 request must carry a Host header (RFC 9112 section 3.2)"
+    host = next((value for name, value in headers if name == "HOST"), "")
+    if not _HOST.fullmatch(host):
+        return "the Host header is not a host and port (RFC 9112 section 3.2, RFC 3986 3.2.2)"
+    if names.count("AUTHORIZATION") > 1:
+        return ("the Authorization header is given more than once; send one credential "
+                "(RFC 9110 section 5.3)")
+    return None
+
+
 class RosterWorker(ThreadWorker):
     """gunicorn's ``gthread`` worker; its own error answers follow :func:`error_document`,
     and a request's reads have ``server.read_timeout`` seconds (:class:`_TimedSocket`)."""
@@ -221,6 +276,8 @@ class RosterWorker(ThreadWorker):
         wanted = REQUEST_ID_HEADER.upper()
         incoming = next((value for name, value in req.headers if name == wanted), None)
         bind_request_id(request_id_for(incoming))  # until handle() is done with it
+        if (problem := header_problem(req.version, req.headers)) is not None:
+            raise MisplacedHeader(problem, req)
         return super().handle_request(req, conn)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:

@@ -55,12 +55,17 @@ def scim_response(body: object, status: int = 200) -> Response:
 def error_response(status: int, detail: str, scim_type: str | None = None, *,
                    bearer_error: str | None = None) -> Response:
     """The SCIM Error message (RFC 7644 §3.12); a 401 carries the Bearer challenge, with
-    ``error="invalid_token"`` when a token was sent and refused (RFC 6750 §3, §3.1)."""
+    ``error="invalid_token"`` when a token was sent and refused (RFC 6750 §3, §3.1).
+
+    ``Cache-Control: no-store``, as gunicorn's SCIM errors (app/ops/http_worker.py) and the
+    API's and OAuth's errors say: a 404, 405 or 501 is heuristically cacheable (RFC 9111
+    §4.2.2), and an error is as private as the answer it replaces."""
     body: dict[str, object] = {"schemas": [ERROR_SCHEMA], "status": str(status),
                                "detail": detail}
     if scim_type:
         body["scimType"] = scim_type
     response = scim_response(body, status)
+    response.headers["Cache-Control"] = "no-store"
     if status == 401:
         challenge = 'Bearer realm="roster-scim"'
         if bearer_error:

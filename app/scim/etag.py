@@ -8,6 +8,7 @@ Each part only grows and every change moves one, so no version names two states.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from flask import Response, request
@@ -34,25 +35,47 @@ def etag_of(version: str) -> str:
     return f'W/"{version}"'
 
 
-def _tags(header: str) -> set[str]:
-    tags = set()
-    for part in header.split(","):
-        part = part.strip()
-        if part.startswith("W/"):
-            part = part[2:]
-        tags.add(part.strip('"'))
-    return tags
+# One element of If-Match / If-None-Match (RFC 9110 §8.8.3, §13.1.1, §5.6.1: empty ones
+# allowed): an entity-tag, its opaque-tag quoted (a comma inside the quotes is part of the
+# tag, not a separator), or a bare token, taken leniently as an unquoted tag or ``*``.
+_ELEMENT = re.compile(
+    r'[ \t]*(?:(?:W/)?(?:"([\x21\x23-\x7e\x80-\xff]*)"|([^",\s]+)))?[ \t]*(?:,|\Z)')
+
+
+def _tags(header: str) -> tuple[set[str], bool] | None:
+    """The opaque tags a precondition header lists and whether it holds the (unquoted)
+    wildcard ``*``; None when the header is not such a list (``W/"1" junk``)."""
+    tags: set[str] = set()
+    wildcard = False
+    position = 0
+    while position < len(header):
+        element = _ELEMENT.match(header, position)
+        if element is None or element.end() == position:
+            return None
+        quoted, bare = element.groups()
+        if bare == "*":
+            wildcard = True
+        elif quoted is not None or bare is not None:
+            tags.add(quoted if quoted is not None else bare)
+        position = element.end()
+    return tags, wildcard
 
 
 def _names(header: str | None, version: str) -> bool | None:
     """Whether a precondition header names ``version`` (or ``*``); None when absent.
 
     Versions compare weakly, as RFC 7644 §3.14's own examples send ``W/"..."`` in If-Match.
+    A quoted ``"*"`` is a tag like any other, not the wildcard, and ``"7,2"`` is one tag,
+    not ``7`` and ``2`` (RFC 9110 §8.8.3: a comma may stand in an opaque-tag). A malformed
+    header names nothing: an ``If-Match`` then fails (412), an ``If-None-Match`` holds.
     """
     if not header:
         return None
-    tags = _tags(header)
-    return "*" in tags or version in tags
+    parsed = _tags(header)
+    if parsed is None:
+        return False
+    tags, wildcard = parsed
+    return wildcard or version in tags
 
 
 def check_preconditions(version: str) -> None:

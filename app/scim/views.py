@@ -39,15 +39,25 @@ Handler = Callable[..., Response]
 PATCH_SUPPORTED = True
 
 
+def allowed_methods(handlers: dict[str, Handler]) -> str:
+    """The ``Allow`` of an endpoint: its methods, and HEAD beside a GET, which it serves too
+    (RFC 9110 §9.3.2, §10.2.1: a 405 lists every method the resource supports)."""
+    methods = list(handlers)
+    if "GET" in methods and "HEAD" not in methods:
+        methods.insert(methods.index("GET") + 1, "HEAD")
+    return ", ".join(methods)
+
+
 def _route(rule: str, endpoint: str, handlers: dict[str, Handler]) -> None:
     """Register ``rule`` for every method; unsupported ones get a SCIM 405."""
+    allowed = allowed_methods(handlers)
+
     def view(**kwargs: Any) -> Response:
         handler = handlers.get(request.method)
         if handler is None and request.method == "HEAD":
             handler = handlers.get("GET")
         if handler is None:
             _check_presented_token()
-            allowed = ", ".join(handlers)
             response = error_response(405, f"{request.method} is not supported on this "
                                            f"endpoint; allowed: {allowed}")
             response.headers["Allow"] = allowed

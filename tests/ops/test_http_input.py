@@ -142,3 +142,73 @@ def test_only_reads_have_the_deadline():
         except RequestTimeout:
             assert 0.1 < time.monotonic() - began < 2
         assert timed.gettimeout() is None  # sends wait as long as the reader needs
+
+
+def test_a_request_without_host_or_with_two_credentials_is_400(database_url, db, tenant,
+                                                              tmp_path):
+    """RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host, or with
+    one that is no host; gunicorn served it (a 200 list of users). Two Authorization fields
+    (RFC 9110 §5.3: not a list) reached the app joined by a comma and were a 401 "not valid"
+    for a valid token. All are now 400 in the protocol's format; HTTP/1.0 needs no Host."""
+    port = _free_port()
+    proc = _serve(database_url, port, tmp_path / "serve.log")
+    auth = f"Authorization: Bearer {tenant.token}\r\n"
+    operator = make_key(db, "operator").plaintext
+    try:
+        for path, head, media_type in (
+                ("/scim/v2/Users", auth, "application/scim+json"),
+                ("/scim/v2/Users", f"Host: a\r\n{auth}{auth}", "application/scim+json"),
+                ("/api/v1/orgs", f"Authorization: Bearer {operator}\r\n",
+                 "application/problem+json"),
+                ("/sso/oidc/jwks", "", "application/json"),
+                ("/scim/v2/Users", f"Host: a/b\r\n{auth}", "application/scim+json"),
+                ("/api/v1/orgs", "Host: a b\r\n", "application/problem+json")):
+            status, headers, body = _exchange(
+                port, f"GET {path} HTTP/1.1\r\n{head}Connection: close\r\n\r\n".encode(), b"")
+            assert status.startswith("HTTP/1.1 400 "), (path, head, status, body)
+            assert headers["content-type"] == media_type
+            assert headers["cache-control"] == "no-store"
+            detail = json.loads(body)
+            assert ("Host" if head.count("Authorization") < 2 else "Authorization") in str(
+                detail)
+        status, _headers, body = _exchange(
+            port, f"GET /scim/v2/Users HTTP/1.0\r\n{auth}\r\n".encode(), b"")
+        assert status.startswith("HTTP/1.0 200 "), (status, body)
+        for host in ("a", "127.0.0.1:8000", "[::1]:80", "roster.example.com", ""):
+            status, _headers, body = _exchange(
+                port, f"GET /scim/v2/Users HTTP/1.1\r\nHost: {host}\r\n{auth}"
+                      "Connection: close\r\n\r\n".encode(), b"")
+            assert status.startswith("HTTP/1.1 200 "), (host, status, body)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def test_a_request_line_too_long_is_answered_in_its_paths_format(database_url, tmp_path):
+    """gunicorn's 414 knew no path, so every one was a SCIM Error: an API client got a SCIM
+    document, an OAuth client one it cannot read. The path the line starts with now picks
+    the format, as for gunicorn's other errors; a SCIM path keeps its hint to POST .search."""
+    port = _free_port()
+    proc = _serve(database_url, port, tmp_path / "serve.log")
+    try:
+        for path, media_type in (("/api/v1/orgs?q=", "application/problem+json"),
+                                 ("/oauth/token?x=", "application/json"),
+                                 ("/api/v1/" + "a" * 20, "application/problem+json"),
+                                 ("/scim/v2/Users?filter=", "application/scim+json")):
+            line = f"GET {path}".encode() + b"x" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+            status, headers, body = _exchange(port, line, b"")
+            assert status == "HTTP/1.1 414 URI Too Long", (path, status)
+            assert headers["content-type"] == media_type, (path, headers)
+            assert headers["cache-control"] == "no-store"
+            document = json.loads(body)
+            if path.startswith("/api/"):
+                assert document["status"] == 414
+                assert document["instance"].startswith("/api/v1/")
+            elif path.startswith("/oauth/"):
+                assert document["error"] == "invalid_request"
+            else:
+                assert "POST .search" in document["detail"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

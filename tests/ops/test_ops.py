@@ -116,6 +116,19 @@ def test_metrics_count_requests_by_route_and_status(client):
     assert "roster_http_request_duration_seconds_bucket" in text
 
 
+def test_metrics_content_type_names_its_charset_once(client):
+    """/metrics said ``text/plain; version=1.0.0; charset=utf-8; charset=utf-8``: Werkzeug
+    added a charset to prometheus_client's type, which has one. A parameter given twice is
+    an error (RFC 6838 §4.3), and Go's mime.ParseMediaType (Prometheus' scraper) refuses
+    it: the scrape then fails or falls back. Now the exposition type, as prometheus_client
+    names it."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    content_type = client.get("/metrics").headers["Content-Type"]
+    assert content_type == CONTENT_TYPE_LATEST
+    assert content_type.count("charset") == 1
+
+
 def test_metrics_count_every_request_of_a_route_once(client):
     """Repeated requests of one route and status add one each to the same series."""
     series = 'roster_http_requests_total{method="GET",route="/readyz",status="200"} '

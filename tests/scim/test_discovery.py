@@ -87,14 +87,14 @@ def test_schemas_list_and_get_one(scim):
                                   "/Schemas/urn:ietf:params:scim:schemas:core:2.0:User"])
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
 def test_wrong_method_on_discovery_is_scim_405(scim, path, method):
-    """Discovery is read-only: other methods get a SCIM 405 with Allow: GET."""
+    """Discovery is read-only: other methods get a SCIM 405 with Allow: GET, HEAD."""
     response = scim.request(method, path)
     assert_error(response, 405)
-    assert response.headers["Allow"] == "GET"
+    assert response.headers["Allow"] == "GET, HEAD"
 
 
-@pytest.mark.parametrize(("path", "allow"), [("/ServiceProviderConfig", "GET"),
-                                             ("/Users", "GET, POST"), ("/Bulk", "POST")])
+@pytest.mark.parametrize(("path", "allow"), [("/ServiceProviderConfig", "GET, HEAD"),
+                                             ("/Users", "GET, HEAD, POST"), ("/Bulk", "POST")])
 @pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "FOO"])
 def test_a_method_nothing_routes_is_the_endpoints_405_with_allow(scim, path, method, allow):
     """A method no route lists is still the endpoint's SCIM 405, and names what it allows
@@ -102,6 +102,23 @@ def test_a_method_nothing_routes_is_the_endpoints_405_with_allow(scim, path, met
     response = scim.request(method, path)
     assert "not supported on this endpoint" in assert_error(response, 405)["detail"]
     assert response.headers["Allow"] == allow
+
+
+@pytest.mark.parametrize(("path", "allow"), [
+    ("/Users/{id}", "GET, HEAD, PUT, PATCH, DELETE"), ("/Groups", "GET, HEAD, POST"),
+    ("/Users/.search", "POST"), ("/Schemas", "GET, HEAD")])
+def test_allow_names_head_which_every_get_endpoint_serves(scim, path, allow):
+    """RFC 9110 §15.5.6: a 405's Allow lists the methods the resource supports. HEAD was
+    answered (200, the GET's headers) on every GET endpoint yet missing from Allow, which
+    the API's 405s name."""
+    path = path.format(id=scim.create_user()["id"]) if "{id}" in path else path
+    response = scim.request("OPTIONS", path)
+    assert_error(response, 405)
+    assert response.headers["Allow"] == allow
+    if "HEAD" in allow:
+        head = scim.request("HEAD", path)
+        assert head.status_code == 200
+        assert head.get_data() == b""
 
 
 @pytest.mark.parametrize("method", ["TRACE", "PROPFIND"])

@@ -423,3 +423,26 @@ def test_a_bad_numeric_or_sort_parameter_is_echoed_exactly_and_briefly(scim, que
         error = assert_error(scim.get(f"{path}?{query}"), 400, "invalidValue")
         assert error["detail"].startswith(echoed), error["detail"]
         assert len(error["detail"]) < 120
+
+
+def test_every_scim_error_says_no_store(scim, client, app):
+    """A SCIM error had no Cache-Control, though gunicorn's SCIM errors, the API's and OAuth's
+    say no-store: a 404, 405 or 501 is heuristically cacheable (RFC 9111 §4.2.2), so a cache
+    could keep an unknown path's 404 or an id's. Now every one says no-store."""
+    user = scim.create_user()
+    answers = [
+        (client.get("/scim/v2/Nothing"), 404),  # no token: the path's own 404
+        (client.get("/scim/v2/Users"), 401),
+        (scim.get("/Users/nobody"), 404),
+        (scim.request("TRACE", "/Users"), 405),
+        (scim.get("/Me"), 501),
+        (scim.get(f"/Users/{user['id']}", headers={"If-Match": 'W/"9"'}), 412),
+        (scim.get("/Users?filter=userName%20zz%20%22a%22"), 400),
+        (_raw(scim, "POST", "/Users", b"x" * (app.config["ROSTER"]["app"]["max_body_bytes"]
+                                              + 1)), 413),
+        (client.get("/scim/v2//Users", headers=scim.tenant.headers), 404),
+    ]
+    for response, status in answers:
+        assert_error(response, status)
+        assert response.headers.get("Cache-Control") == "no-store", (status, response.headers)
+    assert "Cache-Control" not in scim.get(f"/Users/{user['id']}").headers

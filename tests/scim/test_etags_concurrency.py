@@ -243,3 +243,23 @@ def test_a_user_locked_for_a_change_joins_a_group_once_its_write_commits(app, te
     worker.join(30)
     assert outcome["status"] == 204
     assert rows(db, "SELECT count(*) FROM memberships")[0][0] == 1
+
+
+@pytest.mark.parametrize(("header", "tag", "status"), [
+    ("If-None-Match", '"1,2"', 200), ("If-None-Match", '"2", "1,0"', 200),
+    ("If-None-Match", '"*"', 200), ("If-None-Match", 'W/"1" junk', 200),
+    ("If-None-Match", '"0",, W/"1"', 304), ("If-None-Match", ' W/"1" ', 304),
+    ("If-Match", '"1,2"', 412), ("If-Match", '"*"', 412), ("If-Match", 'W/"1" junk', 412),
+    ("If-Match", '"0", W/"1"', 200), ("If-Match", "*", 200)])
+def test_precondition_lists_are_read_as_entity_tags(scim, header, tag, status):
+    """RFC 9110 §8.8.3: a comma inside the quotes is part of one tag, and a quoted ``"*"`` is
+    a tag, not the wildcard. ``"1,2"`` was read as the versions 1 and 2 (a 304, and a write
+    with a stale If-Match applied), ``"*"`` as the wildcard. A malformed list names nothing."""
+    user = scim.create_user()
+    assert user["meta"]["version"] == 'W/"1"'
+    response = scim.get(f"/Users/{user['id']}", headers={header: tag})
+    assert response.status_code == status, response.get_data(as_text=True)
+    if header == "If-Match":
+        patch = scim.patch(f"/Users/{user['id']}", {"schemas": [PATCH_OP], "Operations": [
+            {"op": "replace", "path": "displayName", "value": "v2"}]}, headers={header: tag})
+        assert patch.status_code == status

@@ -5,6 +5,9 @@ a body past ``app.max_body_bytes``) answer in OAuth's error format (RFC 6749 §5
 
 from __future__ import annotations
 
+import gzip
+import io
+
 import pytest
 
 BIG = "A" * 3_000_000  # past the default app.max_body_bytes (2 MiB)
@@ -51,3 +54,36 @@ def test_other_paths_keep_their_formats(web):
     other = web.get("/nothing-here")
     assert other.status_code == 404
     assert other.get_json()["error"] == "Not Found"
+
+
+def _chunked(web, path: str, form: bytes, **headers: str):
+    # As gunicorn hands over a chunked body: no Content-Length, the server ends the stream.
+    return web.open(path, method="POST", input_stream=io.BytesIO(form),
+                    environ_overrides={"wsgi.input_terminated": True,
+                                       "HTTP_TRANSFER_ENCODING": "chunked"},
+                    headers={"Content-Type": "application/x-www-form-urlencoded", **headers})
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/sso/oidc/token", "/sso/oidc/revoke",
+                                  "/sso/oidc/introspect"])
+def test_a_chunked_form_past_the_limit_is_an_oauth_413_not_a_cut_form(web, sso_app, path):
+    """Werkzeug read a form without Content-Length up to app.max_body_bytes and parsed the
+    cut: a form padded past the limit was answered as if its tail (here grant_type) were
+    never sent, a 400 naming a missing parameter. Now 413, as with a Content-Length; a form
+    of exactly the limit is still read."""
+    limit = sso_app.config["ROSTER"]["app"]["max_body_bytes"]
+    head = b"client_id=a&client_secret=b&pad="
+    padded = head + b"x" * (limit - len(head))
+    body = _oauth_error(_chunked(web, path, padded + b"&grant_type=client_credentials"), 413)
+    assert "too large" in body["error_description"].lower()
+    assert _chunked(web, path, padded).status_code != 413
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/sso/oidc/token", "/sso/oidc/revoke"])
+def test_a_compressed_form_is_an_oauth_415_naming_the_coding(web, path):
+    """A gzip body was parsed as the form itself and answered with a missing grant_type (or
+    client); RFC 9110 §15.5.16: 415 naming the coding."""
+    form = gzip.compress(b"grant_type=client_credentials&client_id=a&client_secret=b")
+    response = web.post(path, data=form, headers={"Content-Encoding": "gzip"},
+                        content_type="application/x-www-form-urlencoded")
+    assert "gzip" in _oauth_error(response, 415)["error_description"]
