@@ -207,3 +207,34 @@ def collection(attr: Attribute, resource: Resource, dialect: str) -> Collection:
     if attr.name in ("groups", "members"):
         return Memberships(attr, resource)
     return JsonCollection(attr, getattr(User, JSON_COLUMNS[attr.name]), dialect)
+
+
+def first_value(attr: Attribute, sub: Attribute, dialect: str) -> ColumnElement[Any]:
+    """Sub-attribute ``sub`` of the primary value of the JSON list ``attr``, else of its first
+    value, as text (NULL when there is none, or it is ``""``): what a multi-valued sortBy
+    orders by (RFC 7644 §3.4.2.3). A correlated scalar subquery of the users row; "primary"
+    is a JSON ``true``, as ``app.directory.users.primary_email`` reads it."""
+    column = getattr(User, JSON_COLUMNS[attr.name])
+    if dialect == "postgresql":
+        array = case((func.jsonb_typeof(column) == "array", column),
+                     else_=cast(literal("[]"), JSONB))
+        values = func.jsonb_array_elements(array).table_valued(
+            "value", with_ordinality="position").render_derived()
+        element = values.c.value
+        text = element.op("->>", return_type=String())(literal(sub.name, String()))
+        primary = element.op("->", return_type=JSONB)(literal("primary", String())) \
+            == cast(literal("true"), JSONB)
+        is_object = func.jsonb_typeof(element) == "object"
+        position = values.c.position
+    else:
+        values = func.json_each(column).table_valued("value", "type", "key").alias()
+        element = values.c.value
+        text = func.json_extract(element, literal(f'$."{sub.name}"', String()))
+        primary = func.json_type(element, literal('$."primary"', String())) == "true"
+        is_object = values.c.type == "object"
+        position = values.c.key
+    # CASE, not the comparison itself: a NULL (no primary member) sorts last on SQLite and
+    # first on PostgreSQL in a descending order.
+    chosen = (select(func.nullif(text, "")).select_from(values).where(is_object)
+              .order_by(case((primary, 0), else_=1), position).limit(1))
+    return chosen.scalar_subquery()

@@ -28,7 +28,12 @@ from sly import Lexer
 from app.json_input import JsonInputError, check_strings
 from app.scim.filter_ast import Value, invalid
 
-MAX_DEPTH = 50  # parentheses and brackets; bounds the tree the translation recurses into
+# Parentheses and brackets. It bounds the tree the translation recurses into, and the SQL:
+# SQLite's parser has a fixed stack of 100 entries (YYSTACKDEPTH in the system libraries),
+# which `not (a or not (b or ...))` on custom extension attributes overflowed at 13 levels
+# in a root search ("parser stack overflow", a 500, where PostgreSQL answered). Every shape
+# at this depth fits (tests/scim/test_filter_depth.py); real filters nest two or three.
+MAX_DEPTH = 10
 MAX_TERMS = 100  # attribute expressions; a longer and/or chain would too
 COMPARE_TOKENS = frozenset({"EQ", "NE", "CO", "SW", "EW", "GT", "GE", "LT", "LE"})
 _KEYWORDS = {"and": "AND", "or": "OR", "not": "NOT", "pr": "PR"} | {

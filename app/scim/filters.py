@@ -31,7 +31,15 @@ from sqlalchemy import (
 from app.models.directory import Group, User
 from app.scim import dialect as notes_
 from app.scim.errors import ScimError
-from app.scim.filter_columns import Bool, Collection, Field, collection, columns
+from app.scim.filter_columns import (
+    JSON_COLUMNS,
+    Bool,
+    Collection,
+    Field,
+    collection,
+    columns,
+    first_value,
+)
 from app.scim.filter_extensions import custom_filter, custom_path
 from app.scim.filter_operators import datetime_operand, ordered, substring
 from app.scim.filter_syntax import (
@@ -339,14 +347,15 @@ class SortKey:
 
 # What a refused sortBy suggests instead: attributes of the resource type asked for.
 _SORTABLE: dict[str, str] = {
-    "User": "a single-valued attribute such as userName, meta.created or emails",
+    "User": "an attribute with a value such as userName, meta.created or emails",
     "Group": "a single-valued attribute such as displayName, externalId or meta.created",
 }
 
 
-def sort_key(sort_by: str | None, resource: Resource, *,
+def sort_key(sort_by: str | None, resource: Resource, *, dialect: str,
              notes: list[str] | None = None) -> SortKey:
-    """The ORDER BY value for sortBy; multi-valued attributes sort by their primary value."""
+    """The ORDER BY value for sortBy; multi-valued attributes sort by their primary (else
+    first) value (RFC 7644 §3.4.2.3), but memberships, which have no first one."""
     model = User if resource == "User" else Group
     if sort_by is None:
         return SortKey("meta.created", model.created_at, False, "dateTime")
@@ -364,6 +373,12 @@ def sort_key(sort_by: str | None, resource: Resource, *,
         return SortKey("emails.value", User.primary_email, True, "string")
     if resolved.attr.name == "manager" and resolved.sub is None:
         resolved = Resolved(resolved.schema, resolved.attr, resolved.attr.sub("value"))
+    if resolved.attr.name in JSON_COLUMNS and resource == "User":
+        sub = resolved.sub or resolved.attr.sub("value")
+        if sub is not None and sub.type in ("string", "reference", "binary"):
+            value = first_value(resolved.attr, sub, dialect)
+            return SortKey(f"{resolved.attr.name}.{sub.name}",
+                           value if sub.case_exact else fold(value), True, "string")
     found = columns(model).get(resolved.name)
     if resolved.attr.multi_valued or found is None or resolved.leaf.returned == "never":
         raise invalid_value(f"sortBy {sort_by!r} is not supported: use "

@@ -129,7 +129,7 @@ def parse_list_params(source: Mapping[str, Any], *, from_body: bool, default_cou
         raise invalid_value("sortOrder must be 'ascending' or 'descending', got "
                             f"{_echo(order)}")
     if sort_by and resource is not None:
-        sort_key(sort_by, resource)
+        sort_key(sort_by, resource, dialect="sqlite")  # refused alike on either database
     start = _integer(source, "startIndex", from_body)
     count = _integer(source, "count", from_body)
     cursor = _text(source, "cursor")
@@ -176,7 +176,8 @@ def run_list(session: Reader, model: type[User] | type[Group], directory_id: str
     lookup = split_eq_string(params.filter) if params.filter and params.cursor is None else None
     prepared = prepared_filter(lookup[0], resource, dialect) if lookup else None
     if lookup and prepared:
-        sort_key(params.sort_by, resource, notes=notes)  # its notes, as the full path gives
+        # Its notes, as the full path gives them.
+        sort_key(params.sort_by, resource, dialect=dialect, notes=notes)
         if notes is not None:
             notes.extend(prepared.notes)
         page, count = _prepared_statements(resource, dialect, lookup[0], params.sort_by,
@@ -190,7 +191,7 @@ def run_list(session: Reader, model: type[User] | type[Group], directory_id: str
     if params.filter:
         where = and_(where, translate_filter(params.filter, resource, dialect=dialect,
                                              notes=notes))
-    key = sort_key(params.sort_by, resource, notes=notes)
+    key = sort_key(params.sort_by, resource, dialect=dialect, notes=notes)
 
     def count() -> Select[Any]:
         return _count_statement(model, where)
@@ -269,7 +270,7 @@ def _prepared_statements(resource: Resource, dialect: str, path: str, sort_by: s
     prepared = prepared_filter(path, resource, dialect)
     assert prepared is not None
     where = and_(tenant_condition(model), prepared.where)
-    page = _page_statement(model, where, sort_key(sort_by, resource), sort_order,
+    page = _page_statement(model, where, sort_key(sort_by, resource, dialect=dialect), sort_order,
                            start_index, count, dialect, attach)
     return page, _count_statement(model, where)
 

@@ -45,7 +45,7 @@ def root_page(session: Reader, directory_id: str, params: ListParams, *, dialect
                                                  notes=notes, absent=absent[-1]))
         value: ColumnElement[Any] = model.created_at
         if path is not None:
-            value = (sort_key(params.sort_by, resource, notes=notes).expr
+            value = (sort_key(params.sort_by, resource, dialect=dialect, notes=notes).expr
                      if has_attribute(path, resource) else null())
         parts.append(select(value.label("v"), literal(rank).label("r"),
                             model.id.label("id")).where(where))

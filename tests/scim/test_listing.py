@@ -111,7 +111,7 @@ BAD_PARAMS = [
     ({"startIndex": "²"}, False),
     ({"sortOrder": "up"}, False),
     ({"sortBy": "nosuch"}, False),
-    ({"sortBy": "phoneNumbers"}, False),
+    ({"sortBy": "groups"}, False),
     ({"sortBy": "password"}, False),
     ({"attributes": [1, 2]}, True),
     ({"filter": 5}, True),

@@ -31,7 +31,7 @@ def test_the_suggested_group_attributes_sort(scim, sort_by):
     assert response.get_json()["totalResults"] == 2
 
 
-@pytest.mark.parametrize("sort_by", ["phoneNumbers", "name"])
+@pytest.mark.parametrize("sort_by", ["groups", "name"])
 def test_a_user_sort_refused_suggests_user_attributes(scim, sort_by):
     detail = assert_error(scim.get("/Users", query_string={"sortBy": sort_by}), 400,
                           "invalidValue")["detail"]
