@@ -85,7 +85,12 @@ def app_sealer(purpose: bytes) -> Sealer | None:
 
 def provider_cache() -> ProviderCache:
     """The app's cache of OIDC discovery documents and JWKS (customer IdPs)."""
-    return current_app.extensions.setdefault("roster.oidc_providers", ProviderCache())
+    cache = current_app.extensions.get("roster.oidc_providers")
+    if cache is None:
+        cache = current_app.extensions.setdefault(
+            "roster.oidc_providers",
+            ProviderCache.from_settings(current_app.config["ROSTER"]["sso"]))
+    return cache  # type: ignore[no-any-return]
 
 
 def sp_urls(connection_id: str) -> SpUrls:
