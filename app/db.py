@@ -59,6 +59,22 @@ def on_failure(session: Session, action: Callable[[Session, Exception], None]) -
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
+def as_stored(value: datetime) -> datetime:
+    """An aware datetime as a :class:`UTCDateTime` column stores it (and reads it back): in
+    UTC, past either end of what a datetime holds in UTC the extreme. Set on a new row, it
+    makes the row say what a later read says (an answer echoing it, an audit record)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00 (a since, an until, a
+        # cursor, a filter): no UTC datetime holds it, and it was a 500. Every value it
+        # is compared with lies after (before) it, as after (before) the extreme.
+        return (datetime.min if value.year == datetime.min.year else datetime.max
+                ).replace(tzinfo=UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC timestamps on both databases (SQLite stores naive text)."""
 
@@ -66,18 +82,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        try:
-            return value.astimezone(UTC)
-        except OverflowError:
-            # 0001-01-01T00:00+01:00 or 9999-12-31T23:59-01:00 (a since, an until, a
-            # cursor, a filter): no UTC datetime holds it, and it was a 500. Every value it
-            # is compared with lies after (before) it, as after (before) the extreme.
-            return (datetime.min if value.year == datetime.min.year else datetime.max
-                    ).replace(tzinfo=UTC)
+        return None if value is None else as_stored(value)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:

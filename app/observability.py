@@ -25,6 +25,7 @@ from prometheus_client import (
 from app.ids import request_id as new_request_id
 from app.json_output import dumps
 from app.ops.log_buffer import BufferedStreamHandler
+from app.ops.route_label import route_label
 from app.ops.streamed import Ending, TrackedBody
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -371,7 +372,7 @@ def init_request_tracking(app: Flask, metrics: Metrics) -> None:
         # The request and g once each: every access through Flask's proxies costs a lookup.
         req, ctx = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
         response.headers[REQUEST_ID_HEADER] = ctx.get("request_id", "")
-        route = req.url_rule.rule if req.url_rule else "<unmatched>"
+        route = route_label(app, req)
         elapsed = time.perf_counter() - ctx.get("started", time.perf_counter())
         method, status = req.method, response.status_code
         request_id = ctx.get("request_id")

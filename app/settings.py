@@ -278,6 +278,10 @@ def validate(settings: Settings) -> list[str]:
         problems.append("oauth.access_token_minutes must be between 60 and 360")
     if settings["sso"]["metadata_refresh_hours"] < 0:
         problems.append("sso.metadata_refresh_hours must be 0 (off) or positive")
+    if settings["sso"]["idp_failure_backoff_max_seconds"] < \
+            settings["sso"]["idp_failure_backoff_seconds"]:
+        problems.append("sso.idp_failure_backoff_max_seconds must not be less than "
+                        "sso.idp_failure_backoff_seconds")
     if not 0 <= settings["server"]["threads"] <= 64:
         problems.append("server.threads must be between 0 (by database) and 64")
     if not 0 <= settings["app"]["trusted_proxies"] <= 10:
@@ -353,12 +357,15 @@ def _positive(settings: Settings) -> list[str]:
         ("scim", "bulk_max_operations"), ("scim", "bulk_max_payload_bytes"),
         ("lifecycle", "mass_window_seconds"), ("lifecycle", "mass_count"),
         ("webhooks", "retry_base_seconds"), ("webhooks", "retry_max_seconds"),
+        ("sso", "idp_failure_backoff_seconds"), ("sso", "idp_failure_backoff_max_seconds"),
+        ("sso", "idp_forced_refresh_seconds"),
     ]
     zero_or_more = [
         ("lifecycle", "retention_days"), ("lifecycle", "deprovisioned_retention_days"),
         ("recorder", "max_age_days"),
         ("webhooks", "dead_after_seconds"), ("webhooks", "poll_interval_ms"),
         ("sso", "clock_skew_seconds"), ("sso", "trace_retention_days"),
+        ("sso", "idp_stale_if_error_seconds"),
         ("mapping", "write_wait_ms"),
         ("events", "retention_days"),
         # 0: a token that never expires (tokens.issue_token); a checkpoint never written.

@@ -131,6 +131,17 @@ def test_secret_from_file(tmp_path):
          "oidc_provider.signing_key_file: cannot read /nonexistent"),
         ({"ROSTER_OIDC_PROVIDER__PUBLISHED_KEY_FILES": "/nonexistent"}, None,
          "oidc_provider.published_key_files: cannot read /nonexistent"),
+        ({"ROSTER_SSO__IDP_FAILURE_BACKOFF_SECONDS": "0"}, None,
+         "sso.idp_failure_backoff_seconds must be positive"),
+        ({"ROSTER_SSO__IDP_FAILURE_BACKOFF_SECONDS": "60"}, None,
+         "sso.idp_failure_backoff_max_seconds must not be less than "
+         "sso.idp_failure_backoff_seconds"),
+        ({"ROSTER_SSO__IDP_STALE_IF_ERROR_SECONDS": "-1"}, None,
+         "sso.idp_stale_if_error_seconds must not be negative"),
+        ({"ROSTER_SSO__IDP_FORCED_REFRESH_SECONDS": "0"}, None,
+         "sso.idp_forced_refresh_seconds must be positive"),
+        ({"ROSTER_SSO__IDP_FORCED_REFRESH_SECONDS": "9999999999"}, None,
+         "sso.idp_forced_refresh_seconds must be at most"),
     ],
 )
 def test_each_validation_error_is_reported(tmp_path, environ, file_text, expected):

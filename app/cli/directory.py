@@ -25,6 +25,7 @@ from app.directory.directories import (
 )
 from app.directory.organizations import get_organization
 from app.directory.tokens import is_valid, issue_token, list_tokens, revoke_token
+from app.errors import NotFound
 from app.models import Directory
 from app.models.directory import Vendor
 
@@ -84,9 +85,16 @@ org_option = click.option("--org", "org_ref", default=None,
 
 
 def find_directory(session: Session, directory_ref: str, org_ref: str | None) -> Directory:
-    """A directory by id, or by name within the organization ``org_ref`` names."""
+    """A directory by id, or by name within the organization ``org_ref`` names. Without
+    ``org_ref`` a name names nothing: the error says so (``directory list`` shows names)."""
     organization = get_organization(session, org_ref) if org_ref else None
-    return get_directory(session, directory_ref, organization)
+    try:
+        return get_directory(session, directory_ref, organization)
+    except NotFound as exc:
+        if organization is not None:
+            raise
+        raise NotFound(f"{exc.detail} (a directory is named by its id, or by its name with "
+                       "--org)", field=exc.field) from None
 
 
 @token.command("rotate")

@@ -22,7 +22,7 @@ from app.errors import DomainError, NotFound
 from app.events.delivery import WebhookConfig, blocked_by, list_deliveries, redeliver
 from app.events.endpoints import endpoint_key
 from app.events.retention import MARKS_KEPT, Retention, purge_old_events
-from app.events.watermark import held_endpoints, reset_cursor
+from app.events.watermark import delivered_to, held_endpoints, reset_cursor
 from app.events.worker import run
 from app.lifecycle.batches import purge_due
 from app.lifecycle.purge import purge_in_batches
@@ -289,12 +289,21 @@ def purge_(ctx: CliContext, retention_days: int | None, batch_size: int | None) 
 def reset_cursor_(ctx: CliContext, url: str) -> None:
     """Make URL's webhook fan-out start again from the oldest event kept (after a purge
     deleted events it had not received; events it has a delivery of are not sent again).
-    URL as configured or as Roster shows it (credentials masked)."""
+    URL as configured or as Roster shows it (credentials masked). Idempotent: a URL
+    without a cursor (reset already, or not fanned out to yet) starts there already."""
     endpoint = endpoint_key(url)
+    # The URLs as written, unvalidated: a reset needs no sendable configuration.
+    configured = {endpoint_key(u.strip()) for u in
+                  str(ctx.settings["webhooks"]["urls"]).split(",") if u.strip()}
     with ctx.transaction() as session:
-        if not reset_cursor(session, endpoint):
-            raise NotFound(f"no fan-out cursor for {endpoint}")
-    say(f"fan-out to {endpoint} starts again from the oldest event kept")
+        if reset_cursor(session, endpoint):
+            say(f"fan-out to {endpoint} starts again from the oldest event kept")
+            return
+        known = endpoint in configured or delivered_to(session, endpoint)
+    if not known:  # a typo, most likely: resetting it would do nothing anywhere
+        raise NotFound(f"no fan-out cursor, delivery or webhooks.urls entry for {endpoint}")
+    say(f"fan-out to {endpoint} has no cursor: it already starts from the oldest event kept "
+        "(nothing to reset)")
 
 
 def issue7_commands() -> list[click.Command]:

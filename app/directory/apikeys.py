@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
-from app.db import utcnow
+from app.db import as_stored, utcnow
 from app.directory.names import checked_name, shown_ref
 from app.errors import InvalidInput, NotFound, Unauthorized
 from app.models import Organization
@@ -102,6 +102,8 @@ def create_key(session: Session, role: str, organization: Organization | None, a
     checked_name(name, "API key name", optional=True)
     if expires_at is not None and expires_at <= utcnow():
         raise InvalidInput("expires_at is in the past", field="expires_at")
+    if expires_at is not None:  # as stored: the answer and the audit record say so
+        expires_at = as_stored(expires_at)
     plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(role=api_role, organization_id=organization.id if organization else None,
                  key_hash=hash_key(plaintext), prefix=plaintext[:PREFIX_LENGTH],

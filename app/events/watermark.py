@@ -40,7 +40,7 @@ from sqlalchemy import BigInteger, delete, func, insert, literal, select, union_
 from sqlalchemy.orm import Session
 
 from app.events.window import FeedPosition, Snapshot, cluster_here
-from app.models.lifecycle import OutboxPurge, WebhookCursor
+from app.models.lifecycle import OutboxPurge, WebhookCursor, WebhookDelivery
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,12 @@ def reset_cursor(session: Session, endpoint: str) -> bool:
     oldest event, as a new URL does (an event it has a delivery of gets no second one)."""
     return bool(session.execute(delete(WebhookCursor).where(
         WebhookCursor.endpoint == endpoint)).rowcount)
+
+
+def delivered_to(session: Session, endpoint: str) -> bool:
+    """Whether the outbox was ever fanned out to ``endpoint`` (a delivery of it is kept)."""
+    return session.scalar(select(WebhookDelivery.id).where(
+        WebhookDelivery.endpoint == endpoint).limit(1)) is not None
 
 
 def purged_unread(session: Session, position: FeedPosition, since: int) -> bool:

@@ -68,10 +68,29 @@ def scope_problem(scope: str | None) -> str | None:
     return None
 
 
-def _quotable(value: str) -> str:
+def _quotable(value: str, limit: int | None = 100) -> str:
     """``value`` as an ``error_description`` may quote it (RFC 6749 §5.2: %x20-21 /
-    %x23-5B / %x5D-7E), any other character as ``?``, at most 100 of them."""
-    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in value[:100])
+    %x23-5B / %x5D-7E), any other character as ``?``, at most ``limit`` of them."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in value[:limit])
+
+
+# Failed client authentication, said in words (authlib's description is a Python list of
+# method names); what failed, never which part (RFC 6749 §5.2).
+_CLIENT_REFUSED = ("client authentication failed: unknown client or wrong secret (send them "
+                   "as HTTP Basic or as the form's client_id and client_secret, RFC 6749 "
+                   "section 2.3.1)")
+
+
+def _client_refused(response: Response) -> None:
+    """Make authlib's 401 ``invalid_client`` say :data:`_CLIENT_REFUSED` in the body and in
+    its ``WWW-Authenticate`` challenge alike (RFC 6749 §5.2: the challenge matches the
+    client's scheme, Basic; RFC 6750 §3 carries ``error`` and ``error_description`` as
+    auth-params), the realm named as RFC 7617 §2 asks. The description is quotable as it
+    is; :func:`_quotable` keeps any later wording so (no ``"`` or ``\\`` to escape)."""
+    said = _quotable(_CLIENT_REFUSED, None)
+    response.set_data(json.dumps({"error": "invalid_client", "error_description": said}))
+    response.headers["WWW-Authenticate"] = (
+        f'Basic realm="roster-oauth", error="invalid_client", error_description="{said}"')
 
 
 class _Server(AuthorizationServer):
@@ -265,12 +284,7 @@ def token() -> Response:
             g.oauth_session = session
             response = server.create_token_response()
         if response.status_code == 401:
-            # authlib's description is a Python list ("... methods: ['client_secret_basic',
-            # ...]"); say what failed, never which part (RFC 6749 §5.2).
-            response.set_data(json.dumps({"error": "invalid_client", "error_description": (
-                "client authentication failed: unknown client or wrong secret (send them as "
-                "HTTP Basic or as the form's client_id and client_secret, RFC 6749 section "
-                "2.3.1)")}))
+            _client_refused(response)
     # RFC 6749 §5.1: token responses must not be cached.
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"

@@ -16,7 +16,8 @@ writes its trace, and the others within ``TRACE_INTERVAL_SECONDS`` write nothing
 that trace's correlation id (the admin finds the reason the user quotes) once it is stored,
 are counted in
 the metric ``roster_sso_refusals_untraced_total{reason}``, and their number is written with
-the next trace of the same connection and reason (payload ``untraced_repeats``). The rows
+the next trace of the same connection and reason (payload ``untraced_repeats``; when that
+trace's write fails, with the next one written). The rows
 written are thus at most one per connection, reason, interval and process, whoever asks.
 
 A refusal shows the id of a trace still being written only once that write has committed
@@ -124,11 +125,21 @@ class FaultTraces:
 
     def release(self, connection_id: str, reason: str, claim: Claim) -> None:
         """Forget a claimed trace that was not written (its transaction failed): the next
-        refusal writes one, and so do those waiting to show its id."""
+        refusal writes one, and so do those waiting to show its id. The untraced repeats
+        the claim carried go to that next trace (they went with the failed write): its
+        interval's place is taken by one already over, counting them under the id they
+        showed. The refusals counted on the failed trace itself are not carried: they
+        write their own trace, or are counted again on the next one."""
         key = (connection_id, reason)
         with self._lock:
             slot = self._slots.get(key)
             if slot is not None and slot is claim.slot:
-                del self._slots[key]
+                if claim.repeats_before and claim.previous_id is not None:
+                    carried = _Slot(claim.previous_id, float("-inf"), claim.repeats_before,
+                                    stored=True)
+                    carried.settled.set()
+                    self._slots[key] = carried
+                else:
+                    del self._slots[key]
         if claim.slot is not None:
             claim.slot.settled.set()  # not stored

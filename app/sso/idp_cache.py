@@ -7,13 +7,13 @@ URLs share nothing):
 * A good document is kept ``ttl`` seconds (OIDC Discovery 1.0 §4, RFC 7517 §5: neither
   says for how long; an hour, as before).
 * A failed read (``idp_unreachable``, ``discovery_failed``) is remembered for
-  ``FAILURE_BACKOFF_SECONDS``, doubled after each consecutive failure up to
-  ``FAILURE_BACKOFF_MAX_SECONDS``, and forgotten at the first good read. Meanwhile the IdP
+  ``backoff_seconds``, doubled after each consecutive failure up to
+  ``backoff_max_seconds``, and forgotten at the first good read. Meanwhile the IdP
   is not asked again: a login needing that document is refused at once with the same
   reason and detail (plus when the IdP is asked again). Before, every login of an outage
   went to the IdP and could wait the whole deadline (``oidc_rp.HTTP_TIMEOUT_SECONDS``,
   10 s) on a request thread: a crowd of employees retrying took every worker.
-* While a document expired less than ``STALE_IF_ERROR_SECONDS`` ago, a failed re-read
+* While a document expired less than ``stale_if_error_seconds`` ago, a failed re-read
   keeps serving it (the stale-if-error of RFC 5861 §4): the IdP's discovery or JWKS
   endpoint being down does not stop logins that the rest of the IdP can still complete.
   Never for a re-read forced by an unknown key id: that one was asked for because the
@@ -22,9 +22,11 @@ URLs share nothing):
   document or failure already known, and only wait when there is none yet (the first
   read ever, itself bounded by the deadline).
 * A re-read forced by an unknown ``kid`` (key rotation at the IdP) happens at most once per
-  ``FORCED_REFRESH_INTERVAL_SECONDS`` per URL; within it, the document held is used.
+  ``forced_refresh_seconds`` per URL; within it, the document held is used.
 
-``clock`` (default ``time.monotonic``) is injectable for tests.
+The four bounds are a :class:`CachePolicy`, from the settings of ``[sso]`` (``idp_*``) in
+the app; the constants below are their defaults. ``clock`` (default ``time.monotonic``) is
+injectable for tests.
 """
 
 from __future__ import annotations
@@ -49,6 +51,25 @@ MAX_URLS = 10_000
 _NEVER = float("-inf")
 
 
+@dataclass(frozen=True)
+class CachePolicy:
+    """How long failures are remembered, how long an expired document may still serve,
+    how often an unknown key id may force a re-read (seconds)."""
+
+    backoff_seconds: float = FAILURE_BACKOFF_SECONDS
+    backoff_max_seconds: float = FAILURE_BACKOFF_MAX_SECONDS
+    stale_if_error_seconds: float = STALE_IF_ERROR_SECONDS
+    forced_refresh_seconds: float = FORCED_REFRESH_INTERVAL_SECONDS
+
+    @classmethod
+    def from_settings(cls, sso: dict[str, Any]) -> CachePolicy:
+        """From the validated ``[sso]`` settings."""
+        return cls(float(sso["idp_failure_backoff_seconds"]),
+                   float(sso["idp_failure_backoff_max_seconds"]),
+                   float(sso["idp_stale_if_error_seconds"]),
+                   float(sso["idp_forced_refresh_seconds"]))
+
+
 @dataclass
 class _Entry:
     """What this process knows of one URL."""
@@ -66,8 +87,10 @@ class DocumentCache:
     """Documents per URL, read with ``fetch`` and checked with a caller's ``make``."""
 
     def __init__(self, fetch: Callable[[str], dict[str, Any]], ttl_seconds: float, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 policy: CachePolicy | None = None) -> None:
         self._fetch, self._ttl, self._clock = fetch, ttl_seconds, clock
+        self._policy = policy or CachePolicy()
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
 
@@ -110,7 +133,7 @@ class DocumentCache:
         now = self._clock()
         with self._lock:
             if forced and entry.read_at != _NEVER and \
-                    now - entry.forced_at < FORCED_REFRESH_INTERVAL_SECONDS:
+                    now - entry.forced_at < self._policy.forced_refresh_seconds:
                 return (entry.value,)
             if not forced and now - entry.read_at < self._ttl:
                 return (entry.value,)
@@ -134,7 +157,7 @@ class DocumentCache:
     def _may_serve_stale(self, entry: _Entry, now: float, forced: bool) -> bool:
         """Whether the document held may answer though it expired (never a forced read)."""
         return not forced and entry.read_at != _NEVER and \
-            now - entry.read_at < self._ttl + STALE_IF_ERROR_SECONDS
+            now - entry.read_at < self._ttl + self._policy.stale_if_error_seconds
 
     @staticmethod
     def _remembered(entry: _Entry, now: float) -> LoginFailed:
@@ -156,8 +179,9 @@ class DocumentCache:
             with self._lock:
                 entry.streak += 1
                 entry.failure = exc
-                entry.retry_at = now + min(FAILURE_BACKOFF_MAX_SECONDS,
-                                           FAILURE_BACKOFF_SECONDS * 2 ** min(entry.streak - 1, 20))
+                entry.retry_at = now + min(
+                    self._policy.backoff_max_seconds,
+                    self._policy.backoff_seconds * 2 ** min(entry.streak - 1, 20))
                 stale = self._may_serve_stale(entry, now, forced)
             if stale:
                 return entry.value

@@ -30,7 +30,7 @@ from app.errors import InvalidInput
 from app.events.endpoints import endpoint_key, scrub
 from app.http_deadline import cuttable_session, within
 from app.models.sso import OidcLoginRequest, SsoConnection
-from app.sso.idp_cache import DocumentCache
+from app.sso.idp_cache import CachePolicy, DocumentCache
 from app.sso.oidc_config import check_url
 from app.sso.outcome import LoginFailed
 from app.sso.sealed import Sealer
@@ -175,8 +175,16 @@ class ProviderCache:
 
     def __init__(self, ttl_seconds: float = 3600.0,
                  fetch: Callable[[str], dict[str, Any]] = fetch_json, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._documents = DocumentCache(fetch, ttl_seconds, clock=clock)
+                 clock: Callable[[], float] = time.monotonic,
+                 policy: CachePolicy | None = None) -> None:
+        self.policy = policy or CachePolicy()
+        self._documents = DocumentCache(fetch, ttl_seconds, clock=clock, policy=self.policy)
+
+    @classmethod
+    def from_settings(cls, sso: dict[str, Any], *,
+                      clock: Callable[[], float] = time.monotonic) -> ProviderCache:
+        """The app's cache, bounded by the ``[sso]`` settings ``idp_*``."""
+        return cls(clock=clock, policy=CachePolicy.from_settings(sso))
 
     def provider(self, discovery_url: str) -> Provider:
         """The IdP's endpoints (cached)."""
@@ -185,7 +193,7 @@ class ProviderCache:
 
     def jwks(self, jwks_uri: str, *, refresh: bool = False) -> dict[str, Any]:
         """The IdP's JWK Set document (RFC 7517 §5); ``refresh``: re-read it (an unknown
-        kid), at most once per idp_cache.FORCED_REFRESH_INTERVAL_SECONDS."""
+        kid), at most once per ``sso.idp_forced_refresh_seconds``."""
         def check(doc: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(doc.get("keys"), list):
                 raise LoginFailed("discovery_failed", "the JWKS has no keys")

@@ -85,7 +85,12 @@ def app_sealer(purpose: bytes) -> Sealer | None:
 
 def provider_cache() -> ProviderCache:
     """The app's cache of OIDC discovery documents and JWKS (customer IdPs)."""
-    return current_app.extensions.setdefault("roster.oidc_providers", ProviderCache())
+    cache: ProviderCache | None = current_app.extensions.get("roster.oidc_providers")
+    if cache is None:  # built once per app, bounded by its [sso] idp_* settings
+        cache = current_app.extensions.setdefault(
+            "roster.oidc_providers",
+            ProviderCache.from_settings(current_app.config["ROSTER"]["sso"]))
+    return cache
 
 
 def sp_urls(connection_id: str) -> SpUrls:

@@ -137,3 +137,21 @@ def test_keyed_errors_are_never_cached_either(client, keys):
         "missing org": (404, "no-store"), "bad query": (400, "no-store"),
         "forbidden": (403, "no-store"), "method": (405, "no-store"),
         "no route": (404, "no-store"), "refused key": (401, "no-store")}
+
+
+@pytest.mark.parametrize("sent", ["2099-06-01T12:30:00.123456+05:30",
+                                  "9999-12-31T23:59:00-01:00", "2099-01-01T00:00:00Z"])
+def test_a_created_key_echoes_its_expiry_as_stored(db, client, keys, tenant, sent):
+    """The create response (and its audit record) give ``expires_at`` as it is stored, in
+    UTC (past 9999-12-31 in UTC: the last instant a column holds), as every later read
+    says it; the request's own form was echoed."""
+    headers = keys["operator"].headers
+    created = client.post("/api/v1/apikeys", headers=headers,
+                          json={"role": "operator", "expires_at": sent}).get_json()
+    listed = client.get("/api/v1/apikeys?role=operator", headers=headers).get_json()["items"]
+    stored = next(k for k in listed if k["id"] == created["id"])
+    assert created["expires_at"] == stored["expires_at"]
+    assert created["expires_at"].endswith("+00:00")
+    audited = rows(db, "SELECT data FROM audit_events WHERE action = 'api_key:create' "
+                       "AND subject_id = :id", id=created["id"])[0][0]
+    assert f'"expires_at": "{created["expires_at"]}"' in str(audited).replace("'", '"')

@@ -54,6 +54,20 @@ def test_a_command_on_a_database_a_newer_release_migrated_says_so(fresh_url):
     assert "Traceback" not in result.output
 
 
+def test_the_worker_runs_on_against_a_database_a_newer_release_migrated(fresh_url):
+    """A rolling deploy: the newer release migrated first (here only its revision, the
+    tables this code uses unchanged); a worker of this release checks no revision at start
+    and works on, as a web node of it stays ready (/readyz 200), until it is replaced."""
+    upgrade(fresh_url)
+    engine = sa.create_engine(fresh_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    engine.dispose()
+    result = _invoke(fresh_url, "worker", "--until-idle")
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+
+
 def test_db_current_on_an_unreachable_database_is_one_line():
     """`roster db current` reads the revision outside a transaction: an unreachable
     database ended in an OperationalError traceback; now one line, exit 1."""

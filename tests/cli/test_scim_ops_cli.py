@@ -103,3 +103,19 @@ def test_oauth_create_rotate_revoke(roster, client, db, tenant):
     assert client.post("/oauth/token", data={**form, "client_secret": new_secret}) \
         .status_code in (400, 401)
     assert secret not in str(rows(db, "SELECT * FROM scim_oauth_clients"))
+
+
+def test_a_directory_named_by_name_without_org_is_told_to_add_it(roster, tenant):
+    """A directory's name without --org names no directory (its id is asked): the error
+    says how to name it by name instead of only "does not exist", which it seemed to
+    contradict (`directory list` shows the name)."""
+    name = tenant.directory.name
+    for args in (("directory", "disable", "--directory", name, "--yes"),
+                 ("directory", "token", "list", "--directory", name),
+                 ("directory", "report", name)):
+        out = roster(*args, ok=False).output
+        assert f"directory {name!r} does not exist" in out, args
+        assert "by its name with --org" in out, args
+    out = roster("directory", "report", "nope", "--org", tenant.org.slug, ok=False).output
+    assert "does not exist" in out
+    assert "--org" not in out

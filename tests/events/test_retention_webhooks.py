@@ -116,3 +116,28 @@ def test_the_purge_command_checks_its_options_and_the_setting(db, database_url):
     listed = roster(database_url, "events", "--help").output
     assert "purge" in listed
     assert "reset-cursor" in listed
+
+
+def test_reset_cursor_again_or_before_any_fan_out_is_done_not_an_error(db, tenant,
+                                                                       database_url):
+    """A reset is idempotent: run again (an operator re-running it), or for a URL of
+    webhooks.urls that has no cursor yet, it exits 0 and says the URL already starts from
+    the oldest event kept. A URL Roster knows nothing of (no cursor, no delivery, not in
+    webhooks.urls: a typo) stays an error."""
+    with running_receiver() as b:
+        write(db, tenant, "one")
+        _deliver(db, b.url)
+        first = roster(database_url, "events", "reset-cursor", b.url).output
+        assert "starts again from the oldest event kept" in first
+        again = roster(database_url, "events", "reset-cursor", b.url).output
+        assert "already starts from the oldest event kept" in again
+        assert _names(b) == ["one"]
+    configured = "http://127.0.0.1:9/configured"
+    env = {"ROSTER_WEBHOOKS__URLS": configured, "ROSTER_WEBHOOKS__SECRET": SECRET}
+    fresh = roster(database_url, "events", "reset-cursor", configured, **env).output
+    assert "already starts from the oldest event kept" in fresh
+    typo = roster(database_url, "events", "reset-cursor", "http://127.0.0.1:9/typo", ok=False,
+                  **env).output
+    assert "no fan-out cursor, delivery or webhooks.urls entry for http://127.0.0.1:9/typo" \
+        in typo
+    assert rows(db, "SELECT endpoint FROM webhook_cursors") == []

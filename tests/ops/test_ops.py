@@ -146,6 +146,21 @@ def test_metrics_count_every_request_of_a_route_once(client):
     assert values() == (before[0] + 3, before[1] + 3)
 
 
+def test_a_wrong_method_on_a_known_route_is_counted_under_its_rule(client):
+    """A 405 names the URL rule the path matched (which endpoint gets wrong methods), a
+    path matching no rule stays ``<unmatched>``: the label's values stay the app's rules."""
+    assert client.delete("/healthz").status_code == 405
+    assert client.put("/api/v1/orgs/o-1/units").status_code == 405
+    assert client.delete("/no/such/path").status_code == 404
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'roster_http_requests_total{method="DELETE",route="/healthz",status="405"}' in text
+    assert 'roster_http_requests_total{method="PUT",route="/api/v1/orgs/<org_id>/units",' \
+           'status="405"}' in text
+    assert 'roster_http_requests_total{method="DELETE",route="<unmatched>",status="404"}' \
+        in text
+    assert 'route="<unmatched>",status="405"' not in text
+
+
 def test_request_id_is_honoured_or_generated(client):
     """X-Request-ID is echoed back; a missing or malformed one is replaced."""
     assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers[

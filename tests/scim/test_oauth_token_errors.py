@@ -127,3 +127,31 @@ def test_error_descriptions_keep_to_the_characters_rfc6749_allows(client, db, te
     description = response.get_json()["error_description"]
     assert description
     assert _DESCRIPTION.match(description), description
+
+
+def _challenge_params(header: str) -> dict[str, str]:
+    """The auth-params of one challenge (RFC 9110 §11.2), quoted-strings unescaped."""
+    scheme, _, rest = header.partition(" ")
+    assert scheme == "Basic", header
+    pairs = re.findall(r'([A-Za-z_]+)="((?:[^"\\]|\\.)*)"', rest)
+    return {name: re.sub(r"\\(.)", r"\1", value) for name, value in pairs}
+
+
+@pytest.mark.parametrize("how", ["form", "basic"])
+def test_the_401_challenge_says_what_the_body_says(client, db, tenant, how):
+    """RFC 6749 §5.2 / RFC 6750 §3: the ``WWW-Authenticate`` challenge of a failed client
+    authentication carries the body's ``error`` and ``error_description``, not authlib's
+    own wording (a Python list of method names), and names its realm (RFC 7617 §2)."""
+    client_id, _secret = _client(db, tenant)
+    if how == "form":
+        response = _post(client, f"grant_type=client_credentials&client_id={client_id}"
+                                 "&client_secret=rss_wrong")
+    else:
+        basic = base64.b64encode(f"{client_id}:rss_wrong".encode()).decode()
+        response = _post(client, "grant_type=client_credentials",
+                         {"Authorization": f"Basic {basic}"})
+    _assert_refused(response, 401, "invalid_client")
+    params = _challenge_params(response.headers["WWW-Authenticate"])
+    body = response.get_json()
+    assert params == {"realm": "roster-oauth", "error": body["error"],
+                      "error_description": body["error_description"]}

@@ -13,6 +13,7 @@ the busy timeout)."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -82,3 +83,29 @@ def test_a_refusal_never_shows_the_id_of_a_trace_whose_write_failed(db, tenant, 
     assert _shown_id(second_resp) in stored
     assert [t.reason for t in rows(db, "SELECT reason FROM sso_login_traces")] == \
         ["connection_disabled"]
+
+
+def test_the_untraced_repeats_survive_a_trace_write_that_failed(db, tenant, hostile, sso_app,
+                                                                 monkeypatch):
+    """Three refusals through a disabled connection: one trace, two repeats untraced. The
+    first refusal after the interval carries their count, and its write fails: the next
+    trace written carries it instead. Before, the count went with the failed write."""
+    from app.sso import fault_traces
+
+    conn = oidc_connection(db, tenant, hostile)
+    with db.transaction() as s:
+        s.get(SsoConnection, conn.id).enabled = False
+    login = f"/sso/oidc/{conn.id}/login"
+    shown = [_shown_id(sso_app.test_client().get(login)) for _ in range(3)]
+    assert len(set(shown)) == 1
+    monkeypatch.setattr(fault_traces, "TRACE_INTERVAL_SECONDS", 0.0)  # the interval is over
+    with trace_writes_held(db) as fail_write:
+        failed, _out = started(db, lambda: sso_app.test_client().get(login))
+        fail_write(failed)
+    assert not failed.is_alive()
+    later = _shown_id(sso_app.test_client().get(login))
+    traces = rows(db, "SELECT id, payload FROM sso_login_traces ORDER BY created_at")
+    assert [t.id for t in traces] == [shown[0], later]
+    payload = traces[1].payload if isinstance(traces[1].payload, dict) \
+        else json.loads(traces[1].payload)
+    assert payload["untraced_repeats"] == {"count": 2, "correlation_id": shown[0]}

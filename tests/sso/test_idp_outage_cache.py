@@ -235,3 +235,50 @@ def test_a_failing_idp_does_not_affect_connections_of_other_urls(
     payload = traces[0].payload if isinstance(traces[0].payload, dict) \
         else json.loads(traces[0].payload)
     assert "untraced_repeats" not in payload
+
+
+def test_the_cache_bounds_are_settings(db, tenant, hostile, sso_app, asked):
+    """``sso.idp_failure_backoff_seconds`` / ``_max_seconds`` bound how long a failed read
+    is remembered, ``sso.idp_stale_if_error_seconds`` how long an expired document serves
+    while its re-read fails (0: not at all): the app's cache is built from them."""
+    settings = sso_app.config["ROSTER"]["sso"]
+    clock = Clock()
+    changed = {**settings, "idp_failure_backoff_seconds": 10,
+               "idp_failure_backoff_max_seconds": 15, "idp_stale_if_error_seconds": 0}
+    sso_app.extensions["roster.oidc_providers"] = ProviderCache.from_settings(changed,
+                                                                              clock=clock)
+    web = sso_app.test_client()
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile)
+    login = f"/sso/oidc/{conn.id}/login"
+    assert web.get(login).status_code == 303
+    hostile.failing = {DISCOVERY: 503}
+    clock.advance(3600.5)  # expired: no stale-if-error, the failed re-read refuses
+    _refused(web.get(login))
+    assert asked.count(DISCOVERY) == 2
+    clock.advance(9)  # within the first backoff (10 s; the default was 2 s)
+    _refused(web.get(login))
+    assert asked.count(DISCOVERY) == 2
+    clock.advance(1.1)
+    _refused(web.get(login))
+    assert asked.count(DISCOVERY) == 3
+    clock.advance(15.1)  # the second backoff, 20 s, is capped at 15
+    _refused(web.get(login))
+    assert asked.count(DISCOVERY) == 4
+
+
+def test_the_app_builds_its_cache_from_the_settings(sso_app):
+    """The cache the app's logins use carries the ``[sso]`` idp_* settings."""
+    from app.sso.idp_cache import CachePolicy
+    from app.sso.web import provider_cache
+
+    sso_app.extensions.pop("roster.oidc_providers", None)
+    sso = {**sso_app.config["ROSTER"]["sso"]}
+    try:
+        sso_app.config["ROSTER"]["sso"] = {**sso, "idp_stale_if_error_seconds": 7}
+        with sso_app.app_context():
+            cache = provider_cache()
+        assert cache.policy == CachePolicy(stale_if_error_seconds=7)
+    finally:
+        sso_app.config["ROSTER"]["sso"] = sso
+        sso_app.extensions.pop("roster.oidc_providers", None)
