@@ -93,6 +93,7 @@ def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flas
     app.extensions["roster.metrics"] = metrics
     init_request_tracking(app, metrics)
     app.after_request(_drain_refused_body)
+    app.before_request(_options_asterisk)
     _register_blueprints(app)
     _init_scim_ops(app)
     _register_error_handlers(app)
@@ -121,6 +122,21 @@ def _drain_refused_body(response: Response) -> Response:
         with contextlib.suppress(Exception):
             while stream.read(65536):
                 pass
+    return response
+
+
+def _options_asterisk() -> Response | None:
+    """``OPTIONS *`` asks about the server in general, not a resource (RFC 9110 §9.3.7): 200
+    with the methods some resource here allows and no content (Content-Length 0). gunicorn
+    hands the asterisk-form target over as the path ``*``, which no route matches (it was
+    the app's generic 404); an origin-form path always starts with ``/``."""
+    if request.method != "OPTIONS" or request.environ.get("PATH_INFO") != "*":
+        return None
+    methods = {m for rule in current_app.url_map.iter_rules() for m in rule.methods or ()}
+    order = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+    response = Response(status=200)
+    response.headers["Allow"] = ", ".join([m for m in order if m in methods] + ["OPTIONS"])
+    response.headers["Content-Length"] = "0"
     return response
 
 

@@ -219,6 +219,8 @@ def _dispatch(spec: RouteSpec, view: View, path: dict[str, str]) -> Response:
         if spec.org_scoped:
             ctx.org = _scoped_org(ctx, path.pop("org_id"))
         ctx.args = _load(spec.query, _query_args()) if spec.query else _no_query()
+        if request.method not in READ_METHODS:
+            _check_if_match()
         if spec.body:
             body = _json_body()
             _reject_nul(body, "")
@@ -288,6 +290,19 @@ def _json_body() -> Any:
         raise ApiProblem(400, exc.detail, errors=[{
             "field": field, "detail": "not valid JSON" if exc.syntax else "not storable text",
         }]) from None
+
+
+def _check_if_match() -> None:
+    """A write's ``If-Match`` (RFC 9110 §13.1.1): /api/v1 sends no entity tags, so a list of
+    them can match no representation, and the server MUST NOT perform the method: 412.
+    ``*`` holds when the target exists; one that does not is the view's 404 (§13.2.1: the
+    answer without the precondition wins). An empty field lists nothing and is ignored,
+    as SCIM ignores it (app/scim/etag.py)."""
+    header = request.headers.get("If-Match", "").strip(" \t")
+    if header and header != "*":
+        raise ApiProblem(412, "If-Match names an entity tag, and /api/v1 resources have none "
+                              "(no ETag is sent): the condition cannot hold; send the "
+                              "request without If-Match, or with If-Match: *")
 
 
 def _no_query() -> dict[str, Any]:

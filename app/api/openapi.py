@@ -92,6 +92,9 @@ def _operation(route: RouteSpec) -> dict[str, Any]:
     responses["400"] = _problem(400, "Invalid input; `errors` names each field.")
     if route.body is not None or not set(route.methods) <= {"GET", "HEAD"}:
         responses["413"] = _problem(413)
+    if not set(route.methods) <= {"GET", "HEAD"}:
+        # An If-Match with entity tags, which no /api/v1 resource has (app/api/frame.py).
+        responses["412"] = _problem(412)
     if route.body is not None:
         responses["409"] = _problem(409)
         responses["415"] = _problem(415)

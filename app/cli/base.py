@@ -162,9 +162,10 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(ctx.ensure_object(CliContext).close)
 
 
-# C0 and C1 controls (ESC starts the terminal's own commands), DEL, and the bidirectional
-# overrides and isolates (Unicode TR9 §2), which reorder what is shown.
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls (ESC starts the terminal's own commands), DEL, and every bidirectional
+# formatting character (Unicode TR9 §2): the embeddings, overrides and isolates, and the
+# implicit marks ALM, LRM and RLM (§2.6), which reorder what is shown (CVE-2021-42574).
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def given_name(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

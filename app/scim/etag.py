@@ -90,6 +90,27 @@ def check_preconditions(version: str) -> None:
         raise ScimError(412, f"If-None-Match names the current version {etag_of(version)}")
 
 
+def check_create_preconditions() -> None:
+    """The preconditions of a create, ``POST /Users`` or ``POST /Groups`` (RFC 9110 §13.2.2).
+
+    The target resource of the POST is the collection, not the resource it creates; the
+    collection exists (GET answers it) and has no entity tag. So ``If-Match: *`` holds and
+    an ``If-Match`` listing entity tags cannot (§13.1.1: 412); ``If-None-Match: *`` fails
+    (§13.1.2: 412 for a method other than GET or HEAD) and one listing entity tags holds.
+    """
+    if_match = request.headers.get("If-Match")
+    if if_match:
+        parsed = _tags(if_match)
+        if parsed is None or not parsed[1]:
+            raise ScimError(412, "If-Match names an entity tag, and the collection a create "
+                                 "is sent to has none (RFC 9110 section 13.1.1)")
+    if_none_match = request.headers.get("If-None-Match")
+    parsed = _tags(if_none_match) if if_none_match else None
+    if parsed is not None and parsed[1]:
+        raise ScimError(412, "If-None-Match: * fails on a create: the collection it is sent "
+                             "to exists (RFC 9110 section 13.1.2)")
+
+
 def not_modified(version: str) -> bool:
     """The preconditions of a GET (RFC 9110 §13.2.2): whether it may answer 304.
 

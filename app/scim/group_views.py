@@ -13,7 +13,13 @@ from app.directory import groups as group_service
 from app.directory.users import display_names
 from app.directory.versions import NEVER, Moved, member_versions
 from app.models import Group
-from app.scim.etag import check_preconditions, last_modified, version_of, with_etag
+from app.scim.etag import (
+    check_create_preconditions,
+    check_preconditions,
+    last_modified,
+    version_of,
+    with_etag,
+)
 from app.scim.groups import GROUP_ALWAYS, group_from_scim, group_to_scim
 from app.scim.http import (
     actor_of,
@@ -88,6 +94,7 @@ def create_group() -> Response:
     data = before_write(lambda: group_from_scim(normalise_resource(body(), "Group",
                                                                     notes=request_notes())))
     with unit_of_work() as (session, caller):
+        check_create_preconditions()
         group = group_service.create_group(session, caller.directory, data, actor_of(caller))
         resource = _one(session, group, NEVER)
     return resource_response(resource, str(group.version), 201,

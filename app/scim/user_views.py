@@ -13,7 +13,12 @@ from app.directory import groups as group_service
 from app.directory import users as user_service
 from app.directory.versions import Moved, shown_of, shown_users, user_part
 from app.models import User
-from app.scim.etag import check_preconditions, last_modified, version_of
+from app.scim.etag import (
+    check_create_preconditions,
+    check_preconditions,
+    last_modified,
+    version_of,
+)
 from app.scim.http import (
     actor_of,
     base_url,
@@ -132,6 +137,7 @@ def create_user() -> Response:
     data = before_write(lambda: user_from_scim(normalise_resource(body(), "User",
                                                                   notes=request_notes())))
     with unit_of_work() as (session, caller):
+        check_create_preconditions()
         created = user_service.add_user(
             session, caller.directory, data, actor_of(caller),
             store_password_hash=scim_settings()["store_password_hash"])

@@ -94,8 +94,12 @@ def _transaction(*, readonly: bool = False) -> Any:
 
 
 def _error(exc: OAuth2Error) -> Response:
+    """An OAuth error answered here rather than by authlib (a provider that is not
+    configured, a refusal of userinfo): ``no-store`` as authlib's own error answers
+    (RFC 6749 §5.1, §5.2; RFC 6750 §3: the answer is about a token) and Roster's others."""
     response = jsonify(error=exc.error or "server_error", error_description=exc.description)
     response.status_code = exc.status_code or 400
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -319,6 +323,7 @@ def _userinfo_refused(exc: OAuth2Error) -> Response:
                                              "(Authorization: Bearer, RFC 6750 section 2.1)")
         response.status_code = 401
         response.headers["WWW-Authenticate"] = "Bearer"
+        response.headers["Cache-Control"] = "no-store"
         return response
     response = _error(exc)
     response.status_code = 401 if exc.error != "insufficient_scope" else 403

@@ -93,3 +93,19 @@ def test_table_columns_line_up_after_wide_and_combining_letters(client, db, data
                     2 if unicodedata.east_asian_width(letter) in "WF" else 1)
             else:
                 pytest.fail(f"no column starts under KIND in {line!r}")
+
+
+def test_directional_marks_in_tenant_names_are_printed_escaped(client, db, database_url,
+                                                               tenant):
+    """The implicit directional marks (LRM U+200E, RLM U+200F, ALM U+061C, Unicode TR9
+    §2.6) are bidi formatting characters too: one beside digits or punctuation moves them
+    to the other side of a terminal line (Trojan Source, CVE-2021-42574). They were printed
+    raw; now escaped as the overrides and isolates are."""
+    headers = make_key(db, "admin", tenant.org).headers
+    name = "Sales\u200f-1\u200e:\u061c2"
+    assert client.post("/api/v1/orgs/acme/units", headers=headers, json={
+        "name": name, "kind": "department"}).status_code == 201
+    units = roster(database_url, "unit", "list", "--org", "acme").output
+    for mark in ("\u200e", "\u200f", "\u061c"):
+        assert mark not in units
+    assert "Sales\\u200f-1\\u200e:\\u061c2" in units

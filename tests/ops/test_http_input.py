@@ -212,3 +212,28 @@ def test_a_request_line_too_long_is_answered_in_its_paths_format(database_url, t
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_options_asterisk_asks_about_the_server(database_url, tmp_path):
+    """RFC 9110 §9.3.7: ``OPTIONS *`` (the asterisk-form target) applies to the server in
+    general; it got the app's generic JSON 404. Now 200, an Allow header and no content. An
+    OPTIONS on a resource is still its 405, and another method with ``*`` is not a 200."""
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    proc = _serve(database_url, port, log)
+    try:
+        status, headers, body = _exchange(port, b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", b"")
+        assert status == "HTTP/1.1 200 OK", (status, body)
+        allowed = [m.strip() for m in headers["allow"].split(",")]
+        assert {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"} == set(allowed)
+        assert headers["content-length"] == "0"
+        assert body == b""
+        status, headers, _ = _exchange(port, b"OPTIONS /api/v1/orgs HTTP/1.1\r\nHost: a\r\n"
+                                             b"\r\n", b"")
+        assert status.split()[1] == "405", status
+        status, _, _ = _exchange(port, b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", b"")
+        assert status.split()[1] != "200", status
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert "Traceback" not in log.read_text()
