@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, literal, select
+from sqlalchemy import Row, bindparam, literal, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -22,6 +22,7 @@ from app.directory.memberships import (
     MemberEdit,
     add_members,
     apply_edit,
+    drop_members,
     finish_write,
     member_set,
     reevaluating,
@@ -218,9 +219,11 @@ def _update(session: Session, group: Group, data: GroupInput, actor: Actor,
 
 def delete_group(session: Session, group: Group, actor: Actor) -> None:
     """Delete a group and its memberships (RFC 7644 §3.6); members are re-evaluated."""
-    member_ids = list(member_set(session, group))
+    member_ids = sorted(member_set(session, group))
     with reevaluating(session, group, member_ids, actor, None) as reevaluation:
-        session.execute(delete(Membership).where(Membership.group_id == group.id))
+        # As a PATCH emptying the group: each member's audit history (by subject) and the
+        # portal hear that it left, before the group goes.
+        drop_members(session, group, member_ids, actor, reevaluation)
         record(session, organization_id=group.organization_id, action="group:delete",
                actor=actor, subject_type="group", subject_id=group.id,
                data={"displayName": group.display_name, "members": len(member_ids)})
@@ -229,4 +232,3 @@ def delete_group(session: Session, group: Group, actor: Actor) -> None:
                                              "display_name": group.display_name})
         session.delete(group)
         session.flush()
-        reevaluation.note(member_ids)

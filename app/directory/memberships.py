@@ -138,12 +138,21 @@ def member_set(session: Session, group: Group) -> set[str]:
 def remove_all_members(session: Session, group: Group, actor: Actor, *,
                        evaluation: Reevaluation | None = None) -> list[str]:
     """Empty the group (PATCH remove of ``members`` without a filter, RFC 7644 §3.5.2.2)."""
-    removed = list(member_set(session, group))
+    removed = sorted(member_set(session, group))
     if removed:
         with reevaluating(session, group, removed, actor, evaluation) as reevaluation:
-            session.execute(delete(Membership).where(Membership.group_id == group.id))
-            _membership_changed(session, group, removed, actor, "remove", reevaluation)
+            drop_members(session, group, removed, actor, reevaluation)
     return removed
+
+
+def drop_members(session: Session, group: Group, members: list[str], actor: Actor,
+                 evaluation: Reevaluation) -> None:
+    """Delete every membership row of ``group``, whose ``members`` the caller read and
+    locked: one ``membership:remove`` and one ``membership.removed`` naming them all (an
+    emptying PATCH, and a group's DELETE, so that each member's history shows it left)."""
+    if members:
+        session.execute(delete(Membership).where(Membership.group_id == group.id))
+        _membership_changed(session, group, members, actor, "remove", evaluation)
 
 
 def replace_members(session: Session, group: Group, user_ids: Iterable[str], actor: Actor, *,
