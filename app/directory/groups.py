@@ -205,7 +205,7 @@ def _update(session: Session, group: Group, data: GroupInput, actor: Actor,
         group.extension_data = data.extension_data or {}
         changed.append("extensions")
     if changed:
-        touch(group)
+        touch(session, group)
         _flush_unique(session, group.display_name)
         record(session, organization_id=group.organization_id, action="group:update",
                actor=actor, subject_type="group", subject_id=group.id,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import core, utcnow
-from app.directory.versions import move_groups_shown, own_moved_among
+from app.directory.versions import move_group, move_groups_shown, own_moved_among
 from app.errors import InvalidInput
 from app.events import emit
 from app.mapping.reevaluation import Reevaluation, finish, lock_users
@@ -52,9 +52,10 @@ def _live_users(session: Session, directory_id: str, ids: list[str]) -> None:
                            field="members")
 
 
-def touch(group: Group) -> None:
-    """The group changed: its version (the SCIM ETag, RFC 7644 §3.14) moves."""
-    group.version += 1
+def touch(session: Session, group: Group) -> None:
+    """The group changed: its version (the SCIM ETag, RFC 7644 §3.14) moves, once per
+    transaction however many steps change it."""
+    move_group(session, group)
     group.updated_at = utcnow()
 
 
@@ -179,7 +180,7 @@ def replace_among(session: Session, group: Group, wanted: list[str], current: se
 def _membership_changed(session: Session, group: Group, user_ids: list[str], actor: Actor,
                         op: str, evaluation: Reevaluation) -> None:
     """One audit event and one outbox event per group and operation, listing the users."""
-    touch(group)
+    touch(session, group)
     past = "added" if op == "add" else "removed"
     data = {"group_id": group.id, "user_ids": user_ids}
     record(session, organization_id=group.organization_id, action=f"membership:{op}",

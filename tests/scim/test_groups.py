@@ -378,3 +378,25 @@ def test_a_member_given_by_ref_alone_is_400_naming_the_ref(scim, db):
         assert "'$ref' alone is not read" in response.get_json()["detail"]
     assert rows(db, "SELECT count(*) FROM groups")[0][0] == 1
     assert _members(db, group["id"]) == set()
+
+
+def test_a_group_write_moves_the_groups_version_once(scim):
+    """A PUT removing one member and adding another, and a PATCH renaming the group and
+    changing its members in three operations, each move the group's version once (W/"1" to
+    W/"2"), as a user's (README, meta.version: a request moves each part at most once);
+    each step moved it, skipping versions no client ever saw."""
+    a, b = scim.create_user("a@acme.example")["id"], scim.create_user("b@acme.example")["id"]
+    group = scim.create_group("Old", [a])
+    assert group["meta"]["version"] == 'W/"1"'
+    response = scim.put(f"/Groups/{group['id']}", {"schemas": [CORE_GROUP],
+                                                   "displayName": "Older",
+                                                   "members": [{"value": b}]})
+    assert response.status_code == 200
+    assert response.headers["ETag"] == response.get_json()["meta"]["version"] == 'W/"2"'
+    response = _patch(scim, group["id"],
+                      {"op": "replace", "value": {"displayName": "New"}},
+                      {"op": "remove", "path": f'members[value eq "{b}"]'},
+                      {"op": "add", "path": "members", "value": [{"value": a}]})
+    assert response.status_code == 204
+    assert response.headers["ETag"] == 'W/"3"'
+    assert scim.get(f"/Groups/{group['id']}").get_json()["meta"]["version"] == 'W/"3"'
