@@ -24,6 +24,7 @@ from app.directory.memberships import (
     apply_edit,
     drop_members,
     finish_write,
+    member_liveness,
     member_set,
     reevaluating,
     replace_among,
@@ -151,11 +152,17 @@ def create_group(session: Session, directory: DirectoryLike, data: GroupInput,
     return group
 
 
-def update_group(session: Session, group: Group, data: GroupInput, actor: Actor) -> Group:
-    """Set displayName, externalId, extensions and (if given) the full member list."""
+def update_group(session: Session, group: Group, data: GroupInput,
+                 actor: Actor) -> list[str] | None:
+    """Set displayName, externalId, extensions and (if given) the full member list; returns
+    the members as now shown (live ones, in the order given) when the list was given.
+
+    The members are read once: for the difference, and for the answer (every one added
+    was checked live, every one kept is as read)."""
     renamed = data.display_name != group.display_name
     replacing = data.member_ids is not None
-    current = member_set(session, group) if renamed or replacing else set()
+    live = member_liveness(session, group) if replacing else {}
+    current = set(live) if replacing else member_set(session, group) if renamed else set()
     wanted = unique_ids(data.member_ids or ())
     # A rename re-evaluates every member, old and new; a member change only the difference,
     # which is locked whatever the policy (``add_members``).
@@ -167,7 +174,7 @@ def update_group(session: Session, group: Group, data: GroupInput, actor: Actor)
     if replacing:
         replace_among(session, group, wanted, current, actor, reevaluation)
     finish_write(session, reevaluation, actor)
-    return group
+    return [uid for uid in wanted if live.get(uid, True)] if replacing else None
 
 
 def edit_group(session: Session, group: Group, data: GroupInput | None,

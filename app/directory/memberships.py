@@ -130,6 +130,18 @@ def remove_members(session: Session, group: Group, user_ids: Iterable[str], acto
     return removed
 
 
+_MEMBERS_LIVE = (select(Membership.user_id, User.deleted_at.is_(None))
+                 .join(User, User.id == Membership.user_id)
+                 .where(Membership.group_id == bindparam("group_id")))
+
+
+def member_liveness(session: Session, group: Group) -> dict[str, bool]:
+    """Every member's user id, and whether it is shown (its user not deleted): a full
+    replace reads them once, for the difference and for its answer."""
+    return {uid: bool(live) for uid, live in fetch(core(session), _MEMBERS_LIVE,
+                                                  {"group_id": group.id})}
+
+
 def member_set(session: Session, group: Group) -> set[str]:
     """Every member's user id (a rename, a full replace or an emptying needs them all)."""
     return set(session.scalars(select(Membership.user_id)
