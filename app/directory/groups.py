@@ -160,16 +160,20 @@ def update_group(session: Session, group: Group, data: GroupInput,
     The members are read once: for the difference, and for the answer (every one added
     was checked live, every one kept is as read)."""
     renamed = data.display_name != group.display_name
+    rekeyed = data.external_id != group.external_id
     replacing = data.member_ids is not None
     live = member_liveness(session, group) if replacing else {}
-    current = set(live) if replacing else member_set(session, group) if renamed else set()
+    current = (set(live) if replacing
+               else member_set(session, group) if renamed or rekeyed else set())
     wanted = unique_ids(data.member_ids or ())
     # A rename re-evaluates every member, old and new; a member change only the difference,
-    # which is locked whatever the policy (``add_members``).
+    # which is locked whatever the policy (``add_members``); a new externalId, which rules
+    # may match on, every member too (locked only if they may be evaluated).
     changing = current.symmetric_difference(wanted) if replacing else set()
     affected = current | set(wanted) if renamed else changing
+    rematched = current | set(wanted) if rekeyed else set()
     # Locked whatever the policy: a rename changes every member's ``groups`` (its version).
-    reevaluation = lock_users(session, group.organization_id, affected, affected)
+    reevaluation = lock_users(session, group.organization_id, affected | rematched, affected)
     _update(session, group, data, actor, reevaluation, current)
     if replacing:
         replace_among(session, group, wanted, current, actor, reevaluation)
@@ -182,8 +186,9 @@ def edit_group(session: Session, group: Group, data: GroupInput | None,
     """PATCH (RFC 7644 §3.5.2): ``data`` (members ignored), then each membership operation
     in order on the rows it names; every user any of them may re-evaluate is locked first."""
     renamed = data is not None and data.display_name != group.display_name
+    rekeyed = data is not None and data.external_id != group.external_id
     emptying = any(c.op in ("replace", "remove_all") for c in changes)
-    current = member_set(session, group) if renamed or emptying else set()
+    current = member_set(session, group) if renamed or rekeyed or emptying else set()
     named = {i for c in changes for i in c.ids}
     # Locked whatever the policy: every user whose membership an operation may change, and
     # on a rename every member (its ``groups`` changes, so its version moves).
@@ -222,6 +227,10 @@ def _update(session: Session, group: Group, data: GroupInput, actor: Actor,
                                              "display_name": group.display_name})
         if "displayName" in changed:
             reevaluation.note(members)
+        if "externalId" in changed:
+            # Rules match groups by externalId too (app/mapping/rules.py): its members'
+            # grants may change, their ``groups`` do not (it is not shown there).
+            reevaluation.note_rematch(members)
 
 
 def delete_group(session: Session, group: Group, actor: Actor) -> None:
