@@ -235,14 +235,14 @@ def _update(session: Session, group: Group, data: GroupInput, actor: Actor,
 
 def delete_group(session: Session, group: Group, actor: Actor) -> None:
     """Delete a group and its memberships (RFC 7644 §3.6); members are re-evaluated."""
-    member_ids = sorted(member_set(session, group))
-    with reevaluating(session, group, member_ids, actor, None) as reevaluation:
+    members = member_liveness(session, group)
+    with reevaluating(session, group, members, actor, None) as reevaluation:
         # As a PATCH emptying the group: each member's audit history (by subject) and the
         # portal hear that it left, before the group goes.
-        drop_members(session, group, member_ids, actor, reevaluation)
+        drop_members(session, group, members, actor, reevaluation)
         record(session, organization_id=group.organization_id, action="group:delete",
                actor=actor, subject_type="group", subject_id=group.id,
-               data={"displayName": group.display_name, "members": len(member_ids)})
+               data={"displayName": group.display_name, "members": len(members)})
         emit(session, organization_id=group.organization_id, type="group.deleted",
              aggregate_id=group.id, payload={"group_id": group.id,
                                              "display_name": group.display_name})

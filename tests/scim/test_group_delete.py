@@ -59,3 +59,35 @@ def test_a_group_delete_tells_the_portal_its_members_left(scim, db):
     assert [(t, p.get("user_ids")) for t, p in events] == [
         ("group.created", None), ("membership.added", [ada]), ("group.created", None),
         ("membership.removed", [ada]), ("group.deleted", None), ("group.deleted", None)]
+
+
+def _removals(db, group_id):
+    return [_json(r.payload)["user_ids"] for r in rows(
+        db, "SELECT payload FROM outbox_events WHERE aggregate_id = :g AND "
+        "type = 'membership.removed' ORDER BY id", g=group_id)]
+
+
+def test_a_deleted_members_hidden_membership_is_announced_gone_once(scim, db):
+    """A SCIM-deleted user leaves its groups' members at once, and its DELETE announces
+    membership.removed. The group write that later drops its hidden row (Okta's next PUT
+    of the list, a PATCH remove, the group's DELETE) audits that, but tells the portal
+    nothing more: it announced the same removal a second time, naming a user already gone."""
+    ada = scim.create_user("ada@acme.example")["id"]
+    bob = scim.create_user("bob@acme.example", externalId="00u2")["id"]
+    cyd = scim.create_user("cyd@acme.example", externalId="00u3")["id"]
+    eng = scim.create_group("Eng", [ada, bob])["id"]
+    ops = scim.create_group("Ops", [ada, cyd])["id"]
+    for user in (ada,):
+        assert scim.delete(f"/Users/{user}").status_code == 204
+    assert _removals(db, eng) == _removals(db, ops) == [[ada]]
+    put = scim.put(f"/Groups/{eng}", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:"
+                                                  "Group"], "displayName": "Eng",
+                                      "members": [{"value": bob}]})
+    assert put.status_code == 200
+    assert scim.delete(f"/Groups/{ops}").status_code == 204
+    assert _removals(db, eng) == [[ada]]
+    assert _removals(db, ops) == [[ada], [cyd]]
+    audited = [(r.subject_id, sorted(_json(r.data)["user_ids"])) for r in rows(
+        db, "SELECT subject_id, data FROM audit_events WHERE action = 'membership:remove' "
+        "ORDER BY seq")]
+    assert audited == [(eng, [ada]), (ops, sorted([ada, cyd]))]
