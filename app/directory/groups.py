@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, literal, select
+from sqlalchemy import Row, bindparam, literal, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
@@ -22,7 +22,9 @@ from app.directory.memberships import (
     MemberEdit,
     add_members,
     apply_edit,
+    drop_members,
     finish_write,
+    member_liveness,
     member_set,
     reevaluating,
     replace_among,
@@ -150,23 +152,33 @@ def create_group(session: Session, directory: DirectoryLike, data: GroupInput,
     return group
 
 
-def update_group(session: Session, group: Group, data: GroupInput, actor: Actor) -> Group:
-    """Set displayName, externalId, extensions and (if given) the full member list."""
+def update_group(session: Session, group: Group, data: GroupInput,
+                 actor: Actor) -> list[str] | None:
+    """Set displayName, externalId, extensions and (if given) the full member list; returns
+    the members as now shown (live ones, in the order given) when the list was given.
+
+    The members are read once: for the difference, and for the answer (every one added
+    was checked live, every one kept is as read)."""
     renamed = data.display_name != group.display_name
+    rekeyed = data.external_id != group.external_id
     replacing = data.member_ids is not None
-    current = member_set(session, group) if renamed or replacing else set()
+    live = member_liveness(session, group) if replacing else {}
+    current = (set(live) if replacing
+               else member_set(session, group) if renamed or rekeyed else set())
     wanted = unique_ids(data.member_ids or ())
     # A rename re-evaluates every member, old and new; a member change only the difference,
-    # which is locked whatever the policy (``add_members``).
+    # which is locked whatever the policy (``add_members``); a new externalId, which rules
+    # may match on, every member too (locked only if they may be evaluated).
     changing = current.symmetric_difference(wanted) if replacing else set()
     affected = current | set(wanted) if renamed else changing
+    rematched = current | set(wanted) if rekeyed else set()
     # Locked whatever the policy: a rename changes every member's ``groups`` (its version).
-    reevaluation = lock_users(session, group.organization_id, affected, affected)
+    reevaluation = lock_users(session, group.organization_id, affected | rematched, affected)
     _update(session, group, data, actor, reevaluation, current)
     if replacing:
         replace_among(session, group, wanted, current, actor, reevaluation)
     finish_write(session, reevaluation, actor)
-    return group
+    return [uid for uid in wanted if live.get(uid, True)] if replacing else None
 
 
 def edit_group(session: Session, group: Group, data: GroupInput | None,
@@ -174,8 +186,9 @@ def edit_group(session: Session, group: Group, data: GroupInput | None,
     """PATCH (RFC 7644 §3.5.2): ``data`` (members ignored), then each membership operation
     in order on the rows it names; every user any of them may re-evaluate is locked first."""
     renamed = data is not None and data.display_name != group.display_name
+    rekeyed = data is not None and data.external_id != group.external_id
     emptying = any(c.op in ("replace", "remove_all") for c in changes)
-    current = member_set(session, group) if renamed or emptying else set()
+    current = member_set(session, group) if renamed or rekeyed or emptying else set()
     named = {i for c in changes for i in c.ids}
     # Locked whatever the policy: every user whose membership an operation may change, and
     # on a rename every member (its ``groups`` changes, so its version moves).
@@ -204,7 +217,7 @@ def _update(session: Session, group: Group, data: GroupInput, actor: Actor,
         group.extension_data = data.extension_data or {}
         changed.append("extensions")
     if changed:
-        touch(group)
+        touch(session, group)
         _flush_unique(session, group.display_name)
         record(session, organization_id=group.organization_id, action="group:update",
                actor=actor, subject_type="group", subject_id=group.id,
@@ -214,19 +227,24 @@ def _update(session: Session, group: Group, data: GroupInput, actor: Actor,
                                              "display_name": group.display_name})
         if "displayName" in changed:
             reevaluation.note(members)
+        if "externalId" in changed:
+            # Rules match groups by externalId too (app/mapping/rules.py): its members'
+            # grants may change, their ``groups`` do not (it is not shown there).
+            reevaluation.note_rematch(members)
 
 
 def delete_group(session: Session, group: Group, actor: Actor) -> None:
     """Delete a group and its memberships (RFC 7644 §3.6); members are re-evaluated."""
-    member_ids = list(member_set(session, group))
-    with reevaluating(session, group, member_ids, actor, None) as reevaluation:
-        session.execute(delete(Membership).where(Membership.group_id == group.id))
+    members = member_liveness(session, group)
+    with reevaluating(session, group, members, actor, None) as reevaluation:
+        # As a PATCH emptying the group: each member's audit history (by subject) and the
+        # portal hear that it left, before the group goes.
+        drop_members(session, group, members, actor, reevaluation)
         record(session, organization_id=group.organization_id, action="group:delete",
                actor=actor, subject_type="group", subject_id=group.id,
-               data={"displayName": group.display_name, "members": len(member_ids)})
+               data={"displayName": group.display_name, "members": len(members)})
         emit(session, organization_id=group.organization_id, type="group.deleted",
              aggregate_id=group.id, payload={"group_id": group.id,
                                              "display_name": group.display_name})
         session.delete(group)
         session.flush()
-        reevaluation.note(member_ids)

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import core, utcnow
-from app.directory.versions import move_groups_shown, own_moved_among
+from app.directory.versions import move_group, move_groups_shown, own_moved_among
 from app.errors import InvalidInput
 from app.events import emit
 from app.mapping.reevaluation import Reevaluation, finish, lock_users
@@ -37,6 +37,11 @@ _LIVE_USER_IDS = select(User.id).where(among(User.id), User.directory_id == bind
     "directory_id"), User.deleted_at.is_(None))
 _PRESENT_MEMBERS = select(Membership.user_id).where(
     Membership.group_id == bindparam("group_id"), among(Membership.user_id))
+# The same with whether each is shown (its user not deleted): what a removal announces.
+_PRESENT_SHOWN = (select(Membership.user_id, User.deleted_at.is_(None))
+                  .join(User, User.id == Membership.user_id)
+                  .where(Membership.group_id == bindparam("group_id"),
+                         among(Membership.user_id)))
 _REMOVE_MEMBERS = delete(Membership).where(Membership.group_id == bindparam("group_id"),
                                            among(Membership.user_id))
 
@@ -52,9 +57,10 @@ def _live_users(session: Session, directory_id: str, ids: list[str]) -> None:
                            field="members")
 
 
-def touch(group: Group) -> None:
-    """The group changed: its version (the SCIM ETag, RFC 7644 §3.14) moves."""
-    group.version += 1
+def touch(session: Session, group: Group) -> None:
+    """The group changed: its version (the SCIM ETag, RFC 7644 §3.14) moves, once per
+    transaction however many steps change it."""
+    move_group(session, group)
     group.updated_at = utcnow()
 
 
@@ -121,12 +127,27 @@ def remove_members(session: Session, group: Group, user_ids: Iterable[str], acto
                    evaluation: Reevaluation | None = None) -> list[str]:
     """Remove the named members only (RFC 7644 §3.5.2.2); returns those that were members."""
     ids = unique_ids(user_ids)
-    removed = _members_among(session, group, ids)
+    present = (dict(fetch(core(session), _PRESENT_SHOWN, {"ids": ids, "group_id": group.id}))
+               if ids else {})
+    removed = [i for i in ids if i in present]
     if removed:
         with reevaluating(session, group, removed, actor, evaluation) as reevaluation:
             fetch(core(session), _REMOVE_MEMBERS, {"ids": removed, "group_id": group.id})
-            _membership_changed(session, group, removed, actor, "remove", reevaluation)
+            _membership_changed(session, group, removed, actor, "remove", reevaluation,
+                                shown=[i for i in removed if present[i]])
     return removed
+
+
+_MEMBERS_LIVE = (select(Membership.user_id, User.deleted_at.is_(None))
+                 .join(User, User.id == Membership.user_id)
+                 .where(Membership.group_id == bindparam("group_id")))
+
+
+def member_liveness(session: Session, group: Group) -> dict[str, bool]:
+    """Every member's user id, and whether it is shown (its user not deleted): a full
+    replace reads them once, for the difference and for its answer."""
+    return {uid: bool(live) for uid, live in fetch(core(session), _MEMBERS_LIVE,
+                                                  {"group_id": group.id})}
 
 
 def member_set(session: Session, group: Group) -> set[str]:
@@ -138,12 +159,23 @@ def member_set(session: Session, group: Group) -> set[str]:
 def remove_all_members(session: Session, group: Group, actor: Actor, *,
                        evaluation: Reevaluation | None = None) -> list[str]:
     """Empty the group (PATCH remove of ``members`` without a filter, RFC 7644 §3.5.2.2)."""
-    removed = list(member_set(session, group))
-    if removed:
-        with reevaluating(session, group, removed, actor, evaluation) as reevaluation:
-            session.execute(delete(Membership).where(Membership.group_id == group.id))
-            _membership_changed(session, group, removed, actor, "remove", reevaluation)
-    return removed
+    members = member_liveness(session, group)
+    if members:
+        with reevaluating(session, group, members, actor, evaluation) as reevaluation:
+            drop_members(session, group, members, actor, reevaluation)
+    return sorted(members)
+
+
+def drop_members(session: Session, group: Group, members: dict[str, bool], actor: Actor,
+                 evaluation: Reevaluation) -> None:
+    """Delete every membership row of ``group``, whose ``members`` (``member_liveness``)
+    the caller read and locked: one ``membership:remove`` naming them all and one
+    ``membership.removed`` naming the shown ones (an emptying PATCH, and a group's DELETE,
+    so that each member's history shows it left)."""
+    if members:
+        session.execute(delete(Membership).where(Membership.group_id == group.id))
+        _membership_changed(session, group, sorted(members), actor, "remove", evaluation,
+                            shown=sorted(uid for uid, live in members.items() if live))
 
 
 def replace_members(session: Session, group: Group, user_ids: Iterable[str], actor: Actor, *,
@@ -168,15 +200,22 @@ def replace_among(session: Session, group: Group, wanted: list[str], current: se
 
 
 def _membership_changed(session: Session, group: Group, user_ids: list[str], actor: Actor,
-                        op: str, evaluation: Reevaluation) -> None:
-    """One audit event and one outbox event per group and operation, listing the users."""
-    touch(group)
+                        op: str, evaluation: Reevaluation,
+                        shown: list[str] | None = None) -> None:
+    """One audit event and one outbox event per group and operation, listing the users.
+
+    ``shown``: those of ``user_ids`` the portal sees leave (all when None). A SCIM-deleted
+    user's membership is hidden, and its DELETE announced the removal already
+    (app/lifecycle/visibility.py): dropping the row later is audited, not announced again."""
+    touch(session, group)
     past = "added" if op == "add" else "removed"
     data = {"group_id": group.id, "user_ids": user_ids}
     record(session, organization_id=group.organization_id, action=f"membership:{op}",
            actor=actor, subject_type="group", subject_id=group.id, data=data)
-    emit(session, organization_id=group.organization_id, type=f"membership.{past}",
-         aggregate_id=group.id, payload=data)
+    announced = user_ids if shown is None else shown
+    if announced:
+        emit(session, organization_id=group.organization_id, type=f"membership.{past}",
+             aggregate_id=group.id, payload={"group_id": group.id, "user_ids": announced})
     evaluation.note(user_ids)
 
 

@@ -79,7 +79,7 @@ from sqlalchemy.orm.util import identity_key
 
 import app.audit.log  # noqa: F401  its before_commit listener first (the module docstring)
 from app.db import Reader, core, utcnow
-from app.models import GroupMemberVersion, Membership, User
+from app.models import Group, GroupMemberVersion, Membership, User
 from app.sql import among, fetch
 
 
@@ -217,12 +217,26 @@ def move_access_shown(session: Session, user_ids: Iterable[str]) -> None:
 _OWN_MOVED = "roster.own_versions_moved"
 
 
-def _own_moved(session: Session) -> dict[str, int]:
+# The same for groups: {group id: the version this transaction moved the group to}.
+_GROUP_MOVED = "roster.group_versions_moved"
+
+
+def _own_moved(session: Session, key: str = _OWN_MOVED) -> dict[str, int]:
     transaction = session.get_transaction()
-    held = session.info.get(_OWN_MOVED)
+    held = session.info.get(key)
     if held is None or held[0] is not transaction:
-        held = session.info[_OWN_MOVED] = (transaction, {})
+        held = session.info[key] = (transaction, {})
     return held[1]
+
+
+def move_group(session: Session, group: Group) -> None:
+    """Move the group's own ``version`` once per transaction, as ``move_own`` a user's: a
+    PUT removing one member and adding another, or a PATCH renaming the group and changing
+    its members, moved it once per step, skipping versions no client saw (RFC 7644 §3.14)."""
+    moved = _own_moved(session, _GROUP_MOVED)
+    if moved.get(group.id) != group.version:
+        group.version += 1
+        moved[group.id] = group.version
 
 
 def move_own(session: Session, user: User) -> None:

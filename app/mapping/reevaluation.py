@@ -80,10 +80,18 @@ class Reevaluation:
     policy: Policy | None  # None: evaluating these users can change nothing
     locked: frozenset[str]
     changed: set[str] = field(default_factory=set)
+    # Users to evaluate whose ``groups`` (as SCIM shows them) did not change: the members
+    # of a group whose externalId changed, which rules may match on.
+    rematched: set[str] = field(default_factory=set)
 
     def note(self, user_ids: Iterable[str]) -> None:
         """These users' memberships or groups changed: evaluate them in ``finish``."""
         self.changed.update(user_ids)
+
+    def note_rematch(self, user_ids: Iterable[str]) -> None:
+        """What rules see of these users' groups changed, not what SCIM shows: evaluate
+        them in ``finish`` (their version moves only if their grants change)."""
+        self.rematched.update(user_ids)
 
 
 def lock_users(session: Session, organization_id: str, user_ids: Iterable[str],
@@ -113,10 +121,11 @@ def finish(session: Session, evaluation: Reevaluation, actor: Actor,
     """Evaluate the changed users once, under the locks ``lock_users`` took; ``settled``:
     those whose version the write moved already (their ``groups_version``), so a change of
     their grants does not move it again (app/mapping/evaluation.py ``run``)."""
-    if evaluation.policy is None or not evaluation.changed:
+    ids = evaluation.changed | evaluation.rematched
+    if evaluation.policy is None or not ids:
         return Summary()
     # A changed user outside the locked set would be locked here, late; callers lock a
     # superset of what they change, so this only re-locks rows already held.
-    return evaluate_users(session, evaluation.organization_id, sorted(evaluation.changed),
+    return evaluate_users(session, evaluation.organization_id, sorted(ids),
                           evaluation.policy, actor, settled)
 

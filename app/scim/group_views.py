@@ -45,11 +45,12 @@ NO_MEMBERS = Projection(CORE_GROUP, GROUP_ALWAYS, frozenset(),
 
 
 def render_groups(session: Reader, groups: Sequence[Group | Row[Any]],
-                  projection: Projection, *,
-                  moved: dict[str, Moved] | None = None) -> list[dict[str, Any]]:
+                  projection: Projection, *, moved: dict[str, Moved] | None = None,
+                  known: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
     """Groups as resources; members in one batched query, none at all when excluded, and
     their versions' members' part in one more (by key: no member is read for it).
 
+    ``known``: the members of each group, when the caller has them (a PUT read them).
     ``moved``: that part, when the caller read it already. It is read before the members,
     so a member's delete committing between the two shows an older version with the newer
     members (a client refetches once), never the newer version with the older members.
@@ -57,8 +58,10 @@ def render_groups(session: Reader, groups: Sequence[Group | Row[Any]],
     ids = [g.id for g in groups]
     if moved is None:
         moved = member_versions(session, ids)
-    members = (group_service.member_ids_of(session, ids)
-               if groups and projection.wants(CORE_GROUP, "members") else {})
+    if not (groups and projection.wants(CORE_GROUP, "members")):
+        members: dict[str, list[str]] = {}
+    else:
+        members = known if known is not None else group_service.member_ids_of(session, ids)
     names = (display_names(session, (m for ids in members.values() for m in ids))
              if members and projection.requests(CORE_GROUP, "members", "display") else None)
     root = base_url()
@@ -69,10 +72,12 @@ def render_groups(session: Reader, groups: Sequence[Group | Row[Any]],
 
 
 def _one(session: Reader, group: Group | Row[Any], moved: Moved | None = None,
-         projection: Projection | None = None) -> dict[str, Any]:
+         projection: Projection | None = None,
+         members: list[str] | None = None) -> dict[str, Any]:
     return render_groups(session, [group],
                          projection or query_projection(CORE_GROUP, GROUP_ALWAYS),
-                         moved={group.id: moved} if moved is not None else None)[0]
+                         moved={group.id: moved} if moved is not None else None,
+                         known={group.id: members} if members is not None else None)[0]
 
 
 def _moved(session: Reader, group: Group | Row[Any]) -> Moved:
@@ -110,8 +115,9 @@ def replace_group(group_id: str) -> Response:
                                         for_update=True)
         moved = _moved(session, group)
         check_preconditions(version_of(group.version, moved))
-        group_service.update_group(session, group, data, actor_of(caller))
-        resource = _one(session, group, moved)
+        # The members as the PUT read and wrote them: never read a second time.
+        members = group_service.update_group(session, group, data, actor_of(caller))
+        resource = _one(session, group, moved, members=members)
     return resource_response(resource, version_of(group.version, moved))
 
 

@@ -378,3 +378,56 @@ def test_a_member_given_by_ref_alone_is_400_naming_the_ref(scim, db):
         assert "'$ref' alone is not read" in response.get_json()["detail"]
     assert rows(db, "SELECT count(*) FROM groups")[0][0] == 1
     assert _members(db, group["id"]) == set()
+
+
+def test_a_group_write_moves_the_groups_version_once(scim):
+    """A PUT removing one member and adding another, and a PATCH renaming the group and
+    changing its members in three operations, each move the group's version once (W/"1" to
+    W/"2"), as a user's (README, meta.version: a request moves each part at most once);
+    each step moved it, skipping versions no client ever saw."""
+    a, b = scim.create_user("a@acme.example")["id"], scim.create_user("b@acme.example")["id"]
+    group = scim.create_group("Old", [a])
+    assert group["meta"]["version"] == 'W/"1"'
+    response = scim.put(f"/Groups/{group['id']}", {"schemas": [CORE_GROUP],
+                                                   "displayName": "Older",
+                                                   "members": [{"value": b}]})
+    assert response.status_code == 200
+    assert response.headers["ETag"] == response.get_json()["meta"]["version"] == 'W/"2"'
+    response = _patch(scim, group["id"],
+                      {"op": "replace", "value": {"displayName": "New"}},
+                      {"op": "remove", "path": f'members[value eq "{b}"]'},
+                      {"op": "add", "path": "members", "value": [{"value": a}]})
+    assert response.status_code == 204
+    assert response.headers["ETag"] == 'W/"3"'
+    assert scim.get(f"/Groups/{group['id']}").get_json()["meta"]["version"] == 'W/"3"'
+
+
+def _reads_every_membership(statement: str) -> bool:
+    """A statement on memberships not keyed by the user ids it names: it reads (or writes)
+    every row of the group."""
+    return ("memberships" in statement and "INSERT INTO memberships" not in statement
+            and not re.search(r"memberships\.user_id (IN|= ANY)", statement))
+
+
+def test_a_put_changing_one_member_of_a_big_group_reads_its_members_once(scim, db):
+    """Okta's PUT with the full list, one member swapped: the members are read once (the
+    difference needs them), their removal and addition touch the two named rows, and the
+    answer is built from that one read (it read them all a second time to render them).
+    The answer lists the members in the order sent, a deleted member kept but not shown."""
+    users = [scim.create_user(f"u{i}@acme.example")["id"] for i in range(31)]
+    group = scim.create_group("Big", users[:30])
+    assert scim.delete(f"/Users/{users[5]}").status_code == 204
+    sent = list(reversed(users[1:]))
+    with _Statements(db.engine) as log:
+        response = scim.put(f"/Groups/{group['id']}", {
+            "schemas": [CORE_GROUP], "displayName": "Big",
+            "members": [{"value": u} for u in sent]})
+        assert response.status_code == 200
+    assert len([s for s in log.seen if _reads_every_membership(s)]) == 1, log.seen
+    shown = [m["value"] for m in response.get_json()["members"]]
+    assert shown == [u for u in sent if u != users[5]]
+    assert _members(db, group["id"]) == set(users[1:])
+    assert response.get_json() == scim.get(f"/Groups/{group['id']}").get_json() | {
+        "members": response.get_json()["members"]}
+    listed = scim.get(f"/Groups/{group['id']}").get_json()["members"]
+    assert sorted(m["value"] for m in listed) == sorted(shown)
