@@ -21,7 +21,7 @@ import app.api.views  # noqa: F401  (imports every route module, filling ROUTES)
 from app.api.frame import ROUTES
 from app.directory.oauth_clients import create_client
 from app.models import Directory
-from tests.api.conftest import make_key
+from tests.api.conftest import ORG_ROLES, make_key
 from tests.conftest import OPERATOR, Tenant
 from tests.sso.conftest import PORTAL_CLIENT, PORTAL_SECRET, keys, sso_app  # noqa: F401
 
@@ -73,6 +73,7 @@ ACCESS: dict[str, tuple[str, dict[str, bool]]] = {
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"
 GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
 PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+BULK = "urn:ietf:params:scim:api:messages:2.0:BulkRequest"
 BODIES = {"PUT": None, "PATCH": {"schemas": [PATCH], "Operations": [
     {"op": "replace", "value": {"active": False}}]}}
 
@@ -127,9 +128,10 @@ def creds(db, sso_app: Flask, tenant: Tenant, other_tenant: Tenant) -> dict:  # 
             "client_secret": secret}).get_json()["access_token"]
         out[f"{name}_client"] = _basic(client.client_id, secret)
         out[f"{name}_access"] = {"Authorization": f"Bearer {token}"}
-    out["operator"] = make_key(db, "operator").headers
-    out["admin"] = make_key(db, "admin", tenant.org).headers
-    out["other_admin"] = make_key(db, "admin", other_tenant.org).headers
+    out["operator key"] = make_key(db, "operator").headers
+    for role in ORG_ROLES:
+        out[f"{role} key"] = make_key(db, role, tenant.org).headers
+        out[f"other {role} key"] = make_key(db, role, other_tenant.org).headers
     return out
 
 
@@ -142,7 +144,7 @@ def _strangers(creds: dict) -> dict[str, dict[str, str]]:
     """Credentials no endpoint but its own kind's may accept, plus garbled ones."""
     return {"garbled bearer": {"Authorization": "Bearer rk_garbled"},
             "garbled basic": {"Authorization": "Basic Z2FyYmxlZA=="},
-            "operator key": creds["operator"], "admin key": creds["admin"],
+            **{name: headers for name, headers in creds.items() if name.endswith(" key")},
             "SCIM token": creds["tenant"].headers, "OAuth access token": creds["own_access"],
             "OAuth client": creds["own_client"],
             "portal client": _basic(PORTAL_CLIENT, PORTAL_SECRET)}
@@ -256,8 +258,8 @@ def test_api_route_refuses_every_credential_but_an_api_key(sso_app, creds, rule,
     web = sso_app.test_client()
     url = rule.replace("<org_id>", creds["tenant"].org.slug)
     for name, headers in _strangers(creds).items():
-        if name in ("operator key", "admin key"):
-            continue
+        if name.endswith(" key"):
+            continue  # every role's: tests/api/test_authorization.py
         response = _open(web, method, _url(url), headers)
         assert response.status_code == 401, (name, response.get_data(as_text=True))
         challenge = response.headers["WWW-Authenticate"]
@@ -274,20 +276,26 @@ OBJECT_RULES = [(kind, method) for kind in ("Users", "Groups")
                          ids=[f"{m} {k}" for k, m in OBJECT_RULES])
 def test_scim_object_of_another_directory_is_a_missing_one(sso_app, creds, kind,  # noqa: F811
                                                           method) -> None:
-    """Another directory's OAuth access token on a tenant's user or group: the 404 an id
-    that names nothing gets, word for word, and nothing changes."""
+    """Another directory's SCIM token or OAuth access token on a tenant's user or group,
+    alone or in a Bulk operation: the 404 an id that names nothing gets, word for word, and
+    nothing changes."""
     web, tenant = sso_app.test_client(), creds["tenant"]
     body = {"Users": {"schemas": [USER], "userName": "ann@acme.test"},
             "Groups": {"schemas": [GROUP], "displayName": "Acme buyers"}}[kind]
     created = web.post(f"/scim/v2/{kind}", headers=tenant.headers, json=body).get_json()
-    sent = BODIES.get(method, body) if method != "PUT" else body
-    answers = []
-    for target in (created["id"], "3f1e0c9a-0000-4000-8000-000000000000"):
-        response = web.open(f"/scim/v2/{kind}/{target}", method=method,
-                            headers=creds["other_access"],
-                            **({} if method in ("GET", "DELETE") else {"json": sent}))
-        assert response.status_code == 404, response.get_data(as_text=True)
-        answers.append(json.loads(response.get_data(as_text=True).replace(target, "<id>")))
-    assert answers[0] == answers[1]
+    sent = body if method == "PUT" else BODIES.get(method)
+    for headers in (creds["other"].headers, creds["other_access"]):
+        answers = []
+        for target in (created["id"], "3f1e0c9a-0000-4000-8000-000000000000"):
+            response = web.open(f"/scim/v2/{kind}/{target}", method=method, headers=headers,
+                                **({} if sent is None else {"json": sent}))
+            assert response.status_code == 404, response.get_data(as_text=True)
+            bulk = web.post("/scim/v2/Bulk", headers=headers, json={"schemas": [BULK],
+                            "Operations": [{"method": method, "path": f"/{kind}/{target}",
+                                            **({} if sent is None else {"data": sent})}]})
+            assert bulk.status_code == 200, bulk.get_data(as_text=True)
+            answers.append([json.loads(r.get_data(as_text=True).replace(target, "<id>"))
+                            for r in (response, bulk)])
+        assert answers[0] == answers[1]
     again = web.get(f"/scim/v2/{kind}/{created['id']}", headers=tenant.headers).get_json()
     assert again == created
