@@ -12,12 +12,14 @@ here they are checked against the credentials that are not API keys.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 
 import pytest
 from flask import Flask
 
 import app.api.views  # noqa: F401  (imports every route module, filling ROUTES)
+from app import create_app
 from app.api.frame import ROUTES
 from app.directory.oauth_clients import create_client
 from app.models import Directory
@@ -112,6 +114,7 @@ def test_every_route_has_an_access_entry(sso_app: Flask, rules) -> None:  # noqa
     assert missing == [], f"say which credential these take in ACCESS: {missing}"
     listed = {(e, m) for e, (_, methods) in ACCESS.items() for m in methods}
     assert listed - served == set()
+    assert rules == _served_rules(_probe_app())  # the parametrized cases are these
 
 
 @pytest.fixture
@@ -181,9 +184,10 @@ def _cases(kinds: set[str]) -> list[tuple[str, str, str]]:
             and ACCESS[e][0] in kinds]
 
 
+@functools.cache
 def _probe_app() -> Flask:
-    """The URL map is the same for every configuration (views are always registered)."""
-    from app import create_app
+    """An app for the URL map at collection time (views are registered whatever the
+    configuration: tested against the configured app's)."""
     return create_app({"database": {"url": "sqlite://"}, "logging": {"level": "WARNING"}})
 
 
