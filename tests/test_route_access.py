@@ -139,6 +139,7 @@ def creds(db, sso_app: Flask, tenant: Tenant, other_tenant: Tenant) -> dict:  # 
 
 
 def _basic(client_id: str, secret: str) -> dict[str, str]:
+    """HTTP Basic client authentication (RFC 6749 §2.3.1)."""
     raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
     return {"Authorization": f"Basic {raw}"}
 
@@ -154,6 +155,7 @@ def _strangers(creds: dict) -> dict[str, dict[str, str]]:
 
 
 def _url(rule: str) -> str:
+    """A URL of ``rule``, each parameter filled with a value that names nothing."""
     return rule.replace("<path:filename>", "roster.css").replace("<path:urn>", USER) \
         .replace("<path:path>", "nothing").replace("<path:rest>", "x") \
         .replace("<name>", "User").replace("<connection_id>", "no-such-connection") \
@@ -161,6 +163,7 @@ def _url(rule: str) -> str:
 
 
 def _open(web, method: str, url: str, headers: dict[str, str], form: bool = False):
+    """One request, its body read (streams included) and closed."""
     kwargs = {} if method in ("GET", "DELETE") else (
         {"data": FORMS.get(url, {})} if form else {"json": {}})
     response = web.open(url, method=method, headers=headers, **kwargs)
@@ -180,6 +183,7 @@ def _assert_no_tenant_data(response, creds: dict, url: str = "") -> None:
 
 
 def _cases(kinds: set[str]) -> list[tuple[str, str, str]]:
+    """(endpoint, rule, method) of the routes taking one of ``kinds``."""
     return [(e, r, m) for e, r, m in _served_rules(_probe_app()) if e in ACCESS
             and ACCESS[e][0] in kinds]
 
@@ -244,6 +248,7 @@ def test_route_refuses_every_credential_but_its_own(sso_app, creds, endpoint, ru
 
 
 def _assert_challenge(response, realm: str, *, error: bool) -> None:
+    """A 401 with RFC 6750's challenge of ``realm``; ``error``: naming invalid_token."""
     assert response.status_code == 401, response.get_data(as_text=True)
     challenge = response.headers["WWW-Authenticate"]
     assert challenge.startswith(f'Bearer realm="{realm}"'), challenge
