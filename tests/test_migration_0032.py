@@ -188,6 +188,26 @@ def test_0032_downgrade_stops_on_names_only_the_old_fold_joins(fresh_url):
     assert _revision(fresh_url) == "0031"
 
 
+def test_db_downgrade_names_what_stops_0032s_downgrade_in_lines(fresh_url):
+    """`roster db downgrade 0031` stopped by two such names says so, exit 1, without the
+    traceback it printed (it caught database errors only)."""
+    from click.testing import CliRunner
+
+    from app.cli import cli
+    from app.cli.commands import register
+
+    register()
+    tenant = _tenant_at_0031(fresh_url)
+    upgrade(fresh_url)
+    _insert_users(fresh_url, tenant, [(DOTTED[0], False), (DOTTED[1], False)])
+    result = CliRunner().invoke(cli, ["db", "downgrade", "0031"],
+                                env={"ROSTER_DATABASE__URL": fresh_url})
+    assert result.exit_code == 1, result.output
+    assert "rename or delete one of each in the IdP" in result.output
+    assert "Traceback" not in result.output
+    assert _revision(fresh_url) == "0032"
+
+
 def test_0032_downgrade_stops_on_unit_paths_only_the_old_fold_joins(fresh_url):
     """Units too: two paths the old fold joins stop the downgrade, both named."""
     tenant = _tenant_at_0031(fresh_url)
