@@ -18,13 +18,16 @@ stop the upgrade as in 0011 (two live users or groups, named; a deleted user giv
 up) and 0022 (units), and nothing changes.
 
 On PostgreSQL the upgrade first checks that ``normalize()`` can run (PostgreSQL 13 or later,
-a ``UTF8`` database) and stops with what to do otherwise. It takes a SHARE lock on users,
-groups and units before looking for clashes (writes wait until it commits, so none can add a
-clash behind the check; reads go on), builds each new index beside the old one, and swaps
-them at the end: the ACCESS EXCLUSIVE lock of ``DROP INDEX`` is held for the swap only, not
-for the builds (before, every read of ``users`` waited for all of them). Clashes are found
-by the database with the index's own expression, so the check refuses exactly what the
-index would (in the database's ``lower()``), without reading every user into Python.
+a ``UTF8`` database) and stops with what to do otherwise. It then locks users, groups and
+units (ACCESS EXCLUSIVE) before it looks for clashes, so no name slips in between the check
+and the index builds (an old node's write there made the build fail), and it holds no weaker
+lock on them that a request could queue behind and then deadlock with: building the new
+indexes beside the old ones under a SHARE lock, for reads meanwhile, deadlocked at the swap
+with any request that had read users and waited to write, and the deadlock detector aborted
+the migration. Requests on those tables wait for the whole upgrade (README: a maintenance
+window on a large database). Clashes are found by the database with the index's own
+expression, so the check refuses exactly what the index would (in the database's
+``lower()``), without reading every user into Python.
 
 The new fold is not coarser than the old one everywhere: ``İ`` written as ``I`` plus a
 combining dot above is ``i`` to it (NFC makes it ``İ``, whose simple lower case is ``i``),
@@ -74,20 +77,21 @@ _OLD = {"sqlite": "roster_lower({})", "postgresql": "lower({})"}
 def upgrade() -> None:
     """Stop on names the NFC fold joins; else rebuild the fold's indexes with it."""
     bind = op.get_bind()
-    _prepare(bind)
+    _prepare(bind, check=True)
     expression = _NEW[bind.dialect.name]
     _stop_on_units(bind, expression, fold_text, "these unit paths differ only in Unicode "
                    "normalization (NFC against NFD), which the mapping now treats as one "
                    "unit", "roster db upgrade")
     free_folded_names(bind, "Unicode normalization (NFC against NFD: 'é' as one letter "
                             "and as 'e' plus a combining accent)", expression=expression)
-    _create_on(bind, expression, lambda: _refold_primary_emails(bind, fold_text))
+    _create_on(expression)
+    _refold_primary_emails(bind, fold_text)
 
 
 def downgrade() -> None:
     """Back to the fold without normalization, once no two names it joins are left."""
     bind = op.get_bind()
-    _prepare(bind)
+    _prepare(bind, check=False)  # lower() needs neither (a LATIN1 database goes back)
     expression = _OLD[bind.dialect.name]
     old_fold = ("what the fold before 0032 (lower case without Unicode normalization) "
                 "ignores, such as 'I' and 'i' each followed by a combining dot above, which "
@@ -96,15 +100,26 @@ def downgrade() -> None:
                    f"{old_fold}", "roster db downgrade 0031")
     free_folded_names(bind, old_fold, simple_lower, expression=expression,
                       command="roster db downgrade 0031")
-    _create_on(bind, expression, lambda: _refold_primary_emails(bind, str.lower))
+    _refold_primary_emails(bind, str.lower)
+    _create_on(expression)
 
 
-def _prepare(bind: sa.Connection) -> None:
-    """SQLite: the folds on the migrations' connection. PostgreSQL: check that normalize()
-    runs here, then hold the writes of the three tables until the migration commits."""
+def _prepare(bind: sa.Connection, *, check: bool) -> None:
+    """SQLite: the folds on the migrations' connection (its write lock is held already).
+    PostgreSQL: with ``check``, that normalize() runs here; then lock the three tables until the
+    migration commits."""
     if bind.dialect.name == "sqlite":
         register_fold(bind.connection.dbapi_connection)
         return
+    if check:
+        _require_normalize(bind)
+    # All at once, first: what DROP INDEX takes anyway. Bounded by the migrations'
+    # lock_timeout (a session idle in a transaction: the upgrade stops, changing nothing).
+    bind.execute(sa.text("LOCK TABLE users, groups, units IN ACCESS EXCLUSIVE MODE"))
+
+
+def _require_normalize(bind: sa.Connection) -> None:
+    """MigrationBlocked unless PostgreSQL's normalize() runs here: 13 or later, UTF8."""
     version = int(bind.execute(sa.text("SHOW server_version_num")).scalar_one())
     if version < 130000:
         shown = bind.execute(sa.text("SHOW server_version")).scalar_one()
@@ -119,33 +134,15 @@ def _prepare(bind: sa.Connection) -> None:
             f"refuses any other); this one is {encoding}: dump it and restore it into a "
             "database created with `createdb -E UTF8 --locale=C.UTF-8 -T template0` (README, "
             "Databases), then run `roster db upgrade` again; nothing changed")
-    # SHARE: writes wait (no name can slip in between the check and the index builds,
-    # which take the same lock), reads go on. Bounded by the migrations' lock_timeout.
-    bind.execute(sa.text("LOCK TABLE users, groups, units IN SHARE MODE"))
 
 
-def _create_on(bind: sa.Connection, expression: str, meanwhile: Callable[[], None]) -> None:
-    """Rebuild the four indexes on ``expression``, running ``meanwhile`` before the swap.
-
-    PostgreSQL: each new index is built beside the old one under a temporary name, and the
-    old ones are dropped, the new renamed, at the end: DROP INDEX takes ACCESS EXCLUSIVE
-    until the commit, so doing it first held every read of the table for all the builds.
-    SQLite writes nothing but through this transaction anyway (and cannot rename an index).
-    """
-    postgresql = bind.dialect.name == "postgresql"
+def _create_on(expression: str) -> None:
     for index, table, leading, column, where in _INDEXES:
-        if not postgresql:
-            op.drop_index(index, table_name=table)
+        op.drop_index(index, table_name=table)
         condition = {} if where is None else {"sqlite_where": sa.text(where),
                                               "postgresql_where": sa.text(where)}
-        op.create_index(f"{index}_new" if postgresql else index, table,
-                        [leading, sa.text(expression.format(column))],
+        op.create_index(index, table, [leading, sa.text(expression.format(column))],
                         unique=index.startswith("uq_"), **condition)
-    meanwhile()
-    if postgresql:
-        for index, table, *_rest in _INDEXES:
-            op.drop_index(index, table_name=table)
-            op.execute(f"ALTER INDEX {index}_new RENAME TO {index}")
 
 
 def _refold_primary_emails(bind: sa.Connection, folded: Callable[[str], str]) -> None:
