@@ -20,7 +20,7 @@ up) and 0022 (units), and nothing changes.
 On PostgreSQL the upgrade first checks that ``normalize()`` can run (PostgreSQL 13 or later,
 a ``UTF8`` database) and stops with what to do otherwise. It then locks users, groups and
 units (ACCESS EXCLUSIVE) before it looks for clashes, so no name slips in between the check
-and the index builds (an old node's write there made the build fail), and it holds no weaker
+and the index builds (an old node's write there could fail the build), and it holds no weaker
 lock on them that a request could queue behind and then deadlock with: building the new
 indexes beside the old ones under a SHARE lock, for reads meanwhile, deadlocked at the swap
 with any request that had read users and waited to write, and the deadlock detector aborted
