@@ -76,6 +76,9 @@ def test_0032_stops_on_two_live_users_only_normalization_told_apart(fresh_url):
         upgrade(fresh_url)
     assert repr(NFC) in str(stopped.value)
     assert repr(NFD) in str(stopped.value)
+    # The two look alike on a terminal: their code points are spelled out too.
+    assert r"['Jos\xe9@acme.example']" in str(stopped.value)
+    assert r"['Jose\u0301@acme.example']" in str(stopped.value)
     assert _revision(fresh_url) == "0031"
 
 
@@ -151,3 +154,101 @@ def test_0032_folds_stored_primary_emails_as_names_and_its_downgrade_lowers_them
                 user: NFD.lower(), ascii_user: "ada@acme.example"}
     finally:
         engine.dispose()
+
+
+# 'İ' written as 'I' plus a combining dot above is 'İ' in NFC, which folds to 'i'; 'i' plus a
+# combining dot stays so. The fold before 0032 (lower case, no normalization) joins the two.
+DOTTED = ("I\u0307pek@acme.example", "i\u0307pek@acme.example")
+
+
+def test_0032_downgrade_stops_on_names_only_the_old_fold_joins(fresh_url):
+    """Two live users the NFC fold keeps apart but the old fold joins: the downgrade stops
+    naming both (not an IntegrityError half-way through its index builds), at 0032; with
+    one of them deleted it goes through, the deleted one giving its name up."""
+    tenant = _tenant_at_0031(fresh_url)
+    upgrade(fresh_url)
+    first, second = _insert_users(fresh_url, tenant, [(DOTTED[0], False), (DOTTED[1], False)])
+    with pytest.raises(MigrationBlocked) as stopped:
+        downgrade(fresh_url, "0031")
+    assert "roster db downgrade 0031" in str(stopped.value)
+    assert first in str(stopped.value)
+    assert second in str(stopped.value)
+    assert _revision(fresh_url) == "0032"
+    engine = sa.create_engine(fresh_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE users SET deleted_at = CURRENT_TIMESTAMP "
+                                 "WHERE id = :i"), {"i": second})
+        downgrade(fresh_url, "0031")
+        with engine.connect() as conn:
+            names = dict(conn.execute(sa.text("SELECT id, user_name FROM users")).all())
+        assert names == {first: DOTTED[0], second: f"{second}.deleted"}
+    finally:
+        engine.dispose()
+    assert _revision(fresh_url) == "0031"
+
+
+def test_db_downgrade_names_what_stops_0032s_downgrade_in_lines(fresh_url):
+    """`roster db downgrade 0031` stopped by two such names says so, exit 1, without the
+    traceback it printed (it caught database errors only)."""
+    from click.testing import CliRunner
+
+    from app.cli import cli
+    from app.cli.commands import register
+
+    register()
+    tenant = _tenant_at_0031(fresh_url)
+    upgrade(fresh_url)
+    _insert_users(fresh_url, tenant, [(DOTTED[0], False), (DOTTED[1], False)])
+    result = CliRunner().invoke(cli, ["db", "downgrade", "0031"],
+                                env={"ROSTER_DATABASE__URL": fresh_url})
+    assert result.exit_code == 1, result.output
+    assert "rename or delete one of each in the IdP" in result.output
+    assert "Traceback" not in result.output
+    assert _revision(fresh_url) == "0032"
+
+
+def test_0032_downgrade_stops_on_unit_paths_only_the_old_fold_joins(fresh_url):
+    """Units too: two paths the old fold joins stop the downgrade, both named."""
+    tenant = _tenant_at_0031(fresh_url)
+    upgrade(fresh_url)
+    db = Database(fresh_url)  # on SQLite, a connection with roster_fold()
+    try:
+        with db.engine.begin() as conn:
+            for path in DOTTED:
+                conn.execute(sa.text(
+                    "INSERT INTO units (id, organization_id, kind, name, path, created_at) "
+                    "VALUES (:i, :o, 'department', :p, :p, CURRENT_TIMESTAMP)"),
+                    {"i": str(uuid.uuid4()), "o": tenant.org.id, "p": path})
+    finally:
+        db.dispose()
+    with pytest.raises(MigrationBlocked, match="unit paths") as stopped:
+        downgrade(fresh_url, "0031")
+    assert repr(DOTTED[0]) in str(stopped.value)
+    assert repr(DOTTED[1]) in str(stopped.value)
+    assert _revision(fresh_url) == "0032"
+
+
+def test_0032_stops_on_a_postgresql_database_not_in_utf8(fresh_url):
+    """normalize() runs in a UTF8 database only: on a LATIN1 one the upgrade stops with
+    what to do, at 0031. Before, with no users yet it went through (an index build on an
+    empty table calls nothing) and every later lookup failed; with users it failed in its
+    first index build with a bare database error. (SQL_ASCII psycopg does not even connect
+    to: Roster never ran there.)"""
+    url = sa.engine.make_url(fresh_url)
+    if url.get_backend_name() != "postgresql":
+        pytest.skip("PostgreSQL's server encoding")
+    admin = sa.create_engine(fresh_url, isolation_level="AUTOCOMMIT")
+    name = f"{url.database}_ascii"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}" ENCODING \'LATIN1\' '
+                                 "LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"))
+    finally:
+        admin.dispose()
+    ascii_url = url.set(database=name).render_as_string(False)
+    upgrade(ascii_url, "0031")
+    with pytest.raises(MigrationBlocked, match=r"UTF8 encoding.*LATIN1.*createdb -E UTF8"):
+        upgrade(ascii_url)
+    assert _revision(ascii_url) == "0031"

@@ -70,6 +70,8 @@ def downgrade(ctx: CliContext, revision: str) -> None:
     """Migrate the database down to REVISION ("base" empties it)."""
     try:
         migrate.downgrade(ctx.settings["database"]["url"], revision)
+    except MigrationBlocked as exc:  # names 0032's downgrade would join; rolled back
+        raise click.ClickException(str(exc)) from None
     except (CommandError, SQLAlchemyError) as exc:
         raise click.ClickException(_failed(ctx, exc)) from None
     click.echo(f"database at {migrate.current_revision(ctx.db.engine) or 'base'}")
