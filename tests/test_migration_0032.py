@@ -13,8 +13,9 @@ import sqlalchemy as sa
 
 from app.db import Database
 from app.errors import MigrationBlocked
-from app.migrate import current_revision, downgrade, upgrade
+from app.migrate import downgrade, upgrade
 from tests.conftest import make_tenant
+from tests.test_migration_runs import _revision
 
 NFC = "José@acme.example"
 NFD = unicodedata.normalize("NFD", NFC)
@@ -58,14 +59,6 @@ def _insert_users(url: str, tenant, users: list[tuple[str, bool]]) -> list[str]:
 def _fold_without_nfc(value: object) -> object:
     """roster_lower() before 0032 (the names here have no 'İ')."""
     return value.lower() if isinstance(value, str) else value
-
-
-def _revision(url: str) -> str | None:
-    engine = sa.create_engine(url)
-    try:
-        return current_revision(engine)
-    finally:
-        engine.dispose()
 
 
 def test_0032_stops_on_two_live_users_only_normalization_told_apart(fresh_url):
