@@ -54,7 +54,8 @@ def oidc(ctx: CliContext, connection_id: str, discovery_url: str | None,
     if check and target:
         # Read the IdP before the write transaction: no write lock waits on the network.
         try:
-            issuer = ProviderCache().provider(check_url(target, "discovery_url")).issuer
+            cache = ProviderCache(private_ok=ctx.settings["sso"]["idp_private_addresses"])
+            issuer = cache.provider(check_url(target, "discovery_url")).issuer
         except LoginFailed as exc:
             raise InvalidInput(f"IdP not usable ({exc.reason}): {exc.detail}") from None
     with ctx.transaction() as session:

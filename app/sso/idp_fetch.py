@@ -1,0 +1,45 @@
+"""What a failed fetch from a customer's IdP tells its caller (OWASP SSRF prevention).
+
+The URLs Roster fetches from (SAML metadata, OIDC discovery, JWKS, token endpoint) come
+from a customer admin. With ``sso.idp_private_addresses`` off, every such fetch runs under
+:func:`app.public_address.public_only`: a host resolving to an address that is not public
+is refused with :data:`NOT_PUBLIC`, and a connection that fails is reported without the
+operating system's words ("Connection refused", "Name or service not known", the address
+tried), which let an admin map what lies behind Roster. The full error goes to the server
+log (URL credentials masked, app/url_masks.py); an HTTP status from a public host is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.error
+
+import requests
+
+from app.events.endpoints import endpoint_key, scrub
+from app.public_address import AddressNotPublic
+
+log = logging.getLogger("roster.sso")
+
+NOT_PUBLIC = "the IdP address is not public (sso.idp_private_addresses is off)"
+NO_CONNECTION = "could not fetch it (no connection could be made; the server log has more)"
+
+
+def not_public(url: str, exc: AddressNotPublic) -> str:
+    """Log the refusal with the address (for the operator) and say :data:`NOT_PUBLIC`."""
+    log.warning("refused an IdP fetch from %s: %s resolves to %s, not a public address "
+                "(sso.idp_private_addresses is off)", endpoint_key(url),
+                endpoint_key(f"https://{exc.host}/").removeprefix("https://").rstrip("/"),
+                exc.address)
+    return NOT_PUBLIC
+
+
+def failure(url: str, exc: BaseException, *, private_ok: bool) -> str:
+    """Why a fetch from ``url`` failed, as its caller may see it: the error itself (URL
+    credentials masked) with private addresses allowed, or an HTTP status; otherwise
+    :data:`NO_CONNECTION`, the error itself logged."""
+    shown = scrub(str(exc), url)
+    if private_ok or isinstance(exc, requests.HTTPError | urllib.error.HTTPError):
+        return shown
+    log.warning("IdP fetch from %s failed: %s", endpoint_key(url), shown[:500])
+    return NO_CONNECTION
