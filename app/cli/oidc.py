@@ -10,6 +10,7 @@ from app.cli.base import CliContext, command_errors, pass_ctx, say
 from app.cli.connection import connection
 from app.errors import InvalidInput
 from app.sso.connections import get_connection
+from app.sso.idp_fetch import check_public
 from app.sso.oidc_config import (
     algorithms_of,
     check_url,
@@ -51,6 +52,9 @@ def oidc(ctx: CliContext, connection_id: str, discovery_url: str | None,
         with ctx.transaction() as session:
             target = get_connection(session, connection_id).oidc_discovery_url
     issuer = None
+    if discovery_url:
+        check_public(check_url(discovery_url, "discovery_url"), "discovery_url",
+                     private_ok=ctx.settings["sso"]["idp_private_addresses"])
     if check and target:
         # Read the IdP before the write transaction: no write lock waits on the network.
         try:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import urllib.error
+from urllib.parse import urlsplit
 
 import requests
 
+from app.errors import InvalidInput
 from app.events.endpoints import endpoint_key, scrub
-from app.public_address import AddressNotPublic
+from app.public_address import AddressNotPublic, check_host, public_only
 
 log = logging.getLogger("roster.sso")
 
@@ -43,3 +45,24 @@ def failure(url: str, exc: BaseException, *, private_ok: bool) -> str:
         return shown
     log.warning("IdP fetch from %s failed: %s", endpoint_key(url), shown[:500])
     return NO_CONNECTION
+
+
+def check_public(url: str, field: str, *, private_ok: bool) -> None:
+    """Refuse an IdP URL whose host resolves, now, to an address that is not public (a
+    400 naming ``field``), when ``private_ok`` is false: said when the URL is given, even
+    if it is not read yet (``check_discovery: false``). The fetches check again, on the
+    address they connect to; a host that does not resolve yet is left to them."""
+    if private_ok:
+        return
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return  # not a URL: the field's own checks say so
+    if not host:
+        return
+    try:
+        with public_only():
+            check_host(host, port or (443 if parts.scheme == "https" else 80))
+    except AddressNotPublic as exc:
+        raise InvalidInput(f"{field}: {not_public(url, exc)}", field=field) from None

@@ -6,6 +6,8 @@ and never make a 500."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from click.testing import CliRunner
 
@@ -97,18 +99,24 @@ def test_a_metadata_url_that_is_not_public_is_refused_at_create_and_update(
 def test_a_discovery_url_that_is_not_public_is_refused_at_create_and_update(
         db, tenant, strict, admin, hostile, host):
     """OIDC ``discovery_url`` on create and on PATCH (check_discovery): 400 naming the
-    field, the IdP never asked, nothing stored."""
+    field, the IdP never asked, nothing stored; also with ``check_discovery: false``
+    (the URL is not read, but its host is looked at)."""
     asked: list[str] = []
     hostile.on_request = asked.append
     target = (f"https://{host.format(port=hostile.port)}/.well-known/openid-configuration")
-    _refused(strict.post(_base(tenant), headers=admin.headers, json={
-        "name": "ssrf", "protocol": "oidc", "discovery_url": target}), "discovery_url")
+    for check in (True, False):  # refused even when it is not read at once
+        _refused(strict.post(_base(tenant), headers=admin.headers, json={
+            "name": "ssrf", "protocol": "oidc", "discovery_url": target,
+            "check_discovery": check}), "discovery_url")
     assert rows(db, "SELECT count(*) AS n FROM sso_connections")[0].n == 0
     made = strict.post(_base(tenant), headers=admin.headers, json={
         "name": "later", "protocol": "oidc"})
     assert made.status_code == 201, made.text
-    _refused(strict.patch(f"{_base(tenant)}/{made.get_json()['id']}", headers=admin.headers,
-                          json={"discovery_url": target}), "discovery_url")
+    for check in (True, False):
+        _refused(strict.patch(f"{_base(tenant)}/{made.get_json()['id']}",
+                              headers=admin.headers,
+                              json={"discovery_url": target, "check_discovery": check}),
+                 "discovery_url")
     assert rows(db, "SELECT oidc_discovery_url FROM sso_connections")[0].oidc_discovery_url \
         is None
     assert asked == []
@@ -142,7 +150,6 @@ def test_a_stored_metadata_url_is_refused_at_refresh(db, tenant, keys, strict, a
         cid = conn.id
     resp = strict.post(f"{_base(tenant)}/{cid}/metadata/refresh", headers=admin.headers)
     assert NOT_PUBLIC in assert_problem(resp, 400, "validation")["detail"]
-    from datetime import timedelta
     outcomes = list(refresh_due(db, timedelta(hours=1), OPERATOR, private_ok=False))
     assert [(c, NOT_PUBLIC in o.detail) for c, o in outcomes] == [(cid, True)]
     assert gets == []
@@ -168,6 +175,28 @@ def test_the_cli_is_held_to_the_setting_too(database_url, db, tenant, keys,
     assert "Traceback" not in result.output
     assert gets == []
     assert rows(db, "SELECT metadata_url FROM sso_connections")[0].metadata_url is None
+
+
+@pytest.mark.parametrize("check", ["--check", "--no-check"])
+def test_the_cli_refuses_a_discovery_url_that_is_not_public(database_url, db, tenant, hostile,
+                                                             check):
+    """`roster connection oidc --discovery-url` with the setting off: one line naming the
+    field, exit 1, the IdP never asked and nothing stored, whether it is read or not."""
+    asked: list[str] = []
+    hostile.on_request = asked.append
+    with db.transaction() as s:
+        cid = create_connection(s, s.get(Organization, tenant.org.id), "cli-oidc", "oidc",
+                                OPERATOR).id
+    env = {"ROSTER_DATABASE__URL": database_url, "ROSTER_SSO__IDP_PRIVATE_ADDRESSES": "false",
+           "ROSTER_APP__SECRET_KEY": "t" * 40}
+    result = CliRunner().invoke(cli, ["connection", "oidc", cid, "--discovery-url",
+                                      hostile.discovery_url, check], env=env)
+    assert result.exit_code == 1, result.output
+    assert f"discovery_url: {NOT_PUBLIC}" in result.output
+    assert "Traceback" not in result.output
+    assert asked == []
+    assert rows(db, "SELECT oidc_discovery_url FROM sso_connections")[0].oidc_discovery_url \
+        is None
 
 
 def test_a_login_whose_discovery_is_not_public_is_refused_with_a_trace(db, tenant, hostile,

@@ -43,6 +43,7 @@ from app.sso.connections import (
     update_connection,
     verify_domain,
 )
+from app.sso.idp_fetch import check_public
 from app.sso.oidc_config import check_url, configure_oidc
 from app.sso.oidc_rp import ProviderCache
 from app.sso.outcome import LoginFailed
@@ -107,6 +108,9 @@ def _fetch(protocol: str, body: dict[str, Any]) -> _Fetched:
             raise InvalidInput("metadata_url must be https", field="metadata_url")
         with _naming("metadata_url"):
             xml = fetch_metadata(body["metadata_url"], private_ok=_private_ok())
+    if protocol == "oidc" and "discovery_url" in body:
+        check_public(check_url(body["discovery_url"], "discovery_url"), "discovery_url",
+                     private_ok=_private_ok())
     if protocol == "oidc" and body["check_discovery"] and "discovery_url" in body:
         url = check_url(body["discovery_url"], "discovery_url")
         try:
