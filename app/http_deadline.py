@@ -27,6 +27,9 @@ from typing import Any
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+from app.public_address import active, check_host, connect
 
 # The sockets the current thread's exchange opened, for its deadline to shut down.
 _opened = threading.local()
@@ -51,16 +54,29 @@ def _created(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
     return sock
 
 
+def _guarded(conn: http.client.HTTPConnection) -> Any:
+    """``conn``'s way to connect: :func:`_created`, to a checked public address under
+    ``public_only`` (through a proxy: to the proxy, its tunnel's target checked by name)."""
+    def create(address: Any, *args: Any, **kwargs: Any) -> socket.socket:
+        tunnel = getattr(conn, "_tunnel_host", None)
+        if not active() or tunnel:
+            if tunnel:
+                check_host(tunnel, getattr(conn, "_tunnel_port", None) or 443)
+            return _created(address, *args, **kwargs)
+        return connect(address, lambda checked: _created(checked, *args, **kwargs))
+    return create
+
+
 class _HTTPConnection(http.client.HTTPConnection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._create_connection = _created
+        self._create_connection = _guarded(self)
 
 
 class _HTTPSConnection(http.client.HTTPSConnection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._create_connection = _created
+        self._create_connection = _guarded(self)
 
     def connect(self) -> None:
         """Connect, then put the TLS socket under the deadline too: wrapping detaches the
@@ -92,6 +108,29 @@ def cuttable_opener(*handlers: urllib.request.BaseHandler,
                                        *handlers)
 
 
+def _urllib3_socket(conn: urllib3.connection.HTTPConnection) -> socket.socket:
+    """A socket for ``conn`` under ``public_only``: to a checked public address, with
+    urllib3's own errors for what fails (as its ``_new_conn``)."""
+    if conn._tunnel_host:  # a proxy: the operator's; the tunnel's target checked by name
+        check_host(conn._tunnel_host, conn._tunnel_port or 443)
+        return urllib3.connection.HTTPConnection._new_conn(conn)
+
+    def create(address: tuple[str, int]) -> socket.socket:
+        return urllib3.util.connection.create_connection(
+            address, conn.timeout, source_address=conn.source_address,
+            socket_options=conn.socket_options)
+    try:
+        return connect((conn._dns_host, conn.port), create)
+    except socket.gaierror as exc:
+        raise NameResolutionError(conn.host, conn, exc) from exc
+    except TimeoutError as exc:
+        raise ConnectTimeoutError(conn, f"Connection to {conn.host} timed out. "
+                                  f"(connect timeout={conn.timeout})") from exc
+    except OSError as exc:
+        raise NewConnectionError(conn, f"Failed to establish a new connection: {exc}") \
+            from exc
+
+
 class _Urllib3Connection(urllib3.connection.HTTPConnection):
     def connect(self) -> None:
         """Connect (through a proxy, if any), the socket under this thread's deadline."""
@@ -99,7 +138,7 @@ class _Urllib3Connection(urllib3.connection.HTTPConnection):
         _remember(self.sock)
 
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
+        sock = _urllib3_socket(self) if active() else super()._new_conn()
         _remember(sock)  # a proxy's CONNECT is under the deadline too
         return sock
 
@@ -112,7 +151,7 @@ class _Urllib3TLSConnection(urllib3.connection.HTTPSConnection):
         _remember(self.sock)
 
     def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
+        sock = _urllib3_socket(self) if active() else super()._new_conn()
         _remember(sock)
         return sock
 

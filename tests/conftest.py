@@ -38,6 +38,10 @@ from app.settings import ROOT
 for _name in list(os.environ):
     if _name.startswith("ROSTER_") and not _name.startswith("ROSTER_TEST_"):
         del os.environ[_name]
+# The suite's IdPs (SimpleSAMLphp, canaille, the hostile IdP) run on 127.0.0.1, which
+# sso.idp_private_addresses refuses by default: every app and CLI run of the suite allows
+# it; tests/sso/test_idp_private_addresses.py turns it off again through overrides.
+os.environ["ROSTER_SSO__IDP_PRIVATE_ADDRESSES"] = "true"
 
 OPERATOR = Actor(type="operator", id="tests")
 CATALOG = load_catalog(ROOT / "config" / "roles.toml")

@@ -174,7 +174,8 @@ def import_(ctx: CliContext, connection_id: str, file_: Path | None, url: str | 
     """Import the IdP's entity id, SSO URL and signing certificates."""
     if bool(file_) == bool(url):
         raise click.UsageError("give exactly one of --file or --url")
-    xml = metadata_text(file_.read_bytes()) if file_ else fetch_metadata(url or "")
+    xml = metadata_text(file_.read_bytes()) if file_ else fetch_metadata(
+        url or "", private_ok=ctx.settings["sso"]["idp_private_addresses"])
     with ctx.transaction() as session:
         conn = get_connection(session, connection_id)
         if url:
@@ -200,7 +201,8 @@ def refresh(ctx: CliContext, connection_id: str | None, all_: bool) -> None:
         with ctx.transaction() as session:
             ids = url_backed_connections(session)
     failed = 0
-    for cid, outcome in refresh_each(ctx.db, ids, ctx.actor):
+    private_ok = ctx.settings["sso"]["idp_private_addresses"]
+    for cid, outcome in refresh_each(ctx.db, ids, ctx.actor, private_ok=private_ok):
         if isinstance(outcome, DomainError):
             if not all_:
                 raise outcome

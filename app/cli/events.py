@@ -142,8 +142,9 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
     def _refresh_metadata() -> None:
         # Each stale one claimed, then fetched with no transaction open (refresh_due).
         metadata_checked[0] = time.monotonic()
-        for connection_id, outcome in refresh_due(ctx.db, timedelta(hours=refresh_hours),
-                                                  system):
+        for connection_id, outcome in refresh_due(
+                ctx.db, timedelta(hours=refresh_hours), system,
+                private_ok=ctx.settings["sso"]["idp_private_addresses"]):
             if isinstance(outcome, DomainError):
                 said = f"metadata of connection {connection_id} not refreshed: {outcome.detail}"
             else:

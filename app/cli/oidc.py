@@ -10,6 +10,7 @@ from app.cli.base import CliContext, command_errors, pass_ctx, say
 from app.cli.connection import connection
 from app.errors import InvalidInput
 from app.sso.connections import get_connection
+from app.sso.idp_fetch import check_public
 from app.sso.oidc_config import (
     algorithms_of,
     check_url,
@@ -51,10 +52,14 @@ def oidc(ctx: CliContext, connection_id: str, discovery_url: str | None,
         with ctx.transaction() as session:
             target = get_connection(session, connection_id).oidc_discovery_url
     issuer = None
+    if discovery_url:
+        check_public(check_url(discovery_url, "discovery_url"), "discovery_url",
+                     private_ok=ctx.settings["sso"]["idp_private_addresses"])
     if check and target:
         # Read the IdP before the write transaction: no write lock waits on the network.
         try:
-            issuer = ProviderCache().provider(check_url(target, "discovery_url")).issuer
+            cache = ProviderCache(private_ok=ctx.settings["sso"]["idp_private_addresses"])
+            issuer = cache.provider(check_url(target, "discovery_url")).issuer
         except LoginFailed as exc:
             raise InvalidInput(f"IdP not usable ({exc.reason}): {exc.detail}") from None
     with ctx.transaction() as session:

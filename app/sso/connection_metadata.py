@@ -20,10 +20,12 @@ from sqlalchemy.orm import Session
 from app.audit import Actor, record
 from app.db import Database, utcnow
 from app.errors import Conflict, DomainError, InvalidInput
-from app.events.endpoints import MASK, endpoint_key, scrub
+from app.events.endpoints import MASK, endpoint_key
 from app.http_deadline import cuttable_opener, within
 from app.models.sso import SsoConnection
+from app.public_address import AddressNotPublic, public_only
 from app.sso.connections import get_connection
+from app.sso.idp_fetch import failure, not_public
 
 _METADATA_MAX_BYTES = 1_000_000
 
@@ -105,12 +107,16 @@ def apply_idp_metadata(session: Session, conn: SsoConnection, xml: str, actor: A
     return conn
 
 
-def fetch_metadata(url: str, *, timeout: float = 10.0,
+def fetch_metadata(url: str, *, private_ok: bool, timeout: float = 10.0,
                    context: ssl.SSLContext | None = None) -> str:
     """Download IdP metadata over https only (certificate verified), bounded in size and
     in time: the whole download ends within ``timeout`` seconds (app/http_deadline.py),
     not each read of it (a server sending a byte every few seconds held an API request, or
-    `roster connection metadata`, for as long as it liked)."""
+    `roster connection metadata`, for as long as it liked).
+
+    ``private_ok`` false (``sso.idp_private_addresses``): a host, or a redirect's, that is
+    not on the public internet is refused, and a failed connection told without the OS's
+    words (app/sso/idp_fetch.py)."""
     if not url.lower().startswith("https://"):
         raise InvalidInput("metadata URL must be https")
     if MASK in url:
@@ -119,14 +125,17 @@ def fetch_metadata(url: str, *, timeout: float = 10.0,
     request = urllib.request.Request(  # noqa: S310  https only, checked above
         url, headers={"Accept": "application/samlmetadata+xml"})
     opener = cuttable_opener(context=context or ssl.create_default_context())
-    with within(timeout) as cut:
+    with within(timeout) as cut, public_only(not private_ok):
         try:
             with opener.open(request, timeout=timeout) as response:
                 body = response.read(_METADATA_MAX_BYTES + 1)
+        except AddressNotPublic as exc:
+            raise InvalidInput(f"cannot fetch metadata from {endpoint_key(url)}: "
+                               f"{not_public(url, exc)}") from None
         except (OSError, http.client.HTTPException) as exc:
             # Credentials in the URL masked: the error reaches the worker's output and the log.
             why = f"no complete answer within {timeout:g} s" if cut.is_set() \
-                else scrub(str(exc), url)
+                else failure(url, exc, private_ok=private_ok)
             raise InvalidInput(f"cannot fetch metadata from {endpoint_key(url)}: "
                                f"{why}") from None
     if cut.is_set():  # cut as the last bytes came: what was read may be short
@@ -157,7 +166,7 @@ def apply_fetched_metadata(session: Session, conn: SsoConnection, url: str, xml:
     return apply_idp_metadata(session, conn, xml, actor, entity_id=conn.idp_entity_id)
 
 
-def refresh_metadata(db: Database, connection_id: str, actor: Actor, *,
+def refresh_metadata(db: Database, connection_id: str, actor: Actor, *, private_ok: bool,
                      context: ssl.SSLContext | None = None) -> SsoConnection:
     """Re-read the IdP metadata from the connection's https URL (certificate rollover).
 
@@ -166,7 +175,7 @@ def refresh_metadata(db: Database, connection_id: str, actor: Actor, *,
     """
     with db.transaction(readonly=True) as session:
         url = metadata_url_of(get_connection(session, connection_id))
-    xml = fetch_metadata(url, context=context)
+    xml = fetch_metadata(url, private_ok=private_ok, context=context)
     with db.transaction() as session:
         return apply_fetched_metadata(session, get_connection(session, connection_id), url,
                                       xml, actor)
@@ -178,7 +187,7 @@ def refresh_metadata(db: Database, connection_id: str, actor: Actor, *,
 REFRESH_CLAIM = timedelta(minutes=15)
 
 
-def refresh_due(db: Database, older_than: timedelta, actor: Actor, *,
+def refresh_due(db: Database, older_than: timedelta, actor: Actor, *, private_ok: bool,
                 claim: timedelta = REFRESH_CLAIM,
                 ) -> Iterator[tuple[str, SsoConnection | DomainError]]:
     """Refresh the URL-backed SAML metadata older than ``older_than`` (`roster worker`),
@@ -197,7 +206,7 @@ def refresh_due(db: Database, older_than: timedelta, actor: Actor, *,
         if url is None:
             continue  # refreshed meanwhile, or another worker is at it
         try:
-            xml = fetch_metadata(url)
+            xml = fetch_metadata(url, private_ok=private_ok)
             with db.transaction() as session:
                 conn = apply_fetched_metadata(
                     session, get_connection(session, connection_id), url, xml, actor)
@@ -239,11 +248,12 @@ def url_backed_connections(session: Session, *,
     return list(session.scalars(query.order_by(SsoConnection.id)))
 
 
-def refresh_each(db: Database, connection_ids: list[str],
-                 actor: Actor) -> Iterator[tuple[str, SsoConnection | DomainError]]:
+def refresh_each(db: Database, connection_ids: list[str], actor: Actor, *,
+                 private_ok: bool) -> Iterator[tuple[str, SsoConnection | DomainError]]:
     """Refresh each connection in turn; a failing one is reported and the others go on."""
     for connection_id in connection_ids:
         try:
-            yield connection_id, refresh_metadata(db, connection_id, actor)
+            yield connection_id, refresh_metadata(db, connection_id, actor,
+                                                  private_ok=private_ok)
         except DomainError as exc:
             yield connection_id, exc

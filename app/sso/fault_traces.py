@@ -38,7 +38,8 @@ from app.sso.outcome import LoginFailed
 
 # Reasons whose cause is the connection's IdP or the connection itself, never the client.
 NOT_CAUSED_BY_CLIENT = frozenset(
-    {"idp_unreachable", "discovery_failed", "misconfigured", "connection_disabled"})
+    {"idp_unreachable", "idp_not_public", "discovery_failed", "misconfigured",
+     "connection_disabled"})
 
 
 def not_caused_by_client(exc: LoginFailed) -> bool:

@@ -3,37 +3,34 @@
 OpenID Connect Core 1.0 §3.1 (authorization code flow), RFC 7636 (PKCE), OIDC Discovery
 1.0 §4. Discovery documents and JWKS are cached per URL in process memory; the JWKS is
 re-read when an ID token names a key id we do not know (key rotation at the IdP), and an
-IdP's failure to serve them is remembered for a while (app/sso/idp_cache.py).
+IdP's failure to serve them is remembered for a while (app/sso/idp_cache.py). The login
+attempts (state, nonce, PKCE verifier) are kept by app/sso/oidc_attempts.py. Every fetch
+from the IdP reaches public addresses only unless ``sso.idp_private_addresses`` is on
+(app/public_address.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, quote_plus, urljoin
 
 import requests
 import urllib3
-from authlib.common.security import generate_token
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
-from sqlalchemy import delete, update
-from sqlalchemy.orm import Session
 
-from app.db import utcnow
 from app.errors import InvalidInput
-from app.events.endpoints import endpoint_key, scrub
+from app.events.endpoints import endpoint_key
 from app.http_deadline import cuttable_session, within
-from app.models.sso import OidcLoginRequest, SsoConnection
+from app.public_address import AddressNotPublic, public_only
 from app.sso.idp_cache import CachePolicy, DocumentCache
+from app.sso.idp_fetch import failure, not_public
 from app.sso.oidc_config import check_url
 from app.sso.outcome import LoginFailed
-from app.sso.sealed import Sealer
 
 _MAX_DOCUMENT_BYTES = 512_000
 HTTP_TIMEOUT_SECONDS = 10.0
@@ -105,18 +102,23 @@ def _optional_endpoint(url: Any, https_only: bool) -> str | None:
     return url
 
 
-def fetch_json(url: str, timeout: float | None = None) -> dict[str, Any]:
+def fetch_json(url: str, timeout: float | None = None, *,
+               private_ok: bool = False) -> dict[str, Any]:
     """GET a JSON document from the IdP, bounded in size and in time: the whole download
     ends within ``timeout`` seconds (default ``HTTP_TIMEOUT_SECONDS``; requests' own
     timeout bounds each read, and an IdP sending a byte at a time held the login as long as
     it liked: app/http_deadline.py). A failure names the URL with its credentials masked
     (a discovery URL's ``?token=``, a userinfo): the detail reaches API problems, the CLI,
-    the log and failed-login traces."""
+    the log and failed-login traces.
+
+    ``private_ok`` false (``sso.idp_private_addresses``): a host that is not on the public
+    internet is refused, redirects' included (``idp_not_public``), and a failed connection
+    is told without the OS's words (app/sso/idp_fetch.py)."""
     timeout = HTTP_TIMEOUT_SECONDS if timeout is None else timeout
     shown = endpoint_key(url)
     late = LoginFailed("idp_unreachable",
                        f"cannot read {shown}: no complete answer within {timeout:g} s")
-    with cuttable_session() as http, within(timeout) as cut:
+    with cuttable_session() as http, within(timeout) as cut, public_only(not private_ok):
         http.hooks["response"].append(_no_downgrade(url))
         try:
             with http.get(url, timeout=timeout, stream=True,
@@ -125,11 +127,14 @@ def fetch_json(url: str, timeout: float | None = None) -> dict[str, Any]:
                 body = response.raw.read(_MAX_DOCUMENT_BYTES + 1, decode_content=True)
         # urllib3's errors: the body is read from the raw stream, which requests does not
         # wrap (an IdP closing before its Content-Length was reached made a 500).
+        except AddressNotPublic as exc:
+            raise LoginFailed("idp_not_public",
+                              f"cannot read {shown}: {not_public(url, exc)}") from None
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             if cut.is_set():
                 raise late from None
-            raise LoginFailed("idp_unreachable",
-                              f"cannot read {shown}: {scrub(str(exc), url)}"[:500]) from None
+            why = failure(url, exc, private_ok=private_ok)
+            raise LoginFailed("idp_unreachable", f"cannot read {shown}: {why}"[:500]) from None
     if cut.is_set():  # cut as the last bytes came: what was read may be short
         raise late
     if len(body) > _MAX_DOCUMENT_BYTES:
@@ -174,17 +179,23 @@ class ProviderCache:
     (app/sso/idp_cache.py; thread-safe, per process)."""
 
     def __init__(self, ttl_seconds: float = 3600.0,
-                 fetch: Callable[[str], dict[str, Any]] = fetch_json, *,
+                 fetch: Callable[[str], dict[str, Any]] | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
-                 policy: CachePolicy | None = None) -> None:
-        self.policy = policy or CachePolicy()
+                 policy: CachePolicy | None = None, private_ok: bool = False) -> None:
+        # private_ok: IdPs on addresses that are not public may be read (and their token
+        # endpoint called: :func:`exchange_code`), ``sso.idp_private_addresses``.
+        self.policy, self.private_ok = policy or CachePolicy(), private_ok
+        if fetch is None:
+            def fetch(url: str) -> dict[str, Any]:
+                return fetch_json(url, private_ok=private_ok)
         self._documents = DocumentCache(fetch, ttl_seconds, clock=clock, policy=self.policy)
 
     @classmethod
     def from_settings(cls, sso: dict[str, Any], *,
                       clock: Callable[[], float] = time.monotonic) -> ProviderCache:
         """The app's cache, bounded by the ``[sso]`` settings ``idp_*``."""
-        return cls(clock=clock, policy=CachePolicy.from_settings(sso))
+        return cls(clock=clock, policy=CachePolicy.from_settings(sso),
+                   private_ok=bool(sso["idp_private_addresses"]))
 
     def provider(self, discovery_url: str) -> Provider:
         """The IdP's endpoints (cached)."""
@@ -215,90 +226,11 @@ def logged_out_url(base_url: str, connection_id: str) -> str:
     return f"{base_url.rstrip('/')}/sso/oidc/{connection_id}/logged-out"
 
 
-def state_key(state: str) -> str:
-    """Attempts are stored under the SHA-256 of their state, never the state itself."""
-    return hashlib.sha256(state.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class LoginStart:
-    """Where to send the browser, and the state to bind to it."""
-
-    url: str
-    state: str
-
-
-def begin_login(session: Session, conn: SsoConnection, provider: Provider, redirect_uri: str,
-                next_url: str | None, ttl_seconds: int, verifiers: Sealer, *,
-                reauth: bool = False) -> LoginStart:
-    """Remember a fresh state, nonce and PKCE verifier; build the authorization URL (§3.1.2.1).
-
-    The state is kept as its SHA-256 and the verifier sealed with ``verifiers`` (RFC 7636
-    §7.1: whoever reads it could redeem an intercepted code); the nonce travels through the
-    browser anyway and is kept as it is.
-
-    ``reauth``: ``prompt=login``, the IdP authenticates the user anew. (Not ``max_age=0``
-    as well: it means the same, and an IdP comparing ``auth_time + 0`` with the time of the
-    request after the login, as canaille does, sends the user round in circles.)"""
-    now = utcnow()
-    # Old attempts are useless once expired: sweep them here rather than in a job.
-    session.execute(delete(OidcLoginRequest).where(OidcLoginRequest.expires_at < now))
-    state, nonce, verifier = generate_token(43), generate_token(43), generate_token(64)
-    session.add(OidcLoginRequest(id=state_key(state), connection_id=conn.id, nonce=nonce,
-                                 code_verifier=verifiers.seal(verifier), redirect_to=next_url,
-                                 created_at=now,
-                                 expires_at=now + timedelta(seconds=ttl_seconds)))
-    client = OAuth2Session(conn.oidc_client_id, scope=conn.oidc_scopes,
-                           redirect_uri=redirect_uri, code_challenge_method="S256")
-    fresh = {"prompt": "login"} if reauth else {}
-    url, _ = client.create_authorization_url(provider.authorization_endpoint, state=state,
-                                             nonce=nonce, code_verifier=verifier, **fresh)
-    return LoginStart(url, state)
-
-
-@dataclass(frozen=True)
-class ClaimedAttempt:
-    """What the callback needs from the stored attempt."""
-
-    nonce: str
-    code_verifier: str
-    redirect_to: str | None
-
-
-def claim_attempt(session: Session, conn: SsoConnection, state: str,
-                  verifiers: Sealer) -> ClaimedAttempt:
-    """Use the attempt named by ``state`` once: unknown, spent or expired states fail, and
-    so does one whose sealed verifier neither ``app.secret_key`` nor the previous key opens."""
-    if not state:
-        raise LoginFailed("bad_state", "the callback carries no state")
-    key = state_key(state)
-    row = session.get(OidcLoginRequest, key)
-    if row is None or row.connection_id != conn.id:
-        raise LoginFailed("bad_state", "the state was not issued by this server")
-    if row.used_at is not None:
-        raise LoginFailed("state_replayed", "the state was already used")
-    if row.expires_at < utcnow():
-        raise LoginFailed("state_expired", "the login attempt expired")
-    # Read before the update: it synchronises the loaded row (the verifier becomes None).
-    sealed = row.code_verifier
-    attempt = ClaimedAttempt(row.nonce, verifiers.open(sealed) or "", row.redirect_to)
-    # Conditional update: two concurrent callbacks cannot both claim the attempt.
-    claimed = session.execute(
-        update(OidcLoginRequest)
-        .where(OidcLoginRequest.id == key, OidcLoginRequest.used_at.is_(None))
-        .values(used_at=utcnow(), code_verifier=None)).rowcount
-    if claimed != 1:
-        raise LoginFailed("state_replayed", "the state was already used")
-    if not attempt.code_verifier:
-        raise LoginFailed("missing_pkce_verifier", "the PKCE verifier stored for this attempt "
-                          "cannot be decrypted with app.secret_key (nor app.previous_secret_key)"
-                          if sealed else "no PKCE verifier is stored for this attempt")
-    return attempt
-
-
 def exchange_code(provider: Provider, client_id: str, client_secret: str, redirect_uri: str,
-                  code: str, code_verifier: str) -> str:
-    """Redeem the code with the PKCE verifier (RFC 6749 §4.1.3, RFC 7636 §4.5); the ID token."""
+                  code: str, code_verifier: str, *, private_ok: bool = False) -> str:
+    """Redeem the code with the PKCE verifier (RFC 6749 §4.1.3, RFC 7636 §4.5); the ID token.
+    ``private_ok`` false: a token endpoint that is not on a public address is refused
+    (``idp_not_public``, as :func:`fetch_json`)."""
     if not code_verifier:
         raise LoginFailed("missing_pkce_verifier", "refusing to redeem a code without PKCE")
     late = LoginFailed("idp_unreachable", "token endpoint: no complete answer within "
@@ -307,7 +239,7 @@ def exchange_code(provider: Provider, client_id: str, client_secret: str, redire
     with cuttable_session(OAuth2Session(
             client_id, client_secret, redirect_uri=redirect_uri,
             token_endpoint_auth_method=provider.client_auth_method())) as client, \
-            within(HTTP_TIMEOUT_SECONDS) as cut:
+            within(HTTP_TIMEOUT_SECONDS) as cut, public_only(not private_ok):
         # No redirect is followed: a 307 or 308 would send the code, the PKCE verifier and
         # (client_secret_post) the client secret on to wherever it points, plain http too.
         # One hook: authlib keeps them in a set, run in no particular order.
@@ -318,6 +250,9 @@ def exchange_code(provider: Provider, client_id: str, client_secret: str, redire
                                        code=code, code_verifier=code_verifier,
                                        timeout=HTTP_TIMEOUT_SECONDS, allow_redirects=False,
                                        stream=True)
+        except AddressNotPublic as exc:
+            raise LoginFailed("idp_not_public", "token endpoint: " + not_public(
+                provider.token_endpoint, exc)) from None
         except OAuthError as exc:
             if cut.is_set():
                 raise late from None
@@ -330,8 +265,9 @@ def exchange_code(provider: Provider, client_id: str, client_secret: str, redire
                 ValueError, TypeError, OverflowError, RecursionError) as exc:
             if cut.is_set():
                 raise late from None
+            why = failure(provider.token_endpoint, exc, private_ok=private_ok)
             raise LoginFailed("idp_unreachable", _without(
-                f"token endpoint: {exc}", client_secret, code, code_verifier)[:500]) from None
+                f"token endpoint: {why}", client_secret, code, code_verifier)[:500]) from None
     if cut.is_set():
         raise late
     id_token = token.get("id_token")

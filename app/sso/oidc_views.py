@@ -17,16 +17,9 @@ from app.models.sso import SsoConnection
 from app.sso import pages
 from app.sso.connection_sessions import hold_connection
 from app.sso.login import open_session, resolve_login
+from app.sso.oidc_attempts import ClaimedAttempt, begin_login, claim_attempt, state_key
 from app.sso.oidc_config import algorithms_of, decrypt_client_secret
-from app.sso.oidc_rp import (
-    ClaimedAttempt,
-    Provider,
-    begin_login,
-    callback_url,
-    claim_attempt,
-    exchange_code,
-    state_key,
-)
+from app.sso.oidc_rp import Provider, callback_url, exchange_code
 from app.sso.oidc_token import (
     Expected,
     asserted_identity,
@@ -152,7 +145,8 @@ def _verified_claims(conn: SsoConnection, provider: Provider, attempt: ClaimedAt
     except InvalidInput as exc:
         raise LoginFailed("misconfigured", exc.detail) from None
     id_token = exchange_code(provider, conn.oidc_client_id or "", secret,
-                             _redirect_uri(conn.id), args["code"], attempt.code_verifier)
+                             _redirect_uri(conn.id), args["code"], attempt.code_verifier,
+                             private_ok=provider_cache().private_ok)
     header, unverified = unverified_parts(id_token)
     payload["id_token"] = {"header": header, "claims": redact_claims(unverified)}
     expected = Expected(issuer=provider.issuer, client_id=conn.oidc_client_id or "",

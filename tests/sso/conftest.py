@@ -53,9 +53,9 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     return Keys(*(make_key(d, n) for n in names))
 
 
-@pytest.fixture(scope="session")
-def sso_app(database_url: str, keys: Keys, db: Database) -> Flask:
-    """The app with SSO settings: SP key rollover pair, portal allow-list, a secret key."""
+def sso_overrides(database_url: str, keys: Keys) -> dict[str, dict[str, object]]:
+    """The settings of :func:`sso_app`: SP key rollover pair, portal allow-list, a secret
+    key, the portal as the OIDC provider's client."""
     overrides = app_overrides(database_url)
     overrides["app"] = {**overrides["app"], "secret_key": "t" * 40}
     overrides["sso"] = {"sp_key_file": str(keys.sp.key_file),
@@ -71,7 +71,13 @@ def sso_app(database_url: str, keys: Keys, db: Database) -> Flask:
         "portal_redirect_uris": [PORTAL_CALLBACK],
         "portal_post_logout_redirect_uris": [PORTAL_LOGGED_OUT],
         "portal_backchannel_logout_uri": "http://127.0.0.1:9/backchannel"}
-    app = create_app(overrides)
+    return overrides
+
+
+@pytest.fixture(scope="session")
+def sso_app(database_url: str, keys: Keys, db: Database) -> Flask:
+    """The app with SSO settings (:func:`sso_overrides`)."""
+    app = create_app(sso_overrides(database_url, keys))
     # One pool per worker: share the suite's database handle.
     app.extensions["roster.db"].dispose()
     app.extensions["roster.db"] = db

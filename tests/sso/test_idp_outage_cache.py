@@ -53,7 +53,7 @@ class Clock:
 def clock(sso_app) -> Clock:
     """The SSO app's IdP document cache, empty, on a clock of the test's."""
     moved = Clock()
-    sso_app.extensions["roster.oidc_providers"] = ProviderCache(clock=moved)
+    sso_app.extensions["roster.oidc_providers"] = ProviderCache(clock=moved, private_ok=True)
     return moved
 
 

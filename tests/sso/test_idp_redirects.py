@@ -40,7 +40,7 @@ def test_an_https_document_redirecting_to_plain_http_is_not_followed(trusting, h
     url, body = trusting
     body["redirect"] = f"{hostile.issuer}/jwks"
     with pytest.raises(LoginFailed) as refused:
-        fetch_json(url)
+        fetch_json(url, private_ok=True)
     assert refused.value.reason == "idp_unreachable"
     assert refused.value.detail == (f"cannot read {url}: it redirects to "
                                     f"{hostile.issuer}/jwks, which is not https")
@@ -50,7 +50,7 @@ def test_an_https_document_redirecting_to_https_is_followed(trusting):
     """https -> https: followed as before."""
     url, body = trusting
     body["redirect"] = url.replace("/metadata", "/moved")
-    assert fetch_json(url) == {"keys": []}
+    assert fetch_json(url, private_ok=True) == {"keys": []}
 
 
 def test_a_token_endpoint_redirect_is_not_followed(db, tenant, hostile, web):

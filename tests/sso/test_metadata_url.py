@@ -112,10 +112,10 @@ def test_metadata_url_import_and_refresh_follow_the_idp_rotation(db, tenant, key
     url, body, context = https_metadata
     body["xml"] = forge.idp_metadata([keys.idp.cert_b64])
     cid = _connection_with_url(db, tenant, url)
-    assert refresh_metadata(db, cid, OPERATOR, context=context).idp_certs == \
+    assert refresh_metadata(db, cid, OPERATOR, private_ok=True, context=context).idp_certs == \
         [keys.idp.cert_b64]
     body["xml"] = forge.idp_metadata([keys.idp.cert_b64, keys.idp_second.cert_b64])
-    refresh_metadata(db, cid, OPERATOR, context=context)
+    refresh_metadata(db, cid, OPERATOR, private_ok=True, context=context)
     with db.transaction(readonly=True) as s:
         conn = s.get(SsoConnection, cid)
         assert conn.idp_certs == [keys.idp.cert_b64, keys.idp_second.cert_b64]
@@ -130,7 +130,7 @@ def test_refresh_holds_no_write_lock_while_the_idp_answers(db, tenant, keys, htt
     seen: list[bool] = []
     body["on_get"] = lambda: seen.append(
         can_write(db, "UPDATE sso_connections SET updated_at = updated_at"))
-    refresh_metadata(db, cid, OPERATOR, context=context)
+    refresh_metadata(db, cid, OPERATOR, private_ok=True, context=context)
     assert seen == [True]
 
 
@@ -156,7 +156,7 @@ def test_a_url_changed_during_the_fetch_is_not_applied(db, tenant, keys, https_m
             s.get(SsoConnection, cid).metadata_url = "https://elsewhere.example/metadata"
     body["on_get"] = repoint
     with pytest.raises(Conflict, match="changed during the refresh"):
-        refresh_metadata(db, cid, OPERATOR, context=context)
+        refresh_metadata(db, cid, OPERATOR, private_ok=True, context=context)
     with db.transaction(readonly=True) as s:
         assert s.get(SsoConnection, cid).idp_certs == []
 
@@ -167,11 +167,11 @@ def test_metadata_must_come_over_verified_https(db, tenant, keys, https_metadata
     body["xml"] = forge.idp_metadata([keys.idp.cert_b64])
     cid = _connection_with_url(db, tenant, url.replace("https://", "http://"))
     with pytest.raises(InvalidInput, match="must be https"):
-        refresh_metadata(db, cid, OPERATOR)
+        refresh_metadata(db, cid, OPERATOR, private_ok=True)
     with db.transaction() as s:
         s.get(SsoConnection, cid).metadata_url = url
     with pytest.raises(InvalidInput, match="cannot fetch"):
-        refresh_metadata(db, cid, OPERATOR)
+        refresh_metadata(db, cid, OPERATOR, private_ok=True)
 
 
 def test_cli_refreshes_one_connection_or_all_of_them(database_url, db, tenant, keys,
@@ -288,7 +288,7 @@ def test_a_metadata_url_that_trickles_is_cut_at_the_timeout(https_metadata):
     started = time.monotonic()
     try:
         with pytest.raises(InvalidInput) as refused:
-            fetch_metadata(url, timeout=1.0, context=context)
+            fetch_metadata(url, private_ok=True, timeout=1.0, context=context)
     finally:
         body["stop"] = True
     assert time.monotonic() - started < 3

@@ -43,6 +43,7 @@ from app.sso.connections import (
     update_connection,
     verify_domain,
 )
+from app.sso.idp_fetch import check_public
 from app.sso.oidc_config import check_url, configure_oidc
 from app.sso.oidc_rp import ProviderCache
 from app.sso.outcome import LoginFailed
@@ -106,11 +107,14 @@ def _fetch(protocol: str, body: dict[str, Any]) -> _Fetched:
         if not body["metadata_url"].lower().startswith("https://"):
             raise InvalidInput("metadata_url must be https", field="metadata_url")
         with _naming("metadata_url"):
-            xml = fetch_metadata(body["metadata_url"])
+            xml = fetch_metadata(body["metadata_url"], private_ok=_private_ok())
+    if protocol == "oidc" and "discovery_url" in body:
+        check_public(check_url(body["discovery_url"], "discovery_url"), "discovery_url",
+                     private_ok=_private_ok())
     if protocol == "oidc" and body["check_discovery"] and "discovery_url" in body:
         url = check_url(body["discovery_url"], "discovery_url")
         try:
-            ProviderCache().provider(url)
+            ProviderCache(private_ok=_private_ok()).provider(url)
         except LoginFailed as exc:
             raise InvalidInput(f"IdP not usable ({exc.reason}): {exc.detail}",
                                field="discovery_url") from None
@@ -133,6 +137,12 @@ def _apply(session: Session, actor: Actor, conn: SsoConnection, body: dict[str, 
                        client_id=body.get("client_id"), client_secret=body.get("client_secret"),
                        scopes=body.get("scopes"), groups_claim=body.get("groups_claim"),
                        algorithms=body.get("algorithms"))
+
+
+def _private_ok() -> bool:
+    """``sso.idp_private_addresses``: whether IdPs on addresses that are not public may be
+    fetched from (app/public_address.py)."""
+    return bool(current_app.config["ROSTER"]["sso"]["idp_private_addresses"])
 
 
 def _write() -> Database:
@@ -266,7 +276,7 @@ def refresh_connection_metadata(ctx: ApiContext, connection_id: str) -> Response
     """Fetch the metadata URL again (certificate rollover at the IdP)."""
     assert ctx.org is not None
     url = metadata_url_of(_connection(ctx, connection_id))
-    xml = fetch_metadata(url)
+    xml = fetch_metadata(url, private_ok=_private_ok())
     with _write().transaction() as s:
         conn = _in_org(s.get(SsoConnection, connection_id), ctx.org.id)
         return _dumped(apply_fetched_metadata(s, conn, url, xml, ctx.actor))
