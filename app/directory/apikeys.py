@@ -178,6 +178,10 @@ def authenticate(session: Session, plaintext: str) -> KeyIdentity:
     now = utcnow()
     if not is_valid(key, now):
         raise Unauthorized(f"the API key {key.prefix}... has expired or was revoked")
+    if key.organization_id is None and key.role is not ApiRole.operator:
+        # Only an operator key is deployment-wide. create_key never makes an org-less key of
+        # another role, but a row made another way (by hand, a restore) must not act as one.
+        raise Unauthorized(f"the API key {key.prefix}... is bound to no organization")
     stale = key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION
     return KeyIdentity(id=key.id, role=key.role, organization_id=key.organization_id,
                        prefix=key.prefix, needs_touch=stale)

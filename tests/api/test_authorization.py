@@ -229,3 +229,18 @@ def test_another_organizations_slug_in_a_filter_answers_as_a_missing_one(client,
             _anonymous(missing, {"org": "no-such-org"}), role
         compared += 1
     assert compared
+
+
+@pytest.mark.parametrize("role", ["admin", "auditor", "portal"])
+def test_an_org_role_key_bound_to_no_organization_is_refused(db, client, keys, role):
+    """Only an operator key is deployment-wide. ``create_key`` never binds an admin, auditor
+    or portal key to no organization, but such a row made another way (by hand, a partial
+    restore) was taken as deployment-wide: an admin key listing every organization's
+    directories. It is refused as not valid."""
+    key = make_key(db, "operator")
+    with db.transaction() as session:
+        session.get(ApiKey, key.id).role = role
+    listing = client.get("/api/v1/orgs", headers=key.headers)
+    body = assert_problem(listing, 401, "unauthorized")
+    assert "bound to no organization" in body["detail"]
+    assert client.get("/api/v1/orgs", headers=keys["operator"].headers).status_code == 200
