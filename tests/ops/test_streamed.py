@@ -109,7 +109,14 @@ def test_a_whole_export_is_logged_and_counted_200_when_it_ends(database_url, db,
         conn.request("HEAD", "/api/v1/audit/export?format=csv", headers=key.headers)
         assert conn.getresponse().status == 200  # its body is closed unread: no disconnect
         conn.close()
+        # The worker counts a request when it closes the body, after the answer went out:
+        # wait (bounded) for the HEAD's count rather than read /metrics before it lands.
+        deadline = time.monotonic() + 15
         counts = _request_counts(port)
+        while ("HEAD", "/api/v1/audit/export", "200") not in counts \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+            counts = _request_counts(port)
     finally:
         proc.terminate()
         assert proc.wait(timeout=60) == 0
