@@ -22,7 +22,7 @@ def test_every_line_gunicorn_and_the_app_write_is_one_json_object(database_url, 
     try:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/healthz",
                                          headers={"X-Request-ID": "json-lines-check"})
-        with urllib.request.urlopen(request, timeout=5) as r:
+        with urllib.request.urlopen(request, timeout=20) as r:
             assert r.status == 200
     finally:
         proc.terminate()

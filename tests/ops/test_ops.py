@@ -569,12 +569,13 @@ def test_roster_serve_runs_gunicorn_and_answers(database_url, tmp_path):
     try:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/healthz",
                                          headers={"X-Request-ID": "serve-log-check"})
-        with urllib.request.urlopen(request, timeout=2) as r:
+        # Generous timeouts: a loaded machine (parallel suites) can take seconds to answer.
+        with urllib.request.urlopen(request, timeout=20) as r:
             assert json.load(r) == {"status": "ok"}
         # A 7,000-byte request line (a long SCIM filter) reaches the app; gunicorn's own
         # default (4,094) would answer 414 before it.
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz?f={'x' * 7000}",
-                                    timeout=2) as r:
+                                    timeout=20) as r:
             assert r.status == 200
         _assert_gunicorn_errors_in_protocol_format(port)
     finally:
