@@ -98,14 +98,14 @@ def check_create_preconditions() -> None:
     an ``If-Match`` listing entity tags cannot (§13.1.1: 412); ``If-None-Match: *`` fails
     (§13.1.2: 412 for a method other than GET or HEAD) and one listing entity tags holds.
     """
-    collection_not_modified(safe=False)
+    untagged_not_modified(safe=False)
 
 
-def collection_not_modified(*, safe: bool) -> bool:
-    """The preconditions of a request to a collection (``/Users``, ``/Groups``, their
-    ``.search`` and the root ``/.search``; RFC 9110 §13.2.2): whether a GET may answer 304.
-
-    A collection exists and has no entity tag (its lists carry none), as on a create. So
+def untagged_not_modified(*, safe: bool) -> bool:
+    """The preconditions of a request to a resource that exists and has no entity tag
+    (RFC 9110 §13.2.2): a collection (``/Users``, ``/Groups``, their ``.search`` and the root
+    ``/.search``, whose lists carry no ETag, as on a create) or a discovery endpoint.
+    Whether a GET may answer 304. So
     ``If-Match: *`` holds and an ``If-Match`` listing entity tags is 412 (§13.1.1);
     ``If-None-Match: *`` fails: a GET or HEAD (``safe``) answers 304, any other method 412
     (§13.1.2); an ``If-None-Match`` listing entity tags holds.
@@ -114,7 +114,7 @@ def collection_not_modified(*, safe: bool) -> bool:
     if if_match:
         parsed = _tags(if_match)
         if parsed is None or not parsed[1]:
-            raise ScimError(412, "If-Match names an entity tag, and a collection has none "
+            raise ScimError(412, "If-Match names an entity tag, and this resource has none "
                                  "(RFC 9110 section 13.1.1)")
     if_none_match = request.headers.get("If-None-Match")
     parsed = _tags(if_none_match) if if_none_match else None
@@ -122,7 +122,7 @@ def collection_not_modified(*, safe: bool) -> bool:
         return False
     if safe:
         return True
-    raise ScimError(412, "If-None-Match: * fails on a collection: it exists "
+    raise ScimError(412, "If-None-Match: * fails: this resource exists "
                          "(RFC 9110 section 13.1.2)")
 
 

@@ -18,7 +18,7 @@ from app.scim.errors import (
     require_message_schema,
     scim_response,
 )
-from app.scim.etag import collection_not_modified
+from app.scim.etag import untagged_not_modified
 from app.scim.filter_syntax import Resource
 from app.scim.group_views import render_groups
 from app.scim.groups import GROUP_ALWAYS
@@ -80,7 +80,7 @@ def _list(resource: Resource, source: Callable[[], Mapping[str, Any]], *,
         page = _page(connection, caller, resource, params, attached)
         # After the query: a request that fails without its preconditions (a bad filter,
         # tooMany) fails with them too (RFC 9110 §13.2.1).
-        if collection_not_modified(safe=not from_body):
+        if untagged_not_modified(safe=not from_body):
             return Response(status=304, mimetype=SCIM_MEDIA_TYPE)
         return scim_response(list_response(page, _render(connection, resource,
                                                          page.resources, projection,
@@ -131,7 +131,7 @@ def search_root() -> Response:
                                 dialect=connection.dialect.name,
                                 max_results=scim_settings()["max_filter_results"],
                                 notes=request_notes())
-        collection_not_modified(safe=False)
+        untagged_not_modified(safe=False)
         rendered = {resource: iter(_render(connection, resource,
                                            [row for kind, row in page if kind == resource],
                                            _projection(resource, params)))

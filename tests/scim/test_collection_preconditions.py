@@ -3,8 +3,9 @@
 ``/Users`` and ``/Groups`` exist and carry no entity tag (a list has no ETag), as on a
 create (tests/scim/test_create_preconditions.py): ``If-Match: *`` holds, an ``If-Match``
 listing entity tags cannot (412), ``If-None-Match: *`` is false (a GET or HEAD answers 304,
-a ``.search`` POST 412), and an ``If-None-Match`` listing entity tags holds. Both headers
-used to be ignored: a GET with ``If-Match: "x"`` answered 200 with the list."""
+a ``.search`` POST 412), and an ``If-None-Match`` listing entity tags holds. So do the
+discovery documents, which carry no ETag. Both headers used to be ignored: a GET with
+``If-Match: "x"`` answered 200 with the list."""
 
 from __future__ import annotations
 
@@ -30,7 +31,11 @@ def _send(scim: Scim, method: str, path: str, headers: dict[str, str]):
 
 
 READS = [("GET", "/Users"), ("HEAD", "/Users"), ("GET", "/Groups"), ("HEAD", "/Groups"),
-         ("GET", "/Groups?excludedAttributes=members")]
+         ("GET", "/Groups?excludedAttributes=members"),
+         # Discovery documents have no entity tag either.
+         ("GET", "/ServiceProviderConfig"), ("GET", "/Schemas"), ("HEAD", "/ResourceTypes"),
+         ("GET", "/ResourceTypes/User"),
+         ("GET", "/Schemas/urn:ietf:params:scim:schemas:core:2.0:Group")]
 SEARCHES = [("POST", "/Users/.search"), ("POST", "/Groups/.search"), ("POST", "/.search")]
 
 
@@ -69,7 +74,7 @@ def test_a_collection_precondition_that_holds_answers_the_list(scim, method, pat
     response = _send(scim, method, path, {header: value})
     assert response.status_code == 200, response.get_data(as_text=True)
     if method != "HEAD":
-        assert response.get_json()["totalResults"] >= 1
+        assert response.get_json()["schemas"]
 
 
 @pytest.mark.parametrize("headers", [{"If-Match": '"x"'}, {"If-None-Match": "*"}])
@@ -78,6 +83,12 @@ def test_a_bad_filter_is_400_whatever_the_preconditions(scim, headers):
     §13.2.1): a bad filter stays a 400, not a 412 or a 304."""
     assert_error(scim.get("/Users", query_string={"filter": "nosuch eq 1"}, headers=headers),
                  400, "invalidFilter")
+
+
+@pytest.mark.parametrize("headers", [{"If-Match": '"x"'}, {"If-None-Match": "*"}])
+def test_an_unknown_discovery_item_is_404_whatever_the_preconditions(scim, headers):
+    """A 404 without the preconditions stays a 404 with them (RFC 9110 §13.2.1)."""
+    assert_error(scim.get("/Schemas/urn:nosuch", headers=headers), 404)
 
 
 def test_okta_and_entra_list_lookups_without_preconditions_are_unchanged(scim):
