@@ -57,11 +57,17 @@ _XSD_DATETIME = re.compile(
 
 @dataclass(frozen=True)
 class Instant:
-    """A dateTime operand in UTC, to the microsecond Roster stores; ``exact`` is False when
-    the literal gave a finer fraction (``.123456789``), which ``at`` is truncated from."""
+    """A dateTime operand in UTC, to the microsecond Roster stores: ``at`` truncated to it,
+    ``ceiling`` the microsecond at or after the literal (``at`` unless the literal gave a
+    finer fraction, ``.123456789``)."""
 
     at: datetime
-    exact: bool
+    ceiling: datetime
+
+    @property
+    def exact(self) -> bool:
+        """Whether the literal is a whole microsecond."""
+        return self.at == self.ceiling
 
 
 def datetime_operand(node: Compare) -> Instant:
@@ -89,14 +95,15 @@ def datetime_operand(node: Compare) -> Instant:
         at = parsed.astimezone(UTC)
         if match["midnight"]:
             at += timedelta(days=1)
+        finer = bool(fraction[6:].strip("0"))
+        return Instant(at, at + timedelta(microseconds=1) if finer else at)
     except OverflowError:
         raise invalid(f"{node.path.text}: {node.value!r} is out of range: in UTC it falls "
                       "outside the years 1 to 9999") from None
-    return Instant(at, exact=not fraction[6:].strip("0"))
 
 
 def _offset(offset: str | None) -> str:
-    return "+00:00" if offset in (None, "Z") else offset
+    return offset if offset is not None and offset != "Z" else "+00:00"
 
 
 def compare_instant(lhs: ColumnElement[Any], op: str, operand: Instant, node: Compare) -> Bool:
@@ -106,4 +113,4 @@ def compare_instant(lhs: ColumnElement[Any], op: str, operand: Instant, node: Co
         return ordered(lhs, op, operand.at, node)
     if op == "eq":
         return false()
-    return ordered(lhs, op, operand.at + timedelta(microseconds=1), node)
+    return ordered(lhs, op, operand.ceiling, node)

@@ -399,6 +399,7 @@ INVALID = [
     ('meta.created gt "2026-01-02t12:00:00z"', "ISO 8601"),
     ('meta.created gt "\u0662026-01-02T12:00:00Z"', "ISO 8601"),
     ('meta.created gt "9999-12-31T24:00:00Z"', "outside the years 1 to 9999"),
+    ('meta.created ge "9999-12-31T23:59:59.9999999Z"', "outside the years 1 to 9999"),
     # Only the double quote quotes (RFC 7644 §3.4.2.2): these matched nobody, silently.
     ("userName eq 'ada@acme.example'", "not '"),
     ("userName eq \u201cada@acme.example\u201d", "not \u201c"),
