@@ -98,17 +98,32 @@ def check_create_preconditions() -> None:
     an ``If-Match`` listing entity tags cannot (§13.1.1: 412); ``If-None-Match: *`` fails
     (§13.1.2: 412 for a method other than GET or HEAD) and one listing entity tags holds.
     """
+    untagged_not_modified(safe=False)
+
+
+def untagged_not_modified(*, safe: bool) -> bool:
+    """The preconditions of a request to a resource that exists and has no entity tag
+    (RFC 9110 §13.2.2): a collection (``/Users``, ``/Groups``, their ``.search`` and the root
+    ``/.search``, whose lists carry no ETag, as on a create) or a discovery endpoint.
+    Whether a GET may answer 304. So
+    ``If-Match: *`` holds and an ``If-Match`` listing entity tags is 412 (§13.1.1);
+    ``If-None-Match: *`` fails: a GET or HEAD (``safe``) answers 304, any other method 412
+    (§13.1.2); an ``If-None-Match`` listing entity tags holds.
+    """
     if_match = request.headers.get("If-Match")
     if if_match:
         parsed = _tags(if_match)
         if parsed is None or not parsed[1]:
-            raise ScimError(412, "If-Match names an entity tag, and the collection a create "
-                                 "is sent to has none (RFC 9110 section 13.1.1)")
+            raise ScimError(412, "If-Match names an entity tag, and this resource has none "
+                                 "(RFC 9110 section 13.1.1)")
     if_none_match = request.headers.get("If-None-Match")
     parsed = _tags(if_none_match) if if_none_match else None
-    if parsed is not None and parsed[1]:
-        raise ScimError(412, "If-None-Match: * fails on a create: the collection it is sent "
-                             "to exists (RFC 9110 section 13.1.2)")
+    if parsed is None or not parsed[1]:
+        return False
+    if safe:
+        return True
+    raise ScimError(412, "If-None-Match: * fails: this resource exists "
+                         "(RFC 9110 section 13.1.2)")
 
 
 def not_modified(version: str) -> bool:

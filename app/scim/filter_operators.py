@@ -5,10 +5,12 @@ the core attributes (app.scim.filters) and custom extension attributes
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func
+from sqlalchemy import ColumnElement, false, func
 
 from app.scim.filter_syntax import Compare, invalid
 
@@ -43,20 +45,72 @@ def substring(lhs: ColumnElement[Any], rhs: ColumnElement[Any], op: str, dialect
     return tail == rhs
 
 
-def datetime_operand(node: Compare) -> datetime:
-    """An xsd:dateTime operand (RFC 7643 §2.3.5) as an aware datetime; no offset means UTC."""
+# xsd:dateTime (XML Schema 1.1 Part 2 §3.3.7), the lexical form RFC 7643 §2.3.5 requires:
+# a four-digit year (Roster's range is 1 to 9999), "T", seconds, optional fraction digits and
+# an optional offset up to 14:00; 24:00:00 is the first instant of the next day.
+_XSD_DATETIME = re.compile(
+    r"(?P<date>\d{4}-\d{2}-\d{2})T"
+    r"(?:(?P<time>(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d)(?:\.(?P<fraction>\d+))?"
+    r"|(?P<midnight>24:00:00(?:\.0+)?))"
+    r"(?P<offset>Z|[+-](?:(?:0\d|1[0-3]):[0-5]\d|14:00))?", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Instant:
+    """A dateTime operand in UTC, to the microsecond Roster stores: ``at`` truncated to it,
+    ``ceiling`` the microsecond at or after the literal (``at`` unless the literal gave a
+    finer fraction, ``.123456789``)."""
+
+    at: datetime
+    ceiling: datetime
+
+    @property
+    def exact(self) -> bool:
+        """Whether the literal is a whole microsecond."""
+        return self.at == self.ceiling
+
+
+def datetime_operand(node: Compare) -> Instant:
+    """An xsd:dateTime operand (RFC 7643 §2.3.5) in UTC; no offset means UTC.
+
+    Only the xsd lexical form is taken: Python's ``fromisoformat`` also reads a date alone
+    (``2020-01-01``), a space for ``T``, ``2020-W01-1`` or ``20200101T0000``, which are
+    not dateTimes and would be taken as the midnight they do not state."""
     if not isinstance(node.value, str):
         raise invalid(f"{node.path.text} is a dateTime: quote an ISO 8601 value")
+    match = _XSD_DATETIME.fullmatch(node.value)
     try:
-        parsed = datetime.fromisoformat(node.value)
+        if match is None:
+            raise ValueError(node.value)
+        fraction = match["fraction"] or ""
+        parsed = datetime.fromisoformat(
+            f"{match['date']}T{match['time'] or '00:00:00'}.{fraction[:6].ljust(6, '0')}"
+            f"{_offset(match['offset'])}")
     except ValueError:
-        raise invalid(f"{node.path.text}: {node.value!r} is not an ISO 8601 dateTime, e.g. "
-                      f"2026-01-31T12:00:00Z") from None
+        raise invalid(f"{node.path.text}: {node.value!r} is not an ISO 8601 dateTime in "
+                      f"xsd:dateTime form (RFC 7643 §2.3.5), e.g. 2026-01-31T12:00:00Z") from None
     try:
         # Normalised here: an offset that moves year 9999 or 1 out of range would otherwise
         # fail only when the statement runs.
-        return (parsed.replace(tzinfo=UTC) if parsed.tzinfo is None
-                else parsed.astimezone(UTC))
+        at = parsed.astimezone(UTC)
+        if match["midnight"]:
+            at += timedelta(days=1)
+        finer = bool(fraction[6:].strip("0"))
+        return Instant(at, at + timedelta(microseconds=1) if finer else at)
     except OverflowError:
         raise invalid(f"{node.path.text}: {node.value!r} is out of range: in UTC it falls "
                       "outside the years 1 to 9999") from None
+
+
+def _offset(offset: str | None) -> str:
+    return offset if offset is not None and offset != "Z" else "+00:00"
+
+
+def compare_instant(lhs: ColumnElement[Any], op: str, operand: Instant, node: Compare) -> Bool:
+    """``ordered`` on a dateTime column, exact for a literal finer than the microseconds a
+    column holds: ``ge``/``lt`` compare with the next microsecond, and ``eq`` holds nowhere."""
+    if operand.exact or op in ("gt", "le"):
+        return ordered(lhs, op, operand.at, node)
+    if op == "eq":
+        return false()
+    return ordered(lhs, op, operand.ceiling, node)

@@ -41,7 +41,7 @@ from app.scim.filter_columns import (
     first_value,
 )
 from app.scim.filter_extensions import custom_filter, custom_path
-from app.scim.filter_operators import datetime_operand, ordered, substring
+from app.scim.filter_operators import compare_instant, datetime_operand, ordered, substring
 from app.scim.filter_syntax import (
     Compare,
     Logical,
@@ -231,7 +231,7 @@ class _Translator:
             if op in ("co", "sw", "ew"):
                 raise invalid(f"The operator {node.op!r} does not apply to {node.path.text}, "
                               f"a dateTime")
-            return ordered(field.expr, op, datetime_operand(node), node)
+            return compare_instant(field.expr, op, datetime_operand(node), node)
         if kind == "complex":
             raise invalid(f"{node.path.text} is complex: compare a sub-attribute")
         if kind in ("integer", "decimal"):  # pragma: no cover - none in our schemas yet

@@ -11,7 +11,14 @@ from sqlalchemy import Connection
 from app.directory.users import ATTACHED
 from app.models import Group, User
 from app.scim.auth import Caller
-from app.scim.errors import ScimError, message_members, require_message_schema, scim_response
+from app.scim.errors import (
+    SCIM_MEDIA_TYPE,
+    ScimError,
+    message_members,
+    require_message_schema,
+    scim_response,
+)
+from app.scim.etag import untagged_not_modified
 from app.scim.filter_syntax import Resource
 from app.scim.group_views import render_groups
 from app.scim.groups import GROUP_ALWAYS
@@ -71,6 +78,10 @@ def _list(resource: Resource, source: Callable[[], Mapping[str, Any]], *,
         projection = _projection(resource, params)
         attached = resource == "User" and wants_attached(projection)
         page = _page(connection, caller, resource, params, attached)
+        # After the query: a request that fails without its preconditions (a bad filter,
+        # tooMany) fails with them too (RFC 9110 §13.2.1).
+        if untagged_not_modified(safe=not from_body):
+            return Response(status=304, mimetype=SCIM_MEDIA_TYPE)
         return scim_response(list_response(page, _render(connection, resource,
                                                          page.resources, projection,
                                                          attached=attached)))
@@ -120,6 +131,7 @@ def search_root() -> Response:
                                 dialect=connection.dialect.name,
                                 max_results=scim_settings()["max_filter_results"],
                                 notes=request_notes())
+        untagged_not_modified(safe=False)
         rendered = {resource: iter(_render(connection, resource,
                                            [row for kind, row in page if kind == resource],
                                            _projection(resource, params)))

@@ -35,7 +35,10 @@ def member_change(op: str, path: Path, value: Any, notes: list[str]) -> MemberCh
         if op != "remove":
             raise ScimError(400, "A members filter can only be removed; add members with "
                             "path 'members'", "mutability")
-        return MemberChange("remove", member_ids(path.filter))
+        named = member_ids(path.filter)
+        if named is None:
+            return MemberChange("remove_all")
+        return MemberChange("remove", named)
     if op == "remove":
         if value is None or value == "":
             return MemberChange("remove_all")

@@ -267,15 +267,24 @@ def equalities(node: Filter) -> dict[str, Any] | None:
     return {**left, **right}
 
 
-def member_ids(node: Filter) -> tuple[str, ...]:
+def member_ids(node: Filter) -> tuple[str, ...] | None:
     """The member ids named by a ``members[value eq ...]`` filter (``or`` unions, ``and``
-    intersects); anything else is invalidFilter, since members are never loaded."""
+    intersects); None for every member. ``type eq "User"`` holds for every member (groups
+    do not nest; caseExact false, RFC 7643 §8.7.1) and any other ``type`` for none, as the
+    same filter reads in a query. Anything else is invalidFilter: members are never loaded.
+    """
     if isinstance(node, Compare):
-        if node.attribute.name == "value" and node.op == "eq" and isinstance(node.value, str):
-            return (node.value.lower(),)  # caseExact false, as groups.member_ids reads it
+        if node.op == "eq" and isinstance(node.value, str):
+            if node.attribute.name == "value":
+                return (node.value.lower(),)  # caseExact false, as groups.member_ids reads it
+            if node.attribute.name == "type":
+                return None if node.value.lower() == "user" else ()
     elif node.op in ("and", "or") and node.right is not None:
         left, right = member_ids(node.left), member_ids(node.right)
         if node.op == "or":
-            return tuple(dict.fromkeys(left + right))
+            return None if left is None or right is None else tuple(dict.fromkeys(left + right))
+        if left is None or right is None:
+            return right if left is None else left
         return tuple(i for i in left if i in right)
-    raise invalid_filter('A members filter may only combine value eq "<id>" with and/or')
+    raise invalid_filter('A members filter may only combine value eq "<id>" and '
+                         'type eq "User" with and/or')

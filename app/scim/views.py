@@ -27,6 +27,7 @@ from app.migrate import NOT_READY_DETAIL, NOT_READY_RETRY_AFTER, schema_not_read
 from app.scim import bulk, discovery, group_views, list_views, user_views
 from app.scim.client_limit import count_oauth_client
 from app.scim.errors import SCIM_MEDIA_TYPE, ScimError, error_response, scim_response
+from app.scim.etag import untagged_not_modified
 from app.scim.http import authenticated, base_url, scim_settings
 from app.scim.request import response_media_type
 from app.scim.schema import SCHEMAS
@@ -74,7 +75,7 @@ def _route(rule: str, endpoint: str, handlers: dict[str, Handler]) -> None:
 def service_provider_config() -> Response:
     """RFC 7644 §4: what this server supports, truthfully."""
     _discovery_query()
-    return scim_response(discovery.service_provider_config(
+    return _discovery_answer(discovery.service_provider_config(
         base_url(), scim_settings(), patch=PATCH_SUPPORTED, filtering=True, sort=True,
         bulk_max_operations=bulk.max_operations()))
 
@@ -89,10 +90,18 @@ def _discovery_query() -> None:
                              "item is returned, so a filter would not hold")
 
 
+def _discovery_answer(body: dict[str, Any]) -> Response:
+    """A discovery document, under the preconditions of a resource without an entity tag
+    (RFC 9110 §13.1): ``If-Match`` with tags is 412, ``If-None-Match: *`` 304."""
+    if untagged_not_modified(safe=True):
+        return Response(status=304, mimetype=SCIM_MEDIA_TYPE)
+    return scim_response(body)
+
+
 def resource_types() -> Response:
     """RFC 7644 §4: /ResourceTypes as a ListResponse."""
     _discovery_query()
-    return scim_response(discovery.list_response(discovery.resource_types(base_url())))
+    return _discovery_answer(discovery.list_response(discovery.resource_types(base_url())))
 
 
 def resource_type(name: str) -> Response:
@@ -101,13 +110,13 @@ def resource_type(name: str) -> Response:
     found = [r for r in discovery.resource_types(base_url()) if r["id"] == name]
     if not found:
         raise ScimError(404, f"ResourceType {name} not found")
-    return scim_response(found[0])
+    return _discovery_answer(found[0])
 
 
 def schemas() -> Response:
     """RFC 7644 §4: /Schemas as a ListResponse."""
     _discovery_query()
-    return scim_response(discovery.list_response(discovery.schemas(base_url())))
+    return _discovery_answer(discovery.list_response(discovery.schemas(base_url())))
 
 
 def schema(urn: str) -> Response:
@@ -116,7 +125,7 @@ def schema(urn: str) -> Response:
     found = next((s for s in SCHEMAS.values() if s.id.lower() == urn.lower()), None)
     if found is None:
         raise ScimError(404, f"Schema {urn} not found")
-    return scim_response(found.to_scim(base_url()))
+    return _discovery_answer(found.to_scim(base_url()))
 
 
 def me(**_: Any) -> Response:

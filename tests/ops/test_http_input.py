@@ -217,7 +217,9 @@ def test_a_request_line_too_long_is_answered_in_its_paths_format(database_url, t
 def test_options_asterisk_asks_about_the_server(database_url, tmp_path):
     """RFC 9110 §9.3.7: ``OPTIONS *`` (the asterisk-form target) applies to the server in
     general; it got the app's generic JSON 404. Now 200, an Allow header and no content. An
-    OPTIONS on a resource is still its 405, and another method with ``*`` is not a 200."""
+    OPTIONS on a resource is still its 405, another method with ``*`` is gunicorn's 400
+    (RFC 9112 §3.2.4), and /metrics counts ``OPTIONS *`` under the route ``*`` (it was
+    ``<unmatched>``, the label of paths no route knows)."""
     port = _free_port()
     log = tmp_path / "serve.log"
     proc = _serve(database_url, port, log)
@@ -232,7 +234,12 @@ def test_options_asterisk_asks_about_the_server(database_url, tmp_path):
                                              b"\r\n", b"")
         assert status.split()[1] == "405", status
         status, _, _ = _exchange(port, b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", b"")
-        assert status.split()[1] != "200", status
+        assert status.split()[1] == "400", status  # RFC 9112 §3.2.4: OPTIONS only
+        # Counted under the target "*", not <unmatched> (a path no route knows).
+        _, _, metrics = _exchange(port, b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n", b"")
+        assert b'roster_http_requests_total{method="OPTIONS",route="*",status="200"}' \
+            in metrics
+        assert b'route="<unmatched>"' not in metrics
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -219,6 +219,17 @@ USER_CASES = [
     ('meta.lastModified gt "2026-01-15T00:00:00Z" and meta.created lt "2026-01-02T00:00:00Z"',
      set()),
     ('meta.resourceType eq "User"', ALL),
+    # A fraction finer than the microseconds stored is compared exactly, not truncated.
+    ('meta.created eq "2026-01-03T12:00:00.000000000Z"', {"carol"}),
+    ('meta.created eq "2026-01-02T12:00:00.0000001Z"', set()),
+    ('meta.created ne "2026-01-02T12:00:00.0000001Z"', ALL),
+    ('meta.created ge "2026-01-02T12:00:00.0000001Z"', {"carol", "dave"}),
+    ('meta.created lt "2026-01-02T12:00:00.0000001Z"', {"alice", "bob"}),
+    ('meta.created gt "2026-01-02T11:59:59.9999999Z"', {"bob", "carol", "dave"}),
+    ('meta.created le "2026-01-02T11:59:59.9999999Z"', {"alice"}),
+    # 24:00:00 is the first instant of the next day (xsd:dateTime).
+    ('meta.created lt "2026-01-02T24:00:00Z"', {"alice", "bob"}),
+    ('meta.created ge "2026-01-02T24:00:00.000-12:00"', {"carol", "dave"}),
     # String escapes (RFC 7159) in values.
     ('displayName eq "Bob \\u004aones"', {"bob"}),
 ]
@@ -368,6 +379,27 @@ INVALID = [
     # A valid ISO 8601 value that UTC moves past year 9999: said so, not "not ISO 8601".
     ('meta.created gt "9999-12-31T23:00:00-05:00"', "outside the years 1 to 9999"),
     ('meta.created gt "31/12/2026"', "ISO 8601"),
+    # Not xsd:dateTime (RFC 7643 §2.3.5), though Python's fromisoformat reads them: a date
+    # alone, a space for T, no seconds, basic or week forms, an empty fraction, a comma.
+    ('meta.created gt "2020"', "ISO 8601"),
+    ('meta.lastModified ge "not a date"', "ISO 8601"),
+    ('meta.created gt "2026-13-45T00:00:00Z"', "ISO 8601"),
+    ('meta.created gt "2026-02-30T00:00:00Z"', "ISO 8601"),
+    ('meta.created gt "2026-01-02"', "ISO 8601"),
+    ('meta.created gt "2026-01-02 12:00:00Z"', "ISO 8601"),
+    ('meta.created gt "2026-01-02T12:00Z"', "ISO 8601"),
+    ('meta.created gt "2026-01-02T12"', "ISO 8601"),
+    ('meta.created gt "20260102T120000Z"', "ISO 8601"),
+    ('meta.created gt "2026-W01-1"', "ISO 8601"),
+    ('meta.created gt "2026-01-02T12:00:00.Z"', "ISO 8601"),
+    ('meta.created gt "2026-01-02T12:00:00,5Z"', "ISO 8601"),
+    ('meta.created gt "2026-01-02T12:00:00+15:00"', "ISO 8601"),
+    ('meta.created gt "2026-01-02T12:00:00+0100"', "ISO 8601"),
+    ('meta.created gt "2026-01-02T24:00:01Z"', "ISO 8601"),
+    ('meta.created gt "2026-01-02t12:00:00z"', "ISO 8601"),
+    ('meta.created gt "\u0662026-01-02T12:00:00Z"', "ISO 8601"),
+    ('meta.created gt "9999-12-31T24:00:00Z"', "outside the years 1 to 9999"),
+    ('meta.created ge "9999-12-31T23:59:59.9999999Z"', "outside the years 1 to 9999"),
     # Only the double quote quotes (RFC 7644 §3.4.2.2): these matched nobody, silently.
     ("userName eq 'ada@acme.example'", "not '"),
     ("userName eq \u201cada@acme.example\u201d", "not \u201c"),

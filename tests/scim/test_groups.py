@@ -111,6 +111,41 @@ def test_member_ids_match_in_any_case_as_filters_do(scim, db):
     assert "unknown: NOPE-ID-X" in assert_error(unknown, 400, "invalidValue")["detail"]
 
 
+@pytest.mark.parametrize(("path", "left"), [
+    ('members[value eq "{a}" and type eq "User"]', {"b"}),
+    ('members[type eq "user" and value eq "{a}"]', {"b"}),
+    ('members[value eq "{a}" and type eq "Group"]', {"a", "b"}),
+    ('members[type eq "Group"]', {"a", "b"}),
+    ('members[value eq "{a}" or type eq "Group"]', {"b"}),
+    ('members[type eq "User"]', set()),
+])
+def test_a_members_remove_filter_may_name_the_type(scim, db, path, left):
+    """A query reads ``members[value eq "x" and type eq "User"]`` (every member is a User;
+    caseExact false), but a PATCH ``remove`` with that path was 400 invalidFilter: only
+    ``value eq`` was taken. Now ``type eq`` holds for every member when it names User and
+    for none otherwise, as in the query."""
+    ids = {"a": scim.create_user("a@acme.example")["id"],
+           "b": scim.create_user("b@acme.example")["id"]}
+    group = scim.create_group("Buyers", list(ids.values()))
+    query = scim.get("/Groups", query_string={"filter": path.format(a=ids["a"]),
+                                              "excludedAttributes": "members"})
+    assert query.status_code == 200
+    response = _patch(scim, group["id"], {"op": "remove", "path": path.format(a=ids["a"])})
+    assert response.status_code == 204, response.get_data(as_text=True)
+    assert _members(db, group["id"]) == {ids[name] for name in left}
+
+
+@pytest.mark.parametrize("path", ['members[type ne "User"]', 'members[display eq "a"]',
+                                  'members[type eq "User" and not (value eq "x")]'])
+def test_other_members_remove_filters_stay_400(scim, db, path):
+    """Members are never loaded for a PATCH: a filter on anything but ``value eq`` and
+    ``type eq`` cannot be evaluated, and is refused rather than guessed."""
+    a = scim.create_user("a@acme.example")["id"]
+    group = scim.create_group("Buyers", [a])
+    assert_error(_patch(scim, group["id"], {"op": "remove", "path": path}), 400, "invalidFilter")
+    assert _members(db, group["id"]) == {a}
+
+
 def test_okta_rename_and_membership_changes_in_one_patch(scim, db):
     """Okta Group Push: path-less rename plus remove by filter plus add, atomically."""
     a, b = scim.create_user("a@acme.example")["id"], scim.create_user("b@acme.example")["id"]
