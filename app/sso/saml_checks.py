@@ -1,5 +1,6 @@
 """Checks of a validated SAML Response that python3-saml leaves out or does loosely:
-the exact Destination and Recipient, and the assertion's audience restrictions.
+the exact Destination and Recipient, and the assertion's audience restrictions; and the
+reading of its subject, which python3-saml refuses only when asked.
 
 Each runs after python3-saml's strict validation, on its own view of the signed (and
 decrypted) assertion, and raises ``LoginFailed`` with the trace reason.
@@ -8,6 +9,7 @@ decrypted) assertion, and raises ``LoginFailed`` with the trace reason.
 from __future__ import annotations
 
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
+from onelogin.saml2.errors import OneLogin_Saml2_ValidationError as VE
 from onelogin.saml2.response import OneLogin_Saml2_Response
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
@@ -55,3 +57,30 @@ def audience_restricted(response: OneLogin_Saml2_Response, entity_id: str) -> No
         if entity_id not in audiences:
             raise LoginFailed("audience_mismatch", "an AudienceRestriction of the assertion "
                               "does not name this SP's entity id")
+
+
+# python3-saml's refusals while it reads the subject -> the reason in the login trace.
+_SUBJECT_REASONS: dict[int, str] = {
+    VE.NO_NAMEID: "missing_attribute", VE.EMPTY_NAMEID: "missing_attribute",
+    VE.SP_NAME_QUALIFIER_NAME_MISMATCH: "audience_mismatch",
+    VE.DUPLICATED_ATTRIBUTE_NAME_FOUND: "malformed_response",
+}
+
+
+def subject_of(response: OneLogin_Saml2_Response) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The validated assertion's NameID data and attributes (SAML Core §2.2.3, §2.7.3).
+
+    python3-saml refuses some only when they are read, after ``is_valid``: a missing or
+    empty NameID, an ``SPNameQualifier`` naming another SP, an Attribute ``Name`` given
+    twice; and an ``EncryptedID`` that does not decrypt raises a plain error. Read before
+    the assertion is used up, each is a refusal (it was a 500, untraced)."""
+    try:
+        nameid = response.get_nameid_data()
+        attributes = response.get_attributes()
+    except VE as exc:
+        raise LoginFailed(_SUBJECT_REASONS.get(exc.code, "invalid_response"),
+                          str(exc)) from None
+    except Exception as exc:  # xmlsec's plain errors on an EncryptedID no key opens
+        raise LoginFailed("decryption_failed",
+                          f"the NameID cannot be decrypted: {exc}"[:500]) from None
+    return nameid, {k: [str(v) for v in vals] for k, vals in attributes.items()}

@@ -1,0 +1,45 @@
+"""A signed, valid Response whose subject python3-saml refuses to read (an empty NameID, a
+NameID qualified for another SP, an Attribute Name given twice) is a traced refusal, not a
+500: the ACS read the NameID and attributes after the validation, outside its refusals."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import rows
+from tests.sso import forge
+from tests.sso.conftest import claims_for, post_response, provision, saml_connection, start
+
+
+def _duplicated_groups(assertion: str) -> str:
+    again = (f'<saml:Attribute Name="groups" NameFormat="{forge.BASIC}">'
+             "<saml:AttributeValue>Approvers</saml:AttributeValue></saml:Attribute>")
+    return assertion.replace("</saml:AttributeStatement>", again + "</saml:AttributeStatement>")
+
+
+@pytest.mark.parametrize(("change", "reason", "detail"), [
+    (lambda a: re.sub(r"(<saml:NameID [^>]*>)[^<]*(</saml:NameID>)", r"\1\2", a),
+     "missing_attribute", "An empty NameID value found"),
+    (lambda a: a.replace("<saml:NameID ", '<saml:NameID SPNameQualifier="https://other.sp/" '),
+     "audience_mismatch", "The SPNameQualifier value mistmatch the SP entityID value."),
+    (_duplicated_groups, "malformed_response", "Found an Attribute element with duplicated Name"),
+])
+def test_a_subject_python3_saml_will_not_read_is_a_traced_refusal(db, tenant, keys, web, change,
+                                                                   reason, detail):
+    """403 with the sign-in refusal page and a trace naming why; no session, the request
+    and the assertion not used up (the refusal rolls back as the validation's do)."""
+    provision(db, tenant)
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
+    claims = claims_for(conn, in_response_to=start(web, conn))
+    assertion = forge.sign(change(forge.assertion_xml(claims)), keys.idp)
+    response = post_response(web, conn, forge.b64(forge.response_xml(claims, [assertion])))
+    assert response.status_code == 403, response.text
+    assert "Something went wrong" not in response.text
+    traces = rows(db, "SELECT id, reason, detail FROM sso_login_traces")
+    assert [(t.reason, t.detail) for t in traces] == [(reason, detail)]
+    assert traces[0].id in response.text
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 0
+    assert rows(db, "SELECT count(*) AS n FROM saml_seen_assertions")[0].n == 0
+    assert rows(db, "SELECT count(*) AS n FROM saml_requests WHERE used_at IS NULL")[0].n == 1
