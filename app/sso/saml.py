@@ -300,7 +300,7 @@ def _validated(conn: SsoConnection, urls: SpUrls, keys: SpKeys, saml_response: s
             # anyone's unsigned Response made a 500, untraced.
             raise LoginFailed("malformed_response",
                               f"the Response cannot be read: {exc}"[:500]) from None
-        exact_addresses(response, urls.acs)
+        exact_addresses(response, urls.acs, request_id)
         audience_restricted(response, urls.entity_id)
         return response
     raise LoginFailed("decryption_failed", f"no SP key decrypts the assertion: {last_error}")

@@ -19,12 +19,21 @@ _NS = {"saml": "urn:oasis:names:tc:SAML:2.0:assertion"}
 _BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 
 
-def exact_addresses(response: OneLogin_Saml2_Response, acs: str) -> None:
+def exact_addresses(response: OneLogin_Saml2_Response, acs: str,
+                    in_response_to: str | None) -> None:
     """Destination and Recipient name this ACS exactly. python3-saml skips a missing one,
     reads Destination as a prefix and Recipient as a substring of the ACS URL, so
     ``https://evil.example/?x=<ACS>`` passed. Bindings §3.5.5.2: a signed Response's
     Destination is required and is the ACS; Profiles §4.1.4.2: a bearer confirmation has a
-    Recipient (the ACS) and a NotOnOrAfter."""
+    Recipient (the ACS) and a NotOnOrAfter.
+
+    ``in_response_to``: the request the Response says it answers (None: unsolicited). The
+    bearer confirmation of the signed assertion must say the same (Profiles §4.1.4.3: its
+    InResponseTo is the request's ID, and absent when unsolicited). python3-saml compares
+    them only when both are there, and the Response around the assertion is usually
+    unsigned: an answer stripped of it passed as unsolicited (no request claimed, no
+    browser binding), and an unsolicited assertion wrapped in one naming a request passed
+    where IdP-initiated logins are off."""
     root = response.document
     destination = root.get("Destination")
     signed = root.find(f"{{{OneLogin_Saml2_Constants.NS_DS}}}Signature") is not None
@@ -32,12 +41,22 @@ def exact_addresses(response: OneLogin_Saml2_Response, acs: str) -> None:
         raise LoginFailed("destination_mismatch", f"the Response's Destination is "
                           f"{destination!r}, not this connection's ACS")
     # python3-saml's own query of the validated (and decrypted) assertion.
+    answers: set[str | None] = set()
     for confirmation in response._query_assertion("/saml:Subject/saml:SubjectConfirmation"):
         if confirmation.get("Method") != _BEARER:
             continue
         for data in confirmation.iterfind("saml:SubjectConfirmationData", _NS):
             if data.get("Recipient") == acs and data.get("NotOnOrAfter"):
-                return
+                if data.get("InResponseTo") == in_response_to:
+                    return
+                answers.add(data.get("InResponseTo"))
+    if None in answers:
+        raise LoginFailed("unsolicited_response", f"the assertion answers no request, but "
+                          f"the Response says it answers {in_response_to}")
+    if answers:
+        raise LoginFailed("unknown_in_response_to", f"the assertion answers request "
+                          f"{sorted(a or '' for a in answers)[0]}, but the Response names "
+                          f"{in_response_to or 'none'}")
     raise LoginFailed("recipient_mismatch", "no bearer SubjectConfirmationData names this "
                       "ACS as its Recipient, with a NotOnOrAfter")
 
