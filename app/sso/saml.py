@@ -31,7 +31,7 @@ from app.db import utcnow
 from app.models.sso import SamlRequest, SeenAssertion, SsoConnection
 from app.sso.keys import KeyPair, SpKeys
 from app.sso.outcome import LoginFailed
-from app.sso.saml_checks import audience_restricted, exact_addresses
+from app.sso.saml_checks import audience_restricted, exact_addresses, subject_of
 
 _NS = {"ds": "http://www.w3.org/2000/09/xmldsig#",
        "samlp": "urn:oasis:names:tc:SAML:2.0:protocol",
@@ -300,7 +300,7 @@ def _validated(conn: SsoConnection, urls: SpUrls, keys: SpKeys, saml_response: s
             # anyone's unsigned Response made a 500, untraced.
             raise LoginFailed("malformed_response",
                               f"the Response cannot be read: {exc}"[:500]) from None
-        exact_addresses(response, urls.acs)
+        exact_addresses(response, urls.acs, request_id)
         audience_restricted(response, urls.entity_id)
         return response
     raise LoginFailed("decryption_failed", f"no SP key decrypts the assertion: {last_error}")
@@ -341,6 +341,7 @@ def consume_response(session: Session, conn: SsoConnection, urls: SpUrls, keys: 
                               "the Response is signed with a certificate that is not "
                               "configured for this connection") from None
         raise
+    nameid, attributes = subject_of(response)
     assertion_id = response.get_assertion_id()
     if len(assertion_id) > _ID_MAX:
         # The replay cache could not hold it (PostgreSQL refused it: a 500), and no IdP
@@ -348,10 +349,9 @@ def consume_response(session: Session, conn: SsoConnection, urls: SpUrls, keys: 
         raise LoginFailed("malformed_response", f"the assertion's ID is longer than "
                           f"{_ID_MAX} characters")
     _remember_assertion(session, conn, assertion_id, _valid_until(response), skew_seconds)
-    nameid = response.get_nameid_data()
     return SamlIdentity(
         name_id=nameid.get("Value", ""), name_id_format=nameid.get("Format"),
-        attributes={k: [str(v) for v in vals] for k, vals in response.get_attributes().items()},
+        attributes=attributes,
         assertion_id=assertion_id, session_index=response.get_session_index(),
         relay_state=pending.relay_state if pending else posted_relay_state,
         idp_initiated=pending is None, authn_instant=_authn_instant(response))

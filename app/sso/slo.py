@@ -6,7 +6,9 @@ portal hears about it through back-channel logout like any other revocation.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +55,23 @@ def start_logout(conn: SsoConnection, urls: SpUrls, keys: SpKeys,
     return url, auth.get_last_request_id()
 
 
+INFLATED_MAX = 65536  # bytes a LogoutRequest or LogoutResponse may inflate to
+
+
+def _within_inflate_limit(value: str) -> bool:
+    """Whether a DEFLATE-encoded message (SAML Bindings §3.4.4.1) inflates to at most
+    ``INFLATED_MAX`` bytes. python3-saml inflates it whole before any check, the signature
+    too: a query of 8 KB (gunicorn's request line limit) inflated to some 6 MB, one of 64 KB
+    to 50 MB, and parsing that took some 130 MB (a deflate bomb, anyone's to send). Text
+    that is not base64 or DEFLATE is left to python3-saml's own refusal."""
+    try:
+        inflated = zlib.decompressobj(-15).decompress(base64.b64decode(value),
+                                                      INFLATED_MAX + 1)
+    except (ValueError, zlib.error):
+        return True
+    return len(inflated) <= INFLATED_MAX
+
+
 def consume_logout(conn: SsoConnection, urls: SpUrls, keys: SpKeys, get: dict[str, str],
                    request_id: str | None) -> tuple[str | None, str | None]:
     """Validate a LogoutResponse (our request) or LogoutRequest (the IdP's).
@@ -60,6 +79,9 @@ def consume_logout(conn: SsoConnection, urls: SpUrls, keys: SpKeys, get: dict[st
     Returns (redirect URL carrying our LogoutResponse or None, NameID the IdP logs out: None
     for a LogoutResponse, and for a LogoutRequest whose NameID cannot be read).
     """
+    for name in ("SAMLRequest", "SAMLResponse"):
+        if name in get and not _within_inflate_limit(get[name]):
+            raise LoginFailed("slo_invalid", f"the {name} inflates past {INFLATED_MAX} bytes")
     auth = _auth(conn, urls, keys, get)
     try:
         url = auth.process_slo(keep_local_session=True, request_id=request_id)
