@@ -305,6 +305,10 @@ def resolve_grants(user: UserFacts, groups: Sequence[GroupFacts], rules: Sequenc
     """The grants the rules give this user; the highest priority rule decides each (role, unit)."""
     if not user.active:
         return []
+    # A group condition cites the first group it matches: in code-point order of the name
+    # (then id), not in the database's row order, which differs from plan to plan and would
+    # rewrite an unchanged grant's reason (a grant:update audit event) when it flipped.
+    groups = sorted(groups, key=lambda g: (g.display_name, g.id))
     decided: dict[tuple[str, str], DesiredGrant] = {}
     for rule in sorted(rules, key=lambda r: (-r.priority, r.id)):
         role = roles.get(rule.role)
