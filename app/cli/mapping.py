@@ -43,7 +43,7 @@ def echo_preview(result: Preview, *, applied: bool) -> None:
         for upd in change["updates"]:
             say(f"~ {change['user_name']}: {_grant_text(upd['before'])} -> "
                 f"{_grant_text(upd['after'])}")
-    changed = result.users_gaining + result.users_losing
+    changed = result.users_changed  # a user gaining and losing is one user, listed once
     if changed > SHOWN:
         say(f"... ({changed - min(SHOWN, len(result.changes))} more users not shown)")
     if result.losing_all:

@@ -291,3 +291,18 @@ def test_yaml_merge_keys_may_still_be_overridden(world, run, tmp_path):
                     "match: {group: Buyers}}\n  - <<: *base\n    id: b\n    role: finance\n")
     out = run("mapping", "apply", str(path), "--org", "acme").output
     assert "applied: 1 users evaluated, 2 grants added" in out
+
+
+def test_a_dry_run_showing_every_change_says_none_is_left_out(world, run, tmp_path):
+    """The dry run printed "... (N more users not shown)" when users gaining plus users
+    losing passed 200, counting each user who moves between units twice: 150 moving users,
+    all 150 shown, were followed by "150 more users not shown"."""
+    names = [world.user(f"u{i:03}") for i in range(150)]
+    world.group("Buyers", names)
+    path = tmp_path / "rules.toml"
+    path.write_text(RULES)
+    run("mapping", "apply", str(path), "--org", "acme")
+    path.write_text(RULES.replace('unit = "Engineering"', 'unit = "Engineering/Tokyo"'))
+    out = run("mapping", "apply", str(path), "--org", "acme", "--dry-run").output
+    assert out.count("+ u") == out.count("- u") == 150
+    assert "more users not shown" not in out
