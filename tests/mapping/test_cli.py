@@ -156,6 +156,17 @@ def test_role_add_refuses_a_key_the_api_refuses(world, run, db, key):
     assert rows(db, "SELECT count(*) FROM roles WHERE custom")[0][0] == 0
 
 
+@pytest.mark.parametrize("default", ["\uff13", "1_000", " 5", "+5", "\u0663"])
+def test_role_add_refuses_an_int_default_that_is_not_ascii_digits(world, run, db, default):
+    """`--param seats=int:DEFAULT` went through int(), which also reads fullwidth and other
+    scripts' digits, `1_000`, `+5` and surrounding spaces: an integer is ASCII digits with
+    an optional '-', as an API body's JSON integer and /scim's query integers are."""
+    out = run("role", "add", "seats", "--org", "acme", "--permission", "orders.place",
+              "--param", f"seats=int:{default}", ok=False).output
+    assert "is not an integer" in out
+    assert rows(db, "SELECT count(*) FROM roles WHERE key = 'seats'")[0][0] == 0
+
+
 def test_mapping_commands_have_help():
     """--help works for every mapping, role and user command without a database."""
     runner = CliRunner()
