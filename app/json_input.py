@@ -225,8 +225,9 @@ def check_strings(value: Any) -> None:
             _check_text(item, where)
         elif isinstance(item, dict):
             for key, child in item.items():
-                place = f"{where}.{key}" if where else key
-                _check_text(key, place)
+                place = f"{where}.{key}" if where else str(key)
+                if isinstance(key, str):  # a YAML rule file's keys may be numbers or dates
+                    _check_text(key, place)
                 stack.append((child, place))
         elif isinstance(item, list):
             stack.extend((child, f"{where}.{i}" if where else str(i))

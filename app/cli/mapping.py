@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from app.mapping.rulefile import read_file
 from app.mapping.ruleset import condition_document, document, parse_document
 from app.mapping.storage import latest_revision, load_ruleset
 
+_INTEGER = re.compile(r"-?[0-9]{1,4000}\Z")  # int() reads at most 4,300 digits
 SHOWN = 200  # per-user lines printed by a dry run; totals always count everyone
 
 
@@ -43,7 +45,7 @@ def echo_preview(result: Preview, *, applied: bool) -> None:
         for upd in change["updates"]:
             say(f"~ {change['user_name']}: {_grant_text(upd['before'])} -> "
                 f"{_grant_text(upd['after'])}")
-    changed = result.users_gaining + result.users_losing
+    changed = result.users_changed  # a user gaining and losing is one user, listed once
     if changed > SHOWN:
         say(f"... ({changed - min(SHOWN, len(result.changes))} more users not shown)")
     if result.losing_all:
@@ -151,11 +153,11 @@ def parse_param(text: str) -> tuple[str, dict[str, Any]]:
         amount, _, currency = default.strip().partition(" ")
         value = {"amount": amount, "currency": currency.strip()}
     elif kind == "int":
-        try:
-            value = int(default)
-        except ValueError:
+        # ASCII digits, as a JSON integer: int() also read "\uff13", "1_000", "+5" and " 5".
+        if not _INTEGER.match(default):
             raise InvalidInput(f"--param {name}: {default!r} is not an integer",
-                               field="param") from None
+                               field="param")
+        value = int(default)
     elif default.lower() in ("true", "false"):
         value = default.lower() == "true"
     return name, {"type": kind, "default": value}

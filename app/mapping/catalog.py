@@ -91,15 +91,33 @@ def validate_spec(spec: RoleSpec) -> RoleSpec:
     return RoleSpec(spec.key, spec.name, spec.description, tuple(spec.permissions), params)
 
 
+_ROLE_KEYS = frozenset({"name", "description", "permissions", "parameters"})
+
+
 def load_catalog(path: Path) -> list[RoleSpec]:
-    """Read and validate a role catalog file (config/roles.toml)."""
+    """Read and validate a role catalog file (config/roles.toml). A key no role takes is
+    refused naming it: ``permision`` was ignored and made a role without permissions."""
     with path.open("rb") as fh:
         data = tomllib.load(fh)
-    return [
-        validate_spec(RoleSpec(
+    extra = sorted(set(data) - {"roles"})
+    if extra:
+        raise InvalidInput(f"{path}: unknown key {extra[0]} (the file holds [roles.KEY] "
+                           "tables)", field=extra[0])
+    roles = data.get("roles", {})
+    if not isinstance(roles, dict):
+        raise InvalidInput(f"{path}: roles must be a table of roles", field="roles")
+    specs = []
+    for key, body in roles.items():
+        if not isinstance(body, dict):
+            raise InvalidInput(f"{path}: role {key} must be a table", field=f"roles.{key}")
+        unknown = sorted(set(body) - _ROLE_KEYS)
+        if unknown:
+            raise InvalidInput(f"{path}: role {key}: unknown key {unknown[0]}; a role takes "
+                               f"{', '.join(sorted(_ROLE_KEYS))}",
+                               field=f"roles.{key}.{unknown[0]}")
+        specs.append(validate_spec(RoleSpec(
             key=key, name=body.get("name", key), description=body.get("description", ""),
             permissions=tuple(body.get("permissions", ())),
             parameters=dict(body.get("parameters", {})),
-        ))
-        for key, body in data.get("roles", {}).items()
-    ]
+        )))
+    return specs

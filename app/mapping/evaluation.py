@@ -196,7 +196,7 @@ def _ensure_unit(session: Session, ctx: Context, want: DesiredGrant,
     parent: str | None = None
     for name in want.unit_path.split(PATH_SEPARATOR):
         path = f"{parent}{PATH_SEPARATOR}{name}" if parent else name
-        found = ctx.units.find(path)
+        found = ctx.units.find_path(path)
         if found is None:
             unit = ensure_unit(session, ctx.org, name, want.create_kind or "department",
                                parent, actor)

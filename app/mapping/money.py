@@ -40,7 +40,9 @@ _LIST_ONE = """
     VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG ZWL
 """
 CURRENCIES: frozenset[str] = frozenset(_LIST_ONE.split())
-_NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
+# ASCII digits only: ``\d`` and Decimal take any script's, and an Arabic-Indic zero (U+0660)
+# looks like a dot, so "1\u066000" read as 1.00 by a reviewer was 1000.
+_NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z", re.ASCII)
 
 
 def minor_units(currency: str) -> int:

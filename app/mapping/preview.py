@@ -49,6 +49,8 @@ class Preview:
     grants_updated: int = 0
     users_gaining: int = 0
     users_losing: int = 0
+    # Users with any change (gains, losses or updates), each once: whom ``changes`` lists.
+    users_changed: int = 0
     losing_all: list[dict[str, str]] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)
     checked: RuleSet | None = None
@@ -69,8 +71,8 @@ class Preview:
     def as_dict(self) -> dict[str, Any]:
         """JSON form: totals, the users who would lose everything, and per-user changes."""
         return {"totals": self.totals(), "losing_all": self.losing_all,
-                "changes": self.changes, "changes_truncated":
-                len(self.changes) < self.users_gaining + self.users_losing}
+                "changes": self.changes,
+                "changes_truncated": len(self.changes) < self.users_changed}
 
 
 def _grant_view(want: DesiredGrant) -> dict[str, Any]:
@@ -97,6 +99,7 @@ def _observe(result: Preview, ctx: Context, diff: UserDiff) -> None:
     result.users_evaluated += 1
     if not diff.changed:
         return
+    result.users_changed += 1
     result.grants_added += len(diff.added)
     result.grants_removed += len(diff.removed)
     result.grants_updated += len(diff.updated)

@@ -1,7 +1,12 @@
 """Rule files: a rule set read from TOML, YAML or JSON, numbers with a fraction exactly.
 
 `roster mapping apply FILE` reads the document here; app/mapping/ruleset.py validates it as
-it validates an API body (the same document shape).
+it validates an API body (the same document shape). What an API body may not hold
+(app/json_input.py) a file may not either: a key given twice in one table (JSON's and
+PyYAML's readers kept the last silently, so ``role = "buyer"`` followed by ``role =
+"administrator"`` granted the second; TOML refuses it itself), a NUL character, which
+PostgreSQL cannot store, or an unpaired UTF-16 surrogate (``"\\ud800"``), which no UTF-8
+encoder takes: the apply ended in a traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 import yaml
 
 from app.errors import InvalidInput
+from app.json_input import JsonInputError, check_strings
 
 
 def read_file(path: Path) -> Any:
@@ -24,13 +30,22 @@ def read_file(path: Path) -> Any:
         text = path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="file") from None
+    document = _parse(path, text)
+    try:
+        check_strings(document)
+    except JsonInputError as exc:
+        raise InvalidInput(f"{path}: {exc.detail}", field=exc.where or "file") from None
+    return document
+
+
+def _parse(path: Path, text: bytes) -> Any:
     suffix = path.suffix.lower()
     # Numbers with a fraction are read exactly (money amounts), as API bodies are.
     try:
         if suffix == ".toml":
             return tomllib.loads(text.decode(), parse_float=Decimal)
         if suffix == ".json":
-            return json.loads(text, parse_float=Decimal)
+            return json.loads(text, parse_float=Decimal, object_pairs_hook=_unique_pairs)
         if suffix in (".yaml", ".yml"):
             return yaml.load(text, Loader=_ExactLoader)  # noqa: S506 - a SafeLoader
     except (ValueError, UnicodeDecodeError, yaml.YAMLError, InvalidOperation) as exc:
@@ -42,10 +57,39 @@ def read_file(path: Path) -> Any:
     raise InvalidInput(f"{path}: rule files end in .toml, .yaml, .yml or .json", field="file")
 
 
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are unique (RFC 8259 §4), as API bodies must be."""
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
+            raise ValueError(f"the key {key[:80]!r} is given twice in one object")
+        seen.add(key)
+    return dict(pairs)
+
+
 class _ExactLoader(yaml.SafeLoader):
     """YAML's safe loader, with numbers read as their digits say: floats as Decimal where
     they are plain decimals, ``0750`` as 750 (YAML 1.2 §10.3.2; YAML 1.1 read octal 488),
     and sexagesimal ``1:30`` (YAML 1.1's 90) as the text it is, never a number."""
+
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A mapping whose keys are unique, as YAML 1.2 §3.2.1.1 requires and PyYAML does
+        not check (it kept the last). Keys a merge (``<<``) brings may be overridden."""
+        seen: dict[tuple[str, str], int] = {}
+        for key_node, _value in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE:
+                continue
+            key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key_node.value[:80]!r} is given twice in one "
+                    f"mapping (lines {seen[key]} and {line})", key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 def _yaml_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal | float | str:

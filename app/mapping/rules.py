@@ -90,9 +90,16 @@ class UnitIndex:
             return self.by_path[ref], ref
         if ref in self.by_id:
             return ref, self.by_id[ref]
+        return self.find_path(ref)
+
+    def find_path(self, path: str) -> tuple[str, str] | None:
+        """(id, path) of the unit at ``path`` (in any case), never one whose id it spells:
+        for paths built from an IdP's values, which may hold anything."""
+        if path in self.by_path:
+            return self.by_path[path], path
         # IdP values rarely match the unit tree's capitalisation ("sales" vs "Sales").
-        path = self.by_folded.get(fold_text(ref))
-        return (self.by_path[path], path) if path is not None else None
+        found = self.by_folded.get(fold_text(path))
+        return (self.by_path[found], found) if found is not None else None
 
 
 @dataclass(frozen=True)
@@ -284,9 +291,11 @@ def _target(rule: RuleSpec, user: UserFacts,
         ref = f"{target.under}/{name}" if target.under else name
         if len(ref) > UNIT_PATH_MAX:
             return None
+        # A path, never an id: a department spelling another unit's id named that unit.
+        found = units.find_path(ref)
     else:
         ref = target.ref or ""
-    found = units.find(ref)
+        found = units.find(ref)
     if found is not None:
         return found[1], found[0]
     return (ref, None) if target.create and ref else None
@@ -305,6 +314,10 @@ def resolve_grants(user: UserFacts, groups: Sequence[GroupFacts], rules: Sequenc
     """The grants the rules give this user; the highest priority rule decides each (role, unit)."""
     if not user.active:
         return []
+    # A group condition cites the first group it matches: in code-point order of the name
+    # (then id), not in the database's row order, which differs from plan to plan and would
+    # rewrite an unchanged grant's reason (a grant:update audit event) when it flipped.
+    groups = sorted(groups, key=lambda g: (g.display_name, g.id))
     decided: dict[tuple[str, str], DesiredGrant] = {}
     for rule in sorted(rules, key=lambda r: (-r.priority, r.id)):
         role = roles.get(rule.role)

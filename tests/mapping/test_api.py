@@ -132,3 +132,22 @@ def test_preview_says_whether_the_apply_would_be_refused(world, client, admin):
     res = client.post(url + ":preview", json={"rules": [BUYERS]}, headers=admin)
     assert (res.json["refused"], res.json["max_loss_share"]) == (False, 0.2)
     assert "refused" not in client.put(url, json={"rules": [BUYERS]}, headers=admin).json
+
+
+def test_a_preview_listing_every_change_is_not_truncated(world, client, admin):
+    """`changes_truncated` compared the users listed with users gaining plus users losing,
+    so a user moving from one unit to another (gaining one grant, losing one) was counted
+    twice: a preview listing its one change said it was truncated."""
+    alice = world.user("alice")
+    world.group("Buyers", [alice])
+    url = f"/api/v1/orgs/{world.org_id}/mapping"
+    assert client.put(url, json={"rules": [BUYERS]}, headers=admin).status_code == 200
+    moved = {**BUYERS, "unit": "Engineering/Tokyo"}
+    res = client.post(url + ":preview", json={"rules": [moved]}, headers=admin)
+    assert res.status_code == 200, res.json
+    assert [(c["user_name"], len(c["gains"]), len(c["loses"])) for c in res.json["changes"]] \
+        == [("alice", 1, 1)]
+    assert res.json["changes_truncated"] is False
+    res = client.put(url, json={"rules": [moved]}, headers=admin)
+    assert res.status_code == 200, res.json
+    assert res.json["changes_truncated"] is False

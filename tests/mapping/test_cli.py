@@ -156,6 +156,17 @@ def test_role_add_refuses_a_key_the_api_refuses(world, run, db, key):
     assert rows(db, "SELECT count(*) FROM roles WHERE custom")[0][0] == 0
 
 
+@pytest.mark.parametrize("default", ["\uff13", "1_000", " 5", "+5", "\u0663"])
+def test_role_add_refuses_an_int_default_that_is_not_ascii_digits(world, run, db, default):
+    """`--param seats=int:DEFAULT` went through int(), which also reads fullwidth and other
+    scripts' digits, `1_000`, `+5` and surrounding spaces: an integer is ASCII digits with
+    an optional '-', as an API body's JSON integer and /scim's query integers are."""
+    out = run("role", "add", "seats", "--org", "acme", "--permission", "orders.place",
+              "--param", f"seats=int:{default}", ok=False).output
+    assert "is not an integer" in out
+    assert rows(db, "SELECT count(*) FROM roles WHERE key = 'seats'")[0][0] == 0
+
+
 def test_mapping_commands_have_help():
     """--help works for every mapping, role and user command without a database."""
     runner = CliRunner()
@@ -242,3 +253,67 @@ def test_user_explain_refuses_a_name_two_directories_hold(world, run):
     assert "dup is active" in run("user", "explain", first, "--org", "acme").output
     assert "dup is active" in run("user", "explain", "dup@acme.example", "--org",
                                   "acme").output
+
+
+_RULE_JSON = '{{"rules": [{{"id": "b", "role": "buyer", {extra}"unit": "Engineering", ' \
+             '"match": {{"group": "Buyers"}}}}]}}'
+
+
+@pytest.mark.parametrize(("name", "text", "said"), [
+    ("dup.json", _RULE_JSON.format(extra='"role": "administrator", '),
+     "is not valid JSON: the key 'role' is given twice in one object"),
+    ("dup.yaml", "rules:\n  - id: b\n    role: buyer\n    unit: Engineering\n"
+                 "    match: {group: Buyers}\n    role: administrator\n",
+     "is not valid YAML: the key 'role' is given twice in one mapping (lines 3 and 6)"),
+    ("nul.json", _RULE_JSON.format(extra='"description": "a\\u0000b", '),
+     "rules.0.description contains a NUL character"),
+    ("nul.toml", '[[rules]]\nid = "b"\nrole = "buyer"\nunit = "Engineering"\n'
+                 'match = { group = "Buy\\u0000ers" }\n',
+     "rules.0.match.group contains a NUL character"),
+    ("surrogate.json", _RULE_JSON.format(extra='"description": "\\ud800", '),
+     "rules.0.description contains an unpaired UTF-16 surrogate"),
+    ("surrogate.yaml", 'rules:\n  - id: b\n    role: buyer\n    unit: Engineering\n'
+                       '    description: "\\ud800"\n    match: {group: Buyers}\n',
+     "rules.0.description contains an unpaired UTF-16 surrogate"),
+])
+def test_rule_files_refuse_what_an_api_body_may_not_hold(world, run, tmp_path, name, text,
+                                                         said):
+    """A key given twice in a JSON or YAML rule file was read as its last value (`role:
+    buyer`, then `role: administrator` further down, granted Administrator), a NUL stored on
+    SQLite what PostgreSQL refuses, and a lone surrogate ended the apply in a traceback: the
+    API refuses all three, and so does `roster mapping apply`, naming them, writing nothing."""
+    alice = world.user("alice")
+    world.group("Buyers", [alice])
+    path = tmp_path / name
+    path.write_text(text)
+    for flags in (("--dry-run",), ("--force",)):
+        out = run("mapping", "apply", str(path), "--org", "acme", *flags, ok=False).output
+        assert said in out
+    assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0
+    assert rows(world.db, "SELECT count(*) AS n FROM grants")[0].n == 0
+
+
+def test_yaml_merge_keys_may_still_be_overridden(world, run, tmp_path):
+    """A YAML merge (`<<: *base`) brings keys a rule may override: no duplicate there."""
+    alice = world.user("alice")
+    world.group("Buyers", [alice])
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules:\n  - &base {id: a, role: buyer, unit: Engineering, "
+                    "match: {group: Buyers}}\n  - <<: *base\n    id: b\n    role: finance\n")
+    out = run("mapping", "apply", str(path), "--org", "acme").output
+    assert "applied: 1 users evaluated, 2 grants added" in out
+
+
+def test_a_dry_run_showing_every_change_says_none_is_left_out(world, run, tmp_path):
+    """The dry run printed "... (N more users not shown)" when users gaining plus users
+    losing passed 200, counting each user who moves between units twice: 150 moving users,
+    all 150 shown, were followed by "150 more users not shown"."""
+    names = [world.user(f"u{i:03}") for i in range(150)]
+    world.group("Buyers", names)
+    path = tmp_path / "rules.toml"
+    path.write_text(RULES)
+    run("mapping", "apply", str(path), "--org", "acme")
+    path.write_text(RULES.replace('unit = "Engineering"', 'unit = "Engineering/Tokyo"'))
+    out = run("mapping", "apply", str(path), "--org", "acme", "--dry-run").output
+    assert out.count("+ u") == out.count("- u") == 150
+    assert "more users not shown" not in out

@@ -77,6 +77,22 @@ def test_bad_amounts_are_a_400_naming_the_field(world, client, admin, amount, cu
     assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0
 
 
+@pytest.mark.parametrize("amount", [
+    '"1\\u066000"',         # Arabic-Indic zero, which reads as a dot: "1.00" to the eye, 1000
+    '"\\uff15\\uff10\\uff10"',  # fullwidth 500
+    '"5\\u0966\\u0966.00"',   # Devanagari zeros among ASCII digits
+])
+def test_amounts_in_digits_of_another_script_are_a_400(world, client, admin, amount):
+    """An amount is ASCII digits. Python's `\\d` and Decimal took any script's, so a 1, an
+    Arabic-Indic zero (U+0660, which looks like a dot) and 00 passed review as 1.00 EUR and
+    was stored and granted as 1000 EUR."""
+    res = put_limit(client, world, admin, amount)
+    assert res.status_code == 400, res.json
+    assert res.json["errors"] == [{"field": FIELD, "detail": res.json["detail"]}]
+    assert "must be a decimal number" in res.json["detail"]
+    assert rows(world.db, "SELECT count(*) AS n FROM mapping_rules")[0].n == 0
+
+
 @pytest.mark.parametrize("currency", ["EUD", "ABC", "HRK", "XXX", "XAU"])
 def test_unknown_currency_codes_are_a_400(world, client, admin, currency):
     """A code ISO 4217 does not list as a currency (a typo, one withdrawn, gold, "no

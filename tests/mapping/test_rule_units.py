@@ -101,3 +101,20 @@ def test_patterns_do_not_take_a_trailing_newline(client, db):
     response = client.post("/api/v1/orgs", json={"slug": "nlorg\n"}, headers=key.headers)
     assert response.status_code == 400
     assert rows(db, "SELECT count(*) AS n FROM organizations WHERE slug LIKE 'nlorg%'")[0].n == 0
+
+
+@pytest.mark.parametrize("create", [False, True])
+def test_an_attribute_naming_a_unit_id_names_no_unit_by_that_id(world, client, create):
+    """`unit_from` names a unit by the user's value as a path. A value that spelled another
+    unit's id (`Engineering/Tokyo`'s, with no `under`) named that unit: the IdP's department
+    chose any unit of the tree, past the rule's scope. It names the top-level unit of that
+    name now: none (no grant), or one the rule creates."""
+    world.apply({"rules": [{"id": "dept", "role": "technician", "create_unit": create,
+                            "unit_from": {"attribute": "department"},
+                            "match": {"attribute": "department", "present": True}}]})
+    [tokyo] = [r.id for r in rows(world.db, "SELECT id FROM units WHERE path = "
+                                            "'Engineering/Tokyo'")]
+    scim = Scim(client, world.tenant)
+    body = user_body("eve@acme.example", **{ENTERPRISE: {"department": tokyo}})
+    eve = scim.post("/Users", json=body).get_json()["id"]
+    assert grants(world, eve) == ([("technician", tokyo, "rule:dept")] if create else [])

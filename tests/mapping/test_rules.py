@@ -210,3 +210,19 @@ def test_inactive_users_get_nothing():
 def test_rule_for_unknown_role_is_ignored():
     """A rule naming a role the catalog lacks grants nothing (validation rejects it earlier)."""
     assert grants([rule({"group": "Tokyo Buyers"}, role="astronaut")]) == []
+
+
+def test_the_group_a_grant_cites_does_not_depend_on_the_order_groups_are_loaded():
+    """A glob two of the user's groups match cites one of them as the evidence (the
+    access answer's `matched`, `roster user explain`, the grant's stored reason). It was
+    whichever the database returned first, which no query orders: PostgreSQL's plan for one
+    user (a SCIM write) and for a batch of 500 (a rule apply) can list them differently,
+    and each flip rewrote the reason with a `grant:update` audit event when nothing had
+    changed. The first in code-point order of the name (then the id) is cited."""
+    buyers = (GroupFacts("g-z", "Buyers-Tokyo"), GroupFacts("g-a", "Buyers-Osaka"),
+              GroupFacts("g-m", "Buyers-Kyoto"))
+    rules = [rule({"group": "Buyers-*", "match": "glob"})]
+    reasons = [resolve_grants(ALICE, order, rules, ROLES, UNITS, NO_POLICY)[0].reason
+               for order in (buyers, buyers[::-1], buyers[1:] + buyers[:1])]
+    assert [r["matched"][0]["group"] for r in reasons] == ["Buyers-Kyoto"] * 3
+    assert reasons[0] == reasons[1] == reasons[2]
