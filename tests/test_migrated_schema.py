@@ -1,6 +1,6 @@
 """The schema the migrations build is the one the models describe, compared in full: column
 types, nullability and server defaults, every index's definition (expression and partial
-indexes included, which autogenerate skips or cannot reflect on SQLite), unique
+indexes included, which autogenerate skips or cannot reflect on SQLite), unique and CHECK
 constraints, and foreign keys with their ON DELETE. test_migrations.py compares through
 autogenerate without types, defaults or expression indexes."""
 
@@ -60,6 +60,9 @@ def _schema(url: str) -> dict[tuple[str, str, str], Any]:
                     found[(table, "foreign key", fk["name"])] = (
                         tuple(fk["constrained_columns"]), fk["referred_table"],
                         tuple(fk["referred_columns"]), fk["options"].get("ondelete"))
+                for check in inspector.get_check_constraints(table):  # 0033's, on api_keys
+                    found[(table, "check", check["name"])] = re.sub(
+                        r"\s+", " ", check["sqltext"]).strip()
                 primary = inspector.get_pk_constraint(table)
                 found[(table, "primary key", primary["name"])] = \
                     tuple(primary["constrained_columns"])
@@ -96,7 +99,7 @@ def test_migrated_schema_is_the_schema_the_models_create(fresh_url, models_url, 
     assert _differences(fresh_url, models_url, dialect) == []
 
 
-@pytest.mark.parametrize("revision", ["0009", "0019", "0023", "0029", "0030"])
+@pytest.mark.parametrize("revision", ["0009", "0019", "0023", "0029", "0030", "0032"])
 def test_a_downgrade_and_upgrade_again_rebuild_the_same_schema(fresh_url, models_url,
                                                                dialect, revision):
     """Down to an older revision (tables rebuilt by batch operations on SQLite, indexes

@@ -159,7 +159,7 @@ def test_0032_downgrade_stops_on_names_only_the_old_fold_joins(fresh_url):
     naming both (not an IntegrityError half-way through its index builds), at 0032; with
     one of them deleted it goes through, the deleted one giving its name up."""
     tenant = _tenant_at_0031(fresh_url)
-    upgrade(fresh_url)
+    upgrade(fresh_url, "0032")
     first, second = _insert_users(fresh_url, tenant, [(DOTTED[0], False), (DOTTED[1], False)])
     with pytest.raises(MigrationBlocked) as stopped:
         downgrade(fresh_url, "0031")
@@ -191,7 +191,7 @@ def test_db_downgrade_names_what_stops_0032s_downgrade_in_lines(fresh_url):
 
     register()
     tenant = _tenant_at_0031(fresh_url)
-    upgrade(fresh_url)
+    upgrade(fresh_url, "0032")
     _insert_users(fresh_url, tenant, [(DOTTED[0], False), (DOTTED[1], False)])
     result = CliRunner().invoke(cli, ["db", "downgrade", "0031"],
                                 env={"ROSTER_DATABASE__URL": fresh_url})
@@ -204,7 +204,7 @@ def test_db_downgrade_names_what_stops_0032s_downgrade_in_lines(fresh_url):
 def test_0032_downgrade_stops_on_unit_paths_only_the_old_fold_joins(fresh_url):
     """Units too: two paths the old fold joins stop the downgrade, both named."""
     tenant = _tenant_at_0031(fresh_url)
-    upgrade(fresh_url)
+    upgrade(fresh_url, "0032")
     db = Database(fresh_url)  # on SQLite, a connection with roster_fold()
     try:
         with db.engine.begin() as conn:

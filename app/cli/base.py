@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import functools
 import getpass
-import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -162,10 +161,20 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(ctx.ensure_object(CliContext).close)
 
 
-# C0 and C1 controls (ESC starts the terminal's own commands), DEL, and every bidirectional
-# formatting character (Unicode TR9 §2): the embeddings, overrides and isolates, and the
-# implicit marks ALM, LRM and RLM (§2.6), which reorder what is shown (CVE-2021-42574).
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Shown escaped, by Unicode category (UAX #44 §5.7.1): controls (Cc: C0 and C1, ESC that
+# starts the terminal's own commands, NEL), format characters (Cf: every bidirectional
+# embedding, override, isolate and mark of TR9 §2, CVE-2021-42574, and the byte order mark,
+# zero-width spaces and joiners, soft hyphen, tags), the line and paragraph separators (Zl,
+# Zp: U+2028 and U+2029 break a table row in two), lone surrogates (Cs) and code points not
+# assigned in this Python's Unicode (Cn: a terminal of a later Unicode may treat them as any
+# of these). Listed by code point they went stale: U+2028, NEL and the BOM were printed raw.
+_UNSEEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Cn"})
+
+
+def _shown(letter: str) -> str:
+    if unicodedata.category(letter) in _UNSEEN_CATEGORIES:
+        return letter.encode("unicode_escape").decode()
+    return letter
 
 
 def given_name(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -183,10 +192,14 @@ def given_name(_ctx: click.Context, param: click.Parameter, value: str | None) -
 
 
 def printable(value: object) -> str:
-    """``value`` as text whose controls are shown escaped (``\x1b``), not obeyed: names in
-    the lists come from tenants (their admins, their IdPs), and an OSC 52 sequence in a
-    directory name would write to the operator's clipboard (xterm control sequences)."""
-    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode(), str(value))
+    """``value`` as text whose controls are shown escaped (``\x1b``, ``\u2028``), not
+    obeyed: names in the lists come from tenants (their admins, their IdPs), and an OSC 52
+    sequence in a directory name would write to the operator's clipboard (xterm control
+    sequences)."""
+    text = str(value)
+    if text.isprintable():  # no character of those categories (nor any other space but " ")
+        return text
+    return "".join(_shown(letter) for letter in text)
 
 
 def printable_lines(text: object) -> str:

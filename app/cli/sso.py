@@ -9,7 +9,7 @@ import click
 
 from app.cli.base import CliContext, echo_table, pass_ctx, say
 from app.directory.organizations import get_organization
-from app.sso.backchannel import run_once
+from app.sso.backchannel import run_once, waiting
 from app.sso.maintenance import purge_in_batches
 from app.sso.provider_config import config_from_settings
 from app.sso.traces import list_traces, trace_dict
@@ -72,15 +72,24 @@ def purge(ctx: CliContext) -> None:
               help="Seconds between runs with --loop.")
 @pass_ctx
 def backchannel(ctx: CliContext, loop: bool, interval: float) -> None:
-    """Send OIDC back-channel logouts for sessions revoked since the last run."""
+    """Send OIDC back-channel logouts for sessions revoked since the last run.
+
+    Without an OIDC provider key there is nothing to send (exit 0), unless revoked
+    sessions wait for their logouts (exit 1: this configuration is not the server's)."""
     config = config_from_settings(ctx.settings)
-    if config is None:
-        # Without a signing key no logout token can be made: collecting the revoked
-        # sessions would queue deliveries nothing sends, and `queued=N sent=0` read as done.
-        raise click.ClickException(
-            "the OIDC provider is not configured (oidc_provider.signing_key_file is empty): "
-            "there are no back-channel logouts to send")
     timeout = float(ctx.settings["oidc_provider"]["backchannel_timeout_seconds"])
+    if config is None:
+        # Without a signing key no logout token can be made, and none is queued (deliveries
+        # nothing sends read as done). A deployment without the provider has no portal
+        # sessions to log out: nothing to do, not a failure. Revoked sessions waiting (this
+        # run's configuration is not the one `roster serve` has) are work left undone.
+        why = "the OIDC provider is not configured (oidc_provider.signing_key_file is empty)"
+        left = waiting(ctx.db, timeout=timeout)
+        if left:
+            raise click.ClickException(f"{left} revoked session(s) wait for a back-channel "
+                                       f"logout, which cannot be signed here: {why}")
+        say(f"nothing to send: {why}")
+        return
     while True:
         result = run_once(ctx.db, config, timeout=timeout)
         say(" ".join(f"{k}={v}" for k, v in result.items()))

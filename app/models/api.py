@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String
+from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, UTCDateTime, new_id, utcnow
@@ -26,13 +26,17 @@ class ApiKey(Base):
 
     __tablename__ = "api_keys"
     __table_args__ = (Index("ix_api_keys_organization_id_created_at", "organization_id",
-                            "created_at"),)
+                            "created_at"),
+                      # Every key is an operator key or has its organization (migration 0033).
+                      CheckConstraint("role = 'operator' OR organization_id IS NOT NULL",
+                                      name="org_role_has_org"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     role: Mapped[ApiRole] = mapped_column(
         Enum(ApiRole, native_enum=False, length=20, validate_strings=True)
     )
-    # NULL only for operator keys (enforced by the service, which also checks the role).
+    # NULL only for operator keys (the CHECK above; the service also refuses an operator
+    # key with one).
     organization_id: Mapped[str | None] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE")
     )

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from joserfc import jwt
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -227,6 +227,19 @@ def _due(session: Session, now: datetime, lease: float) -> bool:
         _uncollected(now)).limit(1)
     sendable = select(BackchannelLogout.id).where(_claimable(now, lease)).limit(1)
     return session.scalar(new_event) is not None or session.scalar(sendable) is not None
+
+
+def waiting(db: Database, *, timeout: float) -> int:
+    """How many revoked sessions wait for their logouts to be queued, plus the deliveries
+    waiting to be sent (read only): what a run without a provider key leaves undone."""
+    now, lease = utcnow(), lease_seconds(timeout)
+    with db.transaction(readonly=True) as session:
+        events = session.scalar(select(func.count()).select_from(OutboxEvent).outerjoin(
+            BackchannelLogout, BackchannelLogout.outbox_event_id == OutboxEvent.event_id)
+            .where(_uncollected(now)))
+        sendable = session.scalar(select(func.count()).select_from(BackchannelLogout)
+                                  .where(_claimable(now, lease)))
+    return int(events or 0) + int(sendable or 0)
 
 
 def run_once(db: Database, config: ProviderConfig | None, *, timeout: float,

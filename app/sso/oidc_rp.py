@@ -28,7 +28,7 @@ from app.events.endpoints import endpoint_key
 from app.http_deadline import cuttable_session, within
 from app.public_address import AddressNotPublic, public_only
 from app.sso.idp_cache import CachePolicy, DocumentCache
-from app.sso.idp_fetch import failure, not_public
+from app.sso.idp_fetch import failure, not_public, not_public_reason
 from app.sso.oidc_config import check_url
 from app.sso.outcome import LoginFailed
 
@@ -128,7 +128,7 @@ def fetch_json(url: str, timeout: float | None = None, *,
         # urllib3's errors: the body is read from the raw stream, which requests does not
         # wrap (an IdP closing before its Content-Length was reached made a 500).
         except AddressNotPublic as exc:
-            raise LoginFailed("idp_not_public",
+            raise LoginFailed(not_public_reason(exc),
                               f"cannot read {shown}: {not_public(url, exc)}") from None
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             if cut.is_set():
@@ -251,7 +251,7 @@ def exchange_code(provider: Provider, client_id: str, client_secret: str, redire
                                        timeout=HTTP_TIMEOUT_SECONDS, allow_redirects=False,
                                        stream=True)
         except AddressNotPublic as exc:
-            raise LoginFailed("idp_not_public", "token endpoint: " + not_public(
+            raise LoginFailed(not_public_reason(exc), "token endpoint: " + not_public(
                 provider.token_endpoint, exc)) from None
         except OAuthError as exc:
             if cut.is_set():

@@ -109,3 +109,41 @@ def test_directional_marks_in_tenant_names_are_printed_escaped(client, db, datab
     for mark in ("\u200e", "\u200f", "\u061c"):
         assert mark not in units
     assert "Sales\\u200f-1\\u200e:\\u061c2" in units
+
+
+# Line and paragraph separators (Zl, Zp), NEL (a C1 control), format characters (Cf: the
+# byte order mark, zero-width space and joiners, soft hyphen, tag characters) and an
+# unassigned code point: each breaks a table row in two in a terminal or a pager, or hides
+# inside a name that then reads like another one.
+_UNSEEN = ["\u2028", "\u2029", "\x85", "\ufeff", "\u200b", "\u200d", "\u00ad",
+           "\U000e0041", "\u2064", "\U000e0fff"]
+
+
+def test_line_separators_and_format_characters_are_printed_escaped(client, db, database_url,
+                                                                   tenant):
+    """A unit named with U+2028 (or U+2029, NEL, a BOM, a zero-width space ...) made a
+    second table row of what followed it, or hid in the name; now every character of the
+    Unicode categories Cc, Cf, Zl, Zp, Cs and Cn is shown escaped, in tables and messages."""
+    headers = make_key(db, "admin", tenant.org).headers
+    name = "Sales" + "|".join(_UNSEEN) + "end"
+    resp = client.post("/api/v1/orgs/acme/units", headers=headers, json={
+        "name": name, "kind": "department"})
+    assert resp.status_code == 201, resp.text
+    units = roster(database_url, "unit", "list", "--org", "acme").output
+    for letter in _UNSEEN:
+        assert letter not in units, ascii(letter)
+    assert ("Sales\\u2028|\\u2029|\\x85|\\ufeff|\\u200b|\\u200d|\\xad|\\U000e0041|\\u2064|"
+            "\\U000e0fff" "end") in units
+    assert units.splitlines() == units.rstrip("\n").split("\n"), ascii(units)
+    # A user name the IdP sent, as `user explain` quotes it.
+    user_name = "ann\u2028bob@acme.test"
+    assert client.post("/scim/v2/Users", headers=tenant.headers, json={
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": user_name}).status_code == 201
+    out = roster(database_url, "user", "explain", user_name, "--org", "acme").output
+    assert "\u2028" not in out
+    assert "ann\\u2028bob@acme.test" in out
+    # Ordinary text, spaces included, is left as it is.
+    assert client.post("/api/v1/orgs/acme/units", headers=headers, json={
+        "name": "Zürich\u00a0Süd 東京", "kind": "location"}).status_code == 201
+    assert "Zürich\u00a0Süd 東京" in roster(database_url, "unit", "list", "--org", "acme").output

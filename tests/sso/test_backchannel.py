@@ -270,26 +270,46 @@ def test_a_garbled_answer_is_a_failed_attempt_not_a_crash(db, tenant, keys, web,
     assert _outcome(db) == ("pending", "unreachable")
 
 
-def test_roster_sso_backchannel_without_a_provider_refuses_in_one_line(
-        db, database_url, tenant, keys, web, sso_app):
-    """Without [oidc_provider] (no signing key) `roster sso backchannel` queued the revoked
-    session's logout, which nothing could sign or send, and printed `queued=1 sent=0` with
-    exit 0; it now says the provider is not configured, exit 1, and queues nothing."""
+def _backchannel_cli(database_url: str, *args: str):
     from click.testing import CliRunner
 
     from app.cli import cli
     from app.cli.commands import register
 
     register()
+    env = {"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
+           "ROSTER_APP__BASE_URL": "http://roster.test"}
+    return CliRunner().invoke(cli, ["sso", "backchannel", *args], env=env)
+
+
+def test_roster_sso_backchannel_without_a_provider_refuses_in_one_line(
+        db, database_url, tenant, keys, web, sso_app):
+    """Without [oidc_provider] (no signing key) `roster sso backchannel` queued the revoked
+    session's logout, which nothing could sign or send, and printed `queued=1 sent=0` with
+    exit 0. With a revoked session waiting it now says that one waits and cannot be signed
+    here, exit 1, and queues nothing (it said "there are no back-channel logouts to send",
+    which was not so)."""
     user, req, code = login_and_code(db, tenant, keys, web)
     exchange(web, code, req.verifier)
     _deprovision(db, user.id)
-    env = {"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__ENV": "test",
-           "ROSTER_APP__BASE_URL": "http://roster.test"}
-    result = CliRunner().invoke(cli, ["sso", "backchannel"], env=env)
+    result = _backchannel_cli(database_url)
     assert result.exit_code == 1, result.output
     assert result.output.strip().splitlines() == [
-        "Error: the OIDC provider is not configured (oidc_provider.signing_key_file is "
-        "empty): there are no back-channel logouts to send"]
+        "Error: 1 revoked session(s) wait for a back-channel logout, which cannot be signed "
+        "here: the OIDC provider is not configured (oidc_provider.signing_key_file is empty)"]
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert rows(db, "SELECT count(*) AS n FROM oidc_backchannel_logouts")[0].n == 0
+
+
+@pytest.mark.parametrize("loop", [[], ["--loop", "--interval", "0.1"]])
+def test_roster_sso_backchannel_without_a_provider_and_nothing_waiting_is_done(
+        db, database_url, tenant, loop):
+    """A deployment that does not run the OIDC provider has no back-channel logouts: the
+    command said "Error: ... there are no back-channel logouts to send" with exit 1, a
+    failure for a cron job or a supervisor each time. Nothing to send is not a failure:
+    it says so, exit 0, also with --loop (which would never have anything to do)."""
+    result = _backchannel_cli(database_url, *loop)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines() == [
+        "nothing to send: the OIDC provider is not configured "
+        "(oidc_provider.signing_key_file is empty)"]

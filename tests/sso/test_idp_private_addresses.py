@@ -6,6 +6,7 @@ and never make a 500."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -230,3 +231,51 @@ def test_the_jwks_and_the_token_endpoint_are_held_to_public_addresses(hostile):
         assert NOT_PUBLIC in refused.detail
     assert asked == []
     assert hostile.token_requests == []
+
+
+def _name_resolving_privately() -> str:
+    """A host name (not ``localhost``) the system resolver answers with addresses that are
+    not public, from /etc/hosts: the machine's own name, or Debian's ip6-localhost."""
+    import socket
+
+    from app.public_address import is_public
+
+    for name in (socket.gethostname(), "ip6-localhost", "ip6-loopback"):
+        try:
+            found = {info[4][0] for info in socket.getaddrinfo(name, 443, 0,
+                                                               socket.SOCK_STREAM)}
+        except OSError:
+            continue
+        if found and not any(is_public(str(address)) for address in found):
+            return name
+    pytest.skip("no host name here resolves to a private address only")
+
+
+def test_a_name_resolving_privately_is_told_as_a_name_that_does_not_resolve(
+        db, tenant, strict, admin):
+    """A customer admin tried names and read the answers: "the IdP address is not public"
+    for a name that resolves to a private address, "could not fetch it" for one that does
+    not resolve (and, not reading the URL, 400 against 201): a map of the names inside
+    Roster's network (a database's, a Kubernetes service's). A name now gets the same
+    answer either way (the server log tells the operator which); an address written as
+    such is still told not public, which says nothing the admin did not write."""
+    private = _name_resolving_privately()
+
+    def answer(host: str, protocol: str, **extra: object) -> tuple[int, str]:
+        field = "discovery_url" if protocol == "oidc" else "metadata_url"
+        path = "/.well-known/openid-configuration" if protocol == "oidc" else "/metadata"
+        resp = strict.post(_base(tenant), headers=admin.headers, json={
+            "name": f"probe-{len(extra)}-{protocol}", "protocol": protocol,
+            field: f"https://{host}{path}", **extra})
+        if resp.status_code == 201:  # stored, not read (its id and times its own)
+            strict.delete(f"{_base(tenant)}/{resp.get_json()['id']}", headers=admin.headers)
+            return 201, "stored"
+        body = {k: v for k, v in (resp.get_json() or {}).items() if k != "request_id"}
+        return resp.status_code, json.dumps(body, sort_keys=True).replace(host, "HOST")
+
+    for protocol, extra in (("oidc", {}), ("oidc", {"check_discovery": False}),
+                            ("saml", {})):
+        told = answer(private, protocol, **extra)
+        assert told == answer("no-such-idp.invalid", protocol, **extra), (protocol, extra)
+        assert NOT_PUBLIC not in told[1]
+    assert NOT_PUBLIC in answer("10.0.0.1", "oidc")[1]
