@@ -8,8 +8,12 @@ from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session
 
 from app.audit.log import GENESIS_HASH, chain_for, compute_hash
-from app.models import AuditChainHead, AuditEvent
+from app.models import AuditChainHead, AuditEvent, Organization
+from app.models.audit import DEPLOYMENT_CHAIN
 from app.models.lifecycle import AuditCheckpoint
+
+# What every organization's chain begins with: its creation, in the creating transaction.
+FIRST_ACTION = "organization:create"
 
 
 @dataclass(frozen=True)
@@ -34,11 +38,14 @@ def chains(session: Session, organization_id: str | None = None) -> list[str]:
 
     Not only those with a head: a chain whose head row was deleted with its records (an
     organization's whole log) still has its signed checkpoints, and a chain's records
-    without a head are a removed head; either must be reported, not skipped."""
+    without a head are a removed head; either must be reported, not skipped. Nor only
+    those with any of these: every organization has a chain (``_empty_problem``); one
+    statement, so that an organization and its first records are read in one snapshot."""
     if organization_id:
         return [chain_for(organization_id)]
     known = union(select(AuditChainHead.chain), select(AuditEvent.chain).distinct(),
-                  select(AuditCheckpoint.chain).distinct()).subquery()
+                  select(AuditCheckpoint.chain).distinct(),
+                  select(Organization.id)).subquery()
     return list(session.scalars(select(known.c.chain).order_by(known.c.chain)))
 
 
@@ -61,11 +68,25 @@ def verify_chain(session: Session, chain: str) -> ChainReport:
         return ChainReport(chain, count, 0, expected_seq, None,
                            f"the log holds records up to seq {expected_seq - 1} but no chain "
                            "head: the head was removed, and with it the check of the end")
+    if head is None and (problem := _empty_problem(session, chain)):
+        return ChainReport(chain, 0, 0, 1, None, problem)
     if head is not None and (head.seq != expected_seq - 1 or head.hash != prev_hash):
         return ChainReport(chain, count, head_seq, expected_seq, None,
                            f"chain head is at seq {head.seq} but the log ends at seq "
                            f"{expected_seq - 1}: records at the end were removed")
     return ChainReport(chain, count, head_seq)
+
+
+def _empty_problem(session: Session, chain: str) -> str | None:
+    """Why a chain with neither records nor a head is not simply an unused one: an
+    organization's chain begins with its ``organization:create`` record, written in the
+    transaction that creates it (app/directory/organizations.py), so an organization
+    without a chain lost its whole log (deleted, or ``TRUNCATE``, which no row trigger
+    sees). The deployment's chain may not have begun yet."""
+    if chain == DEPLOYMENT_CHAIN or session.get(Organization, chain) is None:
+        return None
+    return ("the organization has no audit record and no chain head, but its log begins "
+            f"with its {FIRST_ACTION} record: the whole log was removed")
 
 
 def _problem(event: AuditEvent, expected_seq: int, prev_hash: str) -> str | None:
@@ -77,6 +98,10 @@ def _problem(event: AuditEvent, expected_seq: int, prev_hash: str) -> str | None
     if event.prev_hash != prev_hash:
         return ("prev_hash does not match the previous record's hash: "
                 "records were reordered, removed or replaced before this one")
+    if event.seq == 1 and event.chain != DEPLOYMENT_CHAIN and (
+            event.action != FIRST_ACTION or event.subject_id != event.chain):
+        return (f"the chain begins with {event.action}, not with the organization's "
+                f"{FIRST_ACTION}: the log was removed and a new one begun")
     return None
 
 
@@ -156,7 +181,7 @@ def _end_problem(session: Session, chain: str, head: AuditChainHead | None, last
         if last_seq:
             return (f"the log holds records up to seq {last_seq} but no chain head: the "
                     "head was removed, and with it the check of the end")
-        return None
+        return _empty_problem(session, chain)
     if head.seq != last_seq or head.hash != last_hash:
         return (f"chain head is at seq {head.seq} but the log ends at seq {last_seq}: "
                 "records at the end were removed")
