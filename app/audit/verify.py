@@ -105,6 +105,22 @@ def _problem(event: AuditEvent, expected_seq: int, prev_hash: str) -> str | None
     return None
 
 
+def read_one_snapshot(session: Session) -> None:
+    """Make the session's transaction read one snapshot (PostgreSQL REPEATABLE READ); call
+    it before the transaction's first statement.
+
+    A check reads a chain's head, then its records, then the deprovisioning records and
+    the events that name them, in several statements. At READ COMMITTED each sees the
+    commits made since the one before, so on a live deployment an append landing between
+    two reads made an untouched log look tampered with: a record beyond the head read
+    first ("records at the end were removed"), or a deprovisioning record without the event
+    read before it ("added outside Roster"). SQLite needs nothing: a check holding the
+    write lock sees no commit (https://www.postgresql.org/docs/current/transaction-iso.html).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
 def verify(session: Session, organization_id: str | None = None) -> list[ChainReport]:
     """Verify one organization's chain or all chains."""
     return [verify_chain(session, chain) for chain in chains(session, organization_id)]
