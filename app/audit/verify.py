@@ -50,11 +50,17 @@ def chains(session: Session, organization_id: str | None = None) -> list[str]:
 
 
 def verify_chain(session: Session, chain: str) -> ChainReport:
-    """Recompute every hash in seq order; compare links, sequence and the stored head."""
+    """Recompute every hash in seq order; compare links, sequence and the stored head.
+
+    Records up to the head are checked one by one; the end is then compared with the head
+    as ``verify_chain_page`` compares it (``_end_problem``), so a record beyond the head is
+    named as one added outside Roster, at its own seq."""
     head = session.get(AuditChainHead, chain)
     head_seq = head.seq if head else 0
     stmt = (select(AuditEvent).where(AuditEvent.chain == chain).order_by(AuditEvent.seq)
             .execution_options(yield_per=500))
+    if head is not None:
+        stmt = stmt.where(AuditEvent.seq <= head_seq)
     expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
     for event in session.scalars(stmt):
         count += 1
@@ -62,18 +68,11 @@ def verify_chain(session: Session, chain: str) -> ChainReport:
         if problem:
             return ChainReport(chain, count, head_seq, event.seq, event.event_id, problem)
         expected_seq, prev_hash = event.seq + 1, event.hash
-    if head is None and count:
-        # The first append creates the head and nothing deletes it: without it, records cut
-        # off the end would go unnoticed.
-        return ChainReport(chain, count, 0, expected_seq, None,
-                           f"the log holds records up to seq {expected_seq - 1} but no chain "
-                           "head: the head was removed, and with it the check of the end")
-    if head is None and (problem := _empty_problem(session, chain)):
-        return ChainReport(chain, 0, 0, 1, None, problem)
-    if head is not None and (head.seq != expected_seq - 1 or head.hash != prev_hash):
-        return ChainReport(chain, count, head_seq, expected_seq, None,
-                           f"chain head is at seq {head.seq} but the log ends at seq "
-                           f"{expected_seq - 1}: records at the end were removed")
+    # The first append creates the head and nothing deletes it: without it, records cut
+    # off the end would go unnoticed.
+    end = _end_problem(session, chain, head, expected_seq - 1, prev_hash)
+    if end is not None:
+        return ChainReport(chain, count, head_seq, expected_seq, None, end)
     return ChainReport(chain, count, head_seq)
 
 

@@ -5,9 +5,13 @@ and so does a log begun anew after that: every organization's chain begins with 
 
 from __future__ import annotations
 
+import uuid
+
 import sqlalchemy as sa
 
+from app.audit.log import hash_fields
 from app.audit.verify import verify
+from app.models import AuditEvent
 from tests.api.conftest import make_key
 from tests.audit.test_verify import attacker
 from tests.lifecycle.support import roster
@@ -61,3 +65,28 @@ def test_log_begun_anew_after_removal_is_reported(db, dialect, tenant, database_
 def test_untouched_organization_chain_begins_with_its_creation(db, tenant, database_url):
     """An untouched organization verifies: its first record is its organization:create."""
     assert "ok   chain" in roster(database_url, "audit", "verify", "--org", "acme").output
+
+
+def test_a_record_forged_beyond_the_head_is_named_by_the_cli(db, dialect, tenant,
+                                                            database_url):
+    """A record inserted by SQL after the last one, its hash linking correctly, the head
+    left as it was: the CLI names that record's seq and calls it added (it named a seq
+    after it, which no record has, and called it "records at the end were removed"), as
+    ``GET /api/v1/audit/verify`` does."""
+    with db.transaction() as session:
+        last = session.scalars(sa.select(AuditEvent).where(
+            AuditEvent.chain == tenant.org.id).order_by(AuditEvent.seq.desc()).limit(1)).one()
+        forged = {name: getattr(last, name) for name in (
+            "chain", "organization_id", "occurred_at", "actor_type", "actor_id",
+            "subject_type", "subject_id", "request_id")}
+    forged.update(event_id=str(uuid.uuid4()), seq=last.seq + 1, action="user:reactivate",
+                  data={"forged": True}, prev_hash=last.hash)
+    forged["hash"] = hash_fields(forged)
+    with db.engine.begin() as conn:
+        conn.execute(sa.insert(AuditEvent.__table__), [forged])
+    result = roster(database_url, "audit", "verify", "--org", "acme", ok=False)
+    assert f"first bad record at seq {last.seq + 1}:" in result.output
+    assert "records were added outside Roster" in result.output
+    with db.transaction() as session:
+        [report] = verify(session, tenant.org.id)
+    assert report.bad_seq == last.seq + 1
