@@ -90,3 +90,22 @@ def test_a_record_forged_beyond_the_head_is_named_by_the_cli(db, dialect, tenant
     with db.transaction() as session:
         [report] = verify(session, tenant.org.id)
     assert report.bad_seq == last.seq + 1
+
+
+def test_truncated_log_tables_are_reported_for_every_organization(db, dialect, tenant,
+                                                                  other_tenant, database_url):
+    """``TRUNCATE`` of the log, its heads and checkpoints (PostgreSQL: the append-only row
+    trigger does not see it; SQLite: a DELETE of every row) leaves the organizations: each
+    one is BAD (exit 1), none "ok, 0 records"."""
+    roster(database_url, "audit", "checkpoint")
+    with db.engine.begin() as conn:
+        if dialect == "postgresql":
+            conn.execute(sa.text("TRUNCATE audit_events, audit_chain_heads, "
+                                 "audit_checkpoints"))
+        else:
+            for table in ("audit_events", "audit_chain_heads", "audit_checkpoints"):
+                conn.execute(sa.text(f"DELETE FROM {table}"))
+    output = roster(database_url, "audit", "verify", ok=False).output
+    for org in (tenant.org, other_tenant.org):
+        assert f"BAD  chain {org.id}: first bad record at seq 1" in output
+    assert "ok   chain" not in output
