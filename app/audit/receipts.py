@@ -44,6 +44,12 @@ def make_receipt(session: Session, record: DeprovisionRecord,
     a record its audit events do not vouch for (changed in the database, or added there):
     the deployment key would sign what someone wrote there as Roster's own (Conflict).
     """
+    # The record as it is now, and no stamp committing until the events are read: a stamp
+    # (a reactivation's restored_at, the commit stamp, a batch) writes the record and its
+    # sealing event in one transaction, and read at READ COMMITTED between the record and
+    # the events it made an untouched record "fail its seal" (PostgreSQL FOR SHARE: a stamp
+    # in flight is waited for, a later one waits; SQLite reads one snapshot anyway).
+    session.refresh(record, with_for_update={"read": True})
     if record.outcome != "applied":
         raise Conflict(f"deprovisioning record {record.id} is a failed attempt (nothing was "
                        f"revoked): it has no receipt; see its error")

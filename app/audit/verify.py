@@ -8,8 +8,12 @@ from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session
 
 from app.audit.log import GENESIS_HASH, chain_for, compute_hash
-from app.models import AuditChainHead, AuditEvent
+from app.models import AuditChainHead, AuditEvent, Organization
+from app.models.audit import DEPLOYMENT_CHAIN
 from app.models.lifecycle import AuditCheckpoint
+
+# What every organization's chain begins with: its creation, in the creating transaction.
+FIRST_ACTION = "organization:create"
 
 
 @dataclass(frozen=True)
@@ -34,20 +38,29 @@ def chains(session: Session, organization_id: str | None = None) -> list[str]:
 
     Not only those with a head: a chain whose head row was deleted with its records (an
     organization's whole log) still has its signed checkpoints, and a chain's records
-    without a head are a removed head; either must be reported, not skipped."""
+    without a head are a removed head; either must be reported, not skipped. Nor only
+    those with any of these: every organization has a chain (``_empty_problem``); one
+    statement, so that an organization and its first records are read in one snapshot."""
     if organization_id:
         return [chain_for(organization_id)]
     known = union(select(AuditChainHead.chain), select(AuditEvent.chain).distinct(),
-                  select(AuditCheckpoint.chain).distinct()).subquery()
+                  select(AuditCheckpoint.chain).distinct(),
+                  select(Organization.id)).subquery()
     return list(session.scalars(select(known.c.chain).order_by(known.c.chain)))
 
 
 def verify_chain(session: Session, chain: str) -> ChainReport:
-    """Recompute every hash in seq order; compare links, sequence and the stored head."""
+    """Recompute every hash in seq order; compare links, sequence and the stored head.
+
+    Records up to the head are checked one by one; the end is then compared with the head
+    as ``verify_chain_page`` compares it (``_end_problem``), so a record beyond the head is
+    named as one added outside Roster, at its own seq."""
     head = session.get(AuditChainHead, chain)
     head_seq = head.seq if head else 0
     stmt = (select(AuditEvent).where(AuditEvent.chain == chain).order_by(AuditEvent.seq)
             .execution_options(yield_per=500))
+    if head is not None:
+        stmt = stmt.where(AuditEvent.seq <= head_seq)
     expected_seq, prev_hash, count = 1, GENESIS_HASH, 0
     for event in session.scalars(stmt):
         count += 1
@@ -55,17 +68,24 @@ def verify_chain(session: Session, chain: str) -> ChainReport:
         if problem:
             return ChainReport(chain, count, head_seq, event.seq, event.event_id, problem)
         expected_seq, prev_hash = event.seq + 1, event.hash
-    if head is None and count:
-        # The first append creates the head and nothing deletes it: without it, records cut
-        # off the end would go unnoticed.
-        return ChainReport(chain, count, 0, expected_seq, None,
-                           f"the log holds records up to seq {expected_seq - 1} but no chain "
-                           "head: the head was removed, and with it the check of the end")
-    if head is not None and (head.seq != expected_seq - 1 or head.hash != prev_hash):
-        return ChainReport(chain, count, head_seq, expected_seq, None,
-                           f"chain head is at seq {head.seq} but the log ends at seq "
-                           f"{expected_seq - 1}: records at the end were removed")
+    # The first append creates the head and nothing deletes it: without it, records cut
+    # off the end would go unnoticed.
+    end = _end_problem(session, chain, head, expected_seq - 1, prev_hash)
+    if end is not None:
+        return ChainReport(chain, count, head_seq, expected_seq, None, end)
     return ChainReport(chain, count, head_seq)
+
+
+def _empty_problem(session: Session, chain: str) -> str | None:
+    """Why a chain with neither records nor a head is not simply an unused one: an
+    organization's chain begins with its ``organization:create`` record, written in the
+    transaction that creates it (app/directory/organizations.py), so an organization
+    without a chain lost its whole log (deleted, or ``TRUNCATE``, which no row trigger
+    sees). The deployment's chain may not have begun yet."""
+    if chain == DEPLOYMENT_CHAIN or session.get(Organization, chain) is None:
+        return None
+    return ("the organization has no audit record and no chain head, but its log begins "
+            f"with its {FIRST_ACTION} record: the whole log was removed")
 
 
 def _problem(event: AuditEvent, expected_seq: int, prev_hash: str) -> str | None:
@@ -77,7 +97,27 @@ def _problem(event: AuditEvent, expected_seq: int, prev_hash: str) -> str | None
     if event.prev_hash != prev_hash:
         return ("prev_hash does not match the previous record's hash: "
                 "records were reordered, removed or replaced before this one")
+    if event.seq == 1 and event.chain != DEPLOYMENT_CHAIN and (
+            event.action != FIRST_ACTION or event.subject_id != event.chain):
+        return (f"the chain begins with {event.action}, not with the organization's "
+                f"{FIRST_ACTION}: the log was removed and a new one begun")
     return None
+
+
+def read_one_snapshot(session: Session) -> None:
+    """Make the session's transaction read one snapshot (PostgreSQL REPEATABLE READ); call
+    it before the transaction's first statement.
+
+    A check reads a chain's head, then its records, then the deprovisioning records and
+    the events that name them, in several statements. At READ COMMITTED each sees the
+    commits made since the one before, so on a live deployment an append landing between
+    two reads made an untouched log look tampered with: a record beyond the head read
+    first ("records at the end were removed"), or a deprovisioning record without the event
+    read before it ("added outside Roster"). SQLite needs nothing: a check holding the
+    write lock sees no commit (https://www.postgresql.org/docs/current/transaction-iso.html).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
 def verify(session: Session, organization_id: str | None = None) -> list[ChainReport]:
@@ -156,7 +196,7 @@ def _end_problem(session: Session, chain: str, head: AuditChainHead | None, last
         if last_seq:
             return (f"the log holds records up to seq {last_seq} but no chain head: the "
                     "head was removed, and with it the check of the end")
-        return None
+        return _empty_problem(session, chain)
     if head.seq != last_seq or head.hash != last_hash:
         return (f"chain head is at seq {head.seq} but the log ends at seq {last_seq}: "
                 "records at the end were removed")

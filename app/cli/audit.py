@@ -31,6 +31,7 @@ from app.audit.signing import (
     load_signing_key,
     verification_keys,
 )
+from app.audit.verify import read_one_snapshot
 from app.audit.verify import verify as verify_chains
 from app.cli.base import ROW_ID, CliContext, command_errors, echo_table, pass_ctx, say
 from app.db import utcnow
@@ -125,6 +126,7 @@ def verify(ctx: CliContext, org_ref: str | None, public_key_files: tuple[BinaryI
     kept = _kept_checkpoints(checkpoints_file)
     bad = 0
     with ctx.transaction() as session:
+        read_one_snapshot(session)  # a live deployment goes on appending meanwhile
         org_id = get_organization(session, org_ref).id if org_ref else None
         for report in verify_chains(session, org_id):
             # Taken before the checks: a chain found bad earlier (records cut off) is still
