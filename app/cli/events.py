@@ -223,7 +223,7 @@ def deliveries(ctx: CliContext, dead: bool, status: str | None, limit: int) -> N
                  "attempts": d.attempts, "last": d.last_status or d.last_error or "-",
                  "next": f"{d.next_attempt_at:%H:%M:%S}" if d.status == "pending" else "-"}
                 for d in list_deliveries(session, status="dead" if dead else status,
-                                         limit=limit)]
+                                         limit=limit, newest_first=True)]
     echo_table(rows, ["id", "event", "endpoint", "status", "attempts", "last", "next"])
 
 

@@ -342,12 +342,14 @@ def blocked_by(session: Session, delivery: WebhookDelivery) -> int | None:
 
 
 def list_deliveries(session: Session, *, status: str | None = None, limit: int = 100,
-                    after_id: int = 0) -> list[WebhookDelivery]:
-    """Deliveries in id order, optionally only one status."""
+                    after_id: int = 0, newest_first: bool = False) -> list[WebhookDelivery]:
+    """Deliveries in id order (``newest_first``: the ``limit`` newest, newest first),
+    optionally only one status."""
     stmt = select(WebhookDelivery).where(WebhookDelivery.id > after_id)
     if status:
         stmt = stmt.where(WebhookDelivery.status == status)
-    return list(session.scalars(stmt.order_by(WebhookDelivery.id).limit(limit)))
+    order = WebhookDelivery.id.desc() if newest_first else WebhookDelivery.id
+    return list(session.scalars(stmt.order_by(order).limit(limit)))
 
 
 def release(session: Session, delivery_ids: list[int], worker_id: str) -> None:
