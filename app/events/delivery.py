@@ -325,8 +325,10 @@ def redeliver(session: Session, delivery_id: int, now: datetime) -> list[Webhook
             WebhookDelivery.aggregate_id == d.aggregate_id,
             WebhookDelivery.id > d.id, WebhookDelivery.status == "dead")
             .order_by(WebhookDelivery.id))
+    # Each keeps created_at, its dead_after_seconds clock (README): failing again, it goes
+    # dead at once, and the list still tells when it was queued.
     for each in queued:
-        each.status, each.next_attempt_at, each.created_at = "pending", now, now
+        each.status, each.next_attempt_at = "pending", now
         each.leased_until = each.leased_by = None
     return queued
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 from app.events.delivery import WebhookConfig
 from app.events.worker import run_once
+from app.models.lifecycle import WebhookDelivery
 from tests.conftest import rows
 from tests.events.receiver import SECRET, running_receiver
 from tests.events.test_webhooks import _leavers
@@ -36,3 +38,29 @@ def test_limit_lists_the_newest_deliveries_first(db, tenant, database_url):
     every = _listed_ids(roster(database_url, "events", "deliveries",
                                "--status", "delivered").output)
     assert every == sorted(ids, reverse=True)
+
+
+def test_a_redelivered_dead_letter_keeps_its_clock(db, tenant, database_url):
+    """README and config/defaults.toml: a redelivered delivery keeps its dead_after_seconds
+    clock (from when it was queued), so one that fails again goes dead at once. Redeliver
+    reset its created_at to now: it was retried for another whole day, and the list showed
+    the redelivery's time as when the event was queued."""
+    _leavers(db, tenant, 1)
+    with running_receiver(fail_first=1000) as receiver:
+        config = _config(receiver.url)
+        run_once(db, replace(config, dead_after_seconds=0), "test-worker")
+        dead = rows(db, "SELECT id FROM webhook_deliveries WHERE status = 'dead' "
+                        "AND attempts > 0")
+        assert len(dead) == 1
+        with db.transaction() as session:  # queued two days ago: past the day it had
+            delivery = session.get(WebhookDelivery, dead[0].id)
+            delivery.created_at -= timedelta(days=2)
+            queued_at = delivery.created_at
+        listed = roster(database_url, "events", "redeliver", str(dead[0].id)).output
+        assert f"delivery {dead[0].id} queued" in listed
+        with db.transaction() as session:
+            delivery = session.get(WebhookDelivery, dead[0].id)
+            assert (delivery.status, delivery.created_at) == ("pending", queued_at)
+        run_once(db, config, "test-worker")  # dead_after_seconds: one day
+    assert rows(db, "SELECT status, attempts FROM webhook_deliveries WHERE id = :i",
+                i=dead[0].id)[0] == ("dead", 2)
