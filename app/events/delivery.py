@@ -252,10 +252,12 @@ def _followers(session: Session, config: WebhookConfig, heads: list[WebhookDeliv
     for d in session.scalars(stmt):
         key = (d.endpoint, d.aggregate_id)
         # A run stops at the first one not due (a retry scheduled later keeps its place),
-        # or dead (a delivery redelivered while a later one was dead goes alone).
+        # or dead (a delivery redelivered while a later one was dead goes alone), or leased
+        # (an old event redelivered while a worker posts the newer ones: they are its).
         if key not in keys or key in stopped:
             continue
-        if d.status == "dead" or d.next_attempt_at > now:
+        if d.status == "dead" or d.next_attempt_at > now or \
+                (d.leased_until is not None and d.leased_until >= now):
             stopped.add(key)
             continue
         out.append(d)
@@ -311,7 +313,8 @@ def _hold_behind(session: Session, head: WebhookDelivery) -> None:
 
 
 def redeliver(session: Session, delivery_id: int, now: datetime) -> list[WebhookDelivery]:
-    """Queue a dead (or delivered) delivery again for an immediate attempt, and with a dead
+    """Queue a dead (or delivered) delivery again for an immediate attempt (a pending one:
+    due now, unless a worker holds it), and with a dead
     one the later dead deliveries of its aggregate to its endpoint, which follow it in id
     order; empty when there is no such delivery. Behind an older dead delivery of the
     aggregate they still wait (``blocked_by``)."""
@@ -326,10 +329,13 @@ def redeliver(session: Session, delivery_id: int, now: datetime) -> list[Webhook
             WebhookDelivery.id > d.id, WebhookDelivery.status == "dead")
             .order_by(WebhookDelivery.id))
     # Each keeps created_at, its dead_after_seconds clock (README): failing again, it goes
-    # dead at once, and the list still tells when it was queued.
+    # dead at once, and the list still tells when it was queued. A pending one keeps its
+    # lease: a worker may be posting it (and its user's later events) right now, and a
+    # cleared lease let a second worker claim and post the whole run beside it.
     for each in queued:
+        if each.status != "pending":
+            each.leased_until = each.leased_by = None
         each.status, each.next_attempt_at = "pending", now
-        each.leased_until = each.leased_by = None
     return queued
 
 

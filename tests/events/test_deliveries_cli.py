@@ -64,3 +64,72 @@ def test_a_redelivered_dead_letter_keeps_its_clock(db, tenant, database_url):
         run_once(db, config, "test-worker")  # dead_after_seconds: one day
     assert rows(db, "SELECT status, attempts FROM webhook_deliveries WHERE id = :i",
                 i=dead[0].id)[0] == ("dead", 2)
+
+
+def test_redelivering_a_delivery_being_posted_does_not_send_it_twice(db, tenant,
+                                                                       database_url):
+    """`roster events redeliver` of a pending delivery a worker is posting (a slow receiver,
+    a retry the operator wants now) cleared that worker's lease: a second worker claimed it
+    and its user's later events at once and posted them beside the first, out of order with
+    what the first worker went on to post."""
+    import threading
+
+    _leavers(db, tenant, 1)
+    with running_receiver(hang_on=1) as receiver:
+        config = _config(receiver.url)
+        first = threading.Thread(target=run_once, args=(db, config, "worker-one"))
+        first.start()
+        try:
+            assert receiver.hanging.wait(30)
+            posting = receiver.ids()[0]
+            held = rows(db, "SELECT id FROM webhook_deliveries WHERE event_id = :e",
+                        e=posting)[0].id
+            roster(database_url, "events", "redeliver", str(held))
+            run_once(db, config, "worker-two")
+            assert receiver.ids() == [posting]
+        finally:
+            receiver.release.set()
+            first.join(30)
+    assert rows(db, "SELECT status FROM webhook_deliveries WHERE id = :i",
+                i=held)[0][0] == "delivered"
+
+
+def test_a_redelivered_old_event_does_not_take_a_run_another_worker_is_posting(
+        db, tenant, database_url):
+    """A delivered event of a user queued again while a worker posts that user's newer
+    events: the worker that claims it took the newer ones too as its followers, leased by
+    the first worker or not, and posted them a second time beside it."""
+    import threading
+
+    from app.events.outbox import emit
+
+    def _emit(name: str) -> None:
+        with db.transaction() as session:
+            emit(session, organization_id=tenant.org.id, type="test.event",
+                 aggregate_id="user-1", payload={"name": name})
+
+    _emit("old")
+    with running_receiver() as receiver:
+        config = _config(receiver.url)
+        while run_once(db, config, "test-worker"):
+            pass
+        old = rows(db, "SELECT id, event_id FROM webhook_deliveries "
+                       "WHERE status = 'delivered' AND aggregate_id = 'user-1'")[0]
+        _emit("new-1")
+        _emit("new-2")
+        receiver.hang_on = len(receiver.ids()) + 1
+        first = threading.Thread(target=run_once, args=(db, config, "worker-one"))
+        first.start()
+        try:
+            assert receiver.hanging.wait(30)
+            roster(database_url, "events", "redeliver", str(old.id))
+            run_once(db, config, "worker-two")
+            posted = receiver.ids()[1:]
+        finally:
+            receiver.release.set()
+            first.join(30)
+        new = [r.event_id for r in rows(
+            db, "SELECT event_id FROM webhook_deliveries WHERE aggregate_id = 'user-1' "
+                "AND id > :i ORDER BY id", i=old.id)]
+        assert posted == [new[0], old.event_id]
+        assert receiver.ids()[1:] == [new[0], old.event_id, new[1]]
