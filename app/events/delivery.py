@@ -40,6 +40,9 @@ log = logging.getLogger("roster.worker")
 _HELD_LOG = EveryInterval(60.0)
 # Outbox rows read per query by a fan-out (a new URL reads the retained history, page by page).
 FAN_OUT_PAGE = 1000
+# Pages a round fans out to one URL at most: a new URL's retained history (a million events
+# after a month) goes over many rounds, each a short transaction.
+FAN_OUT_ROUND_PAGES = 10
 # The last_error of a delivery dead-lettered because an older one of its aggregate is dead.
 HELD = "held behind dead delivery {}"
 # The statuses that keep an aggregate's later deliveries waiting.
@@ -79,6 +82,11 @@ def fan_out(session: Session, config: WebhookConfig, now: datetime) -> int:
     webhooks.urls meanwhile) holds, logged, until `roster events reset-cursor`; a new one
     starts at the oldest event kept (app/events/retention.py).
 
+    A round reads at most ``FAN_OUT_ROUND_PAGES`` pages per URL and leaves the cursor where
+    it stopped (in the middle of a window on PostgreSQL), so a URL added, or reset, takes
+    the retained outbox over several short transactions: in one, a month of it held
+    SQLite's write lock (SCIM writes answered 503 meanwhile) or the cursors' row locks.
+
     Cursors are locked with the URLs sorted, not as ``webhooks.urls`` lists them: two nodes
     listing them in different orders each held a cursor the other waited for (a deadlock).
     """
@@ -90,7 +98,7 @@ def fan_out(session: Session, config: WebhookConfig, now: datetime) -> int:
         if not new and purged_unread(session, position, cursor.purge_epoch):
             _report_held(endpoint)
             continue
-        while True:
+        for _page in range(FAN_OUT_ROUND_PAGES):  # the rest next round (fan_out_due says so)
             window = open_window(session, position)
             rows = session.execute(
                 select(OutboxEvent.id, OutboxEvent.event_id, OutboxEvent.aggregate_id)
