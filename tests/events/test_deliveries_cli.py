@@ -133,3 +133,21 @@ def test_a_redelivered_old_event_does_not_take_a_run_another_worker_is_posting(
                 "AND id > :i ORDER BY id", i=old.id)]
         assert posted == [new[0], old.event_id]
         assert receiver.ids()[1:] == [new[0], old.event_id, new[1]]
+
+
+def test_redelivering_to_a_url_no_longer_configured_says_it_waits(db, tenant,
+                                                                  database_url):
+    """A dead letter of a URL since taken out of webhooks.urls is queued, but no worker
+    sends it (README: such a URL gets nothing more): the command said only "queued"."""
+    _leavers(db, tenant, 1)
+    with running_receiver(fail_first=1000) as receiver:
+        run_once(db, replace(_config(receiver.url), dead_after_seconds=0), "test-worker")
+        dead = rows(db, "SELECT id FROM webhook_deliveries WHERE status = 'dead' "
+                        "AND attempts > 0")[0]
+        said = roster(database_url, "events", "redeliver", str(dead.id),
+                      ROSTER_WEBHOOKS__URLS="http://127.0.0.1:9/elsewhere",
+                      ROSTER_WEBHOOKS__SECRET=SECRET).output
+        assert "not in webhooks.urls" in said
+        said = roster(database_url, "events", "redeliver", str(dead.id),
+                      ROSTER_WEBHOOKS__URLS=receiver.url, ROSTER_WEBHOOKS__SECRET=SECRET).output
+        assert "not in webhooks.urls" not in said
