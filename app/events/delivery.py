@@ -226,7 +226,8 @@ def claim(session: Session, config: WebhookConfig, worker_id: str,
     heads = list(session.scalars(stmt))
     if not heads:
         return []
-    deliveries = sorted([*heads, *_followers(session, config, heads, now)], key=lambda d: d.id)
+    deliveries = sorted([*heads, *_followers(session, config, heads, now, worker_id)],
+                        key=lambda d: d.id)
     until = now + timedelta(seconds=config.lease_seconds)
     events = {e.id: e for e in session.scalars(select(OutboxEvent).where(
         OutboxEvent.id.in_([d.outbox_id for d in deliveries])))}
@@ -237,7 +238,7 @@ def claim(session: Session, config: WebhookConfig, worker_id: str,
 
 
 def _followers(session: Session, config: WebhookConfig, heads: list[WebhookDelivery],
-               now: datetime) -> list[WebhookDelivery]:
+               now: datetime, worker_id: str) -> list[WebhookDelivery]:
     """The next due deliveries of the claimed heads' runs (URL and aggregate), so one round
     sends a user's burst (grant.removed, session.revoked, user.deprovisioned) in order.
 
@@ -261,11 +262,13 @@ def _followers(session: Session, config: WebhookConfig, heads: list[WebhookDeliv
         key = (d.endpoint, d.aggregate_id)
         # A run stops at the first one not due (a retry scheduled later keeps its place),
         # or dead (a delivery redelivered while a later one was dead goes alone), or leased
-        # (an old event redelivered while a worker posts the newer ones: they are its).
+        # by another worker (an old event redelivered while a worker posts the newer ones:
+        # they are that worker's).
         if key not in keys or key in stopped:
             continue
-        if d.status == "dead" or d.next_attempt_at > now or \
-                (d.leased_until is not None and d.leased_until >= now):
+        if d.status == "dead" or d.next_attempt_at > now or (
+                d.leased_until is not None and d.leased_until >= now
+                and d.leased_by != worker_id):
             stopped.add(key)
             continue
         out.append(d)
