@@ -223,7 +223,7 @@ def deliveries(ctx: CliContext, dead: bool, status: str | None, limit: int) -> N
                  "attempts": d.attempts, "last": d.last_status or d.last_error or "-",
                  "next": f"{d.next_attempt_at:%H:%M:%S}" if d.status == "pending" else "-"}
                 for d in list_deliveries(session, status="dead" if dead else status,
-                                         limit=limit)]
+                                         limit=limit, newest_first=True)]
     echo_table(rows, ["id", "event", "endpoint", "status", "attempts", "last", "next"])
 
 
@@ -239,12 +239,15 @@ def redeliver_(ctx: CliContext, delivery_id: int) -> None:
         if not queued:
             raise NotFound(f"no delivery {delivery_id}")
         waiting = blocked_by(session, queued[0])
+        endpoint = queued[0].endpoint
     held = [str(d.id) for d in queued[1:]]
     say(f"delivery {delivery_id} queued"
         + (f", then {', '.join(held)} held behind it" if held else ""))
     if waiting is not None:
         say(f"it waits behind dead delivery {waiting} of the same aggregate: "
             f"redeliver {waiting} to send them in order")
+    if endpoint not in _configured(ctx):  # claims take only the URLs configured now
+        say(f"{endpoint} is not in webhooks.urls: no worker sends it until it is again")
 
 
 @events.command("purge")
@@ -293,9 +296,7 @@ def reset_cursor_(ctx: CliContext, url: str) -> None:
     URL as configured or as Roster shows it (credentials masked). Idempotent: a URL
     without a cursor (reset already, or not fanned out to yet) starts there already."""
     endpoint = endpoint_key(url)
-    # The URLs as written, unvalidated: a reset needs no sendable configuration.
-    configured = {endpoint_key(u.strip()) for u in
-                  str(ctx.settings["webhooks"]["urls"]).split(",") if u.strip()}
+    configured = _configured(ctx)
     with ctx.transaction() as session:
         if reset_cursor(session, endpoint):
             say(f"fan-out to {endpoint} starts again from the oldest event kept")
@@ -305,6 +306,13 @@ def reset_cursor_(ctx: CliContext, url: str) -> None:
         raise NotFound(f"no fan-out cursor, delivery or webhooks.urls entry for {endpoint}")
     say(f"fan-out to {endpoint} has no cursor: it already starts from the oldest event kept "
         "(nothing to reset)")
+
+
+def _configured(ctx: CliContext) -> set[str]:
+    """The keys of webhooks.urls as written, unvalidated: a reset or a redelivery needs no
+    sendable configuration."""
+    return {endpoint_key(u.strip()) for u in
+            str(ctx.settings["webhooks"]["urls"]).split(",") if u.strip()}
 
 
 def issue7_commands() -> list[click.Command]:

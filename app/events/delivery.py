@@ -40,6 +40,9 @@ log = logging.getLogger("roster.worker")
 _HELD_LOG = EveryInterval(60.0)
 # Outbox rows read per query by a fan-out (a new URL reads the retained history, page by page).
 FAN_OUT_PAGE = 1000
+# Pages a round fans out to one URL at most: a new URL's retained history (a million events
+# after a month) goes over many rounds, each a short transaction.
+FAN_OUT_ROUND_PAGES = 10
 # The last_error of a delivery dead-lettered because an older one of its aggregate is dead.
 HELD = "held behind dead delivery {}"
 # The statuses that keep an aggregate's later deliveries waiting.
@@ -79,6 +82,11 @@ def fan_out(session: Session, config: WebhookConfig, now: datetime) -> int:
     webhooks.urls meanwhile) holds, logged, until `roster events reset-cursor`; a new one
     starts at the oldest event kept (app/events/retention.py).
 
+    A round reads at most ``FAN_OUT_ROUND_PAGES`` pages per URL and leaves the cursor where
+    it stopped (in the middle of a window on PostgreSQL), so a URL added, or reset, takes
+    the retained outbox over several short transactions: in one, a month of it held
+    SQLite's write lock (SCIM writes answered 503 meanwhile) or the cursors' row locks.
+
     Cursors are locked with the URLs sorted, not as ``webhooks.urls`` lists them: two nodes
     listing them in different orders each held a cursor the other waited for (a deadlock).
     """
@@ -90,7 +98,7 @@ def fan_out(session: Session, config: WebhookConfig, now: datetime) -> int:
         if not new and purged_unread(session, position, cursor.purge_epoch):
             _report_held(endpoint)
             continue
-        while True:
+        for _page in range(FAN_OUT_ROUND_PAGES):  # the rest next round (fan_out_due says so)
             window = open_window(session, position)
             rows = session.execute(
                 select(OutboxEvent.id, OutboxEvent.event_id, OutboxEvent.aggregate_id)
@@ -218,7 +226,8 @@ def claim(session: Session, config: WebhookConfig, worker_id: str,
     heads = list(session.scalars(stmt))
     if not heads:
         return []
-    deliveries = sorted([*heads, *_followers(session, config, heads, now)], key=lambda d: d.id)
+    deliveries = sorted([*heads, *_followers(session, config, heads, now, worker_id)],
+                        key=lambda d: d.id)
     until = now + timedelta(seconds=config.lease_seconds)
     events = {e.id: e for e in session.scalars(select(OutboxEvent).where(
         OutboxEvent.id.in_([d.outbox_id for d in deliveries])))}
@@ -229,7 +238,7 @@ def claim(session: Session, config: WebhookConfig, worker_id: str,
 
 
 def _followers(session: Session, config: WebhookConfig, heads: list[WebhookDelivery],
-               now: datetime) -> list[WebhookDelivery]:
+               now: datetime, worker_id: str) -> list[WebhookDelivery]:
     """The next due deliveries of the claimed heads' runs (URL and aggregate), so one round
     sends a user's burst (grant.removed, session.revoked, user.deprovisioned) in order.
 
@@ -252,10 +261,14 @@ def _followers(session: Session, config: WebhookConfig, heads: list[WebhookDeliv
     for d in session.scalars(stmt):
         key = (d.endpoint, d.aggregate_id)
         # A run stops at the first one not due (a retry scheduled later keeps its place),
-        # or dead (a delivery redelivered while a later one was dead goes alone).
+        # or dead (a delivery redelivered while a later one was dead goes alone), or leased
+        # by another worker (an old event redelivered while a worker posts the newer ones:
+        # they are that worker's).
         if key not in keys or key in stopped:
             continue
-        if d.status == "dead" or d.next_attempt_at > now:
+        if d.status == "dead" or d.next_attempt_at > now or (
+                d.leased_until is not None and d.leased_until >= now
+                and d.leased_by != worker_id):
             stopped.add(key)
             continue
         out.append(d)
@@ -311,7 +324,8 @@ def _hold_behind(session: Session, head: WebhookDelivery) -> None:
 
 
 def redeliver(session: Session, delivery_id: int, now: datetime) -> list[WebhookDelivery]:
-    """Queue a dead (or delivered) delivery again for an immediate attempt, and with a dead
+    """Queue a dead (or delivered) delivery again for an immediate attempt (a pending one:
+    due now, unless a worker holds it), and with a dead
     one the later dead deliveries of its aggregate to its endpoint, which follow it in id
     order; empty when there is no such delivery. Behind an older dead delivery of the
     aggregate they still wait (``blocked_by``)."""
@@ -325,9 +339,14 @@ def redeliver(session: Session, delivery_id: int, now: datetime) -> list[Webhook
             WebhookDelivery.aggregate_id == d.aggregate_id,
             WebhookDelivery.id > d.id, WebhookDelivery.status == "dead")
             .order_by(WebhookDelivery.id))
+    # Each keeps created_at, its dead_after_seconds clock (README): failing again, it goes
+    # dead at once, and the list still tells when it was queued. A pending one keeps its
+    # lease: a worker may be posting it (and its user's later events) right now, and a
+    # cleared lease let a second worker claim and post the whole run beside it.
     for each in queued:
-        each.status, each.next_attempt_at, each.created_at = "pending", now, now
-        each.leased_until = each.leased_by = None
+        if each.status != "pending":
+            each.leased_until = each.leased_by = None
+        each.status, each.next_attempt_at = "pending", now
     return queued
 
 
@@ -342,12 +361,14 @@ def blocked_by(session: Session, delivery: WebhookDelivery) -> int | None:
 
 
 def list_deliveries(session: Session, *, status: str | None = None, limit: int = 100,
-                    after_id: int = 0) -> list[WebhookDelivery]:
-    """Deliveries in id order, optionally only one status."""
+                    after_id: int = 0, newest_first: bool = False) -> list[WebhookDelivery]:
+    """Deliveries in id order (``newest_first``: the ``limit`` newest, newest first),
+    optionally only one status."""
     stmt = select(WebhookDelivery).where(WebhookDelivery.id > after_id)
     if status:
         stmt = stmt.where(WebhookDelivery.status == status)
-    return list(session.scalars(stmt.order_by(WebhookDelivery.id).limit(limit)))
+    order = WebhookDelivery.id.desc() if newest_first else WebhookDelivery.id
+    return list(session.scalars(stmt.order_by(order).limit(limit)))
 
 
 def release(session: Session, delivery_ids: list[int], worker_id: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from marshmallow import Schema, fields, validate
@@ -13,10 +15,11 @@ from app.api.pagination import (
     MAX_LIMIT,
     Page,
     decode_values,
-    encode_cursor,
+    list_tag,
 )
 from app.api.schemas import PageArgs, QueryInteger, StrictSchema
 from app.api.views import bp
+from app.errors import InvalidInput
 from app.events.feed import FeedPosition, events_after
 from app.models import OutboxEvent
 from app.models.lifecycle import WebhookDelivery
@@ -48,7 +51,9 @@ class FeedArgs(StrictSchema):
     after = fields.String(validate=validate.Length(min=1, max=4000), metadata={
         "description": "A next_cursor from an earlier page; omit to start at the oldest "
                        "event kept (events.retention_days). A cursor that stands before "
-                       "purged events is answered 410 (type .../cursor-expired)."})
+                       "purged events is answered 410 (type .../cursor-expired). A cursor "
+                       "continues the feed it came from: the same type filter and the same "
+                       "organization's key, else 400."})
     limit = QueryInteger(load_default=DEFAULT_LIMIT,
                            validate=validate.Range(min=1, max=MAX_LIMIT))
     type = fields.String(validate=validate.Length(min=1, max=100), metadata={
@@ -85,12 +90,35 @@ def feed(ctx: ApiContext) -> dict[str, Any]:
     """Events in commit-safe order of sequence; rebuild from any point with ``after``."""
     # No cursor: from the oldest event kept. A cursor behind what the retention purge
     # deleted is a 410 cursor_expired problem (app/events/feed.py says how to resync).
-    position = FeedPosition.from_values(decode_values(ctx.args["after"], field="after")) \
-        if "after" in ctx.args else None
+    types = [ctx.args["type"]] if "type" in ctx.args else None
+    tag = list_tag("events", ctx.scope_org_id or "", *(types or []))
+    position = _position(ctx.args["after"], tag) if "after" in ctx.args else None
     items, position = events_after(ctx.session, position, limit=ctx.args["limit"],
-                                   organization_id=ctx.scope_org_id,
-                                   types=[ctx.args["type"]] if "type" in ctx.args else None)
-    return {"items": items, "next_cursor": encode_cursor(position.values())}
+                                   organization_id=ctx.scope_org_id, types=types)
+    return {"items": items, "next_cursor": _cursor(position, tag)}
+
+
+def _cursor(position: FeedPosition, tag: str) -> str:
+    """The opaque next_cursor: the position and the feed it belongs to (organization and
+    type filter). On SQLite a page that lists all its filter matches moves past every event
+    written so far, so a cursor read on with another filter or another organization's key
+    skipped that feed's events: :func:`_position` refuses it instead."""
+    raw = json.dumps({"feed": tag, "at": position.values()}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _position(cursor: str, tag: str) -> FeedPosition:
+    """Inverse of :func:`_cursor`; a bare position (a cursor issued before cursors named
+    their feed) is still taken. Another feed's cursor is a 400."""
+    values = decode_values(cursor, field="after")
+    if isinstance(values, dict):
+        if set(values) != {"feed", "at"} or values["feed"] != tag:
+            raise InvalidInput("cursor belongs to another feed: a cursor continues the feed "
+                               "it came from, with the same type filter and the same "
+                               "organization's key (read on with those, or start again "
+                               "without 'after')", field="after")
+        values = values["at"]
+    return FeedPosition.from_values(values)
 
 
 @api_route(bp, "/events/deliveries", methods=["GET"], permission="events:read",
