@@ -247,3 +247,18 @@ def connections_for_email(session: Session, email: str) -> list[SsoConnection]:
         .where(ConnectionDomain.domain == domain,
                ConnectionDomain.verified_at.is_not(None), SsoConnection.enabled.is_(True))
         .order_by(SsoConnection.name)))
+
+
+def domain_owners(session: Session, organization_id: str, email: str | None) -> set[str]:
+    """The enabled connections of the organization for which an operator verified the
+    domain of ``email``: the ones home-realm discovery routes that address to."""
+    _, at, typed = (email or "").rpartition("@")
+    domain = ascii_domain(typed) if at else None
+    if not domain:
+        return set()
+    return set(session.scalars(
+        select(ConnectionDomain.connection_id)
+        .join(SsoConnection, SsoConnection.id == ConnectionDomain.connection_id)
+        .where(ConnectionDomain.domain == domain, ConnectionDomain.verified_at.is_not(None),
+               SsoConnection.organization_id == organization_id,
+               SsoConnection.enabled.is_(True))))

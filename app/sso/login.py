@@ -26,7 +26,7 @@ from app.models import Directory, Group, Membership, User
 from app.models.directory import UserStatus
 from app.models.sso import LoginSession, SsoConnection
 from app.sql import fold, fold_text
-from app.sso.connections import DEFAULT_ATTRIBUTES
+from app.sso.connections import DEFAULT_ATTRIBUTES, domain_owners
 from app.sso.outcome import LoginFailed
 
 SESSION_HOURS = 12
@@ -286,6 +286,22 @@ def _refuse_gone(user: User | None, who: AssertedUser, *, keep_changes: bool = F
                           keep_changes=keep_changes)
 
 
+def _refuse_foreign_domain(session: Session, conn: SsoConnection, user: User | None,
+                           who: AssertedUser) -> None:
+    """A connection without a directory matches any user of its organization, whichever
+    directory provisioned it: one IdP could sign in the users of another by asserting their
+    email (or userName). A user whose email domain an operator verified for other
+    connections of the organization, and not for this one, belongs to those: refused."""
+    if conn.directory_id or user is None:
+        return
+    owners = domain_owners(session, conn.organization_id, user.primary_email)
+    if owners and conn.id not in owners:
+        raise LoginFailed("domain_of_another_connection",
+                          "the user's email domain is verified for another connection of "
+                          "the organization, not for this one", subject=who.subject,
+                          payload={"user_id": user.id})
+
+
 def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
                   actor: Actor) -> User:
     """Apply the connection's login policy; raise LoginFailed for every refusal.
@@ -299,6 +315,7 @@ def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
     if conn.directory_id:
         _hold_directory(session, conn, who)
     user = find_user(session, conn, who)
+    _refuse_foreign_domain(session, conn, user, who)
     _refuse_gone(user, who)
     if conn.login_policy == "jit":
         try:

@@ -35,8 +35,11 @@ _MESSAGES = {
     "user_deprovisioned": "Your account has been deactivated. Contact your administrator.",
     "user_inactive": "Your account is not active. Contact your administrator.",
     "unknown_user": "Your account is not provisioned for this organization.",
+    "domain_of_another_connection": "Your email address signs in through another sign-in "
+                                    "option of your organization.",
 }
-_USER_REFUSALS = frozenset({"user_deprovisioned", "user_inactive", "unknown_user"})
+_USER_REFUSALS = frozenset({"user_deprovisioned", "user_inactive", "unknown_user",
+                            "domain_of_another_connection"})
 
 
 def database() -> Database:
