@@ -41,3 +41,26 @@ def test_a_narrower_scope_at_a_refresh_narrows_the_access_token_only(db, tenant,
     scopes = {r.scope for r in rows(db, "SELECT scope FROM issued_tokens "
                                         "WHERE token_type = 'refresh'")}
     assert scopes == {FULL}
+
+
+def test_a_token_type_hint_roster_does_not_know_is_only_a_hint(db, tenant, keys, web):
+    """RFC 7662 §2.1, RFC 7009 §2.1: a server that cannot find the token by its hint
+    searches every type. An unknown hint (``id_token``) was ``unsupported_token_type`` with
+    status 401, as if the portal's own credentials had been refused, and the token was
+    neither introspected nor revoked."""
+    _user, req, code = login_and_code(db, tenant, keys, web)
+    tokens = exchange(web, code, req.verifier).get_json()
+    for hint in ("id_token", "urn:ietf:params:oauth:token-type:jwt", ""):
+        resp = web.post("/sso/oidc/introspect", headers={"Authorization": BASIC},
+                        data={"token": tokens["access_token"], "token_type_hint": hint})
+        assert resp.status_code == 200, resp.text
+        assert resp.get_json()["active"] is True
+    resp = web.post("/sso/oidc/revoke", headers={"Authorization": BASIC},
+                    data={"token": tokens["refresh_token"], "token_type_hint": "id_token"})
+    assert resp.status_code == 200, resp.text
+    assert introspect(web, tokens["refresh_token"]) == {"active": False}
+    assert introspect(web, tokens["access_token"]) == {"active": False}
+    missing = web.post("/sso/oidc/revoke", headers={"Authorization": BASIC},
+                       data={"token_type_hint": "id_token"})
+    assert missing.status_code == 400
+    assert missing.get_json()["error"] == "invalid_request"
