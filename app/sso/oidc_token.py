@@ -154,7 +154,7 @@ def _verified(id_token: str, keys: list[Any], alg: str) -> dict[str, Any]:
             return dict(jwt.decode(id_token, key, algorithms=[alg]).claims)
         except BadSignatureError:
             continue
-        except (JoseError, ValueError) as exc:
+        except (JoseError, ValueError, TypeError) as exc:
             failure = LoginFailed("bad_signature", f"the ID token cannot be verified: {exc}")
     raise failure
 
@@ -166,6 +166,13 @@ def validate_id_token(id_token: str, want: Expected,
     alg = header.get("alg")
     if not isinstance(alg, str) or alg.lower() == "none" or alg not in want.algorithms:
         raise LoginFailed("alg_not_allowed", f"alg {alg!r} is not in the connection's allow-list")
+    crit = header.get("crit")
+    if crit is not None and not (isinstance(crit, list) and crit
+                                 and all(isinstance(name, str) for name in crit)):
+        # RFC 7515 §4.1.11: a non-empty array of header names. joserfc raised a TypeError
+        # (a 500) on a name that is no string.
+        raise LoginFailed("malformed_id_token", "the header's crit is not a non-empty array "
+                          "of names (RFC 7515 section 4.1.11)")
     keys = candidate_keys(jwks_for(False), header) or candidate_keys(jwks_for(True), header)
     if not keys:
         raise LoginFailed("unknown_signing_key",
