@@ -140,7 +140,10 @@ def _check_claims(claims: dict[str, Any], want: Expected, now: float) -> None:
     if nbf is not None and nbf - want.skew_seconds > now:
         raise LoginFailed("token_not_yet_valid", "the ID token is not valid yet")
     nonce = claims.get("nonce")
-    if not isinstance(nonce, str) or not hmac.compare_digest(nonce.encode(), want.nonce.encode()):
+    # surrogatepass: JSON's lone "\ud800" is a str that strict UTF-8 cannot encode (a
+    # UnicodeEncodeError, a 500); so encoded, it is simply another nonce.
+    if not isinstance(nonce, str) or not hmac.compare_digest(
+            nonce.encode("utf-8", "surrogatepass"), want.nonce.encode()):
         raise LoginFailed("bad_nonce", "the nonce does not match this login attempt")
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise LoginFailed("malformed_id_token", "the ID token has no sub")

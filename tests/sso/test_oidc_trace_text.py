@@ -7,6 +7,7 @@ import pytest
 
 from tests.sso.oidc_idp import refused_with
 from tests.sso.test_oidc_attacks import _forged
+from tests.sso.test_oidc_jose_headers import _signed
 
 BAD = "\ufffd"
 
@@ -37,3 +38,13 @@ def test_a_refused_id_token_holding_nul_or_a_lone_surrogate_is_traced(db, tenant
     payload = refused_with(db, resp, reason)
     part, name = where
     assert payload["id_token"][part][name] == stored
+
+
+def test_a_nonce_holding_a_lone_surrogate_is_bad_nonce(db, tenant, hostile, web):
+    """The nonce was compared as UTF-8 bytes, and an unpaired surrogate cannot be encoded:
+    a UnicodeEncodeError, a 500 on the callback, for a validly signed token."""
+    resp = _forged(db, tenant, hostile, web, lambda claims: _signed(
+        hostile.rsa, {"alg": "RS256", "kid": hostile.rsa.kid},
+        {**claims, "nonce": "\ud800" + claims["nonce"]}))
+    payload = refused_with(db, resp, "bad_nonce")
+    assert payload["id_token"]["claims"]["nonce"] == f"{BAD}***"
