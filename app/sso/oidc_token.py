@@ -68,8 +68,15 @@ def unverified_parts(id_token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         raise LoginFailed("malformed_id_token", "the ID token is not base64url JSON") from None
 
 
-def pick_key(jwks: dict[str, Any], header: dict[str, Any]) -> Any | None:
-    """The JWK the header names by kid; without a kid, the only signing key of the right type."""
+def candidate_keys(jwks: dict[str, Any], header: dict[str, Any]) -> list[Any]:
+    """The JWKs that may have signed a token with this header: of the key type its ``alg``
+    needs (and, where a JWK names its own ``alg``, that one), named by its kid; without a
+    kid, the only such signing key, else none.
+
+    RFC 7517 §4.5: keys of different types may share a kid in one JWK Set, so the kid alone
+    does not choose a key (the first key of the kid was taken: an EC key listed before the
+    RSA key of the same kid made every RS256 login ``bad_signature``); keys of one type
+    sharing a kid are all tried (:func:`validate_id_token`)."""
     listed = jwks.get("keys", [])
     signing = [k for k in listed if isinstance(k, dict) and k.get("use") in (None, "sig")] \
         if isinstance(listed, list) else []
@@ -83,11 +90,12 @@ def pick_key(jwks: dict[str, Any], header: dict[str, Any]) -> Any | None:
             continue
     if (signing and not keys) or not isinstance(listed, list):
         raise LoginFailed("discovery_failed", "the IdP's JWKS cannot be read")
-    kid, kty = header.get("kid"), _KTY.get(str(header.get("alg", ""))[:2])
+    alg = header.get("alg")
+    kid, kty = header.get("kid"), _KTY.get(str(alg or "")[:2])
+    fitting = [k for k in keys if k.key_type == kty and k.get("alg") in (None, alg)]
     if kid is not None:
-        return next((k for k in keys if k.kid == kid), None)
-    candidates = [k for k in keys if k.key_type == kty]
-    return candidates[0] if len(candidates) == 1 else None
+        return [k for k in fitting if k.kid == kid]
+    return fitting if len(fitting) == 1 else []
 
 
 @dataclass(frozen=True)
@@ -132,10 +140,26 @@ def _check_claims(claims: dict[str, Any], want: Expected, now: float) -> None:
     if nbf is not None and nbf - want.skew_seconds > now:
         raise LoginFailed("token_not_yet_valid", "the ID token is not valid yet")
     nonce = claims.get("nonce")
-    if not isinstance(nonce, str) or not hmac.compare_digest(nonce.encode(), want.nonce.encode()):
+    # surrogatepass: JSON's lone "\ud800" is a str that strict UTF-8 cannot encode (a
+    # UnicodeEncodeError, a 500); so encoded, it is simply another nonce.
+    if not isinstance(nonce, str) or not hmac.compare_digest(
+            nonce.encode("utf-8", "surrogatepass"), want.nonce.encode()):
         raise LoginFailed("bad_nonce", "the nonce does not match this login attempt")
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise LoginFailed("malformed_id_token", "the ID token has no sub")
+
+
+def _verified(id_token: str, keys: list[Any], alg: str) -> dict[str, Any]:
+    """The claims, if one of ``keys`` verifies the signature (RFC 7515 §5.2)."""
+    failure = LoginFailed("bad_signature", "the ID token signature does not verify")
+    for key in keys:
+        try:
+            return dict(jwt.decode(id_token, key, algorithms=[alg]).claims)
+        except BadSignatureError:
+            continue
+        except (JoseError, ValueError, TypeError) as exc:
+            failure = LoginFailed("bad_signature", f"the ID token cannot be verified: {exc}")
+    raise failure
 
 
 def validate_id_token(id_token: str, want: Expected,
@@ -145,16 +169,18 @@ def validate_id_token(id_token: str, want: Expected,
     alg = header.get("alg")
     if not isinstance(alg, str) or alg.lower() == "none" or alg not in want.algorithms:
         raise LoginFailed("alg_not_allowed", f"alg {alg!r} is not in the connection's allow-list")
-    key = pick_key(jwks_for(False), header) or pick_key(jwks_for(True), header)
-    if key is None:
+    crit = header.get("crit")
+    if crit is not None and not (isinstance(crit, list) and crit
+                                 and all(isinstance(name, str) for name in crit)):
+        # RFC 7515 §4.1.11: a non-empty array of header names. joserfc raised a TypeError
+        # (a 500) on a name that is no string.
+        raise LoginFailed("malformed_id_token", "the header's crit is not a non-empty array "
+                          "of names (RFC 7515 section 4.1.11)")
+    keys = candidate_keys(jwks_for(False), header) or candidate_keys(jwks_for(True), header)
+    if not keys:
         raise LoginFailed("unknown_signing_key",
-                          f"no key {header.get('kid')!r} in the IdP's JWKS")
-    try:
-        claims = dict(jwt.decode(id_token, key, algorithms=[alg]).claims)
-    except BadSignatureError:
-        raise LoginFailed("bad_signature", "the ID token signature does not verify") from None
-    except (JoseError, ValueError) as exc:
-        raise LoginFailed("bad_signature", f"the ID token cannot be verified: {exc}") from None
+                          f"no key {header.get('kid')!r} for {alg} in the IdP's JWKS")
+    claims = _verified(id_token, keys, alg)
     _check_claims(claims, want, now)
     return claims
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
@@ -21,11 +22,25 @@ def _hint(hint: str | None) -> str | None:
     return {"access_token": ACCESS, "refresh_token": REFRESH}.get(hint or "")
 
 
+def _check_params(request: Any, client: Any) -> None:
+    """A request names its ``token`` (else ``invalid_request``); its ``token_type_hint`` is
+    only a hint, whatever it says (RFC 7662 §2.1, RFC 7009 §2.1: a server that cannot find
+    the token by the hint MUST search every type it supports, and MAY ignore the hint).
+    authlib answered a hint it does not know (``id_token``, a typo) ``unsupported_token_type``
+    with status 401, which tells the portal its own credentials were refused; that error is
+    for a token type the server cannot revoke (RFC 7009 §2.2.1), and both of ours it can."""
+    if "token" not in request.form:
+        raise InvalidRequestError()
+
+
 def build_endpoints(db: Any, config: ProviderConfig) -> tuple[type, type]:
     """Introspection (RFC 7662) and revocation (RFC 7009) bound to our storage."""
 
     class Introspection(IntrospectionEndpoint):
         CLIENT_AUTH_METHODS = list(AUTH_METHODS)
+
+        def check_params(self, request: Any, client: Any) -> None:
+            _check_params(request, client)
 
         def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
             return live_token(db(), token_string, _hint(token_type_hint)) or live_token(
@@ -45,6 +60,9 @@ def build_endpoints(db: Any, config: ProviderConfig) -> tuple[type, type]:
 
     class Revocation(RevocationEndpoint):
         CLIENT_AUTH_METHODS = list(AUTH_METHODS)
+
+        def check_params(self, request: Any, client: Any) -> None:
+            _check_params(request, client)
 
         def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
             return live_token(db(), token_string, _hint(token_type_hint)) or live_token(

@@ -134,7 +134,12 @@ def _family_of(request: Any) -> str | None:
 def save_token(session: Session, config: ProviderConfig, token: dict[str, Any],
                request: Any) -> None:
     """Store the new access (and refresh) token hashed, bound to the login session and
-    to the family of its grant."""
+    to the family of its grant.
+
+    A refresh may ask for a narrower ``scope``: the new access token has it, the new
+    refresh token keeps the scope of the one exchanged (RFC 6749 §6: "the refresh token
+    scope MUST be identical"); stored with the narrower one, the grant lost its other
+    scopes for good."""
     principal: Principal = request.user
     now = utcnow()
     common = {"organization_id": principal.user.organization_id,
@@ -145,6 +150,9 @@ def save_token(session: Session, config: ProviderConfig, token: dict[str, Any],
                             expires_at=now + timedelta(seconds=config.access_seconds),
                             **common))
     if token.get("refresh_token"):
+        refreshed = getattr(request, "refresh_token", None)
+        if refreshed is not None:
+            common["scope"] = refreshed.row.scope
         session.add(IssuedToken(token_type=REFRESH, token_hash=digest(token["refresh_token"]),
                                 expires_at=now + timedelta(seconds=config.refresh_seconds),
                                 **common))

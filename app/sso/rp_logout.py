@@ -49,7 +49,13 @@ def end_session_endpoint(config: ProviderConfig) -> EndSessionEndpoint:
             return [ALG]
 
         def _validate_id_token_hint(self, id_token_hint: str) -> dict[str, Any]:
-            claims = super()._validate_id_token_hint(id_token_hint)
+            try:
+                claims = super()._validate_id_token_hint(id_token_hint)
+            except (TypeError, ValueError, RecursionError):
+                # joserfc raises a TypeError on a header whose ``crit`` is a number or
+                # holds one (RFC 7515 §4.1.11), before any signature is checked: any page
+                # made a 500 of the logout. A hint that is no JWS of ours is invalid (§4).
+                raise InvalidRequestError("id_token_hint is not a valid JWS") from None
             if claims.get("iss") != config.issuer:
                 raise InvalidRequestError("id_token_hint was not issued by this provider")
             return claims

@@ -69,6 +69,29 @@ def redact_claims(claims: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if k in keep else walk(v)) for k, v in claims.items()}
 
 
+def _storable_text(text: str) -> str:
+    """``text`` with NUL and unpaired surrogates as U+FFFD: PostgreSQL's text and jsonb
+    hold neither (an error, not a refusal), and psycopg cannot even encode a surrogate."""
+    if "\x00" not in text and text.isascii():
+        return text
+    return "".join("\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c
+                   for c in text)
+
+
+def storable(value: Any) -> Any:
+    """A trace's payload with every string, dict keys included, :func:`_storable_text`.
+    An OIDC IdP's ID token is JSON, whose ``\\u0000`` and lone ``\\ud800`` Python reads as
+    such: kept in a refusal's trace (its header as sent, ``iss``, ``aud``, the first
+    character of each masked claim), one made the refusal a 500 on PostgreSQL."""
+    if isinstance(value, str):
+        return _storable_text(value)
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    if isinstance(value, dict):
+        return {_storable_text(str(k)): storable(v) for k, v in value.items()}
+    return value
+
+
 def record_trace(session: Session, *, organization_id: str | None, connection_id: str | None,
                  protocol: str, reason: str, detail: str, subject: str | None,
                  payload: dict[str, Any], request_id: str | None,
@@ -78,8 +101,9 @@ def record_trace(session: Session, *, organization_id: str | None, connection_id
     (:func:`kept_since`)."""
     trace = LoginTrace(id=trace_id or new_id(), organization_id=organization_id,
                        connection_id=connection_id, protocol=protocol, reason=reason,
-                       detail=detail[:2000], subject=mask(subject) if subject else None,
-                       payload=payload, request_id=request_id, created_at=utcnow())
+                       detail=_storable_text(detail[:2000]),
+                       subject=_storable_text(mask(subject)) if subject else None,
+                       payload=storable(payload), request_id=request_id, created_at=utcnow())
     session.add(trace)
     return trace
 

@@ -99,15 +99,25 @@ def _database_error(exc: DBAPIError) -> Response:
 def _refuse_nul() -> Response | None:
     """A NUL in the path, the query or a posted form: no connection id, state, code or
     client holds one, and PostgreSQL cannot even compare such text, so the request is
-    refused here (400) before any lookup, on both databases."""
+    refused here (400) before any lookup, on both databases: a plain page for a browser, and
+    OAuth's ``invalid_request`` in JSON on the endpoints the portal calls itself (RFC 6749
+    §5.2, RFC 7662 §2.3, RFC 7009 §2.2.1, RFC 6750 §3.1), which got the page before."""
     values = [*(request.view_args or {}).values(),
               *(value for _key, value in request.args.items(multi=True))]
     if request.method == "POST" and request.mimetype in ("application/x-www-form-urlencoded",
                                                          "multipart/form-data"):
         values += [value for _key, value in request.form.items(multi=True)]
-    if any(isinstance(value, str) and "\x00" in value for value in values):
+    if not any(isinstance(value, str) and "\x00" in value for value in values):
+        return None
+    if not request.path.startswith(SSO_JSON_PATHS):
         return pages.refused("The sign-in request holds a NUL character.", None, 400)
-    return None
+    response = jsonify(error="invalid_request",
+                       error_description="the request holds a NUL character")
+    response.status_code = 400
+    response.headers["Cache-Control"] = "no-store"
+    if request.path.startswith("/sso/oidc/userinfo"):
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_request"'
+    return response
 
 
 def _saml_connection(session: Session, connection_id: str) -> SsoConnection | None:

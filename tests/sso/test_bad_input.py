@@ -36,7 +36,30 @@ def test_nul_in_a_posted_form_is_a_plain_400(db, tenant, keys, web):
     response = web.post("/sso/oidc/token", data={"grant_type": "authorization_code",
                                                  "code": "\x00", "client_id": "portal"})
     assert response.status_code == 400
-    assert "holds a NUL character" in response.text
+    assert response.get_json()["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize(("method", "path", "form"), [
+    ("post", "/sso/oidc/token", {"grant_type": "authorization_code", "code": "a\x00"}),
+    ("post", "/sso/oidc/token", {"grant_type": "refresh_token", "refresh_token": "\x00"}),
+    ("post", "/sso/oidc/introspect", {"token": "rat_\x00"}),
+    ("post", "/sso/oidc/revoke", {"token": "rrt_\x00"}),
+    ("post", "/sso/oidc/userinfo", {"x": "\x00"}),
+    ("get", "/sso/oidc/userinfo?x=%00", None),
+    ("get", "/sso/oidc/jwks?x=%00", None),
+])
+def test_nul_at_an_endpoint_the_portal_calls_is_oauth_json(db, tenant, keys, web, method,
+                                                           path, form):
+    """The portal's back-channel endpoints answer a NUL as every other malformed request:
+    OAuth's ``invalid_request`` in JSON (RFC 6749 §5.2), never the browser's HTML page."""
+    response = getattr(web, method)(path, data=form)
+    assert response.status_code == 400, response.text
+    assert response.mimetype == "application/json", response.text[:200]
+    assert response.get_json()["error"] == "invalid_request"
+    assert response.headers["Cache-Control"] == "no-store"
+    if "userinfo" in path:
+        assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_request"'
+    assert rows(db, "SELECT count(*) AS n FROM issued_tokens")[0].n == 0
 
 
 def test_http_errors_under_sso_are_pages_for_browsers_and_json_for_the_portal(web, db, tenant,

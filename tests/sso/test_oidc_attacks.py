@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
-from joserfc.jwk import RSAKey
+from joserfc.jwk import ECKey, RSAKey
 
 from app.sso.oidc_config import decrypt_client_secret
 from tests.conftest import rows
@@ -292,3 +292,38 @@ def test_the_real_idp_refuses_a_code_redeemed_without_the_verifier(db, tenant, i
     assert "code_verifier" in stolen.json()["error_description"]
     # Roster, holding the verifier, still completes the employee's login.
     assert web.get(roster_path(callback)).status_code == 303
+
+
+def test_a_kid_shared_by_keys_of_two_types_selects_the_one_the_alg_needs(db, tenant, hostile,
+                                                                          web):
+    """RFC 7517 §4.5: keys of different ``kty`` may share a kid in one JWK Set. An EC key
+    listed before the RSA key of the same kid made every RS256 login ``bad_signature``."""
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile)
+    ec = ECKey.generate_key("P-256", parameters={"kid": "shared"})
+    rsa = RSAKey.generate_key(2048, parameters={"kid": "shared"})
+    hostile.published = [ec, rsa]
+    hostile.token_for = lambda claims: hostile.sign(claims, key=rsa)
+    resp = _round_trip(web, conn)
+    assert resp.status_code == 303, resp.text
+    hostile.token_for = lambda claims: hostile.sign(claims, alg="ES256", key=ec)
+    resp = _round_trip(web, conn)
+    assert resp.status_code == 303, resp.text
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 2
+
+
+def test_a_kid_shared_by_two_keys_of_one_type_verifies_with_the_signing_one(db, tenant,
+                                                                           hostile, web):
+    """Two RSA keys under one kid (an IdP rotating without a new kid): the token verifies
+    with the key that signed it, and a key that signed none of them is still refused."""
+    provision(db, tenant)
+    conn = oidc_connection(db, tenant, hostile)
+    old = RSAKey.generate_key(2048, parameters={"kid": "shared"})
+    new = RSAKey.generate_key(2048, parameters={"kid": "shared"})
+    hostile.published = [old, new]
+    rogue = RSAKey.generate_key(2048, parameters={"kid": "shared"})
+    hostile.token_for = lambda claims: hostile.sign(claims, key=rogue)
+    refused_with(db, _round_trip(web, conn), "bad_signature")
+    hostile.token_for = lambda claims: hostile.sign(claims, key=new)
+    resp = _round_trip(web, conn)
+    assert resp.status_code == 303, resp.text

@@ -24,7 +24,7 @@ from app.models.directory import UserStatus
 from app.models.sso import ConnectionDomain, SsoConnection
 from app.sso.oidc_config import DEFAULT_ALGORITHMS, configure_oidc, decrypt_client_secret
 from app.sso.oidc_rp import Provider
-from app.sso.oidc_token import asserted_identity, pick_key
+from app.sso.oidc_token import asserted_identity, candidate_keys
 from app.sso.outcome import LoginFailed
 from app.sso.sealed import PKCE_VERIFIER, sealer
 from tests.conftest import OPERATOR, rows
@@ -267,10 +267,10 @@ def test_a_token_without_kid_uses_the_only_key_of_its_type():
     """No kid: the single RSA signing key is used; with two candidates none is guessed."""
     one, two = (RSAKey.generate_key(2048, parameters={"kid": k}) for k in ("a", "b"))
     jwks = {"keys": [one.as_dict(private=False)]}
-    assert pick_key(jwks, {"alg": "RS256"}).kid == "a"
+    assert [k.kid for k in candidate_keys(jwks, {"alg": "RS256"})] == ["a"]
     both = {"keys": [one.as_dict(private=False), two.as_dict(private=False)]}
-    assert pick_key(both, {"alg": "RS256"}) is None
-    assert pick_key(both, {"alg": "RS256", "kid": "b"}).kid == "b"
+    assert candidate_keys(both, {"alg": "RS256"}) == []
+    assert [k.kid for k in candidate_keys(both, {"alg": "RS256", "kid": "b"})] == ["b"]
 
 
 def test_a_key_of_an_unknown_curve_is_skipped_not_a_500():
@@ -280,10 +280,10 @@ def test_a_key_of_an_unknown_curve_is_skipped_not_a_500():
     good = RSAKey.generate_key(2048, parameters={"kid": "a"})
     odd = {"kty": "EC", "crv": "P-999", "x": "AA", "y": "AA", "kid": "odd"}
     jwks = {"keys": [odd, good.as_dict(private=False)]}
-    assert pick_key(jwks, {"alg": "RS256", "kid": "a"}).kid == "a"
-    assert pick_key(jwks, {"alg": "RS256"}).kid == "a"
+    assert [k.kid for k in candidate_keys(jwks, {"alg": "RS256", "kid": "a"})] == ["a"]
+    assert [k.kid for k in candidate_keys(jwks, {"alg": "RS256"})] == ["a"]
     with pytest.raises(LoginFailed) as refused:
-        pick_key({"keys": [odd]}, {"alg": "ES256", "kid": "odd"})
+        candidate_keys({"keys": [odd]}, {"alg": "ES256", "kid": "odd"})
     assert refused.value.reason == "discovery_failed"
 
 

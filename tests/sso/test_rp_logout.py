@@ -139,6 +139,27 @@ def test_a_forged_or_mismatched_hint_ends_nothing_and_redirects_nowhere(db, tena
     assert introspect(web, tokens["access_token"])["active"] is True
 
 
+def test_a_hint_whose_crit_header_is_no_array_of_names_is_a_plain_400(db, tenant, keys,
+                                                                       web):
+    """RFC 7515 §4.1.11: ``crit`` is an array of names. One that is a number or holds one
+    made joserfc raise a TypeError before any signature was checked: any page could make a
+    500 of the logout with an unsigned hint. Now an invalid request (RPIL §4)."""
+    _user, tokens = _tokens(db, tenant, keys, web)
+    claims = verify_id_token(web, tokens["id_token"], _nonce_of(tokens["id_token"]))
+    kid = claims.pop("header")["kid"]
+    body = tokens["id_token"].split(".")[1]
+    for crit in ([1], 7, [None]):
+        head = base64.urlsafe_b64encode(json.dumps(
+            {"alg": "RS256", "kid": kid, "crit": crit}).encode()).rstrip(b"=").decode()
+        resp = web.get(END, query_string={"id_token_hint": f"{head}.{body}.AAAA",
+                                          "post_logout_redirect_uri": PORTAL_LOGGED_OUT})
+        assert resp.status_code == 400, resp.text
+        assert "Location" not in resp.headers
+        assert "not a valid JWS" in resp.text
+    assert _sessions(db) == [(None, False)]
+    assert introspect(web, tokens["access_token"])["active"] is True
+
+
 def _nonce_of(id_token: str) -> str:
     body = id_token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["nonce"]
