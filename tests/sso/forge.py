@@ -11,6 +11,7 @@ import copy
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import xmlsec
 from lxml import etree
@@ -114,10 +115,16 @@ def signed_response(c: Claims, key: TestKey, *, destination: str | None = None,
 def encrypt_assertion(response: str, cert_pem: str) -> str:
     """Replace the Assertion with an EncryptedAssertion to ``cert_pem`` (AES-128-CBC, RSA-OAEP)."""
     doc = etree.fromstring(response.encode())
-    assertion = doc.find("saml:Assertion", NS)
-    wrapper = etree.Element(f"{{{SAML}}}EncryptedAssertion")
-    assertion.addprevious(wrapper)
-    wrapper.append(assertion)
+    encrypt_element(doc, doc.find("saml:Assertion", NS), "EncryptedAssertion", cert_pem)
+    return etree.tostring(doc).decode()
+
+
+def encrypt_element(doc: Any, element: Any, wrapper_name: str, cert_pem: str) -> None:
+    """Wrap ``element`` of ``doc`` in a ``saml:{wrapper_name}`` and encrypt it there to
+    ``cert_pem`` (AES-128-CBC, RSA-OAEP; SAML Core §2.2.4)."""
+    wrapper = etree.Element(f"{{{SAML}}}{wrapper_name}")
+    element.addprevious(wrapper)
+    wrapper.append(element)
     template = xmlsec.template.encrypted_data_create(
         doc, xmlsec.constants.TransformAes128Cbc, type=xmlsec.constants.TypeEncElement,
         ns="xenc")
@@ -130,8 +137,7 @@ def encrypt_assertion(response: str, cert_pem: str) -> str:
     ctx = xmlsec.EncryptionContext(manager)
     ctx.key = xmlsec.Key.generate(xmlsec.constants.KeyDataAes, 128,
                                   xmlsec.constants.KeyDataTypeSession)
-    ctx.encrypt_xml(template, assertion)
-    return etree.tostring(doc).decode()
+    ctx.encrypt_xml(template, element)
 
 
 def b64(xml: str) -> str:

@@ -13,22 +13,16 @@ goes through the proxy; each tunnel's target is checked by Roster before it asks
 
 from __future__ import annotations
 
-import ipaddress
 import select
 import socket
 import ssl
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import StreamRequestHandler, ThreadingTCPServer
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from app.sso.idp_fetch import NOT_PUBLIC
 from tests.api.test_frame import assert_problem
@@ -38,6 +32,7 @@ from tests.sso.test_idp_private_addresses import (  # noqa: F401  (fixtures)
     public_only_app,
     strict,
 )
+from tests.tls_certs import self_signed
 
 PUBLIC = "93.184.216.34"  # a global unicast address; only the test proxy "reaches" it
 PRIVATE_TARGETS = ["https://127.0.0.1:{port}/inside", "https://10.0.0.1/inside",
@@ -46,22 +41,7 @@ PRIVATE_TARGETS = ["https://127.0.0.1:{port}/inside", "https://10.0.0.1/inside",
 
 
 def _certificate(tmp_path) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, PUBLIC)])
-    now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(PUBLIC)),
-                 x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = tmp_path / "idp.crt", tmp_path / "idp.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    cert_file, key_file = self_signed(tmp_path, [PUBLIC, "127.0.0.1"], stem="idp")
     return str(cert_file), str(key_file)
 
 

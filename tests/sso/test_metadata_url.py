@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import ssl
 import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from app.db import utcnow
 from app.errors import Conflict, InvalidInput
@@ -29,6 +23,7 @@ from app.sso.connections import create_connection
 from tests.conftest import OPERATOR, rows
 from tests.sso import forge
 from tests.sso.lockprobe import can_write
+from tests.tls_certs import self_signed
 
 ROSTER = str(Path(sys.executable).parent / "roster")
 
@@ -36,21 +31,7 @@ ROSTER = str(Path(sys.executable).parent / "roster")
 @pytest.fixture
 def https_metadata(tmp_path):
     """An https server on 127.0.0.1 with its own certificate; yields (url, body, context)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = tmp_path / "tls.crt", tmp_path / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    cert_file, key_file = self_signed(tmp_path, ["127.0.0.1"])
     # "xml": the document served; "on_get": called while a request waits for the answer;
     # "redirect": where a GET of /metadata is sent instead (302).
     body: dict[str, Any] = {"xml": ""}

@@ -8,8 +8,6 @@ from __future__ import annotations
 import re
 
 import pytest
-import xmlsec
-from lxml import etree
 
 from tests.conftest import rows
 from tests.sso import forge
@@ -52,22 +50,7 @@ def _encrypted_name_id(assertion: str, cert_pem: str) -> str:
     """The assertion with its NameID as an EncryptedID to ``cert_pem`` (SAML Core §2.2.4)."""
     doc = forge.parse(assertion)
     name_id = doc.find("saml:Subject/saml:NameID", forge.NS)
-    wrapper = etree.Element(f"{{{forge.SAML}}}EncryptedID")
-    name_id.addprevious(wrapper)
-    wrapper.append(name_id)
-    template = xmlsec.template.encrypted_data_create(
-        doc, xmlsec.constants.TransformAes128Cbc, type=xmlsec.constants.TypeEncElement,
-        ns="xenc")
-    xmlsec.template.encrypted_data_ensure_cipher_value(template)
-    key_info = xmlsec.template.encrypted_data_ensure_key_info(template, ns="dsig")
-    enc_key = xmlsec.template.add_encrypted_key(key_info, xmlsec.constants.TransformRsaOaep)
-    xmlsec.template.encrypted_data_ensure_cipher_value(enc_key)
-    manager = xmlsec.KeysManager()
-    manager.add_key(xmlsec.Key.from_memory(cert_pem, xmlsec.constants.KeyDataFormatCertPem))
-    ctx = xmlsec.EncryptionContext(manager)
-    ctx.key = xmlsec.Key.generate(xmlsec.constants.KeyDataAes, 128,
-                                  xmlsec.constants.KeyDataTypeSession)
-    ctx.encrypt_xml(template, name_id)
+    forge.encrypt_element(doc, name_id, "EncryptedID", cert_pem)
     return forge.tostring(doc)
 
 
