@@ -136,14 +136,19 @@ def within(stmt: Select[Any], column: InstrumentedAttribute[Any],
 
 def paginate(session: Session, stmt: Select[Any], order: Sequence[InstrumentedAttribute[Any]],
              *, limit: int = DEFAULT_LIMIT, cursor: str | None = None,
-             tag: str | None = None) -> Page:
+             tag: str | None = None, keyed: bool = False) -> Page:
     """Run ``stmt`` ordered by ``order`` (ascending), from ``cursor``, ``limit`` rows at most;
-    with a ``tag`` (:func:`list_tag`), cursors name their list and only continue it."""
+    with a ``tag`` (:func:`list_tag`), cursors name their list and only continue it.
+    ``keyed``: ``stmt`` selects the item, then the ``order`` values (columns of another
+    table than the item's, e.g. a joined position); the items are the first column."""
     if cursor:
         stmt = stmt.where(_after(order, decode_cursor(cursor, order, tag)))
-    rows = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
+    stmt = stmt.order_by(*order).limit(limit + 1)
+    found: list[Any] = session.execute(stmt).all() if keyed else list(session.scalars(stmt))
+    rows = [row[0] for row in found] if keyed else found
     if len(rows) <= limit:
         return Page(rows, None)
-    values = [getattr(rows[limit - 1], c.key) for c in order]
+    values = (list(found[limit - 1][1:]) if keyed
+              else [getattr(rows[limit - 1], c.key) for c in order])
     return Page(rows[:limit], encode_cursor(values) if tag is None
                 else list_cursor(values, tag))

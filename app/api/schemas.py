@@ -15,6 +15,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from app.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from app.db import utcnow
 from app.directory.names import NAME_MAX
+from app.visible_names import name_problem
 
 
 class StrictSchema(Schema):
@@ -39,7 +40,8 @@ class JsonBoolean(fields.Boolean):
 
 class NameLength(validate.Length):
     """A name an operator or admin gives (organization, unit, directory, connection, role,
-    API key): 1-``max`` characters, not whitespace only, refused as app/directory/names.py
+    API key): 1-``max`` characters, not whitespace only, no control character and some
+    visible one (app/visible_names.py), refused as app/directory/names.py
     and the CLI's ``--name`` refuse it. A Length, so OpenAPI still says minLength 1;
     ``"name": ""`` was "no name" to some endpoints (an organization named after its slug)
     and "Length must be between 1 and 200." to others."""
@@ -55,6 +57,8 @@ class NameLength(validate.Length):
             raise ValidationError(f"must not be empty{hint}")
         if not value.strip():
             raise ValidationError("must not be blank (whitespace only)")
+        if (problem := name_problem(value)) is not None:
+            raise ValidationError(f"must {problem}")
         if self.max is not None and len(value) > self.max:
             raise ValidationError(f"is longer than {self.max} characters "
                                   f"({len(value)} given)")

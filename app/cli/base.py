@@ -26,6 +26,7 @@ from app.db import Database
 from app.errors import DomainError
 from app.observability import configure_logging
 from app.settings import Settings, load_settings
+from app.visible_names import name_problem
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -188,6 +189,8 @@ def given_name(_ctx: click.Context, param: click.Parameter, value: str | None) -
         raise click.BadParameter(f"must not be empty{hint}")
     if not value.strip():
         raise click.BadParameter(f"must not be blank (whitespace only){hint}")
+    if (problem := name_problem(value)) is not None:
+        raise click.BadParameter(f"must {problem}{hint}")
     return value
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from app.errors import InvalidInput
+from app.visible_names import name_problem
 
 NAME_MAX = 200
 # The shape of an id (app/ids.py, lower-case hex): a name of that shape could be another
@@ -17,13 +18,16 @@ def checked_name(value: str, what: str, *, field: str = "name", optional: bool =
                  limit: int = NAME_MAX) -> str:
     """``value`` if it is a usable name, else InvalidInput naming ``field``: empty (unless
     ``optional``: then a default applies), whitespace only (it shows as nothing in every
-    list), or longer than ``limit`` (never cut: the name given is the name kept)."""
+    list), holding a control character or no visible one (app/visible_names.py), or
+    longer than ``limit`` (never cut: the name given is the name kept)."""
     if not value:
         if optional:
             return value
         raise InvalidInput(f"{what} must not be empty", field=field)
     if not value.strip():
         raise InvalidInput(f"{what} must not be blank (whitespace only)", field=field)
+    if (problem := name_problem(value)) is not None:
+        raise InvalidInput(f"{what} must {problem}", field=field)
     if len(value) > limit:
         raise InvalidInput(f"{what} is longer than {limit} characters ({len(value)} given)",
                            field=field)

@@ -18,6 +18,7 @@ from app.mapping.roles import seed_roles
 from app.models import Organization, Unit
 from app.models.organization import UnitKind
 from app.sql import fold
+from app.visible_names import name_problem
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 PATH_SEPARATOR = "/"
@@ -91,6 +92,8 @@ def add_unit(session: Session, org: Organization, name: str, kind: str,
     if not name or PATH_SEPARATOR in name:
         raise InvalidInput(f"unit name {name!r} must be non-empty and contain no '/'",
                            field="name")
+    if (problem := name_problem(name)) is not None:
+        raise InvalidInput(f"unit name {name!r} must {problem}", field="name")
     try:
         unit_kind = UnitKind(kind)
     except ValueError:

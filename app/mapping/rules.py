@@ -15,6 +15,7 @@ from typing import Any
 
 from app.folding import fold_text
 from app.mapping.regex import fullmatcher
+from app.visible_names import name_problem
 
 # Rule attribute name -> UserFacts field (SCIM core and enterprise names, RFC 7643 §4.1, §4.3).
 ATTRIBUTES: dict[str, str] = {
@@ -293,6 +294,11 @@ def _target(rule: RuleSpec, user: UserFacts,
             return None
         # A path, never an id: a department spelling another unit's id named that unit.
         found = units.find_path(ref)
+        # Nor is a unit made of a name with a control character or no visible one
+        # (app/visible_names.py, as for a unit added by hand); one that exists already
+        # (made before the rule) still grants, so no user loses a grant over it.
+        if found is None and name_problem(name) is not None:
+            return None
     else:
         ref = target.ref or ""
         found = units.find(ref)

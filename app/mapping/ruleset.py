@@ -34,6 +34,7 @@ from app.mapping.rules import (
     UnitTarget,
     regex_patterns,
 )
+from app.visible_names import name_problem
 
 RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}\Z")
 UNIT_KINDS = ("department", "cost_center", "team", "location")
@@ -204,6 +205,9 @@ def _path(raw: Any, where: str) -> str:
     parts = [part.strip() for part in _text(raw, where).strip().strip("/").split("/")]
     if not all(parts):
         raise _fail(where, "each part of a unit path must be non-empty (no '//' or blank part)")
+    for part in parts:
+        if (problem := name_problem(part)) is not None:
+            raise _fail(where, f"each part of a unit path must {problem}")
     return "/".join(parts)
 
 
