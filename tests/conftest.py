@@ -125,6 +125,9 @@ def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with database.engine.begin() as conn:
         if database.dialect == "postgresql":
+            # The audit log's tables refuse TRUNCATE (migration 0034): triggers do not fire
+            # for a replica session (the test server's user is a superuser).
+            conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
             conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
             # Nested units reference their parent ON DELETE RESTRICT: delete children first.

@@ -17,12 +17,14 @@ from tests.lifecycle.support import make_leaver, roster
 from tests.scim.support import Scim
 
 APP = Path(__file__).resolve().parents[2] / "app"
-_REWRITE = re.compile(r"^\s*(UPDATE|DELETE\s+FROM)\s+\"?audit_events\"?\b", re.IGNORECASE)
+_REWRITE = re.compile(
+    r"^\s*(UPDATE|DELETE\s+FROM|TRUNCATE)\s+\"?audit_(events|checkpoints)\"?\b", re.IGNORECASE)
 
 
 @contextmanager
 def rewrites_of_the_log() -> Iterator[list[str]]:
-    """Every UPDATE or DELETE on audit_events sent by any engine in this process."""
+    """Every UPDATE, DELETE or TRUNCATE of audit_events or audit_checkpoints sent by any
+    engine in this process."""
     seen: list[str] = []
 
     def _watch(_conn, _cursor, statement, _params, _context, _many) -> None:
@@ -38,8 +40,8 @@ def rewrites_of_the_log() -> Iterator[list[str]]:
 
 def test_lifecycle_operations_only_ever_insert_audit_rows(client, db, tenant, database_url):
     """Deprovision and reactivate over the API, SCIM DELETE, purge from the CLI and a worker
-    round (checkpoint): not one UPDATE or DELETE reaches audit_events, earlier rows stay
-    byte for byte, and the chain verifies."""
+    round (checkpoint): not one UPDATE or DELETE reaches audit_events or audit_checkpoints
+    (which PostgreSQL refuses), earlier rows stay byte for byte, and the chain verifies."""
     leaver = make_leaver(db, tenant)
     operator = make_key(db, "operator")
     before = rows(db, "SELECT id, hash FROM audit_events ORDER BY id")
@@ -60,9 +62,10 @@ def test_lifecycle_operations_only_ever_insert_audit_rows(client, db, tenant, da
 
 
 def test_no_source_file_rewrites_the_log():
-    """app/ holds no UPDATE or DELETE of audit_events or AuditEvent, in SQL or SQLAlchemy."""
-    patterns = [_REWRITE, re.compile(r"\b(update|delete)\(\s*AuditEvent\b"),
-                re.compile(r"AuditEvent\.__table__\.(update|delete)\(")]
+    """app/ holds no UPDATE or DELETE of audit_events or audit_checkpoints (AuditEvent,
+    AuditCheckpoint), in SQL or SQLAlchemy: PostgreSQL refuses them (migrations 0004, 0034)."""
+    patterns = [_REWRITE, re.compile(r"\b(update|delete)\(\s*Audit(Event|Checkpoint)\b"),
+                re.compile(r"Audit(Event|Checkpoint)\.__table__\.(update|delete)\(")]
     offenders = [f"{path.relative_to(APP)}:{number}"
                  for path in sorted(APP.rglob("*.py"))
                  for number, line in enumerate(path.read_text().splitlines(), 1)

@@ -14,18 +14,21 @@ from app.models import AuditEvent
 from tests.conftest import make_tenant, rows
 from tests.lifecycle.support import roster
 
+LOG_TABLES = ("audit_events", "audit_chain_heads", "audit_checkpoints")
+
 
 @contextmanager
 def attacker(db, dialect):
-    """A connection with table-owner rights; on PostgreSQL the append-only trigger is off."""
+    """A connection with table-owner rights; on PostgreSQL the audit log's triggers (0004's
+    and 0034's: append-only rows, no TRUNCATE) are off."""
     with db.engine.begin() as conn:
         if dialect == "postgresql":
-            conn.execute(sa.text("ALTER TABLE audit_events DISABLE TRIGGER "
-                                 "audit_events_append_only"))
+            for table in LOG_TABLES:
+                conn.execute(sa.text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
         yield conn
         if dialect == "postgresql":
-            conn.execute(sa.text("ALTER TABLE audit_events ENABLE TRIGGER "
-                                 "audit_events_append_only"))
+            for table in LOG_TABLES:
+                conn.execute(sa.text(f"ALTER TABLE {table} ENABLE TRIGGER USER"))
 
 
 def rewrite_consistently(db, dialect, chain: str) -> None:
