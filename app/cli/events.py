@@ -198,7 +198,9 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    say(f"worker {name}: {len(config.urls)} endpoint(s)", err=True)
+    rotation = (", signing with webhooks.secret and webhooks.previous_secret"
+                if config.previous_secret and config.previous_secret != config.secret else "")
+    say(f"worker {name}: {len(config.urls)} endpoint(s){rotation}", err=True)
     run(ctx.db, config, name, stop, until_idle=until_idle,
         periodic=_periodic_until_idle if until_idle else _periodic)
 
