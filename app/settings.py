@@ -49,7 +49,8 @@ ROOT = _find_root()
 DEFAULTS_FILE = ROOT / "config" / "defaults.toml"
 ENV_PREFIX = "ROSTER_"
 SECRET_KEYS = frozenset({("app", "secret_key"), ("app", "previous_secret_key"),
-                         ("signing", "private_key"), ("webhooks", "secret")})
+                         ("signing", "private_key"), ("webhooks", "secret"),
+                         ("webhooks", "previous_secret")})
 # Settings whose value may hold a credential without being a SECRET_KEYS secret: a database
 # URL's password, a webhook URL's token, a digest of a secret. A problem with one of these
 # (or with any name like a credential) names the setting and what it must be, never its value.

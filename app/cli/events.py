@@ -198,7 +198,9 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    say(f"worker {name}: {len(config.urls)} endpoint(s)", err=True)
+    rotation = (", signing with webhooks.secret and webhooks.previous_secret"
+                if config.previous_secret and config.previous_secret != config.secret else "")
+    say(f"worker {name}: {len(config.urls)} endpoint(s){rotation}", err=True)
     run(ctx.db, config, name, stop, until_idle=until_idle,
         periodic=_periodic_until_idle if until_idle else _periodic)
 
@@ -210,18 +212,24 @@ def events() -> None:
 
 
 @events.command("deliveries")
-@click.option("--dead", is_flag=True, help="Only dead-lettered deliveries.")
+@click.option("--dead", is_flag=True,
+              help="Only dead-lettered deliveries (as --status dead; not with another).")
 @click.option("--status", type=click.Choice(["pending", "delivered", "dead"]), default=None,
               help="Only deliveries in this state (dead: the dead letters).")
 @click.option("--limit", type=click.IntRange(1, 10000), default=100, show_default=True,
               help="At most this many, newest first.")
 @pass_ctx
 def deliveries(ctx: CliContext, dead: bool, status: str | None, limit: int) -> None:
-    """List webhook deliveries with their attempts and last error."""
+    """List webhook deliveries with their attempts, last error and next attempt (UTC)."""
+    if dead and status not in (None, "dead"):  # it listed the dead ones as if delivered
+        raise click.UsageError(f"--dead and --status {status} contradict each other: "
+                               "give one of them")
     with ctx.transaction() as session:
         rows = [{"id": d.id, "event": d.event_id, "endpoint": d.endpoint, "status": d.status,
                  "attempts": d.attempts, "last": d.last_status or d.last_error or "-",
-                 "next": f"{d.next_attempt_at:%H:%M:%S}" if d.status == "pending" else "-"}
+                 # With its date: a retry due tomorrow morning read as due this morning.
+                 "next": f"{d.next_attempt_at:%Y-%m-%d %H:%M:%S}" if d.status == "pending"
+                 else "-"}
                 for d in list_deliveries(session, status="dead" if dead else status,
                                          limit=limit, newest_first=True)]
     echo_table(rows, ["id", "event", "endpoint", "status", "attempts", "last", "next"])

@@ -100,6 +100,8 @@ class WebhookConfig:
 
     urls: tuple[str, ...] = field(repr=False)
     secret: str = field(repr=False)
+    # The secret before a rotation: while set, deliveries are signed with both.
+    previous_secret: str = field(default="", repr=False)
     timeout_seconds: int = 5
     retry_base_seconds: int = 2
     retry_max_seconds: int = 600

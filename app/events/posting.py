@@ -75,7 +75,8 @@ def post_event(item: Claimed, config: WebhookConfig) -> Posted:
     # Endpoints are checked to be http(s) when the settings are read (WebhookConfig).
     headers = {
         "Content-Type": "application/json", "User-Agent": "Roster-Webhooks/1",
-        SIGNATURE_HEADER: sign(config.secret, int(time.time()), body),
+        SIGNATURE_HEADER: sign(config.secret, int(time.time()), body,
+                               config.previous_secret),
         EVENT_ID_HEADER: item.event["id"], IDEMPOTENCY_HEADER: item.event["id"],
         "Roster-Event-Type": item.event["type"],
         "Roster-Delivery-Attempt": str(item.attempts + 1)}

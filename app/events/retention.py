@@ -4,7 +4,9 @@ and never an event someone still needs.
 Purged once ``events.retention_days`` old (``roster worker`` every 10 minutes, ``roster
 events purge`` at once):
 
-- a webhook delivery that was delivered (by when it was);
+- a webhook delivery that was delivered (by when it was), unless its event stays for
+  another delivery, pending or dead, or is the newest (the delivery is how a fan-out, after
+  `roster events reset-cursor`, knows the URL has it);
 - an outbox event, with its deliveries, when none of them is pending or dead and every URL
   of ``webhooks.urls`` has had it fanned out (its cursor passed it). A dead letter and the
   deliveries held dead behind it (their aggregate's order rests on them) stay with their
@@ -39,7 +41,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app.db import Database, utcnow
 from app.events.delivery import BLOCKING
@@ -144,10 +146,19 @@ def prune_marks(session: Session, cutoff: datetime, limit: int) -> int:
 
 def purge_delivered(session: Session, cutoff: datetime, limit: int) -> tuple[int, bool]:
     """Delete up to ``limit`` deliveries delivered before ``cutoff`` (the partial index on
-    delivered_at finds them); returns how many, and whether the batch was full."""
+    delivered_at finds them); returns how many, and whether the batch was full.
+
+    Not one whose event stays for another delivery, pending or dead, nor one of the newest
+    event (which always stays): the delivery is what tells a fan-out the URL has the event,
+    and `roster events reset-cursor` sent such an event to the URL a second time."""
+    sibling = aliased(WebhookDelivery)
+    kept_event = exists().where(sibling.outbox_id == WebhookDelivery.outbox_id,
+                                sibling.status.in_(BLOCKING))
     pick = select(WebhookDelivery.id).where(
         WebhookDelivery.status == "delivered", WebhookDelivery.delivered_at < cutoff,
         WebhookDelivery.id < select(func.max(WebhookDelivery.id)).scalar_subquery(),
+        WebhookDelivery.outbox_id < select(func.max(OutboxEvent.id)).scalar_subquery(),
+        ~kept_event,
     ).limit(limit)
     if _postgres(session):
         pick = pick.with_for_update(skip_locked=True)

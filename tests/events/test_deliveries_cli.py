@@ -151,3 +151,37 @@ def test_redelivering_to_a_url_no_longer_configured_says_it_waits(db, tenant,
         said = roster(database_url, "events", "redeliver", str(dead.id),
                       ROSTER_WEBHOOKS__URLS=receiver.url, ROSTER_WEBHOOKS__SECRET=SECRET).output
         assert "not in webhooks.urls" not in said
+
+
+def test_dead_and_another_status_at_once_is_a_usage_error(db, tenant, database_url):
+    """`--dead --status delivered` listed the dead letters without a word: the operator
+    who asked for delivered ones read dead ones as delivered. Conflicting options are a
+    usage error (exit 2); `--dead --status dead` says the same twice and is fine."""
+    _leavers(db, tenant, 1)
+    with running_receiver() as receiver:
+        while run_once(db, _config(receiver.url), "test-worker"):
+            pass
+    refused = roster(database_url, "events", "deliveries", "--dead", "--status", "delivered",
+                     ok=False)
+    assert refused.exit_code == 2
+    assert "--dead" in refused.output
+    assert "--status delivered" in refused.output
+    assert "(none)" not in refused.output
+    same = roster(database_url, "events", "deliveries", "--dead", "--status", "dead")
+    assert same.output.strip() == "(none)"
+
+
+def test_the_next_attempt_shows_its_date(db, tenant, database_url):
+    """The "next" column showed only a time of day: a retry due tomorrow at 09:00 read as
+    due this morning."""
+    _leavers(db, tenant, 1)
+    with running_receiver(fail_first=1000) as receiver:
+        run_once(db, _config(receiver.url), "test-worker")
+    with db.transaction() as session:
+        pending = session.get(WebhookDelivery, rows(
+            db, "SELECT id FROM webhook_deliveries WHERE attempts > 0")[0].id)
+        pending.next_attempt_at = pending.next_attempt_at.replace(
+            hour=9, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        due = pending.next_attempt_at
+    listed = roster(database_url, "events", "deliveries", "--status", "pending").output
+    assert f"{due:%Y-%m-%d %H:%M:%S}" in listed

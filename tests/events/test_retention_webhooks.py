@@ -141,3 +141,45 @@ def test_reset_cursor_again_or_before_any_fan_out_is_done_not_an_error(db, tenan
     assert "no fan-out cursor, delivery or webhooks.urls entry for http://127.0.0.1:9/typo" \
         in typo
     assert rows(db, "SELECT endpoint FROM webhook_cursors") == []
+
+
+def _deliver_with(db, *receivers) -> None:
+    """One worker loop to these receivers; a failure goes dead at once."""
+    config = WebhookConfig(urls=tuple(r.url for r in receivers), secret=SECRET,
+                           timeout_seconds=2, lease_seconds=5, dead_after_seconds=0,
+                           poll_interval_ms=20)
+    run(db, config, "test-worker", threading.Event(), until_idle=True)
+
+
+def test_reset_cursor_does_not_send_again_what_a_url_received_of_a_kept_event(
+        db, tenant, database_url):
+    """README: after `reset-cursor` "an event it already has a delivery of is not sent
+    again". A's delivered delivery was purged (delivered more than the retention ago) while
+    its event stayed for B's dead letter: the reset sent A that event a second time."""
+    with running_receiver() as a, running_receiver(fail_first=1000) as b:
+        write(db, tenant, "one", "two")
+        _deliver_with(db, a, b)
+        assert _names(a) == ["one", "two"]
+        assert rows(db, "SELECT count(*) AS n FROM webhook_deliveries "
+                        "WHERE status = 'dead'")[0].n == 2
+        age(db)
+        purge(db, a.url, b.url)
+        assert len(ids(db, "outbox_events")) == 2  # B's dead letters keep both
+        roster(database_url, "events", "reset-cursor", a.url)
+        _deliver_with(db, a)
+        assert _names(a) == ["one", "two"]  # nothing again
+
+
+def test_reset_cursor_does_not_send_the_newest_event_again(db, tenant, database_url):
+    """The newest event always stays; its delivery to A (not the newest delivery: B's
+    came after it) went after the retention, and a reset sent the event to A again."""
+    with running_receiver() as a, running_receiver() as b:
+        write(db, tenant, "one", "two")
+        _deliver_with(db, a, b)
+        age(db)
+        purge(db, a.url, b.url)
+        assert len(ids(db, "outbox_events")) == 1  # the newest
+        roster(database_url, "events", "reset-cursor", a.url)
+        _deliver_with(db, a, b)
+        assert _names(a) == ["one", "two"]
+        assert _names(b) == ["one", "two"]
