@@ -8,10 +8,22 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.cli.commands import register
+from app.mapping.rules import (
+    GroupFacts,
+    GroupMatch,
+    Policy,
+    RoleFacts,
+    RuleSpec,
+    UnitIndex,
+    UnitTarget,
+    UserFacts,
+    resolve_grants,
+)
 from tests.api.conftest import make_key
 from tests.conftest import rows
 
 register()
+EUR_1000 = {"amount": "1000.00", "currency": "EUR"}
 USD_LIMIT = {"spending_limit": {"amount": "5000.00", "currency": "USD"}}
 
 
@@ -98,3 +110,28 @@ def test_a_custom_role_with_defaults_in_two_currencies_is_refused(world, client,
     assert res.status_code == 400, res.json
     assert res.json["errors"][0]["field"] == "parameters"
     assert "limit in EUR" in res.json["detail"]
+
+
+def test_two_buyer_rules_with_different_limits_are_decided_by_priority_then_id():
+    """Two rules giving one user Buyer in one unit with different limits: one grant, the
+    higher priority's limit (at equal priority the id first in code-point order), the other
+    rule in `also_matched`; in two units, two grants, each with its rule's limit."""
+    buyer = RoleFacts("buyer", {"spending_limit": {"type": "money", "default": EUR_1000}})
+    units = UnitIndex.of({"Engineering": "u1", "Departments": "u2"})
+
+    def rule(rule_id: str, priority: int, amount: str, unit: str = "Engineering") -> RuleSpec:
+        return RuleSpec(rule_id, priority, GroupMatch("Buyers"), "buyer", UnitTarget(unit),
+                        {"spending_limit": {"amount": amount, "currency": "EUR"}})
+
+    def grants(*rules: RuleSpec) -> list[tuple[str, str, str, list[str]]]:
+        return [(g.unit_path, g.rule_id or "", g.parameters["spending_limit"]["amount"],
+                 g.reason.get("also_matched", [])) for g in resolve_grants(
+                    UserFacts("u"), [GroupFacts("g", "Buyers")], rules, {"buyer": buyer},
+                    units, Policy())]
+
+    assert grants(rule("small", 10, "100"), rule("big", 5, "9000")) == [
+        ("Engineering", "small", "100", ["big"])]
+    assert grants(rule("b", 5, "100"), rule("a", 5, "9000")) == [
+        ("Engineering", "a", "9000", ["b"])]
+    assert grants(rule("a", 5, "100"), rule("b", 5, "9000", "Departments")) == [
+        ("Departments", "b", "9000", []), ("Engineering", "a", "100", [])]
