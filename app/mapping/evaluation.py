@@ -142,9 +142,12 @@ def diff_batch(session: Session, ctx: Context, user_ids: Sequence[str], *,
     transactions re-evaluating the same user run one after the other on PostgreSQL instead
     of both adding the same grant (SQLite already serializes writers).
     """
-    query = select(User).where(User.id.in_(user_ids), User.organization_id == ctx.org.id)
+    # In id order, locked or not: a preview settles new units (app/mapping/unit_plan.py) user
+    # after user as the apply does, so it names the units the apply makes.
+    query = (select(User).where(User.id.in_(user_ids), User.organization_id == ctx.org.id)
+             .order_by(User.id))
     if lock:  # FOR NO KEY UPDATE on PostgreSQL: foreign-key checks on the users still pass
-        query = query.order_by(User.id).with_for_update(key_share=True)
+        query = query.with_for_update(key_share=True)
     users = list(session.scalars(query))
     groups: dict[str, list[GroupFacts]] = defaultdict(list)
     for user_id, group_id, name, external_id in session.execute(
