@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from app.audit import Actor, record
 from app.directory.organizations import PATH_SEPARATOR, ensure_unit
 from app.folding import fold_text
-from app.mapping.rules import UnitIndex
+from app.mapping.rules import UnitIndex, UnitPlanner
 from app.models import Organization
 from app.settings import load_settings
 
@@ -76,7 +76,7 @@ class UnitPlan:
     planned: dict[str, str] = field(default_factory=dict)
     refused: dict[tuple[str, str], Refusal] = field(default_factory=dict)
 
-    def planner(self, units: UnitIndex) -> Any:
+    def planner(self, units: UnitIndex) -> UnitPlanner:
         """The ``UnitPlanner`` for one user (app/mapping/rules.py), on today's units."""
         return lambda path, rule_id: self.settle(units, path, rule_id)
 
