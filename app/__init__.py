@@ -20,6 +20,7 @@ from app.db import Database
 from app.form_input import BoundedFormRequest
 from app.lifecycle import policy as lifecycle_policy
 from app.mapping.locks import configure_write_wait
+from app.mapping.unit_plan import configure_unit_cap
 from app.observability import Metrics, configure_logging, init_request_tracking
 from app.scim.errors import ScimError
 from app.scim.errors import error_response as scim_error_response
@@ -90,6 +91,7 @@ def create_app(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Flas
     lifecycle_policy.configure(lifecycle_policy.LifecyclePolicy.from_settings(settings),
                                db.engine)
     configure_write_wait(db.engine, settings["mapping"]["write_wait_ms"])
+    configure_unit_cap(db.engine, settings["mapping"]["max_units"])
     app.extensions["roster.metrics"] = metrics
     init_request_tracking(app, metrics)
     app.after_request(_drain_refused_body)

@@ -359,7 +359,7 @@ def _positive(settings: Settings) -> list[str]:
         ("lifecycle", "mass_window_seconds"), ("lifecycle", "mass_count"),
         ("webhooks", "retry_base_seconds"), ("webhooks", "retry_max_seconds"),
         ("sso", "idp_failure_backoff_seconds"), ("sso", "idp_failure_backoff_max_seconds"),
-        ("sso", "idp_forced_refresh_seconds"),
+        ("sso", "idp_forced_refresh_seconds"), ("mapping", "max_units"),
     ]
     zero_or_more = [
         ("lifecycle", "retention_days"), ("lifecycle", "deprovisioned_retention_days"),

@@ -282,6 +282,8 @@ def test_key_files_must_hold_the_keys_they_are_named_for(tmp_path):
     ("ROSTER_RECORDER__MAX_PER_DIRECTORY", "-1", "recorder.max_per_directory must be positive"),
     ("ROSTER_MAPPING__MAX_LOSS_SHARE", "-1", "mapping.max_loss_share must be between 0 and 1"),
     ("ROSTER_MAPPING__MAX_LOSS_SHARE", "1.5", "mapping.max_loss_share must be between 0 and 1"),
+    ("ROSTER_MAPPING__MAX_UNITS", "0", "mapping.max_units must be positive"),
+    ("ROSTER_MAPPING__MAX_UNITS", "many", "ROSTER_MAPPING__MAX_UNITS must be an integer"),
     ("ROSTER_EVENTS__RETENTION_DAYS", "-1", "events.retention_days must not be negative"),
     ("ROSTER_EVENTS__PURGE_BATCH_SIZE", "0", "events.purge_batch_size must be positive"),
     ("ROSTER_EVENTS__PURGE_BATCH_SIZE", "20000", "events.purge_batch_size must be at most 10000"),

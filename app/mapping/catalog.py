@@ -11,7 +11,7 @@ from typing import Any
 
 from app.directory.names import checked_name
 from app.errors import InvalidInput
-from app.mapping.money import check_money, shown
+from app.mapping.money import check_money, mixed_currencies, shown
 
 PERMISSIONS: frozenset[str] = frozenset({
     "users.manage", "payment_methods.manage", "addresses.manage", "addresses.use",
@@ -88,6 +88,10 @@ def validate_spec(spec: RoleSpec) -> RoleSpec:
                                field=f"parameters.{name}")
         default = check_value(kind, decl.get("default"), f"parameters.{name}.default")
         params[name] = {"type": kind, "default": default}
+    mixed = mixed_currencies({n: d["default"] for n, d in params.items() if d["type"] == "money"})
+    if mixed:  # every grant of the role without a rule's amounts would mix them
+        raise InvalidInput(f"role {spec.key}: money defaults must be in one currency, got "
+                           f"{mixed}", field="parameters")
     return RoleSpec(spec.key, spec.name, spec.description, tuple(spec.permissions), params)
 
 

@@ -20,7 +20,6 @@ from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
-from app.directory.organizations import PATH_SEPARATOR, ensure_unit
 from app.directory.versions import move_access_shown, own_moved
 from app.events import emit
 from app.mapping.locks import share_mapping
@@ -36,6 +35,7 @@ from app.mapping.rules import (
 )
 from app.mapping.ruleset import parse_policy
 from app.mapping.storage import POLICY_KEY, load_policy, load_rules
+from app.mapping.unit_plan import UnitPlan, ensure_grant_unit, report_refused, unit_cap
 from app.models import Grant, Group, Membership, Organization, Role, Unit, User
 from app.models.directory import UserStatus
 from app.models.mapping import MappingRule
@@ -56,6 +56,7 @@ class Context:
     roles: dict[str, RoleFacts]
     role_ids: dict[str, str]
     units: UnitIndex
+    plan: UnitPlan  # units this run makes, one per path in any case, and the bound
 
     @property
     def idle(self) -> bool:
@@ -106,13 +107,14 @@ def load_context(session: Session, org: Organization, rules: Sequence[RuleSpec] 
                  policy: Policy | None = None) -> Context:
     """Rules (stored, or proposed ones), roles, units and policy of an organization."""
     roles = list(session.scalars(select(Role).where(Role.organization_id == org.id)))
-    units = session.execute(select(Unit.path, Unit.id).where(Unit.organization_id == org.id))
+    units: dict[str, str] = {path: unit_id for path, unit_id in session.execute(
+        select(Unit.path, Unit.id).where(Unit.organization_id == org.id))}
     return Context(
         org=org, rules=tuple(load_rules(session, org.id) if rules is None else rules),
         policy=load_policy(org) if policy is None else policy,
         roles={r.key: RoleFacts(r.key, r.parameters) for r in roles},
         role_ids={r.key: r.id for r in roles},
-        units=UnitIndex.of({path: unit_id for path, unit_id in units}),
+        units=UnitIndex.of(units), plan=UnitPlan(unit_cap(session), len(units)),
     )
 
 
@@ -140,9 +142,12 @@ def diff_batch(session: Session, ctx: Context, user_ids: Sequence[str], *,
     transactions re-evaluating the same user run one after the other on PostgreSQL instead
     of both adding the same grant (SQLite already serializes writers).
     """
-    query = select(User).where(User.id.in_(user_ids), User.organization_id == ctx.org.id)
+    # In id order, locked or not: a preview settles new units (app/mapping/unit_plan.py) user
+    # after user as the apply does, so it names the units the apply makes.
+    query = (select(User).where(User.id.in_(user_ids), User.organization_id == ctx.org.id)
+             .order_by(User.id))
     if lock:  # FOR NO KEY UPDATE on PostgreSQL: foreign-key checks on the users still pass
-        query = query.order_by(User.id).with_for_update(key_share=True)
+        query = query.with_for_update(key_share=True)
     users = list(session.scalars(query))
     groups: dict[str, list[GroupFacts]] = defaultdict(list)
     for user_id, group_id, name, external_id in session.execute(
@@ -157,7 +162,7 @@ def diff_batch(session: Session, ctx: Context, user_ids: Sequence[str], *,
     for user in users:
         facts = user_facts(user)
         desired = resolve_grants(facts, groups[user.id], ctx.rules, ctx.roles, ctx.units,
-                                 ctx.policy)
+                                 ctx.policy, ctx.plan.planner(ctx.units))
         diff = _diff(ctx, user, stored[user.id], desired)
         diff.active = facts.active
         diffs.append(diff)
@@ -193,18 +198,9 @@ def _ensure_unit(session: Session, ctx: Context, want: DesiredGrant,
     """(id, path) of a desired grant's unit, creating missing units of its path if allowed."""
     if want.unit_id:
         return want.unit_id, want.unit_path
-    parent: str | None = None
-    for name in want.unit_path.split(PATH_SEPARATOR):
-        path = f"{parent}{PATH_SEPARATOR}{name}" if parent else name
-        found = ctx.units.find_path(path)
-        if found is None:
-            unit = ensure_unit(session, ctx.org, name, want.create_kind or "department",
-                               parent, actor)
-            ctx.units = UnitIndex.of({**ctx.units.by_path, unit.path: unit.id})
-            found = (unit.id, unit.path)
-        parent = found[1]
-    assert parent is not None
-    return ctx.units.by_path[parent], parent
+    ctx.units, unit_id, path = ensure_grant_unit(session, ctx.org, ctx.units, want.unit_path,
+                                                 want.create_kind or "department", actor)
+    return unit_id, path
 
 
 def _payload(grant: Grant, role: str, unit_path: str) -> dict[str, Any]:
@@ -324,6 +320,7 @@ def run(session: Session, ctx: Context, batches: Iterable[list[str]], actor: Act
                     moved.append(diff.user.id)
         session.flush()
         move_access_shown(session, moved)
+    report_refused(session, ctx.org, ctx.plan, actor)
     return summary
 
 

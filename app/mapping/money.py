@@ -10,6 +10,7 @@ float: API bodies and rule files read JSON/TOML/YAML numbers as :class:`~decimal
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -106,6 +107,27 @@ def _decimal(raw: Any, where: str) -> Decimal:
         return Decimal(raw)
     except InvalidOperation:  # an exponent past what decimal holds (1e999999999999999999)
         raise InvalidInput(f"{where}: has an exponent out of range", field=where) from None
+
+
+def mixed_currencies(amounts: Mapping[str, Any], defaults: Collection[str] = ()) -> str | None:
+    """None when the money values ``amounts`` (by parameter name) share one currency; else
+    what differs, in name order (``spending_limit in USD, approval_threshold in EUR (the
+    role's default)``; ``defaults``: the names the role's defaults gave).
+
+    One grant's amounts are compared with each other by the portal (an order above the
+    buyer's approval_threshold needs approval, one above its spending_limit is refused):
+    amounts in two currencies cannot be compared without an exchange rate Roster does not
+    have, so a rule giving a grant two is refused rather than left for the portal to guess.
+    """
+    currencies = {name: value["currency"] for name, value in amounts.items()
+                  if isinstance(value, dict) and "currency" in value}
+    if len(set(currencies.values())) <= 1:
+        return None
+    return ", ".join(f"{name} in {currency}" + (" (the role's default)" if name in defaults
+                                                 else "")
+                     for name, currency in sorted(currencies.items(),
+                                                  key=lambda item: (item[0] in defaults,
+                                                                    item[0])))
 
 
 def shown(value: Any) -> str:

@@ -23,6 +23,7 @@ from app.mapping.rules import DesiredGrant
 from app.mapping.ruleset import RuleSet
 from app.mapping.ruleset_check import check_against
 from app.mapping.storage import record_revision, save_ruleset
+from app.mapping.unit_plan import UnitPlan
 from app.models import Grant, Organization, User
 from app.models.directory import UserStatus
 
@@ -54,6 +55,7 @@ class Preview:
     losing_all: list[dict[str, str]] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)
     checked: RuleSet | None = None
+    plan: UnitPlan | None = None  # the run's new units, and those refused past the bound
 
     @property
     def loss_share(self) -> float:
@@ -72,13 +74,14 @@ class Preview:
         """JSON form: totals, the users who would lose everything, and per-user changes."""
         return {"totals": self.totals(), "losing_all": self.losing_all,
                 "changes": self.changes,
-                "changes_truncated": len(self.changes) < self.users_changed}
+                "changes_truncated": len(self.changes) < self.users_changed,
+                "units_not_created": self.plan.refusals()[:LISTED] if self.plan else []}
 
 
 def _grant_view(want: DesiredGrant) -> dict[str, Any]:
     view = {"role": want.role, "unit": want.unit_path, "parameters": dict(want.parameters),
             "source": want.source}
-    if want.unit_id is None:
+    if want.creates_unit:  # the first user of the run needing the unit: it is made once
         view["creates_unit"] = True
     return view
 
@@ -94,6 +97,7 @@ def _observe(result: Preview, ctx: Context, diff: UserDiff) -> None:
     """Count one user's diff into the preview (users, grants, who loses everything). A user
     deleted by SCIM (kept for the retention, holding nothing) is passed over unless it
     still held a grant to take away: it is not among the users the rules apply to."""
+    result.plan = ctx.plan
     if diff.user.deleted_at is not None and not diff.changed:
         return
     result.users_evaluated += 1

@@ -206,6 +206,14 @@ class DesiredGrant:
     rule_id: str | None
     reason: dict[str, Any]
     create_kind: str | None = None
+    # This grant's unit is made by this user's change (the first in a run to need it).
+    creates_unit: bool = False
+
+
+# A run's planner of new units (app/mapping/unit_plan.py): given a missing path and the rule
+# asking, (the path as the unit will be made, whether this request makes it), or None when
+# no unit may be made (past ``[mapping] max_units``): the rule then gives the user nothing.
+UnitPlanner = Callable[[str, str], tuple[str, bool] | None]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -278,9 +286,10 @@ def match(condition: Condition, user: UserFacts,
     return [] if match(condition.condition, user, groups) is None else None
 
 
-def _target(rule: RuleSpec, user: UserFacts,
-            units: UnitIndex) -> tuple[str, str | None] | None:
-    """(path, id) of the rule's unit for this user; id None when it may be created."""
+def _target(rule: RuleSpec, user: UserFacts, units: UnitIndex,
+            plan: UnitPlanner | None) -> tuple[str, str | None, bool] | None:
+    """(path, id, creates) of the rule's unit for this user; id None when it is to be made
+    (``creates``: by this user's change, not an earlier one of the same run)."""
     target = rule.unit
     if target.from_attribute:
         value = attribute_value(user, target.from_attribute)
@@ -303,8 +312,11 @@ def _target(rule: RuleSpec, user: UserFacts,
         ref = target.ref or ""
         found = units.find(ref)
     if found is not None:
-        return found[1], found[0]
-    return (ref, None) if target.create and ref else None
+        return found[1], found[0], False
+    if not (target.create and ref):
+        return None
+    planned = plan(ref, rule.id) if plan is not None else (ref, True)
+    return None if planned is None else (planned[0], None, planned[1])
 
 
 def effective_parameters(role: RoleFacts, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -316,8 +328,11 @@ def effective_parameters(role: RoleFacts, overrides: Mapping[str, Any]) -> dict[
 
 def resolve_grants(user: UserFacts, groups: Sequence[GroupFacts], rules: Sequence[RuleSpec],
                    roles: Mapping[str, RoleFacts], units: UnitIndex,
-                   policy: Policy) -> list[DesiredGrant]:
-    """The grants the rules give this user; the highest priority rule decides each (role, unit)."""
+                   policy: Policy, plan: UnitPlanner | None = None) -> list[DesiredGrant]:
+    """The grants the rules give this user; the highest priority rule decides each (role, unit).
+
+    ``plan`` settles units rules would create (one per path in any case, a bound on how
+    many); without it every missing unit a ``create_unit`` rule names is to be made."""
     if not user.active:
         return []
     # A group condition cites the first group it matches: in code-point order of the name
@@ -332,10 +347,10 @@ def resolve_grants(user: UserFacts, groups: Sequence[GroupFacts], rules: Sequenc
         evidence = match(rule.condition, user, groups)
         if evidence is None:
             continue
-        target = _target(rule, user, units)
+        target = _target(rule, user, units, plan)
         if target is None:
             continue
-        path, unit_id = target
+        path, unit_id, creates = target
         # Paths name units ignoring case (UnitIndex.find): two rules naming one new unit in
         # two cases are one grant, not two rows for the same (user, unit, role).
         key = (rule.role, fold_text(path))
@@ -348,7 +363,7 @@ def resolve_grants(user: UserFacts, groups: Sequence[GroupFacts], rules: Sequenc
             parameters=effective_parameters(role, rule.parameters),
             source=f"rule:{rule.id}", rule_id=rule.id,
             reason={"rule": rule.id, "priority": rule.priority, "matched": evidence},
-            create_kind=rule.unit.kind if unit_id is None else None,
+            create_kind=rule.unit.kind if unit_id is None else None, creates_unit=creates,
         )
     if not decided:
         return _default_grant(roles, units, policy)

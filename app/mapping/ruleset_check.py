@@ -9,7 +9,8 @@ from collections.abc import Mapping
 
 from app.errors import InvalidInput
 from app.mapping.catalog import check_value
-from app.mapping.rules import RoleFacts, RuleSpec, UnitIndex, UnitTarget
+from app.mapping.money import mixed_currencies
+from app.mapping.rules import RoleFacts, RuleSpec, UnitIndex, UnitTarget, effective_parameters
 from app.mapping.ruleset import RuleSet
 
 
@@ -33,6 +34,7 @@ def check_against(ruleset: RuleSet, roles: Mapping[str, RoleFacts],
             if decl is None:
                 raise fail(f"{where}.parameters", f"role {role.key} has no parameter {name!r}")
             params[name] = check_value(decl["type"], value, f"{where}.parameters.{name}")
+        _check_currencies(role, params, f"{where}.parameters")
         checked.append(RuleSpec(rule.id, rule.priority, rule.condition, rule.role,
                                 _check_unit(rule.unit, units, where), params, rule.disabled))
     policy = ruleset.policy
@@ -41,6 +43,17 @@ def check_against(ruleset: RuleSet, roles: Mapping[str, RoleFacts],
     if policy.default_unit and units.find(policy.default_unit) is None:
         raise fail("policy.default_unit", f"unit {policy.default_unit!r} does not exist")
     return RuleSet(policy, tuple(checked), ruleset.descriptions)
+
+
+def _check_currencies(role: RoleFacts, params: Mapping[str, object], where: str) -> None:
+    """The grant's money parameters (the rule's, else the role's defaults) in one currency."""
+    granted = effective_parameters(role, params)
+    money = {name: value for name, value in granted.items()
+             if role.parameters[name].get("type") == "money"}
+    mixed = mixed_currencies(money, defaults=set(money) - set(params))
+    if mixed:
+        raise fail(where, f"one grant's amounts must be in one currency, got {mixed}: give "
+                          "them all in one currency")
 
 
 def _check_unit(target: UnitTarget, units: UnitIndex, where: str) -> UnitTarget:

@@ -24,10 +24,12 @@ def admin(world):
 
 
 def put_limit(client, world, admin, amount_json: str, currency: str = "EUR"):
-    """PUT a one-rule set whose spending_limit amount is the raw JSON ``amount_json``."""
+    """PUT a one-rule set whose spending_limit amount is the raw JSON ``amount_json`` (the
+    approval_threshold in the same currency: one grant's amounts share one)."""
     body = ('{"rules": [{"id": "buyers", "role": "buyer", "unit": "Engineering", '
             '"match": {"group": "Buyers"}, "parameters": {"spending_limit": '
-            f'{{"amount": {amount_json}, "currency": "{currency}"}}}}}}]}}')
+            f'{{"amount": {amount_json}, "currency": "{currency}"}}, "approval_threshold": '
+            f'{{"amount": "0", "currency": "{currency}"}}}}}}]}}')
     return client.put(f"/api/v1/orgs/{world.org_id}/mapping", data=body,
                       content_type="application/json", headers=admin)
 

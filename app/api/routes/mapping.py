@@ -62,6 +62,10 @@ class PreviewSchema(Schema):
                              metadata={"description": "Users who would lose every grant."})
     changes = fields.List(fields.Dict(), required=True)
     changes_truncated = fields.Boolean(required=True)
+    units_not_created = fields.List(fields.Dict(), metadata={
+        "description": "Units create_unit rules would make past [mapping] max_units, each "
+                       "{unit, rule, users}: not made, and those rules give those users "
+                       "nothing."})
     refused = fields.Boolean(metadata={
         "description": "Dry run only: whether applying this rule set now would be refused "
                        "(409), more than max_loss_share of the active users losing every "
