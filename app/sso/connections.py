@@ -235,10 +235,16 @@ def verify_domain(session: Session, conn: SsoConnection, domain: str,
     return row
 
 
+def email_domain(email: str) -> str | None:
+    """The domain of an email address in its ASCII form (``ascii_domain``), as connection
+    domains are stored; None when the address has none."""
+    _, at, typed = email.strip().rpartition("@")
+    return ascii_domain(typed) if at else None
+
+
 def connections_for_email(session: Session, email: str) -> list[SsoConnection]:
     """Enabled connections with a verified domain matching the address (home-realm discovery)."""
-    _, at, typed = email.strip().rpartition("@")
-    domain = ascii_domain(typed) if at else None
+    domain = email_domain(email)
     if not domain:
         return []
     return list(session.scalars(
@@ -252,8 +258,7 @@ def connections_for_email(session: Session, email: str) -> list[SsoConnection]:
 def domain_owners(session: Session, organization_id: str, email: str | None) -> set[str]:
     """The enabled connections of the organization for which an operator verified the
     domain of ``email``: the ones home-realm discovery routes that address to."""
-    _, at, typed = (email or "").rpartition("@")
-    domain = ascii_domain(typed) if at else None
+    domain = email_domain(email or "")
     if not domain:
         return set()
     return set(session.scalars(
