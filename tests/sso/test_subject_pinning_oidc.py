@@ -9,11 +9,23 @@ renamed at the IdP keeps signing in the same user.
 
 from __future__ import annotations
 
+from click.testing import CliRunner
+
+from app.cli import cli
+from app.cli.commands import register
 from tests.conftest import rows
 from tests.scim.support import Scim
-from tests.sso.oidc_idp import follow_to_roster, oidc_connection, roster_path, start_login
+from tests.sso.oidc_idp import (
+    SECRET_KEY,
+    follow_to_roster,
+    oidc_connection,
+    roster_path,
+    start_login,
+)
 from tests.sso.test_oidc_rp import _login as iam_login
 from tests.sso.test_oidc_rp import _unique
+
+register()
 
 
 def _as(hostile, sub: str, email: str, **extra: object) -> None:
@@ -107,3 +119,29 @@ def test_jit_refuses_a_colleagues_email_before_writing_and_follows_a_rename(db, 
     assert _links(db) == [(conn.id, "alice-sub", alice), (conn.id, "bob-sub", bob)]
     assert [t.reason for t in rows(db, "SELECT reason FROM sso_login_traces")] == \
         ["subject_mismatch"]
+
+
+def test_another_discovery_url_forgets_the_connections_links(database_url, db, tenant,
+                                                             hostile, web):
+    """`roster connection oidc --discovery-url` naming the same URL keeps the ties; another
+    IdP's URL drops them (a sub is unique per issuer only), audited once."""
+    Scim(web, tenant).create_user("alice@acme.com")
+    conn = oidc_connection(db, tenant, hostile)
+    _as(hostile, "alice-sub", "alice@acme.com")
+    assert _login(web, conn).status_code == 303
+    env = {"ROSTER_DATABASE__URL": database_url, "ROSTER_APP__SECRET_KEY": SECRET_KEY}
+
+    def run(url: str) -> None:
+        result = CliRunner().invoke(cli, ["connection", "oidc", conn.id, "--discovery-url",
+                                          url, "--no-check"], env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+
+    run(hostile.discovery_url)
+    assert len(_links(db)) == 1
+    run("https://other-idp.example/.well-known/openid-configuration")
+
+    assert _links(db) == []
+    forgot = rows(db, "SELECT subject_id, data FROM audit_events "
+                      "WHERE action = 'sso:subject:unlink'")
+    assert [f.subject_id for f in forgot] == [conn.id]
+    assert "idp_changed" in str(forgot[0].data)
