@@ -11,7 +11,8 @@ pinned: an email NameID changes with a rename, and a transient one with every lo
 A login resolving to user U with subject S on connection C is refused (``subject_mismatch``)
 when (C, S) belongs to another user that is still live (not deprovisioned, not deleted), or
 when U is tied on C to another subject. A deprovisioned or deleted holder gives way (a rehire
-whose IdP account is reactivated): the link moves to U, audited ``sso:subject:relink``. An
+whose IdP account is reactivated), as does one outside the directory the connection reads
+now: the link moves to U, audited ``sso:subject:relink``. An
 operator unties a user after a legitimate change at the IdP (an account recreated):
 ``roster connection unlink`` or the API, audited ``sso:subject:unlink``.
 """
@@ -46,6 +47,13 @@ def _gone(user: User) -> bool:
             or user.deleted_at is not None)
 
 
+def _gives_way(holder: User | None, conn: SsoConnection) -> bool:
+    """A link's user that no longer holds it against another: gone (a leaver), or outside
+    the directory the connection reads now (the connection was moved to another one)."""
+    return holder is None or _gone(holder) or (
+        conn.directory_id is not None and holder.directory_id != conn.directory_id)
+
+
 def _link_of_subject(session: Session, conn: SsoConnection, subject: str) -> SubjectLink | None:
     return session.scalar(select(SubjectLink).where(SubjectLink.connection_id == conn.id,
                                                     SubjectLink.subject == subject))
@@ -70,9 +78,7 @@ def pinned_user(session: Session, conn: SsoConnection, subject: str,
         return None
     link = _link_of_subject(session, conn, subject)
     holder = session.get(User, link.user_id) if link else None
-    if holder is None or _gone(holder) or holder.directory_id != conn.directory_id:
-        return None
-    return holder
+    return None if _gives_way(holder, conn) else holder
 
 
 def check_pin(session: Session, conn: SsoConnection, subject: str, stable: bool,
@@ -88,9 +94,9 @@ def check_pin(session: Session, conn: SsoConnection, subject: str, stable: bool,
     link = _link_of_subject(session, conn, subject)
     if link is not None and link.user_id != user.id:
         holder = session.get(User, link.user_id)
-        if holder is not None and not _gone(holder):
+        if not _gives_way(holder, conn):
             raise _refuse(subject, user, "the IdP's subject signed in another user of "
-                          "this connection", linked_user_id=holder.id)
+                          "this connection", linked_user_id=link.user_id)
     own = _link_of_user(session, conn, user.id)
     if own is not None and own.subject != subject:
         raise _refuse(subject, user, "the user is linked to another IdP subject on this "
@@ -113,7 +119,7 @@ def pin_subject(session: Session, conn: SsoConnection, subject: str, stable: boo
         record(session, organization_id=conn.organization_id, action="sso:subject:relink",
                actor=actor, subject_type="user", subject_id=user.id,
                data={"connection_id": conn.id, "from_user_id": link.user_id,
-                     "reason": "holder_deprovisioned"})
+                     "reason": "holder_gone"})
         # A statement, not session.delete: a concurrent relink that removed it first is
         # no error here (the insert below then decides).
         session.execute(delete(SubjectLink).where(SubjectLink.id == link.id))

@@ -14,8 +14,10 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.cli.commands import register
+from app.directory.directories import create_directory
+from app.models import Organization, User
 from tests.api.conftest import make_key
-from tests.conftest import make_tenant, rows
+from tests.conftest import OPERATOR, make_tenant, rows
 from tests.scim.support import PATCH_OP, Scim
 from tests.sso import forge
 from tests.sso.conftest import claims_for, post_response, saml_connection, start
@@ -243,3 +245,26 @@ def test_a_new_idp_entity_forgets_the_connections_links(db, tenant, keys, web, r
                       "WHERE action = 'sso:subject:unlink'")
     assert [f.subject_type for f in forgot] == ["sso_connection"]
     assert "idp_changed" in str(forgot[0].data)
+
+
+def test_a_connection_moved_to_another_directory_re_ties_its_subjects(db, tenant, keys, web,
+                                                                      run):
+    """The connection reads another directory now (a move between SCIM directories): the
+    user there with the email signs in, and the tie moves from the old directory's user,
+    which is still live, rather than refusing everyone until an operator unlinks them."""
+    old = Scim(web, tenant).create_user("alice@acme.com")["id"]
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
+    assert _login(web, keys, conn, "pid-alice", "alice@acme.com").status_code == 303
+    with db.transaction() as s:
+        org = s.get(Organization, tenant.org.id)
+        entra = create_directory(s, org, "entra", "entra", OPERATOR)
+        new = User(directory_id=entra.id, organization_id=tenant.org.id,
+                   user_name="alice@acme.com", emails=[], primary_email="alice@acme.com")
+        s.add(new)
+    run("connection", "set", conn.id, "--directory", entra.id)
+
+    assert _login(web, keys, conn, "pid-alice", "alice@acme.com").status_code == 303
+
+    assert _sessions(db) == [old, new.id]
+    assert _links(db) == [(conn.id, "pid-alice", new.id)]
+    assert _reasons(db) == []
