@@ -38,6 +38,7 @@ from app.sso.connections import (
     verify_domain,
 )
 from app.sso.saml import SpUrls
+from app.sso.subject_links import link_count, unlink_user
 
 
 @click.group()
@@ -98,8 +99,9 @@ def list_(ctx: CliContext, org_ref: str) -> None:
         rows = [{"id": c.id, "name": c.name, "protocol": c.protocol, "policy": c.login_policy,
                  "idp": c.idp_entity_id or (endpoint_key(c.oidc_discovery_url)
                                             if c.oidc_discovery_url else "-"),
-                 "certs": len(c.idp_certs)} for c in list_connections(session, org)]
-    echo_table(rows, ["id", "name", "protocol", "policy", "idp", "certs"])
+                 "certs": len(c.idp_certs), "links": link_count(session, c)}
+                for c in list_connections(session, org)]
+    echo_table(rows, ["id", "name", "protocol", "policy", "idp", "certs", "links"])
 
 
 @connection.command("set")
@@ -154,6 +156,20 @@ def delete(ctx: CliContext, connection_id: str, yes: bool) -> None:
         name = conn.name
         delete_connection(session, conn, ctx.actor)
     say(f"connection {name} deleted")
+
+
+@connection.command("unlink")
+@click.argument("connection_id")
+@click.option("--user", "user_id", required=True, help="Id of the user to untie.")
+@pass_ctx
+def unlink(ctx: CliContext, connection_id: str, user_id: str) -> None:
+    """Untie a user from the IdP subject (OIDC sub, persistent NameID) it signed in with
+    through the connection, after a legitimate change at the IdP (an account recreated):
+    its next login ties the subject it then signs in with (audit sso:subject:unlink)."""
+    with ctx.transaction() as session:
+        conn = get_connection(session, connection_id)
+        name, subject = conn.name, unlink_user(session, conn, user_id, ctx.actor)
+    say(f"user {user_id} unlinked from subject {subject} on connection {name}")
 
 
 @connection.group("metadata")

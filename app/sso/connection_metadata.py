@@ -26,6 +26,7 @@ from app.models.sso import SsoConnection
 from app.public_address import AddressNotPublic, public_only
 from app.sso.connections import get_connection
 from app.sso.idp_fetch import failure, not_public
+from app.sso.subject_links import forget_subjects
 
 _METADATA_MAX_BYTES = 1_000_000
 
@@ -93,6 +94,9 @@ def apply_idp_metadata(session: Session, conn: SsoConnection, xml: str, actor: A
     if not idp.get("entityId") or not sso_url or not certs:
         raise InvalidInput("IdP metadata needs an entityID, an SSO URL (HTTP-Redirect) and a "
                            "signing certificate")
+    if conn.idp_entity_id and conn.idp_entity_id != idp["entityId"]:
+        # Another IdP: its persistent NameIDs are not the old one's (SAML Core §8.3.7).
+        forget_subjects(session, conn, actor, "idp_changed")
     conn.idp_entity_id = idp["entityId"]
     conn.idp_sso_url = sso_url
     conn.idp_slo_url = (idp.get("singleLogoutService") or {}).get("url")

@@ -1,6 +1,7 @@
 """Login policy: find (SCIM-authoritative) or create/update (JIT) the user, open a session.
 
 A deprovisioned user is always refused, whatever the policy, with ``sso:login:denied``.
+A stable IdP subject signs in only the user it signed in first (app/sso/subject_links.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from app.models.sso import LoginSession, SsoConnection
 from app.sql import fold, fold_text
 from app.sso.connections import DEFAULT_ATTRIBUTES, domain_owners
 from app.sso.outcome import LoginFailed
+from app.sso.subject_links import check_pin, pin_subject, pinned_user
 
 SESSION_HOURS = 12
 
@@ -38,6 +40,7 @@ class AssertedUser:
 
     subject: str
     email: str | None = None
+    stable_subject: bool = False  # OIDC sub, persistent NameID: pinned (subject_links.py)
     user_name: str | None = None
     external_id: str | None = None
     given_name: str | None = None
@@ -46,8 +49,8 @@ class AssertedUser:
     groups: tuple[str, ...] = field(default_factory=tuple)
 
 
-def assert_user(conn: SsoConnection, subject: str,
-                attributes: dict[str, list[str]]) -> AssertedUser:
+def assert_user(conn: SsoConnection, subject: str, attributes: dict[str, list[str]], *,
+                stable_subject: bool = False) -> AssertedUser:
     """Read our fields from the IdP's attributes, using the connection's names first."""
     def first(key: str) -> str | None:
         values = all_of(key)
@@ -62,7 +65,7 @@ def assert_user(conn: SsoConnection, subject: str,
 
     email = first("email") or (subject if "@" in subject else None)
     return AssertedUser(
-        subject=subject, email=email.lower() if email else None,
+        subject=subject, email=email.lower() if email else None, stable_subject=stable_subject,
         user_name=first("user_name"), external_id=first("external_id"),
         given_name=first("given_name"), family_name=first("family_name"),
         department=first("department"), groups=tuple(dict.fromkeys(all_of("groups"))))
@@ -318,6 +321,9 @@ def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
     _refuse_foreign_domain(session, conn, user, who)
     _refuse_gone(user, who)
     if conn.login_policy == "jit":
+        # Before JIT writes: another person's assertion must not rewrite (or take out) U.
+        user = user or pinned_user(session, conn, who.subject, who.stable_subject)
+        check_pin(session, conn, who.subject, who.stable_subject, user)
         try:
             user = _jit(session, conn, who, user, actor)
         except DomainError as exc:
@@ -339,6 +345,7 @@ def resolve_login(session: Session, conn: SsoConnection, who: AssertedUser,
         raise LoginFailed("user_inactive", f"the user is {user.status.value}",
                           subject=who.subject, payload={"user_id": user.id},
                           keep_changes=jit)
+    pin_subject(session, conn, who.subject, who.stable_subject, user, actor)
     return user
 
 

@@ -18,6 +18,7 @@ from app.errors import InvalidInput
 from app.events.endpoints import MASK, endpoint_key
 from app.models.sso import LoginSession, OidcLoginRequest, SsoConnection
 from app.sso.sealed import CLIENT_SECRET, PKCE_VERIFIER, UPSTREAM_ID_TOKEN, sealer
+from app.sso.subject_links import forget_subjects
 
 # Signature algorithms accepted when a connection names none (RFC 7518 §3.1). Real IdPs sign
 # with RS256 (Okta, Entra), RS512 (canaille) and ES256; "none" is never accepted.
@@ -85,7 +86,11 @@ def configure_oidc(session: Session, conn: SsoConnection, actor: Actor, *, secre
         raise InvalidInput("OIDC settings are for OIDC connections")
     changed: list[str] = []
     if discovery_url is not None:
-        conn.oidc_discovery_url = check_url(discovery_url, "discovery_url")
+        url = check_url(discovery_url, "discovery_url")
+        if conn.oidc_discovery_url and conn.oidc_discovery_url != url:
+            # Another IdP: a sub is unique per issuer only (OIDC Core §2).
+            forget_subjects(session, conn, actor, "idp_changed")
+        conn.oidc_discovery_url = url
         changed.append("discovery_url")
     if client_id is not None:
         if not client_id.strip() or len(client_id) > 500:

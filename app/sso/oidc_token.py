@@ -204,7 +204,8 @@ def asserted_identity(conn: SsoConnection, claims: dict[str, Any]) -> AssertedUs
     groups = ([raw_groups] if isinstance(raw_groups, str)
               else raw_groups if isinstance(raw_groups, list) else [])
     return AssertedUser(
-        subject=claims["sub"], email=email.lower() if email else None,
+        # OIDC Core §2: sub is never reassigned by its issuer, so it is pinned.
+        subject=claims["sub"], email=email.lower() if email else None, stable_subject=True,
         user_name=value["user_name"], external_id=value["external_id"],
         given_name=value["given_name"], family_name=value["family_name"],
         department=value["department"],

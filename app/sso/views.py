@@ -28,6 +28,7 @@ from app.sso.slo import (
     start_logout,
     subject_payload,
 )
+from app.sso.subject_links import stable_name_id
 from app.sso.traces import redact_saml
 from app.sso.web import (
     ConnRef,
@@ -202,7 +203,8 @@ def saml_acs(connection_id: str) -> Response:
                                         request.form.get("RelayState"),
                                         _sso()["clock_skew_seconds"],
                                         saml_binding.started(request))
-            who = assert_user(conn, identity.name_id, identity.attributes)
+            who = assert_user(conn, identity.name_id, identity.attributes,
+                              stable_subject=stable_name_id(identity.name_id_format))
             # A refusal commits the Response's claim and replay-cache entry all the same
             # (and what a JIT took out), then is raised: the assertion is used up.
             resolved = resolve_spending(s, conn, who, actor())

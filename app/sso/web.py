@@ -37,9 +37,11 @@ _MESSAGES = {
     "unknown_user": "Your account is not provisioned for this organization.",
     "domain_of_another_connection": "Your email address signs in through another sign-in "
                                     "option of your organization.",
+    "subject_mismatch": "This sign-in account is linked to another user of your "
+                        "organization. Contact your administrator.",
 }
 _USER_REFUSALS = frozenset({"user_deprovisioned", "user_inactive", "unknown_user",
-                            "domain_of_another_connection"})
+                            "domain_of_another_connection", "subject_mismatch"})
 
 
 def database() -> Database:

@@ -39,6 +39,7 @@ class Claims:
     acs: str
     audience: str
     name_id: str = "alice@acme.com"
+    name_id_format: str = EMAIL_FORMAT
     in_response_to: str | None = None
     attributes: dict[str, list[str]] = field(default_factory=lambda: {
         "email": ["alice@acme.com"], "givenName": ["Alice"], "sn": ["Archer"],
@@ -71,7 +72,7 @@ def assertion_xml(c: Claims, assertion_id: str | None = None) -> str:
     return (
         f'<saml:Assertion xmlns:saml="{SAML}" ID="{aid}" Version="2.0" IssueInstant="{_t(now)}">'
         f"<saml:Issuer>{c.issuer}</saml:Issuer>"
-        f'<saml:Subject><saml:NameID Format="{EMAIL_FORMAT}">'
+        f'<saml:Subject><saml:NameID Format="{c.name_id_format}">'
         f"{c.name_id}</saml:NameID>"
         f'<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer">'
         f'<saml:SubjectConfirmationData NotOnOrAfter="{_t(now + c.not_on_or_after)}" '

@@ -47,6 +47,7 @@ from app.sso.idp_fetch import check_public
 from app.sso.oidc_config import check_url, configure_oidc
 from app.sso.oidc_rp import ProviderCache
 from app.sso.outcome import LoginFailed
+from app.sso.subject_links import unlink_user
 
 _OIDC_FIELDS = ("discovery_url", "client_id", "client_secret", "scopes", "groups_claim",
                 "algorithms")
@@ -265,6 +266,17 @@ def delete_connection_(ctx: ApiContext, connection_id: str) -> Response:
     """Delete the connection (audited); the logins made through it end, with the portal's
     tokens issued on them, as on a disable."""
     delete_connection(ctx.session, _connection(ctx, connection_id), ctx.actor)
+    return Response(status=204)
+
+
+@api_route(bp, "/orgs/<org_id>/connections/<connection_id>/subject-links/<user_id>",
+           methods=["DELETE"], permission="connections:write", tags=["sso"],
+           summary="Untie a user from the IdP subject it signed in with (its next login "
+                   "ties a new one)", status=204, produces={"text/plain": "No content."})
+def unlink_connection_subject(ctx: ApiContext, connection_id: str, user_id: str) -> Response:
+    """Like `roster connection unlink`: after a legitimate change at the IdP (an account
+    recreated), audited ``sso:subject:unlink``; 404 when the user has no link here."""
+    unlink_user(ctx.session, _connection(ctx, connection_id), user_id, ctx.actor)
     return Response(status=204)
 
 
