@@ -55,11 +55,13 @@ from app.directory.apikeys import KeyIdentity, authenticate, touch_key
 from app.directory.organizations import get_organization, missing_organization
 from app.errors import NotFound
 from app.json_input import (
+    PATH_NOT_UTF8,
     QUERY_NOT_UTF8,
     BodyTooLarge,
     BodyUnreadable,
     JsonInputError,
     parse_json,
+    path_not_utf8,
     query_not_utf8,
     read_body,
     unsupported_coding,
@@ -212,6 +214,8 @@ def _dispatch(spec: RouteSpec, view: View, path: dict[str, str]) -> Response:
                               f"(needs {spec.permission})")
     actor = Actor(type="api_key", id=key.id, request_id=g.get("request_id"),
                   ip=request.remote_addr, user_agent=request.user_agent.string or None)
+    if path_not_utf8(request.environ):
+        raise ApiProblem(400, PATH_NOT_UTF8, errors=[{"field": "path", "detail": "not UTF-8"}])
     _reject_nul(path, "")
     _reject_nul(request.args.to_dict(), "")
     with db.transaction(readonly=request.method in READ_METHODS or spec.own_writes) as session:
