@@ -25,6 +25,7 @@ import codecs
 import json
 import math
 import re
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -258,6 +259,33 @@ def query_not_utf8(query_string: bytes) -> bool:
         return False  # only ASCII, raw or escaped: UTF-8 (a lookup's filter, typically)
     try:
         unquote_to_bytes(query_string).decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+PATH_NOT_UTF8 = "the path is not UTF-8 once percent-decoded (RFC 3986 §2.5)"
+
+
+def path_not_utf8(environ: Mapping[str, Any]) -> bool:
+    """True when the request's path, percent-decoded, is not UTF-8 (RFC 3986 §2.5).
+    Werkzeug decodes it with U+FFFD in place of such bytes, so ``Caf%E9`` and ``Caf%FF``
+    both named whatever is called "Caf\ufffd". The path as sent (``RAW_URI``, which
+    gunicorn and Werkzeug's servers set, before the query) is read when there is one, else
+    ``PATH_INFO`` (its bytes as Latin-1, PEP 3333)."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if isinstance(raw, str):
+        path = raw.partition("?")[0].encode("latin-1", "replace")
+        if path.isascii() and not _HIGH_ESCAPE.search(path):
+            return False
+        data = unquote_to_bytes(path)
+    else:
+        path_info = environ.get("PATH_INFO", "")
+        if path_info.isascii():
+            return False
+        data = path_info.encode("latin-1", "replace")
+    try:
+        data.decode("utf-8")
     except UnicodeDecodeError:
         return True
     return False

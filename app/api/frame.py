@@ -55,11 +55,13 @@ from app.directory.apikeys import KeyIdentity, authenticate, touch_key
 from app.directory.organizations import get_organization, missing_organization
 from app.errors import NotFound
 from app.json_input import (
+    PATH_NOT_UTF8,
     QUERY_NOT_UTF8,
     BodyTooLarge,
     BodyUnreadable,
     JsonInputError,
     parse_json,
+    path_not_utf8,
     query_not_utf8,
     read_body,
     unsupported_coding,
@@ -212,6 +214,8 @@ def _dispatch(spec: RouteSpec, view: View, path: dict[str, str]) -> Response:
                               f"(needs {spec.permission})")
     actor = Actor(type="api_key", id=key.id, request_id=g.get("request_id"),
                   ip=request.remote_addr, user_agent=request.user_agent.string or None)
+    if path_not_utf8(request.environ):
+        raise ApiProblem(400, PATH_NOT_UTF8, errors=[{"field": "path", "detail": "not UTF-8"}])
     _reject_nul(path, "")
     _reject_nul(request.args.to_dict(), "")
     with db.transaction(readonly=request.method in READ_METHODS or spec.own_writes) as session:
@@ -221,7 +225,7 @@ def _dispatch(spec: RouteSpec, view: View, path: dict[str, str]) -> Response:
             ctx.org = _scoped_org(ctx, path.pop("org_id"))
         ctx.args = _load(spec.query, _query_args()) if spec.query else _no_query()
         if request.method not in READ_METHODS:
-            _check_if_match()
+            _check_preconditions()
         if spec.body:
             body = _json_body()
             _reject_nul(body, "")
@@ -293,17 +297,25 @@ def _json_body() -> Any:
         }]) from None
 
 
-def _check_if_match() -> None:
-    """A write's ``If-Match`` (RFC 9110 §13.1.1): /api/v1 sends no entity tags, so a list of
-    them can match no representation, and the server MUST NOT perform the method: 412.
-    ``*`` holds when the target exists; one that does not is the view's 404 (§13.2.1: the
-    answer without the precondition wins). An empty field lists nothing and is ignored,
-    as SCIM ignores it (app/scim/etag.py)."""
+def _check_preconditions() -> None:
+    """A write's ``If-Match`` and ``If-None-Match`` (RFC 9110 §13.1.1, §13.1.2), before any
+    of its content is read. /api/v1 sends no entity tags, so an ``If-Match`` listing some can
+    match no representation, and the server MUST NOT perform the method: 412. ``*`` holds
+    when the target exists; one that does not is the view's 404 (§13.2.1: the answer without
+    the precondition wins). An empty field lists nothing and is ignored, as SCIM ignores it
+    (app/scim/etag.py). ``If-None-Match: *`` is false where the target has a representation,
+    and every /api/v1 write addresses an existing collection or resource (none creates one at
+    its own URL): 412, as SCIM answers it; a list of entity tags matches none and holds."""
     header = request.headers.get("If-Match", "").strip(" \t")
     if header and header != "*":
         raise ApiProblem(412, "If-Match names an entity tag, and /api/v1 resources have none "
                               "(no ETag is sent): the condition cannot hold; send the "
                               "request without If-Match, or with If-Match: *")
+    if any(part.strip(" \t") == "*"
+           for part in request.headers.get("If-None-Match", "").split(",")):
+        raise ApiProblem(412, "If-None-Match: * cannot hold: the target of every /api/v1 "
+                              "write exists (RFC 9110 section 13.1.2); send the request "
+                              "without If-None-Match")
 
 
 def _no_query() -> dict[str, Any]:

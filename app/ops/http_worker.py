@@ -119,8 +119,11 @@ def _path_of(req: Any, exc: BaseException) -> str | None:
     return path if isinstance(path, str) else None
 
 
-# The start of a request line in origin-form (RFC 9112 §3): a method token, a space, the path.
-_LINE_START = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,20} (/[\x21-\x7e]*?)(?=[ ?#]|\Z)")
+# The start of a request line in origin-form (RFC 9112 §3): a method token, a space, the path,
+# up to its query, the space, or a byte no request line may hold (a raw non-ASCII one: the
+# line is invalid, but its path still names the protocol to answer in).
+_LINE_START = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,20} (/[\x21-\x7e]*?)"
+                         rb"(?=[?#]|[^\x21-\x7e]|\Z)")
 
 
 def _line_path(frame: dict[str, Any]) -> str | None:

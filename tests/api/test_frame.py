@@ -232,6 +232,28 @@ def test_a_query_string_that_is_not_utf8_is_a_400(client, keys):
     assert problem["errors"] == [{"field": "query", "detail": "not UTF-8"}]
 
 
+@pytest.mark.parametrize("segment", ["Caf%E9", "Caf%FF", "%C3"])
+def test_a_path_that_is_not_utf8_is_a_400_and_names_nothing(db, client, keys, segment):
+    """A path segment whose bytes are not UTF-8 (RFC 3986 §2.5; a client encoding "Café" as
+    Latin-1) was decoded with U+FFFD in place of the bytes, so /directories/Caf%E9 and
+    /directories/Caf%FF both found, and disabled, the directory named "Caf\ufffd"; a 400
+    naming the path now, as for the query, and nothing is written."""
+    headers = keys["admin"].headers
+    created = client.post("/api/v1/orgs/acme/directories", headers=headers,
+                          json={"vendor": "entra", "name": "Caf\ufffd"})
+    assert created.status_code == 201, created.data
+    for method, path in (("GET", f"/api/v1/orgs/acme/directories/{segment}"),
+                         ("POST", f"/api/v1/orgs/acme/directories/{segment}/disable"),
+                         ("GET", f"/api/v1/orgs/{segment}/units")):
+        problem = assert_problem(client.open(path, method=method, headers=headers), 400,
+                                 "validation")
+        assert problem["errors"] == [{"field": "path", "detail": "not UTF-8"}]
+    assert rows(db, "SELECT status FROM directories WHERE name = :n", n="Caf\ufffd") == \
+        [("active",)]
+    encoded = "/api/v1/orgs/acme/directories/Caf%EF%BF%BD"  # U+FFFD itself, as UTF-8
+    assert client.get(encoded, headers=headers).status_code == 200
+
+
 def test_a_body_or_query_a_route_does_not_take_is_a_400_and_changes_nothing(db, client, keys,
                                                                            tenant):
     """POST .../tokens with {"days": 7} issued a token of the default lifetime and

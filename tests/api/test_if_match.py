@@ -62,3 +62,36 @@ def test_reads_and_the_openapi_document(client, admin):
                 assert "412" not in operation["responses"], (method, path)
             elif method in ("post", "put", "patch", "delete"):
                 assert "412" in operation["responses"], (method, path)
+
+
+@pytest.mark.parametrize("header", ["*", " * ", '"x", *'])
+def test_a_write_with_if_none_match_star_is_412_and_changes_nothing(client, db, admin, header):
+    """RFC 9110 §13.1.2: ``If-None-Match: *`` is false when the target has a current
+    representation, and a write then MUST NOT be performed (412). Every /api/v1 write
+    addresses an existing collection or resource: the stored rule set was replaced, a
+    connection made, renamed and deleted as if the header were absent."""
+    headers = {**admin, "If-None-Match": header}
+    put = client.put("/api/v1/orgs/acme/mapping", headers=headers,
+                     json={"policy": {"on_loss": "nothing"}, "rules": []})
+    body = assert_problem(put, 412, "precondition-failed")
+    assert "If-None-Match" in body["detail"]
+    assert rows(db, "SELECT count(*) FROM mapping_revisions")[0][0] == 0
+    assert_problem(_create(client, headers), 412, "precondition-failed")
+    assert rows(db, "SELECT count(*) FROM sso_connections")[0][0] == 0
+    conn = _create(client, admin).get_json()
+    path = f"/api/v1/orgs/acme/connections/{conn['id']}"
+    assert_problem(client.patch(path, headers=headers, json={"name": "renamed"}), 412,
+                   "precondition-failed")
+    assert_problem(client.delete(path, headers=headers), 412, "precondition-failed")
+    assert rows(db, "SELECT name FROM sso_connections") == [("sso-a",)]
+    audited = "SELECT count(*) FROM audit_events WHERE action LIKE 'sso:%'"
+    assert rows(db, audited)[0][0] == 1
+
+
+def test_if_none_match_listing_entity_tags_holds(client, db, admin):
+    """No /api/v1 answer carries an entity tag, so a list of them matches nothing and the
+    write runs; a GET does not evaluate the header."""
+    headers = {**admin, "If-None-Match": 'W/"1", "x"'}
+    assert _create(client, headers).status_code == 201
+    assert client.get("/api/v1/orgs/acme/connections",
+                      headers={**admin, "If-None-Match": "*"}).status_code == 200

@@ -8,6 +8,7 @@ import json
 import socket
 import time
 
+from app.models import Directory
 from app.ops.http_worker import RequestTimeout, _TimedSocket
 from tests.api.conftest import make_key
 from tests.conftest import rows
@@ -244,3 +245,36 @@ def test_options_asterisk_asks_about_the_server(database_url, tmp_path):
         proc.terminate()
         proc.wait(timeout=20)
     assert "Traceback" not in log.read_text()
+
+
+def test_a_path_that_is_not_utf8_is_a_400_through_gunicorn(database_url, db, tenant, tmp_path):
+    """gunicorn hands the path's bytes over as Latin-1 and Werkzeug put U+FFFD in place of
+    those that are not UTF-8, so /directories/Caf%E9 named the directory "Caf\ufffd": the
+    request as sent (RAW_URI) is read, and the answer is the API's 400 naming the path. The
+    byte unescaped in the request line is gunicorn's 400 (RFC 9112 §3.2: no such byte may
+    stand there), which was a SCIM Error: a problem document, as the path is the API's."""
+    admin = make_key(db, "admin", tenant.org)
+    with db.transaction() as session:
+        session.get(Directory, tenant.directory.id).name = "Caf\ufffd"
+    port = _free_port()
+    proc = _serve(database_url, port, tmp_path / "serve.log")
+
+    def get(path: bytes) -> tuple[str, dict[str, str], bytes]:
+        return _exchange(port, b"GET " + path + b" HTTP/1.1\r\nHost: a\r\nAuthorization: "
+                         b"Bearer " + admin.plaintext.encode() + b"\r\n\r\n", b"")
+
+    try:
+        for path in (b"/api/v1/orgs/acme/directories/Caf%E9",
+                     b"/api/v1/orgs/acme/directories/Caf\xe9"):
+            status, headers, body = get(path)
+            assert status.startswith("HTTP/1.1 400 "), (path, status, body)
+            assert headers["content-type"] == "application/problem+json", (path, body)
+            problem = json.loads(body)
+            assert problem["status"] == 400
+            if b"%" in path:
+                assert problem["errors"] == [{"field": "path", "detail": "not UTF-8"}]
+        status, _, body = get(b"/api/v1/orgs/acme/directories/Caf%EF%BF%BD")
+        assert status.startswith("HTTP/1.1 200 "), (status, body)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

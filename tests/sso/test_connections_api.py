@@ -177,6 +177,8 @@ def test_a_metadata_url_token_stays_out_of_problems_and_the_audit(
     ({"protocol": "ldap"}, "protocol"),
     ({"login_policy": "anyone"}, "login_policy"),
     ({"surprise": 1}, "surprise"),
+    ({"check_discovery": False}, "check_discovery"),
+    ({"entity_id": "https://idp.example.com/entity"}, "entity_id"),
 ])
 def test_bad_saml_input_is_a_problem_and_writes_nothing(db, tenant, web, admin, extra, field):
     """Bad XML, http metadata, mixed or foreign fields: 400 problem, no connection, no audit."""
@@ -187,6 +189,25 @@ def test_bad_saml_input_is_a_problem_and_writes_nothing(db, tenant, web, admin, 
         assert field in {e["field"] for e in problem.get("errors", [])}, problem
     assert rows(db, "SELECT count(*) AS n FROM sso_connections")[0].n == 0
     assert _actions(db) == []
+
+
+@pytest.mark.parametrize(("extra", "field"), [
+    ({"check_discovery": True}, "check_discovery"),
+    ({"entity_id": "https://idp.example.com/entity"}, "entity_id"),
+])
+def test_a_field_that_would_be_ignored_in_a_saml_patch_is_a_400(db, tenant, web, admin, extra,
+                                                                field):
+    """check_discovery (OIDC only) on a SAML connection, and an entity_id without the
+    metadata it picks from, were accepted and ignored (200): a 400 naming the field, and
+    the rename beside it is not applied."""
+    created = web.post(_base(tenant), headers=admin.headers,
+                       json={"name": "kept", "protocol": "saml"}).get_json()
+    resp = web.patch(f"{_base(tenant)}/{created['id']}", headers=admin.headers,
+                     json={"name": "renamed", **extra})
+    problem = assert_problem(resp, 400, "validation")
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert [r.name for r in rows(db, "SELECT name FROM sso_connections")] == ["kept"]
+    assert _actions(db) == ["sso:connection:create"]
 
 
 def test_unusable_metadata_in_a_patch_names_its_field_and_changes_nothing(db, tenant, web,

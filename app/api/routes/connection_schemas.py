@@ -114,8 +114,10 @@ class _Settings(StrictSchema):
     groups_claim = fields.String(validate=validate.Length(min=1, max=200))
     algorithms = fields.List(fields.String(validate=validate.OneOf(
         sorted(SUPPORTED_ALGORITHMS))), validate=validate.Length(min=1, max=20))
-    check_discovery = JsonBoolean(load_default=True, metadata={
-        "description": "OIDC: read the discovery document now and refuse an unusable IdP."})
+    # No load_default: given on a SAML connection, it is refused by name (connections.py).
+    check_discovery = JsonBoolean(metadata={
+        "description": "OIDC: read the discovery document now and refuse an unusable IdP "
+                       "(default true)."})
 
 
 class ConnectionCreateSchema(_Settings):

@@ -67,12 +67,16 @@ def _connection(ctx: ApiContext, connection_id: str) -> SsoConnection:
 
 
 def _protocol_fields(protocol: str, body: dict[str, Any]) -> None:
-    """SAML fields on an OIDC connection (or the reverse) are a mistake, not ignored."""
-    foreign = _OIDC_FIELDS if protocol == "saml" else _SAML_FIELDS
+    """SAML fields on an OIDC connection (or the reverse) are a mistake, not ignored; so is
+    an ``entity_id`` without the metadata it picks an IdP from (it was dropped)."""
+    foreign = (*_OIDC_FIELDS, "check_discovery") if protocol == "saml" else _SAML_FIELDS
     wrong = [f for f in foreign if f in body]
     if wrong:
         raise InvalidInput(f"{wrong[0]} does not apply to a {protocol} connection",
                            field=wrong[0])
+    if "entity_id" in body and not ("metadata_xml" in body or "metadata_url" in body):
+        raise InvalidInput("entity_id picks the IdP in a metadata aggregate: give it with "
+                           "metadata_xml or metadata_url", field="entity_id")
 
 
 @contextmanager
@@ -112,7 +116,7 @@ def _fetch(protocol: str, body: dict[str, Any]) -> _Fetched:
     if protocol == "oidc" and "discovery_url" in body:
         check_public(check_url(body["discovery_url"], "discovery_url"), "discovery_url",
                      private_ok=_private_ok())
-    if protocol == "oidc" and body["check_discovery"] and "discovery_url" in body:
+    if protocol == "oidc" and body.get("check_discovery", True) and "discovery_url" in body:
         url = check_url(body["discovery_url"], "discovery_url")
         try:
             ProviderCache(private_ok=_private_ok()).provider(url)
