@@ -189,6 +189,10 @@ def _from_environ(
             if raw:  # an empty one (a template's `ROSTER_APP__SECRET_KEY=`) is no second
                 problems.append(f"{first} and {name} both set {section}.{key}: set only one")
             continue
+        if from_file and not raw:  # Path("") is the working directory: "Is a directory"
+            problems.append(f"{name} is empty: name the file that holds {section}.{key}, or "
+                            "unset the variable")
+            continue
         if from_file:
             try:
                 raw = Path(raw).read_text().strip()

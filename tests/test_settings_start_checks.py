@@ -95,3 +95,17 @@ def test_the_cli_stops_at_start_on_either(tmp_path):
         "private key (openssl genpkey -algorithm ed25519); the value set is not (it is not "
         "shown)"]
     assert list(tmp_path.iterdir()) == []  # not even the default var/roster.db
+
+
+def test_an_empty_file_variable_alone_says_it_is_empty():
+    """ROSTER_DATABASE__URL_FILE= (a template whose variable was unset) read the working
+    directory: "cannot read secret file: Is a directory". It names what is missing now; an
+    empty one beside the variable itself still does not count."""
+    with pytest.raises(SettingsError) as raised:
+        load_settings(environ={"ROSTER_DATABASE__URL_FILE": ""})
+    assert raised.value.problems == [
+        "ROSTER_DATABASE__URL_FILE is empty: name the file that holds database.url, or "
+        "unset the variable"]
+    settings = load_settings(environ={"ROSTER_DATABASE__URL_FILE": "",
+                                      "ROSTER_DATABASE__URL": "sqlite:///x.db"})
+    assert settings["database"]["url"] == "sqlite:///x.db"
