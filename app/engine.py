@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sqlite3
+import weakref
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -30,6 +31,9 @@ SQLITE_WRITE: ContextVar[bool] = ContextVar("SQLITE_WRITE", default=True)
 # How long the current SQLite writer waits for the write lock, in milliseconds, when not the
 # connection's busy timeout: set by ``Database.transaction(lock_wait_ms=...)``.
 SQLITE_LOCK_WAIT_MS: ContextVar[int | None] = ContextVar("SQLITE_LOCK_WAIT_MS", default=None)
+# The SQLite file (device, inode) each engine's first connection opened: its connections
+# stay on that file when its name is unlinked or renamed over (``sqlite_file_problem``).
+_OPENED_FILES: weakref.WeakKeyDictionary[Engine, tuple[int, int]] = weakref.WeakKeyDictionary()
 
 
 def make_engine(url: str, *, pool_size: int = 5, echo: bool = False,
@@ -176,6 +180,34 @@ def sqlite_refuses_writes(engine: Engine) -> bool:
         raw.close()
 
 
+def _file_identity(engine: Engine) -> tuple[int, int] | None:
+    """(device, inode) of the engine's SQLite file as its name now finds it; None in memory
+    or when the name finds nothing."""
+    path = sqlite_path(engine.url)
+    if memory_url(str(engine.url)) or path in ("", ":memory:"):
+        return None
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def sqlite_file_problem(engine: Engine) -> str | None:
+    """Whether the SQLite file this engine opened is no longer the one its name finds:
+    ``"database file missing"`` (unlinked) or ``"database file replaced"`` (another file
+    renamed over it). Its connections, held from one request to the next, go on reading and
+    writing the file they opened, which no other process (a CLI command, the worker, the
+    node after its restart) sees again. None when it is, or on PostgreSQL or in memory."""
+    opened = _OPENED_FILES.get(engine)
+    if opened is None:
+        return None
+    now = _file_identity(engine)
+    if now is None:
+        return "database file missing"
+    return None if now == opened else "database file replaced"
+
+
 def sqlite_path(url: URL) -> str:
     """The file of a SQLite URL, a URI filename's too (``sqlite:///file:/x.db?mode=ro&uri=true``
     opens /x.db, https://www.sqlite.org/uri.html)."""
@@ -219,6 +251,8 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         # checkpoint, inside a COMMIT, is only the safety net.
         cur.execute(f"PRAGMA wal_autocheckpoint={SAFETY_CHECKPOINT_PAGES}")
         cur.close()
+        if engine not in _OPENED_FILES and (identity := _file_identity(engine)) is not None:
+            _OPENED_FILES[engine] = identity
 
     # Writers of all processes queue on one file lock before BEGIN IMMEDIATE, instead of
     # sleeping in SQLite's busy handler (app.sqlite_writers explains why).

@@ -24,8 +24,10 @@ from app.settings_checks import (
     joined_webhook_urls,
     key_file_problems,
     named_source,
+    one_underscore_problem,
     portal_secret_problems,
     ratelimit_problems,
+    signing_key_problems,
     upper_bound_problems,
     url_list_problems,
     webhook_url_problems,
@@ -174,7 +176,11 @@ def _from_environ(
     gets the variable read for each (set twice, X and X_FILE: which one would win?)."""
     out: Settings = {}
     for name, raw in sorted(environ.items(), key=lambda item: (not item[1], item[0])):
-        if not name.startswith(ENV_PREFIX) or name == "ROSTER_CONFIG" or "__" not in name:
+        if not name.startswith(ENV_PREFIX) or name == "ROSTER_CONFIG":
+            continue
+        if "__" not in name:
+            if problem := one_underscore_problem(name, defaults):
+                problems.append(problem)
             continue
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
         from_file = key.endswith("_file") and key[: -len("_file")] in defaults.get(section, {})
@@ -182,6 +188,10 @@ def _from_environ(
         if (first := named.setdefault((section, key), name)) != name:
             if raw:  # an empty one (a template's `ROSTER_APP__SECRET_KEY=`) is no second
                 problems.append(f"{first} and {name} both set {section}.{key}: set only one")
+            continue
+        if from_file and not raw:  # Path("") is the working directory: "Is a directory"
+            problems.append(f"{name} is empty: name the file that holds {section}.{key}, or "
+                            "unset the variable")
             continue
         if from_file:
             try:
@@ -300,6 +310,7 @@ def validate(settings: Settings) -> list[str]:
                                               settings["sso"]["allowed_redirect_urls"]))
     problems.extend(ratelimit_problems(settings["ratelimit"]))
     problems.extend(key_file_problems(settings))
+    problems.extend(signing_key_problems(settings["signing"]["private_key"]))
     problems.extend(portal_secret_problems(settings["oidc_provider"]))
     return problems
 

@@ -296,6 +296,35 @@ def default_redirect_problems(default: str, allowed: list[str]) -> list[str]:
             f"one, got {shown_url(default)}"]
 
 
+def one_underscore_problem(name: str, settings: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """A ``ROSTER_`` variable without the ``__`` that separates section and key, but that
+    would name a setting with it (ROSTER_DATABASE_URL, ROSTER_APP_SECRET_KEY_FILE): it was
+    skipped without a word, and every command ran on the default (SQLite) database."""
+    rest = name[len("ROSTER_"):].lower()
+    for section, keys in settings.items():
+        key = rest.removeprefix(f"{section}_")
+        if key != rest and (key in keys or key.removesuffix("_file") in keys):
+            meant = f"ROSTER_{section}__{key}".upper()
+            return (f"{name} is not read: a setting's variable separates section and key "
+                    f"with two underscores ({meant})")
+    return None
+
+
+def signing_key_problems(private_key: str) -> list[str]:
+    """``signing.private_key`` that is set but no Ed25519 private key: only its presence was
+    checked, and receipts and checkpoints failed once signed (the value is not shown)."""
+    if not private_key:
+        return []
+    try:
+        key = load_pem_private_key(private_key.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        key = None
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return []
+    return ["signing.private_key must be an unencrypted PEM Ed25519 private key (openssl "
+            "genpkey -algorithm ed25519); the value set is not (it is not shown)"]
+
+
 def named_source(source: str, names: Mapping[tuple[str, str], str] | None, section: str,
                  key: str | None = None) -> str:
     """``source`` with the environment variables that set ``section`` (its ``key``) named:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from app.settings import ROOT, SettingsError, load_settings, worker_threads
 
@@ -76,9 +78,12 @@ def test_secret_from_file(tmp_path):
     """A secret may come from a file named by ..._FILE."""
     secret = tmp_path / "key"
     secret.write_text("s" * 40 + "\n")
+    signing = tmp_path / "ed25519.pem"  # checked at start: an Ed25519 private key
+    signing.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     settings = load_settings(environ={"ROSTER_APP__SECRET_KEY_FILE": str(secret),
                                       "ROSTER_APP__ENV": "production",
-                                      "ROSTER_SIGNING__PRIVATE_KEY_FILE": str(secret)})
+                                      "ROSTER_SIGNING__PRIVATE_KEY_FILE": str(signing)})
     assert settings["app"]["secret_key"] == "s" * 40
 
 

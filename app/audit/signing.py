@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,12 +128,15 @@ def _create_dev_key(path: Path) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption())
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_bytes(pem)
-    tmp.chmod(0o600)
+    # A new file, 0600 from its creation (mkstemp: O_CREAT | O_EXCL): written by name, then
+    # chmod-ed, the key sat in a 0644 file for a moment, and in any file of that name made
+    # beforehand (or opened meanwhile) for good.
+    descriptor, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(pem)
         os.link(tmp, path)  # atomic and fails if another process won the race
     except FileExistsError:
         pass
     finally:
-        tmp.unlink()
+        os.unlink(tmp)

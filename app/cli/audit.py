@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
@@ -33,7 +32,15 @@ from app.audit.signing import (
 )
 from app.audit.verify import read_one_snapshot
 from app.audit.verify import verify as verify_chains
-from app.cli.base import ROW_ID, CliContext, command_errors, echo_table, pass_ctx, say
+from app.cli.base import (
+    ROW_ID,
+    CliContext,
+    command_errors,
+    echo_table,
+    output_file,
+    pass_ctx,
+    say,
+)
 from app.db import utcnow
 from app.directory.organizations import get_organization
 from app.models.lifecycle import AuditCheckpoint
@@ -179,15 +186,14 @@ def _verify_deprovision_records(session: Session, org_id: str | None) -> int:
 
 @audit.command("checkpoints")
 @click.option("--org", "org_ref", default=None, help="Only this organization's chain.")
-@click.option("-o", "--output", type=click.File("w", lazy=False), default=None,
-              help="Write to this file (made even when there is no checkpoint) instead of "
-                   "stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write to this file (made even when there is no "
+                                 "checkpoint; replaced once complete) instead of stdout.")
 @pass_ctx
 @command_errors
-def checkpoints(ctx: CliContext, org_ref: str | None, output: TextIO | None) -> None:
+def checkpoints(ctx: CliContext, org_ref: str | None, output: Path | None) -> None:
     """Export the signed checkpoints as JSON Lines, to keep outside the database."""
-    out = output or sys.stdout
-    with ctx.transaction() as session:
+    with output_file(output) as out, ctx.transaction() as session:
         query = select(AuditCheckpoint).order_by(AuditCheckpoint.chain, AuditCheckpoint.seq)
         if org_ref:
             query = query.where(AuditCheckpoint.chain == get_organization(session, org_ref).id)
@@ -295,16 +301,16 @@ CLI_SETTLE_SECONDS = 120.0
               default=None, help="Export on from the position kept in FILE (everything when "
                                  "it does not exist yet) and keep this export's position "
                                  "there once it is complete: an incremental export.")
-@click.option("-o", "--output", type=click.File("w"), default=None,
-              help="Write to this file instead of stdout.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Write to this file (replaced once the export is "
+                                 "complete) instead of stdout.")
 @pass_ctx
 @command_errors
 def export(ctx: CliContext, fmt: str, org_ref: str | None, since: str | None,
            until: str | None, action: str | None, subject: str | None,
            after_seq: int | None, after_id: int | None, position_file: Path | None,
-           output: TextIO | None) -> None:
+           output: Path | None) -> None:
     """Stream audit events as CSV, JSON Lines or OCSF (3001, 3006 per member) JSON Lines."""
-    out = output or sys.stdout
     if after_seq is not None and org_ref is None:
         raise click.UsageError("--after-seq needs --org: seq counts per organization's chain")
     if after_seq is not None and (after_id is not None or position_file is not None):
@@ -313,7 +319,7 @@ def export(ctx: CliContext, fmt: str, org_ref: str | None, since: str | None,
         raise click.UsageError("give --after-id or --position-file, not both")
     if position_file is not None:
         after_id = _read_position(position_file)
-    with ctx.transaction() as session:
+    with output_file(output) as out, ctx.transaction() as session:
         organization_id = get_organization(session, org_ref).id if org_ref else None
         # A batch command waits longer than a web request for an audit record still being
         # committed (a mapping apply over a large organization may take a minute).
@@ -325,7 +331,7 @@ def export(ctx: CliContext, fmt: str, org_ref: str | None, since: str | None,
                           through_id=through)
         for chunk in render(iter_events(session, flt), fmt, subject):
             out.write(chunk)
-    out.flush()
+        out.flush()
     if position_file is not None:
         _write_position(position_file, through)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import errno
 import functools
 import getpass
+import sys
 import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
 
 import click
 from sqlalchemy.exc import (
@@ -259,3 +261,32 @@ def command_errors(func: F) -> F:
             raise click.ClickException(exc.detail) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def output_file(path: Path | None, option: str = "'-o' / '--output'") -> Iterator[TextIO]:
+    """Where a command writes its output: stdout, or ``path`` replaced only once the command
+    has written all of it (under ``<path>.partial`` meanwhile, removed on an error). Opened by
+    click, the file was emptied before the command ran, and an unknown --org lost what it
+    held (the checkpoints kept outside the database). A path that is no regular file
+    (/dev/stdout, a pipe) is written as it is."""
+    if path is None:
+        yield sys.stdout
+        return
+    if path.exists() and not path.is_file():
+        with path.open("w") as out:
+            yield out
+        return
+    partial = path.with_name(path.name + ".partial")
+    try:
+        out = partial.open("w")
+    except OSError as exc:
+        raise click.BadParameter(f"{str(path)!r}: {exc.strerror}", param_hint=option) \
+            from None
+    try:
+        with out:
+            yield out
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(path)

@@ -16,8 +16,18 @@ def db() -> None:
     """Database schema migrations (Alembic)."""
 
 
+def _given_revision(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """A target revision: empty or blank (``--revision "$REV"`` with REV unset) met an
+    assertion inside Alembic, a traceback."""
+    if not value.strip():
+        raise click.BadParameter(f"must not be empty: head, base or a revision such as "
+                                 f"{migrate.head_revision()}")
+    return value
+
+
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True, help="Target revision.")
+@click.option("--revision", default="head", show_default=True, callback=_given_revision,
+              help="Target revision.")
 @pass_ctx
 def upgrade(ctx: CliContext, revision: str) -> None:
     """Migrate the database up to REVISION (default: head)."""
@@ -30,7 +40,7 @@ def upgrade(ctx: CliContext, revision: str) -> None:
     except (CommandError, SQLAlchemyError) as exc:
         raise click.ClickException(_failed(ctx, exc)) from None
     now = migrate.current_revision(ctx.db.engine)
-    if revision != "head" and now == before and now != revision:
+    if revision not in ("head", "heads") and now == before and now != revision:
         # Alembic takes an older target as reached: say so, rather than a bare "at 0029".
         click.echo(f"database at {now}, already past {revision}: an upgrade never goes "
                    f"back (`roster db downgrade {revision}` does)")
@@ -64,7 +74,7 @@ def _failed(ctx: CliContext, exc: Exception) -> str:
 
 
 @db.command("downgrade")
-@click.argument("revision")
+@click.argument("revision", callback=_given_revision)
 @pass_ctx
 def downgrade(ctx: CliContext, revision: str) -> None:
     """Migrate the database down to REVISION ("base" empties it)."""

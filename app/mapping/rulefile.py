@@ -47,7 +47,7 @@ def _parse(path: Path, text: bytes) -> Any:
         if suffix == ".json":
             return json.loads(text, parse_float=Decimal, object_pairs_hook=_unique_pairs)
         if suffix in (".yaml", ".yml"):
-            return yaml.load(text, Loader=_ExactLoader)  # noqa: S506 - a SafeLoader
+            return _load_yaml(text)
     except (ValueError, UnicodeDecodeError, yaml.YAMLError, InvalidOperation) as exc:
         kind = suffix[1:].upper().replace("YML", "YAML")
         raise InvalidInput(f"{path} is not valid {kind}: {exc}", field="file") from None
@@ -55,6 +55,60 @@ def _parse(path: Path, text: bytes) -> Any:
         raise InvalidInput(f"{path} is nested too deeply to be a rule file",
                            field="file") from None
     raise InvalidInput(f"{path}: rule files end in .toml, .yaml, .yml or .json", field="file")
+
+
+# The values a YAML document may stand for, each alias counted where it is used: a rule
+# file holds at most 1,000 rules of a few dozen values each.
+MAX_YAML_VALUES = 100_000
+
+
+def _load_yaml(text: bytes) -> Any:
+    """The YAML document, built only once its aliases are known to end and to stand for a
+    bounded number of values (an alias inside the node it names made a list that holds
+    itself, and nine lines of aliases of aliases a billion strings: the walks over the
+    document never ended)."""
+    loader = _ExactLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_aliases(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_aliases(root: yaml.Node) -> None:
+    """Raise a YAMLError for a node that holds itself, or for more than MAX_YAML_VALUES
+    values once every alias is expanded. Iterative: a deep document is the parser's to
+    refuse, not a RecursionError here."""
+    sizes: dict[int, int] = {}  # expanded values under each finished node
+    open_nodes: set[int] = set()  # the nodes on the path from the root
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        children = _children(node)
+        if finished:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[id(node)] > MAX_YAML_VALUES:
+                raise yaml.YAMLError(f"its aliases stand for more than {MAX_YAML_VALUES} "
+                                     "values (a rule file is far smaller)")
+        elif id(node) in open_nodes:
+            raise yaml.YAMLError(f"an alias stands for a node that holds it (line "
+                                 f"{node.start_mark.line + 1}): it would never end")
+        elif id(node) not in sizes:
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in children)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

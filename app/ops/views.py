@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import Engine
 
 from app.db_errors import describe_transient, is_transient
-from app.engine import sqlite_path, sqlite_refuses_writes
+from app.engine import sqlite_file_problem, sqlite_path, sqlite_refuses_writes
 from app.log_throttle import EveryInterval
 from app.migrate import code_head, current_revision, newer_release
 
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 UNREACHABLE_LOG = EveryInterval(60.0)
 WRITE_CHECK_LOG = EveryInterval(60.0)
 DISK_FULL_LOG = EveryInterval(60.0)
+FILE_GONE_LOG = EveryInterval(60.0)
 
 
 @bp.get("/healthz")
@@ -41,6 +42,13 @@ def readyz() -> tuple[Response, int]:
             log.warning("readiness check: database unreachable (%s); said at most once a "
                         "minute", describe_transient(exc), exc_info=not is_transient(exc))
         return jsonify(status="unavailable", reason="database unreachable"), 503
+    if (problem := sqlite_file_problem(db.engine)) is not None:
+        if FILE_GONE_LOG.due():
+            log.warning("readiness check: %s: the SQLite file this process opened is no "
+                        "longer at %s; its writes reach no other process and are lost at "
+                        "restart (restart it on the file there); said at most once a minute",
+                        problem, sqlite_path(db.engine.url))
+        return jsonify(status="unavailable", reason=problem), 503
     head = code_head()
     if current != head and newer_release(current):
         # A rolling deploy migrated ahead of this node, which serves on until replaced: out

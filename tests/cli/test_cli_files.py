@@ -82,6 +82,26 @@ def test_checkpoints_to_a_file_that_cannot_be_made_is_an_error(roster, tmp_path)
     assert (tmp_path / "cp.jsonl").read_text() == ""
 
 
+@pytest.mark.parametrize("args", [["audit", "checkpoints", "--org", "nope"],
+                                  ["audit", "export", "--org", "nope"]],
+                         ids=lambda args: " ".join(args[:2]))
+def test_an_output_file_is_left_as_it_was_when_the_command_fails(roster, tmp_path, args):
+    """`audit checkpoints -o kept.jsonl` with an organization that does not exist: the
+    error, exit 1, and the checkpoints kept in that file gone (it was emptied when the
+    option was read, before the command ran). The file is replaced only once complete."""
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text('{"checkpoint": "kept outside the database"}\n')
+    code, out = roster(*args, "-o", str(kept))
+    assert code == 1
+    assert out.strip() == "Error: organization 'nope' does not exist"
+    assert kept.read_text() == '{"checkpoint": "kept outside the database"}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.jsonl"]
+    code, _ = roster(*args[:2], "-o", str(kept))
+    assert code == 0
+    assert "kept outside" not in kept.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.jsonl"]
+
+
 @pytest.mark.parametrize("workers", ["0", "-3"])
 def test_serve_refuses_a_worker_count_below_one_before_starting(workers, tmp_path):
     """`serve --workers 0` served with server.workers (2) without a word, and `-3` reached

@@ -91,3 +91,23 @@ def test_a_table_missing_at_the_head_is_named_not_blamed_on_migrations(fresh_url
     assert result.exit_code == 1, result.output
     assert "roster db upgrade" not in result.output
     assert "mapping_revisions" in result.output
+
+
+def test_an_empty_revision_is_a_usage_error_not_a_traceback(fresh_url):
+    """`roster db upgrade --revision "$REV"` with the variable unset (or `db downgrade ""`):
+    Alembic's AssertionError and its traceback; now a usage error, nothing migrated. A
+    target the database is at says so, not "already past" it (`heads`)."""
+    for args in (["db", "upgrade", "--revision", ""], ["db", "upgrade", "--revision", "  "],
+                 ["db", "downgrade", ""]):
+        result = _invoke(fresh_url, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert isinstance(result.exception, SystemExit), (args, result.exception)
+        assert (f"must not be empty: head, base or a revision such as {head_revision()}"
+                in result.output)
+    engine = sa.create_engine(fresh_url)
+    with engine.connect() as conn:
+        assert not sa.inspect(conn).has_table("alembic_version")
+    engine.dispose()
+    assert _invoke(fresh_url, "db", "upgrade").exit_code == 0
+    result = _invoke(fresh_url, "db", "upgrade", "--revision", "heads")
+    assert (result.exit_code, result.output) == (0, f"database at {head_revision()}\n")

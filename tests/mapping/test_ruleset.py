@@ -106,3 +106,29 @@ def test_unreadable_files(tmp_path, name, text, message):
         path.write_text(text)
     with pytest.raises(InvalidInput, match=message):
         read_file(path)
+
+
+_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n"
+    for i in range(8))  # b holds 10 a's, c 10 b's ... i: 10**9 x's
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("rules: &r [*r]\n", "an alias stands for a node that holds it"),
+    ("rules:\n  - &rule {id: r1, match: {any: [*rule]}}\n",
+     "an alias stands for a node that holds it"),
+    (_LAUGHS, "its aliases stand for more than 100000 values"),
+])
+def test_yaml_aliases_that_never_end_or_multiply_are_refused(tmp_path, text, message):
+    """A YAML alias inside the node it names (a list that holds itself), or aliases of
+    aliases (a billion x's in nine lines): `roster mapping apply` never ended, walking the
+    document for NUL characters (a loop that grew until memory ran out). Refused before the
+    document is built, naming the file; anchors and aliases within reason still work."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    with pytest.raises(InvalidInput, match=message):
+        read_file(path)
+    path.write_text("base: &base {role: buyer, unit: Engineering}\n"
+                    "rules:\n  - {<<: *base, id: r1, match: {group: G}}\n")
+    assert parse_document({"rules": read_file(path)["rules"]}) == \
+        parse_document({"rules": [GOOD]})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,43 @@ def test_the_free_space_under_which_readyz_calls_the_sqlite_disk_full_is_a_setti
     answer = response.get_json()
     assert {key: answer[key] for key in body} == body
     assert ("free_bytes" in answer) == (status == 503)
+
+
+def _remove_database(directory: Path) -> None:
+    for path in directory.glob("roster.db*"):
+        if not path.name.endswith("-writer"):
+            path.unlink()
+
+
+def test_readyz_is_503_once_the_sqlite_file_is_deleted_or_replaced(tmp_path):
+    """A node keeps its connections to the SQLite file it opened: deleted (a cleanup script,
+    a wrong `rm`), or replaced by another file (a backup moved in, a fresh `roster db
+    upgrade`), /readyz still read the revision through them and said 200, while every write
+    went into a file no other process sees and that is gone at the restart."""
+    url = f"sqlite:///{tmp_path / 'roster.db'}"
+    upgrade(url)
+    app = create_app(app_overrides(url))
+    client = app.test_client()
+    try:
+        assert client.get("/readyz").status_code == 200
+        _remove_database(tmp_path)
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.get_json() == {"status": "unavailable",
+                                       "reason": "database file missing"}
+        # Another file where the database was: migrated (by a release), but not the one open.
+        (tmp_path / "other").mkdir()
+        other = f"sqlite:///{tmp_path / 'other' / 'roster.db'}"
+        upgrade(other)
+        (tmp_path / "other" / "roster.db").replace(tmp_path / "roster.db")
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.get_json() == {"status": "unavailable",
+                                       "reason": "database file replaced"}
+    finally:
+        app.extensions["roster.db"].dispose()
+    fresh = create_app(app_overrides(url))  # a restarted node opens the file that is there
+    try:
+        assert fresh.test_client().get("/readyz").status_code == 200
+    finally:
+        fresh.extensions["roster.db"].dispose()
