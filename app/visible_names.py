@@ -5,7 +5,7 @@ connections, roles, API keys (app/directory/names.py, the API's NameLength, the 
 A name is refused when it holds a control character (Unicode category Cc: a tab, a line
 break, ESC, U+0001 ...): it breaks every list and table it is shown in, and a terminal may
 obey it. Or a bidirectional embedding, override or isolate (U+202A-U+202E, U+2066-U+2069;
-UAX #9 §2.1-§2.4): it reorders what is shown after it, so "Sales\u202eUE" lists as
+UAX #9 §2.1-§2.4): it reorders what is shown after it, so "Sales" U+202E "UE" lists as
 "SalesEU" and a name can pose as another in the CLI, the admin API's consumers and the
 audit log ("Trojan Source", CVE-2021-42574). The marks U+200E, U+200F and U+061C reorder
 nothing beyond their neighbours and stay allowed (right-to-left names need them). And
