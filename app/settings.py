@@ -24,6 +24,7 @@ from app.settings_checks import (
     joined_webhook_urls,
     key_file_problems,
     named_source,
+    portal_auth_method_problems,
     portal_secret_problems,
     ratelimit_problems,
     upper_bound_problems,
@@ -301,6 +302,7 @@ def validate(settings: Settings) -> list[str]:
     problems.extend(ratelimit_problems(settings["ratelimit"]))
     problems.extend(key_file_problems(settings))
     problems.extend(portal_secret_problems(settings["oidc_provider"]))
+    problems.extend(portal_auth_method_problems(settings["oidc_provider"]))
     return problems
 
 

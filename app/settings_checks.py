@@ -33,6 +33,8 @@ from app.url_masks import masked_url
 
 RATE_LIMIT_STORAGES = ("database", "memory")
 # The SAML SP key pairs of [sso]: (key setting, certificate setting).
+# The portal's token_endpoint_auth_method (RFC 7591 §2); "" is either.
+PORTAL_AUTH_METHODS = ("", "client_secret_basic", "client_secret_post")
 SP_PAIRS = (("sp_key_file", "sp_cert_file"), ("sp_next_key_file", "sp_next_cert_file"))
 _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}\Z")
 # Longer than any path a configuration names; a PEM key's base64 body is over 1,500.
@@ -207,6 +209,15 @@ def portal_secret_problems(provider: dict[str, Any]) -> list[str]:
     return ["oidc_provider.portal_client_secret_sha256 must be the SHA-256 of the portal's "
             "client secret as 64 hex digits (printf %s \"$SECRET\" | sha256sum), never the "
             "secret itself; the value set is not (it is not shown)"]
+
+
+def portal_auth_method_problems(provider: dict[str, Any]) -> list[str]:
+    """``portal_token_endpoint_auth_method`` that names no method the provider offers."""
+    value = provider["portal_token_endpoint_auth_method"]
+    if value in PORTAL_AUTH_METHODS:
+        return []
+    return [f"oidc_provider.portal_token_endpoint_auth_method must be client_secret_basic, "
+            f"client_secret_post or \"\" (either), got {value!r}"[:300]]
 
 
 def _pem_problem(setting: str, path: str, check: Callable[[bytes], str | None]) -> list[str]:
