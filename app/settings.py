@@ -22,16 +22,14 @@ from app.settings_checks import (
     database_url_problems,
     default_redirect_problems,
     joined_webhook_urls,
-    key_file_problems,
     named_source,
     one_underscore_problem,
-    portal_secret_problems,
     ratelimit_problems,
-    signing_key_problems,
     upper_bound_problems,
     url_list_problems,
     webhook_url_problems,
 )
+from app.settings_keys import key_problems
 
 
 def _find_root(environ: Mapping[str, str] = os.environ) -> Path:
@@ -309,9 +307,7 @@ def validate(settings: Settings) -> list[str]:
     problems.extend(default_redirect_problems(settings["sso"]["default_redirect_url"],
                                               settings["sso"]["allowed_redirect_urls"]))
     problems.extend(ratelimit_problems(settings["ratelimit"]))
-    problems.extend(key_file_problems(settings))
-    problems.extend(signing_key_problems(settings["signing"]["private_key"]))
-    problems.extend(portal_secret_problems(settings["oidc_provider"]))
+    problems.extend(key_problems(settings))
     return problems
 
 

@@ -4,7 +4,12 @@ connections, roles, API keys (app/directory/names.py, the API's NameLength, the 
 
 A name is refused when it holds a control character (Unicode category Cc: a tab, a line
 break, ESC, U+0001 ...): it breaks every list and table it is shown in, and a terminal may
-obey it. And when it has no visible character: only white space, format characters
+obey it. Or a bidirectional embedding, override or isolate (U+202A-U+202E, U+2066-U+2069;
+UAX #9 §2.1-§2.4): it reorders what is shown after it, so "Sales" U+202E "UE" lists as
+"SalesEU" and a name can pose as another in the CLI, the admin API's consumers and the
+audit log ("Trojan Source", CVE-2021-42574). The marks U+200E, U+200F and U+061C reorder
+nothing beyond their neighbours and stay allowed (right-to-left names need them). And
+when it has no visible character: only white space, format characters
 (category Cf: U+200B ZERO WIDTH SPACE, U+2060 WORD JOINER, U+FEFF, the soft hyphen U+00AD,
 bidirectional marks), separators, or the blank fillers Unicode lists as default-ignorable
 (U+3164 HANGUL FILLER, U+115F, U+1160, U+FFA0, variation selectors) and U+2800 BRAILLE
@@ -24,6 +29,8 @@ import unicodedata
 _BLANK_FILLERS = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u180f"
                            "\u2800\u3164\uffa0")
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+# LRE RLE PDF LRO RLO, LRI RLI FSI PDI (UAX #9 Table 1).
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def _visible(char: str) -> bool:
@@ -41,6 +48,9 @@ def name_problem(value: str) -> str | None:
         if unicodedata.category(char) == "Cc":
             return (f"not hold a control character (U+{ord(char):04X}: a tab, a line break "
                     "or another control)")
+        if char in _BIDI_CONTROLS:
+            return (f"not hold a bidirectional override or isolate (U+{ord(char):04X}): it "
+                    "reorders the text shown after it")
     if not any(_visible(char) for char in value):
         return ("hold a visible character (not only spaces or invisible characters such "
                 "as U+200B)")

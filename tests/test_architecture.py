@@ -15,8 +15,8 @@ LAYERS: dict[str, int] = {
     "db": 0, "sql": 0, "errors": 0, "settings": 0, "planner": 0, "sqlite_writers": 0,
     "sqlite_connections": 0, "ids": 0, "futex": 0, "pool_ping": 0, "json_input": 0,
     "json_output": 0, "bearer": 0, "fold_clashes": 0, "log_throttle": 0, "engine": 0,
-    "db_errors": 0, "settings_checks": 0, "folding": 0, "url_masks": 0, "http_deadline": 0,
-    "public_address": 0, "visible_names": 0,
+    "db_errors": 0, "settings_checks": 0, "settings_keys": 0, "folding": 0, "url_masks": 0,
+    "http_deadline": 0, "public_address": 0, "visible_names": 0,
     "form_input": 0,
     # 1: models and pure rules
     "models": 1,

@@ -59,6 +59,12 @@ SCOPE_CLAIMS_RELEASED = tuple(c for s in SCOPES for c in SCOPE_CLAIMS.get(s, ())
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 
 
+def client_auth_methods(registered: str) -> tuple[str, ...]:
+    """The methods the portal may authenticate with: the one it is registered with (RFC 7591
+    §2 ``token_endpoint_auth_method``, OIDC Core §9), or either when none is ("")."""
+    return (registered,) if registered else AUTH_METHODS
+
+
 def client_secret_basic(query_client: Callable[[str], Any], request: Any) -> Any:
     """``client_secret_basic`` (RFC 6749 §2.3.1), authlib's, with an Authorization header
     it cannot read (``Basic`` and no credentials, credentials that are not UTF-8) taken as
@@ -111,6 +117,8 @@ class PortalClient(ClientMixin):
     secret_sha256: str = field(repr=False)
     redirect_uris: tuple[str, ...]
     post_logout_redirect_uris: tuple[str, ...] = ()
+    # token_endpoint_auth_method (RFC 7591 §2); "" takes either of AUTH_METHODS.
+    auth_method: str = ""
 
     @property
     def client_metadata(self) -> dict[str, Any]:
@@ -139,8 +147,12 @@ class PortalClient(ClientMixin):
             digest(client_secret or ""), self.secret_sha256.lower())
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        """client_secret_basic or client_secret_post everywhere."""
-        return method in AUTH_METHODS
+        """The registered method (:func:`client_auth_methods`) at every endpoint that
+        authenticates the client: token, introspection and revocation. authlib tries each
+        method and takes the first whose credentials are right: without this a portal
+        registered with client_secret_basic was taken with the secret in the form (where
+        proxies and access logs may keep it) too, and the other way round."""
+        return method in client_auth_methods(self.auth_method)
 
     def check_response_type(self, response_type: str) -> bool:
         """Only the authorization code flow."""

@@ -29,6 +29,9 @@ class ProviderConfig:
     code_seconds: int
     # Where RP-initiated logout may send the browser back to (exact match, OIDC RPIL §3).
     post_logout_redirect_uris: tuple[str, ...] = ()
+    # The portal's registered client authentication method (RFC 7591 §2
+    # token_endpoint_auth_method); "" takes either.
+    auth_method: str = ""
 
 
 def config_from_settings(settings: dict[str, dict[str, Any]]) -> ProviderConfig | None:
@@ -44,4 +47,5 @@ def config_from_settings(settings: dict[str, dict[str, Any]]) -> ProviderConfig 
         backchannel_logout_uri=op["portal_backchannel_logout_uri"],
         access_seconds=op["access_token_seconds"], id_token_seconds=op["id_token_seconds"],
         refresh_seconds=op["refresh_token_seconds"], code_seconds=op["authorization_code_seconds"],
-        post_logout_redirect_uris=tuple(op["portal_post_logout_redirect_uris"]))
+        post_logout_redirect_uris=tuple(op["portal_post_logout_redirect_uris"]),
+        auth_method=op["portal_token_endpoint_auth_method"])

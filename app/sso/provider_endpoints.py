@@ -11,7 +11,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from app.db import utcnow
-from app.sso.provider import AUTH_METHODS, SCOPE_CLAIMS_RELEASED, SCOPES
+from app.sso.provider import AUTH_METHODS, SCOPE_CLAIMS_RELEASED, SCOPES, client_auth_methods
 from app.sso.provider_config import ProviderConfig
 from app.sso.provider_keys import ALG
 from app.sso.provider_prompt import PROMPT_VALUES
@@ -97,8 +97,9 @@ def discovery_document(config: ProviderConfig) -> dict[str, Any]:
         "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": [ALG],
         "scopes_supported": list(SCOPES), "code_challenge_methods_supported": ["S256"],
         # RFC 8414 §2: omitted, revocation and introspection would be client_secret_basic
-        # only; client_secret_post works there too.
-        **{f"{e}_endpoint_auth_methods_supported": list(AUTH_METHODS)
+        # only; client_secret_post works there too. The one client's registered method
+        # only, when it has one: a portal choosing from this list must not pick the other.
+        **{f"{e}_endpoint_auth_methods_supported": list(client_auth_methods(config.auth_method))
            for e in ("token", "revocation", "introspection")},
         "claims_supported": ["sub", "sid", "auth_time", *SCOPE_CLAIMS_RELEASED],
         "prompt_values_supported": list(PROMPT_VALUES),

@@ -71,7 +71,8 @@ def _server() -> tuple[AuthorizationServer, ProviderConfig]:
     server = app.extensions.get("roster.oidc_server")
     if server is None:
         client = PortalClient(config.client_id, config.client_secret_sha256,
-                              config.redirect_uris, config.post_logout_redirect_uris)
+                              config.redirect_uris, config.post_logout_redirect_uris,
+                              config.auth_method)
         server = PortalServer(
             query_client=lambda cid: client if cid == client.client_id else None,
             save_token=lambda token, req: save_token(_db(), config, token, req))

@@ -341,7 +341,8 @@ def consume_response(session: Session, conn: SsoConnection, urls: SpUrls, keys: 
                               "the Response is signed with a certificate that is not "
                               "configured for this connection") from None
         raise
-    nameid, attributes = subject_of(response)
+    nameid, attributes = subject_of(response,
+                                    [pair.key_pem for pair in keys.decryption_pairs()])
     assertion_id = response.get_assertion_id()
     if len(assertion_id) > _ID_MAX:
         # The replay cache could not hold it (PostgreSQL refused it: a 500), and no IdP

@@ -8,9 +8,13 @@ decrypted) assertion, and raises ``LoginFailed`` with the trace reason.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from lxml import etree
 from onelogin.saml2.constants import OneLogin_Saml2_Constants
 from onelogin.saml2.errors import OneLogin_Saml2_ValidationError as VE
 from onelogin.saml2.response import OneLogin_Saml2_Response
+from onelogin.saml2.utils import OneLogin_Saml2_Utils
 from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
 
 from app.sso.outcome import LoginFailed
@@ -86,13 +90,18 @@ _SUBJECT_REASONS: dict[int, str] = {
 }
 
 
-def subject_of(response: OneLogin_Saml2_Response) -> tuple[dict[str, str], dict[str, list[str]]]:
+def subject_of(response: OneLogin_Saml2_Response, sp_keys: Sequence[str] = (),
+               ) -> tuple[dict[str, str], dict[str, list[str]]]:
     """The validated assertion's NameID data and attributes (SAML Core §2.2.3, §2.7.3).
 
     python3-saml refuses some only when they are read, after ``is_valid``: a missing or
     empty NameID, an ``SPNameQualifier`` naming another SP, an Attribute ``Name`` given
     twice; and an ``EncryptedID`` that does not decrypt raises a plain error. Read before
-    the assertion is used up, each is a refusal (it was a 500, untraced)."""
+    the assertion is used up, each is a refusal (it was a 500, untraced).
+
+    ``sp_keys``: every SP private key (PEM) an ``EncryptedID`` may be encrypted to
+    (:func:`open_encrypted_id`)."""
+    open_encrypted_id(response, sp_keys)
     try:
         nameid = response.get_nameid_data()
         attributes = response.get_attributes()
@@ -103,3 +112,33 @@ def subject_of(response: OneLogin_Saml2_Response) -> tuple[dict[str, str], dict[
         raise LoginFailed("decryption_failed",
                           f"the NameID cannot be decrypted: {exc}"[:500]) from None
     return nameid, {k: [str(v) for v in vals] for k, vals in attributes.items()}
+
+
+def open_encrypted_id(response: OneLogin_Saml2_Response, sp_keys: Sequence[str]) -> None:
+    """Put the NameID of the validated assertion's ``EncryptedID`` (SAML Core §2.2.4) in its
+    place, decrypted with the first of ``sp_keys`` that opens it; left as it is when none
+    does (reading it is then the ``decryption_failed`` refusal).
+
+    During an SP key rollover an IdP encrypts to the current or the next certificate, the
+    old or the new key. python3-saml decrypts an EncryptedID only with the key of the
+    settings the Response was read with, the one that opened an EncryptedAssertion (the
+    current one for a plain assertion): an EncryptedID to the other key was refused while
+    both were configured. The signature was checked over the encrypted form by then."""
+    found = response._query_assertion("/saml:Subject/saml:EncryptedID/xenc:EncryptedData")
+    if not found:
+        return
+    wrapper = found[0].getparent()
+    for key in sp_keys:
+        try:
+            name_id = OneLogin_Saml2_Utils.decrypt_element(found[0], key)  # on a copy
+        except Exception:  # noqa: S112 - xmlsec's plain errors on a key that does not fit
+            continue
+        # xmlsec parses the plaintext out of context: its tag reads "saml:NameID", no
+        # namespace. python3-saml takes the decrypted element's text and attributes as
+        # the NameID's whatever its name; so does the element put in its place.
+        if wrapper is not None and wrapper.getparent() is not None:
+            plain = etree.Element(f"{{{_NS['saml']}}}NameID",
+                                  {str(k): str(v) for k, v in name_id.attrib.items()})
+            plain.text = OneLogin_Saml2_XML.element_text(name_id)
+            wrapper.getparent().replace(wrapper, plain)
+        return

@@ -363,11 +363,12 @@ def test_db_upgrade_to_an_older_revision_says_the_database_is_past_it(run):
 
 
 @pytest.mark.parametrize("name", ["\u200b", "\u2060", "\ufeff", "\u00ad", "Sales\tEU",
-                                  "x\x01"])
+                                  "x\x01", "Sales\u202eUE", "\u2067Sales\u2069"])
 def test_an_invisible_or_control_name_is_a_usage_error(run, fresh_url, name):
     """``--name`` of invisible characters only (U+200B, U+2060, U+FEFF, a soft hyphen:
-    ``str.strip()`` leaves them) or holding a control character passed as a name; it is
-    a usage error now, as over the API, and nothing is made."""
+    ``str.strip()`` leaves them) or holding a control character, or a bidirectional
+    override or isolate, passed as a name; it is a usage error now, as over the API, and
+    nothing is made."""
     run("org", "create", "acme")
     before = _engine_rows(fresh_url, "SELECT count(*) FROM organizations")[0][0]
     for command in (("org", "create", "beta"), ("unit", "add", "--org", "acme", "--kind",

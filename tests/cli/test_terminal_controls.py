@@ -61,16 +61,15 @@ def test_cli_messages_escape_tenant_and_idp_text(client, app, db, database_url, 
                  "--org", "acme", "--yes").output
     assert "\x1b" not in out
     assert "directory hr\\x1b]52;c;cm0gLXJmIH4=\\x07 disabled" in out
-    # An error quoting an admin-chosen connection name (a bidi override inside a visible
-    # name is a name; a control character no longer is).
-    taken = "sso\u202eevil"
-    assert client.post("/api/v1/orgs/acme/connections", headers=headers, json={
-        "name": taken, "protocol": "saml"}).status_code == 201
-    out = roster(database_url, "connection", "create", "--org", "acme", "--name", taken,
-                 ok=False).output
-    assert "already exists" in out
+    # A message quoting an admin-chosen connection name: a bidi override is refused in a
+    # new name (app/visible_names.py), one stored before still prints escaped.
+    made = client.post("/api/v1/orgs/acme/connections", headers=headers, json={
+        "name": "sso", "protocol": "saml"})
+    stored_name(db, "sso_connections", made, "sso\u202eevil")
+    out = roster(database_url, "connection", "set", made.get_json()["id"],
+                 "--no-idp-initiated").output
     assert "\u202e" not in out
-    assert "sso\\u202eevil" in out
+    assert "connection sso\\u202eevil: policy scim" in out
     # What the IdP sent, as `directory requests --bodies` prints it.
     assert client.post("/scim/v2/Users", headers=tenant.headers, json={
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bidi@acme.test",

@@ -17,7 +17,7 @@ BY_DEPARTMENT = {"rules": [{"id": "dept", "role": "buyer", "create_unit": True,
 
 
 @pytest.mark.parametrize("department", ["Sales\tEU", "Sales\x01", "\u200b", "\u2060\ufeff",
-                                        "\u00ad", "\x1b]52;c;aGk=\x07"])
+                                        "\u00ad", "\x1b]52;c;aGk=\x07", "Sales\u202eUE"])
 def test_an_idp_department_that_is_no_usable_unit_name_makes_no_unit(client, world,
                                                                      department):
     """An IdP's department with a tab, U+0001 or an OSC sequence made a unit of that name

@@ -177,8 +177,10 @@ def ssp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleSamlIdp]:
 
 def ssp_connection(db: Database, tenant: Tenant, ssp: SimpleSamlIdp, keys: Keys, *,
                    encrypt: bool = False, sign_requests: bool = False,
+                   encrypt_name_id: bool = False, sp_cert: TestKey | None = None,
                    **columns: object) -> SsoConnection:
-    """A connection made the way an admin would: import the IdP's metadata, register the SP."""
+    """A connection made the way an admin would: import the IdP's metadata, register the SP
+    (with ``sp_cert`` as its certificate, the current SP key's unless given)."""
     with db.transaction() as s:
         org = s.get(Organization, tenant.org.id)
         conn = create_connection(s, org, f"ssp-{new_id()[:8]}", "saml", OPERATOR,
@@ -186,6 +188,8 @@ def ssp_connection(db: Database, tenant: Tenant, ssp: SimpleSamlIdp, keys: Keys,
                                  sp_key_configured=True, **columns)
         apply_idp_metadata(s, conn, ssp.metadata_xml(), OPERATOR)
     base = f"http://roster.test/sso/saml/{conn.id}"
-    ssp.register_sp(f"{base}/metadata", f"{base}/acs", sp_cert_pem=keys.sp.cert_pem,
-                    encrypt=encrypt, validate_requests=sign_requests, slo=f"{base}/slo")
+    ssp.register_sp(f"{base}/metadata", f"{base}/acs",
+                    sp_cert_pem=(sp_cert or keys.sp).cert_pem, encrypt=encrypt,
+                    validate_requests=sign_requests, slo=f"{base}/slo",
+                    encrypt_name_id=encrypt_name_id)
     return conn

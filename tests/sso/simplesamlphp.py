@@ -79,14 +79,16 @@ class SimpleSamlIdp:
 
     def register_sp(self, entity_id: str, acs: str, *, sp_cert_pem: str | None = None,
                     encrypt: bool = False, validate_requests: bool = False,
-                    slo: str | None = None) -> None:
-        """Trust one SP (SAML Metadata as SimpleSAMLphp's flat file)."""
+                    slo: str | None = None, encrypt_name_id: bool = False) -> None:
+        """Trust one SP (SAML Metadata as SimpleSAMLphp's flat file); ``encrypt``: the
+        assertion, ``encrypt_name_id``: the NameID (an EncryptedID), to ``sp_cert_pem``."""
         sp: dict[str, object] = {
             "AssertionConsumerService": acs,
             "NameIDFormat": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
             "simplesaml.nameidattribute": "mail",
             "saml20.sign.assertion": True, "saml20.sign.response": True,
             "assertion.encryption": encrypt, "validate.authnrequest": validate_requests,
+            "nameid.encryption": encrypt_name_id,
             "attributes.NameFormat": "urn:oasis:names:tc:SAML:2.0:attrname-format:basic",
             "sign.logout": True, "redirect.sign": True, "validate.logout": True,
         }

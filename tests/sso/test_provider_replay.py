@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import select, update
@@ -168,3 +169,25 @@ def test_a_reused_code_also_revokes_what_a_refresh_in_flight_adds(db, tenant, ke
     [(revoked_at,)] = rows(db, "SELECT revoked_at FROM issued_tokens WHERE token_hash = :h",
                            h=digest("in-flight"))
     assert revoked_at is not None
+
+
+def test_an_authorization_request_reusing_a_nonce_is_refused(db, tenant, keys, web):
+    """OIDC Core §15.5.2: replay is for the portal to detect with the nonce, and a provider
+    may refuse a nonce it saw: Roster refuses one it issued a code for (authlib's
+    exists_nonce, over the stored codes) with invalid_request at the portal's redirect URI,
+    no code. The same nonce from another request of the portal while the first code is
+    stored is a replayed request (a captured authorize URL, a reload), not a new login."""
+    _user, first, code = login_and_code(db, tenant, keys, web)
+    again = AuthRequest.new()
+    again.nonce = first.nonce
+    back = web.get(again.url().replace("http://roster.test", ""))
+    assert back.status_code == 302, back.text
+    query = parse_qs(urlsplit(back.headers["Location"]).query)
+    assert query["error"] == ["invalid_request"], query
+    assert query["state"] == [again.state]
+    assert "code" not in query
+    # The first code still works, and a fresh nonce gets a code.
+    assert exchange(web, code, first.verifier).status_code == 200
+    fresh = AuthRequest.new()
+    answer = web.get(fresh.url().replace("http://roster.test", ""))
+    assert code_from(answer.headers["Location"], fresh.state)

@@ -67,3 +67,30 @@ def test_an_encrypted_name_id_no_sp_key_opens_is_a_traced_refusal(db, tenant, ke
     assert [t.reason for t in rows(db, "SELECT reason FROM sso_login_traces")] == [
         "decryption_failed"]
     assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 1
+
+
+@pytest.mark.parametrize(("assertion_to", "name_id_to"), [
+    (None, "sp_next"), ("sp", "sp_next"), ("sp_next", "sp"), ("sp_next", "sp_next")])
+def test_an_encrypted_name_id_to_either_sp_key_signs_in_during_rollover(
+        db, tenant, keys, web, assertion_to, name_id_to):
+    """SP key rollover (``sp_next_key_file``): an IdP encrypts the NameID to either SP
+    certificate, the old one or the new, in a plain or an EncryptedAssertion to either.
+    Only the key that opened the assertion (the current one for a plain assertion) was
+    tried for the EncryptedID: an IdP encrypting it to the other key was refused
+    decryption_failed while both keys were configured. Now each login signs in as the
+    NameID says."""
+    provision(db, tenant)
+    conn = saml_connection(db, tenant, [keys.idp.cert_b64])
+    claims = claims_for(conn, in_response_to=start(web, conn))
+    name_id_cert = getattr(keys, name_id_to).cert_pem
+    assertion = forge.sign(_encrypted_name_id(forge.assertion_xml(claims), name_id_cert),
+                           keys.idp)
+    xml = forge.response_xml(claims, [assertion])
+    if assertion_to is not None:
+        xml = forge.encrypt_assertion(xml, getattr(keys, assertion_to).cert_pem)
+    response = post_response(web, conn, forge.b64(xml))
+    assert response.status_code == 303, rows(db, "SELECT reason, detail FROM sso_login_traces")
+    assert rows(db, "SELECT count(*) AS n FROM sso_login_traces")[0].n == 0
+    sessions = rows(db, "SELECT u.user_name FROM login_sessions s JOIN users u "
+                        "ON u.id = s.user_id")
+    assert [s.user_name for s in sessions] == [claims.name_id]

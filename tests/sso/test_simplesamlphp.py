@@ -6,6 +6,7 @@ import base64
 import time
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+import pytest
 from lxml import etree
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
@@ -171,3 +172,23 @@ def test_a_connection_registered_right_after_another_signs_in_at_once(
     second = ssp_connection(db, tenant, ssp, keys)
     _browser, page = _login(sso_app.test_client(), second)
     assert page.status == 303, page.text[:500]
+
+
+@pytest.mark.parametrize("encrypt", [False, True])
+def test_simplesamlphp_encrypting_the_name_id_to_either_sp_key_signs_in(db, tenant, keys, web,
+                                                                       ssp, encrypt):
+    """SP key rollover with a real IdP: SimpleSAMLphp holds one of the two configured SP
+    certificates (the old one still, or already the new one) and encrypts the NameID to it
+    (an EncryptedID), in a plain or an encrypted assertion. An EncryptedID to the next key
+    in a plain assertion was refused (decryption_failed): only the current key opened it."""
+    provision(db, tenant)
+    for sp_key in (keys.sp, keys.sp_next):
+        conn = ssp_connection(db, tenant, ssp, keys, encrypt=encrypt, encrypt_name_id=True,
+                              sp_cert=sp_key)
+        browser, page = _login(web, conn)
+        traces = rows(db, "SELECT reason, detail FROM sso_login_traces")
+        assert page.status == 303, traces
+        xml = base64.b64decode(browser.last_post("SAMLResponse")[1]["SAMLResponse"]).decode()
+        assert ("EncryptedAssertion" in xml) is encrypt
+        assert encrypt or ("EncryptedID" in xml and "NameID>" not in xml), xml
+    assert rows(db, "SELECT count(*) AS n FROM login_sessions")[0].n == 2
