@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from app.db import Database
-from app.migrate import current_revision, downgrade, upgrade
+from app.migrate import current_revision, downgrade, head_revision, upgrade
 from tests.conftest import make_tenant
 
 OURS = {("audit_events", "audit_events_no_truncate"),
@@ -79,7 +79,7 @@ def test_0034_guards_the_log_on_postgresql_and_its_downgrade_drops_the_guards(fr
         database.dispose()
     _checkpoint(fresh_url, org_id)
     if dialect == "sqlite":
-        upgrade(fresh_url)
+        upgrade(fresh_url, "0034")
         assert _triggers(fresh_url) == ("0034", set())
         downgrade(fresh_url, "0033")
         assert _triggers(fresh_url) == ("0033", set())
@@ -87,7 +87,7 @@ def test_0034_guards_the_log_on_postgresql_and_its_downgrade_drops_the_guards(fr
     assert _triggers(fresh_url) == ("0033", BEFORE)
     assert [_try(fresh_url, s) for s in STATEMENTS] == [None] * len(STATEMENTS)
     for _ in range(2):
-        upgrade(fresh_url)
+        upgrade(fresh_url, "0034")
         assert _triggers(fresh_url) == ("0034", BEFORE | OURS)
         refused = [_try(fresh_url, s) for s in STATEMENTS]
         assert [message.splitlines()[0] if message else None for message in refused] == [
@@ -108,4 +108,4 @@ def test_a_downgrade_below_0004_runs_through_0034(fresh_url):
     downgrade(fresh_url, "0003")
     assert _triggers(fresh_url)[0] == "0003"
     upgrade(fresh_url)
-    assert _triggers(fresh_url)[0] == "0034"
+    assert _triggers(fresh_url)[0] == head_revision()

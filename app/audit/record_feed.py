@@ -10,8 +10,15 @@ commits, under its organization's chain head (app/audit/log.py): within an organ
 those events take their ids in commit order. Across organizations a reader bounds its page
 by :func:`app.audit.horizon.settled_through`, as ``GET /api/v1/audit`` does.
 
+Each record holds that position itself (``audit_id``, set as its event is appended, in the
+record's transaction: app/audit/log.py), indexed with its organization: a page is read off
+that index, and its records' events are fetched by id to check they name them. The position
+was found by joining every record of the organization to the audit log by subject, whose
+first page cost grew with the organization's count of records (bench/README.md).
+
 A record that no audit event names (written outside Roster: ``roster audit verify``
-reports it) has no position, and is not listed.
+reports it) has no position, and is not listed; nor is one whose ``audit_id`` is not the id
+of an event naming it.
 """
 
 from __future__ import annotations
@@ -22,27 +29,26 @@ from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session
 
 from app.audit.horizon import settled_through
-from app.audit.sealed_records import RECORD_ACTIONS
+from app.audit.log import RECORD_ACTIONS
 from app.models import AuditEvent
 from app.models.lifecycle import DeprovisionRecord
 
-# The ordering column: the audit id of the event naming the record.
-POSITION = AuditEvent.id
+# The ordering column: the audit id of the event naming the record, held by the record.
+POSITION = DeprovisionRecord.audit_id
 
 
 def records_by_position(session: Session, organization_id: str | None) -> Select[Any]:
     """(record, position) of the records of one organization (or all), each at the audit
     id of its event; across organizations only up to the settled horizon (it may wait for
     audit appenders to commit, and raise lock_not_available: a 503 to retry)."""
-    # The event's subject is the record's user (app/lifecycle/users.py): the join can take
-    # the subject index for each record instead of reading the whole log for the actions.
+    # The event by its primary key, for each record of the page: it must be one naming the
+    # record, as the record's position was found before it held one.
     stmt = select(DeprovisionRecord, POSITION).join(AuditEvent, and_(
+        AuditEvent.id == POSITION, AuditEvent.action.in_(RECORD_ACTIONS),
         AuditEvent.subject_type == "user", AuditEvent.subject_id == DeprovisionRecord.user_id,
-        AuditEvent.action.in_(RECORD_ACTIONS),
         AuditEvent.data["record_id"].as_string() == DeprovisionRecord.id,
         AuditEvent.organization_id == DeprovisionRecord.organization_id))
     if organization_id is not None:
-        return stmt.where(AuditEvent.organization_id == organization_id,
-                          DeprovisionRecord.organization_id == organization_id)
+        return stmt.where(DeprovisionRecord.organization_id == organization_id)
     settled = settled_through(session)
-    return stmt if settled is None else stmt.where(AuditEvent.id <= settled)
+    return stmt if settled is None else stmt.where(DeprovisionRecord.audit_id <= settled)

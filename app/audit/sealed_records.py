@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from app.audit.log import SYSTEM, Actor, event_values
+from app.audit.log import RECORD_ACTIONS, SYSTEM, Actor, event_values
 from app.audit.log import record as record_event
 from app.models import AuditEvent
 from app.models.lifecycle import DeprovisionRecord
@@ -40,8 +40,6 @@ STAMPS_KEY = "stamps_sealed"
 STAMP_ACTION = "deprovision_record:stamp"
 # The fields written after the record's own transaction, each by a stamp event's transaction.
 STAMPED = ("revocation_committed_at", "latency_ms", "batch_id", "restored_at")
-# The audit actions whose event names a deprovisioning record (data.record_id).
-RECORD_ACTIONS = ("user:deprovision", "user:deprovision_failed")
 # The fields fixed when the record is written, in the transaction of its audit event.
 SEALED = ("id", "event_id", "organization_id", "user_id", "scim_id", "external_id",
           "user_name", "directory_id", "vendor", "dialect", "trigger", "reason",
