@@ -171,9 +171,8 @@ def append_pending(session: Session) -> None:
     if not pending:
         return
     events = [values for _scope, values in pending]
-    flush_if_pending(session, Organization)
-    # A record its event names must be in the table for the event to give it its position.
-    flush_if_pending(session, DeprovisionRecord)
+    # A record its event names, too, must be in its table: the event gives it its position.
+    flush_if_pending(session, (Organization, DeprovisionRecord))
     append_now(session.connection(), events)
 
 

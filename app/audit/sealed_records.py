@@ -136,7 +136,10 @@ def verify_records(session: Session, organization_id: str | None = None) -> Reco
             problems.append(RecordProblem(rec.id, None, "no audit event names this "
                                           "record: it was added outside Roster"))
             continue
-        event_id, digest, stamps_sealed = found
+        event_id, digest, stamps_sealed, audit_id = found
+        if rec.audit_id != audit_id:
+            problems.append(RecordProblem(rec.id, event_id, _position_problem(rec, audit_id)))
+            continue
         if digest is None:
             continue  # written before records were sealed
         sealed += 1
@@ -149,23 +152,34 @@ def verify_records(session: Session, organization_id: str | None = None) -> Reco
                 problems.append(RecordProblem(rec.id, event_id, problem))
     problems.extend(RecordProblem(record_id, event_id, "the audit event names a record "
                                   "the database no longer holds: it was removed")
-                    for record_id, (event_id, _digest, _stamps) in named.items())
+                    for record_id, (event_id, _digest, _stamps, _id) in named.items())
     return RecordsReport(count, sealed, problems)
 
 
+def _position_problem(rec: DeprovisionRecord, audit_id: int) -> str:
+    """The record's position (``audit_id``: where the record feed lists it) is not the id
+    of the first audit event naming it."""
+    return (f"the record's position in the log (audit_id) is {rec.audit_id}, the audit event "
+            f"naming it is {audit_id}: it was changed, and GET /api/v1/deprovisions lists "
+            "it out of place or not at all")
+
+
 def _named_records(session: Session, organization_id: str | None,
-                   ) -> dict[str, tuple[str, str | None, bool]]:
-    """Record id -> (its event's id, the digest it holds, whether its stamps are sealed)."""
-    events = (select(AuditEvent.event_id, AuditEvent.data)
+                   ) -> dict[str, tuple[str, str | None, bool, int]]:
+    """Record id -> (its event's id, the digest it holds, whether its stamps are sealed,
+    the audit id of the first event naming it: the record's position)."""
+    events = (select(AuditEvent.event_id, AuditEvent.data, AuditEvent.id)
               .where(AuditEvent.action.in_(RECORD_ACTIONS)).order_by(AuditEvent.id))
     if organization_id is not None:
         events = events.where(AuditEvent.organization_id == organization_id)
-    named: dict[str, tuple[str, str | None, bool]] = {}
-    for event_id, data in session.execute(events.execution_options(yield_per=500)):
+    named: dict[str, tuple[str, str | None, bool, int]] = {}
+    for event_id, data, audit_id in session.execute(events.execution_options(yield_per=500)):
         data = data or {}
         record_id = data.get("record_id")
         if isinstance(record_id, str):
-            named[record_id] = (event_id, data.get(DIGEST_KEY), data.get(STAMPS_KEY) is True)
+            first = named[record_id][3] if record_id in named else audit_id
+            named[record_id] = (event_id, data.get(DIGEST_KEY), data.get(STAMPS_KEY) is True,
+                                first)
     return named
 
 

@@ -14,7 +14,7 @@ from app.models import AuditEvent, User
 from app.models.lifecycle import DeprovisionRecord
 from tests.api.conftest import make_key
 from tests.conftest import make_tenant, rows
-from tests.lifecycle.support import add_user, disable, equip
+from tests.lifecycle.support import add_user, disable, equip, roster
 from tests.lifecycle.test_failed_deprovisioning import OKTA_OFF, _refused_once
 from tests.scim.support import Scim
 
@@ -59,10 +59,11 @@ def test_every_path_that_writes_a_record_gives_it_its_events_id(client, db):
     assert [row.outcome for row in outcomes] == ["applied"] * 5 + ["failed"]
 
 
-def test_a_record_whose_position_is_not_its_event_is_not_listed(client, db):
-    """A position moved by hand onto an event that does not name the record (as a record
-    no event names, written outside Roster): the feed leaves the record out, as it did when
-    it found positions by joining the log; the others are listed in commit order."""
+def test_a_record_whose_position_is_not_its_event_is_not_listed(client, db, database_url):
+    """A position moved by hand onto an event that names no record (as a record no event
+    names, written outside Roster): the feed leaves the record out, as it did when it found
+    positions by joining the log, and the others are listed in commit order; ``roster
+    audit verify`` names the record and its event's id."""
     tenant = make_tenant(db, "acme")
     ids = []
     for name in ("first", "second", "third"):
@@ -81,3 +82,7 @@ def test_a_record_whose_position_is_not_its_event_is_not_listed(client, db):
                      {"a": other, "r": ids[1]})
     listed = client.get("/api/v1/deprovisions", headers=auditor.headers).get_json()["items"]
     assert [item["id"] for item in listed] == [ids[0], ids[2]]
+    output = roster(database_url, "audit", "verify", "--org", "acme", ok=False).output
+    assert f"BAD  deprovisioning record {ids[1]} (audit event " in output
+    assert f"the record's position in the log (audit_id) is {other}, the audit event" in output
+    assert f"BAD  deprovisioning record {ids[0]}" not in output
