@@ -159,6 +159,10 @@ def verify_records(session: Session, organization_id: str | None = None) -> Reco
 def _position_problem(rec: DeprovisionRecord, audit_id: int) -> str:
     """The record's position (``audit_id``: where the record feed lists it) is not the id
     of the first audit event naming it."""
+    if rec.audit_id is None:
+        return (f"the record holds no position in the log (audit_id), the audit event naming "
+                f"it is {audit_id}: written by a release before migration 0036 after the "
+                "upgrade, or changed; GET /api/v1/deprovisions does not list it")
     return (f"the record's position in the log (audit_id) is {rec.audit_id}, the audit event "
             f"naming it is {audit_id}: it was changed, and GET /api/v1/deprovisions lists "
             "it out of place or not at all")

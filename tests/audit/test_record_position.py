@@ -86,3 +86,21 @@ def test_a_record_whose_position_is_not_its_event_is_not_listed(client, db, data
     assert f"BAD  deprovisioning record {ids[1]} (audit event " in output
     assert f"the record's position in the log (audit_id) is {other}, the audit event" in output
     assert f"BAD  deprovisioning record {ids[0]}" not in output
+
+
+def test_a_record_without_a_position_is_named_by_verify(client, db, database_url):
+    """A record without audit_id (as a process of a release before migration 0036 writes
+    one after the upgrade): not listed, and ``roster audit verify`` says it holds none."""
+    tenant = make_tenant(db, "acme")
+    user_id = add_user(db, tenant, "leaver")
+    with db.transaction() as session:
+        rec_id = deprovision_user(session, session.get(User, user_id),
+                                  Actor(type="operator", id="security"),
+                                  trigger=Trigger.operator).id
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE deprovision_records SET audit_id = NULL"))
+    auditor = make_key(db, "auditor", tenant.org)
+    assert client.get("/api/v1/deprovisions", headers=auditor.headers).get_json()["items"] == []
+    output = roster(database_url, "audit", "verify", "--org", "acme", ok=False).output
+    assert f"BAD  deprovisioning record {rec_id} (audit event " in output
+    assert "holds no position in the log (audit_id)" in output
