@@ -111,7 +111,7 @@ def copy_json(value: Any) -> Any:
     return value
 
 
-def flush_if_pending(session: Session, kind: type[Any]) -> None:
+def flush_if_pending(session: Session, kind: type[Any] | tuple[type[Any], ...]) -> None:
     """Flush when an object of ``kind`` is pending, so a Core INSERT may reference it.
 
     Hot-path inserts (audit, outbox) bypass the ORM unit of work and run at once; a row

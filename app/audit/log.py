@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, event, insert, update
+from sqlalchemy import Connection, bindparam, event, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.db import copy_json, flush_if_pending, new_id, utcnow
 from app.models import AuditChainHead, AuditEvent, Organization
 from app.models.audit import DEPLOYMENT_CHAIN
+from app.models.lifecycle import DeprovisionRecord
 from app.sql import fetch
 
 GENESIS_HASH = "0" * 64
@@ -33,6 +34,22 @@ _UPDATE_HEAD = (update(AuditChainHead.__table__)
 _INSERT_EVENT_MOVING_HEAD = (insert(AuditEvent.__table__)
                              .values({name: bindparam(f"e_{name}") for name in _COLUMNS})
                              .add_cte(_UPDATE_HEAD.cte("moved_head")))
+
+# The audit actions whose event names a deprovisioning record (data.record_id).
+RECORD_ACTIONS = ("user:deprovision", "user:deprovision_failed")
+# The record an event names takes the event's id as its position (``audit_id``): its place
+# in commit order, which the record feed pages by (app/audit/record_feed.py). The event's id
+# is known only once it is inserted, under its chain head's lock; the first event naming a
+# record gives it (migration 0036 took the first for the earlier records too).
+_RECORDS = DeprovisionRecord.__table__
+_POSITION_RECORD = (
+    update(_RECORDS)
+    .where(_RECORDS.c.id == bindparam("b_record"),
+           _RECORDS.c.organization_id == bindparam("b_org"),
+           _RECORDS.c.user_id == bindparam("b_user"), _RECORDS.c.audit_id.is_(None))
+    .values(audit_id=select(AuditEvent.__table__.c.id)
+            .where(AuditEvent.__table__.c.event_id == bindparam("b_event"))
+            .scalar_subquery()))
 
 
 @dataclass(frozen=True)
@@ -154,7 +171,8 @@ def append_pending(session: Session) -> None:
     if not pending:
         return
     events = [values for _scope, values in pending]
-    flush_if_pending(session, Organization)
+    # A record its event names, too, must be in its table: the event gives it its position.
+    flush_if_pending(session, (Organization, DeprovisionRecord))
     append_now(session.connection(), events)
 
 
@@ -175,6 +193,7 @@ def append_now(connection: Connection, events: list[dict[str, Any]]) -> None:
     if len(events) == 1 and connection.dialect.name == "postgresql":
         event = {f"e_{name}": events[0][name] for name in _COLUMNS}
         fetch(connection, _INSERT_EVENT_MOVING_HEAD, {**event, **heads[0]})
+        _position_records(connection, events)
         return
     for moved in heads:
         fetch(connection, _UPDATE_HEAD, moved)
@@ -182,6 +201,21 @@ def append_now(connection: Connection, events: list[dict[str, Any]]) -> None:
         fetch(connection, _INSERT_EVENT, events[0])
     else:
         connection.execute(_INSERT_EVENT, events)
+    _position_records(connection, events)
+
+
+def _position_records(connection: Connection, events: list[dict[str, Any]]) -> None:
+    """Give each deprovisioning record one of ``events`` names its position: that event's
+    id, in the same transaction (the record was written before its event)."""
+    named = [{"b_record": values["data"]["record_id"], "b_org": values["organization_id"],
+              "b_user": values["subject_id"], "b_event": values["event_id"]}
+             for values in events
+             if values["action"] in RECORD_ACTIONS and values["subject_type"] == "user"
+             and isinstance(values["data"].get("record_id"), str)]
+    if len(named) == 1:
+        fetch(connection, _POSITION_RECORD, named[0])
+    elif named:
+        connection.execute(_POSITION_RECORD, named)
 
 
 def record(

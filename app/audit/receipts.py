@@ -18,9 +18,13 @@ RECEIPT_TYPE = "roster.deprovision_receipt.v1"
 
 
 def record_fields(record: DeprovisionRecord) -> dict[str, Any]:
-    """Every field of the record as JSON-ready values."""
+    """Every field of the record as JSON-ready values (not ``audit_id``: the record's
+    position in the audit log, which the record feed pages by, is no field of the
+    deprovisioning, and receipts signed before it existed did not carry it)."""
     out: dict[str, Any] = {}
     for column in DeprovisionRecord.__table__.columns:
+        if column.key == "audit_id":
+            continue
         value = getattr(record, column.key)
         out[column.key] = value.isoformat() if isinstance(value, datetime) else value
     return out

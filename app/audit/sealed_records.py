@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from app.audit.log import SYSTEM, Actor, event_values
+from app.audit.log import RECORD_ACTIONS, SYSTEM, Actor, event_values
 from app.audit.log import record as record_event
 from app.models import AuditEvent
 from app.models.lifecycle import DeprovisionRecord
@@ -40,8 +40,6 @@ STAMPS_KEY = "stamps_sealed"
 STAMP_ACTION = "deprovision_record:stamp"
 # The fields written after the record's own transaction, each by a stamp event's transaction.
 STAMPED = ("revocation_committed_at", "latency_ms", "batch_id", "restored_at")
-# The audit actions whose event names a deprovisioning record (data.record_id).
-RECORD_ACTIONS = ("user:deprovision", "user:deprovision_failed")
 # The fields fixed when the record is written, in the transaction of its audit event.
 SEALED = ("id", "event_id", "organization_id", "user_id", "scim_id", "external_id",
           "user_name", "directory_id", "vendor", "dialect", "trigger", "reason",
@@ -138,7 +136,10 @@ def verify_records(session: Session, organization_id: str | None = None) -> Reco
             problems.append(RecordProblem(rec.id, None, "no audit event names this "
                                           "record: it was added outside Roster"))
             continue
-        event_id, digest, stamps_sealed = found
+        event_id, digest, stamps_sealed, audit_id = found
+        if rec.audit_id != audit_id:
+            problems.append(RecordProblem(rec.id, event_id, _position_problem(rec, audit_id)))
+            continue
         if digest is None:
             continue  # written before records were sealed
         sealed += 1
@@ -151,23 +152,38 @@ def verify_records(session: Session, organization_id: str | None = None) -> Reco
                 problems.append(RecordProblem(rec.id, event_id, problem))
     problems.extend(RecordProblem(record_id, event_id, "the audit event names a record "
                                   "the database no longer holds: it was removed")
-                    for record_id, (event_id, _digest, _stamps) in named.items())
+                    for record_id, (event_id, _digest, _stamps, _id) in named.items())
     return RecordsReport(count, sealed, problems)
 
 
+def _position_problem(rec: DeprovisionRecord, audit_id: int) -> str:
+    """The record's position (``audit_id``: where the record feed lists it) is not the id
+    of the first audit event naming it."""
+    if rec.audit_id is None:
+        return (f"the record holds no position in the log (audit_id), the audit event naming "
+                f"it is {audit_id}: written by a release before migration 0036 after the "
+                "upgrade, or changed; GET /api/v1/deprovisions does not list it")
+    return (f"the record's position in the log (audit_id) is {rec.audit_id}, the audit event "
+            f"naming it is {audit_id}: it was changed, and GET /api/v1/deprovisions lists "
+            "it out of place or not at all")
+
+
 def _named_records(session: Session, organization_id: str | None,
-                   ) -> dict[str, tuple[str, str | None, bool]]:
-    """Record id -> (its event's id, the digest it holds, whether its stamps are sealed)."""
-    events = (select(AuditEvent.event_id, AuditEvent.data)
+                   ) -> dict[str, tuple[str, str | None, bool, int]]:
+    """Record id -> (its event's id, the digest it holds, whether its stamps are sealed,
+    the audit id of the first event naming it: the record's position)."""
+    events = (select(AuditEvent.event_id, AuditEvent.data, AuditEvent.id)
               .where(AuditEvent.action.in_(RECORD_ACTIONS)).order_by(AuditEvent.id))
     if organization_id is not None:
         events = events.where(AuditEvent.organization_id == organization_id)
-    named: dict[str, tuple[str, str | None, bool]] = {}
-    for event_id, data in session.execute(events.execution_options(yield_per=500)):
+    named: dict[str, tuple[str, str | None, bool, int]] = {}
+    for event_id, data, audit_id in session.execute(events.execution_options(yield_per=500)):
         data = data or {}
         record_id = data.get("record_id")
         if isinstance(record_id, str):
-            named[record_id] = (event_id, data.get(DIGEST_KEY), data.get(STAMPS_KEY) is True)
+            first = named[record_id][3] if record_id in named else audit_id
+            named[record_id] = (event_id, data.get(DIGEST_KEY), data.get(STAMPS_KEY) is True,
+                                first)
     return named
 
 

@@ -53,6 +53,9 @@ class DeprovisionRecord(Base):
               "organization_id", "received_at"),
         Index("ix_deprovision_records_directory_id_received_at", "directory_id", "received_at"),
         Index("ix_deprovision_records_user_id", "user_id"),
+        # The record feed's order (app/audit/record_feed.py): one organization's, and all.
+        Index("ix_deprovision_records_organization_id_audit_id", "organization_id", "audit_id"),
+        Index("uq_deprovision_records_audit_id", "audit_id", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -93,6 +96,12 @@ class DeprovisionRecord(Base):
     )
     # Set when a reactivation restored the user (the record itself stays as it was).
     restored_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The id of the audit event naming this record (``user:deprovision`` or
+    # ``user:deprovision_failed``), set as that event is appended, in the record's own
+    # transaction (app/audit/log.py): the record's position in commit order, which the
+    # record feed pages by (migration 0036 filled it in for earlier records). NULL: no
+    # audit event names the record (written outside Roster).
+    audit_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AuditCheckpoint(Base):

@@ -93,3 +93,33 @@ def test_roster_only_adds_checkpoints_as_the_log_grows(client, db, tenant, datab
     assert len(after) > len(first)
     assert set(first) <= set(after)
     assert "ok   chain" in roster(database_url, "audit", "verify").output
+
+
+def test_a_chain_head_cannot_be_deleted_on_postgresql(client, db, dialect, tenant,
+                                                       database_url):
+    """Deleting an organization's chain head (the next append would start its chain again
+    at seq 1): PostgreSQL refuses, naming the table and DELETE, and the head stays; Roster's
+    own paths go on (a SCIM delete, the purge, checkpoints, the worker) and the log verifies.
+    On SQLite the delete goes through and ``verify`` calls the chain BAD."""
+    leaver = make_leaver(db, tenant)
+    roster(database_url, "audit", "checkpoint")
+    head = "SELECT chain, seq, hash FROM audit_chain_heads WHERE chain = :c"
+    before = rows(db, head, c=tenant.org.id)
+    assert before
+    delete = "DELETE FROM audit_chain_heads WHERE chain = :c"
+    if dialect != "postgresql":
+        with db.engine.begin() as conn:
+            conn.execute(sa.text(delete), {"c": tenant.org.id})
+        output = roster(database_url, "audit", "verify", "--org", "acme", ok=False).output
+        assert f"BAD  chain {tenant.org.id}" in output
+        return
+    _refused(db, delete, "audit_chain_heads belongs to the append-only audit log: DELETE is "
+             "not allowed", c=tenant.org.id)
+    _refused(db, "DELETE FROM audit_chain_heads", "DELETE is not allowed")
+    assert rows(db, head, c=tenant.org.id) == before
+    assert Scim(client, tenant).delete(f"/Users/{leaver.user_id}").status_code == 204
+    roster(database_url, "lifecycle", "purge", "--retention-days", "0")
+    roster(database_url, "audit", "checkpoint")
+    roster(database_url, "worker", "--until-idle")
+    assert rows(db, head, c=tenant.org.id)[0].seq > before[0].seq
+    assert "ok   chain" in roster(database_url, "audit", "verify").output

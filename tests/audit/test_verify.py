@@ -19,8 +19,8 @@ LOG_TABLES = ("audit_events", "audit_chain_heads", "audit_checkpoints")
 
 @contextmanager
 def attacker(db, dialect):
-    """A connection with table-owner rights; on PostgreSQL the audit log's triggers (0004's
-    and 0034's: append-only rows, no TRUNCATE) are off."""
+    """A connection with table-owner rights; on PostgreSQL the audit log's triggers (0004's,
+    0034's and 0036's: append-only rows, no TRUNCATE, no chain head deleted) are off."""
     with db.engine.begin() as conn:
         if dialect == "postgresql":
             for table in LOG_TABLES:

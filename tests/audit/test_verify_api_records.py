@@ -117,8 +117,9 @@ def _forge_copy(db, database_url: str, record_id: str) -> None:
     """Copy a real deprovisioning record under new ids ('forged-id', no audit event names
     it), in the database as someone with its access would; the CLI's verify finds it."""
     columns = [c["name"] for c in sa.inspect(db.engine).get_columns("deprovision_records")]
-    copied = ", ".join("'forged-id'" if c == "id" else "'forged-event'" if c == "event_id"
-                       else c for c in columns)
+    # Its position in the log (audit_id) is unique: the copy holds none.
+    fresh = {"id": "'forged-id'", "event_id": "'forged-event'", "audit_id": "NULL"}
+    copied = ", ".join(fresh.get(c, c) for c in columns)
     with db.engine.begin() as conn:
         conn.execute(sa.text(f"INSERT INTO deprovision_records ({', '.join(columns)}) "
                              f"SELECT {copied} FROM deprovision_records WHERE id = :r"),
