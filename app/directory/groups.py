@@ -243,11 +243,18 @@ def _update(session: Session, group: Group, data: GroupInput, actor: Actor,
 
 
 def delete_group(session: Session, group: Group, actor: Actor) -> None:
-    """Delete a group and its memberships (RFC 7644 §3.6); members are re-evaluated."""
-    members = member_liveness(session, group)
-    with reevaluating(session, group, members, actor, None) as reevaluation:
+    """Delete a group and its memberships (RFC 7644 §3.6); members are re-evaluated.
+
+    Which members are shown is read once they are locked: a member's DELETE or restore
+    committing while this waited for its row changed it. Read before, a member deleted
+    meanwhile was announced as leaving a second time, and one restored meanwhile (and
+    announced back in the group) was never announced as leaving it (PostgreSQL)."""
+    # The member set cannot change under the group's lock; only who of them is shown can.
+    with reevaluating(session, group, member_set(session, group), actor,
+                      None) as reevaluation:
         # As a PATCH emptying the group: each member's audit history (by subject) and the
         # portal hear that it left, before the group goes.
+        members = member_liveness(session, group)
         drop_members(session, group, members, actor, reevaluation)
         record(session, organization_id=group.organization_id, action="group:delete",
                actor=actor, subject_type="group", subject_id=group.id,
