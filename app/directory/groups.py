@@ -130,7 +130,15 @@ def _flush_unique(session: Session, name: str) -> None:
 
 def create_group(session: Session, directory: DirectoryLike, data: GroupInput,
                  actor: Actor) -> Group:
-    """Create a group with its initial members (RFC 7644 §3.3)."""
+    """Create a group with its initial members (RFC 7644 §3.3).
+
+    The members are locked before the name is written, as a rename locks its members
+    before it writes the new name: a create that inserted a name first and then waited for
+    a member, while a rename to that name held the member and waited on the uncommitted
+    name in ``uq_groups_directory_display_name``, deadlocked (PostgreSQL)."""
+    members = unique_ids(data.member_ids or ())
+    reevaluation = (lock_users(session, directory.organization_id, members, members)
+                    if members else None)
     _check_display_name(session, directory.id, data.display_name, None)
     now = utcnow()
     group = insert_unique(
@@ -146,8 +154,9 @@ def create_group(session: Session, directory: DirectoryLike, data: GroupInput,
     emit(session, organization_id=group.organization_id, type="group.created",
          aggregate_id=group.id, payload={"group_id": group.id,
                                          "display_name": group.display_name})
-    if data.member_ids:
-        add_members(session, group, data.member_ids, actor)
+    if reevaluation is not None:
+        add_members(session, group, members, actor, evaluation=reevaluation)
+        finish_write(session, reevaluation, actor)
         group.version, group.updated_at = 1, group.created_at
     return group
 
@@ -234,11 +243,18 @@ def _update(session: Session, group: Group, data: GroupInput, actor: Actor,
 
 
 def delete_group(session: Session, group: Group, actor: Actor) -> None:
-    """Delete a group and its memberships (RFC 7644 §3.6); members are re-evaluated."""
-    members = member_liveness(session, group)
-    with reevaluating(session, group, members, actor, None) as reevaluation:
+    """Delete a group and its memberships (RFC 7644 §3.6); members are re-evaluated.
+
+    Which members are shown is read once they are locked: a member's DELETE or restore
+    committing while this waited for its row changed it. Read before, a member deleted
+    meanwhile was announced as leaving a second time, and one restored meanwhile (and
+    announced back in the group) was never announced as leaving it (PostgreSQL)."""
+    # The member set cannot change under the group's lock; only who of them is shown can.
+    with reevaluating(session, group, member_set(session, group), actor,
+                      None) as reevaluation:
         # As a PATCH emptying the group: each member's audit history (by subject) and the
         # portal hear that it left, before the group goes.
+        members = member_liveness(session, group)
         drop_members(session, group, members, actor, reevaluation)
         record(session, organization_id=group.organization_id, action="group:delete",
                actor=actor, subject_type="group", subject_id=group.id,

@@ -118,20 +118,41 @@ def _names(ref: str, exact: set[str | None], name: str) -> bool:
     return ref in exact or fold_text(ref) == name
 
 
-def link_reports(session: Session, manager: User, actor: Actor) -> list[str]:
-    """Link the live users waiting for ``manager`` (a ``manager_ref`` naming its id,
-    externalId or userName); returns their ids. Locked in id order, as user rows are
-    everywhere (app/mapping/reevaluation.py)."""
+def lock_reports(session: Session, manager: User) -> None:
+    """Lock the live users waiting for ``manager`` now, as :func:`link_reports` would, for
+    a write that links them after it writes rows a deprovisioning's guard takes at COMMIT.
+
+    A reactivation marks the user's deprovisioning records restored; a report's
+    deprovisioning holds the report's row and, opening a mass-event batch at its COMMIT,
+    takes every unbatched record of the directory (app/lifecycle/guard.py: user rows
+    first, records after). Linking the report only after the record was written
+    deadlocked with it (PostgreSQL). The userName the user may take back on its
+    reactivation (``released_user_name``) counts as its name here."""
+    for name in {manager.user_name, manager.released_user_name} - {None}:
+        _waiting(session, manager, name)
+
+
+def _waiting(session: Session, manager: User, user_name: str) -> list[User]:
+    """The live users waiting for ``manager`` under ``user_name`` (or its id or
+    externalId), locked in id order, as user rows are everywhere
+    (app/mapping/reevaluation.py)."""
     exact = {manager.id, manager.external_id} - {None}
-    name = fold_text(manager.user_name)
+    name = fold_text(user_name)
     found = fetch(session.connection(), _WAITING, {
         "directory_id": manager.directory_id,
         "folded": sorted({fold_text(v) for v in exact} | {name})})
     ids = sorted(uid for uid, ref in found if uid != manager.id and _names(ref, exact, name))
     if not ids:
         return []
-    waiting = [report for report in session.scalars(_LOCK, {"ids": ids})
-               if report.manager_ref and _names(report.manager_ref, exact, name)]
+    return [report for report in session.scalars(_LOCK, {"ids": ids})
+            if report.manager_ref and _names(report.manager_ref, exact, name)]
+
+
+def link_reports(session: Session, manager: User, actor: Actor) -> list[str]:
+    """Link the live users waiting for ``manager`` (a ``manager_ref`` naming its id,
+    externalId or userName); returns their ids. Locked in id order, as user rows are
+    everywhere (app/mapping/reevaluation.py)."""
+    waiting = _waiting(session, manager, manager.user_name)
     now = utcnow()
     for report in waiting:
         report.manager_id, report.manager_ref = manager.id, None

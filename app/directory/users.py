@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import Actor, record
 from app.db import Reader, core, utcnow
-from app.directory.managers import ManagerLink, link_reports, resolve_for
+from app.directory.managers import ManagerLink, link_reports, lock_reports, resolve_for
 from app.directory.refs import DirectoryLike
 from app.directory.uniqueness import flush_unique, insert_unique
 from app.directory.user_names import free_user_name, taken
@@ -315,6 +315,10 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
                data={"changed": sorted(changed)})
         emit(session, organization_id=user.organization_id, type="user.updated",
              aggregate_id=user.id, payload={"user_id": user.id, "changed": sorted(changed)})
+    links = bool({"user_name", "external_id"} & set(changed)) or bool(flips and data.active)
+    if links:
+        # Before a reactivation writes the user's deprovisioning records (lock_reports).
+        lock_reports(session, user)
     # active goes through the lifecycle functions, which revoke access (issue: deprovisioning).
     if flips and data.active is False:
         deprovision_user(session, user, actor, trigger=Trigger.scim_active_false)
@@ -326,7 +330,7 @@ def replace_user(session: Session, user: User, data: UserInput, actor: Actor, *,
             suspend_user(session, user, actor, reason=Trigger.lost_all_grants.value)
     if changed:  # its version moved above: a change of its grants moves no second counter
         reevaluate_users(session, user.organization_id, [user.id], actor, settled=[user.id])
-    if {"user_name", "external_id"} & set(changed) or (flips and data.active):
+    if links:
         link_reports(session, user, actor)  # renamed or restored: reports may wait for it
     return user
 

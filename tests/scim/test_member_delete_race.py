@@ -231,3 +231,50 @@ def test_member_deletes_and_group_writes_at_once_neither_deadlock_nor_lose_a_ver
             assert shown["meta"]["version"] == f'W/"{own}.8"'
     assert rows(db, "SELECT version FROM group_member_versions ORDER BY version") == [
         (8,), (8,)]
+
+
+def test_a_group_delete_racing_its_members_delete_announces_the_removal_once(app, db, tenant):
+    """U's DELETE holds U and waits to commit (announcing U's removal from G); G's DELETE
+    waits for U's row. Once U's DELETE committed, U is hidden: G's DELETE drops the row
+    without announcing the removal a second time (it read who was shown before it held U)."""
+    with live_server(app) as url:
+        user = _user(url, tenant, "ada")
+        group = _group(url, tenant, "Buyers", [user])
+        with _commits_held(db, tenant):
+            delete, deleted = _waiting(db, lambda: http_call(
+                url, tenant.token, "DELETE", f"/Users/{user}", timeout=30), 1)
+            drop, dropped = _waiting(db, lambda: http_call(
+                url, tenant.token, "DELETE", f"/Groups/{group}", timeout=30), 2)
+        delete.join(30)
+        drop.join(30)
+    assert deleted["result"][0] == 204, deleted
+    assert dropped["result"][0] == 204, dropped
+    assert _membership_events(db, user) == [("membership.added", group),
+                                            ("membership.removed", group)]
+
+
+def test_a_group_delete_racing_its_members_restore_announces_the_removal(app, db, tenant):
+    """U (deleted) is a hidden member of G. U's restore (Entra's re-create) holds U and
+    waits to commit (announcing U back in G); G's DELETE waits for U's row. Once the
+    restore committed, U is shown: G's DELETE announces its removal, so the portal's last
+    word on (G, U) is not a membership that is gone."""
+    with live_server(app) as url:
+        user = _user(url, tenant, "ada")
+        group = _group(url, tenant, "Buyers", [user])
+        assert http_call(url, tenant.token, "DELETE", f"/Users/{user}")[0] == 204
+        with _commits_held(db, tenant):
+            restore, restored = _waiting(db, lambda: http_call(
+                url, tenant.token, "POST", "/Users", {
+                    "schemas": [CORE_USER], "userName": "ada@acme.example",
+                    "externalId": "ext-ada"}, timeout=30), 1)
+            drop, dropped = _waiting(db, lambda: http_call(
+                url, tenant.token, "DELETE", f"/Groups/{group}", timeout=30), 2)
+        restore.join(30)
+        drop.join(30)
+    assert restored["result"][0] == 201, restored
+    assert restored["result"][1]["id"] == user
+    assert dropped["result"][0] == 204, dropped
+    assert _member_rows(db, group, user) == 0
+    assert _membership_events(db, user) == [
+        ("membership.added", group), ("membership.removed", group),
+        ("membership.added", group), ("membership.removed", group)]
