@@ -17,6 +17,12 @@ PATTERN BLANK. ``str.strip()`` removes none of those, so such a name passed "not
 and showed as nothing. A format character inside a visible name stays allowed (an emoji's
 zero width joiner, a soft hyphen in "Ein\u00adkauf").
 
+Free text people type (a role's description, an operator's deprovisioning or reactivation
+reason) follows the same rule through ``text_problem``, except that it may be empty when
+the field is optional. It is one line: shown in CLI tables, the audit log and signed
+receipts, where a line break or a tab breaks the layout as in a name, so a line break or
+a tab is refused too (the role's description, the reason: a sentence or two).
+
 Pure text, no database: the mapping's rules (app/mapping/rules.py) use it too. It is not
 applied to the user attributes an IdP sends over SCIM, which are stored as sent (RFC 7643).
 """
@@ -55,3 +61,13 @@ def name_problem(value: str) -> str | None:
         return ("hold a visible character (not only spaces or invisible characters such "
                 "as U+200B)")
     return None
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` is no usable free text (a phrase to follow "must"), or None: the rule of
+    names (no control character, line breaks and tabs included; no bidirectional override
+    or isolate; some visible character), except that empty text is the caller's case (an
+    optional field left empty)."""
+    if not value:
+        return None
+    return name_problem(value)

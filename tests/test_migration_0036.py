@@ -65,7 +65,7 @@ def test_the_upgrade_fills_in_each_records_position(fresh_url):
                    f'{{"record_id": "{recs[3]}"}}')
             _event(conn, org_id, seq + 2, "user:deprovision", users[0],
                    f'{{"record_id": "{recs[3]}"}}')  # another user's subject
-        upgrade(fresh_url)
+        upgrade(fresh_url, "0036")
         assert current_revision(db.engine) == "0036"
         with db.engine.connect() as conn:
             held = dict(conn.execute(sa.text("SELECT id, audit_id FROM deprovision_records")).all())

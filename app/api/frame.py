@@ -138,13 +138,14 @@ class ApiContext:
             raise missing
 
     def paginate(self, stmt: Select[Any], order: Sequence[InstrumentedAttribute[Any]], *,
-                 keyed: bool = False) -> Page:
+                 keyed: bool = False, descending: bool = False) -> Page:
         """One page of ``stmt`` by ``order`` with this request's ``limit`` and ``cursor``;
         the cursors name this route and organization, and continue no other list (all of
         them order by creation time and id: another's cursor started a page mid-list)."""
         tag = list_tag(request.endpoint or "", self.org.id if self.org is not None else "")
         return paginate(self.session, stmt, order, limit=self.args.get("limit", DEFAULT_LIMIT),
-                        cursor=self.args.get("cursor"), tag=tag, keyed=keyed)
+                        cursor=self.args.get("cursor"), tag=tag, keyed=keyed,
+                        descending=descending)
 
     def org_filter(self, requested: str | None) -> str | None:
         """Resolve an ``organization`` filter (id or slug) within the key's scope."""

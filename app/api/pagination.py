@@ -115,12 +115,14 @@ def _typed(column: InstrumentedAttribute[Any], value: Any) -> Any:
     return value
 
 
-def _after(order: Sequence[InstrumentedAttribute[Any]], values: Sequence[Any]) -> Any:
-    """(a, b, c) > (x, y, z), spelled out so both databases use the index."""
+def _after(order: Sequence[InstrumentedAttribute[Any]], values: Sequence[Any], *,
+           descending: bool = False) -> Any:
+    """(a, b, c) > (x, y, z) (``descending``: <), spelled out so both databases use the
+    index."""
     clauses = []
     for i, column in enumerate(order):
         equal = [order[j] == values[j] for j in range(i)]
-        clauses.append(and_(*equal, column > values[i]))
+        clauses.append(and_(*equal, column < values[i] if descending else column > values[i]))
     return or_(*clauses)
 
 
@@ -136,14 +138,17 @@ def within(stmt: Select[Any], column: InstrumentedAttribute[Any],
 
 def paginate(session: Session, stmt: Select[Any], order: Sequence[InstrumentedAttribute[Any]],
              *, limit: int = DEFAULT_LIMIT, cursor: str | None = None,
-             tag: str | None = None, keyed: bool = False) -> Page:
-    """Run ``stmt`` ordered by ``order`` (ascending), from ``cursor``, ``limit`` rows at most;
+             tag: str | None = None, keyed: bool = False, descending: bool = False) -> Page:
+    """Run ``stmt`` ordered by ``order`` (ascending; ``descending``: newest first, for the
+    flight recorder), from ``cursor``, ``limit`` rows at most;
     with a ``tag`` (:func:`list_tag`), cursors name their list and only continue it.
     ``keyed``: ``stmt`` selects the item, then the ``order`` values (columns of another
     table than the item's, e.g. a joined position); the items are the first column."""
     if cursor:
-        stmt = stmt.where(_after(order, decode_cursor(cursor, order, tag)))
-    stmt = stmt.order_by(*order).limit(limit + 1)
+        stmt = stmt.where(_after(order, decode_cursor(cursor, order, tag),
+                                 descending=descending))
+    stmt = stmt.order_by(*(column.desc() if descending else column for column in order))
+    stmt = stmt.limit(limit + 1)
     found: list[Any] = session.execute(stmt).all() if keyed else list(session.scalars(stmt))
     rows = [row[0] for row in found] if keyed else found
     if len(rows) <= limit:

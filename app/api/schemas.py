@@ -15,7 +15,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from app.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from app.db import utcnow
 from app.directory.names import NAME_MAX
-from app.visible_names import name_problem
+from app.visible_names import name_problem, text_problem
 
 
 class StrictSchema(Schema):
@@ -62,6 +62,19 @@ class NameLength(validate.Length):
         if self.max is not None and len(value) > self.max:
             raise ValidationError(f"is longer than {self.max} characters "
                                   f"({len(value)} given)")
+        return value
+
+
+class FreeText(validate.Validator):
+    """Free text an operator or admin types (a role's description, a reason): one line,
+    with no control character (line breaks and tabs included), no bidirectional override
+    or isolate, and a visible character unless empty (app/visible_names.py,
+    ``text_problem``). Length is checked by its own validator."""
+
+    def __call__(self, value: Any) -> Any:
+        """``value`` if it is usable text, else a ValidationError saying why."""
+        if (problem := text_problem(value)) is not None:
+            raise ValidationError(f"must {problem}")
         return value
 
 

@@ -14,6 +14,7 @@ from app.lifecycle.batches import list_batches, restore_batch
 from app.lifecycle.purge import purge_in_batches
 from app.models import User
 from app.sql import fold
+from app.visible_names import text_problem
 
 
 @click.group()
@@ -61,6 +62,8 @@ def _reason(value: str | None) -> str | None:
     if not 1 <= len(value) <= REASON_MAX:
         raise click.BadParameter(f"must be 1 to {REASON_MAX} characters",
                                  param_hint="--reason")
+    if (problem := text_problem(value)) is not None:
+        raise click.BadParameter(f"must {problem}", param_hint="--reason")
     return value
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from app.directory.names import checked_name
 from app.errors import InvalidInput
 from app.mapping.money import check_money, mixed_currencies, shown
+from app.visible_names import text_problem
 
 PERMISSIONS: frozenset[str] = frozenset({
     "users.manage", "payment_methods.manage", "addresses.manage", "addresses.use",
@@ -54,11 +55,29 @@ def check_value(kind: str, value: Any, where: str) -> Any:
     raise InvalidInput(f"{where}: expected a {kind} value, got {shown(value)}", field=where)
 
 
+DESCRIPTION_MAX = 1000  # roles.description
+
+
+def checked_description(spec: RoleSpec) -> None:
+    """A role's description is free text (app/visible_names.py, ``text_problem``): empty,
+    or one line of at most 1000 characters with a visible one, no control character and no
+    bidirectional override; the API, `roster mapping role add --description` and the
+    catalog file are held to it alike."""
+    if not isinstance(spec.description, str):
+        raise InvalidInput(f"role {spec.key}: description must be a string", field="description")
+    if len(spec.description) > DESCRIPTION_MAX:
+        raise InvalidInput(f"role {spec.key}: description is longer than {DESCRIPTION_MAX} "
+                           f"characters ({len(spec.description)} given)", field="description")
+    if (problem := text_problem(spec.description)) is not None:
+        raise InvalidInput(f"role {spec.key}: description must {problem}", field="description")
+
+
 def validate_spec(spec: RoleSpec) -> RoleSpec:
     """Reject unknown permissions, unknown parameter types and badly typed defaults."""
     if not KEY.match(spec.key):
         raise InvalidInput(f"role key {spec.key!r} must be {_KEY_RULE}", field="key")
     checked_name(spec.name, f"role {spec.key}: name")
+    checked_description(spec)
     unknown = sorted(set(spec.permissions) - PERMISSIONS)
     if unknown:
         raise InvalidInput(f"role {spec.key}: unknown permissions {', '.join(unknown)}",

@@ -230,6 +230,11 @@ class AuthorizationCode(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
+    # The provider's nonce-reuse check (app/sso/provider.py, exists_nonce) reads the codes
+    # by client and nonce (migration 0037).
+    __table_args__ = (Index("ix_oauth_authorization_codes_client_id_nonce",
+                            "client_id", "nonce"),)
+
 
 class BackchannelLogout(Base):
     """One OIDC Back-Channel Logout to send for a revoked session (OIDC BCL 1.0 §2.5)."""

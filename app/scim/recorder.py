@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, Request, Response, current_app, g, request
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, Select, delete, insert, select
 from sqlalchemy.orm import Session
 
 from app.bearer import Presented, presented_bearer
@@ -357,12 +357,19 @@ def prune_aged(db: Database, older_than: datetime, batch_size: int, *,
         ScimRequest.id.in_(ids)), batch_size, max_batches=max_batches)
 
 
-def list_requests(session: Session, directory_id: str, *, failed: bool = False,
-                  limit: int = 50) -> list[ScimRequest]:
-    """The directory's recorded requests, newest first; ``failed`` keeps status >= 400."""
+def requests_query(directory_id: str, *, failed: bool = False) -> Select[tuple[ScimRequest]]:
+    """The directory's recorded requests, unordered; ``failed`` keeps status >= 400. Listed
+    newest first (by id: ix_scim_requests_directory_id_id)."""
     query = select(ScimRequest).where(ScimRequest.directory_id == directory_id)
     if failed:
         query = query.where(ScimRequest.status >= 400)
+    return query
+
+
+def list_requests(session: Session, directory_id: str, *, failed: bool = False,
+                  limit: int = 50) -> list[ScimRequest]:
+    """The directory's recorded requests, newest first; ``failed`` keeps status >= 400."""
+    query = requests_query(directory_id, failed=failed)
     return list(session.scalars(query.order_by(ScimRequest.id.desc()).limit(limit)))
 
 

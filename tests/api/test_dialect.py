@@ -72,3 +72,35 @@ def test_a_pathless_reactivation_is_not_explained_as_a_deactivation(client, keys
     meaning = {n["note"]: n["meaning"] for n in body["notes"]}["pathless_active"]
     assert "reactivation" in meaning
     assert '{"active": true}' in meaning
+
+
+def test_requests_page_as_every_list(client, keys, tenant):
+    """The recorder listing follows the API's list rule (README, Lists): ``limit`` 1-200,
+    a 400 naming it past that (it took up to 1000, with no way to reach further), and
+    ``next_cursor`` goes on newest first to the oldest, each request once; a cursor of
+    another list is refused."""
+    _entra_traffic(client, tenant)
+    url = f"/api/v1/directories/{tenant.directory.id}/requests"
+    headers = keys["admin"].headers
+    for limit in ("0", "201", "1000"):
+        body = assert_problem(client.get(f"{url}?limit={limit}", headers=headers), 400,
+                              "validation")
+        assert "limit" in {e["field"] for e in body["errors"]}
+    assert client.get(f"{url}?limit=200", headers=headers).status_code == 200
+    seen, cursor = [], None
+    while True:
+        page = client.get(url, headers=headers, query_string={
+            "limit": 2, **({"cursor": cursor} if cursor else {})}).get_json()
+        assert len(page["items"]) <= 2
+        seen += [(i["method"], i["status"]) for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [("PATCH", 400), ("PATCH", 200), ("POST", 201)]
+    first = client.get(f"{url}?limit=1", headers=headers).get_json()
+    other = client.get(f"/api/v1/orgs/{tenant.org.id}/roles?limit=1", headers=headers).get_json()
+    assert_problem(client.get(f"{url}?cursor={other['next_cursor']}", headers=headers), 400,
+                   "validation")
+    failed = client.get(f"{url}?failed=true&limit=1&cursor={first['next_cursor']}",
+                        headers=headers).get_json()
+    assert ([i["status"] for i in failed["items"]], failed["next_cursor"]) == ([], None)

@@ -2,22 +2,26 @@
 
 ``GET /api/v1/directories/{id}/dialect`` says in plain words which dialect the tenant's
 IdP speaks; ``GET /api/v1/directories/{id}/requests`` shows what it sent and what Roster
-answered (bodies redacted), so an admin can see why a request failed.
+answered (bodies redacted), so an admin can see why a request failed. It pages as every
+list (``limit`` 1-200, ``next_cursor``), newest first: the recorder keeps the newest
+``recorder.max_per_directory`` requests, and the newest are the ones asked about.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from app.api.frame import ApiContext, api_route
-from app.api.schemas import QueryInteger, StrictSchema
+from app.api.pagination import Page
+from app.api.schemas import PageArgs
 from app.api.views import bp
 from app.directory.directories import get_directory, missing_directory
 from app.models import Directory
+from app.models.scim_ops import ScimRequest
 from app.scim.dialect_report import dialect_report
-from app.scim.recorder import describe, list_requests
+from app.scim.recorder import describe, requests_query
 
 
 class NoteSchema(Schema):
@@ -41,12 +45,11 @@ class DialectSchema(Schema):
     notes = fields.List(fields.Nested(NoteSchema), required=True)
 
 
-class RequestArgs(StrictSchema):
-    """Filters of the flight recorder listing."""
+class RequestArgs(PageArgs):
+    """Filters of the flight recorder listing, and its page (``limit``, ``cursor``)."""
 
     failed = fields.Boolean(load_default=False,
                             metadata={"description": "Only requests answered >= 400."})
-    limit = QueryInteger(load_default=50, validate=validate.Range(min=1, max=1000))
 
 
 class RecordedRequestSchema(Schema):
@@ -64,12 +67,6 @@ class RecordedRequestSchema(Schema):
     user_agent = fields.String(required=True, allow_none=True)
     request_body = fields.String(required=True, allow_none=True)
     response_body = fields.String(required=True, allow_none=True)
-
-
-class RecordedRequestsSchema(Schema):
-    """The newest recorded requests first."""
-
-    items = fields.List(fields.Nested(RecordedRequestSchema), required=True)
 
 
 def _directory(ctx: ApiContext, directory_id: str) -> Directory:
@@ -90,10 +87,11 @@ def directory_dialect(ctx: ApiContext, directory_id: str) -> dict[str, Any]:
 @api_route(bp, "/directories/<directory_id>/requests", methods=["GET"],
            permission="dialects:read", tags=["directories"],
            summary="The SCIM flight recorder: recent requests and responses, redacted",
-           query=RequestArgs, response=RecordedRequestsSchema)
-def directory_requests(ctx: ApiContext, directory_id: str) -> dict[str, Any]:
-    """The directory's recent SCIM requests, newest first; ``failed`` keeps errors only."""
+           query=RequestArgs, response=RecordedRequestSchema, paginated=True)
+def directory_requests(ctx: ApiContext, directory_id: str) -> Page:
+    """The directory's recorded SCIM requests, newest first, one page; ``failed`` keeps
+    errors only. ``next_cursor`` goes on to older ones."""
     directory = _directory(ctx, directory_id)
-    found = list_requests(ctx.session, directory.id, failed=ctx.args["failed"],
-                          limit=ctx.args["limit"])
-    return {"items": [describe(row) for row in found]}
+    page = ctx.paginate(requests_query(directory.id, failed=ctx.args["failed"]),
+                        (ScimRequest.id,), descending=True)
+    return Page([describe(row) for row in page.items], page.next_cursor)

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
 from app.api.routes.deprovisions import DeprovisionRecordSchema
-from app.api.schemas import StrictSchema
+from app.api.schemas import FreeText, StrictSchema
 from app.api.views import bp
 from app.audit import Actor
 from app.errors import Conflict, NotFound
@@ -29,10 +29,11 @@ from app.models.lifecycle import DeprovisionRecord
 class LifecycleActionSchema(StrictSchema):
     """Optional words for the audit log: why the operator acts."""
 
-    reason = fields.String(validate=validate.Length(
-        min=1, max=500, error="must be 1 to 500 characters, not blank"), metadata={
+    reason = fields.String(validate=[validate.Length(
+        min=1, max=500, error="must be 1 to 500 characters, not blank"), FreeText()], metadata={
         "description": "Recorded in the audit event (user:deprovision / user:reactivate) "
-                       "and on the deprovisioning record; trimmed, 1-500 characters."})
+                       "and on the deprovisioning record; trimmed, 1-500 characters, one "
+                       "line: no control characters."})
 
     @pre_load
     def _trimmed(self, data: Any, **_: Any) -> Any:

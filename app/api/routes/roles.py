@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.api.frame import ApiContext, api_route
 from app.api.pagination import Page
-from app.api.schemas import NameLength, PageArgs, StrictSchema
+from app.api.schemas import FreeText, NameLength, PageArgs, StrictSchema
 from app.api.views import bp
 from app.mapping.catalog import PARAMETER_TYPES, PERMISSIONS, RoleSpec
 from app.mapping.roles import add_role
@@ -53,7 +53,9 @@ class RoleCreateSchema(StrictSchema):
     key = fields.String(required=True, validate=validate.Regexp(
         r"^[a-z0-9_]{1,64}\Z", error="lower-case letters, digits and _, 1-64 long"))
     name = fields.String(required=True, validate=NameLength())
-    description = fields.String(load_default="", validate=validate.Length(max=1000))
+    description = fields.String(load_default="", validate=[validate.Length(max=1000), FreeText()],
+                                metadata={"description": "One line, at most 1000 characters, "
+                                          "no control characters; may be empty."})
     permissions = fields.List(
         fields.String(validate=validate.Length(min=1, max=100)), load_default=list,
         metadata={"description": "Any of: " + ", ".join(sorted(PERMISSIONS))})
