@@ -74,9 +74,14 @@ def schema_problem(engine: Engine) -> str | None:
     """What keeps this code from the database's schema, in one line (None when the database
     is at this code's head): never migrated, behind (`roster db upgrade`), or migrated by a
     newer release."""
-    current = current_revision(engine)
+    return revision_problem(current_revision(engine))
+
+
+def revision_problem(current: str | None, *, newer_ok: bool = False) -> str | None:
+    """``schema_problem`` of a revision read already; ``newer_ok``: a newer release's
+    revision is no problem (a process that serves on through a rolling deploy)."""
     head = code_head()
-    if current == head:
+    if current == head or (newer_ok and newer_release(current)):
         return None
     if current is None:
         return "the database is not migrated: run `roster db upgrade`"
@@ -128,3 +133,18 @@ def current_revision(engine: Engine) -> str | None:
             return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
     finally:
         SQLITE_WRITE.reset(token)
+
+
+def stored_revision(engine: Engine) -> str | None:
+    """``current_revision`` in one statement where the database is migrated (the `roster`
+    commands read it on every invocation): the SELECT alone, and only when it fails the
+    look for the table (None: never migrated; any other error is raised again there)."""
+    token = SQLITE_WRITE.set(False)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:
+        pass  # no such table (never migrated), or the database cannot be read: see which
+    finally:
+        SQLITE_WRITE.reset(token)
+    return current_revision(engine)

@@ -34,14 +34,32 @@ UPPER_BOUNDS = {"_days": _CENTURY_DAYS, "_hours": _CENTURY_DAYS * 24,
                 "_seconds": _CENTURY_DAYS * 86400, "_ms": 2**31 - 1}
 
 
+# What `roster serve` hands gunicorn and its workers, bounded: a worker count of 10**20
+# reached gunicorn's command line (it forks until the host gives out), a timeout that large
+# overflowed its sleeps, and a switch interval that large made CPython's 0.0 without a word.
+# Workers: far more than any host's cores (gunicorn suggests 2-4 per core); a request's
+# timeouts within a day; a GIL slice within a second.
+SERVER_BOUNDS = {"workers": 1024, "timeout": 86400, "read_timeout": 86400,
+                 "switch_interval_us": 1_000_000}
+# An empty signing.dev_key_file named the checkout's directory ("Is a directory").
+DEV_KEY_FILE_EMPTY = "signing.dev_key_file must name a file when signing.private_key is not set"
+
+
 def upper_bound_problems(settings: dict[str, dict[str, Any]]) -> list[str]:
     """Every ``*_days``, ``*_hours``, ``*_seconds`` and ``*_ms`` setting within its bound
-    (100 years; 2147483647 ms)."""
-    return [f"{section}.{key} must be at most {bound}"
-            for section, values in settings.items() for key, value in values.items()
-            for suffix, bound in UPPER_BOUNDS.items()
-            if key.endswith(suffix) and isinstance(value, int | float)
-            and not isinstance(value, bool) and value > bound]
+    (100 years; 2147483647 ms), the ``SERVER_BOUNDS`` too; and a development signing key
+    file named when no signing.private_key is set."""
+    problems = [f"{section}.{key} must be at most {bound}"
+                for section, values in settings.items() for key, value in values.items()
+                for suffix, bound in UPPER_BOUNDS.items()
+                if key.endswith(suffix) and isinstance(value, int | float)
+                and not isinstance(value, bool) and value > bound]
+    problems += [f"server.{key} must be at most {bound}"
+                 for key, bound in SERVER_BOUNDS.items() if settings["server"][key] > bound]
+    signing = settings["signing"]
+    if not signing["private_key"] and not signing["dev_key_file"].strip():
+        problems.append(DEV_KEY_FILE_EMPTY)
+    return problems
 
 
 def base_url_problems(base_url: str) -> list[str]:

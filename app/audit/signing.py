@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from app.errors import InvalidInput
+from app.settings_checks import DEV_KEY_FILE_EMPTY
 
 
 class SigningKeyMissing(InvalidInput):
@@ -97,13 +98,15 @@ def verification_keys(key: SigningKey, former: list[Ed25519PublicKey],
     return {key_id_of(public): public for public in publics}
 
 
-def _from_pem(pem: bytes) -> SigningKey:
+def _from_pem(pem: bytes, setting: str = "signing.private_key") -> SigningKey:
+    """The key in ``pem``; an error names ``setting``, where the operator put it (a bad
+    dev_key_file was said to be signing.private_key, a setting left unset)."""
     try:
         private = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError):
-        raise InvalidInput("signing.private_key is not a PEM private key") from None
+        raise InvalidInput(f"{setting} is not a PEM private key") from None
     if not isinstance(private, Ed25519PrivateKey):
-        raise InvalidInput("signing.private_key must be an Ed25519 key")
+        raise InvalidInput(f"{setting} must be an Ed25519 key")
     return SigningKey(private=private, key_id=key_id_of(private.public_key()))
 
 
@@ -115,11 +118,21 @@ def load_signing_key(settings: dict[str, dict[str, Any]], root: Path) -> Signing
     if settings["app"]["env"] == "production":
         raise SigningKeyMissing("signing.private_key is required in production: set "
                                 "ROSTER_SIGNING__PRIVATE_KEY or ROSTER_SIGNING__PRIVATE_KEY_FILE")
+    if not settings["signing"]["dev_key_file"].strip():  # Path("") is the directory itself
+        raise InvalidInput(DEV_KEY_FILE_EMPTY)
     path = Path(settings["signing"]["dev_key_file"])
     path = path if path.is_absolute() else root / path
+    setting = f"signing.dev_key_file ({path})"
     if not path.exists():
-        _create_dev_key(path)
-    return _from_pem(path.read_bytes())
+        try:
+            _create_dev_key(path)
+        except OSError as exc:  # a read-only or missing parent
+            raise InvalidInput(f"{setting} cannot be made: {exc.strerror or exc}") from None
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:  # a directory, no permission
+        raise InvalidInput(f"{setting} cannot be read: {exc.strerror or exc}") from None
+    return _from_pem(pem, setting)
 
 
 def _create_dev_key(path: Path) -> None:

@@ -47,6 +47,11 @@ class CliContext:
     def __init__(self) -> None:
         self._settings: Settings | None = None
         self._db: Database | None = None
+        # The database's schema revision is checked as it is opened (``db``): the `db`
+        # group turns this off (it is what fixes the schema); `worker` allows a newer
+        # release's revision, as /readyz does for the old nodes of a rolling deploy.
+        self.check_schema = True
+        self.newer_release_ok = False
 
     @property
     def settings(self) -> Settings:
@@ -58,9 +63,18 @@ class CliContext:
 
     @property
     def db(self) -> Database:
-        """The configured database."""
+        """The configured database, at this code's schema revision: a command against one
+        behind it (`roster db upgrade` not run) or ahead (a newer release migrated it) ran,
+        and wrote, wherever its queries met no missing table or column. Refused here in
+        one line, before any command reads or writes, at the cost of one read of
+        alembic_version per invocation (``migrate.stored_revision``)."""
         if self._db is None:
             self._db = Database.from_settings(self.settings["database"])
+            if self.check_schema:
+                problem = migrate.revision_problem(migrate.stored_revision(self._db.engine),
+                                                   newer_ok=self.newer_release_ok)
+                if problem is not None:
+                    raise click.ClickException(problem)
         return self._db
 
     @property

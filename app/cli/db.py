@@ -12,8 +12,10 @@ from app.errors import MigrationBlocked
 
 
 @click.group()
-def db() -> None:
+@pass_ctx
+def db(ctx: CliContext) -> None:
     """Database schema migrations (Alembic)."""
+    ctx.check_schema = False  # these commands are how a schema not at head is fixed
 
 
 def _given_revision(_ctx: click.Context, _param: click.Parameter, value: str) -> str:

@@ -58,6 +58,7 @@ def worker(ctx: CliContext, until_idle: bool, worker_id: str | None) -> None:
     events past events.retention_days, SCIM flight recorder requests past
     recorder.max_age_days, ended rate-limit counters and, hourly, users soft-deleted longer
     ago than lifecycle.retention_days (each purge in batches of events.purge_batch_size)."""
+    ctx.newer_release_ok = True  # serves on through a rolling deploy, as the web nodes do
     config = WebhookConfig.from_settings(ctx.settings)
     key = signing_key(ctx)
     interval = ctx.settings["signing"]["checkpoint_interval_seconds"]

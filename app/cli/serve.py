@@ -9,7 +9,7 @@ import click
 
 from app.cli.base import CliContext, pass_ctx
 from app.settings import ROOT, worker_threads
-from app.settings_checks import bind_problem
+from app.settings_checks import SERVER_BOUNDS, bind_problem
 
 
 def _checked_bind(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -23,7 +23,7 @@ def _checked_bind(_ctx: click.Context, _param: click.Parameter, value: str | Non
 @click.option("--bind", default=None, callback=_checked_bind,
               help="Address to bind: HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N "
                    "(default: server.bind).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
+@click.option("--workers", type=click.IntRange(1, SERVER_BOUNDS["workers"]), default=None,
               help="Worker processes (default: server.workers).")
 @click.option("--threads", type=click.IntRange(1, 64), default=None,
               help="Request threads per worker (default: server.threads; 0 there picks "

@@ -112,7 +112,8 @@ def test_serve_refuses_a_worker_count_below_one_before_starting(workers, tmp_pat
     result = subprocess.run([ROSTER, "serve", "--bind", "127.0.0.1:0", "--workers", workers],
                             env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert f"Invalid value for '--workers': {workers} is not in the range x>=1" in result.stderr
+    assert f"Invalid value for '--workers': {workers} is not in the range 1<=x<=1024" \
+        in result.stderr
 
 
 @pytest.mark.parametrize(("bind", "said"), [
