@@ -9,11 +9,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from app import create_app
+from app.cli import cli
 from app.db import Database, new_id, utcnow
 from app.models import Organization, User
 from app.models.directory import UserStatus
@@ -193,3 +195,18 @@ def ssp_connection(db: Database, tenant: Tenant, ssp: SimpleSamlIdp, keys: Keys,
                     validate_requests=sign_requests, slo=f"{base}/slo",
                     encrypt_name_id=encrypt_name_id)
     return conn
+
+
+@pytest.fixture
+def run(database_url, db):
+    """`roster ...` against the suite database (tables are emptied after the test)."""
+    runner = CliRunner()
+
+    def _run(*args: str, ok: bool = True):
+        result = runner.invoke(cli, list(args), env={"ROSTER_DATABASE__URL": database_url},
+                               catch_exceptions=False)
+        assert (result.exit_code == 0) == ok, result.output
+        assert "Traceback" not in result.output
+        return result
+
+    return _run

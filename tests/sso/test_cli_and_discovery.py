@@ -8,9 +8,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 
-from app.cli import cli
 from app.cli.commands import register
 from app.db import utcnow
 from app.models.sso import LoginTrace
@@ -20,21 +18,6 @@ from tests.sso import forge
 from tests.sso.conftest import PORTAL, add_domain, post_response, saml_connection, start
 
 register()
-
-
-@pytest.fixture
-def run(database_url, db):
-    """`roster ...` against the suite database (tables are emptied after the test)."""
-    runner = CliRunner()
-
-    def _run(*args: str, ok: bool = True):
-        result = runner.invoke(cli, list(args), env={"ROSTER_DATABASE__URL": database_url},
-                               catch_exceptions=False)
-        assert (result.exit_code == 0) == ok, result.output
-        assert "Traceback" not in result.output
-        return result
-
-    return _run
 
 
 def _conn_id(output: str) -> str:

@@ -10,9 +10,7 @@ as every refusal's); email and unspecified NameIDs are not pinned.
 from __future__ import annotations
 
 import pytest
-from click.testing import CliRunner
 
-from app.cli import cli
 from app.cli.commands import register
 from app.directory.directories import create_directory
 from app.models import Organization, User
@@ -57,20 +55,6 @@ def _denied(db) -> list[tuple[str, str]]:
     found = rows(db, "SELECT subject_id, data FROM audit_events WHERE action = "
                      "'sso:login:denied' ORDER BY seq")
     return [(r.subject_id, r.data if isinstance(r.data, str) else str(r.data)) for r in found]
-
-
-@pytest.fixture
-def run(database_url, db):
-    """`roster ...` against the suite database."""
-    runner = CliRunner()
-
-    def _run(*args: str, ok: bool = True):
-        result = runner.invoke(cli, list(args), env={"ROSTER_DATABASE__URL": database_url},
-                               catch_exceptions=False)
-        assert (result.exit_code == 0) == ok, result.output
-        return result
-
-    return _run
 
 
 def test_the_first_login_pins_the_persistent_nameid_and_later_ones_touch_it(db, tenant,
