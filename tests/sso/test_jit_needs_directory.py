@@ -7,7 +7,7 @@ from __future__ import annotations
 from tests.api.conftest import make_key
 from tests.api.test_frame import assert_problem
 from tests.conftest import rows
-from tests.sso.test_cli_and_discovery import _conn_id, run  # noqa: F401  (fixture)
+from tests.sso.test_cli_and_discovery import _conn_id
 
 
 def _connections(db) -> list[tuple[str, str]]:
@@ -15,7 +15,7 @@ def _connections(db) -> list[tuple[str, str]]:
         db, "SELECT name, login_policy FROM sso_connections ORDER BY name")]
 
 
-def test_the_cli_refuses_a_jit_connection_without_a_directory(run, db, tenant):  # noqa: F811
+def test_the_cli_refuses_a_jit_connection_without_a_directory(run, db, tenant):
     """create --policy jit and set --policy jit need --directory; with it, both work."""
     out = run("connection", "create", "--org", "acme", "--name", "j", "--policy", "jit",
               ok=False).output
