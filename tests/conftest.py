@@ -230,3 +230,22 @@ def rows(db: Database, query: str, **params: object) -> list[sa.Row]:
 
 
 __all__ = ["OPERATOR", "Path", "Tenant", "database_locked", "make_tenant", "rows"]
+
+
+def roster_cli(database_url: str):
+    """`roster ARGS...` run in-process against ``database_url``: the result, after asserting
+    the exit code (0 unless ``ok=False``) and that no traceback was printed."""
+    from click.testing import CliRunner
+
+    from app.cli import cli
+
+    runner = CliRunner()
+
+    def _run(*args: str, ok: bool = True):
+        result = runner.invoke(cli, list(args), env={"ROSTER_DATABASE__URL": database_url},
+                               catch_exceptions=False)
+        assert (result.exit_code == 0) == ok, result.output
+        assert "Traceback" not in result.output
+        return result
+
+    return _run

@@ -13,7 +13,7 @@ from app.cli import cli
 from app.cli.commands import register
 from app.db import utcnow
 from app.models.api import ApiKey
-from tests.conftest import rows
+from tests.conftest import roster_cli, rows
 
 register()
 KEY = re.compile(r"API key: (rk_[A-Za-z0-9_-]+)")
@@ -22,16 +22,7 @@ KEY = re.compile(r"API key: (rk_[A-Za-z0-9_-]+)")
 @pytest.fixture
 def roster(database_url, db):
     """Invoke `roster ...` against the suite's database (cleaned after the test by `db`)."""
-    runner = CliRunner()
-
-    def _run(*args: str, ok: bool = True):
-        result = runner.invoke(cli, list(args), env={"ROSTER_DATABASE__URL": database_url},
-                               catch_exceptions=False)
-        assert (result.exit_code == 0) == ok, result.output
-        assert "Traceback" not in result.output
-        return result
-
-    return _run
+    return roster_cli(database_url)
 
 
 def test_every_apikey_command_has_help():

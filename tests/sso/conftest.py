@@ -9,20 +9,18 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from onelogin.saml2.utils import OneLogin_Saml2_Utils
 
 from app import create_app
-from app.cli import cli
 from app.db import Database, new_id, utcnow
 from app.models import Organization, User
 from app.models.directory import UserStatus
 from app.models.sso import ConnectionDomain, SsoConnection
 from app.sso.connection_metadata import apply_idp_metadata
 from app.sso.connections import create_connection
-from tests.conftest import OPERATOR, Tenant, app_overrides
+from tests.conftest import OPERATOR, Tenant, app_overrides, roster_cli
 from tests.sso.forge import IDP_ENTITY, IDP_SSO, Claims
 from tests.sso.keys import TestKey, make_key
 from tests.sso.oidc_idp import hostile, hostile_server, iam  # noqa: F401  OIDC RP IdPs
@@ -200,13 +198,4 @@ def ssp_connection(db: Database, tenant: Tenant, ssp: SimpleSamlIdp, keys: Keys,
 @pytest.fixture
 def run(database_url, db):
     """`roster ...` against the suite database (tables are emptied after the test)."""
-    runner = CliRunner()
-
-    def _run(*args: str, ok: bool = True):
-        result = runner.invoke(cli, list(args), env={"ROSTER_DATABASE__URL": database_url},
-                               catch_exceptions=False)
-        assert (result.exit_code == 0) == ok, result.output
-        assert "Traceback" not in result.output
-        return result
-
-    return _run
+    return roster_cli(database_url)
